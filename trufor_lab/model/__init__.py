@@ -1,0 +1,23 @@
+"""The TruFor network, one module per box of the paper's figure.
+
+- :mod:`.noiseprint`  Noiseprint++ extractor (DnCNN)
+- :mod:`.segformer`   MiT building blocks (patch embedding, SRA, Mix-FFN)
+- :mod:`.encoder`     dual MiT encoder (RGB + Noiseprint++ branches)
+- :mod:`.fusion`      CMX fusion: FRM and FFM
+- :mod:`.decoder`     all-MLP decoders (anomaly, confidence)
+- :mod:`.detection`   confidence-pooled detection head
+- :mod:`.trufor`      the whole network
+- :mod:`.checkpoint`  safe reading and strict loading
+"""
+from .checkpoint import CheckpointError, extract_state_dict, read_checkpoint, strict_load
+from .config import MIT_B0, MIT_B2, TruForConfig
+from .detection import STATISTIC_NAMES, weighted_statistics_pooling
+from .encoder import BRANCHES, DualMiTEncoder, FeatureInfo
+from .noiseprint import Noiseprint, exact_float32
+from .trufor import TruFor, TruForOutput
+
+__all__ = [
+    "BRANCHES", "CheckpointError", "DualMiTEncoder", "FeatureInfo", "MIT_B0", "MIT_B2", "Noiseprint",
+    "STATISTIC_NAMES", "TruFor", "TruForConfig", "TruForOutput", "exact_float32", "extract_state_dict",
+    "read_checkpoint", "strict_load", "weighted_statistics_pooling",
+]

@@ -1,0 +1,78 @@
+"""Reading checkpoints safely and loading them strictly.
+
+Checkpoints are untrusted input. They are read with ``torch.load(weights_only=True)``: only
+tensors, containers and plain numbers are rebuilt; a pickle that would import or call anything
+else is refused with :class:`CheckpointError` and nothing in it runs.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message is one line naming file and reason."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Unpickle ``path`` with ``weights_only=True`` on the CPU; refuse anything else."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()
+        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln),
+                      first[0] if first else "")
+        raise CheckpointError(
+            f"{path}: refused to load: the file asks to run or import code that a weights "
+            f"checkpoint never needs ({detail})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg})") from None
+
+
+def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint object (``state_dict``/``network``/``model`` or bare)."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "network", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{source}: holds no state dict")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: state dict has non-tensor entries: {', '.join(map(str, bad[:5]))}")
+    sd = dict(obj)
+    if all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load ``state_dict`` into ``model`` requiring exactly the same keys and shapes.
+
+    On a mismatch nothing is loaded and :class:`CheckpointError` lists the missing keys,
+    the unexpected keys and the shape differences.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if items:
+                shown = "; ".join(items[:8]) + (f"; ... ({len(items) - 8} more)" if len(items) > 8 else "")
+                parts.append(f"{len(items)} {label} [{shown}]")
+        raise CheckpointError(f"{source}: does not match the model: " + ", ".join(parts))
+    model.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,56 @@
+"""Architecture sizes of TruFor. A variant is a different config, never a copy of the code."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class TruForConfig:
+    """Sizes of the dual SegFormer encoder, the decoders and Noiseprint++.
+
+    The defaults are the official TruFor: MiT-B2 stages, decoder embedding 512, a 17-level
+    DnCNN for Noiseprint++, ImageNet normalisation of the RGB branch only.
+    """
+
+    embed_dims: tuple[int, ...] = (64, 128, 320, 512)
+    depths: tuple[int, ...] = (3, 4, 6, 3)
+    num_heads: tuple[int, ...] = (1, 2, 5, 8)
+    mlp_ratios: tuple[int, ...] = (4, 4, 4, 4)
+    sr_ratios: tuple[int, ...] = (8, 4, 2, 1)
+    patch_sizes: tuple[int, ...] = (7, 3, 3, 3)
+    strides: tuple[int, ...] = (4, 2, 2, 2)
+    decoder_embed_dim: int = 512
+    #: BatchNorm eps of the anomaly decoder's fuse layer (the official config re-initialises
+    #: that decoder with BN_EPS 0.001; the confidence decoder keeps PyTorch's 1e-5).
+    decoder_bn_eps: float = 1e-3
+    num_classes: int = 2
+    np_levels: int = 17
+    drop_path_rate: float = 0.0
+    rgb_mean: tuple[float, float, float] = field(default=(0.485, 0.456, 0.406))
+    rgb_std: tuple[float, float, float] = field(default=(0.229, 0.224, 0.225))
+
+    def __post_init__(self) -> None:
+        n = len(self.embed_dims)
+        for name in ("depths", "num_heads", "mlp_ratios", "sr_ratios", "patch_sizes", "strides"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"TruForConfig.{name} must have {n} entries like embed_dims")
+        for dim, heads in zip(self.embed_dims, self.num_heads):
+            if dim % heads:
+                raise ValueError(f"embed dim {dim} is not divisible by {heads} heads")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.embed_dims)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TruForConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+#: The official TruFor (MiT-B2 dual encoder).
+MIT_B2 = TruForConfig()
+#: A small variant with MiT-B0-sized stages, same structure (used for the demo model).
+MIT_B0 = TruForConfig(embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2), decoder_embed_dim=256)

@@ -1,0 +1,65 @@
+"""Noiseprint++: the learned camera/processing fingerprint extractor of TruFor.
+
+A 17-layer DnCNN (Zhang et al., 2017) without the residual connection:
+conv3x3(3->64, bias) + ReLU, 15 x [conv3x3(64->64) + BatchNorm + ReLU], conv3x3(64->1, bias).
+It takes the RGB image scaled by 1/256 and returns a one-channel map of the same size.
+
+Noiseprint++ is sensitive to arithmetic precision: TF32, float16 and bfloat16 visibly change
+the map. Its forward therefore always runs in IEEE float32 (or float64 when the module is
+double), with autocast and TF32 switched off for the duration of the call only.
+
+Weights: GRIP-UNINA research licence (``weights/LICENSE-GRIP-UNINA.txt``).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Run the enclosed convolutions in IEEE float32: no autocast, no TF32 (restored on exit)."""
+    cudnn = torch.backends.cudnn
+    with contextlib.ExitStack() as stack:
+        if torch.is_autocast_enabled("cuda") or torch.is_autocast_enabled("cpu"):
+            stack.enter_context(torch.autocast("cuda", enabled=False))
+            stack.enter_context(torch.autocast("cpu", enabled=False))
+        stack.enter_context(cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                                        deterministic=cudnn.deterministic, allow_tf32=False))
+        yield
+
+
+class Noiseprint(nn.Sequential):
+    """DnCNN extracting the Noiseprint++ map from an RGB/256 tensor ``(B, 3, H, W)``.
+
+    Submodules are numbered like the official ``nn.Sequential`` so that checkpoint keys
+    (``0.weight``, ``2.weight``, ``3.running_mean``, ...) load unchanged.
+    """
+
+    def __init__(self, num_levels: int = 17, in_channels: int = 3, features: int = 64,
+                 out_channels: int = 1, bn_momentum: float = 0.1) -> None:
+        layers: list[nn.Module] = []
+        for i in range(num_levels):
+            first, last = i == 0, i == num_levels - 1
+            cin = in_channels if first else features
+            cout = out_channels if last else features
+            with_bn = not (first or last)
+            layers.append(nn.Conv2d(cin, cout, 3, padding=1, bias=not with_bn))
+            if with_bn:
+                layers.append(nn.BatchNorm2d(cout, momentum=bn_momentum))
+            if not last:
+                layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+        self.num_levels = num_levels
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:  # noqa: D401
+        """Noiseprint++ map ``(B, 1, H, W)`` of ``rgb`` (RGB / 256, ``(B, 3, H, W)``)."""
+        dtype = self[0].weight.dtype
+        with exact_float32():
+            x = rgb.to(dtype)
+            for layer in self:
+                x = layer(x)
+        return x

@@ -1,0 +1,124 @@
+"""TruFor (Guillaro et al., "TruFor: Leveraging all-round clues for trustworthy image forgery
+detection and localization", CVPR 2023).
+
+    rgb / 256 ──► Noiseprint++ (DnCNN) ──► np map, tiled to 3 channels ─┐
+        │                                                               ▼
+        └──► ImageNet normalisation ──► dual MiT encoder + CMX fusion ──► 4 fused maps
+                                             ├──► anomaly decoder ──► logits (2 classes)
+                                             └──► confidence decoder ──► conf logits
+              confidence-weighted statistics pooling (8 numbers) ──► detection MLP ──► det logit
+
+Input contract: an RGB image as ``float`` in ``[0, 1)``, scaled by 1/256 (not 1/255), ``(B, 3, H, W)``,
+not normalised: Noiseprint++ needs the raw pixel values; only the RGB branch is normalised,
+inside the model.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import MIT_B2, TruForConfig
+from .decoder import MLPDecoder
+from .detection import ConfidencePooling, detection_mlp
+from .encoder import DualMiTEncoder
+from .noiseprint import Noiseprint
+from .segformer import SpatialReductionAttention
+
+
+class TruForOutput(NamedTuple):
+    """Raw network outputs at input resolution.
+
+    ``logits`` (B, 2, H, W) pristine/forged; ``conf_logits`` (B, 1, H, W); ``det_logit`` (B, 1);
+    ``noiseprint`` (B, 1, H, W).
+    """
+
+    logits: torch.Tensor
+    conf_logits: torch.Tensor
+    det_logit: torch.Tensor
+    noiseprint: torch.Tensor
+
+    @property
+    def map(self) -> torch.Tensor:
+        """Localization map: probability of 'forged' per pixel, (B, H, W)."""
+        return F.softmax(self.logits, dim=1)[:, 1]
+
+    @property
+    def conf(self) -> torch.Tensor:
+        """Confidence map in [0, 1], (B, H, W)."""
+        return torch.sigmoid(self.conf_logits)[:, 0]
+
+    @property
+    def score(self) -> torch.Tensor:
+        """Global integrity score (probability that the image is manipulated), (B,)."""
+        return torch.sigmoid(self.det_logit)[:, 0]
+
+
+class TruFor(nn.Module):
+    """The whole TruFor network. ``forward(rgb)`` returns a :class:`TruForOutput`.
+
+    ``noiseprint=`` replaces the Noiseprint++ map fed to the encoder (modality ablations,
+    attribution w.r.t. both encoder inputs); it is ``(B, 1, H, W)`` or ``(B, 3, H, W)``.
+    """
+
+    def __init__(self, cfg: TruForConfig = MIT_B2) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # Registered in the official order, so state dicts list keys as the official ones do.
+        self.backbone = DualMiTEncoder(cfg)
+        dims = cfg.embed_dims
+        self.decode_head = MLPDecoder(dims, cfg.num_classes, cfg.decoder_embed_dim, bn_eps=cfg.decoder_bn_eps)
+        self.decode_head_conf = MLPDecoder(dims, 1, cfg.decoder_embed_dim)
+        self.pool = ConfidencePooling()
+        self.detection = detection_mlp(8)
+        self.dncnn = Noiseprint(num_levels=cfg.np_levels)
+        self.register_buffer("rgb_mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("rgb_std", torch.tensor(cfg.rgb_std).view(1, 3, 1, 1), persistent=False)
+        #: Where the weights came from (set by the loaders); ``None`` means not loaded.
+        self.weights_info = None
+
+    # -- pieces, usable on their own --------------------------------------------------------
+    def normalize(self, rgb: torch.Tensor) -> torch.Tensor:
+        """ImageNet normalisation of the RGB branch input."""
+        return (rgb - self.rgb_mean) / self.rgb_std
+
+    def forward_noiseprint(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Noiseprint++ map ``(B, 1, H, W)`` (always exact float32/float64)."""
+        return self.dncnn(rgb)
+
+    def forward_features(self, rgb: torch.Tensor, noiseprint: torch.Tensor) -> list[torch.Tensor]:
+        """The four fused encoder maps (1/4 .. 1/32 resolution)."""
+        x_np = noiseprint.to(rgb.dtype)
+        if x_np.shape[1] == 1:
+            x_np = x_np.expand(-1, 3, -1, -1)
+        return self.backbone(self.normalize(rgb), x_np)
+
+    def forward_heads(self, feats: list[torch.Tensor], size: tuple[int, int]
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoders and detection head: (logits, conf_logits, det_logit) at ``size``."""
+        logits = F.interpolate(self.decode_head(feats), size=size, mode="bilinear", align_corners=False)
+        conf = F.interpolate(self.decode_head_conf(feats), size=size, mode="bilinear", align_corners=False)
+        det = self.detection(self.pool(logits, conf))
+        return logits, conf, det
+
+    def forward(self, rgb: torch.Tensor, noiseprint: torch.Tensor | None = None) -> TruForOutput:
+        if rgb.ndim != 4 or rgb.shape[1] != 3:
+            raise ValueError(f"TruFor expects an RGB batch (B, 3, H, W), got shape {tuple(rgb.shape)}")
+        rgb = rgb.to(self.decode_head.linear_pred.weight.dtype)
+        np_map = self.forward_noiseprint(rgb) if noiseprint is None else noiseprint
+        feats = self.forward_features(rgb, np_map)
+        logits, conf, det = self.forward_heads(feats, rgb.shape[2:])
+        return TruForOutput(logits, conf, det, np_map)
+
+    # -- configuration ----------------------------------------------------------------------
+    def set_attention(self, impl: str = "sdpa", chunk: int | None = None) -> "TruFor":
+        """Choose how spatial-reduction attention is evaluated (all exact; see attention.py)."""
+        from .attention import ATTENTION_IMPLS
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"unknown attention implementation {impl!r}; choose from {ATTENTION_IMPLS}")
+        for m in self.modules():
+            if isinstance(m, SpatialReductionAttention):
+                m.impl, m.chunk = impl, chunk
+        return self
