@@ -1,0 +1,97 @@
+"""Loading a ready-to-use model: the official checkpoint, else the demo model, else Noiseprint++.
+
+>>> import trufor_lab as tl
+>>> model = tl.load()                # finds weights; CPU or CUDA; float32, exact
+>>> model.weights_info.kind          # 'official', 'demo', 'noiseprint' or 'custom'
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import weights as W
+from .model import MIT_B2, Noiseprint, TruFor, TruForConfig, extract_state_dict, read_checkpoint, strict_load
+
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``'auto'`` -> CUDA when available, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _dtype(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
+def load_trufor(path: str | os.PathLike, *, device: str | torch.device | None = None,
+                precision: str = "float32", kind: str = "official") -> TruFor:
+    """Build TruFor and load ``path`` strictly (official keys; a ``config`` entry selects sizes)."""
+    obj = read_checkpoint(path)
+    cfg = MIT_B2
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+        cfg = TruForConfig.from_dict(obj["config"])
+        kind = obj.get("kind", "custom") if kind == "official" else kind
+    model = TruFor(cfg)
+    strict_load(model, extract_state_dict(obj, str(path)), str(path))
+    model.weights_info = W.describe(path, kind)
+    return model.eval().to(device=resolve_device(device), dtype=_dtype(precision))
+
+
+def load_noiseprint(path: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
+                    precision: str = "float32") -> Noiseprint:
+    """Noiseprint++ alone, from ``noiseprint++.th`` or the ``dncnn.`` part of a full checkpoint."""
+    p = W.find_noiseprint(path)
+    sd = extract_state_dict(read_checkpoint(p), str(p))
+    if any(k.startswith("dncnn.") for k in sd):
+        sd = {k[len("dncnn."):]: v for k, v in sd.items() if k.startswith("dncnn.")}
+    net = Noiseprint()
+    strict_load(net, sd, str(p))
+    net.weights_info = W.describe(p, "noiseprint")
+    return net.eval().to(device=resolve_device(device), dtype=_dtype(precision))
+
+
+def load(weights: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
+         precision: str = "float32", fallback: bool = True) -> nn.Module:
+    """The best model available: ``weights`` (or the installed official checkpoint), else the
+    embedded demo model, else Noiseprint++ alone (which gives no localization and no score).
+
+    The returned module carries ``weights_info`` saying which; nothing untrained is ever
+    returned. ``fallback=False`` raises instead of falling back.
+    """
+    ckpt = W.find_checkpoint(weights)
+    if ckpt is not None:
+        return load_trufor(ckpt, device=device, precision=precision)
+    if not fallback:
+        raise W.WeightsError("no TruFor checkpoint installed: " + W.HOW_TO_GET)
+    demo = W.find_demo()
+    if demo is not None:
+        return load_trufor(demo, device=device, precision=precision, kind="demo")
+    return load_noiseprint(device=device, precision=precision)
+
+
+def is_full_model(model: nn.Module) -> bool:
+    return isinstance(model, TruFor)
+
+
+def model_notice(model: nn.Module) -> str | None:
+    """The one-line banner to show with this model's results, or ``None`` for official weights."""
+    info = getattr(model, "weights_info", None)
+    if not is_full_model(model):
+        return ("Noiseprint++ only: localization, confidence and integrity score need the official "
+                "TruFor checkpoint: " + W.HOW_TO_GET)
+    if info is None:
+        return "These weights were not loaded from a checkpoint: results are meaningless."
+    if info.kind == "demo":
+        return ("Demo weights (small model trained by trufor_lab, not the official TruFor); for real "
+                "analyses " + W.HOW_TO_GET)
+    if info.kind == "custom":
+        return f"Custom/unverified TruFor weights ({Path(info.path).name}, sha256 {info.short_sha})"
+    return None

@@ -1,0 +1,191 @@
+"""The input contract: any image -> RGB uint8 ``(H, W, 3)`` -> tensor RGB / 256.
+
+TruFor reads 8-bit RGB and divides by 256.0 (not 255): Noiseprint++ was trained on those raw
+values, so nothing is normalised here (the RGB branch normalises inside the model).
+
+How PIL modes become RGB (one policy, stated once):
+
+- ``RGB``: as stored. ``RGBA``/``LA``/``PA``/``P`` with transparency: the alpha channel is
+  dropped (the stored colour values are kept; compositing on a background would invent pixels).
+- ``L``/``1``/``P``/``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's conversion to RGB.
+- ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped.
+- ``F`` (float): PIL's own range convention, values clipped to ``[0, 255]`` and rounded.
+- Animated or multi-page files: the first frame.
+- EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
+  like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
+  ``exif_transpose=True`` rotates/flips first; the orientation tag is always reported.
+
+Bad input raises :class:`ImageError` with one line naming the file and the reason.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+#: Largest image accepted by default (pixels). Larger files are refused as decompression bombs.
+MAX_PIXELS = 200_000_000
+#: Smallest side that the network can process (one pixel at 1/32 resolution).
+MIN_SIDE = 1
+
+ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]
+
+
+class ImageError(ValueError):
+    """An input that cannot be analysed; the message is one line: ``<name>: <reason>``."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An RGB uint8 image and what was done to get it."""
+
+    rgb: np.ndarray
+    name: str
+    source_mode: str | None = None
+    exif_orientation: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _name_of(src: Any) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.fspath(src)
+    if isinstance(src, Image.Image) and getattr(src, "filename", None):
+        return str(src.filename)
+    return f"<{type(src).__name__}>"
+
+
+def _pil_to_rgb(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
+    notes: list[str] = []
+    mode = im.mode
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
+        notes.append(f"first of {im.n_frames} frames")
+    if mode == "RGB":
+        return np.asarray(im, dtype=np.uint8).copy(), notes
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        g = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+        notes.append("16-bit values scaled to 8 bits")
+        return np.repeat(g[..., None], 3, axis=2), notes
+    if mode == "F":
+        g = np.clip(np.rint(np.asarray(im, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2), notes
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in im.info):
+        notes.append("alpha channel dropped")
+        im = im.convert("RGBA") if mode in ("P", "PA") else im
+        return np.asarray(im.convert("RGBA"), dtype=np.uint8)[..., :3].copy(), notes
+    try:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), notes
+    except (ValueError, OSError) as e:
+        raise ImageError(f"{name}: cannot convert PIL mode {mode} to RGB ({e})") from None
+
+
+def _array_to_rgb(a: np.ndarray, name: str) -> np.ndarray:
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    a = a[..., :3] if a.shape[2] == 4 else a
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if a.dtype == np.uint16:
+        return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise ImageError(f"{name}: float images must hold finite values in [0, 1]")
+        return np.rint(a * 255.0).astype(np.uint8)
+    raise ImageError(f"{name}: unsupported array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
+
+
+def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Read ``src`` (path, bytes, PIL image, numpy array or uint8 tensor) as RGB uint8.
+
+    Float tensors are not images but model inputs: pass them to the model directly.
+    """
+    name = _name_of(src)
+    if isinstance(src, torch.Tensor):
+        if src.dtype != torch.uint8:
+            raise ImageError(f"{name}: only uint8 tensors are images; float tensors (RGB / 256) go to the model")
+        t = src.detach().cpu()
+        t = t[0] if t.ndim == 4 and t.shape[0] == 1 else t
+        if t.ndim == 3 and t.shape[0] in (1, 3) and t.shape[2] not in (1, 3):
+            t = t.permute(1, 2, 0)
+        return LoadedImage(_check_size(_array_to_rgb(t.numpy(), name), name, max_pixels), name)
+    if isinstance(src, np.ndarray):
+        return LoadedImage(_check_size(_array_to_rgb(src, name), name, max_pixels), name)
+    if isinstance(src, Image.Image):
+        return _from_pil(src, name, exif_transpose, max_pixels)
+    if isinstance(src, bytes):
+        src_file: Any = io.BytesIO(src)
+    elif isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        if not os.path.exists(path):
+            raise ImageError(f"{name}: no such file")
+        if os.path.isdir(path):
+            raise ImageError(f"{name}: is a folder, not an image")
+        if os.path.getsize(path) == 0:
+            raise ImageError(f"{name}: empty file")
+        src_file = path
+    else:
+        raise ImageError(f"{name}: not an image (expected a path, bytes, PIL image, array or tensor)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(src_file) as im:
+                return _from_pil(im, name, exif_transpose, max_pixels)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: refused: too many pixels (decompression bomb?)") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "truncated" in msg.lower():
+            msg = "file is truncated"
+        raise ImageError(f"{name}: unreadable image ({msg})") from None
+
+
+def _check_size(rgb: np.ndarray, name: str, max_pixels: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise ImageError(f"{name}: image has no pixels ({w}x{h})")
+    if h * w > max_pixels:
+        raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels")
+    return rgb
+
+
+def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int) -> LoadedImage:
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
+    orientation = None
+    try:
+        orientation = im.getexif().get(0x0112)
+    except Exception:  # malformed EXIF: reported as unknown, never fatal
+        orientation = None
+    mode = im.mode
+    im.load()
+    notes: list[str] = []
+    if exif_transpose and orientation not in (None, 1):
+        im = ImageOps.exif_transpose(im)
+        notes.append(f"EXIF orientation {orientation} applied")
+    rgb, more = _pil_to_rgb(im, name)
+    return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
+
+
+def to_tensor(rgb: np.ndarray, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+              ) -> torch.Tensor:
+    """RGB uint8 ``(H, W, 3)`` -> model input ``(1, 3, H, W)`` = RGB / 256."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+    return t.to(device=device, dtype=dtype) / 256.0

@@ -1,0 +1,263 @@
+"""Finding, verifying and downloading TruFor checkpoints.
+
+Search order for the full TruFor checkpoint: an explicit path, then ``$TRUFOR_WEIGHTS``, then
+``trufor.pth.tar`` in the weights folder (``$TRUFOR_LAB_WEIGHTS_DIR``, else the repository's
+``weights/``, else ``~/.cache/trufor_lab/weights``). Noiseprint++ alone: explicit path, then
+``$TRUFOR_NOISEPRINT_WEIGHTS``, then ``noiseprint++.th`` in the weights folder (shipped).
+
+Weights are untrusted input and are read with ``weights_only=True`` (see model/checkpoint.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+NOISEPRINT_FILE = "noiseprint++.th"
+NOISEPRINT_SHA256 = "51c153596efecdfc9bdff1b961d63855b943e6a8fd37083cc7499e60b36dd8bf"
+NOISEPRINT_URL = ("https://raw.githubusercontent.com/grip-unina/TruFor/main/TruFor_train_test/"
+                  "pretrained_models/noiseprint%2B%2B/noiseprint%2B%2B.th")
+TRUFOR_FILE = "trufor.pth.tar"
+TRUFOR_ZIP_URL = "https://www.grip.unina.it/download/prog/TruFor/TruFor_weights.zip"
+TRUFOR_ZIP_MD5 = "7bee48f3476c75616c3c5721ab256ff8"
+DEMO_FILE = "trufor_demo.pt"
+LICENSE_FILE = "LICENSE-GRIP-UNINA.txt"
+LICENSE_NOTE = ("GRIP-UNINA research licence: nonprofit research use only, notices kept, "
+                "cite Guillaro et al., CVPR 2023")
+
+HOW_TO_GET = ("run `trufor-lab weights download` (or download TruFor_weights.zip from the official "
+              "TruFor page, MD5 " + TRUFOR_ZIP_MD5 + ", and put trufor.pth.tar in the weights folder "
+              "or point $TRUFOR_WEIGHTS at it)")
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be found, verified or downloaded; one-line message."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a model's weights came from, and whether their checksum is the known one."""
+
+    kind: str            # 'official', 'noiseprint', 'demo' or 'custom'
+    path: str
+    sha256: str
+    verified: bool       # checksum matches a published one (or a verified download record)
+    license: str = LICENSE_NOTE
+    note: str = ""
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha256[:12]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def md5_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def repo_weights_dir() -> Path:
+    """The ``weights/`` folder of a source checkout (holds the shipped Noiseprint++ weights)."""
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def weights_dir() -> Path:
+    """The folder searched for checkpoints and written by downloads."""
+    env = os.environ.get("TRUFOR_LAB_WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    repo = repo_weights_dir()
+    if repo.is_dir():
+        return repo
+    return Path.home() / ".cache" / "trufor_lab" / "weights"
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def find_checkpoint(path: str | os.PathLike | None = None) -> Path | None:
+    """Path of a full TruFor checkpoint, or ``None`` when none is installed."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise WeightsError(f"{p}: no such checkpoint file")
+        return p
+    env = os.environ.get("TRUFOR_WEIGHTS")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise WeightsError(f"{p}: $TRUFOR_WEIGHTS names a file that does not exist")
+        return p
+    p = weights_dir() / TRUFOR_FILE
+    return p if p.is_file() else None
+
+
+def find_demo() -> Path | None:
+    """The embedded demo checkpoint, if this installation has one."""
+    for d in (weights_dir(), repo_weights_dir()):
+        p = d / DEMO_FILE
+        if p.is_file():
+            return p
+    return None
+
+
+def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
+    """Path of Noiseprint++ weights (explicit, ``$TRUFOR_NOISEPRINT_WEIGHTS``, then shipped)."""
+    cand = path or os.environ.get("TRUFOR_NOISEPRINT_WEIGHTS")
+    if cand:
+        p = Path(cand)
+        if not p.is_file():
+            raise WeightsError(f"{p}: no such Noiseprint++ weights file")
+        return p
+    for d in (weights_dir(), repo_weights_dir()):
+        p = d / NOISEPRINT_FILE
+        if p.is_file():
+            return p
+    raise WeightsError(f"{NOISEPRINT_FILE} not found in {weights_dir()}: run `trufor-lab weights download`")
+
+
+def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
+    """Checksum ``path`` and say whether it is a known, verified file."""
+    p = Path(path)
+    digest = sha256_of(p)
+    if kind == "noiseprint":
+        verified = digest == NOISEPRINT_SHA256
+        note = "official Noiseprint++" if verified else "Noiseprint++ weights with an unknown checksum"
+        if p.name == NOISEPRINT_FILE and p.parent.resolve() == repo_weights_dir().resolve() and not verified:
+            raise WeightsError(f"{p}: checksum {digest[:12]} is not the official {NOISEPRINT_SHA256[:12]} "
+                               "(file corrupted?); run `trufor-lab weights download`")
+        return WeightsInfo("noiseprint", str(p), digest, verified, note=note)
+    if kind == "official":
+        rec = _record_path(p)
+        verified = False
+        if rec.is_file():
+            try:
+                verified = json.loads(rec.read_text()).get("sha256") == digest
+            except (OSError, ValueError):
+                verified = False
+        note = ("official TruFor, verified download (zip MD5 " + TRUFOR_ZIP_MD5 + ")" if verified
+                else "TruFor checkpoint (no verified download record)")
+        return WeightsInfo("official" if verified else "custom", str(p), digest, verified, note=note)
+    return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
+
+
+# -- download ---------------------------------------------------------------------------------
+def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
+    """Stream ``url`` into ``dest`` (a temporary file) with a progress bar."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        tqdm = None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(dest, "wb") as f:
+            total = int(r.headers.get("Content-Length") or 0) or None
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name,
+                       disable=not progress) if tqdm else None
+            for block in iter(lambda: r.read(1 << 20), b""):
+                f.write(block)
+                if bar is not None:
+                    bar.update(len(block))
+            if bar is not None:
+                bar.close()
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        reason = getattr(e, "reason", e)
+        raise WeightsError(f"cannot download {url}: {reason} (offline? {HOW_TO_GET})") from None
+
+
+def _atomic_place(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dest)
+
+
+def download_noiseprint(dest_dir: str | os.PathLike | None = None, url: str = NOISEPRINT_URL,
+                        sha256: str = NOISEPRINT_SHA256, progress: bool = True) -> Path:
+    """Fetch the official Noiseprint++ weights, verify the checksum, place them atomically."""
+    d = Path(dest_dir) if dest_dir else weights_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=d) as tmp:
+        part = Path(tmp) / (NOISEPRINT_FILE + ".part")
+        _fetch(url, part, progress)
+        got = sha256_of(part)
+        if got != sha256:
+            raise WeightsError(f"{url}: checksum {got[:12]} is not the expected {sha256[:12]}; nothing installed")
+        _atomic_place(part, d / NOISEPRINT_FILE)
+    return d / NOISEPRINT_FILE
+
+
+def download_trufor(dest_dir: str | os.PathLike | None = None, url: str = TRUFOR_ZIP_URL,
+                    md5: str = TRUFOR_ZIP_MD5, progress: bool = True) -> Path:
+    """Fetch ``TruFor_weights.zip``, check its MD5, extract ``trufor.pth.tar`` atomically.
+
+    A JSON record beside the checkpoint remembers the verified checksum, so later loads can
+    say "official, verified" without the zip.
+    """
+    d = Path(dest_dir) if dest_dir else weights_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=d) as tmp:
+        zpath = Path(tmp) / "TruFor_weights.zip"
+        _fetch(url, zpath, progress)
+        got = md5_of(zpath)
+        if got != md5:
+            raise WeightsError(f"{url}: MD5 {got} is not the expected {md5}; nothing installed")
+        try:
+            with zipfile.ZipFile(zpath) as z:
+                member = next((n for n in z.namelist() if n.endswith(TRUFOR_FILE)), None)
+                if member is None:
+                    raise WeightsError(f"{url}: the archive holds no {TRUFOR_FILE}")
+                out = Path(tmp) / (TRUFOR_FILE + ".part")
+                with z.open(member) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        except zipfile.BadZipFile as e:
+            raise WeightsError(f"{url}: not a valid zip ({e})") from None
+        rec = Path(tmp) / "record.json"
+        rec.write_text(json.dumps({"source": url, "zip_md5": md5, "sha256": sha256_of(out)}, indent=1))
+        _atomic_place(out, d / TRUFOR_FILE)
+        _atomic_place(rec, _record_path(d / TRUFOR_FILE))
+    return d / TRUFOR_FILE
+
+
+def installed() -> list[tuple[str, str, str]]:
+    """(what, where, status) rows for ``trufor-lab weights info``."""
+    rows = []
+    try:
+        np_path = find_noiseprint()
+        info = describe(np_path, "noiseprint")
+        rows.append(("Noiseprint++", str(np_path), ("verified " if info.verified else "unverified ")
+                     + f"sha256 {info.short_sha}"))
+    except WeightsError as e:
+        rows.append(("Noiseprint++", "-", f"missing: {e}"))
+    try:
+        ck = find_checkpoint()
+    except WeightsError as e:
+        ck, rows = None, rows + [("TruFor", "-", str(e))]
+    if ck is not None:
+        info = describe(ck, "official")
+        rows.append(("TruFor", str(ck), ("official, verified " if info.verified else "present, unverified ")
+                     + f"sha256 {info.short_sha}"))
+    elif not any(r[0] == "TruFor" for r in rows):
+        rows.append(("TruFor", "-", "not installed: " + HOW_TO_GET))
+    demo = find_demo()
+    rows.append(("Demo model", str(demo) if demo else "-", "present" if demo else "not shipped"))
+    return rows
+
