@@ -20,8 +20,13 @@ import torch
 from torch import nn
 
 from .load import is_full_model, model_notice
-from .preprocess import ImageLike, load_image, to_tensor
+from .preprocess import ImageError, ImageLike, load_image, to_tensor
 from .weights import WeightsInfo
+
+
+#: Smallest side TruFor can process: stage 1's spatial reduction (8x8 stride 8 at 1/4 scale)
+#: needs at least one output position.
+MIN_TRUFOR_SIDE = 29
 
 
 @dataclass
@@ -133,6 +138,10 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
     during the same forward pass; they land in ``Result.captures``.
     """
     loaded = load_image(image, exif_transpose=exif_transpose)
+    h, w = loaded.rgb.shape[:2]
+    if is_full_model(model) and min(h, w) < MIN_TRUFOR_SIDE:
+        raise ImageError(f"{loaded.name}: image is {w}x{h}; TruFor needs at least "
+                         f"{MIN_TRUFOR_SIDE} pixels on each side")
     x = to_tensor(loaded.rgb, dtype=model_dtype(model), device=model_device(model))
     if model.training:
         warnings.warn("model is in training mode; analyze() expects model.eval()", stacklevel=2)

@@ -1,0 +1,163 @@
+"""JPEG facts: tables in natural order, IJG quality estimation, subsampling, round trips."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trufor_lab import jpeg
+
+# jpeg_natural_order from libjpeg (jutils.c): natural index of the k-th zig-zag coefficient.
+LIBJPEG_NATURAL_ORDER = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
+    12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
+    35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+    58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+]
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:64]
+    base = np.stack([x * 4, y * 5, (x + y) * 2], -1).astype(np.float64)
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def _dqt_jpeg(table_zigzag: list[int]) -> bytes:
+    """A greyscale JPEG whose single DQT segment is replaced by ``table_zigzag`` (file order)."""
+    data = bytearray(jpeg.jpeg_bytes(np.full((8, 8), 128, np.uint8), 50))
+    i = data.find(b"\xff\xdb")
+    assert data[i + 2:i + 4] == b"\x00\x43" and data[i + 4] == 0  # one 8-bit table, id 0
+    data[i + 5:i + 69] = bytes(table_zigzag)
+    return bytes(data)
+
+
+def test_zigzag_matches_libjpeg() -> None:
+    assert jpeg.ZIGZAG.tolist() == LIBJPEG_NATURAL_ORDER
+
+
+def test_dqt_bytes_are_read_in_natural_order() -> None:
+    # zig-zag position k holds value k+1: natural (0,1) is zz 1, (1,0) is zz 2, (2,0) is zz 3
+    tabs = jpeg.quantization_tables(_dqt_jpeg(list(range(1, 65))))
+    t = tabs[0]
+    assert t.dtype == np.uint16 and t.shape == (8, 8)
+    assert t[0, :4].tolist() == [1, 2, 6, 7]
+    assert t[:4, 0].tolist() == [1, 3, 4, 10]
+    assert t[7, 7] == 64
+    assert t.ravel()[LIBJPEG_NATURAL_ORDER].tolist() == list(range(1, 65))
+
+
+def test_annex_k_tables_at_quality_50(rgb: np.ndarray) -> None:
+    tabs = jpeg.quantization_tables(jpeg.jpeg_bytes(rgb, 50))
+    assert tabs[0][0].tolist() == [16, 11, 10, 16, 24, 40, 51, 61]
+    assert tabs[0][:, 0].tolist() == [16, 12, 14, 14, 18, 24, 49, 72]
+    assert np.array_equal(tabs[1], jpeg.IJG_CHROMINANCE)
+
+
+def test_pil_fallback_agrees_with_dqt_parse(rgb: np.ndarray) -> None:
+    data = jpeg.jpeg_bytes(rgb, 80, "4:2:2")
+    im = Image.open(io.BytesIO(data))
+    op = jpeg._Opened(name="mem", path=None, data=None, image=im)  # force PIL attributes path
+    hdr = jpeg._header(op)
+    assert hdr is not None
+    assert all(np.array_equal(hdr.qtables[k], v) for k, v in jpeg.quantization_tables(data).items())
+    assert [c[1:3] for c in hdr.components] == [(2, 1), (1, 1), (1, 1)]
+
+
+@pytest.mark.parametrize("q", [1, 10, 35, 50, 75, 90, 95, 100])
+def test_round_trip_quality_is_exact(rgb: np.ndarray, q: int) -> None:
+    est = jpeg.estimate_quality(jpeg.jpeg_bytes(rgb, q))
+    assert est is not None
+    assert (est.quality, est.exact, est.standard, est.error) == (q, True, True, 0.0)
+    assert est.luma_quality == est.chroma_quality == q
+
+
+def test_greyscale_quality(rgb: np.ndarray) -> None:
+    est = jpeg.estimate_quality(jpeg.jpeg_bytes(rgb[:, :, 0], 65))
+    assert est is not None and est.quality == 65 and est.exact and est.chroma_quality is None
+    assert jpeg.chroma_subsampling(jpeg.jpeg_bytes(rgb[:, :, 0], 65)) is None
+
+
+def test_custom_tables_are_not_exact(rgb: np.ndarray) -> None:
+    luma = (jpeg.ijg_table(85).astype(int) + np.arange(64).reshape(8, 8) % 3).clip(1, 255)
+    chroma = jpeg.ijg_table(85, chroma=True).astype(int)
+    chroma[0, 0] += 2
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", qtables=[luma.ravel().tolist(), chroma.ravel().tolist()])
+    assert np.array_equal(jpeg.quantization_tables(buf.getvalue())[0], luma)  # qtables= is natural
+    est = jpeg.estimate_quality(buf.getvalue())
+    assert est is not None and not est.exact and not est.standard
+    assert abs(est.quality - 85) <= 3 and 0 < est.error < 2
+
+
+def test_mixed_ijg_qualities_are_standard_but_not_exact(rgb: np.ndarray) -> None:
+    buf = io.BytesIO()
+    tabs = [jpeg.ijg_table(90).ravel().tolist(), jpeg.ijg_table(70, chroma=True).ravel().tolist()]
+    Image.fromarray(rgb).save(buf, "JPEG", qtables=tabs)
+    est = jpeg.estimate_quality(buf)
+    assert est is not None and est.standard and not est.exact
+    assert (est.luma_quality, est.chroma_quality) == (90, 70)
+
+
+@pytest.mark.parametrize("ss", ["4:4:4", "4:2:2", "4:2:0"])
+def test_subsampling_detection(rgb: np.ndarray, ss: str) -> None:
+    data = jpeg.jpeg_bytes(rgb, 90, ss)
+    assert jpeg.chroma_subsampling(data) == ss
+    assert jpeg.chroma_subsampling(Image.open(io.BytesIO(data))) == ss
+
+
+def test_progressive(rgb: np.ndarray, tmp_path) -> None:
+    path = tmp_path / "p.jpg"
+    Image.fromarray(rgb).save(path, "JPEG", quality=80, progressive=True)
+    assert jpeg.is_progressive(path) and jpeg.is_progressive(str(path))
+    assert not jpeg.is_progressive(jpeg.jpeg_bytes(rgb, 80))
+    assert jpeg.estimate_quality(path).quality == 80
+
+
+def test_sources_path_file_object_and_pil(rgb: np.ndarray, tmp_path) -> None:
+    path = tmp_path / "a.jpg"
+    path.write_bytes(jpeg.jpeg_bytes(rgb, 42))
+    with open(path, "rb") as f:
+        assert jpeg.estimate_quality(f).quality == 42
+        assert f.tell() == 0  # position restored
+    with Image.open(path) as im:
+        im.load()
+        assert jpeg.estimate_quality(im).quality == 42
+
+
+def test_png_is_not_jpeg(rgb: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    data = buf.getvalue()
+    assert jpeg.estimate_quality(data) is None
+    assert jpeg.quantization_tables(data) == {}
+    assert jpeg.chroma_subsampling(data) is None and not jpeg.is_progressive(data)
+
+
+def test_unreadable_inputs_name_the_file(tmp_path) -> None:
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt") as ei:
+        jpeg.estimate_quality(txt)
+    assert "\n" not in str(ei.value)
+    with pytest.raises(ValueError, match="missing.jpg"):
+        jpeg.quantization_tables(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="<bytes>"):
+        jpeg.estimate_quality(b"")
+
+
+def test_jpeg_compress_helpers(rgb: np.ndarray) -> None:
+    out = jpeg.jpeg_compress(rgb, 30)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert 0 < np.abs(out.astype(int) - rgb).mean() < 40
+    assert np.abs(jpeg.jpeg_compress(rgb, 100, "4:4:4").astype(int) - rgb).mean() < 3
+    assert jpeg.jpeg_compress(rgb[:, :, 0], 50).shape == rgb.shape[:2]
+    with pytest.raises(ValueError, match="subsampling"):
+        jpeg.jpeg_bytes(rgb, 50, "4:1:1")
+    with pytest.raises(ValueError, match="quality"):
+        jpeg.jpeg_bytes(rgb, 0)
+    with pytest.raises(ValueError, match="uint8"):
+        jpeg.jpeg_bytes(rgb.astype(np.float32), 50)

@@ -1,0 +1,317 @@
+"""read_provenance on hand-made files: EXIF, thumbnails, tables, PNG text, hostile metadata."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image, PngImagePlugin, features
+
+from trufor_lab import jpeg
+from trufor_lab.provenance import Provenance, Sign, read_provenance
+
+
+def _pattern(w: int, h: int, seed: int = 0) -> np.ndarray:
+    """Smooth, structured RGB content (no dark borders) so thumbnails can be compared."""
+    y, x = np.mgrid[0:h, 0:w] / max(w, h)
+    r = 130 + 80 * np.sin(6 * x + seed) * np.cos(4 * y)
+    g = 130 + 80 * np.cos(5 * y - 2 * x + seed)
+    b = 130 + 60 * np.sin(3 * (x + y))
+    img = np.stack([r, g, b], -1)
+    img[h // 4:h // 2, w // 5:w // 2] = [220, 210, 60]
+    return np.clip(img, 40, 225).astype(np.uint8)
+
+
+def _save(arr: np.ndarray, fmt: str = "JPEG", **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _codes(p: Provenance) -> set[str]:
+    return {s.code for s in p.signs}
+
+
+def _camera_exif(software: str = "Adobe Photoshop 25.0") -> Image.Exif:
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make] = "Canon"
+    ex[ExifTags.Base.Model] = "Canon EOS 5D"
+    ex[ExifTags.Base.Software] = software
+    ex[ExifTags.Base.Orientation] = 6
+    ex[ExifTags.Base.DateTime] = "2024:05:02 18:00:00"
+    sub = ex.get_ifd(ExifTags.IFD.Exif)
+    sub[ExifTags.Base.DateTimeOriginal] = "2024:05:01 09:30:00"
+    sub[ExifTags.Base.DateTimeDigitized] = "2024:05:01 09:30:00"
+    gps = ex.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (45.0, 27.0, 51.5)
+    gps[ExifTags.GPS.GPSLongitudeRef] = "E"
+    gps[ExifTags.GPS.GPSLongitude] = (9.0, 11.0, 13.25)
+    return ex
+
+
+def _exif_with_thumbnail(thumb_jpeg: bytes) -> bytes:
+    """APP1 payload: little-endian TIFF, IFD0 (Make, Orientation) -> IFD1 (JPEG thumbnail)."""
+    make = b"Nikon\x00"
+    ifd0_off, ifd1_off = 8, 8 + 2 + 2 * 12 + 4
+    make_off = ifd1_off + 2 + 3 * 12 + 4
+    thumb_off = make_off + len(make)
+    ifd0 = struct.pack("<H", 2)
+    ifd0 += struct.pack("<HHII", 0x010F, 2, len(make), make_off)
+    ifd0 += struct.pack("<HHIHH", 0x0112, 3, 1, 1, 0)
+    ifd0 += struct.pack("<I", ifd1_off)
+    ifd1 = struct.pack("<H", 3)
+    ifd1 += struct.pack("<HHIHH", 0x0103, 3, 1, 6, 0)
+    ifd1 += struct.pack("<HHII", 0x0201, 4, 1, thumb_off)
+    ifd1 += struct.pack("<HHII", 0x0202, 4, 1, len(thumb_jpeg))
+    ifd1 += struct.pack("<I", 0)
+    tiff = b"II*\x00" + struct.pack("<I", ifd0_off) + ifd0 + ifd1 + make + thumb_jpeg
+    assert len(b"II*\x00") + 4 + len(ifd0) == ifd1_off
+    return b"Exif\x00\x00" + tiff
+
+
+def _letterboxed_thumb(arr: np.ndarray) -> bytes:
+    """160x120 thumbnail with black bars, as cameras store for 3:2 sensors."""
+    im = Image.fromarray(arr)
+    im.thumbnail((160, 120))
+    canvas = Image.new("RGB", (160, 120))
+    canvas.paste(im, ((160 - im.width) // 2, (120 - im.height) // 2))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- EXIF
+
+
+def test_camera_exif_fields_and_signs(tmp_path) -> None:
+    data = _save(_pattern(300, 200), quality=93, exif=_camera_exif().tobytes())
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    p = read_provenance(path)
+    assert (p.name, p.path, p.format) == (str(path), str(path), "JPEG")
+    assert (p.size, p.mode) == ((300, 200), "RGB")
+    assert p.file_size == len(data) and p.sha256 == hashlib.sha256(data).hexdigest()
+    assert (p.make, p.model, p.software) == ("Canon", "Canon EOS 5D", "Adobe Photoshop 25.0")
+    assert p.datetime_original == "2024:05:01 09:30:00"
+    assert p.datetime_digitized == "2024:05:01 09:30:00"
+    assert p.datetime_modified == "2024:05:02 18:00:00"
+    assert p.orientation == 6 and p.exif_present and p.gps_present
+    assert p.gps["GPSLatitudeRef"] == "N" and p.gps["GPSLatitude"][0] == 45.0
+    assert p.jpeg_quality is not None and p.jpeg_quality.quality == 93 and p.jpeg_quality.exact
+    assert p.chroma_subsampling == "4:2:0" and p.progressive is False
+    assert not p.thumbnail_present and p.problems == []
+    codes = _codes(p)
+    assert {"software", "dates", "gps", "libjpeg"} <= codes and "no_exif" not in codes
+    sw = next(s for s in p.signs if s.code == "software")
+    assert sw.severity == "warning" and "edited with software" in sw.observation
+    assert all(s.meaning.endswith("evidence, not proof.") for s in p.signs)
+    assert any("modify date differs from capture date" in s.observation for s in p.signs)
+
+
+def test_gps_coordinates_hidden_unless_asked() -> None:
+    p = read_provenance(_save(_pattern(64, 48), quality=90, exif=_camera_exif().tobytes()))
+    shown = repr(p) + json.dumps(p.to_dict()) + str(p.rows()) + p._repr_html_()
+    assert "27.0" not in shown and "51.5" not in shown and "13.25" not in shown
+    assert ("EXIF", "GPS", "present (coordinates hidden)") in p.rows()
+    assert p.to_dict()["gps"] is None
+    full = json.loads(json.dumps(p.to_dict(include_gps=True)))
+    assert full["gps"]["GPSLatitude"] == [45.0, 27.0, 51.5]
+    assert ("GPS", "GPSLatitudeRef", "N") in p.rows(show_gps=True)
+
+
+def test_jpeg_without_metadata() -> None:
+    data = _save(_pattern(200, 150), quality=75)
+    p = read_provenance(data)
+    assert p.name == "<bytes>" and not p.exif_present and p.make is None and p.software is None
+    assert not p.gps_present and p.gps == {} and p.orientation is None
+    assert p.problems == []
+    codes = _codes(p)
+    assert {"no_exif", "recompressed"} <= codes
+    assert any("no EXIF metadata" in s.observation for s in p.signs)
+    assert any("JPEG quality 75 suggests recompression" in s.observation for s in p.signs)
+    json.dumps(p.to_dict())
+
+
+def test_jpeg_with_odd_quantisation_tables() -> None:
+    luma = (jpeg.ijg_table(92).astype(int) + 1 + np.arange(64).reshape(8, 8) % 2).ravel().tolist()
+    chroma = (jpeg.ijg_table(92, chroma=True).astype(int) + 1).ravel().tolist()
+    p = read_provenance(_save(_pattern(96, 64), qtables=[luma, chroma], subsampling=0))
+    assert p.jpeg_quality is not None and not p.jpeg_quality.exact and not p.jpeg_quality.standard
+    assert abs(p.jpeg_quality.quality - 92) <= 4
+    assert p.chroma_subsampling == "4:4:4"
+    assert p.quantization[0].ravel().tolist() == luma
+    assert "custom_tables" in _codes(p)
+    assert any("non-standard quantisation tables" in s.observation for s in p.signs)
+    d = json.loads(json.dumps(p.to_dict()))
+    assert d["quantization"]["0"][0] == luma[:8] and d["jpeg_quality"]["exact"] is False
+
+
+# --------------------------------------------------------------------------- other formats
+
+
+def test_png_with_text_chunks() -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "GIMP 2.10")
+    info.add_text("Comment", "made <by> hand")
+    info.add_itxt("Description", "città", lang="it")
+    p = read_provenance(_save(_pattern(100, 80), "PNG", pnginfo=info))
+    assert p.format == "PNG" and p.png_text["Software"] == "GIMP 2.10"
+    assert p.png_text["Comment"] == "made <by> hand" and p.png_text["Description"] == "città"
+    assert p.jpeg_quality is None and p.quantization == {} and p.chroma_subsampling is None
+    assert {"png", "software"} <= _codes(p) and "no_metadata" not in _codes(p)
+    assert ("PNG text", "Software", "GIMP 2.10") in p.rows()
+    assert "made &lt;by&gt; hand" in p._repr_html_()
+
+
+@pytest.mark.skipif(not features.check("webp"), reason="Pillow built without WebP")
+def test_webp_with_and_without_exif() -> None:
+    plain = read_provenance(_save(_pattern(120, 90), "WEBP", quality=80))
+    assert plain.format == "WEBP" and not plain.exif_present and plain.jpeg_quality is None
+    assert "no_metadata" in _codes(plain) and plain.problems == []
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make] = "Google"
+    ex[ExifTags.Base.Model] = "Pixel 8"
+    tagged = read_provenance(_save(_pattern(120, 90), "WEBP", quality=80, exif=ex.tobytes()))
+    assert (tagged.make, tagged.model) == ("Google", "Pixel 8")
+    assert "no_metadata" not in _codes(tagged)
+
+
+def test_screenshot_like_png() -> None:
+    arr = np.full((1080, 1920, 3), 245, np.uint8)
+    arr[40:80, :] = (30, 30, 60)
+    p = read_provenance(_save(arr, "PNG", compress_level=1))
+    assert p.size == (1920, 1080) and not p.exif_present and p.png_text == {}
+    assert {"no_metadata", "png", "screen_size"} <= _codes(p)
+    assert p.icc_profile_present is False
+
+
+def test_social_network_resize_width() -> None:
+    p = read_provenance(_save(_pattern(1080, 1350), quality=85))
+    assert "social_size" in _codes(p)
+    assert any("not those of a camera" in s.observation for s in p.signs)
+
+
+# --------------------------------------------------------------------------- thumbnails
+
+
+def test_matching_exif_thumbnail() -> None:
+    main = _pattern(480, 320)
+    exif = _exif_with_thumbnail(_letterboxed_thumb(main))
+    p = read_provenance(_save(main, quality=95, exif=exif))
+    assert p.make == "Nikon" and p.orientation == 1
+    assert p.thumbnail_present and p.thumbnail_size == (160, 120)
+    assert p.thumbnail_aspect_mismatch is False and p.thumbnail_correlation > 0.9
+    assert p.thumbnail_mismatch is False and "thumbnail" not in _codes(p)
+    assert p.problems == []
+
+
+def test_mismatching_exif_thumbnail_content_and_aspect() -> None:
+    main = _pattern(480, 320)
+    edited = main.copy()[::-1, ::-1]  # same aspect, different content
+    exif = _exif_with_thumbnail(_letterboxed_thumb(edited))
+    p = read_provenance(_save(main, quality=95, exif=exif))
+    assert p.thumbnail_present and p.thumbnail_mismatch and not p.thumbnail_aspect_mismatch
+    assert p.thumbnail_correlation < 0.5
+    assert any(s.observation.startswith("EXIF thumbnail does not match the image") and
+               s.severity == "warning" for s in p.signs)
+    uncropped = _pattern(480, 480)  # the thumbnail was made before a crop to 3:2
+    thumb = Image.fromarray(uncropped).resize((120, 120))
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG")
+    q = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(buf.getvalue())))
+    assert q.thumbnail_mismatch and q.thumbnail_aspect_mismatch
+
+
+def test_exif_dimensions_disagree_with_image() -> None:
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make] = "Sony"
+    sub = ex.get_ifd(ExifTags.IFD.Exif)
+    sub[ExifTags.Base.ExifImageWidth] = 6000
+    sub[ExifTags.Base.ExifImageHeight] = 4000
+    p = read_provenance(_save(_pattern(300, 200), quality=92, exif=ex.tobytes()))
+    assert p.exif_size == (6000, 4000) and "exif_size" in _codes(p)
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("payload", [
+    b"Exif\x00\x00" + b"\x13\x37garbage" * 8,  # no TIFF header
+    b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff" + b"\x00" * 10,  # 65535 IFD entries
+    b"Exif\x00\x00MM\x00*\x00\x00\xff\xf0",  # IFD offset past the end
+])
+def test_malformed_exif_is_recorded_not_raised(payload: bytes) -> None:
+    p = read_provenance(_save(_pattern(64, 48), quality=90, exif=payload))
+    assert p.format == "JPEG" and p.size == (64, 48)
+    assert p.problems and all(isinstance(x, str) for x in p.problems)
+    assert p.make is None and not p.gps_present
+    assert p.jpeg_quality is not None and p.jpeg_quality.quality == 90
+    json.dumps(p.to_dict())
+    p._repr_html_()
+
+
+def test_thumbnail_pointing_outside_exif_is_a_problem() -> None:
+    exif = bytearray(_exif_with_thumbnail(b"\xff\xd8" + b"\x00" * 20))
+    exif[-22:] = b"\x00" * 22  # data no longer a JPEG
+    p = read_provenance(_save(_pattern(64, 48), quality=90, exif=bytes(exif)))
+    assert p.thumbnail_present and p.thumbnail_mismatch is None
+    assert any("thumbnail" in x for x in p.problems)
+
+
+def test_truncated_jpeg_is_a_problem_not_an_error() -> None:
+    data = _save(_pattern(256, 256), quality=90)
+    p = read_provenance(data[: len(data) // 2])
+    assert p.format == "JPEG" and p.jpeg_quality is not None
+    assert any("decoded" in x for x in p.problems)
+
+
+def test_not_an_image_raises_one_line_naming_the_file(tmp_path) -> None:
+    txt = tmp_path / "report.txt"
+    txt.write_text("this is not an image\n" * 10)
+    with pytest.raises(ValueError, match="report.txt") as ei:
+        read_provenance(txt)
+    assert "\n" not in str(ei.value)
+    with pytest.raises(ValueError, match="nope.jpg"):
+        read_provenance(tmp_path / "nope.jpg")
+
+
+def test_hostile_strings_are_escaped_in_html() -> None:
+    evil = '<script>alert("x")</script>'
+    ex = _camera_exif(software=evil)
+    ex[ExifTags.Base.Make] = "<img src=x onerror=alert(1)>"
+    p = read_provenance(_save(_pattern(64, 48), quality=90, exif=ex.tobytes()))
+    assert p.software == evil
+    h = p._repr_html_()
+    assert "<script" not in h and "<img" not in h
+    assert "&lt;script&gt;" in h and "&lt;img src=x" in h
+
+
+# --------------------------------------------------------------------------- views and sources
+
+
+def test_views_are_well_formed() -> None:
+    p = read_provenance(_save(_pattern(64, 48), quality=90, exif=_camera_exif().tobytes()))
+    rows = p.rows()
+    assert rows and all(len(r) == 3 and all(isinstance(x, str) for x in r) for r in rows)
+    sections = {r[0] for r in rows}
+    assert {"File", "EXIF", "JPEG", "Signs"} <= sections
+    assert all(isinstance(s, Sign) and s.severity in {"info", "notice", "warning"} for s in p.signs)
+    d = json.loads(json.dumps(p.to_dict()))
+    assert d["size"] == [64, 48] and d["signs"][0]["meaning"]
+
+
+def test_pil_image_and_file_object_sources(tmp_path) -> None:
+    data = _save(_pattern(64, 48), quality=88, exif=_camera_exif().tobytes())
+    path = tmp_path / "x.jpg"
+    path.write_bytes(data)
+    with Image.open(path) as im:
+        p = read_provenance(im)
+    assert p.sha256 == hashlib.sha256(data).hexdigest() and p.make == "Canon"
+    with open(path, "rb") as f:
+        assert read_provenance(f).jpeg_quality.quality == 88
+    mem = read_provenance(Image.new("RGB", (32, 32), "white"))
+    assert mem.format is None and mem.sha256 is None and mem.problems
