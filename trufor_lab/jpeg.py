@@ -1,0 +1,422 @@
+"""JPEG facts read from the file itself: quantisation tables, IJG quality, subsampling.
+
+Forensic context: the quantisation tables tell which encoder (camera firmware, libjpeg
+software, an editor) wrote the file and at what quality; a low standard-libjpeg quality is a
+typical trace of re-compression by software or a social network. Tables are read straight
+from the DQT segments (no dependence on how a Pillow version orders ``im.quantization``).
+Also holds small in-memory JPEG round-trip helpers used elsewhere (augmentation, tests).
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+
+__all__ = [
+    "Source",
+    "ZIGZAG",
+    "IJG_LUMINANCE",
+    "IJG_CHROMINANCE",
+    "QualityEstimate",
+    "ijg_scale",
+    "ijg_table",
+    "zigzag_to_natural",
+    "quantization_tables",
+    "estimate_quality",
+    "chroma_subsampling",
+    "is_progressive",
+    "jpeg_bytes",
+    "jpeg_compress",
+]
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image]
+
+
+def _zigzag() -> np.ndarray:
+    """Natural (row-major) index of each zig-zag position (JPEG Figure A.6)."""
+    order = []
+    for s in range(15):
+        rows = range(max(0, s - 7), min(s, 7) + 1)
+        # odd anti-diagonals run down-left (row increasing), even ones up-right
+        for i in (rows if s % 2 else reversed(rows)):
+            order.append(i * 8 + (s - i))
+    return np.array(order, dtype=np.intp)
+
+
+#: ``ZIGZAG[k]`` is the row-major index of the k-th coefficient in zig-zag (file) order.
+ZIGZAG: np.ndarray = _zigzag()
+ZIGZAG.setflags(write=False)
+
+#: Annex K.1 base tables used by libjpeg (natural order).
+IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61,
+    12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77,
+    24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
+], dtype=np.int64).reshape(8, 8)
+IJG_CHROMINANCE = np.array([
+    17, 18, 24, 47, 99, 99, 99, 99,
+    18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+], dtype=np.int64).reshape(8, 8)
+for _t in (IJG_LUMINANCE, IJG_CHROMINANCE):
+    _t.setflags(write=False)
+
+_SUBSAMPLING_TO_PIL = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+_SAMPLING_NAMES = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (4, 1): "4:1:1",
+                   (1, 2): "4:4:0"}
+_PROGRESSIVE_SOF = {0xC2, 0xC6, 0xCA, 0xCE}
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+# --------------------------------------------------------------------------- input
+
+
+@dataclass
+class _Opened:
+    """A source resolved to a display name, its bytes (when obtainable) and a PIL image."""
+
+    name: str
+    path: str | None
+    data: bytes | None
+    image: Image.Image
+    warnings: list[str] = field(default_factory=list)
+
+
+def _source_name(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fsdecode(source)
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or "<PIL image>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) and name else "<file object>"
+
+
+def _read_source(source: Source) -> tuple[str, str | None, bytes | None, Image.Image | None]:
+    """(name, path, bytes or None, PIL image or None); ``ValueError`` when unreadable."""
+    name = _source_name(source)
+    if isinstance(source, Image.Image):
+        data = None
+        fp = getattr(source, "fp", None)
+        try:
+            if fp is not None and not getattr(fp, "closed", False) and fp.seekable():
+                pos = fp.tell()
+                fp.seek(0)
+                data = fp.read()
+                fp.seek(pos)
+            elif getattr(source, "filename", "") and os.path.isfile(source.filename):
+                with open(source.filename, "rb") as f:
+                    data = f.read()
+        except (OSError, ValueError):
+            data = None
+        path = getattr(source, "filename", "") or None
+        return name, path, data, source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return name, None, bytes(source), None
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as f:
+                return name, name, f.read(), None
+        except OSError as e:
+            raise ValueError(f"{name}: cannot read file ({e.strerror or e})") from None
+    if hasattr(source, "read"):
+        try:
+            # seekable file objects are read whole (from the start), then the position restored
+            pos = source.tell() if source.seekable() else None
+            if pos is not None:
+                source.seek(0)
+            data = source.read()
+            if pos is not None:
+                source.seek(pos)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{name}: cannot read file object ({e})") from None
+        if not isinstance(data, (bytes, bytearray)):
+            raise ValueError(f"{name}: file object must be opened in binary mode")
+        return name, (name if os.path.isfile(name) else None), bytes(data), None
+    raise ValueError(f"{name}: unsupported source type {type(source).__name__}")
+
+
+def _open(source: Source) -> _Opened:
+    """Resolve ``source`` and open it with PIL (lazily: pixels are not decoded)."""
+    name, path, data, image = _read_source(source)
+    caught: list[str] = []
+    if image is None:
+        assert data is not None
+        if not data:
+            raise ValueError(f"{name}: empty file, not an image")
+        with warnings.catch_warnings(record=True) as ws:
+            warnings.simplefilter("always")
+            try:
+                image = Image.open(io.BytesIO(data))
+            except UnidentifiedImageError:
+                raise ValueError(f"{name}: not a recognised image file") from None
+            except Image.DecompressionBombError as e:
+                raise ValueError(f"{name}: refused, image too large ({e})") from None
+            except Exception as e:  # PIL raises SyntaxError/OSError/struct.error on mangled headers
+                raise ValueError(f"{name}: unreadable image ({type(e).__name__}: {e})") from None
+        caught = [str(w.message) for w in ws]
+    return _Opened(name=name, path=path, data=data, image=image, warnings=caught)
+
+
+# --------------------------------------------------------------------------- JPEG headers
+
+
+@dataclass
+class _JpegHeader:
+    qtables: dict[int, np.ndarray] = field(default_factory=dict)
+    sof: int | None = None
+    components: list[tuple[int, int, int, int]] = field(default_factory=list)  # (id, H, V, Tq)
+
+
+def _parse_jpeg_header(data: bytes) -> _JpegHeader | None:
+    """Parse markers up to the first SOS. ``None`` when ``data`` is not a JPEG stream."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    hdr = _JpegHeader()
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            break  # garbage between segments: keep what we have
+        while i < n and data[i] == 0xFF:
+            i += 1
+        if i >= n:
+            break
+        marker = data[i]
+        i += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue  # standalone markers
+        if marker == 0xD9 or i + 2 > n:
+            break
+        length = int.from_bytes(data[i:i + 2], "big")
+        payload = data[i + 2:i + length]
+        i += length
+        if marker == 0xDB:
+            _parse_dqt(payload, hdr.qtables)
+        elif marker in _SOF_MARKERS and hdr.sof is None and len(payload) >= 6:
+            hdr.sof = marker
+            for k in range(payload[5]):
+                c = payload[6 + 3 * k:9 + 3 * k]
+                if len(c) == 3:
+                    hdr.components.append((c[0], c[1] >> 4, c[1] & 15, c[2]))
+        elif marker == 0xDA:
+            break
+    return hdr
+
+
+def _parse_dqt(payload: bytes, out: dict[int, np.ndarray]) -> None:
+    j = 0
+    while j < len(payload):
+        pq, tq = payload[j] >> 4, payload[j] & 15
+        size = 128 if pq else 64
+        raw = payload[j + 1:j + 1 + size]
+        if len(raw) < size:
+            return  # truncated table: ignore it
+        zz = np.frombuffer(raw, dtype=">u2" if pq else np.uint8).astype(np.uint16)
+        out[tq] = zigzag_to_natural(zz)
+        j += 1 + size
+
+
+def zigzag_to_natural(values: "np.typing.ArrayLike") -> np.ndarray:
+    """64 coefficients in zig-zag (DQT/file) order -> 8x8 uint16 array in row-major order."""
+    zz = np.asarray(values).reshape(64)
+    nat = np.empty(64, dtype=np.uint16)
+    nat[ZIGZAG] = zz
+    return nat.reshape(8, 8)
+
+
+@lru_cache(maxsize=1)
+def _pil_quantization_is_natural() -> bool:
+    """Whether this Pillow's ``im.quantization`` is row-major (True since Pillow 8.3) or zig-zag."""
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "JPEG", qtables=[list(range(1, 65))])
+    hdr = _parse_jpeg_header(buf.getvalue())
+    pil = np.asarray(Image.open(io.BytesIO(buf.getvalue())).quantization[0], dtype=np.uint16)
+    return bool(hdr is not None and np.array_equal(pil.reshape(8, 8), hdr.qtables[0]))
+
+
+def _header(op: _Opened) -> _JpegHeader | None:
+    """Header from the file bytes, or rebuilt from PIL's attributes when there are no bytes."""
+    if op.data is not None:
+        hdr = _parse_jpeg_header(op.data)
+        if hdr is not None and (hdr.qtables or hdr.sof is not None):
+            return hdr
+    im = op.image
+    if not isinstance(im, JpegImagePlugin.JpegImageFile):
+        return None
+    hdr = _JpegHeader()
+    natural = _pil_quantization_is_natural()
+    for k, tab in getattr(im, "quantization", {}).items():
+        arr = np.asarray(tab, dtype=np.uint16)
+        hdr.qtables[k] = arr.reshape(8, 8) if natural else zigzag_to_natural(arr)
+    # PIL's layer tuples are (id, high nibble, low nibble, Tq); high nibble is H.
+    hdr.components = [(c[0], c[1], c[2], c[3]) for c in getattr(im, "layer", [])]
+    prog = im.info.get("progressive") or im.info.get("progression")
+    hdr.sof = 0xC2 if prog else 0xC0
+    return hdr
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def quantization_tables(source: Source) -> dict[int, np.ndarray]:
+    """Quantisation tables by table id as 8x8 uint16 arrays in natural (row-major) order.
+
+    Empty dict for non-JPEG images; ``ValueError`` if ``source`` is not a readable image.
+    """
+    hdr = _header(_open(source))
+    return {} if hdr is None else {k: v.copy() for k, v in sorted(hdr.qtables.items())}
+
+
+def ijg_scale(quality: int) -> int:
+    """libjpeg's ``jpeg_quality_scaling``: percentage applied to the Annex K tables."""
+    q = min(max(int(quality), 1), 100)
+    return 5000 // q if q < 50 else 200 - 2 * q
+
+
+def ijg_table(quality: int, chroma: bool = False, force_baseline: bool = True) -> np.ndarray:
+    """The 8x8 table libjpeg writes at ``quality`` (natural order, uint16)."""
+    base = IJG_CHROMINANCE if chroma else IJG_LUMINANCE
+    t = (base * ijg_scale(quality) + 50) // 100
+    return np.clip(t, 1, 255 if force_baseline else 32767).astype(np.uint16)
+
+
+@lru_cache(maxsize=1)
+def _ijg_stack() -> np.ndarray:
+    """(2 baseline variants, 100 qualities, 2 luma/chroma, 8, 8) candidate tables."""
+    return np.array([[[ijg_table(q, c, fb) for c in (False, True)] for q in range(1, 101)]
+                     for fb in (True, False)], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class QualityEstimate:
+    """Nearest libjpeg (IJG) quality for a file's quantisation tables.
+
+    ``exact``: every table equals libjpeg's at ``quality`` (the file follows standard libjpeg
+    scaling, as written by most software, e.g. PIL, OpenCV, browsers, many social networks).
+    ``standard``: each table is *some* IJG-scaled Annex K table, possibly at different
+    qualities for luma and chroma (e.g. ``cjpeg -quality 90,80``). Camera firmware and
+    Photoshop use their own tables: ``exact=standard=False``, ``quality`` is only the nearest.
+    ``error``: mean absolute difference to the IJG tables at ``quality``.
+    """
+
+    quality: int
+    exact: bool
+    error: float
+    standard: bool
+    luma_quality: int
+    chroma_quality: int | None
+    n_tables: int
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe dict."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _luma_chroma(hdr: _JpegHeader) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The tables used by the first (Y) and second (Cb) components, falling back to ids 0/1."""
+    tabs = hdr.qtables
+    comps = hdr.components
+    luma_id = comps[0][3] if comps else 0
+    chroma_id = comps[1][3] if len(comps) >= 3 else (1 if not comps else None)
+    luma = tabs.get(luma_id, tabs.get(min(tabs)) if tabs else None)
+    chroma = tabs.get(chroma_id) if chroma_id is not None and chroma_id != luma_id else None
+    return luma, chroma
+
+
+def estimate_quality(source: Source) -> QualityEstimate | None:
+    """Nearest IJG quality (1..100) explaining the file's tables; ``None`` for non-JPEG."""
+    return _estimate(_header(_open(source)))
+
+
+def _estimate(hdr: _JpegHeader | None) -> QualityEstimate | None:
+    if hdr is None or not hdr.qtables:
+        return None
+    luma, chroma = _luma_chroma(hdr)
+    if luma is None:
+        return None
+    cand = _ijg_stack()  # (fb, q, c, 8, 8)
+    err_l = np.abs(cand[:, :, 0] - luma.astype(np.int64)).mean(axis=(2, 3))  # (fb, q)
+    if chroma is not None:
+        err_c = np.abs(cand[:, :, 1] - chroma.astype(np.int64)).mean(axis=(2, 3))
+        err = (err_l + err_c) / 2
+    else:
+        err_c, err = None, err_l
+    # rows: baseline-clamped (what PIL/cjpeg write) first, so ties prefer it
+    fb, qi = np.unravel_index(int(np.argmin(err)), err.shape)
+    quality = int(qi) + 1
+    e = float(err[fb, qi])
+    luma_q = int(np.unravel_index(int(np.argmin(err_l)), err_l.shape)[1]) + 1
+    standard = bool(err_l.min() == 0)
+    chroma_q = None
+    if err_c is not None:
+        chroma_q = int(np.unravel_index(int(np.argmin(err_c)), err_c.shape)[1]) + 1
+        standard = standard and bool(err_c.min() == 0)
+    return QualityEstimate(quality=quality, exact=e == 0.0, error=round(e, 4), standard=standard,
+                           luma_quality=luma_q, chroma_quality=chroma_q, n_tables=len(hdr.qtables))
+
+
+def chroma_subsampling(source: Source) -> str | None:
+    """'4:4:4', '4:2:2', '4:2:0', '4:1:1' (or '4:4:0') from the frame header.
+
+    ``None`` for non-JPEG, greyscale/CMYK JPEGs, or unusual factor combinations.
+    """
+    return _subsampling(_header(_open(source)))
+
+
+def _subsampling(hdr: _JpegHeader | None) -> str | None:
+    if hdr is None or len(hdr.components) != 3:
+        return None
+    (_, h0, v0, _), (_, h1, v1, _), (_, h2, v2, _) = hdr.components
+    if (h1, v1) != (h2, v2) or min(h1, v1) < 1 or h0 % h1 or v0 % v1:
+        return None
+    return _SAMPLING_NAMES.get((h0 // h1, v0 // v1))
+
+
+def is_progressive(source: Source) -> bool:
+    """Whether the JPEG uses progressive coding (SOF2/6/10/14); False for non-JPEG."""
+    hdr = _header(_open(source))
+    return bool(hdr is not None and hdr.sof in _PROGRESSIVE_SOF)
+
+
+def jpeg_bytes(rgb_uint8: np.ndarray, quality: int, subsampling: str = "4:2:0") -> bytes:
+    """Encode an HxWx3 (or HxW) uint8 array as a baseline JPEG with libjpeg's IJG tables."""
+    arr = np.asarray(rgb_uint8)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"jpeg_bytes: expected uint8 array, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"jpeg_bytes: expected HxWx3 or HxW array, got shape {arr.shape}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"jpeg_bytes: quality must be in 1..100, got {quality}")
+    if subsampling not in _SUBSAMPLING_TO_PIL:
+        raise ValueError(f"jpeg_bytes: subsampling must be one of {sorted(_SUBSAMPLING_TO_PIL)}, "
+                         f"got {subsampling!r}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(
+        buf, "JPEG", quality=int(quality), subsampling=_SUBSAMPLING_TO_PIL[subsampling])
+    return buf.getvalue()
+
+
+def jpeg_compress(rgb_uint8: np.ndarray, quality: int, subsampling: str = "4:2:0") -> np.ndarray:
+    """JPEG round trip in memory: same shape and dtype as the input, with JPEG artefacts."""
+    arr = np.asarray(rgb_uint8)
+    out = np.asarray(Image.open(io.BytesIO(jpeg_bytes(arr, quality, subsampling))))
+    return out.reshape(arr.shape) if out.size == arr.size else out

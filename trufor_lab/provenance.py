@@ -1,0 +1,604 @@
+"""What an image file says about itself, for fact-checkers.
+
+``read_provenance`` collects file facts (hash, size, format), EXIF (camera, software, dates,
+GPS presence, orientation, thumbnail), JPEG coding facts (quantisation tables, libjpeg
+quality, subsampling, progressive), ICC and PNG text chunks, and turns them into
+plain-language *signs*. Metadata is easy to strip or forge: every sign is evidence, not proof.
+Metadata is also hostile input: malformed blocks are recorded in ``problems`` (never raised)
+and all strings are HTML-escaped when rendered.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import math
+import re
+import struct
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from PIL import ExifTags, Image, TiffImagePlugin
+
+from . import jpeg as _jpeg
+from .jpeg import QualityEstimate, Source
+
+__all__ = ["Sign", "Provenance", "read_provenance", "SOCIAL_SIDES", "SCREEN_SIZES"]
+
+#: Image sides that social networks and messengers resize to (Instagram 1080 wide,
+#: Facebook/Twitter 2048/1200/960, WhatsApp 1600/1280, ...).
+SOCIAL_SIDES = frozenset({640, 680, 720, 960, 1080, 1200, 1280, 1600, 2048})
+#: Common screen resolutions (either orientation): screenshots.
+SCREEN_SIZES = frozenset({
+    (1280, 720), (1366, 768), (1440, 900), (1536, 864), (1600, 900), (1920, 1080),
+    (1920, 1200), (2560, 1440), (2560, 1600), (2880, 1800), (3840, 2160), (750, 1334),
+    (828, 1792), (1080, 1920), (1080, 2340), (1080, 2400), (1125, 2436), (1170, 2532),
+    (1179, 2556), (1242, 2688), (1284, 2778), (1290, 2796), (1440, 3200),
+})
+_EDITORS = ("photoshop", "lightroom", "gimp", "paint", "affinity", "pixelmator", "snapseed",
+            "picasa", "canva", "facetune", "meitu", "photoscape", "luminar", "capture one",
+            "darktable", "rawtherapee", "acdsee", "corel", "krita", "inkscape", "preview",
+            "imagemagick", "graphicsmagick", "photopea", "fotor", "vsco", "picsart")
+_EVIDENCE = " This is evidence, not proof."
+_MAX_STR = 256
+_TIFF_HEADS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_SEVERITIES = ("info", "notice", "warning")
+
+
+@dataclass(frozen=True)
+class Sign:
+    """One plain-language observation: what was seen, what it may mean, how strong it is."""
+
+    code: str
+    severity: str  # 'info' | 'notice' | 'warning'
+    observation: str
+    meaning: str
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.observation}: {self.meaning}"
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-safe dict."""
+        return {"code": self.code, "severity": self.severity,
+                "observation": self.observation, "meaning": self.meaning}
+
+
+@dataclass
+class Provenance:
+    """Everything the file says about itself. Missing/malformed metadata -> ``None`` + ``problems``.
+
+    ``gps`` holds the raw GPS tags (coordinates): it is hidden from ``repr``, ``rows`` and
+    ``to_dict`` unless explicitly requested.
+    """
+
+    name: str
+    path: str | None
+    format: str | None
+    size: tuple[int, int]
+    mode: str
+    frames: int = 1
+    file_size: int | None = None
+    sha256: str | None = None
+    # EXIF
+    exif_present: bool = False
+    make: str | None = None
+    model: str | None = None
+    software: str | None = None
+    datetime_original: str | None = None
+    datetime_digitized: str | None = None
+    datetime_modified: str | None = None
+    orientation: int | None = None
+    exif_size: tuple[int, int] | None = None
+    gps_present: bool = False
+    gps: dict[str, Any] = field(default_factory=dict, repr=False)
+    exif: dict[str, Any] = field(default_factory=dict, repr=False)
+    # EXIF thumbnail
+    thumbnail_present: bool = False
+    thumbnail_size: tuple[int, int] | None = None
+    thumbnail_aspect_mismatch: bool | None = None
+    thumbnail_correlation: float | None = None
+    thumbnail_mismatch: bool | None = None
+    # JPEG coding
+    quantization: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    jpeg_quality: QualityEstimate | None = None
+    chroma_subsampling: str | None = None
+    progressive: bool | None = None
+    # other blocks
+    icc_profile_present: bool = False
+    icc_description: str | None = None
+    png_text: dict[str, str] = field(default_factory=dict)
+    signs: list[Sign] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- views
+
+    def to_dict(self, include_gps: bool = False) -> dict[str, Any]:
+        """JSON-safe dict; GPS coordinates only with ``include_gps=True``."""
+        out: dict[str, Any] = {}
+        for k in self.__dataclass_fields__:
+            v = getattr(self, k)
+            if k == "gps":
+                v = _jsonable(v) if include_gps else None
+            elif k == "quantization":
+                v = {str(i): t.astype(int).tolist() for i, t in v.items()}
+            elif k == "jpeg_quality":
+                v = None if v is None else v.to_dict()
+            elif k == "signs":
+                v = [s.to_dict() for s in v]
+            else:
+                v = _jsonable(v)
+            out[k] = v
+        return out
+
+    def rows(self, show_gps: bool = False) -> list[tuple[str, str, str]]:
+        """(section, field, value) string triples for tables; '—' marks an absent field."""
+        def fmt(v: Any) -> str:
+            if v is None:
+                return "—"
+            if isinstance(v, bool):
+                return "yes" if v else "no"
+            if isinstance(v, tuple):
+                return "×".join(str(x) for x in v)
+            return str(v)
+
+        r: list[tuple[str, str, str]] = []
+        add = lambda sec, f, v: r.append((sec, f, fmt(v)))  # noqa: E731
+        add("File", "name", self.name)
+        add("File", "format", self.format)
+        add("File", "size (w×h)", self.size)
+        add("File", "mode", self.mode)
+        if self.frames != 1:
+            add("File", "frames", self.frames)
+        add("File", "file size (bytes)", self.file_size)
+        add("File", "sha256", self.sha256)
+        add("EXIF", "present", self.exif_present)
+        for f in ("make", "model", "software", "datetime_original", "datetime_digitized",
+                  "datetime_modified", "orientation", "exif_size"):
+            add("EXIF", f.replace("_", " "), getattr(self, f))
+        if not self.gps_present:
+            add("EXIF", "GPS", "absent")
+        elif show_gps:
+            for k, v in self.gps.items():
+                add("GPS", k, _short(v))
+        else:
+            add("EXIF", "GPS", "present (coordinates hidden)")
+        add("Thumbnail", "present", self.thumbnail_present)
+        if self.thumbnail_present:
+            add("Thumbnail", "size (w×h)", self.thumbnail_size)
+            add("Thumbnail", "aspect mismatch", self.thumbnail_aspect_mismatch)
+            add("Thumbnail", "correlation with image",
+                None if self.thumbnail_correlation is None else f"{self.thumbnail_correlation:.2f}")
+            add("Thumbnail", "mismatch", self.thumbnail_mismatch)
+        if self.format == "JPEG" or self.quantization:
+            q = self.jpeg_quality
+            add("JPEG", "estimated quality", None if q is None else q.quality)
+            add("JPEG", "standard libjpeg tables", None if q is None else q.exact)
+            if q is not None and not q.exact:
+                add("JPEG", "mean table error", f"{q.error:.2f}")
+                add("JPEG", "luma / chroma quality",
+                    f"{q.luma_quality} / {fmt(q.chroma_quality)}")
+            add("JPEG", "chroma subsampling", self.chroma_subsampling)
+            add("JPEG", "progressive", self.progressive)
+            for i, t in self.quantization.items():
+                add("JPEG", f"quant table {i} (first row)", " ".join(str(int(x)) for x in t[0]))
+        add("Color", "ICC profile", self.icc_profile_present)
+        if self.icc_description:
+            add("Color", "ICC description", self.icc_description)
+        for k, v in self.png_text.items():
+            add("PNG text", k, _short(v))
+        for s in self.signs:
+            r.append(("Signs", s.severity, f"{s.observation}: {s.meaning}"))
+        for p in self.problems:
+            r.append(("Problems", "problem", p))
+        return r
+
+    def _repr_html_(self) -> str:
+        """HTML table for notebooks; every string escaped (metadata is attacker-controlled)."""
+        colours = {"info": "#555", "notice": "#b36b00", "warning": "#b00020"}
+        e = html.escape
+        parts = [f"<div><b>Provenance of {e(self.name)}</b>",
+                 "<table style='border-collapse:collapse;text-align:left'>",
+                 "<tr><th>section</th><th>field</th><th>value</th></tr>"]
+        for sec, f, v in self.rows():
+            style = f" style='color:{colours[f]}'" if sec == "Signs" and f in colours else ""
+            parts.append(f"<tr><td>{e(sec)}</td><td{style}>{e(f)}</td>"
+                         f"<td style='word-break:break-all'>{e(v)}</td></tr>")
+        parts.append("</table></div>")
+        return "".join(parts)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _clean(v: Any) -> str | None:
+    """EXIF/PNG value -> printable, bounded string (or None when empty)."""
+    if v is None:
+        return None
+    if isinstance(v, (bytes, bytearray)):
+        v = bytes(v).decode("utf-8", "replace")
+    s = str(v).replace("\x00", "").strip()
+    s = "".join(ch if ch.isprintable() else "\ufffd" for ch in s)
+    if not s:
+        return None
+    return s if len(s) <= _MAX_STR else s[:_MAX_STR] + "…"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, (bytes, bytearray)) and len(v) > 64:
+        return f"<{len(v)} bytes>"
+    return _clean(v) or ""
+
+
+def _jsonable(v: Any) -> Any:
+    """Recursively convert PIL/numpy/bytes values to JSON-safe Python types."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, TiffImagePlugin.IFDRational):
+        f = float(v) if v.denominator else float("nan")
+        return f if math.isfinite(f) else None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(float(v)) else None
+    if isinstance(v, (bytes, bytearray)):
+        return _short(v)
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Sign):
+        return v.to_dict()
+    return _clean(v)
+
+
+def _parse_exif_datetime(s: str) -> datetime | None:
+    m = re.match(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})", s)
+    if not m:
+        return None
+    try:
+        return datetime(*(int(x) for x in m.groups()))
+    except ValueError:
+        return None
+
+
+def _icc_description(icc: bytes) -> str | None:
+    """The profile's 'desc' tag (ICC v2 'desc' or v4 'mluc'); None if absent/malformed."""
+    try:
+        (count,) = struct.unpack(">I", icc[128:132])
+        for k in range(min(count, 256)):
+            sig, off, size = struct.unpack(">4sII", icc[132 + 12 * k:144 + 12 * k])
+            if sig != b"desc":
+                continue
+            tag = icc[off:off + size]
+            if tag[:4] == b"desc":
+                (n,) = struct.unpack(">I", tag[8:12])
+                return _clean(tag[12:12 + n].split(b"\x00")[0].decode("latin-1"))
+            if tag[:4] == b"mluc":
+                ln, o = struct.unpack(">II", tag[20:28])
+                return _clean(tag[o:o + ln].decode("utf-16-be", "replace"))
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _trim_borders(a: np.ndarray) -> np.ndarray:
+    """Drop near-black letterbox bars (cameras pad 3:2 thumbnails into 160×120)."""
+    def dark(v: np.ndarray) -> np.ndarray:
+        return v < 20
+
+    rows, cols = dark(a.mean(axis=1)), dark(a.mean(axis=0))
+    r0, r1, c0, c1 = 0, a.shape[0], 0, a.shape[1]
+    while r0 < r1 and rows[r0]:
+        r0 += 1
+    while r1 > r0 and rows[r1 - 1]:
+        r1 -= 1
+    while c0 < c1 and cols[c0]:
+        c0 += 1
+    while c1 > c0 and cols[c1 - 1]:
+        c1 -= 1
+    if (r1 - r0) < a.shape[0] // 2 or (c1 - c0) < a.shape[1] // 2:
+        return a  # mostly dark: do not trust the trimming
+    return a[r0:r1, c0:c1]
+
+
+def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:
+    im = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32))
+    return np.asarray(im.resize((w, h), Image.BILINEAR))
+
+
+def _compare_thumbnail(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int, int]
+                       ) -> tuple[bool, float]:
+    """(aspect mismatch, Pearson correlation) between thumbnail and downscaled main image."""
+    t = _trim_borders(thumb)
+    th, tw = t.shape
+    aspect_mismatch = abs(math.log((tw / th) / (main_size[0] / main_size[1]))) > math.log(1.08)
+    w, h = min(tw, 64), min(th, 64)
+    a, b = _resize(t, w, h).ravel(), _resize(main, w, h).ravel()
+    sa, sb = a.std(), b.std()
+    if sa < 1e-3 or sb < 1e-3:  # flat content: compare levels instead
+        corr = 1.0 if abs(a.mean() - b.mean()) < 12 and max(sa, sb) < 8 else 0.0
+    else:
+        corr = float(np.corrcoef(a, b)[0, 1])
+    return aspect_mismatch, corr
+
+
+def _strip_exif_header(raw: bytes) -> bytes:
+    return re.sub(b"^(Exif\x00\x00){1,2}", b"", raw)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_provenance(source: Source) -> Provenance:
+    """Read everything ``source`` (path, bytes, file object or PIL image) says about itself.
+
+    Raises ``ValueError`` (one line naming the file) only when it is not a readable image.
+    """
+    op = _jpeg._open(source)
+    im = op.image
+    p = Provenance(name=op.name, path=op.path, format=im.format, size=tuple(im.size),
+                   mode=im.mode, frames=int(getattr(im, "n_frames", 1) or 1))
+    p.problems.extend(f"while opening: {w}" for w in op.warnings)
+    if op.data is not None:
+        p.file_size = len(op.data)
+        p.sha256 = hashlib.sha256(op.data).hexdigest()
+    else:
+        p.problems.append("file bytes unavailable (in-memory image): no file size or hash")
+
+    small = _decode_small(op, p)
+    raw_exif = _read_exif(im, p)
+    _read_thumbnail(im, raw_exif, small, p)
+    _read_jpeg(op, p)
+    icc = im.info.get("icc_profile")
+    if isinstance(icc, (bytes, bytearray)) and icc:
+        p.icc_profile_present = True
+        p.icc_description = _icc_description(bytes(icc))
+    _read_png_text(im, p)
+    p.signs = _signs(p)
+    return p
+
+
+def _decode_small(op: _jpeg._Opened, p: Provenance) -> np.ndarray | None:
+    """Decode (JPEG: at 1/8 scale via draft) to a small grey array; record damage as a problem."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(op.data)) if op.data is not None else op.image
+            if op.data is not None and im.format == "JPEG":
+                im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+            im.load()
+            g = im.convert("L")
+            if max(g.size) > 512:
+                g = g.copy()
+                g.thumbnail((512, 512))
+            return np.asarray(g, dtype=np.float32)
+    except Exception as e:
+        p.problems.append(f"image data could not be fully decoded ({type(e).__name__}: {e})")
+        return None
+
+
+def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
+    """Fill the EXIF fields; returns the raw TIFF block (for the thumbnail) when usable."""
+    raw = im.info.get("exif")
+    tiff = None
+    if isinstance(raw, (bytes, bytearray)):
+        tiff = _strip_exif_header(bytes(raw))
+        if tiff[:4] not in _TIFF_HEADS:
+            p.problems.append("EXIF block is malformed (no valid TIFF header); ignored")
+            return None
+    base: dict[int, Any] = {}
+    sub: dict[int, Any] = {}
+    gps: dict[int, Any] = {}
+    try:
+        with warnings.catch_warnings(record=True) as ws:
+            warnings.simplefilter("always")
+            ex = im.getexif()
+            base = {k: v for k, v in ex.items()}
+            for ifd, dst in ((ExifTags.IFD.Exif, sub), (ExifTags.IFD.GPSInfo, gps)):
+                try:
+                    dst.update(ex.get_ifd(ifd))
+                except Exception as e:
+                    p.problems.append(
+                        f"EXIF {ifd.name} directory unreadable ({type(e).__name__}: {e})")
+        seen = " ".join(p.problems)
+        p.problems.extend(f"EXIF: {w.message}" for w in ws if str(w.message) not in seen)
+    except Exception as e:
+        p.problems.append(f"EXIF block could not be parsed ({type(e).__name__}: {e})")
+        return None
+    if raw is not None and not (base or sub or gps):
+        p.problems.append("EXIF block present but holds no readable tags")
+    p.exif_present = bool(base or sub or gps)
+
+    tags = ExifTags.TAGS
+    for k, v in {**base, **sub}.items():
+        if k in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo, ExifTags.IFD.Interop, 0x927C):
+            continue  # pointers and MakerNote
+        p.exif[tags.get(k, f"0x{k:04X}")] = _jsonable(v)
+    p.make = _clean(base.get(0x010F))
+    p.model = _clean(base.get(0x0110))
+    p.software = _clean(base.get(0x0131))
+    p.datetime_modified = _clean(base.get(0x0132))
+    p.datetime_original = _clean(sub.get(0x9003))
+    p.datetime_digitized = _clean(sub.get(0x9004))
+    o = base.get(0x0112)
+    if o is not None:
+        try:
+            p.orientation = int(o)
+            if not 1 <= p.orientation <= 8:
+                p.problems.append(f"EXIF orientation {p.orientation} is out of range 1..8")
+        except (TypeError, ValueError):
+            p.problems.append(f"EXIF orientation is not a number: {_short(o)!r}")
+    ew, eh = sub.get(0xA002), sub.get(0xA003)
+    try:
+        if ew is not None and eh is not None:
+            p.exif_size = (int(ew), int(eh))
+    except (TypeError, ValueError):
+        p.problems.append("EXIF pixel dimensions are not numbers")
+    if gps:
+        p.gps_present = True
+        p.gps = {ExifTags.GPSTAGS.get(k, f"0x{k:04X}"): _jsonable(v) for k, v in gps.items()}
+    for f in ("datetime_original", "datetime_digitized", "datetime_modified"):
+        s = getattr(p, f)
+        if s is not None and _parse_exif_datetime(s) is None:
+            p.problems.append(f"EXIF {f.replace('_', ' ')} is not a valid date: {s!r}")
+    return tiff
+
+
+def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | None,
+                    p: Provenance) -> None:
+    """Locate the IFD1 thumbnail, decode it and compare with the main image."""
+    if tiff is None:
+        return
+    try:
+        with warnings.catch_warnings(record=True) as ws:
+            warnings.simplefilter("always")
+            ifd1 = im.getexif().get_ifd(ExifTags.IFD.IFD1)
+        seen = " ".join(p.problems)
+        p.problems.extend(f"EXIF thumbnail directory: {w.message}" for w in ws
+                          if str(w.message) not in seen)
+    except Exception as e:
+        p.problems.append(f"EXIF thumbnail directory unreadable ({type(e).__name__}: {e})")
+        return
+    off, length = ifd1.get(0x0201), ifd1.get(0x0202)
+    if off is None and length is None:
+        if 0x0111 in ifd1:  # strip offsets: uncompressed TIFF thumbnail
+            p.thumbnail_present = True
+            p.problems.append("EXIF thumbnail is uncompressed; not compared")
+        return
+    p.thumbnail_present = True
+    try:
+        off, length = int(off), int(length)
+    except (TypeError, ValueError):
+        p.problems.append("EXIF thumbnail offset/length are malformed")
+        return
+    data = tiff[off:off + length]
+    if off < 0 or length <= 0 or len(data) < length or data[:2] != b"\xff\xd8":
+        p.problems.append("EXIF thumbnail points outside the EXIF block or is not a JPEG")
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = Image.open(io.BytesIO(data))
+            t.load()
+            p.thumbnail_size = tuple(t.size)
+            thumb = np.asarray(t.convert("L"), dtype=np.float32)
+    except Exception as e:
+        p.problems.append(f"EXIF thumbnail could not be decoded ({type(e).__name__}: {e})")
+        return
+    if small is None or min(thumb.shape) < 2:
+        return
+    aspect, corr = _compare_thumbnail(thumb, small, p.size)
+    p.thumbnail_aspect_mismatch = aspect
+    p.thumbnail_correlation = round(corr, 4)
+    p.thumbnail_mismatch = bool(aspect or corr < 0.5)
+
+
+def _read_jpeg(op: _jpeg._Opened, p: Provenance) -> None:
+    hdr = _jpeg._header(op)
+    if hdr is None:
+        if p.format == "JPEG":
+            p.problems.append("JPEG header could not be parsed")
+        return
+    p.quantization = dict(sorted(hdr.qtables.items()))
+    if not hdr.qtables:
+        p.problems.append("JPEG has no quantisation tables (DQT) before the first scan")
+    p.jpeg_quality = _jpeg._estimate(hdr)
+    p.chroma_subsampling = _jpeg._subsampling(hdr)
+    p.progressive = hdr.sof in _jpeg._PROGRESSIVE_SOF
+
+
+def _read_png_text(im: Image.Image, p: Provenance) -> None:
+    if im.format != "PNG":
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            text = dict(getattr(im, "text", {}) or {})
+    except Exception as e:
+        p.problems.append(f"PNG text chunks unreadable ({type(e).__name__}: {e})")
+        text = {k: v for k, v in im.info.items() if isinstance(v, str)}
+    for k, v in text.items():
+        key = _clean(k) or "?"
+        p.png_text[key] = "<binary>" if not isinstance(v, str) else (_clean(v) or "")
+
+
+# --------------------------------------------------------------------------- signs
+
+
+def _signs(p: Provenance) -> list[Sign]:
+    """Turn the facts into plain-language, hedged observations."""
+    s: list[Sign] = []
+
+    def add(code: str, severity: str, observation: str, meaning: str) -> None:
+        assert severity in _SEVERITIES
+        s.append(Sign(code, severity, observation, meaning.rstrip(".") + "." + _EVIDENCE))
+
+    w, h = p.size
+    if not p.exif_present:
+        if p.format == "JPEG":
+            add("no_exif", "notice", "no EXIF metadata (common for screenshots and "
+                "social-network re-uploads)", "cameras write EXIF; it was never there or has "
+                "been stripped, as most platforms and many editors do")
+        elif not p.png_text:
+            add("no_metadata", "notice", f"no metadata in this {p.format or 'image'} file",
+                "typical of screenshots, graphics exports and stripped re-uploads; it says "
+                "nothing about the content being genuine or not")
+    if p.format == "PNG":
+        add("png", "info", "PNG format", "cameras do not write PNG: this is a screenshot, an "
+            "export from an editor or a converted file, not an original camera file")
+    software = p.software or p.png_text.get("Software")
+    if software:
+        editor = any(x in software.lower() for x in _EDITORS)
+        if editor:
+            add("software", "warning", f"edited with software {software!r}",
+                "the file was last written by this editor: the image was opened and re-saved, "
+                "possibly changed")
+        else:
+            add("software", "info", f"written by software {software!r}",
+                "the program that last wrote the file; cameras record their firmware here, "
+                "other values mean an app or editor re-saved the image")
+    mod, orig = p.datetime_modified, p.datetime_original
+    if mod and orig:
+        dm, do = _parse_exif_datetime(mod), _parse_exif_datetime(orig)
+        if dm is not None and do is not None and dm != do:
+            add("dates", "notice", f"modify date differs from capture date ({orig} → {mod})",
+                "the file was re-saved after capture (editing, rotation or export)")
+    if p.thumbnail_mismatch:
+        why = "aspect ratio" if p.thumbnail_aspect_mismatch else "content"
+        add("thumbnail", "warning", f"EXIF thumbnail does not match the image ({why})",
+            "the preview kept from an earlier version differs from the current pixels: the "
+            "image was cropped, rotated or edited without updating the thumbnail")
+    if p.exif_size is not None and p.exif_size not in ((w, h), (h, w)):
+        add("exif_size", "warning", f"EXIF says {p.exif_size[0]}×{p.exif_size[1]} but the "
+            f"image is {w}×{h}", "the image was resized or cropped after the EXIF was written")
+    if (w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES:
+        add("screen_size", "notice", f"dimensions {w}×{h} are a screen resolution",
+            "typical of screenshots or video frames rather than camera photos")
+    elif w in SOCIAL_SIDES or h in SOCIAL_SIDES:
+        add("social_size", "notice", f"dimensions {w}×{h} are not those of a camera "
+            "(typical social-network resize widths 1080/2048/1200/...)",
+            "the image was probably resized by a platform or an editor")
+    q = p.jpeg_quality
+    if q is not None:
+        if q.standard and q.quality < 90:
+            add("recompressed", "notice", f"JPEG quality {q.quality} suggests recompression",
+                "standard libjpeg tables at this quality are typical of software and platforms "
+                "re-saving the image; cameras usually store at quality 90+")
+        elif q.standard:
+            add("libjpeg", "info", f"standard libjpeg tables at quality {q.quality}",
+                "written by a software encoder (library, app, phone); not typical of "
+                "dedicated cameras, which use their own tables")
+        else:
+            add("custom_tables", "info", "non-standard quantisation tables (camera or editor)",
+                f"the tables do not follow libjpeg scaling (nearest quality {q.quality}); "
+                "cameras and editors such as Photoshop use their own tables")
+    if p.gps_present:
+        add("gps", "info", "GPS location recorded (coordinates hidden)",
+            "the device stored where the photo was taken; it can be checked against the "
+            "claimed place but is easy to edit")
+    return s
