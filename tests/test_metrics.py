@@ -61,7 +61,8 @@ def slow_localization(mp: np.ndarray, mask: np.ndarray) -> dict:
     y = forged[sel]
     if y.size == 0:
         return dict.fromkeys(("f1_best", "f1_fixed", "mcc_best", "mcc_fixed", "iou_fixed", "auc"), math.nan)
-    v = mp.astype(np.float32)[sel]
+    with np.errstate(over="ignore"):
+        v = mp.astype(np.float32)[sel]
     f1s, mccs = [], []
     # thresholds: every distinct value, plus one below the minimum (all forged)
     for t in [-np.inf] + sorted(set(v.tolist())):
@@ -206,6 +207,9 @@ def test_bad_inputs():
         localization_metrics(np.zeros((40, 41)), m)
     with pytest.raises(ValueError, match="NaN"):
         localization_metrics(np.full(m.shape, np.nan), m)
+    f, p = scored_regions(m)
+    band = np.where(f | p, m * 1.0, np.nan)                 # NaN only where nothing is scored
+    assert localization_metrics(band, m).f1_best == 1
     with pytest.raises(ValueError, match="2-D"):
         localization_metrics(np.zeros((40, 40, 1)), m[..., None])
     # 0/1 in any numeric dtype is fine
@@ -317,3 +321,17 @@ def test_detection_matches_pairwise_reference(seed):
     assert _same(r.auc, _pair_auc(s32, y == 1))
     recalls = [np.mean(s32[y == c] > 0.5) if c else np.mean(s32[y == c] <= 0.5) for c in (0, 1) if np.any(y == c)]
     assert r.balanced_accuracy == pytest.approx(np.mean(recalls))
+
+
+def test_special_values_sort_like_floats():
+    """Negative values, -0.0 tied with 0.0, infinities and float32 overflow."""
+    rng = np.random.default_rng(7)
+    mask = _square_mask()
+    pool = np.array([-np.inf, -1e39, -2.5, -1e-40, -0.0, 0.0, 1e-40, 0.5, 3.0, 1e39, np.inf])
+    for _ in range(6):
+        mp = rng.choice(pool, size=mask.shape)
+        got = localization_metrics(mp, mask).as_dict()
+        for name, value in slow_localization(mp, mask).items():
+            assert _same(got[name], value), (name, got[name], value)
+    mp = np.where(scored_regions(mask)[0], 0.0, -0.0)       # one distinct value
+    assert localization_metrics(mp, mask).f1_best == pytest.approx(72 / 772)

@@ -62,10 +62,10 @@ def _name_of(src: Any) -> str:
 
 def _pil_to_rgb(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
-    mode = im.mode
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)
         notes.append(f"first of {im.n_frames} frames")
+    mode = im.mode
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8).copy(), notes
     if mode.startswith("I;16") or mode == "I":
@@ -174,8 +174,10 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         orientation = im.getexif().get(0x0112)
     except Exception:  # malformed EXIF: reported as unknown, never fatal
         orientation = None
-    mode = im.mode
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
     im.load()
+    mode = im.mode
     notes: list[str] = []
     if exif_transpose and orientation not in (None, 1):
         im = ImageOps.exif_transpose(im)

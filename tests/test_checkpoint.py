@@ -1,0 +1,145 @@
+"""Checkpoints are untrusted input: strict loading, refusal of code, finding and downloading."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import trufor_lab as tl
+from trufor_lab import weights as W
+from trufor_lab.model import CheckpointError, Noiseprint, TruFor, read_checkpoint, strict_load
+
+
+def test_strict_load_lists_missing_unexpected_and_shape_errors(recipe_state):
+    bad = dict(recipe_state)
+    del bad["backbone.norm1.weight"]
+    bad["backbone.extra_thing.weight"] = torch.zeros(3)
+    bad["decode_head.linear_pred.weight"] = torch.zeros(3, 512, 1, 1)
+    model = TruFor()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as e:
+        strict_load(model, bad, "bad.pth")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("bad.pth:")
+    assert "1 missing [backbone.norm1.weight]" in msg
+    assert "1 unexpected [backbone.extra_thing.weight]" in msg
+    assert "decode_head.linear_pred.weight: checkpoint (3, 512, 1, 1) vs model (2, 512, 1, 1)" in msg
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "nothing loaded on error"
+
+
+class _Evil:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_that_runs_code_is_refused_and_nothing_executes(tmp_path):
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.pth.tar"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _Evil(str(marker))}, ckpt)
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(ckpt)
+    assert "refused" in str(e.value) and str(ckpt) in str(e.value) and "\n" not in str(e.value)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError):
+        tl.load(ckpt)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
+def test_garbage_checkpoint_gives_one_line_error(tmp_path, content):
+    p = tmp_path / "junk.pth"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_load_finds_checkpoint_from_env(recipe_ckpt, monkeypatch):
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    m = tl.load(device="cpu")
+    assert isinstance(m, TruFor) and not m.training
+    assert m.weights_info.kind == "custom" and not m.weights_info.verified
+    assert m.weights_info.sha256 == hashlib.sha256(recipe_ckpt.read_bytes()).hexdigest()
+    m64 = tl.load(recipe_ckpt, precision="float64")
+    assert next(m64.parameters()).dtype == torch.float64
+
+
+def test_load_without_checkpoint_gives_noiseprint_only(monkeypatch, tmp_path):
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path))  # empty: no full checkpoint there
+    m = tl.load()
+    assert isinstance(m, Noiseprint)
+    assert m.weights_info.kind == "noiseprint" and m.weights_info.verified
+    assert m.weights_info.sha256 == W.NOISEPRINT_SHA256
+    with pytest.raises(W.WeightsError, match="no TruFor checkpoint"):
+        tl.load(fallback=False)
+
+
+def test_missing_explicit_or_env_checkpoint_is_an_error(monkeypatch, tmp_path):
+    with pytest.raises(W.WeightsError, match="no such checkpoint"):
+        tl.load(tmp_path / "nope.pth.tar")
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(tmp_path / "gone.pth.tar"))
+    with pytest.raises(W.WeightsError, match="TRUFOR_WEIGHTS"):
+        tl.load()
+
+
+def test_shipped_noiseprint_weights_are_the_official_file(shared_dir):
+    shipped = W.repo_weights_dir() / W.NOISEPRINT_FILE
+    assert W.sha256_of(shipped) == W.NOISEPRINT_SHA256 == W.sha256_of(shared_dir / "weights" / "noiseprint++.th")
+    assert (W.repo_weights_dir() / W.LICENSE_FILE).is_file()
+
+
+def test_other_noiseprint_weights_load_but_are_not_verified(tmp_path, shared_dir):
+    sd = read_checkpoint(shared_dir / "weights" / "noiseprint++.th")["network"]
+    sd = {k: v * 1.01 if v.is_floating_point() else v for k, v in sd.items()}
+    p = tmp_path / "np_other.th"
+    torch.save({"network": sd}, p)
+    net = tl.load_noiseprint(p)
+    assert not net.weights_info.verified
+
+
+def _zip_with_checkpoint(tmp_path: Path, state) -> tuple[Path, str]:
+    buf = io.BytesIO()
+    torch.save({"state_dict": state}, buf)
+    z = tmp_path / "TruFor_weights.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("weights/trufor.pth.tar", buf.getvalue())
+    return z, hashlib.md5(z.read_bytes()).hexdigest()
+
+
+def test_download_verifies_md5_places_atomically_and_records(tmp_path, recipe_state):
+    z, md5 = _zip_with_checkpoint(tmp_path, recipe_state)
+    dest = tmp_path / "w"
+    with pytest.raises(W.WeightsError, match="MD5"):
+        W.download_trufor(dest, url=z.as_uri(), md5="0" * 32, progress=False)
+    assert not (dest / W.TRUFOR_FILE).exists() and not list(dest.glob("*.part"))
+    p = W.download_trufor(dest, url=z.as_uri(), md5=md5, progress=False)
+    assert p == dest / W.TRUFOR_FILE
+    info = W.describe(p, "official")
+    assert info.kind == "official" and info.verified
+    m = tl.load(p)
+    assert m.weights_info.kind == "official"
+    assert sorted(os.listdir(dest)) == ["trufor.pth.tar", "trufor.pth.tar.json"]
+
+
+def test_download_noiseprint_checks_sha256(tmp_path, shared_dir):
+    src = shared_dir / "weights" / "noiseprint++.th"
+    p = W.download_noiseprint(tmp_path, url=src.as_uri(), progress=False)
+    assert W.sha256_of(p) == W.NOISEPRINT_SHA256
+    with pytest.raises(W.WeightsError, match="checksum"):
+        W.download_noiseprint(tmp_path / "x", url=src.as_uri(), sha256="1" * 64, progress=False)
+
+
+def test_download_when_offline_says_so_in_one_line(tmp_path):
+    with pytest.raises(W.WeightsError) as e:
+        W.download_trufor(tmp_path, url=(tmp_path / "missing.zip").as_uri(), progress=False)
+    assert "cannot download" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / W.TRUFOR_FILE).exists()

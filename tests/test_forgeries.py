@@ -1,0 +1,235 @@
+"""Synthetic forgeries: reproducible by seed, masks exact, areas as requested, demo set offline."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from trufor_lab import forgeries as F
+from trufor_lab.jpeg import jpeg_compress
+
+KINDS_PARAMS = [
+    ("splice", {}),
+    ("splice", {"donor_jpeg_quality": 70, "resample": 1.3, "blur": 1.0, "noise": 2.0, "feather": 3}),
+    ("splice", {"resample": 0.6, "region": "rect"}),
+    ("copy_move", {}),
+    ("copy_move", {"rotation": 25.0, "scale": 1.15}),
+    ("remove_object", {}),
+    *[("local_edit", {"op": op}) for op in F.LOCAL_EDIT_OPS],
+    ("double_jpeg", {"q1": 60, "q2": 90}),
+    ("double_jpeg", {"q1": 60, "q2": 90, "aligned": False}),
+]
+AREA = (0.03, 0.12)
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, np.ndarray]:
+    return F.demo_images(128)
+
+
+@pytest.fixture(scope="module")
+def target(images) -> np.ndarray:
+    return images["astronaut"]
+
+
+@pytest.fixture(scope="module")
+def donor(images) -> np.ndarray:
+    return images["coffee"]
+
+
+def _hf_energy(x: np.ndarray) -> float:
+    g = x.astype(np.float64).mean(axis=-1)
+    return float(np.mean(ndimage.laplace(g) ** 2))
+
+
+@pytest.mark.parametrize("kind,params", KINDS_PARAMS, ids=lambda v: str(v))
+def test_reproducible_exact_and_in_range(kind, params, target, donor):
+    before = target.copy()
+    f1 = F.make_forgery(kind, target, donor, seed=5, area=AREA, **params)
+    f2 = F.make_forgery(kind, target, donor, seed=5, area=AREA, **params)
+    f3 = F.make_forgery(kind, target, donor, seed=6, area=AREA, **params)
+    np.testing.assert_array_equal(target, before)  # input untouched
+    assert f1.kind == kind and f1.label == 1
+    assert f1.image.dtype == np.uint8 and f1.image.shape == target.shape
+    assert f1.mask.dtype == bool and f1.mask.shape == target.shape[:2]
+    np.testing.assert_array_equal(f1.image, f2.image)
+    np.testing.assert_array_equal(f1.mask, f2.mask)
+    assert f1.params == f2.params
+    assert not (np.array_equal(f1.mask, f3.mask) and np.array_equal(f1.image, f3.image))
+    json.dumps(f1.params)  # JSON-safe record
+    n = f1.mask.size
+    assert np.ceil(AREA[0] * n) <= f1.mask.sum() <= np.floor(AREA[1] * n)
+    changed = (f1.image != target).any(axis=-1)
+    if kind != "double_jpeg":
+        assert not changed[~f1.mask].any(), "pixels outside the mask were modified"
+    assert changed[f1.mask].mean() > 0.5, "the operation barely changed its own region"
+
+
+def test_area_range_respected_over_seeds(target, donor):
+    for area in [(0.02, 0.15), (0.05, 0.06), (0.2, 0.3)]:
+        for seed in range(6):
+            for kind in ("splice", "copy_move", "remove_object", "local_edit"):
+                f = F.make_forgery(kind, target, donor, seed=seed, area=area)
+                frac = f.mask.sum() / f.mask.size
+                assert area[0] - 1e-9 <= frac <= area[1] + 1e-9, (kind, area, seed, frac)
+
+
+@pytest.mark.parametrize("region", F.REGIONS)
+def test_region_mask_exact_area_and_shape(region):
+    for seed in range(10):
+        m, info = F.region_mask((60, 90), np.random.default_rng(seed), region, (0.1, 0.1))
+        assert m.sum() == 540 and info["region"] == region
+        y0, y1, x0, x1 = info["bbox"]
+        assert m[y0:y1, x0:x1].sum() == m.sum()
+    m, _ = F.region_mask((60, 90), np.random.default_rng(0), "rect", (0.05, 0.2))
+    y0, y1, x0, x1 = F._bbox(m)
+    assert m[y0:y1, x0:x1].all()  # a real rectangle
+
+
+def test_splice_feather_keeps_mask_and_blends(target, donor):
+    hard = F.splice(target, donor, seed=3, feather=0, region="ellipse")
+    soft = F.splice(target, donor, seed=3, feather=4, region="ellipse")
+    np.testing.assert_array_equal(hard.mask, soft.mask)  # mask = alpha > 0 = the region
+    interior = ndimage.binary_erosion(hard.mask, iterations=6)
+    np.testing.assert_array_equal(hard.image[interior], soft.image[interior])  # alpha = 1 inside
+    edge = hard.mask & ~ndimage.binary_erosion(hard.mask)
+    d_soft = np.abs(soft.image[edge].astype(int) - target[edge]).mean()
+    d_hard = np.abs(hard.image[edge].astype(int) - target[edge]).mean()
+    assert d_soft < 0.5 * d_hard  # edge pixels are mostly target
+
+
+def test_splice_donor_content(target, donor):
+    f = F.splice(target, donor, seed=2, region="rect")
+    oy, ox = f.params["donor_offset"]
+    y0, y1, x0, x1 = f.params["bbox"]
+    m = 4  # margin taken around the patch in the donor
+    np.testing.assert_array_equal(f.image[y0:y1, x0:x1], donor[oy + m:oy + m + y1 - y0, ox + m:ox + m + x1 - x0])
+
+
+def test_copy_move_pure_translation_copies_exactly(target):
+    f = F.copy_move(target, seed=4)
+    y0, _, x0, _ = f.params["source_bbox"]
+    dy, dx = f.params["dest_offset"]
+    ys, xs = np.nonzero(f.mask)
+    sy, sx = ys - dy + y0, xs - dx + x0
+    np.testing.assert_array_equal(f.image[ys, xs], target[sy, sx])
+    assert not f.params["overlap"]
+    assert not f.mask[sy, sx].any()  # source and destination are disjoint
+
+
+def test_remove_object_is_smooth(target):
+    f = F.remove_object(target, seed=1)
+    inner = ndimage.binary_erosion(f.mask, iterations=2)
+    lap_new = ndimage.laplace(f.image.astype(float).mean(-1))[inner]
+    lap_old = ndimage.laplace(target.astype(float).mean(-1))[inner]
+    assert np.mean(lap_new ** 2) < 0.5 * np.mean(lap_old ** 2)
+
+
+def test_local_edit_ops_do_what_they_say(target):
+    kw = dict(seed=8, region="ellipse", area=(0.1, 0.12))
+    m = F.local_edit(target, op="blur", **kw).mask
+    inner = ndimage.binary_erosion(m, iterations=3)
+    lap = lambda im: np.mean(ndimage.laplace(im.astype(float).mean(-1))[inner] ** 2)  # noqa: E731
+    assert lap(F.local_edit(target, op="blur", **kw).image) < 0.5 * lap(target)
+    assert lap(F.local_edit(target, op="sharpen", **kw).image) > 1.5 * lap(target)
+    c = F.local_edit(target, op="contrast", strength=1.5, **kw)
+    assert c.image[m].astype(float).std() > 1.2 * target[m].astype(float).std()
+    col = F.local_edit(target, op="color", strength=0.3, **kw)
+    gains = np.array(col.params["gains"])
+    assert np.isclose(gains.mean(), 1.0) and np.isclose(np.abs(gains - 1).max(), 0.3)
+    ratio = col.image[m].astype(float).mean(0) / target[m].astype(float).mean(0)
+    assert np.argmax(ratio) == np.argmax(gains) and np.argmin(ratio) == np.argmin(gains)
+    with pytest.raises(ValueError, match="unknown op"):
+        F.local_edit(target, seed=0, op="warp")
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_double_jpeg_histories(target, aligned):
+    f = F.double_jpeg(target, seed=2, q1=50, q2=90, aligned=aligned, area=(0.08, 0.12))
+    dy, dx = f.params["grid_shift"]
+    assert (dy, dx) == (0, 0) if aligned else (1 <= dy <= 7 and 1 <= dx <= 7)
+    single = jpeg_compress(target, 90)
+    H, W = f.mask.shape
+    mcu = f.mask.reshape(H // 16, 16, W // 16, 16).any(axis=(1, 3))
+    near = np.kron(ndimage.binary_dilation(mcu, structure=np.ones((3, 3))), np.ones((16, 16), bool))
+    assert (~near).any()
+    np.testing.assert_array_equal(f.image[~near], single[~near])  # single-compression history
+    # inside, the q1 round trip left its mark: far from the q2-only result
+    diff_in = np.abs(f.image[f.mask].astype(int) - single[f.mask]).mean()
+    assert diff_in > 1.0
+
+
+def test_registry_and_random(target, donor):
+    with pytest.raises(ValueError, match="did you mean 'splice'"):
+        F.make_forgery("splise", target, donor)
+    with pytest.raises(ValueError, match="donor"):
+        F.make_forgery("splice", target)
+    kinds = set()
+    for s in range(12):
+        a = F.random_forgery(target, donor, seed=s)
+        b = F.random_forgery(target, donor, seed=s)
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.params == b.params and a.mask.any()
+        json.dumps(a.params)
+        kinds.add(a.kind)
+        assert F.random_forgery(target, None, seed=s).kind != "splice"
+    assert len(kinds) >= 3
+    assert F.random_forgery(target, donor, seed=0, kinds=["remove_object"]).kind == "remove_object"
+
+
+def test_plot_and_html(target, donor):
+    from matplotlib.figure import Figure
+    f = F.splice(target, donor, seed=0)
+    fig = f.plot()
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    html = f._repr_html_()
+    assert "data:image/png;base64," in html and "splice" in html
+    assert "kind='splice'" in repr(f)
+
+
+def test_demo_set_offline_paired_and_consistent():
+    import time
+    t = time.perf_counter()
+    items = F.demo_set(n=8, size=96, seed=0)
+    assert time.perf_counter() - t < 10
+    assert len(items) == 8
+    assert [it.label for it in items] == [0, 1] * 4
+    base = F.demo_images(96)
+    for it in items:
+        assert it.image.shape == (96, 96, 3) and it.image.dtype == np.uint8 and it.name
+        assert it.mask.shape == (96, 96) and it.mask.dtype == bool
+        if it.label == 0:
+            assert not it.mask.any()
+            # pristine goes through the same single final JPEG as the forged ones
+            np.testing.assert_array_equal(it.image, jpeg_compress(base[it.source[0]], 90))
+        else:
+            assert it.mask.any() and it.params["final_jpeg"] == 90
+            if it.kind == "double_jpeg":
+                assert it.params["q2"] == 90
+    again = F.demo_set(n=8, size=96, seed=0)
+    assert all(np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) for a, b in zip(items, again))
+    raw = F.demo_set(n=6, size=64, seed=1, final_jpeg=None)
+    assert all(it.kind != "double_jpeg" for it in raw)
+    np.testing.assert_array_equal(raw[0].image, F.demo_images(64)[raw[0].source[0]])
+
+
+def test_demo_set_with_official_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:15, 10:30] = 255
+    Image.fromarray(img).save(tmp_path / "pristine1.png")
+    Image.fromarray(img).save(tmp_path / "tampered1.png")
+    Image.fromarray(mask).save(tmp_path / "tampered1_mask.png")
+    Image.fromarray(img).save(tmp_path / "tampered2.png")
+    Image.fromarray(img).save(tmp_path / "holiday.png")  # no label: skipped
+    items = F.demo_set(n=2, size=64, include_official_dir=tmp_path)
+    extra = {it.name: it for it in items[2:]}
+    assert set(extra) == {"pristine1", "tampered1", "tampered2"}
+    assert extra["pristine1"].label == 0 and not extra["pristine1"].mask.any()
+    np.testing.assert_array_equal(extra["pristine1"].image, img)  # untouched
+    assert extra["tampered1"].label == 1 and extra["tampered1"].mask.sum() == 200
+    assert extra["tampered2"].label == 1 and extra["tampered2"].mask is None  # unknown, not empty

@@ -1,0 +1,255 @@
+"""Perturbations do what they say; sweeps perturb image and mask together and score them."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from trufor_lab import perturb as P
+from trufor_lab.forgeries import demo_images
+from trufor_lab.jpeg import estimate_quality, jpeg_compress
+
+
+@pytest.fixture(scope="module")
+def img() -> np.ndarray:
+    return demo_images(128)["astronaut"]
+
+
+@pytest.fixture(scope="module")
+def mask() -> np.ndarray:
+    m = np.zeros((128, 128), bool)
+    m[30:70, 50:100] = True
+    m[90:100, 10:20] = True
+    return m
+
+
+def _hf(x: np.ndarray) -> float:
+    return float(np.mean(ndimage.laplace(x.astype(np.float64).mean(-1)) ** 2))
+
+
+@pytest.mark.parametrize("q", [40, 75, 93])
+def test_jpeg_quality_recovered(img, q):
+    p = P.get_perturbation("jpeg")
+    data = p.to_bytes(img, q)
+    est = estimate_quality(data)
+    assert est is not None and est.quality == q and est.exact
+    out = p.apply(img, q)
+    np.testing.assert_array_equal(out, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    np.testing.assert_array_equal(P.jpeg(q)(img), out)  # bound value
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.73, 1.5])
+@pytest.mark.parametrize("interp", ["bilinear", "bicubic", "area", "nearest"])
+def test_resize_shape_and_mask_follow(img, mask, factor, interp):
+    out, m = P.resize(factor, interp).apply(img, None, mask)
+    shape = (round(128 * factor), round(128 * factor))
+    assert out.shape == (*shape, 3) and m.shape == shape and m.dtype == bool
+    assert abs(m.mean() - mask.mean()) < 0.01
+    # the resized mask sits where the resized content is
+    ys, xs = np.nonzero(m)
+    assert abs(ys.mean() / factor - np.nonzero(mask)[0].mean()) < 1.5
+    assert abs(xs.mean() / factor - np.nonzero(mask)[1].mean()) < 1.5
+
+
+def test_resize_nearest_x2_is_pixel_replication(img, mask):
+    out, m = P.resize(2, "nearest").apply(img, None, mask)
+    np.testing.assert_array_equal(out, img.repeat(2, 0).repeat(2, 1))
+    np.testing.assert_array_equal(m, mask.repeat(2, 0).repeat(2, 1))
+    out, m = P.resize(2, "bilinear").apply(img, None, mask)
+    np.testing.assert_array_equal(m, mask.repeat(2, 0).repeat(2, 1))
+
+
+def test_blur_monotone_in_sigma(img):
+    p = P.blur()
+    np.testing.assert_array_equal(p.apply(img, 0), img)
+    energies = [_hf(p.apply(img, s)) for s in (0, 0.5, 1, 2, 4)]
+    assert all(a > b for a, b in zip(energies, energies[1:])), energies
+
+
+@pytest.mark.parametrize("sigma", [2.0, 5.0, 10.0])
+def test_noise_std_matches_sigma(sigma):
+    gray = np.full((256, 256, 3), 128, np.uint8)
+    out = P.gaussian_noise(sigma, seed=1)(gray)
+    d = out.astype(np.float64) - 128
+    assert abs(d.std() - sigma) < 0.03 * sigma + 0.05  # rounding adds 1/12 in variance
+    assert abs(d.mean()) < 0.1
+    np.testing.assert_array_equal(out, P.gaussian_noise(sigma, seed=1)(gray))
+    assert not np.array_equal(out, P.gaussian_noise(sigma, seed=2)(gray))
+
+
+@pytest.mark.parametrize("g", [0.5, 1.0, 2.2])
+def test_gamma_mid_gray(g):
+    gray = np.full((4, 4, 3), 128, np.uint8)
+    out = P.gamma(g)(gray)
+    assert np.all(out == round(255 * (128 / 255) ** g))
+    ramp = np.arange(256, dtype=np.uint8)[None, :, None].repeat(3, -1)
+    r = P.gamma(g)(ramp)[0, :, 0]
+    assert r[0] == 0 and r[-1] == 255 and np.all(np.diff(r.astype(int)) >= 0)
+    if g == 1.0:
+        np.testing.assert_array_equal(r, np.arange(256))
+
+
+def test_crop_shift_exact(img, mask):
+    out, m = P.crop_shift(3, 5).apply(img, None, mask)
+    np.testing.assert_array_equal(out, img[5:, 3:])
+    np.testing.assert_array_equal(m, mask[5:, 3:])
+    out2, m2 = P.get_perturbation("crop_shift").apply(img, 4, mask)
+    np.testing.assert_array_equal(out2, img[4:, 4:])
+    np.testing.assert_array_equal(m2, mask[4:, 4:])
+    with pytest.raises(ValueError):
+        P.crop_shift(200, 0)(img)
+
+
+def _grid_phase(x: np.ndarray) -> int:
+    """Column phase (mod 8) of the strongest horizontal discontinuity: JPEG block borders."""
+    g = x.astype(np.float64).mean(-1)
+    d = np.abs(np.diff(g, axis=1)).mean(0)
+    return int(np.argmax([d[k::8].mean() for k in range(8)]))
+
+
+def test_crop_shift_moves_jpeg_grid(img):
+    c = jpeg_compress(img, 20)
+    assert _grid_phase(c) == 7  # border between columns 7 and 8
+    assert _grid_phase(P.crop_shift(3, 0)(c)) == 4
+    assert _grid_phase(P.crop_shift(8, 0)(c)) == 7  # a multiple of 8 keeps it
+
+
+def test_chain_applies_in_order(img, mask):
+    ch = P.chain(P.gamma(2.0), P.crop_shift(2, 3), P.jpeg(70))
+    out, m = ch.apply(img, None, mask)
+    ref = jpeg_compress(P.gamma(2.0)(img)[3:, 2:], 70)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(m, mask[3:, 2:])
+    a = P.chain(P.jpeg(50), P.blur(1.0))(img)
+    b = P.chain(P.blur(1.0), P.jpeg(50))(img)
+    np.testing.assert_array_equal(a, P.blur(1.0)(jpeg_compress(img, 50)))
+    assert not np.array_equal(a, b)
+    # the swept value goes to the chosen stage
+    v = P.chain("blur", P.jpeg(70), vary=0)
+    np.testing.assert_array_equal(v.apply(img, 1.5), jpeg_compress(P.blur(1.5)(img), 70))
+    with pytest.raises(ValueError, match="takes no value"):
+        ch.apply(img, 3)
+
+
+def test_presets(img):
+    fb = P.get_perturbation("Facebook")
+    np.testing.assert_array_equal(fb(img), jpeg_compress(img, 85))  # small: no resize
+    np.testing.assert_array_equal(fb.apply(img, 60), jpeg_compress(img, 60))  # value = quality
+    big = np.zeros((1700, 900, 3), np.uint8)
+    big_mask = np.zeros((1700, 900), bool)
+    out, m = P.get_perturbation("whatsapp").apply(big, None, big_mask)
+    assert out.shape == (1600, 847, 3) and m.shape == (1600, 847)
+    assert P.get_perturbation("x").stages == P.get_perturbation("twitter").stages
+
+
+def test_registry_suggests_and_refuses_duplicates():
+    with pytest.raises(KeyError, match="did you mean 'jpeg'"):
+        P.get_perturbation("jpg")
+    with pytest.raises(ValueError, match="did you mean 'gaussian_noise'"):
+        P.get_perturbation("gausian_noise")
+    with pytest.raises(ValueError, match="already registered"):
+        P.register_perturbation("blur", P.blur())
+    p = P.blur(2.0)
+    assert P.get_perturbation(p) is p
+    assert P.get_perturbation(" BLUR ") is P.PERTURBATIONS["blur"]
+
+
+def test_apply_leaves_inputs_alone(img, mask):
+    i0, m0 = img.copy(), mask.copy()
+    for name in ("jpeg", "resize", "blur", "noise", "gamma", "crop_shift"):
+        value = {"jpeg": 80, "resize": 0.5, "blur": 1, "noise": 3, "gamma": 1.5, "crop_shift": 5}[name]
+        out, m = P.get_perturbation(name).apply(img, value, mask)
+        assert m is not mask and out is not img
+    np.testing.assert_array_equal(img, i0)
+    np.testing.assert_array_equal(mask, m0)
+    with pytest.raises(ValueError, match="no quality given"):
+        P.jpeg()(img)
+
+
+# -- sweeps --------------------------------------------------------------------------------
+
+@dataclass
+class FakeResult:
+    map: np.ndarray
+    conf: np.ndarray
+    score: float
+
+
+def bright_detector(model, image: np.ndarray) -> FakeResult:
+    """A stand-in analysis: 'forged' = bright pixels (the planted region is bright)."""
+    g = image.astype(np.float64).mean(-1)
+    m = (g > 130).astype(np.float32)
+    return FakeResult(m, np.full(g.shape, 0.8, np.float32), float(m.max()))
+
+
+@pytest.fixture(scope="module")
+def planted(mask) -> np.ndarray:
+    im = np.full((128, 128, 3), 60, np.uint8)
+    im[mask] = 200
+    return im
+
+
+def test_sweep_resize_mask_follows(planted, mask, tmp_path):
+    calls = []
+
+    def fn(model, image):
+        calls.append(image.shape)
+        return bright_detector(model, image)
+
+    res = P.sweep("MODEL", planted, mask, "resize", [0.5, 1.0, 1.7], analyze_fn=fn)
+    assert calls == [(64, 64, 3), (128, 128, 3), (218, 218, 3)]
+    assert [r["value"] for r in res.table] == [0.5, 1.0, 1.7]
+    assert [(r["height"], r["width"]) for r in res.table] == [(64, 64), (128, 128), (218, 218)]
+    assert np.all(res.column("f1_best") > 0.97)  # would collapse if the mask did not follow
+    assert res.table[1]["f1_best"] == 1.0 and res.table[1]["iou_fixed"] == 1.0
+    assert np.allclose(res.column("mean_conf"), 0.8) and np.all(res.column("score") == 1.0)
+    path = tmp_path / "sweep.csv"
+    res.to_csv(path)
+    rows = list(csv.DictReader(open(path)))
+    assert [float(r["value"]) for r in rows] == [0.5, 1.0, 1.7]
+    assert {"score", "f1_best", "f1_fixed", "mean_conf", "auc"} <= set(rows[0])
+
+
+def test_sweep_gamma_degrades_detector(planted, mask):
+    res = P.sweep(None, planted, mask, P.gamma(), [1.0, 1.5, 4.0], analyze_fn=bright_detector)
+    f1 = res.column("f1_fixed")
+    assert f1[0] == 1.0 and f1[1] == 1.0  # 200 -> 175: still bright
+    assert res.table[2]["score"] == 0.0  # 200 -> 97: the detector misses it
+    assert res.table[2]["f1_best"] < 1.0
+
+
+def test_sweep_crop_shift_and_pristine(planted, mask):
+    res = P.sweep(None, planted, mask, "crop_shift", [0, (7, 3), 20], analyze_fn=bright_detector)
+    assert np.all(res.column("f1_best") == 1.0)
+    assert [r["width"] for r in res.table] == [128, 121, 108]
+    pristine = np.full((64, 64, 3), 60, np.uint8)
+    res = P.sweep(None, pristine, None, "jpeg", [90, 50], analyze_fn=bright_detector)
+    assert np.all(res.column("score") == 0.0) and np.all(np.isnan(res.column("f1_best")))
+
+
+def test_sweep_resizes_a_map_of_another_size(planted, mask):
+    def half(model, image):
+        r = bright_detector(model, image)
+        return FakeResult(r.map[::2, ::2], r.conf, r.score)
+
+    res = P.sweep(None, planted, mask, "blur", [0.0], analyze_fn=half)
+    assert res.table[0]["f1_best"] > 0.95
+
+
+def test_sweep_plot_and_html(planted, mask):
+    from matplotlib.figure import Figure
+    res = P.sweep(None, planted, mask, "jpeg", [95, 75, 50], analyze_fn=bright_detector, keep_results=True)
+    assert len(res.results) == 3 and isinstance(res.results[0], FakeResult)
+    fig = res.plot()
+    assert isinstance(fig, Figure)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert {"score", "f1_best", "f1_fixed", "mean_conf"} <= set(labels)
+    html = res._repr_html_()
+    assert "<table>" in html and "f1_best" in html and "jpeg" in html
+    fig2 = P.sweep(None, planted, mask, "crop_shift", [0, (1, 2)], analyze_fn=bright_detector).plot()
+    assert [t.get_text() for t in fig2.axes[0].get_xticklabels()] == ["0", "(1, 2)"]

@@ -1,0 +1,152 @@
+"""The input contract: every PIL mode, arrays, tensors, EXIF orientation, bad files."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trufor_lab.preprocess import ImageError, load_image, to_tensor
+
+
+def _rgb(h=20, w=30, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _save(im: Image.Image, path, fmt=None, **kw):
+    im.save(path, format=fmt, **kw)
+    return path
+
+
+def test_rgb_png_is_read_exactly(tmp_path):
+    a = _rgb()
+    r = load_image(_save(Image.fromarray(a), tmp_path / "a.png"))
+    assert r.rgb.dtype == np.uint8 and np.array_equal(r.rgb, a)
+
+
+def test_rgba_drops_alpha_keeping_colours(tmp_path):
+    a = _rgb()
+    rgba = np.concatenate([a, np.full(a.shape[:2] + (1,), 7, np.uint8)], axis=2)
+    r = load_image(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"))
+    assert np.array_equal(r.rgb, a) and "alpha channel dropped" in r.notes
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "YCbCr", "LA", "HSV"])
+def test_every_pil_mode_becomes_rgb(mode):
+    im = Image.fromarray(_rgb()).convert(mode)
+    r = load_image(im)
+    assert r.rgb.shape == (20, 30, 3) and r.rgb.dtype == np.uint8
+    if mode in ("L", "LA"):
+        g = np.asarray(im)[..., 0] if mode == "LA" else np.asarray(im)
+        assert np.array_equal(r.rgb[..., 0], g) and np.array_equal(r.rgb[..., 1], g)
+    if mode == "1":
+        assert set(np.unique(r.rgb)) <= {0, 255}
+
+
+def test_palette_with_transparency(tmp_path):
+    im = Image.fromarray(_rgb()).convert("P")
+    im.info["transparency"] = 0
+    r = load_image(_save(im, tmp_path / "p.png"))
+    assert r.rgb.shape == (20, 30, 3)
+
+
+def test_16_bit_is_scaled_to_8_bits(tmp_path):
+    v = np.array([[0, 257, 65535, 32896]], dtype=np.uint16)
+    im = Image.fromarray(v)  # mode I;16
+    r = load_image(_save(im, tmp_path / "g16.png"))
+    assert r.rgb[0, :, 0].tolist() == [0, 1, 255, 128]
+    assert load_image(v).rgb[0, :, 1].tolist() == [0, 1, 255, 128]
+
+
+def test_float_mode_is_clipped_like_pil():
+    im = Image.fromarray(np.array([[-5.0, 12.4, 300.0]], dtype=np.float32), "F")
+    assert load_image(im).rgb[0, :, 0].tolist() == [0, 12, 255]
+
+
+def test_animated_gif_takes_first_frame(tmp_path):
+    frames = [Image.fromarray(np.full((10, 10, 3), c, np.uint8)) for c in (10, 200)]
+    p = tmp_path / "anim.gif"
+    frames[0].save(p, save_all=True, append_images=frames[1:], duration=50)
+    with Image.open(p) as im:
+        im.seek(1)  # even if the caller left it on another frame
+        r = load_image(im)
+    assert abs(int(r.rgb.mean()) - 10) <= 2 and any("first of 2 frames" in n for n in r.notes)
+
+
+def test_exif_orientation_is_reported_and_applied_only_on_request(tmp_path):
+    a = _rgb(20, 30)
+    ex = Image.Exif()
+    ex[0x0112] = 6  # rotate 90 CW to display
+    p = _save(Image.fromarray(a), tmp_path / "o.png", exif=ex.tobytes())
+    stored = load_image(p)
+    assert stored.exif_orientation == 6 and stored.rgb.shape == (20, 30, 3)
+    assert np.array_equal(stored.rgb, a)
+    shown = load_image(p, exif_transpose=True)
+    assert shown.rgb.shape == (30, 20, 3)
+    assert np.array_equal(shown.rgb, np.rot90(a, k=-1))
+
+
+def test_arrays_and_tensors():
+    a = _rgb()
+    assert np.array_equal(load_image(a).rgb, a)
+    assert np.array_equal(load_image(a[..., 0]).rgb[..., 2], a[..., 0])
+    assert np.array_equal(load_image(a.astype(np.float32) / 255).rgb, a)
+    assert np.array_equal(load_image(torch.from_numpy(a).permute(2, 0, 1)).rgb, a)
+    with pytest.raises(ImageError, match="float images"):
+        load_image(a.astype(np.float32))
+    with pytest.raises(ImageError, match="uint8 tensors"):
+        load_image(torch.rand(3, 8, 8))
+    with pytest.raises(ImageError, match="shape"):
+        load_image(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_to_tensor_is_rgb_over_256():
+    a = np.array([[[0, 128, 255]]], dtype=np.uint8)
+    t = to_tensor(a)
+    assert t.shape == (1, 3, 1, 1) and t.flatten().tolist() == [0.0, 0.5, 255 / 256]
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "truncated", "folder", "bomb", "zero"])
+def test_bad_files_give_one_line_naming_the_file(tmp_path, case):
+    p = tmp_path / f"{case}.png"
+    kw = {}
+    if case == "empty":
+        p.write_bytes(b"")
+    elif case == "text":
+        p.write_text("hello, I am not an image")
+    elif case == "truncated":
+        buf = io.BytesIO()
+        Image.fromarray(_rgb(64, 64)).save(buf, "PNG")
+        p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    elif case == "folder":
+        p.mkdir()
+    elif case == "bomb":
+        Image.fromarray(_rgb(64, 64)).save(p)
+        kw = {"max_pixels": 1000}
+    elif case == "zero":
+        p = tmp_path / "zero.npy"
+        arr = np.zeros((0, 5, 3), np.uint8)
+        with pytest.raises(ImageError) as e:
+            load_image(arr)
+        assert "no pixels" in str(e.value)
+        return
+    with pytest.raises(ImageError) as e:
+        load_image(p, **kw)
+    msg = str(e.value)
+    assert msg.startswith(str(p) + ":") and "\n" not in msg
+
+
+def test_real_decompression_bomb_header_is_refused_before_decoding(tmp_path):
+    """A tiny PNG whose header claims 100k x 100k pixels."""
+    import struct
+    import zlib
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    p = tmp_path / "bomb.png"
+    p.write_bytes(png)
+    with pytest.raises(ImageError, match="bomb|too many|refused"):
+        load_image(p)

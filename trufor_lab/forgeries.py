@@ -1,0 +1,729 @@
+"""Synthetic forgeries with exact ground truth, for testing detectors where the answer is known.
+
+Every generator is deterministic given ``seed`` (``np.random.default_rng(seed)``) and returns
+a :class:`Forgery`: the forged ``image`` (uint8 HxWx3), its ``mask`` (bool HxW, True = forged)
+and a JSON-safe ``params`` record of what was done. Unless the docstring says otherwise (only
+:func:`double_jpeg`, which recompresses the whole image), pixels outside the mask are
+bit-identical to the source; inside the mask a pixel may coincidentally keep its value (a flat
+area blurred, say), but the mask is always the set of pixels the operation wrote.
+
+>>> from trufor_lab.forgeries import demo_set, make_forgery
+>>> items = demo_set(n=8)                        # offline: scikit-image sample images
+>>> f = make_forgery("copy_move", items[0].image, seed=3, rotation=15)
+>>> f.plot()
+"""
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import io
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "Forgery",
+    "FORGERIES",
+    "REGIONS",
+    "LOCAL_EDIT_OPS",
+    "region_mask",
+    "splice",
+    "copy_move",
+    "remove_object",
+    "local_edit",
+    "double_jpeg",
+    "make_forgery",
+    "random_forgery",
+    "pristine",
+    "demo_images",
+    "demo_set",
+    "load_official_samples",
+]
+
+REGIONS = ("ellipse", "rect", "blob")
+LOCAL_EDIT_OPS = ("resample", "blur", "sharpen", "contrast", "color")
+#: default ``strength`` per local-edit op: zoom factor, Gaussian sigma, unsharp amount,
+#: contrast gain, per-channel gain deviation.
+_DEFAULT_STRENGTH = {"resample": 1.3, "blur": 2.0, "sharpen": 1.5, "contrast": 1.5, "color": 0.2}
+_DEFAULT_AREA = (0.02, 0.15)
+
+
+# --------------------------------------------------------------------------------------------
+# the record
+# --------------------------------------------------------------------------------------------
+
+@dataclass(repr=False)
+class Forgery:
+    """A (possibly pristine) image with its exact ground truth.
+
+    ``label``: 1 forged, 0 pristine. ``mask``: bool HxW, True = forged (all False for a
+    pristine image; ``None`` only for an external forged image whose mask is unknown).
+    ``params``: JSON-safe record of the operation. ``source``: names of the images used
+    (target first, then donor).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray | None
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    source: tuple[str, ...] = ("image",)
+    label: int = 1
+    name: str = ""
+
+    @property
+    def mask_fraction(self) -> float:
+        """Fraction of forged pixels (NaN when the mask is unknown)."""
+        return float("nan") if self.mask is None else float(self.mask.mean())
+
+    def __repr__(self) -> str:
+        h, w = self.image.shape[:2]
+        return (f"Forgery(name={self.name!r}, kind={self.kind!r}, label={self.label}, "
+                f"size={w}x{h}, mask_fraction={self.mask_fraction:.3f})")
+
+    def plot(self, ax=None):
+        """The image with the mask outline (red); returns the matplotlib Figure."""
+        if ax is None:
+            from matplotlib.figure import Figure
+            fig = Figure(figsize=(4, 4))
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        ax.imshow(self.image)
+        if self.mask is not None and self.mask.any():
+            ax.contour(self.mask.astype(np.float32), levels=[0.5], colors="red", linewidths=1.2)
+        ax.set_axis_off()
+        what = "pristine" if self.label == 0 else self.kind
+        if self.label == 1 and self.mask is None:
+            what += " (mask unknown)"
+        ax.set_title(f"{self.name}\n{what}" if self.name else what, fontsize=9)
+        return fig
+
+    def _repr_html_(self) -> str:
+        thumb = base64.b64encode(_outline_png(self.image, self.mask)).decode()
+        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in self.params.items())
+        return (f'<div style="display:flex;gap:8px"><img src="data:image/png;base64,{thumb}"/>'
+                f"<div><b>{html.escape(repr(self))}</b><br>source: {html.escape(', '.join(self.source))}"
+                f'<table style="font-size:small">{rows}</table></div></div>')
+
+
+def _outline_png(image: np.ndarray, mask: np.ndarray | None, max_side: int = 256) -> bytes:
+    """Small PNG thumbnail with the mask boundary drawn in red (no matplotlib needed)."""
+    from PIL import Image
+    img = image.copy()
+    if mask is not None and mask.any():
+        edge = mask & ~ndimage.binary_erosion(mask, iterations=max(1, max(mask.shape) // 256))
+        img[edge] = (255, 0, 0)
+    pil = Image.fromarray(img)
+    pil.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    pil.save(buf, "PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+def _as_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"{what}: expected an RGB uint8 array (H, W, 3), got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _json_safe(x.tolist())
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x)
+    if x is None or isinstance(x, str):
+        return x
+    return str(x)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+
+
+def _window(bbox: tuple[int, int, int, int], margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    y0, y1, x0, x1 = bbox
+    return (slice(max(0, y0 - margin), min(shape[0], y1 + margin)),
+            slice(max(0, x0 - margin), min(shape[1], x1 + margin)))
+
+
+def _check_area(area: Sequence[float], n: int) -> tuple[int, int]:
+    lo, hi = float(area[0]), float(area[1])
+    if not 0 < lo <= hi < 1:
+        raise ValueError(f"area must satisfy 0 < lo <= hi < 1, got {tuple(area)}")
+    kmin, kmax = math.ceil(lo * n - 1e-9), math.floor(hi * n + 1e-9)
+    if kmin > kmax:
+        raise ValueError(f"area range {tuple(area)} holds no whole number of pixels for {n} pixels")
+    return kmin, kmax
+
+
+def _top_k(score: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the k smallest scores (ties broken by raster order)."""
+    flat = np.argsort(score, axis=None, kind="stable")[:k]
+    out = np.zeros(score.size, dtype=bool)
+    out[flat] = True
+    return out.reshape(score.shape)
+
+
+def region_mask(shape: tuple[int, int], rng: np.random.Generator, region: str | None = None,
+                area: Sequence[float] = _DEFAULT_AREA) -> tuple[np.ndarray, dict[str, Any]]:
+    """A random region covering a fraction of ``shape`` within ``area`` (inclusive).
+
+    ``ellipse`` and ``blob`` have exactly ``k`` pixels (the k pixels lowest in an elliptic or
+    noisy-elliptic field); ``rect`` is an axis-aligned rectangle whose area is within range.
+    ``region=None`` picks one at random. Returns (mask, JSON-safe info).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    n = h * w
+    kmin, kmax = _check_area(area, n)
+    if region is None:
+        region = REGIONS[int(rng.integers(len(REGIONS)))]
+    if region not in REGIONS:
+        raise ValueError(f"unknown region {region!r}; choose one of {REGIONS}")
+    k = int(np.clip(round(rng.uniform(area[0], area[1]) * n), kmin, kmax))
+    aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))  # height / width
+    mask = np.zeros((h, w), dtype=bool)
+
+    if region == "rect":
+        ideal = math.sqrt(k * aspect)
+        for rh in sorted(range(1, h + 1), key=lambda r: (abs(r - ideal), r)):
+            lo_w, hi_w = max(1, math.ceil(kmin / rh)), min(w, kmax // rh)
+            if lo_w <= hi_w:
+                rw = int(np.clip(round(k / rh), lo_w, hi_w))
+                break
+        else:
+            raise ValueError(f"cannot fit a rectangle with area in {tuple(area)} in a {w}x{h} image")
+        y0, x0 = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
+        mask[y0:y0 + rh, x0:x0 + rw] = True
+        return mask, {"region": region, "bbox": [y0, y0 + rh, x0, x0 + rw], "area_frac": rh * rw / n}
+
+    # semi-axes (b vertical, a horizontal) of an ellipse with k pixels that fits in the image
+    b = math.sqrt(k * aspect / math.pi)
+    a = k / (math.pi * b)
+    reach = 1.0 if region == "ellipse" else 1.3  # how far a blob may spread beyond r = 1
+    if b * reach > h / 2 - 1:
+        b = max(1.0, h / 2 / reach - 1)
+        a = k / (math.pi * b)
+    if a * reach > w / 2 - 1:
+        a = max(1.0, w / 2 / reach - 1)
+        b = k / (math.pi * a)
+    cy = rng.uniform(min(b * reach, (h - 1) / 2), max(h - 1 - b * reach, (h - 1) / 2))
+    cx = rng.uniform(min(a * reach, (w - 1) / 2), max(w - 1 - a * reach, (w - 1) / 2))
+    margin = int(0.5 * max(a, b)) + 4
+    sy = slice(max(0, int(cy - b * reach) - margin), min(h, int(cy + b * reach) + margin + 1))
+    sx = slice(max(0, int(cx - a * reach) - margin), min(w, int(cx + a * reach) + margin + 1))
+    yy, xx = np.mgrid[sy, sx]
+    score = ((yy - cy) / b) ** 2 + ((xx - cx) / a) ** 2
+    info: dict[str, Any] = {"region": region, "center": [cy, cx], "axes": [b, a]}
+    if region == "blob":
+        noise = ndimage.gaussian_filter(rng.standard_normal(score.shape), sigma=max(1.0, 0.35 * min(a, b)))
+        noise /= noise.std() + 1e-12
+        score = score - 0.4 * noise
+    if score.size < k:  # window clipped by a tiny image: use the whole image
+        sy, sx = slice(0, h), slice(0, w)
+        yy, xx = np.mgrid[sy, sx]
+        score = ((yy - cy) / b) ** 2 + ((xx - cx) / a) ** 2
+    mask[sy, sx] = _top_k(score, k)
+    info["bbox"] = list(_bbox(mask))
+    info["area_frac"] = k / n
+    return mask, info
+
+
+def _resize_rgb(patch: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.fromarray(patch).resize((size_hw[1], size_hw[0]), Image.BICUBIC))
+
+
+# --------------------------------------------------------------------------------------------
+# forgeries
+# --------------------------------------------------------------------------------------------
+
+def splice(target: np.ndarray, donor: np.ndarray, *, seed: int, region: str | None = None,
+           area: Sequence[float] = _DEFAULT_AREA, donor_jpeg_quality: int | None = None,
+           resample: float | None = None, blur: float | None = None, noise: float | None = None,
+           feather: int = 0) -> Forgery:
+    """Paste a region of ``donor`` into ``target`` (splicing).
+
+    The donor is processed in this order, each step optional: whole-donor JPEG at
+    ``donor_jpeg_quality`` (its grid is then generally misaligned with the target's), bicubic
+    resampling by ``resample``, Gaussian blur ``blur`` (sigma), additive Gaussian noise
+    ``noise`` (sigma, grey levels). ``feather`` > 0 ramps the alpha linearly over that many
+    pixels *inside* the region, so the mask (alpha > 0) is the region itself and ``area``
+    holds exactly. A donor smaller than needed is extended by mirroring.
+    """
+    t = _as_rgb(target, "target")
+    d = _as_rgb(donor, "donor")
+    rng = np.random.default_rng(seed)
+    mask, info = region_mask(t.shape[:2], rng, region, area)
+    y0, y1, x0, x1 = info["bbox"]
+    h, w = y1 - y0, x1 - x0
+
+    if donor_jpeg_quality is not None:
+        from .jpeg import jpeg_compress
+        d = jpeg_compress(d, int(donor_jpeg_quality))
+    f = 1.0 if resample is None else float(resample)
+    if f <= 0:
+        raise ValueError(f"resample must be > 0, got {resample}")
+    m = 4 + (0 if blur is None else math.ceil(3 * float(blur)))  # margin, output pixels
+    ph, pw = math.ceil((h + 2 * m) / f) + 2, math.ceil((w + 2 * m) / f) + 2  # donor pixels
+    if d.shape[0] < ph or d.shape[1] < pw:
+        d = np.pad(d, ((0, max(0, ph - d.shape[0])), (0, max(0, pw - d.shape[1])), (0, 0)), mode="symmetric")
+    oy, ox = int(rng.integers(0, d.shape[0] - ph + 1)), int(rng.integers(0, d.shape[1] - pw + 1))
+    patch = d[oy:oy + ph, ox:ox + pw]
+    if f != 1.0:
+        patch = _resize_rgb(patch, (round(ph * f), round(pw * f)))
+    patch = patch.astype(np.float64)
+    if blur is not None and blur > 0:
+        patch = ndimage.gaussian_filter(patch, sigma=(float(blur), float(blur), 0))
+    patch = patch[m:m + h, m:m + w]
+    if noise is not None and noise > 0:
+        patch = patch + rng.normal(0.0, float(noise), patch.shape)
+
+    sub = mask[y0:y1, x0:x1]
+    if feather > 0:
+        # distance to the nearest unmasked pixel; the image border is not a region edge
+        alpha = np.minimum(1.0, ndimage.distance_transform_edt(mask)[y0:y1, x0:x1] / (int(feather) + 1))
+    else:
+        alpha = sub.astype(np.float64)
+    out = t.copy()
+    dst = out[y0:y1, x0:x1]
+    blend = _to_uint8(alpha[..., None] * patch + (1 - alpha[..., None]) * dst)
+    dst[sub] = blend[sub]
+    params = {**info, "donor_offset": [oy, ox], "donor_jpeg_quality": donor_jpeg_quality,
+              "resample": resample, "blur": blur, "noise": noise, "feather": int(feather), "seed": seed}
+    return Forgery(out, mask, "splice", _json_safe(params), ("target", "donor"))
+
+
+def _affine_patch(patch: np.ndarray, pmask: np.ndarray, rotation: float, scale: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate (degrees, counter-clockwise) and scale a patch about its centre (bilinear)."""
+    h, w = pmask.shape
+    th = math.radians(rotation)
+    c, s = math.cos(th), math.sin(th)
+    # forward map (row, col) -> (row', col'): scale * R about the centre
+    fwd = scale * np.array([[c, s], [-s, c]])
+    corners = np.array([[0, 0], [0, w - 1], [h - 1, 0], [h - 1, w - 1]], float) - [(h - 1) / 2, (w - 1) / 2]
+    tc = corners @ fwd.T
+    lo = np.floor(tc.min(0)) - 1
+    hi = np.ceil(tc.max(0)) + 1
+    oh, ow = int(hi[0] - lo[0]) + 1, int(hi[1] - lo[1]) + 1
+    inv = np.linalg.inv(fwd)
+    # input = inv @ (out + lo) + centre
+    offset = inv @ lo + [(h - 1) / 2, (w - 1) / 2]
+    m = ndimage.affine_transform(pmask.astype(np.float64), inv, offset=offset, output_shape=(oh, ow),
+                                 order=1, mode="constant", cval=0.0) >= 0.5
+    img = np.stack([ndimage.affine_transform(patch[..., ch].astype(np.float64), inv, offset=offset,
+                                             output_shape=(oh, ow), order=1, mode="nearest")
+                    for ch in range(3)], axis=-1)
+    ys, xs = np.nonzero(m)
+    if ys.size == 0:
+        return img[:0, :0], m[:0, :0]
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return img[y0:y1, x0:x1], m[y0:y1, x0:x1]
+
+
+def copy_move(image: np.ndarray, *, seed: int, rotation: float = 0.0, scale: float = 1.0,
+              area: Sequence[float] = _DEFAULT_AREA, region: str | None = "blob") -> Forgery:
+    """Copy a region of ``image`` to another place in it (optionally rotated/scaled).
+
+    ``area`` is the range of the *destination* (the mask). With ``rotation == 0`` and
+    ``scale == 1`` the copy is exact (destination pixels equal the source pixels); otherwise
+    bilinear. The destination avoids the source region when any placement allows it
+    (``params['overlap']`` says whether it had to overlap).
+    """
+    img = _as_rgb(image)
+    rng = np.random.default_rng(seed)
+    H, W = img.shape[:2]
+    kmin, kmax = _check_area(area, H * W)
+    scale = float(scale)
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    identity = (float(rotation) % 360 == 0) and scale == 1.0
+    src_area = (area[0] / scale ** 2, area[1] / scale ** 2)
+    if src_area[1] >= 1:
+        raise ValueError(f"scale {scale} too small for area {tuple(area)}")
+    for _ in range(30):
+        smask, info = region_mask((H, W), rng, region, src_area)
+        y0, y1, x0, x1 = info["bbox"]
+        if identity:
+            tpatch, tmask = img[y0:y1, x0:x1], smask[y0:y1, x0:x1]
+        else:
+            tpatch, tmask = _affine_patch(img[y0:y1, x0:x1], smask[y0:y1, x0:x1], float(rotation), scale)
+        if kmin <= int(tmask.sum()) <= kmax and tmask.shape[0] <= H and tmask.shape[1] <= W:
+            break
+    else:
+        raise ValueError("could not place a transformed region with the requested area; "
+                         "relax area, rotation or scale")
+    th, tw = tmask.shape
+    guard = ndimage.binary_dilation(smask, iterations=2)
+    best, best_overlap = None, None
+    for _ in range(200):
+        dy, dx = int(rng.integers(0, H - th + 1)), int(rng.integers(0, W - tw + 1))
+        ov = int(np.count_nonzero(guard[dy:dy + th, dx:dx + tw] & tmask))
+        if best_overlap is None or ov < best_overlap:
+            best, best_overlap = (dy, dx), ov
+        if ov == 0:
+            break
+    dy, dx = best
+    out = img.copy()
+    mask = np.zeros((H, W), dtype=bool)
+    mask[dy:dy + th, dx:dx + tw] = tmask
+    dst = out[dy:dy + th, dx:dx + tw]
+    src = tpatch if identity else _to_uint8(tpatch)
+    dst[tmask] = src[tmask]
+    params = {"region": info["region"], "area_frac": float(mask.mean()), "source_bbox": [y0, y1, x0, x1],
+              "dest_offset": [dy, dx], "rotation": float(rotation), "scale": scale,
+              "overlap": bool(best_overlap), "seed": seed}
+    return Forgery(out, mask, "copy_move", _json_safe(params), ("image",))
+
+
+def remove_object(image: np.ndarray, *, seed: int, area: Sequence[float] = _DEFAULT_AREA,
+                  region: str | None = "blob") -> Forgery:
+    """Fill a region by biharmonic inpainting (``skimage.restoration.inpaint_biharmonic``).
+
+    Runs on the region's bounding box plus a 16-pixel margin (fast, and the solution only
+    depends on the ring around the hole). Mask = inpainted pixels.
+    """
+    from skimage.restoration import inpaint_biharmonic
+    img = _as_rgb(image)
+    rng = np.random.default_rng(seed)
+    mask, info = region_mask(img.shape[:2], rng, region, area)
+    sy, sx = _window(tuple(info["bbox"]), 16, mask.shape)
+    crop = img[sy, sx].astype(np.float64) / 255.0
+    filled = inpaint_biharmonic(crop, mask[sy, sx], channel_axis=-1)
+    out = img.copy()
+    sub = out[sy, sx]
+    sub[mask[sy, sx]] = _to_uint8(filled * 255.0)[mask[sy, sx]]
+    return Forgery(out, mask, "remove_object", _json_safe({**info, "method": "biharmonic", "seed": seed}),
+                   ("image",))
+
+
+def local_edit(image: np.ndarray, *, seed: int, op: str = "blur", strength: float | None = None,
+               area: Sequence[float] = _DEFAULT_AREA, region: str | None = None) -> Forgery:
+    """Edit a region in place: ``op`` and the meaning of ``strength`` (default in brackets):
+
+    - ``resample``: zoom the content by ``strength`` about the region centre, bicubic [1.3];
+    - ``blur``: Gaussian blur, sigma = ``strength`` [2.0];
+    - ``sharpen``: unsharp masking (sigma 1), amount = ``strength`` [1.5];
+    - ``contrast``: stretch about the region's mean colour by ``strength`` [1.5];
+    - ``color``: per-channel gains ``1 + strength * d`` with a random zero-mean unit direction d [0.2].
+    """
+    img = _as_rgb(image)
+    if op not in LOCAL_EDIT_OPS:
+        raise ValueError(f"unknown op {op!r}; choose one of {LOCAL_EDIT_OPS}")
+    s = float(_DEFAULT_STRENGTH[op] if strength is None else strength)
+    rng = np.random.default_rng(seed)
+    mask, info = region_mask(img.shape[:2], rng, region, area)
+    extra: dict[str, Any] = {}
+    x = img.astype(np.float64)
+    if op == "resample":
+        if s <= 0:
+            raise ValueError("resample strength (zoom factor) must be > 0")
+        ys, xs = np.nonzero(mask)
+        cy, cx = ys.mean(), xs.mean()
+        coords = [cy + (ys - cy) / s, cx + (xs - cx) / s]
+        vals = np.stack([ndimage.map_coordinates(x[..., c], coords, order=3, mode="mirror")
+                         for c in range(3)], axis=-1)
+        out = img.copy()
+        out[ys, xs] = _to_uint8(vals)
+        extra["zoom_center"] = [cy, cx]
+    else:
+        margin = 16 if op not in ("blur",) else int(3 * s) + 4
+        sy, sx = _window(tuple(info["bbox"]), margin, mask.shape)
+        win = x[sy, sx]
+        sub = mask[sy, sx]
+        if op == "blur":
+            new = ndimage.gaussian_filter(win, sigma=(s, s, 0))
+        elif op == "sharpen":
+            new = win + s * (win - ndimage.gaussian_filter(win, sigma=(1.0, 1.0, 0)))
+        elif op == "contrast":
+            mean = win[sub].mean(axis=0)
+            new = mean + s * (win - mean)
+        else:  # color
+            dvec = rng.standard_normal(3)
+            dvec -= dvec.mean()
+            dvec /= np.abs(dvec).max() + 1e-12
+            gains = 1.0 + s * dvec
+            new = win * gains
+            extra["gains"] = gains
+        out = img.copy()
+        o = out[sy, sx]
+        o[sub] = _to_uint8(new)[sub]
+    params = {**info, "op": op, "strength": s, **extra, "seed": seed}
+    return Forgery(out, mask, "local_edit", _json_safe(params), ("image",))
+
+
+def double_jpeg(image: np.ndarray, *, seed: int, q1: int, q2: int, aligned: bool = True,
+                area: Sequence[float] = _DEFAULT_AREA, region: str | None = None,
+                subsampling: str = "4:2:0") -> Forgery:
+    """Region-wise double JPEG: a region compressed at ``q1`` then the whole image at ``q2``.
+
+    The whole image is first JPEG-compressed at ``q1`` with its 8x8 grid at offset (0, 0)
+    (``aligned=True``) or at a random offset (dy, dx), each in 1..7, (``aligned=False``; the
+    image is mirror-padded so that every pixel is covered, then cropped back). The region's
+    pixels are taken from that decoded q1 image, the rest from the source, and the composite
+    is compressed at ``q2`` with the standard grid.
+
+    The mask marks exactly the pixels taken from the q1 image, i.e. those with the
+    q1-then-q2 history; its complement has a single (q2) history. Every pixel is recompressed,
+    so no pixel is promised bit-identical to the source. Outside the 16x16 MCUs that touch
+    the region and their 8 neighbouring MCUs (the decoder's chroma upsampling reads across MCU
+    borders), the output is bit-identical to ``jpeg_compress(image, q2, subsampling)``.
+    """
+    from .jpeg import jpeg_compress
+    img = _as_rgb(image)
+    rng = np.random.default_rng(seed)
+    mask, info = region_mask(img.shape[:2], rng, region, area)
+    if aligned:
+        dy = dx = 0
+        first = jpeg_compress(img, int(q1), subsampling)
+    else:
+        dy, dx = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+        # pad so that q1's block boundaries fall on rows = dy and cols = dx (mod 8)
+        py, px = (8 - dy) % 8, (8 - dx) % 8
+        padded = np.pad(img, ((py, 0), (px, 0), (0, 0)), mode="symmetric")
+        first = jpeg_compress(padded, int(q1), subsampling)[py:, px:]
+    composite = np.where(mask[..., None], first, img)
+    out = jpeg_compress(np.ascontiguousarray(composite), int(q2), subsampling)
+    params = {**info, "q1": int(q1), "q2": int(q2), "aligned": bool(aligned), "grid_shift": [dy, dx],
+              "subsampling": subsampling, "seed": seed}
+    return Forgery(out, mask, "double_jpeg", _json_safe(params), ("image",))
+
+
+def pristine(image: np.ndarray, *, final_jpeg: int | None = None, name: str = "",
+             source: tuple[str, ...] = ("image",)) -> Forgery:
+    """A pristine item (label 0, empty mask), optionally JPEG-compressed once at ``final_jpeg``."""
+    img = _as_rgb(image)
+    if final_jpeg is not None:
+        from .jpeg import jpeg_compress
+        img = jpeg_compress(img, int(final_jpeg))
+    return Forgery(img.copy(), np.zeros(img.shape[:2], dtype=bool), "pristine",
+                   {"final_jpeg": final_jpeg}, source, label=0, name=name)
+
+
+# --------------------------------------------------------------------------------------------
+# registry and random forgeries
+# --------------------------------------------------------------------------------------------
+
+#: kind -> generator. Generators with a donor take it as second positional argument.
+FORGERIES: dict[str, Callable[..., Forgery]] = {
+    "splice": splice,
+    "copy_move": copy_move,
+    "remove_object": remove_object,
+    "local_edit": local_edit,
+    "double_jpeg": double_jpeg,
+}
+
+
+def _unknown(name: str, choices: Sequence[str], what: str) -> ValueError:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; choose one of {sorted(choices)}"
+    return ValueError(f"unknown {what} {name!r}{hint}")
+
+
+def make_forgery(kind: str, image: np.ndarray, donor: np.ndarray | None = None, seed: int = 0,
+                 **params: Any) -> Forgery:
+    """Dispatch to the generator ``kind`` (see ``FORGERIES``); ``splice`` needs ``donor``."""
+    if kind not in FORGERIES:
+        raise _unknown(kind, FORGERIES, "forgery kind")
+    if kind == "splice":
+        if donor is None:
+            raise ValueError("splice needs a donor image")
+        return splice(image, donor, seed=seed, **params)
+    return FORGERIES[kind](image, seed=seed, **params)
+
+
+def _random_params(kind: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Plausible random parameters for ``kind`` (JSON-safe python scalars)."""
+    if kind == "splice":
+        return {
+            "region": REGIONS[int(rng.integers(len(REGIONS)))],
+            "donor_jpeg_quality": int(rng.integers(60, 96)) if rng.random() < 0.5 else None,
+            "resample": float(round(rng.uniform(0.7, 1.4), 3)) if rng.random() < 0.4 else None,
+            "blur": float(round(rng.uniform(0.5, 1.5), 3)) if rng.random() < 0.25 else None,
+            "noise": float(round(rng.uniform(1.0, 4.0), 3)) if rng.random() < 0.25 else None,
+            "feather": int(rng.integers(0, 4)),
+        }
+    if kind == "copy_move":
+        transformed = rng.random() < 0.5
+        return {"rotation": float(round(rng.uniform(-30, 30), 2)) if transformed else 0.0,
+                "scale": float(round(rng.uniform(0.85, 1.2), 3)) if transformed else 1.0}
+    if kind == "remove_object":
+        return {}
+    if kind == "local_edit":
+        return {"op": LOCAL_EDIT_OPS[int(rng.integers(len(LOCAL_EDIT_OPS)))]}
+    if kind == "double_jpeg":
+        q2 = int(rng.integers(75, 96))
+        q1 = int(rng.integers(50, q2 - 4))
+        return {"q1": q1, "q2": q2, "aligned": bool(rng.random() < 0.5)}
+    raise _unknown(kind, FORGERIES, "forgery kind")
+
+
+def random_forgery(image: np.ndarray, donor: np.ndarray | None = None, seed: int = 0, *,
+                   kinds: Sequence[str] | None = None) -> Forgery:
+    """A forgery of a random kind with random parameters (splice only when a donor is given)."""
+    rng = np.random.default_rng(seed)
+    pool = [k for k in (kinds or FORGERIES) if donor is not None or k != "splice"]
+    for k in pool:
+        if k not in FORGERIES:
+            raise _unknown(k, FORGERIES, "forgery kind")
+    if not pool:
+        raise ValueError("no forgery kind available (splice needs a donor)")
+    kind = pool[int(rng.integers(len(pool)))]
+    params = _random_params(kind, rng)
+    return make_forgery(kind, image, donor, seed=int(rng.integers(2 ** 31)), **params)
+
+
+# --------------------------------------------------------------------------------------------
+# demo set
+# --------------------------------------------------------------------------------------------
+
+#: RGB images that scikit-image ships inside its wheel (no download).
+_SKIMAGE_RGB = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
+                "hubble_deep_field", "retina")
+
+
+def demo_images(size: int = 256) -> dict[str, np.ndarray]:
+    """scikit-image's bundled RGB samples, centre-cropped to a square and resized to ``size``.
+
+    Images that are not available offline are skipped.
+    """
+    from PIL import Image
+    import skimage.data
+
+    out: dict[str, np.ndarray] = {}
+    for name in _SKIMAGE_RGB:
+        try:
+            arr = np.asarray(getattr(skimage.data, name)())
+        except Exception:  # not shipped in this install (would need a download)
+            continue
+        if arr.ndim != 3 or arr.shape[2] < 3:
+            continue
+        arr = arr[..., :3].astype(np.uint8)
+        h, w = arr.shape[:2]
+        s = min(h, w)
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        sq = Image.fromarray(np.ascontiguousarray(arr[y0:y0 + s, x0:x0 + s]))
+        out[name] = np.asarray(sq.resize((size, size), Image.LANCZOS))
+    if not out:
+        raise RuntimeError("no scikit-image sample image is available offline")
+    return out
+
+
+_PRISTINE_WORDS = ("pristine", "authentic", "real", "orig")
+_FORGED_WORDS = ("tamper", "fake", "forg", "splic", "manip")
+_MASK_SUFFIXES = ("_mask", "_gt", "-mask", "-gt")
+_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
+    """Images of a folder (e.g. the official TruFor samples) as items, untouched.
+
+    The label comes from the file name (``pristine``/``real``/``authentic`` -> 0,
+    ``tampered``/``fake``/``forged``/... -> 1, else 1 when a mask file exists, else skipped).
+    A mask is read from ``<stem>_mask.*`` / ``<stem>_gt.*`` beside the image; a forged image
+    without one gets ``mask=None`` (unknown, never a made-up empty mask). Images are not
+    resized or recompressed, so their compression history is kept.
+    """
+    from PIL import Image
+    d = Path(directory)
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in _IMAGE_EXT)
+    stems = {p.stem: p for p in files}
+    items: list[Forgery] = []
+    for p in files:
+        low = p.stem.lower()
+        if any(low.endswith(s) for s in _MASK_SUFFIXES):
+            continue
+        mask_path = next((stems[p.stem + s] for s in _MASK_SUFFIXES if p.stem + s in stems), None)
+        if any(w in low for w in _PRISTINE_WORDS):
+            label = 0
+        elif any(w in low for w in _FORGED_WORDS) or mask_path is not None:
+            label = 1
+        else:
+            continue
+        with Image.open(p) as im:
+            img = np.asarray(im.convert("RGB"))
+        if label == 0:
+            mask: np.ndarray | None = np.zeros(img.shape[:2], dtype=bool)
+        elif mask_path is not None:
+            with Image.open(mask_path) as im:
+                mask = np.asarray(im.convert("L")) > 127
+            if mask.shape != img.shape[:2]:
+                raise ValueError(f"{mask_path.name}: mask shape {mask.shape} != image {img.shape[:2]}")
+        else:
+            mask = None
+        items.append(Forgery(img, mask, "official" if label else "pristine", {"path": str(p)},
+                             (p.name,), label=label, name=p.stem))
+    return items
+
+
+def demo_set(n: int = 8, size: int = 256, seed: int = 0,
+             include_official_dir: str | os.PathLike | None = None, *,
+             final_jpeg: int | None = 90) -> list[Forgery]:
+    """A small labelled set made on the fly, offline: pristine/forged pairs of the same images.
+
+    Item ``2i`` is scikit-image sample ``i`` pristine, item ``2i + 1`` a random forgery of it
+    (the donor for splices is the next sample). Every item, pristine or forged, ends with the
+    same single JPEG at ``final_jpeg`` (for ``double_jpeg`` that JPEG *is* its q2), so the
+    label is not given away by compression; with ``final_jpeg=None`` nothing is compressed at
+    the end and ``double_jpeg`` is left out. The masks are the forgery regions. Official
+    samples from ``include_official_dir`` are appended as they are (see
+    :func:`load_official_samples`).
+    """
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    images = demo_images(size)
+    names = list(images)
+    kinds = [k for k in FORGERIES if final_jpeg is not None or k != "double_jpeg"]
+    rng = np.random.default_rng(seed)
+    items: list[Forgery] = []
+    for i in range(n):
+        name = names[(i // 2) % len(names)]
+        img = images[name]
+        if i % 2 == 0:
+            items.append(pristine(img, final_jpeg=final_jpeg, name=f"{name}_pristine", source=(name,)))
+            continue
+        donor_name = names[((i // 2) + 1) % len(names)]
+        kind = kinds[int(rng.integers(len(kinds)))]
+        params = _random_params(kind, rng)
+        fseed = int(rng.integers(2 ** 31))
+        if kind == "double_jpeg":
+            params["q2"] = int(final_jpeg)
+            params["q1"] = int(np.clip(params["q1"], 30, final_jpeg - 5)) if final_jpeg > 40 else params["q1"]
+            f = double_jpeg(img, seed=fseed, **params)
+        else:
+            f = make_forgery(kind, img, images[donor_name], seed=fseed, **params)
+            if final_jpeg is not None:
+                from .jpeg import jpeg_compress
+                f = replace(f, image=jpeg_compress(f.image, int(final_jpeg)))
+        src = (name, donor_name) if kind == "splice" else (name,)
+        items.append(replace(f, params={**f.params, "final_jpeg": final_jpeg}, source=src,
+                             name=f"{name}_{kind}"))
+    if include_official_dir is not None:
+        items.extend(load_official_samples(include_official_dir))
+    return items

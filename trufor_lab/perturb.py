@@ -1,0 +1,567 @@
+"""Perturbations (JPEG, resize, blur, noise, gamma, crop) and robustness sweeps.
+
+Every perturbation is a small frozen dataclass with one call shape::
+
+    out = p.apply(image, value)                  # image: RGB uint8 (H, W, 3)
+    out, out_mask = p.apply(image, value, mask)  # mask follows resize / crop exactly
+
+``value`` is what a sweep varies (quality, factor, sigma, ...); a perturbation may carry a
+bound ``value`` (``jpeg(75)``), used when ``apply`` gets none, and then ``p(image)`` works too.
+``chain`` composes them; ``PRESETS`` approximate what social networks do to uploads.
+
+>>> from trufor_lab.perturb import sweep
+>>> res = sweep(model, image, mask, "jpeg", [95, 85, 75, 65])
+>>> res.plot(); res.to_csv("jpeg_sweep.csv")
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import html
+import math
+import numbers
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ClassVar, Iterable
+
+import numpy as np
+
+__all__ = [
+    "Perturbation",
+    "JPEG",
+    "Resize",
+    "ResizeMax",
+    "Blur",
+    "GaussianNoise",
+    "Gamma",
+    "CropShift",
+    "Chain",
+    "jpeg",
+    "resize",
+    "resize_max",
+    "blur",
+    "gaussian_noise",
+    "gamma",
+    "crop_shift",
+    "chain",
+    "PRESETS",
+    "PERTURBATIONS",
+    "UnknownPerturbation",
+    "register_perturbation",
+    "get_perturbation",
+    "SweepResult",
+    "sweep",
+]
+
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+
+
+def _pil_filter(name: str) -> int:
+    from PIL import Image
+    table = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+             "area": Image.BOX, "lanczos": Image.LANCZOS}
+    if name not in table:
+        raise ValueError(f"unknown interpolation {name!r}; choose one of {_INTERPOLATIONS}")
+    return table[name]
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 array (H, W, 3), got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {m.shape} differs from image size {image.shape[:2]}")
+    return m.astype(bool, copy=False)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _resize(image: np.ndarray, mask: np.ndarray | None, hw: tuple[int, int], interpolation: str
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """PIL resize (antialiased when shrinking, except ``nearest``); the mask is resized
+    bilinearly and thresholded at 0.5 (nearest for ``nearest``)."""
+    from PIL import Image
+    h, w = hw
+    out = np.asarray(Image.fromarray(image).resize((w, h), _pil_filter(interpolation)))
+    if mask is None:
+        return out, None
+    if interpolation == "nearest":
+        m = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((w, h), Image.NEAREST)) > 0
+    else:
+        m = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((w, h), Image.BILINEAR)) >= 0.5
+    return out, m
+
+
+# --------------------------------------------------------------------------------------------
+# perturbations
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Perturbation:
+    """Base class: subclasses set ``kind`` and implement ``_apply(image, value, mask)``."""
+
+    value: Any = None
+    kind: ClassVar[str] = "perturbation"
+    value_name: ClassVar[str] = "value"
+
+    def apply(self, image: np.ndarray, value: Any = None, mask: np.ndarray | None = None):
+        """Perturbed image, or ``(image, mask)`` when a mask is given (a new array, always)."""
+        v = self.value if value is None else value
+        img = _check_image(image)
+        m = None if mask is None else _check_mask(mask, img)
+        out, out_mask = self._apply(img, v, m)
+        if mask is None:
+            return out
+        return out, (m.copy() if out_mask is m else out_mask)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None):
+        return self.apply(image, None, mask)
+
+    def with_value(self, value: Any) -> "Perturbation":
+        """The same perturbation with ``value`` bound."""
+        return replace(self, value=value)
+
+    @property
+    def label(self) -> str:
+        """Short name including fixed settings, e.g. ``resize[bicubic]``."""
+        return self.kind
+
+    def describe(self, value: Any = None) -> str:
+        v = self.value if value is None else value
+        return self.label if v is None else f"{self.label}({self.value_name}={v})"
+
+    def _need(self, v: Any) -> Any:
+        if v is None:
+            raise ValueError(f"{self.kind}: no {self.value_name} given and none bound")
+        return v
+
+    def _apply(self, image: np.ndarray, value: Any, mask: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class JPEG(Perturbation):
+    """JPEG round trip at IJG quality ``value`` (libjpeg via Pillow; grid anchored at (0, 0))."""
+
+    subsampling: str = "4:2:0"
+    kind: ClassVar[str] = "jpeg"
+    value_name: ClassVar[str] = "quality"
+
+    def to_bytes(self, image: np.ndarray, value: int | None = None) -> bytes:
+        """The JPEG file that ``apply`` decodes."""
+        from .jpeg import jpeg_bytes
+        return jpeg_bytes(_check_image(image), int(self._need(self.value if value is None else value)),
+                          self.subsampling)
+
+    def _apply(self, image, value, mask):
+        from .jpeg import jpeg_compress
+        return jpeg_compress(image, int(self._need(value)), self.subsampling), mask
+
+    @property
+    def label(self) -> str:
+        return "jpeg" if self.subsampling == "4:2:0" else f"jpeg[{self.subsampling}]"
+
+
+@dataclass(frozen=True)
+class Resize(Perturbation):
+    """Rescale by ``value`` (new side = round(side * factor)); the mask follows."""
+
+    interpolation: str = "bilinear"
+    kind: ClassVar[str] = "resize"
+    value_name: ClassVar[str] = "factor"
+
+    def _apply(self, image, value, mask):
+        f = float(self._need(value))
+        if f <= 0:
+            raise ValueError(f"resize factor must be > 0, got {f}")
+        h, w = image.shape[:2]
+        return _resize(image, mask, (max(1, round(h * f)), max(1, round(w * f))), self.interpolation)
+
+    @property
+    def label(self) -> str:
+        return f"resize[{self.interpolation}]"
+
+
+@dataclass(frozen=True)
+class ResizeMax(Perturbation):
+    """Shrink so that the longest side is at most ``value`` pixels (never enlarges)."""
+
+    interpolation: str = "bicubic"
+    kind: ClassVar[str] = "resize_max"
+    value_name: ClassVar[str] = "max_side"
+
+    def _apply(self, image, value, mask):
+        side = int(self._need(value))
+        if side < 1:
+            raise ValueError(f"max_side must be >= 1, got {side}")
+        h, w = image.shape[:2]
+        if max(h, w) <= side:
+            return image.copy(), mask
+        f = side / max(h, w)
+        return _resize(image, mask, (max(1, round(h * f)), max(1, round(w * f))), self.interpolation)
+
+
+@dataclass(frozen=True)
+class Blur(Perturbation):
+    """Gaussian blur of standard deviation ``value`` pixels (reflect borders; 0 = identity)."""
+
+    kind: ClassVar[str] = "blur"
+    value_name: ClassVar[str] = "sigma"
+
+    def _apply(self, image, value, mask):
+        from scipy import ndimage
+        s = float(self._need(value))
+        if s < 0:
+            raise ValueError(f"blur sigma must be >= 0, got {s}")
+        if s == 0:
+            return image.copy(), mask
+        return _to_uint8(ndimage.gaussian_filter(image.astype(np.float32), sigma=(s, s, 0))), mask
+
+
+@dataclass(frozen=True)
+class GaussianNoise(Perturbation):
+    """Add white Gaussian noise of std ``value`` grey levels, then round and clip.
+
+    The noise pattern is fixed by ``seed`` (same seed -> same pattern, scaled by sigma).
+    """
+
+    seed: int = 0
+    kind: ClassVar[str] = "gaussian_noise"
+    value_name: ClassVar[str] = "sigma"
+
+    def _apply(self, image, value, mask):
+        s = float(self._need(value))
+        if s < 0:
+            raise ValueError(f"noise sigma must be >= 0, got {s}")
+        n = np.random.default_rng(self.seed).standard_normal(image.shape, dtype=np.float32)
+        return _to_uint8(image.astype(np.float32) + s * n), mask
+
+    @property
+    def label(self) -> str:
+        return f"gaussian_noise[seed={self.seed}]"
+
+
+@dataclass(frozen=True)
+class Gamma(Perturbation):
+    """Gamma curve ``out = 255 * (in / 255) ** value`` (value > 1 darkens, < 1 brightens)."""
+
+    kind: ClassVar[str] = "gamma"
+    value_name: ClassVar[str] = "g"
+
+    def _apply(self, image, value, mask):
+        g = float(self._need(value))
+        if g <= 0:
+            raise ValueError(f"gamma must be > 0, got {g}")
+        lut = _to_uint8(255.0 * (np.arange(256) / 255.0) ** g)
+        return lut[image], mask
+
+
+@dataclass(frozen=True)
+class CropShift(Perturbation):
+    """Drop ``dx`` columns on the left and ``dy`` rows on the top: ``out[y, x] = in[y+dy, x+dx]``.
+
+    ``value`` is ``(dx, dy)`` or one int for both. A shift that is not a multiple of 8 moves
+    the content off the JPEG 8x8 grid of any earlier compression (a later JPEG is then
+    misaligned with it), which is what grid-based detectors rely on.
+    """
+
+    kind: ClassVar[str] = "crop_shift"
+    value_name: ClassVar[str] = "shift"
+
+    def _apply(self, image, value, mask):
+        v = self._need(value)
+        dx, dy = (int(v), int(v)) if isinstance(v, numbers.Integral) else (int(v[0]), int(v[1]))
+        h, w = image.shape[:2]
+        if not (0 <= dx < w and 0 <= dy < h):
+            raise ValueError(f"crop_shift needs 0 <= dx < {w} and 0 <= dy < {h}, got ({dx}, {dy})")
+        return image[dy:, dx:].copy(), None if mask is None else mask[dy:, dx:].copy()
+
+
+@dataclass(frozen=True)
+class Chain(Perturbation):
+    """Apply ``stages`` in order. ``apply``'s value goes to ``stages[vary]`` (others keep
+    their bound values); with ``vary=None`` a value is refused."""
+
+    stages: tuple[Perturbation, ...] = ()
+    vary: int | None = None
+    name: str = ""
+    kind: ClassVar[str] = "chain"
+
+    def _apply(self, image, value, mask):
+        if value is not None and self.vary is None:
+            raise ValueError(f"{self.label}: this chain takes no value (vary=None)")
+        out = image
+        for i, stage in enumerate(self.stages):
+            v = value if i == self.vary else None
+            if mask is None:
+                out = stage.apply(out, v)
+            else:
+                out, mask = stage.apply(out, v, mask)
+        return (out.copy() if out is image else out), mask
+
+    @property
+    def value_name(self) -> str:  # type: ignore[override]
+        return "value" if self.vary is None else self.stages[self.vary].value_name
+
+    @property
+    def label(self) -> str:
+        return self.name or "chain(" + ", ".join(s.describe() for s in self.stages) + ")"
+
+
+def jpeg(quality: int | None = None, subsampling: str = "4:2:0") -> JPEG:
+    """JPEG round trip at ``quality`` (a sweep may pass its own)."""
+    return JPEG(quality, subsampling)
+
+
+def resize(factor: float | None = None, interpolation: str = "bilinear") -> Resize:
+    """Rescale by ``factor`` with ``interpolation`` in nearest/bilinear/bicubic/area/lanczos."""
+    _pil_filter(interpolation)
+    return Resize(factor, interpolation)
+
+
+def resize_max(max_side: int | None = None, interpolation: str = "bicubic") -> ResizeMax:
+    """Shrink so that the longest side is at most ``max_side``."""
+    _pil_filter(interpolation)
+    return ResizeMax(max_side, interpolation)
+
+
+def blur(sigma: float | None = None) -> Blur:
+    """Gaussian blur of ``sigma`` pixels."""
+    return Blur(sigma)
+
+
+def gaussian_noise(sigma: float | None = None, seed: int = 0) -> GaussianNoise:
+    """Additive Gaussian noise of std ``sigma`` (pattern fixed by ``seed``)."""
+    return GaussianNoise(sigma, seed)
+
+
+def gamma(g: float | None = None) -> Gamma:
+    """Gamma curve with exponent ``g``."""
+    return Gamma(g)
+
+
+def crop_shift(dx: int | None = None, dy: int | None = None) -> CropShift:
+    """Crop ``dx`` columns left and ``dy`` rows top (``dy`` defaults to ``dx``)."""
+    if dx is None:
+        return CropShift(None)
+    return CropShift((int(dx), int(dx if dy is None else dy)))
+
+
+def chain(*stages: Perturbation | str, vary: int | None = None, name: str = "") -> Chain:
+    """Compose perturbations (or registry names), applied left to right."""
+    return Chain(None, tuple(get_perturbation(s) for s in stages), vary, name)
+
+
+def _preset(name: str, max_side: int, quality: int) -> Chain:
+    return Chain(None, (ResizeMax(max_side, "bicubic"), JPEG(quality)), vary=1, name=name)
+
+
+#: Rough imitations of what platforms do to uploaded photos: shrink the longest side, then
+#: re-encode as JPEG (the swept value, if any, replaces the quality). These are
+#: approximations: real pipelines change over time, differ between app/web and upload
+#: settings, use their own encoders and quantisation tables, strip metadata and may
+#: sharpen or convert colour spaces.
+PRESETS: dict[str, Chain] = {
+    "facebook": _preset("facebook", 2048, 85),
+    "twitter": _preset("twitter", 4096, 85),
+    "x": _preset("x", 4096, 85),
+    "instagram": _preset("instagram", 1080, 80),
+    "whatsapp": _preset("whatsapp", 1600, 75),
+    "telegram": _preset("telegram", 1280, 82),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------
+
+class UnknownPerturbation(KeyError, ValueError):
+    """Raised by :func:`get_perturbation` for an unknown name (message suggests the closest)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+#: name -> perturbation (unbound value unless it is a preset).
+PERTURBATIONS: dict[str, Perturbation] = {}
+
+
+def register_perturbation(name: str, perturbation: Perturbation, *, overwrite: bool = False) -> None:
+    """Add ``perturbation`` under ``name`` (lower case); refuses duplicates unless ``overwrite``."""
+    key = name.lower()
+    if not isinstance(perturbation, Perturbation):
+        raise TypeError(f"expected a Perturbation, got {type(perturbation).__name__}")
+    if key in PERTURBATIONS and not overwrite:
+        raise ValueError(f"perturbation {key!r} is already registered")
+    PERTURBATIONS[key] = perturbation
+
+
+for _name, _p in {
+    "jpeg": JPEG(), "jpeg_444": JPEG(subsampling="4:4:4"),
+    "resize": Resize(), "resize_nearest": Resize(interpolation="nearest"),
+    "resize_bicubic": Resize(interpolation="bicubic"), "resize_area": Resize(interpolation="area"),
+    "resize_max": ResizeMax(), "blur": Blur(), "gaussian_noise": GaussianNoise(), "noise": GaussianNoise(),
+    "gamma": Gamma(), "crop_shift": CropShift(), **PRESETS,
+}.items():
+    register_perturbation(_name, _p)
+
+
+def get_perturbation(name: str | Perturbation) -> Perturbation:
+    """Look up ``name`` in ``PERTURBATIONS`` (case-insensitive); a Perturbation passes through."""
+    if isinstance(name, Perturbation):
+        return name
+    key = str(name).lower().strip()
+    if key in PERTURBATIONS:
+        return PERTURBATIONS[key]
+    close = difflib.get_close_matches(key, list(PERTURBATIONS), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(PERTURBATIONS))}"
+    raise UnknownPerturbation(f"unknown perturbation {name!r}{hint}")
+
+
+# --------------------------------------------------------------------------------------------
+# sweeps
+# --------------------------------------------------------------------------------------------
+
+_METRICS = ("f1_best", "f1_fixed", "mcc_best", "iou_fixed", "auc")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3f}"
+    return str(v)
+
+
+@dataclass
+class SweepResult:
+    """Rows of a sweep: one dict per value (``value``, ``height``, ``width``, ``score``,
+    ``mean_conf``, ``map_mean``, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``,
+    ``auc``; NaN where not defined, e.g. metrics of an image without forged pixels)."""
+
+    perturbation: str
+    table: list[dict[str, Any]]
+    results: list[Any] | None = field(default=None, repr=False)
+
+    @property
+    def values(self) -> list[Any]:
+        return [r["value"] for r in self.table]
+
+    def column(self, key: str) -> np.ndarray:
+        """One column as a float array."""
+        return np.array([float(r.get(key, math.nan)) for r in self.table], dtype=np.float64)
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write the table as CSV (columns in the order of the first row)."""
+        keys: list[str] = []
+        for r in self.table:
+            keys += [k for k in r if k not in keys]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            for r in self.table:
+                w.writerow({k: r.get(k, "") for k in keys})
+
+    def plot(self, ax=None):
+        """Score, F1 (best and fixed threshold) and mean confidence vs value; returns the Figure."""
+        if ax is None:
+            from matplotlib.figure import Figure
+            fig = Figure(figsize=(5, 3.2))
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        vals = self.values
+        numeric = all(_is_number(v) for v in vals)
+        x = np.asarray(vals, dtype=float) if numeric else np.arange(len(vals))
+        for key, style in (("score", "o-"), ("f1_best", "s-"), ("f1_fixed", "s--"), ("mean_conf", "^:")):
+            y = self.column(key)
+            if not np.all(np.isnan(y)):
+                ax.plot(x, y, style, label=key)
+        if not numeric:
+            ax.set_xticks(x)
+            ax.set_xticklabels([str(v) for v in vals], rotation=30, fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(self.perturbation)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        return fig
+
+    def _repr_html_(self) -> str:
+        if not self.table:
+            return f"<b>sweep of {html.escape(self.perturbation)}</b>: no rows"
+        keys = list(self.table[0])
+        head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(k)))}</td>" for k in keys) + "</tr>"
+                       for r in self.table)
+        return (f"<b>sweep of {html.escape(self.perturbation)}</b>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _metric(lm: Any, key: str) -> float:
+    v = lm.get(key, math.nan) if isinstance(lm, dict) else getattr(lm, key, math.nan)
+    return math.nan if v is None else float(v)
+
+
+def _fit_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if m.shape == shape:
+        return m
+    from PIL import Image
+    return np.asarray(Image.fromarray(m.astype(np.float32)).resize((shape[1], shape[0]), Image.BILINEAR))
+
+
+def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: str | Perturbation,
+          values: Iterable[Any], *, analyze_fn: Callable[[Any, np.ndarray], Any] | None = None,
+          metrics_fn: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+          keep_results: bool = False) -> SweepResult:
+    """Perturb ``image`` (and ``mask``) with each value, analyse it and score the result.
+
+    ``analyze_fn(model, image)`` must return an object with ``map`` (HxW), ``conf`` and
+    ``score`` (any may be None); default :func:`trufor_lab.analyze.analyze`. Localization
+    metrics come from ``metrics_fn(map, mask)`` (default
+    :func:`trufor_lab.metrics.localization_metrics`) when the perturbed mask has forged
+    pixels; a map of another size is resized bilinearly to the mask first. ``mask=None``
+    (a pristine image) gives score/confidence rows only.
+    """
+    p = get_perturbation(perturbation)
+    img = _check_image(image)
+    m0 = None if mask is None else _check_mask(mask, img)
+    if analyze_fn is None:
+        from .analyze import analyze as analyze_fn
+    rows: list[dict[str, Any]] = []
+    kept: list[Any] = []
+    for v in values:
+        if m0 is None:
+            pim, pmask = p.apply(img, v), None
+        else:
+            pim, pmask = p.apply(img, v, m0)
+        res = analyze_fn(model, pim)
+        score = getattr(res, "score", None)
+        conf = getattr(res, "conf", None)
+        hmap = getattr(res, "map", None)
+        row: dict[str, Any] = {
+            "value": v, "height": int(pim.shape[0]), "width": int(pim.shape[1]),
+            "score": math.nan if score is None else float(score),
+            "mean_conf": math.nan if conf is None else float(np.mean(conf)),
+            "map_mean": math.nan if hmap is None else float(np.mean(hmap)),
+        }
+        row.update({k: math.nan for k in _METRICS})
+        if hmap is not None and pmask is not None and pmask.any():
+            if metrics_fn is None:
+                from .metrics import localization_metrics as metrics_fn
+            lm = metrics_fn(_fit_map(np.asarray(hmap), pmask.shape), pmask)
+            row.update({k: _metric(lm, k) for k in _METRICS})
+        rows.append(row)
+        if keep_results:
+            kept.append(res)
+    return SweepResult(p.label, rows, kept if keep_results else None)
