@@ -31,13 +31,23 @@ def exact_float32(onednn: bool = False) -> Iterator[None]:
     cudnn = torch.backends.cudnn
     with contextlib.ExitStack() as stack:
         if not onednn:
-            stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+            stack.enter_context(_onednn_disabled())
         if torch.is_autocast_enabled("cuda") or torch.is_autocast_enabled("cpu"):
             stack.enter_context(torch.autocast("cuda", enabled=False))
             stack.enter_context(torch.autocast("cpu", enabled=False))
         stack.enter_context(cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
                                         deterministic=cudnn.deterministic, allow_tf32=False))
         yield
+
+
+@contextlib.contextmanager
+def _onednn_disabled() -> Iterator[None]:
+    prev = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = prev
 
 
 class Noiseprint(nn.Sequential):
