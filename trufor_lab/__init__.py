@@ -16,7 +16,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 from .analyze import Result, analyze
-from .load import load, load_noiseprint, load_trufor, resolve_device
+from .load import banner, load, load_noiseprint, load_trufor, resolve_device, untrained
 from .model import TruFor, TruForConfig
 from .preprocess import ImageError, load_image
 
@@ -35,5 +35,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'trufor_lab' has no attribute {name!r}")
 
 
-__all__ = ["ImageError", "Result", "TruFor", "TruForConfig", "analyze", "load", "load_image",
-           "load_noiseprint", "load_trufor", "resolve_device", "__version__", *_LAZY]
+__all__ = ["ImageError", "Result", "TruFor", "TruForConfig", "analyze", "banner", "load", "load_image",
+           "load_noiseprint", "load_trufor", "resolve_device", "untrained", "__version__", *_LAZY]

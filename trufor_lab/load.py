@@ -77,6 +77,25 @@ def load(weights: str | os.PathLike | None = None, *, device: str | torch.device
     return load_noiseprint(device=device, precision=precision)
 
 
+def untrained(cfg: TruForConfig = MIT_B2, *, seed: int = 0, device: str | torch.device | None = None,
+              precision: str = "float32") -> TruFor:
+    """TruFor with random (seeded) encoder/decoder weights and the real Noiseprint++.
+
+    For looking at the mechanics of the network (shapes, hooks, ablations) when no trained
+    checkpoint exists. Its maps and scores mean nothing, and every result says so.
+    """
+    gen_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = TruFor(cfg)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    np_net = load_noiseprint()
+    model.dncnn.load_state_dict(np_net.state_dict())
+    model.weights_info = W.WeightsInfo("untrained", "-", "-", False, note=f"random weights, seed {seed}")
+    return model.eval().to(device=resolve_device(device), dtype=_dtype(precision))
+
+
 def is_full_model(model: nn.Module) -> bool:
     return isinstance(model, TruFor)
 
@@ -87,11 +106,34 @@ def model_notice(model: nn.Module) -> str | None:
     if not is_full_model(model):
         return ("Noiseprint++ only: localization, confidence and integrity score need the official "
                 "TruFor checkpoint: " + W.HOW_TO_GET)
-    if info is None:
-        return "These weights were not loaded from a checkpoint: results are meaningless."
+    if info is None or info.kind == "untrained":
+        return ("UNTRAINED weights (no TruFor checkpoint installed): maps and scores show the "
+                "mechanics of the network only, not real detections; " + W.HOW_TO_GET)
     if info.kind == "demo":
         return ("Demo weights (small model trained by trufor_lab, not the official TruFor); for real "
                 "analyses " + W.HOW_TO_GET)
     if info.kind == "custom":
         return f"Custom/unverified TruFor weights ({Path(info.path).name}, sha256 {info.short_sha})"
     return None
+
+
+class Banner:
+    """A visible notice for notebooks: shows nothing for official weights."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.text = model_notice(model)
+
+    def __str__(self) -> str:
+        return self.text or ""
+
+    def _repr_html_(self) -> str:
+        import html
+        if not self.text:
+            return "<div style='color:#2e7d32'>Official TruFor weights.</div>"
+        return ("<div style='background:#fff3cd;border:2px solid #e0a800;padding:8px;font-weight:bold'>"
+                f"&#9888; {html.escape(self.text)}</div>")
+
+
+def banner(model: nn.Module) -> Banner:
+    """The notice to display above results of ``model`` (``display(tl.banner(model))``)."""
+    return Banner(model)
