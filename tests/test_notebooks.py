@@ -21,7 +21,6 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, shared_dir, monkeypatch):
     monkeypatch.setenv("TRUFOR_LAB_SMALL", "1")
     monkeypatch.setenv("TRUFOR_LAB_OUTPUT", str(tmp_path))
     monkeypatch.setenv("TRUFOR_LAB_SHARED", str(shared_dir))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
