@@ -1,0 +1,288 @@
+"""evaluate(): per-image rows and summary, resumability, corrupt npz, bad images, `trufor-lab eval`."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trufor_lab.analyze import analyze
+from trufor_lab.datasets import Dataset, folder_dataset
+from trufor_lab.evaluate import ROW_COLUMNS, Evaluation, evaluate, output_path
+from trufor_lab.forgeries import demo_images
+from trufor_lab.metrics import detection_metrics, localization_metrics
+
+# (file name, mask box (y0, y1, x0, x1) or None for a real, image size (h, w), JPEG quality or None)
+ITEMS = [
+    ("fake_a.png", (16, 44, 20, 48), (64, 64), None),
+    ("fake_b.jpg", (8, 40, 30, 54), (64, 64), 60),
+    ("fake_c.png", (30, 35, 30, 35), (64, 60), None),   # tiny region, side not a multiple of 8
+    ("real_a.png", None, (64, 64), None),
+    ("real_b.jpg", None, (64, 64), 90),
+]
+
+
+def make_folder_dataset(root: Path, items=ITEMS) -> tuple[Path, Path]:
+    """images/ + masks/ (white = forged, same stem, PNG) with spliced fakes and pristine reals."""
+    imgs, masks = root / "images", root / "masks"
+    imgs.mkdir(parents=True)
+    masks.mkdir()
+    pics = list(demo_images(64).values())
+    for i, (name, box, (h, w), q) in enumerate(items):
+        img = pics[i % len(pics)][:h, :w].copy()
+        if box is not None:
+            y0, y1, x0, x1 = box
+            donor = pics[(i + 1) % len(pics)]
+            img[y0:y1, x0:x1] = donor[y0:y1, x0:x1]
+            m = np.zeros((h, w), np.uint8)
+            m[y0:y1, x0:x1] = 255
+            Image.fromarray(m).save(masks / (Path(name).stem + ".png"))
+        if q is None:
+            Image.fromarray(img).save(imgs / name)
+        else:
+            Image.fromarray(img).save(imgs / name, quality=q)
+    return imgs, masks
+
+
+class Counting:
+    """analyze() wrapped to count calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, model, image):
+        self.calls.append(Path(image).name)
+        return analyze(model, image)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on 2 shared cores this is several times faster than oversubscribing."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("evalds")
+    make_folder_dataset(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(data, recipe_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evalout")
+    ds = folder_dataset(data / "images", data / "masks")
+    fn = Counting()
+    ev = evaluate(recipe_model, ds, out, progress=False, analyze_fn=fn)
+    return ds, out, ev, fn
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def test_rows_structure_and_values(first_run):
+    ds, out, ev, fn = first_run
+    assert sorted(fn.calls) == sorted(n for n, *_ in ITEMS)
+    assert ev.failed == [] and ev.n_computed == 5 and ev.n_reused == 0
+    rows = {r["id"]: r for r in ev.rows}
+    assert set(rows) == {n for n, *_ in ITEMS}
+    for name, box, (h, w), q in ITEMS:
+        r = rows[name]
+        assert list(r) == list(ROW_COLUMNS)
+        assert r["status"] == "ok" and r["label"] == int(box is not None) and r["dataset"] == "images"
+        assert (r["height"], r["width"]) == (h, w) and r["megapixels"] == pytest.approx(h * w / 1e6)
+        assert r["jpeg_quality"] == q
+        npz = Path(r["npz"])
+        assert npz == out / "images" / (name + ".npz") == output_path(out, ds, ds[[s.id for s in ds].index(name)])
+        d = np.load(npz)
+        assert set(d.files) == {"map", "conf", "score", "imgsize"} and tuple(d["imgsize"]) == (h, w)
+        assert r["score"] == pytest.approx(float(d["score"]))
+        assert r["mean_conf"] == pytest.approx(float(d["conf"].mean()), rel=1e-6)
+        if box is None:
+            assert math.isnan(r["f1_best"]) and math.isnan(r["mask_fraction"]) and r["n_forged"] is None
+            continue
+        y0, y1, x0, x1 = box
+        mask = np.zeros((h, w), bool)
+        mask[y0:y1, x0:x1] = True
+        assert r["mask_fraction"] == pytest.approx(mask.mean())
+        assert r["mean_conf_in_mask"] == pytest.approx(float(d["conf"][mask].mean()), rel=1e-6)
+        lm = localization_metrics(d["map"], mask)     # recomputed from the npz
+        for f in ("f1_best", "f1_fixed", "mcc_best", "mcc_fixed", "iou_fixed"):
+            assert _same(r[f], getattr(lm, f)), f
+        assert _same(r["pixel_auc"], lm.auc)
+        assert (r["n_forged"], r["n_pristine"]) == (lm.n_forged, lm.n_pristine)
+    assert rows["fake_c.png"]["n_forged"] == 0 and rows["fake_c.png"]["f1_best"] == 0  # eroded away
+
+
+def test_summary_matches_rows(first_run):
+    _, _, ev, _ = first_run
+    s = ev.summary["images"]
+    assert (s["n_images"], s["n_ok"], s["n_failed"], s["n_fake"], s["n_real"], s["n_localized"]) == (5, 5, 0, 3, 2, 3)
+    det = detection_metrics([r["score"] for r in ev.rows], [r["label"] for r in ev.rows])
+    assert _same(s["detection_auc"], det.auc) and _same(s["balanced_accuracy"], det.balanced_accuracy)
+    fakes = [r for r in ev.rows if r["label"] == 1]
+    assert s["f1_best"] == pytest.approx(np.mean([r["f1_best"] for r in fakes]))
+    vals = np.array([r["f1_fixed"] for r in fakes])
+    assert s["f1_fixed_n_nan"] == int(np.isnan(vals).sum())
+    table = ev.summary_table()
+    assert table[0]["dataset"] == "images" and "<table>" in ev._repr_html_()
+    assert "images: 5 image(s) (3 fake, 2 real)" in ev.summary_lines()[0]
+
+
+def test_csv_round_trip(first_run, tmp_path):
+    _, _, ev, _ = first_run
+    p = tmp_path / "rows.csv"
+    ev.to_csv(p)
+    assert not list(tmp_path.glob(".*tmp"))
+    back = Evaluation.from_csv(p)
+    assert len(back.rows) == len(ev.rows)
+    for a, b in zip(ev.rows, back.rows):
+        for k in ROW_COLUMNS:
+            va, vb = a[k], b[k]
+            if isinstance(va, float):
+                assert _same(float(vb), va) or vb == pytest.approx(va, rel=1e-9), k
+            else:
+                assert vb == va, k
+    assert back.summary["images"]["n_localized"] == 3
+
+
+def test_second_run_resumes_without_recomputing(first_run, recipe_model):
+    ds, out, ev, _ = first_run
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
+    fn = Counting()
+    ev2 = evaluate(recipe_model, ds, out, progress=False, analyze_fn=fn)
+    assert fn.calls == [] and ev2.n_reused == 5 and ev2.n_computed == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")} == mtimes
+    for a, b in zip(ev.rows, ev2.rows):
+        assert all(_same(a[k], b[k]) for k in ROW_COLUMNS if k != "reused")
+
+
+def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recipe_model, tmp_path):
+    ds, out, ev, _ = first_run
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    (out2 / "images" / "fake_a.png.npz").write_bytes(b"not a zip")
+    np.savez(out2 / "images" / "real_a.png.npz", map=np.zeros((10, 10), np.float32))  # wrong keys/size
+    fn = Counting()
+    ev2 = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
+    assert sorted(fn.calls) == ["fake_a.png", "real_a.png"] and ev2.n_reused == 3
+    rows = {r["id"]: r for r in ev2.rows}
+    before = {r["id"]: r for r in ev.rows}
+    assert rows["fake_a.png"]["f1_best"] == pytest.approx(before["fake_a.png"]["f1_best"])
+    assert set(np.load(out2 / "images" / "fake_a.png.npz").files) == {"map", "conf", "score", "imgsize"}
+    one = Dataset(ds.name, ds.root, ds[:1], ds.convention)
+    fn = Counting()
+    evaluate(recipe_model, one, out2, progress=False, analyze_fn=fn, overwrite=True)
+    assert fn.calls == [ds[0].image_path.name]
+
+
+def test_bad_images_are_reported_and_the_rest_continue(data, first_run, recipe_model, tmp_path):
+    _, out, _, _ = first_run
+    imgs = tmp_path / "images"
+    shutil.copytree(data / "images", imgs)
+    (imgs / "broken.png").write_bytes(b"\x89PNG garbage")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(imgs / "tiny.png")
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    ds = folder_dataset(imgs, data / "masks")
+    fn = Counting()
+    ev = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
+    assert fn.calls == ["tiny.png"]        # the good images are reused, broken.png is not analyzed
+    assert len(ev.failed) == 2 and all("\n" not in m for m in ev.failed)
+    assert any("broken.png" in m for m in ev.failed) and any("tiny.png" in m for m in ev.failed)
+    bad = [r for r in ev.rows if r["status"] == "error"]
+    assert {r["id"] for r in bad} == {"broken.png", "tiny.png"} and all(r["error"] for r in bad)
+    s = ev.summary["images"]
+    assert (s["n_images"], s["n_ok"], s["n_failed"]) == (7, 5, 2)
+
+
+def test_noiseprint_only_model_is_refused(data, tmp_path):
+    from trufor_lab.model import Noiseprint
+    ds = folder_dataset(data / "images", data / "masks")
+    with pytest.raises(ValueError, match="Noiseprint"):
+        evaluate(Noiseprint().eval(), ds, tmp_path, progress=False)
+
+
+# -- CLI ------------------------------------------------------------------------------------
+
+def test_cli_eval_folder_writes_csv_and_summary(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
+    from trufor_lab.cli import main
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    _, out, ev, _ = first_run
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)   # outputs exist: the CLI reuses them (fast)
+    (out2 / "images" / "real_b.jpg.npz").unlink()  # ... but one is computed by the CLI's model
+    rc = main(["eval", "--images", str(data / "images"), "--masks", str(data / "masks"), "-o", str(out2), "-q"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "5 images: 1 computed, 4 reused" in captured.out and "images: 5 image(s)" in captured.out
+    back = Evaluation.from_csv(out2 / "images.per_image.csv")
+    assert len(back.rows) == 5 and all(r["status"] == "ok" for r in back.rows)
+    summary = json.loads((out2 / "images.summary.json").read_text())
+    assert summary["images"]["n_fake"] == 3 and summary["images"]["n_localized"] == 3
+    assert (out2 / "images.summary.csv").read_text().startswith("dataset,")
+    rb = {r["id"]: r for r in back.rows}["real_b.jpg"]
+    assert rb["score"] == pytest.approx({r["id"]: r for r in ev.rows}["real_b.jpg"]["score"], abs=1e-5)
+
+
+def test_cli_eval_exits_1_with_a_bad_image(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
+    from trufor_lab.cli import main
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    _, out, _, _ = first_run
+    imgs = tmp_path / "images"
+    shutil.copytree(data / "images", imgs)
+    (imgs / "broken.png").write_bytes(b"garbage")
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    rc = main(["eval", "--images", str(imgs), "--masks", str(data / "masks"), "-o", str(out2), "-q"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    err_lines = [ln for ln in captured.err.splitlines() if ln.startswith("error:")]
+    assert len(err_lines) == 1 and "broken.png" in err_lines[0]
+    assert "1 failed" in captured.out
+    assert (out2 / "images.per_image.csv").is_file()
+
+
+def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
+    from trufor_lab.cli import main
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    fake = tmp_path / "mine_fake.txt"
+    fake.write_text("images/fake_a.png,masks/fake_a.png\n")
+    real = tmp_path / "mine_real.txt"
+    real.write_text("images/real_a.png\n")
+    _, out, _, _ = first_run
+    out2 = tmp_path / "out"
+    (out2 / "mine" / "images").mkdir(parents=True)
+    for n in ("fake_a.png", "real_a.png"):   # the npz layout mirrors the list paths
+        shutil.copy(out / "images" / (n + ".npz"), out2 / "mine" / "images" / (n + ".npz"))
+    import importlib
+    load_module = importlib.import_module("trufor_lab.load")   # (trufor_lab.load is the function)
+
+    def no_load(*a, **kw):
+        raise AssertionError("the checkpoint should not be read when every output exists")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(load_module, "load", no_load)
+        rc = main(["eval", str(fake), "--root", str(data), "--real-list", str(real), "-o", str(out2), "-q"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "2 images: 0 computed, 2 reused" in captured.out
+    rc = main(["eval", "--images", str(data / "images"), "-o", str(tmp_path / "fresh"), "-q",
+               "--weights", str(tmp_path / "nope.pth")])
+    assert rc == 2 and "nope.pth" in capsys.readouterr().err
+    assert main(["eval", "-o", str(tmp_path / "x"), "-q"]) == 1
+    assert "--images" in capsys.readouterr().err
+    assert main(["eval", "CASIA1", "--root", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x"), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")

@@ -1,0 +1,547 @@
+"""Evaluate TruFor on a benchmark: resumable, per-image table, per-dataset summary.
+
+>>> ds = load_dataset("CASIA1", root="/data/CASIA1", list_dir="lists/")
+>>> ev = evaluate(model, ds, "runs/casia")      # writes runs/casia/CASIA1/<image>.npz
+>>> ev.summary["CASIA1"]["detection_auc"], ev.summary["CASIA1"]["f1_best"]
+>>> ev.to_csv("runs/casia/CASIA1.per_image.csv")
+
+Outputs are the official npz format (``map``, ``conf``, ``score``, ``imgsize``) under
+``out_dir/<dataset name>/<image path relative to the dataset root>.npz``. A later run reads
+valid npz files back instead of recomputing them (``overwrite=True`` recomputes); an npz that
+cannot be read, lacks a key or does not match the image size is recomputed. A failure on one
+image (unreadable image or mask, too small, out of memory) is recorded as one line naming
+the file, and the run goes on.
+
+Per-image rows (:data:`ROW_COLUMNS`): identity, ``status`` (``"ok"``/``"error"``), the
+integrity ``score``; for fakes with a mask the localization metrics of
+:func:`~trufor_lab.metrics.localization_metrics` (the pixel ROC AUC is named ``pixel_auc``);
+descriptors: ``mask_fraction`` (forged share of the mask, NaN without a mask), ``height``,
+``width``, ``megapixels``, ``jpeg_quality`` (nearest IJG quality, ``None`` for non-JPEG),
+``mean_conf`` and ``mean_conf_in_mask`` (mean confidence, overall and on forged pixels).
+
+``trufor-lab eval`` (registered here through :func:`register_cli`) does the same from a shell.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import io
+import json
+import math
+import os
+import sys
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from .analyze import Result, analyze
+from .datasets import Dataset, DatasetError, Sample
+from .metrics import LOCALIZATION_FIELDS, LocalizationMetrics, aggregate, detection_metrics, localization_metrics
+from .preprocess import ImageError
+
+__all__ = ["Evaluation", "ROW_COLUMNS", "Table", "evaluate", "output_path", "register_cli"]
+
+AnalyzeFn = Callable[[nn.Module, Any], Result]
+
+_FLOAT = "float"
+_INT = "int"
+_BOOL = "bool"
+_STR = "str"
+
+#: Per-image columns and their types (for CSV round trips), in table order.
+ROW_COLUMNS: dict[str, str] = {
+    "dataset": _STR, "id": _STR, "image_path": _STR, "mask_path": _STR, "npz": _STR,
+    "label": _INT, "status": _STR, "error": _STR, "reused": _BOOL,
+    "score": _FLOAT,
+    "f1_best": _FLOAT, "f1_fixed": _FLOAT, "mcc_best": _FLOAT, "mcc_fixed": _FLOAT,
+    "iou_fixed": _FLOAT, "pixel_auc": _FLOAT, "n_forged": _INT, "n_pristine": _INT,
+    "best_threshold": _FLOAT, "best_inverted": _BOOL,
+    "mask_fraction": _FLOAT, "height": _INT, "width": _INT, "megapixels": _FLOAT,
+    "jpeg_quality": _INT, "mean_conf": _FLOAT, "mean_conf_in_mask": _FLOAT,
+}
+
+#: Row names of the localization metrics (``LocalizationMetrics`` field -> row column).
+_LOC_COLUMNS = {name: ("pixel_auc" if name == "auc" else name) for name in LOCALIZATION_FIELDS}
+
+
+# --------------------------------------------------------------------------------------------
+# a small table type (no pandas dependency)
+# --------------------------------------------------------------------------------------------
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+class Table(list):
+    """A list of row dicts that renders as an HTML table and writes CSV atomically."""
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]] = (), title: str = "") -> None:
+        super().__init__(dict(r) for r in rows)
+        self.title = title
+
+    @property
+    def columns(self) -> list[str]:
+        cols: list[str] = []
+        for r in self:
+            cols += [k for k in r if k not in cols]
+        return cols
+
+    def column(self, name: str) -> list[Any]:
+        return [r.get(name) for r in self]
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write the rows as CSV through a temporary file renamed into place."""
+        _atomic_write_text(path, _csv_text(self, self.columns))
+
+    def to_dataframe(self):
+        """The rows as a pandas DataFrame (pandas imported lazily)."""
+        import pandas as pd
+        return pd.DataFrame(list(self), columns=self.columns)
+
+    def _repr_html_(self) -> str:
+        cols = self.columns
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
+                       for r in self)
+        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+        return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _parse(value: str, kind: str) -> Any:
+    if kind == _STR:
+        return value or None
+    if value == "":
+        return math.nan if kind == _FLOAT else None
+    if kind == _FLOAT:
+        return float(value)
+    if kind == _INT:
+        return int(float(value))
+    return value.strip().lower() == "true"
+
+
+def _nan(v: Any) -> float:
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# the result of an evaluation
+# --------------------------------------------------------------------------------------------
+
+class Evaluation:
+    """Per-image rows of one or more evaluated datasets, with summaries computed from them.
+
+    ``rows``: one dict per image (:data:`ROW_COLUMNS`), failed images included with
+    ``status == "error"`` and NaN metrics; ``failed``: one line per failed image naming the
+    file; ``datasets``: the :class:`Dataset` objects evaluated (empty when read from CSV),
+    used to re-read masks with the right convention.
+    """
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]], failed: Sequence[str] = (),
+                 out_dir: str | os.PathLike | None = None,
+                 datasets: Mapping[str, Dataset] | None = None) -> None:
+        self.rows: list[dict[str, Any]] = [dict(r) for r in rows]
+        self.failed: list[str] = list(failed)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.datasets: dict[str, Dataset] = dict(datasets or {})
+
+    # -- views ------------------------------------------------------------------------------
+    def ok_rows(self) -> list[dict[str, Any]]:
+        """The rows of images that were evaluated without error."""
+        return [r for r in self.rows if r.get("status") == "ok"]
+
+    @property
+    def n_computed(self) -> int:
+        return sum(1 for r in self.ok_rows() if not r.get("reused"))
+
+    @property
+    def n_reused(self) -> int:
+        return sum(1 for r in self.ok_rows() if r.get("reused"))
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return list(dict.fromkeys(str(r.get("dataset")) for r in self.rows))
+
+    @property
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per dataset: counts, detection AUC / balanced accuracy (TPR, TNR) over reals and
+        fakes, and mean localization metrics over fakes with masks (NaN-skipping means with
+        ``<metric>_n_nan`` counts, as :func:`~trufor_lab.metrics.aggregate`)."""
+        return {name: _summarize([r for r in self.rows if str(r.get("dataset")) == name])
+                for name in self.dataset_names}
+
+    def summary_table(self) -> Table:
+        """The summary as a :class:`Table`, one row per dataset."""
+        return Table(({"dataset": name, **s} for name, s in self.summary.items()), title="evaluation summary")
+
+    def table(self) -> Table:
+        """The per-image rows as a :class:`Table`."""
+        return Table(({k: r.get(k) for k in ROW_COLUMNS} for r in self.rows), title="per-image results")
+
+    # -- files ------------------------------------------------------------------------------
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write the per-image rows (all :data:`ROW_COLUMNS`) as CSV, atomically."""
+        _atomic_write_text(path, _csv_text(self.rows, list(ROW_COLUMNS)))
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> "Evaluation":
+        """Read rows written by :meth:`to_csv` back (types restored; ``failed`` rebuilt)."""
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = [{k: _parse(v or "", ROW_COLUMNS.get(k, _STR)) for k, v in raw.items() if k is not None}
+                    for raw in reader]
+        failed = [r.get("error") or f"{r.get('image_path')}: failed" for r in rows if r.get("status") != "ok"]
+        return cls(rows, failed)
+
+    def write_summary(self, json_path: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> None:
+        """Summary as JSON (NaN written as null) and, optionally, CSV; both atomic."""
+        clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
+                 for name, s in self.summary.items()}
+        _atomic_write_text(json_path, json.dumps(clean, indent=2) + "\n")
+        if csv_path is not None:
+            self.summary_table().to_csv(csv_path)
+
+    # -- display ----------------------------------------------------------------------------
+    def summary_lines(self) -> list[str]:
+        """One line per dataset, for logs and the CLI."""
+        out = []
+        for name, s in self.summary.items():
+            loc = (f"F1 best {_fmt(s['f1_best'])}, fixed {_fmt(s['f1_fixed'])} over {s['n_localized']} mask(s)"
+                   if s["n_localized"] else "no masks")
+            out.append(f"{name}: {s['n_ok']} image(s) ({s['n_fake']} fake, {s['n_real']} real), "
+                       f"detection AUC {_fmt(s['detection_auc'])}, bACC {_fmt(s['balanced_accuracy'])}; "
+                       f"{loc}; {s['n_failed']} failed")
+        return out
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return (f"Evaluation({len(self.rows)} rows, datasets={self.dataset_names}, "
+                f"{self.n_computed} computed, {self.n_reused} reused, {len(self.failed)} failed)")
+
+    def _repr_html_(self) -> str:
+        parts = [self.summary_table()._repr_html_(),
+                 f"<div>{len(self.rows)} image(s): {self.n_computed} computed, {self.n_reused} reused, "
+                 f"{len(self.failed)} failed</div>"]
+        if self.failed:
+            items = "".join(f"<li>{html.escape(m)}</li>" for m in self.failed[:20])
+            more = f"<li>... {len(self.failed) - 20} more</li>" if len(self.failed) > 20 else ""
+            parts.append(f"<ul>{items}{more}</ul>")
+        return "".join(parts)
+
+
+def _loc_from_row(r: Mapping[str, Any]) -> LocalizationMetrics:
+    return LocalizationMetrics(
+        **{f: _nan(r.get(col)) for f, col in _LOC_COLUMNS.items()},
+        n_forged=int(r.get("n_forged") or 0), n_pristine=int(r.get("n_pristine") or 0),
+        best_threshold=_nan(r.get("best_threshold")), best_inverted=bool(r.get("best_inverted")))
+
+
+def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in rows if r.get("status") == "ok"]
+    scored = [r for r in ok if r.get("label") in (0, 1)]
+    det = detection_metrics([_nan(r.get("score")) for r in scored], [int(r["label"]) for r in scored])
+    loc_rows = [r for r in ok if r.get("label") == 1 and r.get("n_forged") is not None]
+    agg = aggregate([_loc_from_row(r) for r in loc_rows])
+    out: dict[str, Any] = {
+        "n_images": len(rows), "n_ok": len(ok), "n_failed": len(rows) - len(ok),
+        "n_fake": det.n_fake, "n_real": det.n_real, "n_localized": agg.n_images,
+        "detection_auc": det.auc, "balanced_accuracy": det.balanced_accuracy,
+        "tpr": det.tpr, "tnr": det.tnr, "n_score_dropped": det.n_dropped,
+    }
+    for f, col in _LOC_COLUMNS.items():
+        out[col] = agg.mean[f]
+    for f, col in _LOC_COLUMNS.items():
+        out[f"{col}_n_nan"] = agg.n_nan[f]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+
+def _safe_part(name: str) -> str:
+    cleaned = "".join(c if c not in '/\\:' else "_" for c in name).strip(". ")
+    return cleaned or "dataset"
+
+
+def output_path(out_dir: str | os.PathLike, dataset: Dataset, sample: Sample) -> Path:
+    """``out_dir/<dataset name>/<image path relative to the root>.npz`` (the listed id, or the
+    file name, when the image is not under the root)."""
+    image = Path(sample.image_path)
+    try:
+        rel = image.resolve().relative_to(Path(dataset.root).resolve())
+    except ValueError:
+        rel_id = Path(sample.id)
+        ok = sample.id and not rel_id.is_absolute() and ".." not in rel_id.parts
+        rel = rel_id if ok else Path(image.name)
+    return Path(out_dir) / _safe_part(dataset.name) / (str(rel) + ".npz")
+
+
+def _read_npz(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """``(map, conf, score)`` from a valid official npz for an image of ``size`` (H, W), else None."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            if not {"map", "conf", "score"} <= set(d.files):
+                return None
+            m = np.asarray(d["map"], dtype=np.float32)
+            c = np.asarray(d["conf"], dtype=np.float32)
+            s = float(np.asarray(d["score"]).reshape(-1)[0])
+    except (OSError, ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile):
+        return None
+    if m.shape != size or c.shape != size or not math.isfinite(s):
+        return None
+    return m, c, s
+
+
+def _image_info(path: Path) -> tuple[int, int, int | None]:
+    """(height, width, JPEG quality or None) from the file header."""
+    from PIL import Image, UnidentifiedImageError
+    from .jpeg import estimate_quality
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"{path}: not a readable image ({' '.join(str(e).split())})") from None
+    try:
+        q = estimate_quality(path)
+    except ValueError:
+        q = None
+    return h, w, (q.quality if q is not None else None)
+
+
+def _one_line(path: Path, exc: BaseException) -> str:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    msg = msg[:300]
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
+def _base_row(dataset: Dataset, sample: Sample, npz: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {k: (math.nan if t == _FLOAT else None) for k, t in ROW_COLUMNS.items()}
+    row.update(dataset=dataset.name, id=sample.id, image_path=str(sample.image_path),
+               mask_path=None if sample.mask_path is None else str(sample.mask_path),
+               npz=str(npz), label=int(sample.label), status="ok")
+    return row
+
+
+def _evaluate_one(model: nn.Module, dataset: Dataset, sample: Sample, npz: Path, overwrite: bool,
+                  analyze_fn: AnalyzeFn) -> dict[str, Any]:
+    row = _base_row(dataset, sample, npz)
+    image_path = Path(sample.image_path)
+    h, w, quality = _image_info(image_path)
+    row.update(height=h, width=w, megapixels=h * w / 1e6, jpeg_quality=quality)
+    mask = dataset.load_mask(sample) if (sample.label == 1 and sample.mask_path is not None) else None
+
+    cached = None if overwrite or not npz.is_file() else _read_npz(npz, (h, w))
+    if cached is not None:
+        m, c, score = cached
+        row["reused"] = True
+    else:
+        result = analyze_fn(model, image_path)
+        if result.map is None or result.conf is None or result.score is None:
+            raise RuntimeError(f"{image_path}: the model gave no localization map (Noiseprint++ only)")
+        if result.map.shape != (h, w):
+            raise RuntimeError(f"{image_path}: map size {result.map.shape} differs from image size {(h, w)}")
+        result.save_npz(npz)
+        m, c, score = result.map, result.conf, float(result.score)
+        row["reused"] = False
+
+    row["score"] = float(score)
+    row["mean_conf"] = float(np.mean(c, dtype=np.float64))
+    if mask is not None:
+        row["mask_fraction"] = float(mask.mean())
+        row["mean_conf_in_mask"] = float(c[mask].mean(dtype=np.float64)) if mask.any() else math.nan
+        lm = localization_metrics(m, mask)
+        for f, col in _LOC_COLUMNS.items():
+            row[col] = float(getattr(lm, f))
+        row.update(n_forged=lm.n_forged, n_pristine=lm.n_pristine,
+                   best_threshold=lm.best_threshold, best_inverted=lm.best_inverted)
+    return row
+
+
+def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLike, *, overwrite: bool = False,
+             progress: bool = True, analyze_fn: AnalyzeFn | None = None) -> Evaluation:
+    """Analyse every image of ``dataset`` (or reuse its npz under ``out_dir``) and score it.
+
+    ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.analyze.analyze`
+    (e.g. under an ablation; ``model`` is passed to it as given). Per-image failures are
+    recorded in ``Evaluation.failed`` and in rows with ``status == "error"``; the run goes on.
+    Without ``analyze_fn``, raises ValueError unless ``model`` is a full TruFor (Noiseprint++
+    alone gives no localization map and no score).
+    """
+    from .load import is_full_model
+    from tqdm.auto import tqdm
+
+    if analyze_fn is None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"evaluate needs a TruFor model, got {type(model).__name__}")
+        if not is_full_model(model):
+            raise ValueError("evaluate needs a full TruFor model (this one is Noiseprint++ only: "
+                             "no localization map, no score)")
+        analyze_fn = analyze
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for sample in tqdm(list(dataset), desc=f"eval {dataset.name}", unit="img", disable=not progress,
+                       file=sys.stderr):
+        npz = output_path(out_dir, dataset, sample)
+        try:
+            rows.append(_evaluate_one(model, dataset, sample, npz, overwrite, analyze_fn))
+        except (ImageError, DatasetError, ValueError, RuntimeError, MemoryError, OSError) as e:
+            msg = _one_line(Path(sample.image_path), e)
+            failed.append(msg)
+            row = _base_row(dataset, sample, npz)
+            row.update(status="error", error=msg)
+            rows.append(row)
+    return Evaluation(rows, failed, out_dir, {dataset.name: dataset})
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _cli_dataset(args: argparse.Namespace) -> Dataset:
+    from .datasets import folder_dataset, load_dataset
+    if args.images is not None:
+        if args.root is not None or args.fake_list is not None or args.real_list is not None:
+            raise DatasetError("--images takes no --root, --fake-list or --real-list")
+        return folder_dataset(args.images, args.masks, args.mask_suffix, name=args.dataset)
+    if args.dataset is None or args.root is None:
+        raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
+    if args.masks is not None:
+        raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
+    return load_dataset(args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir,
+                        mask_root=args.mask_root)
+
+
+class _ModelUnavailable(Exception):
+    """Raised by the CLI's lazy model loader; deliberately not caught per image."""
+
+
+class _LazyModel:
+    """Loads the model on the first image that needs computing, so a finished run resumes
+    without reading the checkpoint."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.model: nn.Module | None = None
+
+    def __call__(self, _model: Any, image: Any) -> Result:
+        if self.model is None:
+            from .load import is_full_model, load, model_notice
+            from .model import CheckpointError
+            from .weights import WeightsError
+            try:
+                model = load(self.args.weights, device=self.args.device, precision=self.args.precision)
+            except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
+                raise _ModelUnavailable(str(e).splitlines()[0]) from None
+            if not is_full_model(model):
+                raise _ModelUnavailable("evaluation needs a TruFor checkpoint (only Noiseprint++ found): "
+                                        f"{model_notice(model) or 'no localization map, no score'}")
+            notice = model_notice(model)
+            if notice:
+                print(f"note: {notice}", file=sys.stderr)
+            self.model = model
+        return analyze(self.model, image)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``trufor-lab eval``: evaluate, write CSV + summary JSON/CSV into OUT, print the summary."""
+    try:
+        dataset = _cli_dataset(args)
+    except DatasetError as e:
+        _err(" ".join(str(e).split()))
+        return 1
+    if len(dataset) == 0:
+        _err(f"{dataset.name}: dataset holds no images")
+        return 1
+    try:
+        ev = evaluate(None, dataset, args.output, overwrite=args.overwrite, progress=not args.quiet,
+                      analyze_fn=_LazyModel(args))
+    except _ModelUnavailable as e:
+        _err(str(e))
+        return 2
+    for msg in ev.failed:
+        _err(msg)
+    out = Path(args.output)
+    stem = _safe_part(dataset.name)
+    try:
+        ev.to_csv(out / f"{stem}.per_image.csv")
+        ev.write_summary(out / f"{stem}.summary.json", out / f"{stem}.summary.csv")
+    except OSError as e:
+        _err(f"{out}: cannot write results ({e.strerror or e})")
+        return 1
+    for line in ev.summary_lines():
+        print(line)
+    print(f"{len(ev.rows)} images: {ev.n_computed} computed, {ev.n_reused} reused (output exists), "
+          f"{len(ev.failed)} failed; results in {out / (stem + '.per_image.csv')}")
+    return 1 if ev.failed else 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``eval`` to the ``trufor-lab`` subcommands."""
+    e = subparsers.add_parser(
+        "eval", help="evaluate on a benchmark or a folder; per-image CSV and summary",
+        description="trufor-lab eval DATASET --root ROOT [--fake-list F] [--real-list R] | "
+                    "--images DIR [--masks DIR] -o OUT")
+    e.add_argument("dataset", nargs="?", default=None, metavar="DATASET",
+                   help="a registered benchmark (e.g. CASIA1) or a fake-list file; with --images, the name")
+    e.add_argument("--root", default=None, help="dataset root (list paths resolve against it)")
+    e.add_argument("--fake-list", default=None, help="official fake list (image,mask per line)")
+    e.add_argument("--real-list", default=None, help="official real list (image per line)")
+    e.add_argument("--list-dir", default=None, help="folder holding the benchmark's official lists")
+    e.add_argument("--mask-root", default=None, help="where listed masks resolve (default: per benchmark)")
+    e.add_argument("--images", default=None, metavar="DIR", help="a folder of images instead of a benchmark")
+    e.add_argument("--masks", default=None, metavar="DIR",
+                   help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes")
+    e.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this suffix")
+    e.add_argument("-o", "--output", required=True, help="output folder (npz per image, CSV, summary)")
+    e.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    e.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    e.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)
+

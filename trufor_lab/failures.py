@@ -1,0 +1,395 @@
+"""Failure analysis of an :class:`~trufor_lab.evaluate.Evaluation` (or the CSV it wrote).
+
+>>> worst_cases(ev, k=10)                # fakes with the lowest F1, reals with the highest score
+>>> group_failures(ev)                   # failure rate per descriptor group vs the rest
+>>> failure_gallery(ev, k=8)             # image, mask, map, confidence of each worst case
+>>> FailureGallery(ev)                   # the same, one case at a time, with a selector
+
+What counts as a failure (:func:`is_failure`): a real image with ``score > 0.5`` (false
+alarm); a fake with ``score <= 0.5`` (missed), or with a mask and ``f1_best < 0.5`` (poorly
+localized; an F1 that is NaN, nothing scored, does not count). Rows with ``status != "ok"``
+are left out everywhere.
+
+Descriptor groups (:data:`GROUPS`; a row whose descriptor is unknown is in neither the group
+nor the rest):
+
+* ``small_region``: forged share of the mask < 1% (fakes with a mask only). Below about
+  15x15 pixels nothing survives the official erosion, so F1 is 0 by construction.
+* ``low_confidence``: mean confidence map value < 0.5 (TruFor itself flags its map as unreliable).
+* ``heavy_compression``: JPEG file at an estimated IJG quality < 75 (TruFor's training
+  augmentation goes down to about 60-70; below 75 traces are strongly damped). Files that are
+  not JPEG count as not heavily compressed.
+* ``resized``: height or width not a multiple of 8. Camera and encoder outputs are multiples
+  of 8 (the JPEG block grid); other sizes point to resizing or cropping after capture, which
+  shifts or resamples the grid Noiseprint++ relies on. A heuristic: it sees neither resizing to
+  a multiple of 8 nor crops that keep the grid.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datasets import MaskConvention, read_mask
+from .evaluate import Evaluation, Table
+
+__all__ = ["F1_THRESHOLD", "GROUPS", "SCORE_THRESHOLD", "FailureGallery", "Group", "failure_gallery",
+           "group_failures", "is_failure", "worst_cases"]
+
+F1_THRESHOLD = 0.5
+"""A fake with a mask whose ``f1_best`` is below this is poorly localized."""
+SCORE_THRESHOLD = 0.5
+"""fake = score > 0.5 (the official detection threshold)."""
+SMALL_REGION = 0.01
+LOW_CONFIDENCE = 0.5
+HEAVY_COMPRESSION = 75
+GRID = 8
+
+EvaluationLike = Evaluation | str | os.PathLike
+
+
+def _num(v: Any) -> float:
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _as_evaluation(ev: EvaluationLike) -> Evaluation:
+    if isinstance(ev, Evaluation):
+        return ev
+    if isinstance(ev, (str, os.PathLike)):
+        return Evaluation.from_csv(ev)
+    raise TypeError(f"expected an Evaluation or the path of its CSV, got {type(ev).__name__}")
+
+
+def is_failure(row: Mapping[str, Any], *, f1_threshold: float = F1_THRESHOLD,
+               score_threshold: float = SCORE_THRESHOLD) -> bool | None:
+    """Whether one evaluated image is a failure (see the module docstring); None for error rows."""
+    if row.get("status") != "ok":
+        return None
+    score = _num(row.get("score"))
+    if row.get("label") == 0:
+        return bool(score > score_threshold)
+    f1 = _num(row.get("f1_best"))
+    return bool(not score > score_threshold or (not math.isnan(f1) and f1 < f1_threshold))
+
+
+# --------------------------------------------------------------------------------------------
+# worst cases
+# --------------------------------------------------------------------------------------------
+
+def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both") -> Table:
+    """The ``k`` fakes with the lowest ``f1_best`` (ties: lower score first) and/or the ``k``
+    reals with the highest score, worst first (``which``: ``"fakes"``, ``"reals"``, ``"both"``).
+
+    Rows are the evaluation's rows with ``case`` (``"fake"``/``"real"``) and ``reason`` in front.
+    """
+    if which not in ("fakes", "reals", "both"):
+        raise ValueError(f"which must be 'fakes', 'reals' or 'both', got {which!r}")
+    if k < 0:
+        raise ValueError("k must be >= 0")
+    ev = _as_evaluation(evaluation)
+    ok = ev.ok_rows()
+    out: list[dict[str, Any]] = []
+    if which in ("fakes", "both"):
+        fakes = [r for r in ok if r.get("label") == 1 and not math.isnan(_num(r.get("f1_best")))]
+        fakes.sort(key=lambda r: (_num(r["f1_best"]), _num(r.get("score"))))
+        out += [{"case": "fake", "reason": f"F1 {_num(r['f1_best']):.3f}, score {_num(r.get('score')):.3f}", **r}
+                for r in fakes[:k]]
+    if which in ("reals", "both"):
+        reals = [r for r in ok if r.get("label") == 0 and not math.isnan(_num(r.get("score")))]
+        reals.sort(key=lambda r: -_num(r["score"]))
+        out += [{"case": "real", "reason": f"score {_num(r['score']):.3f}", **r} for r in reals[:k]]
+    return Table(out, title=f"worst cases (k={k})")
+
+
+# --------------------------------------------------------------------------------------------
+# groups
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Group:
+    """A descriptor group: ``test(row)`` is True (in), False (rest) or None (unknown)."""
+    name: str
+    description: str
+    test: Callable[[Mapping[str, Any]], bool | None]
+
+
+def _small_region(r: Mapping[str, Any]) -> bool | None:
+    f = _num(r.get("mask_fraction"))
+    return None if math.isnan(f) else f < SMALL_REGION
+
+
+def _low_confidence(r: Mapping[str, Any]) -> bool | None:
+    c = _num(r.get("mean_conf"))
+    return None if math.isnan(c) else c < LOW_CONFIDENCE
+
+
+def _heavy_compression(r: Mapping[str, Any]) -> bool | None:
+    q = r.get("jpeg_quality")
+    return False if q is None else int(q) < HEAVY_COMPRESSION
+
+
+def _resized(r: Mapping[str, Any]) -> bool | None:
+    h, w = r.get("height"), r.get("width")
+    if h is None or w is None:
+        return None
+    return int(h) % GRID != 0 or int(w) % GRID != 0
+
+
+GROUPS: dict[str, Group] = {g.name: g for g in (
+    Group("small_region", f"mask fraction < {SMALL_REGION:.0%} (fakes with a mask)", _small_region),
+    Group("low_confidence", f"mean confidence < {LOW_CONFIDENCE}", _low_confidence),
+    Group("heavy_compression", f"JPEG quality < {HEAVY_COMPRESSION} (non-JPEG: no)", _heavy_compression),
+    Group("resized", f"height or width not a multiple of {GRID}", _resized),
+)}
+"""The built-in descriptor groups (see the module docstring for the thresholds' rationale)."""
+
+
+def _rate(n: int, d: int) -> float:
+    return n / d if d else math.nan
+
+
+def group_failures(evaluation: EvaluationLike,
+                   by: Sequence[str | Group] = ("small_region", "low_confidence", "heavy_compression", "resized"),
+                   *, f1_threshold: float = F1_THRESHOLD, score_threshold: float = SCORE_THRESHOLD) -> Table:
+    """Failure rate inside each group vs the rest (rows with a known descriptor).
+
+    Columns: ``group``, ``description``, ``n_group``, ``n_rest``, ``n_unknown``,
+    ``failures_group``, ``failures_rest``, ``failure_rate_group``, ``failure_rate_rest`` and
+    ``rate_ratio`` (group / rest; NaN when undefined). ``by`` takes names of :data:`GROUPS`
+    or :class:`Group` objects.
+    """
+    ev = _as_evaluation(evaluation)
+    groups: list[Group] = []
+    for g in by:
+        if isinstance(g, Group):
+            groups.append(g)
+        elif g in GROUPS:
+            groups.append(GROUPS[g])
+        else:
+            raise KeyError(f"unknown failure group {g!r}; one of {sorted(GROUPS)} or a Group")
+    judged = [(r, is_failure(r, f1_threshold=f1_threshold, score_threshold=score_threshold)) for r in ev.ok_rows()]
+    out = []
+    for g in groups:
+        inside = [f for r, f in judged if g.test(r) is True]
+        rest = [f for r, f in judged if g.test(r) is False]
+        fi, fr = sum(inside), sum(rest)
+        ri, rr = _rate(fi, len(inside)), _rate(fr, len(rest))
+        ratio = ri / rr if (not math.isnan(ri) and not math.isnan(rr) and rr > 0) else math.nan
+        out.append({"group": g.name, "description": g.description, "n_group": len(inside),
+                    "n_rest": len(rest), "n_unknown": len(judged) - len(inside) - len(rest),
+                    "failures_group": fi, "failures_rest": fr, "failure_rate_group": ri,
+                    "failure_rate_rest": rr, "rate_ratio": ratio})
+    return Table(out, title="failure rate by group")
+
+
+# --------------------------------------------------------------------------------------------
+# gallery
+# --------------------------------------------------------------------------------------------
+
+def _pick_cases(ev: Evaluation, k: int) -> list[dict[str, Any]]:
+    """Up to ``k`` worst cases: half fakes, half reals, the other kind filling a shortfall."""
+    fakes = list(worst_cases(ev, k, which="fakes"))
+    reals = list(worst_cases(ev, k, which="reals"))
+    n_f = min(len(fakes), max(k - min(len(reals), k // 2), 0))
+    return fakes[:n_f] + reals[:k - n_f]
+
+
+def _convention(ev: Evaluation, row: Mapping[str, Any], override: MaskConvention | None) -> MaskConvention:
+    if override is not None:
+        return override
+    name = str(row.get("dataset"))
+    if name in ev.datasets:
+        return ev.datasets[name].convention
+    from .datasets import REGISTRY
+    return REGISTRY.get(name).convention if name in REGISTRY else MaskConvention()
+
+
+def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConvention | None) -> dict[str, Any]:
+    """image, mask, map, conf of one row (None where a file is missing or unreadable)."""
+    from .preprocess import load_image
+    out: dict[str, Any] = {"image": None, "mask": None, "map": None, "conf": None}
+    try:
+        out["image"] = load_image(str(row["image_path"])).rgb
+    except Exception:  # shown as a 'missing' panel
+        pass
+    if row.get("mask_path"):
+        try:
+            out["mask"] = read_mask(row["mask_path"], _convention(ev, row, convention))
+        except Exception:
+            pass
+    npz = row.get("npz")
+    if npz and Path(npz).is_file():
+        try:
+            with np.load(npz, allow_pickle=False) as d:
+                out["map"] = np.asarray(d["map"]) if "map" in d.files else None
+                out["conf"] = np.asarray(d["conf"]) if "conf" in d.files else None
+        except Exception:
+            pass
+    return out
+
+
+def _title(row: Mapping[str, Any]) -> str:
+    label = {0: "real", 1: "fake"}.get(row.get("label"), "?")
+    bits = [str(row.get("id")), label, f"score {_num(row.get('score')):.3f}"]
+    f1 = _num(row.get("f1_best"))
+    if not math.isnan(f1):
+        bits.append(f"F1 {f1:.3f}")
+    return "  |  ".join(bits)
+
+
+_PANELS = ("Image", "Mask", "Localization map", "Confidence")
+
+
+def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    specs = [("image", {}), ("mask", dict(cmap="gray", vmin=0, vmax=1)),
+             ("map", dict(cmap="RdBu_r", vmin=0, vmax=1)), ("conf", dict(cmap="gray", vmin=0, vmax=1))]
+    for ax, (key, kw), name in zip(axes, specs, _PANELS):
+        a = data.get(key)
+        if a is None:
+            text = "no mask (real)" if key == "mask" and row.get("label") == 0 else (
+                "no mask" if key == "mask" and not row.get("mask_path") else "missing")
+            ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
+            ax.set_facecolor("0.92")
+        else:
+            ax.imshow(a.astype(float) if key == "mask" else a, **kw)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name, fontsize=8)
+    axes[0].set_ylabel(_title(row).replace("  |  ", "\n"), fontsize=7, rotation=0, ha="right", va="center")
+
+
+def _render(ev: Evaluation, cases: Sequence[Mapping[str, Any]], convention: MaskConvention | None,
+            panel_size: float, fig: Any = None) -> Any:
+    if fig is None:
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(panel_size * 4 + 1.6, panel_size * max(len(cases), 1) + 0.4))
+    if not cases:
+        fig.text(0.5, 0.5, "no failure case", ha="center", va="center")
+        return fig
+    axes = fig.subplots(len(cases), 4, squeeze=False)
+    for row_axes, row in zip(axes, cases):
+        _draw_case(row_axes, row, _load_case(ev, row, convention))
+    fig.subplots_adjust(left=0.22 if panel_size < 2 else 0.17, wspace=0.05, hspace=0.25)
+    return fig
+
+
+def failure_gallery(evaluation: EvaluationLike, k: int = 8, *, cases: Sequence[Mapping[str, Any]] | None = None,
+                    convention: MaskConvention | None = None, panel_size: float = 2.0, fig: Any = None) -> Any:
+    """A Figure with one row per failure case: image, mask, localization map, confidence.
+
+    Cases default to the worst ``k`` (:func:`worst_cases`, half fakes, half reals); pass
+    ``cases`` (rows, e.g. from :func:`worst_cases`) to choose. Images and npz outputs are
+    re-read from disk; masks use ``convention``, else the evaluated dataset's, else the
+    registered benchmark's, else white = forged. No pyplot: returns a matplotlib Figure.
+    """
+    ev = _as_evaluation(evaluation)
+    chosen = list(cases) if cases is not None else _pick_cases(ev, k)
+    return _render(ev, chosen, convention, panel_size, fig)
+
+
+class FailureGallery:
+    """Browse failure cases one at a time with a dropdown (ipywidgets); without widgets it
+    displays as the static :func:`failure_gallery` figure.
+
+    ``select(i)`` shows case ``i`` and returns its PNG; ``widget`` is the UI (None without
+    ipywidgets); ``figure()`` draws the current case.
+    """
+
+    dpi: int = 72
+
+    def __init__(self, evaluation: EvaluationLike, k: int = 8, *,
+                 cases: Sequence[Mapping[str, Any]] | None = None,
+                 convention: MaskConvention | None = None) -> None:
+        self.evaluation = _as_evaluation(evaluation)
+        self.cases: list[dict[str, Any]] = ([dict(c) for c in cases] if cases is not None
+                                            else _pick_cases(self.evaluation, k))
+        self.convention = convention
+        self.index = 0
+        self._box: Any = None
+        self._image: Any = None
+
+    def figure(self, index: int | None = None) -> Any:
+        """The Figure of case ``index`` (default: the selected one)."""
+        i = self.index if index is None else index
+        return _render(self.evaluation, self.cases[i:i + 1], self.convention, 3.0)
+
+    def gallery(self) -> Any:
+        """All cases in one Figure (the static fallback)."""
+        return _render(self.evaluation, self.cases, self.convention, 2.0)
+
+    def _png(self, fig: Any) -> bytes:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=self.dpi)
+        return buf.getvalue()
+
+    def select(self, index: int) -> bytes:
+        """Show case ``index``; returns its PNG."""
+        if not 0 <= index < len(self.cases):
+            raise IndexError(f"case {index} out of range (0..{len(self.cases) - 1})")
+        self.index = index
+        png = self._png(self.figure())
+        if self._image is not None:
+            self._image.value = png
+        return png
+
+    @property
+    def options(self) -> list[tuple[str, int]]:
+        return [(f"{c.get('case', '?')}: {c.get('id')} ({c.get('reason', '')})", i) for i, c in enumerate(self.cases)]
+
+    @property
+    def widget(self) -> Any:
+        """Dropdown above the selected case's picture, or None without ipywidgets or cases."""
+        if self._box is not None or not self.cases:
+            return self._box
+        try:
+            import ipywidgets as w
+        except Exception:
+            return None
+        dropdown = w.Dropdown(options=self.options, value=self.index, description="case",
+                              layout=w.Layout(width="auto"))
+        self._image = w.Image(value=self._png(self.figure()), format="png", layout=w.Layout(max_width="100%"))
+        dropdown.observe(lambda ch: self.select(int(ch["new"])), names="value")
+        self._box = w.VBox([dropdown, self._image])
+        return self._box
+
+    def _static_png(self) -> bytes | None:
+        try:
+            return self._png(self.gallery())
+        except Exception:
+            return None
+
+    def _repr_html_(self) -> str:
+        png = self._static_png()
+        if png is None:
+            return f"<pre>{html.escape(repr(self))} (could not render)</pre>"
+        return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The widget view where widgets render, the static gallery PNG as fallback."""
+        bundle: dict[str, Any] = {"text/plain": repr(self)}
+        png = self._static_png()
+        if png is not None:
+            bundle["image/png"] = png
+        try:
+            box = self.widget
+            if box is not None:
+                view = box._repr_mimebundle_()
+                if view:
+                    bundle.update({k: v for k, v in view.items() if k != "text/plain"})
+        except Exception:
+            pass
+        return bundle
+
+    def __repr__(self) -> str:
+        return f"FailureGallery({len(self.cases)} case(s), selected {self.index})"
