@@ -72,3 +72,12 @@ def tampered2(shared_dir) -> np.ndarray:
 def small_image(tampered2) -> np.ndarray:
     """A 96x96 crop of an official sample (fast on CPU)."""
     return tampered2[80:176, 80:176].copy()
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Library figures are pyplot figures (so notebooks show them): close them after each test."""
+    yield
+    import sys
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")

@@ -272,8 +272,8 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
 def _render(ev: Evaluation, cases: Sequence[Mapping[str, Any]], convention: MaskConvention | None,
             panel_size: float, fig: Any = None) -> Any:
     if fig is None:
-        from matplotlib.figure import Figure
-        fig = Figure(figsize=(panel_size * 4 + 1.6, panel_size * max(len(cases), 1) + 0.4))
+        from .viz.figures import new_figure
+        fig = new_figure(figsize=(panel_size * 4 + 1.6, panel_size * max(len(cases), 1) + 0.4))
     if not cases:
         fig.text(0.5, 0.5, "no failure case", ha="center", va="center")
         return fig

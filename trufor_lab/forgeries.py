@@ -89,8 +89,8 @@ class Forgery:
     def plot(self, ax=None):
         """The image with the mask outline (red); returns the matplotlib Figure."""
         if ax is None:
-            from matplotlib.figure import Figure
-            fig = Figure(figsize=(4, 4))
+            from .viz.figures import new_figure
+            fig = new_figure(figsize=(4, 4))
             ax = fig.add_subplot()
         else:
             fig = ax.figure

@@ -475,8 +475,8 @@ class SweepResult:
     def plot(self, ax=None):
         """Score, F1 (best and fixed threshold) and mean confidence vs value; returns the Figure."""
         if ax is None:
-            from matplotlib.figure import Figure
-            fig = Figure(figsize=(5, 3.2))
+            from .viz.figures import new_figure
+            fig = new_figure(figsize=(5, 3.2))
             ax = fig.add_subplot()
         else:
             fig = ax.figure

@@ -47,3 +47,201 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
         title += "  —  Noiseprint++ only (no TruFor checkpoint)"
     fig.suptitle(title, fontsize=11)
     return fig
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def new_figure(figsize: tuple[float, float], **kwargs):
+    """A pyplot figure, so notebooks display it; the library never calls ``plt.show()``."""
+    import matplotlib.pyplot as plt
+    return plt.figure(figsize=figsize, **kwargs)
+
+
+_new_figure = new_figure
+
+
+def _fig_ax(ax, figsize: tuple[float, float] = (5, 3.5)):
+    if ax is None:
+        fig = _new_figure(figsize)
+        return fig, fig.add_subplot(1, 1, 1)
+    return ax.figure, ax
+
+
+def crop_region(a: np.ndarray, zoom: tuple[int, int, int, int] | None) -> np.ndarray:
+    """``a[y0:y1, x0:x1]`` for ``zoom = (y0, x0, y1, x1)`` (``None``: the whole array)."""
+    if zoom is None:
+        return a
+    y0, x0, y1, x1 = zoom
+    return a[y0:y1, x0:x1]
+
+
+def draw_overlay(ax, image: np.ndarray, heat: np.ndarray | None, *, opacity: float = 0.5,
+                 threshold: float = 0.0, conf: np.ndarray | None = None, conf_min: float = 0.0,
+                 cmap: str = "RdBu_r", mask: np.ndarray | None = None, vmin: float = 0.0,
+                 vmax: float = 1.0):
+    """The image with ``heat`` on top (``opacity``); values below ``threshold`` and pixels whose
+    confidence is below ``conf_min`` are left transparent; ``mask`` (ground truth) is outlined.
+    Returns the overlay's AxesImage (or the image's when ``heat`` is None)."""
+    im = ax.imshow(image)
+    if heat is not None:
+        hidden = heat < threshold if threshold > 0 else np.zeros(heat.shape, bool)
+        if conf is not None and conf_min > 0:
+            hidden |= conf < conf_min
+        im = ax.imshow(np.ma.masked_array(heat, hidden), cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity,
+                       interpolation="nearest")
+    if mask is not None and np.any(mask) and not np.all(mask):
+        ax.contour(np.asarray(mask, float), levels=[0.5], colors="yellow", linewidths=1.0)
+    ax.set_axis_off()
+    return im
+
+
+# -- features ---------------------------------------------------------------------------------
+def plot_feature_grid(fmap, channels=None, k: int = 16, ncols: int | None = None, fig=None,
+                      title: str | None = None, cmap: str = "viridis"):
+    """Channels of a feature map as small images (default: the ``k`` with most energy), each with
+    its own robust colour scale; returns the Figure."""
+    from ..features import to_chw, top_channels
+    a = to_chw(fmap)
+    chans = np.asarray(top_channels(a, k) if channels is None else channels, dtype=int)
+    n = max(1, len(chans))
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    if fig is None:
+        fig = _new_figure((1.9 * ncols, 1.9 * nrows + 0.4))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, c in zip(axes, chans):
+        lo, hi = _robust_limits(a[c])
+        ax.imshow(a[c], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(f"ch {c}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_pca(pca, ax=None, title: str | None = None):
+    """A :class:`~trufor_lab.features.PCAImage` (or a feature map, converted) as an RGB picture."""
+    from ..features import PCAImage, pca_rgb
+    if not isinstance(pca, PCAImage):
+        pca = pca_rgb(pca)
+    fig, ax = _fig_ax(ax, (4, 4))
+    ax.imshow(pca.image, interpolation="nearest")
+    ev = ", ".join(f"{v:.0%}" for v in pca.explained)
+    ax.set_title(title or f"{pca.name + ': ' if pca.name else ''}PCA ({ev})", fontsize=9)
+    ax.set_axis_off()
+    return fig
+
+
+def plot_channel_stats(stats, ax=None, max_channels: int = 512):
+    """Energy per channel (bars) with each channel's mean ± std; returns the Figure."""
+    fig, ax = _fig_ax(ax, (7, 3))
+    n = min(stats.channels, max_channels)
+    x = np.arange(n)
+    ax.bar(x, stats.energy[:n], color="#bbbbbb", width=1.0, label="energy (mean square)")
+    ax.errorbar(x, stats.mean[:n], yerr=stats.std[:n], fmt=".", ms=2, lw=0.5, color="C0", label="mean ± std")
+    ax.set_xlabel("channel")
+    ax.set_title(f"{stats.name + ': ' if stats.name else ''}{stats.channels} channels", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_spatial_stats(stats, fig=None):
+    """Channel mean and std at every pixel, two panels; returns the Figure."""
+    if fig is None:
+        fig = _new_figure((7, 3.4))
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    for ax, (label, a, cmap) in zip(axes, (("mean over channels", stats.mean, "RdBu_r"),
+                                           ("std over channels", stats.std, "magma"))):
+        lo, hi = _robust_limits(a)
+        if cmap == "RdBu_r":
+            m = max(abs(lo), abs(hi))
+            lo, hi = -m, m
+        im = ax.imshow(a, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(label, fontsize=9)
+        ax.set_axis_off()
+    if stats.name:
+        fig.suptitle(stats.name, fontsize=10)
+    return fig
+
+
+def plot_branch_comparison(comparison, fig=None, maps: bool = False):
+    """Cosine similarity of the RGB and Noiseprint++ streams per stage, before and after FRM
+    (mean per-pixel and global); ``maps=True`` adds the per-pixel maps. Returns the Figure."""
+    s = len(comparison.stages)
+    if fig is None:
+        fig = _new_figure((max(5.0, 2.2 * s) if maps else 5.0, 6.5 if maps else 3.5))
+    if maps:
+        gs = fig.add_gridspec(3, s, height_ratios=[1.3, 1, 1])
+        ax = fig.add_subplot(gs[0, :])
+    else:
+        ax = fig.add_subplot(1, 1, 1)
+    x = np.asarray(comparison.stages)
+    ax.plot(x, comparison.before, "o-", color="C0", label="before FRM (per pixel)")
+    ax.plot(x, comparison.after, "o-", color="C3", label="after FRM (per pixel)")
+    ax.plot(x, comparison.before_global, "s--", color="C0", alpha=0.5, label="before FRM (global)")
+    ax.plot(x, comparison.after_global, "s--", color="C3", alpha=0.5, label="after FRM (global)")
+    ax.set_xticks(x, [f"stage {v}" for v in x])
+    ax.set_ylabel("cosine similarity RGB vs Noiseprint++")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(fontsize=7)
+    if maps:
+        for j, st in enumerate(comparison.stages):
+            for i, (label, m) in enumerate((("before", comparison.maps_before[j]),
+                                            ("after", comparison.maps_after[j]))):
+                a = fig.add_subplot(gs[1 + i, j])
+                a.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+                a.set_title(f"stage {st} {label}", fontsize=8)
+                a.set_axis_off()
+    return fig
+
+
+def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_samples: int = 1_000_000):
+    """Histograms of activation values, one curve per named tensor (a dict or a single tensor)."""
+    from ..features import to_chw
+    if not hasattr(tensors, "items"):
+        tensors = {"": tensors}
+    fig, ax = _fig_ax(ax, (6, 3.5))
+    rng = np.random.default_rng(0)
+    for name, t in tensors.items():
+        v = to_chw(t).ravel()
+        if v.size > max_samples:
+            v = rng.choice(v, max_samples, replace=False)
+        ax.hist(v, bins=bins, histtype="step", log=log, label=name or None, density=True)
+    ax.set_xlabel("activation")
+    ax.set_ylabel("density")
+    if any(tensors):
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | None = None, fig=None):
+    """RGB, Noiseprint++ (stage outputs, before FRM) and the fused FFM map of one stage side by
+    side, as PCA pictures (``mode="pca"``) or one channel (``mode="channel"``)."""
+    from ..features import pca_rgb, to_chw
+    if hasattr(captures, "tensors"):
+        captures = captures.tensors
+    names = [(f"rgb.stage{stage}.out", "RGB"), (f"noiseprint.stage{stage}.out", "Noiseprint++"),
+             (f"fusion.stage{stage}.ffm", "fused (FFM)")]
+    missing = [n for n, _ in names if n not in captures]
+    if missing:
+        raise KeyError(f"captures lack {missing}")
+    if fig is None:
+        fig = _new_figure((9.5, 3.4))
+    axes = fig.subplots(1, 3, squeeze=False)[0]
+    for ax, (name, label) in zip(axes, names):
+        a = to_chw(captures[name])
+        if mode == "pca":
+            p = pca_rgb(a)
+            ax.imshow(p.image, interpolation="nearest")
+            ax.set_title(f"{label} (PCA {p.explained.sum():.0%})", fontsize=9)
+        elif mode == "channel":
+            c = 0 if channel is None else int(channel) % a.shape[0]
+            lo, hi = _robust_limits(a[c])
+            ax.imshow(a[c], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_title(f"{label} ch {c}", fontsize=9)
+        else:
+            raise ValueError(f"mode must be 'pca' or 'channel', got {mode!r}")
+        ax.set_axis_off()
+    fig.suptitle(f"stage {stage}", fontsize=10)
+    return fig
