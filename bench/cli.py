@@ -1,0 +1,374 @@
+"""``python -m bench``: reference forward vs the exact and fast inference modes, in one run.
+
+    python -m bench [--sizes 0.25,1,3,12,24] [--device cpu|cuda] [--modes reference,exact,fast]
+                    [--repeat N] [--warmup N] [--compile] [--json out.json] [--no-hooks]
+
+For every size (megapixels, 4:3 images cut from an official sample, mirrored to size) and
+mode, one subprocess builds TruFor with the deterministic recipe weights (no official
+checkpoint needed), times the forward and measures its peak memory: CUDA
+``max_memory_allocated`` above the baseline, or on the CPU the peak RSS (``VmHWM``, reset
+after loading the model) above the baseline RSS. Modes:
+
+- ``reference``: the straightforward network: ``model(x)`` with the plain attention formula,
+  no chunking, IEEE float32 (the Noiseprint++ and TF32 settings of ``exact``);
+- ``exact``: ``trufor_lab.inference.predict(model, x, 'exact')`` (lean, chunked, IEEE float32);
+- ``fast``: ``predict(model, x, 'fast')`` (bfloat16 autocast on CUDA; approximate).
+
+It prints time, peak memory, speed-up vs reference and the deviation of every mode from
+``exact`` (max |Δmap|, |Δconf|, |Δscore|, Noiseprint++ max |Δ|). A case whose estimated peak
+does not fit in free memory is skipped and reported as such. ``bench/bench_hooks.py`` (capture
+overhead) runs afterwards when present.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+MODES = ("reference", "exact", "fast")
+RESULT_TAG = "BENCH_RESULT "
+GiB = 1 << 30
+MODEL_BYTES = 300 << 20   # weights (68 M float32) and a little
+RUNTIME_BYTES = 600 << 20  # CPU: Python, torch, allocator slack
+
+
+# -- inputs and model --------------------------------------------------------------------------
+def image_size(mp: float) -> tuple[int, int]:
+    """(H, W) of a 4:3 image of ``mp`` megapixels."""
+    w = round(math.sqrt(mp * 1e6 * 4 / 3))
+    return round(w * 3 / 4), w
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("TRUFOR_LAB_SHARED", REPO.parent / "shared"))
+
+
+def synthetic_image(h: int, w: int, shared: Path):
+    """A deterministic ``h x w`` RGB uint8 image: an official sample, mirrored out to size."""
+    import numpy as np
+    from PIL import Image
+    img = np.asarray(Image.open(shared / "images" / "tampered1.png").convert("RGB"))
+    return np.ascontiguousarray(np.pad(img, ((0, max(0, h - img.shape[0])), (0, max(0, w - img.shape[1])), (0, 0)),
+                                       mode="symmetric")[:h, :w])
+
+
+def build_model(shared: Path):
+    """TruFor (MiT-B2) with the recipe weights of ../shared/README.md, eval mode."""
+    from trufor_lab.model import TruFor, extract_state_dict, read_checkpoint, strict_load
+    from trufor_lab.testing import manifest_shapes, recipe_state_dict
+    shapes = manifest_shapes(shared / "fixtures" / "trufor_parity" / "trufor_state_dict_manifest.json")
+    np_path = REPO / "weights" / "noiseprint++.th"
+    if not np_path.is_file():
+        np_path = shared / "weights" / "noiseprint++.th"
+    model = TruFor()
+    strict_load(model, recipe_state_dict(shapes, extract_state_dict(read_checkpoint(np_path))), "recipe")
+    return model.eval()
+
+
+# -- one case, in its own process -------------------------------------------------------------
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_case(mode: str, h: int, w: int, device: str, repeat: int, warmup: int, compile_: bool,
+             save: str | None, budget_bytes: int | None = None) -> dict[str, Any]:
+    """Time ``mode`` on an ``h x w`` image; returns the measurements (and saves the outputs)."""
+    import numpy as np
+    import torch
+
+    from trufor_lab.inference import InferenceMode, attention_override, predict
+    from trufor_lab.model.lean import LeanConfig, ieee_float32
+    from trufor_lab.preprocess import to_tensor
+
+    dev = torch.device(device)
+    shared = shared_dir()
+    model = build_model(shared).to(dev)
+    x = to_tensor(synthetic_image(h, w, shared), device=dev)
+    exact = InferenceMode.exact(chunks=LeanConfig(budget_bytes=budget_bytes))
+    fast = InferenceMode.fast(compile=compile_, chunks=LeanConfig(budget_bytes=budget_bytes, onednn=True))
+
+    def reference():
+        with torch.no_grad(), ieee_float32(onednn=True), attention_override(model, "plain", None):
+            return model(x)
+
+    fn = {"reference": reference, "exact": lambda: predict(model, x, exact),
+          "fast": lambda: predict(model, x, fast)}[mode]
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    gc.collect()
+    if dev.type == "cuda":
+        sync()
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        reset = True
+    else:
+        reset = _reset_peak_rss()
+        base = (_proc_status_kib("VmRSS") or 0) * 1024
+    times, out = [], None
+    for i in range(warmup + repeat):
+        out = None
+        sync()
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev)
+        name = torch.cuda.get_device_name(dev)
+    else:
+        hwm = _proc_status_kib("VmHWM") if reset else None
+        peak = hwm * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        name = f"{_cpu_model()}, {torch.get_num_threads()} threads"
+    if save:
+        np.savez(save, map=out.map[0].float().cpu().numpy(), conf=out.conf[0].float().cpu().numpy(),
+                 score=np.float64(out.score[0]), noiseprint=out.noiseprint[0, 0].float().cpu().numpy())
+    return {"time_s": min(times), "times_s": times, "peak_bytes": int(peak), "baseline_bytes": int(base),
+            "peak_above_baseline_bytes": int(peak - base), "peak_reset": reset, "device_name": name,
+            "torch": torch.__version__}
+
+
+# -- the driver --------------------------------------------------------------------------------
+def _free_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        p = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.mem_get_info()[0])"],
+                           capture_output=True, text=True, timeout=300)
+        return int(p.stdout.strip() or 0)
+    from trufor_lab.model.lean import free_memory_bytes
+    return free_memory_bytes("cpu")
+
+
+def estimate_bytes(mode: str, h: int, w: int, device: str, free: int, budget: int | None = None) -> int:
+    """Rough peak of a case (tensors + weights + runtime), to skip what cannot fit."""
+    from trufor_lab.model.lean import estimate_lean_peak, estimate_plain_peak
+    dtype = "cuda" if device.startswith("cuda") else "cpu"
+    extra = MODEL_BYTES + (RUNTIME_BYTES if dtype == "cpu" else 0)
+    budget = budget or int(min(max(free // 4, 256 << 20), 4 * GiB))
+    lean = estimate_lean_peak(h, w, budget_bytes=budget)["peak"]
+    if mode == "reference":
+        return estimate_plain_peak(h, w, device_type=dtype, attention_impl="plain") + extra
+    if mode == "exact":
+        return lean + extra
+    plain = estimate_plain_peak(h, w, device_type=dtype, attention_impl="sdpa")
+    return (plain if plain < 0.8 * free else lean) + extra
+
+
+def _deviation(a: Path, b: Path) -> dict[str, float]:
+    import numpy as np
+    za, zb = np.load(a), np.load(b)
+    return {k: float(np.abs(za[k].astype(np.float64) - zb[k].astype(np.float64)).max())
+            for k in ("map", "conf", "score", "noiseprint")}
+
+
+def _run_child(mode: str, h: int, w: int, args: argparse.Namespace, save: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench", "--case", mode, "--height", str(h), "--width", str(w),
+           "--device", args.device, "--repeat", str(args.repeat), "--warmup", str(args.warmup),
+           "--save", str(save)] + (["--compile"] if args.compile else []) \
+        + (["--budget-mib", str(args.budget_mib)] if args.budget_mib else [])
+    try:
+        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "reason": f"timed out after {args.timeout} s"}
+    for line in p.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return {"status": "ok", **json.loads(line[len(RESULT_TAG):])}
+    why = "killed (out of memory?)" if p.returncode in (-9, 137) else f"exit {p.returncode}"
+    tail = (p.stderr.strip().splitlines() or [""])[-1][:300]
+    return {"status": "failed", "reason": f"{why}: {tail}"}
+
+
+def _budget(args: argparse.Namespace) -> int | None:
+    return args.budget_mib << 20 if args.budget_mib else None
+
+
+def _fmt_bytes(n: int | None) -> str:
+    return "-" if n is None else f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / (1 << 20):.0f} MiB"
+
+
+def run_hooks_bench(device: str, size: int, repeat: int, timeout: float) -> dict[str, Any] | None:
+    """Run bench/bench_hooks.py (capture overhead) if another engineer's script is there."""
+    script = REPO / "bench" / "bench_hooks.py"
+    if not script.is_file():
+        return None
+    cmd = [sys.executable, str(script), "--size", str(size), "--repeat", str(repeat), "--warmup", "1",
+           "--device", device, "--weights", "recipe"]
+    try:
+        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"cmd": " ".join(cmd), "rc": None, "output": f"timed out after {timeout} s"}
+    return {"cmd": " ".join(cmd), "rc": p.returncode, "output": (p.stdout or p.stderr).strip()}
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise SystemExit(f"error: unknown mode(s) {bad}; choose from {MODES}")
+    free = _free_bytes(args.device)
+    report: dict[str, Any] = {"date": datetime.date.today().isoformat(), "device": args.device,
+                              "budget_bytes": _budget(args),
+                              "free_bytes_at_start": free, "host_cpus": os.cpu_count(), "cases": []}
+    tmp = Path(tempfile.mkdtemp(prefix="trufor_bench_"))
+    try:
+        for mp in sizes:
+            h, w = image_size(mp)
+            saved: dict[str, Path] = {}
+            rows = []
+            for mode in modes:
+                need = estimate_bytes(mode, h, w, args.device, free, _budget(args))
+                row: dict[str, Any] = {"size_mp": mp, "height": h, "width": w, "mode": mode,
+                                       "estimate_bytes": need}
+                if need > 0.9 * free:
+                    row.update(status="skipped", reason=f"needs ~{_fmt_bytes(need)}, {_fmt_bytes(free)} free")
+                else:
+                    save = tmp / f"{mp}_{mode}.npz"
+                    row.update(_run_child(mode, h, w, args, save))
+                    if row["status"] == "ok":
+                        saved[mode] = save
+                rows.append(row)
+                _print_row(row, args)
+            ref = next((r for r in rows if r["mode"] == "reference" and r["status"] == "ok"), None)
+            for row in rows:
+                if row["status"] != "ok":
+                    continue
+                if ref is not None:
+                    row["speedup_vs_reference"] = ref["time_s"] / row["time_s"]
+                if "exact" in saved and row["mode"] != "exact":
+                    row["deviation_vs_exact"] = _deviation(saved[row["mode"]], saved["exact"])
+                report.setdefault("device_name", row.get("device_name"))
+                report.setdefault("torch", row.get("torch"))
+            report["cases"] += rows
+    finally:
+        for f in tmp.glob("*"):
+            f.unlink()
+        tmp.rmdir()
+    if not args.no_hooks:
+        report["hooks"] = run_hooks_bench(args.device, args.hooks_size, args.hooks_repeat, args.timeout)
+    return report
+
+
+def _print_row(row: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.quiet:
+        return
+    head = f"{row['size_mp']:>6g} MP {row['width']}x{row['height']:<6} {row['mode']:<9}"
+    if row["status"] != "ok":
+        print(f"{head} {row['status']}: {row['reason']}", flush=True)
+        return
+    print(f"{head} {row['time_s']:8.2f} s  peak {_fmt_bytes(row['peak_above_baseline_bytes'])} above "
+          f"baseline ({_fmt_bytes(row['peak_bytes'])} total)", flush=True)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A Markdown table of the cases (time, memory, speed-up, deviation from exact)."""
+    lines = ["| MP | W x H | mode | time (s) | peak above baseline | speed-up vs reference | "
+             "max Δmap | max Δconf | Δscore | max ΔNoiseprint++ |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["cases"]:
+        lead = f"| {r['size_mp']:g} | {r['width']}x{r['height']} | {r['mode']} |"
+        if r["status"] != "ok":
+            lines.append(f"{lead} {r['status']}: {r['reason']} | | | | | | |")
+            continue
+        d = r.get("deviation_vs_exact")
+        dev = " | ".join(f"{d[k]:.1e}" for k in ("map", "conf", "score", "noiseprint")) if d else \
+            ("0 (is exact) | 0 | 0 | 0" if r["mode"] == "exact" else "- | - | - | -")
+        sp = r.get("speedup_vs_reference")
+        lines.append(f"{lead} {r['time_s']:.2f} | {_fmt_bytes(r['peak_above_baseline_bytes'])} | "
+                     f"{'-' if sp is None else f'{sp:.2f}x'} | {dev} |")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--sizes", default="0.25,1,3,12,24", help="image sizes in megapixels, comma-separated")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
+    p.add_argument("--repeat", type=int, default=1, help="timed runs per case (the minimum is reported)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 1 on CUDA, 0 on CPU)")
+    p.add_argument("--compile", action="store_true", help="fast mode with torch.compile")
+    p.add_argument("--budget-mib", type=int, default=None,
+                   help="chunk working-set budget of the lean forward (default: 1/4 of free memory, <= 4 GiB)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per case")
+    p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument("--no-hooks", action="store_true", help="skip bench/bench_hooks.py")
+    p.add_argument("--hooks-size", type=int, default=256)
+    p.add_argument("--hooks-repeat", type=int, default=5)
+    p.add_argument("-q", "--quiet", action="store_true")
+    # one case (internal: the driver runs every case in a subprocess of its own)
+    p.add_argument("--case", choices=MODES, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--height", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--width", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--save", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_bench)
+    return p
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.device is None:
+        import torch
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.warmup is None:
+        args.warmup = 1 if args.device.startswith("cuda") else 0
+    if args.case:
+        res = run_case(args.case, args.height, args.width, args.device, args.repeat, args.warmup, args.compile,
+                       args.save, _budget(args))
+        print(RESULT_TAG + json.dumps(res), flush=True)
+        return 0
+    report = run_bench(args)
+    print()
+    print(format_table(report))
+    hooks = report.get("hooks")
+    if hooks:
+        print(f"\nhook overhead ({hooks['cmd']}):\n{hooks['output']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+        print(f"\nreport: {args.json}")
+    return 0 if all(r["status"] != "failed" for r in report["cases"]) else 1
+
+
+def register_cli(subparsers: Any) -> None:
+    """``trufor-lab bench`` (when the repository root is importable)."""
+    add_arguments(subparsers.add_parser("bench", help="time reference vs exact vs fast inference"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = add_arguments(argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+                         ).parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,90 @@
+"""Scale-out: two gloo ranks on 127.0.0.1 share a folder; each output is written once; resume skips."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trufor_lab.distributed import SUMMARY_FILE, cmd_distributed_analyze, shard, work_items
+
+
+def test_shard_is_deterministic_disjoint_and_complete():
+    items = [f"img{i:02d}" for i in (7, 3, 11, 0, 5)]
+    shares = [shard(items, r, 3) for r in range(3)]
+    assert shares == [shard(list(reversed(items)), r, 3) for r in range(3)]
+    assert sorted(sum(shares, [])) == sorted(items)
+    assert shares[0] == ["img00", "img07"]
+    with pytest.raises(ValueError):
+        shard(items, 3, 3)
+
+
+def test_cli_subcommand_is_registered():
+    from trufor_lab import cli
+    cli._load_extra_commands()
+    args = cli.build_parser().parse_args(["distributed-analyze", "in", "-o", "out", "--mode", "fast"])
+    assert args.func is cmd_distributed_analyze and args.mode == "fast"
+
+
+@pytest.fixture()
+def folder(tmp_path, tampered2) -> Path:
+    """Five 64x64 images, one in a subfolder."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for i in range(5):
+        crop = tampered2[20 * i:20 * i + 64, 30 * i:30 * i + 64]
+        Image.fromarray(crop).save(src / ("sub" if i == 4 else ".") / f"im{i}.png")
+    return src
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(folder: Path, out: Path, ckpt: Path) -> dict:
+    env = {**os.environ, "TRUFOR_WEIGHTS": str(ckpt), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "trufor_lab.distributed", str(folder), "-o", str(out), "--device", "cpu", "-q"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    assert "skipped (output exists)" in p.stdout
+    return json.loads((out / SUMMARY_FILE).read_text())
+
+
+def test_two_ranks_write_every_output_once_and_resume(folder, tmp_path, recipe_ckpt):
+    out = tmp_path / "out"
+    names, problems = work_items([folder])
+    names = [n for n, _ in names]
+    assert not problems and len(names) == 5 and "sub/im4.png" in names
+
+    s = _torchrun(folder, out, recipe_ckpt)
+    assert s["world_size"] == 2 and s["written"] == 5 and s["failed"] == 0 and not s["errors"]
+    assert not s["duplicates"]
+    per_rank = [r["written"] for r in s["ranks"]]
+    assert per_rank == [shard(names, 0, 2), shard(names, 1, 2)]  # each rank its own share
+    assert sorted(per_rank[0] + per_rank[1]) == sorted(names)
+    for n in names:
+        z = np.load(out / (n + ".npz"))
+        assert z["map"].shape == (64, 64) and z["conf"].shape == (64, 64) and tuple(z["imgsize"]) == (64, 64)
+        assert 0 <= float(z["score"]) <= 1
+    assert not list(out.rglob("*.tmp"))
+
+    # resume: nothing is recomputed except the output that went missing
+    mtimes = {n: (out / (n + ".npz")).stat().st_mtime_ns for n in names}
+    (out / "im2.png.npz").unlink()
+    s2 = _torchrun(folder, out, recipe_ckpt)
+    assert s2["written"] == 1 and s2["skipped"] == 4
+    assert [r["written"] for r in s2["ranks"]] == [["im2.png"], []]  # sorted: im0 im1 im2 im3 sub/im4
+    for n in names:
+        if n != "im2.png":
+            assert (out / (n + ".npz")).stat().st_mtime_ns == mtimes[n]

@@ -1,0 +1,165 @@
+"""Inference modes: the lean exact forward is the network (chunking changes rounding only)."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import trufor_lab as tl
+from trufor_lab.inference import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
+from trufor_lab.model.lean import LeanConfig, estimate_lean_peak, estimate_plain_peak, lean_features, noiseprint_halo
+
+# float32 rounding of a reordered computation: far below the shared float32 tolerances (1e-3)
+TOL = 2e-5
+
+
+@pytest.fixture(scope="module")
+def crops(tampered2) -> torch.Tensor:
+    """Two 40x52 crops of an official sample, as a batch (sizes not multiples of 32)."""
+    return torch.cat([tl.preprocess.to_tensor(tampered2[r:r + 40, r:r + 52]) for r in (40, 130)])
+
+
+@pytest.fixture(scope="module")
+def reference(recipe_model, crops):
+    with torch.no_grad():
+        return recipe_model(crops)
+
+
+@pytest.mark.parametrize("cfg,given_np", [
+    (LeanConfig(rows=1, attn_chunk=5, tile=24), False),
+    (LeanConfig(rows=2, attn_chunk=37, attention="plain"), True),
+], ids=["rows1-sdpa-tiles", "rows2-plain"])
+def test_lean_forward_matches_model_with_tiny_chunks(recipe_model, crops, reference, cfg, given_np):
+    """Every chunked path (tiles, row chunks with halos, query chunks, decoder rows) is taken."""
+    ref = reference
+    np_in = ref.noiseprint if given_np else None
+    out = predict(recipe_model, crops, InferenceMode.exact(chunks=cfg), noiseprint=np_in)
+    assert out.map.shape == ref.map.shape == (2, 40, 52)
+    # Noiseprint++ tiles with a 17-pixel halo: the full-image map (bit-identical here)
+    assert (out.noiseprint - ref.noiseprint).abs().max() <= 1e-6
+    d = deviation(out, ref)
+    assert d["map"] <= TOL and d["conf"] <= TOL and d["score"] <= TOL, d
+    assert (out.logits - ref.logits).abs().max() <= 1e-4
+    if given_np:
+        with torch.no_grad():
+            feats = lean_features(recipe_model, crops, ref.noiseprint, cfg)
+            ref_feats = recipe_model.forward_features(crops, ref.noiseprint)
+        for i, (a, b) in enumerate(zip(feats, ref_feats)):
+            assert a.shape == b.shape
+            assert (a - b).abs().max() <= 1e-4, f"fused stage {i + 1}"
+
+
+def test_noiseprint_tiles_are_the_full_convolution(shared_dir, tampered2):
+    net = tl.load_noiseprint(shared_dir / "weights" / "noiseprint++.th")
+    assert noiseprint_halo(net) == 17
+    x = tl.preprocess.to_tensor(tampered2[:36, :60])
+    with torch.no_grad():
+        full = net(x)
+    got = predict(net, x, InferenceMode.exact(chunks=LeanConfig(tile=20)))  # 2 x 3 tiles
+    assert got.shape == full.shape
+    assert (got - full).abs().max() <= 1e-6
+    r = predict_result(net, tampered2[:36, :60])  # Noiseprint++ alone: map only, with the notice
+    assert r.map is None and r.score is None and "checkpoint" in r.notice
+    assert np.abs(r.noiseprint - full[0, 0].numpy()).max() <= 1e-6
+
+
+def test_exact_mode_meets_parity_fixture(recipe_model, parity_dir, parity_input):
+    """The lean path with moderate chunks against the official float64 outputs (the fixture's
+    Noiseprint++ map is given: its tiling is checked above, its parity in test_parity.py)."""
+    expected = np.load(parity_dir / "parity_expected.npz")
+    x = tl.preprocess.to_tensor(parity_input.copy())
+    np_map = torch.from_numpy(expected["noiseprint"]).float()[None, None]
+    mode = InferenceMode.exact(chunks=LeanConfig(rows=16, attn_chunk=300))
+    out = predict(recipe_model, x, mode, noiseprint=np_map)
+    for k, (tmax, tmean) in {"map": (1e-3, 1e-4), "conf": (1e-3, 1e-4)}.items():
+        err = np.abs(getattr(out, k)[0].double().numpy() - expected[k])
+        assert err.max() <= tmax and err.mean() <= tmean, (k, err.max(), err.mean())
+    assert abs(float(out.score[0]) - float(expected["score"])) <= 2e-4
+
+
+def test_exact_mode_in_float64_is_the_official_network(recipe_model, parity_dir, parity_input):
+    """Chunked and in float64, the lean path reproduces the official outputs to 1e-6."""
+    expected = np.load(parity_dir / "parity_expected.npz")
+    m64 = copy.deepcopy(recipe_model).double()
+    x = tl.preprocess.to_tensor(parity_input.copy(), dtype=torch.float64)
+    np_map = torch.from_numpy(expected["noiseprint"])[None, None]
+    out = predict(m64, x, InferenceMode.exact(chunks=LeanConfig(rows=7, attn_chunk=100)), noiseprint=np_map)
+    assert out.logits.dtype == torch.float64
+    for k in ("map", "conf"):
+        assert np.abs(getattr(out, k)[0].numpy() - expected[k]).max() <= 1e-6, k
+    assert abs(float(out.score[0]) - float(expected["score"])) <= 1e-6
+
+
+def test_fast_mode_is_close_but_opt_in(recipe_model, crops, reference):
+    ref = reference
+    assert resolve_mode("exact").name == "exact" and resolve_mode("fast").name == "fast"
+    out = predict(recipe_model, crops[:1], "fast")
+    assert out.logits.dtype == torch.float32 and out.noiseprint.dtype == torch.float32
+    d = deviation(out, type(ref)(*(t[:1] for t in ref)))
+    # CPU fast = oneDNN Noiseprint++ and channels-last: float32 throughout, other summation order
+    assert d["noiseprint"] <= 5e-3 and d["map"] <= 1e-3 and d["score"] <= 2e-4, d
+    # the CUDA recipe (bfloat16 autocast) through the lean forward, here with CPU autocast
+    mode = InferenceMode.fast(lean=True, amp_on_cpu=True, chunks=LeanConfig(rows=3, onednn=True))
+    out = predict(recipe_model, crops[:1], mode, noiseprint=ref.noiseprint[:1])
+    assert out.logits.dtype == torch.float32 and torch.isfinite(out.logits).all()
+    d = deviation(out, type(ref)(*(t[:1] for t in ref)))
+    assert d["noiseprint"] == 0 and d["map"] <= 0.1 and d["score"] <= 0.05, d
+
+
+def test_modes_validate_and_model_settings_are_restored(recipe_model, crops):
+    with pytest.raises(ValueError):
+        resolve_mode("turbo")
+    with pytest.raises(ValueError):
+        InferenceMode.exact(amp_dtype=torch.bfloat16)
+    attn = recipe_model.backbone.block1[0].attn
+    before = (attn.impl, attn.chunk)
+    with attention_override(recipe_model, "plain", 7):
+        assert (attn.impl, attn.chunk) == ("plain", 7)
+    assert (attn.impl, attn.chunk) == before
+    recipe_model.train()
+    try:
+        with pytest.raises(ValueError, match="eval"):
+            predict(recipe_model, crops)
+    finally:
+        recipe_model.eval()
+
+
+def test_ieee_context_restores_flags_for_legacy_and_new_tf32_apis():
+    """No global state: TF32 flags come back as they were, whichever API the user set them with."""
+    code = textwrap.dedent("""
+        import torch
+        from trufor_lab.model.lean import ieee_float32
+        m, c, mk = torch.backends.cuda.matmul, torch.backends.cudnn, torch.backends.mkldnn
+        m.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+        with ieee_float32(onednn=False):
+            assert not m.allow_tf32 and torch.get_float32_matmul_precision() == "highest"
+            assert not c.allow_tf32 and not mk.enabled
+        assert m.allow_tf32 and torch.get_float32_matmul_precision() == "high" and c.allow_tf32
+        assert mk.enabled
+        m.allow_tf32 = False
+        m.fp32_precision = "tf32"        # new API, now at odds with the legacy flag
+        c.conv.fp32_precision = "ieee"   # conv and rnn apart: legacy reads refuse
+        with ieee_float32():
+            assert m.fp32_precision == "ieee" and c.conv.fp32_precision == c.rnn.fp32_precision == "ieee"
+        assert m.fp32_precision == "tf32" and c.conv.fp32_precision == "ieee" and c.rnn.fp32_precision == "tf32"
+        print("ok")
+    """)
+    p = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+def test_memory_estimates_for_a_24_megapixel_photo():
+    """The lean forward's analytic peak fits 24 GB with room to spare; the plain one cannot."""
+    lean = estimate_lean_peak(4000, 6000)
+    assert lean["peak"] < 8e9 and set(lean) >= {"noiseprint", "stage1", "ffm1", "decoders", "heads"}
+    assert estimate_plain_peak(4000, 6000, device_type="cuda", attention_impl="sdpa") > 24e9
+    assert estimate_plain_peak(4000, 6000, device_type="cpu") > 24e9
+    # chunk sizes follow the budget: a tiny budget still runs (one row, one query at a time)
+    assert estimate_lean_peak(64, 64, budget_bytes=0)["peak"] > 0

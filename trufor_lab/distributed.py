@@ -1,0 +1,259 @@
+"""Scale-out analysis over a folder or a dataset with ``torch.distributed``.
+
+    torchrun --nproc_per_node 4 -m trufor_lab.distributed INPUT... -o OUT [--mode exact|fast]
+    python -m trufor_lab.distributed INPUT... -o OUT          # one process, same outputs
+    trufor-lab distributed-analyze INPUT... -o OUT            # the same, as a subcommand
+
+Every rank expands the same inputs, sorts them and takes the share ``items[rank::world_size]``,
+so the split is deterministic and no image is analysed twice. Each output is written in the
+official npz format (:meth:`Result.save_npz`: a temporary file renamed into place), next to
+where ``trufor-lab analyze`` puts it (``OUT/<relative path>.npz``); existing outputs are
+skipped, so an interrupted run resumes where it stopped. Rank 0 gathers every rank's report
+and writes ``OUT/distributed_summary.json``. Backends: NCCL when the ranks use CUDA (one GPU
+per local rank), gloo on the CPU; the summary always travels over a gloo group.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import socket
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+SUMMARY_FILE = "distributed_summary.json"
+
+__all__ = ["RankInfo", "SUMMARY_FILE", "distributed_analyze", "main", "rank_info", "register_cli", "shard",
+           "work_items"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RankInfo:
+    """Where this process stands: ``rank`` of ``world_size``, ``local_rank`` on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+
+def rank_info() -> RankInfo:
+    """From the process group if one is running, else from torchrun's environment variables."""
+    if dist.is_available() and dist.is_initialized():
+        return RankInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    env = os.environ
+    return RankInfo(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+
+def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
+    """This rank's share of ``items``: sorted, then every ``world_size``-th from ``rank``."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside a world of {world_size}")
+    return sorted(items)[rank::world_size]
+
+
+def work_items(inputs: Sequence[str | os.PathLike] | Any) -> tuple[list[tuple[str, Path]], list[str]]:
+    """``(output name, image path)`` pairs and input problems, from files/folders/globs or a
+    :class:`trufor_lab.datasets.Dataset` (names are sample ids)."""
+    from .datasets import Dataset
+    if isinstance(inputs, Dataset):
+        pairs, problems = [(s.id, Path(s.image_path)) for s in inputs], []
+    else:
+        from .cli import expand_inputs
+        found, problems = expand_inputs([os.fspath(i) for i in inputs])
+        pairs = [(rel, path) for path, rel in found]
+    items: dict[str, Path] = {}
+    for name, path in pairs:
+        if name in items:
+            problems.append(f"{path}: same output name as {items[name]} ({name}.npz); skipped")
+        else:
+            items[name] = path
+    return sorted(items.items()), problems
+
+
+def _device(device: str | None, local_rank: int) -> torch.device:
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    d = torch.device(device)
+    if d.type == "cuda" and d.index is None:
+        d = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    return d
+
+
+def _output_path(output: Path, name: str) -> Path:
+    return output / (name + ".npz")
+
+
+def distributed_analyze(inputs: Sequence[str | os.PathLike] | Any, output: str | os.PathLike, *,
+                        weights: str | os.PathLike | None = None, device: str | None = None,
+                        precision: str = "float32", mode: str = "exact", overwrite: bool = False,
+                        save_noiseprint: bool = False, timeout_s: float = 1800.0) -> dict[str, Any]:
+    """Analyse this rank's share of ``inputs`` into ``output``; returns the summary.
+
+    Starts (and ends) the process group itself when run under torchrun without one. On rank 0
+    the summary covers every rank and is also written to ``output/distributed_summary.json``;
+    other ranks get their own report only. Failures of single images are reported, not
+    raised, so that every rank reaches the final gather.
+    """
+    info = rank_info()
+    dev = _device(device, info.local_rank)
+    started_group = False
+    if info.world_size > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=info.rank,
+                                world_size=info.world_size, timeout=timedelta(seconds=timeout_s))
+        started_group = True
+    try:
+        report = _run_share(inputs, Path(output), info, dev, weights, precision, mode, overwrite,
+                            save_noiseprint)
+        reports = [report]
+        if info.world_size > 1:
+            group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
+            gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
+            dist.gather_object(report, gathered, dst=0, group=group)
+            if info.rank != 0:
+                return report
+            reports = list(gathered)  # type: ignore[arg-type]
+        summary = _merge(reports)
+        _write_json(Path(output) / SUMMARY_FILE, summary)
+        return summary
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _run_share(inputs: Any, output: Path, info: RankInfo, dev: torch.device, weights: Any, precision: str,
+               mode: str, overwrite: bool, save_noiseprint: bool) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {"rank": info.rank, "world_size": info.world_size, "host": socket.gethostname(),
+                              "device": str(dev), "assigned": [], "written": [], "skipped": [],
+                              "failed": [], "problems": [], "error": None}
+    try:
+        items, problems = work_items(inputs)
+        if info.rank == 0:
+            report["problems"] = problems
+        mine = shard(items, info.rank, info.world_size)
+        report["assigned"] = [name for name, _ in mine]
+        todo = []
+        for name, path in mine:
+            if _output_path(output, name).exists() and not overwrite:
+                report["skipped"].append(name)
+            else:
+                todo.append((name, path))
+        if todo:  # no model is loaded by a rank with nothing left to do
+            from .inference import predict_result
+            from .load import load
+            model = load(weights, device=dev, precision=precision)
+            report["weights"] = getattr(getattr(model, "weights_info", None), "kind", None)
+            for name, path in todo:
+                try:
+                    predict_result(model, path, mode).save_npz(_output_path(output, name),
+                                                               save_noiseprint=save_noiseprint)
+                except (ValueError, RuntimeError, MemoryError, OSError) as e:
+                    report["failed"].append([name, str(e).splitlines()[0][:300] if str(e) else type(e).__name__])
+                    continue
+                report["written"].append(name)
+    except Exception as e:  # noqa: BLE001 - reported so that every rank still reaches the gather
+        report["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    written = [n for r in reports for n in r["written"]]
+    return {
+        "world_size": len(reports),
+        "images": sum(len(r["assigned"]) for r in reports),
+        "written": len(written),
+        "skipped": sum(len(r["skipped"]) for r in reports),
+        "failed": sum(len(r["failed"]) for r in reports),
+        "errors": [f"rank {r['rank']}: {r['error']}" for r in reports if r["error"]],
+        "problems": [p for r in reports for p in r["problems"]],
+        "duplicates": sorted(n for n, k in Counter(written).items() if k > 1),
+        "ranks": sorted(reports, key=lambda r: r["rank"]),
+    }
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+# -- command line ------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``distributed-analyze`` (shared by the subcommand and ``python -m``)."""
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive) or globs")
+    p.add_argument("-o", "--output", required=True, help="output folder (OUT/<relative path>.npz)")
+    p.add_argument("--dataset", default=None, help="a registered benchmark name or a fake-list file "
+                   "(instead of INPUT; needs --root)")
+    p.add_argument("--root", default=None, help="dataset root for --dataset")
+    p.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    p.add_argument("--device", default=None, help="cpu or cuda (each rank takes cuda:LOCAL_RANK)")
+    p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("--mode", default="exact", choices=["exact", "fast"],
+                   help="exact (default): IEEE float32, memory-lean; fast: approximate, see bench/")
+    p.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
+    p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_distributed_analyze)
+    return p
+
+
+def cmd_distributed_analyze(args: argparse.Namespace) -> int:
+    if args.dataset:
+        if not args.root:
+            print("error: --dataset needs --root", file=sys.stderr)
+            return 2
+        from .datasets import load_dataset
+        inputs: Any = load_dataset(args.dataset, args.root)
+    elif args.inputs:
+        inputs = args.inputs
+    else:
+        print("error: give INPUT paths or --dataset", file=sys.stderr)
+        return 2
+    summary = distributed_analyze(inputs, args.output, weights=args.weights, device=args.device,
+                                  precision=args.precision, mode=args.mode, overwrite=args.overwrite,
+                                  save_noiseprint=args.save_noiseprint)
+    if "ranks" not in summary:  # not rank 0
+        return 1 if summary["failed"] or summary["error"] else 0
+    for line in summary["problems"] + summary["errors"]:
+        print(f"error: {line}", file=sys.stderr)
+    for r in summary["ranks"]:
+        for name, msg in r["failed"]:
+            print(f"error: {name}: {msg}", file=sys.stderr)
+        if not args.quiet:
+            print(f"rank {r['rank']} ({r['device']}): {len(r['written'])} written, {len(r['skipped'])} skipped, "
+                  f"{len(r['failed'])} failed in {r['seconds']:.1f} s")
+    print(f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {summary['failed']} "
+          f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}")
+    bad = summary["failed"] or summary["errors"] or summary["problems"] or summary["duplicates"]
+    return 1 if bad else 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``trufor-lab distributed-analyze`` (picked up by trufor_lab.cli)."""
+    add_arguments(subparsers.add_parser(
+        "distributed-analyze", help="analyze a folder/dataset with torch.distributed (launch with torchrun)"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trufor_lab.distributed`` / ``torchrun -m trufor_lab.distributed``."""
+    p = add_arguments(argparse.ArgumentParser(prog="trufor_lab.distributed", description=__doc__.splitlines()[0]))
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

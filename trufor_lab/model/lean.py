@@ -1,0 +1,599 @@
+"""Memory-lean exact forward of TruFor: a 24-megapixel photo in a few GiB, same answer.
+
+The plain forward materialises whole-image tensors far larger than the image: Noiseprint++
+keeps 64-channel maps at full resolution (plus a 9x im2col copy on the CPU), stage-1 attention
+scores are ``N x N/64`` (N = P/16 tokens for P pixels), the Mix-FFN hides 4x-expanded stage-1
+tokens and each decoder concatenates four 512-channel maps at 1/4 resolution. This module runs
+the same network piece by piece, freeing what is no longer needed and chunking every big
+tensor so that only one chunk's working set (``budget``) exists at a time:
+
+- Noiseprint++ (17 convolutions 3x3 -> receptive field 35x35) in tiles with a 17-pixel halo on
+  every inner side: the centre of each tile sees exactly the pixels the full convolution sees,
+  and the image border is padded with zeros as before, so the map is the full-image map;
+- patch embeddings and every 3x3 (depth-wise) convolution over row chunks, with the rows their
+  kernel needs (halo) and zero padding only at the real image border;
+- attention over query chunks (every query row's softmax is independent) after a first pass
+  that builds the spatially reduced keys/values chunk by chunk;
+- Mix-FFN, FRM, FFM (CMX cross attention: its ``d x d`` context is a sum over tokens,
+  accumulated chunk by chunk) and the decoders (bilinear upsampling of the coarse scales
+  evaluated row by row) over row chunks; residual updates are written in place.
+
+All of it is the same arithmetic as the plain forward up to float rounding order (checked in
+tests/test_inference.py against ``model(x)`` with tiny chunks forcing every chunked path, and
+against the float64 parity fixtures). Inference only: eval mode, no autograd.
+
+Peak memory, float32, batch 1, P pixels, ``b`` = chunk budget (``estimate_lean_peak``); stage
+tokens are N_i C_i = P x (4, 2, 1.25, 0.5) floats for stages 1..4 (MiT-B2):
+
+==================  ===================================================  ===========  ===========
+phase               live tensors (floats)                                 24 MP        1 MP
+==================  ===================================================  ===========  ===========
+Noiseprint++        input 3P, np map P, + one tile working set            0.38 GB + b  16 MB + b
+stage 1 (np branch) input 3P, np P, rgb tokens 4P, np tokens 4P           1.15 GB + b  48 MB + b
+FFM stage 1         input 4P, streams 2 x 4P, cat buffer 8P, fused 4P     2.30 GB + b  96 MB + b
+decoders            input 4P, fused 7.75P, coarse projections 10.5P       2.15 GB + b  91 MB + b
+heads               input 4P, logits 2P, conf P, pooling ~3P              0.96 GB      40 MB
+==================  ===================================================  ===========  ===========
+
+With the default budget (a quarter of free memory, at most 4 GiB) a 24 MP image peaks near
+6.3 GB of tensors: within 24 GB of GPU memory or of RAM (add the weights, 0.27 GB, and the
+runtime). At 24 MP the plain forward needs about 70 GB for the CPU Noiseprint++ alone (im2col)
+and 140 GB per copy of the stage-1 attention scores with the plain formula
+(``estimate_plain_peak``). Measured on the CPU at 1 MP with a 256 MiB budget: 372 MiB above
+baseline instead of 2.63 GiB (bench/RESULTS.md).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention
+from .config import MIT_B2, TruForConfig
+from .decoder import MLPDecoder
+from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
+from .noiseprint import Noiseprint
+from .segformer import Block, OverlapPatchEmbed, tokens_to_map
+from .trufor import TruFor, TruForOutput
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+__all__ = [
+    "LeanConfig", "default_budget", "estimate_lean_peak", "estimate_plain_peak", "free_memory_bytes",
+    "ieee_float32", "lean_features", "lean_forward", "lean_heads", "noiseprint_halo", "noiseprint_tiled",
+]
+
+
+# -- exact arithmetic ------------------------------------------------------------------------
+@contextlib.contextmanager
+def _matmul_ieee() -> Iterator[None]:
+    """cuBLAS float32 matmuls without TF32, set and restored through the API the user uses."""
+    m = torch.backends.cuda.matmul
+    try:
+        legacy = (torch.get_float32_matmul_precision(), m.allow_tf32)
+    except RuntimeError:  # the new ``fp32_precision`` API is in use: legacy reads refuse
+        saved = m.fp32_precision
+        m.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            m.fp32_precision = saved
+        return
+    torch.set_float32_matmul_precision("highest")
+    m.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(legacy[0])
+        m.allow_tf32 = legacy[1]
+
+
+@contextlib.contextmanager
+def _cudnn_ieee() -> Iterator[None]:
+    """cuDNN convolutions without TF32 (restored on exit), through the API the user uses."""
+    c = torch.backends.cudnn
+    try:
+        legacy = c.allow_tf32
+    except RuntimeError:  # conv and rnn precisions set apart with the new API
+        saved = (c.conv.fp32_precision, c.rnn.fp32_precision)
+        c.conv.fp32_precision = c.rnn.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            c.conv.fp32_precision, c.rnn.fp32_precision = saved
+        return
+    c.allow_tf32 = False
+    try:
+        yield
+    finally:
+        c.allow_tf32 = legacy
+
+
+@contextlib.contextmanager
+def ieee_float32(onednn: bool = True) -> Iterator[None]:
+    """IEEE float32 for the enclosed code: no TF32 (cuBLAS, cuDNN, oneDNN), no autocast.
+
+    ``onednn=False`` also switches oneDNN convolutions off on the CPU (the GEMM path sums more
+    accurately; see noiseprint.py). Every flag is restored on exit: no global state changes.
+    """
+    mk = torch.backends.mkldnn
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_matmul_ieee())
+        stack.enter_context(_cudnn_ieee())
+        # oneDNN: IEEE float32 through the fp32_precision API (its legacy TF32 flag is for Intel GPUs)
+        stack.enter_context(mk.flags(enabled=mk.enabled and onednn, deterministic=mk.deterministic,
+                                     allow_tf32=None, fp32_precision="ieee"))
+        for dev in ("cpu", "cuda"):
+            if torch.is_autocast_enabled(dev):
+                stack.enter_context(torch.autocast(dev, enabled=False))
+        yield
+
+
+# -- budgets -----------------------------------------------------------------------------------
+def free_memory_bytes(device: torch.device | str) -> int:
+    """Free memory where tensors of ``device`` live: CUDA free memory, else ``MemAvailable``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * GiB
+
+
+def default_budget(device: torch.device | str) -> int:
+    """Working-set bound for one chunk: a quarter of free memory, between 256 MiB and 4 GiB."""
+    return int(min(max(free_memory_bytes(device) // 4, 256 * MiB), 4 * GiB))
+
+
+@dataclasses.dataclass(frozen=True)
+class LeanConfig:
+    """How the lean forward chunks its work.
+
+    ``budget_bytes``: working set of one chunk (``None``: :func:`default_budget`). The other
+    fields force sizes instead of deriving them from the budget (tests use tiny ones to
+    exercise every chunked path): ``rows`` row-chunk height at every stage and in the decoders,
+    ``attn_chunk`` queries per attention step, ``tile`` Noiseprint++ tile side (pixels, before
+    the halo). ``attention``: ``"sdpa"`` or ``"plain"`` (see attention.py). ``onednn``: oneDNN
+    convolutions for Noiseprint++ on the CPU (``None``: the module's own ``onednn`` setting).
+    """
+
+    budget_bytes: int | None = None
+    rows: int | None = None
+    attn_chunk: int | None = None
+    tile: int | None = None
+    attention: str = "sdpa"
+    onednn: bool | None = None
+
+
+def _spans(n: int, step: int) -> Iterator[tuple[int, int]]:
+    step = max(1, int(step))
+    for start in range(0, n, step):
+        yield start, min(n, start + step)
+
+
+def _rows(per_row_bytes: float, budget: int, total: int, forced: int | None) -> int:
+    if forced:
+        return max(1, min(forced, total))
+    return int(max(1, min(total, budget // max(1.0, per_row_bytes))))
+
+
+# -- Noiseprint++ ------------------------------------------------------------------------------
+def noiseprint_halo(net: Noiseprint) -> int:
+    """Receptive-field radius of the DnCNN (17 for seventeen 3x3 convolutions)."""
+    return sum((m.kernel_size[0] // 2) * m.dilation[0] for m in net if isinstance(m, nn.Conv2d))
+
+
+def _noiseprint_tile(h: int, w: int, halo: int, per_pixel: int, budget: int,
+                     tile: int | None) -> tuple[int, int]:
+    if tile:
+        return min(h, tile), min(w, tile)
+    if (h + 2 * halo) * (w + 2 * halo) * per_pixel <= budget:
+        return h, w
+    pixels = budget // per_pixel
+    side = max(64, math.isqrt(pixels) - 2 * halo)
+    tw = min(w, side)
+    th = max(64, pixels // (tw + 2 * halo) - 2 * halo)
+    return min(h, th), tw
+
+
+def noiseprint_tiled(net: Noiseprint, rgb: torch.Tensor, *, budget_bytes: int | None = None,
+                     tile: int | None = None, onednn: bool | None = None) -> torch.Tensor:
+    """Noiseprint++ map ``(B, 1, H, W)`` computed in tiles with a halo: the full-image map.
+
+    Each tile is extended by the receptive-field radius on its inner sides and cropped back,
+    so every output pixel is computed from exactly the inputs (and the border zero padding)
+    of the full convolution; memory is bounded by one tile. Always IEEE float32/float64.
+    """
+    dtype = net[0].weight.dtype
+    onednn = net.onednn if onednn is None else onednn
+    b, _, h, w = rgb.shape
+    halo = noiseprint_halo(net)
+    feat = net[0].out_channels
+    slow_cpu = rgb.device.type == "cpu" and not onednn  # im2col: 9 extra copies
+    per_pixel = b * feat * (2 + (9 if slow_cpu else 2)) * torch.finfo(dtype).bits // 8
+    budget = budget_bytes or default_budget(rgb.device)
+    th, tw = _noiseprint_tile(h, w, halo, per_pixel, budget, tile)
+    with torch.no_grad(), ieee_float32(onednn=onednn):
+        if (th, tw) == (h, w):
+            x = rgb.to(dtype)
+            for layer in net:
+                x = layer(x)
+            return x
+        out = torch.empty((b, net[-1].out_channels, h, w), dtype=dtype, device=rgb.device)
+        for r0, r1 in _spans(h, th):
+            a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
+            for c0, c1 in _spans(w, tw):
+                b0, b1 = max(0, c0 - halo), min(w, c1 + halo)
+                x = rgb[:, :, a0:a1, b0:b1].to(dtype)
+                for layer in net:
+                    x = layer(x)
+                out[:, :, r0:r1, c0:c1] = x[:, :, r0 - a0:r1 - a0, c0 - b0:c1 - b0]
+                del x
+        return out
+
+
+# -- convolutions over row windows ------------------------------------------------------------
+def _conv_window(conv: nn.Conv2d, xs: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
+    """``conv`` over a window of rows of its input; ``top``/``bottom`` zero rows stand for the
+    image border (the convolution's own vertical padding is replaced by them)."""
+    if top or bottom:
+        xs = F.pad(xs, (0, 0, top, bottom))
+    return F.conv2d(xs, conv.weight, conv.bias, conv.stride, (0, conv.padding[1]), conv.dilation,
+                    conv.groups)
+
+
+def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, o0: int, o1: int) -> torch.Tensor:
+    """Output rows ``[o0, o1)`` of ``conv(x)`` (zero padding), from the input rows they need."""
+    k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+    h = x.shape[2]
+    i0, i1 = o0 * s - p, (o1 - 1) * s - p + d * (k - 1) + 1
+    return _conv_window(conv, x[:, :, max(i0, 0):min(i1, h)], max(0, -i0), max(0, i1 - h))
+
+
+def _conv_out_size(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+
+
+# -- encoder -----------------------------------------------------------------------------------
+def _patch_embed(pe: OverlapPatchEmbed, x: torch.Tensor, budget: int, forced: int | None
+                 ) -> tuple[torch.Tensor, tuple[int, int]]:
+    conv = pe.proj
+    ho, wo = _conv_out_size(conv, x.shape[2], x.shape[3])
+    per_row = wo * (2 * conv.out_channels + conv.in_channels * conv.kernel_size[0] ** 2) * 4
+    rows = _rows(per_row, budget, ho, forced)
+    if rows >= ho:
+        return pe(x)
+    t = None
+    for o0, o1 in _spans(ho, rows):
+        y = pe.norm(_conv_rows(conv, x, o0, o1).flatten(2).transpose(1, 2))
+        if t is None:
+            t = y.new_empty((x.shape[0], ho * wo, conv.out_channels))
+        t[:, o0 * wo:o1 * wo] = y
+    return t, (ho, wo)
+
+
+def _keys_values(blk: Block, t: torch.Tensor, hw: tuple[int, int], rows: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values of the block's SRA, the spatial reduction computed over row chunks."""
+    attn = blk.attn
+    b, _, c = t.shape
+    h, w = hw
+    if attn.sr_ratio > 1:
+        sr = attn.sr_ratio
+        hs = (h - sr) // sr + 1  # rows beyond hs * sr are not seen by the strided convolution
+        step = max(1, rows // sr) * sr
+        parts = []
+        for r0, r1 in _spans(hs * sr, step):
+            m = tokens_to_map(blk.norm1(t[:, r0 * w:r1 * w]), (r1 - r0, w))
+            parts.append(attn.sr(m).flatten(2).transpose(1, 2))
+        x = attn.norm(torch.cat(parts, 1) if len(parts) > 1 else parts[0])
+    else:
+        x = blk.norm1(t)
+    kv = attn.kv(x).reshape(b, -1, 2, attn.num_heads, c // attn.num_heads).permute(2, 0, 3, 1, 4)
+    return kv[0], kv[1]
+
+
+def _attention_part(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: int,
+                    cfg: LeanConfig) -> None:
+    """``t += SRA(LN1(t))`` in place, over row chunks of queries."""
+    attn = blk.attn
+    b, _, c = t.shape
+    h, w = hw
+    heads = attn.num_heads
+    kv_rows = _rows(w * 4 * c * 4, budget, h, cfg.rows)
+    k, v = _keys_values(blk, t, hw, kv_rows)
+    nk = k.shape[-2]
+    # half the budget for the scores of one query chunk, half for the chunk's token tensors
+    chunk = cfg.attn_chunk or max(1, budget // (2 * heads * nk * 4 * 3))
+    rows = _rows(w * 5 * c * 4, budget // 2, h, cfg.rows)
+    for r0, r1 in _spans(h, rows):
+        xc = t[:, r0 * w:r1 * w]
+        n = xc.shape[1]
+        q = attn.q(blk.norm1(xc)).reshape(b, n, heads, c // heads).transpose(1, 2)
+        o = attention(q, k, v, attn.scale, impl=cfg.attention, chunk=chunk if chunk < n else None)
+        xc.add_(attn.proj(o.transpose(1, 2).reshape(b, n, c)))
+
+
+def _mix_ffn_part(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: int, cfg: LeanConfig) -> None:
+    """``t += MixFFN(LN2(t))`` in place over row chunks; the 3x3 depth-wise convolution reads
+    halo rows, the row above taken from a copy made before the previous chunk was updated."""
+    mlp = blk.mlp
+    dw = mlp.dwconv.dwconv
+    p = dw.padding[0]
+    h, w = hw
+    c, hidden = t.shape[2], mlp.fc1.out_features
+    rows = _rows(w * (2 * c + 3 * hidden) * 4, budget, h, cfg.rows)
+    above: torch.Tensor | None = None  # original tokens of the rows above the chunk
+    for r0, r1 in _spans(h, rows):
+        a1 = min(h, r1 + p)
+        below = t[:, r0 * w:a1 * w]
+        xin = torch.cat((above, below), 1) if above is not None else below
+        n_above = 0 if above is None else above.shape[1] // w
+        hid = tokens_to_map(mlp.fc1(blk.norm2(xin)), (n_above + a1 - r0, w))
+        del xin
+        y = _conv_window(dw, hid, p - n_above, p - (a1 - r1)).flatten(2).transpose(1, 2)
+        del hid
+        y = mlp.fc2(mlp.act(y))
+        if r1 < h:
+            above = t[:, max(0, r1 - p) * w:r1 * w].clone()
+        t[:, r0 * w:r1 * w].add_(y)
+
+
+def _stage(enc: nn.Module, branch: str, stage: int, x: torch.Tensor, budget: int,
+           cfg: LeanConfig) -> torch.Tensor:
+    pe, blocks, norm = enc.stage_modules(branch, stage)
+    t, hw = _patch_embed(pe, x, budget, cfg.rows)
+    del x
+    for blk in blocks:
+        _attention_part(blk, t, hw, budget, cfg)
+        _mix_ffn_part(blk, t, hw, budget, cfg)
+    h, w = hw
+    for r0, r1 in _spans(h, _rows(w * 3 * t.shape[2] * 4, budget, h, cfg.rows)):
+        t[:, r0 * w:r1 * w] = norm(t[:, r0 * w:r1 * w])
+    return tokens_to_map(t, hw)
+
+
+def _frm(frm: FeatureRectifyModule, x1: torch.Tensor, x2: torch.Tensor, budget: int,
+         cfg: LeanConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """FRM written into ``x1``/``x2`` over row chunks (its channel weights need one pooling pass)."""
+    if frm.lambda_c == 0 and frm.lambda_s == 0:
+        return x1, x2
+    b, c, h, w = x1.shape
+    cwm = frm.channel_weights
+    y = torch.cat((x1.mean(dim=(2, 3)), x2.mean(dim=(2, 3)), x1.amax(dim=(2, 3)), x2.amax(dim=(2, 3))), 1)
+    cw = cwm.mlp(y).reshape(b, 2, cwm.dim, 1, 1).transpose(0, 1)
+    for r0, r1 in _spans(h, _rows(w * 10 * c * 4, budget, h, cfg.rows)):
+        a, d = x1[:, :, r0:r1], x2[:, :, r0:r1]
+        sw = frm.spatial_weights(a, d)
+        o1 = a + frm.lambda_c * cw[1] * d + frm.lambda_s * sw[1] * d
+        o2 = d + frm.lambda_c * cw[0] * a + frm.lambda_s * sw[0] * a
+        a.copy_(o1)
+        d.copy_(o2)
+    return x1, x2
+
+
+def _channel_embed(ce: ChannelEmbed, m: torch.Tensor, budget: int, cfg: LeanConfig) -> torch.Tensor:
+    b, c2, h, w = m.shape
+    conv_a, dw, act, conv_b, bn = ce.channel_embed
+    p = dw.padding[0]
+    cout = ce.residual.out_channels
+    out = torch.empty((b, cout, h, w), dtype=m.dtype, device=m.device, memory_format=torch.channels_last)
+    for r0, r1 in _spans(h, _rows(w * (c2 + 6 * cout) * 4, budget, h, cfg.rows)):
+        a0, a1 = max(0, r0 - p), min(h, r1 + p)
+        z = _conv_window(dw, conv_a(m[:, :, a0:a1]), p - (r0 - a0), p - (a1 - r1))
+        z = bn(conv_b(act(z)))
+        out[:, :, r0:r1] = ce.norm(ce.residual(m[:, :, r0:r1]) + z)
+    return out
+
+
+def _ffm(ffm: FeatureFusionModule, x1: torch.Tensor, x2: torch.Tensor, budget: int,
+         cfg: LeanConfig) -> torch.Tensor:
+    """FFM over row chunks: a first pass sums the cross-attention contexts over tokens."""
+    b, c, h, w = x1.shape
+    t1, t2 = x1.flatten(2).transpose(1, 2), x2.flatten(2).transpose(1, 2)
+    buf = x1.new_empty((b, h * w, 2 * c))
+    rows = _rows(w * 14 * c * 4, budget, h, cfg.rows)
+    if ffm.cross_enabled:
+        cp, ca = ffm.cross, ffm.cross.cross_attn
+
+        def halves(s: int, e: int) -> tuple[torch.Tensor, ...]:
+            y1, u1 = cp.act1(cp.channel_proj1(t1[:, s:e])).chunk(2, dim=-1)
+            y2, u2 = cp.act2(cp.channel_proj2(t2[:, s:e])).chunk(2, dim=-1)
+            return y1, u1, y2, u2
+
+        def kv_sum(kv: nn.Linear, u: torch.Tensor) -> torch.Tensor:
+            n, ci = u.shape[1], u.shape[2]
+            k, v = kv(u).reshape(b, n, 2, ca.num_heads, ci // ca.num_heads).permute(2, 0, 3, 1, 4)
+            return (k.transpose(-2, -1) @ v).float() if k.dtype in (torch.float16, torch.bfloat16) \
+                else k.transpose(-2, -1) @ v
+
+        ctx1 = ctx2 = None
+        for r0, r1 in _spans(h, rows):
+            _, u1, _, u2 = halves(r0 * w, r1 * w)
+            p1, p2 = kv_sum(ca.kv1, u1), kv_sum(ca.kv2, u2)
+            ctx1 = p1 if ctx1 is None else ctx1 + p1
+            ctx2 = p2 if ctx2 is None else ctx2 + p2
+        ctx1 = (ctx1 * ca.scale).softmax(dim=-2)
+        ctx2 = (ctx2 * ca.scale).softmax(dim=-2)
+        for r0, r1 in _spans(h, rows):
+            s, e = r0 * w, r1 * w
+            y1, u1, y2, u2 = halves(s, e)
+            n, ci = u1.shape[1], u1.shape[2]
+            v1 = (ca._heads(u1) @ ctx2).transpose(1, 2).reshape(b, n, ci)
+            v2 = (ca._heads(u2) @ ctx1).transpose(1, 2).reshape(b, n, ci)
+            buf[:, s:e, :c] = cp.norm1(t1[:, s:e] + cp.end_proj1(torch.cat((y1, v1), dim=-1)))
+            buf[:, s:e, c:] = cp.norm2(t2[:, s:e] + cp.end_proj2(torch.cat((y2, v2), dim=-1)))
+    else:
+        buf[..., :c] = t1
+        buf[..., c:] = t2
+    return _channel_embed(ffm.channel_emb, tokens_to_map(buf, (h, w)), budget, cfg)
+
+
+def lean_features(model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor,
+                  config: LeanConfig | None = None) -> list[torch.Tensor]:
+    """The four fused encoder maps, as ``model.forward_features`` computes them, chunked."""
+    cfg = config or LeanConfig()
+    budget = (cfg.budget_bytes or default_budget(rgb.device)) // max(1, rgb.shape[0])  # per image
+    enc = model.backbone
+    with torch.no_grad():
+        x_np = noiseprint.to(rgb.dtype)
+        if x_np.shape[1] == 1:
+            x_np = x_np.expand(-1, 3, -1, -1)
+        x_rgb = model.normalize(rgb)
+        fused = []
+        for i in range(enc.cfg.num_stages):
+            x_rgb = _stage(enc, "rgb", i + 1, x_rgb, budget, cfg)
+            x_np = _stage(enc, "noiseprint", i + 1, x_np, budget, cfg)
+            x_rgb, x_np = _frm(enc.FRMs[i], x_rgb, x_np, budget, cfg)
+            fused.append(_ffm(enc.FFMs[i], x_rgb, x_np, budget, cfg))
+        return fused
+
+
+# -- decoders and heads ------------------------------------------------------------------------
+def _linear_indices(n_in: int, n_out: int, start: int, stop: int, device: torch.device,
+                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices and weight of the second one, as ``upsample_bilinear2d`` (align_corners=False)."""
+    scale = torch.tensor(n_in, dtype=dtype, device=device) / n_out
+    src = (scale * (torch.arange(start, stop, dtype=dtype, device=device) + 0.5) - 0.5).clamp_min(0)
+    i0 = src.floor().long().clamp_max(n_in - 1)
+    lam = (src - i0.to(dtype)).clamp(0, 1)
+    return i0, (i0 + 1).clamp_max(n_in - 1), lam
+
+
+def _bilinear_rows(x: torch.Tensor, size: tuple[int, int], r0: int, r1: int) -> torch.Tensor:
+    """Rows ``[r0, r1)`` of ``F.interpolate(x, size, mode='bilinear', align_corners=False)``.
+
+    Separable: the source rows are blended with PyTorch's weights, then the columns are
+    interpolated by ``F.interpolate`` itself (row scale 1, so rows pass through unchanged).
+    """
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    y0, y1, ly = _linear_indices(x.shape[2], size[0], r0, r1, x.device, dt)
+    ly = ly[:, None, None]
+    xt = x.permute(0, 2, 3, 1)  # (B, H, W, C): contiguous for the channels-last maps of the decoder
+    rows = (xt.index_select(1, y0) * (1 - ly) + xt.index_select(1, y1) * ly).permute(0, 3, 1, 2)
+    return F.interpolate(rows.to(x.dtype), size=(r1 - r0, size[1]), mode="bilinear", align_corners=False)
+
+
+def _decoder(dec: MLPDecoder, feats: list[torch.Tensor], budget: int, cfg: LeanConfig) -> torch.Tensor:
+    """``dec(feats)`` (logits at 1/4) over row chunks; coarse scales are projected once."""
+    size = tuple(feats[0].shape[2:])
+    projs = dec.scale_projections()
+    coarse = [proj(f) for proj, f in zip(projs[1:], feats[1:])]
+    emb = projs[0].proj.out_features
+    h, w = size
+    rows = _rows(w * emb * 18 * 4, budget, h, cfg.rows)
+    out = None
+    for r0, r1 in _spans(h, rows):
+        embs = [projs[0](feats[0][:, :, r0:r1])]
+        embs += [p[:, :, r0:r1] if tuple(p.shape[2:]) == size else _bilinear_rows(p, size, r0, r1)
+                 for p in coarse]
+        y = dec.linear_pred(dec.dropout(dec.linear_fuse(torch.cat(embs[::-1], dim=1))))
+        del embs
+        if out is None:
+            out = y.new_empty((y.shape[0], y.shape[1], h, w))
+        out[:, :, r0:r1] = y
+    return out
+
+
+def lean_heads(model: TruFor, feats: list[torch.Tensor], size: tuple[int, int],
+               config: LeanConfig | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``model.forward_heads``, decoders over row chunks: (logits, conf_logits, det_logit)."""
+    cfg = config or LeanConfig()
+    budget = (cfg.budget_bytes or default_budget(feats[0].device)) // max(1, feats[0].shape[0])
+    with torch.no_grad():
+        logits = F.interpolate(_decoder(model.decode_head, feats, budget, cfg), size=size,
+                               mode="bilinear", align_corners=False)
+        conf = F.interpolate(_decoder(model.decode_head_conf, feats, budget, cfg), size=size,
+                             mode="bilinear", align_corners=False)
+        return logits, conf, model.detection(model.pool(logits, conf))
+
+
+def lean_forward(model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor | None = None,
+                 config: LeanConfig | None = None) -> TruForOutput:
+    """``model(rgb, noiseprint)`` with bounded memory (see the module docstring). Eval mode only."""
+    if model.training:
+        raise ValueError("lean_forward is for inference: call model.eval() first")
+    if rgb.ndim != 4 or rgb.shape[1] != 3:
+        raise ValueError(f"TruFor expects an RGB batch (B, 3, H, W), got shape {tuple(rgb.shape)}")
+    cfg = config or LeanConfig()
+    if cfg.budget_bytes is None:
+        cfg = dataclasses.replace(cfg, budget_bytes=default_budget(rgb.device))
+    rgb = rgb.to(model.decode_head.linear_pred.weight.dtype)
+    with torch.no_grad():
+        if noiseprint is None:
+            noiseprint = noiseprint_tiled(model.dncnn, rgb, budget_bytes=cfg.budget_bytes, tile=cfg.tile,
+                                          onednn=cfg.onednn)
+        feats = lean_features(model, rgb, noiseprint, cfg)
+        logits, conf, det = lean_heads(model, feats, tuple(rgb.shape[2:]), cfg)
+    return TruForOutput(logits, conf, det, noiseprint)
+
+
+# -- memory estimates --------------------------------------------------------------------------
+def _stage_floats(h: int, w: int, cfg: TruForConfig) -> list[tuple[int, int, int]]:
+    """(tokens, channels, keys) per stage for an ``h x w`` image."""
+    out, hh, ww = [], h, w
+    for i in range(cfg.num_stages):
+        k, s = cfg.patch_sizes[i], cfg.strides[i]
+        hh, ww = (hh + 2 * (k // 2) - k) // s + 1, (ww + 2 * (k // 2) - k) // s + 1
+        sr = cfg.sr_ratios[i]
+        keys = ((hh - sr) // sr + 1) * ((ww - sr) // sr + 1) if sr > 1 else hh * ww
+        out.append((hh * ww, cfg.embed_dims[i], keys))
+    return out
+
+
+def estimate_lean_peak(h: int, w: int, cfg: TruForConfig = MIT_B2, budget_bytes: int = 4 * GiB,
+                       element_size: int = 4) -> dict[str, int]:
+    """Bytes of tensors alive at each phase of :func:`lean_forward` (batch 1), and ``peak``.
+
+    One chunk working set is counted as the whole ``budget_bytes`` (an upper bound); the
+    weights and the runtime are not included.
+    """
+    p = h * w
+    st = _stage_floats(h, w, cfg)
+    toks = [n * c for n, c, _ in st]
+    inp = 4 * p  # RGB input + Noiseprint++ map, alive throughout
+    floats = {
+        "noiseprint": inp,
+        "stage1": inp + max(3 * p + toks[0], 2 * toks[0]),  # normalised RGB or both token sets
+        "ffm1": inp + 5 * toks[0],  # two streams, the 2C concatenation, the fused map
+        "decoders": inp + sum(toks) + cfg.decoder_embed_dim * sum(n for n, _, _ in st[1:]) + 3 * st[0][0],
+        "heads": inp + 6 * p,  # full-size logits (2), conf (1), pooling temporaries (3)
+    }
+    out = {k: v * element_size + (budget_bytes if k != "heads" else 0) for k, v in floats.items()}
+    out["peak"] = max(out.values())
+    return out
+
+
+def estimate_plain_peak(h: int, w: int, cfg: TruForConfig = MIT_B2, device_type: str = "cpu",
+                        attention_impl: str = "plain", element_size: int = 4) -> int:
+    """Rough peak bytes of the plain ``model(x)`` forward (batch 1): the largest of Noiseprint++
+    (64-channel maps, plus im2col on the CPU), stage-1 attention scores (``plain``, or SDPA on
+    the CPU math path) and the decoder concatenation, plus the whole-image tensors."""
+    p = h * w
+    np_feat = 64 * (2 + (9 if device_type == "cpu" else 1)) * p
+    st = _stage_floats(h, w, cfg)
+    attn = 0
+    if attention_impl == "plain" or device_type != "cuda":
+        attn = max(cfg.num_heads[i] * n * k * (3 if attention_impl == "plain" else 1)
+                   for i, (n, _, k) in enumerate(st))
+    mlp = max(n * c * cfg.mlp_ratios[i] * 3 for i, (n, c, _) in enumerate(st))
+    dec = st[0][0] * cfg.decoder_embed_dim * 10
+    base = 8 * p + 6 * sum(n * c for n, c, _ in st)
+    return int((base + max(np_feat, attn, mlp, dec)) * element_size)
