@@ -189,5 +189,8 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
 def to_tensor(rgb: np.ndarray, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
               ) -> torch.Tensor:
     """RGB uint8 ``(H, W, 3)`` -> model input ``(1, 3, H, W)`` = RGB / 256."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+    rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:
+        rgb = rgb.copy()
+    t = torch.from_numpy(rgb).permute(2, 0, 1)[None]
     return t.to(device=device, dtype=dtype) / 256.0

@@ -59,6 +59,7 @@ from .config import MIT_B2, TruForConfig
 from .decoder import MLPDecoder
 from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
 from .noiseprint import Noiseprint
+from .precision import ieee_float32
 from .segformer import Block, OverlapPatchEmbed, tokens_to_map
 from .trufor import TruFor, TruForOutput
 
@@ -69,71 +70,6 @@ __all__ = [
     "LeanConfig", "default_budget", "estimate_lean_peak", "estimate_plain_peak", "free_memory_bytes",
     "ieee_float32", "lean_features", "lean_forward", "lean_heads", "noiseprint_halo", "noiseprint_tiled",
 ]
-
-
-# -- exact arithmetic ------------------------------------------------------------------------
-@contextlib.contextmanager
-def _matmul_ieee() -> Iterator[None]:
-    """cuBLAS float32 matmuls without TF32, set and restored through the API the user uses."""
-    m = torch.backends.cuda.matmul
-    try:
-        legacy = (torch.get_float32_matmul_precision(), m.allow_tf32)
-    except RuntimeError:  # the new ``fp32_precision`` API is in use: legacy reads refuse
-        saved = m.fp32_precision
-        m.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            m.fp32_precision = saved
-        return
-    torch.set_float32_matmul_precision("highest")
-    m.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(legacy[0])
-        m.allow_tf32 = legacy[1]
-
-
-@contextlib.contextmanager
-def _cudnn_ieee() -> Iterator[None]:
-    """cuDNN convolutions without TF32 (restored on exit), through the API the user uses."""
-    c = torch.backends.cudnn
-    try:
-        legacy = c.allow_tf32
-    except RuntimeError:  # conv and rnn precisions set apart with the new API
-        saved = (c.conv.fp32_precision, c.rnn.fp32_precision)
-        c.conv.fp32_precision = c.rnn.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            c.conv.fp32_precision, c.rnn.fp32_precision = saved
-        return
-    c.allow_tf32 = False
-    try:
-        yield
-    finally:
-        c.allow_tf32 = legacy
-
-
-@contextlib.contextmanager
-def ieee_float32(onednn: bool = True) -> Iterator[None]:
-    """IEEE float32 for the enclosed code: no TF32 (cuBLAS, cuDNN, oneDNN), no autocast.
-
-    ``onednn=False`` also switches oneDNN convolutions off on the CPU (the GEMM path sums more
-    accurately; see noiseprint.py). Every flag is restored on exit: no global state changes.
-    """
-    mk = torch.backends.mkldnn
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_matmul_ieee())
-        stack.enter_context(_cudnn_ieee())
-        # oneDNN: IEEE float32 through the fp32_precision API (its legacy TF32 flag is for Intel GPUs)
-        stack.enter_context(mk.flags(enabled=mk.enabled and onednn, deterministic=mk.deterministic,
-                                     allow_tf32=None, fp32_precision="ieee"))
-        for dev in ("cpu", "cuda"):
-            if torch.is_autocast_enabled(dev):
-                stack.enter_context(torch.autocast(dev, enabled=False))
-        yield
 
 
 # -- budgets -----------------------------------------------------------------------------------

@@ -12,15 +12,13 @@ Weights: GRIP-UNINA research licence (``weights/LICENSE-GRIP-UNINA.txt``).
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 from torch import nn
 
+from .precision import ieee_float32
 
-@contextlib.contextmanager
-def exact_float32(onednn: bool = False) -> Iterator[None]:
+
+def exact_float32(onednn: bool = False):
     """Run the enclosed convolutions in IEEE float32: no autocast, no TF32 (restored on exit).
 
     On the CPU, oneDNN's convolution accumulates float32 sums less accurately than the BLAS
@@ -28,26 +26,7 @@ def exact_float32(onednn: bool = False) -> Iterator[None]:
     float64, enough to push the fused stage-1 features past the float32 tolerance), so it is
     off unless ``onednn=True`` (about 2.5x faster on CPU).
     """
-    cudnn = torch.backends.cudnn
-    with contextlib.ExitStack() as stack:
-        if not onednn:
-            stack.enter_context(_onednn_disabled())
-        if torch.is_autocast_enabled("cuda") or torch.is_autocast_enabled("cpu"):
-            stack.enter_context(torch.autocast("cuda", enabled=False))
-            stack.enter_context(torch.autocast("cpu", enabled=False))
-        stack.enter_context(cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                                        deterministic=cudnn.deterministic, allow_tf32=False))
-        yield
-
-
-@contextlib.contextmanager
-def _onednn_disabled() -> Iterator[None]:
-    prev = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = prev
+    return ieee_float32(onednn=onednn)
 
 
 class Noiseprint(nn.Sequential):
