@@ -1,0 +1,199 @@
+"""The casebook widget driven from code, provenance integration, and two-version comparison."""
+from __future__ import annotations
+
+import io
+import sys
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image, PngImagePlugin, features
+
+from trufor_lab.casebook import Casebook, Comparison, compare, estimate_translation
+from trufor_lab.preprocess import ImageError
+
+
+@pytest.fixture(scope="module")
+def np_model(shared_dir):
+    """Noiseprint++ alone (what load() gives without a TruFor checkpoint): fast."""
+    from trufor_lab.load import load_noiseprint
+    return load_noiseprint(shared_dir / "weights" / "noiseprint++.th", device="cpu")
+
+
+@pytest.fixture()
+def picture(tampered2) -> np.ndarray:
+    return tampered2[40:136, 60:156].copy()
+
+
+def encode(arr: np.ndarray, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def camera_exif() -> Image.Exif:
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make] = "Canon"
+    ex[ExifTags.Base.Model] = "Canon EOS 5D"
+    ex[ExifTags.Base.Software] = "Adobe Photoshop 25.0"
+    ex[ExifTags.Base.DateTime] = "2024:05:02 18:00:00"
+    ex.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2024:05:01 09:30:00"
+    return ex
+
+
+def upload_entry(name: str, data: bytes) -> dict:
+    return {"name": name, "type": "image/*", "size": len(data), "content": memoryview(data),
+            "last_modified": datetime.now(timezone.utc)}
+
+
+# --------------------------------------------------------------------------- provenance integration
+
+
+def _png_with_text(arr: np.ndarray) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "GIMP 2.10")
+    return encode(arr, "PNG", pnginfo=info)
+
+
+CASES = {
+    "exif.jpg": (lambda a: encode(a, "JPEG", quality=90, exif=camera_exif()), "JPEG", True),
+    "plain.jpg": (lambda a: encode(a, "JPEG", quality=75), "JPEG", False),
+    "shot.png": (_png_with_text, "PNG", False),
+    "post.webp": (lambda a: encode(a, "WEBP", quality=80), "WEBP", False),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_provenance_integration(name, np_model, picture):
+    make, fmt, has_exif = CASES[name]
+    if fmt == "WEBP" and not features.check("webp"):
+        pytest.skip("this Pillow has no WebP support")
+    cb = Casebook(np_model)
+    r = cb.analyze_bytes(make(picture), name)
+    p = cb.provenance
+    assert r is cb.result and r.map is None and r.name == name
+    assert p.name == name and p.format == fmt and p.size == (96, 96) and p.exif_present is has_exif
+    result_tab, np_tab, prov_tab, _ = (h.value for h in cb.tab_html)
+    assert "needs the official TruFor checkpoint" in result_tab and "data:image/png;base64," in result_tab
+    assert "Noiseprint++" in np_tab and "data:image/png;base64," in np_tab
+    assert name in prov_tab and fmt in prov_tab
+    if has_exif:
+        assert p.make == "Canon" and "Canon EOS 5D" in prov_tab and "Adobe Photoshop" in prov_tab
+        assert any("photoshop" in (s.observation + s.meaning).lower() for s in p.signs)
+    if name == "plain.jpg":
+        assert p.jpeg_quality.quality == 75 and "estimated quality" in prov_tab
+    if fmt == "PNG":
+        assert p.png_text.get("Software") == "GIMP 2.10" and "GIMP 2.10" in prov_tab
+
+
+# --------------------------------------------------------------------------- the widget
+
+
+@pytest.mark.slow
+def test_widget_upload_fills_tabs(recipe_model, picture, tmp_path):
+    cb = Casebook(recipe_model)
+    picture = picture[:64, :64]  # TruFor on 2 CPU cores: keep it small
+    data = encode(picture, "JPEG", quality=92, exif=camera_exif())
+    cb.upload.value = (upload_entry("viral <1>.jpg", data),)  # what the browser does
+    assert cb.error is None
+    r = cb.result
+    assert r is not None and r.map is not None and r.map.shape == (64, 64) and 0 <= r.score <= 1
+    assert cb.progress.value == cb.progress.max
+    assert cb.tabs.get_title(0) == "Result" and len(cb.tabs.children) == 4
+    result_tab = cb.tab_html[0].value
+    assert "Reading:" in result_tab and "integrity score" in result_tab
+    assert "viral &lt;1&gt;.jpg" in result_tab and "viral <1>" not in result_tab
+    assert "Canon" in cb.tab_html[2].value
+    bundle = cb._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "data:image/png" in bundle["text/html"]
+
+    out = cb.save_report(tmp_path / "case.html")
+    assert "Reading:" in out.read_text(encoding="utf-8")
+
+
+def test_widget_path_and_bad_input(np_model, picture, tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(picture).save(good)
+    cb = Casebook(np_model)
+    cb.path_text.value = str(good)
+    cb._on_path()  # the button's handler
+    assert cb.error is None and cb.result.name == "good.png"
+    before = cb.result
+
+    # compare with the "earlier post" (a smaller copy) from the Compare tab
+    earlier = tmp_path / "earlier.jpg"
+    Image.fromarray(picture).resize((48, 48)).save(earlier, quality=90)
+    cb.compare_text.value = str(earlier)
+    cb._on_compare()
+    cmp = cb.comparison
+    assert cb.error is None and cmp is not None and cmp.result_b.name == "earlier.jpg"
+    assert any("resized from 48×48" in n for n in cmp.notes)
+    assert "earlier.jpg" in cb.tab_html[3].value and "data:image/png" in cb.tab_html[3].value
+    doc = cb.save_report(tmp_path / "case.html").read_text(encoding="utf-8")
+    assert "Comparison with another version" in doc and "<script" not in doc.lower()
+
+    cb.upload.value = (upload_entry("broken.jpg", b"\xff\xd8 not really a jpeg"),)
+    assert cb.result is before  # nothing replaced, no exception escaped the handler
+    assert "broken.jpg" in cb.error and "error" in cb.status.value and cb.progress.value == 0
+    with pytest.raises(ImageError, match="missing.png"):
+        cb.analyze_path(tmp_path / "missing.png")
+
+
+def test_static_fallback_without_ipywidgets(np_model, picture, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets -> ImportError
+    cb = Casebook(np_model)
+    assert cb.tabs is None and cb.widget is None
+    assert "no image analyzed yet" in cb._repr_html_()
+    cb.analyze_bytes(encode(picture, "PNG"), "x.png")
+    bundle = cb._repr_mimebundle_()
+    assert set(bundle) == {"text/html", "text/plain"}
+    assert "data:image/png;base64," in bundle["text/html"] and "Provenance" in bundle["text/html"]
+    assert cb.save_report(tmp_path / "r.html").is_file()
+
+
+def test_save_report_needs_a_result(np_model, tmp_path):
+    with pytest.raises(RuntimeError, match="analyze"):
+        Casebook(np_model).save_report(tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def test_estimate_translation_recovers_shift(tampered2):
+    a = tampered2[50:146, 50:146]
+    b = tampered2[53:149, 55:151]  # B's frame starts 3 px lower and 5 px further right
+    (dy, dx), peak = estimate_translation(a, b)
+    assert (dy, dx) == (3, 5) and peak > 0.3
+    c = compare(a, b)
+    assert c.shift == (3, 5) and any("translated" in n for n in c.notes)
+    ok = np.isfinite(c.diff)
+    assert not ok[:3].any() and not ok[:, :5].any() and ok[3:, 5:].all()
+    assert c.mean_diff < 1e-6 and c.changed_fraction == 0.0
+
+
+def test_compare_resize_crop_and_unrelated(tampered2):
+    a = tampered2[0:96, 0:96]
+    small = np.asarray(Image.fromarray(a).resize((64, 64), Image.BICUBIC))
+    c = compare(a, small)
+    assert c.b_aligned.shape == a.shape and any("resized from 64×64" in n for n in c.notes)
+    assert c.mean_diff < 0.05
+    wide = tampered2[0:96, 0:128]  # 4:3 versus 1:1
+    c = compare(a, wide)
+    assert c.b_aligned.shape == a.shape and any("centre-cropped" in n for n in c.notes)
+    noise = np.random.default_rng(0).integers(0, 256, a.shape, dtype=np.uint8)
+    c = compare(a, noise)
+    assert c.shift == (0, 0) and c.mean_diff > 0.1
+
+
+def test_compare_with_model_and_plot(np_model, tampered2):
+    import matplotlib.pyplot as plt
+    a = tampered2[0:96, 0:96]
+    b = tampered2[2:98, 0:96]
+    c = compare(a, b, np_model, names=("earlier.jpg", "viral.jpg"))
+    assert isinstance(c, Comparison) and c.result_a.noiseprint.shape == (96, 96)
+    assert c.result_b.name == "viral.jpg" and "earlier.jpg vs viral.jpg" in c.summary()
+    fig = c.plot()
+    assert len(fig.axes) >= 6
+    plt.close(fig)
+    assert "data:image/png;base64," in c._repr_html_()

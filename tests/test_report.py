@@ -1,0 +1,281 @@
+"""The HTML report: plain_reading's rule, self-containment, escaping, the CLI, headless Chromium."""
+from __future__ import annotations
+
+import html
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+
+import trufor_lab
+from trufor_lab.analyze import Result, analyze
+from trufor_lab.cli import main
+from trufor_lab.provenance import read_provenance
+from trufor_lab.report import (CONF_LOW, build_report, map_stats, plain_reading, save_pdf,
+                               weights_line, write_report)
+from trufor_lab.weights import WeightsInfo
+
+REPO = Path(__file__).resolve().parent.parent
+HOSTILE = '<script>alert("exif")</script><img src=x onerror=alert(1)>'
+HOSTILE_NAME = '"><img src=y onerror=alert(2)>.jpg'
+OFFICIAL = WeightsInfo("official", "/secret/folder/trufor.pth.tar", "ab" * 32, True)
+
+
+def synth(m: np.ndarray | None, conf: np.ndarray | None = None, score: float | None = None,
+          weights: WeightsInfo | None = OFFICIAL, name: str = "synthetic.png") -> Result:
+    """A Result with chosen maps (no model needed)."""
+    h, w = (64, 64) if m is None else m.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 4) % 256, (yy * 4) % 256, ((xx + yy) * 2) % 256], -1).astype(np.uint8)
+    return Result(image=img, noiseprint=np.random.default_rng(0).normal(size=(h, w)).astype(np.float32),
+                  map=m, conf=conf, score=score, name=name, weights=weights)
+
+
+def square(value: float, background: float = 0.0, size: int = 64, side: int = 16) -> np.ndarray:
+    a = np.full((size, size), background, np.float32)
+    a[8:8 + side, 8:8 + side] = value
+    return a
+
+
+# --------------------------------------------------------------------------- plain_reading
+
+
+def test_plain_reading_noiseprint_only():
+    text = plain_reading(synth(None, weights=WeightsInfo("noiseprint", "n.th", "0" * 64, True)))
+    assert "Noiseprint++ only" in text and "official TruFor checkpoint" in text
+
+
+def test_plain_reading_no_evidence():
+    text = plain_reading(synth(np.zeros((64, 64), np.float32), np.full((64, 64), 0.9, np.float32), 0.08))
+    assert text.startswith("No evidence of manipulation found")
+    assert "not prove" in text and "illustrative" not in text
+
+
+def test_plain_reading_strong():
+    text = plain_reading(synth(square(0.95), square(0.9, 0.8), 0.93))
+    assert text.startswith("Strong evidence of manipulation")
+    assert "6.2%" in text  # 16*16 / 64*64
+
+
+def test_plain_reading_moderate():
+    text = plain_reading(synth(square(0.9), square(0.9, 0.8), 0.6))
+    assert "some regions look manipulated (moderate confidence)" in text.lower()
+
+
+def test_plain_reading_low_confidence_in_flagged_region_is_unreliable():
+    # strong score, flagged region, but the model is not confident there: never "strong"
+    r = synth(square(0.95), square(CONF_LOW - 0.2, 0.95), 0.97)
+    text = plain_reading(r)
+    assert "unreliable" in text and "Strong" not in text and "manipulated" not in text
+    assert map_stats(r).conf_flagged == pytest.approx(0.3)
+
+
+def test_plain_reading_high_score_without_region_is_inconclusive():
+    text = plain_reading(synth(np.full((64, 64), 0.1, np.float32), np.ones((64, 64), np.float32), 0.9))
+    assert text.startswith("Inconclusive") and "no region" in text
+
+
+def test_plain_reading_whole_image_flagged_is_inconclusive():
+    text = plain_reading(synth(np.full((64, 64), 0.8, np.float32), np.ones((64, 64), np.float32), 0.95))
+    assert text.startswith("Inconclusive") and "almost the whole image" in text
+
+
+def test_plain_reading_weak_and_tiny_regions():
+    weak = plain_reading(synth(square(0.9), square(0.9, 0.9), 0.3))
+    assert weak.startswith("Weak evidence")
+    tiny = synth(square(0.9, side=2), np.ones((64, 64), np.float32), 0.2)  # 0.1% of the area
+    assert plain_reading(tiny).startswith("No evidence")
+
+
+def test_plain_reading_demo_weights_are_called_illustrative():
+    demo = WeightsInfo("demo", "trufor_demo.pt", "cd" * 32, False)
+    text = plain_reading(synth(square(0.95), square(0.9, 0.8), 0.93, weights=demo))
+    assert "not the verified official TruFor model" in text
+
+
+def test_map_stats_numbers():
+    st = map_stats(synth(square(1.0), square(0.5, 1.0), 0.7))
+    assert st.map_max == 1.0 and st.flagged_fraction == pytest.approx(256 / 4096)
+    assert st.map_mean == pytest.approx(256 / 4096) and st.conf_flagged == pytest.approx(0.5)
+    assert st.conf_mean == pytest.approx((256 * 0.5 + 3840) / 4096)
+
+
+def test_weights_line():
+    assert weights_line(OFFICIAL) == f"Weights: official TruFor — trufor.pth.tar, sha256 {'ab' * 32}, verified"
+    assert "NOT the official" in weights_line(WeightsInfo("demo", "d/trufor_demo.pt", "0" * 64, False))
+    assert "NOT verified" in weights_line(WeightsInfo("custom", "c.pth", "0" * 64, False))
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def hostile_jpeg() -> bytes:
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make] = "Evil & <b>Co</b>"
+    ex[ExifTags.Base.Software] = HOSTILE
+    buf = io.BytesIO()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG", quality=85, exif=ex)
+    return buf.getvalue()
+
+
+def assert_self_contained(doc: str) -> None:
+    low = doc.lower()
+    assert "<script" not in low and "<link" not in low and "<iframe" not in low
+    assert "@import" not in low and "url(" not in low
+    assert not re.search(r"""(?:src|href|action|srcset)\s*=\s*["']?\s*(?:https?:|//)""", low)
+    srcs = re.findall(r"""\ssrc\s*=\s*["']([^"']*)""", doc)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "@media print" in doc and "page-break-inside:avoid" in doc
+
+
+def test_report_is_self_contained_and_escaped(tmp_path):
+    r = synth(square(0.95), square(0.9, 0.8), 0.93, name=f"/home/reporter/{HOSTILE_NAME}")
+    prov = read_provenance(hostile_jpeg())
+    prov.name = HOSTILE_NAME
+    doc = build_report(r, prov)
+    assert_self_contained(doc)
+    assert html.escape(HOSTILE) in doc and HOSTILE not in doc
+    assert html.escape("Evil & <b>Co</b>") in doc and "<b>Co</b>" not in doc
+    assert html.escape(HOSTILE_NAME) in doc and HOSTILE_NAME not in doc
+    assert "/home/reporter" not in doc and "/secret/folder" not in doc  # base names only
+    assert html.escape(weights_line(OFFICIAL)) in doc
+    assert f"trufor_lab {trufor_lab.__version__}" in doc
+    assert "How to read this" in doc and "evidence, not proof" in doc
+    assert "Strong evidence of manipulation" in doc
+    for label in ("integrity score", "map maximum", "map mean", "mean confidence", "area flagged"):
+        assert label in doc
+    out = write_report(tmp_path / "sub" / "r.html", doc)
+    assert out.read_text(encoding="utf-8") == doc
+    assert [p.name for p in out.parent.iterdir()] == ["r.html"]  # no temporary file left
+
+
+def test_report_without_localization(shared_dir):
+    from trufor_lab.load import load_noiseprint
+    model = load_noiseprint(shared_dir / "weights" / "noiseprint++.th", device="cpu")
+    img = np.asarray(Image.open(shared_dir / "images" / "tampered2.png").convert("RGB"))[:64, :64]
+    r = analyze(model, img, name="np_only.png")
+    doc = build_report(r, None)
+    assert_self_contained(doc)
+    assert "needs the official TruFor checkpoint" in doc
+    assert "Noiseprint++ only (no localization, no score)" in doc
+    assert "Provenance: not available" in doc
+
+
+def test_write_report_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "r.html"
+    target.write_text("old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        write_report(target, "<html>new</html>")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_save_pdf(tmp_path):
+    r = synth(square(0.95), square(0.9, 0.8), 0.93)
+    out = save_pdf(tmp_path / "r.pdf", r, read_provenance(hostile_jpeg()))
+    assert out.read_bytes()[:5] == b"%PDF-"
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture()
+def images(tmp_path, tampered2):
+    a = tmp_path / "viral.png"
+    Image.fromarray(tampered2[80:144, 80:144]).save(a)
+    b = tmp_path / "earlier.jpg"
+    Image.fromarray(tampered2[70:166, 70:166]).resize((48, 48)).save(b, quality=90)
+    return a, b
+
+
+@pytest.mark.slow
+def test_cli_report_writes_file(tmp_path, images, recipe_ckpt, monkeypatch, capsys):
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    out = tmp_path / "out" / "report.html"
+    rc = main(["report", str(images[0]), "-o", str(out), "--device", "cpu", "--compare", str(images[1])])
+    assert rc == 0, capsys.readouterr().err
+    doc = out.read_text(encoding="utf-8")
+    assert_self_contained(doc)
+    assert "custom / unverified TruFor checkpoint — trufor_recipe.pth.tar" in doc
+    assert "Comparison with another version" in doc and "earlier.jpg" in doc
+    assert f"trufor_lab {trufor_lab.__version__}" in doc
+    assert "report written" in capsys.readouterr().out
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]
+
+
+def test_cli_report_without_checkpoint_and_pdf(tmp_path, images, monkeypatch, capsys):
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    out = tmp_path / "r.html"
+    assert main(["report", str(images[1]), "-o", str(out), "--device", "cpu", "--pdf", "-q"]) == 0
+    doc = out.read_text(encoding="utf-8")
+    assert_self_contained(doc)
+    assert "Noiseprint++ only" in doc and "earlier.jpg" in doc
+    assert out.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    assert "note: Noiseprint++ only" in capsys.readouterr().err
+
+
+def test_cli_report_bad_image(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"this is not a JPEG")
+    out = tmp_path / "report.html"
+    assert main(["report", str(bad), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "bad.jpg" in err[0]
+    assert not out.exists()
+    assert main(["report", str(tmp_path / "missing.png"), "-o", str(out)]) == 1
+    assert "missing.png" in capsys.readouterr().err and not out.exists()
+
+
+# --------------------------------------------------------------------------- headless Chromium
+
+
+def _chromium() -> tuple[str | None, str | None]:
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(n)), None)
+    return browser, shutil.which("chromedriver")
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    browser, driver_path = _chromium()
+    if browser is None or driver_path is None:
+        pytest.skip("chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    r = synth(square(0.95), square(0.9, 0.8), 0.93, name="photo.jpg")
+    page = write_report(tmp_path / "report.html", build_report(r, read_provenance(hostile_jpeg())))
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+                f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    try:
+        driver.get(page.resolve().as_uri())
+        assert "TruFor report" in driver.title
+        sizes = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        assert len(sizes) >= 2 and all(c and w > 0 and h > 0 for c, w, h in sizes), sizes
+        fetched = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        assert fetched == []  # nothing loaded besides the file itself
+        artifacts = REPO / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(artifacts / "report.png"))
+    finally:
+        driver.quit()
+    assert (artifacts / "report.png").stat().st_size > 1000

@@ -1,0 +1,464 @@
+"""The casebook: one notebook widget for a fact-checker's case, and a two-version comparison.
+
+>>> from trufor_lab.casebook import Casebook, compare
+>>> cb = Casebook()                       # loads the best model on first use
+>>> cb                                    # upload a file or type a path; tabs fill in
+>>> cb.analyze_path("viral.jpg")          # the same, from code
+>>> cb.compare("earlier_post.jpg")        # align, difference map, both analyses
+>>> cb.save_report("case.html")           # one self-contained HTML file
+
+Without ipywidgets (or where widgets cannot render) the casebook still works from code and
+displays as static HTML. ``register_cli`` adds ``trufor-lab report`` (see :mod:`trufor_lab.report`).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from torch import nn
+
+from .analyze import Result, analyze
+from .preprocess import ImageError, ImageLike, load_image
+
+__all__ = ["Casebook", "Comparison", "compare", "estimate_translation", "register_cli"]
+
+#: Relative aspect-ratio difference below which B is simply resized to A's size.
+ASPECT_TOLERANCE = 0.01
+#: Minimum phase-correlation peak for an estimated translation to be applied.
+MIN_SHIFT_PEAK = 0.08
+#: A pixel "differs" when its mean absolute RGB difference exceeds this (0..1).
+CHANGE_THRESHOLD = 0.1
+
+Source = Union[str, os.PathLike, bytes]
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def estimate_translation(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, int], float]:
+    """Phase correlation (numpy FFT, Hann window) of two same-size images.
+
+    Returns ``((dy, dx), peak)``: shifting ``b`` by ``(dy, dx)`` (``b'[y, x] = b[y - dy, x - dx]``)
+    aligns it with ``a``; ``peak`` (about 1 for identical content, near 0 for unrelated) says how
+    much to trust it.
+    """
+    ga, gb = (_gray(x) for x in (a, b))
+    if ga.shape != gb.shape:
+        raise ValueError(f"estimate_translation needs same-size images, got {ga.shape} and {gb.shape}")
+    h, w = ga.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    fa = np.fft.fft2((ga - ga.mean()) * win)
+    fb = np.fft.fft2((gb - gb.mean()) * win)
+    cross = fa * np.conj(fb)
+    r = np.real(np.fft.ifft2(cross / (np.abs(cross) + 1e-12)))
+    dy, dx = np.unravel_index(int(np.argmax(r)), r.shape)
+    dy = int(dy) - h if dy > h // 2 else int(dy)
+    dx = int(dx) - w if dx > w // 2 else int(dx)
+    return (dy, dx), float(r.max())
+
+
+def _gray(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a.mean(axis=2) if a.ndim == 3 else a
+
+
+def _shift(img: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` translated by (dy, dx) with zero fill, and the mask of pixels that have data."""
+    h, w = img.shape[:2]
+    out = np.zeros_like(img)
+    valid = np.zeros((h, w), dtype=bool)
+    ys, yd = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+    xs, xd = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+    out[yd, xd] = img[ys, xs]
+    valid[yd, xd] = True
+    return out, valid
+
+
+def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
+
+
+@dataclass
+class Comparison:
+    """Two versions of one picture: A as given, B aligned to A, their difference, both analyses.
+
+    ``diff`` is the mean absolute RGB difference in ``[0, 1]`` at A's size (NaN where B has no
+    data after the translation); ``shift`` is the translation applied to B; ``notes`` say how B
+    was aligned.
+    """
+
+    name_a: str
+    name_b: str
+    a: np.ndarray
+    b: np.ndarray
+    b_aligned: np.ndarray
+    diff: np.ndarray
+    shift: tuple[int, int] = (0, 0)
+    shift_peak: float | None = None
+    notes: list[str] = field(default_factory=list)
+    result_a: Result | None = None
+    result_b: Result | None = None
+
+    @property
+    def mean_diff(self) -> float:
+        """Mean absolute difference over the overlap (0..1)."""
+        return float(np.nanmean(self.diff)) if np.isfinite(self.diff).any() else float("nan")
+
+    @property
+    def changed_fraction(self) -> float:
+        """Fraction of the overlap whose difference exceeds ``CHANGE_THRESHOLD``."""
+        ok = np.isfinite(self.diff)
+        return float((self.diff[ok] > CHANGE_THRESHOLD).mean()) if ok.any() else 0.0
+
+    def summary(self) -> str:
+        """One line."""
+        return (f"{self.name_a} vs {self.name_b}: mean |A-B| {self.mean_diff:.3f}, "
+                f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}")
+
+    def plot(self, fig: Any = None) -> Any:
+        """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++)."""
+        import matplotlib.pyplot as plt
+        from .report import _display_name
+        results = [r for r in (self.result_a, self.result_b) if r is not None]
+        rows = 2 if results else 1
+        if fig is None:
+            fig = plt.figure(figsize=(11, 3.8 * rows))
+        axes = fig.subplots(rows, 3, squeeze=False)
+        na, nb = _display_name(self.name_a), _display_name(self.name_b)
+        axes[0, 0].imshow(self.a)
+        axes[0, 0].set_title(f"A: {na}", fontsize=9)
+        axes[0, 1].imshow(self.b_aligned)
+        axes[0, 1].set_title(f"B aligned to A: {nb}", fontsize=9)
+        finite = self.diff[np.isfinite(self.diff)]
+        vmax = max(0.05, float(np.percentile(finite, 99.5))) if finite.size else 1.0
+        im = axes[0, 2].imshow(np.ma.masked_invalid(self.diff), cmap="magma", vmin=0, vmax=vmax)
+        fig.colorbar(im, ax=axes[0, 2], fraction=0.046, pad=0.02)
+        axes[0, 2].set_title(f"|A − B| (mean {self.mean_diff:.3f})", fontsize=9)
+        if rows == 2:
+            for ax, label, r in ((axes[1, 0], "A", self.result_a), (axes[1, 1], "B", self.result_b)):
+                if r is None:
+                    ax.text(0.5, 0.5, f"{label}: not analyzed", ha="center", va="center")
+                elif r.map is not None:
+                    ax.imshow(r.map, cmap="RdBu_r", vmin=0, vmax=1)
+                    ax.set_title(f"{label}: localization map, score {r.score:.2f}", fontsize=9)
+                else:
+                    lo, hi = np.percentile(r.noiseprint, [1, 99])
+                    ax.imshow(r.noiseprint, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
+                    ax.set_title(f"{label}: Noiseprint++ (no localization)", fontsize=9)
+            lines = [f"B shifted by (dy, dx) = {self.shift}",
+                     f"{100 * self.changed_fraction:.1f}% of pixels differ > {CHANGE_THRESHOLD:.0%}"]
+            axes[1, 2].text(0.02, 0.95, "\n".join(lines + self.notes), va="top", ha="left",
+                            fontsize=8, wrap=True, transform=axes[1, 2].transAxes)
+        for ax in axes.ravel():
+            ax.set_axis_off()
+        return fig
+
+    def _repr_html_(self) -> str:
+        from .report import comparison_section_html
+        return comparison_section_html(self)
+
+
+def _as_image(x: Any) -> tuple[np.ndarray, str, Result | None]:
+    if isinstance(x, Result):
+        return x.image, x.name or "image", x
+    name = os.fspath(x) if isinstance(x, (str, os.PathLike)) else ""
+    loaded = load_image(x)
+    return loaded.rgb, name or loaded.name, None
+
+
+def compare(a: ImageLike | Result, b: ImageLike | Result, model: nn.Module | None = None, *,
+            estimate_shift: bool = True, names: tuple[str, str] | None = None) -> Comparison:
+    """Compare two versions of one picture (e.g. an earlier post and the viral one).
+
+    B is aligned to A: resized to A's size when the aspect ratios match (else centre-cropped to
+    A's aspect first, with a note), then translated by phase correlation when that is reliable.
+    Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
+    ``model`` is passed; a :class:`Result` is used as it is.
+    """
+    ia, na, ra = _as_image(a)
+    ib, nb, rb = _as_image(b)
+    if names:
+        na, nb = names
+    if model is not None:
+        ra = analyze(model, ia, name=na) if ra is None else ra
+        rb = analyze(model, ib, name=nb) if rb is None else rb
+    ha, wa = ia.shape[:2]
+    hb, wb = ib.shape[:2]
+    notes: list[str] = []
+    aligned = ib
+    if abs(math.log((wa / ha) / (wb / hb))) > math.log1p(ASPECT_TOLERANCE):
+        target = wa / ha
+        if wb / hb > target:
+            cw = max(1, round(hb * target))
+            x0 = (wb - cw) // 2
+            aligned = ib[:, x0:x0 + cw]
+        else:
+            ch = max(1, round(wb / target))
+            y0 = (hb - ch) // 2
+            aligned = ib[y0:y0 + ch]
+        notes.append(f"aspect ratios differ (A {wa}×{ha}, B {wb}×{hb}): B was centre-cropped to A's "
+                     f"aspect ratio; if B was cropped off-centre the alignment is approximate")
+    if aligned.shape[:2] != (ha, wa):
+        ah, aw = aligned.shape[:2]
+        aligned = _resize(np.ascontiguousarray(aligned), wa, ha)
+        notes.append(f"B resized from {aw}×{ah} to A's size {wa}×{ha} for the comparison only")
+    shift, peak = (0, 0), None
+    valid = np.ones((ha, wa), dtype=bool)
+    if estimate_shift and min(ha, wa) >= 8:
+        (dy, dx), peak = estimate_translation(ia, aligned)
+        small = abs(dy) < ha / 4 and abs(dx) < wa / 4
+        if (dy, dx) != (0, 0) and peak >= MIN_SHIFT_PEAK and small:
+            aligned, valid = _shift(aligned, dy, dx)
+            shift = (dy, dx)
+            notes.append(f"B translated by (dy, dx) = ({dy}, {dx}) pixels (phase correlation peak "
+                         f"{peak:.2f}); the borders without data are left out")
+        elif (dy, dx) != (0, 0):
+            notes.append(f"no reliable translation found (phase correlation peak {peak:.2f}); "
+                         f"B not translated")
+    diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
+    diff[~valid] = np.nan
+    return Comparison(name_a=na, name_b=nb, a=ia, b=ib, b_aligned=aligned, diff=diff.astype(np.float32),
+                      shift=shift, shift_peak=peak, notes=notes, result_a=ra, result_b=rb)
+
+
+# --------------------------------------------------------------------------- casebook widget
+
+
+_TAB_TITLES = ("Result", "Noiseprint++", "Provenance", "Compare")
+_STEPS = 4
+
+
+class Casebook:
+    """A notebook widget: upload an image (or type a path), see the analysis in tabs, save a report.
+
+    Programmatic use: :meth:`analyze_path`, :meth:`analyze_bytes`, :meth:`compare`,
+    :meth:`save_report`; ``result``, ``provenance``, ``comparison`` hold the latest outputs and
+    ``tabs`` the ipywidgets Tab (``None`` when ipywidgets is unavailable).
+    """
+
+    def __init__(self, model: nn.Module | None = None, *, device: str | None = None) -> None:
+        self.model = model
+        self.device = device
+        self.result: Result | None = None
+        self.provenance = None
+        self.comparison: Comparison | None = None
+        self.error: str | None = None
+        self.widget: Any = None
+        self.tabs: Any = None
+        self.upload: Any = None
+        self.progress: Any = None
+        try:
+            self._build_widgets()
+        except ImportError:
+            self.widget = self.tabs = None
+
+    # -- widgets ----------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        import ipywidgets as w
+        self.upload = w.FileUpload(accept="image/*,.jpg,.jpeg,.png,.webp,.tif,.tiff,.bmp,.gif",
+                                   multiple=False, description="Upload image")
+        self.path_text = w.Text(placeholder="or a path: /data/photo.jpg", layout=w.Layout(width="50%"))
+        self.path_button = w.Button(description="Analyze", button_style="primary")
+        self.progress = w.IntProgress(value=0, min=0, max=_STEPS, description="", layout=w.Layout(width="30%"))
+        self.status = w.HTML(value="Upload an image or type a path.")
+        self.tab_html = [w.HTML(value="") for _ in _TAB_TITLES]
+        self.compare_text = w.Text(placeholder="path of another version (e.g. the earlier post)",
+                                   layout=w.Layout(width="50%"))
+        self.compare_button = w.Button(description="Compare")
+        compare_box = w.VBox([w.HBox([self.compare_text, self.compare_button]), self.tab_html[3]])
+        self.tabs = w.Tab(children=[*self.tab_html[:3], compare_box])
+        for i, t in enumerate(_TAB_TITLES):
+            self.tabs.set_title(i, t)
+        self.upload.observe(self._on_upload, names="value")
+        self.path_button.on_click(self._on_path)
+        self.compare_button.on_click(self._on_compare)
+        self.widget = w.VBox([w.HTML("<b>TruFor casebook</b>"),
+                              w.HBox([self.upload, self.path_text, self.path_button]),
+                              w.HBox([self.progress, self.status]), self.tabs])
+
+    def _step(self, i: int, text: str) -> None:
+        if self.progress is not None:
+            self.progress.value = i
+            self.status.value = _esc(text)
+
+    def _fail(self, e: Exception) -> None:
+        self.error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if self.progress is not None:
+            self.progress.value = 0
+            self.status.value = f'<span style="color:#b00020">error: {_esc(self.error)}</span>'
+
+    def _on_upload(self, change: dict) -> None:
+        files = _uploaded_files(change.get("new"))
+        if not files:
+            return
+        name, data = files[0]
+        try:
+            self.analyze_bytes(data, name)
+        except Exception as e:  # a widget callback must report, never raise
+            self._fail(e)
+
+    def _on_path(self, _button: Any = None) -> None:
+        path = self.path_text.value.strip()
+        if not path:
+            return
+        try:
+            self.analyze_path(path)
+        except Exception as e:
+            self._fail(e)
+
+    def _on_compare(self, _button: Any = None) -> None:
+        path = self.compare_text.value.strip()
+        if not path:
+            return
+        try:
+            self.compare(path)
+        except Exception as e:
+            self._fail(e)
+
+    # -- analysis ---------------------------------------------------------------------------
+    def _ensure_model(self) -> nn.Module:
+        if self.model is None:
+            from .load import load
+            self._step(1, "loading the model…")
+            self.model = load(device=self.device)
+        return self.model
+
+    def analyze_path(self, path: str | os.PathLike) -> Result:
+        """Analyze the image file at ``path``; raises :class:`ImageError` for a bad image."""
+        from .report import _display_name
+        return self._run(os.fspath(path), _display_name(os.fspath(path)))
+
+    def analyze_bytes(self, data: bytes | bytearray | memoryview, name: str = "upload") -> Result:
+        """Analyze an image given as bytes (an upload) named ``name``."""
+        return self._run(bytes(data), name)
+
+    def _run(self, source: Source, name: str) -> Result:
+        from .provenance import read_provenance
+        self.error = None
+        self._step(1, f"reading {name}…")
+        try:
+            load_image(source)  # fail fast, before the model loads
+        except ImageError as e:
+            raise ImageError(str(e).replace("<bytes>", name, 1)) from None
+        model = self._ensure_model()
+        self._step(2, f"analyzing {name}…")
+        result = analyze(model, source, name=name)
+        self._step(3, "reading provenance…")
+        try:
+            prov = read_provenance(source)
+            prov.name = name
+        except ValueError as e:
+            raise ImageError(str(e).replace("<bytes>", name, 1)) from None
+        self.result, self.provenance, self.comparison = result, prov, None
+        self._step(4, "drawing figures…")
+        self._render()
+        self._step(_STEPS, f"done: {result.summary()}")
+        return result
+
+    def compare(self, other: ImageLike | Result, name: str | None = None) -> Comparison:
+        """Compare the current image with ``other`` (path, bytes, array or Result); fills the Compare tab."""
+        if self.result is None:
+            raise RuntimeError("analyze an image first (analyze_path, analyze_bytes or the upload)")
+        from .report import _display_name
+        nb = name or (_display_name(os.fspath(other)) if isinstance(other, (str, os.PathLike)) else "B")
+        self._step(1, f"comparing with {nb}…")
+        model = self._ensure_model()
+        if not isinstance(other, Result):
+            try:
+                other = analyze(model, other, name=nb)
+            except ImageError as e:
+                raise ImageError(str(e).replace("<bytes>", nb, 1)) from None
+        self.comparison = compare(self.result, other, names=(self.result.name, nb))
+        self._render(compare_only=True)
+        self._step(_STEPS, f"compared: {self.comparison.summary()}")
+        return self.comparison
+
+    # -- display ----------------------------------------------------------------------------
+    def sections_html(self) -> list[str]:
+        """HTML of the four tabs (Result, Noiseprint++, Provenance, Compare)."""
+        from . import report as R
+        if self.result is None:
+            return ["<p>No image analyzed yet.</p>"] * 3 + [_COMPARE_HINT]
+        return [R.result_section_html(self.result), R.noiseprint_section_html(self.result),
+                R.provenance_section_html(self.provenance), self._compare_html()]
+
+    def _compare_html(self) -> str:
+        from .report import comparison_section_html
+        return _COMPARE_HINT if self.comparison is None else comparison_section_html(self.comparison)
+
+    def _render(self, compare_only: bool = False) -> None:
+        if self.tabs is None:
+            return
+        if compare_only:
+            self.tab_html[3].value = self._compare_html()
+            return
+        for box, html_text in zip(self.tab_html, self.sections_html()):
+            box.value = html_text
+
+    def static_html(self) -> str:
+        """Everything as plain HTML, for frontends that cannot render widgets."""
+        if self.result is None:
+            return ("<div><b>TruFor casebook</b>: no image analyzed yet. Use "
+                    "<code>casebook.analyze_path(path)</code> or <code>analyze_bytes(data, name)</code>.</div>")
+        return "".join(f"<h3>{t}</h3>{s}" for t, s in zip(_TAB_TITLES, self.sections_html())
+                       if t != "Compare" or self.comparison is not None)
+
+    def _repr_html_(self) -> str:
+        return self.static_html()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The widget view where widgets render, with static HTML as the fallback."""
+        bundle: dict[str, Any] = {}
+        if self.widget is not None:
+            try:
+                bundle.update(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+            except Exception:  # no widget support here: static HTML only
+                bundle = {}
+        bundle["text/html"] = self.static_html()
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:
+        return f"Casebook({self.result.summary() if self.result is not None else 'empty'})"
+
+    def save_report(self, path: str | os.PathLike) -> Path:
+        """Write the self-contained HTML report (with the comparison, if any) atomically."""
+        if self.result is None:
+            raise RuntimeError("nothing to report: analyze an image first")
+        from .report import build_report, write_report
+        return write_report(path, build_report(self.result, self.provenance, self.comparison))
+
+
+_COMPARE_HINT = ("<p>Compare this image with another version of the same picture (for example the "
+                 "earlier post): type its path above, or call <code>casebook.compare(path)</code>.</p>")
+
+
+def _esc(s: str) -> str:
+    import html
+    return html.escape(s)
+
+
+def _uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """(name, bytes) from a FileUpload value (ipywidgets 8: tuple of dicts; 7: dict by name)."""
+    if not value:
+        return []
+    items = list(value.values()) if isinstance(value, dict) else list(value)
+    out = []
+    for i, item in enumerate(items):
+        name = item.get("name") or (item.get("metadata") or {}).get("name") or f"upload-{i}"
+        out.append((str(name), bytes(item["content"])))
+    return out
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``trufor-lab report`` (picked up by :func:`trufor_lab.cli._load_extra_commands`)."""
+    from .report import add_report_parser
+    add_report_parser(subparsers)

@@ -1,0 +1,524 @@
+"""One self-contained HTML report per image, for fact-checkers: figures, numbers, provenance, caveats.
+
+>>> from trufor_lab.report import build_report, write_report, plain_reading
+>>> html = build_report(result, provenance)            # a str: one file, opens offline
+>>> write_report("report.html", html)                  # atomic (temporary file + rename)
+>>> plain_reading(result)                              # the verdict's wording, gated by confidence
+
+Every figure is an inline base64 PNG; CSS is inline; there are no scripts, no external assets
+and a Content-Security-Policy that forbids loading anything. Everything user-controlled (file
+names, metadata strings) is HTML-escaped. ``save_pdf`` writes the same content as a PDF with
+matplotlib (no browser needed). ``trufor-lab report IMAGE -o report.html`` is the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import os
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analyze import Result
+    from .casebook import Comparison
+    from .provenance import Provenance
+    from .weights import WeightsInfo
+
+__all__ = ["MapStats", "build_report", "map_stats", "plain_reading", "save_pdf", "weights_line",
+           "write_report", "FLAG_THRESHOLD", "MIN_FLAGGED_FRACTION", "CONF_LOW", "CONF_HIGH",
+           "SCORE_FLAG", "SCORE_STRONG"]
+
+#: A pixel is "flagged" when its localization map value is at least this.
+FLAG_THRESHOLD = 0.5
+#: Fewer flagged pixels than this fraction of the image count as "no region flagged".
+MIN_FLAGGED_FRACTION = 0.005
+#: Flagged regions whose mean confidence is below this: the map is unreliable there.
+CONF_LOW = 0.5
+#: Mean confidence in the flagged region needed for "strong evidence".
+CONF_HIGH = 0.75
+#: Integrity score above which the image as a whole is called suspicious.
+SCORE_FLAG = 0.5
+#: Integrity score needed for "strong evidence".
+SCORE_STRONG = 0.8
+#: A map that flags more than this fraction singles out no region.
+MAX_FLAGGED_FRACTION = 0.9
+
+_KIND_LABELS = {
+    "official": "official TruFor",
+    "demo": "demo model (NOT the official TruFor model)",
+    "noiseprint": "Noiseprint++ only (no localization, no score)",
+    "custom": "custom / unverified TruFor checkpoint",
+}
+
+_E = html.escape
+
+
+# --------------------------------------------------------------------------- numbers and wording
+
+
+@dataclass(frozen=True)
+class MapStats:
+    """The numbers a report shows; all ``None`` without localization."""
+
+    score: float | None
+    map_max: float | None
+    map_mean: float | None
+    conf_mean: float | None
+    flagged_fraction: float | None
+    conf_flagged: float | None  # mean confidence inside the flagged region (None: nothing flagged)
+
+
+def map_stats(result: "Result") -> MapStats:
+    """Score, max/mean of the map, mean confidence, flagged fraction and confidence there."""
+    if result.map is None:
+        return MapStats(result.score, None, None, None, None, None)
+    m = np.asarray(result.map, dtype=np.float64)
+    flagged = m >= FLAG_THRESHOLD
+    conf = None if result.conf is None else np.asarray(result.conf, dtype=np.float64)
+    conf_mean = None if conf is None else float(conf.mean())
+    conf_flagged = float(conf[flagged].mean()) if conf is not None and flagged.any() else None
+    return MapStats(score=None if result.score is None else float(result.score),
+                    map_max=float(m.max()), map_mean=float(m.mean()), conf_mean=conf_mean,
+                    flagged_fraction=float(flagged.mean()), conf_flagged=conf_flagged)
+
+
+def plain_reading(result: "Result") -> str:
+    """What the model says, in plain language, and never more: the wording is gated by the
+    confidence map (a flagged region with low confidence is called unreliable) and by the
+    weights (anything but the official checkpoint is said to be illustrative only).
+
+    Rule (thresholds are the module constants): no map -> no localization; nothing flagged ->
+    "no evidence of manipulation found" (or inconclusive if the score is high); a flagged region
+    with low mean confidence -> unreliable; almost everything flagged -> inconclusive; score
+    >= SCORE_STRONG and confidence >= CONF_HIGH -> strong evidence; score >= SCORE_FLAG ->
+    moderate; otherwise weak evidence.
+    """
+    info = result.weights
+    if result.map is None or result.score is None:
+        return ("Noiseprint++ only: no localization map and no integrity score. Localization needs "
+                "the official TruFor checkpoint; the Noiseprint++ map and the provenance can still "
+                "be inspected by an expert.")
+    st = map_stats(result)
+    s, frac, cf = st.score, st.flagged_fraction, st.conf_flagged
+    pct = f"{100 * frac:.1f}%"
+    if frac < MIN_FLAGGED_FRACTION:
+        if s < SCORE_FLAG:
+            text = (f"No evidence of manipulation found: no region is flagged and the integrity score "
+                    f"is low ({s:.2f}). This does not prove the image is authentic.")
+        else:
+            text = (f"Inconclusive: the integrity score is high ({s:.2f}) but the map flags no "
+                    f"region; the model cannot say where a manipulation would be.")
+    elif cf is None or cf < CONF_LOW:
+        text = (f"Inconclusive: the map flags {pct} of the image, but the model's mean confidence "
+                f"there is low ({0 if cf is None else cf:.2f}), so the map is unreliable in those "
+                f"regions (integrity score {s:.2f}).")
+    elif frac > MAX_FLAGGED_FRACTION:
+        text = (f"Inconclusive: the map flags almost the whole image ({pct}) and singles out no "
+                f"region; this often happens with heavily processed images (integrity score {s:.2f}).")
+    elif s >= SCORE_STRONG and cf >= CONF_HIGH:
+        text = (f"Strong evidence of manipulation: {pct} of the image is flagged with high "
+                f"confidence ({cf:.2f}) and the integrity score is high ({s:.2f}). "
+                f"Evidence, not proof: check the flagged regions against other sources.")
+    elif s >= SCORE_FLAG:
+        text = (f"Some regions look manipulated (moderate confidence): {pct} of the image is "
+                f"flagged, mean confidence there {cf:.2f}, integrity score {s:.2f}.")
+    else:
+        text = (f"Weak evidence: {pct} of the image is flagged (confidence there {cf:.2f}) but the "
+                f"integrity score is low ({s:.2f}); look at those regions closely before concluding "
+                f"anything.")
+    if info is None or info.kind != "official":
+        kind = "unknown" if info is None else info.kind
+        text += (f" These results come from {kind} weights, not the verified official TruFor "
+                 f"model: illustrative only.")
+    return text
+
+
+def weights_line(info: "WeightsInfo | None") -> str:
+    """'Weights: <kind> — <file>, sha256 <hash>, verified|NOT verified' (plain text)."""
+    if info is None:
+        return "Weights: unknown (not loaded from a checkpoint: results are meaningless)"
+    label = _KIND_LABELS.get(info.kind, info.kind)
+    state = "verified" if info.verified else "NOT verified"
+    return f"Weights: {label} — {Path(info.path).name}, sha256 {info.sha256}, {state}"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def fig_to_data_uri(fig: Any, dpi: int = 100) -> str:
+    """A matplotlib Figure as a ``data:image/png;base64,...`` URI; the figure is closed."""
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    finally:
+        plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def noiseprint_figure(result: "Result") -> Any:
+    """Noiseprint++ map, local variance and log spectrum (``viz.noiseprint``; own fallback)."""
+    title = f"Noiseprint++ of {_display_name(result.name)}"
+    try:
+        from .viz.noiseprint import plot_noiseprint
+    except ImportError:  # pragma: no cover - viz.noiseprint ships with the package
+        return _noiseprint_fallback(result.noiseprint, title)
+    return plot_noiseprint(result.noiseprint, title=title)
+
+
+def _noiseprint_fallback(noiseprint: np.ndarray, title: str) -> Any:
+    import matplotlib.pyplot as plt
+    a = np.asarray(noiseprint, dtype=np.float64)
+    fig = plt.figure(figsize=(7.5, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
+    lo, hi = np.percentile(a, [1, 99])
+    ax1.imshow(a, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
+    ax1.set_title("Noiseprint++", fontsize=10)
+    ax1.set_axis_off()
+    c = (a - a.mean()) * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
+    spec = np.log10(np.abs(np.fft.fftshift(np.fft.fft2(c))) ** 2 + 1e-12)
+    ax2.imshow(spec, cmap="viridis", extent=[-0.5, 0.5, 0.5, -0.5])
+    ax2.set_title("log10 power spectrum", fontsize=10)
+    ax2.set_xlabel("cycles/pixel", fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def _display_name(name: str | None) -> str:
+    """The base name only: full paths can reveal a user's folders in a shared report."""
+    if not name:
+        return "image"
+    return os.path.basename(name.replace("\\", "/")) or name
+
+
+# --------------------------------------------------------------------------- HTML fragments
+# (inline styles, so that the same fragments render in notebook widgets)
+
+_TABLE = "border-collapse:collapse;margin:4px 0;font-size:0.92em"
+_CELL = "border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top"
+_BOX = "border:1px solid #999;background:#f5f5f5;padding:8px 10px;margin:8px 0"
+_BANNER = "border:1px solid #e0c060;background:#fff3cd;padding:6px 10px;margin:8px 0"
+_SEVERITY_COLOURS = {"info": "#555", "notice": "#8a5300", "warning": "#b00020"}
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+    parts = [f'<table style="{_TABLE}">']
+    if header:
+        parts.append("<tr>" + "".join(f'<th style="{_CELL}">{_E(h)}</th>' for h in header) + "</tr>")
+    for row in rows:
+        parts.append("<tr>" + "".join(f'<td style="{_CELL};word-break:break-word">{_E(c)}</td>'
+                                      for c in row) + "</tr>")
+    parts.append("</table>")
+    return "".join(parts)
+
+
+def _figure(uri: str, caption: str) -> str:
+    return (f'<figure class="fig" style="margin:8px 0"><img src="{uri}" alt="{_E(caption)}" '
+            f'style="max-width:100%;height:auto"/><figcaption style="font-size:0.9em;color:#444">'
+            f'{_E(caption)}</figcaption></figure>')
+
+
+def numbers_rows(result: "Result") -> list[tuple[str, str]]:
+    """(quantity, value) rows of the numbers table."""
+    h, w = result.size
+    st = map_stats(result)
+    rows = [("image", _display_name(result.name)), ("size (w×h)", f"{w}×{h}")]
+    if result.map is None:
+        rows.append(("localization", "not available: needs the official TruFor checkpoint"))
+        return rows
+    rows += [("integrity score (probability of manipulation)", _fmt(st.score)),
+             ("map maximum", _fmt(st.map_max)), ("map mean", _fmt(st.map_mean)),
+             ("mean confidence (whole image)", _fmt(st.conf_mean)),
+             (f"area flagged (map ≥ {FLAG_THRESHOLD})", f"{100 * st.flagged_fraction:.1f}%"),
+             ("mean confidence in the flagged area", _fmt(st.conf_flagged))]
+    return rows
+
+
+def result_section_html(result: "Result", dpi: int = 100) -> str:
+    """Reading, numbers, weights and the result figure (image, maps, overlay)."""
+    parts = []
+    if result.notice:
+        parts.append(f'<div class="banner" style="{_BANNER}">{_E(result.notice)}</div>')
+    parts.append(f'<div class="reading" style="{_BOX}"><b>Reading:</b> {_E(plain_reading(result))}</div>')
+    parts.append(_table(numbers_rows(result), ("quantity", "value")))
+    parts.append(f'<p class="weights">{_E(weights_line(result.weights))}</p>')
+    for note in result.notes:
+        parts.append(f"<p>Note: {_E(note)}</p>")
+    caption = ("Image, Noiseprint++, localization map (red: likely manipulated), confidence (white: "
+               "reliable) and overlay" if result.map is not None else
+               "Image and Noiseprint++ (localization needs the official TruFor checkpoint)")
+    parts.append(_figure(fig_to_data_uri(result.plot(), dpi), caption))
+    return "".join(parts)
+
+
+def noiseprint_section_html(result: "Result", dpi: int = 100) -> str:
+    """The Noiseprint++ map, its local variance and spectrum, with a short explanation."""
+    expl = ("Noiseprint++ is a fingerprint of the camera and processing chain. A region pasted "
+            "from another source can show a different texture or local variance; the spectrum "
+            "shows periodic traces such as the JPEG 8×8 grid (peaks at multiples of 1/8 cycle per "
+            "pixel). These are raw traces for experts: read them with care.")
+    return f"<p>{_E(expl)}</p>" + _figure(fig_to_data_uri(noiseprint_figure(result), dpi),
+                                          "Noiseprint++ map, local variance and log power spectrum")
+
+
+def provenance_section_html(provenance: "Provenance | None") -> str:
+    """Signs first (plain language), then the full table; every string escaped."""
+    if provenance is None:
+        return "<p>Provenance: not available.</p>"
+    parts = []
+    if provenance.signs:
+        parts.append("<ul class='signs'>")
+        for s in provenance.signs:
+            col = _SEVERITY_COLOURS.get(s.severity, "#555")
+            parts.append(f'<li><b style="color:{col}">{_E(s.severity)}</b>: {_E(s.observation)}: '
+                         f'{_E(s.meaning)}</li>')
+        parts.append("</ul>")
+    else:
+        parts.append("<p>No particular signs in the metadata.</p>")
+    rows = []
+    for sec, f, v in provenance.rows():
+        if sec == "Signs":
+            continue
+        if sec == "File" and f == "name":
+            v = _display_name(v)
+        rows.append((sec, f, v))
+    parts.append(_table(rows, ("section", "field", "value")))
+    parts.append("<p style='font-size:0.9em;color:#444'>Metadata is easy to strip or forge: every "
+                 "sign is evidence, not proof. GPS coordinates, if any, are not shown.</p>")
+    return "".join(parts)
+
+
+def comparison_section_html(comparison: "Comparison", dpi: int = 100) -> str:
+    """Two versions side by side: alignment notes, difference numbers, both readings."""
+    rows = [("A", _display_name(comparison.name_a)), ("B", _display_name(comparison.name_b)),
+            ("translation applied to B (dy, dx)", f"{comparison.shift[0]}, {comparison.shift[1]}"),
+            ("mean |A − B| (0..1)", _fmt(comparison.mean_diff)),
+            ("pixels differing by more than 10%", f"{100 * comparison.changed_fraction:.1f}%")]
+    parts = [_table(rows, ("quantity", "value"))]
+    parts += [f"<p>Note: {_E(n)}</p>" for n in comparison.notes]
+    for label, r in (("A", comparison.result_a), ("B", comparison.result_b)):
+        if r is not None:
+            parts.append(f"<p><b>{label}:</b> {_E(plain_reading(r))}</p>")
+    parts.append(_figure(fig_to_data_uri(comparison.plot(), dpi),
+                         "A, B aligned to A, absolute difference, and both analyses"))
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- the document
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ max-width:1100px;margin:16px auto;padding:0 16px;color:#111;line-height:1.4}
+h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:24px}
+.meta{color:#444;font-size:0.9em} figure img{border:1px solid #ddd}
+@media print{
+ body{max-width:none;margin:0;font-size:10pt}
+ figure,table,.reading,.banner,.caveats{page-break-inside:avoid;break-inside:avoid}
+ h2{page-break-after:avoid;break-after:avoid}
+ figure img{max-width:100% !important}
+ @page{margin:14mm}
+}
+"""
+
+_CAVEATS = [
+    "A score is evidence, not proof. TruFor estimates a probability; it makes mistakes in both "
+    "directions. Use it with other checks (reverse image search, sources, witnesses).",
+    "The localization map says where the model sees traces of editing; the confidence map says "
+    "where that map can be trusted. Where confidence is low, ignore the map.",
+    "What lowers reliability: heavy or repeated recompression (social networks, messengers), "
+    "resizing, very small edits, screenshots and photos of screens, very small images.",
+    "Metadata (EXIF, software, dates) is easy to remove or forge; most social networks strip it, "
+    "so its absence alone means little.",
+    "Demo weights are not the official model: their results are illustrations only. Without the "
+    "official checkpoint only Noiseprint++ is shown, with no localization and no score.",
+    "Method: F. Guillaro et al., TruFor: Leveraging all-round clues for trustworthy image forgery "
+    "detection and localization, CVPR 2023 (https://grip-unina.github.io/TruFor/).",
+]
+
+
+def build_report(result: "Result", provenance: "Provenance | None" = None,
+                 comparison: "Comparison | None" = None, *, title: str | None = None,
+                 generated: datetime | None = None, dpi: int = 100) -> str:
+    """The whole report as one self-contained HTML string (figures as data URIs, inline CSS)."""
+    from . import __version__
+    when = (generated or datetime.now().astimezone()).strftime("%Y-%m-%d %H:%M %Z").strip()
+    name = _display_name(result.name)
+    title = title or f"TruFor report: {name}"
+    sections = [
+        ("Result", result_section_html(result, dpi)),
+        ("Noiseprint++", noiseprint_section_html(result, dpi)),
+        ("Provenance", provenance_section_html(provenance)),
+    ]
+    if comparison is not None:
+        sections.append(("Comparison with another version", comparison_section_html(comparison, dpi)))
+    caveats = "".join(f"<li>{_E(c)}</li>" for c in _CAVEATS)
+    sections.append(("How to read this", f'<ul class="caveats">{caveats}</ul>'))
+    body = "".join(f"<section><h2>{_E(h)}</h2>{s}</section>" for h, s in sections)
+    meta = (f"Generated {_E(when)} by trufor_lab {_E(__version__)}. "
+            f"{_E(weights_line(result.weights))}")
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{_E(title)}</title><style>{_CSS}</style></head><body>"
+            f"<h1>{_E(title)}</h1><p class=\"meta\">{meta}</p>{body}</body></html>\n")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_report(path: str | os.PathLike, html_text: str) -> Path:
+    """Write ``html_text`` to ``path`` atomically (never a half-written report)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(html_text)
+    return _atomic(path, write)
+
+
+def _text_pages(lines: list[str], per_page: int = 58) -> Iterator[list[str]]:
+    for i in range(0, max(len(lines), 1), per_page):
+        yield lines[i:i + per_page]
+
+
+def save_pdf(path: str | os.PathLike, result: "Result", provenance: "Provenance | None" = None,
+             comparison: "Comparison | None" = None) -> Path:
+    """The report as a PDF via matplotlib's PdfPages: text pages, then the figures (atomic)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from . import __version__
+    wrap = lambda s, ind="": textwrap.wrap(s, 100, initial_indent=ind, subsequent_indent="   ")  # noqa: E731
+    lines = [f"TruFor report: {_display_name(result.name)}",
+             f"Generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} by trufor_lab {__version__}", ""]
+    if result.notice:
+        lines += wrap("Notice: " + result.notice) + [""]
+    lines += wrap("Reading: " + plain_reading(result)) + [""]
+    lines += [f"{k}: {v}" for k, v in numbers_rows(result)]
+    lines += wrap(weights_line(result.weights)) + ["", "Provenance"]
+    if provenance is not None:
+        for s in provenance.signs:
+            lines += wrap(f"[{s.severity}] {s.observation}: {s.meaning}", "  ")
+        for sec, f, v in provenance.rows():
+            if sec != "Signs":
+                v = _display_name(v) if (sec, f) == ("File", "name") else v
+                lines += wrap(f"{sec} / {f}: {v}", "  ")
+    lines += ["", "How to read this"]
+    for c in _CAVEATS:
+        lines += wrap("- " + c)
+
+    def write(tmp: str) -> None:
+        with PdfPages(tmp) as pdf:
+            for page in _text_pages(lines):
+                fig = plt.figure(figsize=(8.27, 11.69))
+                fig.text(0.06, 0.96, "\n".join(page), va="top", ha="left", family="monospace", fontsize=7.5)
+                pdf.savefig(fig)
+                plt.close(fig)
+            figs = [result.plot(), noiseprint_figure(result)]
+            if comparison is not None:
+                figs.append(comparison.plot())
+            for fig in figs:
+                pdf.savefig(fig, bbox_inches="tight")
+                plt.close(fig)
+    return _atomic(path, write)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``trufor-lab report IMAGE -o report.html [--weights] [--compare] [--device] [--pdf]``."""
+    r = subparsers.add_parser("report", help="write one self-contained HTML report for an image")
+    r.add_argument("image", metavar="IMAGE", help="the image to analyze")
+    r.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    r.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    r.add_argument("--compare", default=None, metavar="OTHER",
+                   help="another version of the same picture (e.g. the earlier post) to compare with")
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    r.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    r.add_argument("--pdf", action="store_true", help="also write a PDF (same name, .pdf) with matplotlib")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_report)
+    return r
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg.splitlines()[0] if msg else msg}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
+    from .analyze import analyze
+    from .casebook import compare
+    from .load import load, model_notice
+    from .model import CheckpointError
+    from .preprocess import ImageError, load_image
+    from .provenance import read_provenance
+    from .weights import WeightsError
+
+    inputs = [args.image] + ([args.compare] if args.compare else [])
+    try:
+        for p in inputs:  # check the images before the (slow) model load
+            load_image(p)
+        provenance = read_provenance(args.image)
+    except (ImageError, ValueError) as e:
+        _err(str(e))
+        return 1
+    provenance.name = _display_name(provenance.name)
+    try:
+        model = load(args.weights, device=args.device, precision=args.precision)
+    except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
+        _err(str(e))
+        return 2
+    notice = model_notice(model)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    try:
+        result = analyze(model, args.image, name=_display_name(args.image))
+        comparison = None
+        if args.compare:
+            other = analyze(model, args.compare, name=_display_name(args.compare))
+            comparison = compare(result, other)
+    except ImageError as e:
+        _err(str(e))
+        return 1
+    except (RuntimeError, MemoryError) as e:
+        _err(f"{args.image}: analysis failed ({str(e).splitlines()[0][:200]})")
+        return 1
+    try:
+        out = write_report(args.output, build_report(result, provenance, comparison))
+        pdf = save_pdf(Path(args.output).with_suffix(".pdf"), result, provenance, comparison) if args.pdf else None
+    except OSError as e:
+        _err(f"{args.output}: cannot write report ({e.strerror or e})")
+        return 1
+    if not args.quiet:
+        print(result.summary())
+        print(f"report written: {out}" + (f" (and {pdf})" if pdf else ""))
+    return 0
