@@ -175,7 +175,8 @@ _EXTRA_COMMANDS: list = []
 
 def _load_extra_commands() -> None:
     import importlib
-    for mod in ("trufor_lab.evaluate", "trufor_lab.casebook", "trufor_lab.distributed", "bench.cli"):
+    for mod in ("trufor_lab.evaluate", "trufor_lab.casebook", "trufor_lab.distributed", "trufor_lab.train",
+                "bench.cli"):
         try:
             m = importlib.import_module(mod)
         except ImportError:

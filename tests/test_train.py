@@ -1,0 +1,181 @@
+"""Training at toy scale on the CPU: phases, freezing, overfitting, checkpoint/resume, loading."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trufor_lab import train as T
+from trufor_lab.model import TruForConfig
+
+TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
+                    decoder_embed_dim=32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    return [T.synthetic_scene(96, i) for i in range(4)]
+
+
+_CACHE: list = []  # one precomputed pool (Noiseprint++ maps) shared by the module's runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _pool_cache(tmp_path_factory):
+    _CACHE.append(tmp_path_factory.mktemp("pool"))
+    yield
+    _CACHE.pop()
+
+
+def _cfg(tmp, images, **kw) -> T.TrainConfig:
+    base = dict(model=TINY, batch_size=2, crop=64, pristine=images, precompute=6, precompute_size=64,
+                cache_dir=str(_CACHE[-1]), progress=False, lr=1e-3, warmup=1, checkpoint_every=2)
+    return T.TrainConfig(**{**base, **kw})
+
+
+def _sd(path) -> dict[str, torch.Tensor]:
+    from trufor_lab.model import extract_state_dict, read_checkpoint
+    return extract_state_dict(read_checkpoint(path))
+
+
+def _same(a, b, prefixes) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a if k.startswith(prefixes))
+
+
+@pytest.fixture(scope="module")
+def phases(tmp_path_factory, images):
+    """The three phases in sequence, a few steps each."""
+    tmp = tmp_path_factory.mktemp("phases")
+    return T.train_phases(_cfg(tmp, images, out_dir=str(tmp / "run")),
+                          {"localization": 3, "confidence": 3, "detection": 3}), tmp
+
+
+def test_phases_freeze_what_they_should(phases):
+    res, _ = phases
+    official = T._official_noiseprint(None)
+    sds = {p: _sd(r.checkpoint) for p, r in res.items()}
+    for p, sd in sds.items():
+        assert res[p].step == 3 and np.isfinite(res[p].final_loss)
+        assert all(torch.equal(sd["dncnn." + k], v) for k, v in official.items()), p  # bit-identical
+    loc, conf, det = sds["localization"], sds["confidence"], sds["detection"]
+    assert _same(loc, conf, ("backbone.", "decode_head.", "detection."))
+    assert not _same(loc, conf, ("decode_head_conf.",))
+    assert _same(conf, det, ("backbone.", "decode_head.", "decode_head_conf."))
+    assert not _same(conf, det, ("detection.",))
+
+
+def test_set_phase_trainable_sets():
+    m = T.build_model(TINY)
+    for phase, mods in T.TRAINABLE.items():
+        params = T.set_phase(m, phase)
+        names = {n.split(".")[0] for n, p in m.named_parameters() if p.requires_grad}
+        assert names == set(mods) and len(params) > 0
+        assert not m.dncnn.training and not any(p.requires_grad for p in m.dncnn.parameters())
+
+
+def test_localization_overfits_a_fixed_batch(images):
+    torch.manual_seed(0)
+    m = T.build_model(TINY)
+    opt = torch.optim.AdamW(T.set_phase(m, "localization"), lr=2e-3)
+    stream = T.ForgeryStream(images, forged_fraction=1.0, flips="none")
+    rng = np.random.default_rng(0)
+    rgb, mask, label = T._to_batch([stream.example(rng, 64) for _ in range(2)], torch.device("cpu"))
+    npm = T._noiseprint(m, rgb)
+    losses = []
+    for _ in range(20):
+        loss, _ = T.phase_loss(m, "localization", rgb, npm, mask, label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_resume_continues_exactly(tmp_path, images):
+    a = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "a"), steps=4))
+    # B: interrupted after its first step, then resumed (a stale log line past the checkpoint is dropped)
+    T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=4, max_seconds=0))
+    with open(tmp_path / "b" / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": 2, "phase": "localization", "loss": -1.0}) + "\n")
+    assert _sd(tmp_path / "b" / "last.pt") and T.read_log(tmp_path / "b")[0]["step"] == 1
+    b = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=4))
+    assert a.step == b.step == 4
+    la, lb = T.read_log(a.log), T.read_log(b.log)
+    assert [r["step"] for r in lb] == [1, 2, 3, 4]
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+    sa, sb = _sd(a.checkpoint), _sd(b.checkpoint)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_on_the_fly_and_dataset(tmp_path, images):
+    from PIL import Image
+    from trufor_lab.datasets import folder_dataset
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    Image.fromarray(images[0]).save(tmp_path / "img" / "a.png")
+    Image.fromarray(images[1]).save(tmp_path / "img" / "b.png")
+    mask = np.zeros((96, 96), np.uint8)
+    mask[20:60, 30:70] = 255
+    Image.fromarray(mask).save(tmp_path / "msk" / "a.png")
+    ds = folder_dataset(tmp_path / "img", tmp_path / "msk")
+    stream = T.ForgeryStream([], [ds])
+    rgb, m, label = stream.example(np.random.default_rng(1), 64)
+    assert rgb.shape == (64, 64, 3) and m.shape == (64, 64) and label in (0, 1)
+    r = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "fly"), steps=1, precompute=0, batch_size=1,
+                     datasets=[ds], dataset_fraction=0.5))
+    assert r.step == 1 and np.isfinite(r.final_loss)
+
+
+def test_grid_crops_and_config_checks():
+    rng = np.random.default_rng(0)
+    a = np.arange(200 * 120).reshape(200, 120)
+    for _ in range(20):
+        (c,) = T._grid_crop(rng, [a], 64)
+        y, x = divmod(int(c[0, 0]), 120)
+        assert y % 8 == 0 and x % 8 == 0
+    with pytest.raises(ValueError):
+        T.TrainConfig(crop=100)
+    with pytest.raises(ValueError):
+        T.TrainConfig(phase="segmentation")
+
+
+def test_checkpoints_load_through_load_trufor(phases, tmp_path):
+    from trufor_lab import load_trufor
+    res, _ = phases
+    src = res["detection"].checkpoint
+    full = load_trufor(src)
+    assert full.weights_info.kind == "custom" and full.cfg == TINY
+    demo = T.export_checkpoint(src, tmp_path / "demo.pt", meta={"note": "test"})
+    obj = torch.load(demo, weights_only=True)
+    assert obj["kind"] == "demo" and obj["meta"]["note"] == "test"
+    assert obj["state_dict"]["decode_head.linear_pred.weight"].dtype == torch.float16
+    assert obj["state_dict"]["dncnn.0.weight"].dtype == torch.float32
+    m = load_trufor(demo, kind="demo")
+    assert m.weights_info.kind == "demo"
+    assert all(p.dtype == torch.float32 for p in m.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(m.dncnn.state_dict().values(), full.dncnn.state_dict().values()))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        o1, o2 = full(x), m(x)
+    assert torch.allclose(o1.map, o2.map, atol=2e-2)
+
+
+def test_evaluate_and_plot(phases):
+    from matplotlib.figure import Figure
+    from trufor_lab.forgeries import pristine, random_forgery
+    res, _ = phases
+    img = T.synthetic_scene(64, 5)
+    items = [pristine(img), random_forgery(img, T.synthetic_scene(64, 6), seed=1)]
+    ev = T.evaluate(res["detection"].model, items)
+    assert ev.n_forged == 1 and ev.n_pristine == 1 and 0 <= ev.auc <= 1
+    assert isinstance(T.plot_log(res["localization"].log), Figure)
