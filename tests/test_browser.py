@@ -1,0 +1,163 @@
+"""End to end in headless Chromium: a page on a loopback server shows a ResultViewer's PNG; moving
+the page's range input fetches the server, which drives the viewer's Python API and answers the
+new PNG; the shown image must change. Screenshots go to test-artifacts/."""
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists()
+                       or not (Path(CHROMEDRIVER).exists() or shutil.which("chromedriver")),
+                       reason=f"needs {CHROMIUM} and chromedriver (apt-get install chromium chromium-driver)"),
+]
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>trufor_lab viewer</title></head>
+<body style="margin:8px;font-family:sans-serif">
+<label>opacity <input id="opacity" type="range" min="0" max="1" step="0.05" value="{opacity}"></label>
+<label>threshold <input id="threshold" type="range" min="0" max="1" step="0.05" value="{threshold}"></label>
+<span id="status">ready</span><br>
+<img id="view" data-version="0" src="/png">
+<script>
+const img = document.getElementById('view');
+function update(ev) {{
+  const el = ev.target;
+  document.getElementById('status').textContent = 'loading';
+  fetch('/set?' + el.id + '=' + encodeURIComponent(el.value))
+    .then(r => {{ if (!r.ok) throw new Error(r.status); return r.blob(); }})
+    .then(b => new Promise(res => {{ const fr = new FileReader(); fr.onload = () => res(fr.result); fr.readAsDataURL(b); }}))
+    .then(url => {{
+      img.onload = () => {{
+        img.dataset.version = String(Number(img.dataset.version) + 1);
+        document.getElementById('status').textContent = 'done';
+      }};
+      img.src = url;
+    }})
+    .catch(e => {{ document.getElementById('status').textContent = 'error ' + e; }});
+}}
+for (const id of ['opacity', 'threshold']) document.getElementById(id).addEventListener('change', update);
+</script></body></html>
+"""
+
+
+def serve_viewer(viewer):
+    """A loopback HTTP server: ``/`` the page, ``/png`` the current picture, ``/set?key=value`` to change it."""
+    lock = threading.Lock()  # matplotlib is not thread-safe: one render at a time
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+        def _send(self, body: bytes, ctype: str, code: int = 200) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):  # noqa: N802
+            url = urllib.parse.urlsplit(self.path)
+            try:
+                if url.path == "/":
+                    s = viewer.state
+                    self._send(PAGE.format(opacity=s["opacity"], threshold=s["threshold"]).encode(), "text/html")
+                elif url.path == "/png":
+                    with lock:
+                        self._send(viewer.png, "image/png")
+                elif url.path == "/set":
+                    changes = {k: float(v[0]) for k, v in urllib.parse.parse_qs(url.query).items()}
+                    with lock:
+                        self._send(viewer.set(**changes), "image/png")
+                else:
+                    self._send(b"not found", "text/plain", 404)
+            except Exception as e:  # report to the page; the test then fails on the status text
+                self._send(repr(e).encode(), "text/plain", 500)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture()
+def driver(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                "--disable-extensions", "--disable-sync", "--window-size=1000,420",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        opts.add_argument(arg)
+    path = CHROMEDRIVER if Path(CHROMEDRIVER).exists() else shutil.which("chromedriver")
+    drv = webdriver.Chrome(service=Service(executable_path=path), options=opts)
+    drv.set_page_load_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+
+
+def test_slider_in_browser_redraws_viewer(driver, tampered2):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from trufor_lab.analyze import Result
+    from trufor_lab.viz.widgets import ResultViewer
+
+    img = tampered2[64:160, 64:160].copy()
+    yy, xx = np.mgrid[:96, :96]
+    heat = np.exp(-((yy - 48) ** 2 + (xx - 40) ** 2) / 400.0).astype(np.float32)
+    result = Result(image=img, noiseprint=np.zeros((96, 96), np.float32), map=heat,
+                    conf=np.ones((96, 96), np.float32), score=0.8, name="tampered2 crop")
+    viewer = ResultViewer(result, opacity=0.1)
+    server = serve_viewer(viewer)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        wait = WebDriverWait(driver, 30)
+        view = driver.find_element(By.ID, "view")
+        wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", view))
+        src0 = view.get_attribute("src")
+        shot0 = view.screenshot_as_png
+        driver.save_screenshot(str(ARTIFACTS / "browser_viewer_before.png"))
+
+        slider = driver.find_element(By.ID, "opacity")
+        driver.execute_script("arguments[0].focus()", slider)  # a click would move it to the middle
+        slider.send_keys(Keys.END)  # keyboard on a range input fires input + change, once
+        wait.until(lambda d: view.get_attribute("data-version") == "1"
+                   or d.find_element(By.ID, "status").text.startswith("error"))
+        assert driver.find_element(By.ID, "status").text == "done"
+        assert slider.get_attribute("value") == "1"
+        driver.save_screenshot(str(ARTIFACTS / "browser_viewer_after.png"))
+
+        assert viewer.state["opacity"] == 1.0  # the page drove the Python API
+        src1 = view.get_attribute("src")
+        assert src1 != src0 and src1.startswith("data:image/png;base64,")
+        assert base64.b64decode(src1.split(",", 1)[1]) == viewer.png  # shows exactly the viewer's picture
+        before, after = _pixels(shot0), _pixels(view.screenshot_as_png)
+        assert before.shape == after.shape and np.abs(before - after).mean() > 1.0  # visibly different
+    finally:
+        server.shutdown()
+        server.server_close()

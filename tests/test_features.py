@@ -1,0 +1,84 @@
+"""Feature summaries: exact statistics on synthetic maps, PCA, branch comparison on real captures."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trufor_lab.features import (BranchComparison, branch_comparison_names, branch_similarity, channel_stats,
+                                 cosine_similarity_map, pca_rgb, spatial_stats, to_chw, top_channels)
+
+
+@pytest.fixture()
+def fmap() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 10, 12))
+    a[4] *= 5  # the strongest channel
+    a[1] *= 3
+    return a
+
+
+def test_to_chw_accepts_torch_numpy_batches():
+    t = torch.arange(2 * 3 * 4 * 5, dtype=torch.float16).reshape(2, 3, 4, 5)
+    a = to_chw(t)
+    assert a.shape == (3, 4, 5) and a.dtype == np.float64 and a[0, 0, 1] == 1
+    assert to_chw(np.ones((4, 5))).shape == (1, 4, 5)
+    with pytest.raises(ValueError):
+        to_chw(np.ones(5))
+
+
+def test_channel_stats_and_top_channels(fmap):
+    st = channel_stats(torch.from_numpy(fmap)[None])
+    flat = fmap.reshape(6, -1)
+    np.testing.assert_allclose(st.mean, flat.mean(1))
+    np.testing.assert_allclose(st.std, flat.std(1))
+    np.testing.assert_allclose(st.min, flat.min(1))
+    np.testing.assert_allclose(st.max, flat.max(1))
+    np.testing.assert_allclose(st.energy, (flat ** 2).mean(1))
+    assert list(top_channels(fmap, 2)) == [4, 1]
+    assert st.channels == 6 and list(st.top(6, by="max"))[0] in (4, 1)
+
+
+def test_spatial_stats(fmap):
+    sp = spatial_stats(fmap)
+    np.testing.assert_allclose(sp.mean, fmap.mean(0))
+    np.testing.assert_allclose(sp.std, fmap.std(0))
+
+
+def test_pca_recovers_the_dominant_pattern():
+    h, w = 16, 20
+    yy, xx = np.mgrid[:h, :w]
+    pattern = np.where(xx < w // 2, 1.0, -1.0)  # left/right halves
+    rng = np.random.default_rng(1)
+    loadings = rng.standard_normal(32)
+    fmap = loadings[:, None, None] * pattern[None] + 0.01 * rng.standard_normal((32, h, w))
+    p = pca_rgb(fmap)
+    assert p.image.shape == (h, w, 3) and p.image.min() >= 0 and p.image.max() <= 1
+    assert p.explained[0] > 0.99
+    left, right = p.image[:, : w // 2, 0].mean(), p.image[:, w // 2:, 0].mean()
+    assert abs(left - right) > 0.9  # first component separates the halves
+    assert pca_rgb(np.zeros((1, 4, 4))).image.shape == (4, 4, 3)  # degenerate input: grey, no error
+
+
+def test_cosine_similarity_map(fmap):
+    np.testing.assert_allclose(cosine_similarity_map(fmap, fmap), 1.0)
+    np.testing.assert_allclose(cosine_similarity_map(fmap, -2 * fmap), -1.0)
+    with pytest.raises(ValueError):
+        cosine_similarity_map(fmap, fmap[:3])
+
+
+def test_branch_similarity_on_real_captures(recipe_model, small_image):
+    import trufor_lab as tl
+    r = tl.analyze(recipe_model, small_image[:64, :64], capture=branch_comparison_names())
+    cmp = branch_similarity(r.captures)
+    assert isinstance(cmp, BranchComparison) and cmp.stages == [1, 2, 3, 4]
+    for arr in (cmp.before, cmp.after, cmp.before_global, cmp.after_global):
+        assert arr.shape == (4,) and np.all(np.abs(arr) <= 1 + 1e-9)
+    assert cmp.maps_before[0].shape == (16, 16) and cmp.maps_after[3].shape == (2, 2)
+    # FRM mixes each stream with the other: the streams get closer
+    assert np.all(cmp.after > cmp.before)
+    assert set(cmp.as_dict()) == {"stage", "before", "after", "before_global", "after_global"}
+    one = branch_similarity(r.captures, stages=[2])
+    np.testing.assert_allclose(one.after, cmp.after[1:2])
+    with pytest.raises(KeyError, match="branch_comparison_names"):
+        branch_similarity({k: v for k, v in r.captures.items() if "frm" not in k})

@@ -1,0 +1,181 @@
+"""Figures render real content: non-blank PNGs, the right panels, fixed map scale, spectra peaks."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from trufor_lab.analyze import Result  # noqa: E402
+from trufor_lab.features import branch_similarity, channel_stats, pca_rgb, spatial_stats  # noqa: E402
+from trufor_lab.viz import figures as F  # noqa: E402
+from trufor_lab.viz.noiseprint import (compare_regions, local_variance, log_spectrum,  # noqa: E402
+                                       periodic_peak_ratio, plot_noiseprint, region_stats)
+
+
+@pytest.fixture(autouse=True)
+def _no_show(monkeypatch):
+    monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("library code called plt.show()"))
+    yield
+    plt.close("all")
+
+
+def png_pixels(fig) -> np.ndarray:
+    from PIL import Image
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=50)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=float)
+
+
+def assert_not_blank(fig, min_std: float = 8.0) -> None:
+    px = png_pixels(fig)
+    assert px.std() > min_std, f"figure looks blank (pixel std {px.std():.1f})"
+
+
+def image_axes(fig):
+    return [ax for ax in fig.axes if ax.images]
+
+
+@pytest.fixture(scope="module")
+def real_noiseprint(shared_dir) -> np.ndarray:
+    """Noiseprint++ of the official JPEG sample pristine1.jpg (the fixture map), 128x128, grid-aligned."""
+    a = np.load(shared_dir / "fixtures" / "trufor_parity" / "noiseprint_pristine1.npz")["noiseprint"]
+    return a[64:192, 96:224]
+
+
+@pytest.fixture(scope="module")
+def synthetic_result(tampered2) -> Result:
+    img = tampered2[64:160, 64:160].copy()
+    yy, xx = np.mgrid[:96, :96]
+    heat = np.clip((xx - 20) / 60.0, 0, 1).astype(np.float32)
+    conf = np.clip(1 - yy / 96.0, 0, 1).astype(np.float32)
+    npm = (img.mean(2) / 255.0 - 0.5).astype(np.float32)
+    return Result(image=img, noiseprint=npm, map=heat, conf=conf, score=0.734, name="crop")
+
+
+# -- plot_result --------------------------------------------------------------------------------
+def test_plot_result_panels_scale_and_title(synthetic_result):
+    mask = np.zeros((96, 96), bool)
+    mask[30:60, 40:80] = True
+    fig = F.plot_result(synthetic_result, mask=mask)
+    assert_not_blank(fig)
+    panels = image_axes(fig)
+    titles = [ax.get_title() for ax in panels]
+    assert titles == ["Image", "Ground truth", "Noiseprint++", "Localization map", "Confidence", "Overlay"]
+    heat = panels[titles.index("Localization map")].images[0]
+    assert heat.get_clim() == (0, 1) and heat.get_cmap().name == "RdBu_r"
+    assert len(fig.axes) == 8  # 6 panels + 2 colour bars
+    assert "0.734" in fig._suptitle.get_text()
+
+
+def test_plot_result_noiseprint_only(synthetic_result):
+    r = Result(image=synthetic_result.image, noiseprint=synthetic_result.noiseprint, notice="no checkpoint")
+    fig = F.plot_result(r)
+    assert [ax.get_title() for ax in image_axes(fig)] == ["Image", "Noiseprint++"]
+    assert "Noiseprint++ only" in fig._suptitle.get_text()
+
+
+# -- Noiseprint++ views -------------------------------------------------------------------------
+def test_local_variance_and_spectrum_math():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((40, 48))
+    v = local_variance(a, 5)
+    np.testing.assert_allclose(v[20, 20], a[18:23, 18:23].var(), rtol=1e-9)
+    assert np.allclose(local_variance(np.full((10, 10), 3.0), 5), 0)
+    grid = np.zeros((64, 64))
+    grid[::8, :] = 1.0
+    spec = log_spectrum(grid + 0.01 * rng.standard_normal((64, 64)))
+    c = 32
+    assert spec[c + 8, c] > np.median(spec) + 3  # 1/8 cycles/pixel vertically: a peak
+
+
+def test_jpeg_grid_shows_in_real_noiseprint(real_noiseprint):
+    noise = np.random.default_rng(0).standard_normal((128, 128))
+    assert periodic_peak_ratio(real_noiseprint) > 30 > 10 > periodic_peak_ratio(noise)
+    st = region_stats(real_noiseprint, (0, 0, 64, 64))
+    assert set(st) == {"mean", "std", "grid_peak_ratio"} and st["std"] > 0
+
+
+def test_plot_noiseprint(real_noiseprint):
+    fig = plot_noiseprint(real_noiseprint, title="pristine1")
+    assert_not_blank(fig)
+    panels = image_axes(fig)
+    assert [ax.get_title() for ax in panels] == ["Noiseprint++", "Local variance (15x15)", "log10 power spectrum"]
+    assert len(fig.axes) == 4  # + the variance colour bar
+    spec = panels[2].images[0].get_array()
+    assert spec.shape == (128, 128) and np.ptp(spec) > 2
+
+
+def test_compare_regions(real_noiseprint):
+    from matplotlib.patches import Rectangle
+    fig = compare_regions(real_noiseprint, (0, 0, 64, 64), (64, 64, 128, 128), labels=("sky", "wall"))
+    assert_not_blank(fig)
+    assert len(fig.axes) == 7
+    overview = fig.axes[0]
+    assert sum(isinstance(p, Rectangle) for p in overview.patches) == 2
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert "sky" in titles and "wall" in titles and "spectrum" in titles
+    with pytest.raises(ValueError):
+        compare_regions(real_noiseprint, (0, 0, 1, 1), (0, 0, 10, 10))
+
+
+# -- feature figures ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fmap() -> np.ndarray:
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:24, :32]
+    base = np.stack([np.sin(xx / (3 + i)) * np.cos(yy / (2 + i % 5)) for i in range(20)])
+    return base * rng.uniform(0.2, 3.0, (20, 1, 1))
+
+
+def test_feature_grid(fmap):
+    fig = F.plot_feature_grid(fmap, k=9, title="stage 1")
+    assert_not_blank(fig)
+    panels = image_axes(fig)
+    assert len(panels) == 9
+    top = channel_stats(fmap).top(1)[0]
+    assert panels[0].get_title() == f"ch {top}"
+
+
+def test_pca_channel_spatial_histogram_figures(fmap):
+    fig = pca_rgb(fmap, name="x").plot()
+    assert_not_blank(fig)
+    assert image_axes(fig)[0].images[0].get_array().shape == (24, 32, 3)
+    assert_not_blank(channel_stats(fmap, "x").plot(), 3)
+    fig = spatial_stats(fmap).plot()
+    assert len(image_axes(fig)) == 2
+    fig = F.plot_histograms({"a": fmap, "b": 2 * fmap}, bins=30)
+    assert len(fig.axes[0].patches) == 2 and fig.axes[0].get_legend() is not None
+
+
+def test_branch_comparison_and_stage_figures(fmap):
+    caps = {}
+    for s in (1, 2):
+        caps[f"rgb.stage{s}.out"] = fmap
+        caps[f"noiseprint.stage{s}.out"] = fmap[::-1].copy()
+        caps[f"fusion.stage{s}.frm.rgb"] = fmap + 0.5 * fmap[::-1]
+        caps[f"fusion.stage{s}.frm.noiseprint"] = fmap[::-1] + 0.5 * fmap
+        caps[f"fusion.stage{s}.ffm"] = fmap * 2
+    cmp = branch_similarity(caps)
+    fig = cmp.plot()
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) >= 4
+    assert_not_blank(fig, 3)
+    fig = F.plot_branch_comparison(cmp, maps=True)
+    assert len(fig.axes) == 1 + 2 * 2
+    fig = F.plot_stage_branches(caps, 2)
+    assert_not_blank(fig)
+    assert [ax.get_title().split(" (")[0] for ax in image_axes(fig)] == ["RGB", "Noiseprint++", "fused"]
+    fig = F.plot_stage_branches(caps, 1, mode="channel", channel=3)
+    assert all("ch 3" in ax.get_title() for ax in image_axes(fig))
+
+
+def test_figures_draw_into_a_given_figure(fmap):
+    from matplotlib.figure import Figure
+    fig = Figure()
+    assert F.plot_feature_grid(fmap, k=4, fig=fig) is fig
+    ax = Figure().add_subplot()
+    assert F.plot_pca(fmap, ax=ax) is ax.figure

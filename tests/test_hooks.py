@@ -1,0 +1,237 @@
+"""Layer catalog and capture: names derived from the structure, correct shapes and values,
+hooks always removed, subsampling, gradients, attention maps."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trufor_lab.hooks import Capture, CaptureError, capture, layer_catalog, list_layers
+from trufor_lab.model import MIT_B2, Noiseprint, TruFor, TruForConfig
+from trufor_lab.model.segformer import tokens_to_map
+
+TINY = TruForConfig(embed_dims=(8, 16, 24, 32), depths=(1, 2, 1, 1), num_heads=(1, 2, 2, 4),
+                    sr_ratios=(4, 2, 2, 1), decoder_embed_dim=16, np_levels=3)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return TruFor(TINY).eval()
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+# -- catalog ----------------------------------------------------------------------------------
+def test_catalog_follows_the_structure(tiny, recipe_model):
+    names = list(layer_catalog(tiny))
+    assert len(names) == len(set(names))
+    for branch in ("rgb", "noiseprint"):
+        for s, depth in enumerate(TINY.depths, 1):
+            blocks = [n for n in names if n.startswith(f"{branch}.stage{s}.block") and "attention" not in n]
+            assert blocks == [f"{branch}.stage{s}.block{k}" for k in range(depth)]
+            assert f"{branch}.stage{s}.patch_embed" in names and f"{branch}.stage{s}.out" in names
+    for s in range(1, 5):
+        assert {f"fusion.stage{s}.frm.rgb", f"fusion.stage{s}.frm.noiseprint", f"fusion.stage{s}.ffm"} <= set(names)
+    for head in ("anomaly", "confidence"):
+        assert [n for n in names if n.startswith(f"decoder.{head}.")] == [
+            f"decoder.{head}.c{i}" for i in range(1, 5)] + [f"decoder.{head}.fused", f"decoder.{head}.logits"]
+    assert names[-2:] == ["detection.stats", "detection.logit"]
+    assert [n for n in names if n.startswith("noiseprint.dncnn.")] == ["noiseprint.dncnn.level1",
+                                                                      "noiseprint.dncnn.level2"]
+    # the official sizes: MiT-B2 has 3, 4, 6, 3 blocks per stage
+    assert recipe_model.cfg == MIT_B2
+    b2 = layer_catalog(recipe_model)
+    assert "rgb.stage3.block5" in b2 and "rgb.stage3.block6" not in b2 and "noiseprint.stage4.block2" in b2
+
+
+def test_list_layers_prints_text_and_html(tiny):
+    table = list_layers(tiny, input_size=(64, 96))
+    text = str(table)
+    assert "fusion.stage2.ffm" in text and "(1, 16, 8, 12)" in text and "backbone.FFMs.1" in text
+    html = table._repr_html_()
+    assert html.startswith("<table>") and "<code>decoder.confidence.c3</code>" in html
+    assert table["detection.stats"].shape == (1, 8)
+    assert table.filter("fusion.*.ffm").names == [f"fusion.stage{s}.ffm" for s in range(1, 5)]
+
+
+def test_noiseprint_only_catalog():
+    net = Noiseprint(num_levels=3).eval()
+    assert list_layers(net, (8, 8)).names == ["noiseprint", "noiseprint.dncnn.level1", "noiseprint.dncnn.level2"]
+    with torch.no_grad(), capture(net, "noiseprint*") as cap:
+        out = net(torch.rand(1, 3, 8, 8))
+    assert torch.equal(cap.tensors["noiseprint"], out)
+    assert cap.tensors["noiseprint.dncnn.level2"].shape == (1, 64, 8, 8)
+
+
+# -- real weights: shapes for an odd input size, values against the model's outputs -------------
+@pytest.fixture(scope="module")
+def recipe_run(recipe_model):
+    x = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), capture(recipe_model, "*", max_elements=2000) as small, \
+            capture(recipe_model, "*") as cap:
+        out = recipe_model(x)
+    return x, out, cap, small
+
+
+def test_shapes_match_list_layers(recipe_model, recipe_run):
+    _, _, cap, _ = recipe_run
+    table = list_layers(recipe_model, (70, 90))
+    assert not cap.missing
+    assert {r.name: tuple(r.shape) for r in table} == {k: tuple(v.shape) for k, v in cap.tensors.items()}
+
+
+def test_captured_values_are_the_network_values(recipe_model, recipe_run):
+    _, out, cap, _ = recipe_run
+    t = cap.tensors
+    assert torch.equal(t["noiseprint"], out.noiseprint)
+    assert torch.equal(t["detection.logit"], out.det_logit)
+    torch.testing.assert_close(t["detection.stats"], recipe_model.pool(out.logits, out.conf_logits))
+    up = F.interpolate(t["decoder.anomaly.logits"], size=(70, 90), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(up, out.logits)
+    # tokens -> maps: the stage output is norm(last block's tokens) reshaped
+    norm = recipe_model.backbone.stage_modules("rgb", 2)[2]
+    last = t["rgb.stage2.block3"]
+    torch.testing.assert_close(tokens_to_map(norm(last.flatten(2).transpose(1, 2)), last.shape[2:]),
+                               t["rgb.stage2.out"])
+    assert not any(v.requires_grad for v in t.values())
+
+
+def test_max_elements_subsamples_and_says_so(recipe_run):
+    _, _, cap, small = recipe_run
+    full, sub = cap.tensors["rgb.stage1.block0"], small.tensors["rgb.stage1.block0"]  # (1, 64, 18, 23)
+    s = small.strides["rgb.stage1.block0"]
+    assert s > 1 and sub.numel() <= 2000
+    assert torch.equal(sub, full[..., ::s, ::s])
+    assert "stride" in small.notes["rgb.stage1.block0"]
+    assert "detection.stats" not in small.notes and torch.equal(small.tensors["detection.stats"],
+                                                                cap.tensors["detection.stats"])
+
+
+# -- names --------------------------------------------------------------------------------------
+def test_globs_and_unknown_names(tiny):
+    cap = capture(tiny, ["fusion.*.ffm", "detection.logit"])
+    assert cap.names == [f"fusion.stage{s}.ffm" for s in range(1, 5)] + ["detection.logit"]
+    with pytest.raises(KeyError, match="fusion.stage1.ffm"):
+        capture(tiny, "fusion.stage1.fmm")
+    with pytest.raises(KeyError, match="did you mean"):
+        capture(tiny, "rgb.stage2.blok1")
+    with pytest.raises(KeyError):
+        capture(tiny, "nothing.*")
+
+
+# -- hooks never outlive the capture ----------------------------------------------------------
+def test_hooks_removed_on_exit_error_and_interrupt(tiny):
+    before = _hook_count(tiny)
+    for _ in range(100):
+        with capture(tiny, "*"):
+            assert _hook_count(tiny) > before
+    assert _hook_count(tiny) == before
+    with pytest.raises(ValueError):
+        with torch.no_grad(), capture(tiny, "*"):
+            tiny(torch.rand(1, 4, 32, 32))  # bad input: the model raises
+    assert _hook_count(tiny) == before
+    with pytest.raises(KeyboardInterrupt):
+        with capture(tiny, "fusion.*"):
+            raise KeyboardInterrupt
+    assert _hook_count(tiny) == before
+    cap = capture(tiny, "detection.*").start()
+    with torch.no_grad():
+        tiny(torch.rand(1, 3, 32, 32))
+    cap.release()
+    cap.release()
+    assert _hook_count(tiny) == before and set(cap.tensors) == {"detection.stats", "detection.logit"}
+
+
+def test_capture_does_not_change_outputs(tiny):
+    x = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        ref = tiny(x)
+        with capture(tiny, "*") as cap:
+            out = tiny(x)
+    assert all(torch.equal(a, b) for a, b in zip(ref, out))
+    assert isinstance(cap, Capture) and not cap.active and "released" in repr(cap)
+
+
+# -- gradients --------------------------------------------------------------------------------
+def test_grad_keeps_the_graph(tiny):
+    x = torch.rand(1, 3, 32, 32)
+    with capture(tiny, ["rgb.stage2.block1", "fusion.stage1.ffm", "noiseprint.stage3.out"], grad=True) as cap:
+        out = tiny(x)
+    out.det_logit.sum().backward()
+    for name, t in cap.tensors.items():
+        assert t.requires_grad and t.grad is not None and t.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError):
+        capture(tiny, "*", grad=True, max_elements=10)
+
+
+# -- attention --------------------------------------------------------------------------------
+def test_attention_maps(tiny):
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), capture(tiny, "rgb.stage1.block0.attention") as cap, \
+            capture(tiny, "rgb.stage1.block0.attention", max_elements=40) as small:
+        tiny(x)
+    att = cap.tensors["rgb.stage1.block0.attention"]
+    assert att.shape == list_layers(tiny, (64, 64))["rgb.stage1.block0.attention"].shape == (1, 1, 16, 16, 4, 4)
+    torch.testing.assert_close(att.sum(dim=(-2, -1)), torch.ones(1, 1, 16, 16))
+    s = small.strides["rgb.stage1.block0.attention"]
+    assert s > 1 and "subsampled" in small.notes["rgb.stage1.block0.attention"]
+    torch.testing.assert_close(small.tensors["rgb.stage1.block0.attention"], att[:, :, ::s, ::s])
+    before = _hook_count(tiny)
+    with pytest.raises(CaptureError, match="max_elements"):
+        with torch.no_grad(), capture(tiny, "rgb.stage1.block0.attention", max_elements=4):
+            tiny(x)
+    assert _hook_count(tiny) == before
+
+
+# -- overhead -----------------------------------------------------------------------------------
+def test_overhead_is_small(tiny):
+    """10 captured layers: a few Python calls and views, no copies on CPU. Thread CPU time, one
+    thread, min of interleaved runs (robust on a busy machine); bench/bench_hooks.py for wall time."""
+    names = ["noiseprint", "rgb.stage1.out", "noiseprint.stage1.out", "fusion.stage1.frm.rgb",
+             "fusion.stage1.ffm", "rgb.stage2.block1", "fusion.stage2.ffm", "fusion.stage3.ffm",
+             "fusion.stage4.ffm", "decoder.anomaly.fused"]
+    x = torch.rand(1, 3, 64, 64)
+    plain, hooked = [], []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for _ in range(7):
+                t0 = time.thread_time()
+                tiny(x)
+                plain.append(time.thread_time() - t0)
+                t0 = time.thread_time()
+                with capture(tiny, names) as cap:
+                    tiny(x)
+                hooked.append(time.thread_time() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(cap.tensors) == 10
+    assert min(hooked) < 1.10 * min(plain) + 1e-3, (min(hooked), min(plain))
+
+
+def test_catalog_follows_swapped_modules():
+    torch.manual_seed(0)
+    model = TruFor(TINY).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad(), capture(model, "fusion.stage1.ffm") as cap:
+        model(x)
+
+    class Doubled(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, a, b):
+            return 2 * self.inner(a, b)
+
+    model.backbone.FFMs[0] = Doubled(model.backbone.FFMs[0])
+    with torch.no_grad(), capture(model, "fusion.stage1.ffm") as cap2:
+        model(x)
+    torch.testing.assert_close(cap2.tensors["fusion.stage1.ffm"], 2 * cap.tensors["fusion.stage1.ffm"])
+    assert _hook_count(model) == 0

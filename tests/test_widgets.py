@@ -1,0 +1,146 @@
+"""Viewers driven programmatically: controls change the picture, the selector switches images,
+FeatureExplorer never re-runs the model, and display falls back to static PNGs."""
+from __future__ import annotations
+
+import sys
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from trufor_lab.analyze import Result  # noqa: E402
+from trufor_lab.viz.widgets import CompareViewer, FeatureExplorer, NoiseprintViewer, ResultViewer  # noqa: E402
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _result(img: np.ndarray, name: str, seed: int) -> Result:
+    h, w = img.shape[:2]
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    heat = np.clip(np.exp(-((yy - h / 2) ** 2 + (xx - w / 3) ** 2) / (2 * (h / 5) ** 2)), 0, 1).astype(np.float32)
+    conf = np.clip(0.3 + 0.7 * xx / w, 0, 1).astype(np.float32)
+    npm = rng.standard_normal((h, w)).astype(np.float32)
+    return Result(image=img, noiseprint=npm, map=heat, conf=conf, score=0.3 + 0.2 * seed, name=name)
+
+
+@pytest.fixture(scope="module")
+def results(tampered2):
+    return [_result(tampered2[40:136, 40:136].copy(), "a", 1), _result(tampered2[100:164, 60:140].copy(), "b", 2)]
+
+
+def test_result_viewer_controls_redraw(results):
+    v = ResultViewer(results, masks=[results[0].map > 0.5, None])
+    png0 = v.png
+    assert png0.startswith(b"\x89PNG")
+    v.controls["opacity"].value = 0.95
+    assert v.state["opacity"] == 0.95 and v.png != png0
+    png1 = v.png
+    v.controls["threshold"].value = 0.6
+    assert v.png != png1
+    png2 = v.png
+    v.controls["conf_min"].value = 0.8
+    assert v.png != png2
+    png3 = v.png
+    v.controls["cmap"].value = "viridis"
+    assert v.png != png3
+    v.set(zoom=(10, 20, 50, 70))
+    assert (v.controls["zoom_y"].value, v.controls["zoom_x"].value) == ((10, 50), (20, 70))
+    v.controls["zoom_x"].value = (0, 96)
+    assert v.state["zoom"] == (10, 0, 50, 96)
+
+
+def test_result_viewer_selector_switches_image(results):
+    v = ResultViewer(results)
+    first = v.png
+    v.controls["index"].value = 1
+    assert v.result is results[1] and v.png != first
+    assert v.state["zoom"] == (0, 0, 64, 80)  # reset to the new image
+    assert v.controls["zoom_y"].max == 64 and v.controls["zoom_x"].max == 80
+    with pytest.raises(KeyError, match="opacity"):
+        v.set(opacty=0.3)
+    with pytest.raises(IndexError):
+        v.set(index=5)
+
+
+def test_compare_viewer_linked_controls(results):
+    same = [results[0], _result(results[0].image, "other", 3)]
+    v = CompareViewer(same, ["full", "ablated"])
+    png0 = v.png
+    v.controls["opacity"].value = 0.2
+    fig = v.render()
+    overlays = [ax.images[1] for ax in fig.axes]
+    assert len(overlays) == 2 and all(im.get_alpha() == 0.2 for im in overlays)
+    assert v.png != png0
+    v.controls["panel"].value = "map"
+    fig = v.render()
+    assert all(ax.images[0].get_clim() == (0, 1) for ax in fig.axes)
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["full", "ablated"]
+
+
+def test_noiseprint_viewer_regions(results):
+    v = NoiseprintViewer(results[0])
+    overview = v.png
+    v.controls["mode"].value = "compare"
+    compare = v.png
+    assert compare != overview and v.state["mode"] == "compare"
+    v.controls["region_b_y"].value = (0, 40)
+    assert v.state["region_b"][0::2] == (0, 40) and v.png != compare
+    with pytest.raises(ValueError):
+        v.set(region_a=(0, 0, 1, 1))
+
+
+def test_feature_explorer_runs_the_model_once(recipe_model, small_image):
+    calls = []
+    handle = recipe_model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        fe = FeatureExplorer(recipe_model, small_image[:64, :64], grid_size=4)
+        assert len(calls) == 1
+        c = fe.controls
+        pngs = [fe.png]  # PCA of rgb.stage1.out
+        c["mode"].value = "channel"
+        pngs.append(fe.png)
+        c["channel"].value = 7
+        pngs.append(fe.png)
+        c["branch"].value = "noiseprint"
+        c["stage"].value = 3
+        assert fe.name == "noiseprint.stage3.out" and c["channel"].max == 319
+        c["layer"].value = "block5"
+        pngs.append(fe.png)
+        c["mode"].value = "grid"
+        pngs.append(fe.png)
+        c["side_by_side"].value = True
+        pngs.append(fe.png)
+        c["branch"].value = "decoder"
+        assert "anomaly" in c["layer"].options and fe.name == "decoder.anomaly.c3"
+        assert len(set(pngs)) == len(pngs)  # every change drew something new
+        assert len(calls) == 1  # ... without running the model again
+    finally:
+        handle.remove()
+
+
+def test_static_fallback_without_ipywidgets(results, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import fails
+    v = ResultViewer(results)
+    assert v.widget is None and v.controls == {}
+    bundle = v._repr_mimebundle_()
+    assert bundle["image/png"].startswith(b"\x89PNG") and WIDGET_MIME not in bundle
+    assert v._repr_html_().startswith('<img src="data:image/png;base64,')
+    before = v.png
+    assert v.set(threshold=0.5) != before
+
+
+def test_display_bundle_and_never_raise(results):
+    v = ResultViewer(results[0])
+    bundle = v._repr_mimebundle_()
+    assert WIDGET_MIME in bundle and "image/png" in bundle
+
+    class Broken(ResultViewer):
+        def render(self):
+            raise RuntimeError("boom")
+
+    b = Broken(results[0])
+    assert "could not render" in b._repr_html_()
+    assert b._repr_png_() is None and "text/plain" in b._repr_mimebundle_()

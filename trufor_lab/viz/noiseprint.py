@@ -1,0 +1,189 @@
+"""Noiseprint++ views: the map, its local variance, its 2-D log power spectrum, two regions compared.
+
+A camera's/processing chain's fingerprint shows in the spectrum as periodic peaks: the JPEG 8x8
+block grid puts peaks at multiples of 1/8 cycles per pixel, demosaicing at 1/2. A spliced region
+from another source has a different local variance and different peaks.
+
+>>> from trufor_lab.viz.noiseprint import plot_noiseprint, compare_regions
+>>> plot_noiseprint(result.noiseprint)
+>>> compare_regions(result.noiseprint, (0, 0, 128, 128), (128, 128, 256, 256))
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["Region", "compare_regions", "local_variance", "log_spectrum", "periodic_peak_ratio",
+           "plot_noiseprint", "region_stats"]
+
+Region = tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive
+
+
+def _as_map(noiseprint: Any) -> np.ndarray:
+    """A 2-D float array from an array, a tensor or a :class:`~trufor_lab.analyze.Result`."""
+    if hasattr(noiseprint, "noiseprint") and not isinstance(noiseprint, np.ndarray):
+        noiseprint = noiseprint.noiseprint
+    if hasattr(noiseprint, "detach"):
+        noiseprint = noiseprint.detach().cpu().float().numpy()
+    a = np.asarray(noiseprint, dtype=np.float64)
+    a = np.squeeze(a)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D Noiseprint++ map, got shape {np.shape(noiseprint)}")
+    return a
+
+
+def _check_region(region: Sequence[int], shape: tuple[int, int]) -> Region:
+    if len(region) != 4:
+        raise ValueError(f"a region is (y0, x0, y1, x1), got {region!r}")
+    y0, x0, y1, x1 = (int(v) for v in region)
+    y0, x0 = max(0, y0), max(0, x0)
+    y1, x1 = min(shape[0], y1), min(shape[1], x1)
+    if y1 - y0 < 2 or x1 - x0 < 2:
+        raise ValueError(f"region {tuple(region)} is empty or smaller than 2x2 inside a {shape[0]}x{shape[1]} map")
+    return y0, x0, y1, x1
+
+
+def local_variance(noiseprint: Any, size: int = 15) -> np.ndarray:
+    """Variance in a ``size`` x ``size`` sliding window (reflect padding), same shape as the map."""
+    from scipy.ndimage import uniform_filter
+    a = _as_map(noiseprint)
+    m = uniform_filter(a, size=size, mode="reflect")
+    m2 = uniform_filter(a * a, size=size, mode="reflect")
+    return np.maximum(m2 - m * m, 0.0)
+
+
+def log_spectrum(noiseprint: Any, window: bool = True, eps: float = 1e-12) -> np.ndarray:
+    """``log10`` power spectrum, zero frequency centred (``fftshift``); mean removed, Hann window."""
+    a = _as_map(noiseprint)
+    a = a - a.mean()
+    if window:
+        a = a * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
+    p = np.abs(np.fft.fftshift(np.fft.fft2(a))) ** 2
+    return np.log10(p + eps * max(float(p.max()), 1.0))
+
+
+def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
+    """Power at the harmonics of ``1/period`` cycles/pixel (DC excluded) over the power around them.
+
+    The map is Hann-windowed; the mean power of each harmonic's 3x3 bins is compared with the
+    power of the ring of bins 2-3 away (bins near other harmonics excluded), so smooth content
+    and the window's leakage do not count as peaks; the strongest harmonic is returned. A few
+    units for noise, much larger for a ``period``-periodic pattern such as the JPEG 8x8 grid.
+    """
+    a = _as_map(noiseprint)
+    a = a - a.mean()
+    a = a * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
+    p = np.abs(np.fft.fft2(a)) ** 2
+    h, w = a.shape
+    fy = np.unique(np.round(np.arange(period) * h / period).astype(int) % h)
+    fx = np.unique(np.round(np.arange(period) * w / period).astype(int) % w)
+    near = np.zeros_like(p, dtype=bool)
+    for y in fy:
+        for x in fx:
+            near[np.ix_(np.arange(y - 1, y + 2) % h, np.arange(x - 1, x + 2) % w)] = True
+    ratios = []
+    for y in fy:
+        for x in fx:
+            if y == 0 and x == 0:
+                continue
+            ys, xs = np.arange(y - 3, y + 4) % h, np.arange(x - 3, x + 4) % w
+            ring = p[np.ix_(ys, xs)][~near[np.ix_(ys, xs)]]
+            if ring.size:
+                peak = p[np.ix_(ys[2:5], xs[2:5])].mean()
+                bg = float(np.median(ring)) / np.log(2)  # median of exponential power -> its mean
+                ratios.append(peak / bg if bg > 0 else (np.inf if peak > 0 else 1.0))
+    return float(max(ratios)) if ratios else 1.0
+
+
+def region_stats(noiseprint: Any, region: Sequence[int], period: int = 8) -> dict[str, float]:
+    """Mean, std and the 8x8-grid peak ratio of the map inside ``region`` (y0, x0, y1, x1)."""
+    a = _as_map(noiseprint)
+    y0, x0, y1, x1 = _check_region(region, a.shape)
+    crop = a[y0:y1, x0:x1]
+    return {"mean": float(crop.mean()), "std": float(crop.std()),
+            "grid_peak_ratio": periodic_peak_ratio(crop, period)}
+
+
+def _limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
+    lo, hi = np.percentile(a, [pct, 100 - pct])
+    return float(lo), (float(hi) if hi > lo else float(lo) + 1e-6)
+
+
+def _spectrum_extent(shape: tuple[int, int]) -> list[float]:
+    h, w = shape
+    return [-0.5, 0.5 - 1.0 / w, 0.5 - 1.0 / h, -0.5]  # cycles per pixel
+
+
+def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None):
+    """Three panels: the Noiseprint++ map, its local variance and its log spectrum; returns the Figure."""
+    import matplotlib.pyplot as plt
+    a = _as_map(noiseprint)
+    if fig is None:
+        fig = plt.figure(figsize=(10.5, 3.8))
+    axes = fig.subplots(1, 3, squeeze=False)[0]
+    lo, hi = _limits(a)
+    axes[0].imshow(a, cmap="gray", vmin=lo, vmax=hi)
+    axes[0].set_title("Noiseprint++", fontsize=10)
+    var = local_variance(a, variance_size)
+    im = axes[1].imshow(var, cmap="magma", vmin=0, vmax=_limits(var)[1])
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
+    axes[1].set_title(f"Local variance ({variance_size}x{variance_size})", fontsize=10)
+    spec = log_spectrum(a)
+    slo, shi = _limits(spec, 0.5)
+    axes[2].imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(a.shape))
+    axes[2].set_title("log10 power spectrum", fontsize=10)
+    axes[2].set_xlabel("cycles/pixel", fontsize=8)
+    for ax in axes[:2]:
+        ax.set_axis_off()
+    axes[2].tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def compare_regions(noiseprint: Any, region_a: Sequence[int], region_b: Sequence[int], fig=None,
+                    labels: tuple[str, str] = ("A", "B"), variance_size: int = 9):
+    """Two regions (y0, x0, y1, x1) of a Noiseprint++ map side by side.
+
+    Left: the whole map with both regions outlined. Then one row per region: the crop (shared
+    grey scale), its local variance (shared scale) and its log spectrum; titles give the std and
+    the 8x8-grid peak ratio. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    a = _as_map(noiseprint)
+    regions = [_check_region(region_a, a.shape), _check_region(region_b, a.shape)]
+    if fig is None:
+        fig = plt.figure(figsize=(12, 6))
+    gs = fig.add_gridspec(2, 4, width_ratios=[1.4, 1, 1, 1])
+    ax_full = fig.add_subplot(gs[:, 0])
+    lo, hi = _limits(a)
+    ax_full.imshow(a, cmap="gray", vmin=lo, vmax=hi)
+    colors = ("#e41a1c", "#377eb8")
+    crops = [a[y0:y1, x0:x1] for y0, x0, y1, x1 in regions]
+    variances = [local_variance(c, variance_size) for c in crops]
+    vmax = max(_limits(v)[1] for v in variances)
+    spectra = [log_spectrum(c) for c in crops]
+    slo = min(_limits(s, 0.5)[0] for s in spectra)
+    shi = max(_limits(s, 0.5)[1] for s in spectra)
+    for row, ((y0, x0, y1, x1), crop, var, spec, label, color) in enumerate(
+            zip(regions, crops, variances, spectra, labels, colors)):
+        ax_full.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2, ec=color))
+        ax_full.text(x0, y0, f" {label}", color=color, va="top", fontsize=10, fontweight="bold")
+        stats = region_stats(a, (y0, x0, y1, x1))
+        ax = fig.add_subplot(gs[row, 1])
+        ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(f"{label}: std {stats['std']:.3g}", fontsize=9, color=color)
+        ax.set_axis_off()
+        ax = fig.add_subplot(gs[row, 2])
+        ax.imshow(var, cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(f"{label}: local variance", fontsize=9, color=color)
+        ax.set_axis_off()
+        ax = fig.add_subplot(gs[row, 3])
+        ax.imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(crop.shape))
+        ax.set_title(f"{label}: spectrum (8x8 peaks x{stats['grid_peak_ratio']:.1f})", fontsize=9, color=color)
+        ax.tick_params(labelsize=6)
+    ax_full.set_title("Noiseprint++", fontsize=10)
+    ax_full.set_axis_off()
+    return fig
