@@ -88,7 +88,7 @@ def test_exact_mode_in_float64_is_the_official_network(recipe_model, parity_dir,
     m64 = copy.deepcopy(recipe_model).double()
     x = tl.preprocess.to_tensor(parity_input.copy(), dtype=torch.float64)
     np_map = torch.from_numpy(expected["noiseprint"])[None, None]
-    out = predict(m64, x, InferenceMode.exact(chunks=LeanConfig(rows=7, attn_chunk=100)), noiseprint=np_map)
+    out = predict(m64, x, InferenceMode.exact(chunks=LeanConfig(rows=20, attn_chunk=500)), noiseprint=np_map)
     assert out.logits.dtype == torch.float64
     for k in ("map", "conf"):
         assert np.abs(getattr(out, k)[0].numpy() - expected[k]).max() <= 1e-6, k

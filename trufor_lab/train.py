@@ -486,10 +486,10 @@ def _truncate_log(path: Path, step: int) -> None:
 def plot_log(path: str | os.PathLike, smooth: int = 20):
     """Loss curves of a run (raw and running mean over ``smooth`` steps), one panel per logged
     quantity; returns the matplotlib Figure."""
-    from matplotlib.figure import Figure
+    from .viz.figures import new_figure
     rows = read_log(path)
     keys = [k for k in (rows[0] if rows else {}) if k not in ("step", "phase", "time", "lr")]
-    fig = Figure(figsize=(4.2 * max(1, len(keys)), 3.2), layout="constrained")
+    fig = new_figure(figsize=(4.2 * max(1, len(keys)), 3.2), layout="constrained")
     axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
     steps = np.array([r["step"] for r in rows])
     for ax, k in zip(axes, keys):
