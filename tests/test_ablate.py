@@ -1,0 +1,204 @@
+"""Ablations: exact where they claim to be, reversible always, weights never touched."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trufor_lab import ablate as A
+from trufor_lab.preprocess import to_tensor
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def n_hooks(model: torch.nn.Module) -> int:
+    return sum(len(getattr(m, a)) for m in model.modules() for a in _HOOK_DICTS)
+
+
+def knobs(model) -> tuple:
+    bb = model.backbone
+    return (tuple((f.lambda_c, f.lambda_s) for f in bb.FRMs), tuple(f.cross_enabled for f in bb.FFMs),
+            model.pool.weighting, model.training)
+
+
+@pytest.fixture(scope="module")
+def img(tampered2) -> np.ndarray:
+    return tampered2[80:144, 80:144].copy()
+
+
+@pytest.fixture(scope="module")
+def x(img) -> torch.Tensor:
+    return to_tensor(img)
+
+
+@pytest.fixture(scope="module")
+def ref(recipe_model, x):
+    """Unablated outputs, fused features and the pristine state (taken before any ablation)."""
+    with torch.no_grad():
+        out = recipe_model(x)
+        feats = recipe_model.forward_features(x, out.noiseprint)
+    state = {k: v.clone() for k, v in recipe_model.state_dict().items()}
+    return out, feats, state, knobs(recipe_model)
+
+
+def assert_pristine(model, ref) -> None:
+    _, _, state, k = ref
+    sd = model.state_dict()
+    assert sd.keys() == state.keys()
+    assert all(torch.equal(sd[key], state[key]) for key in state)
+    assert knobs(model) == k
+    assert n_hooks(model) == 0
+    assert not any("forward" in vars(m) or "normalize" in vars(m) for m in model.modules())
+
+
+def test_rgb_only_is_a_zero_noiseprint_input(recipe_model, x, ref):
+    out0 = ref[0]
+    with torch.no_grad():
+        with A.rgb_only(recipe_model) as ab:
+            assert ab.active and n_hooks(recipe_model) == 1
+            ablated = recipe_model(x)
+        plain = recipe_model(x, noiseprint=torch.zeros(1, 1, *x.shape[2:]))
+    for a, b in zip(ablated[:3], plain[:3]):
+        assert torch.equal(a, b)
+    assert torch.count_nonzero(ablated.noiseprint) == 0  # Result.noiseprint shows what was fed
+    assert not torch.equal(ablated.logits, out0.logits)
+    assert_pristine(recipe_model, ref)
+
+
+def test_every_ablation_is_reversible(recipe_model, x, ref, tampered2):
+    other = tampered2[:40, :40].copy()
+    bound = [A.noiseprint_from(recipe_model, other) if n == "noiseprint_from" else A.get_ablation(recipe_model, n)
+             for n in A.ABLATIONS]
+    for ab in bound:
+        with ab:
+            assert ab.active
+        assert not ab.active
+        with pytest.raises(KeyError):
+            with ab:
+                raise KeyError("boom")
+        assert_pristine(recipe_model, ref)
+    # all at once, a forward inside, then an exception: everything comes back
+    everything = A.compose(*bound)
+    with pytest.raises(RuntimeError, match="inside"):
+        with everything:
+            with torch.no_grad():
+                recipe_model(x)
+            raise RuntimeError("inside")
+    assert_pristine(recipe_model, ref)
+    with torch.no_grad():
+        after = recipe_model(x)
+    for a, b in zip(after, ref[0]):
+        assert torch.equal(a, b)
+
+
+def test_not_reentrant_and_registry_suggests(recipe_model, ref):
+    ab = A.no_frm(recipe_model)
+    with ab:
+        with pytest.raises(RuntimeError, match="already active"):
+            ab.__enter__()
+    with pytest.raises(A.UnknownAblation, match="no_frm"):
+        A.get_ablation(recipe_model, "no_fmr")
+    with pytest.raises(ValueError):
+        A.register_ablation("no_frm", A.no_frm)
+    with pytest.raises(ValueError):
+        A.no_frm(recipe_model, stages=(0,))
+    assert_pristine(recipe_model, ref)
+
+
+def test_no_frm_changes_fused_features_from_its_stage_on(recipe_model, x, ref):
+    out0, feats0, _, _ = ref
+    with torch.no_grad():
+        with A.no_frm(recipe_model, stages=(4,)) as ab:
+            assert ab.name == "no_frm_4"
+            assert recipe_model.backbone.FRMs[3].lambda_c == 0 and recipe_model.backbone.FRMs[2].lambda_c != 0
+            feats = recipe_model.forward_features(x, out0.noiseprint)
+    assert all(torch.equal(a, b) for a, b in zip(feats[:3], feats0[:3]))
+    assert not torch.allclose(feats[3], feats0[3])
+    with torch.no_grad(), A.no_frm(recipe_model):
+        feats = recipe_model.forward_features(x, out0.noiseprint)
+    assert not torch.allclose(feats[0], feats0[0])
+    assert_pristine(recipe_model, ref)
+
+
+def test_decoder_and_detection_ablations(recipe_model, x, ref):
+    out0, feats0, _, _ = ref
+    m, size = recipe_model, tuple(x.shape[2:])
+    with torch.no_grad():
+        logits, conf, det = m.forward_heads(feats0, size)
+        assert torch.equal(logits, out0.logits) and torch.equal(det, out0.det_logit)
+        with A.drop_scales(m, "c4"):
+            lg, cf, _ = m.forward_heads(feats0, size)
+        assert not torch.allclose(lg, logits) and not torch.allclose(cf, conf)
+        with A.drop_scales(m, ("c4",), decoders="confidence") as ab:
+            assert ab.name == "drop_c4_confidence"
+            lg, cf, _ = m.forward_heads(feats0, size)
+        assert torch.equal(lg, logits) and not torch.allclose(cf, conf)
+
+        with A.uniform_pooling(m):
+            lg, cf, dt = m.forward_heads(feats0, size)
+        assert torch.equal(lg, logits) and torch.equal(cf, conf) and not torch.allclose(dt, det)
+
+        with A.map_only_detection(m):
+            lg, cf, dt = m.forward_heads(feats0, size)
+            assert torch.equal(lg, logits) and torch.equal(cf, conf) and not torch.allclose(dt, det)
+            # the score no longer depends on the confidence at all
+            other = m.detection(m.pool(logits, torch.randn_like(conf) * 3))
+            assert torch.equal(other, dt)
+
+        # compose == nesting
+        with A.compose(A.drop_scales(m, "c2"), A.uniform_pooling(m)) as ab:
+            assert ab.name == "drop_c2+uniform_pooling"
+            composed = m.forward_heads(feats0, size)
+        with A.drop_scales(m, "c2"), A.uniform_pooling(m):
+            nested = m.forward_heads(feats0, size)
+    assert all(torch.equal(a, b) for a, b in zip(composed, nested))
+    assert_pristine(recipe_model, ref)
+
+
+def test_noiseprint_replacements(recipe_model, tampered2, ref):
+    m = recipe_model
+    small = tampered2[100:132, 100:132].copy()
+    other = tampered2[:16, :16].copy()
+    xs = to_tensor(small)
+    with torch.no_grad():
+        real = m.forward_noiseprint(xs)
+        other_np = m.forward_noiseprint(to_tensor(other))
+        with A.noiseprint_from(m, other):
+            out = m(xs)
+        with A.noiseprint_noise(m, seed=3):
+            noisy = m(xs).noiseprint
+        with A.rgb_only(m, fill="mean"):
+            flat = m(xs).noiseprint
+    # tiled periodically from the top-left corner, never resampled
+    assert torch.equal(out.noiseprint[..., :16, :16], other_np)
+    assert torch.equal(out.noiseprint[..., 16:, 16:], other_np)
+    assert torch.allclose(noisy.std(), real.std(), rtol=0.2) and not torch.allclose(noisy, real)
+    assert torch.allclose(flat, real.mean().expand_as(flat))
+    assert_pristine(recipe_model, ref)
+
+
+def test_ablation_study_table_and_results(recipe_model, img, ref, tmp_path):
+    mask = np.zeros(img.shape[:2], dtype=bool)
+    mask[16:48, 16:48] = True
+    study = A.ablation_study(recipe_model, [img], [mask], ablations=["uniform_pooling", A.no_ffm_cross])
+    assert study.ablations == ["baseline", "uniform_pooling", "no_ffm_cross"]
+    rows = {r["ablation"]: r for r in study.table}
+    assert rows["uniform_pooling"]["map_change"] == 0.0
+    assert rows["uniform_pooling"]["score"] != rows["baseline"]["score"]
+    assert rows["no_ffm_cross"]["map_change"] > 0
+    for r in study.table:
+        for k in ("score", "mean_conf", "f1_best", "f1_fixed", "auc"):
+            assert np.isfinite(r[k]), (r["ablation"], k)
+    results = study.for_image(0)
+    assert [r.label for r in results] == study.ablations
+    np.testing.assert_array_equal(results[0].map, ref[0].map[0].numpy())
+    text = study.to_csv(tmp_path / "study.csv")
+    assert text.splitlines()[0].startswith("image,ablation,score")
+    assert (tmp_path / "study.csv").read_text() == text
+    assert "<table>" in study._repr_html_()
+    fig = study.plot()
+    assert fig.axes
+    with A.rgb_only(recipe_model) as ab:
+        r = ab.analyze(img)
+    assert r.label == "rgb_only"
+    assert_pristine(recipe_model, ref)

@@ -1,0 +1,141 @@
+"""Captum adapters: completeness, sane maps, exact occlusion, and nothing left behind."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trufor_lab import attribute as T
+from trufor_lab.preprocess import to_tensor
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def assert_clean(model) -> None:
+    """No hooks, eval mode, parameters trainable as loaded, no gradient kept."""
+    assert sum(len(getattr(m, a)) for m in model.modules() for a in _HOOK_DICTS) == 0
+    assert not any(m.training for m in model.modules())
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def img(tampered2) -> np.ndarray:
+    return tampered2[80:144, 80:144].copy()
+
+
+def test_ig_completeness(recipe_model, tampered2):
+    """Sum of IG attributions == target(x) - target(baseline) up to the quadrature error.
+
+    TruFor is piecewise linear with a great many ReLU kinks (17-layer DnCNN per pixel), so on a
+    long path (e.g. to the full blur) IG converges slowly; completeness is checked on a short
+    path (20% of the way to the blurred copy) where 16 Gauss-Legendre points suffice.
+    """
+    small = tampered2[96:128, 96:128].copy()
+    x = to_tensor(small)
+    b = x + 0.2 * (T.make_baseline(x, "blur") - x)
+    a = T.attribute(recipe_model, small, "ig", target=T.ScoreTarget(), baseline=b, n_steps=16)
+    diff = a.target_value - a.baseline_value
+    assert abs(diff) > 1e-3
+    assert a.map.sum() == pytest.approx(diff, rel=0.05)
+    assert a.map.sum() - diff == pytest.approx(a.delta, abs=1e-4)  # captum's delta, same meaning
+    assert a.baseline == "tensor" and a.raw.shape == (3, 32, 32) and a.extras["n_steps"] == 16
+    assert_clean(recipe_model)
+
+
+def test_saliency_finite_nonzero_and_input_untouched(recipe_model, img):
+    x = to_tensor(img)
+    x_before = x.clone()
+    a = T.InputAttribution(recipe_model, "saliency").attribute(x, target=T.ScoreTarget("score"))
+    assert a.map.shape == (64, 64) and np.isfinite(a.map).all() and np.abs(a.map).max() > 0
+    assert a.baseline is None and a.target == "integrity score"
+    assert torch.equal(x, x_before) and not x.requires_grad and x.grad is None
+    with torch.no_grad():
+        assert a.target_value == pytest.approx(float(recipe_model(x).score), abs=1e-5)
+    # downscaling is recorded and shown
+    d = T.attribute(recipe_model, img, "saliency", max_side=32)
+    assert d.map.shape == (32, 32) and d.image.shape == (32, 32, 3) and d.original_size == (64, 64)
+    assert d.downscaled and "downscaled from 64x64" in d.title
+    fig = d.plot()
+    assert fig.axes and "<img" in d._repr_html_()
+    r = d.to_result()  # viewer-ready: map in [0, 1], same image
+    assert r.map.shape == (32, 32) and 0 <= r.map.min() and r.map.max() <= 1 and r.label == d.label
+    assert d.conf.shape == (32, 32) and d.score is None
+    assert_clean(recipe_model)
+
+
+def test_occlusion_of_a_region_changes_the_region_target(recipe_model, img):
+    region = np.zeros((64, 64), dtype=bool)
+    region[:32, :32] = True
+    target = T.RegionTarget(region)
+    a = T.attribute(recipe_model, img, "occlusion", target=target, baseline="blur", window=32, stride=32)
+    # one window covers exactly the region: its attribution is target(x) - target(x, region blurred)
+    x = to_tensor(img)
+    occluded = x.clone()
+    occluded[..., :32, :32] = T.make_baseline(x, "blur")[..., :32, :32]
+    with torch.no_grad():
+        t_occ = float(target(recipe_model(occluded))[0])
+    t_x = a.target_value
+    assert t_x != t_occ
+    np.testing.assert_allclose(a.map[:32, :32], t_x - t_occ, atol=1e-5)
+    assert a.extras["window"] == (32, 32)
+    assert_clean(recipe_model)
+
+
+def test_layer_attribution_has_image_size(recipe_model, img):
+    g = T.LayerAttribution(recipe_model, 2, "gradcam").attribute(img, relu=False)
+    assert g.map.shape == (64, 64) and g.extras["layer_map"].shape == (8, 8)
+    assert np.isfinite(g.map).all() and np.abs(g.map).max() > 0
+    assert g.layer == "fusion.stage2.ffm"
+    c = T.attribute(recipe_model, img, "conductance", stage=4, target=T.ConfidenceTarget(), n_steps=2)
+    assert c.map.shape == (64, 64) and np.isfinite(c.map).all()
+    assert c.extras["layer_map"].shape == (2, 2)
+    with pytest.raises(ValueError):
+        T.LayerAttribution(recipe_model, 5)
+    assert_clean(recipe_model)
+
+
+def test_modality_shares_sum_to_one(recipe_model, img):
+    a = T.ModalityAttribution(recipe_model).attribute(img, n_steps=4)
+    s = a.shares
+    assert set(s) == {"rgb", "noiseprint"}
+    assert s["rgb"] + s["noiseprint"] == pytest.approx(1.0)
+    assert 0 < s["rgb"] < 1
+    assert a.extras["maps"]["noiseprint"].shape == (64, 64) and a.map.shape == (64, 64)
+    # IG bookkeeping over the two inputs
+    total = a.extras["sums"]["rgb"] + a.extras["sums"]["noiseprint"]
+    assert total - (a.target_value - a.baseline_value) == pytest.approx(a.delta, abs=1e-4)
+    fig = a.plot()
+    assert len(fig.axes) >= 4
+    assert_clean(recipe_model)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_nothing_left_behind_after_errors(recipe_model, tampered2):
+    img = tampered2[:32, :32].copy()
+    def raising(out):
+        raise Boom("target failed")
+
+    x = to_tensor(img).requires_grad_(True)
+    for method in ("ig", "saliency", "gradcam"):
+        with pytest.raises(Boom):
+            T.attribute(recipe_model, x, method, target=raising, n_steps=2)
+        assert_clean(recipe_model)
+    assert x.requires_grad and x.grad is None and x.is_leaf
+
+    # a hook left behind by a failing call is removed as well (the guard's safety net)
+    def leaky(out):
+        recipe_model.decode_head.register_forward_hook(lambda *a: None)
+        raise Boom("leaky")
+
+    with pytest.raises(Boom):
+        T.attribute(recipe_model, img, "saliency", target=leaky)
+    assert_clean(recipe_model)
+
+    with pytest.raises(ValueError, match="one value per batch item"):
+        T.attribute(recipe_model, img, "saliency", target=lambda out: out.map)
+    with pytest.raises(ValueError, match="unknown method"):
+        T.attribute(recipe_model, img, "lime")
+    assert_clean(recipe_model)
