@@ -256,12 +256,12 @@ def _baseline_label(baseline: BaselineLike, sigma: float) -> str:
 
 
 def _auto_batch(h: int, w: int, n_steps: int) -> int:
-    """Path points per forward: about 2**18 pixels per batch (4 at 256x256), at least 1.
+    """Path points per forward: about 2**17 pixels per batch (2 at 256x256, ~2 GB), at least 1.
 
     Backward through Noiseprint++ keeps roughly 10 kB of activations per pixel and path
     point (17 levels of 64 channels), so a 1024x1024 image needs about 10 GB per point:
     use ``max_side`` (or a GPU) for large images."""
-    return max(1, min(n_steps, (1 << 18) // max(1, h * w)))
+    return max(1, min(n_steps, (1 << 17) // max(1, h * w)))
 
 
 # --------------------------------------------------------------------------------------------
