@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .load import is_full_model, model_notice
-from .preprocess import ImageError, ImageLike, load_image, to_tensor
+from .preprocess import ImageError, ImageLike, LoadedImage, load_image, to_tensor
 from .weights import WeightsInfo
 
 
@@ -137,15 +137,9 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
     ``capture`` names layers of the catalog (see :func:`trufor_lab.list_layers`) to record
     during the same forward pass; they land in ``Result.captures``.
     """
-    loaded = load_image(image, exif_transpose=exif_transpose)
-    h, w = loaded.rgb.shape[:2]
-    if is_full_model(model) and min(h, w) < MIN_TRUFOR_SIDE:
-        raise ImageError(f"{loaded.name}: image is {w}x{h}; TruFor needs at least "
-                         f"{MIN_TRUFOR_SIDE} pixels on each side")
-    x = to_tensor(loaded.rgb, dtype=model_dtype(model), device=model_device(model))
+    loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     if model.training:
         warnings.warn("model is in training mode; analyze() expects model.eval()", stacklevel=2)
-    notice = model_notice(model)
     captures: dict[str, Any] = {}
     with torch.no_grad():
         if capture:
@@ -155,9 +149,26 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
             captures = dict(cap.tensors)
         else:
             out = model(x)
+    return make_result(model, loaded, out, name=name, captures=captures)
+
+
+def prepare_input(model: nn.Module, image: ImageLike, *, exif_transpose: bool = False
+                  ) -> tuple[LoadedImage, torch.Tensor]:
+    """Read ``image`` and make the model's input (RGB / 256 on its device and dtype)."""
+    loaded = load_image(image, exif_transpose=exif_transpose)
+    h, w = loaded.rgb.shape[:2]
+    if is_full_model(model) and min(h, w) < MIN_TRUFOR_SIDE:
+        raise ImageError(f"{loaded.name}: image is {w}x{h}; TruFor needs at least "
+                         f"{MIN_TRUFOR_SIDE} pixels on each side")
+    return loaded, to_tensor(loaded.rgb, dtype=model_dtype(model), device=model_device(model))
+
+
+def make_result(model: nn.Module, loaded: LoadedImage, out: Any, *, name: str | None = None,
+                captures: dict[str, Any] | None = None) -> Result:
+    """A :class:`Result` from a forward's output (``TruForOutput``, or a Noiseprint++ map)."""
     common = dict(image=loaded.rgb, name=name or loaded.name, weights=getattr(model, "weights_info", None),
-                  notice=notice, exif_orientation=loaded.exif_orientation, notes=loaded.notes,
-                  captures=captures)
+                  notice=model_notice(model), exif_orientation=loaded.exif_orientation, notes=loaded.notes,
+                  captures=captures or {})
     if not is_full_model(model):
         return Result(noiseprint=_np(out[0, 0]), **common)
     return Result(noiseprint=_np(out.noiseprint[0, 0]), map=_np(out.map[0]), conf=_np(out.conf[0]),

@@ -31,14 +31,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .analyze import MIN_TRUFOR_SIDE, Result, _np, model_device, model_dtype
-from .load import is_full_model, model_notice
+from .analyze import Result, make_result, model_device, model_dtype, prepare_input
 from .model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
                          noiseprint_tiled)
 from .model.noiseprint import Noiseprint
 from .model.segformer import SpatialReductionAttention
 from .model.trufor import TruFor, TruForOutput
-from .preprocess import ImageError, ImageLike, load_image, to_tensor
+from .preprocess import ImageLike
 
 MODES = ("exact", "fast")
 
@@ -193,16 +192,5 @@ def deviation(out: TruForOutput, ref: TruForOutput) -> dict[str, float]:
 def predict_result(model: TruFor | Noiseprint, image: ImageLike, mode: str | InferenceMode = "exact", *,
                    name: str | None = None, exif_transpose: bool = False) -> Result:
     """Like :func:`trufor_lab.analyze`, through :func:`predict` (exact and memory-lean by default)."""
-    loaded = load_image(image, exif_transpose=exif_transpose)
-    h, w = loaded.rgb.shape[:2]
-    if is_full_model(model) and min(h, w) < MIN_TRUFOR_SIDE:
-        raise ImageError(f"{loaded.name}: image is {w}x{h}; TruFor needs at least "
-                         f"{MIN_TRUFOR_SIDE} pixels on each side")
-    x = to_tensor(loaded.rgb, dtype=model_dtype(model), device=model_device(model))
-    out = predict(model, x, mode)
-    common = dict(image=loaded.rgb, name=name or loaded.name, weights=getattr(model, "weights_info", None),
-                  notice=model_notice(model), exif_orientation=loaded.exif_orientation, notes=loaded.notes)
-    if not is_full_model(model):
-        return Result(noiseprint=_np(out[0, 0]), **common)
-    return Result(noiseprint=_np(out.noiseprint[0, 0]), map=_np(out.map[0]), conf=_np(out.conf[0]),
-                  score=float(out.score[0]), det_logit=float(out.det_logit[0, 0]), **common)
+    loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
+    return make_result(model, loaded, predict(model, x, mode), name=name)
