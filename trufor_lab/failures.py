@@ -26,8 +26,6 @@ nor the rest):
 """
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
 import os
@@ -40,6 +38,7 @@ import numpy as np
 
 from .datasets import MaskConvention, read_mask
 from .evaluate import Evaluation, Table
+from .viz.widgets import StaticFallbackDisplay
 
 __all__ = ["F1_THRESHOLD", "GROUPS", "SCORE_THRESHOLD", "FailureGallery", "Group", "failure_gallery",
            "group_failures", "is_failure", "worst_cases"]
@@ -298,7 +297,7 @@ def failure_gallery(evaluation: EvaluationLike, k: int = 8, *, cases: Sequence[M
     return _render(ev, chosen, convention, panel_size, fig)
 
 
-class FailureGallery:
+class FailureGallery(StaticFallbackDisplay):
     """Browse failure cases one at a time with a dropdown (ipywidgets); without widgets it
     displays as the static :func:`failure_gallery` figure.
 
@@ -368,28 +367,6 @@ class FailureGallery:
             return self._png(self.gallery())
         except Exception:
             return None
-
-    def _repr_html_(self) -> str:
-        png = self._static_png()
-        if png is None:
-            return f"<pre>{html.escape(repr(self))} (could not render)</pre>"
-        return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """The widget view where widgets render, the static gallery PNG as fallback."""
-        bundle: dict[str, Any] = {"text/plain": repr(self)}
-        png = self._static_png()
-        if png is not None:
-            bundle["image/png"] = png
-        try:
-            box = self.widget
-            if box is not None:
-                view = box._repr_mimebundle_()
-                if view:
-                    bundle.update({k: v for k, v in view.items() if k != "text/plain"})
-        except Exception:
-            pass
-        return bundle
 
     def __repr__(self) -> str:
         return f"FailureGallery({len(self.cases)} case(s), selected {self.index})"

@@ -45,7 +45,42 @@ def _figure(figsize: tuple[float, float]):
     return Figure(figsize=figsize)
 
 
-class _Viewer:
+class StaticFallbackDisplay:
+    """Notebook display for objects with a ``widget`` and a ``_static_png()``: the widget view
+    where widgets render, with the static PNG in the same bundle as a fallback; never raises."""
+
+    widget: Any
+
+    def _static_png(self) -> bytes | None:  # pragma: no cover - overridden
+        return None
+
+    def _repr_png_(self) -> bytes | None:
+        return self._static_png()
+
+    def _repr_html_(self) -> str:
+        png = self._static_png()
+        if png is None:
+            return f"<pre>{html.escape(repr(self))} (could not render)</pre>"
+        return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The widget view where widgets render, with the static PNG as fallback in the same bundle."""
+        bundle: dict[str, Any] = {"text/plain": repr(self)}
+        png = self._static_png()
+        if png is not None:
+            bundle["image/png"] = png
+        try:
+            box = self.widget
+            if box is not None:
+                view = box._repr_mimebundle_()
+                if view:
+                    bundle.update({k: v for k, v in view.items() if k != "text/plain"})
+        except Exception:
+            pass
+        return bundle
+
+
+class _Viewer(StaticFallbackDisplay):
     """State dict -> matplotlib Figure -> PNG bytes -> ``ipywidgets.Image``; controls call :meth:`set`."""
 
     dpi: int = 72
@@ -175,30 +210,6 @@ class _Viewer:
         except Exception:
             return None
 
-    def _repr_png_(self) -> bytes | None:
-        return self._static_png()
-
-    def _repr_html_(self) -> str:
-        png = self._static_png()
-        if png is None:
-            return f"<pre>{html.escape(repr(self))} (could not render)</pre>"
-        return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """The widget view where widgets render, with the static PNG as fallback in the same bundle."""
-        bundle: dict[str, Any] = {"text/plain": repr(self)}
-        png = self._static_png()
-        if png is not None:
-            bundle["image/png"] = png
-        try:
-            box = self.widget
-            if box is not None:
-                view = box._repr_mimebundle_()
-                if view:
-                    bundle.update({k: v for k, v in view.items() if k != "text/plain"})
-        except Exception:
-            pass
-        return bundle
 
     def show(self) -> None:
         """Display in the notebook (the widget, or the static picture where widgets cannot render)."""
