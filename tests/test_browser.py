@@ -161,3 +161,115 @@ def test_slider_in_browser_redraws_viewer(driver, tampered2):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# the real widgets front end: a notebook served by Voila (Jupyter server + ipywidgets JS)
+# --------------------------------------------------------------------------------------------
+
+VIEWER_NOTEBOOK = """\
+import json, pathlib
+import numpy as np
+from trufor_lab.analyze import Result
+from trufor_lab.viz.widgets import ResultViewer
+
+img = np.load({image!r})
+yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
+heat = np.exp(-((yy - 48) ** 2 + (xx - 40) ** 2) / 400.0).astype(np.float32)
+result = Result(image=img, noiseprint=np.zeros(img.shape[:2], np.float32), map=heat,
+                conf=np.ones(img.shape[:2], np.float32), score=0.8, name="tampered2 crop")
+viewer = ResultViewer(result, opacity=0.1)
+state_file = pathlib.Path({state!r})
+viewer.controls["opacity"].observe(lambda ch: state_file.write_text(json.dumps(viewer.state)), names="value")
+viewer
+"""
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def voila_page(tmp_path, tampered2):
+    """Serve a notebook that displays a ResultViewer with Voila on 127.0.0.1; yields (url, state file)."""
+    import os
+    import subprocess
+    import sys
+    import socket
+    import time
+
+    import nbformat
+    pytest.importorskip("voila")
+    np.save(tmp_path / "image.npy", tampered2[64:160, 64:160].copy())
+    state = tmp_path / "state.json"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(VIEWER_NOTEBOOK.format(image=str(tmp_path / "image.npy"),
+                                                                 state=str(state)))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "viewer.ipynb")
+    port = _free_port()
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "MPLBACKEND": "Agg"}
+    log = open(tmp_path / "voila.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "voila", str(tmp_path / "viewer.ipynb"), "--no-browser",
+                             f"--port={port}", "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
+                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:  # a TCP connect only: requesting the page would start a second kernel
+                with socket.create_connection(("127.0.0.1", port), timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("voila did not start:\n" + (tmp_path / "voila.log").read_text()[-2000:])
+                time.sleep(0.3)
+        yield url, state
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_slider_in_voila_redraws_viewer(driver, voila_page):
+    """A person's view: the notebook's widgets rendered by the ipywidgets front end; pressing the
+    arrow key on the opacity slider makes the kernel redraw and the shown picture change."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, state = voila_page
+    driver.set_window_size(1000, 640)
+    driver.get(url)  # Voila runs the notebook, then streams the widget views into the page
+    wait = WebDriverWait(driver, 90)
+    try:
+        img = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img.widget-image"))[0]
+    except TimeoutException:
+        pytest.fail("no viewer image in the Voila page: " + driver.find_element(By.TAG_NAME, "body").text[-1500:])
+    wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img))
+    ARTIFACTS.mkdir(exist_ok=True)
+    src0, shot0 = img.get_attribute("src"), img.screenshot_as_png
+    driver.save_screenshot(str(ARTIFACTS / "voila_viewer_before.png"))
+
+    slider = driver.find_elements(By.CSS_SELECTOR, ".widget-slider")[0]  # the first one is opacity
+    assert "opacity" in slider.text
+    handle = slider.find_element(By.CSS_SELECTOR, ".noUi-handle")
+    driver.execute_script("arguments[0].focus()", handle)
+    for _ in range(6):  # 6 steps of 0.05
+        handle.send_keys(Keys.ARROW_RIGHT)
+    wait.until(lambda d: img.get_attribute("src") != src0)
+    wait.until(lambda d: slider.find_element(By.CSS_SELECTOR, ".widget-readout").text == "0.40")
+    wait.until(lambda d: state.exists() and abs(json.loads(state.read_text())["opacity"] - 0.4) < 1e-9)
+    wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img))
+    driver.save_screenshot(str(ARTIFACTS / "voila_viewer_after.png"))
+    before, after = _pixels(shot0), _pixels(img.screenshot_as_png)
+    assert before.shape == after.shape and np.abs(before - after).mean() > 1.0  # visibly different

@@ -50,7 +50,7 @@ from .model import MIT_B0, TruFor, TruForConfig, extract_state_dict, read_checkp
 __all__ = [
     "PHASES", "TRAINABLE", "TrainConfig", "TrainResult", "EvalResult", "train", "train_phases",
     "build_model", "set_phase", "builtin_images", "synthetic_scene", "ForgeryStream",
-    "evaluate", "heldout_set", "export_checkpoint", "read_log", "plot_log", "register_cli",
+    "evaluate", "heldout_set", "DEMO_MODEL", "DEMO_STEPS", "demo_config", "demo_heldout", "export_checkpoint", "read_log", "plot_log", "register_cli",
 ]
 
 PHASES = ("localization", "confidence", "detection")
@@ -66,6 +66,8 @@ _SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemis
                   "coins", "brick", "grass", "gravel", "clock", "cell")
 #: Synthetic scene seeds at or above this value are reserved for held-out data.
 HELDOUT_SCENE_SEED = 1_000_000
+#: Local edits that change the processing trace (``ForgeryStream(traceable=True)``).
+TRACEABLE_EDITS = ("resample", "blur", "sharpen")
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +106,12 @@ class TrainConfig:
     jpeg_quality: tuple[int, int] = (65, 100)
     #: ``"none"``, ``"h"`` or ``"hv"``: random flips (grid-preserving, see module doc).
     flips: str = "hv"
+    #: Photograph the pristine sources with random simulated cameras (see :class:`ForgeryStream`).
+    camera: bool = False
+    #: Forgery kinds to draw from (default: all of ``trufor_lab.forgeries.FORGERIES``).
+    kinds: tuple[str, ...] | None = None
+    #: Only trace-changing variants of copy-move and local edits (see :class:`ForgeryStream`).
+    traceable: bool = False
     #: > 0: generate this many examples once and precompute their Noiseprint++ maps (CPU speed-up);
     #: training crops are then taken from them at multiples of 8. 0: everything on the fly.
     precompute: int = 0
@@ -287,24 +295,43 @@ def _flip(rng: np.random.Generator, arrays: Sequence[np.ndarray], flips: str) ->
 
 class ForgeryStream:
     """Training examples ``(rgb uint8 (S, S, 3), mask bool (S, S), label)`` from pristine images
-    (forged on the fly or kept pristine) and user datasets. Deterministic given the rng."""
+    (forged on the fly or kept pristine) and user datasets. Deterministic given the rng.
+
+    ``camera=True`` treats the pristine images as *scenes*: each is downscaled by 2 once (to
+    wash out its own processing traces) and every example is photographed by a random
+    :class:`trufor_lab.camera.Camera`; a splice's donor is shot by another random camera, so
+    spliced content carries a different in-camera trace, as in real splicing.
+    ``kinds`` restricts the forgery kinds; ``traceable=True`` draws only variants that change
+    the local processing trace (copy-move always rotated/rescaled, local edits only
+    resample/blur/sharpen), i.e. what Noiseprint++ can in principle see.
+    """
 
     def __init__(self, images: Sequence[np.ndarray], datasets: Sequence[Any] = (), *,
                  forged_fraction: float = 0.5, dataset_fraction: float = 0.5, jpeg_prob: float = 0.7,
-                 jpeg_quality: tuple[int, int] = (65, 100), flips: str = "hv") -> None:
+                 jpeg_quality: tuple[int, int] = (65, 100), flips: str = "hv", camera: bool = False,
+                 kinds: Sequence[str] | None = None, traceable: bool = False) -> None:
+        from .camera import downscale
+        from .forgeries import FORGERIES
         self.images = [np.asarray(a, dtype=np.uint8)[..., :3] for a in images]
+        if camera:
+            self.images = [downscale(a, 2) if min(a.shape[:2]) >= 128 else a for a in self.images]
         self.samples = [(ds, s) for ds in datasets for s in ds if s.label == 0 or s.mask_path is not None]
         if not self.images and not self.samples:
             raise ValueError("no training images: give pristine images or datasets with masks")
+        self.kinds = tuple(kinds or FORGERIES)
+        bad = [k for k in self.kinds if k not in FORGERIES]
+        if bad:
+            raise ValueError(f"unknown forgery kind(s) {bad}; choose from {sorted(FORGERIES)}")
         self.forged_fraction = forged_fraction
         self.dataset_fraction = dataset_fraction if self.images else 1.0
         self.jpeg_prob, self.jpeg_quality, self.flips = jpeg_prob, jpeg_quality, flips
+        self.camera, self.traceable = camera, traceable
 
     def example(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, int]:
         if self.samples and rng.random() < self.dataset_fraction:
             rgb, mask, label = self._dataset_example(rng, size)
         else:
-            rgb, mask, label = self._synthetic_example(rng, size)
+            rgb, mask, label, _ = self.synthetic(rng, size)
         rgb, mask = _flip(rng, [rgb, mask], self.flips)
         return rgb, mask, label
 
@@ -314,25 +341,44 @@ class ForgeryStream:
         rgb = load_image(s.image_path).rgb
         mask = ds.load_mask(s) if s.mask_path is not None else np.zeros(rgb.shape[:2], bool)
         rgb, mask = _grid_crop(rng, [rgb, mask], size)
-        return rgb, mask, int(s.label)
+        return rgb, mask, int(s.label and mask.any()) if s.mask_path is not None else int(s.label)
 
-    def _synthetic_example(self, rng, size):
-        from .forgeries import random_forgery
+    def _source(self, rng: np.random.Generator, i: int, size: int) -> np.ndarray:
+        (img,) = _grid_crop(rng, [self.images[i]], size)
+        if self.camera:
+            from .camera import Camera
+            img = Camera.random(rng).capture(img, rng)
+        return img
+
+    def _forge(self, rng: np.random.Generator, rgb: np.ndarray, donor: np.ndarray | None):
+        from .forgeries import _random_params, make_forgery
+        pool = [k for k in self.kinds if donor is not None or k != "splice"] or ["copy_move"]
+        kind = pool[int(rng.integers(len(pool)))]
+        params = _random_params(kind, rng)
+        if self.traceable and kind == "copy_move" and params["rotation"] == 0 and params["scale"] == 1:
+            params = {"rotation": float(round(rng.uniform(-30, 30), 2)),
+                      "scale": float(round(rng.uniform(0.8, 1.25), 3))}
+        if self.traceable and kind == "local_edit" and params["op"] not in TRACEABLE_EDITS:
+            params["op"] = TRACEABLE_EDITS[int(rng.integers(len(TRACEABLE_EDITS)))]
+        return make_forgery(kind, rgb, donor, seed=int(rng.integers(2 ** 31)), **params)
+
+    def synthetic(self, rng: np.random.Generator, size: int, forged: bool | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, int, str]:
+        """One synthetic example ``(rgb, mask, label, kind)``; ``forged`` forces the label."""
         from .jpeg import jpeg_compress
         n = len(self.images)
         i = int(rng.integers(n))
-        (rgb,) = _grid_crop(rng, [self.images[i]], size)
+        rgb = self._source(rng, i, size)
         mask = np.zeros((size, size), bool)
-        label = 0
-        kind = "pristine"
-        if rng.random() < self.forged_fraction:
+        label, kind = 0, "pristine"
+        if forged if forged is not None else rng.random() < self.forged_fraction:
             j = int(rng.integers(n))
-            (donor,) = _grid_crop(rng, [self.images[j]], size)
-            f = random_forgery(rgb, donor if j != i or n == 1 else None, seed=int(rng.integers(2 ** 31)))
+            donor = self._source(rng, j, size) if (j != i or n == 1 or self.camera) else None
+            f = self._forge(rng, rgb, donor)
             rgb, mask, label, kind = f.image, f.mask, 1, f.kind
         if kind != "double_jpeg" and rng.random() < self.jpeg_prob:
             rgb = jpeg_compress(rgb, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
-        return rgb, mask, label
+        return rgb, mask, label, kind
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,11 +597,16 @@ class _Pool:
             return
         from tqdm.auto import tqdm
         rgbs, masks, labels, nps = [], [], [], []
-        for i in tqdm(range(cfg.precompute), desc="precomputing Noiseprint++", disable=not progress):
-            rgb, mask, label = stream.example(np.random.default_rng([cfg.seed, 7, i]), size)
-            t, _, _ = _to_batch([(rgb, mask, label)], device)
-            nps.append(_noiseprint(model, t)[0, 0].cpu().numpy().astype(np.float32))
-            rgbs.append(rgb), masks.append(mask), labels.append(label)
+        # oneDNN convolutions (CPU) are ~2.5x faster and ~1e-5 from the exact map: fine for training
+        onednn, model.dncnn.onednn = model.dncnn.onednn, True
+        try:
+            for i in tqdm(range(cfg.precompute), desc="precomputing Noiseprint++", disable=not progress):
+                rgb, mask, label = stream.example(np.random.default_rng([cfg.seed, 7, i]), size)
+                t, _, _ = _to_batch([(rgb, mask, label)], device)
+                nps.append(_noiseprint(model, t)[0, 0].cpu().numpy().astype(np.float32))
+                rgbs.append(rgb), masks.append(mask), labels.append(label)
+        finally:
+            model.dncnn.onednn = onednn
         self.rgb, self.mask = np.stack(rgbs), np.stack(masks)
         self.label, self.np = np.array(labels), np.stack(nps)
         tmp = cache.with_name(cache.stem + ".tmp.npz")
@@ -567,7 +618,7 @@ class _Pool:
         for _ in range(n):
             i = int(rng.integers(len(self.rgb)))
             rgb, mask, npm = _grid_crop(rng, [self.rgb[i], self.mask[i], self.np[i]], crop)
-            ex.append((rgb, mask, int(self.label[i])))
+            ex.append((rgb, mask, int(self.label[i] and mask.any())))  # forged region may be cropped out
             nps.append(npm)
         rgb, mask, label = _to_batch(ex, device)
         return rgb, torch.from_numpy(np.stack(nps))[:, None].to(device), mask, label
@@ -610,7 +661,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         log_path.unlink()
     stream = ForgeryStream(_images(cfg), cfg.datasets, forged_fraction=cfg.forged_fraction,
                            dataset_fraction=cfg.dataset_fraction, jpeg_prob=cfg.jpeg_prob,
-                           jpeg_quality=cfg.jpeg_quality, flips=cfg.flips)
+                           jpeg_quality=cfg.jpeg_quality, flips=cfg.flips, camera=cfg.camera,
+                           kinds=cfg.kinds, traceable=cfg.traceable)
     pool = _Pool(model, stream, cfg, device, out, cfg.progress) if cfg.precompute and step < cfg.steps else None
     last = {"loss": float("nan")}
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.phase}", disable=not cfg.progress)
@@ -671,29 +723,69 @@ def train_phases(cfg: TrainConfig, steps: dict[str, int] | None = None) -> dict[
     return results
 
 
+#: Architecture of the shipped demo model (between the tiny test model and MiT-B0).
+DEMO_MODEL = TruForConfig(embed_dims=(24, 48, 96, 192), depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
+                          decoder_embed_dim=96)
+#: Steps per phase of the demo recipe.
+DEMO_STEPS = {"localization": 6000, "confidence": 400, "detection": 800}
+
+
+def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> TrainConfig:
+    """The recipe of ``weights/trufor_demo.pt`` (see ``weights/DEMO_MODEL_CARD.md``): built-in
+    scenes shot by random simulated cameras, trace-changing forgeries of every kind, 128 px
+    crops of 1200 precomputed 192 px examples. Pass ``train_phases(demo_config(), DEMO_STEPS)``."""
+    base = dict(out_dir=out_dir, model=DEMO_MODEL, batch_size=16, crop=128, lr=1e-3, warmup=200,
+                forged_fraction=0.6, jpeg_prob=0.3, jpeg_quality=(75, 100), camera=True, traceable=True,
+                precompute=1200, precompute_size=192, cache_dir=str(Path(out_dir) / "cache"),
+                pristine=None, checkpoint_every=200)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def demo_heldout(n: int = 80, size: int = 256) -> list:
+    """The demo model's held-out test: same generator as :func:`demo_config`, test scenes only."""
+    return heldout_set(n, size, camera=True, traceable=True, final_jpeg=(75, 100), final_jpeg_prob=0.3)
+
+
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
 
-def heldout_set(n: int = 40, size: int = 256, seed: int = 12345, final_jpeg: tuple[int, int] | None = (70, 100)
-                ) -> list:
+def heldout_set(n: int = 40, size: int = 256, seed: int = 12345, final_jpeg: tuple[int, int] | None = (70, 100),
+                *, camera: bool = False, kinds: Sequence[str] | None = None, traceable: bool = False,
+                final_jpeg_prob: float = 1.0) -> list:
     """``n`` held-out items (half pristine, half random forgeries) from sources never used in
-    training (:func:`builtin_images` ``"test"``); pristine and forged share the final-JPEG policy."""
+    training (:func:`builtin_images` ``"test"``); pristine and forged share the final-JPEG policy
+    (applied with probability ``final_jpeg_prob``). ``camera``, ``kinds`` and ``traceable`` as in
+    :class:`ForgeryStream` (with ``camera=True`` every item is shot by its own random camera)."""
     from dataclasses import replace
-    from .forgeries import pristine
-    rng = np.random.default_rng(seed)
-    stream = ForgeryStream(builtin_images("test", n_scenes=12), forged_fraction=0.0, jpeg_prob=0.0, flips="none")
-    items = []
-    from .forgeries import random_forgery
+    from .forgeries import Forgery, pristine
     from .jpeg import jpeg_compress
+    rng = np.random.default_rng(seed)
+    if camera:
+        stream = ForgeryStream(builtin_images("test", n_scenes=12, scene_size=2 * size), camera=True,
+                               kinds=kinds, traceable=traceable, flips="none",
+                               jpeg_prob=final_jpeg_prob if final_jpeg else 0.0,
+                               jpeg_quality=tuple(final_jpeg or (100, 100)))
+        items = []
+        for i in range(n):
+            rgb, mask, label, kind = stream.synthetic(rng, size, forged=i % 2 == 1)
+            items.append(Forgery(rgb, mask, kind, {"camera": True}, ("test",), label=label,
+                                 name=f"heldout{i}_{kind}"))
+        return items
+    stream = ForgeryStream(builtin_images("test", n_scenes=12), forged_fraction=0.0, jpeg_prob=0.0, flips="none",
+                           kinds=kinds, traceable=traceable)
+    items = []
     for i in range(n):
         img, _, _ = stream.example(rng, size)
-        q = int(rng.integers(final_jpeg[0], final_jpeg[1] + 1)) if final_jpeg else None
+        q = None
+        if final_jpeg is not None and (final_jpeg_prob >= 1 or rng.random() < final_jpeg_prob):
+            q = int(rng.integers(final_jpeg[0], final_jpeg[1] + 1))
         if i % 2 == 0:
             items.append(pristine(img, final_jpeg=q, name=f"heldout{i}_pristine"))
             continue
         donor, _, _ = stream.example(rng, size)
-        f = random_forgery(img, donor, seed=int(rng.integers(2 ** 31)))
+        f = stream._forge(rng, img, donor)
         if q is not None and f.kind != "double_jpeg":
             f = replace(f, image=jpeg_compress(f.image, q))
         items.append(replace(f, name=f"heldout{i}_{f.kind}"))
