@@ -163,3 +163,25 @@ def test_memory_estimates_for_a_24_megapixel_photo():
     assert estimate_plain_peak(4000, 6000, device_type="cpu") > 24e9
     # chunk sizes follow the budget: a tiny budget still runs (one row, one query at a time)
     assert estimate_lean_peak(64, 64, budget_bytes=0)["peak"] > 0
+
+
+def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_model, small_image, monkeypatch):
+    """analyze() picks the lean forward when the plain one would not fit (simulated here by
+    pretending little memory is free): same answer, a note in the result; capture is refused
+    with a one-line reason instead of exhausting memory."""
+    import trufor_lab.inference as inf
+    plain = tl.analyze(recipe_model, small_image)
+    assert not any("lean" in n for n in plain.notes)
+    need = inf.plain_peak_bytes(recipe_model, tl.preprocess.to_tensor(small_image))
+    monkeypatch.setattr(inf, "free_memory_bytes", lambda device: need // 2)
+    lean = tl.analyze(recipe_model, small_image)
+    assert any("memory-lean exact forward" in n for n in lean.notes)
+    assert np.abs(lean.map - plain.map).max() < TOL and abs(lean.score - plain.score) < TOL
+    assert np.array_equal(lean.noiseprint, plain.noiseprint)
+    with pytest.raises(tl.ImageError, match=r"cannot capture layers of a 96x96 image \(needs about"):
+        tl.analyze(recipe_model, small_image, capture=["rgb.stage1.out"])
+    forced_plain = tl.analyze(recipe_model, small_image, lean=False)  # the caller's choice wins
+    assert not any("lean" in n for n in forced_plain.notes)
+    # Noiseprint++ alone is routed too (tiled, bit-identical to the full convolution)
+    np_only = tl.analyze(recipe_model.dncnn, small_image)
+    assert np.array_equal(np_only.noiseprint, plain.noiseprint) and np_only.notes

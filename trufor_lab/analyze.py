@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import os
@@ -131,24 +132,54 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None = None,
-            exif_transpose: bool = False, name: str | None = None, **capture_kwargs: Any) -> Result:
+            exif_transpose: bool = False, name: str | None = None, lean: bool | None = None,
+            **capture_kwargs: Any) -> Result:
     """Run ``model`` (TruFor or Noiseprint++ alone) on one image and return a :class:`Result`.
 
     ``capture`` names layers of the catalog (see :func:`trufor_lab.list_layers`) to record
     during the same forward pass; they land in ``Result.captures``.
+
+    ``lean``: run the memory-lean exact forward (:mod:`trufor_lab.model.lean`; same answer
+    within float32 rounding, bounded memory). ``None`` (default): only when the plain forward
+    would not fit in free memory, e.g. a 12-24 MP photo; ``Result.notes`` then says so. Layer
+    capture needs the plain forward: an image too large for it is refused with a clear error
+    rather than exhausting memory.
     """
     loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     if model.training:
         warnings.warn("model is in training mode; analyze() expects model.eval()", stacklevel=2)
+    from .inference import plain_fits, plain_peak_bytes, predict
+    from .model.lean import free_memory_bytes
+    from .model.noiseprint import Noiseprint
+    from .model.trufor import TruFor
+    known = isinstance(model, (TruFor, Noiseprint))
+    if lean and not known:
+        raise TypeError(f"lean=True needs TruFor or Noiseprint, not {type(model).__name__}")
+    fits = True if lean is False or not known else plain_fits(model, x)
+    use_lean = bool(lean) or not fits
     captures: dict[str, Any] = {}
+    notes = loaded.notes
     with torch.no_grad():
         if capture:
+            if use_lean:
+                need, free = plain_peak_bytes(model, x), free_memory_bytes(x.device)
+                why = (f"needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free" if not fits
+                       else "lean=True was asked for")
+                raise ImageError(f"{loaded.name}: cannot capture layers of a {x.shape[3]}x{x.shape[2]} image "
+                                 f"({why}): layer capture needs the plain forward; crop the image or "
+                                 "analyze without capture")
             from .hooks import capture as capture_ctx
             with capture_ctx(model, capture, **capture_kwargs) as cap:
                 out = model(x)
             captures = dict(cap.tensors)
+        elif use_lean:
+            out = predict(model, x, "exact")
+            if not fits:
+                notes = (*notes, f"memory-lean exact forward (the plain one would need about "
+                                 f"{plain_peak_bytes(model, x) / 2**30:.1f} GiB)")
         else:
             out = model(x)
+    loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
     return make_result(model, loaded, out, name=name, captures=captures)
 
 

@@ -41,8 +41,8 @@ from .preprocess import ImageLike
 
 MODES = ("exact", "fast")
 
-__all__ = ["MODES", "InferenceMode", "attention_override", "deviation", "predict", "predict_result",
-           "resolve_mode"]
+__all__ = ["MODES", "InferenceMode", "attention_override", "deviation", "plain_fits", "plain_peak_bytes",
+           "predict", "predict_result", "resolve_mode"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,11 +117,22 @@ def _compiled(model: nn.Module) -> nn.Module:
     return _COMPILED[model]
 
 
-def _plain_fits(model: TruFor, x: torch.Tensor, impl: str) -> bool:
+def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str = "sdpa") -> int:
+    """Rough peak bytes of the plain ``model(x)`` forward (TruFor, or Noiseprint++ alone)."""
     h, w = x.shape[2:]
-    need = x.shape[0] * estimate_plain_peak(h, w, model.cfg, x.device.type, impl,
-                                            torch.finfo(x.dtype).bits // 8)
-    return need < 0.8 * free_memory_bytes(x.device)
+    size = torch.finfo(x.dtype).bits // 8
+    if isinstance(model, Noiseprint):  # 64-channel maps (+ a 9x im2col copy on the CPU)
+        return int(x.shape[0] * 64 * (2 + (9 if x.device.type == "cpu" else 1)) * h * w * size)
+    return int(x.shape[0] * estimate_plain_peak(h, w, model.cfg, x.device.type, impl, size))
+
+
+def plain_fits(model: nn.Module, x: torch.Tensor, impl: str = "sdpa") -> bool:
+    """Whether the plain forward's estimated peak fits in 80% of the free memory of ``x``'s device."""
+    return plain_peak_bytes(model, x, impl) < 0.8 * free_memory_bytes(x.device)
+
+
+def _plain_fits(model: TruFor, x: torch.Tensor, impl: str) -> bool:
+    return plain_fits(model, x, impl)
 
 
 def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMode = "exact", *,
