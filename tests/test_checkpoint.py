@@ -75,7 +75,7 @@ def test_load_finds_checkpoint_from_env(recipe_ckpt, monkeypatch):
 def test_load_without_checkpoint_gives_noiseprint_only(monkeypatch, tmp_path):
     monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
     monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path))  # empty: no full checkpoint there
-    m = tl.load()
+    m = tl.load(demo=False)
     assert isinstance(m, Noiseprint)
     assert m.weights_info.kind == "noiseprint" and m.weights_info.verified
     assert m.weights_info.sha256 == W.NOISEPRINT_SHA256

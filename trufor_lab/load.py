@@ -38,7 +38,8 @@ def load_trufor(path: str | os.PathLike, *, device: str | torch.device | None = 
     cfg = MIT_B2
     if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
         cfg = TruForConfig.from_dict(obj["config"])
-        kind = obj.get("kind", "custom") if kind == "official" else kind
+        if kind == "official":  # a file with its own config is never the official checkpoint
+            kind = obj.get("kind") if obj.get("kind") in ("demo", "custom") else "custom"
     model = TruFor(cfg)
     strict_load(model, extract_state_dict(obj, str(path)), str(path))
     model.weights_info = W.describe(path, kind)
@@ -59,21 +60,23 @@ def load_noiseprint(path: str | os.PathLike | None = None, *, device: str | torc
 
 
 def load(weights: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
-         precision: str = "float32", fallback: bool = True) -> nn.Module:
+         precision: str = "float32", fallback: bool = True, demo: bool = True) -> nn.Module:
     """The best model available: ``weights`` (or the installed official checkpoint), else the
-    embedded demo model, else Noiseprint++ alone (which gives no localization and no score).
+    embedded demo model (``weights/trufor_demo.pt``, see its model card), else Noiseprint++
+    alone (which gives no localization and no score).
 
-    The returned module carries ``weights_info`` saying which; nothing untrained is ever
-    returned. ``fallback=False`` raises instead of falling back.
+    The returned module carries ``weights_info`` saying which, and :func:`banner` shows what
+    that means; nothing untrained is ever returned. ``fallback=False`` raises instead of
+    falling back; ``demo=False`` skips the demo model.
     """
     ckpt = W.find_checkpoint(weights)
     if ckpt is not None:
         return load_trufor(ckpt, device=device, precision=precision)
     if not fallback:
         raise W.WeightsError("no TruFor checkpoint installed: " + W.HOW_TO_GET)
-    demo = W.find_demo()
-    if demo is not None:
-        return load_trufor(demo, device=device, precision=precision, kind="demo")
+    demo_path = W.find_demo() if demo else None
+    if demo_path is not None:
+        return load_trufor(demo_path, device=device, precision=precision, kind="demo")
     return load_noiseprint(device=device, precision=precision)
 
 
