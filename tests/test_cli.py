@@ -83,11 +83,28 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, with_weights, capsys
     assert "1 analyzed, 0 skipped (output exists), 5 failed" in cap.out
 
 
-def test_without_checkpoint_the_main_job_gives_noiseprint_and_says_why(tmp_path, monkeypatch, capsys, shared_dir):
+def test_without_checkpoint_the_main_job_uses_the_demo_model_and_says_so(tmp_path, monkeypatch, capsys, shared_dir):
+    """The README's main command on a fresh machine: the shipped demo model gives a map and a
+    score, and one note says these are demo weights and how to get the official ones."""
     monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
     monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "empty"))
     out = tmp_path / "o"
-    assert main(["analyze", str(shared_dir / "images" / "tampered2.png"), "-o", str(out), "-q"]) == 0
+    assert main(["analyze", str(shared_dir / "images" / "tampered2.png"), "-o", str(out)]) == 0
+    cap = capsys.readouterr()
+    notes = [ln for ln in cap.err.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "Demo weights" in notes[0] and "weights download" in notes[0]
+    assert "tampered2.png: score" in cap.out
+    d = np.load(out / "tampered2.png.npz")
+    assert set(d.files) == {"map", "conf", "score", "imgsize"}
+    assert d["map"].shape == tuple(d["imgsize"]) and 0 <= float(d["score"]) <= 1
+
+
+def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(tmp_path, monkeypatch, capsys,
+                                                                                  shared_dir):
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "empty"))
+    out = tmp_path / "o"
+    assert main(["analyze", str(shared_dir / "images" / "tampered2.png"), "-o", str(out), "-q", "--no-demo"]) == 0
     cap = capsys.readouterr()
     notes = [ln for ln in cap.err.splitlines() if ln.startswith("note:")]
     assert len(notes) == 1 and "official TruFor checkpoint" in notes[0] and "weights download" in notes[0]

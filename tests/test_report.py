@@ -217,7 +217,7 @@ def test_cli_report_without_checkpoint_and_pdf(tmp_path, images, monkeypatch, ca
     monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
     monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
     out = tmp_path / "r.html"
-    assert main(["report", str(images[1]), "-o", str(out), "--device", "cpu", "--pdf", "-q"]) == 0
+    assert main(["report", str(images[1]), "-o", str(out), "--device", "cpu", "--pdf", "-q", "--no-demo"]) == 0
     doc = out.read_text(encoding="utf-8")
     assert_self_contained(doc)
     assert "Noiseprint++ only" in doc and "earlier.jpg" in doc

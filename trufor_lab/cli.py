@@ -85,7 +85,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return 1
     outs = _outputs(pairs, args.output)
     try:
-        model = load(args.weights, device=args.device, precision=args.precision)
+        model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
     except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
         _err(str(e).splitlines()[0])
         return 2
@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
     a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     a.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    a.add_argument("--no-demo", action="store_true",
+                   help="without a TruFor checkpoint, give Noiseprint++ only instead of the demo model")
     a.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
     a.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     a.add_argument("-q", "--quiet", action="store_true")

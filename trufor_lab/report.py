@@ -463,6 +463,8 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="another version of the same picture (e.g. the earlier post) to compare with")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     r.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    r.add_argument("--no-demo", action="store_true",
+                   help="without a TruFor checkpoint, report Noiseprint++ only instead of the demo model")
     r.add_argument("--pdf", action="store_true", help="also write a PDF (same name, .pdf) with matplotlib")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_report)
@@ -493,7 +495,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     provenance.name = _display_name(provenance.name)
     try:
-        model = load(args.weights, device=args.device, precision=args.precision)
+        model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
     except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
         _err(str(e))
         return 2

@@ -28,6 +28,8 @@ TRUFOR_FILE = "trufor.pth.tar"
 TRUFOR_ZIP_URL = "https://www.grip.unina.it/download/prog/TruFor/TruFor_weights.zip"
 TRUFOR_ZIP_MD5 = "7bee48f3476c75616c3c5721ab256ff8"
 DEMO_FILE = "trufor_demo.pt"
+#: sha256 of the demo model shipped in weights/ (see weights/DEMO_MODEL_CARD.md).
+DEMO_SHA256 = "to-be-set"
 LICENSE_FILE = "LICENSE-GRIP-UNINA.txt"
 LICENSE_NOTE = ("GRIP-UNINA research licence: nonprofit research use only, notices kept, "
                 "cite Guillaro et al., CVPR 2023")
@@ -160,6 +162,9 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
         note = ("official TruFor, verified download (zip MD5 " + TRUFOR_ZIP_MD5 + ")" if verified
                 else "TruFor checkpoint (no verified download record)")
         return WeightsInfo("official" if verified else "custom", str(p), digest, verified, note=note)
+    if kind == "demo" and digest == DEMO_SHA256:
+        return WeightsInfo("demo", str(p), digest, True,
+                           note="trufor_lab demo model (small, trained on simulated cameras; weights/DEMO_MODEL_CARD.md)")
     return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
 
 
