@@ -1,6 +1,8 @@
-"""End to end in headless Chromium: a page on a loopback server shows a ResultViewer's PNG; moving
+"""End to end in headless Chromium. (1) A page on a loopback server shows a ResultViewer's PNG; moving
 the page's range input fetches the server, which drives the viewer's Python API and answers the
-new PNG; the shown image must change. Screenshots go to test-artifacts/."""
+new PNG; the shown image must change. (2) The real thing: a notebook with a ResultViewer served
+by Voila and by JupyterLab, its widgets drawn by the ipywidgets front end, a slider moved with
+the keyboard, the kernel redraws. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import base64
@@ -192,42 +194,54 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def voila_page(tmp_path, tampered2):
-    """Serve a notebook that displays a ResultViewer with Voila on 127.0.0.1; yields (url, state file)."""
+@pytest.fixture(params=["voila", "jupyterlab"])
+def notebook_page(request, tmp_path, tampered2):
+    """A notebook that displays a ResultViewer, served on 127.0.0.1 by Voila (which runs it on
+    page load) or by JupyterLab (the test runs it from the Run menu, as a person would).
+    Yields (front end, url, state file)."""
     import os
+    import socket
     import subprocess
     import sys
-    import socket
     import time
 
     import nbformat
-    pytest.importorskip("voila")
-    np.save(tmp_path / "image.npy", tampered2[64:160, 64:160].copy())
+    front = request.param
+    pytest.importorskip("voila" if front == "voila" else "jupyterlab")
+    root = tmp_path / "nb"
+    root.mkdir()
+    np.save(root / "image.npy", tampered2[64:160, 64:160].copy())
     state = tmp_path / "state.json"
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(VIEWER_NOTEBOOK.format(image=str(tmp_path / "image.npy"),
-                                                                 state=str(state)))]
+    nb.cells = [nbformat.v4.new_code_cell(VIEWER_NOTEBOOK.format(image=str(root / "image.npy"), state=str(state)))]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "viewer.ipynb")
+    nbformat.write(nb, root / "viewer.ipynb")
     port = _free_port()
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "MPLBACKEND": "Agg"}
-    log = open(tmp_path / "voila.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "voila", str(tmp_path / "viewer.ipynb"), "--no-browser",
-                             f"--port={port}", "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
-                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "MPLBACKEND": "Agg", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    if front == "voila":
+        cmd = [sys.executable, "-m", "voila", str(root / "viewer.ipynb"), "--no-browser", f"--port={port}",
+               "--Voila.ip=127.0.0.1", "--show_tracebacks=True"]
+        url = f"http://127.0.0.1:{port}/"
+    else:
+        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
+               "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+               "--LabApp.news_url=None", f"--ServerApp.root_dir={root}"]
+        url = f"http://127.0.0.1:{port}/lab/tree/viewer.ipynb"
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 90
         while True:
-            try:  # a TCP connect only: requesting the page would start a second kernel
+            try:  # a TCP connect only: requesting a Voila page would start a second kernel
                 with socket.create_connection(("127.0.0.1", port), timeout=2):
                     break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail("voila did not start:\n" + (tmp_path / "voila.log").read_text()[-2000:])
+                    pytest.fail(f"{front} did not start:\n" + (tmp_path / "server.log").read_text()[-2000:])
                 time.sleep(0.3)
-        yield url, state
+        yield front, url, state
     finally:
         proc.terminate()
         try:
@@ -237,28 +251,37 @@ def voila_page(tmp_path, tampered2):
         log.close()
 
 
-def test_slider_in_voila_redraws_viewer(driver, voila_page):
-    """A person's view: the notebook's widgets rendered by the ipywidgets front end; pressing the
-    arrow key on the opacity slider makes the kernel redraw and the shown picture change."""
+def test_slider_in_a_notebook_front_end_redraws_viewer(driver, notebook_page):
+    """A person's view: the notebook's widgets rendered by the ipywidgets front end (Voila or
+    JupyterLab); pressing the arrow key on the opacity slider makes the kernel redraw and the
+    shown picture change."""
     import json
 
-    from selenium.webdriver.common.by import By
     from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, state = voila_page
-    driver.set_window_size(1000, 640)
-    driver.get(url)  # Voila runs the notebook, then streams the widget views into the page
-    wait = WebDriverWait(driver, 90)
+    front, url, state = notebook_page
+    driver.set_window_size(1200, 800)
+    driver.get(url)
+    wait = WebDriverWait(driver, 120)
+    if front == "jupyterlab":  # Run > Run All Cells
+        menu = "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']"
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell") and d.find_elements(By.XPATH, menu))
+        driver.find_element(By.XPATH, menu).click()
+        wait.until(lambda d: d.find_elements(
+            By.XPATH, "//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']"))[0].click()
     try:
         img = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img.widget-image"))[0]
     except TimeoutException:
-        pytest.fail("no viewer image in the Voila page: " + driver.find_element(By.TAG_NAME, "body").text[-1500:])
+        pytest.fail(f"no viewer image in the {front} page: " + driver.find_element(By.TAG_NAME, "body").text[-1500:])
     wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img))
     ARTIFACTS.mkdir(exist_ok=True)
+    center = "arguments[0].scrollIntoView({block: 'center'})"  # whole picture in the viewport
+    driver.execute_script(center, img)
     src0, shot0 = img.get_attribute("src"), img.screenshot_as_png
-    driver.save_screenshot(str(ARTIFACTS / "voila_viewer_before.png"))
+    driver.save_screenshot(str(ARTIFACTS / f"{front}_viewer_before.png"))
 
     slider = driver.find_elements(By.CSS_SELECTOR, ".widget-slider")[0]  # the first one is opacity
     assert "opacity" in slider.text
@@ -270,6 +293,7 @@ def test_slider_in_voila_redraws_viewer(driver, voila_page):
     wait.until(lambda d: slider.find_element(By.CSS_SELECTOR, ".widget-readout").text == "0.40")
     wait.until(lambda d: state.exists() and abs(json.loads(state.read_text())["opacity"] - 0.4) < 1e-9)
     wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img))
-    driver.save_screenshot(str(ARTIFACTS / "voila_viewer_after.png"))
+    driver.execute_script(center, img)
+    driver.save_screenshot(str(ARTIFACTS / f"{front}_viewer_after.png"))
     before, after = _pixels(shot0), _pixels(img.screenshot_as_png)
     assert before.shape == after.shape and np.abs(before - after).mean() > 1.0  # visibly different
