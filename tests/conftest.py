@@ -81,3 +81,59 @@ def _close_figures():
     import sys
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
+
+
+# -- a small folder dataset (evaluation and failure analysis) ---------------------------------
+# (file name, mask box (y0, y1, x0, x1) or None for a real, image size (h, w), JPEG quality or None)
+EVAL_ITEMS = [
+    ("fake_a.png", (16, 44, 20, 48), (64, 64), None),
+    ("fake_b.jpg", (8, 40, 30, 54), (64, 64), 60),
+    ("fake_c.png", (30, 35, 30, 35), (64, 60), None),   # tiny region, side not a multiple of 8
+    ("real_a.png", None, (64, 64), None),
+    ("real_b.jpg", None, (64, 64), 90),
+]
+
+
+def _make_folder_dataset(root: Path, items=EVAL_ITEMS) -> tuple[Path, Path]:
+    """images/ + masks/ (white = forged, same stem, PNG) with spliced fakes and pristine reals."""
+    imgs, masks = root / "images", root / "masks"
+    imgs.mkdir(parents=True)
+    masks.mkdir()
+    from PIL import Image
+    from trufor_lab.forgeries import demo_images
+    pics = list(demo_images(64).values())
+    for i, (name, box, (h, w), q) in enumerate(items):
+        img = pics[i % len(pics)][:h, :w].copy()
+        if box is not None:
+            y0, y1, x0, x1 = box
+            donor = pics[(i + 1) % len(pics)]
+            img[y0:y1, x0:x1] = donor[y0:y1, x0:x1]
+            m = np.zeros((h, w), np.uint8)
+            m[y0:y1, x0:x1] = 255
+            Image.fromarray(m).save(masks / (Path(name).stem + ".png"))
+        if q is None:
+            Image.fromarray(img).save(imgs / name)
+        else:
+            Image.fromarray(img).save(imgs / name, quality=q)
+    return imgs, masks
+
+
+
+@pytest.fixture(scope="session")
+def make_folder_dataset():
+    """``make(root, items=...) -> (images_dir, masks_dir)``; ``make.items`` lists the default items
+    (name, forged box or None, (h, w), JPEG quality or None)."""
+    _make_folder_dataset.items = EVAL_ITEMS
+    return _make_folder_dataset
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread: on 2 shared cores this is several times faster than oversubscribing."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+

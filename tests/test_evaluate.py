@@ -13,39 +13,9 @@ from PIL import Image
 from trufor_lab.analyze import analyze
 from trufor_lab.datasets import Dataset, folder_dataset
 from trufor_lab.evaluate import ROW_COLUMNS, Evaluation, evaluate, output_path
-from trufor_lab.forgeries import demo_images
 from trufor_lab.metrics import detection_metrics, localization_metrics
 
-# (file name, mask box (y0, y1, x0, x1) or None for a real, image size (h, w), JPEG quality or None)
-ITEMS = [
-    ("fake_a.png", (16, 44, 20, 48), (64, 64), None),
-    ("fake_b.jpg", (8, 40, 30, 54), (64, 64), 60),
-    ("fake_c.png", (30, 35, 30, 35), (64, 60), None),   # tiny region, side not a multiple of 8
-    ("real_a.png", None, (64, 64), None),
-    ("real_b.jpg", None, (64, 64), 90),
-]
-
-
-def make_folder_dataset(root: Path, items=ITEMS) -> tuple[Path, Path]:
-    """images/ + masks/ (white = forged, same stem, PNG) with spliced fakes and pristine reals."""
-    imgs, masks = root / "images", root / "masks"
-    imgs.mkdir(parents=True)
-    masks.mkdir()
-    pics = list(demo_images(64).values())
-    for i, (name, box, (h, w), q) in enumerate(items):
-        img = pics[i % len(pics)][:h, :w].copy()
-        if box is not None:
-            y0, y1, x0, x1 = box
-            donor = pics[(i + 1) % len(pics)]
-            img[y0:y1, x0:x1] = donor[y0:y1, x0:x1]
-            m = np.zeros((h, w), np.uint8)
-            m[y0:y1, x0:x1] = 255
-            Image.fromarray(m).save(masks / (Path(name).stem + ".png"))
-        if q is None:
-            Image.fromarray(img).save(imgs / name)
-        else:
-            Image.fromarray(img).save(imgs / name, quality=q)
-    return imgs, masks
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Counting:
@@ -59,18 +29,8 @@ class Counting:
         return analyze(model, image)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on 2 shared cores this is several times faster than oversubscribing."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, make_folder_dataset) -> Path:
     root = tmp_path_factory.mktemp("evalds")
     make_folder_dataset(root)
     return root
@@ -91,7 +51,8 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def test_rows_structure_and_values(first_run):
+def test_rows_structure_and_values(first_run, make_folder_dataset):
+    ITEMS = make_folder_dataset.items
     ds, out, ev, fn = first_run
     assert sorted(fn.calls) == sorted(n for n, *_ in ITEMS)
     assert ev.failed == [] and ev.n_computed == 5 and ev.n_reused == 0

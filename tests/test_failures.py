@@ -13,7 +13,6 @@ from trufor_lab.evaluate import ROW_COLUMNS, Evaluation, evaluate
 from trufor_lab.failures import (GROUPS, FailureGallery, Group, failure_gallery, group_failures, is_failure,
                                  worst_cases)
 
-from test_evaluate import ITEMS, make_folder_dataset, one_thread  # noqa: F401 (autouse fixture)
 
 NAN = math.nan
 
@@ -83,9 +82,10 @@ def test_group_failures_counts(toy):
 
 
 @pytest.fixture(scope="module")
-def evaluated(recipe_model, tmp_path_factory):
+def evaluated(recipe_model, tmp_path_factory, make_folder_dataset, one_thread):
     root = tmp_path_factory.mktemp("failds")
-    imgs, masks = make_folder_dataset(root, [ITEMS[0], ITEMS[1], ITEMS[3]])
+    items = make_folder_dataset.items
+    imgs, masks = make_folder_dataset(root, [items[0], items[1], items[3]])
     ev = evaluate(recipe_model, folder_dataset(imgs, masks), root / "out", progress=False)
     assert not ev.failed
     csv_path = root / "rows.csv"
