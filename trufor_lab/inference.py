@@ -131,10 +131,6 @@ def plain_fits(model: nn.Module, x: torch.Tensor, impl: str = "sdpa") -> bool:
     return plain_peak_bytes(model, x, impl) < 0.8 * free_memory_bytes(x.device)
 
 
-def _plain_fits(model: TruFor, x: torch.Tensor, impl: str) -> bool:
-    return plain_fits(model, x, impl)
-
-
 def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMode = "exact", *,
             noiseprint: torch.Tensor | None = None) -> TruForOutput | torch.Tensor:
     """Run ``model`` on ``x`` (RGB / 256, ``(B, 3, H, W)``) in ``mode``; no gradients.
@@ -161,7 +157,7 @@ def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMo
 def _exact(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
     # oneDNN stays on for the encoder (IEEE float32 on the CPU); Noiseprint++ chooses its own.
     with ieee_float32(onednn=True):
-        if m.lean or (m.lean is None and not _plain_fits(model, x, m.chunks.attention)):
+        if m.lean or (m.lean is None and not plain_fits(model, x, m.chunks.attention)):
             return lean_forward(model, x, noiseprint, m.chunks)
         if noiseprint is None:
             noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=m.chunks.budget_bytes,
@@ -176,7 +172,7 @@ def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Te
         onednn = chunks.onednn if chunks.onednn is not None else model.dncnn.onednn
         noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile,
                                       onednn=onednn)
-    use_lean = m.lean if m.lean is not None else not _plain_fits(model, x, chunks.attention)
+    use_lean = m.lean if m.lean is not None else not plain_fits(model, x, chunks.attention)
     amp: contextlib.AbstractContextManager = contextlib.nullcontext()
     if m.amp_dtype is not None and (x.device.type == "cuda" or m.amp_on_cpu):
         amp = torch.autocast(x.device.type, dtype=m.amp_dtype)
