@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))  # run from anywhere without relying on the editab
 
 import torch  # noqa: E402
 
-from trufor_lab.hooks import capture  # noqa: E402
+from trufor_lab.interpret.capture import capture  # noqa: E402
 from trufor_lab.model import TruFor  # noqa: E402
 
 LAYERS = [
@@ -31,7 +31,7 @@ def build_model(weights: str, shared: Path) -> TruFor:
     model = TruFor()
     if weights == "recipe":
         from trufor_lab.model import extract_state_dict, read_checkpoint, strict_load
-        from trufor_lab.testing import manifest_shapes, recipe_state_dict
+        from trufor_lab.model.recipe import manifest_shapes, recipe_state_dict
         shapes = manifest_shapes(shared / "fixtures" / "trufor_parity" / "trufor_state_dict_manifest.json")
         np_sd = extract_state_dict(read_checkpoint(REPO / "weights" / "noiseprint++.th"))
         strict_load(model, recipe_state_dict(shapes, np_sd), "recipe")

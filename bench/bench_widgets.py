@@ -33,7 +33,7 @@ STEPS = [
 def build(weights: str, device: str):
     import trufor_lab as tl
     if weights == "demo":
-        from trufor_lab import weights as W
+        from trufor_lab.inference import weights as W
         return tl.load_trufor(W.find_demo(), kind="demo", device=device)
     from bench.bench_hooks import build_model
     return build_model("recipe", REPO.parent / "shared").to(device)
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
-    from trufor_lab.viz.widgets import FeatureExplorer
+    from trufor_lab.widgets.viewers import FeatureExplorer
     from bench.cli import image_size, shared_dir, synthetic_image
     h, w = image_size(args.mp)
     img = synthetic_image(h, w, shared_dir())

@@ -11,7 +11,7 @@ after loading the model) above the baseline RSS. Modes:
 
 - ``reference``: the straightforward network: ``model(x)`` with the plain attention formula,
   no chunking, IEEE float32 (the Noiseprint++ and TF32 settings of ``exact``);
-- ``exact``: ``trufor_lab.inference.predict(model, x, 'exact')`` (lean, chunked, IEEE float32);
+- ``exact``: ``trufor_lab.inference.predict.predict(model, x, 'exact')`` (lean, chunked, IEEE float32);
 - ``fast``: ``predict(model, x, 'fast')`` (bfloat16 autocast on CUDA; approximate).
 
 It prints time, peak memory, speed-up vs reference and the deviation of every mode from
@@ -67,7 +67,7 @@ def synthetic_image(h: int, w: int, shared: Path):
 def build_model(shared: Path):
     """TruFor (MiT-B2) with the recipe weights of ../shared/README.md, eval mode."""
     from trufor_lab.model import TruFor, extract_state_dict, read_checkpoint, strict_load
-    from trufor_lab.testing import manifest_shapes, recipe_state_dict
+    from trufor_lab.model.recipe import manifest_shapes, recipe_state_dict
     shapes = manifest_shapes(shared / "fixtures" / "trufor_parity" / "trufor_state_dict_manifest.json")
     np_path = REPO / "weights" / "noiseprint++.th"
     if not np_path.is_file():
@@ -115,9 +115,9 @@ def run_case(mode: str, h: int, w: int, device: str, repeat: int, warmup: int, c
     import numpy as np
     import torch
 
-    from trufor_lab.inference import InferenceMode, attention_override, predict
+    from trufor_lab.inference.predict import InferenceMode, attention_override, predict
     from trufor_lab.model.lean import LeanConfig, ieee_float32
-    from trufor_lab.preprocess import to_tensor
+    from trufor_lab.inference.preprocess import to_tensor
 
     dev = torch.device(device)
     shared = shared_dir()

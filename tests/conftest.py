@@ -32,7 +32,7 @@ def parity_dir(shared_dir) -> Path:
 def recipe_state(parity_dir, shared_dir) -> dict[str, torch.Tensor]:
     """The deterministic 'recipe' checkpoint of ../shared/README.md."""
     from trufor_lab.model import extract_state_dict, read_checkpoint
-    from trufor_lab.testing import manifest_shapes, recipe_state_dict
+    from trufor_lab.model.recipe import manifest_shapes, recipe_state_dict
     shapes = manifest_shapes(parity_dir / "trufor_state_dict_manifest.json")
     np_sd = extract_state_dict(read_checkpoint(shared_dir / "weights" / "noiseprint++.th"))
     return recipe_state_dict(shapes, np_sd)
@@ -49,7 +49,7 @@ def recipe_ckpt(recipe_state, tmp_path_factory) -> Path:
 def recipe_model(recipe_state):
     """TruFor in float32 with the recipe weights (eval mode). Tests must not modify it."""
     from trufor_lab.model import TruFor, strict_load
-    from trufor_lab.weights import WeightsInfo
+    from trufor_lab.inference.weights import WeightsInfo
     m = TruFor()
     strict_load(m, recipe_state, "recipe")
     m.weights_info = WeightsInfo("custom", "recipe", "0" * 64, False, note="recipe weights (tests)")
@@ -100,7 +100,7 @@ def _make_folder_dataset(root: Path, items=EVAL_ITEMS) -> tuple[Path, Path]:
     imgs.mkdir(parents=True)
     masks.mkdir()
     from PIL import Image
-    from trufor_lab.forgeries import demo_images
+    from trufor_lab.lab.forgeries import demo_images
     pics = list(demo_images(64).values())
     for i, (name, box, (h, w), q) in enumerate(items):
         img = pics[i % len(pics)][:h, :w].copy()

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-import trufor_lab.train as T
-from trufor_lab.camera import CFA_PATTERNS, Camera, downscale
-from trufor_lab.jpeg import jpeg_compress
+import trufor_lab.training.loop as T
+from trufor_lab.training.camera import CFA_PATTERNS, Camera, downscale
+from trufor_lab.forensics.jpeg import jpeg_compress
 
 
 def _flat(size=64, level=128):

@@ -1,4 +1,4 @@
-"""trufor_lab.datasets: list parsing, mask conventions, registry, folder layout, every error."""
+"""trufor_lab.lab.datasets: list parsing, mask conventions, registry, folder layout, every error."""
 from __future__ import annotations
 
 import re
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trufor_lab.datasets import (
+from trufor_lab.lab.datasets import (
     REGISTRY, Dataset, DatasetError, DatasetRegistry, DatasetSpec, MaskConvention,
     Sample, folder_dataset, get_spec, load_dataset, read_list, read_mask,
 )

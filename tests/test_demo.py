@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import trufor_lab as tl
-import trufor_lab.train as T
-from trufor_lab import weights as W
+import trufor_lab.training.loop as T
+from trufor_lab.inference import weights as W
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,8 @@ def test_demo_model_meets_its_targets_on_unseen_forgeries(demo_model):
 
 def test_demo_model_map_follows_the_forged_region(demo_model):
     """On an inpainted (object-removal) region of an unseen scene the map is higher inside than out."""
-    from trufor_lab.camera import Camera, downscale
-    from trufor_lab.forgeries import remove_object
+    from trufor_lab.training.camera import Camera, downscale
+    from trufor_lab.lab.forgeries import remove_object
     rng = np.random.default_rng(0)
     scene = T.builtin_images("test", n_scenes=1, scene_size=384)[-1]
     photo = Camera.random(rng).capture(downscale(scene, 2), rng)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trufor_lab.datasets import folder_dataset
-from trufor_lab.evaluate import ROW_COLUMNS, Evaluation, evaluate
-from trufor_lab.failures import (GROUPS, FailureGallery, Group, failure_gallery, group_failures, is_failure,
+from trufor_lab.lab.datasets import folder_dataset
+from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation, evaluate
+from trufor_lab.lab.failures import (GROUPS, FailureGallery, Group, failure_gallery, group_failures, is_failure,
                                  worst_cases)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from trufor_lab.features import (BranchComparison, branch_comparison_names, branch_similarity, channel_stats,
+from trufor_lab.interpret.features import (BranchComparison, branch_comparison_names, branch_similarity, channel_stats,
                                  cosine_similarity_map, pca_rgb, spatial_stats, to_chw, top_channels)
 
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from trufor_lab import forgeries as F
-from trufor_lab.jpeg import jpeg_compress
+from trufor_lab.lab import forgeries as F
+from trufor_lab.forensics.jpeg import jpeg_compress
 
 KINDS_PARAMS = [
     ("splice", {}),

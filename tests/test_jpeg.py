@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trufor_lab import jpeg
+from trufor_lab.forensics import jpeg
 
 # jpeg_natural_order from libjpeg (jutils.c): natural index of the k-th zig-zag coefficient.
 LIBJPEG_NATURAL_ORDER = [

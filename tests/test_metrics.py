@@ -1,4 +1,4 @@
-"""trufor_lab.metrics: hand cases, edge cases of the official protocol, and a slow reference."""
+"""trufor_lab.lab.metrics: hand cases, edge cases of the official protocol, and a slow reference."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from trufor_lab.metrics import (
+from trufor_lab.lab.metrics import (
     AggregateMetrics, DetectionMetrics, LocalizationMetrics, aggregate, detection_metrics,
     localization_metrics, scored_regions,
 )

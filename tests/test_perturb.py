@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from trufor_lab import perturb as P
-from trufor_lab.forgeries import demo_images
-from trufor_lab.jpeg import estimate_quality, jpeg_compress
+from trufor_lab.lab import perturb as P
+from trufor_lab.lab.forgeries import demo_images
+from trufor_lab.forensics.jpeg import estimate_quality, jpeg_compress
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, PngImagePlugin, features
 
-from trufor_lab import jpeg
-from trufor_lab.provenance import Provenance, Sign, read_provenance
+from trufor_lab.forensics import jpeg
+from trufor_lab.forensics.provenance import Provenance, Sign, read_provenance
 
 
 def _pattern(w: int, h: int, seed: int = 0) -> np.ndarray:

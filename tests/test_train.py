@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from trufor_lab import train as T
+from trufor_lab.training import loop as T
 from trufor_lab.model import TruForConfig
 
 TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
@@ -119,7 +119,7 @@ def test_resume_continues_exactly(tmp_path, images):
 
 def test_on_the_fly_and_dataset(tmp_path, images):
     from PIL import Image
-    from trufor_lab.datasets import folder_dataset
+    from trufor_lab.lab.datasets import folder_dataset
     (tmp_path / "img").mkdir()
     (tmp_path / "msk").mkdir()
     Image.fromarray(images[0]).save(tmp_path / "img" / "a.png")
@@ -172,7 +172,7 @@ def test_checkpoints_load_through_load_trufor(phases, tmp_path):
 
 def test_evaluate_and_plot(phases):
     from matplotlib.figure import Figure
-    from trufor_lab.forgeries import pristine, random_forgery
+    from trufor_lab.lab.forgeries import pristine, random_forgery
     res, _ = phases
     img = T.synthetic_scene(64, 5)
     items = [pristine(img), random_forgery(img, T.synthetic_scene(64, 6), seed=1)]

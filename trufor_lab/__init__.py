@@ -13,19 +13,19 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+from trufor_lab.version import __version__
 
-from .analyze import Result, analyze
-from .load import banner, load, load_noiseprint, load_trufor, resolve_device, untrained
-from .model import TruFor, TruForConfig
-from .preprocess import ImageError, load_image
+from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.inference.load import banner, load, load_noiseprint, load_trufor, resolve_device, untrained
+from trufor_lab.model import TruFor, TruForConfig
+from trufor_lab.inference.preprocess import ImageError, load_image
 
 _LAZY = {
     # name -> module that defines it (imported on first access)
-    "list_layers": "trufor_lab.hooks",
-    "capture": "trufor_lab.hooks",
-    "localization_metrics": "trufor_lab.metrics",
-    "detection_metrics": "trufor_lab.metrics",
+    "list_layers": "trufor_lab.interpret.capture",
+    "capture": "trufor_lab.interpret.capture",
+    "localization_metrics": "trufor_lab.lab.metrics",
+    "detection_metrics": "trufor_lab.lab.metrics",
 }
 
 

@@ -1,4 +1,4 @@
 """Figures (matplotlib: ``ax``/``fig`` in, Figure out, never ``plt.show()``) and widgets."""
-from .figures import plot_result
+from trufor_lab.viz.figures import plot_result
 
 __all__ = ["plot_result"]

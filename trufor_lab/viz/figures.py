@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..analyze import Result
+    from trufor_lab.inference.analyze import Result
 
 
 def _robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
@@ -99,7 +99,7 @@ def plot_feature_grid(fmap, channels=None, k: int = 16, ncols: int | None = None
                       title: str | None = None, cmap: str = "viridis"):
     """Channels of a feature map as small images (default: the ``k`` with most energy), each with
     its own robust colour scale; returns the Figure."""
-    from ..features import to_chw, top_channels
+    from trufor_lab.interpret.features import to_chw, top_channels
     a = to_chw(fmap)
     chans = np.asarray(top_channels(a, k) if channels is None else channels, dtype=int)
     n = max(1, len(chans))
@@ -120,8 +120,8 @@ def plot_feature_grid(fmap, channels=None, k: int = 16, ncols: int | None = None
 
 
 def plot_pca(pca, ax=None, title: str | None = None):
-    """A :class:`~trufor_lab.features.PCAImage` (or a feature map, converted) as an RGB picture."""
-    from ..features import PCAImage, pca_rgb
+    """A :class:`~trufor_lab.interpret.features.PCAImage` (or a feature map, converted) as an RGB picture."""
+    from trufor_lab.interpret.features import PCAImage, pca_rgb
     if not isinstance(pca, PCAImage):
         pca = pca_rgb(pca)
     fig, ax = _fig_ax(ax, (4, 4))
@@ -198,7 +198,7 @@ def plot_branch_comparison(comparison, fig=None, maps: bool = False):
 
 def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_samples: int = 1_000_000):
     """Histograms of activation values, one curve per named tensor (a dict or a single tensor)."""
-    from ..features import to_chw
+    from trufor_lab.interpret.features import to_chw
     if not hasattr(tensors, "items"):
         tensors = {"": tensors}
     fig, ax = _fig_ax(ax, (6, 3.5))
@@ -218,7 +218,7 @@ def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_sam
 def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | None = None, fig=None):
     """RGB, Noiseprint++ (stage outputs, before FRM) and the fused FFM map of one stage side by
     side, as PCA pictures (``mode="pca"``) or one channel (``mode="channel"``)."""
-    from ..features import pca_rgb, to_chw
+    from trufor_lab.interpret.features import pca_rgb, to_chw
     if hasattr(captures, "tensors"):
         captures = captures.tensors
     names = [(f"rgb.stage{stage}.out", "RGB"), (f"noiseprint.stage{stage}.out", "Noiseprint++"),

@@ -21,7 +21,7 @@ Region = tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive
 
 
 def _as_map(noiseprint: Any) -> np.ndarray:
-    """A 2-D float array from an array, a tensor or a :class:`~trufor_lab.analyze.Result`."""
+    """A 2-D float array from an array, a tensor or a :class:`~trufor_lab.inference.analyze.Result`."""
     if hasattr(noiseprint, "noiseprint") and not isinstance(noiseprint, np.ndarray):
         noiseprint = noiseprint.noiseprint
     if hasattr(noiseprint, "detach"):

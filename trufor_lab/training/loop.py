@@ -11,15 +11,15 @@ Noiseprint++ is always the official DnCNN, frozen (eval mode, no gradient, exact
 Automatic mixed precision (bfloat16, CUDA only) covers the encoder and decoders, never the DnCNN
 nor the losses.
 
-Data: forgeries made on the fly (:mod:`trufor_lab.forgeries`) from pristine images (a folder, a
+Data: forgeries made on the fly (:mod:`trufor_lab.lab.forgeries`) from pristine images (a folder, a
 list of arrays, or the built-in scikit-image + synthetic scenes), the pristine crops themselves
-as negatives, and optionally user datasets with masks (:class:`trufor_lab.datasets.Dataset`).
+as negatives, and optionally user datasets with masks (:class:`trufor_lab.lab.datasets.Dataset`).
 Augmentations keep the JPEG 8x8 grid: crops start at multiples of 8, horizontal/vertical flips
 of crops whose sides are multiples of 8 (a flip maps block boundaries onto block boundaries and
 only changes the sign of DCT coefficients, so the quantisation grid is kept); no 90-degree
 rotations (they transpose the quantisation tables) and no resizing.
 
->>> from trufor_lab.train import TrainConfig, train, plot_log
+>>> from trufor_lab.training.loop import TrainConfig, train, plot_log
 >>> r = train(TrainConfig(out_dir="runs/loc", steps=2000, crop=256))
 >>> r2 = train(TrainConfig(phase="confidence", init=r.checkpoint, out_dir="runs/conf", steps=500))
 >>> plot_log(r.log)
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import MIT_B0, TruFor, TruForConfig, extract_state_dict, read_checkpoint, strict_load
+from trufor_lab.model import MIT_B0, TruFor, TruForConfig, extract_state_dict, read_checkpoint, strict_load
 
 __all__ = [
     "PHASES", "TRAINABLE", "TrainConfig", "TrainResult", "EvalResult", "train", "train_phases",
@@ -96,7 +96,7 @@ class TrainConfig:
     ce_lambda: float = 0.3
     #: Pristine sources: a folder, a list of uint8 RGB arrays, or ``None`` (built-in, train split).
     pristine: str | list | None = None
-    #: User datasets with masks (:class:`trufor_lab.datasets.Dataset`), mixed in at ``dataset_fraction``.
+    #: User datasets with masks (:class:`trufor_lab.lab.datasets.Dataset`), mixed in at ``dataset_fraction``.
     datasets: list = field(default_factory=list)
     dataset_fraction: float = 0.5
     #: Probability that a synthetic example is forged (else its pristine crop, label 0).
@@ -108,7 +108,7 @@ class TrainConfig:
     flips: str = "hv"
     #: Photograph the pristine sources with random simulated cameras (see :class:`ForgeryStream`).
     camera: bool = False
-    #: Forgery kinds to draw from (default: all of ``trufor_lab.forgeries.FORGERIES``).
+    #: Forgery kinds to draw from (default: all of ``trufor_lab.lab.forgeries.FORGERIES``).
     kinds: tuple[str, ...] | None = None
     #: Only trace-changing variants of copy-move and local edits (see :class:`ForgeryStream`).
     traceable: bool = False
@@ -258,8 +258,8 @@ def builtin_images(split: str = "train", n_scenes: int = 24, scene_size: int = 3
 
 
 def _read_folder(folder: str | os.PathLike) -> list[np.ndarray]:
-    from .forgeries import _IMAGE_EXT
-    from .preprocess import load_image
+    from trufor_lab.lab.forgeries import _IMAGE_EXT
+    from trufor_lab.inference.preprocess import load_image
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in _IMAGE_EXT)
     if not files:
         raise ValueError(f"{folder}: no images found")
@@ -299,7 +299,7 @@ class ForgeryStream:
 
     ``camera=True`` treats the pristine images as *scenes*: each is downscaled by 2 once (to
     wash out its own processing traces) and every example is photographed by a random
-    :class:`trufor_lab.camera.Camera`; a splice's donor is shot by another random camera, so
+    :class:`trufor_lab.training.camera.Camera`; a splice's donor is shot by another random camera, so
     spliced content carries a different in-camera trace, as in real splicing.
     ``kinds`` restricts the forgery kinds; ``traceable=True`` draws only variants that change
     the local processing trace (copy-move always rotated/rescaled, local edits only
@@ -310,8 +310,8 @@ class ForgeryStream:
                  forged_fraction: float = 0.5, dataset_fraction: float = 0.5, jpeg_prob: float = 0.7,
                  jpeg_quality: tuple[int, int] = (65, 100), flips: str = "hv", camera: bool = False,
                  kinds: Sequence[str] | None = None, traceable: bool = False) -> None:
-        from .camera import downscale
-        from .forgeries import FORGERIES
+        from trufor_lab.training.camera import downscale
+        from trufor_lab.lab.forgeries import FORGERIES
         self.images = [np.asarray(a, dtype=np.uint8)[..., :3] for a in images]
         if camera:
             self.images = [downscale(a, 2) if min(a.shape[:2]) >= 128 else a for a in self.images]
@@ -336,7 +336,7 @@ class ForgeryStream:
         return rgb, mask, label
 
     def _dataset_example(self, rng, size):
-        from .preprocess import load_image
+        from trufor_lab.inference.preprocess import load_image
         ds, s = self.samples[int(rng.integers(len(self.samples)))]
         rgb = load_image(s.image_path).rgb
         mask = ds.load_mask(s) if s.mask_path is not None else np.zeros(rgb.shape[:2], bool)
@@ -346,12 +346,12 @@ class ForgeryStream:
     def _source(self, rng: np.random.Generator, i: int, size: int) -> np.ndarray:
         (img,) = _grid_crop(rng, [self.images[i]], size)
         if self.camera:
-            from .camera import Camera
+            from trufor_lab.training.camera import Camera
             img = Camera.random(rng).capture(img, rng)
         return img
 
     def _forge(self, rng: np.random.Generator, rgb: np.ndarray, donor: np.ndarray | None):
-        from .forgeries import _random_params, make_forgery
+        from trufor_lab.lab.forgeries import _random_params, make_forgery
         pool = [k for k in self.kinds if donor is not None or k != "splice"] or ["copy_move"]
         kind = pool[int(rng.integers(len(pool)))]
         params = _random_params(kind, rng)
@@ -365,7 +365,7 @@ class ForgeryStream:
     def synthetic(self, rng: np.random.Generator, size: int, forged: bool | None = None
                   ) -> tuple[np.ndarray, np.ndarray, int, str]:
         """One synthetic example ``(rgb, mask, label, kind)``; ``forged`` forces the label."""
-        from .jpeg import jpeg_compress
+        from trufor_lab.forensics.jpeg import jpeg_compress
         n = len(self.images)
         i = int(rng.integers(n))
         rgb = self._source(rng, i, size)
@@ -386,7 +386,7 @@ class ForgeryStream:
 # --------------------------------------------------------------------------------------------
 
 def _official_noiseprint(path: str | None) -> dict[str, torch.Tensor]:
-    from . import weights as W
+    from trufor_lab.inference import weights as W
     p = W.find_noiseprint(path)
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
@@ -532,7 +532,7 @@ def _truncate_log(path: Path, step: int) -> None:
 def plot_log(path: str | os.PathLike, smooth: int = 20):
     """Loss curves of a run (raw and running mean over ``smooth`` steps), one panel per logged
     quantity; returns the matplotlib Figure."""
-    from .viz.figures import new_figure
+    from trufor_lab.viz.figures import new_figure
     rows = read_log(path)
     keys = [k for k in (rows[0] if rows else {}) if k not in ("step", "phase", "time", "lr")]
     fig = new_figure(figsize=(4.2 * max(1, len(keys)), 3.2), layout="constrained")
@@ -759,8 +759,8 @@ def heldout_set(n: int = 40, size: int = 256, seed: int = 12345, final_jpeg: tup
     (applied with probability ``final_jpeg_prob``). ``camera``, ``kinds`` and ``traceable`` as in
     :class:`ForgeryStream` (with ``camera=True`` every item is shot by its own random camera)."""
     from dataclasses import replace
-    from .forgeries import Forgery, pristine
-    from .jpeg import jpeg_compress
+    from trufor_lab.lab.forgeries import Forgery, pristine
+    from trufor_lab.forensics.jpeg import jpeg_compress
     rng = np.random.default_rng(seed)
     if camera:
         stream = ForgeryStream(builtin_images("test", n_scenes=12, scene_size=2 * size), camera=True,
@@ -796,9 +796,9 @@ def heldout_set(n: int = 40, size: int = 256, seed: int = 12345, final_jpeg: tup
 def evaluate(model: TruFor, items: Sequence[Any], device: str | torch.device | None = None,
              progress: bool = False) -> EvalResult:
     """Pixel F1 (official best-threshold protocol, forged items) and detection AUC of ``model``
-    on ``items`` (:class:`trufor_lab.forgeries.Forgery` or objects with image/mask/label/kind/name)."""
+    on ``items`` (:class:`trufor_lab.lab.forgeries.Forgery` or objects with image/mask/label/kind/name)."""
     from tqdm.auto import tqdm
-    from .metrics import detection_metrics, localization_metrics
+    from trufor_lab.lab.metrics import detection_metrics, localization_metrics
     dev = _device(device or next(model.parameters()).device.type)
     was_training = model.training
     model.eval().to(dev)
@@ -826,7 +826,7 @@ def evaluate(model: TruFor, items: Sequence[Any], device: str | torch.device | N
 # --------------------------------------------------------------------------------------------
 
 def _cmd_train(args: Any) -> int:
-    from .model import MIT_B2
+    from trufor_lab.model import MIT_B2
     model = {"b0": MIT_B0, "b2": MIT_B2}[args.model]
     cfg = TrainConfig(phase=args.phase, out_dir=args.output, model=model, init=args.init, steps=args.steps,
                       batch_size=args.batch_size, crop=args.crop, lr=args.lr, pristine=args.images,
@@ -860,9 +860,9 @@ def register_cli(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m trufor_lab.train ...`` (same options as ``trufor-lab train``)."""
+    """``python -m trufor_lab.training.loop ...`` (same options as ``trufor-lab train``)."""
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m trufor_lab.train")
+    ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.loop")
     register_cli(ap.add_subparsers(dest="command", required=True))
     args = ap.parse_args(["train", *(argv if argv is not None else __import__("sys").argv[1:])])
     return args.func(args)

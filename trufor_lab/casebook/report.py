@@ -1,6 +1,6 @@
 """One self-contained HTML report per image, for fact-checkers: figures, numbers, provenance, caveats.
 
->>> from trufor_lab.report import build_report, write_report, plain_reading
+>>> from trufor_lab.casebook.report import build_report, write_report, plain_reading
 >>> html = build_report(result, provenance)            # a str: one file, opens offline
 >>> write_report("report.html", html)                  # atomic (temporary file + rename)
 >>> plain_reading(result)                              # the verdict's wording, gated by confidence
@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .analyze import Result
-    from .casebook import Comparison
-    from .provenance import Provenance
-    from .weights import WeightsInfo
+    from trufor_lab.inference.analyze import Result
+    from trufor_lab.casebook.casebook import Comparison
+    from trufor_lab.forensics.provenance import Provenance
+    from trufor_lab.inference.weights import WeightsInfo
 
 __all__ = ["MapStats", "build_report", "map_stats", "plain_reading", "save_pdf", "weights_line",
            "write_report", "FLAG_THRESHOLD", "MIN_FLAGGED_FRACTION", "CONF_LOW", "CONF_HIGH",
@@ -169,7 +169,7 @@ def noiseprint_figure(result: "Result") -> Any:
     """Noiseprint++ map, local variance and log spectrum (``viz.noiseprint``; own fallback)."""
     title = f"Noiseprint++ of {_display_name(result.name)}"
     try:
-        from .viz.noiseprint import plot_noiseprint
+        from trufor_lab.viz.noiseprint import plot_noiseprint
     except ImportError:  # pragma: no cover - viz.noiseprint ships with the package
         return _noiseprint_fallback(result.noiseprint, title)
     return plot_noiseprint(result.noiseprint, title=title)
@@ -353,7 +353,7 @@ def build_report(result: "Result", provenance: "Provenance | None" = None,
                  comparison: "Comparison | None" = None, *, title: str | None = None,
                  generated: datetime | None = None, dpi: int = 100) -> str:
     """The whole report as one self-contained HTML string (figures as data URIs, inline CSS)."""
-    from . import __version__
+    from trufor_lab.version import __version__
     when = (generated or datetime.now().astimezone()).strftime("%Y-%m-%d %H:%M %Z").strip()
     name = _display_name(result.name)
     title = title or f"TruFor report: {name}"
@@ -414,7 +414,7 @@ def save_pdf(path: str | os.PathLike, result: "Result", provenance: "Provenance 
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from . import __version__
+    from trufor_lab.version import __version__
     wrap = lambda s, ind="": textwrap.wrap(s, 100, initial_indent=ind, subsequent_indent="   ")  # noqa: E731
     lines = [f"TruFor report: {_display_name(result.name)}",
              f"Generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} by trufor_lab {__version__}", ""]
@@ -477,13 +477,13 @@ def _err(msg: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
-    from .analyze import analyze
-    from .casebook import compare
-    from .load import load, model_notice
-    from .model import CheckpointError
-    from .preprocess import ImageError, load_image
-    from .provenance import read_provenance
-    from .weights import WeightsError
+    from trufor_lab.inference.analyze import analyze
+    from trufor_lab.casebook.casebook import compare
+    from trufor_lab.inference.load import load, model_notice
+    from trufor_lab.model import CheckpointError
+    from trufor_lab.inference.preprocess import ImageError, load_image
+    from trufor_lab.forensics.provenance import read_provenance
+    from trufor_lab.inference.weights import WeightsError
 
     inputs = [args.image] + ([args.compare] if args.compare else [])
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import weights as W
-from .model import MIT_B2, Noiseprint, TruFor, TruForConfig, extract_state_dict, read_checkpoint, strict_load
+from trufor_lab.inference import weights as W
+from trufor_lab.model import MIT_B2, Noiseprint, TruFor, TruForConfig, extract_state_dict, read_checkpoint, strict_load
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from . import jpeg as _jpeg
-from .jpeg import QualityEstimate, Source
+from trufor_lab.forensics import jpeg as _jpeg
+from trufor_lab.forensics.jpeg import QualityEstimate, Source
 
 __all__ = ["Sign", "Provenance", "read_provenance", "SOCIAL_SIDES", "SCREEN_SIZES"]
 

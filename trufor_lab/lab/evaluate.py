@@ -14,7 +14,7 @@ the file, and the run goes on.
 
 Per-image rows (:data:`ROW_COLUMNS`): identity, ``status`` (``"ok"``/``"error"``), the
 integrity ``score``; for fakes with a mask the localization metrics of
-:func:`~trufor_lab.metrics.localization_metrics` (the pixel ROC AUC is named ``pixel_auc``);
+:func:`~trufor_lab.lab.metrics.localization_metrics` (the pixel ROC AUC is named ``pixel_auc``);
 descriptors: ``mask_fraction`` (forged share of the mask, NaN without a mask), ``height``,
 ``width``, ``megapixels``, ``jpeg_quality`` (nearest IJG quality, ``None`` for non-JPEG),
 ``mean_conf`` and ``mean_conf_in_mask`` (mean confidence, overall and on forged pixels).
@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from .analyze import Result, analyze
-from .datasets import Dataset, DatasetError, Sample
-from .metrics import LOCALIZATION_FIELDS, LocalizationMetrics, aggregate, detection_metrics, localization_metrics
-from .preprocess import ImageError
+from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
+from trufor_lab.lab.metrics import LOCALIZATION_FIELDS, LocalizationMetrics, aggregate, detection_metrics, localization_metrics
+from trufor_lab.inference.preprocess import ImageError
 
 __all__ = ["Evaluation", "ROW_COLUMNS", "Table", "evaluate", "output_path", "register_cli"]
 
@@ -202,7 +202,7 @@ class Evaluation:
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per dataset: counts, detection AUC / balanced accuracy (TPR, TNR) over reals and
         fakes, and mean localization metrics over fakes with masks (NaN-skipping means with
-        ``<metric>_n_nan`` counts, as :func:`~trufor_lab.metrics.aggregate`)."""
+        ``<metric>_n_nan`` counts, as :func:`~trufor_lab.lab.metrics.aggregate`)."""
         return {name: _summarize([r for r in self.rows if str(r.get("dataset")) == name])
                 for name in self.dataset_names}
 
@@ -334,7 +334,7 @@ def _read_npz(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray
 def _image_info(path: Path) -> tuple[int, int, int | None]:
     """(height, width, JPEG quality or None) from the file header."""
     from PIL import Image, UnidentifiedImageError
-    from .jpeg import estimate_quality
+    from trufor_lab.forensics.jpeg import estimate_quality
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
@@ -402,13 +402,13 @@ def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLi
              progress: bool = True, analyze_fn: AnalyzeFn | None = None) -> Evaluation:
     """Analyse every image of ``dataset`` (or reuse its npz under ``out_dir``) and score it.
 
-    ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.analyze.analyze`
+    ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.inference.analyze.analyze`
     (e.g. under an ablation; ``model`` is passed to it as given). Per-image failures are
     recorded in ``Evaluation.failed`` and in rows with ``status == "error"``; the run goes on.
     Without ``analyze_fn``, raises ValueError unless ``model`` is a full TruFor (Noiseprint++
     alone gives no localization map and no score).
     """
-    from .load import is_full_model
+    from trufor_lab.inference.load import is_full_model
     from tqdm.auto import tqdm
 
     if analyze_fn is None:
@@ -443,7 +443,7 @@ def _err(msg: str) -> None:
 
 
 def _cli_dataset(args: argparse.Namespace) -> Dataset:
-    from .datasets import folder_dataset, load_dataset
+    from trufor_lab.lab.datasets import folder_dataset, load_dataset
     if args.images is not None:
         if args.root is not None or args.fake_list is not None or args.real_list is not None:
             raise DatasetError("--images takes no --root, --fake-list or --real-list")
@@ -470,9 +470,9 @@ class _LazyModel:
 
     def __call__(self, _model: Any, image: Any) -> Result:
         if self.model is None:
-            from .load import is_full_model, load, model_notice
-            from .model import CheckpointError
-            from .weights import WeightsError
+            from trufor_lab.inference.load import is_full_model, load, model_notice
+            from trufor_lab.model import CheckpointError
+            from trufor_lab.inference.weights import WeightsError
             try:
                 model = load(self.args.weights, device=self.args.device, precision=self.args.precision)
             except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:

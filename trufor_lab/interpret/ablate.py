@@ -46,9 +46,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analyze import Result, analyze
-from .model import TruFor
-from .preprocess import ImageLike, load_image, to_tensor
+from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.model import TruFor
+from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
 
 Setup = Callable[[contextlib.ExitStack], None]
 
@@ -541,7 +541,7 @@ class AblationStudy:
         abl = self.ablations
         vals = np.array([[_num(r.get(metric)) for r in self.table if r["image"] == im] for im in self.images])
         if ax is None:
-            from .viz.figures import new_figure
+            from trufor_lab.viz.figures import new_figure
             fig = new_figure(figsize=(max(4.0, 0.8 * len(abl) + 2), 3.2 if len(self.images) == 1
                                   else 1.0 + 0.45 * len(self.images)))
             ax = fig.add_subplot()
@@ -592,7 +592,7 @@ def ablation_study(model: nn.Module, images: ImageLike | Sequence[ImageLike],
 
     ``ablations`` are registry names, bound :class:`Ablation` objects or factories
     ``f(model) -> Ablation``. ``masks`` (1 = forged, same size as the image; ``None`` entries
-    for pristine images) add localization metrics from :func:`trufor_lab.metrics.localization_metrics`.
+    for pristine images) add localization metrics from :func:`trufor_lab.lab.metrics.localization_metrics`.
     Each ablation is entered once for all images and always left again.
     """
     imgs = [images] if _is_single_image(images) else list(images)
@@ -614,7 +614,7 @@ def ablation_study(model: nn.Module, images: ImageLike | Sequence[ImageLike],
         raise ValueError(f"duplicate ablation names in the study: {sorted(dup)}")
     metrics_fn = None
     if any(m is not None for m in mks):
-        from .metrics import localization_metrics as metrics_fn
+        from trufor_lab.lab.metrics import localization_metrics as metrics_fn
 
     results: dict[str, list[Result]] = {}
     for ab in bound:

@@ -1,7 +1,7 @@
 """Scale-out analysis over a folder or a dataset with ``torch.distributed``.
 
-    torchrun --nproc_per_node 4 -m trufor_lab.distributed INPUT... -o OUT [--mode exact|fast]
-    python -m trufor_lab.distributed INPUT... -o OUT          # one process, same outputs
+    torchrun --nproc_per_node 4 -m trufor_lab.inference.distributed INPUT... -o OUT [--mode exact|fast]
+    python -m trufor_lab.inference.distributed INPUT... -o OUT          # one process, same outputs
     trufor-lab distributed-analyze INPUT... -o OUT            # the same, as a subcommand
 
 Every rank expands the same inputs, sorts them and takes the share ``items[rank::world_size]``,
@@ -63,12 +63,12 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
 
 def work_items(inputs: Sequence[str | os.PathLike] | Any) -> tuple[list[tuple[str, Path]], list[str]]:
     """``(output name, image path)`` pairs and input problems, from files/folders/globs or a
-    :class:`trufor_lab.datasets.Dataset` (names are sample ids)."""
-    from .datasets import Dataset
+    :class:`trufor_lab.lab.datasets.Dataset` (names are sample ids)."""
+    from trufor_lab.lab.datasets import Dataset
     if isinstance(inputs, Dataset):
         pairs, problems = [(s.id, Path(s.image_path)) for s in inputs], []
     else:
-        from .cli import expand_inputs
+        from trufor_lab.cli.main import expand_inputs
         found, problems = expand_inputs([os.fspath(i) for i in inputs])
         pairs = [(rel, path) for path, rel in found]
     items: dict[str, Path] = {}
@@ -151,8 +151,8 @@ def _run_share(inputs: Any, output: Path, info: RankInfo, dev: torch.device, wei
             else:
                 todo.append((name, path))
         if todo:  # no model is loaded by a rank with nothing left to do
-            from .inference import predict_result
-            from .load import load
+            from trufor_lab.inference.predict import predict_result
+            from trufor_lab.inference.load import load
             model = load(weights, device=dev, precision=precision)
             report["weights"] = getattr(getattr(model, "weights_info", None), "kind", None)
             for name, path in todo:
@@ -216,7 +216,7 @@ def cmd_distributed_analyze(args: argparse.Namespace) -> int:
         if not args.root:
             print("error: --dataset needs --root", file=sys.stderr)
             return 2
-        from .datasets import load_dataset
+        from trufor_lab.lab.datasets import load_dataset
         inputs: Any = load_dataset(args.dataset, args.root)
     elif args.inputs:
         inputs = args.inputs
@@ -243,14 +243,14 @@ def cmd_distributed_analyze(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: Any) -> None:
-    """Add ``trufor-lab distributed-analyze`` (picked up by trufor_lab.cli)."""
+    """Add ``trufor-lab distributed-analyze`` (picked up by trufor_lab.cli.main)."""
     add_arguments(subparsers.add_parser(
         "distributed-analyze", help="analyze a folder/dataset with torch.distributed (launch with torchrun)"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m trufor_lab.distributed`` / ``torchrun -m trufor_lab.distributed``."""
-    p = add_arguments(argparse.ArgumentParser(prog="trufor_lab.distributed", description=__doc__.splitlines()[0]))
+    """``python -m trufor_lab.inference.distributed`` / ``torchrun -m trufor_lab.inference.distributed``."""
+    p = add_arguments(argparse.ArgumentParser(prog="trufor_lab.inference.distributed", description=__doc__.splitlines()[0]))
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -9,7 +9,7 @@ Every perturbation is a small frozen dataclass with one call shape::
 bound ``value`` (``jpeg(75)``), used when ``apply`` gets none, and then ``p(image)`` works too.
 ``chain`` composes them; ``PRESETS`` approximate what social networks do to uploads.
 
->>> from trufor_lab.perturb import sweep
+>>> from trufor_lab.lab.perturb import sweep
 >>> res = sweep(model, image, mask, "jpeg", [95, 85, 75, 65])
 >>> res.plot(); res.to_csv("jpeg_sweep.csv")
 """
@@ -157,12 +157,12 @@ class JPEG(Perturbation):
 
     def to_bytes(self, image: np.ndarray, value: int | None = None) -> bytes:
         """The JPEG file that ``apply`` decodes."""
-        from .jpeg import jpeg_bytes
+        from trufor_lab.forensics.jpeg import jpeg_bytes
         return jpeg_bytes(_check_image(image), int(self._need(self.value if value is None else value)),
                           self.subsampling)
 
     def _apply(self, image, value, mask):
-        from .jpeg import jpeg_compress
+        from trufor_lab.forensics.jpeg import jpeg_compress
         return jpeg_compress(image, int(self._need(value)), self.subsampling), mask
 
     @property
@@ -475,7 +475,7 @@ class SweepResult:
     def plot(self, ax=None):
         """Score, F1 (best and fixed threshold) and mean confidence vs value; returns the Figure."""
         if ax is None:
-            from .viz.figures import new_figure
+            from trufor_lab.viz.figures import new_figure
             fig = new_figure(figsize=(5, 3.2))
             ax = fig.add_subplot()
         else:
@@ -527,9 +527,9 @@ def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: 
     """Perturb ``image`` (and ``mask``) with each value, analyse it and score the result.
 
     ``analyze_fn(model, image)`` must return an object with ``map`` (HxW), ``conf`` and
-    ``score`` (any may be None); default :func:`trufor_lab.analyze.analyze`. Localization
+    ``score`` (any may be None); default :func:`trufor_lab.inference.analyze.analyze`. Localization
     metrics come from ``metrics_fn(map, mask)`` (default
-    :func:`trufor_lab.metrics.localization_metrics`) when the perturbed mask has forged
+    :func:`trufor_lab.lab.metrics.localization_metrics`) when the perturbed mask has forged
     pixels; a map of another size is resized bilinearly to the mask first. ``mask=None``
     (a pristine image) gives score/confidence rows only.
     """
@@ -537,7 +537,7 @@ def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: 
     img = _check_image(image)
     m0 = None if mask is None else _check_mask(mask, img)
     if analyze_fn is None:
-        from .analyze import analyze as analyze_fn
+        from trufor_lab.inference.analyze import analyze as analyze_fn
     rows: list[dict[str, Any]] = []
     kept: list[Any] = []
     for v in values:
@@ -558,7 +558,7 @@ def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: 
         row.update({k: math.nan for k in _METRICS})
         if hmap is not None and pmask is not None and pmask.any():
             if metrics_fn is None:
-                from .metrics import localization_metrics as metrics_fn
+                from trufor_lab.lab.metrics import localization_metrics as metrics_fn
             lm = metrics_fn(_fit_map(np.asarray(hmap), pmask.shape), pmask)
             row.update({k: _metric(lm, k) for k in _METRICS})
         rows.append(row)

@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .figures import _robust_limits, crop_region, draw_overlay, plot_feature_grid
-from .noiseprint import compare_regions, plot_noiseprint
+from trufor_lab.viz.figures import _robust_limits, crop_region, draw_overlay, plot_feature_grid
+from trufor_lab.viz.noiseprint import compare_regions, plot_noiseprint
 
 __all__ = ["CompareViewer", "FeatureExplorer", "NoiseprintViewer", "ResultViewer", "widgets_available"]
 
@@ -507,7 +507,7 @@ class FeatureExplorer(_Viewer):
     Pick ``branch`` (rgb, noiseprint, fused, decoder), ``stage`` and ``layer``; ``mode`` shows one
     ``channel``, a ``grid`` of channels (ranked by energy, starting at rank ``channel``) or a ``pca``
     picture; ``side_by_side`` shows RGB, Noiseprint++ and fused maps of the stage together.
-    The model runs once, in the constructor (:func:`trufor_lab.analyze` with captures); every
+    The model runs once, in the constructor (:func:`trufor_lab.inference.analyze` with captures); every
     control only re-renders.
     """
 
@@ -515,8 +515,8 @@ class FeatureExplorer(_Viewer):
 
     def __init__(self, model: Any, image: Any, *, layers: Sequence[str] = EXPLORER_LAYERS,
                  max_elements: int | None = 4_000_000, grid_size: int = 16) -> None:
-        from ..analyze import analyze
-        from ..hooks import layer_catalog, resolve_names
+        from trufor_lab.inference.analyze import analyze
+        from trufor_lab.interpret.capture import layer_catalog, resolve_names
         catalog = layer_catalog(model)
         wanted = [n for n in resolve_names(catalog, [p for p in layers if _matches_any(catalog, p)] or ["*"])
                   if catalog[n].kind != "attention" and _explorer_key(n)]
@@ -552,19 +552,19 @@ class FeatureExplorer(_Viewer):
     def array(self, name: str) -> np.ndarray:
         """The capture ``name`` as a cached ``(C, H, W)`` numpy array."""
         if name not in self._arrays:
-            from ..features import to_chw
+            from trufor_lab.interpret.features import to_chw
             self._arrays[name] = to_chw(self.captures[name]).astype(np.float32)
         return self._arrays[name]
 
     def pca(self, name: str) -> Any:
         if name not in self._pca:
-            from ..features import pca_rgb
+            from trufor_lab.interpret.features import pca_rgb
             self._pca[name] = pca_rgb(self.array(name), name=name)
         return self._pca[name]
 
     def ranked_channels(self, name: str) -> np.ndarray:
         if name not in self._order:
-            from ..features import channel_stats
+            from trufor_lab.interpret.features import channel_stats
             self._order[name] = channel_stats(self.array(name)).top(self.array(name).shape[0])
         return self._order[name]
 

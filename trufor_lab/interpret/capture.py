@@ -35,10 +35,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .model.detection import STATISTIC_NAMES
-from .model.encoder import BRANCHES
-from .model.noiseprint import Noiseprint
-from .model.segformer import tokens_to_map
+from trufor_lab.model.detection import STATISTIC_NAMES
+from trufor_lab.model.encoder import BRANCHES
+from trufor_lab.model.noiseprint import Noiseprint
+from trufor_lab.model.segformer import tokens_to_map
 
 __all__ = ["ATTENTION_MAX_ELEMENTS", "Capture", "CaptureError", "LayerSpec", "LayerTable", "capture",
            "layer_catalog", "list_layers", "resolve_names"]

@@ -3,7 +3,7 @@
 A dataset is a sequence of :class:`Sample` (image, mask or None, label 0 real / 1 fake). Masks
 are read lazily by :meth:`Dataset.load_mask`, which applies the dataset's
 :class:`MaskConvention` and returns a boolean array with True = forged, the form
-:func:`trufor_lab.metrics.localization_metrics` takes. :meth:`Dataset.validate` checks every
+:func:`trufor_lab.lab.metrics.localization_metrics` takes. :meth:`Dataset.validate` checks every
 file up front and returns the problems instead of raising.
 
 List format (``test_docker/data_test/*_fake.txt`` / ``*_real.txt`` in grip-unina/TruFor): one

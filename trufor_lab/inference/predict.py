@@ -31,13 +31,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .analyze import Result, make_result, model_device, model_dtype, prepare_input
-from .model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
+from trufor_lab.inference.analyze import Result, make_result, model_device, model_dtype, prepare_input
+from trufor_lab.model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
                          noiseprint_tiled)
-from .model.noiseprint import Noiseprint
-from .model.segformer import SpatialReductionAttention
-from .model.trufor import TruFor, TruForOutput
-from .preprocess import ImageLike
+from trufor_lab.model.noiseprint import Noiseprint
+from trufor_lab.model.segformer import SpatialReductionAttention
+from trufor_lab.model.trufor import TruFor, TruForOutput
+from trufor_lab.inference.preprocess import ImageLike
 
 MODES = ("exact", "fast")
 
@@ -198,6 +198,6 @@ def deviation(out: TruForOutput, ref: TruForOutput) -> dict[str, float]:
 
 def predict_result(model: TruFor | Noiseprint, image: ImageLike, mode: str | InferenceMode = "exact", *,
                    name: str | None = None, exif_transpose: bool = False) -> Result:
-    """Like :func:`trufor_lab.analyze`, through :func:`predict` (exact and memory-lean by default)."""
+    """Like :func:`trufor_lab.inference.analyze`, through :func:`predict` (exact and memory-lean by default)."""
     loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     return make_result(model, loaded, predict(model, x, mode), name=name)

@@ -1,6 +1,6 @@
 """The casebook: one notebook widget for a fact-checker's case, and a two-version comparison.
 
->>> from trufor_lab.casebook import Casebook, compare
+>>> from trufor_lab.casebook.casebook import Casebook, compare
 >>> cb = Casebook()                       # loads the best model on first use
 >>> cb                                    # upload a file or type a path; tabs fill in
 >>> cb.analyze_path("viral.jpg")          # the same, from code
@@ -8,7 +8,7 @@
 >>> cb.save_report("case.html")           # one self-contained HTML file
 
 Without ipywidgets (or where widgets cannot render) the casebook still works from code and
-displays as static HTML. ``register_cli`` adds ``trufor-lab report`` (see :mod:`trufor_lab.report`).
+displays as static HTML. ``register_cli`` adds ``trufor-lab report`` (see :mod:`trufor_lab.casebook.report`).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from typing import Any, Union
 import numpy as np
 from torch import nn
 
-from .analyze import Result, analyze
-from .preprocess import ImageError, ImageLike, load_image
+from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image
 
 __all__ = ["Casebook", "Comparison", "compare", "estimate_translation", "register_cli"]
 
@@ -123,7 +123,7 @@ class Comparison:
     def plot(self, fig: Any = None) -> Any:
         """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++)."""
         import matplotlib.pyplot as plt
-        from .report import _display_name
+        from trufor_lab.casebook.report import _display_name
         results = [r for r in (self.result_a, self.result_b) if r is not None]
         rows = 2 if results else 1
         if fig is None:
@@ -159,7 +159,7 @@ class Comparison:
         return fig
 
     def _repr_html_(self) -> str:
-        from .report import comparison_section_html
+        from trufor_lab.casebook.report import comparison_section_html
         return comparison_section_html(self)
 
 
@@ -323,14 +323,14 @@ class Casebook:
     # -- analysis ---------------------------------------------------------------------------
     def _ensure_model(self) -> nn.Module:
         if self.model is None:
-            from .load import load
+            from trufor_lab.inference.load import load
             self._step(1, "loading the model…")
             self.model = load(device=self.device)
         return self.model
 
     def analyze_path(self, path: str | os.PathLike) -> Result:
         """Analyze the image file at ``path``; raises :class:`ImageError` for a bad image."""
-        from .report import _display_name
+        from trufor_lab.casebook.report import _display_name
         return self._run(os.fspath(path), _display_name(os.fspath(path)))
 
     def analyze_bytes(self, data: bytes | bytearray | memoryview, name: str = "upload") -> Result:
@@ -338,7 +338,7 @@ class Casebook:
         return self._run(bytes(data), name)
 
     def _run(self, source: Source, name: str) -> Result:
-        from .provenance import read_provenance
+        from trufor_lab.forensics.provenance import read_provenance
         self.error = None
         self._step(1, f"reading {name}…")
         try:
@@ -364,7 +364,7 @@ class Casebook:
         """Compare the current image with ``other`` (path, bytes, array or Result); fills the Compare tab."""
         if self.result is None:
             raise RuntimeError("analyze an image first (analyze_path, analyze_bytes or the upload)")
-        from .report import _display_name
+        from trufor_lab.casebook.report import _display_name
         nb = name or (_display_name(os.fspath(other)) if isinstance(other, (str, os.PathLike)) else "B")
         self._step(1, f"comparing with {nb}…")
         model = self._ensure_model()
@@ -381,14 +381,14 @@ class Casebook:
     # -- display ----------------------------------------------------------------------------
     def sections_html(self) -> list[str]:
         """HTML of the four tabs (Result, Noiseprint++, Provenance, Compare)."""
-        from . import report as R
+        from trufor_lab.casebook import report as R
         if self.result is None:
             return ["<p>No image analyzed yet.</p>"] * 3 + [_COMPARE_HINT]
         return [R.result_section_html(self.result), R.noiseprint_section_html(self.result),
                 R.provenance_section_html(self.provenance), self._compare_html()]
 
     def _compare_html(self) -> str:
-        from .report import comparison_section_html
+        from trufor_lab.casebook.report import comparison_section_html
         return _COMPARE_HINT if self.comparison is None else comparison_section_html(self.comparison)
 
     def _render(self, compare_only: bool = False) -> None:
@@ -430,7 +430,7 @@ class Casebook:
         """Write the self-contained HTML report (with the comparison, if any) atomically."""
         if self.result is None:
             raise RuntimeError("nothing to report: analyze an image first")
-        from .report import build_report, write_report
+        from trufor_lab.casebook.report import build_report, write_report
         return write_report(path, build_report(self.result, self.provenance, self.comparison))
 
 
@@ -459,6 +459,6 @@ def _uploaded_files(value: Any) -> list[tuple[str, bytes]]:
 
 
 def register_cli(subparsers: Any) -> None:
-    """Add ``trufor-lab report`` (picked up by :func:`trufor_lab.cli._load_extra_commands`)."""
-    from .report import add_report_parser
+    """Add ``trufor-lab report`` (picked up by :func:`trufor_lab.cli.main._load_extra_commands`)."""
+    from trufor_lab.casebook.report import add_report_parser
     add_report_parser(subparsers)

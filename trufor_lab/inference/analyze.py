@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .load import is_full_model, model_notice
-from .preprocess import ImageError, ImageLike, LoadedImage, load_image, to_tensor
-from .weights import WeightsInfo
+from trufor_lab.inference.load import is_full_model, model_notice
+from trufor_lab.inference.preprocess import ImageError, ImageLike, LoadedImage, load_image, to_tensor
+from trufor_lab.inference.weights import WeightsInfo
 
 
 #: Smallest side TruFor can process: stage 1's spatial reduction (8x8 stride 8 at 1/4 scale)
@@ -85,7 +85,7 @@ class Result:
     # -- display ----------------------------------------------------------------------------
     def plot(self, mask: np.ndarray | None = None, fig=None):
         """Image, (mask), Noiseprint++, localization map, confidence, overlay; returns the Figure."""
-        from .viz.figures import plot_result
+        from trufor_lab.viz.figures import plot_result
         return plot_result(self, mask=mask, fig=fig)
 
     def summary(self) -> str:
@@ -148,10 +148,10 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
     loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     if model.training:
         warnings.warn("model is in training mode; analyze() expects model.eval()", stacklevel=2)
-    from .inference import plain_fits, plain_peak_bytes, predict
-    from .model.lean import free_memory_bytes
-    from .model.noiseprint import Noiseprint
-    from .model.trufor import TruFor
+    from trufor_lab.inference.predict import plain_fits, plain_peak_bytes, predict
+    from trufor_lab.model.lean import free_memory_bytes
+    from trufor_lab.model.noiseprint import Noiseprint
+    from trufor_lab.model.trufor import TruFor
     known = isinstance(model, (TruFor, Noiseprint))
     if lean and not known:
         raise TypeError(f"lean=True needs TruFor or Noiseprint, not {type(model).__name__}")
@@ -168,7 +168,7 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
                 raise ImageError(f"{loaded.name}: cannot capture layers of a {x.shape[3]}x{x.shape[2]} image "
                                  f"({why}): layer capture needs the plain forward; crop the image or "
                                  "analyze without capture")
-            from .hooks import capture as capture_ctx
+            from trufor_lab.interpret.capture import capture as capture_ctx
             with capture_ctx(model, capture, **capture_kwargs) as cap:
                 out = model(x)
             captures = dict(cap.tensors)

@@ -31,7 +31,7 @@ def sample(name: str, max_side: int | None = None) -> tuple[np.ndarray, str]:
 
     ``max_side`` centre-crops (never resizes: resizing would erase the traces TruFor reads).
     """
-    from .preprocess import load_image
+    from trufor_lab.inference.preprocess import load_image
     d = official_dir()
     if name not in OFFICIAL and not (d and (d / name).is_file()):
         raise ValueError(f"unknown sample {name!r}; choose from {OFFICIAL}")

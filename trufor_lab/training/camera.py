@@ -4,11 +4,11 @@ A real photo carries a consistent fingerprint of how it was made: colour filter 
 and demosaicing, sensor noise whose level depends on brightness, tone curve, sharpening and
 the camera's JPEG. Splicing content made by *another* pipeline breaks that consistency, and
 that is what TruFor localizes. :class:`Camera` simulates such a pipeline so that synthetic
-training and test images (``trufor_lab.train``) have realistic, camera-specific traces
+training and test images (``trufor_lab.training.loop``) have realistic, camera-specific traces
 instead of none.
 
 >>> import numpy as np
->>> from trufor_lab.camera import Camera
+>>> from trufor_lab.training.camera import Camera
 >>> cam = Camera.random(np.random.default_rng(0))
 >>> scene = np.full((64, 64, 3), 128, np.uint8)
 >>> photo = cam.capture(scene, np.random.default_rng(1))
@@ -84,7 +84,7 @@ class Camera:
             out = out + self.sharpen * (out - ndimage.gaussian_filter(out, sigma=(1.0, 1.0, 0)))
         img = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
         if self.jpeg_quality is not None:
-            from .jpeg import jpeg_compress
+            from trufor_lab.forensics.jpeg import jpeg_compress
             img = jpeg_compress(img, int(self.jpeg_quality))
         return img
 

@@ -71,11 +71,11 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analyze import analyze
-    from .load import load, model_notice
-    from .model import CheckpointError
-    from .preprocess import ImageError
-    from .weights import WeightsError
+    from trufor_lab.inference.analyze import analyze
+    from trufor_lab.inference.load import load, model_notice
+    from trufor_lab.model import CheckpointError
+    from trufor_lab.inference.preprocess import ImageError
+    from trufor_lab.inference.weights import WeightsError
 
     pairs, problems = expand_inputs(args.inputs)
     for p in problems:
@@ -123,7 +123,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from . import weights as W
+    from trufor_lab.inference import weights as W
     if args.action == "info":
         print(f"weights folder: {W.weights_dir()}")
         for what, where, status in W.installed():
@@ -177,7 +177,7 @@ _EXTRA_COMMANDS: list = []
 
 def _load_extra_commands() -> None:
     import importlib
-    for mod in ("trufor_lab.evaluate", "trufor_lab.casebook", "trufor_lab.distributed", "trufor_lab.train",
+    for mod in ("trufor_lab.lab.evaluate", "trufor_lab.casebook.casebook", "trufor_lab.inference.distributed", "trufor_lab.training.loop",
                 "bench.cli"):
         try:
             m = importlib.import_module(mod)

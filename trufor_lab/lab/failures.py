@@ -1,4 +1,4 @@
-"""Failure analysis of an :class:`~trufor_lab.evaluate.Evaluation` (or the CSV it wrote).
+"""Failure analysis of an :class:`~trufor_lab.lab.evaluate.Evaluation` (or the CSV it wrote).
 
 >>> worst_cases(ev, k=10)                # fakes with the lowest F1, reals with the highest score
 >>> group_failures(ev)                   # failure rate per descriptor group vs the rest
@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import MaskConvention, read_mask
-from .evaluate import Evaluation, Table
-from .viz.widgets import StaticFallbackDisplay
+from trufor_lab.lab.datasets import MaskConvention, read_mask
+from trufor_lab.lab.evaluate import Evaluation, Table
+from trufor_lab.widgets.viewers import StaticFallbackDisplay
 
 __all__ = ["F1_THRESHOLD", "GROUPS", "SCORE_THRESHOLD", "FailureGallery", "Group", "failure_gallery",
            "group_failures", "is_failure", "worst_cases"]
@@ -210,13 +210,13 @@ def _convention(ev: Evaluation, row: Mapping[str, Any], override: MaskConvention
     name = str(row.get("dataset"))
     if name in ev.datasets:
         return ev.datasets[name].convention
-    from .datasets import REGISTRY
+    from trufor_lab.lab.datasets import REGISTRY
     return REGISTRY.get(name).convention if name in REGISTRY else MaskConvention()
 
 
 def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConvention | None) -> dict[str, Any]:
     """image, mask, map, conf of one row (None where a file is missing or unreadable)."""
-    from .preprocess import load_image
+    from trufor_lab.inference.preprocess import load_image
     out: dict[str, Any] = {"image": None, "mask": None, "map": None, "conf": None}
     try:
         out["image"] = load_image(str(row["image_path"])).rgb
@@ -271,7 +271,7 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
 def _render(ev: Evaluation, cases: Sequence[Mapping[str, Any]], convention: MaskConvention | None,
             panel_size: float, fig: Any = None) -> Any:
     if fig is None:
-        from .viz.figures import new_figure
+        from trufor_lab.viz.figures import new_figure
         fig = new_figure(figsize=(panel_size * 4 + 1.6, panel_size * max(len(cases), 1) + 0.4))
     if not cases:
         fig.text(0.5, 0.5, "no failure case", ha="center", va="center")

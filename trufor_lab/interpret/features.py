@@ -63,7 +63,7 @@ class ChannelStats:
 
     def plot(self, ax=None):
         """Energy per channel (bars) with mean ± std; returns the Figure."""
-        from .viz.figures import plot_channel_stats
+        from trufor_lab.viz.figures import plot_channel_stats
         return plot_channel_stats(self, ax=ax)
 
 
@@ -89,7 +89,7 @@ class SpatialStats:
     name: str = ""
 
     def plot(self, fig=None):
-        from .viz.figures import plot_spatial_stats
+        from trufor_lab.viz.figures import plot_spatial_stats
         return plot_spatial_stats(self, fig=fig)
 
 
@@ -114,7 +114,7 @@ class PCAImage:
     name: str = ""
 
     def plot(self, ax=None):
-        from .viz.figures import plot_pca
+        from trufor_lab.viz.figures import plot_pca
         return plot_pca(self, ax=ax)
 
 
@@ -187,7 +187,7 @@ class BranchComparison:
                 "before_global": self.before_global.tolist(), "after_global": self.after_global.tolist()}
 
     def plot(self, fig=None):
-        from .viz.figures import plot_branch_comparison
+        from trufor_lab.viz.figures import plot_branch_comparison
         return plot_branch_comparison(self, fig=fig)
 
 

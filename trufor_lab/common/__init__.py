@@ -1,0 +1,4 @@
+"""Shared jobs, written once: atomic files, output paths, tables, number formatting, images.
+
+Layer 0: may import the standard library, numpy, PIL and torch, nothing else of trufor_lab.
+"""

@@ -1,0 +1,13 @@
+"""Getting an answer: weights, the input contract, loading, ``analyze()`` and the ``Result``.
+
+- ``weights``: finding, verifying and downloading checkpoints.
+- ``preprocess``: the input contract (any image -> RGB / 256).
+- ``load``: ``load()``, ``load_trufor()``, ``load_noiseprint()``, ``untrained()``.
+- ``result``: the ``Result`` dataclass.
+- ``analyze``: ``analyze()``, the one call that turns an image into a ``Result``.
+- ``predict``: inference modes (exact, fast, lean) over the raw network.
+- ``distributed``: sharded batch analysis across processes.
+- ``samples``: the official sample images, or offline stand-ins.
+
+May import ``model``, ``viz``, ``forensics`` and ``common``.
+"""

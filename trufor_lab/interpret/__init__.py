@@ -1,0 +1,10 @@
+"""Looking inside the network: the layer catalog and capture, feature statistics, ablations and
+Captum attribution.
+
+- ``capture``: the layer catalog (``list_layers``) and ``capture()`` (hooks, always removed).
+- ``features``: statistics and projections of captured feature maps.
+- ``ablate``: reversible interventions (context managers) and ablation studies.
+- ``attribute``: Captum adapters with one call shape, and target wrappers.
+
+May import ``lab``, ``inference``, ``model``, ``viz`` and ``common``.
+"""
