@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))  # run from anywhere without relying on the editab
 
 import torch  # noqa: E402
 
-from trufor_lab.interpret.capture import capture  # noqa: E402
+from trufor_lab.model.capture import capture  # noqa: E402
 from trufor_lab.model import TruFor  # noqa: E402
 
 LAYERS = [

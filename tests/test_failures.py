@@ -10,7 +10,8 @@ from PIL import Image
 
 from trufor_lab.lab.datasets import folder_dataset
 from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation, evaluate
-from trufor_lab.lab.failures import (GROUPS, FailureGallery, Group, failure_gallery, group_failures, is_failure,
+from trufor_lab.widgets.gallery import FailureGallery
+from trufor_lab.lab.failures import (GROUPS, Group, failure_gallery, group_failures, is_failure,
                                  worst_cases)
 
 

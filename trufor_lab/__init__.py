@@ -22,8 +22,8 @@ from trufor_lab.inference.preprocess import ImageError, load_image
 
 _LAZY = {
     # name -> module that defines it (imported on first access)
-    "list_layers": "trufor_lab.interpret.capture",
-    "capture": "trufor_lab.interpret.capture",
+    "list_layers": "trufor_lab.model.capture",
+    "capture": "trufor_lab.model.capture",
     "localization_metrics": "trufor_lab.lab.metrics",
     "detection_metrics": "trufor_lab.lab.metrics",
 }

@@ -23,6 +23,12 @@ from torch import nn
 
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image
+from trufor_lab.casebook import report as R
+from trufor_lab.common.paths import display_name
+from trufor_lab.casebook.report import build_report, write_report
+from trufor_lab.casebook.report import comparison_section_html
+from trufor_lab.forensics.provenance import read_provenance
+from trufor_lab.inference.load import load
 
 __all__ = ["Casebook", "Comparison", "compare", "estimate_translation", "register_cli"]
 
@@ -123,13 +129,12 @@ class Comparison:
     def plot(self, fig: Any = None) -> Any:
         """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++)."""
         import matplotlib.pyplot as plt
-        from trufor_lab.casebook.report import _display_name
         results = [r for r in (self.result_a, self.result_b) if r is not None]
         rows = 2 if results else 1
         if fig is None:
             fig = plt.figure(figsize=(11, 3.8 * rows))
         axes = fig.subplots(rows, 3, squeeze=False)
-        na, nb = _display_name(self.name_a), _display_name(self.name_b)
+        na, nb = display_name(self.name_a), display_name(self.name_b)
         axes[0, 0].imshow(self.a)
         axes[0, 0].set_title(f"A: {na}", fontsize=9)
         axes[0, 1].imshow(self.b_aligned)
@@ -159,7 +164,6 @@ class Comparison:
         return fig
 
     def _repr_html_(self) -> str:
-        from trufor_lab.casebook.report import comparison_section_html
         return comparison_section_html(self)
 
 
@@ -323,22 +327,19 @@ class Casebook:
     # -- analysis ---------------------------------------------------------------------------
     def _ensure_model(self) -> nn.Module:
         if self.model is None:
-            from trufor_lab.inference.load import load
             self._step(1, "loading the model…")
             self.model = load(device=self.device)
         return self.model
 
     def analyze_path(self, path: str | os.PathLike) -> Result:
         """Analyze the image file at ``path``; raises :class:`ImageError` for a bad image."""
-        from trufor_lab.casebook.report import _display_name
-        return self._run(os.fspath(path), _display_name(os.fspath(path)))
+        return self._run(os.fspath(path), display_name(os.fspath(path)))
 
     def analyze_bytes(self, data: bytes | bytearray | memoryview, name: str = "upload") -> Result:
         """Analyze an image given as bytes (an upload) named ``name``."""
         return self._run(bytes(data), name)
 
     def _run(self, source: Source, name: str) -> Result:
-        from trufor_lab.forensics.provenance import read_provenance
         self.error = None
         self._step(1, f"reading {name}…")
         try:
@@ -364,8 +365,7 @@ class Casebook:
         """Compare the current image with ``other`` (path, bytes, array or Result); fills the Compare tab."""
         if self.result is None:
             raise RuntimeError("analyze an image first (analyze_path, analyze_bytes or the upload)")
-        from trufor_lab.casebook.report import _display_name
-        nb = name or (_display_name(os.fspath(other)) if isinstance(other, (str, os.PathLike)) else "B")
+        nb = name or (display_name(os.fspath(other)) if isinstance(other, (str, os.PathLike)) else "B")
         self._step(1, f"comparing with {nb}…")
         model = self._ensure_model()
         if not isinstance(other, Result):
@@ -381,14 +381,12 @@ class Casebook:
     # -- display ----------------------------------------------------------------------------
     def sections_html(self) -> list[str]:
         """HTML of the four tabs (Result, Noiseprint++, Provenance, Compare)."""
-        from trufor_lab.casebook import report as R
         if self.result is None:
             return ["<p>No image analyzed yet.</p>"] * 3 + [_COMPARE_HINT]
         return [R.result_section_html(self.result), R.noiseprint_section_html(self.result),
                 R.provenance_section_html(self.provenance), self._compare_html()]
 
     def _compare_html(self) -> str:
-        from trufor_lab.casebook.report import comparison_section_html
         return _COMPARE_HINT if self.comparison is None else comparison_section_html(self.comparison)
 
     def _render(self, compare_only: bool = False) -> None:
@@ -430,7 +428,6 @@ class Casebook:
         """Write the self-contained HTML report (with the comparison, if any) atomically."""
         if self.result is None:
             raise RuntimeError("nothing to report: analyze an image first")
-        from trufor_lab.casebook.report import build_report, write_report
         return write_report(path, build_report(self.result, self.provenance, self.comparison))
 
 
@@ -453,12 +450,3 @@ def _uploaded_files(value: Any) -> list[tuple[str, bytes]]:
         name = item.get("name") or (item.get("metadata") or {}).get("name") or f"upload-{i}"
         out.append((str(name), bytes(item["content"])))
     return out
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``trufor-lab report`` (picked up by :func:`trufor_lab.cli.main._load_extra_commands`)."""
-    from trufor_lab.casebook.report import add_report_parser
-    add_report_parser(subparsers)

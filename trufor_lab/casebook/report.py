@@ -27,6 +27,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
+from trufor_lab.common.paths import display_name
+from trufor_lab.viz.noiseprint import plot_noiseprint
+from trufor_lab.version import __version__
+
 if TYPE_CHECKING:  # pragma: no cover
     from trufor_lab.inference.analyze import Result
     from trufor_lab.casebook.casebook import Comparison
@@ -167,37 +171,8 @@ def fig_to_data_uri(fig: Any, dpi: int = 100) -> str:
 
 def noiseprint_figure(result: "Result") -> Any:
     """Noiseprint++ map, local variance and log spectrum (``viz.noiseprint``; own fallback)."""
-    title = f"Noiseprint++ of {_display_name(result.name)}"
-    try:
-        from trufor_lab.viz.noiseprint import plot_noiseprint
-    except ImportError:  # pragma: no cover - viz.noiseprint ships with the package
-        return _noiseprint_fallback(result.noiseprint, title)
+    title = f"Noiseprint++ of {display_name(result.name)}"
     return plot_noiseprint(result.noiseprint, title=title)
-
-
-def _noiseprint_fallback(noiseprint: np.ndarray, title: str) -> Any:
-    import matplotlib.pyplot as plt
-    a = np.asarray(noiseprint, dtype=np.float64)
-    fig = plt.figure(figsize=(7.5, 3.8))
-    ax1, ax2 = fig.subplots(1, 2)
-    lo, hi = np.percentile(a, [1, 99])
-    ax1.imshow(a, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
-    ax1.set_title("Noiseprint++", fontsize=10)
-    ax1.set_axis_off()
-    c = (a - a.mean()) * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
-    spec = np.log10(np.abs(np.fft.fftshift(np.fft.fft2(c))) ** 2 + 1e-12)
-    ax2.imshow(spec, cmap="viridis", extent=[-0.5, 0.5, 0.5, -0.5])
-    ax2.set_title("log10 power spectrum", fontsize=10)
-    ax2.set_xlabel("cycles/pixel", fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    return fig
-
-
-def _display_name(name: str | None) -> str:
-    """The base name only: full paths can reveal a user's folders in a shared report."""
-    if not name:
-        return "image"
-    return os.path.basename(name.replace("\\", "/")) or name
 
 
 # --------------------------------------------------------------------------- HTML fragments
@@ -235,7 +210,7 @@ def numbers_rows(result: "Result") -> list[tuple[str, str]]:
     """(quantity, value) rows of the numbers table."""
     h, w = result.size
     st = map_stats(result)
-    rows = [("image", _display_name(result.name)), ("size (w×h)", f"{w}×{h}")]
+    rows = [("image", display_name(result.name)), ("size (w×h)", f"{w}×{h}")]
     if result.map is None:
         rows.append(("localization", "not available: needs the official TruFor checkpoint"))
         return rows
@@ -293,7 +268,7 @@ def provenance_section_html(provenance: "Provenance | None") -> str:
         if sec == "Signs":
             continue
         if sec == "File" and f == "name":
-            v = _display_name(v)
+            v = display_name(v)
         rows.append((sec, f, v))
     parts.append(_table(rows, ("section", "field", "value")))
     parts.append("<p style='font-size:0.9em;color:#444'>Metadata is easy to strip or forge: every "
@@ -303,7 +278,7 @@ def provenance_section_html(provenance: "Provenance | None") -> str:
 
 def comparison_section_html(comparison: "Comparison", dpi: int = 100) -> str:
     """Two versions side by side: alignment notes, difference numbers, both readings."""
-    rows = [("A", _display_name(comparison.name_a)), ("B", _display_name(comparison.name_b)),
+    rows = [("A", display_name(comparison.name_a)), ("B", display_name(comparison.name_b)),
             ("translation applied to B (dy, dx)", f"{comparison.shift[0]}, {comparison.shift[1]}"),
             ("mean |A − B| (0..1)", _fmt(comparison.mean_diff)),
             ("pixels differing by more than 10%", f"{100 * comparison.changed_fraction:.1f}%")]
@@ -353,9 +328,8 @@ def build_report(result: "Result", provenance: "Provenance | None" = None,
                  comparison: "Comparison | None" = None, *, title: str | None = None,
                  generated: datetime | None = None, dpi: int = 100) -> str:
     """The whole report as one self-contained HTML string (figures as data URIs, inline CSS)."""
-    from trufor_lab.version import __version__
     when = (generated or datetime.now().astimezone()).strftime("%Y-%m-%d %H:%M %Z").strip()
-    name = _display_name(result.name)
+    name = display_name(result.name)
     title = title or f"TruFor report: {name}"
     sections = [
         ("Result", result_section_html(result, dpi)),
@@ -414,9 +388,8 @@ def save_pdf(path: str | os.PathLike, result: "Result", provenance: "Provenance 
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from trufor_lab.version import __version__
     wrap = lambda s, ind="": textwrap.wrap(s, 100, initial_indent=ind, subsequent_indent="   ")  # noqa: E731
-    lines = [f"TruFor report: {_display_name(result.name)}",
+    lines = [f"TruFor report: {display_name(result.name)}",
              f"Generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} by trufor_lab {__version__}", ""]
     if result.notice:
         lines += wrap("Notice: " + result.notice) + [""]
@@ -428,7 +401,7 @@ def save_pdf(path: str | os.PathLike, result: "Result", provenance: "Provenance 
             lines += wrap(f"[{s.severity}] {s.observation}: {s.meaning}", "  ")
         for sec, f, v in provenance.rows():
             if sec != "Signs":
-                v = _display_name(v) if (sec, f) == ("File", "name") else v
+                v = display_name(v) if (sec, f) == ("File", "name") else v
                 lines += wrap(f"{sec} / {f}: {v}", "  ")
     lines += ["", "How to read this"]
     for c in _CAVEATS:
@@ -448,79 +421,3 @@ def save_pdf(path: str | os.PathLike, result: "Result", provenance: "Provenance 
                 pdf.savefig(fig, bbox_inches="tight")
                 plt.close(fig)
     return _atomic(path, write)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``trufor-lab report IMAGE -o report.html [--weights] [--compare] [--device] [--pdf]``."""
-    r = subparsers.add_parser("report", help="write one self-contained HTML report for an image")
-    r.add_argument("image", metavar="IMAGE", help="the image to analyze")
-    r.add_argument("-o", "--output", required=True, help="the HTML file to write")
-    r.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
-    r.add_argument("--compare", default=None, metavar="OTHER",
-                   help="another version of the same picture (e.g. the earlier post) to compare with")
-    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    r.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    r.add_argument("--no-demo", action="store_true",
-                   help="without a TruFor checkpoint, report Noiseprint++ only instead of the demo model")
-    r.add_argument("--pdf", action="store_true", help="also write a PDF (same name, .pdf) with matplotlib")
-    r.add_argument("-q", "--quiet", action="store_true")
-    r.set_defaults(func=cmd_report)
-    return r
-
-
-def _err(msg: str) -> None:
-    print(f"error: {msg.splitlines()[0] if msg else msg}", file=sys.stderr)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
-    from trufor_lab.inference.analyze import analyze
-    from trufor_lab.casebook.casebook import compare
-    from trufor_lab.inference.load import load, model_notice
-    from trufor_lab.model import CheckpointError
-    from trufor_lab.inference.preprocess import ImageError, load_image
-    from trufor_lab.forensics.provenance import read_provenance
-    from trufor_lab.inference.weights import WeightsError
-
-    inputs = [args.image] + ([args.compare] if args.compare else [])
-    try:
-        for p in inputs:  # check the images before the (slow) model load
-            load_image(p)
-        provenance = read_provenance(args.image)
-    except (ImageError, ValueError) as e:
-        _err(str(e))
-        return 1
-    provenance.name = _display_name(provenance.name)
-    try:
-        model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
-    except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
-        _err(str(e))
-        return 2
-    notice = model_notice(model)
-    if notice:
-        print(f"note: {notice}", file=sys.stderr)
-    try:
-        result = analyze(model, args.image, name=_display_name(args.image))
-        comparison = None
-        if args.compare:
-            other = analyze(model, args.compare, name=_display_name(args.compare))
-            comparison = compare(result, other)
-    except ImageError as e:
-        _err(str(e))
-        return 1
-    except (RuntimeError, MemoryError) as e:
-        _err(f"{args.image}: analysis failed ({str(e).splitlines()[0][:200]})")
-        return 1
-    try:
-        out = write_report(args.output, build_report(result, provenance, comparison))
-        pdf = save_pdf(Path(args.output).with_suffix(".pdf"), result, provenance, comparison) if args.pdf else None
-    except OSError as e:
-        _err(f"{args.output}: cannot write report ({e.strerror or e})")
-        return 1
-    if not args.quiet:
-        print(result.summary())
-        print(f"report written: {out}" + (f" (and {pdf})" if pdf else ""))
-    return 0

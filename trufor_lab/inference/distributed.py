@@ -1,7 +1,7 @@
 """Scale-out analysis over a folder or a dataset with ``torch.distributed``.
 
-    torchrun --nproc_per_node 4 -m trufor_lab.inference.distributed INPUT... -o OUT [--mode exact|fast]
-    python -m trufor_lab.inference.distributed INPUT... -o OUT          # one process, same outputs
+    torchrun --nproc_per_node 4 -m trufor_lab.cli.distributed INPUT... -o OUT [--mode exact|fast]
+    python -m trufor_lab.cli.distributed INPUT... -o OUT          # one process, same outputs
     trufor-lab distributed-analyze INPUT... -o OUT            # the same, as a subcommand
 
 Every rank expands the same inputs, sorts them and takes the share ``items[rank::world_size]``,
@@ -29,11 +29,16 @@ from typing import Any, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 
+from trufor_lab.common.files import atomic_write_json
+from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
+from trufor_lab.inference.load import load
+from trufor_lab.inference.predict import predict_result
+
 T = TypeVar("T")
 
 SUMMARY_FILE = "distributed_summary.json"
 
-__all__ = ["RankInfo", "SUMMARY_FILE", "distributed_analyze", "main", "rank_info", "register_cli", "shard",
+__all__ = ["RankInfo", "SUMMARY_FILE", "distributed_analyze", "rank_info", "shard",
            "work_items"]
 
 
@@ -63,21 +68,31 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
 
 def work_items(inputs: Sequence[str | os.PathLike] | Any) -> tuple[list[tuple[str, Path]], list[str]]:
     """``(output name, image path)`` pairs and input problems, from files/folders/globs or a
-    :class:`trufor_lab.lab.datasets.Dataset` (names are sample ids)."""
-    from trufor_lab.lab.datasets import Dataset
-    if isinstance(inputs, Dataset):
+    dataset (a :class:`trufor_lab.lab.datasets.Dataset`, or any sequence of samples with ``id``
+    and ``image_path``: names are the sample ids). A name that would write outside the output
+    folder (absolute, or with ``..``) is refused with one line."""
+    if _is_samples(inputs):
         pairs, problems = [(s.id, Path(s.image_path)) for s in inputs], []
     else:
-        from trufor_lab.cli.main import expand_inputs
         found, problems = expand_inputs([os.fspath(i) for i in inputs])
         pairs = [(rel, path) for path, rel in found]
     items: dict[str, Path] = {}
     for name, path in pairs:
+        try:
+            output_path(".", name)
+        except OutputPathError as e:
+            problems.append(f"{path}: {e}; skipped")
+            continue
         if name in items:
             problems.append(f"{path}: same output name as {items[name]} ({name}.npz); skipped")
         else:
             items[name] = path
     return sorted(items.items()), problems
+
+
+def _is_samples(inputs: Any) -> bool:
+    return not isinstance(inputs, (str, os.PathLike)) and hasattr(inputs, "__getitem__") and len(inputs) > 0 \
+        and hasattr(inputs[0], "image_path") and hasattr(inputs[0], "id")
 
 
 def _device(device: str | None, local_rank: int) -> torch.device:
@@ -87,10 +102,6 @@ def _device(device: str | None, local_rank: int) -> torch.device:
     if d.type == "cuda" and d.index is None:
         d = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
     return d
-
-
-def _output_path(output: Path, name: str) -> Path:
-    return output / (name + ".npz")
 
 
 def distributed_analyze(inputs: Sequence[str | os.PathLike] | Any, output: str | os.PathLike, *,
@@ -146,18 +157,16 @@ def _run_share(inputs: Any, output: Path, info: RankInfo, dev: torch.device, wei
         report["assigned"] = [name for name, _ in mine]
         todo = []
         for name, path in mine:
-            if _output_path(output, name).exists() and not overwrite:
+            if output_path(output, name).exists() and not overwrite:
                 report["skipped"].append(name)
             else:
                 todo.append((name, path))
         if todo:  # no model is loaded by a rank with nothing left to do
-            from trufor_lab.inference.predict import predict_result
-            from trufor_lab.inference.load import load
             model = load(weights, device=dev, precision=precision)
             report["weights"] = getattr(getattr(model, "weights_info", None), "kind", None)
             for name, path in todo:
                 try:
-                    predict_result(model, path, mode).save_npz(_output_path(output, name),
+                    predict_result(model, path, mode).save_npz(output_path(output, name),
                                                                save_noiseprint=save_noiseprint)
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
                     report["failed"].append([name, str(e).splitlines()[0][:300] if str(e) else type(e).__name__])
@@ -185,75 +194,4 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
-# -- command line ------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of ``distributed-analyze`` (shared by the subcommand and ``python -m``)."""
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive) or globs")
-    p.add_argument("-o", "--output", required=True, help="output folder (OUT/<relative path>.npz)")
-    p.add_argument("--dataset", default=None, help="a registered benchmark name or a fake-list file "
-                   "(instead of INPUT; needs --root)")
-    p.add_argument("--root", default=None, help="dataset root for --dataset")
-    p.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
-    p.add_argument("--device", default=None, help="cpu or cuda (each rank takes cuda:LOCAL_RANK)")
-    p.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"],
-                   help="exact (default): IEEE float32, memory-lean; fast: approximate, see bench/")
-    p.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
-    p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=cmd_distributed_analyze)
-    return p
-
-
-def cmd_distributed_analyze(args: argparse.Namespace) -> int:
-    if args.dataset:
-        if not args.root:
-            print("error: --dataset needs --root", file=sys.stderr)
-            return 2
-        from trufor_lab.lab.datasets import load_dataset
-        inputs: Any = load_dataset(args.dataset, args.root)
-    elif args.inputs:
-        inputs = args.inputs
-    else:
-        print("error: give INPUT paths or --dataset", file=sys.stderr)
-        return 2
-    summary = distributed_analyze(inputs, args.output, weights=args.weights, device=args.device,
-                                  precision=args.precision, mode=args.mode, overwrite=args.overwrite,
-                                  save_noiseprint=args.save_noiseprint)
-    if "ranks" not in summary:  # not rank 0
-        return 1 if summary["failed"] or summary["error"] else 0
-    for line in summary["problems"] + summary["errors"]:
-        print(f"error: {line}", file=sys.stderr)
-    for r in summary["ranks"]:
-        for name, msg in r["failed"]:
-            print(f"error: {name}: {msg}", file=sys.stderr)
-        if not args.quiet:
-            print(f"rank {r['rank']} ({r['device']}): {len(r['written'])} written, {len(r['skipped'])} skipped, "
-                  f"{len(r['failed'])} failed in {r['seconds']:.1f} s")
-    print(f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {summary['failed']} "
-          f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}")
-    bad = summary["failed"] or summary["errors"] or summary["problems"] or summary["duplicates"]
-    return 1 if bad else 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``trufor-lab distributed-analyze`` (picked up by trufor_lab.cli.main)."""
-    add_arguments(subparsers.add_parser(
-        "distributed-analyze", help="analyze a folder/dataset with torch.distributed (launch with torchrun)"))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m trufor_lab.inference.distributed`` / ``torchrun -m trufor_lab.inference.distributed``."""
-    p = add_arguments(argparse.ArgumentParser(prog="trufor_lab.inference.distributed", description=__doc__.splitlines()[0]))
-    args = p.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    atomic_write_json(path, obj, indent=1)

@@ -31,7 +31,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from trufor_lab.inference.analyze import Result, make_result, model_device, model_dtype, prepare_input
+from trufor_lab.common.device import model_device, model_dtype
+from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
                          noiseprint_tiled)
 from trufor_lab.model.noiseprint import Noiseprint

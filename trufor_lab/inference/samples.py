@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from trufor_lab.inference.preprocess import load_image
 
 OFFICIAL = ("pristine1.jpg", "pristine2.jpg", "tampered1.png", "tampered2.png")
 _SKIMAGE = {"pristine1.jpg": "astronaut", "pristine2.jpg": "coffee", "tampered1.png": "chelsea",
@@ -31,7 +32,6 @@ def sample(name: str, max_side: int | None = None) -> tuple[np.ndarray, str]:
 
     ``max_side`` centre-crops (never resizes: resizing would erase the traces TruFor reads).
     """
-    from trufor_lab.inference.preprocess import load_image
     d = official_dir()
     if name not in OFFICIAL and not (d and (d / name).is_file()):
         raise ValueError(f"unknown sample {name!r}; choose from {OFFICIAL}")

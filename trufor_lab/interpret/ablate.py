@@ -47,8 +47,10 @@ import torch
 from torch import nn
 
 from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.lab.metrics import localization_metrics
 from trufor_lab.model import TruFor
 from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
+from trufor_lab.viz.figures import new_figure
 
 Setup = Callable[[contextlib.ExitStack], None]
 
@@ -541,7 +543,6 @@ class AblationStudy:
         abl = self.ablations
         vals = np.array([[_num(r.get(metric)) for r in self.table if r["image"] == im] for im in self.images])
         if ax is None:
-            from trufor_lab.viz.figures import new_figure
             fig = new_figure(figsize=(max(4.0, 0.8 * len(abl) + 2), 3.2 if len(self.images) == 1
                                   else 1.0 + 0.45 * len(self.images)))
             ax = fig.add_subplot()
@@ -614,7 +615,7 @@ def ablation_study(model: nn.Module, images: ImageLike | Sequence[ImageLike],
         raise ValueError(f"duplicate ablation names in the study: {sorted(dup)}")
     metrics_fn = None
     if any(m is not None for m in mks):
-        from trufor_lab.lab.metrics import localization_metrics as metrics_fn
+        metrics_fn = localization_metrics
 
     results: dict[str, list[Result]] = {}
     for ab in bound:

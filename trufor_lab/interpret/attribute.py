@@ -46,6 +46,8 @@ from torch import nn
 
 from trufor_lab.model import TruFor, TruForOutput
 from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
+from trufor_lab.inference.analyze import Result
+from trufor_lab.viz.figures import new_figure
 
 __all__ = [
     "Attribution", "BASELINES", "ConfidenceTarget", "INPUT_METHODS", "InputAttribution", "LAYER_METHODS",
@@ -382,7 +384,6 @@ class Attribution:
         """A :class:`~trufor_lab.inference.analyze.Result` showing this attribution (``map`` =
         :meth:`display_map`, ``noiseprint`` = the raw map, ``conf`` = ones, no score), e.g. for
         ``CompareViewer``."""
-        from trufor_lab.inference.analyze import Result
         return Result(image=self.image, noiseprint=self.map.astype(np.float32), map=self.display_map(),
                       conf=self.conf, name=self.name, label=self.label,
                       notes=("attribution scaled to [0, 1] for display", self.title))
@@ -422,7 +423,6 @@ class Attribution:
         if ax is None and self.shares is not None:
             return self.plot_modalities()
         if ax is None:
-            from trufor_lab.viz.figures import new_figure
             fig = new_figure(figsize=(4.4, 4.4))
             ax = fig.add_subplot()
         else:
@@ -437,7 +437,6 @@ class Attribution:
         if self.shares is None:
             raise ValueError("not a modality attribution")
         if fig is None:
-            from trufor_lab.viz.figures import new_figure
             fig = new_figure(figsize=(13, 3.6))
         axes = fig.subplots(1, 4, gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
         axes[0].imshow(self.image)
@@ -462,7 +461,6 @@ class Attribution:
 def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
     """Stacked bars: share of |attribution| per modality for each image; returns the Figure."""
     if ax is None:
-        from trufor_lab.viz.figures import new_figure
         fig = new_figure(figsize=(4.5, 1.2 + 0.4 * len(attributions)))
         ax = fig.add_subplot()
     else:

@@ -16,28 +16,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from trufor_lab.common.arrays import ArrayLike, pca_project, to_chw, top_k
+from trufor_lab.viz.figures import plot_branch_comparison, plot_channel_stats, plot_pca, plot_spatial_stats
+
 __all__ = ["BranchComparison", "ChannelStats", "PCAImage", "SpatialStats", "branch_comparison_names",
            "branch_similarity", "channel_stats", "cosine_similarity_map", "pca_rgb", "spatial_stats",
            "to_chw", "top_channels"]
 
-ArrayLike = Any  # np.ndarray | torch.Tensor
-
-
-def to_chw(fmap: ArrayLike) -> np.ndarray:
-    """A feature map as a float ``(C, H, W)`` numpy array (first batch item; 2-D -> one channel)."""
-    if hasattr(fmap, "detach"):
-        t = fmap.detach().cpu()
-        if t.dtype.is_floating_point and t.dtype.itemsize < 4:  # float16/bfloat16: no numpy dtype
-            t = t.float()
-        fmap = t.numpy()
-    a = np.asarray(fmap)
-    if a.ndim == 4:
-        a = a[0]
-    elif a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise ValueError(f"expected a feature map (B, C, H, W), (C, H, W) or (H, W), got shape {a.shape}")
-    return a.astype(np.float64, copy=False)
 
 
 # -- per-channel statistics -------------------------------------------------------------------
@@ -58,12 +43,10 @@ class ChannelStats:
 
     def top(self, k: int = 16, by: str = "energy") -> np.ndarray:
         """Indices of the ``k`` channels with the largest ``by`` statistic, largest first."""
-        v = getattr(self, by)
-        return np.argsort(-v, kind="stable")[:k]
+        return top_k(getattr(self, by), k)
 
     def plot(self, ax=None):
         """Energy per channel (bars) with mean ± std; returns the Figure."""
-        from trufor_lab.viz.figures import plot_channel_stats
         return plot_channel_stats(self, ax=ax)
 
 
@@ -89,7 +72,6 @@ class SpatialStats:
     name: str = ""
 
     def plot(self, fig=None):
-        from trufor_lab.viz.figures import plot_spatial_stats
         return plot_spatial_stats(self, fig=fig)
 
 
@@ -114,7 +96,6 @@ class PCAImage:
     name: str = ""
 
     def plot(self, ax=None):
-        from trufor_lab.viz.figures import plot_pca
         return plot_pca(self, ax=ax)
 
 
@@ -124,29 +105,8 @@ def pca_rgb(fmap: ArrayLike, n_components: int = 3, percentile: float = 1.0, nam
     Each component is stretched between its ``percentile`` and ``100 - percentile`` values (robust
     to outliers). Fewer than 3 components (e.g. 1-channel maps) leave the rest grey (0.5).
     """
-    a = to_chw(fmap)
-    c, h, w = a.shape
-    x = a.reshape(c, -1).T  # (N, C)
-    x = x - x.mean(0, keepdims=True)
-    k = max(0, min(n_components, 3, c, x.shape[0]))
-    img = np.full((h * w, 3), 0.5)
-    explained = np.zeros(k)
-    comps = np.zeros((k, c))
-    if k and np.any(x):
-        evals, evecs = np.linalg.eigh(x.T @ x)  # C x C: cheap for large images
-        order = np.argsort(evals)[::-1]
-        var = np.clip(evals[order], 0, None)
-        comps = evecs[:, order[:k]].T
-        # a deterministic sign: the largest loading of each component is positive
-        signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(1)])
-        comps = comps * np.where(signs == 0, 1, signs)[:, None]
-        explained = var[:k] / var.sum() if var.sum() > 0 else explained
-        proj = x @ comps.T
-        for i in range(k):
-            lo, hi = np.percentile(proj[:, i], [percentile, 100 - percentile])
-            if hi > lo:
-                img[:, i] = np.clip((proj[:, i] - lo) / (hi - lo), 0, 1)
-    return PCAImage(img.reshape(h, w, 3), explained, comps, name)
+    image, explained, comps = pca_project(fmap, n_components, percentile)
+    return PCAImage(image, explained, comps, name)
 
 
 # -- branch comparison ------------------------------------------------------------------------
@@ -187,7 +147,6 @@ class BranchComparison:
                 "before_global": self.before_global.tolist(), "after_global": self.after_global.tolist()}
 
     def plot(self, fig=None):
-        from trufor_lab.viz.figures import plot_branch_comparison
         return plot_branch_comparison(self, fig=fig)
 
 

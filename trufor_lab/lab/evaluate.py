@@ -39,10 +39,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from trufor_lab.common.files import atomic_write_text
+from trufor_lab.common.table import Table, fmt
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.lab.metrics import LOCALIZATION_FIELDS, LocalizationMetrics, aggregate, detection_metrics, localization_metrics
 from trufor_lab.inference.preprocess import ImageError
+from trufor_lab.forensics.jpeg import estimate_quality
+from trufor_lab.inference.load import is_full_model
 
 __all__ = ["Evaluation", "ROW_COLUMNS", "Table", "evaluate", "output_path", "register_cli"]
 
@@ -67,78 +71,6 @@ ROW_COLUMNS: dict[str, str] = {
 
 #: Row names of the localization metrics (``LocalizationMetrics`` field -> row column).
 _LOC_COLUMNS = {name: ("pixel_auc" if name == "auc" else name) for name in LOCALIZATION_FIELDS}
-
-
-# --------------------------------------------------------------------------------------------
-# a small table type (no pandas dependency)
-# --------------------------------------------------------------------------------------------
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
-class Table(list):
-    """A list of row dicts that renders as an HTML table and writes CSV atomically."""
-
-    def __init__(self, rows: Iterable[Mapping[str, Any]] = (), title: str = "") -> None:
-        super().__init__(dict(r) for r in rows)
-        self.title = title
-
-    @property
-    def columns(self) -> list[str]:
-        cols: list[str] = []
-        for r in self:
-            cols += [k for k in r if k not in cols]
-        return cols
-
-    def column(self, name: str) -> list[Any]:
-        return [r.get(name) for r in self]
-
-    def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the rows as CSV through a temporary file renamed into place."""
-        _atomic_write_text(path, _csv_text(self, self.columns))
-
-    def to_dataframe(self):
-        """The rows as a pandas DataFrame (pandas imported lazily)."""
-        import pandas as pd
-        return pd.DataFrame(list(self), columns=self.columns)
-
-    def _repr_html_(self) -> str:
-        cols = self.columns
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
-                       for r in self)
-        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
-        return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
-    return buf.getvalue()
-
-
-def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _parse(value: str, kind: str) -> Any:
@@ -217,7 +149,7 @@ class Evaluation:
     # -- files ------------------------------------------------------------------------------
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write the per-image rows (all :data:`ROW_COLUMNS`) as CSV, atomically."""
-        _atomic_write_text(path, _csv_text(self.rows, list(ROW_COLUMNS)))
+        Table(self.rows, columns=ROW_COLUMNS).to_csv(path)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> "Evaluation":
@@ -233,7 +165,7 @@ class Evaluation:
         """Summary as JSON (NaN written as null) and, optionally, CSV; both atomic."""
         clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
                  for name, s in self.summary.items()}
-        _atomic_write_text(json_path, json.dumps(clean, indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(clean, indent=2) + "\n")
         if csv_path is not None:
             self.summary_table().to_csv(csv_path)
 
@@ -242,10 +174,10 @@ class Evaluation:
         """One line per dataset, for logs and the CLI."""
         out = []
         for name, s in self.summary.items():
-            loc = (f"F1 best {_fmt(s['f1_best'])}, fixed {_fmt(s['f1_fixed'])} over {s['n_localized']} mask(s)"
+            loc = (f"F1 best {fmt(s['f1_best'])}, fixed {fmt(s['f1_fixed'])} over {s['n_localized']} mask(s)"
                    if s["n_localized"] else "no masks")
             out.append(f"{name}: {s['n_ok']} image(s) ({s['n_fake']} fake, {s['n_real']} real), "
-                       f"detection AUC {_fmt(s['detection_auc'])}, bACC {_fmt(s['balanced_accuracy'])}; "
+                       f"detection AUC {fmt(s['detection_auc'])}, bACC {fmt(s['balanced_accuracy'])}; "
                        f"{loc}; {s['n_failed']} failed")
         return out
 
@@ -334,7 +266,6 @@ def _read_npz(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray
 def _image_info(path: Path) -> tuple[int, int, int | None]:
     """(height, width, JPEG quality or None) from the file header."""
     from PIL import Image, UnidentifiedImageError
-    from trufor_lab.forensics.jpeg import estimate_quality
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
@@ -408,7 +339,6 @@ def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLi
     Without ``analyze_fn``, raises ValueError unless ``model`` is a full TruFor (Noiseprint++
     alone gives no localization map and no score).
     """
-    from trufor_lab.inference.load import is_full_model
     from tqdm.auto import tqdm
 
     if analyze_fn is None:
@@ -432,116 +362,3 @@ def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLi
             row.update(status="error", error=msg)
             rows.append(row)
     return Evaluation(rows, failed, out_dir, {dataset.name: dataset})
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-# --------------------------------------------------------------------------------------------
-
-def _err(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-
-
-def _cli_dataset(args: argparse.Namespace) -> Dataset:
-    from trufor_lab.lab.datasets import folder_dataset, load_dataset
-    if args.images is not None:
-        if args.root is not None or args.fake_list is not None or args.real_list is not None:
-            raise DatasetError("--images takes no --root, --fake-list or --real-list")
-        return folder_dataset(args.images, args.masks, args.mask_suffix, name=args.dataset)
-    if args.dataset is None or args.root is None:
-        raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
-    if args.masks is not None:
-        raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
-    return load_dataset(args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir,
-                        mask_root=args.mask_root)
-
-
-class _ModelUnavailable(Exception):
-    """Raised by the CLI's lazy model loader; deliberately not caught per image."""
-
-
-class _LazyModel:
-    """Loads the model on the first image that needs computing, so a finished run resumes
-    without reading the checkpoint."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.model: nn.Module | None = None
-
-    def __call__(self, _model: Any, image: Any) -> Result:
-        if self.model is None:
-            from trufor_lab.inference.load import is_full_model, load, model_notice
-            from trufor_lab.model import CheckpointError
-            from trufor_lab.inference.weights import WeightsError
-            try:
-                model = load(self.args.weights, device=self.args.device, precision=self.args.precision)
-            except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
-                raise _ModelUnavailable(str(e).splitlines()[0]) from None
-            if not is_full_model(model):
-                raise _ModelUnavailable("evaluation needs a TruFor checkpoint (only Noiseprint++ found): "
-                                        f"{model_notice(model) or 'no localization map, no score'}")
-            notice = model_notice(model)
-            if notice:
-                print(f"note: {notice}", file=sys.stderr)
-            self.model = model
-        return analyze(self.model, image)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    """``trufor-lab eval``: evaluate, write CSV + summary JSON/CSV into OUT, print the summary."""
-    try:
-        dataset = _cli_dataset(args)
-    except DatasetError as e:
-        _err(" ".join(str(e).split()))
-        return 1
-    if len(dataset) == 0:
-        _err(f"{dataset.name}: dataset holds no images")
-        return 1
-    try:
-        ev = evaluate(None, dataset, args.output, overwrite=args.overwrite, progress=not args.quiet,
-                      analyze_fn=_LazyModel(args))
-    except _ModelUnavailable as e:
-        _err(str(e))
-        return 2
-    for msg in ev.failed:
-        _err(msg)
-    out = Path(args.output)
-    stem = _safe_part(dataset.name)
-    try:
-        ev.to_csv(out / f"{stem}.per_image.csv")
-        ev.write_summary(out / f"{stem}.summary.json", out / f"{stem}.summary.csv")
-    except OSError as e:
-        _err(f"{out}: cannot write results ({e.strerror or e})")
-        return 1
-    for line in ev.summary_lines():
-        print(line)
-    print(f"{len(ev.rows)} images: {ev.n_computed} computed, {ev.n_reused} reused (output exists), "
-          f"{len(ev.failed)} failed; results in {out / (stem + '.per_image.csv')}")
-    return 1 if ev.failed else 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``eval`` to the ``trufor-lab`` subcommands."""
-    e = subparsers.add_parser(
-        "eval", help="evaluate on a benchmark or a folder; per-image CSV and summary",
-        description="trufor-lab eval DATASET --root ROOT [--fake-list F] [--real-list R] | "
-                    "--images DIR [--masks DIR] -o OUT")
-    e.add_argument("dataset", nargs="?", default=None, metavar="DATASET",
-                   help="a registered benchmark (e.g. CASIA1) or a fake-list file; with --images, the name")
-    e.add_argument("--root", default=None, help="dataset root (list paths resolve against it)")
-    e.add_argument("--fake-list", default=None, help="official fake list (image,mask per line)")
-    e.add_argument("--real-list", default=None, help="official real list (image per line)")
-    e.add_argument("--list-dir", default=None, help="folder holding the benchmark's official lists")
-    e.add_argument("--mask-root", default=None, help="where listed masks resolve (default: per benchmark)")
-    e.add_argument("--images", default=None, metavar="DIR", help="a folder of images instead of a benchmark")
-    e.add_argument("--masks", default=None, metavar="DIR",
-                   help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes")
-    e.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this suffix")
-    e.add_argument("-o", "--output", required=True, help="output folder (npz per image, CSV, summary)")
-    e.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
-    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    e.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    e.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    e.set_defaults(func=cmd_eval)
-

@@ -3,7 +3,7 @@
 >>> worst_cases(ev, k=10)                # fakes with the lowest F1, reals with the highest score
 >>> group_failures(ev)                   # failure rate per descriptor group vs the rest
 >>> failure_gallery(ev, k=8)             # image, mask, map, confidence of each worst case
->>> FailureGallery(ev)                   # the same, one case at a time, with a selector
+>>> FailureGallery(ev)                   # (trufor_lab.widgets.gallery) the same, one case at a time, with a selector
 
 What counts as a failure (:func:`is_failure`): a real image with ``score > 0.5`` (false
 alarm); a fake with ``score <= 0.5`` (missed), or with a mask and ``f1_best < 0.5`` (poorly
@@ -37,11 +37,14 @@ from typing import Any
 import numpy as np
 
 from trufor_lab.lab.datasets import MaskConvention, read_mask
-from trufor_lab.lab.evaluate import Evaluation, Table
-from trufor_lab.widgets.viewers import StaticFallbackDisplay
+from trufor_lab.common.table import Table
+from trufor_lab.lab.evaluate import Evaluation
+from trufor_lab.inference.preprocess import load_image
+from trufor_lab.lab.datasets import REGISTRY
+from trufor_lab.viz.figures import new_figure
 
-__all__ = ["F1_THRESHOLD", "GROUPS", "SCORE_THRESHOLD", "FailureGallery", "Group", "failure_gallery",
-           "group_failures", "is_failure", "worst_cases"]
+__all__ = ["F1_THRESHOLD", "GROUPS", "SCORE_THRESHOLD", "Group", "failure_gallery",
+           "as_evaluation", "group_failures", "is_failure", "pick_cases", "render_cases", "worst_cases"]
 
 F1_THRESHOLD = 0.5
 """A fake with a mask whose ``f1_best`` is below this is poorly localized."""
@@ -62,7 +65,7 @@ def _num(v: Any) -> float:
         return math.nan
 
 
-def _as_evaluation(ev: EvaluationLike) -> Evaluation:
+def as_evaluation(ev: EvaluationLike) -> Evaluation:
     if isinstance(ev, Evaluation):
         return ev
     if isinstance(ev, (str, os.PathLike)):
@@ -96,7 +99,7 @@ def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both")
         raise ValueError(f"which must be 'fakes', 'reals' or 'both', got {which!r}")
     if k < 0:
         raise ValueError("k must be >= 0")
-    ev = _as_evaluation(evaluation)
+    ev = as_evaluation(evaluation)
     ok = ev.ok_rows()
     out: list[dict[str, Any]] = []
     if which in ("fakes", "both"):
@@ -168,7 +171,7 @@ def group_failures(evaluation: EvaluationLike,
     ``rate_ratio`` (group / rest; NaN when undefined). ``by`` takes names of :data:`GROUPS`
     or :class:`Group` objects.
     """
-    ev = _as_evaluation(evaluation)
+    ev = as_evaluation(evaluation)
     groups: list[Group] = []
     for g in by:
         if isinstance(g, Group):
@@ -196,7 +199,7 @@ def group_failures(evaluation: EvaluationLike,
 # gallery
 # --------------------------------------------------------------------------------------------
 
-def _pick_cases(ev: Evaluation, k: int) -> list[dict[str, Any]]:
+def pick_cases(ev: Evaluation, k: int) -> list[dict[str, Any]]:
     """Up to ``k`` worst cases: half fakes, half reals, the other kind filling a shortfall."""
     fakes = list(worst_cases(ev, k, which="fakes"))
     reals = list(worst_cases(ev, k, which="reals"))
@@ -210,13 +213,11 @@ def _convention(ev: Evaluation, row: Mapping[str, Any], override: MaskConvention
     name = str(row.get("dataset"))
     if name in ev.datasets:
         return ev.datasets[name].convention
-    from trufor_lab.lab.datasets import REGISTRY
     return REGISTRY.get(name).convention if name in REGISTRY else MaskConvention()
 
 
 def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConvention | None) -> dict[str, Any]:
     """image, mask, map, conf of one row (None where a file is missing or unreadable)."""
-    from trufor_lab.inference.preprocess import load_image
     out: dict[str, Any] = {"image": None, "mask": None, "map": None, "conf": None}
     try:
         out["image"] = load_image(str(row["image_path"])).rgb
@@ -268,10 +269,9 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
     axes[0].set_ylabel(_title(row).replace("  |  ", "\n"), fontsize=7, rotation=0, ha="right", va="center")
 
 
-def _render(ev: Evaluation, cases: Sequence[Mapping[str, Any]], convention: MaskConvention | None,
+def render_cases(ev: Evaluation, cases: Sequence[Mapping[str, Any]], convention: MaskConvention | None,
             panel_size: float, fig: Any = None) -> Any:
     if fig is None:
-        from trufor_lab.viz.figures import new_figure
         fig = new_figure(figsize=(panel_size * 4 + 1.6, panel_size * max(len(cases), 1) + 0.4))
     if not cases:
         fig.text(0.5, 0.5, "no failure case", ha="center", va="center")
@@ -292,81 +292,6 @@ def failure_gallery(evaluation: EvaluationLike, k: int = 8, *, cases: Sequence[M
     re-read from disk; masks use ``convention``, else the evaluated dataset's, else the
     registered benchmark's, else white = forged. No pyplot: returns a matplotlib Figure.
     """
-    ev = _as_evaluation(evaluation)
-    chosen = list(cases) if cases is not None else _pick_cases(ev, k)
-    return _render(ev, chosen, convention, panel_size, fig)
-
-
-class FailureGallery(StaticFallbackDisplay):
-    """Browse failure cases one at a time with a dropdown (ipywidgets); without widgets it
-    displays as the static :func:`failure_gallery` figure.
-
-    ``select(i)`` shows case ``i`` and returns its PNG; ``widget`` is the UI (None without
-    ipywidgets); ``figure()`` draws the current case.
-    """
-
-    dpi: int = 72
-
-    def __init__(self, evaluation: EvaluationLike, k: int = 8, *,
-                 cases: Sequence[Mapping[str, Any]] | None = None,
-                 convention: MaskConvention | None = None) -> None:
-        self.evaluation = _as_evaluation(evaluation)
-        self.cases: list[dict[str, Any]] = ([dict(c) for c in cases] if cases is not None
-                                            else _pick_cases(self.evaluation, k))
-        self.convention = convention
-        self.index = 0
-        self._box: Any = None
-        self._image: Any = None
-
-    def figure(self, index: int | None = None) -> Any:
-        """The Figure of case ``index`` (default: the selected one)."""
-        i = self.index if index is None else index
-        return _render(self.evaluation, self.cases[i:i + 1], self.convention, 3.0)
-
-    def gallery(self) -> Any:
-        """All cases in one Figure (the static fallback)."""
-        return _render(self.evaluation, self.cases, self.convention, 2.0)
-
-    def _png(self, fig: Any) -> bytes:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self.dpi)
-        return buf.getvalue()
-
-    def select(self, index: int) -> bytes:
-        """Show case ``index``; returns its PNG."""
-        if not 0 <= index < len(self.cases):
-            raise IndexError(f"case {index} out of range (0..{len(self.cases) - 1})")
-        self.index = index
-        png = self._png(self.figure())
-        if self._image is not None:
-            self._image.value = png
-        return png
-
-    @property
-    def options(self) -> list[tuple[str, int]]:
-        return [(f"{c.get('case', '?')}: {c.get('id')} ({c.get('reason', '')})", i) for i, c in enumerate(self.cases)]
-
-    @property
-    def widget(self) -> Any:
-        """Dropdown above the selected case's picture, or None without ipywidgets or cases."""
-        if self._box is not None or not self.cases:
-            return self._box
-        try:
-            import ipywidgets as w
-        except Exception:
-            return None
-        dropdown = w.Dropdown(options=self.options, value=self.index, description="case",
-                              layout=w.Layout(width="auto"))
-        self._image = w.Image(value=self._png(self.figure()), format="png", layout=w.Layout(max_width="100%"))
-        dropdown.observe(lambda ch: self.select(int(ch["new"])), names="value")
-        self._box = w.VBox([dropdown, self._image])
-        return self._box
-
-    def _static_png(self) -> bytes | None:
-        try:
-            return self._png(self.gallery())
-        except Exception:
-            return None
-
-    def __repr__(self) -> str:
-        return f"FailureGallery({len(self.cases)} case(s), selected {self.index})"
+    ev = as_evaluation(evaluation)
+    chosen = list(cases) if cases is not None else pick_cases(ev, k)
+    return render_cases(ev, chosen, convention, panel_size, fig)

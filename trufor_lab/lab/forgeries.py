@@ -26,6 +26,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
+from trufor_lab.forensics.jpeg import jpeg_compress
+from trufor_lab.viz.figures import new_figure
 
 __all__ = [
     "Forgery",
@@ -89,7 +91,6 @@ class Forgery:
     def plot(self, ax=None):
         """The image with the mask outline (red); returns the matplotlib Figure."""
         if ax is None:
-            from trufor_lab.viz.figures import new_figure
             fig = new_figure(figsize=(4, 4))
             ax = fig.add_subplot()
         else:
@@ -284,7 +285,6 @@ def splice(target: np.ndarray, donor: np.ndarray, *, seed: int, region: str | No
     h, w = y1 - y0, x1 - x0
 
     if donor_jpeg_quality is not None:
-        from trufor_lab.forensics.jpeg import jpeg_compress
         d = jpeg_compress(d, int(donor_jpeg_quality))
     f = 1.0 if resample is None else float(resample)
     if f <= 0:
@@ -495,7 +495,6 @@ def double_jpeg(image: np.ndarray, *, seed: int, q1: int, q2: int, aligned: bool
     the region and their 8 neighbouring MCUs (the decoder's chroma upsampling reads across MCU
     borders), the output is bit-identical to ``jpeg_compress(image, q2, subsampling)``.
     """
-    from trufor_lab.forensics.jpeg import jpeg_compress
     img = _as_rgb(image)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(img.shape[:2], rng, region, area)
@@ -520,7 +519,6 @@ def pristine(image: np.ndarray, *, final_jpeg: int | None = None, name: str = ""
     """A pristine item (label 0, empty mask), optionally JPEG-compressed once at ``final_jpeg``."""
     img = _as_rgb(image)
     if final_jpeg is not None:
-        from trufor_lab.forensics.jpeg import jpeg_compress
         img = jpeg_compress(img, int(final_jpeg))
     return Forgery(img.copy(), np.zeros(img.shape[:2], dtype=bool), "pristine",
                    {"final_jpeg": final_jpeg}, source, label=0, name=name)
@@ -719,7 +717,6 @@ def demo_set(n: int = 8, size: int = 256, seed: int = 0,
         else:
             f = make_forgery(kind, img, images[donor_name], seed=fseed, **params)
             if final_jpeg is not None:
-                from trufor_lab.forensics.jpeg import jpeg_compress
                 f = replace(f, image=jpeg_compress(f.image, int(final_jpeg)))
         src = (name, donor_name) if kind == "splice" else (name,)
         items.append(replace(f, params={**f.params, "final_jpeg": final_jpeg}, source=src,

@@ -26,6 +26,12 @@ from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 
+from trufor_lab.inference.analyze import analyze
+from trufor_lab.lab.metrics import localization_metrics
+from trufor_lab.forensics.jpeg import jpeg_bytes
+from trufor_lab.forensics.jpeg import jpeg_compress
+from trufor_lab.viz.figures import new_figure
+
 __all__ = [
     "Perturbation",
     "JPEG",
@@ -157,12 +163,10 @@ class JPEG(Perturbation):
 
     def to_bytes(self, image: np.ndarray, value: int | None = None) -> bytes:
         """The JPEG file that ``apply`` decodes."""
-        from trufor_lab.forensics.jpeg import jpeg_bytes
         return jpeg_bytes(_check_image(image), int(self._need(self.value if value is None else value)),
                           self.subsampling)
 
     def _apply(self, image, value, mask):
-        from trufor_lab.forensics.jpeg import jpeg_compress
         return jpeg_compress(image, int(self._need(value)), self.subsampling), mask
 
     @property
@@ -475,7 +479,6 @@ class SweepResult:
     def plot(self, ax=None):
         """Score, F1 (best and fixed threshold) and mean confidence vs value; returns the Figure."""
         if ax is None:
-            from trufor_lab.viz.figures import new_figure
             fig = new_figure(figsize=(5, 3.2))
             ax = fig.add_subplot()
         else:
@@ -537,7 +540,7 @@ def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: 
     img = _check_image(image)
     m0 = None if mask is None else _check_mask(mask, img)
     if analyze_fn is None:
-        from trufor_lab.inference.analyze import analyze as analyze_fn
+        analyze_fn = analyze
     rows: list[dict[str, Any]] = []
     kept: list[Any] = []
     for v in values:
@@ -558,7 +561,7 @@ def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: 
         row.update({k: math.nan for k in _METRICS})
         if hmap is not None and pmask is not None and pmask.any():
             if metrics_fn is None:
-                from trufor_lab.lab.metrics import localization_metrics as metrics_fn
+                metrics_fn = localization_metrics
             lm = metrics_fn(_fit_map(np.asarray(hmap), pmask.shape), pmask)
             row.update({k: _metric(lm, k) for k in _METRICS})
         rows.append(row)

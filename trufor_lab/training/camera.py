@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
+from trufor_lab.forensics.jpeg import jpeg_compress
 
 __all__ = ["Camera", "CFA_PATTERNS", "downscale"]
 
@@ -84,7 +85,6 @@ class Camera:
             out = out + self.sharpen * (out - ndimage.gaussian_filter(out, sigma=(1.0, 1.0, 0)))
         img = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
         if self.jpeg_quality is not None:
-            from trufor_lab.forensics.jpeg import jpeg_compress
             img = jpeg_compress(img, int(self.jpeg_quality))
         return img
 

@@ -46,6 +46,17 @@ import torch
 import torch.nn.functional as F
 
 from trufor_lab.model import MIT_B0, TruFor, TruForConfig, extract_state_dict, read_checkpoint, strict_load
+from trufor_lab.forensics.jpeg import jpeg_compress
+from trufor_lab.inference import weights as W
+from trufor_lab.inference.preprocess import load_image
+from trufor_lab.lab.forgeries import FORGERIES
+from trufor_lab.lab.forgeries import Forgery, pristine
+from trufor_lab.lab.forgeries import _IMAGE_EXT
+from trufor_lab.lab.forgeries import _random_params, make_forgery
+from trufor_lab.lab.metrics import detection_metrics, localization_metrics
+from trufor_lab.training.camera import Camera
+from trufor_lab.training.camera import downscale
+from trufor_lab.viz.figures import new_figure
 
 __all__ = [
     "PHASES", "TRAINABLE", "TrainConfig", "TrainResult", "EvalResult", "train", "train_phases",
@@ -258,8 +269,6 @@ def builtin_images(split: str = "train", n_scenes: int = 24, scene_size: int = 3
 
 
 def _read_folder(folder: str | os.PathLike) -> list[np.ndarray]:
-    from trufor_lab.lab.forgeries import _IMAGE_EXT
-    from trufor_lab.inference.preprocess import load_image
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in _IMAGE_EXT)
     if not files:
         raise ValueError(f"{folder}: no images found")
@@ -310,8 +319,6 @@ class ForgeryStream:
                  forged_fraction: float = 0.5, dataset_fraction: float = 0.5, jpeg_prob: float = 0.7,
                  jpeg_quality: tuple[int, int] = (65, 100), flips: str = "hv", camera: bool = False,
                  kinds: Sequence[str] | None = None, traceable: bool = False) -> None:
-        from trufor_lab.training.camera import downscale
-        from trufor_lab.lab.forgeries import FORGERIES
         self.images = [np.asarray(a, dtype=np.uint8)[..., :3] for a in images]
         if camera:
             self.images = [downscale(a, 2) if min(a.shape[:2]) >= 128 else a for a in self.images]
@@ -336,7 +343,6 @@ class ForgeryStream:
         return rgb, mask, label
 
     def _dataset_example(self, rng, size):
-        from trufor_lab.inference.preprocess import load_image
         ds, s = self.samples[int(rng.integers(len(self.samples)))]
         rgb = load_image(s.image_path).rgb
         mask = ds.load_mask(s) if s.mask_path is not None else np.zeros(rgb.shape[:2], bool)
@@ -346,12 +352,10 @@ class ForgeryStream:
     def _source(self, rng: np.random.Generator, i: int, size: int) -> np.ndarray:
         (img,) = _grid_crop(rng, [self.images[i]], size)
         if self.camera:
-            from trufor_lab.training.camera import Camera
             img = Camera.random(rng).capture(img, rng)
         return img
 
     def _forge(self, rng: np.random.Generator, rgb: np.ndarray, donor: np.ndarray | None):
-        from trufor_lab.lab.forgeries import _random_params, make_forgery
         pool = [k for k in self.kinds if donor is not None or k != "splice"] or ["copy_move"]
         kind = pool[int(rng.integers(len(pool)))]
         params = _random_params(kind, rng)
@@ -365,7 +369,6 @@ class ForgeryStream:
     def synthetic(self, rng: np.random.Generator, size: int, forged: bool | None = None
                   ) -> tuple[np.ndarray, np.ndarray, int, str]:
         """One synthetic example ``(rgb, mask, label, kind)``; ``forged`` forces the label."""
-        from trufor_lab.forensics.jpeg import jpeg_compress
         n = len(self.images)
         i = int(rng.integers(n))
         rgb = self._source(rng, i, size)
@@ -386,7 +389,6 @@ class ForgeryStream:
 # --------------------------------------------------------------------------------------------
 
 def _official_noiseprint(path: str | None) -> dict[str, torch.Tensor]:
-    from trufor_lab.inference import weights as W
     p = W.find_noiseprint(path)
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
@@ -532,7 +534,6 @@ def _truncate_log(path: Path, step: int) -> None:
 def plot_log(path: str | os.PathLike, smooth: int = 20):
     """Loss curves of a run (raw and running mean over ``smooth`` steps), one panel per logged
     quantity; returns the matplotlib Figure."""
-    from trufor_lab.viz.figures import new_figure
     rows = read_log(path)
     keys = [k for k in (rows[0] if rows else {}) if k not in ("step", "phase", "time", "lr")]
     fig = new_figure(figsize=(4.2 * max(1, len(keys)), 3.2), layout="constrained")
@@ -759,8 +760,6 @@ def heldout_set(n: int = 40, size: int = 256, seed: int = 12345, final_jpeg: tup
     (applied with probability ``final_jpeg_prob``). ``camera``, ``kinds`` and ``traceable`` as in
     :class:`ForgeryStream` (with ``camera=True`` every item is shot by its own random camera)."""
     from dataclasses import replace
-    from trufor_lab.lab.forgeries import Forgery, pristine
-    from trufor_lab.forensics.jpeg import jpeg_compress
     rng = np.random.default_rng(seed)
     if camera:
         stream = ForgeryStream(builtin_images("test", n_scenes=12, scene_size=2 * size), camera=True,
@@ -798,7 +797,6 @@ def evaluate(model: TruFor, items: Sequence[Any], device: str | torch.device | N
     """Pixel F1 (official best-threshold protocol, forged items) and detection AUC of ``model``
     on ``items`` (:class:`trufor_lab.lab.forgeries.Forgery` or objects with image/mask/label/kind/name)."""
     from tqdm.auto import tqdm
-    from trufor_lab.lab.metrics import detection_metrics, localization_metrics
     dev = _device(device or next(model.parameters()).device.type)
     was_training = model.training
     model.eval().to(dev)
@@ -819,54 +817,3 @@ def evaluate(model: TruFor, items: Sequence[Any], device: str | torch.device | N
     det = detection_metrics(np.array(scores), np.array(labels))
     return EvalResult(float(np.mean(f1s)) if f1s else float("nan"), float(np.mean(base)) if base else float("nan"),
                       float(det.auc), float(det.balanced_accuracy), len(f1s), labels.count(0), rows)
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-# --------------------------------------------------------------------------------------------
-
-def _cmd_train(args: Any) -> int:
-    from trufor_lab.model import MIT_B2
-    model = {"b0": MIT_B0, "b2": MIT_B2}[args.model]
-    cfg = TrainConfig(phase=args.phase, out_dir=args.output, model=model, init=args.init, steps=args.steps,
-                      batch_size=args.batch_size, crop=args.crop, lr=args.lr, pristine=args.images,
-                      precompute=args.precompute, device=args.device or "auto", seed=args.seed,
-                      resume=not args.restart, progress=not args.quiet)
-    if args.phase == "all":
-        train_phases(dataclasses.replace(cfg, phase="localization"))
-    else:
-        train(cfg)
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``train`` to the ``trufor-lab`` subcommands."""
-    t = subparsers.add_parser("train", help="train TruFor (a phase, or all three) on synthetic forgeries")
-    t.add_argument("--phase", default="localization", choices=list(PHASES) + ["all"])
-    t.add_argument("-o", "--output", required=True, help="run folder (checkpoints, log.jsonl)")
-    t.add_argument("--model", default="b0", choices=["b0", "b2"], help="architecture size (b2 = official)")
-    t.add_argument("--init", default=None, help="checkpoint to start from (previous phase)")
-    t.add_argument("--images", default=None, help="folder of pristine images (default: built-in)")
-    t.add_argument("--steps", type=int, default=1000)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--crop", type=int, default=256)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--precompute", type=int, default=0, help="precompute Noiseprint++ for N examples")
-    t.add_argument("--device", default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
-    t.add_argument("-q", "--quiet", action="store_true")
-    t.set_defaults(func=_cmd_train)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m trufor_lab.training.loop ...`` (same options as ``trufor-lab train``)."""
-    import argparse
-    ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.loop")
-    register_cli(ap.add_subparsers(dest="command", required=True))
-    args = ap.parse_args(["train", *(argv if argv is not None else __import__("sys").argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

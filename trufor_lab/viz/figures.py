@@ -5,8 +5,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trufor_lab.common.arrays import channel_energy, pca_project, to_chw, top_k
+
 if TYPE_CHECKING:  # pragma: no cover
-    from trufor_lab.inference.analyze import Result
+    from trufor_lab.inference.result import Result
 
 
 def _robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
@@ -99,9 +101,8 @@ def plot_feature_grid(fmap, channels=None, k: int = 16, ncols: int | None = None
                       title: str | None = None, cmap: str = "viridis"):
     """Channels of a feature map as small images (default: the ``k`` with most energy), each with
     its own robust colour scale; returns the Figure."""
-    from trufor_lab.interpret.features import to_chw, top_channels
     a = to_chw(fmap)
-    chans = np.asarray(top_channels(a, k) if channels is None else channels, dtype=int)
+    chans = np.asarray(top_k(channel_energy(a), k) if channels is None else channels, dtype=int)
     n = max(1, len(chans))
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))
@@ -120,14 +121,16 @@ def plot_feature_grid(fmap, channels=None, k: int = 16, ncols: int | None = None
 
 
 def plot_pca(pca, ax=None, title: str | None = None):
-    """A :class:`~trufor_lab.interpret.features.PCAImage` (or a feature map, converted) as an RGB picture."""
-    from trufor_lab.interpret.features import PCAImage, pca_rgb
-    if not isinstance(pca, PCAImage):
-        pca = pca_rgb(pca)
+    """A PCA picture (a record with ``image``, ``explained`` and ``name``, such as
+    :class:`~trufor_lab.interpret.features.PCAImage`; or a feature map, projected here) in RGB."""
+    if hasattr(pca, "image"):
+        image, explained, name = pca.image, pca.explained, getattr(pca, "name", "")
+    else:
+        (image, explained, _), name = pca_project(pca), ""
     fig, ax = _fig_ax(ax, (4, 4))
-    ax.imshow(pca.image, interpolation="nearest")
-    ev = ", ".join(f"{v:.0%}" for v in pca.explained)
-    ax.set_title(title or f"{pca.name + ': ' if pca.name else ''}PCA ({ev})", fontsize=9)
+    ax.imshow(image, interpolation="nearest")
+    ev = ", ".join(f"{v:.0%}" for v in explained)
+    ax.set_title(title or f"{name + ': ' if name else ''}PCA ({ev})", fontsize=9)
     ax.set_axis_off()
     return fig
 
@@ -198,7 +201,6 @@ def plot_branch_comparison(comparison, fig=None, maps: bool = False):
 
 def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_samples: int = 1_000_000):
     """Histograms of activation values, one curve per named tensor (a dict or a single tensor)."""
-    from trufor_lab.interpret.features import to_chw
     if not hasattr(tensors, "items"):
         tensors = {"": tensors}
     fig, ax = _fig_ax(ax, (6, 3.5))
@@ -218,7 +220,6 @@ def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_sam
 def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | None = None, fig=None):
     """RGB, Noiseprint++ (stage outputs, before FRM) and the fused FFM map of one stage side by
     side, as PCA pictures (``mode="pca"``) or one channel (``mode="channel"``)."""
-    from trufor_lab.interpret.features import pca_rgb, to_chw
     if hasattr(captures, "tensors"):
         captures = captures.tensors
     names = [(f"rgb.stage{stage}.out", "RGB"), (f"noiseprint.stage{stage}.out", "Noiseprint++"),
@@ -232,9 +233,9 @@ def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | 
     for ax, (name, label) in zip(axes, names):
         a = to_chw(captures[name])
         if mode == "pca":
-            p = pca_rgb(a)
-            ax.imshow(p.image, interpolation="nearest")
-            ax.set_title(f"{label} (PCA {p.explained.sum():.0%})", fontsize=9)
+            image, explained, _ = pca_project(a)
+            ax.imshow(image, interpolation="nearest")
+            ax.set_title(f"{label} (PCA {explained.sum():.0%})", fontsize=9)
         elif mode == "channel":
             c = 0 if channel is None else int(channel) % a.shape[0]
             lo, hi = _robust_limits(a[c])

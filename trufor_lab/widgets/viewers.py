@@ -25,6 +25,11 @@ import numpy as np
 
 from trufor_lab.viz.figures import _robust_limits, crop_region, draw_overlay, plot_feature_grid
 from trufor_lab.viz.noiseprint import compare_regions, plot_noiseprint
+from trufor_lab.inference.analyze import analyze
+from trufor_lab.interpret.features import channel_stats
+from trufor_lab.interpret.features import pca_rgb
+from trufor_lab.interpret.features import to_chw
+from trufor_lab.model.capture import layer_catalog, resolve_names
 
 __all__ = ["CompareViewer", "FeatureExplorer", "NoiseprintViewer", "ResultViewer", "widgets_available"]
 
@@ -515,8 +520,6 @@ class FeatureExplorer(_Viewer):
 
     def __init__(self, model: Any, image: Any, *, layers: Sequence[str] = EXPLORER_LAYERS,
                  max_elements: int | None = 4_000_000, grid_size: int = 16) -> None:
-        from trufor_lab.inference.analyze import analyze
-        from trufor_lab.interpret.capture import layer_catalog, resolve_names
         catalog = layer_catalog(model)
         wanted = [n for n in resolve_names(catalog, [p for p in layers if _matches_any(catalog, p)] or ["*"])
                   if catalog[n].kind != "attention" and _explorer_key(n)]
@@ -552,19 +555,16 @@ class FeatureExplorer(_Viewer):
     def array(self, name: str) -> np.ndarray:
         """The capture ``name`` as a cached ``(C, H, W)`` numpy array."""
         if name not in self._arrays:
-            from trufor_lab.interpret.features import to_chw
             self._arrays[name] = to_chw(self.captures[name]).astype(np.float32)
         return self._arrays[name]
 
     def pca(self, name: str) -> Any:
         if name not in self._pca:
-            from trufor_lab.interpret.features import pca_rgb
             self._pca[name] = pca_rgb(self.array(name), name=name)
         return self._pca[name]
 
     def ranked_channels(self, name: str) -> np.ndarray:
         if name not in self._order:
-            from trufor_lab.interpret.features import channel_stats
             self._order[name] = channel_stats(self.array(name)).top(self.array(name).shape[0])
         return self._order[name]
 

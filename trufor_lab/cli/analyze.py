@@ -1,0 +1,93 @@
+"""``trufor-lab analyze INPUT... -o OUT``: the official npz format for every image."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from trufor_lab.common.paths import expand_inputs, output_path
+from trufor_lab.inference.analyze import analyze
+from trufor_lab.inference.load import load, model_notice
+from trufor_lab.inference.preprocess import ImageError
+from trufor_lab.inference.weights import WeightsError
+from trufor_lab.model import CheckpointError
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
+    if output.endswith(".npz"):
+        if len(pairs) != 1:
+            raise SystemExit(f"error: --output {output} names one file but there are {len(pairs)} inputs; "
+                             "give a folder")
+        return [Path(output)]
+    return [output_path(output, rel) for _, rel in pairs]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Analyze every input; 0 all written or skipped, 1 some failed, 2 the weights could not load."""
+
+    pairs, problems = expand_inputs(args.inputs)
+    for p in problems:
+        _err(p)
+    if not pairs:
+        print(f"0 analyzed, 0 skipped, {len(problems)} failed")
+        return 1
+    outs = _outputs(pairs, args.output)
+    try:
+        model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
+    except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
+        _err(str(e).splitlines()[0])
+        return 2
+    notice = model_notice(model)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    done = skipped = 0
+    failed = len(problems)
+    bar = tqdm(list(zip(pairs, outs)), desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
+    for (path, _), out in bar:
+        if out.exists() and not args.overwrite:
+            skipped += 1
+            continue
+        try:
+            result = analyze(model, path)
+            result.save_npz(out, save_noiseprint=args.save_noiseprint)
+        except ImageError as e:
+            failed += 1
+            tqdm.write(f"error: {e}", file=sys.stderr)
+            continue
+        except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
+            failed += 1
+            tqdm.write(f"error: {path}: analysis failed ({str(e).splitlines()[0][:200]})", file=sys.stderr)
+            continue
+        except OSError as e:
+            failed += 1
+            tqdm.write(f"error: {out}: cannot write output ({e.strerror or e})", file=sys.stderr)
+            continue
+        done += 1
+        if not args.quiet:
+            tqdm.write(result.summary(), file=sys.stdout)
+    print(f"{done} analyzed, {skipped} skipped (output exists), {failed} failed")
+    return 1 if failed else 0
+
+
+
+def register(sub: Any) -> None:
+    """Add ``analyze`` to the subcommands."""
+    a = sub.add_parser("analyze", help="analyze images; writes the official npz format")
+    a.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
+    a.add_argument("-o", "--output", required=True, help="output folder, or a .npz file for a single input")
+    a.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    a.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    a.add_argument("--no-demo", action="store_true",
+                   help="without a TruFor checkpoint, give Noiseprint++ only instead of the demo model")
+    a.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
+    a.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    a.add_argument("-q", "--quiet", action="store_true")
+    a.set_defaults(func=run)

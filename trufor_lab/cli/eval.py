@@ -1,0 +1,124 @@
+"""``trufor-lab eval``: evaluate on a benchmark or a folder; per-image CSV and summary."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from trufor_lab.common.paths import safe_part
+from trufor_lab.inference.analyze import analyze
+from trufor_lab.inference.load import is_full_model, load, model_notice
+from trufor_lab.inference.result import Result
+from trufor_lab.inference.weights import WeightsError
+from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_dataset
+from trufor_lab.lab.evaluate import evaluate
+from trufor_lab.model import CheckpointError
+from trufor_lab.lab.datasets import folder_dataset, load_dataset
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _cli_dataset(args: argparse.Namespace) -> Dataset:
+    if args.images is not None:
+        if args.root is not None or args.fake_list is not None or args.real_list is not None:
+            raise DatasetError("--images takes no --root, --fake-list or --real-list")
+        return folder_dataset(args.images, args.masks, args.mask_suffix, name=args.dataset)
+    if args.dataset is None or args.root is None:
+        raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
+    if args.masks is not None:
+        raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
+    return load_dataset(args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir,
+                        mask_root=args.mask_root)
+
+
+class _ModelUnavailable(Exception):
+    """Raised by the CLI's lazy model loader; deliberately not caught per image."""
+
+
+class _LazyModel:
+    """Loads the model on the first image that needs computing, so a finished run resumes
+    without reading the checkpoint."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.model: nn.Module | None = None
+
+    def __call__(self, _model: Any, image: Any) -> Result:
+        if self.model is None:
+            try:
+                model = load(self.args.weights, device=self.args.device, precision=self.args.precision)
+            except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
+                raise _ModelUnavailable(str(e).splitlines()[0]) from None
+            if not is_full_model(model):
+                raise _ModelUnavailable("evaluation needs a TruFor checkpoint (only Noiseprint++ found): "
+                                        f"{model_notice(model) or 'no localization map, no score'}")
+            notice = model_notice(model)
+            if notice:
+                print(f"note: {notice}", file=sys.stderr)
+            self.model = model
+        return analyze(self.model, image)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``trufor-lab eval``: evaluate, write CSV + summary JSON/CSV into OUT, print the summary."""
+    try:
+        dataset = _cli_dataset(args)
+    except DatasetError as e:
+        _err(" ".join(str(e).split()))
+        return 1
+    if len(dataset) == 0:
+        _err(f"{dataset.name}: dataset holds no images")
+        return 1
+    try:
+        ev = evaluate(None, dataset, args.output, overwrite=args.overwrite, progress=not args.quiet,
+                      analyze_fn=_LazyModel(args))
+    except _ModelUnavailable as e:
+        _err(str(e))
+        return 2
+    for msg in ev.failed:
+        _err(msg)
+    out = Path(args.output)
+    stem = safe_part(dataset.name)
+    try:
+        ev.to_csv(out / f"{stem}.per_image.csv")
+        ev.write_summary(out / f"{stem}.summary.json", out / f"{stem}.summary.csv")
+    except OSError as e:
+        _err(f"{out}: cannot write results ({e.strerror or e})")
+        return 1
+    for line in ev.summary_lines():
+        print(line)
+    print(f"{len(ev.rows)} images: {ev.n_computed} computed, {ev.n_reused} reused (output exists), "
+          f"{len(ev.failed)} failed; results in {out / (stem + '.per_image.csv')}")
+    return 1 if ev.failed else 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``eval`` to the ``trufor-lab`` subcommands."""
+    e = subparsers.add_parser(
+        "eval", help="evaluate on a benchmark or a folder; per-image CSV and summary",
+        description="trufor-lab eval DATASET --root ROOT [--fake-list F] [--real-list R] | "
+                    "--images DIR [--masks DIR] -o OUT")
+    e.add_argument("dataset", nargs="?", default=None, metavar="DATASET",
+                   help="a registered benchmark (e.g. CASIA1) or a fake-list file; with --images, the name")
+    e.add_argument("--root", default=None, help="dataset root (list paths resolve against it)")
+    e.add_argument("--fake-list", default=None, help="official fake list (image,mask per line)")
+    e.add_argument("--real-list", default=None, help="official real list (image per line)")
+    e.add_argument("--list-dir", default=None, help="folder holding the benchmark's official lists")
+    e.add_argument("--mask-root", default=None, help="where listed masks resolve (default: per benchmark)")
+    e.add_argument("--images", default=None, metavar="DIR", help="a folder of images instead of a benchmark")
+    e.add_argument("--masks", default=None, metavar="DIR",
+                   help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes")
+    e.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this suffix")
+    e.add_argument("-o", "--output", required=True, help="output folder (npz per image, CSV, summary)")
+    e.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    e.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    e.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)
+

@@ -1,0 +1,84 @@
+"""``trufor-lab report IMAGE -o report.html``: one self-contained HTML report for an image."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from trufor_lab.casebook.casebook import compare
+from trufor_lab.casebook.report import build_report, save_pdf, write_report
+from trufor_lab.common.paths import display_name
+from trufor_lab.forensics.provenance import read_provenance
+from trufor_lab.inference.analyze import analyze
+from trufor_lab.inference.load import load, model_notice
+from trufor_lab.inference.preprocess import ImageError, load_image
+from trufor_lab.inference.weights import WeightsError
+from trufor_lab.model import CheckpointError
+
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """``trufor-lab report IMAGE -o report.html [--weights] [--compare] [--device] [--pdf]``."""
+    r = subparsers.add_parser("report", help="write one self-contained HTML report for an image")
+    r.add_argument("image", metavar="IMAGE", help="the image to analyze")
+    r.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    r.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    r.add_argument("--compare", default=None, metavar="OTHER",
+                   help="another version of the same picture (e.g. the earlier post) to compare with")
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    r.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    r.add_argument("--no-demo", action="store_true",
+                   help="without a TruFor checkpoint, report Noiseprint++ only instead of the demo model")
+    r.add_argument("--pdf", action="store_true", help="also write a PDF (same name, .pdf) with matplotlib")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_report)
+    return r
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg.splitlines()[0] if msg else msg}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
+
+    inputs = [args.image] + ([args.compare] if args.compare else [])
+    try:
+        for p in inputs:  # check the images before the (slow) model load
+            load_image(p)
+        provenance = read_provenance(args.image)
+    except (ImageError, ValueError) as e:
+        _err(str(e))
+        return 1
+    provenance.name = display_name(provenance.name)
+    try:
+        model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
+    except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
+        _err(str(e))
+        return 2
+    notice = model_notice(model)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    try:
+        result = analyze(model, args.image, name=display_name(args.image))
+        comparison = None
+        if args.compare:
+            other = analyze(model, args.compare, name=display_name(args.compare))
+            comparison = compare(result, other)
+    except ImageError as e:
+        _err(str(e))
+        return 1
+    except (RuntimeError, MemoryError) as e:
+        _err(f"{args.image}: analysis failed ({str(e).splitlines()[0][:200]})")
+        return 1
+    try:
+        out = write_report(args.output, build_report(result, provenance, comparison))
+        pdf = save_pdf(Path(args.output).with_suffix(".pdf"), result, provenance, comparison) if args.pdf else None
+    except OSError as e:
+        _err(f"{args.output}: cannot write report ({e.strerror or e})")
+        return 1
+    if not args.quiet:
+        print(result.summary())
+        print(f"report written: {out}" + (f" (and {pdf})" if pdf else ""))
+    return 0

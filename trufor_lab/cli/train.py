@@ -1,0 +1,55 @@
+"""``trufor-lab train``: train TruFor (a phase, or all three) on synthetic forgeries."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any, Sequence
+
+from trufor_lab.model import MIT_B0, MIT_B2
+from trufor_lab.training.loop import PHASES, TrainConfig, train, train_phases
+
+
+def _cmd_train(args: Any) -> int:
+    model = {"b0": MIT_B0, "b2": MIT_B2}[args.model]
+    cfg = TrainConfig(phase=args.phase, out_dir=args.output, model=model, init=args.init, steps=args.steps,
+                      batch_size=args.batch_size, crop=args.crop, lr=args.lr, pristine=args.images,
+                      precompute=args.precompute, device=args.device or "auto", seed=args.seed,
+                      resume=not args.restart, progress=not args.quiet)
+    if args.phase == "all":
+        train_phases(dataclasses.replace(cfg, phase="localization"))
+    else:
+        train(cfg)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train`` to the ``trufor-lab`` subcommands."""
+    t = subparsers.add_parser("train", help="train TruFor (a phase, or all three) on synthetic forgeries")
+    t.add_argument("--phase", default="localization", choices=list(PHASES) + ["all"])
+    t.add_argument("-o", "--output", required=True, help="run folder (checkpoints, log.jsonl)")
+    t.add_argument("--model", default="b0", choices=["b0", "b2"], help="architecture size (b2 = official)")
+    t.add_argument("--init", default=None, help="checkpoint to start from (previous phase)")
+    t.add_argument("--images", default=None, help="folder of pristine images (default: built-in)")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--crop", type=int, default=256)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--precompute", type=int, default=0, help="precompute Noiseprint++ for N examples")
+    t.add_argument("--device", default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trufor_lab.cli.train ...`` (same options as ``trufor-lab train``)."""
+    ap = argparse.ArgumentParser(prog="python -m trufor_lab.cli.train")
+    register(ap.add_subparsers(dest="command", required=True))
+    args = ap.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

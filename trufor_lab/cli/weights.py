@@ -1,0 +1,43 @@
+"""``trufor-lab weights info | download``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from trufor_lab.inference import weights as W
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Show where checkpoints are looked for, or download them."""
+    if args.action == "info":
+        print(f"weights folder: {W.weights_dir()}")
+        for what, where, status in W.installed():
+            print(f"{what:<14} {status}\n{'':<14} {where}")
+        return 0
+    try:
+        dest = args.dir
+        if not args.skip_noiseprint:
+            p = W.download_noiseprint(dest, progress=not args.quiet)
+            print(f"Noiseprint++: {p} (sha256 verified)")
+        p = W.download_trufor(dest, progress=not args.quiet)
+        print(f"TruFor: {p} (zip MD5 verified)")
+    except W.WeightsError as e:
+        _err(str(e))
+        return 1
+    return 0
+
+
+
+def register(sub: Any) -> None:
+    """Add ``weights`` to the subcommands."""
+    w = sub.add_parser("weights", help="show or download checkpoints")
+    w.add_argument("action", choices=["info", "download"])
+    w.add_argument("--dir", default=None, help="where to put downloads (default: the weights folder)")
+    w.add_argument("--skip-noiseprint", action="store_true")
+    w.add_argument("-q", "--quiet", action="store_true")
+    w.set_defaults(func=run)

@@ -1,0 +1,70 @@
+"""Array helpers shared by the analysis code and the figures: feature maps as ``(C, H, W)``,
+channel ranking and the PCA projection used to show many channels as one colour picture."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ArrayLike = Any  # np.ndarray | torch.Tensor
+
+
+def to_chw(fmap: ArrayLike) -> np.ndarray:
+    """A feature map as a float ``(C, H, W)`` numpy array (first batch item; 2-D -> one channel)."""
+    if hasattr(fmap, "detach"):
+        t = fmap.detach().cpu()
+        if t.dtype.is_floating_point and t.dtype.itemsize < 4:  # float16/bfloat16: no numpy dtype
+            t = t.float()
+        fmap = t.numpy()
+    a = np.asarray(fmap)
+    if a.ndim == 4:
+        a = a[0]
+    elif a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"expected a feature map (B, C, H, W), (C, H, W) or (H, W), got shape {a.shape}")
+    return a.astype(np.float64, copy=False)
+
+
+def top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first (ties keep their order)."""
+    return np.argsort(-np.asarray(values), kind="stable")[:k]
+
+
+def channel_energy(fmap: ArrayLike) -> np.ndarray:
+    """Mean square of each channel of a feature map."""
+    a = to_chw(fmap)
+    return (a * a).reshape(a.shape[0], -1).mean(1)
+
+
+def pca_project(fmap: ArrayLike, n_components: int = 3, percentile: float = 1.0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project each pixel's channel vector on the top principal components, scaled to ``[0, 1]``.
+
+    Returns ``(image (H, W, 3), explained variance ratios (k,), loadings (k, C))``. Each component
+    is stretched between its ``percentile`` and ``100 - percentile`` values (robust to outliers);
+    fewer than 3 components (e.g. 1-channel maps) leave the rest grey (0.5).
+    """
+    a = to_chw(fmap)
+    c, h, w = a.shape
+    x = a.reshape(c, -1).T  # (N, C)
+    x = x - x.mean(0, keepdims=True)
+    k = max(0, min(n_components, 3, c, x.shape[0]))
+    img = np.full((h * w, 3), 0.5)
+    explained = np.zeros(k)
+    comps = np.zeros((k, c))
+    if k and np.any(x):
+        evals, evecs = np.linalg.eigh(x.T @ x)  # C x C: cheap for large images
+        order = np.argsort(evals)[::-1]
+        var = np.clip(evals[order], 0, None)
+        comps = evecs[:, order[:k]].T
+        # a deterministic sign: the largest loading of each component is positive
+        signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(1)])
+        comps = comps * np.where(signs == 0, 1, signs)[:, None]
+        explained = var[:k] / var.sum() if var.sum() > 0 else explained
+        proj = x @ comps.T
+        for i in range(k):
+            lo, hi = np.percentile(proj[:, i], [percentile, 100 - percentile])
+            if hi > lo:
+                img[:, i] = np.clip((proj[:, i] - lo) / (hi - lo), 0, 1)
+    return img.reshape(h, w, 3), explained, comps

@@ -1,0 +1,78 @@
+"""Atomic file writing: every file the project writes goes through :func:`atomic_write`.
+
+A file is written to a temporary name in its destination folder and renamed into place, so a
+crash or a full disk never leaves a half-written output under the real name (and a reader
+never sees one).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+PathLike = str | os.PathLike
+
+
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    Folders are created as needed; the temporary file is removed if ``write`` fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8 by default, ``\\n`` line ends)."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON (UTF-8) atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
+
+
+def atomic_savez(path: PathLike, arrays: Mapping[str, Any]) -> Path:
+    """``np.savez`` to ``path`` atomically (the name is kept as given: no ``.npz`` appended)."""
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_torch_save(path: PathLike, obj: Any) -> Path:
+    """``torch.save`` to ``path`` atomically (plain tensors and containers: loadable with
+    ``weights_only=True``)."""
+    import torch  # lazy: keeps this module importable without loading torch for text outputs
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """Rows as CSV text with a header line (missing cells empty)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in columns})
+    return buf.getvalue()

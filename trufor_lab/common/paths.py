@@ -1,0 +1,127 @@
+"""Input listing and output naming, in one place: which files count as images, how a set of
+inputs is expanded, and how an input's name becomes an output path that cannot leave its
+output folder."""
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+#: File suffixes taken as images when a folder is searched (a file named directly is always tried).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({
+    ".jpg", ".jpeg", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pnm",
+    ".jp2", ".heic"})
+
+
+class OutputPathError(ValueError):
+    """An input name that would put its output outside the output folder."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file with an image suffix (see :data:`IMAGE_EXTENSIONS`)."""
+    p = Path(path)
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files in ``folder`` (sorted; recursive by default)."""
+    d = Path(folder)
+    it = d.rglob("*") if recursive else d.iterdir()
+    return sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def safe_part(name: str, default: str = "dataset") -> str:
+    """``name`` usable as one path component (separators and drive colons replaced)."""
+    cleaned = "".join(c if c not in '/\\:' else "_" for c in name).strip(". ")
+    return cleaned or default
+
+
+def display_name(name: str | os.PathLike | None) -> str:
+    """The base name only: full paths can reveal a user's folders in a shared report."""
+    if not name:
+        return "image"
+    name = os.fspath(name)
+    return os.path.basename(name.replace("\\", "/")) or name
+
+
+def output_path(out_dir: str | os.PathLike, name: str, suffix: str = ".npz") -> Path:
+    """``out_dir / (name + suffix)``, refusing a name that is absolute or climbs out with ``..``.
+
+    Every place that turns an input's name (a relative path, a sample id) into an output file
+    goes through here.
+    """
+    parts = PurePosixPath(name.replace("\\", "/"))
+    if not name or parts.is_absolute() or Path(name).is_absolute() or ".." in parts.parts \
+            or (parts.parts and ":" in parts.parts[0]):
+        raise OutputPathError(f"{name!r}: not a relative name inside the output folder")
+    return Path(out_dir).joinpath(*parts.parts).with_name(parts.name + suffix)
+
+
+def _base_of(item: str) -> Path:
+    """The folder an input item's output names are relative to."""
+    p = Path(item)
+    if p.is_dir():
+        return p
+    if p.is_file():
+        return p.parent
+    parts = p.parts
+    lead = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return Path(*parts[:lead]) if lead else Path(".")
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """``(file, name)`` pairs and input problems (one line each) for files, folders and globs.
+
+    A folder is searched recursively for images; a glob is expanded; a plain file is taken as
+    given, whatever its suffix. Names are paths relative to the common root of all inputs, so
+    ``a/x.png`` and ``b/x.png`` keep distinct names; a file listed twice is taken once; two
+    files that would still share a name are both refused, with a line naming both.
+    """
+    items = [os.fspath(i) for i in inputs]
+    found: list[Path] = []
+    problems: list[str] = []
+    bases: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files = list_images(p)
+            if not files:
+                problems.append(f"{item}: folder holds no images")
+        elif p.is_file():
+            files = [p]
+        elif glob.has_magic(item):
+            files = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).is_file())
+            if not files:
+                problems.append(f"{item}: pattern matches no file")
+        else:
+            problems.append(f"{item}: no such file or folder")
+            continue
+        if files:
+            bases.append(_base_of(item).resolve())
+        found += files
+    try:
+        root = Path(os.path.commonpath([str(b) for b in bases])) if bases else Path(".").resolve()
+    except ValueError:  # different drives: no common root
+        root = None
+    seen: set[Path] = set()
+    named: dict[str, Path] = {}
+    clashes: dict[str, list[Path]] = {}
+    for f in found:
+        key = f.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            name = key.relative_to(root).as_posix() if root is not None else f.name
+        except ValueError:
+            name = f.name
+        if name in named:
+            clashes.setdefault(name, [named[name]]).append(f)
+        else:
+            named[name] = f
+    for name, files in clashes.items():
+        del named[name]
+        problems.append(f"{files[0]} and {', '.join(map(str, files[1:]))}: would write the same output "
+                        f"({name}); give them separately")
+    return [(f, n) for n, f in named.items()], problems

@@ -1,0 +1,87 @@
+"""``FailureGallery``: browse the failure cases of an evaluation one at a time."""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trufor_lab.lab.datasets import MaskConvention
+from trufor_lab.lab.failures import EvaluationLike, as_evaluation, pick_cases, render_cases
+from trufor_lab.widgets.viewers import StaticFallbackDisplay
+
+__all__ = ["FailureGallery"]
+
+
+class FailureGallery(StaticFallbackDisplay):
+    """Browse failure cases one at a time with a dropdown (ipywidgets); without widgets it
+    displays as the static :func:`failure_gallery` figure.
+
+    ``select(i)`` shows case ``i`` and returns its PNG; ``widget`` is the UI (None without
+    ipywidgets); ``figure()`` draws the current case.
+    """
+
+    dpi: int = 72
+
+    def __init__(self, evaluation: EvaluationLike, k: int = 8, *,
+                 cases: Sequence[Mapping[str, Any]] | None = None,
+                 convention: MaskConvention | None = None) -> None:
+        self.evaluation = as_evaluation(evaluation)
+        self.cases: list[dict[str, Any]] = ([dict(c) for c in cases] if cases is not None
+                                            else pick_cases(self.evaluation, k))
+        self.convention = convention
+        self.index = 0
+        self._box: Any = None
+        self._image: Any = None
+
+    def figure(self, index: int | None = None) -> Any:
+        """The Figure of case ``index`` (default: the selected one)."""
+        i = self.index if index is None else index
+        return render_cases(self.evaluation, self.cases[i:i + 1], self.convention, 3.0)
+
+    def gallery(self) -> Any:
+        """All cases in one Figure (the static fallback)."""
+        return render_cases(self.evaluation, self.cases, self.convention, 2.0)
+
+    def _png(self, fig: Any) -> bytes:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=self.dpi)
+        return buf.getvalue()
+
+    def select(self, index: int) -> bytes:
+        """Show case ``index``; returns its PNG."""
+        if not 0 <= index < len(self.cases):
+            raise IndexError(f"case {index} out of range (0..{len(self.cases) - 1})")
+        self.index = index
+        png = self._png(self.figure())
+        if self._image is not None:
+            self._image.value = png
+        return png
+
+    @property
+    def options(self) -> list[tuple[str, int]]:
+        return [(f"{c.get('case', '?')}: {c.get('id')} ({c.get('reason', '')})", i) for i, c in enumerate(self.cases)]
+
+    @property
+    def widget(self) -> Any:
+        """Dropdown above the selected case's picture, or None without ipywidgets or cases."""
+        if self._box is not None or not self.cases:
+            return self._box
+        try:
+            import ipywidgets as w
+        except Exception:
+            return None
+        dropdown = w.Dropdown(options=self.options, value=self.index, description="case",
+                              layout=w.Layout(width="auto"))
+        self._image = w.Image(value=self._png(self.figure()), format="png", layout=w.Layout(max_width="100%"))
+        dropdown.observe(lambda ch: self.select(int(ch["new"])), names="value")
+        self._box = w.VBox([dropdown, self._image])
+        return self._box
+
+    def _static_png(self) -> bytes | None:
+        try:
+            return self._png(self.gallery())
+        except Exception:
+            return None
+
+    def __repr__(self) -> str:
+        return f"FailureGallery({len(self.cases)} case(s), selected {self.index})"
