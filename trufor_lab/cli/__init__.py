@@ -1,7 +1,53 @@
-"""The ``trufor-lab`` command line: a thin layer over the same functions a user calls.
+"""``trufor-lab``: a thin command line over the same functions a notebook calls.
 
-Top layer: may import everything; nothing imports it.
+    trufor-lab analyze INPUT... -o OUT [--weights CKPT] [--device cpu|cuda] [--precision float32|float64]
+    trufor-lab weights info | download
+    trufor-lab eval | report | distributed-analyze | train | bench ...
+
+Each subcommand lives in its own module of this package with ``register(subparsers)``.
 """
-from trufor_lab.cli.main import main
+from __future__ import annotations
 
-__all__ = ["main"]
+import argparse
+import importlib
+import sys
+from typing import Any, Callable, Sequence
+
+from trufor_lab.cli import analyze, distributed, report, train, weights
+from trufor_lab.cli import eval as eval_cmd
+
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS: tuple[Callable[[Any], Any], ...] = (analyze.register, weights.register, eval_cmd.register,
+                                              report.register, distributed.register, train.register)
+
+
+def _plugins() -> list[Callable[[Any], Any]]:
+    """Subcommands from outside the package: ``bench`` when run from a source checkout."""
+    try:
+        mod = importlib.import_module("bench.cli")
+    except ModuleNotFoundError as e:
+        if e.name in ("bench", "bench.cli"):  # not a source checkout: no bench subcommand
+            return []
+        raise
+    return [mod.register_cli]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="trufor-lab", description="TruFor forgery detection and analysis")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for register in (*COMMANDS, *_plugins()):
+        register(sub)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

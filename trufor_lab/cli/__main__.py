@@ -1,6 +1,6 @@
 """``python -m trufor_lab.cli``."""
 import sys
 
-from trufor_lab.cli.main import main
+from trufor_lab.cli import main
 
 sys.exit(main())

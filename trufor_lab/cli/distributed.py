@@ -24,11 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=cmd_distributed_analyze)
+    p.set_defaults(func=run)
     return p
 
 
-def cmd_distributed_analyze(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.dataset:
         if not args.root:
             print("error: --dataset needs --root", file=sys.stderr)

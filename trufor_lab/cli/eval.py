@@ -64,7 +64,7 @@ class _LazyModel:
         return analyze(self.model, image)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``trufor-lab eval``: evaluate, write CSV + summary JSON/CSV into OUT, print the summary."""
     try:
         dataset = _cli_dataset(args)
@@ -120,5 +120,5 @@ def register(subparsers: Any) -> None:
     e.add_argument("--precision", default="float32", choices=["float32", "float64"])
     e.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    e.set_defaults(func=cmd_eval)
+    e.set_defaults(func=run)
 

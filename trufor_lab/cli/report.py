@@ -32,7 +32,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="without a TruFor checkpoint, report Noiseprint++ only instead of the demo model")
     r.add_argument("--pdf", action="store_true", help="also write a PDF (same name, .pdf) with matplotlib")
     r.add_argument("-q", "--quiet", action="store_true")
-    r.set_defaults(func=cmd_report)
+    r.set_defaults(func=run)
     return r
 
 
@@ -40,7 +40,7 @@ def _err(msg: str) -> None:
     print(f"error: {msg.splitlines()[0] if msg else msg}", file=sys.stderr)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
 
     inputs = [args.image] + ([args.compare] if args.compare else [])

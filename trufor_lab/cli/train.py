@@ -10,7 +10,7 @@ from trufor_lab.model import MIT_B0, MIT_B2
 from trufor_lab.training.loop import PHASES, TrainConfig, train, train_phases
 
 
-def _cmd_train(args: Any) -> int:
+def run(args: Any) -> int:
     model = {"b0": MIT_B0, "b2": MIT_B2}[args.model]
     cfg = TrainConfig(phase=args.phase, out_dir=args.output, model=model, init=args.init, steps=args.steps,
                       batch_size=args.batch_size, crop=args.crop, lr=args.lr, pristine=args.images,
@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
     t.add_argument("-q", "--quiet", action="store_true")
-    t.set_defaults(func=_cmd_train)
+    t.set_defaults(func=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ def official_dir() -> Path | None:
     cands = []
     if os.environ.get("TRUFOR_LAB_SHARED"):
         cands.append(Path(os.environ["TRUFOR_LAB_SHARED"]) / "images")
-    cands.append(Path(__file__).resolve().parent.parent.parent / "shared" / "images")
+    cands.append(Path(__file__).resolve().parents[3] / "shared" / "images")
     return next((c for c in cands if (c / OFFICIAL[0]).is_file()), None)
 
 

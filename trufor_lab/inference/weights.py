@@ -81,7 +81,7 @@ def md5_of(path: str | os.PathLike) -> str:
 
 def repo_weights_dir() -> Path:
     """The ``weights/`` folder of a source checkout (holds the shipped Noiseprint++ weights)."""
-    return Path(__file__).resolve().parent.parent / "weights"
+    return Path(__file__).resolve().parents[2] / "weights"
 
 
 def weights_dir() -> Path:
