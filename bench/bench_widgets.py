@@ -54,7 +54,7 @@ def main() -> None:
     model = build(args.weights, args.device)
     t0 = time.perf_counter()
     fe = FeatureExplorer(model, img)
-    fe.png  # first picture
+    _ = fe.png  # first picture
     first = time.perf_counter() - t0
     times: dict[str, list[float]] = {}
     for _ in range(args.repeat):

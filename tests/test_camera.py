@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import trufor_lab.training.loop as T
+import trufor_lab.training as T
 from trufor_lab.training.camera import CFA_PATTERNS, Camera, downscale
 from trufor_lab.forensics.jpeg import jpeg_compress
 

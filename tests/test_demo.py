@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import trufor_lab as tl
-import trufor_lab.training.loop as T
+import trufor_lab.training as T
 from trufor_lab.inference import weights as W
 
 
@@ -48,7 +48,7 @@ def test_demo_model_meets_its_targets_on_unseen_forgeries(demo_model):
     """A fresh held-out draw (other size and count than the model card's): sources never used in
     training, half pristine, half forged. Targets of the issue: pixel F1 >= 0.5, AUC >= 0.8."""
     items = T.demo_heldout(n=16, size=160)
-    ev = T.evaluate(demo_model, items)
+    ev = T.score_heldout(demo_model, items)
     assert ev.n_forged == ev.n_pristine == 8
     assert ev.f1_best >= 0.5 and ev.f1_best > ev.f1_all_forged + 0.3, ev.as_dict()
     assert ev.auc >= 0.8, ev.as_dict()

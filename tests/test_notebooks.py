@@ -1,7 +1,6 @@
 """Every notebook runs top to bottom (small inputs on CPU), as a student would run it."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import trufor_lab as tl
-from trufor_lab.model import Noiseprint, extract_state_dict, read_checkpoint, strict_load
 
 FUSED = [f"fused_stage{i}" for i in range(1, 5)]
 

@@ -5,35 +5,23 @@
 >>> result = tl.analyze(model, "image.jpg")
 >>> result.plot()
 
-The flat namespace re-exports the user's verbs; heavy optional parts (captum, widgets) are
-imported on first use.
+The flat namespace re-exports the user's verbs; each concern lives in its own subpackage
+(see ARCHITECTURE.md): ``model`` (the paper's boxes), ``inference`` (getting an answer),
+``interpret`` (looking inside), ``lab`` (the forgery lab), ``forensics`` (file facts),
+``training``, ``viz`` (figures), ``widgets``, ``casebook`` and ``cli``. Optional heavy parts
+(captum, ipywidgets) are imported on first use inside those modules.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from trufor_lab.inference.analyze import analyze
+from trufor_lab.inference.load import banner, load, load_noiseprint, load_trufor, resolve_device, untrained
+from trufor_lab.inference.preprocess import ImageError, load_image
+from trufor_lab.inference.result import Result
+from trufor_lab.lab.metrics import detection_metrics, localization_metrics
+from trufor_lab.model import TruFor, TruForConfig
+from trufor_lab.model.capture import capture, list_layers
 from trufor_lab.version import __version__
 
-from trufor_lab.inference.analyze import Result, analyze
-from trufor_lab.inference.load import banner, load, load_noiseprint, load_trufor, resolve_device, untrained
-from trufor_lab.model import TruFor, TruForConfig
-from trufor_lab.inference.preprocess import ImageError, load_image
-
-_LAZY = {
-    # name -> module that defines it (imported on first access)
-    "list_layers": "trufor_lab.model.capture",
-    "capture": "trufor_lab.model.capture",
-    "localization_metrics": "trufor_lab.lab.metrics",
-    "detection_metrics": "trufor_lab.lab.metrics",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'trufor_lab' has no attribute {name!r}")
-
-
-__all__ = ["ImageError", "Result", "TruFor", "TruForConfig", "analyze", "banner", "load", "load_image",
-           "load_noiseprint", "load_trufor", "resolve_device", "untrained", "__version__", *_LAZY]
+__all__ = ["ImageError", "Result", "TruFor", "TruForConfig", "__version__", "analyze", "banner", "capture",
+           "detection_metrics", "list_layers", "load", "load_image", "load_noiseprint", "load_trufor",
+           "localization_metrics", "resolve_device", "untrained"]

@@ -8,10 +8,11 @@
 >>> cb.save_report("case.html")           # one self-contained HTML file
 
 Without ipywidgets (or where widgets cannot render) the casebook still works from code and
-displays as static HTML. ``register_cli`` adds ``trufor-lab report`` (see :mod:`trufor_lab.casebook.report`).
+displays as static HTML. ``trufor-lab report`` (:mod:`trufor_lab.cli.report`) writes the report from a shell.
 """
 from __future__ import annotations
 
+import html
 import math
 import os
 from dataclasses import dataclass, field
@@ -19,18 +20,22 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
+from PIL import Image
 from torch import nn
 
-from trufor_lab.inference.analyze import Result, analyze
-from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image
 from trufor_lab.casebook import report as R
+from trufor_lab.casebook.report import (
+    build_report,
+    comparison_section_html,
+    write_report,
+)
 from trufor_lab.common.paths import display_name
-from trufor_lab.casebook.report import build_report, write_report
-from trufor_lab.casebook.report import comparison_section_html
 from trufor_lab.forensics.provenance import read_provenance
+from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import load
+from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image
 
-__all__ = ["Casebook", "Comparison", "compare", "estimate_translation", "register_cli"]
+__all__ = ["Casebook", "Comparison", "compare", "estimate_translation"]
 
 #: Relative aspect-ratio difference below which B is simply resized to A's size.
 ASPECT_TOLERANCE = 0.01
@@ -85,7 +90,6 @@ def _shift(img: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
-    from PIL import Image
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
 
 
@@ -128,7 +132,7 @@ class Comparison:
 
     def plot(self, fig: Any = None) -> Any:
         """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++)."""
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
         results = [r for r in (self.result_a, self.result_b) if r is not None]
         rows = 2 if results else 1
         if fig is None:
@@ -263,7 +267,7 @@ class Casebook:
 
     # -- widgets ----------------------------------------------------------------------------
     def _build_widgets(self) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # lazy: the widget stack is only needed in a notebook
         self.upload = w.FileUpload(accept="image/*,.jpg,.jpeg,.png,.webp,.tif,.tiff,.bmp,.gif",
                                    multiple=False, description="Upload image")
         self.path_text = w.Text(placeholder="or a path: /data/photo.jpg", layout=w.Layout(width="50%"))
@@ -436,7 +440,6 @@ _COMPARE_HINT = ("<p>Compare this image with another version of the same picture
 
 
 def _esc(s: str) -> str:
-    import html
     return html.escape(s)
 
 

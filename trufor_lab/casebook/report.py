@@ -12,12 +12,10 @@ matplotlib (no browser needed). ``trufor-lab report IMAGE -o report.html`` is th
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
 import os
-import sys
 import tempfile
 import textwrap
 from dataclasses import dataclass
@@ -28,13 +26,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from trufor_lab.common.paths import display_name
-from trufor_lab.viz.noiseprint import plot_noiseprint
 from trufor_lab.version import __version__
+from trufor_lab.viz.noiseprint import plot_noiseprint
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trufor_lab.inference.analyze import Result
     from trufor_lab.casebook.casebook import Comparison
     from trufor_lab.forensics.provenance import Provenance
+    from trufor_lab.inference.analyze import Result
     from trufor_lab.inference.weights import WeightsInfo
 
 __all__ = ["MapStats", "build_report", "map_stats", "plain_reading", "save_pdf", "weights_line",
@@ -160,7 +158,7 @@ def weights_line(info: "WeightsInfo | None") -> str:
 
 def fig_to_data_uri(fig: Any, dpi: int = 100) -> str:
     """A matplotlib Figure as a ``data:image/png;base64,...`` URI; the figure is closed."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
@@ -385,8 +383,8 @@ def _text_pages(lines: list[str], per_page: int = 58) -> Iterator[list[str]]:
 def save_pdf(path: str | os.PathLike, result: "Result", provenance: "Provenance | None" = None,
              comparison: "Comparison | None" = None) -> Path:
     """The report as a PDF via matplotlib's PdfPages: text pages, then the figures (atomic)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
+    import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+    from matplotlib.backends.backend_pdf import PdfPages  # lazy: matplotlib takes about a second to import; only drawing needs it
 
     wrap = lambda s, ind="": textwrap.wrap(s, 100, initial_indent=ind, subsequent_indent="   ")  # noqa: E731
     lines = [f"TruFor report: {display_name(result.name)}",

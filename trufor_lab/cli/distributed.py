@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import load_dataset
 
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``distributed-analyze`` (shared by the subcommand and ``python -m``)."""
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive) or globs")

@@ -16,7 +16,6 @@ from trufor_lab.inference.weights import WeightsError
 from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_dataset
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
-from trufor_lab.lab.datasets import folder_dataset, load_dataset
 
 
 def _err(msg: str) -> None:

@@ -17,7 +17,6 @@ from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
 
 
-
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """``trufor-lab report IMAGE -o report.html [--weights] [--compare] [--device] [--pdf]``."""
     r = subparsers.add_parser("report", help="write one self-contained HTML report for an image")

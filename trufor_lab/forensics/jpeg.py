@@ -80,7 +80,7 @@ for _t in (IJG_LUMINANCE, IJG_CHROMINANCE):
 _SUBSAMPLING_TO_PIL = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 _SAMPLING_NAMES = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (4, 1): "4:1:1",
                    (1, 2): "4:4:0"}
-_PROGRESSIVE_SOF = {0xC2, 0xC6, 0xCA, 0xCE}
+PROGRESSIVE_SOF = {0xC2, 0xC6, 0xCA, 0xCE}
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -88,7 +88,7 @@ _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD
 
 
 @dataclass
-class _Opened:
+class OpenedSource:
     """A source resolved to a display name, its bytes (when obtainable) and a PIL image."""
 
     name: str
@@ -153,7 +153,7 @@ def _read_source(source: Source) -> tuple[str, str | None, bytes | None, Image.I
     raise ValueError(f"{name}: unsupported source type {type(source).__name__}")
 
 
-def _open(source: Source) -> _Opened:
+def open_source(source: Source) -> OpenedSource:
     """Resolve ``source`` and open it with PIL (lazily: pixels are not decoded)."""
     name, path, data, image = _read_source(source)
     caught: list[str] = []
@@ -172,24 +172,24 @@ def _open(source: Source) -> _Opened:
             except Exception as e:  # PIL raises SyntaxError/OSError/struct.error on mangled headers
                 raise ValueError(f"{name}: unreadable image ({type(e).__name__}: {e})") from None
         caught = [str(w.message) for w in ws]
-    return _Opened(name=name, path=path, data=data, image=image, warnings=caught)
+    return OpenedSource(name=name, path=path, data=data, image=image, warnings=caught)
 
 
 # --------------------------------------------------------------------------- JPEG headers
 
 
 @dataclass
-class _JpegHeader:
+class JpegHeader:
     qtables: dict[int, np.ndarray] = field(default_factory=dict)
     sof: int | None = None
     components: list[tuple[int, int, int, int]] = field(default_factory=list)  # (id, H, V, Tq)
 
 
-def _parse_jpeg_header(data: bytes) -> _JpegHeader | None:
+def _parse_jpeg_header(data: bytes) -> JpegHeader | None:
     """Parse markers up to the first SOS. ``None`` when ``data`` is not a JPEG stream."""
     if data[:2] != b"\xff\xd8":
         return None
-    hdr = _JpegHeader()
+    hdr = JpegHeader()
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
@@ -251,7 +251,7 @@ def _pil_quantization_is_natural() -> bool:
     return bool(hdr is not None and np.array_equal(pil.reshape(8, 8), hdr.qtables[0]))
 
 
-def _header(op: _Opened) -> _JpegHeader | None:
+def read_header(op: OpenedSource) -> JpegHeader | None:
     """Header from the file bytes, or rebuilt from PIL's attributes when there are no bytes."""
     if op.data is not None:
         hdr = _parse_jpeg_header(op.data)
@@ -260,7 +260,7 @@ def _header(op: _Opened) -> _JpegHeader | None:
     im = op.image
     if not isinstance(im, JpegImagePlugin.JpegImageFile):
         return None
-    hdr = _JpegHeader()
+    hdr = JpegHeader()
     natural = _pil_quantization_is_natural()
     for k, tab in getattr(im, "quantization", {}).items():
         arr = np.asarray(tab, dtype=np.uint16)
@@ -280,7 +280,7 @@ def quantization_tables(source: Source) -> dict[int, np.ndarray]:
 
     Empty dict for non-JPEG images; ``ValueError`` if ``source`` is not a readable image.
     """
-    hdr = _header(_open(source))
+    hdr = read_header(open_source(source))
     return {} if hdr is None else {k: v.copy() for k, v in sorted(hdr.qtables.items())}
 
 
@@ -329,7 +329,7 @@ class QualityEstimate:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _luma_chroma(hdr: _JpegHeader) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _luma_chroma(hdr: JpegHeader) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The tables used by the first (Y) and second (Cb) components, falling back to ids 0/1."""
     tabs = hdr.qtables
     comps = hdr.components
@@ -342,10 +342,10 @@ def _luma_chroma(hdr: _JpegHeader) -> tuple[np.ndarray | None, np.ndarray | None
 
 def estimate_quality(source: Source) -> QualityEstimate | None:
     """Nearest IJG quality (1..100) explaining the file's tables; ``None`` for non-JPEG."""
-    return _estimate(_header(_open(source)))
+    return estimate_from_header(read_header(open_source(source)))
 
 
-def _estimate(hdr: _JpegHeader | None) -> QualityEstimate | None:
+def estimate_from_header(hdr: JpegHeader | None) -> QualityEstimate | None:
     if hdr is None or not hdr.qtables:
         return None
     luma, chroma = _luma_chroma(hdr)
@@ -377,10 +377,10 @@ def chroma_subsampling(source: Source) -> str | None:
 
     ``None`` for non-JPEG, greyscale/CMYK JPEGs, or unusual factor combinations.
     """
-    return _subsampling(_header(_open(source)))
+    return subsampling_from_header(read_header(open_source(source)))
 
 
-def _subsampling(hdr: _JpegHeader | None) -> str | None:
+def subsampling_from_header(hdr: JpegHeader | None) -> str | None:
     if hdr is None or len(hdr.components) != 3:
         return None
     (_, h0, v0, _), (_, h1, v1, _), (_, h2, v2, _) = hdr.components
@@ -391,8 +391,8 @@ def _subsampling(hdr: _JpegHeader | None) -> str | None:
 
 def is_progressive(source: Source) -> bool:
     """Whether the JPEG uses progressive coding (SOF2/6/10/14); False for non-JPEG."""
-    hdr = _header(_open(source))
-    return bool(hdr is not None and hdr.sof in _PROGRESSIVE_SOF)
+    hdr = read_header(open_source(source))
+    return bool(hdr is not None and hdr.sof in PROGRESSIVE_SOF)
 
 
 def jpeg_bytes(rgb_uint8: np.ndarray, quality: int, subsampling: str = "4:2:0") -> bytes:

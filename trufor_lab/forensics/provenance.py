@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from trufor_lab.forensics import jpeg as _jpeg
+from trufor_lab.forensics import jpeg
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
 
 __all__ = ["Sign", "Provenance", "read_provenance", "SOCIAL_SIDES", "SCREEN_SIZES"]
@@ -339,7 +339,7 @@ def read_provenance(source: Source) -> Provenance:
 
     Raises ``ValueError`` (one line naming the file) only when it is not a readable image.
     """
-    op = _jpeg._open(source)
+    op = jpeg.open_source(source)
     im = op.image
     p = Provenance(name=op.name, path=op.path, format=im.format, size=tuple(im.size),
                    mode=im.mode, frames=int(getattr(im, "n_frames", 1) or 1))
@@ -363,7 +363,7 @@ def read_provenance(source: Source) -> Provenance:
     return p
 
 
-def _decode_small(op: _jpeg._Opened, p: Provenance) -> np.ndarray | None:
+def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
     """Decode (JPEG: at 1/8 scale via draft) to a small grey array; record damage as a problem."""
     try:
         with warnings.catch_warnings():
@@ -498,8 +498,8 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     p.thumbnail_mismatch = bool(aspect or corr < 0.5)
 
 
-def _read_jpeg(op: _jpeg._Opened, p: Provenance) -> None:
-    hdr = _jpeg._header(op)
+def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
+    hdr = jpeg.read_header(op)
     if hdr is None:
         if p.format == "JPEG":
             p.problems.append("JPEG header could not be parsed")
@@ -507,9 +507,9 @@ def _read_jpeg(op: _jpeg._Opened, p: Provenance) -> None:
     p.quantization = dict(sorted(hdr.qtables.items()))
     if not hdr.qtables:
         p.problems.append("JPEG has no quantisation tables (DQT) before the first scan")
-    p.jpeg_quality = _jpeg._estimate(hdr)
-    p.chroma_subsampling = _jpeg._subsampling(hdr)
-    p.progressive = hdr.sof in _jpeg._PROGRESSIVE_SOF
+    p.jpeg_quality = jpeg.estimate_from_header(hdr)
+    p.chroma_subsampling = jpeg.subsampling_from_header(hdr)
+    p.progressive = hdr.sof in jpeg.PROGRESSIVE_SOF
 
 
 def _read_png_text(im: Image.Image, p: Provenance) -> None:

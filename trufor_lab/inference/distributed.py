@@ -14,12 +14,9 @@ per local rank), gloo on the CPU; the summary always travels over a gloo group.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import socket
-import sys
 import time
 from collections import Counter
 from datetime import timedelta

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 
@@ -13,7 +14,15 @@ import torch
 from torch import nn
 
 from trufor_lab.inference import weights as W
-from trufor_lab.model import MIT_B2, Noiseprint, TruFor, TruForConfig, extract_state_dict, read_checkpoint, strict_load
+from trufor_lab.model import (
+    MIT_B2,
+    Noiseprint,
+    TruFor,
+    TruForConfig,
+    extract_state_dict,
+    read_checkpoint,
+    strict_load,
+)
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -130,7 +139,6 @@ class Banner:
         return self.text or ""
 
     def _repr_html_(self) -> str:
-        import html
         if not self.text:
             return "<div style='color:#2e7d32'>Official TruFor weights.</div>"
         return ("<div style='background:#fff3cd;border:2px solid #e0a800;padding:8px;font-weight:bold'>"

@@ -32,13 +32,19 @@ import torch
 from torch import nn
 
 from trufor_lab.common.device import model_device, model_dtype
+from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
-from trufor_lab.model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
-                         noiseprint_tiled)
+from trufor_lab.model.lean import (
+    LeanConfig,
+    estimate_plain_peak,
+    free_memory_bytes,
+    ieee_float32,
+    lean_forward,
+    noiseprint_tiled,
+)
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.segformer import SpatialReductionAttention
 from trufor_lab.model.trufor import TruFor, TruForOutput
-from trufor_lab.inference.preprocess import ImageLike
 
 MODES = ("exact", "fast")
 

@@ -20,10 +20,15 @@ from torch import nn
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.inference.load import is_full_model, model_notice
-from trufor_lab.inference.preprocess import ImageError, ImageLike, LoadedImage, load_image, to_tensor
+from trufor_lab.inference.preprocess import (
+    ImageError,
+    ImageLike,
+    LoadedImage,
+    load_image,
+    to_tensor,
+)
 from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.viz.figures import plot_result
-
 
 #: Smallest side TruFor can process: stage 1's spatial reduction (8x8 stride 8 at 1/4 scale)
 #: needs at least one output position.

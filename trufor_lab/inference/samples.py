@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from trufor_lab.inference.preprocess import load_image
 
 OFFICIAL = ("pristine1.jpg", "pristine2.jpg", "tampered1.png", "tampered2.png")
@@ -38,7 +39,7 @@ def sample(name: str, max_side: int | None = None) -> tuple[np.ndarray, str]:
     if d is not None and (d / name).is_file():
         rgb, desc = load_image(d / name).rgb, f"official sample {name}"
     else:
-        from skimage import data
+        from skimage import data  # lazy: scikit-image is slow to import; only this function needs it
         rgb = getattr(data, _SKIMAGE[name])()
         desc = f"scikit-image '{_SKIMAGE[name]}' (official sample {name} not found)"
     return center_crop(rgb, max_side), desc

@@ -20,6 +20,8 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 NOISEPRINT_FILE = "noiseprint++.th"
 NOISEPRINT_SHA256 = "51c153596efecdfc9bdff1b961d63855b943e6a8fd37083cc7499e60b36dd8bf"
 NOISEPRINT_URL = ("https://raw.githubusercontent.com/grip-unina/TruFor/main/TruFor_train_test/"
@@ -171,10 +173,6 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
 # -- download ---------------------------------------------------------------------------------
 def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
     """Stream ``url`` into ``dest`` (a temporary file) with a progress bar."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(dest, "wb") as f:
             total = int(r.headers.get("Content-Length") or 0) or None

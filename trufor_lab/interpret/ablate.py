@@ -44,12 +44,13 @@ from typing import Any, Union
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
 from trufor_lab.lab.metrics import localization_metrics
 from trufor_lab.model import TruFor
-from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
 from trufor_lab.viz.figures import new_figure
 
 Setup = Callable[[contextlib.ExitStack], None]
@@ -532,7 +533,7 @@ class AblationStudy:
 
     def to_dataframe(self):
         """The table as a pandas DataFrame (pandas imported lazily)."""
-        import pandas as pd
+        import pandas as pd  # lazy: pandas is only needed by whoever asks for a DataFrame
         return pd.DataFrame(self.table)
 
     def plot(self, metric: str | None = None, ax=None):
@@ -580,7 +581,6 @@ class AblationStudy:
 
 
 def _is_single_image(x: Any) -> bool:
-    from PIL import Image
     return isinstance(x, (str, os.PathLike, bytes, np.ndarray, torch.Tensor, Image.Image))
 
 

@@ -42,11 +42,12 @@ from typing import Any, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
-from trufor_lab.model import TruFor, TruForOutput
-from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
 from trufor_lab.inference.analyze import Result
+from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
+from trufor_lab.model import TruFor, TruForOutput
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -205,7 +206,6 @@ def _prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> _Prepa
     rgb = loaded.rgb
     size = (int(rgb.shape[0]), int(rgb.shape[1]))
     if max_side is not None and max(size) > max_side:
-        from PIL import Image
         h, w = _fit_size(*size, max_side)
         rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BOX))
     return _Prepared(to_tensor(rgb, dtype=dt, device=dev), rgb, loaded.name, size)
@@ -515,7 +515,7 @@ class InputAttribution:
         per forward (default: about 2**18 pixels per batch). Occlusion: square ``window``,
         ``stride`` (default ``window // 2``), ``perturbations_per_eval`` windows per forward.
         """
-        import captum.attr as ca
+        import captum.attr as ca  # lazy: captum is only needed for attribution
         target = ScoreTarget() if target is None else target
         prep = _prepare(self.model, image, max_side)
         x = prep.x
@@ -581,7 +581,7 @@ class LayerAttribution:
         """Explain ``target`` (default :class:`ScoreTarget`). GradCAM: ``relu`` keeps positive
         evidence only. Conductance: ``baselines`` (default ``'blur'``), ``n_steps``,
         ``internal_batch_size``."""
-        import captum.attr as ca
+        import captum.attr as ca  # lazy: captum is only needed for attribution
         target = ScoreTarget() if target is None else target
         prep = _prepare(self.model, image, max_side)
         x = prep.x
@@ -632,7 +632,7 @@ class ModalityAttribution:
         """``baselines``: ``'zeros'`` (both encoder inputs 0), an image baseline of
         :func:`make_baseline` (``'blur'`` default: its normalised RGB and its own Noiseprint++),
         or a pair of tensors ``(rgb_normalised, noiseprint)``."""
-        import captum.attr as ca
+        import captum.attr as ca  # lazy: captum is only needed for attribution
         target = ScoreTarget() if target is None else target
         m = self.model
         prep = _prepare(m, image, max_side)

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from trufor_lab.common.arrays import ArrayLike, pca_project, to_chw, top_k
-from trufor_lab.viz.figures import plot_branch_comparison, plot_channel_stats, plot_pca, plot_spatial_stats
+from trufor_lab.viz.figures import (
+    plot_branch_comparison,
+    plot_channel_stats,
+    plot_pca,
+    plot_spatial_stats,
+)
 
 __all__ = ["BranchComparison", "ChannelStats", "PCAImage", "SpatialStats", "branch_comparison_names",
            "branch_similarity", "channel_stats", "cosine_similarity_map", "pca_rgb", "spatial_stats",

@@ -26,13 +26,14 @@ from typing import overload
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from trufor_lab.common.paths import IMAGE_EXTENSIONS
+
 __all__ = [
     "BUILTIN_DATASETS", "ColourRule", "Dataset", "DatasetError", "DatasetRegistry", "DatasetSpec",
     "IMAGE_EXTENSIONS", "MaskConvention", "REGISTRY", "Sample", "folder_dataset", "get_spec",
     "load_dataset", "read_list", "read_mask", "register_dataset",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 """Extensions :func:`folder_dataset` treats as images and masks (case-insensitive)."""
 
 PathLike = str | Path

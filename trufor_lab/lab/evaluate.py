@@ -19,36 +19,42 @@ descriptors: ``mask_fraction`` (forged share of the mask, NaN without a mask), `
 ``width``, ``megapixels``, ``jpeg_quality`` (nearest IJG quality, ``None`` for non-JPEG),
 ``mean_conf`` and ``mean_conf_in_mask`` (mean confidence, overall and on forged pixels).
 
-``trufor-lab eval`` (registered here through :func:`register_cli`) does the same from a shell.
+``trufor-lab eval`` (:mod:`trufor_lab.cli.eval`) does the same from a shell.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import html
-import io
 import json
 import math
 import os
 import sys
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 from torch import nn
+from tqdm.auto import tqdm
 
 from trufor_lab.common.files import atomic_write_text
 from trufor_lab.common.table import Table, fmt
-from trufor_lab.inference.analyze import Result, analyze
-from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
-from trufor_lab.lab.metrics import LOCALIZATION_FIELDS, LocalizationMetrics, aggregate, detection_metrics, localization_metrics
-from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.forensics.jpeg import estimate_quality
+from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model
+from trufor_lab.inference.preprocess import ImageError
+from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
+from trufor_lab.lab.metrics import (
+    LOCALIZATION_FIELDS,
+    LocalizationMetrics,
+    aggregate,
+    detection_metrics,
+    localization_metrics,
+)
 
-__all__ = ["Evaluation", "ROW_COLUMNS", "Table", "evaluate", "output_path", "register_cli"]
+__all__ = ["Evaluation", "ROW_COLUMNS", "evaluate", "output_path"]
 
 AnalyzeFn = Callable[[nn.Module, Any], Result]
 
@@ -265,7 +271,6 @@ def _read_npz(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray
 
 def _image_info(path: Path) -> tuple[int, int, int | None]:
     """(height, width, JPEG quality or None) from the file header."""
-    from PIL import Image, UnidentifiedImageError
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
@@ -339,7 +344,6 @@ def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLi
     Without ``analyze_fn``, raises ValueError unless ``model`` is a full TruFor (Noiseprint++
     alone gives no localization map and no score).
     """
-    from tqdm.auto import tqdm
 
     if analyze_fn is None:
         if not isinstance(model, nn.Module):

@@ -26,7 +26,6 @@ nor the rest):
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -36,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from trufor_lab.lab.datasets import MaskConvention, read_mask
 from trufor_lab.common.table import Table
-from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.inference.preprocess import load_image
-from trufor_lab.lab.datasets import REGISTRY
+from trufor_lab.lab.datasets import REGISTRY, MaskConvention, read_mask
+from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.viz.figures import new_figure
 
 __all__ = ["F1_THRESHOLD", "GROUPS", "SCORE_THRESHOLD", "Group", "failure_gallery",

@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
+
+from trufor_lab.common.paths import list_images
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.viz.figures import new_figure
 
@@ -116,7 +119,6 @@ class Forgery:
 
 def _outline_png(image: np.ndarray, mask: np.ndarray | None, max_side: int = 256) -> bytes:
     """Small PNG thumbnail with the mask boundary drawn in red (no matplotlib needed)."""
-    from PIL import Image
     img = image.copy()
     if mask is not None and mask.any():
         edge = mask & ~ndimage.binary_erosion(mask, iterations=max(1, max(mask.shape) // 256))
@@ -256,7 +258,6 @@ def region_mask(shape: tuple[int, int], rng: np.random.Generator, region: str | 
 
 
 def _resize_rgb(patch: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
     return np.asarray(Image.fromarray(patch).resize((size_hw[1], size_hw[0]), Image.BICUBIC))
 
 
@@ -409,7 +410,7 @@ def remove_object(image: np.ndarray, *, seed: int, area: Sequence[float] = _DEFA
     Runs on the region's bounding box plus a 16-pixel margin (fast, and the solution only
     depends on the ring around the hole). Mask = inpainted pixels.
     """
-    from skimage.restoration import inpaint_biharmonic
+    from skimage.restoration import inpaint_biharmonic  # lazy: scikit-image is slow to import; only this function needs it
     img = _as_rgb(image)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(img.shape[:2], rng, region, area)
@@ -556,7 +557,7 @@ def make_forgery(kind: str, image: np.ndarray, donor: np.ndarray | None = None, 
     return FORGERIES[kind](image, seed=seed, **params)
 
 
-def _random_params(kind: str, rng: np.random.Generator) -> dict[str, Any]:
+def random_params(kind: str, rng: np.random.Generator) -> dict[str, Any]:
     """Plausible random parameters for ``kind`` (JSON-safe python scalars)."""
     if kind == "splice":
         return {
@@ -593,7 +594,7 @@ def random_forgery(image: np.ndarray, donor: np.ndarray | None = None, seed: int
     if not pool:
         raise ValueError("no forgery kind available (splice needs a donor)")
     kind = pool[int(rng.integers(len(pool)))]
-    params = _random_params(kind, rng)
+    params = random_params(kind, rng)
     return make_forgery(kind, image, donor, seed=int(rng.integers(2 ** 31)), **params)
 
 
@@ -611,8 +612,7 @@ def demo_images(size: int = 256) -> dict[str, np.ndarray]:
 
     Images that are not available offline are skipped.
     """
-    from PIL import Image
-    import skimage.data
+    import skimage.data  # lazy: scikit-image is slow to import; only this function needs it
 
     out: dict[str, np.ndarray] = {}
     for name in _SKIMAGE_RGB:
@@ -636,7 +636,6 @@ def demo_images(size: int = 256) -> dict[str, np.ndarray]:
 _PRISTINE_WORDS = ("pristine", "authentic", "real", "orig")
 _FORGED_WORDS = ("tamper", "fake", "forg", "splic", "manip")
 _MASK_SUFFIXES = ("_mask", "_gt", "-mask", "-gt")
-_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
@@ -648,9 +647,8 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
     without one gets ``mask=None`` (unknown, never a made-up empty mask). Images are not
     resized or recompressed, so their compression history is kept.
     """
-    from PIL import Image
     d = Path(directory)
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in _IMAGE_EXT)
+    files = list_images(d, recursive=False)
     stems = {p.stem: p for p in files}
     items: list[Forgery] = []
     for p in files:
@@ -708,7 +706,7 @@ def demo_set(n: int = 8, size: int = 256, seed: int = 0,
             continue
         donor_name = names[((i // 2) + 1) % len(names)]
         kind = kinds[int(rng.integers(len(kinds)))]
-        params = _random_params(kind, rng)
+        params = random_params(kind, rng)
         fseed = int(rng.integers(2 ** 31))
         if kind == "double_jpeg":
             params["q2"] = int(final_jpeg)

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
+from PIL import Image
 
+from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.lab.metrics import localization_metrics
-from trufor_lab.forensics.jpeg import jpeg_bytes
-from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -63,7 +63,6 @@ _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 
 
 def _pil_filter(name: str) -> int:
-    from PIL import Image
     table = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
              "area": Image.BOX, "lanczos": Image.LANCZOS}
     if name not in table:
@@ -93,7 +92,6 @@ def _resize(image: np.ndarray, mask: np.ndarray | None, hw: tuple[int, int], int
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """PIL resize (antialiased when shrinking, except ``nearest``); the mask is resized
     bilinearly and thresholded at 0.5 (nearest for ``nearest``)."""
-    from PIL import Image
     h, w = hw
     out = np.asarray(Image.fromarray(image).resize((w, h), _pil_filter(interpolation)))
     if mask is None:
@@ -221,7 +219,7 @@ class Blur(Perturbation):
     value_name: ClassVar[str] = "sigma"
 
     def _apply(self, image, value, mask):
-        from scipy import ndimage
+        from scipy import ndimage  # lazy: scipy is slow to import; only this function needs it
         s = float(self._need(value))
         if s < 0:
             raise ValueError(f"blur sigma must be >= 0, got {s}")
@@ -519,7 +517,6 @@ def _metric(lm: Any, key: str) -> float:
 def _fit_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if m.shape == shape:
         return m
-    from PIL import Image
     return np.asarray(Image.fromarray(m.astype(np.float32)).resize((shape[1], shape[0]), Image.BILINEAR))
 
 

@@ -4,7 +4,7 @@ A real photo carries a consistent fingerprint of how it was made: colour filter 
 and demosaicing, sensor noise whose level depends on brightness, tone curve, sharpening and
 the camera's JPEG. Splicing content made by *another* pipeline breaks that consistency, and
 that is what TruFor localizes. :class:`Camera` simulates such a pipeline so that synthetic
-training and test images (``trufor_lab.training.loop``) have realistic, camera-specific traces
+training and test images (``trufor_lab.training``) have realistic, camera-specific traces
 instead of none.
 
 >>> import numpy as np
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
+
 from trufor_lab.forensics.jpeg import jpeg_compress
 
 __all__ = ["Camera", "CFA_PATTERNS", "downscale"]

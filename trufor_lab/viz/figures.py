@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from trufor_lab.inference.result import Result
 
 
-def _robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
+def robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
     lo, hi = np.percentile(a, [pct, 100 - pct])
     return float(lo), float(hi) if hi > lo else float(lo) + 1e-6
 
@@ -19,11 +19,11 @@ def _robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
 def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, overlay_alpha: float = 0.5):
     """Image, ground truth (if given), Noiseprint++, localization map (fixed [0, 1], diverging
     colormap), confidence map and an overlay; the score is in the title."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     panels = [("Image", result.image, {})]
     if mask is not None:
         panels.append(("Ground truth", mask.astype(float), dict(cmap="gray", vmin=0, vmax=1)))
-    lo, hi = _robust_limits(result.noiseprint)
+    lo, hi = robust_limits(result.noiseprint)
     panels.append(("Noiseprint++", result.noiseprint, dict(cmap="gray", vmin=lo, vmax=hi)))
     if result.map is not None:
         panels.append(("Localization map", result.map, dict(cmap="RdBu_r", vmin=0, vmax=1)))
@@ -54,7 +54,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
 # -- helpers ----------------------------------------------------------------------------------
 def new_figure(figsize: tuple[float, float], **kwargs):
     """A pyplot figure, so notebooks display it; the library never calls ``plt.show()``."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     return plt.figure(figsize=figsize, **kwargs)
 
 
@@ -112,7 +112,7 @@ def plot_feature_grid(fmap, channels=None, k: int = 16, ncols: int | None = None
     for ax in axes:
         ax.set_axis_off()
     for ax, c in zip(axes, chans):
-        lo, hi = _robust_limits(a[c])
+        lo, hi = robust_limits(a[c])
         ax.imshow(a[c], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(f"ch {c}", fontsize=8)
     if title:
@@ -155,7 +155,7 @@ def plot_spatial_stats(stats, fig=None):
     axes = fig.subplots(1, 2, squeeze=False)[0]
     for ax, (label, a, cmap) in zip(axes, (("mean over channels", stats.mean, "RdBu_r"),
                                            ("std over channels", stats.std, "magma"))):
-        lo, hi = _robust_limits(a)
+        lo, hi = robust_limits(a)
         if cmap == "RdBu_r":
             m = max(abs(lo), abs(hi))
             lo, hi = -m, m
@@ -238,7 +238,7 @@ def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | 
             ax.set_title(f"{label} (PCA {explained.sum():.0%})", fontsize=9)
         elif mode == "channel":
             c = 0 if channel is None else int(channel) % a.shape[0]
-            lo, hi = _robust_limits(a[c])
+            lo, hi = robust_limits(a[c])
             ax.imshow(a[c], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_title(f"{label} ch {c}", fontsize=9)
         else:

@@ -46,7 +46,7 @@ def _check_region(region: Sequence[int], shape: tuple[int, int]) -> Region:
 
 def local_variance(noiseprint: Any, size: int = 15) -> np.ndarray:
     """Variance in a ``size`` x ``size`` sliding window (reflect padding), same shape as the map."""
-    from scipy.ndimage import uniform_filter
+    from scipy.ndimage import uniform_filter  # lazy: scipy is slow to import; only this function needs it
     a = _as_map(noiseprint)
     m = uniform_filter(a, size=size, mode="reflect")
     m2 = uniform_filter(a * a, size=size, mode="reflect")
@@ -117,7 +117,7 @@ def _spectrum_extent(shape: tuple[int, int]) -> list[float]:
 
 def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None):
     """Three panels: the Noiseprint++ map, its local variance and its log spectrum; returns the Figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     a = _as_map(noiseprint)
     if fig is None:
         fig = plt.figure(figsize=(10.5, 3.8))
@@ -150,8 +150,8 @@ def compare_regions(noiseprint: Any, region_a: Sequence[int], region_b: Sequence
     grey scale), its local variance (shared scale) and its log spectrum; titles give the std and
     the 8x8-grid peak ratio. Returns the Figure.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
+    import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+    from matplotlib.patches import Rectangle  # lazy: matplotlib takes about a second to import; only drawing needs it
     a = _as_map(noiseprint)
     regions = [_check_region(region_a, a.shape), _check_region(region_b, a.shape)]
     if fig is None:

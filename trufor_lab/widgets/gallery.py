@@ -6,7 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trufor_lab.lab.datasets import MaskConvention
-from trufor_lab.lab.failures import EvaluationLike, as_evaluation, pick_cases, render_cases
+from trufor_lab.lab.failures import (
+    EvaluationLike,
+    as_evaluation,
+    pick_cases,
+    render_cases,
+)
 from trufor_lab.widgets.viewers import StaticFallbackDisplay
 
 __all__ = ["FailureGallery"]
@@ -67,7 +72,7 @@ class FailureGallery(StaticFallbackDisplay):
         if self._box is not None or not self.cases:
             return self._box
         try:
-            import ipywidgets as w
+            import ipywidgets as w  # lazy: the widget stack is only needed in a notebook
         except Exception:
             return None
         dropdown = w.Dropdown(options=self.options, value=self.index, description="case",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import fnmatch
 import html
 import io
 import re
@@ -23,13 +24,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from trufor_lab.viz.figures import _robust_limits, crop_region, draw_overlay, plot_feature_grid
-from trufor_lab.viz.noiseprint import compare_regions, plot_noiseprint
 from trufor_lab.inference.analyze import analyze
-from trufor_lab.interpret.features import channel_stats
-from trufor_lab.interpret.features import pca_rgb
-from trufor_lab.interpret.features import to_chw
+from trufor_lab.interpret.features import channel_stats, pca_rgb, to_chw
 from trufor_lab.model.capture import layer_catalog, resolve_names
+from trufor_lab.viz.figures import (
+    crop_region,
+    draw_overlay,
+    plot_feature_grid,
+    robust_limits,
+)
+from trufor_lab.viz.noiseprint import compare_regions, plot_noiseprint
 
 __all__ = ["CompareViewer", "FeatureExplorer", "NoiseprintViewer", "ResultViewer", "widgets_available"]
 
@@ -39,14 +43,14 @@ COLORMAPS = ("RdBu_r", "jet", "viridis", "magma", "inferno", "gray")
 def widgets_available() -> bool:
     """Whether ipywidgets can be imported."""
     try:
-        import ipywidgets  # noqa: F401
+        import ipywidgets  # noqa: F401  # lazy: the widget stack is only needed in a notebook
     except Exception:
         return False
     return True
 
 
 def _figure(figsize: tuple[float, float]):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib takes about a second to import; only drawing needs it
     return Figure(figsize=figsize)
 
 
@@ -176,7 +180,7 @@ class _Viewer(StaticFallbackDisplay):
         if self._box is not None:
             return self._box
         try:
-            import ipywidgets as w
+            import ipywidgets as w  # lazy: the widget stack is only needed in a notebook
         except Exception:
             self._controls = {}
             return None
@@ -219,7 +223,7 @@ class _Viewer(StaticFallbackDisplay):
     def show(self) -> None:
         """Display in the notebook (the widget, or the static picture where widgets cannot render)."""
         try:
-            from IPython.display import display
+            from IPython.display import display  # lazy: the widget stack is only needed in a notebook
         except Exception:
             return
         display(self)
@@ -272,7 +276,7 @@ class _OverlayControls:
             if key in changes:
                 changes[key] = _clip01(changes[key])
         if "cmap" in changes:
-            import matplotlib
+            import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
             if changes["cmap"] not in matplotlib.colormaps:
                 raise ValueError(f"unknown colormap {changes['cmap']!r}")
         if "zoom" in changes:
@@ -385,7 +389,7 @@ class ResultViewer(_OverlayControls, _Viewer):
             axes = fig.subplots(1, 2, squeeze=False)[0]
             axes[0].imshow(img)
             npm = crop_region(r.noiseprint, z)
-            lo, hi = _robust_limits(npm)
+            lo, hi = robust_limits(npm)
             axes[1].imshow(npm, cmap="gray", vmin=lo, vmax=hi)
             axes[0].set_title("Image", fontsize=10)
             axes[1].set_title("Noiseprint++", fontsize=10)
@@ -469,7 +473,7 @@ class CompareViewer(_OverlayControls, _Viewer):
                 ax.imshow(crop_region(r.conf, z), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             else:
                 npm = crop_region(r.noiseprint, z)
-                lo, hi = _robust_limits(npm)
+                lo, hi = robust_limits(npm)
                 ax.imshow(npm, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
             score = f"\nscore {r.score:.3f}" if r.score is not None else ""
             ax.set_title(f"{label}{score}", fontsize=10)
@@ -652,7 +656,7 @@ class FeatureExplorer(_Viewer):
             c = min(s["channel"], a.shape[0] - 1)
             if s["mode"] == "grid" or s["side_by_side"]:
                 c = int(self.ranked_channels(name)[c])
-            lo, hi = _robust_limits(a[c])
+            lo, hi = robust_limits(a[c])
             ax.imshow(a[c], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_title(f"{label}\nch {c}", fontsize=9)
         ax.set_axis_off()
@@ -685,7 +689,6 @@ class FeatureExplorer(_Viewer):
 
 def _matches_any(catalog: Mapping[str, Any], pattern: str) -> bool:
     """Whether ``pattern`` (a name or glob) matches anything in ``catalog``."""
-    import fnmatch
     return pattern in catalog or bool(fnmatch.filter(catalog, pattern))
 
 

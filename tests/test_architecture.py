@@ -1,0 +1,164 @@
+"""The package's layout rules, checked on the source: no import cycles (imports inside
+functions included), no module importing the public front door, function-local imports only
+for optional heavy third-party modules with a reason, and small modules.
+
+The layer order itself is the import-linter contract in ``pyproject.toml`` (``lint-imports``,
+run by CI and by the last test here when the tool is installed)."""
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "trufor_lab"
+#: Third-party modules a function may import lazily (heavy, optional, or UI-only).
+LAZY_OK = {"matplotlib", "captum", "ipywidgets", "IPython", "pandas", "skimage", "scipy", "torch", "voila"}
+MAX_LINES = 500
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in PKG.rglob("*.py"):
+        parts = list(p.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            ids |= {id(n) for n in ast.walk(node)}
+    return ids
+
+
+def _imports(name: str, path: Path, mods: dict[str, Path]):
+    """(imported trufor_lab module, node, inside a function) for every import in a module."""
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_nodes(tree)
+    in_func = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+               for n in ast.walk(f)}
+    is_pkg = path.name == "__init__.py"
+    for node in ast.walk(tree):
+        if id(node) in skip or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            base = node.module or ""
+            if node.level:
+                pkg = name.split(".") if is_pkg else name.split(".")[:-1]
+                pkg = pkg[:len(pkg) - node.level + 1]
+                base = ".".join(pkg + ([node.module] if node.module else []))
+            subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in mods]
+            targets = subs if len(subs) == len(node.names) else [base, *subs]
+        for t in targets:
+            yield t, node, id(node) in in_func
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, p in mods.items():
+        for t, _, _ in _imports(m, p, mods):
+            while t and t not in mods and "." in t:
+                t = t.rsplit(".", 1)[0]
+            if t in mods and t != m:
+                graph[m].add(t)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_planted_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles_between_modules():
+    assert _cycles(_graph()) == []
+
+
+def test_nothing_inside_imports_the_front_door():
+    offenders = sorted(m for m, deps in _graph().items() if "trufor_lab" in deps and m != "trufor_lab")
+    assert offenders == [], "import from the defining module, not from trufor_lab/__init__"
+
+
+def test_function_local_imports_are_only_lazy_heavy_dependencies_with_a_reason():
+    mods = _modules()
+    bad = []
+    for m, p in mods.items():
+        lines = p.read_text().splitlines()
+        for target, node, local in _imports(m, p, mods):
+            if not local:
+                continue
+            where = f"{p.relative_to(ROOT)}:{node.lineno}"
+            text = "\n".join(lines[node.lineno - 1:node.end_lineno])
+            if target.startswith("trufor_lab"):
+                bad.append(f"{where}: imports {target} inside a function")
+            elif target.split(".")[0] not in LAZY_OK:
+                bad.append(f"{where}: {target} is light; import it at module level")
+            elif "# lazy:" not in text:
+                bad.append(f"{where}: lazy import of {target} without a '# lazy: reason' comment")
+    assert bad == []
+
+
+def test_modules_are_small_or_say_why_not():
+    big = []
+    for p in PKG.rglob("*.py"):
+        n = len(p.read_text().splitlines())
+        doc = ast.get_docstring(ast.parse(p.read_text())) or ""
+        if n > MAX_LINES and "One cohesive thing" not in doc:
+            big.append(f"{p.relative_to(ROOT)}: {n} lines")
+    assert big == []
+
+
+def test_every_subpackage_says_what_it_may_import():
+    for init in PKG.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "import" in doc, f"{init.relative_to(ROOT)}: docstring should say what the package may import"
+
+
+@pytest.mark.skipif(shutil.which("lint-imports") is None and not (ROOT / ".venv/bin/lint-imports").exists(),
+                    reason="import-linter not installed")
+def test_layer_contract_holds():
+    exe = shutil.which("lint-imports") or str(ROOT / ".venv/bin/lint-imports")
+    p = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:]

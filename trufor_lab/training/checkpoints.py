@@ -1,0 +1,85 @@
+"""Training checkpoints, the exported (shippable) checkpoint, and the training log."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trufor_lab.common.files import atomic_torch_save, atomic_write_text
+from trufor_lab.model import TruFor, extract_state_dict, read_checkpoint
+from trufor_lab.training.config import TrainConfig
+from trufor_lab.viz.figures import new_figure
+
+# --------------------------------------------------------------------------------------------
+# checkpoints and log
+# --------------------------------------------------------------------------------------------
+
+def save_checkpoint(model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, out: Path) -> Path:
+    ckpt = {"state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "config": model.cfg.to_dict(), "kind": "custom",
+            "meta": {"step": step, "phase": cfg.phase, "seed": cfg.seed, "train_config": cfg.to_plain()}}
+    atomic_torch_save(out / "last_optim.pt", {"optimizer": opt.state_dict(), "step": step})
+    atomic_torch_save(out / "last.pt", ckpt)
+    return out / "last.pt"
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, kind: str = "demo",
+                      dtype: torch.dtype = torch.float16, meta: dict | None = None) -> Path:
+    """Write ``src``'s weights as a compact checkpoint (``kind``, ``meta`` plain data) in ``dtype``.
+
+    Noiseprint++ (``dncnn.*``) stays float32: it is precision-sensitive. ``load_trufor`` casts
+    the rest back to float32 when loading.
+    """
+    obj = read_checkpoint(src)
+    sd = extract_state_dict(obj, str(src))
+    sd = {k: (v.to(dtype) if v.is_floating_point() and not k.startswith("dncnn.") else v).contiguous()
+          for k, v in sd.items()}
+    out = {"state_dict": sd, "config": obj["config"], "kind": kind,
+           "meta": json.loads(json.dumps({**obj.get("meta", {}), **(meta or {})}))}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(dst, out)
+    return dst
+
+
+def read_log(path: str | os.PathLike) -> list[dict]:
+    """Rows of a ``log.jsonl`` (or of the ``log.jsonl`` inside a run folder)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "log.jsonl"
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def truncate_log(path: Path, step: int) -> None:
+    rows = [r for r in read_log(path) if r["step"] <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def plot_log(path: str | os.PathLike, smooth: int = 20):
+    """Loss curves of a run (raw and running mean over ``smooth`` steps), one panel per logged
+    quantity; returns the matplotlib Figure."""
+    rows = read_log(path)
+    keys = [k for k in (rows[0] if rows else {}) if k not in ("step", "phase", "time", "lr")]
+    fig = new_figure(figsize=(4.2 * max(1, len(keys)), 3.2), layout="constrained")
+    axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
+    steps = np.array([r["step"] for r in rows])
+    for ax, k in zip(axes, keys):
+        v = np.array([r.get(k, np.nan) for r in rows], dtype=float)
+        ax.plot(steps, v, alpha=0.35, lw=0.8, label="per step")
+        if len(v) >= 2:
+            n = max(1, min(smooth, len(v)))
+            c = np.convolve(np.nan_to_num(v), np.ones(n) / n, mode="valid")
+            ax.plot(steps[n - 1:], c, lw=1.6, label=f"mean of {n}")
+        ax.set_xlabel("step")
+        ax.set_title(f"{rows[0].get('phase', '')}: {k}" if rows else k)
+        ax.legend(fontsize=7)
+    if not rows:
+        axes[0].set_title("empty log")
+    return fig
+
+

@@ -1,0 +1,71 @@
+"""The paper's three training phases: what each one trains, and the model it starts from."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from trufor_lab.inference import weights as W
+from trufor_lab.model import (
+    MIT_B0,
+    TruFor,
+    TruForConfig,
+    extract_state_dict,
+    read_checkpoint,
+    strict_load,
+)
+
+PHASES = ("localization", "confidence", "detection")
+#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
+TRAINABLE = {"localization": ("backbone", "decode_head"),
+             "confidence": ("decode_head_conf",),
+             "detection": ("detection",)}
+
+
+
+# --------------------------------------------------------------------------------------------
+# model, phases
+# --------------------------------------------------------------------------------------------
+
+def official_noiseprint(path: str | None) -> dict[str, torch.Tensor]:
+    p = W.find_noiseprint(path)
+    sd = extract_state_dict(read_checkpoint(p), str(p))
+    if any(k.startswith("dncnn.") for k in sd):
+        sd = {k[len("dncnn."):]: v for k, v in sd.items() if k.startswith("dncnn.")}
+    return sd
+
+
+def build_model(cfg: TruForConfig | None = None, init: str | os.PathLike | None = None,
+                noiseprint_weights: str | None = None) -> TruFor:
+    """TruFor of size ``cfg`` (or the config stored in ``init``), weights from ``init`` when
+    given, and always the official Noiseprint++ weights in ``dncnn``."""
+    sd = None
+    if init is not None:
+        obj = read_checkpoint(init)
+        if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+            cfg = TruForConfig.from_dict(obj["config"])
+        sd = {k: v.float() if v.is_floating_point() else v
+              for k, v in extract_state_dict(obj, str(init)).items()}
+    model = TruFor(cfg or MIT_B0)
+    if sd is not None:
+        strict_load(model, sd, str(init))
+    strict_load(model.dncnn, official_noiseprint(noiseprint_weights), "noiseprint++")
+    return model
+
+
+def set_phase(model: TruFor, phase: str) -> list[torch.nn.Parameter]:
+    """Freeze everything but the phase's modules (frozen ones in eval mode); returns the trainable
+    parameters. The DnCNN is always frozen."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    model.eval()
+    model.requires_grad_(False)
+    params: list[torch.nn.Parameter] = []
+    for name in TRAINABLE[phase]:
+        m = getattr(model, name)
+        m.train()
+        m.requires_grad_(True)
+        params += list(m.parameters())
+    return params
+
+

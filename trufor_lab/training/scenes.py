@@ -1,0 +1,112 @@
+"""Pristine training images: procedurally generated scenes, the scikit-image photographs and
+folders of the user's own pictures (held-out names and seeds kept apart)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from trufor_lab.common.paths import list_images
+from trufor_lab.inference.preprocess import load_image
+
+#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
+TRAINABLE = {"localization": ("backbone", "decode_head"),
+             "confidence": ("decode_head_conf",),
+             "detection": ("detection",)}
+
+#: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
+HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
+#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
+TRAINABLE = {"localization": ("backbone", "decode_head"),
+             "confidence": ("decode_head_conf",),
+             "detection": ("detection",)}
+
+#: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
+HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
+_SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
+                  "retina", "colorwheel", "logo", "stereo_motorcycle", "camera", "moon", "page", "text",
+                  "coins", "brick", "grass", "gravel", "clock", "cell")
+#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
+TRAINABLE = {"localization": ("backbone", "decode_head"),
+             "confidence": ("decode_head_conf",),
+             "detection": ("detection",)}
+
+#: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
+HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
+_SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
+                  "retina", "colorwheel", "logo", "stereo_motorcycle", "camera", "moon", "page", "text",
+                  "coins", "brick", "grass", "gravel", "clock", "cell")
+#: Synthetic scene seeds at or above this value are reserved for held-out data.
+HELDOUT_SCENE_SEED = 1_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------------------------
+
+def synthetic_scene(size: int = 256, seed: int = 0) -> np.ndarray:
+    """A random camera-like RGB scene (uint8): smooth background, shapes, texture, optics blur,
+    sensor noise. Deterministic in ``seed``."""
+    from scipy import ndimage  # lazy: scipy is slow to import; only this function needs it
+    rng = np.random.default_rng(seed)
+    s = size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
+    img = np.zeros((s, s, 3), np.float32)
+    base = rng.uniform(0.1, 0.9, 3)
+    grad = rng.uniform(-0.4, 0.4, (2, 3))
+    img += base + xx[..., None] * grad[0] + yy[..., None] * grad[1]
+    low = ndimage.gaussian_filter(rng.normal(size=(s, s, 3)).astype(np.float32), (s / 8, s / 8, 0))
+    img += low / (low.std() + 1e-6) * rng.uniform(0.02, 0.1)
+    for _ in range(int(rng.integers(3, 12))):
+        cy, cx = rng.uniform(0, 1, 2)
+        ry, rx = rng.uniform(0.04, 0.3, 2)
+        colour = rng.uniform(0, 1, 3)
+        if rng.random() < 0.5:
+            m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+        else:
+            m = (abs(yy - cy) < ry) & (abs(xx - cx) < rx)
+        shade = 1 + 0.3 * (yy - cy)[..., None]
+        img[m] = (colour * shade)[m]
+    tex = ndimage.gaussian_filter(rng.normal(size=(s, s)).astype(np.float32), rng.uniform(0.7, 3))
+    img += (tex / (tex.std() + 1e-6) * rng.uniform(0.0, 0.06))[..., None]
+    img = ndimage.gaussian_filter(img, (rng.uniform(0.3, 1.2),) * 2 + (0,))
+    img += rng.normal(0, rng.uniform(0.002, 0.02), img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def skimage_rgb(name: str) -> np.ndarray | None:
+    import skimage.data  # lazy: scikit-image is slow to import; only this function needs it
+    try:
+        a = getattr(skimage.data, name)()
+    except Exception:  # not shipped offline in this install
+        return None
+    a = np.asarray(a[0] if isinstance(a, tuple) else a)
+    if a.dtype != np.uint8:
+        return None
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    return np.ascontiguousarray(a[..., :3])
+
+
+def builtin_images(split: str = "train", n_scenes: int = 24, scene_size: int = 384) -> list[np.ndarray]:
+    """Offline pristine sources: scikit-image samples plus ``n_scenes`` synthetic scenes.
+
+    ``split="test"`` gives the held-out ones (:data:`HELDOUT_SKIMAGE`, scene seeds from
+    :data:`HELDOUT_SCENE_SEED`), disjoint from ``"train"``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError("split must be 'train' or 'test'")
+    names = [n for n in _SKIMAGE_NAMES if (n in HELDOUT_SKIMAGE) == (split == "test")]
+    out = [a for a in map(skimage_rgb, names) if a is not None]
+    base = HELDOUT_SCENE_SEED if split == "test" else 0
+    out += [synthetic_scene(scene_size, base + i) for i in range(n_scenes)]
+    return out
+
+
+def read_folder(folder: str | os.PathLike) -> list[np.ndarray]:
+    files = list_images(folder)
+    if not files:
+        raise ValueError(f"{folder}: no images found")
+    return [load_image(p).rgb for p in files]
+
+

@@ -1,0 +1,140 @@
+"""The forgery stream: photographed (simulated camera), forged, post-processed training
+examples, cut to grid-aligned crops (the JPEG 8x8 grid kept)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from trufor_lab.forensics.jpeg import jpeg_compress
+from trufor_lab.inference.preprocess import load_image
+from trufor_lab.lab.forgeries import FORGERIES, make_forgery, random_params
+from trufor_lab.training.camera import Camera, downscale
+
+#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
+TRAINABLE = {"localization": ("backbone", "decode_head"),
+             "confidence": ("decode_head_conf",),
+             "detection": ("detection",)}
+
+#: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
+HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
+_SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
+                  "retina", "colorwheel", "logo", "stereo_motorcycle", "camera", "moon", "page", "text",
+                  "coins", "brick", "grass", "gravel", "clock", "cell")
+#: Synthetic scene seeds at or above this value are reserved for held-out data.
+HELDOUT_SCENE_SEED = 1_000_000
+#: Local edits that change the processing trace (``ForgeryStream(traceable=True)``).
+TRACEABLE_EDITS = ("resample", "blur", "sharpen")
+
+
+
+
+def pad_to(a: np.ndarray, size: int) -> np.ndarray:
+    h, w = a.shape[:2]
+    if h >= size and w >= size:
+        return a
+    pad = [(0, max(0, size - h)), (0, max(0, size - w))] + [(0, 0)] * (a.ndim - 2)
+    return np.pad(a, pad, mode="reflect" if min(h, w) > 1 else "edge")
+
+
+def grid_crop(rng: np.random.Generator, arrays: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
+    """The same random ``size`` crop of each array, starting at multiples of 8 (reflect-padded
+    when smaller; the padding is not on the grid but only touches images smaller than a crop)."""
+    arrays = [pad_to(a, size) for a in arrays]
+    h, w = arrays[0].shape[:2]
+    y = 8 * int(rng.integers(0, (h - size) // 8 + 1))
+    x = 8 * int(rng.integers(0, (w - size) // 8 + 1))
+    return [np.ascontiguousarray(a[y:y + size, x:x + size]) for a in arrays]
+
+
+def random_flip(rng: np.random.Generator, arrays: Sequence[np.ndarray], flips: str) -> list[np.ndarray]:
+    out = list(arrays)
+    if flips in ("h", "hv") and rng.random() < 0.5:
+        out = [a[:, ::-1] for a in out]
+    if flips == "hv" and rng.random() < 0.5:
+        out = [a[::-1] for a in out]
+    return [np.ascontiguousarray(a) for a in out]
+
+
+class ForgeryStream:
+    """Training examples ``(rgb uint8 (S, S, 3), mask bool (S, S), label)`` from pristine images
+    (forged on the fly or kept pristine) and user datasets. Deterministic given the rng.
+
+    ``camera=True`` treats the pristine images as *scenes*: each is downscaled by 2 once (to
+    wash out its own processing traces) and every example is photographed by a random
+    :class:`trufor_lab.training.camera.Camera`; a splice's donor is shot by another random camera, so
+    spliced content carries a different in-camera trace, as in real splicing.
+    ``kinds`` restricts the forgery kinds; ``traceable=True`` draws only variants that change
+    the local processing trace (copy-move always rotated/rescaled, local edits only
+    resample/blur/sharpen), i.e. what Noiseprint++ can in principle see.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], datasets: Sequence[Any] = (), *,
+                 forged_fraction: float = 0.5, dataset_fraction: float = 0.5, jpeg_prob: float = 0.7,
+                 jpeg_quality: tuple[int, int] = (65, 100), flips: str = "hv", camera: bool = False,
+                 kinds: Sequence[str] | None = None, traceable: bool = False) -> None:
+        self.images = [np.asarray(a, dtype=np.uint8)[..., :3] for a in images]
+        if camera:
+            self.images = [downscale(a, 2) if min(a.shape[:2]) >= 128 else a for a in self.images]
+        self.samples = [(ds, s) for ds in datasets for s in ds if s.label == 0 or s.mask_path is not None]
+        if not self.images and not self.samples:
+            raise ValueError("no training images: give pristine images or datasets with masks")
+        self.kinds = tuple(kinds or FORGERIES)
+        bad = [k for k in self.kinds if k not in FORGERIES]
+        if bad:
+            raise ValueError(f"unknown forgery kind(s) {bad}; choose from {sorted(FORGERIES)}")
+        self.forged_fraction = forged_fraction
+        self.dataset_fraction = dataset_fraction if self.images else 1.0
+        self.jpeg_prob, self.jpeg_quality, self.flips = jpeg_prob, jpeg_quality, flips
+        self.camera, self.traceable = camera, traceable
+
+    def example(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, int]:
+        if self.samples and rng.random() < self.dataset_fraction:
+            rgb, mask, label = self._dataset_example(rng, size)
+        else:
+            rgb, mask, label, _ = self.synthetic(rng, size)
+        rgb, mask = random_flip(rng, [rgb, mask], self.flips)
+        return rgb, mask, label
+
+    def _dataset_example(self, rng, size):
+        ds, s = self.samples[int(rng.integers(len(self.samples)))]
+        rgb = load_image(s.image_path).rgb
+        mask = ds.load_mask(s) if s.mask_path is not None else np.zeros(rgb.shape[:2], bool)
+        rgb, mask = grid_crop(rng, [rgb, mask], size)
+        return rgb, mask, int(s.label and mask.any()) if s.mask_path is not None else int(s.label)
+
+    def _source(self, rng: np.random.Generator, i: int, size: int) -> np.ndarray:
+        (img,) = grid_crop(rng, [self.images[i]], size)
+        if self.camera:
+            img = Camera.random(rng).capture(img, rng)
+        return img
+
+    def forge(self, rng: np.random.Generator, rgb: np.ndarray, donor: np.ndarray | None):
+        pool = [k for k in self.kinds if donor is not None or k != "splice"] or ["copy_move"]
+        kind = pool[int(rng.integers(len(pool)))]
+        params = random_params(kind, rng)
+        if self.traceable and kind == "copy_move" and params["rotation"] == 0 and params["scale"] == 1:
+            params = {"rotation": float(round(rng.uniform(-30, 30), 2)),
+                      "scale": float(round(rng.uniform(0.8, 1.25), 3))}
+        if self.traceable and kind == "local_edit" and params["op"] not in TRACEABLE_EDITS:
+            params["op"] = TRACEABLE_EDITS[int(rng.integers(len(TRACEABLE_EDITS)))]
+        return make_forgery(kind, rgb, donor, seed=int(rng.integers(2 ** 31)), **params)
+
+    def synthetic(self, rng: np.random.Generator, size: int, forged: bool | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, int, str]:
+        """One synthetic example ``(rgb, mask, label, kind)``; ``forged`` forces the label."""
+        n = len(self.images)
+        i = int(rng.integers(n))
+        rgb = self._source(rng, i, size)
+        mask = np.zeros((size, size), bool)
+        label, kind = 0, "pristine"
+        if forged if forged is not None else rng.random() < self.forged_fraction:
+            j = int(rng.integers(n))
+            donor = self._source(rng, j, size) if (j != i or n == 1 or self.camera) else None
+            f = self.forge(rng, rgb, donor)
+            rgb, mask, label, kind = f.image, f.mask, 1, f.kind
+        if kind != "double_jpeg" and rng.random() < self.jpeg_prob:
+            rgb = jpeg_compress(rgb, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
+        return rgb, mask, label, kind
+
+
