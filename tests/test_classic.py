@@ -101,6 +101,14 @@ def test_cfa_finds_non_demosaiced_paste(images):
     assert quality(detect(png(f.image), "cfa"), f.mask).f1_best > 0.95
 
 
+def test_noiseprint_finds_paste_with_other_processing():
+    """Noiseprint++ (the real weights, CPU, 256 px) clustered: a JPEG-40 donor in a raw photo."""
+    imgs = F.demo_images(256)
+    photo = Camera(jpeg_quality=None).capture(imgs["chelsea"], np.random.default_rng(2))
+    f = F.splice(photo, imgs["coffee"], seed=2, area=(0.1, 0.2), donor_jpeg_quality=40)
+    assert quality(detect(f.image, "noiseprint"), f.mask).auc > 0.85
+
+
 # ----------------------------------------------------------------------- known to fail
 
 def test_ela_misses_png_splice_without_recompression(images):
