@@ -1,0 +1,190 @@
+"""Classic detectors: each finds a forgery made for it and misses one it is known to miss.
+
+Floors are AUC or best F1 of ``result.map`` against the forgery lab's mask
+(``trufor_lab.metrics``); a random map gives AUC ~0.5 and best F1 ~ 2 * mask fraction.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trufor_lab import forgeries as F
+from trufor_lab.analyze import Result
+from trufor_lab.camera import Camera
+from trufor_lab.jpeg import jpeg_bytes, jpeg_compress
+from trufor_lab.lab.classic import METHODS, Method, detect, with_method
+from trufor_lab.metrics import localization_metrics
+
+AREA = (0.08, 0.15)
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, np.ndarray]:
+    return F.demo_images(384)
+
+
+def png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def djpeg_file(img: np.ndarray, f: F.Forgery) -> bytes:
+    """The JPEG file behind ``F.double_jpeg``'s pixels (same recipe), so its tables are there."""
+    q1, q2 = f.params["q1"], f.params["q2"]
+    dy, dx = f.params["grid_shift"]
+    py, px = (8 - dy) % 8, (8 - dx) % 8
+    first = jpeg_compress(np.pad(img, ((py, 0), (px, 0), (0, 0)), mode="symmetric"), q1)[py:, px:]
+    data = jpeg_bytes(np.ascontiguousarray(np.where(f.mask[..., None], first, img)), q2)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), f.image)
+    return data
+
+
+def quality(result: Result, mask: np.ndarray):
+    return localization_metrics(result.map, mask)
+
+
+# ---------------------------------------------------------------------- known to work
+
+def test_ela_finds_uncompressed_paste_in_jpeg(images):
+    target = jpeg_compress(images["chelsea"], 75)
+    f = F.splice(target, images["coffee"], seed=1, area=AREA)
+    r = detect(png(f.image), "ela", quality=75)
+    assert quality(r, f.mask).auc > 0.85
+
+
+def test_jpeg_ghost_finds_first_quality(images):
+    img = images["chelsea"]
+    f = F.double_jpeg(img, seed=2, q1=60, q2=90, area=AREA)
+    r = detect(djpeg_file(img, f), "jpeg_ghost")
+    assert quality(r, f.mask).auc > 0.95
+    assert abs(r.captures["ghost_quality"] - 60) <= 3
+
+
+@pytest.mark.parametrize("name,seed,floor", [("chelsea", 2, 0.85), ("coffee", 1, 0.6)])
+def test_dq_aligned_finds_aligned_double_compression(images, name, seed, floor):
+    img = images[name]
+    f = F.double_jpeg(img, seed=seed, q1=60, q2=90, aligned=True, area=AREA)
+    r = detect(djpeg_file(img, f), "dq_aligned", show="double")
+    assert quality(r, f.mask).f1_best > floor
+    assert any(3.5 <= p <= 5 for p in r.captures["periods"])  # Q1/Q2 ~ 4 at 60 -> 90
+
+
+def test_dq_nonaligned_finds_shifted_grid(images):
+    img = images["chelsea"]
+    f = F.double_jpeg(img, seed=2, q1=60, q2=90, aligned=False, area=AREA)
+    r = detect(djpeg_file(img, f), "dq_nonaligned")
+    assert r.captures["grid_shift"] == f.params["grid_shift"]
+    assert quality(r, f.mask).f1_best > 0.9
+    assert r.score is not None and r.score > 0.9
+
+
+def test_bag_finds_shifted_grid(images):
+    img = images["chelsea"]
+    f = F.double_jpeg(img, seed=2, q1=60, q2=90, aligned=False, area=AREA)
+    assert quality(detect(djpeg_file(img, f), "bag"), f.mask).auc > 0.85
+
+
+def test_noise_finds_noisier_region(images):
+    cam = Camera(jpeg_quality=None)
+    photo = cam.capture(images["chelsea"], np.random.default_rng(2))
+    f = F.splice(photo, photo, seed=2, noise=5.0, area=AREA)
+    assert quality(detect(png(f.image), "noise"), f.mask).auc > 0.9
+
+
+def test_cfa_finds_non_demosaiced_paste(images):
+    photo = Camera(jpeg_quality=None).capture(images["astronaut"], np.random.default_rng(0))
+    f = F.splice(photo, images["coffee"], seed=0, area=AREA)
+    assert quality(detect(png(f.image), "cfa"), f.mask).f1_best > 0.95
+
+
+def test_noiseprint_finds_paste_with_other_processing():
+    """Noiseprint++ (the real weights, CPU, 256 px) clustered: a JPEG-40 donor in a raw photo."""
+    imgs = F.demo_images(256)
+    photo = Camera(jpeg_quality=None).capture(imgs["chelsea"], np.random.default_rng(2))
+    f = F.splice(photo, imgs["coffee"], seed=2, area=(0.1, 0.2), donor_jpeg_quality=40)
+    assert quality(detect(f.image, "noiseprint"), f.mask).auc > 0.85
+
+
+# ----------------------------------------------------------------------- known to fail
+
+def test_ela_misses_png_splice_without_recompression(images):
+    f = F.splice(images["astronaut"], images["coffee"], seed=0, area=AREA)
+    assert quality(detect(png(f.image), "ela"), f.mask).auc < 0.65
+
+
+def test_dq_aligned_misses_same_quality_twice(images):
+    img = images["chelsea"]
+    f = F.double_jpeg(img, seed=2, q1=90, q2=90, aligned=True, area=AREA)
+    r = detect(djpeg_file(img, f), "dq_aligned", show="double")
+    assert quality(r, f.mask).f1_best < 0.4
+
+
+def test_bag_misses_aligned_double_compression(images):
+    img = images["chelsea"]
+    f = F.double_jpeg(img, seed=2, q1=60, q2=95, aligned=True, area=AREA)
+    assert quality(detect(djpeg_file(img, f), "bag"), f.mask).auc < 0.65
+
+
+@pytest.mark.parametrize("how", ["scene", "camera_jpeg75"])
+def test_cfa_misses_without_demosaicing_traces(images, how):
+    scene = images["astronaut"]
+    base = scene if how == "scene" else Camera(jpeg_quality=75).capture(scene, np.random.default_rng(0))
+    f = F.splice(base, images["coffee"], seed=0, area=AREA)
+    assert quality(detect(png(f.image), "cfa"), f.mask).auc < 0.65
+
+
+def test_noise_misses_copy_move(images):
+    photo = Camera(jpeg_quality=None).capture(images["chelsea"], np.random.default_rng(2))
+    f = F.copy_move(photo, seed=2, area=AREA)
+    assert quality(detect(png(f.image), "noise"), f.mask).auc < 0.7
+
+
+# ---------------------------------------------------------------------------- registry
+
+def test_typo_suggests_closest_name():
+    with pytest.raises(ValueError, match="did you mean 'jpeg_ghost'"):
+        detect(np.zeros((16, 16, 3), np.uint8), "jpeg_gost")
+
+
+def test_duplicate_refused_and_registry_read_only():
+    extra = Method("ela", METHODS["ela"].run, "again", "-")
+    with pytest.raises(ValueError, match="duplicate"):
+        with_method(METHODS, extra)
+    with pytest.raises(TypeError):
+        METHODS["x"] = extra  # type: ignore[index]
+    more = with_method(METHODS, Method("ela2", METHODS["ela"].run, "copy", "-"))
+    assert "ela2" in more and "ela2" not in METHODS
+
+
+@pytest.fixture(scope="module")
+def small(images) -> np.ndarray:
+    return np.ascontiguousarray(images["rocket"][:96, :120])
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_gives_a_result_on_png_and_jpeg(small, method):
+    params = {"noiseprint": np.random.default_rng(0).standard_normal(small.shape[:2])} if method == "noiseprint" else {}
+    for data, is_jpeg in ((png(small), False), (jpeg_bytes(small, 85), True)):
+        r = detect(data, method, **params)
+        assert isinstance(r, Result) and r.map.shape == small.shape[:2] and r.map.dtype == np.float32
+        assert 0 <= r.map.min() and r.map.max() <= 1 and r.conf.shape == r.map.shape
+        assert r.noiseprint.shape == r.map.shape
+        assert (r.score is not None) == (METHODS[method].defines_score and r.captures["applicable"])
+        assert r.label == f"classic:{method}"
+        localization_metrics(r.map, np.pad(np.ones((20, 20), bool), ((30, 46), (40, 60))))
+        if METHODS[method].needs_jpeg and not is_jpeg:
+            assert not r.captures["applicable"] and "needs a JPEG" in r.notice
+            assert not r.map.any()
+
+
+def test_result_plots_and_fallback_score(small):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    r = detect(small, "ela", fallback_score=True)
+    assert r.score is not None and any("99th percentile" in n for n in r.notes)
+    plt.close(r.plot())

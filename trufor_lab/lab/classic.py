@@ -1,0 +1,240 @@
+"""Classic, training-free forgery detectors with TruFor's output form.
+
+``detect(image, method, **params) -> Result``: the localization map is ``Result.map``, float32
+(H, W) in [0, 1] at the image's size, larger = more suspicious; ``conf`` is all ones (these
+methods give no confidence); ``score`` is set only where the method defines a global score
+(``METHODS[name].defines_score``; ``fallback_score=True`` fills the others with the 99th
+percentile of the map, and a note says so). ``noiseprint`` holds the method's *raw* map
+(e.g. the ELA residual) for the viewers' grey robust-range panel (as for attributions),
+unless the method is the Noiseprint++ detector, where it is the Noiseprint++ map itself.
+Everything else the method computed is in ``Result.captures`` (e.g. ``'curves'`` of the
+JPEG ghost). So metrics, evaluation, failure analysis, CompareViewer, the casebook and the
+report take these results unchanged.
+
+>>> from trufor_lab.lab.classic import detect, METHODS
+>>> r = detect("photo.jpg", "dq_aligned")
+>>> r.map.shape, r.notes, sorted(METHODS)
+
+JPEG input: a path, bytes or a PIL image read from a JPEG file keep their quantization
+tables; an array does not. ``dq_aligned`` needs the table: without one it does **not**
+raise but returns an all-zero map with ``notice`` and a note saying "needs a JPEG file"
+(so a batch over mixed PNG/JPEG files goes on; check ``captures['applicable']``).
+"""
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from trufor_lab.analyze import Result
+from trufor_lab.jpeg import estimate_quality, quantization_tables
+from trufor_lab.lab import classic_jpeg as J
+from trufor_lab.lab import classic_noise as N
+from trufor_lab.preprocess import ImageLike, load_image
+
+__all__ = ["Method", "METHODS", "Source", "detect", "read_source", "with_method"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Decoded pixels plus what the file says about its JPEG history."""
+
+    rgb: np.ndarray
+    name: str
+    qtable: np.ndarray | None = None  # luma quantization table (8x8, natural order)
+    quality: int | None = None        # nearest IJG quality of the file's tables
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_jpeg(self) -> bool:
+        return self.qtable is not None
+
+
+@dataclass(frozen=True)
+class Method:
+    """One detector: ``run(source, **params) -> (map, score, raw)``."""
+
+    name: str
+    run: Callable[..., J.Output]
+    description: str
+    citation: str
+    defines_score: bool = False
+    needs_jpeg: bool = False
+
+    def __repr__(self) -> str:
+        return f"Method({self.name!r}: {self.description})"
+
+
+def _registry(*methods: Method) -> Mapping[str, Method]:
+    out: dict[str, Method] = {}
+    for m in methods:
+        if m.name in out:
+            raise ValueError(f"duplicate detector name {m.name!r}")
+        out[m.name] = m
+    return MappingProxyType(out)
+
+
+def with_method(registry: Mapping[str, Method], method: Method) -> Mapping[str, Method]:
+    """A new read-only registry with ``method`` added; a name already there is refused."""
+    return _registry(*registry.values(), method)
+
+
+# ------------------------------------------------------------------------------ input
+
+def _bytes_of(image: Any) -> bytes | None:
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    if isinstance(image, (str, os.PathLike)) and os.path.isfile(image):
+        with open(image, "rb") as f:
+            return f.read()
+    if isinstance(image, Image.Image) and getattr(image, "filename", "") and os.path.isfile(image.filename):
+        with open(image.filename, "rb") as f:
+            return f.read()
+    return None
+
+
+def read_source(image: ImageLike | Source) -> Source:
+    """Pixels (:func:`~trufor_lab.preprocess.load_image`'s RGB policy) and, for a JPEG file
+    (path, bytes, PIL image), its luma quantization table and nearest IJG quality."""
+    if isinstance(image, Source):
+        return image
+    data = _bytes_of(image)
+    loaded = load_image(data if data is not None else image)
+    name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else loaded.name
+    qtable = quality = None
+    src: Any = data if data is not None else (image if isinstance(image, Image.Image) else None)
+    if src is not None and (data is None or data[:2] == b"\xff\xd8"):
+        tables = quantization_tables(io.BytesIO(data) if data is not None else src)
+        if tables:
+            qtable = tables[min(tables)].astype(np.float64)
+            est = estimate_quality(io.BytesIO(data) if data is not None else src)
+            quality = None if est is None else est.quality
+    return Source(loaded.rgb, name, qtable, quality, loaded.notes)
+
+
+# ------------------------------------------------------------------------- adapters
+
+def _ela(s: Source, quality: int | None = None, **kw: Any) -> J.Output:
+    q = quality if quality is not None else (s.quality or 90)
+    return J.ela(s.rgb, quality=int(q), **kw)
+
+
+def _ghost(s: Source, **kw: Any) -> J.Output:
+    if "qualities" not in kw and s.quality is not None:  # ghosts sit below the last quality
+        top = max(s.quality, 55)
+        kw["qualities"] = tuple(range(40, top + 1, 3))
+    return J.jpeg_ghost(s.rgb, **kw)
+
+
+def _dq_aligned(s: Source, **kw: Any) -> J.Output:
+    return J.dq_aligned(s.rgb, qtable=s.qtable, **kw)
+
+
+def _dq_nonaligned(s: Source, **kw: Any) -> J.Output:
+    return J.dq_nonaligned(s.rgb, qtable=s.qtable, **kw)
+
+
+def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model: Any = None,
+                **kw: Any) -> J.Output:
+    """Reuse a given Noiseprint++ map (or a Result's), else compute it with ``model`` (default:
+    :func:`trufor_lab.load_noiseprint` on the CPU)."""
+    if isinstance(noiseprint, Result):
+        noiseprint = noiseprint.noiseprint
+    if noiseprint is None:
+        import torch  # lazy: only this detector runs a network
+        from trufor_lab.load import load_noiseprint
+        from trufor_lab.preprocess import to_tensor
+        net = model if model is not None else load_noiseprint(device="cpu")
+        p = next(net.parameters())
+        with torch.no_grad():
+            out = net(to_tensor(s.rgb, dtype=p.dtype, device=p.device))
+        noiseprint = out[0, 0].float().cpu().numpy()
+    noiseprint = np.asarray(noiseprint, dtype=np.float64)
+    if noiseprint.shape != s.rgb.shape[:2]:
+        raise ValueError(f"{s.name}: noiseprint map is {noiseprint.shape}, image is {s.rgb.shape[:2]}")
+    m, score, raw = N.noiseprint_cluster(noiseprint, **kw)
+    raw["noiseprint"] = noiseprint.astype(np.float32)
+    return m, score, raw
+
+
+METHODS: Mapping[str, Method] = _registry(
+    Method("ela", _ela, "error level analysis: residual of one recompression (at the file's quality)",
+           "N. Krawetz, 'A picture's worth...', Black Hat 2007"),
+    Method("jpeg_ghost", _ghost, "JPEG ghosts: difference dips at the quality a region was first saved with",
+           "H. Farid, 'Exposing digital forgeries from JPEG ghosts', IEEE TIFS 4(1), 2009"),
+    Method("dq_aligned", _dq_aligned, "aligned double-JPEG: DQ periodicity of DCT histograms, per-block posterior",
+           "Z. Lin, J. He, X. Tang, C.-K. Tang, 'Fast, automatic and fine-grained tampered JPEG image "
+           "detection via DCT coefficient analysis', Pattern Recognition 42(11), 2009", needs_jpeg=True),
+    Method("dq_nonaligned", _dq_nonaligned, "non-aligned double-JPEG: integer periodicity on a shifted grid",
+           "T. Bianchi, A. Piva, 'Image forgery localization via block-grained analysis of JPEG "
+           "artifacts', IEEE TIFS 7(3), 2012; 'Detection of nonaligned double JPEG compression based on "
+           "integer periodicity maps', IEEE TIFS 7(2), 2012", defines_score=True),
+    Method("bag", lambda s, **kw: J.bag(s.rgb, **kw), "block artifact grid: blocks whose 8x8 grid is shifted",
+           "W. Li, Y. Yuan, N. Yu, 'Passive detection of doctored JPEG image via block artifact grid "
+           "extraction', Signal Processing 89(9), 2009"),
+    Method("noise", lambda s, **kw: N.noise_level(s.rgb, **kw), "local noise level (wavelet MAD) inconsistency",
+           "B. Mahdian, S. Saic, 'Using noise inconsistencies for blind image forensics', "
+           "Image and Vision Computing 27(10), 2009"),
+    Method("cfa", lambda s, **kw: N.cfa(s.rgb, **kw), "CFA demosaicing traces: green prediction-error variance",
+           "P. Ferrara, T. Bianchi, A. De Rosa, A. Piva, 'Image forgery localization via fine-grained "
+           "analysis of CFA artifacts', IEEE TIFS 7(5), 2012"),
+    Method("noiseprint", _noiseprint, "Noiseprint++ alone: two-class clustering of its local statistics",
+           "D. Cozzolino, L. Verdoliva, 'Noiseprint: a CNN-based camera model fingerprint', IEEE TIFS 15, "
+           "2020; D. Cozzolino, G. Poggi, L. Verdoliva, 'Splicebuster', WIFS 2015"),
+)
+
+
+# ---------------------------------------------------------------------------- detect
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    """To [0, 1]: divided by the 99.5th percentile when the map is not already in [0, 1]."""
+    m = np.nan_to_num(np.asarray(m, dtype=np.float64))
+    if m.min() >= 0 and m.max() <= 1:
+        return m.astype(np.float32)
+    m = m - min(0.0, float(m.min()))
+    hi = float(np.percentile(m, 99.5))
+    return np.clip(m / hi if hi > 0 else np.zeros_like(m), 0, 1).astype(np.float32)
+
+
+def detect(image: ImageLike | Source, method: str = "ela", *, name: str | None = None,
+           methods: Mapping[str, Method] = METHODS, fallback_score: bool = False,
+           **params: Any) -> Result:
+    """Run the classic detector ``method`` on ``image`` and return a TruFor-shaped :class:`Result`
+    (see the module docstring for the meaning of each field). ``params`` go to the method."""
+    if method not in methods:
+        close = difflib.get_close_matches(method, list(methods), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; choose one of {sorted(methods)}"
+        raise ValueError(f"unknown detector {method!r}{hint}")
+    spec = methods[method]
+    src = read_source(image)
+    h, w = src.rgb.shape[:2]
+    label = f"classic:{spec.name}"
+    if spec.needs_jpeg and not src.is_jpeg:
+        msg = (f"{spec.name} needs a JPEG file (path, bytes or PIL image with its quantization table); "
+               f"{src.name} has none: empty map")
+        return Result(image=src.rgb, noiseprint=np.zeros((h, w), np.float32), map=np.zeros((h, w), np.float32),
+                      conf=np.ones((h, w), np.float32), score=None, name=name or src.name, notice=msg,
+                      notes=(*src.notes, msg), captures={"method": spec.name, "applicable": False},
+                      label=label)
+    t0 = time.perf_counter()
+    raw_map, score, raw = spec.run(src, **params)
+    seconds = time.perf_counter() - t0
+    if raw_map.shape != (h, w):
+        raise RuntimeError(f"{spec.name}: map {raw_map.shape} differs from image {(h, w)}")
+    notes = [*src.notes, f"classic detector {spec.name} ({spec.description})"]
+    if score is None and fallback_score:
+        score = float(np.percentile(_normalise(raw_map), 99))
+        notes.append(f"{spec.name} defines no global score: score = 99th percentile of the map")
+    shown = raw.get("noiseprint", raw_map)
+    captures = {"method": spec.name, "applicable": True, "raw_map": np.asarray(raw_map, np.float32),
+                "seconds": seconds, "params": dict(params), **{k: v for k, v in raw.items() if k != "noiseprint"}}
+    return Result(image=src.rgb, noiseprint=np.asarray(shown, np.float32), map=_normalise(raw_map),
+                  conf=np.ones((h, w), np.float32), score=score, name=name or src.name,
+                  notes=tuple(notes), captures=captures, label=label)

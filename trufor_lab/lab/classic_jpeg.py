@@ -1,0 +1,261 @@
+"""JPEG-family classic detectors: ELA, JPEG ghosts, aligned and non-aligned double-JPEG maps,
+block artifact grid. Pure numpy/scipy functions of decoded pixels (and the file's luma
+quantization table where the method needs one); :mod:`trufor_lab.lab.classic` wraps them into
+:class:`~trufor_lab.analyze.Result` objects.
+
+Each function returns ``(map, score, raw)``: ``map`` float (H, W), larger = more suspicious,
+not necessarily in [0, 1] (the adapter normalises); ``score`` a float in [0, 1] or ``None``
+where the paper defines no global score; ``raw`` a dict of intermediate outputs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from trufor_lab.jpeg import jpeg_compress
+
+Output = tuple[np.ndarray, "float | None", dict[str, Any]]
+
+#: zig-zag order (natural row-major index of the k-th zig-zag coefficient)
+_ZZ = np.array([0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48,
+                41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15,
+                23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63])
+
+
+def dct_matrix() -> np.ndarray:
+    """Orthonormal 8-point DCT-II matrix: ``D @ B @ D.T`` is JPEG's forward DCT of block ``B``."""
+    k = np.arange(8)
+    d = np.sqrt(2 / 8) * np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / 16)
+    d[0] /= np.sqrt(2)
+    return d
+
+
+_D = dct_matrix()
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """JFIF luma minus 128 (the level shift JPEG applies before its DCT), float64."""
+    x = rgb.astype(np.float64)
+    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2] - 128.0
+
+
+def block_dct(y: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
+    """DCT of the 8x8 blocks of ``y`` on the grid starting at (dy, dx): (nby, nbx, 64) natural order."""
+    h, w = (y.shape[0] - dy) // 8 * 8, (y.shape[1] - dx) // 8 * 8
+    b = y[dy:dy + h, dx:dx + w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    return np.einsum("ui,abij,vj->abuv", _D, b, _D, optimize=True).reshape(h // 8, w // 8, 64)
+
+
+def blocks_to_pixels(values: np.ndarray, shape: tuple[int, int], dy: int = 0, dx: int = 0,
+                     fill: float | None = None) -> np.ndarray:
+    """Per-block values (nby, nbx) painted on their 8x8 pixels; pixels outside the grid get
+    ``fill`` (default: the median value)."""
+    out = np.full(shape, float(np.median(values)) if fill is None else fill)
+    up = np.repeat(np.repeat(values, 8, axis=0), 8, axis=1)
+    out[dy:dy + up.shape[0], dx:dx + up.shape[1]] = up
+    return out
+
+
+# ----------------------------------------------------------------------------------- ELA
+
+def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0) -> Output:
+    """Error level analysis (Krawetz 2007): ``|image - JPEG(image, quality)|``, mean over
+    channels, Gaussian-smoothed. Content already compressed at ``quality`` barely changes;
+    content with another (or no) compression history changes more."""
+    residual = np.abs(rgb.astype(np.float64) - jpeg_compress(rgb, quality).astype(np.float64)).mean(axis=2)
+    return ndimage.gaussian_filter(residual, smooth), None, {"residual": residual.astype(np.float32),
+                                                               "quality": quality}
+
+
+# ------------------------------------------------------------------------------ JPEG ghost
+
+def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 100, 5)),
+               window: int = 16) -> Output:
+    """JPEG ghosts (Farid 2009): recompress at each quality q; the squared difference, averaged
+    over a ``window`` and the channels, normalised per pixel over q to [0, 1], dips at the q a
+    region was first saved with. The map is the dip depth ``1 - d(q*)`` at the quality q* whose
+    normalised difference map is most spatially uneven (largest median - 1st percentile)."""
+    x = rgb.astype(np.float64)
+    d = np.stack([ndimage.uniform_filter(((x - jpeg_compress(rgb, q)) ** 2).mean(axis=2), window)
+                  for q in qualities])
+    lo, hi = d.min(axis=0), d.max(axis=0)
+    eps = 0.5  # flat pixels (almost no difference at any q) come out neutral (0.5), not ghosts
+    dn = (d - lo + eps / 2) / (hi - lo + eps)
+    # a ghost is a *low* difference in part of the image: unevenness = median - 1st percentile
+    p02, p50 = np.percentile(dn.reshape(len(qualities), -1)[:, ::7], [2, 50], axis=1)
+    spread = p50 - p02
+    k = int(np.argmax(spread))
+    return 1.0 - dn[k], None, {"qualities": list(qualities), "ghost_quality": int(qualities[k]),
+                               "curves": d.reshape(len(qualities), -1).mean(axis=1).tolist(),
+                               "spread": spread.tolist(), "difference": dn.astype(np.float32)}
+
+
+# ----------------------------------------------------------------------- aligned DQ (Lin)
+
+def _period(h: np.ndarray, max_period: float = 12.0) -> float:
+    """Period (in bins, possibly fractional: Q1 / Q2) of the double-quantization comb of
+    histogram ``h`` (centred on bin 0): the largest candidate whose comb coherence
+    ``sum h(k) cos(2 pi k / p) / sum h`` over ``|k| >= p / 2`` is within 80% of the best;
+    0 when the best coherence is below 0.15 or 4 standard errors (no DQ effect)."""
+    k = np.arange(h.size) - h.size // 2
+    cands = np.arange(1.5, max_period + 1e-9, 0.05)
+    sel = np.abs(k)[None, :] >= cands[:, None] / 2
+    w = np.where(sel, h[None, :], 0.0)
+    n = w.sum(axis=1)
+    coh = (w * np.cos(2 * np.pi * k[None, :] / cands[:, None])).sum(axis=1) / np.maximum(n, 1)
+    ok = (coh >= np.maximum(0.15, 4 / np.sqrt(np.maximum(n, 1)))) & (n >= 100)
+    if not ok.any():
+        return 0.0
+    good = ok & (coh >= 0.8 * coh[ok].max())
+    return float(cands[np.flatnonzero(good)[-1]])
+
+
+def dq_aligned(rgb: np.ndarray, *, qtable: np.ndarray, n_coeffs: int = 12, max_value: int = 60,
+               smooth: float = 1.0, show: str = "single") -> Output:
+    """Aligned double-quantization map (Lin, He, Tang & Tang 2009).
+
+    The luma DCT coefficients (recomputed from pixels, divided by the file's table ``qtable``
+    and rounded) of a doubly-compressed area show a periodic comb in their histogram (the DQ
+    effect) with period ``n``; in a singly-compressed area they do not. Per frequency and
+    bin ``k``, ``P(k | double) = h(k) / mean of h over the period around k`` and
+    ``P(k | single) = 1`` (uniform within a period; the period may be fractional, Q1 / Q2); the block posterior of *single* compression is
+    ``1 / (1 + prod_f P_f)`` (``raw['p_single']``). ``show='single'`` (Lin's setting: a
+    region pasted into a JPEG photo and saved again is the singly compressed part) maps that
+    posterior; ``show='double'`` maps its complement (a recompressed region pasted into an
+    image saved once, as :func:`trufor_lab.forgeries.double_jpeg` makes).
+    """
+    y = luma(rgb)
+    coef = block_dct(y)
+    q = qtable.astype(np.float64).reshape(64)
+    log_ratio = np.zeros(coef.shape[:2])
+    periods = []
+    for f in _ZZ[1:1 + n_coeffs]:
+        v = np.clip(np.rint(coef[..., f] / q[f]), -max_value, max_value).astype(int) + max_value
+        h = np.bincount(v.ravel(), minlength=2 * max_value + 1).astype(np.float64)
+        p = _period(h)
+        periods.append(round(p, 2))
+        if p < 2:
+            continue
+        # P(k | double) / P(k | single) = h(k) / (mean of h over the period around k)
+        local = ndimage.uniform_filter1d(h, int(round(p)), mode="constant")
+        ratio = h / np.maximum(local, 1e-9)
+        log_ratio += np.log(np.clip(ratio, 1e-2, 1e2))[v]
+    p_single = 1.0 / (1.0 + np.exp(np.clip(log_ratio, -50, 50)))
+    if show not in ("single", "double"):
+        raise ValueError(f"show must be 'single' or 'double', got {show!r}")
+    suspicious = p_single if show == "single" else 1.0 - p_single
+    raw = {"p_single": p_single.astype(np.float32), "periods": periods, "shown": show}
+    m = ndimage.gaussian_filter(blocks_to_pixels(suspicious, y.shape), 8 * smooth)
+    return m, None, raw
+
+
+# ------------------------------------------------------------ non-aligned DQ (Bianchi & Piva)
+
+def _periodicity(c: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Integer periodicity of coefficients ``c`` (N, F) for each candidate step q: the mean of
+    ``cos(2 pi c / q)`` over the coefficients with ``|c| >= q / 2`` -> (F, len(steps)); 0 for
+    no periodicity (unquantized, decreasing densities give slightly negative values)."""
+    q = steps.astype(np.float64)[None, None, :]
+    sel = np.abs(c)[..., None] >= q / 2
+    num = np.where(sel, np.cos(2 * np.pi * c[..., None] / q), 0.0).sum(axis=0)
+    n = sel.sum(axis=0)
+    return np.where(n > 20, num / np.maximum(n, 1), 0.0)
+
+
+def _some_blocks_dct(y: np.ndarray, dy: int, dx: int, pick: np.ndarray) -> np.ndarray:
+    """DCT (n, 64) of the blocks numbered ``pick`` on the grid at (dy, dx) (the grid with one
+    block less per side, so that every shift has the same blocks)."""
+    nbx = (y.shape[1] - 7) // 8
+    by, bx = np.divmod(pick, nbx)
+    rows = (dy + 8 * by)[:, None, None] + np.arange(8)[None, :, None]
+    cols = (dx + 8 * bx)[:, None, None] + np.arange(8)[None, None, :]
+    b = y[rows, cols]
+    return np.einsum("ui,nij,vj->nuv", _D, b, _D, optimize=True).reshape(-1, 64)
+
+
+def dq_nonaligned(rgb: np.ndarray, *, qtable: np.ndarray | None = None, n_coeffs: int = 6,
+                  max_step: int = 24, smooth: float = 1.0) -> Output:
+    """Non-aligned double-JPEG map (Bianchi & Piva 2012, the NA-DJPG model).
+
+    A region first compressed on a grid shifted by (dy, dx) keeps, on *that* grid, DCT
+    coefficients near multiples of its first quantization steps Q1, blurred only by the
+    second compression's noise. For each of the 63 shifts and the lowest ``n_coeffs`` AC
+    frequencies, the step in 2..``max_step`` with the strongest integer periodicity is found;
+    the shift with the largest total periodicity is the primary grid. Per block and frequency
+    the log-likelihood ratio of "quantized with Q1" (wrapped Gaussian residue, variance from
+    the second table ``qtable`` or 1.5 when unknown) against "never quantized" (uniform
+    residue) is summed; ``map`` is its logistic. ``score`` = the logistic of the best shift's
+    periodicity z-score against the other shifts (the integer-periodicity-map detector).
+    """
+    y = luma(rgb)
+    steps = np.arange(2, max_step + 1)
+    freqs = _ZZ[1:1 + n_coeffs]
+    sigma2 = (float((qtable.astype(np.float64) ** 2).mean()) / 12 if qtable is not None else 1.5) + 1 / 12
+    total = np.zeros((8, 8))
+    best_steps = {}
+    nblocks = ((y.shape[0] - 7) // 8) * ((y.shape[1] - 7) // 8)
+    pick = np.random.default_rng(0).choice(nblocks, min(nblocks, 3000), replace=False)
+    for dy in range(8):
+        for dx in range(8):
+            coef = _some_blocks_dct(y, dy, dx, pick)[:, freqs]
+            per = _periodicity(coef, steps)
+            total[dy, dx] = per.max(axis=1).sum()
+            best_steps[(dy, dx)] = steps[per.argmax(axis=1)]
+    cand = total.copy()
+    cand[0, 0] = -np.inf  # the aligned grid carries the last compression everywhere
+    dy, dx = np.unravel_index(int(np.argmax(cand)), cand.shape)
+    others = total[np.isfinite(cand) & (np.arange(64).reshape(8, 8) != dy * 8 + dx)]
+    z = (total[dy, dx] - np.median(others)) / (1.4826 * np.median(np.abs(others - np.median(others))) + 1e-9)
+    q1 = best_steps[(dy, dx)].astype(np.float64)
+    coef = block_dct(y, int(dy), int(dx))[..., freqs]
+    r = coef - q1 * np.rint(coef / q1)
+    informative = np.abs(coef) >= q1 / 2
+    llr = (-r ** 2 / (2 * sigma2) - 0.5 * np.log(2 * np.pi * sigma2) + np.log(q1))
+    llr = np.where(informative, np.clip(llr, -8, 8), 0.0).sum(axis=-1)
+    p = 1.0 / (1.0 + np.exp(-np.clip(llr, -50, 50)))
+    m = ndimage.gaussian_filter(blocks_to_pixels(p, y.shape, int(dy), int(dx), fill=0.0), 8 * smooth)
+    score = float(1.0 / (1.0 + np.exp(-(z - 6.0))))
+    return m, score, {"grid_shift": [int(dy), int(dx)], "q1_steps": q1.astype(int).tolist(),
+                      "periodicity": total.astype(np.float32), "z": float(z), "llr": llr.astype(np.float32)}
+
+
+# -------------------------------------------------------------------- block artifact grid
+
+def bag(rgb: np.ndarray, *, line: int = 33, block: int = 8) -> Output:
+    """Block artifact grid (Li, Yuan & Yu 2009): weak second-order horizontal/vertical
+    differences, accumulated along ``line``-pixel lines and cleaned by a periodic median,
+    show the 8x8 JPEG grid. The dominant grid phase is estimated image-wide; per block, the
+    anomaly is how much stronger the grid is at an inner offset than at the dominant one
+    (a region whose grid is shifted: a non-aligned paste or double compression)."""
+    y = luma(rgb) + 128.0
+    maps = []
+    for axis in (1, 0):
+        d = np.abs(2 * y - np.roll(y, 1, axis) - np.roll(y, -1, axis))
+        d = np.minimum(d, 2 * np.median(d) + 1e-9)  # drop strong edges (texture, not blocking)
+        acc = ndimage.uniform_filter1d(d, line, axis=1 - axis)
+        # the periodic part: median over the same grid offset 8 and 16 pixels away (an edge
+        # seen at one offset only is dropped), minus its 8-pixel mean
+        per = np.median(np.stack([np.roll(acc, s, axis) for s in (-16, -8, 0, 8, 16)]), axis=0)
+        maps.append(per - ndimage.uniform_filter1d(per, 8, axis=axis))
+    gx, gy = maps
+    h, w = y.shape
+    # a block boundary between offsets k-1 and k raises both: profiles are summed in pairs
+    px = np.array([gx[:, k::8].mean() for k in range(8)])
+    py = np.array([gy[k::8].mean() for k in range(8)])
+    phase_x = int(np.argmax(px + np.roll(px, 1)))
+    phase_y = int(np.argmax(py + np.roll(py, 1)))
+    hb, wb = h // block * block, w // block * block
+    # per-block column/row profiles relative to the dominant phase
+    sx = np.roll(gx, -phase_x, axis=1)[:hb, :wb].reshape(hb // 8, 8, wb // 8, 8).sum(axis=1)  # (by, bx, 8)
+    sy = np.roll(gy, -phase_y, axis=0)[:hb, :wb].reshape(hb // 8, 8, wb // 8, 8).sum(axis=3)  # (by, 8, bx)
+    anomaly = np.zeros(sx.shape[:2])
+    for prof in (sx, sy.transpose(0, 2, 1)):
+        prof = ndimage.uniform_filter(prof, (3, 3, 1))  # pool 3x3 blocks: one block is too noisy
+        prof = prof + np.roll(prof, 1, axis=-1)  # boundary before offset k (pairs k-1, k)
+        spread = prof.std(axis=-1) + 1e-6 * (np.abs(prof).mean() + 1e-12)
+        anomaly += (prof[..., 2:7].max(-1) - prof[..., 0]) / spread  # offsets 1, 7 overlap 0
+    m = ndimage.gaussian_filter(blocks_to_pixels(anomaly, (h, w)), 8)
+    return m, None, {"anomaly": anomaly.astype(np.float32), "grid_phase": [phase_y, phase_x],
+                     "grid_x": gx.astype(np.float32), "grid_y": gy.astype(np.float32)}

@@ -1,0 +1,150 @@
+"""Noise-family classic detectors: local noise level, CFA demosaicing traces, and
+Noiseprint++ statistics clustered in the spirit of Splicebuster. Same ``(map, score, raw)``
+contract as :mod:`trufor_lab.lab.classic_jpeg`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+Output = tuple[np.ndarray, "float | None", dict[str, Any]]
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    x = rgb.astype(np.float64)
+    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+
+
+def _robust_z(v: np.ndarray) -> np.ndarray:
+    """(v - median) / (1.4826 MAD), the scale floored so flat inputs give zeros."""
+    med = np.median(v)
+    mad = 1.4826 * np.median(np.abs(v - med))
+    return (v - med) / max(mad, 1e-3 * (abs(med) + 1e-6), 1e-9)
+
+
+def _upsample(values: np.ndarray, shape: tuple[int, int], step: int) -> np.ndarray:
+    """Block values at stride ``step`` back to pixels (nearest, then edge-padded)."""
+    up = np.repeat(np.repeat(values, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
+    return np.pad(up, ((0, shape[0] - up.shape[0]), (0, shape[1] - up.shape[1])), mode="edge")
+
+
+# ---------------------------------------------------------------------- local noise level
+
+def noise_level(rgb: np.ndarray, *, block: int = 16) -> Output:
+    """Local noise inconsistency (Mahdian & Saic 2009): the noise standard deviation of each
+    ``block``-pixel tile (in image pixels) by the median-absolute-deviation estimate
+    ``median(|HH1|) / 0.6745`` on the finest diagonal Haar wavelet subband; the map is how far
+    a tile's log-sigma is from the image's typical value, in robust z units (added noise and
+    blur both stand out). ``raw['sigma']``: per-tile sigma."""
+    g = _gray(rgb)
+    h, w = g.shape[0] // 2 * 2, g.shape[1] // 2 * 2
+    a, b = g[0:h:2, 0:w:2], g[0:h:2, 1:w:2]
+    c, d = g[1:h:2, 0:w:2], g[1:h:2, 1:w:2]
+    hh = np.abs(a - b - c + d) / 2.0
+    t = block // 2  # tile side in the half-resolution subband
+    th, tw = hh.shape[0] // t, hh.shape[1] // t
+    tiles = hh[:th * t, :tw * t].reshape(th, t, tw, t).transpose(0, 2, 1, 3).reshape(th, tw, -1)
+    sigma = np.median(tiles, axis=-1) / 0.6745
+    z = np.abs(_robust_z(np.log(sigma + 0.1)))
+    m = ndimage.gaussian_filter(_upsample(ndimage.median_filter(z, 3), g.shape, block), block / 2)
+    return m, None, {"sigma": sigma.astype(np.float32), "block": block}
+
+
+# --------------------------------------------------------------------------- CFA (Ferrara)
+
+def _em_two_gaussians(x: np.ndarray, iters: int = 50) -> tuple[np.ndarray, dict[str, float]]:
+    """Ferrara's mixture: tampered ~ N(0, s2) (no CFA trace), authentic ~ N(mu1, s1); returns
+    the posterior of 'tampered' for each value and the fitted parameters."""
+    mu1, s1 = float(np.percentile(x, 75)), float(x.std() + 1e-6)
+    s2, a = float(x.std() / 2 + 1e-6), 0.5
+    for _ in range(iters):
+        l1 = a * np.exp(-(x - mu1) ** 2 / (2 * s1 ** 2)) / s1
+        l2 = (1 - a) * np.exp(-x ** 2 / (2 * s2 ** 2)) / s2
+        r = l2 / (l1 + l2 + 1e-300)
+        a = float(np.clip(1 - r.mean(), 1e-3, 1 - 1e-3))
+        w1 = 1 - r
+        mu1 = float((w1 * x).sum() / (w1.sum() + 1e-12))
+        s1 = float(np.sqrt((w1 * (x - mu1) ** 2).sum() / (w1.sum() + 1e-12)) + 1e-3)
+        s2 = float(np.sqrt((r * x ** 2).sum() / (r.sum() + 1e-12)) + 1e-3)
+    return r, {"mu_authentic": mu1, "sigma_authentic": s1, "sigma_tampered": s2, "p_authentic": a}
+
+
+def cfa(rgb: np.ndarray, *, block: int = 8, window: int = 7) -> Output:
+    """CFA demosaicing consistency (Ferrara, Bianchi, De Rosa & Piva 2012).
+
+    Green is predicted from its four neighbours (the bilinear kernel); where green was
+    interpolated the prediction error is small, where it was acquired it is not. The local
+    error variance is averaged (geometric mean) over each ``block`` separately on the two
+    quincunx lattices; ``L = log(GM acquired / GM interpolated)`` is large in demosaiced
+    blocks and ~0 where the CFA trace is missing. The acquired lattice is the one with the
+    larger image-wide variance. A two-Gaussian EM (tampered centred at 0) gives the map.
+    """
+    g = rgb[..., 1].astype(np.float64)
+    k = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float64) / 4
+    e = g - ndimage.convolve(g, k, mode="mirror")
+    yy, xx = np.indices(g.shape)
+    lattice = (yy + xx) % 2 == 0
+    var = np.empty_like(e)
+    for lat in (lattice, ~lattice):
+        m = lat.astype(np.float64)
+        n = ndimage.uniform_filter(m, window)
+        mean = ndimage.uniform_filter(e * m, window) / n
+        var[lat] = (ndimage.uniform_filter(e ** 2 * m, window) / n - mean ** 2)[lat]
+    lv = np.log(np.maximum(var, 1e-6))
+    h, w = g.shape[0] // block * block, g.shape[1] // block * block
+
+    def gm(lat: np.ndarray) -> np.ndarray:
+        s = (lv * lat)[:h, :w].reshape(h // block, block, w // block, block).sum(axis=(1, 3))
+        c = lat[:h, :w].reshape(h // block, block, w // block, block).sum(axis=(1, 3))
+        return s / c
+
+    l_even, l_odd = gm(lattice), gm(~lattice)
+    stat = l_even - l_odd
+    if np.median(stat) < 0:  # green was acquired on the odd lattice
+        stat = -stat
+    post, params = _em_two_gaussians(stat.ravel())
+    p = post.reshape(stat.shape)
+    m = ndimage.gaussian_filter(_upsample(p, g.shape, block), block / 2)
+    return m, None, {"L": stat.astype(np.float32), "em": params,
+                     "acquired_lattice": "even" if np.median(l_even - l_odd) >= 0 else "odd"}
+
+
+# ---------------------------------------------------------------- Noiseprint++ clustering
+
+def noiseprint_cluster(noiseprint: np.ndarray, *, window: int = 32, iters: int = 30) -> Output:
+    """Noiseprint++ used alone (after Cozzolino & Verdoliva's Noiseprint + Splicebuster): local
+    features of the Noiseprint++ map (log power, log power of its 8x8-periodic part removed,
+    and mean) over ``window``-pixel tiles (stride ``window // 2``), clustered by a
+    two-component Gaussian mixture (EM, diagonal covariances); the map is the posterior of
+    the smaller component, the part whose camera trace differs from the rest."""
+    x = noiseprint.astype(np.float64)
+    x = x - x.mean()
+    step = window // 2
+    hp = x - ndimage.uniform_filter(x, 3)
+    feats = []
+    for f in (x ** 2, hp ** 2, x):
+        loc = ndimage.uniform_filter(f, window)[step // 2::step, step // 2::step]
+        feats.append(np.log(loc + 1e-6) if f is not x else loc)
+    fmat = np.stack(feats, axis=-1)
+    shape = fmat.shape[:2]
+    v = fmat.reshape(-1, 3)
+    v = (v - np.median(v, axis=0)) / (v.std(axis=0) + 1e-9)
+    # EM for two diagonal Gaussians, initialised by the first principal direction
+    u = np.linalg.svd(v - v.mean(0), full_matrices=False)[2][0]
+    r = (v @ u > np.median(v @ u)).astype(np.float64)
+    for _ in range(iters):
+        pis, logs = [], []
+        for resp in (r, 1 - r):
+            wsum = resp.sum() + 1e-9
+            mu = (resp[:, None] * v).sum(0) / wsum
+            var = (resp[:, None] * (v - mu) ** 2).sum(0) / wsum + 1e-3
+            pis.append(wsum / len(v))
+            logs.append(np.log(pis[-1]) - 0.5 * (((v - mu) ** 2 / var) + np.log(var)).sum(1))
+        r = 1.0 / (1.0 + np.exp(np.clip(logs[1] - logs[0], -50, 50)))
+    if r.mean() > 0.5:
+        r = 1 - r
+    p = r.reshape(shape)
+    m = ndimage.gaussian_filter(_upsample(p, noiseprint.shape, step), step / 2)
+    return m, None, {"features": fmat.astype(np.float32), "minority_fraction": float(r.mean())}
