@@ -1,7 +1,7 @@
 """Classic detectors: each finds a forgery made for it and misses one it is known to miss.
 
 Floors are AUC or best F1 of ``result.map`` against the forgery lab's mask
-(``trufor_lab.metrics``); a random map gives AUC ~0.5 and best F1 ~ 2 * mask fraction.
+(``trufor_lab.lab.metrics``); a random map gives AUC ~0.5 and best F1 ~ 2 * mask fraction.
 """
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trufor_lab import forgeries as F
-from trufor_lab.analyze import Result
-from trufor_lab.camera import Camera
-from trufor_lab.jpeg import jpeg_bytes, jpeg_compress
+from trufor_lab.lab import forgeries as F
+from trufor_lab.inference.analyze import Result
+from trufor_lab.training.camera import Camera
+from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.lab.classic import METHODS, Method, detect, with_method
-from trufor_lab.metrics import localization_metrics
+from trufor_lab.lab.metrics import localization_metrics
 
 AREA = (0.08, 0.15)
 

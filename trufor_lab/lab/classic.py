@@ -31,13 +31,16 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import torch
 from PIL import Image
 
-from trufor_lab.analyze import Result
-from trufor_lab.jpeg import estimate_quality, quantization_tables
+from trufor_lab.inference.result import Result
+from trufor_lab.forensics.jpeg import estimate_quality, quantization_tables
 from trufor_lab.lab import classic_jpeg as J
 from trufor_lab.lab import classic_noise as N
-from trufor_lab.preprocess import ImageLike, load_image
+from trufor_lab.inference.preprocess import ImageLike, load_image
+from trufor_lab.inference.load import load_noiseprint
+from trufor_lab.inference.preprocess import to_tensor
 
 __all__ = ["Method", "METHODS", "Source", "detect", "read_source", "with_method"]
 
@@ -101,7 +104,7 @@ def _bytes_of(image: Any) -> bytes | None:
 
 
 def read_source(image: ImageLike | Source) -> Source:
-    """Pixels (:func:`~trufor_lab.preprocess.load_image`'s RGB policy) and, for a JPEG file
+    """Pixels (:func:`~trufor_lab.inference.preprocess.load_image`'s RGB policy) and, for a JPEG file
     (path, bytes, PIL image), its luma quantization table and nearest IJG quality."""
     if isinstance(image, Source):
         return image
@@ -148,9 +151,7 @@ def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model:
     if isinstance(noiseprint, Result):
         noiseprint = noiseprint.noiseprint
     if noiseprint is None:
-        import torch  # lazy: only this detector runs a network
-        from trufor_lab.load import load_noiseprint
-        from trufor_lab.preprocess import to_tensor
+
         net = model if model is not None else load_noiseprint(device="cpu")
         p = next(net.parameters())
         with torch.no_grad():

@@ -1,7 +1,7 @@
 """JPEG-family classic detectors: ELA, JPEG ghosts, aligned and non-aligned double-JPEG maps,
 block artifact grid. Pure numpy/scipy functions of decoded pixels (and the file's luma
 quantization table where the method needs one); :mod:`trufor_lab.lab.classic` wraps them into
-:class:`~trufor_lab.analyze.Result` objects.
+:class:`~trufor_lab.inference.analyze.Result` objects.
 
 Each function returns ``(map, score, raw)``: ``map`` float (H, W), larger = more suspicious,
 not necessarily in [0, 1] (the adapter normalises); ``score`` a float in [0, 1] or ``None``
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from trufor_lab.jpeg import jpeg_compress
+from trufor_lab.forensics.jpeg import jpeg_compress
 
 Output = tuple[np.ndarray, "float | None", dict[str, Any]]
 
@@ -124,7 +124,7 @@ def dq_aligned(rgb: np.ndarray, *, qtable: np.ndarray, n_coeffs: int = 12, max_v
     ``1 / (1 + prod_f P_f)`` (``raw['p_single']``). ``show='single'`` (Lin's setting: a
     region pasted into a JPEG photo and saved again is the singly compressed part) maps that
     posterior; ``show='double'`` maps its complement (a recompressed region pasted into an
-    image saved once, as :func:`trufor_lab.forgeries.double_jpeg` makes).
+    image saved once, as :func:`trufor_lab.lab.forgeries.double_jpeg` makes).
     """
     y = luma(rgb)
     coef = block_dct(y)
