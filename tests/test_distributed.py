@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from trufor_lab.cli.main.distributed import run as cmd_distributed_analyze
-from trufor_lab.inference.predict.distributed import SUMMARY_FILE, shard, work_items
+from trufor_lab.inference.distributed import SUMMARY_FILE, shard, work_items
 
 
 def test_shard_is_deterministic_disjoint_and_complete():

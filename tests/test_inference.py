@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import trufor_lab as tl
-from trufor_lab.inference.predict.predict import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
+from trufor_lab.inference.predict import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
 from trufor_lab.model.lean import LeanConfig, estimate_lean_peak, estimate_plain_peak, lean_features, noiseprint_halo
 
 # float32 rounding of a reordered computation: far below the shared float32 tolerances (1e-3)
@@ -169,7 +169,7 @@ def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_m
     """analyze() picks the lean forward when the plain one would not fit (simulated here by
     pretending little memory is free): same answer, a note in the result; capture is refused
     with a one-line reason instead of exhausting memory."""
-    import trufor_lab.inference.predict.predict as inf
+    import trufor_lab.inference.predict as inf
     plain = tl.analyze(recipe_model, small_image)
     assert not any("lean" in n for n in plain.notes)
     need = inf.plain_peak_bytes(recipe_model, tl.preprocess.to_tensor(small_image))
