@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, PngImagePlugin, features
 
-from trufor_lab.casebook.casebook.casebook import Casebook, Comparison, compare, estimate_translation
+from trufor_lab.casebook.casebook import Casebook, Comparison, compare, estimate_translation
 from trufor_lab.inference.preprocess import ImageError
 
 

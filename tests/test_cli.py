@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trufor_lab.cli.main import main
+from trufor_lab.cli import main
 
 
 @pytest.fixture()
@@ -116,7 +116,7 @@ def test_console_script_bad_file_has_no_traceback(tmp_path, recipe_ckpt):
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
     env = dict(os.environ, TRUFOR_WEIGHTS=str(recipe_ckpt))
-    p = subprocess.run([sys.executable, "-m", "trufor_lab.cli.main", "analyze", str(bad), "-o", str(tmp_path / "o")],
+    p = subprocess.run([sys.executable, "-m", "trufor_lab.cli", "analyze", str(bad), "-o", str(tmp_path / "o")],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 1
     assert "Traceback" not in p.stderr
