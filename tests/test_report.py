@@ -92,10 +92,32 @@ def test_plain_reading_weak_and_tiny_regions():
     assert plain_reading(tiny).startswith("No evidence")
 
 
-def test_plain_reading_demo_weights_are_called_illustrative():
+VERDICT_WORDS = ("evidence of manipulation", "Strong evidence", "Weak evidence", "look manipulated",
+                 "No evidence", "Inconclusive")
+
+
+@pytest.mark.parametrize("kind,verified", [("demo", False), ("custom", False), ("untrained", False),
+                                           ("official", False)])
+@pytest.mark.parametrize("case", ["strong", "none", "whole"])
+def test_plain_reading_never_words_a_non_official_result_as_evidence(kind, verified, case):
+    """Demo, custom, untrained or unverified weights: what the model flags, that it cannot judge
+    a real photo, and where the official weights are; never the official verdict words."""
+    maps = {"strong": (square(0.95), square(0.9, 0.8), 0.93),
+            "none": (np.zeros((64, 64), np.float32), np.ones((64, 64), np.float32), 0.05),
+            "whole": (np.full((64, 64), 0.8, np.float32), np.ones((64, 64), np.float32), 0.95)}[case]
+    info = WeightsInfo(kind, "model.pt", "cd" * 32, verified)
+    text = plain_reading(synth(*maps, weights=info))
+    assert not any(w.lower() in text.lower() for w in VERDICT_WORDS), text
+    assert "cannot judge a real photo" in text and "trufor-lab weights download" in text
+    assert f"integrity score is {maps[2]:.2f}" in text
+    official = plain_reading(synth(*maps))
+    assert any(w in official for w in VERDICT_WORDS)
+
+
+def test_plain_reading_with_demo_weights_describes_the_flagged_area():
     demo = WeightsInfo("demo", "trufor_demo.pt", "cd" * 32, False)
     text = plain_reading(synth(square(0.95), square(0.9, 0.8), 0.93, weights=demo))
-    assert "not the verified official TruFor model" in text
+    assert text.startswith("The demo model") and "flags 6.2% of the image" in text
 
 
 def test_map_stats_numbers():

@@ -94,11 +94,15 @@ def map_stats(result: "Result") -> MapStats:
 
 
 def plain_reading(result: "Result") -> str:
-    """What the model says, in plain language, and never more: the wording is gated by the
-    confidence map (a flagged region with low confidence is called unreliable) and by the
-    weights (anything but the official checkpoint is said to be illustrative only).
+    """What the model says, in plain language, and never more.
 
-    Rule (thresholds are the module constants): no map -> no localization; nothing flagged ->
+    Verdict words ("no evidence", "strong evidence", ...) belong to the verified official
+    checkpoint only. Their wording is gated by the confidence map (a flagged region with low
+    confidence is called unreliable). Any other weights (the demo model, a custom or untrained
+    one) get a neutral description of what that model flags, a plain statement that it cannot
+    judge a real photo, and a pointer to the official weights.
+
+    Rule for the official checkpoint (thresholds are the module constants): nothing flagged ->
     "no evidence of manipulation found" (or inconclusive if the score is high); a flagged region
     with low mean confidence -> unreliable; almost everything flagged -> inconclusive; score
     >= SCORE_STRONG and confidence >= CONF_HIGH -> strong evidence; score >= SCORE_FLAG ->
@@ -109,39 +113,55 @@ def plain_reading(result: "Result") -> str:
         return ("Noiseprint++ only: no localization map and no integrity score. Localization needs "
                 "the official TruFor checkpoint; the Noiseprint++ map and the provenance can still "
                 "be inspected by an expert.")
+    if info is None or info.kind != "official" or not info.verified:
+        return _unverified_reading(result, info)
+    return _official_reading(map_stats(result))
+
+
+def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
     st = map_stats(result)
+    what = {"demo": "The demo model (a small network trained by trufor_lab, not the official TruFor)",
+            "official": "An official-looking checkpoint whose checksum was not verified",
+            "custom": "A custom TruFor checkpoint (not the official one)",
+            "untrained": "An untrained network (random weights)"}.get(
+                "unknown" if info is None else info.kind, "A model loaded without a known checkpoint")
+    if st.flagged_fraction < MIN_FLAGGED_FRACTION:
+        flags = "flags no region"
+    else:
+        conf = "" if st.conf_flagged is None else f", mean confidence there {st.conf_flagged:.2f}"
+        flags = f"flags {100 * st.flagged_fraction:.1f}% of the image{conf}"
+    return (f"{what} {flags}; its integrity score is {st.score:.2f}. This describes what that model "
+            f"computes, not whether the image was manipulated: a demo or unverified model cannot judge "
+            f"a real photo, and its scores are not evidence either way. For an assessment, analyze the "
+            f"image with the official TruFor weights (`trufor-lab weights download`).")
+
+
+def _official_reading(st: MapStats) -> str:
     s, frac, cf = st.score, st.flagged_fraction, st.conf_flagged
     pct = f"{100 * frac:.1f}%"
     if frac < MIN_FLAGGED_FRACTION:
         if s < SCORE_FLAG:
-            text = (f"No evidence of manipulation found: no region is flagged and the integrity score "
+            return (f"No evidence of manipulation found: no region is flagged and the integrity score "
                     f"is low ({s:.2f}). This does not prove the image is authentic.")
-        else:
-            text = (f"Inconclusive: the integrity score is high ({s:.2f}) but the map flags no "
-                    f"region; the model cannot say where a manipulation would be.")
-    elif cf is None or cf < CONF_LOW:
-        text = (f"Inconclusive: the map flags {pct} of the image, but the model's mean confidence "
+        return (f"Inconclusive: the integrity score is high ({s:.2f}) but the map flags no "
+                f"region; the model cannot say where a manipulation would be.")
+    if cf is None or cf < CONF_LOW:
+        return (f"Inconclusive: the map flags {pct} of the image, but the model's mean confidence "
                 f"there is low ({0 if cf is None else cf:.2f}), so the map is unreliable in those "
                 f"regions (integrity score {s:.2f}).")
-    elif frac > MAX_FLAGGED_FRACTION:
-        text = (f"Inconclusive: the map flags almost the whole image ({pct}) and singles out no "
+    if frac > MAX_FLAGGED_FRACTION:
+        return (f"Inconclusive: the map flags almost the whole image ({pct}) and singles out no "
                 f"region; this often happens with heavily processed images (integrity score {s:.2f}).")
-    elif s >= SCORE_STRONG and cf >= CONF_HIGH:
-        text = (f"Strong evidence of manipulation: {pct} of the image is flagged with high "
+    if s >= SCORE_STRONG and cf >= CONF_HIGH:
+        return (f"Strong evidence of manipulation: {pct} of the image is flagged with high "
                 f"confidence ({cf:.2f}) and the integrity score is high ({s:.2f}). "
                 f"Evidence, not proof: check the flagged regions against other sources.")
-    elif s >= SCORE_FLAG:
-        text = (f"Some regions look manipulated (moderate confidence): {pct} of the image is "
+    if s >= SCORE_FLAG:
+        return (f"Some regions look manipulated (moderate confidence): {pct} of the image is "
                 f"flagged, mean confidence there {cf:.2f}, integrity score {s:.2f}.")
-    else:
-        text = (f"Weak evidence: {pct} of the image is flagged (confidence there {cf:.2f}) but the "
-                f"integrity score is low ({s:.2f}); look at those regions closely before concluding "
-                f"anything.")
-    if info is None or info.kind != "official":
-        kind = "unknown" if info is None else info.kind
-        text += (f" These results come from {kind} weights, not the verified official TruFor "
-                 f"model: illustrative only.")
-    return text
+    return (f"Weak evidence: {pct} of the image is flagged (confidence there {cf:.2f}) but the "
+            f"integrity score is low ({s:.2f}); look at those regions closely before concluding "
+            f"anything.")
 
 
 def weights_line(info: "WeightsInfo | None") -> str:
