@@ -49,7 +49,7 @@ def recipe_ckpt(recipe_state, tmp_path_factory) -> Path:
 def recipe_model(recipe_state):
     """TruFor in float32 with the recipe weights (eval mode). Tests must not modify it."""
     from trufor_lab.model import TruFor, strict_load
-    from trufor_lab.inference.predict.weights import WeightsInfo
+    from trufor_lab.inference.weights import WeightsInfo
     m = TruFor()
     strict_load(m, recipe_state, "recipe")
     m.weights_info = WeightsInfo("custom", "recipe", "0" * 64, False, note="recipe weights (tests)")
