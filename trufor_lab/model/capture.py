@@ -1,6 +1,9 @@
 """Activation capture: record the named tensors (:mod:`trufor_lab.model.catalog` names or globs)
 of one forward pass with hooks that are always removed, also on errors.
 
+Hooks fire only in the plain forward: while a capture is active it is registered as an
+intervention (:mod:`trufor_lab.model.interventions`), so the memory-lean forward is refused.
+
 Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attention maps as
 ``(B, heads, Hq, Wq, Hk, Wk)``, with queries subsampled above ``max_elements``.
 
@@ -10,12 +13,14 @@ Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attentio
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
 from trufor_lab.model.catalog import LayerSpec, Shape, catalog_and_modules, resolve_names
+from trufor_lab.model.interventions import registered
 from trufor_lab.model.segformer import tokens_to_map
 
 __all__ = ["ATTENTION_MAX_ELEMENTS", "Capture", "CaptureError", "capture"]
@@ -99,6 +104,7 @@ class Capture:
         self.strides: dict[str, int] = {}
         self.notes: dict[str, str] = {}
         self._handles: list[Any] = []
+        self._marker = contextlib.ExitStack()
         self._pending_sync = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -111,6 +117,8 @@ class Capture:
             e = self.catalog[n]
             groups.setdefault((e.module, e.hook), []).append(e)
         try:
+            self._marker.enter_context(registered(
+                self.model, "capture", lean_ok=False, why="layer capture hooks fire only in the plain forward"))
             for (path, kind), specs in groups.items():
                 mod = self._modules[path]
                 if kind == "pre":
@@ -126,6 +134,7 @@ class Capture:
         """Remove every hook (idempotent); recorded tensors stay available."""
         while self._handles:
             self._handles.pop().remove()
+        self._marker.close()
 
     def __enter__(self) -> "Capture":
         return self.start()
