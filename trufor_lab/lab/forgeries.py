@@ -1,5 +1,8 @@
 """Synthetic forgeries with exact ground truth, for testing detectors where the answer is known.
 
+One cohesive thing: every generator shares the same seed, mask and ``params`` contract, and
+the helpers (region shapes, blending, JPEG traces) serve all of them.
+
 Every generator is deterministic given ``seed`` (``np.random.default_rng(seed)``) and returns
 a :class:`Forgery`: the forged ``image`` (uint8 HxWx3), its ``mask`` (bool HxW, True = forged)
 and a JSON-safe ``params`` record of what was done. Unless the docstring says otherwise (only
