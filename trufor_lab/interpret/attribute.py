@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
 from trufor_lab.model import TruFor, TruForOutput
 from trufor_lab.interpret.attribution import Attribution, plot_modality_shares
@@ -193,11 +194,6 @@ def _rgb_forward(model: TruFor, target: Target) -> Callable[[torch.Tensor], torc
     return f
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    t = t.detach().cpu()
-    return (t if t.dtype == torch.float64 else t.float()).numpy()
-
-
 class InputAttribution:
     """Attribution w.r.t. the RGB/256 image: ``'ig'``, ``'saliency'``, ``'input_x_gradient'``
     or ``'occlusion'`` (captum). Gradients flow through both branches, Noiseprint++ included."""
@@ -254,7 +250,7 @@ class InputAttribution:
         tval = float(vals[0])
         if b is not None:
             bval = float(vals[1])
-        raw = _np(attr[0])
+        raw = tensor_to_numpy(attr[0])
         reduce = {"ig": np.sum, "input_x_gradient": np.sum, "saliency": np.max, "occlusion": np.mean}[kind]
         return Attribution(
             image=prep.rgb, map=reduce(raw, axis=0), method=kind, target=target_label(target),
@@ -307,9 +303,9 @@ class LayerAttribution:
             with torch.no_grad():
                 tval = float(f(x)[0])
             up = F.interpolate(low.detach(), size=(h, w), mode="bilinear", align_corners=False)
-        extras["layer_map"] = _np(low[0, 0])
+        extras["layer_map"] = tensor_to_numpy(low[0, 0])
         return Attribution(
-            image=prep.rgb, map=_np(up[0, 0]), method=self.method, target=target_label(target),
+            image=prep.rgb, map=tensor_to_numpy(up[0, 0]), method=self.method, target=target_label(target),
             baseline=baseline_label(base_kind, sigma) if base_kind is not None else None,
             layer=f"fusion.stage{self.stage}.ffm", target_value=tval, original_size=prep.original_size,
             max_side=max_side, name=prep.name, extras=extras)
@@ -369,7 +365,7 @@ class ModalityAttribution:
         total = tot_rgb + tot_np
         shares = ({"rgb": tot_rgb / total, "noiseprint": tot_np / total} if total > 0
                   else {"rgb": math.nan, "noiseprint": math.nan})
-        maps = {"rgb": _np(a_rgb[0].sum(dim=0)), "noiseprint": _np(a_np[0].sum(dim=0))}
+        maps = {"rgb": tensor_to_numpy(a_rgb[0].sum(dim=0)), "noiseprint": tensor_to_numpy(a_np[0].sum(dim=0))}
         extras = {"shares": shares, "maps": maps, "abs_totals": {"rgb": tot_rgb, "noiseprint": tot_np},
                   "sums": {"rgb": float(a_rgb.sum()), "noiseprint": float(a_np.sum())},
                   "n_steps": n_steps, "internal_batch_size": ibs}

@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar, Iterable
 import numpy as np
 from PIL import Image
 
+from trufor_lab.common.imaging import to_uint8
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.inference.analyze import analyze
@@ -85,10 +86,6 @@ def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
     if m.shape != image.shape[:2]:
         raise ValueError(f"mask shape {m.shape} differs from image size {image.shape[:2]}")
     return m.astype(bool, copy=False)
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def _resize(image: np.ndarray, mask: np.ndarray | None, hw: tuple[int, int], interpolation: str
@@ -228,7 +225,7 @@ class Blur(Perturbation):
             raise ValueError(f"blur sigma must be >= 0, got {s}")
         if s == 0:
             return image.copy(), mask
-        return _to_uint8(ndimage.gaussian_filter(image.astype(np.float32), sigma=(s, s, 0))), mask
+        return to_uint8(ndimage.gaussian_filter(image.astype(np.float32), sigma=(s, s, 0))), mask
 
 
 @dataclass(frozen=True)
@@ -247,7 +244,7 @@ class GaussianNoise(Perturbation):
         if s < 0:
             raise ValueError(f"noise sigma must be >= 0, got {s}")
         n = np.random.default_rng(self.seed).standard_normal(image.shape, dtype=np.float32)
-        return _to_uint8(image.astype(np.float32) + s * n), mask
+        return to_uint8(image.astype(np.float32) + s * n), mask
 
     @property
     def label(self) -> str:
@@ -265,7 +262,7 @@ class Gamma(Perturbation):
         g = float(self._need(value))
         if g <= 0:
             raise ValueError(f"gamma must be > 0, got {g}")
-        lut = _to_uint8(255.0 * (np.arange(256) / 255.0) ** g)
+        lut = to_uint8(255.0 * (np.arange(256) / 255.0) ** g)
         return lut[image], mask
 
 
