@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
-    from trufor_lab.widgets.viewers import FeatureExplorer
+    from trufor_lab.widgets.feature_explorer import FeatureExplorer
     from bench.cli import image_size, shared_dir, synthetic_image
     h, w = image_size(args.mp)
     img = synthetic_image(h, w, shared_dir())

@@ -202,3 +202,66 @@ def test_ablation_study_table_and_results(recipe_model, img, ref, tmp_path):
         r = ab.analyze(img)
     assert r.label == "rgb_only"
     assert_pristine(recipe_model, ref)
+
+
+def test_study_csv_round_trips_and_is_written_atomically(recipe_model, img, tmp_path, monkeypatch):
+    import csv
+    import io
+    import os
+
+    study = A.ablation_study(recipe_model, [img], ablations=["uniform_pooling"], names=["été.png"])
+    path = tmp_path / "study.csv"
+    text = study.to_csv(path)
+    assert path.read_bytes() == text.encode("utf-8")
+    back = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    assert [r["ablation"] for r in back] == ["baseline", "uniform_pooling"]
+    assert back[0]["image"] == "été.png"
+    assert float(back[1]["score"]) == pytest.approx(study.table[1]["score"])
+    assert study.to_csv() == text
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        study.to_csv(path)
+    assert path.read_text(encoding="utf-8") == text  # the old file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.csv"]  # no temporary left behind
+
+
+def test_interventions_are_honoured_or_refused_on_the_lean_path(recipe_model, img, ref, monkeypatch):
+    from trufor_lab.inference import analyze as analyze_mod
+    from trufor_lab.inference import predict as predict_mod
+    from trufor_lab.model.capture import capture
+    from trufor_lab.model.interventions import InterventionError, active_interventions
+
+    with A.rgb_only(recipe_model) as ab:
+        assert [i.name for i in active_interventions(recipe_model)] == ["rgb_only"]
+        plain = analyze_mod.analyze(recipe_model, img, lean=False)
+        leaned = analyze_mod.analyze(recipe_model, img, lean=True)   # fits: the plain forward is used
+        assert any("rgb_only" in n for n in leaned.notes)
+        np.testing.assert_array_equal(leaned.map, plain.map)
+        assert np.count_nonzero(leaned.noiseprint) == 0
+        monkeypatch.setattr(analyze_mod, "plain_fits", lambda *a, **k: False)
+        monkeypatch.setattr(predict_mod, "plain_fits", lambda *a, **k: False)
+        with pytest.raises(InterventionError, match="rgb_only"):
+            ab.analyze(img)                                          # too large for plain: refused
+        with pytest.raises(InterventionError, match="rgb_only"):
+            predict_mod.predict(recipe_model, to_tensor(img))
+    assert active_interventions(recipe_model) == []
+    # no_frm sets attributes the lean forward reads: it works there, no refusal, no fallback
+    base = analyze_mod.analyze(recipe_model, img)
+    with A.no_frm(recipe_model) as ab:
+        lean_r = ab.analyze(img)
+    monkeypatch.undo()
+    with A.no_frm(recipe_model) as ab:
+        plain_r = ab.analyze(img, lean=False)
+    assert not any("plain forward" in n for n in lean_r.notes)
+    np.testing.assert_allclose(lean_r.map, plain_r.map, atol=1e-4)
+    assert np.abs(lean_r.map - base.map).max() > 1e-3
+    # a capture is refused by the lean path too
+    monkeypatch.setattr(predict_mod, "plain_fits", lambda *a, **k: False)
+    with capture(recipe_model, ["detection.stats"]):
+        with pytest.raises(InterventionError, match="capture"):
+            predict_mod.predict(recipe_model, to_tensor(img))
+    assert active_interventions(recipe_model) == []
+    assert_pristine(recipe_model, ref)

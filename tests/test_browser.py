@@ -125,8 +125,8 @@ def test_slider_in_browser_redraws_viewer(driver, tampered2):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from trufor_lab.inference.analyze import Result
-    from trufor_lab.widgets.viewers import ResultViewer
+    from trufor_lab.inference.result import Result
+    from trufor_lab.widgets.result_viewer import ResultViewer
 
     img = tampered2[64:160, 64:160].copy()
     yy, xx = np.mgrid[:96, :96]
@@ -172,8 +172,8 @@ def test_slider_in_browser_redraws_viewer(driver, tampered2):
 VIEWER_NOTEBOOK = """\
 import json, pathlib
 import numpy as np
-from trufor_lab.inference.analyze import Result
-from trufor_lab.widgets.viewers import ResultViewer
+from trufor_lab.inference.result import Result
+from trufor_lab.widgets.result_viewer import ResultViewer
 
 img = np.load({image!r})
 yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]

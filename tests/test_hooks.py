@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trufor_lab.model.capture import Capture, CaptureError, capture, layer_catalog, list_layers
+from trufor_lab.model.capture import Capture, CaptureError, capture
+from trufor_lab.model.catalog import layer_catalog, list_layers
 from trufor_lab.model import MIT_B2, Noiseprint, TruFor, TruForConfig
 from trufor_lab.model.segformer import tokens_to_map
 

@@ -253,3 +253,24 @@ def test_sweep_plot_and_html(planted, mask):
     assert "<table>" in html and "f1_best" in html and "jpeg" in html
     fig2 = P.sweep(None, planted, mask, "crop_shift", [0, (1, 2)], analyze_fn=bright_detector).plot()
     assert [t.get_text() for t in fig2.axes[0].get_xticklabels()] == ["0", "(1, 2)"]
+
+
+def test_sweep_csv_is_utf8_atomic_and_round_trips(planted, mask, tmp_path, monkeypatch):
+    import os
+
+    res = P.sweep(None, planted, mask, P.gamma(), [1.0, 1.5], analyze_fn=bright_detector)
+    path = tmp_path / "sweep.csv"
+    text = res.to_csv(path)
+    assert path.read_bytes() == text.encode("utf-8")
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    assert [float(r["value"]) for r in rows] == [1.0, 1.5]
+    assert float(rows[0]["f1_fixed"]) == res.table[0]["f1_fixed"]
+    assert "<table>" in res._repr_html_()
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        res.to_csv(path)
+    assert path.read_text(encoding="utf-8") == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.csv"]

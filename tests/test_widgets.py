@@ -10,8 +10,11 @@ import pytest
 
 matplotlib.use("Agg")
 
-from trufor_lab.inference.analyze import Result  # noqa: E402
-from trufor_lab.widgets.viewers import CompareViewer, FeatureExplorer, NoiseprintViewer, ResultViewer  # noqa: E402
+from trufor_lab.inference.result import Result  # noqa: E402
+from trufor_lab.widgets.compare_viewer import CompareViewer  # noqa: E402
+from trufor_lab.widgets.feature_explorer import FeatureExplorer  # noqa: E402
+from trufor_lab.widgets.noiseprint_viewer import NoiseprintViewer  # noqa: E402
+from trufor_lab.widgets.result_viewer import ResultViewer  # noqa: E402
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 

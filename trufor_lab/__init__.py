@@ -19,7 +19,8 @@ from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.inference.result import Result
 from trufor_lab.lab.metrics import detection_metrics, localization_metrics
 from trufor_lab.model import TruFor, TruForConfig
-from trufor_lab.model.capture import capture, list_layers
+from trufor_lab.model.capture import capture
+from trufor_lab.model.catalog import list_layers
 from trufor_lab.version import __version__
 
 __all__ = ["ImageError", "Result", "TruFor", "TruForConfig", "__version__", "analyze", "banner", "capture",

@@ -1,5 +1,8 @@
 """What an image file says about itself, for fact-checkers.
 
+One cohesive thing: the readers (EXIF, JPEG coding, ICC, PNG text), the plain-language signs
+drawn from them and their escaped rendering form one report, built in one pass over one file.
+
 ``read_provenance`` collects file facts (hash, size, format), EXIF (camera, software, dates,
 GPS presence, orientation, thumbnail), JPEG coding facts (quantisation tables, libjpeg
 quality, subsampling, progressive), ICC and PNG text chunks, and turns them into

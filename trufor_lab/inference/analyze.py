@@ -19,6 +19,7 @@ from trufor_lab.inference.predict import plain_fits, plain_peak_bytes, predict
 from trufor_lab.inference.preprocess import ImageError, ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
+from trufor_lab.model.interventions import lean_blockers, plain_forward_required
 from trufor_lab.model.lean import free_memory_bytes
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.trufor import TruFor
@@ -36,7 +37,9 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
     within float32 rounding, bounded memory). ``None`` (default): only when the plain forward
     would not fit in free memory, e.g. a 12-24 MP photo; ``Result.notes`` then says so. Layer
     capture needs the plain forward: an image too large for it is refused with a clear error
-    rather than exhausting memory.
+    rather than exhausting memory. The same holds for an active intervention the lean forward
+    would skip (most ablations, see :mod:`trufor_lab.model.interventions`): the plain forward is
+    used when it fits (``Result.notes`` says so), otherwise ``InterventionError`` refuses.
     """
     loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     if model.training:
@@ -48,6 +51,11 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
     use_lean = bool(lean) or not fits
     captures: dict[str, Any] = {}
     notes = loaded.notes
+    blockers = lean_blockers(model) if use_lean else []
+    if blockers and plain_forward_required(model, lambda: fits, f"{loaded.name} ({x.shape[3]}x{x.shape[2]})"):
+        use_lean = False  # the plain forward fits: the intervention is honoured there
+        notes = (*notes, "plain forward: " + ", ".join(b.name for b in blockers)
+                 + " would be skipped by the memory-lean one")
     with torch.no_grad():
         if capture:
             if use_lean:

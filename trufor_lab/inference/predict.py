@@ -14,8 +14,9 @@ Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviatio
 forward is used when the plain one would not fit in memory.
 
 The lean forward calls the model's layers piece by piece: forward hooks on whole blocks,
-stages or fusion modules (``trufor_lab.capture``) do not fire there; use ``tl.analyze`` (the
-plain forward) to capture intermediate layers.
+stages or fusion modules (``trufor_lab.capture``, most ablations) do not fire there. While such
+an intervention is active (:mod:`trufor_lab.model.interventions`) the plain forward is used
+instead where it fits, and the image is refused with ``InterventionError`` where it does not.
 
 >>> out = predict(model, x)                     # TruForOutput, exact float32
 >>> out = predict(model, x, mode="fast")        # faster, approximate (see bench/RESULTS.md)
@@ -34,6 +35,7 @@ from torch import nn
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
+from trufor_lab.model.interventions import plain_forward_required
 from trufor_lab.model.lean import (
     LeanConfig,
     estimate_plain_peak,
@@ -164,7 +166,8 @@ def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMo
 def _exact(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
     # oneDNN stays on for the encoder (IEEE float32 on the CPU); Noiseprint++ chooses its own.
     with ieee_float32(onednn=True):
-        if m.lean or (m.lean is None and not plain_fits(model, x, m.chunks.attention)):
+        fits = lambda: plain_fits(model, x, m.chunks.attention)  # noqa: E731
+        if (m.lean or (m.lean is None and not fits())) and not plain_forward_required(model, fits):
             return lean_forward(model, x, noiseprint, m.chunks)
         if noiseprint is None:
             noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=m.chunks.budget_bytes,
@@ -179,7 +182,8 @@ def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Te
         onednn = chunks.onednn if chunks.onednn is not None else model.dncnn.onednn
         noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile,
                                       onednn=onednn)
-    use_lean = m.lean if m.lean is not None else not plain_fits(model, x, chunks.attention)
+    fits = lambda: plain_fits(model, x, chunks.attention)  # noqa: E731
+    use_lean = (m.lean if m.lean is not None else not fits()) and not plain_forward_required(model, fits)
     amp: contextlib.AbstractContextManager = contextlib.nullcontext()
     if m.amp_dtype is not None and (x.device.type == "cuda" or m.amp_on_cpu):
         amp = torch.autocast(x.device.type, dtype=m.amp_dtype)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.inference.load import is_full_model, model_notice
@@ -129,11 +130,8 @@ def make_result(model: nn.Module, loaded: LoadedImage, out: Any, *, name: str | 
                   notice=model_notice(model), exif_orientation=loaded.exif_orientation, notes=loaded.notes,
                   captures=captures or {})
     if not is_full_model(model):
-        return Result(noiseprint=_np(out[0, 0]), **common)
-    return Result(noiseprint=_np(out.noiseprint[0, 0]), map=_np(out.map[0]), conf=_np(out.conf[0]),
+        return Result(noiseprint=tensor_to_numpy(out[0, 0]), **common)
+    return Result(noiseprint=tensor_to_numpy(out.noiseprint[0, 0]), map=tensor_to_numpy(out.map[0]), conf=tensor_to_numpy(out.conf[0]),
                   score=float(out.score[0]), det_logit=float(out.det_logit[0, 0]), **common)
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    t = t.detach().cpu()
-    return (t if t.dtype == torch.float64 else t.float()).numpy()

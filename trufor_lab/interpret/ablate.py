@@ -1,475 +1,60 @@
-"""Reversible interventions on TruFor ("ablations"), composable and safe to leave.
+"""Ablation studies: every image under every ablation, one row per (image, ablation) with the
+score, its change against the baseline, how much the map moved and, with masks, localization
+metrics; the main module users call (the interventions themselves, re-exported here, are
+:mod:`trufor_lab.interpret.ablations`).
 
-Every ablation is a context manager bound to one model. Entering it flips an attribute
-(``lambda_c``, ``cross_enabled``, ``pool.weighting``) or registers a hook; leaving it, normally
-or through an exception, restores exactly what was there. Weights are never touched, so the
-state dict stays bit-identical.
-
->>> with tl.ablate.rgb_only(model) as ab:
+>>> from trufor_lab.interpret import ablate
+>>> with ablate.rgb_only(model) as ab:
 ...     r = ab.analyze("photo.png")          # a normal Result, r.label == "rgb_only"
->>> study = tl.ablate.ablation_study(model, images, masks, ["rgb_only", "no_frm", "drop_c4"])
+>>> study = ablate.ablation_study(model, images, masks, ["rgb_only", "no_frm", "drop_c4"])
 >>> study.plot()
-
-What each one does (stages and scales are 1-based, as in the paper):
-
-- ``rgb_only``: the Noiseprint++ branch reads zeros (``fill='zeros'``, the same as
-  ``model(x, noiseprint=0)``) or the map's per-image mean (``fill='mean'``).
-- ``noiseprint_only``: the RGB branch's normalised input is replaced: ``'zeros'`` (0 after
-  normalisation, i.e. a flat image of the ImageNet mean colour), ``'mean'`` (the image's
-  per-channel mean colour) or ``'gray'`` (a flat 0.5 image). Noiseprint++ still sees the image.
-- ``noiseprint_from``: Noiseprint++ of another image (see its docstring for the size policy).
-- ``noiseprint_noise``: Gaussian noise with the map's mean and standard deviation.
-- ``no_frm`` / ``no_ffm_cross``: CMX rectification off / FFM cross-attention path off.
-- ``drop_scales``: zero the per-scale embeddings ``linear_cK`` of the decoders.
-- ``uniform_pooling``: anomaly statistics pooled uniformly instead of confidence-weighted.
-- ``map_only_detection``: the detection head sees a constant confidence, so the score is a
-  function of the localization map alone (see its docstring).
-
-Noiseprint replacements act on ``model(rgb, noiseprint=...)`` calls (the replaced map is the
-``noiseprint`` of the output, so ``Result.noiseprint`` shows what the encoder read); RGB
-replacement acts on the encoder's input, so it also applies to ``forward_features``.
+>>> study.to_csv("study.csv")                # atomic, UTF-8; returns the CSV text
 """
 from __future__ import annotations
 
-import contextlib
-import csv
-import difflib
-import html
-import io
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
+from trufor_lab.common.table import Table, fmt
 from trufor_lab.inference.analyze import Result, analyze
-from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
+from trufor_lab.inference.preprocess import ImageLike
+from trufor_lab.interpret.ablations import (
+    ABLATIONS,
+    Ablation,
+    AblationRegistry,
+    AblationSpec,
+    UnknownAblation,
+    baseline,
+    compose,
+    drop_scales,
+    get_ablation,
+    map_only_detection,
+    no_ffm_cross,
+    no_frm,
+    noiseprint_from,
+    noiseprint_noise,
+    noiseprint_only,
+    register_ablation,
+    rgb_only,
+    uniform_pooling,
+)
 from trufor_lab.lab.metrics import localization_metrics
-from trufor_lab.model import TruFor
 from trufor_lab.viz.figures import new_figure
 
-Setup = Callable[[contextlib.ExitStack], None]
-
 __all__ = [
-    "ABLATIONS", "Ablation", "AblationStudy", "UnknownAblation", "ablation_study", "baseline", "compose",
-    "drop_scales", "get_ablation", "map_only_detection", "no_ffm_cross", "no_frm", "noiseprint_from",
-    "noiseprint_noise", "noiseprint_only", "register_ablation", "rgb_only", "uniform_pooling",
+    "ABLATIONS", "Ablation", "AblationRegistry", "AblationSpec", "AblationStudy", "DEFAULT_STUDY", "METRIC_KEYS",
+    "UnknownAblation", "ablation_study", "baseline", "compose", "drop_scales", "get_ablation", "map_only_detection",
+    "no_ffm_cross", "no_frm", "noiseprint_from", "noiseprint_noise", "noiseprint_only", "register_ablation",
+    "rgb_only", "uniform_pooling",
 ]
-
-
-class Ablation:
-    """A named, reversible intervention on one model; a re-usable (not re-entrant) context manager.
-
-    ``setup(stack)`` applies the change and pushes its undo onto ``stack``; the stack is
-    unwound on exit, and also if ``setup`` itself fails half-way.
-    """
-
-    def __init__(self, model: nn.Module, name: str, setup: Setup, description: str = "") -> None:
-        self.model = model
-        self.name = name
-        self.description = description
-        self._setup = setup
-        self._stack: contextlib.ExitStack | None = None
-
-    @property
-    def active(self) -> bool:
-        return self._stack is not None
-
-    def __enter__(self) -> "Ablation":
-        if self._stack is not None:
-            raise RuntimeError(f"ablation {self.name!r} is already active")
-        stack = contextlib.ExitStack()
-        try:
-            self._setup(stack)
-        except BaseException:
-            stack.close()
-            raise
-        self._stack = stack
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            stack.close()
-
-    def analyze(self, image: ImageLike, analyze_fn: Callable[..., Result] | None = None, **kw: Any) -> Result:
-        """``analyze(model, image)`` under this ablation, with ``Result.label`` set to its name."""
-        fn = analyze if analyze_fn is None else analyze_fn
-        with contextlib.nullcontext() if self.active else self:
-            r = fn(self.model, image, **kw)
-        r.label = self.name
-        return r
-
-    def __repr__(self) -> str:
-        state = "active" if self.active else "inactive"
-        return f"<Ablation {self.name!r} ({state}){': ' + self.description if self.description else ''}>"
-
-
-# --------------------------------------------------------------------------------------------
-# building blocks: every change registers its own undo
-# --------------------------------------------------------------------------------------------
-
-def _set(stack: contextlib.ExitStack, obj: object, attr: str, value: Any) -> None:
-    old = getattr(obj, attr)
-    setattr(obj, attr, value)
-    stack.callback(setattr, obj, attr, old)
-
-
-def _trufor(model: nn.Module) -> TruFor:
-    if not isinstance(model, TruFor):
-        raise TypeError(f"ablations need a full TruFor model, got {type(model).__name__} "
-                        "(Noiseprint++ alone has no fusion, decoders or detection head)")
-    return model
-
-
-def _stage_indices(model: TruFor, stages: int | Iterable[int]) -> list[int]:
-    n = model.cfg.num_stages
-    stages = [stages] if isinstance(stages, int) else list(stages)
-    bad = [s for s in stages if not (isinstance(s, int) and 1 <= s <= n)]
-    if bad or not stages:
-        raise ValueError(f"stages are 1-based integers in 1..{n}, got {stages!r}")
-    return [s - 1 for s in stages]
-
-
-def _suffix(default: bool, *parts: object) -> str:
-    return "" if default else "_" + "_".join(str(p) for p in parts)
-
-
-def _model_dtype(model: nn.Module) -> torch.dtype:
-    return next(model.parameters()).dtype
-
-
-def _noiseprint_hook(model: TruFor, make: Callable[[TruFor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-                     ) -> Setup:
-    """Forward pre-hook on the model that sets ``noiseprint=make(model, rgb, given)``."""
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        args, kwargs = tuple(args), dict(kwargs)
-        rgb = args[0] if args else kwargs["rgb"]
-        given = args[1] if len(args) > 1 else kwargs.get("noiseprint")
-        kwargs["noiseprint"] = make(module, rgb.to(_model_dtype(module)), given)
-        return args[:1], kwargs
-
-    def setup(stack: contextlib.ExitStack) -> None:
-        stack.callback(model.register_forward_pre_hook(hook, with_kwargs=True).remove)
-    return setup
-
-
-def _real_noiseprint(model: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-    return model.forward_noiseprint(rgb) if given is None else given
-
-
-# --------------------------------------------------------------------------------------------
-# modality
-# --------------------------------------------------------------------------------------------
-
-def rgb_only(model: nn.Module, fill: str = "zeros") -> Ablation:
-    """Noiseprint++ branch blinded: its input is zeros or the per-image mean of the map."""
-    m = _trufor(model)
-    if fill not in ("zeros", "mean"):
-        raise ValueError(f"fill must be 'zeros' or 'mean', got {fill!r}")
-
-    def make(mod: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-        if fill == "zeros":
-            shape = given.shape if given is not None else (rgb.shape[0], 1, *rgb.shape[2:])
-            return rgb.new_zeros(shape)
-        npm = _real_noiseprint(mod, rgb, given)
-        return npm.mean(dim=(1, 2, 3), keepdim=True).expand_as(npm)
-    return Ablation(m, "rgb_only" + _suffix(fill == "zeros", fill), _noiseprint_hook(m, make),
-                    f"Noiseprint++ input replaced by {fill}")
-
-
-def noiseprint_only(model: nn.Module, fill: str = "zeros") -> Ablation:
-    """RGB branch blinded: its normalised input becomes ``'zeros'`` (ImageNet mean colour),
-    ``'mean'`` (per-image, per-channel mean colour) or ``'gray'`` (flat 0.5). Noiseprint++
-    is still computed from the real image."""
-    m = _trufor(model)
-    if fill not in ("zeros", "mean", "gray"):
-        raise ValueError(f"fill must be 'zeros', 'mean' or 'gray', got {fill!r}")
-
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        args, kwargs = list(args), dict(kwargs)
-        x = args[0] if args else kwargs["x_rgb"]
-        if fill == "zeros":
-            new = torch.zeros_like(x)
-        elif fill == "mean":
-            new = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
-        else:
-            new = ((0.5 - m.rgb_mean) / m.rgb_std).to(x.dtype).expand_as(x)
-        if args:
-            args[0] = new
-        else:
-            kwargs["x_rgb"] = new
-        return tuple(args), kwargs
-
-    def setup(stack: contextlib.ExitStack) -> None:
-        stack.callback(m.backbone.register_forward_pre_hook(hook, with_kwargs=True).remove)
-    return Ablation(m, "noiseprint_only" + _suffix(fill == "zeros", fill), setup,
-                    f"RGB branch input replaced by {fill}")
-
-
-def _fit_periodic(npm: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Crop (top-left) or tile ``npm`` (1, 1, H, W) to (1, 1, h, w) without resampling."""
-    H, W = npm.shape[-2:]
-    reps = (math.ceil(h / H), math.ceil(w / W))
-    if reps != (1, 1):
-        npm = npm.repeat(1, 1, *reps)
-    return npm[..., :h, :w]
-
-
-def noiseprint_from(model: nn.Module, other_image: ImageLike, name: str | None = None) -> Ablation:
-    """Noiseprint++ of ``other_image`` fed in place of the image's own (a fingerprint swap).
-
-    Size policy: the other map is computed once at its full size (never resampled, which would
-    smear the fingerprint and shift the JPEG 8x8 grid), then cropped from the top-left corner
-    when larger, or tiled periodically from the top-left when smaller, so pixel (0, 0) and the
-    grid phase are kept.
-    """
-    m = _trufor(model)
-    loaded = load_image(other_image)
-    rgb_other = loaded.rgb
-    cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-    def make(mod: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-        key = (rgb.device, rgb.dtype)
-        if key not in cache:
-            with torch.no_grad():
-                cache[key] = mod.forward_noiseprint(to_tensor(rgb_other, dtype=rgb.dtype, device=rgb.device))
-        fitted = _fit_periodic(cache[key], rgb.shape[2], rgb.shape[3])
-        return fitted.expand(rgb.shape[0], -1, -1, -1)
-    label = name or "noiseprint_from_" + (os.path.basename(loaded.name) if not loaded.name.startswith("<")
-                                          else "image")
-    return Ablation(m, label, _noiseprint_hook(m, make),
-                    f"Noiseprint++ of another image ({rgb_other.shape[1]}x{rgb_other.shape[0]}), cropped/tiled")
-
-
-def noiseprint_noise(model: nn.Module, std: float | None = None, seed: int = 0) -> Ablation:
-    """Noiseprint++ replaced by i.i.d. Gaussian noise: with the map's per-image mean and std
-    (``std=None``), or zero-mean with the given ``std`` (then the DnCNN is not run).
-    The noise is drawn on the CPU from ``seed`` at every forward, so it is reproducible."""
-    m = _trufor(model)
-
-    def make(mod: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-        shape = given.shape if given is not None else (rgb.shape[0], 1, *rgb.shape[2:])
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(shape, generator=g, dtype=torch.float64).to(device=rgb.device, dtype=rgb.dtype)
-        if std is not None:
-            return z * std
-        npm = _real_noiseprint(mod, rgb, given).detach()
-        return npm.mean(dim=(1, 2, 3), keepdim=True) + npm.std(dim=(1, 2, 3), keepdim=True) * z
-    return Ablation(m, "noiseprint_noise" + _suffix(std is None and seed == 0, std, seed), _noiseprint_hook(m, make),
-                    "Noiseprint++ replaced by Gaussian noise")
-
-
-# --------------------------------------------------------------------------------------------
-# fusion, decoders, detection
-# --------------------------------------------------------------------------------------------
-
-def no_frm(model: nn.Module, stages: int | Iterable[int] = (1, 2, 3, 4)) -> Ablation:
-    """Feature rectification off (``lambda_c = lambda_s = 0``) at the given stages."""
-    m = _trufor(model)
-    idx = _stage_indices(m, stages)
-
-    def setup(stack: contextlib.ExitStack) -> None:
-        for i in idx:
-            _set(stack, m.backbone.FRMs[i], "lambda_c", 0.0)
-            _set(stack, m.backbone.FRMs[i], "lambda_s", 0.0)
-    full = len(idx) == m.cfg.num_stages
-    return Ablation(m, "no_frm" + _suffix(full, "".join(str(i + 1) for i in idx)), setup,
-                    f"FRM off at stages {[i + 1 for i in idx]}")
-
-
-def no_ffm_cross(model: nn.Module, stages: int | Iterable[int] = (1, 2, 3, 4)) -> Ablation:
-    """FFM cross-attention path skipped (streams go straight to the channel embedding)."""
-    m = _trufor(model)
-    idx = _stage_indices(m, stages)
-
-    def setup(stack: contextlib.ExitStack) -> None:
-        for i in idx:
-            _set(stack, m.backbone.FFMs[i], "cross_enabled", False)
-    full = len(idx) == m.cfg.num_stages
-    return Ablation(m, "no_ffm_cross" + _suffix(full, "".join(str(i + 1) for i in idx)), setup,
-                    f"FFM cross path off at stages {[i + 1 for i in idx]}")
-
-
-_DECODERS = {"anomaly": "decode_head", "confidence": "decode_head_conf"}
-
-
-def drop_scales(model: nn.Module, scales: str | int | Iterable[str | int] = ("c4",),
-                decoders: str | Iterable[str] = ("anomaly", "confidence")) -> Ablation:
-    """Zero the per-scale embeddings (outputs of ``linear_cK``) of the chosen decoders, so the
-    fuse layer sees nothing from those scales. Scales are ``'c1'..'c4'`` or 1..4."""
-    m = _trufor(model)
-    scales = [scales] if isinstance(scales, (str, int)) else list(scales)
-    decoders = [decoders] if isinstance(decoders, str) else list(decoders)
-    ks = []
-    for s in scales:
-        k = int(s[1:]) if isinstance(s, str) and s.lower().startswith("c") and s[1:].isdigit() else s
-        if not isinstance(k, int) or not 1 <= k <= m.cfg.num_stages:
-            raise ValueError(f"scales are 'c1'..'c{m.cfg.num_stages}' (or 1..{m.cfg.num_stages}), got {s!r}")
-        ks.append(k)
-    for d in decoders:
-        if d not in _DECODERS:
-            raise ValueError(f"decoders are {sorted(_DECODERS)}, got {d!r}")
-    ks, decoders = sorted(set(ks)), sorted(set(decoders))
-
-    def zero(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(out)
-
-    def setup(stack: contextlib.ExitStack) -> None:
-        for d in decoders:
-            head = getattr(m, _DECODERS[d])
-            for k in ks:
-                stack.callback(getattr(head, f"linear_c{k}").register_forward_hook(zero).remove)
-    name = "drop_" + "_".join(f"c{k}" for k in ks) + ("" if len(decoders) == 2 else f"_{decoders[0]}")
-    return Ablation(m, name, setup, f"scales {['c%d' % k for k in ks]} zeroed in {decoders} decoder(s)")
-
-
-def uniform_pooling(model: nn.Module) -> Ablation:
-    """Detection pools the anomaly logits uniformly (the confidence still enters through its
-    own four statistics)."""
-    m = _trufor(model)
-
-    def setup(stack: contextlib.ExitStack) -> None:
-        _set(stack, m.pool, "weighting", "uniform")
-    return Ablation(m, "uniform_pooling", setup, "confidence weighting of the pooling off")
-
-
-def map_only_detection(model: nn.Module, conf_logit: float = 0.0) -> Ablation:
-    """Score from the localization map alone.
-
-    The pooling layer receives a constant confidence logit (``conf_logit``, default 0, i.e.
-    confidence 0.5) instead of the confidence decoder's output: the four confidence statistics
-    become fixed numbers and the anomaly statistics are pooled uniformly, so the detection
-    logit is a function of the anomaly logit difference, i.e. of the map, only. The returned
-    ``conf`` map is unchanged.
-    """
-    m = _trufor(model)
-
-    def hook(module: nn.Module, args: tuple) -> tuple:
-        logits, conf = args
-        return logits, torch.full_like(conf, conf_logit)
-
-    def setup(stack: contextlib.ExitStack) -> None:
-        stack.callback(m.pool.register_forward_pre_hook(hook).remove)
-    return Ablation(m, "map_only_detection" + _suffix(conf_logit == 0.0, conf_logit), setup,
-                    f"detection sees a constant confidence logit {conf_logit:g}")
-
-
-def baseline(model: nn.Module) -> Ablation:
-    """The identity: the model as it is (the reference row of a study)."""
-    return Ablation(model, "baseline", lambda stack: None, "no intervention")
-
-
-def compose(*ablations: Ablation, name: str | None = None) -> Ablation:
-    """All of ``ablations`` at once (entered in order, left in reverse); one model only."""
-    if not ablations:
-        raise ValueError("compose() needs at least one ablation")
-    models = {id(a.model) for a in ablations}
-    if len(models) != 1:
-        raise ValueError("compose() combines ablations of one and the same model")
-
-    def setup(stack: contextlib.ExitStack) -> None:
-        for a in ablations:
-            stack.enter_context(a)
-    return Ablation(ablations[0].model, name or "+".join(a.name for a in ablations), setup,
-                    "; ".join(a.description for a in ablations if a.description))
-
-
-# --------------------------------------------------------------------------------------------
-# registry
-# --------------------------------------------------------------------------------------------
-
-Factory = Callable[..., Ablation]
-
-
-class UnknownAblation(KeyError, ValueError):
-    """An unknown ablation name (the message suggests the closest)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class AblationRegistry(Mapping[str, Factory]):
-    """name -> factory ``f(model, **kw) -> Ablation``; refuses duplicates, suggests on typos."""
-
-    def __init__(self) -> None:
-        self._d: dict[str, Factory] = {}
-
-    def register(self, name: str, factory: Factory, *, overwrite: bool = False) -> None:
-        if not callable(factory):
-            raise TypeError(f"an ablation factory must be callable, got {type(factory).__name__}")
-        if name in self._d and not overwrite:
-            raise ValueError(f"ablation {name!r} is already registered")
-        self._d[name] = factory
-
-    def __getitem__(self, name: str) -> Factory:
-        if name in self._d:
-            return self._d[name]
-        close = difflib.get_close_matches(str(name), list(self._d), n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(self._d)}"
-        raise UnknownAblation(f"unknown ablation {name!r}{hint}")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._d)
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def __repr__(self) -> str:
-        return f"AblationRegistry({', '.join(self._d)})"
-
-
-#: The named ablations (``noiseprint_from`` needs ``other_image=``).
-ABLATIONS = AblationRegistry()
-
-
-def register_ablation(name: str, factory: Factory, *, overwrite: bool = False) -> None:
-    """Add ``factory(model, **kw) -> Ablation`` to :data:`ABLATIONS`."""
-    ABLATIONS.register(name, factory, overwrite=overwrite)
-
-
-def get_ablation(model: nn.Module, spec: "AblationSpec", **kw: Any) -> Ablation:
-    """An :class:`Ablation` bound to ``model`` from a name, an Ablation or a factory."""
-    if isinstance(spec, Ablation):
-        if spec.model is not model:
-            raise ValueError(f"ablation {spec.name!r} is bound to another model")
-        return spec
-    if isinstance(spec, str):
-        return ABLATIONS[spec](model, **kw)
-    if callable(spec):
-        out = spec(model, **kw)
-        if not isinstance(out, Ablation):
-            raise TypeError(f"an ablation factory must return an Ablation, got {type(out).__name__}")
-        return out
-    raise TypeError(f"expected an ablation name, Ablation or factory, got {type(spec).__name__}")
-
-
-def _variant(factory: Factory, **fixed: Any) -> Factory:
-    def f(model: nn.Module, **kw: Any) -> Ablation:
-        return factory(model, **{**fixed, **kw})
-    f.__doc__ = factory.__doc__
-    return f
-
-
-for _name, _factory in {
-    "baseline": baseline,
-    "rgb_only": rgb_only, "rgb_only_mean": _variant(rgb_only, fill="mean"),
-    "noiseprint_only": noiseprint_only, "noiseprint_only_mean": _variant(noiseprint_only, fill="mean"),
-    "noiseprint_only_gray": _variant(noiseprint_only, fill="gray"),
-    "noiseprint_from": noiseprint_from, "noiseprint_noise": noiseprint_noise,
-    "no_frm": no_frm, "no_ffm_cross": no_ffm_cross,
-    "no_fusion": lambda model: compose(no_frm(model), no_ffm_cross(model), name="no_fusion"),
-    **{f"drop_c{k}": _variant(drop_scales, scales=(f"c{k}",)) for k in range(1, 5)},
-    "uniform_pooling": uniform_pooling, "map_only_detection": map_only_detection,
-}.items():
-    register_ablation(_name, _factory)
-
-AblationSpec = Union[str, Ablation, Factory]
 
 # --------------------------------------------------------------------------------------------
 # studies
@@ -478,12 +63,6 @@ AblationSpec = Union[str, Ablation, Factory]
 METRIC_KEYS = ("f1_best", "f1_fixed", "mcc_best", "iou_fixed", "auc")
 DEFAULT_STUDY = ("rgb_only", "noiseprint_only", "no_frm", "no_ffm_cross", "drop_c4", "uniform_pooling",
                  "map_only_detection")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.3f}"
-    return str(v)
 
 
 def _num(v: Any) -> float:
@@ -497,9 +76,15 @@ class AblationStudy:
     baseline map|) and, with masks, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``, ``auc``.
     ``results[ablation]`` holds the Results (one per image, ``label`` = ablation)."""
 
-    table: list[dict[str, Any]]
+    table: Table
     results: dict[str, list[Result]] = field(repr=False)
     images: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.table, Table):
+            self.table = Table(self.table)
+        self.table.title = (f"ablation study ({len(self.images)} image(s) x {len(self.results)} "
+                            "ablation(s))")
 
     @property
     def ablations(self) -> list[str]:
@@ -516,25 +101,14 @@ class AblationStudy:
         return [rs[i] for rs in self.results.values()]
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
-        """The table as CSV text (also written to ``path`` if given)."""
-        keys: list[str] = []
-        for r in self.table:
-            keys += [k for k in r if k not in keys]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        w.writeheader()
-        for r in self.table:
-            w.writerow({k: r.get(k, "") for k in keys})
-        text = buf.getvalue()
-        if path is not None:
-            with open(path, "w", newline="") as f:
-                f.write(text)
-        return text
+        """The table as CSV text (also written to ``path``, atomically and in UTF-8, if given)."""
+        return self.table.csv() if path is None else self.table.to_csv(path)
 
-    def to_dataframe(self):
-        """The table as a pandas DataFrame (pandas imported lazily)."""
-        import pandas as pd  # lazy: pandas is only needed by whoever asks for a DataFrame
-        return pd.DataFrame(self.table)
+    def to_pandas(self):
+        """The table as a pandas DataFrame."""
+        return self.table.to_pandas()
+
+    to_dataframe = to_pandas
 
     def plot(self, metric: str | None = None, ax=None):
         """Bar chart (one image) or image x ablation heatmap of ``metric`` (default ``f1_best``
@@ -560,7 +134,7 @@ class AblationStudy:
         else:
             im = ax.imshow(vals, aspect="auto", cmap="viridis")
             for (i, j), v in np.ndenumerate(vals):
-                ax.text(j, i, _fmt(float(v)), ha="center", va="center", fontsize=7, color="w")
+                ax.text(j, i, fmt(float(v), 3), ha="center", va="center", fontsize=7, color="w")
             ax.set_xticks(np.arange(len(abl)))
             ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8)
             ax.set_yticks(np.arange(len(self.images)))
@@ -572,12 +146,7 @@ class AblationStudy:
     def _repr_html_(self) -> str:
         if not self.table:
             return "<b>ablation study</b>: no rows"
-        keys = list(self.table[0])
-        head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(k)))}</td>" for k in keys) + "</tr>"
-                       for r in self.table)
-        return (f"<b>ablation study</b> ({len(self.images)} image(s) x {len(self.results)} ablation(s))"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return self.table._repr_html_()
 
 
 def _is_single_image(x: Any) -> bool:
@@ -653,4 +222,4 @@ def ablation_study(model: nn.Module, images: ImageLike | Sequence[ImageLike],
                     lm = metrics_fn(r.map, np.asarray(mks[i]))
                     row.update({k: _num(getattr(lm, k, None)) for k in METRIC_KEYS})
             table.append(row)
-    return AblationStudy(table, results, img_names)
+    return AblationStudy(Table(table), results, img_names)

@@ -27,17 +27,20 @@ are computed, nothing accumulates in ``.grad``) and restores both, and removes a
 behind, even when the target or captum raises. Inputs are copied, never modified. Large
 images can be downscaled with ``max_side`` (this changes the forensic traces; the choice is
 recorded in the result and its title). The model's device is used (CPU or CUDA).
+
+Targets and baselines live in :mod:`trufor_lab.interpret.targets` (re-exported here).
+Attribution always runs the plain, differentiable forward (``model(x)``, or the backbone and
+heads called as modules), never the memory-lean one of :mod:`trufor_lab.model.lean` (which is
+inference-only, without autograd): memory grows with the image, so use ``max_side`` on large
+photos; ablations and captures active around an attribution are honoured.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
-import io
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Union
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,10 +48,22 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from trufor_lab.inference.analyze import Result
+from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
 from trufor_lab.model import TruFor, TruForOutput
-from trufor_lab.viz.figures import new_figure
+from trufor_lab.interpret.attribution import Attribution, plot_modality_shares
+from trufor_lab.interpret.targets import (
+    BASELINES,
+    BaselineLike,
+    ConfidenceTarget,
+    RegionTarget,
+    ScoreTarget,
+    Target,
+    baseline_label,
+    make_baseline,
+    per_item,
+    target_label,
+)
 
 __all__ = [
     "Attribution", "BASELINES", "ConfidenceTarget", "INPUT_METHODS", "InputAttribution", "LAYER_METHODS",
@@ -56,12 +71,8 @@ __all__ = [
     "plot_modality_shares",
 ]
 
-Target = Callable[[TruForOutput], torch.Tensor]
-BaselineLike = Union[str, float, torch.Tensor, None]
-
 INPUT_METHODS = ("ig", "saliency", "input_x_gradient", "occlusion")
 LAYER_METHODS = ("gradcam", "conductance")
-BASELINES = ("blur", "black", "mean", "noise")
 _ALIASES = {
     "integrated_gradients": "ig", "integratedgradients": "ig", "ixg": "input_x_gradient",
     "inputxgradient": "input_x_gradient", "layer_gradcam": "gradcam", "layergradcam": "gradcam",
@@ -74,92 +85,9 @@ def _canonical(method: str) -> str:
     return _ALIASES.get(key, key)
 
 
-# --------------------------------------------------------------------------------------------
-# targets
-# --------------------------------------------------------------------------------------------
-
-class ScoreTarget(nn.Module):
-    """Detection output per image: ``'logit'`` (default; unbounded, gradients do not saturate)
-    or ``'score'`` (the sigmoid, the integrity score)."""
-
-    def __init__(self, kind: str = "logit") -> None:
-        super().__init__()
-        if kind not in ("logit", "score"):
-            raise ValueError(f"kind must be 'logit' or 'score', got {kind!r}")
-        self.kind = kind
-
-    @property
-    def label(self) -> str:
-        return "detection logit" if self.kind == "logit" else "integrity score"
-
-    def forward(self, out: TruForOutput) -> torch.Tensor:
-        return out.det_logit[:, 0] if self.kind == "logit" else out.score
-
-
-class RegionTarget(nn.Module):
-    """Mean localization probability (P(forged)) inside ``mask`` (HxW, nonzero = inside);
-    ``None`` means the whole image. A mask of another size is resized (nearest)."""
-
-    quantity = "map"
-
-    def __init__(self, mask: np.ndarray | torch.Tensor | None = None) -> None:
-        super().__init__()
-        if mask is None:
-            self.mask = None
-        else:
-            m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask.detach().cpu())
-            if m.ndim != 2:
-                raise ValueError(f"the region mask must be (H, W), got shape {tuple(m.shape)}")
-            if not bool((m != 0).any()):
-                raise ValueError("the region mask is empty")
-            self.mask = (m != 0).to(torch.float64)
-
-    @property
-    def label(self) -> str:
-        where = "whole image" if self.mask is None else f"region of {int(self.mask.sum())} px"
-        return f"mean {self.quantity} ({where})"
-
-    def _values(self, out: TruForOutput) -> torch.Tensor:
-        return out.map
-
-    def forward(self, out: TruForOutput) -> torch.Tensor:
-        v = self._values(out)  # (B, H, W)
-        if self.mask is None:
-            return v.mean(dim=(1, 2))
-        w = self.mask.to(device=v.device, dtype=v.dtype)
-        if w.shape != v.shape[-2:]:
-            w = F.interpolate(w[None, None], size=v.shape[-2:], mode="nearest")[0, 0]
-        n = w.sum()
-        if float(n) == 0:
-            raise ValueError("the region mask is empty at this resolution")
-        return (v * w).sum(dim=(1, 2)) / n
-
-
-class ConfidenceTarget(RegionTarget):
-    """Mean confidence (sigmoid of the confidence logits) inside ``mask`` (whole image if None)."""
-
-    quantity = "confidence"
-
-    def _values(self, out: TruForOutput) -> torch.Tensor:
-        return out.conf
-
-
-def _target_label(target: Any) -> str:
-    return str(getattr(target, "label", None) or getattr(target, "__name__", None) or type(target).__name__)
-
-
-def _per_item(v: Any, batch: int) -> torch.Tensor:
-    if not isinstance(v, torch.Tensor):
-        raise TypeError(f"a target must return a tensor, got {type(v).__name__}")
-    if v.ndim == 2 and v.shape[1] == 1:
-        v = v[:, 0]
-    if v.shape != (batch,):
-        raise ValueError(f"a target must return one value per batch item, shape ({batch},); got {tuple(v.shape)}")
-    return v
-
 
 # --------------------------------------------------------------------------------------------
-# inputs and baselines
+# inputs
 # --------------------------------------------------------------------------------------------
 
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -211,51 +139,6 @@ def _prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> _Prepa
     return _Prepared(to_tensor(rgb, dtype=dt, device=dev), rgb, loaded.name, size)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, C, H, W)`` with reflect padding (radius ``ceil(3 sigma)``)."""
-    if sigma <= 0:
-        return x.clone()
-    r = min(math.ceil(3 * sigma), x.shape[2] - 1, x.shape[3] - 1)
-    if r < 1:
-        return x.clone()
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sigma) ** 2)
-    k = (k / k.sum()).to(device=x.device, dtype=x.dtype)
-    c = x.shape[1]
-    y = F.pad(x, (r, r, 0, 0), mode="reflect")
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.pad(y, (0, 0, r, r), mode="reflect")
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def make_baseline(x: torch.Tensor, baseline: BaselineLike = "blur", *, sigma: float = 3.0,
-                  seed: int = 0) -> torch.Tensor:
-    """The reference input for ``x`` (RGB/256, ``(B, 3, H, W)``); see the module docstring."""
-    if isinstance(baseline, torch.Tensor):
-        return baseline.to(device=x.device, dtype=x.dtype).expand_as(x).clone()
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
-    if baseline == "black":
-        return torch.zeros_like(x)
-    if baseline == "mean":
-        return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
-    if baseline == "blur":
-        return gaussian_blur(x, sigma)
-    if baseline == "noise":
-        low = gaussian_blur(x, sigma)
-        level = (x - low).std(dim=(2, 3), keepdim=True)
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(x.shape, generator=g, dtype=torch.float64).to(device=x.device, dtype=x.dtype)
-        return (low + level * z).clamp(0, 255 / 256)
-    raise ValueError(f"baseline must be one of {BASELINES}, a number or a tensor; got {baseline!r}")
-
-
-def _baseline_label(baseline: BaselineLike, sigma: float) -> str:
-    if isinstance(baseline, torch.Tensor):
-        return "tensor"
-    if baseline in ("blur", "noise"):
-        return f"{baseline} (sigma {sigma:g})"
-    return str(baseline)
-
 
 def _auto_batch(h: int, w: int, n_steps: int) -> int:
     """Path points per forward: about 2**17 pixels per batch (2 at 256x256, ~2 GB), at least 1.
@@ -301,197 +184,14 @@ def _guard(model: nn.Module) -> Iterator[None]:
                     for k in [k for k in d if k not in b[a]]:
                         del d[k]
 
-
-# --------------------------------------------------------------------------------------------
-# results
-# --------------------------------------------------------------------------------------------
-
-def _robust_abs(a: np.ndarray, pct: float = 99.5) -> float:
-    """Colour limit: the ``pct`` percentile of |a|, else its max, else 1."""
-    if not a.size:
-        return 1.0
-    for v in (float(np.nanpercentile(np.abs(a), pct)), float(np.nanmax(np.abs(a)))):
-        if v > 0:
-            return v
-    return 1.0
-
-
-@dataclass
-class Attribution:
-    """An attribution map ``(H, W)`` aligned with ``image`` ``(H, W, 3)`` uint8.
-
-    ``map`` reduces the per-channel attributions ``raw`` ``(C, H, W)``: summed over channels
-    for IG, InputXGradient and the modality map (so IG's map sums to the explained
-    difference), max of |gradient| for saliency, the mean for occlusion (equal channels). For
-    layer methods ``map`` is the stage map upsampled to the image. ``delta`` is IG's
-    convergence delta ``sum(attr) - (target(x) - target(baseline))``. With ``max_side``,
-    ``image`` is the downscaled image that was explained and ``original_size`` the input's.
-    """
-
-    image: np.ndarray
-    map: np.ndarray
-    method: str
-    target: str
-    baseline: str | None = None
-    layer: str | None = None
-    delta: float | None = None
-    target_value: float | None = None
-    baseline_value: float | None = None
-    original_size: tuple[int, int] | None = None
-    max_side: int | None = None
-    name: str = ""
-    label: str | None = None
-    raw: np.ndarray | None = field(default=None, repr=False)
-    extras: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.label is None:
-            where = f" @ {self.layer}" if self.layer else ""
-            self.label = f"{self.method}{where}: {self.target}"
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return int(self.map.shape[0]), int(self.map.shape[1])
-
-    @property
-    def downscaled(self) -> bool:
-        return self.original_size is not None and tuple(self.original_size) != self.size
-
-    # Result-like fields, so that viewers written for Results accept an Attribution as it is
-    @property
-    def conf(self) -> np.ndarray:
-        """All ones (an attribution has no confidence map; nothing is hidden)."""
-        return np.ones(self.size, dtype=np.float32)
-
-    @property
-    def noiseprint(self) -> np.ndarray:
-        """The raw attribution map (what a viewer's grey, robust-range panel should show)."""
-        return self.map
-
-    @property
-    def score(self) -> None:
-        return None
-
-    def display_map(self) -> np.ndarray:
-        """``map`` scaled to [0, 1] for fixed-range colour maps: signed maps around 0.5
-        (0.5 = no attribution), unsigned ones from 0; limit = the 99.5th percentile of |map|."""
-        lim = _robust_abs(self.map)
-        if np.nanmin(self.map) < 0:
-            return np.clip(0.5 + self.map / (2 * lim), 0, 1).astype(np.float32)
-        return np.clip(self.map / lim, 0, 1).astype(np.float32)
-
-    def to_result(self):
-        """A :class:`~trufor_lab.inference.analyze.Result` showing this attribution (``map`` =
-        :meth:`display_map`, ``noiseprint`` = the raw map, ``conf`` = ones, no score), e.g. for
-        ``CompareViewer``."""
-        return Result(image=self.image, noiseprint=self.map.astype(np.float32), map=self.display_map(),
-                      conf=self.conf, name=self.name, label=self.label,
-                      notes=("attribution scaled to [0, 1] for display", self.title))
-
-    @property
-    def shares(self) -> dict[str, float] | None:
-        """Modality shares of the total |attribution| (modality attribution only)."""
-        return self.extras.get("shares")
-
-    @property
-    def title(self) -> str:
-        parts = [self.method + (f" @ {self.layer}" if self.layer else ""), self.target]
-        if self.baseline:
-            parts.append(f"baseline {self.baseline}")
-        if self.delta is not None:
-            parts.append(f"delta {self.delta:.2g}")
-        t = " | ".join(parts)
-        h, w = self.size
-        if self.downscaled:
-            H, W = self.original_size
-            t += f"\ncomputed at {w}x{h}, downscaled from {W}x{H} (max_side={self.max_side})"
-        return t
-
-    def _overlay(self, ax, data: np.ndarray, alpha: float):
-        ax.imshow(self.image.mean(axis=2), cmap="gray", vmin=0, vmax=255)
-        if np.nanmin(data) < 0:
-            lim = _robust_abs(data)
-            im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=alpha)
-        else:
-            im = ax.imshow(data, cmap="inferno", vmin=0, vmax=_robust_abs(data), alpha=alpha)
-        ax.set_axis_off()
-        return im
-
-    def plot(self, ax=None, alpha: float = 0.6):
-        """Overlay of ``map`` on the (gray) image; modality results without ``ax`` get the
-        panel figure of :meth:`plot_modalities`. Returns the Figure."""
-        if ax is None and self.shares is not None:
-            return self.plot_modalities()
-        if ax is None:
-            fig = new_figure(figsize=(4.4, 4.4))
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
-        im = self._overlay(ax, self.map, alpha)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(self.title, fontsize=8)
-        return fig
-
-    def plot_modalities(self, fig=None, alpha: float = 0.6):
-        """Image, RGB attribution, Noiseprint++ attribution and the share bar; returns the Figure."""
-        if self.shares is None:
-            raise ValueError("not a modality attribution")
-        if fig is None:
-            fig = new_figure(figsize=(13, 3.6))
-        axes = fig.subplots(1, 4, gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
-        axes[0].imshow(self.image)
-        axes[0].set_title(self.name or "image", fontsize=9)
-        axes[0].set_axis_off()
-        for ax, key in zip(axes[1:3], ("rgb", "noiseprint")):
-            im = self._overlay(ax, self.extras["maps"][key], alpha)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-            ax.set_title(f"{key}: {100 * self.shares[key]:.1f}% of |attr|", fontsize=9)
-        plot_modality_shares([self], ax=axes[3])
-        fig.suptitle(self.title, fontsize=9)
-        return fig
-
-    def _repr_html_(self) -> str:
-        fig = self.plot()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        img = base64.b64encode(buf.getvalue()).decode()
-        return f'<div><b>{html.escape(self.title)}</b></div><img src="data:image/png;base64,{img}"/>'
-
-
-def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
-    """Stacked bars: share of |attribution| per modality for each image; returns the Figure."""
-    if ax is None:
-        fig = new_figure(figsize=(4.5, 1.2 + 0.4 * len(attributions)))
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    names = [a.name or f"image{i}" for i, a in enumerate(attributions)]
-    rgb = np.array([a.shares["rgb"] for a in attributions])
-    y = np.arange(len(attributions))
-    ax.barh(y, rgb, color="C0", label="RGB")
-    ax.barh(y, 1 - rgb, left=rgb, color="C3", label="Noiseprint++")
-    ax.set_yticks(y)
-    ax.set_yticklabels([n.split("/")[-1] for n in names], fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.invert_yaxis()
-    ax.set_xlabel("share of |attribution|")
-    ax.legend(fontsize=7, loc="lower right")
-    return fig
-
-
 # --------------------------------------------------------------------------------------------
 # attribution classes
 # --------------------------------------------------------------------------------------------
 
 def _rgb_forward(model: TruFor, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
     def f(rgb: torch.Tensor) -> torch.Tensor:
-        return _per_item(target(model(rgb)), rgb.shape[0])
+        return per_item(target(model(rgb)), rgb.shape[0])
     return f
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    t = t.detach().cpu()
-    return (t if t.dtype == torch.float64 else t.float()).numpy()
 
 
 class InputAttribution:
@@ -550,11 +250,11 @@ class InputAttribution:
         tval = float(vals[0])
         if b is not None:
             bval = float(vals[1])
-        raw = _np(attr[0])
+        raw = tensor_to_numpy(attr[0])
         reduce = {"ig": np.sum, "input_x_gradient": np.sum, "saliency": np.max, "occlusion": np.mean}[kind]
         return Attribution(
-            image=prep.rgb, map=reduce(raw, axis=0), method=kind, target=_target_label(target),
-            baseline=_baseline_label(base_kind, sigma) if uses_baseline else None, delta=delta,
+            image=prep.rgb, map=reduce(raw, axis=0), method=kind, target=target_label(target),
+            baseline=baseline_label(base_kind, sigma) if uses_baseline else None, delta=delta,
             target_value=tval, baseline_value=bval, original_size=prep.original_size, max_side=max_side,
             name=prep.name, raw=raw, extras=extras)
 
@@ -603,10 +303,10 @@ class LayerAttribution:
             with torch.no_grad():
                 tval = float(f(x)[0])
             up = F.interpolate(low.detach(), size=(h, w), mode="bilinear", align_corners=False)
-        extras["layer_map"] = _np(low[0, 0])
+        extras["layer_map"] = tensor_to_numpy(low[0, 0])
         return Attribution(
-            image=prep.rgb, map=_np(up[0, 0]), method=self.method, target=_target_label(target),
-            baseline=_baseline_label(base_kind, sigma) if base_kind is not None else None,
+            image=prep.rgb, map=tensor_to_numpy(up[0, 0]), method=self.method, target=target_label(target),
+            baseline=baseline_label(base_kind, sigma) if base_kind is not None else None,
             layer=f"fusion.stage{self.stage}.ffm", target_value=tval, original_size=prep.original_size,
             max_side=max_side, name=prep.name, extras=extras)
 
@@ -623,7 +323,7 @@ class ModalityAttribution:
         m = self.model
         x_np = noiseprint.expand(-1, 3, -1, -1) if noiseprint.shape[1] == 1 else noiseprint
         logits, conf, det = m.forward_heads(m.backbone(rgb_n, x_np), rgb_n.shape[2:])
-        return _per_item(target(TruForOutput(logits, conf, det, noiseprint)), rgb_n.shape[0])
+        return per_item(target(TruForOutput(logits, conf, det, noiseprint)), rgb_n.shape[0])
 
     def attribute(self, image: ImageLike, target: Target | None = None,
                   baselines: str | tuple[torch.Tensor, torch.Tensor] = "blur", *, n_steps: int = 32,
@@ -651,7 +351,7 @@ class ModalityAttribution:
                 else:
                     bimg = make_baseline(x, baselines, sigma=sigma, seed=seed)
                     b_rgb, b_np = m.normalize(bimg), m.forward_noiseprint(bimg)
-                    label = _baseline_label(baselines, sigma)
+                    label = baseline_label(baselines, sigma)
 
             def f(r: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
                 return self.forward(r, n, target)
@@ -665,13 +365,13 @@ class ModalityAttribution:
         total = tot_rgb + tot_np
         shares = ({"rgb": tot_rgb / total, "noiseprint": tot_np / total} if total > 0
                   else {"rgb": math.nan, "noiseprint": math.nan})
-        maps = {"rgb": _np(a_rgb[0].sum(dim=0)), "noiseprint": _np(a_np[0].sum(dim=0))}
+        maps = {"rgb": tensor_to_numpy(a_rgb[0].sum(dim=0)), "noiseprint": tensor_to_numpy(a_np[0].sum(dim=0))}
         extras = {"shares": shares, "maps": maps, "abs_totals": {"rgb": tot_rgb, "noiseprint": tot_np},
                   "sums": {"rgb": float(a_rgb.sum()), "noiseprint": float(a_np.sum())},
                   "n_steps": n_steps, "internal_batch_size": ibs}
         return Attribution(
             image=prep.rgb, map=maps["rgb"] + maps["noiseprint"], method="modality_ig",
-            target=_target_label(target), baseline=label, delta=float(d.reshape(-1)[0]),
+            target=target_label(target), baseline=label, delta=float(d.reshape(-1)[0]),
             target_value=float(vals[0]), baseline_value=float(vals[1]), original_size=prep.original_size,
             max_side=max_side, name=prep.name, extras=extras)
 

@@ -1,5 +1,8 @@
 """Benchmark loaders: the official TruFor list format, each benchmark's mask convention, folders.
 
+One cohesive thing: samples, mask conventions and the loaders that attach a convention to each
+benchmark only make sense together.
+
 A dataset is a sequence of :class:`Sample` (image, mask or None, label 0 real / 1 fake). Masks
 are read lazily by :meth:`Dataset.load_mask`, which applies the dataset's
 :class:`MaskConvention` and returns a boolean array with True = forged, the form

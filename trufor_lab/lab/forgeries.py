@@ -1,5 +1,8 @@
 """Synthetic forgeries with exact ground truth, for testing detectors where the answer is known.
 
+One cohesive thing: every generator shares the same seed, mask and ``params`` contract, and
+the helpers (region shapes, blending, JPEG traces) serve all of them.
+
 Every generator is deterministic given ``seed`` (``np.random.default_rng(seed)``) and returns
 a :class:`Forgery`: the forged ``image`` (uint8 HxWx3), its ``mask`` (bool HxW, True = forged)
 and a JSON-safe ``params`` record of what was done. Unless the docstring says otherwise (only
@@ -28,6 +31,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from trufor_lab.common.imaging import to_uint8
 from trufor_lab.common.paths import list_images
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.viz.figures import new_figure
@@ -157,10 +161,6 @@ def _json_safe(x: Any) -> Any:
     if x is None or isinstance(x, str):
         return x
     return str(x)
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -313,7 +313,7 @@ def splice(target: np.ndarray, donor: np.ndarray, *, seed: int, region: str | No
         alpha = sub.astype(np.float64)
     out = t.copy()
     dst = out[y0:y1, x0:x1]
-    blend = _to_uint8(alpha[..., None] * patch + (1 - alpha[..., None]) * dst)
+    blend = to_uint8(alpha[..., None] * patch + (1 - alpha[..., None]) * dst)
     dst[sub] = blend[sub]
     params = {**info, "donor_offset": [oy, ox], "donor_jpeg_quality": donor_jpeg_quality,
               "resample": resample, "blur": blur, "noise": noise, "feather": int(feather), "seed": seed}
@@ -395,7 +395,7 @@ def copy_move(image: np.ndarray, *, seed: int, rotation: float = 0.0, scale: flo
     mask = np.zeros((H, W), dtype=bool)
     mask[dy:dy + th, dx:dx + tw] = tmask
     dst = out[dy:dy + th, dx:dx + tw]
-    src = tpatch if identity else _to_uint8(tpatch)
+    src = tpatch if identity else to_uint8(tpatch)
     dst[tmask] = src[tmask]
     params = {"region": info["region"], "area_frac": float(mask.mean()), "source_bbox": [y0, y1, x0, x1],
               "dest_offset": [dy, dx], "rotation": float(rotation), "scale": scale,
@@ -419,7 +419,7 @@ def remove_object(image: np.ndarray, *, seed: int, area: Sequence[float] = _DEFA
     filled = inpaint_biharmonic(crop, mask[sy, sx], channel_axis=-1)
     out = img.copy()
     sub = out[sy, sx]
-    sub[mask[sy, sx]] = _to_uint8(filled * 255.0)[mask[sy, sx]]
+    sub[mask[sy, sx]] = to_uint8(filled * 255.0)[mask[sy, sx]]
     return Forgery(out, mask, "remove_object", _json_safe({**info, "method": "biharmonic", "seed": seed}),
                    ("image",))
 
@@ -451,7 +451,7 @@ def local_edit(image: np.ndarray, *, seed: int, op: str = "blur", strength: floa
         vals = np.stack([ndimage.map_coordinates(x[..., c], coords, order=3, mode="mirror")
                          for c in range(3)], axis=-1)
         out = img.copy()
-        out[ys, xs] = _to_uint8(vals)
+        out[ys, xs] = to_uint8(vals)
         extra["zoom_center"] = [cy, cx]
     else:
         margin = 16 if op not in ("blur",) else int(3 * s) + 4
@@ -474,7 +474,7 @@ def local_edit(image: np.ndarray, *, seed: int, op: str = "blur", strength: floa
             extra["gains"] = gains
         out = img.copy()
         o = out[sy, sx]
-        o[sub] = _to_uint8(new)[sub]
+        o[sub] = to_uint8(new)[sub]
     params = {**info, "op": op, "strength": s, **extra, "seed": seed}
     return Forgery(out, mask, "local_edit", _json_safe(params), ("image",))
 

@@ -1,5 +1,8 @@
 """Perturbations (JPEG, resize, blur, noise, gamma, crop) and robustness sweeps.
 
+One cohesive thing: the perturbation vocabulary (classes, factories, presets, registry) and
+the sweep that varies one of them share the ``apply(image, value, mask)`` contract and are read together.
+
 Every perturbation is a small frozen dataclass with one call shape::
 
     out = p.apply(image, value)                  # image: RGB uint8 (H, W, 3)
@@ -15,7 +18,6 @@ bound ``value`` (``jpeg(75)``), used when ``apply`` gets none, and then ``p(imag
 """
 from __future__ import annotations
 
-import csv
 import difflib
 import html
 import math
@@ -27,6 +29,8 @@ from typing import Any, Callable, ClassVar, Iterable
 import numpy as np
 from PIL import Image
 
+from trufor_lab.common.imaging import to_uint8
+from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.lab.metrics import localization_metrics
@@ -82,10 +86,6 @@ def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
     if m.shape != image.shape[:2]:
         raise ValueError(f"mask shape {m.shape} differs from image size {image.shape[:2]}")
     return m.astype(bool, copy=False)
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def _resize(image: np.ndarray, mask: np.ndarray | None, hw: tuple[int, int], interpolation: str
@@ -225,7 +225,7 @@ class Blur(Perturbation):
             raise ValueError(f"blur sigma must be >= 0, got {s}")
         if s == 0:
             return image.copy(), mask
-        return _to_uint8(ndimage.gaussian_filter(image.astype(np.float32), sigma=(s, s, 0))), mask
+        return to_uint8(ndimage.gaussian_filter(image.astype(np.float32), sigma=(s, s, 0))), mask
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ class GaussianNoise(Perturbation):
         if s < 0:
             raise ValueError(f"noise sigma must be >= 0, got {s}")
         n = np.random.default_rng(self.seed).standard_normal(image.shape, dtype=np.float32)
-        return _to_uint8(image.astype(np.float32) + s * n), mask
+        return to_uint8(image.astype(np.float32) + s * n), mask
 
     @property
     def label(self) -> str:
@@ -262,7 +262,7 @@ class Gamma(Perturbation):
         g = float(self._need(value))
         if g <= 0:
             raise ValueError(f"gamma must be > 0, got {g}")
-        lut = _to_uint8(255.0 * (np.arange(256) / 255.0) ** g)
+        lut = to_uint8(255.0 * (np.arange(256) / 255.0) ** g)
         return lut[image], mask
 
 
@@ -439,12 +439,6 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.3f}"
-    return str(v)
-
-
 @dataclass
 class SweepResult:
     """Rows of a sweep: one dict per value (``value``, ``height``, ``width``, ``score``,
@@ -452,8 +446,13 @@ class SweepResult:
     ``auc``; NaN where not defined, e.g. metrics of an image without forged pixels)."""
 
     perturbation: str
-    table: list[dict[str, Any]]
+    table: Table
     results: list[Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.table, Table):
+            self.table = Table(self.table)
+        self.table.title = f"sweep of {self.perturbation}"
 
     @property
     def values(self) -> list[Any]:
@@ -463,16 +462,13 @@ class SweepResult:
         """One column as a float array."""
         return np.array([float(r.get(key, math.nan)) for r in self.table], dtype=np.float64)
 
-    def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the table as CSV (columns in the order of the first row)."""
-        keys: list[str] = []
-        for r in self.table:
-            keys += [k for k in r if k not in keys]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            for r in self.table:
-                w.writerow({k: r.get(k, "") for k in keys})
+    def to_csv(self, path: str | os.PathLike) -> str:
+        """Write the table as CSV (UTF-8, atomically: a failed write leaves the old file); returns the text."""
+        return self.table.to_csv(path)
+
+    def to_pandas(self):
+        """The table as a pandas DataFrame."""
+        return self.table.to_pandas()
 
     def plot(self, ax=None):
         """Score, F1 (best and fixed threshold) and mean confidence vs value; returns the Figure."""
@@ -501,12 +497,7 @@ class SweepResult:
     def _repr_html_(self) -> str:
         if not self.table:
             return f"<b>sweep of {html.escape(self.perturbation)}</b>: no rows"
-        keys = list(self.table[0])
-        head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(k)))}</td>" for k in keys) + "</tr>"
-                       for r in self.table)
-        return (f"<b>sweep of {html.escape(self.perturbation)}</b>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return self.table._repr_html_()
 
 
 def _metric(lm: Any, key: str) -> float:

@@ -12,7 +12,7 @@ from trufor_lab.lab.failures import (
     pick_cases,
     render_cases,
 )
-from trufor_lab.widgets.viewers import StaticFallbackDisplay
+from trufor_lab.widgets.display import StaticFallbackDisplay
 
 __all__ = ["FailureGallery"]
 

@@ -1,0 +1,189 @@
+"""The :class:`Attribution` result (the map, its method, target and baseline, ``plot()``,
+``to_result()`` for the Result viewers) and :func:`plot_modality_shares` (RGB vs Noiseprint++)."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trufor_lab.inference.analyze import Result
+from trufor_lab.viz.figures import new_figure
+
+__all__ = ["Attribution", "plot_modality_shares"]
+
+def _robust_abs(a: np.ndarray, pct: float = 99.5) -> float:
+    """Colour limit: the ``pct`` percentile of |a|, else its max, else 1."""
+    if not a.size:
+        return 1.0
+    for v in (float(np.nanpercentile(np.abs(a), pct)), float(np.nanmax(np.abs(a)))):
+        if v > 0:
+            return v
+    return 1.0
+
+
+@dataclass
+class Attribution:
+    """An attribution map ``(H, W)`` aligned with ``image`` ``(H, W, 3)`` uint8.
+
+    ``map`` reduces the per-channel attributions ``raw`` ``(C, H, W)``: summed over channels
+    for IG, InputXGradient and the modality map (so IG's map sums to the explained
+    difference), max of |gradient| for saliency, the mean for occlusion (equal channels). For
+    layer methods ``map`` is the stage map upsampled to the image. ``delta`` is IG's
+    convergence delta ``sum(attr) - (target(x) - target(baseline))``. With ``max_side``,
+    ``image`` is the downscaled image that was explained and ``original_size`` the input's.
+    """
+
+    image: np.ndarray
+    map: np.ndarray
+    method: str
+    target: str
+    baseline: str | None = None
+    layer: str | None = None
+    delta: float | None = None
+    target_value: float | None = None
+    baseline_value: float | None = None
+    original_size: tuple[int, int] | None = None
+    max_side: int | None = None
+    name: str = ""
+    label: str | None = None
+    raw: np.ndarray | None = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.label is None:
+            where = f" @ {self.layer}" if self.layer else ""
+            self.label = f"{self.method}{where}: {self.target}"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.map.shape[0]), int(self.map.shape[1])
+
+    @property
+    def downscaled(self) -> bool:
+        return self.original_size is not None and tuple(self.original_size) != self.size
+
+    # Result-like fields, so that viewers written for Results accept an Attribution as it is
+    @property
+    def conf(self) -> np.ndarray:
+        """All ones (an attribution has no confidence map; nothing is hidden)."""
+        return np.ones(self.size, dtype=np.float32)
+
+    @property
+    def noiseprint(self) -> np.ndarray:
+        """The raw attribution map (what a viewer's grey, robust-range panel should show)."""
+        return self.map
+
+    @property
+    def score(self) -> None:
+        return None
+
+    def display_map(self) -> np.ndarray:
+        """``map`` scaled to [0, 1] for fixed-range colour maps: signed maps around 0.5
+        (0.5 = no attribution), unsigned ones from 0; limit = the 99.5th percentile of |map|."""
+        lim = _robust_abs(self.map)
+        if np.nanmin(self.map) < 0:
+            return np.clip(0.5 + self.map / (2 * lim), 0, 1).astype(np.float32)
+        return np.clip(self.map / lim, 0, 1).astype(np.float32)
+
+    def to_result(self):
+        """A :class:`~trufor_lab.inference.analyze.Result` showing this attribution (``map`` =
+        :meth:`display_map`, ``noiseprint`` = the raw map, ``conf`` = ones, no score), e.g. for
+        ``CompareViewer``."""
+        return Result(image=self.image, noiseprint=self.map.astype(np.float32), map=self.display_map(),
+                      conf=self.conf, name=self.name, label=self.label,
+                      notes=("attribution scaled to [0, 1] for display", self.title))
+
+    @property
+    def shares(self) -> dict[str, float] | None:
+        """Modality shares of the total |attribution| (modality attribution only)."""
+        return self.extras.get("shares")
+
+    @property
+    def title(self) -> str:
+        parts = [self.method + (f" @ {self.layer}" if self.layer else ""), self.target]
+        if self.baseline:
+            parts.append(f"baseline {self.baseline}")
+        if self.delta is not None:
+            parts.append(f"delta {self.delta:.2g}")
+        t = " | ".join(parts)
+        h, w = self.size
+        if self.downscaled:
+            H, W = self.original_size
+            t += f"\ncomputed at {w}x{h}, downscaled from {W}x{H} (max_side={self.max_side})"
+        return t
+
+    def _overlay(self, ax, data: np.ndarray, alpha: float):
+        ax.imshow(self.image.mean(axis=2), cmap="gray", vmin=0, vmax=255)
+        if np.nanmin(data) < 0:
+            lim = _robust_abs(data)
+            im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=alpha)
+        else:
+            im = ax.imshow(data, cmap="inferno", vmin=0, vmax=_robust_abs(data), alpha=alpha)
+        ax.set_axis_off()
+        return im
+
+    def plot(self, ax=None, alpha: float = 0.6):
+        """Overlay of ``map`` on the (gray) image; modality results without ``ax`` get the
+        panel figure of :meth:`plot_modalities`. Returns the Figure."""
+        if ax is None and self.shares is not None:
+            return self.plot_modalities()
+        if ax is None:
+            fig = new_figure(figsize=(4.4, 4.4))
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        im = self._overlay(ax, self.map, alpha)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(self.title, fontsize=8)
+        return fig
+
+    def plot_modalities(self, fig=None, alpha: float = 0.6):
+        """Image, RGB attribution, Noiseprint++ attribution and the share bar; returns the Figure."""
+        if self.shares is None:
+            raise ValueError("not a modality attribution")
+        if fig is None:
+            fig = new_figure(figsize=(13, 3.6))
+        axes = fig.subplots(1, 4, gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
+        axes[0].imshow(self.image)
+        axes[0].set_title(self.name or "image", fontsize=9)
+        axes[0].set_axis_off()
+        for ax, key in zip(axes[1:3], ("rgb", "noiseprint")):
+            im = self._overlay(ax, self.extras["maps"][key], alpha)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            ax.set_title(f"{key}: {100 * self.shares[key]:.1f}% of |attr|", fontsize=9)
+        plot_modality_shares([self], ax=axes[3])
+        fig.suptitle(self.title, fontsize=9)
+        return fig
+
+    def _repr_html_(self) -> str:
+        fig = self.plot()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        img = base64.b64encode(buf.getvalue()).decode()
+        return f'<div><b>{html.escape(self.title)}</b></div><img src="data:image/png;base64,{img}"/>'
+
+
+def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
+    """Stacked bars: share of |attribution| per modality for each image; returns the Figure."""
+    if ax is None:
+        fig = new_figure(figsize=(4.5, 1.2 + 0.4 * len(attributions)))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    names = [a.name or f"image{i}" for i, a in enumerate(attributions)]
+    rgb = np.array([a.shares["rgb"] for a in attributions])
+    y = np.arange(len(attributions))
+    ax.barh(y, rgb, color="C0", label="RGB")
+    ax.barh(y, 1 - rgb, left=rgb, color="C3", label="Noiseprint++")
+    ax.set_yticks(y)
+    ax.set_yticklabels([n.split("/")[-1] for n in names], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of |attribution|")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig

@@ -1,0 +1,78 @@
+"""Which interventions (ablations, captures) are active on a model, so that a forward that
+bypasses them can refuse instead of giving a silently wrong answer.
+
+Ablations and captures act through module hooks and attributes. The memory-lean forward
+(:mod:`trufor_lab.model.lean`) calls the stages' pieces directly, so a hook on the whole model
+or on the encoder never fires there. Each intervention registers itself here while it is active
+(``with registered(model, name, lean_ok=...)``, always undone on exit), and the code that picks
+the lean forward asks :func:`plain_forward_required` first: the plain forward is used when it
+fits, otherwise :class:`InterventionError` says in one line why the image is refused.
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from torch import nn
+
+__all__ = ["Intervention", "InterventionError", "active_interventions", "lean_blockers", "plain_forward_required",
+           "registered"]
+
+
+class InterventionError(RuntimeError):
+    """An intervention is active that the only forward which fits in memory would skip."""
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One active intervention: its name, and whether the memory-lean forward honours it."""
+
+    name: str
+    lean_ok: bool
+    why: str = ""
+
+
+_ACTIVE: "weakref.WeakKeyDictionary[nn.Module, list[Intervention]]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def registered(model: nn.Module, name: str, *, lean_ok: bool, why: str = "") -> Iterator[Intervention]:
+    """Mark ``name`` as active on ``model`` for the duration of the block (removed on any exit)."""
+    entry = Intervention(name, lean_ok, why)
+    _ACTIVE.setdefault(model, []).append(entry)
+    try:
+        yield entry
+    finally:
+        active = _ACTIVE.get(model, [])
+        if entry in active:
+            active.remove(entry)
+        if not active:
+            _ACTIVE.pop(model, None)
+
+
+def active_interventions(model: nn.Module) -> list[Intervention]:
+    """The interventions active on ``model`` now, oldest first."""
+    return list(_ACTIVE.get(model, []))
+
+
+def lean_blockers(model: nn.Module) -> list[Intervention]:
+    """The active interventions that the memory-lean forward would skip."""
+    return [i for i in active_interventions(model) if not i.lean_ok]
+
+
+def plain_forward_required(model: nn.Module, plain_fits: Callable[[], bool], what: str = "the image") -> bool:
+    """Whether the plain forward must replace the lean one because of an active intervention.
+
+    ``False`` when nothing blocks the lean forward; ``True`` when something does and
+    ``plain_fits()``; otherwise raises :class:`InterventionError` (one line)."""
+    blockers = lean_blockers(model)
+    if not blockers:
+        return False
+    if plain_fits():
+        return True
+    names = ", ".join(repr(b.name) for b in blockers)
+    why = blockers[0].why or "it acts through hooks the memory-lean forward skips"
+    raise InterventionError(f"{what} is too large for the plain forward and {names} cannot run on the "
+                            f"memory-lean one ({why}); crop or downscale the image, or leave the intervention")

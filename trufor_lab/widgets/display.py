@@ -1,0 +1,231 @@
+"""The viewers' common machinery: a state dict drawn by matplotlib (no pyplot) into PNG bytes and
+shown in an ``ipywidgets.Image``, with a static PNG wherever widgets cannot render.
+
+:class:`Viewer` is the base of every viewer (``set``, ``redraw``, ``png``, ``controls``, ``widget``);
+:class:`StaticFallbackDisplay` is the notebook display that never raises.
+"""
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import io
+from typing import Any, Callable
+
+__all__ = ["StaticFallbackDisplay", "Viewer", "as_list", "clip01", "new_figure", "widgets_available"]
+
+
+def widgets_available() -> bool:
+    """Whether ipywidgets can be imported."""
+    try:
+        import ipywidgets  # noqa: F401  # lazy: the widget stack is only needed in a notebook
+    except Exception:
+        return False
+    return True
+
+
+def new_figure(figsize: tuple[float, float]):
+    """A matplotlib Figure not registered with pyplot (nothing leaks between renders)."""
+    from matplotlib.figure import Figure  # lazy: matplotlib takes about a second to import; only drawing needs it
+    return Figure(figsize=figsize)
+
+
+class StaticFallbackDisplay:
+    """Notebook display for objects with a ``widget`` and a ``_static_png()``: the widget view
+    where widgets render, with the static PNG in the same bundle as a fallback; never raises."""
+
+    widget: Any
+
+    def _static_png(self) -> bytes | None:  # pragma: no cover - overridden
+        return None
+
+    def _repr_png_(self) -> bytes | None:
+        return self._static_png()
+
+    def _repr_html_(self) -> str:
+        png = self._static_png()
+        if png is None:
+            return f"<pre>{html.escape(repr(self))} (could not render)</pre>"
+        return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The widget view where widgets render, with the static PNG as fallback in the same bundle."""
+        bundle: dict[str, Any] = {"text/plain": repr(self)}
+        png = self._static_png()
+        if png is not None:
+            bundle["image/png"] = png
+        try:
+            box = self.widget
+            if box is not None:
+                view = box._repr_mimebundle_()
+                if view:
+                    bundle.update({k: v for k, v in view.items() if k != "text/plain"})
+        except Exception:
+            pass
+        return bundle
+
+
+class Viewer(StaticFallbackDisplay):
+    """State dict -> matplotlib Figure -> PNG bytes -> ``ipywidgets.Image``; controls call :meth:`set`."""
+
+    dpi: int = 72
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = dict(state)
+        self._png: bytes = b""
+        self._controls: dict[str, Any] | None = None
+        self._image_widget: Any = None
+        self._box: Any = None
+        self._syncing = False
+        #: Number of renders so far (tests and profiling).
+        self.redraw_count = 0
+
+    # -- to implement -----------------------------------------------------------------------
+    def render(self):
+        """A matplotlib Figure of the current state."""
+        raise NotImplementedError
+
+    def _make_controls(self, w: Any) -> dict[str, Any]:
+        """``{key: widget}``; a widget's value maps to state via :meth:`_control_to_state`."""
+        return {}
+
+    def _normalize(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Validate/convert changes (subclasses clip values, expand convenience keys)."""
+        return changes
+
+    def _after_change(self, changed: set[str]) -> None:
+        """Adjust dependent state after ``changed`` keys (e.g. reset zoom on a new image)."""
+
+    def _control_value(self, key: str) -> Any:
+        return self._state[key]
+
+    def _control_to_state(self, key: str, value: Any) -> dict[str, Any]:
+        return {key: value}
+
+    def _sync_control_options(self) -> None:
+        """Update control ranges/options that depend on the state."""
+
+    # -- API --------------------------------------------------------------------------------
+    @property
+    def state(self) -> dict[str, Any]:
+        """A copy of the current state."""
+        return dict(self._state)
+
+    def set(self, **changes: Any) -> bytes:
+        """Change state (keys of :attr:`state`) and redraw; returns the new PNG bytes."""
+        changes = self._normalize(dict(changes))
+        unknown = [k for k in changes if k not in self._state]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(self._state), n=1)
+            raise KeyError(f"unknown viewer setting {unknown[0]!r}"
+                           + (f"; did you mean {close[0]!r}?" if close else f"; one of {sorted(self._state)}"))
+        changed = {k for k, v in changes.items() if _differs(self._state[k], v)}
+        self._state.update(changes)
+        if changed:
+            self._after_change(changed)
+        self._sync_controls()
+        return self.redraw()
+
+    def redraw(self) -> bytes:
+        """Render the current state to PNG (and into the widget); returns the bytes."""
+        fig = self.render()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=self.dpi)
+        self._png = buf.getvalue()
+        self.redraw_count += 1
+        if self._image_widget is not None:
+            self._image_widget.value = self._png
+        return self._png
+
+    @property
+    def png(self) -> bytes:
+        """The current picture as PNG bytes (rendered on first access)."""
+        if not self._png:
+            self.redraw()
+        return self._png
+
+    @property
+    def controls(self) -> dict[str, Any]:
+        """The control widgets by state key (empty without ipywidgets)."""
+        self.widget  # noqa: B018  (builds them)
+        return dict(self._controls or {})
+
+    @property
+    def widget(self) -> Any:
+        """The ipywidgets UI (controls above the picture), or ``None`` without ipywidgets."""
+        if self._box is not None:
+            return self._box
+        try:
+            import ipywidgets as w  # lazy: the widget stack is only needed in a notebook
+        except Exception:
+            self._controls = {}
+            return None
+        self._controls = self._make_controls(w)
+        for key, ctrl in self._controls.items():
+            ctrl.observe(self._observer(key), names="value")
+        self._image_widget = w.Image(value=self.png, format="png", layout=w.Layout(max_width="100%"))
+        rows = [w.HBox(list(self._controls.values())[i:i + 3]) for i in range(0, len(self._controls), 3)]
+        self._box = w.VBox([*rows, self._image_widget])
+        self._sync_controls()
+        return self._box
+
+    def _observer(self, key: str) -> Callable[[dict], None]:
+        def on_change(change: dict) -> None:
+            if not self._syncing:
+                self.set(**self._control_to_state(key, change["new"]))
+        return on_change
+
+    def _sync_controls(self) -> None:
+        if not self._controls:
+            return
+        self._syncing = True
+        try:
+            self._sync_control_options()
+            for key, ctrl in self._controls.items():
+                v = self._control_value(key)
+                if _differs(ctrl.value, v):
+                    ctrl.value = v
+        finally:
+            self._syncing = False
+
+    # -- display ----------------------------------------------------------------------------
+    def _static_png(self) -> bytes | None:
+        try:
+            return self.png
+        except Exception:
+            return None
+
+
+    def show(self) -> None:
+        """Display in the notebook (the widget, or the static picture where widgets cannot render)."""
+        try:
+            from IPython.display import display  # lazy: the widget stack is only needed in a notebook
+        except Exception:
+            return
+        display(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._state.items())})"
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, list):
+        a = tuple(a)
+    if isinstance(b, list):
+        b = tuple(b)
+    try:
+        return bool(a != b)
+    except Exception:
+        return True
+
+
+def as_list(x: Any) -> list:
+    if x is None:
+        return []
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+def clip01(v: Any) -> float:
+    return float(min(1.0, max(0.0, float(v))))

@@ -1,0 +1,79 @@
+"""``NoiseprintViewer``: a Noiseprint++ map with its local variance and spectrum, or two regions
+compared side by side."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from trufor_lab.viz.noiseprint import compare_regions, plot_noiseprint
+from trufor_lab.widgets.display import Viewer, new_figure
+
+__all__ = ["NoiseprintViewer"]
+
+
+class NoiseprintViewer(Viewer):
+    """Noiseprint++ of a result: ``mode="overview"`` (map, local variance, spectrum) or
+    ``mode="compare"`` (two regions ``region_a``/``region_b`` = (y0, x0, y1, x1) side by side)."""
+
+    MODES = ("overview", "compare")
+
+    def __init__(self, result: Any, region_a: Sequence[int] | None = None, region_b: Sequence[int] | None = None,
+                 *, mode: str = "overview", variance_size: int = 15) -> None:
+        self.noiseprint = np.asarray(getattr(result, "noiseprint", result), dtype=np.float64)
+        self.title = getattr(result, "name", "") or ""
+        h, w = self.noiseprint.shape
+        ra = region_a or (h // 4, 0, h // 4 + max(2, h // 2), max(2, w // 2))
+        rb = region_b or (h // 4, w - max(2, w // 2), h // 4 + max(2, h // 2), w)
+        super().__init__(dict(mode=mode, variance_size=int(variance_size), region_a=tuple(ra), region_b=tuple(rb)))
+        self._state.update(self._normalize(dict(self._state)))
+
+    def _normalize(self, changes: dict[str, Any]) -> dict[str, Any]:
+        h, w = self.noiseprint.shape
+        if "mode" in changes and changes["mode"] not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {changes['mode']!r}")
+        if "variance_size" in changes:
+            changes["variance_size"] = max(3, int(changes["variance_size"]))
+        for key in ("region_a", "region_b"):
+            if key in changes:
+                y0, x0, y1, x1 = (int(v) for v in changes[key])
+                y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
+                x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
+                if y1 - y0 < 2 or x1 - x0 < 2:
+                    raise ValueError(f"{key} {tuple(changes[key])} is smaller than 2x2 inside {h}x{w}")
+                changes[key] = (y0, x0, y1, x1)
+        return changes
+
+    def _make_controls(self, w: Any) -> dict[str, Any]:
+        s = self._state
+        h, wd = self.noiseprint.shape
+        ctrls = {"mode": w.ToggleButtons(options=list(self.MODES), value=s["mode"]),
+                 "variance_size": w.IntSlider(value=s["variance_size"], min=3, max=63, step=2,
+                                              description="variance window")}
+        for key in ("region_a", "region_b"):
+            r = s[key]
+            ctrls[f"{key}_y"] = w.IntRangeSlider(value=(r[0], r[2]), min=0, max=h, description=f"{key[-1]} rows")
+            ctrls[f"{key}_x"] = w.IntRangeSlider(value=(r[1], r[3]), min=0, max=wd, description=f"{key[-1]} cols")
+        return ctrls
+
+    def _control_value(self, key: str) -> Any:
+        if key.endswith(("_y", "_x")):
+            r = self._state[key[:-2]]
+            return (r[0], r[2]) if key.endswith("_y") else (r[1], r[3])
+        return self._state[key]
+
+    def _control_to_state(self, key: str, value: Any) -> dict[str, Any]:
+        if key.endswith(("_y", "_x")):
+            r = self._state[key[:-2]]
+            new = (value[0], r[1], value[1], r[3]) if key.endswith("_y") else (r[0], value[0], r[2], value[1])
+            return {key[:-2]: new}
+        return {key: value}
+
+    def render(self):
+        s = self._state
+        if s["mode"] == "overview":
+            fig = new_figure((10.5, 3.8))
+            return plot_noiseprint(self.noiseprint, fig=fig, variance_size=s["variance_size"], title=self.title or None)
+        fig = new_figure((12, 6))
+        return compare_regions(self.noiseprint, s["region_a"], s["region_b"], fig=fig,
+                               variance_size=min(s["variance_size"], 15))

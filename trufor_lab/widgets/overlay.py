@@ -1,0 +1,74 @@
+"""The overlay controls shared by the result viewers: opacity, threshold, confidence mask,
+colour map and zoom (``zoom=(y0, x0, y1, x1)``)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from trufor_lab.widgets.display import clip01
+
+__all__ = ["COLORMAPS", "OverlayControls", "check_zoom"]
+
+COLORMAPS = ("RdBu_r", "jet", "viridis", "magma", "inferno", "gray")
+
+
+def check_zoom(zoom: Sequence[int] | None, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    if zoom is None:
+        return 0, 0, shape[0], shape[1]
+    y0, x0, y1, x1 = (int(v) for v in zoom)
+    y0, y1 = sorted((min(max(y0, 0), shape[0]), min(max(y1, 0), shape[0])))
+    x0, x1 = sorted((min(max(x0, 0), shape[1]), min(max(x1, 0), shape[1])))
+    if y1 - y0 < 1 or x1 - x0 < 1:
+        raise ValueError(f"zoom {tuple(zoom)} is empty inside a {shape[0]}x{shape[1]} image")
+    return y0, x0, y1, x1
+
+
+class OverlayControls:
+    """Opacity, threshold, confidence mask, colour map and zoom: shared by the result viewers."""
+
+    _state: dict[str, Any]
+
+    def _overlay_normalize(self, changes: dict[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
+        for key in ("opacity", "threshold", "conf_min"):
+            if key in changes:
+                changes[key] = clip01(changes[key])
+        if "cmap" in changes:
+            import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
+            if changes["cmap"] not in matplotlib.colormaps:
+                raise ValueError(f"unknown colormap {changes['cmap']!r}")
+        if "zoom" in changes:
+            changes["zoom"] = check_zoom(changes["zoom"], shape)
+        return changes
+
+    def _overlay_controls(self, w: Any, shape: tuple[int, int]) -> dict[str, Any]:
+        s = self._state
+        style = {"description_width": "initial"}
+        return {
+            "opacity": w.FloatSlider(value=s["opacity"], min=0, max=1, step=0.05, description="opacity", style=style),
+            "threshold": w.FloatSlider(value=s["threshold"], min=0, max=1, step=0.05, description="threshold",
+                                       style=style),
+            "conf_min": w.FloatSlider(value=s["conf_min"], min=0, max=1, step=0.05,
+                                      description="hide conf <", style=style),
+            "cmap": w.Dropdown(options=list(dict.fromkeys([s["cmap"], *COLORMAPS])), value=s["cmap"],
+                               description="colormap", style=style),
+            "zoom_y": w.IntRangeSlider(value=(s["zoom"][0], s["zoom"][2]), min=0, max=shape[0], description="rows",
+                                       style=style),
+            "zoom_x": w.IntRangeSlider(value=(s["zoom"][1], s["zoom"][3]), min=0, max=shape[1], description="cols",
+                                       style=style),
+        }
+
+    def _overlay_control_value(self, key: str) -> Any:
+        z = self._state["zoom"]
+        if key == "zoom_y":
+            return z[0], z[2]
+        if key == "zoom_x":
+            return z[1], z[3]
+        return self._state[key]
+
+    def _overlay_control_to_state(self, key: str, value: Any) -> dict[str, Any]:
+        z = self._state["zoom"]
+        if key == "zoom_y":
+            return {"zoom": (value[0], z[1], value[1], z[3])}
+        if key == "zoom_x":
+            return {"zoom": (z[0], value[0], z[2], value[1])}
+        return {key: value}
+

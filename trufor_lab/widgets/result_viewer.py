@@ -1,0 +1,114 @@
+"""``ResultViewer``: one or several Results with the overlay control panel (the localization map
+on the image, the map itself and the confidence map)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trufor_lab.viz.figures import crop_region, draw_overlay, robust_limits
+from trufor_lab.widgets.display import Viewer, as_list, clip01, new_figure
+from trufor_lab.widgets.overlay import OverlayControls
+
+__all__ = ["ResultViewer"]
+
+
+def _title(result: Any) -> str:
+    t = result.name or "image"
+    if getattr(result, "label", None):
+        t = f"{result.label}: {t}"
+    if result.score is not None:
+        t += f"  (score {result.score:.3f})"
+    return t
+
+
+class ResultViewer(OverlayControls, Viewer):
+    """Results with an overlay control panel: opacity, threshold, confidence masking, colour map,
+    zoom (``zoom=(y0, x0, y1, x1)``), and an image selector (``index``) for several results.
+
+    Panels: image with the map on top (ground-truth outline when ``masks`` are given), the
+    localization map (fixed [0, 1] scale) and the confidence; Noiseprint++ when there is no map.
+    """
+
+    def __init__(self, results: Any, masks: Any = None, *, opacity: float = 0.5, threshold: float = 0.0,
+                 conf_min: float = 0.0, cmap: str = "RdBu_r") -> None:
+        self.results = as_list(results)
+        if not self.results:
+            raise ValueError("ResultViewer needs at least one Result")
+        self.masks = as_list(masks) + [None] * (len(self.results) - len(as_list(masks)))
+        shape = self.results[0].size
+        super().__init__(dict(index=0, opacity=clip01(opacity), threshold=clip01(threshold),
+                              conf_min=clip01(conf_min), cmap=cmap, zoom=(0, 0, shape[0], shape[1])))
+
+    @property
+    def result(self) -> Any:
+        """The result shown now."""
+        return self.results[self._state["index"]]
+
+    def _normalize(self, changes: dict[str, Any]) -> dict[str, Any]:
+        if "index" in changes:
+            i = int(changes["index"])
+            if not 0 <= i < len(self.results):
+                raise IndexError(f"index {i} out of range for {len(self.results)} results")
+            changes["index"] = i
+        shape = self.results[changes.get("index", self._state["index"])].size
+        if "index" in changes and "zoom" not in changes and changes["index"] != self._state["index"]:
+            changes["zoom"] = None  # the whole new image
+        return self._overlay_normalize(changes, shape)
+
+    def _make_controls(self, w: Any) -> dict[str, Any]:
+        ctrls = {}
+        if len(self.results) > 1:
+            ctrls["index"] = w.Dropdown(options=[(f"{i}: {r.name or 'image'}", i) for i, r in enumerate(self.results)],
+                                        value=self._state["index"], description="image")
+        ctrls.update(self._overlay_controls(w, self.result.size))
+        return ctrls
+
+    def _sync_control_options(self) -> None:
+        h, w_ = self.result.size
+        for key, hi in (("zoom_y", h), ("zoom_x", w_)):
+            c = self._controls.get(key) if self._controls else None
+            if c is not None and c.max != hi:
+                c.max = hi
+
+    _control_value = OverlayControls._overlay_control_value
+    _control_to_state = OverlayControls._overlay_control_to_state
+
+    def render(self):
+        s, r = self._state, self.result
+        mask = self.masks[s["index"]]
+        z = s["zoom"]
+        img = crop_region(r.image, z)
+        crop_mask = None if mask is None else crop_region(np.asarray(mask), z)
+        if r.map is None:
+            fig = new_figure((7, 3.6))
+            axes = fig.subplots(1, 2, squeeze=False)[0]
+            axes[0].imshow(img)
+            npm = crop_region(r.noiseprint, z)
+            lo, hi = robust_limits(npm)
+            axes[1].imshow(npm, cmap="gray", vmin=lo, vmax=hi)
+            axes[0].set_title("Image", fontsize=10)
+            axes[1].set_title("Noiseprint++", fontsize=10)
+            for ax in axes:
+                ax.set_axis_off()
+        else:
+            fig = new_figure((10, 3.6))
+            axes = fig.subplots(1, 3, squeeze=False)[0]
+            heat, conf = crop_region(r.map, z), crop_region(r.conf, z)
+            draw_overlay(axes[0], img, heat, opacity=s["opacity"], threshold=s["threshold"], conf=conf,
+                         conf_min=s["conf_min"], cmap=s["cmap"], mask=crop_mask)
+            axes[0].set_title("Overlay", fontsize=10)
+            shown = np.ma.masked_array(heat, (conf < s["conf_min"]) if s["conf_min"] > 0 else False)
+            im = axes[1].imshow(shown, cmap=s["cmap"], vmin=0, vmax=1, interpolation="nearest")
+            if s["threshold"] > 0:
+                axes[1].contour(heat, levels=[s["threshold"]], colors="k", linewidths=0.8)
+            fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
+            axes[1].set_title("Localization map", fontsize=10)
+            im = axes[2].imshow(conf, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02)
+            axes[2].set_title("Confidence", fontsize=10)
+            for ax in axes:
+                ax.set_axis_off()
+        fig.suptitle(_title(r), fontsize=11)
+        return fig
+
