@@ -1,0 +1,78 @@
+"""The shared jobs in trufor_lab.common: atomic files, output paths, input listing, tables."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trufor_lab.common.files import atomic_savez, atomic_write, atomic_write_text
+from trufor_lab.common.paths import OutputPathError, display_name, expand_inputs, output_path
+from trufor_lab.common.table import Table, fmt
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    p = tmp_path / "out.txt"
+    atomic_write_text(p, "old")
+
+    def boom(f):
+        f.write(b"half a fi")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(p, boom)
+    assert p.read_text() == "old"
+    assert [q.name for q in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
+
+
+def test_atomic_savez_writes_the_exact_name(tmp_path):
+    p = atomic_savez(tmp_path / "sub" / "x.png.npz", {"map": np.ones((2, 3), np.float32)})
+    assert p.name == "x.png.npz" and np.load(p)["map"].shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", ["../x.png", "a/../../x.png", "/etc/x.png", "C:/x.png", "", "a/.."])
+def test_output_path_refuses_names_that_leave_the_folder(tmp_path, name):
+    with pytest.raises(OutputPathError):
+        output_path(tmp_path, name)
+
+
+def test_output_path_keeps_subfolders(tmp_path):
+    assert output_path(tmp_path, "a/b/x.png") == tmp_path / "a" / "b" / "x.png.npz"
+    assert output_path(tmp_path, "a\\x.png", ".json") == tmp_path / "a" / "x.png.json"
+
+
+def _img(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG fake")
+    return path
+
+
+def test_expand_inputs_names_from_the_common_root(tmp_path, monkeypatch):
+    a, b = _img(tmp_path / "a" / "x.png"), _img(tmp_path / "b" / "x.png")
+    monkeypatch.chdir(tmp_path)
+    pairs, problems = expand_inputs(["a/x.png", "b/x.png"])
+    assert problems == [] and sorted(n for _, n in pairs) == ["a/x.png", "b/x.png"]
+    pairs, _ = expand_inputs([str(tmp_path / "a")])                      # one folder: names inside it
+    assert [n for _, n in pairs] == ["x.png"]
+    pairs, _ = expand_inputs([str(a), str(a), str(tmp_path / "a")])      # a file listed twice: once
+    assert len(pairs) == 1
+    pairs, problems = expand_inputs([str(tmp_path / "*" / "x.png"), "missing.png"])
+    assert sorted(n for _, n in pairs) == ["a/x.png", "b/x.png"]
+    assert problems == ["missing.png: no such file or folder"]
+    assert b.exists()
+
+
+def test_display_name_hides_folders():
+    assert display_name("/home/someone/secret/photo.jpg") == "photo.jpg"
+    assert display_name("C:\\Users\\x\\p.png") == "p.png" and display_name(None) == "image"
+
+
+def test_table_csv_pandas_and_html(tmp_path):
+    t = Table([{"name": "ré<sumé>", "f1": 0.123456}, {"name": "b", "auc": float("nan")}], title="T")
+    assert t.columns == ["name", "f1", "auc"]
+    text = t.to_csv(tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text(encoding="utf-8") == text
+    assert text.splitlines()[0] == "name,f1,auc" and "ré<sumé>,0.123456," in text
+    df = t.to_pandas()
+    assert list(df.columns) == ["name", "f1", "auc"] and df["f1"].iloc[0] == pytest.approx(0.123456)
+    html = t._repr_html_()
+    assert "&lt;sumé&gt;" in html and "0.1235" in html and "nan" in html
+    assert fmt(None) == "" and fmt(True) == "True" and fmt(3) == "3"
