@@ -15,12 +15,12 @@ from trufor_lab.model import (
     strict_load,
 )
 
+#: The three training phases, in order.
 PHASES = ("localization", "confidence", "detection")
 #: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
 TRAINABLE = {"localization": ("backbone", "decode_head"),
              "confidence": ("decode_head_conf",),
              "detection": ("detection",)}
-
 
 
 # --------------------------------------------------------------------------------------------

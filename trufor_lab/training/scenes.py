@@ -9,28 +9,6 @@ import numpy as np
 from trufor_lab.common.paths import list_images
 from trufor_lab.inference.preprocess import load_image
 
-#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
-TRAINABLE = {"localization": ("backbone", "decode_head"),
-             "confidence": ("decode_head_conf",),
-             "detection": ("detection",)}
-
-#: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
-HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
-#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
-TRAINABLE = {"localization": ("backbone", "decode_head"),
-             "confidence": ("decode_head_conf",),
-             "detection": ("detection",)}
-
-#: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
-HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
-_SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
-                  "retina", "colorwheel", "logo", "stereo_motorcycle", "camera", "moon", "page", "text",
-                  "coins", "brick", "grass", "gravel", "clock", "cell")
-#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
-TRAINABLE = {"localization": ("backbone", "decode_head"),
-             "confidence": ("decode_head_conf",),
-             "detection": ("detection",)}
-
 #: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
 HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
 _SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",

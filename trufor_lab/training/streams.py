@@ -11,22 +11,8 @@ from trufor_lab.inference.preprocess import load_image
 from trufor_lab.lab.forgeries import FORGERIES, make_forgery, random_params
 from trufor_lab.training.camera import Camera, downscale
 
-#: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
-TRAINABLE = {"localization": ("backbone", "decode_head"),
-             "confidence": ("decode_head_conf",),
-             "detection": ("detection",)}
-
-#: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
-HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
-_SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
-                  "retina", "colorwheel", "logo", "stereo_motorcycle", "camera", "moon", "page", "text",
-                  "coins", "brick", "grass", "gravel", "clock", "cell")
-#: Synthetic scene seeds at or above this value are reserved for held-out data.
-HELDOUT_SCENE_SEED = 1_000_000
 #: Local edits that change the processing trace (``ForgeryStream(traceable=True)``).
 TRACEABLE_EDITS = ("resample", "blur", "sharpen")
-
-
 
 
 def pad_to(a: np.ndarray, size: int) -> np.ndarray:
