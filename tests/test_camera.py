@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import trufor_lab.training as T
+from trufor_lab.training.loop import _Pool
+from trufor_lab.training.streams import TRACEABLE_EDITS
 from trufor_lab.training.camera import CFA_PATTERNS, Camera, downscale
 from trufor_lab.forensics.jpeg import jpeg_compress
 
@@ -60,13 +62,13 @@ def test_traceable_stream_draws_only_trace_changing_variants():
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(24):
-        f = stream._forge(rng, stream._source(rng, 0, 96), None)
+        f = stream.forge(rng, stream._source(rng, 0, 96), None)
         assert f.kind in ("copy_move", "local_edit")
         seen.add(f.kind)
         if f.kind == "copy_move":
             assert (f.params["rotation"], f.params["scale"]) != (0.0, 1.0)
         else:
-            assert f.params["op"] in T.TRACEABLE_EDITS
+            assert f.params["op"] in TRACEABLE_EDITS
     assert seen == {"copy_move", "local_edit"}
     with pytest.raises(ValueError, match="unknown forgery kind"):
         T.ForgeryStream(images, kinds=("splise",))
@@ -81,7 +83,7 @@ def test_camera_heldout_set_is_balanced_and_reproducible():
 
 
 def test_pool_crop_without_forged_pixels_is_labelled_pristine():
-    pool = object.__new__(T._Pool)
+    pool = object.__new__(_Pool)
     pool.rgb = np.zeros((1, 64, 64, 3), np.uint8)
     pool.mask = np.zeros((1, 64, 64), bool)
     pool.mask[0, :8, :8] = True  # forged corner

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from trufor_lab.training import loop as T
+import trufor_lab.training as T
+from trufor_lab.training import loop as L
+from trufor_lab.training.losses import phase_loss
+from trufor_lab.training.phases import official_noiseprint
+from trufor_lab.training.streams import grid_crop
 from trufor_lab.model import TruForConfig
 
 TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
@@ -62,7 +66,7 @@ def phases(tmp_path_factory, images):
 
 def test_phases_freeze_what_they_should(phases):
     res, _ = phases
-    official = T._official_noiseprint(None)
+    official = official_noiseprint(None)
     sds = {p: _sd(r.checkpoint) for p, r in res.items()}
     for p, sd in sds.items():
         assert res[p].step == 3 and np.isfinite(res[p].final_loss)
@@ -89,11 +93,11 @@ def test_localization_overfits_a_fixed_batch(images):
     opt = torch.optim.AdamW(T.set_phase(m, "localization"), lr=2e-3)
     stream = T.ForgeryStream(images, forged_fraction=1.0, flips="none")
     rng = np.random.default_rng(0)
-    rgb, mask, label = T._to_batch([stream.example(rng, 64) for _ in range(2)], torch.device("cpu"))
-    npm = T._noiseprint(m, rgb)
+    rgb, mask, label = L._to_batch([stream.example(rng, 64) for _ in range(2)], torch.device("cpu"))
+    npm = L._noiseprint(m, rgb)
     losses = []
     for _ in range(20):
-        loss, _ = T.phase_loss(m, "localization", rgb, npm, mask, label)
+        loss, _ = phase_loss(m, "localization", rgb, npm, mask, label)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -140,7 +144,7 @@ def test_grid_crops_and_config_checks():
     rng = np.random.default_rng(0)
     a = np.arange(200 * 120).reshape(200, 120)
     for _ in range(20):
-        (c,) = T._grid_crop(rng, [a], 64)
+        (c,) = grid_crop(rng, [a], 64)
         y, x = divmod(int(c[0, 0]), 120)
         assert y % 8 == 0 and x % 8 == 0
     with pytest.raises(ValueError):
@@ -176,6 +180,6 @@ def test_evaluate_and_plot(phases):
     res, _ = phases
     img = T.synthetic_scene(64, 5)
     items = [pristine(img), random_forgery(img, T.synthetic_scene(64, 6), seed=1)]
-    ev = T.evaluate(res["detection"].model, items)
+    ev = T.score_heldout(res["detection"].model, items)
     assert ev.n_forged == 1 and ev.n_pristine == 1 and 0 <= ev.auc <= 1
     assert isinstance(T.plot_log(res["localization"].log), Figure)
