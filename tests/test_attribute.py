@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trufor_lab.interpret import attribute as T
-from trufor_lab.inference.predict.preprocess import to_tensor
+from trufor_lab.inference.preprocess import to_tensor
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 

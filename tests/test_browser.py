@@ -125,7 +125,7 @@ def test_slider_in_browser_redraws_viewer(driver, tampered2):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from trufor_lab.inference.predict.analyze import Result
+    from trufor_lab.inference.analyze import Result
     from trufor_lab.widgets.viewers import ResultViewer
 
     img = tampered2[64:160, 64:160].copy()
@@ -172,7 +172,7 @@ def test_slider_in_browser_redraws_viewer(driver, tampered2):
 VIEWER_NOTEBOOK = """\
 import json, pathlib
 import numpy as np
-from trufor_lab.inference.predict.analyze import Result
+from trufor_lab.inference.analyze import Result
 from trufor_lab.widgets.viewers import ResultViewer
 
 img = np.load({image!r})

@@ -10,13 +10,13 @@ import pytest
 from PIL import ExifTags, Image, PngImagePlugin, features
 
 from trufor_lab.casebook.casebook.casebook import Casebook, Comparison, compare, estimate_translation
-from trufor_lab.inference.predict.preprocess import ImageError
+from trufor_lab.inference.preprocess import ImageError
 
 
 @pytest.fixture(scope="module")
 def np_model(shared_dir):
     """Noiseprint++ alone (what load() gives without a TruFor checkpoint): fast."""
-    from trufor_lab.inference.predict.load import load_noiseprint
+    from trufor_lab.inference.load import load_noiseprint
     return load_noiseprint(shared_dir / "weights" / "noiseprint++.th", device="cpu")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trufor_lab.inference.predict.analyze import analyze
+from trufor_lab.inference.analyze import analyze
 from trufor_lab.lab.datasets import Dataset, folder_dataset
 from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation, evaluate, output_path
 from trufor_lab.lab.metrics import detection_metrics, localization_metrics
@@ -228,7 +228,7 @@ def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, mo
     for n in ("fake_a.png", "real_a.png"):   # the npz layout mirrors the list paths
         shutil.copy(out / "images" / (n + ".npz"), out2 / "mine" / "images" / (n + ".npz"))
     import importlib
-    load_module = importlib.import_module("trufor_lab.inference.predict.load")   # (trufor_lab.inference.predict.load is the function)
+    load_module = importlib.import_module("trufor_lab.inference.load")   # (trufor_lab.inference.load is the function)
 
     def no_load(*a, **kw):
         raise AssertionError("the checkpoint should not be read when every output exists")

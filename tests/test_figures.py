@@ -10,7 +10,7 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from trufor_lab.inference.predict.analyze import Result  # noqa: E402
+from trufor_lab.inference.analyze import Result  # noqa: E402
 from trufor_lab.interpret.features import branch_similarity, channel_stats, pca_rgb, spatial_stats  # noqa: E402
 from trufor_lab.viz import figures as F  # noqa: E402
 from trufor_lab.viz.noiseprint import (compare_regions, local_variance, log_spectrum,  # noqa: E402

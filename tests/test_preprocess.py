@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from trufor_lab.inference.predict.preprocess import ImageError, load_image, to_tensor
+from trufor_lab.inference.preprocess import ImageError, load_image, to_tensor
 
 
 def _rgb(h=20, w=30, seed=0):

@@ -13,7 +13,7 @@ import pytest
 from PIL import ExifTags, Image
 
 import trufor_lab
-from trufor_lab.inference.predict.analyze import Result, analyze
+from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.cli.main import main
 from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.casebook.casebook.report import (CONF_LOW, build_report, map_stats, plain_reading, save_pdf,
@@ -156,7 +156,7 @@ def test_report_is_self_contained_and_escaped(tmp_path):
 
 
 def test_report_without_localization(shared_dir):
-    from trufor_lab.inference.predict.load import load_noiseprint
+    from trufor_lab.inference.load import load_noiseprint
     model = load_noiseprint(shared_dir / "weights" / "noiseprint++.th", device="cpu")
     img = np.asarray(Image.open(shared_dir / "images" / "tampered2.png").convert("RGB"))[:64, :64]
     r = analyze(model, img, name="np_only.png")

@@ -10,7 +10,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from trufor_lab.inference.predict.analyze import Result  # noqa: E402
+from trufor_lab.inference.analyze import Result  # noqa: E402
 from trufor_lab.widgets.viewers import CompareViewer, FeatureExplorer, NoiseprintViewer, ResultViewer  # noqa: E402
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
