@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from trufor_lab.training import loop as T
+from types import SimpleNamespace
+
+from trufor_lab import training
 from trufor_lab.model import TruForConfig
+from trufor_lab.training import checkpoints as training_checkpoints
+from trufor_lab.training import loop, losses, streams
+from trufor_lab.training import phases as training_phases
+
+# The public training API plus the few internals these toy-scale tests drive directly.
+T = SimpleNamespace(**{n: getattr(training, n) for n in training.__all__},
+                    _grid_crop=streams.grid_crop, _noiseprint=loop._noiseprint, _to_batch=loop._to_batch,
+                    _official_noiseprint=training_phases.official_noiseprint, phase_loss=losses.phase_loss,
+                    evaluate=training.score_heldout)
 
 TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
                     decoder_embed_dim=32)
@@ -115,6 +126,61 @@ def test_resume_continues_exactly(tmp_path, images):
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
     sa, sb = _sd(a.checkpoint), _sd(b.checkpoint)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _losses_and_weights(run):
+    return [r["loss"] for r in T.read_log(run.log)], _sd(run.checkpoint)
+
+
+@pytest.mark.parametrize("crash_after_write", [1, 2, 3])
+def test_resume_after_a_crash_between_checkpoint_writes(tmp_path, images, monkeypatch, crash_after_write):
+    """A crash right after any file write of the checkpoints (steps 2 and 4 of 6) then a resume
+    gives the same run as an uninterrupted one: model, optimizer and step are saved together."""
+    a = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "a"), steps=6))
+    real, calls = training_checkpoints.atomic_torch_save, []
+
+    class Crash(Exception):
+        pass
+
+    def crashing_save(path, obj):
+        out = real(path, obj)
+        calls.append(path)
+        if len(calls) == crash_after_write:
+            raise Crash(f"crash after writing {path}")
+        return out
+
+    with monkeypatch.context() as mp:
+        mp.setattr(training_checkpoints, "atomic_torch_save", crashing_save)
+        with pytest.raises(Crash):
+            T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=6))
+    b = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=6))
+    assert b.step == 6 and [r["step"] for r in T.read_log(b.log)] == [1, 2, 3, 4, 5, 6]
+    (la, sa), (lb, sb) = _losses_and_weights(a), _losses_and_weights(b)
+    assert la == lb
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    obj = torch.load(b.checkpoint, weights_only=True)  # one file: model, optimizer, step, RNG
+    assert obj["meta"]["step"] == 6 and obj["optimizer"]["state"] and "torch" in obj["rng"]
+    assert not (tmp_path / "b" / "last_optim.pt").exists()
+
+
+def test_resume_refuses_a_model_and_optimizer_of_different_steps(tmp_path, images):
+    """A run folder of the earlier two-file layout, interrupted between its writes, is refused."""
+    r = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "old"), steps=2))
+    obj = torch.load(r.checkpoint, weights_only=True)
+    torch.save({"optimizer": obj.pop("optimizer"), "step": 4}, tmp_path / "old" / "last_optim.pt")
+    torch.save(obj, r.checkpoint)
+    with pytest.raises(ValueError, match="step 2 but last_optim.pt at step 4"):
+        T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "old"), steps=6, resume=True))
+
+
+def test_train_restores_threads_and_global_rng(tmp_path, images):
+    torch.set_num_threads(1)
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "r"), steps=1, num_threads=2, seed=7))
+    assert torch.get_num_threads() == 1
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_on_the_fly_and_dataset(tmp_path, images):
