@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trufor_lab.cli.main.distributed import run as cmd_distributed_analyze
+from trufor_lab.cli.distributed import run as cmd_distributed_analyze
 from trufor_lab.inference.predict.distributed import SUMMARY_FILE, shard, work_items
 
 
@@ -27,7 +27,7 @@ def test_shard_is_deterministic_disjoint_and_complete():
 
 
 def test_cli_subcommand_is_registered():
-    from trufor_lab.cli.main import build_parser
+    from trufor_lab.cli import build_parser
     args = build_parser().parse_args(["distributed-analyze", "in", "-o", "out", "--mode", "fast"])
     assert args.func is cmd_distributed_analyze and args.mode == "fast"
 
@@ -54,7 +54,7 @@ def _torchrun(folder: Path, out: Path, ckpt: Path) -> dict:
            "MASTER_ADDR": "127.0.0.1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "trufor_lab.cli.main.distributed", str(folder), "-o", str(out), "--device", "cpu", "-q"]
+           "-m", "trufor_lab.cli.distributed", str(folder), "-o", str(out), "--device", "cpu", "-q"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     assert "skipped (output exists)" in p.stdout

@@ -178,7 +178,7 @@ def test_noiseprint_only_model_is_refused(data, tmp_path):
 # -- CLI ------------------------------------------------------------------------------------
 
 def test_cli_eval_folder_writes_csv_and_summary(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
-    from trufor_lab.cli.main import main
+    from trufor_lab.cli import main
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
     _, out, ev, _ = first_run
     out2 = tmp_path / "out"
@@ -198,7 +198,7 @@ def test_cli_eval_folder_writes_csv_and_summary(data, first_run, recipe_ckpt, mo
 
 
 def test_cli_eval_exits_1_with_a_bad_image(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
-    from trufor_lab.cli.main import main
+    from trufor_lab.cli import main
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
     _, out, _, _ = first_run
     imgs = tmp_path / "images"
@@ -216,7 +216,7 @@ def test_cli_eval_exits_1_with_a_bad_image(data, first_run, recipe_ckpt, monkeyp
 
 
 def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
-    from trufor_lab.cli.main import main
+    from trufor_lab.cli import main
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
     fake = tmp_path / "mine_fake.txt"
     fake.write_text("images/fake_a.png,masks/fake_a.png\n")

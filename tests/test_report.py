@@ -14,7 +14,7 @@ from PIL import ExifTags, Image
 
 import trufor_lab
 from trufor_lab.inference.analyze import Result, analyze
-from trufor_lab.cli.main import main
+from trufor_lab.cli import main
 from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.casebook.casebook.report import (CONF_LOW, build_report, map_stats, plain_reading, save_pdf,
                                weights_line, write_report)

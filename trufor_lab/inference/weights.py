@@ -170,6 +170,35 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
     return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
 
 
+def select(weights: str | os.PathLike | None = None, *, fallback: bool = True,
+           demo: bool = True) -> tuple[Path, str]:
+    """``(file, kind)`` that :func:`trufor_lab.load` reads for these arguments: ``weights`` (or
+    the installed TruFor checkpoint, kind ``'official'``), else the demo model, else Noiseprint++."""
+    ckpt = find_checkpoint(weights)
+    if ckpt is not None:
+        return ckpt, "official"
+    if not fallback:
+        raise WeightsError("no TruFor checkpoint installed: " + HOW_TO_GET)
+    demo_path = find_demo() if demo else None
+    if demo_path is not None:
+        return demo_path, "demo"
+    return find_noiseprint(), "noiseprint"
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(weights: str | os.PathLike | None = None, *, demo: bool = True) -> str:
+    """sha256 of the file :func:`select` picks, without loading it (remembered per file, size
+    and modification time): tells whether an existing output was made with these weights."""
+    path, _ = select(weights, demo=demo)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_of(path)
+    return _DIGESTS[key]
+
+
 # -- download ---------------------------------------------------------------------------------
 def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
     """Stream ``url`` into ``dest`` (a temporary file) with a progress bar."""

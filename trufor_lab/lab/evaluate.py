@@ -19,7 +19,7 @@ descriptors: ``mask_fraction`` (forged share of the mask, NaN without a mask), `
 ``width``, ``megapixels``, ``jpeg_quality`` (nearest IJG quality, ``None`` for non-JPEG),
 ``mean_conf`` and ``mean_conf_in_mask`` (mean confidence, overall and on forged pixels).
 
-``trufor-lab eval`` (:mod:`trufor_lab.cli.main.eval`) does the same from a shell.
+``trufor-lab eval`` (:mod:`trufor_lab.cli.eval`) does the same from a shell.
 """
 from __future__ import annotations
 
