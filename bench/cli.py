@@ -11,7 +11,7 @@ after loading the model) above the baseline RSS. Modes:
 
 - ``reference``: the straightforward network: ``model(x)`` with the plain attention formula,
   no chunking, IEEE float32 (the Noiseprint++ and TF32 settings of ``exact``);
-- ``exact``: ``trufor_lab.inference.predict.predict(model, x, 'exact')`` (lean, chunked, IEEE float32);
+- ``exact``: ``trufor_lab.inference.predict(model, x, 'exact')`` (lean, chunked, IEEE float32);
 - ``fast``: ``predict(model, x, 'fast')`` (bfloat16 autocast on CUDA; approximate).
 
 It prints time, peak memory, speed-up vs reference and the deviation of every mode from

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import trufor_lab as tl
-from trufor_lab.inference.predict.predict import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
+from trufor_lab.inference.predict import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
 from trufor_lab.model.lean import LeanConfig, estimate_lean_peak, estimate_plain_peak, lean_features, noiseprint_halo
 
 # float32 rounding of a reordered computation: far below the shared float32 tolerances (1e-3)
@@ -169,7 +169,7 @@ def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_m
     """analyze() picks the lean forward when the plain one would not fit (simulated here by
     pretending little memory is free): same answer, a note in the result; capture is refused
     with a one-line reason instead of exhausting memory."""
-    import trufor_lab.inference.predict.predict as inf
+    import trufor_lab.inference.predict as inf
     plain = tl.analyze(recipe_model, small_image)
     assert not any("lean" in n for n in plain.notes)
     need = inf.plain_peak_bytes(recipe_model, tl.preprocess.to_tensor(small_image))
@@ -185,3 +185,22 @@ def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_m
     # Noiseprint++ alone is routed too (tiled, bit-identical to the full convolution)
     np_only = tl.analyze(recipe_model.dncnn, small_image)
     assert np.array_equal(np_only.noiseprint, plain.noiseprint) and np_only.notes
+
+
+def test_a_compiled_model_is_freed_with_its_model():
+    """The compiled-module cache must not keep models alive (it once held them forever)."""
+    import gc
+    import weakref
+
+    import torch
+
+    from trufor_lab.inference import predict as inf
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    compiled = inf._compiled(model)
+    assert inf._compiled(model) is compiled  # compiled once per model
+    assert "_trufor_lab_compiled" not in dict(model.named_modules()) and list(model.state_dict()) == ["0.weight",
+                                                                                                    "0.bias"]
+    ref = weakref.ref(model)
+    del model, compiled
+    gc.collect()
+    assert ref() is None

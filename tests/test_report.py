@@ -18,7 +18,7 @@ from trufor_lab.cli import main
 from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.casebook.casebook.report import (CONF_LOW, build_report, map_stats, plain_reading, save_pdf,
                                weights_line, write_report)
-from trufor_lab.inference.predict.weights import WeightsInfo
+from trufor_lab.inference.weights import WeightsInfo
 
 REPO = Path(__file__).resolve().parent.parent
 HOSTILE = '<script>alert("exif")</script><img src=x onerror=alert(1)>'
