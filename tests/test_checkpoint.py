@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import trufor_lab as tl
-from trufor_lab.inference.predict import weights as W
+from trufor_lab.inference import weights as W
 from trufor_lab.model import CheckpointError, Noiseprint, TruFor, read_checkpoint, strict_load
 
 

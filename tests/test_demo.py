@@ -9,7 +9,7 @@ import torch
 
 import trufor_lab as tl
 import trufor_lab.training as T
-from trufor_lab.inference.predict import weights as W
+from trufor_lab.inference import weights as W
 
 
 @pytest.fixture(scope="module")
