@@ -210,3 +210,11 @@ def test_cli_plugins_tolerate_only_a_missing_bench(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", broken)
     with pytest.raises(ModuleNotFoundError):
         cli._plugins()
+
+
+def test_weights_download_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rc = main(["weights", "download", "--dir", str(blocker / "sub"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err

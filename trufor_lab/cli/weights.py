@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     except W.WeightsError as e:
         _err(str(e))
         return 1
+    except OSError as e:  # e.g. the download folder is not writable, or the disk is full
+        _err(f"{getattr(e, 'filename', None) or args.dir or W.weights_dir()}: cannot write ({e.strerror or e})")
+        return 1
     return 0
 
 
