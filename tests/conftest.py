@@ -46,13 +46,17 @@ def recipe_ckpt(recipe_state, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def recipe_model(recipe_state):
-    """TruFor in float32 with the recipe weights (eval mode). Tests must not modify it."""
+def recipe_model(recipe_state, recipe_ckpt):
+    """TruFor in float32 with the recipe weights (eval mode). Tests must not modify it.
+
+    Its ``weights_info`` names the ``recipe_ckpt`` file (same weights, same sha256), so outputs
+    it writes are reused by the CLI run with ``recipe_ckpt``."""
     from trufor_lab.model import TruFor, strict_load
-    from trufor_lab.inference.weights import WeightsInfo
+    from trufor_lab.inference.weights import WeightsInfo, sha256_of
     m = TruFor()
     strict_load(m, recipe_state, "recipe")
-    m.weights_info = WeightsInfo("custom", "recipe", "0" * 64, False, note="recipe weights (tests)")
+    m.weights_info = WeightsInfo("custom", str(recipe_ckpt), sha256_of(recipe_ckpt), False,
+                                 note="recipe weights (tests)")
     return m.eval()
 
 

@@ -162,3 +162,12 @@ def test_layer_contract_holds():
     exe = shutil.which("lint-imports") or str(ROOT / ".venv/bin/lint-imports")
     p = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:]
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """pyproject.toml lists the packages explicitly (weights/ maps into the wheel): a new
+    subpackage must be added there, or an installed trufor-lab would miss it."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PKG.rglob("__init__.py")}
+    assert found - listed == set()

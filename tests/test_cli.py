@@ -34,7 +34,8 @@ def test_folder_input_writes_official_npz_with_relative_names(tmp_path, with_wei
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.npz"))
     assert files == ["a.png.npz", "sub/b.jpg.npz"]
     d = np.load(out / "a.png.npz")
-    assert set(d.files) == {"map", "conf", "score", "imgsize", "np++"}
+    assert set(d.files) == {"map", "conf", "score", "imgsize", "np++", "trufor_lab_input_sha256",
+                            "trufor_lab_weights_sha256"}  # official keys + what it was made from
     assert d["map"].shape == (48, 56) and d["map"].dtype == np.float32
     assert tuple(d["imgsize"]) == (48, 56) and 0 <= float(d["score"]) <= 1
     assert d["np++"].shape == (48, 56)
@@ -45,7 +46,7 @@ def test_single_input_may_name_the_npz_and_existing_outputs_are_skipped(tmp_path
     img = _img(tmp_path / "x.png")
     out = tmp_path / "res" / "x_result.npz"
     assert main(["analyze", str(img), "-o", str(out), "-q"]) == 0
-    assert set(np.load(out).files) == {"map", "conf", "score", "imgsize"}
+    assert {"map", "conf", "score", "imgsize"} <= set(np.load(out).files)
     mtime = out.stat().st_mtime_ns
     assert main(["analyze", str(img), "-o", str(out), "-q"]) == 0
     assert out.stat().st_mtime_ns == mtime
@@ -95,7 +96,7 @@ def test_without_checkpoint_the_main_job_uses_the_demo_model_and_says_so(tmp_pat
     assert len(notes) == 1 and "Demo weights" in notes[0] and "weights download" in notes[0]
     assert "tampered2.png: score" in cap.out
     d = np.load(out / "tampered2.png.npz")
-    assert set(d.files) == {"map", "conf", "score", "imgsize"}
+    assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {"map", "conf", "score", "imgsize"}
     assert d["map"].shape == tuple(d["imgsize"]) and 0 <= float(d["score"]) <= 1
 
 
@@ -109,7 +110,7 @@ def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(
     notes = [ln for ln in cap.err.splitlines() if ln.startswith("note:")]
     assert len(notes) == 1 and "official TruFor checkpoint" in notes[0] and "weights download" in notes[0]
     d = np.load(out / "tampered2.png.npz")
-    assert set(d.files) == {"imgsize", "np++"}
+    assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {"imgsize", "np++"}
 
 
 def test_console_script_bad_file_has_no_traceback(tmp_path, recipe_ckpt):
@@ -131,3 +132,89 @@ def test_broken_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["analyze", str(img), "-o", str(tmp_path / "o"), "--weights", str(ck)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(ck) in err[0]
+
+
+def test_two_folders_with_the_same_file_name_give_two_outputs(tmp_path, with_weights, capsys):
+    """a/x.png and b/x.png: named from their common root, both analyzed, neither 'skipped'."""
+    a, b = _img(tmp_path / "a" / "x.png", seed=1), _img(tmp_path / "b" / "x.png", seed=2)
+    out = tmp_path / "out"
+    assert main(["analyze", str(a), str(b), "-o", str(out), "-q"]) == 0
+    assert "2 analyzed, 0 skipped (output exists), 0 failed" in capsys.readouterr().out
+    ma, mb = np.load(out / "a" / "x.png.npz")["map"], np.load(out / "b" / "x.png.npz")["map"]
+    assert not np.array_equal(ma, mb)
+
+
+def test_inputs_that_would_share_an_output_are_refused_naming_both(tmp_path, with_weights, capsys):
+    """Links from two folders to files outside their common root fall back to the bare file name:
+    the two would write one output, so both are refused with one line naming both."""
+    t1, t2 = _img(tmp_path / "t1" / "x.png", seed=1), _img(tmp_path / "t2" / "x.png", seed=2)
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    (tmp_path / "in" / "b").mkdir(parents=True)
+    os.symlink(t1, tmp_path / "in" / "a" / "x.png")
+    os.symlink(t2, tmp_path / "in" / "b" / "x.png")
+    out = tmp_path / "out"
+    rc = main(["analyze", str(tmp_path / "in" / "a" / "x.png"), str(tmp_path / "in" / "b" / "x.png"),
+               "-o", str(out), "-q"])
+    cap = capsys.readouterr()
+    assert rc == 1 and not list(out.rglob("*.npz"))
+    (line,) = [ln for ln in cap.err.splitlines() if "same output" in ln]
+    assert str(tmp_path / "in" / "a" / "x.png") in line and str(tmp_path / "in" / "b" / "x.png") in line
+
+
+def test_an_output_is_skipped_only_when_made_from_the_same_input_and_weights(tmp_path, with_weights, capsys,
+                                                                              monkeypatch, recipe_ckpt):
+    img = _img(tmp_path / "in" / "x.png", seed=1)
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
+    d = np.load(out / "x.png.npz")
+    assert {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} <= set(d.files)
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
+    assert "0 analyzed, 1 skipped" in capsys.readouterr().out
+    first = np.load(out / "x.png.npz")["map"]
+    _img(img, seed=2)  # a different image under the same name: recomputed, with a note
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "1 analyzed, 0 skipped" in cap.out and "made from a different input file; recomputing" in cap.err
+    assert not np.array_equal(first, np.load(out / "x.png.npz")["map"])
+    import torch
+    obj = torch.load(recipe_ckpt, weights_only=True)  # other weights: one tensor nudged
+    sd = obj["state_dict"] if "state_dict" in obj else obj
+    k = next(k for k, v in sd.items() if v.is_floating_point() and not k.startswith("dncnn."))
+    sd[k] = sd[k] + 1e-3
+    torch.save(obj, tmp_path / "other.pt")
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(tmp_path / "other.pt"))
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "1 analyzed, 0 skipped" in cap.out and "made with other weights" in cap.err
+    np.savez(out / "x.png.npz", map=first)  # an output of an earlier version: no record of its input
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "1 analyzed" in cap.out and "does not record its input" in cap.err
+
+
+def test_cli_plugins_tolerate_only_a_missing_bench(monkeypatch):
+    import importlib
+
+    from trufor_lab import cli
+
+    def missing(name):
+        raise ModuleNotFoundError(f"No module named {name!r}", name="bench")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert cli._plugins() == []
+
+    def broken(name):
+        raise ModuleNotFoundError("No module named 'numpyy'", name="numpyy")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError):
+        cli._plugins()
+
+
+def test_weights_download_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rc = main(["weights", "download", "--dir", str(blocker / "sub"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err

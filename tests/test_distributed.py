@@ -88,3 +88,29 @@ def test_two_ranks_write_every_output_once_and_resume(folder, tmp_path, recipe_c
     for n in names:
         if n != "im2.png":
             assert (out / (n + ".npz")).stat().st_mtime_ns == mtimes[n]
+
+
+def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, tampered2, recipe_ckpt,
+                                                                     monkeypatch):
+    from types import SimpleNamespace
+
+    from trufor_lab.inference.distributed import distributed_analyze
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    img = tmp_path / "im.png"
+    Image.fromarray(tampered2[:64, :64]).save(img)
+    other = tmp_path / "im2.png"
+    Image.fromarray(tampered2[64:128, :64]).save(other)
+    samples = [SimpleNamespace(id="../evil", image_path=img), SimpleNamespace(id=str(tmp_path / "abs"), image_path=img),
+               SimpleNamespace(id="good/one", image_path=img)]
+    out = tmp_path / "out"
+    s = distributed_analyze(samples, out, device="cpu")
+    assert s["written"] == 1 and (out / "good" / "one.npz").is_file()
+    assert len(s["problems"]) == 2 and all(len(p.splitlines()) == 1 for p in s["problems"])
+    assert any("'../evil'" in p for p in s["problems"]) and any("abs" in p for p in s["problems"])
+    assert not (tmp_path / "evil.npz").exists() and not (tmp_path / "abs.npz").exists()
+    # reuse: the same input and weights are skipped; another file under the same id is recomputed
+    s = distributed_analyze(samples[2:], out, device="cpu")
+    assert s["skipped"] == 1 and s["written"] == 0
+    s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu")
+    assert s["written"] == 1 and s["skipped"] == 0
+    assert s["recomputed"] == [["good/one", "existing output was made from a different input file"]]

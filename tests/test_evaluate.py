@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from trufor_lab.inference.analyze import analyze
-from trufor_lab.lab.datasets import Dataset, folder_dataset
+from trufor_lab.lab.datasets import Dataset, Sample, folder_dataset
 from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation, evaluate, output_path
 from trufor_lab.lab.metrics import detection_metrics, localization_metrics
 
@@ -67,7 +67,7 @@ def test_rows_structure_and_values(first_run, make_folder_dataset):
         npz = Path(r["npz"])
         assert npz == out / "images" / (name + ".npz") == output_path(out, ds, ds[[s.id for s in ds].index(name)])
         d = np.load(npz)
-        assert set(d.files) == {"map", "conf", "score", "imgsize"} and tuple(d["imgsize"]) == (h, w)
+        assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {"map", "conf", "score", "imgsize"} and tuple(d["imgsize"]) == (h, w)
         assert r["score"] == pytest.approx(float(d["score"]))
         assert r["mean_conf"] == pytest.approx(float(d["conf"].mean()), rel=1e-6)
         if box is None:
@@ -141,7 +141,8 @@ def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recip
     rows = {r["id"]: r for r in ev2.rows}
     before = {r["id"]: r for r in ev.rows}
     assert rows["fake_a.png"]["f1_best"] == pytest.approx(before["fake_a.png"]["f1_best"])
-    assert set(np.load(out2 / "images" / "fake_a.png.npz").files) == {"map", "conf", "score", "imgsize"}
+    assert set(np.load(out2 / "images" / "fake_a.png.npz").files) == {
+        "map", "conf", "score", "imgsize", "trufor_lab_input_sha256", "trufor_lab_weights_sha256"}
     one = Dataset(ds.name, ds.root, ds[:1], ds.convention)
     fn = Counting()
     evaluate(recipe_model, one, out2, progress=False, analyze_fn=fn, overwrite=True)
@@ -247,3 +248,36 @@ def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, mo
     assert main(["eval", "CASIA1", "--root", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x"), "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_an_npz_of_another_image_or_other_weights_is_recomputed(first_run, recipe_model, tmp_path, capsys):
+    """The same file name but another image, or other weights: recomputed with a one-line note."""
+    ds, out, ev, _ = first_run
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    other = out2 / "images" / "real_a.png.npz"
+    shutil.copy(out2 / "images" / "fake_a.png.npz", other)  # an output made from another image
+    fn = Counting()
+    ev2 = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
+    assert fn.calls == ["real_a.png"] and ev2.n_reused == 4
+    assert "real_a.png.npz: existing output was made from a different input file; recomputing" in capsys.readouterr().err
+    fn = Counting()
+    evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn, weights_sha256="0" * 64)
+    assert len(fn.calls) == 5 and "made with other weights" in capsys.readouterr().err
+
+
+def test_an_id_that_escapes_the_output_folder_is_refused_and_the_rest_goes_on(first_run, recipe_model, tmp_path):
+    ds, out, _, _ = first_run
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    img = outside / "x.png"
+    shutil.copy(ds[0].image_path, img)
+    bad = [Sample(img, None, 0, ds.name, "../../escaped.png"), Sample(img, None, 0, ds.name, str(tmp_path / "abs.png"))]
+    mixed = Dataset(ds.name, ds.root, [*bad, ds[1]], ds.convention)
+    out2 = tmp_path / "out"
+    fn = Counting()
+    ev = evaluate(recipe_model, mixed, out2, progress=False, analyze_fn=fn)
+    assert len(ev.failed) == 2 and all(len(m.splitlines()) == 1 and "x.png" in m for m in ev.failed)
+    assert "'../../escaped.png'" in ev.failed[0] and "abs.png" in ev.failed[1]
+    assert [r["status"] for r in ev.rows] == ["error", "error", "ok"] and fn.calls == [ds[1].image_path.name]
+    assert not list(tmp_path.glob("*.npz")) and not (tmp_path / "escaped.png.npz").exists()

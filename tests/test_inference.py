@@ -185,3 +185,22 @@ def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_m
     # Noiseprint++ alone is routed too (tiled, bit-identical to the full convolution)
     np_only = tl.analyze(recipe_model.dncnn, small_image)
     assert np.array_equal(np_only.noiseprint, plain.noiseprint) and np_only.notes
+
+
+def test_a_compiled_model_is_freed_with_its_model():
+    """The compiled-module cache must not keep models alive (it once held them forever)."""
+    import gc
+    import weakref
+
+    import torch
+
+    from trufor_lab.inference import predict as inf
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    compiled = inf._compiled(model)
+    assert inf._compiled(model) is compiled  # compiled once per model
+    assert "_trufor_lab_compiled" not in dict(model.named_modules()) and list(model.state_dict()) == ["0.weight",
+                                                                                                    "0.bias"]
+    ref = weakref.ref(model)
+    del model, compiled
+    gc.collect()
+    assert ref() is None

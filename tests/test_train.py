@@ -7,12 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-import trufor_lab.training as T
-from trufor_lab.training import loop as L
-from trufor_lab.training.losses import phase_loss
-from trufor_lab.training.phases import official_noiseprint
-from trufor_lab.training.streams import grid_crop
+from types import SimpleNamespace
+
+from trufor_lab import training
 from trufor_lab.model import TruForConfig
+from trufor_lab.training import checkpoints as training_checkpoints
+from trufor_lab.training import loop, losses, streams
+from trufor_lab.training import phases as training_phases
+
+# The public training API plus the few internals these toy-scale tests drive directly.
+T = SimpleNamespace(**{n: getattr(training, n) for n in training.__all__},
+                    _grid_crop=streams.grid_crop, _noiseprint=loop._noiseprint, _to_batch=loop._to_batch,
+                    _official_noiseprint=training_phases.official_noiseprint, phase_loss=losses.phase_loss,
+                    evaluate=training.score_heldout)
 
 TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
                     decoder_embed_dim=32)
@@ -66,7 +73,7 @@ def phases(tmp_path_factory, images):
 
 def test_phases_freeze_what_they_should(phases):
     res, _ = phases
-    official = official_noiseprint(None)
+    official = T._official_noiseprint(None)
     sds = {p: _sd(r.checkpoint) for p, r in res.items()}
     for p, sd in sds.items():
         assert res[p].step == 3 and np.isfinite(res[p].final_loss)
@@ -93,11 +100,11 @@ def test_localization_overfits_a_fixed_batch(images):
     opt = torch.optim.AdamW(T.set_phase(m, "localization"), lr=2e-3)
     stream = T.ForgeryStream(images, forged_fraction=1.0, flips="none")
     rng = np.random.default_rng(0)
-    rgb, mask, label = L._to_batch([stream.example(rng, 64) for _ in range(2)], torch.device("cpu"))
-    npm = L._noiseprint(m, rgb)
+    rgb, mask, label = T._to_batch([stream.example(rng, 64) for _ in range(2)], torch.device("cpu"))
+    npm = T._noiseprint(m, rgb)
     losses = []
     for _ in range(20):
-        loss, _ = phase_loss(m, "localization", rgb, npm, mask, label)
+        loss, _ = T.phase_loss(m, "localization", rgb, npm, mask, label)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -119,6 +126,61 @@ def test_resume_continues_exactly(tmp_path, images):
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
     sa, sb = _sd(a.checkpoint), _sd(b.checkpoint)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _losses_and_weights(run):
+    return [r["loss"] for r in T.read_log(run.log)], _sd(run.checkpoint)
+
+
+@pytest.mark.parametrize("crash_after_write", [1, 2, 3])
+def test_resume_after_a_crash_between_checkpoint_writes(tmp_path, images, monkeypatch, crash_after_write):
+    """A crash right after any file write of the checkpoints (steps 2 and 4 of 6) then a resume
+    gives the same run as an uninterrupted one: model, optimizer and step are saved together."""
+    a = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "a"), steps=6))
+    real, calls = training_checkpoints.atomic_torch_save, []
+
+    class Crash(Exception):
+        pass
+
+    def crashing_save(path, obj):
+        out = real(path, obj)
+        calls.append(path)
+        if len(calls) == crash_after_write:
+            raise Crash(f"crash after writing {path}")
+        return out
+
+    with monkeypatch.context() as mp:
+        mp.setattr(training_checkpoints, "atomic_torch_save", crashing_save)
+        with pytest.raises(Crash):
+            T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=6))
+    b = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=6))
+    assert b.step == 6 and [r["step"] for r in T.read_log(b.log)] == [1, 2, 3, 4, 5, 6]
+    (la, sa), (lb, sb) = _losses_and_weights(a), _losses_and_weights(b)
+    assert la == lb
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    obj = torch.load(b.checkpoint, weights_only=True)  # one file: model, optimizer, step, RNG
+    assert obj["meta"]["step"] == 6 and obj["optimizer"]["state"] and "torch" in obj["rng"]
+    assert not (tmp_path / "b" / "last_optim.pt").exists()
+
+
+def test_resume_refuses_a_model_and_optimizer_of_different_steps(tmp_path, images):
+    """A run folder of the earlier two-file layout, interrupted between its writes, is refused."""
+    r = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "old"), steps=2))
+    obj = torch.load(r.checkpoint, weights_only=True)
+    torch.save({"optimizer": obj.pop("optimizer"), "step": 4}, tmp_path / "old" / "last_optim.pt")
+    torch.save(obj, r.checkpoint)
+    with pytest.raises(ValueError, match="step 2 but last_optim.pt at step 4"):
+        T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "old"), steps=6, resume=True))
+
+
+def test_train_restores_threads_and_global_rng(tmp_path, images):
+    torch.set_num_threads(1)
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "r"), steps=1, num_threads=2, seed=7))
+    assert torch.get_num_threads() == 1
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_on_the_fly_and_dataset(tmp_path, images):
@@ -144,7 +206,7 @@ def test_grid_crops_and_config_checks():
     rng = np.random.default_rng(0)
     a = np.arange(200 * 120).reshape(200, 120)
     for _ in range(20):
-        (c,) = grid_crop(rng, [a], 64)
+        (c,) = T._grid_crop(rng, [a], 64)
         y, x = divmod(int(c[0, 0]), 120)
         assert y % 8 == 0 and x % 8 == 0
     with pytest.raises(ValueError):
@@ -180,6 +242,6 @@ def test_evaluate_and_plot(phases):
     res, _ = phases
     img = T.synthetic_scene(64, 5)
     items = [pristine(img), random_forgery(img, T.synthetic_scene(64, 6), seed=1)]
-    ev = T.score_heldout(res["detection"].model, items)
+    ev = T.evaluate(res["detection"].model, items)
     assert ev.n_forged == 1 and ev.n_pristine == 1 and 0 <= ev.auc <= 1
     assert isinstance(T.plot_log(res["localization"].log), Figure)

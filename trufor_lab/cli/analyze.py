@@ -12,7 +12,8 @@ from trufor_lab.common.paths import expand_inputs, output_path
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.weights import WeightsError
+from trufor_lab.inference.result import reuse_problem
+from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
 
 
@@ -30,7 +31,11 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Analyze every input; 0 all written or skipped, 1 some failed, 2 the weights could not load."""
+    """Analyze every input; 0 all written or skipped, 1 some failed, 2 the weights could not load.
+
+    An existing output is skipped only when it records the same input file (sha256) and the
+    same weights; otherwise it is recomputed, with a one-line note saying why.
+    """
 
     pairs, problems = expand_inputs(args.inputs)
     for p in problems:
@@ -39,24 +44,45 @@ def run(args: argparse.Namespace) -> int:
         print(f"0 analyzed, 0 skipped, {len(problems)} failed")
         return 1
     outs = _outputs(pairs, args.output)
-    try:
-        model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
-    except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
-        _err(str(e).splitlines()[0])
-        return 2
-    notice = model_notice(model)
-    if notice:
-        print(f"note: {notice}", file=sys.stderr)
-    done = skipped = 0
     failed = len(problems)
-    bar = tqdm(list(zip(pairs, outs)), desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
-    for (path, _), out in bar:
-        if out.exists() and not args.overwrite:
-            skipped += 1
+    weights_digest: str | None = None
+    todo: list[tuple[Path, Path, str]] = []
+    skipped = 0
+    for (path, _), out in zip(pairs, outs):
+        try:
+            digest = sha256_of(path)
+        except OSError as e:
+            failed += 1
+            _err(f"{path}: cannot read ({e.strerror or e})")
             continue
+        if out.exists() and not args.overwrite:
+            if weights_digest is None:
+                try:
+                    weights_digest = weights_sha256(args.weights, demo=not args.no_demo)
+                except (WeightsError, OSError) as e:
+                    _err(str(e).splitlines()[0])
+                    return 2
+            why = reuse_problem(out, digest, weights_digest)
+            if why is None:
+                skipped += 1
+                continue
+            print(f"note: {out}: {why}; recomputing", file=sys.stderr)
+        todo.append((path, out, digest))
+    done = 0
+    if todo:
+        try:
+            model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
+        except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
+            _err(str(e).splitlines()[0])
+            return 2
+        notice = model_notice(model)
+        if notice:
+            print(f"note: {notice}", file=sys.stderr)
+    bar = tqdm(todo, desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
+    for path, out, digest in bar:
         try:
             result = analyze(model, path)
-            result.save_npz(out, save_noiseprint=args.save_noiseprint)
+            result.save_npz(out, save_noiseprint=args.save_noiseprint, input_sha256=digest)
         except ImageError as e:
             failed += 1
             tqdm.write(f"error: {e}", file=sys.stderr)
@@ -74,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(result.summary(), file=sys.stdout)
     print(f"{done} analyzed, {skipped} skipped (output exists), {failed} failed")
     return 1 if failed else 0
-
 
 
 def register(sub: Any) -> None:

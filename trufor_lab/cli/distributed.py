@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         return 1 if summary["failed"] or summary["error"] else 0
     for line in summary["problems"] + summary["errors"]:
         print(f"error: {line}", file=sys.stderr)
+    for name, why in summary.get("recomputed", []):
+        print(f"note: {name}: {why}; recomputed", file=sys.stderr)
     for r in summary["ranks"]:
         for name, msg in r["failed"]:
             print(f"error: {name}: {msg}", file=sys.stderr)

@@ -12,7 +12,7 @@ from trufor_lab.common.paths import safe_part
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.result import Result
-from trufor_lab.inference.weights import WeightsError
+from trufor_lab.inference.weights import WeightsError, weights_sha256
 from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_dataset
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
@@ -74,8 +74,13 @@ def run(args: argparse.Namespace) -> int:
         _err(f"{dataset.name}: dataset holds no images")
         return 1
     try:
+        digest = weights_sha256(args.weights)
+    except (WeightsError, OSError) as e:
+        _err(str(e).splitlines()[0])
+        return 2
+    try:
         ev = evaluate(None, dataset, args.output, overwrite=args.overwrite, progress=not args.quiet,
-                      analyze_fn=_LazyModel(args))
+                      analyze_fn=_LazyModel(args), weights_sha256=digest)
     except _ModelUnavailable as e:
         _err(str(e))
         return 2

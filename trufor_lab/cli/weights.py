@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -15,7 +16,12 @@ def _err(msg: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Show where checkpoints are looked for, or download them."""
     if args.action == "info":
-        print(f"weights folder: {W.weights_dir()}")
+        print(f"download folder: {W.weights_dir()} (per-user cache; $TRUFOR_LAB_WEIGHTS_DIR overrides)")
+        for var in ("TRUFOR_WEIGHTS", "TRUFOR_NOISEPRINT_WEIGHTS"):
+            print(f"${var}: {os.environ.get(var) or '(not set)'}")
+        print("searched, in order:")
+        for folder, found in W.searched():
+            print(f"  {folder}: {', '.join(found) if found else 'nothing'}")
         for what, where, status in W.installed():
             print(f"{what:<14} {status}\n{'':<14} {where}")
         return 0
@@ -28,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"TruFor: {p} (zip MD5 verified)")
     except W.WeightsError as e:
         _err(str(e))
+        return 1
+    except OSError as e:  # e.g. the download folder is not writable, or the disk is full
+        _err(f"{getattr(e, 'filename', None) or args.dir or W.weights_dir()}: cannot write ({e.strerror or e})")
         return 1
     return 0
 

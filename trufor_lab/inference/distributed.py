@@ -7,8 +7,9 @@
 Every rank expands the same inputs, sorts them and takes the share ``items[rank::world_size]``,
 so the split is deterministic and no image is analysed twice. Each output is written in the
 official npz format (:meth:`Result.save_npz`: a temporary file renamed into place), next to
-where ``trufor-lab analyze`` puts it (``OUT/<relative path>.npz``); existing outputs are
-skipped, so an interrupted run resumes where it stopped. Rank 0 gathers every rank's report
+where ``trufor-lab analyze`` puts it (``OUT/<relative path>.npz``); an existing output made
+from the same input file with the same weights (sha256 recorded in the npz) is skipped, so an
+interrupted run resumes where it stopped; any other is recomputed (listed in ``recomputed``). Rank 0 gathers every rank's report
 and writes ``OUT/distributed_summary.json``. Backends: NCCL when the ranks use CUDA (one GPU
 per local rank), gloo on the CPU; the summary always travels over a gloo group.
 """
@@ -30,6 +31,8 @@ from trufor_lab.common.files import atomic_write_json
 from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import predict_result
+from trufor_lab.inference.result import reuse_problem
+from trufor_lab.inference.weights import sha256_of, weights_sha256
 
 T = TypeVar("T")
 
@@ -145,7 +148,7 @@ def _run_share(inputs: Any, output: Path, info: RankInfo, dev: torch.device, wei
     t0 = time.perf_counter()
     report: dict[str, Any] = {"rank": info.rank, "world_size": info.world_size, "host": socket.gethostname(),
                               "device": str(dev), "assigned": [], "written": [], "skipped": [],
-                              "failed": [], "problems": [], "error": None}
+                              "failed": [], "recomputed": [], "problems": [], "error": None}
     try:
         items, problems = work_items(inputs)
         if info.rank == 0:
@@ -153,18 +156,31 @@ def _run_share(inputs: Any, output: Path, info: RankInfo, dev: torch.device, wei
         mine = shard(items, info.rank, info.world_size)
         report["assigned"] = [name for name, _ in mine]
         todo = []
+        weights_digest = None
         for name, path in mine:
-            if output_path(output, name).exists() and not overwrite:
-                report["skipped"].append(name)
-            else:
-                todo.append((name, path))
+            out = output_path(output, name)
+            try:
+                digest = sha256_of(path)
+            except OSError as e:
+                report["failed"].append([name, f"{path}: cannot read ({e.strerror or e})"])
+                continue
+            if out.exists() and not overwrite:
+                # reused only when made from this same input file with these same weights
+                weights_digest = weights_digest or weights_sha256(weights)
+                why = reuse_problem(out, digest, weights_digest)
+                if why is None:
+                    report["skipped"].append(name)
+                    continue
+                report["recomputed"].append([name, why])
+            todo.append((name, path, digest))
         if todo:  # no model is loaded by a rank with nothing left to do
             model = load(weights, device=dev, precision=precision)
             report["weights"] = getattr(getattr(model, "weights_info", None), "kind", None)
-            for name, path in todo:
+            for name, path, digest in todo:
                 try:
                     predict_result(model, path, mode).save_npz(output_path(output, name),
-                                                               save_noiseprint=save_noiseprint)
+                                                               save_noiseprint=save_noiseprint,
+                                                               input_sha256=digest)
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
                     report["failed"].append([name, str(e).splitlines()[0][:300] if str(e) else type(e).__name__])
                     continue
@@ -183,6 +199,7 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "written": len(written),
         "skipped": sum(len(r["skipped"]) for r in reports),
         "failed": sum(len(r["failed"]) for r in reports),
+        "recomputed": [item for r in reports for item in r.get("recomputed", [])],
         "errors": [f"rank {r['rank']}: {r['error']}" for r in reports if r["error"]],
         "problems": [p for r in reports for p in r["problems"]],
         "duplicates": sorted(n for n, k in Counter(written).items() if k > 1),

@@ -78,15 +78,10 @@ def load(weights: str | os.PathLike | None = None, *, device: str | torch.device
     that means; nothing untrained is ever returned. ``fallback=False`` raises instead of
     falling back; ``demo=False`` skips the demo model.
     """
-    ckpt = W.find_checkpoint(weights)
-    if ckpt is not None:
-        return load_trufor(ckpt, device=device, precision=precision)
-    if not fallback:
-        raise W.WeightsError("no TruFor checkpoint installed: " + W.HOW_TO_GET)
-    demo_path = W.find_demo() if demo else None
-    if demo_path is not None:
-        return load_trufor(demo_path, device=device, precision=precision, kind="demo")
-    return load_noiseprint(device=device, precision=precision)
+    path, kind = W.select(weights, fallback=fallback, demo=demo)
+    if kind == "noiseprint":
+        return load_noiseprint(path, device=device, precision=precision)
+    return load_trufor(path, device=device, precision=precision, kind=kind)
 
 
 def untrained(cfg: TruForConfig = MIT_B2, *, seed: int = 0, device: str | torch.device | None = None,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import weakref
 from typing import Iterator
 
 import torch
@@ -117,13 +116,18 @@ def attention_override(model: nn.Module, impl: str, chunk: int | None = None) ->
             m.impl, m.chunk = i, c
 
 
-_COMPILED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+#: Attribute of a model that holds its ``torch.compile``d module. Kept on the model itself (in
+#: its ``__dict__``, so not registered as a submodule nor saved in its state dict): the pair is
+#: freed together with the model. (A WeakKeyDictionary whose value, the compiled module, holds
+#: its key never let a compiled model go.)
+_COMPILED_ATTR = "_trufor_lab_compiled"
 
 
 def _compiled(model: nn.Module) -> nn.Module:
-    if model not in _COMPILED:
-        _COMPILED[model] = torch.compile(model)
-    return _COMPILED[model]
+    compiled = model.__dict__.get(_COMPILED_ATTR)
+    if compiled is None:
+        compiled = model.__dict__[_COMPILED_ATTR] = torch.compile(model)
+    return compiled
 
 
 def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str = "sdpa") -> int:

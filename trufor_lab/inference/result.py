@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,11 @@ from trufor_lab.inference.preprocess import (
 )
 from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.viz.figures import plot_result
+
+#: Extra npz keys (ignored by official readers) recording what an output was made from: the
+#: sha256 of the input file and of the weights. An existing output is reused only when both match.
+INPUT_SHA256_KEY = "trufor_lab_input_sha256"
+WEIGHTS_SHA256_KEY = "trufor_lab_weights_sha256"
 
 #: Smallest side TruFor can process: stage 1's spatial reduction (8x8 stride 8 at 1/4 scale)
 #: needs at least one output position.
@@ -84,9 +90,17 @@ class Result:
             out["np++"] = self.noiseprint.astype(np.float32)
         return out
 
-    def save_npz(self, path: str | os.PathLike, save_noiseprint: bool = False) -> None:
-        """Write the official npz atomically (a temporary file renamed into place)."""
-        atomic_savez(path, self.official_dict(save_noiseprint))
+    def save_npz(self, path: str | os.PathLike, save_noiseprint: bool = False,
+                 input_sha256: str | None = None) -> None:
+        """Write the official npz atomically (a temporary file renamed into place), with the
+        sha256 of the input file (when given) and of the weights as extra keys (see
+        :func:`reuse_problem`)."""
+        arrays = self.official_dict(save_noiseprint)
+        if input_sha256:
+            arrays[INPUT_SHA256_KEY] = np.str_(input_sha256)
+        if self.weights is not None and self.weights.sha256 not in ("", "-"):
+            arrays[WEIGHTS_SHA256_KEY] = np.str_(self.weights.sha256)
+        atomic_savez(path, arrays)
 
     # -- display ----------------------------------------------------------------------------
     def plot(self, mask: np.ndarray | None = None, fig=None):
@@ -110,6 +124,25 @@ class Result:
         banner = (f'<div style="background:#fff3cd;padding:4px;border:1px solid #e0c060">'
                   f'{html.escape(self.notice)}</div>') if self.notice else ""
         return f'{banner}<div><b>{html.escape(self.summary())}</b></div><img src="data:image/png;base64,{img}"/>'
+
+
+def reuse_problem(npz_path: str | os.PathLike, input_sha256: str, weights_sha256: str | None) -> str | None:
+    """``None`` when the existing output ``npz_path`` records that it was made from an input
+    with ``input_sha256`` and weights with ``weights_sha256`` (not checked when ``None``);
+    else why it must be recomputed (a short phrase for a one-line note)."""
+    try:
+        with np.load(npz_path, allow_pickle=False) as d:
+            rec = {k: str(d[k]) for k in (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY) if k in d.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        return f"existing output unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})"
+    if INPUT_SHA256_KEY not in rec:
+        return "existing output does not record its input"
+    if rec[INPUT_SHA256_KEY] != input_sha256:
+        return "existing output was made from a different input file"
+    if weights_sha256 is not None and rec.get(WEIGHTS_SHA256_KEY) != weights_sha256:
+        return (f"existing output was made with other weights (sha256 {rec.get(WEIGHTS_SHA256_KEY, '?')[:12]}, "
+                f"now {weights_sha256[:12]})")
+    return None
 
 
 def prepare_input(model: nn.Module, image: ImageLike, *, exif_transpose: bool = False

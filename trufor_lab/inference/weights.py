@@ -1,15 +1,19 @@
 """Finding, verifying and downloading TruFor checkpoints.
 
 Search order for the full TruFor checkpoint: an explicit path, then ``$TRUFOR_WEIGHTS``, then
-``trufor.pth.tar`` in the weights folder (``$TRUFOR_LAB_WEIGHTS_DIR``, else the repository's
-``weights/``, else ``~/.cache/trufor_lab/weights``). Noiseprint++ alone: explicit path, then
-``$TRUFOR_NOISEPRINT_WEIGHTS``, then ``noiseprint++.th`` in the weights folder (shipped).
+``trufor.pth.tar`` in the per-user cache (``$TRUFOR_LAB_WEIGHTS_DIR``, else
+``~/.cache/trufor_lab/weights`` or the platform's user cache folder; downloads go there), then
+in the shipped weights folder (the wheel's ``trufor_lab/weights_data``, or ``weights/`` of a
+checkout). Noiseprint++ alone: explicit path, then ``$TRUFOR_NOISEPRINT_WEIGHTS``, then
+``noiseprint++.th`` in the same folders (shipped with the package, sha256-checked). The demo
+model likewise.
 
 Weights are untrusted input and are read with ``weights_only=True`` (see model/checkpoint.py).
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -20,8 +24,11 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import platformdirs
 from tqdm.auto import tqdm
 
+#: The package the wheel ships ``weights/`` as (``[tool.setuptools] package-dir`` in pyproject).
+SHIPPED_PACKAGE = "trufor_lab.weights_data"
 NOISEPRINT_FILE = "noiseprint++.th"
 NOISEPRINT_SHA256 = "51c153596efecdfc9bdff1b961d63855b943e6a8fd37083cc7499e60b36dd8bf"
 NOISEPRINT_URL = ("https://raw.githubusercontent.com/grip-unina/TruFor/main/TruFor_train_test/"
@@ -82,19 +89,38 @@ def md5_of(path: str | os.PathLike) -> str:
 
 
 def repo_weights_dir() -> Path:
-    """The ``weights/`` folder of a source checkout (holds the shipped Noiseprint++ weights)."""
+    """The shipped weights folder: ``trufor_lab/weights_data`` of an installed wheel (the
+    repository's ``weights/`` mapped into the package), else ``weights/`` of a source checkout.
+    Holds Noiseprint++ and its licence, and the demo model."""
+    spec = importlib.util.find_spec(SHIPPED_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            if (Path(loc) / NOISEPRINT_FILE).is_file():
+                return Path(loc)
     return Path(__file__).resolve().parents[2] / "weights"
 
 
-def weights_dir() -> Path:
-    """The folder searched for checkpoints and written by downloads."""
+def cache_dir() -> Path:
+    """Per-user folder for downloaded checkpoints: ``$TRUFOR_LAB_WEIGHTS_DIR``, else the user
+    cache (``~/.cache/trufor_lab/weights`` on Linux, via platformdirs), as torch and timm do."""
     env = os.environ.get("TRUFOR_LAB_WEIGHTS_DIR")
     if env:
         return Path(env)
-    repo = repo_weights_dir()
-    if repo.is_dir():
-        return repo
-    return Path.home() / ".cache" / "trufor_lab" / "weights"
+    return Path(platformdirs.user_cache_dir("trufor_lab")) / "weights"
+
+
+def weights_dir() -> Path:
+    """The folder written by downloads (the per-user :func:`cache_dir`)."""
+    return cache_dir()
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for checkpoints, in order: the per-user cache, then the shipped folder."""
+    dirs: list[Path] = []
+    for d in (cache_dir(), repo_weights_dir()):
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
 
 
 def _record_path(path: Path) -> Path:
@@ -114,13 +140,16 @@ def find_checkpoint(path: str | os.PathLike | None = None) -> Path | None:
         if not p.is_file():
             raise WeightsError(f"{p}: $TRUFOR_WEIGHTS names a file that does not exist")
         return p
-    p = weights_dir() / TRUFOR_FILE
-    return p if p.is_file() else None
+    for d in search_dirs():
+        p = d / TRUFOR_FILE
+        if p.is_file():
+            return p
+    return None
 
 
 def find_demo() -> Path | None:
     """The embedded demo checkpoint, if this installation has one."""
-    for d in (weights_dir(), repo_weights_dir()):
+    for d in search_dirs():
         p = d / DEMO_FILE
         if p.is_file():
             return p
@@ -135,11 +164,12 @@ def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
         if not p.is_file():
             raise WeightsError(f"{p}: no such Noiseprint++ weights file")
         return p
-    for d in (weights_dir(), repo_weights_dir()):
+    for d in search_dirs():
         p = d / NOISEPRINT_FILE
         if p.is_file():
             return p
-    raise WeightsError(f"{NOISEPRINT_FILE} not found in {weights_dir()}: run `trufor-lab weights download`")
+    raise WeightsError(f"{NOISEPRINT_FILE} not found in {', '.join(map(str, search_dirs()))}: "
+                       "run `trufor-lab weights download`")
 
 
 def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
@@ -168,6 +198,35 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
         return WeightsInfo("demo", str(p), digest, True,
                            note="trufor_lab demo model (small, trained on simulated cameras; weights/DEMO_MODEL_CARD.md)")
     return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
+
+
+def select(weights: str | os.PathLike | None = None, *, fallback: bool = True,
+           demo: bool = True) -> tuple[Path, str]:
+    """``(file, kind)`` that :func:`trufor_lab.load` reads for these arguments: ``weights`` (or
+    the installed TruFor checkpoint, kind ``'official'``), else the demo model, else Noiseprint++."""
+    ckpt = find_checkpoint(weights)
+    if ckpt is not None:
+        return ckpt, "official"
+    if not fallback:
+        raise WeightsError("no TruFor checkpoint installed: " + HOW_TO_GET)
+    demo_path = find_demo() if demo else None
+    if demo_path is not None:
+        return demo_path, "demo"
+    return find_noiseprint(), "noiseprint"
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(weights: str | os.PathLike | None = None, *, demo: bool = True) -> str:
+    """sha256 of the file :func:`select` picks, without loading it (remembered per file, size
+    and modification time): tells whether an existing output was made with these weights."""
+    path, _ = select(weights, demo=demo)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_of(path)
+    return _DIGESTS[key]
 
 
 # -- download ---------------------------------------------------------------------------------
@@ -262,6 +321,17 @@ def installed() -> list[tuple[str, str, str]]:
     elif not any(r[0] == "TruFor" for r in rows):
         rows.append(("TruFor", "-", "not installed: " + HOW_TO_GET))
     demo = find_demo()
-    rows.append(("Demo model", str(demo) if demo else "-", "present" if demo else "not shipped"))
+    if demo is not None:
+        info = describe(demo, "demo")
+        rows.append(("Demo model", str(demo), ("verified " if info.verified else "unverified ")
+                     + f"sha256 {info.short_sha}"))
+    else:
+        rows.append(("Demo model", "-", "not shipped"))
     return rows
+
+
+def searched() -> list[tuple[str, list[str]]]:
+    """``(folder, files found there)`` for every folder searched, in order (``weights info``)."""
+    names = (TRUFOR_FILE, NOISEPRINT_FILE, DEMO_FILE)
+    return [(str(d), [n for n in names if (d / n).is_file()]) for d in search_dirs()]
 

@@ -7,8 +7,10 @@
 
 Outputs are the official npz format (``map``, ``conf``, ``score``, ``imgsize``) under
 ``out_dir/<dataset name>/<image path relative to the dataset root>.npz``. A later run reads
-valid npz files back instead of recomputing them (``overwrite=True`` recomputes); an npz that
-cannot be read, lacks a key or does not match the image size is recomputed. A failure on one
+valid npz files back instead of recomputing them (``overwrite=True`` recomputes) when they
+record the sha256 of the same image file and the same weights; an npz made from another input
+or other weights, or that cannot be read, lacks a key or does not match the image size, is
+recomputed. A failure on one
 image (unreadable image or mask, too small, out of memory) is recorded as one line naming
 the file, and the run goes on.
 
@@ -40,11 +42,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trufor_lab.common.files import atomic_write_text
+from trufor_lab.common.paths import OutputPathError, safe_part
+from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table, fmt
 from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model
 from trufor_lab.inference.preprocess import ImageError
+from trufor_lab.inference.result import reuse_problem
+from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.lab.metrics import (
     LOCALIZATION_FIELDS,
@@ -235,22 +241,16 @@ def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # evaluation
 # --------------------------------------------------------------------------------------------
 
-def _safe_part(name: str) -> str:
-    cleaned = "".join(c if c not in '/\\:' else "_" for c in name).strip(". ")
-    return cleaned or "dataset"
-
-
 def output_path(out_dir: str | os.PathLike, dataset: Dataset, sample: Sample) -> Path:
-    """``out_dir/<dataset name>/<image path relative to the root>.npz`` (the listed id, or the
-    file name, when the image is not under the root)."""
+    """``out_dir/<dataset name>/<image path relative to the root>.npz``, or the listed id when
+    the image is not under the root; through :func:`trufor_lab.common.paths.output_path`, so an
+    id that is absolute or climbs out with ``..`` raises :class:`OutputPathError` (one line)."""
     image = Path(sample.image_path)
     try:
-        rel = image.resolve().relative_to(Path(dataset.root).resolve())
+        rel = image.resolve().relative_to(Path(dataset.root).resolve()).as_posix()
     except ValueError:
-        rel_id = Path(sample.id)
-        ok = sample.id and not rel_id.is_absolute() and ".." not in rel_id.parts
-        rel = rel_id if ok else Path(image.name)
-    return Path(out_dir) / _safe_part(dataset.name) / (str(rel) + ".npz")
+        rel = sample.id
+    return common_output_path(Path(out_dir) / safe_part(dataset.name), rel)
 
 
 def _read_npz(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -291,23 +291,30 @@ def _one_line(path: Path, exc: BaseException) -> str:
     return msg if str(path) in msg else f"{path}: {msg}"
 
 
-def _base_row(dataset: Dataset, sample: Sample, npz: Path) -> dict[str, Any]:
+def _base_row(dataset: Dataset, sample: Sample, npz: Path | None) -> dict[str, Any]:
     row: dict[str, Any] = {k: (math.nan if t == _FLOAT else None) for k, t in ROW_COLUMNS.items()}
     row.update(dataset=dataset.name, id=sample.id, image_path=str(sample.image_path),
                mask_path=None if sample.mask_path is None else str(sample.mask_path),
-               npz=str(npz), label=int(sample.label), status="ok")
+               npz=None if npz is None else str(npz), label=int(sample.label), status="ok")
     return row
 
 
 def _evaluate_one(model: nn.Module, dataset: Dataset, sample: Sample, npz: Path, overwrite: bool,
-                  analyze_fn: AnalyzeFn) -> dict[str, Any]:
+                  analyze_fn: AnalyzeFn, weights_digest: str | None) -> dict[str, Any]:
     row = _base_row(dataset, sample, npz)
     image_path = Path(sample.image_path)
     h, w, quality = _image_info(image_path)
     row.update(height=h, width=w, megapixels=h * w / 1e6, jpeg_quality=quality)
     mask = dataset.load_mask(sample) if (sample.label == 1 and sample.mask_path is not None) else None
 
-    cached = None if overwrite or not npz.is_file() else _read_npz(npz, (h, w))
+    digest = sha256_of(image_path)
+    cached = None
+    if not overwrite and npz.is_file():
+        why = reuse_problem(npz, digest, weights_digest)
+        if why is None:
+            cached = _read_npz(npz, (h, w))
+        else:
+            tqdm.write(f"note: {npz}: {why}; recomputing", file=sys.stderr)
     if cached is not None:
         m, c, score = cached
         row["reused"] = True
@@ -317,7 +324,7 @@ def _evaluate_one(model: nn.Module, dataset: Dataset, sample: Sample, npz: Path,
             raise RuntimeError(f"{image_path}: the model gave no localization map (Noiseprint++ only)")
         if result.map.shape != (h, w):
             raise RuntimeError(f"{image_path}: map size {result.map.shape} differs from image size {(h, w)}")
-        result.save_npz(npz)
+        result.save_npz(npz, input_sha256=digest)
         m, c, score = result.map, result.conf, float(result.score)
         row["reused"] = False
 
@@ -335,8 +342,14 @@ def _evaluate_one(model: nn.Module, dataset: Dataset, sample: Sample, npz: Path,
 
 
 def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLike, *, overwrite: bool = False,
-             progress: bool = True, analyze_fn: AnalyzeFn | None = None) -> Evaluation:
+             progress: bool = True, analyze_fn: AnalyzeFn | None = None,
+             weights_sha256: str | None = None) -> Evaluation:
     """Analyse every image of ``dataset`` (or reuse its npz under ``out_dir``) and score it.
+
+    An existing npz is reused only when it records the sha256 of this same image file and of
+    these weights (``weights_sha256``, default the model's ``weights_info.sha256``; when neither
+    is known, only the image is checked); otherwise it is recomputed with a one-line note. A
+    sample id that would write outside ``out_dir`` is refused with one line.
 
     ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.inference.analyze.analyze`
     (e.g. under an ablation; ``model`` is passed to it as given). Per-image failures are
@@ -352,13 +365,25 @@ def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLi
             raise ValueError("evaluate needs a full TruFor model (this one is Noiseprint++ only: "
                              "no localization map, no score)")
         analyze_fn = analyze
+    if weights_sha256 is None:
+        info = getattr(model, "weights_info", None)
+        weights_sha256 = info.sha256 if info is not None and info.sha256 not in ("", "-") else None
+    weights_digest = weights_sha256
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for sample in tqdm(list(dataset), desc=f"eval {dataset.name}", unit="img", disable=not progress,
                        file=sys.stderr):
-        npz = output_path(out_dir, dataset, sample)
         try:
-            rows.append(_evaluate_one(model, dataset, sample, npz, overwrite, analyze_fn))
+            npz = output_path(out_dir, dataset, sample)
+        except OutputPathError as e:
+            msg = f"{sample.image_path}: {e}"
+            failed.append(msg)
+            row = _base_row(dataset, sample, None)
+            row.update(status="error", error=msg)
+            rows.append(row)
+            continue
+        try:
+            rows.append(_evaluate_one(model, dataset, sample, npz, overwrite, analyze_fn, weights_digest))
         except (ImageError, DatasetError, ValueError, RuntimeError, MemoryError, OSError) as e:
             msg = _one_line(Path(sample.image_path), e)
             failed.append(msg)

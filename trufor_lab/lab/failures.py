@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from trufor_lab.common.table import Table
-from trufor_lab.inference.preprocess import load_image
-from trufor_lab.lab.datasets import REGISTRY, MaskConvention, read_mask
+from trufor_lab.inference.preprocess import ImageError, load_image
+from trufor_lab.lab.datasets import REGISTRY, DatasetError, MaskConvention, read_mask
 from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.viz.figures import new_figure
 
@@ -219,12 +220,12 @@ def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConventio
     out: dict[str, Any] = {"image": None, "mask": None, "map": None, "conf": None}
     try:
         out["image"] = load_image(str(row["image_path"])).rgb
-    except Exception:  # shown as a 'missing' panel
+    except (ImageError, OSError):  # unreadable or gone: shown as a 'missing' panel
         pass
     if row.get("mask_path"):
         try:
             out["mask"] = read_mask(row["mask_path"], _convention(ev, row, convention))
-        except Exception:
+        except (DatasetError, OSError, ValueError):  # unreadable mask: shown as a 'missing' panel
             pass
     npz = row.get("npz")
     if npz and Path(npz).is_file():
@@ -232,7 +233,7 @@ def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConventio
             with np.load(npz, allow_pickle=False) as d:
                 out["map"] = np.asarray(d["map"]) if "map" in d.files else None
                 out["conf"] = np.asarray(d["conf"]) if "conf" in d.files else None
-        except Exception:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged npz: a 'missing' panel
             pass
     return out
 

@@ -618,7 +618,7 @@ def demo_images(size: int = 256) -> dict[str, np.ndarray]:
     for name in _SKIMAGE_RGB:
         try:
             arr = np.asarray(getattr(skimage.data, name)())
-        except Exception:  # not shipped in this install (would need a download)
+        except (ImportError, OSError, ValueError):  # not shipped in this install (would need a download)
             continue
         if arr.ndim != 3 or arr.shape[2] < 3:
             continue

@@ -17,13 +17,52 @@ from trufor_lab.viz.figures import new_figure
 # checkpoints and log
 # --------------------------------------------------------------------------------------------
 
+#: Name of the one training checkpoint of a run folder (model, optimizer, step, RNG state).
+LAST_CHECKPOINT = "last.pt"
+#: Optimizer file written beside ``last.pt`` by earlier versions; removed by the next save.
+OLD_OPTIM_FILE = "last_optim.pt"
+
+
 def save_checkpoint(model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, out: Path) -> Path:
+    """Write model, optimizer, step and RNG state as ONE atomic file, ``out/last.pt``.
+
+    One file renamed into place: a crash at any moment leaves either the previous complete
+    checkpoint or the new one, never a model from one step with an optimizer from another.
+    Only tensors, plain numbers and containers: loadable with ``weights_only=True``.
+    """
     ckpt = {"state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "config": model.cfg.to_dict(), "kind": "custom",
-            "meta": {"step": step, "phase": cfg.phase, "seed": cfg.seed, "train_config": cfg.to_plain()}}
-    atomic_torch_save(out / "last_optim.pt", {"optimizer": opt.state_dict(), "step": step})
-    atomic_torch_save(out / "last.pt", ckpt)
-    return out / "last.pt"
+            "meta": {"step": step, "phase": cfg.phase, "seed": cfg.seed, "train_config": cfg.to_plain()},
+            "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}}
+    path = atomic_torch_save(out / LAST_CHECKPOINT, ckpt)
+    stale = out / OLD_OPTIM_FILE
+    if stale.exists():
+        stale.unlink()
+    return path
+
+
+def read_training_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+    """``{"step", "optimizer", "rng"}`` of a training checkpoint (``weights_only`` load).
+
+    A checkpoint of an earlier version keeps its optimizer in ``last_optim.pt`` beside it: taken
+    only when it was saved at the same step as the model, else refused with one line.
+    """
+    path = Path(path)
+    obj = torch.load(path, map_location=device, weights_only=True)
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict) or "step" not in meta:
+        raise ValueError(f"{path}: not a training checkpoint (no meta.step); cannot resume from it")
+    step = int(meta["step"])
+    if "optimizer" in obj:
+        return {"step": step, "optimizer": obj["optimizer"], "rng": obj.get("rng") or {}}
+    old = path.with_name(OLD_OPTIM_FILE)
+    if old.is_file():
+        state = torch.load(old, map_location=device, weights_only=True)
+        if int(state.get("step", -1)) == step:
+            return {"step": step, "optimizer": state["optimizer"], "rng": {}}
+        raise ValueError(f"{path}: model saved at step {step} but {old.name} at step {state.get('step')} "
+                         "(interrupted save); cannot resume consistently: start again without resume")
+    raise ValueError(f"{path}: no optimizer state saved with the model; cannot resume from it")
 
 
 def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, kind: str = "demo",

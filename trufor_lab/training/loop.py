@@ -24,9 +24,11 @@ rotations (they transpose the quantisation tables) and no resizing.
 >>> r2 = train(TrainConfig(phase="confidence", init=r.checkpoint, out_dir="runs/conf", steps=500))
 >>> plot_log(r.log)
 
-Every run writes ``last.pt`` (``weights_only``-loadable: tensors, the model config, plain
-numbers), ``last_optim.pt`` (optimizer state) and ``log.jsonl``; ``resume=True`` continues from
-``last.pt`` with the same step count and log. Each step's batch and dropout depend only on
+Every run writes ``last.pt`` (one atomic file, ``weights_only``-loadable: the model's tensors
+and config, the optimizer state, the step and the RNG state) and ``log.jsonl``; ``resume=True``
+continues from ``last.pt`` with the same step count and log (a crash at any moment leaves a
+complete checkpoint of one step). ``train`` restores torch's thread count and global RNG state
+when it returns. Each step's batch and dropout depend only on
 ``(seed, step)``, so an interrupted and resumed run equals an uninterrupted one.
 """
 from __future__ import annotations
@@ -45,7 +47,7 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.model import TruFor
-from trufor_lab.training.checkpoints import read_log, save_checkpoint, truncate_log
+from trufor_lab.training.checkpoints import read_log, read_training_state, save_checkpoint, truncate_log
 from trufor_lab.training.config import TrainConfig, TrainResult
 from trufor_lab.training.losses import phase_loss
 from trufor_lab.training.phases import PHASES, build_model, set_phase
@@ -129,7 +131,22 @@ def _lr(cfg: TrainConfig, step: int) -> float:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Run (or resume) one phase for ``cfg.steps`` steps in total; returns a :class:`TrainResult`."""
+    """Run (or resume) one phase for ``cfg.steps`` steps in total; returns a :class:`TrainResult`.
+
+    Torch's global thread count and RNG state (CPU and CUDA) are restored on return.
+    """
+    threads, rng_cpu = torch.get_num_threads(), torch.get_rng_state()
+    rng_cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(rng_cpu)
+        if rng_cuda is not None:
+            torch.cuda.set_rng_state_all(rng_cuda)
+
+
+def _train(cfg: TrainConfig) -> TrainResult:
     t0 = time.time()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -148,9 +165,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     if resuming:
-        state = torch.load(out / "last_optim.pt", map_location=device, weights_only=True)
+        state = read_training_state(ckpt, device)
         opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
+        step = state["step"]
+        if isinstance(state["rng"].get("torch"), torch.Tensor):
+            torch.set_rng_state(state["rng"]["torch"].cpu())
         truncate_log(log_path, step)
     elif log_path.exists():
         log_path.unlink()

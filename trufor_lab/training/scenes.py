@@ -56,7 +56,7 @@ def skimage_rgb(name: str) -> np.ndarray | None:
     import skimage.data  # lazy: scikit-image is slow to import; only this function needs it
     try:
         a = getattr(skimage.data, name)()
-    except Exception:  # not shipped offline in this install
+    except (ImportError, OSError, ValueError):  # file not shipped offline (pooch missing or download refused)
         return None
     a = np.asarray(a[0] if isinstance(a, tuple) else a)
     if a.dtype != np.uint8:
