@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
+from trufor_lab.common.imaging import resize
 from trufor_lab.forensics import jpeg
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
 
@@ -309,11 +310,6 @@ def _trim_borders(a: np.ndarray) -> np.ndarray:
     return a[r0:r1, c0:c1]
 
 
-def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:
-    im = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32))
-    return np.asarray(im.resize((w, h), Image.BILINEAR))
-
-
 def _compare_thumbnail(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int, int]
                        ) -> tuple[bool, float]:
     """(aspect mismatch, Pearson correlation) between thumbnail and downscaled main image."""
@@ -321,7 +317,7 @@ def _compare_thumbnail(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int
     th, tw = t.shape
     aspect_mismatch = abs(math.log((tw / th) / (main_size[0] / main_size[1]))) > math.log(1.08)
     w, h = min(tw, 64), min(th, 64)
-    a, b = _resize(t, w, h).ravel(), _resize(main, w, h).ravel()
+    a, b = resize(np.float32(t), (h, w), 'bilinear').ravel(), resize(np.float32(main), (h, w), 'bilinear').ravel()
     sa, sb = a.std(), b.std()
     if sa < 1e-3 or sb < 1e-3:  # flat content: compare levels instead
         corr = 1.0 if abs(a.mean() - b.mean()) < 12 and max(sa, sb) < 8 else 0.0

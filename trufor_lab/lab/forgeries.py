@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from trufor_lab.common.imaging import to_uint8
+from trufor_lab.common.imaging import resize, to_uint8
 from trufor_lab.common.paths import list_images
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.viz.figures import new_figure
@@ -257,10 +257,6 @@ def region_mask(shape: tuple[int, int], rng: np.random.Generator, region: str | 
     return mask, info
 
 
-def _resize_rgb(patch: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(patch).resize((size_hw[1], size_hw[0]), Image.BICUBIC))
-
-
 # --------------------------------------------------------------------------------------------
 # forgeries
 # --------------------------------------------------------------------------------------------
@@ -297,7 +293,7 @@ def splice(target: np.ndarray, donor: np.ndarray, *, seed: int, region: str | No
     oy, ox = int(rng.integers(0, d.shape[0] - ph + 1)), int(rng.integers(0, d.shape[1] - pw + 1))
     patch = d[oy:oy + ph, ox:ox + pw]
     if f != 1.0:
-        patch = _resize_rgb(patch, (round(ph * f), round(pw * f)))
+        patch = resize(patch, (round(ph * f), round(pw * f)))
     patch = patch.astype(np.float64)
     if blur is not None and blur > 0:
         patch = ndimage.gaussian_filter(patch, sigma=(float(blur), float(blur), 0))
