@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import trufor_lab as tl
+from trufor_lab.inference.preprocess import to_tensor
 from trufor_lab.inference.predict import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
 from trufor_lab.model.lean import LeanConfig, estimate_lean_peak, estimate_plain_peak, lean_features, noiseprint_halo
 
@@ -21,7 +22,7 @@ TOL = 2e-5
 @pytest.fixture(scope="module")
 def crops(tampered2) -> torch.Tensor:
     """Two 40x52 crops of an official sample, as a batch (sizes not multiples of 32)."""
-    return torch.cat([tl.preprocess.to_tensor(tampered2[r:r + 40, r:r + 52]) for r in (40, 130)])
+    return torch.cat([to_tensor(tampered2[r:r + 40, r:r + 52]) for r in (40, 130)])
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_lean_forward_matches_model_with_tiny_chunks(recipe_model, crops, refere
 def test_noiseprint_tiles_are_the_full_convolution(shared_dir, tampered2):
     net = tl.load_noiseprint(shared_dir / "weights" / "noiseprint++.th")
     assert noiseprint_halo(net) == 17
-    x = tl.preprocess.to_tensor(tampered2[:36, :60])
+    x = to_tensor(tampered2[:36, :60])
     with torch.no_grad():
         full = net(x)
     got = predict(net, x, InferenceMode.exact(chunks=LeanConfig(tile=20)))  # 2 x 3 tiles
@@ -72,7 +73,7 @@ def test_exact_mode_meets_parity_fixture(recipe_model, parity_dir, parity_input)
     """The lean path with moderate chunks against the official float64 outputs (the fixture's
     Noiseprint++ map is given: its tiling is checked above, its parity in test_parity.py)."""
     expected = np.load(parity_dir / "parity_expected.npz")
-    x = tl.preprocess.to_tensor(parity_input.copy())
+    x = to_tensor(parity_input.copy())
     np_map = torch.from_numpy(expected["noiseprint"]).float()[None, None]
     mode = InferenceMode.exact(chunks=LeanConfig(rows=16, attn_chunk=300))
     out = predict(recipe_model, x, mode, noiseprint=np_map)
@@ -86,7 +87,7 @@ def test_exact_mode_in_float64_is_the_official_network(recipe_model, parity_dir,
     """Chunked and in float64, the lean path reproduces the official outputs to 1e-6."""
     expected = np.load(parity_dir / "parity_expected.npz")
     m64 = copy.deepcopy(recipe_model).double()
-    x = tl.preprocess.to_tensor(parity_input.copy(), dtype=torch.float64)
+    x = to_tensor(parity_input.copy(), dtype=torch.float64)
     np_map = torch.from_numpy(expected["noiseprint"])[None, None]
     out = predict(m64, x, InferenceMode.exact(chunks=LeanConfig(rows=20, attn_chunk=500)), noiseprint=np_map)
     assert out.logits.dtype == torch.float64
@@ -172,7 +173,7 @@ def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_m
     import trufor_lab.inference.predict as inf
     plain = tl.analyze(recipe_model, small_image)
     assert not any("lean" in n for n in plain.notes)
-    need = inf.plain_peak_bytes(recipe_model, tl.preprocess.to_tensor(small_image))
+    need = inf.plain_peak_bytes(recipe_model, to_tensor(small_image))
     monkeypatch.setattr(inf, "free_memory_bytes", lambda device: need // 2)
     lean = tl.analyze(recipe_model, small_image)
     assert any("memory-lean exact forward" in n for n in lean.notes)
