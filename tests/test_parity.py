@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import trufor_lab as tl
+from trufor_lab.inference.preprocess import to_tensor
 
 FUSED = [f"fused_stage{i}" for i in range(1, 5)]
 
@@ -18,7 +19,7 @@ def expected(parity_dir):
 
 
 def _outputs(model, rgb):
-    x = tl.preprocess.to_tensor(rgb, dtype=next(model.parameters()).dtype)
+    x = to_tensor(rgb, dtype=next(model.parameters()).dtype)
     with torch.no_grad():
         out = model(x)
         feats = model.forward_features(x, out.noiseprint)
@@ -84,14 +85,14 @@ def test_noiseprint_loads_from_full_checkpoint(recipe_ckpt, shared_dir, parity_i
     """The `dncnn.` part of a full checkpoint and noiseprint++.th give the same network."""
     a = tl.load_noiseprint(recipe_ckpt)
     b = tl.load_noiseprint(shared_dir / "weights" / "noiseprint++.th")
-    x = tl.preprocess.to_tensor(parity_input[:64, :64])
+    x = to_tensor(parity_input[:64, :64])
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
 
 
 def test_noiseprint_stays_float32_under_autocast(shared_dir, parity_input):
     net = tl.load_noiseprint(shared_dir / "weights" / "noiseprint++.th")
-    x = tl.preprocess.to_tensor(parity_input[:48, :48])
+    x = to_tensor(parity_input[:48, :48])
     with torch.no_grad():
         ref = net(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
