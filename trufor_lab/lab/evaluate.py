@@ -42,9 +42,9 @@ from tqdm.auto import tqdm
 from trufor_lab.common.files import atomic_write_text
 from trufor_lab.common.table import Table, fmt
 from trufor_lab.forensics.jpeg import estimate_quality
-from trufor_lab.inference.predict.analyze import Result, analyze
-from trufor_lab.inference.predict.load import is_full_model
-from trufor_lab.inference.predict.preprocess import ImageError
+from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.inference.load import is_full_model
+from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.lab.metrics import (
     LOCALIZATION_FIELDS,
@@ -338,7 +338,7 @@ def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLi
              progress: bool = True, analyze_fn: AnalyzeFn | None = None) -> Evaluation:
     """Analyse every image of ``dataset`` (or reuse its npz under ``out_dir``) and score it.
 
-    ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.inference.predict.analyze.analyze`
+    ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.inference.analyze.analyze`
     (e.g. under an ablation; ``model`` is passed to it as given). Per-image failures are
     recorded in ``Evaluation.failed`` and in rows with ``status == "error"``; the run goes on.
     Without ``analyze_fn``, raises ValueError unless ``model`` is a full TruFor (Noiseprint++

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from trufor_lab.common.table import Table
-from trufor_lab.inference.predict.preprocess import load_image
+from trufor_lab.inference.preprocess import load_image
 from trufor_lab.lab.datasets import REGISTRY, MaskConvention, read_mask
 from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.viz.figures import new_figure

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
-from trufor_lab.inference.predict.analyze import analyze
+from trufor_lab.inference.analyze import analyze
 from trufor_lab.lab.metrics import localization_metrics
 from trufor_lab.viz.figures import new_figure
 
@@ -527,7 +527,7 @@ def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: 
     """Perturb ``image`` (and ``mask``) with each value, analyse it and score the result.
 
     ``analyze_fn(model, image)`` must return an object with ``map`` (HxW), ``conf`` and
-    ``score`` (any may be None); default :func:`trufor_lab.inference.predict.analyze.analyze`. Localization
+    ``score`` (any may be None); default :func:`trufor_lab.inference.analyze.analyze`. Localization
     metrics come from ``metrics_fn(map, mask)`` (default
     :func:`trufor_lab.lab.metrics.localization_metrics`) when the perturbed mask has forged
     pixels; a map of another size is resized bilinearly to the mask first. ``mask=None``
