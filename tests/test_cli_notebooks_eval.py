@@ -68,7 +68,7 @@ def test_runner_records_one_block_per_device(tmp_path):
     assert text.count(runner.SECTION) == 1 and "## Other section" in text
     assert text.count("### CPU: 2 cores, X") == 1 and text.count("### GPU: H100") == 1
     cpu = text.split("### CPU: 2 cores, X")[1].split("###")[0]
-    assert "| 02_b | 200 | 180 | no |" in cpu and "shared" in cpu and "03_c" not in cpu
+    assert "| 02_b | 200 | nan | 180 | no |" in cpu and "shared" in cpu and "03_c" not in cpu
 
 
 def test_runner_runs_a_notebook_and_reports_errors(tmp_path):
