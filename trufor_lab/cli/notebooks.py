@@ -98,7 +98,7 @@ def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: 
         client.execute()
         ok, err = True, ""
     except CellExecutionError as e:  # type: ignore[misc]
-        ok, err = False, (str(e).strip().splitlines() or ["error"])[-1]
+        ok, err = False, re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or ["error"])[-1])
     except Exception as e:  # timeouts, dead kernels: record and go on with the next notebook
         ok, err = False, f"{type(e).__name__}: {e}"
     finally:
