@@ -259,6 +259,8 @@ class Casebook:
         self.model = model
         self.device = device
         self.with_classic = classic
+        #: Called with the casebook after each analysis and comparison (e.g. the web app's report link).
+        self.listeners: list[Any] = []
         self.classic: dict[str, Result] = {}
         self.classic_html: Any = None
         self.result: Result | None = None
@@ -380,6 +382,7 @@ class Casebook:
         self._step(4, "drawing figures…")
         self._render()
         self._step(_STEPS, f"done: {result.summary()}")
+        self._notify()
         return result
 
     def compare(self, other: ImageLike | Result, name: str | None = None) -> Comparison:
@@ -397,7 +400,12 @@ class Casebook:
         self.comparison = compare(self.result, other, names=(self.result.name, nb))
         self._render(compare_only=True)
         self._step(_STEPS, f"compared: {self.comparison.summary()}")
+        self._notify()
         return self.comparison
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener(self)
 
     # -- display ----------------------------------------------------------------------------
     def sections_html(self) -> list[str]:
