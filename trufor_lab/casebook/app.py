@@ -23,7 +23,7 @@ from trufor_lab.inference.load import load
 
 __all__ = ["casebook_app", "app_notebook", "report_link_html"]
 
-_INTRO = ("<h2 style='margin:4px 0'>TruFor casebook</h2><p style='margin:2px 0 8px'>Upload a picture "
+_INTRO = ("<p style='margin:2px 0 8px'>Upload a picture "
           "(JPEG, PNG, WebP, TIFF). The analysis runs on this computer; nothing is sent anywhere. "
           "Read the <b>Result</b> tab first, then the <b>Classic filters</b>; download the report "
           "to keep or share what you saw.</p>")
