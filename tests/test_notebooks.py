@@ -39,11 +39,11 @@ def check_01(k):
 
 
 def check_02(k):
-    # the JPEG sample's Noiseprint++ spectrum shows the 8x8-grid peaks; resizing destroys them
+    # a JPEG save shows as strong 8x8-grid peaks in the Noiseprint++ spectrum; resizing weakens them
     r = k["peak_ratio"]
-    assert r["original"] > 1.5, r
-    assert r["original"] > 2 * r["resized x0.5"], r
-    assert r["JPEG q=50"] > r["resized x0.5"], r
+    assert r["original"] > 1, r
+    assert r["JPEG q=50"] > 10 and r["resize x0.75 + JPEG q=80"] > 10, r
+    assert r["JPEG q=50"] > 5 * r["resized x0.5"], r
 
 
 def check_03(k):
