@@ -173,14 +173,18 @@ def run(args: argparse.Namespace) -> int:
         for p in paths:
             print(f"{p.stem} ...", end=" ", flush=True)
             t = run_notebook(p, Path(tmp), small=args.small, timeout=args.timeout)
-            print(f"{t.seconds:.0f} s" + ("" if t.ok else f"  FAILED: {t.error}"), flush=True)
+            print(f"{t.seconds:.0f} s (kernel CPU {t.cpu_seconds:.0f} s)" + ("" if t.ok else f"  FAILED: {t.error}"),
+                  flush=True)
             timings.append(t)
-    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
-    note = (f"{args.note} " if args.note else "") + f"Load average (1 min) {load0:.1f} at the start, {load1:.1f} at the end."
-    block = results_block(timings, device, note, args.small)
+            load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+            note = ((f"{args.note} " if args.note else "") + f"Load average (1 min) {load0:.1f} at the start, "
+                    f"{load1:.1f} after {t.name}" + ("" if len(timings) == len(paths) else
+                                                     f" ({len(timings)} of {len(paths)} notebooks so far)") + ".")
+            block = results_block(timings, device, note, args.small)
+            if args.time:  # after each notebook: an interrupted run still leaves its measurements
+                record(Path(args.results), block)
     print(block)
     if args.time:
-        record(Path(args.results), block)
         print(f"recorded in {args.results}")
     return 0 if all(t.ok for t in timings) else 1
 
