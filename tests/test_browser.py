@@ -336,3 +336,102 @@ def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch):
 
 
 test_missing_browser_fails_in_ci_and_skips_elsewhere.needs_no_browser = True
+
+
+# --------------------------------------------------------------------------------------------
+# the casebook web app (trufor-lab casebook): upload, tabs, report link, no code on the page
+# --------------------------------------------------------------------------------------------
+
+UPLOAD_HOOK = """
+(() => {
+  const create = Document.prototype.createElement;
+  Document.prototype.createElement = function (tag, options) {
+    const el = create.call(this, tag, options);
+    if (String(tag).toLowerCase() === 'input') {
+      setTimeout(() => { if (el.type === 'file' && !el.isConnected) document.body.appendChild(el); }, 0);
+    }
+    return el;
+  };
+})();
+"""
+
+
+def test_casebook_app_upload_tabs_and_report(driver, tmp_path):
+    """``trufor-lab casebook`` prints its URL and serves until interrupted; a fact-checker uploads a
+    picture, the tabs fill in (Classic filters included), the report link appears; no code is shown."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from trufor_lab.lab.forgeries import demo_images
+
+    pytest.importorskip("voila")
+    picture = tmp_path / "viral photo.jpg"
+    Image.fromarray(demo_images(128)["chelsea"]).save(picture, quality=85)
+    root = Path(__file__).resolve().parent.parent
+    port = _free_port()
+    env = {**os.environ, "MPLBACKEND": "Agg", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen([sys.executable, "-m", "trufor_lab.cli", "casebook", f"--port={port}", "--no-browser",
+                             "-q", "--device=cpu"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()  # blocks until the app listens (or the command fails)
+        assert f"http://127.0.0.1:{port}/" in line, line + proc.stdout.read()[-2000:] if proc.poll() is not None else line
+        driver.set_window_size(1200, 900)
+        # ipywidgets' FileUpload keeps its <input type=file> out of the page; put it in, so that the
+        # test can choose a file the way the browser's file dialog would
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": UPLOAD_HOOK})
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 300)
+        try:
+            upload = WebDriverWait(driver, 120).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))[0]
+        except TimeoutException:
+            pytest.fail("no upload button: " + driver.find_element(By.TAG_NAME, "body").text[-1500:])
+        assert "casebook_app(" not in driver.page_source, "the app shows no code"
+        driver.execute_script("arguments[0].style.display = 'block'", upload)  # the widget hides the input
+        upload.send_keys(str(picture))
+        wait.until(lambda d: "Reading:" in d.find_element(By.TAG_NAME, "body").text
+                   or "error:" in d.find_element(By.TAG_NAME, "body").text)
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "error:" not in body and "viral photo.jpg" in body
+        link = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "a.casebook-report"))[0]
+        assert link.get_attribute("href").startswith("data:text/html") and link.get_attribute("download")
+        tab = driver.find_element(By.XPATH, "//*[contains(@class,'TabBar-tabLabel') and text()='Classic filters']")
+        tab.click()
+        wait.until(lambda d: "Error level analysis" in d.find_element(By.TAG_NAME, "body").text)
+        shown = [i for i in driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']") if i.is_displayed()]
+        assert shown, "the Classic filters tab shows its pictures"
+        titles = [e.text for e in driver.find_elements(By.XPATH, "//*[contains(@class,'TabBar-tabLabel')]")]
+        assert titles[:5] == ["Result", "Classic filters", "Noiseprint++", "Provenance", "Compare"], titles
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "casebook_app_classic_filters.png"))
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("trufor-lab casebook did not stop on Ctrl-C")
+    deadline = time.time() + 10
+    while _port_in_use(port) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _port_in_use(port), "the app's server is gone after Ctrl-C"
+
+
+def _port_in_use(port: int) -> bool:
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

@@ -99,7 +99,7 @@ def test_widget_upload_fills_tabs(recipe_model, picture, tmp_path):
     r = cb.result
     assert r is not None and r.map is not None and r.map.shape == (64, 64) and 0 <= r.score <= 1
     assert cb.progress.value == cb.progress.max
-    assert cb.tabs.get_title(0) == "Result" and len(cb.tabs.children) == 4
+    assert cb.tabs.get_title(0) == "Result" and len(cb.tabs.children) == 5  # Classic filters is the 2nd
     result_tab = cb.tab_html[0].value
     assert "Reading:" in result_tab and "integrity score" in result_tab
     assert "viral &lt;1&gt;.jpg" in result_tab and "viral <1>" not in result_tab

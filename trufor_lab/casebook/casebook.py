@@ -24,6 +24,7 @@ from PIL import Image
 from torch import nn
 
 from trufor_lab.casebook import report as R
+from trufor_lab.casebook.classic_tab import classic_filters, classic_section_html
 from trufor_lab.casebook.report import (
     build_report,
     comparison_section_html,
@@ -238,7 +239,9 @@ def compare(a: ImageLike | Result, b: ImageLike | Result, model: nn.Module | Non
 
 
 _TAB_TITLES = ("Result", "Noiseprint++", "Provenance", "Compare")
-_STEPS = 4
+#: The tab with the classic filters (ELA, noise, JPEG ghosts, double JPEG); shown second.
+CLASSIC_TAB = "Classic filters"
+_STEPS = 5
 
 
 class Casebook:
@@ -246,12 +249,20 @@ class Casebook:
 
     Programmatic use: :meth:`analyze_path`, :meth:`analyze_bytes`, :meth:`compare`,
     :meth:`save_report`; ``result``, ``provenance``, ``comparison`` hold the latest outputs and
-    ``tabs`` the ipywidgets Tab (``None`` when ipywidgets is unavailable).
+    ``tabs`` the ipywidgets Tab (``None`` when ipywidgets is unavailable). ``classic`` holds
+    the classic filters of the current image (:mod:`trufor_lab.casebook.classic_tab`), shown in
+    the "Classic filters" tab next to TruFor's answer; ``classic=False`` leaves them out.
     """
 
-    def __init__(self, model: nn.Module | None = None, *, device: str | None = None) -> None:
+    def __init__(self, model: nn.Module | None = None, *, device: str | None = None,
+                 classic: bool = True) -> None:
         self.model = model
         self.device = device
+        self.with_classic = classic
+        #: Called with the casebook after each analysis and comparison (e.g. the web app's report link).
+        self.listeners: list[Any] = []
+        self.classic: dict[str, Result] = {}
+        self.classic_html: Any = None
         self.result: Result | None = None
         self.provenance = None
         self.comparison: Comparison | None = None
@@ -279,8 +290,13 @@ class Casebook:
                                    layout=w.Layout(width="50%"))
         self.compare_button = w.Button(description="Compare")
         compare_box = w.VBox([w.HBox([self.compare_text, self.compare_button]), self.tab_html[3]])
-        self.tabs = w.Tab(children=[*self.tab_html[:3], compare_box])
-        for i, t in enumerate(_TAB_TITLES):
+        children, titles = [*self.tab_html[:3], compare_box], list(_TAB_TITLES)
+        if self.with_classic:
+            self.classic_html = w.HTML(value="")
+            children.insert(1, self.classic_html)
+            titles.insert(1, CLASSIC_TAB)
+        self.tabs = w.Tab(children=children)
+        for i, t in enumerate(titles):
             self.tabs.set_title(i, t)
         self.upload.observe(self._on_upload, names="value")
         self.path_button.on_click(self._on_path)
@@ -360,9 +376,13 @@ class Casebook:
         except ValueError as e:
             raise ImageError(str(e).replace("<bytes>", name, 1)) from None
         self.result, self.provenance, self.comparison = result, prov, None
+        if self.with_classic:
+            self._step(4, "classic filters (ELA, noise, JPEG ghosts, double JPEG)…")
+            self.classic = classic_filters(source)
         self._step(4, "drawing figures…")
         self._render()
         self._step(_STEPS, f"done: {result.summary()}")
+        self._notify()
         return result
 
     def compare(self, other: ImageLike | Result, name: str | None = None) -> Comparison:
@@ -380,7 +400,12 @@ class Casebook:
         self.comparison = compare(self.result, other, names=(self.result.name, nb))
         self._render(compare_only=True)
         self._step(_STEPS, f"compared: {self.comparison.summary()}")
+        self._notify()
         return self.comparison
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener(self)
 
     # -- display ----------------------------------------------------------------------------
     def sections_html(self) -> list[str]:
@@ -401,14 +426,25 @@ class Casebook:
             return
         for box, html_text in zip(self.tab_html, self.sections_html()):
             box.value = html_text
+        if self.classic_html is not None:
+            self.classic_html.value = self.classic_section()
+
+    def classic_section(self) -> str:
+        """HTML of the "Classic filters" tab."""
+        if self.result is None or not self.classic:
+            return "<p>No image analyzed yet.</p>"
+        return classic_section_html(self.classic, self.result)
 
     def static_html(self) -> str:
         """Everything as plain HTML, for frontends that cannot render widgets."""
         if self.result is None:
             return ("<div><b>TruFor casebook</b>: no image analyzed yet. Use "
                     "<code>casebook.analyze_path(path)</code> or <code>analyze_bytes(data, name)</code>.</div>")
-        return "".join(f"<h3>{t}</h3>{s}" for t, s in zip(_TAB_TITLES, self.sections_html())
-                       if t != "Compare" or self.comparison is not None)
+        sections = [(t, s) for t, s in zip(_TAB_TITLES, self.sections_html())
+                    if t != "Compare" or self.comparison is not None]
+        if self.with_classic and self.classic:
+            sections.insert(1, (CLASSIC_TAB, self.classic_section()))
+        return "".join(f"<h3>{t}</h3>{s}" for t, s in sections)
 
     def _repr_html_(self) -> str:
         return self.static_html()

@@ -2,7 +2,7 @@
 
     trufor-lab analyze INPUT... -o OUT [--weights CKPT] [--device cpu|cuda] [--precision float32|float64]
     trufor-lab weights info | download
-    trufor-lab eval | report | distributed-analyze | train | bench ...
+    trufor-lab eval | report | distributed-analyze | train | notebooks | casebook | bench ...
 
 Each subcommand lives in its own module of this package with ``register(subparsers)``.
 """
@@ -13,12 +13,13 @@ import importlib
 import sys
 from typing import Any, Callable, Sequence
 
-from trufor_lab.cli import analyze, distributed, report, train, weights
+from trufor_lab.cli import analyze, casebook, distributed, notebooks, report, train, weights
 from trufor_lab.cli import eval as eval_cmd
 
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS: tuple[Callable[[Any], Any], ...] = (analyze.register, weights.register, eval_cmd.register,
-                                              report.register, distributed.register, train.register)
+                                              report.register, distributed.register, train.register,
+                                              notebooks.register, casebook.register)
 
 
 def _plugins() -> list[Callable[[Any], Any]]:

@@ -1,7 +1,14 @@
-"""``trufor-lab eval``: evaluate on a benchmark or a folder; per-image CSV and summary."""
+"""``trufor-lab eval``: evaluate on a benchmark or a folder; per-image CSV and summary.
+
+``--method NAME`` evaluates a classic, training-free detector of :mod:`trufor_lab.lab.classic`
+(``ela``, ``jpeg_ghost``, ...) exactly like TruFor (the default, ``--method trufor``): same
+metrics, same files. A classic method's outputs go to ``OUT/<method>/`` and its tables are
+named ``<dataset>.<method>.*`` so that they never mix with TruFor's in the same OUT. Methods
+without a global score get the 99th percentile of their map as score (a note says so)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +21,7 @@ from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.result import Result
 from trufor_lab.inference.weights import WeightsError, weights_sha256
 from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_dataset
+from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
 
@@ -63,6 +71,21 @@ class _LazyModel:
         return analyze(self.model, image)
 
 
+class _Classic:
+    """``analyze_fn`` for a classic detector: the image file is read with its JPEG tables."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.not_applicable: list[str] = []
+
+    def __call__(self, _model: Any, image: Any) -> Result:
+        r = detect(str(image), self.method, fallback_score=True)
+        if r.score is None:  # not applicable (e.g. dq_aligned on a PNG): empty map, no evidence
+            self.not_applicable.append(Path(str(image)).name)
+            r = dataclasses.replace(r, score=0.0, notes=(*r.notes, "not applicable: score 0"))
+        return r
+
+
 def run(args: argparse.Namespace) -> int:
     """``trufor-lab eval``: evaluate, write CSV + summary JSON/CSV into OUT, print the summary."""
     try:
@@ -73,21 +96,32 @@ def run(args: argparse.Namespace) -> int:
     if len(dataset) == 0:
         _err(f"{dataset.name}: dataset holds no images")
         return 1
+    method = getattr(args, "method", "trufor")
+    classic = method != "trufor"
+    if classic and not METHODS[method].defines_score:
+        print(f"note: {method} defines no global score: the detection metrics use the 99th percentile of "
+              "its map", file=sys.stderr)
+    analyze_fn = _Classic(method) if classic else _LazyModel(args)
     try:
-        digest = weights_sha256(args.weights)
+        digest = None if classic else weights_sha256(args.weights)
     except (WeightsError, OSError) as e:
         _err(str(e).splitlines()[0])
         return 2
     try:
-        ev = evaluate(None, dataset, args.output, overwrite=args.overwrite, progress=not args.quiet,
-                      analyze_fn=_LazyModel(args), weights_sha256=digest)
+        ev = evaluate(None, dataset, Path(args.output) / method if classic else args.output,
+                      overwrite=args.overwrite, progress=not args.quiet, analyze_fn=analyze_fn,
+                      weights_sha256=digest)
     except _ModelUnavailable as e:
         _err(str(e))
         return 2
     for msg in ev.failed:
         _err(msg)
+    if classic and analyze_fn.not_applicable:
+        print(f"note: {method} is not applicable to {len(analyze_fn.not_applicable)} image(s) "
+              f"({METHODS[method].description}; e.g. {analyze_fn.not_applicable[0]}): empty map, score 0",
+              file=sys.stderr)
     out = Path(args.output)
-    stem = safe_part(dataset.name)
+    stem = safe_part(dataset.name) + (f".{method}" if classic else "")
     try:
         ev.to_csv(out / f"{stem}.per_image.csv")
         ev.write_summary(out / f"{stem}.summary.json", out / f"{stem}.summary.csv")
@@ -119,6 +153,8 @@ def register(subparsers: Any) -> None:
                    help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes")
     e.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this suffix")
     e.add_argument("-o", "--output", required=True, help="output folder (npz per image, CSV, summary)")
+    e.add_argument("--method", default="trufor", choices=["trufor", *METHODS],
+                   help="trufor (default) or a classic detector of trufor_lab.lab.classic")
     e.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     e.add_argument("--precision", default="float32", choices=["float32", "float64"])

@@ -1,0 +1,87 @@
+"""``trufor-lab eval --method NAME`` (classic detectors evaluated like TruFor) and the notebook runner."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trufor_lab.cli import main
+from trufor_lab.cli import notebooks as runner
+from trufor_lab.forensics.jpeg import jpeg_bytes
+from trufor_lab.lab import forgeries as F
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A tiny folder: one pristine JPEG, one aligned double-JPEG forgery with its mask, one PNG splice."""
+    root = tmp_path_factory.mktemp("classic_eval")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    imgs = F.demo_images(128)
+    (root / "images" / "pristine.jpg").write_bytes(jpeg_bytes(imgs["chelsea"], 90))
+    f = F.double_jpeg(imgs["coffee"], seed=2, q1=60, q2=90, area=(0.1, 0.2))
+    (root / "images" / "djpeg.jpg").write_bytes(jpeg_bytes(f.image, 90))
+    Image.fromarray(f.mask.astype(np.uint8) * 255).save(root / "masks" / "djpeg.png")
+    s = F.splice(imgs["astronaut"], imgs["rocket"], seed=0, area=(0.1, 0.2))
+    Image.fromarray(s.image).save(root / "images" / "splice.png")
+    Image.fromarray(s.mask.astype(np.uint8) * 255).save(root / "masks" / "splice.png")
+    return root
+
+
+@pytest.mark.parametrize("method", ["ela", "dq_aligned", "dq_nonaligned"])
+def test_eval_classic_method_like_trufor(folder, tmp_path, capsys, method):
+    out = tmp_path / "out"
+    rc = main(["eval", "--images", str(folder / "images"), "--masks", str(folder / "masks"), "--method", method,
+               "-o", str(out), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    [per_image] = out.glob(f"*.{method}.per_image.csv")
+    rows = list(csv.DictReader(per_image.open()))
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
+    assert {r["label"] for r in rows} == {"0", "1"}
+    assert all(0 <= float(r["score"]) <= 1 for r in rows)
+    assert len(list((out / method).rglob("*.npz"))) == 3, "a classic method's outputs stay in OUT/<method>"
+    summary = json.loads(next(out.glob(f"*.{method}.summary.json")).read_text())
+    assert summary
+    forged = [r for r in rows if r["label"] == "1"]
+    assert all(0 <= float(r["f1_best"]) <= 1 for r in forged), forged
+    err = capsys.readouterr().err
+    assert ("defines no global score" in err) == (method != "dq_nonaligned")
+
+
+def test_eval_unknown_method_is_refused(folder, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--images", str(folder / "images"), "--method", "elaa", "-o", str(tmp_path), "-q"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_runner_records_one_block_per_device(tmp_path):
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# Benchmark results\n\n## Other section\n\ntext\n")
+    t = [runner.Timing("01_a", 12.3, True), runner.Timing("02_b", 200.0, True), runner.Timing("03_c", 5, False, "boom")]
+    runner.record(md, runner.results_block(t, "CPU: 2 cores, X"))
+    runner.record(md, runner.results_block(t[:1], "GPU: H100"))
+    runner.record(md, runner.results_block(t[:2], "CPU: 2 cores, X", note="shared"))
+    text = md.read_text()
+    assert text.count(runner.SECTION) == 1 and "## Other section" in text
+    assert text.count("### CPU: 2 cores, X") == 1 and text.count("### GPU: H100") == 1
+    cpu = text.split("### CPU: 2 cores, X")[1].split("###")[0]
+    assert "| 02_b | 200 | nan | 180 | no |" in cpu and "shared" in cpu and "03_c" not in cpu
+
+
+def test_runner_runs_a_notebook_and_reports_errors(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    ok = tmp_path / "01_ok.ipynb"
+    bad = tmp_path / "02_bad.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("import os, trufor_lab\nprint(os.environ['TRUFOR_LAB_OUTPUT'])")]), ok)
+    nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('broken on purpose')")]), bad)
+    assert [p.name for p in runner.find_notebooks(tmp_path, ["02"])] == ["02_bad.ipynb"]
+    md = tmp_path / "R.md"
+    rc = main(["notebooks", "--dir", str(tmp_path), "--time", "--results", str(md), "--timeout", "120"])
+    assert rc == 1
+    text = md.read_text()
+    assert "| 01_ok |" in text and "broken on purpose" in text

@@ -1,0 +1,217 @@
+"""``trufor-lab notebooks``: run the teaching notebooks top to bottom, and time them.
+
+    python -m trufor_lab.cli.notebooks --time          # all, default parameters, record times
+    trufor-lab notebooks --only 01 08 --small          # the CI-sized inputs
+
+Each notebook picks its default sizes from the device (full sizes on a GPU; on a CPU every
+notebook is sized to finish in :data:`CPU_BOUND_S` on two cores). ``--time`` writes the
+measured times into the "Notebooks at default parameters" section of ``bench/RESULTS.md``,
+one block per device (a rerun on the same device replaces its block, other devices stay).
+Notebooks run from a source checkout (``notebooks/`` next to the package), in a temporary
+output folder, with the checkout first on ``PYTHONPATH`` so the kernel imports this code.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import math
+import platform
+import re
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+try:  # the optional 'notebooks' extra; only this command needs it
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+except ImportError:  # pragma: no cover - reported when the command runs
+    nbformat = NotebookClient = CellExecutionError = None
+
+#: What a CPU run of one notebook at its default parameters may take (two cores), and all of them.
+CPU_BOUND_S = 180.0
+CPU_TOTAL_BOUND_S = 1200.0
+#: The section of ``bench/RESULTS.md`` this command owns.
+SECTION = "## Notebooks at default parameters"
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Timing:
+    name: str
+    seconds: float
+    ok: bool
+    error: str = ""
+    #: CPU seconds of the kernel (user + system): unlike the wall time, barely affected by other jobs
+    cpu_seconds: float = math.nan
+
+
+def find_notebooks(directory: Path, only: Sequence[str] = ()) -> list[Path]:
+    """The ``*.ipynb`` of ``directory`` in order; ``only`` keeps those whose name starts with one of them."""
+    paths = sorted(p for p in Path(directory).glob("*.ipynb") if not p.name.startswith("."))
+    if only:
+        paths = [p for p in paths if any(p.stem.startswith(o) or p.name == o for o in only)]
+    return paths
+
+
+def device_label() -> str:
+    """The device the notebooks pick by default, in words."""
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"CPU: {cores} cores, {cpu}"
+
+
+def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: int = 1800) -> Timing:
+    """Execute one notebook (outputs discarded) and time it, kernel start included."""
+    if NotebookClient is None:
+        raise RuntimeError("running notebooks needs nbclient and nbformat: pip install 'trufor-lab[notebooks]'")
+    env = {"TRUFOR_LAB_OUTPUT": str(output_dir),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    if small:
+        env["TRUFOR_LAB_SMALL"] = "1"
+    saved = {k: os.environ.get(k) for k in (*env, "TRUFOR_LAB_SMALL")}
+    os.environ.pop("TRUFOR_LAB_SMALL", None)
+    os.environ.update(env)
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    t0 = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        client.execute()
+        ok, err = True, ""
+    except CellExecutionError as e:  # type: ignore[misc]
+        ok, err = False, re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or ["error"])[-1])
+    except Exception as e:  # timeouts, dead kernels: record and go on with the next notebook
+        ok, err = False, f"{type(e).__name__}: {e}"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel has exited and been waited for
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return Timing(path.stem, wall, ok, err, cpu if cpu > 0 else math.nan)
+
+
+def results_block(timings: Sequence[Timing], device: str, note: str = "", small: bool = False) -> str:
+    """The Markdown block for one device."""
+    cpu = not device.startswith("GPU")
+    bound = CPU_BOUND_S if cpu else None
+    date = _dt.date.today().isoformat()
+    lines = [f"### {device}{' (CI sizes)' if small else ''}", "",
+             f"{date}, `python -m trufor_lab.cli.notebooks --time{' --small' if small else ''}`, "
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads." + (f" {note}" if note else ""), "",
+             "| notebook | time (s) | kernel CPU (s) | " + ("bound (s) | within |" if bound else "status |"),
+             "|---|---|---|---|" + ("---|" if bound else "")]
+    for t in timings:
+        status = "ok" if t.ok else f"FAILED: {t.error[:80]}"
+        if bound:
+            within = "yes" if t.ok and t.seconds <= bound else "no"
+            lines.append(f"| {t.name} | {t.seconds:.0f} | {t.cpu_seconds:.0f} | {bound:.0f} | "
+                         f"{within if t.ok else status} |")
+        else:
+            lines.append(f"| {t.name} | {t.seconds:.0f} | {t.cpu_seconds:.0f} | {status} |")
+    total = sum(t.seconds for t in timings)
+    cpu_total = sum(t.cpu_seconds for t in timings)
+    if bound:
+        lines.append(f"| **all** | {total:.0f} | {cpu_total:.0f} | {CPU_TOTAL_BOUND_S:.0f} | "
+                     f"{'yes' if total <= CPU_TOTAL_BOUND_S else 'no'} |")
+    else:
+        lines.append(f"| **all** | {total:.0f} | {cpu_total:.0f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def record(results_md: Path, block: str) -> None:
+    """Put ``block`` into ``SECTION`` of ``results_md``, replacing the block of the same device."""
+    text = results_md.read_text() if results_md.exists() else "# Benchmark results\n"
+    heading = block.splitlines()[0]
+    if SECTION not in text:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n" + block
+    else:
+        start = text.index(SECTION) + len(SECTION)
+        m = re.search(r"^## ", text[start:], flags=re.M)
+        end = start + m.start() if m else len(text)
+        section = text[start:end]
+        blocks = re.split(r"(?m)^(?=### )", section)
+        intro, rest = blocks[0], [b for b in blocks[1:] if b.splitlines()[0] != heading]
+        section = intro + "".join(b.rstrip("\n") + "\n\n" for b in [block, *rest])
+        text = text[: start] + section + text[end:]
+    results_md.write_text(text.rstrip("\n") + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = find_notebooks(Path(args.dir), args.only)
+    if not paths:
+        print(f"error: no notebooks in {args.dir}" + (f" matching {args.only}" if args.only else ""),
+              file=sys.stderr)
+        return 1
+    device = device_label()
+    print(f"{len(paths)} notebooks on {device}{' (CI sizes)' if args.small else ''}", flush=True)
+    timings = []
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    with tempfile.TemporaryDirectory(prefix="trufor_lab_notebooks_") as tmp:
+        for p in paths:
+            print(f"{p.stem} ...", end=" ", flush=True)
+            t = run_notebook(p, Path(tmp), small=args.small, timeout=args.timeout)
+            print(f"{t.seconds:.0f} s (kernel CPU {t.cpu_seconds:.0f} s)" + ("" if t.ok else f"  FAILED: {t.error}"),
+                  flush=True)
+            timings.append(t)
+            load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+            note = ((f"{args.note} " if args.note else "") + f"Load average (1 min) {load0:.1f} at the start, "
+                    f"{load1:.1f} after {t.name}" + ("" if len(timings) == len(paths) else
+                                                     f" ({len(timings)} of {len(paths)} notebooks so far)") + ".")
+            block = results_block(timings, device, note, args.small)
+            if args.time:  # after each notebook: an interrupted run still leaves its measurements
+                record(Path(args.results), block)
+    print(block)
+    if args.time:
+        print(f"recorded in {args.results}")
+    return 0 if all(t.ok for t in timings) else 1
+
+
+def register(subparsers: Any) -> None:
+    """Add ``notebooks`` to the ``trufor-lab`` subcommands."""
+    p = subparsers.add_parser("notebooks", help="run the teaching notebooks top to bottom (and time them)",
+                              description="Run notebooks/*.ipynb at their default parameters.")
+    _arguments(p)
+    p.set_defaults(func=run)
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time", action="store_true", help="record the times in --results (bench/RESULTS.md)")
+    p.add_argument("--only", nargs="*", default=[], metavar="NAME", help="notebooks whose name starts with these")
+    p.add_argument("--small", action="store_true", help="CI sizes (TRUFOR_LAB_SMALL=1) instead of the defaults")
+    p.add_argument("--dir", default=str(ROOT / "notebooks"), help="folder of notebooks (default: the checkout's)")
+    p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"), help="where --time records")
+    p.add_argument("--note", default="", help="a sentence added to the recorded block (e.g. 'machine shared')")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per cell before giving up")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trufor_lab.cli.notebooks", description=__doc__.splitlines()[0])
+    _arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
