@@ -148,7 +148,7 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
     loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     if model.training:
         warnings.warn("model is in training mode; analyze() expects model.eval()", stacklevel=2)
-    from .inference import plain_fits, plain_peak_bytes, predict
+    from .inference import InferenceMode, plain_fits, plain_peak_bytes, predict
     from .model.lean import free_memory_bytes
     from .model.noiseprint import Noiseprint
     from .model.trufor import TruFor
@@ -173,7 +173,7 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
                 out = model(x)
             captures = dict(cap.tensors)
         elif use_lean:
-            out = predict(model, x, "exact")
+            out = predict(model, x, InferenceMode.exact(lean=True))
             if not fits:
                 notes = (*notes, f"memory-lean exact forward (the plain one would need about "
                                  f"{plain_peak_bytes(model, x) / 2**30:.1f} GiB)")

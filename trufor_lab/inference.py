@@ -1,21 +1,25 @@
 """Inference modes: ``predict(model, x, mode='exact' | 'fast')``.
 
-``exact`` (the default) is the network in IEEE float32 (float64 for a double model): no TF32
-anywhere (cuBLAS, cuDNN, oneDNN; flags set for the call only and restored), no autocast,
-memory-efficient attention (SDPA over query chunks sized from free memory) and the memory-lean
-forward of :mod:`trufor_lab.model.lean`, which runs a 24-megapixel image within 24 GB (GPU, or
-RAM on the CPU) without resizing or tiling that would change the answer. It equals
-``model(x)`` within float32 rounding (tests/test_inference.py).
+``exact`` (the default) computes what the official code computes, the way it does on that
+device: IEEE float32 (float64 for a double model), oneDNN convolutions on the CPU, no TF32 on
+CUDA (flags set for the call only and restored), no autocast. What costs time without
+changing the network is removed, and what only reorders float32 sums is used where it is
+faster: Noiseprint++ with its BatchNorms folded, channels-last inputs, SDPA attention, both
+decoders folded into per-scale products (:func:`~trufor_lab.model.decoder.folded_decode`).
+When the image does not fit in free memory as a whole, the memory-lean forward of
+:mod:`trufor_lab.model.lean` runs instead (a 24-megapixel image within 24 GB). It equals
+``model(x)`` within float32 rounding (tests/test_inference.py) and meets the float32 parity
+tolerances (float64: 1e-6).
 
-``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (on the CPU with
-oneDNN convolutions, which sum in a different order), everything after it in bfloat16 autocast
-on CUDA, channels-last inputs, optionally ``torch.compile`` (worth it for repeated shapes).
-Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`); the lean
-forward is used when the plain one would not fit in memory.
+``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always),
+everything after it in bfloat16 autocast on CUDA, and on CPUs with native bfloat16 (AVX512-BF16
+/ AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`); optionally ``torch.compile``.
+Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`).
 
-The lean forward calls the model's layers piece by piece: forward hooks on whole blocks,
-stages or fusion modules (``trufor_lab.capture``) do not fire there; use ``tl.analyze`` (the
-plain forward) to capture intermediate layers.
+The exact and fast forwards call the model's layers piece by piece: forward hooks on
+Noiseprint++ layers and on the decoders (and, in the lean forward, on whole blocks, stages or
+fusion modules) do not fire there; use ``tl.analyze`` (the plain forward) to capture
+intermediate layers.
 
 >>> out = predict(model, x)                     # TruForOutput, exact float32
 >>> out = predict(model, x, mode="fast")        # faster, approximate (see bench/RESULTS.md)
@@ -35,6 +39,7 @@ from .analyze import Result, make_result, model_device, model_dtype, prepare_inp
 from .model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
                          noiseprint_tiled)
 from .model.noiseprint import Noiseprint
+from .model.precision import cpu_has_native_bf16
 from .model.segformer import SpatialReductionAttention
 from .model.trufor import TruFor, TruForOutput
 from .preprocess import ImageLike
@@ -49,19 +54,20 @@ __all__ = ["MODES", "InferenceMode", "attention_override", "deviation", "plain_f
 class InferenceMode:
     """How :func:`predict` runs the network; build with :meth:`exact` or :meth:`fast`.
 
-    ``lean``: use the memory-lean forward (``None``: only when the plain forward would not fit
-    in free memory). ``chunks``: its chunk sizes and attention implementation. ``amp_dtype``:
-    autocast dtype for everything but Noiseprint++ (applied on CUDA; on the CPU only with
-    ``amp_on_cpu``). ``channels_last``: channels-last input. ``compile``: ``torch.compile`` the
+    ``lean``: use the memory-lean forward (``None``: only when the whole-image forward would not
+    fit in free memory). ``chunks``: its chunk sizes, attention implementation and the oneDNN
+    choice for Noiseprint++. ``amp_dtype``: autocast dtype for everything but Noiseprint++
+    (applied on CUDA; on the CPU when ``amp_on_cpu``, ``None``: when the CPU has native
+    bfloat16). ``channels_last``: channels-last input. ``compile``: ``torch.compile`` the
     model (plain forward only; cached per model).
     """
 
     name: str = "exact"
-    lean: bool | None = True
+    lean: bool | None = None
     chunks: LeanConfig = LeanConfig()
     amp_dtype: torch.dtype | None = None
-    amp_on_cpu: bool = False
-    channels_last: bool = False
+    amp_on_cpu: bool | None = None
+    channels_last: bool = True
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -72,14 +78,13 @@ class InferenceMode:
 
     @classmethod
     def exact(cls, **overrides) -> "InferenceMode":
-        """IEEE float32, lean forward, exact attention."""
+        """IEEE float32 (oneDNN on the CPU, no TF32), whole image when it fits, else lean."""
         return dataclasses.replace(cls(), **overrides)
 
     @classmethod
     def fast(cls, **overrides) -> "InferenceMode":
-        """Approximate: bfloat16 autocast (CUDA), channels-last, oneDNN Noiseprint++ on the CPU."""
-        base = cls(name="fast", lean=None, chunks=LeanConfig(onednn=True), amp_dtype=torch.bfloat16,
-                   channels_last=True)
+        """Approximate: bfloat16 autocast after Noiseprint++ (CUDA; CPUs with native bfloat16)."""
+        base = cls(name="fast", amp_dtype=torch.bfloat16)
         return dataclasses.replace(base, **overrides)
 
 
@@ -154,36 +159,49 @@ def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMo
         return _fast(model, x, m, noiseprint)
 
 
+def _whole(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
+    """The whole image at once, no chunking: folded Noiseprint++, channels-last encoder with
+    ``m.chunks.attention`` (SDPA by default), folded decoders."""
+    if noiseprint is None:
+        noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn)
+    xin = x.contiguous(memory_format=torch.channels_last) if m.channels_last else x
+    with attention_override(model, m.chunks.attention, m.chunks.attn_chunk):
+        fwd = _compiled(model) if m.compile else model
+        if m.compile:
+            return fwd(xin, noiseprint=noiseprint)
+        feats = model.forward_features(xin, noiseprint)
+    logits, conf, det = model.forward_heads(feats, tuple(x.shape[2:]), folded=True)
+    return TruForOutput(logits, conf, det, noiseprint)
+
+
+def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
+    return m.lean if m.lean is not None else not plain_fits(model, x, m.chunks.attention)
+
+
 def _exact(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
-    # oneDNN stays on for the encoder (IEEE float32 on the CPU); Noiseprint++ chooses its own.
-    with ieee_float32(onednn=True):
-        if m.lean or (m.lean is None and not plain_fits(model, x, m.chunks.attention)):
+    with ieee_float32(onednn=True):  # oneDNN for the encoder (IEEE float32); Noiseprint++ chooses its own
+        if _use_lean(model, x, m):
             return lean_forward(model, x, noiseprint, m.chunks)
-        if noiseprint is None:
-            noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=m.chunks.budget_bytes,
-                                          tile=m.chunks.tile, onednn=m.chunks.onednn)
-        with attention_override(model, m.chunks.attention, m.chunks.attn_chunk):
-            return model(x, noiseprint=noiseprint)
+        return _whole(model, x, m, noiseprint)
 
 
 def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
     chunks = m.chunks
-    if noiseprint is None:
-        onednn = chunks.onednn if chunks.onednn is not None else model.dncnn.onednn
+    use_lean = _use_lean(model, x, m)
+    if noiseprint is None:  # IEEE float32 always, outside autocast
         noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile,
-                                      onednn=onednn)
-    use_lean = m.lean if m.lean is not None else not plain_fits(model, x, chunks.attention)
+                                      onednn=chunks.onednn) if use_lean else model.dncnn.forward_folded(x, chunks.onednn)
+    on_cpu = x.device.type == "cpu"
+    amp_here = not on_cpu or (m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16())
     amp: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if m.amp_dtype is not None and (x.device.type == "cuda" or m.amp_on_cpu):
+    if m.amp_dtype is not None and amp_here:
         amp = torch.autocast(x.device.type, dtype=m.amp_dtype)
-    xin = x.contiguous(memory_format=torch.channels_last) if m.channels_last else x
     with amp:
         if use_lean:
+            xin = x.contiguous(memory_format=torch.channels_last) if m.channels_last else x
             out = lean_forward(model, xin, noiseprint, chunks)
         else:
-            fwd = _compiled(model) if m.compile else model
-            with attention_override(model, chunks.attention, chunks.attn_chunk):
-                out = fwd(xin, noiseprint=noiseprint)
+            out = _whole(model, x, m, noiseprint)
     dt = x.dtype
     return TruForOutput(out.logits.to(dt), out.conf_logits.to(dt), out.det_logit.to(dt), noiseprint)
 

@@ -7,6 +7,7 @@ or the newer ``fp32_precision``) and restored on exit: no global state changes.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator
 
 import torch
@@ -74,3 +75,17 @@ def ieee_float32(onednn: bool = True) -> Iterator[None]:
             if torch.is_autocast_enabled(dev):
                 stack.enter_context(torch.autocast(dev, enabled=False))
         yield
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16): what makes bfloat16
+    autocast pay off on the CPU. Read from ``/proc/cpuinfo`` (Linux) with PyTorch's own CPU
+    capability as a cross-check (an AVX-512 build is needed for the oneDNN bf16 kernels)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    cap = torch.backends.cpu.get_cpu_capability()
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and cap.startswith("AVX512")
