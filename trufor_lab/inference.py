@@ -11,9 +11,10 @@ When the image does not fit in free memory as a whole, the memory-lean forward o
 ``model(x)`` within float32 rounding (tests/test_inference.py) and meets the float32 parity
 tolerances (float64: 1e-6).
 
-``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always),
-everything after it in bfloat16 autocast on CUDA, and on CPUs with native bfloat16 (AVX512-BF16
-/ AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`); optionally ``torch.compile``.
+``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), the
+encoder's Mix-FFNs in bfloat16 autocast on CUDA and on CPUs with native bfloat16 (AVX512-BF16 /
+AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`), the rest as in ``exact``;
+optionally ``torch.compile``.
 Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`).
 
 The exact and fast forwards call the model's layers piece by piece: forward hooks on
@@ -38,9 +39,11 @@ from torch import nn
 from .analyze import Result, make_result, model_device, model_dtype, prepare_input
 from .model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
                          noiseprint_tiled)
+from .model.layout import channels_last_weights
 from .model.noiseprint import Noiseprint
-from .model.precision import cpu_has_native_bf16
-from .model.segformer import SpatialReductionAttention
+from .model.fusion import FeatureFusionModule
+from .model.precision import cpu_has_native_bf16, full_precision
+from .model.segformer import OverlapPatchEmbed, SpatialReductionAttention
 from .model.trufor import TruFor, TruForOutput
 from .preprocess import ImageLike
 
@@ -159,19 +162,36 @@ def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMo
         return _fast(model, x, m, noiseprint)
 
 
-def _whole(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
+def _whole(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None,
+           amp: contextlib.AbstractContextManager | None = None) -> TruForOutput:
     """The whole image at once, no chunking: folded Noiseprint++, channels-last encoder with
-    ``m.chunks.attention`` (SDPA by default), folded decoders."""
+    ``m.chunks.attention`` (SDPA by default), folded decoders. ``amp`` (fast mode) covers the
+    encoder only: the folded decoders are cheap and stay in the model's precision."""
     if noiseprint is None:
         noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn)
-    xin = x.contiguous(memory_format=torch.channels_last) if m.channels_last else x
-    with attention_override(model, m.chunks.attention, m.chunks.attn_chunk):
-        fwd = _compiled(model) if m.compile else model
-        if m.compile:
-            return fwd(xin, noiseprint=noiseprint)
-        feats = model.forward_features(xin, noiseprint)
+    amp = amp or contextlib.nullcontext()
+    if m.compile:
+        with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), amp:
+            return _compiled(model)(x, noiseprint=noiseprint)
+    xin, np_in = x, noiseprint
+    layout: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if m.channels_last:
+        xin = x.contiguous(memory_format=torch.channels_last)
+        # the three identical channels, materialised channels-last (an expanded view is copied anyway)
+        np_in = noiseprint.to(x.dtype).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        layout = channels_last_weights(model.backbone)
+    with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), layout, amp:
+        feats = model.forward_features(xin, np_in)
+    feats = [f.to(x.dtype) for f in feats]
     logits, conf, det = model.forward_heads(feats, tuple(x.shape[2:]), folded=True)
     return TruForOutput(logits, conf, det, noiseprint)
+
+
+def _lean(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
+    """The memory-lean forward (channels-last encoder weights when ``m.channels_last``)."""
+    layout = channels_last_weights(model.backbone) if m.channels_last else contextlib.nullcontext()
+    with layout:
+        return lean_forward(model, x, noiseprint, m.chunks)
 
 
 def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
@@ -181,8 +201,25 @@ def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
 def _exact(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
     with ieee_float32(onednn=True):  # oneDNN for the encoder (IEEE float32); Noiseprint++ chooses its own
         if _use_lean(model, x, m):
-            return lean_forward(model, x, noiseprint, m.chunks)
+            return _lean(model, x, m, noiseprint)
         return _whole(model, x, m, noiseprint)
+
+
+@contextlib.contextmanager
+def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iterator[None]:
+    """``m.amp_dtype`` autocast where it pays (CUDA; CPUs with native bfloat16, or ``amp_on_cpu``)
+    for the Mix-FFNs (most of the encoder's arithmetic); patch embeddings, attention and CMX
+    fusion stay float32. Measured at 0.25 MP (recipe weights, vs exact): everything in bfloat16
+    max |Δmap| 9.2e-3; these in float32 2.8e-3, no slower within the noise of a shared CPU."""
+    on_cpu = x.device.type == "cpu"
+    native = not on_cpu or (m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16())
+    if m.amp_dtype is None or not native:
+        yield
+        return
+    keep = [mod for mod in model.backbone.modules()
+            if isinstance(mod, (OverlapPatchEmbed, SpatialReductionAttention, FeatureFusionModule))]
+    with torch.autocast(x.device.type, dtype=m.amp_dtype), full_precision(keep):
+        yield
 
 
 def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
@@ -191,17 +228,11 @@ def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Te
     if noiseprint is None:  # IEEE float32 always, outside autocast
         noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile,
                                       onednn=chunks.onednn) if use_lean else model.dncnn.forward_folded(x, chunks.onednn)
-    on_cpu = x.device.type == "cpu"
-    amp_here = not on_cpu or (m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16())
-    amp: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if m.amp_dtype is not None and amp_here:
-        amp = torch.autocast(x.device.type, dtype=m.amp_dtype)
-    with amp:
-        if use_lean:
-            xin = x.contiguous(memory_format=torch.channels_last) if m.channels_last else x
-            out = lean_forward(model, xin, noiseprint, chunks)
-        else:
-            out = _whole(model, x, m, noiseprint)
+    if use_lean:
+        with _reduced_precision(model, x, m):
+            out = _lean(model, x, m, noiseprint)
+    else:
+        out = _whole(model, x, m, noiseprint, _reduced_precision(model, x, m))
     dt = x.dtype
     return TruForOutput(out.logits.to(dt), out.conf_logits.to(dt), out.det_logit.to(dt), noiseprint)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
+from torch import nn
 
 
 @contextlib.contextmanager
@@ -89,3 +90,40 @@ def cpu_has_native_bf16() -> bool:
         return False
     cap = torch.backends.cpu.get_cpu_capability()
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and cap.startswith("AVX512")
+
+
+def _cast_float(x: Any, dtype: torch.dtype) -> Any:
+    if torch.is_tensor(x) and x.is_floating_point() and x.dtype != dtype:
+        return x.to(dtype)
+    return x
+
+
+@contextlib.contextmanager
+def full_precision(modules: Iterable[nn.Module], dtype: torch.dtype = torch.float32) -> Iterator[None]:
+    """Inside an autocast region, run ``modules`` in ``dtype`` (autocast off, floating inputs cast
+    up) for the duration of the block; their ``forward`` is restored on exit.
+
+    Used by the fast mode for the few layers whose reduced precision costs the most accuracy for
+    the least time (patch embeddings, CMX fusion)."""
+    mods = list(modules)
+    own = [m.__dict__.get("forward") for m in mods]  # an instance-level forward, if any
+
+    def wrap(fwd: Callable[..., Any], device: str) -> Callable[..., Any]:
+        @functools.wraps(fwd)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with torch.autocast(device, enabled=False):
+                return fwd(*(_cast_float(a, dtype) for a in args),
+                           **{k: _cast_float(v, dtype) for k, v in kwargs.items()})
+        return run
+
+    try:
+        for m in mods:
+            p = next(m.parameters(), None)
+            m.forward = wrap(m.forward, p.device.type if p is not None else "cpu")
+        yield
+    finally:
+        for m, f in zip(mods, own):
+            if f is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.forward = f
