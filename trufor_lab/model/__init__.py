@@ -8,6 +8,9 @@
 - :mod:`.detection`   confidence-pooled detection head
 - :mod:`.trufor`      the whole network
 - :mod:`.checkpoint`  safe reading and strict loading
+- :mod:`.precision`   IEEE float32 contexts, native bfloat16 detection
+- :mod:`.layout`      channels-last convolution weights for a call
+- :mod:`.lean`        memory-lean exact forward
 """
 from .checkpoint import CheckpointError, extract_state_dict, read_checkpoint, strict_load
 from .config import MIT_B0, MIT_B2, TruForConfig
