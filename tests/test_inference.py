@@ -13,8 +13,8 @@ import torch
 import trufor_lab as tl
 from trufor_lab.inference import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
 from trufor_lab.model.decoder import folded_decode
-from trufor_lab.model.precision import cpu_has_native_bf16
 from trufor_lab.model.lean import LeanConfig, estimate_lean_peak, estimate_plain_peak, lean_features, noiseprint_halo
+from trufor_lab.model.precision import cpu_has_native_bf16
 
 # float32 rounding of a reordered computation: far below the shared float32 tolerances (1e-3)
 TOL = 2e-5

@@ -37,11 +37,11 @@ import torch
 from torch import nn
 
 from .analyze import Result, make_result, model_device, model_dtype, prepare_input
+from .model.fusion import FeatureFusionModule
+from .model.layout import channels_last_weights
 from .model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
                          noiseprint_tiled)
-from .model.layout import channels_last_weights
 from .model.noiseprint import Noiseprint
-from .model.fusion import FeatureFusionModule
 from .model.precision import cpu_has_native_bf16, full_precision
 from .model.segformer import OverlapPatchEmbed, SpatialReductionAttention
 from .model.trufor import TruFor, TruForOutput

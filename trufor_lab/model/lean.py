@@ -44,7 +44,6 @@ baseline instead of 2.63 GiB (bench/RESULTS.md).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
