@@ -11,9 +11,11 @@ import pytest
 import torch
 
 import trufor_lab as tl
-from trufor_lab.inference.preprocess import to_tensor
 from trufor_lab.inference.predict import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
+from trufor_lab.inference.preprocess import to_tensor
+from trufor_lab.model.decoder import folded_decode
 from trufor_lab.model.lean import LeanConfig, estimate_lean_peak, estimate_plain_peak, lean_features, noiseprint_halo
+from trufor_lab.model.precision import cpu_has_native_bf16
 
 # float32 rounding of a reordered computation: far below the shared float32 tolerances (1e-3)
 TOL = 2e-5
@@ -37,12 +39,14 @@ def reference(recipe_model, crops):
 ], ids=["rows1-sdpa-tiles", "rows2-plain"])
 def test_lean_forward_matches_model_with_tiny_chunks(recipe_model, crops, reference, cfg, given_np):
     """Every chunked path (tiles, row chunks with halos, query chunks, decoder rows) is taken."""
-    ref = reference
-    np_in = ref.noiseprint if given_np else None
-    out = predict(recipe_model, crops, InferenceMode.exact(chunks=cfg), noiseprint=np_in)
+    np_in = reference.noiseprint if given_np else None
+    out = predict(recipe_model, crops, InferenceMode.exact(lean=True, chunks=cfg), noiseprint=np_in)
+    if not given_np:
+        # Noiseprint++ tiles with a 17-pixel halo: the full-image (folded) map
+        assert (out.noiseprint - recipe_model.dncnn.forward_folded(crops)).abs().max() <= 1e-6
+    with torch.no_grad():
+        ref = recipe_model(crops, noiseprint=out.noiseprint)
     assert out.map.shape == ref.map.shape == (2, 40, 52)
-    # Noiseprint++ tiles with a 17-pixel halo: the full-image map (bit-identical here)
-    assert (out.noiseprint - ref.noiseprint).abs().max() <= 1e-6
     d = deviation(out, ref)
     assert d["map"] <= TOL and d["conf"] <= TOL and d["score"] <= TOL, d
     assert (out.logits - ref.logits).abs().max() <= 1e-4
@@ -60,10 +64,12 @@ def test_noiseprint_tiles_are_the_full_convolution(shared_dir, tampered2):
     assert noiseprint_halo(net) == 17
     x = to_tensor(tampered2[:36, :60])
     with torch.no_grad():
-        full = net(x)
+        full = net.forward_folded(x)
+        unfolded = net(x)
     got = predict(net, x, InferenceMode.exact(chunks=LeanConfig(tile=20)))  # 2 x 3 tiles
     assert got.shape == full.shape
     assert (got - full).abs().max() <= 1e-6
+    assert (got - unfolded).abs().max() <= 5e-3  # BatchNorm folding: float32 rounding only
     r = predict_result(net, tampered2[:36, :60])  # Noiseprint++ alone: map only, with the notice
     assert r.map is None and r.score is None and "checkpoint" in r.notice
     assert np.abs(r.noiseprint - full[0, 0].numpy()).max() <= 1e-6
@@ -96,20 +102,61 @@ def test_exact_mode_in_float64_is_the_official_network(recipe_model, parity_dir,
     assert abs(float(out.score[0]) - float(expected["score"])) <= 1e-6
 
 
-def test_fast_mode_is_close_but_opt_in(recipe_model, crops, reference):
-    ref = reference
+def test_fast_mode_is_close_but_opt_in(recipe_model, tampered2):
+    """Fast mode on a real sample image: Noiseprint++ untouched, bfloat16 after it where native."""
     assert resolve_mode("exact").name == "exact" and resolve_mode("fast").name == "fast"
-    out = predict(recipe_model, crops[:1], "fast")
+    x = tl.preprocess.to_tensor(tampered2[40:200, 24:232])  # 160 x 208 of an official sample
+    exact = predict(recipe_model, x)
+    out = predict(recipe_model, x, "fast")
     assert out.logits.dtype == torch.float32 and out.noiseprint.dtype == torch.float32
-    d = deviation(out, type(ref)(*(t[:1] for t in ref)))
-    # CPU fast = oneDNN Noiseprint++ and channels-last: float32 throughout, other summation order
-    assert d["noiseprint"] <= 5e-3 and d["map"] <= 1e-3 and d["score"] <= 2e-4, d
-    # the CUDA recipe (bfloat16 autocast) through the lean forward, here with CPU autocast
-    mode = InferenceMode.fast(lean=True, amp_on_cpu=True, chunks=LeanConfig(rows=3, onednn=True))
-    out = predict(recipe_model, crops[:1], mode, noiseprint=ref.noiseprint[:1])
-    assert out.logits.dtype == torch.float32 and torch.isfinite(out.logits).all()
-    d = deviation(out, type(ref)(*(t[:1] for t in ref)))
-    assert d["noiseprint"] == 0 and d["map"] <= 0.1 and d["score"] <= 0.05, d
+    d = deviation(out, exact)
+    assert d["noiseprint"] == 0, d  # IEEE float32 in both modes, same code
+    assert d["map"] <= 1e-2 and d["score"] <= 1e-2, d  # the issue's bound for bfloat16
+    if not cpu_has_native_bf16():  # no autocast on such CPUs: float32 throughout
+        assert d["map"] <= 1e-3 and d["score"] <= 2e-4, d
+    # bfloat16 autocast through the lean forward (row chunks, float32 context sums)
+    mode = InferenceMode.fast(lean=True, amp_on_cpu=True, chunks=LeanConfig(rows=7))
+    lean = predict(recipe_model, x, mode, noiseprint=exact.noiseprint)
+    assert lean.logits.dtype == torch.float32 and torch.isfinite(lean.logits).all()
+    d = deviation(lean, exact)
+    assert d["noiseprint"] == 0 and d["map"] <= 1e-2 and d["score"] <= 1e-2, d
+
+
+def test_exact_whole_image_path_meets_parity_fixture(recipe_model, parity_dir, parity_input):
+    """The default exact path (whole image: folded Noiseprint++ and decoders, SDPA, channels-last)
+    against the official float64 outputs: float32 tolerances, and 1e-6 in float64."""
+    expected = np.load(parity_dir / "parity_expected.npz")
+    for dtype in (torch.float32, torch.float64):
+        m = recipe_model if dtype == torch.float32 else copy.deepcopy(recipe_model).double()
+        out = predict(m, tl.preprocess.to_tensor(parity_input.copy(), dtype=dtype), InferenceMode.exact(lean=False))
+        assert out.logits.dtype == dtype
+        tol = {"noiseprint": (5e-3, 2e-4), "map": (1e-3, 1e-4), "conf": (1e-3, 1e-4)}
+        if dtype == torch.float64:
+            tol = {k: (1e-6, 1e-6) for k in tol}
+        for k, (tmax, tmean) in tol.items():
+            got = getattr(out, k)[0, 0] if k == "noiseprint" else getattr(out, k)[0]
+            err = np.abs(got.double().numpy() - expected[k])
+            assert err.max() <= tmax and err.mean() <= tmean, (dtype, k, err.max(), err.mean())
+        assert abs(float(out.score[0]) - float(expected["score"])) <= (2e-4 if dtype == torch.float32 else 1e-6)
+
+
+def test_folded_batchnorm_is_the_unfolded_network(recipe_model, tampered2):
+    """Noiseprint++ with BatchNorm folded into its convolutions, and the folded decoders, equal
+    the modules as written: 1e-9 in float64, float32 rounding in float32."""
+    x = tl.preprocess.to_tensor(tampered2[:64, :80])
+    for dtype, tol_np, tol_dec in ((torch.float64, 1e-9, 1e-9), (torch.float32, 2e-3, 1e-4)):
+        m = copy.deepcopy(recipe_model).to(dtype)
+        xd = x.to(dtype)
+        with torch.no_grad():
+            np_plain, np_folded = m.dncnn(xd), m.dncnn.forward_folded(xd)
+            feats = m.forward_features(xd, np_plain)
+            plain = [m.decode_head(feats), m.decode_head_conf(feats)]
+            folded = folded_decode((m.decode_head, m.decode_head_conf), feats)
+        assert (np_plain - np_folded).abs().max() <= tol_np, dtype
+        for a, b in zip(plain, folded):
+            assert a.shape == b.shape and (a - b).abs().max() <= tol_dec, dtype
+    with pytest.raises(ValueError, match="eval"):
+        copy.deepcopy(recipe_model.dncnn).train().forward_folded(x)
 
 
 def test_modes_validate_and_model_settings_are_restored(recipe_model, crops):
@@ -177,15 +224,17 @@ def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_m
     monkeypatch.setattr(inf, "free_memory_bytes", lambda device: need // 2)
     lean = tl.analyze(recipe_model, small_image)
     assert any("memory-lean exact forward" in n for n in lean.notes)
-    assert np.abs(lean.map - plain.map).max() < TOL and abs(lean.score - plain.score) < TOL
-    assert np.array_equal(lean.noiseprint, plain.noiseprint)
+    # the lean path folds Noiseprint++'s BatchNorms: float32 rounding, well inside the tolerances
+    assert np.abs(lean.map - plain.map).max() < 1e-4 and abs(lean.score - plain.score) < 2e-5
+    assert np.abs(lean.noiseprint - plain.noiseprint).max() < 1e-3
     with pytest.raises(tl.ImageError, match=r"cannot capture layers of a 96x96 image \(needs about"):
         tl.analyze(recipe_model, small_image, capture=["rgb.stage1.out"])
     forced_plain = tl.analyze(recipe_model, small_image, lean=False)  # the caller's choice wins
     assert not any("lean" in n for n in forced_plain.notes)
-    # Noiseprint++ alone is routed too (tiled, bit-identical to the full convolution)
+    # Noiseprint++ alone is routed too (tiled: the full folded convolution)
     np_only = tl.analyze(recipe_model.dncnn, small_image)
-    assert np.array_equal(np_only.noiseprint, plain.noiseprint) and np_only.notes
+    assert np.array_equal(np_only.noiseprint, lean.noiseprint) and np_only.notes
+
 
 
 def test_a_compiled_model_is_freed_with_its_model():

@@ -41,7 +41,7 @@ def test_float64_parity_all_outputs(recipe_model, parity_input, expected):
 def test_float32_parity_within_shared_tolerances(recipe_model, parity_input, expected):
     got = _outputs(recipe_model, parity_input)
     tol = {"noiseprint": (5e-3, 2e-4), "map": (1e-3, 1e-4), "conf": (1e-3, 1e-4)}
-    tol.update({k: (5e-3, 3e-4) for k in FUSED})
+    tol.update({k: (1e-2, 1e-3) for k in FUSED})  # ../shared/README.md
     for k, (tmax, tmean) in tol.items():
         err = np.abs(got[k] - expected[k])
         assert err.max() <= tmax and err.mean() <= tmean, f"{k}: max {err.max():.2e} mean {err.mean():.2e}"

@@ -4,7 +4,8 @@
     trufor-lab weights info | download
     trufor-lab eval | report | distributed-analyze | train | notebooks | casebook | bench ...
 
-Each subcommand lives in its own module of this package with ``register(subparsers)``.
+Each subcommand lives in its own module of this package with ``register(subparsers)`` and
+``run(args)``. Top layer: may import every other package; nothing inside trufor_lab imports it.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from trufor_lab.inference.predict import plain_fits, plain_peak_bytes, predict
+from trufor_lab.inference.predict import InferenceMode, plain_fits, plain_peak_bytes, predict
 from trufor_lab.inference.preprocess import ImageError, ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
@@ -69,7 +69,7 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
                 out = model(x)
             captures = dict(cap.tensors)
         elif use_lean:
-            out = predict(model, x, "exact")
+            out = predict(model, x, InferenceMode.exact(lean=True))
             if not fits:
                 notes = (*notes, f"memory-lean exact forward (the plain one would need about "
                                  f"{plain_peak_bytes(model, x) / 2**30:.1f} GiB)")

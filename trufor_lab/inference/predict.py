@@ -1,22 +1,28 @@
 """Inference modes: ``predict(model, x, mode='exact' | 'fast')``.
 
-``exact`` (the default) is the network in IEEE float32 (float64 for a double model): no TF32
-anywhere (cuBLAS, cuDNN, oneDNN; flags set for the call only and restored), no autocast,
-memory-efficient attention (SDPA over query chunks sized from free memory) and the memory-lean
-forward of :mod:`trufor_lab.model.lean`, which runs a 24-megapixel image within 24 GB (GPU, or
-RAM on the CPU) without resizing or tiling that would change the answer. It equals
-``model(x)`` within float32 rounding (tests/test_inference.py).
+``exact`` (the default) computes what the official code computes, the way it does on that
+device: IEEE float32 (float64 for a double model), oneDNN convolutions on the CPU, no TF32 on
+CUDA (flags set for the call only and restored), no autocast. What costs time without
+changing the network is removed, and what only reorders float32 sums is used where it is
+faster: Noiseprint++ with its BatchNorms folded, channels-last inputs, SDPA attention, both
+decoders folded into per-scale products (:func:`~trufor_lab.model.decoder.folded_decode`).
+When the image does not fit in free memory as a whole, the memory-lean forward of
+:mod:`trufor_lab.model.lean` runs instead (a 24-megapixel image within 24 GB). It equals
+``model(x)`` within float32 rounding (tests/test_inference.py) and meets the float32 parity
+tolerances (float64: 1e-6).
 
-``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (on the CPU with
-oneDNN convolutions, which sum in a different order), everything after it in bfloat16 autocast
-on CUDA, channels-last inputs, optionally ``torch.compile`` (worth it for repeated shapes).
-Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`); the lean
-forward is used when the plain one would not fit in memory.
+``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), the
+encoder's Mix-FFNs in bfloat16 autocast on CUDA and on CPUs with native bfloat16 (AVX512-BF16 /
+AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`), the rest as in ``exact``;
+optionally ``torch.compile``.
+Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`).
 
-The lean forward calls the model's layers piece by piece: forward hooks on whole blocks,
-stages or fusion modules (``trufor_lab.capture``, most ablations) do not fire there. While such
-an intervention is active (:mod:`trufor_lab.model.interventions`) the plain forward is used
-instead where it fits, and the image is refused with ``InterventionError`` where it does not.
+The exact and fast forwards call the model's layers piece by piece: forward hooks on
+Noiseprint++ layers and on the decoders (and, in the lean forward, on whole blocks, stages or
+fusion modules) do not fire there. While an intervention that needs them is active
+(:mod:`trufor_lab.model.interventions`) the plain forward is used instead where it fits, and the
+image is refused with ``InterventionError`` where it does not; use ``tl.analyze`` (the plain
+forward) to capture intermediate layers.
 
 >>> out = predict(model, x)                     # TruForOutput, exact float32
 >>> out = predict(model, x, mode="fast")        # faster, approximate (see bench/RESULTS.md)
@@ -34,17 +40,14 @@ from torch import nn
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
+from trufor_lab.model.fusion import FeatureFusionModule
 from trufor_lab.model.interventions import plain_forward_required
-from trufor_lab.model.lean import (
-    LeanConfig,
-    estimate_plain_peak,
-    free_memory_bytes,
-    ieee_float32,
-    lean_forward,
-    noiseprint_tiled,
-)
+from trufor_lab.model.layout import channels_last_weights
+from trufor_lab.model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
+                                   noiseprint_tiled)
 from trufor_lab.model.noiseprint import Noiseprint
-from trufor_lab.model.segformer import SpatialReductionAttention
+from trufor_lab.model.precision import cpu_has_native_bf16, full_precision
+from trufor_lab.model.segformer import OverlapPatchEmbed, SpatialReductionAttention
 from trufor_lab.model.trufor import TruFor, TruForOutput
 
 MODES = ("exact", "fast")
@@ -57,19 +60,20 @@ __all__ = ["MODES", "InferenceMode", "attention_override", "deviation", "plain_f
 class InferenceMode:
     """How :func:`predict` runs the network; build with :meth:`exact` or :meth:`fast`.
 
-    ``lean``: use the memory-lean forward (``None``: only when the plain forward would not fit
-    in free memory). ``chunks``: its chunk sizes and attention implementation. ``amp_dtype``:
-    autocast dtype for everything but Noiseprint++ (applied on CUDA; on the CPU only with
-    ``amp_on_cpu``). ``channels_last``: channels-last input. ``compile``: ``torch.compile`` the
+    ``lean``: use the memory-lean forward (``None``: only when the whole-image forward would not
+    fit in free memory). ``chunks``: its chunk sizes, attention implementation and the oneDNN
+    choice for Noiseprint++. ``amp_dtype``: autocast dtype for everything but Noiseprint++
+    (applied on CUDA; on the CPU when ``amp_on_cpu``, ``None``: when the CPU has native
+    bfloat16). ``channels_last``: channels-last input. ``compile``: ``torch.compile`` the
     model (plain forward only; cached per model).
     """
 
     name: str = "exact"
-    lean: bool | None = True
+    lean: bool | None = None
     chunks: LeanConfig = LeanConfig()
     amp_dtype: torch.dtype | None = None
-    amp_on_cpu: bool = False
-    channels_last: bool = False
+    amp_on_cpu: bool | None = None
+    channels_last: bool = True
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -80,14 +84,13 @@ class InferenceMode:
 
     @classmethod
     def exact(cls, **overrides) -> "InferenceMode":
-        """IEEE float32, lean forward, exact attention."""
+        """IEEE float32 (oneDNN on the CPU, no TF32), whole image when it fits, else lean."""
         return dataclasses.replace(cls(), **overrides)
 
     @classmethod
     def fast(cls, **overrides) -> "InferenceMode":
-        """Approximate: bfloat16 autocast (CUDA), channels-last, oneDNN Noiseprint++ on the CPU."""
-        base = cls(name="fast", lean=None, chunks=LeanConfig(onednn=True), amp_dtype=torch.bfloat16,
-                   channels_last=True)
+        """Approximate: bfloat16 autocast after Noiseprint++ (CUDA; CPUs with native bfloat16)."""
+        base = cls(name="fast", amp_dtype=torch.bfloat16)
         return dataclasses.replace(base, **overrides)
 
 
@@ -167,38 +170,80 @@ def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMo
         return _fast(model, x, m, noiseprint)
 
 
+def _whole(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None,
+           amp: contextlib.AbstractContextManager | None = None) -> TruForOutput:
+    """The whole image at once, no chunking: folded Noiseprint++, channels-last encoder with
+    ``m.chunks.attention`` (SDPA by default), folded decoders. ``amp`` (fast mode) covers the
+    encoder only: the folded decoders are cheap and stay in the model's precision."""
+    if noiseprint is None:
+        noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn)
+    amp = amp or contextlib.nullcontext()
+    if m.compile:
+        with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), amp:
+            return _compiled(model)(x, noiseprint=noiseprint)
+    xin, np_in = x, noiseprint
+    layout: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if m.channels_last:
+        xin = x.contiguous(memory_format=torch.channels_last)
+        # the three identical channels, materialised channels-last (an expanded view is copied anyway)
+        np_in = noiseprint.to(x.dtype).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        layout = channels_last_weights(model.backbone)
+    with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), layout, amp:
+        feats = model.forward_features(xin, np_in)
+    feats = [f.to(x.dtype) for f in feats]
+    logits, conf, det = model.forward_heads(feats, tuple(x.shape[2:]), folded=True)
+    return TruForOutput(logits, conf, det, noiseprint)
+
+
+def _lean(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
+    """The memory-lean forward (channels-last encoder weights when ``m.channels_last``)."""
+    layout = channels_last_weights(model.backbone) if m.channels_last else contextlib.nullcontext()
+    with layout:
+        return lean_forward(model, x, noiseprint, m.chunks)
+
+
+def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
+    """The lean forward when asked for (or when the plain one would not fit), unless an active
+    intervention needs the plain forward (:mod:`trufor_lab.model.interventions`)."""
+    fits = lambda: plain_fits(model, x, m.chunks.attention)  # noqa: E731
+    return bool(m.lean or (m.lean is None and not fits())) and not plain_forward_required(model, fits)
+
+
 def _exact(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
-    # oneDNN stays on for the encoder (IEEE float32 on the CPU); Noiseprint++ chooses its own.
-    with ieee_float32(onednn=True):
-        fits = lambda: plain_fits(model, x, m.chunks.attention)  # noqa: E731
-        if (m.lean or (m.lean is None and not fits())) and not plain_forward_required(model, fits):
-            return lean_forward(model, x, noiseprint, m.chunks)
-        if noiseprint is None:
-            noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=m.chunks.budget_bytes,
-                                          tile=m.chunks.tile, onednn=m.chunks.onednn)
-        with attention_override(model, m.chunks.attention, m.chunks.attn_chunk):
-            return model(x, noiseprint=noiseprint)
+    with ieee_float32(onednn=True):  # oneDNN for the encoder (IEEE float32); Noiseprint++ chooses its own
+        if _use_lean(model, x, m):
+            return _lean(model, x, m, noiseprint)
+        return _whole(model, x, m, noiseprint)
+
+
+@contextlib.contextmanager
+def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iterator[None]:
+    """``m.amp_dtype`` autocast where it pays (CUDA; CPUs with native bfloat16, or ``amp_on_cpu``)
+    for the Mix-FFNs (most of the encoder's arithmetic); patch embeddings, attention and CMX
+    fusion stay float32. Measured at 0.25 MP (recipe weights, vs exact): everything in bfloat16
+    max |Δmap| 9.2e-3; these in float32 2.8e-3, no slower within the noise of a shared CPU."""
+    on_cpu = x.device.type == "cpu"
+    native = not on_cpu or (m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16())
+    if m.amp_dtype is None or not native:
+        yield
+        return
+    keep = [mod for mod in model.backbone.modules()
+            if isinstance(mod, (OverlapPatchEmbed, SpatialReductionAttention, FeatureFusionModule))]
+    with torch.autocast(x.device.type, dtype=m.amp_dtype), full_precision(keep):
+        yield
 
 
 def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
     chunks = m.chunks
-    if noiseprint is None:
-        onednn = chunks.onednn if chunks.onednn is not None else model.dncnn.onednn
+    use_lean = _use_lean(model, x, m)
+    if noiseprint is None:  # IEEE float32 always, outside autocast
         noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile,
-                                      onednn=onednn)
-    fits = lambda: plain_fits(model, x, chunks.attention)  # noqa: E731
-    use_lean = (m.lean if m.lean is not None else not fits()) and not plain_forward_required(model, fits)
-    amp: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if m.amp_dtype is not None and (x.device.type == "cuda" or m.amp_on_cpu):
-        amp = torch.autocast(x.device.type, dtype=m.amp_dtype)
-    xin = x.contiguous(memory_format=torch.channels_last) if m.channels_last else x
-    with amp:
-        if use_lean:
-            out = lean_forward(model, xin, noiseprint, chunks)
-        else:
-            fwd = _compiled(model) if m.compile else model
-            with attention_override(model, chunks.attention, chunks.attn_chunk):
-                out = fwd(xin, noiseprint=noiseprint)
+                                      onednn=chunks.onednn) if use_lean else model.dncnn.forward_folded(x, chunks.onednn)
+    if use_lean:
+        with _reduced_precision(model, x, m):
+            out = _lean(model, x, m, noiseprint)
+    else:
+        out = _whole(model, x, m, noiseprint, _reduced_precision(model, x, m))
     dt = x.dtype
     return TruForOutput(out.logits.to(dt), out.conf_logits.to(dt), out.det_logit.to(dt), noiseprint)
 
@@ -213,6 +258,6 @@ def deviation(out: TruForOutput, ref: TruForOutput) -> dict[str, float]:
 
 def predict_result(model: TruFor | Noiseprint, image: ImageLike, mode: str | InferenceMode = "exact", *,
                    name: str | None = None, exif_transpose: bool = False) -> Result:
-    """Like :func:`trufor_lab.inference.analyze`, through :func:`predict` (exact and memory-lean by default)."""
+    """Like :func:`trufor_lab.inference.analyze.analyze`, through :func:`predict` (exact and memory-lean by default)."""
     loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     return make_result(model, loaded, predict(model, x, mode), name=name)

@@ -8,6 +8,11 @@
 - :mod:`.detection`   confidence-pooled detection head
 - :mod:`.trufor`      the whole network
 - :mod:`.checkpoint`  safe reading and strict loading
+- :mod:`.precision`   IEEE float32 contexts, native bfloat16 detection
+- :mod:`.layout`      channels-last convolution weights for a call
+- :mod:`.lean`        memory-lean exact forward
+
+May import ``common`` only (and torch): the network knows nothing of the toolkit around it.
 """
 from .checkpoint import CheckpointError, extract_state_dict, read_checkpoint, strict_load
 from .config import MIT_B0, MIT_B2, TruForConfig

@@ -56,3 +56,55 @@ class MLPDecoder(nn.Module):
             embs.append(e)
         fused = self.linear_fuse(torch.cat(embs[::-1], dim=1))  # order c4, c3, c2, c1
         return self.linear_pred(self.dropout(fused))
+
+
+def _folded_scale_weights(decoders: Sequence[MLPDecoder]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per scale ``i`` the product ``A_i`` of the (BatchNorm-folded) fuse weights for that scale
+    with the scale's projection, all decoders stacked ``(sum E, C_i)``; and the total bias."""
+    mats: list[list[torch.Tensor]] = []
+    biases = []
+    for dec in decoders:
+        conv, bn = dec.linear_fuse[0], dec.linear_fuse[1]
+        dt = conv.weight.dtype
+        s = bn.weight.double() * torch.rsqrt(bn.running_var.double() + bn.eps)
+        wf = conv.weight.double().flatten(1) * s[:, None]                     # (E, n E)
+        bias = bn.bias.double() + (conv.bias.double() - bn.running_mean.double()) * s
+        n, e = len(dec.in_channels), conv.out_channels
+        row = []
+        for i, mlp in enumerate(dec.scale_projections()):  # concatenation order is c4 .. c1
+            wi = wf[:, (n - 1 - i) * e:(n - i) * e]
+            row.append((wi @ mlp.proj.weight.double()).to(dt))
+            bias = bias + wi @ mlp.proj.bias.double()
+        mats.append(row)
+        biases.append(bias.to(dt))
+    return [torch.cat(col) for col in zip(*mats)], torch.cat(biases)
+
+
+def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``[dec(feats) for dec in decoders]`` (eval mode), algebraically rearranged for speed.
+
+    Projection, bilinear upsampling (weights summing to one) and the 1x1 fuse convolution are all
+    linear, and the fuse BatchNorm is affine in eval mode: so each scale is multiplied once, at its
+    own resolution, by the product of its fuse block and its projection (for all decoders at once),
+    then upsampled and summed. No ``4 x embed_dim`` concatenation and a fuse convolution ~8x
+    cheaper; the same network up to float32 rounding (tests/test_inference.py).
+    """
+    if any(d.training for d in decoders):
+        raise ValueError("folded_decode uses the running BatchNorm statistics: call eval() first")
+    mats, bias = _folded_scale_weights(decoders)
+    size = feats[0].shape[2:]
+    acc = None
+    for a, f in zip(mats, feats):
+        z = torch.matmul(f.permute(0, 2, 3, 1), a.t().to(f.dtype)).permute(0, 3, 1, 2)  # channels-last map
+        if z.shape[2:] != size:
+            z = F.interpolate(z, size=size, mode="bilinear", align_corners=False)
+        acc = z if acc is None else acc.add_(z)
+    acc = F.relu_(acc.add_(bias.to(acc.dtype)[:, None, None]))
+    outs, start = [], 0
+    for dec in decoders:
+        e = dec.linear_pred.in_channels
+        pred = dec.linear_pred
+        y = torch.matmul(acc[:, start:start + e].permute(0, 2, 3, 1), pred.weight.flatten(1).t().to(acc.dtype))
+        outs.append((y + pred.bias.to(y.dtype)).permute(0, 3, 1, 2).contiguous())
+        start += e
+    return outs

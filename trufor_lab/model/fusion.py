@@ -28,11 +28,17 @@ class ChannelWeights(nn.Module):
             nn.Linear(dim * 4, dim * 4 // reduction), nn.ReLU(inplace=True),
             nn.Linear(dim * 4 // reduction, dim * 2), nn.Sigmoid())
 
+    @staticmethod
+    def pool(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """``(B, 4C)``: average then max pooling of the concatenated streams (no concatenation copy)."""
+        return torch.cat((x1.mean(dim=(2, 3)), x2.mean(dim=(2, 3)), x1.amax(dim=(2, 3)), x2.amax(dim=(2, 3))), 1)
+
+    def weights(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Channel weights ``(2, B, C, 1, 1)`` from :meth:`pool`'s statistics."""
+        return self.mlp(pooled).reshape(pooled.shape[0], 2, self.dim, 1, 1).transpose(0, 1)
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        b = x1.shape[0]
-        x = torch.cat((x1, x2), dim=1)
-        y = torch.cat((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))), dim=1)
-        return self.mlp(y).reshape(b, 2, self.dim, 1, 1).transpose(0, 1)  # (2, B, C, 1, 1)
+        return self.weights(self.pool(x1, x2))
 
 
 class SpatialWeights(nn.Module):
@@ -59,14 +65,21 @@ class FeatureRectifyModule(nn.Module):
         self.channel_weights = ChannelWeights(dim, reduction)
         self.spatial_weights = SpatialWeights(dim, reduction)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.lambda_c == 0 and self.lambda_s == 0:
-            return x1, x2
-        cw = self.channel_weights(x1, x2)
-        sw = self.spatial_weights(x1, x2)
+    @property
+    def enabled(self) -> bool:
+        return not (self.lambda_c == 0 and self.lambda_s == 0)
+
+    def rectify(self, x1: torch.Tensor, x2: torch.Tensor, cw: torch.Tensor, sw: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The FRM equation, given channel weights ``cw`` and spatial weights ``sw`` (any row span)."""
         out1 = x1 + self.lambda_c * cw[1] * x2 + self.lambda_s * sw[1] * x2
         out2 = x2 + self.lambda_c * cw[0] * x1 + self.lambda_s * sw[0] * x1
         return out1, out2
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.enabled:
+            return x1, x2
+        return self.rectify(x1, x2, self.channel_weights(x1, x2), self.spatial_weights(x1, x2))
 
 
 class CrossAttention(nn.Module):
@@ -83,17 +96,26 @@ class CrossAttention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def _context(self, kv: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    def context_sum(self, kv: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        """``k^T v`` summed over the tokens of ``x`` ``(B, N, C)``: ``(B, heads, d, d)``; additive
+        over token chunks (the lean forward accumulates it chunk by chunk)."""
         b, n, c = x.shape
         k, v = kv(x).reshape(b, n, 2, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        return ((k.transpose(-2, -1) @ v) * self.scale).softmax(dim=-2)  # (B, heads, d, d)
+        return k.transpose(-2, -1) @ v
+
+    def normalize_context(self, ctx_sum: torch.Tensor) -> torch.Tensor:
+        """Scaled softmax over the keys of a :meth:`context_sum`."""
+        return (ctx_sum * self.scale).softmax(dim=-2)
+
+    def attend(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """Queries ``x`` ``(B, N, C)`` (any token span) against the other stream's context."""
+        b, n, c = x.shape
+        return (self._heads(x) @ ctx).transpose(1, 2).reshape(b, n, c)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, n, c = x1.shape
-        ctx1, ctx2 = self._context(self.kv1, x1), self._context(self.kv2, x2)
-        out1 = (self._heads(x1) @ ctx2).transpose(1, 2).reshape(b, n, c)
-        out2 = (self._heads(x2) @ ctx1).transpose(1, 2).reshape(b, n, c)
-        return out1, out2
+        ctx1 = self.normalize_context(self.context_sum(self.kv1, x1))
+        ctx2 = self.normalize_context(self.context_sum(self.kv2, x2))
+        return self.attend(x1, ctx2), self.attend(x2, ctx1)
 
 
 class CrossPath(nn.Module):
@@ -112,13 +134,23 @@ class CrossPath(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def split(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Channel projections: (residual half y1, exchanged half u1, y2, u2)."""
         y1, u1 = self.act1(self.channel_proj1(x1)).chunk(2, dim=-1)
         y2, u2 = self.act2(self.channel_proj2(x2)).chunk(2, dim=-1)
-        v1, v2 = self.cross_attn(u1, u2)
+        return y1, u1, y2, u2
+
+    def merge(self, x1: torch.Tensor, x2: torch.Tensor, y1: torch.Tensor, v1: torch.Tensor,
+              y2: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """End projections, residual and LayerNorm of both streams (any token span)."""
         out1 = self.norm1(x1 + self.end_proj1(torch.cat((y1, v1), dim=-1)))
         out2 = self.norm2(x2 + self.end_proj2(torch.cat((y2, v2), dim=-1)))
         return out1, out2
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y1, u1, y2, u2 = self.split(x1, x2)
+        v1, v2 = self.cross_attn(u1, u2)
+        return self.merge(x1, x2, y1, v1, y2, v2)
 
 
 class ChannelEmbed(nn.Module):

@@ -1,5 +1,8 @@
 """Memory-lean exact forward of TruFor: a 24-megapixel photo in a few GiB, same answer.
 
+One cohesive thing: the whole network run piece by piece, each piece chunked the same way;
+splitting it would scatter one memory budget over several files.
+
 The plain forward materialises whole-image tensors far larger than the image: Noiseprint++
 keeps 64-channel maps at full resolution (plus a 9x im2col copy on the CPU), stage-1 attention
 scores are ``N x N/64`` (N = P/16 tokens for P pixels), the Mix-FFN hides 4x-expanded stage-1
@@ -44,7 +47,6 @@ baseline instead of 2.63 GiB (bench/RESULTS.md).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -154,7 +156,8 @@ def noiseprint_tiled(net: Noiseprint, rgb: torch.Tensor, *, budget_bytes: int | 
 
     Each tile is extended by the receptive-field radius on its inner sides and cropped back,
     so every output pixel is computed from exactly the inputs (and the border zero padding)
-    of the full convolution; memory is bounded by one tile. Always IEEE float32/float64.
+    of the full convolution; memory is bounded by one tile. Always IEEE float32/float64, with
+    the BatchNorms folded (:meth:`Noiseprint.forward_folded`). Eval mode only.
     """
     dtype = net[0].weight.dtype
     onednn = net.onednn if onednn is None else onednn
@@ -165,23 +168,17 @@ def noiseprint_tiled(net: Noiseprint, rgb: torch.Tensor, *, budget_bytes: int | 
     per_pixel = b * feat * (2 + (9 if slow_cpu else 2)) * torch.finfo(dtype).bits // 8
     budget = budget_bytes or default_budget(rgb.device)
     th, tw = _noiseprint_tile(h, w, halo, per_pixel, budget, tile)
-    with torch.no_grad(), ieee_float32(onednn=onednn):
-        if (th, tw) == (h, w):
-            x = rgb.to(dtype)
-            for layer in net:
-                x = layer(x)
-            return x
-        out = torch.empty((b, net[-1].out_channels, h, w), dtype=dtype, device=rgb.device)
-        for r0, r1 in _spans(h, th):
-            a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
-            for c0, c1 in _spans(w, tw):
-                b0, b1 = max(0, c0 - halo), min(w, c1 + halo)
-                x = rgb[:, :, a0:a1, b0:b1].to(dtype)
-                for layer in net:
-                    x = layer(x)
-                out[:, :, r0:r1, c0:c1] = x[:, :, r0 - a0:r1 - a0, c0 - b0:c1 - b0]
-                del x
-        return out
+    if (th, tw) == (h, w):
+        return net.forward_folded(rgb, onednn)
+    out = torch.empty((b, net[-1].out_channels, h, w), dtype=dtype, device=rgb.device)
+    for r0, r1 in _spans(h, th):
+        a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
+        for c0, c1 in _spans(w, tw):
+            b0, b1 = max(0, c0 - halo), min(w, c1 + halo)
+            x = net.forward_folded(rgb[:, :, a0:a1, b0:b1], onednn)
+            out[:, :, r0:r1, c0:c1] = x[:, :, r0 - a0:r1 - a0, c0 - b0:c1 - b0]
+            del x
+    return out
 
 
 # -- convolutions over row windows ------------------------------------------------------------
@@ -309,17 +306,14 @@ def _stage(enc: nn.Module, branch: str, stage: int, x: torch.Tensor, budget: int
 def _frm(frm: FeatureRectifyModule, x1: torch.Tensor, x2: torch.Tensor, budget: int,
          cfg: LeanConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """FRM written into ``x1``/``x2`` over row chunks (its channel weights need one pooling pass)."""
-    if frm.lambda_c == 0 and frm.lambda_s == 0:
+    if not frm.enabled:
         return x1, x2
-    b, c, h, w = x1.shape
+    _, c, h, w = x1.shape
     cwm = frm.channel_weights
-    y = torch.cat((x1.mean(dim=(2, 3)), x2.mean(dim=(2, 3)), x1.amax(dim=(2, 3)), x2.amax(dim=(2, 3))), 1)
-    cw = cwm.mlp(y).reshape(b, 2, cwm.dim, 1, 1).transpose(0, 1)
+    cw = cwm.weights(cwm.pool(x1, x2))
     for r0, r1 in _spans(h, _rows(w * 10 * c * 4, budget, h, cfg.rows)):
         a, d = x1[:, :, r0:r1], x2[:, :, r0:r1]
-        sw = frm.spatial_weights(a, d)
-        o1 = a + frm.lambda_c * cw[1] * d + frm.lambda_s * sw[1] * d
-        o2 = d + frm.lambda_c * cw[0] * a + frm.lambda_s * sw[0] * a
+        o1, o2 = frm.rectify(a, d, cw, frm.spatial_weights(a, d))
         a.copy_(o1)
         d.copy_(o2)
     return x1, x2
@@ -348,34 +342,21 @@ def _ffm(ffm: FeatureFusionModule, x1: torch.Tensor, x2: torch.Tensor, budget: i
     rows = _rows(w * 14 * c * 4, budget, h, cfg.rows)
     if ffm.cross_enabled:
         cp, ca = ffm.cross, ffm.cross.cross_attn
-
-        def halves(s: int, e: int) -> tuple[torch.Tensor, ...]:
-            y1, u1 = cp.act1(cp.channel_proj1(t1[:, s:e])).chunk(2, dim=-1)
-            y2, u2 = cp.act2(cp.channel_proj2(t2[:, s:e])).chunk(2, dim=-1)
-            return y1, u1, y2, u2
-
-        def kv_sum(kv: nn.Linear, u: torch.Tensor) -> torch.Tensor:
-            n, ci = u.shape[1], u.shape[2]
-            k, v = kv(u).reshape(b, n, 2, ca.num_heads, ci // ca.num_heads).permute(2, 0, 3, 1, 4)
-            return (k.transpose(-2, -1) @ v).float() if k.dtype in (torch.float16, torch.bfloat16) \
-                else k.transpose(-2, -1) @ v
-
-        ctx1 = ctx2 = None
-        for r0, r1 in _spans(h, rows):
-            _, u1, _, u2 = halves(r0 * w, r1 * w)
-            p1, p2 = kv_sum(ca.kv1, u1), kv_sum(ca.kv2, u2)
-            ctx1 = p1 if ctx1 is None else ctx1 + p1
-            ctx2 = p2 if ctx2 is None else ctx2 + p2
-        ctx1 = (ctx1 * ca.scale).softmax(dim=-2)
-        ctx2 = (ctx2 * ca.scale).softmax(dim=-2)
-        for r0, r1 in _spans(h, rows):
-            s, e = r0 * w, r1 * w
-            y1, u1, y2, u2 = halves(s, e)
-            n, ci = u1.shape[1], u1.shape[2]
-            v1 = (ca._heads(u1) @ ctx2).transpose(1, 2).reshape(b, n, ci)
-            v2 = (ca._heads(u2) @ ctx1).transpose(1, 2).reshape(b, n, ci)
-            buf[:, s:e, :c] = cp.norm1(t1[:, s:e] + cp.end_proj1(torch.cat((y1, v1), dim=-1)))
-            buf[:, s:e, c:] = cp.norm2(t2[:, s:e] + cp.end_proj2(torch.cat((y2, v2), dim=-1)))
+        spans = [(r0 * w, r1 * w) for r0, r1 in _spans(h, rows)]
+        sums: list[torch.Tensor | None] = [None, None]
+        for s, e in spans:
+            _, u1, _, u2 = cp.split(t1[:, s:e], t2[:, s:e])
+            for i, (kv, u) in enumerate(((ca.kv1, u1), (ca.kv2, u2))):
+                part = ca.context_sum(kv, u)
+                if part.dtype in (torch.float16, torch.bfloat16):  # accumulate partial sums in float32
+                    part = part.float()
+                sums[i] = part if sums[i] is None else sums[i] + part
+        ctx1, ctx2 = (ca.normalize_context(x) for x in sums)
+        for s, e in spans:
+            x1c, x2c = t1[:, s:e], t2[:, s:e]
+            y1, u1, y2, u2 = cp.split(x1c, x2c)
+            v1, v2 = ca.attend(u1, ctx2.to(u1.dtype)), ca.attend(u2, ctx1.to(u2.dtype))
+            buf[:, s:e, :c], buf[:, s:e, c:] = cp.merge(x1c, x2c, y1, v1, y2, v2)
     else:
         buf[..., :c] = t1
         buf[..., c:] = t2

@@ -7,9 +7,11 @@ or the newer ``fp32_precision``) and restored on exit: no global state changes.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import functools
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
+from torch import nn
 
 
 @contextlib.contextmanager
@@ -74,3 +76,54 @@ def ieee_float32(onednn: bool = True) -> Iterator[None]:
             if torch.is_autocast_enabled(dev):
                 stack.enter_context(torch.autocast(dev, enabled=False))
         yield
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16): what makes bfloat16
+    autocast pay off on the CPU. Read from ``/proc/cpuinfo`` (Linux) with PyTorch's own CPU
+    capability as a cross-check (an AVX-512 build is needed for the oneDNN bf16 kernels)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    cap = torch.backends.cpu.get_cpu_capability()
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and cap.startswith("AVX512")
+
+
+def _cast_float(x: Any, dtype: torch.dtype) -> Any:
+    if torch.is_tensor(x) and x.is_floating_point() and x.dtype != dtype:
+        return x.to(dtype)
+    return x
+
+
+@contextlib.contextmanager
+def full_precision(modules: Iterable[nn.Module], dtype: torch.dtype = torch.float32) -> Iterator[None]:
+    """Inside an autocast region, run ``modules`` in ``dtype`` (autocast off, floating inputs cast
+    up) for the duration of the block; their ``forward`` is restored on exit.
+
+    Used by the fast mode for the few layers whose reduced precision costs the most accuracy for
+    the least time (patch embeddings, CMX fusion)."""
+    mods = list(modules)
+    own = [m.__dict__.get("forward") for m in mods]  # an instance-level forward, if any
+
+    def wrap(fwd: Callable[..., Any], device: str) -> Callable[..., Any]:
+        @functools.wraps(fwd)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with torch.autocast(device, enabled=False):
+                return fwd(*(_cast_float(a, dtype) for a in args),
+                           **{k: _cast_float(v, dtype) for k, v in kwargs.items()})
+        return run
+
+    try:
+        for m in mods:
+            p = next(m.parameters(), None)
+            m.forward = wrap(m.forward, p.device.type if p is not None else "cpu")
+        yield
+    finally:
+        for m, f in zip(mods, own):
+            if f is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.forward = f

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import ATTENTION_IMPLS
 from .config import MIT_B2, TruForConfig
-from .decoder import MLPDecoder
+from .decoder import MLPDecoder, folded_decode
 from .detection import ConfidencePooling, detection_mlp
 from .encoder import DualMiTEncoder
 from .noiseprint import Noiseprint
@@ -95,11 +96,18 @@ class TruFor(nn.Module):
             x_np = x_np.expand(-1, 3, -1, -1)
         return self.backbone(self.normalize(rgb), x_np)
 
-    def forward_heads(self, feats: list[torch.Tensor], size: tuple[int, int]
+    def forward_heads(self, feats: list[torch.Tensor], size: tuple[int, int], folded: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decoders and detection head: (logits, conf_logits, det_logit) at ``size``."""
-        logits = F.interpolate(self.decode_head(feats), size=size, mode="bilinear", align_corners=False)
-        conf = F.interpolate(self.decode_head_conf(feats), size=size, mode="bilinear", align_corners=False)
+        """Decoders and detection head: (logits, conf_logits, det_logit) at ``size``.
+
+        ``folded``: both decoders through :func:`~.decoder.folded_decode` (eval mode; same
+        network up to float32 rounding, several times cheaper).
+        """
+        if folded:
+            low = folded_decode((self.decode_head, self.decode_head_conf), feats)
+        else:
+            low = [self.decode_head(feats), self.decode_head_conf(feats)]
+        logits, conf = (F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in low)
         det = self.detection(self.pool(logits, conf))
         return logits, conf, det
 
@@ -115,7 +123,6 @@ class TruFor(nn.Module):
     # -- configuration ----------------------------------------------------------------------
     def set_attention(self, impl: str = "sdpa", chunk: int | None = None) -> "TruFor":
         """Choose how spatial-reduction attention is evaluated (all exact; see attention.py)."""
-        from .attention import ATTENTION_IMPLS
         if impl not in ATTENTION_IMPLS:
             raise ValueError(f"unknown attention implementation {impl!r}; choose from {ATTENTION_IMPLS}")
         for m in self.modules():
