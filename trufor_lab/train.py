@@ -129,6 +129,10 @@ class TrainConfig:
     max_seconds: float | None = None
     progress: bool = True
     noiseprint_weights: str | None = None
+    #: A ready example source with ``example(rng, size) -> (rgb, mask, label)`` (e.g.
+    #: ``trufor_lab.training.photos.RealForgeryStream``), used instead of a ForgeryStream built
+    #: from ``pristine``/``datasets``.
+    stream: Any = None
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -157,6 +161,8 @@ class TrainConfig:
                 v = f"<{len(v)} arrays>"
             elif f.name == "datasets":
                 v = [getattr(ds, "name", str(ds)) for ds in v]
+            elif f.name == "stream" and v is not None:
+                v = getattr(v, "description", type(v).__name__)
             elif isinstance(v, tuple):
                 v = list(v)
             d[f.name] = v
@@ -659,7 +665,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         _truncate_log(log_path, step)
     elif log_path.exists():
         log_path.unlink()
-    stream = ForgeryStream(_images(cfg), cfg.datasets, forged_fraction=cfg.forged_fraction,
+    stream = cfg.stream or ForgeryStream(_images(cfg), cfg.datasets, forged_fraction=cfg.forged_fraction,
                            dataset_fraction=cfg.dataset_fraction, jpeg_prob=cfg.jpeg_prob,
                            jpeg_quality=cfg.jpeg_quality, flips=cfg.flips, camera=cfg.camera,
                            kinds=cfg.kinds, traceable=cfg.traceable)

@@ -1,0 +1,165 @@
+"""Fine-tune the demo model on real camera photos, calibrate its score, export it.
+
+    python -m trufor_lab.training.fetch --dest /work/data/real
+    python -m trufor_lab.training.finetune_real --photos /work/data/real --out /work/runs/real
+
+Recipe (CPU, 2 threads): start from ``weights/trufor_demo.pt``; the three phases of
+:mod:`trufor_lab.train` run on a :class:`~trufor_lab.training.photos.RealForgeryStream` of the
+training cameras (precomputed pool of examples with their Noiseprint++ maps, grid-aligned
+crops); then Platt scaling of the detection logit on the validation cameras
+(:func:`fit_platt`), folded into the last detection layer (:func:`fold_calibration`) so the
+checkpoint keeps exactly the model's keys and loads strictly; the values are recorded in
+``meta["calibration"]``. Every phase checkpoints and resumes (``resume=True``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..forgeries import Forgery
+from ..model import extract_state_dict, read_checkpoint
+from ..train import DEMO_MODEL, PHASES, TrainConfig, _atomic_save, build_model, train
+from .photos import Photo, RealForgeryStream, real_heldout, scan_photos, skimage_photos, split_by_camera
+
+DEMO_INIT = str(Path(__file__).resolve().parents[2] / "weights" / "trufor_demo.pt")
+#: Steps, learning rate and time cap (s) per phase of the real-photo fine-tune.
+REAL_PHASES = {"localization": (900, 3e-4, 1500), "confidence": (150, 2e-3, 240), "detection": (400, 2e-3, 360)}
+
+
+def real_config(out_dir: str, stream: RealForgeryStream, phase: str = "localization",
+                init: str | None = DEMO_INIT, **overrides) -> TrainConfig:
+    """The fine-tune's :class:`TrainConfig` for ``phase`` (pool of 640 examples of 192 px,
+    128 px training crops, batch 12)."""
+    steps, lr, cap = REAL_PHASES[phase]
+    base = dict(phase=phase, out_dir=str(Path(out_dir) / phase), model=DEMO_MODEL, init=init, steps=steps,
+                batch_size=12, crop=128, lr=lr, warmup=40, precompute=640, precompute_size=192,
+                cache_dir=str(Path(out_dir) / "cache"), stream=stream, checkpoint_every=50, max_seconds=cap,
+                num_threads=2, progress=False, seed=1)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def data_splits(photos_dir: str | Path) -> dict[str, list[Photo]]:
+    """Fetched photos + scikit-image photographs, split by camera (DEFAULT_SPLIT)."""
+    return split_by_camera(scan_photos(photos_dir) + skimage_photos())
+
+
+@torch.no_grad()
+def detection_logits(model, items: Sequence[Forgery]) -> np.ndarray:
+    """Raw detection logits of ``model`` on ``items`` (one forward each, float32)."""
+    out = []
+    for it in items:
+        rgb = torch.from_numpy(np.ascontiguousarray(it.image)).permute(2, 0, 1)[None].float().div(256)
+        out.append(float(model(rgb).det_logit[0, 0]))
+    return np.array(out)
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, prior: float = 1e-2) -> tuple[float, float]:
+    """Platt scaling ``sigmoid(a * logit + b)`` by maximum likelihood (Newton steps; a small
+    ridge ``prior`` on (a - 1, b) keeps it finite on separable data)."""
+    x, y = np.asarray(logits, float), np.asarray(labels, float)
+    if len(np.unique(y)) < 2:
+        raise ValueError("fit_platt needs both pristine and forged examples")
+    # Platt's target smoothing
+    n1, n0 = y.sum(), len(y) - y.sum()
+    t = np.where(y > 0, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
+    w = np.array([1.0, 0.0])
+    for _ in range(100):
+        z = w[0] * x + w[1]
+        p = 1 / (1 + np.exp(-z))
+        g = np.array([((p - t) * x).sum(), (p - t).sum()]) + prior * (w - [1.0, 0.0])
+        s = p * (1 - p)
+        H = np.array([[(s * x * x).sum(), (s * x).sum()], [(s * x).sum(), s.sum()]]) + prior * np.eye(2)
+        step = np.linalg.solve(H, g)
+        w = w - step
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(w[0]), float(w[1])
+
+
+def fold_calibration(state_dict: dict[str, torch.Tensor], scale: float, bias: float) -> dict[str, torch.Tensor]:
+    """Fold ``logit' = scale * logit + bias`` into the last detection layer (``detection.3``):
+    same keys, so the calibrated checkpoint still loads strictly everywhere."""
+    sd = dict(state_dict)
+    sd["detection.3.weight"] = sd["detection.3.weight"].float() * scale
+    sd["detection.3.bias"] = sd["detection.3.bias"].float() * scale + bias
+    return sd
+
+
+def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path) -> dict:
+    """Fit Platt scaling of ``checkpoint``'s detection logit on ``items`` (validation cameras) and
+    write the calibrated checkpoint to ``dst``; returns the calibration record."""
+    model = build_model(init=checkpoint).eval()
+    logits = detection_logits(model, items)
+    labels = np.array([it.label for it in items])
+    a, b = fit_platt(logits, labels)
+    obj = read_checkpoint(checkpoint)
+    sd = fold_calibration(extract_state_dict(obj, str(checkpoint)), a, b)
+    p = 1 / (1 + np.exp(-(a * logits + b)))
+    rec = {"method": "platt", "scale": a, "bias": b, "n_pristine": int((labels == 0).sum()),
+           "n_forged": int((labels == 1).sum()),
+           "fpr_at_0.5_before": float((logits[labels == 0] > 0).mean()),
+           "fpr_at_0.5_after": float((p[labels == 0] > 0.5).mean()),
+           "tpr_at_0.5_after": float((p[labels == 1] > 0.5).mean()),
+           "cameras": sorted({str(it.params.get("camera")) for it in items})}
+    meta = {**obj.get("meta", {}), "calibration": rec}
+    _atomic_save({**obj, "state_dict": sd, "meta": meta}, Path(dst))
+    return rec
+
+
+def validation_items(val: Sequence[Photo], donors: Sequence[Photo], n: int = 24, size: int = 192,
+                     seed: int = 7) -> list[Forgery]:
+    """Calibration set: ``n`` pristine + ``n`` spliced native crops of the validation photos
+    (donors from other cameras), half recompressed at JPEG 70-90 (platform chain), half native."""
+    photos = list(val) + list(donors)
+    imgs = [p.load() for p in photos]
+    items = []
+    for k, rec in enumerate(((70, 90), None)):
+        its = real_heldout(photos, n // 2, 0, size, seed + k, rec, imgs)
+        items += [it for it in its if it.params["camera"] in {p.camera for p in val}]
+        forged = real_heldout(photos, 0, 2 * n, size, seed + 10 + k, rec, imgs)
+        items += [it for it in forged if it.params["camera"] in {p.camera for p in val}][: n // 2]
+    return items
+
+
+def run(photos_dir: str | Path, out_dir: str | Path) -> Path:
+    """The whole recipe; returns the calibrated float32 checkpoint (export it with
+    ``trufor_lab.train.export_checkpoint(..., kind="demo")``)."""
+    torch.set_num_threads(2)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = data_splits(photos_dir)
+    (out / "splits.json").write_text(json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()},
+                                                indent=1))
+    stream = RealForgeryStream(splits["train"])
+    init: str | None = DEMO_INIT
+    for phase in PHASES:
+        t0 = time.time()
+        r = train(real_config(str(out), stream, phase, init))
+        print(f"{phase}: step {r.step} loss {r.final_loss:.4f} {time.time() - t0:.0f}s", flush=True)
+        init = str(r.checkpoint)
+    donors = [p for p in splits["train"] if not p.source.startswith("skimage:")][:2]
+    items = validation_items(splits["validation"], donors)
+    rec = calibrate(init, items, out / "calibrated.pt")
+    print("calibration", json.dumps(rec), flush=True)
+    return out / "calibrated.pt"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.finetune_real")
+    ap.add_argument("--photos", required=True, help="folder of camera photos (fetch.py --dest)")
+    ap.add_argument("--out", required=True, help="run folder (outside the repository)")
+    args = ap.parse_args(argv)
+    print(run(args.photos, args.out))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
