@@ -171,8 +171,7 @@ def platform_chain(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, 
     h, w = rgb.shape[:2]
     desc = []
     if rng.random() < p_resize and min(h, w) > size:
-        f = rng.uniform(size / min(h, w), min(1.0, 0.95 * min(h, w) / size) if min(h, w) > size else 1.0)
-        f = max(f, size / min(h, w))
+        f = rng.uniform(size / min(h, w), 1.0)
         nh, nw = max(size, round(h * f)), max(size, round(w * f))
         rgb, mask = _resize(rgb, (nh, nw)), _resize(mask, (nh, nw))
         desc.append(f"resize{f:.2f}")
