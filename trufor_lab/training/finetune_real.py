@@ -30,18 +30,21 @@ from ..train import evaluate as train_evaluate
 from .photos import (Photo, RealForgeryStream, real_heldout, scan_photos, skimage_photos, split_by_camera,
                      tile_crops)
 
+#: Starting point: the demo model trained on simulated cameras only (sha256 c7aae159...,
+#: ``git show 2dfb272:weights/trufor_demo.pt``); today's ``weights/trufor_demo.pt`` is its fine-tune.
 DEMO_INIT = str(Path(__file__).resolve().parents[2] / "weights" / "trufor_demo.pt")
 #: Steps, learning rate and time cap (s) per phase of the real-photo fine-tune.
-REAL_PHASES = {"localization": (900, 3e-4, 1500), "confidence": (150, 2e-3, 240), "detection": (400, 2e-3, 360)}
+#: The localization cap includes precomputing the pool (about 3 s per example on 2 busy cores).
+REAL_PHASES = {"localization": (600, 3e-4, 1800), "confidence": (120, 2e-3, 300), "detection": (300, 2e-3, 360)}
 
 
 def real_config(out_dir: str, stream: RealForgeryStream, phase: str = "localization",
                 init: str | None = DEMO_INIT, **overrides) -> TrainConfig:
-    """The fine-tune's :class:`TrainConfig` for ``phase`` (pool of 640 examples of 192 px,
-    128 px training crops, batch 12)."""
+    """The fine-tune's :class:`TrainConfig` for ``phase`` (pool of 320 examples of 160 px with
+    their Noiseprint++ maps, 128 px training crops, batch 12)."""
     steps, lr, cap = REAL_PHASES[phase]
     base = dict(phase=phase, out_dir=str(Path(out_dir) / phase), model=DEMO_MODEL, init=init, steps=steps,
-                batch_size=12, crop=128, lr=lr, warmup=40, precompute=640, precompute_size=192,
+                batch_size=12, crop=128, lr=lr, warmup=40, precompute=320, precompute_size=160,
                 cache_dir=str(Path(out_dir) / "cache"), stream=stream, checkpoint_every=50, max_seconds=cap,
                 num_threads=2, progress=False, seed=1)
     base.update(overrides)
@@ -116,7 +119,7 @@ def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path)
     return rec
 
 
-def validation_items(val: Sequence[Photo], donors: Sequence[Photo], n: int = 24, size: int = 192,
+def validation_items(val: Sequence[Photo], donors: Sequence[Photo], n: int = 16, size: int = 256,
                      seed: int = 7) -> list[Forgery]:
     """Calibration set: ``n`` pristine + ``n`` spliced native crops of the validation photos
     (donors from other cameras), half recompressed at JPEG 70-90 (platform chain), half native."""
@@ -149,9 +152,10 @@ def reliability(scores: np.ndarray, labels: np.ndarray, bins: Sequence[float] = 
 
 def evaluate_real(model, test: Sequence[Photo], size: int = 256, n_splices: int = 24,
                   seed: int = 0) -> dict:
-    """Results on the test cameras: false-positive rate at 0.5 on native grid tiles of every
-    test photo (per camera), and splice F1/AUC between test cameras, recompressed (JPEG 70-90)
-    and native, against pristine crops treated the same way."""
+    """Results on the test cameras: false-positive rate at 0.5 on native grid tiles (at most 16)
+    of every test photo (per camera), and splice F1/AUC between the camera photos of the test
+    split (not the scikit-image pictures), recompressed (JPEG 70-90) and native, against
+    pristine crops treated the same way."""
     res: dict = {"pristine_tiles": {}, "splices": {}}
     imgs = {p.name: p.load() for p in test}
     for p in test:
@@ -162,7 +166,7 @@ def evaluate_real(model, test: Sequence[Photo], size: int = 256, n_splices: int 
                                          "median": float(np.median(s)), "scores": [round(float(x), 3) for x in s]}
     allp = np.concatenate([r["scores"] for r in res["pristine_tiles"].values()])
     res["pristine_fpr_at_0.5"] = float((allp > 0.5).mean())
-    cams = [p for p in test if min(p.size) >= size]
+    cams = [p for p in test if min(p.size) >= size and not p.source.startswith("skimage:")]
     for rec in ((70, 90), None):
         items = real_heldout(cams, n_splices, n_splices, size, seed, rec, [imgs[p.name] for p in cams])
         ev = evaluate_items(model, items)
@@ -182,7 +186,7 @@ def evaluate_items(model, items: Sequence[Forgery]) -> dict:
             "per_item": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]}
 
 
-def run(photos_dir: str | Path, out_dir: str | Path) -> Path:
+def run(photos_dir: str | Path, out_dir: str | Path, init: str | None = DEMO_INIT) -> Path:
     """The whole recipe; returns the calibrated float32 checkpoint (export it with
     ``trufor_lab.train.export_checkpoint(..., kind="demo")``)."""
     torch.set_num_threads(2)
@@ -192,7 +196,6 @@ def run(photos_dir: str | Path, out_dir: str | Path) -> Path:
     (out / "splits.json").write_text(json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()},
                                                 indent=1))
     stream = RealForgeryStream(splits["train"])
-    init: str | None = DEMO_INIT
     for phase in PHASES:
         t0 = time.time()
         r = train(real_config(str(out), stream, phase, init))
@@ -209,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.finetune_real")
     ap.add_argument("--photos", required=True, help="folder of camera photos (fetch.py --dest)")
     ap.add_argument("--out", required=True, help="run folder (outside the repository)")
+    ap.add_argument("--init", default=DEMO_INIT, help="checkpoint to fine-tune (the simulated-camera demo model)")
     args = ap.parse_args(argv)
-    print(run(args.photos, args.out))
+    print(run(args.photos, args.out, args.init))
     return 0
 
 
