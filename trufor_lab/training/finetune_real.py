@@ -27,7 +27,7 @@ from ..forgeries import Forgery
 from ..model import extract_state_dict, read_checkpoint
 from ..train import DEMO_MODEL, PHASES, TrainConfig, _atomic_save, build_model, train
 from ..train import evaluate as train_evaluate
-from .photos import (Photo, RealForgeryStream, real_heldout, scan_photos, skimage_photos, split_by_camera,
+from .photos import (DEFAULT_SPLIT, Photo, RealForgeryStream, real_heldout, scan_photos, skimage_photos, split_by_camera,
                      tile_crops)
 
 #: Starting point: the demo model trained on simulated cameras only (sha256 c7aae159...,
@@ -35,18 +35,19 @@ from .photos import (Photo, RealForgeryStream, real_heldout, scan_photos, skimag
 DEMO_INIT = str(Path(__file__).resolve().parents[2] / "weights" / "trufor_demo.pt")
 #: Steps, learning rate and time cap (s) per phase of the real-photo fine-tune.
 #: The localization cap includes precomputing the pool (about 3 s per example on 2 busy cores).
-REAL_PHASES = {"localization": (600, 3e-4, 1800), "confidence": (120, 2e-3, 300), "detection": (300, 2e-3, 360)}
+REAL_PHASES = {"localization": (400, 3e-4, 2100), "confidence": (100, 2e-3, 300), "detection": (250, 2e-3, 300)}
 
 
 def real_config(out_dir: str, stream: RealForgeryStream, phase: str = "localization",
                 init: str | None = DEMO_INIT, **overrides) -> TrainConfig:
-    """The fine-tune's :class:`TrainConfig` for ``phase`` (pool of 320 examples of 160 px with
-    their Noiseprint++ maps, 128 px training crops, batch 12)."""
+    """The fine-tune's :class:`TrainConfig` for ``phase`` (pool of 240 examples of 160 px with
+    their Noiseprint++ maps, 128 px training crops, batch 10, one thread: on 2 shared, busy
+    cores one thread is faster than two)."""
     steps, lr, cap = REAL_PHASES[phase]
     base = dict(phase=phase, out_dir=str(Path(out_dir) / phase), model=DEMO_MODEL, init=init, steps=steps,
-                batch_size=12, crop=128, lr=lr, warmup=40, precompute=320, precompute_size=160,
+                batch_size=10, crop=128, lr=lr, warmup=30, precompute=240, precompute_size=160,
                 cache_dir=str(Path(out_dir) / "cache"), stream=stream, checkpoint_every=50, max_seconds=cap,
-                num_threads=2, progress=False, seed=1)
+                num_threads=1, progress=False, seed=1)
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -61,7 +62,7 @@ def detection_logits(model, items: Sequence[Forgery]) -> np.ndarray:
     """Raw detection logits of ``model`` on ``items`` (one forward each, float32)."""
     out = []
     for it in items:
-        rgb = torch.from_numpy(np.ascontiguousarray(it.image)).permute(2, 0, 1)[None].float().div(256)
+        rgb = torch.from_numpy(np.array(it.image, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(256)
         out.append(float(model(rgb).det_logit[0, 0]))
     return np.array(out)
 
@@ -119,18 +120,13 @@ def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path)
     return rec
 
 
-def validation_items(val: Sequence[Photo], donors: Sequence[Photo], n: int = 16, size: int = 256,
-                     seed: int = 7) -> list[Forgery]:
+def validation_items(val: Sequence[Photo], n: int = 24, size: int = 256, seed: int = 7) -> list[Forgery]:
     """Calibration set: ``n`` pristine + ``n`` spliced native crops of the validation photos
-    (donors from other cameras), half recompressed at JPEG 70-90 (platform chain), half native."""
-    photos = list(val) + list(donors)
-    imgs = [p.load() for p in photos]
-    items = []
+    (splices between their cameras), half re-saved at JPEG 70-90 (platform chain), half native."""
+    imgs = [p.load() for p in val]
+    items: list[Forgery] = []
     for k, rec in enumerate(((70, 90), None)):
-        its = real_heldout(photos, n // 2, 0, size, seed + k, rec, imgs)
-        items += [it for it in its if it.params["camera"] in {p.camera for p in val}]
-        forged = real_heldout(photos, 0, 2 * n, size, seed + 10 + k, rec, imgs)
-        items += [it for it in forged if it.params["camera"] in {p.camera for p in val}][: n // 2]
+        items += real_heldout(val, n // 2, n // 2, size, seed + k, rec, imgs)
     return items
 
 
@@ -186,23 +182,41 @@ def evaluate_items(model, items: Sequence[Forgery]) -> dict:
             "per_item": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]}
 
 
-def run(photos_dir: str | Path, out_dir: str | Path, init: str | None = DEMO_INIT) -> Path:
-    """The whole recipe; returns the calibrated float32 checkpoint (export it with
-    ``trufor_lab.train.export_checkpoint(..., kind="demo")``)."""
-    torch.set_num_threads(2)
+#: Round 1 (``run(..., **ROUND1)``): only its localization checkpoint is kept (its split had
+#: the whole Fujifilm camera as validation); round 2 starts from it with the final split.
+ROUND1 = dict(split={"validation": ("FUJIFILM FinePix REAL 3D W3",), "test": ()}, seed=1,
+              stream_kwargs={"chain_prob": 0.5, "chain_quality": (70, 90)})
+#: Round 2 (``run(..., init=<round 1>/localization/last.pt, **ROUND2)``): the shipped model.
+ROUND2 = dict(seed=2, stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 95)},
+              phases={"localization": (300, 2e-4, 1500), "confidence": (100, 2e-3, 300),
+                      "detection": (300, 2e-3, 420)},
+              overrides={"detection": {"crop": 160}})
+
+
+def run(photos_dir: str | Path, out_dir: str | Path, init: str | None = DEMO_INIT, *,
+        split: dict | None = None, seed: int = 1, stream_kwargs: dict | None = None,
+        phases: dict | None = None, overrides: dict | None = None) -> Path:
+    """One round of the recipe; returns the calibrated float32 checkpoint (export it with
+    ``trufor_lab.train.export_checkpoint(..., kind="demo")``). ``split`` adds to the test
+    cameras of ``DEFAULT_SPLIT``; ``phases`` maps phase -> (steps, lr, time cap)."""
+    torch.set_num_threads(1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = data_splits(photos_dir)
+    sp = dict(DEFAULT_SPLIT)
+    if split:
+        sp.update({k: tuple(v) for k, v in split.items() if v})
+    splits = split_by_camera(scan_photos(photos_dir) + skimage_photos(), sp)
     (out / "splits.json").write_text(json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()},
                                                 indent=1))
-    stream = RealForgeryStream(splits["train"])
+    stream = RealForgeryStream(splits["train"], **(stream_kwargs or {}))
     for phase in PHASES:
+        steps, lr, cap = (phases or REAL_PHASES)[phase]
         t0 = time.time()
-        r = train(real_config(str(out), stream, phase, init))
+        r = train(real_config(str(out), stream, phase, init, steps=steps, lr=lr, max_seconds=cap, seed=seed,
+                              **(overrides or {}).get(phase, {})))
         print(f"{phase}: step {r.step} loss {r.final_loss:.4f} {time.time() - t0:.0f}s", flush=True)
         init = str(r.checkpoint)
-    donors = [p for p in splits["train"] if not p.source.startswith("skimage:")][:2]
-    items = validation_items(splits["validation"], donors)
+    items = validation_items(splits["validation"])
     rec = calibrate(init, items, out / "calibrated.pt")
     print("calibration", json.dumps(rec), flush=True)
     return out / "calibrated.pt"
@@ -213,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", required=True, help="folder of camera photos (fetch.py --dest)")
     ap.add_argument("--out", required=True, help="run folder (outside the repository)")
     ap.add_argument("--init", default=DEMO_INIT, help="checkpoint to fine-tune (the simulated-camera demo model)")
+    ap.add_argument("--round", type=int, choices=(1, 2), default=1, help="recipe round (see ROUND1, ROUND2)")
     args = ap.parse_args(argv)
-    print(run(args.photos, args.out, args.init))
+    print(run(args.photos, args.out, args.init, **(ROUND1 if args.round == 1 else ROUND2)))
     return 0
 
 

@@ -37,9 +37,11 @@ PHOTO_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".mpo", ".webp")
 #: scikit-image samples that are photographs (not drawings, micrographs or renderings).
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "camera", "chelsea", "rocket", "motorcycle_left", "brick",
                   "grass", "gravel", "moon", "coins", "clock", "page")
-#: Camera split of the fetched data (everything else is training): validation = calibration.
+#: Split of the fetched data (everything else is training). Test = whole cameras never seen in
+#: training or calibration; validation (calibration) = held-out photos (``photo:<name>``) of
+#: the two training cameras with EXIF, since only three real cameras can be shared here.
 DEFAULT_SPLIT = {
-    "validation": ("FUJIFILM FinePix REAL 3D W3",),
+    "validation": ("photo:IMG_20200827_231612", "photo:fujifilm#1"),
     "test": ("Canon PowerShot SX530 HS", "unknown:IMG-20191006-WA0002",
              "skimage:astronaut", "skimage:coffee", "skimage:camera"),
 }
@@ -122,7 +124,8 @@ def skimage_photos(names: Sequence[str] = SKIMAGE_PHOTOS) -> list[Photo]:
 def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | None = None
                     ) -> dict[str, list[Photo]]:
     """``{"train", "validation", "test"}`` lists: a camera named in ``split`` goes wholly to that
-    split, every other camera to ``"train"``. A camera named in two splits is an error."""
+    split, a photo named ``photo:<name>`` to its split, everything else to ``"train"``. A name
+    in two splits is an error, and so is a test camera with photos elsewhere."""
     split = DEFAULT_SPLIT if split is None else split
     where: dict[str, str] = {}
     for s, cams in split.items():
@@ -132,7 +135,11 @@ def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | N
             where[c] = s
     out: dict[str, list[Photo]] = {"train": [], "validation": [], "test": []}
     for p in photos:
-        out.setdefault(where.get(p.camera, "train"), []).append(p)
+        out.setdefault(where.get(f"photo:{p.name}", where.get(p.camera, "train")), []).append(p)
+    test_cams = {p.camera for p in out["test"]}
+    leaked = [p.name for s, ps in out.items() if s != "test" for p in ps if p.camera in test_cams]
+    if leaked:
+        raise ValueError(f"test cameras must be held out whole; also in training/validation: {leaked}")
     return out
 
 
@@ -163,9 +170,10 @@ def _resize(a: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.nda
 
 
 def platform_chain(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: int,
-                   p_resize: float = 0.5, p_screenshot: float = 0.2) -> tuple[np.ndarray, np.ndarray, str]:
+                   p_resize: float = 0.5, p_screenshot: float = 0.2, quality: tuple[int, int] = (70, 90)
+                   ) -> tuple[np.ndarray, np.ndarray, str]:
     """What a social platform / a screenshot does to a viral image: optional downscale (to
-    ``size``..input side), then JPEG at quality 70-90 or, with ``p_screenshot``, a lossless PNG
+    ``size``..input side), then JPEG at ``quality`` (default 70-90) or, with ``p_screenshot``, a lossless PNG
     (nothing more). Output cropped to ``size`` at (0, 0), so the new JPEG grid is aligned with
     the crop. Returns (rgb, mask, description)."""
     h, w = rgb.shape[:2]
@@ -179,7 +187,7 @@ def platform_chain(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, 
     if rng.random() < p_screenshot:
         desc.append("png")
     else:
-        q = int(rng.integers(70, 91))
+        q = int(rng.integers(quality[0], quality[1] + 1))
         rgb = jpeg_compress(rgb, q)
         desc.append(f"jpeg{q}")
     return rgb, mask, "+".join(desc)
@@ -207,7 +215,7 @@ class RealForgeryStream:
     def __init__(self, photos: Sequence[Photo], *, sim_images: Sequence[np.ndarray] | None = None,
                  sim_fraction: float = 0.25, forged_fraction: float = 0.5, chain_prob: float = 0.5,
                  p_resize: float = 0.5, weights: tuple[float, float, float] = (0.35, 0.25, 0.4),
-                 flips: str = "hv") -> None:
+                 chain_quality: tuple[int, int] = (70, 90), flips: str = "hv") -> None:
         if not photos:
             raise ValueError("RealForgeryStream needs at least one photo")
         self.photos = list(photos)
@@ -217,7 +225,7 @@ class RealForgeryStream:
                                  traceable=True, forged_fraction=0.6, jpeg_prob=0.3, jpeg_quality=(75, 100),
                                  flips=flips)
         self.sim_fraction, self.forged_fraction, self.chain_prob = sim_fraction, forged_fraction, chain_prob
-        self.p_resize, self.flips = p_resize, flips
+        self.p_resize, self.flips, self.chain_quality = p_resize, flips, chain_quality
         w = np.asarray(weights, float)
         self.weights = w / w.sum()
         self.multi_camera = len(set(self.cameras)) > 1
@@ -264,7 +272,8 @@ class RealForgeryStream:
                 kind = f.kind
             rgb, mask, label = f.image, f.mask, 1
         if chain:
-            rgb, mask, how = platform_chain(rgb, mask, rng, size, p_resize=1.0 if src > size else 0.0)
+            rgb, mask, how = platform_chain(rgb, mask, rng, size, p_resize=1.0 if src > size else 0.0,
+                                            quality=self.chain_quality)
             kind += "+" + how
         label = int(label and mask.any())
         return rgb, mask, label, kind
@@ -289,7 +298,7 @@ def real_heldout(photos: Sequence[Photo] | Sequence[tuple[str, np.ndarray]], n_p
     photos = list(photos)
     imgs = list(images) if images is not None else [p.load() for p in photos]
     cams = [p.camera for p in photos]
-    if len(set(cams)) < 2:
+    if n_forged and len(set(cams)) < 2:
         raise ValueError("real_heldout needs photos from at least two cameras")
     rng = np.random.default_rng(seed)
     items: list[Forgery] = []
