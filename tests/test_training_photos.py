@@ -63,6 +63,10 @@ def test_split_is_by_camera_never_by_photo(photo_dir):
     assert [p.name for p in s["validation"]] == ["c1"] and [p.name for p in s["train"]] == ["b1"]
     with pytest.raises(ValueError, match="both"):
         P.split_by_camera(photos, {"test": ["Mi A3"], "validation": ["Mi A3"]})
+    s = P.split_by_camera(photos, {"validation": ["photo:a2"]})  # a held-out photo of a training camera
+    assert [p.name for p in s["validation"]] == ["a2"] and "a1" in [p.name for p in s["train"]]
+    with pytest.raises(ValueError, match="held out whole"):
+        P.split_by_camera(photos, {"test": ["Canon PowerShot X"], "validation": ["photo:a2"]})
 
 
 def test_default_split_keeps_test_cameras_out_of_training():

@@ -164,7 +164,7 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
         return WeightsInfo("official" if verified else "custom", str(p), digest, verified, note=note)
     if kind == "demo" and digest == DEMO_SHA256:
         return WeightsInfo("demo", str(p), digest, True,
-                           note="trufor_lab demo model (small, trained on simulated cameras; weights/DEMO_MODEL_CARD.md)")
+                           note="trufor_lab demo model (small; simulated cameras + real photos, calibrated score; weights/DEMO_MODEL_CARD.md)")
     return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
 
 
