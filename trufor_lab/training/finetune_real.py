@@ -68,25 +68,25 @@ def detection_logits(model, items: Sequence[Forgery]) -> np.ndarray:
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray, prior: float = 1e-2) -> tuple[float, float]:
-    """Platt scaling ``sigmoid(a * logit + b)`` by maximum likelihood (Newton steps; a small
-    ridge ``prior`` on (a - 1, b) keeps it finite on separable data)."""
+    """Platt scaling ``sigmoid(a * logit + b)`` by maximum likelihood with Platt's smoothed
+    targets (L-BFGS on the mean log-loss; a small ridge ``prior`` on (a - 1, b) keeps it finite
+    on separable data)."""
+    from scipy.optimize import minimize  # lazy: scipy is only needed when calibrating
     x, y = np.asarray(logits, float), np.asarray(labels, float)
     if len(np.unique(y)) < 2:
         raise ValueError("fit_platt needs both pristine and forged examples")
-    # Platt's target smoothing
     n1, n0 = y.sum(), len(y) - y.sum()
     t = np.where(y > 0, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
-    w = np.array([1.0, 0.0])
-    for _ in range(100):
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = w[0] * x + w[1]
+        nll = np.mean(np.logaddexp(0, z) - t * z)
         p = 1 / (1 + np.exp(-z))
-        g = np.array([((p - t) * x).sum(), (p - t).sum()]) + prior * (w - [1.0, 0.0])
-        s = p * (1 - p)
-        H = np.array([[(s * x * x).sum(), (s * x).sum()], [(s * x).sum(), s.sum()]]) + prior * np.eye(2)
-        step = np.linalg.solve(H, g)
-        w = w - step
-        if np.abs(step).max() < 1e-9:
-            break
+        g = np.array([np.mean((p - t) * x), np.mean(p - t)])
+        r = w - np.array([1.0, 0.0])
+        return nll + 0.5 * prior * float(r @ r), g + prior * r
+
+    w = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B").x
     return float(w[0]), float(w[1])
 
 
@@ -109,6 +109,7 @@ def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path)
     obj = read_checkpoint(checkpoint)
     sd = fold_calibration(extract_state_dict(obj, str(checkpoint)), a, b)
     p = 1 / (1 + np.exp(-(a * logits + b)))
+    Path(dst).with_suffix(".logits.json").write_text(json.dumps({"logits": logits.tolist(), "labels": labels.tolist()}))
     rec = {"method": "platt", "scale": a, "bias": b, "n_pristine": int((labels == 0).sum()),
            "n_forged": int((labels == 1).sum()),
            "fpr_at_0.5_before": float((logits[labels == 0] > 0).mean()),
