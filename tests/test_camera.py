@@ -62,7 +62,7 @@ def test_traceable_stream_draws_only_trace_changing_variants():
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(24):
-        f = stream.forge(rng, stream._source(rng, 0, 96), None)
+        f = stream.forge(rng, stream.source(rng, 0, 96), None)
         assert f.kind in ("copy_move", "local_edit")
         seen.add(f.kind)
         if f.kind == "copy_move":

@@ -3,13 +3,20 @@ announced, small, with the official Noiseprint++ inside, and as good on held-out
 its model card says."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import trufor_lab as tl
 import trufor_lab.training as T
 from trufor_lab.inference import weights as W
+from trufor_lab.training import photos as P
+
+#: Photos of the demo model's two TEST cameras (never used in training or calibration), CC-BY-SA.
+REAL_PHOTOS = Path(__file__).parent / "data" / "real_photos"
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +72,70 @@ def test_demo_model_map_follows_the_forged_region(demo_model):
     r = tl.analyze(demo_model, f.image)
     assert r.map[f.mask].mean() > r.map[~f.mask].mean() + 0.3
     assert r.score > tl.analyze(demo_model, photo).score
+
+
+@pytest.fixture(scope="module")
+def test_cameras():
+    photos = P.scan_photos(REAL_PHOTOS)
+    assert {p.camera for p in photos} == {"Canon PowerShot SX530 HS", "unknown:IMG-20191006-WA0002"}
+    assert not {p.camera for p in photos} & set(P.DEFAULT_SPLIT["validation"])
+    return photos
+
+
+def test_demo_checkpoint_records_its_calibration():
+    obj = torch.load(W.find_demo(), map_location="cpu", weights_only=True)
+    cal = obj["meta"]["calibration"]
+    assert cal["method"] == "platt" and cal["n_pristine"] > 0 and cal["n_forged"] > 0
+    assert not set(cal["cameras"]) & set(P.DEFAULT_SPLIT["test"])  # calibrated on validation cameras only
+
+
+@pytest.fixture(scope="module")
+def real_results(demo_model, test_cameras, one_thread):
+    """Scores of native, grid-aligned 256 px tiles (every other one) of the two test cameras,
+    and held-out splices between them re-saved at JPEG 70-90 like a viral image (pristine
+    crops too): 8 + 8 items of 192 px."""
+    tiles = [t for p in test_cameras for t in P.tile_crops(p.load(), 256)[::2]]
+    with torch.no_grad():
+        scores = np.array([float(demo_model(torch.from_numpy(t).permute(2, 0, 1)[None].float() / 256).score[0])
+                           for t in tiles])
+    ev = T.score_heldout(demo_model, P.real_heldout(test_cameras, 8, 8, 192, seed=3, recompress=(70, 90)))
+    return scores, ev
+
+
+@pytest.mark.xfail(strict=False, reason="issue #16 target not met yet by the CPU fine-tune: 8 of 14 "
+                   "tiles (57 %) score below 0.5, not 80 % (see weights/DEMO_MODEL_CARD.md)")
+def test_demo_model_scores_real_pristine_photos_below_half(real_results):
+    """Issue #16 target: at least 80 % of real pristine tiles of unseen cameras below 0.5."""
+    scores, _ = real_results
+    assert len(scores) >= 12
+    assert (scores < 0.5).mean() >= 0.8, np.round(scores, 3)
+
+
+@pytest.mark.xfail(strict=False, reason="issue #16 target half met by the CPU fine-tune: pixel F1 0.57 "
+                   "(>= 0.5) but detection AUC 0.56 (< 0.8) (see weights/DEMO_MODEL_CARD.md)")
+def test_demo_model_detects_real_splices_between_test_cameras(real_results):
+    """Issue #16 target: pixel F1 >= 0.5 and detection AUC >= 0.8 on cross-camera splices."""
+    _, ev = real_results
+    assert ev.f1_best >= 0.5 and ev.auc >= 0.8, ev.as_dict()
+
+
+def test_demo_model_on_real_test_cameras_does_not_regress(real_results):
+    """What the real-photo fine-tune reached (model card): more than half of the tiles of the
+    two unseen cameras below 0.5 (the simulated-camera model: 36 %), and splice localization
+    F1 >= 0.5, well above the all-forged baseline."""
+    scores, ev = real_results
+    assert ev.n_forged == ev.n_pristine == 8
+    assert (scores < 0.5).mean() > 0.5, np.round(scores, 3)
+    assert ev.f1_best >= 0.5 and ev.f1_best > ev.f1_all_forged + 0.3, ev.as_dict()
+
+
+def test_official_pristine_sample_scores_below_half(demo_model, shared_dir, one_thread):
+    a = np.asarray(Image.open(shared_dir / "images" / "pristine1.jpg").convert("RGB"))
+    r = tl.analyze(demo_model, a)
+    assert r.score < 0.5
+
+
+@pytest.mark.slow
+def test_official_large_pristine_sample_scores_below_half(demo_model, shared_dir, one_thread):
+    a = np.asarray(Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB"))
+    assert tl.analyze(demo_model, a).score < 0.5

@@ -38,7 +38,7 @@ TRUFOR_ZIP_URL = "https://www.grip.unina.it/download/prog/TruFor/TruFor_weights.
 TRUFOR_ZIP_MD5 = "7bee48f3476c75616c3c5721ab256ff8"
 DEMO_FILE = "trufor_demo.pt"
 #: sha256 of the demo model shipped in weights/ (see weights/DEMO_MODEL_CARD.md).
-DEMO_SHA256 = "c7aae1598dfec56c39888f5eae85b9ee075755aa319158b03bcf27fdbeff68e8"
+DEMO_SHA256 = "479094477bd94cf0fed4cddd41a4528dcb76be81a7308fc1c15ae70b2856313b"
 LICENSE_FILE = "LICENSE-GRIP-UNINA.txt"
 LICENSE_NOTE = ("GRIP-UNINA research licence: nonprofit research use only, notices kept, "
                 "cite Guillaro et al., CVPR 2023")
@@ -196,7 +196,7 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
         return WeightsInfo("official" if verified else "custom", str(p), digest, verified, note=note)
     if kind == "demo" and digest == DEMO_SHA256:
         return WeightsInfo("demo", str(p), digest, True,
-                           note="trufor_lab demo model (small, trained on simulated cameras; weights/DEMO_MODEL_CARD.md)")
+                           note="trufor_lab demo model (small; simulated cameras + real photos, calibrated score; weights/DEMO_MODEL_CARD.md)")
     return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
 
 

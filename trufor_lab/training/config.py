@@ -69,6 +69,10 @@ class TrainConfig:
     max_seconds: float | None = None
     progress: bool = True
     noiseprint_weights: str | None = None
+    #: A ready example source with ``example(rng, size) -> (rgb, mask, label)`` (e.g.
+    #: ``trufor_lab.training.photos.RealForgeryStream``), used instead of a ForgeryStream built
+    #: from ``pristine``/``datasets``.
+    stream: Any = None
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -97,6 +101,8 @@ class TrainConfig:
                 v = f"<{len(v)} arrays>"
             elif f.name == "datasets":
                 v = [getattr(ds, "name", str(ds)) for ds in v]
+            elif f.name == "stream" and v is not None:
+                v = getattr(v, "description", type(v).__name__)
             elif isinstance(v, tuple):
                 v = list(v)
             d[f.name] = v

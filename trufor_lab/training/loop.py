@@ -173,7 +173,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
         truncate_log(log_path, step)
     elif log_path.exists():
         log_path.unlink()
-    stream = ForgeryStream(_images(cfg), cfg.datasets, forged_fraction=cfg.forged_fraction,
+    stream = cfg.stream or ForgeryStream(_images(cfg), cfg.datasets, forged_fraction=cfg.forged_fraction,
                            dataset_fraction=cfg.dataset_fraction, jpeg_prob=cfg.jpeg_prob,
                            jpeg_quality=cfg.jpeg_quality, flips=cfg.flips, camera=cfg.camera,
                            kinds=cfg.kinds, traceable=cfg.traceable)

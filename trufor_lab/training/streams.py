@@ -89,7 +89,7 @@ class ForgeryStream:
         rgb, mask = grid_crop(rng, [rgb, mask], size)
         return rgb, mask, int(s.label and mask.any()) if s.mask_path is not None else int(s.label)
 
-    def _source(self, rng: np.random.Generator, i: int, size: int) -> np.ndarray:
+    def source(self, rng: np.random.Generator, i: int, size: int) -> np.ndarray:
         (img,) = grid_crop(rng, [self.images[i]], size)
         if self.camera:
             img = Camera.random(rng).capture(img, rng)
@@ -111,12 +111,12 @@ class ForgeryStream:
         """One synthetic example ``(rgb, mask, label, kind)``; ``forged`` forces the label."""
         n = len(self.images)
         i = int(rng.integers(n))
-        rgb = self._source(rng, i, size)
+        rgb = self.source(rng, i, size)
         mask = np.zeros((size, size), bool)
         label, kind = 0, "pristine"
         if forged if forged is not None else rng.random() < self.forged_fraction:
             j = int(rng.integers(n))
-            donor = self._source(rng, j, size) if (j != i or n == 1 or self.camera) else None
+            donor = self.source(rng, j, size) if (j != i or n == 1 or self.camera) else None
             f = self.forge(rng, rgb, donor)
             rgb, mask, label, kind = f.image, f.mask, 1, f.kind
         if kind != "double_jpeg" and rng.random() < self.jpeg_prob:

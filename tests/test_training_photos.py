@@ -1,0 +1,150 @@
+"""Real-photo training data (trufor_lab.training.photos) and score calibration
+(trufor_lab.training.finetune_real): camera identity, camera-level splits, grid-aligned native
+crops, the platform chain, the example stream, Platt scaling folded into the detection head."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trufor_lab.model.detection import detection_mlp
+from trufor_lab.training import finetune_real as FR
+from trufor_lab.training import photos as P
+
+
+def _noise_photo(seed: int, h: int = 320, w: int = 400) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(40, 200, w)[None, :, None] + rng.normal(0, 12, (h, w, 3))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def _save(path, a, make=None, model=None, quality=90):
+    exif = Image.Exif()
+    if make:
+        exif[271] = make
+    if model:
+        exif[272] = model
+    Image.fromarray(a).save(path, quality=quality, exif=exif.tobytes())
+
+
+@pytest.fixture()
+def photo_dir(tmp_path):
+    _save(tmp_path / "a1.jpg", _noise_photo(0), "Canon", "Canon PowerShot X")
+    _save(tmp_path / "a2.jpg", _noise_photo(1), "Canon", "Canon PowerShot X")
+    _save(tmp_path / "b1.jpg", _noise_photo(2), "Xiaomi", "Mi A3")
+    _save(tmp_path / "c1.jpg", _noise_photo(3))  # no EXIF
+    _save(tmp_path / "tiny.jpg", _noise_photo(4, 64, 64), "Canon", "Canon PowerShot X")
+    return tmp_path
+
+
+def test_scan_photos_reads_camera_identity_and_skips_small_images(photo_dir):
+    photos = P.scan_photos(photo_dir)
+    cams = {p.name: p.camera for p in photos}
+    assert cams == {"a1": "Canon PowerShot X", "a2": "Canon PowerShot X", "b1": "Xiaomi Mi A3",
+                    "c1": "unknown:c1"}
+    assert all(p.size == (320, 400) for p in photos)
+    assert photos[0].load().shape == (320, 400, 3)
+
+
+def test_scan_photos_uses_camera_folders_and_names_the_folder_on_errors(tmp_path):
+    (tmp_path / "src" / "phoneA").mkdir(parents=True)
+    _save(tmp_path / "src" / "phoneA" / "x.jpg", _noise_photo(5))
+    assert P.scan_photos(tmp_path)[0].camera == "folder:src"
+    with pytest.raises(ValueError, match="empty"):
+        (tmp_path / "empty").mkdir()
+        P.scan_photos(tmp_path / "empty")
+
+
+def test_split_is_by_camera_never_by_photo(photo_dir):
+    photos = P.scan_photos(photo_dir)
+    s = P.split_by_camera(photos, {"test": ["Canon PowerShot X"], "validation": ["unknown:c1"]})
+    assert [p.name for p in s["test"]] == ["a1", "a2"]
+    assert [p.name for p in s["validation"]] == ["c1"] and [p.name for p in s["train"]] == ["b1"]
+    with pytest.raises(ValueError, match="both"):
+        P.split_by_camera(photos, {"test": ["Mi A3"], "validation": ["Mi A3"]})
+    s = P.split_by_camera(photos, {"validation": ["photo:a2"]})  # a held-out photo of a training camera
+    assert [p.name for p in s["validation"]] == ["a2"] and "a1" in [p.name for p in s["train"]]
+    with pytest.raises(ValueError, match="held out whole"):
+        P.split_by_camera(photos, {"test": ["Canon PowerShot X"], "validation": ["photo:a2"]})
+
+
+def test_default_split_keeps_test_cameras_out_of_training():
+    test, val = set(P.DEFAULT_SPLIT["test"]), set(P.DEFAULT_SPLIT["validation"])
+    assert not test & val
+    assert "Canon PowerShot SX530 HS" in test and "unknown:IMG-20191006-WA0002" in test
+
+
+def test_grid_crop_is_native_and_grid_aligned():
+    a = _noise_photo(6)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        c, (y, x) = P.grid_crop(rng, a, 128)
+        assert y % 8 == 0 and x % 8 == 0 and np.array_equal(c, a[y:y + 128, x:x + 128])
+    tiles = P.tile_crops(a, 128)
+    assert len(tiles) == 2 * 3 and np.array_equal(tiles[4], a[128:256, 128:256])
+    with pytest.raises(ValueError, match="smaller"):
+        P.grid_crop(rng, a[:100], 128)
+
+
+def test_platform_chain_keeps_size_and_moves_the_mask_with_the_pixels():
+    a = _noise_photo(7, 256, 256)
+    m = np.zeros((256, 256), bool)
+    m[100:180, 50:130] = True
+    seen = set()
+    for s in range(30):
+        out, mask, how = P.platform_chain(a, m, np.random.default_rng(s), 160)
+        assert out.shape == (160, 160, 3) and mask.shape == (160, 160) and mask.any()
+        seen.add(how.split("+")[-1][:3])
+        if how.startswith("resize"):
+            f = float(how.split("+")[0][6:])
+            assert abs(mask.sum() - m[:round(160 / f), :round(160 / f)].sum() * f * f) < 0.15 * mask.sum() + 50
+    assert seen == {"jpe", "png"}
+    o1, _, h1 = P.platform_chain(a, m, np.random.default_rng(3), 160)
+    o2, _, h2 = P.platform_chain(a, m, np.random.default_rng(3), 160)
+    assert h1 == h2 and np.array_equal(o1, o2)
+
+
+def test_real_stream_makes_all_kinds_of_examples(photo_dir):
+    photos = P.scan_photos(photo_dir)
+    sims = [_noise_photo(10 + i, 192, 192) for i in range(2)]
+    st = P.RealForgeryStream(photos, sim_images=sims, sim_fraction=0.2)
+    rng = np.random.default_rng(0)
+    kinds = []
+    for _ in range(40):
+        rgb, mask, label, kind = st.real_example(rng, 96)
+        assert rgb.shape == (96, 96, 3) and rgb.dtype == np.uint8 and mask.shape == (96, 96)
+        assert label == int(mask.any())
+        kinds.append(kind.split("+")[0])
+    assert {"pristine", "splice_real", "splice_sim"} <= set(kinds)
+    assert len(set(kinds) - {"pristine", "splice_real", "splice_sim"}) >= 2  # within-photo edits
+    rgb, mask, label = st.example(rng, 96)
+    assert rgb.shape == (96, 96, 3)
+
+
+def test_real_heldout_splices_across_cameras(photo_dir):
+    photos = [p for p in P.scan_photos(photo_dir) if p.name in ("a1", "b1")]
+    items = P.real_heldout(photos, 4, 4, 128, seed=0)
+    assert [it.label for it in items] == [0] * 4 + [1] * 4
+    for it in items[4:]:
+        assert it.params["camera"] != it.params["donor_camera"] and it.mask.any()
+        assert it.image.shape == (128, 128, 3)
+    with pytest.raises(ValueError, match="two cameras"):
+        P.real_heldout(photos[:1], 2, 2, 128)
+
+
+def test_platt_scaling_recovers_a_known_calibration_and_folds_exactly():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(0.5 * z - 1.0)))).astype(int)
+    a, b = FR.fit_platt(z, y)
+    assert abs(a - 0.5) < 0.08 and abs(b + 1.0) < 0.15
+    torch.manual_seed(0)
+    mlp = detection_mlp(8).eval()
+    sd = {f"detection.{k}": v for k, v in mlp.state_dict().items()}
+    folded = FR.fold_calibration(sd, 0.5, -1.0)
+    assert set(folded) == set(sd)
+    mlp2 = detection_mlp(8).eval()
+    mlp2.load_state_dict({k[len("detection."):]: v for k, v in folded.items()}, strict=True)
+    x = torch.randn(5, 8)
+    assert torch.allclose(mlp2(x), 0.5 * mlp(x) - 1.0, atol=1e-6)

@@ -1,0 +1,240 @@
+"""Fine-tune the demo model on real camera photos, calibrate its score, export it.
+
+    python -m trufor_lab.training.fetch --dest /work/data/real
+    python -m trufor_lab.training.finetune_real --photos /work/data/real --out /work/runs/real
+
+Recipe (CPU, 2 threads): start from ``weights/trufor_demo.pt``; the three phases of
+:mod:`trufor_lab.train` run on a :class:`~trufor_lab.training.photos.RealForgeryStream` of the
+training cameras (precomputed pool of examples with their Noiseprint++ maps, grid-aligned
+crops); then Platt scaling of the detection logit on the validation cameras
+(:func:`fit_platt`), folded into the last detection layer (:func:`fold_calibration`) so the
+checkpoint keeps exactly the model's keys and loads strictly; the values are recorded in
+``meta["calibration"]``. Every phase checkpoints and resumes (``resume=True``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from trufor_lab.common.files import atomic_torch_save
+from trufor_lab.lab.forgeries import Forgery
+from trufor_lab.model import extract_state_dict, read_checkpoint
+from trufor_lab.training.config import TrainConfig
+from trufor_lab.training.demo import DEMO_MODEL, score_heldout
+from trufor_lab.training.loop import train
+from trufor_lab.training.phases import PHASES, build_model
+from trufor_lab.training.photos import (DEFAULT_SPLIT, Photo, RealForgeryStream, real_heldout, scan_photos, skimage_photos, split_by_camera,
+                     tile_crops)
+
+#: Starting point: the demo model trained on simulated cameras only (sha256 c7aae159...,
+#: ``git show 2dfb272:weights/trufor_demo.pt``); today's ``weights/trufor_demo.pt`` is its fine-tune.
+DEMO_INIT = str(Path(__file__).resolve().parents[2] / "weights" / "trufor_demo.pt")
+#: Steps, learning rate and time cap (s) per phase of the real-photo fine-tune.
+#: The localization cap includes precomputing the pool (about 3 s per example on 2 busy cores).
+REAL_PHASES = {"localization": (400, 3e-4, 2100), "confidence": (100, 2e-3, 300), "detection": (250, 2e-3, 300)}
+
+
+def real_config(out_dir: str, stream: RealForgeryStream, phase: str = "localization",
+                init: str | None = DEMO_INIT, **overrides) -> TrainConfig:
+    """The fine-tune's :class:`TrainConfig` for ``phase`` (pool of 240 examples of 160 px with
+    their Noiseprint++ maps, 128 px training crops, batch 10, one thread: on 2 shared, busy
+    cores one thread is faster than two)."""
+    steps, lr, cap = REAL_PHASES[phase]
+    base = dict(phase=phase, out_dir=str(Path(out_dir) / phase), model=DEMO_MODEL, init=init, steps=steps,
+                batch_size=10, crop=128, lr=lr, warmup=30, precompute=240, precompute_size=160,
+                cache_dir=str(Path(out_dir) / "cache"), stream=stream, checkpoint_every=50, max_seconds=cap,
+                num_threads=1, progress=False, seed=1)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def data_splits(photos_dir: str | Path) -> dict[str, list[Photo]]:
+    """Fetched photos + scikit-image photographs, split by camera (DEFAULT_SPLIT)."""
+    return split_by_camera(scan_photos(photos_dir) + skimage_photos())
+
+
+@torch.no_grad()
+def detection_logits(model, items: Sequence[Forgery]) -> np.ndarray:
+    """Raw detection logits of ``model`` on ``items`` (one forward each, float32)."""
+    out = []
+    for it in items:
+        rgb = torch.from_numpy(np.array(it.image, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(256)
+        out.append(float(model(rgb).det_logit[0, 0]))
+    return np.array(out)
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, prior: float = 1e-2) -> tuple[float, float]:
+    """Platt scaling ``sigmoid(a * logit + b)`` by maximum likelihood with Platt's smoothed
+    targets (L-BFGS on the mean log-loss; a small ridge ``prior`` on (a - 1, b) keeps it finite
+    on separable data)."""
+    from scipy.optimize import minimize  # lazy: scipy is only needed when calibrating
+    x, y = np.asarray(logits, float), np.asarray(labels, float)
+    if len(np.unique(y)) < 2:
+        raise ValueError("fit_platt needs both pristine and forged examples")
+    n1, n0 = y.sum(), len(y) - y.sum()
+    t = np.where(y > 0, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = w[0] * x + w[1]
+        nll = np.mean(np.logaddexp(0, z) - t * z)
+        p = 1 / (1 + np.exp(-z))
+        g = np.array([np.mean((p - t) * x), np.mean(p - t)])
+        r = w - np.array([1.0, 0.0])
+        return nll + 0.5 * prior * float(r @ r), g + prior * r
+
+    w = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B").x
+    return float(w[0]), float(w[1])
+
+
+def fold_calibration(state_dict: dict[str, torch.Tensor], scale: float, bias: float) -> dict[str, torch.Tensor]:
+    """Fold ``logit' = scale * logit + bias`` into the last detection layer (``detection.3``):
+    same keys, so the calibrated checkpoint still loads strictly everywhere."""
+    sd = dict(state_dict)
+    sd["detection.3.weight"] = sd["detection.3.weight"].float() * scale
+    sd["detection.3.bias"] = sd["detection.3.bias"].float() * scale + bias
+    return sd
+
+
+def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path) -> dict:
+    """Fit Platt scaling of ``checkpoint``'s detection logit on ``items`` (validation cameras) and
+    write the calibrated checkpoint to ``dst``; returns the calibration record."""
+    model = build_model(init=checkpoint).eval()
+    logits = detection_logits(model, items)
+    labels = np.array([it.label for it in items])
+    a, b = fit_platt(logits, labels)
+    obj = read_checkpoint(checkpoint)
+    sd = fold_calibration(extract_state_dict(obj, str(checkpoint)), a, b)
+    p = 1 / (1 + np.exp(-(a * logits + b)))
+    Path(dst).with_suffix(".logits.json").write_text(json.dumps({"logits": logits.tolist(), "labels": labels.tolist()}))
+    rec = {"method": "platt", "scale": a, "bias": b, "n_pristine": int((labels == 0).sum()),
+           "n_forged": int((labels == 1).sum()),
+           "fpr_at_0.5_before": float((logits[labels == 0] > 0).mean()),
+           "fpr_at_0.5_after": float((p[labels == 0] > 0.5).mean()),
+           "tpr_at_0.5_after": float((p[labels == 1] > 0.5).mean()),
+           "cameras": sorted({str(it.params.get("camera")) for it in items})}
+    meta = {**obj.get("meta", {}), "calibration": rec}
+    atomic_torch_save(Path(dst), {**obj, "state_dict": sd, "meta": meta})
+    return rec
+
+
+def validation_items(val: Sequence[Photo], n: int = 24, size: int = 256, seed: int = 7) -> list[Forgery]:
+    """Calibration set: ``n`` pristine + ``n`` spliced native crops of the validation photos
+    (splices between their cameras), half re-saved at JPEG 70-90 (platform chain), half native."""
+    imgs = [p.load() for p in val]
+    items: list[Forgery] = []
+    for k, rec in enumerate(((70, 90), None)):
+        items += real_heldout(val, n // 2, n // 2, size, seed + k, rec, imgs)
+    return items
+
+
+def _scores(model, images: Sequence[np.ndarray]) -> np.ndarray:
+    return 1 / (1 + np.exp(-detection_logits(model, [Forgery(a, None, "x") for a in images])))
+
+
+def reliability(scores: np.ndarray, labels: np.ndarray, bins: Sequence[float] = (0, 0.2, 0.4, 0.6, 0.8, 1.0)
+                ) -> list[dict]:
+    """Reliability curve: per score bin, the count, mean score and fraction actually forged."""
+    rows = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        m = (scores >= lo) & ((scores < hi) if hi < 1 else (scores <= hi))
+        rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "n": int(m.sum()),
+                     "mean_score": float(scores[m].mean()) if m.any() else float("nan"),
+                     "fraction_forged": float(labels[m].mean()) if m.any() else float("nan")})
+    return rows
+
+
+def evaluate_real(model, test: Sequence[Photo], size: int = 256, n_splices: int = 24,
+                  seed: int = 0) -> dict:
+    """Results on the test cameras: false-positive rate at 0.5 on native grid tiles (at most 16)
+    of every test photo (per camera), and splice F1/AUC between the camera photos of the test
+    split (not the scikit-image pictures), recompressed (JPEG 70-90) and native, against
+    pristine crops treated the same way."""
+    res: dict = {"pristine_tiles": {}, "splices": {}}
+    imgs = {p.name: p.load() for p in test}
+    for p in test:
+        a = imgs[p.name]
+        tiles = tile_crops(a, size, limit=16) if min(a.shape[:2]) >= size else [a]
+        s = _scores(model, tiles)
+        res["pristine_tiles"][p.name] = {"camera": p.camera, "n": len(s), "fpr_at_0.5": float((s > 0.5).mean()),
+                                         "median": float(np.median(s)), "scores": [round(float(x), 3) for x in s]}
+    allp = np.concatenate([r["scores"] for r in res["pristine_tiles"].values()])
+    res["pristine_fpr_at_0.5"] = float((allp > 0.5).mean())
+    cams = [p for p in test if min(p.size) >= size and not p.source.startswith("skimage:")]
+    for rec in ((70, 90), None):
+        items = real_heldout(cams, n_splices, n_splices, size, seed, rec, [imgs[p.name] for p in cams])
+        ev = evaluate_items(model, items)
+        key = "recompressed_70_90" if rec else "native"
+        res["splices"][key] = ev
+    return res
+
+
+def evaluate_items(model, items: Sequence[Forgery]) -> dict:
+    """:func:`trufor_lab.training.demo.score_heldout` plus FPR/TPR at 0.5 and a reliability table."""
+    ev = score_heldout(model, items)
+    rows = ev.per_item
+    s = np.array([r["score"] for r in rows])
+    y = np.array([r["label"] for r in rows])
+    return {**ev.as_dict(), "fpr_at_0.5": float((s[y == 0] > 0.5).mean()), "tpr_at_0.5": float((s[y == 1] > 0.5).mean()),
+            "reliability": reliability(s, y),
+            "per_item": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]}
+
+
+#: Round 1 (``run(..., **ROUND1)``): only its localization checkpoint is kept (its split had
+#: the whole Fujifilm camera as validation); round 2 starts from it with the final split.
+ROUND1 = dict(split={"validation": ("FUJIFILM FinePix REAL 3D W3",), "test": ()}, seed=1,
+              stream_kwargs={"chain_prob": 0.5, "chain_quality": (70, 90)})
+#: Round 2 (``run(..., init=<round 1>/localization/last.pt, **ROUND2)``): the shipped model.
+ROUND2 = dict(seed=2, stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 95)},
+              phases={"localization": (300, 2e-4, 1500), "confidence": (100, 2e-3, 300),
+                      "detection": (300, 2e-3, 420)},
+              overrides={"detection": {"crop": 160}})
+
+
+def run(photos_dir: str | Path, out_dir: str | Path, init: str | None = DEMO_INIT, *,
+        split: dict | None = None, seed: int = 1, stream_kwargs: dict | None = None,
+        phases: dict | None = None, overrides: dict | None = None) -> Path:
+    """One round of the recipe; returns the calibrated float32 checkpoint (export it with
+    ``trufor_lab.training.export_checkpoint(..., kind="demo")``). ``split`` adds to the test
+    cameras of ``DEFAULT_SPLIT``; ``phases`` maps phase -> (steps, lr, time cap)."""
+    torch.set_num_threads(1)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sp = dict(DEFAULT_SPLIT)
+    if split:
+        sp.update({k: tuple(v) for k, v in split.items() if v})
+    splits = split_by_camera(scan_photos(photos_dir) + skimage_photos(), sp)
+    (out / "splits.json").write_text(json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()},
+                                                indent=1))
+    stream = RealForgeryStream(splits["train"], **(stream_kwargs or {}))
+    for phase in PHASES:
+        steps, lr, cap = (phases or REAL_PHASES)[phase]
+        t0 = time.time()
+        r = train(real_config(str(out), stream, phase, init, steps=steps, lr=lr, max_seconds=cap, seed=seed,
+                              **(overrides or {}).get(phase, {})))
+        print(f"{phase}: step {r.step} loss {r.final_loss:.4f} {time.time() - t0:.0f}s", flush=True)
+        init = str(r.checkpoint)
+    items = validation_items(splits["validation"])
+    rec = calibrate(init, items, out / "calibrated.pt")
+    print("calibration", json.dumps(rec), flush=True)
+    return out / "calibrated.pt"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.finetune_real")
+    ap.add_argument("--photos", required=True, help="folder of camera photos (fetch.py --dest)")
+    ap.add_argument("--out", required=True, help="run folder (outside the repository)")
+    ap.add_argument("--init", default=DEMO_INIT, help="checkpoint to fine-tune (the simulated-camera demo model)")
+    ap.add_argument("--round", type=int, choices=(1, 2), default=1, help="recipe round (see ROUND1, ROUND2)")
+    args = ap.parse_args(argv)
+    print(run(args.photos, args.out, args.init, **(ROUND1 if args.round == 1 else ROUND2)))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

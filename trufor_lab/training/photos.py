@@ -1,0 +1,332 @@
+"""Real in-camera photos as training, calibration and test data.
+
+A folder of camera photos (e.g. fetched by :mod:`trufor_lab.training.fetch`, or the user's
+own) becomes a list of :class:`Photo` (one per image or MPO frame) with a camera identity
+(EXIF make + model; without EXIF, the sub-folder, else the photo itself). Splits are made by
+camera (:func:`split_by_camera`), never by crop, so test cameras are never seen in training
+or calibration.
+
+Crops are taken at NATIVE resolution with offsets that are multiples of 8, so the camera's
+JPEG 8x8 grid and its demosaicing/noise traces are kept (no resizing before cropping; EXIF
+orientation is deliberately not applied, it would transpose the grid).
+
+:class:`RealForgeryStream` makes training examples from them: pristine crops as negatives;
+splices between photos of different cameras, between a photo and a simulated camera
+(:class:`trufor_lab.camera.Camera`), and within one photo (copy-move, inpainting, local edits,
+region-wise double JPEG); simulated-camera examples kept for variety; and the platform chain
+of a viral image (:func:`platform_chain`: downscale, JPEG 70-90 or screenshot-like PNG)
+applied to pristine and forged alike so it is not itself the signal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from trufor_lab.forensics.jpeg import jpeg_compress
+from trufor_lab.lab.forgeries import Forgery, random_params, splice
+from trufor_lab.training.scenes import builtin_images, skimage_rgb
+from trufor_lab.training.streams import ForgeryStream, random_flip
+
+__all__ = ["Photo", "scan_photos", "skimage_photos", "split_by_camera", "grid_crop", "tile_crops",
+           "platform_chain", "RealForgeryStream", "real_heldout", "DEFAULT_SPLIT", "SKIMAGE_PHOTOS"]
+
+PHOTO_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".mpo", ".webp")
+#: scikit-image samples that are photographs (not drawings, micrographs or renderings).
+SKIMAGE_PHOTOS = ("astronaut", "coffee", "camera", "chelsea", "rocket", "motorcycle_left", "brick",
+                  "grass", "gravel", "moon", "coins", "clock", "page")
+#: Split of the fetched data (everything else is training). Test = whole cameras never seen in
+#: training or calibration; validation (calibration) = held-out photos (``photo:<name>``) of
+#: the two training cameras with EXIF, since only three real cameras can be shared here.
+DEFAULT_SPLIT = {
+    "validation": ("photo:IMG_20200827_231612", "photo:fujifilm#1"),
+    "test": ("Canon PowerShot SX530 HS", "unknown:IMG-20191006-WA0002",
+             "skimage:astronaut", "skimage:coffee", "skimage:camera"),
+}
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One real photo (or one frame of an MPO): where it is and which camera made it."""
+
+    source: str  # file path, or "skimage:<name>"
+    camera: str
+    name: str
+    frame: int = 0
+    size: tuple[int, int] = (0, 0)  # (height, width)
+
+    def load(self) -> np.ndarray:
+        """Decoded uint8 RGB pixels at native resolution, stored orientation (no EXIF rotation)."""
+        if self.source.startswith("skimage:"):
+            a = skimage_rgb(self.source.split(":", 1)[1])
+            if a is None:
+                raise ValueError(f"{self.source}: not available in this scikit-image install")
+            return a
+        try:
+            with Image.open(self.source) as im:
+                if self.frame:
+                    im.seek(self.frame)
+                return np.asarray(im.convert("RGB"))
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{self.source}: cannot decode frame {self.frame} ({e})") from None
+
+
+def _camera_of(im: Image.Image, path: Path, root: Path) -> str:
+    exif = im.getexif()
+    make, model = str(exif.get(271, "")).strip(" \x00"), str(exif.get(272, "")).strip(" \x00")
+    if model:
+        return model if model.lower().startswith(make.lower().split(" ")[0]) or not make else f"{make} {model}"
+    rel = path.relative_to(root)
+    if len(rel.parts) > 2:  # root/<camera folder>/.../photo: user-organised by camera
+        return f"folder:{rel.parts[0]}"
+    return f"unknown:{path.stem}"
+
+
+def scan_photos(folder: str | Path, min_side: int = 256) -> list[Photo]:
+    """Every photo (each MPO frame separately) under ``folder`` with at least ``min_side`` pixels
+    on its short side, sorted by path; camera = EXIF model, else ``folder:<first sub-folder>``
+    when photos are organised one folder per camera below a source folder, else
+    ``unknown:<file stem>`` (each unknown photo its own camera)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder")
+    out = []
+    for p in sorted(q for q in root.rglob("*") if q.suffix.lower() in PHOTO_EXT):
+        try:
+            with Image.open(p) as im:
+                for f in range(getattr(im, "n_frames", 1)):
+                    im.seek(f)
+                    w, h = im.size
+                    if min(h, w) < min_side:
+                        continue
+                    cam = _camera_of(im, p, root)
+                    name = p.stem if getattr(im, "n_frames", 1) == 1 else f"{p.stem}#{f}"
+                    out.append(Photo(str(p), cam, name, f, (h, w)))
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{p}: unreadable image ({e})") from None
+    if not out:
+        raise ValueError(f"{root}: no photos with a short side >= {min_side}")
+    return out
+
+
+def skimage_photos(names: Sequence[str] = SKIMAGE_PHOTOS) -> list[Photo]:
+    """The scikit-image photographs available offline, each its own (unknown) camera."""
+    out = []
+    for n in names:
+        a = skimage_rgb(n)
+        if a is not None:
+            out.append(Photo(f"skimage:{n}", f"skimage:{n}", n, 0, a.shape[:2]))
+    return out
+
+
+def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | None = None
+                    ) -> dict[str, list[Photo]]:
+    """``{"train", "validation", "test"}`` lists: a camera named in ``split`` goes wholly to that
+    split, a photo named ``photo:<name>`` to its split, everything else to ``"train"``. A name
+    in two splits is an error, and so is a test camera with photos elsewhere."""
+    split = DEFAULT_SPLIT if split is None else split
+    where: dict[str, str] = {}
+    for s, cams in split.items():
+        for c in cams:
+            if c in where and where[c] != s:
+                raise ValueError(f"camera {c!r} is in both {where[c]!r} and {s!r}")
+            where[c] = s
+    out: dict[str, list[Photo]] = {"train": [], "validation": [], "test": []}
+    for p in photos:
+        out.setdefault(where.get(f"photo:{p.name}", where.get(p.camera, "train")), []).append(p)
+    test_cams = {p.camera for p in out["test"]}
+    leaked = [p.name for s, ps in out.items() if s != "test" for p in ps if p.camera in test_cams]
+    if leaked:
+        raise ValueError(f"test cameras must be held out whole; also in training/validation: {leaked}")
+    return out
+
+
+def grid_crop(rng: np.random.Generator, img: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A random ``size`` crop at native resolution whose offsets are multiples of 8 (JPEG grid
+    kept); returns the crop and its (y, x)."""
+    h, w = img.shape[:2]
+    if h < size or w < size:
+        raise ValueError(f"image {h}x{w} is smaller than a {size} px crop")
+    y = 8 * int(rng.integers(0, (h - size) // 8 + 1))
+    x = 8 * int(rng.integers(0, (w - size) // 8 + 1))
+    return np.ascontiguousarray(img[y:y + size, x:x + size]), (y, x)
+
+
+def tile_crops(img: np.ndarray, size: int, limit: int | None = None) -> list[np.ndarray]:
+    """Non-overlapping ``size`` crops on a grid starting at (0, 0) (multiples of 8 when ``size``
+    is), centred tiles first dropped last; at most ``limit``."""
+    h, w = img.shape[:2]
+    tiles = [np.ascontiguousarray(img[y:y + size, x:x + size])
+             for y in range(0, h - size + 1, size) for x in range(0, w - size + 1, size)]
+    return tiles[:limit] if limit else tiles
+
+
+def _resize(a: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    if a.dtype == bool:
+        return np.asarray(Image.fromarray(a.astype(np.uint8) * 255).resize(hw[::-1], Image.NEAREST)) > 127
+    return np.asarray(Image.fromarray(a).resize(hw[::-1], Image.NEAREST if nearest else Image.BICUBIC))
+
+
+def platform_chain(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: int,
+                   p_resize: float = 0.5, p_screenshot: float = 0.2, quality: tuple[int, int] = (70, 90)
+                   ) -> tuple[np.ndarray, np.ndarray, str]:
+    """What a social platform / a screenshot does to a viral image: optional downscale (to
+    ``size``..input side), then JPEG at ``quality`` (default 70-90) or, with ``p_screenshot``, a lossless PNG
+    (nothing more). Output cropped to ``size`` at (0, 0), so the new JPEG grid is aligned with
+    the crop. Returns (rgb, mask, description)."""
+    h, w = rgb.shape[:2]
+    desc = []
+    if rng.random() < p_resize and min(h, w) > size:
+        f = rng.uniform(size / min(h, w), 1.0)
+        nh, nw = max(size, round(h * f)), max(size, round(w * f))
+        rgb, mask = _resize(rgb, (nh, nw)), _resize(mask, (nh, nw))
+        desc.append(f"resize{f:.2f}")
+    rgb, mask = np.ascontiguousarray(rgb[:size, :size]), np.ascontiguousarray(mask[:size, :size])
+    if rng.random() < p_screenshot:
+        desc.append("png")
+    else:
+        q = int(rng.integers(quality[0], quality[1] + 1))
+        rgb = jpeg_compress(rgb, q)
+        desc.append(f"jpeg{q}")
+    return rgb, mask, "+".join(desc)
+
+
+def _chain_source_size(rng: np.random.Generator, size: int, p_resize: float) -> int:
+    """Side of the source crop so that an optional downscale can still yield ``size``."""
+    if rng.random() < p_resize:
+        return 8 * int(np.ceil(size * rng.uniform(1.05, 1.8) / 8))
+    return size
+
+
+class RealForgeryStream:
+    """Training examples ``(rgb, mask, label)`` from real photos plus simulated cameras.
+
+    Per example: with ``sim_fraction`` a simulated-camera example (:class:`ForgeryStream`,
+    ``camera=True, traceable=True``); otherwise a native-resolution grid-aligned crop of a real
+    photo, forged with ``forged_fraction``: splice from a photo of another camera
+    (``w_splice_real``), splice with a simulated camera on either side (``w_splice_sim``),
+    or a within-photo edit (``w_within``: copy-move, object removal, local edit, double
+    JPEG; trace-changing variants). The platform chain (:func:`platform_chain`) is applied to
+    real examples, pristine and forged alike, with ``chain_prob``.
+    """
+
+    def __init__(self, photos: Sequence[Photo], *, sim_images: Sequence[np.ndarray] | None = None,
+                 sim_fraction: float = 0.25, forged_fraction: float = 0.5, chain_prob: float = 0.5,
+                 p_resize: float = 0.5, weights: tuple[float, float, float] = (0.35, 0.25, 0.4),
+                 chain_quality: tuple[int, int] = (70, 90), flips: str = "hv") -> None:
+        if not photos:
+            raise ValueError("RealForgeryStream needs at least one photo")
+        self.photos = list(photos)
+        self.images = [p.load() for p in self.photos]
+        self.cameras = [p.camera for p in self.photos]
+        self.sim = ForgeryStream(builtin_images("train") if sim_images is None else sim_images, camera=True,
+                                 traceable=True, forged_fraction=0.6, jpeg_prob=0.3, jpeg_quality=(75, 100),
+                                 flips=flips)
+        self.sim_fraction, self.forged_fraction, self.chain_prob = sim_fraction, forged_fraction, chain_prob
+        self.p_resize, self.flips, self.chain_quality = p_resize, flips, chain_quality
+        w = np.asarray(weights, float)
+        self.weights = w / w.sum()
+        self.multi_camera = len(set(self.cameras)) > 1
+        # photos drawn in proportion to sqrt(pixels): large native camera photos dominate the
+        # small, heavily processed scikit-image pictures without excluding them
+        a = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
+        self.photo_p = a / a.sum()
+
+    def _photo_crop(self, rng: np.random.Generator, size: int, exclude_camera: str | None = None
+                    ) -> tuple[np.ndarray, str]:
+        p = np.array([q if c != exclude_camera else 0.0 for q, c in zip(self.photo_p, self.cameras)])
+        i = int(rng.choice(len(p), p=p / p.sum())) if p.sum() > 0 else int(rng.integers(len(p)))
+        img = self.images[i]
+        s = min(size, *img.shape[:2]) // 8 * 8
+        crop, _ = grid_crop(rng, img, s)
+        if s < size:
+            crop = np.pad(crop, ((0, size - s), (0, size - s), (0, 0)), mode="reflect")
+        return crop, self.cameras[i]
+
+    def _sim_photo(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self.sim.source(rng, int(rng.integers(len(self.sim.images))), size)
+
+    def real_example(self, rng: np.random.Generator, size: int, forged: bool | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, int, str]:
+        """One real-photo example ``(rgb, mask, label, kind)`` at ``size``."""
+        chain = rng.random() < self.chain_prob
+        src = _chain_source_size(rng, size, self.p_resize) if chain else size
+        rgb, cam = self._photo_crop(rng, src)
+        mask = np.zeros(rgb.shape[:2], bool)
+        label, kind = 0, "pristine"
+        if forged if forged is not None else rng.random() < self.forged_fraction:
+            what = rng.choice(3, p=self.weights)
+            if what == 0 and self.multi_camera:
+                donor, _ = self._photo_crop(rng, src, exclude_camera=cam)
+                f = splice(rgb, donor, seed=int(rng.integers(2 ** 31)), **random_params("splice", rng))
+                kind = "splice_real"
+            elif what <= 1:
+                sim = self._sim_photo(rng, src)
+                host, donor = (rgb, sim) if rng.random() < 0.5 else (sim, rgb)
+                f = splice(host, donor, seed=int(rng.integers(2 ** 31)), **random_params("splice", rng))
+                kind = "splice_sim"
+            else:
+                f = self.sim.forge(rng, rgb, None)
+                kind = f.kind
+            rgb, mask, label = f.image, f.mask, 1
+        if chain:
+            rgb, mask, how = platform_chain(rgb, mask, rng, size, p_resize=1.0 if src > size else 0.0,
+                                            quality=self.chain_quality)
+            kind += "+" + how
+        label = int(label and mask.any())
+        return rgb, mask, label, kind
+
+    def example(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """ForgeryStream-compatible: one training example (flipped, grid-preserving)."""
+        if rng.random() < self.sim_fraction:
+            return self.sim.example(rng, size)
+        rgb, mask, label, _ = self.real_example(rng, size)
+        rgb, mask = random_flip(rng, [rgb, mask], self.flips)
+        return rgb, mask, label
+
+
+def real_heldout(photos: Sequence[Photo] | Sequence[tuple[str, np.ndarray]], n_pristine: int = 16,
+                 n_forged: int = 16, size: int = 256, seed: int = 0, recompress: tuple[int, int] | None = (70, 90),
+                 images: Sequence[np.ndarray] | None = None) -> list[Forgery]:
+    """Held-out real test items: pristine grid-aligned native crops and splices between photos
+    of DIFFERENT cameras (host crop + donor crop of another camera, random region, donor
+    processing as in :func:`trufor_lab.forgeries.splice`), both then re-saved as JPEG at
+    ``recompress`` quality (pristine and forged alike; ``None``: native, no recompression).
+    Needs photos from at least two cameras."""
+    photos = list(photos)
+    imgs = list(images) if images is not None else [p.load() for p in photos]
+    cams = [p.camera for p in photos]
+    if n_forged and len(set(cams)) < 2:
+        raise ValueError("real_heldout needs photos from at least two cameras")
+    rng = np.random.default_rng(seed)
+    items: list[Forgery] = []
+
+    def crop(i: int) -> np.ndarray:
+        return grid_crop(rng, imgs[i], size)[0]
+
+    def finish(rgb: np.ndarray) -> tuple[np.ndarray, str]:
+        if recompress is None:
+            return rgb, "native"
+        q = int(rng.integers(recompress[0], recompress[1] + 1))
+        return jpeg_compress(rgb, q), f"jpeg{q}"
+
+    for k in range(n_pristine):
+        i = k % len(imgs)
+        rgb, how = finish(crop(i))
+        items.append(Forgery(rgb, np.zeros((size, size), bool), "pristine", {"camera": cams[i], "post": how},
+                             (photos[i].name,), label=0, name=f"{photos[i].name}_pristine{k}"))
+    for k in range(n_forged):
+        i = k % len(imgs)
+        others = [j for j in range(len(imgs)) if cams[j] != cams[i]]
+        j = others[int(rng.integers(len(others)))]
+        params = random_params("splice", rng)
+        params["area"] = (0.05, 0.25)
+        f = splice(crop(i), crop(j), seed=int(rng.integers(2 ** 31)), **params)
+        rgb, how = finish(f.image)
+        items.append(replace(f, image=rgb, params={**f.params, "camera": cams[i], "donor_camera": cams[j],
+                                                     "post": how},
+                             name=f"{photos[i].name}_splice{k}_from_{photos[j].name}"))
+    return items
