@@ -10,6 +10,10 @@ checkpoints, the loop and the demo recipe.
 - ``checkpoints``: resumable run checkpoints, exported checkpoints, the log.
 - ``loop``: ``train()`` and ``train_phases()``.
 - ``demo``: the demo model's recipe, held-out sets and ``score_heldout()``.
+- ``photos``: real camera photos (a folder, split by camera; native grid-aligned crops; the
+  platform chain of a viral image) and the real-photo forgery stream.
+- ``fetch``: ``python -m trufor_lab.training.fetch --dest DIR`` fetches openly licensed photos.
+- ``finetune_real``: the real-photo fine-tune and the score calibration of the demo model.
 
 >>> import trufor_lab.training as T
 >>> r = T.train(T.TrainConfig(out_dir="runs/loc", steps=2000, crop=256))
