@@ -105,7 +105,7 @@ def test_exact_mode_in_float64_is_the_official_network(recipe_model, parity_dir,
 def test_fast_mode_is_close_but_opt_in(recipe_model, tampered2):
     """Fast mode on a real sample image: Noiseprint++ untouched, bfloat16 after it where native."""
     assert resolve_mode("exact").name == "exact" and resolve_mode("fast").name == "fast"
-    x = tl.preprocess.to_tensor(tampered2[40:200, 24:232])  # 160 x 208 of an official sample
+    x = to_tensor(tampered2[40:200, 24:232])  # 160 x 208 of an official sample
     exact = predict(recipe_model, x)
     out = predict(recipe_model, x, "fast")
     assert out.logits.dtype == torch.float32 and out.noiseprint.dtype == torch.float32
@@ -128,7 +128,7 @@ def test_exact_whole_image_path_meets_parity_fixture(recipe_model, parity_dir, p
     expected = np.load(parity_dir / "parity_expected.npz")
     for dtype in (torch.float32, torch.float64):
         m = recipe_model if dtype == torch.float32 else copy.deepcopy(recipe_model).double()
-        out = predict(m, tl.preprocess.to_tensor(parity_input.copy(), dtype=dtype), InferenceMode.exact(lean=False))
+        out = predict(m, to_tensor(parity_input.copy(), dtype=dtype), InferenceMode.exact(lean=False))
         assert out.logits.dtype == dtype
         tol = {"noiseprint": (5e-3, 2e-4), "map": (1e-3, 1e-4), "conf": (1e-3, 1e-4)}
         if dtype == torch.float64:
@@ -143,7 +143,7 @@ def test_exact_whole_image_path_meets_parity_fixture(recipe_model, parity_dir, p
 def test_folded_batchnorm_is_the_unfolded_network(recipe_model, tampered2):
     """Noiseprint++ with BatchNorm folded into its convolutions, and the folded decoders, equal
     the modules as written: 1e-9 in float64, float32 rounding in float32."""
-    x = tl.preprocess.to_tensor(tampered2[:64, :80])
+    x = to_tensor(tampered2[:64, :80])
     for dtype, tol_np, tol_dec in ((torch.float64, 1e-9, 1e-9), (torch.float32, 2e-3, 1e-4)):
         m = copy.deepcopy(recipe_model).to(dtype)
         xd = x.to(dtype)

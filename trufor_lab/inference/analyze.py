@@ -19,10 +19,17 @@ from trufor_lab.inference.predict import InferenceMode, plain_fits, plain_peak_b
 from trufor_lab.inference.preprocess import ImageError, ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
-from trufor_lab.model.interventions import lean_blockers, plain_forward_required
+from trufor_lab.model.interventions import active_interventions, lean_blockers, plain_forward_required
 from trufor_lab.model.lean import free_memory_bytes
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.trufor import TruFor
+
+
+def _hooked(model: nn.Module) -> bool:
+    """Whether anything acts on the model's modules (an intervention, a user's hook): the exact
+    path fuses and skips modules, so such a model runs the plain forward, where every hook fires."""
+    return bool(active_interventions(model)) or any(
+        m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None = None,
@@ -40,6 +47,10 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
     rather than exhausting memory. The same holds for an active intervention the lean forward
     would skip (most ablations, see :mod:`trufor_lab.model.interventions`): the plain forward is
     used when it fits (``Result.notes`` says so), otherwise ``InterventionError`` refuses.
+    Otherwise an image that fits runs the exact path of :func:`~trufor_lab.inference.predict.predict`
+    (IEEE float32 as the official code, with folded BatchNorm and decoders: same answer within the
+    float32 tolerances, faster); a model with hooks or interventions runs the plain module forward,
+    where every hook fires.
     """
     loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     if model.training:
@@ -73,8 +84,10 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
             if not fits:
                 notes = (*notes, f"memory-lean exact forward (the plain one would need about "
                                  f"{plain_peak_bytes(model, x) / 2**30:.1f} GiB)")
+        elif known and not _hooked(model):
+            out = predict(model, x, InferenceMode.exact(lean=False))  # the fast exact path
         else:
-            out = model(x)
+            out = model(x)  # hooks or interventions act on the modules: run every one of them
     loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
     return make_result(model, loaded, out, name=name, captures=captures)
 
