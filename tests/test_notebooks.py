@@ -36,6 +36,10 @@ def check_01(k):
     assert k["splice_f1"] > 0.4, k
     assert k["score_spliced"] > k["score_untouched"], k
     assert len(k["npz"]) == len(k["samples"]) == 2
+    real = k["real"]  # a real pristine photo next to a real cross-camera splice (checkout only)
+    if real:
+        assert real["spliced, saved without loss"]["f1"] > 0.5, real
+        assert real["spliced, saved without loss"]["score"] > real["pristine"]["score"], real
 
 
 def check_02(k):

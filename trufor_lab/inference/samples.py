@@ -53,3 +53,27 @@ def center_crop(image: np.ndarray, max_side: int | None) -> np.ndarray:
     y0 = max(0, (h - max_side) // 2) // 8 * 8
     x0 = max(0, (w - max_side) // 2) // 8 * 8
     return image[y0:y0 + max_side, x0:x0 + max_side].copy()
+
+
+#: Real camera photos kept in a source checkout (CC BY-SA 4.0; see their ATTRIBUTION.md). They are
+#: the demo model's test cameras: never used to train or calibrate it.
+REAL_PHOTOS = {"canon": "IMG_1054.JPG", "whatsapp": "IMG-20191006-WA0002.jpg"}
+
+
+def real_photos_dir() -> Path | None:
+    """``tests/data/real_photos`` of a source checkout, if present (not in an installed wheel)."""
+    d = Path(__file__).resolve().parents[2] / "tests" / "data" / "real_photos"
+    return d if all((d / f).is_file() for f in REAL_PHOTOS.values()) else None
+
+
+def real_photo(name: str, max_side: int | None = None) -> tuple[np.ndarray, str] | None:
+    """(RGB uint8, description) of a real camera photo (``"canon"`` or ``"whatsapp"``), grid-aligned
+    top-left crop to ``max_side``; ``None`` outside a source checkout."""
+    if name not in REAL_PHOTOS:
+        raise ValueError(f"unknown real photo {name!r}; choose from {sorted(REAL_PHOTOS)}")
+    d = real_photos_dir()
+    if d is None:
+        return None
+    rgb = load_image(d / REAL_PHOTOS[name]).rgb
+    crop = rgb if not max_side else rgb[:max_side, :max_side].copy()
+    return crop, f"real photo {REAL_PHOTOS[name]} ({name}; CC BY-SA 4.0, tests/data/real_photos/ATTRIBUTION.md)"
