@@ -15,10 +15,7 @@ from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import reuse_problem
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
-
-
-def _err(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
+from trufor_lab.cli.messages import error
 
 
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
@@ -39,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     pairs, problems = expand_inputs(args.inputs)
     for p in problems:
-        _err(p)
+        error(p)
     if not pairs:
         print(f"0 analyzed, 0 skipped, {len(problems)} failed")
         return 1
@@ -53,14 +50,14 @@ def run(args: argparse.Namespace) -> int:
             digest = sha256_of(path)
         except OSError as e:
             failed += 1
-            _err(f"{path}: cannot read ({e.strerror or e})")
+            error(f"{path}: cannot read ({e.strerror or e})")
             continue
         if out.exists() and not args.overwrite:
             if weights_digest is None:
                 try:
                     weights_digest = weights_sha256(args.weights, demo=not args.no_demo)
                 except (WeightsError, OSError) as e:
-                    _err(str(e).splitlines()[0])
+                    error(str(e).splitlines()[0])
                     return 2
             why = reuse_problem(out, digest, weights_digest)
             if why is None:
@@ -73,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
         except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
-            _err(str(e).splitlines()[0])
+            error(str(e).splitlines()[0])
             return 2
         notice = model_notice(model)
         if notice:

@@ -24,10 +24,7 @@ from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_
 from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
-
-
-def _err(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
+from trufor_lab.cli.messages import error
 
 
 def _cli_dataset(args: argparse.Namespace) -> Dataset:
@@ -91,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         dataset = _cli_dataset(args)
     except DatasetError as e:
-        _err(" ".join(str(e).split()))
+        error(" ".join(str(e).split()))
         return 1
     if len(dataset) == 0:
-        _err(f"{dataset.name}: dataset holds no images")
+        error(f"{dataset.name}: dataset holds no images")
         return 1
     method = getattr(args, "method", "trufor")
     classic = method != "trufor"
@@ -105,17 +102,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         digest = None if classic else weights_sha256(args.weights)
     except (WeightsError, OSError) as e:
-        _err(str(e).splitlines()[0])
+        error(str(e).splitlines()[0])
         return 2
     try:
         ev = evaluate(None, dataset, Path(args.output) / method if classic else args.output,
                       overwrite=args.overwrite, progress=not args.quiet, analyze_fn=analyze_fn,
                       weights_sha256=digest)
     except _ModelUnavailable as e:
-        _err(str(e))
+        error(str(e))
         return 2
     for msg in ev.failed:
-        _err(msg)
+        error(msg)
     if classic and analyze_fn.not_applicable:
         print(f"note: {method} is not applicable to {len(analyze_fn.not_applicable)} image(s) "
               f"({METHODS[method].description}; e.g. {analyze_fn.not_applicable[0]}): empty map, score 0",
@@ -126,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         ev.to_csv(out / f"{stem}.per_image.csv")
         ev.write_summary(out / f"{stem}.summary.json", out / f"{stem}.summary.csv")
     except OSError as e:
-        _err(f"{out}: cannot write results ({e.strerror or e})")
+        error(f"{out}: cannot write results ({e.strerror or e})")
         return 1
     for line in ev.summary_lines():
         print(line)

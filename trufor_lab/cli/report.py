@@ -15,6 +15,7 @@ from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
+from trufor_lab.cli.messages import error
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -35,10 +36,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return r
 
 
-def _err(msg: str) -> None:
-    print(f"error: {msg.splitlines()[0] if msg else msg}", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
 
@@ -48,13 +45,13 @@ def run(args: argparse.Namespace) -> int:
             load_image(p)
         provenance = read_provenance(args.image)
     except (ImageError, ValueError) as e:
-        _err(str(e))
+        error(str(e))
         return 1
     provenance.name = display_name(provenance.name)
     try:
         model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
     except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
-        _err(str(e))
+        error(str(e))
         return 2
     notice = model_notice(model)
     if notice:
@@ -66,16 +63,16 @@ def run(args: argparse.Namespace) -> int:
             other = analyze(model, args.compare, name=display_name(args.compare))
             comparison = compare(result, other)
     except ImageError as e:
-        _err(str(e))
+        error(str(e))
         return 1
     except (RuntimeError, MemoryError) as e:
-        _err(f"{args.image}: analysis failed ({str(e).splitlines()[0][:200]})")
+        error(f"{args.image}: analysis failed ({str(e).splitlines()[0][:200]})")
         return 1
     try:
         out = write_report(args.output, build_report(result, provenance, comparison))
         pdf = save_pdf(Path(args.output).with_suffix(".pdf"), result, provenance, comparison) if args.pdf else None
     except OSError as e:
-        _err(f"{args.output}: cannot write report ({e.strerror or e})")
+        error(f"{args.output}: cannot write report ({e.strerror or e})")
         return 1
     if not args.quiet:
         print(result.summary())

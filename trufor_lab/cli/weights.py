@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 from trufor_lab.inference import weights as W
-
-
-def _err(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
+from trufor_lab.cli.messages import error
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
         p = W.download_trufor(dest, progress=not args.quiet)
         print(f"TruFor: {p} (zip MD5 verified)")
     except W.WeightsError as e:
-        _err(str(e))
+        error(str(e))
         return 1
     except OSError as e:  # e.g. the download folder is not writable, or the disk is full
-        _err(f"{getattr(e, 'filename', None) or args.dir or W.weights_dir()}: cannot write ({e.strerror or e})")
+        error(f"{getattr(e, 'filename', None) or args.dir or W.weights_dir()}: cannot write ({e.strerror or e})")
         return 1
     return 0
 
