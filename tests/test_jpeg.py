@@ -60,8 +60,8 @@ def test_annex_k_tables_at_quality_50(rgb: np.ndarray) -> None:
 def test_pil_fallback_agrees_with_dqt_parse(rgb: np.ndarray) -> None:
     data = jpeg.jpeg_bytes(rgb, 80, "4:2:2")
     im = Image.open(io.BytesIO(data))
-    op = jpeg._Opened(name="mem", path=None, data=None, image=im)  # force PIL attributes path
-    hdr = jpeg._header(op)
+    op = jpeg.OpenedSource(name="mem", path=None, data=None, image=im)  # force PIL attributes path
+    hdr = jpeg.read_header(op)
     assert hdr is not None
     assert all(np.array_equal(hdr.qtables[k], v) for k, v in jpeg.quantization_tables(data).items())
     assert [c[1:3] for c in hdr.components] == [(2, 1), (1, 1), (1, 1)]

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+
+#: What Pillow raises on a mangled file or metadata block (seen on truncated and fuzzed files):
+#: reading an untrusted file catches these, reports one line and goes on; anything else is a bug.
+PARSE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, SyntaxError, ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
+    struct.error, zlib.error, MemoryError)
 
 __all__ = [
     "Source",
@@ -169,7 +177,7 @@ def open_source(source: Source) -> OpenedSource:
                 raise ValueError(f"{name}: not a recognised image file") from None
             except Image.DecompressionBombError as e:
                 raise ValueError(f"{name}: refused, image too large ({e})") from None
-            except Exception as e:  # PIL raises SyntaxError/OSError/struct.error on mangled headers
+            except PARSE_ERRORS as e:  # mangled headers
                 raise ValueError(f"{name}: unreadable image ({type(e).__name__}: {e})") from None
         caught = [str(w.message) for w in ws]
     return OpenedSource(name=name, path=path, data=data, image=image, warnings=caught)

@@ -376,7 +376,7 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
                 g = g.copy()
                 g.thumbnail((512, 512))
             return np.asarray(g, dtype=np.float32)
-    except Exception as e:
+    except jpeg.PARSE_ERRORS as e:
         p.problems.append(f"image data could not be fully decoded ({type(e).__name__}: {e})")
         return None
 
@@ -401,12 +401,12 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
             for ifd, dst in ((ExifTags.IFD.Exif, sub), (ExifTags.IFD.GPSInfo, gps)):
                 try:
                     dst.update(ex.get_ifd(ifd))
-                except Exception as e:
+                except jpeg.PARSE_ERRORS as e:
                     p.problems.append(
                         f"EXIF {ifd.name} directory unreadable ({type(e).__name__}: {e})")
         seen = " ".join(p.problems)
         p.problems.extend(f"EXIF: {w.message}" for w in ws if str(w.message) not in seen)
-    except Exception as e:
+    except jpeg.PARSE_ERRORS as e:
         p.problems.append(f"EXIF block could not be parsed ({type(e).__name__}: {e})")
         return None
     if raw is not None and not (base or sub or gps):
@@ -460,7 +460,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
         seen = " ".join(p.problems)
         p.problems.extend(f"EXIF thumbnail directory: {w.message}" for w in ws
                           if str(w.message) not in seen)
-    except Exception as e:
+    except jpeg.PARSE_ERRORS as e:
         p.problems.append(f"EXIF thumbnail directory unreadable ({type(e).__name__}: {e})")
         return
     off, length = ifd1.get(0x0201), ifd1.get(0x0202)
@@ -486,7 +486,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
             t.load()
             p.thumbnail_size = tuple(t.size)
             thumb = np.asarray(t.convert("L"), dtype=np.float32)
-    except Exception as e:
+    except jpeg.PARSE_ERRORS as e:
         p.problems.append(f"EXIF thumbnail could not be decoded ({type(e).__name__}: {e})")
         return
     if small is None or min(thumb.shape) < 2:
@@ -518,7 +518,7 @@ def _read_png_text(im: Image.Image, p: Provenance) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             text = dict(getattr(im, "text", {}) or {})
-    except Exception as e:
+    except jpeg.PARSE_ERRORS as e:
         p.problems.append(f"PNG text chunks unreadable ({type(e).__name__}: {e})")
         text = {k: v for k, v in im.info.items() if isinstance(v, str)}
     for k, v in text.items():
