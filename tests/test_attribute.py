@@ -28,17 +28,19 @@ def test_ig_completeness(recipe_model, tampered2):
 
     TruFor is piecewise linear with a great many ReLU kinks (17-layer DnCNN per pixel), so on a
     long path (e.g. to the full blur) IG converges slowly; completeness is checked on a short
-    path (20% of the way to the blurred copy) where 16 Gauss-Legendre points suffice.
+    path (20% of the way to the blurred copy). The quadrature error at 16 points is about 5%
+    (it depends on where the kinks fall, so on the convolution backend's rounding too); at 64
+    points it is below 1%.
     """
     small = tampered2[96:128, 96:128].copy()
     x = to_tensor(small)
     b = x + 0.2 * (T.make_baseline(x, "blur") - x)
-    a = T.attribute(recipe_model, small, "ig", target=T.ScoreTarget(), baseline=b, n_steps=16)
+    a = T.attribute(recipe_model, small, "ig", target=T.ScoreTarget(), baseline=b, n_steps=64)
     diff = a.target_value - a.baseline_value
     assert abs(diff) > 1e-3
-    assert a.map.sum() == pytest.approx(diff, rel=0.05)
+    assert a.map.sum() == pytest.approx(diff, rel=0.02)
     assert a.map.sum() - diff == pytest.approx(a.delta, abs=1e-4)  # captum's delta, same meaning
-    assert a.baseline == "tensor" and a.raw.shape == (3, 32, 32) and a.extras["n_steps"] == 16
+    assert a.baseline == "tensor" and a.raw.shape == (3, 32, 32) and a.extras["n_steps"] == 64
     assert_clean(recipe_model)
 
 
