@@ -5,6 +5,7 @@ noise hits both alike, and prints median/min times and the overhead ratio.
 
     python bench/bench_hooks.py --size 256 --repeat 10 [--device cuda] [--weights recipe]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,16 @@ from trufor_lab.model.capture import capture  # noqa: E402
 from trufor_lab.model import TruFor  # noqa: E402
 
 LAYERS = [
-    "noiseprint", "rgb.stage1.out", "noiseprint.stage1.out", "fusion.stage1.frm.rgb", "fusion.stage1.ffm",
-    "rgb.stage2.block1", "fusion.stage2.ffm", "fusion.stage3.ffm", "fusion.stage4.ffm", "decoder.anomaly.fused",
+    "noiseprint",
+    "rgb.stage1.out",
+    "noiseprint.stage1.out",
+    "fusion.stage1.frm.rgb",
+    "fusion.stage1.ffm",
+    "rgb.stage2.block1",
+    "fusion.stage2.ffm",
+    "fusion.stage3.ffm",
+    "fusion.stage4.ffm",
+    "decoder.anomaly.fused",
 ]
 
 
@@ -32,6 +41,7 @@ def build_model(weights: str, shared: Path) -> TruFor:
     if weights == "recipe":
         from trufor_lab.model import extract_state_dict, read_checkpoint, strict_load
         from trufor_lab.model.recipe import manifest_shapes, recipe_state_dict
+
         shapes = manifest_shapes(shared / "fixtures" / "trufor_parity" / "trufor_state_dict_manifest.json")
         np_sd = extract_state_dict(read_checkpoint(REPO / "weights" / "noiseprint++.th"))
         strict_load(model, recipe_state_dict(shapes, np_sd), "recipe")
@@ -49,8 +59,11 @@ def main() -> None:
     ap.add_argument("--no-to-cpu", action="store_true", help="keep captures on the device")
     args = ap.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     torch.manual_seed(0)
     model = build_model(args.weights, args.shared).to(device)
     x = torch.rand(1, 3, args.size, args.size, device=device)
@@ -80,8 +93,10 @@ def main() -> None:
                 sync()
                 times[name].append(time.perf_counter() - t0)
 
-    print(f"TruFor forward, {args.size}x{args.size}, {device}, {args.weights} weights, "
-          f"{len(LAYERS)} layers captured (to_cpu={not args.no_to_cpu}), {args.repeat} interleaved pairs")
+    print(
+        f"TruFor forward, {args.size}x{args.size}, {device}, {args.weights} weights, "
+        f"{len(LAYERS)} layers captured (to_cpu={not args.no_to_cpu}), {args.repeat} interleaved pairs"
+    )
     for name, ts in times.items():
         print(f"  {name:9s} median {statistics.median(ts) * 1e3:9.2f} ms   min {min(ts) * 1e3:9.2f} ms")
     med = statistics.median(times["captured"]) / statistics.median(times["plain"])

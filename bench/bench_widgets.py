@@ -4,6 +4,7 @@ per kind of change (median of the repeats).
 
     python bench/bench_widgets.py [--mp 1.0] [--repeat 5] [--weights demo|recipe] [--device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,13 @@ STEPS = [
 
 def build(weights: str, device: str):
     import trufor_lab as tl
+
     if weights == "demo":
         from trufor_lab.inference import weights as W
+
         return tl.load_trufor(W.find_demo(), kind="demo", device=device)
     from bench.bench_hooks import build_model
+
     return build_model("recipe", REPO.parent / "shared").to(device)
 
 
@@ -49,6 +53,7 @@ def main() -> None:
 
     from trufor_lab.widgets.feature_explorer import FeatureExplorer
     from bench.cli import image_size, shared_dir, synthetic_image
+
     h, w = image_size(args.mp)
     img = synthetic_image(h, w, shared_dir())
     model = build(args.weights, args.device)
@@ -63,15 +68,20 @@ def main() -> None:
             t = time.perf_counter()
             fe.set(**change)
             times.setdefault(label, []).append(time.perf_counter() - t)
-    print(f"FeatureExplorer, {w}x{h} ({w * h / 1e6:.2f} MP), {args.weights} weights, {args.device}, "
-          f"torch {torch.__version__}")
+    print(
+        f"FeatureExplorer, {w}x{h} ({w * h / 1e6:.2f} MP), {args.weights} weights, {args.device}, "
+        f"torch {torch.__version__}"
+    )
     print(f"  model run once + first picture: {first:8.2f} s")
     for label, ts in times.items():
-        print(f"  redraw after {label:<15} median {1000 * statistics.median(ts):7.1f} ms   "
-              f"max {1000 * max(ts):7.1f} ms")
+        print(
+            f"  redraw after {label:<15} median {1000 * statistics.median(ts):7.1f} ms   max {1000 * max(ts):7.1f} ms"
+        )
     allt = [t for ts in times.values() for t in ts]
-    print(f"  all redraws: median {1000 * statistics.median(allt):.1f} ms, max {1000 * max(allt):.1f} ms, "
-          f"{np.mean(np.array(allt) < 1.0) * 100:.0f}% under 1 s")
+    print(
+        f"  all redraws: median {1000 * statistics.median(allt):.1f} ms, max {1000 * max(allt):.1f} ms, "
+        f"{np.mean(np.array(allt) < 1.0) * 100:.0f}% under 1 s"
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ It prints time, peak memory, speed-up vs baseline and the deviation of every mod
 does not fit in free memory is skipped and reported as such. ``bench/bench_hooks.py`` (capture
 overhead) runs afterwards when present.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 MODES = ("baseline", "exact", "fast")
 RESULT_TAG = "BENCH_RESULT "
 GiB = 1 << 30
-MODEL_BYTES = 300 << 20   # weights (68 M float32) and a little
+MODEL_BYTES = 300 << 20  # weights (68 M float32) and a little
 RUNTIME_BYTES = 600 << 20  # CPU: Python, torch, allocator slack
 
 
@@ -63,15 +64,18 @@ def synthetic_image(h: int, w: int, shared: Path):
     """A deterministic ``h x w`` RGB uint8 image: an official sample, mirrored out to size."""
     import numpy as np
     from PIL import Image
+
     img = np.asarray(Image.open(shared / "images" / "tampered1.png").convert("RGB"))
-    return np.ascontiguousarray(np.pad(img, ((0, max(0, h - img.shape[0])), (0, max(0, w - img.shape[1])), (0, 0)),
-                                       mode="symmetric")[:h, :w])
+    return np.ascontiguousarray(
+        np.pad(img, ((0, max(0, h - img.shape[0])), (0, max(0, w - img.shape[1])), (0, 0)), mode="symmetric")[:h, :w]
+    )
 
 
 def build_model(shared: Path):
     """TruFor (MiT-B2) with the recipe weights of ../shared/README.md, eval mode."""
     from trufor_lab.model import TruFor, extract_state_dict, read_checkpoint, strict_load
     from trufor_lab.model.recipe import manifest_shapes, recipe_state_dict
+
     shapes = manifest_shapes(shared / "fixtures" / "trufor_parity" / "trufor_state_dict_manifest.json")
     np_path = REPO / "weights" / "noiseprint++.th"
     if not np_path.is_file():
@@ -113,8 +117,17 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_case(mode: str, h: int, w: int, device: str, repeat: int, warmup: int, compile_: bool,
-             save: str | None, budget_bytes: int | None = None) -> dict[str, Any]:
+def run_case(
+    mode: str,
+    h: int,
+    w: int,
+    device: str,
+    repeat: int,
+    warmup: int,
+    compile_: bool,
+    save: str | None,
+    budget_bytes: int | None = None,
+) -> dict[str, Any]:
     """Time ``mode`` on an ``h x w`` image; returns the measurements (and saves the outputs)."""
     import numpy as np
     import torch
@@ -136,8 +149,9 @@ def run_case(mode: str, h: int, w: int, device: str, repeat: int, warmup: int, c
         with torch.no_grad(), attention_override(model, "plain", None):
             return model(x)
 
-    fn = {"baseline": baseline, "exact": lambda: predict(model, x, exact),
-          "fast": lambda: predict(model, x, fast)}[mode]
+    fn = {"baseline": baseline, "exact": lambda: predict(model, x, exact), "fast": lambda: predict(model, x, fast)}[
+        mode
+    ]
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     gc.collect()
     if dev.type == "cuda":
@@ -163,29 +177,49 @@ def run_case(mode: str, h: int, w: int, device: str, repeat: int, warmup: int, c
     else:
         hwm = _proc_status_kib("VmHWM") if reset else None
         peak = hwm * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        name = (f"{_cpu_model()} ({torch.backends.cpu.get_cpu_capability()}"
-                f"{', native bf16' if cpu_has_native_bf16() else ''}), {torch.get_num_threads()} threads")
+        name = (
+            f"{_cpu_model()} ({torch.backends.cpu.get_cpu_capability()}"
+            f"{', native bf16' if cpu_has_native_bf16() else ''}), {torch.get_num_threads()} threads"
+        )
     if save:
-        np.savez(save, map=out.map[0].float().cpu().numpy(), conf=out.conf[0].float().cpu().numpy(),
-                 score=np.float64(out.score[0]), noiseprint=out.noiseprint[0, 0].float().cpu().numpy())
-    return {"time_s": min(times), "times_s": times, "peak_bytes": int(peak), "baseline_bytes": int(base),
-            "peak_above_baseline_bytes": int(peak - base), "peak_reset": reset, "device_name": name,
-            "torch": torch.__version__}
+        np.savez(
+            save,
+            map=out.map[0].float().cpu().numpy(),
+            conf=out.conf[0].float().cpu().numpy(),
+            score=np.float64(out.score[0]),
+            noiseprint=out.noiseprint[0, 0].float().cpu().numpy(),
+        )
+    return {
+        "time_s": min(times),
+        "times_s": times,
+        "peak_bytes": int(peak),
+        "baseline_bytes": int(base),
+        "peak_above_baseline_bytes": int(peak - base),
+        "peak_reset": reset,
+        "device_name": name,
+        "torch": torch.__version__,
+    }
 
 
 # -- the driver --------------------------------------------------------------------------------
 def _free_bytes(device: str) -> int:
     if device.startswith("cuda"):
-        p = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.mem_get_info()[0])"],
-                           capture_output=True, text=True, timeout=300)
+        p = subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.cuda.mem_get_info()[0])"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         return int(p.stdout.strip() or 0)
     from trufor_lab.model.lean import free_memory_bytes
+
     return free_memory_bytes("cpu")
 
 
 def estimate_bytes(mode: str, h: int, w: int, device: str, free: int, budget: int | None = None) -> int:
     """Rough peak of a case (tensors + weights + runtime), to skip what cannot fit."""
     from trufor_lab.model.lean import estimate_lean_peak, estimate_plain_peak
+
     dtype = "cuda" if device.startswith("cuda") else "cpu"
     extra = MODEL_BYTES + (RUNTIME_BYTES if dtype == "cpu" else 0)
     budget = budget or int(min(max(free // 4, 256 << 20), 4 * GiB))
@@ -198,23 +232,44 @@ def estimate_bytes(mode: str, h: int, w: int, device: str, free: int, budget: in
 
 def _deviation(a: Path, b: Path) -> dict[str, float]:
     import numpy as np
+
     za, zb = np.load(a), np.load(b)
-    return {k: float(np.abs(za[k].astype(np.float64) - zb[k].astype(np.float64)).max())
-            for k in ("map", "conf", "score", "noiseprint")}
+    return {
+        k: float(np.abs(za[k].astype(np.float64) - zb[k].astype(np.float64)).max())
+        for k in ("map", "conf", "score", "noiseprint")
+    }
 
 
 def _run_child(mode: str, h: int, w: int, args: argparse.Namespace, save: Path | None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "bench", "--case", mode, "--height", str(h), "--width", str(w),
-           "--device", args.device, "--repeat", "1", "--warmup", str(args.warmup)] \
-        + (["--save", str(save)] if save else []) + (["--compile"] if args.compile else []) \
+    cmd = (
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--case",
+            mode,
+            "--height",
+            str(h),
+            "--width",
+            str(w),
+            "--device",
+            args.device,
+            "--repeat",
+            "1",
+            "--warmup",
+            str(args.warmup),
+        ]
+        + (["--save", str(save)] if save else [])
+        + (["--compile"] if args.compile else [])
         + (["--budget-mib", str(args.budget_mib)] if args.budget_mib else [])
+    )
     try:
         p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
         return {"status": "failed", "reason": f"timed out after {args.timeout} s"}
     for line in p.stdout.splitlines():
         if line.startswith(RESULT_TAG):
-            return {"status": "ok", **json.loads(line[len(RESULT_TAG):])}
+            return {"status": "ok", **json.loads(line[len(RESULT_TAG) :])}
     why = "killed (out of memory?)" if p.returncode in (-9, 137) else f"exit {p.returncode}"
     tail = (p.stderr.strip().splitlines() or [""])[-1][:300]
     return {"status": "failed", "reason": f"{why}: {tail}"}
@@ -233,8 +288,20 @@ def run_hooks_bench(device: str, size: int, repeat: int, timeout: float) -> dict
     script = REPO / "bench" / "bench_hooks.py"
     if not script.is_file():
         return None
-    cmd = [sys.executable, str(script), "--size", str(size), "--repeat", str(repeat), "--warmup", "1",
-           "--device", device, "--weights", "recipe"]
+    cmd = [
+        sys.executable,
+        str(script),
+        "--size",
+        str(size),
+        "--repeat",
+        str(repeat),
+        "--warmup",
+        "1",
+        "--device",
+        device,
+        "--weights",
+        "recipe",
+    ]
     try:
         p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -249,9 +316,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     if bad:
         raise SystemExit(f"error: unknown mode(s) {bad}; choose from {MODES}")
     free = _free_bytes(args.device)
-    report: dict[str, Any] = {"date": datetime.date.today().isoformat(), "device": args.device,
-                              "budget_bytes": _budget(args),
-                              "free_bytes_at_start": free, "host_cpus": os.cpu_count(), "cases": []}
+    report: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "device": args.device,
+        "budget_bytes": _budget(args),
+        "free_bytes_at_start": free,
+        "host_cpus": os.cpu_count(),
+        "cases": [],
+    }
     tmp = Path(tempfile.mkdtemp(prefix="trufor_bench_"))
     try:
         for mp in sizes:
@@ -278,8 +350,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                     times = row.get("times_s", []) + res["times_s"]
                     peak = max(row.get("peak_bytes", 0), res["peak_bytes"])
                     above = max(row.get("peak_above_baseline_bytes", 0), res["peak_above_baseline_bytes"])
-                    row.update(res, times_s=times, time_s=min(times), peak_bytes=peak,
-                               peak_above_baseline_bytes=above)
+                    row.update(res, times_s=times, time_s=min(times), peak_bytes=peak, peak_above_baseline_bytes=above)
             for row in rows.values():
                 _print_row(row, args)
             ref = rows.get("baseline")
@@ -311,27 +382,37 @@ def _print_row(row: dict[str, Any], args: argparse.Namespace) -> None:
     if row["status"] != "ok":
         print(f"{head} {row['status']}: {row['reason']}", flush=True)
         return
-    print(f"{head} {row['time_s']:8.2f} s (best of {len(row['times_s'])})  peak RSS {_fmt_bytes(row['peak_bytes'])} "
-          f"({_fmt_bytes(row['peak_above_baseline_bytes'])} above the loaded model)", flush=True)
+    print(
+        f"{head} {row['time_s']:8.2f} s (best of {len(row['times_s'])})  peak RSS {_fmt_bytes(row['peak_bytes'])} "
+        f"({_fmt_bytes(row['peak_above_baseline_bytes'])} above the loaded model)",
+        flush=True,
+    )
 
 
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table of the cases (time, memory, ratios to the baseline, deviation from exact)."""
-    lines = ["| MP | W x H | mode | time (s) | speed-up vs baseline | peak (total) | peak above model | "
-             "peak vs baseline | max Δmap | Δscore | max Δconf | max ΔNoiseprint++ |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| MP | W x H | mode | time (s) | speed-up vs baseline | peak (total) | peak above model | "
+        "peak vs baseline | max Δmap | Δscore | max Δconf | max ΔNoiseprint++ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["cases"]:
         lead = f"| {r['size_mp']:g} | {r['width']}x{r['height']} | {r['mode']} |"
         if r.get("status") != "ok":
             lines.append(f"{lead} {r.get('status')}: {r.get('reason')} | | | | | | | | |")
             continue
         d = r.get("deviation_vs_exact")
-        dev = " | ".join(f"{d[k]:.1e}" for k in ("map", "score", "conf", "noiseprint")) if d else \
-            ("0 (is exact) | 0 | 0 | 0" if r["mode"] == "exact" else "- | - | - | -")
+        dev = (
+            " | ".join(f"{d[k]:.1e}" for k in ("map", "score", "conf", "noiseprint"))
+            if d
+            else ("0 (is exact) | 0 | 0 | 0" if r["mode"] == "exact" else "- | - | - | -")
+        )
         sp, pk = r.get("speedup_vs_baseline"), r.get("peak_vs_baseline")
-        lines.append(f"{lead} {r['time_s']:.2f} | {'-' if sp is None else f'{sp:.2f}x'} | "
-                     f"{_fmt_bytes(r['peak_bytes'])} | {_fmt_bytes(r['peak_above_baseline_bytes'])} | "
-                     f"{'-' if pk is None else f'{pk:.2f}'} | {dev} |")
+        lines.append(
+            f"{lead} {r['time_s']:.2f} | {'-' if sp is None else f'{sp:.2f}x'} | "
+            f"{_fmt_bytes(r['peak_bytes'])} | {_fmt_bytes(r['peak_above_baseline_bytes'])} | "
+            f"{'-' if pk is None else f'{pk:.2f}'} | {dev} |"
+        )
     return "\n".join(lines)
 
 
@@ -339,12 +420,20 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="0.25,1,3", help="image sizes in megapixels, comma-separated")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
-    p.add_argument("--repeat", type=int, default=1,
-                   help="interleaved rounds, one subprocess per mode and round (the best time is reported)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="interleaved rounds, one subprocess per mode and round (the best time is reported)",
+    )
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 1 on CUDA, 0 on CPU)")
     p.add_argument("--compile", action="store_true", help="fast mode with torch.compile")
-    p.add_argument("--budget-mib", type=int, default=None,
-                   help="chunk working-set budget of the lean forward (default: 1/4 of free memory, <= 4 GiB)")
+    p.add_argument(
+        "--budget-mib",
+        type=int,
+        default=None,
+        help="chunk working-set budget of the lean forward (default: 1/4 of free memory, <= 4 GiB)",
+    )
     p.add_argument("--timeout", type=float, default=3600, help="seconds per case")
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--no-hooks", action="store_true", help="skip bench/bench_hooks.py")
@@ -363,12 +452,22 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.device is None:
         import torch
+
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.warmup is None:
         args.warmup = 1 if args.device.startswith("cuda") else 0
     if args.case:
-        res = run_case(args.case, args.height, args.width, args.device, args.repeat, args.warmup, args.compile,
-                       args.save, _budget(args))
+        res = run_case(
+            args.case,
+            args.height,
+            args.width,
+            args.device,
+            args.repeat,
+            args.warmup,
+            args.compile,
+            args.save,
+            _budget(args),
+        )
         print(RESULT_TAG + json.dumps(res), flush=True)
         return 0
     report = run_bench(args)
@@ -389,6 +488,7 @@ def register_cli(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = add_arguments(argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-                         ).parse_args(argv)
+    args = add_arguments(
+        argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ).parse_args(argv)
     return args.func(args)

@@ -1,4 +1,5 @@
 """Shared fixtures. Reference data is read from ../shared (or $TRUFOR_LAB_SHARED), never copied."""
+
 from __future__ import annotations
 
 import os
@@ -33,6 +34,7 @@ def recipe_state(parity_dir, shared_dir) -> dict[str, torch.Tensor]:
     """The deterministic 'recipe' checkpoint of ../shared/README.md."""
     from trufor_lab.model import extract_state_dict, read_checkpoint
     from trufor_lab.model.recipe import manifest_shapes, recipe_state_dict
+
     shapes = manifest_shapes(parity_dir / "trufor_state_dict_manifest.json")
     np_sd = extract_state_dict(read_checkpoint(shared_dir / "weights" / "noiseprint++.th"))
     return recipe_state_dict(shapes, np_sd)
@@ -53,22 +55,26 @@ def recipe_model(recipe_state, recipe_ckpt):
     it writes are reused by the CLI run with ``recipe_ckpt``."""
     from trufor_lab.model import TruFor, strict_load
     from trufor_lab.inference.weights import WeightsInfo, sha256_of
+
     m = TruFor()
     strict_load(m, recipe_state, "recipe")
-    m.weights_info = WeightsInfo("custom", str(recipe_ckpt), sha256_of(recipe_ckpt), False,
-                                 note="recipe weights (tests)")
+    m.weights_info = WeightsInfo(
+        "custom", str(recipe_ckpt), sha256_of(recipe_ckpt), False, note="recipe weights (tests)"
+    )
     return m.eval()
 
 
 @pytest.fixture(scope="session")
 def parity_input(parity_dir) -> np.ndarray:
     from PIL import Image
+
     return np.asarray(Image.open(parity_dir / "parity_input.png").convert("RGB"))
 
 
 @pytest.fixture(scope="session")
 def tampered2(shared_dir) -> np.ndarray:
     from PIL import Image
+
     return np.asarray(Image.open(shared_dir / "images" / "tampered2.png").convert("RGB"))
 
 
@@ -83,6 +89,7 @@ def _close_figures():
     """Library figures are pyplot figures (so notebooks show them): close them after each test."""
     yield
     import sys
+
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
 
@@ -92,7 +99,7 @@ def _close_figures():
 EVAL_ITEMS = [
     ("fake_a.png", (16, 44, 20, 48), (64, 64), None),
     ("fake_b.jpg", (8, 40, 30, 54), (64, 64), 60),
-    ("fake_c.png", (30, 35, 30, 35), (64, 60), None),   # tiny region, side not a multiple of 8
+    ("fake_c.png", (30, 35, 30, 35), (64, 60), None),  # tiny region, side not a multiple of 8
     ("real_a.png", None, (64, 64), None),
     ("real_b.jpg", None, (64, 64), 90),
 ]
@@ -105,6 +112,7 @@ def _make_folder_dataset(root: Path, items=EVAL_ITEMS) -> tuple[Path, Path]:
     masks.mkdir()
     from PIL import Image
     from trufor_lab.lab.forgeries import demo_images
+
     pics = list(demo_images(64).values())
     for i, (name, box, (h, w), q) in enumerate(items):
         img = pics[i % len(pics)][:h, :w].copy()
@@ -122,7 +130,6 @@ def _make_folder_dataset(root: Path, items=EVAL_ITEMS) -> tuple[Path, Path]:
     return imgs, masks
 
 
-
 @pytest.fixture(scope="session")
 def make_folder_dataset():
     """``make(root, items=...) -> (images_dir, masks_dir)``; ``make.items`` lists the default items
@@ -135,9 +142,8 @@ def make_folder_dataset():
 def one_thread():
     """One torch thread: on 2 shared cores this is several times faster than oversubscribing."""
     import torch
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-

@@ -1,4 +1,5 @@
 """Ablations: exact where they claim to be, reversible always, weights never touched."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,12 @@ def n_hooks(model: torch.nn.Module) -> int:
 
 def knobs(model) -> tuple:
     bb = model.backbone
-    return (tuple((f.lambda_c, f.lambda_s) for f in bb.FRMs), tuple(f.cross_enabled for f in bb.FFMs),
-            model.pool.weighting, model.training)
+    return (
+        tuple((f.lambda_c, f.lambda_s) for f in bb.FRMs),
+        tuple(f.cross_enabled for f in bb.FFMs),
+        model.pool.weighting,
+        model.training,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +72,10 @@ def test_rgb_only_is_a_zero_noiseprint_input(recipe_model, x, ref):
 
 def test_every_ablation_is_reversible(recipe_model, x, ref, tampered2):
     other = tampered2[:40, :40].copy()
-    bound = [A.noiseprint_from(recipe_model, other) if n == "noiseprint_from" else A.get_ablation(recipe_model, n)
-             for n in A.ABLATIONS]
+    bound = [
+        A.noiseprint_from(recipe_model, other) if n == "noiseprint_from" else A.get_ablation(recipe_model, n)
+        for n in A.ABLATIONS
+    ]
     for ab in bound:
         with ab:
             assert ab.active
@@ -221,6 +228,7 @@ def test_study_csv_round_trips_and_is_written_atomically(recipe_model, img, tmp_
 
     def fail(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         study.to_csv(path)
@@ -237,14 +245,14 @@ def test_interventions_are_honoured_or_refused_on_the_lean_path(recipe_model, im
     with A.rgb_only(recipe_model) as ab:
         assert [i.name for i in active_interventions(recipe_model)] == ["rgb_only"]
         plain = analyze_mod.analyze(recipe_model, img, lean=False)
-        leaned = analyze_mod.analyze(recipe_model, img, lean=True)   # fits: the plain forward is used
+        leaned = analyze_mod.analyze(recipe_model, img, lean=True)  # fits: the plain forward is used
         assert any("rgb_only" in n for n in leaned.notes)
         np.testing.assert_array_equal(leaned.map, plain.map)
         assert np.count_nonzero(leaned.noiseprint) == 0
         monkeypatch.setattr(analyze_mod, "plain_fits", lambda *a, **k: False)
         monkeypatch.setattr(predict_mod, "plain_fits", lambda *a, **k: False)
         with pytest.raises(InterventionError, match="rgb_only"):
-            ab.analyze(img)                                          # too large for plain: refused
+            ab.analyze(img)  # too large for plain: refused
         with pytest.raises(InterventionError, match="rgb_only"):
             predict_mod.predict(recipe_model, to_tensor(img))
     assert active_interventions(recipe_model) == []

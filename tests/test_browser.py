@@ -3,6 +3,7 @@ the page's range input fetches the server, which drives the viewer's Python API 
 new PNG; the shown image must change. (2) The real thing: a notebook with a ResultViewer served
 by Voila and by JupyterLab, its widgets drawn by the ipywidgets front end, a slider moved with
 the keyboard, the kernel redraws. Screenshots go to test-artifacts/."""
+
 from __future__ import annotations
 
 import base64
@@ -124,12 +125,22 @@ def serve_viewer(viewer):
 def driver(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                "--disable-extensions", "--disable-sync", "--window-size=1000,420",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-sync",
+        "--window-size=1000,420",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         opts.add_argument(arg)
     path = CHROMEDRIVER if Path(CHROMEDRIVER).exists() else shutil.which("chromedriver")
     drv = webdriver.Chrome(service=Service(executable_path=path), options=opts)
@@ -142,6 +153,7 @@ def driver(tmp_path):
 
 def _pixels(png: bytes) -> np.ndarray:
     from PIL import Image
+
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
 
 
@@ -156,8 +168,14 @@ def test_slider_in_browser_redraws_viewer(driver, tampered2):
     img = tampered2[64:160, 64:160].copy()
     yy, xx = np.mgrid[:96, :96]
     heat = np.exp(-((yy - 48) ** 2 + (xx - 40) ** 2) / 400.0).astype(np.float32)
-    result = Result(image=img, noiseprint=np.zeros((96, 96), np.float32), map=heat,
-                    conf=np.ones((96, 96), np.float32), score=0.8, name="tampered2 crop")
+    result = Result(
+        image=img,
+        noiseprint=np.zeros((96, 96), np.float32),
+        map=heat,
+        conf=np.ones((96, 96), np.float32),
+        score=0.8,
+        name="tampered2 crop",
+    )
     viewer = ResultViewer(result, opacity=0.1)
     server = serve_viewer(viewer)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -173,8 +191,11 @@ def test_slider_in_browser_redraws_viewer(driver, tampered2):
         slider = driver.find_element(By.ID, "opacity")
         driver.execute_script("arguments[0].focus()", slider)  # a click would move it to the middle
         slider.send_keys(Keys.END)  # keyboard on a range input fires input + change, once
-        wait.until(lambda d: view.get_attribute("data-version") == "1"
-                   or d.find_element(By.ID, "status").text.startswith("error"))
+        wait.until(
+            lambda d: (
+                view.get_attribute("data-version") == "1" or d.find_element(By.ID, "status").text.startswith("error")
+            )
+        )
         assert driver.find_element(By.ID, "status").text == "done"
         assert slider.get_attribute("value") == "1"
         driver.save_screenshot(str(ARTIFACTS / "browser_viewer_after.png"))
@@ -214,6 +235,7 @@ viewer
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -231,6 +253,7 @@ def notebook_page(request, tmp_path, tampered2):
     import time
 
     import nbformat
+
     front = request.param
     module = "voila" if front == "voila" else "jupyterlab"
     if importlib.util.find_spec(module) is None:
@@ -244,17 +267,41 @@ def notebook_page(request, tmp_path, tampered2):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "viewer.ipynb")
     port = _free_port()
-    env = {**os.environ, "MPLBACKEND": "Agg", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    env = {
+        **os.environ,
+        "MPLBACKEND": "Agg",
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+    }
     if front == "voila":
-        cmd = [sys.executable, "-m", "voila", str(root / "viewer.ipynb"), "--no-browser", f"--port={port}",
-               "--Voila.ip=127.0.0.1", "--show_tracebacks=True"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "voila",
+            str(root / "viewer.ipynb"),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--show_tracebacks=True",
+        ]
         url = f"http://127.0.0.1:{port}/"
     else:
-        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
-               "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
-               "--LabApp.news_url=None", f"--ServerApp.root_dir={root}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--LabApp.news_url=None",
+            f"--ServerApp.root_dir={root}",
+        ]
         url = f"http://127.0.0.1:{port}/lab/tree/viewer.ipynb"
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -295,10 +342,15 @@ def test_slider_in_a_notebook_front_end_redraws_viewer(driver, notebook_page):
     wait = WebDriverWait(driver, 120)
     if front == "jupyterlab":  # Run > Run All Cells
         menu = "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']"
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell") and d.find_elements(By.XPATH, menu))
+        wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell") and d.find_elements(By.XPATH, menu)
+        )
         driver.find_element(By.XPATH, menu).click()
-        wait.until(lambda d: d.find_elements(
-            By.XPATH, "//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']"))[0].click()
+        wait.until(
+            lambda d: d.find_elements(
+                By.XPATH, "//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']"
+            )
+        )[0].click()
     try:
         img = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img.widget-image"))[0]
     except TimeoutException:
@@ -377,15 +429,26 @@ def test_casebook_app_upload_tabs_and_report(driver, tmp_path):
     Image.fromarray(demo_images(128)["chelsea"]).save(picture, quality=85)
     root = Path(__file__).resolve().parent.parent
     port = _free_port()
-    env = {**os.environ, "MPLBACKEND": "Agg", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen([sys.executable, "-m", "trufor_lab.cli", "casebook", f"--port={port}", "--no-browser",
-                             "-q", "--device=cpu"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "MPLBACKEND": "Agg",
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trufor_lab.cli", "casebook", f"--port={port}", "--no-browser", "-q", "--device=cpu"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # blocks until the app listens (or the command fails)
-        assert f"http://127.0.0.1:{port}/" in line, line + proc.stdout.read()[-2000:] if proc.poll() is not None else line
+        assert f"http://127.0.0.1:{port}/" in line, (
+            line + proc.stdout.read()[-2000:] if proc.poll() is not None else line
+        )
         driver.set_window_size(1200, 900)
         # ipywidgets' FileUpload keeps its <input type=file> out of the page; put it in, so that the
         # test can choose a file the way the browser's file dialog would
@@ -393,15 +456,18 @@ def test_casebook_app_upload_tabs_and_report(driver, tmp_path):
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 300)
         try:
-            upload = WebDriverWait(driver, 120).until(
-                lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))[0]
+            upload = WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))[0]
         except TimeoutException:
             pytest.fail("no upload button: " + driver.find_element(By.TAG_NAME, "body").text[-1500:])
         assert "casebook_app(" not in driver.page_source, "the app shows no code"
         driver.execute_script("arguments[0].style.display = 'block'", upload)  # the widget hides the input
         upload.send_keys(str(picture))
-        wait.until(lambda d: "Reading:" in d.find_element(By.TAG_NAME, "body").text
-                   or "error:" in d.find_element(By.TAG_NAME, "body").text)
+        wait.until(
+            lambda d: (
+                "Reading:" in d.find_element(By.TAG_NAME, "body").text
+                or "error:" in d.find_element(By.TAG_NAME, "body").text
+            )
+        )
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "error:" not in body and "viral photo.jpg" in body
         link = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "a.casebook-report"))[0]
@@ -430,6 +496,7 @@ def test_casebook_app_upload_tabs_and_report(driver, tmp_path):
 
 def _port_in_use(port: int) -> bool:
     import socket
+
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True

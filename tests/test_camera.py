@@ -1,4 +1,5 @@
 """The simulated camera pipeline and the camera/traceable options of the training stream."""
+
 from __future__ import annotations
 
 import numpy as np

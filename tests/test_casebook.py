@@ -1,4 +1,5 @@
 """The casebook widget driven from code, provenance integration, and two-version comparison."""
+
 from __future__ import annotations
 
 import io
@@ -17,6 +18,7 @@ from trufor_lab.inference.preprocess import ImageError
 def np_model(shared_dir):
     """Noiseprint++ alone (what load() gives without a TruFor checkpoint): fast."""
     from trufor_lab.inference.load import load_noiseprint
+
     return load_noiseprint(shared_dir / "weights" / "noiseprint++.th", device="cpu")
 
 
@@ -42,8 +44,13 @@ def camera_exif() -> Image.Exif:
 
 
 def upload_entry(name: str, data: bytes) -> dict:
-    return {"name": name, "type": "image/*", "size": len(data), "content": memoryview(data),
-            "last_modified": datetime.now(timezone.utc)}
+    return {
+        "name": name,
+        "type": "image/*",
+        "size": len(data),
+        "content": memoryview(data),
+        "last_modified": datetime.now(timezone.utc),
+    }
 
 
 # --------------------------------------------------------------------------- provenance integration
@@ -188,6 +195,7 @@ def test_compare_resize_crop_and_unrelated(tampered2):
 
 def test_compare_with_model_and_plot(np_model, tampered2):
     import matplotlib.pyplot as plt
+
     a = tampered2[0:96, 0:96]
     b = tampered2[2:98, 0:96]
     c = compare(a, b, np_model, names=("earlier.jpg", "viral.jpg"))

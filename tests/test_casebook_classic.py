@@ -1,4 +1,5 @@
 """The casebook's "Classic filters" tab (ELA, noise level, JPEG ghosts, double-JPEG map)."""
+
 from __future__ import annotations
 
 import io
@@ -22,6 +23,7 @@ def encode(arr: np.ndarray, fmt: str, **kw) -> bytes:
 def model():
     """The best installed model (the demo TruFor in a checkout): the tab is shown next to its answer."""
     from trufor_lab.inference.load import load
+
     return load(device="cpu")
 
 

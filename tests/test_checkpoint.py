@@ -1,4 +1,5 @@
 """Checkpoints are untrusted input: strict loading, refusal of code, finding and downloading."""
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 Floors are AUC or best F1 of ``result.map`` against the forgery lab's mask
 (``trufor_lab.lab.metrics``); a random map gives AUC ~0.5 and best F1 ~ 2 * mask fraction.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,6 +49,7 @@ def quality(result: Result, mask: np.ndarray):
 
 
 # ---------------------------------------------------------------------- known to work
+
 
 def test_ela_finds_uncompressed_paste_in_jpeg(images):
     target = jpeg_compress(images["chelsea"], 75)
@@ -111,6 +113,7 @@ def test_noiseprint_finds_paste_with_other_processing():
 
 # ----------------------------------------------------------------------- known to fail
 
+
 def test_ela_misses_png_splice_without_recompression(images):
     f = F.splice(images["astronaut"], images["coffee"], seed=0, area=AREA)
     assert quality(detect(png(f.image), "ela"), f.mask).auc < 0.65
@@ -144,6 +147,7 @@ def test_noise_misses_copy_move(images):
 
 
 # ---------------------------------------------------------------------------- registry
+
 
 def test_typo_suggests_closest_name():
     with pytest.raises(ValueError, match="did you mean 'jpeg_ghost'"):
@@ -183,8 +187,10 @@ def test_every_method_gives_a_result_on_png_and_jpeg(small, method):
 
 def test_result_plots_and_fallback_score(small):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     r = detect(small, "ela", fallback_score=True)
     assert r.score is not None and any("99th percentile" in n for n in r.notes)
     plt.close(r.plot())

@@ -1,4 +1,5 @@
 """`trufor-lab analyze`: official npz format and naming, resumability, bad input handling."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,15 @@ def test_folder_input_writes_official_npz_with_relative_names(tmp_path, with_wei
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.npz"))
     assert files == ["a.png.npz", "sub/b.jpg.npz"]
     d = np.load(out / "a.png.npz")
-    assert set(d.files) == {"map", "conf", "score", "imgsize", "np++", "trufor_lab_input_sha256",
-                            "trufor_lab_weights_sha256"}  # official keys + what it was made from
+    assert set(d.files) == {
+        "map",
+        "conf",
+        "score",
+        "imgsize",
+        "np++",
+        "trufor_lab_input_sha256",
+        "trufor_lab_weights_sha256",
+    }  # official keys + what it was made from
     assert d["map"].shape == (48, 56) and d["map"].dtype == np.float32
     assert tuple(d["imgsize"]) == (48, 56) and 0 <= float(d["score"]) <= 1
     assert d["np++"].shape == (48, 56)
@@ -68,7 +76,7 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, with_weights, capsys
     good = _img(src / "good.png")
     (src / "empty.png").write_bytes(b"")
     (src / "notes.jpg").write_text("not an image")
-    buf = (good.read_bytes())
+    buf = good.read_bytes()
     (src / "truncated.png").write_bytes(buf[: len(buf) // 3])
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(src / "tiny.png")
     out = tmp_path / "out"
@@ -96,12 +104,18 @@ def test_without_checkpoint_the_main_job_uses_the_demo_model_and_says_so(tmp_pat
     assert len(notes) == 1 and "Demo weights" in notes[0] and "weights download" in notes[0]
     assert "tampered2.png: score" in cap.out
     d = np.load(out / "tampered2.png.npz")
-    assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {"map", "conf", "score", "imgsize"}
+    assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {
+        "map",
+        "conf",
+        "score",
+        "imgsize",
+    }
     assert d["map"].shape == tuple(d["imgsize"]) and 0 <= float(d["score"]) <= 1
 
 
-def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(tmp_path, monkeypatch, capsys,
-                                                                                  shared_dir):
+def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(
+    tmp_path, monkeypatch, capsys, shared_dir
+):
     monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
     monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "empty"))
     out = tmp_path / "o"
@@ -117,8 +131,13 @@ def test_console_script_bad_file_has_no_traceback(tmp_path, recipe_ckpt):
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
     env = dict(os.environ, TRUFOR_WEIGHTS=str(recipe_ckpt))
-    p = subprocess.run([sys.executable, "-m", "trufor_lab.cli", "analyze", str(bad), "-o", str(tmp_path / "o")],
-                       capture_output=True, text=True, env=env, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "trufor_lab.cli", "analyze", str(bad), "-o", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert p.returncode == 1
     assert "Traceback" not in p.stderr
     assert f"error: {bad}: not an image file" in p.stderr
@@ -153,16 +172,18 @@ def test_inputs_that_would_share_an_output_are_refused_naming_both(tmp_path, wit
     os.symlink(t1, tmp_path / "in" / "a" / "x.png")
     os.symlink(t2, tmp_path / "in" / "b" / "x.png")
     out = tmp_path / "out"
-    rc = main(["analyze", str(tmp_path / "in" / "a" / "x.png"), str(tmp_path / "in" / "b" / "x.png"),
-               "-o", str(out), "-q"])
+    rc = main(
+        ["analyze", str(tmp_path / "in" / "a" / "x.png"), str(tmp_path / "in" / "b" / "x.png"), "-o", str(out), "-q"]
+    )
     cap = capsys.readouterr()
     assert rc == 1 and not list(out.rglob("*.npz"))
     (line,) = [ln for ln in cap.err.splitlines() if "same output" in ln]
     assert str(tmp_path / "in" / "a" / "x.png") in line and str(tmp_path / "in" / "b" / "x.png") in line
 
 
-def test_an_output_is_skipped_only_when_made_from_the_same_input_and_weights(tmp_path, with_weights, capsys,
-                                                                              monkeypatch, recipe_ckpt):
+def test_an_output_is_skipped_only_when_made_from_the_same_input_and_weights(
+    tmp_path, with_weights, capsys, monkeypatch, recipe_ckpt
+):
     img = _img(tmp_path / "in" / "x.png", seed=1)
     out = tmp_path / "out"
     assert main(["analyze", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
@@ -178,6 +199,7 @@ def test_an_output_is_skipped_only_when_made_from_the_same_input_and_weights(tmp
     assert "1 analyzed, 0 skipped" in cap.out and "made from a different input file; recomputing" in cap.err
     assert not np.array_equal(first, np.load(out / "x.png.npz")["map"])
     import torch
+
     obj = torch.load(recipe_ckpt, weights_only=True)  # other weights: one tensor nudged
     sd = obj["state_dict"] if "state_dict" in obj else obj
     k = next(k for k, v in sd.items() if v.is_floating_point() and not k.startswith("dncnn."))

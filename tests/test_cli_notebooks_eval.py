@@ -1,4 +1,5 @@
 """``trufor-lab eval --method NAME`` (classic detectors evaluated like TruFor) and the notebook runner."""
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,20 @@ def folder(tmp_path_factory):
 @pytest.mark.parametrize("method", ["ela", "dq_aligned", "dq_nonaligned"])
 def test_eval_classic_method_like_trufor(folder, tmp_path, capsys, method):
     out = tmp_path / "out"
-    rc = main(["eval", "--images", str(folder / "images"), "--masks", str(folder / "masks"), "--method", method,
-               "-o", str(out), "-q"])
+    rc = main(
+        [
+            "eval",
+            "--images",
+            str(folder / "images"),
+            "--masks",
+            str(folder / "masks"),
+            "--method",
+            method,
+            "-o",
+            str(out),
+            "-q",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     [per_image] = out.glob(f"*.{method}.per_image.csv")
     rows = list(csv.DictReader(per_image.open()))
@@ -77,7 +90,9 @@ def test_runner_runs_a_notebook_and_reports_errors(tmp_path):
 
     ok = tmp_path / "01_ok.ipynb"
     bad = tmp_path / "02_bad.ipynb"
-    nbformat.write(new_notebook(cells=[new_code_cell("import os, trufor_lab\nprint(os.environ['TRUFOR_LAB_OUTPUT'])")]), ok)
+    nbformat.write(
+        new_notebook(cells=[new_code_cell("import os, trufor_lab\nprint(os.environ['TRUFOR_LAB_OUTPUT'])")]), ok
+    )
     nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('broken on purpose')")]), bad)
     assert [p.name for p in runner.find_notebooks(tmp_path, ["02"])] == ["02_bad.ipynb"]
     md = tmp_path / "R.md"

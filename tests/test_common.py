@@ -1,4 +1,5 @@
 """The shared jobs in trufor_lab.common: atomic files, output paths, input listing, tables."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,9 +51,9 @@ def test_expand_inputs_names_from_the_common_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     pairs, problems = expand_inputs(["a/x.png", "b/x.png"])
     assert problems == [] and sorted(n for _, n in pairs) == ["a/x.png", "b/x.png"]
-    pairs, _ = expand_inputs([str(tmp_path / "a")])                      # one folder: names inside it
+    pairs, _ = expand_inputs([str(tmp_path / "a")])  # one folder: names inside it
     assert [n for _, n in pairs] == ["x.png"]
-    pairs, _ = expand_inputs([str(a), str(a), str(tmp_path / "a")])      # a file listed twice: once
+    pairs, _ = expand_inputs([str(a), str(a), str(tmp_path / "a")])  # a file listed twice: once
     assert len(pairs) == 1
     pairs, problems = expand_inputs([str(tmp_path / "*" / "x.png"), "missing.png"])
     assert sorted(n for _, n in pairs) == ["a/x.png", "b/x.png"]

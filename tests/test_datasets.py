@@ -1,4 +1,5 @@
 """trufor_lab.lab.datasets: list parsing, mask conventions, registry, folder layout, every error."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,18 @@ import pytest
 from PIL import Image
 
 from trufor_lab.lab.datasets import (
-    REGISTRY, Dataset, DatasetError, DatasetRegistry, DatasetSpec, MaskConvention,
-    Sample, folder_dataset, get_spec, load_dataset, read_list, read_mask,
+    REGISTRY,
+    Dataset,
+    DatasetError,
+    DatasetRegistry,
+    DatasetSpec,
+    MaskConvention,
+    Sample,
+    folder_dataset,
+    get_spec,
+    load_dataset,
+    read_list,
+    read_mask,
 )
 
 H, W = 24, 32
@@ -41,9 +52,9 @@ def _write(path: Path, text: str) -> Path:
 # list parsing
 # --------------------------------------------------------------------------------------------
 
+
 def test_read_list_format(tmp_path):
-    lst = _write(tmp_path / "x_fake.txt",
-                 "# comment\n\nA/im 1.jpg,M/im 1.png\n  A/im2.jpg , None \nA/im3.jpg\n")
+    lst = _write(tmp_path / "x_fake.txt", "# comment\n\nA/im 1.jpg,M/im 1.png\n  A/im2.jpg , None \nA/im3.jpg\n")
     s = read_list(lst, 1, tmp_path / "root", tmp_path / "masks", "X")
     assert [x.id for x in s] == ["A/im 1.jpg", "A/im2.jpg", "A/im3.jpg"]
     assert s[0].image_path == tmp_path / "root" / "A/im 1.jpg"
@@ -67,9 +78,12 @@ def test_read_list_errors(tmp_path):
 # registered benchmarks and their conventions
 # --------------------------------------------------------------------------------------------
 
+
 def test_coverage_white_forged(tmp_path):
     root, lists = tmp_path / "coverage", tmp_path / "lists"
-    _img(root / "image/1t.tif"); _mask(root / "mask/1forged.tif", SQUARE); _img(root / "image/1.tif")
+    _img(root / "image/1t.tif")
+    _mask(root / "mask/1forged.tif", SQUARE)
+    _img(root / "image/1.tif")
     _write(lists / "coverage_fake.txt", "image/1t.tif,mask/1forged.tif\n")
     _write(lists / "coverage_real.txt", "image/1.tif\n")
     ds = load_dataset("coverage", root, list_dir=lists)
@@ -83,21 +97,26 @@ def test_coverage_white_forged(tmp_path):
 
 def test_nist16_inverted(tmp_path):
     root = tmp_path / "NC2016"
-    _img(root / "probe/NC2016_1.jpg"); _mask(root / "reference/splice/mask/NC2016_9.png", SQUARE, on=0, off=255)
+    _img(root / "probe/NC2016_1.jpg")
+    _mask(root / "reference/splice/mask/NC2016_9.png", SQUARE, on=0, off=255)
     _write(root / "NIST16_fake.txt", "probe/NC2016_1.jpg,reference/splice/mask/NC2016_9.png\n")
-    _img(root / "probe/NC2016_2.jpg"); _write(root / "NIST16_real.txt", "probe/NC2016_2.jpg\n")
-    ds = load_dataset("NIST16", root)                       # lists found in the root
+    _img(root / "probe/NC2016_2.jpg")
+    _write(root / "NIST16_real.txt", "probe/NC2016_2.jpg\n")
+    ds = load_dataset("NIST16", root)  # lists found in the root
     assert np.array_equal(ds.load_mask(ds.fakes()[0]), SQUARE)
 
 
 def test_dso1_layout_and_inversion(tmp_path):
     root = tmp_path / "tifs-database"
-    _img(root / "DSO-1/splicing-01.png"); _img(root / "DSO-1/normal-01.png")
+    _img(root / "DSO-1/splicing-01.png")
+    _img(root / "DSO-1/normal-01.png")
     _mask(root / "DSO-1-Fake-Images-Masks/splicing-01.png", SQUARE, on=0, off=255)
     fake = _write(tmp_path / "DSO-1_fake.txt", "splicing-01.png,splicing-01.png\n")
     real = _write(tmp_path / "DSO-1_real.txt", "normal-01.png\n")
-    for ds in (load_dataset("dso1", root, fake, real),     # by name, explicit lists
-               load_dataset(fake, root, real_list=real)):  # by official list file name
+    for ds in (
+        load_dataset("dso1", root, fake, real),  # by name, explicit lists
+        load_dataset(fake, root, real_list=real),
+    ):  # by official list file name
         assert ds.name == "DSO-1" and ds.fakes()[0].image_path == root / "DSO-1/splicing-01.png"
         assert np.array_equal(ds.load_mask(ds.fakes()[0]), SQUARE)
         assert ds.reals()[0].image_path == root / "DSO-1/normal-01.png"
@@ -105,11 +124,11 @@ def test_dso1_layout_and_inversion(tmp_path):
 
 def _edgemask(path: Path, spliced: np.ndarray) -> Path:
     rgb = np.zeros((H, W, 3), dtype=np.uint8)
-    rgb[..., 0] = 200                                        # regular red: the other region
-    rgb[spliced] = (0, 200, 0)                               # regular green: spliced
+    rgb[..., 0] = 200  # regular red: the other region
+    rgb[spliced] = (0, 200, 0)  # regular green: spliced
     rgb[5:7, :] = np.where(spliced[5:7, :, None], (0, 255, 0), (255, 0, 0))  # bright, near the edge
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path, quality=90)              # JPEG, as the real edgemasks
+    Image.fromarray(rgb).save(path, quality=90)  # JPEG, as the real edgemasks
     return path
 
 
@@ -120,7 +139,7 @@ def test_columbia_colour_rule(tmp_path):
     _write(root / "columbia_fake.txt", "4cam_splc/a_b_sub_01.tif,4cam_splc/edgemask/a_b_sub_01_edgemask.jpg\n")
     ds = load_dataset("Columbia", root, fake_list=root / "columbia_fake.txt")
     m = ds.load_mask(ds[0])
-    assert np.mean(m == SQUARE) > 0.98                       # JPEG blends along the edge only
+    assert np.mean(m == SQUARE) > 0.98  # JPEG blends along the edge only
     assert np.array_equal(m[8:16, 10:18], np.ones((8, 8), bool)) and not m[20:, 24:].any()
     noise = root / "4cam_splc/edgemask/noise.png"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(noise)
@@ -129,7 +148,7 @@ def test_columbia_colour_rule(tmp_path):
 
 
 def test_grey_thresholds_and_strict(tmp_path):
-    low = _mask(tmp_path / "low.png", SQUARE, on=3)          # nonzero = forged (official > 0.1)
+    low = _mask(tmp_path / "low.png", SQUARE, on=3)  # nonzero = forged (official > 0.1)
     assert np.array_equal(read_mask(low), SQUARE)
     assert not read_mask(low, MaskConvention(threshold=127)).any()
     grey = _mask(tmp_path / "grey.png", SQUARE, on=128)
@@ -141,14 +160,14 @@ def test_grey_thresholds_and_strict(tmp_path):
     with pytest.raises(DatasetError, match=r"photo\.png: mask is not binary \(\d+% of pixels are mid-grey"):
         read_mask(photo)
     bilevel = tmp_path / "bilevel.png"
-    Image.fromarray(SQUARE).convert("1").save(bilevel)       # 1-bit PNG
+    Image.fromarray(SQUARE).convert("1").save(bilevel)  # 1-bit PNG
     assert np.array_equal(read_mask(bilevel, MaskConvention(threshold=None)), SQUARE)
 
 
 def test_channel_rule(tmp_path):
     rgb = np.zeros((H, W, 3), dtype=np.uint8)
     rgb[SQUARE, 0] = 255
-    rgb[..., 2] = 255                                        # blue everywhere: ignored
+    rgb[..., 2] = 255  # blue everywhere: ignored
     Image.fromarray(rgb).save(tmp_path / "c.png")
     assert np.array_equal(read_mask(tmp_path / "c.png", MaskConvention(channel=0)), SQUARE)
     assert np.array_equal(read_mask(tmp_path / "c.png", MaskConvention(channel=0, invert=True)), ~SQUARE)
@@ -160,9 +179,18 @@ def test_channel_rule(tmp_path):
 # registry
 # --------------------------------------------------------------------------------------------
 
+
 def test_registry_builtins_and_typos():
-    assert set(REGISTRY.names()) == {"CASIA1", "Columbia", "Coverage", "DSO-1", "NIST16",
-                                     "CocoGlide", "VIPP", "OpenForensics"}
+    assert set(REGISTRY.names()) == {
+        "CASIA1",
+        "Columbia",
+        "Coverage",
+        "DSO-1",
+        "NIST16",
+        "CocoGlide",
+        "VIPP",
+        "OpenForensics",
+    }
     assert get_spec("nist-16").name == "NIST16" and get_spec("CASIA v1").name == "CASIA1"
     assert get_spec("DSO-1").convention.invert and get_spec("NIST16").convention.invert
     assert not get_spec("Coverage").convention.invert and get_spec("Columbia").convention.colour
@@ -181,7 +209,7 @@ def test_registry_refuses_duplicates():
     with pytest.raises(DatasetError, match="already registered"):
         reg.register(spec)
     with pytest.raises(DatasetError, match="already registered"):
-        reg.register(DatasetSpec("MYSET", MaskConvention(), None, None))   # alias collision
+        reg.register(DatasetSpec("MYSET", MaskConvention(), None, None))  # alias collision
     assert "mine" in reg and len(reg) == 1
 
 
@@ -191,7 +219,9 @@ def test_missing_official_list(tmp_path):
 
 
 def test_generic_list_file(tmp_path):
-    _img(tmp_path / "f.png"); _mask(tmp_path / "f_gt.png", SQUARE); _img(tmp_path / "r.png")
+    _img(tmp_path / "f.png")
+    _mask(tmp_path / "f_gt.png", SQUARE)
+    _img(tmp_path / "r.png")
     fake = _write(tmp_path / "mine_fake.txt", "f.png,f_gt.png\n")
     ds = load_dataset(str(fake), tmp_path, real_list=_write(tmp_path / "mine_real.txt", "r.png\n"))
     assert ds.name == "mine" and len(ds) == 2 and np.array_equal(ds.load_mask(ds.fakes()[0]), SQUARE)
@@ -201,11 +231,13 @@ def test_generic_list_file(tmp_path):
 # folder layout
 # --------------------------------------------------------------------------------------------
 
+
 def test_folder_dataset(tmp_path):
     imgs, masks = tmp_path / "images", tmp_path / "masks"
     for n in ("a.png", "b.png", "c.jpg"):
         _img(imgs / n)
-    _mask(masks / "a_mask.png", SQUARE); _mask(masks / "c_mask.png", SQUARE)
+    _mask(masks / "a_mask.png", SQUARE)
+    _mask(masks / "c_mask.png", SQUARE)
     ds = folder_dataset(imgs, masks, mask_suffix="_mask")
     assert [s.id for s in ds.fakes()] == ["a.png", "c.jpg"] and [s.id for s in ds.reals()] == ["b.png"]
     assert np.array_equal(ds.load_mask(ds.fakes()[1]), SQUARE) and ds.validate() == []
@@ -227,17 +259,35 @@ def test_folder_dataset(tmp_path):
 # errors: raised by load_mask, collected by validate
 # --------------------------------------------------------------------------------------------
 
+
 def test_every_error(tmp_path):
-    _img(tmp_path / "ok.png"); _mask(tmp_path / "ok_m.png", SQUARE)
-    _img(tmp_path / "size.png", size=(W + 1, H)); _mask(tmp_path / "size_m.png", SQUARE)
-    _img(tmp_path / "bad.png"); (tmp_path / "bad_m.png").write_bytes(b"not a png at all")
+    _img(tmp_path / "ok.png")
+    _mask(tmp_path / "ok_m.png", SQUARE)
+    _img(tmp_path / "size.png", size=(W + 1, H))
+    _mask(tmp_path / "size_m.png", SQUARE)
+    _img(tmp_path / "bad.png")
+    (tmp_path / "bad_m.png").write_bytes(b"not a png at all")
     _img(tmp_path / "nomask.png")
     _mask(tmp_path / "noimg_m.png", SQUARE)
-    _img(tmp_path / "empty.png"); _mask(tmp_path / "empty_m.png", np.zeros_like(SQUARE))
-    _img(tmp_path / "inv.png"); _mask(tmp_path / "inv_m.png", ~SQUARE)
-    fake = _write(tmp_path / "t_fake.txt", "\n".join([
-        "ok.png,ok_m.png", "size.png,size_m.png", "bad.png,bad_m.png", "nomask.png,gone.png",
-        "noimg.png,noimg_m.png", "empty.png,empty_m.png", "inv.png,inv_m.png", "ok.png,None"]))
+    _img(tmp_path / "empty.png")
+    _mask(tmp_path / "empty_m.png", np.zeros_like(SQUARE))
+    _img(tmp_path / "inv.png")
+    _mask(tmp_path / "inv_m.png", ~SQUARE)
+    fake = _write(
+        tmp_path / "t_fake.txt",
+        "\n".join(
+            [
+                "ok.png,ok_m.png",
+                "size.png,size_m.png",
+                "bad.png,bad_m.png",
+                "nomask.png,gone.png",
+                "noimg.png,noimg_m.png",
+                "empty.png,empty_m.png",
+                "inv.png,inv_m.png",
+                "ok.png,None",
+            ]
+        ),
+    )
     real = _write(tmp_path / "t_real.txt", "missing_real.png\n")
     ds = load_dataset(fake, tmp_path, real_list=real)
     by_id = {s.id: s for s in ds.fakes()}
@@ -256,7 +306,11 @@ def test_every_error(tmp_path):
     problems = ds.validate()
     assert len(problems) == 8 and all("\n" not in p for p in problems)
     joined = "\n".join(problems)
-    for pattern in [*cases.values(), r"empty_m\.png: mask has no forged pixel",
-                    r"inv_m\.png: \d+% of the mask is forged", r"duplicate sample id 'ok\.png'",
-                    r"missing_real\.png: image not found"]:
+    for pattern in [
+        *cases.values(),
+        r"empty_m\.png: mask has no forged pixel",
+        r"inv_m\.png: \d+% of the mask is forged",
+        r"duplicate sample id 'ok\.png'",
+        r"missing_real\.png: image not found",
+    ]:
         assert any(re.search(pattern, p) for p in problems), (pattern, joined)

@@ -1,6 +1,7 @@
 """The shipped demo model: found by load() when no official checkpoint is installed, always
 announced, small, with the official Noiseprint++ inside, and as good on held-out forgeries as
 its model card says."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,6 +66,7 @@ def test_demo_model_map_follows_the_forged_region(demo_model):
     """On an inpainted (object-removal) region of an unseen scene the map is higher inside than out."""
     from trufor_lab.training.camera import Camera, downscale
     from trufor_lab.lab.forgeries import remove_object
+
     rng = np.random.default_rng(0)
     scene = T.builtin_images("test", n_scenes=1, scene_size=384)[-1]
     photo = Camera.random(rng).capture(downscale(scene, 2), rng)
@@ -96,14 +98,18 @@ def real_results(demo_model, test_cameras, one_thread):
     crops too): 8 + 8 items of 192 px."""
     tiles = [t for p in test_cameras for t in P.tile_crops(p.load(), 256)[::2]]
     with torch.no_grad():
-        scores = np.array([float(demo_model(torch.from_numpy(t).permute(2, 0, 1)[None].float() / 256).score[0])
-                           for t in tiles])
+        scores = np.array(
+            [float(demo_model(torch.from_numpy(t).permute(2, 0, 1)[None].float() / 256).score[0]) for t in tiles]
+        )
     ev = T.score_heldout(demo_model, P.real_heldout(test_cameras, 8, 8, 192, seed=3, recompress=(70, 90)))
     return scores, ev
 
 
-@pytest.mark.xfail(strict=False, reason="issue #16 target not met yet by the CPU fine-tune: 8 of 14 "
-                   "tiles (57 %) score below 0.5, not 80 % (see weights/DEMO_MODEL_CARD.md)")
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue #16 target not met yet by the CPU fine-tune: 8 of 14 "
+    "tiles (57 %) score below 0.5, not 80 % (see weights/DEMO_MODEL_CARD.md)",
+)
 def test_demo_model_scores_real_pristine_photos_below_half(real_results):
     """Issue #16 target: at least 80 % of real pristine tiles of unseen cameras below 0.5."""
     scores, _ = real_results
@@ -111,8 +117,11 @@ def test_demo_model_scores_real_pristine_photos_below_half(real_results):
     assert (scores < 0.5).mean() >= 0.8, np.round(scores, 3)
 
 
-@pytest.mark.xfail(strict=False, reason="issue #16 target half met by the CPU fine-tune: pixel F1 0.57 "
-                   "(>= 0.5) but detection AUC 0.56 (< 0.8) (see weights/DEMO_MODEL_CARD.md)")
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue #16 target half met by the CPU fine-tune: pixel F1 0.57 "
+    "(>= 0.5) but detection AUC 0.56 (< 0.8) (see weights/DEMO_MODEL_CARD.md)",
+)
 def test_demo_model_detects_real_splices_between_test_cameras(real_results):
     """Issue #16 target: pixel F1 >= 0.5 and detection AUC >= 0.8 on cross-camera splices."""
     _, ev = real_results

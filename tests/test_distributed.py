@@ -1,4 +1,5 @@
 """Scale-out: two gloo ranks on 127.0.0.1 share a folder; each output is written once; resume skips."""
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ def test_shard_is_deterministic_disjoint_and_complete():
 
 def test_cli_subcommand_is_registered():
     from trufor_lab.cli import build_parser
+
     args = build_parser().parse_args(["distributed-analyze", "in", "-o", "out", "--mode", "fast"])
     assert args.func is cmd_distributed_analyze and args.mode == "fast"
 
@@ -38,7 +40,7 @@ def folder(tmp_path, tampered2) -> Path:
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     for i in range(5):
-        crop = tampered2[20 * i:20 * i + 64, 30 * i:30 * i + 64]
+        crop = tampered2[20 * i : 20 * i + 64, 30 * i : 30 * i + 64]
         Image.fromarray(crop).save(src / ("sub" if i == 4 else ".") / f"im{i}.png")
     return src
 
@@ -50,11 +52,34 @@ def _free_port() -> int:
 
 
 def _torchrun(folder: Path, out: Path, ckpt: Path) -> dict:
-    env = {**os.environ, "TRUFOR_WEIGHTS": str(ckpt), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
-           "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "trufor_lab.cli.distributed", str(folder), "-o", str(out), "--device", "cpu", "-q"]
+    env = {
+        **os.environ,
+        "TRUFOR_WEIGHTS": str(ckpt),
+        "OMP_NUM_THREADS": "1",
+        "GLOO_SOCKET_IFNAME": "lo",
+        "MASTER_ADDR": "127.0.0.1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "trufor_lab.cli.distributed",
+        str(folder),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        "-q",
+    ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     assert "skipped (output exists)" in p.stdout
@@ -90,18 +115,21 @@ def test_two_ranks_write_every_output_once_and_resume(folder, tmp_path, recipe_c
             assert (out / (n + ".npz")).stat().st_mtime_ns == mtimes[n]
 
 
-def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, tampered2, recipe_ckpt,
-                                                                     monkeypatch):
+def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, tampered2, recipe_ckpt, monkeypatch):
     from types import SimpleNamespace
 
     from trufor_lab.inference.distributed import distributed_analyze
+
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
     img = tmp_path / "im.png"
     Image.fromarray(tampered2[:64, :64]).save(img)
     other = tmp_path / "im2.png"
     Image.fromarray(tampered2[64:128, :64]).save(other)
-    samples = [SimpleNamespace(id="../evil", image_path=img), SimpleNamespace(id=str(tmp_path / "abs"), image_path=img),
-               SimpleNamespace(id="good/one", image_path=img)]
+    samples = [
+        SimpleNamespace(id="../evil", image_path=img),
+        SimpleNamespace(id=str(tmp_path / "abs"), image_path=img),
+        SimpleNamespace(id="good/one", image_path=img),
+    ]
     out = tmp_path / "out"
     s = distributed_analyze(samples, out, device="cpu")
     assert s["written"] == 1 and (out / "good" / "one.npz").is_file()

@@ -1,4 +1,5 @@
 """evaluate(): per-image rows and summary, resumability, corrupt npz, bad images, `trufor-lab eval`."""
+
 from __future__ import annotations
 
 import json
@@ -67,7 +68,12 @@ def test_rows_structure_and_values(first_run, make_folder_dataset):
         npz = Path(r["npz"])
         assert npz == out / "images" / (name + ".npz") == output_path(out, ds, ds[[s.id for s in ds].index(name)])
         d = np.load(npz)
-        assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {"map", "conf", "score", "imgsize"} and tuple(d["imgsize"]) == (h, w)
+        assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {
+            "map",
+            "conf",
+            "score",
+            "imgsize",
+        } and tuple(d["imgsize"]) == (h, w)
         assert r["score"] == pytest.approx(float(d["score"]))
         assert r["mean_conf"] == pytest.approx(float(d["conf"].mean()), rel=1e-6)
         if box is None:
@@ -78,7 +84,7 @@ def test_rows_structure_and_values(first_run, make_folder_dataset):
         mask[y0:y1, x0:x1] = True
         assert r["mask_fraction"] == pytest.approx(mask.mean())
         assert r["mean_conf_in_mask"] == pytest.approx(float(d["conf"][mask].mean()), rel=1e-6)
-        lm = localization_metrics(d["map"], mask)     # recomputed from the npz
+        lm = localization_metrics(d["map"], mask)  # recomputed from the npz
         for f in ("f1_best", "f1_fixed", "mcc_best", "mcc_fixed", "iou_fixed"):
             assert _same(r[f], getattr(lm, f)), f
         assert _same(r["pixel_auc"], lm.auc)
@@ -142,7 +148,13 @@ def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recip
     before = {r["id"]: r for r in ev.rows}
     assert rows["fake_a.png"]["f1_best"] == pytest.approx(before["fake_a.png"]["f1_best"])
     assert set(np.load(out2 / "images" / "fake_a.png.npz").files) == {
-        "map", "conf", "score", "imgsize", "trufor_lab_input_sha256", "trufor_lab_weights_sha256"}
+        "map",
+        "conf",
+        "score",
+        "imgsize",
+        "trufor_lab_input_sha256",
+        "trufor_lab_weights_sha256",
+    }
     one = Dataset(ds.name, ds.root, ds[:1], ds.convention)
     fn = Counting()
     evaluate(recipe_model, one, out2, progress=False, analyze_fn=fn, overwrite=True)
@@ -160,7 +172,7 @@ def test_bad_images_are_reported_and_the_rest_continue(data, first_run, recipe_m
     ds = folder_dataset(imgs, data / "masks")
     fn = Counting()
     ev = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
-    assert fn.calls == ["tiny.png"]        # the good images are reused, broken.png is not analyzed
+    assert fn.calls == ["tiny.png"]  # the good images are reused, broken.png is not analyzed
     assert len(ev.failed) == 2 and all("\n" not in m for m in ev.failed)
     assert any("broken.png" in m for m in ev.failed) and any("tiny.png" in m for m in ev.failed)
     bad = [r for r in ev.rows if r["status"] == "error"]
@@ -171,6 +183,7 @@ def test_bad_images_are_reported_and_the_rest_continue(data, first_run, recipe_m
 
 def test_noiseprint_only_model_is_refused(data, tmp_path):
     from trufor_lab.model import Noiseprint
+
     ds = folder_dataset(data / "images", data / "masks")
     with pytest.raises(ValueError, match="Noiseprint"):
         evaluate(Noiseprint().eval(), ds, tmp_path, progress=False)
@@ -178,12 +191,14 @@ def test_noiseprint_only_model_is_refused(data, tmp_path):
 
 # -- CLI ------------------------------------------------------------------------------------
 
+
 def test_cli_eval_folder_writes_csv_and_summary(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
     from trufor_lab.cli import main
+
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
     _, out, ev, _ = first_run
     out2 = tmp_path / "out"
-    shutil.copytree(out, out2)   # outputs exist: the CLI reuses them (fast)
+    shutil.copytree(out, out2)  # outputs exist: the CLI reuses them (fast)
     (out2 / "images" / "real_b.jpg.npz").unlink()  # ... but one is computed by the CLI's model
     rc = main(["eval", "--images", str(data / "images"), "--masks", str(data / "masks"), "-o", str(out2), "-q"])
     captured = capsys.readouterr()
@@ -200,6 +215,7 @@ def test_cli_eval_folder_writes_csv_and_summary(data, first_run, recipe_ckpt, mo
 
 def test_cli_eval_exits_1_with_a_bad_image(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
     from trufor_lab.cli import main
+
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
     _, out, _, _ = first_run
     imgs = tmp_path / "images"
@@ -218,6 +234,7 @@ def test_cli_eval_exits_1_with_a_bad_image(data, first_run, recipe_ckpt, monkeyp
 
 def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, monkeypatch, tmp_path, capsys):
     from trufor_lab.cli import main
+
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
     fake = tmp_path / "mine_fake.txt"
     fake.write_text("images/fake_a.png,masks/fake_a.png\n")
@@ -226,10 +243,11 @@ def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, mo
     _, out, _, _ = first_run
     out2 = tmp_path / "out"
     (out2 / "mine" / "images").mkdir(parents=True)
-    for n in ("fake_a.png", "real_a.png"):   # the npz layout mirrors the list paths
+    for n in ("fake_a.png", "real_a.png"):  # the npz layout mirrors the list paths
         shutil.copy(out / "images" / (n + ".npz"), out2 / "mine" / "images" / (n + ".npz"))
     import importlib
-    load_module = importlib.import_module("trufor_lab.inference.load")   # (trufor_lab.inference.load is the function)
+
+    load_module = importlib.import_module("trufor_lab.inference.load")  # (trufor_lab.inference.load is the function)
 
     def no_load(*a, **kw):
         raise AssertionError("the checkpoint should not be read when every output exists")
@@ -240,8 +258,18 @@ def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, mo
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "2 images: 0 computed, 2 reused" in captured.out
-    rc = main(["eval", "--images", str(data / "images"), "-o", str(tmp_path / "fresh"), "-q",
-               "--weights", str(tmp_path / "nope.pth")])
+    rc = main(
+        [
+            "eval",
+            "--images",
+            str(data / "images"),
+            "-o",
+            str(tmp_path / "fresh"),
+            "-q",
+            "--weights",
+            str(tmp_path / "nope.pth"),
+        ]
+    )
     assert rc == 2 and "nope.pth" in capsys.readouterr().err
     assert main(["eval", "-o", str(tmp_path / "x"), "-q"]) == 1
     assert "--images" in capsys.readouterr().err
@@ -260,7 +288,9 @@ def test_an_npz_of_another_image_or_other_weights_is_recomputed(first_run, recip
     fn = Counting()
     ev2 = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
     assert fn.calls == ["real_a.png"] and ev2.n_reused == 4
-    assert "real_a.png.npz: existing output was made from a different input file; recomputing" in capsys.readouterr().err
+    assert (
+        "real_a.png.npz: existing output was made from a different input file; recomputing" in capsys.readouterr().err
+    )
     fn = Counting()
     evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn, weights_sha256="0" * 64)
     assert len(fn.calls) == 5 and "made with other weights" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Failure analysis: worst cases, descriptor groups, gallery figure and widget."""
+
 from __future__ import annotations
 
 import io
@@ -11,8 +12,7 @@ from PIL import Image
 from trufor_lab.lab.datasets import folder_dataset
 from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation, evaluate
 from trufor_lab.widgets.gallery import FailureGallery
-from trufor_lab.lab.failures import (GROUPS, Group, failure_gallery, group_failures, is_failure,
-                                 worst_cases)
+from trufor_lab.lab.failures import GROUPS, Group, failure_gallery, group_failures, is_failure, worst_cases
 
 
 NAN = math.nan
@@ -20,8 +20,9 @@ NAN = math.nan
 
 def _row(id: str, label: int, score: float, f1: float = NAN, **kw) -> dict:
     r = {k: (NAN if t == "float" else None) for k, t in ROW_COLUMNS.items()}
-    r.update(dataset="toy", id=id, label=label, status="ok", score=score, f1_best=f1, height=64, width=64,
-             mean_conf=0.8)
+    r.update(
+        dataset="toy", id=id, label=label, status="ok", score=score, f1_best=f1, height=64, width=64, mean_conf=0.8
+    )
     r.update(kw)
     return r
 
@@ -30,10 +31,10 @@ def _row(id: str, label: int, score: float, f1: float = NAN, **kw) -> dict:
 def toy() -> Evaluation:
     rows = [
         _row("f_good", 1, 0.9, 0.9, mask_fraction=0.2, jpeg_quality=95),
-        _row("f_bad", 1, 0.8, 0.1, mask_fraction=0.005, jpeg_quality=60),        # poor F1, small, compressed
-        _row("f_worst", 1, 0.3, 0.1, mask_fraction=0.004, mean_conf=0.3),         # same F1, lower score
-        _row("f_mid", 1, 0.4, 0.6, mask_fraction=0.1, width=60),                  # missed (score)
-        _row("f_nomask", 1, 0.7),                                                 # detection only
+        _row("f_bad", 1, 0.8, 0.1, mask_fraction=0.005, jpeg_quality=60),  # poor F1, small, compressed
+        _row("f_worst", 1, 0.3, 0.1, mask_fraction=0.004, mean_conf=0.3),  # same F1, lower score
+        _row("f_mid", 1, 0.4, 0.6, mask_fraction=0.1, width=60),  # missed (score)
+        _row("f_nomask", 1, 0.7),  # detection only
         _row("r_ok", 0, 0.1),
         _row("r_alarm", 0, 0.95, mean_conf=0.2, jpeg_quality=50),
         _row("r_edge", 0, 0.6, height=63),
@@ -44,16 +45,31 @@ def toy() -> Evaluation:
 
 def test_is_failure_rules(toy):
     rows = {r["id"]: r for r in toy.rows}
-    expected = {"f_good": False, "f_bad": True, "f_worst": True, "f_mid": True, "f_nomask": False,
-                "r_ok": False, "r_alarm": True, "r_edge": True, "r_err": None}
+    expected = {
+        "f_good": False,
+        "f_bad": True,
+        "f_worst": True,
+        "f_mid": True,
+        "f_nomask": False,
+        "r_ok": False,
+        "r_alarm": True,
+        "r_edge": True,
+        "r_err": None,
+    }
     assert {k: is_failure(r) for k, r in rows.items()} == expected
     assert is_failure(rows["f_bad"], f1_threshold=0.05) is False
 
 
 def test_worst_cases_ordering(toy):
     t = worst_cases(toy, k=3)
-    assert [(r["case"], r["id"]) for r in t] == [("fake", "f_worst"), ("fake", "f_bad"), ("fake", "f_mid"),
-                                                 ("real", "r_alarm"), ("real", "r_edge"), ("real", "r_ok")]
+    assert [(r["case"], r["id"]) for r in t] == [
+        ("fake", "f_worst"),
+        ("fake", "f_bad"),
+        ("fake", "f_mid"),
+        ("real", "r_alarm"),
+        ("real", "r_edge"),
+        ("real", "r_ok"),
+    ]
     assert t[0]["reason"].startswith("F1 0.100") and t[3]["reason"] == "score 0.950"
     assert [r["id"] for r in worst_cases(toy, k=10, which="reals")] == ["r_alarm", "r_edge", "r_ok"]
     assert [r["id"] for r in worst_cases(toy, k=1, which="fakes")] == ["f_worst"]
@@ -65,14 +81,14 @@ def test_worst_cases_ordering(toy):
 def test_group_failures_counts(toy):
     t = {r["group"]: r for r in group_failures(toy)}
     assert list(t) == ["small_region", "low_confidence", "heavy_compression", "resized"]
-    s = t["small_region"]   # fakes with a mask only: f_bad, f_worst (in) vs f_good, f_mid (rest)
+    s = t["small_region"]  # fakes with a mask only: f_bad, f_worst (in) vs f_good, f_mid (rest)
     assert (s["n_group"], s["n_rest"], s["n_unknown"], s["failures_group"], s["failures_rest"]) == (2, 2, 4, 2, 1)
     assert s["failure_rate_group"] == 1.0 and s["failure_rate_rest"] == 0.5 and s["rate_ratio"] == 2.0
     c = t["low_confidence"]  # f_worst, r_alarm: both failures; rest 6 of which f_bad, f_mid, r_edge fail
     assert (c["n_group"], c["n_rest"], c["failures_group"], c["failures_rest"]) == (2, 6, 2, 3)
     j = t["heavy_compression"]  # f_bad, r_alarm; non-JPEG counts as rest
     assert (j["n_group"], j["n_rest"], j["failures_group"]) == (2, 6, 2)
-    z = t["resized"]            # f_mid (60 wide), r_edge (63 high)
+    z = t["resized"]  # f_mid (60 wide), r_edge (63 high)
     assert (z["n_group"], z["failures_group"], z["failure_rate_group"]) == (2, 2, 1.0)
     custom = Group("high_score", "score > 0.85", lambda r: r["score"] > 0.85)
     (h,) = group_failures(toy, by=[custom])
@@ -103,12 +119,13 @@ def _png_stats(fig) -> tuple[tuple[int, int], float, int]:
 
 def test_failure_gallery_renders_from_evaluation_and_csv(evaluated):
     from matplotlib.figure import Figure
+
     ev, csv_path = evaluated
-    fig = failure_gallery(ev, k=4)       # 2 fakes + 1 real available
+    fig = failure_gallery(ev, k=4)  # 2 fakes + 1 real available
     assert isinstance(fig, Figure) and len(fig.axes) == 12
     (h, w), std, colours = _png_stats(fig)
     assert h > 100 and w > 100 and std > 10 and colours > 100
-    fig2 = failure_gallery(csv_path, k=2)          # from the CSV: masks re-read, npz re-read
+    fig2 = failure_gallery(csv_path, k=2)  # from the CSV: masks re-read, npz re-read
     assert len(fig2.axes) == 8
     assert _png_stats(fig2)[2] > 100
     assert any(im.get_array() is not None for im in fig2.axes[1].images)  # the fake's mask was drawn
@@ -134,6 +151,7 @@ def test_failure_gallery_widget_and_static_fallback(evaluated, monkeypatch):
         dropdown.value = 2
         assert g.index == 2
     import builtins
+
     real_import = builtins.__import__
 
     def no_widgets(name, *a, **kw):

@@ -1,12 +1,22 @@
 """Feature summaries: exact statistics on synthetic maps, PCA, branch comparison on real captures."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from trufor_lab.interpret.features import (BranchComparison, branch_comparison_names, branch_similarity, channel_stats,
-                                 cosine_similarity_map, pca_rgb, spatial_stats, to_chw, top_channels)
+from trufor_lab.interpret.features import (
+    BranchComparison,
+    branch_comparison_names,
+    branch_similarity,
+    channel_stats,
+    cosine_similarity_map,
+    pca_rgb,
+    spatial_stats,
+    to_chw,
+    top_channels,
+)
 
 
 @pytest.fixture()
@@ -34,7 +44,7 @@ def test_channel_stats_and_top_channels(fmap):
     np.testing.assert_allclose(st.std, flat.std(1))
     np.testing.assert_allclose(st.min, flat.min(1))
     np.testing.assert_allclose(st.max, flat.max(1))
-    np.testing.assert_allclose(st.energy, (flat ** 2).mean(1))
+    np.testing.assert_allclose(st.energy, (flat**2).mean(1))
     assert list(top_channels(fmap, 2)) == [4, 1]
     assert st.channels == 6 and list(st.top(6, by="max"))[0] in (4, 1)
 
@@ -55,7 +65,7 @@ def test_pca_recovers_the_dominant_pattern():
     p = pca_rgb(fmap)
     assert p.image.shape == (h, w, 3) and p.image.min() >= 0 and p.image.max() <= 1
     assert p.explained[0] > 0.99
-    left, right = p.image[:, : w // 2, 0].mean(), p.image[:, w // 2:, 0].mean()
+    left, right = p.image[:, : w // 2, 0].mean(), p.image[:, w // 2 :, 0].mean()
     assert abs(left - right) > 0.9  # first component separates the halves
     assert pca_rgb(np.zeros((1, 4, 4))).image.shape == (4, 4, 3)  # degenerate input: grey, no error
 
@@ -69,6 +79,7 @@ def test_cosine_similarity_map(fmap):
 
 def test_branch_similarity_on_real_captures(recipe_model, small_image):
     import trufor_lab as tl
+
     r = tl.analyze(recipe_model, small_image[:64, :64], capture=branch_comparison_names())
     cmp = branch_similarity(r.captures)
     assert isinstance(cmp, BranchComparison) and cmp.stages == [1, 2, 3, 4]

@@ -1,4 +1,5 @@
 """Figures render real content: non-blank PNGs, the right panels, fixed map scale, spectra peaks."""
+
 from __future__ import annotations
 
 import io
@@ -13,8 +14,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from trufor_lab.inference.analyze import Result  # noqa: E402
 from trufor_lab.interpret.features import branch_similarity, channel_stats, pca_rgb, spatial_stats  # noqa: E402
 from trufor_lab.viz import figures as F  # noqa: E402
-from trufor_lab.viz.noiseprint import (compare_regions, local_variance, log_spectrum,  # noqa: E402
-                                       periodic_peak_ratio, plot_noiseprint, region_stats)
+from trufor_lab.viz.noiseprint import (
+    compare_regions,
+    local_variance,
+    log_spectrum,  # noqa: E402
+    periodic_peak_ratio,
+    plot_noiseprint,
+    region_stats,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +33,7 @@ def _no_show(monkeypatch):
 
 def png_pixels(fig) -> np.ndarray:
     from PIL import Image
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=50)
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=float)
@@ -112,6 +120,7 @@ def test_plot_noiseprint(real_noiseprint):
 
 def test_compare_regions(real_noiseprint):
     from matplotlib.patches import Rectangle
+
     fig = compare_regions(real_noiseprint, (0, 0, 64, 64), (64, 64, 128, 128), labels=("sky", "wall"))
     assert_not_blank(fig)
     assert len(fig.axes) == 7
@@ -175,6 +184,7 @@ def test_branch_comparison_and_stage_figures(fmap):
 
 def test_figures_draw_into_a_given_figure(fmap):
     from matplotlib.figure import Figure
+
     fig = Figure()
     assert F.plot_feature_grid(fmap, k=4, fig=fig) is fig
     ax = Figure().add_subplot()

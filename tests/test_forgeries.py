@@ -1,4 +1,5 @@
 """Synthetic forgeries: reproducible by seed, masks exact, areas as requested, demo set offline."""
+
 from __future__ import annotations
 
 import json
@@ -106,7 +107,7 @@ def test_splice_donor_content(target, donor):
     oy, ox = f.params["donor_offset"]
     y0, y1, x0, x1 = f.params["bbox"]
     m = 4  # margin taken around the patch in the donor
-    np.testing.assert_array_equal(f.image[y0:y1, x0:x1], donor[oy + m:oy + m + y1 - y0, ox + m:ox + m + x1 - x0])
+    np.testing.assert_array_equal(f.image[y0:y1, x0:x1], donor[oy + m : oy + m + y1 - y0, ox + m : ox + m + x1 - x0])
 
 
 def test_copy_move_pure_translation_copies_exactly(target):
@@ -125,7 +126,7 @@ def test_remove_object_is_smooth(target):
     inner = ndimage.binary_erosion(f.mask, iterations=2)
     lap_new = ndimage.laplace(f.image.astype(float).mean(-1))[inner]
     lap_old = ndimage.laplace(target.astype(float).mean(-1))[inner]
-    assert np.mean(lap_new ** 2) < 0.5 * np.mean(lap_old ** 2)
+    assert np.mean(lap_new**2) < 0.5 * np.mean(lap_old**2)
 
 
 def test_local_edit_ops_do_what_they_say(target):
@@ -182,6 +183,7 @@ def test_registry_and_random(target, donor):
 
 def test_plot_and_html(target, donor):
     from matplotlib.figure import Figure
+
     f = F.splice(target, donor, seed=0)
     fig = f.plot()
     assert isinstance(fig, Figure) and len(fig.axes) == 1
@@ -192,6 +194,7 @@ def test_plot_and_html(target, donor):
 
 def test_demo_set_offline_paired_and_consistent():
     import time
+
     t = time.perf_counter()
     items = F.demo_set(n=8, size=96, seed=0)
     assert time.perf_counter() - t < 10

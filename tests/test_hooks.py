@@ -1,5 +1,6 @@
 """Layer catalog and capture: names derived from the structure, correct shapes and values,
 hooks always removed, subsampling, gradients, attention maps."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,14 @@ from trufor_lab.model.catalog import layer_catalog, list_layers
 from trufor_lab.model import MIT_B2, Noiseprint, TruFor, TruForConfig
 from trufor_lab.model.segformer import tokens_to_map
 
-TINY = TruForConfig(embed_dims=(8, 16, 24, 32), depths=(1, 2, 1, 1), num_heads=(1, 2, 2, 4),
-                    sr_ratios=(4, 2, 2, 1), decoder_embed_dim=16, np_levels=3)
+TINY = TruForConfig(
+    embed_dims=(8, 16, 24, 32),
+    depths=(1, 2, 1, 1),
+    num_heads=(1, 2, 2, 4),
+    sr_ratios=(4, 2, 2, 1),
+    decoder_embed_dim=16,
+    np_levels=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +47,13 @@ def test_catalog_follows_the_structure(tiny, recipe_model):
         assert {f"fusion.stage{s}.frm.rgb", f"fusion.stage{s}.frm.noiseprint", f"fusion.stage{s}.ffm"} <= set(names)
     for head in ("anomaly", "confidence"):
         assert [n for n in names if n.startswith(f"decoder.{head}.")] == [
-            f"decoder.{head}.c{i}" for i in range(1, 5)] + [f"decoder.{head}.fused", f"decoder.{head}.logits"]
+            f"decoder.{head}.c{i}" for i in range(1, 5)
+        ] + [f"decoder.{head}.fused", f"decoder.{head}.logits"]
     assert names[-2:] == ["detection.stats", "detection.logit"]
-    assert [n for n in names if n.startswith("noiseprint.dncnn.")] == ["noiseprint.dncnn.level1",
-                                                                      "noiseprint.dncnn.level2"]
+    assert [n for n in names if n.startswith("noiseprint.dncnn.")] == [
+        "noiseprint.dncnn.level1",
+        "noiseprint.dncnn.level2",
+    ]
     # the official sizes: MiT-B2 has 3, 4, 6, 3 blocks per stage
     assert recipe_model.cfg == MIT_B2
     b2 = layer_catalog(recipe_model)
@@ -73,8 +83,7 @@ def test_noiseprint_only_catalog():
 @pytest.fixture(scope="module")
 def recipe_run(recipe_model):
     x = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad(), capture(recipe_model, "*", max_elements=2000) as small, \
-            capture(recipe_model, "*") as cap:
+    with torch.no_grad(), capture(recipe_model, "*", max_elements=2000) as small, capture(recipe_model, "*") as cap:
         out = recipe_model(x)
     return x, out, cap, small
 
@@ -97,8 +106,9 @@ def test_captured_values_are_the_network_values(recipe_model, recipe_run):
     # tokens -> maps: the stage output is norm(last block's tokens) reshaped
     norm = recipe_model.backbone.stage_modules("rgb", 2)[2]
     last = t["rgb.stage2.block3"]
-    torch.testing.assert_close(tokens_to_map(norm(last.flatten(2).transpose(1, 2)), last.shape[2:]),
-                               t["rgb.stage2.out"])
+    torch.testing.assert_close(
+        tokens_to_map(norm(last.flatten(2).transpose(1, 2)), last.shape[2:]), t["rgb.stage2.out"]
+    )
     assert not any(v.requires_grad for v in t.values())
 
 
@@ -109,8 +119,9 @@ def test_max_elements_subsamples_and_says_so(recipe_run):
     assert s > 1 and sub.numel() <= 2000
     assert torch.equal(sub, full[..., ::s, ::s])
     assert "stride" in small.notes["rgb.stage1.block0"]
-    assert "detection.stats" not in small.notes and torch.equal(small.tensors["detection.stats"],
-                                                                cap.tensors["detection.stats"])
+    assert "detection.stats" not in small.notes and torch.equal(
+        small.tensors["detection.stats"], cap.tensors["detection.stats"]
+    )
 
 
 # -- names --------------------------------------------------------------------------------------
@@ -173,8 +184,11 @@ def test_grad_keeps_the_graph(tiny):
 # -- attention --------------------------------------------------------------------------------
 def test_attention_maps(tiny):
     x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad(), capture(tiny, "rgb.stage1.block0.attention") as cap, \
-            capture(tiny, "rgb.stage1.block0.attention", max_elements=40) as small:
+    with (
+        torch.no_grad(),
+        capture(tiny, "rgb.stage1.block0.attention") as cap,
+        capture(tiny, "rgb.stage1.block0.attention", max_elements=40) as small,
+    ):
         tiny(x)
     att = cap.tensors["rgb.stage1.block0.attention"]
     assert att.shape == list_layers(tiny, (64, 64))["rgb.stage1.block0.attention"].shape == (1, 1, 16, 16, 4, 4)
@@ -193,9 +207,18 @@ def test_attention_maps(tiny):
 def test_overhead_is_small(tiny):
     """10 captured layers: a few Python calls and views, no copies on CPU. Thread CPU time, one
     thread, min of interleaved runs (robust on a busy machine); bench/bench_hooks.py for wall time."""
-    names = ["noiseprint", "rgb.stage1.out", "noiseprint.stage1.out", "fusion.stage1.frm.rgb",
-             "fusion.stage1.ffm", "rgb.stage2.block1", "fusion.stage2.ffm", "fusion.stage3.ffm",
-             "fusion.stage4.ffm", "decoder.anomaly.fused"]
+    names = [
+        "noiseprint",
+        "rgb.stage1.out",
+        "noiseprint.stage1.out",
+        "fusion.stage1.frm.rgb",
+        "fusion.stage1.ffm",
+        "rgb.stage2.block1",
+        "fusion.stage2.ffm",
+        "fusion.stage3.ffm",
+        "fusion.stage4.ffm",
+        "decoder.anomaly.fused",
+    ]
     x = torch.rand(1, 3, 64, 64)
     plain, hooked = [], []
     threads = torch.get_num_threads()

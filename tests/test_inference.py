@@ -1,4 +1,5 @@
 """Inference modes: the lean exact forward is the network (chunking changes rounding only)."""
+
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,14 @@ import pytest
 import torch
 
 import trufor_lab as tl
-from trufor_lab.inference.predict import InferenceMode, attention_override, deviation, predict, predict_result, resolve_mode
+from trufor_lab.inference.predict import (
+    InferenceMode,
+    attention_override,
+    deviation,
+    predict,
+    predict_result,
+    resolve_mode,
+)
 from trufor_lab.inference.preprocess import to_tensor
 from trufor_lab.model.decoder import folded_decode
 from trufor_lab.model.lean import LeanConfig, estimate_lean_peak, estimate_plain_peak, lean_features, noiseprint_halo
@@ -24,7 +32,7 @@ TOL = 2e-5
 @pytest.fixture(scope="module")
 def crops(tampered2) -> torch.Tensor:
     """Two 40x52 crops of an official sample, as a batch (sizes not multiples of 32)."""
-    return torch.cat([to_tensor(tampered2[r:r + 40, r:r + 52]) for r in (40, 130)])
+    return torch.cat([to_tensor(tampered2[r : r + 40, r : r + 52]) for r in (40, 130)])
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +41,14 @@ def reference(recipe_model, crops):
         return recipe_model(crops)
 
 
-@pytest.mark.parametrize("cfg,given_np", [
-    (LeanConfig(rows=1, attn_chunk=5, tile=24), False),
-    (LeanConfig(rows=2, attn_chunk=37, attention="plain"), True),
-], ids=["rows1-sdpa-tiles", "rows2-plain"])
+@pytest.mark.parametrize(
+    "cfg,given_np",
+    [
+        (LeanConfig(rows=1, attn_chunk=5, tile=24), False),
+        (LeanConfig(rows=2, attn_chunk=37, attention="plain"), True),
+    ],
+    ids=["rows1-sdpa-tiles", "rows2-plain"],
+)
 def test_lean_forward_matches_model_with_tiny_chunks(recipe_model, crops, reference, cfg, given_np):
     """Every chunked path (tiles, row chunks with halos, query chunks, decoder rows) is taken."""
     np_in = reference.noiseprint if given_np else None
@@ -198,8 +210,9 @@ def test_ieee_context_restores_flags_for_legacy_and_new_tf32_apis():
         assert m.fp32_precision == "tf32" and c.conv.fp32_precision == "ieee" and c.rnn.fp32_precision == "tf32"
         print("ok")
     """)
-    p = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
 
 
@@ -218,6 +231,7 @@ def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_m
     pretending little memory is free): same answer, a note in the result; capture is refused
     with a one-line reason instead of exhausting memory."""
     import trufor_lab.inference.predict as inf
+
     plain = tl.analyze(recipe_model, small_image)
     assert not any("lean" in n for n in plain.notes)
     need = inf.plain_peak_bytes(recipe_model, to_tensor(small_image))
@@ -236,7 +250,6 @@ def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_m
     assert np.array_equal(np_only.noiseprint, lean.noiseprint) and np_only.notes
 
 
-
 def test_a_compiled_model_is_freed_with_its_model():
     """The compiled-module cache must not keep models alive (it once held them forever)."""
     import gc
@@ -245,11 +258,14 @@ def test_a_compiled_model_is_freed_with_its_model():
     import torch
 
     from trufor_lab.inference import predict as inf
+
     model = torch.nn.Sequential(torch.nn.Linear(2, 2))
     compiled = inf._compiled(model)
     assert inf._compiled(model) is compiled  # compiled once per model
-    assert "_trufor_lab_compiled" not in dict(model.named_modules()) and list(model.state_dict()) == ["0.weight",
-                                                                                                    "0.bias"]
+    assert "_trufor_lab_compiled" not in dict(model.named_modules()) and list(model.state_dict()) == [
+        "0.weight",
+        "0.bias",
+    ]
     ref = weakref.ref(model)
     del model, compiled
     gc.collect()

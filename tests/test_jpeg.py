@@ -1,4 +1,5 @@
 """JPEG facts: tables in natural order, IJG quality estimation, subsampling, round trips."""
+
 from __future__ import annotations
 
 import io
@@ -11,10 +12,70 @@ from trufor_lab.forensics import jpeg
 
 # jpeg_natural_order from libjpeg (jutils.c): natural index of the k-th zig-zag coefficient.
 LIBJPEG_NATURAL_ORDER = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
-    12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
-    35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
-    58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+    0,
+    1,
+    8,
+    16,
+    9,
+    2,
+    3,
+    10,
+    17,
+    24,
+    32,
+    25,
+    18,
+    11,
+    4,
+    5,
+    12,
+    19,
+    26,
+    33,
+    40,
+    48,
+    41,
+    34,
+    27,
+    20,
+    13,
+    6,
+    7,
+    14,
+    21,
+    28,
+    35,
+    42,
+    49,
+    56,
+    57,
+    50,
+    43,
+    36,
+    29,
+    22,
+    15,
+    23,
+    30,
+    37,
+    44,
+    51,
+    58,
+    59,
+    52,
+    45,
+    38,
+    31,
+    39,
+    46,
+    53,
+    60,
+    61,
+    54,
+    47,
+    55,
+    62,
+    63,
 ]
 
 
@@ -30,8 +91,8 @@ def _dqt_jpeg(table_zigzag: list[int]) -> bytes:
     """A greyscale JPEG whose single DQT segment is replaced by ``table_zigzag`` (file order)."""
     data = bytearray(jpeg.jpeg_bytes(np.full((8, 8), 128, np.uint8), 50))
     i = data.find(b"\xff\xdb")
-    assert data[i + 2:i + 4] == b"\x00\x43" and data[i + 4] == 0  # one 8-bit table, id 0
-    data[i + 5:i + 69] = bytes(table_zigzag)
+    assert data[i + 2 : i + 4] == b"\x00\x43" and data[i + 4] == 0  # one 8-bit table, id 0
+    data[i + 5 : i + 69] = bytes(table_zigzag)
     return bytes(data)
 
 

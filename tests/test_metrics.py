@@ -1,4 +1,5 @@
 """trufor_lab.lab.metrics: hand cases, edge cases of the official protocol, and a slow reference."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,13 @@ import numpy as np
 import pytest
 
 from trufor_lab.lab.metrics import (
-    AggregateMetrics, DetectionMetrics, LocalizationMetrics, aggregate, detection_metrics,
-    localization_metrics, scored_regions,
+    AggregateMetrics,
+    DetectionMetrics,
+    LocalizationMetrics,
+    aggregate,
+    detection_metrics,
+    localization_metrics,
+    scored_regions,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -24,13 +30,15 @@ def _slow_filter(mask: np.ndarray, size: int, op) -> np.ndarray:
     out = np.empty((h, w), dtype=np.int64)
     for i in range(h):
         for j in range(w):
-            out[i, j] = op(p[i:i + size, j:j + size])
+            out[i, j] = op(p[i : i + size, j : j + size])
     return out.astype(bool)
 
 
 def _counts(pred, y):
-    tp = int(np.sum(pred & y)); fp = int(np.sum(pred & ~y))
-    fn = int(np.sum(~pred & y)); tn = int(np.sum(~pred & ~y))
+    tp = int(np.sum(pred & y))
+    fp = int(np.sum(pred & ~y))
+    fn = int(np.sum(~pred & y))
+    tn = int(np.sum(~pred & ~y))
     return tp, fp, fn, tn
 
 
@@ -80,8 +88,14 @@ def slow_localization(mp: np.ndarray, mask: np.ndarray) -> dict:
         i1 = tp / (tp + fp + fn) if tp + fp + fn else 0.0
         i2 = fn / (fn + tn + tp) if fn + tn + tp else 0.0
         iou_fixed = max(i1, i2)
-    return dict(f1_best=max(f1s), f1_fixed=f1_fixed, mcc_best=max(mccs), mcc_fixed=mcc_fixed,
-                iou_fixed=iou_fixed, auc=_pair_auc(v, y))
+    return dict(
+        f1_best=max(f1s),
+        f1_fixed=f1_fixed,
+        mcc_best=max(mccs),
+        mcc_fixed=mcc_fixed,
+        iou_fixed=iou_fixed,
+        auc=_pair_auc(v, y),
+    )
 
 
 def _same(a: float, b: float) -> bool:
@@ -98,18 +112,19 @@ def _square_mask(n=40, sl=(slice(10, 30), slice(10, 30))):
 # scored regions
 # --------------------------------------------------------------------------------------------
 
+
 def test_scored_regions_square():
     f, p = scored_regions(_square_mask())
-    assert f.sum() == 36 and f[17:23, 17:23].all()          # 20 - 14 = 6 per side
-    assert (~p).sum() == 900 and (~p)[5:35, 5:35].all()     # 20 + 10 = 30 per side
+    assert f.sum() == 36 and f[17:23, 17:23].all()  # 20 - 14 = 6 per side
+    assert (~p).sum() == 900 and (~p)[5:35, 5:35].all()  # 20 + 10 = 30 per side
     assert not (f & p).any()
 
 
 def test_scored_regions_border_not_eroded():
     m = np.zeros((40, 40), dtype=bool)
-    m[10:30, 0:20] = True                                   # touches the left border
+    m[10:30, 0:20] = True  # touches the left border
     f, p = scored_regions(m)
-    assert f[17:23, 0:13].all() and f.sum() == 6 * 13       # left side kept by reflection
+    assert f[17:23, 0:13].all() and f.sum() == 6 * 13  # left side kept by reflection
     assert (~p).sum() == 30 * 25
     full = np.ones((30, 30), dtype=np.uint8)
     f, p = scored_regions(full)
@@ -120,12 +135,13 @@ def test_scored_regions_border_not_eroded():
 # localization: hand cases
 # --------------------------------------------------------------------------------------------
 
+
 def test_perfect_and_inverted_maps():
     m = _square_mask()
     r = localization_metrics(m.astype(np.float64), m)
     assert (r.f1_best, r.f1_fixed, r.mcc_best, r.mcc_fixed, r.iou_fixed, r.auc) == (1, 1, 1, 1, 1, 1)
     assert (r.n_forged, r.n_pristine) == (36, 700) and not r.best_inverted
-    r = localization_metrics(1.0 - m, m)                   # perfectly inverted
+    r = localization_metrics(1.0 - m, m)  # perfectly inverted
     assert r.f1_best == 1 and r.f1_fixed == 1 and r.iou_fixed == 1 and r.mcc_best == 1
     assert r.auc == 0 and r.best_inverted
 
@@ -135,7 +151,7 @@ def test_ties_hand_computed():
     f, p = scored_regions(m)
     mp = np.full(m.shape, 0.2)
     mp[f] = 0.8
-    pr = np.flatnonzero(p.ravel())[:36]                     # 36 pristine pixels tie with forged
+    pr = np.flatnonzero(p.ravel())[:36]  # 36 pristine pixels tie with forged
     mp.ravel()[pr] = 0.8
     r = localization_metrics(mp, m)
     assert r.f1_best == pytest.approx(2 / 3) and r.f1_fixed == pytest.approx(2 / 3)
@@ -150,8 +166,8 @@ def test_ties_hand_computed():
 def test_constant_map():
     m = _square_mask()
     r = localization_metrics(np.full(m.shape, 0.7), m)
-    assert r.f1_best == pytest.approx(72 / 772)              # all forged (via inversion)
-    assert r.f1_fixed == pytest.approx(72 / 772)             # labels hold both classes
+    assert r.f1_best == pytest.approx(72 / 772)  # all forged (via inversion)
+    assert r.f1_fixed == pytest.approx(72 / 772)  # labels hold both classes
     assert r.mcc_best == 0 and r.auc == 0.5
 
 
@@ -171,7 +187,7 @@ def test_whole_image_forged():
     r = localization_metrics(np.full(m.shape, 0.3), m)
     assert r.n_forged == 1600 and r.n_pristine == 0
     assert r.f1_best == 1 and r.f1_fixed == 1 and math.isnan(r.auc)
-    r = localization_metrics(np.full(m.shape, 0.7), m)      # labels and predictions: one class
+    r = localization_metrics(np.full(m.shape, 0.7), m)  # labels and predictions: one class
     assert r.f1_best == 1 and math.isnan(r.f1_fixed) and math.isnan(r.mcc_fixed)
 
 
@@ -179,20 +195,21 @@ def test_whole_image_forged():
 # localization: edge cases and errors
 # --------------------------------------------------------------------------------------------
 
+
 def test_no_forged_after_erosion():
-    m = _square_mask(sl=(slice(15, 25), slice(15, 25)))     # 10x10 < 15x15
+    m = _square_mask(sl=(slice(15, 25), slice(15, 25)))  # 10x10 < 15x15
     rng = np.random.default_rng(0)
     r = localization_metrics(rng.random(m.shape), m)
     assert r.n_forged == 0 and r.n_pristine > 0
     assert r.f1_best == 0 and r.mcc_best == 0 and math.isnan(r.auc)
-    assert r.f1_fixed == 0                                   # predictions hold both classes
-    r = localization_metrics(np.zeros(m.shape), m)           # one class at 0.5
+    assert r.f1_fixed == 0  # predictions hold both classes
+    r = localization_metrics(np.zeros(m.shape), m)  # one class at 0.5
     assert r.f1_best == 0 and math.isnan(r.f1_fixed) and math.isnan(r.iou_fixed)
 
 
 def test_no_scored_pixel_is_nan():
     m = np.zeros((40, 40), dtype=bool)
-    m[:, ::6] = True                                         # thin stripes: eroded away, dilated everywhere
+    m[:, ::6] = True  # thin stripes: eroded away, dilated everywhere
     r = localization_metrics(np.random.default_rng(1).random(m.shape), m)
     assert r.n_forged == 0 and r.n_pristine == 0
     for name in ("f1_best", "f1_fixed", "mcc_best", "mcc_fixed", "iou_fixed", "auc", "best_threshold"):
@@ -208,7 +225,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="NaN"):
         localization_metrics(np.full(m.shape, np.nan), m)
     f, p = scored_regions(m)
-    band = np.where(f | p, m * 1.0, np.nan)                 # NaN only where nothing is scored
+    band = np.where(f | p, m * 1.0, np.nan)  # NaN only where nothing is scored
     assert localization_metrics(band, m).f1_best == 1
     with pytest.raises(ValueError, match="2-D"):
         localization_metrics(np.zeros((40, 40, 1)), m[..., None])
@@ -220,18 +237,19 @@ def test_bad_inputs():
 # localization: against the slow reference
 # --------------------------------------------------------------------------------------------
 
+
 def _random_case(seed: int):
     rng = np.random.default_rng(seed)
     h, w = rng.integers(24, 44, size=2)
     mask = np.zeros((h, w), dtype=bool)
-    for _ in range(rng.integers(0, 4)):                      # rectangles, some touching borders
+    for _ in range(rng.integers(0, 4)):  # rectangles, some touching borders
         y0, x0 = rng.integers(-5, h - 5), rng.integers(-5, w - 5)
-        mask[max(y0, 0):y0 + rng.integers(4, 30), max(x0, 0):x0 + rng.integers(4, 30)] = True
+        mask[max(y0, 0) : y0 + rng.integers(4, 30), max(x0, 0) : x0 + rng.integers(4, 30)] = True
     kind = seed % 4
     if kind == 0:
         mp = rng.random((h, w))
     elif kind == 1:
-        mp = np.round(rng.random((h, w)), 1)                 # many ties, values exactly 0.5
+        mp = np.round(rng.random((h, w)), 1)  # many ties, values exactly 0.5
     elif kind == 2:
         mp = np.clip(mask * 0.6 + rng.normal(0.2, 0.3, (h, w)), 0, 1).astype(np.float32)
     else:
@@ -255,6 +273,7 @@ def test_matches_slow_reference(seed):
 # aggregate
 # --------------------------------------------------------------------------------------------
 
+
 def test_aggregate_nan_policy():
     nan = math.nan
     a = LocalizationMetrics(0.5, nan, 0.2, nan, nan, 0.9, 10, 10, 0.1, False)
@@ -274,6 +293,7 @@ def test_aggregate_nan_policy():
 # --------------------------------------------------------------------------------------------
 # detection
 # --------------------------------------------------------------------------------------------
+
 
 def test_detection_hand_case():
     r = detection_metrics([0.2, 0.8, 0.6, 0.4], [0, 1, 0, 1])
@@ -333,5 +353,5 @@ def test_special_values_sort_like_floats():
         got = localization_metrics(mp, mask).as_dict()
         for name, value in slow_localization(mp, mask).items():
             assert _same(got[name], value), (name, got[name], value)
-    mp = np.where(scored_regions(mask)[0], 0.0, -0.0)       # one distinct value
+    mp = np.where(scored_regions(mask)[0], 0.0, -0.0)  # one distinct value
     assert localization_metrics(mp, mask).f1_best == pytest.approx(72 / 772)

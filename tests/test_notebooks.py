@@ -1,6 +1,7 @@
 """Every notebook runs top to bottom (small inputs on CPU), as a student would run it, and shows
 what it is for: each stores its key results in ``key_results`` and prints them as one
 ``KEY_RESULTS {json}`` line, which the checks below read from the executed outputs."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,12 @@ def key_results(nb) -> dict:
         text = o.get("text", "") if o.get("output_type") == "stream" else ""
         for line in text.splitlines():
             if line.startswith("KEY_RESULTS "):
-                return json.loads(line[len("KEY_RESULTS "):])
+                return json.loads(line[len("KEY_RESULTS ") :])
     raise AssertionError("the notebook printed no KEY_RESULTS line")
 
 
 # ------------------------------------------------------------------ what each notebook is for
+
 
 def check_01(k):
     # the known-truth splice (camera A photo, camera B donor) is found by the demo model
@@ -108,6 +110,7 @@ CHECKS = {f"0{i}": globals()[f"check_0{i}"] for i in range(1, 9)}
 
 # ------------------------------------------------------------------------------ structure
 
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_teaches(path):
     """Parameters first, device-chosen defaults, exercises with collapsed solutions, what to remember."""
@@ -142,8 +145,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, shared_dir, monkeypatch):
     monkeypatch.setenv("TRUFOR_LAB_SHARED", str(shared_dir))
     # the kernel imports this checkout's code, whatever is installed
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     errors = [o for o in _outputs(nb) if o.get("output_type") == "error"]
     assert not errors

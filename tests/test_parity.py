@@ -1,4 +1,5 @@
 """The network is the official one: parity with outputs of the official implementation."""
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,15 @@ def _outputs(model, rgb):
     with torch.no_grad():
         out = model(x)
         feats = model.forward_features(x, out.noiseprint)
-    got = {"pred_logits": out.logits[0], "conf_logits": out.conf_logits[0], "det_logit": out.det_logit[0],
-           "noiseprint": out.noiseprint[0, 0], "map": out.map[0], "conf": out.conf[0], "score": out.score[0]}
+    got = {
+        "pred_logits": out.logits[0],
+        "conf_logits": out.conf_logits[0],
+        "det_logit": out.det_logit[0],
+        "noiseprint": out.noiseprint[0, 0],
+        "map": out.map[0],
+        "conf": out.conf[0],
+        "score": out.score[0],
+    }
     got.update({k: f[0] for k, f in zip(FUSED, feats)})
     return {k: v.double().numpy() for k, v in got.items()}
 
@@ -63,6 +71,7 @@ def test_analyze_float64_matches_official_outputs(recipe_model, parity_dir, expe
 
 def parity_dir_size(parity_dir):
     from PIL import Image
+
     w, h = Image.open(parity_dir / "parity_input.png").size
     return (h, w)
 
@@ -113,6 +122,7 @@ def test_attention_implementations_are_exact(recipe_model, parity_input):
 
 def test_attention_chunking_matches_plain_formula():
     from trufor_lab.model.attention import attention
+
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, n, 16, generator=g, dtype=torch.float64) for n in (301, 40, 40))
     ref = (q @ k.transpose(-2, -1) * 0.25).softmax(-1) @ v
@@ -125,6 +135,7 @@ def test_attention_chunking_matches_plain_formula():
 
 def test_state_dict_keys_match_manifest_in_order(parity_dir):
     import json
+
     keys = json.loads((parity_dir / "trufor_state_dict_manifest.json").read_text())["keys"]
     sd = tl.TruFor().state_dict()
     assert [k for k, _, _ in keys] == list(sd)

@@ -1,4 +1,5 @@
 """Perturbations do what they say; sweeps perturb image and mask together and score them."""
+
 from __future__ import annotations
 
 import csv
@@ -173,6 +174,7 @@ def test_apply_leaves_inputs_alone(img, mask):
 
 # -- sweeps --------------------------------------------------------------------------------
 
+
 @dataclass
 class FakeResult:
     map: np.ndarray
@@ -243,6 +245,7 @@ def test_sweep_resizes_a_map_of_another_size(planted, mask):
 
 def test_sweep_plot_and_html(planted, mask):
     from matplotlib.figure import Figure
+
     res = P.sweep(None, planted, mask, "jpeg", [95, 75, 50], analyze_fn=bright_detector, keep_results=True)
     assert len(res.results) == 3 and isinstance(res.results[0], FakeResult)
     fig = res.plot()
@@ -269,6 +272,7 @@ def test_sweep_csv_is_utf8_atomic_and_round_trips(planted, mask, tmp_path, monke
 
     def fail(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         res.to_csv(path)

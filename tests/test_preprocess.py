@@ -1,4 +1,5 @@
 """The input contract: every PIL mode, arrays, tensors, EXIF orientation, bad files."""
+
 from __future__ import annotations
 
 import io
@@ -142,8 +143,10 @@ def test_real_decompression_bomb_header_is_refused_before_decoding(tmp_path):
     """A tiny PNG whose header claims 100k x 100k pixels."""
     import struct
     import zlib
+
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
     p = tmp_path / "bomb.png"

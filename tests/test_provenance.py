@@ -1,4 +1,5 @@
 """read_provenance on hand-made files: EXIF, thumbnails, tables, PNG text, hostile metadata."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +22,7 @@ def _pattern(w: int, h: int, seed: int = 0) -> np.ndarray:
     g = 130 + 80 * np.cos(5 * y - 2 * x + seed)
     b = 130 + 60 * np.sin(3 * (x + y))
     img = np.stack([r, g, b], -1)
-    img[h // 4:h // 2, w // 5:w // 2] = [220, 210, 60]
+    img[h // 4 : h // 2, w // 5 : w // 2] = [220, 210, 60]
     return np.clip(img, 40, 225).astype(np.uint8)
 
 
@@ -216,8 +217,9 @@ def test_mismatching_exif_thumbnail_content_and_aspect() -> None:
     p = read_provenance(_save(main, quality=95, exif=exif))
     assert p.thumbnail_present and p.thumbnail_mismatch and not p.thumbnail_aspect_mismatch
     assert p.thumbnail_correlation < 0.5
-    assert any(s.observation.startswith("EXIF thumbnail does not match the image") and
-               s.severity == "warning" for s in p.signs)
+    assert any(
+        s.observation.startswith("EXIF thumbnail does not match the image") and s.severity == "warning" for s in p.signs
+    )
     uncropped = _pattern(480, 480)  # the thumbnail was made before a crop to 3:2
     thumb = Image.fromarray(uncropped).resize((120, 120))
     buf = io.BytesIO()
@@ -239,11 +241,14 @@ def test_exif_dimensions_disagree_with_image() -> None:
 # --------------------------------------------------------------------------- hostile input
 
 
-@pytest.mark.parametrize("payload", [
-    b"Exif\x00\x00" + b"\x13\x37garbage" * 8,  # no TIFF header
-    b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff" + b"\x00" * 10,  # 65535 IFD entries
-    b"Exif\x00\x00MM\x00*\x00\x00\xff\xf0",  # IFD offset past the end
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"Exif\x00\x00" + b"\x13\x37garbage" * 8,  # no TIFF header
+        b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff" + b"\x00" * 10,  # 65535 IFD entries
+        b"Exif\x00\x00MM\x00*\x00\x00\xff\xf0",  # IFD offset past the end
+    ],
+)
 def test_malformed_exif_is_recorded_not_raised(payload: bytes) -> None:
     p = read_provenance(_save(_pattern(64, 48), quality=90, exif=payload))
     assert p.format == "JPEG" and p.size == (64, 48)

@@ -1,4 +1,5 @@
 """The HTML report: plain_reading's rule, self-containment, escaping, the CLI, headless Chromium."""
+
 from __future__ import annotations
 
 import html
@@ -16,8 +17,15 @@ import trufor_lab
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.cli import main
 from trufor_lab.forensics.provenance import read_provenance
-from trufor_lab.casebook.report import (CONF_LOW, build_report, map_stats, plain_reading, save_pdf,
-                               weights_line, write_report)
+from trufor_lab.casebook.report import (
+    CONF_LOW,
+    build_report,
+    map_stats,
+    plain_reading,
+    save_pdf,
+    weights_line,
+    write_report,
+)
 from trufor_lab.inference.weights import WeightsInfo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,19 +34,31 @@ HOSTILE_NAME = '"><img src=y onerror=alert(2)>.jpg'
 OFFICIAL = WeightsInfo("official", "/secret/folder/trufor.pth.tar", "ab" * 32, True)
 
 
-def synth(m: np.ndarray | None, conf: np.ndarray | None = None, score: float | None = None,
-          weights: WeightsInfo | None = OFFICIAL, name: str = "synthetic.png") -> Result:
+def synth(
+    m: np.ndarray | None,
+    conf: np.ndarray | None = None,
+    score: float | None = None,
+    weights: WeightsInfo | None = OFFICIAL,
+    name: str = "synthetic.png",
+) -> Result:
     """A Result with chosen maps (no model needed)."""
     h, w = (64, 64) if m is None else m.shape
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack([(xx * 4) % 256, (yy * 4) % 256, ((xx + yy) * 2) % 256], -1).astype(np.uint8)
-    return Result(image=img, noiseprint=np.random.default_rng(0).normal(size=(h, w)).astype(np.float32),
-                  map=m, conf=conf, score=score, name=name, weights=weights)
+    return Result(
+        image=img,
+        noiseprint=np.random.default_rng(0).normal(size=(h, w)).astype(np.float32),
+        map=m,
+        conf=conf,
+        score=score,
+        name=name,
+        weights=weights,
+    )
 
 
 def square(value: float, background: float = 0.0, size: int = 64, side: int = 16) -> np.ndarray:
     a = np.full((size, size), background, np.float32)
-    a[8:8 + side, 8:8 + side] = value
+    a[8 : 8 + side, 8 : 8 + side] = value
     return a
 
 
@@ -92,19 +112,28 @@ def test_plain_reading_weak_and_tiny_regions():
     assert plain_reading(tiny).startswith("No evidence")
 
 
-VERDICT_WORDS = ("evidence of manipulation", "Strong evidence", "Weak evidence", "look manipulated",
-                 "No evidence", "Inconclusive")
+VERDICT_WORDS = (
+    "evidence of manipulation",
+    "Strong evidence",
+    "Weak evidence",
+    "look manipulated",
+    "No evidence",
+    "Inconclusive",
+)
 
 
-@pytest.mark.parametrize("kind,verified", [("demo", False), ("custom", False), ("untrained", False),
-                                           ("official", False)])
+@pytest.mark.parametrize(
+    "kind,verified", [("demo", False), ("custom", False), ("untrained", False), ("official", False)]
+)
 @pytest.mark.parametrize("case", ["strong", "none", "whole"])
 def test_plain_reading_never_words_a_non_official_result_as_evidence(kind, verified, case):
     """Demo, custom, untrained or unverified weights: what the model flags, that it cannot judge
     a real photo, and where the official weights are; never the official verdict words."""
-    maps = {"strong": (square(0.95), square(0.9, 0.8), 0.93),
-            "none": (np.zeros((64, 64), np.float32), np.ones((64, 64), np.float32), 0.05),
-            "whole": (np.full((64, 64), 0.8, np.float32), np.ones((64, 64), np.float32), 0.95)}[case]
+    maps = {
+        "strong": (square(0.95), square(0.9, 0.8), 0.93),
+        "none": (np.zeros((64, 64), np.float32), np.ones((64, 64), np.float32), 0.05),
+        "whole": (np.full((64, 64), 0.8, np.float32), np.ones((64, 64), np.float32), 0.95),
+    }[case]
     info = WeightsInfo(kind, "model.pt", "cd" * 32, verified)
     text = plain_reading(synth(*maps, weights=info))
     assert not any(w.lower() in text.lower() for w in VERDICT_WORDS), text
@@ -179,6 +208,7 @@ def test_report_is_self_contained_and_escaped(tmp_path):
 
 def test_report_without_localization(shared_dir):
     from trufor_lab.inference.load import load_noiseprint
+
     model = load_noiseprint(shared_dir / "weights" / "noiseprint++.th", device="cpu")
     img = np.asarray(Image.open(shared_dir / "images" / "tampered2.png").convert("RGB"))[:64, :64]
     r = analyze(model, img, name="np_only.png")
@@ -195,6 +225,7 @@ def test_write_report_is_atomic(tmp_path, monkeypatch):
 
     def boom(src, dst):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         write_report(target, "<html>new</html>")
@@ -263,8 +294,9 @@ def test_cli_report_bad_image(tmp_path, capsys):
 
 
 def _chromium() -> tuple[str | None, str | None]:
-    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
-                    if shutil.which(n)), None)
+    browser = next(
+        (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
+    )
     return browser, shutil.which("chromedriver")
 
 
@@ -281,19 +313,27 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
-                f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,2400",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
     try:
         driver.get(page.resolve().as_uri())
         assert "TruFor report" in driver.title
         sizes = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
+        )
         assert len(sizes) >= 2 and all(c and w > 0 and h > 0 for c, w, h in sizes), sizes
-        fetched = driver.execute_script(
-            "return performance.getEntriesByType('resource').map(e => e.name)")
+        fetched = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert fetched == []  # nothing loaded besides the file itself
         artifacts = REPO / "test-artifacts"
         artifacts.mkdir(exist_ok=True)

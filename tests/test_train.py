@@ -1,4 +1,5 @@
 """Training at toy scale on the CPU: phases, freezing, overfitting, checkpoint/resume, loading."""
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,17 @@ from trufor_lab.training import loop, losses, streams
 from trufor_lab.training import phases as training_phases
 
 # The public training API plus the few internals these toy-scale tests drive directly.
-T = SimpleNamespace(**{n: getattr(training, n) for n in training.__all__},
-                    _grid_crop=streams.grid_crop, _noiseprint=loop._noiseprint, _to_batch=loop._to_batch,
-                    _official_noiseprint=training_phases.official_noiseprint, phase_loss=losses.phase_loss,
-                    evaluate=training.score_heldout)
+T = SimpleNamespace(
+    **{n: getattr(training, n) for n in training.__all__},
+    _grid_crop=streams.grid_crop,
+    _noiseprint=loop._noiseprint,
+    _to_batch=loop._to_batch,
+    _official_noiseprint=training_phases.official_noiseprint,
+    phase_loss=losses.phase_loss,
+    evaluate=training.score_heldout,
+)
 
-TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
-                    decoder_embed_dim=32)
+TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), decoder_embed_dim=32)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,13 +54,25 @@ def _pool_cache(tmp_path_factory):
 
 
 def _cfg(tmp, images, **kw) -> T.TrainConfig:
-    base = dict(model=TINY, batch_size=2, crop=64, pristine=images, precompute=6, precompute_size=64,
-                cache_dir=str(_CACHE[-1]), progress=False, lr=1e-3, warmup=1, checkpoint_every=2)
+    base = dict(
+        model=TINY,
+        batch_size=2,
+        crop=64,
+        pristine=images,
+        precompute=6,
+        precompute_size=64,
+        cache_dir=str(_CACHE[-1]),
+        progress=False,
+        lr=1e-3,
+        warmup=1,
+        checkpoint_every=2,
+    )
     return T.TrainConfig(**{**base, **kw})
 
 
 def _sd(path) -> dict[str, torch.Tensor]:
     from trufor_lab.model import extract_state_dict, read_checkpoint
+
     return extract_state_dict(read_checkpoint(path))
 
 
@@ -67,8 +84,9 @@ def _same(a, b, prefixes) -> bool:
 def phases(tmp_path_factory, images):
     """The three phases in sequence, a few steps each."""
     tmp = tmp_path_factory.mktemp("phases")
-    return T.train_phases(_cfg(tmp, images, out_dir=str(tmp / "run")),
-                          {"localization": 3, "confidence": 3, "detection": 3}), tmp
+    return T.train_phases(
+        _cfg(tmp, images, out_dir=str(tmp / "run")), {"localization": 3, "confidence": 3, "detection": 3}
+    ), tmp
 
 
 def test_phases_freeze_what_they_should(phases):
@@ -186,6 +204,7 @@ def test_train_restores_threads_and_global_rng(tmp_path, images):
 def test_on_the_fly_and_dataset(tmp_path, images):
     from PIL import Image
     from trufor_lab.lab.datasets import folder_dataset
+
     (tmp_path / "img").mkdir()
     (tmp_path / "msk").mkdir()
     Image.fromarray(images[0]).save(tmp_path / "img" / "a.png")
@@ -197,8 +216,18 @@ def test_on_the_fly_and_dataset(tmp_path, images):
     stream = T.ForgeryStream([], [ds])
     rgb, m, label = stream.example(np.random.default_rng(1), 64)
     assert rgb.shape == (64, 64, 3) and m.shape == (64, 64) and label in (0, 1)
-    r = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "fly"), steps=1, precompute=0, batch_size=1,
-                     datasets=[ds], dataset_fraction=0.5))
+    r = T.train(
+        _cfg(
+            tmp_path,
+            images,
+            out_dir=str(tmp_path / "fly"),
+            steps=1,
+            precompute=0,
+            batch_size=1,
+            datasets=[ds],
+            dataset_fraction=0.5,
+        )
+    )
     assert r.step == 1 and np.isfinite(r.final_loss)
 
 
@@ -217,6 +246,7 @@ def test_grid_crops_and_config_checks():
 
 def test_checkpoints_load_through_load_trufor(phases, tmp_path):
     from trufor_lab import load_trufor
+
     res, _ = phases
     src = res["detection"].checkpoint
     full = load_trufor(src)
@@ -239,6 +269,7 @@ def test_checkpoints_load_through_load_trufor(phases, tmp_path):
 def test_evaluate_and_plot(phases):
     from matplotlib.figure import Figure
     from trufor_lab.lab.forgeries import pristine, random_forgery
+
     res, _ = phases
     img = T.synthetic_scene(64, 5)
     items = [pristine(img), random_forgery(img, T.synthetic_scene(64, 6), seed=1)]

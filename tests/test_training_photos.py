@@ -1,6 +1,7 @@
 """Real-photo training data (trufor_lab.training.photos) and score calibration
 (trufor_lab.training.finetune_real): camera identity, camera-level splits, grid-aligned native
 crops, the platform chain, the example stream, Platt scaling folded into the detection head."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,7 @@ def photo_dir(tmp_path):
 def test_scan_photos_reads_camera_identity_and_skips_small_images(photo_dir):
     photos = P.scan_photos(photo_dir)
     cams = {p.name: p.camera for p in photos}
-    assert cams == {"a1": "Canon PowerShot X", "a2": "Canon PowerShot X", "b1": "Xiaomi Mi A3",
-                    "c1": "unknown:c1"}
+    assert cams == {"a1": "Canon PowerShot X", "a2": "Canon PowerShot X", "b1": "Xiaomi Mi A3", "c1": "unknown:c1"}
     assert all(p.size == (320, 400) for p in photos)
     assert photos[0].load().shape == (320, 400, 3)
 
@@ -80,7 +80,7 @@ def test_grid_crop_is_native_and_grid_aligned():
     rng = np.random.default_rng(0)
     for _ in range(20):
         c, (y, x) = P.grid_crop(rng, a, 128)
-        assert y % 8 == 0 and x % 8 == 0 and np.array_equal(c, a[y:y + 128, x:x + 128])
+        assert y % 8 == 0 and x % 8 == 0 and np.array_equal(c, a[y : y + 128, x : x + 128])
     tiles = P.tile_crops(a, 128)
     assert len(tiles) == 2 * 3 and np.array_equal(tiles[4], a[128:256, 128:256])
     with pytest.raises(ValueError, match="smaller"):
@@ -98,7 +98,7 @@ def test_platform_chain_keeps_size_and_moves_the_mask_with_the_pixels():
         seen.add(how.split("+")[-1][:3])
         if how.startswith("resize"):
             f = float(how.split("+")[0][6:])
-            assert abs(mask.sum() - m[:round(160 / f), :round(160 / f)].sum() * f * f) < 0.15 * mask.sum() + 50
+            assert abs(mask.sum() - m[: round(160 / f), : round(160 / f)].sum() * f * f) < 0.15 * mask.sum() + 50
     assert seen == {"jpe", "png"}
     o1, _, h1 = P.platform_chain(a, m, np.random.default_rng(3), 160)
     o2, _, h2 = P.platform_chain(a, m, np.random.default_rng(3), 160)
@@ -145,6 +145,6 @@ def test_platt_scaling_recovers_a_known_calibration_and_folds_exactly():
     folded = FR.fold_calibration(sd, 0.5, -1.0)
     assert set(folded) == set(sd)
     mlp2 = detection_mlp(8).eval()
-    mlp2.load_state_dict({k[len("detection."):]: v for k, v in folded.items()}, strict=True)
+    mlp2.load_state_dict({k[len("detection.") :]: v for k, v in folded.items()}, strict=True)
     x = torch.randn(5, 8)
     assert torch.allclose(mlp2(x), 0.5 * mlp(x) - 1.0, atol=1e-6)

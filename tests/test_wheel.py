@@ -1,5 +1,6 @@
 """The wheel is self-contained: installed outside the checkout, `trufor-lab analyze` runs with
 the shipped weights (Noiseprint++ and the demo model travel as package data)."""
+
 from __future__ import annotations
 
 import os
@@ -17,19 +18,26 @@ REPO = Path(__file__).resolve().parent.parent
 def test_wheel_installed_outside_the_checkout_analyzes_with_the_shipped_weights(tmp_path, shared_dir):
     wheels, target, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     work.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO),
-                    "-w", str(wheels)], check=True, cwd=work, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO), "-w", str(wheels)],
+        check=True,
+        cwd=work,
+        timeout=300,
+    )
     (wheel,) = wheels.glob("trufor_lab-*.whl")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, cwd=work, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        cwd=work,
+        timeout=300,
+    )
     assert (target / "trufor_lab" / "weights_data" / "noiseprint++.th").is_file()
     assert (target / "trufor_lab" / "weights_data" / "LICENSE-GRIP-UNINA.txt").is_file()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUFOR_WEIGHTS", "TRUFOR_NOISEPRINT"))}
     env.update(PYTHONPATH=str(target), TRUFOR_LAB_WEIGHTS_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *args], cwd=work, env=env, capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run([sys.executable, *args], cwd=work, env=env, capture_output=True, text=True, timeout=300)
 
     where = run("-c", "import trufor_lab; print(trufor_lab.__file__)")
     assert where.stdout.strip() == str(target / "trufor_lab" / "__init__.py"), where.stderr

@@ -1,5 +1,6 @@
 """Viewers driven programmatically: controls change the picture, the selector switches images,
 FeatureExplorer never re-runs the model, and display falls back to static PNGs."""
+
 from __future__ import annotations
 
 import sys

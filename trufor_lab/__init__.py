@@ -11,6 +11,7 @@ The flat namespace re-exports the user's verbs; each concern lives in its own su
 ``training``, ``viz`` (figures), ``widgets``, ``casebook`` and ``cli``. Optional heavy parts
 (captum, ipywidgets) are imported on first use inside those modules.
 """
+
 from __future__ import annotations
 
 from trufor_lab.inference.analyze import analyze
@@ -23,6 +24,22 @@ from trufor_lab.model.capture import capture
 from trufor_lab.model.catalog import list_layers
 from trufor_lab.version import __version__
 
-__all__ = ["ImageError", "Result", "TruFor", "TruForConfig", "__version__", "analyze", "banner", "capture",
-           "detection_metrics", "list_layers", "load", "load_image", "load_noiseprint", "load_trufor",
-           "localization_metrics", "resolve_device", "untrained"]
+__all__ = [
+    "ImageError",
+    "Result",
+    "TruFor",
+    "TruForConfig",
+    "__version__",
+    "analyze",
+    "banner",
+    "capture",
+    "detection_metrics",
+    "list_layers",
+    "load",
+    "load_image",
+    "load_noiseprint",
+    "load_trufor",
+    "localization_metrics",
+    "resolve_device",
+    "untrained",
+]

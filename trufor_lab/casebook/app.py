@@ -6,6 +6,7 @@ after every analysis (a self-contained HTML file, built in the browser's memory:
 written on the server). :func:`app_notebook` writes that one-cell notebook;
 :mod:`trufor_lab.cli.casebook` serves it with Voila on localhost, sources hidden.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,10 +24,12 @@ from trufor_lab.inference.load import load
 
 __all__ = ["casebook_app", "app_notebook", "report_link_html"]
 
-_INTRO = ("<p style='margin:2px 0 8px'>Upload a picture "
-          "(JPEG, PNG, WebP, TIFF). The analysis runs on this computer; nothing is sent anywhere. "
-          "Read the <b>Result</b> tab first, then the <b>Classic filters</b>; download the report "
-          "to keep or share what you saw.</p>")
+_INTRO = (
+    "<p style='margin:2px 0 8px'>Upload a picture "
+    "(JPEG, PNG, WebP, TIFF). The analysis runs on this computer; nothing is sent anywhere. "
+    "Read the <b>Result</b> tab first, then the <b>Classic filters</b>; download the report "
+    "to keep or share what you saw.</p>"
+)
 
 
 def report_link_html(cb: Casebook) -> str:
@@ -36,13 +39,16 @@ def report_link_html(cb: Casebook) -> str:
     doc = build_report(cb.result, cb.provenance, cb.comparison)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(display_name(cb.result.name or "image")).stem) or "image"
     uri = "data:text/html;charset=utf-8;base64," + base64.b64encode(doc.encode("utf-8")).decode("ascii")
-    return (f'<a class="casebook-report" download="{html.escape(stem)}_report.html" href="{uri}" '
-            f'style="font-weight:bold">Download the report ({html.escape(stem)}_report.html)</a>')
+    return (
+        f'<a class="casebook-report" download="{html.escape(stem)}_report.html" href="{uri}" '
+        f'style="font-weight:bold">Download the report ({html.escape(stem)}_report.html)</a>'
+    )
 
 
 def casebook_app(weights: str | None = None, device: str | None = None) -> Any:
     """The app's widget: the casebook with a report download link below the tabs."""
     import ipywidgets as w  # lazy: the widget stack is only needed in the app
+
     model = load(weights, device=device) if weights else None
     cb = Casebook(model, device=device)
     link = w.HTML(value=report_link_html(cb))
@@ -54,13 +60,28 @@ def casebook_app(weights: str | None = None, device: str | None = None) -> Any:
 
 def app_notebook(path: str | os.PathLike, weights: str | None = None, device: str | None = None) -> Path:
     """Write the app's one-cell notebook to ``path``."""
-    cell = ["from trufor_lab.casebook.app import casebook_app\n",
-            f"casebook_app(weights={weights!r}, device={device!r})"]
-    nb = {"nbformat": 4, "nbformat_minor": 5,
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                       "title": "TruFor casebook"},
-          "cells": [{"cell_type": "code", "id": "casebook-app", "metadata": {}, "execution_count": None,
-                     "outputs": [], "source": cell}]}
+    cell = [
+        "from trufor_lab.casebook.app import casebook_app\n",
+        f"casebook_app(weights={weights!r}, device={device!r})",
+    ]
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "title": "TruFor casebook",
+        },
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "casebook-app",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": cell,
+            }
+        ],
+    }
     path = Path(path)
     path.write_text(json.dumps(nb, indent=1))
     return path

@@ -10,6 +10,7 @@
 Without ipywidgets (or where widgets cannot render) the casebook still works from code and
 displays as static HTML. ``trufor-lab report`` (:mod:`trufor_lab.cli.report`) writes the report from a shell.
 """
+
 from __future__ import annotations
 
 import html
@@ -128,12 +129,15 @@ class Comparison:
 
     def summary(self) -> str:
         """One line."""
-        return (f"{self.name_a} vs {self.name_b}: mean |A-B| {self.mean_diff:.3f}, "
-                f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}")
+        return (
+            f"{self.name_a} vs {self.name_b}: mean |A-B| {self.mean_diff:.3f}, "
+            f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}"
+        )
 
     def plot(self, fig: Any = None) -> Any:
         """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++)."""
         import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+
         results = [r for r in (self.result_a, self.result_b) if r is not None]
         rows = 2 if results else 1
         if fig is None:
@@ -160,10 +164,20 @@ class Comparison:
                     lo, hi = np.percentile(r.noiseprint, [1, 99])
                     ax.imshow(r.noiseprint, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
                     ax.set_title(f"{label}: Noiseprint++ (no localization)", fontsize=9)
-            lines = [f"B shifted by (dy, dx) = {self.shift}",
-                     f"{100 * self.changed_fraction:.1f}% of pixels differ > {CHANGE_THRESHOLD:.0%}"]
-            axes[1, 2].text(0.02, 0.95, "\n".join(lines + self.notes), va="top", ha="left",
-                            fontsize=8, wrap=True, transform=axes[1, 2].transAxes)
+            lines = [
+                f"B shifted by (dy, dx) = {self.shift}",
+                f"{100 * self.changed_fraction:.1f}% of pixels differ > {CHANGE_THRESHOLD:.0%}",
+            ]
+            axes[1, 2].text(
+                0.02,
+                0.95,
+                "\n".join(lines + self.notes),
+                va="top",
+                ha="left",
+                fontsize=8,
+                wrap=True,
+                transform=axes[1, 2].transAxes,
+            )
         for ax in axes.ravel():
             ax.set_axis_off()
         return fig
@@ -180,8 +194,14 @@ def _as_image(x: Any) -> tuple[np.ndarray, str, Result | None]:
     return loaded.rgb, name or loaded.name, None
 
 
-def compare(a: ImageLike | Result, b: ImageLike | Result, model: nn.Module | None = None, *,
-            estimate_shift: bool = True, names: tuple[str, str] | None = None) -> Comparison:
+def compare(
+    a: ImageLike | Result,
+    b: ImageLike | Result,
+    model: nn.Module | None = None,
+    *,
+    estimate_shift: bool = True,
+    names: tuple[str, str] | None = None,
+) -> Comparison:
     """Compare two versions of one picture (e.g. an earlier post and the viral one).
 
     B is aligned to A: resized to A's size when the aspect ratios match (else centre-cropped to
@@ -205,13 +225,15 @@ def compare(a: ImageLike | Result, b: ImageLike | Result, model: nn.Module | Non
         if wb / hb > target:
             cw = max(1, round(hb * target))
             x0 = (wb - cw) // 2
-            aligned = ib[:, x0:x0 + cw]
+            aligned = ib[:, x0 : x0 + cw]
         else:
             ch = max(1, round(wb / target))
             y0 = (hb - ch) // 2
-            aligned = ib[y0:y0 + ch]
-        notes.append(f"aspect ratios differ (A {wa}×{ha}, B {wb}×{hb}): B was centre-cropped to A's "
-                     f"aspect ratio; if B was cropped off-centre the alignment is approximate")
+            aligned = ib[y0 : y0 + ch]
+        notes.append(
+            f"aspect ratios differ (A {wa}×{ha}, B {wb}×{hb}): B was centre-cropped to A's "
+            f"aspect ratio; if B was cropped off-centre the alignment is approximate"
+        )
     if aligned.shape[:2] != (ha, wa):
         ah, aw = aligned.shape[:2]
         aligned = _resize(np.ascontiguousarray(aligned), wa, ha)
@@ -224,15 +246,27 @@ def compare(a: ImageLike | Result, b: ImageLike | Result, model: nn.Module | Non
         if (dy, dx) != (0, 0) and peak >= MIN_SHIFT_PEAK and small:
             aligned, valid = _shift(aligned, dy, dx)
             shift = (dy, dx)
-            notes.append(f"B translated by (dy, dx) = ({dy}, {dx}) pixels (phase correlation peak "
-                         f"{peak:.2f}); the borders without data are left out")
+            notes.append(
+                f"B translated by (dy, dx) = ({dy}, {dx}) pixels (phase correlation peak "
+                f"{peak:.2f}); the borders without data are left out"
+            )
         elif (dy, dx) != (0, 0):
-            notes.append(f"no reliable translation found (phase correlation peak {peak:.2f}); "
-                         f"B not translated")
+            notes.append(f"no reliable translation found (phase correlation peak {peak:.2f}); B not translated")
     diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
     diff[~valid] = np.nan
-    return Comparison(name_a=na, name_b=nb, a=ia, b=ib, b_aligned=aligned, diff=diff.astype(np.float32),
-                      shift=shift, shift_peak=peak, notes=notes, result_a=ra, result_b=rb)
+    return Comparison(
+        name_a=na,
+        name_b=nb,
+        a=ia,
+        b=ib,
+        b_aligned=aligned,
+        diff=diff.astype(np.float32),
+        shift=shift,
+        shift_peak=peak,
+        notes=notes,
+        result_a=ra,
+        result_b=rb,
+    )
 
 
 # --------------------------------------------------------------------------- casebook widget
@@ -254,8 +288,7 @@ class Casebook:
     the "Classic filters" tab next to TruFor's answer; ``classic=False`` leaves them out.
     """
 
-    def __init__(self, model: nn.Module | None = None, *, device: str | None = None,
-                 classic: bool = True) -> None:
+    def __init__(self, model: nn.Module | None = None, *, device: str | None = None, classic: bool = True) -> None:
         self.model = model
         self.device = device
         self.with_classic = classic
@@ -279,15 +312,18 @@ class Casebook:
     # -- widgets ----------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         import ipywidgets as w  # lazy: the widget stack is only needed in a notebook
-        self.upload = w.FileUpload(accept="image/*,.jpg,.jpeg,.png,.webp,.tif,.tiff,.bmp,.gif",
-                                   multiple=False, description="Upload image")
+
+        self.upload = w.FileUpload(
+            accept="image/*,.jpg,.jpeg,.png,.webp,.tif,.tiff,.bmp,.gif", multiple=False, description="Upload image"
+        )
         self.path_text = w.Text(placeholder="or a path: /data/photo.jpg", layout=w.Layout(width="50%"))
         self.path_button = w.Button(description="Analyze", button_style="primary")
         self.progress = w.IntProgress(value=0, min=0, max=_STEPS, description="", layout=w.Layout(width="30%"))
         self.status = w.HTML(value="Upload an image or type a path.")
         self.tab_html = [w.HTML(value="") for _ in _TAB_TITLES]
-        self.compare_text = w.Text(placeholder="path of another version (e.g. the earlier post)",
-                                   layout=w.Layout(width="50%"))
+        self.compare_text = w.Text(
+            placeholder="path of another version (e.g. the earlier post)", layout=w.Layout(width="50%")
+        )
         self.compare_button = w.Button(description="Compare")
         compare_box = w.VBox([w.HBox([self.compare_text, self.compare_button]), self.tab_html[3]])
         children, titles = [*self.tab_html[:3], compare_box], list(_TAB_TITLES)
@@ -301,9 +337,14 @@ class Casebook:
         self.upload.observe(self._on_upload, names="value")
         self.path_button.on_click(self._on_path)
         self.compare_button.on_click(self._on_compare)
-        self.widget = w.VBox([w.HTML("<b>TruFor casebook</b>"),
-                              w.HBox([self.upload, self.path_text, self.path_button]),
-                              w.HBox([self.progress, self.status]), self.tabs])
+        self.widget = w.VBox(
+            [
+                w.HTML("<b>TruFor casebook</b>"),
+                w.HBox([self.upload, self.path_text, self.path_button]),
+                w.HBox([self.progress, self.status]),
+                self.tabs,
+            ]
+        )
 
     def _step(self, i: int, text: str) -> None:
         if self.progress is not None:
@@ -412,8 +453,12 @@ class Casebook:
         """HTML of the four tabs (Result, Noiseprint++, Provenance, Compare)."""
         if self.result is None:
             return ["<p>No image analyzed yet.</p>"] * 3 + [_COMPARE_HINT]
-        return [R.result_section_html(self.result), R.noiseprint_section_html(self.result),
-                R.provenance_section_html(self.provenance), self._compare_html()]
+        return [
+            R.result_section_html(self.result),
+            R.noiseprint_section_html(self.result),
+            R.provenance_section_html(self.provenance),
+            self._compare_html(),
+        ]
 
     def _compare_html(self) -> str:
         return _COMPARE_HINT if self.comparison is None else comparison_section_html(self.comparison)
@@ -438,10 +483,13 @@ class Casebook:
     def static_html(self) -> str:
         """Everything as plain HTML, for frontends that cannot render widgets."""
         if self.result is None:
-            return ("<div><b>TruFor casebook</b>: no image analyzed yet. Use "
-                    "<code>casebook.analyze_path(path)</code> or <code>analyze_bytes(data, name)</code>.</div>")
-        sections = [(t, s) for t, s in zip(_TAB_TITLES, self.sections_html())
-                    if t != "Compare" or self.comparison is not None]
+            return (
+                "<div><b>TruFor casebook</b>: no image analyzed yet. Use "
+                "<code>casebook.analyze_path(path)</code> or <code>analyze_bytes(data, name)</code>.</div>"
+            )
+        sections = [
+            (t, s) for t, s in zip(_TAB_TITLES, self.sections_html()) if t != "Compare" or self.comparison is not None
+        ]
         if self.with_classic and self.classic:
             sections.insert(1, (CLASSIC_TAB, self.classic_section()))
         return "".join(f"<h3>{t}</h3>{s}" for t, s in sections)
@@ -471,8 +519,10 @@ class Casebook:
         return write_report(path, build_report(self.result, self.provenance, self.comparison))
 
 
-_COMPARE_HINT = ("<p>Compare this image with another version of the same picture (for example the "
-                 "earlier post): type its path above, or call <code>casebook.compare(path)</code>.</p>")
+_COMPARE_HINT = (
+    "<p>Compare this image with another version of the same picture (for example the "
+    "earlier post): type its path above, or call <code>casebook.compare(path)</code>.</p>"
+)
 
 
 def _esc(s: str) -> str:

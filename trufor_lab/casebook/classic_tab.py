@@ -10,6 +10,7 @@ The filters run on the file's bytes, so the JPEG methods see its quantization ta
 or a screenshot the double-JPEG map is "not applicable" (the tab says so instead of showing an
 empty picture).
 """
+
 from __future__ import annotations
 
 import html
@@ -25,26 +26,38 @@ __all__ = ["FILTERS", "classic_filters", "classic_section_html"]
 
 #: (method, title, what it shows, how it misleads), in the order of the tab.
 FILTERS: tuple[tuple[str, str, str, str], ...] = (
-    ("ela", "Error level analysis (ELA)",
-     "How much each part changes when the image is saved once more as JPEG at its own quality. "
-     "A pasted region that was never compressed like the rest stands out.",
-     "Edges, text and fine texture are always bright; a resave at another quality or a resize "
-     "makes the whole picture uniform. Compare similar textures, not bright and flat areas."),
-    ("noise", "Noise level",
-     "The local strength of the sensor noise. A region from another camera, denoised or "
-     "synthetic often has a different noise level.",
-     "Flat, dark or saturated areas and strong JPEG compression change the noise on their own; "
-     "a copy from the same photo has the same noise."),
-    ("jpeg_ghost", "JPEG ghosts",
-     "Where the image barely changes when saved at some lower quality: a region first saved at "
-     "that quality (a 'ghost') shows up dark against the rest.",
-     "Only works when the last save was at a higher quality than the first; flat areas look "
-     "like ghosts at every quality."),
-    ("dq_aligned", "Double-JPEG map",
-     "Per 8x8 block, the probability that its DCT coefficients were quantized twice (saved as "
-     "JPEG, edited, saved again). Regions with a single compression stand out against the rest.",
-     "Needs the JPEG file itself (not a screenshot, not a PNG); blind when both saves used the "
-     "same quality; small regions give few blocks to judge."),
+    (
+        "ela",
+        "Error level analysis (ELA)",
+        "How much each part changes when the image is saved once more as JPEG at its own quality. "
+        "A pasted region that was never compressed like the rest stands out.",
+        "Edges, text and fine texture are always bright; a resave at another quality or a resize "
+        "makes the whole picture uniform. Compare similar textures, not bright and flat areas.",
+    ),
+    (
+        "noise",
+        "Noise level",
+        "The local strength of the sensor noise. A region from another camera, denoised or "
+        "synthetic often has a different noise level.",
+        "Flat, dark or saturated areas and strong JPEG compression change the noise on their own; "
+        "a copy from the same photo has the same noise.",
+    ),
+    (
+        "jpeg_ghost",
+        "JPEG ghosts",
+        "Where the image barely changes when saved at some lower quality: a region first saved at "
+        "that quality (a 'ghost') shows up dark against the rest.",
+        "Only works when the last save was at a higher quality than the first; flat areas look "
+        "like ghosts at every quality.",
+    ),
+    (
+        "dq_aligned",
+        "Double-JPEG map",
+        "Per 8x8 block, the probability that its DCT coefficients were quantized twice (saved as "
+        "JPEG, edited, saved again). Regions with a single compression stand out against the rest.",
+        "Needs the JPEG file itself (not a screenshot, not a PNG); blind when both saves used the "
+        "same quality; small regions give few blocks to judge.",
+    ),
 )
 
 _BOX = "border:1px solid #999;background:#f5f5f5;padding:8px 10px;margin:8px 0"
@@ -62,8 +75,17 @@ def classic_filters(source: Any, methods: tuple[str, ...] | None = None) -> dict
             out[name] = detect(source, name)
         except (ValueError, RuntimeError) as e:  # one broken filter must not hide the others
             msg = f"{name} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-            out[name] = Result(image=None, noiseprint=None, map=None, conf=None, score=None, name=name,
-                               notice=msg, notes=(msg,), captures={"method": name, "applicable": False})
+            out[name] = Result(
+                image=None,
+                noiseprint=None,
+                map=None,
+                conf=None,
+                score=None,
+                name=name,
+                notice=msg,
+                notes=(msg,),
+                captures={"method": name, "applicable": False},
+            )
     return out
 
 
@@ -82,9 +104,11 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
     """HTML of the tab: TruFor's map first (when there is one), then each filter with what it
     shows and how it misleads."""
     e = html.escape
-    parts = [f'<div style="{_BOX}"><b>Classic filters</b> measure one trace each and say nothing '
-             "about whether it means an edit: read each with its caveat. TruFor's map combines "
-             "such traces with what it learned, and its confidence says where not to trust it.</div>"]
+    parts = [
+        f'<div style="{_BOX}"><b>Classic filters</b> measure one trace each and say nothing '
+        "about whether it means an edit: read each with its caveat. TruFor's map combines "
+        "such traces with what it learned, and its confidence says where not to trust it.</div>"
+    ]
     panels: list[tuple[str, np.ndarray, str]] = []
     if trufor is not None and trufor.map is not None:
         score = "" if trufor.score is None else f" (score {trufor.score:.2f})"
@@ -98,13 +122,17 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
         if applicable:
             panels.append((title, r.map, "inferno"))
         status = "" if applicable else f'<div style="{_NOTE}">Not applicable here: {e(r.notice or "")}</div>'
-        rows.append(f"<h4 style='margin:10px 0 2px'>{e(title)}</h4>{status}"
-                    f"<p style='margin:2px 0'><b>Shows:</b> {e(shows)}</p>"
-                    f"<p style='margin:2px 0'><b>Misleads when:</b> {e(misleads)}</p>")
+        rows.append(
+            f"<h4 style='margin:10px 0 2px'>{e(title)}</h4>{status}"
+            f"<p style='margin:2px 0'><b>Shows:</b> {e(shows)}</p>"
+            f"<p style='margin:2px 0'><b>Misleads when:</b> {e(misleads)}</p>"
+        )
     if panels:
         caption = "Bright = more suspicious for that filter (each on its own scale); TruFor: red = likely manipulated"
-        parts.append(f'<figure style="margin:8px 0"><img src="{_figure(panels, dpi)}" alt="{e(caption)}" '
-                     f'style="max-width:100%;height:auto"/><figcaption style="font-size:0.9em;color:#444">'
-                     f"{e(caption)}</figcaption></figure>")
+        parts.append(
+            f'<figure style="margin:8px 0"><img src="{_figure(panels, dpi)}" alt="{e(caption)}" '
+            f'style="max-width:100%;height:auto"/><figcaption style="font-size:0.9em;color:#444">'
+            f"{e(caption)}</figcaption></figure>"
+        )
     parts.extend(rows)
     return "".join(parts)

@@ -10,6 +10,7 @@ and a Content-Security-Policy that forbids loading anything. Everything user-con
 names, metadata strings) is HTML-escaped. ``save_pdf`` writes the same content as a PDF with
 matplotlib (no browser needed). ``trufor-lab report IMAGE -o report.html`` is the command line.
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,9 +36,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from trufor_lab.inference.analyze import Result
     from trufor_lab.inference.weights import WeightsInfo
 
-__all__ = ["MapStats", "build_report", "map_stats", "plain_reading", "save_pdf", "weights_line",
-           "write_report", "FLAG_THRESHOLD", "MIN_FLAGGED_FRACTION", "CONF_LOW", "CONF_HIGH",
-           "SCORE_FLAG", "SCORE_STRONG"]
+__all__ = [
+    "MapStats",
+    "build_report",
+    "map_stats",
+    "plain_reading",
+    "save_pdf",
+    "weights_line",
+    "write_report",
+    "FLAG_THRESHOLD",
+    "MIN_FLAGGED_FRACTION",
+    "CONF_LOW",
+    "CONF_HIGH",
+    "SCORE_FLAG",
+    "SCORE_STRONG",
+]
 
 #: A pixel is "flagged" when its localization map value is at least this.
 FLAG_THRESHOLD = 0.5
@@ -88,9 +101,14 @@ def map_stats(result: "Result") -> MapStats:
     conf = None if result.conf is None else np.asarray(result.conf, dtype=np.float64)
     conf_mean = None if conf is None else float(conf.mean())
     conf_flagged = float(conf[flagged].mean()) if conf is not None and flagged.any() else None
-    return MapStats(score=None if result.score is None else float(result.score),
-                    map_max=float(m.max()), map_mean=float(m.mean()), conf_mean=conf_mean,
-                    flagged_fraction=float(flagged.mean()), conf_flagged=conf_flagged)
+    return MapStats(
+        score=None if result.score is None else float(result.score),
+        map_max=float(m.max()),
+        map_mean=float(m.mean()),
+        conf_mean=conf_mean,
+        flagged_fraction=float(flagged.mean()),
+        conf_flagged=conf_flagged,
+    )
 
 
 def plain_reading(result: "Result") -> str:
@@ -110,9 +128,11 @@ def plain_reading(result: "Result") -> str:
     """
     info = result.weights
     if result.map is None or result.score is None:
-        return ("Noiseprint++ only: no localization map and no integrity score. Localization needs "
-                "the official TruFor checkpoint; the Noiseprint++ map and the provenance can still "
-                "be inspected by an expert.")
+        return (
+            "Noiseprint++ only: no localization map and no integrity score. Localization needs "
+            "the official TruFor checkpoint; the Noiseprint++ map and the provenance can still "
+            "be inspected by an expert."
+        )
     if info is None or info.kind != "official" or not info.verified:
         return _unverified_reading(result, info)
     return _official_reading(map_stats(result))
@@ -120,20 +140,23 @@ def plain_reading(result: "Result") -> str:
 
 def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
     st = map_stats(result)
-    what = {"demo": "The demo model (a small network trained by trufor_lab, not the official TruFor)",
-            "official": "An official-looking checkpoint whose checksum was not verified",
-            "custom": "A custom TruFor checkpoint (not the official one)",
-            "untrained": "An untrained network (random weights)"}.get(
-                "unknown" if info is None else info.kind, "A model loaded without a known checkpoint")
+    what = {
+        "demo": "The demo model (a small network trained by trufor_lab, not the official TruFor)",
+        "official": "An official-looking checkpoint whose checksum was not verified",
+        "custom": "A custom TruFor checkpoint (not the official one)",
+        "untrained": "An untrained network (random weights)",
+    }.get("unknown" if info is None else info.kind, "A model loaded without a known checkpoint")
     if st.flagged_fraction < MIN_FLAGGED_FRACTION:
         flags = "flags no region"
     else:
         conf = "" if st.conf_flagged is None else f", mean confidence there {st.conf_flagged:.2f}"
         flags = f"flags {100 * st.flagged_fraction:.1f}% of the image{conf}"
-    return (f"{what} {flags}; its integrity score is {st.score:.2f}. This describes what that model "
-            f"computes, not whether the image was manipulated: a demo or unverified model cannot judge "
-            f"a real photo, and its scores are not evidence either way. For an assessment, analyze the "
-            f"image with the official TruFor weights (`trufor-lab weights download`).")
+    return (
+        f"{what} {flags}; its integrity score is {st.score:.2f}. This describes what that model "
+        f"computes, not whether the image was manipulated: a demo or unverified model cannot judge "
+        f"a real photo, and its scores are not evidence either way. For an assessment, analyze the "
+        f"image with the official TruFor weights (`trufor-lab weights download`)."
+    )
 
 
 def _official_reading(st: MapStats) -> str:
@@ -141,27 +164,41 @@ def _official_reading(st: MapStats) -> str:
     pct = f"{100 * frac:.1f}%"
     if frac < MIN_FLAGGED_FRACTION:
         if s < SCORE_FLAG:
-            return (f"No evidence of manipulation found: no region is flagged and the integrity score "
-                    f"is low ({s:.2f}). This does not prove the image is authentic.")
-        return (f"Inconclusive: the integrity score is high ({s:.2f}) but the map flags no "
-                f"region; the model cannot say where a manipulation would be.")
+            return (
+                f"No evidence of manipulation found: no region is flagged and the integrity score "
+                f"is low ({s:.2f}). This does not prove the image is authentic."
+            )
+        return (
+            f"Inconclusive: the integrity score is high ({s:.2f}) but the map flags no "
+            f"region; the model cannot say where a manipulation would be."
+        )
     if cf is None or cf < CONF_LOW:
-        return (f"Inconclusive: the map flags {pct} of the image, but the model's mean confidence "
-                f"there is low ({0 if cf is None else cf:.2f}), so the map is unreliable in those "
-                f"regions (integrity score {s:.2f}).")
+        return (
+            f"Inconclusive: the map flags {pct} of the image, but the model's mean confidence "
+            f"there is low ({0 if cf is None else cf:.2f}), so the map is unreliable in those "
+            f"regions (integrity score {s:.2f})."
+        )
     if frac > MAX_FLAGGED_FRACTION:
-        return (f"Inconclusive: the map flags almost the whole image ({pct}) and singles out no "
-                f"region; this often happens with heavily processed images (integrity score {s:.2f}).")
+        return (
+            f"Inconclusive: the map flags almost the whole image ({pct}) and singles out no "
+            f"region; this often happens with heavily processed images (integrity score {s:.2f})."
+        )
     if s >= SCORE_STRONG and cf >= CONF_HIGH:
-        return (f"Strong evidence of manipulation: {pct} of the image is flagged with high "
-                f"confidence ({cf:.2f}) and the integrity score is high ({s:.2f}). "
-                f"Evidence, not proof: check the flagged regions against other sources.")
+        return (
+            f"Strong evidence of manipulation: {pct} of the image is flagged with high "
+            f"confidence ({cf:.2f}) and the integrity score is high ({s:.2f}). "
+            f"Evidence, not proof: check the flagged regions against other sources."
+        )
     if s >= SCORE_FLAG:
-        return (f"Some regions look manipulated (moderate confidence): {pct} of the image is "
-                f"flagged, mean confidence there {cf:.2f}, integrity score {s:.2f}.")
-    return (f"Weak evidence: {pct} of the image is flagged (confidence there {cf:.2f}) but the "
-            f"integrity score is low ({s:.2f}); look at those regions closely before concluding "
-            f"anything.")
+        return (
+            f"Some regions look manipulated (moderate confidence): {pct} of the image is "
+            f"flagged, mean confidence there {cf:.2f}, integrity score {s:.2f}."
+        )
+    return (
+        f"Weak evidence: {pct} of the image is flagged (confidence there {cf:.2f}) but the "
+        f"integrity score is low ({s:.2f}); look at those regions closely before concluding "
+        f"anything."
+    )
 
 
 def weights_line(info: "WeightsInfo | None") -> str:
@@ -179,6 +216,7 @@ def weights_line(info: "WeightsInfo | None") -> str:
 def fig_to_data_uri(fig: Any, dpi: int = 100) -> str:
     """A matplotlib Figure as a ``data:image/png;base64,...`` URI; the figure is closed."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
@@ -212,16 +250,17 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -
     if header:
         parts.append("<tr>" + "".join(f'<th style="{_CELL}">{_E(h)}</th>' for h in header) + "</tr>")
     for row in rows:
-        parts.append("<tr>" + "".join(f'<td style="{_CELL};word-break:break-word">{_E(c)}</td>'
-                                      for c in row) + "</tr>")
+        parts.append("<tr>" + "".join(f'<td style="{_CELL};word-break:break-word">{_E(c)}</td>' for c in row) + "</tr>")
     parts.append("</table>")
     return "".join(parts)
 
 
 def _figure(uri: str, caption: str) -> str:
-    return (f'<figure class="fig" style="margin:8px 0"><img src="{uri}" alt="{_E(caption)}" '
-            f'style="max-width:100%;height:auto"/><figcaption style="font-size:0.9em;color:#444">'
-            f'{_E(caption)}</figcaption></figure>')
+    return (
+        f'<figure class="fig" style="margin:8px 0"><img src="{uri}" alt="{_E(caption)}" '
+        f'style="max-width:100%;height:auto"/><figcaption style="font-size:0.9em;color:#444">'
+        f"{_E(caption)}</figcaption></figure>"
+    )
 
 
 def numbers_rows(result: "Result") -> list[tuple[str, str]]:
@@ -232,11 +271,14 @@ def numbers_rows(result: "Result") -> list[tuple[str, str]]:
     if result.map is None:
         rows.append(("localization", "not available: needs the official TruFor checkpoint"))
         return rows
-    rows += [("integrity score (probability of manipulation)", _fmt(st.score)),
-             ("map maximum", _fmt(st.map_max)), ("map mean", _fmt(st.map_mean)),
-             ("mean confidence (whole image)", _fmt(st.conf_mean)),
-             (f"area flagged (map ≥ {FLAG_THRESHOLD})", f"{100 * st.flagged_fraction:.1f}%"),
-             ("mean confidence in the flagged area", _fmt(st.conf_flagged))]
+    rows += [
+        ("integrity score (probability of manipulation)", _fmt(st.score)),
+        ("map maximum", _fmt(st.map_max)),
+        ("map mean", _fmt(st.map_mean)),
+        ("mean confidence (whole image)", _fmt(st.conf_mean)),
+        (f"area flagged (map ≥ {FLAG_THRESHOLD})", f"{100 * st.flagged_fraction:.1f}%"),
+        ("mean confidence in the flagged area", _fmt(st.conf_flagged)),
+    ]
     return rows
 
 
@@ -250,21 +292,26 @@ def result_section_html(result: "Result", dpi: int = 100) -> str:
     parts.append(f'<p class="weights">{_E(weights_line(result.weights))}</p>')
     for note in result.notes:
         parts.append(f"<p>Note: {_E(note)}</p>")
-    caption = ("Image, Noiseprint++, localization map (red: likely manipulated), confidence (white: "
-               "reliable) and overlay" if result.map is not None else
-               "Image and Noiseprint++ (localization needs the official TruFor checkpoint)")
+    caption = (
+        "Image, Noiseprint++, localization map (red: likely manipulated), confidence (white: reliable) and overlay"
+        if result.map is not None
+        else "Image and Noiseprint++ (localization needs the official TruFor checkpoint)"
+    )
     parts.append(_figure(fig_to_data_uri(result.plot(), dpi), caption))
     return "".join(parts)
 
 
 def noiseprint_section_html(result: "Result", dpi: int = 100) -> str:
     """The Noiseprint++ map, its local variance and spectrum, with a short explanation."""
-    expl = ("Noiseprint++ is a fingerprint of the camera and processing chain. A region pasted "
-            "from another source can show a different texture or local variance; the spectrum "
-            "shows periodic traces such as the JPEG 8×8 grid (peaks at multiples of 1/8 cycle per "
-            "pixel). These are raw traces for experts: read them with care.")
-    return f"<p>{_E(expl)}</p>" + _figure(fig_to_data_uri(noiseprint_figure(result), dpi),
-                                          "Noiseprint++ map, local variance and log power spectrum")
+    expl = (
+        "Noiseprint++ is a fingerprint of the camera and processing chain. A region pasted "
+        "from another source can show a different texture or local variance; the spectrum "
+        "shows periodic traces such as the JPEG 8×8 grid (peaks at multiples of 1/8 cycle per "
+        "pixel). These are raw traces for experts: read them with care."
+    )
+    return f"<p>{_E(expl)}</p>" + _figure(
+        fig_to_data_uri(noiseprint_figure(result), dpi), "Noiseprint++ map, local variance and log power spectrum"
+    )
 
 
 def provenance_section_html(provenance: "Provenance | None") -> str:
@@ -276,8 +323,7 @@ def provenance_section_html(provenance: "Provenance | None") -> str:
         parts.append("<ul class='signs'>")
         for s in provenance.signs:
             col = _SEVERITY_COLOURS.get(s.severity, "#555")
-            parts.append(f'<li><b style="color:{col}">{_E(s.severity)}</b>: {_E(s.observation)}: '
-                         f'{_E(s.meaning)}</li>')
+            parts.append(f'<li><b style="color:{col}">{_E(s.severity)}</b>: {_E(s.observation)}: {_E(s.meaning)}</li>')
         parts.append("</ul>")
     else:
         parts.append("<p>No particular signs in the metadata.</p>")
@@ -289,24 +335,30 @@ def provenance_section_html(provenance: "Provenance | None") -> str:
             v = display_name(v)
         rows.append((sec, f, v))
     parts.append(_table(rows, ("section", "field", "value")))
-    parts.append("<p style='font-size:0.9em;color:#444'>Metadata is easy to strip or forge: every "
-                 "sign is evidence, not proof. GPS coordinates, if any, are not shown.</p>")
+    parts.append(
+        "<p style='font-size:0.9em;color:#444'>Metadata is easy to strip or forge: every "
+        "sign is evidence, not proof. GPS coordinates, if any, are not shown.</p>"
+    )
     return "".join(parts)
 
 
 def comparison_section_html(comparison: "Comparison", dpi: int = 100) -> str:
     """Two versions side by side: alignment notes, difference numbers, both readings."""
-    rows = [("A", display_name(comparison.name_a)), ("B", display_name(comparison.name_b)),
-            ("translation applied to B (dy, dx)", f"{comparison.shift[0]}, {comparison.shift[1]}"),
-            ("mean |A − B| (0..1)", _fmt(comparison.mean_diff)),
-            ("pixels differing by more than 10%", f"{100 * comparison.changed_fraction:.1f}%")]
+    rows = [
+        ("A", display_name(comparison.name_a)),
+        ("B", display_name(comparison.name_b)),
+        ("translation applied to B (dy, dx)", f"{comparison.shift[0]}, {comparison.shift[1]}"),
+        ("mean |A − B| (0..1)", _fmt(comparison.mean_diff)),
+        ("pixels differing by more than 10%", f"{100 * comparison.changed_fraction:.1f}%"),
+    ]
     parts = [_table(rows, ("quantity", "value"))]
     parts += [f"<p>Note: {_E(n)}</p>" for n in comparison.notes]
     for label, r in (("A", comparison.result_a), ("B", comparison.result_b)):
         if r is not None:
             parts.append(f"<p><b>{label}:</b> {_E(plain_reading(r))}</p>")
-    parts.append(_figure(fig_to_data_uri(comparison.plot(), dpi),
-                         "A, B aligned to A, absolute difference, and both analyses"))
+    parts.append(
+        _figure(fig_to_data_uri(comparison.plot(), dpi), "A, B aligned to A, absolute difference, and both analyses")
+    )
     return "".join(parts)
 
 
@@ -342,9 +394,15 @@ _CAVEATS = [
 ]
 
 
-def build_report(result: "Result", provenance: "Provenance | None" = None,
-                 comparison: "Comparison | None" = None, *, title: str | None = None,
-                 generated: datetime | None = None, dpi: int = 100) -> str:
+def build_report(
+    result: "Result",
+    provenance: "Provenance | None" = None,
+    comparison: "Comparison | None" = None,
+    *,
+    title: str | None = None,
+    generated: datetime | None = None,
+    dpi: int = 100,
+) -> str:
     """The whole report as one self-contained HTML string (figures as data URIs, inline CSS)."""
     when = (generated or datetime.now().astimezone()).strftime("%Y-%m-%d %H:%M %Z").strip()
     name = display_name(result.name)
@@ -359,14 +417,15 @@ def build_report(result: "Result", provenance: "Provenance | None" = None,
     caveats = "".join(f"<li>{_E(c)}</li>" for c in _CAVEATS)
     sections.append(("How to read this", f'<ul class="caveats">{caveats}</ul>'))
     body = "".join(f"<section><h2>{_E(h)}</h2>{s}</section>" for h, s in sections)
-    meta = (f"Generated {_E(when)} by trufor_lab {_E(__version__)}. "
-            f"{_E(weights_line(result.weights))}")
+    meta = f"Generated {_E(when)} by trufor_lab {_E(__version__)}. {_E(weights_line(result.weights))}"
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_E(title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>{_E(title)}</h1><p class=\"meta\">{meta}</p>{body}</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_E(title)}</title><style>{_CSS}</style></head><body>"
+        f'<h1>{_E(title)}</h1><p class="meta">{meta}</p>{body}</body></html>\n'
+    )
 
 
 # --------------------------------------------------------------------------- writing
@@ -389,26 +448,37 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 def write_report(path: str | os.PathLike, html_text: str) -> Path:
     """Write ``html_text`` to ``path`` atomically (never a half-written report)."""
+
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(html_text)
+
     return _atomic(path, write)
 
 
 def _text_pages(lines: list[str], per_page: int = 58) -> Iterator[list[str]]:
     for i in range(0, max(len(lines), 1), per_page):
-        yield lines[i:i + per_page]
+        yield lines[i : i + per_page]
 
 
-def save_pdf(path: str | os.PathLike, result: "Result", provenance: "Provenance | None" = None,
-             comparison: "Comparison | None" = None) -> Path:
+def save_pdf(
+    path: str | os.PathLike,
+    result: "Result",
+    provenance: "Provenance | None" = None,
+    comparison: "Comparison | None" = None,
+) -> Path:
     """The report as a PDF via matplotlib's PdfPages: text pages, then the figures (atomic)."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
-    from matplotlib.backends.backend_pdf import PdfPages  # lazy: matplotlib takes about a second to import; only drawing needs it
+    from matplotlib.backends.backend_pdf import (
+        PdfPages,
+    )  # lazy: matplotlib takes about a second to import; only drawing needs it
 
     wrap = lambda s, ind="": textwrap.wrap(s, 100, initial_indent=ind, subsequent_indent="   ")  # noqa: E731
-    lines = [f"TruFor report: {display_name(result.name)}",
-             f"Generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} by trufor_lab {__version__}", ""]
+    lines = [
+        f"TruFor report: {display_name(result.name)}",
+        f"Generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} by trufor_lab {__version__}",
+        "",
+    ]
     if result.notice:
         lines += wrap("Notice: " + result.notice) + [""]
     lines += wrap("Reading: " + plain_reading(result)) + [""]
@@ -438,4 +508,5 @@ def save_pdf(path: str | os.PathLike, result: "Result", provenance: "Provenance 
             for fig in figs:
                 pdf.savefig(fig, bbox_inches="tight")
                 plt.close(fig)
+
     return _atomic(path, write)

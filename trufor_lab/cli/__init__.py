@@ -7,6 +7,7 @@
 Each subcommand lives in its own module of this package with ``register(subparsers)`` and
 ``run(args)``. Top layer: may import every other package; nothing inside trufor_lab imports it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,16 @@ from trufor_lab.cli import analyze, casebook, distributed, notebooks, report, tr
 from trufor_lab.cli import eval as eval_cmd
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS: tuple[Callable[[Any], Any], ...] = (analyze.register, weights.register, eval_cmd.register,
-                                              report.register, distributed.register, train.register,
-                                              notebooks.register, casebook.register)
+COMMANDS: tuple[Callable[[Any], Any], ...] = (
+    analyze.register,
+    weights.register,
+    eval_cmd.register,
+    report.register,
+    distributed.register,
+    train.register,
+    notebooks.register,
+    casebook.register,
+)
 
 
 def _plugins() -> list[Callable[[Any], Any]]:

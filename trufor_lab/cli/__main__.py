@@ -1,4 +1,5 @@
 """``python -m trufor_lab.cli``."""
+
 import sys
 
 from trufor_lab.cli import main

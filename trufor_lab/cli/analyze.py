@@ -1,4 +1,5 @@
 """``trufor-lab analyze INPUT... -o OUT``: the official npz format for every image."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,9 @@ from trufor_lab.cli.messages import error
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
     if output.endswith(".npz"):
         if len(pairs) != 1:
-            raise SystemExit(f"error: --output {output} names one file but there are {len(pairs)} inputs; "
-                             "give a folder")
+            raise SystemExit(
+                f"error: --output {output} names one file but there are {len(pairs)} inputs; give a folder"
+            )
         return [Path(output)]
     return [output_path(output, rel) for _, rel in pairs]
 
@@ -107,8 +109,11 @@ def register(sub: Any) -> None:
     a.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
     a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     a.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    a.add_argument("--no-demo", action="store_true",
-                   help="without a TruFor checkpoint, give Noiseprint++ only instead of the demo model")
+    a.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="without a TruFor checkpoint, give Noiseprint++ only instead of the demo model",
+    )
     a.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
     a.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     a.add_argument("-q", "--quiet", action="store_true")

@@ -6,6 +6,7 @@ Prints the address and serves until interrupted (Ctrl-C). The page has the uploa
 tabs (Result, Classic filters, Noiseprint++, Provenance, Compare) and a report download link;
 no code is shown. It listens on 127.0.0.1 only: other computers cannot reach it.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,17 @@ def _listening(host: str, port: int) -> bool:
 
 
 def voila_command(notebook: Path, host: str, port: int, browser: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", f"--Voila.ip={host}",
-           "--strip_sources=True", "--theme=light", "--VoilaConfiguration.file_allowlist=[]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        f"--port={port}",
+        f"--Voila.ip={host}",
+        "--strip_sources=True",
+        "--theme=light",
+        "--VoilaConfiguration.file_allowlist=[]",
+    ]
     if not browser:
         cmd.append("--no-browser")
     return cmd
@@ -59,11 +69,18 @@ def run(args: Any) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="trufor_casebook_") as tmp:
         nb = app_notebook(Path(tmp) / "TruFor casebook.ipynb", weights=args.weights, device=args.device)
-        env = {**os.environ, "MPLBACKEND": "Agg",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")) if p)}
-        proc = subprocess.Popen(voila_command(nb, host, args.port, args.browser), cwd=tmp, env=env,
-                                stdout=subprocess.DEVNULL if args.quiet else None, stderr=subprocess.STDOUT
-                                if args.quiet else None)
+        env = {
+            **os.environ,
+            "MPLBACKEND": "Agg",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")) if p),
+        }
+        proc = subprocess.Popen(
+            voila_command(nb, host, args.port, args.browser),
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL if args.quiet else None,
+            stderr=subprocess.STDOUT if args.quiet else None,
+        )
         url = f"http://{host}:{args.port}/"
         try:
             deadline = time.time() + 120
@@ -93,8 +110,11 @@ def _wait(proc: subprocess.Popen) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``casebook`` to the ``trufor-lab`` subcommands."""
-    p = subparsers.add_parser("casebook", help="the casebook as a web app on this computer (upload, tabs, report)",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "casebook",
+        help="the casebook as a web app on this computer (upload, tabs, report)",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
     p.add_argument("--no-browser", dest="browser", action="store_false", help="do not open a browser")
     p.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")

@@ -1,4 +1,5 @@
 """``trufor-lab distributed-analyze`` and ``python -m trufor_lab.cli.distributed`` (for torchrun)."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,14 +15,21 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``distributed-analyze`` (shared by the subcommand and ``python -m``)."""
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive) or globs")
     p.add_argument("-o", "--output", required=True, help="output folder (OUT/<relative path>.npz)")
-    p.add_argument("--dataset", default=None, help="a registered benchmark name or a fake-list file "
-                   "(instead of INPUT; needs --root)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="a registered benchmark name or a fake-list file (instead of INPUT; needs --root)",
+    )
     p.add_argument("--root", default=None, help="dataset root for --dataset")
     p.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
     p.add_argument("--device", default=None, help="cpu or cuda (each rank takes cuda:LOCAL_RANK)")
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"],
-                   help="exact (default): IEEE float32, memory-lean; fast: approximate, see bench/")
+    p.add_argument(
+        "--mode",
+        default="exact",
+        choices=["exact", "fast"],
+        help="exact (default): IEEE float32, memory-lean; fast: approximate, see bench/",
+    )
     p.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -40,9 +48,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("error: give INPUT paths or --dataset", file=sys.stderr)
         return 2
-    summary = distributed_analyze(inputs, args.output, weights=args.weights, device=args.device,
-                                  precision=args.precision, mode=args.mode, overwrite=args.overwrite,
-                                  save_noiseprint=args.save_noiseprint)
+    summary = distributed_analyze(
+        inputs,
+        args.output,
+        weights=args.weights,
+        device=args.device,
+        precision=args.precision,
+        mode=args.mode,
+        overwrite=args.overwrite,
+        save_noiseprint=args.save_noiseprint,
+    )
     if "ranks" not in summary:  # not rank 0
         return 1 if summary["failed"] or summary["error"] else 0
     for line in summary["problems"] + summary["errors"]:
@@ -53,18 +68,25 @@ def run(args: argparse.Namespace) -> int:
         for name, msg in r["failed"]:
             print(f"error: {name}: {msg}", file=sys.stderr)
         if not args.quiet:
-            print(f"rank {r['rank']} ({r['device']}): {len(r['written'])} written, {len(r['skipped'])} skipped, "
-                  f"{len(r['failed'])} failed in {r['seconds']:.1f} s")
-    print(f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {summary['failed']} "
-          f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}")
+            print(
+                f"rank {r['rank']} ({r['device']}): {len(r['written'])} written, {len(r['skipped'])} skipped, "
+                f"{len(r['failed'])} failed in {r['seconds']:.1f} s"
+            )
+    print(
+        f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {summary['failed']} "
+        f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}"
+    )
     bad = summary["failed"] or summary["errors"] or summary["problems"] or summary["duplicates"]
     return 1 if bad else 0
 
 
 def register(subparsers: Any) -> None:
     """Add ``trufor-lab distributed-analyze``."""
-    add_arguments(subparsers.add_parser(
-        "distributed-analyze", help="analyze a folder/dataset with torch.distributed (launch with torchrun)"))
+    add_arguments(
+        subparsers.add_parser(
+            "distributed-analyze", help="analyze a folder/dataset with torch.distributed (launch with torchrun)"
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

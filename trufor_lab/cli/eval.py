@@ -5,6 +5,7 @@
 metrics, same files. A classic method's outputs go to ``OUT/<method>/`` and its tables are
 named ``<dataset>.<method>.*`` so that they never mix with TruFor's in the same OUT. Methods
 without a global score get the 99th percentile of their map as score (a note says so)."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def _cli_dataset(args: argparse.Namespace) -> Dataset:
         raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
     if args.masks is not None:
         raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
-    return load_dataset(args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir,
-                        mask_root=args.mask_root)
+    return load_dataset(
+        args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir, mask_root=args.mask_root
+    )
 
 
 class _ModelUnavailable(Exception):
@@ -59,8 +61,10 @@ class _LazyModel:
             except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
                 raise _ModelUnavailable(str(e).splitlines()[0]) from None
             if not is_full_model(model):
-                raise _ModelUnavailable("evaluation needs a TruFor checkpoint (only Noiseprint++ found): "
-                                        f"{model_notice(model) or 'no localization map, no score'}")
+                raise _ModelUnavailable(
+                    "evaluation needs a TruFor checkpoint (only Noiseprint++ found): "
+                    f"{model_notice(model) or 'no localization map, no score'}"
+                )
             notice = model_notice(model)
             if notice:
                 print(f"note: {notice}", file=sys.stderr)
@@ -96,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
     method = getattr(args, "method", "trufor")
     classic = method != "trufor"
     if classic and not METHODS[method].defines_score:
-        print(f"note: {method} defines no global score: the detection metrics use the 99th percentile of "
-              "its map", file=sys.stderr)
+        print(
+            f"note: {method} defines no global score: the detection metrics use the 99th percentile of its map",
+            file=sys.stderr,
+        )
     analyze_fn = _Classic(method) if classic else _LazyModel(args)
     try:
         digest = None if classic else weights_sha256(args.weights)
@@ -105,18 +111,26 @@ def run(args: argparse.Namespace) -> int:
         error(str(e).splitlines()[0])
         return 2
     try:
-        ev = evaluate(None, dataset, Path(args.output) / method if classic else args.output,
-                      overwrite=args.overwrite, progress=not args.quiet, analyze_fn=analyze_fn,
-                      weights_sha256=digest)
+        ev = evaluate(
+            None,
+            dataset,
+            Path(args.output) / method if classic else args.output,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            analyze_fn=analyze_fn,
+            weights_sha256=digest,
+        )
     except _ModelUnavailable as e:
         error(str(e))
         return 2
     for msg in ev.failed:
         error(msg)
     if classic and analyze_fn.not_applicable:
-        print(f"note: {method} is not applicable to {len(analyze_fn.not_applicable)} image(s) "
-              f"({METHODS[method].description}; e.g. {analyze_fn.not_applicable[0]}): empty map, score 0",
-              file=sys.stderr)
+        print(
+            f"note: {method} is not applicable to {len(analyze_fn.not_applicable)} image(s) "
+            f"({METHODS[method].description}; e.g. {analyze_fn.not_applicable[0]}): empty map, score 0",
+            file=sys.stderr,
+        )
     out = Path(args.output)
     stem = safe_part(dataset.name) + (f".{method}" if classic else "")
     try:
@@ -127,35 +141,51 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for line in ev.summary_lines():
         print(line)
-    print(f"{len(ev.rows)} images: {ev.n_computed} computed, {ev.n_reused} reused (output exists), "
-          f"{len(ev.failed)} failed; results in {out / (stem + '.per_image.csv')}")
+    print(
+        f"{len(ev.rows)} images: {ev.n_computed} computed, {ev.n_reused} reused (output exists), "
+        f"{len(ev.failed)} failed; results in {out / (stem + '.per_image.csv')}"
+    )
     return 1 if ev.failed else 0
 
 
 def register(subparsers: Any) -> None:
     """Add ``eval`` to the ``trufor-lab`` subcommands."""
     e = subparsers.add_parser(
-        "eval", help="evaluate on a benchmark or a folder; per-image CSV and summary",
+        "eval",
+        help="evaluate on a benchmark or a folder; per-image CSV and summary",
         description="trufor-lab eval DATASET --root ROOT [--fake-list F] [--real-list R] | "
-                    "--images DIR [--masks DIR] -o OUT")
-    e.add_argument("dataset", nargs="?", default=None, metavar="DATASET",
-                   help="a registered benchmark (e.g. CASIA1) or a fake-list file; with --images, the name")
+        "--images DIR [--masks DIR] -o OUT",
+    )
+    e.add_argument(
+        "dataset",
+        nargs="?",
+        default=None,
+        metavar="DATASET",
+        help="a registered benchmark (e.g. CASIA1) or a fake-list file; with --images, the name",
+    )
     e.add_argument("--root", default=None, help="dataset root (list paths resolve against it)")
     e.add_argument("--fake-list", default=None, help="official fake list (image,mask per line)")
     e.add_argument("--real-list", default=None, help="official real list (image per line)")
     e.add_argument("--list-dir", default=None, help="folder holding the benchmark's official lists")
     e.add_argument("--mask-root", default=None, help="where listed masks resolve (default: per benchmark)")
     e.add_argument("--images", default=None, metavar="DIR", help="a folder of images instead of a benchmark")
-    e.add_argument("--masks", default=None, metavar="DIR",
-                   help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes")
+    e.add_argument(
+        "--masks",
+        default=None,
+        metavar="DIR",
+        help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes",
+    )
     e.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this suffix")
     e.add_argument("-o", "--output", required=True, help="output folder (npz per image, CSV, summary)")
-    e.add_argument("--method", default="trufor", choices=["trufor", *METHODS],
-                   help="trufor (default) or a classic detector of trufor_lab.lab.classic")
+    e.add_argument(
+        "--method",
+        default="trufor",
+        choices=["trufor", *METHODS],
+        help="trufor (default) or a classic detector of trufor_lab.lab.classic",
+    )
     e.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     e.add_argument("--precision", default="float32", choices=["float32", "float64"])
     e.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=run)
-

@@ -1,4 +1,5 @@
 """How the command line speaks: one line per problem on stderr, never a traceback."""
+
 from __future__ import annotations
 
 import sys

@@ -10,6 +10,7 @@ one block per device (a rerun on the same device replaces its block, other devic
 Notebooks run from a source checkout (``notebooks/`` next to the package), in a temporary
 output folder, with the checkout first on ``PYTHONPATH`` so the kernel imports this code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,16 +83,19 @@ def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: 
     """Execute one notebook (outputs discarded) and time it, kernel start included."""
     if NotebookClient is None:
         raise RuntimeError("running notebooks needs nbclient and nbformat: pip install 'trufor-lab[notebooks]'")
-    env = {"TRUFOR_LAB_OUTPUT": str(output_dir),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        "TRUFOR_LAB_OUTPUT": str(output_dir),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
     if small:
         env["TRUFOR_LAB_SMALL"] = "1"
     saved = {k: os.environ.get(k) for k in (*env, "TRUFOR_LAB_SMALL")}
     os.environ.pop("TRUFOR_LAB_SMALL", None)
     os.environ.update(env)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     t0 = time.perf_counter()
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
@@ -118,24 +122,31 @@ def results_block(timings: Sequence[Timing], device: str, note: str = "", small:
     cpu = not device.startswith("GPU")
     bound = CPU_BOUND_S if cpu else None
     date = _dt.date.today().isoformat()
-    lines = [f"### {device}{' (CI sizes)' if small else ''}", "",
-             f"{date}, `python -m trufor_lab.cli.notebooks --time{' --small' if small else ''}`, "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads." + (f" {note}" if note else ""), "",
-             "| notebook | time (s) | kernel CPU (s) | " + ("bound (s) | within |" if bound else "status |"),
-             "|---|---|---|---|" + ("---|" if bound else "")]
+    lines = [
+        f"### {device}{' (CI sizes)' if small else ''}",
+        "",
+        f"{date}, `python -m trufor_lab.cli.notebooks --time{' --small' if small else ''}`, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads." + (f" {note}" if note else ""),
+        "",
+        "| notebook | time (s) | kernel CPU (s) | " + ("bound (s) | within |" if bound else "status |"),
+        "|---|---|---|---|" + ("---|" if bound else ""),
+    ]
     for t in timings:
         status = "ok" if t.ok else f"FAILED: {t.error[:80]}"
         if bound:
             within = "yes" if t.ok and t.seconds <= bound else "no"
-            lines.append(f"| {t.name} | {t.seconds:.0f} | {t.cpu_seconds:.0f} | {bound:.0f} | "
-                         f"{within if t.ok else status} |")
+            lines.append(
+                f"| {t.name} | {t.seconds:.0f} | {t.cpu_seconds:.0f} | {bound:.0f} | {within if t.ok else status} |"
+            )
         else:
             lines.append(f"| {t.name} | {t.seconds:.0f} | {t.cpu_seconds:.0f} | {status} |")
     total = sum(t.seconds for t in timings)
     cpu_total = sum(t.cpu_seconds for t in timings)
     if bound:
-        lines.append(f"| **all** | {total:.0f} | {cpu_total:.0f} | {CPU_TOTAL_BOUND_S:.0f} | "
-                     f"{'yes' if total <= CPU_TOTAL_BOUND_S else 'no'} |")
+        lines.append(
+            f"| **all** | {total:.0f} | {cpu_total:.0f} | {CPU_TOTAL_BOUND_S:.0f} | "
+            f"{'yes' if total <= CPU_TOTAL_BOUND_S else 'no'} |"
+        )
     else:
         lines.append(f"| **all** | {total:.0f} | {cpu_total:.0f} | |")
     return "\n".join(lines) + "\n"
@@ -155,15 +166,14 @@ def record(results_md: Path, block: str) -> None:
         blocks = re.split(r"(?m)^(?=### )", section)
         intro, rest = blocks[0], [b for b in blocks[1:] if b.splitlines()[0] != heading]
         section = intro + "".join(b.rstrip("\n") + "\n\n" for b in [block, *rest])
-        text = text[: start] + section + text[end:]
+        text = text[:start] + section + text[end:]
     results_md.write_text(text.rstrip("\n") + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
     paths = find_notebooks(Path(args.dir), args.only)
     if not paths:
-        print(f"error: no notebooks in {args.dir}" + (f" matching {args.only}" if args.only else ""),
-              file=sys.stderr)
+        print(f"error: no notebooks in {args.dir}" + (f" matching {args.only}" if args.only else ""), file=sys.stderr)
         return 1
     device = device_label()
     print(f"{len(paths)} notebooks on {device}{' (CI sizes)' if args.small else ''}", flush=True)
@@ -173,13 +183,18 @@ def run(args: argparse.Namespace) -> int:
         for p in paths:
             print(f"{p.stem} ...", end=" ", flush=True)
             t = run_notebook(p, Path(tmp), small=args.small, timeout=args.timeout)
-            print(f"{t.seconds:.0f} s (kernel CPU {t.cpu_seconds:.0f} s)" + ("" if t.ok else f"  FAILED: {t.error}"),
-                  flush=True)
+            print(
+                f"{t.seconds:.0f} s (kernel CPU {t.cpu_seconds:.0f} s)" + ("" if t.ok else f"  FAILED: {t.error}"),
+                flush=True,
+            )
             timings.append(t)
             load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
-            note = ((f"{args.note} " if args.note else "") + f"Load average (1 min) {load0:.1f} at the start, "
-                    f"{load1:.1f} after {t.name}" + ("" if len(timings) == len(paths) else
-                                                     f" ({len(timings)} of {len(paths)} notebooks so far)") + ".")
+            note = (
+                (f"{args.note} " if args.note else "") + f"Load average (1 min) {load0:.1f} at the start, "
+                f"{load1:.1f} after {t.name}"
+                + ("" if len(timings) == len(paths) else f" ({len(timings)} of {len(paths)} notebooks so far)")
+                + "."
+            )
             block = results_block(timings, device, note, args.small)
             if args.time:  # after each notebook: an interrupted run still leaves its measurements
                 record(Path(args.results), block)
@@ -191,8 +206,11 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``notebooks`` to the ``trufor-lab`` subcommands."""
-    p = subparsers.add_parser("notebooks", help="run the teaching notebooks top to bottom (and time them)",
-                              description="Run notebooks/*.ipynb at their default parameters.")
+    p = subparsers.add_parser(
+        "notebooks",
+        help="run the teaching notebooks top to bottom (and time them)",
+        description="Run notebooks/*.ipynb at their default parameters.",
+    )
     _arguments(p)
     p.set_defaults(func=run)
 

@@ -1,4 +1,5 @@
 """``trufor-lab report IMAGE -o report.html``: one self-contained HTML report for an image."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("image", metavar="IMAGE", help="the image to analyze")
     r.add_argument("-o", "--output", required=True, help="the HTML file to write")
     r.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
-    r.add_argument("--compare", default=None, metavar="OTHER",
-                   help="another version of the same picture (e.g. the earlier post) to compare with")
+    r.add_argument(
+        "--compare",
+        default=None,
+        metavar="OTHER",
+        help="another version of the same picture (e.g. the earlier post) to compare with",
+    )
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     r.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    r.add_argument("--no-demo", action="store_true",
-                   help="without a TruFor checkpoint, report Noiseprint++ only instead of the demo model")
+    r.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="without a TruFor checkpoint, report Noiseprint++ only instead of the demo model",
+    )
     r.add_argument("--pdf", action="store_true", help="also write a PDF (same name, .pdf) with matplotlib")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=run)

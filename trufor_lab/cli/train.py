@@ -1,4 +1,5 @@
 """``trufor-lab train``: train TruFor (a phase, or all three) on synthetic forgeries."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,22 @@ from trufor_lab.training.loop import PHASES, TrainConfig, train, train_phases
 
 def run(args: Any) -> int:
     model = {"b0": MIT_B0, "b2": MIT_B2}[args.model]
-    cfg = TrainConfig(phase=args.phase, out_dir=args.output, model=model, init=args.init, steps=args.steps,
-                      batch_size=args.batch_size, crop=args.crop, lr=args.lr, pristine=args.images,
-                      precompute=args.precompute, device=args.device or "auto", seed=args.seed,
-                      resume=not args.restart, progress=not args.quiet)
+    cfg = TrainConfig(
+        phase=args.phase,
+        out_dir=args.output,
+        model=model,
+        init=args.init,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        pristine=args.images,
+        precompute=args.precompute,
+        device=args.device or "auto",
+        seed=args.seed,
+        resume=not args.restart,
+        progress=not args.quiet,
+    )
     if args.phase == "all":
         train_phases(dataclasses.replace(cfg, phase="localization"))
     else:

@@ -1,4 +1,5 @@
 """``trufor-lab weights info | download``."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
         error(f"{getattr(e, 'filename', None) or args.dir or W.weights_dir()}: cannot write ({e.strerror or e})")
         return 1
     return 0
-
 
 
 def register(sub: Any) -> None:

@@ -1,5 +1,6 @@
 """Array helpers shared by the analysis code and the figures: feature maps as ``(C, H, W)``,
 channel ranking and the PCA projection used to show many channels as one colour picture."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,8 +38,9 @@ def channel_energy(fmap: ArrayLike) -> np.ndarray:
     return (a * a).reshape(a.shape[0], -1).mean(1)
 
 
-def pca_project(fmap: ArrayLike, n_components: int = 3, percentile: float = 1.0
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pca_project(
+    fmap: ArrayLike, n_components: int = 3, percentile: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project each pixel's channel vector on the top principal components, scaled to ``[0, 1]``.
 
     Returns ``(image (H, W, 3), explained variance ratios (k,), loadings (k, C))``. Each component

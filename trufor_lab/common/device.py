@@ -1,4 +1,5 @@
 """Where a model lives and in which precision, read from its parameters."""
+
 from __future__ import annotations
 
 import torch

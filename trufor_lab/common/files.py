@@ -4,6 +4,7 @@ A file is written to a temporary name in its destination folder and renamed into
 crash or a full disk never leaves a half-written output under the real name (and a reader
 never sees one).
 """
+
 from __future__ import annotations
 
 import csv
@@ -65,6 +66,7 @@ def atomic_torch_save(path: PathLike, obj: Any) -> Path:
     """``torch.save`` to ``path`` atomically (plain tensors and containers: loadable with
     ``weights_only=True``)."""
     import torch  # lazy: keeps this module importable without loading torch for text outputs
+
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 

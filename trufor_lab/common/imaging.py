@@ -1,4 +1,5 @@
 """Small array conversions used across the package (one copy each)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,12 @@ def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
     return (t if t.dtype == torch.float64 else t.float()).numpy()
 
 
-_PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-                "lanczos": Image.LANCZOS}
+_PIL_FILTERS = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+}
 
 
 def resize(image: np.ndarray, size_hw: tuple[int, int], method: str = "bicubic") -> np.ndarray:

@@ -1,6 +1,7 @@
 """Input listing and output naming, in one place: which files count as images, how a set of
 inputs is expanded, and how an input's name becomes an output path that cannot leave its
 output folder."""
+
 from __future__ import annotations
 
 import glob
@@ -9,9 +10,24 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 #: File suffixes taken as images when a folder is searched (a file named directly is always tried).
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({
-    ".jpg", ".jpeg", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pnm",
-    ".jp2", ".heic"})
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jfif",
+        ".png",
+        ".tif",
+        ".tiff",
+        ".bmp",
+        ".webp",
+        ".gif",
+        ".ppm",
+        ".pgm",
+        ".pnm",
+        ".jp2",
+        ".heic",
+    }
+)
 
 
 class OutputPathError(ValueError):
@@ -33,7 +49,7 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
 
 def safe_part(name: str, default: str = "dataset") -> str:
     """``name`` usable as one path component (separators and drive colons replaced)."""
-    cleaned = "".join(c if c not in '/\\:' else "_" for c in name).strip(". ")
+    cleaned = "".join(c if c not in "/\\:" else "_" for c in name).strip(". ")
     return cleaned or default
 
 
@@ -52,8 +68,13 @@ def output_path(out_dir: str | os.PathLike, name: str, suffix: str = ".npz") -> 
     goes through here.
     """
     parts = PurePosixPath(name.replace("\\", "/"))
-    if not name or parts.is_absolute() or Path(name).is_absolute() or ".." in parts.parts \
-            or (parts.parts and ":" in parts.parts[0]):
+    if (
+        not name
+        or parts.is_absolute()
+        or Path(name).is_absolute()
+        or ".." in parts.parts
+        or (parts.parts and ":" in parts.parts[0])
+    ):
         raise OutputPathError(f"{name!r}: not a relative name inside the output folder")
     return Path(out_dir).joinpath(*parts.parts).with_name(parts.name + suffix)
 
@@ -122,6 +143,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
             named[name] = f
     for name, files in clashes.items():
         del named[name]
-        problems.append(f"{files[0]} and {', '.join(map(str, files[1:]))}: would write the same output "
-                        f"({name}); give them separately")
+        problems.append(
+            f"{files[0]} and {', '.join(map(str, files[1:]))}: would write the same output "
+            f"({name}); give them separately"
+        )
     return [(f, n) for n, f in named.items()], problems

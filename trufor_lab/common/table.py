@@ -1,5 +1,6 @@
 """One table type for studies, evaluations and listings: rows of dicts that show as HTML in a
 notebook, convert to pandas and write CSV atomically."""
+
 from __future__ import annotations
 
 import html
@@ -25,8 +26,9 @@ def fmt(v: Any, digits: int = 4) -> str:
 class Table(list):
     """A list of row dicts with ``columns``, ``to_pandas()``, atomic ``to_csv(path)`` and HTML display."""
 
-    def __init__(self, rows: Iterable[Mapping[str, Any]] = (), title: str = "",
-                 columns: Iterable[str] | None = None) -> None:
+    def __init__(
+        self, rows: Iterable[Mapping[str, Any]] = (), title: str = "", columns: Iterable[str] | None = None
+    ) -> None:
         super().__init__(dict(r) for r in rows)
         self.title = title
         self._columns = list(columns) if columns is not None else None
@@ -54,6 +56,7 @@ class Table(list):
     def to_pandas(self):
         """The rows as a pandas DataFrame."""
         import pandas as pd  # lazy: pandas is only needed by whoever asks for a DataFrame
+
         return pd.DataFrame(list(self), columns=self.columns)
 
     to_dataframe = to_pandas
@@ -61,7 +64,6 @@ class Table(list):
     def _repr_html_(self) -> str:
         cols = self.columns
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
-                       for r in self)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in cols) + "</tr>" for r in self)
         title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
         return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

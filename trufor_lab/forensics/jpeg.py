@@ -6,6 +6,7 @@ typical trace of re-compression by software or a social network. Tables are read
 from the DQT segments (no dependence on how a Pillow version orders ``im.quantization``).
 Also holds small in-memory JPEG round-trip helpers used elsewhere (augmentation, tests).
 """
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,18 @@ from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 #: What Pillow raises on a mangled file or metadata block (seen on truncated and fuzzed files):
 #: reading an untrusted file catches these, reports one line and goes on; anything else is a bug.
 PARSE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, SyntaxError, ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
-    struct.error, zlib.error, MemoryError)
+    OSError,
+    SyntaxError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    MemoryError,
+)
 
 __all__ = [
     "Source",
@@ -52,7 +63,7 @@ def _zigzag() -> np.ndarray:
     for s in range(15):
         rows = range(max(0, s - 7), min(s, 7) + 1)
         # odd anti-diagonals run down-left (row increasing), even ones up-right
-        for i in (rows if s % 2 else reversed(rows)):
+        for i in rows if s % 2 else reversed(rows):
             order.append(i * 8 + (s - i))
     return np.array(order, dtype=np.intp)
 
@@ -62,32 +73,149 @@ ZIGZAG: np.ndarray = _zigzag()
 ZIGZAG.setflags(write=False)
 
 #: Annex K.1 base tables used by libjpeg (natural order).
-IJG_LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61,
-    12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77,
-    24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101,
-    72, 92, 95, 98, 112, 100, 103, 99,
-], dtype=np.int64).reshape(8, 8)
-IJG_CHROMINANCE = np.array([
-    17, 18, 24, 47, 99, 99, 99, 99,
-    18, 21, 26, 66, 99, 99, 99, 99,
-    24, 26, 56, 99, 99, 99, 99, 99,
-    47, 66, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-], dtype=np.int64).reshape(8, 8)
+IJG_LUMINANCE = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=np.int64,
+).reshape(8, 8)
+IJG_CHROMINANCE = np.array(
+    [
+        17,
+        18,
+        24,
+        47,
+        99,
+        99,
+        99,
+        99,
+        18,
+        21,
+        26,
+        66,
+        99,
+        99,
+        99,
+        99,
+        24,
+        26,
+        56,
+        99,
+        99,
+        99,
+        99,
+        99,
+        47,
+        66,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+    ],
+    dtype=np.int64,
+).reshape(8, 8)
 for _t in (IJG_LUMINANCE, IJG_CHROMINANCE):
     _t.setflags(write=False)
 
 _SUBSAMPLING_TO_PIL = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
-_SAMPLING_NAMES = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (4, 1): "4:1:1",
-                   (1, 2): "4:4:0"}
+_SAMPLING_NAMES = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (4, 1): "4:1:1", (1, 2): "4:4:0"}
 PROGRESSIVE_SOF = {0xC2, 0xC6, 0xCA, 0xCE}
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
@@ -212,15 +340,15 @@ def _parse_jpeg_header(data: bytes) -> JpegHeader | None:
             continue  # standalone markers
         if marker == 0xD9 or i + 2 > n:
             break
-        length = int.from_bytes(data[i:i + 2], "big")
-        payload = data[i + 2:i + length]
+        length = int.from_bytes(data[i : i + 2], "big")
+        payload = data[i + 2 : i + length]
         i += length
         if marker == 0xDB:
             _parse_dqt(payload, hdr.qtables)
         elif marker in _SOF_MARKERS and hdr.sof is None and len(payload) >= 6:
             hdr.sof = marker
             for k in range(payload[5]):
-                c = payload[6 + 3 * k:9 + 3 * k]
+                c = payload[6 + 3 * k : 9 + 3 * k]
                 if len(c) == 3:
                     hdr.components.append((c[0], c[1] >> 4, c[1] & 15, c[2]))
         elif marker == 0xDA:
@@ -233,7 +361,7 @@ def _parse_dqt(payload: bytes, out: dict[int, np.ndarray]) -> None:
     while j < len(payload):
         pq, tq = payload[j] >> 4, payload[j] & 15
         size = 128 if pq else 64
-        raw = payload[j + 1:j + 1 + size]
+        raw = payload[j + 1 : j + 1 + size]
         if len(raw) < size:
             return  # truncated table: ignore it
         zz = np.frombuffer(raw, dtype=">u2" if pq else np.uint8).astype(np.uint16)
@@ -308,8 +436,9 @@ def ijg_table(quality: int, chroma: bool = False, force_baseline: bool = True) -
 @lru_cache(maxsize=1)
 def _ijg_stack() -> np.ndarray:
     """(2 baseline variants, 100 qualities, 2 luma/chroma, 8, 8) candidate tables."""
-    return np.array([[[ijg_table(q, c, fb) for c in (False, True)] for q in range(1, 101)]
-                     for fb in (True, False)], dtype=np.int64)
+    return np.array(
+        [[[ijg_table(q, c, fb) for c in (False, True)] for q in range(1, 101)] for fb in (True, False)], dtype=np.int64
+    )
 
 
 @dataclass(frozen=True)
@@ -376,8 +505,15 @@ def estimate_from_header(hdr: JpegHeader | None) -> QualityEstimate | None:
     if err_c is not None:
         chroma_q = int(np.unravel_index(int(np.argmin(err_c)), err_c.shape)[1]) + 1
         standard = standard and bool(err_c.min() == 0)
-    return QualityEstimate(quality=quality, exact=e == 0.0, error=round(e, 4), standard=standard,
-                           luma_quality=luma_q, chroma_quality=chroma_q, n_tables=len(hdr.qtables))
+    return QualityEstimate(
+        quality=quality,
+        exact=e == 0.0,
+        error=round(e, 4),
+        standard=standard,
+        luma_quality=luma_q,
+        chroma_quality=chroma_q,
+        n_tables=len(hdr.qtables),
+    )
 
 
 def chroma_subsampling(source: Source) -> str | None:
@@ -415,11 +551,11 @@ def jpeg_bytes(rgb_uint8: np.ndarray, quality: int, subsampling: str = "4:2:0") 
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"jpeg_bytes: quality must be in 1..100, got {quality}")
     if subsampling not in _SUBSAMPLING_TO_PIL:
-        raise ValueError(f"jpeg_bytes: subsampling must be one of {sorted(_SUBSAMPLING_TO_PIL)}, "
-                         f"got {subsampling!r}")
+        raise ValueError(f"jpeg_bytes: subsampling must be one of {sorted(_SUBSAMPLING_TO_PIL)}, got {subsampling!r}")
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(
-        buf, "JPEG", quality=int(quality), subsampling=_SUBSAMPLING_TO_PIL[subsampling])
+        buf, "JPEG", quality=int(quality), subsampling=_SUBSAMPLING_TO_PIL[subsampling]
+    )
     return buf.getvalue()
 
 

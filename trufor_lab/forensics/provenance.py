@@ -10,6 +10,7 @@ plain-language *signs*. Metadata is easy to strip or forge: every sign is eviden
 Metadata is also hostile input: malformed blocks are recorded in ``problems`` (never raised)
 and all strings are HTML-escaped when rendered.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,16 +37,62 @@ __all__ = ["Sign", "Provenance", "read_provenance", "SOCIAL_SIDES", "SCREEN_SIZE
 #: Facebook/Twitter 2048/1200/960, WhatsApp 1600/1280, ...).
 SOCIAL_SIDES = frozenset({640, 680, 720, 960, 1080, 1200, 1280, 1600, 2048})
 #: Common screen resolutions (either orientation): screenshots.
-SCREEN_SIZES = frozenset({
-    (1280, 720), (1366, 768), (1440, 900), (1536, 864), (1600, 900), (1920, 1080),
-    (1920, 1200), (2560, 1440), (2560, 1600), (2880, 1800), (3840, 2160), (750, 1334),
-    (828, 1792), (1080, 1920), (1080, 2340), (1080, 2400), (1125, 2436), (1170, 2532),
-    (1179, 2556), (1242, 2688), (1284, 2778), (1290, 2796), (1440, 3200),
-})
-_EDITORS = ("photoshop", "lightroom", "gimp", "paint", "affinity", "pixelmator", "snapseed",
-            "picasa", "canva", "facetune", "meitu", "photoscape", "luminar", "capture one",
-            "darktable", "rawtherapee", "acdsee", "corel", "krita", "inkscape", "preview",
-            "imagemagick", "graphicsmagick", "photopea", "fotor", "vsco", "picsart")
+SCREEN_SIZES = frozenset(
+    {
+        (1280, 720),
+        (1366, 768),
+        (1440, 900),
+        (1536, 864),
+        (1600, 900),
+        (1920, 1080),
+        (1920, 1200),
+        (2560, 1440),
+        (2560, 1600),
+        (2880, 1800),
+        (3840, 2160),
+        (750, 1334),
+        (828, 1792),
+        (1080, 1920),
+        (1080, 2340),
+        (1080, 2400),
+        (1125, 2436),
+        (1170, 2532),
+        (1179, 2556),
+        (1242, 2688),
+        (1284, 2778),
+        (1290, 2796),
+        (1440, 3200),
+    }
+)
+_EDITORS = (
+    "photoshop",
+    "lightroom",
+    "gimp",
+    "paint",
+    "affinity",
+    "pixelmator",
+    "snapseed",
+    "picasa",
+    "canva",
+    "facetune",
+    "meitu",
+    "photoscape",
+    "luminar",
+    "capture one",
+    "darktable",
+    "rawtherapee",
+    "acdsee",
+    "corel",
+    "krita",
+    "inkscape",
+    "preview",
+    "imagemagick",
+    "graphicsmagick",
+    "photopea",
+    "fotor",
+    "vsco",
+    "picsart",
+)
 _EVIDENCE = " This is evidence, not proof."
 _MAX_STR = 256
 _TIFF_HEADS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -66,8 +113,7 @@ class Sign:
 
     def to_dict(self) -> dict[str, str]:
         """JSON-safe dict."""
-        return {"code": self.code, "severity": self.severity,
-                "observation": self.observation, "meaning": self.meaning}
+        return {"code": self.code, "severity": self.severity, "observation": self.observation, "meaning": self.meaning}
 
 
 @dataclass
@@ -139,6 +185,7 @@ class Provenance:
 
     def rows(self, show_gps: bool = False) -> list[tuple[str, str, str]]:
         """(section, field, value) string triples for tables; '—' marks an absent field."""
+
         def fmt(v: Any) -> str:
             if v is None:
                 return "—"
@@ -159,8 +206,16 @@ class Provenance:
         add("File", "file size (bytes)", self.file_size)
         add("File", "sha256", self.sha256)
         add("EXIF", "present", self.exif_present)
-        for f in ("make", "model", "software", "datetime_original", "datetime_digitized",
-                  "datetime_modified", "orientation", "exif_size"):
+        for f in (
+            "make",
+            "model",
+            "software",
+            "datetime_original",
+            "datetime_digitized",
+            "datetime_modified",
+            "orientation",
+            "exif_size",
+        ):
             add("EXIF", f.replace("_", " "), getattr(self, f))
         if not self.gps_present:
             add("EXIF", "GPS", "absent")
@@ -173,8 +228,11 @@ class Provenance:
         if self.thumbnail_present:
             add("Thumbnail", "size (w×h)", self.thumbnail_size)
             add("Thumbnail", "aspect mismatch", self.thumbnail_aspect_mismatch)
-            add("Thumbnail", "correlation with image",
-                None if self.thumbnail_correlation is None else f"{self.thumbnail_correlation:.2f}")
+            add(
+                "Thumbnail",
+                "correlation with image",
+                None if self.thumbnail_correlation is None else f"{self.thumbnail_correlation:.2f}",
+            )
             add("Thumbnail", "mismatch", self.thumbnail_mismatch)
         if self.format == "JPEG" or self.quantization:
             q = self.jpeg_quality
@@ -182,8 +240,7 @@ class Provenance:
             add("JPEG", "standard libjpeg tables", None if q is None else q.exact)
             if q is not None and not q.exact:
                 add("JPEG", "mean table error", f"{q.error:.2f}")
-                add("JPEG", "luma / chroma quality",
-                    f"{q.luma_quality} / {fmt(q.chroma_quality)}")
+                add("JPEG", "luma / chroma quality", f"{q.luma_quality} / {fmt(q.chroma_quality)}")
             add("JPEG", "chroma subsampling", self.chroma_subsampling)
             add("JPEG", "progressive", self.progressive)
             for i, t in self.quantization.items():
@@ -203,13 +260,16 @@ class Provenance:
         """HTML table for notebooks; every string escaped (metadata is attacker-controlled)."""
         colours = {"info": "#555", "notice": "#b36b00", "warning": "#b00020"}
         e = html.escape
-        parts = [f"<div><b>Provenance of {e(self.name)}</b>",
-                 "<table style='border-collapse:collapse;text-align:left'>",
-                 "<tr><th>section</th><th>field</th><th>value</th></tr>"]
+        parts = [
+            f"<div><b>Provenance of {e(self.name)}</b>",
+            "<table style='border-collapse:collapse;text-align:left'>",
+            "<tr><th>section</th><th>field</th><th>value</th></tr>",
+        ]
         for sec, f, v in self.rows():
             style = f" style='color:{colours[f]}'" if sec == "Signs" and f in colours else ""
-            parts.append(f"<tr><td>{e(sec)}</td><td{style}>{e(f)}</td>"
-                         f"<td style='word-break:break-all'>{e(v)}</td></tr>")
+            parts.append(
+                f"<tr><td>{e(sec)}</td><td{style}>{e(f)}</td><td style='word-break:break-all'>{e(v)}</td></tr>"
+            )
         parts.append("</table></div>")
         return "".join(parts)
 
@@ -275,16 +335,16 @@ def _icc_description(icc: bytes) -> str | None:
     try:
         (count,) = struct.unpack(">I", icc[128:132])
         for k in range(min(count, 256)):
-            sig, off, size = struct.unpack(">4sII", icc[132 + 12 * k:144 + 12 * k])
+            sig, off, size = struct.unpack(">4sII", icc[132 + 12 * k : 144 + 12 * k])
             if sig != b"desc":
                 continue
-            tag = icc[off:off + size]
+            tag = icc[off : off + size]
             if tag[:4] == b"desc":
                 (n,) = struct.unpack(">I", tag[8:12])
-                return _clean(tag[12:12 + n].split(b"\x00")[0].decode("latin-1"))
+                return _clean(tag[12 : 12 + n].split(b"\x00")[0].decode("latin-1"))
             if tag[:4] == b"mluc":
                 ln, o = struct.unpack(">II", tag[20:28])
-                return _clean(tag[o:o + ln].decode("utf-16-be", "replace"))
+                return _clean(tag[o : o + ln].decode("utf-16-be", "replace"))
     except (struct.error, UnicodeDecodeError):
         return None
     return None
@@ -292,6 +352,7 @@ def _icc_description(icc: bytes) -> str | None:
 
 def _trim_borders(a: np.ndarray) -> np.ndarray:
     """Drop near-black letterbox bars (cameras pad 3:2 thumbnails into 160×120)."""
+
     def dark(v: np.ndarray) -> np.ndarray:
         return v < 20
 
@@ -310,14 +371,13 @@ def _trim_borders(a: np.ndarray) -> np.ndarray:
     return a[r0:r1, c0:c1]
 
 
-def _compare_thumbnail(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int, int]
-                       ) -> tuple[bool, float]:
+def _compare_thumbnail(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int, int]) -> tuple[bool, float]:
     """(aspect mismatch, Pearson correlation) between thumbnail and downscaled main image."""
     t = _trim_borders(thumb)
     th, tw = t.shape
     aspect_mismatch = abs(math.log((tw / th) / (main_size[0] / main_size[1]))) > math.log(1.08)
     w, h = min(tw, 64), min(th, 64)
-    a, b = resize(np.float32(t), (h, w), 'bilinear').ravel(), resize(np.float32(main), (h, w), 'bilinear').ravel()
+    a, b = resize(np.float32(t), (h, w), "bilinear").ravel(), resize(np.float32(main), (h, w), "bilinear").ravel()
     sa, sb = a.std(), b.std()
     if sa < 1e-3 or sb < 1e-3:  # flat content: compare levels instead
         corr = 1.0 if abs(a.mean() - b.mean()) < 12 and max(sa, sb) < 8 else 0.0
@@ -340,8 +400,14 @@ def read_provenance(source: Source) -> Provenance:
     """
     op = jpeg.open_source(source)
     im = op.image
-    p = Provenance(name=op.name, path=op.path, format=im.format, size=tuple(im.size),
-                   mode=im.mode, frames=int(getattr(im, "n_frames", 1) or 1))
+    p = Provenance(
+        name=op.name,
+        path=op.path,
+        format=im.format,
+        size=tuple(im.size),
+        mode=im.mode,
+        frames=int(getattr(im, "n_frames", 1) or 1),
+    )
     p.problems.extend(f"while opening: {w}" for w in op.warnings)
     if op.data is not None:
         p.file_size = len(op.data)
@@ -402,8 +468,7 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
                 try:
                     dst.update(ex.get_ifd(ifd))
                 except jpeg.PARSE_ERRORS as e:
-                    p.problems.append(
-                        f"EXIF {ifd.name} directory unreadable ({type(e).__name__}: {e})")
+                    p.problems.append(f"EXIF {ifd.name} directory unreadable ({type(e).__name__}: {e})")
         seen = " ".join(p.problems)
         p.problems.extend(f"EXIF: {w.message}" for w in ws if str(w.message) not in seen)
     except jpeg.PARSE_ERRORS as e:
@@ -448,8 +513,7 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
     return tiff
 
 
-def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | None,
-                    p: Provenance) -> None:
+def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | None, p: Provenance) -> None:
     """Locate the IFD1 thumbnail, decode it and compare with the main image."""
     if tiff is None:
         return
@@ -458,8 +522,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
             warnings.simplefilter("always")
             ifd1 = im.getexif().get_ifd(ExifTags.IFD.IFD1)
         seen = " ".join(p.problems)
-        p.problems.extend(f"EXIF thumbnail directory: {w.message}" for w in ws
-                          if str(w.message) not in seen)
+        p.problems.extend(f"EXIF thumbnail directory: {w.message}" for w in ws if str(w.message) not in seen)
     except jpeg.PARSE_ERRORS as e:
         p.problems.append(f"EXIF thumbnail directory unreadable ({type(e).__name__}: {e})")
         return
@@ -475,7 +538,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     except (TypeError, ValueError):
         p.problems.append("EXIF thumbnail offset/length are malformed")
         return
-    data = tiff[off:off + length]
+    data = tiff[off : off + length]
     if off < 0 or length <= 0 or len(data) < length or data[:2] != b"\xff\xd8":
         p.problems.append("EXIF thumbnail points outside the EXIF block or is not a JPEG")
         return
@@ -540,64 +603,118 @@ def _signs(p: Provenance) -> list[Sign]:
     w, h = p.size
     if not p.exif_present:
         if p.format == "JPEG":
-            add("no_exif", "notice", "no EXIF metadata (common for screenshots and "
-                "social-network re-uploads)", "cameras write EXIF; it was never there or has "
-                "been stripped, as most platforms and many editors do")
+            add(
+                "no_exif",
+                "notice",
+                "no EXIF metadata (common for screenshots and social-network re-uploads)",
+                "cameras write EXIF; it was never there or has been stripped, as most platforms and many editors do",
+            )
         elif not p.png_text:
-            add("no_metadata", "notice", f"no metadata in this {p.format or 'image'} file",
+            add(
+                "no_metadata",
+                "notice",
+                f"no metadata in this {p.format or 'image'} file",
                 "typical of screenshots, graphics exports and stripped re-uploads; it says "
-                "nothing about the content being genuine or not")
+                "nothing about the content being genuine or not",
+            )
     if p.format == "PNG":
-        add("png", "info", "PNG format", "cameras do not write PNG: this is a screenshot, an "
-            "export from an editor or a converted file, not an original camera file")
+        add(
+            "png",
+            "info",
+            "PNG format",
+            "cameras do not write PNG: this is a screenshot, an "
+            "export from an editor or a converted file, not an original camera file",
+        )
     software = p.software or p.png_text.get("Software")
     if software:
         editor = any(x in software.lower() for x in _EDITORS)
         if editor:
-            add("software", "warning", f"edited with software {software!r}",
-                "the file was last written by this editor: the image was opened and re-saved, "
-                "possibly changed")
+            add(
+                "software",
+                "warning",
+                f"edited with software {software!r}",
+                "the file was last written by this editor: the image was opened and re-saved, possibly changed",
+            )
         else:
-            add("software", "info", f"written by software {software!r}",
+            add(
+                "software",
+                "info",
+                f"written by software {software!r}",
                 "the program that last wrote the file; cameras record their firmware here, "
-                "other values mean an app or editor re-saved the image")
+                "other values mean an app or editor re-saved the image",
+            )
     mod, orig = p.datetime_modified, p.datetime_original
     if mod and orig:
         dm, do = _parse_exif_datetime(mod), _parse_exif_datetime(orig)
         if dm is not None and do is not None and dm != do:
-            add("dates", "notice", f"modify date differs from capture date ({orig} → {mod})",
-                "the file was re-saved after capture (editing, rotation or export)")
+            add(
+                "dates",
+                "notice",
+                f"modify date differs from capture date ({orig} → {mod})",
+                "the file was re-saved after capture (editing, rotation or export)",
+            )
     if p.thumbnail_mismatch:
         why = "aspect ratio" if p.thumbnail_aspect_mismatch else "content"
-        add("thumbnail", "warning", f"EXIF thumbnail does not match the image ({why})",
+        add(
+            "thumbnail",
+            "warning",
+            f"EXIF thumbnail does not match the image ({why})",
             "the preview kept from an earlier version differs from the current pixels: the "
-            "image was cropped, rotated or edited without updating the thumbnail")
+            "image was cropped, rotated or edited without updating the thumbnail",
+        )
     if p.exif_size is not None and p.exif_size not in ((w, h), (h, w)):
-        add("exif_size", "warning", f"EXIF says {p.exif_size[0]}×{p.exif_size[1]} but the "
-            f"image is {w}×{h}", "the image was resized or cropped after the EXIF was written")
+        add(
+            "exif_size",
+            "warning",
+            f"EXIF says {p.exif_size[0]}×{p.exif_size[1]} but the image is {w}×{h}",
+            "the image was resized or cropped after the EXIF was written",
+        )
     if (w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES:
-        add("screen_size", "notice", f"dimensions {w}×{h} are a screen resolution",
-            "typical of screenshots or video frames rather than camera photos")
+        add(
+            "screen_size",
+            "notice",
+            f"dimensions {w}×{h} are a screen resolution",
+            "typical of screenshots or video frames rather than camera photos",
+        )
     elif w in SOCIAL_SIDES or h in SOCIAL_SIDES:
-        add("social_size", "notice", f"dimensions {w}×{h} are not those of a camera "
-            "(typical social-network resize widths 1080/2048/1200/...)",
-            "the image was probably resized by a platform or an editor")
+        add(
+            "social_size",
+            "notice",
+            f"dimensions {w}×{h} are not those of a camera (typical social-network resize widths 1080/2048/1200/...)",
+            "the image was probably resized by a platform or an editor",
+        )
     q = p.jpeg_quality
     if q is not None:
         if q.standard and q.quality < 90:
-            add("recompressed", "notice", f"JPEG quality {q.quality} suggests recompression",
+            add(
+                "recompressed",
+                "notice",
+                f"JPEG quality {q.quality} suggests recompression",
                 "standard libjpeg tables at this quality are typical of software and platforms "
-                "re-saving the image; cameras usually store at quality 90+")
+                "re-saving the image; cameras usually store at quality 90+",
+            )
         elif q.standard:
-            add("libjpeg", "info", f"standard libjpeg tables at quality {q.quality}",
+            add(
+                "libjpeg",
+                "info",
+                f"standard libjpeg tables at quality {q.quality}",
                 "written by a software encoder (library, app, phone); not typical of "
-                "dedicated cameras, which use their own tables")
+                "dedicated cameras, which use their own tables",
+            )
         else:
-            add("custom_tables", "info", "non-standard quantisation tables (camera or editor)",
+            add(
+                "custom_tables",
+                "info",
+                "non-standard quantisation tables (camera or editor)",
                 f"the tables do not follow libjpeg scaling (nearest quality {q.quality}); "
-                "cameras and editors such as Photoshop use their own tables")
+                "cameras and editors such as Photoshop use their own tables",
+            )
     if p.gps_present:
-        add("gps", "info", "GPS location recorded (coordinates hidden)",
+        add(
+            "gps",
+            "info",
+            "GPS location recorded (coordinates hidden)",
             "the device stored where the photo was taken; it can be checked against the "
-            "claimed place but is easy to edit")
+            "claimed place but is easy to edit",
+        )
     return s

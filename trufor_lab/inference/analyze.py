@@ -6,6 +6,7 @@
 >>> r.score, r.map.shape      # integrity score, localization map (H, W) in [0, 1]
 >>> r.plot()                  # image, Noiseprint++, map, confidence, overlay
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,13 +29,19 @@ from trufor_lab.model.trufor import TruFor
 def _hooked(model: nn.Module) -> bool:
     """Whether anything acts on the model's modules (an intervention, a user's hook): the exact
     path fuses and skips modules, so such a model runs the plain forward, where every hook fires."""
-    return bool(active_interventions(model)) or any(
-        m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    return bool(active_interventions(model)) or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None = None,
-            exif_transpose: bool = False, name: str | None = None, lean: bool | None = None,
-            **capture_kwargs: Any) -> Result:
+def analyze(
+    model: nn.Module,
+    image: ImageLike,
+    *,
+    capture: Sequence[str] | None = None,
+    exif_transpose: bool = False,
+    name: str | None = None,
+    lean: bool | None = None,
+    **capture_kwargs: Any,
+) -> Result:
     """Run ``model`` (TruFor or Noiseprint++ alone) on one image and return a :class:`Result`.
 
     ``capture`` names layers of the catalog (see :func:`trufor_lab.list_layers`) to record
@@ -65,33 +72,41 @@ def analyze(model: nn.Module, image: ImageLike, *, capture: Sequence[str] | None
     blockers = lean_blockers(model) if use_lean else []
     if blockers and plain_forward_required(model, lambda: fits, f"{loaded.name} ({x.shape[3]}x{x.shape[2]})"):
         use_lean = False  # the plain forward fits: the intervention is honoured there
-        notes = (*notes, "plain forward: " + ", ".join(b.name for b in blockers)
-                 + " would be skipped by the memory-lean one")
+        notes = (
+            *notes,
+            "plain forward: " + ", ".join(b.name for b in blockers) + " would be skipped by the memory-lean one",
+        )
     with torch.no_grad():
         if capture:
             if use_lean:
                 need, free = plain_peak_bytes(model, x), free_memory_bytes(x.device)
-                why = (f"needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free" if not fits
-                       else "lean=True was asked for")
-                raise ImageError(f"{loaded.name}: cannot capture layers of a {x.shape[3]}x{x.shape[2]} image "
-                                 f"({why}): layer capture needs the plain forward; crop the image or "
-                                 "analyze without capture")
+                why = (
+                    f"needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
+                    if not fits
+                    else "lean=True was asked for"
+                )
+                raise ImageError(
+                    f"{loaded.name}: cannot capture layers of a {x.shape[3]}x{x.shape[2]} image "
+                    f"({why}): layer capture needs the plain forward; crop the image or "
+                    "analyze without capture"
+                )
             with capture_ctx(model, capture, **capture_kwargs) as cap:
                 out = model(x)
             captures = dict(cap.tensors)
         elif use_lean:
             out = predict(model, x, InferenceMode.exact(lean=True))
             if not fits:
-                notes = (*notes, f"memory-lean exact forward (the plain one would need about "
-                                 f"{plain_peak_bytes(model, x) / 2**30:.1f} GiB)")
+                notes = (
+                    *notes,
+                    f"memory-lean exact forward (the plain one would need about "
+                    f"{plain_peak_bytes(model, x) / 2**30:.1f} GiB)",
+                )
         elif known and not _hooked(model):
             out = predict(model, x, InferenceMode.exact(lean=False))  # the fast exact path
         else:
             out = model(x)  # hooks or interventions act on the modules: run every one of them
     loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
     return make_result(model, loaded, out, name=name, captures=captures)
-
-
 
 
 __all__ = ["Result", "analyze", "make_result", "prepare_input"]

@@ -13,6 +13,7 @@ interrupted run resumes where it stopped; any other is recomputed (listed in ``r
 and writes ``OUT/distributed_summary.json``. Backends: NCCL when the ranks use CUDA (one GPU
 per local rank), gloo on the CPU; the summary always travels over a gloo group.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,7 @@ T = TypeVar("T")
 
 SUMMARY_FILE = "distributed_summary.json"
 
-__all__ = ["RankInfo", "SUMMARY_FILE", "distributed_analyze", "rank_info", "shard",
-           "work_items"]
+__all__ = ["RankInfo", "SUMMARY_FILE", "distributed_analyze", "rank_info", "shard", "work_items"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +91,13 @@ def work_items(inputs: Sequence[str | os.PathLike] | Any) -> tuple[list[tuple[st
 
 
 def _is_samples(inputs: Any) -> bool:
-    return not isinstance(inputs, (str, os.PathLike)) and hasattr(inputs, "__getitem__") and len(inputs) > 0 \
-        and hasattr(inputs[0], "image_path") and hasattr(inputs[0], "id")
+    return (
+        not isinstance(inputs, (str, os.PathLike))
+        and hasattr(inputs, "__getitem__")
+        and len(inputs) > 0
+        and hasattr(inputs[0], "image_path")
+        and hasattr(inputs[0], "id")
+    )
 
 
 def _device(device: str | None, local_rank: int) -> torch.device:
@@ -104,10 +109,18 @@ def _device(device: str | None, local_rank: int) -> torch.device:
     return d
 
 
-def distributed_analyze(inputs: Sequence[str | os.PathLike] | Any, output: str | os.PathLike, *,
-                        weights: str | os.PathLike | None = None, device: str | None = None,
-                        precision: str = "float32", mode: str = "exact", overwrite: bool = False,
-                        save_noiseprint: bool = False, timeout_s: float = 1800.0) -> dict[str, Any]:
+def distributed_analyze(
+    inputs: Sequence[str | os.PathLike] | Any,
+    output: str | os.PathLike,
+    *,
+    weights: str | os.PathLike | None = None,
+    device: str | None = None,
+    precision: str = "float32",
+    mode: str = "exact",
+    overwrite: bool = False,
+    save_noiseprint: bool = False,
+    timeout_s: float = 1800.0,
+) -> dict[str, Any]:
     """Analyse this rank's share of ``inputs`` into ``output``; returns the summary.
 
     Starts (and ends) the process group itself when run under torchrun without one. On rank 0
@@ -121,12 +134,15 @@ def distributed_analyze(inputs: Sequence[str | os.PathLike] | Any, output: str |
     if info.world_size > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=info.rank,
-                                world_size=info.world_size, timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(
+            "nccl" if dev.type == "cuda" else "gloo",
+            rank=info.rank,
+            world_size=info.world_size,
+            timeout=timedelta(seconds=timeout_s),
+        )
         started_group = True
     try:
-        report = _run_share(inputs, Path(output), info, dev, weights, precision, mode, overwrite,
-                            save_noiseprint)
+        report = _run_share(inputs, Path(output), info, dev, weights, precision, mode, overwrite, save_noiseprint)
         reports = [report]
         if info.world_size > 1:
             group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
@@ -143,12 +159,31 @@ def distributed_analyze(inputs: Sequence[str | os.PathLike] | Any, output: str |
             dist.destroy_process_group()
 
 
-def _run_share(inputs: Any, output: Path, info: RankInfo, dev: torch.device, weights: Any, precision: str,
-               mode: str, overwrite: bool, save_noiseprint: bool) -> dict[str, Any]:
+def _run_share(
+    inputs: Any,
+    output: Path,
+    info: RankInfo,
+    dev: torch.device,
+    weights: Any,
+    precision: str,
+    mode: str,
+    overwrite: bool,
+    save_noiseprint: bool,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
-    report: dict[str, Any] = {"rank": info.rank, "world_size": info.world_size, "host": socket.gethostname(),
-                              "device": str(dev), "assigned": [], "written": [], "skipped": [],
-                              "failed": [], "recomputed": [], "problems": [], "error": None}
+    report: dict[str, Any] = {
+        "rank": info.rank,
+        "world_size": info.world_size,
+        "host": socket.gethostname(),
+        "device": str(dev),
+        "assigned": [],
+        "written": [],
+        "skipped": [],
+        "failed": [],
+        "recomputed": [],
+        "problems": [],
+        "error": None,
+    }
     try:
         items, problems = work_items(inputs)
         if info.rank == 0:
@@ -178,9 +213,9 @@ def _run_share(inputs: Any, output: Path, info: RankInfo, dev: torch.device, wei
             report["weights"] = getattr(getattr(model, "weights_info", None), "kind", None)
             for name, path, digest in todo:
                 try:
-                    predict_result(model, path, mode).save_npz(output_path(output, name),
-                                                               save_noiseprint=save_noiseprint,
-                                                               input_sha256=digest)
+                    predict_result(model, path, mode).save_npz(
+                        output_path(output, name), save_noiseprint=save_noiseprint, input_sha256=digest
+                    )
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
                     report["failed"].append([name, str(e).splitlines()[0][:300] if str(e) else type(e).__name__])
                     continue

@@ -4,6 +4,7 @@
 >>> model = tl.load()                # finds weights; CPU or CUDA; float32, exact
 >>> model.weights_info.kind          # 'official', 'demo', 'noiseprint' or 'custom'
 """
+
 from __future__ import annotations
 
 import html
@@ -40,8 +41,13 @@ def _dtype(precision: str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def load_trufor(path: str | os.PathLike, *, device: str | torch.device | None = None,
-                precision: str = "float32", kind: str = "official") -> TruFor:
+def load_trufor(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    precision: str = "float32",
+    kind: str = "official",
+) -> TruFor:
     """Build TruFor and load ``path`` strictly (official keys; a ``config`` entry selects sizes)."""
     obj = read_checkpoint(path)
     cfg = MIT_B2
@@ -55,21 +61,28 @@ def load_trufor(path: str | os.PathLike, *, device: str | torch.device | None = 
     return model.eval().to(device=resolve_device(device), dtype=_dtype(precision))
 
 
-def load_noiseprint(path: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
-                    precision: str = "float32") -> Noiseprint:
+def load_noiseprint(
+    path: str | os.PathLike | None = None, *, device: str | torch.device | None = None, precision: str = "float32"
+) -> Noiseprint:
     """Noiseprint++ alone, from ``noiseprint++.th`` or the ``dncnn.`` part of a full checkpoint."""
     p = W.find_noiseprint(path)
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
-        sd = {k[len("dncnn."):]: v for k, v in sd.items() if k.startswith("dncnn.")}
+        sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
     net = Noiseprint()
     strict_load(net, sd, str(p))
     net.weights_info = W.describe(p, "noiseprint")
     return net.eval().to(device=resolve_device(device), dtype=_dtype(precision))
 
 
-def load(weights: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
-         precision: str = "float32", fallback: bool = True, demo: bool = True) -> nn.Module:
+def load(
+    weights: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    precision: str = "float32",
+    fallback: bool = True,
+    demo: bool = True,
+) -> nn.Module:
     """The best model available: ``weights`` (or the installed official checkpoint), else the
     embedded demo model (``weights/trufor_demo.pt``, see its model card), else Noiseprint++
     alone (which gives no localization and no score).
@@ -84,8 +97,9 @@ def load(weights: str | os.PathLike | None = None, *, device: str | torch.device
     return load_trufor(path, device=device, precision=precision, kind=kind)
 
 
-def untrained(cfg: TruForConfig = MIT_B2, *, seed: int = 0, device: str | torch.device | None = None,
-              precision: str = "float32") -> TruFor:
+def untrained(
+    cfg: TruForConfig = MIT_B2, *, seed: int = 0, device: str | torch.device | None = None, precision: str = "float32"
+) -> TruFor:
     """TruFor with random (seeded) encoder/decoder weights and the real Noiseprint++.
 
     For looking at the mechanics of the network (shapes, hooks, ablations) when no trained
@@ -111,14 +125,20 @@ def model_notice(model: nn.Module) -> str | None:
     """The one-line banner to show with this model's results, or ``None`` for official weights."""
     info = getattr(model, "weights_info", None)
     if not is_full_model(model):
-        return ("Noiseprint++ only: localization, confidence and integrity score need the official "
-                "TruFor checkpoint: " + W.HOW_TO_GET)
+        return (
+            "Noiseprint++ only: localization, confidence and integrity score need the official "
+            "TruFor checkpoint: " + W.HOW_TO_GET
+        )
     if info is None or info.kind == "untrained":
-        return ("UNTRAINED weights (no TruFor checkpoint installed): maps and scores show the "
-                "mechanics of the network only, not real detections; " + W.HOW_TO_GET)
+        return (
+            "UNTRAINED weights (no TruFor checkpoint installed): maps and scores show the "
+            "mechanics of the network only, not real detections; " + W.HOW_TO_GET
+        )
     if info.kind == "demo":
-        return ("Demo weights (small model trained by trufor_lab, not the official TruFor); for real "
-                "analyses " + W.HOW_TO_GET)
+        return (
+            "Demo weights (small model trained by trufor_lab, not the official TruFor); for real "
+            "analyses " + W.HOW_TO_GET
+        )
     if info.kind == "custom":
         return f"Custom/unverified TruFor weights ({Path(info.path).name}, sha256 {info.short_sha})"
     return None
@@ -136,8 +156,10 @@ class Banner:
     def _repr_html_(self) -> str:
         if not self.text:
             return "<div style='color:#2e7d32'>Official TruFor weights.</div>"
-        return ("<div style='background:#fff3cd;border:2px solid #e0a800;padding:8px;font-weight:bold'>"
-                f"&#9888; {html.escape(self.text)}</div>")
+        return (
+            "<div style='background:#fff3cd;border:2px solid #e0a800;padding:8px;font-weight:bold'>"
+            f"&#9888; {html.escape(self.text)}</div>"
+        )
 
 
 def banner(model: nn.Module) -> Banner:

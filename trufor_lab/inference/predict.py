@@ -28,6 +28,7 @@ forward) to capture intermediate layers.
 >>> out = predict(model, x, mode="fast")        # faster, approximate (see bench/RESULTS.md)
 >>> r = predict_result(model, "photo.jpg")      # a trufor_lab.Result, like tl.analyze
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,14 @@ from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.fusion import FeatureFusionModule
 from trufor_lab.model.interventions import plain_forward_required
 from trufor_lab.model.layout import channels_last_weights
-from trufor_lab.model.lean import (LeanConfig, estimate_plain_peak, free_memory_bytes, ieee_float32, lean_forward,
-                                   noiseprint_tiled)
+from trufor_lab.model.lean import (
+    LeanConfig,
+    estimate_plain_peak,
+    free_memory_bytes,
+    ieee_float32,
+    lean_forward,
+    noiseprint_tiled,
+)
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.precision import cpu_has_native_bf16, full_precision
 from trufor_lab.model.segformer import OverlapPatchEmbed, SpatialReductionAttention
@@ -52,8 +59,17 @@ from trufor_lab.model.trufor import TruFor, TruForOutput
 
 MODES = ("exact", "fast")
 
-__all__ = ["MODES", "InferenceMode", "attention_override", "deviation", "plain_fits", "plain_peak_bytes",
-           "predict", "predict_result", "resolve_mode"]
+__all__ = [
+    "MODES",
+    "InferenceMode",
+    "attention_override",
+    "deviation",
+    "plain_fits",
+    "plain_peak_bytes",
+    "predict",
+    "predict_result",
+    "resolve_mode",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,8 +163,13 @@ def plain_fits(model: nn.Module, x: torch.Tensor, impl: str = "sdpa") -> bool:
     return plain_peak_bytes(model, x, impl) < 0.8 * free_memory_bytes(x.device)
 
 
-def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMode = "exact", *,
-            noiseprint: torch.Tensor | None = None) -> TruForOutput | torch.Tensor:
+def predict(
+    model: TruFor | Noiseprint,
+    x: torch.Tensor,
+    mode: str | InferenceMode = "exact",
+    *,
+    noiseprint: torch.Tensor | None = None,
+) -> TruForOutput | torch.Tensor:
     """Run ``model`` on ``x`` (RGB / 256, ``(B, 3, H, W)``) in ``mode``; no gradients.
 
     Returns a :class:`TruForOutput` (float32, or float64 for a double model), or the
@@ -161,8 +182,7 @@ def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMo
     chunks = m.chunks
     with torch.no_grad():
         if isinstance(model, Noiseprint):
-            return noiseprint_tiled(model, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile,
-                                    onednn=chunks.onednn)
+            return noiseprint_tiled(model, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile, onednn=chunks.onednn)
         if not isinstance(model, TruFor):
             raise TypeError(f"predict() takes TruFor or Noiseprint, not {type(model).__name__}")
         if m.name == "exact":
@@ -170,8 +190,13 @@ def predict(model: TruFor | Noiseprint, x: torch.Tensor, mode: str | InferenceMo
         return _fast(model, x, m, noiseprint)
 
 
-def _whole(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None,
-           amp: contextlib.AbstractContextManager | None = None) -> TruForOutput:
+def _whole(
+    model: TruFor,
+    x: torch.Tensor,
+    m: InferenceMode,
+    noiseprint: torch.Tensor | None,
+    amp: contextlib.AbstractContextManager | None = None,
+) -> TruForOutput:
     """The whole image at once, no chunking: folded Noiseprint++, channels-last encoder with
     ``m.chunks.attention`` (SDPA by default), folded decoders. ``amp`` (fast mode) covers the
     encoder only: the folded decoders are cheap and stay in the model's precision."""
@@ -227,8 +252,11 @@ def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iter
     if m.amp_dtype is None or not native:
         yield
         return
-    keep = [mod for mod in model.backbone.modules()
-            if isinstance(mod, (OverlapPatchEmbed, SpatialReductionAttention, FeatureFusionModule))]
+    keep = [
+        mod
+        for mod in model.backbone.modules()
+        if isinstance(mod, (OverlapPatchEmbed, SpatialReductionAttention, FeatureFusionModule))
+    ]
     with torch.autocast(x.device.type, dtype=m.amp_dtype), full_precision(keep):
         yield
 
@@ -237,8 +265,11 @@ def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Te
     chunks = m.chunks
     use_lean = _use_lean(model, x, m)
     if noiseprint is None:  # IEEE float32 always, outside autocast
-        noiseprint = noiseprint_tiled(model.dncnn, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile,
-                                      onednn=chunks.onednn) if use_lean else model.dncnn.forward_folded(x, chunks.onednn)
+        noiseprint = (
+            noiseprint_tiled(model.dncnn, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile, onednn=chunks.onednn)
+            if use_lean
+            else model.dncnn.forward_folded(x, chunks.onednn)
+        )
     if use_lean:
         with _reduced_precision(model, x, m):
             out = _lean(model, x, m, noiseprint)
@@ -250,14 +281,26 @@ def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Te
 
 def deviation(out: TruForOutput, ref: TruForOutput) -> dict[str, float]:
     """Largest differences between two outputs: map, conf, score, Noiseprint++ (max |Δ|)."""
+
     def d(a: torch.Tensor, b: torch.Tensor) -> float:
         return float((a.double() - b.double()).abs().max())
-    return {"map": d(out.map, ref.map), "conf": d(out.conf, ref.conf), "score": d(out.score, ref.score),
-            "noiseprint": d(out.noiseprint, ref.noiseprint)}
+
+    return {
+        "map": d(out.map, ref.map),
+        "conf": d(out.conf, ref.conf),
+        "score": d(out.score, ref.score),
+        "noiseprint": d(out.noiseprint, ref.noiseprint),
+    }
 
 
-def predict_result(model: TruFor | Noiseprint, image: ImageLike, mode: str | InferenceMode = "exact", *,
-                   name: str | None = None, exif_transpose: bool = False) -> Result:
+def predict_result(
+    model: TruFor | Noiseprint,
+    image: ImageLike,
+    mode: str | InferenceMode = "exact",
+    *,
+    name: str | None = None,
+    exif_transpose: bool = False,
+) -> Result:
     """Like :func:`trufor_lab.inference.analyze.analyze`, through :func:`predict` (exact and memory-lean by default)."""
     loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
     return make_result(model, loaded, predict(model, x, mode), name=name)

@@ -17,6 +17,7 @@ How PIL modes become RGB (one policy, stated once):
 
 Bad input raises :class:`ImageError` with one line naming the file and the reason.
 """
+
 from __future__ import annotations
 
 import io
@@ -186,8 +187,9 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
 
 
-def to_tensor(rgb: np.ndarray, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-              ) -> torch.Tensor:
+def to_tensor(
+    rgb: np.ndarray, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """RGB uint8 ``(H, W, 3)`` -> model input ``(1, 3, H, W)`` = RGB / 256."""
     rgb = np.ascontiguousarray(rgb)
     if not rgb.flags.writeable:

@@ -4,6 +4,7 @@
 >>> r.score, r.map.shape      # integrity score, localization map (H, W) in [0, 1]
 >>> r.plot()                  # image, Noiseprint++, map, confidence, overlay
 """
+
 from __future__ import annotations
 
 import base64
@@ -90,8 +91,7 @@ class Result:
             out["np++"] = self.noiseprint.astype(np.float32)
         return out
 
-    def save_npz(self, path: str | os.PathLike, save_noiseprint: bool = False,
-                 input_sha256: str | None = None) -> None:
+    def save_npz(self, path: str | os.PathLike, save_noiseprint: bool = False, input_sha256: str | None = None) -> None:
         """Write the official npz atomically (a temporary file renamed into place), with the
         sha256 of the input file (when given) and of the weights as extra keys (see
         :func:`reuse_problem`)."""
@@ -111,18 +111,24 @@ class Result:
         """One line for logs and tables."""
         if self.score is None:
             return f"{self.name or 'image'}: Noiseprint++ only ({self.size[1]}x{self.size[0]})"
-        return (f"{self.name or 'image'}: score {self.score:.3f}, map max {float(self.map.max()):.3f}, "
-                f"mean confidence {float(self.conf.mean()):.3f}")
+        return (
+            f"{self.name or 'image'}: score {self.score:.3f}, map max {float(self.map.max()):.3f}, "
+            f"mean confidence {float(self.conf.mean()):.3f}"
+        )
 
     def _repr_html_(self) -> str:
         fig = self.plot()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
         import matplotlib.pyplot as plt  # lazy: matplotlib is only needed to draw
+
         plt.close(fig)
         img = base64.b64encode(buf.getvalue()).decode()
-        banner = (f'<div style="background:#fff3cd;padding:4px;border:1px solid #e0c060">'
-                  f'{html.escape(self.notice)}</div>') if self.notice else ""
+        banner = (
+            (f'<div style="background:#fff3cd;padding:4px;border:1px solid #e0c060">{html.escape(self.notice)}</div>')
+            if self.notice
+            else ""
+        )
         return f'{banner}<div><b>{html.escape(self.summary())}</b></div><img src="data:image/png;base64,{img}"/>'
 
 
@@ -140,31 +146,46 @@ def reuse_problem(npz_path: str | os.PathLike, input_sha256: str, weights_sha256
     if rec[INPUT_SHA256_KEY] != input_sha256:
         return "existing output was made from a different input file"
     if weights_sha256 is not None and rec.get(WEIGHTS_SHA256_KEY) != weights_sha256:
-        return (f"existing output was made with other weights (sha256 {rec.get(WEIGHTS_SHA256_KEY, '?')[:12]}, "
-                f"now {weights_sha256[:12]})")
+        return (
+            f"existing output was made with other weights (sha256 {rec.get(WEIGHTS_SHA256_KEY, '?')[:12]}, "
+            f"now {weights_sha256[:12]})"
+        )
     return None
 
 
-def prepare_input(model: nn.Module, image: ImageLike, *, exif_transpose: bool = False
-                  ) -> tuple[LoadedImage, torch.Tensor]:
+def prepare_input(
+    model: nn.Module, image: ImageLike, *, exif_transpose: bool = False
+) -> tuple[LoadedImage, torch.Tensor]:
     """Read ``image`` and make the model's input (RGB / 256 on its device and dtype)."""
     loaded = load_image(image, exif_transpose=exif_transpose)
     h, w = loaded.rgb.shape[:2]
     if is_full_model(model) and min(h, w) < MIN_TRUFOR_SIDE:
-        raise ImageError(f"{loaded.name}: image is {w}x{h}; TruFor needs at least "
-                         f"{MIN_TRUFOR_SIDE} pixels on each side")
+        raise ImageError(
+            f"{loaded.name}: image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side"
+        )
     return loaded, to_tensor(loaded.rgb, dtype=model_dtype(model), device=model_device(model))
 
 
-def make_result(model: nn.Module, loaded: LoadedImage, out: Any, *, name: str | None = None,
-                captures: dict[str, Any] | None = None) -> Result:
+def make_result(
+    model: nn.Module, loaded: LoadedImage, out: Any, *, name: str | None = None, captures: dict[str, Any] | None = None
+) -> Result:
     """A :class:`Result` from a forward's output (``TruForOutput``, or a Noiseprint++ map)."""
-    common = dict(image=loaded.rgb, name=name or loaded.name, weights=getattr(model, "weights_info", None),
-                  notice=model_notice(model), exif_orientation=loaded.exif_orientation, notes=loaded.notes,
-                  captures=captures or {})
+    common = dict(
+        image=loaded.rgb,
+        name=name or loaded.name,
+        weights=getattr(model, "weights_info", None),
+        notice=model_notice(model),
+        exif_orientation=loaded.exif_orientation,
+        notes=loaded.notes,
+        captures=captures or {},
+    )
     if not is_full_model(model):
         return Result(noiseprint=tensor_to_numpy(out[0, 0]), **common)
-    return Result(noiseprint=tensor_to_numpy(out.noiseprint[0, 0]), map=tensor_to_numpy(out.map[0]), conf=tensor_to_numpy(out.conf[0]),
-                  score=float(out.score[0]), det_logit=float(out.det_logit[0, 0]), **common)
-
-
+    return Result(
+        noiseprint=tensor_to_numpy(out.noiseprint[0, 0]),
+        map=tensor_to_numpy(out.map[0]),
+        conf=tensor_to_numpy(out.conf[0]),
+        score=float(out.score[0]),
+        det_logit=float(out.det_logit[0, 0]),
+        **common,
+    )

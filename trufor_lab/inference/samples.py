@@ -5,6 +5,7 @@ The official samples (``pristine1.jpg``, ``pristine2.jpg``, ``tampered1.png``,
 ``tampered2.png``) are looked up in ``$TRUFOR_LAB_SHARED/images`` and ``../shared/images``
 next to the repository.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,12 @@ import numpy as np
 from trufor_lab.inference.preprocess import load_image
 
 OFFICIAL = ("pristine1.jpg", "pristine2.jpg", "tampered1.png", "tampered2.png")
-_SKIMAGE = {"pristine1.jpg": "astronaut", "pristine2.jpg": "coffee", "tampered1.png": "chelsea",
-            "tampered2.png": "rocket"}
+_SKIMAGE = {
+    "pristine1.jpg": "astronaut",
+    "pristine2.jpg": "coffee",
+    "tampered1.png": "chelsea",
+    "tampered2.png": "rocket",
+}
 
 
 def official_dir() -> Path | None:
@@ -40,6 +45,7 @@ def sample(name: str, max_side: int | None = None) -> tuple[np.ndarray, str]:
         rgb, desc = load_image(d / name).rgb, f"official sample {name}"
     else:
         from skimage import data  # lazy: scikit-image is slow to import; only this function needs it
+
         rgb = getattr(data, _SKIMAGE[name])()
         desc = f"scikit-image '{_SKIMAGE[name]}' (official sample {name} not found)"
     return center_crop(rgb, max_side), desc
@@ -52,7 +58,7 @@ def center_crop(image: np.ndarray, max_side: int | None) -> np.ndarray:
     h, w = image.shape[:2]
     y0 = max(0, (h - max_side) // 2) // 8 * 8
     x0 = max(0, (w - max_side) // 2) // 8 * 8
-    return image[y0:y0 + max_side, x0:x0 + max_side].copy()
+    return image[y0 : y0 + max_side, x0 : x0 + max_side].copy()
 
 
 #: Real camera photos kept in a source checkout (CC BY-SA 4.0; see their ATTRIBUTION.md). They are

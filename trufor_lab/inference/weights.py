@@ -10,6 +10,7 @@ model likewise.
 
 Weights are untrusted input and are read with ``weights_only=True`` (see model/checkpoint.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,10 @@ from tqdm.auto import tqdm
 SHIPPED_PACKAGE = "trufor_lab.weights_data"
 NOISEPRINT_FILE = "noiseprint++.th"
 NOISEPRINT_SHA256 = "51c153596efecdfc9bdff1b961d63855b943e6a8fd37083cc7499e60b36dd8bf"
-NOISEPRINT_URL = ("https://raw.githubusercontent.com/grip-unina/TruFor/main/TruFor_train_test/"
-                  "pretrained_models/noiseprint%2B%2B/noiseprint%2B%2B.th")
+NOISEPRINT_URL = (
+    "https://raw.githubusercontent.com/grip-unina/TruFor/main/TruFor_train_test/"
+    "pretrained_models/noiseprint%2B%2B/noiseprint%2B%2B.th"
+)
 TRUFOR_FILE = "trufor.pth.tar"
 TRUFOR_ZIP_URL = "https://www.grip.unina.it/download/prog/TruFor/TruFor_weights.zip"
 TRUFOR_ZIP_MD5 = "7bee48f3476c75616c3c5721ab256ff8"
@@ -40,12 +43,13 @@ DEMO_FILE = "trufor_demo.pt"
 #: sha256 of the demo model shipped in weights/ (see weights/DEMO_MODEL_CARD.md).
 DEMO_SHA256 = "479094477bd94cf0fed4cddd41a4528dcb76be81a7308fc1c15ae70b2856313b"
 LICENSE_FILE = "LICENSE-GRIP-UNINA.txt"
-LICENSE_NOTE = ("GRIP-UNINA research licence: nonprofit research use only, notices kept, "
-                "cite Guillaro et al., CVPR 2023")
+LICENSE_NOTE = "GRIP-UNINA research licence: nonprofit research use only, notices kept, cite Guillaro et al., CVPR 2023"
 
-HOW_TO_GET = ("run `trufor-lab weights download` (or download TruFor_weights.zip from the official "
-              "TruFor page, MD5 " + TRUFOR_ZIP_MD5 + ", and put trufor.pth.tar in the weights folder "
-              "or point $TRUFOR_WEIGHTS at it)")
+HOW_TO_GET = (
+    "run `trufor-lab weights download` (or download TruFor_weights.zip from the official "
+    "TruFor page, MD5 " + TRUFOR_ZIP_MD5 + ", and put trufor.pth.tar in the weights folder "
+    "or point $TRUFOR_WEIGHTS at it)"
+)
 
 
 class WeightsError(RuntimeError):
@@ -56,10 +60,10 @@ class WeightsError(RuntimeError):
 class WeightsInfo:
     """Where a model's weights came from, and whether their checksum is the known one."""
 
-    kind: str            # 'official', 'noiseprint', 'demo' or 'custom'
+    kind: str  # 'official', 'noiseprint', 'demo' or 'custom'
     path: str
     sha256: str
-    verified: bool       # checksum matches a published one (or a verified download record)
+    verified: bool  # checksum matches a published one (or a verified download record)
     license: str = LICENSE_NOTE
     note: str = ""
 
@@ -168,8 +172,9 @@ def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
         p = d / NOISEPRINT_FILE
         if p.is_file():
             return p
-    raise WeightsError(f"{NOISEPRINT_FILE} not found in {', '.join(map(str, search_dirs()))}: "
-                       "run `trufor-lab weights download`")
+    raise WeightsError(
+        f"{NOISEPRINT_FILE} not found in {', '.join(map(str, search_dirs()))}: run `trufor-lab weights download`"
+    )
 
 
 def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
@@ -180,8 +185,10 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
         verified = digest == NOISEPRINT_SHA256
         note = "official Noiseprint++" if verified else "Noiseprint++ weights with an unknown checksum"
         if p.name == NOISEPRINT_FILE and p.parent.resolve() == repo_weights_dir().resolve() and not verified:
-            raise WeightsError(f"{p}: checksum {digest[:12]} is not the official {NOISEPRINT_SHA256[:12]} "
-                               "(file corrupted?); run `trufor-lab weights download`")
+            raise WeightsError(
+                f"{p}: checksum {digest[:12]} is not the official {NOISEPRINT_SHA256[:12]} "
+                "(file corrupted?); run `trufor-lab weights download`"
+            )
         return WeightsInfo("noiseprint", str(p), digest, verified, note=note)
     if kind == "official":
         rec = _record_path(p)
@@ -191,17 +198,24 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
                 verified = json.loads(rec.read_text()).get("sha256") == digest
             except (OSError, ValueError):
                 verified = False
-        note = ("official TruFor, verified download (zip MD5 " + TRUFOR_ZIP_MD5 + ")" if verified
-                else "TruFor checkpoint (no verified download record)")
+        note = (
+            "official TruFor, verified download (zip MD5 " + TRUFOR_ZIP_MD5 + ")"
+            if verified
+            else "TruFor checkpoint (no verified download record)"
+        )
         return WeightsInfo("official" if verified else "custom", str(p), digest, verified, note=note)
     if kind == "demo" and digest == DEMO_SHA256:
-        return WeightsInfo("demo", str(p), digest, True,
-                           note="trufor_lab demo model (small; simulated cameras + real photos, calibrated score; weights/DEMO_MODEL_CARD.md)")
+        return WeightsInfo(
+            "demo",
+            str(p),
+            digest,
+            True,
+            note="trufor_lab demo model (small; simulated cameras + real photos, calibrated score; weights/DEMO_MODEL_CARD.md)",
+        )
     return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
 
 
-def select(weights: str | os.PathLike | None = None, *, fallback: bool = True,
-           demo: bool = True) -> tuple[Path, str]:
+def select(weights: str | os.PathLike | None = None, *, fallback: bool = True, demo: bool = True) -> tuple[Path, str]:
     """``(file, kind)`` that :func:`trufor_lab.load` reads for these arguments: ``weights`` (or
     the installed TruFor checkpoint, kind ``'official'``), else the demo model, else Noiseprint++."""
     ckpt = find_checkpoint(weights)
@@ -235,8 +249,11 @@ def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(dest, "wb") as f:
             total = int(r.headers.get("Content-Length") or 0) or None
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name,
-                       disable=not progress) if tqdm else None
+            bar = (
+                tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name, disable=not progress)
+                if tqdm
+                else None
+            )
             for block in iter(lambda: r.read(1 << 20), b""):
                 f.write(block)
                 if bar is not None:
@@ -253,8 +270,12 @@ def _atomic_place(src: Path, dest: Path) -> None:
     os.replace(src, dest)
 
 
-def download_noiseprint(dest_dir: str | os.PathLike | None = None, url: str = NOISEPRINT_URL,
-                        sha256: str = NOISEPRINT_SHA256, progress: bool = True) -> Path:
+def download_noiseprint(
+    dest_dir: str | os.PathLike | None = None,
+    url: str = NOISEPRINT_URL,
+    sha256: str = NOISEPRINT_SHA256,
+    progress: bool = True,
+) -> Path:
     """Fetch the official Noiseprint++ weights, verify the checksum, place them atomically."""
     d = Path(dest_dir) if dest_dir else weights_dir()
     d.mkdir(parents=True, exist_ok=True)
@@ -268,8 +289,12 @@ def download_noiseprint(dest_dir: str | os.PathLike | None = None, url: str = NO
     return d / NOISEPRINT_FILE
 
 
-def download_trufor(dest_dir: str | os.PathLike | None = None, url: str = TRUFOR_ZIP_URL,
-                    md5: str = TRUFOR_ZIP_MD5, progress: bool = True) -> Path:
+def download_trufor(
+    dest_dir: str | os.PathLike | None = None,
+    url: str = TRUFOR_ZIP_URL,
+    md5: str = TRUFOR_ZIP_MD5,
+    progress: bool = True,
+) -> Path:
     """Fetch ``TruFor_weights.zip``, check its MD5, extract ``trufor.pth.tar`` atomically.
 
     A JSON record beside the checkpoint remembers the verified checksum, so later loads can
@@ -306,8 +331,13 @@ def installed() -> list[tuple[str, str, str]]:
     try:
         np_path = find_noiseprint()
         info = describe(np_path, "noiseprint")
-        rows.append(("Noiseprint++", str(np_path), ("verified " if info.verified else "unverified ")
-                     + f"sha256 {info.short_sha}"))
+        rows.append(
+            (
+                "Noiseprint++",
+                str(np_path),
+                ("verified " if info.verified else "unverified ") + f"sha256 {info.short_sha}",
+            )
+        )
     except WeightsError as e:
         rows.append(("Noiseprint++", "-", f"missing: {e}"))
     try:
@@ -316,15 +346,21 @@ def installed() -> list[tuple[str, str, str]]:
         ck, rows = None, rows + [("TruFor", "-", str(e))]
     if ck is not None:
         info = describe(ck, "official")
-        rows.append(("TruFor", str(ck), ("official, verified " if info.verified else "present, unverified ")
-                     + f"sha256 {info.short_sha}"))
+        rows.append(
+            (
+                "TruFor",
+                str(ck),
+                ("official, verified " if info.verified else "present, unverified ") + f"sha256 {info.short_sha}",
+            )
+        )
     elif not any(r[0] == "TruFor" for r in rows):
         rows.append(("TruFor", "-", "not installed: " + HOW_TO_GET))
     demo = find_demo()
     if demo is not None:
         info = describe(demo, "demo")
-        rows.append(("Demo model", str(demo), ("verified " if info.verified else "unverified ")
-                     + f"sha256 {info.short_sha}"))
+        rows.append(
+            ("Demo model", str(demo), ("verified " if info.verified else "unverified ") + f"sha256 {info.short_sha}")
+        )
     else:
         rows.append(("Demo model", "-", "not shipped"))
     return rows
@@ -334,4 +370,3 @@ def searched() -> list[tuple[str, list[str]]]:
     """``(folder, files found there)`` for every folder searched, in order (``weights info``)."""
     names = (TRUFOR_FILE, NOISEPRINT_FILE, DEMO_FILE)
     return [(str(d), [n for n in names if (d / n).is_file()]) for d in search_dirs()]
-

@@ -10,6 +10,7 @@ metrics; the main module users call (the interventions themselves, re-exported h
 >>> study.plot()
 >>> study.to_csv("study.csv")                # atomic, UTF-8; returns the CSV text
 """
+
 from __future__ import annotations
 
 import math
@@ -50,10 +51,28 @@ from trufor_lab.lab.metrics import localization_metrics
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
-    "ABLATIONS", "Ablation", "AblationRegistry", "AblationSpec", "AblationStudy", "DEFAULT_STUDY", "METRIC_KEYS",
-    "UnknownAblation", "ablation_study", "baseline", "compose", "drop_scales", "get_ablation", "map_only_detection",
-    "no_ffm_cross", "no_frm", "noiseprint_from", "noiseprint_noise", "noiseprint_only", "register_ablation",
-    "rgb_only", "uniform_pooling",
+    "ABLATIONS",
+    "Ablation",
+    "AblationRegistry",
+    "AblationSpec",
+    "AblationStudy",
+    "DEFAULT_STUDY",
+    "METRIC_KEYS",
+    "UnknownAblation",
+    "ablation_study",
+    "baseline",
+    "compose",
+    "drop_scales",
+    "get_ablation",
+    "map_only_detection",
+    "no_ffm_cross",
+    "no_frm",
+    "noiseprint_from",
+    "noiseprint_noise",
+    "noiseprint_only",
+    "register_ablation",
+    "rgb_only",
+    "uniform_pooling",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -61,8 +80,15 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 METRIC_KEYS = ("f1_best", "f1_fixed", "mcc_best", "iou_fixed", "auc")
-DEFAULT_STUDY = ("rgb_only", "noiseprint_only", "no_frm", "no_ffm_cross", "drop_c4", "uniform_pooling",
-                 "map_only_detection")
+DEFAULT_STUDY = (
+    "rgb_only",
+    "noiseprint_only",
+    "no_frm",
+    "no_ffm_cross",
+    "drop_c4",
+    "uniform_pooling",
+    "map_only_detection",
+)
 
 
 def _num(v: Any) -> float:
@@ -83,8 +109,7 @@ class AblationStudy:
     def __post_init__(self) -> None:
         if not isinstance(self.table, Table):
             self.table = Table(self.table)
-        self.table.title = (f"ablation study ({len(self.images)} image(s) x {len(self.results)} "
-                            "ablation(s))")
+        self.table.title = f"ablation study ({len(self.images)} image(s) x {len(self.results)} ablation(s))"
 
     @property
     def ablations(self) -> list[str]:
@@ -118,8 +143,9 @@ class AblationStudy:
         abl = self.ablations
         vals = np.array([[_num(r.get(metric)) for r in self.table if r["image"] == im] for im in self.images])
         if ax is None:
-            fig = new_figure(figsize=(max(4.0, 0.8 * len(abl) + 2), 3.2 if len(self.images) == 1
-                                  else 1.0 + 0.45 * len(self.images)))
+            fig = new_figure(
+                figsize=(max(4.0, 0.8 * len(abl) + 2), 3.2 if len(self.images) == 1 else 1.0 + 0.45 * len(self.images))
+            )
             ax = fig.add_subplot()
         else:
             fig = ax.figure
@@ -153,11 +179,16 @@ def _is_single_image(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike, bytes, np.ndarray, torch.Tensor, Image.Image))
 
 
-def ablation_study(model: nn.Module, images: ImageLike | Sequence[ImageLike],
-                   masks: np.ndarray | Sequence[np.ndarray | None] | None = None,
-                   ablations: Sequence[AblationSpec] = DEFAULT_STUDY,
-                   analyze_fn: Callable[[nn.Module, ImageLike], Result] | None = None,
-                   *, include_baseline: bool = True, names: Sequence[str] | None = None) -> AblationStudy:
+def ablation_study(
+    model: nn.Module,
+    images: ImageLike | Sequence[ImageLike],
+    masks: np.ndarray | Sequence[np.ndarray | None] | None = None,
+    ablations: Sequence[AblationSpec] = DEFAULT_STUDY,
+    analyze_fn: Callable[[nn.Module, ImageLike], Result] | None = None,
+    *,
+    include_baseline: bool = True,
+    names: Sequence[str] | None = None,
+) -> AblationStudy:
     """Analyse every image under every ablation (and the unablated baseline first).
 
     ``ablations`` are registry names, bound :class:`Ablation` objects or factories
@@ -176,7 +207,8 @@ def ablation_study(model: nn.Module, images: ImageLike | Sequence[ImageLike],
         raise ValueError(f"{len(imgs)} images but {len(mks)} masks")
     fn = analyze if analyze_fn is None else analyze_fn
     specs: list[AblationSpec] = (["baseline"] if include_baseline else []) + [
-        a for a in ablations if not (include_baseline and a == "baseline")]
+        a for a in ablations if not (include_baseline and a == "baseline")
+    ]
     bound = [get_ablation(model, s) for s in specs]
     seen = [a.name for a in bound]
     dup = {n for n in seen if seen.count(n) > 1}
@@ -206,9 +238,14 @@ def ablation_study(model: nn.Module, images: ImageLike | Sequence[ImageLike],
         for ab_name, rs in results.items():
             r = rs[i]
             row: dict[str, Any] = {
-                "image": im_name, "ablation": ab_name, "score": _num(r.score), "det_logit": _num(r.det_logit),
-                "delta_score": math.nan, "mean_conf": math.nan if r.conf is None else float(np.mean(r.conf)),
-                "map_mean": math.nan if r.map is None else float(np.mean(r.map)), "map_change": math.nan,
+                "image": im_name,
+                "ablation": ab_name,
+                "score": _num(r.score),
+                "det_logit": _num(r.det_logit),
+                "delta_score": math.nan,
+                "mean_conf": math.nan if r.conf is None else float(np.mean(r.conf)),
+                "map_mean": math.nan if r.map is None else float(np.mean(r.map)),
+                "map_change": math.nan,
             }
             if base is not None:
                 b = base[i]

@@ -37,6 +37,7 @@ predict then use the plain forward where it fits, and refuse the image where it 
 ``drop_scales`` (hooks on ``linear_cK``) and ``map_only_detection`` (hook on ``pool``) act on
 modules the lean forward calls too (``lean_ok=True``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,9 +58,24 @@ from trufor_lab.model.interventions import registered
 Setup = Callable[[contextlib.ExitStack], None]
 
 __all__ = [
-    "ABLATIONS", "Ablation", "AblationRegistry", "AblationSpec", "UnknownAblation", "baseline", "compose",
-    "drop_scales", "get_ablation", "map_only_detection", "no_ffm_cross", "no_frm", "noiseprint_from",
-    "noiseprint_noise", "noiseprint_only", "register_ablation", "rgb_only", "uniform_pooling",
+    "ABLATIONS",
+    "Ablation",
+    "AblationRegistry",
+    "AblationSpec",
+    "UnknownAblation",
+    "baseline",
+    "compose",
+    "drop_scales",
+    "get_ablation",
+    "map_only_detection",
+    "no_ffm_cross",
+    "no_frm",
+    "noiseprint_from",
+    "noiseprint_noise",
+    "noiseprint_only",
+    "register_ablation",
+    "rgb_only",
+    "uniform_pooling",
 ]
 
 
@@ -71,8 +87,9 @@ class Ablation:
     registered on the model as an intervention (see ``lean_ok``).
     """
 
-    def __init__(self, model: nn.Module, name: str, setup: Setup, description: str = "", *,
-                 lean_ok: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, name: str, setup: Setup, description: str = "", *, lean_ok: bool = False
+    ) -> None:
         self.model = model
         self.name = name
         self.description = description
@@ -91,8 +108,14 @@ class Ablation:
             raise RuntimeError(f"ablation {self.name!r} is already active")
         stack = contextlib.ExitStack()
         try:
-            stack.enter_context(registered(self.model, self.name, lean_ok=self.lean_ok,
-                                           why=f"{self.description or self.name} acts through hooks it skips"))
+            stack.enter_context(
+                registered(
+                    self.model,
+                    self.name,
+                    lean_ok=self.lean_ok,
+                    why=f"{self.description or self.name} acts through hooks it skips",
+                )
+            )
             self._setup(stack)
         except BaseException:
             stack.close()
@@ -122,6 +145,7 @@ class Ablation:
 # building blocks: every change registers its own undo
 # --------------------------------------------------------------------------------------------
 
+
 def _set(stack: contextlib.ExitStack, obj: object, attr: str, value: Any) -> None:
     old = getattr(obj, attr)
     setattr(obj, attr, value)
@@ -130,8 +154,10 @@ def _set(stack: contextlib.ExitStack, obj: object, attr: str, value: Any) -> Non
 
 def _trufor(model: nn.Module) -> TruFor:
     if not isinstance(model, TruFor):
-        raise TypeError(f"ablations need a full TruFor model, got {type(model).__name__} "
-                        "(Noiseprint++ alone has no fusion, decoders or detection head)")
+        raise TypeError(
+            f"ablations need a full TruFor model, got {type(model).__name__} "
+            "(Noiseprint++ alone has no fusion, decoders or detection head)"
+        )
     return model
 
 
@@ -152,9 +178,9 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype
 
 
-def _noiseprint_hook(model: TruFor, make: Callable[[TruFor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-                     ) -> Setup:
+def _noiseprint_hook(model: TruFor, make: Callable[[TruFor, torch.Tensor, torch.Tensor | None], torch.Tensor]) -> Setup:
     """Forward pre-hook on the model that sets ``noiseprint=make(model, rgb, given)``."""
+
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         args, kwargs = tuple(args), dict(kwargs)
         rgb = args[0] if args else kwargs["rgb"]
@@ -164,6 +190,7 @@ def _noiseprint_hook(model: TruFor, make: Callable[[TruFor, torch.Tensor, torch.
 
     def setup(stack: contextlib.ExitStack) -> None:
         stack.callback(model.register_forward_pre_hook(hook, with_kwargs=True).remove)
+
     return setup
 
 
@@ -174,6 +201,7 @@ def _real_noiseprint(model: TruFor, rgb: torch.Tensor, given: torch.Tensor | Non
 # --------------------------------------------------------------------------------------------
 # modality
 # --------------------------------------------------------------------------------------------
+
 
 def rgb_only(model: nn.Module, fill: str = "zeros") -> Ablation:
     """Noiseprint++ branch blinded: its input is zeros or the per-image mean of the map."""
@@ -187,8 +215,13 @@ def rgb_only(model: nn.Module, fill: str = "zeros") -> Ablation:
             return rgb.new_zeros(shape)
         npm = _real_noiseprint(mod, rgb, given)
         return npm.mean(dim=(1, 2, 3), keepdim=True).expand_as(npm)
-    return Ablation(m, "rgb_only" + _suffix(fill == "zeros", fill), _noiseprint_hook(m, make),
-                    f"Noiseprint++ input replaced by {fill}")
+
+    return Ablation(
+        m,
+        "rgb_only" + _suffix(fill == "zeros", fill),
+        _noiseprint_hook(m, make),
+        f"Noiseprint++ input replaced by {fill}",
+    )
 
 
 def noiseprint_only(model: nn.Module, fill: str = "zeros") -> Ablation:
@@ -216,8 +249,10 @@ def noiseprint_only(model: nn.Module, fill: str = "zeros") -> Ablation:
 
     def setup(stack: contextlib.ExitStack) -> None:
         stack.callback(m.backbone.register_forward_pre_hook(hook, with_kwargs=True).remove)
-    return Ablation(m, "noiseprint_only" + _suffix(fill == "zeros", fill), setup,
-                    f"RGB branch input replaced by {fill}")
+
+    return Ablation(
+        m, "noiseprint_only" + _suffix(fill == "zeros", fill), setup, f"RGB branch input replaced by {fill}"
+    )
 
 
 def _fit_periodic(npm: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -249,10 +284,14 @@ def noiseprint_from(model: nn.Module, other_image: ImageLike, name: str | None =
                 cache[key] = mod.forward_noiseprint(to_tensor(rgb_other, dtype=rgb.dtype, device=rgb.device))
         fitted = _fit_periodic(cache[key], rgb.shape[2], rgb.shape[3])
         return fitted.expand(rgb.shape[0], -1, -1, -1)
-    label = name or "noiseprint_from_" + (os.path.basename(loaded.name) if not loaded.name.startswith("<")
-                                          else "image")
-    return Ablation(m, label, _noiseprint_hook(m, make),
-                    f"Noiseprint++ of another image ({rgb_other.shape[1]}x{rgb_other.shape[0]}), cropped/tiled")
+
+    label = name or "noiseprint_from_" + (os.path.basename(loaded.name) if not loaded.name.startswith("<") else "image")
+    return Ablation(
+        m,
+        label,
+        _noiseprint_hook(m, make),
+        f"Noiseprint++ of another image ({rgb_other.shape[1]}x{rgb_other.shape[0]}), cropped/tiled",
+    )
 
 
 def noiseprint_noise(model: nn.Module, std: float | None = None, seed: int = 0) -> Ablation:
@@ -269,13 +308,19 @@ def noiseprint_noise(model: nn.Module, std: float | None = None, seed: int = 0) 
             return z * std
         npm = _real_noiseprint(mod, rgb, given).detach()
         return npm.mean(dim=(1, 2, 3), keepdim=True) + npm.std(dim=(1, 2, 3), keepdim=True) * z
-    return Ablation(m, "noiseprint_noise" + _suffix(std is None and seed == 0, std, seed), _noiseprint_hook(m, make),
-                    "Noiseprint++ replaced by Gaussian noise")
+
+    return Ablation(
+        m,
+        "noiseprint_noise" + _suffix(std is None and seed == 0, std, seed),
+        _noiseprint_hook(m, make),
+        "Noiseprint++ replaced by Gaussian noise",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # fusion, decoders, detection
 # --------------------------------------------------------------------------------------------
+
 
 def no_frm(model: nn.Module, stages: int | Iterable[int] = (1, 2, 3, 4)) -> Ablation:
     """Feature rectification off (``lambda_c = lambda_s = 0``) at the given stages."""
@@ -286,9 +331,15 @@ def no_frm(model: nn.Module, stages: int | Iterable[int] = (1, 2, 3, 4)) -> Abla
         for i in idx:
             _set(stack, m.backbone.FRMs[i], "lambda_c", 0.0)
             _set(stack, m.backbone.FRMs[i], "lambda_s", 0.0)
+
     full = len(idx) == m.cfg.num_stages
-    return Ablation(m, "no_frm" + _suffix(full, "".join(str(i + 1) for i in idx)), setup,
-                    f"FRM off at stages {[i + 1 for i in idx]}", lean_ok=True)
+    return Ablation(
+        m,
+        "no_frm" + _suffix(full, "".join(str(i + 1) for i in idx)),
+        setup,
+        f"FRM off at stages {[i + 1 for i in idx]}",
+        lean_ok=True,
+    )
 
 
 def no_ffm_cross(model: nn.Module, stages: int | Iterable[int] = (1, 2, 3, 4)) -> Ablation:
@@ -299,16 +350,25 @@ def no_ffm_cross(model: nn.Module, stages: int | Iterable[int] = (1, 2, 3, 4)) -
     def setup(stack: contextlib.ExitStack) -> None:
         for i in idx:
             _set(stack, m.backbone.FFMs[i], "cross_enabled", False)
+
     full = len(idx) == m.cfg.num_stages
-    return Ablation(m, "no_ffm_cross" + _suffix(full, "".join(str(i + 1) for i in idx)), setup,
-                    f"FFM cross path off at stages {[i + 1 for i in idx]}", lean_ok=True)
+    return Ablation(
+        m,
+        "no_ffm_cross" + _suffix(full, "".join(str(i + 1) for i in idx)),
+        setup,
+        f"FFM cross path off at stages {[i + 1 for i in idx]}",
+        lean_ok=True,
+    )
 
 
 _DECODERS = {"anomaly": "decode_head", "confidence": "decode_head_conf"}
 
 
-def drop_scales(model: nn.Module, scales: str | int | Iterable[str | int] = ("c4",),
-                decoders: str | Iterable[str] = ("anomaly", "confidence")) -> Ablation:
+def drop_scales(
+    model: nn.Module,
+    scales: str | int | Iterable[str | int] = ("c4",),
+    decoders: str | Iterable[str] = ("anomaly", "confidence"),
+) -> Ablation:
     """Zero the per-scale embeddings (outputs of ``linear_cK``) of the chosen decoders, so the
     fuse layer sees nothing from those scales. Scales are ``'c1'..'c4'`` or 1..4."""
     m = _trufor(model)
@@ -333,6 +393,7 @@ def drop_scales(model: nn.Module, scales: str | int | Iterable[str | int] = ("c4
             head = getattr(m, _DECODERS[d])
             for k in ks:
                 stack.callback(getattr(head, f"linear_c{k}").register_forward_hook(zero).remove)
+
     name = "drop_" + "_".join(f"c{k}" for k in ks) + ("" if len(decoders) == 2 else f"_{decoders[0]}")
     return Ablation(m, name, setup, f"scales {['c%d' % k for k in ks]} zeroed in {decoders} decoder(s)", lean_ok=True)
 
@@ -344,6 +405,7 @@ def uniform_pooling(model: nn.Module) -> Ablation:
 
     def setup(stack: contextlib.ExitStack) -> None:
         _set(stack, m.pool, "weighting", "uniform")
+
     return Ablation(m, "uniform_pooling", setup, "confidence weighting of the pooling off", lean_ok=True)
 
 
@@ -364,8 +426,14 @@ def map_only_detection(model: nn.Module, conf_logit: float = 0.0) -> Ablation:
 
     def setup(stack: contextlib.ExitStack) -> None:
         stack.callback(m.pool.register_forward_pre_hook(hook).remove)
-    return Ablation(m, "map_only_detection" + _suffix(conf_logit == 0.0, conf_logit), setup,
-                    f"detection sees a constant confidence logit {conf_logit:g}", lean_ok=True)
+
+    return Ablation(
+        m,
+        "map_only_detection" + _suffix(conf_logit == 0.0, conf_logit),
+        setup,
+        f"detection sees a constant confidence logit {conf_logit:g}",
+        lean_ok=True,
+    )
 
 
 def baseline(model: nn.Module) -> Ablation:
@@ -384,9 +452,14 @@ def compose(*ablations: Ablation, name: str | None = None) -> Ablation:
     def setup(stack: contextlib.ExitStack) -> None:
         for a in ablations:
             stack.enter_context(a)
-    return Ablation(ablations[0].model, name or "+".join(a.name for a in ablations), setup,
-                    "; ".join(a.description for a in ablations if a.description),
-                    lean_ok=all(a.lean_ok for a in ablations))
+
+    return Ablation(
+        ablations[0].model,
+        name or "+".join(a.name for a in ablations),
+        setup,
+        "; ".join(a.description for a in ablations if a.description),
+        lean_ok=all(a.lean_ok for a in ablations),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,20 +534,26 @@ def get_ablation(model: nn.Module, spec: "AblationSpec", **kw: Any) -> Ablation:
 def _variant(factory: Factory, **fixed: Any) -> Factory:
     def f(model: nn.Module, **kw: Any) -> Ablation:
         return factory(model, **{**fixed, **kw})
+
     f.__doc__ = factory.__doc__
     return f
 
 
 for _name, _factory in {
     "baseline": baseline,
-    "rgb_only": rgb_only, "rgb_only_mean": _variant(rgb_only, fill="mean"),
-    "noiseprint_only": noiseprint_only, "noiseprint_only_mean": _variant(noiseprint_only, fill="mean"),
+    "rgb_only": rgb_only,
+    "rgb_only_mean": _variant(rgb_only, fill="mean"),
+    "noiseprint_only": noiseprint_only,
+    "noiseprint_only_mean": _variant(noiseprint_only, fill="mean"),
     "noiseprint_only_gray": _variant(noiseprint_only, fill="gray"),
-    "noiseprint_from": noiseprint_from, "noiseprint_noise": noiseprint_noise,
-    "no_frm": no_frm, "no_ffm_cross": no_ffm_cross,
+    "noiseprint_from": noiseprint_from,
+    "noiseprint_noise": noiseprint_noise,
+    "no_frm": no_frm,
+    "no_ffm_cross": no_ffm_cross,
     "no_fusion": lambda model: compose(no_frm(model), no_ffm_cross(model), name="no_fusion"),
     **{f"drop_c{k}": _variant(drop_scales, scales=(f"c{k}",)) for k in range(1, 5)},
-    "uniform_pooling": uniform_pooling, "map_only_detection": map_only_detection,
+    "uniform_pooling": uniform_pooling,
+    "map_only_detection": map_only_detection,
 }.items():
     register_ablation(_name, _factory)
 

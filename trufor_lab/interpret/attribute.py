@@ -34,6 +34,7 @@ heads called as modules), never the memory-lean one of :mod:`trufor_lab.model.le
 inference-only, without autograd): memory grows with the image, so use ``max_side`` on large
 photos; ablations and captures active around an attribution are honoured.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,17 +67,33 @@ from trufor_lab.interpret.targets import (
 )
 
 __all__ = [
-    "Attribution", "BASELINES", "ConfidenceTarget", "INPUT_METHODS", "InputAttribution", "LAYER_METHODS",
-    "LayerAttribution", "ModalityAttribution", "RegionTarget", "ScoreTarget", "attribute", "make_baseline",
+    "Attribution",
+    "BASELINES",
+    "ConfidenceTarget",
+    "INPUT_METHODS",
+    "InputAttribution",
+    "LAYER_METHODS",
+    "LayerAttribution",
+    "ModalityAttribution",
+    "RegionTarget",
+    "ScoreTarget",
+    "attribute",
+    "make_baseline",
     "plot_modality_shares",
 ]
 
 INPUT_METHODS = ("ig", "saliency", "input_x_gradient", "occlusion")
 LAYER_METHODS = ("gradcam", "conductance")
 _ALIASES = {
-    "integrated_gradients": "ig", "integratedgradients": "ig", "ixg": "input_x_gradient",
-    "inputxgradient": "input_x_gradient", "layer_gradcam": "gradcam", "layergradcam": "gradcam",
-    "grad_cam": "gradcam", "layer_conductance": "conductance", "layerconductance": "conductance",
+    "integrated_gradients": "ig",
+    "integratedgradients": "ig",
+    "ixg": "input_x_gradient",
+    "inputxgradient": "input_x_gradient",
+    "layer_gradcam": "gradcam",
+    "layergradcam": "gradcam",
+    "grad_cam": "gradcam",
+    "layer_conductance": "conductance",
+    "layerconductance": "conductance",
 }
 
 
@@ -85,10 +102,10 @@ def _canonical(method: str) -> str:
     return _ALIASES.get(key, key)
 
 
-
 # --------------------------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------------------------
+
 
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters())
@@ -103,8 +120,8 @@ def _trufor(model: nn.Module) -> TruFor:
 
 @dataclass(frozen=True)
 class _Prepared:
-    x: torch.Tensor               # (1, 3, h, w) RGB/256 on the model's device and dtype
-    rgb: np.ndarray               # (h, w, 3) uint8, what is shown
+    x: torch.Tensor  # (1, 3, h, w) RGB/256 on the model's device and dtype
+    rgb: np.ndarray  # (h, w, 3) uint8, what is shown
     name: str
     original_size: tuple[int, int]
 
@@ -139,7 +156,6 @@ def _prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> _Prepa
     return _Prepared(to_tensor(rgb, dtype=dt, device=dev), rgb, loaded.name, size)
 
 
-
 def _auto_batch(h: int, w: int, n_steps: int) -> int:
     """Path points per forward: about 2**17 pixels per batch (2 at 256x256, ~2 GB), at least 1.
 
@@ -153,8 +169,15 @@ def _auto_batch(h: int, w: int, n_steps: int) -> int:
 # safety
 # --------------------------------------------------------------------------------------------
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks_with_kwargs",
+)
 
 
 @contextlib.contextmanager
@@ -184,13 +207,16 @@ def _guard(model: nn.Module) -> Iterator[None]:
                     for k in [k for k in d if k not in b[a]]:
                         del d[k]
 
+
 # --------------------------------------------------------------------------------------------
 # attribution classes
 # --------------------------------------------------------------------------------------------
 
+
 def _rgb_forward(model: TruFor, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
     def f(rgb: torch.Tensor) -> torch.Tensor:
         return per_item(target(model(rgb)), rgb.shape[0])
+
     return f
 
 
@@ -204,10 +230,21 @@ class InputAttribution:
         if self.method not in INPUT_METHODS:
             raise ValueError(f"input methods are {INPUT_METHODS}, got {method!r}")
 
-    def attribute(self, image: ImageLike, target: Target | None = None, baselines: BaselineLike = None, *,
-                  n_steps: int = 32, internal_batch_size: int | None = None, max_side: int | None = None,
-                  window: int = 32, stride: int | None = None, perturbations_per_eval: int = 4,
-                  sigma: float = 3.0, seed: int = 0) -> Attribution:
+    def attribute(
+        self,
+        image: ImageLike,
+        target: Target | None = None,
+        baselines: BaselineLike = None,
+        *,
+        n_steps: int = 32,
+        internal_batch_size: int | None = None,
+        max_side: int | None = None,
+        window: int = 32,
+        stride: int | None = None,
+        perturbations_per_eval: int = 4,
+        sigma: float = 3.0,
+        seed: int = 0,
+    ) -> Attribution:
         """Explain ``target`` (default :class:`ScoreTarget`) for ``image``.
 
         ``baselines`` (IG, occlusion fill): default ``'blur'``; ignored by saliency and
@@ -216,6 +253,7 @@ class InputAttribution:
         ``stride`` (default ``window // 2``), ``perturbations_per_eval`` windows per forward.
         """
         import captum.attr as ca  # lazy: captum is only needed for attribution
+
         target = ScoreTarget() if target is None else target
         prep = _prepare(self.model, image, max_side)
         x = prep.x
@@ -231,7 +269,8 @@ class InputAttribution:
             if kind == "ig":
                 ibs = internal_batch_size or _auto_batch(h, w, n_steps)
                 attr, d = ca.IntegratedGradients(f).attribute(
-                    x, baselines=b, n_steps=n_steps, internal_batch_size=ibs, return_convergence_delta=True)
+                    x, baselines=b, n_steps=n_steps, internal_batch_size=ibs, return_convergence_delta=True
+                )
                 delta = float(d.reshape(-1)[0])
                 extras.update(n_steps=n_steps, internal_batch_size=ibs)
             elif kind == "saliency":  # x is our own copy: requiring grad on it is harmless
@@ -242,8 +281,12 @@ class InputAttribution:
                 wh, ww = min(window, h), min(window, w)
                 st = stride or max(1, window // 2)
                 attr = ca.Occlusion(f).attribute(
-                    x, sliding_window_shapes=(3, wh, ww), strides=(3, min(st, wh), min(st, ww)), baselines=b,
-                    perturbations_per_eval=perturbations_per_eval)
+                    x,
+                    sliding_window_shapes=(3, wh, ww),
+                    strides=(3, min(st, wh), min(st, ww)),
+                    baselines=b,
+                    perturbations_per_eval=perturbations_per_eval,
+                )
                 extras.update(window=(wh, ww), stride=st)
             with torch.no_grad():
                 vals = f(x if b is None else torch.cat([x, b]))
@@ -253,10 +296,20 @@ class InputAttribution:
         raw = tensor_to_numpy(attr[0])
         reduce = {"ig": np.sum, "input_x_gradient": np.sum, "saliency": np.max, "occlusion": np.mean}[kind]
         return Attribution(
-            image=prep.rgb, map=reduce(raw, axis=0), method=kind, target=target_label(target),
-            baseline=baseline_label(base_kind, sigma) if uses_baseline else None, delta=delta,
-            target_value=tval, baseline_value=bval, original_size=prep.original_size, max_side=max_side,
-            name=prep.name, raw=raw, extras=extras)
+            image=prep.rgb,
+            map=reduce(raw, axis=0),
+            method=kind,
+            target=target_label(target),
+            baseline=baseline_label(base_kind, sigma) if uses_baseline else None,
+            delta=delta,
+            target_value=tval,
+            baseline_value=bval,
+            original_size=prep.original_size,
+            max_side=max_side,
+            name=prep.name,
+            raw=raw,
+            extras=extras,
+        )
 
 
 class LayerAttribution:
@@ -275,13 +328,24 @@ class LayerAttribution:
         if self.method not in LAYER_METHODS:
             raise ValueError(f"layer methods are {LAYER_METHODS}, got {method!r}")
 
-    def attribute(self, image: ImageLike, target: Target | None = None, baselines: BaselineLike = None, *,
-                  relu: bool = True, n_steps: int = 16, internal_batch_size: int | None = None,
-                  max_side: int | None = None, sigma: float = 3.0, seed: int = 0) -> Attribution:
+    def attribute(
+        self,
+        image: ImageLike,
+        target: Target | None = None,
+        baselines: BaselineLike = None,
+        *,
+        relu: bool = True,
+        n_steps: int = 16,
+        internal_batch_size: int | None = None,
+        max_side: int | None = None,
+        sigma: float = 3.0,
+        seed: int = 0,
+    ) -> Attribution:
         """Explain ``target`` (default :class:`ScoreTarget`). GradCAM: ``relu`` keeps positive
         evidence only. Conductance: ``baselines`` (default ``'blur'``), ``n_steps``,
         ``internal_batch_size``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
+
         target = ScoreTarget() if target is None else target
         prep = _prepare(self.model, image, max_side)
         x = prep.x
@@ -297,18 +361,29 @@ class LayerAttribution:
                 base_kind = baselines if baselines is not None else "blur"
                 b = make_baseline(x, base_kind, sigma=sigma, seed=seed)
                 ibs = internal_batch_size or _auto_batch(h, w, n_steps)
-                low = ca.LayerConductance(f, self.layer).attribute(
-                    x, baselines=b, n_steps=n_steps, internal_batch_size=ibs).sum(dim=1, keepdim=True)
+                low = (
+                    ca.LayerConductance(f, self.layer)
+                    .attribute(x, baselines=b, n_steps=n_steps, internal_batch_size=ibs)
+                    .sum(dim=1, keepdim=True)
+                )
                 extras.update(n_steps=n_steps, internal_batch_size=ibs)
             with torch.no_grad():
                 tval = float(f(x)[0])
             up = F.interpolate(low.detach(), size=(h, w), mode="bilinear", align_corners=False)
         extras["layer_map"] = tensor_to_numpy(low[0, 0])
         return Attribution(
-            image=prep.rgb, map=tensor_to_numpy(up[0, 0]), method=self.method, target=target_label(target),
+            image=prep.rgb,
+            map=tensor_to_numpy(up[0, 0]),
+            method=self.method,
+            target=target_label(target),
             baseline=baseline_label(base_kind, sigma) if base_kind is not None else None,
-            layer=f"fusion.stage{self.stage}.ffm", target_value=tval, original_size=prep.original_size,
-            max_side=max_side, name=prep.name, extras=extras)
+            layer=f"fusion.stage{self.stage}.ffm",
+            target_value=tval,
+            original_size=prep.original_size,
+            max_side=max_side,
+            name=prep.name,
+            extras=extras,
+        )
 
 
 class ModalityAttribution:
@@ -325,14 +400,23 @@ class ModalityAttribution:
         logits, conf, det = m.forward_heads(m.backbone(rgb_n, x_np), rgb_n.shape[2:])
         return per_item(target(TruForOutput(logits, conf, det, noiseprint)), rgb_n.shape[0])
 
-    def attribute(self, image: ImageLike, target: Target | None = None,
-                  baselines: str | tuple[torch.Tensor, torch.Tensor] = "blur", *, n_steps: int = 32,
-                  internal_batch_size: int | None = None, max_side: int | None = None,
-                  sigma: float = 3.0, seed: int = 0) -> Attribution:
+    def attribute(
+        self,
+        image: ImageLike,
+        target: Target | None = None,
+        baselines: str | tuple[torch.Tensor, torch.Tensor] = "blur",
+        *,
+        n_steps: int = 32,
+        internal_batch_size: int | None = None,
+        max_side: int | None = None,
+        sigma: float = 3.0,
+        seed: int = 0,
+    ) -> Attribution:
         """``baselines``: ``'zeros'`` (both encoder inputs 0), an image baseline of
         :func:`make_baseline` (``'blur'`` default: its normalised RGB and its own Noiseprint++),
         or a pair of tensors ``(rgb_normalised, noiseprint)``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
+
         target = ScoreTarget() if target is None else target
         m = self.model
         prep = _prepare(m, image, max_side)
@@ -342,8 +426,9 @@ class ModalityAttribution:
             with torch.no_grad():
                 rgb_n, npm = m.normalize(x), m.forward_noiseprint(x)
                 if isinstance(baselines, tuple):
-                    b_rgb, b_np = (t.to(device=x.device, dtype=x.dtype).expand_as(r)
-                                   for t, r in zip(baselines, (rgb_n, npm)))
+                    b_rgb, b_np = (
+                        t.to(device=x.device, dtype=x.dtype).expand_as(r) for t, r in zip(baselines, (rgb_n, npm))
+                    )
                     label = "tensors"
                 elif baselines == "zeros":
                     b_rgb, b_np = torch.zeros_like(rgb_n), torch.zeros_like(npm)
@@ -355,29 +440,59 @@ class ModalityAttribution:
 
             def f(r: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
                 return self.forward(r, n, target)
+
             ibs = internal_batch_size or _auto_batch(h, w, n_steps)
             (a_rgb, a_np), d = ca.IntegratedGradients(f).attribute(
-                (rgb_n, npm), baselines=(b_rgb, b_np), n_steps=n_steps, internal_batch_size=ibs,
-                return_convergence_delta=True)
+                (rgb_n, npm),
+                baselines=(b_rgb, b_np),
+                n_steps=n_steps,
+                internal_batch_size=ibs,
+                return_convergence_delta=True,
+            )
             with torch.no_grad():
                 vals = f(torch.cat([rgb_n, b_rgb]), torch.cat([npm, b_np]))
         tot_rgb, tot_np = float(a_rgb.abs().sum()), float(a_np.abs().sum())
         total = tot_rgb + tot_np
-        shares = ({"rgb": tot_rgb / total, "noiseprint": tot_np / total} if total > 0
-                  else {"rgb": math.nan, "noiseprint": math.nan})
+        shares = (
+            {"rgb": tot_rgb / total, "noiseprint": tot_np / total}
+            if total > 0
+            else {"rgb": math.nan, "noiseprint": math.nan}
+        )
         maps = {"rgb": tensor_to_numpy(a_rgb[0].sum(dim=0)), "noiseprint": tensor_to_numpy(a_np[0].sum(dim=0))}
-        extras = {"shares": shares, "maps": maps, "abs_totals": {"rgb": tot_rgb, "noiseprint": tot_np},
-                  "sums": {"rgb": float(a_rgb.sum()), "noiseprint": float(a_np.sum())},
-                  "n_steps": n_steps, "internal_batch_size": ibs}
+        extras = {
+            "shares": shares,
+            "maps": maps,
+            "abs_totals": {"rgb": tot_rgb, "noiseprint": tot_np},
+            "sums": {"rgb": float(a_rgb.sum()), "noiseprint": float(a_np.sum())},
+            "n_steps": n_steps,
+            "internal_batch_size": ibs,
+        }
         return Attribution(
-            image=prep.rgb, map=maps["rgb"] + maps["noiseprint"], method="modality_ig",
-            target=target_label(target), baseline=label, delta=float(d.reshape(-1)[0]),
-            target_value=float(vals[0]), baseline_value=float(vals[1]), original_size=prep.original_size,
-            max_side=max_side, name=prep.name, extras=extras)
+            image=prep.rgb,
+            map=maps["rgb"] + maps["noiseprint"],
+            method="modality_ig",
+            target=target_label(target),
+            baseline=label,
+            delta=float(d.reshape(-1)[0]),
+            target_value=float(vals[0]),
+            baseline_value=float(vals[1]),
+            original_size=prep.original_size,
+            max_side=max_side,
+            name=prep.name,
+            extras=extras,
+        )
 
 
-def attribute(model: nn.Module, image: ImageLike, method: str = "ig", target: Target | None = None,
-              baseline: Any = None, *, stage: int = 4, **kw: Any) -> Attribution:
+def attribute(
+    model: nn.Module,
+    image: ImageLike,
+    method: str = "ig",
+    target: Target | None = None,
+    baseline: Any = None,
+    *,
+    stage: int = 4,
+    **kw: Any,
+) -> Attribution:
     """One call for every method: input methods (``'ig'``, ``'saliency'``, ``'input_x_gradient'``,
     ``'occlusion'``), layer methods at ``stage`` (``'gradcam'``, ``'conductance'``) and
     ``'modality'``. ``baseline`` and ``**kw`` go to the class's ``attribute``."""

@@ -1,5 +1,6 @@
 """The :class:`Attribution` result (the map, its method, target and baseline, ``plot()``,
 ``to_result()`` for the Result viewers) and :func:`plot_modality_shares` (RGB vs Noiseprint++)."""
+
 from __future__ import annotations
 
 import base64
@@ -15,6 +16,7 @@ from trufor_lab.inference.analyze import Result
 from trufor_lab.viz.figures import new_figure
 
 __all__ = ["Attribution", "plot_modality_shares"]
+
 
 def _robust_abs(a: np.ndarray, pct: float = 99.5) -> float:
     """Colour limit: the ``pct`` percentile of |a|, else its max, else 1."""
@@ -94,9 +96,15 @@ class Attribution:
         """A :class:`~trufor_lab.inference.analyze.Result` showing this attribution (``map`` =
         :meth:`display_map`, ``noiseprint`` = the raw map, ``conf`` = ones, no score), e.g. for
         ``CompareViewer``."""
-        return Result(image=self.image, noiseprint=self.map.astype(np.float32), map=self.display_map(),
-                      conf=self.conf, name=self.name, label=self.label,
-                      notes=("attribution scaled to [0, 1] for display", self.title))
+        return Result(
+            image=self.image,
+            noiseprint=self.map.astype(np.float32),
+            map=self.display_map(),
+            conf=self.conf,
+            name=self.name,
+            label=self.label,
+            notes=("attribution scaled to [0, 1] for display", self.title),
+        )
 
     @property
     def shares(self) -> dict[str, float] | None:

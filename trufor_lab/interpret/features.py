@@ -8,6 +8,7 @@ is used) or a capture dict as returned by :func:`trufor_lab.capture` / ``Result.
 >>> pca_rgb(cap.tensors["rgb.stage2.out"]).plot()
 >>> branch_similarity(result.captures).plot()     # RGB vs Noiseprint++ before/after FRM
 """
+
 from __future__ import annotations
 
 import re
@@ -24,10 +25,20 @@ from trufor_lab.viz.figures import (
     plot_spatial_stats,
 )
 
-__all__ = ["BranchComparison", "ChannelStats", "PCAImage", "SpatialStats", "branch_comparison_names",
-           "branch_similarity", "channel_stats", "cosine_similarity_map", "pca_rgb", "spatial_stats",
-           "to_chw", "top_channels"]
-
+__all__ = [
+    "BranchComparison",
+    "ChannelStats",
+    "PCAImage",
+    "SpatialStats",
+    "branch_comparison_names",
+    "branch_similarity",
+    "channel_stats",
+    "cosine_similarity_map",
+    "pca_rgb",
+    "spatial_stats",
+    "to_chw",
+    "top_channels",
+]
 
 
 # -- per-channel statistics -------------------------------------------------------------------
@@ -148,8 +159,13 @@ class BranchComparison:
     maps_after: list[np.ndarray]
 
     def as_dict(self) -> dict[str, list[float]]:
-        return {"stage": list(self.stages), "before": self.before.tolist(), "after": self.after.tolist(),
-                "before_global": self.before_global.tolist(), "after_global": self.after_global.tolist()}
+        return {
+            "stage": list(self.stages),
+            "before": self.before.tolist(),
+            "after": self.after.tolist(),
+            "before_global": self.before_global.tolist(),
+            "after_global": self.after_global.tolist(),
+        }
 
     def plot(self, fig=None):
         return plot_branch_comparison(self, fig=fig)
@@ -161,13 +177,16 @@ def branch_comparison_names(stages: Sequence[int] | None = None) -> list[str]:
         return ["rgb.stage*.out", "noiseprint.stage*.out", "fusion.stage*.frm.*"]
     out: list[str] = []
     for s in stages:
-        out += [f"rgb.stage{s}.out", f"noiseprint.stage{s}.out",
-                f"fusion.stage{s}.frm.rgb", f"fusion.stage{s}.frm.noiseprint"]
+        out += [
+            f"rgb.stage{s}.out",
+            f"noiseprint.stage{s}.out",
+            f"fusion.stage{s}.frm.rgb",
+            f"fusion.stage{s}.frm.noiseprint",
+        ]
     return out
 
 
-def branch_similarity(captures: Mapping[str, ArrayLike], stages: Sequence[int] | None = None
-                      ) -> BranchComparison:
+def branch_similarity(captures: Mapping[str, ArrayLike], stages: Sequence[int] | None = None) -> BranchComparison:
     """Cosine similarity between RGB and Noiseprint++ features per stage, before and after FRM.
 
     ``captures`` must hold ``rgb.stageN.out``, ``noiseprint.stageN.out``, ``fusion.stageN.frm.rgb``
@@ -176,8 +195,7 @@ def branch_similarity(captures: Mapping[str, ArrayLike], stages: Sequence[int] |
     if hasattr(captures, "tensors"):
         captures = captures.tensors  # a Capture
     if stages is None:
-        stages = sorted({int(m.group(1)) for k in captures
-                         if (m := re.fullmatch(r"rgb\.stage(\d+)\.out", k))})
+        stages = sorted({int(m.group(1)) for k in captures if (m := re.fullmatch(r"rgb\.stage(\d+)\.out", k))})
     if not stages:
         raise KeyError("no 'rgb.stageN.out' in the captures: capture branch_comparison_names() first")
     need = branch_comparison_names(stages)
@@ -192,5 +210,12 @@ def branch_similarity(captures: Mapping[str, ArrayLike], stages: Sequence[int] |
         ma.append(cosine_similarity_map(ra, na))
         gb.append(_global_cosine(rb, nb))
         ga.append(_global_cosine(ra, na))
-    return BranchComparison(list(stages), np.array([m.mean() for m in mb]), np.array([m.mean() for m in ma]),
-                            np.array(gb), np.array(ga), mb, ma)
+    return BranchComparison(
+        list(stages),
+        np.array([m.mean() for m in mb]),
+        np.array([m.mean() for m in ma]),
+        np.array(gb),
+        np.array(ga),
+        mb,
+        ma,
+    )

@@ -10,6 +10,7 @@ high-frequency traces; the default), ``'black'``, ``'mean'`` (flat per-channel m
 ``'noise'`` (the blurred copy plus fresh Gaussian noise with the image's residual level). A float
 or a tensor also works.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,19 @@ from torch import nn
 
 from trufor_lab.model import TruForOutput
 
-__all__ = ["BASELINES", "BaselineLike", "ConfidenceTarget", "RegionTarget", "ScoreTarget", "Target", "baseline_label",
-           "gaussian_blur", "make_baseline", "per_item", "target_label"]
+__all__ = [
+    "BASELINES",
+    "BaselineLike",
+    "ConfidenceTarget",
+    "RegionTarget",
+    "ScoreTarget",
+    "Target",
+    "baseline_label",
+    "gaussian_blur",
+    "make_baseline",
+    "per_item",
+    "target_label",
+]
 
 Target = Callable[[TruForOutput], torch.Tensor]
 BaselineLike = Union[str, float, torch.Tensor, None]
@@ -128,8 +140,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def make_baseline(x: torch.Tensor, baseline: BaselineLike = "blur", *, sigma: float = 3.0,
-                  seed: int = 0) -> torch.Tensor:
+def make_baseline(
+    x: torch.Tensor, baseline: BaselineLike = "blur", *, sigma: float = 3.0, seed: int = 0
+) -> torch.Tensor:
     """The reference input for ``x`` (RGB/256, ``(B, 3, H, W)``); see the module docstring."""
     if isinstance(baseline, torch.Tensor):
         return baseline.to(device=x.device, dtype=x.dtype).expand_as(x).clone()

@@ -20,6 +20,7 @@ tables; an array does not. ``dq_aligned`` needs the table: without one it does *
 raise but returns an all-zero map with ``notice`` and a note saying "needs a JPEG file"
 (so a batch over mixed PNG/JPEG files goes on; check ``captures['applicable']``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -52,7 +53,7 @@ class Source:
     rgb: np.ndarray
     name: str
     qtable: np.ndarray | None = None  # luma quantization table (8x8, natural order)
-    quality: int | None = None        # nearest IJG quality of the file's tables
+    quality: int | None = None  # nearest IJG quality of the file's tables
     notes: tuple[str, ...] = ()
 
     @property
@@ -91,6 +92,7 @@ def with_method(registry: Mapping[str, Method], method: Method) -> Mapping[str, 
 
 # ------------------------------------------------------------------------------ input
 
+
 def _bytes_of(image: Any) -> bytes | None:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)
@@ -124,6 +126,7 @@ def read_source(image: ImageLike | Source) -> Source:
 
 # ------------------------------------------------------------------------- adapters
 
+
 def _ela(s: Source, quality: int | None = None, **kw: Any) -> J.Output:
     q = quality if quality is not None else (s.quality or 90)
     return J.ela(s.rgb, quality=int(q), **kw)
@@ -144,14 +147,12 @@ def _dq_nonaligned(s: Source, **kw: Any) -> J.Output:
     return J.dq_nonaligned(s.rgb, qtable=s.qtable, **kw)
 
 
-def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model: Any = None,
-                **kw: Any) -> J.Output:
+def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model: Any = None, **kw: Any) -> J.Output:
     """Reuse a given Noiseprint++ map (or a Result's), else compute it with ``model`` (default:
     :func:`trufor_lab.load_noiseprint` on the CPU)."""
     if isinstance(noiseprint, Result):
         noiseprint = noiseprint.noiseprint
     if noiseprint is None:
-
         net = model if model is not None else load_noiseprint(device="cpu")
         p = next(net.parameters())
         with torch.no_grad():
@@ -166,33 +167,68 @@ def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model:
 
 
 METHODS: Mapping[str, Method] = _registry(
-    Method("ela", _ela, "error level analysis: residual of one recompression (at the file's quality)",
-           "N. Krawetz, 'A picture's worth...', Black Hat 2007"),
-    Method("jpeg_ghost", _ghost, "JPEG ghosts: difference dips at the quality a region was first saved with",
-           "H. Farid, 'Exposing digital forgeries from JPEG ghosts', IEEE TIFS 4(1), 2009"),
-    Method("dq_aligned", _dq_aligned, "aligned double-JPEG: DQ periodicity of DCT histograms, per-block posterior",
-           "Z. Lin, J. He, X. Tang, C.-K. Tang, 'Fast, automatic and fine-grained tampered JPEG image "
-           "detection via DCT coefficient analysis', Pattern Recognition 42(11), 2009", needs_jpeg=True),
-    Method("dq_nonaligned", _dq_nonaligned, "non-aligned double-JPEG: integer periodicity on a shifted grid",
-           "T. Bianchi, A. Piva, 'Image forgery localization via block-grained analysis of JPEG "
-           "artifacts', IEEE TIFS 7(3), 2012; 'Detection of nonaligned double JPEG compression based on "
-           "integer periodicity maps', IEEE TIFS 7(2), 2012", defines_score=True),
-    Method("bag", lambda s, **kw: J.bag(s.rgb, **kw), "block artifact grid: blocks whose 8x8 grid is shifted",
-           "W. Li, Y. Yuan, N. Yu, 'Passive detection of doctored JPEG image via block artifact grid "
-           "extraction', Signal Processing 89(9), 2009"),
-    Method("noise", lambda s, **kw: N.noise_level(s.rgb, **kw), "local noise level (wavelet MAD) inconsistency",
-           "B. Mahdian, S. Saic, 'Using noise inconsistencies for blind image forensics', "
-           "Image and Vision Computing 27(10), 2009"),
-    Method("cfa", lambda s, **kw: N.cfa(s.rgb, **kw), "CFA demosaicing traces: green prediction-error variance",
-           "P. Ferrara, T. Bianchi, A. De Rosa, A. Piva, 'Image forgery localization via fine-grained "
-           "analysis of CFA artifacts', IEEE TIFS 7(5), 2012"),
-    Method("noiseprint", _noiseprint, "Noiseprint++ alone: two-class clustering of its local statistics",
-           "D. Cozzolino, L. Verdoliva, 'Noiseprint: a CNN-based camera model fingerprint', IEEE TIFS 15, "
-           "2020; D. Cozzolino, G. Poggi, L. Verdoliva, 'Splicebuster', WIFS 2015"),
+    Method(
+        "ela",
+        _ela,
+        "error level analysis: residual of one recompression (at the file's quality)",
+        "N. Krawetz, 'A picture's worth...', Black Hat 2007",
+    ),
+    Method(
+        "jpeg_ghost",
+        _ghost,
+        "JPEG ghosts: difference dips at the quality a region was first saved with",
+        "H. Farid, 'Exposing digital forgeries from JPEG ghosts', IEEE TIFS 4(1), 2009",
+    ),
+    Method(
+        "dq_aligned",
+        _dq_aligned,
+        "aligned double-JPEG: DQ periodicity of DCT histograms, per-block posterior",
+        "Z. Lin, J. He, X. Tang, C.-K. Tang, 'Fast, automatic and fine-grained tampered JPEG image "
+        "detection via DCT coefficient analysis', Pattern Recognition 42(11), 2009",
+        needs_jpeg=True,
+    ),
+    Method(
+        "dq_nonaligned",
+        _dq_nonaligned,
+        "non-aligned double-JPEG: integer periodicity on a shifted grid",
+        "T. Bianchi, A. Piva, 'Image forgery localization via block-grained analysis of JPEG "
+        "artifacts', IEEE TIFS 7(3), 2012; 'Detection of nonaligned double JPEG compression based on "
+        "integer periodicity maps', IEEE TIFS 7(2), 2012",
+        defines_score=True,
+    ),
+    Method(
+        "bag",
+        lambda s, **kw: J.bag(s.rgb, **kw),
+        "block artifact grid: blocks whose 8x8 grid is shifted",
+        "W. Li, Y. Yuan, N. Yu, 'Passive detection of doctored JPEG image via block artifact grid "
+        "extraction', Signal Processing 89(9), 2009",
+    ),
+    Method(
+        "noise",
+        lambda s, **kw: N.noise_level(s.rgb, **kw),
+        "local noise level (wavelet MAD) inconsistency",
+        "B. Mahdian, S. Saic, 'Using noise inconsistencies for blind image forensics', "
+        "Image and Vision Computing 27(10), 2009",
+    ),
+    Method(
+        "cfa",
+        lambda s, **kw: N.cfa(s.rgb, **kw),
+        "CFA demosaicing traces: green prediction-error variance",
+        "P. Ferrara, T. Bianchi, A. De Rosa, A. Piva, 'Image forgery localization via fine-grained "
+        "analysis of CFA artifacts', IEEE TIFS 7(5), 2012",
+    ),
+    Method(
+        "noiseprint",
+        _noiseprint,
+        "Noiseprint++ alone: two-class clustering of its local statistics",
+        "D. Cozzolino, L. Verdoliva, 'Noiseprint: a CNN-based camera model fingerprint', IEEE TIFS 15, "
+        "2020; D. Cozzolino, G. Poggi, L. Verdoliva, 'Splicebuster', WIFS 2015",
+    ),
 )
 
 
 # ---------------------------------------------------------------------------- detect
+
 
 def _normalise(m: np.ndarray) -> np.ndarray:
     """To [0, 1]: divided by the 99.5th percentile when the map is not already in [0, 1]."""
@@ -204,9 +240,15 @@ def _normalise(m: np.ndarray) -> np.ndarray:
     return np.clip(m / hi if hi > 0 else np.zeros_like(m), 0, 1).astype(np.float32)
 
 
-def detect(image: ImageLike | Source, method: str = "ela", *, name: str | None = None,
-           methods: Mapping[str, Method] = METHODS, fallback_score: bool = False,
-           **params: Any) -> Result:
+def detect(
+    image: ImageLike | Source,
+    method: str = "ela",
+    *,
+    name: str | None = None,
+    methods: Mapping[str, Method] = METHODS,
+    fallback_score: bool = False,
+    **params: Any,
+) -> Result:
     """Run the classic detector ``method`` on ``image`` and return a TruFor-shaped :class:`Result`
     (see the module docstring for the meaning of each field). ``params`` go to the method."""
     if method not in methods:
@@ -218,12 +260,22 @@ def detect(image: ImageLike | Source, method: str = "ela", *, name: str | None =
     h, w = src.rgb.shape[:2]
     label = f"classic:{spec.name}"
     if spec.needs_jpeg and not src.is_jpeg:
-        msg = (f"{spec.name} needs a JPEG file (path, bytes or PIL image with its quantization table); "
-               f"{src.name} has none: empty map")
-        return Result(image=src.rgb, noiseprint=np.zeros((h, w), np.float32), map=np.zeros((h, w), np.float32),
-                      conf=np.ones((h, w), np.float32), score=None, name=name or src.name, notice=msg,
-                      notes=(*src.notes, msg), captures={"method": spec.name, "applicable": False},
-                      label=label)
+        msg = (
+            f"{spec.name} needs a JPEG file (path, bytes or PIL image with its quantization table); "
+            f"{src.name} has none: empty map"
+        )
+        return Result(
+            image=src.rgb,
+            noiseprint=np.zeros((h, w), np.float32),
+            map=np.zeros((h, w), np.float32),
+            conf=np.ones((h, w), np.float32),
+            score=None,
+            name=name or src.name,
+            notice=msg,
+            notes=(*src.notes, msg),
+            captures={"method": spec.name, "applicable": False},
+            label=label,
+        )
     t0 = time.perf_counter()
     raw_map, score, raw = spec.run(src, **params)
     seconds = time.perf_counter() - t0
@@ -234,8 +286,22 @@ def detect(image: ImageLike | Source, method: str = "ela", *, name: str | None =
         score = float(np.percentile(_normalise(raw_map), 99))
         notes.append(f"{spec.name} defines no global score: score = 99th percentile of the map")
     shown = raw.get("noiseprint", raw_map)
-    captures = {"method": spec.name, "applicable": True, "raw_map": np.asarray(raw_map, np.float32),
-                "seconds": seconds, "params": dict(params), **{k: v for k, v in raw.items() if k != "noiseprint"}}
-    return Result(image=src.rgb, noiseprint=np.asarray(shown, np.float32), map=_normalise(raw_map),
-                  conf=np.ones((h, w), np.float32), score=score, name=name or src.name,
-                  notes=tuple(notes), captures=captures, label=label)
+    captures = {
+        "method": spec.name,
+        "applicable": True,
+        "raw_map": np.asarray(raw_map, np.float32),
+        "seconds": seconds,
+        "params": dict(params),
+        **{k: v for k, v in raw.items() if k != "noiseprint"},
+    }
+    return Result(
+        image=src.rgb,
+        noiseprint=np.asarray(shown, np.float32),
+        map=_normalise(raw_map),
+        conf=np.ones((h, w), np.float32),
+        score=score,
+        name=name or src.name,
+        notes=tuple(notes),
+        captures=captures,
+        label=label,
+    )

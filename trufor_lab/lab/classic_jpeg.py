@@ -7,6 +7,7 @@ Each function returns ``(map, score, raw)``: ``map`` float (H, W), larger = more
 not necessarily in [0, 1] (the adapter normalises); ``score`` a float in [0, 1] or ``None``
 where the paper defines no global score; ``raw`` a dict of intermediate outputs.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,9 +20,74 @@ from trufor_lab.forensics.jpeg import jpeg_compress
 Output = tuple[np.ndarray, "float | None", dict[str, Any]]
 
 #: zig-zag order (natural row-major index of the k-th zig-zag coefficient)
-_ZZ = np.array([0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48,
-                41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15,
-                23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63])
+_ZZ = np.array(
+    [
+        0,
+        1,
+        8,
+        16,
+        9,
+        2,
+        3,
+        10,
+        17,
+        24,
+        32,
+        25,
+        18,
+        11,
+        4,
+        5,
+        12,
+        19,
+        26,
+        33,
+        40,
+        48,
+        41,
+        34,
+        27,
+        20,
+        13,
+        6,
+        7,
+        14,
+        21,
+        28,
+        35,
+        42,
+        49,
+        56,
+        57,
+        50,
+        43,
+        36,
+        29,
+        22,
+        15,
+        23,
+        30,
+        37,
+        44,
+        51,
+        58,
+        59,
+        52,
+        45,
+        38,
+        31,
+        39,
+        46,
+        53,
+        60,
+        61,
+        54,
+        47,
+        55,
+        62,
+        63,
+    ]
+)
 
 
 def dct_matrix() -> np.ndarray:
@@ -44,42 +110,46 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 def block_dct(y: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
     """DCT of the 8x8 blocks of ``y`` on the grid starting at (dy, dx): (nby, nbx, 64) natural order."""
     h, w = (y.shape[0] - dy) // 8 * 8, (y.shape[1] - dx) // 8 * 8
-    b = y[dy:dy + h, dx:dx + w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    b = y[dy : dy + h, dx : dx + w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
     return np.einsum("ui,abij,vj->abuv", _D, b, _D, optimize=True).reshape(h // 8, w // 8, 64)
 
 
-def blocks_to_pixels(values: np.ndarray, shape: tuple[int, int], dy: int = 0, dx: int = 0,
-                     fill: float | None = None) -> np.ndarray:
+def blocks_to_pixels(
+    values: np.ndarray, shape: tuple[int, int], dy: int = 0, dx: int = 0, fill: float | None = None
+) -> np.ndarray:
     """Per-block values (nby, nbx) painted on their 8x8 pixels; pixels outside the grid get
     ``fill`` (default: the median value)."""
     out = np.full(shape, float(np.median(values)) if fill is None else fill)
     up = np.repeat(np.repeat(values, 8, axis=0), 8, axis=1)
-    out[dy:dy + up.shape[0], dx:dx + up.shape[1]] = up
+    out[dy : dy + up.shape[0], dx : dx + up.shape[1]] = up
     return out
 
 
 # ----------------------------------------------------------------------------------- ELA
+
 
 def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0) -> Output:
     """Error level analysis (Krawetz 2007): ``|image - JPEG(image, quality)|``, mean over
     channels, Gaussian-smoothed. Content already compressed at ``quality`` barely changes;
     content with another (or no) compression history changes more."""
     residual = np.abs(rgb.astype(np.float64) - jpeg_compress(rgb, quality).astype(np.float64)).mean(axis=2)
-    return ndimage.gaussian_filter(residual, smooth), None, {"residual": residual.astype(np.float32),
-                                                               "quality": quality}
+    return (
+        ndimage.gaussian_filter(residual, smooth),
+        None,
+        {"residual": residual.astype(np.float32), "quality": quality},
+    )
 
 
 # ------------------------------------------------------------------------------ JPEG ghost
 
-def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 100, 5)),
-               window: int = 16) -> Output:
+
+def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 100, 5)), window: int = 16) -> Output:
     """JPEG ghosts (Farid 2009): recompress at each quality q; the squared difference, averaged
     over a ``window`` and the channels, normalised per pixel over q to [0, 1], dips at the q a
     region was first saved with. The map is the dip depth ``1 - d(q*)`` at the quality q* whose
     normalised difference map is most spatially uneven (largest median - 1st percentile)."""
     x = rgb.astype(np.float64)
-    d = np.stack([ndimage.uniform_filter(((x - jpeg_compress(rgb, q)) ** 2).mean(axis=2), window)
-                  for q in qualities])
+    d = np.stack([ndimage.uniform_filter(((x - jpeg_compress(rgb, q)) ** 2).mean(axis=2), window) for q in qualities])
     lo, hi = d.min(axis=0), d.max(axis=0)
     eps = 0.5  # flat pixels (almost no difference at any q) come out neutral (0.5), not ghosts
     dn = (d - lo + eps / 2) / (hi - lo + eps)
@@ -87,12 +157,21 @@ def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 
     p02, p50 = np.percentile(dn.reshape(len(qualities), -1)[:, ::7], [2, 50], axis=1)
     spread = p50 - p02
     k = int(np.argmax(spread))
-    return 1.0 - dn[k], None, {"qualities": list(qualities), "ghost_quality": int(qualities[k]),
-                               "curves": d.reshape(len(qualities), -1).mean(axis=1).tolist(),
-                               "spread": spread.tolist(), "difference": dn.astype(np.float32)}
+    return (
+        1.0 - dn[k],
+        None,
+        {
+            "qualities": list(qualities),
+            "ghost_quality": int(qualities[k]),
+            "curves": d.reshape(len(qualities), -1).mean(axis=1).tolist(),
+            "spread": spread.tolist(),
+            "difference": dn.astype(np.float32),
+        },
+    )
 
 
 # ----------------------------------------------------------------------- aligned DQ (Lin)
+
 
 def _period(h: np.ndarray, max_period: float = 12.0) -> float:
     """Period (in bins, possibly fractional: Q1 / Q2) of the double-quantization comb of
@@ -112,8 +191,15 @@ def _period(h: np.ndarray, max_period: float = 12.0) -> float:
     return float(cands[np.flatnonzero(good)[-1]])
 
 
-def dq_aligned(rgb: np.ndarray, *, qtable: np.ndarray, n_coeffs: int = 12, max_value: int = 60,
-               smooth: float = 1.0, show: str = "single") -> Output:
+def dq_aligned(
+    rgb: np.ndarray,
+    *,
+    qtable: np.ndarray,
+    n_coeffs: int = 12,
+    max_value: int = 60,
+    smooth: float = 1.0,
+    show: str = "single",
+) -> Output:
     """Aligned double-quantization map (Lin, He, Tang & Tang 2009).
 
     The luma DCT coefficients (recomputed from pixels, divided by the file's table ``qtable``
@@ -131,7 +217,7 @@ def dq_aligned(rgb: np.ndarray, *, qtable: np.ndarray, n_coeffs: int = 12, max_v
     q = qtable.astype(np.float64).reshape(64)
     log_ratio = np.zeros(coef.shape[:2])
     periods = []
-    for f in _ZZ[1:1 + n_coeffs]:
+    for f in _ZZ[1 : 1 + n_coeffs]:
         v = np.clip(np.rint(coef[..., f] / q[f]), -max_value, max_value).astype(int) + max_value
         h = np.bincount(v.ravel(), minlength=2 * max_value + 1).astype(np.float64)
         p = _period(h)
@@ -152,6 +238,7 @@ def dq_aligned(rgb: np.ndarray, *, qtable: np.ndarray, n_coeffs: int = 12, max_v
 
 
 # ------------------------------------------------------------ non-aligned DQ (Bianchi & Piva)
+
 
 def _periodicity(c: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Integer periodicity of coefficients ``c`` (N, F) for each candidate step q: the mean of
@@ -175,8 +262,9 @@ def _some_blocks_dct(y: np.ndarray, dy: int, dx: int, pick: np.ndarray) -> np.nd
     return np.einsum("ui,nij,vj->nuv", _D, b, _D, optimize=True).reshape(-1, 64)
 
 
-def dq_nonaligned(rgb: np.ndarray, *, qtable: np.ndarray | None = None, n_coeffs: int = 6,
-                  max_step: int = 24, smooth: float = 1.0) -> Output:
+def dq_nonaligned(
+    rgb: np.ndarray, *, qtable: np.ndarray | None = None, n_coeffs: int = 6, max_step: int = 24, smooth: float = 1.0
+) -> Output:
     """Non-aligned double-JPEG map (Bianchi & Piva 2012, the NA-DJPG model).
 
     A region first compressed on a grid shifted by (dy, dx) keeps, on *that* grid, DCT
@@ -191,7 +279,7 @@ def dq_nonaligned(rgb: np.ndarray, *, qtable: np.ndarray | None = None, n_coeffs
     """
     y = luma(rgb)
     steps = np.arange(2, max_step + 1)
-    freqs = _ZZ[1:1 + n_coeffs]
+    freqs = _ZZ[1 : 1 + n_coeffs]
     sigma2 = (float((qtable.astype(np.float64) ** 2).mean()) / 12 if qtable is not None else 1.5) + 1 / 12
     total = np.zeros((8, 8))
     best_steps = {}
@@ -212,16 +300,26 @@ def dq_nonaligned(rgb: np.ndarray, *, qtable: np.ndarray | None = None, n_coeffs
     coef = block_dct(y, int(dy), int(dx))[..., freqs]
     r = coef - q1 * np.rint(coef / q1)
     informative = np.abs(coef) >= q1 / 2
-    llr = (-r ** 2 / (2 * sigma2) - 0.5 * np.log(2 * np.pi * sigma2) + np.log(q1))
+    llr = -(r**2) / (2 * sigma2) - 0.5 * np.log(2 * np.pi * sigma2) + np.log(q1)
     llr = np.where(informative, np.clip(llr, -8, 8), 0.0).sum(axis=-1)
     p = 1.0 / (1.0 + np.exp(-np.clip(llr, -50, 50)))
     m = ndimage.gaussian_filter(blocks_to_pixels(p, y.shape, int(dy), int(dx), fill=0.0), 8 * smooth)
     score = float(1.0 / (1.0 + np.exp(-(z - 6.0))))
-    return m, score, {"grid_shift": [int(dy), int(dx)], "q1_steps": q1.astype(int).tolist(),
-                      "periodicity": total.astype(np.float32), "z": float(z), "llr": llr.astype(np.float32)}
+    return (
+        m,
+        score,
+        {
+            "grid_shift": [int(dy), int(dx)],
+            "q1_steps": q1.astype(int).tolist(),
+            "periodicity": total.astype(np.float32),
+            "z": float(z),
+            "llr": llr.astype(np.float32),
+        },
+    )
 
 
 # -------------------------------------------------------------------- block artifact grid
+
 
 def bag(rgb: np.ndarray, *, line: int = 33, block: int = 8) -> Output:
     """Block artifact grid (Li, Yuan & Yu 2009): weak second-order horizontal/vertical
@@ -257,5 +355,13 @@ def bag(rgb: np.ndarray, *, line: int = 33, block: int = 8) -> Output:
         spread = prof.std(axis=-1) + 1e-6 * (np.abs(prof).mean() + 1e-12)
         anomaly += (prof[..., 2:7].max(-1) - prof[..., 0]) / spread  # offsets 1, 7 overlap 0
     m = ndimage.gaussian_filter(blocks_to_pixels(anomaly, (h, w)), 8)
-    return m, None, {"anomaly": anomaly.astype(np.float32), "grid_phase": [phase_y, phase_x],
-                     "grid_x": gx.astype(np.float32), "grid_y": gy.astype(np.float32)}
+    return (
+        m,
+        None,
+        {
+            "anomaly": anomaly.astype(np.float32),
+            "grid_phase": [phase_y, phase_x],
+            "grid_x": gx.astype(np.float32),
+            "grid_y": gy.astype(np.float32),
+        },
+    )

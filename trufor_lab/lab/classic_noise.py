@@ -2,6 +2,7 @@
 Noiseprint++ statistics clustered in the spirit of Splicebuster. Same ``(map, score, raw)``
 contract as :mod:`trufor_lab.lab.classic_jpeg`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,11 +27,12 @@ def _robust_z(v: np.ndarray) -> np.ndarray:
 
 def _upsample(values: np.ndarray, shape: tuple[int, int], step: int) -> np.ndarray:
     """Block values at stride ``step`` back to pixels (nearest, then edge-padded)."""
-    up = np.repeat(np.repeat(values, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
+    up = np.repeat(np.repeat(values, step, axis=0), step, axis=1)[: shape[0], : shape[1]]
     return np.pad(up, ((0, shape[0] - up.shape[0]), (0, shape[1] - up.shape[1])), mode="edge")
 
 
 # ---------------------------------------------------------------------- local noise level
+
 
 def noise_level(rgb: np.ndarray, *, block: int = 16) -> Output:
     """Local noise inconsistency (Mahdian & Saic 2009): the noise standard deviation of each
@@ -45,7 +47,7 @@ def noise_level(rgb: np.ndarray, *, block: int = 16) -> Output:
     hh = np.abs(a - b - c + d) / 2.0
     t = block // 2  # tile side in the half-resolution subband
     th, tw = hh.shape[0] // t, hh.shape[1] // t
-    tiles = hh[:th * t, :tw * t].reshape(th, t, tw, t).transpose(0, 2, 1, 3).reshape(th, tw, -1)
+    tiles = hh[: th * t, : tw * t].reshape(th, t, tw, t).transpose(0, 2, 1, 3).reshape(th, tw, -1)
     sigma = np.median(tiles, axis=-1) / 0.6745
     z = np.abs(_robust_z(np.log(sigma + 0.1)))
     m = ndimage.gaussian_filter(_upsample(ndimage.median_filter(z, 3), g.shape, block), block / 2)
@@ -54,20 +56,21 @@ def noise_level(rgb: np.ndarray, *, block: int = 16) -> Output:
 
 # --------------------------------------------------------------------------- CFA (Ferrara)
 
+
 def _em_two_gaussians(x: np.ndarray, iters: int = 50) -> tuple[np.ndarray, dict[str, float]]:
     """Ferrara's mixture: tampered ~ N(0, s2) (no CFA trace), authentic ~ N(mu1, s1); returns
     the posterior of 'tampered' for each value and the fitted parameters."""
     mu1, s1 = float(np.percentile(x, 75)), float(x.std() + 1e-6)
     s2, a = float(x.std() / 2 + 1e-6), 0.5
     for _ in range(iters):
-        l1 = a * np.exp(-(x - mu1) ** 2 / (2 * s1 ** 2)) / s1
-        l2 = (1 - a) * np.exp(-x ** 2 / (2 * s2 ** 2)) / s2
+        l1 = a * np.exp(-((x - mu1) ** 2) / (2 * s1**2)) / s1
+        l2 = (1 - a) * np.exp(-(x**2) / (2 * s2**2)) / s2
         r = l2 / (l1 + l2 + 1e-300)
         a = float(np.clip(1 - r.mean(), 1e-3, 1 - 1e-3))
         w1 = 1 - r
         mu1 = float((w1 * x).sum() / (w1.sum() + 1e-12))
         s1 = float(np.sqrt((w1 * (x - mu1) ** 2).sum() / (w1.sum() + 1e-12)) + 1e-3)
-        s2 = float(np.sqrt((r * x ** 2).sum() / (r.sum() + 1e-12)) + 1e-3)
+        s2 = float(np.sqrt((r * x**2).sum() / (r.sum() + 1e-12)) + 1e-3)
     return r, {"mu_authentic": mu1, "sigma_authentic": s1, "sigma_tampered": s2, "p_authentic": a}
 
 
@@ -91,7 +94,7 @@ def cfa(rgb: np.ndarray, *, block: int = 8, window: int = 7) -> Output:
         m = lat.astype(np.float64)
         n = ndimage.uniform_filter(m, window)
         mean = ndimage.uniform_filter(e * m, window) / n
-        var[lat] = (ndimage.uniform_filter(e ** 2 * m, window) / n - mean ** 2)[lat]
+        var[lat] = (ndimage.uniform_filter(e**2 * m, window) / n - mean**2)[lat]
     lv = np.log(np.maximum(var, 1e-6))
     h, w = g.shape[0] // block * block, g.shape[1] // block * block
 
@@ -107,11 +110,19 @@ def cfa(rgb: np.ndarray, *, block: int = 8, window: int = 7) -> Output:
     post, params = _em_two_gaussians(stat.ravel())
     p = post.reshape(stat.shape)
     m = ndimage.gaussian_filter(_upsample(p, g.shape, block), block / 2)
-    return m, None, {"L": stat.astype(np.float32), "em": params,
-                     "acquired_lattice": "even" if np.median(l_even - l_odd) >= 0 else "odd"}
+    return (
+        m,
+        None,
+        {
+            "L": stat.astype(np.float32),
+            "em": params,
+            "acquired_lattice": "even" if np.median(l_even - l_odd) >= 0 else "odd",
+        },
+    )
 
 
 # ---------------------------------------------------------------- Noiseprint++ clustering
+
 
 def noiseprint_cluster(noiseprint: np.ndarray, *, window: int = 32, iters: int = 30) -> Output:
     """Noiseprint++ used alone (after Cozzolino & Verdoliva's Noiseprint + Splicebuster): local
@@ -124,8 +135,8 @@ def noiseprint_cluster(noiseprint: np.ndarray, *, window: int = 32, iters: int =
     step = window // 2
     hp = x - ndimage.uniform_filter(x, 3)
     feats = []
-    for f in (x ** 2, hp ** 2, x):
-        loc = ndimage.uniform_filter(f, window)[step // 2::step, step // 2::step]
+    for f in (x**2, hp**2, x):
+        loc = ndimage.uniform_filter(f, window)[step // 2 :: step, step // 2 :: step]
         feats.append(np.log(loc + 1e-6) if f is not x else loc)
     fmat = np.stack(feats, axis=-1)
     shape = fmat.shape[:2]

@@ -17,6 +17,7 @@ are not shipped here: pass them, or a ``list_dir`` holding them.
 
 All errors are :class:`DatasetError` (a ValueError) with a one-line message naming the file.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -32,9 +33,22 @@ from PIL import Image, UnidentifiedImageError
 from trufor_lab.common.paths import IMAGE_EXTENSIONS
 
 __all__ = [
-    "BUILTIN_DATASETS", "ColourRule", "Dataset", "DatasetError", "DatasetRegistry", "DatasetSpec",
-    "IMAGE_EXTENSIONS", "MaskConvention", "REGISTRY", "Sample", "folder_dataset", "get_spec",
-    "load_dataset", "read_list", "read_mask", "register_dataset",
+    "BUILTIN_DATASETS",
+    "ColourRule",
+    "Dataset",
+    "DatasetError",
+    "DatasetRegistry",
+    "DatasetSpec",
+    "IMAGE_EXTENSIONS",
+    "MaskConvention",
+    "REGISTRY",
+    "Sample",
+    "folder_dataset",
+    "get_spec",
+    "load_dataset",
+    "read_list",
+    "read_mask",
+    "register_dataset",
 ]
 
 """Extensions :func:`folder_dataset` treats as images and masks (case-insensitive)."""
@@ -54,9 +68,11 @@ def _one_line(text: object) -> str:
 # samples and mask conventions
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Sample:
     """One image of a benchmark. ``label``: 0 real, 1 fake. ``id``: the path as listed."""
+
     image_path: Path
     mask_path: Path | None
     label: int
@@ -72,6 +88,7 @@ class ColourRule:
     ``tolerance`` from every palette colour is off-palette (JPEG blends along region edges);
     more than ``max_off_palette`` of them (a fraction) means the file is not such a mask.
     """
+
     palette: tuple[tuple[int, int, int], ...]
     forged: tuple[int, ...]
     tolerance: float = 80.0
@@ -92,6 +109,7 @@ class MaskConvention:
 
     The default, ``threshold=0.1`` (any nonzero grey), is the official scripts' ``gt > 0.1``.
     """
+
     invert: bool = False
     threshold: float | None = 0.1
     channel: int | None = None
@@ -146,10 +164,11 @@ class MaskConvention:
         rgb = a[..., :3].astype(np.float32)
         d2 = ((rgb[..., None, :] - pal) ** 2).sum(-1)
         nearest = d2.argmin(-1)
-        off = np.count_nonzero(d2.min(-1) > rule.tolerance ** 2) / max(nearest.size, 1)
+        off = np.count_nonzero(d2.min(-1) > rule.tolerance**2) / max(nearest.size, 1)
         if off > rule.max_off_palette:
-            raise DatasetError(f"{source}: mask is not binary after the colour rule "
-                               f"({off:.0%} of pixels match no palette colour)")
+            raise DatasetError(
+                f"{source}: mask is not binary after the colour rule ({off:.0%} of pixels match no palette colour)"
+            )
         return np.isin(nearest, rule.forged)
 
 
@@ -186,11 +205,13 @@ def _image_size(path: Path) -> tuple[int, int]:
 # the dataset
 # --------------------------------------------------------------------------------------------
 
+
 class Dataset(Sequence[Sample]):
     """A benchmark: samples, a name, a root, and the mask convention that reads its masks."""
 
-    def __init__(self, name: str, root: PathLike, samples: Sequence[Sample],
-                 convention: MaskConvention = MaskConvention()) -> None:
+    def __init__(
+        self, name: str, root: PathLike, samples: Sequence[Sample], convention: MaskConvention = MaskConvention()
+    ) -> None:
         self.name = name
         self.root = Path(root)
         self.convention = convention
@@ -217,8 +238,7 @@ class Dataset(Sequence[Sample]):
         return iter(self._samples)
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}, root={str(self.root)!r}, "
-                f"{len(self.fakes())} fakes, {len(self.reals())} reals)")
+        return f"Dataset({self.name!r}, root={str(self.root)!r}, {len(self.fakes())} fakes, {len(self.reals())} reals)"
 
     def fakes(self) -> list[Sample]:
         return [s for s in self._samples if s.label == 1]
@@ -238,8 +258,10 @@ class Dataset(Sequence[Sample]):
         mask = read_mask(sample.mask_path, self.convention)
         w, h = _image_size(sample.image_path)
         if mask.shape != (h, w):
-            raise DatasetError(f"{sample.mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} "
-                               f"differs from image size {w}x{h} ({sample.image_path})")
+            raise DatasetError(
+                f"{sample.mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} "
+                f"differs from image size {w}x{h} ({sample.image_path})"
+            )
         return mask
 
     def validate(self) -> list[str]:
@@ -269,8 +291,7 @@ class Dataset(Sequence[Sample]):
             if frac == 0:
                 problems.append(f"{s.mask_path}: mask has no forged pixel")
             elif frac > 0.5:
-                problems.append(f"{s.mask_path}: {frac:.0%} of the mask is forged; "
-                                "check the convention (invert?)")
+                problems.append(f"{s.mask_path}: {frac:.0%} of the mask is forged; check the convention (invert?)")
         return problems
 
 
@@ -278,8 +299,10 @@ class Dataset(Sequence[Sample]):
 # list files
 # --------------------------------------------------------------------------------------------
 
-def read_list(path: PathLike, label: int, root: PathLike, mask_root: PathLike | None = None,
-              dataset: str = "") -> list[Sample]:
+
+def read_list(
+    path: PathLike, label: int, root: PathLike, mask_root: PathLike | None = None, dataset: str = ""
+) -> list[Sample]:
     """Samples from one official list file (``label`` 1: fake list, 0: real list).
 
     Images resolve against ``root``, masks against ``mask_root`` (default ``root``).
@@ -307,14 +330,22 @@ def read_list(path: PathLike, label: int, root: PathLike, mask_root: PathLike | 
         mask = fields[1] if len(fields) == 2 and fields[1] not in ("", "None") else None
         if label == 0 and mask is not None:
             raise DatasetError(f"{path}:{no}: a real-image list takes one path per line, got {line!r}")
-        out.append(Sample(image_path=root / image, mask_path=None if mask is None else mroot / mask,
-                          label=label, dataset=dataset, id=image))
+        out.append(
+            Sample(
+                image_path=root / image,
+                mask_path=None if mask is None else mroot / mask,
+                label=label,
+                dataset=dataset,
+                id=image,
+            )
+        )
     return out
 
 
 # --------------------------------------------------------------------------------------------
 # registry of benchmarks
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -323,6 +354,7 @@ class DatasetSpec:
     Listed image paths resolve against ``root/image_dir``, mask paths against
     ``root/mask_dir`` (both default to the root itself).
     """
+
     name: str
     convention: MaskConvention
     fake_list: str | None
@@ -352,8 +384,7 @@ class DatasetRegistry:
             if not k:
                 raise DatasetError(f"dataset name {label!r} has no letter or digit")
             if k in self._keys:
-                raise DatasetError(f"dataset name {label!r} is already registered "
-                                   f"(as {self._keys[k]!r})")
+                raise DatasetError(f"dataset name {label!r} is already registered (as {self._keys[k]!r})")
         self._specs[spec.name] = spec
         for k in keys:
             self._keys[k] = spec.name
@@ -384,53 +415,89 @@ WHITE_FORGED = MaskConvention()
 BLACK_FORGED = MaskConvention(invert=True)
 """Black (zero) = forged: the official scripts' ``gt < 0.1``."""
 
-COLUMBIA_EDGEMASK = MaskConvention(colour=ColourRule(
-    palette=((255, 0, 0), (200, 0, 0), (0, 255, 0), (0, 200, 0)),
-    forged=(2, 3),
-))
+COLUMBIA_EDGEMASK = MaskConvention(
+    colour=ColourRule(
+        palette=((255, 0, 0), (200, 0, 0), (0, 255, 0), (0, 200, 0)),
+        forged=(2, 3),
+    )
+)
 """Columbia's ``*_edgemask.jpg``: the two source regions are coloured red and green, bright near
 the splicing boundary and darker away from it; green (bright or dark) marks the spliced region.
 JPEG, so pixels snap to the nearest of the four colours."""
 
 BUILTIN_DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec(
-        "CASIA1", WHITE_FORGED, "CASIA1corel_fake.txt", "CASIA1corel_real.txt",
+        "CASIA1",
+        WHITE_FORGED,
+        "CASIA1corel_fake.txt",
+        "CASIA1corel_real.txt",
         aliases=("CASIAv1", "CASIA1corel", "CASIA 1.0"),
         description="CASIA v1.0 spliced images (Sp/) with the corrected ground truth "
-                    "groundtruth/<name>_gt.png: white = tampered, black = authentic."),
+        "groundtruth/<name>_gt.png: white = tampered, black = authentic.",
+    ),
     DatasetSpec(
-        "Columbia", COLUMBIA_EDGEMASK, "columbia_fake.txt", "columbia_real.txt",
+        "Columbia",
+        COLUMBIA_EDGEMASK,
+        "columbia_fake.txt",
+        "columbia_real.txt",
         aliases=("Columbia Uncompressed",),
         description="Columbia uncompressed splicing (4cam_splc/, 4cam_auth/); masks are the "
-                    "colour-coded 4cam_splc/edgemask/*_edgemask.jpg, green = spliced region."),
+        "colour-coded 4cam_splc/edgemask/*_edgemask.jpg, green = spliced region.",
+    ),
     DatasetSpec(
-        "Coverage", WHITE_FORGED, "coverage_fake.txt", "coverage_real.txt",
+        "Coverage",
+        WHITE_FORGED,
+        "coverage_fake.txt",
+        "coverage_real.txt",
         description="COVERAGE copy-move: image/<n>t.tif with mask/<n>forged.tif, white = the "
-                    "pasted copy (the source region, <n>copy.tif, is not the forgery)."),
+        "pasted copy (the source region, <n>copy.tif, is not the forgery).",
+    ),
     DatasetSpec(
-        "DSO-1", BLACK_FORGED, "DSO-1_fake.txt", "DSO-1_real.txt",
-        image_dir="DSO-1", mask_dir="DSO-1-Fake-Images-Masks", aliases=("tifs-database",),
+        "DSO-1",
+        BLACK_FORGED,
+        "DSO-1_fake.txt",
+        "DSO-1_real.txt",
+        image_dir="DSO-1",
+        mask_dir="DSO-1-Fake-Images-Masks",
+        aliases=("tifs-database",),
         description="DSO-1 (tifs-database): DSO-1/splicing-*.png, masks of the same name in "
-                    "DSO-1-Fake-Images-Masks/; inverted: black = spliced (official script)."),
+        "DSO-1-Fake-Images-Masks/; inverted: black = spliced (official script).",
+    ),
     DatasetSpec(
-        "NIST16", BLACK_FORGED, "NIST16_fake.txt", "NIST16_real.txt",
+        "NIST16",
+        BLACK_FORGED,
+        "NIST16_fake.txt",
+        "NIST16_real.txt",
         aliases=("NIST", "NIST2016", "NC2016"),
         description="NIST Nimble 2016: probe/*.jpg, reference/<op>/mask/*.png; inverted as in "
-                    "the NIST MFC convention: black = manipulated, white = untouched."),
+        "the NIST MFC convention: black = manipulated, white = untouched.",
+    ),
     DatasetSpec(
-        "CocoGlide", WHITE_FORGED, "CocoGlide_fake.txt", "CocoGlide_real.txt",
+        "CocoGlide",
+        WHITE_FORGED,
+        "CocoGlide_fake.txt",
+        "CocoGlide_real.txt",
         description="CocoGlide (TruFor's GLIDE-inpainted COCO val2017): fake/*.png with "
-                    "mask/<class>_<id>_mask.png, white = inpainted."),
+        "mask/<class>_<id>_mask.png, white = inpainted.",
+    ),
     DatasetSpec(
-        "VIPP", WHITE_FORGED, "VIPP_fake.txt", "VIPP_real.txt",
+        "VIPP",
+        WHITE_FORGED,
+        "VIPP_fake.txt",
+        "VIPP_real.txt",
         description="VIPP realistic forgeries: Forgery/*.jpg, masks/*.png with white = forged; "
-                    "some fakes have no mask (listed as None): detection only."),
+        "some fakes have no mask (listed as None): detection only.",
+    ),
     DatasetSpec(
-        "OpenForensics", MaskConvention(max_grey=1.0), "OpenForensics_fake.txt", None,
+        "OpenForensics",
+        MaskConvention(max_grey=1.0),
+        "OpenForensics_fake.txt",
+        None,
         aliases=("OpenForensics Test-Dev",),
         description="OpenForensics Test-Dev face swaps: Test-Dev/*.jpg, masks "
-                    "Annotations_GT/Images/Test-Dev/*.png, any nonzero = forged face (masks may "
-                    "hold per-face levels, so grey levels are allowed); fakes only."),
+        "Annotations_GT/Images/Test-Dev/*.png, any nonzero = forged face (masks may "
+        "hold per-face levels, so grey levels are allowed); fakes only.",
+    ),
 )
 
 REGISTRY = DatasetRegistry()
@@ -452,6 +519,7 @@ def get_spec(name: str) -> DatasetSpec:
 # loaders
 # --------------------------------------------------------------------------------------------
 
+
 def _looks_like_file(name: str) -> bool:
     p = Path(name)
     return p.is_file() or p.suffix.lower() == ".txt" or len(p.parts) > 1
@@ -462,14 +530,22 @@ def _find_list(spec: DatasetSpec, filename: str, dirs: list[Path]) -> Path:
         if (d / filename).is_file():
             return d / filename
     where = ", ".join(str(d) for d in dirs)
-    raise DatasetError(f"{filename}: {spec.name} list file not found in {where}; pass it, or "
-                       "list_dir= (the official lists: test_docker/data_test/ in grip-unina/TruFor)")
+    raise DatasetError(
+        f"{filename}: {spec.name} list file not found in {where}; pass it, or "
+        "list_dir= (the official lists: test_docker/data_test/ in grip-unina/TruFor)"
+    )
 
 
-def load_dataset(name_or_listfile: str | Path, root: PathLike, fake_list: PathLike | None = None,
-                 real_list: PathLike | None = None, *, list_dir: PathLike | None = None,
-                 mask_root: PathLike | None = None, convention: MaskConvention | None = None
-                 ) -> Dataset:
+def load_dataset(
+    name_or_listfile: str | Path,
+    root: PathLike,
+    fake_list: PathLike | None = None,
+    real_list: PathLike | None = None,
+    *,
+    list_dir: PathLike | None = None,
+    mask_root: PathLike | None = None,
+    convention: MaskConvention | None = None,
+) -> Dataset:
     """Load a registered benchmark by name, or a dataset from a fake-list file.
 
     By name: the lists given, or else the spec's official list files found in ``list_dir``
@@ -486,8 +562,7 @@ def load_dataset(name_or_listfile: str | Path, root: PathLike, fake_list: PathLi
         fake_path = Path(name_or_listfile)
         known = next((s for s in REGISTRY if s.fake_list == fake_path.name), None)
         if known is not None:
-            return load_dataset(known.name, root, fake_path, real_list, mask_root=mask_root,
-                                convention=convention)
+            return load_dataset(known.name, root, fake_path, real_list, mask_root=mask_root, convention=convention)
         name = re.sub(r"_fake$", "", fake_path.stem)
         samples = read_list(fake_path, 1, root, mask_root, name)
         if real_list is not None:
@@ -509,9 +584,15 @@ def load_dataset(name_or_listfile: str | Path, root: PathLike, fake_list: PathLi
     return Dataset(spec.name, root, samples, convention or spec.convention)
 
 
-def folder_dataset(images_dir: PathLike, masks_dir: PathLike | None = None, mask_suffix: str = "",
-                   *, name: str | None = None, convention: MaskConvention = MaskConvention(),
-                   extensions: Sequence[str] = IMAGE_EXTENSIONS) -> Dataset:
+def folder_dataset(
+    images_dir: PathLike,
+    masks_dir: PathLike | None = None,
+    mask_suffix: str = "",
+    *,
+    name: str | None = None,
+    convention: MaskConvention = MaskConvention(),
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> Dataset:
     """A dataset from a folder of images and, optionally, a folder of masks.
 
     The mask of ``<stem>.<ext>`` is ``<stem><mask_suffix>.<any image ext>`` in ``masks_dir``;
@@ -537,12 +618,19 @@ def folder_dataset(images_dir: PathLike, masks_dir: PathLike | None = None, mask
     stems = {p.stem for p in files}
     samples = []
     for img in files:
-        if same_dir and img.stem.endswith(mask_suffix) and img.stem[:-len(mask_suffix)] in stems:
+        if same_dir and img.stem.endswith(mask_suffix) and img.stem[: -len(mask_suffix)] in stems:
             continue  # a mask sitting next to its image
         found = masks.get(img.stem + mask_suffix, [])
         if len(found) > 1:
             raise DatasetError(f"{img}: several candidate masks ({', '.join(p.name for p in found)})")
         mask = found[0] if found else None
-        samples.append(Sample(image_path=img, mask_path=mask, label=int(mask is not None),
-                              dataset=name or images_dir.name, id=img.name))
+        samples.append(
+            Sample(
+                image_path=img,
+                mask_path=mask,
+                label=int(mask is not None),
+                dataset=name or images_dir.name,
+                id=img.name,
+            )
+        )
     return Dataset(name or images_dir.name, images_dir, samples, convention)

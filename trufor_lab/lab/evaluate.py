@@ -23,6 +23,7 @@ descriptors: ``mask_fraction`` (forged share of the mask, NaN without a mask), `
 
 ``trufor-lab eval`` (:mod:`trufor_lab.cli.eval`) does the same from a shell.
 """
+
 from __future__ import annotations
 
 import csv
@@ -71,14 +72,33 @@ _STR = "str"
 
 #: Per-image columns and their types (for CSV round trips), in table order.
 ROW_COLUMNS: dict[str, str] = {
-    "dataset": _STR, "id": _STR, "image_path": _STR, "mask_path": _STR, "npz": _STR,
-    "label": _INT, "status": _STR, "error": _STR, "reused": _BOOL,
+    "dataset": _STR,
+    "id": _STR,
+    "image_path": _STR,
+    "mask_path": _STR,
+    "npz": _STR,
+    "label": _INT,
+    "status": _STR,
+    "error": _STR,
+    "reused": _BOOL,
     "score": _FLOAT,
-    "f1_best": _FLOAT, "f1_fixed": _FLOAT, "mcc_best": _FLOAT, "mcc_fixed": _FLOAT,
-    "iou_fixed": _FLOAT, "pixel_auc": _FLOAT, "n_forged": _INT, "n_pristine": _INT,
-    "best_threshold": _FLOAT, "best_inverted": _BOOL,
-    "mask_fraction": _FLOAT, "height": _INT, "width": _INT, "megapixels": _FLOAT,
-    "jpeg_quality": _INT, "mean_conf": _FLOAT, "mean_conf_in_mask": _FLOAT,
+    "f1_best": _FLOAT,
+    "f1_fixed": _FLOAT,
+    "mcc_best": _FLOAT,
+    "mcc_fixed": _FLOAT,
+    "iou_fixed": _FLOAT,
+    "pixel_auc": _FLOAT,
+    "n_forged": _INT,
+    "n_pristine": _INT,
+    "best_threshold": _FLOAT,
+    "best_inverted": _BOOL,
+    "mask_fraction": _FLOAT,
+    "height": _INT,
+    "width": _INT,
+    "megapixels": _FLOAT,
+    "jpeg_quality": _INT,
+    "mean_conf": _FLOAT,
+    "mean_conf_in_mask": _FLOAT,
 }
 
 #: Row names of the localization metrics (``LocalizationMetrics`` field -> row column).
@@ -108,6 +128,7 @@ def _nan(v: Any) -> float:
 # the result of an evaluation
 # --------------------------------------------------------------------------------------------
 
+
 class Evaluation:
     """Per-image rows of one or more evaluated datasets, with summaries computed from them.
 
@@ -117,9 +138,13 @@ class Evaluation:
     used to re-read masks with the right convention.
     """
 
-    def __init__(self, rows: Sequence[Mapping[str, Any]], failed: Sequence[str] = (),
-                 out_dir: str | os.PathLike | None = None,
-                 datasets: Mapping[str, Dataset] | None = None) -> None:
+    def __init__(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        failed: Sequence[str] = (),
+        out_dir: str | os.PathLike | None = None,
+        datasets: Mapping[str, Dataset] | None = None,
+    ) -> None:
         self.rows: list[dict[str, Any]] = [dict(r) for r in rows]
         self.failed: list[str] = list(failed)
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -147,8 +172,9 @@ class Evaluation:
         """Per dataset: counts, detection AUC / balanced accuracy (TPR, TNR) over reals and
         fakes, and mean localization metrics over fakes with masks (NaN-skipping means with
         ``<metric>_n_nan`` counts, as :func:`~trufor_lab.lab.metrics.aggregate`)."""
-        return {name: _summarize([r for r in self.rows if str(r.get("dataset")) == name])
-                for name in self.dataset_names}
+        return {
+            name: _summarize([r for r in self.rows if str(r.get("dataset")) == name]) for name in self.dataset_names
+        }
 
     def summary_table(self) -> Table:
         """The summary as a :class:`Table`, one row per dataset."""
@@ -168,15 +194,19 @@ class Evaluation:
         """Read rows written by :meth:`to_csv` back (types restored; ``failed`` rebuilt)."""
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            rows = [{k: _parse(v or "", ROW_COLUMNS.get(k, _STR)) for k, v in raw.items() if k is not None}
-                    for raw in reader]
+            rows = [
+                {k: _parse(v or "", ROW_COLUMNS.get(k, _STR)) for k, v in raw.items() if k is not None}
+                for raw in reader
+            ]
         failed = [r.get("error") or f"{r.get('image_path')}: failed" for r in rows if r.get("status") != "ok"]
         return cls(rows, failed)
 
     def write_summary(self, json_path: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> None:
         """Summary as JSON (NaN written as null) and, optionally, CSV; both atomic."""
-        clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
-                 for name, s in self.summary.items()}
+        clean = {
+            name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
+            for name, s in self.summary.items()
+        }
         atomic_write_text(json_path, json.dumps(clean, indent=2) + "\n")
         if csv_path is not None:
             self.summary_table().to_csv(csv_path)
@@ -186,24 +216,33 @@ class Evaluation:
         """One line per dataset, for logs and the CLI."""
         out = []
         for name, s in self.summary.items():
-            loc = (f"F1 best {fmt(s['f1_best'])}, fixed {fmt(s['f1_fixed'])} over {s['n_localized']} mask(s)"
-                   if s["n_localized"] else "no masks")
-            out.append(f"{name}: {s['n_ok']} image(s) ({s['n_fake']} fake, {s['n_real']} real), "
-                       f"detection AUC {fmt(s['detection_auc'])}, bACC {fmt(s['balanced_accuracy'])}; "
-                       f"{loc}; {s['n_failed']} failed")
+            loc = (
+                f"F1 best {fmt(s['f1_best'])}, fixed {fmt(s['f1_fixed'])} over {s['n_localized']} mask(s)"
+                if s["n_localized"]
+                else "no masks"
+            )
+            out.append(
+                f"{name}: {s['n_ok']} image(s) ({s['n_fake']} fake, {s['n_real']} real), "
+                f"detection AUC {fmt(s['detection_auc'])}, bACC {fmt(s['balanced_accuracy'])}; "
+                f"{loc}; {s['n_failed']} failed"
+            )
         return out
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __repr__(self) -> str:
-        return (f"Evaluation({len(self.rows)} rows, datasets={self.dataset_names}, "
-                f"{self.n_computed} computed, {self.n_reused} reused, {len(self.failed)} failed)")
+        return (
+            f"Evaluation({len(self.rows)} rows, datasets={self.dataset_names}, "
+            f"{self.n_computed} computed, {self.n_reused} reused, {len(self.failed)} failed)"
+        )
 
     def _repr_html_(self) -> str:
-        parts = [self.summary_table()._repr_html_(),
-                 f"<div>{len(self.rows)} image(s): {self.n_computed} computed, {self.n_reused} reused, "
-                 f"{len(self.failed)} failed</div>"]
+        parts = [
+            self.summary_table()._repr_html_(),
+            f"<div>{len(self.rows)} image(s): {self.n_computed} computed, {self.n_reused} reused, "
+            f"{len(self.failed)} failed</div>",
+        ]
         if self.failed:
             items = "".join(f"<li>{html.escape(m)}</li>" for m in self.failed[:20])
             more = f"<li>... {len(self.failed) - 20} more</li>" if len(self.failed) > 20 else ""
@@ -214,8 +253,11 @@ class Evaluation:
 def _loc_from_row(r: Mapping[str, Any]) -> LocalizationMetrics:
     return LocalizationMetrics(
         **{f: _nan(r.get(col)) for f, col in _LOC_COLUMNS.items()},
-        n_forged=int(r.get("n_forged") or 0), n_pristine=int(r.get("n_pristine") or 0),
-        best_threshold=_nan(r.get("best_threshold")), best_inverted=bool(r.get("best_inverted")))
+        n_forged=int(r.get("n_forged") or 0),
+        n_pristine=int(r.get("n_pristine") or 0),
+        best_threshold=_nan(r.get("best_threshold")),
+        best_inverted=bool(r.get("best_inverted")),
+    )
 
 
 def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -225,10 +267,17 @@ def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     loc_rows = [r for r in ok if r.get("label") == 1 and r.get("n_forged") is not None]
     agg = aggregate([_loc_from_row(r) for r in loc_rows])
     out: dict[str, Any] = {
-        "n_images": len(rows), "n_ok": len(ok), "n_failed": len(rows) - len(ok),
-        "n_fake": det.n_fake, "n_real": det.n_real, "n_localized": agg.n_images,
-        "detection_auc": det.auc, "balanced_accuracy": det.balanced_accuracy,
-        "tpr": det.tpr, "tnr": det.tnr, "n_score_dropped": det.n_dropped,
+        "n_images": len(rows),
+        "n_ok": len(ok),
+        "n_failed": len(rows) - len(ok),
+        "n_fake": det.n_fake,
+        "n_real": det.n_real,
+        "n_localized": agg.n_images,
+        "detection_auc": det.auc,
+        "balanced_accuracy": det.balanced_accuracy,
+        "tpr": det.tpr,
+        "tnr": det.tnr,
+        "n_score_dropped": det.n_dropped,
     }
     for f, col in _LOC_COLUMNS.items():
         out[col] = agg.mean[f]
@@ -240,6 +289,7 @@ def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
+
 
 def output_path(out_dir: str | os.PathLike, dataset: Dataset, sample: Sample) -> Path:
     """``out_dir/<dataset name>/<image path relative to the root>.npz``, or the listed id when
@@ -293,14 +343,27 @@ def _one_line(path: Path, exc: BaseException) -> str:
 
 def _base_row(dataset: Dataset, sample: Sample, npz: Path | None) -> dict[str, Any]:
     row: dict[str, Any] = {k: (math.nan if t == _FLOAT else None) for k, t in ROW_COLUMNS.items()}
-    row.update(dataset=dataset.name, id=sample.id, image_path=str(sample.image_path),
-               mask_path=None if sample.mask_path is None else str(sample.mask_path),
-               npz=None if npz is None else str(npz), label=int(sample.label), status="ok")
+    row.update(
+        dataset=dataset.name,
+        id=sample.id,
+        image_path=str(sample.image_path),
+        mask_path=None if sample.mask_path is None else str(sample.mask_path),
+        npz=None if npz is None else str(npz),
+        label=int(sample.label),
+        status="ok",
+    )
     return row
 
 
-def _evaluate_one(model: nn.Module, dataset: Dataset, sample: Sample, npz: Path, overwrite: bool,
-                  analyze_fn: AnalyzeFn, weights_digest: str | None) -> dict[str, Any]:
+def _evaluate_one(
+    model: nn.Module,
+    dataset: Dataset,
+    sample: Sample,
+    npz: Path,
+    overwrite: bool,
+    analyze_fn: AnalyzeFn,
+    weights_digest: str | None,
+) -> dict[str, Any]:
     row = _base_row(dataset, sample, npz)
     image_path = Path(sample.image_path)
     h, w, quality = _image_info(image_path)
@@ -336,14 +399,25 @@ def _evaluate_one(model: nn.Module, dataset: Dataset, sample: Sample, npz: Path,
         lm = localization_metrics(m, mask)
         for f, col in _LOC_COLUMNS.items():
             row[col] = float(getattr(lm, f))
-        row.update(n_forged=lm.n_forged, n_pristine=lm.n_pristine,
-                   best_threshold=lm.best_threshold, best_inverted=lm.best_inverted)
+        row.update(
+            n_forged=lm.n_forged,
+            n_pristine=lm.n_pristine,
+            best_threshold=lm.best_threshold,
+            best_inverted=lm.best_inverted,
+        )
     return row
 
 
-def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLike, *, overwrite: bool = False,
-             progress: bool = True, analyze_fn: AnalyzeFn | None = None,
-             weights_sha256: str | None = None) -> Evaluation:
+def evaluate(
+    model: nn.Module | None,
+    dataset: Dataset,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    analyze_fn: AnalyzeFn | None = None,
+    weights_sha256: str | None = None,
+) -> Evaluation:
     """Analyse every image of ``dataset`` (or reuse its npz under ``out_dir``) and score it.
 
     An existing npz is reused only when it records the sha256 of this same image file and of
@@ -362,8 +436,9 @@ def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLi
         if not isinstance(model, nn.Module):
             raise ValueError(f"evaluate needs a TruFor model, got {type(model).__name__}")
         if not is_full_model(model):
-            raise ValueError("evaluate needs a full TruFor model (this one is Noiseprint++ only: "
-                             "no localization map, no score)")
+            raise ValueError(
+                "evaluate needs a full TruFor model (this one is Noiseprint++ only: no localization map, no score)"
+            )
         analyze_fn = analyze
     if weights_sha256 is None:
         info = getattr(model, "weights_info", None)
@@ -371,8 +446,7 @@ def evaluate(model: nn.Module | None, dataset: Dataset, out_dir: str | os.PathLi
     weights_digest = weights_sha256
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
-    for sample in tqdm(list(dataset), desc=f"eval {dataset.name}", unit="img", disable=not progress,
-                       file=sys.stderr):
+    for sample in tqdm(list(dataset), desc=f"eval {dataset.name}", unit="img", disable=not progress, file=sys.stderr):
         try:
             npz = output_path(out_dir, dataset, sample)
         except OutputPathError as e:

@@ -24,6 +24,7 @@ nor the rest):
   shifts or resamples the grid Noiseprint++ relies on. A heuristic: it sees neither resizing to
   a multiple of 8 nor crops that keep the grid.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,19 @@ from trufor_lab.lab.datasets import REGISTRY, DatasetError, MaskConvention, read
 from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.viz.figures import new_figure
 
-__all__ = ["F1_THRESHOLD", "GROUPS", "SCORE_THRESHOLD", "Group", "failure_gallery",
-           "as_evaluation", "group_failures", "is_failure", "pick_cases", "render_cases", "worst_cases"]
+__all__ = [
+    "F1_THRESHOLD",
+    "GROUPS",
+    "SCORE_THRESHOLD",
+    "Group",
+    "failure_gallery",
+    "as_evaluation",
+    "group_failures",
+    "is_failure",
+    "pick_cases",
+    "render_cases",
+    "worst_cases",
+]
 
 F1_THRESHOLD = 0.5
 """A fake with a mask whose ``f1_best`` is below this is poorly localized."""
@@ -72,8 +84,9 @@ def as_evaluation(ev: EvaluationLike) -> Evaluation:
     raise TypeError(f"expected an Evaluation or the path of its CSV, got {type(ev).__name__}")
 
 
-def is_failure(row: Mapping[str, Any], *, f1_threshold: float = F1_THRESHOLD,
-               score_threshold: float = SCORE_THRESHOLD) -> bool | None:
+def is_failure(
+    row: Mapping[str, Any], *, f1_threshold: float = F1_THRESHOLD, score_threshold: float = SCORE_THRESHOLD
+) -> bool | None:
     """Whether one evaluated image is a failure (see the module docstring); None for error rows."""
     if row.get("status") != "ok":
         return None
@@ -87,6 +100,7 @@ def is_failure(row: Mapping[str, Any], *, f1_threshold: float = F1_THRESHOLD,
 # --------------------------------------------------------------------------------------------
 # worst cases
 # --------------------------------------------------------------------------------------------
+
 
 def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both") -> Table:
     """The ``k`` fakes with the lowest ``f1_best`` (ties: lower score first) and/or the ``k``
@@ -104,8 +118,10 @@ def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both")
     if which in ("fakes", "both"):
         fakes = [r for r in ok if r.get("label") == 1 and not math.isnan(_num(r.get("f1_best")))]
         fakes.sort(key=lambda r: (_num(r["f1_best"]), _num(r.get("score"))))
-        out += [{"case": "fake", "reason": f"F1 {_num(r['f1_best']):.3f}, score {_num(r.get('score')):.3f}", **r}
-                for r in fakes[:k]]
+        out += [
+            {"case": "fake", "reason": f"F1 {_num(r['f1_best']):.3f}, score {_num(r.get('score')):.3f}", **r}
+            for r in fakes[:k]
+        ]
     if which in ("reals", "both"):
         reals = [r for r in ok if r.get("label") == 0 and not math.isnan(_num(r.get("score")))]
         reals.sort(key=lambda r: -_num(r["score"]))
@@ -117,9 +133,11 @@ def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both")
 # groups
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Group:
     """A descriptor group: ``test(row)`` is True (in), False (rest) or None (unknown)."""
+
     name: str
     description: str
     test: Callable[[Mapping[str, Any]], bool | None]
@@ -147,12 +165,15 @@ def _resized(r: Mapping[str, Any]) -> bool | None:
     return int(h) % GRID != 0 or int(w) % GRID != 0
 
 
-GROUPS: dict[str, Group] = {g.name: g for g in (
-    Group("small_region", f"mask fraction < {SMALL_REGION:.0%} (fakes with a mask)", _small_region),
-    Group("low_confidence", f"mean confidence < {LOW_CONFIDENCE}", _low_confidence),
-    Group("heavy_compression", f"JPEG quality < {HEAVY_COMPRESSION} (non-JPEG: no)", _heavy_compression),
-    Group("resized", f"height or width not a multiple of {GRID}", _resized),
-)}
+GROUPS: dict[str, Group] = {
+    g.name: g
+    for g in (
+        Group("small_region", f"mask fraction < {SMALL_REGION:.0%} (fakes with a mask)", _small_region),
+        Group("low_confidence", f"mean confidence < {LOW_CONFIDENCE}", _low_confidence),
+        Group("heavy_compression", f"JPEG quality < {HEAVY_COMPRESSION} (non-JPEG: no)", _heavy_compression),
+        Group("resized", f"height or width not a multiple of {GRID}", _resized),
+    )
+}
 """The built-in descriptor groups (see the module docstring for the thresholds' rationale)."""
 
 
@@ -160,9 +181,13 @@ def _rate(n: int, d: int) -> float:
     return n / d if d else math.nan
 
 
-def group_failures(evaluation: EvaluationLike,
-                   by: Sequence[str | Group] = ("small_region", "low_confidence", "heavy_compression", "resized"),
-                   *, f1_threshold: float = F1_THRESHOLD, score_threshold: float = SCORE_THRESHOLD) -> Table:
+def group_failures(
+    evaluation: EvaluationLike,
+    by: Sequence[str | Group] = ("small_region", "low_confidence", "heavy_compression", "resized"),
+    *,
+    f1_threshold: float = F1_THRESHOLD,
+    score_threshold: float = SCORE_THRESHOLD,
+) -> Table:
     """Failure rate inside each group vs the rest (rows with a known descriptor).
 
     Columns: ``group``, ``description``, ``n_group``, ``n_rest``, ``n_unknown``,
@@ -187,10 +212,20 @@ def group_failures(evaluation: EvaluationLike,
         fi, fr = sum(inside), sum(rest)
         ri, rr = _rate(fi, len(inside)), _rate(fr, len(rest))
         ratio = ri / rr if (not math.isnan(ri) and not math.isnan(rr) and rr > 0) else math.nan
-        out.append({"group": g.name, "description": g.description, "n_group": len(inside),
-                    "n_rest": len(rest), "n_unknown": len(judged) - len(inside) - len(rest),
-                    "failures_group": fi, "failures_rest": fr, "failure_rate_group": ri,
-                    "failure_rate_rest": rr, "rate_ratio": ratio})
+        out.append(
+            {
+                "group": g.name,
+                "description": g.description,
+                "n_group": len(inside),
+                "n_rest": len(rest),
+                "n_unknown": len(judged) - len(inside) - len(rest),
+                "failures_group": fi,
+                "failures_rest": fr,
+                "failure_rate_group": ri,
+                "failure_rate_rest": rr,
+                "rate_ratio": ratio,
+            }
+        )
     return Table(out, title="failure rate by group")
 
 
@@ -198,12 +233,13 @@ def group_failures(evaluation: EvaluationLike,
 # gallery
 # --------------------------------------------------------------------------------------------
 
+
 def pick_cases(ev: Evaluation, k: int) -> list[dict[str, Any]]:
     """Up to ``k`` worst cases: half fakes, half reals, the other kind filling a shortfall."""
     fakes = list(worst_cases(ev, k, which="fakes"))
     reals = list(worst_cases(ev, k, which="reals"))
     n_f = min(len(fakes), max(k - min(len(reals), k // 2), 0))
-    return fakes[:n_f] + reals[:k - n_f]
+    return fakes[:n_f] + reals[: k - n_f]
 
 
 def _convention(ev: Evaluation, row: Mapping[str, Any], override: MaskConvention | None) -> MaskConvention:
@@ -251,13 +287,20 @@ _PANELS = ("Image", "Mask", "Localization map", "Confidence")
 
 
 def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    specs = [("image", {}), ("mask", dict(cmap="gray", vmin=0, vmax=1)),
-             ("map", dict(cmap="RdBu_r", vmin=0, vmax=1)), ("conf", dict(cmap="gray", vmin=0, vmax=1))]
+    specs = [
+        ("image", {}),
+        ("mask", dict(cmap="gray", vmin=0, vmax=1)),
+        ("map", dict(cmap="RdBu_r", vmin=0, vmax=1)),
+        ("conf", dict(cmap="gray", vmin=0, vmax=1)),
+    ]
     for ax, (key, kw), name in zip(axes, specs, _PANELS):
         a = data.get(key)
         if a is None:
-            text = "no mask (real)" if key == "mask" and row.get("label") == 0 else (
-                "no mask" if key == "mask" and not row.get("mask_path") else "missing")
+            text = (
+                "no mask (real)"
+                if key == "mask" and row.get("label") == 0
+                else ("no mask" if key == "mask" and not row.get("mask_path") else "missing")
+            )
             ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
             ax.set_facecolor("0.92")
         else:
@@ -268,8 +311,13 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
     axes[0].set_ylabel(_title(row).replace("  |  ", "\n"), fontsize=7, rotation=0, ha="right", va="center")
 
 
-def render_cases(ev: Evaluation, cases: Sequence[Mapping[str, Any]], convention: MaskConvention | None,
-            panel_size: float, fig: Any = None) -> Any:
+def render_cases(
+    ev: Evaluation,
+    cases: Sequence[Mapping[str, Any]],
+    convention: MaskConvention | None,
+    panel_size: float,
+    fig: Any = None,
+) -> Any:
     if fig is None:
         fig = new_figure(figsize=(panel_size * 4 + 1.6, panel_size * max(len(cases), 1) + 0.4))
     if not cases:
@@ -282,8 +330,15 @@ def render_cases(ev: Evaluation, cases: Sequence[Mapping[str, Any]], convention:
     return fig
 
 
-def failure_gallery(evaluation: EvaluationLike, k: int = 8, *, cases: Sequence[Mapping[str, Any]] | None = None,
-                    convention: MaskConvention | None = None, panel_size: float = 2.0, fig: Any = None) -> Any:
+def failure_gallery(
+    evaluation: EvaluationLike,
+    k: int = 8,
+    *,
+    cases: Sequence[Mapping[str, Any]] | None = None,
+    convention: MaskConvention | None = None,
+    panel_size: float = 2.0,
+    fig: Any = None,
+) -> Any:
     """A Figure with one row per failure case: image, mask, localization map, confidence.
 
     Cases default to the worst ``k`` (:func:`worst_cases`, half fakes, half reals); pass

@@ -15,6 +15,7 @@ area blurred, say), but the mask is always the set of pixels the operation wrote
 >>> f = make_forgery("copy_move", items[0].image, seed=3, rotation=15)
 >>> f.plot()
 """
+
 from __future__ import annotations
 
 import base64
@@ -67,6 +68,7 @@ _DEFAULT_AREA = (0.02, 0.15)
 # the record
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(repr=False)
 class Forgery:
     """A (possibly pristine) image with its exact ground truth.
@@ -92,8 +94,10 @@ class Forgery:
 
     def __repr__(self) -> str:
         h, w = self.image.shape[:2]
-        return (f"Forgery(name={self.name!r}, kind={self.kind!r}, label={self.label}, "
-                f"size={w}x{h}, mask_fraction={self.mask_fraction:.3f})")
+        return (
+            f"Forgery(name={self.name!r}, kind={self.kind!r}, label={self.label}, "
+            f"size={w}x{h}, mask_fraction={self.mask_fraction:.3f})"
+        )
 
     def plot(self, ax=None):
         """The image with the mask outline (red); returns the matplotlib Figure."""
@@ -114,11 +118,14 @@ class Forgery:
 
     def _repr_html_(self) -> str:
         thumb = base64.b64encode(_outline_png(self.image, self.mask)).decode()
-        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-                       for k, v in self.params.items())
-        return (f'<div style="display:flex;gap:8px"><img src="data:image/png;base64,{thumb}"/>'
-                f"<div><b>{html.escape(repr(self))}</b><br>source: {html.escape(', '.join(self.source))}"
-                f'<table style="font-size:small">{rows}</table></div></div>')
+        rows = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in self.params.items()
+        )
+        return (
+            f'<div style="display:flex;gap:8px"><img src="data:image/png;base64,{thumb}"/>'
+            f"<div><b>{html.escape(repr(self))}</b><br>source: {html.escape(', '.join(self.source))}"
+            f'<table style="font-size:small">{rows}</table></div></div>'
+        )
 
 
 def _outline_png(image: np.ndarray, mask: np.ndarray | None, max_side: int = 256) -> bytes:
@@ -137,6 +144,7 @@ def _outline_png(image: np.ndarray, mask: np.ndarray | None, max_side: int = 256
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+
 
 def _as_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
     arr = np.asarray(image)
@@ -171,8 +179,10 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def _window(bbox: tuple[int, int, int, int], margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
     y0, y1, x0, x1 = bbox
-    return (slice(max(0, y0 - margin), min(shape[0], y1 + margin)),
-            slice(max(0, x0 - margin), min(shape[1], x1 + margin)))
+    return (
+        slice(max(0, y0 - margin), min(shape[0], y1 + margin)),
+        slice(max(0, x0 - margin), min(shape[1], x1 + margin)),
+    )
 
 
 def _check_area(area: Sequence[float], n: int) -> tuple[int, int]:
@@ -193,8 +203,9 @@ def _top_k(score: np.ndarray, k: int) -> np.ndarray:
     return out.reshape(score.shape)
 
 
-def region_mask(shape: tuple[int, int], rng: np.random.Generator, region: str | None = None,
-                area: Sequence[float] = _DEFAULT_AREA) -> tuple[np.ndarray, dict[str, Any]]:
+def region_mask(
+    shape: tuple[int, int], rng: np.random.Generator, region: str | None = None, area: Sequence[float] = _DEFAULT_AREA
+) -> tuple[np.ndarray, dict[str, Any]]:
     """A random region covering a fraction of ``shape`` within ``area`` (inclusive).
 
     ``ellipse`` and ``blob`` have exactly ``k`` pixels (the k pixels lowest in an elliptic or
@@ -222,7 +233,7 @@ def region_mask(shape: tuple[int, int], rng: np.random.Generator, region: str | 
         else:
             raise ValueError(f"cannot fit a rectangle with area in {tuple(area)} in a {w}x{h} image")
         y0, x0 = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
-        mask[y0:y0 + rh, x0:x0 + rw] = True
+        mask[y0 : y0 + rh, x0 : x0 + rw] = True
         return mask, {"region": region, "bbox": [y0, y0 + rh, x0, x0 + rw], "area_frac": rh * rw / n}
 
     # semi-axes (b vertical, a horizontal) of an ellipse with k pixels that fits in the image
@@ -261,10 +272,20 @@ def region_mask(shape: tuple[int, int], rng: np.random.Generator, region: str | 
 # forgeries
 # --------------------------------------------------------------------------------------------
 
-def splice(target: np.ndarray, donor: np.ndarray, *, seed: int, region: str | None = None,
-           area: Sequence[float] = _DEFAULT_AREA, donor_jpeg_quality: int | None = None,
-           resample: float | None = None, blur: float | None = None, noise: float | None = None,
-           feather: int = 0) -> Forgery:
+
+def splice(
+    target: np.ndarray,
+    donor: np.ndarray,
+    *,
+    seed: int,
+    region: str | None = None,
+    area: Sequence[float] = _DEFAULT_AREA,
+    donor_jpeg_quality: int | None = None,
+    resample: float | None = None,
+    blur: float | None = None,
+    noise: float | None = None,
+    feather: int = 0,
+) -> Forgery:
     """Paste a region of ``donor`` into ``target`` (splicing).
 
     The donor is processed in this order, each step optional: whole-donor JPEG at
@@ -291,13 +312,13 @@ def splice(target: np.ndarray, donor: np.ndarray, *, seed: int, region: str | No
     if d.shape[0] < ph or d.shape[1] < pw:
         d = np.pad(d, ((0, max(0, ph - d.shape[0])), (0, max(0, pw - d.shape[1])), (0, 0)), mode="symmetric")
     oy, ox = int(rng.integers(0, d.shape[0] - ph + 1)), int(rng.integers(0, d.shape[1] - pw + 1))
-    patch = d[oy:oy + ph, ox:ox + pw]
+    patch = d[oy : oy + ph, ox : ox + pw]
     if f != 1.0:
         patch = resize(patch, (round(ph * f), round(pw * f)))
     patch = patch.astype(np.float64)
     if blur is not None and blur > 0:
         patch = ndimage.gaussian_filter(patch, sigma=(float(blur), float(blur), 0))
-    patch = patch[m:m + h, m:m + w]
+    patch = patch[m : m + h, m : m + w]
     if noise is not None and noise > 0:
         patch = patch + rng.normal(0.0, float(noise), patch.shape)
 
@@ -311,13 +332,20 @@ def splice(target: np.ndarray, donor: np.ndarray, *, seed: int, region: str | No
     dst = out[y0:y1, x0:x1]
     blend = to_uint8(alpha[..., None] * patch + (1 - alpha[..., None]) * dst)
     dst[sub] = blend[sub]
-    params = {**info, "donor_offset": [oy, ox], "donor_jpeg_quality": donor_jpeg_quality,
-              "resample": resample, "blur": blur, "noise": noise, "feather": int(feather), "seed": seed}
+    params = {
+        **info,
+        "donor_offset": [oy, ox],
+        "donor_jpeg_quality": donor_jpeg_quality,
+        "resample": resample,
+        "blur": blur,
+        "noise": noise,
+        "feather": int(feather),
+        "seed": seed,
+    }
     return Forgery(out, mask, "splice", _json_safe(params), ("target", "donor"))
 
 
-def _affine_patch(patch: np.ndarray, pmask: np.ndarray, rotation: float, scale: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _affine_patch(patch: np.ndarray, pmask: np.ndarray, rotation: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Rotate (degrees, counter-clockwise) and scale a patch about its centre (bilinear)."""
     h, w = pmask.shape
     th = math.radians(rotation)
@@ -332,11 +360,21 @@ def _affine_patch(patch: np.ndarray, pmask: np.ndarray, rotation: float, scale: 
     inv = np.linalg.inv(fwd)
     # input = inv @ (out + lo) + centre
     offset = inv @ lo + [(h - 1) / 2, (w - 1) / 2]
-    m = ndimage.affine_transform(pmask.astype(np.float64), inv, offset=offset, output_shape=(oh, ow),
-                                 order=1, mode="constant", cval=0.0) >= 0.5
-    img = np.stack([ndimage.affine_transform(patch[..., ch].astype(np.float64), inv, offset=offset,
-                                             output_shape=(oh, ow), order=1, mode="nearest")
-                    for ch in range(3)], axis=-1)
+    m = (
+        ndimage.affine_transform(
+            pmask.astype(np.float64), inv, offset=offset, output_shape=(oh, ow), order=1, mode="constant", cval=0.0
+        )
+        >= 0.5
+    )
+    img = np.stack(
+        [
+            ndimage.affine_transform(
+                patch[..., ch].astype(np.float64), inv, offset=offset, output_shape=(oh, ow), order=1, mode="nearest"
+            )
+            for ch in range(3)
+        ],
+        axis=-1,
+    )
     ys, xs = np.nonzero(m)
     if ys.size == 0:
         return img[:0, :0], m[:0, :0]
@@ -344,8 +382,15 @@ def _affine_patch(patch: np.ndarray, pmask: np.ndarray, rotation: float, scale: 
     return img[y0:y1, x0:x1], m[y0:y1, x0:x1]
 
 
-def copy_move(image: np.ndarray, *, seed: int, rotation: float = 0.0, scale: float = 1.0,
-              area: Sequence[float] = _DEFAULT_AREA, region: str | None = "blob") -> Forgery:
+def copy_move(
+    image: np.ndarray,
+    *,
+    seed: int,
+    rotation: float = 0.0,
+    scale: float = 1.0,
+    area: Sequence[float] = _DEFAULT_AREA,
+    region: str | None = "blob",
+) -> Forgery:
     """Copy a region of ``image`` to another place in it (optionally rotated/scaled).
 
     ``area`` is the range of the *destination* (the mask). With ``rotation == 0`` and
@@ -361,7 +406,7 @@ def copy_move(image: np.ndarray, *, seed: int, rotation: float = 0.0, scale: flo
     if scale <= 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     identity = (float(rotation) % 360 == 0) and scale == 1.0
-    src_area = (area[0] / scale ** 2, area[1] / scale ** 2)
+    src_area = (area[0] / scale**2, area[1] / scale**2)
     if src_area[1] >= 1:
         raise ValueError(f"scale {scale} too small for area {tuple(area)}")
     for _ in range(30):
@@ -374,14 +419,13 @@ def copy_move(image: np.ndarray, *, seed: int, rotation: float = 0.0, scale: flo
         if kmin <= int(tmask.sum()) <= kmax and tmask.shape[0] <= H and tmask.shape[1] <= W:
             break
     else:
-        raise ValueError("could not place a transformed region with the requested area; "
-                         "relax area, rotation or scale")
+        raise ValueError("could not place a transformed region with the requested area; relax area, rotation or scale")
     th, tw = tmask.shape
     guard = ndimage.binary_dilation(smask, iterations=2)
     best, best_overlap = None, None
     for _ in range(200):
         dy, dx = int(rng.integers(0, H - th + 1)), int(rng.integers(0, W - tw + 1))
-        ov = int(np.count_nonzero(guard[dy:dy + th, dx:dx + tw] & tmask))
+        ov = int(np.count_nonzero(guard[dy : dy + th, dx : dx + tw] & tmask))
         if best_overlap is None or ov < best_overlap:
             best, best_overlap = (dy, dx), ov
         if ov == 0:
@@ -389,24 +433,35 @@ def copy_move(image: np.ndarray, *, seed: int, rotation: float = 0.0, scale: flo
     dy, dx = best
     out = img.copy()
     mask = np.zeros((H, W), dtype=bool)
-    mask[dy:dy + th, dx:dx + tw] = tmask
-    dst = out[dy:dy + th, dx:dx + tw]
+    mask[dy : dy + th, dx : dx + tw] = tmask
+    dst = out[dy : dy + th, dx : dx + tw]
     src = tpatch if identity else to_uint8(tpatch)
     dst[tmask] = src[tmask]
-    params = {"region": info["region"], "area_frac": float(mask.mean()), "source_bbox": [y0, y1, x0, x1],
-              "dest_offset": [dy, dx], "rotation": float(rotation), "scale": scale,
-              "overlap": bool(best_overlap), "seed": seed}
+    params = {
+        "region": info["region"],
+        "area_frac": float(mask.mean()),
+        "source_bbox": [y0, y1, x0, x1],
+        "dest_offset": [dy, dx],
+        "rotation": float(rotation),
+        "scale": scale,
+        "overlap": bool(best_overlap),
+        "seed": seed,
+    }
     return Forgery(out, mask, "copy_move", _json_safe(params), ("image",))
 
 
-def remove_object(image: np.ndarray, *, seed: int, area: Sequence[float] = _DEFAULT_AREA,
-                  region: str | None = "blob") -> Forgery:
+def remove_object(
+    image: np.ndarray, *, seed: int, area: Sequence[float] = _DEFAULT_AREA, region: str | None = "blob"
+) -> Forgery:
     """Fill a region by biharmonic inpainting (``skimage.restoration.inpaint_biharmonic``).
 
     Runs on the region's bounding box plus a 16-pixel margin (fast, and the solution only
     depends on the ring around the hole). Mask = inpainted pixels.
     """
-    from skimage.restoration import inpaint_biharmonic  # lazy: scikit-image is slow to import; only this function needs it
+    from skimage.restoration import (
+        inpaint_biharmonic,
+    )  # lazy: scikit-image is slow to import; only this function needs it
+
     img = _as_rgb(image)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(img.shape[:2], rng, region, area)
@@ -416,12 +471,18 @@ def remove_object(image: np.ndarray, *, seed: int, area: Sequence[float] = _DEFA
     out = img.copy()
     sub = out[sy, sx]
     sub[mask[sy, sx]] = to_uint8(filled * 255.0)[mask[sy, sx]]
-    return Forgery(out, mask, "remove_object", _json_safe({**info, "method": "biharmonic", "seed": seed}),
-                   ("image",))
+    return Forgery(out, mask, "remove_object", _json_safe({**info, "method": "biharmonic", "seed": seed}), ("image",))
 
 
-def local_edit(image: np.ndarray, *, seed: int, op: str = "blur", strength: float | None = None,
-               area: Sequence[float] = _DEFAULT_AREA, region: str | None = None) -> Forgery:
+def local_edit(
+    image: np.ndarray,
+    *,
+    seed: int,
+    op: str = "blur",
+    strength: float | None = None,
+    area: Sequence[float] = _DEFAULT_AREA,
+    region: str | None = None,
+) -> Forgery:
     """Edit a region in place: ``op`` and the meaning of ``strength`` (default in brackets):
 
     - ``resample``: zoom the content by ``strength`` about the region centre, bicubic [1.3];
@@ -444,8 +505,7 @@ def local_edit(image: np.ndarray, *, seed: int, op: str = "blur", strength: floa
         ys, xs = np.nonzero(mask)
         cy, cx = ys.mean(), xs.mean()
         coords = [cy + (ys - cy) / s, cx + (xs - cx) / s]
-        vals = np.stack([ndimage.map_coordinates(x[..., c], coords, order=3, mode="mirror")
-                         for c in range(3)], axis=-1)
+        vals = np.stack([ndimage.map_coordinates(x[..., c], coords, order=3, mode="mirror") for c in range(3)], axis=-1)
         out = img.copy()
         out[ys, xs] = to_uint8(vals)
         extra["zoom_center"] = [cy, cx]
@@ -475,9 +535,17 @@ def local_edit(image: np.ndarray, *, seed: int, op: str = "blur", strength: floa
     return Forgery(out, mask, "local_edit", _json_safe(params), ("image",))
 
 
-def double_jpeg(image: np.ndarray, *, seed: int, q1: int, q2: int, aligned: bool = True,
-                area: Sequence[float] = _DEFAULT_AREA, region: str | None = None,
-                subsampling: str = "4:2:0") -> Forgery:
+def double_jpeg(
+    image: np.ndarray,
+    *,
+    seed: int,
+    q1: int,
+    q2: int,
+    aligned: bool = True,
+    area: Sequence[float] = _DEFAULT_AREA,
+    region: str | None = None,
+    subsampling: str = "4:2:0",
+) -> Forgery:
     """Region-wise double JPEG: a region compressed at ``q1`` then the whole image at ``q2``.
 
     The whole image is first JPEG-compressed at ``q1`` with its 8x8 grid at offset (0, 0)
@@ -506,19 +574,34 @@ def double_jpeg(image: np.ndarray, *, seed: int, q1: int, q2: int, aligned: bool
         first = jpeg_compress(padded, int(q1), subsampling)[py:, px:]
     composite = np.where(mask[..., None], first, img)
     out = jpeg_compress(np.ascontiguousarray(composite), int(q2), subsampling)
-    params = {**info, "q1": int(q1), "q2": int(q2), "aligned": bool(aligned), "grid_shift": [dy, dx],
-              "subsampling": subsampling, "seed": seed}
+    params = {
+        **info,
+        "q1": int(q1),
+        "q2": int(q2),
+        "aligned": bool(aligned),
+        "grid_shift": [dy, dx],
+        "subsampling": subsampling,
+        "seed": seed,
+    }
     return Forgery(out, mask, "double_jpeg", _json_safe(params), ("image",))
 
 
-def pristine(image: np.ndarray, *, final_jpeg: int | None = None, name: str = "",
-             source: tuple[str, ...] = ("image",)) -> Forgery:
+def pristine(
+    image: np.ndarray, *, final_jpeg: int | None = None, name: str = "", source: tuple[str, ...] = ("image",)
+) -> Forgery:
     """A pristine item (label 0, empty mask), optionally JPEG-compressed once at ``final_jpeg``."""
     img = _as_rgb(image)
     if final_jpeg is not None:
         img = jpeg_compress(img, int(final_jpeg))
-    return Forgery(img.copy(), np.zeros(img.shape[:2], dtype=bool), "pristine",
-                   {"final_jpeg": final_jpeg}, source, label=0, name=name)
+    return Forgery(
+        img.copy(),
+        np.zeros(img.shape[:2], dtype=bool),
+        "pristine",
+        {"final_jpeg": final_jpeg},
+        source,
+        label=0,
+        name=name,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,8 +624,9 @@ def _unknown(name: str, choices: Sequence[str], what: str) -> ValueError:
     return ValueError(f"unknown {what} {name!r}{hint}")
 
 
-def make_forgery(kind: str, image: np.ndarray, donor: np.ndarray | None = None, seed: int = 0,
-                 **params: Any) -> Forgery:
+def make_forgery(
+    kind: str, image: np.ndarray, donor: np.ndarray | None = None, seed: int = 0, **params: Any
+) -> Forgery:
     """Dispatch to the generator ``kind`` (see ``FORGERIES``); ``splice`` needs ``donor``."""
     if kind not in FORGERIES:
         raise _unknown(kind, FORGERIES, "forgery kind")
@@ -566,8 +650,10 @@ def random_params(kind: str, rng: np.random.Generator) -> dict[str, Any]:
         }
     if kind == "copy_move":
         transformed = rng.random() < 0.5
-        return {"rotation": float(round(rng.uniform(-30, 30), 2)) if transformed else 0.0,
-                "scale": float(round(rng.uniform(0.85, 1.2), 3)) if transformed else 1.0}
+        return {
+            "rotation": float(round(rng.uniform(-30, 30), 2)) if transformed else 0.0,
+            "scale": float(round(rng.uniform(0.85, 1.2), 3)) if transformed else 1.0,
+        }
     if kind == "remove_object":
         return {}
     if kind == "local_edit":
@@ -579,8 +665,9 @@ def random_params(kind: str, rng: np.random.Generator) -> dict[str, Any]:
     raise _unknown(kind, FORGERIES, "forgery kind")
 
 
-def random_forgery(image: np.ndarray, donor: np.ndarray | None = None, seed: int = 0, *,
-                   kinds: Sequence[str] | None = None) -> Forgery:
+def random_forgery(
+    image: np.ndarray, donor: np.ndarray | None = None, seed: int = 0, *, kinds: Sequence[str] | None = None
+) -> Forgery:
     """A forgery of a random kind with random parameters (splice only when a donor is given)."""
     rng = np.random.default_rng(seed)
     pool = [k for k in (kinds or FORGERIES) if donor is not None or k != "splice"]
@@ -591,7 +678,7 @@ def random_forgery(image: np.ndarray, donor: np.ndarray | None = None, seed: int
         raise ValueError("no forgery kind available (splice needs a donor)")
     kind = pool[int(rng.integers(len(pool)))]
     params = random_params(kind, rng)
-    return make_forgery(kind, image, donor, seed=int(rng.integers(2 ** 31)), **params)
+    return make_forgery(kind, image, donor, seed=int(rng.integers(2**31)), **params)
 
 
 # --------------------------------------------------------------------------------------------
@@ -599,8 +686,7 @@ def random_forgery(image: np.ndarray, donor: np.ndarray | None = None, seed: int
 # --------------------------------------------------------------------------------------------
 
 #: RGB images that scikit-image ships inside its wheel (no download).
-_SKIMAGE_RGB = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
-                "hubble_deep_field", "retina")
+_SKIMAGE_RGB = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 
 
 def demo_images(size: int = 256) -> dict[str, np.ndarray]:
@@ -622,7 +708,7 @@ def demo_images(size: int = 256) -> dict[str, np.ndarray]:
         h, w = arr.shape[:2]
         s = min(h, w)
         y0, x0 = (h - s) // 2, (w - s) // 2
-        sq = Image.fromarray(np.ascontiguousarray(arr[y0:y0 + s, x0:x0 + s]))
+        sq = Image.fromarray(np.ascontiguousarray(arr[y0 : y0 + s, x0 : x0 + s]))
         out[name] = np.asarray(sq.resize((size, size), Image.LANCZOS))
     if not out:
         raise RuntimeError("no scikit-image sample image is available offline")
@@ -669,14 +755,22 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
                 raise ValueError(f"{mask_path.name}: mask shape {mask.shape} != image {img.shape[:2]}")
         else:
             mask = None
-        items.append(Forgery(img, mask, "official" if label else "pristine", {"path": str(p)},
-                             (p.name,), label=label, name=p.stem))
+        items.append(
+            Forgery(
+                img, mask, "official" if label else "pristine", {"path": str(p)}, (p.name,), label=label, name=p.stem
+            )
+        )
     return items
 
 
-def demo_set(n: int = 8, size: int = 256, seed: int = 0,
-             include_official_dir: str | os.PathLike | None = None, *,
-             final_jpeg: int | None = 90) -> list[Forgery]:
+def demo_set(
+    n: int = 8,
+    size: int = 256,
+    seed: int = 0,
+    include_official_dir: str | os.PathLike | None = None,
+    *,
+    final_jpeg: int | None = 90,
+) -> list[Forgery]:
     """A small labelled set made on the fly, offline: pristine/forged pairs of the same images.
 
     Item ``2i`` is scikit-image sample ``i`` pristine, item ``2i + 1`` a random forgery of it
@@ -703,7 +797,7 @@ def demo_set(n: int = 8, size: int = 256, seed: int = 0,
         donor_name = names[((i // 2) + 1) % len(names)]
         kind = kinds[int(rng.integers(len(kinds)))]
         params = random_params(kind, rng)
-        fseed = int(rng.integers(2 ** 31))
+        fseed = int(rng.integers(2**31))
         if kind == "double_jpeg":
             params["q2"] = int(final_jpeg)
             params["q1"] = int(np.clip(params["q1"], 30, final_jpeg - 5)) if final_jpeg > 40 else params["q1"]
@@ -713,8 +807,7 @@ def demo_set(n: int = 8, size: int = 256, seed: int = 0,
             if final_jpeg is not None:
                 f = replace(f, image=jpeg_compress(f.image, int(final_jpeg)))
         src = (name, donor_name) if kind == "splice" else (name,)
-        items.append(replace(f, params={**f.params, "final_jpeg": final_jpeg}, source=src,
-                             name=f"{name}_{kind}"))
+        items.append(replace(f, params={**f.params, "final_jpeg": final_jpeg}, source=src, name=f"{name}_{kind}"))
     if include_official_dir is not None:
         items.extend(load_official_samples(include_official_dir))
     return items

@@ -31,6 +31,7 @@ AUC over scored pixels (ties count half, not inverted, NaN with a single class).
 Detection: ROC AUC (ties count half) and balanced accuracy with fake = ``score > 0.5`` on
 float32 scores. NaN and -inf scores are dropped with their labels and counted; +inf raises.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,9 +43,17 @@ import numpy as np
 from scipy.ndimage import maximum_filter, minimum_filter
 
 __all__ = [
-    "AggregateMetrics", "DetectionMetrics", "ERODE_SIZE", "DILATE_SIZE", "FIXED_THRESHOLD",
-    "LOCALIZATION_FIELDS", "LocalizationMetrics", "aggregate", "detection_metrics",
-    "localization_metrics", "scored_regions",
+    "AggregateMetrics",
+    "DetectionMetrics",
+    "ERODE_SIZE",
+    "DILATE_SIZE",
+    "FIXED_THRESHOLD",
+    "LOCALIZATION_FIELDS",
+    "LocalizationMetrics",
+    "aggregate",
+    "detection_metrics",
+    "localization_metrics",
+    "scored_regions",
 ]
 
 ERODE_SIZE = 15
@@ -62,6 +71,7 @@ LOCALIZATION_FIELDS = ("f1_best", "f1_fixed", "mcc_best", "mcc_fixed", "iou_fixe
 # result types
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LocalizationMetrics:
     """Localization metrics of one forged image (see the module docstring for definitions).
@@ -69,6 +79,7 @@ class LocalizationMetrics:
     ``best_threshold`` is the ``v`` of the best-F1 prediction ``map > v`` (float32), inverted
     when ``best_inverted``; NaN when nothing was scored. Counts are scored pixels.
     """
+
     f1_best: float
     f1_fixed: float
     mcc_best: float
@@ -92,6 +103,7 @@ class DetectionMetrics:
     absent); ``balanced_accuracy`` is their mean over the classes present. Counts are after
     dropping the ``n_dropped`` NaN/-inf scores.
     """
+
     auc: float
     balanced_accuracy: float
     tpr: float
@@ -112,6 +124,7 @@ class AggregateMetrics:
     not NaN; ``n_nan[name]`` says how many images were skipped; a metric NaN on every image
     averages to NaN.
     """
+
     n_images: int
     mean: dict[str, float]
     n_nan: dict[str, int]
@@ -128,6 +141,7 @@ class AggregateMetrics:
 # localization
 # --------------------------------------------------------------------------------------------
 
+
 def _as_mask(mask: object) -> np.ndarray:
     """A 2-D boolean copy of a boolean or 0/1 mask; anything else is a ValueError."""
     m = np.asarray(mask)
@@ -140,8 +154,10 @@ def _as_mask(mask: object) -> np.ndarray:
     bad = (m != 0) & (m != 1)
     if bad.any():
         found = np.unique(m[bad])[:5].tolist()
-        raise ValueError(f"mask must be boolean or 0/1 (1 = forged), found values {found}; "
-                         "convert masks (e.g. 0/255, inverted) in the loader")
+        raise ValueError(
+            f"mask must be boolean or 0/1 (1 = forged), found values {found}; "
+            "convert masks (e.g. 0/255, inverted) in the loader"
+        )
     return m == 1
 
 
@@ -206,8 +222,8 @@ def _sweep(values: np.ndarray, labels: np.ndarray):
     ordered = keys >> 1
     y = (keys & 1).astype(bool)
     ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))  # last of each tie group
-    fn = np.cumsum(y, dtype=np.int64)[ends]        # positives at or below v
-    tn = (ends + 1) - fn                            # negatives at or below v
+    fn = np.cumsum(y, dtype=np.int64)[ends]  # positives at or below v
+    tn = (ends + 1) - fn  # negatives at or below v
     n_pos = fn[-1]
     n_neg = tn[-1]
     return _key_value(keys[ends]), n_pos - fn, fn, n_neg - tn, tn
@@ -277,9 +293,16 @@ def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetri
         iou_fixed = float(max(_iou(tp0, fn0, fp0), _iou(fn0, tp0, tn0)))
 
     return LocalizationMetrics(
-        f1_best=f1_best, f1_fixed=f1_fixed, mcc_best=mcc_best, mcc_fixed=mcc_fixed,
-        iou_fixed=iou_fixed, auc=auc, n_forged=n_forged, n_pristine=n_pristine,
-        best_threshold=float(thr[k]), best_inverted=best_inverted,
+        f1_best=f1_best,
+        f1_fixed=f1_fixed,
+        mcc_best=mcc_best,
+        mcc_fixed=mcc_fixed,
+        iou_fixed=iou_fixed,
+        auc=auc,
+        n_forged=n_forged,
+        n_pristine=n_pristine,
+        best_threshold=float(thr[k]),
+        best_inverted=best_inverted,
     )
 
 
@@ -303,6 +326,7 @@ def aggregate(metrics: Sequence[LocalizationMetrics]) -> AggregateMetrics:
 # detection
 # --------------------------------------------------------------------------------------------
 
+
 def _as_labels(labels: object, n: int) -> np.ndarray:
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.size != n:
@@ -317,8 +341,7 @@ def _as_labels(labels: object, n: int) -> np.ndarray:
     return lab == 1
 
 
-def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray
-                      ) -> DetectionMetrics:
+def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> DetectionMetrics:
     """Detection AUC and balanced accuracy (fake = score > 0.5) of per-image scores.
 
     Scores are cast to float32. NaN and -inf scores are dropped with their labels (counted in
@@ -358,5 +381,6 @@ def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int
     tnr = float(np.count_nonzero(~pred & ~y)) / n_real if n_real else math.nan
     present = [r for r in (tpr, tnr) if not math.isnan(r)]
     bacc = float(sum(present) / len(present)) if present else math.nan
-    return DetectionMetrics(auc=auc, balanced_accuracy=bacc, tpr=tpr, tnr=tnr,
-                            n_fake=n_fake, n_real=n_real, n_dropped=n_dropped)
+    return DetectionMetrics(
+        auc=auc, balanced_accuracy=bacc, tpr=tpr, tnr=tnr, n_fake=n_fake, n_real=n_real, n_dropped=n_dropped
+    )

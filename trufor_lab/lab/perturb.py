@@ -16,6 +16,7 @@ bound ``value`` (``jpeg(75)``), used when ``apply`` gets none, and then ``p(imag
 >>> res = sweep(model, image, mask, "jpeg", [95, 85, 75, 65])
 >>> res.plot(); res.to_csv("jpeg_sweep.csv")
 """
+
 from __future__ import annotations
 
 import difflib
@@ -67,8 +68,13 @@ _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 
 
 def _pil_filter(name: str) -> int:
-    table = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-             "area": Image.BOX, "lanczos": Image.LANCZOS}
+    table = {
+        "nearest": Image.NEAREST,
+        "bilinear": Image.BILINEAR,
+        "bicubic": Image.BICUBIC,
+        "area": Image.BOX,
+        "lanczos": Image.LANCZOS,
+    }
     if name not in table:
         raise ValueError(f"unknown interpolation {name!r}; choose one of {_INTERPOLATIONS}")
     return table[name]
@@ -88,8 +94,9 @@ def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
     return m.astype(bool, copy=False)
 
 
-def _resize(image: np.ndarray, mask: np.ndarray | None, hw: tuple[int, int], interpolation: str
-            ) -> tuple[np.ndarray, np.ndarray | None]:
+def _resize(
+    image: np.ndarray, mask: np.ndarray | None, hw: tuple[int, int], interpolation: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     """PIL resize (antialiased when shrinking, except ``nearest``); the mask is resized
     bilinearly and thresholded at 0.5 (nearest for ``nearest``)."""
     h, w = hw
@@ -106,6 +113,7 @@ def _resize(image: np.ndarray, mask: np.ndarray | None, hw: tuple[int, int], int
 # --------------------------------------------------------------------------------------------
 # perturbations
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Perturbation:
@@ -146,8 +154,7 @@ class Perturbation:
             raise ValueError(f"{self.kind}: no {self.value_name} given and none bound")
         return v
 
-    def _apply(self, image: np.ndarray, value: Any, mask: np.ndarray | None
-               ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _apply(self, image: np.ndarray, value: Any, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
 
 
@@ -161,8 +168,9 @@ class JPEG(Perturbation):
 
     def to_bytes(self, image: np.ndarray, value: int | None = None) -> bytes:
         """The JPEG file that ``apply`` decodes."""
-        return jpeg_bytes(_check_image(image), int(self._need(self.value if value is None else value)),
-                          self.subsampling)
+        return jpeg_bytes(
+            _check_image(image), int(self._need(self.value if value is None else value)), self.subsampling
+        )
 
     def _apply(self, image, value, mask):
         return jpeg_compress(image, int(self._need(value)), self.subsampling), mask
@@ -220,6 +228,7 @@ class Blur(Perturbation):
 
     def _apply(self, image, value, mask):
         from scipy import ndimage  # lazy: scipy is slow to import; only this function needs it
+
         s = float(self._need(value))
         if s < 0:
             raise ValueError(f"blur sigma must be >= 0, got {s}")
@@ -385,6 +394,7 @@ PRESETS: dict[str, Chain] = {
 # registry
 # --------------------------------------------------------------------------------------------
 
+
 class UnknownPerturbation(KeyError, ValueError):
     """Raised by :func:`get_perturbation` for an unknown name (message suggests the closest)."""
 
@@ -407,11 +417,19 @@ def register_perturbation(name: str, perturbation: Perturbation, *, overwrite: b
 
 
 for _name, _p in {
-    "jpeg": JPEG(), "jpeg_444": JPEG(subsampling="4:4:4"),
-    "resize": Resize(), "resize_nearest": Resize(interpolation="nearest"),
-    "resize_bicubic": Resize(interpolation="bicubic"), "resize_area": Resize(interpolation="area"),
-    "resize_max": ResizeMax(), "blur": Blur(), "gaussian_noise": GaussianNoise(), "noise": GaussianNoise(),
-    "gamma": Gamma(), "crop_shift": CropShift(), **PRESETS,
+    "jpeg": JPEG(),
+    "jpeg_444": JPEG(subsampling="4:4:4"),
+    "resize": Resize(),
+    "resize_nearest": Resize(interpolation="nearest"),
+    "resize_bicubic": Resize(interpolation="bicubic"),
+    "resize_area": Resize(interpolation="area"),
+    "resize_max": ResizeMax(),
+    "blur": Blur(),
+    "gaussian_noise": GaussianNoise(),
+    "noise": GaussianNoise(),
+    "gamma": Gamma(),
+    "crop_shift": CropShift(),
+    **PRESETS,
 }.items():
     register_perturbation(_name, _p)
 
@@ -511,10 +529,17 @@ def _fit_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(m.astype(np.float32)).resize((shape[1], shape[0]), Image.BILINEAR))
 
 
-def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: str | Perturbation,
-          values: Iterable[Any], *, analyze_fn: Callable[[Any, np.ndarray], Any] | None = None,
-          metrics_fn: Callable[[np.ndarray, np.ndarray], Any] | None = None,
-          keep_results: bool = False) -> SweepResult:
+def sweep(
+    model: Any,
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    perturbation: str | Perturbation,
+    values: Iterable[Any],
+    *,
+    analyze_fn: Callable[[Any, np.ndarray], Any] | None = None,
+    metrics_fn: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+    keep_results: bool = False,
+) -> SweepResult:
     """Perturb ``image`` (and ``mask``) with each value, analyse it and score the result.
 
     ``analyze_fn(model, image)`` must return an object with ``map`` (HxW), ``conf`` and
@@ -541,7 +566,9 @@ def sweep(model: Any, image: np.ndarray, mask: np.ndarray | None, perturbation: 
         conf = getattr(res, "conf", None)
         hmap = getattr(res, "map", None)
         row: dict[str, Any] = {
-            "value": v, "height": int(pim.shape[0]), "width": int(pim.shape[1]),
+            "value": v,
+            "height": int(pim.shape[0]),
+            "width": int(pim.shape[1]),
             "score": math.nan if score is None else float(score),
             "mean_conf": math.nan if conf is None else float(np.mean(conf)),
             "map_mean": math.nan if hmap is None else float(np.mean(hmap)),

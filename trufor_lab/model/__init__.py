@@ -14,6 +14,7 @@
 
 May import ``common`` only (and torch): the network knows nothing of the toolkit around it.
 """
+
 from .checkpoint import CheckpointError, extract_state_dict, read_checkpoint, strict_load
 from .config import MIT_B0, MIT_B2, TruForConfig
 from .detection import STATISTIC_NAMES, weighted_statistics_pooling
@@ -22,7 +23,20 @@ from .noiseprint import Noiseprint, exact_float32
 from .trufor import TruFor, TruForOutput
 
 __all__ = [
-    "BRANCHES", "CheckpointError", "DualMiTEncoder", "FeatureInfo", "MIT_B0", "MIT_B2", "Noiseprint",
-    "STATISTIC_NAMES", "TruFor", "TruForConfig", "TruForOutput", "exact_float32", "extract_state_dict",
-    "read_checkpoint", "strict_load", "weighted_statistics_pooling",
+    "BRANCHES",
+    "CheckpointError",
+    "DualMiTEncoder",
+    "FeatureInfo",
+    "MIT_B0",
+    "MIT_B2",
+    "Noiseprint",
+    "STATISTIC_NAMES",
+    "TruFor",
+    "TruForConfig",
+    "TruForOutput",
+    "exact_float32",
+    "extract_state_dict",
+    "read_checkpoint",
+    "strict_load",
+    "weighted_statistics_pooling",
 ]

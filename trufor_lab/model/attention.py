@@ -11,6 +11,7 @@ SegFormer's spatial-reduction attention on a large image has N queries against N
 and both can be split into query chunks (``chunk``), which is exact because every query row's
 softmax is independent of the others.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,9 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> to
     return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-              impl: str = "sdpa", chunk: int | None = None) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, impl: str = "sdpa", chunk: int | None = None
+) -> torch.Tensor:
     """softmax(q k^T * scale) v for ``(B, heads, N, d)`` tensors; ``chunk`` bounds queries per step."""
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"unknown attention implementation {impl!r}; choose from {ATTENTION_IMPLS}")
@@ -42,5 +44,5 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
         return fn(q, k, v, scale)
     out = q.new_empty(q.shape[:-1] + (v.shape[-1],))
     for start in range(0, n, chunk):
-        out[..., start:start + chunk, :] = fn(q[..., start:start + chunk, :], k, v, scale)
+        out[..., start : start + chunk, :] = fn(q[..., start : start + chunk, :], k, v, scale)
     return out

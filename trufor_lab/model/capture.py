@@ -11,6 +11,7 @@ Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attentio
 ...     model(x)
 >>> cap.tensors["fusion.stage1.ffm"].shape
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,12 +27,11 @@ from trufor_lab.model.segformer import tokens_to_map
 __all__ = ["ATTENTION_MAX_ELEMENTS", "Capture", "CaptureError", "capture"]
 
 #: Default cap on the number of elements of one recorded attention map (subsampled above it).
-ATTENTION_MAX_ELEMENTS = 2 ** 24
+ATTENTION_MAX_ELEMENTS = 2**24
 
 
 class CaptureError(RuntimeError):
     """A capture that cannot be done as asked (e.g. an attention map too large to record)."""
-
 
 
 # -- capture ----------------------------------------------------------------------------------
@@ -51,8 +51,7 @@ def _subsample_stride(shape: Shape, spatial: tuple[int, int], limit: int) -> int
     return max(spatial)
 
 
-def _attention_weights(attn: nn.Module, x: torch.Tensor, hw: tuple[int, int], limit: int
-                       ) -> tuple[torch.Tensor, int]:
+def _attention_weights(attn: nn.Module, x: torch.Tensor, hw: tuple[int, int], limit: int) -> tuple[torch.Tensor, int]:
     """softmax(q k^T * scale) of a SpatialReductionAttention, for queries on a strided grid."""
     b, n, c = x.shape
     heads = attn.num_heads
@@ -69,7 +68,8 @@ def _attention_weights(attn: nn.Module, x: torch.Tensor, hw: tuple[int, int], li
     if b * heads * hq * wq * nk > limit:
         raise CaptureError(
             f"attention map of {b}x{heads} heads x {nk} keys needs {b * heads * hq * wq * nk} elements "
-            f"even with one query; raise max_elements (now {limit}) or capture a smaller image")
+            f"even with one query; raise max_elements (now {limit}) or capture a smaller image"
+        )
     xq = x.reshape(b, hw[0], hw[1], c)[:, ::s, ::s].reshape(b, hq * wq, c) if s > 1 else x
     q = attn.q(xq).reshape(b, hq * wq, heads, c // heads).transpose(1, 2)
     k = attn.kv(kv_in).reshape(b, nk, 2, heads, c // heads)[:, :, 0].transpose(1, 2)
@@ -87,8 +87,16 @@ class Capture:
     If the model runs several times inside the block, the last call wins.
     """
 
-    def __init__(self, model: nn.Module, names: str | Iterable[str], *, to_cpu: bool = True,
-                 max_elements: int | None = None, detach: bool = True, grad: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        names: str | Iterable[str],
+        *,
+        to_cpu: bool = True,
+        max_elements: int | None = None,
+        detach: bool = True,
+        grad: bool = False,
+    ) -> None:
         if grad and max_elements is not None:
             raise ValueError("grad=True records the live graph tensors; max_elements cannot subsample them")
         if max_elements is not None and max_elements < 1:
@@ -117,8 +125,11 @@ class Capture:
             e = self.catalog[n]
             groups.setdefault((e.module, e.hook), []).append(e)
         try:
-            self._marker.enter_context(registered(
-                self.model, "capture", lean_ok=False, why="layer capture hooks fire only in the plain forward"))
+            self._marker.enter_context(
+                registered(
+                    self.model, "capture", lean_ok=False, why="layer capture hooks fire only in the plain forward"
+                )
+            )
             for (path, kind), specs in groups.items():
                 mod = self._modules[path]
                 if kind == "pre":
@@ -203,6 +214,7 @@ class Capture:
         def hook(module: nn.Module, args: tuple) -> None:
             for e in specs:
                 self._store(e.name, e.extract(args, None))
+
         return hook
 
     def _make_hook(self, module: nn.Module, specs: list[LayerSpec]) -> Callable:
@@ -227,6 +239,7 @@ class Capture:
                     new_out = e.rebuild(out, t)  # the recorded map becomes part of the graph
                 self._store(e.name, t)
             return new_out
+
         return hook
 
     def _store_attention(self, name: str, t: torch.Tensor) -> None:
@@ -237,8 +250,15 @@ class Capture:
         self._tensors[name] = t
 
 
-def capture(model: nn.Module, names: str | Iterable[str], *, to_cpu: bool = True,
-            max_elements: int | None = None, detach: bool = True, grad: bool = False) -> Capture:
+def capture(
+    model: nn.Module,
+    names: str | Iterable[str],
+    *,
+    to_cpu: bool = True,
+    max_elements: int | None = None,
+    detach: bool = True,
+    grad: bool = False,
+) -> Capture:
     """A :class:`Capture` of ``names`` (catalog names or glob patterns such as ``"fusion.*.ffm"``).
 
     >>> with capture(model, ["rgb.stage*.out", "noiseprint.stage*.out"]) as cap:

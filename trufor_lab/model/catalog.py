@@ -24,6 +24,7 @@ keys.
 
 Recording the tensors is :mod:`trufor_lab.model.capture`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -41,8 +42,17 @@ from trufor_lab.model.encoder import BRANCHES
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.segformer import tokens_to_map
 
-__all__ = ["Geometry", "LayerRow", "LayerSpec", "LayerTable", "Shape", "catalog_and_modules", "layer_catalog",
-           "list_layers", "resolve_names"]
+__all__ = [
+    "Geometry",
+    "LayerRow",
+    "LayerSpec",
+    "LayerTable",
+    "Shape",
+    "catalog_and_modules",
+    "layer_catalog",
+    "list_layers",
+    "resolve_names",
+]
 
 _BRANCH_TITLE = {"rgb": "RGB branch", "noiseprint": "Noiseprint++ branch"}
 
@@ -142,10 +152,17 @@ def _dncnn_entries(net: nn.Module, path: str, prefix: str) -> list[LayerSpec]:
             channels = layer.out_channels
         elif isinstance(layer, nn.ReLU):
             c = channels
-            entries.append(LayerSpec(
-                f"noiseprint.dncnn.level{level}", f"{prefix}{i}", "output", "map",
-                f"Noiseprint++ DnCNN level {level} activation (after ReLU, {c} ch, full resolution)",
-                extract=_output, shape_fn=lambda g, c=c: (1, c, *g["input"])))
+            entries.append(
+                LayerSpec(
+                    f"noiseprint.dncnn.level{level}",
+                    f"{prefix}{i}",
+                    "output",
+                    "map",
+                    f"Noiseprint++ DnCNN level {level} activation (after ReLU, {c} ch, full resolution)",
+                    extract=_output,
+                    shape_fn=lambda g, c=c: (1, c, *g["input"]),
+                )
+            )
     return entries
 
 
@@ -153,8 +170,17 @@ def layer_catalog(model: nn.Module) -> dict[str, LayerSpec]:
     """Every capturable point of ``model`` (TruFor or Noiseprint), name -> :class:`LayerSpec`, in forward order."""
     if isinstance(model, Noiseprint):
         out_ch = model[len(model) - 1].out_channels
-        entries = [LayerSpec("noiseprint", "", "output", "map", "Noiseprint++ map (full resolution)",
-                             extract=_output, shape_fn=lambda g: (1, out_ch, *g["input"]))]
+        entries = [
+            LayerSpec(
+                "noiseprint",
+                "",
+                "output",
+                "map",
+                "Noiseprint++ map (full resolution)",
+                extract=_output,
+                shape_fn=lambda g: (1, out_ch, *g["input"]),
+            )
+        ]
         entries += _dncnn_entries(model, "", "")
         return {e.name: e for e in entries}
     if not (hasattr(model, "backbone") and hasattr(model, "dncnn")):
@@ -164,61 +190,134 @@ def layer_catalog(model: nn.Module) -> dict[str, LayerSpec]:
     bb = model.backbone
     entries: list[LayerSpec] = []
     np_out = model.dncnn[len(model.dncnn) - 1].out_channels
-    entries.append(LayerSpec("noiseprint", paths[id(model.dncnn)], "output", "map",
-                             "Noiseprint++ map (DnCNN output, full resolution; absent when the "
-                             "forward receives noiseprint=)",
-                             extract=_output, shape_fn=lambda g: (1, np_out, *g["input"])))
+    entries.append(
+        LayerSpec(
+            "noiseprint",
+            paths[id(model.dncnn)],
+            "output",
+            "map",
+            "Noiseprint++ map (DnCNN output, full resolution; absent when the forward receives noiseprint=)",
+            extract=_output,
+            shape_fn=lambda g: (1, np_out, *g["input"]),
+        )
+    )
     entries += _dncnn_entries(model.dncnn, paths[id(model.dncnn)], paths[id(model.dncnn)] + ".")
     bb_path = paths[id(bb)]
     in_ch = bb.stage_modules("rgb", 1)[0].proj.in_channels
-    entries.append(LayerSpec("rgb.input", bb_path, "input[0]", "map",
-                             "RGB branch input (ImageNet-normalised RGB)", hook="pre",
-                             extract=_input_item(0), shape_fn=lambda g: (1, in_ch, *g["input"])))
-    entries.append(LayerSpec("noiseprint.input", bb_path, "input[1]", "map",
-                             "Noiseprint++ branch input (the map tiled to 3 channels)", hook="pre",
-                             extract=_input_item(1), shape_fn=lambda g: (1, in_ch, *g["input"])))
+    entries.append(
+        LayerSpec(
+            "rgb.input",
+            bb_path,
+            "input[0]",
+            "map",
+            "RGB branch input (ImageNet-normalised RGB)",
+            hook="pre",
+            extract=_input_item(0),
+            shape_fn=lambda g: (1, in_ch, *g["input"]),
+        )
+    )
+    entries.append(
+        LayerSpec(
+            "noiseprint.input",
+            bb_path,
+            "input[1]",
+            "map",
+            "Noiseprint++ branch input (the map tiled to 3 channels)",
+            hook="pre",
+            extract=_input_item(1),
+            shape_fn=lambda g: (1, in_ch, *g["input"]),
+        )
+    )
 
     for fi in bb.feature_info:
         s, c, red = fi.stage, fi.channels, fi.reduction
-        stage_shape = (lambda g, s=s, c=c: (1, c, *g["stage_hw"][s]))
+        stage_shape = lambda g, s=s, c=c: (1, c, *g["stage_hw"][s])
         for branch in BRANCHES:
             title = _BRANCH_TITLE[branch]
             pe, blocks, norm = bb.stage_modules(branch, s)
             pre = f"{branch}.stage{s}"
-            entries.append(LayerSpec(
-                f"{pre}.patch_embed", paths[id(pe)], "output[0] tokens", "tokens",
-                f"{title}, stage {s}: overlapping patch embedding ({c} ch, 1/{red})",
-                extract=_patch_embed_map, rebuild=_patch_embed_rebuild, shape_fn=stage_shape))
+            entries.append(
+                LayerSpec(
+                    f"{pre}.patch_embed",
+                    paths[id(pe)],
+                    "output[0] tokens",
+                    "tokens",
+                    f"{title}, stage {s}: overlapping patch embedding ({c} ch, 1/{red})",
+                    extract=_patch_embed_map,
+                    rebuild=_patch_embed_rebuild,
+                    shape_fn=stage_shape,
+                )
+            )
             for k, blk in enumerate(blocks):
-                entries.append(LayerSpec(
-                    f"{pre}.block{k}", paths[id(blk)], "output tokens", "tokens",
-                    f"{title}, stage {s}: transformer block {k} output ({c} ch, 1/{red})",
-                    extract=_block_map, rebuild=_block_rebuild, shape_fn=stage_shape))
+                entries.append(
+                    LayerSpec(
+                        f"{pre}.block{k}",
+                        paths[id(blk)],
+                        "output tokens",
+                        "tokens",
+                        f"{title}, stage {s}: transformer block {k} output ({c} ch, 1/{red})",
+                        extract=_block_map,
+                        rebuild=_block_rebuild,
+                        shape_fn=stage_shape,
+                    )
+                )
                 attn = blk.attn
-                entries.append(LayerSpec(
-                    f"{pre}.block{k}.attention", paths[id(attn)], "softmax(q k^T)", "attention",
-                    f"{title}, stage {s}: block {k} attention weights (B, heads, Hq, Wq, Hk, Wk), "
-                    f"keys reduced by {getattr(attn, 'sr_ratio', 1)}; recomputed, subsampled above a size limit",
-                    extract=None,
-                    shape_fn=lambda g, s=s, attn=attn: (
-                        1, attn.num_heads, *g["stage_hw"][s], *_attention_keys_hw(attn, g["stage_hw"][s]))))
+                entries.append(
+                    LayerSpec(
+                        f"{pre}.block{k}.attention",
+                        paths[id(attn)],
+                        "softmax(q k^T)",
+                        "attention",
+                        f"{title}, stage {s}: block {k} attention weights (B, heads, Hq, Wq, Hk, Wk), "
+                        f"keys reduced by {getattr(attn, 'sr_ratio', 1)}; recomputed, subsampled above a size limit",
+                        extract=None,
+                        shape_fn=lambda g, s=s, attn=attn: (
+                            1,
+                            attn.num_heads,
+                            *g["stage_hw"][s],
+                            *_attention_keys_hw(attn, g["stage_hw"][s]),
+                        ),
+                    )
+                )
             frm_path = paths[id(bb.FRMs[s - 1])]
             idx = BRANCHES.index(branch)
-            entries.append(LayerSpec(
-                f"{pre}.out", frm_path, f"input[{idx}]", "map",
-                f"{title}, stage {s}: stage output after {paths[id(norm)].rsplit('.', 1)[-1]} "
-                f"({c} ch, 1/{red}), before FRM", hook="pre",
-                extract=_input_item(idx), shape_fn=stage_shape))
+            entries.append(
+                LayerSpec(
+                    f"{pre}.out",
+                    frm_path,
+                    f"input[{idx}]",
+                    "map",
+                    f"{title}, stage {s}: stage output after {paths[id(norm)].rsplit('.', 1)[-1]} "
+                    f"({c} ch, 1/{red}), before FRM",
+                    hook="pre",
+                    extract=_input_item(idx),
+                    shape_fn=stage_shape,
+                )
+            )
         frm_path = paths[id(bb.FRMs[s - 1])]
         for idx, branch in enumerate(BRANCHES):
-            entries.append(LayerSpec(
-                f"fusion.stage{s}.frm.{branch}", frm_path, f"output[{idx}]", "map",
-                f"FRM stage {s}: rectified {_BRANCH_TITLE[branch]} stream ({c} ch, 1/{red})",
-                extract=_output_item(idx), shape_fn=stage_shape))
-        entries.append(LayerSpec(
-            f"fusion.stage{s}.ffm", paths[id(bb.FFMs[s - 1])], "output", "map",
-            f"FFM stage {s}: fused map read by the decoders ({c} ch, 1/{red})",
-            extract=_output, shape_fn=stage_shape))
+            entries.append(
+                LayerSpec(
+                    f"fusion.stage{s}.frm.{branch}",
+                    frm_path,
+                    f"output[{idx}]",
+                    "map",
+                    f"FRM stage {s}: rectified {_BRANCH_TITLE[branch]} stream ({c} ch, 1/{red})",
+                    extract=_output_item(idx),
+                    shape_fn=stage_shape,
+                )
+            )
+        entries.append(
+            LayerSpec(
+                f"fusion.stage{s}.ffm",
+                paths[id(bb.FFMs[s - 1])],
+                "output",
+                "map",
+                f"FFM stage {s}: fused map read by the decoders ({c} ch, 1/{red})",
+                extract=_output,
+                shape_fn=stage_shape,
+            )
+        )
 
     stage1 = bb.feature_info[0].stage
     for head_name, head in (("anomaly", model.decode_head), ("confidence", model.decode_head_conf)):
@@ -226,34 +325,70 @@ def layer_catalog(model: nn.Module) -> dict[str, LayerSpec]:
         for i, proj in enumerate(head.scale_projections(), 1):
             e = proj.proj.out_features
             red = bb.feature_info[i - 1].reduction
-            entries.append(LayerSpec(
-                f"{pre}.c{i}", paths[id(proj)], "output", "map",
-                f"{head_name} decoder: scale {i} embedding ({e} ch, native 1/{red}, before upsampling)",
-                extract=_output, shape_fn=lambda g, e=e, i=i: (1, e, *g["stage_hw"][bb.feature_info[i - 1].stage])))
+            entries.append(
+                LayerSpec(
+                    f"{pre}.c{i}",
+                    paths[id(proj)],
+                    "output",
+                    "map",
+                    f"{head_name} decoder: scale {i} embedding ({e} ch, native 1/{red}, before upsampling)",
+                    extract=_output,
+                    shape_fn=lambda g, e=e, i=i: (1, e, *g["stage_hw"][bb.feature_info[i - 1].stage]),
+                )
+            )
         fuse_ch = head.linear_fuse[0].out_channels
-        entries.append(LayerSpec(
-            f"{pre}.fused", paths[id(head.linear_fuse)], "output", "map",
-            f"{head_name} decoder: linear_fuse output (conv+BN+ReLU, {fuse_ch} ch, 1/4)",
-            extract=_output, shape_fn=lambda g, e=fuse_ch: (1, e, *g["stage_hw"][stage1])))
+        entries.append(
+            LayerSpec(
+                f"{pre}.fused",
+                paths[id(head.linear_fuse)],
+                "output",
+                "map",
+                f"{head_name} decoder: linear_fuse output (conv+BN+ReLU, {fuse_ch} ch, 1/4)",
+                extract=_output,
+                shape_fn=lambda g, e=fuse_ch: (1, e, *g["stage_hw"][stage1]),
+            )
+        )
         n_out = head.linear_pred.out_channels
-        entries.append(LayerSpec(
-            f"{pre}.logits", paths[id(head.linear_pred)], "output", "map",
-            f"{head_name} decoder: logits at 1/4 resolution ({n_out} ch, before upsampling)",
-            extract=_output, shape_fn=lambda g, e=n_out: (1, e, *g["stage_hw"][stage1])))
-    entries.append(LayerSpec(
-        "detection.stats", paths[id(model.pool)], "output", "vector",
-        "detection head input: " + ", ".join(STATISTIC_NAMES),
-        extract=_output, shape_fn=lambda g: (1, len(STATISTIC_NAMES))))
+        entries.append(
+            LayerSpec(
+                f"{pre}.logits",
+                paths[id(head.linear_pred)],
+                "output",
+                "map",
+                f"{head_name} decoder: logits at 1/4 resolution ({n_out} ch, before upsampling)",
+                extract=_output,
+                shape_fn=lambda g, e=n_out: (1, e, *g["stage_hw"][stage1]),
+            )
+        )
+    entries.append(
+        LayerSpec(
+            "detection.stats",
+            paths[id(model.pool)],
+            "output",
+            "vector",
+            "detection head input: " + ", ".join(STATISTIC_NAMES),
+            extract=_output,
+            shape_fn=lambda g: (1, len(STATISTIC_NAMES)),
+        )
+    )
     det_out = model.detection[len(model.detection) - 1].out_features
-    entries.append(LayerSpec(
-        "detection.logit", paths[id(model.detection)], "output", "vector",
-        "detection logit (sigmoid -> integrity score)",
-        extract=_output, shape_fn=lambda g: (1, det_out)))
+    entries.append(
+        LayerSpec(
+            "detection.logit",
+            paths[id(model.detection)],
+            "output",
+            "vector",
+            "detection logit (sigmoid -> integrity score)",
+            extract=_output,
+            shape_fn=lambda g: (1, det_out),
+        )
+    )
     return {e.name: e for e in entries}
 
 
-_CATALOGS: "weakref.WeakKeyDictionary[nn.Module, tuple[dict[str, LayerSpec], dict[str, weakref.ref]]]" = \
+_CATALOGS: "weakref.WeakKeyDictionary[nn.Module, tuple[dict[str, LayerSpec], dict[str, weakref.ref]]]" = (
     weakref.WeakKeyDictionary()
+)
 
 
 def catalog_and_modules(model: nn.Module) -> tuple[dict[str, LayerSpec], dict[str, nn.Module]]:
@@ -351,16 +486,20 @@ class LayerTable(Sequence[LayerRow]):
 
     def _repr_html_(self) -> str:
         esc = html.escape
-        head = (f"<tr><th>name</th><th>module</th><th>shape @ {self.input_size[0]}x{self.input_size[1]}"
-                f"</th><th>description</th></tr>")
-        body = "".join(f"<tr><td><code>{esc(a)}</code></td><td><code>{esc(b)}</code></td><td>{esc(c)}</td>"
-                       f"<td style='text-align:left'>{esc(d)}</td></tr>" for a, b, c, d in self._cells())
+        head = (
+            f"<tr><th>name</th><th>module</th><th>shape @ {self.input_size[0]}x{self.input_size[1]}"
+            f"</th><th>description</th></tr>"
+        )
+        body = "".join(
+            f"<tr><td><code>{esc(a)}</code></td><td><code>{esc(b)}</code></td><td>{esc(c)}</td>"
+            f"<td style='text-align:left'>{esc(d)}</td></tr>"
+            for a, b, c, d in self._cells()
+        )
         return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
 
 
 def list_layers(model: nn.Module, input_size: tuple[int, int] = (512, 512)) -> LayerTable:
     """The layer catalog of ``model`` with each tensor's shape for one ``input_size`` (H, W) image."""
     geo = _geometry(model, input_size)
-    rows = [LayerRow(e.name, e.module, tuple(e.shape_fn(geo)), e.description)
-            for e in layer_catalog(model).values()]
+    rows = [LayerRow(e.name, e.module, tuple(e.shape_fn(geo)), e.description) for e in layer_catalog(model).values()]
     return LayerTable(rows, input_size)

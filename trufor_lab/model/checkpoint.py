@@ -4,6 +4,7 @@ Checkpoints are untrusted input. They are read with ``torch.load(weights_only=Tr
 tensors, containers and plain numbers are rebuilt; a pickle that would import or call anything
 else is refused with :class:`CheckpointError` and nothing in it runs.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,11 +30,11 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()
-        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln),
-                      first[0] if first else "")
+        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
         raise CheckpointError(
             f"{path}: refused to load: the file asks to run or import code that a weights "
-            f"checkpoint never needs ({detail})") from None
+            f"checkpoint never needs ({detail})"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg})") from None
@@ -53,7 +54,7 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.
         raise CheckpointError(f"{source}: state dict has non-tensor entries: {', '.join(map(str, bad[:5]))}")
     sd = dict(obj)
     if all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -66,8 +67,11 @@ def strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):

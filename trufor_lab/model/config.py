@@ -1,4 +1,5 @@
 """Architecture sizes of TruFor. A variant is a different config, never a copy of the code."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

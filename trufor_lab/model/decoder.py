@@ -5,6 +5,7 @@ upsampled to 1/4 resolution, concatenated (c4, c3, c2, c1), fused by a 1x1 conv 
 and classified by a 1x1 conv. The anomaly decoder has 2 output classes (pristine, forged);
 the confidence decoder has 1 (a logit of how reliable the anomaly map is at each pixel).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -29,16 +30,23 @@ class MLP(nn.Module):
 class MLPDecoder(nn.Module):
     """All-MLP decoder head over the four fused scales; ``forward`` returns logits at 1/4."""
 
-    def __init__(self, in_channels: Sequence[int], num_classes: int, embed_dim: int = 512,
-                 dropout: float = 0.1, norm_layer: type[nn.Module] = nn.BatchNorm2d,
-                 bn_eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        embed_dim: int = 512,
+        dropout: float = 0.1,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        bn_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.in_channels = tuple(in_channels)
         for i in range(len(self.in_channels), 0, -1):  # official names and order: c4 .. c1
             setattr(self, f"linear_c{i}", MLP(self.in_channels[i - 1], embed_dim))
         n = len(self.in_channels)
         self.linear_fuse = nn.Sequential(
-            nn.Conv2d(embed_dim * n, embed_dim, 1), norm_layer(embed_dim, eps=bn_eps), nn.ReLU(inplace=True))
+            nn.Conv2d(embed_dim * n, embed_dim, 1), norm_layer(embed_dim, eps=bn_eps), nn.ReLU(inplace=True)
+        )
         self.dropout = nn.Dropout2d(dropout)
         self.linear_pred = nn.Conv2d(embed_dim, num_classes, 1)
 
@@ -67,12 +75,12 @@ def _folded_scale_weights(decoders: Sequence[MLPDecoder]) -> tuple[list[torch.Te
         conv, bn = dec.linear_fuse[0], dec.linear_fuse[1]
         dt = conv.weight.dtype
         s = bn.weight.double() * torch.rsqrt(bn.running_var.double() + bn.eps)
-        wf = conv.weight.double().flatten(1) * s[:, None]                     # (E, n E)
+        wf = conv.weight.double().flatten(1) * s[:, None]  # (E, n E)
         bias = bn.bias.double() + (conv.bias.double() - bn.running_mean.double()) * s
         n, e = len(dec.in_channels), conv.out_channels
         row = []
         for i, mlp in enumerate(dec.scale_projections()):  # concatenation order is c4 .. c1
-            wi = wf[:, (n - 1 - i) * e:(n - i) * e]
+            wi = wf[:, (n - 1 - i) * e : (n - i) * e]
             row.append((wi @ mlp.proj.weight.double()).to(dt))
             bias = bias + wi @ mlp.proj.bias.double()
         mats.append(row)
@@ -104,7 +112,7 @@ def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor])
     for dec in decoders:
         e = dec.linear_pred.in_channels
         pred = dec.linear_pred
-        y = torch.matmul(acc[:, start:start + e].permute(0, 2, 3, 1), pred.weight.flatten(1).t().to(acc.dtype))
+        y = torch.matmul(acc[:, start : start + e].permute(0, 2, 3, 1), pred.weight.flatten(1).t().to(acc.dtype))
         outs.append((y + pred.bias.to(y.dtype)).permute(0, 3, 1, 2).contiguous())
         start += e
     return outs

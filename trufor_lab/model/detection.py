@@ -5,6 +5,7 @@ Eight statistics summarise the image: min, max, mean and mean square of the conf
 weighted by the confidence, ``w = softmax(log sigmoid(conf))`` over the pixels. Min and max
 are soft (log-sum-exp), so they stay differentiable. A small MLP maps them to one logit.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 STATISTIC_NAMES = (
-    "conf_min", "conf_max", "conf_mean", "conf_msq",
-    "anomaly_min", "anomaly_max", "anomaly_mean", "anomaly_msq",
+    "conf_min",
+    "conf_max",
+    "conf_mean",
+    "conf_msq",
+    "anomaly_min",
+    "anomaly_max",
+    "anomaly_mean",
+    "anomaly_msq",
 )
 
 
@@ -58,5 +65,4 @@ class ConfidencePooling(nn.Module):
 
 def detection_mlp(in_features: int = 8, hidden: int = 128, dropout: float = 0.5) -> nn.Sequential:
     """Linear -> ReLU -> Dropout -> Linear to one detection logit (official layout/keys)."""
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Linear(hidden, 1))
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))

@@ -9,6 +9,7 @@ branch, ``extra_patch_embed1``, ``extra_block1``, ``extra_norm1`` for Noiseprint
 ``FRMs``/``FFMs``), so official checkpoints load without an adapter. The stages themselves
 are built and run in a loop from :class:`TruForConfig`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,28 +46,38 @@ class DualMiTEncoder(nn.Module):
         for branch in BRANCHES:  # patch embeddings first, as in the official module
             for i in range(cfg.num_stages):
                 cin = in_chans if i == 0 else cfg.embed_dims[i - 1]
-                setattr(self, f"{_PREFIX[branch]}patch_embed{i + 1}",
-                        OverlapPatchEmbed(cin, cfg.embed_dims[i], cfg.patch_sizes[i], cfg.strides[i]))
+                setattr(
+                    self,
+                    f"{_PREFIX[branch]}patch_embed{i + 1}",
+                    OverlapPatchEmbed(cin, cfg.embed_dims[i], cfg.patch_sizes[i], cfg.strides[i]),
+                )
         for i in range(cfg.num_stages):
             dim = cfg.embed_dims[i]
             for branch in BRANCHES:
                 p = _PREFIX[branch]
-                setattr(self, f"{p}block{i + 1}", nn.ModuleList(
-                    Block(dim, cfg.num_heads[i], cfg.mlp_ratios[i], cfg.sr_ratios[i], dpr[cur + j])
-                    for j in range(cfg.depths[i])))
+                setattr(
+                    self,
+                    f"{p}block{i + 1}",
+                    nn.ModuleList(
+                        Block(dim, cfg.num_heads[i], cfg.mlp_ratios[i], cfg.sr_ratios[i], dpr[cur + j])
+                        for j in range(cfg.depths[i])
+                    ),
+                )
                 setattr(self, f"{p}norm{i + 1}", LayerNorm6(dim))
             cur += cfg.depths[i]
             reduction *= cfg.strides[i]
             self.feature_info.append(FeatureInfo(i + 1, dim, reduction))
         self.FRMs = nn.ModuleList(FeatureRectifyModule(d) for d in cfg.embed_dims)
-        self.FFMs = nn.ModuleList(
-            FeatureFusionModule(d, num_heads=h) for d, h in zip(cfg.embed_dims, cfg.num_heads))
+        self.FFMs = nn.ModuleList(FeatureFusionModule(d, num_heads=h) for d, h in zip(cfg.embed_dims, cfg.num_heads))
 
     def stage_modules(self, branch: str, stage: int) -> tuple[OverlapPatchEmbed, nn.ModuleList, nn.Module]:
         """(patch embedding, blocks, norm) of ``branch`` ('rgb' or 'noiseprint') at 1-based ``stage``."""
         p = _PREFIX[branch]
-        return (getattr(self, f"{p}patch_embed{stage}"), getattr(self, f"{p}block{stage}"),
-                getattr(self, f"{p}norm{stage}"))
+        return (
+            getattr(self, f"{p}patch_embed{stage}"),
+            getattr(self, f"{p}block{stage}"),
+            getattr(self, f"{p}norm{stage}"),
+        )
 
     def run_stage(self, branch: str, stage: int, x: torch.Tensor) -> torch.Tensor:
         """One MiT stage of one branch: ``(B, Cin, H, W)`` map to ``(B, C, H', W')`` map."""

@@ -10,6 +10,7 @@ pass through
 
 ``lambda_c``/``lambda_s`` (FRM) and ``cross_enabled`` (FFM) are the knobs that ablations turn.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,11 @@ class ChannelWeights(nn.Module):
         super().__init__()
         self.dim = dim
         self.mlp = nn.Sequential(
-            nn.Linear(dim * 4, dim * 4 // reduction), nn.ReLU(inplace=True),
-            nn.Linear(dim * 4 // reduction, dim * 2), nn.Sigmoid())
+            nn.Linear(dim * 4, dim * 4 // reduction),
+            nn.ReLU(inplace=True),
+            nn.Linear(dim * 4 // reduction, dim * 2),
+            nn.Sigmoid(),
+        )
 
     @staticmethod
     def pool(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -47,8 +51,11 @@ class SpatialWeights(nn.Module):
     def __init__(self, dim: int, reduction: int = 1) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Conv2d(dim * 2, dim // reduction, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(dim // reduction, 2, 1), nn.Sigmoid())
+            nn.Conv2d(dim * 2, dim // reduction, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(dim // reduction, 2, 1),
+            nn.Sigmoid(),
+        )
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x1.shape
@@ -69,8 +76,9 @@ class FeatureRectifyModule(nn.Module):
     def enabled(self) -> bool:
         return not (self.lambda_c == 0 and self.lambda_s == 0)
 
-    def rectify(self, x1: torch.Tensor, x2: torch.Tensor, cw: torch.Tensor, sw: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def rectify(
+        self, x1: torch.Tensor, x2: torch.Tensor, cw: torch.Tensor, sw: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The FRM equation, given channel weights ``cw`` and spatial weights ``sw`` (any row span)."""
         out1 = x1 + self.lambda_c * cw[1] * x2 + self.lambda_s * sw[1] * x2
         out2 = x2 + self.lambda_c * cw[0] * x1 + self.lambda_s * sw[0] * x1
@@ -140,8 +148,9 @@ class CrossPath(nn.Module):
         y2, u2 = self.act2(self.channel_proj2(x2)).chunk(2, dim=-1)
         return y1, u1, y2, u2
 
-    def merge(self, x1: torch.Tensor, x2: torch.Tensor, y1: torch.Tensor, v1: torch.Tensor,
-              y2: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def merge(
+        self, x1: torch.Tensor, x2: torch.Tensor, y1: torch.Tensor, v1: torch.Tensor, y2: torch.Tensor, v2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """End projections, residual and LayerNorm of both streams (any token span)."""
         out1 = self.norm1(x1 + self.end_proj1(torch.cat((y1, v1), dim=-1)))
         out2 = self.norm2(x2 + self.end_proj2(torch.cat((y2, v2), dim=-1)))
@@ -156,8 +165,9 @@ class CrossPath(nn.Module):
 class ChannelEmbed(nn.Module):
     """Merge the concatenated streams (2C channels) into C: 1x1 residual + conv bottleneck + BN."""
 
-    def __init__(self, in_channels: int, out_channels: int, reduction: int = 1,
-                 norm_layer: type[nn.Module] = nn.BatchNorm2d) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, reduction: int = 1, norm_layer: type[nn.Module] = nn.BatchNorm2d
+    ) -> None:
         super().__init__()
         mid = out_channels // reduction
         self.residual = nn.Conv2d(in_channels, out_channels, 1, bias=False)
@@ -166,7 +176,8 @@ class ChannelEmbed(nn.Module):
             nn.Conv2d(mid, mid, 3, 1, 1, bias=True, groups=mid),
             nn.ReLU(inplace=True),
             nn.Conv2d(mid, out_channels, 1, bias=True),
-            norm_layer(out_channels))
+            norm_layer(out_channels),
+        )
         self.norm = norm_layer(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,8 +187,9 @@ class ChannelEmbed(nn.Module):
 class FeatureFusionModule(nn.Module):
     """FFM: cross path on tokens, then channel embedding to one ``(B, C, H, W)`` fused map."""
 
-    def __init__(self, dim: int, num_heads: int, reduction: int = 1,
-                 norm_layer: type[nn.Module] = nn.BatchNorm2d) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, reduction: int = 1, norm_layer: type[nn.Module] = nn.BatchNorm2d
+    ) -> None:
         super().__init__()
         self.cross = CrossPath(dim, num_heads=num_heads, reduction=reduction)
         self.channel_emb = ChannelEmbed(dim * 2, dim, reduction, norm_layer)

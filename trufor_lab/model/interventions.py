@@ -8,6 +8,7 @@ or on the encoder never fires there. Each intervention registers itself here whi
 the lean forward asks :func:`plain_forward_required` first: the plain forward is used when it
 fits, otherwise :class:`InterventionError` says in one line why the image is refused.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,14 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["Intervention", "InterventionError", "active_interventions", "lean_blockers", "plain_forward_required",
-           "registered"]
+__all__ = [
+    "Intervention",
+    "InterventionError",
+    "active_interventions",
+    "lean_blockers",
+    "plain_forward_required",
+    "registered",
+]
 
 
 class InterventionError(RuntimeError):
@@ -74,5 +81,7 @@ def plain_forward_required(model: nn.Module, plain_fits: Callable[[], bool], wha
         return True
     names = ", ".join(repr(b.name) for b in blockers)
     why = blockers[0].why or "it acts through hooks the memory-lean forward skips"
-    raise InterventionError(f"{what} is too large for the plain forward and {names} cannot run on the "
-                            f"memory-lean one ({why}); crop or downscale the image, or leave the intervention")
+    raise InterventionError(
+        f"{what} is too large for the plain forward and {names} cannot run on the "
+        f"memory-lean one ({why}); crop or downscale the image, or leave the intervention"
+    )

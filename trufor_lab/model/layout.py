@@ -8,6 +8,7 @@ makes it copy the input to NCHW and return NCHW, which the next token operation 
 reduction 16 -> 1 ms). Giving the weights channels-last strides removes both copies; the
 convolution itself is the same.
 """
+
 from __future__ import annotations
 
 import contextlib

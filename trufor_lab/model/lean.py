@@ -45,6 +45,7 @@ and 140 GB per copy of the stage-1 attention scores with the plain formula
 (``estimate_plain_peak``). Measured on the CPU at 1 MP with a 256 MiB budget: 372 MiB above
 baseline instead of 2.63 GiB (bench/RESULTS.md).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,8 +70,17 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 __all__ = [
-    "LeanConfig", "default_budget", "estimate_lean_peak", "estimate_plain_peak", "free_memory_bytes",
-    "ieee_float32", "lean_features", "lean_forward", "lean_heads", "noiseprint_halo", "noiseprint_tiled",
+    "LeanConfig",
+    "default_budget",
+    "estimate_lean_peak",
+    "estimate_plain_peak",
+    "free_memory_bytes",
+    "ieee_float32",
+    "lean_features",
+    "lean_forward",
+    "lean_heads",
+    "noiseprint_halo",
+    "noiseprint_tiled",
 ]
 
 
@@ -137,8 +147,7 @@ def noiseprint_halo(net: Noiseprint) -> int:
     return sum((m.kernel_size[0] // 2) * m.dilation[0] for m in net if isinstance(m, nn.Conv2d))
 
 
-def _noiseprint_tile(h: int, w: int, halo: int, per_pixel: int, budget: int,
-                     tile: int | None) -> tuple[int, int]:
+def _noiseprint_tile(h: int, w: int, halo: int, per_pixel: int, budget: int, tile: int | None) -> tuple[int, int]:
     if tile:
         return min(h, tile), min(w, tile)
     if (h + 2 * halo) * (w + 2 * halo) * per_pixel <= budget:
@@ -150,8 +159,14 @@ def _noiseprint_tile(h: int, w: int, halo: int, per_pixel: int, budget: int,
     return min(h, th), tw
 
 
-def noiseprint_tiled(net: Noiseprint, rgb: torch.Tensor, *, budget_bytes: int | None = None,
-                     tile: int | None = None, onednn: bool | None = None) -> torch.Tensor:
+def noiseprint_tiled(
+    net: Noiseprint,
+    rgb: torch.Tensor,
+    *,
+    budget_bytes: int | None = None,
+    tile: int | None = None,
+    onednn: bool | None = None,
+) -> torch.Tensor:
     """Noiseprint++ map ``(B, 1, H, W)`` computed in tiles with a halo: the full-image map.
 
     Each tile is extended by the receptive-field radius on its inner sides and cropped back,
@@ -176,7 +191,7 @@ def noiseprint_tiled(net: Noiseprint, rgb: torch.Tensor, *, budget_bytes: int | 
         for c0, c1 in _spans(w, tw):
             b0, b1 = max(0, c0 - halo), min(w, c1 + halo)
             x = net.forward_folded(rgb[:, :, a0:a1, b0:b1], onednn)
-            out[:, :, r0:r1, c0:c1] = x[:, :, r0 - a0:r1 - a0, c0 - b0:c1 - b0]
+            out[:, :, r0:r1, c0:c1] = x[:, :, r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
             del x
     return out
 
@@ -187,8 +202,7 @@ def _conv_window(conv: nn.Conv2d, xs: torch.Tensor, top: int, bottom: int) -> to
     image border (the convolution's own vertical padding is replaced by them)."""
     if top or bottom:
         xs = F.pad(xs, (0, 0, top, bottom))
-    return F.conv2d(xs, conv.weight, conv.bias, conv.stride, (0, conv.padding[1]), conv.dilation,
-                    conv.groups)
+    return F.conv2d(xs, conv.weight, conv.bias, conv.stride, (0, conv.padding[1]), conv.dilation, conv.groups)
 
 
 def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, o0: int, o1: int) -> torch.Tensor:
@@ -196,7 +210,7 @@ def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, o0: int, o1: int) -> torch.Tens
     k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
     h = x.shape[2]
     i0, i1 = o0 * s - p, (o1 - 1) * s - p + d * (k - 1) + 1
-    return _conv_window(conv, x[:, :, max(i0, 0):min(i1, h)], max(0, -i0), max(0, i1 - h))
+    return _conv_window(conv, x[:, :, max(i0, 0) : min(i1, h)], max(0, -i0), max(0, i1 - h))
 
 
 def _conv_out_size(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int]:
@@ -205,8 +219,9 @@ def _conv_out_size(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int]:
 
 
 # -- encoder -----------------------------------------------------------------------------------
-def _patch_embed(pe: OverlapPatchEmbed, x: torch.Tensor, budget: int, forced: int | None
-                 ) -> tuple[torch.Tensor, tuple[int, int]]:
+def _patch_embed(
+    pe: OverlapPatchEmbed, x: torch.Tensor, budget: int, forced: int | None
+) -> tuple[torch.Tensor, tuple[int, int]]:
     conv = pe.proj
     ho, wo = _conv_out_size(conv, x.shape[2], x.shape[3])
     per_row = wo * (2 * conv.out_channels + conv.in_channels * conv.kernel_size[0] ** 2) * 4
@@ -218,12 +233,11 @@ def _patch_embed(pe: OverlapPatchEmbed, x: torch.Tensor, budget: int, forced: in
         y = pe.norm(_conv_rows(conv, x, o0, o1).flatten(2).transpose(1, 2))
         if t is None:
             t = y.new_empty((x.shape[0], ho * wo, conv.out_channels))
-        t[:, o0 * wo:o1 * wo] = y
+        t[:, o0 * wo : o1 * wo] = y
     return t, (ho, wo)
 
 
-def _keys_values(blk: Block, t: torch.Tensor, hw: tuple[int, int], rows: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _keys_values(blk: Block, t: torch.Tensor, hw: tuple[int, int], rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values of the block's SRA, the spatial reduction computed over row chunks."""
     attn = blk.attn
     b, _, c = t.shape
@@ -234,7 +248,7 @@ def _keys_values(blk: Block, t: torch.Tensor, hw: tuple[int, int], rows: int
         step = max(1, rows // sr) * sr
         parts = []
         for r0, r1 in _spans(hs * sr, step):
-            m = tokens_to_map(blk.norm1(t[:, r0 * w:r1 * w]), (r1 - r0, w))
+            m = tokens_to_map(blk.norm1(t[:, r0 * w : r1 * w]), (r1 - r0, w))
             parts.append(attn.sr(m).flatten(2).transpose(1, 2))
         x = attn.norm(torch.cat(parts, 1) if len(parts) > 1 else parts[0])
     else:
@@ -243,8 +257,7 @@ def _keys_values(blk: Block, t: torch.Tensor, hw: tuple[int, int], rows: int
     return kv[0], kv[1]
 
 
-def _attention_part(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: int,
-                    cfg: LeanConfig) -> None:
+def _attention_part(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: int, cfg: LeanConfig) -> None:
     """``t += SRA(LN1(t))`` in place, over row chunks of queries."""
     attn = blk.attn
     b, _, c = t.shape
@@ -257,7 +270,7 @@ def _attention_part(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: in
     chunk = cfg.attn_chunk or max(1, budget // (2 * heads * nk * 4 * 3))
     rows = _rows(w * 5 * c * 4, budget // 2, h, cfg.rows)
     for r0, r1 in _spans(h, rows):
-        xc = t[:, r0 * w:r1 * w]
+        xc = t[:, r0 * w : r1 * w]
         n = xc.shape[1]
         q = attn.q(blk.norm1(xc)).reshape(b, n, heads, c // heads).transpose(1, 2)
         o = attention(q, k, v, attn.scale, impl=cfg.attention, chunk=chunk if chunk < n else None)
@@ -276,7 +289,7 @@ def _mix_ffn_part(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: int,
     above: torch.Tensor | None = None  # original tokens of the rows above the chunk
     for r0, r1 in _spans(h, rows):
         a1 = min(h, r1 + p)
-        below = t[:, r0 * w:a1 * w]
+        below = t[:, r0 * w : a1 * w]
         xin = torch.cat((above, below), 1) if above is not None else below
         n_above = 0 if above is None else above.shape[1] // w
         hid = tokens_to_map(mlp.fc1(blk.norm2(xin)), (n_above + a1 - r0, w))
@@ -285,12 +298,11 @@ def _mix_ffn_part(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: int,
         del hid
         y = mlp.fc2(mlp.act(y))
         if r1 < h:
-            above = t[:, max(0, r1 - p) * w:r1 * w].clone()
-        t[:, r0 * w:r1 * w].add_(y)
+            above = t[:, max(0, r1 - p) * w : r1 * w].clone()
+        t[:, r0 * w : r1 * w].add_(y)
 
 
-def _stage(enc: nn.Module, branch: str, stage: int, x: torch.Tensor, budget: int,
-           cfg: LeanConfig) -> torch.Tensor:
+def _stage(enc: nn.Module, branch: str, stage: int, x: torch.Tensor, budget: int, cfg: LeanConfig) -> torch.Tensor:
     pe, blocks, norm = enc.stage_modules(branch, stage)
     t, hw = _patch_embed(pe, x, budget, cfg.rows)
     del x
@@ -299,12 +311,13 @@ def _stage(enc: nn.Module, branch: str, stage: int, x: torch.Tensor, budget: int
         _mix_ffn_part(blk, t, hw, budget, cfg)
     h, w = hw
     for r0, r1 in _spans(h, _rows(w * 3 * t.shape[2] * 4, budget, h, cfg.rows)):
-        t[:, r0 * w:r1 * w] = norm(t[:, r0 * w:r1 * w])
+        t[:, r0 * w : r1 * w] = norm(t[:, r0 * w : r1 * w])
     return tokens_to_map(t, hw)
 
 
-def _frm(frm: FeatureRectifyModule, x1: torch.Tensor, x2: torch.Tensor, budget: int,
-         cfg: LeanConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _frm(
+    frm: FeatureRectifyModule, x1: torch.Tensor, x2: torch.Tensor, budget: int, cfg: LeanConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """FRM written into ``x1``/``x2`` over row chunks (its channel weights need one pooling pass)."""
     if not frm.enabled:
         return x1, x2
@@ -333,8 +346,7 @@ def _channel_embed(ce: ChannelEmbed, m: torch.Tensor, budget: int, cfg: LeanConf
     return out
 
 
-def _ffm(ffm: FeatureFusionModule, x1: torch.Tensor, x2: torch.Tensor, budget: int,
-         cfg: LeanConfig) -> torch.Tensor:
+def _ffm(ffm: FeatureFusionModule, x1: torch.Tensor, x2: torch.Tensor, budget: int, cfg: LeanConfig) -> torch.Tensor:
     """FFM over row chunks: a first pass sums the cross-attention contexts over tokens."""
     b, c, h, w = x1.shape
     t1, t2 = x1.flatten(2).transpose(1, 2), x2.flatten(2).transpose(1, 2)
@@ -363,8 +375,9 @@ def _ffm(ffm: FeatureFusionModule, x1: torch.Tensor, x2: torch.Tensor, budget: i
     return _channel_embed(ffm.channel_emb, tokens_to_map(buf, (h, w)), budget, cfg)
 
 
-def lean_features(model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor,
-                  config: LeanConfig | None = None) -> list[torch.Tensor]:
+def lean_features(
+    model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor, config: LeanConfig | None = None
+) -> list[torch.Tensor]:
     """The four fused encoder maps, as ``model.forward_features`` computes them, chunked."""
     cfg = config or LeanConfig()
     budget = (cfg.budget_bytes or default_budget(rgb.device)) // max(1, rgb.shape[0])  # per image
@@ -384,8 +397,9 @@ def lean_features(model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor,
 
 
 # -- decoders and heads ------------------------------------------------------------------------
-def _linear_indices(n_in: int, n_out: int, start: int, stop: int, device: torch.device,
-                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _linear_indices(
+    n_in: int, n_out: int, start: int, stop: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices and weight of the second one, as ``upsample_bilinear2d`` (align_corners=False)."""
     scale = torch.tensor(n_in, dtype=dtype, device=device) / n_out
     src = (scale * (torch.arange(start, stop, dtype=dtype, device=device) + 0.5) - 0.5).clamp_min(0)
@@ -419,8 +433,7 @@ def _decoder(dec: MLPDecoder, feats: list[torch.Tensor], budget: int, cfg: LeanC
     out = None
     for r0, r1 in _spans(h, rows):
         embs = [projs[0](feats[0][:, :, r0:r1])]
-        embs += [p[:, :, r0:r1] if tuple(p.shape[2:]) == size else _bilinear_rows(p, size, r0, r1)
-                 for p in coarse]
+        embs += [p[:, :, r0:r1] if tuple(p.shape[2:]) == size else _bilinear_rows(p, size, r0, r1) for p in coarse]
         y = dec.linear_pred(dec.dropout(dec.linear_fuse(torch.cat(embs[::-1], dim=1))))
         del embs
         if out is None:
@@ -429,21 +442,25 @@ def _decoder(dec: MLPDecoder, feats: list[torch.Tensor], budget: int, cfg: LeanC
     return out
 
 
-def lean_heads(model: TruFor, feats: list[torch.Tensor], size: tuple[int, int],
-               config: LeanConfig | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def lean_heads(
+    model: TruFor, feats: list[torch.Tensor], size: tuple[int, int], config: LeanConfig | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``model.forward_heads``, decoders over row chunks: (logits, conf_logits, det_logit)."""
     cfg = config or LeanConfig()
     budget = (cfg.budget_bytes or default_budget(feats[0].device)) // max(1, feats[0].shape[0])
     with torch.no_grad():
-        logits = F.interpolate(_decoder(model.decode_head, feats, budget, cfg), size=size,
-                               mode="bilinear", align_corners=False)
-        conf = F.interpolate(_decoder(model.decode_head_conf, feats, budget, cfg), size=size,
-                             mode="bilinear", align_corners=False)
+        logits = F.interpolate(
+            _decoder(model.decode_head, feats, budget, cfg), size=size, mode="bilinear", align_corners=False
+        )
+        conf = F.interpolate(
+            _decoder(model.decode_head_conf, feats, budget, cfg), size=size, mode="bilinear", align_corners=False
+        )
         return logits, conf, model.detection(model.pool(logits, conf))
 
 
-def lean_forward(model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor | None = None,
-                 config: LeanConfig | None = None) -> TruForOutput:
+def lean_forward(
+    model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor | None = None, config: LeanConfig | None = None
+) -> TruForOutput:
     """``model(rgb, noiseprint)`` with bounded memory (see the module docstring). Eval mode only."""
     if model.training:
         raise ValueError("lean_forward is for inference: call model.eval() first")
@@ -455,8 +472,9 @@ def lean_forward(model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor | No
     rgb = rgb.to(model.decode_head.linear_pred.weight.dtype)
     with torch.no_grad():
         if noiseprint is None:
-            noiseprint = noiseprint_tiled(model.dncnn, rgb, budget_bytes=cfg.budget_bytes, tile=cfg.tile,
-                                          onednn=cfg.onednn)
+            noiseprint = noiseprint_tiled(
+                model.dncnn, rgb, budget_bytes=cfg.budget_bytes, tile=cfg.tile, onednn=cfg.onednn
+            )
         feats = lean_features(model, rgb, noiseprint, cfg)
         logits, conf, det = lean_heads(model, feats, tuple(rgb.shape[2:]), cfg)
     return TruForOutput(logits, conf, det, noiseprint)
@@ -475,8 +493,9 @@ def _stage_floats(h: int, w: int, cfg: TruForConfig) -> list[tuple[int, int, int
     return out
 
 
-def estimate_lean_peak(h: int, w: int, cfg: TruForConfig = MIT_B2, budget_bytes: int = 4 * GiB,
-                       element_size: int = 4) -> dict[str, int]:
+def estimate_lean_peak(
+    h: int, w: int, cfg: TruForConfig = MIT_B2, budget_bytes: int = 4 * GiB, element_size: int = 4
+) -> dict[str, int]:
     """Bytes of tensors alive at each phase of :func:`lean_forward` (batch 1), and ``peak``.
 
     One chunk working set is counted as the whole ``budget_bytes`` (an upper bound); the
@@ -498,8 +517,14 @@ def estimate_lean_peak(h: int, w: int, cfg: TruForConfig = MIT_B2, budget_bytes:
     return out
 
 
-def estimate_plain_peak(h: int, w: int, cfg: TruForConfig = MIT_B2, device_type: str = "cpu",
-                        attention_impl: str = "plain", element_size: int = 4) -> int:
+def estimate_plain_peak(
+    h: int,
+    w: int,
+    cfg: TruForConfig = MIT_B2,
+    device_type: str = "cpu",
+    attention_impl: str = "plain",
+    element_size: int = 4,
+) -> int:
     """Rough peak bytes of the plain ``model(x)`` forward (batch 1): the largest of Noiseprint++
     (64-channel maps, plus im2col on the CPU), stage-1 attention scores (``plain``, or SDPA on
     the CPU math path) and the decoder concatenation, plus the whole-image tensors."""
@@ -508,8 +533,7 @@ def estimate_plain_peak(h: int, w: int, cfg: TruForConfig = MIT_B2, device_type:
     st = _stage_floats(h, w, cfg)
     attn = 0
     if attention_impl == "plain" or device_type != "cuda":
-        attn = max(cfg.num_heads[i] * n * k * (3 if attention_impl == "plain" else 1)
-                   for i, (n, _, k) in enumerate(st))
+        attn = max(cfg.num_heads[i] * n * k * (3 if attention_impl == "plain" else 1) for i, (n, _, k) in enumerate(st))
     mlp = max(n * c * cfg.mlp_ratios[i] * 3 for i, (n, c, _) in enumerate(st))
     dec = st[0][0] * cfg.decoder_embed_dim * 10
     base = 8 * p + 6 * sum(n * c for n, c, _ in st)

@@ -21,6 +21,7 @@ up to float32 rounding (tests/test_parity.py), fewer passes over the 64-channel 
 
 Weights: GRIP-UNINA research licence (``weights/LICENSE-GRIP-UNINA.txt``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -46,8 +47,14 @@ class Noiseprint(nn.Sequential):
     (``0.weight``, ``2.weight``, ``3.running_mean``, ...) load unchanged.
     """
 
-    def __init__(self, num_levels: int = 17, in_channels: int = 3, features: int = 64,
-                 out_channels: int = 1, bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_levels: int = 17,
+        in_channels: int = 3,
+        features: int = 64,
+        out_channels: int = 1,
+        bn_momentum: float = 0.1,
+    ) -> None:
         layers: list[nn.Module] = []
         for i in range(num_levels):
             first, last = i == 0, i == num_levels - 1

@@ -4,6 +4,7 @@ Noiseprint++ visibly changes under TF32/float16/bfloat16, so its exact path runs
 :func:`ieee_float32`. Every flag is set through the API the user uses (legacy ``allow_tf32``
 or the newer ``fp32_precision``) and restored on exit: no global state changes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +71,11 @@ def ieee_float32(onednn: bool = True) -> Iterator[None]:
         stack.enter_context(_matmul_ieee())
         stack.enter_context(_cudnn_ieee())
         # oneDNN: IEEE float32 through the fp32_precision API (its legacy TF32 flag is for Intel GPUs)
-        stack.enter_context(mk.flags(enabled=mk.enabled and onednn, deterministic=mk.deterministic,
-                                     allow_tf32=None, fp32_precision="ieee"))
+        stack.enter_context(
+            mk.flags(
+                enabled=mk.enabled and onednn, deterministic=mk.deterministic, allow_tf32=None, fp32_precision="ieee"
+            )
+        )
         for dev in ("cpu", "cuda"):
             if torch.is_autocast_enabled(dev):
                 stack.enter_context(torch.autocast(dev, enabled=False))
@@ -112,8 +116,10 @@ def full_precision(modules: Iterable[nn.Module], dtype: torch.dtype = torch.floa
         @functools.wraps(fwd)
         def run(*args: Any, **kwargs: Any) -> Any:
             with torch.autocast(device, enabled=False):
-                return fwd(*(_cast_float(a, dtype) for a in args),
-                           **{k: _cast_float(v, dtype) for k, v in kwargs.items()})
+                return fwd(
+                    *(_cast_float(a, dtype) for a in args), **{k: _cast_float(v, dtype) for k, v in kwargs.items()}
+                )
+
         return run
 
     try:

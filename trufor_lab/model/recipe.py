@@ -5,6 +5,7 @@ the CRC32 of its key, so any implementation can rebuild the same checkpoint and 
 outputs (see the parity fixtures). ``dncnn.*`` takes real Noiseprint++ weights. Used by the
 tests and the benchmarks; useful to anyone checking another implementation.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,13 +35,14 @@ def recipe_tensor(key: str, shape: tuple[int, ...], dtype: torch.dtype = torch.f
     return t.to(dtype)
 
 
-def recipe_state_dict(shapes: Mapping[str, tuple[int, ...]], noiseprint: Mapping[str, torch.Tensor]
-                      ) -> dict[str, torch.Tensor]:
+def recipe_state_dict(
+    shapes: Mapping[str, tuple[int, ...]], noiseprint: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """A full state dict: recipe tensors for ``shapes``, ``dncnn.<k>`` from ``noiseprint[<k>]``."""
     out = {}
     for key, shape in shapes.items():
         if key.startswith("dncnn."):
-            out[key] = noiseprint[key[len("dncnn."):]].clone()
+            out[key] = noiseprint[key[len("dncnn.") :]].clone()
         else:
             out[key] = recipe_tensor(key, tuple(shape))
     return out

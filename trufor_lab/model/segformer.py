@@ -4,6 +4,7 @@ Overlapping patch embedding, spatial-reduction attention (SRA) and the Mix-FFN (
 3x3 depth-wise convolution). Tokens travel as ``(B, N, C)`` with the spatial size ``(H, W)``
 alongside; :func:`tokens_to_map` turns them into ``(B, C, H, W)``.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -108,8 +109,7 @@ class MixFFN(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + SRA(LN(x)), then x + MixFFN(LN(x))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, sr_ratio: int,
-                 drop_path: float = 0.0) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, sr_ratio: int, drop_path: float = 0.0) -> None:
         super().__init__()
         self.norm1 = LayerNorm6(dim)
         self.attn = SpatialReductionAttention(dim, num_heads, sr_ratio)

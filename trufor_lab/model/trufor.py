@@ -12,6 +12,7 @@ Input contract: an RGB image as ``float`` in ``[0, 1)``, scaled by 1/256 (not 1/
 not normalised: Noiseprint++ needs the raw pixel values; only the RGB branch is normalised,
 inside the model.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -96,8 +97,9 @@ class TruFor(nn.Module):
             x_np = x_np.expand(-1, 3, -1, -1)
         return self.backbone(self.normalize(rgb), x_np)
 
-    def forward_heads(self, feats: list[torch.Tensor], size: tuple[int, int], folded: bool = False
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_heads(
+        self, feats: list[torch.Tensor], size: tuple[int, int], folded: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decoders and detection head: (logits, conf_logits, det_logit) at ``size``.
 
         ``folded``: both decoders through :func:`~.decoder.folded_decode` (eval mode; same

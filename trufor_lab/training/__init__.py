@@ -21,24 +21,46 @@ checkpoints, the loop and the demo recipe.
 
 May import ``lab``, ``inference``, ``forensics``, ``model``, ``viz`` and ``common``.
 """
+
 from trufor_lab.training.camera import Camera, downscale
 from trufor_lab.training.checkpoints import export_checkpoint, plot_log, read_log
 from trufor_lab.training.config import TrainConfig, TrainResult
 from trufor_lab.training.demo import (
-                                      DEMO_MODEL,
-                                      DEMO_STEPS,
-                                      HeldoutScores,
-                                      demo_config,
-                                      demo_heldout,
-                                      heldout_set,
-                                      score_heldout,
+    DEMO_MODEL,
+    DEMO_STEPS,
+    HeldoutScores,
+    demo_config,
+    demo_heldout,
+    heldout_set,
+    score_heldout,
 )
 from trufor_lab.training.loop import train, train_phases
 from trufor_lab.training.phases import PHASES, TRAINABLE, build_model, set_phase
 from trufor_lab.training.scenes import builtin_images, synthetic_scene
 from trufor_lab.training.streams import ForgeryStream
 
-__all__ = ["Camera", "DEMO_MODEL", "DEMO_STEPS", "ForgeryStream", "HeldoutScores", "PHASES", "TRAINABLE",
-           "TrainConfig", "TrainResult", "build_model", "builtin_images", "demo_config", "demo_heldout",
-           "downscale", "export_checkpoint", "heldout_set", "plot_log", "read_log", "score_heldout", "set_phase",
-           "synthetic_scene", "train", "train_phases"]
+__all__ = [
+    "Camera",
+    "DEMO_MODEL",
+    "DEMO_STEPS",
+    "ForgeryStream",
+    "HeldoutScores",
+    "PHASES",
+    "TRAINABLE",
+    "TrainConfig",
+    "TrainResult",
+    "build_model",
+    "builtin_images",
+    "demo_config",
+    "demo_heldout",
+    "downscale",
+    "export_checkpoint",
+    "heldout_set",
+    "plot_log",
+    "read_log",
+    "score_heldout",
+    "set_phase",
+    "synthetic_scene",
+    "train",
+    "train_phases",
+]

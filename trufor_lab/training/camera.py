@@ -19,6 +19,7 @@ The model is deliberately simple (bilinear demosaicing, Poisson-Gaussian noise, 
 tone curve, unsharp masking, baseline JPEG); it is a teaching and training aid, not a
 calibrated camera model.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -57,17 +58,19 @@ class Camera:
             raise ValueError(f"jpeg_quality must be in 1..100 or None, got {self.jpeg_quality}")
 
     @classmethod
-    def random(cls, rng: np.random.Generator, jpeg_quality: tuple[int, int] = (75, 98),
-               p_raw: float = 0.15) -> "Camera":
+    def random(
+        cls, rng: np.random.Generator, jpeg_quality: tuple[int, int] = (75, 98), p_raw: float = 0.15
+    ) -> "Camera":
         """A random plausible camera; with probability ``p_raw`` it saves without JPEG."""
         patterns = sorted(CFA_PATTERNS)
-        return cls(pattern=patterns[int(rng.integers(len(patterns)))],
-                   shot=float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3)))),
-                   read=float(np.exp(rng.uniform(np.log(5e-4), np.log(5e-3)))),
-                   gamma=float(rng.uniform(1.8, 2.6)),
-                   sharpen=float(rng.uniform(0.2, 1.2)) if rng.random() < 0.5 else 0.0,
-                   jpeg_quality=None if rng.random() < p_raw else int(rng.integers(jpeg_quality[0],
-                                                                                     jpeg_quality[1] + 1)))
+        return cls(
+            pattern=patterns[int(rng.integers(len(patterns)))],
+            shot=float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3)))),
+            read=float(np.exp(rng.uniform(np.log(5e-4), np.log(5e-3)))),
+            gamma=float(rng.uniform(1.8, 2.6)),
+            sharpen=float(rng.uniform(0.2, 1.2)) if rng.random() < 0.5 else 0.0,
+            jpeg_quality=None if rng.random() < p_raw else int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)),
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,11 +78,11 @@ class Camera:
     def capture(self, scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Photograph ``scene`` (uint8 RGB, treated as display-referred radiance); uint8 RGB out."""
         x = np.asarray(scene, dtype=np.float64)[..., :3] / 255.0
-        lin = x ** 2.2  # back to (approximately) linear light
+        lin = x**2.2  # back to (approximately) linear light
         h, w = lin.shape[:2]
         cfa = self._cfa(h, w)
         raw = np.take_along_axis(lin, cfa[..., None], axis=2)[..., 0]
-        raw = raw + rng.standard_normal(raw.shape) * np.sqrt(self.shot * np.clip(raw, 0, None) + self.read ** 2)
+        raw = raw + rng.standard_normal(raw.shape) * np.sqrt(self.shot * np.clip(raw, 0, None) + self.read**2)
         rgb = self._demosaic(np.clip(raw, 0, 1), cfa)
         out = np.clip(rgb, 0, 1) ** (1.0 / self.gamma)
         if self.sharpen > 0:

@@ -1,4 +1,5 @@
 """Training checkpoints, the exported (shippable) checkpoint, and the training log."""
+
 from __future__ import annotations
 
 import json
@@ -30,10 +31,14 @@ def save_checkpoint(model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig,
     checkpoint or the new one, never a model from one step with an optimizer from another.
     Only tensors, plain numbers and containers: loadable with ``weights_only=True``.
     """
-    ckpt = {"state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "config": model.cfg.to_dict(), "kind": "custom",
-            "meta": {"step": step, "phase": cfg.phase, "seed": cfg.seed, "train_config": cfg.to_plain()},
-            "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}}
+    ckpt = {
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "config": model.cfg.to_dict(),
+        "kind": "custom",
+        "meta": {"step": step, "phase": cfg.phase, "seed": cfg.seed, "train_config": cfg.to_plain()},
+        "optimizer": opt.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+    }
     path = atomic_torch_save(out / LAST_CHECKPOINT, ckpt)
     stale = out / OLD_OPTIM_FILE
     if stale.exists():
@@ -60,13 +65,21 @@ def read_training_state(path: str | os.PathLike, device: torch.device | str = "c
         state = torch.load(old, map_location=device, weights_only=True)
         if int(state.get("step", -1)) == step:
             return {"step": step, "optimizer": state["optimizer"], "rng": {}}
-        raise ValueError(f"{path}: model saved at step {step} but {old.name} at step {state.get('step')} "
-                         "(interrupted save); cannot resume consistently: start again without resume")
+        raise ValueError(
+            f"{path}: model saved at step {step} but {old.name} at step {state.get('step')} "
+            "(interrupted save); cannot resume consistently: start again without resume"
+        )
     raise ValueError(f"{path}: no optimizer state saved with the model; cannot resume from it")
 
 
-def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, kind: str = "demo",
-                      dtype: torch.dtype = torch.float16, meta: dict | None = None) -> Path:
+def export_checkpoint(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    kind: str = "demo",
+    dtype: torch.dtype = torch.float16,
+    meta: dict | None = None,
+) -> Path:
     """Write ``src``'s weights as a compact checkpoint (``kind``, ``meta`` plain data) in ``dtype``.
 
     Noiseprint++ (``dncnn.*``) stays float32: it is precision-sensitive. ``load_trufor`` casts
@@ -74,10 +87,16 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, kind: s
     """
     obj = read_checkpoint(src)
     sd = extract_state_dict(obj, str(src))
-    sd = {k: (v.to(dtype) if v.is_floating_point() and not k.startswith("dncnn.") else v).contiguous()
-          for k, v in sd.items()}
-    out = {"state_dict": sd, "config": obj["config"], "kind": kind,
-           "meta": json.loads(json.dumps({**obj.get("meta", {}), **(meta or {})}))}
+    sd = {
+        k: (v.to(dtype) if v.is_floating_point() and not k.startswith("dncnn.") else v).contiguous()
+        for k, v in sd.items()
+    }
+    out = {
+        "state_dict": sd,
+        "config": obj["config"],
+        "kind": kind,
+        "meta": json.loads(json.dumps({**obj.get("meta", {}), **(meta or {})})),
+    }
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(dst, out)
@@ -113,12 +132,10 @@ def plot_log(path: str | os.PathLike, smooth: int = 20):
         if len(v) >= 2:
             n = max(1, min(smooth, len(v)))
             c = np.convolve(np.nan_to_num(v), np.ones(n) / n, mode="valid")
-            ax.plot(steps[n - 1:], c, lw=1.6, label=f"mean of {n}")
+            ax.plot(steps[n - 1 :], c, lw=1.6, label=f"mean of {n}")
         ax.set_xlabel("step")
         ax.set_title(f"{rows[0].get('phase', '')}: {k}" if rows else k)
         ax.legend(fontsize=7)
     if not rows:
         axes[0].set_title("empty log")
     return fig
-
-

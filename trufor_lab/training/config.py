@@ -1,4 +1,5 @@
 """What a training run is asked to do (:class:`TrainConfig`) and what it returns."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,6 +14,7 @@ from trufor_lab.training.phases import PHASES
 # --------------------------------------------------------------------------------------------
 # configuration and results
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class TrainConfig:
@@ -121,5 +123,3 @@ class TrainResult:
     final_loss: float
     seconds: float
     model: TruFor | None = field(default=None, repr=False)
-
-

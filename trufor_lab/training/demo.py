@@ -1,4 +1,5 @@
 """The demo model's recipe (architecture, steps, data) and its held-out test sets and scores."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,12 +38,9 @@ class HeldoutScores:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "per_item"}
 
 
-
-
-
-
-DEMO_MODEL = TruForConfig(embed_dims=(24, 48, 96, 192), depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
-                          decoder_embed_dim=96)
+DEMO_MODEL = TruForConfig(
+    embed_dims=(24, 48, 96, 192), depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), decoder_embed_dim=96
+)
 #: Steps per phase of the demo recipe.
 DEMO_STEPS = {"localization": 6000, "confidence": 400, "detection": 800}
 
@@ -51,10 +49,24 @@ def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> TrainConfig:
     """The recipe of ``weights/trufor_demo.pt`` (see ``weights/DEMO_MODEL_CARD.md``): built-in
     scenes shot by random simulated cameras, trace-changing forgeries of every kind, 128 px
     crops of 1200 precomputed 192 px examples. Pass ``train_phases(demo_config(), DEMO_STEPS)``."""
-    base = dict(out_dir=out_dir, model=DEMO_MODEL, batch_size=16, crop=128, lr=1e-3, warmup=200,
-                forged_fraction=0.6, jpeg_prob=0.3, jpeg_quality=(75, 100), camera=True, traceable=True,
-                precompute=1200, precompute_size=192, cache_dir=str(Path(out_dir) / "cache"),
-                pristine=None, checkpoint_every=200)
+    base = dict(
+        out_dir=out_dir,
+        model=DEMO_MODEL,
+        batch_size=16,
+        crop=128,
+        lr=1e-3,
+        warmup=200,
+        forged_fraction=0.6,
+        jpeg_prob=0.3,
+        jpeg_quality=(75, 100),
+        camera=True,
+        traceable=True,
+        precompute=1200,
+        precompute_size=192,
+        cache_dir=str(Path(out_dir) / "cache"),
+        pristine=None,
+        checkpoint_every=200,
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -64,33 +76,50 @@ def demo_heldout(n: int = 80, size: int = 256) -> list:
     return heldout_set(n, size, camera=True, traceable=True, final_jpeg=(75, 100), final_jpeg_prob=0.3)
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
 
-def heldout_set(n: int = 40, size: int = 256, seed: int = 12345, final_jpeg: tuple[int, int] | None = (70, 100),
-                *, camera: bool = False, kinds: Sequence[str] | None = None, traceable: bool = False,
-                final_jpeg_prob: float = 1.0) -> list:
+
+def heldout_set(
+    n: int = 40,
+    size: int = 256,
+    seed: int = 12345,
+    final_jpeg: tuple[int, int] | None = (70, 100),
+    *,
+    camera: bool = False,
+    kinds: Sequence[str] | None = None,
+    traceable: bool = False,
+    final_jpeg_prob: float = 1.0,
+) -> list:
     """``n`` held-out items (half pristine, half random forgeries) from sources never used in
     training (:func:`builtin_images` ``"test"``); pristine and forged share the final-JPEG policy
     (applied with probability ``final_jpeg_prob``). ``camera``, ``kinds`` and ``traceable`` as in
     :class:`ForgeryStream` (with ``camera=True`` every item is shot by its own random camera)."""
     rng = np.random.default_rng(seed)
     if camera:
-        stream = ForgeryStream(builtin_images("test", n_scenes=12, scene_size=2 * size), camera=True,
-                               kinds=kinds, traceable=traceable, flips="none",
-                               jpeg_prob=final_jpeg_prob if final_jpeg else 0.0,
-                               jpeg_quality=tuple(final_jpeg or (100, 100)))
+        stream = ForgeryStream(
+            builtin_images("test", n_scenes=12, scene_size=2 * size),
+            camera=True,
+            kinds=kinds,
+            traceable=traceable,
+            flips="none",
+            jpeg_prob=final_jpeg_prob if final_jpeg else 0.0,
+            jpeg_quality=tuple(final_jpeg or (100, 100)),
+        )
         items = []
         for i in range(n):
             rgb, mask, label, kind = stream.synthetic(rng, size, forged=i % 2 == 1)
-            items.append(Forgery(rgb, mask, kind, {"camera": True}, ("test",), label=label,
-                                 name=f"heldout{i}_{kind}"))
+            items.append(Forgery(rgb, mask, kind, {"camera": True}, ("test",), label=label, name=f"heldout{i}_{kind}"))
         return items
-    stream = ForgeryStream(builtin_images("test", n_scenes=12), forged_fraction=0.0, jpeg_prob=0.0, flips="none",
-                           kinds=kinds, traceable=traceable)
+    stream = ForgeryStream(
+        builtin_images("test", n_scenes=12),
+        forged_fraction=0.0,
+        jpeg_prob=0.0,
+        flips="none",
+        kinds=kinds,
+        traceable=traceable,
+    )
     items = []
     for i in range(n):
         img, _, _ = stream.example(rng, size)
@@ -109,8 +138,9 @@ def heldout_set(n: int = 40, size: int = 256, seed: int = 12345, final_jpeg: tup
 
 
 @torch.no_grad()
-def score_heldout(model: TruFor, items: Sequence[Any], device: str | torch.device | None = None,
-             progress: bool = False) -> HeldoutScores:
+def score_heldout(
+    model: TruFor, items: Sequence[Any], device: str | torch.device | None = None, progress: bool = False
+) -> HeldoutScores:
     """Pixel F1 (official best-threshold protocol, forged items) and detection AUC of ``model``
     on ``items`` (:class:`trufor_lab.lab.forgeries.Forgery` or objects with image/mask/label/kind/name)."""
     dev = train_device(device or next(model.parameters()).device.type)
@@ -127,9 +157,23 @@ def score_heldout(model: TruFor, items: Sequence[Any], device: str | torch.devic
             f1s.append(f1)
             base.append(localization_metrics(np.zeros(it.mask.shape, np.float32), it.mask).f1_best)
         scores.append(score), labels.append(int(it.label))
-        rows.append({"name": getattr(it, "name", ""), "kind": getattr(it, "kind", ""), "label": int(it.label),
-                     "f1_best": f1, "score": score})
+        rows.append(
+            {
+                "name": getattr(it, "name", ""),
+                "kind": getattr(it, "kind", ""),
+                "label": int(it.label),
+                "f1_best": f1,
+                "score": score,
+            }
+        )
     model.train(was_training)
     det = detection_metrics(np.array(scores), np.array(labels))
-    return HeldoutScores(float(np.mean(f1s)) if f1s else float("nan"), float(np.mean(base)) if base else float("nan"),
-                      float(det.auc), float(det.balanced_accuracy), len(f1s), labels.count(0), rows)
+    return HeldoutScores(
+        float(np.mean(f1s)) if f1s else float("nan"),
+        float(np.mean(base)) if base else float("nan"),
+        float(det.auc),
+        float(det.balanced_accuracy),
+        len(f1s),
+        labels.count(0),
+        rows,
+    )

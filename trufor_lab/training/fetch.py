@@ -19,6 +19,7 @@ The scikit-image photographs need no fetching (they come with scikit-image).
 Users can point the same recipe (:mod:`trufor_lab.training.photos`) at their own folder of
 camera photos instead; one sub-folder or EXIF camera model per camera.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,14 @@ import PIL
 
 DEB_PACKAGE = "forensics-samples-files"
 DEB_PHOTO_DIR = "usr/share/forensics-samples/original-files"
-DEB_PHOTOS = ("pic1/IMG_1054.JPG", "pic1/IMG-20191006-WA0002.jpg", "pic1/IMG_20200827_231612.jpg",
-              "pic2/IMG_20191224_234846.jpg", "pic2/IMG_20200124_231153.jpg", "pic2/IMG_20200608_111614.jpg")
+DEB_PHOTOS = (
+    "pic1/IMG_1054.JPG",
+    "pic1/IMG-20191006-WA0002.jpg",
+    "pic1/IMG_20200827_231612.jpg",
+    "pic2/IMG_20191224_234846.jpg",
+    "pic2/IMG_20200124_231153.jpg",
+    "pic2/IMG_20200608_111614.jpg",
+)
 DEB_COPYRIGHT = "usr/share/doc/forensics-samples-files/copyright"
 PILLOW_MEMBERS = {"Tests/images/fujifilm.mpo": "fujifilm.mpo", "LICENSE": "LICENSE"}
 
@@ -68,8 +75,21 @@ def fetch_forensics_samples(dest: Path, work: Path) -> list[Path]:
 
 def fetch_pillow_mpo(dest: Path, work: Path, version: str = PIL.__version__) -> list[Path]:
     """``pip download`` Pillow's sdist and extract only ``fujifilm.mpo`` and the licence."""
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-          f"pillow=={version}", "-d", str(work)], work)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"pillow=={version}",
+            "-d",
+            str(work),
+        ],
+        work,
+    )
     sdists = sorted(work.glob("pillow-*.tar.gz"))
     if not sdists:
         raise RuntimeError(f"{work}: pip download produced no pillow sdist")

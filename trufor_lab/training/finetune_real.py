@@ -11,6 +11,7 @@ crops); then Platt scaling of the detection logit on the validation cameras
 checkpoint keeps exactly the model's keys and loads strictly; the values are recorded in
 ``meta["calibration"]``. Every phase checkpoints and resumes (``resume=True``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,16 @@ from trufor_lab.training.config import TrainConfig
 from trufor_lab.training.demo import DEMO_MODEL, score_heldout
 from trufor_lab.training.loop import train
 from trufor_lab.training.phases import PHASES, build_model
-from trufor_lab.training.photos import (DEFAULT_SPLIT, Photo, RealForgeryStream, real_heldout, scan_photos, skimage_photos, split_by_camera,
-                     tile_crops)
+from trufor_lab.training.photos import (
+    DEFAULT_SPLIT,
+    Photo,
+    RealForgeryStream,
+    real_heldout,
+    scan_photos,
+    skimage_photos,
+    split_by_camera,
+    tile_crops,
+)
 
 #: Starting point: the demo model trained on simulated cameras only (sha256 c7aae159...,
 #: ``git show 2dfb272:weights/trufor_demo.pt``); today's ``weights/trufor_demo.pt`` is its fine-tune.
@@ -40,16 +49,33 @@ DEMO_INIT = str(Path(__file__).resolve().parents[2] / "weights" / "trufor_demo.p
 REAL_PHASES = {"localization": (400, 3e-4, 2100), "confidence": (100, 2e-3, 300), "detection": (250, 2e-3, 300)}
 
 
-def real_config(out_dir: str, stream: RealForgeryStream, phase: str = "localization",
-                init: str | None = DEMO_INIT, **overrides) -> TrainConfig:
+def real_config(
+    out_dir: str, stream: RealForgeryStream, phase: str = "localization", init: str | None = DEMO_INIT, **overrides
+) -> TrainConfig:
     """The fine-tune's :class:`TrainConfig` for ``phase`` (pool of 240 examples of 160 px with
     their Noiseprint++ maps, 128 px training crops, batch 10, one thread: on 2 shared, busy
     cores one thread is faster than two)."""
     steps, lr, cap = REAL_PHASES[phase]
-    base = dict(phase=phase, out_dir=str(Path(out_dir) / phase), model=DEMO_MODEL, init=init, steps=steps,
-                batch_size=10, crop=128, lr=lr, warmup=30, precompute=240, precompute_size=160,
-                cache_dir=str(Path(out_dir) / "cache"), stream=stream, checkpoint_every=50, max_seconds=cap,
-                num_threads=1, progress=False, seed=1)
+    base = dict(
+        phase=phase,
+        out_dir=str(Path(out_dir) / phase),
+        model=DEMO_MODEL,
+        init=init,
+        steps=steps,
+        batch_size=10,
+        crop=128,
+        lr=lr,
+        warmup=30,
+        precompute=240,
+        precompute_size=160,
+        cache_dir=str(Path(out_dir) / "cache"),
+        stream=stream,
+        checkpoint_every=50,
+        max_seconds=cap,
+        num_threads=1,
+        progress=False,
+        seed=1,
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -74,6 +100,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, prior: float = 1e-2) -> tu
     targets (L-BFGS on the mean log-loss; a small ridge ``prior`` on (a - 1, b) keeps it finite
     on separable data)."""
     from scipy.optimize import minimize  # lazy: scipy is only needed when calibrating
+
     x, y = np.asarray(logits, float), np.asarray(labels, float)
     if len(np.unique(y)) < 2:
         raise ValueError("fit_platt needs both pristine and forged examples")
@@ -112,12 +139,17 @@ def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path)
     sd = fold_calibration(extract_state_dict(obj, str(checkpoint)), a, b)
     p = 1 / (1 + np.exp(-(a * logits + b)))
     Path(dst).with_suffix(".logits.json").write_text(json.dumps({"logits": logits.tolist(), "labels": labels.tolist()}))
-    rec = {"method": "platt", "scale": a, "bias": b, "n_pristine": int((labels == 0).sum()),
-           "n_forged": int((labels == 1).sum()),
-           "fpr_at_0.5_before": float((logits[labels == 0] > 0).mean()),
-           "fpr_at_0.5_after": float((p[labels == 0] > 0.5).mean()),
-           "tpr_at_0.5_after": float((p[labels == 1] > 0.5).mean()),
-           "cameras": sorted({str(it.params.get("camera")) for it in items})}
+    rec = {
+        "method": "platt",
+        "scale": a,
+        "bias": b,
+        "n_pristine": int((labels == 0).sum()),
+        "n_forged": int((labels == 1).sum()),
+        "fpr_at_0.5_before": float((logits[labels == 0] > 0).mean()),
+        "fpr_at_0.5_after": float((p[labels == 0] > 0.5).mean()),
+        "tpr_at_0.5_after": float((p[labels == 1] > 0.5).mean()),
+        "cameras": sorted({str(it.params.get("camera")) for it in items}),
+    }
     meta = {**obj.get("meta", {}), "calibration": rec}
     atomic_torch_save(Path(dst), {**obj, "state_dict": sd, "meta": meta})
     return rec
@@ -137,20 +169,25 @@ def _scores(model, images: Sequence[np.ndarray]) -> np.ndarray:
     return 1 / (1 + np.exp(-detection_logits(model, [Forgery(a, None, "x") for a in images])))
 
 
-def reliability(scores: np.ndarray, labels: np.ndarray, bins: Sequence[float] = (0, 0.2, 0.4, 0.6, 0.8, 1.0)
-                ) -> list[dict]:
+def reliability(
+    scores: np.ndarray, labels: np.ndarray, bins: Sequence[float] = (0, 0.2, 0.4, 0.6, 0.8, 1.0)
+) -> list[dict]:
     """Reliability curve: per score bin, the count, mean score and fraction actually forged."""
     rows = []
     for lo, hi in zip(bins[:-1], bins[1:]):
         m = (scores >= lo) & ((scores < hi) if hi < 1 else (scores <= hi))
-        rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "n": int(m.sum()),
-                     "mean_score": float(scores[m].mean()) if m.any() else float("nan"),
-                     "fraction_forged": float(labels[m].mean()) if m.any() else float("nan")})
+        rows.append(
+            {
+                "bin": f"{lo:.1f}-{hi:.1f}",
+                "n": int(m.sum()),
+                "mean_score": float(scores[m].mean()) if m.any() else float("nan"),
+                "fraction_forged": float(labels[m].mean()) if m.any() else float("nan"),
+            }
+        )
     return rows
 
 
-def evaluate_real(model, test: Sequence[Photo], size: int = 256, n_splices: int = 24,
-                  seed: int = 0) -> dict:
+def evaluate_real(model, test: Sequence[Photo], size: int = 256, n_splices: int = 24, seed: int = 0) -> dict:
     """Results on the test cameras: false-positive rate at 0.5 on native grid tiles (at most 16)
     of every test photo (per camera), and splice F1/AUC between the camera photos of the test
     split (not the scikit-image pictures), recompressed (JPEG 70-90) and native, against
@@ -161,8 +198,13 @@ def evaluate_real(model, test: Sequence[Photo], size: int = 256, n_splices: int 
         a = imgs[p.name]
         tiles = tile_crops(a, size, limit=16) if min(a.shape[:2]) >= size else [a]
         s = _scores(model, tiles)
-        res["pristine_tiles"][p.name] = {"camera": p.camera, "n": len(s), "fpr_at_0.5": float((s > 0.5).mean()),
-                                         "median": float(np.median(s)), "scores": [round(float(x), 3) for x in s]}
+        res["pristine_tiles"][p.name] = {
+            "camera": p.camera,
+            "n": len(s),
+            "fpr_at_0.5": float((s > 0.5).mean()),
+            "median": float(np.median(s)),
+            "scores": [round(float(x), 3) for x in s],
+        }
     allp = np.concatenate([r["scores"] for r in res["pristine_tiles"].values()])
     res["pristine_fpr_at_0.5"] = float((allp > 0.5).mean())
     cams = [p for p in test if min(p.size) >= size and not p.source.startswith("skimage:")]
@@ -180,25 +222,42 @@ def evaluate_items(model, items: Sequence[Forgery]) -> dict:
     rows = ev.per_item
     s = np.array([r["score"] for r in rows])
     y = np.array([r["label"] for r in rows])
-    return {**ev.as_dict(), "fpr_at_0.5": float((s[y == 0] > 0.5).mean()), "tpr_at_0.5": float((s[y == 1] > 0.5).mean()),
-            "reliability": reliability(s, y),
-            "per_item": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]}
+    return {
+        **ev.as_dict(),
+        "fpr_at_0.5": float((s[y == 0] > 0.5).mean()),
+        "tpr_at_0.5": float((s[y == 1] > 0.5).mean()),
+        "reliability": reliability(s, y),
+        "per_item": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+    }
 
 
 #: Round 1 (``run(..., **ROUND1)``): only its localization checkpoint is kept (its split had
 #: the whole Fujifilm camera as validation); round 2 starts from it with the final split.
-ROUND1 = dict(split={"validation": ("FUJIFILM FinePix REAL 3D W3",), "test": ()}, seed=1,
-              stream_kwargs={"chain_prob": 0.5, "chain_quality": (70, 90)})
+ROUND1 = dict(
+    split={"validation": ("FUJIFILM FinePix REAL 3D W3",), "test": ()},
+    seed=1,
+    stream_kwargs={"chain_prob": 0.5, "chain_quality": (70, 90)},
+)
 #: Round 2 (``run(..., init=<round 1>/localization/last.pt, **ROUND2)``): the shipped model.
-ROUND2 = dict(seed=2, stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 95)},
-              phases={"localization": (300, 2e-4, 1500), "confidence": (100, 2e-3, 300),
-                      "detection": (300, 2e-3, 420)},
-              overrides={"detection": {"crop": 160}})
+ROUND2 = dict(
+    seed=2,
+    stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 95)},
+    phases={"localization": (300, 2e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
+    overrides={"detection": {"crop": 160}},
+)
 
 
-def run(photos_dir: str | Path, out_dir: str | Path, init: str | None = DEMO_INIT, *,
-        split: dict | None = None, seed: int = 1, stream_kwargs: dict | None = None,
-        phases: dict | None = None, overrides: dict | None = None) -> Path:
+def run(
+    photos_dir: str | Path,
+    out_dir: str | Path,
+    init: str | None = DEMO_INIT,
+    *,
+    split: dict | None = None,
+    seed: int = 1,
+    stream_kwargs: dict | None = None,
+    phases: dict | None = None,
+    overrides: dict | None = None,
+) -> Path:
     """One round of the recipe; returns the calibrated float32 checkpoint (export it with
     ``trufor_lab.training.export_checkpoint(..., kind="demo")``). ``split`` adds to the test
     cameras of ``DEFAULT_SPLIT``; ``phases`` maps phase -> (steps, lr, time cap)."""
@@ -209,14 +268,26 @@ def run(photos_dir: str | Path, out_dir: str | Path, init: str | None = DEMO_INI
     if split:
         sp.update({k: tuple(v) for k, v in split.items() if v})
     splits = split_by_camera(scan_photos(photos_dir) + skimage_photos(), sp)
-    (out / "splits.json").write_text(json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()},
-                                                indent=1))
+    (out / "splits.json").write_text(
+        json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()}, indent=1)
+    )
     stream = RealForgeryStream(splits["train"], **(stream_kwargs or {}))
     for phase in PHASES:
         steps, lr, cap = (phases or REAL_PHASES)[phase]
         t0 = time.time()
-        r = train(real_config(str(out), stream, phase, init, steps=steps, lr=lr, max_seconds=cap, seed=seed,
-                              **(overrides or {}).get(phase, {})))
+        r = train(
+            real_config(
+                str(out),
+                stream,
+                phase,
+                init,
+                steps=steps,
+                lr=lr,
+                max_seconds=cap,
+                seed=seed,
+                **(overrides or {}).get(phase, {}),
+            )
+        )
         print(f"{phase}: step {r.step} loss {r.final_loss:.4f} {time.time() - t0:.0f}s", flush=True)
         init = str(r.checkpoint)
     items = validation_items(splits["validation"])

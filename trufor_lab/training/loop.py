@@ -31,6 +31,7 @@ complete checkpoint of one step). ``train`` restores torch's thread count and gl
 when it returns. Each step's batch and dropout depend only on
 ``(seed, step)``, so an interrupted and resumed run equals an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,6 +58,7 @@ from trufor_lab.training.streams import ForgeryStream, grid_crop
 # --------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------
+
 
 def train_device(name: str) -> torch.device:
     if name in (None, "auto"):
@@ -87,8 +89,9 @@ def _to_batch(examples: Sequence[tuple[np.ndarray, np.ndarray, int]], device: to
 class _Pool:
     """Examples generated once with their Noiseprint++ maps; batches are grid-aligned crops."""
 
-    def __init__(self, model: TruFor, stream: ForgeryStream, cfg: TrainConfig, device: torch.device,
-                 out: Path, progress: bool) -> None:
+    def __init__(
+        self, model: TruFor, stream: ForgeryStream, cfg: TrainConfig, device: torch.device, out: Path, progress: bool
+    ) -> None:
         size = cfg.precompute_size or cfg.crop
         cache = Path(cfg.cache_dir or out) / f"pool_{cfg.seed}_{cfg.precompute}_{size}.npz"
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -173,10 +176,18 @@ def _train(cfg: TrainConfig) -> TrainResult:
         truncate_log(log_path, step)
     elif log_path.exists():
         log_path.unlink()
-    stream = cfg.stream or ForgeryStream(_images(cfg), cfg.datasets, forged_fraction=cfg.forged_fraction,
-                           dataset_fraction=cfg.dataset_fraction, jpeg_prob=cfg.jpeg_prob,
-                           jpeg_quality=cfg.jpeg_quality, flips=cfg.flips, camera=cfg.camera,
-                           kinds=cfg.kinds, traceable=cfg.traceable)
+    stream = cfg.stream or ForgeryStream(
+        _images(cfg),
+        cfg.datasets,
+        forged_fraction=cfg.forged_fraction,
+        dataset_fraction=cfg.dataset_fraction,
+        jpeg_prob=cfg.jpeg_prob,
+        jpeg_quality=cfg.jpeg_quality,
+        flips=cfg.flips,
+        camera=cfg.camera,
+        kinds=cfg.kinds,
+        traceable=cfg.traceable,
+    )
     pool = _Pool(model, stream, cfg, device, out, cfg.progress) if cfg.precompute and step < cfg.steps else None
     last = {"loss": float("nan")}
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.phase}", disable=not cfg.progress)
@@ -187,21 +198,21 @@ def _train(cfg: TrainConfig) -> TrainResult:
             if pool is not None:
                 rgb, npm, mask, label = pool.batch(rng, cfg.batch_size, cfg.crop, device)
             else:
-                rgb, mask, label = _to_batch([stream.example(rng, cfg.crop) for _ in range(cfg.batch_size)],
-                                             device)
+                rgb, mask, label = _to_batch([stream.example(rng, cfg.crop) for _ in range(cfg.batch_size)], device)
                 npm = _noiseprint(model, rgb)
             lr = _lr(cfg, step)
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss, parts = phase_loss(model, cfg.phase, rgb, npm, mask, label, cfg.class_weights,
-                                     cfg.ce_lambda, amp)
+            loss, parts = phase_loss(model, cfg.phase, rgb, npm, mask, label, cfg.class_weights, cfg.ce_lambda, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             last = parts
-            log.write(json.dumps({"step": step, "phase": cfg.phase, **parts, "lr": lr,
-                                  "time": round(time.time() - t0, 3)}) + "\n")
+            log.write(
+                json.dumps({"step": step, "phase": cfg.phase, **parts, "lr": lr, "time": round(time.time() - t0, 3)})
+                + "\n"
+            )
             log.flush()
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
@@ -216,22 +227,25 @@ def _train(cfg: TrainConfig) -> TrainResult:
     if np.isnan(last["loss"]):
         rows = read_log(log_path)
         last = rows[-1] if rows else last
-    return TrainResult(out, ckpt, log_path, cfg.phase, step, float(last["loss"]), time.time() - t0,
-                       model.eval())
+    return TrainResult(out, ckpt, log_path, cfg.phase, step, float(last["loss"]), time.time() - t0, model.eval())
 
 
 def train_phases(cfg: TrainConfig, steps: dict[str, int] | None = None) -> dict[str, TrainResult]:
     """All three phases in sequence, each in ``out_dir/<phase>`` starting from the previous one's
     checkpoint; ``steps`` per phase (default ``cfg.steps`` for localization, a quarter for the others)."""
-    steps = steps or {"localization": cfg.steps, "confidence": max(1, cfg.steps // 4),
-                      "detection": max(1, cfg.steps // 4)}
+    steps = steps or {
+        "localization": cfg.steps,
+        "confidence": max(1, cfg.steps // 4),
+        "detection": max(1, cfg.steps // 4),
+    }
     results: dict[str, TrainResult] = {}
     init = cfg.init
     for phase in PHASES:
         if not steps.get(phase):
             continue
-        r = train(dataclasses.replace(cfg, phase=phase, steps=steps[phase], init=init,
-                                      out_dir=str(Path(cfg.out_dir) / phase)))
+        r = train(
+            dataclasses.replace(cfg, phase=phase, steps=steps[phase], init=init, out_dir=str(Path(cfg.out_dir) / phase))
+        )
         results[phase] = r
         init = str(r.checkpoint)
     return results

@@ -1,4 +1,5 @@
 """Training losses of the three phases (weighted CE + Dice; confidence MSE; detection BCE)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,17 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> tor
     return 1 - (2 * inter + eps) / (prob.sum() + target.sum() + eps)
 
 
-def phase_loss(model: TruFor, phase: str, rgb: torch.Tensor, npm: torch.Tensor, mask: torch.Tensor,
-               label: torch.Tensor, class_weights: Sequence[float] = (0.5, 2.5), ce_lambda: float = 0.3,
-               amp: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+def phase_loss(
+    model: TruFor,
+    phase: str,
+    rgb: torch.Tensor,
+    npm: torch.Tensor,
+    mask: torch.Tensor,
+    label: torch.Tensor,
+    class_weights: Sequence[float] = (0.5, 2.5),
+    ce_lambda: float = 0.3,
+    amp: bool = False,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The phase's loss on a batch (``rgb`` in [0, 1) as RGB/256, ``npm`` the Noiseprint++ maps,
     ``mask`` (B, H, W) bool, ``label`` (B,)) and its parts for the log."""
     size = tuple(rgb.shape[2:])
@@ -54,5 +63,3 @@ def phase_loss(model: TruFor, phase: str, rgb: torch.Tensor, npm: torch.Tensor, 
     loss = F.binary_cross_entropy_with_logits(det, label.float())
     acc = ((det > 0) == (label > 0)).float().mean()
     return loss, {"loss": loss.item(), "acc": acc.item()}
-
-

@@ -1,4 +1,5 @@
 """The paper's three training phases: what each one trains, and the model it starts from."""
+
 from __future__ import annotations
 
 import os
@@ -18,25 +19,29 @@ from trufor_lab.model import (
 #: The three training phases, in order.
 PHASES = ("localization", "confidence", "detection")
 #: Top-level TruFor modules trained in each phase (everything else is frozen, in eval mode).
-TRAINABLE = {"localization": ("backbone", "decode_head"),
-             "confidence": ("decode_head_conf",),
-             "detection": ("detection",)}
+TRAINABLE = {
+    "localization": ("backbone", "decode_head"),
+    "confidence": ("decode_head_conf",),
+    "detection": ("detection",),
+}
 
 
 # --------------------------------------------------------------------------------------------
 # model, phases
 # --------------------------------------------------------------------------------------------
 
+
 def official_noiseprint(path: str | None) -> dict[str, torch.Tensor]:
     p = W.find_noiseprint(path)
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
-        sd = {k[len("dncnn."):]: v for k, v in sd.items() if k.startswith("dncnn.")}
+        sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
     return sd
 
 
-def build_model(cfg: TruForConfig | None = None, init: str | os.PathLike | None = None,
-                noiseprint_weights: str | None = None) -> TruFor:
+def build_model(
+    cfg: TruForConfig | None = None, init: str | os.PathLike | None = None, noiseprint_weights: str | None = None
+) -> TruFor:
     """TruFor of size ``cfg`` (or the config stored in ``init``), weights from ``init`` when
     given, and always the official Noiseprint++ weights in ``dncnn``."""
     sd = None
@@ -44,8 +49,7 @@ def build_model(cfg: TruForConfig | None = None, init: str | os.PathLike | None 
         obj = read_checkpoint(init)
         if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
             cfg = TruForConfig.from_dict(obj["config"])
-        sd = {k: v.float() if v.is_floating_point() else v
-              for k, v in extract_state_dict(obj, str(init)).items()}
+        sd = {k: v.float() if v.is_floating_point() else v for k, v in extract_state_dict(obj, str(init)).items()}
     model = TruFor(cfg or MIT_B0)
     if sd is not None:
         strict_load(model, sd, str(init))
@@ -67,5 +71,3 @@ def set_phase(model: TruFor, phase: str) -> list[torch.nn.Parameter]:
         m.requires_grad_(True)
         params += list(m.parameters())
     return params
-
-

@@ -17,6 +17,7 @@ region-wise double JPEG); simulated-camera examples kept for variety; and the pl
 of a viral image (:func:`platform_chain`: downscale, JPEG 70-90 or screenshot-like PNG)
 applied to pristine and forged alike so it is not itself the signal.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -31,20 +32,49 @@ from trufor_lab.lab.forgeries import Forgery, random_params, splice
 from trufor_lab.training.scenes import builtin_images, skimage_rgb
 from trufor_lab.training.streams import ForgeryStream, random_flip
 
-__all__ = ["Photo", "scan_photos", "skimage_photos", "split_by_camera", "grid_crop", "tile_crops",
-           "platform_chain", "RealForgeryStream", "real_heldout", "DEFAULT_SPLIT", "SKIMAGE_PHOTOS"]
+__all__ = [
+    "Photo",
+    "scan_photos",
+    "skimage_photos",
+    "split_by_camera",
+    "grid_crop",
+    "tile_crops",
+    "platform_chain",
+    "RealForgeryStream",
+    "real_heldout",
+    "DEFAULT_SPLIT",
+    "SKIMAGE_PHOTOS",
+]
 
 PHOTO_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".mpo", ".webp")
 #: scikit-image samples that are photographs (not drawings, micrographs or renderings).
-SKIMAGE_PHOTOS = ("astronaut", "coffee", "camera", "chelsea", "rocket", "motorcycle_left", "brick",
-                  "grass", "gravel", "moon", "coins", "clock", "page")
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "camera",
+    "chelsea",
+    "rocket",
+    "motorcycle_left",
+    "brick",
+    "grass",
+    "gravel",
+    "moon",
+    "coins",
+    "clock",
+    "page",
+)
 #: Split of the fetched data (everything else is training). Test = whole cameras never seen in
 #: training or calibration; validation (calibration) = held-out photos (``photo:<name>``) of
 #: the two training cameras with EXIF, since only three real cameras can be shared here.
 DEFAULT_SPLIT = {
     "validation": ("photo:IMG_20200827_231612", "photo:fujifilm#1"),
-    "test": ("Canon PowerShot SX530 HS", "unknown:IMG-20191006-WA0002",
-             "skimage:astronaut", "skimage:coffee", "skimage:camera"),
+    "test": (
+        "Canon PowerShot SX530 HS",
+        "unknown:IMG-20191006-WA0002",
+        "skimage:astronaut",
+        "skimage:coffee",
+        "skimage:camera",
+    ),
 }
 
 
@@ -122,8 +152,7 @@ def skimage_photos(names: Sequence[str] = SKIMAGE_PHOTOS) -> list[Photo]:
     return out
 
 
-def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | None = None
-                    ) -> dict[str, list[Photo]]:
+def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | None = None) -> dict[str, list[Photo]]:
     """``{"train", "validation", "test"}`` lists: a camera named in ``split`` goes wholly to that
     split, a photo named ``photo:<name>`` to its split, everything else to ``"train"``. A name
     in two splits is an error, and so is a test camera with photos elsewhere."""
@@ -152,15 +181,18 @@ def grid_crop(rng: np.random.Generator, img: np.ndarray, size: int) -> tuple[np.
         raise ValueError(f"image {h}x{w} is smaller than a {size} px crop")
     y = 8 * int(rng.integers(0, (h - size) // 8 + 1))
     x = 8 * int(rng.integers(0, (w - size) // 8 + 1))
-    return np.ascontiguousarray(img[y:y + size, x:x + size]), (y, x)
+    return np.ascontiguousarray(img[y : y + size, x : x + size]), (y, x)
 
 
 def tile_crops(img: np.ndarray, size: int, limit: int | None = None) -> list[np.ndarray]:
     """Non-overlapping ``size`` crops on a grid starting at (0, 0) (multiples of 8 when ``size``
     is), centred tiles first dropped last; at most ``limit``."""
     h, w = img.shape[:2]
-    tiles = [np.ascontiguousarray(img[y:y + size, x:x + size])
-             for y in range(0, h - size + 1, size) for x in range(0, w - size + 1, size)]
+    tiles = [
+        np.ascontiguousarray(img[y : y + size, x : x + size])
+        for y in range(0, h - size + 1, size)
+        for x in range(0, w - size + 1, size)
+    ]
     return tiles[:limit] if limit else tiles
 
 
@@ -170,9 +202,15 @@ def _resize(a: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.nda
     return np.asarray(Image.fromarray(a).resize(hw[::-1], Image.NEAREST if nearest else Image.BICUBIC))
 
 
-def platform_chain(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: int,
-                   p_resize: float = 0.5, p_screenshot: float = 0.2, quality: tuple[int, int] = (70, 90)
-                   ) -> tuple[np.ndarray, np.ndarray, str]:
+def platform_chain(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    size: int,
+    p_resize: float = 0.5,
+    p_screenshot: float = 0.2,
+    quality: tuple[int, int] = (70, 90),
+) -> tuple[np.ndarray, np.ndarray, str]:
     """What a social platform / a screenshot does to a viral image: optional downscale (to
     ``size``..input side), then JPEG at ``quality`` (default 70-90) or, with ``p_screenshot``, a lossless PNG
     (nothing more). Output cropped to ``size`` at (0, 0), so the new JPEG grid is aligned with
@@ -213,18 +251,33 @@ class RealForgeryStream:
     real examples, pristine and forged alike, with ``chain_prob``.
     """
 
-    def __init__(self, photos: Sequence[Photo], *, sim_images: Sequence[np.ndarray] | None = None,
-                 sim_fraction: float = 0.25, forged_fraction: float = 0.5, chain_prob: float = 0.5,
-                 p_resize: float = 0.5, weights: tuple[float, float, float] = (0.35, 0.25, 0.4),
-                 chain_quality: tuple[int, int] = (70, 90), flips: str = "hv") -> None:
+    def __init__(
+        self,
+        photos: Sequence[Photo],
+        *,
+        sim_images: Sequence[np.ndarray] | None = None,
+        sim_fraction: float = 0.25,
+        forged_fraction: float = 0.5,
+        chain_prob: float = 0.5,
+        p_resize: float = 0.5,
+        weights: tuple[float, float, float] = (0.35, 0.25, 0.4),
+        chain_quality: tuple[int, int] = (70, 90),
+        flips: str = "hv",
+    ) -> None:
         if not photos:
             raise ValueError("RealForgeryStream needs at least one photo")
         self.photos = list(photos)
         self.images = [p.load() for p in self.photos]
         self.cameras = [p.camera for p in self.photos]
-        self.sim = ForgeryStream(builtin_images("train") if sim_images is None else sim_images, camera=True,
-                                 traceable=True, forged_fraction=0.6, jpeg_prob=0.3, jpeg_quality=(75, 100),
-                                 flips=flips)
+        self.sim = ForgeryStream(
+            builtin_images("train") if sim_images is None else sim_images,
+            camera=True,
+            traceable=True,
+            forged_fraction=0.6,
+            jpeg_prob=0.3,
+            jpeg_quality=(75, 100),
+            flips=flips,
+        )
         self.sim_fraction, self.forged_fraction, self.chain_prob = sim_fraction, forged_fraction, chain_prob
         self.p_resize, self.flips, self.chain_quality = p_resize, flips, chain_quality
         w = np.asarray(weights, float)
@@ -235,8 +288,9 @@ class RealForgeryStream:
         a = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
         self.photo_p = a / a.sum()
 
-    def _photo_crop(self, rng: np.random.Generator, size: int, exclude_camera: str | None = None
-                    ) -> tuple[np.ndarray, str]:
+    def _photo_crop(
+        self, rng: np.random.Generator, size: int, exclude_camera: str | None = None
+    ) -> tuple[np.ndarray, str]:
         p = np.array([q if c != exclude_camera else 0.0 for q, c in zip(self.photo_p, self.cameras)])
         i = int(rng.choice(len(p), p=p / p.sum())) if p.sum() > 0 else int(rng.integers(len(p)))
         img = self.images[i]
@@ -249,8 +303,9 @@ class RealForgeryStream:
     def _sim_photo(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return self.sim.source(rng, int(rng.integers(len(self.sim.images))), size)
 
-    def real_example(self, rng: np.random.Generator, size: int, forged: bool | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, int, str]:
+    def real_example(
+        self, rng: np.random.Generator, size: int, forged: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int, str]:
         """One real-photo example ``(rgb, mask, label, kind)`` at ``size``."""
         chain = rng.random() < self.chain_prob
         src = _chain_source_size(rng, size, self.p_resize) if chain else size
@@ -261,20 +316,21 @@ class RealForgeryStream:
             what = rng.choice(3, p=self.weights)
             if what == 0 and self.multi_camera:
                 donor, _ = self._photo_crop(rng, src, exclude_camera=cam)
-                f = splice(rgb, donor, seed=int(rng.integers(2 ** 31)), **random_params("splice", rng))
+                f = splice(rgb, donor, seed=int(rng.integers(2**31)), **random_params("splice", rng))
                 kind = "splice_real"
             elif what <= 1:
                 sim = self._sim_photo(rng, src)
                 host, donor = (rgb, sim) if rng.random() < 0.5 else (sim, rgb)
-                f = splice(host, donor, seed=int(rng.integers(2 ** 31)), **random_params("splice", rng))
+                f = splice(host, donor, seed=int(rng.integers(2**31)), **random_params("splice", rng))
                 kind = "splice_sim"
             else:
                 f = self.sim.forge(rng, rgb, None)
                 kind = f.kind
             rgb, mask, label = f.image, f.mask, 1
         if chain:
-            rgb, mask, how = platform_chain(rgb, mask, rng, size, p_resize=1.0 if src > size else 0.0,
-                                            quality=self.chain_quality)
+            rgb, mask, how = platform_chain(
+                rgb, mask, rng, size, p_resize=1.0 if src > size else 0.0, quality=self.chain_quality
+            )
             kind += "+" + how
         label = int(label and mask.any())
         return rgb, mask, label, kind
@@ -288,9 +344,15 @@ class RealForgeryStream:
         return rgb, mask, label
 
 
-def real_heldout(photos: Sequence[Photo] | Sequence[tuple[str, np.ndarray]], n_pristine: int = 16,
-                 n_forged: int = 16, size: int = 256, seed: int = 0, recompress: tuple[int, int] | None = (70, 90),
-                 images: Sequence[np.ndarray] | None = None) -> list[Forgery]:
+def real_heldout(
+    photos: Sequence[Photo] | Sequence[tuple[str, np.ndarray]],
+    n_pristine: int = 16,
+    n_forged: int = 16,
+    size: int = 256,
+    seed: int = 0,
+    recompress: tuple[int, int] | None = (70, 90),
+    images: Sequence[np.ndarray] | None = None,
+) -> list[Forgery]:
     """Held-out real test items: pristine grid-aligned native crops and splices between photos
     of DIFFERENT cameras (host crop + donor crop of another camera, random region, donor
     processing as in :func:`trufor_lab.forgeries.splice`), both then re-saved as JPEG at
@@ -316,17 +378,31 @@ def real_heldout(photos: Sequence[Photo] | Sequence[tuple[str, np.ndarray]], n_p
     for k in range(n_pristine):
         i = k % len(imgs)
         rgb, how = finish(crop(i))
-        items.append(Forgery(rgb, np.zeros((size, size), bool), "pristine", {"camera": cams[i], "post": how},
-                             (photos[i].name,), label=0, name=f"{photos[i].name}_pristine{k}"))
+        items.append(
+            Forgery(
+                rgb,
+                np.zeros((size, size), bool),
+                "pristine",
+                {"camera": cams[i], "post": how},
+                (photos[i].name,),
+                label=0,
+                name=f"{photos[i].name}_pristine{k}",
+            )
+        )
     for k in range(n_forged):
         i = k % len(imgs)
         others = [j for j in range(len(imgs)) if cams[j] != cams[i]]
         j = others[int(rng.integers(len(others)))]
         params = random_params("splice", rng)
         params["area"] = (0.05, 0.25)
-        f = splice(crop(i), crop(j), seed=int(rng.integers(2 ** 31)), **params)
+        f = splice(crop(i), crop(j), seed=int(rng.integers(2**31)), **params)
         rgb, how = finish(f.image)
-        items.append(replace(f, image=rgb, params={**f.params, "camera": cams[i], "donor_camera": cams[j],
-                                                     "post": how},
-                             name=f"{photos[i].name}_splice{k}_from_{photos[j].name}"))
+        items.append(
+            replace(
+                f,
+                image=rgb,
+                params={**f.params, "camera": cams[i], "donor_camera": cams[j], "post": how},
+                name=f"{photos[i].name}_splice{k}_from_{photos[j].name}",
+            )
+        )
     return items

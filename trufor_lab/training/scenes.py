@@ -1,5 +1,6 @@
 """Pristine training images: procedurally generated scenes, the scikit-image photographs and
 folders of the user's own pictures (held-out names and seeds kept apart)."""
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,28 @@ from trufor_lab.inference.preprocess import load_image
 
 #: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
 HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
-_SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
-                  "retina", "colorwheel", "logo", "stereo_motorcycle", "camera", "moon", "page", "text",
-                  "coins", "brick", "grass", "gravel", "clock", "cell")
+_SKIMAGE_NAMES = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "colorwheel",
+    "logo",
+    "stereo_motorcycle",
+    "camera",
+    "moon",
+    "page",
+    "text",
+    "coins",
+    "brick",
+    "grass",
+    "gravel",
+    "clock",
+    "cell",
+)
 #: Synthetic scene seeds at or above this value are reserved for held-out data.
 HELDOUT_SCENE_SEED = 1_000_000
 
@@ -22,10 +42,12 @@ HELDOUT_SCENE_SEED = 1_000_000
 # images
 # --------------------------------------------------------------------------------------------
 
+
 def synthetic_scene(size: int = 256, seed: int = 0) -> np.ndarray:
     """A random camera-like RGB scene (uint8): smooth background, shapes, texture, optics blur,
     sensor noise. Deterministic in ``seed``."""
     from scipy import ndimage  # lazy: scipy is slow to import; only this function needs it
+
     rng = np.random.default_rng(seed)
     s = size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
@@ -54,6 +76,7 @@ def synthetic_scene(size: int = 256, seed: int = 0) -> np.ndarray:
 
 def skimage_rgb(name: str) -> np.ndarray | None:
     import skimage.data  # lazy: scikit-image is slow to import; only this function needs it
+
     try:
         a = getattr(skimage.data, name)()
     except (ImportError, OSError, ValueError):  # file not shipped offline (pooch missing or download refused)
@@ -86,5 +109,3 @@ def read_folder(folder: str | os.PathLike) -> list[np.ndarray]:
     if not files:
         raise ValueError(f"{folder}: no images found")
     return [load_image(p).rgb for p in files]
-
-

@@ -1,5 +1,6 @@
 """The forgery stream: photographed (simulated camera), forged, post-processed training
 examples, cut to grid-aligned crops (the JPEG 8x8 grid kept)."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -30,7 +31,7 @@ def grid_crop(rng: np.random.Generator, arrays: Sequence[np.ndarray], size: int)
     h, w = arrays[0].shape[:2]
     y = 8 * int(rng.integers(0, (h - size) // 8 + 1))
     x = 8 * int(rng.integers(0, (w - size) // 8 + 1))
-    return [np.ascontiguousarray(a[y:y + size, x:x + size]) for a in arrays]
+    return [np.ascontiguousarray(a[y : y + size, x : x + size]) for a in arrays]
 
 
 def random_flip(rng: np.random.Generator, arrays: Sequence[np.ndarray], flips: str) -> list[np.ndarray]:
@@ -55,10 +56,20 @@ class ForgeryStream:
     resample/blur/sharpen), i.e. what Noiseprint++ can in principle see.
     """
 
-    def __init__(self, images: Sequence[np.ndarray], datasets: Sequence[Any] = (), *,
-                 forged_fraction: float = 0.5, dataset_fraction: float = 0.5, jpeg_prob: float = 0.7,
-                 jpeg_quality: tuple[int, int] = (65, 100), flips: str = "hv", camera: bool = False,
-                 kinds: Sequence[str] | None = None, traceable: bool = False) -> None:
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        datasets: Sequence[Any] = (),
+        *,
+        forged_fraction: float = 0.5,
+        dataset_fraction: float = 0.5,
+        jpeg_prob: float = 0.7,
+        jpeg_quality: tuple[int, int] = (65, 100),
+        flips: str = "hv",
+        camera: bool = False,
+        kinds: Sequence[str] | None = None,
+        traceable: bool = False,
+    ) -> None:
         self.images = [np.asarray(a, dtype=np.uint8)[..., :3] for a in images]
         if camera:
             self.images = [downscale(a, 2) if min(a.shape[:2]) >= 128 else a for a in self.images]
@@ -100,14 +111,17 @@ class ForgeryStream:
         kind = pool[int(rng.integers(len(pool)))]
         params = random_params(kind, rng)
         if self.traceable and kind == "copy_move" and params["rotation"] == 0 and params["scale"] == 1:
-            params = {"rotation": float(round(rng.uniform(-30, 30), 2)),
-                      "scale": float(round(rng.uniform(0.8, 1.25), 3))}
+            params = {
+                "rotation": float(round(rng.uniform(-30, 30), 2)),
+                "scale": float(round(rng.uniform(0.8, 1.25), 3)),
+            }
         if self.traceable and kind == "local_edit" and params["op"] not in TRACEABLE_EDITS:
             params["op"] = TRACEABLE_EDITS[int(rng.integers(len(TRACEABLE_EDITS)))]
-        return make_forgery(kind, rgb, donor, seed=int(rng.integers(2 ** 31)), **params)
+        return make_forgery(kind, rgb, donor, seed=int(rng.integers(2**31)), **params)
 
-    def synthetic(self, rng: np.random.Generator, size: int, forged: bool | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, int, str]:
+    def synthetic(
+        self, rng: np.random.Generator, size: int, forged: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int, str]:
         """One synthetic example ``(rgb, mask, label, kind)``; ``forged`` forces the label."""
         n = len(self.images)
         i = int(rng.integers(n))
@@ -122,5 +136,3 @@ class ForgeryStream:
         if kind != "double_jpeg" and rng.random() < self.jpeg_prob:
             rgb = jpeg_compress(rgb, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
         return rgb, mask, label, kind
-
-

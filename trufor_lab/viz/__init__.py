@@ -6,6 +6,7 @@ a matplotlib Figure out (``ax``/``fig`` accepted, pyplot imported lazily, never 
 
 May import ``common`` only: the analysis types call down into these functions, never the reverse.
 """
+
 from trufor_lab.viz.figures import plot_result
 
 __all__ = ["plot_result"]

@@ -1,4 +1,5 @@
 """Result figures. pyplot is imported lazily; functions return the Figure."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     """Image, ground truth (if given), Noiseprint++, localization map (fixed [0, 1], diverging
     colormap), confidence map and an overlay; the score is in the title."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+
     panels = [("Image", result.image, {})]
     if mask is not None:
         panels.append(("Ground truth", mask.astype(float), dict(cmap="gray", vmin=0, vmax=1)))
@@ -55,6 +57,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
 def new_figure(figsize: tuple[float, float], **kwargs):
     """A pyplot figure, so notebooks display it; the library never calls ``plt.show()``."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+
     return plt.figure(figsize=figsize, **kwargs)
 
 
@@ -76,10 +79,20 @@ def crop_region(a: np.ndarray, zoom: tuple[int, int, int, int] | None) -> np.nda
     return a[y0:y1, x0:x1]
 
 
-def draw_overlay(ax, image: np.ndarray, heat: np.ndarray | None, *, opacity: float = 0.5,
-                 threshold: float = 0.0, conf: np.ndarray | None = None, conf_min: float = 0.0,
-                 cmap: str = "RdBu_r", mask: np.ndarray | None = None, vmin: float = 0.0,
-                 vmax: float = 1.0):
+def draw_overlay(
+    ax,
+    image: np.ndarray,
+    heat: np.ndarray | None,
+    *,
+    opacity: float = 0.5,
+    threshold: float = 0.0,
+    conf: np.ndarray | None = None,
+    conf_min: float = 0.0,
+    cmap: str = "RdBu_r",
+    mask: np.ndarray | None = None,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+):
     """The image with ``heat`` on top (``opacity``); values below ``threshold`` and pixels whose
     confidence is below ``conf_min`` are left transparent; ``mask`` (ground truth) is outlined.
     Returns the overlay's AxesImage (or the image's when ``heat`` is None)."""
@@ -88,8 +101,9 @@ def draw_overlay(ax, image: np.ndarray, heat: np.ndarray | None, *, opacity: flo
         hidden = heat < threshold if threshold > 0 else np.zeros(heat.shape, bool)
         if conf is not None and conf_min > 0:
             hidden |= conf < conf_min
-        im = ax.imshow(np.ma.masked_array(heat, hidden), cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity,
-                       interpolation="nearest")
+        im = ax.imshow(
+            np.ma.masked_array(heat, hidden), cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity, interpolation="nearest"
+        )
     if mask is not None and np.any(mask) and not np.all(mask):
         ax.contour(np.asarray(mask, float), levels=[0.5], colors="yellow", linewidths=1.0)
     ax.set_axis_off()
@@ -97,8 +111,15 @@ def draw_overlay(ax, image: np.ndarray, heat: np.ndarray | None, *, opacity: flo
 
 
 # -- features ---------------------------------------------------------------------------------
-def plot_feature_grid(fmap, channels=None, k: int = 16, ncols: int | None = None, fig=None,
-                      title: str | None = None, cmap: str = "viridis"):
+def plot_feature_grid(
+    fmap,
+    channels=None,
+    k: int = 16,
+    ncols: int | None = None,
+    fig=None,
+    title: str | None = None,
+    cmap: str = "viridis",
+):
     """Channels of a feature map as small images (default: the ``k`` with most energy), each with
     its own robust colour scale; returns the Figure."""
     a = to_chw(fmap)
@@ -153,8 +174,9 @@ def plot_spatial_stats(stats, fig=None):
     if fig is None:
         fig = _new_figure((7, 3.4))
     axes = fig.subplots(1, 2, squeeze=False)[0]
-    for ax, (label, a, cmap) in zip(axes, (("mean over channels", stats.mean, "RdBu_r"),
-                                           ("std over channels", stats.std, "magma"))):
+    for ax, (label, a, cmap) in zip(
+        axes, (("mean over channels", stats.mean, "RdBu_r"), ("std over channels", stats.std, "magma"))
+    ):
         lo, hi = robust_limits(a)
         if cmap == "RdBu_r":
             m = max(abs(lo), abs(hi))
@@ -190,8 +212,9 @@ def plot_branch_comparison(comparison, fig=None, maps: bool = False):
     ax.legend(fontsize=7)
     if maps:
         for j, st in enumerate(comparison.stages):
-            for i, (label, m) in enumerate((("before", comparison.maps_before[j]),
-                                            ("after", comparison.maps_after[j]))):
+            for i, (label, m) in enumerate(
+                (("before", comparison.maps_before[j]), ("after", comparison.maps_after[j]))
+            ):
                 a = fig.add_subplot(gs[1 + i, j])
                 a.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
                 a.set_title(f"stage {st} {label}", fontsize=8)
@@ -222,8 +245,11 @@ def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | 
     side, as PCA pictures (``mode="pca"``) or one channel (``mode="channel"``)."""
     if hasattr(captures, "tensors"):
         captures = captures.tensors
-    names = [(f"rgb.stage{stage}.out", "RGB"), (f"noiseprint.stage{stage}.out", "Noiseprint++"),
-             (f"fusion.stage{stage}.ffm", "fused (FFM)")]
+    names = [
+        (f"rgb.stage{stage}.out", "RGB"),
+        (f"noiseprint.stage{stage}.out", "Noiseprint++"),
+        (f"fusion.stage{stage}.ffm", "fused (FFM)"),
+    ]
     missing = [n for n, _ in names if n not in captures]
     if missing:
         raise KeyError(f"captures lack {missing}")

@@ -8,14 +8,22 @@ from another source has a different local variance and different peaks.
 >>> plot_noiseprint(result.noiseprint)
 >>> compare_regions(result.noiseprint, (0, 0, 128, 128), (128, 128, 256, 256))
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["Region", "compare_regions", "local_variance", "log_spectrum", "periodic_peak_ratio",
-           "plot_noiseprint", "region_stats"]
+__all__ = [
+    "Region",
+    "compare_regions",
+    "local_variance",
+    "log_spectrum",
+    "periodic_peak_ratio",
+    "plot_noiseprint",
+    "region_stats",
+]
 
 Region = tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive
 
@@ -47,6 +55,7 @@ def _check_region(region: Sequence[int], shape: tuple[int, int]) -> Region:
 def local_variance(noiseprint: Any, size: int = 15) -> np.ndarray:
     """Variance in a ``size`` x ``size`` sliding window (reflect padding), same shape as the map."""
     from scipy.ndimage import uniform_filter  # lazy: scipy is slow to import; only this function needs it
+
     a = _as_map(noiseprint)
     m = uniform_filter(a, size=size, mode="reflect")
     m2 = uniform_filter(a * a, size=size, mode="reflect")
@@ -101,8 +110,7 @@ def region_stats(noiseprint: Any, region: Sequence[int], period: int = 8) -> dic
     a = _as_map(noiseprint)
     y0, x0, y1, x1 = _check_region(region, a.shape)
     crop = a[y0:y1, x0:x1]
-    return {"mean": float(crop.mean()), "std": float(crop.std()),
-            "grid_peak_ratio": periodic_peak_ratio(crop, period)}
+    return {"mean": float(crop.mean()), "std": float(crop.std()), "grid_peak_ratio": periodic_peak_ratio(crop, period)}
 
 
 def _limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
@@ -118,6 +126,7 @@ def _spectrum_extent(shape: tuple[int, int]) -> list[float]:
 def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None):
     """Three panels: the Noiseprint++ map, its local variance and its log spectrum; returns the Figure."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+
     a = _as_map(noiseprint)
     if fig is None:
         fig = plt.figure(figsize=(10.5, 3.8))
@@ -142,8 +151,14 @@ def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: s
     return fig
 
 
-def compare_regions(noiseprint: Any, region_a: Sequence[int], region_b: Sequence[int], fig=None,
-                    labels: tuple[str, str] = ("A", "B"), variance_size: int = 9):
+def compare_regions(
+    noiseprint: Any,
+    region_a: Sequence[int],
+    region_b: Sequence[int],
+    fig=None,
+    labels: tuple[str, str] = ("A", "B"),
+    variance_size: int = 9,
+):
     """Two regions (y0, x0, y1, x1) of a Noiseprint++ map side by side.
 
     Left: the whole map with both regions outlined. Then one row per region: the crop (shared
@@ -152,6 +167,7 @@ def compare_regions(noiseprint: Any, region_a: Sequence[int], region_b: Sequence
     """
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     from matplotlib.patches import Rectangle  # lazy: matplotlib takes about a second to import; only drawing needs it
+
     a = _as_map(noiseprint)
     regions = [_check_region(region_a, a.shape), _check_region(region_b, a.shape)]
     if fig is None:
@@ -168,7 +184,8 @@ def compare_regions(noiseprint: Any, region_a: Sequence[int], region_b: Sequence
     slo = min(_limits(s, 0.5)[0] for s in spectra)
     shi = max(_limits(s, 0.5)[1] for s in spectra)
     for row, ((y0, x0, y1, x1), crop, var, spec, label, color) in enumerate(
-            zip(regions, crops, variances, spectra, labels, colors)):
+        zip(regions, crops, variances, spectra, labels, colors)
+    ):
         ax_full.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2, ec=color))
         ax_full.text(x0, y0, f" {label}", color=color, va="top", fontsize=10, fontweight="bold")
         stats = region_stats(a, (y0, x0, y1, x1))

@@ -1,5 +1,6 @@
 """``CompareViewer``: several Results side by side (e.g. the full model and an ablation) with one
 set of linked overlay controls."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -20,18 +21,36 @@ class CompareViewer(OverlayControls, Viewer):
 
     PANELS = ("overlay", "map", "conf", "noiseprint")
 
-    def __init__(self, results: Sequence[Any], labels: Sequence[str] | None = None, *, opacity: float = 0.5,
-                 threshold: float = 0.0, conf_min: float = 0.0, cmap: str = "RdBu_r", panel: str = "overlay") -> None:
+    def __init__(
+        self,
+        results: Sequence[Any],
+        labels: Sequence[str] | None = None,
+        *,
+        opacity: float = 0.5,
+        threshold: float = 0.0,
+        conf_min: float = 0.0,
+        cmap: str = "RdBu_r",
+        panel: str = "overlay",
+    ) -> None:
         self.results = as_list(results)
         if not self.results:
             raise ValueError("CompareViewer needs at least one Result")
-        self.labels = list(labels) if labels is not None else [
-            r.label or r.name or f"#{i}" for i, r in enumerate(self.results)]
+        self.labels = (
+            list(labels) if labels is not None else [r.label or r.name or f"#{i}" for i, r in enumerate(self.results)]
+        )
         if len(self.labels) != len(self.results):
             raise ValueError(f"{len(self.labels)} labels for {len(self.results)} results")
         self._shape = (min(r.size[0] for r in self.results), min(r.size[1] for r in self.results))
-        super().__init__(dict(opacity=clip01(opacity), threshold=clip01(threshold), conf_min=clip01(conf_min),
-                              cmap=cmap, zoom=(0, 0, *self._shape), panel=panel))
+        super().__init__(
+            dict(
+                opacity=clip01(opacity),
+                threshold=clip01(threshold),
+                conf_min=clip01(conf_min),
+                cmap=cmap,
+                zoom=(0, 0, *self._shape),
+                panel=panel,
+            )
+        )
         self._normalize({"panel": panel})
 
     def _normalize(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -56,9 +75,16 @@ class CompareViewer(OverlayControls, Viewer):
             z = s["zoom"]
             panel = s["panel"] if r.map is not None else "noiseprint"
             if panel == "overlay":
-                draw_overlay(ax, crop_region(r.image, z), crop_region(r.map, z), opacity=s["opacity"],
-                             threshold=s["threshold"], conf=crop_region(r.conf, z), conf_min=s["conf_min"],
-                             cmap=s["cmap"])
+                draw_overlay(
+                    ax,
+                    crop_region(r.image, z),
+                    crop_region(r.map, z),
+                    opacity=s["opacity"],
+                    threshold=s["threshold"],
+                    conf=crop_region(r.conf, z),
+                    conf_min=s["conf_min"],
+                    cmap=s["cmap"],
+                )
             elif panel == "map":
                 heat = crop_region(r.map, z)
                 hidden = heat < s["threshold"] if s["threshold"] > 0 else np.zeros(heat.shape, bool)
@@ -76,5 +102,3 @@ class CompareViewer(OverlayControls, Viewer):
             ax.set_axis_off()
         fig.suptitle(s["panel"], fontsize=10)
         return fig
-
-

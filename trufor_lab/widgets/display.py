@@ -4,6 +4,7 @@ shown in an ``ipywidgets.Image``, with a static PNG wherever widgets cannot rend
 :class:`Viewer` is the base of every viewer (``set``, ``redraw``, ``png``, ``controls``, ``widget``);
 :class:`StaticFallbackDisplay` is the notebook display that never raises.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,6 +28,7 @@ def widgets_available() -> bool:
 def new_figure(figsize: tuple[float, float]):
     """A matplotlib Figure not registered with pyplot (nothing leaks between renders)."""
     from matplotlib.figure import Figure  # lazy: matplotlib takes about a second to import; only drawing needs it
+
     return Figure(figsize=figsize)
 
 
@@ -117,8 +119,10 @@ class Viewer(StaticFallbackDisplay):
         unknown = [k for k in changes if k not in self._state]
         if unknown:
             close = difflib.get_close_matches(unknown[0], list(self._state), n=1)
-            raise KeyError(f"unknown viewer setting {unknown[0]!r}"
-                           + (f"; did you mean {close[0]!r}?" if close else f"; one of {sorted(self._state)}"))
+            raise KeyError(
+                f"unknown viewer setting {unknown[0]!r}"
+                + (f"; did you mean {close[0]!r}?" if close else f"; one of {sorted(self._state)}")
+            )
         changed = {k for k, v in changes.items() if _differs(self._state[k], v)}
         self._state.update(changes)
         if changed:
@@ -164,7 +168,7 @@ class Viewer(StaticFallbackDisplay):
         for key, ctrl in self._controls.items():
             ctrl.observe(self._observer(key), names="value")
         self._image_widget = w.Image(value=self.png, format="png", layout=w.Layout(max_width="100%"))
-        rows = [w.HBox(list(self._controls.values())[i:i + 3]) for i in range(0, len(self._controls), 3)]
+        rows = [w.HBox(list(self._controls.values())[i : i + 3]) for i in range(0, len(self._controls), 3)]
         self._box = w.VBox([*rows, self._image_widget])
         self._sync_controls()
         return self._box
@@ -173,6 +177,7 @@ class Viewer(StaticFallbackDisplay):
         def on_change(change: dict) -> None:
             if not self._syncing:
                 self.set(**self._control_to_state(key, change["new"]))
+
         return on_change
 
     def _sync_controls(self) -> None:
@@ -194,7 +199,6 @@ class Viewer(StaticFallbackDisplay):
             return self.png
         except Exception:
             return None
-
 
     def show(self) -> None:
         """Display in the notebook (the widget, or the static picture where widgets cannot render)."""

@@ -1,5 +1,6 @@
 """``FeatureExplorer``: browse the intermediate features (RGB and Noiseprint++ encoder stages,
 CMX fusion FRM/FFM, decoders, DnCNN levels) of one image; the model runs once."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -22,9 +23,16 @@ _DECODER_RE = re.compile(r"^decoder\.(anomaly|confidence)\.(c(\d+)|fused|logits)
 _DNCNN_RE = re.compile(r"^noiseprint\.dncnn\.(level\d+)$|^(noiseprint)$")
 
 #: What :class:`FeatureExplorer` captures by default.
-EXPLORER_LAYERS = ("rgb.stage*.patch_embed", "rgb.stage*.block*[0-9]", "rgb.stage*.out",
-                   "noiseprint.stage*.patch_embed", "noiseprint.stage*.block*[0-9]", "noiseprint.stage*.out",
-                   "fusion.*", "decoder.*")
+EXPLORER_LAYERS = (
+    "rgb.stage*.patch_embed",
+    "rgb.stage*.block*[0-9]",
+    "rgb.stage*.out",
+    "noiseprint.stage*.patch_embed",
+    "noiseprint.stage*.block*[0-9]",
+    "noiseprint.stage*.out",
+    "fusion.*",
+    "decoder.*",
+)
 
 
 def _explorer_key(name: str) -> tuple[str, int, str] | None:
@@ -55,11 +63,21 @@ class FeatureExplorer(Viewer):
 
     MODES = ("channel", "grid", "pca")
 
-    def __init__(self, model: Any, image: Any, *, layers: Sequence[str] = EXPLORER_LAYERS,
-                 max_elements: int | None = 4_000_000, grid_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: Any,
+        image: Any,
+        *,
+        layers: Sequence[str] = EXPLORER_LAYERS,
+        max_elements: int | None = 4_000_000,
+        grid_size: int = 16,
+    ) -> None:
         catalog = layer_catalog(model)
-        wanted = [n for n in resolve_names(catalog, [p for p in layers if _matches_any(catalog, p)] or ["*"])
-                  if catalog[n].kind != "attention" and _explorer_key(n)]
+        wanted = [
+            n
+            for n in resolve_names(catalog, [p for p in layers if _matches_any(catalog, p)] or ["*"])
+            if catalog[n].kind != "attention" and _explorer_key(n)
+        ]
         if not wanted:  # e.g. Noiseprint++ alone
             wanted = [n for n in catalog if _explorer_key(n)]
         self.result = analyze(model, image, capture=wanted, max_elements=max_elements)
@@ -148,8 +166,9 @@ class FeatureExplorer(Viewer):
             "stage": w.Dropdown(options=o["stage"], value=s["stage"], description="stage"),
             "layer": w.Dropdown(options=o["layer"], value=s["layer"], description="layer"),
             "mode": w.ToggleButtons(options=list(self.MODES), value=s["mode"]),
-            "channel": w.IntSlider(value=s["channel"], min=0, max=self.array(self.name).shape[0] - 1,
-                                   description="channel"),
+            "channel": w.IntSlider(
+                value=s["channel"], min=0, max=self.array(self.name).shape[0] - 1, description="channel"
+            ),
             "side_by_side": w.Checkbox(value=s["side_by_side"], description="RGB | Noiseprint++ | fused"),
         }
 
@@ -208,11 +227,16 @@ class FeatureExplorer(Viewer):
         if s["mode"] == "grid":
             ranked = self.ranked_channels(name)
             start = min(s["channel"], max(0, len(ranked) - self.grid_size))
-            chans = ranked[start:start + self.grid_size]
+            chans = ranked[start : start + self.grid_size]
             ncols = int(np.ceil(np.sqrt(len(chans))))
             fig = new_figure((1.6 * ncols + 0.5, 1.6 * int(np.ceil(len(chans) / ncols)) + 0.6))
-            plot_feature_grid(a, channels=chans, ncols=ncols, fig=fig,
-                              title=f"{name}: channels ranked {start}..{start + len(chans) - 1} by energy")
+            plot_feature_grid(
+                a,
+                channels=chans,
+                ncols=ncols,
+                fig=fig,
+                title=f"{name}: channels ranked {start}..{start + len(chans) - 1} by energy",
+            )
             return fig
         fig = new_figure((4.6, 4.4))
         ax = fig.add_subplot(1, 1, 1)
@@ -223,4 +247,3 @@ class FeatureExplorer(Viewer):
 def _matches_any(catalog: Mapping[str, Any], pattern: str) -> bool:
     """Whether ``pattern`` (a name or glob) matches anything in ``catalog``."""
     return pattern in catalog or bool(fnmatch.filter(catalog, pattern))
-

@@ -1,4 +1,5 @@
 """``FailureGallery``: browse the failure cases of an evaluation one at a time."""
+
 from __future__ import annotations
 
 import io
@@ -27,12 +28,18 @@ class FailureGallery(StaticFallbackDisplay):
 
     dpi: int = 72
 
-    def __init__(self, evaluation: EvaluationLike, k: int = 8, *,
-                 cases: Sequence[Mapping[str, Any]] | None = None,
-                 convention: MaskConvention | None = None) -> None:
+    def __init__(
+        self,
+        evaluation: EvaluationLike,
+        k: int = 8,
+        *,
+        cases: Sequence[Mapping[str, Any]] | None = None,
+        convention: MaskConvention | None = None,
+    ) -> None:
         self.evaluation = as_evaluation(evaluation)
-        self.cases: list[dict[str, Any]] = ([dict(c) for c in cases] if cases is not None
-                                            else pick_cases(self.evaluation, k))
+        self.cases: list[dict[str, Any]] = (
+            [dict(c) for c in cases] if cases is not None else pick_cases(self.evaluation, k)
+        )
         self.convention = convention
         self.index = 0
         self._box: Any = None
@@ -41,7 +48,7 @@ class FailureGallery(StaticFallbackDisplay):
     def figure(self, index: int | None = None) -> Any:
         """The Figure of case ``index`` (default: the selected one)."""
         i = self.index if index is None else index
-        return render_cases(self.evaluation, self.cases[i:i + 1], self.convention, 3.0)
+        return render_cases(self.evaluation, self.cases[i : i + 1], self.convention, 3.0)
 
     def gallery(self) -> Any:
         """All cases in one Figure (the static fallback)."""
@@ -75,8 +82,7 @@ class FailureGallery(StaticFallbackDisplay):
             import ipywidgets as w  # lazy: the widget stack is only needed in a notebook
         except Exception:
             return None
-        dropdown = w.Dropdown(options=self.options, value=self.index, description="case",
-                              layout=w.Layout(width="auto"))
+        dropdown = w.Dropdown(options=self.options, value=self.index, description="case", layout=w.Layout(width="auto"))
         self._image = w.Image(value=self._png(self.figure()), format="png", layout=w.Layout(max_width="100%"))
         dropdown.observe(lambda ch: self.select(int(ch["new"])), names="value")
         self._box = w.VBox([dropdown, self._image])

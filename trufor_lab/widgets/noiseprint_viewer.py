@@ -1,5 +1,6 @@
 """``NoiseprintViewer``: a Noiseprint++ map with its local variance and spectrum, or two regions
 compared side by side."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -18,8 +19,15 @@ class NoiseprintViewer(Viewer):
 
     MODES = ("overview", "compare")
 
-    def __init__(self, result: Any, region_a: Sequence[int] | None = None, region_b: Sequence[int] | None = None,
-                 *, mode: str = "overview", variance_size: int = 15) -> None:
+    def __init__(
+        self,
+        result: Any,
+        region_a: Sequence[int] | None = None,
+        region_b: Sequence[int] | None = None,
+        *,
+        mode: str = "overview",
+        variance_size: int = 15,
+    ) -> None:
         self.noiseprint = np.asarray(getattr(result, "noiseprint", result), dtype=np.float64)
         self.title = getattr(result, "name", "") or ""
         h, w = self.noiseprint.shape
@@ -47,9 +55,12 @@ class NoiseprintViewer(Viewer):
     def _make_controls(self, w: Any) -> dict[str, Any]:
         s = self._state
         h, wd = self.noiseprint.shape
-        ctrls = {"mode": w.ToggleButtons(options=list(self.MODES), value=s["mode"]),
-                 "variance_size": w.IntSlider(value=s["variance_size"], min=3, max=63, step=2,
-                                              description="variance window")}
+        ctrls = {
+            "mode": w.ToggleButtons(options=list(self.MODES), value=s["mode"]),
+            "variance_size": w.IntSlider(
+                value=s["variance_size"], min=3, max=63, step=2, description="variance window"
+            ),
+        }
         for key in ("region_a", "region_b"):
             r = s[key]
             ctrls[f"{key}_y"] = w.IntRangeSlider(value=(r[0], r[2]), min=0, max=h, description=f"{key[-1]} rows")
@@ -75,5 +86,6 @@ class NoiseprintViewer(Viewer):
             fig = new_figure((10.5, 3.8))
             return plot_noiseprint(self.noiseprint, fig=fig, variance_size=s["variance_size"], title=self.title or None)
         fig = new_figure((12, 6))
-        return compare_regions(self.noiseprint, s["region_a"], s["region_b"], fig=fig,
-                               variance_size=min(s["variance_size"], 15))
+        return compare_regions(
+            self.noiseprint, s["region_a"], s["region_b"], fig=fig, variance_size=min(s["variance_size"], 15)
+        )

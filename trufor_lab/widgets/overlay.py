@@ -1,5 +1,6 @@
 """The overlay controls shared by the result viewers: opacity, threshold, confidence mask,
 colour map and zoom (``zoom=(y0, x0, y1, x1)``)."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -33,6 +34,7 @@ class OverlayControls:
                 changes[key] = clip01(changes[key])
         if "cmap" in changes:
             import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
+
             if changes["cmap"] not in matplotlib.colormaps:
                 raise ValueError(f"unknown colormap {changes['cmap']!r}")
         if "zoom" in changes:
@@ -44,16 +46,24 @@ class OverlayControls:
         style = {"description_width": "initial"}
         return {
             "opacity": w.FloatSlider(value=s["opacity"], min=0, max=1, step=0.05, description="opacity", style=style),
-            "threshold": w.FloatSlider(value=s["threshold"], min=0, max=1, step=0.05, description="threshold",
-                                       style=style),
-            "conf_min": w.FloatSlider(value=s["conf_min"], min=0, max=1, step=0.05,
-                                      description="hide conf <", style=style),
-            "cmap": w.Dropdown(options=list(dict.fromkeys([s["cmap"], *COLORMAPS])), value=s["cmap"],
-                               description="colormap", style=style),
-            "zoom_y": w.IntRangeSlider(value=(s["zoom"][0], s["zoom"][2]), min=0, max=shape[0], description="rows",
-                                       style=style),
-            "zoom_x": w.IntRangeSlider(value=(s["zoom"][1], s["zoom"][3]), min=0, max=shape[1], description="cols",
-                                       style=style),
+            "threshold": w.FloatSlider(
+                value=s["threshold"], min=0, max=1, step=0.05, description="threshold", style=style
+            ),
+            "conf_min": w.FloatSlider(
+                value=s["conf_min"], min=0, max=1, step=0.05, description="hide conf <", style=style
+            ),
+            "cmap": w.Dropdown(
+                options=list(dict.fromkeys([s["cmap"], *COLORMAPS])),
+                value=s["cmap"],
+                description="colormap",
+                style=style,
+            ),
+            "zoom_y": w.IntRangeSlider(
+                value=(s["zoom"][0], s["zoom"][2]), min=0, max=shape[0], description="rows", style=style
+            ),
+            "zoom_x": w.IntRangeSlider(
+                value=(s["zoom"][1], s["zoom"][3]), min=0, max=shape[1], description="cols", style=style
+            ),
         }
 
     def _overlay_control_value(self, key: str) -> Any:
@@ -71,4 +81,3 @@ class OverlayControls:
         if key == "zoom_x":
             return {"zoom": (z[0], value[0], z[2], value[1])}
         return {key: value}
-

@@ -1,5 +1,6 @@
 """``ResultViewer``: one or several Results with the overlay control panel (the localization map
 on the image, the map itself and the confidence map)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,15 +31,31 @@ class ResultViewer(OverlayControls, Viewer):
     localization map (fixed [0, 1] scale) and the confidence; Noiseprint++ when there is no map.
     """
 
-    def __init__(self, results: Any, masks: Any = None, *, opacity: float = 0.5, threshold: float = 0.0,
-                 conf_min: float = 0.0, cmap: str = "RdBu_r") -> None:
+    def __init__(
+        self,
+        results: Any,
+        masks: Any = None,
+        *,
+        opacity: float = 0.5,
+        threshold: float = 0.0,
+        conf_min: float = 0.0,
+        cmap: str = "RdBu_r",
+    ) -> None:
         self.results = as_list(results)
         if not self.results:
             raise ValueError("ResultViewer needs at least one Result")
         self.masks = as_list(masks) + [None] * (len(self.results) - len(as_list(masks)))
         shape = self.results[0].size
-        super().__init__(dict(index=0, opacity=clip01(opacity), threshold=clip01(threshold),
-                              conf_min=clip01(conf_min), cmap=cmap, zoom=(0, 0, shape[0], shape[1])))
+        super().__init__(
+            dict(
+                index=0,
+                opacity=clip01(opacity),
+                threshold=clip01(threshold),
+                conf_min=clip01(conf_min),
+                cmap=cmap,
+                zoom=(0, 0, shape[0], shape[1]),
+            )
+        )
 
     @property
     def result(self) -> Any:
@@ -59,8 +76,11 @@ class ResultViewer(OverlayControls, Viewer):
     def _make_controls(self, w: Any) -> dict[str, Any]:
         ctrls = {}
         if len(self.results) > 1:
-            ctrls["index"] = w.Dropdown(options=[(f"{i}: {r.name or 'image'}", i) for i, r in enumerate(self.results)],
-                                        value=self._state["index"], description="image")
+            ctrls["index"] = w.Dropdown(
+                options=[(f"{i}: {r.name or 'image'}", i) for i, r in enumerate(self.results)],
+                value=self._state["index"],
+                description="image",
+            )
         ctrls.update(self._overlay_controls(w, self.result.size))
         return ctrls
 
@@ -95,8 +115,17 @@ class ResultViewer(OverlayControls, Viewer):
             fig = new_figure((10, 3.6))
             axes = fig.subplots(1, 3, squeeze=False)[0]
             heat, conf = crop_region(r.map, z), crop_region(r.conf, z)
-            draw_overlay(axes[0], img, heat, opacity=s["opacity"], threshold=s["threshold"], conf=conf,
-                         conf_min=s["conf_min"], cmap=s["cmap"], mask=crop_mask)
+            draw_overlay(
+                axes[0],
+                img,
+                heat,
+                opacity=s["opacity"],
+                threshold=s["threshold"],
+                conf=conf,
+                conf_min=s["conf_min"],
+                cmap=s["cmap"],
+                mask=crop_mask,
+            )
             axes[0].set_title("Overlay", fontsize=10)
             shown = np.ma.masked_array(heat, (conf < s["conf_min"]) if s["conf_min"] > 0 else False)
             im = axes[1].imshow(shown, cmap=s["cmap"], vmin=0, vmax=1, interpolation="nearest")
@@ -111,4 +140,3 @@ class ResultViewer(OverlayControls, Viewer):
                 ax.set_axis_off()
         fig.suptitle(_title(r), fontsize=11)
         return fig
-
