@@ -9,6 +9,12 @@ checkout). Noiseprint++ alone: explicit path, then ``$TRUFOR_NOISEPRINT_WEIGHTS`
 model likewise.
 
 Weights are untrusted input and are read with ``weights_only=True`` (see model/checkpoint.py).
+
+Downloads use a small streamed fetcher (urllib: progress bar, MD5/sha256 check, atomic move,
+a record of the verified digest) rather than pooch, which the issue suggested: pooch's
+downloaders take http(s)/ftp/sftp/doi but not ``file://`` URLs, which the offline tests use to
+exercise the real download path, and with pooch installed scikit-image tries to download its
+non-bundled sample pictures at run time. The cache location does come from ``platformdirs``.
 """
 
 from __future__ import annotations
