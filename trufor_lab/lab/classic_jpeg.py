@@ -15,79 +15,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from trufor_lab.forensics.jpeg import jpeg_compress
+
+from trufor_lab.forensics.jpeg import ZIGZAG, jpeg_compress
 
 Output = tuple[np.ndarray, "float | None", dict[str, Any]]
-
-#: zig-zag order (natural row-major index of the k-th zig-zag coefficient)
-_ZZ = np.array(
-    [
-        0,
-        1,
-        8,
-        16,
-        9,
-        2,
-        3,
-        10,
-        17,
-        24,
-        32,
-        25,
-        18,
-        11,
-        4,
-        5,
-        12,
-        19,
-        26,
-        33,
-        40,
-        48,
-        41,
-        34,
-        27,
-        20,
-        13,
-        6,
-        7,
-        14,
-        21,
-        28,
-        35,
-        42,
-        49,
-        56,
-        57,
-        50,
-        43,
-        36,
-        29,
-        22,
-        15,
-        23,
-        30,
-        37,
-        44,
-        51,
-        58,
-        59,
-        52,
-        45,
-        38,
-        31,
-        39,
-        46,
-        53,
-        60,
-        61,
-        54,
-        47,
-        55,
-        62,
-        63,
-    ]
-)
 
 
 def dct_matrix() -> np.ndarray:
@@ -217,7 +148,7 @@ def dq_aligned(
     q = qtable.astype(np.float64).reshape(64)
     log_ratio = np.zeros(coef.shape[:2])
     periods = []
-    for f in _ZZ[1 : 1 + n_coeffs]:
+    for f in ZIGZAG[1 : 1 + n_coeffs]:
         v = np.clip(np.rint(coef[..., f] / q[f]), -max_value, max_value).astype(int) + max_value
         h = np.bincount(v.ravel(), minlength=2 * max_value + 1).astype(np.float64)
         p = _period(h)
@@ -279,7 +210,7 @@ def dq_nonaligned(
     """
     y = luma(rgb)
     steps = np.arange(2, max_step + 1)
-    freqs = _ZZ[1 : 1 + n_coeffs]
+    freqs = ZIGZAG[1 : 1 + n_coeffs]
     sigma2 = (float((qtable.astype(np.float64) ** 2).mean()) / 12 if qtable is not None else 1.5) + 1 / 12
     total = np.zeros((8, 8))
     best_steps = {}
