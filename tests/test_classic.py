@@ -126,6 +126,30 @@ def test_dq_aligned_misses_same_quality_twice(images):
     assert quality(r, f.mask).f1_best < 0.4
 
 
+def test_jpeg_ghost_misses_a_splice_compressed_only_once(images):
+    """No region carries an earlier, different JPEG quality: nothing for the ghost to show."""
+    f = F.splice(images["chelsea"], images["coffee"], seed=1, area=AREA)
+    r = detect(jpeg_bytes(f.image, 90), "jpeg_ghost")
+    assert quality(r, f.mask).auc < 0.65
+
+
+def test_dq_nonaligned_misses_same_high_quality_twice(images):
+    """A shifted first compression at the same high quality (90 -> 90) leaves too little of its
+    grid for the non-aligned model to find."""
+    img = images["chelsea"]
+    f = F.double_jpeg(img, seed=2, q1=90, q2=90, aligned=False, area=AREA)
+    r = detect(djpeg_file(img, f), "dq_nonaligned")
+    assert quality(r, f.mask).f1_best < 0.4
+
+
+def test_noiseprint_misses_copy_move_within_one_photo():
+    """A region copied within one photo carries the same camera trace as its surroundings."""
+    imgs = F.demo_images(256)
+    photo = Camera(jpeg_quality=None).capture(imgs["chelsea"], np.random.default_rng(2))
+    f = F.copy_move(photo, seed=2, area=(0.1, 0.2))
+    assert quality(detect(f.image, "noiseprint"), f.mask).auc < 0.65
+
+
 def test_bag_misses_aligned_double_compression(images):
     img = images["chelsea"]
     f = F.double_jpeg(img, seed=2, q1=60, q2=95, aligned=True, area=AREA)
