@@ -16,6 +16,7 @@ from trufor_lab.inference.predict import (
     InferenceMode,
     attention_override,
     deviation,
+    deviation_quantiles,
     predict,
     predict_result,
     resolve_mode,
@@ -115,23 +116,43 @@ def test_exact_mode_in_float64_is_the_official_network(recipe_model, parity_dir,
 
 
 def test_fast_mode_is_close_but_opt_in(recipe_model, tampered2):
-    """Fast mode on a real sample image: Noiseprint++ untouched, bfloat16 after it where native."""
+    """Fast mode on a real sample image: Noiseprint++ IEEE float32 (channels-last), bfloat16 after
+    it where native; without bfloat16 it stays within the float32 parity tolerances."""
     assert resolve_mode("exact").name == "exact" and resolve_mode("fast").name == "fast"
     x = to_tensor(tampered2[40:200, 24:232])  # 160 x 208 of an official sample
     exact = predict(recipe_model, x)
     out = predict(recipe_model, x, "fast")
     assert out.logits.dtype == torch.float32 and out.noiseprint.dtype == torch.float32
     d = deviation(out, exact)
-    assert d["noiseprint"] == 0, d  # IEEE float32 in both modes, same code
+    assert 0 < d["noiseprint"] <= 5e-3, d  # float32 both, summed in another order
     assert d["map"] <= 1e-2 and d["score"] <= 1e-2, d  # the issue's bound for bfloat16
+    q = deviation_quantiles(out, exact)
+    assert q["map"]["q99"] <= d["map"] and q["conf"]["q50"] <= q["conf"]["q99.9"], q
+    f32 = predict(recipe_model, x, InferenceMode.fast(amp_dtype=None))
+    d32 = deviation(f32, exact)
+    assert d32["map"] <= 1e-3 and d32["conf"] <= 1e-3 and d32["score"] <= 2e-4, d32
     if not cpu_has_native_bf16():  # no autocast on such CPUs: float32 throughout
         assert d["map"] <= 1e-3 and d["score"] <= 2e-4, d
+    with pytest.raises(ValueError, match="keep_float32"):
+        InferenceMode.fast(keep_float32=("decoder",))
     # bfloat16 autocast through the lean forward (row chunks, float32 context sums)
     mode = InferenceMode.fast(lean=True, amp_on_cpu=True, chunks=LeanConfig(rows=7))
     lean = predict(recipe_model, x, mode, noiseprint=exact.noiseprint)
     assert lean.logits.dtype == torch.float32 and torch.isfinite(lean.logits).all()
     d = deviation(lean, exact)
     assert d["noiseprint"] == 0 and d["map"] <= 1e-2 and d["score"] <= 1e-2, d
+
+
+def test_fast_noiseprint_meets_the_float32_tolerance(shared_dir, parity_dir, tampered2):
+    """The fast mode's channels-last Noiseprint++, whole and in halo tiles, against the official
+    float64 map of a whole sample: the shared float32 tolerance."""
+    net = tl.load_noiseprint(shared_dir / "weights" / "noiseprint++.th")
+    ref = np.load(parity_dir / "noiseprint_tampered2.npz")["noiseprint"]
+    x = to_tensor(tampered2)
+    for mode in (InferenceMode.fast(), InferenceMode.fast(chunks=LeanConfig(tile=96))):
+        got = predict(net, x, mode)[0, 0].double().numpy()
+        err = np.abs(got - ref)
+        assert err.max() <= 5e-3 and err.mean() <= 2e-4, (mode.chunks, err.max(), err.mean())
 
 
 def test_exact_whole_image_path_meets_parity_fixture(recipe_model, parity_dir, parity_input):

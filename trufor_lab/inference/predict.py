@@ -11,11 +11,13 @@ When the image does not fit in free memory as a whole, the memory-lean forward o
 ``model(x)`` within float32 rounding (tests/test_inference.py) and meets the float32 parity
 tolerances (float64: 1e-6).
 
-``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), the
-encoder's Mix-FFNs in bfloat16 autocast on CUDA and on CPUs with native bfloat16 (AVX512-BF16 /
-AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`), the rest as in ``exact``;
-optionally ``torch.compile``.
-Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`).
+``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), but
+channels-last (oneDNN sums in another order: ~1.65x faster on an AVX-512 CPU, still within
+the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA and on CPUs with
+native bfloat16 (AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`;
+``keep_float32`` names parts kept float32); the decoders as in ``exact``; optionally
+``torch.compile``. Its deviation from ``exact`` is measured by ``python -m bench``
+(:func:`deviation`, :func:`deviation_quantiles`; bench/RESULTS.md).
 
 The exact and fast forwards call the model's layers piece by piece: forward hooks on
 Noiseprint++ layers and on the decoders (and, in the lean forward, on whole blocks, stages or
@@ -59,11 +61,20 @@ from trufor_lab.model.trufor import TruFor, TruForOutput
 
 MODES = ("exact", "fast")
 
+#: Encoder parts the fast mode can keep in float32 (``InferenceMode.keep_float32``).
+FLOAT32_PARTS = {
+    "patch_embed": OverlapPatchEmbed,
+    "attention": SpatialReductionAttention,
+    "fusion": FeatureFusionModule,
+}
+
 __all__ = [
+    "FLOAT32_PARTS",
     "MODES",
     "InferenceMode",
     "attention_override",
     "deviation",
+    "deviation_quantiles",
     "plain_fits",
     "plain_peak_bytes",
     "predict",
@@ -78,10 +89,12 @@ class InferenceMode:
 
     ``lean``: use the memory-lean forward (``None``: only when the whole-image forward would not
     fit in free memory). ``chunks``: its chunk sizes, attention implementation and the oneDNN
-    choice for Noiseprint++. ``amp_dtype``: autocast dtype for everything but Noiseprint++
+    choice for Noiseprint++. ``noiseprint_channels_last``: Noiseprint++ channels-last (IEEE
+    float32, another summation order; faster on CPUs). ``amp_dtype``: autocast dtype for the encoder
     (applied on CUDA; on the CPU when ``amp_on_cpu``, ``None``: when the CPU has native
-    bfloat16). ``channels_last``: channels-last input. ``compile``: ``torch.compile`` the
-    model (plain forward only; cached per model).
+    bfloat16). ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
+    :data:`FLOAT32_PARTS`. ``channels_last``: channels-last encoder. ``compile``:
+    ``torch.compile`` the model (plain forward only; cached per model).
     """
 
     name: str = "exact"
@@ -89,6 +102,8 @@ class InferenceMode:
     chunks: LeanConfig = LeanConfig()
     amp_dtype: torch.dtype | None = None
     amp_on_cpu: bool | None = None
+    keep_float32: tuple[str, ...] = ()
+    noiseprint_channels_last: bool = False
     channels_last: bool = True
     compile: bool = False
 
@@ -97,6 +112,9 @@ class InferenceMode:
             raise ValueError(f"unknown inference mode {self.name!r}; choose from {MODES}")
         if self.name == "exact" and self.amp_dtype is not None:
             raise ValueError("exact mode runs in IEEE float32: amp_dtype must be None")
+        unknown = sorted(set(self.keep_float32) - set(FLOAT32_PARTS))
+        if unknown:
+            raise ValueError(f"keep_float32: unknown part(s) {unknown}; choose from {sorted(FLOAT32_PARTS)}")
 
     @classmethod
     def exact(cls, **overrides) -> "InferenceMode":
@@ -105,8 +123,11 @@ class InferenceMode:
 
     @classmethod
     def fast(cls, **overrides) -> "InferenceMode":
-        """Approximate: bfloat16 autocast after Noiseprint++ (CUDA; CPUs with native bfloat16)."""
-        base = cls(name="fast", amp_dtype=torch.bfloat16)
+        """Approximate: channels-last float32 Noiseprint++, bfloat16 encoder (CUDA; CPUs with
+        native bfloat16)."""
+        base = cls(
+            name="fast", amp_dtype=torch.bfloat16, keep_float32=("patch_embed", "fusion"), noiseprint_channels_last=True
+        )
         return dataclasses.replace(base, **overrides)
 
 
@@ -179,15 +200,22 @@ def predict(
     if model.training:
         raise ValueError("predict() runs inference: call model.eval() first")
     x = x.to(device=model_device(model), dtype=model_dtype(model))
-    chunks = m.chunks
     with torch.no_grad():
         if isinstance(model, Noiseprint):
-            return noiseprint_tiled(model, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile, onednn=chunks.onednn)
+            return _noiseprint(model, x, m)
         if not isinstance(model, TruFor):
             raise TypeError(f"predict() takes TruFor or Noiseprint, not {type(model).__name__}")
         if m.name == "exact":
             return _exact(model, x, m, noiseprint)
         return _fast(model, x, m, noiseprint)
+
+
+def _noiseprint(net: Noiseprint, x: torch.Tensor, m: InferenceMode) -> torch.Tensor:
+    """Noiseprint++ in halo tiles as ``m`` says (one tile when it fits)."""
+    c = m.chunks
+    return noiseprint_tiled(
+        net, x, budget_bytes=c.budget_bytes, tile=c.tile, onednn=c.onednn, channels_last=m.noiseprint_channels_last
+    )
 
 
 def _whole(
@@ -201,7 +229,7 @@ def _whole(
     ``m.chunks.attention`` (SDPA by default), folded decoders. ``amp`` (fast mode) covers the
     encoder only: the folded decoders are cheap and stay in the model's precision."""
     if noiseprint is None:
-        noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn)
+        noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn, m.noiseprint_channels_last)
     amp = amp or contextlib.nullcontext()
     if m.compile:
         with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), amp:
@@ -223,8 +251,9 @@ def _whole(
 def _lean(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
     """The memory-lean forward (channels-last encoder weights when ``m.channels_last``)."""
     layout = channels_last_weights(model.backbone) if m.channels_last else contextlib.nullcontext()
+    chunks = dataclasses.replace(m.chunks, noiseprint_channels_last=m.noiseprint_channels_last)
     with layout:
-        return lean_forward(model, x, noiseprint, m.chunks)
+        return lean_forward(model, x, noiseprint, chunks)
 
 
 def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
@@ -243,20 +272,16 @@ def _exact(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.T
 
 @contextlib.contextmanager
 def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iterator[None]:
-    """``m.amp_dtype`` autocast where it pays (CUDA; CPUs with native bfloat16, or ``amp_on_cpu``)
-    for the Mix-FFNs (most of the encoder's arithmetic); patch embeddings, attention and CMX
-    fusion stay float32. Measured at 0.25 MP (recipe weights, vs exact): everything in bfloat16
-    max |Δmap| 9.2e-3; these in float32 2.8e-3, no slower within the noise of a shared CPU."""
+    """``m.amp_dtype`` autocast where it pays (CUDA; CPUs with native bfloat16, or ``amp_on_cpu``),
+    with the parts named in ``m.keep_float32`` kept float32 (see bench/RESULTS.md for what each
+    costs and buys)."""
     on_cpu = x.device.type == "cpu"
     native = not on_cpu or (m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16())
     if m.amp_dtype is None or not native:
         yield
         return
-    keep = [
-        mod
-        for mod in model.backbone.modules()
-        if isinstance(mod, (OverlapPatchEmbed, SpatialReductionAttention, FeatureFusionModule))
-    ]
+    kinds = tuple(FLOAT32_PARTS[k] for k in m.keep_float32)
+    keep = [mod for mod in model.backbone.modules() if kinds and isinstance(mod, kinds)]
     with torch.autocast(x.device.type, dtype=m.amp_dtype), full_precision(keep):
         yield
 
@@ -266,9 +291,9 @@ def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Te
     use_lean = _use_lean(model, x, m)
     if noiseprint is None:  # IEEE float32 always, outside autocast
         noiseprint = (
-            noiseprint_tiled(model.dncnn, x, budget_bytes=chunks.budget_bytes, tile=chunks.tile, onednn=chunks.onednn)
+            _noiseprint(model.dncnn, x, m)
             if use_lean
-            else model.dncnn.forward_folded(x, chunks.onednn)
+            else model.dncnn.forward_folded(x, chunks.onednn, m.noiseprint_channels_last)
         )
     if use_lean:
         with _reduced_precision(model, x, m):
@@ -291,6 +316,21 @@ def deviation(out: TruForOutput, ref: TruForOutput) -> dict[str, float]:
         "score": d(out.score, ref.score),
         "noiseprint": d(out.noiseprint, ref.noiseprint),
     }
+
+
+def deviation_quantiles(
+    out: TruForOutput, ref: TruForOutput, qs: tuple[float, ...] = (0.5, 0.99, 0.999)
+) -> dict[str, dict[str, float]]:
+    """Quantiles of the per-pixel |Δ| of map and conf: the max is one pixel out of millions, these
+    say how much of the image moves at all."""
+
+    def q(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+        d = (a.double() - b.double()).abs().flatten()
+        if d.numel() > 4_000_000:  # torch.quantile's size limit: a strided subsample
+            d = d[:: -(-d.numel() // 4_000_000)]
+        return {f"q{100 * p:g}": float(torch.quantile(d, p)) for p in qs}
+
+    return {"map": q(out.map, ref.map), "conf": q(out.conf, ref.conf)}
 
 
 def predict_result(

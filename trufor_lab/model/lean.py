@@ -119,6 +119,8 @@ class LeanConfig:
     ``attn_chunk`` queries per attention step, ``tile`` Noiseprint++ tile side (pixels, before
     the halo). ``attention``: ``"sdpa"`` or ``"plain"`` (see attention.py). ``onednn``: oneDNN
     convolutions for Noiseprint++ on the CPU (``None``: the module's own ``onednn`` setting).
+    ``noiseprint_channels_last``: Noiseprint++ in channels-last (faster on CPUs, sums in another
+    order; see :meth:`~trufor_lab.model.noiseprint.Noiseprint.forward_folded`).
     """
 
     budget_bytes: int | None = None
@@ -127,6 +129,7 @@ class LeanConfig:
     tile: int | None = None
     attention: str = "sdpa"
     onednn: bool | None = None
+    noiseprint_channels_last: bool = False
 
 
 def _spans(n: int, step: int) -> Iterator[tuple[int, int]]:
@@ -166,6 +169,7 @@ def noiseprint_tiled(
     budget_bytes: int | None = None,
     tile: int | None = None,
     onednn: bool | None = None,
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """Noiseprint++ map ``(B, 1, H, W)`` computed in tiles with a halo: the full-image map.
 
@@ -184,13 +188,13 @@ def noiseprint_tiled(
     budget = budget_bytes or default_budget(rgb.device)
     th, tw = _noiseprint_tile(h, w, halo, per_pixel, budget, tile)
     if (th, tw) == (h, w):
-        return net.forward_folded(rgb, onednn)
+        return net.forward_folded(rgb, onednn, channels_last)
     out = torch.empty((b, net[-1].out_channels, h, w), dtype=dtype, device=rgb.device)
     for r0, r1 in _spans(h, th):
         a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
         for c0, c1 in _spans(w, tw):
             b0, b1 = max(0, c0 - halo), min(w, c1 + halo)
-            x = net.forward_folded(rgb[:, :, a0:a1, b0:b1], onednn)
+            x = net.forward_folded(rgb[:, :, a0:a1, b0:b1], onednn, channels_last)
             out[:, :, r0:r1, c0:c1] = x[:, :, r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
             del x
     return out
@@ -473,7 +477,12 @@ def lean_forward(
     with torch.no_grad():
         if noiseprint is None:
             noiseprint = noiseprint_tiled(
-                model.dncnn, rgb, budget_bytes=cfg.budget_bytes, tile=cfg.tile, onednn=cfg.onednn
+                model.dncnn,
+                rgb,
+                budget_bytes=cfg.budget_bytes,
+                tile=cfg.tile,
+                onednn=cfg.onednn,
+                channels_last=cfg.noiseprint_channels_last,
             )
         feats = lean_features(model, rgb, noiseprint, cfg)
         logits, conf, det = lean_heads(model, feats, tuple(rgb.shape[2:]), cfg)

@@ -89,22 +89,30 @@ class Noiseprint(nn.Sequential):
             out.append((w.detach(), b.detach(), layer.padding[0], isinstance(nxt, nn.ReLU)))
         return out
 
-    def forward_folded(self, rgb: torch.Tensor, onednn: bool | None = None) -> torch.Tensor:
+    def forward_folded(
+        self, rgb: torch.Tensor, onednn: bool | None = None, channels_last: bool = False
+    ) -> torch.Tensor:
         """:meth:`forward` with the BatchNorms folded (eval mode only) and in-place ReLU.
 
-        Same network up to float32 rounding; skips 15 BatchNorm passes. Hooks on the submodules do not fire here. ``onednn``: override
-        :attr:`onednn` for this call.
+        Same network up to float32 rounding; skips 15 BatchNorm passes. Hooks on the submodules
+        do not fire here. ``onednn``: override :attr:`onednn` for this call.
+
+        ``channels_last`` (used by the fast mode): still IEEE float32, but oneDNN sums in another
+        order. Measured on a 2-core AVX-512 CPU: ~1.65x faster at 1 MP, and ~3x further from the
+        float64 reference (mean 5e-5 instead of 1.7e-5, max 7e-4 instead of 1.8e-4 on
+        ``pristine1.jpg``), still inside the shared float32 tolerance. The default (NCHW) sums
+        like the official code, and every output pixel in the same order whatever the image
+        width, so halo tiles are bit-identical to the whole map.
         """
         if self.training:
             raise ValueError("forward_folded uses the running BatchNorm statistics: call eval() first")
         dtype = self[0].weight.dtype
         onednn = self.onednn if onednn is None else onednn
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
         with exact_float32(onednn), torch.no_grad():
-            # NCHW: as fast as channels-last here, and oneDNN then sums every output pixel in the
-            # same order whatever the image width (halo tiles are bit-identical to the whole map)
-            x = rgb.to(dtype).contiguous()
+            x = rgb.to(dtype).contiguous(memory_format=fmt)
             for w, b, pad, relu in self.folded():
-                x = F.conv2d(x, w, b, padding=pad)
+                x = F.conv2d(x, w.contiguous(memory_format=fmt), b, padding=pad)
                 if relu:
                     x.relu_()
         return x.contiguous()
