@@ -218,3 +218,24 @@ def test_result_plots_and_fallback_score(small):
     r = detect(small, "ela", fallback_score=True)
     assert r.score is not None and any("99th percentile" in n for n in r.notes)
     plt.close(r.plot())
+
+
+def test_classic_result_is_not_described_as_noiseprint_only(small):
+    """A classic map without a global score is described as such, never as 'Noiseprint++ only'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = detect(small, "noise")  # defines no global score
+    assert r.score is None and r.map is not None
+    s = r.summary()
+    assert "Noiseprint++" not in s and "no global score" in s and "classic:noise" in s
+    fig = r.plot()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "Noiseprint++" not in titles and "noise (raw output)" in titles
+    assert "no global score" in fig._suptitle.get_text() and "Noiseprint++" not in fig._suptitle.get_text()
+    plt.close(fig)
+    na = detect(png(small), "ela")  # needs a JPEG: not applicable
+    assert "Noiseprint++" not in na.summary()
+    plt.close(na.plot())

@@ -109,8 +109,11 @@ class Result:
 
     def summary(self) -> str:
         """One line for logs and tables."""
-        if self.score is None:
+        if self.map is None:
             return f"{self.name or 'image'}: Noiseprint++ only ({self.size[1]}x{self.size[0]})"
+        if self.score is None:  # e.g. a classic detector that defines no global score
+            what = f" ({self.label})" if self.label else ""
+            return f"{self.name or 'image'}: no global score{what}, map max {float(self.map.max()):.3f}"
         return (
             f"{self.name or 'image'}: score {self.score:.3f}, map max {float(self.map.max()):.3f}, "
             f"mean confidence {float(self.conf.mean()):.3f}"

@@ -273,7 +273,7 @@ def detect(
             name=name or src.name,
             notice=msg,
             notes=(*src.notes, msg),
-            captures={"method": spec.name, "applicable": False},
+            captures={"method": spec.name, "applicable": False, "shown": "(not applicable)"},
             label=label,
         )
     t0 = time.perf_counter()
@@ -289,6 +289,7 @@ def detect(
     captures = {
         "method": spec.name,
         "applicable": True,
+        "shown": "Noiseprint++" if "noiseprint" in raw else f"{spec.name} (raw output)",
         "raw_map": np.asarray(raw_map, np.float32),
         "seconds": seconds,
         "params": dict(params),

@@ -26,7 +26,8 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     if mask is not None:
         panels.append(("Ground truth", mask.astype(float), dict(cmap="gray", vmin=0, vmax=1)))
     lo, hi = robust_limits(result.noiseprint)
-    panels.append(("Noiseprint++", result.noiseprint, dict(cmap="gray", vmin=lo, vmax=hi)))
+    shown = result.captures.get("shown", "Noiseprint++")  # a classic detector shows its raw output here
+    panels.append((shown, result.noiseprint, dict(cmap="gray", vmin=lo, vmax=hi)))
     if result.map is not None:
         panels.append(("Localization map", result.map, dict(cmap="RdBu_r", vmin=0, vmax=1)))
         panels.append(("Confidence", result.conf, dict(cmap="gray", vmin=0, vmax=1)))
@@ -47,8 +48,10 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     title = result.name or "image"
     if result.score is not None:
         title += f"  —  integrity score {result.score:.3f}"
-    elif result.notice:
+    elif result.map is None:
         title += "  —  Noiseprint++ only (no TruFor checkpoint)"
+    else:
+        title += "  —  no global score"
     fig.suptitle(title, fontsize=11)
     return fig
 
