@@ -276,3 +276,14 @@ def test_evaluate_and_plot(phases):
     ev = T.evaluate(res["detection"].model, items)
     assert ev.n_forged == 1 and ev.n_pristine == 1 and 0 <= ev.auc <= 1
     assert isinstance(T.plot_log(res["localization"].log), Figure)
+
+
+def test_pool_cache_is_keyed_by_the_stream(images):
+    """A precomputed pool is reused only by the same stream: other settings or other pictures
+    with the same seed get another file (before, the seed alone named it)."""
+    a = T.ForgeryStream(images, forged_fraction=0.5)
+    assert loop.stream_fingerprint(a) == loop.stream_fingerprint(T.ForgeryStream(images, forged_fraction=0.5))
+    assert loop.stream_fingerprint(a) != loop.stream_fingerprint(T.ForgeryStream(images, forged_fraction=0.9))
+    other = [im.copy() for im in images]
+    other[0][0, 0, 0] ^= 1
+    assert loop.stream_fingerprint(a) != loop.stream_fingerprint(T.ForgeryStream(other, forged_fraction=0.5))

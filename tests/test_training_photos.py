@@ -148,3 +148,25 @@ def test_platt_scaling_recovers_a_known_calibration_and_folds_exactly():
     mlp2.load_state_dict({k[len("detection.") :]: v for k, v in folded.items()}, strict=True)
     x = torch.randn(5, 8)
     assert torch.allclose(mlp2(x), 0.5 * mlp(x) - 1.0, atol=1e-6)
+
+
+def test_prior_shift_gives_the_posterior_of_another_base_rate():
+    """Platt on a balanced sample, shifted to a 20 % base rate, is Bayes' posterior for that rate
+    (two unit Gaussians at -1 / +1: log-likelihood ratio 2x)."""
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 5000)
+    x = rng.normal(2.0 * y - 1.0, 1.0)
+    a, b = FR.fit_platt(x, y)
+    shift = FR.prior_shift(y, 0.2)
+    assert abs(shift - np.log(0.25)) < 1e-12 and FR.prior_shift(y, 0.5) == 0
+    grid = np.linspace(-2, 2, 9)
+    truth = (
+        0.2
+        * np.exp(-((grid - 1) ** 2) / 2)
+        / (0.2 * np.exp(-((grid - 1) ** 2) / 2) + 0.8 * np.exp(-((grid + 1) ** 2) / 2))
+    )
+    got = 1 / (1 + np.exp(-(a * grid + b + shift)))
+    assert np.abs(got - truth).max() < 0.03
+    assert FR.prior_shift(np.array([0, 0, 0, 1]), 0.25) == pytest.approx(0.0)  # already that balance
+    with pytest.raises(ValueError, match="base_rate"):
+        FR.prior_shift(y, 1.0)

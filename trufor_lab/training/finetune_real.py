@@ -119,6 +119,16 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, prior: float = 1e-2) -> tu
     return float(w[0]), float(w[1])
 
 
+def prior_shift(labels: np.ndarray, base_rate: float) -> float:
+    """Logit offset that turns a posterior fitted on ``labels``' class balance into one for a
+    population where a fraction ``base_rate`` of the images is forged (Bayes' rule on the odds)."""
+    if not 0 < base_rate < 1:
+        raise ValueError(f"base_rate must be in (0, 1), got {base_rate}")
+    y = np.asarray(labels)
+    n1, n0 = float((y == 1).sum()), float((y == 0).sum())
+    return float(np.log(base_rate / (1 - base_rate)) - np.log(n1 / n0))
+
+
 def fold_calibration(state_dict: dict[str, torch.Tensor], scale: float, bias: float) -> dict[str, torch.Tensor]:
     """Fold ``logit' = scale * logit + bias`` into the last detection layer (``detection.3``):
     same keys, so the calibrated checkpoint still loads strictly everywhere."""
@@ -128,13 +138,18 @@ def fold_calibration(state_dict: dict[str, torch.Tensor], scale: float, bias: fl
     return sd
 
 
-def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path) -> dict:
+def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path, base_rate: float = 0.5) -> dict:
     """Fit Platt scaling of ``checkpoint``'s detection logit on ``items`` (validation cameras) and
-    write the calibrated checkpoint to ``dst``; returns the calibration record."""
+    write the calibrated checkpoint to ``dst``; returns the calibration record.
+
+    ``base_rate``: the fraction of forged images the score's probabilities assume (the fit's own
+    class balance is corrected to it with :func:`prior_shift`); 0.5 = "as many forged as not"."""
     model = build_model(init=checkpoint).eval()
     logits = detection_logits(model, items)
     labels = np.array([it.label for it in items])
     a, b = fit_platt(logits, labels)
+    shift = prior_shift(labels, base_rate)
+    b += shift
     obj = read_checkpoint(checkpoint)
     sd = fold_calibration(extract_state_dict(obj, str(checkpoint)), a, b)
     p = 1 / (1 + np.exp(-(a * logits + b)))
@@ -143,6 +158,8 @@ def calibrate(checkpoint: str | Path, items: Sequence[Forgery], dst: str | Path)
         "method": "platt",
         "scale": a,
         "bias": b,
+        "base_rate": base_rate,
+        "prior_shift": shift,
         "n_pristine": int((labels == 0).sum()),
         "n_forged": int((labels == 1).sum()),
         "fpr_at_0.5_before": float((logits[labels == 0] > 0).mean()),
@@ -231,6 +248,18 @@ def evaluate_items(model, items: Sequence[Forgery]) -> dict:
     }
 
 
+#: Round 3 (``run(..., init=<round 2>/detection/last.pt, **ROUND3)``): the round-2 model trained
+#: on a platform chain that also re-saves at quality 95-98 and in 4:4:4 chroma (as photo editors
+#: do: the Canon test photo's false positives), calibrated on 48 + 48 validation crops for a
+#: population where one image in five is forged (``base_rate``).
+ROUND3 = dict(
+    seed=3,
+    stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 98), "chain_p444": 0.35},
+    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
+    overrides={"detection": {"crop": 160}},
+    calibration={"n": 48, "base_rate": 0.2},
+)
+
 #: Round 1 (``run(..., **ROUND1)``): only its localization checkpoint is kept (its split had
 #: the whole Fujifilm camera as validation); round 2 starts from it with the final split.
 ROUND1 = dict(
@@ -257,10 +286,12 @@ def run(
     stream_kwargs: dict | None = None,
     phases: dict | None = None,
     overrides: dict | None = None,
+    calibration: dict | None = None,
 ) -> Path:
     """One round of the recipe; returns the calibrated float32 checkpoint (export it with
     ``trufor_lab.training.export_checkpoint(..., kind="demo")``). ``split`` adds to the test
-    cameras of ``DEFAULT_SPLIT``; ``phases`` maps phase -> (steps, lr, time cap)."""
+    cameras of ``DEFAULT_SPLIT``; ``phases`` maps phase -> (steps, lr, time cap); ``calibration``:
+    ``n`` validation items per class and the ``base_rate`` of :func:`calibrate`."""
     torch.set_num_threads(1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -290,8 +321,9 @@ def run(
         )
         print(f"{phase}: step {r.step} loss {r.final_loss:.4f} {time.time() - t0:.0f}s", flush=True)
         init = str(r.checkpoint)
-    items = validation_items(splits["validation"])
-    rec = calibrate(init, items, out / "calibrated.pt")
+    cal = {"n": 24, "base_rate": 0.5, **(calibration or {})}
+    items = validation_items(splits["validation"], n=cal["n"])
+    rec = calibrate(init, items, out / "calibrated.pt", base_rate=cal["base_rate"])
     print("calibration", json.dumps(rec), flush=True)
     return out / "calibrated.pt"
 
@@ -301,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", required=True, help="folder of camera photos (fetch.py --dest)")
     ap.add_argument("--out", required=True, help="run folder (outside the repository)")
     ap.add_argument("--init", default=DEMO_INIT, help="checkpoint to fine-tune (the simulated-camera demo model)")
-    ap.add_argument("--round", type=int, choices=(1, 2), default=1, help="recipe round (see ROUND1, ROUND2)")
+    ap.add_argument("--round", type=int, choices=(1, 2, 3), default=1, help="recipe round (ROUND1..ROUND3)")
     args = ap.parse_args(argv)
-    print(run(args.photos, args.out, args.init, **(ROUND1 if args.round == 1 else ROUND2)))
+    print(run(args.photos, args.out, args.init, **{1: ROUND1, 2: ROUND2, 3: ROUND3}[args.round]))
     return 0
 
 

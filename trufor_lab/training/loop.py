@@ -39,6 +39,7 @@ import json
 import math
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -86,6 +87,36 @@ def _to_batch(examples: Sequence[tuple[np.ndarray, np.ndarray, int]], device: to
     return rgb.to(device), mask.to(device), label.to(device)
 
 
+def stream_fingerprint(stream: object) -> str:
+    """A short digest of everything that shapes a stream's examples (its settings, and the pixels
+    and names of its images): a precomputed pool is reused only for the same stream."""
+    crc = 0
+
+    def feed(v: object, depth: int = 0) -> None:
+        nonlocal crc
+        if isinstance(v, np.ndarray):
+            crc = zlib.crc32(repr((v.shape, v.dtype.str)).encode(), crc)
+            crc = zlib.crc32(np.ascontiguousarray(v).view(np.uint8).reshape(-1), crc)
+        elif isinstance(v, (list, tuple)):
+            crc = zlib.crc32(f"[{len(v)}".encode(), crc)
+            for x in v:
+                feed(x, depth)
+        elif isinstance(v, dict):
+            for k in sorted(v, key=str):
+                crc = zlib.crc32(str(k).encode(), crc)
+                feed(v[k], depth)
+        elif isinstance(v, (str, int, float, bool, type(None))):
+            crc = zlib.crc32(repr(v).encode(), crc)
+        elif hasattr(v, "__dict__") and depth < 3:  # a nested stream, a photo record, ...
+            crc = zlib.crc32(type(v).__name__.encode(), crc)
+            feed({k: x for k, x in vars(v).items() if not callable(x)}, depth + 1)
+        else:
+            crc = zlib.crc32(type(v).__name__.encode(), crc)
+
+    feed(stream)
+    return f"{crc:08x}"
+
+
 class _Pool:
     """Examples generated once with their Noiseprint++ maps; batches are grid-aligned crops."""
 
@@ -93,7 +124,8 @@ class _Pool:
         self, model: TruFor, stream: ForgeryStream, cfg: TrainConfig, device: torch.device, out: Path, progress: bool
     ) -> None:
         size = cfg.precompute_size or cfg.crop
-        cache = Path(cfg.cache_dir or out) / f"pool_{cfg.seed}_{cfg.precompute}_{size}.npz"
+        key = stream_fingerprint(stream)  # another stream with the same seed never reuses this pool
+        cache = Path(cfg.cache_dir or out) / f"pool_{cfg.seed}_{cfg.precompute}_{size}_{key}.npz"
         cache.parent.mkdir(parents=True, exist_ok=True)
         if cache.is_file():
             z = np.load(cache)

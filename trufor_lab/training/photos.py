@@ -210,9 +210,11 @@ def platform_chain(
     p_resize: float = 0.5,
     p_screenshot: float = 0.2,
     quality: tuple[int, int] = (70, 90),
+    p_444: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """What a social platform / a screenshot does to a viral image: optional downscale (to
-    ``size``..input side), then JPEG at ``quality`` (default 70-90) or, with ``p_screenshot``, a lossless PNG
+    ``size``..input side), then JPEG at ``quality`` (default 70-90; chroma 4:4:4, as photo
+    editors save, with ``p_444``, else 4:2:0) or, with ``p_screenshot``, a lossless PNG
     (nothing more). Output cropped to ``size`` at (0, 0), so the new JPEG grid is aligned with
     the crop. Returns (rgb, mask, description)."""
     h, w = rgb.shape[:2]
@@ -227,8 +229,9 @@ def platform_chain(
         desc.append("png")
     else:
         q = int(rng.integers(quality[0], quality[1] + 1))
-        rgb = jpeg_compress(rgb, q)
-        desc.append(f"jpeg{q}")
+        sub = "4:4:4" if rng.random() < p_444 else "4:2:0"
+        rgb = jpeg_compress(rgb, q, sub)
+        desc.append(f"jpeg{q}" + ("/444" if sub == "4:4:4" else ""))
     return rgb, mask, "+".join(desc)
 
 
@@ -262,6 +265,7 @@ class RealForgeryStream:
         p_resize: float = 0.5,
         weights: tuple[float, float, float] = (0.35, 0.25, 0.4),
         chain_quality: tuple[int, int] = (70, 90),
+        chain_p444: float = 0.0,
         flips: str = "hv",
     ) -> None:
         if not photos:
@@ -280,6 +284,7 @@ class RealForgeryStream:
         )
         self.sim_fraction, self.forged_fraction, self.chain_prob = sim_fraction, forged_fraction, chain_prob
         self.p_resize, self.flips, self.chain_quality = p_resize, flips, chain_quality
+        self.chain_p444 = chain_p444
         w = np.asarray(weights, float)
         self.weights = w / w.sum()
         self.multi_camera = len(set(self.cameras)) > 1
@@ -329,7 +334,13 @@ class RealForgeryStream:
             rgb, mask, label = f.image, f.mask, 1
         if chain:
             rgb, mask, how = platform_chain(
-                rgb, mask, rng, size, p_resize=1.0 if src > size else 0.0, quality=self.chain_quality
+                rgb,
+                mask,
+                rng,
+                size,
+                p_resize=1.0 if src > size else 0.0,
+                quality=self.chain_quality,
+                p_444=self.chain_p444,
             )
             kind += "+" + how
         label = int(label and mask.any())
