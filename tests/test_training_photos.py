@@ -170,3 +170,13 @@ def test_prior_shift_gives_the_posterior_of_another_base_rate():
     assert FR.prior_shift(np.array([0, 0, 0, 1]), 0.25) == pytest.approx(0.0)  # already that balance
     with pytest.raises(ValueError, match="base_rate"):
         FR.prior_shift(y, 1.0)
+
+
+def test_every_listed_skimage_photo_exists():
+    """The photo list names real scikit-image samples (an unknown name crashed the recipe)."""
+    import skimage.data
+
+    missing = [n for n in P.SKIMAGE_PHOTOS if not callable(getattr(skimage.data, n, None))]
+    assert not missing, missing
+    names = {p.name for p in P.skimage_photos()}
+    assert {"astronaut", "coffee", "camera", "chelsea", "rocket"} <= names

@@ -54,7 +54,6 @@ SKIMAGE_PHOTOS = (
     "camera",
     "chelsea",
     "rocket",
-    "motorcycle_left",
     "brick",
     "grass",
     "gravel",
