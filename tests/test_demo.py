@@ -148,3 +148,27 @@ def test_official_pristine_sample_scores_below_half(demo_model, shared_dir, one_
 def test_official_large_pristine_sample_scores_below_half(demo_model, shared_dir, one_thread):
     a = np.asarray(Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB"))
     assert tl.analyze(demo_model, a).score < 0.5
+
+
+def test_model_card_figures_are_drawn_from_real_results(demo_model, test_cameras, tmp_path):
+    """The card's pictures: reliability curve + score histogram from an evaluation record, and
+    examples (pristine crops of both test cameras, a native and a recompressed splice)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from trufor_lab.training import card
+
+    rng = np.random.default_rng(0)
+    items = [{"score": float(s), "label": int(s > 0.4)} for s in rng.random(20)]
+    record = {
+        "splices": {"native": {"per_item": items}},
+        "pristine_tiles": {"a": {"scores": [0.1, 0.2, 0.7]}, "b": {"scores": [0.3]}},
+    }
+    fig = card.reliability_figure(record)
+    assert "75% of pristine tiles below 0.5" in fig.axes[1].get_title()
+    assert card.save_figure(fig, tmp_path / "rel.png").stat().st_size > 1000
+    fig = card.examples_figure(demo_model, test_cameras, size=128)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert sum(t.startswith("map, score") for t in titles) == 4 and titles[0].startswith("pristine")
+    card.save_figure(fig, tmp_path / "ex.png")
+    assert (tmp_path / "ex.png").read_bytes()[:4] == b"\x89PNG"

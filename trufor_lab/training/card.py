@@ -1,0 +1,135 @@
+"""Pictures for the demo model card: reliability curve and examples on held-out real photos.
+
+    python -m trufor_lab.training.card --eval eval.json --photos /data/real --out weights/card
+
+``--eval`` is the JSON that :func:`trufor_lab.training.finetune_real.evaluate_real` results are
+stored in (key ``real_test``); the examples run the model given by ``--checkpoint`` (default:
+the shipped demo model) on photos of the test cameras. Figures are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from trufor_lab.common.files import atomic_write_bytes
+from trufor_lab.training.photos import Photo, real_heldout
+
+__all__ = ["reliability_figure", "examples_figure", "save_figure"]
+
+
+def save_figure(fig, path: str | Path, dpi: int = 90) -> Path:
+    """Write ``fig`` as PNG atomically and close it."""
+    import matplotlib.pyplot as plt  # lazy: only drawing needs it
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _pooled(real_test: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per splice variant: (scores, labels) of its items."""
+    out = {}
+    for key, ev in real_test["splices"].items():
+        rows = ev["per_item"]
+        out[key] = (np.array([r["score"] for r in rows], float), np.array([r["label"] for r in rows], int))
+    return out
+
+
+def reliability_figure(real_test: dict, bins: Sequence[float] = (0, 0.2, 0.4, 0.6, 0.8, 1.0)):
+    """Left: reliability curve (mean score vs fraction actually forged, per score bin, with the
+    item counts) of the splice tests; right: scores of the pristine tiles of the test cameras
+    against those of forged crops (0.5 marked)."""
+    import matplotlib.pyplot as plt  # lazy: only drawing needs it
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--", label="perfectly calibrated")
+    edges = np.asarray(bins, float)
+    for (key, (s, y)), marker in zip(_pooled(real_test).items(), "os^"):
+        idx = np.clip(np.digitize(s, edges[1:-1]), 0, len(edges) - 2)
+        xs, ys, ns = [], [], []
+        for b in range(len(edges) - 1):
+            m = idx == b
+            if m.any():
+                xs.append(s[m].mean()), ys.append(y[m].mean()), ns.append(int(m.sum()))
+        ax.plot(xs, ys, marker=marker, label=key.replace("_", " "))
+        for x, v, n in zip(xs, ys, ns):
+            ax.annotate(str(n), (x, v), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="demo score (bin mean)", ylabel="fraction forged")
+    ax.set_title("Reliability on unseen cameras (numbers: items per bin)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    tiles = np.concatenate([np.asarray(v["scores"], float) for v in real_test["pristine_tiles"].values()])
+    forged = np.concatenate([s[y == 1] for s, y in _pooled(real_test).values()])
+    grid = np.linspace(0, 1, 21)
+    bx.hist(tiles, grid, alpha=0.6, label=f"pristine tiles ({len(tiles)})", color="tab:blue")
+    bx.hist(forged, grid, alpha=0.6, label=f"forged crops ({len(forged)})", color="tab:red")
+    bx.axvline(0.5, color="k", lw=1)
+    bx.set(xlabel="demo score", ylabel="items")
+    bx.set_title(f"{(tiles < 0.5).mean():.0%} of pristine tiles below 0.5", fontsize=10)
+    bx.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def examples_figure(model, photos: Sequence[Photo], size: int = 256, seed: int = 5):
+    """Rows: a pristine crop of each test camera, a cross-camera splice (native) and the same
+    kind re-saved at JPEG 70-90; columns: image, true mask, localization map (with the score)."""
+    import matplotlib.pyplot as plt  # lazy: only drawing needs it
+
+    from trufor_lab.inference.analyze import analyze
+
+    rows = []
+    for p in photos[:2]:
+        a = p.load()
+        y0, x0 = (a.shape[0] - size) // 16 * 8, (a.shape[1] - size) // 16 * 8  # grid-aligned centre crop
+        rows.append((f"pristine, {p.camera}", a[y0 : y0 + size, x0 : x0 + size], None))
+    for rec, what in ((None, "splice, native"), ((70, 90), "splice, JPEG 70-90")):
+        it = next(i for i in real_heldout(photos, 0, 2, size, seed, rec) if i.label == 1)
+        rows.append((what, it.image, it.mask))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(8, 2.7 * len(rows)), squeeze=False)
+    for (title, img, mask), (a0, a1, a2) in zip(rows, axes):
+        r = analyze(model, img)
+        a0.imshow(img), a0.set_title(title, fontsize=9)
+        a1.imshow(np.zeros(img.shape[:2]) if mask is None else mask, cmap="gray", vmin=0, vmax=1)
+        a1.set_title("true mask" if mask is not None else "true mask (nothing forged)", fontsize=9)
+        a2.imshow(r.map, cmap="RdBu_r", vmin=0, vmax=1)
+        a2.set_title(f"map, score {r.score:.2f}", fontsize=9)
+        for ax in (a0, a1, a2):
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trufor_lab.inference.load import load_trufor
+    from trufor_lab.inference.weights import find_demo
+    from trufor_lab.training.finetune_real import data_splits
+
+    ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.card", description=__doc__.splitlines()[0])
+    ap.add_argument("--eval", required=True, help="JSON with a 'real_test' entry (evaluate_real)")
+    ap.add_argument("--photos", required=True, help="folder of fetched camera photos")
+    ap.add_argument("--checkpoint", default=None, help="demo-style checkpoint (default: the shipped one)")
+    ap.add_argument("--out", required=True, help="folder for reliability.png and examples.png")
+    args = ap.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    real_test = json.loads(Path(args.eval).read_text())["real_test"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_figure(reliability_figure(real_test), out / "reliability.png")
+    model = load_trufor(args.checkpoint or find_demo(), kind="demo", device="cpu")
+    test = [p for p in data_splits(args.photos)["test"] if not p.source.startswith("skimage:")]
+    save_figure(examples_figure(model, test), out / "examples.png")
+    print(out / "reliability.png", out / "examples.png")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
