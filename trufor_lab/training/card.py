@@ -18,6 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from trufor_lab.common.files import atomic_write_bytes
+from trufor_lab.inference.analyze import analyze
+from trufor_lab.inference.load import load_trufor
+from trufor_lab.inference.weights import find_demo
+from trufor_lab.training.finetune_real import data_splits
 from trufor_lab.training.photos import Photo, real_heldout
 
 __all__ = ["reliability_figure", "examples_figure", "save_figure"]
@@ -82,8 +86,6 @@ def examples_figure(model, photos: Sequence[Photo], size: int = 256, seed: int =
     kind re-saved at JPEG 70-90; columns: image, true mask, localization map (with the score)."""
     import matplotlib.pyplot as plt  # lazy: only drawing needs it
 
-    from trufor_lab.inference.analyze import analyze
-
     rows = []
     for p in photos[:2]:
         a = p.load()
@@ -107,17 +109,13 @@ def examples_figure(model, photos: Sequence[Photo], size: int = 256, seed: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trufor_lab.inference.load import load_trufor
-    from trufor_lab.inference.weights import find_demo
-    from trufor_lab.training.finetune_real import data_splits
-
     ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.card", description=__doc__.splitlines()[0])
     ap.add_argument("--eval", required=True, help="JSON with a 'real_test' entry (evaluate_real)")
     ap.add_argument("--photos", required=True, help="folder of fetched camera photos")
     ap.add_argument("--checkpoint", default=None, help="demo-style checkpoint (default: the shipped one)")
     ap.add_argument("--out", required=True, help="folder for reliability.png and examples.png")
     args = ap.parse_args(argv)
-    import matplotlib
+    import matplotlib  # lazy: only drawing needs it
 
     matplotlib.use("Agg")
     real_test = json.loads(Path(args.eval).read_text())["real_test"]
