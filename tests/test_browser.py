@@ -443,6 +443,8 @@ def test_casebook_app_upload_tabs_and_report(driver, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # started as a background job would be (SIGINT ignored): Ctrl-C must still stop it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         line = proc.stdout.readline()  # blocks until the app listens (or the command fails)

@@ -10,6 +10,7 @@ no code is shown. It listens on 127.0.0.1 only: other computers cannot reach it.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,6 +68,16 @@ def run(args: Any) -> int:
     if not _port_free(host, args.port):
         print(f"error: port {args.port} is in use; choose another with --port", file=sys.stderr)
         return 1
+    # "Ctrl-C to stop" holds even when this process was started with SIGINT ignored (a background
+    # job of a non-interactive shell, nohup): Python then keeps it ignored unless told otherwise
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _serve(args, host)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _serve(args: Any, host: str) -> int:
     with tempfile.TemporaryDirectory(prefix="trufor_casebook_") as tmp:
         nb = app_notebook(Path(tmp) / "TruFor casebook.ipynb", weights=args.weights, device=args.device)
         env = {
