@@ -14,6 +14,7 @@ checkpoints, the loop and the demo recipe.
   platform chain of a viral image) and the real-photo forgery stream.
 - ``fetch``: ``python -m trufor_lab.training.fetch --dest DIR`` fetches openly licensed photos.
 - ``finetune_real``: the real-photo fine-tune and the score calibration of the demo model.
+- ``card``: the demo model card's pictures (reliability curve, examples on the test cameras).
 
 >>> import trufor_lab.training as T
 >>> r = T.train(T.TrainConfig(out_dir="runs/loc", steps=2000, crop=256))
