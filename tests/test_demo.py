@@ -105,11 +105,6 @@ def real_results(demo_model, test_cameras, one_thread):
     return scores, ev
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue #16 target not met yet by the CPU fine-tune: 8 of 14 "
-    "tiles (57 %) score below 0.5, not 80 % (see weights/DEMO_MODEL_CARD.md)",
-)
 def test_demo_model_scores_real_pristine_photos_below_half(real_results):
     """Issue #16 target: at least 80 % of real pristine tiles of unseen cameras below 0.5."""
     scores, _ = real_results
@@ -119,8 +114,8 @@ def test_demo_model_scores_real_pristine_photos_below_half(real_results):
 
 @pytest.mark.xfail(
     strict=False,
-    reason="issue #16 target half met by the CPU fine-tune: pixel F1 0.57 "
-    "(>= 0.5) but detection AUC 0.56 (< 0.8) (see weights/DEMO_MODEL_CARD.md)",
+    reason="issue #16 target half met by the CPU fine-tune: pixel F1 >= 0.5 but detection AUC "
+    "about 0.6 (< 0.8) once the splice is re-compressed (see weights/DEMO_MODEL_CARD.md)",
 )
 def test_demo_model_detects_real_splices_between_test_cameras(real_results):
     """Issue #16 target: pixel F1 >= 0.5 and detection AUC >= 0.8 on cross-camera splices."""
@@ -129,13 +124,20 @@ def test_demo_model_detects_real_splices_between_test_cameras(real_results):
 
 
 def test_demo_model_on_real_test_cameras_does_not_regress(real_results):
-    """What the real-photo fine-tune reached (model card): more than half of the tiles of the
-    two unseen cameras below 0.5 (the simulated-camera model: 36 %), and splice localization
-    F1 >= 0.5, well above the all-forged baseline."""
-    scores, ev = real_results
+    """What the real-photo fine-tune reached (model card): splice localization F1 >= 0.5, well
+    above the all-forged baseline, and a score that still ranks re-compressed splices above
+    pristine crops more often than not."""
+    _, ev = real_results
     assert ev.n_forged == ev.n_pristine == 8
-    assert (scores < 0.5).mean() > 0.5, np.round(scores, 3)
     assert ev.f1_best >= 0.5 and ev.f1_best > ev.f1_all_forged + 0.3, ev.as_dict()
+    assert ev.auc > 0.5, ev.as_dict()
+
+
+@pytest.mark.parametrize("name", ["pristine1.jpg", "pristine2.jpg"])
+def test_demo_model_scores_the_official_pristine_samples_below_half(demo_model, shared_dir, name, one_thread):
+    """Issue #16 target: the official pristine samples (never used in training or calibration)."""
+    r = tl.analyze(demo_model, shared_dir / "images" / name)
+    assert r.score < 0.5, r.summary()
 
 
 def test_official_pristine_sample_scores_below_half(demo_model, shared_dir, one_thread):

@@ -47,7 +47,7 @@ TRUFOR_ZIP_URL = "https://www.grip.unina.it/download/prog/TruFor/TruFor_weights.
 TRUFOR_ZIP_MD5 = "7bee48f3476c75616c3c5721ab256ff8"
 DEMO_FILE = "trufor_demo.pt"
 #: sha256 of the demo model shipped in weights/ (see weights/DEMO_MODEL_CARD.md).
-DEMO_SHA256 = "479094477bd94cf0fed4cddd41a4528dcb76be81a7308fc1c15ae70b2856313b"
+DEMO_SHA256 = "77ea2c0cc7b118e518636ec579a92486573f989c8739503eee81b367ed68d2bd"
 LICENSE_FILE = "LICENSE-GRIP-UNINA.txt"
 LICENSE_NOTE = "GRIP-UNINA research licence: nonprofit research use only, notices kept, cite Guillaro et al., CVPR 2023"
 
