@@ -3,12 +3,14 @@
     python -m trufor_lab.training.fetch --dest /work/data/real
     python -m trufor_lab.training.finetune_real --photos /work/data/real --out /work/runs/real
 
-Recipe (CPU, 2 threads): start from ``weights/trufor_demo.pt``; the three phases of
-:mod:`trufor_lab.train` run on a :class:`~trufor_lab.training.photos.RealForgeryStream` of the
-training cameras (precomputed pool of examples with their Noiseprint++ maps, grid-aligned
-crops); then Platt scaling of the detection logit on the validation cameras
-(:func:`fit_platt`), folded into the last detection layer (:func:`fold_calibration`) so the
-checkpoint keeps exactly the model's keys and loads strictly; the values are recorded in
+Recipe (CPU, one thread; rounds :data:`ROUND1` .. :data:`ROUND3`, the shipped model, each
+starting from the previous one; :data:`ROUND4` is recorded but was not shipped, see the model
+card): the three phases of :mod:`trufor_lab.train` run on a
+:class:`~trufor_lab.training.photos.RealForgeryStream` of the training cameras (precomputed pool
+of examples with their Noiseprint++ maps, grid-aligned crops); then Platt scaling of the
+detection logit on the validation cameras (:func:`fit_platt`) moved to a stated base rate of
+forgeries (:func:`prior_shift`), folded into the last detection layer (:func:`fold_calibration`)
+so the checkpoint keeps exactly the model's keys and loads strictly; the values are recorded in
 ``meta["calibration"]``. Every phase checkpoints and resumes (``resume=True``).
 """
 
