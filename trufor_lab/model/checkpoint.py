@@ -31,10 +31,11 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()
         detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
-        raise CheckpointError(
-            f"{path}: refused to load: the file asks to run or import code that a weights "
-            f"checkpoint never needs ({detail})"
-        ) from None
+        if "GLOBAL" in detail.upper():
+            why = "the file asks to run or import code that a weights checkpoint never needs"
+        else:  # random bytes, or pickle operations outside what weights_only allows
+            why = "not a PyTorch weights file (pickle data a weights checkpoint never contains)"
+        raise CheckpointError(f"{path}: refused to load: {why} ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg})") from None
