@@ -16,7 +16,7 @@ best time is kept, so that ratios on a shared machine compare like with like. Mo
   attention formula as written (``set_attention('plain')``), NCHW, no chunking;
 - ``exact``: ``trufor_lab.inference.predict(model, x, 'exact')`` (IEEE float32);
 - ``fast``: ``predict(model, x, 'fast')``: Noiseprint++ IEEE float32 but channels-last, the
-  encoder in bfloat16 (patch embeddings and CMX fusion float32) on CUDA and on CPUs with native
+  encoder in bfloat16 (patch embeddings and FFMs float32) on CUDA and on CPUs with native
   bfloat16; approximate;
 - ``fast32``: the fast mode without bfloat16 (``InferenceMode.fast(amp_dtype=None)``): only the
   channels-last Noiseprint++ differs from exact, so it stays within the float32 tolerances.

@@ -65,7 +65,7 @@ MODES = ("exact", "fast")
 FLOAT32_PARTS = {
     "patch_embed": OverlapPatchEmbed,
     "attention": SpatialReductionAttention,
-    "fusion": FeatureFusionModule,
+    "fusion": FeatureFusionModule,  # the FFMs; the FRMs (rectification) follow amp_dtype
 }
 
 __all__ = [
@@ -90,7 +90,8 @@ class InferenceMode:
     ``lean``: use the memory-lean forward (``None``: only when the whole-image forward would not
     fit in free memory). ``chunks``: its chunk sizes, attention implementation and the oneDNN
     choice for Noiseprint++. ``noiseprint_channels_last``: Noiseprint++ channels-last (IEEE
-    float32, another summation order; faster on CPUs). ``amp_dtype``: autocast dtype for the encoder
+    float32, another summation order; faster on CPUs); it decides for every path (the field of
+    the same name in ``chunks`` is set from it). ``amp_dtype``: autocast dtype for the encoder
     (applied on CUDA; on the CPU when ``amp_on_cpu``, ``None``: when the CPU has native
     bfloat16). ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
     :data:`FLOAT32_PARTS`. ``channels_last``: channels-last encoder. ``compile``:

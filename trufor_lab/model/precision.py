@@ -108,7 +108,7 @@ def full_precision(modules: Iterable[nn.Module], dtype: torch.dtype = torch.floa
     up) for the duration of the block; their ``forward`` is restored on exit.
 
     Used by the fast mode for the few layers whose reduced precision costs the most accuracy for
-    the least time (patch embeddings, CMX fusion)."""
+    the least time (patch embeddings, feature fusion modules)."""
     mods = list(modules)
     own = [m.__dict__.get("forward") for m in mods]  # an instance-level forward, if any
 
