@@ -86,13 +86,13 @@ def examples_figure(model, photos: Sequence[Photo], size: int = 256, seed: int =
     kind re-saved at JPEG 70-90; columns: image, true mask, localization map (with the score)."""
     import matplotlib.pyplot as plt  # lazy: only drawing needs it
 
+    images = [p.load() for p in photos]  # decoded once, for the crops and both splice draws
     rows = []
-    for p in photos[:2]:
-        a = p.load()
+    for p, a in zip(photos[:2], images):
         y0, x0 = (a.shape[0] - size) // 16 * 8, (a.shape[1] - size) // 16 * 8  # grid-aligned centre crop
         rows.append((f"pristine, {p.camera}", a[y0 : y0 + size, x0 : x0 + size], None))
     for rec, what in ((None, "splice, native"), ((70, 90), "splice, JPEG 70-90")):
-        it = next(i for i in real_heldout(photos, 0, 2, size, seed, rec) if i.label == 1)
+        it = next(i for i in real_heldout(photos, 0, 2, size, seed, rec, images) if i.label == 1)
         rows.append((what, it.image, it.mask))
     fig, axes = plt.subplots(len(rows), 3, figsize=(8, 2.7 * len(rows)), squeeze=False)
     for (title, img, mask), (a0, a1, a2) in zip(rows, axes):
