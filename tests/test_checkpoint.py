@@ -149,3 +149,49 @@ def test_download_when_offline_says_so_in_one_line(tmp_path):
         W.download_trufor(tmp_path, url=(tmp_path / "missing.zip").as_uri(), progress=False)
     assert "cannot download" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / W.TRUFOR_FILE).exists()
+
+
+@pytest.mark.parametrize("damage", ["nan", "inf", "int", "complex"])
+def test_damaged_weights_are_refused_not_loaded(recipe_state, damage):
+    """NaN/Inf weights (a diverged run) and float parameters given integers or complex numbers
+    would load silently (PyTorch casts) and answer NaN or a wrong map: refused, nothing loaded."""
+    bad = dict(recipe_state)
+    key = "backbone.block1.0.attn.q.weight"
+    w = bad[key].clone()
+    if damage == "nan":
+        w[0, 0] = float("nan")
+    elif damage == "inf":
+        w[3, 1] = float("-inf")
+    elif damage == "int":
+        w = w.round().to(torch.int32)
+    else:
+        w = w.to(torch.complex64)
+    bad[key] = w
+    model = TruFor()
+    before = model.state_dict()[key].clone()
+    with pytest.raises(CheckpointError) as e:
+        strict_load(model, bad, "damaged.pth")
+    msg = str(e.value)
+    assert msg.startswith("damaged.pth:") and key in msg and "\n" not in msg
+    assert ("not finite" in msg) == (damage in ("nan", "inf")), msg
+    assert ("dtype mismatch" in msg) == (damage in ("int", "complex")), msg
+    assert torch.equal(model.state_dict()[key], before), "nothing loaded on error"
+
+
+def test_bare_weights_of_another_size_name_the_sizes(tmp_path):
+    """A state dict of a smaller TruFor saved without its config: one line naming both sizes,
+    not hundreds of missing keys."""
+    from trufor_lab.model import MIT_B0, stage_sizes
+
+    sd = TruFor(MIT_B0).state_dict()
+    assert stage_sizes(sd) == (MIT_B0.embed_dims, MIT_B0.depths)
+    p = tmp_path / "small.pth"
+    torch.save({"state_dict": sd}, p)
+    with pytest.raises(CheckpointError) as e:
+        tl.load_trufor(p)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(str(p))
+    assert "dims 32/64/160/256, depths 2/2/2/2" in msg and "expected 64/128/320/512, depths 3/4/6/3" in msg
+    assert "missing" not in msg
+    torch.save({"state_dict": sd, "config": MIT_B0.to_dict()}, p)  # with its config it loads
+    assert tl.load_trufor(p).backbone.cfg == MIT_B0

@@ -291,3 +291,17 @@ def test_a_compiled_model_is_freed_with_its_model():
     del model, compiled
     gc.collect()
     assert ref() is None
+
+
+def test_non_finite_output_is_an_error_not_a_score(small_image):
+    """A network that overflows (here: a weight set to Inf after loading) must not report
+    'score nan' as an analysis: the error names the image."""
+    from trufor_lab.inference.result import NonFiniteOutput
+    from trufor_lab.model import MIT_B0, TruFor
+
+    model = TruFor(MIT_B0).eval()
+    assert np.isfinite(tl.analyze(model, small_image, name="ok.png").score)
+    with torch.no_grad():
+        model.decode_head.linear_pred.bias[1] = float("inf")
+    with pytest.raises(NonFiniteOutput, match=r"^bad\.png: the network's output is not finite .*logits"):
+        tl.analyze(model, small_image, name="bad.png")

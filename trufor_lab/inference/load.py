@@ -17,11 +17,13 @@ from torch import nn
 from trufor_lab.inference import weights as W
 from trufor_lab.model import (
     MIT_B2,
+    CheckpointError,
     Noiseprint,
     TruFor,
     TruForConfig,
     extract_state_dict,
     read_checkpoint,
+    stage_sizes,
     strict_load,
 )
 
@@ -41,6 +43,10 @@ def _dtype(precision: str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def _csv(xs: tuple[int, ...]) -> str:
+    return "/".join(map(str, xs))
+
+
 def load_trufor(
     path: str | os.PathLike,
     *,
@@ -56,7 +62,15 @@ def load_trufor(
         if kind == "official":  # a file with its own config is never the official checkpoint
             kind = obj.get("kind") if obj.get("kind") in ("demo", "custom") else "custom"
     model = TruFor(cfg)
-    strict_load(model, extract_state_dict(obj, str(path)), str(path))
+    sd = extract_state_dict(obj, str(path))
+    found = stage_sizes(sd)
+    if found is not None and found != (cfg.embed_dims, cfg.depths):
+        raise CheckpointError(
+            f"{path}: weights of another TruFor size (encoder dims {_csv(found[0])}, depths {_csv(found[1])}; "
+            f"expected {_csv(cfg.embed_dims)}, depths {_csv(cfg.depths)}) and no 'config' entry saying which: "
+            "save them as {'state_dict': ..., 'config': TruForConfig(...).to_dict()}"
+        )
+    strict_load(model, sd, str(path))
     model.weights_info = W.describe(path, kind)
     return model.eval().to(device=resolve_device(device), dtype=_dtype(precision))
 

@@ -169,10 +169,23 @@ def prepare_input(
     return loaded, to_tensor(loaded.rgb, dtype=model_dtype(model), device=model_device(model))
 
 
+class NonFiniteOutput(RuntimeError):
+    """The network returned NaN or Inf for an input: never reported as a score."""
+
+
 def make_result(
     model: nn.Module, loaded: LoadedImage, out: Any, *, name: str | None = None, captures: dict[str, Any] | None = None
 ) -> Result:
-    """A :class:`Result` from a forward's output (``TruForOutput``, or a Noiseprint++ map)."""
+    """A :class:`Result` from a forward's output (``TruForOutput``, or a Noiseprint++ map).
+
+    Raises :class:`NonFiniteOutput` rather than return NaN or Inf as a score or a map."""
+    parts = {"Noiseprint++": out} if not is_full_model(model) else out._asdict()
+    bad = [k for k, t in parts.items() if torch.is_tensor(t) and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise NonFiniteOutput(
+            f"{name or loaded.name}: the network's output is not finite (NaN or Inf in {', '.join(bad)}); "
+            "the weights or this input overflow the model's precision"
+        )
     common = dict(
         image=loaded.rgb,
         name=name or loaded.name,

@@ -16,7 +16,7 @@ May import ``common`` only (and torch): the network knows nothing of the toolkit
 """
 
 from .checkpoint import CheckpointError, extract_state_dict, read_checkpoint, strict_load
-from .config import MIT_B0, MIT_B2, TruForConfig
+from .config import MIT_B0, MIT_B2, TruForConfig, stage_sizes
 from .detection import STATISTIC_NAMES, weighted_statistics_pooling
 from .encoder import BRANCHES, DualMiTEncoder, FeatureInfo
 from .noiseprint import Noiseprint, exact_float32
@@ -37,6 +37,7 @@ __all__ = [
     "exact_float32",
     "extract_state_dict",
     "read_checkpoint",
+    "stage_sizes",
     "strict_load",
     "weighted_statistics_pooling",
 ]

@@ -62,8 +62,9 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.
 def strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Load ``state_dict`` into ``model`` requiring exactly the same keys and shapes.
 
-    On a mismatch nothing is loaded and :class:`CheckpointError` lists the missing keys,
-    the unexpected keys and the shape differences.
+    On a mismatch nothing is loaded and :class:`CheckpointError` lists the missing keys, the
+    unexpected keys, the shape differences and float parameters given non-float values; weights
+    holding NaN or Inf (a diverged training run, a damaged file) are refused too.
     """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -73,11 +74,26 @@ def strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source
         for k, v in expected.items()
         if k in state_dict and state_dict[k].shape != v.shape
     ]
-    if missing or unexpected or shapes:
+    # a float parameter filled from integers, booleans or complex numbers would be silently cast
+    kinds = [
+        f"{k}: checkpoint {state_dict[k].dtype} vs model {v.dtype}"
+        for k, v in expected.items()
+        if k in state_dict and v.is_floating_point() and not state_dict[k].is_floating_point()
+    ]
+    if missing or unexpected or shapes or kinds:
         parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", shapes),
+            ("dtype mismatch", kinds),
+        ):
             if items:
                 shown = "; ".join(items[:8]) + (f"; ... ({len(items) - 8} more)" if len(items) > 8 else "")
                 parts.append(f"{len(items)} {label} [{shown}]")
         raise CheckpointError(f"{source}: does not match the model: " + ", ".join(parts))
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(f"{source}: weights are not finite (NaN or Inf) in {', '.join(bad[:3])}{more}")
     model.load_state_dict(state_dict, strict=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,20 @@ class TruForConfig:
 MIT_B2 = TruForConfig()
 #: A small variant with MiT-B0-sized stages, same structure (used for the demo model).
 MIT_B0 = TruForConfig(embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2), decoder_embed_dim=256)
+
+
+def stage_sizes(state_dict: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(embed dims, depths) of the RGB encoder a TruFor state dict was saved from, read from its
+    patch-embedding shapes and block indices; None when it holds no such encoder."""
+    dims: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    for k, v in state_dict.items():
+        m = re.fullmatch(r"backbone\.patch_embed(\d+)\.proj\.weight", k)
+        if m and getattr(v, "ndim", 0) == 4:
+            dims[int(m.group(1))] = int(v.shape[0])
+        m = re.match(r"backbone\.block(\d+)\.(\d+)\.", k)
+        if m:
+            depth[int(m.group(1))] = max(depth.get(int(m.group(1)), 0), int(m.group(2)) + 1)
+    if not dims or sorted(dims) != list(range(1, len(dims) + 1)):
+        return None
+    return tuple(dims[i] for i in sorted(dims)), tuple(depth.get(i, 0) for i in sorted(dims))
