@@ -240,3 +240,22 @@ def test_weights_download_into_an_unwritable_folder_is_one_line(tmp_path, capsys
     rc = main(["weights", "download", "--dir", str(blocker / "sub"), "-q"])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_summary_line_says_how_each_input_was_read(tmp_path, with_weights, capsys):
+    """An RGBA PNG, an animated GIF, a 16-bit PNG: the analysis changed them before it ran,
+    and the printed line says so (it did not before: only the Result's notes knew)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (48, 56, 4), dtype=np.uint8)).save(src / "alpha.png")
+    frames = [Image.fromarray(rng.integers(0, 256, (48, 56, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.fromarray(rng.integers(0, 65535, (48, 56)).astype(np.uint16)).save(src / "deep.png")
+    _img(src / "plain.png")
+    assert main(["analyze", str(src), "-o", str(tmp_path / "out")]) == 0
+    lines = {ln.split(":")[0].rsplit("/", 1)[-1]: ln for ln in capsys.readouterr().out.splitlines() if ": score" in ln}
+    assert lines["alpha.png"].endswith("[alpha channel dropped]")
+    assert lines["anim.gif"].endswith("[first of 3 frames]")
+    assert lines["deep.png"].endswith("[16-bit values scaled to 8 bits]")
+    assert not lines["plain.png"].endswith("]")

@@ -61,9 +61,23 @@ def test_16_bit_is_scaled_to_8_bits(tmp_path):
     assert load_image(v).rgb[0, :, 1].tolist() == [0, 1, 255, 128]
 
 
-def test_float_mode_is_clipped_like_pil():
+def test_float_mode_is_clipped_like_pil_and_says_so():
     im = Image.fromarray(np.array([[-5.0, 12.4, 300.0]], dtype=np.float32), "F")
-    assert load_image(im).rgb[0, :, 0].tolist() == [0, 12, 255]
+    r = load_image(im)
+    assert r.rgb[0, :, 0].tolist() == [0, 12, 255]
+    assert r.notes == ("float values rounded to 8 bits, 66.7% clipped to 0..255",)
+
+
+def test_float_image_in_0_1_is_flagged_and_nan_refused(tmp_path):
+    """A normalised float image would be analysed as black: said, not silent; NaN has no 8-bit value."""
+    r = load_image(Image.fromarray(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64), "F"))
+    assert any("within 0..1" in n for n in r.notes), r.notes
+    a = np.full((40, 40), 7.0, np.float32)
+    a[3, 4] = np.nan
+    p = tmp_path / "nan.tif"
+    Image.fromarray(a, "F").save(p)
+    with pytest.raises(ImageError, match=r"nan\.tif: float image holds NaN or Inf values$"):
+        load_image(p)
 
 
 def test_animated_gif_takes_first_frame(tmp_path):

@@ -9,7 +9,8 @@ How PIL modes become RGB (one policy, stated once):
   dropped (the stored colour values are kept; compositing on a background would invent pixels).
 - ``L``/``1``/``P``/``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's conversion to RGB.
 - ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped.
-- ``F`` (float): PIL's own range convention, values clipped to ``[0, 255]`` and rounded.
+- ``F`` (float): PIL's own range convention, values clipped to ``[0, 255]`` and rounded (noted,
+  with the share clipped; NaN or Inf is an error).
 - Animated or multi-page files: the first frame.
 - EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
   like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
@@ -75,7 +76,14 @@ def _pil_to_rgb(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
         notes.append("16-bit values scaled to 8 bits")
         return np.repeat(g[..., None], 3, axis=2), notes
     if mode == "F":
-        g = np.clip(np.rint(np.asarray(im, dtype=np.float64)), 0, 255).astype(np.uint8)
+        a = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(a).all():
+            raise ImageError(f"{name}: float image holds NaN or Inf values")
+        outside = float(((a < 0) | (a > 255)).mean())
+        notes.append("float values rounded to 8 bits" + (f", {outside:.1%} clipped to 0..255" if outside else ""))
+        if a.max() <= 1.0:
+            notes.append("every value within 0..1 (a normalised image? scale it to 0..255 first)")
+        g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=2), notes
     if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in im.info):
         notes.append("alpha channel dropped")

@@ -108,15 +108,16 @@ class Result:
         return plot_result(self, mask=mask, fig=fig)
 
     def summary(self) -> str:
-        """One line for logs and tables."""
+        """One line for logs and tables; how the input was read (``notes``) in brackets."""
+        said = f" [{'; '.join(self.notes)}]" if self.notes else ""
         if self.map is None:
-            return f"{self.name or 'image'}: Noiseprint++ only ({self.size[1]}x{self.size[0]})"
+            return f"{self.name or 'image'}: Noiseprint++ only ({self.size[1]}x{self.size[0]}){said}"
         if self.score is None:  # e.g. a classic detector that defines no global score
             what = f" ({self.label})" if self.label else ""
-            return f"{self.name or 'image'}: no global score{what}, map max {float(self.map.max()):.3f}"
+            return f"{self.name or 'image'}: no global score{what}, map max {float(self.map.max()):.3f}{said}"
         return (
             f"{self.name or 'image'}: score {self.score:.3f}, map max {float(self.map.max()):.3f}, "
-            f"mean confidence {float(self.conf.mean()):.3f}"
+            f"mean confidence {float(self.conf.mean()):.3f}{said}"
         )
 
     def _repr_html_(self) -> str:
