@@ -180,3 +180,34 @@ def test_every_listed_skimage_photo_exists():
     assert not missing, missing
     names = {p.name for p in P.skimage_photos()}
     assert {"astronaut", "coffee", "camera", "chelsea", "rocket"} <= names
+
+
+def _grid_sub_array(crop: np.ndarray, images: list[np.ndarray]) -> bool:
+    s = crop.shape[0]
+    return any(
+        np.array_equal(im[y : y + s, x : x + s], crop)
+        for im in images
+        for y in range(0, im.shape[0] - s + 1, 8)
+        for x in range(0, im.shape[1] - s + 1, 8)
+    )
+
+
+def test_source_resave_saves_real_crops_again_before_use(tmp_path):
+    """``source_resave``: pristine crops, hosts and donors had been saved again (as the test
+    cameras' photos were); off, a pristine crop is the photo's own grid-aligned pixels."""
+    for cam, seeds in (("camA", (0, 1)), ("camB", (2,))):
+        (tmp_path / cam).mkdir()
+        for s in seeds:
+            Image.fromarray(_noise_photo(s)).save(tmp_path / cam / f"p{s}.png")  # lossless sources
+    photos = P.scan_photos(tmp_path)
+    images = [p.load() for p in photos]
+    for resave in (0.0, 1.0):
+        st = P.RealForgeryStream(photos, sim_images=[_noise_photo(9, 192, 192)], chain_prob=0.0, source_resave=resave)
+        rng = np.random.default_rng(3)
+        pristine = [st.real_example(rng, 96, forged=False) for _ in range(6)]
+        for rgb, mask, label, kind in pristine:
+            assert rgb.shape == (96, 96, 3) and not mask.any() and label == 0 and kind == "pristine"
+            assert _grid_sub_array(rgb, images) == (resave == 0.0)
+        for _ in range(4):
+            rgb, mask, label, _ = st.real_example(rng, 96, forged=True)
+            assert rgb.shape == (96, 96, 3) and mask.shape == (96, 96)

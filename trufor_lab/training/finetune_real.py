@@ -273,6 +273,17 @@ ROUND4 = dict(
     calibration={"n": 48, "base_rate": 0.2},
 )
 
+#: Round 5 (``run(..., init=<round 3>/detection/last.pt, **ROUND5)``): round 3's recipe with
+#: sources that had been saved again before the splice (``source_resave``: editors, messengers),
+#: as both test cameras' photos were.
+ROUND5 = dict(
+    seed=5,
+    stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 98), "chain_p444": 0.35, "source_resave": 0.5},
+    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
+    overrides={"detection": {"crop": 160}},
+    calibration={"n": 48, "base_rate": 0.2},
+)
+
 #: Round 1 (``run(..., **ROUND1)``): only its localization checkpoint is kept (its split had
 #: the whole Fujifilm camera as validation); round 2 starts from it with the final split.
 ROUND1 = dict(

@@ -250,7 +250,11 @@ class RealForgeryStream:
     (``w_splice_real``), splice with a simulated camera on either side (``w_splice_sim``),
     or a within-photo edit (``w_within``: copy-move, object removal, local edit, double
     JPEG; trace-changing variants). The platform chain (:func:`platform_chain`) is applied to
-    real examples, pristine and forged alike, with ``chain_prob``.
+    real examples, pristine and forged alike, with ``chain_prob``. ``source_resave``: the
+    probability that a real crop (a pristine one, a host, a donor) had already been saved again
+    before it was used (JPEG 70-98, 4:4:4 or 4:2:0 chroma, half of the time downscaled first, as
+    a messenger does): photos that reach a forger, or a fact-checker, rarely come straight from
+    the camera.
     """
 
     def __init__(
@@ -266,6 +270,7 @@ class RealForgeryStream:
         chain_quality: tuple[int, int] = (70, 90),
         chain_p444: float = 0.0,
         flips: str = "hv",
+        source_resave: float = 0.0,
     ) -> None:
         if not photos:
             raise ValueError("RealForgeryStream needs at least one photo")
@@ -283,7 +288,7 @@ class RealForgeryStream:
         )
         self.sim_fraction, self.forged_fraction, self.chain_prob = sim_fraction, forged_fraction, chain_prob
         self.p_resize, self.flips, self.chain_quality = p_resize, flips, chain_quality
-        self.chain_p444 = chain_p444
+        self.chain_p444, self.source_resave = chain_p444, source_resave
         w = np.asarray(weights, float)
         self.weights = w / w.sum()
         self.multi_camera = len(set(self.cameras)) > 1
@@ -298,10 +303,18 @@ class RealForgeryStream:
         p = np.array([q if c != exclude_camera else 0.0 for q, c in zip(self.photo_p, self.cameras)])
         i = int(rng.choice(len(p), p=p / p.sum())) if p.sum() > 0 else int(rng.integers(len(p)))
         img = self.images[i]
-        s = min(size, *img.shape[:2]) // 8 * 8
+        resave = self.source_resave > 0 and rng.random() < self.source_resave  # no draw when off
+        f = rng.uniform(0.5, 0.9) if resave and rng.random() < 0.5 else 1.0
+        s = min(int(np.ceil(size / f / 8)) * 8, *img.shape[:2]) // 8 * 8
         crop, _ = grid_crop(rng, img, s)
+        if f < 1.0:  # a messenger re-encode: downscaled, then saved again
+            crop = _resize(crop, (max(8, round(s * f)),) * 2)
+            s = crop.shape[0]
         if s < size:
             crop = np.pad(crop, ((0, size - s), (0, size - s), (0, 0)), mode="reflect")
+        crop = crop[:size, :size]
+        if resave:  # the photo had been saved again before it was used (an editor, a platform)
+            crop = jpeg_compress(crop, int(rng.integers(70, 99)), "4:4:4" if rng.random() < 0.5 else "4:2:0")
         return crop, self.cameras[i]
 
     def _sim_photo(self, rng: np.random.Generator, size: int) -> np.ndarray:
