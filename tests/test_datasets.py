@@ -255,6 +255,47 @@ def test_folder_dataset(tmp_path):
         folder_dataset(tmp_path / "nope")
 
 
+def test_folder_dataset_never_turns_a_fake_into_a_real_or_counts_one_twice(tmp_path):
+    """A mask that matches no image (case, suffix) would leave its fake counted as real; a mask
+    shared by ``a.png`` and ``a.jpg`` would score one forgery twice; a mask next to the images
+    with no image of its own would be scored as a real image. Each is an error naming the file."""
+    imgs, masks = tmp_path / "images", tmp_path / "masks"
+    _img(imgs / "IMG_1.png")
+    _img(imgs / "b.png")
+    _mask(masks / "img_1.png", SQUARE)
+    _mask(masks / "b.png", SQUARE)
+    with pytest.raises(
+        DatasetError, match=r"masks: 1 mask\(s\) match no image .*img_1\.png \(IMG_1\.png differs only in case\)"
+    ):
+        folder_dataset(imgs, masks)
+    (masks / "img_1.png").rename(masks / "IMG_1.png")
+    assert [s.id for s in folder_dataset(imgs, masks).fakes()] == ["IMG_1.png", "b.png"]
+    _img(imgs / "b.jpg")
+    with pytest.raises(DatasetError, match=r"b\.png: the mask of several images \(b\.jpg, b\.png\)"):
+        folder_dataset(imgs, masks)
+    same = tmp_path / "same"
+    _img(same / "x.png")
+    _mask(same / "x_gt.png", SQUARE)
+    assert [(s.id, s.label) for s in folder_dataset(same, same, mask_suffix="_gt")] == [("x.png", 1)]
+    _mask(same / "z_gt.png", SQUARE)
+    with pytest.raises(DatasetError, match=r"z_gt\.png"):
+        folder_dataset(same, same, mask_suffix="_gt")
+
+
+def test_an_image_listed_twice_is_named(tmp_path):
+    """Listed twice, or as fake and as real: ``repeated`` names it (evaluate refuses such a
+    dataset, tests/test_evaluate.py)."""
+    _img(tmp_path / "a.png")
+    _img(tmp_path / "g.png")
+    _mask(tmp_path / "a_m.png", SQUARE)
+    fake = _write(tmp_path / "fake.txt", "a.png,a_m.png\n")
+    assert load_dataset(str(fake), tmp_path, real_list=_write(tmp_path / "r1.txt", "g.png\n")).repeated() is None
+    both = load_dataset(str(fake), tmp_path, real_list=_write(tmp_path / "real.txt", "g.png\na.png\n"))
+    assert re.fullmatch(r".*a\.png: listed as fake and as real in 'fake' \(id 'a\.png'\)", both.repeated())
+    twice = load_dataset(str(_write(tmp_path / "f2.txt", "a.png,a_m.png\na.png,a_m.png\n")), tmp_path)
+    assert re.fullmatch(r".*a\.png: listed twice in 'f2' \(id 'a\.png'\)", twice.repeated())
+
+
 # --------------------------------------------------------------------------------------------
 # errors: raised by load_mask, collected by validate
 # --------------------------------------------------------------------------------------------

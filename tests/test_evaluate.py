@@ -276,6 +276,12 @@ def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, mo
     assert main(["eval", "CASIA1", "--root", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x"), "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+    # an image on both lists would be a fake and a real at once: refused before any work
+    real.write_text("images/real_a.png\nimages/fake_a.png\n")
+    rc = main(["eval", str(fake), "--root", str(data), "--real-list", str(real), "-o", str(tmp_path / "y"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "fake_a.png: listed as fake and as real" in err[0]
+    assert not (tmp_path / "y").exists()
 
 
 def test_an_npz_of_another_image_or_other_weights_is_recomputed(first_run, recipe_model, tmp_path, capsys):
@@ -311,3 +317,25 @@ def test_an_id_that_escapes_the_output_folder_is_refused_and_the_rest_goes_on(fi
     assert "'../../escaped.png'" in ev.failed[0] and "abs.png" in ev.failed[1]
     assert [r["status"] for r in ev.rows] == ["error", "error", "ok"] and fn.calls == [ds[1].image_path.name]
     assert not list(tmp_path.glob("*.npz")) and not (tmp_path / "escaped.png.npz").exists()
+
+
+def test_a_float64_map_scores_as_saved_so_a_resumed_run_agrees(data, recipe_model, tmp_path):
+    """A float64 map (``--precision float64``) with values just above 0.5: the first run must
+    score what it saves (float32), as the resumed run, which reads the npz, does."""
+    import dataclasses
+
+    ds = folder_dataset(data / "images", data / "masks")
+
+    def near_half(model, image):
+        r = analyze(model, image)
+        s = next(s for s in ds if s.image_path == Path(image))
+        m = np.full(r.map.shape, 0.2)
+        if s.label:
+            m[ds.load_mask(s)] = 0.5 + 1e-9  # above 0.5 in float64, exactly 0.5 in float32
+        return dataclasses.replace(r, map=m)
+
+    first = evaluate(recipe_model, ds, tmp_path, progress=False, analyze_fn=near_half)
+    again = evaluate(recipe_model, ds, tmp_path, progress=False, analyze_fn=near_half)
+    assert all(r["reused"] for r in again.rows)
+    f1 = [r["f1_fixed"] for r in first.rows if r["label"] == 1]
+    assert f1 and all(_same(a, b["f1_fixed"]) for a, b in zip(f1, [r for r in again.rows if r["label"] == 1]))

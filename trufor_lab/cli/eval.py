@@ -91,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     """``trufor-lab eval``: evaluate, write CSV + summary JSON/CSV into OUT, print the summary."""
     try:
         dataset = _cli_dataset(args)
+        repeated = dataset.repeated()
+        if repeated:
+            raise DatasetError(repeated)
     except DatasetError as e:
         error(" ".join(str(e).split()))
         return 1

@@ -240,6 +240,18 @@ class Dataset(Sequence[Sample]):
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, root={str(self.root)!r}, {len(self.fakes())} fakes, {len(self.reals())} reals)"
 
+    def repeated(self) -> str | None:
+        """One line naming an image listed twice (the same id), or as fake and as real; None if
+        there is none. An evaluation refuses such a dataset: the image would weigh twice in every
+        average and sit on both sides of the detection AUC."""
+        seen: dict[str, Sample] = {}
+        for smp in self._samples:
+            first = seen.setdefault(smp.id, smp)
+            if first is not smp:
+                how = "as fake and as real" if first.label != smp.label else "twice"
+                return f"{smp.image_path}: listed {how} in {self.name!r} (id {smp.id!r})"
+        return None
+
     def fakes(self) -> list[Sample]:
         return [s for s in self._samples if s.label == 1]
 
@@ -595,8 +607,10 @@ def folder_dataset(
 ) -> Dataset:
     """A dataset from a folder of images and, optionally, a folder of masks.
 
-    The mask of ``<stem>.<ext>`` is ``<stem><mask_suffix>.<any image ext>`` in ``masks_dir``;
-    images with a mask are fakes, the others reals. Two candidate masks for one image raise.
+    The mask of ``<stem>.<ext>`` is ``<stem><mask_suffix>.<any image ext>`` in ``masks_dir``
+    (names match exactly, case included); images with a mask are fakes, the others reals. Two
+    candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``), and a mask
+    that matches no image (a fake that would silently count as real) raise.
     """
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
@@ -615,15 +629,18 @@ def folder_dataset(
         for p in sorted(masks_dir.iterdir()):
             if p.is_file() and p.suffix.lower() in exts:
                 masks.setdefault(p.stem, []).append(p)
-    stems = {p.stem for p in files}
+    if same_dir:  # in one folder, a name ending with the suffix is a mask, never an image
+        files = [p for p in files if not p.stem.endswith(mask_suffix)]
+        masks = {k: v for k, v in masks.items() if k.endswith(mask_suffix)}
     samples = []
+    used: dict[Path, list[Path]] = {}
     for img in files:
-        if same_dir and img.stem.endswith(mask_suffix) and img.stem[: -len(mask_suffix)] in stems:
-            continue  # a mask sitting next to its image
         found = masks.get(img.stem + mask_suffix, [])
         if len(found) > 1:
             raise DatasetError(f"{img}: several candidate masks ({', '.join(p.name for p in found)})")
         mask = found[0] if found else None
+        if mask is not None:
+            used.setdefault(mask, []).append(img)
         samples.append(
             Sample(
                 image_path=img,
@@ -632,5 +649,18 @@ def folder_dataset(
                 dataset=name or images_dir.name,
                 id=img.name,
             )
+        )
+    shared = next(((m, imgs) for m, imgs in used.items() if len(imgs) > 1), None)
+    if shared:
+        raise DatasetError(f"{shared[0]}: the mask of several images ({', '.join(p.name for p in shared[1])})")
+    unused = [p for group in masks.values() for p in group if p not in used]
+    if unused:
+        by_lower = {p.stem.lower() + mask_suffix.lower(): p.name for p in files}
+        hint = next(
+            (f" ({by_lower[p.stem.lower()]} differs only in case)" for p in unused if p.stem.lower() in by_lower), ""
+        )
+        names = ", ".join(p.name for p in unused[:3]) + (f" and {len(unused) - 3} more" if len(unused) > 3 else "")
+        raise DatasetError(
+            f"{masks_dir}: {len(unused)} mask(s) match no image named <stem>{mask_suffix}: {names}{hint}"
         )
     return Dataset(name or images_dir.name, images_dir, samples, convention)

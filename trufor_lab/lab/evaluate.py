@@ -388,7 +388,9 @@ def _evaluate_one(
         if result.map.shape != (h, w):
             raise RuntimeError(f"{image_path}: map size {result.map.shape} differs from image size {(h, w)}")
         result.save_npz(npz, input_sha256=digest)
-        m, c, score = result.map, result.conf, float(result.score)
+        # scored as saved (float32 maps), so that a resumed run, which reads the npz, agrees exactly
+        m, c = result.map.astype(np.float32, copy=False), result.conf.astype(np.float32, copy=False)
+        score = float(result.score)
         row["reused"] = False
 
     row["score"] = float(score)
@@ -440,6 +442,9 @@ def evaluate(
                 "evaluate needs a full TruFor model (this one is Noiseprint++ only: no localization map, no score)"
             )
         analyze_fn = analyze
+    repeated = dataset.repeated()
+    if repeated:
+        raise DatasetError(repeated)
     if weights_sha256 is None:
         info = getattr(model, "weights_info", None)
         weights_sha256 = info.sha256 if info is not None and info.sha256 not in ("", "-") else None
