@@ -167,3 +167,20 @@ def test_real_decompression_bomb_header_is_refused_before_decoding(tmp_path):
     p.write_bytes(png)
     with pytest.raises(ImageError, match="bomb|too many|refused"):
         load_image(p)
+
+
+def test_a_tiff_whose_next_ifd_leads_nowhere_is_one_line(tmp_path):
+    """Pillow raises TypeError ('Missing dimensions') from n_frames on such a file: this file's
+    error, not a traceback that stops a batch."""
+    import struct
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(buf, "TIFF")
+    t = buf.getvalue()
+    off = struct.unpack("<I", t[4:8])[0]
+    nxt = off + 2 + 12 * struct.unpack("<H", t[off : off + 2])[0]
+    p = tmp_path / "next.tif"
+    p.write_bytes(t[:nxt] + struct.pack("<I", 0x7FFFFFF0) + t[nxt + 4 :])
+    with pytest.raises(ImageError, match=r"next\.tif: unreadable image \(.+\)$") as e:
+        load_image(p)
+    assert "\n" not in str(e.value)

@@ -341,3 +341,34 @@ def test_report_renders_in_headless_chromium(tmp_path):
     finally:
         driver.quit()
     assert (artifacts / "report.png").stat().st_size > 1000
+
+
+def test_pdf_with_tex_in_the_metadata_and_ordinary_file_modes(tmp_path):
+    """EXIF text is text: '$\\nosuchcmd{x}$' in Software made matplotlib's mathtext raise and
+    the PDF was lost. Reports are written with ordinary permissions (mkstemp's 0600 made a
+    report meant to be shared unreadable to others)."""
+    exif = Image.Exif()
+    exif[0x0131] = "Editor $\\nosuchcmd{x}$ v1"
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    prov = read_provenance(io.BytesIO(buf.getvalue()))
+    assert any("nosuchcmd" in str(v) for _, _, v in prov.rows())
+    r = synth(square(0.95), square(0.9, 0.8), 0.93)
+    old = os.umask(0o022)
+    try:
+        out = save_pdf(tmp_path / "r.pdf", r, prov)
+        html = write_report(tmp_path / "r.html", "<html></html>")
+    finally:
+        os.umask(old)
+    assert out.read_bytes()[:5] == b"%PDF-"
+    assert (out.stat().st_mode & 0o777) == (html.stat().st_mode & 0o777) == 0o644
+
+
+def test_cli_report_pdf_named_output_keeps_the_html(tmp_path, images, monkeypatch, capsys):
+    """``-o case.pdf --pdf`` wrote the HTML to case.pdf and then the PDF over it."""
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    out = tmp_path / "case.pdf"
+    assert main(["report", str(images[1]), "-o", str(out), "--device", "cpu", "--pdf", "-q", "--no-demo"]) == 0
+    assert out.read_bytes()[:5] == b"%PDF-"
+    assert "earlier.jpg" in (tmp_path / "case.html").read_text(encoding="utf-8")

@@ -17,15 +17,15 @@ import base64
 import html
 import io
 import os
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from trufor_lab.common.files import atomic_write_path
 from trufor_lab.common.paths import display_name
 from trufor_lab.version import __version__
 from trufor_lab.viz.noiseprint import plot_noiseprint
@@ -431,21 +431,6 @@ def build_report(
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def write_report(path: str | os.PathLike, html_text: str) -> Path:
     """Write ``html_text`` to ``path`` atomically (never a half-written report)."""
 
@@ -453,7 +438,7 @@ def write_report(path: str | os.PathLike, html_text: str) -> Path:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(html_text)
 
-    return _atomic(path, write)
+    return atomic_write_path(path, write)
 
 
 def _text_pages(lines: list[str], per_page: int = 58) -> Iterator[list[str]]:
@@ -496,7 +481,8 @@ def save_pdf(
         lines += wrap("- " + c)
 
     def write(tmp: str) -> None:
-        with PdfPages(tmp) as pdf:
+        # metadata and file names are text, never TeX: '$...$' in an EXIF field must not be parsed
+        with plt.rc_context({"text.parse_math": False}), PdfPages(tmp) as pdf:
             for page in _text_pages(lines):
                 fig = plt.figure(figsize=(8.27, 11.69))
                 fig.text(0.06, 0.96, "\n".join(page), va="top", ha="left", family="monospace", fontsize=7.5)
@@ -509,4 +495,4 @@ def save_pdf(
                 pdf.savefig(fig, bbox_inches="tight")
                 plt.close(fig)
 
-    return _atomic(path, write)
+    return atomic_write_path(path, write)

@@ -77,8 +77,11 @@ def run(args: argparse.Namespace) -> int:
         error(f"{args.image}: analysis failed ({str(e).splitlines()[0][:200]})")
         return 1
     try:
-        out = write_report(args.output, build_report(result, provenance, comparison))
-        pdf = save_pdf(Path(args.output).with_suffix(".pdf"), result, provenance, comparison) if args.pdf else None
+        html_path, pdf_path = Path(args.output), Path(args.output).with_suffix(".pdf")
+        if args.pdf and html_path == pdf_path:  # -o case.pdf --pdf: the HTML beside it, not under it
+            html_path = html_path.with_suffix(".html")
+        out = write_report(html_path, build_report(result, provenance, comparison))
+        pdf = save_pdf(pdf_path, result, provenance, comparison) if args.pdf else None
     except OSError as e:
         error(f"{args.output}: cannot write report ({e.strerror or e})")
         return 1

@@ -21,25 +21,52 @@ import numpy as np
 PathLike = str | os.PathLike
 
 
-def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``.
+def _file_mode(path: Path) -> int:
+    """The permissions ``path`` would get from a plain ``open``: the replaced file's own, or
+    ``0o666`` less the umask (``mkstemp`` makes ``0o600`` files, private to the writer, and a
+    report or a result is usually meant to be shared)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def atomic_write_path(path: PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(temporary_path)`` (for writers that take a file name, e.g. matplotlib's
+    ``savefig``) beside ``path``, then rename it to ``path`` with ordinary permissions.
 
     Folders are created as needed; the temporary file is removed if ``write`` fails.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    Folders are created as needed; the temporary file is removed if ``write`` fails.
+    """
+
+    def to_file(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return atomic_write_path(path, to_file)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import Any, Union
@@ -158,7 +159,20 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         raise ImageError(f"{name}: refused: too many pixels (decompression bomb?)") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+    # a malformed file can make a Pillow plugin fail in many ways (a TIFF whose next-IFD
+    # pointer leads nowhere raises TypeError from n_frames): each is this file's problem only
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        MemoryError,
+        TypeError,
+        IndexError,
+        KeyError,
+        ArithmeticError,
+        struct.error,
+    ) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "truncated" in msg.lower():
             msg = "file is truncated"

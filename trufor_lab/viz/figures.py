@@ -43,7 +43,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
             im = ax.imshow(data, **kw)
             if title in ("Localization map", "Confidence"):
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=10, parse_math=False)
         ax.set_axis_off()
     title = result.name or "image"
     if result.score is not None:
@@ -52,7 +52,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
         title += "  —  Noiseprint++ only (no TruFor checkpoint)"
     else:
         title += "  —  no global score"
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, parse_math=False)
     return fig
 
 
@@ -140,7 +140,7 @@ def plot_feature_grid(
         ax.imshow(a[c], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(f"ch {c}", fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, parse_math=False)
     return fig
 
 
@@ -154,7 +154,7 @@ def plot_pca(pca, ax=None, title: str | None = None):
     fig, ax = _fig_ax(ax, (4, 4))
     ax.imshow(image, interpolation="nearest")
     ev = ", ".join(f"{v:.0%}" for v in explained)
-    ax.set_title(title or f"{name + ': ' if name else ''}PCA ({ev})", fontsize=9)
+    ax.set_title(title or f"{name + ': ' if name else ''}PCA ({ev})", fontsize=9, parse_math=False)
     ax.set_axis_off()
     return fig
 
@@ -167,7 +167,7 @@ def plot_channel_stats(stats, ax=None, max_channels: int = 512):
     ax.bar(x, stats.energy[:n], color="#bbbbbb", width=1.0, label="energy (mean square)")
     ax.errorbar(x, stats.mean[:n], yerr=stats.std[:n], fmt=".", ms=2, lw=0.5, color="C0", label="mean ± std")
     ax.set_xlabel("channel")
-    ax.set_title(f"{stats.name + ': ' if stats.name else ''}{stats.channels} channels", fontsize=10)
+    ax.set_title(f"{stats.name + ': ' if stats.name else ''}{stats.channels} channels", fontsize=10, parse_math=False)
     ax.legend(fontsize=8)
     return fig
 
@@ -189,7 +189,7 @@ def plot_spatial_stats(stats, fig=None):
         ax.set_title(label, fontsize=9)
         ax.set_axis_off()
     if stats.name:
-        fig.suptitle(stats.name, fontsize=10)
+        fig.suptitle(stats.name, fontsize=10, parse_math=False)
     return fig
 
 
