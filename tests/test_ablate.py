@@ -273,3 +273,35 @@ def test_interventions_are_honoured_or_refused_on_the_lean_path(recipe_model, im
             predict_mod.predict(recipe_model, to_tensor(img))
     assert active_interventions(recipe_model) == []
     assert_pristine(recipe_model, ref)
+
+
+def test_predict_runs_the_ablated_network(recipe_model, x, ref):
+    """predict() fuses the decoders and computes Noiseprint++ itself: under an ablation it must
+    run the plain forward, or the ablation silently does nothing (Δ was exactly 0 before)."""
+    from trufor_lab.inference.predict import predict
+
+    for name in ("rgb_only", "drop_c4"):
+        with A.get_ablation(recipe_model, name), torch.no_grad():
+            want = recipe_model(x)
+            got = predict(recipe_model, x)
+            fast = predict(recipe_model, x, "fast")
+        assert float((want.det_logit - ref[0].det_logit).abs().max()) > 1e-4, name
+        for out in (got, fast):
+            assert torch.allclose(out.logits, want.logits, atol=1e-5) and torch.allclose(out.det_logit, want.det_logit)
+    assert_pristine(recipe_model, ref)
+
+
+def test_ablations_left_out_of_order_still_restore(recipe_model, ref):
+    """Entered in one notebook cell and exited in others, in any order: the model ends pristine."""
+    a1, a2 = A.no_frm(recipe_model), A.no_frm(recipe_model, stages=1)
+    a1.__enter__()
+    a2.__enter__()
+    a1.__exit__(None, None, None)
+    assert recipe_model.backbone.FRMs[0].lambda_c == 0.0  # a2 still active on stage 1
+    a2.__exit__(None, None, None)
+    assert_pristine(recipe_model, ref)
+
+
+def test_study_names_must_match_the_images(recipe_model, img):
+    with pytest.raises(ValueError, match="2 images but 1 names"):
+        A.ablation_study(recipe_model, [img, img[:48, :48]], ablations=["uniform_pooling"], names=["only_one"])

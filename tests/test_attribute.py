@@ -143,3 +143,19 @@ def test_nothing_left_behind_after_errors(recipe_model, tampered2):
     with pytest.raises(ValueError, match="unknown method"):
         T.attribute(recipe_model, img, "lime")
     assert_clean(recipe_model)
+
+
+def test_modality_attribution_honours_a_noiseprint_ablation(recipe_model, img):
+    """Under ``rgb_only`` the encoder reads a blank Noiseprint++: the modality attribution must
+    attribute that network (it read the unablated map and reported its logit before)."""
+    from trufor_lab.interpret import ablate as A
+
+    plain = T.ModalityAttribution(recipe_model).attribute(img, n_steps=2)
+    with A.rgb_only(recipe_model):
+        a = T.ModalityAttribution(recipe_model).attribute(img, n_steps=2)
+        with torch.no_grad():
+            ablated = float(recipe_model(to_tensor(img)).det_logit[0, 0])
+    assert a.target_value == pytest.approx(ablated, abs=1e-5)
+    assert abs(a.target_value - plain.target_value) > 1e-4
+    assert a.shares["noiseprint"] == pytest.approx(0.0, abs=1e-6)  # its input is zeros on both ends
+    assert_clean(recipe_model)

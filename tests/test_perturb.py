@@ -278,3 +278,13 @@ def test_sweep_csv_is_utf8_atomic_and_round_trips(planted, mask, tmp_path, monke
         res.to_csv(path)
     assert path.read_text(encoding="utf-8") == text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.csv"]
+
+
+def test_the_row_records_what_was_applied(planted, mask, img):
+    """A bound value (``jpeg(75)``, ``values=[None]``) is the row's value, not an empty cell;
+    a fractional JPEG quality is refused rather than truncated (75.9 used to run as 75)."""
+    res = P.sweep(None, planted, mask, P.jpeg(75), [None, 90], analyze_fn=bright_detector)
+    assert [r["value"] for r in res.table] == [75, 90]
+    with pytest.raises(ValueError, match="whole number, got 75.9"):
+        P.jpeg().apply(img, 75.9)
+    assert np.array_equal(P.jpeg().apply(img, 80.0), P.jpeg().apply(img, 80))

@@ -16,20 +16,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from trufor_lab.inference.predict import InferenceMode, plain_fits, plain_peak_bytes, predict
+from trufor_lab.inference.predict import InferenceMode, hooked, plain_fits, plain_peak_bytes, predict
 from trufor_lab.inference.preprocess import ImageError, ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
-from trufor_lab.model.interventions import active_interventions, lean_blockers, plain_forward_required
+from trufor_lab.model.interventions import lean_blockers, plain_forward_required
 from trufor_lab.model.lean import free_memory_bytes
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.trufor import TruFor
-
-
-def _hooked(model: nn.Module) -> bool:
-    """Whether anything acts on the model's modules (an intervention, a user's hook): the exact
-    path fuses and skips modules, so such a model runs the plain forward, where every hook fires."""
-    return bool(active_interventions(model)) or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 def analyze(
@@ -101,7 +95,7 @@ def analyze(
                     f"memory-lean exact forward (the plain one would need about "
                     f"{plain_peak_bytes(model, x) / 2**30:.1f} GiB)",
                 )
-        elif known and not _hooked(model):
+        elif known and not hooked(model):
             out = predict(model, x, InferenceMode.exact(lean=False))  # the fast exact path
         else:
             out = model(x)  # hooks or interventions act on the modules: run every one of them

@@ -21,10 +21,10 @@ native bfloat16 (AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_n
 
 The exact and fast forwards call the model's layers piece by piece: forward hooks on
 Noiseprint++ layers and on the decoders (and, in the lean forward, on whole blocks, stages or
-fusion modules) do not fire there. While an intervention that needs them is active
-(:mod:`trufor_lab.model.interventions`) the plain forward is used instead where it fits, and the
-image is refused with ``InterventionError`` where it does not; use ``tl.analyze`` (the plain
-forward) to capture intermediate layers.
+fusion modules) would not fire there. So a model with a hook or an active intervention
+(:mod:`trufor_lab.model.interventions`, e.g. an ablation) runs the plain forward, in IEEE
+float32, whatever the mode; where only the lean forward fits, interventions it cannot honour
+refuse the image with ``InterventionError``. Use ``tl.analyze`` to capture intermediate layers.
 
 >>> out = predict(model, x)                     # TruForOutput, exact float32
 >>> out = predict(model, x, mode="fast")        # faster, approximate (see bench/RESULTS.md)
@@ -44,7 +44,7 @@ from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.fusion import FeatureFusionModule
-from trufor_lab.model.interventions import plain_forward_required
+from trufor_lab.model.interventions import active_interventions, plain_forward_required
 from trufor_lab.model.layout import channels_last_weights
 from trufor_lab.model.lean import (
     LeanConfig,
@@ -206,9 +206,21 @@ def predict(
             return _noiseprint(model, x, m)
         if not isinstance(model, TruFor):
             raise TypeError(f"predict() takes TruFor or Noiseprint, not {type(model).__name__}")
+        if hooked(model) and not _use_lean(model, x, m):
+            # the exact and fast paths fuse and skip modules: an ablation or a user's hook would
+            # silently not act; the plain forward runs every module (IEEE float32)
+            with ieee_float32(onednn=True):
+                return model(x, noiseprint=noiseprint)
         if m.name == "exact":
             return _exact(model, x, m, noiseprint)
         return _fast(model, x, m, noiseprint)
+
+
+def hooked(model: nn.Module) -> bool:
+    """Whether anything acts on the model's modules (an intervention, a user's hook): the exact
+    and fast paths fuse and skip modules, so such a model runs the plain forward, where every
+    hook fires."""
+    return bool(active_interventions(model)) or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 def _noiseprint(net: Noiseprint, x: torch.Tensor, m: InferenceMode) -> torch.Tensor:

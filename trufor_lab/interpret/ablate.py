@@ -205,6 +205,8 @@ def ablation_study(
         mks = list(masks)
     if len(mks) != len(imgs):
         raise ValueError(f"{len(imgs)} images but {len(mks)} masks")
+    if names is not None and len(names) != len(imgs):  # checked before any work is done
+        raise ValueError(f"{len(imgs)} images but {len(names)} names")
     fn = analyze if analyze_fn is None else analyze_fn
     specs: list[AblationSpec] = (["baseline"] if include_baseline else []) + [
         a for a in ablations if not (include_baseline and a == "baseline")

@@ -147,9 +147,24 @@ class Ablation:
 
 
 def _set(stack: contextlib.ExitStack, obj: object, attr: str, value: Any) -> None:
-    old = getattr(obj, attr)
+    """``obj.attr = value`` while the ablation is active. The values set on one attribute are
+    layered (kept on the object while any is active), so ablations exited out of order, as
+    notebook cells may, still end with the original value."""
+    layers = obj.__dict__.setdefault("_ablation_layers", {})
+    base, active = layers.setdefault(attr, (getattr(obj, attr), []))
+    token = object()
+    active.append((token, value))
     setattr(obj, attr, value)
-    stack.callback(setattr, obj, attr, old)
+
+    def undo() -> None:
+        active[:] = [(t, v) for t, v in active if t is not token]
+        setattr(obj, attr, active[-1][1] if active else base)
+        if not active:
+            del layers[attr]
+            if not layers:
+                del obj.__dict__["_ablation_layers"]
+
+    stack.callback(undo)
 
 
 def _trufor(model: nn.Module) -> TruFor:

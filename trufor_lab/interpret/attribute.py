@@ -249,7 +249,7 @@ class InputAttribution:
 
         ``baselines`` (IG, occlusion fill): default ``'blur'``; ignored by saliency and
         InputXGradient. IG: ``n_steps`` Gauss-Legendre points, ``internal_batch_size`` points
-        per forward (default: about 2**18 pixels per batch). Occlusion: square ``window``,
+        per forward (default: about 2**17 pixels per batch). Occlusion: square ``window``,
         ``stride`` (default ``window // 2``), ``perturbations_per_eval`` windows per forward.
         """
         import captum.attr as ca  # lazy: captum is only needed for attribution
@@ -287,7 +287,7 @@ class InputAttribution:
                     baselines=b,
                     perturbations_per_eval=perturbations_per_eval,
                 )
-                extras.update(window=(wh, ww), stride=st)
+                extras.update(window=(wh, ww), stride=(min(st, wh), min(st, ww)))  # as applied
             with torch.no_grad():
                 vals = f(x if b is None else torch.cat([x, b]))
         tval = float(vals[0])
@@ -424,7 +424,9 @@ class ModalityAttribution:
         h, w = x.shape[2:]
         with _guard(m):
             with torch.no_grad():
-                rgb_n, npm = m.normalize(x), m.forward_noiseprint(x)
+                # the Noiseprint++ map the encoder reads: m(x) honours an active ablation that
+                # replaces it (a model pre-hook), which forward_noiseprint would bypass
+                rgb_n, npm = m.normalize(x), m(x).noiseprint
                 if isinstance(baselines, tuple):
                     b_rgb, b_np = (
                         t.to(device=x.device, dtype=x.dtype).expand_as(r) for t, r in zip(baselines, (rgb_n, npm))
@@ -435,7 +437,7 @@ class ModalityAttribution:
                     label = "zeros"
                 else:
                     bimg = make_baseline(x, baselines, sigma=sigma, seed=seed)
-                    b_rgb, b_np = m.normalize(bimg), m.forward_noiseprint(bimg)
+                    b_rgb, b_np = m.normalize(bimg), m(bimg).noiseprint
                     label = baseline_label(baselines, sigma)
 
             def f(r: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

@@ -168,12 +168,16 @@ class JPEG(Perturbation):
 
     def to_bytes(self, image: np.ndarray, value: int | None = None) -> bytes:
         """The JPEG file that ``apply`` decodes."""
-        return jpeg_bytes(
-            _check_image(image), int(self._need(self.value if value is None else value)), self.subsampling
-        )
+        return jpeg_bytes(_check_image(image), self._quality(self.value if value is None else value), self.subsampling)
+
+    def _quality(self, value: Any) -> int:
+        q = self._need(value)
+        if isinstance(q, bool) or not float(q).is_integer():  # 75.9 is not silently 75
+            raise ValueError(f"jpeg: quality must be a whole number, got {q!r}")
+        return int(q)
 
     def _apply(self, image, value, mask):
-        return jpeg_compress(image, int(self._need(value)), self.subsampling), mask
+        return jpeg_compress(image, self._quality(value), self.subsampling), mask
 
     @property
     def label(self) -> str:
@@ -566,7 +570,7 @@ def sweep(
         conf = getattr(res, "conf", None)
         hmap = getattr(res, "map", None)
         row: dict[str, Any] = {
-            "value": v,
+            "value": v if v is not None else getattr(p, "value", None),  # what was applied
             "height": int(pim.shape[0]),
             "width": int(pim.shape[1]),
             "score": math.nan if score is None else float(score),
