@@ -222,3 +222,52 @@ def test_jpeg_compress_helpers(rgb: np.ndarray) -> None:
         jpeg.jpeg_bytes(rgb, 0)
     with pytest.raises(ValueError, match="uint8"):
         jpeg.jpeg_bytes(rgb.astype(np.float32), 50)
+
+
+def _patch_sof_tables(data: bytes, tables: tuple[int, int, int]) -> bytes:
+    """``data`` with its three frame components pointing at quantisation ``tables``."""
+    out = bytearray(data)
+    i = out.find(b"\xff\xc0")
+    assert out[i + 9] == 3  # three components, 3 bytes each from i + 10: id, HV, Tq
+    for k, tq in enumerate(tables):
+        out[i + 12 + 3 * k] = tq
+    return bytes(out)
+
+
+def _dqt(tq: int, table: np.ndarray, pq: int = 0) -> bytes:
+    """One DQT segment (table in natural order, written in zig-zag order; pq 1+ as 16-bit)."""
+    zz = np.asarray(table).reshape(64)[jpeg.ZIGZAG]
+    body = bytes([pq << 4 | tq]) + (b"".join(int(v).to_bytes(2, "big") for v in zz) if pq else bytes(zz.tolist()))
+    return b"\xff\xdb" + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def _with_first_dqt(data: bytes, segment: bytes) -> bytes:
+    """``data`` with its first DQT segment replaced by ``segment``."""
+    i = data.find(b"\xff\xdb")
+    return data[:i] + segment + data[i + 2 + int.from_bytes(data[i + 2 : i + 4], "big") :]
+
+
+def test_cr_table_is_compared_too(rgb: np.ndarray) -> None:
+    base = jpeg.jpeg_bytes(rgb, 85)
+    i = base.find(b"\xff\xc0")
+    data = _patch_sof_tables(base[:i] + _dqt(2, jpeg.ijg_table(20, chroma=True)) + base[i:], (0, 1, 2))
+    est = jpeg.estimate_quality(data)
+    assert est is not None and est.n_tables == 3
+    assert not est.exact and est.standard  # each table is libjpeg's, at 85, 85 and 20
+    assert (est.luma_quality, est.chroma_quality) == (85, 20)
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda d: _patch_sof_tables(d, (3, 1, 1)), "component 1 uses quantisation table 3"),
+        (lambda d: _with_first_dqt(d, _dqt(5, jpeg.ijg_table(75))), "invalid table id 5"),
+        (lambda d: _with_first_dqt(d, _dqt(0, jpeg.ijg_table(75), pq=2)), "invalid precision 2"),
+    ],
+    ids=["undefined-table", "table-id-5", "precision-2"],
+)
+def test_bad_table_references_give_no_quality(rgb: np.ndarray, edit, reason: str) -> None:
+    data = edit(jpeg.jpeg_bytes(rgb, 75))
+    hdr = jpeg.read_header(jpeg.open_source(data))  # Pillow still opens these files
+    assert hdr is not None and any(reason in x for x in jpeg.header_problems(hdr))
+    assert jpeg.estimate_quality(data) is None  # never a guess from another table

@@ -320,3 +320,174 @@ def test_pil_image_and_file_object_sources(tmp_path) -> None:
         assert read_provenance(f).jpeg_quality.quality == 88
     mem = read_provenance(Image.new("RGB", (32, 32), "white"))
     assert mem.format is None and mem.sha256 is None and mem.problems
+
+
+# --------------------------------------------------------------------------- hand-built EXIF, JPEG edits
+
+
+def _ifd(entries: list[tuple[int, int, int, bytes]], start: int) -> bytes:
+    """One little-endian IFD at offset ``start``: (tag, type, count, value bytes) entries."""
+    head, data = struct.pack("<H", len(entries)), b""
+    data_off = start + 2 + 12 * len(entries) + 4
+    for tag, typ, count, val in sorted(entries):
+        if len(val) <= 4:
+            head += struct.pack("<HHI", tag, typ, count) + val.ljust(4, b"\x00")
+        else:
+            head += struct.pack("<HHII", tag, typ, count, data_off + len(data))
+            data += val + b"\x00" * (len(val) % 2)
+    return head + struct.pack("<I", 0) + data
+
+
+def _exif_block(ifd0: list, sub: list = (), gps: list = ()) -> bytes:
+    """'Exif' APP1 payload: IFD0, with the Exif and GPS directories linked from it when given."""
+    links = [(tag, e) for tag, e in ((0x8769, sub), (0x8825, gps)) if e]
+    off = 8 + len(_ifd(list(ifd0) + [(t, 4, 1, b"\x00" * 4) for t, _ in links], 8))
+    ptrs, tail = [], b""
+    for tag, entries in links:
+        ptrs.append((tag, 4, 1, struct.pack("<I", off + len(tail))))
+        tail += _ifd(list(entries), off + len(tail))
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + _ifd(list(ifd0) + ptrs, 8) + tail
+
+
+def _ascii(s: str, encoding: str = "utf-8") -> tuple[int, bytes]:
+    b = s.encode(encoding) + b"\x00"
+    return len(b), b
+
+
+def _write(tmp_path, name: str, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _set_sof(data: bytes, **patch: int) -> bytes:
+    """Baseline JPEG ``data`` with SOF0 fields patched: ``w``/``h``, or ``tq`` = (Y, Cb, Cr) tables."""
+    out = bytearray(data)
+    i = out.find(b"\xff\xc0")
+    if "w" in patch:
+        out[i + 5 : i + 9] = struct.pack(">HH", patch["h"], patch["w"])
+    for k, tq in enumerate(patch.get("tq", ())):
+        out[i + 12 + 3 * k] = tq
+    return bytes(out)
+
+
+def _dqt(tq: int, table: np.ndarray) -> bytes:
+    zz = np.asarray(table).reshape(64)[jpeg.ZIGZAG]
+    return b"\xff\xdb\x00\x43" + bytes([tq]) + bytes(zz.tolist())
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_infinite_exif_numbers_are_problems_not_crashes(tmp_path, fmt: str) -> None:
+    if fmt == "WEBP" and not features.check("webp"):
+        pytest.skip("Pillow built without WebP")
+    exif = _exif_block(
+        [(0x0112, 11, 1, struct.pack("<f", float("inf")))],  # Orientation as FLOAT
+        sub=[(0xA002, 12, 1, struct.pack("<d", float("-inf"))), (0xA003, 3, 1, struct.pack("<H", 48))],
+    )
+    path = _write(tmp_path, f"inf.{fmt.lower()}", _save(_pattern(64, 48), fmt, exif=exif))
+    p = read_provenance(path)
+    assert p.format == fmt and p.exif_present
+    assert p.orientation is None and p.exif_size is None
+    assert any("orientation is not a whole number: 'inf'" in x for x in p.problems)
+    assert any("pixel dimensions are not whole numbers" in x for x in p.problems)
+    json.dumps(p.to_dict())
+
+
+@pytest.mark.parametrize("claimed", [(300, 300), (2000, 2000), (65000, 65000)])
+def test_oversized_thumbnail_is_refused_before_decoding(tmp_path, claimed: tuple[int, int]) -> None:
+    main = _pattern(96, 64)
+    thumb = _set_sof(_save(main[::4, ::4].copy(), quality=80), w=claimed[0], h=claimed[1])
+    path = _write(tmp_path, "thumb.jpg", _save(main, quality=90, exif=_exif_with_thumbnail(thumb)))
+    p = read_provenance(path)
+    assert p.thumbnail_present and p.thumbnail_size is None and p.thumbnail_mismatch is None
+    assert any(x.startswith("EXIF thumbnail") and "decod" in x for x in p.problems)
+    assert p.jpeg_quality is not None and p.jpeg_quality.quality == 90
+
+
+def test_tiff_with_next_ifd_out_of_range(tmp_path) -> None:
+    data = bytearray(_save(_pattern(64, 48), "TIFF"))
+    (ifd0,) = struct.unpack("<I", data[4:8])
+    (n,) = struct.unpack("<H", data[ifd0 : ifd0 + 2])
+    data[ifd0 + 2 + 12 * n : ifd0 + 6 + 12 * n] = struct.pack("<I", 0x7FFFFFF0)
+    p = read_provenance(_write(tmp_path, "next.tif", bytes(data)))
+    assert p.format == "TIFF" and p.frames == 1 and p.size == (64, 48)
+    assert any("frame count unreadable" in x for x in p.problems)
+
+
+def test_utf8_exif_text_and_gps_version(tmp_path) -> None:
+    exif = _exif_block(
+        [
+            (0x010F, 2, *_ascii("Café Ñikon")),
+            (0x0131, 2, *_ascii("Редактор 1.0")),
+            (0x8298, 2, *_ascii("© José", "latin-1")),  # real latin-1 text stays as it is
+        ],
+        gps=[(0x0000, 1, 4, bytes([2, 2, 0, 0]))],
+    )
+    p = read_provenance(_write(tmp_path, "utf8.jpg", _save(_pattern(64, 48), quality=90, exif=exif)))
+    assert (p.make, p.software) == ("Café Ñikon", "Редактор 1.0")
+    assert p.exif["Make"] == "Café Ñikon" and p.exif["Copyright"] == "© José"
+    assert p.gps["GPSVersionID"] == "2.2.0.0"
+    assert ("GPS", "GPSVersionID", "2.2.0.0") in p.rows(show_gps=True)
+
+
+@pytest.mark.parametrize(
+    "gps",
+    [
+        [(0x0000, 1, 4, bytes([2, 2, 0, 0]))],
+        [
+            (0x0001, 2, 2, b"N\x00"),
+            (0x0002, 5, 3, struct.pack("<6I", 45, 0, 27, 0, 51, 0)),  # zero denominators
+            (0x0003, 2, 2, b"E\x00"),
+            (0x0004, 5, 3, struct.pack("<6I", 9, 1, 11, 1, 13, 0)),
+        ],
+    ],
+    ids=["version-only", "zero-denominators"],
+)
+def test_gps_block_without_a_position_is_not_a_location(tmp_path, gps: list) -> None:
+    exif = _exif_block([(0x010F, 2, *_ascii("Canon"))], gps=gps)
+    p = read_provenance(_write(tmp_path, "gps.jpg", _save(_pattern(64, 48), quality=90, exif=exif)))
+    assert p.gps_present and "gps" not in _codes(p)
+    assert any("GPS block without a usable position" in x for x in p.problems)
+    assert ("EXIF", "GPS", "present, no usable position") in p.rows()
+
+
+def test_cr_table_counts_in_the_report(tmp_path) -> None:
+    base = _save(_pattern(96, 64), quality=85)
+    i = base.find(b"\xff\xc0")
+    data = _set_sof(base[:i] + _dqt(2, jpeg.ijg_table(20, chroma=True)) + base[i:], tq=(0, 1, 2))
+    p = read_provenance(_write(tmp_path, "cr.jpg", data))
+    q = p.jpeg_quality
+    assert q is not None and not q.exact and (q.luma_quality, q.chroma_quality) == (85, 20)
+    assert ("JPEG", "standard libjpeg tables", "no") in p.rows()
+    assert any("JPEG quality 85 (chroma tables at quality 20)" in s.observation for s in p.signs)
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda d: _set_sof(d, tq=(3, 1, 1)), "component 1 uses quantisation table 3"),
+        (lambda d: d.replace(b"\xff\xdb\x00\x43\x00", b"\xff\xdb\x00\x43\x05", 1), "invalid table id 5"),
+    ],
+    ids=["undefined-table", "table-id-5"],
+)
+def test_missing_luma_table_is_a_problem_not_a_guess(tmp_path, edit, reason: str) -> None:
+    p = read_provenance(_write(tmp_path, "bad.jpg", edit(_save(_pattern(96, 64), quality=75))))
+    assert p.format == "JPEG" and p.jpeg_quality is None
+    assert any(x.startswith("JPEG header could not be parsed") and reason in x for x in p.problems)
+    assert not {"recompressed", "libjpeg", "custom_tables"} & _codes(p)
+
+
+def test_multi_picture_jpeg_is_read_as_jpeg(tmp_path) -> None:
+    frames = [Image.fromarray(_pattern(96, 64)), Image.fromarray(_pattern(96, 64, seed=1))]
+    path = tmp_path / "phone.jpg"
+    frames[0].save(path, "MPO", save_all=True, append_images=frames[1:], quality=80)
+    p = read_provenance(path)
+    assert p.format == "MPO" and p.frames == 2 and p.jpeg_quality.quality == 80
+    assert "no_exif" in _codes(p) and "no_metadata" not in _codes(p)
+
+
+def test_mixed_qualities_headline_is_the_luma_quality(tmp_path) -> None:
+    tabs = [jpeg.ijg_table(85).ravel().tolist(), jpeg.ijg_table(60, chroma=True).ravel().tolist()]
+    p = read_provenance(_write(tmp_path, "mixed.jpg", _save(_pattern(96, 64), qtables=tabs)))
+    (sign,) = [s for s in p.signs if s.code == "recompressed"]
+    assert sign.observation == "JPEG quality 85 (chroma tables at quality 60) suggests recompression"

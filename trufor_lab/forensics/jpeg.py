@@ -319,6 +319,7 @@ class JpegHeader:
     qtables: dict[int, np.ndarray] = field(default_factory=dict)
     sof: int | None = None
     components: list[tuple[int, int, int, int]] = field(default_factory=list)  # (id, H, V, Tq)
+    errors: list[str] = field(default_factory=list)  # invalid DQT entries (see ``header_problems``)
 
 
 def _parse_jpeg_header(data: bytes) -> JpegHeader | None:
@@ -344,7 +345,7 @@ def _parse_jpeg_header(data: bytes) -> JpegHeader | None:
         payload = data[i + 2 : i + length]
         i += length
         if marker == 0xDB:
-            _parse_dqt(payload, hdr.qtables)
+            _parse_dqt(payload, hdr.qtables, hdr.errors)
         elif marker in _SOF_MARKERS and hdr.sof is None and len(payload) >= 6:
             hdr.sof = marker
             for k in range(payload[5]):
@@ -356,10 +357,19 @@ def _parse_jpeg_header(data: bytes) -> JpegHeader | None:
     return hdr
 
 
-def _parse_dqt(payload: bytes, out: dict[int, np.ndarray]) -> None:
+def _parse_dqt(payload: bytes, out: dict[int, np.ndarray], errors: list[str]) -> None:
+    """Tables of one DQT segment into ``out``.
+
+    A table id above 3 or a precision other than 8/16 bit is invalid (decoders refuse it, and
+    the table's length is unknown): recorded in ``errors``, the rest of the segment is skipped.
+    """
     j = 0
     while j < len(payload):
         pq, tq = payload[j] >> 4, payload[j] & 15
+        if tq > 3 or pq > 1:
+            what = f"table id {tq} (must be 0..3)" if tq > 3 else f"precision {pq} (must be 0 or 1)"
+            errors.append(f"DQT segment has an invalid {what}")
+            return
         size = 128 if pq else 64
         raw = payload[j + 1 : j + 1 + size]
         if len(raw) < size:
@@ -391,7 +401,7 @@ def read_header(op: OpenedSource) -> JpegHeader | None:
     """Header from the file bytes, or rebuilt from PIL's attributes when there are no bytes."""
     if op.data is not None:
         hdr = _parse_jpeg_header(op.data)
-        if hdr is not None and (hdr.qtables or hdr.sof is not None):
+        if hdr is not None and (hdr.qtables or hdr.sof is not None or hdr.errors):
             return hdr
     im = op.image
     if not isinstance(im, JpegImagePlugin.JpegImageFile):
@@ -451,6 +461,8 @@ class QualityEstimate:
     qualities for luma and chroma (e.g. ``cjpeg -quality 90,80``). Camera firmware and
     Photoshop use their own tables: ``exact=standard=False``, ``quality`` is only the nearest.
     ``error``: mean absolute difference to the IJG tables at ``quality``.
+    ``chroma_quality``: nearest quality of the chroma tables; the lowest one when Cb and Cr use
+    different tables (the stronger compression is the one that matters for forensics).
     """
 
     quality: int
@@ -466,15 +478,28 @@ class QualityEstimate:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _luma_chroma(hdr: JpegHeader) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The tables used by the first (Y) and second (Cb) components, falling back to ids 0/1."""
-    tabs = hdr.qtables
-    comps = hdr.components
-    luma_id = comps[0][3] if comps else 0
-    chroma_id = comps[1][3] if len(comps) >= 3 else (1 if not comps else None)
-    luma = tabs.get(luma_id, tabs.get(min(tabs)) if tabs else None)
-    chroma = tabs.get(chroma_id) if chroma_id is not None and chroma_id != luma_id else None
-    return luma, chroma
+def header_problems(hdr: JpegHeader) -> list[str]:
+    """Why ``hdr``'s tables cannot be trusted: invalid DQT entries, or a component using a table
+    that is not defined (guessing another table would give a wrong quality). Empty when sound;
+    a header without any table is not reported here (the caller says so in its own words).
+    """
+    out = list(hdr.errors)
+    if hdr.qtables:
+        for cid, _, _, tq in hdr.components:
+            if tq not in hdr.qtables:
+                out.append(f"component {cid} uses quantisation table {tq}, which is not defined")
+    return out
+
+
+def _used_tables(hdr: JpegHeader) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(luma table, distinct chroma tables): the first component's table and the other components'.
+
+    Without components (a header rebuilt from PIL), the two lowest table ids, as libjpeg writes.
+    Call only when ``header_problems(hdr)`` is empty and ``hdr.qtables`` is not.
+    """
+    ids = [c[3] for c in hdr.components] or sorted(hdr.qtables)[:2]
+    chroma_ids = list(dict.fromkeys(i for i in ids[1:] if i != ids[0]))
+    return hdr.qtables[ids[0]], [hdr.qtables[i] for i in chroma_ids]
 
 
 def estimate_quality(source: Source) -> QualityEstimate | None:
@@ -483,35 +508,31 @@ def estimate_quality(source: Source) -> QualityEstimate | None:
 
 
 def estimate_from_header(hdr: JpegHeader | None) -> QualityEstimate | None:
-    if hdr is None or not hdr.qtables:
+    """Quality from a parsed header; ``None`` without tables or when ``header_problems`` finds any."""
+    if hdr is None or not hdr.qtables or header_problems(hdr):
         return None
-    luma, chroma = _luma_chroma(hdr)
-    if luma is None:
-        return None
+    luma, chromas = _used_tables(hdr)
     cand = _ijg_stack()  # (fb, q, c, 8, 8)
-    err_l = np.abs(cand[:, :, 0] - luma.astype(np.int64)).mean(axis=(2, 3))  # (fb, q)
-    if chroma is not None:
-        err_c = np.abs(cand[:, :, 1] - chroma.astype(np.int64)).mean(axis=(2, 3))
-        err = (err_l + err_c) / 2
-    else:
-        err_c, err = None, err_l
+
+    def table_err(kind: int, t: np.ndarray) -> np.ndarray:
+        return np.abs(cand[:, :, kind] - t.astype(np.int64)).mean(axis=(2, 3))  # (fb, q)
+
+    def nearest(e: np.ndarray) -> int:
+        return int(np.unravel_index(int(np.argmin(e)), e.shape)[1]) + 1
+
+    err_l = table_err(0, luma)
+    err_cs = [table_err(1, t) for t in chromas]  # every chroma table a component uses (Cb and Cr)
+    err = (err_l + np.mean(err_cs, axis=0)) / 2 if err_cs else err_l
     # rows: baseline-clamped (what PIL/cjpeg write) first, so ties prefer it
     fb, qi = np.unravel_index(int(np.argmin(err)), err.shape)
-    quality = int(qi) + 1
     e = float(err[fb, qi])
-    luma_q = int(np.unravel_index(int(np.argmin(err_l)), err_l.shape)[1]) + 1
-    standard = bool(err_l.min() == 0)
-    chroma_q = None
-    if err_c is not None:
-        chroma_q = int(np.unravel_index(int(np.argmin(err_c)), err_c.shape)[1]) + 1
-        standard = standard and bool(err_c.min() == 0)
     return QualityEstimate(
-        quality=quality,
+        quality=int(qi) + 1,
         exact=e == 0.0,
         error=round(e, 4),
-        standard=standard,
-        luma_quality=luma_q,
-        chroma_quality=chroma_q,
+        standard=all(bool(x.min() == 0) for x in (err_l, *err_cs)),
+        luma_quality=nearest(err_l),
+        chroma_quality=min(nearest(x) for x in err_cs) if err_cs else None,
         n_tables=len(hdr.qtables),
     )
 

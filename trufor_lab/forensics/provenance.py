@@ -97,6 +97,10 @@ _EVIDENCE = " This is evidence, not proof."
 _MAX_STR = 256
 _TIFF_HEADS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _SEVERITIES = ("info", "notice", "warning")
+#: Pillow's formats for JPEG files: 'MPO' is a JPEG with extra pictures (many phones write it).
+_JPEG_FORMATS = ("JPEG", "MPO")
+#: A larger EXIF "thumbnail" is refused before decoding: its header can claim any size.
+_MAX_THUMB_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,8 @@ class Provenance:
             add("EXIF", f.replace("_", " "), getattr(self, f))
         if not self.gps_present:
             add("EXIF", "GPS", "absent")
+        elif not show_gps and not _gps_has_position(self.gps):
+            add("EXIF", "GPS", "present, no usable position")
         elif show_gps:
             for k, v in self.gps.items():
                 add("GPS", k, _short(v))
@@ -234,7 +240,7 @@ class Provenance:
                 None if self.thumbnail_correlation is None else f"{self.thumbnail_correlation:.2f}",
             )
             add("Thumbnail", "mismatch", self.thumbnail_mismatch)
-        if self.format == "JPEG" or self.quantization:
+        if self.format in _JPEG_FORMATS or self.quantization:
             q = self.jpeg_quality
             add("JPEG", "estimated quality", None if q is None else q.quality)
             add("JPEG", "standard libjpeg tables", None if q is None else q.exact)
@@ -277,13 +283,26 @@ class Provenance:
 # --------------------------------------------------------------------------- helpers
 
 
+def _utf8_reading(s: str) -> str:
+    """Undo Pillow's latin-1 reading of EXIF text written as UTF-8 ('CafÃ©' -> 'Café').
+
+    Taken only when the latin-1 bytes are valid UTF-8, which real latin-1 text almost never is.
+    """
+    if s.isascii():
+        return s
+    try:
+        return s.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return s
+
+
 def _clean(v: Any) -> str | None:
     """EXIF/PNG value -> printable, bounded string (or None when empty)."""
     if v is None:
         return None
     if isinstance(v, (bytes, bytearray)):
         v = bytes(v).decode("utf-8", "replace")
-    s = str(v).replace("\x00", "").strip()
+    s = _utf8_reading(str(v)).replace("\x00", "").strip()
     s = "".join(ch if ch.isprintable() else "\ufffd" for ch in s)
     if not s:
         return None
@@ -318,6 +337,56 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, Sign):
         return v.to_dict()
     return _clean(v)
+
+
+def _exif_value(v: Any) -> Any:
+    """An EXIF value for the ``exif``/``gps`` dicts: text cleaned like the named fields."""
+    return _clean(v) if isinstance(v, str) else _jsonable(v)
+
+
+def _whole_number(v: Any) -> int | None:
+    """EXIF number -> int; ``None`` for text, NaN/inf floats, 0-denominator rationals, fractions."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(f) if math.isfinite(f) and f.is_integer() else None
+
+
+def _gps_degrees(v: Any, limit: float) -> float | None:
+    """GPS (degrees, minutes, seconds) as stored in ``Provenance.gps`` -> degrees; ``None`` when
+    missing, not finite (0 denominators come out ``None``) or beyond ``limit``."""
+    parts = v if isinstance(v, (list, tuple)) else [v]
+    if not 1 <= len(parts) <= 3 or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in parts):
+        return None
+    deg = sum(float(x) / 60**k for k, x in enumerate(parts))
+    return deg if abs(deg) <= limit else None
+
+
+def _gps_has_position(gps: dict[str, Any]) -> bool:
+    """Whether the GPS tags hold a usable latitude and longitude (not just a version, no 0 denominators)."""
+    return (
+        _gps_degrees(gps.get("GPSLatitude"), 90.0) is not None
+        and _gps_degrees(gps.get("GPSLongitude"), 180.0) is not None
+    )
+
+
+def _frame_count(im: Image.Image, problems: list[str]) -> int:
+    """Number of frames; a broken frame chain (e.g. a TIFF next-IFD pointer out of range) counts
+    as 1, recorded in ``problems``, and the image is put back on its first frame."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return max(1, int(getattr(im, "n_frames", 1) or 1))
+    except (*jpeg.PARSE_ERRORS, OverflowError) as e:
+        problems.append(f"frame count unreadable ({type(e).__name__}: {e}); counted as 1 frame")
+    try:
+        im.seek(0)
+    except (*jpeg.PARSE_ERRORS, OverflowError):
+        pass
+    return 1
 
 
 def _parse_exif_datetime(s: str) -> datetime | None:
@@ -400,15 +469,17 @@ def read_provenance(source: Source) -> Provenance:
     """
     op = jpeg.open_source(source)
     im = op.image
+    frame_problems: list[str] = []
     p = Provenance(
         name=op.name,
         path=op.path,
         format=im.format,
         size=tuple(im.size),
         mode=im.mode,
-        frames=int(getattr(im, "n_frames", 1) or 1),
+        frames=_frame_count(im, frame_problems),
     )
     p.problems.extend(f"while opening: {w}" for w in op.warnings)
+    p.problems.extend(frame_problems)
     if op.data is not None:
         p.file_size = len(op.data)
         p.sha256 = hashlib.sha256(op.data).hexdigest()
@@ -434,7 +505,7 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(op.data)) if op.data is not None else op.image
-            if op.data is not None and im.format == "JPEG":
+            if op.data is not None and im.format in _JPEG_FORMATS:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             im.load()
             g = im.convert("L")
@@ -482,7 +553,7 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
     for k, v in {**base, **sub}.items():
         if k in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo, ExifTags.IFD.Interop, 0x927C):
             continue  # pointers and MakerNote
-        p.exif[tags.get(k, f"0x{k:04X}")] = _jsonable(v)
+        p.exif[tags.get(k, f"0x{k:04X}")] = _exif_value(v)
     p.make = _clean(base.get(0x010F))
     p.model = _clean(base.get(0x0110))
     p.software = _clean(base.get(0x0131))
@@ -491,21 +562,26 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
     p.datetime_digitized = _clean(sub.get(0x9004))
     o = base.get(0x0112)
     if o is not None:
-        try:
-            p.orientation = int(o)
-            if not 1 <= p.orientation <= 8:
-                p.problems.append(f"EXIF orientation {p.orientation} is out of range 1..8")
-        except (TypeError, ValueError):
-            p.problems.append(f"EXIF orientation is not a number: {_short(o)!r}")
+        p.orientation = _whole_number(o)
+        if p.orientation is None:
+            p.problems.append(f"EXIF orientation is not a whole number: {_short(o)!r}")
+        elif not 1 <= p.orientation <= 8:
+            p.problems.append(f"EXIF orientation {p.orientation} is out of range 1..8")
     ew, eh = sub.get(0xA002), sub.get(0xA003)
-    try:
-        if ew is not None and eh is not None:
-            p.exif_size = (int(ew), int(eh))
-    except (TypeError, ValueError):
-        p.problems.append("EXIF pixel dimensions are not numbers")
+    if ew is not None and eh is not None:
+        w, h = _whole_number(ew), _whole_number(eh)
+        if w is None or h is None:
+            p.problems.append(f"EXIF pixel dimensions are not whole numbers: {_short(ew)!r}×{_short(eh)!r}")
+        else:
+            p.exif_size = (w, h)
     if gps:
         p.gps_present = True
-        p.gps = {ExifTags.GPSTAGS.get(k, f"0x{k:04X}"): _jsonable(v) for k, v in gps.items()}
+        p.gps = {ExifTags.GPSTAGS.get(k, f"0x{k:04X}"): _exif_value(v) for k, v in gps.items()}
+        ver = gps.get(0x0000)  # GPSVersionID: 4 BYTEs such as 2,2,0,0, not text
+        if isinstance(ver, (bytes, tuple)) and 0 < len(ver) <= 8 and all(isinstance(x, int) for x in ver):
+            p.gps["GPSVersionID"] = ".".join(str(x) for x in ver)
+        if not _gps_has_position(p.gps):
+            p.problems.append("GPS block without a usable position (latitude/longitude missing or invalid)")
     for f in ("datetime_original", "datetime_digitized", "datetime_modified"):
         s = getattr(p, f)
         if s is not None and _parse_exif_datetime(s) is None:
@@ -545,11 +621,18 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t = Image.open(io.BytesIO(data))
+            t = Image.open(io.BytesIO(data))  # header only: the size is checked before decoding
+            tw, th = t.size
+            if max(tw, th) > _MAX_THUMB_SIDE or tw * th > p.size[0] * p.size[1]:
+                p.problems.append(
+                    f"EXIF thumbnail claims {tw}×{th} pixels, more than a thumbnail "
+                    f"({_MAX_THUMB_SIDE} px a side at most, and no larger than the image); not decoded"
+                )
+                return
             t.load()
-            p.thumbnail_size = tuple(t.size)
+            p.thumbnail_size = (tw, th)
             thumb = np.asarray(t.convert("L"), dtype=np.float32)
-    except jpeg.PARSE_ERRORS as e:
+    except (*jpeg.PARSE_ERRORS, Image.DecompressionBombError) as e:
         p.problems.append(f"EXIF thumbnail could not be decoded ({type(e).__name__}: {e})")
         return
     if small is None or min(thumb.shape) < 2:
@@ -563,12 +646,13 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
 def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
     hdr = jpeg.read_header(op)
     if hdr is None:
-        if p.format == "JPEG":
+        if p.format in _JPEG_FORMATS:
             p.problems.append("JPEG header could not be parsed")
         return
     p.quantization = dict(sorted(hdr.qtables.items()))
     if not hdr.qtables:
         p.problems.append("JPEG has no quantisation tables (DQT) before the first scan")
+    p.problems.extend(f"JPEG header could not be parsed: {x}; no quality estimate" for x in jpeg.header_problems(hdr))
     p.jpeg_quality = jpeg.estimate_from_header(hdr)
     p.chroma_subsampling = jpeg.subsampling_from_header(hdr)
     p.progressive = hdr.sof in jpeg.PROGRESSIVE_SOF
@@ -602,7 +686,7 @@ def _signs(p: Provenance) -> list[Sign]:
 
     w, h = p.size
     if not p.exif_present:
-        if p.format == "JPEG":
+        if p.format in _JPEG_FORMATS:
             add(
                 "no_exif",
                 "notice",
@@ -685,11 +769,15 @@ def _signs(p: Provenance) -> list[Sign]:
         )
     q = p.jpeg_quality
     if q is not None:
-        if q.standard and q.quality < 90:
+        # the headline is the luma quality (what encoders call "quality"); a different chroma
+        # quality (e.g. cjpeg -quality 90,70) is named beside it, never in its place
+        ql = q.luma_quality
+        chroma = "" if q.chroma_quality in (None, ql) else f" (chroma tables at quality {q.chroma_quality})"
+        if q.standard and ql < 90:
             add(
                 "recompressed",
                 "notice",
-                f"JPEG quality {q.quality} suggests recompression",
+                f"JPEG quality {ql}{chroma} suggests recompression",
                 "standard libjpeg tables at this quality are typical of software and platforms "
                 "re-saving the image; cameras usually store at quality 90+",
             )
@@ -697,7 +785,7 @@ def _signs(p: Provenance) -> list[Sign]:
             add(
                 "libjpeg",
                 "info",
-                f"standard libjpeg tables at quality {q.quality}",
+                f"standard libjpeg tables at quality {ql}{chroma}",
                 "written by a software encoder (library, app, phone); not typical of "
                 "dedicated cameras, which use their own tables",
             )
@@ -709,7 +797,7 @@ def _signs(p: Provenance) -> list[Sign]:
                 f"the tables do not follow libjpeg scaling (nearest quality {q.quality}); "
                 "cameras and editors such as Photoshop use their own tables",
             )
-    if p.gps_present:
+    if p.gps_present and _gps_has_position(p.gps):
         add(
             "gps",
             "info",
