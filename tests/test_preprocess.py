@@ -98,8 +98,9 @@ def test_exif_orientation_is_reported_and_applied_only_on_request(tmp_path):
     stored = load_image(p)
     assert stored.exif_orientation == 6 and stored.rgb.shape == (20, 30, 3)
     assert np.array_equal(stored.rgb, a)
+    assert stored.notes == ("EXIF orientation 6 not applied: analysed as stored",)
     shown = load_image(p, exif_transpose=True)
-    assert shown.rgb.shape == (30, 20, 3)
+    assert shown.rgb.shape == (30, 20, 3) and shown.notes == ("EXIF orientation 6 applied",)
     assert np.array_equal(shown.rgb, np.rot90(a, k=-1))
 
 

@@ -205,6 +205,8 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if exif_transpose and orientation not in (None, 1):
         im = ImageOps.exif_transpose(im)
         notes.append(f"EXIF orientation {orientation} applied")
+    elif orientation not in (None, 1):  # a viewer shows it turned: say why the maps are not
+        notes.append(f"EXIF orientation {orientation} not applied: analysed as stored")
     rgb, more = _pil_to_rgb(im, name)
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
 
