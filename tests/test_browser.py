@@ -448,14 +448,15 @@ def test_casebook_app_upload_tabs_and_report(driver, tmp_path):
     )
     try:
         line = proc.stdout.readline()  # blocks until the app listens (or the command fails)
-        assert f"http://127.0.0.1:{port}/" in line, (
+        assert f"http://127.0.0.1:{port}/?token=" in line, (
             line + proc.stdout.read()[-2000:] if proc.poll() is not None else line
         )
+        app_url = line.split()[2]
         driver.set_window_size(1200, 900)
         # ipywidgets' FileUpload keeps its <input type=file> out of the page; put it in, so that the
         # test can choose a file the way the browser's file dialog would
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": UPLOAD_HOOK})
-        driver.get(f"http://127.0.0.1:{port}/")
+        driver.get(app_url)
         wait = WebDriverWait(driver, 300)
         try:
             upload = WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))[0]

@@ -205,3 +205,96 @@ def test_compare_with_model_and_plot(np_model, tampered2):
     assert len(fig.axes) >= 6
     plt.close(fig)
     assert "data:image/png;base64," in c._repr_html_()
+
+
+def test_casebook_app_is_this_users_only_and_leaves_nothing_behind(tmp_path):
+    """The web app: without the printed token no page (and no kernel), a foreign Host header
+    (DNS rebinding) refused; a plain ``kill`` stops the server and removes its files, as Ctrl-C
+    does (before: no token at all, and SIGTERM orphaned Voila and its kernels)."""
+    import http.client
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("voila")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmpdir),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trufor_lab.cli", "casebook", f"--port={port}", "--no-browser", "-q", "--device=cpu"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/?token=" in line, line
+        token = line.split("token=")[1].split()[0]
+        assert len(token) >= 24 and list(tmpdir.glob("trufor_casebook_*"))
+
+        def status(path: str, host: str = f"127.0.0.1:{port}") -> int:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("GET", path, headers={"Host": host})
+            return c.getresponse().status
+
+        assert status("/") in (302, 403)  # to the login page: no notebook, no kernel
+        assert status(f"/?token={token}", host=f"evil.example:{port}") == 403
+        assert status("/voila/files/voila.json") in (302, 403, 404)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # a plain kill
+        try:
+            out = proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("trufor-lab casebook did not stop on SIGTERM")
+    assert "stopping the casebook app" in out and proc.returncode == 0
+    deadline = time.time() + 15
+    while list(tmpdir.iterdir()) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not list(tmpdir.iterdir()), "the app's temporary files are removed"
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the server is gone"
+
+
+def test_a_failed_drawing_keeps_the_previous_case_and_names_the_file(np_model, picture, tmp_path, monkeypatch):
+    """'$...$' in a file name is text (mathtext raised, leaving the new result beside the old
+    tabs, the comparison lost, and 'error: ' with no reason); and whatever fails while the new
+    case is drawn, the previous case stays whole and the error names the file."""
+    good, other = tmp_path / "good.png", tmp_path / "b.png"
+    Image.fromarray(picture).save(good)
+    Image.fromarray(picture).resize((48, 48)).save(other)
+    cb = Casebook(np_model)
+    cb.analyze_path(good)
+    cb.compare(other)
+    cb.upload.value = (upload_entry("x$^$.png", encode(picture, "PNG")),)
+    assert cb.error is None and cb.result.name == "x$^$.png" and "x$^$.png" in cb.tab_html[0].value
+    assert cb.save_report(tmp_path / "case.html").is_file()
+    before = (cb.result, cb.provenance, cb.comparison, dict(cb.classic), cb.tab_html[0].value)
+    cb.compare(other)
+
+    import trufor_lab.casebook.report as R
+
+    def broken(result):
+        raise ValueError("\n\nmathtext could not draw it\nmore detail")
+
+    monkeypatch.setattr(R, "result_section_html", broken)
+    cb.upload.value = (upload_entry("new.png", encode(picture[:48, :48], "PNG")),)
+    assert cb.error == "new.png: mathtext could not draw it"
+    assert cb.result is before[0] and cb.provenance is before[1] and cb.classic == before[3]
+    assert cb.comparison is not None and cb.comparison.result_b.name == "b.png"
+    assert cb.tab_html[0].value == before[4]

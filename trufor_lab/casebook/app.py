@@ -24,9 +24,13 @@ from trufor_lab.inference.load import load
 
 __all__ = ["casebook_app", "app_notebook", "report_link_html"]
 
+#: Largest upload of the web app (bytes): the page sends a file in one websocket message, which
+#: the server accepts up to this size (``trufor-lab casebook`` sets it).
+UPLOAD_LIMIT = 200 * 2**20
+
 _INTRO = (
     "<p style='margin:2px 0 8px'>Upload a picture "
-    "(JPEG, PNG, WebP, TIFF). The analysis runs on this computer; nothing is sent anywhere. "
+    f"(JPEG, PNG, WebP, TIFF; up to {UPLOAD_LIMIT // 2**20} MB). The analysis runs on this computer; nothing is sent anywhere. "
     "Read the <b>Result</b> tab first, then the <b>Classic filters</b>; download the report "
     "to keep or share what you saw.</p>"
 )

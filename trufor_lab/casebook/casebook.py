@@ -145,9 +145,9 @@ class Comparison:
         axes = fig.subplots(rows, 3, squeeze=False)
         na, nb = display_name(self.name_a), display_name(self.name_b)
         axes[0, 0].imshow(self.a)
-        axes[0, 0].set_title(f"A: {na}", fontsize=9)
+        axes[0, 0].set_title(f"A: {na}", fontsize=9, parse_math=False)
         axes[0, 1].imshow(self.b_aligned)
-        axes[0, 1].set_title(f"B aligned to A: {nb}", fontsize=9)
+        axes[0, 1].set_title(f"B aligned to A: {nb}", fontsize=9, parse_math=False)
         finite = self.diff[np.isfinite(self.diff)]
         vmax = max(0.05, float(np.percentile(finite, 99.5))) if finite.size else 1.0
         im = axes[0, 2].imshow(np.ma.masked_invalid(self.diff), cmap="magma", vmin=0, vmax=vmax)
@@ -300,6 +300,7 @@ class Casebook:
         self.provenance = None
         self.comparison: Comparison | None = None
         self.error: str | None = None
+        self._working_on: str | None = None  # the file being read, named in an error
         self.widget: Any = None
         self.tabs: Any = None
         self.upload: Any = None
@@ -352,7 +353,10 @@ class Casebook:
             self.status.value = _esc(text)
 
     def _fail(self, e: Exception) -> None:
-        self.error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        msg = lines[0] if lines else type(e).__name__
+        name = self._working_on
+        self.error = msg if not name or msg.startswith(name) else f"{name}: {msg}"
         if self.progress is not None:
             self.progress.value = 0
             self.status.value = f'<span style="color:#b00020">error: {_esc(self.error)}</span>'
@@ -401,7 +405,7 @@ class Casebook:
         return self._run(bytes(data), name)
 
     def _run(self, source: Source, name: str) -> Result:
-        self.error = None
+        self.error, self._working_on = None, name
         self._step(1, f"reading {name}…")
         try:
             load_image(source)  # fail fast, before the model loads
@@ -416,21 +420,39 @@ class Casebook:
             prov.name = name
         except ValueError as e:
             raise ImageError(str(e).replace("<bytes>", name, 1)) from None
-        self.result, self.provenance, self.comparison = result, prov, None
+        classic = self.classic
         if self.with_classic:
             self._step(4, "classic filters (ELA, noise, JPEG ghosts, double JPEG)…")
-            self.classic = classic_filters(source)
+            classic = classic_filters(source)
         self._step(4, "drawing figures…")
-        self._render()
+        # the new case replaces the old one whole, or not at all (a failed drawing keeps the old)
+        self._replace_case(result=result, provenance=prov, comparison=None, classic=classic)
         self._step(_STEPS, f"done: {result.summary()}")
+        self._working_on = None
         self._notify()
         return result
+
+    def _replace_case(self, **state: Any) -> None:
+        before = {k: getattr(self, k) for k in state}
+        for k, v in state.items():
+            setattr(self, k, v)
+        try:
+            self._render(compare_only=set(state) == {"comparison"})
+        except BaseException:
+            for k, v in before.items():
+                setattr(self, k, v)
+            try:
+                self._render()
+            except Exception:  # the old case drew before; nothing more to do if it cannot now
+                pass
+            raise
 
     def compare(self, other: ImageLike | Result, name: str | None = None) -> Comparison:
         """Compare the current image with ``other`` (path, bytes, array or Result); fills the Compare tab."""
         if self.result is None:
             raise RuntimeError("analyze an image first (analyze_path, analyze_bytes or the upload)")
         nb = name or (display_name(os.fspath(other)) if isinstance(other, (str, os.PathLike)) else "B")
+        self._working_on = nb
         self._step(1, f"comparing with {nb}…")
         model = self._ensure_model()
         if not isinstance(other, Result):
@@ -438,8 +460,8 @@ class Casebook:
                 other = analyze(model, other, name=nb)
             except ImageError as e:
                 raise ImageError(str(e).replace("<bytes>", nb, 1)) from None
-        self.comparison = compare(self.result, other, names=(self.result.name, nb))
-        self._render(compare_only=True)
+        self._replace_case(comparison=compare(self.result, other, names=(self.result.name, nb)))
+        self._working_on = None
         self._step(_STEPS, f"compared: {self.comparison.summary()}")
         self._notify()
         return self.comparison

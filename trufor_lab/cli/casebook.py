@@ -2,25 +2,32 @@
 
     trufor-lab casebook [--port 8866] [--no-browser] [--weights CKPT] [--device cpu|cuda]
 
-Prints the address and serves until interrupted (Ctrl-C). The page has the upload button, the
-tabs (Result, Classic filters, Noiseprint++, Provenance, Compare) and a report download link;
-no code is shown. It listens on 127.0.0.1 only: other computers cannot reach it.
+Prints the address and serves until interrupted (Ctrl-C, or the terminal closed, or a plain
+``kill``: the server and its temporary files go in every case). The page has the upload button,
+the tabs (Result, Classic filters, Noiseprint++, Provenance, Compare) and a report download link;
+no code is shown. It is this user's only: it listens on 127.0.0.1 (other computers cannot reach
+it), the address carries a secret token (other users of this computer cannot use it), and only
+local host names are served (a web page cannot reach it by DNS rebinding). Uploads up to
+200 MB (:data:`trufor_lab.casebook.app.UPLOAD_LIMIT`); a page left closed for :data:`IDLE_KERNEL_S` seconds frees its kernel.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import webbrowser
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from trufor_lab.casebook.app import app_notebook
+from trufor_lab.casebook.app import UPLOAD_LIMIT, app_notebook
 
 #: The package's parent folder: the app's kernel imports the same trufor_lab as this command.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
@@ -43,8 +50,13 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def voila_command(notebook: Path, host: str, port: int, browser: bool) -> list[str]:
-    cmd = [
+#: A kernel whose page is gone is stopped after this long idle (every page load starts one).
+IDLE_KERNEL_S = 300
+
+
+def voila_command(notebook: Path, host: str, port: int) -> list[str]:
+    """Voila serving ``notebook``; the browser is opened by this command (with the token)."""
+    return [
         sys.executable,
         "-m",
         "voila",
@@ -54,10 +66,26 @@ def voila_command(notebook: Path, host: str, port: int, browser: bool) -> list[s
         "--strip_sources=True",
         "--theme=light",
         "--VoilaConfiguration.file_allowlist=[]",
+        "--no-browser",
     ]
-    if not browser:
-        cmd.append("--no-browser")
-    return cmd
+
+
+def voila_config(token: str) -> dict[str, Any]:
+    """Voila's settings, written as ``voila.json`` in its private working folder (not on the
+    command line, where ``ps`` would show the token to other users)."""
+    return {
+        "Voila": {
+            "token": token,
+            # one websocket message carries a whole upload: Tornado's default (10 MiB) would drop
+            # a 12 MP PNG or TIFF without a word
+            "tornado_settings": {"allow_remote_access": False, "websocket_max_message_size": UPLOAD_LIMIT},
+        },
+        "MappingKernelManager": {"cull_idle_timeout": IDLE_KERNEL_S, "cull_interval": 30, "cull_connected": False},
+    }
+
+
+def _stop_on(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # the terminal closed or a plain kill: stop as Ctrl-C does
 
 
 def run(args: Any) -> int:
@@ -69,30 +97,40 @@ def run(args: Any) -> int:
         print(f"error: port {args.port} is in use; choose another with --port", file=sys.stderr)
         return 1
     # "Ctrl-C to stop" holds even when this process was started with SIGINT ignored (a background
-    # job of a non-interactive shell, nohup): Python then keeps it ignored unless told otherwise
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # job of a non-interactive shell, nohup): Python then keeps it ignored unless told otherwise;
+    # SIGTERM and SIGHUP take the same way out, so the server and its files never outlive us
+    stops = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _stop_on}
+    if hasattr(signal, "SIGHUP"):
+        stops[signal.SIGHUP] = _stop_on
+    previous = {sig: signal.signal(sig, handler) for sig, handler in stops.items()}
     try:
         return _serve(args, host)
+    except KeyboardInterrupt:  # arrived between the server's end and ours
+        return 0
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _serve(args: Any, host: str) -> int:
-    with tempfile.TemporaryDirectory(prefix="trufor_casebook_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="trufor_casebook_") as tmp:  # private (0700)
         nb = app_notebook(Path(tmp) / "TruFor casebook.ipynb", weights=args.weights, device=args.device)
+        token = secrets.token_urlsafe(24)
+        (Path(tmp) / "voila.json").write_text(json.dumps(voila_config(token)), encoding="utf-8")
         env = {
             **os.environ,
             "MPLBACKEND": "Agg",
             "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")) if p),
         }
         proc = subprocess.Popen(
-            voila_command(nb, host, args.port, args.browser),
+            voila_command(nb, host, args.port),
             cwd=tmp,
             env=env,
             stdout=subprocess.DEVNULL if args.quiet else None,
             stderr=subprocess.STDOUT if args.quiet else None,
+            start_new_session=True,  # a closed terminal reaches only us; we stop it cleanly
         )
-        url = f"http://{host}:{args.port}/"
+        url = f"http://{host}:{args.port}/?token={token}"
         try:
             deadline = time.time() + 120
             while not _listening(host, args.port):
@@ -101,17 +139,27 @@ def _serve(args: Any, host: str) -> int:
                     return 1
                 time.sleep(0.2)
             print(f"TruFor casebook: {url}  (open it in a browser; Ctrl-C to stop)", flush=True)
+            if args.browser:
+                webbrowser.open(url)
             return _wait(proc)
         except KeyboardInterrupt:
             print("stopping the casebook app", flush=True)
             return 0
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop Voila as Ctrl-C would (it then stops its kernels and removes its files); harder if
+    it does not go."""
+    for send, wait in ((lambda: proc.send_signal(signal.SIGINT), 20), (proc.terminate, 10), (proc.kill, 10)):
+        if proc.poll() is not None:
+            return
+        send()
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _wait(proc: subprocess.Popen) -> int:

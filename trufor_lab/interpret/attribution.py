@@ -158,7 +158,7 @@ class Attribution:
             fig = new_figure(figsize=(13, 3.6))
         axes = fig.subplots(1, 4, gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
         axes[0].imshow(self.image)
-        axes[0].set_title(self.name or "image", fontsize=9)
+        axes[0].set_title(self.name or "image", fontsize=9, parse_math=False)
         axes[0].set_axis_off()
         for ax, key in zip(axes[1:3], ("rgb", "noiseprint")):
             im = self._overlay(ax, self.extras["maps"][key], alpha)

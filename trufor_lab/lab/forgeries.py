@@ -113,7 +113,7 @@ class Forgery:
         what = "pristine" if self.label == 0 else self.kind
         if self.label == 1 and self.mask is None:
             what += " (mask unknown)"
-        ax.set_title(f"{self.name}\n{what}" if self.name else what, fontsize=9)
+        ax.set_title(f"{self.name}\n{what}" if self.name else what, fontsize=9, parse_math=False)
         return fig
 
     def _repr_html_(self) -> str:

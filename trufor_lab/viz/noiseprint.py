@@ -147,7 +147,7 @@ def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: s
         ax.set_axis_off()
     axes[2].tick_params(labelsize=7)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=11, parse_math=False)
     return fig
 
 

@@ -98,7 +98,7 @@ class CompareViewer(OverlayControls, Viewer):
                 lo, hi = robust_limits(npm)
                 ax.imshow(npm, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
             score = f"\nscore {r.score:.3f}" if r.score is not None else ""
-            ax.set_title(f"{label}{score}", fontsize=10)
+            ax.set_title(f"{label}{score}", fontsize=10, parse_math=False)
             ax.set_axis_off()
         fig.suptitle(s["panel"], fontsize=10)
         return fig
