@@ -4,8 +4,8 @@
     python -m trufor_lab.training.finetune_real --photos /work/data/real --out /work/runs/real
 
 Recipe (CPU, one thread; rounds :data:`ROUND1` .. :data:`ROUND3`, the shipped model, each
-starting from the previous one; :data:`ROUND4` is recorded but was not shipped, see the model
-card): the three phases of :mod:`trufor_lab.train` run on a
+starting from the previous one; :data:`ROUND4` and :data:`ROUND5` are recorded but were not shipped, see the model
+card): the three phases of :mod:`trufor_lab.training` run on a
 :class:`~trufor_lab.training.photos.RealForgeryStream` of the training cameras (precomputed pool
 of examples with their Noiseprint++ maps, grid-aligned crops); then Platt scaling of the
 detection logit on the validation cameras (:func:`fit_platt`) moved to a stated base rate of
