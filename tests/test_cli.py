@@ -259,3 +259,43 @@ def test_the_summary_line_says_how_each_input_was_read(tmp_path, with_weights, c
     assert lines["anim.gif"].endswith("[first of 3 frames]")
     assert lines["deep.png"].endswith("[16-bit values scaled to 8 bits]")
     assert not lines["plain.png"].endswith("]")
+
+
+def test_a_rerun_asking_for_the_noiseprint_map_recomputes(tmp_path, with_weights, capsys):
+    """An output without ``np++`` was skipped as 'exists' even with --save-noiseprint."""
+    img = _img(tmp_path / "a.png")
+    out = tmp_path / "o"
+    assert main(["analyze", str(img), "-o", str(out), "-q"]) == 0
+    assert "np++" not in np.load(out / "a.png.npz").files
+    assert main(["analyze", str(img), "-o", str(out), "-q", "--save-noiseprint"]) == 0
+    assert "np++" in np.load(out / "a.png.npz").files
+    assert "lacks np++" in capsys.readouterr().err
+
+
+def test_train_all_phases_and_bad_settings_are_one_line(tmp_path, capsys):
+    """``--phase all`` always crashed; bad sizes, devices and checkpoints were tracebacks, and
+    ``--steps 0`` wrote an untrained checkpoint with exit 0."""
+    base = ["train", "--model", "b0", "--crop", "32", "--batch-size", "2", "--steps", "1", "-q"]
+    assert main([*base, "--phase", "all", "-o", str(tmp_path / "all")]) == 0
+    assert {p.parent.name for p in (tmp_path / "all").rglob("last.pt")} == {"localization", "confidence", "detection"}
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    for extra, why in (
+        (["--crop", "30"], "multiple of 8"),
+        (["--steps", "0"], "steps must be at least 1"),
+        (["--device", "foo"], "foo"),
+        (["--init", str(junk)], "junk.pt"),
+    ):
+        assert main([*base, *extra, "-o", str(tmp_path / "bad")]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and why in err[0], (extra, err)
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").rglob("last.pt"))
+
+
+def test_distributed_and_casebook_refuse_bad_settings_in_one_line(tmp_path, capsys):
+    assert main(["distributed-analyze", "--dataset", "NOPE", "--root", str(tmp_path), "-o", str(tmp_path / "d")]) == 2
+    assert main(["casebook", "--port", "70000", "--no-browser"]) == 2
+    assert main(["casebook", "--weights", str(tmp_path / "none.pt"), "--no-browser"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(ln.startswith("error:") for ln in err), err
+    assert "NOPE" in err[0] and "70000" in err[1] and "none.pt" in err[2]

@@ -77,3 +77,13 @@ def test_table_csv_pandas_and_html(tmp_path):
     html = t._repr_html_()
     assert "&lt;sumé&gt;" in html and "0.1235" in html and "nan" in html
     assert fmt(None) == "" and fmt(True) == "True" and fmt(3) == "3"
+
+
+def test_a_file_name_that_is_not_utf8_does_not_lose_the_table(tmp_path):
+    """Python keeps the bytes of a non-UTF-8 file name as surrogates; writing a summary that
+    names it failed after all the work was done. It is written escaped instead."""
+    from trufor_lab.common.files import atomic_write_json
+
+    name = b"caf\xe9.png".decode("utf-8", "surrogateescape")
+    p = atomic_write_json(tmp_path / "s.json", {"image": name})
+    assert "caf\\udce9.png" in p.read_text(encoding="utf-8")

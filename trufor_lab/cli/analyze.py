@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 except (WeightsError, OSError) as e:
                     error(str(e).splitlines()[0])
                     return 2
-            why = reuse_problem(out, digest, weights_digest)
+            why = reuse_problem(out, digest, weights_digest, ("np++",) if args.save_noiseprint else ())
             if why is None:
                 skipped += 1
                 continue

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from trufor_lab.casebook.app import UPLOAD_LIMIT, app_notebook
+from trufor_lab.inference.weights import WeightsError, select
 
 #: The package's parent folder: the app's kernel imports the same trufor_lab as this command.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
@@ -93,6 +94,14 @@ def run(args: Any) -> int:
         print("error: the casebook app needs Voila: pip install voila", file=sys.stderr)
         return 2
     host = "127.0.0.1"
+    if not 1 <= args.port <= 65535:
+        print(f"error: port {args.port} is not a TCP port (1-65535)", file=sys.stderr)
+        return 2
+    try:  # a missing --weights file is said here, not later inside the page
+        select(args.weights)
+    except (WeightsError, OSError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     if not _port_free(host, args.port):
         print(f"error: port {args.port} is in use; choose another with --port", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
-from trufor_lab.lab.datasets import load_dataset
+from trufor_lab.lab.datasets import DatasetError, load_dataset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -42,22 +42,31 @@ def run(args: argparse.Namespace) -> int:
         if not args.root:
             print("error: --dataset needs --root", file=sys.stderr)
             return 2
-        inputs: Any = load_dataset(args.dataset, args.root)
+        try:
+            inputs: Any = load_dataset(args.dataset, args.root)
+        except DatasetError as e:
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
     elif args.inputs:
         inputs = args.inputs
     else:
         print("error: give INPUT paths or --dataset", file=sys.stderr)
         return 2
-    summary = distributed_analyze(
-        inputs,
-        args.output,
-        weights=args.weights,
-        device=args.device,
-        precision=args.precision,
-        mode=args.mode,
-        overwrite=args.overwrite,
-        save_noiseprint=args.save_noiseprint,
-    )
+    try:
+        summary = distributed_analyze(
+            inputs,
+            args.output,
+            weights=args.weights,
+            device=args.device,
+            precision=args.precision,
+            mode=args.mode,
+            overwrite=args.overwrite,
+            save_noiseprint=args.save_noiseprint,
+        )
+    except (ValueError, RuntimeError, OSError) as e:  # a bad --device, an unwritable summary
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        print(f"error: {lines[0] if lines else type(e).__name__}", file=sys.stderr)
+        return 2
     if "ranks" not in summary:  # not rank 0
         return 1 if summary["failed"] or summary["error"] else 0
     for line in summary["problems"] + summary["errors"]:

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any, Sequence
 
-from trufor_lab.model import MIT_B0, MIT_B2
+from trufor_lab.model import MIT_B0, MIT_B2, CheckpointError
 from trufor_lab.training.loop import PHASES, TrainConfig, train, train_phases
 
 
 def run(args: Any) -> int:
+    """Train; a bad setting, path or checkpoint is one line on stderr (exit 2), never a traceback."""
+    try:
+        return _run(args)
+    except (ValueError, OSError, RuntimeError, CheckpointError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        print(f"error: {lines[0] if lines else type(e).__name__}", file=sys.stderr)
+        return 2
+
+
+def _run(args: Any) -> int:
     model = {"b0": MIT_B0, "b2": MIT_B2}[args.model]
     cfg = TrainConfig(
-        phase=args.phase,
+        phase="localization" if args.phase == "all" else args.phase,
         out_dir=args.output,
         model=model,
         init=args.init,
@@ -29,10 +38,10 @@ def run(args: Any) -> int:
         resume=not args.restart,
         progress=not args.quiet,
     )
-    if args.phase == "all":
-        train_phases(dataclasses.replace(cfg, phase="localization"))
-    else:
-        train(cfg)
+    results = train_phases(cfg) if args.phase == "all" else {cfg.phase: train(cfg)}
+    if not args.quiet:
+        for phase, r in results.items():
+            print(f"{phase}: step {r.step}, loss {r.final_loss:.4f}, checkpoint {r.checkpoint}")
     return 0
 
 

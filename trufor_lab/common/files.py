@@ -75,8 +75,10 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (UTF-8 by default, ``\\n`` line ends)."""
-    return atomic_write_bytes(path, text.encode(encoding))
+    """Write ``text`` to ``path`` atomically (UTF-8 by default, ``\\n`` line ends). A file name
+    that is not valid UTF-8 (Python keeps its bytes as surrogates) is written escaped
+    (``\\udce9``) rather than failing the whole table after the work is done."""
+    return atomic_write_bytes(path, text.encode(encoding, errors="backslashreplace"))
 
 
 def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> Path:

@@ -202,7 +202,7 @@ def _run_share(
             if out.exists() and not overwrite:
                 # reused only when made from this same input file with these same weights
                 weights_digest = weights_digest or weights_sha256(weights)
-                why = reuse_problem(out, digest, weights_digest)
+                why = reuse_problem(out, digest, weights_digest, ("np++",) if save_noiseprint else ())
                 if why is None:
                     report["skipped"].append(name)
                     continue

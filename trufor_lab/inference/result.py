@@ -136,13 +136,17 @@ class Result:
         return f'{banner}<div><b>{html.escape(self.summary())}</b></div><img src="data:image/png;base64,{img}"/>'
 
 
-def reuse_problem(npz_path: str | os.PathLike, input_sha256: str, weights_sha256: str | None) -> str | None:
+def reuse_problem(
+    npz_path: str | os.PathLike, input_sha256: str, weights_sha256: str | None, needs: tuple[str, ...] = ()
+) -> str | None:
     """``None`` when the existing output ``npz_path`` records that it was made from an input
-    with ``input_sha256`` and weights with ``weights_sha256`` (not checked when ``None``);
+    with ``input_sha256`` and weights with ``weights_sha256`` (not checked when ``None``) and
+    holds the arrays in ``needs`` (e.g. ``"np++"`` when the Noiseprint++ map is asked for);
     else why it must be recomputed (a short phrase for a one-line note)."""
     try:
         with np.load(npz_path, allow_pickle=False) as d:
             rec = {k: str(d[k]) for k in (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY) if k in d.files}
+            missing = [k for k in needs if k not in d.files]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         return f"existing output unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})"
     if INPUT_SHA256_KEY not in rec:
@@ -154,6 +158,8 @@ def reuse_problem(npz_path: str | os.PathLike, input_sha256: str, weights_sha256
             f"existing output was made with other weights (sha256 {rec.get(WEIGHTS_SHA256_KEY, '?')[:12]}, "
             f"now {weights_sha256[:12]})"
         )
+    if missing:
+        return f"existing output lacks {', '.join(missing)}"
     return None
 
 

@@ -79,6 +79,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {self.phase!r}")
+        for name in ("steps", "batch_size", "crop"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.crop % 8:
             raise ValueError(f"crop must be a multiple of 8 (JPEG grid), got {self.crop}")
         if self.flips not in ("none", "h", "hv"):
