@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from trufor_lab.cli.messages import error
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             inputs: Any = load_dataset(args.dataset, args.root)
         except DatasetError as e:
-            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            error(e)
             return 2
     elif args.inputs:
         inputs = args.inputs
@@ -64,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
             save_noiseprint=args.save_noiseprint,
         )
     except (ValueError, RuntimeError, OSError) as e:  # a bad --device, an unwritable summary
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        print(f"error: {lines[0] if lines else type(e).__name__}", file=sys.stderr)
+        error(e)
         return 2
     if "ranks" not in summary:  # not rank 0
         return 1 if summary["failed"] or summary["error"] else 0

@@ -6,9 +6,10 @@ import sys
 
 
 def error(msg: object) -> None:
-    """``error: <first line of msg>`` on stderr."""
-    text = str(msg)
-    print(f"error: {text.splitlines()[0] if text else text}", file=sys.stderr)
+    """``error: <first non-empty line of msg>`` on stderr (an exception's name when it has no text)."""
+    lines = [ln.strip() for ln in str(msg).splitlines() if ln.strip()]
+    text = lines[0] if lines else (type(msg).__name__ if isinstance(msg, BaseException) else "")
+    print(f"error: {text}", file=sys.stderr)
 
 
 def note(msg: object) -> None:

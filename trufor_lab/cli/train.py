@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from trufor_lab.cli.messages import error
 from trufor_lab.model import MIT_B0, MIT_B2, CheckpointError
 from trufor_lab.training.loop import PHASES, TrainConfig, train, train_phases
 
@@ -15,8 +16,7 @@ def run(args: Any) -> int:
     try:
         return _run(args)
     except (ValueError, OSError, RuntimeError, CheckpointError) as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        print(f"error: {lines[0] if lines else type(e).__name__}", file=sys.stderr)
+        error(e)
         return 2
 
 
