@@ -258,6 +258,8 @@ def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, mo
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "2 images: 0 computed, 2 reused" in captured.out
+    # nothing was loaded, yet the numbers still say whose they are (custom, unverified weights)
+    assert "note: these results were made with custom weights (trufor_recipe.pth.tar)" in captured.err
     rc = main(
         [
             "eval",
