@@ -13,7 +13,8 @@ best time is kept, so that ratios on a shared machine compare like with like. Mo
 
 - ``baseline``: the official algorithm as the official code runs it: the plain ``nn.Module``
   forward, ``model(x)`` under ``no_grad``, with PyTorch's default settings (oneDNN on), the
-  attention formula as written (``set_attention('plain')``), NCHW, no chunking;
+  attention formula as written (``set_attention('plain')``), NCHW, no chunking; on CUDA with
+  cuDNN off, as the official test configuration sets it;
 - ``exact``: ``trufor_lab.inference.predict(model, x, 'exact')`` (IEEE float32);
 - ``fast``: ``predict(model, x, 'fast')``: Noiseprint++ IEEE float32 but channels-last, the
   encoder in bfloat16 (patch embeddings and FFMs float32) on CUDA and on CPUs with native
@@ -34,6 +35,7 @@ overhead) runs afterwards when present.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -163,8 +165,10 @@ def run_case(
     fast32 = dataclasses.replace(fast, amp_dtype=None)
 
     def baseline():
-        # the official code: plain modules, PyTorch defaults (oneDNN on), attention as written
-        with torch.no_grad(), attention_override(model, "plain", None):
+        # the official code: plain modules, PyTorch defaults (oneDNN on), attention as written;
+        # on CUDA its test configuration switches cuDNN off (trufor.yaml: CUDNN.ENABLED false)
+        off = torch.backends.cudnn.flags(enabled=False) if dev.type == "cuda" else contextlib.nullcontext()
+        with torch.no_grad(), attention_override(model, "plain", None), off:
             return model(x)
 
     modes = {"exact": exact, "fast": fast, "fast32": fast32}
@@ -272,7 +276,7 @@ def _run_child(mode: str, h: int, w: int, args: argparse.Namespace, save: Path |
             "--device",
             args.device,
             "--repeat",
-            "1",
+            str(args.runs),
             "--warmup",
             str(args.warmup),
         ]
@@ -448,6 +452,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="interleaved rounds, one subprocess per mode and round (the best time is reported)",
     )
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 1 on CUDA, 0 on CPU)")
+    p.add_argument(
+        "--runs", type=int, default=None, help="timed runs in each subprocess, best kept (default: 5 on CUDA, 1 on CPU)"
+    )
     p.add_argument("--compile", action="store_true", help="fast mode with torch.compile")
     p.add_argument(
         "--weights",
@@ -483,6 +490,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.warmup is None:
         args.warmup = 1 if args.device.startswith("cuda") else 0
+    if args.runs is None:
+        args.runs = 5 if args.device.startswith("cuda") else 1
     if args.case:
         res = run_case(
             args.case,
