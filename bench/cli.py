@@ -406,7 +406,8 @@ def _print_row(row: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"{head} {row['status']}: {row['reason']}", flush=True)
         return
     print(
-        f"{head} {row['time_s']:8.2f} s (best of {len(row['times_s'])})  peak RSS {_fmt_bytes(row['peak_bytes'])} "
+        f"{head} {row['time_s']:8.2f} s (best of {len(row['times_s'])})  "
+        f"peak {'CUDA memory' if args.device.startswith('cuda') else 'RSS'} {_fmt_bytes(row['peak_bytes'])} "
         f"({_fmt_bytes(row['peak_above_baseline_bytes'])} above the loaded model)",
         flush=True,
     )
