@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -61,14 +61,33 @@ from trufor_lab.model.trufor import TruFor, TruForOutput
 
 MODES = ("exact", "fast")
 
-#: Encoder parts the fast mode can keep in float32 (``InferenceMode.keep_float32``).
-FLOAT32_PARTS = {
-    "patch_embed": OverlapPatchEmbed,
-    "attention": SpatialReductionAttention,
-    "fusion": FeatureFusionModule,  # the FFMs; the FRMs (rectification) follow amp_dtype
+
+def _of_type(kind: type[nn.Module]) -> Callable[[nn.Module], list[nn.Module]]:
+    return lambda backbone: [m for m in backbone.modules() if isinstance(m, kind)]
+
+
+def _reductions(backbone: nn.Module) -> list[nn.Module]:
+    return [m.sr for m in backbone.modules() if isinstance(m, SpatialReductionAttention) and hasattr(m, "sr")]
+
+
+#: Encoder parts the fast mode can keep in float32 (``InferenceMode.keep_float32``): name ->
+#: the modules of the dual encoder it names.
+FLOAT32_PARTS: dict[str, Callable[[nn.Module], list[nn.Module]]] = {
+    "patch_embed": _of_type(OverlapPatchEmbed),
+    "attention": _of_type(SpatialReductionAttention),
+    # the sr_ratio x sr_ratio, stride sr_ratio convolutions that shrink the keys and values
+    "reduction": _reductions,
+    "fusion": _of_type(FeatureFusionModule),  # the FFMs; the FRMs (rectification) follow amp_dtype
 }
 
+#: What the fast mode keeps float32 when ``keep_float32`` is ``None``, per device type. On CPUs
+#: (oneDNN) a bfloat16 key/value reduction moved the demo model's map by up to 0.79 on a real
+#: sample (float32 reduction: 1.1e-2, no slower); on CUDA the bfloat16 one gave 1.1e-2 already.
+#: Measurements: bench/RESULTS.md.
+DEFAULT_KEEP_FLOAT32 = {"cpu": ("patch_embed", "reduction", "fusion"), "cuda": ("patch_embed", "fusion")}
+
 __all__ = [
+    "DEFAULT_KEEP_FLOAT32",
     "FLOAT32_PARTS",
     "MODES",
     "InferenceMode",
@@ -94,7 +113,7 @@ class InferenceMode:
     the same name in ``chunks`` is set from it). ``amp_dtype``: autocast dtype for the encoder
     (applied on CUDA; on the CPU when ``amp_on_cpu``, ``None``: when the CPU has native
     bfloat16). ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
-    :data:`FLOAT32_PARTS`. ``channels_last``: channels-last encoder. ``compile``:
+    :data:`FLOAT32_PARTS` (``None``: :data:`DEFAULT_KEEP_FLOAT32` of the device). ``channels_last``: channels-last encoder. ``compile``:
     ``torch.compile`` the model (plain forward only; cached per model).
     """
 
@@ -103,7 +122,7 @@ class InferenceMode:
     chunks: LeanConfig = LeanConfig()
     amp_dtype: torch.dtype | None = None
     amp_on_cpu: bool | None = None
-    keep_float32: tuple[str, ...] = ()
+    keep_float32: tuple[str, ...] | None = ()
     noiseprint_channels_last: bool = False
     channels_last: bool = True
     compile: bool = False
@@ -113,7 +132,7 @@ class InferenceMode:
             raise ValueError(f"unknown inference mode {self.name!r}; choose from {MODES}")
         if self.name == "exact" and self.amp_dtype is not None:
             raise ValueError("exact mode runs in IEEE float32: amp_dtype must be None")
-        unknown = sorted(set(self.keep_float32) - set(FLOAT32_PARTS))
+        unknown = sorted(set(self.keep_float32 or ()) - set(FLOAT32_PARTS))
         if unknown:
             raise ValueError(f"keep_float32: unknown part(s) {unknown}; choose from {sorted(FLOAT32_PARTS)}")
 
@@ -126,9 +145,7 @@ class InferenceMode:
     def fast(cls, **overrides) -> "InferenceMode":
         """Approximate: channels-last float32 Noiseprint++, bfloat16 encoder (CUDA; CPUs with
         native bfloat16)."""
-        base = cls(
-            name="fast", amp_dtype=torch.bfloat16, keep_float32=("patch_embed", "fusion"), noiseprint_channels_last=True
-        )
+        base = cls(name="fast", amp_dtype=torch.bfloat16, keep_float32=None, noiseprint_channels_last=True)
         return dataclasses.replace(base, **overrides)
 
 
@@ -293,8 +310,12 @@ def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iter
     if m.amp_dtype is None or not native:
         yield
         return
-    kinds = tuple(FLOAT32_PARTS[k] for k in m.keep_float32)
-    keep = [mod for mod in model.backbone.modules() if kinds and isinstance(mod, kinds)]
+    names = (
+        m.keep_float32
+        if m.keep_float32 is not None
+        else DEFAULT_KEEP_FLOAT32.get(x.device.type, DEFAULT_KEEP_FLOAT32["cpu"])
+    )
+    keep = list({id(mod): mod for k in names for mod in FLOAT32_PARTS[k](model.backbone)}.values())
     with torch.autocast(x.device.type, dtype=m.amp_dtype), full_precision(keep):
         yield
 
