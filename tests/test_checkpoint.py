@@ -55,6 +55,21 @@ def test_checkpoint_that_runs_code_is_refused_and_nothing_executes(tmp_path):
     assert not marker.exists()
 
 
+def test_a_pytorch_with_an_unsafe_weights_only_loader_reads_no_checkpoint(shared_dir, monkeypatch):
+    """PyTorch 2.5.1 and earlier could run code from a crafted file despite weights_only=True
+    (CVE-2025-32434): no checkpoint is read there, whatever it holds; 2.6 on is read."""
+    from trufor_lab.model import checkpoint as C
+
+    path = shared_dir / "weights" / "noiseprint++.th"
+    assert C._torch_version("2.5.1+cu121") == (2, 5) and C._torch_version("2.10.0a0") == (2, 10)
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(path)
+    assert str(path) in str(e.value) and "CVE-2025-32434" in str(e.value) and "\n" not in str(e.value)
+    monkeypatch.setattr(torch, "__version__", "2.6.0")
+    assert "network" in read_checkpoint(path)
+
+
 @pytest.mark.parametrize(
     "content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage", b"garbage" * 10, bytes(range(256)) * 4]
 )

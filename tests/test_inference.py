@@ -237,6 +237,29 @@ def test_ieee_context_restores_flags_for_legacy_and_new_tf32_apis():
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
 
 
+def test_ieee_context_works_with_a_pytorch_without_the_onednn_precision_api(monkeypatch):
+    """PyTorch releases whose ``mkldnn.flags`` take no ``fp32_precision`` still switch oneDNN."""
+    import contextlib
+
+    from trufor_lab.model.lean import ieee_float32
+
+    mk = torch.backends.mkldnn
+    real = mk.flags
+    calls = []
+
+    @contextlib.contextmanager
+    def old_flags(enabled=False):  # the signature of those releases
+        calls.append(enabled)
+        with real(enabled=enabled, deterministic=mk.deterministic, allow_tf32=None):
+            yield
+
+    monkeypatch.setattr(mk, "flags", old_flags)
+    before = mk.enabled
+    with ieee_float32(onednn=False):
+        assert not mk.enabled
+    assert mk.enabled == before and calls == [False]
+
+
 def test_memory_estimates_for_a_24_megapixel_photo():
     """The lean forward's analytic peak fits 24 GB with room to spare; the plain one cannot."""
     lean = estimate_lean_peak(4000, 6000)

@@ -21,11 +21,30 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message is one line naming file and reason."""
 
 
+#: The first PyTorch whose ``weights_only`` loader is safe on crafted files (CVE-2025-32434:
+#: 2.5.1 and earlier could be made to run code).
+SAFE_TORCH = (2, 6)
+
+
+def _torch_version(version: str | None = None) -> tuple[int, int]:
+    parts = (version or torch.__version__).split("+")[0].split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
 def read_checkpoint(path: str | os.PathLike) -> Any:
-    """Unpickle ``path`` with ``weights_only=True`` on the CPU; refuse anything else."""
+    """Unpickle ``path`` with ``weights_only=True`` on the CPU; refuse anything else (and refuse to
+    read at all with a PyTorch whose ``weights_only`` loader is unsafe)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if _torch_version() < SAFE_TORCH:
+        raise CheckpointError(
+            f"{path}: not read: PyTorch {torch.__version__} can run code from a crafted checkpoint even with "
+            f"weights_only=True (CVE-2025-32434); install PyTorch {SAFE_TORCH[0]}.{SAFE_TORCH[1]} or later"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

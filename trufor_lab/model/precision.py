@@ -59,6 +59,16 @@ def _cudnn_ieee() -> Iterator[None]:
         c.allow_tf32 = legacy
 
 
+def _onednn_ieee(enabled: bool) -> contextlib.AbstractContextManager:
+    """oneDNN on or off, IEEE float32 through the fp32_precision API (its legacy TF32 flag is for
+    Intel GPUs); a PyTorch without that API has no reduced-precision float32 in oneDNN to undo."""
+    mk = torch.backends.mkldnn
+    try:
+        return mk.flags(enabled=enabled, deterministic=mk.deterministic, allow_tf32=None, fp32_precision="ieee")
+    except (TypeError, AttributeError):
+        return mk.flags(enabled=enabled)
+
+
 @contextlib.contextmanager
 def ieee_float32(onednn: bool = True) -> Iterator[None]:
     """IEEE float32 for the enclosed code: no TF32 (cuBLAS, cuDNN, oneDNN), no autocast.
@@ -70,12 +80,7 @@ def ieee_float32(onednn: bool = True) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_matmul_ieee())
         stack.enter_context(_cudnn_ieee())
-        # oneDNN: IEEE float32 through the fp32_precision API (its legacy TF32 flag is for Intel GPUs)
-        stack.enter_context(
-            mk.flags(
-                enabled=mk.enabled and onednn, deterministic=mk.deterministic, allow_tf32=None, fp32_precision="ieee"
-            )
-        )
+        stack.enter_context(_onednn_ieee(mk.enabled and onednn))
         for dev in ("cpu", "cuda"):
             if torch.is_autocast_enabled(dev):
                 stack.enter_context(torch.autocast(dev, enabled=False))
