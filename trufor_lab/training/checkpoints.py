@@ -53,7 +53,7 @@ def read_training_state(path: str | os.PathLike, device: torch.device | str = "c
     only when it was saved at the same step as the model, else refused with one line.
     """
     path = Path(path)
-    obj = torch.load(path, map_location=device, weights_only=True)
+    obj = read_checkpoint(path)  # untrusted like any checkpoint; the optimizer moves its state itself
     meta = obj.get("meta") if isinstance(obj, dict) else None
     if not isinstance(meta, dict) or "step" not in meta:
         raise ValueError(f"{path}: not a training checkpoint (no meta.step); cannot resume from it")
@@ -62,7 +62,7 @@ def read_training_state(path: str | os.PathLike, device: torch.device | str = "c
         return {"step": step, "optimizer": obj["optimizer"], "rng": obj.get("rng") or {}}
     old = path.with_name(OLD_OPTIM_FILE)
     if old.is_file():
-        state = torch.load(old, map_location=device, weights_only=True)
+        state = read_checkpoint(old)
         if int(state.get("step", -1)) == step:
             return {"step": step, "optimizer": state["optimizer"], "rng": {}}
         raise ValueError(
