@@ -43,7 +43,9 @@ def test_folder_input_writes_official_npz_with_relative_names(tmp_path, with_wei
         "np++",
         "trufor_lab_input_sha256",
         "trufor_lab_weights_sha256",
-    }  # official keys + what it was made from
+        "trufor_lab_computed",
+    }  # official keys + what it was made from, and how
+    assert str(d["trufor_lab_computed"]) == "exact float32"
     assert d["map"].shape == (48, 56) and d["map"].dtype == np.float32
     assert tuple(d["imgsize"]) == (48, 56) and 0 <= float(d["score"]) <= 1
     assert d["np++"].shape == (48, 56)
@@ -104,7 +106,7 @@ def test_without_checkpoint_the_main_job_uses_the_demo_model_and_says_so(tmp_pat
     assert len(notes) == 1 and "Demo weights" in notes[0] and "weights download" in notes[0]
     assert "tampered2.png: score" in cap.out
     d = np.load(out / "tampered2.png.npz")
-    assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {
+    assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256", "trufor_lab_computed"} == {
         "map",
         "conf",
         "score",
@@ -124,7 +126,8 @@ def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(
     notes = [ln for ln in cap.err.splitlines() if ln.startswith("note:")]
     assert len(notes) == 1 and "official TruFor checkpoint" in notes[0] and "weights download" in notes[0]
     d = np.load(out / "tampered2.png.npz")
-    assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {"imgsize", "np++"}
+    made = {"trufor_lab_input_sha256", "trufor_lab_weights_sha256", "trufor_lab_computed"}
+    assert set(d.files) - made == {"imgsize", "np++"}
 
 
 def test_console_script_bad_file_has_no_traceback(tmp_path, recipe_ckpt):
@@ -259,6 +262,40 @@ def test_the_summary_line_says_how_each_input_was_read(tmp_path, with_weights, c
     assert lines["anim.gif"].endswith("[first of 3 frames]")
     assert lines["deep.png"].endswith("[16-bit values scaled to 8 bits]")
     assert not lines["plain.png"].endswith("]")
+
+
+def test_output_names_upper_case_npz_and_existing_files(tmp_path, with_weights, capsys):
+    """``-o X.NPZ`` made a folder called X.NPZ; ``-o notes.txt`` (an existing file) failed once
+    per image after loading the model."""
+    img = _img(tmp_path / "a.png")
+    assert main(["analyze", str(img), "-o", str(tmp_path / "R.NPZ"), "-q"]) == 0
+    assert (tmp_path / "R.NPZ").is_file() and "map" in np.load(tmp_path / "R.NPZ").files
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(img), "-o", str(notes), "-q"])
+    assert "is an existing file, not a folder" in str(e.value) and "\n" not in str(e.value)
+    assert notes.read_text() == "mine"
+
+
+def test_a_rerun_in_another_precision_recomputes(tmp_path, with_weights, capsys):
+    """A float32 output was skipped as 'exists' by a float64 run (only input and weights were
+    checked), and an output of an earlier version, which records no precision, likewise."""
+    img = _img(tmp_path / "a.png")
+    out = tmp_path / "o"
+    assert main(["analyze", str(img), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(img), "-o", str(out), "-q", "--precision", "float64"]) == 0
+    cap = capsys.readouterr()
+    assert "1 analyzed, 0 skipped" in cap.out and "computed as exact float32 (now exact float64)" in cap.err
+    assert str(np.load(out / "a.png.npz")["trufor_lab_computed"]) == "exact float64"
+    assert main(["analyze", str(img), "-o", str(out), "-q", "--precision", "float64"]) == 0
+    assert "0 analyzed, 1 skipped" in capsys.readouterr().out
+    d = dict(np.load(out / "a.png.npz"))
+    del d["trufor_lab_computed"]
+    np.savez(out / "a.png.npz", **d)
+    assert main(["analyze", str(img), "-o", str(out), "-q", "--precision", "float64"]) == 0
+    assert "does not record how it was computed (now exact float64)" in capsys.readouterr().err
 
 
 def test_a_rerun_asking_for_the_noiseprint_map_recomputes(tmp_path, with_weights, capsys):

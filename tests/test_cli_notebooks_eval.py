@@ -70,7 +70,7 @@ def test_eval_unknown_method_is_refused(folder, tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_runner_records_one_block_per_device(tmp_path):
+def test_runner_records_one_block_per_device(tmp_path, monkeypatch):
     md = tmp_path / "RESULTS.md"
     md.write_text("# Benchmark results\n\n## Other section\n\ntext\n")
     t = [runner.Timing("01_a", 12.3, True), runner.Timing("02_b", 200.0, True), runner.Timing("03_c", 5, False, "boom")]
@@ -82,6 +82,16 @@ def test_runner_records_one_block_per_device(tmp_path):
     assert text.count("### CPU: 2 cores, X") == 1 and text.count("### GPU: H100") == 1
     cpu = text.split("### CPU: 2 cores, X")[1].split("###")[0]
     assert "| 02_b | 200 | nan | 180 | no |" in cpu and "shared" in cpu and "03_c" not in cpu
+    # a write that fails half-way (disk full, Ctrl-C) leaves the results file as it was
+    import trufor_lab.common.files as files
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files.os, "replace", boom)
+    with pytest.raises(OSError):
+        runner.record(md, runner.results_block(t[:1], "GPU: H200"))
+    assert md.read_text() == text and [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
 
 
 def test_runner_runs_a_notebook_and_reports_errors(tmp_path):

@@ -142,3 +142,9 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu")
     assert s["written"] == 1 and s["skipped"] == 0
     assert s["recomputed"] == [["good/one", "existing output was made from a different input file"]]
+    # another mode: recomputed (the fast outputs were reused by an exact run before)
+    s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode="fast")
+    assert s["written"] == 1 and s["recomputed"] == [
+        ["good/one", "existing output computed as exact float32 (now fast float32)"]
+    ]
+    assert str(np.load(out / "good" / "one.npz")["trufor_lab_computed"]) == "fast float32"

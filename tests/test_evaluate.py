@@ -20,7 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Counting:
-    """analyze() wrapped to count calls."""
+    """analyze() wrapped to count calls; it computes what the built-in analysis computes."""
+
+    computed = "exact float32"
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -68,7 +70,7 @@ def test_rows_structure_and_values(first_run, make_folder_dataset):
         npz = Path(r["npz"])
         assert npz == out / "images" / (name + ".npz") == output_path(out, ds, ds[[s.id for s in ds].index(name)])
         d = np.load(npz)
-        assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256"} == {
+        assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256", "trufor_lab_computed"} == {
             "map",
             "conf",
             "score",
@@ -135,6 +137,35 @@ def test_second_run_resumes_without_recomputing(first_run, recipe_model):
         assert all(_same(a[k], b[k]) for k in ROW_COLUMNS if k != "reused")
 
 
+def test_outputs_computed_another_way_are_not_reused(first_run, recipe_model, tmp_path, capsys):
+    """An evaluation under an ablation (a custom analyze_fn), then the plain one into the same
+    folder: the ablated maps were reused as the model's (only input and weights were checked)."""
+    import shutil
+
+    ds, out, _, _ = first_run
+    out2 = tmp_path / "copy"
+    shutil.copytree(out, out2)
+
+    class Ablated(Counting):
+        computed = "exact float32, stage 1 fusion ablated"
+
+    fn = Ablated()
+    ev = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
+    assert ev.n_computed == 5 and len(fn.calls) == 5
+    assert "computed as exact float32 (now exact float32, stage 1 fusion ablated)" in capsys.readouterr().err
+    again = Ablated()
+    assert evaluate(recipe_model, ds, out2, progress=False, analyze_fn=again).n_reused == 5 and not again.calls
+    one = Dataset(ds.name, ds.root, ds[:1], ds.convention)
+    ev = evaluate(recipe_model, one, out2, progress=False)  # the built-in analysis: exact float32
+    assert ev.n_computed == len(one) and "(now exact float32)" in capsys.readouterr().err
+
+    def unnamed(model, image):
+        return analyze(model, image)
+
+    ev = evaluate(recipe_model, one, out2, progress=False, analyze_fn=unnamed)  # says nothing: its name
+    assert ev.n_computed == 1 and "(now custom test_outputs" in capsys.readouterr().err
+
+
 def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recipe_model, tmp_path):
     ds, out, ev, _ = first_run
     out2 = tmp_path / "out"
@@ -154,6 +185,7 @@ def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recip
         "imgsize",
         "trufor_lab_input_sha256",
         "trufor_lab_weights_sha256",
+        "trufor_lab_computed",
     }
     one = Dataset(ds.name, ds.root, ds[:1], ds.convention)
     fn = Counting()

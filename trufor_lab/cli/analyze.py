@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,27 +14,29 @@ from trufor_lab.common.paths import expand_inputs, output_path
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import reuse_problem
+from trufor_lab.inference.result import computed_label, reuse_problem
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
 from trufor_lab.cli.messages import error
 
 
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
-    if output.endswith(".npz"):
+    if output.lower().endswith(".npz"):
         if len(pairs) != 1:
             raise SystemExit(
                 f"error: --output {output} names one file but there are {len(pairs)} inputs; give a folder"
             )
         return [Path(output)]
+    if os.path.exists(output) and not os.path.isdir(output):  # said once, before any work
+        raise SystemExit(f"error: --output {output} is an existing file, not a folder; give a folder or a .npz name")
     return [output_path(output, rel) for _, rel in pairs]
 
 
 def run(args: argparse.Namespace) -> int:
     """Analyze every input; 0 all written or skipped, 1 some failed, 2 the weights could not load.
 
-    An existing output is skipped only when it records the same input file (sha256) and the
-    same weights; otherwise it is recomputed, with a one-line note saying why.
+    An existing output is skipped only when it records the same input file (sha256), the same
+    weights and the same precision; otherwise it is recomputed, with a one-line note saying why.
     """
 
     pairs, problems = expand_inputs(args.inputs)
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     weights_digest: str | None = None
     todo: list[tuple[Path, Path, str]] = []
     skipped = 0
+    computed = computed_label("exact", args.precision)
     for (path, _), out in zip(pairs, outs):
         try:
             digest = sha256_of(path)
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                 except (WeightsError, OSError) as e:
                     error(str(e).splitlines()[0])
                     return 2
-            why = reuse_problem(out, digest, weights_digest, ("np++",) if args.save_noiseprint else ())
+            why = reuse_problem(out, digest, weights_digest, ("np++",) if args.save_noiseprint else (), computed)
             if why is None:
                 skipped += 1
                 continue
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     for path, out, digest in bar:
         try:
             result = analyze(model, path)
-            result.save_npz(out, save_noiseprint=args.save_noiseprint, input_sha256=digest)
+            result.save_npz(out, save_noiseprint=args.save_noiseprint, input_sha256=digest, computed=computed)
         except ImageError as e:
             failed += 1
             tqdm.write(f"error: {e}", file=sys.stderr)

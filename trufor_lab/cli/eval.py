@@ -19,7 +19,7 @@ from torch import nn
 from trufor_lab.common.paths import safe_part
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
-from trufor_lab.inference.result import Result
+from trufor_lab.inference.result import Result, computed_label
 from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select, weights_sha256
 from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_dataset
 from trufor_lab.lab.classic import METHODS, detect
@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             analyze_fn=analyze_fn,
             weights_sha256=digest,
+            computed=f"classic {method}" if classic else computed_label("exact", args.precision),
         )
     except _ModelUnavailable as e:
         error(str(e))

@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 import torch
 
+from trufor_lab.common.files import atomic_write_text
+
 try:  # the optional 'notebooks' extra; only this command needs it
     import nbformat
     from nbclient import NotebookClient
@@ -167,7 +169,7 @@ def record(results_md: Path, block: str) -> None:
         intro, rest = blocks[0], [b for b in blocks[1:] if b.splitlines()[0] != heading]
         section = intro + "".join(b.rstrip("\n") + "\n\n" for b in [block, *rest])
         text = text[:start] + section + text[end:]
-    results_md.write_text(text.rstrip("\n") + "\n")
+    atomic_write_text(results_md, text.rstrip("\n") + "\n")  # an interrupted write keeps the old file
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ Every rank expands the same inputs, sorts them and takes the share ``items[rank:
 so the split is deterministic and no image is analysed twice. Each output is written in the
 official npz format (:meth:`Result.save_npz`: a temporary file renamed into place), next to
 where ``trufor-lab analyze`` puts it (``OUT/<relative path>.npz``); an existing output made
-from the same input file with the same weights (sha256 recorded in the npz) is skipped, so an
-interrupted run resumes where it stopped; any other is recomputed (listed in ``recomputed``). Rank 0 gathers every rank's report
+from the same input file with the same weights (sha256 recorded in the npz), mode and
+precision is skipped, so an interrupted run resumes where it stopped; any other is recomputed (listed in ``recomputed``). Rank 0 gathers every rank's report
 and writes ``OUT/distributed_summary.json``. Backends: NCCL when the ranks use CUDA (one GPU
 per local rank), gloo on the CPU; the summary always travels over a gloo group.
 """
@@ -32,7 +32,7 @@ from trufor_lab.common.files import atomic_write_json
 from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import predict_result
-from trufor_lab.inference.result import reuse_problem
+from trufor_lab.inference.result import computed_label, reuse_problem
 from trufor_lab.inference.weights import sha256_of, weights_sha256
 
 T = TypeVar("T")
@@ -192,6 +192,7 @@ def _run_share(
         report["assigned"] = [name for name, _ in mine]
         todo = []
         weights_digest = None
+        computed = computed_label(getattr(mode, "name", mode), precision)
         for name, path in mine:
             out = output_path(output, name)
             try:
@@ -202,7 +203,7 @@ def _run_share(
             if out.exists() and not overwrite:
                 # reused only when made from this same input file with these same weights
                 weights_digest = weights_digest or weights_sha256(weights)
-                why = reuse_problem(out, digest, weights_digest, ("np++",) if save_noiseprint else ())
+                why = reuse_problem(out, digest, weights_digest, ("np++",) if save_noiseprint else (), computed)
                 if why is None:
                     report["skipped"].append(name)
                     continue
@@ -214,7 +215,10 @@ def _run_share(
             for name, path, digest in todo:
                 try:
                     predict_result(model, path, mode).save_npz(
-                        output_path(output, name), save_noiseprint=save_noiseprint, input_sha256=digest
+                        output_path(output, name),
+                        save_noiseprint=save_noiseprint,
+                        input_sha256=digest,
+                        computed=computed,
                     )
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
                     report["failed"].append([name, str(e).splitlines()[0][:300] if str(e) else type(e).__name__])

@@ -37,6 +37,15 @@ from trufor_lab.viz.figures import plot_result
 #: sha256 of the input file and of the weights. An existing output is reused only when both match.
 INPUT_SHA256_KEY = "trufor_lab_input_sha256"
 WEIGHTS_SHA256_KEY = "trufor_lab_weights_sha256"
+#: How the maps were computed (e.g. ``"exact float32"``): an output computed otherwise is not reused.
+COMPUTED_KEY = "trufor_lab_computed"
+
+
+def computed_label(mode: str, precision: str | torch.dtype) -> str:
+    """How an output was computed, as its npz records it: inference mode and precision,
+    e.g. ``computed_label("exact", torch.float64) == "exact float64"``."""
+    return f"{mode} {str(precision).replace('torch.', '')}"
+
 
 #: Smallest side TruFor can process: stage 1's spatial reduction (8x8 stride 8 at 1/4 scale)
 #: needs at least one output position.
@@ -91,13 +100,21 @@ class Result:
             out["np++"] = self.noiseprint.astype(np.float32)
         return out
 
-    def save_npz(self, path: str | os.PathLike, save_noiseprint: bool = False, input_sha256: str | None = None) -> None:
+    def save_npz(
+        self,
+        path: str | os.PathLike,
+        save_noiseprint: bool = False,
+        input_sha256: str | None = None,
+        computed: str | None = None,
+    ) -> None:
         """Write the official npz atomically (a temporary file renamed into place), with the
-        sha256 of the input file (when given) and of the weights as extra keys (see
-        :func:`reuse_problem`)."""
+        sha256 of the input file (when given), of the weights, and how it was computed
+        (``computed``, see :func:`computed_label`) as extra keys (see :func:`reuse_problem`)."""
         arrays = self.official_dict(save_noiseprint)
         if input_sha256:
             arrays[INPUT_SHA256_KEY] = np.str_(input_sha256)
+        if computed:
+            arrays[COMPUTED_KEY] = np.str_(computed)
         if self.weights is not None and self.weights.sha256 not in ("", "-"):
             arrays[WEIGHTS_SHA256_KEY] = np.str_(self.weights.sha256)
         atomic_savez(path, arrays)
@@ -137,15 +154,21 @@ class Result:
 
 
 def reuse_problem(
-    npz_path: str | os.PathLike, input_sha256: str, weights_sha256: str | None, needs: tuple[str, ...] = ()
+    npz_path: str | os.PathLike,
+    input_sha256: str,
+    weights_sha256: str | None,
+    needs: tuple[str, ...] = (),
+    computed: str | None = None,
 ) -> str | None:
     """``None`` when the existing output ``npz_path`` records that it was made from an input
-    with ``input_sha256`` and weights with ``weights_sha256`` (not checked when ``None``) and
-    holds the arrays in ``needs`` (e.g. ``"np++"`` when the Noiseprint++ map is asked for);
-    else why it must be recomputed (a short phrase for a one-line note)."""
+    with ``input_sha256``, with weights ``weights_sha256`` and computed as ``computed`` (each
+    not checked when ``None``), and holds the arrays in ``needs`` (e.g. ``"np++"`` when the
+    Noiseprint++ map is asked for); else why it must be recomputed (a short phrase for a
+    one-line note)."""
     try:
         with np.load(npz_path, allow_pickle=False) as d:
-            rec = {k: str(d[k]) for k in (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY) if k in d.files}
+            keys = (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY)
+            rec = {k: str(d[k]) for k in keys if k in d.files}
             missing = [k for k in needs if k not in d.files]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         return f"existing output unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})"
@@ -158,6 +181,9 @@ def reuse_problem(
             f"existing output was made with other weights (sha256 {rec.get(WEIGHTS_SHA256_KEY, '?')[:12]}, "
             f"now {weights_sha256[:12]})"
         )
+    if computed is not None and rec.get(COMPUTED_KEY) != computed:
+        was = f"computed as {rec[COMPUTED_KEY]}" if COMPUTED_KEY in rec else "does not record how it was computed"
+        return f"existing output {was} (now {computed})"
     if missing:
         return f"existing output lacks {', '.join(missing)}"
     return None

@@ -50,7 +50,7 @@ from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import reuse_problem
+from trufor_lab.inference.result import computed_label, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.lab.metrics import (
@@ -363,6 +363,7 @@ def _evaluate_one(
     overwrite: bool,
     analyze_fn: AnalyzeFn,
     weights_digest: str | None,
+    computed: str,
 ) -> dict[str, Any]:
     row = _base_row(dataset, sample, npz)
     image_path = Path(sample.image_path)
@@ -373,7 +374,7 @@ def _evaluate_one(
     digest = sha256_of(image_path)
     cached = None
     if not overwrite and npz.is_file():
-        why = reuse_problem(npz, digest, weights_digest)
+        why = reuse_problem(npz, digest, weights_digest, computed=computed)
         if why is None:
             cached = _read_npz(npz, (h, w))
         else:
@@ -387,7 +388,7 @@ def _evaluate_one(
             raise RuntimeError(f"{image_path}: the model gave no localization map (Noiseprint++ only)")
         if result.map.shape != (h, w):
             raise RuntimeError(f"{image_path}: map size {result.map.shape} differs from image size {(h, w)}")
-        result.save_npz(npz, input_sha256=digest)
+        result.save_npz(npz, input_sha256=digest, computed=computed)
         # scored as saved (float32 maps), so that a resumed run, which reads the npz, agrees exactly
         m, c = result.map.astype(np.float32, copy=False), result.conf.astype(np.float32, copy=False)
         score = float(result.score)
@@ -419,13 +420,18 @@ def evaluate(
     progress: bool = True,
     analyze_fn: AnalyzeFn | None = None,
     weights_sha256: str | None = None,
+    computed: str | None = None,
 ) -> Evaluation:
     """Analyse every image of ``dataset`` (or reuse its npz under ``out_dir``) and score it.
 
     An existing npz is reused only when it records the sha256 of this same image file and of
     these weights (``weights_sha256``, default the model's ``weights_info.sha256``; when neither
-    is known, only the image is checked); otherwise it is recomputed with a one-line note. A
-    sample id that would write outside ``out_dir`` is refused with one line.
+    is known, only the image is checked) and was computed the same way (``computed``, recorded
+    in each npz: default ``"exact float32"`` (or float64) for the built-in analysis, else the
+    ``computed`` attribute of ``analyze_fn``, else ``"custom <its name>"``;
+    :func:`~trufor_lab.inference.result.computed_label`);
+    otherwise it is recomputed with a one-line note. A sample id that would write outside
+    ``out_dir`` is refused with one line.
 
     ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.inference.analyze.analyze`
     (e.g. under an ablation; ``model`` is passed to it as given). Per-image failures are
@@ -442,6 +448,9 @@ def evaluate(
                 "evaluate needs a full TruFor model (this one is Noiseprint++ only: no localization map, no score)"
             )
         analyze_fn = analyze
+        computed = computed or computed_label("exact", next(model.parameters()).dtype)
+    name = getattr(analyze_fn, "__qualname__", type(analyze_fn).__qualname__)
+    computed = computed or getattr(analyze_fn, "computed", None) or f"custom {name}"
     repeated = dataset.repeated()
     if repeated:
         raise DatasetError(repeated)
@@ -462,7 +471,7 @@ def evaluate(
             rows.append(row)
             continue
         try:
-            rows.append(_evaluate_one(model, dataset, sample, npz, overwrite, analyze_fn, weights_digest))
+            rows.append(_evaluate_one(model, dataset, sample, npz, overwrite, analyze_fn, weights_digest, computed))
         except (ImageError, DatasetError, ValueError, RuntimeError, MemoryError, OSError) as e:
             msg = _one_line(Path(sample.image_path), e)
             failed.append(msg)
