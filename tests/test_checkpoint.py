@@ -136,9 +136,13 @@ def _zip_with_checkpoint(tmp_path: Path, state) -> tuple[Path, str]:
     return z, hashlib.md5(z.read_bytes()).hexdigest()
 
 
-def test_download_verifies_md5_places_atomically_and_records(tmp_path, recipe_state):
+def test_download_verifies_md5_places_atomically_and_records(tmp_path, recipe_state, monkeypatch):
     z, md5 = _zip_with_checkpoint(tmp_path, recipe_state)
     dest = tmp_path / "w"
+    other = W.download_trufor(tmp_path / "other", url=z.as_uri(), md5=md5, progress=False)
+    info = W.describe(other, "official")  # a verified download of another archive: not official
+    assert info.kind == "custom" and not info.verified
+    monkeypatch.setattr(W, "TRUFOR_ZIP_MD5", md5)  # from here on, the stand-in is the official archive
     with pytest.raises(W.WeightsError, match="MD5"):
         W.download_trufor(dest, url=z.as_uri(), md5="0" * 32, progress=False)
     assert not (dest / W.TRUFOR_FILE).exists() and not list(dest.glob("*.part"))
@@ -149,6 +153,36 @@ def test_download_verifies_md5_places_atomically_and_records(tmp_path, recipe_st
     m = tl.load(p)
     assert m.weights_info.kind == "official"
     assert sorted(os.listdir(dest)) == ["trufor.pth.tar", "trufor.pth.tar.json"]
+    assert W.describe(other, "official").verified  # its record names the official archive now
+
+
+def test_an_unverified_cached_noiseprint_does_not_shadow_the_shipped_one(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / W.NOISEPRINT_FILE).write_bytes(b"half a download")
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(cache))
+    monkeypatch.delenv("TRUFOR_NOISEPRINT_WEIGHTS", raising=False)
+    p = W.find_noiseprint()
+    assert p.parent.resolve() == W.repo_weights_dir().resolve() and W.describe(p, "noiseprint").verified
+
+
+def test_weights_download_into_a_folder_that_is_not_searched_says_how_to_use_it(tmp_path, monkeypatch, capsys):
+    from trufor_lab.cli import main
+
+    def fake(dest, progress=True):
+        p = tmp_path / "elsewhere" / W.TRUFOR_FILE
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+        return p
+
+    monkeypatch.setattr(W, "download_trufor", fake)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    assert main(["weights", "download", "--dir", str(tmp_path / "elsewhere"), "--skip-noiseprint", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"TRUFOR_LAB_WEIGHTS_DIR={tmp_path / 'elsewhere'}" in out and "is not searched" in out
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "elsewhere"))
+    assert main(["weights", "download", "--dir", str(tmp_path / "elsewhere"), "--skip-noiseprint", "-q"]) == 0
+    assert "is not searched" not in capsys.readouterr().out
 
 
 def test_download_noiseprint_checks_sha256(tmp_path, shared_dir):

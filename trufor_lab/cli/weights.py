@@ -29,6 +29,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"Noiseprint++: {p} (sha256 verified)")
         p = W.download_trufor(dest, progress=not args.quiet)
         print(f"TruFor: {p} (zip MD5 verified)")
+        if not any(os.path.samefile(d, p.parent) for d in W.search_dirs() if d.is_dir()):
+            print(
+                f"note: {p.parent} is not searched: set TRUFOR_LAB_WEIGHTS_DIR={p.parent} "
+                f"(or TRUFOR_WEIGHTS={p}), or pass --weights {p}"
+            )
     except W.WeightsError as e:
         error(str(e))
         return 1

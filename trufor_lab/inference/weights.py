@@ -174,7 +174,9 @@ def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
         if not p.is_file():
             raise WeightsError(f"{p}: no such Noiseprint++ weights file")
         return p
-    for d in search_dirs():
+    # the shipped copy first: it is the official file (checked by describe); a cached copy only
+    # stands in when an installation lacks it, so an unverified cached file never shadows it
+    for d in reversed(search_dirs()):
         p = d / NOISEPRINT_FILE
         if p.is_file():
             return p
@@ -201,8 +203,10 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
         verified = False
         if rec.is_file():
             try:
-                verified = json.loads(rec.read_text()).get("sha256") == digest
-            except (OSError, ValueError):
+                record = json.loads(rec.read_text())
+                # this file, extracted from the official archive (a record of another zip is not)
+                verified = record.get("sha256") == digest and record.get("zip_md5") == TRUFOR_ZIP_MD5
+            except (OSError, ValueError, AttributeError):
                 verified = False
         note = (
             "official TruFor, verified download (zip MD5 " + TRUFOR_ZIP_MD5 + ")"
