@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"download folder: {W.weights_dir()} (per-user cache; $TRUFOR_LAB_WEIGHTS_DIR overrides)")
         for var in ("TRUFOR_WEIGHTS", "TRUFOR_NOISEPRINT_WEIGHTS"):
             print(f"${var}: {os.environ.get(var) or '(not set)'}")
-        print("searched, in order:")
+        print("searched, in order (Noiseprint++ alone: the shipped folder first):")
         for folder, found in W.searched():
             print(f"  {folder}: {', '.join(found) if found else 'nothing'}")
         for what, where, status in W.installed():
