@@ -373,3 +373,49 @@ def test_a_float64_map_scores_as_saved_so_a_resumed_run_agrees(data, recipe_mode
     assert all(r["reused"] for r in again.rows)
     f1 = [r["f1_fixed"] for r in first.rows if r["label"] == 1]
     assert f1 and all(_same(a, b["f1_fixed"]) for a, b in zip(f1, [r for r in again.rows if r["label"] == 1]))
+
+
+def test_a_fake_with_an_unusable_mask_still_counts_for_detection(tmp_path):
+    """A mask of another size made the whole image a failure, so its valid score left the
+    detection AUC (0.75 over the four scores became 1.0 over three); the official protocol
+    computes detection from scores and labels alone."""
+    from trufor_lab.inference.result import Result
+
+    rng = np.random.default_rng(0)
+    scores = {"r1": 0.2, "r2": 0.6, "f1": 0.7, "f2": 0.4}
+    samples = []
+    for name in scores:
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+        mask = None
+        if name.startswith("f"):
+            mask = tmp_path / f"{name}_mask.png"
+            m = np.zeros((24, 24 if name == "f1" else 25), np.uint8)  # f2's mask is one pixel wider
+            m[:, :12] = 255
+            Image.fromarray(m).save(mask)
+        samples.append(Sample(tmp_path / f"{name}.png", mask, int(name[0] == "f"), "toy", name))
+
+    def fn(model, path):
+        m = np.zeros((24, 24), np.float32)
+        m[:, :12] = 0.9
+        return Result(
+            image=np.zeros((24, 24, 3), np.uint8),
+            noiseprint=np.zeros((24, 24), np.float32),
+            map=m,
+            conf=np.ones((24, 24), np.float32),
+            score=scores[Path(path).stem],
+        )
+
+    ev = evaluate(None, Dataset("toy", tmp_path, samples), tmp_path / "out", progress=False, analyze_fn=fn)
+    s = ev.summary["toy"]
+    full = detection_metrics(list(scores.values()), [0, 0, 1, 1])
+    assert (s["n_fake"], s["n_real"], s["n_localized"]) == (2, 2, 1)
+    assert s["detection_auc"] == full.auc == 0.75 and s["balanced_accuracy"] == full.balanced_accuracy
+    assert len(ev.failed) == 1 and "f2_mask.png" in ev.failed[0] and "localization not scored" in ev.failed[0]
+    row = next(r for r in ev.rows if r["id"] == "f2")
+    assert row["status"] == "ok" and row["score"] == 0.4 and math.isnan(row["f1_best"])
+    ev.to_csv(tmp_path / "rows.csv")
+    back = Evaluation.from_csv(tmp_path / "rows.csv")
+    assert back.summary["toy"]["detection_auc"] == 0.75
+    fakes = Dataset("fakes", tmp_path, [x for x in samples if x.label == 1])
+    line = evaluate(None, fakes, tmp_path / "out2", progress=False, analyze_fn=fn).summary_lines()[0]
+    assert "only fake images: TPR 0.5 at 0.5 (AUC and bACC need both classes)" in line and "bACC 1" not in line

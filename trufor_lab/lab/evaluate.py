@@ -221,9 +221,15 @@ class Evaluation:
                 if s["n_localized"]
                 else "no masks"
             )
+            if s["n_fake"] and s["n_real"]:
+                det = f"detection AUC {fmt(s['detection_auc'])}, bACC {fmt(s['balanced_accuracy'])}"
+            elif s["n_fake"] or s["n_real"]:  # one class: no AUC, and a 'balanced' accuracy of one class misleads
+                only, rate = ("fake", f"TPR {fmt(s['tpr'])}") if s["n_fake"] else ("real", f"TNR {fmt(s['tnr'])}")
+                det = f"only {only} images: {rate} at 0.5 (AUC and bACC need both classes)"
+            else:
+                det = "no scores"
             out.append(
-                f"{name}: {s['n_ok']} image(s) ({s['n_fake']} fake, {s['n_real']} real), "
-                f"detection AUC {fmt(s['detection_auc'])}, bACC {fmt(s['balanced_accuracy'])}; "
+                f"{name}: {s['n_ok']} image(s) ({s['n_fake']} fake, {s['n_real']} real), {det}; "
                 f"{loc}; {s['n_failed']} failed"
             )
         return out
@@ -369,7 +375,6 @@ def _evaluate_one(
     image_path = Path(sample.image_path)
     h, w, quality = _image_info(image_path)
     row.update(height=h, width=w, megapixels=h * w / 1e6, jpeg_quality=quality)
-    mask = dataset.load_mask(sample) if (sample.label == 1 and sample.mask_path is not None) else None
 
     digest = sha256_of(image_path)
     cached = None
@@ -396,19 +401,28 @@ def _evaluate_one(
 
     row["score"] = float(score)
     row["mean_conf"] = float(np.mean(c, dtype=np.float64))
-    if mask is not None:
-        row["mask_fraction"] = float(mask.mean())
-        row["mean_conf_in_mask"] = float(c[mask].mean(dtype=np.float64)) if mask.any() else math.nan
-        lm = localization_metrics(m, mask)
-        for f, col in _LOC_COLUMNS.items():
-            row[col] = float(getattr(lm, f))
-        row.update(
-            n_forged=lm.n_forged,
-            n_pristine=lm.n_pristine,
-            best_threshold=lm.best_threshold,
-            best_inverted=lm.best_inverted,
-        )
+    if sample.label == 1 and sample.mask_path is not None:
+        # a mask that cannot be used costs the localization only: the score still counts for
+        # detection, which the official protocol computes from scores and labels alone
+        try:
+            _localize(row, m, c, dataset.load_mask(sample))
+        except (DatasetError, ValueError, OSError) as e:
+            row["error"] = f"{_one_line(Path(sample.mask_path), e)} (localization not scored; the score is)"
     return row
+
+
+def _localize(row: dict[str, Any], m: np.ndarray, c: np.ndarray, mask: np.ndarray) -> None:
+    lm = localization_metrics(m, mask)
+    row["mask_fraction"] = float(mask.mean())
+    row["mean_conf_in_mask"] = float(c[mask].mean(dtype=np.float64)) if mask.any() else math.nan
+    for f, col in _LOC_COLUMNS.items():
+        row[col] = float(getattr(lm, f))
+    row.update(
+        n_forged=lm.n_forged,
+        n_pristine=lm.n_pristine,
+        best_threshold=lm.best_threshold,
+        best_inverted=lm.best_inverted,
+    )
 
 
 def evaluate(
@@ -436,6 +450,9 @@ def evaluate(
     ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.inference.analyze.analyze`
     (e.g. under an ablation; ``model`` is passed to it as given). Per-image failures are
     recorded in ``Evaluation.failed`` and in rows with ``status == "error"``; the run goes on.
+    A fake whose mask cannot be used (missing, another size, NaN map on scored pixels) keeps
+    its score for detection; the row's ``error`` and ``Evaluation.failed`` say why it has no
+    localization.
     Without ``analyze_fn``, raises ValueError unless ``model`` is a full TruFor (Noiseprint++
     alone gives no localization map and no score).
     """
@@ -472,6 +489,8 @@ def evaluate(
             continue
         try:
             rows.append(_evaluate_one(model, dataset, sample, npz, overwrite, analyze_fn, weights_digest, computed))
+            if rows[-1].get("error"):  # scored for detection, not localized: said like a failure
+                failed.append(rows[-1]["error"])
         except (ImageError, DatasetError, ValueError, RuntimeError, MemoryError, OSError) as e:
             msg = _one_line(Path(sample.image_path), e)
             failed.append(msg)
