@@ -78,6 +78,34 @@ def test_worst_cases_ordering(toy):
         worst_cases(toy, which="all")
 
 
+def test_the_gallery_shows_failures_only_missed_fakes_without_a_mask_included(toy):
+    """It ranked without filtering: a good fake (f_good) and a quiet real (r_ok) were shown as
+    failure cases, and a missed fake without a mask could never appear."""
+    from trufor_lab.lab.failures import pick_cases
+
+    toy.rows.append(_row("f_missed_nomask", 1, 0.2))
+    picked = [r["id"] for r in pick_cases(toy, 10)]
+    assert set(picked) == {"f_bad", "f_worst", "f_mid", "f_missed_nomask", "r_alarm", "r_edge"}
+    assert picked[:4] == ["f_missed_nomask", "f_worst", "f_bad", "f_mid"]  # no mask ranks as F1 0, by score
+    reason = next(r["reason"] for r in worst_cases(toy, 10, failures_only=True) if r["id"] == "f_missed_nomask")
+    assert reason == "no mask, score 0.200"
+    calm = Evaluation([r for r in toy.rows if r["id"] in ("f_good", "r_ok")])
+    assert pick_cases(calm, 4) == [] and [r["id"] for r in worst_cases(calm, 4)] == ["f_good", "r_ok"]
+
+
+def test_group_tests_answering_with_numpy_booleans_and_nan_descriptors(toy):
+    """A custom test returning numpy booleans put every row in 'unknown'; NaN descriptors (a
+    table round trip) raised instead of counting as unknown or non-JPEG."""
+    numpy_test = Group("bigconf", "mean conf > 0.5", lambda r: np.float64(r["mean_conf"]) > 0.5)
+    (g,) = group_failures(toy, by=[numpy_test])
+    assert (g["n_group"], g["n_rest"], g["n_unknown"]) == (6, 2, 0)
+    rows = [{**r, "jpeg_quality": NAN if r["jpeg_quality"] is None else r["jpeg_quality"]} for r in toy.rows]
+    rows[0]["height"] = NAN
+    t = {r["group"]: r for r in group_failures(Evaluation(rows))}
+    assert (t["heavy_compression"]["n_group"], t["heavy_compression"]["n_rest"]) == (2, 6)
+    assert t["resized"]["n_unknown"] == 1
+
+
 def test_group_failures_counts(toy):
     t = {r["group"]: r for r in group_failures(toy)}
     assert list(t) == ["small_region", "low_confidence", "heavy_compression", "resized"]
@@ -121,8 +149,10 @@ def test_failure_gallery_renders_from_evaluation_and_csv(evaluated):
     from matplotlib.figure import Figure
 
     ev, csv_path = evaluated
-    fig = failure_gallery(ev, k=4)  # 2 fakes + 1 real available
-    assert isinstance(fig, Figure) and len(fig.axes) == 12
+    # 2 fakes (both failures: score < 0.5) + 1 real that is not a failure (score < 0.5): 2 rows
+    assert [is_failure(r) for r in ev.rows] == [r["label"] == 1 for r in ev.rows]
+    fig = failure_gallery(ev, k=4)
+    assert isinstance(fig, Figure) and len(fig.axes) == 8
     (h, w), std, colours = _png_stats(fig)
     assert h > 100 and w > 100 and std > 10 and colours > 100
     fig2 = failure_gallery(csv_path, k=2)  # from the CSV: masks re-read, npz re-read
@@ -134,7 +164,7 @@ def test_failure_gallery_renders_from_evaluation_and_csv(evaluated):
 def test_failure_gallery_widget_and_static_fallback(evaluated, monkeypatch):
     ev, _ = evaluated
     g = FailureGallery(ev, k=3)
-    assert len(g.cases) == 3
+    assert len(g.cases) == 2  # the failures
     png = g.select(1)
     assert png.startswith(b"\x89PNG") and g.index == 1
     with pytest.raises(IndexError):
@@ -148,8 +178,8 @@ def test_failure_gallery_widget_and_static_fallback(evaluated, monkeypatch):
     else:
         box = g.widget
         dropdown = box.children[0]
-        dropdown.value = 2
-        assert g.index == 2
+        dropdown.value = 0
+        assert g.index == 0
     import builtins
 
     real_import = builtins.__import__

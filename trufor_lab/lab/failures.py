@@ -102,11 +102,13 @@ def is_failure(
 # --------------------------------------------------------------------------------------------
 
 
-def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both") -> Table:
+def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both", failures_only: bool = False) -> Table:
     """The ``k`` fakes with the lowest ``f1_best`` (ties: lower score first) and/or the ``k``
     reals with the highest score, worst first (``which``: ``"fakes"``, ``"reals"``, ``"both"``).
 
-    Rows are the evaluation's rows with ``case`` (``"fake"``/``"real"``) and ``reason`` in front.
+    ``failures_only``: only rows :func:`is_failure` calls failures, missed fakes without a mask
+    included (ranked as F1 0, by score). Rows are the evaluation's rows with ``case``
+    (``"fake"``/``"real"``) and ``reason`` in front.
     """
     if which not in ("fakes", "reals", "both"):
         raise ValueError(f"which must be 'fakes', 'reals' or 'both', got {which!r}")
@@ -115,18 +117,24 @@ def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both")
     ev = as_evaluation(evaluation)
     ok = ev.ok_rows()
     out: list[dict[str, Any]] = []
+    if failures_only:
+        ok = [r for r in ok if is_failure(r)]
     if which in ("fakes", "both"):
-        fakes = [r for r in ok if r.get("label") == 1 and not math.isnan(_num(r.get("f1_best")))]
-        fakes.sort(key=lambda r: (_num(r["f1_best"]), _num(r.get("score"))))
-        out += [
-            {"case": "fake", "reason": f"F1 {_num(r['f1_best']):.3f}, score {_num(r.get('score')):.3f}", **r}
-            for r in fakes[:k]
-        ]
+        fakes = [r for r in ok if r.get("label") == 1 and (failures_only or not math.isnan(_num(r.get("f1_best"))))]
+        f1 = lambda r: 0.0 if math.isnan(_num(r.get("f1_best"))) else _num(r["f1_best"])  # noqa: E731
+        fakes.sort(key=lambda r: (f1(r), _num(r.get("score"))))
+        out += [{"case": "fake", "reason": _fake_reason(r), **r} for r in fakes[:k]]
     if which in ("reals", "both"):
         reals = [r for r in ok if r.get("label") == 0 and not math.isnan(_num(r.get("score")))]
         reals.sort(key=lambda r: -_num(r["score"]))
         out += [{"case": "real", "reason": f"score {_num(r['score']):.3f}", **r} for r in reals[:k]]
     return Table(out, title=f"worst cases (k={k})")
+
+
+def _fake_reason(r: Mapping[str, Any]) -> str:
+    f1 = _num(r.get("f1_best"))
+    where = "no mask" if math.isnan(f1) else f"F1 {f1:.3f}"
+    return f"{where}, score {_num(r.get('score')):.3f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,15 +162,20 @@ def _low_confidence(r: Mapping[str, Any]) -> bool | None:
 
 
 def _heavy_compression(r: Mapping[str, Any]) -> bool | None:
-    q = r.get("jpeg_quality")
-    return False if q is None else int(q) < HEAVY_COMPRESSION
+    q = _num(r.get("jpeg_quality"))  # None or NaN (e.g. after a table round trip): not a JPEG
+    return False if math.isnan(q) else q < HEAVY_COMPRESSION
 
 
 def _resized(r: Mapping[str, Any]) -> bool | None:
-    h, w = r.get("height"), r.get("width")
-    if h is None or w is None:
+    h, w = _num(r.get("height")), _num(r.get("width"))
+    if math.isnan(h) or math.isnan(w):
         return None
     return int(h) % GRID != 0 or int(w) % GRID != 0
+
+
+def _membership(v: Any) -> bool | None:
+    """A group test's answer: None (unknown), else its truth (numpy booleans included)."""
+    return None if v is None else bool(v)
 
 
 GROUPS: dict[str, Group] = {
@@ -207,8 +220,9 @@ def group_failures(
     judged = [(r, is_failure(r, f1_threshold=f1_threshold, score_threshold=score_threshold)) for r in ev.ok_rows()]
     out = []
     for g in groups:
-        inside = [f for r, f in judged if g.test(r) is True]
-        rest = [f for r, f in judged if g.test(r) is False]
+        member = [(_membership(g.test(r)), f) for r, f in judged]
+        inside = [f for m, f in member if m is True]
+        rest = [f for m, f in member if m is False]
         fi, fr = sum(inside), sum(rest)
         ri, rr = _rate(fi, len(inside)), _rate(fr, len(rest))
         ratio = ri / rr if (not math.isnan(ri) and not math.isnan(rr) and rr > 0) else math.nan
@@ -235,9 +249,10 @@ def group_failures(
 
 
 def pick_cases(ev: Evaluation, k: int) -> list[dict[str, Any]]:
-    """Up to ``k`` worst cases: half fakes, half reals, the other kind filling a shortfall."""
-    fakes = list(worst_cases(ev, k, which="fakes"))
-    reals = list(worst_cases(ev, k, which="reals"))
+    """Up to ``k`` failures (:func:`is_failure`), worst first: half fakes, half reals, the
+    other kind filling a shortfall."""
+    fakes = list(worst_cases(ev, k, which="fakes", failures_only=True))
+    reals = list(worst_cases(ev, k, which="reals", failures_only=True))
     n_f = min(len(fakes), max(k - min(len(reals), k // 2), 0))
     return fakes[:n_f] + reals[: k - n_f]
 
@@ -341,7 +356,8 @@ def failure_gallery(
 ) -> Any:
     """A Figure with one row per failure case: image, mask, localization map, confidence.
 
-    Cases default to the worst ``k`` (:func:`worst_cases`, half fakes, half reals); pass
+    Cases default to the worst ``k`` failures (:func:`worst_cases` with ``failures_only``, half
+    fakes, half reals; a figure saying so when there is none); pass
     ``cases`` (rows, e.g. from :func:`worst_cases`) to choose. Images and npz outputs are
     re-read from disk; masks use ``convention``, else the evaluated dataset's, else the
     registered benchmark's, else white = forged. No pyplot: returns a matplotlib Figure.
