@@ -288,3 +288,43 @@ def test_the_row_records_what_was_applied(planted, mask, img):
     with pytest.raises(ValueError, match="whole number, got 75.9"):
         P.jpeg().apply(img, 75.9)
     assert np.array_equal(P.jpeg().apply(img, 80.0), P.jpeg().apply(img, 80))
+
+
+def test_a_region_shrunk_below_the_scoring_erosion_is_not_a_failure(img):
+    """A 40x40 region resized by 0.3 is 12x12: the metric's 15x15 erosion leaves no forged pixel
+    to score, and a perfect detector got F1 0 there (the sweep showed it 'collapsing')."""
+    m = np.zeros((96, 96), bool)
+    m[20:60, 20:60] = True
+
+    def oracle(model, image):  # the mask itself, at the image's size
+        h, w = image.shape[:2]
+        mm = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 0
+        return FakeResult(mm.astype(np.float32), np.ones((h, w), np.float32), 0.9)
+
+    rows = list(P.sweep(None, img[:96, :96], m, "resize", [1.0, 0.5, 0.3], analyze_fn=oracle).table)
+    assert [r["f1_best"] for r in rows[:2]] == [1.0, 1.0] and rows[0]["n_forged"] > rows[1]["n_forged"] > 0
+    assert np.isnan(rows[2]["f1_best"]) and np.isnan(rows[2]["mcc_best"]) and rows[2]["n_forged"] == 0
+
+
+def test_masks_and_values_are_checked_not_guessed(img, mask):
+    """Grey mask pixels all counted as forged; NaN/inf/bool values ran; 40.9 pixels ran as 40;
+    a float or a string shift crashed with a traceback; a chain's bound value was not recorded."""
+    soft = mask.astype(np.float32)
+    soft[0:30, 0:30] = 0.2
+    with pytest.raises(ValueError, match="boolean, 0/1 or 0/255"):
+        P.sweep(None, img, soft, "blur", [1.0], analyze_fn=bright_detector)
+    for m in (mask.astype(np.uint8), mask.astype(np.uint8) * 255):  # 0/1 and 0/255 are masks
+        assert np.array_equal(P.blur().apply(img, 0, m)[1], mask)
+    for kind, bad in (("blur", np.nan), ("gaussian_noise", np.inf), ("gamma", np.nan), ("resize", np.nan)):
+        with pytest.raises(ValueError, match="finite number"):
+            P.get_perturbation(kind).apply(img, bad)
+    with pytest.raises(ValueError, match="finite number"):
+        P.jpeg().apply(img, np.True_)
+    with pytest.raises(ValueError, match="whole number of pixels"):
+        P.get_perturbation("resize_max").apply(img, 40.9)
+    for shift in (4.0, "4", (4, 5, 6)):
+        with pytest.raises(ValueError, match="whole number or a pair"):
+            P.get_perturbation("crop_shift").apply(img, shift)
+    chain = P.Chain(stages=(P.blur(1.0), P.jpeg(85)), vary=1, name="blur+jpeg")
+    res = P.sweep(None, img, mask, chain, [None, 50], analyze_fn=bright_detector)
+    assert [r["value"] for r in res.table] == [85, 50]

@@ -88,10 +88,20 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A boolean mask; 0/1 and 0/255 arrays are accepted, anything else (soft or noisy
+    masks, whose grey pixels would all count as forged) refused in one line."""
     m = np.asarray(mask)
     if m.shape != image.shape[:2]:
         raise ValueError(f"mask shape {m.shape} differs from image size {image.shape[:2]}")
-    return m.astype(bool, copy=False)
+    if m.dtype == bool:
+        return m
+    values = np.unique(m)
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        raise ValueError(
+            f"mask must be boolean, 0/1 or 0/255; it holds {values.size} values "
+            f"({', '.join(f'{v:g}' for v in values[:4])}{', ...' if values.size > 4 else ''}): threshold it first"
+        )
+    return m > 0
 
 
 def _resize(
@@ -154,6 +164,17 @@ class Perturbation:
             raise ValueError(f"{self.kind}: no {self.value_name} given and none bound")
         return v
 
+    def _number(self, v: Any) -> float:
+        """The value as a finite real number (booleans, NaN, inf, strings refused in one line)."""
+        v = self._need(v)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+            raise ValueError(f"{self.kind}: {self.value_name} must be a finite number, got {v!r}")
+        return float(v)
+
+    def applied_value(self, value: Any = None) -> Any:
+        """The value ``apply(image, value)`` uses (``value``, else the bound one)."""
+        return self.value if value is None else value
+
     def _apply(self, image: np.ndarray, value: Any, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
 
@@ -171,8 +192,8 @@ class JPEG(Perturbation):
         return jpeg_bytes(_check_image(image), self._quality(self.value if value is None else value), self.subsampling)
 
     def _quality(self, value: Any) -> int:
-        q = self._need(value)
-        if isinstance(q, bool) or not float(q).is_integer():  # 75.9 is not silently 75
+        q = self._number(value)
+        if not q.is_integer():  # 75.9 is not silently 75
             raise ValueError(f"jpeg: quality must be a whole number, got {q!r}")
         return int(q)
 
@@ -193,7 +214,7 @@ class Resize(Perturbation):
     value_name: ClassVar[str] = "factor"
 
     def _apply(self, image, value, mask):
-        f = float(self._need(value))
+        f = self._number(value)
         if f <= 0:
             raise ValueError(f"resize factor must be > 0, got {f}")
         h, w = image.shape[:2]
@@ -213,7 +234,10 @@ class ResizeMax(Perturbation):
     value_name: ClassVar[str] = "max_side"
 
     def _apply(self, image, value, mask):
-        side = int(self._need(value))
+        v = self._number(value)
+        if not v.is_integer():  # 40.9 is not silently 40
+            raise ValueError(f"resize_max: max_side must be a whole number of pixels, got {value!r}")
+        side = int(v)
         if side < 1:
             raise ValueError(f"max_side must be >= 1, got {side}")
         h, w = image.shape[:2]
@@ -233,7 +257,7 @@ class Blur(Perturbation):
     def _apply(self, image, value, mask):
         from scipy import ndimage  # lazy: scipy is slow to import; only this function needs it
 
-        s = float(self._need(value))
+        s = self._number(value)
         if s < 0:
             raise ValueError(f"blur sigma must be >= 0, got {s}")
         if s == 0:
@@ -253,7 +277,7 @@ class GaussianNoise(Perturbation):
     value_name: ClassVar[str] = "sigma"
 
     def _apply(self, image, value, mask):
-        s = float(self._need(value))
+        s = self._number(value)
         if s < 0:
             raise ValueError(f"noise sigma must be >= 0, got {s}")
         n = np.random.default_rng(self.seed).standard_normal(image.shape, dtype=np.float32)
@@ -272,7 +296,7 @@ class Gamma(Perturbation):
     value_name: ClassVar[str] = "g"
 
     def _apply(self, image, value, mask):
-        g = float(self._need(value))
+        g = self._number(value)
         if g <= 0:
             raise ValueError(f"gamma must be > 0, got {g}")
         lut = to_uint8(255.0 * (np.arange(256) / 255.0) ** g)
@@ -293,7 +317,11 @@ class CropShift(Perturbation):
 
     def _apply(self, image, value, mask):
         v = self._need(value)
-        dx, dy = (int(v), int(v)) if isinstance(v, numbers.Integral) else (int(v[0]), int(v[1]))
+        pair = (v, v) if isinstance(v, numbers.Integral) else v
+        ok = isinstance(pair, (tuple, list)) and len(pair) == 2
+        if not ok or not all(isinstance(d, numbers.Integral) and not isinstance(d, (bool, np.bool_)) for d in pair):
+            raise ValueError(f"crop_shift: shift must be a whole number or a pair (dx, dy) of them, got {v!r}")
+        dx, dy = int(pair[0]), int(pair[1])
         h, w = image.shape[:2]
         if not (0 <= dx < w and 0 <= dy < h):
             raise ValueError(f"crop_shift needs 0 <= dx < {w} and 0 <= dy < {h}, got ({dx}, {dy})")
@@ -321,6 +349,11 @@ class Chain(Perturbation):
             else:
                 out, mask = stage.apply(out, v, mask)
         return (out.copy() if out is image else out), mask
+
+    def applied_value(self, value: Any = None) -> Any:
+        if value is not None or self.vary is None:
+            return value
+        return self.stages[self.vary].applied_value()
 
     @property
     def value_name(self) -> str:  # type: ignore[override]
@@ -465,7 +498,8 @@ def _is_number(v: Any) -> bool:
 class SweepResult:
     """Rows of a sweep: one dict per value (``value``, ``height``, ``width``, ``score``,
     ``mean_conf``, ``map_mean``, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``,
-    ``auc``; NaN where not defined, e.g. metrics of an image without forged pixels)."""
+    ``auc``, ``n_forged``: the forged pixels scored; metrics NaN where not defined, e.g. when
+    no forged pixel is left to score)."""
 
     perturbation: str
     table: Table
@@ -527,6 +561,12 @@ def _metric(lm: Any, key: str) -> float:
     return math.nan if v is None else float(v)
 
 
+def _scored_forged(lm: Any) -> int | None:
+    """Forged pixels the metric scored (after its erosion), when it says."""
+    v = lm.get("n_forged") if isinstance(lm, dict) else getattr(lm, "n_forged", None)
+    return None if v is None else int(v)
+
+
 def _fit_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if m.shape == shape:
         return m
@@ -550,8 +590,9 @@ def sweep(
     ``score`` (any may be None); default :func:`trufor_lab.inference.analyze.analyze`. Localization
     metrics come from ``metrics_fn(map, mask)`` (default
     :func:`trufor_lab.lab.metrics.localization_metrics`) when the perturbed mask has forged
-    pixels; a map of another size is resized bilinearly to the mask first. ``mask=None``
-    (a pristine image) gives score/confidence rows only.
+    pixels that the metric scores (its 15x15 erosion removes a region shrunk below ~15 px: NaN,
+    not F1 0); a map of another size is resized bilinearly to the mask first. The mask must
+    be boolean, 0/1 or 0/255. ``mask=None`` (a pristine image) gives score/confidence rows only.
     """
     p = get_perturbation(perturbation)
     img = _check_image(image)
@@ -570,7 +611,7 @@ def sweep(
         conf = getattr(res, "conf", None)
         hmap = getattr(res, "map", None)
         row: dict[str, Any] = {
-            "value": v if v is not None else getattr(p, "value", None),  # what was applied
+            "value": p.applied_value(v),  # what was applied
             "height": int(pim.shape[0]),
             "width": int(pim.shape[1]),
             "score": math.nan if score is None else float(score),
@@ -578,11 +619,18 @@ def sweep(
             "map_mean": math.nan if hmap is None else float(np.mean(hmap)),
         }
         row.update({k: math.nan for k in _METRICS})
+        row["n_forged"] = 0 if pmask is None else int(pmask.sum())
         if hmap is not None and pmask is not None and pmask.any():
             if metrics_fn is None:
                 metrics_fn = localization_metrics
             lm = metrics_fn(_fit_map(np.asarray(hmap), pmask.shape), pmask)
-            row.update({k: _metric(lm, k) for k in _METRICS})
+            scored = _scored_forged(lm)
+            # a region the metric's erosion removes entirely is not scored: F1 0 there would
+            # read as the detector failing (what shrinking a small region does)
+            if scored is None or scored > 0:
+                row.update({k: _metric(lm, k) for k in _METRICS})
+            if scored is not None:
+                row["n_forged"] = scored
         rows.append(row)
         if keep_results:
             kept.append(res)
