@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,34 @@ def test_modality_attribution_honours_a_noiseprint_ablation(recipe_model, img):
     assert abs(a.target_value - plain.target_value) > 1e-4
     assert a.shares["noiseprint"] == pytest.approx(0.0, abs=1e-6)  # its input is zeros on both ends
     assert_clean(recipe_model)
+
+
+def test_inputs_and_settings_that_would_mislead_are_refused(recipe_model, img):
+    """A transposed or mis-shaped region mask was stretched over the image; an 8 px image or
+    max_side gave a 28-frame traceback from a convolution; window 0 / negative strides gave NaN
+    maps; a 0..255 float tensor ran as if it were RGB/256; occlusion of a float64 model came back
+    float32."""
+    from trufor_lab.inference.preprocess import ImageError
+
+    h, w = 48, 64
+    wide = np.ascontiguousarray(np.resize(img, (h, w, 3)))
+    mask = np.zeros((h, w), bool)
+    mask[:12, :20] = True
+    with pytest.raises(ValueError, match="region mask is 48x64 but the image is 64x48 \\(transposed\\?\\)"):
+        T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(mask.T))
+    with pytest.raises(ValueError, match="region mask is 10x10"):
+        T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(np.ones((10, 10))))
+    a = T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(mask), max_side=40)  # same shape, smaller
+    assert a.map.shape == (30, 40) and "region of 7.8% of the image" in a.target
+    for bad, kw in ((np.zeros((8, 8, 3), np.uint8), {}), (wide, {"max_side": 8})):
+        with pytest.raises(ImageError, match="TruFor needs at least 29 pixels"):
+            T.attribute(recipe_model, bad, "saliency", **kw)
+    for kw in ({"window": 0}, {"window": 8, "stride": -2}, {"window": 8, "stride": 0}):
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            T.attribute(recipe_model, img, "occlusion", **kw)
+    with pytest.raises(ImageError, match="RGB/256 in \\[0, 1\\].*this one spans"):
+        T.attribute(recipe_model, torch.from_numpy(img).permute(2, 0, 1).float(), "saliency")
+    assert_clean(recipe_model)
+    m64 = copy.deepcopy(recipe_model).double()
+    occ = T.attribute(m64, img[:32, :32].copy(), "occlusion", window=16)
+    assert occ.raw.dtype == np.float64 and occ.map.dtype == np.float64

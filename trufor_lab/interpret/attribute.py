@@ -50,7 +50,8 @@ from PIL import Image
 from torch import nn
 
 from trufor_lab.common.imaging import tensor_to_numpy
-from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
+from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image, to_tensor
+from trufor_lab.inference.result import MIN_TRUFOR_SIDE
 from trufor_lab.model import TruFor, TruForOutput
 from trufor_lab.interpret.attribution import Attribution, plot_modality_shares
 from trufor_lab.interpret.targets import (
@@ -141,19 +142,45 @@ def _prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> _Prepa
         t = t[None] if t.ndim == 3 else t
         if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
             raise ValueError(f"a float tensor input must be (1, 3, H, W) RGB/256, got {tuple(image.shape)}")
+        if not bool(torch.isfinite(t).all()) or float(t.min()) < 0 or float(t.max()) > 1:
+            lo, hi = float(t.nan_to_num().min()), float(t.nan_to_num().max())
+            raise ImageError(
+                f"<tensor>: a float tensor input is RGB/256 in [0, 1] (see to_tensor); this one "
+                f"{'holds NaN or Inf' if not bool(torch.isfinite(t).all()) else f'spans [{lo:g}, {hi:g}]'}"
+            )
         t = t.to(device=dev, dtype=dt).clone()
         size = (int(t.shape[2]), int(t.shape[3]))
         if max_side is not None and max(size) > max_side:
             t = F.interpolate(t, size=_fit_size(*size, max_side), mode="area")
         rgb = (t[0].permute(1, 2, 0) * 256).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        return _Prepared(t, rgb, "<tensor>", size)
+        return _check_side(_Prepared(t, rgb, "<tensor>", size), max_side)
     loaded = load_image(image)
     rgb = loaded.rgb
     size = (int(rgb.shape[0]), int(rgb.shape[1]))
     if max_side is not None and max(size) > max_side:
         h, w = _fit_size(*size, max_side)
         rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BOX))
-    return _Prepared(to_tensor(rgb, dtype=dt, device=dev), rgb, loaded.name, size)
+    return _check_side(_Prepared(to_tensor(rgb, dtype=dt, device=dev), rgb, loaded.name, size), max_side)
+
+
+def _check_counts(**counts: int | None) -> None:
+    """Window, stride, steps and batch sizes are whole numbers >= 1 (``None``: the default);
+    0 or a negative stride gave NaN maps, and 0 was quietly replaced by the default."""
+    for name, v in counts.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+
+
+def _check_side(p: _Prepared, max_side: int | None) -> _Prepared:
+    """TruFor's smallest input (the stage-4 patch embedding), as tl.analyze checks it."""
+    h, w = p.rgb.shape[:2]
+    if min(h, w) < MIN_TRUFOR_SIDE:
+        at = f" (max_side={max_side} made it {w}x{h})" if (h, w) != p.original_size else ""
+        oh, ow = p.original_size
+        raise ImageError(
+            f"{p.name}: image is {ow}x{oh}{at}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side"
+        )
+    return p
 
 
 def _auto_batch(h: int, w: int, n_steps: int) -> int:
@@ -254,6 +281,13 @@ class InputAttribution:
         """
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
+        _check_counts(
+            window=window,
+            stride=stride,
+            internal_batch_size=internal_batch_size,
+            n_steps=n_steps,
+            perturbations_per_eval=perturbations_per_eval,
+        )
         target = ScoreTarget() if target is None else target
         prep = _prepare(self.model, image, max_side)
         x = prep.x
@@ -280,13 +314,17 @@ class InputAttribution:
             else:
                 wh, ww = min(window, h), min(window, w)
                 st = stride or max(1, window // 2)
-                attr = ca.Occlusion(f).attribute(
-                    x,
-                    sliding_window_shapes=(3, wh, ww),
-                    strides=(3, min(st, wh), min(st, ww)),
-                    baselines=b,
-                    perturbations_per_eval=perturbations_per_eval,
-                )
+                attr = (
+                    ca.Occlusion(f)
+                    .attribute(
+                        x,
+                        sliding_window_shapes=(3, wh, ww),
+                        strides=(3, min(st, wh), min(st, ww)),
+                        baselines=b,
+                        perturbations_per_eval=perturbations_per_eval,
+                    )
+                    .to(x.dtype)
+                )  # captum returns float32 even for a float64 model
                 extras.update(window=(wh, ww), stride=(min(st, wh), min(st, ww)))  # as applied
             with torch.no_grad():
                 vals = f(x if b is None else torch.cat([x, b]))
@@ -346,6 +384,7 @@ class LayerAttribution:
         ``internal_batch_size``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
+        _check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
         target = ScoreTarget() if target is None else target
         prep = _prepare(self.model, image, max_side)
         x = prep.x
@@ -416,6 +455,8 @@ class ModalityAttribution:
         :func:`make_baseline` (``'blur'`` default: its normalised RGB and its own Noiseprint++),
         or a pair of tensors ``(rgb_normalised, noiseprint)``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
+
+        _check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
 
         target = ScoreTarget() if target is None else target
         m = self.model

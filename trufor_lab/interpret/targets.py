@@ -64,7 +64,8 @@ class ScoreTarget(nn.Module):
 
 class RegionTarget(nn.Module):
     """Mean localization probability (P(forged)) inside ``mask`` (HxW, nonzero = inside);
-    ``None`` means the whole image. A mask of another size is resized (nearest)."""
+    ``None`` means the whole image. A mask of the image's shape at another size (the input was
+    shrunk by ``max_side``) is resized (nearest); one of another shape is refused."""
 
     quantity = "map"
 
@@ -82,7 +83,7 @@ class RegionTarget(nn.Module):
 
     @property
     def label(self) -> str:
-        where = "whole image" if self.mask is None else f"region of {int(self.mask.sum())} px"
+        where = "whole image" if self.mask is None else f"region of {float(self.mask.mean()):.1%} of the image"
         return f"mean {self.quantity} ({where})"
 
     def _values(self, out: TruForOutput) -> torch.Tensor:
@@ -94,6 +95,10 @@ class RegionTarget(nn.Module):
             return v.mean(dim=(1, 2))
         w = self.mask.to(device=v.device, dtype=v.dtype)
         if w.shape != v.shape[-2:]:
+            (mh, mw), (h, ww) = w.shape, v.shape[-2:]
+            if abs(mh * ww - mw * h) > max(mh, mw, h, ww):  # not the same shape at another size
+                hint = " (transposed?)" if (mh, mw) == (ww, h) else ""
+                raise ValueError(f"the region mask is {mw}x{mh} but the image is {ww}x{h}{hint}")
             w = F.interpolate(w[None, None], size=v.shape[-2:], mode="nearest")[0, 0]
         n = w.sum()
         if float(n) == 0:
