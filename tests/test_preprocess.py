@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from trufor_lab.inference.preprocess import ImageError, load_image, to_tensor
 
@@ -186,3 +186,62 @@ def test_a_tiff_whose_next_ifd_leads_nowhere_is_one_line(tmp_path):
     with pytest.raises(ImageError, match=r"next\.tif: unreadable image \(.+\)$") as e:
         load_image(p)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_is_not_applied_behind_the_notes_back(tmp_path, orientation):
+    """Pillow turns TIFFs on loading: a TIFF with orientation 6 was analysed turned (maps no
+    longer aligned with the file) while the note said 'not applied'."""
+    a = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    im = Image.fromarray(a)
+    ex = im.getexif()
+    ex[0x0112] = orientation
+    for ext in ("png", "tif"):
+        im.save(tmp_path / f"o.{ext}", exif=ex)
+        stored = load_image(tmp_path / f"o.{ext}")
+        assert np.array_equal(stored.rgb, a) and stored.exif_orientation == orientation
+        turned = load_image(tmp_path / f"o.{ext}", exif_transpose=True)
+        assert np.array_equal(turned.rgb, np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png"))))
+        if orientation > 1:
+            assert stored.notes == (f"EXIF orientation {orientation} not applied: analysed as stored",)
+            assert turned.notes == (f"EXIF orientation {orientation} applied",)
+
+
+def test_what_the_decoder_changes_is_said_or_refused(tmp_path):
+    """An invalid orientation was reported as applied; a PNG with a corrupted chunk decoded with
+    changed pixels; 16-bit colour lost its low byte silently; premultiplied colours were divided
+    by alpha; Pillow's 89 MP limit overrode max_pixels, with no numbers in the message."""
+    import struct
+    import zlib
+
+    a = np.zeros((8, 8, 3), np.uint8)
+    im = Image.fromarray(a)
+    ex = im.getexif()
+    ex[0x0112] = 9
+    im.save(tmp_path / "o9.png", exif=ex)
+    r = load_image(tmp_path / "o9.png", exif_transpose=True)
+    assert r.notes == ("invalid EXIF orientation 9 ignored",) and r.exif_orientation is None
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "c.png")
+    b = bytearray((tmp_path / "c.png").read_bytes())
+    b[b.find(b"IDAT") + 40] ^= 0xFF
+    (tmp_path / "bad.png").write_bytes(bytes(b))
+    for src in (tmp_path / "bad.png", bytes(b)):
+        with pytest.raises(ImageError, match="broken PNG file"):
+            load_image(src)
+
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + np.full((4, 3), 1000, ">u2").tobytes() for _ in range(4))
+    ihdr = struct.pack(">IIBBBBB", 4, 4, 16, 2, 0, 0, 0)  # 4x4, 16-bit RGB
+    (tmp_path / "d16.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+    assert load_image(tmp_path / "d16.png").notes == ("16-bit colour reduced to 8 bits (top byte)",)
+    pm = load_image(Image.new("RGBa", (4, 4), (40, 80, 120, 128)))
+    assert tuple(pm.rgb[0, 0]) == (40, 80, 120) and "premultiplied colours kept as stored" in pm.notes[0]
+    with pytest.raises(ImageError, match="refused: 1024 pixels is more than max_pixels=100"):
+        load_image(tmp_path / "c.png", max_pixels=100)
+    for bad in (np.full((4, 4, 3), 300, np.int64), np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8)):
+        with pytest.raises(ValueError, match="RGB uint8"):
+            to_tensor(bad)

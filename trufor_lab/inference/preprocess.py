@@ -9,12 +9,16 @@ How PIL modes become RGB (one policy, stated once):
   dropped (the stored colour values are kept; compositing on a background would invent pixels).
 - ``L``/``1``/``P``/``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's conversion to RGB.
 - ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped.
+  16-bit colour (RGB/RGBA PNG or TIFF): Pillow keeps the top byte (noted).
+- ``RGBa``/``La`` (premultiplied alpha): the stored colour values, alpha dropped (noted).
 - ``F`` (float): PIL's own range convention, values clipped to ``[0, 255]`` and rounded (noted,
   with the share clipped; NaN or Inf is an error).
 - Animated or multi-page files: the first frame.
 - EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
   like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
-  ``exif_transpose=True`` rotates/flips first; the orientation tag is always reported.
+  ``exif_transpose=True`` rotates/flips first; the orientation tag is always reported (an
+  invalid one is ignored, and said). Pillow turns TIFF images on loading: that is undone.
+- PNG chunk checksums are verified (a corrupted PNG is refused, not analysed).
 
 Bad input raises :class:`ImageError` with one line naming the file and the reason.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -86,7 +91,11 @@ def _pil_to_rgb(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
             notes.append("every value within 0..1 (a normalised image? scale it to 0..255 first)")
         g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=2), notes
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in im.info):
+    if mode in ("RGBa", "La"):  # premultiplied: converting would divide by alpha
+        a = np.asarray(im, dtype=np.uint8)
+        notes.append("alpha channel dropped (premultiplied colours kept as stored)")
+        return (a[..., :3] if mode == "RGBa" else np.repeat(a[..., :1], 3, axis=2)).copy(), notes
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         notes.append("alpha channel dropped")
         im = im.convert("RGBA") if mode in ("P", "PA") else im
         return np.asarray(im.convert("RGBA"), dtype=np.uint8)[..., :3].copy(), notes
@@ -148,15 +157,24 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         src_file = path
     else:
         raise ImageError(f"{name}: not an image (expected a path, bytes, PIL image, array or tensor)")
+    limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = max_pixels  # this call's limit, not Pillow's 89 MP (restored)
             with Image.open(src_file) as im:
+                if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
+                    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src_file) as check:
+                        check.verify()
                 return _from_pil(im, name, exif_transpose, max_pixels)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: refused: too many pixels (decompression bomb?)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        n = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(n.group(1))} pixels" if n else "the image"
+        raise ImageError(
+            f"{name}: refused: {size} is more than max_pixels={max_pixels} (decompression bomb?)"
+        ) from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (unrecognised format)") from None
     # a malformed file can make a Pillow plugin fail in many ways (a TIFF whose next-IFD
@@ -177,6 +195,8 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         if "truncated" in msg.lower():
             msg = "file is truncated"
         raise ImageError(f"{name}: unreadable image ({msg})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _check_size(rgb: np.ndarray, name: str, max_pixels: int) -> np.ndarray:
@@ -192,29 +212,65 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     w, h = im.size
     if w * h > max_pixels:
         raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
-    orientation = None
-    try:
-        orientation = im.getexif().get(0x0112)
-    except Exception:  # malformed EXIF: reported as unknown, never fatal
-        orientation = None
-    if getattr(im, "n_frames", 1) > 1:
+    # before anything loads the pixels (a PNG's getexif does), which empties the tile list
+    deep = im.mode in ("RGB", "RGBA") and any(";16" in str(getattr(t, "args", "")) for t in (im.tile or []))
+    raw = _exif_orientation(im)
+    orientation = raw if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 8 else None
+    n_frames = getattr(im, "n_frames", 1)
+    if n_frames > 1:
         im.seek(0)
     im.load()
     mode = im.mode
     notes: list[str] = []
-    if exif_transpose and orientation not in (None, 1):
+    if raw is not None and orientation is None:  # the file's text never reaches a note (terminal, report)
+        shown = raw if isinstance(raw, int) and not isinstance(raw, bool) else "(not a number)"
+        notes.append(f"invalid EXIF orientation {shown} ignored")
+    turned = orientation not in (None, 1) and _exif_orientation(im) != orientation  # Pillow's TIFF loader
+    if turned and not exif_transpose:  # back to the stored pixel grid
+        im = im.transpose(_UNDO_ORIENTATION[orientation])
+    elif exif_transpose and orientation not in (None, 1) and not turned:
         im = ImageOps.exif_transpose(im)
-        notes.append(f"EXIF orientation {orientation} applied")
-    elif orientation not in (None, 1):  # a viewer shows it turned: say why the maps are not
-        notes.append(f"EXIF orientation {orientation} not applied: analysed as stored")
+    if orientation not in (None, 1):  # a viewer shows it turned: say why the maps are not
+        notes.append(
+            f"EXIF orientation {orientation} " + ("applied" if exif_transpose else "not applied: analysed as stored")
+        )
+    if deep:
+        notes.append("16-bit colour reduced to 8 bits (top byte)")
     rgb, more = _pil_to_rgb(im, name)
+    if n_frames > 1 and not any(m.startswith("first of") for m in more):
+        more.insert(0, f"first of {n_frames} frames")
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
+
+
+#: The transpose that undoes each EXIF orientation (what ImageOps.exif_transpose applied).
+_UNDO_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def _exif_orientation(im: Image.Image) -> Any:
+    try:
+        return im.getexif().get(0x0112)
+    except Exception:  # malformed EXIF: reported as unknown, never fatal
+        return None
 
 
 def to_tensor(
     rgb: np.ndarray, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """RGB uint8 ``(H, W, 3)`` -> model input ``(1, 3, H, W)`` = RGB / 256."""
+    """RGB uint8 ``(H, W, 3)`` -> model input ``(1, 3, H, W)`` = RGB / 256 (anything else is
+    refused: an int64 300 or a float 0..1 image would become a wrong input silently)."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"to_tensor takes RGB uint8 (H, W, 3) (see load_image), got {rgb.dtype} {rgb.shape}")
+    if not torch.empty((), dtype=dtype).is_floating_point():
+        raise ValueError(f"to_tensor makes a floating model input, not {dtype}")
     rgb = np.ascontiguousarray(rgb)
     if not rgb.flags.writeable:
         rgb = rgb.copy()
