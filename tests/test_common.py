@@ -61,6 +61,15 @@ def test_expand_inputs_names_from_the_common_root(tmp_path, monkeypatch):
     assert b.exists()
 
 
+def test_display_name_is_safe_to_show():
+    """A non-UTF-8 name crashed the report's figure title and its file write; control and bidi
+    characters (a terminal escape, a name that reads backwards) reached the terminal and reports."""
+    assert display_name(b"/x/bad\xe9.jpg") == "bad\ufffd.jpg"
+    assert display_name("/x/" + "bad\udce9.jpg") == "bad\ufffd.jpg"
+    assert display_name("evil\x1b]0;PWNED\x07\u202egpj.exe.png") == "evil?]0;PWNED??gpj.exe.png"
+    "".join(display_name("a\udcff.png")).encode("utf-8")  # encodable
+
+
 def test_display_name_hides_folders():
     assert display_name("/home/someone/secret/photo.jpg") == "photo.jpg"
     assert display_name("C:\\Users\\x\\p.png") == "p.png" and display_name(None) == "image"

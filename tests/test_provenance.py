@@ -491,3 +491,23 @@ def test_mixed_qualities_headline_is_the_luma_quality(tmp_path) -> None:
     p = read_provenance(_write(tmp_path, "mixed.jpg", _save(_pattern(96, 64), qtables=tabs)))
     (sign,) = [s for s in p.signs if s.code == "recompressed"]
     assert sign.observation == "JPEG quality 85 (chroma tables at quality 60) suggests recompression"
+
+
+def test_an_infinite_thumbnail_offset_is_a_problem_not_a_crash(tmp_path):
+    """A DOUBLE inf JPEGInterchangeFormat raised OverflowError out of the report."""
+    import struct
+
+    p = struct.pack
+    tiff = (
+        b"II*\0"
+        + p("<I", 8)
+        + p("<HI", 0, 14)  # IFD0: no tags, next -> IFD1
+        + p("<H", 2)
+        + p("<HHII", 0x0201, 12, 1, 44)
+        + p("<HHII", 0x0202, 4, 1, 10)
+        + p("<I", 0)
+        + p("<d", float("inf"))
+    )
+    Image.new("RGB", (32, 32)).save(tmp_path / "inf.jpg", exif=b"Exif\0\0" + tiff)
+    prov = read_provenance(tmp_path / "inf.jpg")
+    assert "EXIF thumbnail offset/length are malformed" in prov.problems

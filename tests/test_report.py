@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import html
 import io
 import os
@@ -157,7 +159,9 @@ def test_map_stats_numbers():
 
 
 def test_weights_line():
-    assert weights_line(OFFICIAL) == f"Weights: official TruFor — trufor.pth.tar, sha256 {'ab' * 32}, verified"
+    assert weights_line(OFFICIAL) == (
+        f"Weights: official TruFor — trufor.pth.tar, sha256 {'ab' * 32}, file checksum verified"
+    )
     assert "NOT the official" in weights_line(WeightsInfo("demo", "d/trufor_demo.pt", "0" * 64, False))
     assert "NOT verified" in weights_line(WeightsInfo("custom", "c.pth", "0" * 64, False))
 
@@ -372,3 +376,26 @@ def test_cli_report_pdf_named_output_keeps_the_html(tmp_path, images, monkeypatc
     assert main(["report", str(images[1]), "-o", str(out), "--device", "cpu", "--pdf", "-q", "--no-demo"]) == 0
     assert out.read_bytes()[:5] == b"%PDF-"
     assert "earlier.jpg" in (tmp_path / "case.html").read_text(encoding="utf-8")
+    # a PDF that cannot be written is named as such (the error named the HTML, which was written)
+    (tmp_path / "r.pdf").mkdir()
+    capsys.readouterr()
+    rc = main(["report", str(images[1]), "-o", str(tmp_path / "r.html"), "--device", "cpu", "--pdf", "-q", "--no-demo"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert rc == 1 and len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'r.pdf'}: cannot write the PDF")
+    err = err[0]
+    assert "the HTML report is written" in err and (tmp_path / "r.html").is_file()
+
+
+def test_a_demo_report_never_calls_its_numbers_probabilities_or_evidence():
+    """The Reading was right, but the same demo report called its score a 'probability of
+    manipulation', coloured the map 'likely manipulated' and said 'a score is evidence'."""
+    demo = WeightsInfo("demo", "w/trufor_demo.pt", "cd" * 32, True, note="demo")
+    r = synth(square(0.95), square(0.9, 0.8), 0.93)
+    official_doc = build_report(r)
+    assert "probability of manipulation" in official_doc and "evidence, not proof" in official_doc
+    r = dataclasses.replace(r, weights=demo)
+    doc = build_report(r)
+    for phrase in ("probability of manipulation", "likely manipulated", "A score is evidence"):
+        assert phrase not in doc, phrase
+    assert "score (this model&#x27;s output)" in doc and "red: flagged by this model" in doc
+    assert "not evidence either way" in doc and "file checksum verified" in doc

@@ -206,7 +206,7 @@ def weights_line(info: "WeightsInfo | None") -> str:
     if info is None:
         return "Weights: unknown (not loaded from a checkpoint: results are meaningless)"
     label = _KIND_LABELS.get(info.kind, info.kind)
-    state = "verified" if info.verified else "NOT verified"
+    state = "file checksum verified" if info.verified else "file checksum NOT verified"
     return f"Weights: {label} — {Path(info.path).name}, sha256 {info.sha256}, {state}"
 
 
@@ -263,6 +263,24 @@ def _figure(uri: str, caption: str) -> str:
     )
 
 
+def _official(result: "Result") -> bool:
+    """Whether the verified official checkpoint made ``result``: only its numbers get the
+    paper's meaning ('probability of manipulation', 'likely manipulated', 'evidence')."""
+    info = result.weights
+    return info is not None and info.kind == "official" and info.verified
+
+
+def caveats(result: "Result") -> list[str]:
+    """The 'How to read this' list, worded for the weights that made ``result``."""
+    if _official(result):
+        return _CAVEATS
+    first = (
+        "These weights are not the verified official TruFor model: the score is this model's "
+        "output, not a probability that the image was manipulated, and not evidence either way."
+    )
+    return [first, *_CAVEATS[1:]]
+
+
 def numbers_rows(result: "Result") -> list[tuple[str, str]]:
     """(quantity, value) rows of the numbers table."""
     h, w = result.size
@@ -272,7 +290,10 @@ def numbers_rows(result: "Result") -> list[tuple[str, str]]:
         rows.append(("localization", "not available: needs the official TruFor checkpoint"))
         return rows
     rows += [
-        ("integrity score (probability of manipulation)", _fmt(st.score)),
+        (
+            "integrity score (probability of manipulation)" if _official(result) else "score (this model's output)",
+            _fmt(st.score),
+        ),
         ("map maximum", _fmt(st.map_max)),
         ("map mean", _fmt(st.map_mean)),
         ("mean confidence (whole image)", _fmt(st.conf_mean)),
@@ -292,8 +313,9 @@ def result_section_html(result: "Result", dpi: int = 100) -> str:
     parts.append(f'<p class="weights">{_E(weights_line(result.weights))}</p>')
     for note in result.notes:
         parts.append(f"<p>Note: {_E(note)}</p>")
+    red = "likely manipulated" if _official(result) else "flagged by this model"
     caption = (
-        "Image, Noiseprint++, localization map (red: likely manipulated), confidence (white: reliable) and overlay"
+        f"Image, Noiseprint++, localization map (red: {red}), confidence (white: reliable) and overlay"
         if result.map is not None
         else "Image and Noiseprint++ (localization needs the official TruFor checkpoint)"
     )
@@ -414,8 +436,8 @@ def build_report(
     ]
     if comparison is not None:
         sections.append(("Comparison with another version", comparison_section_html(comparison, dpi)))
-    caveats = "".join(f"<li>{_E(c)}</li>" for c in _CAVEATS)
-    sections.append(("How to read this", f'<ul class="caveats">{caveats}</ul>'))
+    items = "".join(f"<li>{_E(c)}</li>" for c in caveats(result))
+    sections.append(("How to read this", f'<ul class="caveats">{items}</ul>'))
     body = "".join(f"<section><h2>{_E(h)}</h2>{s}</section>" for h, s in sections)
     meta = f"Generated {_E(when)} by trufor_lab {_E(__version__)}. {_E(weights_line(result.weights))}"
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -477,7 +499,7 @@ def save_pdf(
                 v = display_name(v) if (sec, f) == ("File", "name") else v
                 lines += wrap(f"{sec} / {f}: {v}", "  ")
     lines += ["", "How to read this"]
-    for c in _CAVEATS:
+    for c in caveats(result):
         lines += wrap("- " + c)
 
     def write(tmp: str) -> None:

@@ -81,9 +81,13 @@ def run(args: argparse.Namespace) -> int:
         if args.pdf and html_path == pdf_path:  # -o case.pdf --pdf: the HTML beside it, not under it
             html_path = html_path.with_suffix(".html")
         out = write_report(html_path, build_report(result, provenance, comparison))
+    except OSError as e:
+        error(f"{html_path}: cannot write report ({e.strerror or e})")
+        return 1
+    try:
         pdf = save_pdf(pdf_path, result, provenance, comparison) if args.pdf else None
     except OSError as e:
-        error(f"{args.output}: cannot write report ({e.strerror or e})")
+        error(f"{pdf_path}: cannot write the PDF ({e.strerror or e}); the HTML report is written: {out}")
         return 1
     if not args.quiet:
         print(result.summary())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -54,11 +55,17 @@ def safe_part(name: str, default: str = "dataset") -> str:
 
 
 def display_name(name: str | os.PathLike | None) -> str:
-    """The base name only: full paths can reveal a user's folders in a shared report."""
+    """The base name only (full paths can reveal a user's folders in a shared report), safe to
+    show: bytes that are not UTF-8 become U+FFFD, control and bidi-override characters (a
+    terminal escape, a name that reads backwards) become '?'."""
     if not name:
         return "image"
     name = os.fspath(name)
-    return os.path.basename(name.replace("\\", "/")) or name
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    base = os.path.basename(name.replace("\\", "/")) or name  # a Windows path's folders too
+    base = base.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in base)
 
 
 def output_path(out_dir: str | os.PathLike, name: str, suffix: str = ".npz") -> Path:

@@ -611,7 +611,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     p.thumbnail_present = True
     try:
         off, length = int(off), int(length)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # inf offsets included
         p.problems.append("EXIF thumbnail offset/length are malformed")
         return
     data = tiff[off : off + length]
