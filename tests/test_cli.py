@@ -147,6 +147,25 @@ def test_console_script_bad_file_has_no_traceback(tmp_path, recipe_ckpt):
     assert not (tmp_path / "o" / "bad.png.npz").exists()
 
 
+def test_a_file_name_that_is_not_utf8_does_not_stop_the_batch(tmp_path, recipe_ckpt):
+    """Under a strict UTF-8 terminal the summary line of such a file raised UnicodeEncodeError
+    (a traceback, the rest of the batch lost); a terminal escape in a name went out raw."""
+    src = tmp_path / "in"
+    _img(src / "a.png")
+    odd = os.fsencode(src) + b"/b\xe9\x1b[31m.png"
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(os.fsdecode(odd))
+    env = dict(os.environ, TRUFOR_WEIGHTS=str(recipe_ckpt), PYTHONIOENCODING="utf-8:strict")
+    p = subprocess.run(
+        [sys.executable, "-m", "trufor_lab.cli", "analyze", str(src), "-o", str(tmp_path / "o")],
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    out = p.stdout.decode("utf-8")
+    assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr[-800:]
+    assert "2 analyzed" in out and "b\\udce9\\x1b[31m.png: score" in out and "\x1b" not in out
+
+
 def test_broken_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     ck = tmp_path / "broken.pth.tar"
     ck.write_bytes(b"garbage")

@@ -17,7 +17,7 @@ from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import computed_label, reuse_problem
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import error
+from trufor_lab.cli.messages import error, printable
 
 
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         done += 1
         if not args.quiet:
-            tqdm.write(result.summary(), file=sys.stdout)
+            tqdm.write(printable(result.summary()), file=sys.stdout)
     print(f"{done} analyzed, {skipped} skipped (output exists), {failed} failed")
     return 1 if failed else 0
 

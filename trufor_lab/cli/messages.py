@@ -5,13 +5,21 @@ from __future__ import annotations
 import sys
 
 
+def printable(text: object) -> str:
+    """``text`` that any terminal encoding can take: a file name that is not UTF-8 (Python keeps
+    its bytes as lone surrogates) is written escaped (``\\udce9``) instead of stopping a batch
+    with UnicodeEncodeError, and control characters (terminal escapes) are shown escaped."""
+    s = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() or c in "\t" else repr(c)[1:-1] for c in s)
+
+
 def error(msg: object) -> None:
     """``error: <first non-empty line of msg>`` on stderr (an exception's name when it has no text)."""
     lines = [ln.strip() for ln in str(msg).splitlines() if ln.strip()]
     text = lines[0] if lines else (type(msg).__name__ if isinstance(msg, BaseException) else "")
-    print(f"error: {text}", file=sys.stderr)
+    print(f"error: {printable(text)}", file=sys.stderr)
 
 
 def note(msg: object) -> None:
     """``note: <msg>`` on stderr."""
-    print(f"note: {msg}", file=sys.stderr)
+    print(f"note: {printable(msg)}", file=sys.stderr)

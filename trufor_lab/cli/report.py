@@ -16,7 +16,7 @@ from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import error
+from trufor_lab.cli.messages import error, printable
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -90,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
         error(f"{pdf_path}: cannot write the PDF ({e.strerror or e}); the HTML report is written: {out}")
         return 1
     if not args.quiet:
-        print(result.summary())
+        print(printable(result.summary()))
         print(f"report written: {out}" + (f" (and {pdf})" if pdf else ""))
     return 0
