@@ -245,3 +245,18 @@ def test_what_the_decoder_changes_is_said_or_refused(tmp_path):
     for bad in (np.full((4, 4, 3), 300, np.int64), np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8)):
         with pytest.raises(ValueError, match="RGB uint8"):
             to_tensor(bad)
+
+
+def test_array_inputs_say_what_was_done_and_are_copied():
+    """Arrays got no notes (alpha dropped, 16-bit scaled); a uint8 array was kept by reference,
+    so a caller reusing its buffer changed the Result's image; CMYK conversions went unnoted."""
+    a = np.full((8, 8, 4), 7, np.uint8)
+    r = load_image(a)
+    assert r.notes == ("alpha channel dropped",)
+    b = np.full((8, 8, 3), 9, np.uint8)
+    r = load_image(b)
+    b[:] = 0
+    assert r.rgb[0, 0, 0] == 9 and r.notes == ()
+    assert load_image(np.full((8, 8), 1000, np.uint16)).notes == ("16-bit values scaled to 8 bits",)
+    assert load_image(np.full((8, 8, 3), 0.5)).notes == ("float values in 0..1 scaled to 8 bits",)
+    assert load_image(Image.new("CMYK", (8, 8), (0, 0, 0, 0))).notes == ("converted from CMYK by Pillow",)

@@ -7,7 +7,11 @@ How PIL modes become RGB (one policy, stated once):
 
 - ``RGB``: as stored. ``RGBA``/``LA``/``PA``/``P`` with transparency: the alpha channel is
   dropped (the stored colour values are kept; compositing on a background would invent pixels).
-- ``L``/``1``/``P``/``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's conversion to RGB.
+- ``L``/``1``/``P``: PIL's conversion to RGB. ``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's
+  conversion too (noted: a colour transform, not stored values). ICC profiles are never
+  applied (values as stored, like the official code).
+- Arrays: uint8 as given (copied), uint16 by ``round(v / 257)``, float in ``[0, 1]`` by
+  ``round(v * 255)``, a fourth channel dropped (each noted).
 - ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped.
   16-bit colour (RGB/RGBA PNG or TIFF): Pillow keeps the top byte (noted).
 - ``RGBa``/``La`` (premultiplied alpha): the stored colour values, alpha dropped (noted).
@@ -100,29 +104,38 @@ def _pil_to_rgb(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
         im = im.convert("RGBA") if mode in ("P", "PA") else im
         return np.asarray(im.convert("RGBA"), dtype=np.uint8)[..., :3].copy(), notes
     try:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), notes
+        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        if mode in ("CMYK", "YCbCr", "LAB", "HSV"):  # a colour transform, not the stored values
+            notes.append(f"converted from {mode} by Pillow")
+        return rgb, notes
     except (ValueError, OSError) as e:
         raise ImageError(f"{name}: cannot convert PIL mode {mode} to RGB ({e})") from None
 
 
-def _array_to_rgb(a: np.ndarray, name: str) -> np.ndarray:
+def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
+    """RGB uint8 (a copy: the caller may reuse its buffer) and what was done to get it."""
+    notes: list[str] = []
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
         raise ImageError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
-    a = a[..., :3] if a.shape[2] == 4 else a
+    if a.shape[2] == 4:
+        a = a[..., :3]
+        notes.append("alpha channel dropped")
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
+        return np.array(a, order="C"), notes
     if a.dtype == np.uint16:
-        return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+        notes.append("16-bit values scaled to 8 bits")
+        return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), notes
     if a.dtype == np.bool_:
-        return a.astype(np.uint8) * 255
+        return a.astype(np.uint8) * 255, notes
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
             raise ImageError(f"{name}: float images must hold finite values in [0, 1]")
-        return np.rint(a * 255.0).astype(np.uint8)
+        notes.append("float values in 0..1 scaled to 8 bits")
+        return np.rint(a * 255.0).astype(np.uint8), notes
     raise ImageError(f"{name}: unsupported array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
 
 
@@ -139,9 +152,11 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         t = t[0] if t.ndim == 4 and t.shape[0] == 1 else t
         if t.ndim == 3 and t.shape[0] in (1, 3) and t.shape[2] not in (1, 3):
             t = t.permute(1, 2, 0)
-        return LoadedImage(_check_size(_array_to_rgb(t.numpy(), name), name, max_pixels), name)
+        rgb, notes = _array_to_rgb(t.numpy(), name)
+        return LoadedImage(_check_size(rgb, name, max_pixels), name, notes=tuple(notes))
     if isinstance(src, np.ndarray):
-        return LoadedImage(_check_size(_array_to_rgb(src, name), name, max_pixels), name)
+        rgb, notes = _array_to_rgb(src, name)
+        return LoadedImage(_check_size(rgb, name, max_pixels), name, notes=tuple(notes))
     if isinstance(src, Image.Image):
         return _from_pil(src, name, exif_transpose, max_pixels)
     if isinstance(src, bytes):
