@@ -399,3 +399,19 @@ def test_a_demo_report_never_calls_its_numbers_probabilities_or_evidence():
         assert phrase not in doc, phrase
     assert "score (this model&#x27;s output)" in doc and "red: flagged by this model" in doc
     assert "not evidence either way" in doc and "file checksum verified" in doc
+
+
+def test_thousands_of_metadata_rows_are_capped(tmp_path):
+    """A PNG with 3,000 text chunks made a 3,028-row table (1.3 MB HTML, a 55-page PDF)."""
+    from PIL import PngImagePlugin
+
+    from trufor_lab.casebook.report import MAX_METADATA_ROWS, provenance_rows
+
+    info = PngImagePlugin.PngInfo()
+    for i in range(3000):
+        info.add_text(f"k{i}", "v")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "many.png", pnginfo=info)
+    rows = provenance_rows(read_provenance(tmp_path / "many.png"))
+    assert len(rows) == MAX_METADATA_ROWS + 1 and rows[-1][1].endswith("more rows")
+    doc = build_report(synth(square(0.95), square(0.9, 0.8), 0.93), read_provenance(tmp_path / "many.png"))
+    assert len(doc) < 400_000 and "more rows" in doc

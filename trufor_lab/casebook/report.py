@@ -336,6 +336,24 @@ def noiseprint_section_html(result: "Result", dpi: int = 100) -> str:
     )
 
 
+#: Metadata rows shown at most (a file with thousands of text chunks made a 1.3 MB, 55-page report).
+MAX_METADATA_ROWS = 200
+
+
+def provenance_rows(provenance: "Provenance") -> list[tuple[str, str, str]]:
+    """(section, field, value) rows of the metadata table (the file's base name only), at most
+    :data:`MAX_METADATA_ROWS` of them, then one row saying how many were left out."""
+    rows = [
+        (sec, f, display_name(v) if (sec, f) == ("File", "name") else v)
+        for sec, f, v in provenance.rows()
+        if sec != "Signs"
+    ]
+    if len(rows) > MAX_METADATA_ROWS:
+        rest = len(rows) - MAX_METADATA_ROWS
+        rows = rows[:MAX_METADATA_ROWS] + [("…", f"{rest} more rows", "not shown")]
+    return rows
+
+
 def provenance_section_html(provenance: "Provenance | None") -> str:
     """Signs first (plain language), then the full table; every string escaped."""
     if provenance is None:
@@ -349,14 +367,7 @@ def provenance_section_html(provenance: "Provenance | None") -> str:
         parts.append("</ul>")
     else:
         parts.append("<p>No particular signs in the metadata.</p>")
-    rows = []
-    for sec, f, v in provenance.rows():
-        if sec == "Signs":
-            continue
-        if sec == "File" and f == "name":
-            v = display_name(v)
-        rows.append((sec, f, v))
-    parts.append(_table(rows, ("section", "field", "value")))
+    parts.append(_table(provenance_rows(provenance), ("section", "field", "value")))
     parts.append(
         "<p style='font-size:0.9em;color:#444'>Metadata is easy to strip or forge: every "
         "sign is evidence, not proof. GPS coordinates, if any, are not shown.</p>"
@@ -494,10 +505,8 @@ def save_pdf(
     if provenance is not None:
         for s in provenance.signs:
             lines += wrap(f"[{s.severity}] {s.observation}: {s.meaning}", "  ")
-        for sec, f, v in provenance.rows():
-            if sec != "Signs":
-                v = display_name(v) if (sec, f) == ("File", "name") else v
-                lines += wrap(f"{sec} / {f}: {v}", "  ")
+        for sec, f, v in provenance_rows(provenance):
+            lines += wrap(f"{sec} / {f}: {v}", "  ")
     lines += ["", "How to read this"]
     for c in caveats(result):
         lines += wrap("- " + c)
