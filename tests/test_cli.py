@@ -297,6 +297,17 @@ def test_output_names_upper_case_npz_and_existing_files(tmp_path, with_weights, 
     assert notes.read_text() == "mine"
 
 
+def test_an_existing_npz_that_is_not_an_output_is_not_overwritten(tmp_path, with_weights, capsys):
+    img = _img(tmp_path / "a.png")
+    mine = tmp_path / "results.npz"
+    np.savez(mine, weights=np.arange(3))
+    assert main(["analyze", str(img), "-o", str(mine), "-q"]) == 1
+    assert "exists and is not an analysis output" in capsys.readouterr().err
+    assert list(np.load(mine).files) == ["weights"]
+    assert main(["analyze", str(img), "-o", str(mine), "-q", "--overwrite"]) == 0
+    assert "map" in np.load(mine).files
+
+
 def test_a_rerun_in_another_precision_recomputes(tmp_path, with_weights, capsys):
     """A float32 output was skipped as 'exists' by a float64 run (only input and weights were
     checked), and an output of an earlier version, which records no precision, likewise."""

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from trufor_lab.common.paths import expand_inputs, output_path
@@ -30,6 +31,15 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
     if os.path.exists(output) and not os.path.isdir(output):  # said once, before any work
         raise SystemExit(f"error: --output {output} is an existing file, not a folder; give a folder or a .npz name")
     return [output_path(output, rel) for _, rel in pairs]
+
+
+def _foreign(out: Path) -> bool:
+    """A readable npz that holds no map: someone's other data, never overwritten unasked."""
+    try:
+        with np.load(out, allow_pickle=False) as d:
+            return not ({"map", "np++"} & set(d.files))
+    except Exception:  # noqa: BLE001 - unreadable: an output to recompute, as before
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
             error(f"{path}: cannot read ({e.strerror or e})")
             continue
         if out.exists() and not args.overwrite:
+            if _foreign(out):
+                failed += 1
+                error(
+                    f"{out}: exists and is not an analysis output (no 'map'); not overwritten (--overwrite to replace)"
+                )
+                continue
             if weights_digest is None:
                 try:
                     weights_digest = weights_sha256(args.weights, demo=not args.no_demo)
