@@ -1,7 +1,7 @@
 """``python -m bench``: the official-algorithm baseline vs the exact and fast modes, in one run.
 
     python -m bench [--sizes 0.25,1,3] [--device cpu|cuda] [--modes baseline,exact,fast]
-                    [--repeat N] [--warmup N] [--compile] [--json out.json] [--no-hooks]
+                    [--repeat N] [--runs N] [--warmup N] [--compile] [--json out.json] [--no-hooks]
 
 For every size (megapixels, 4:3 images cut from an official sample, mirrored to size) and
 mode, a subprocess builds TruFor with the deterministic recipe weights (no official
