@@ -15,7 +15,9 @@ tolerances (float64: 1e-6).
 channels-last (oneDNN sums in another order: ~1.65x faster on an AVX-512 CPU, still within
 the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA and on CPUs with
 native bfloat16 (AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`;
-``keep_float32`` names parts kept float32); the decoders as in ``exact``; optionally
+``keep_float32`` names parts kept float32, by default per device: :data:`DEFAULT_KEEP_FLOAT32`;
+on CPUs the attention's key/value reductions too, whose bfloat16 oneDNN convolution moved a
+trained model's map by up to 0.9); the decoders as in ``exact``; optionally
 ``torch.compile``. Its deviation from ``exact`` is measured by ``python -m bench``
 (:func:`deviation`, :func:`deviation_quantiles`; bench/RESULTS.md).
 
