@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from trufor_lab.cli.messages import error
+from trufor_lab.cli.messages import error, weights_note
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
 
@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {summary['failed']} "
         f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}"
     )
+    if summary["written"] or summary["skipped"]:
+        weights_note(args.weights)
     bad = summary["failed"] or summary["errors"] or summary["problems"] or summary["duplicates"]
     return 1 if bad else 0
 

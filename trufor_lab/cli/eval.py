@@ -20,12 +20,12 @@ from trufor_lab.common.paths import safe_part
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.result import Result, computed_label
-from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select, weights_sha256
+from trufor_lab.inference.weights import WeightsError, weights_sha256
 from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_dataset
 from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import error, note
+from trufor_lab.cli.messages import error, weights_note
 
 
 def _cli_dataset(args: argparse.Namespace) -> Dataset:
@@ -70,17 +70,6 @@ class _LazyModel:
                 print(f"note: {notice}", file=sys.stderr)
             self.model = model
         return analyze(self.model, image)
-
-
-def _reused_weights_note(weights: str | None) -> None:
-    """The banner a loaded model would have printed, for results read back from outputs made
-    with the same weights (demo or custom numbers are never shown bare)."""
-    try:
-        info = describe(*select(weights))
-    except (WeightsError, OSError):
-        return
-    if info.kind == "demo" or not info.verified:
-        note(f"these results were made with {info.kind} weights ({Path(info.path).name}): {info.note or HOW_TO_GET}")
 
 
 class _Classic:
@@ -147,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if not classic and analyze_fn.model is None and ev.rows:  # every output reused: say whose they are
-        _reused_weights_note(args.weights)
+        weights_note(args.weights)
     out = Path(args.output)
     stem = safe_part(dataset.name) + (f".{method}" if classic else "")
     try:

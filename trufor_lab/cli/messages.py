@@ -23,3 +23,18 @@ def error(msg: object) -> None:
 def note(msg: object) -> None:
     """``note: <msg>`` on stderr."""
     print(f"note: {printable(msg)}", file=sys.stderr)
+
+
+def weights_note(weights: str | None) -> None:
+    """The caveat a loaded demo or unverified model prints, for results whose model was not
+    loaded here (outputs reused, or made by other ranks): numbers never go out bare."""
+    from pathlib import Path
+
+    from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select
+
+    try:
+        info = describe(*select(weights))
+    except (WeightsError, OSError):
+        return
+    if info.kind == "demo" or not info.verified:
+        note(f"these results were made with {info.kind} weights ({Path(info.path).name}): {info.note or HOW_TO_GET}")
