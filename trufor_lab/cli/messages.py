@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select
 
 
 def printable(text: object) -> str:
@@ -28,10 +31,6 @@ def note(msg: object) -> None:
 def weights_note(weights: str | None) -> None:
     """The caveat a loaded demo or unverified model prints, for results whose model was not
     loaded here (outputs reused, or made by other ranks): numbers never go out bare."""
-    from pathlib import Path
-
-    from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select
-
     try:
         info = describe(*select(weights))
     except (WeightsError, OSError):
