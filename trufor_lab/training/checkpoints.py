@@ -46,8 +46,9 @@ def save_checkpoint(model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig,
     return path
 
 
-def read_training_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
-    """``{"step", "optimizer", "rng"}`` of a training checkpoint (``weights_only`` load).
+def read_training_state(path: str | os.PathLike) -> dict:
+    """``{"step", "optimizer", "rng"}`` of a training checkpoint, read on the CPU like any
+    checkpoint (``Optimizer.load_state_dict`` moves the state to the parameters' device).
 
     A checkpoint of an earlier version keeps its optimizer in ``last_optim.pt`` beside it: taken
     only when it was saved at the same step as the model, else refused with one line.

@@ -200,7 +200,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     if resuming:
-        state = read_training_state(ckpt, device)
+        state = read_training_state(ckpt)
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         if isinstance(state["rng"].get("torch"), torch.Tensor):
