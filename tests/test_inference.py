@@ -192,6 +192,35 @@ def test_folded_batchnorm_is_the_unfolded_network(recipe_model, tampered2):
         copy.deepcopy(recipe_model.dncnn).train().forward_folded(x)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_noiseprint_relu_inside_the_convolution_changes_no_value(recipe_model, tampered2, channels_last):
+    """On the CPU the folded Noiseprint++ runs each ReLU as oneDNN's post-op of its convolution:
+    the same values, bit for bit, as the convolution followed by a ReLU, in both layouts."""
+    from trufor_lab.model.noiseprint import conv_relu, exact_float32
+
+    net = recipe_model.dncnn
+    x = to_tensor(tampered2[:70, :90]).repeat(2, 1, 1, 1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    with exact_float32(True), torch.no_grad():
+        ref = x.contiguous(memory_format=fmt)
+        for w, b, pad, relu in net.folded():
+            ref = torch.nn.functional.conv2d(ref, w.contiguous(memory_format=fmt), b, padding=pad)
+            if relu:
+                ref = ref.relu_()
+        w, b, pad, _ = net.folded()[1]
+        y = torch.rand(1, 64, 33, 47).contiguous(memory_format=fmt)
+        single = conv_relu(y, w.contiguous(memory_format=fmt), b, pad)
+        assert torch.equal(single, torch.nn.functional.conv2d(y, w, b, padding=pad).relu_())
+        assert single.min() == 0 and single.is_contiguous(memory_format=fmt)
+    assert torch.equal(net.forward_folded(x, True, channels_last), ref.contiguous())
+    # float64 (no oneDNN) takes the unfused path and still applies the ReLU
+    y64 = torch.randn(1, 64, 9, 11, dtype=torch.float64)
+    w64, b64 = w.double(), b.double()
+    assert torch.equal(
+        conv_relu(y64, w64, b64, pad), torch.nn.functional.conv2d(y64, w64, b64, padding=pad).clamp_min(0)
+    )
+
+
 def test_modes_validate_and_model_settings_are_restored(recipe_model, crops):
     with pytest.raises(ValueError):
         resolve_mode("turbo")

@@ -17,7 +17,9 @@ Other CPUs round differently; both stay within the shared float32 tolerances.
 
 :meth:`Noiseprint.forward_folded` (eval mode, used by ``predict``) folds every BatchNorm into
 the preceding convolution and applies ReLU in place: the same network
-up to float32 rounding (tests/test_parity.py), fewer passes over the 64-channel maps.
+up to float32 rounding (tests/test_parity.py), fewer passes over the 64-channel maps. With
+oneDNN on a float32 CPU tensor the ReLU runs inside the convolution (oneDNN's post-op, via
+:func:`conv_relu`): bit-identical to convolution then ReLU, one pass fewer over each map.
 
 Weights: GRIP-UNINA research licence (``weights/LICENSE-GRIP-UNINA.txt``).
 """
@@ -38,6 +40,25 @@ def exact_float32(onednn: bool = True):
     module docstring for the measured differences).
     """
     return ieee_float32(onednn=onednn)
+
+
+def _fused_conv_relu_available() -> bool:
+    return hasattr(torch.ops.mkldnn, "_convolution_pointwise") and torch.backends.mkldnn.is_available()
+
+
+def conv_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: int) -> torch.Tensor:
+    """``relu(conv2d(x, w, b, padding))``; on a float32 CPU tensor with oneDNN enabled, the ReLU
+    is oneDNN's post-op of the same convolution (identical values, no second pass over the map;
+    tests/test_inference.py); elsewhere the convolution then an in-place ReLU."""
+    if (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.backends.mkldnn.enabled
+        and _fused_conv_relu_available()
+    ):
+        p = [padding, padding]
+        return torch.ops.mkldnn._convolution_pointwise(x, w, b, p, [1, 1], [1, 1], 1, "relu", [], "")
+    return F.conv2d(x, w, b, padding=padding).relu_()
 
 
 class Noiseprint(nn.Sequential):
@@ -112,9 +133,8 @@ class Noiseprint(nn.Sequential):
         with exact_float32(onednn), torch.no_grad():
             x = rgb.to(dtype).contiguous(memory_format=fmt)
             for w, b, pad, relu in self.folded():
-                x = F.conv2d(x, w.contiguous(memory_format=fmt), b, padding=pad)
-                if relu:
-                    x.relu_()
+                w = w.contiguous(memory_format=fmt)
+                x = conv_relu(x, w, b, pad) if relu else F.conv2d(x, w, b, padding=pad)
         return x.contiguous()
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:  # noqa: D401
