@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -107,6 +108,11 @@ def test_summary_matches_rows(first_run):
     table = ev.summary_table()
     assert table[0]["dataset"] == "images" and "<table>" in ev._repr_html_()
     assert "images: 5 image(s) (3 fake, 2 real)" in ev.summary_lines()[0]
+    # the summary says what made its numbers, and never one model for rows that several made
+    assert s["computed"] == ev.rows[0]["computed"] == "exact float32"
+    assert s["weights_sha256"] == ev.rows[0]["weights_sha256"]
+    rows = [dict(r, weights_sha256=d) for r, d in zip(ev.rows, ["a" * 64, "b" * 64, "a" * 64, "a" * 64, "a" * 64])]
+    assert Evaluation(rows).summary["images"]["weights_sha256"] == f"mixed: {'a' * 64}, {'b' * 64}"
 
 
 def test_csv_round_trip(first_run, tmp_path):
@@ -241,6 +247,8 @@ def test_cli_eval_folder_writes_csv_and_summary(data, first_run, recipe_ckpt, mo
     summary = json.loads((out2 / "images.summary.json").read_text())
     assert summary["images"]["n_fake"] == 3 and summary["images"]["n_localized"] == 3
     assert (out2 / "images.summary.csv").read_text().startswith("dataset,")
+    assert summary["images"]["weights_sha256"] == hashlib.sha256(recipe_ckpt.read_bytes()).hexdigest()
+    assert summary["images"]["computed"] == "exact float32"
     rb = {r["id"]: r for r in back.rows}["real_b.jpg"]
     assert rb["score"] == pytest.approx({r["id"]: r for r in ev.rows}["real_b.jpg"]["score"], abs=1e-5)
 

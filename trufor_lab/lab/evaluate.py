@@ -19,7 +19,9 @@ integrity ``score``; for fakes with a mask the localization metrics of
 :func:`~trufor_lab.lab.metrics.localization_metrics` (the pixel ROC AUC is named ``pixel_auc``);
 descriptors: ``mask_fraction`` (forged share of the mask, NaN without a mask), ``height``,
 ``width``, ``megapixels``, ``jpeg_quality`` (nearest IJG quality, ``None`` for non-JPEG),
-``mean_conf`` and ``mean_conf_in_mask`` (mean confidence, overall and on forged pixels).
+``mean_conf`` and ``mean_conf_in_mask`` (mean confidence, overall and on forged pixels); what
+made the numbers: ``weights_sha256`` and ``computed`` (e.g. ``"exact float32"``), which the
+summary repeats (one value, or ``"mixed: ..."`` when rows differ).
 
 ``trufor-lab eval`` (:mod:`trufor_lab.cli.eval`) does the same from a shell.
 """
@@ -33,7 +35,7 @@ import math
 import os
 import sys
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,8 @@ ROW_COLUMNS: dict[str, str] = {
     "jpeg_quality": _INT,
     "mean_conf": _FLOAT,
     "mean_conf_in_mask": _FLOAT,
+    "weights_sha256": _STR,
+    "computed": _STR,
 }
 
 #: Row names of the localization metrics (``LocalizationMetrics`` field -> row column).
@@ -266,6 +270,15 @@ def _loc_from_row(r: Mapping[str, Any]) -> LocalizationMetrics:
     )
 
 
+def _one_value(values: Iterable[Any]) -> str | None:
+    """The value every row shares; ``"mixed: a, b"`` when rows differ (so that a summary never
+    claims one model for numbers that several made); ``None`` when no row says."""
+    seen = sorted({str(v) for v in values if v not in (None, "")})
+    if len(seen) > 1:
+        return "mixed: " + ", ".join(seen)
+    return seen[0] if seen else None
+
+
 def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r.get("status") == "ok"]
     scored = [r for r in ok if r.get("label") in (0, 1)]
@@ -284,6 +297,8 @@ def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "tpr": det.tpr,
         "tnr": det.tnr,
         "n_score_dropped": det.n_dropped,
+        "weights_sha256": _one_value(r.get("weights_sha256") for r in ok),
+        "computed": _one_value(r.get("computed") for r in ok),
     }
     for f, col in _LOC_COLUMNS.items():
         out[col] = agg.mean[f]
@@ -374,6 +389,7 @@ def _evaluate_one(
     row = _base_row(dataset, sample, npz)
     image_path = Path(sample.image_path)
     h, w, quality = _image_info(image_path)
+    row.update(weights_sha256=weights_digest, computed=computed)
     row.update(height=h, width=w, megapixels=h * w / 1e6, jpeg_quality=quality)
 
     digest = sha256_of(image_path)
