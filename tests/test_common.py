@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,31 @@ def test_expand_inputs_names_from_the_common_root(tmp_path, monkeypatch):
     assert sorted(n for _, n in pairs) == ["a/x.png", "b/x.png"]
     assert problems == ["missing.png: no such file or folder"]
     assert b.exists()
+
+
+def test_inputs_that_are_not_files_say_why(tmp_path):
+    """A link loop, a broken link, a pipe (whose open would block) and a file used as a folder
+    were all 'no such file'; each says what it is, for the CLI and for tl.analyze alike."""
+    from trufor_lab.inference.preprocess import ImageError, load_image
+
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    (tmp_path / "broken").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(tmp_path / "pipe")
+    flat = _img(tmp_path / "flat.png")
+    cases = {
+        "loop_a": "symbolic links form a loop",
+        "broken": "broken symbolic link",
+        "pipe": "not a regular file or folder",
+        "flat.png/x.png": "a part of the path is not a folder",
+    }
+    _, problems = expand_inputs([str(tmp_path / k) for k in cases])
+    assert len(problems) == len(cases)
+    for (k, why), line in zip(cases.items(), problems):
+        assert line.startswith(str(tmp_path / k) + ": ") and why in line, line
+        with pytest.raises(ImageError, match=why):
+            load_image(tmp_path / k)
+    assert flat.is_file()
 
 
 def test_display_name_is_safe_to_show():

@@ -4,6 +4,7 @@ output folder."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import unicodedata
@@ -98,6 +99,24 @@ def _base_of(item: str) -> Path:
     return Path(*parts[:lead]) if lead else Path(".")
 
 
+def why_not_found(p: Path) -> str:
+    """Why ``p`` is neither a file nor a folder, in a few words (a missing path, a symbolic-link
+    loop or a broken link, no permission, a device or pipe)."""
+    try:
+        os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic links form a loop"
+        if p.is_symlink():
+            return "broken symbolic link (its target does not exist)"
+        if e.errno == errno.EACCES:
+            return "permission denied"
+        if e.errno == errno.ENOTDIR:
+            return "a part of the path is not a folder"
+        return "no such file or folder"
+    return "not a regular file or folder (a device, pipe or socket)"
+
+
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path, str]], list[str]]:
     """``(file, name)`` pairs and input problems (one line each) for files, folders and globs.
 
@@ -123,7 +142,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
             if not files:
                 problems.append(f"{item}: pattern matches no file")
         else:
-            problems.append(f"{item}: no such file or folder")
+            problems.append(f"{item}: {why_not_found(p)}")
             continue
         if files:
             bases.append(_base_of(item).resolve())

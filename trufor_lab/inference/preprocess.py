@@ -35,11 +35,14 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from trufor_lab.common.paths import why_not_found
 
 #: Largest image accepted by default (pixels). Larger files are refused as decompression bombs.
 MAX_PIXELS = 200_000_000
@@ -163,10 +166,10 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         src_file: Any = io.BytesIO(src)
     elif isinstance(src, (str, os.PathLike)):
         path = os.fspath(src)
-        if not os.path.exists(path):
-            raise ImageError(f"{name}: no such file")
         if os.path.isdir(path):
             raise ImageError(f"{name}: is a folder, not an image")
+        if not os.path.isfile(path):  # missing, a link loop, a device or a pipe (whose open would block)
+            raise ImageError(f"{name}: {why_not_found(Path(path))}")
         if os.path.getsize(path) == 0:
             raise ImageError(f"{name}: empty file")
         src_file = path
