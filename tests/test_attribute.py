@@ -64,6 +64,10 @@ def test_saliency_finite_nonzero_and_input_untouched(recipe_model, img):
     assert fig.axes and "<img" in d._repr_html_()
     r = d.to_result()  # viewer-ready: map in [0, 1], same image
     assert r.map.shape == (32, 32) and 0 <= r.map.min() and r.map.max() <= 1 and r.label == d.label
+    # its plot names what it shows: not "Noiseprint++" nor "Localization map" (a forgery probability)
+    titles = [ax.get_title() for ax in r.plot().axes]
+    assert "Attribution (raw)" in titles and "Attribution (0.5 = none)" in titles
+    assert "Noiseprint++" not in titles and "Localization map" not in titles
     assert d.conf.shape == (32, 32) and d.score is None
     assert_clean(recipe_model)
 

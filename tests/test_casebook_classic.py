@@ -52,3 +52,40 @@ def test_casebook_shows_classic_filters_next_to_trufor(model, picture):
     assert sorted(cb.classic) == sorted(f[0] for f in FILTERS)
     assert CLASSIC_TAB in cb.static_html()
     assert CLASSIC_TAB not in Casebook(model, classic=False).static_html()
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_the_tab_says_which_way_round_its_maps_are(shared_dir):
+    """The tab said JPEG ghosts show up dark and the double-JPEG map gives the probability of a
+    *double* compression: both maps are the other way round (bright ghost; bright = the block
+    compressed only once, the pasted part). Checked on forgeries of a real photo."""
+    with Image.open(shared_dir / "images" / "pristine2.jpg") as im:
+        src = np.asarray(im.convert("RGB"))[600:984, 600:984].copy()
+    text = {name: (what, limits) for name, _, what, limits in FILTERS}
+    # a ghost: one region first saved at quality 60, the whole then saved at 90
+    ghost = src.copy()
+    ghost[128:256, 128:256] = _decoded(encode(src, "JPEG", quality=60))[128:256, 128:256]
+    m = classic_filters(encode(ghost, "JPEG", quality=90), ("jpeg_ghost",))["jpeg_ghost"].map
+    assert m[144:240, 144:240].mean() > m[:, 300:].mean() + 0.2
+    assert "bright" in text["jpeg_ghost"][0] and "dark" not in text["jpeg_ghost"][0]
+    # double JPEG: the photo saved at 60, an uncompressed region pasted in, saved again at 90
+    pasted = _decoded(encode(src, "JPEG", quality=60))
+    pasted[128:256, 128:256] = src[128:256, 128:256]
+    d = classic_filters(encode(pasted, "JPEG", quality=90), ("dq_aligned",))["dq_aligned"].map
+    assert d[144:240, 144:240].mean() > d[:, 300:].mean() + 0.2
+    assert "compressed only once" in text["dq_aligned"][0] and "bright = single" in text["dq_aligned"][0]
+
+
+def test_a_failed_filter_still_displays(picture):
+    """A filter that fails (noise level on an 8x8 image) gave a Result without an image, whose
+    summary, plot and HTML crashed; it now holds the image and empty maps, and says why."""
+    tiny = encode(picture[:8, :8], "JPEG", quality=90)
+    out = classic_filters(tiny)
+    bad = [r for r in out.values() if not r.captures.get("applicable", True)]
+    assert bad and all(r.image is not None and r.image.shape == (8, 8, 3) for r in bad)
+    for r in bad:
+        assert r.notice and r.summary() and "<img" in r._repr_html_()
+    assert "Not applicable here" in classic_section_html(out)

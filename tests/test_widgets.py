@@ -84,6 +84,51 @@ def test_compare_viewer_linked_controls(results):
     assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["full", "ablated"]
 
 
+def test_compare_viewer_shows_the_same_part_of_results_of_other_sizes(results):
+    """Results of different sizes were all cropped to the smallest one's box in their own pixels:
+    a 96x96 result beside its 48x48 copy showed its top-left quarter only. The zoom now means the
+    same part of each picture, and the title says that the result has another size."""
+    big = results[0]
+    small = Result(
+        image=big.image[::2, ::2],
+        noiseprint=big.noiseprint[::2, ::2],
+        map=big.map[::2, ::2],
+        conf=big.conf[::2, ::2],
+        score=big.score,
+        name="half",
+    )
+    v = CompareViewer([big, small], ["full", "half"])
+    fig = v.render()
+    assert [ax.images[0].get_array().shape[:2] for ax in fig.axes] == [(96, 96), (48, 48)]
+    assert "48x48, zoom scaled" in fig.axes[1].get_title()
+    v.set(zoom=(48, 0, 96, 48))  # the bottom-left quarter of each
+    shown = [ax.images[1].get_array() for ax in v.render().axes]
+    assert shown[0].shape == (48, 48) and shown[1].shape == (24, 24)
+    np.testing.assert_array_equal(np.asarray(shown[1]), big.map[48:96:2, 0:48:2])
+    no_map = Result(image=big.image, noiseprint=big.noiseprint, map=None, conf=None, score=None, name="np")
+    assert "Noiseprint++: no map" in CompareViewer([big, no_map]).render().axes[1].get_title()
+
+
+def test_one_pixel_wide_pictures_draw(results, tampered2):
+    """A contour needs 2x2 values: a 1-pixel-wide result with a mask, or a threshold on one row,
+    raised in matplotlib; a 64x1 Noiseprint++ map was squeezed to 1-D and refused."""
+    from trufor_lab.viz.figures import plot_result
+    from trufor_lab.viz.noiseprint import plot_noiseprint
+
+    thin = _result(tampered2[:64, :1].copy(), "thin", 1)
+    mask = np.zeros((64, 1), bool)
+    mask[10:30] = True
+    assert plot_result(thin, mask=mask).axes
+    v = ResultViewer([thin], masks=[mask])
+    v.set(threshold=0.5)
+    assert v.png.startswith(b"\x89PNG")
+    assert plot_noiseprint(thin.noiseprint).axes
+    nv = NoiseprintViewer(thin)
+    assert nv.png.startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="too small to compare"):
+        nv.set(mode="compare")
+
+
 def test_noiseprint_viewer_regions(results):
     v = NoiseprintViewer(results[0])
     overview = v.png

@@ -20,7 +20,7 @@ import numpy as np
 
 from trufor_lab.casebook.report import fig_to_data_uri
 from trufor_lab.inference.result import Result
-from trufor_lab.lab.classic import detect
+from trufor_lab.lab.classic import detect, read_source
 
 __all__ = ["FILTERS", "classic_filters", "classic_section_html"]
 
@@ -46,15 +46,16 @@ FILTERS: tuple[tuple[str, str, str, str], ...] = (
         "jpeg_ghost",
         "JPEG ghosts",
         "Where the image barely changes when saved at some lower quality: a region first saved at "
-        "that quality (a 'ghost') shows up dark against the rest.",
+        "that quality (a 'ghost') shows up bright against the rest.",
         "Only works when the last save was at a higher quality than the first; flat areas look "
         "like ghosts at every quality.",
     ),
     (
         "dq_aligned",
         "Double-JPEG map",
-        "Per 8x8 block, the probability that its DCT coefficients were quantized twice (saved as "
-        "JPEG, edited, saved again). Regions with a single compression stand out against the rest.",
+        "Per 8x8 block, the probability that it was compressed only once, judged from its DCT "
+        "coefficients. A JPEG photo edited and saved again is compressed twice everywhere except "
+        "where something uncompressed was pasted in: bright = single compression (suspicious).",
         "Needs the JPEG file itself (not a screenshot, not a PNG); blind when both saves used the "
         "same quality; small regions give few blocks to judge.",
     ),
@@ -66,25 +67,30 @@ _NOTE = "border:1px solid #e0c060;background:#fff3cd;padding:6px 10px;margin:8px
 
 def classic_filters(source: Any, methods: tuple[str, ...] | None = None) -> dict[str, Result]:
     """Run the tab's classic filters on ``source`` (a path, bytes or PIL image keeps its JPEG
-    tables; an array has none). A filter that fails is reported in its Result's ``notice``."""
+    tables; an array has none), decoded once. A filter that fails is reported in its Result's
+    ``notice`` (the image with empty maps, so it still displays); an unreadable image raises
+    :class:`~trufor_lab.inference.preprocess.ImageError`."""
+    src = read_source(source)
     out: dict[str, Result] = {}
     for name, *_ in FILTERS:
         if methods is not None and name not in methods:
             continue
         try:
-            out[name] = detect(source, name)
+            out[name] = detect(src, name)
         except (ValueError, RuntimeError) as e:  # one broken filter must not hide the others
             msg = f"{name} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            h, w = src.rgb.shape[:2]
             out[name] = Result(
-                image=None,
-                noiseprint=None,
-                map=None,
-                conf=None,
+                image=src.rgb,
+                noiseprint=np.zeros((h, w), np.float32),
+                map=np.zeros((h, w), np.float32),
+                conf=np.ones((h, w), np.float32),
                 score=None,
-                name=name,
+                name=src.name,
                 notice=msg,
-                notes=(msg,),
-                captures={"method": name, "applicable": False},
+                notes=(*src.notes, msg),
+                captures={"method": name, "applicable": False, "shown": "(failed)"},
+                label=f"classic:{name}",
             )
     return out
 

@@ -104,6 +104,7 @@ class Attribution:
             name=self.name,
             label=self.label,
             notes=("attribution scaled to [0, 1] for display", self.title),
+            captures={"shown": "Attribution (raw)", "map_title": "Attribution (0.5 = none)"},
         )
 
     @property

@@ -19,7 +19,9 @@ def robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
 
 def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, overlay_alpha: float = 0.5):
     """Image, ground truth (if given), Noiseprint++, localization map (fixed [0, 1], diverging
-    colormap), confidence map and an overlay; the score is in the title."""
+    colormap), confidence map and an overlay; the score is in the title. A Result that shows
+    something else names its panels in ``captures``: ``"shown"`` (the raw panel, e.g. a classic
+    detector's output) and ``"map_title"`` (e.g. an attribution scaled for display)."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
     panels = [("Image", result.image, {})]
@@ -29,7 +31,8 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     shown = result.captures.get("shown", "Noiseprint++")  # a classic detector shows its raw output here
     panels.append((shown, result.noiseprint, dict(cmap="gray", vmin=lo, vmax=hi)))
     if result.map is not None:
-        panels.append(("Localization map", result.map, dict(cmap="RdBu_r", vmin=0, vmax=1)))
+        map_title = result.captures.get("map_title", "Localization map")
+        panels.append((map_title, result.map, dict(cmap="RdBu_r", vmin=0, vmax=1)))
         panels.append(("Confidence", result.conf, dict(cmap="gray", vmin=0, vmax=1)))
         panels.append(("Overlay", None, {}))
     if fig is None:
@@ -41,11 +44,13 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
             ax.imshow(result.map, cmap="RdBu_r", vmin=0, vmax=1, alpha=overlay_alpha)
         else:
             im = ax.imshow(data, **kw)
-            if title in ("Localization map", "Confidence"):
+            if kw.get("vmax") == 1 and title not in ("Ground truth",):
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=10, parse_math=False)
         ax.set_axis_off()
     title = result.name or "image"
+    if result.label and result.label != result.name:  # e.g. an ablation of the same image
+        title += f" [{result.label}]"
     if result.score is not None:
         title += f"  —  integrity score {result.score:.3f}"
     elif result.map is None:
@@ -107,7 +112,7 @@ def draw_overlay(
         im = ax.imshow(
             np.ma.masked_array(heat, hidden), cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity, interpolation="nearest"
         )
-    if mask is not None and np.any(mask) and not np.all(mask):
+    if mask is not None and min(np.shape(mask)) >= 2 and np.any(mask) and not np.all(mask):  # contour needs 2x2
         ax.contour(np.asarray(mask, float), levels=[0.5], colors="yellow", linewidths=1.0)
     ax.set_axis_off()
     return im

@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "Region",
+    "as_map",
     "compare_regions",
     "local_variance",
     "log_spectrum",
@@ -28,14 +29,15 @@ __all__ = [
 Region = tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive
 
 
-def _as_map(noiseprint: Any) -> np.ndarray:
+def as_map(noiseprint: Any) -> np.ndarray:
     """A 2-D float array from an array, a tensor or a :class:`~trufor_lab.inference.analyze.Result`."""
     if hasattr(noiseprint, "noiseprint") and not isinstance(noiseprint, np.ndarray):
         noiseprint = noiseprint.noiseprint
     if hasattr(noiseprint, "detach"):
         noiseprint = noiseprint.detach().cpu().float().numpy()
     a = np.asarray(noiseprint, dtype=np.float64)
-    a = np.squeeze(a)
+    while a.ndim > 2 and a.shape[0] == 1:  # batch / channel axes only: a 64x1 map stays 2-D
+        a = a[0]
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D Noiseprint++ map, got shape {np.shape(noiseprint)}")
     return a
@@ -56,7 +58,7 @@ def local_variance(noiseprint: Any, size: int = 15) -> np.ndarray:
     """Variance in a ``size`` x ``size`` sliding window (reflect padding), same shape as the map."""
     from scipy.ndimage import uniform_filter  # lazy: scipy is slow to import; only this function needs it
 
-    a = _as_map(noiseprint)
+    a = as_map(noiseprint)
     m = uniform_filter(a, size=size, mode="reflect")
     m2 = uniform_filter(a * a, size=size, mode="reflect")
     return np.maximum(m2 - m * m, 0.0)
@@ -64,7 +66,7 @@ def local_variance(noiseprint: Any, size: int = 15) -> np.ndarray:
 
 def log_spectrum(noiseprint: Any, window: bool = True, eps: float = 1e-12) -> np.ndarray:
     """``log10`` power spectrum, zero frequency centred (``fftshift``); mean removed, Hann window."""
-    a = _as_map(noiseprint)
+    a = as_map(noiseprint)
     a = a - a.mean()
     if window:
         a = a * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
@@ -80,7 +82,7 @@ def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
     and the window's leakage do not count as peaks; the strongest harmonic is returned. A few
     units for noise, much larger for a ``period``-periodic pattern such as the JPEG 8x8 grid.
     """
-    a = _as_map(noiseprint)
+    a = as_map(noiseprint)
     a = a - a.mean()
     a = a * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
     p = np.abs(np.fft.fft2(a)) ** 2
@@ -107,7 +109,7 @@ def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
 
 def region_stats(noiseprint: Any, region: Sequence[int], period: int = 8) -> dict[str, float]:
     """Mean, std and the 8x8-grid peak ratio of the map inside ``region`` (y0, x0, y1, x1)."""
-    a = _as_map(noiseprint)
+    a = as_map(noiseprint)
     y0, x0, y1, x1 = _check_region(region, a.shape)
     crop = a[y0:y1, x0:x1]
     return {"mean": float(crop.mean()), "std": float(crop.std()), "grid_peak_ratio": periodic_peak_ratio(crop, period)}
@@ -127,7 +129,7 @@ def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: s
     """Three panels: the Noiseprint++ map, its local variance and its log spectrum; returns the Figure."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
-    a = _as_map(noiseprint)
+    a = as_map(noiseprint)
     if fig is None:
         fig = plt.figure(figsize=(10.5, 3.8))
     axes = fig.subplots(1, 3, squeeze=False)[0]
@@ -168,7 +170,7 @@ def compare_regions(
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     from matplotlib.patches import Rectangle  # lazy: matplotlib takes about a second to import; only drawing needs it
 
-    a = _as_map(noiseprint)
+    a = as_map(noiseprint)
     regions = [_check_region(region_a, a.shape), _check_region(region_b, a.shape)]
     if fig is None:
         fig = plt.figure(figsize=(12, 6))

@@ -17,7 +17,9 @@ __all__ = ["CompareViewer"]
 class CompareViewer(OverlayControls, Viewer):
     """Several results side by side with one set of linked controls (same opacity, threshold,
     confidence mask, colour map and zoom for every panel); ``panel`` picks what each column shows:
-    ``"overlay"``, ``"map"``, ``"conf"`` or ``"noiseprint"``."""
+    ``"overlay"``, ``"map"``, ``"conf"`` or ``"noiseprint"``. The zoom is given in the first
+    result's pixels; a result of another size shows the same part of its own picture (the box
+    scaled to its size, said in its title)."""
 
     PANELS = ("overlay", "map", "conf", "noiseprint")
 
@@ -40,7 +42,7 @@ class CompareViewer(OverlayControls, Viewer):
         )
         if len(self.labels) != len(self.results):
             raise ValueError(f"{len(self.labels)} labels for {len(self.results)} results")
-        self._shape = (min(r.size[0] for r in self.results), min(r.size[1] for r in self.results))
+        self._shape = tuple(self.results[0].size)
         super().__init__(
             dict(
                 opacity=clip01(opacity),
@@ -63,6 +65,16 @@ class CompareViewer(OverlayControls, Viewer):
         ctrls.update(self._overlay_controls(w, self._shape))
         return ctrls
 
+    def _zoom_of(self, r: Any, zoom: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """``zoom`` (first result's pixels) as the same part of ``r``'s picture."""
+        (h0, w0), (h, w) = self._shape, tuple(r.size)
+        if (h, w) == (h0, w0):
+            return zoom
+        y0, x0, y1, x1 = zoom
+        ya, xa = min(int(y0 * h / h0), h - 1), min(int(x0 * w / w0), w - 1)
+        yb, xb = max(round(y1 * h / h0), ya + 1), max(round(x1 * w / w0), xa + 1)
+        return ya, xa, min(yb, h), min(xb, w)
+
     _control_value = OverlayControls._overlay_control_value
     _control_to_state = OverlayControls._overlay_control_to_state
 
@@ -72,8 +84,12 @@ class CompareViewer(OverlayControls, Viewer):
         fig = new_figure((3.3 * n, 3.7))
         axes = fig.subplots(1, n, squeeze=False)[0]
         for ax, r, label in zip(axes, self.results, self.labels):
-            z = s["zoom"]
+            z = self._zoom_of(r, s["zoom"])
             panel = s["panel"] if r.map is not None else "noiseprint"
+            if tuple(r.size) != self._shape:
+                label = f"{label} ({r.size[1]}x{r.size[0]}, zoom scaled)"
+            if panel != s["panel"]:
+                label = f"{label}\n(Noiseprint++: no map)"
             if panel == "overlay":
                 draw_overlay(
                     ax,

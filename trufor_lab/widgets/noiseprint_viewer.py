@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trufor_lab.viz.noiseprint import compare_regions, plot_noiseprint
+from trufor_lab.viz.noiseprint import as_map, compare_regions, plot_noiseprint
 from trufor_lab.widgets.display import Viewer, new_figure
 
 __all__ = ["NoiseprintViewer"]
@@ -28,11 +28,15 @@ class NoiseprintViewer(Viewer):
         mode: str = "overview",
         variance_size: int = 15,
     ) -> None:
-        self.noiseprint = np.asarray(getattr(result, "noiseprint", result), dtype=np.float64)
+        self.noiseprint = as_map(result)
         self.title = getattr(result, "name", "") or ""
         h, w = self.noiseprint.shape
-        ra = region_a or (h // 4, 0, h // 4 + max(2, h // 2), max(2, w // 2))
-        rb = region_b or (h // 4, w - max(2, w // 2), h // 4 + max(2, h // 2), w)
+        self._regions_possible = h >= 2 and w >= 2
+        if not self._regions_possible and (region_a or region_b or mode == "compare"):
+            raise ValueError(f"a {h}x{w} Noiseprint++ map is too small to compare regions (2x2 at least)")
+        whole = (0, 0, h, w)
+        ra = region_a or ((h // 4, 0, h // 4 + max(2, h // 2), max(2, w // 2)) if self._regions_possible else whole)
+        rb = region_b or ((h // 4, w - max(2, w // 2), h // 4 + max(2, h // 2), w) if self._regions_possible else whole)
         super().__init__(dict(mode=mode, variance_size=int(variance_size), region_a=tuple(ra), region_b=tuple(rb)))
         self._state.update(self._normalize(dict(self._state)))
 
@@ -42,8 +46,10 @@ class NoiseprintViewer(Viewer):
             raise ValueError(f"mode must be one of {self.MODES}, got {changes['mode']!r}")
         if "variance_size" in changes:
             changes["variance_size"] = max(3, int(changes["variance_size"]))
+        if changes.get("mode") == "compare" and not self._regions_possible:
+            raise ValueError(f"a {h}x{w} Noiseprint++ map is too small to compare regions (2x2 at least)")
         for key in ("region_a", "region_b"):
-            if key in changes:
+            if key in changes and self._regions_possible:
                 y0, x0, y1, x1 = (int(v) for v in changes[key])
                 y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
                 x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))

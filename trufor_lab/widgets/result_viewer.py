@@ -129,7 +129,7 @@ class ResultViewer(OverlayControls, Viewer):
             axes[0].set_title("Overlay", fontsize=10)
             shown = np.ma.masked_array(heat, (conf < s["conf_min"]) if s["conf_min"] > 0 else False)
             im = axes[1].imshow(shown, cmap=s["cmap"], vmin=0, vmax=1, interpolation="nearest")
-            if s["threshold"] > 0:
+            if s["threshold"] > 0 and min(heat.shape) >= 2:  # a contour needs 2x2 values
                 axes[1].contour(heat, levels=[s["threshold"]], colors="k", linewidths=0.8)
             fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
             axes[1].set_title("Localization map", fontsize=10)
