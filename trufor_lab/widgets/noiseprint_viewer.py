@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 
 from trufor_lab.viz.noiseprint import as_map, compare_regions, plot_noiseprint
 from trufor_lab.widgets.display import Viewer, new_figure
