@@ -305,3 +305,103 @@ def test_ablations_left_out_of_order_still_restore(recipe_model, ref):
 def test_study_names_must_match_the_images(recipe_model, img):
     with pytest.raises(ValueError, match="2 images but 1 names"):
         A.ablation_study(recipe_model, [img, img[:48, :48]], ablations=["uniform_pooling"], names=["only_one"])
+
+
+def test_a_lean_or_plain_answer_is_decided_once_and_hooks_are_not_skipped(recipe_model, x, ref, monkeypatch):
+    """predict asked twice whether the image fits: 'no' then 'yes' ran the whole-image exact path,
+    which skips hooks, and a drop_c4 ablation gave the unablated score. A user's own hook was
+    skipped by the memory-lean forward, and by predict on Noiseprint++ alone."""
+    from trufor_lab.inference import predict as P
+    from trufor_lab.model.interventions import InterventionError
+
+    with A.drop_scales(recipe_model, "c4"), torch.no_grad():
+        want = recipe_model(x)
+        answers = iter([False, True, True, True])
+        monkeypatch.setattr(P, "plain_fits", lambda *a, **k: next(answers))
+        got = P.predict(recipe_model, x)
+        monkeypatch.undo()
+    assert float((want.score - ref[0].score).abs()) > 1e-4
+    assert torch.allclose(got.score, want.score, atol=1e-6)
+
+    zero = recipe_model.backbone.FFMs[3].register_forward_hook(lambda mod, a, o: torch.zeros_like(o))
+    try:
+        with torch.no_grad():
+            hooked_plain = recipe_model(x)
+        asked_lean = P.predict(recipe_model, x, P.InferenceMode.exact(lean=True))  # fits: the plain one runs
+        assert torch.allclose(asked_lean.score, hooked_plain.score, atol=1e-6)
+        assert float((hooked_plain.score - ref[0].score).abs()) > 1e-4
+        monkeypatch.setattr(P, "plain_fits", lambda *a, **k: False)
+        with pytest.raises(InterventionError, match="FFMs.3"):
+            P.predict(recipe_model, x)
+        monkeypatch.undo()
+    finally:
+        zero.remove()
+
+    net = recipe_model.dncnn
+    h = net.register_forward_hook(lambda mod, a, o: torch.zeros_like(o))
+    try:
+        assert float(P.predict(net, x).abs().max()) == 0.0
+    finally:
+        h.remove()
+    assert_pristine(recipe_model, ref)
+
+
+def test_fast_mode_on_the_lean_path_keeps_its_float32_parts(recipe_model, x, ref):
+    """The lean fast forward ran the decoders in bfloat16 (the whole-image one keeps them in the
+    model's precision) and skipped keep_float32 for row-chunked patch embeddings and the FFMs."""
+    from trufor_lab.inference import predict as P
+    from trufor_lab.model import lean as L
+    from trufor_lab.model.lean import LeanConfig
+
+    seen: dict[str, torch.dtype] = {}
+    dec, ffm = L._decoder, L._ffm_chunks
+
+    def spy_dec(*a, **k):
+        y = dec(*a, **k)
+        seen["decoder"] = y.dtype
+        return y
+
+    def spy_ffm(f, x1, x2, *a, **k):
+        seen.setdefault("ffm_in", x1.dtype)
+        return ffm(f, x1, x2, *a, **k)
+
+    mode = P.InferenceMode.fast(lean=True, amp_on_cpu=True, chunks=LeanConfig(rows=4))
+    try:
+        L._decoder, L._ffm_chunks = spy_dec, spy_ffm
+        out = P.predict(recipe_model, x, mode)
+    finally:
+        L._decoder, L._ffm_chunks = dec, ffm
+    assert seen == {"decoder": torch.float32, "ffm_in": torch.float32}
+    whole = P.predict(recipe_model, x, P.InferenceMode.fast(lean=False, amp_on_cpu=True))
+    assert float((out.det_logit - whole.det_logit).abs().max()) < 5e-3
+    assert_pristine(recipe_model, ref)
+
+
+def test_noiseprint_replacements_capture_what_the_encoder_reads(recipe_model, img, tampered2, ref):
+    """The replacements computed their helper maps through the DnCNN's hooks, so a capture of
+    'noiseprint' recorded the other image's map (at its size) or the real map instead of the
+    replacement; now it records nothing the encoder did not read."""
+    import trufor_lab as tl
+
+    other = tampered2[:48, :40].copy()
+    for ab in (A.noiseprint_from(recipe_model, other), A.noiseprint_noise(recipe_model, seed=3)):
+        with ab:
+            r = tl.analyze(recipe_model, img, capture=["noiseprint"])
+        got = r.captures.get("noiseprint")
+        assert got is None or got.shape[-2:] == img.shape[:2], (ab.name, None if got is None else got.shape)
+    assert A.noiseprint_noise(recipe_model, seed=3).name == "noiseprint_noise_seed3"
+    assert A.noiseprint_noise(recipe_model, std=0.5).name == "noiseprint_noise_std0.5"
+    assert_pristine(recipe_model, ref)
+
+
+def test_stage_lists_name_what_they_do_and_studies_take_one_of_anything(recipe_model, img, ref):
+    assert A.no_frm(recipe_model, stages=[1, 1, 1, 1]).name == A.no_frm(recipe_model, stages=1).name
+    assert A.no_frm(recipe_model, stages=(3, 1)).name == A.no_frm(recipe_model, stages=(1, 3)).name
+    assert A.no_ffm_cross(recipe_model, stages=(2, 2, 3, 3)).name != "no_ffm_cross"
+    mask = np.zeros((1, *img.shape[:2]), bool)
+    mask[0, 10:30, 10:30] = True
+    study = A.ablation_study(recipe_model, [img], list(mask), ablations="rgb_only")
+    assert sorted({r["ablation"] for r in study.table}) == ["baseline", "rgb_only"]
+    stacked = A.ablation_study(recipe_model, [img], mask, ablations=["rgb_only"])
+    assert len(list(stacked.table)) == 2
+    assert_pristine(recipe_model, ref)

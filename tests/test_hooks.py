@@ -259,3 +259,17 @@ def test_catalog_follows_swapped_modules():
         model(x)
     torch.testing.assert_close(cap2.tensors["fusion.stage1.ffm"], 2 * cap.tensors["fusion.stage1.ffm"])
     assert _hook_count(model) == 0
+
+
+def test_a_capture_cannot_be_nested_in_itself(tiny):
+    """`with cap:` inside `with cap:` did nothing, and its exit removed the hooks the outer block
+    still needed (it then recorded nothing): refused now, and the outer block still records."""
+    x = torch.rand(1, 3, 64, 64)
+    cap = Capture(tiny, ["detection.stats"])
+    with cap:
+        with pytest.raises(RuntimeError, match="already active"):
+            with cap:
+                pass
+        with torch.no_grad():
+            tiny(x)
+    assert "detection.stats" in cap.tensors and _hook_count(tiny) == 0

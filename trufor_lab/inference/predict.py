@@ -222,17 +222,22 @@ def predict(
     x = x.to(device=model_device(model), dtype=model_dtype(model))
     with torch.no_grad():
         if isinstance(model, Noiseprint):
+            if hooked(model):  # the folded forward would skip the hooks: run every layer
+                with ieee_float32(onednn=True):
+                    return model(x)
             return _noiseprint(model, x, m)
         if not isinstance(model, TruFor):
             raise TypeError(f"predict() takes TruFor or Noiseprint, not {type(model).__name__}")
-        if hooked(model) and not _use_lean(model, x, m):
+        # decided once: asking twice could pick lean, then the whole-image path that skips hooks
+        use_lean = _use_lean(model, x, m)
+        if hooked(model) and not use_lean:
             # the exact and fast paths fuse and skip modules: an ablation or a user's hook would
             # silently not act; the plain forward runs every module (IEEE float32)
             with ieee_float32(onednn=True):
                 return model(x, noiseprint=noiseprint)
         if m.name == "exact":
-            return _exact(model, x, m, noiseprint)
-        return _fast(model, x, m, noiseprint)
+            return _exact(model, x, m, noiseprint, use_lean)
+        return _fast(model, x, m, noiseprint, use_lean)
 
 
 def hooked(model: nn.Module) -> bool:
@@ -280,24 +285,34 @@ def _whole(
     return TruForOutput(logits, conf, det, noiseprint)
 
 
-def _lean(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
-    """The memory-lean forward (channels-last encoder weights when ``m.channels_last``)."""
+def _lean(
+    model: TruFor,
+    x: torch.Tensor,
+    m: InferenceMode,
+    noiseprint: torch.Tensor | None,
+    amp: contextlib.AbstractContextManager | None = None,
+) -> TruForOutput:
+    """The memory-lean forward (channels-last encoder weights when ``m.channels_last``); ``amp``
+    (fast mode) covers the encoder only, as in :func:`_whole`."""
     layout = channels_last_weights(model.backbone) if m.channels_last else contextlib.nullcontext()
     chunks = dataclasses.replace(m.chunks, noiseprint_channels_last=m.noiseprint_channels_last)
     with layout:
-        return lean_forward(model, x, noiseprint, chunks)
+        return lean_forward(model, x, noiseprint, chunks, encoder_context=amp)
 
 
 def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
     """The lean forward when asked for (or when the plain one would not fit), unless an active
-    intervention needs the plain forward (:mod:`trufor_lab.model.interventions`)."""
+    intervention or a user's hook needs the plain forward (:mod:`trufor_lab.model.interventions`;
+    raises ``InterventionError`` when that one does not fit)."""
     fits = lambda: plain_fits(model, x, m.chunks.attention)  # noqa: E731
     return bool(m.lean or (m.lean is None and not fits())) and not plain_forward_required(model, fits)
 
 
-def _exact(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
+def _exact(
+    model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None, use_lean: bool
+) -> TruForOutput:
     with ieee_float32(onednn=True):  # oneDNN for the encoder (IEEE float32); Noiseprint++ chooses its own
-        if _use_lean(model, x, m):
+        if use_lean:
             return _lean(model, x, m, noiseprint)
         return _whole(model, x, m, noiseprint)
 
@@ -322,9 +337,10 @@ def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iter
         yield
 
 
-def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None) -> TruForOutput:
+def _fast(
+    model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None, use_lean: bool
+) -> TruForOutput:
     chunks = m.chunks
-    use_lean = _use_lean(model, x, m)
     if noiseprint is None:  # IEEE float32 always, outside autocast
         noiseprint = (
             _noiseprint(model.dncnn, x, m)
@@ -332,8 +348,7 @@ def _fast(model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Te
             else model.dncnn.forward_folded(x, chunks.onednn, m.noiseprint_channels_last)
         )
     if use_lean:
-        with _reduced_precision(model, x, m):
-            out = _lean(model, x, m, noiseprint)
+        out = _lean(model, x, m, noiseprint, _reduced_precision(model, x, m))
     else:
         out = _whole(model, x, m, noiseprint, _reduced_precision(model, x, m))
     dt = x.dtype

@@ -199,8 +199,8 @@ def ablation_study(
     imgs = [images] if _is_single_image(images) else list(images)
     if masks is None:
         mks: list[Any] = [None] * len(imgs)
-    elif isinstance(masks, (np.ndarray, torch.Tensor)) and len(imgs) == 1:
-        mks = [masks]
+    elif isinstance(masks, (np.ndarray, torch.Tensor)) and len(imgs) == 1 and masks.ndim == 2:
+        mks = [masks]  # one image, one 2-D mask (a stack of masks is a list, whatever its length)
     else:
         mks = list(masks)
     if len(mks) != len(imgs):
@@ -208,6 +208,8 @@ def ablation_study(
     if names is not None and len(names) != len(imgs):  # checked before any work is done
         raise ValueError(f"{len(imgs)} images but {len(names)} names")
     fn = analyze if analyze_fn is None else analyze_fn
+    if isinstance(ablations, (str, Ablation)) or callable(ablations):  # one ablation, not its letters
+        ablations = [ablations]
     specs: list[AblationSpec] = (["baseline"] if include_baseline else []) + [
         a for a in ablations if not (include_baseline and a == "baseline")
     ]
@@ -233,7 +235,7 @@ def ablation_study(
         for i, r in enumerate(first):
             n = os.path.basename(r.name) if r.name and not r.name.startswith("<") else f"image{i}"
             img_names.append(n if n not in img_names else f"{n}#{i}")
-    base = results.get("baseline") if include_baseline else None
+    base = results.get("baseline")  # also when listed by hand with include_baseline=False
 
     table: list[dict[str, Any]] = []
     for i, im_name in enumerate(img_names):

@@ -53,7 +53,8 @@ from torch import nn
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
 from trufor_lab.model import TruFor
-from trufor_lab.model.interventions import registered
+from trufor_lab.model.interventions import hook_keys, registered
+from trufor_lab.model.noiseprint import exact_float32
 
 Setup = Callable[[contextlib.ExitStack], None]
 
@@ -108,7 +109,7 @@ class Ablation:
             raise RuntimeError(f"ablation {self.name!r} is already active")
         stack = contextlib.ExitStack()
         try:
-            stack.enter_context(
+            entry = stack.enter_context(
                 registered(
                     self.model,
                     self.name,
@@ -116,7 +117,9 @@ class Ablation:
                     why=f"{self.description or self.name} acts through hooks it skips",
                 )
             )
+            before = hook_keys(self.model)
             self._setup(stack)
+            entry.hooks.update(hook_keys(self.model) - before)  # its own: not taken for a user's
         except BaseException:
             stack.close()
             raise
@@ -182,7 +185,7 @@ def _stage_indices(model: TruFor, stages: int | Iterable[int]) -> list[int]:
     bad = [s for s in stages if not (isinstance(s, int) and 1 <= s <= n)]
     if bad or not stages:
         raise ValueError(f"stages are 1-based integers in 1..{n}, got {stages!r}")
-    return [s - 1 for s in stages]
+    return sorted({s - 1 for s in stages})  # (3, 1) and (1, 3, 3) name the same ablation as (1, 3)
 
 
 def _suffix(default: bool, *parts: object) -> str:
@@ -209,8 +212,19 @@ def _noiseprint_hook(model: TruFor, make: Callable[[TruFor, torch.Tensor, torch.
     return setup
 
 
+def _quiet_noiseprint(model: TruFor, rgb: torch.Tensor) -> torch.Tensor:
+    """The Noiseprint++ map, the same arithmetic as ``model.forward_noiseprint``, without firing
+    hooks on the DnCNN: a capture must record what the encoder reads, not this helper's map."""
+    net = model.dncnn
+    with exact_float32(net.onednn):
+        x = rgb.to(next(net.parameters()).dtype)
+        for layer in net:
+            x = layer.forward(x)
+    return x
+
+
 def _real_noiseprint(model: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-    return model.forward_noiseprint(rgb) if given is None else given
+    return _quiet_noiseprint(model, rgb) if given is None else given
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,7 +310,7 @@ def noiseprint_from(model: nn.Module, other_image: ImageLike, name: str | None =
         key = (rgb.device, rgb.dtype)
         if key not in cache:
             with torch.no_grad():
-                cache[key] = mod.forward_noiseprint(to_tensor(rgb_other, dtype=rgb.dtype, device=rgb.device))
+                cache[key] = _quiet_noiseprint(mod, to_tensor(rgb_other, dtype=rgb.dtype, device=rgb.device))
         fitted = _fit_periodic(cache[key], rgb.shape[2], rgb.shape[3])
         return fitted.expand(rgb.shape[0], -1, -1, -1)
 
@@ -326,7 +340,7 @@ def noiseprint_noise(model: nn.Module, std: float | None = None, seed: int = 0) 
 
     return Ablation(
         m,
-        "noiseprint_noise" + _suffix(std is None and seed == 0, std, seed),
+        "noiseprint_noise" + (f"_std{std:g}" if std is not None else "") + (f"_seed{seed}" if seed else ""),
         _noiseprint_hook(m, make),
         "Noiseprint++ replaced by Gaussian noise",
     )

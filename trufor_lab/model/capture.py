@@ -148,6 +148,8 @@ class Capture:
         self._marker.close()
 
     def __enter__(self) -> "Capture":
+        if self._handles:  # a nested `with` would remove the hooks on its exit, under the outer one
+            raise RuntimeError("this capture is already active: a `with` block cannot be nested in itself")
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

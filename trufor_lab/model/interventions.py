@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -22,6 +22,8 @@ __all__ = [
     "Intervention",
     "InterventionError",
     "active_interventions",
+    "foreign_hooks",
+    "hook_keys",
     "lean_blockers",
     "plain_forward_required",
     "registered",
@@ -39,6 +41,8 @@ class Intervention:
     name: str
     lean_ok: bool
     why: str = ""
+    #: The hooks it placed (:func:`hook_keys`), so that they are not taken for a user's hooks.
+    hooks: set[tuple[int, str, int]] = field(default_factory=set, compare=False, repr=False)
 
 
 _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, list[Intervention]]" = weakref.WeakKeyDictionary()
@@ -64,9 +68,42 @@ def active_interventions(model: nn.Module) -> list[Intervention]:
     return list(_ACTIVE.get(model, []))
 
 
+def hook_keys(model: nn.Module) -> set[tuple[int, str, int]]:
+    """Every forward hook and pre-hook on ``model``'s modules, as ``(id(module), kind, handle id)``."""
+    return {
+        (id(mod), kind, key)
+        for mod in model.modules()
+        for kind, hooks in (("forward", mod._forward_hooks), ("pre", mod._forward_pre_hooks))
+        for key in hooks
+    }
+
+
+def foreign_hooks(model: nn.Module) -> list[str]:
+    """Names of the modules that carry a hook no lean-compatible intervention placed (a user's
+    hook, a capture): the memory-lean forward calls pieces of modules, so such a hook may not
+    fire there, or see one chunk at a time."""
+    owned = set().union(*(i.hooks for i in active_interventions(model) if i.lean_ok))
+    names = []
+    for name, mod in model.named_modules():
+        keys = {(id(mod), "forward", k) for k in mod._forward_hooks} | {
+            (id(mod), "pre", k) for k in mod._forward_pre_hooks
+        }
+        if keys - owned:
+            names.append(name or "the model")
+    return names
+
+
 def lean_blockers(model: nn.Module) -> list[Intervention]:
-    """The active interventions that the memory-lean forward would skip."""
-    return [i for i in active_interventions(model) if not i.lean_ok]
+    """What the memory-lean forward would skip: the active interventions it does not honour, and
+    hooks placed by anything else (one entry naming their modules)."""
+    blockers = [i for i in active_interventions(model) if not i.lean_ok]
+    hooks = [] if blockers else foreign_hooks(model)  # with a blocker, lean is out anyway
+    if hooks:
+        shown = ", ".join(hooks[:3]) + (f" and {len(hooks) - 3} more" if len(hooks) > 3 else "")
+        blockers.append(
+            Intervention(f"a hook on {shown}", False, "the memory-lean forward does not call those modules whole")
+        )
+    return blockers
 
 
 def plain_forward_required(model: nn.Module, plain_fits: Callable[[], bool], what: str = "the image") -> bool:

@@ -48,6 +48,7 @@ baseline instead of 2.63 GiB (bench/RESULTS.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -62,7 +63,7 @@ from .config import MIT_B2, TruForConfig
 from .decoder import MLPDecoder
 from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
 from .noiseprint import Noiseprint
-from .precision import ieee_float32
+from .precision import ieee_float32, kept_precision
 from .segformer import Block, OverlapPatchEmbed, tokens_to_map
 from .trufor import TruFor, TruForOutput
 
@@ -233,11 +234,13 @@ def _patch_embed(
     if rows >= ho:
         return pe(x)
     t = None
-    for o0, o1 in _spans(ho, rows):
-        y = pe.norm(_conv_rows(conv, x, o0, o1).flatten(2).transpose(1, 2))
-        if t is None:
-            t = y.new_empty((x.shape[0], ho * wo, conv.out_channels))
-        t[:, o0 * wo : o1 * wo] = y
+    with kept_precision(pe) as cast:  # the fast mode's float32 patch embeddings, chunk by chunk
+        x = cast(x)
+        for o0, o1 in _spans(ho, rows):
+            y = pe.norm(_conv_rows(conv, x, o0, o1).flatten(2).transpose(1, 2))
+            if t is None:
+                t = y.new_empty((x.shape[0], ho * wo, conv.out_channels))
+            t[:, o0 * wo : o1 * wo] = y
     return t, (ho, wo)
 
 
@@ -263,6 +266,11 @@ def _keys_values(blk: Block, t: torch.Tensor, hw: tuple[int, int], rows: int) ->
 
 def _attention_part(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: int, cfg: LeanConfig) -> None:
     """``t += SRA(LN1(t))`` in place, over row chunks of queries."""
+    with kept_precision(blk.attn):  # the fast mode may keep the attention float32 (t is float32)
+        _attention_chunks(blk, t, hw, budget, cfg)
+
+
+def _attention_chunks(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: int, cfg: LeanConfig) -> None:
     attn = blk.attn
     b, _, c = t.shape
     h, w = hw
@@ -352,6 +360,13 @@ def _channel_embed(ce: ChannelEmbed, m: torch.Tensor, budget: int, cfg: LeanConf
 
 def _ffm(ffm: FeatureFusionModule, x1: torch.Tensor, x2: torch.Tensor, budget: int, cfg: LeanConfig) -> torch.Tensor:
     """FFM over row chunks: a first pass sums the cross-attention contexts over tokens."""
+    with kept_precision(ffm) as cast:  # the fast mode keeps the FFMs float32: here too
+        return _ffm_chunks(ffm, cast(x1), cast(x2), budget, cfg)
+
+
+def _ffm_chunks(
+    ffm: FeatureFusionModule, x1: torch.Tensor, x2: torch.Tensor, budget: int, cfg: LeanConfig
+) -> torch.Tensor:
     b, c, h, w = x1.shape
     t1, t2 = x1.flatten(2).transpose(1, 2), x2.flatten(2).transpose(1, 2)
     buf = x1.new_empty((b, h * w, 2 * c))
@@ -463,9 +478,16 @@ def lean_heads(
 
 
 def lean_forward(
-    model: TruFor, rgb: torch.Tensor, noiseprint: torch.Tensor | None = None, config: LeanConfig | None = None
+    model: TruFor,
+    rgb: torch.Tensor,
+    noiseprint: torch.Tensor | None = None,
+    config: LeanConfig | None = None,
+    encoder_context: contextlib.AbstractContextManager | None = None,
 ) -> TruForOutput:
-    """``model(rgb, noiseprint)`` with bounded memory (see the module docstring). Eval mode only."""
+    """``model(rgb, noiseprint)`` with bounded memory (see the module docstring). Eval mode only.
+
+    ``encoder_context`` (the fast mode's autocast) covers the encoder only: the heads run in the
+    model's precision on the features cast back, as in the whole-image forward."""
     if model.training:
         raise ValueError("lean_forward is for inference: call model.eval() first")
     if rgb.ndim != 4 or rgb.shape[1] != 3:
@@ -484,7 +506,9 @@ def lean_forward(
                 onednn=cfg.onednn,
                 channels_last=cfg.noiseprint_channels_last,
             )
-        feats = lean_features(model, rgb, noiseprint, cfg)
+        with encoder_context or contextlib.nullcontext():
+            feats = lean_features(model, rgb, noiseprint, cfg)
+        feats = [f.to(rgb.dtype) for f in feats]
         logits, conf, det = lean_heads(model, feats, tuple(rgb.shape[2:]), cfg)
     return TruForOutput(logits, conf, det, noiseprint)
 

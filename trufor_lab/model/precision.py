@@ -107,13 +107,20 @@ def _cast_float(x: Any, dtype: torch.dtype) -> Any:
     return x
 
 
+#: Attribute set on a module while :func:`full_precision` keeps it in a dtype: code that runs the
+#: module's pieces itself (the memory-lean forward) reads it through :func:`kept_precision`.
+_KEPT_ATTR = "_trufor_lab_kept_dtype"
+
+
 @contextlib.contextmanager
 def full_precision(modules: Iterable[nn.Module], dtype: torch.dtype = torch.float32) -> Iterator[None]:
     """Inside an autocast region, run ``modules`` in ``dtype`` (autocast off, floating inputs cast
     up) for the duration of the block; their ``forward`` is restored on exit.
 
     Used by the fast mode for the few layers whose reduced precision costs the most accuracy for
-    the least time (patch embeddings, feature fusion modules)."""
+    the least time (patch embeddings, feature fusion modules). Code that calls a module's
+    pieces rather than its ``forward`` (the memory-lean forward) honours it through
+    :func:`kept_precision`."""
     mods = list(modules)
     own = [m.__dict__.get("forward") for m in mods]  # an instance-level forward, if any
 
@@ -131,10 +138,26 @@ def full_precision(modules: Iterable[nn.Module], dtype: torch.dtype = torch.floa
         for m in mods:
             p = next(m.parameters(), None)
             m.forward = wrap(m.forward, p.device.type if p is not None else "cpu")
+            setattr(m, _KEPT_ATTR, dtype)
         yield
     finally:
         for m, f in zip(mods, own):
+            m.__dict__.pop(_KEPT_ATTR, None)
             if f is None:
                 m.__dict__.pop("forward", None)
             else:
                 m.forward = f
+
+
+@contextlib.contextmanager
+def kept_precision(module: nn.Module) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """For code that runs ``module``'s pieces itself: while :func:`full_precision` keeps the module
+    in a dtype, autocast is off and the yielded function casts floating tensors to that dtype;
+    otherwise nothing changes (the function returns its argument)."""
+    dtype = module.__dict__.get(_KEPT_ATTR)
+    if dtype is None:
+        yield lambda t: t
+        return
+    p = next(module.parameters(), None)
+    with torch.autocast(p.device.type if p is not None else "cpu", enabled=False):
+        yield lambda t: _cast_float(t, dtype)
