@@ -6,7 +6,9 @@ Ablations and captures act through module hooks and attributes. The memory-lean 
 or on the encoder never fires there. Each intervention registers itself here while it is active
 (``with registered(model, name, lean_ok=...)``, always undone on exit), and the code that picks
 the lean forward asks :func:`plain_forward_required` first: the plain forward is used when it
-fits, otherwise :class:`InterventionError` says in one line why the image is refused.
+fits, otherwise :class:`InterventionError` says in one line why the image is refused. A hook
+that no lean-compatible intervention placed (a user's own ``register_forward_hook``) counts as
+a blocker too (:func:`foreign_hooks`): the lean forward calls modules' pieces, chunk by chunk.
 """
 
 from __future__ import annotations
