@@ -260,3 +260,19 @@ def test_array_inputs_say_what_was_done_and_are_copied():
     assert load_image(np.full((8, 8), 1000, np.uint16)).notes == ("16-bit values scaled to 8 bits",)
     assert load_image(np.full((8, 8, 3), 0.5)).notes == ("float values in 0..1 scaled to 8 bits",)
     assert load_image(Image.new("CMYK", (8, 8), (0, 0, 0, 0))).notes == ("converted from CMYK by Pillow",)
+
+
+def test_in_memory_pil_images_load(shared_dir):
+    """An image made in memory (Image.new, a crop, a resize) has no tile list: reading it for the
+    16-bit check raised AttributeError under Pillow 13, so tl.analyze(model, im.crop(...)) failed."""
+    from PIL import Image
+
+    from trufor_lab.inference.preprocess import load_image
+
+    with Image.open(shared_dir / "images" / "pristine1.jpg") as base:
+        made = [Image.new("RGB", (40, 30), (10, 20, 30)), base.crop((5, 6, 69, 70)), base.resize((50, 40))]
+        expected = [(30, 40, 3), (64, 64, 3), (40, 50, 3)]
+        for im, shape in zip(made, expected):
+            assert load_image(im).rgb.shape == shape
+        crop = load_image(base.crop((5, 6, 69, 70))).rgb
+        assert np.array_equal(crop, np.asarray(base.convert("RGB"))[6:70, 5:69])

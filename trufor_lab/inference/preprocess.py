@@ -231,7 +231,10 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if w * h > max_pixels:
         raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
     # before anything loads the pixels (a PNG's getexif does), which empties the tile list
-    deep = im.mode in ("RGB", "RGBA") and any(";16" in str(getattr(t, "args", "")) for t in (im.tile or []))
+    deep = im.mode in ("RGB", "RGBA") and any(
+        ";16" in str(getattr(t, "args", ""))
+        for t in (getattr(im, "tile", None) or ())  # an in-memory image has none
+    )
     raw = _exif_orientation(im)
     orientation = raw if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 8 else None
     n_frames = getattr(im, "n_frames", 1)
