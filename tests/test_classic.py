@@ -239,3 +239,57 @@ def test_classic_result_is_not_described_as_noiseprint_only(small):
     na = detect(png(small), "ela")  # needs a JPEG: not applicable
     assert "Noiseprint++" not in na.summary()
     plt.close(na.plot())
+
+
+def test_a_edited_pil_image_is_judged_as_edited(shared_dir):
+    """A PIL image opened from a file was decoded again from the file: a paste made since was
+    not in the analysed pixels. Its pixels are the object's; the file gives the tables only."""
+    with Image.open(shared_dir / "images" / "pristine1.jpg") as im:
+        im.load()
+        im.paste((255, 0, 0), (0, 0, 50, 50))
+        r = detect(im, "ela")
+    assert (r.image[:50, :50] == (255, 0, 0)).all()
+    assert r.captures["quality"] is not None
+
+
+def test_ela_of_a_file_saved_at_its_own_quality_is_not_a_blank_panel(shared_dir):
+    """Re-saving a libjpeg 4:2:0 file at its own quality gives back the same pixels: the map was
+    zero everywhere, shown as a black panel with no word. ELA now falls back to quality 95 and
+    says so; an all-zero map of any method is noted."""
+    with Image.open(shared_dir / "images" / "pristine2.jpg") as im:  # a camera JPEG, cropped on its grid
+        photo = np.asarray(im.convert("RGB"))[:256, :256].copy()
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", quality=90, subsampling=2)  # re-saved as editors do
+    data = buf.getvalue()
+    r = detect(data, "ela")
+    assert r.captures["raw_map"].max() > 0 and r.captures["quality"] == 95
+    assert any("changed nothing; shown at quality 95" in n for n in r.notes)
+    pinned = detect(data, "ela", quality=90)  # asked for: kept, and the empty map is said
+    assert pinned.captures["raw_map"].max() == 0
+    assert any("zero everywhere" in n for n in pinned.notes)
+
+
+@pytest.mark.parametrize("shape", [(7, 7), (1, 50), (50, 1), (15, 40)])
+def test_tiny_images_are_not_applicable_rather_than_tracebacks(shape):
+    a = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    for name, spec in METHODS.items():
+        r = detect(a, name)
+        assert r.map.shape == shape, name
+        if min(shape) < spec.min_side:
+            assert r.captures["applicable"] is False and "pixels a side" in r.notice, name
+
+
+def test_display_scaling_does_not_jump_at_one():
+    """An unbounded map (ELA grey levels, noise z) was shown as is when its max was <= 1 and
+    divided by its 99.5th percentile otherwise: a hot spot at 0.99 left the background at 0.05,
+    at 1.01 it turned the background white. One rule now, whatever the values."""
+    from trufor_lab.lab.classic import _normalise
+
+    shown = []
+    for peak in (0.99, 1.01, 50.0):
+        m = np.full((64, 64), 0.05 * peak / 0.99)
+        m[30:35, 30:35] = peak
+        shown.append(_normalise(m))
+    for s in shown:
+        assert s[30:35, 30:35].min() == 1.0 and s[:20, :20].max() < 0.2
+    np.testing.assert_allclose(shown[0], shown[1], atol=1e-6)

@@ -29,7 +29,8 @@ FILTERS: tuple[tuple[str, str, str, str], ...] = (
     (
         "ela",
         "Error level analysis (ELA)",
-        "How much each part changes when the image is saved once more as JPEG at its own quality. "
+        "How much each part changes when the image is saved once more as JPEG at its own quality "
+        "(at 95 when that gives back the same pixels, as for a file last saved so by a common encoder). "
         "A pasted region that was never compressed like the rest stands out.",
         "Edges, text and fine texture are always bright; a resave at another quality or a resize "
         "makes the whole picture uniform. Compare similar textures, not bright and flat areas.",

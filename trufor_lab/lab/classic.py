@@ -71,6 +71,10 @@ class Method:
     citation: str
     defines_score: bool = False
     needs_jpeg: bool = False
+    #: Smallest image side it can judge (its blocks, tiles or shifts); smaller: not applicable.
+    min_side: int = 1
+    #: Whether its map is already in [0, 1] (a probability or a normalised value): shown as is.
+    bounded: bool = False
 
     def __repr__(self) -> str:
         return f"Method({self.name!r}: {self.description})"
@@ -111,7 +115,9 @@ def read_source(image: ImageLike | Source) -> Source:
     if isinstance(image, Source):
         return image
     data = _bytes_of(image)
-    loaded = load_image(data if data is not None else image)
+    # a PIL image's pixels are the object's (it may have been edited since it was opened); its
+    # file, when there is one, gives the quantization tables only
+    loaded = load_image(image if isinstance(image, Image.Image) or data is None else data)
     name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else loaded.name
     qtable = quality = None
     src: Any = data if data is not None else (image if isinstance(image, Image.Image) else None)
@@ -129,7 +135,15 @@ def read_source(image: ImageLike | Source) -> Source:
 
 def _ela(s: Source, quality: int | None = None, **kw: Any) -> J.Output:
     q = quality if quality is not None else (s.quality or 90)
-    return J.ela(s.rgb, quality=int(q), **kw)
+    out = J.ela(s.rgb, quality=int(q), **kw)
+    if quality is None and "empty_reason" in out[2]:
+        # a file last saved at its own quality by a libjpeg-like encoder comes back unchanged:
+        # the usual ELA quality (95, or 85 for a file at 95 or more) shows its error levels instead
+        other = 95 if q < 95 else 85
+        m, score, raw = J.ela(s.rgb, quality=other, **kw)
+        raw["fallback"] = f"re-saving at the file's quality {q} changed nothing; shown at quality {other}"
+        return m, score, raw
+    return out
 
 
 def _ghost(s: Source, **kw: Any) -> J.Output:
@@ -178,6 +192,7 @@ METHODS: Mapping[str, Method] = _registry(
         _ghost,
         "JPEG ghosts: difference dips at the quality a region was first saved with",
         "H. Farid, 'Exposing digital forgeries from JPEG ghosts', IEEE TIFS 4(1), 2009",
+        bounded=True,
     ),
     Method(
         "dq_aligned",
@@ -186,6 +201,7 @@ METHODS: Mapping[str, Method] = _registry(
         "Z. Lin, J. He, X. Tang, C.-K. Tang, 'Fast, automatic and fine-grained tampered JPEG image "
         "detection via DCT coefficient analysis', Pattern Recognition 42(11), 2009",
         needs_jpeg=True,
+        bounded=True,
     ),
     Method(
         "dq_nonaligned",
@@ -195,6 +211,8 @@ METHODS: Mapping[str, Method] = _registry(
         "artifacts', IEEE TIFS 7(3), 2012; 'Detection of nonaligned double JPEG compression based on "
         "integer periodicity maps', IEEE TIFS 7(2), 2012",
         defines_score=True,
+        min_side=16,
+        bounded=True,
     ),
     Method(
         "bag",
@@ -202,6 +220,7 @@ METHODS: Mapping[str, Method] = _registry(
         "block artifact grid: blocks whose 8x8 grid is shifted",
         "W. Li, Y. Yuan, N. Yu, 'Passive detection of doctored JPEG image via block artifact grid "
         "extraction', Signal Processing 89(9), 2009",
+        min_side=16,
     ),
     Method(
         "noise",
@@ -209,6 +228,7 @@ METHODS: Mapping[str, Method] = _registry(
         "local noise level (wavelet MAD) inconsistency",
         "B. Mahdian, S. Saic, 'Using noise inconsistencies for blind image forensics', "
         "Image and Vision Computing 27(10), 2009",
+        min_side=16,
     ),
     Method(
         "cfa",
@@ -216,6 +236,8 @@ METHODS: Mapping[str, Method] = _registry(
         "CFA demosaicing traces: green prediction-error variance",
         "P. Ferrara, T. Bianchi, A. De Rosa, A. Piva, 'Image forgery localization via fine-grained "
         "analysis of CFA artifacts', IEEE TIFS 7(5), 2012",
+        min_side=8,
+        bounded=True,
     ),
     Method(
         "noiseprint",
@@ -223,6 +245,8 @@ METHODS: Mapping[str, Method] = _registry(
         "Noiseprint++ alone: two-class clustering of its local statistics",
         "D. Cozzolino, L. Verdoliva, 'Noiseprint: a CNN-based camera model fingerprint', IEEE TIFS 15, "
         "2020; D. Cozzolino, G. Poggi, L. Verdoliva, 'Splicebuster', WIFS 2015",
+        min_side=32,
+        bounded=True,
     ),
 )
 
@@ -230,13 +254,17 @@ METHODS: Mapping[str, Method] = _registry(
 # ---------------------------------------------------------------------------- detect
 
 
-def _normalise(m: np.ndarray) -> np.ndarray:
-    """To [0, 1]: divided by the 99.5th percentile when the map is not already in [0, 1]."""
+def _normalise(m: np.ndarray, bounded: bool = False) -> np.ndarray:
+    """To [0, 1] for display. A ``bounded`` map (already a probability-like value) is clipped; any
+    other is always scaled (never by whether it happens to fall in [0, 1], which made a map
+    jump from as-is to saturated at 1.0): shifted to start at 0 when negative, divided by the
+    larger of its 99.5th percentile and half its maximum (so that a small hot spot saturates,
+    not the background around it)."""
     m = np.nan_to_num(np.asarray(m, dtype=np.float64))
-    if m.min() >= 0 and m.max() <= 1:
-        return m.astype(np.float32)
+    if bounded:
+        return np.clip(m, 0, 1).astype(np.float32)
     m = m - min(0.0, float(m.min()))
-    hi = float(np.percentile(m, 99.5))
+    hi = max(float(np.percentile(m, 99.5)), 0.5 * float(m.max()))
     return np.clip(m / hi if hi > 0 else np.zeros_like(m), 0, 1).astype(np.float32)
 
 
@@ -259,11 +287,15 @@ def detect(
     src = read_source(image)
     h, w = src.rgb.shape[:2]
     label = f"classic:{spec.name}"
+    msg = None
     if spec.needs_jpeg and not src.is_jpeg:
         msg = (
             f"{spec.name} needs a JPEG file (path, bytes or PIL image with its quantization table); "
             f"{src.name} has none: empty map"
         )
+    elif min(h, w) < spec.min_side:
+        msg = f"{spec.name} needs at least {spec.min_side} pixels a side; {src.name} is {w}x{h}: empty map"
+    if msg is not None:
         return Result(
             image=src.rgb,
             noiseprint=np.zeros((h, w), np.float32),
@@ -282,8 +314,12 @@ def detect(
     if raw_map.shape != (h, w):
         raise RuntimeError(f"{spec.name}: map {raw_map.shape} differs from image {(h, w)}")
     notes = [*src.notes, f"classic detector {spec.name} ({spec.description})"]
+    if not np.any(raw_map):  # an all-zero map is no finding: say so rather than show a black panel
+        notes.append(f"{spec.name}: the map is zero everywhere: " + raw.get("empty_reason", "nothing to show here"))
+    if "fallback" in raw:
+        notes.append(f"{spec.name}: {raw['fallback']}")
     if score is None and fallback_score:
-        score = float(np.percentile(_normalise(raw_map), 99))
+        score = float(np.percentile(_normalise(raw_map, spec.bounded), 99))
         notes.append(f"{spec.name} defines no global score: score = 99th percentile of the map")
     shown = raw.get("noiseprint", raw_map)
     captures = {
@@ -298,7 +334,7 @@ def detect(
     return Result(
         image=src.rgb,
         noiseprint=np.asarray(shown, np.float32),
-        map=_normalise(raw_map),
+        map=_normalise(raw_map, spec.bounded),
         conf=np.ones((h, w), np.float32),
         score=score,
         name=name or src.name,

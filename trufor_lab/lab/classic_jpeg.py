@@ -52,7 +52,8 @@ def blocks_to_pixels(
     ``fill`` (default: the median value)."""
     out = np.full(shape, float(np.median(values)) if fill is None else fill)
     up = np.repeat(np.repeat(values, 8, axis=0), 8, axis=1)
-    out[dy : dy + up.shape[0], dx : dx + up.shape[1]] = up
+    hh, ww = max(0, min(up.shape[0], shape[0] - dy)), max(0, min(up.shape[1], shape[1] - dx))
+    out[dy : dy + hh, dx : dx + ww] = up[:hh, :ww]  # a grid that starts at (dy, dx) ends in the image
     return out
 
 
@@ -64,11 +65,13 @@ def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0) -> Output:
     channels, Gaussian-smoothed. Content already compressed at ``quality`` barely changes;
     content with another (or no) compression history changes more."""
     residual = np.abs(rgb.astype(np.float64) - jpeg_compress(rgb, quality).astype(np.float64)).mean(axis=2)
-    return (
-        ndimage.gaussian_filter(residual, smooth),
-        None,
-        {"residual": residual.astype(np.float32), "quality": quality},
-    )
+    raw: dict = {"residual": residual.astype(np.float32), "quality": quality}
+    if not residual.any():
+        raw["empty_reason"] = (
+            f"saving again at quality {quality} gives back the same pixels (the file was last saved "
+            "so by a libjpeg-like encoder): ELA shows nothing here; try another quality"
+        )
+    return ndimage.gaussian_filter(residual, smooth), None, raw
 
 
 # ------------------------------------------------------------------------------ JPEG ghost
@@ -285,7 +288,8 @@ def bag(rgb: np.ndarray, *, line: int = 33, block: int = 8) -> Output:
         prof = prof + np.roll(prof, 1, axis=-1)  # boundary before offset k (pairs k-1, k)
         spread = prof.std(axis=-1) + 1e-6 * (np.abs(prof).mean() + 1e-12)
         anomaly += (prof[..., 2:7].max(-1) - prof[..., 0]) / spread  # offsets 1, 7 overlap 0
-    m = ndimage.gaussian_filter(blocks_to_pixels(anomaly, (h, w)), 8)
+    # block (by, bx) starts at the dominant grid's phase: painted there, not at (0, 0)
+    m = ndimage.gaussian_filter(blocks_to_pixels(anomaly, (h, w), dy=phase_y, dx=phase_x), 8)
     return (
         m,
         None,
