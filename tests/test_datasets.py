@@ -355,3 +355,34 @@ def test_every_error(tmp_path):
         r"missing_real\.png: image not found",
     ]:
         assert any(re.search(pattern, p) for p in problems), (pattern, joined)
+
+
+def test_a_mask_drawn_in_alpha_only_is_refused_not_read_empty(tmp_path):
+    """Converting to grey drops alpha: a mask whose regions exist only in its transparency read
+    as an all-pristine mask, silently."""
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 3] = 0
+    rgba[8:16, 8:16, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    with pytest.raises(DatasetError, match="alpha channel only"):
+        read_mask(tmp_path / "alpha.png")
+    rgba[8:16, 8:16, :3] = 255  # the region also drawn in colour: read from the colour
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "both.png")
+    assert read_mask(tmp_path / "both.png").sum() == 64
+
+
+def test_official_samples_folder_reads_masks_and_names_like_a_benchmark(tmp_path):
+    """0/1 masks read as empty (a fixed > 127 threshold), and 'realestate_splice.png' with a
+    mask beside it was taken as pristine (the word 'real' inside another word)."""
+    from trufor_lab.lab.forgeries import load_official_samples
+
+    img = np.zeros((32, 32, 3), np.uint8)
+    mask01 = np.zeros((32, 32), np.uint8)
+    mask01[4:10, 4:10] = 1
+    for name in ("realestate_splice", "tampered_x"):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+        Image.fromarray(mask01).save(tmp_path / f"{name}_mask.png")
+    for name in ("pristine_1", "realestate"):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+    got = {f.name: (f.label, None if f.mask is None else int(f.mask.sum())) for f in load_official_samples(tmp_path)}
+    assert got == {"pristine_1": (0, 0), "realestate_splice": (1, 36), "tampered_x": (1, 36)}

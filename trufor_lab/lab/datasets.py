@@ -183,6 +183,14 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
             if im.mode.startswith(("I", "F")):
                 raise DatasetError(f"{path}: unsupported mask mode {im.mode} (save it as 8-bit)")
             pixels = np.asarray(im.convert("RGB" if convention.needs_rgb else "L"))
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                alpha = np.asarray(im.convert("RGBA"))[..., 3]
+                if alpha.min() != alpha.max() and pixels.min() == pixels.max():
+                    # converting drops alpha: a mask drawn in transparency alone would read as empty
+                    raise DatasetError(
+                        f"{path}: the regions are drawn in the alpha channel only (the colour is uniform); "
+                        "save the mask as black and white"
+                    )
     except DatasetError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:

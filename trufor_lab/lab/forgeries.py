@@ -18,6 +18,8 @@ area blurred, say), but the mask is always the set of pixels the operation wrote
 
 from __future__ import annotations
 
+import re
+
 import base64
 import difflib
 import html
@@ -35,6 +37,7 @@ from scipy import ndimage
 from trufor_lab.common.imaging import resize, to_uint8
 from trufor_lab.common.paths import list_images
 from trufor_lab.forensics.jpeg import jpeg_compress
+from trufor_lab.lab.datasets import DatasetError, read_mask
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -715,7 +718,7 @@ def demo_images(size: int = 256) -> dict[str, np.ndarray]:
     return out
 
 
-_PRISTINE_WORDS = ("pristine", "authentic", "real", "orig")
+_PRISTINE_WORDS = frozenset({"pristine", "authentic", "real", "orig", "original", "originals"})
 _FORGED_WORDS = ("tamper", "fake", "forg", "splic", "manip")
 _MASK_SUFFIXES = ("_mask", "_gt", "-mask", "-gt")
 
@@ -723,9 +726,12 @@ _MASK_SUFFIXES = ("_mask", "_gt", "-mask", "-gt")
 def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
     """Images of a folder (e.g. the official TruFor samples) as items, untouched.
 
-    The label comes from the file name (``pristine``/``real``/``authentic`` -> 0,
-    ``tampered``/``fake``/``forged``/... -> 1, else 1 when a mask file exists, else skipped).
-    A mask is read from ``<stem>_mask.*`` / ``<stem>_gt.*`` beside the image; a forged image
+    The label is 1 when a mask beside the image marks forged pixels or a word of the name says
+    so (``tampered``/``fake``/``forged``/...), else 0 when a (blank) mask is there or a word
+    says ``pristine``/``real``/``authentic``/``original``; other images are skipped. Words are
+    whole (``realestate_splice`` is not "real"). A mask is read from ``<stem>_mask.*`` /
+    ``<stem>_gt.*`` beside the image with the benchmark reader's rules
+    (:func:`~trufor_lab.lab.datasets.read_mask`: 0/1 or 0/255); a forged image
     without one gets ``mask=None`` (unknown, never a made-up empty mask). Images are not
     resized or recompressed, so their compression history is kept.
     """
@@ -738,23 +744,25 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
         if any(low.endswith(s) for s in _MASK_SUFFIXES):
             continue
         mask_path = next((stems[p.stem + s] for s in _MASK_SUFFIXES if p.stem + s in stems), None)
-        if any(w in low for w in _PRISTINE_WORDS):
+        mask: np.ndarray | None = None
+        if mask_path is not None:
+            try:  # the benchmark reader's rules: 0/1 and 0/255 masks, alpha-only masks refused
+                mask = read_mask(mask_path)
+            except DatasetError as e:
+                raise ValueError(str(e)) from None
+        words = re.split(r"[^a-z]+", low)  # whole words: "realestate" is not "real"
+        if (mask is not None and mask.any()) or any(w.startswith(_FORGED_WORDS) for w in words):
+            label = 1  # a mask with forged pixels means forged, whatever the name says
+        elif mask is not None or any(w in _PRISTINE_WORDS for w in words):
             label = 0
-        elif any(w in low for w in _FORGED_WORDS) or mask_path is not None:
-            label = 1
         else:
             continue
         with Image.open(p) as im:
             img = np.asarray(im.convert("RGB"))
         if label == 0:
-            mask: np.ndarray | None = np.zeros(img.shape[:2], dtype=bool)
-        elif mask_path is not None:
-            with Image.open(mask_path) as im:
-                mask = np.asarray(im.convert("L")) > 127
-            if mask.shape != img.shape[:2]:
-                raise ValueError(f"{mask_path.name}: mask shape {mask.shape} != image {img.shape[:2]}")
-        else:
-            mask = None
+            mask = np.zeros(img.shape[:2], dtype=bool)
+        elif mask is not None and mask.shape != img.shape[:2]:
+            raise ValueError(f"{mask_path.name}: mask shape {mask.shape} != image {img.shape[:2]}")
         items.append(
             Forgery(
                 img, mask, "official" if label else "pristine", {"path": str(p)}, (p.name,), label=label, name=p.stem
