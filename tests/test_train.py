@@ -287,3 +287,31 @@ def test_pool_cache_is_keyed_by_the_stream(images):
     other = [im.copy() for im in images]
     other[0][0, 0, 0] ^= 1
     assert loop.stream_fingerprint(a) != loop.stream_fingerprint(T.ForgeryStream(other, forged_fraction=0.5))
+
+
+def test_a_run_is_not_resumed_with_other_settings_nor_trained_past_a_nan(tmp_path, images):
+    """Rerunning in the same folder with another lr and seed silently returned the old model; a
+    NaN loss went on and overwrote the good checkpoint; a log row cut by a crash stopped resume;
+    numpy settings all hashed alike (one data pool for every setting)."""
+    from trufor_lab.training.checkpoints import read_log
+    from trufor_lab.training.loop import stream_fingerprint
+    from trufor_lab.training.streams import ForgeryStream
+
+    out = tmp_path / "run"
+    first = T.train(_cfg(out, images, out_dir=str(out), steps=2))
+    with pytest.raises(ValueError, match=r"other settings \(lr"):
+        T.train(_cfg(out, images, out_dir=str(out), steps=3, lr=5e-2))
+    with (out / "log.jsonl").open("a") as f:
+        f.write('{"step": 3, "loss"')  # cut mid-row
+    assert [r["step"] for r in read_log(out)] == [1, 2]
+    assert T.train(_cfg(out, images, out_dir=str(out), steps=3)).step == 3  # same settings: resumes past the cut row
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(FloatingPointError, match="loss is (nan|inf)"):
+        T.train(_cfg(out, images, out_dir=str(tmp_path / "nan"), steps=4, lr=1e9))
+    assert not (tmp_path / "nan" / "last.pt").exists()
+    assert (out / "last.pt").read_bytes() == before and first.step == 2
+    a = ForgeryStream(images, forged_fraction=np.float32(0.1), jpeg_quality=(np.int64(50), np.int64(60)))
+    b = ForgeryStream(images, forged_fraction=np.float32(0.9), jpeg_quality=(np.int64(95), np.int64(100)))
+    assert stream_fingerprint(a) != stream_fingerprint(b)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        _cfg(out, images, checkpoint_every=0)

@@ -48,9 +48,21 @@ def test_scan_photos_reads_camera_identity_and_skips_small_images(photo_dir):
 
 
 def test_scan_photos_uses_camera_folders_and_names_the_folder_on_errors(tmp_path):
-    (tmp_path / "src" / "phoneA").mkdir(parents=True)
-    _save(tmp_path / "src" / "phoneA" / "x.jpg", _noise_photo(5))
-    assert P.scan_photos(tmp_path)[0].camera == "folder:src"
+    """One sub-folder per camera (as the fetch script tells users): each photo in camA/ or camB/
+    was its own 'unknown' camera, and camA/1.jpg and camB/1.jpg even shared one, so a split by
+    camera leaked. With camera_folders the folder is the camera; names never collide."""
+    for cam, seeds in (("camA", (1, 2)), ("camB", (1, 3))):
+        (tmp_path / cam).mkdir()
+        for s in seeds:
+            _save(tmp_path / cam / f"{s}.jpg", _noise_photo(s + (10 if cam == "camB" else 0)))
+    by_folder = {p.name: p.camera for p in P.scan_photos(tmp_path, camera_folders=True)}
+    assert by_folder == {"camA/1": "folder:camA", "2": "folder:camA", "camB/1": "folder:camB", "3": "folder:camB"}
+    plain = P.scan_photos(tmp_path)
+    assert len({p.camera for p in plain}) == 4 and len({p.name for p in plain}) == 4
+    split = P.split_by_camera(P.scan_photos(tmp_path, camera_folders=True), {"test": ("folder:camB",)})
+    assert sorted(p.name for p in split["test"]) == ["3", "camB/1"]
+    with pytest.raises(ValueError, match="no photo matches the test split"):
+        P.split_by_camera(plain, {"test": ("folder:camB",)})
     with pytest.raises(ValueError, match="empty"):
         (tmp_path / "empty").mkdir()
         P.scan_photos(tmp_path / "empty")

@@ -47,7 +47,8 @@ def save_checkpoint(model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig,
 
 
 def read_training_state(path: str | os.PathLike) -> dict:
-    """``{"step", "optimizer", "rng"}`` of a training checkpoint, read on the CPU like any
+    """``{"step", "optimizer", "rng", "train_config"}`` of a training checkpoint (the last: the
+    settings it was trained with, ``None`` when not recorded), read on the CPU like any
     checkpoint (``Optimizer.load_state_dict`` moves the state to the parameters' device).
 
     A checkpoint of an earlier version keeps its optimizer in ``last_optim.pt`` beside it: taken
@@ -59,13 +60,14 @@ def read_training_state(path: str | os.PathLike) -> dict:
     if not isinstance(meta, dict) or "step" not in meta:
         raise ValueError(f"{path}: not a training checkpoint (no meta.step); cannot resume from it")
     step = int(meta["step"])
+    plain = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else None
     if "optimizer" in obj:
-        return {"step": step, "optimizer": obj["optimizer"], "rng": obj.get("rng") or {}}
+        return {"step": step, "optimizer": obj["optimizer"], "rng": obj.get("rng") or {}, "train_config": plain}
     old = path.with_name(OLD_OPTIM_FILE)
     if old.is_file():
         state = read_checkpoint(old)
         if int(state.get("step", -1)) == step:
-            return {"step": step, "optimizer": state["optimizer"], "rng": {}}
+            return {"step": step, "optimizer": state["optimizer"], "rng": {}, "train_config": plain}
         raise ValueError(
             f"{path}: model saved at step {step} but {old.name} at step {state.get('step')} "
             "(interrupted save); cannot resume consistently: start again without resume"
@@ -111,7 +113,13 @@ def read_log(path: str | os.PathLike) -> list[dict]:
         p = p / "log.jsonl"
     if not p.is_file():
         return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in p.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a row cut by a crash while it was written: the run resumes
+            continue
+    return rows
 
 
 def truncate_log(path: Path, step: int) -> None:

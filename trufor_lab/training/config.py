@@ -79,7 +79,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {self.phase!r}")
-        for name in ("steps", "batch_size", "crop"):
+        for name in ("steps", "batch_size", "crop", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.crop % 8:

@@ -82,9 +82,10 @@ def real_config(
     return TrainConfig(**base)
 
 
-def data_splits(photos_dir: str | Path) -> dict[str, list[Photo]]:
-    """Fetched photos + scikit-image photographs, split by camera (DEFAULT_SPLIT)."""
-    return split_by_camera(scan_photos(photos_dir) + skimage_photos())
+def data_splits(photos_dir: str | Path, camera_folders: bool = False) -> dict[str, list[Photo]]:
+    """Fetched photos + scikit-image photographs, split by camera (DEFAULT_SPLIT);
+    ``camera_folders``: the photos are organised one sub-folder per camera (:func:`scan_photos`)."""
+    return split_by_camera(scan_photos(photos_dir, camera_folders=camera_folders) + skimage_photos())
 
 
 @torch.no_grad()
@@ -312,6 +313,7 @@ def run(
     phases: dict | None = None,
     overrides: dict | None = None,
     calibration: dict | None = None,
+    camera_folders: bool = False,
 ) -> Path:
     """One round of the recipe; returns the calibrated float32 checkpoint (export it with
     ``trufor_lab.training.export_checkpoint(..., kind="demo")``). ``split`` adds to the test
@@ -323,7 +325,7 @@ def run(
     sp = dict(DEFAULT_SPLIT)
     if split:
         sp.update({k: tuple(v) for k, v in split.items() if v})
-    splits = split_by_camera(scan_photos(photos_dir) + skimage_photos(), sp)
+    splits = split_by_camera(scan_photos(photos_dir, camera_folders=camera_folders) + skimage_photos(), sp)
     (out / "splits.json").write_text(
         json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()}, indent=1)
     )
@@ -356,11 +358,17 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.finetune_real")
     ap.add_argument("--photos", required=True, help="folder of camera photos (fetch.py --dest)")
+    ap.add_argument(
+        "--camera-folders",
+        action="store_true",
+        help="the photos are organised one sub-folder per camera (else: EXIF model, or each photo its own)",
+    )
     ap.add_argument("--out", required=True, help="run folder (outside the repository)")
     ap.add_argument("--init", default=DEMO_INIT, help="checkpoint to fine-tune (the simulated-camera demo model)")
     ap.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=1, help="recipe round (ROUND1..ROUND4)")
     args = ap.parse_args(argv)
-    print(run(args.photos, args.out, args.init, **{1: ROUND1, 2: ROUND2, 3: ROUND3, 4: ROUND4}[args.round]))
+    recipe = {1: ROUND1, 2: ROUND2, 3: ROUND3, 4: ROUND4}[args.round]
+    print(run(args.photos, args.out, args.init, camera_folders=args.camera_folders, **recipe))
     return 0
 
 

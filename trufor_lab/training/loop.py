@@ -105,6 +105,8 @@ def stream_fingerprint(stream: object) -> str:
             for k in sorted(v, key=str):
                 crc = zlib.crc32(str(k).encode(), crc)
                 feed(v[k], depth)
+        elif isinstance(v, np.generic):  # numpy scalars: by value (hashing the type alone mixed pools)
+            crc = zlib.crc32(repr(v.item()).encode(), crc)
         elif isinstance(v, (str, int, float, bool, type(None))):
             crc = zlib.crc32(repr(v).encode(), crc)
         elif hasattr(v, "__dict__") and depth < 3:  # a nested stream, a photo record, ...
@@ -181,6 +183,29 @@ def train(cfg: TrainConfig) -> TrainResult:
             torch.cuda.set_rng_state_all(rng_cuda)
 
 
+#: Settings a resumed run may change (how long and where it runs, not what it learns).
+_RESUMABLE_CHANGES = frozenset(
+    {"steps", "max_seconds", "progress", "num_threads", "device", "checkpoint_every", "resume", "out_dir", "init"}
+)
+
+
+def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig) -> None:
+    """Refuse to resume a run made with other settings: it would silently return the old model
+    (or continue it with a mix of both)."""
+    if stored is None:
+        return
+    now = json.loads(json.dumps(cfg.to_plain(), default=str))
+    was = json.loads(json.dumps(stored, default=str))
+    diff = sorted(k for k in set(now) | set(was) if k not in _RESUMABLE_CHANGES and now.get(k) != was.get(k))
+    if diff:
+        shown = ", ".join(f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in diff[:4])
+        more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+        raise ValueError(
+            f"{ckpt}: this folder holds a run with other settings ({shown}{more}); "
+            "use another out_dir, or resume=False to start over"
+        )
+
+
 def _train(cfg: TrainConfig) -> TrainResult:
     t0 = time.time()
     if cfg.num_threads:
@@ -192,15 +217,21 @@ def _train(cfg: TrainConfig) -> TrainResult:
     ckpt, log_path = out / "last.pt", out / "log.jsonl"
     resuming = cfg.resume and ckpt.is_file()
     torch.manual_seed(cfg.seed)  # reproducible initialisation
-    model = build_model(cfg.model_config(), ckpt if resuming else cfg.init, cfg.noiseprint_weights)
-    if resuming and cfg.model is not None and model.cfg != cfg.model_config():
-        raise ValueError(f"{ckpt}: its architecture differs from TrainConfig.model")
+    source = ckpt if resuming else cfg.init
+    model = build_model(cfg.model_config(), source, cfg.noiseprint_weights)
+    if source is not None and cfg.model is not None and model.cfg != cfg.model_config():
+        raise ValueError(
+            f"{source}: its architecture differs from TrainConfig.model (leave model=None to take its own)"
+        )
+    if cfg.model is None:  # the architecture taken from the checkpoint is the one recorded
+        cfg = dataclasses.replace(cfg, model=model.cfg)
     model.to(device)
     params = set_phase(model, cfg.phase)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     if resuming:
         state = read_training_state(ckpt)
+        _check_same_run(ckpt, state.get("train_config"), cfg)
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         if isinstance(state["rng"].get("torch"), torch.Tensor):
@@ -236,6 +267,12 @@ def _train(cfg: TrainConfig) -> TrainResult:
             for g in opt.param_groups:
                 g["lr"] = lr
             loss, parts = phase_loss(model, cfg.phase, rgb, npm, mask, label, cfg.class_weights, cfg.ce_lambda, amp)
+            if not torch.isfinite(loss):
+                # stop before the update: the weights and the last checkpoint stay the good ones
+                raise FloatingPointError(
+                    f"{out}: the {cfg.phase} loss is {float(loss.detach())} at step {step + 1} (lr {lr:g}); "
+                    f"nothing saved after step {step}: lower the learning rate and resume"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

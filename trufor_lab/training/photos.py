@@ -20,6 +20,7 @@ applied to pristine and forged alike so it is not itself the signal.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -103,41 +104,54 @@ class Photo:
             raise ValueError(f"{self.source}: cannot decode frame {self.frame} ({e})") from None
 
 
-def _camera_of(im: Image.Image, path: Path, root: Path) -> str:
+def _exif_camera(im: Image.Image) -> str | None:
     exif = im.getexif()
     make, model = str(exif.get(271, "")).strip(" \x00"), str(exif.get(272, "")).strip(" \x00")
-    if model:
-        return model if model.lower().startswith(make.lower().split(" ")[0]) or not make else f"{make} {model}"
-    rel = path.relative_to(root)
-    if len(rel.parts) > 2:  # root/<camera folder>/.../photo: user-organised by camera
-        return f"folder:{rel.parts[0]}"
-    return f"unknown:{path.stem}"
+    if not model:
+        return None
+    return model if model.lower().startswith(make.lower().split(" ")[0]) or not make else f"{make} {model}"
 
 
-def scan_photos(folder: str | Path, min_side: int = 256) -> list[Photo]:
+def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = False) -> list[Photo]:
     """Every photo (each MPO frame separately) under ``folder`` with at least ``min_side`` pixels
-    on its short side, sorted by path; camera = EXIF model, else ``folder:<first sub-folder>``
-    when photos are organised one folder per camera below a source folder, else
-    ``unknown:<file stem>`` (each unknown photo its own camera)."""
+    on its short side, sorted by path.
+
+    Camera: with ``camera_folders`` (photos organised one sub-folder per camera), the first
+    sub-folder below ``folder`` (``folder:<name>``) for every photo in one; otherwise the EXIF
+    make/model, else ``unknown:<photo name>`` (each unknown photo its own camera). Names are
+    file stems; two photos with the same stem in different folders are named by their relative
+    paths instead, so that no two photos (nor two unknown cameras) share a name."""
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
-    out = []
+    found: list[tuple[Path, int, int, str | None, tuple[int, int]]] = []
     for p in sorted(q for q in root.rglob("*") if q.suffix.lower() in PHOTO_EXT):
         try:
             with Image.open(p) as im:
-                for f in range(getattr(im, "n_frames", 1)):
+                n = getattr(im, "n_frames", 1)
+                for f in range(n):
                     im.seek(f)
                     w, h = im.size
                     if min(h, w) < min_side:
                         continue
-                    cam = _camera_of(im, p, root)
-                    name = p.stem if getattr(im, "n_frames", 1) == 1 else f"{p.stem}#{f}"
-                    out.append(Photo(str(p), cam, name, f, (h, w)))
+                    found.append((p, f, n, _exif_camera(im), (h, w)))
         except (OSError, EOFError) as e:
             raise ValueError(f"{p}: unreadable image ({e})") from None
-    if not out:
+    if not found:
         raise ValueError(f"{root}: no photos with a short side >= {min_side}")
+    stems: dict[str, int] = {}
+    for p, f, n, _, _ in found:
+        stems[p.stem] = stems.get(p.stem, 0) + (f == 0)
+    out = []
+    for p, f, n, exif_cam, size in found:
+        rel = p.relative_to(root)
+        base = p.stem if stems[p.stem] == 1 else rel.with_suffix("").as_posix()
+        name = base if n == 1 else f"{base}#{f}"
+        if camera_folders and len(rel.parts) >= 2:
+            cam = f"folder:{rel.parts[0]}"
+        else:
+            cam = exif_cam or f"unknown:{name}"
+        out.append(Photo(str(p), cam, name, f, size))
     return out
 
 
@@ -163,8 +177,17 @@ def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | N
                 raise ValueError(f"camera {c!r} is in both {where[c]!r} and {s!r}")
             where[c] = s
     out: dict[str, list[Photo]] = {"train": [], "validation": [], "test": []}
+    photos = list(photos)
     for p in photos:
         out.setdefault(where.get(f"photo:{p.name}", where.get(p.camera, "train")), []).append(p)
+    known = {f"photo:{p.name}" for p in photos} | {p.camera for p in photos}
+    unmatched = sorted(c for c in where if c not in known)
+    if split.get("test") and not out["test"]:
+        raise ValueError(
+            f"no photo matches the test split {list(split['test'])} (cameras here: {sorted({p.camera for p in photos})})"
+        )
+    if unmatched:
+        warnings.warn(f"split names that match no photo: {unmatched}", stacklevel=2)
     test_cams = {p.camera for p in out["test"]}
     leaked = [p.name for s, ps in out.items() if s != "test" for p in ps if p.camera in test_cams]
     if leaked:
@@ -380,10 +403,17 @@ def real_heldout(
     of DIFFERENT cameras (host crop + donor crop of another camera, random region, donor
     processing as in :func:`trufor_lab.forgeries.splice`), both then re-saved as JPEG at
     ``recompress`` quality (pristine and forged alike; ``None``: native, no recompression).
-    Needs photos from at least two cameras."""
+    Needs photos from at least two cameras; ``photos``: :class:`Photo` records or
+    ``(camera, pixels)`` pairs."""
     photos = list(photos)
-    imgs = list(images) if images is not None else [p.load() for p in photos]
-    cams = [p.camera for p in photos]
+    if photos and all(isinstance(p, tuple) for p in photos):  # (camera, pixels) pairs
+        cams = [str(c) for c, _ in photos]
+        imgs = list(images) if images is not None else [np.asarray(a) for _, a in photos]
+        names = [f"{c}#{i}" for i, c in enumerate(cams)]
+    else:
+        cams = [p.camera for p in photos]
+        names = [p.name for p in photos]
+        imgs = list(images) if images is not None else [p.load() for p in photos]
     if n_forged and len(set(cams)) < 2:
         raise ValueError("real_heldout needs photos from at least two cameras")
     rng = np.random.default_rng(seed)
@@ -407,9 +437,9 @@ def real_heldout(
                 np.zeros((size, size), bool),
                 "pristine",
                 {"camera": cams[i], "post": how},
-                (photos[i].name,),
+                (names[i],),
                 label=0,
-                name=f"{photos[i].name}_pristine{k}",
+                name=f"{names[i]}_pristine{k}",
             )
         )
     for k in range(n_forged):
@@ -425,7 +455,7 @@ def real_heldout(
                 f,
                 image=rgb,
                 params={**f.params, "camera": cams[i], "donor_camera": cams[j], "post": how},
-                name=f"{photos[i].name}_splice{k}_from_{photos[j].name}",
+                name=f"{names[i]}_splice{k}_from_{names[j]}",
             )
         )
     return items
