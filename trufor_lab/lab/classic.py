@@ -316,8 +316,9 @@ def detect(
     notes = [*src.notes, f"classic detector {spec.name} ({spec.description})"]
     if not np.any(raw_map):  # an all-zero map is no finding: say so rather than show a black panel
         notes.append(f"{spec.name}: the map is zero everywhere: " + raw.get("empty_reason", "nothing to show here"))
-    if "fallback" in raw:
-        notes.append(f"{spec.name}: {raw['fallback']}")
+    for key in ("fallback", "note"):  # what the method says about this image
+        if key in raw:
+            notes.append(f"{spec.name}: {raw[key]}")
     if score is None and fallback_score:
         score = float(np.percentile(_normalise(raw_map, spec.bounded), 99))
         notes.append(f"{spec.name} defines no global score: score = 99th percentile of the map")

@@ -18,11 +18,12 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
 
 
-def _robust_z(v: np.ndarray) -> np.ndarray:
-    """(v - median) / (1.4826 MAD), the scale floored so flat inputs give zeros."""
+def _robust_z(v: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """(v - median) / (1.4826 MAD), the scale floored (at ``floor``, and relatively) so flat
+    inputs give zeros."""
     med = np.median(v)
     mad = 1.4826 * np.median(np.abs(v - med))
-    return (v - med) / max(mad, 1e-3 * (abs(med) + 1e-6), 1e-9)
+    return (v - med) / max(mad, floor, 1e-3 * (abs(med) + 1e-6), 1e-9)
 
 
 def _upsample(values: np.ndarray, shape: tuple[int, int], step: int) -> np.ndarray:
@@ -49,9 +50,15 @@ def noise_level(rgb: np.ndarray, *, block: int = 16) -> Output:
     th, tw = hh.shape[0] // t, hh.shape[1] // t
     tiles = hh[: th * t, : tw * t].reshape(th, t, tw, t).transpose(0, 2, 1, 3).reshape(th, tw, -1)
     sigma = np.median(tiles, axis=-1) / 0.6745
-    z = np.abs(_robust_z(np.log(sigma + 0.1)))
+    # log-sigma spread floored at 0.1 (a 10 % change of noise level per z unit): on a smooth
+    # picture most tiles have sigma ~ 0, the spread is 0 and every textured tile saturated
+    z = np.abs(_robust_z(np.log(sigma + 0.1), floor=0.1))
     m = ndimage.gaussian_filter(_upsample(ndimage.median_filter(z, 3), g.shape, block), block / 2)
-    return m, None, {"sigma": sigma.astype(np.float32), "block": block}
+    raw: dict = {"sigma": sigma.astype(np.float32), "block": block}
+    flat = float(np.mean(sigma < 0.1))
+    if flat > 0.5:
+        raw["note"] = f"{flat:.0%} of the tiles are flat (no measurable noise): the map shows texture more than noise"
+    return m, None, raw
 
 
 # --------------------------------------------------------------------------- CFA (Ferrara)
