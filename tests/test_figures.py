@@ -189,3 +189,15 @@ def test_figures_draw_into_a_given_figure(fmap):
     assert F.plot_feature_grid(fmap, k=4, fig=fig) is fig
     ax = Figure().add_subplot()
     assert F.plot_pca(fmap, ax=ax) is ax.figure
+
+
+def test_one_nan_does_not_blank_a_panel():
+    """np.percentile of a map with one NaN is NaN: both colour limits were NaN and the panel
+    came out flat. Limits come from the finite values."""
+    from trufor_lab.viz.figures import robust_limits
+
+    a = np.linspace(0, 1, 2500).reshape(50, 50)
+    a[3, 3] = np.nan
+    lo, hi = robust_limits(a)
+    assert 0 <= lo < 0.05 and 0.95 < hi <= 1
+    assert robust_limits(np.full((3, 3), np.nan)) == (0.0, 1.0)

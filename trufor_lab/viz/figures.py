@@ -13,7 +13,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
-    lo, hi = np.percentile(a, [pct, 100 - pct])
+    """Colour limits at the ``pct`` and ``100 - pct`` percentiles of the finite values (one NaN
+    made both NaN: a flat black panel); (0, 1) when nothing is finite."""
+    v = np.asarray(a, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(v, [pct, 100 - pct])
     return float(lo), float(hi) if hi > lo else float(lo) + 1e-6
 
 

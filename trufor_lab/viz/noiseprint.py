@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from trufor_lab.viz.figures import robust_limits
+
 __all__ = [
     "Region",
     "as_map",
@@ -115,11 +117,6 @@ def region_stats(noiseprint: Any, region: Sequence[int], period: int = 8) -> dic
     return {"mean": float(crop.mean()), "std": float(crop.std()), "grid_peak_ratio": periodic_peak_ratio(crop, period)}
 
 
-def _limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
-    lo, hi = np.percentile(a, [pct, 100 - pct])
-    return float(lo), (float(hi) if hi > lo else float(lo) + 1e-6)
-
-
 def _spectrum_extent(shape: tuple[int, int]) -> list[float]:
     h, w = shape
     return [-0.5, 0.5 - 1.0 / w, 0.5 - 1.0 / h, -0.5]  # cycles per pixel
@@ -133,15 +130,15 @@ def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: s
     if fig is None:
         fig = plt.figure(figsize=(10.5, 3.8))
     axes = fig.subplots(1, 3, squeeze=False)[0]
-    lo, hi = _limits(a)
+    lo, hi = robust_limits(a)
     axes[0].imshow(a, cmap="gray", vmin=lo, vmax=hi)
     axes[0].set_title("Noiseprint++", fontsize=10)
     var = local_variance(a, variance_size)
-    im = axes[1].imshow(var, cmap="magma", vmin=0, vmax=_limits(var)[1])
+    im = axes[1].imshow(var, cmap="magma", vmin=0, vmax=robust_limits(var)[1])
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
     axes[1].set_title(f"Local variance ({variance_size}x{variance_size})", fontsize=10)
     spec = log_spectrum(a)
-    slo, shi = _limits(spec, 0.5)
+    slo, shi = robust_limits(spec, 0.5)
     axes[2].imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(a.shape))
     axes[2].set_title("log10 power spectrum", fontsize=10)
     axes[2].set_xlabel("cycles/pixel", fontsize=8)
@@ -176,15 +173,15 @@ def compare_regions(
         fig = plt.figure(figsize=(12, 6))
     gs = fig.add_gridspec(2, 4, width_ratios=[1.4, 1, 1, 1])
     ax_full = fig.add_subplot(gs[:, 0])
-    lo, hi = _limits(a)
+    lo, hi = robust_limits(a)
     ax_full.imshow(a, cmap="gray", vmin=lo, vmax=hi)
     colors = ("#e41a1c", "#377eb8")
     crops = [a[y0:y1, x0:x1] for y0, x0, y1, x1 in regions]
     variances = [local_variance(c, variance_size) for c in crops]
-    vmax = max(_limits(v)[1] for v in variances)
+    vmax = max(robust_limits(v)[1] for v in variances)
     spectra = [log_spectrum(c) for c in crops]
-    slo = min(_limits(s, 0.5)[0] for s in spectra)
-    shi = max(_limits(s, 0.5)[1] for s in spectra)
+    slo = min(robust_limits(s, 0.5)[0] for s in spectra)
+    shi = max(robust_limits(s, 0.5)[1] for s in spectra)
     for row, ((y0, x0, y1, x1), crop, var, spec, label, color) in enumerate(
         zip(regions, crops, variances, spectra, labels, colors)
     ):
