@@ -81,9 +81,22 @@ def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 
     """JPEG ghosts (Farid 2009): recompress at each quality q; the squared difference, averaged
     over a ``window`` and the channels, normalised per pixel over q to [0, 1], dips at the q a
     region was first saved with. The map is the dip depth ``1 - d(q*)`` at the quality q* whose
-    normalised difference map is most spatially uneven (largest median - 1st percentile)."""
+    normalised difference map is most spatially uneven (largest median - 1st percentile).
+
+    Recompression runs on the image's own 8x8 grid (its phase found as in :func:`bag`, the
+    image padded to it and cropped back): a picture cropped off its JPEG grid showed no ghost."""
     x = rgb.astype(np.float64)
-    d = np.stack([ndimage.uniform_filter(((x - jpeg_compress(rgb, q)) ** 2).mean(axis=2), window) for q in qualities])
+    h, w = rgb.shape[:2]
+    py, px = bag(rgb)[2]["grid_phase"] if min(h, w) >= 16 else (0, 0)
+    ty, tx = (8 - py) % 8, (8 - px) % 8  # padding that puts the grid at (0, 0)
+
+    def again(q: int) -> np.ndarray:
+        if not (ty or tx):
+            return jpeg_compress(rgb, q)
+        padded = np.ascontiguousarray(np.pad(rgb, ((ty, 0), (tx, 0), (0, 0)), mode="edge"))
+        return jpeg_compress(padded, q)[ty:, tx:]
+
+    d = np.stack([ndimage.uniform_filter(((x - again(q)) ** 2).mean(axis=2), window) for q in qualities])
     lo, hi = d.min(axis=0), d.max(axis=0)
     eps = 0.5  # flat pixels (almost no difference at any q) come out neutral (0.5), not ghosts
     dn = (d - lo + eps / 2) / (hi - lo + eps)
@@ -100,6 +113,7 @@ def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 
             "curves": d.reshape(len(qualities), -1).mean(axis=1).tolist(),
             "spread": spread.tolist(),
             "difference": dn.astype(np.float32),
+            "grid_phase": [int(py), int(px)],
         },
     )
 
