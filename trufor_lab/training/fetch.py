@@ -17,7 +17,8 @@ Sources (nothing else is kept; licence texts are copied beside the photos):
 
 The scikit-image photographs need no fetching (they come with scikit-image).
 Users can point the same recipe (:mod:`trufor_lab.training.photos`) at their own folder of
-camera photos instead; one sub-folder or EXIF camera model per camera.
+camera photos instead: one sub-folder per camera (``finetune_real --camera-folders``), or
+photos whose EXIF names the camera model.
 """
 
 from __future__ import annotations
