@@ -71,7 +71,8 @@ def test_a_pytorch_with_an_unsafe_weights_only_loader_reads_no_checkpoint(shared
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage", b"garbage" * 10, bytes(range(256)) * 4]
+    "content",
+    [b"", b"not a checkpoint at all", b"PK\x03\x04garbage", b"garbage" * 10, bytes(range(256)) * 4, b"hello world"],
 )
 def test_garbage_checkpoint_gives_one_line_error(tmp_path, content):
     """Random bytes are called what they are, not code the file asks to run."""
@@ -81,6 +82,37 @@ def test_garbage_checkpoint_gives_one_line_error(tmp_path, content):
         read_checkpoint(p)
     assert str(p) in str(e.value) and "\n" not in str(e.value)
     assert "run or import code" not in str(e.value), str(e.value)
+
+
+def test_a_checkpoint_config_is_checked_before_anything_is_built(tmp_path):
+    """A checkpoint's own 'config' was trusted: unknown entries or zero heads gave tracebacks,
+    and a 2 KB file claiming 1024-wide stages made the loader build a 3.7 GB network before
+    comparing it with the weights. Now: one line, checked on the meta device first."""
+    import resource
+
+    from trufor_lab.inference.load import load_trufor
+    from trufor_lab.model import TruForConfig
+
+    small = TruForConfig(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), decoder_embed_dim=16)
+    sd = TruFor(small).state_dict()
+    big = dict(small.to_dict(), embed_dims=[1024] * 4, num_heads=[1] * 4, depths=[8] * 4)
+    wide = dict(small.to_dict(), decoder_embed_dim=4096)  # same encoder, a decoder the weights lack
+    cases = {
+        "unknown": (dict(small.to_dict(), bogus=1), "unknown entries: bogus"),
+        "heads": (dict(small.to_dict(), num_heads=[0] * 4), "outside 1..64"),
+        "text": (dict(small.to_dict(), depths="abcd"), "list of numbers"),
+        "big": (big, "another TruFor size .* than its own 'config' entry says"),
+        "wide": (wide, "does not match the model"),
+    }
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, (cfg, why) in cases.items():
+        path = tmp_path / f"{name}.pt"
+        torch.save({"state_dict": sd, "config": cfg, "kind": "custom"}, path)
+        with pytest.raises(CheckpointError, match=why) as e:
+            load_trufor(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 1000, grown_mib  # building the claimed network would take ~3.7 GB
 
 
 def test_load_finds_checkpoint_from_env(recipe_ckpt, monkeypatch):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from trufor_lab.inference import weights as W
+from trufor_lab.model.checkpoint import check_state_dict
 from trufor_lab.model import (
     MIT_B2,
     CheckpointError,
@@ -57,19 +58,30 @@ def load_trufor(
     """Build TruFor and load ``path`` strictly (official keys; a ``config`` entry selects sizes)."""
     obj = read_checkpoint(path)
     cfg = MIT_B2
-    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-        cfg = TruForConfig.from_dict(obj["config"])
+    if isinstance(obj, dict) and obj.get("config") is not None:
+        try:
+            cfg = TruForConfig.from_dict(obj["config"])
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: its 'config' entry is not a TruFor config ({e})") from None
         if kind == "official":  # a file with its own config is never the official checkpoint
             kind = obj.get("kind") if obj.get("kind") in ("demo", "custom") else "custom"
-    model = TruFor(cfg)
     sd = extract_state_dict(obj, str(path))
     found = stage_sizes(sd)
     if found is not None and found != (cfg.embed_dims, cfg.depths):
+        has_config = isinstance(obj, dict) and obj.get("config") is not None
         raise CheckpointError(
             f"{path}: weights of another TruFor size (encoder dims {_csv(found[0])}, depths {_csv(found[1])}; "
-            f"expected {_csv(cfg.embed_dims)}, depths {_csv(cfg.depths)}) and no 'config' entry saying which: "
-            "save them as {'state_dict': ..., 'config': TruForConfig(...).to_dict()}"
+            f"expected {_csv(cfg.embed_dims)}, depths {_csv(cfg.depths)})"
+            + (
+                " than its own 'config' entry says"
+                if has_config
+                else " and no 'config' entry saying which: save them as "
+                "{'state_dict': ..., 'config': TruForConfig(...).to_dict()}"
+            )
         )
+    with torch.device("meta"):  # the config checked against the weights before anything is allocated
+        check_state_dict(TruFor(cfg), sd, str(path))
+    model = TruFor(cfg)
     strict_load(model, sd, str(path))
     model.weights_info = W.describe(path, kind)
     return model.eval().to(device=resolve_device(device), dtype=_dtype(precision))

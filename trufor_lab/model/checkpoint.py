@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,9 +54,13 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         else:  # random bytes, or pickle operations outside what weights_only allows
             why = "not a PyTorch weights file (pickle data a weights checkpoint never contains)"
         raise CheckpointError(f"{path}: refused to load: {why} ({detail})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
+    except MemoryError:
+        raise CheckpointError(f"{path}: not loaded: it declares more data than fits in memory") from None
+    except Exception as e:  # noqa: BLE001 - any failure of the safe loader on foreign bytes is "not a checkpoint"
+        # (RuntimeError, BadZipFile, OSError, ValueError, and KeyError/IndexError/TypeError/
+        # AssertionError on text or fuzzed files): one line, never a traceback
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg[:200]})") from None
 
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -85,6 +88,14 @@ def strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source
     unexpected keys, the shape differences and float parameters given non-float values; weights
     holding NaN or Inf (a diverged training run, a damaged file) are refused too.
     """
+    check_state_dict(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """:func:`strict_load`'s checks without loading. ``model`` may live on the ``meta`` device:
+    a checkpoint's own ``config`` is then checked against its weights before anything real is
+    allocated (a 2 KB file claiming a huge network is refused, not built)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -115,4 +126,3 @@ def strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise CheckpointError(f"{source}: weights are not finite (NaN or Inf) in {', '.join(bad[:3])}{more}")
-    model.load_state_dict(state_dict, strict=True)

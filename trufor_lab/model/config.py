@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -50,8 +50,54 @@ class TruForConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TruForConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    def from_dict(cls, d: Mapping[str, Any]) -> "TruForConfig":
+        """A config from its dict (e.g. a checkpoint's ``config`` entry: untrusted). Unknown keys,
+        wrong types and sizes beyond any TruFor variant raise ``ValueError`` (one line) before
+        anything is built: a 2 KB file must not make the loader allocate gigabytes."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"config must be a mapping, got {type(d).__name__}")
+        names = {f.name: f for f in fields(cls)}
+        unknown = sorted(str(k) for k in d if k not in names)
+        if unknown:
+            raise ValueError(f"config has unknown entries: {', '.join(unknown[:5])}")
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            default = getattr(cls(), k)
+            if isinstance(default, tuple):
+                if not isinstance(v, (list, tuple)) or not all(_is_number(x, float(default[0])) for x in v):
+                    raise ValueError(f"config.{k} must be a list of numbers, got {v!r:.60}")
+                v = tuple(v)
+            elif not _is_number(v, default):
+                raise ValueError(f"config.{k} must be a {type(default).__name__}, got {v!r:.60}")
+            out[k] = v
+        for k, hi in _LIMITS.items():
+            vals = out.get(k, getattr(cls(), k))
+            for x in vals if isinstance(vals, tuple) else (vals,):
+                if not 1 <= x <= hi:
+                    raise ValueError(f"config.{k} = {vals!r:.60} is outside 1..{hi}")
+        return cls(**out)
+
+
+def _is_number(v: Any, like: Any) -> bool:
+    """``v`` is a number of ``like``'s kind (an int for int fields; bools are not numbers)."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) if isinstance(like, int) and not isinstance(like, float) else isinstance(v, (int, float))
+
+
+#: Largest value a config entry may take (MiT-B5 is 512 wide, 40 blocks deep: generous bounds).
+_LIMITS = {
+    "embed_dims": 2048,
+    "depths": 64,
+    "num_heads": 64,
+    "mlp_ratios": 16,
+    "sr_ratios": 64,
+    "patch_sizes": 15,
+    "strides": 8,
+    "decoder_embed_dim": 4096,
+    "num_classes": 16,
+    "np_levels": 64,
+}
 
 
 #: The official TruFor (MiT-B2 dual encoder).

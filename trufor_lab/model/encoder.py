@@ -40,7 +40,7 @@ class DualMiTEncoder(nn.Module):
     def __init__(self, cfg: TruForConfig, in_chans: int = 3) -> None:
         super().__init__()
         self.cfg = cfg
-        dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+        dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths), device="cpu").tolist()
         self.feature_info: list[FeatureInfo] = []
         reduction, cur = 1, 0
         for branch in BRANCHES:  # patch embeddings first, as in the official module

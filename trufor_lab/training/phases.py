@@ -9,12 +9,14 @@ import torch
 from trufor_lab.inference import weights as W
 from trufor_lab.model import (
     MIT_B0,
+    CheckpointError,
     TruFor,
     TruForConfig,
     extract_state_dict,
     read_checkpoint,
     strict_load,
 )
+from trufor_lab.model.checkpoint import check_state_dict
 
 #: The three training phases, in order.
 PHASES = ("localization", "confidence", "detection")
@@ -47,9 +49,14 @@ def build_model(
     sd = None
     if init is not None:
         obj = read_checkpoint(init)
-        if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-            cfg = TruForConfig.from_dict(obj["config"])
+        if isinstance(obj, dict) and obj.get("config") is not None:
+            try:
+                cfg = TruForConfig.from_dict(obj["config"])
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"{init}: its 'config' entry is not a TruFor config ({e})") from None
         sd = {k: v.float() if v.is_floating_point() else v for k, v in extract_state_dict(obj, str(init)).items()}
+        with torch.device("meta"):  # checked before anything is allocated (an untrusted file)
+            check_state_dict(TruFor(cfg or MIT_B0), sd, str(init))
     model = TruFor(cfg or MIT_B0)
     if sd is not None:
         strict_load(model, sd, str(init))
