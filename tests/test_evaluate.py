@@ -427,3 +427,56 @@ def test_a_fake_with_an_unusable_mask_still_counts_for_detection(tmp_path):
     fakes = Dataset("fakes", tmp_path, [x for x in samples if x.label == 1])
     line = evaluate(None, fakes, tmp_path / "out2", progress=False, analyze_fn=fn).summary_lines()[0]
     assert "only fake images: TPR 0.5 at 0.5 (AUC and bACC need both classes)" in line and "bACC 1" not in line
+
+
+def test_an_output_with_matching_records_but_bad_arrays_is_recomputed(first_run, recipe_model, tmp_path):
+    """Reuse trusted the recorded hashes alone: a map scaled x50, NaN or of a forged huge shape
+    (decompressed before any check) was reused as done, and a member the zip reader cannot
+    read (encrypted, unknown method) raised through the whole batch."""
+    import io
+    import zipfile
+
+    from trufor_lab.inference.result import reuse_problem
+
+    ds, out, ev, _ = first_run
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    npz = next((out2 / "images").glob("*.npz"))
+    with np.load(npz) as d:
+        good = {k: d[k] for k in d.files}
+    rec = (str(good["trufor_lab_input_sha256"]), None)
+
+    def write(**changes):
+        np.savez(npz, **{**good, **changes})
+
+    write(map=good["map"] * 50)
+    assert "outside 0..1" in reuse_problem(npz, *rec)
+    write(map=np.full_like(good["map"], np.nan))
+    assert "NaN" in reuse_problem(npz, *rec)
+    write(score=np.float64(7.5))
+    assert "score" in reuse_problem(npz, *rec)
+    write(conf=good["conf"][:-1])
+    assert "not the image's" in reuse_problem(npz, *rec)
+    # a header declaring 10^11 elements (zip bomb): refused from the header, nothing decompressed
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**11,)})
+    with zipfile.ZipFile(npz, "w") as z:
+        for k, v in good.items():
+            if k != "map":
+                with z.open(f"{k}.npy", "w") as f:
+                    np.lib.format.write_array(f, np.asarray(v))
+        z.writestr("map.npy", buf.getvalue() + b"\0" * 64)
+    assert "larger than any image" in reuse_problem(npz, *rec) or "not the image's" in reuse_problem(npz, *rec)
+    write()
+    raw = bytearray(npz.read_bytes())
+    at = raw.find(b"PK\x01\x02")  # central directory: flag the first member encrypted
+    raw[at + 8] |= 0x1
+    npz.write_bytes(bytes(raw))  # zipfile now raises RuntimeError reading it
+    assert reuse_problem(npz, *rec).startswith("existing output unreadable")
+    # evaluate recomputes such an output instead of stopping or reusing it
+    write(map=good["map"] * 50)
+    fn = Counting()
+    ev2 = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
+    assert fn.calls == [Path(npz.name).stem] and not ev2.failed
+    for a, b in zip(ev.rows, ev2.rows):
+        assert _same(a["score"], b["score"]) or a["score"] == pytest.approx(b["score"], abs=1e-6)

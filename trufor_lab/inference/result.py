@@ -24,6 +24,7 @@ from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.inference.load import is_full_model, model_notice
 from trufor_lab.inference.preprocess import (
+    MAX_PIXELS,
     ImageError,
     ImageLike,
     LoadedImage,
@@ -159,18 +160,20 @@ def reuse_problem(
     weights_sha256: str | None,
     needs: tuple[str, ...] = (),
     computed: str | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> str | None:
     """``None`` when the existing output ``npz_path`` records that it was made from an input
     with ``input_sha256``, with weights ``weights_sha256`` and computed as ``computed`` (each
     not checked when ``None``), and holds the arrays in ``needs`` (e.g. ``"np++"`` when the
-    Noiseprint++ map is asked for); else why it must be recomputed (a short phrase for a
-    one-line note)."""
+    Noiseprint++ map is asked for) with sane arrays (the image's ``shape`` (H, W), else the size
+    it records; finite; maps and score in [0, 1]); else why it must be recomputed (a short
+    phrase for a one-line note). The file is untrusted: nothing in it can raise."""
     try:
         with np.load(npz_path, allow_pickle=False) as d:
             keys = (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY)
-            rec = {k: str(d[k]) for k in keys if k in d.files}
+            rec = {k: str(d[k]) for k in keys if k in d.files and _small(d.zip, k)}
             missing = [k for k in needs if k not in d.files]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except Exception as e:  # noqa: BLE001 - an output file is untrusted: any failure means "recompute"
         return f"existing output unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})"
     if INPUT_SHA256_KEY not in rec:
         return "existing output does not record its input"
@@ -186,6 +189,62 @@ def reuse_problem(
         return f"existing output {was} (now {computed})"
     if missing:
         return f"existing output lacks {', '.join(missing)}"
+    return _content_problem(npz_path, shape)
+
+
+#: Arrays of an output npz that hold per-pixel maps, and which must lie in [0, 1].
+_MAPS = {"map": True, "conf": True, "np++": False}
+
+
+def _header(z: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of ``key`` in an npz, from its .npy header alone (nothing decompressed)."""
+    with z.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    return tuple(shape), dtype
+
+
+def _small(z: zipfile.ZipFile, key: str, limit: int = 4096) -> bool:
+    """Whether ``key`` declares at most ``limit`` elements (a record string, not a bomb)."""
+    shape, dtype = _header(z, key)
+    return int(np.prod(shape)) * max(dtype.itemsize, 1) <= limit
+
+
+def _content_problem(npz_path: str | os.PathLike, shape: tuple[int, int] | None) -> str | None:
+    """Why the arrays of an output whose records match cannot be reused (declared shapes first,
+    so a forged header never makes us decompress gigabytes; then NaN and out-of-range values),
+    or ``None``."""
+    try:
+        with zipfile.ZipFile(npz_path) as z:
+            names = {n[:-4] for n in z.namelist() if n.endswith(".npy")}
+            if shape is None and "imgsize" in names and _small(z, "imgsize", 64):
+                with np.load(npz_path, allow_pickle=False) as d:
+                    shape = tuple(int(v) for v in np.asarray(d["imgsize"]).reshape(-1)[:2])
+            for key in _MAPS:
+                if key not in names:
+                    continue
+                got, dtype = _header(z, key)
+                if dtype.kind != "f":
+                    return f"existing output's {key} is not a float array ({dtype})"
+                if shape is not None and got != tuple(shape):
+                    return f"existing output's {key} is {got}, not the image's {tuple(shape)}"
+                if int(np.prod(got)) > MAX_PIXELS:
+                    return f"existing output's {key} declares {got}: larger than any image"
+            if "score" in names and not _small(z, "score", 64):
+                return "existing output's score is not one number"
+        with np.load(npz_path, allow_pickle=False) as d:
+            for key, unit in _MAPS.items():
+                if key in names:
+                    a = d[key]
+                    if not np.isfinite(a).all() or (unit and a.size and (a.min() < 0 or a.max() > 1)):
+                        return f"existing output's {key} holds NaN or values outside 0..1"
+            if "score" in names:
+                v = np.asarray(d["score"]).reshape(-1)
+                if v.size != 1 or v.dtype.kind not in "fiu" or not 0 <= float(v[0]) <= 1:
+                    return "existing output's score is not a number in 0..1"
+    except Exception as e:  # noqa: BLE001 - untrusted file: any failure means "recompute"
+        return f"existing output unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})"
     return None
 
 
