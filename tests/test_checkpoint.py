@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -169,6 +170,7 @@ def _zip_with_checkpoint(tmp_path: Path, state) -> tuple[Path, str]:
 
 
 def test_download_verifies_md5_places_atomically_and_records(tmp_path, recipe_state, monkeypatch):
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))  # its signing key lives there
     z, md5 = _zip_with_checkpoint(tmp_path, recipe_state)
     dest = tmp_path / "w"
     other = W.download_trufor(tmp_path / "other", url=z.as_uri(), md5=md5, progress=False)
@@ -186,6 +188,35 @@ def test_download_verifies_md5_places_atomically_and_records(tmp_path, recipe_st
     assert m.weights_info.kind == "official"
     assert sorted(os.listdir(dest)) == ["trufor.pth.tar", "trufor.pth.tar.json"]
     assert W.describe(other, "official").verified  # its record names the official archive now
+
+
+def test_a_forged_download_record_does_not_make_weights_official(tmp_path, recipe_ckpt, monkeypatch):
+    """Anyone could write trufor.pth.tar.json with the published zip MD5 and the file's sha256:
+    random MiT-B2 weights then loaded as 'official, verified' with no banner. A record counts
+    only when this installation's download signed it; a file calling itself the demo model
+    without the demo's checksum is custom too."""
+    from trufor_lab.inference.load import model_notice
+
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    fake = tmp_path / "mirror" / W.TRUFOR_FILE
+    fake.parent.mkdir()
+    fake.write_bytes(recipe_ckpt.read_bytes())
+    digest = hashlib.sha256(fake.read_bytes()).hexdigest()
+    record = {"source": "https://example.invalid", "zip_md5": W.TRUFOR_ZIP_MD5, "sha256": digest}
+    for forged in (record, dict(record, mac="0" * 64)):
+        fake.with_name(fake.name + ".json").write_text(json.dumps(forged))
+        info = W.describe(fake, "official")
+        assert info.kind == "custom" and not info.verified
+        m = tl.load(fake)
+        assert m.weights_info.kind == "custom" and "unverified" in model_notice(m)
+    demo_like = tmp_path / "demo_like.pt"
+    obj = torch.load(W.find_demo(), weights_only=True)
+    obj["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
+    torch.save(obj, demo_like)
+    from trufor_lab.inference.load import load_trufor
+
+    m = load_trufor(demo_like, kind="demo")
+    assert m.weights_info.kind == "custom" and "unverified" in model_notice(m)
 
 
 def test_an_unverified_cached_noiseprint_does_not_shadow_the_shipped_one(tmp_path, monkeypatch):

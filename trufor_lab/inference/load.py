@@ -165,7 +165,7 @@ def model_notice(model: nn.Module) -> str | None:
             "Demo weights (small model trained by trufor_lab, not the official TruFor); for real "
             "analyses " + W.HOW_TO_GET
         )
-    if info.kind == "custom":
+    if info.kind == "custom" or not info.verified:  # only a verified official file goes without a banner
         return f"Custom/unverified TruFor weights ({Path(info.path).name}, sha256 {info.short_sha})"
     return None
 

@@ -20,9 +20,11 @@ non-bundled sample pictures at run time. The cache location does come from ``pla
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import urllib.error
@@ -137,6 +139,32 @@ def _record_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+#: A per-user secret in the cache folder that signs download records: a record is only believed
+#: when this installation wrote it (a ``trufor.pth.tar.json`` shipped beside someone else's
+#: file, claiming the official checksum, is not).
+_RECORD_KEY = ".trufor_lab_record_key"
+
+
+def _record_key(create: bool) -> bytes | None:
+    path = cache_dir() / _RECORD_KEY
+    if not path.is_file() and create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        except FileExistsError:  # another process made it first
+            pass
+    try:
+        return bytes.fromhex(path.read_text().strip()) or None
+    except (OSError, ValueError):
+        return None
+
+
+def _record_mac(key: bytes, zip_md5: str, digest: str) -> str:
+    return hmac.new(key, f"{zip_md5}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
 def find_checkpoint(path: str | os.PathLike | None = None) -> Path | None:
     """Path of a full TruFor checkpoint, or ``None`` when none is installed."""
     if path is not None:
@@ -201,12 +229,18 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
     if kind == "official":
         rec = _record_path(p)
         verified = False
-        if rec.is_file():
+        key = _record_key(create=False)
+        if rec.is_file() and key is not None:
             try:
                 record = json.loads(rec.read_text())
-                # this file, extracted from the official archive (a record of another zip is not)
-                verified = record.get("sha256") == digest and record.get("zip_md5") == TRUFOR_ZIP_MD5
-            except (OSError, ValueError, AttributeError):
+                # this file, extracted from the official archive (a record of another zip is
+                # not), by this installation's download (a forged record has no valid mac)
+                verified = (
+                    record.get("sha256") == digest
+                    and record.get("zip_md5") == TRUFOR_ZIP_MD5
+                    and hmac.compare_digest(str(record.get("mac", "")), _record_mac(key, TRUFOR_ZIP_MD5, digest))
+                )
+            except (OSError, ValueError, AttributeError, TypeError):
                 verified = False
         note = (
             "official TruFor, verified download (zip MD5 " + TRUFOR_ZIP_MD5 + ")"
@@ -221,6 +255,10 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
             digest,
             True,
             note="trufor_lab demo model (small; simulated cameras + real photos, calibrated score; weights/DEMO_MODEL_CARD.md)",
+        )
+    if kind == "demo":  # says it is the demo model, but is not the shipped file: someone else's weights
+        return WeightsInfo(
+            "custom", str(p), digest, False, note="weights calling themselves the demo model (unknown checksum)"
         )
     return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
 
@@ -329,7 +367,10 @@ def download_trufor(
         except zipfile.BadZipFile as e:
             raise WeightsError(f"{url}: not a valid zip ({e})") from None
         rec = Path(tmp) / "record.json"
-        rec.write_text(json.dumps({"source": url, "zip_md5": md5, "sha256": sha256_of(out)}, indent=1))
+        digest = sha256_of(out)
+        key = _record_key(create=True)
+        mac = _record_mac(key, md5, digest) if key else ""
+        rec.write_text(json.dumps({"source": url, "zip_md5": md5, "sha256": digest, "mac": mac}, indent=1))
         _atomic_place(out, d / TRUFOR_FILE)
         _atomic_place(rec, _record_path(d / TRUFOR_FILE))
     return d / TRUFOR_FILE
