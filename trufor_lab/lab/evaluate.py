@@ -43,7 +43,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from tqdm.auto import tqdm
 
-from trufor_lab.common.files import atomic_write_text
+from trufor_lab.common.files import atomic_write_text, csv_uncell
 from trufor_lab.common.paths import OutputPathError, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table, fmt
@@ -198,7 +198,7 @@ class Evaluation:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             rows = [
-                {k: _parse(v or "", ROW_COLUMNS.get(k, _STR)) for k, v in raw.items() if k is not None}
+                {k: _parse(csv_uncell(v or ""), ROW_COLUMNS.get(k, _STR)) for k, v in raw.items() if k is not None}
                 for raw in reader
             ]
         failed = [r.get("error") or f"{r.get('image_path')}: failed" for r in rows if r.get("status") != "ok"]
