@@ -386,3 +386,11 @@ def test_official_samples_folder_reads_masks_and_names_like_a_benchmark(tmp_path
         Image.fromarray(img).save(tmp_path / f"{name}.png")
     got = {f.name: (f.label, None if f.mask is None else int(f.mask.sum())) for f in load_official_samples(tmp_path)}
     assert got == {"pristine_1": (0, 0), "realestate_splice": (1, 36), "tampered_x": (1, 36)}
+
+
+def test_a_list_file_saved_with_a_bom_reads_its_first_name(tmp_path):
+    """Notepad writes a UTF-8 BOM: the first entry became '\\ufeffa.png: no such file'."""
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "list.txt").write_bytes("\ufeffa.png\n".encode("utf-8"))
+    samples = read_list(tmp_path / "list.txt", 0, tmp_path)
+    assert [Path(s.image_path).name for s in samples] == ["a.png"]

@@ -257,7 +257,8 @@ def test_checkpoints_load_through_load_trufor(phases, tmp_path):
     assert obj["state_dict"]["decode_head.linear_pred.weight"].dtype == torch.float16
     assert obj["state_dict"]["dncnn.0.weight"].dtype == torch.float32
     m = load_trufor(demo, kind="demo")
-    assert m.weights_info.kind == "demo"
+    # exported as a demo, but not the shipped demo file (its card and calibration): custom weights
+    assert m.weights_info.kind == "custom" and not m.weights_info.verified
     assert all(p.dtype == torch.float32 for p in m.parameters())
     assert all(torch.equal(a, b) for a, b in zip(m.dncnn.state_dict().values(), full.dncnn.state_dict().values()))
     x = torch.rand(1, 3, 64, 64)
@@ -315,3 +316,24 @@ def test_a_run_is_not_resumed_with_other_settings_nor_trained_past_a_nan(tmp_pat
     assert stream_fingerprint(a) != stream_fingerprint(b)
     with pytest.raises(ValueError, match="checkpoint_every"):
         _cfg(out, images, checkpoint_every=0)
+
+
+def test_damaged_training_state_and_logs_give_one_line(tmp_path):
+    """A checkpoint whose optimizer is not an optimizer state, or whose step is not a number,
+    and a log line that is JSON but not a row, gave tracebacks on resume."""
+    from trufor_lab.training.checkpoints import read_log, read_training_state, truncate_log
+
+    for bad, why in (
+        ({"meta": {"step": "five"}, "optimizer": {}}, "meta.step"),
+        ({"meta": {"step": 2}, "optimizer": 3}, "optimizer"),
+    ):
+        p = tmp_path / f"{why}.pt"
+        torch.save(bad, p)
+        with pytest.raises(ValueError, match=why) as e:
+            read_training_state(p)
+        assert str(p) in str(e.value)
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 0.5}\n42\n["x"]\n{"step": 2, "loss": 0.4}\n')
+    assert [r["step"] for r in read_log(log)] == [1, 2]
+    truncate_log(log, 1)
+    assert [r["step"] for r in read_log(log)] == [1]

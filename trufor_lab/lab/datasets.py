@@ -333,7 +333,7 @@ def read_list(
     if not path.is_file():
         raise DatasetError(f"{path}: list file not found")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Notepad) is not part of a name
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: unreadable list file ({_one_line(exc)})") from exc
     root = Path(root)

@@ -195,12 +195,20 @@ class Evaluation:
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> "Evaluation":
         """Read rows written by :meth:`to_csv` back (types restored; ``failed`` rebuilt)."""
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = [
-                {k: _parse(csv_uncell(v or ""), ROW_COLUMNS.get(k, _STR)) for k, v in raw.items() if k is not None}
-                for raw in reader
-            ]
+        rows = []
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f, strict=True)
+                for raw in reader:
+                    rows.append(
+                        {
+                            k: _parse(csv_uncell(v or ""), ROW_COLUMNS.get(k, _STR))
+                            for k, v in raw.items()
+                            if k is not None
+                        }
+                    )
+        except (csv.Error, ValueError, UnicodeDecodeError) as e:  # a damaged or foreign file: one line
+            raise ValueError(f"{path}: not a per-image CSV written by trufor_lab (line {len(rows) + 2}: {e})") from None
         failed = [r.get("error") or f"{r.get('image_path')}: failed" for r in rows if r.get("status") != "ok"]
         return cls(rows, failed)
 

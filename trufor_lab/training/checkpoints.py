@@ -59,10 +59,19 @@ def read_training_state(path: str | os.PathLike) -> dict:
     meta = obj.get("meta") if isinstance(obj, dict) else None
     if not isinstance(meta, dict) or "step" not in meta:
         raise ValueError(f"{path}: not a training checkpoint (no meta.step); cannot resume from it")
-    step = int(meta["step"])
+    try:
+        step = int(meta["step"])
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{path}: its meta.step is not a step number ({meta['step']!r:.40}); cannot resume from it"
+        ) from None
     plain = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else None
     if "optimizer" in obj:
-        return {"step": step, "optimizer": obj["optimizer"], "rng": obj.get("rng") or {}, "train_config": plain}
+        opt = obj["optimizer"]
+        if not isinstance(opt, dict) or not {"state", "param_groups"} <= set(opt):
+            raise ValueError(f"{path}: its optimizer entry is not an optimizer state; cannot resume from it")
+        rng = obj.get("rng") if isinstance(obj.get("rng"), dict) else {}
+        return {"step": step, "optimizer": opt, "rng": rng, "train_config": plain}
     old = path.with_name(OLD_OPTIM_FILE)
     if old.is_file():
         state = read_checkpoint(old)
@@ -116,9 +125,11 @@ def read_log(path: str | os.PathLike) -> list[dict]:
     rows = []
     for line in p.read_text().splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:  # a row cut by a crash while it was written: the run resumes
             continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):  # anything else is not a log row
+            rows.append(row)
     return rows
 
 
