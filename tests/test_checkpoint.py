@@ -116,6 +116,11 @@ def test_a_checkpoint_config_is_checked_before_anything_is_built(tmp_path):
     assert grown_mib < 1000, grown_mib  # building the claimed network would take ~3.7 GB
 
 
+def test_a_folder_given_as_checkpoint_is_called_a_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        read_checkpoint(tmp_path)
+
+
 def test_load_finds_checkpoint_from_env(recipe_ckpt, monkeypatch):
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
     m = tl.load(device="cpu")

@@ -135,3 +135,13 @@ def test_csv_cells_that_look_like_formulas_stay_text(tmp_path):
     text = Table(rows).csv()
     assert "'=HYPERLINK" in text and "'+cmd" in text and ",-0.5" in text
     assert csv_uncell("'=HYPERLINK(1)") == "=HYPERLINK(1)" and csv_uncell("'quoted") == "'quoted"
+
+
+def test_appledouble_companions_are_not_images(tmp_path):
+    """'._a.png' (macOS metadata beside a.png on shared drives and in zips) was listed as an
+    image and failed as one."""
+    from trufor_lab.common.paths import list_images
+
+    _img(tmp_path / "a.png")
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 metadata")
+    assert [p.name for p in list_images(tmp_path)] == ["a.png"]

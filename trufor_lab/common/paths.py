@@ -43,10 +43,11 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files in ``folder`` (sorted; recursive by default)."""
+    """Image files in ``folder`` (sorted; recursive by default). macOS's AppleDouble companions
+    (``._photo.jpg``: metadata, not pixels, left on shared drives and in zips) are not images."""
     d = Path(folder)
     it = d.rglob("*") if recursive else d.iterdir()
-    return sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("._"))
 
 
 def safe_part(name: str, default: str = "dataset") -> str:

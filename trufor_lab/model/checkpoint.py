@@ -37,6 +37,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     """Unpickle ``path`` with ``weights_only=True`` on the CPU; refuse anything else (and refuse to
     read at all with a PyTorch whose ``weights_only`` loader is unsafe)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
     if _torch_version() < SAFE_TORCH:
