@@ -185,7 +185,18 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 #: Settings a resumed run may change (how long and where it runs, not what it learns).
 _RESUMABLE_CHANGES = frozenset(
-    {"steps", "max_seconds", "progress", "num_threads", "device", "checkpoint_every", "resume", "out_dir", "init"}
+    {
+        "steps",
+        "max_seconds",
+        "progress",
+        "num_threads",
+        "device",
+        "checkpoint_every",
+        "resume",
+        "out_dir",
+        "init",
+        "cache_dir",
+    }
 )
 
 
