@@ -119,7 +119,8 @@ def region_stats(noiseprint: Any, region: Sequence[int], period: int = 8) -> dic
 
 def _spectrum_extent(shape: tuple[int, int]) -> list[float]:
     h, w = shape
-    return [-0.5, 0.5 - 1.0 / w, 0.5 - 1.0 / h, -0.5]  # cycles per pixel
+    # cycles per pixel; a 1-pixel side has only frequency 0: give it a unit extent, not an empty one
+    return [-0.5, 0.5 - 1.0 / w if w > 1 else 0.5, 0.5 - 1.0 / h if h > 1 else 0.5, -0.5]
 
 
 def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None):
