@@ -276,3 +276,16 @@ def test_in_memory_pil_images_load(shared_dir):
             assert load_image(im).rgb.shape == shape
         crop = load_image(base.crop((5, 6, 69, 70))).rgb
         assert np.array_equal(crop, np.asarray(base.convert("RGB"))[6:70, 5:69])
+
+
+def test_a_32_bit_integer_image_beyond_16_bits_is_refused():
+    """Mode 'I' values beyond 0..65535 were clipped to white (or black) silently."""
+    from PIL import Image
+
+    from trufor_lab.inference.preprocess import ImageError, load_image
+
+    im = Image.fromarray(np.arange(64 * 64, dtype=np.int32).reshape(64, 64) * 100, mode="I")
+    with pytest.raises(ImageError, match="outside 0..65535"):
+        load_image(im)
+    ok = Image.fromarray((np.arange(64 * 64, dtype=np.int32).reshape(64, 64) * 10), mode="I")
+    assert load_image(ok).notes == ("16-bit values scaled to 8 bits",)

@@ -85,6 +85,8 @@ def _pil_to_rgb(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
         return np.asarray(im, dtype=np.uint8).copy(), notes
     if mode.startswith("I;16") or mode == "I":
         a = np.asarray(im).astype(np.float64)
+        if a.size and (a.min() < 0 or a.max() > 65535):  # a 32-bit integer image: clipping would invent a picture
+            raise ImageError(f"{name}: 32-bit integer values outside 0..65535 (a measurement, not a photo)")
         g = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
         notes.append("16-bit values scaled to 8 bits")
         return np.repeat(g[..., None], 3, axis=2), notes
