@@ -10,6 +10,7 @@ import base64
 import importlib.util
 import io
 import os
+import re
 import shutil
 import threading
 import urllib.parse
@@ -241,6 +242,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_all_cells(driver, wait) -> None:
+    """Run > Run All Cells in JupyterLab, again until a cell has started: the menu item is
+    disabled (a click does nothing) until the notebook panel and its kernel are ready."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    menu = "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']"
+    item = (
+        "//li[contains(@class,'lm-Menu-item')][.//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']]"
+    )
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell") and d.find_elements(By.XPATH, menu))
+
+    def started(d) -> bool:  # a prompt reads [*] or [1]
+        prompts = d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-InputPrompt")
+        return any(re.search(r"\[[*\d]+\]", p.text) for p in prompts)
+
+    for _ in range(12):
+        driver.find_element(By.XPATH, menu).click()
+        entry = wait.until(lambda d: d.find_elements(By.XPATH, item))[0]
+        if "lm-mod-disabled" in (entry.get_attribute("class") or ""):
+            driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+            time.sleep(2)
+            continue
+        entry.click()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if started(driver):
+                return
+            time.sleep(0.5)
+    pytest.fail("JupyterLab never ran the notebook's cell (Run All Cells stayed disabled or did nothing)")
+
+
 @pytest.fixture(params=["voila", "jupyterlab"])
 def notebook_page(request, tmp_path, tampered2):
     """A notebook that displays a ResultViewer, served on 127.0.0.1 by Voila (which runs it on
@@ -340,17 +375,8 @@ def test_slider_in_a_notebook_front_end_redraws_viewer(driver, notebook_page):
     driver.set_window_size(1200, 800)
     driver.get(url)
     wait = WebDriverWait(driver, 120)
-    if front == "jupyterlab":  # Run > Run All Cells
-        menu = "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']"
-        wait.until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell") and d.find_elements(By.XPATH, menu)
-        )
-        driver.find_element(By.XPATH, menu).click()
-        wait.until(
-            lambda d: d.find_elements(
-                By.XPATH, "//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']"
-            )
-        )[0].click()
+    if front == "jupyterlab":
+        _run_all_cells(driver, wait)
     try:
         img = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img.widget-image"))[0]
     except TimeoutException:
