@@ -260,6 +260,9 @@ def _run_all_cells(driver, wait) -> None:
         prompts = d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-InputPrompt")
         return any(re.search(r"\[[*\d]+\]", p.text) for p in prompts)
 
+    # the status bar reads "Python 3 (ipykernel) | Idle" once the kernel is up: running before
+    # that may ask which kernel to use instead of running
+    wait.until(lambda d: "| Idle" in d.find_element(By.ID, "jp-main-statusbar").text)
     for _ in range(12):
         driver.find_element(By.XPATH, menu).click()
         entry = wait.until(lambda d: d.find_elements(By.XPATH, item))[0]
