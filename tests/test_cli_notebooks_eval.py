@@ -94,7 +94,7 @@ def test_runner_records_one_block_per_device(tmp_path, monkeypatch):
     assert md.read_text() == text and [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
 
 
-def test_runner_runs_a_notebook_and_reports_errors(tmp_path):
+def test_runner_runs_a_notebook_and_reports_errors(tmp_path, capsys):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
@@ -103,10 +103,69 @@ def test_runner_runs_a_notebook_and_reports_errors(tmp_path):
     nbformat.write(
         new_notebook(cells=[new_code_cell("import os, trufor_lab\nprint(os.environ['TRUFOR_LAB_OUTPUT'])")]), ok
     )
-    nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('broken on purpose')")]), bad)
+    cells = [new_code_cell("x = 1"), new_code_cell("raise ValueError('broken | on purpose\\nsecond line')")]
+    nbformat.write(new_notebook(cells=cells), bad)
     assert [p.name for p in runner.find_notebooks(tmp_path, ["02"])] == ["02_bad.ipynb"]
     md = tmp_path / "R.md"
     rc = main(["notebooks", "--dir", str(tmp_path), "--time", "--results", str(md), "--timeout", "120"])
     assert rc == 1
     text = md.read_text()
-    assert "| 01_ok |" in text and "broken on purpose" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "01_ok" in rows
+    # the failing cell, the exception's type, its first line; a '|' in it does not break the table
+    assert "cell 1: ValueError: broken \\| on purpose" in rows["02_bad"] and "second line" not in text
+    assert all(line.replace("\\|", "").count("|") == 6 for line in rows.values()), rows
+    assert rows["**all**"].rstrip(" |").endswith("no (1 failed)"), rows["**all**"]
+
+    # a run of some notebooks gets a block of its own: the full run's block stays
+    capsys.readouterr()
+    rc = main(["notebooks", "--dir", str(tmp_path), "--time", "--results", str(md), "--only", "01", "99"])
+    assert rc == 0 and "--only 99: no notebook" in capsys.readouterr().err
+    text = md.read_text()
+    assert text.count("| 02_bad |") == 1 and text.count("| 01_ok |") == 2 and "(only 01 99)" in text
+    assert "`python -m trufor_lab.notebooks --time --only 01 99`" in text
+
+
+def test_runner_without_nbclient_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "NotebookClient", None)
+    assert main(["notebooks", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: running notebooks needs nbclient") and len(err.splitlines()) == 1
+
+
+def test_runner_stops_on_ctrl_c(tmp_path):
+    """Ctrl-C stops the run (exit 130): the interrupted notebook is not recorded as a failure and
+    the next one does not start (nbclient turned the interrupt into a notebook error)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    slow = "open('started', 'w').close()\nimport time\ntime.sleep(120)"  # runs in the notebook's folder
+    nbformat.write(new_notebook(cells=[new_code_cell(slow)]), tmp_path / "01_slow.ipynb")
+    nbformat.write(new_notebook(cells=[new_code_cell("open('ran_02', 'w').close()")]), tmp_path / "02_next.ipynb")
+    md = tmp_path / "R.md"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trufor_lab.notebooks", "--dir", str(tmp_path), "--time", "--results", str(md)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (tmp_path / "started").exists():
+            time.sleep(0.2)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "error: interrupted" in err and "02_next" not in out and not (tmp_path / "ran_02").exists()
+    assert not md.exists() or "01_slow" not in md.read_text()

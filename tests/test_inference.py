@@ -377,3 +377,28 @@ def test_fast_mode_keeps_the_key_value_reduction_float32_on_cpus(shared_dir):
     q, q_old = deviation_quantiles(fast, exact), deviation_quantiles(old, exact)
     assert d["score"] <= 1e-2 and q["map"]["q99.9"] <= 1e-2, (d, q)
     assert q_old["map"]["q99.9"] > 3 * q["map"]["q99.9"] and d_old["map"] > d["map"], (q_old, q)
+
+
+def test_sample_images_are_looked_up_one_by_one_and_stand_ins_keep_their_own_name(tmp_path, shared_dir, monkeypatch):
+    """A folder holding some official samples serves those; a missing one is replaced by a
+    scikit-image picture that is never called by the official name (notebook 01 saved the
+    astronaut as ``pristine1.jpg.npz``)."""
+    import shutil
+
+    from PIL import Image
+
+    from trufor_lab.inference import samples
+
+    (tmp_path / "images").mkdir()
+    shutil.copy(shared_dir / "images" / "tampered2.png", tmp_path / "images")
+    monkeypatch.setattr(samples, "official_dirs", lambda: [tmp_path / "images"])
+    found = samples.sample("tampered2.png")
+    assert found.official and found.name == "tampered2.png"
+    rgb, desc = found  # notebooks unpack two values
+    assert desc == "official sample tampered2.png"
+    assert np.array_equal(rgb, np.asarray(Image.open(shared_dir / "images" / "tampered2.png").convert("RGB")))
+    stand_in = samples.sample("pristine1.jpg", max_side=64)
+    assert not stand_in.official and stand_in.name == "astronaut" and stand_in.rgb.shape == (64, 64, 3)
+    assert "stand-in" in stand_in.desc and "pristine1.jpg" in stand_in.desc
+    with pytest.raises(ValueError, match="unknown sample"):
+        samples.sample("holiday.jpg")

@@ -1,12 +1,13 @@
 """``trufor-lab notebooks``: run the teaching notebooks top to bottom, and time them.
 
-    python -m trufor_lab.cli.notebooks --time          # all, default parameters, record times
+    python -m trufor_lab.notebooks --time              # all, default parameters, record times
     trufor-lab notebooks --only 01 08 --small          # the CI-sized inputs
 
 Each notebook picks its default sizes from the device (full sizes on a GPU; on a CPU every
 notebook is sized to finish in :data:`CPU_BOUND_S` on two cores). ``--time`` writes the
 measured times into the "Notebooks at default parameters" section of ``bench/RESULTS.md``,
-one block per device (a rerun on the same device replaces its block, other devices stay).
+one block per device and selection (a rerun on the same device replaces its block, other
+devices stay; a run with ``--only`` gets a block of its own, so it never erases a full run's).
 Notebooks run from a source checkout (``notebooks/`` next to the package), in a temporary
 output folder, with the checkout first on ``PYTHONPATH`` so the kernel imports this code.
 """
@@ -14,18 +15,21 @@ output folder, with the checkout first on ``PYTHONPATH`` so the kernel imports t
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import datetime as _dt
 import os
 import math
 import platform
 import re
 import resource
+import signal
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 import torch
 
@@ -34,9 +38,8 @@ from trufor_lab.common.files import atomic_write_text
 try:  # the optional 'notebooks' extra; only this command needs it
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
 except ImportError:  # pragma: no cover - reported when the command runs
-    nbformat = NotebookClient = CellExecutionError = None
+    nbformat = NotebookClient = None
 
 #: What a CPU run of one notebook at its default parameters may take (two cores), and all of them.
 CPU_BOUND_S = 180.0
@@ -81,10 +84,49 @@ def device_label() -> str:
     return f"CPU: {cores} cores, {cpu}"
 
 
+MISSING = "running notebooks needs nbclient and nbformat: pip install 'trufor-lab[notebooks]'"
+
+
+def _failure(nb: Any, exc: BaseException) -> str:
+    """One line: the failing cell's number, the exception's type and the first line of its message."""
+    cell = next(
+        (i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", ()))),
+        None,
+    )
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename is None:  # not a cell's error: a timeout, a dead kernel
+        ename, evalue = type(exc).__name__, str(exc)
+    first = next((ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(evalue)).splitlines() if ln.strip()), "")
+    return (f"cell {cell}: " if cell is not None else "") + f"{ename}" + (f": {first}" if first else "")
+
+
+def _client_class() -> type:
+    """nbclient's client, noting a Ctrl-C: nbclient's own handler shuts the kernel down, and the
+    notebook then fails like a broken one."""
+
+    class Client(NotebookClient):  # type: ignore[misc, valid-type]
+        interrupted = False
+
+        @contextlib.asynccontextmanager
+        async def async_setup_kernel(self, **kwargs: Any) -> AsyncIterator[None]:
+            async with super().async_setup_kernel(**kwargs):
+                try:  # replaces nbclient's handler, doing what it does after noting the interrupt
+                    asyncio.get_event_loop().add_signal_handler(signal.SIGINT, self._on_interrupt)
+                except (RuntimeError, NotImplementedError):  # not the main thread; Windows
+                    pass
+                yield
+
+        def _on_interrupt(self) -> None:
+            self.interrupted = True
+            self._async_cleanup_kernel_future = asyncio.ensure_future(self._async_cleanup_kernel())
+
+    return Client
+
+
 def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: int = 1800) -> Timing:
     """Execute one notebook (outputs discarded) and time it, kernel start included."""
     if NotebookClient is None:
-        raise RuntimeError("running notebooks needs nbclient and nbformat: pip install 'trufor-lab[notebooks]'")
+        raise RuntimeError(MISSING)
     env = {
         "TRUFOR_LAB_OUTPUT": str(output_dir),
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
@@ -95,7 +137,7 @@ def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: 
     os.environ.pop("TRUFOR_LAB_SMALL", None)
     os.environ.update(env)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
+    client = _client_class()(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     t0 = time.perf_counter()
@@ -103,10 +145,10 @@ def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: 
     try:
         client.execute()
         ok, err = True, ""
-    except CellExecutionError as e:  # type: ignore[misc]
-        ok, err = False, re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or ["error"])[-1])
-    except Exception as e:  # timeouts, dead kernels: record and go on with the next notebook
-        ok, err = False, f"{type(e).__name__}: {e}"
+    except Exception as e:  # a cell's error, a timeout, a dead kernel: record and go on with the next notebook
+        if client.interrupted:  # Ctrl-C, which nbclient turns into a notebook error: not a result
+            raise KeyboardInterrupt from None
+        ok, err = False, _failure(nb, e)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -119,22 +161,31 @@ def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: 
     return Timing(path.stem, wall, ok, err, cpu if cpu > 0 else math.nan)
 
 
-def results_block(timings: Sequence[Timing], device: str, note: str = "", small: bool = False) -> str:
-    """The Markdown block for one device."""
+def _cell(text: str) -> str:
+    """``text`` safe inside one Markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def results_block(
+    timings: Sequence[Timing], device: str, note: str = "", small: bool = False, only: Sequence[str] = ()
+) -> str:
+    """The Markdown block for one device (and ``--only`` selection)."""
     cpu = not device.startswith("GPU")
     bound = CPU_BOUND_S if cpu else None
     date = _dt.date.today().isoformat()
+    options = (" --small" if small else "") + (f" --only {' '.join(only)}" if only else "")
+    failed = sum(not t.ok for t in timings)
     lines = [
-        f"### {device}{' (CI sizes)' if small else ''}",
+        f"### {device}{' (CI sizes)' if small else ''}{' (only ' + ' '.join(only) + ')' if only else ''}",
         "",
-        f"{date}, `python -m trufor_lab.cli.notebooks --time{' --small' if small else ''}`, "
+        f"{date}, `python -m trufor_lab.notebooks --time{options}`, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads." + (f" {note}" if note else ""),
         "",
         "| notebook | time (s) | kernel CPU (s) | " + ("bound (s) | within |" if bound else "status |"),
         "|---|---|---|---|" + ("---|" if bound else ""),
     ]
     for t in timings:
-        status = "ok" if t.ok else f"FAILED: {t.error[:80]}"
+        status = "ok" if t.ok else f"FAILED: {_cell(t.error)[:120]}"
         if bound:
             within = "yes" if t.ok and t.seconds <= bound else "no"
             lines.append(
@@ -147,10 +198,12 @@ def results_block(timings: Sequence[Timing], device: str, note: str = "", small:
     if bound:
         lines.append(
             f"| **all** | {total:.0f} | {cpu_total:.0f} | {CPU_TOTAL_BOUND_S:.0f} | "
-            f"{'yes' if total <= CPU_TOTAL_BOUND_S else 'no'} |"
+            f"{'yes' if total <= CPU_TOTAL_BOUND_S and not failed else 'no'}"
+            + (f" ({failed} failed)" if failed else "")
+            + " |"
         )
     else:
-        lines.append(f"| **all** | {total:.0f} | {cpu_total:.0f} | |")
+        lines.append(f"| **all** | {total:.0f} | {cpu_total:.0f} | {f'{failed} FAILED' if failed else 'ok'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -173,10 +226,24 @@ def record(results_md: Path, block: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if NotebookClient is None:
+        print(f"error: {MISSING}", file=sys.stderr)
+        return 2
     paths = find_notebooks(Path(args.dir), args.only)
     if not paths:
         print(f"error: no notebooks in {args.dir}" + (f" matching {args.only}" if args.only else ""), file=sys.stderr)
         return 1
+    for name in args.only:
+        if not find_notebooks(Path(args.dir), [name]):
+            print(f"note: --only {name}: no notebook in {args.dir} starts with it", file=sys.stderr)
+    try:
+        return _run_all(args, paths)
+    except KeyboardInterrupt:  # what was recorded before stays
+        print("\nerror: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_all(args: argparse.Namespace, paths: list[Path]) -> int:
     device = device_label()
     print(f"{len(paths)} notebooks on {device}{' (CI sizes)' if args.small else ''}", flush=True)
     timings = []
@@ -197,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
                 + ("" if len(timings) == len(paths) else f" ({len(timings)} of {len(paths)} notebooks so far)")
                 + "."
             )
-            block = results_block(timings, device, note, args.small)
+            block = results_block(timings, device, note, args.small, args.only)
             if args.time:  # after each notebook: an interrupted run still leaves its measurements
                 record(Path(args.results), block)
     print(block)

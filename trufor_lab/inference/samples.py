@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -24,31 +26,51 @@ _SKIMAGE = {
 }
 
 
-def official_dir() -> Path | None:
-    """Folder holding the official sample images, if any."""
+@dataclass(frozen=True)
+class SampleImage:
+    """A sample picture. ``name`` is what to call it: the official file name, or the stand-in's
+    own name (a stand-in never borrows the official name); ``official`` whether it is the official
+    file. Unpacks as ``rgb, desc = sample(...)``."""
+
+    rgb: np.ndarray
+    desc: str
+    name: str
+    official: bool
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.rgb, self.desc))
+
+
+def official_dirs() -> list[Path]:
+    """Where the official samples are looked for, in order."""
     cands = []
     if os.environ.get("TRUFOR_LAB_SHARED"):
         cands.append(Path(os.environ["TRUFOR_LAB_SHARED"]) / "images")
     cands.append(Path(__file__).resolve().parents[3] / "shared" / "images")
-    return next((c for c in cands if (c / OFFICIAL[0]).is_file()), None)
+    return cands
 
 
-def sample(name: str, max_side: int | None = None) -> tuple[np.ndarray, str]:
-    """(RGB uint8 image, description) for an official sample name, or a scikit-image stand-in.
+def official_path(name: str) -> Path | None:
+    """The official sample ``name`` in the first folder of :func:`official_dirs` that holds it."""
+    return next((d / name for d in official_dirs() if (d / name).is_file()), None)
+
+
+def sample(name: str, max_side: int | None = None) -> SampleImage:
+    """An official sample by name, else the scikit-image stand-in named after itself.
 
     ``max_side`` centre-crops (never resizes: resizing would erase the traces TruFor reads).
     """
-    d = official_dir()
-    if name not in OFFICIAL and not (d and (d / name).is_file()):
+    if name not in OFFICIAL:
         raise ValueError(f"unknown sample {name!r}; choose from {OFFICIAL}")
-    if d is not None and (d / name).is_file():
-        rgb, desc = load_image(d / name).rgb, f"official sample {name}"
-    else:
-        from skimage import data  # lazy: scikit-image is slow to import; only this function needs it
+    path = official_path(name)
+    if path is not None:
+        return SampleImage(center_crop(load_image(path).rgb, max_side), f"official sample {name}", name, True)
+    from skimage import data  # lazy: scikit-image is slow to import; only this function needs it
 
-        rgb = getattr(data, _SKIMAGE[name])()
-        desc = f"scikit-image '{_SKIMAGE[name]}' (official sample {name} not found)"
-    return center_crop(rgb, max_side), desc
+    stand_in = _SKIMAGE[name]
+    where = ", ".join(str(d) for d in official_dirs())
+    desc = f"scikit-image '{stand_in}', a stand-in: official sample {name} not found (looked in {where})"
+    return SampleImage(center_crop(getattr(data, stand_in)(), max_side), desc, stand_in, False)
 
 
 def center_crop(image: np.ndarray, max_side: int | None) -> np.ndarray:
