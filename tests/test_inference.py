@@ -402,3 +402,36 @@ def test_sample_images_are_looked_up_one_by_one_and_stand_ins_keep_their_own_nam
     assert "stand-in" in stand_in.desc and "pristine1.jpg" in stand_in.desc
     with pytest.raises(ValueError, match="unknown sample"):
         samples.sample("holiday.jpg")
+
+
+def test_predict_refuses_tensors_it_would_misread(recipe_model, tampered2):
+    """An integer tensor of 0..255 ran as if it were RGB / 256 (map off by up to 0.98); a tiny,
+    empty or unbatched tensor gave a convolution traceback or killed the process."""
+    from trufor_lab.model.lean import lean_forward
+
+    x = to_tensor(tampered2[:64, :64].copy())
+    as_uint8 = torch.from_numpy(tampered2[:64, :64].copy()).permute(2, 0, 1)[None]
+    for bad, match in (
+        (as_uint8, "floating point"),
+        (x[0], r"batch of RGB images .* got shape \(3, 64, 64\)"),
+        (x[:0], r"got shape \(0, 3, 64, 64\)"),
+        (x[:, :, :20], "64x20; TruFor needs at least 29"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            predict(recipe_model, bad)
+    for bad in (x[:0], x[:, :, :20]):
+        with pytest.raises(ValueError, match="B >= 1|at least 29"):
+            lean_forward(recipe_model, bad)
+    with pytest.raises(ValueError, match="floating point"):
+        predict(recipe_model.dncnn, as_uint8)
+
+
+def test_fast_mode_of_a_float64_model_runs_in_float64(recipe_model, tampered2):
+    """Autocast lowers float32 only: the fast mode's float32-kept parts cast float64 inputs down
+    and failed on every image ("Input type (float) and bias type (double)")."""
+    m64 = copy.deepcopy(recipe_model).double()
+    x = to_tensor(tampered2[:64, :80].copy(), dtype=torch.float64)
+    fast = predict(m64, x, InferenceMode.fast(amp_on_cpu=True))
+    exact = predict(m64, x, "exact")
+    assert fast.logits.dtype == torch.float64
+    assert torch.allclose(fast.logits, exact.logits, atol=1e-9) and torch.allclose(fast.det_logit, exact.det_logit, atol=1e-9)

@@ -59,7 +59,7 @@ from trufor_lab.model.lean import (
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.precision import cpu_has_native_bf16, full_precision
 from trufor_lab.model.segformer import OverlapPatchEmbed, SpatialReductionAttention
-from trufor_lab.model.trufor import TruFor, TruForOutput
+from trufor_lab.model.trufor import MIN_TRUFOR_SIDE, TruFor, TruForOutput
 
 MODES = ("exact", "fast")
 
@@ -219,6 +219,7 @@ def predict(
     m = resolve_mode(mode)
     if model.training:
         raise ValueError("predict() runs inference: call model.eval() first")
+    _check_input(model, x)
     x = x.to(device=model_device(model), dtype=model_dtype(model))
     with torch.no_grad():
         if isinstance(model, Noiseprint):
@@ -300,6 +301,22 @@ def _lean(
         return lean_forward(model, x, noiseprint, chunks, encoder_context=amp)
 
 
+def _check_input(model: nn.Module, x: torch.Tensor) -> None:
+    """A one-line ``ValueError`` for a tensor that is not a batch of RGB / 256 images the model can
+    take (an integer tensor of 0..255 would become a wrong input silently)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"predict() takes a tensor (B, 3, H, W), not {type(x).__name__}: use tl.analyze for images")
+    if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 1:
+        raise ValueError(f"predict() takes a batch of RGB images (B >= 1, 3, H, W); got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(
+            f"predict() takes RGB / 256 as floating point; got {x.dtype} (divide 0..255 values by 256 first)"
+        )
+    h, w = x.shape[2:]
+    if isinstance(model, TruFor) and min(h, w) < MIN_TRUFOR_SIDE:
+        raise ValueError(f"image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side")
+
+
 def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
     """The lean forward when asked for (or when the plain one would not fit), unless an active
     intervention or a user's hook needs the plain forward (:mod:`trufor_lab.model.interventions`;
@@ -324,7 +341,7 @@ def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iter
     costs and buys)."""
     on_cpu = x.device.type == "cpu"
     native = not on_cpu or (m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16())
-    if m.amp_dtype is None or not native:
+    if m.amp_dtype is None or not native or x.dtype != torch.float32:  # autocast only lowers float32
         yield
         return
     names = (

@@ -32,6 +32,7 @@ from trufor_lab.inference.preprocess import (
     to_tensor,
 )
 from trufor_lab.inference.weights import WeightsInfo
+from trufor_lab.model.trufor import MIN_TRUFOR_SIDE
 from trufor_lab.viz.figures import plot_result
 
 #: Extra npz keys (ignored by official readers) recording what an output was made from: the
@@ -48,9 +49,6 @@ def computed_label(mode: str, precision: str | torch.dtype) -> str:
     return f"{mode} {str(precision).replace('torch.', '')}"
 
 
-#: Smallest side TruFor can process: stage 1's spatial reduction (8x8 stride 8 at 1/4 scale)
-#: needs at least one output position.
-MIN_TRUFOR_SIDE = 29
 
 
 @dataclass

@@ -65,7 +65,7 @@ from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
 from .noiseprint import Noiseprint
 from .precision import ieee_float32, kept_precision
 from .segformer import Block, OverlapPatchEmbed, tokens_to_map
-from .trufor import TruFor, TruForOutput
+from .trufor import MIN_TRUFOR_SIDE, TruFor, TruForOutput
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -490,8 +490,11 @@ def lean_forward(
     model's precision on the features cast back, as in the whole-image forward."""
     if model.training:
         raise ValueError("lean_forward is for inference: call model.eval() first")
-    if rgb.ndim != 4 or rgb.shape[1] != 3:
-        raise ValueError(f"TruFor expects an RGB batch (B, 3, H, W), got shape {tuple(rgb.shape)}")
+    if rgb.ndim != 4 or rgb.shape[1] != 3 or rgb.shape[0] < 1:
+        raise ValueError(f"TruFor expects an RGB batch (B >= 1, 3, H, W), got shape {tuple(rgb.shape)}")
+    if min(rgb.shape[2:]) < MIN_TRUFOR_SIDE:
+        h, w = rgb.shape[2:]
+        raise ValueError(f"image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side")
     cfg = config or LeanConfig()
     if cfg.budget_bytes is None:
         cfg = dataclasses.replace(cfg, budget_bytes=default_budget(rgb.device))

@@ -29,6 +29,10 @@ from .encoder import DualMiTEncoder
 from .noiseprint import Noiseprint
 from .segformer import SpatialReductionAttention
 
+#: Smallest side TruFor can process: stage 1's spatial reduction (8x8 stride 8 at 1/4 scale)
+#: needs at least one output position.
+MIN_TRUFOR_SIDE = 29
+
 
 class TruForOutput(NamedTuple):
     """Raw network outputs at input resolution.
