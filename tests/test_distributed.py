@@ -150,3 +150,37 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
         ["good/one", "existing output computed as exact float32 (now fast float32)"]
     ]
     assert str(np.load(out / "good" / "one.npz")["trufor_lab_computed"]) == "fast float32"
+    # a fast mode with other settings is another computation: not the preset's output
+    from trufor_lab.inference.predict import InferenceMode, mode_label
+
+    f32 = InferenceMode.fast(amp_dtype=None)
+    assert mode_label("fast") == "fast" and mode_label(InferenceMode.fast()) == "fast"
+    assert mode_label(f32) == "fast(amp_dtype=None)" and mode_label(InferenceMode.exact(lean=True)) == "exact"
+    s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode=f32)
+    assert s["written"] == 1 and "now fast(amp_dtype=None) float32" in s["recomputed"][0][1]
+
+
+def test_someone_elses_npz_is_not_overwritten_and_a_failed_rank_counts_its_images(tmp_path, tampered2, recipe_ckpt):
+    """A same-named npz without a map is another program's data: kept, reported as failed (it was
+    overwritten). Weights that do not load: every image counts as failed, not "0 failed"."""
+    from types import SimpleNamespace
+
+    from trufor_lab.inference.distributed import distributed_analyze
+
+    img = tmp_path / "im.png"
+    Image.fromarray(tampered2[:64, :64]).save(img)
+    out = tmp_path / "out"
+    out.mkdir()
+    np.savez(out / "mine.npz", labels=np.arange(3))
+    items = [SimpleNamespace(id="mine", image_path=img), SimpleNamespace(id="other", image_path=img)]
+    s = distributed_analyze(items, out, device="cpu", weights=recipe_ckpt)
+    assert s["written"] == 1 and s["failed"] == 1
+    assert np.load(out / "mine.npz").files == ["labels"]
+    (failure,) = [f for r in s["ranks"] for f in r["failed"]]
+    assert failure[0] == "mine" and "not an analysis output" in failure[1]
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_text("not a checkpoint")
+    s = distributed_analyze(
+        items[1:] + [SimpleNamespace(id="third", image_path=img)], out / "b", device="cpu", weights=bogus
+    )
+    assert s["failed"] == 2 and s["written"] == 0 and s["errors"], s

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from trufor_lab.common.paths import expand_inputs, output_path
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import computed_label, reuse_problem
+from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
 from trufor_lab.cli.messages import error, printable
@@ -31,15 +30,6 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
     if os.path.exists(output) and not os.path.isdir(output):  # said once, before any work
         raise SystemExit(f"error: --output {output} is an existing file, not a folder; give a folder or a .npz name")
     return [output_path(output, rel) for _, rel in pairs]
-
-
-def _foreign(out: Path) -> bool:
-    """A readable npz that holds no map: someone's other data, never overwritten unasked."""
-    try:
-        with np.load(out, allow_pickle=False) as d:
-            return not ({"map", "np++"} & set(d.files))
-    except Exception:  # noqa: BLE001 - unreadable: an output to recompute, as before
-        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             error(f"{path}: cannot read ({e.strerror or e})")
             continue
         if out.exists() and not args.overwrite:
-            if _foreign(out):
+            if foreign_output(out):
                 failed += 1
                 error(
                     f"{out}: exists and is not an analysis output (no 'map'); not overwritten (--overwrite to replace)"

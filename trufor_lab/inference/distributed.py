@@ -31,8 +31,8 @@ import torch.distributed as dist
 from trufor_lab.common.files import atomic_write_json
 from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
 from trufor_lab.inference.load import load
-from trufor_lab.inference.predict import predict_result
-from trufor_lab.inference.result import computed_label, reuse_problem
+from trufor_lab.inference.predict import mode_label, predict_result
+from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
 from trufor_lab.inference.weights import sha256_of, weights_sha256
 
 T = TypeVar("T")
@@ -192,7 +192,7 @@ def _run_share(
         report["assigned"] = [name for name, _ in mine]
         todo = []
         weights_digest = None
-        computed = computed_label(getattr(mode, "name", mode), precision)
+        computed = computed_label(mode_label(mode), precision)
         for name, path in mine:
             out = output_path(output, name)
             try:
@@ -201,6 +201,10 @@ def _run_share(
                 report["failed"].append([name, f"{path}: cannot read ({e.strerror or e})"])
                 continue
             if out.exists() and not overwrite:
+                if foreign_output(out):
+                    why = f"{out}: exists and is not an analysis output (no 'map'); not overwritten (overwrite to replace)"
+                    report["failed"].append([name, why])
+                    continue
                 # reused only when made from this same input file with these same weights
                 weights_digest = weights_digest or weights_sha256(weights)
                 why = reuse_problem(out, digest, weights_digest, ("np++",) if save_noiseprint else (), computed)
@@ -226,6 +230,8 @@ def _run_share(
                 report["written"].append(name)
     except Exception as e:  # noqa: BLE001 - reported so that every rank still reaches the gather
         report["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        done = {*report["written"], *report["skipped"], *(n for n, _ in report["failed"])}
+        report["failed"] += [[n, f"not analyzed: {report['error']}"] for n in report["assigned"] if n not in done]
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
 

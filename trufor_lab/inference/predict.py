@@ -162,6 +162,28 @@ def resolve_mode(mode: str | InferenceMode) -> InferenceMode:
     raise ValueError(f"unknown inference mode {mode!r}; choose from {MODES}")
 
 
+def mode_label(mode: str | InferenceMode) -> str:
+    """The mode as an output records it: the preset's name (``"exact"``, ``"fast"``), followed by
+    the settings that differ from it (``"fast(amp_dtype=None)"``), so that an output made with other
+    settings is never reused for these. Where the work runs (``lean``, ``compile``) is left out."""
+    m = resolve_mode(mode)
+    preset = resolve_mode(m.name)
+    diff = []
+    for f in dataclasses.fields(m):
+        ours, theirs = getattr(m, f.name), getattr(preset, f.name)
+        if f.name in ("lean", "compile") or ours == theirs:
+            continue
+        if isinstance(ours, LeanConfig):
+            diff += [
+                f"chunks.{g.name}={getattr(ours, g.name)!r}"
+                for g in dataclasses.fields(ours)
+                if getattr(ours, g.name) != getattr(theirs, g.name)
+            ]
+        else:
+            diff.append(f"{f.name}={ours!r}")
+    return m.name + (f"({', '.join(diff)})" if diff else "")
+
+
 @contextlib.contextmanager
 def attention_override(model: nn.Module, impl: str, chunk: int | None = None) -> Iterator[None]:
     """Set every SRA's ``impl``/``chunk`` for the duration of the block, then restore them."""

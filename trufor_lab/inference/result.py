@@ -49,8 +49,6 @@ def computed_label(mode: str, precision: str | torch.dtype) -> str:
     return f"{mode} {str(precision).replace('torch.', '')}"
 
 
-
-
 @dataclass
 class Result:
     """What TruFor says about one image. Maps are ``(H, W)`` float32 at the image's size.
@@ -150,6 +148,15 @@ class Result:
             else ""
         )
         return f'{banner}<div><b>{html.escape(self.summary())}</b></div><img src="data:image/png;base64,{img}"/>'
+
+
+def foreign_output(npz_path: str | os.PathLike) -> bool:
+    """A readable npz that holds no map: someone's other data, never overwritten unasked."""
+    try:
+        with np.load(npz_path, allow_pickle=False) as d:
+            return not ({"map", "np++"} & set(d.files))
+    except Exception:  # noqa: BLE001 - unreadable: an output to recompute
+        return False
 
 
 def reuse_problem(
