@@ -435,3 +435,25 @@ def test_fast_mode_of_a_float64_model_runs_in_float64(recipe_model, tampered2):
     exact = predict(m64, x, "exact")
     assert fast.logits.dtype == torch.float64
     assert torch.allclose(fast.logits, exact.logits, atol=1e-9) and torch.allclose(fast.det_logit, exact.det_logit, atol=1e-9)
+
+
+def test_memory_choices_respect_the_process_limit(tmp_path):
+    """Under ``ulimit -v`` (as under a container's memory limit) the machine's free memory is
+    not this process's: the whole-image forward was chosen and failed to allocate."""
+    script = textwrap.dedent(
+        """
+        import resource, numpy as np, torch
+        torch.set_num_threads(1)
+        import trufor_lab as tl
+        from trufor_lab.common.memory import free_memory_bytes
+        m = tl.load(device="cpu")
+        img = np.random.default_rng(0).integers(0, 256, (512, 640, 3), dtype=np.uint8)
+        tl.analyze(m, img[:64, :64])  # libraries loaded before the limit
+        vm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:")][0]
+        resource.setrlimit(resource.RLIMIT_AS, (vm + 150 * 2**20, resource.RLIM_INFINITY))
+        assert free_memory_bytes("cpu") <= 150 * 2**20
+        print("score", tl.analyze(m, img).score)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and "score" in r.stdout, r.stderr[-2000:]

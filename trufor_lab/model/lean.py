@@ -51,12 +51,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trufor_lab.common.memory import free_memory_bytes
 
 from .attention import attention
 from .config import MIT_B2, TruForConfig
@@ -86,28 +87,10 @@ __all__ = [
 
 
 # -- budgets -----------------------------------------------------------------------------------
-def free_memory_bytes(device: torch.device | str) -> int:
-    """Free memory where tensors of ``device`` live: CUDA free memory, else ``MemAvailable``."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 * GiB
-
-
 def default_budget(device: torch.device | str) -> int:
-    """Working-set bound for one chunk: a quarter of free memory, between 256 MiB and 4 GiB."""
-    return int(min(max(free_memory_bytes(device) // 4, 256 * MiB), 4 * GiB))
+    """Working-set bound for one chunk: a quarter of free memory (of what this process may still
+    allocate), between 32 MiB and 4 GiB."""
+    return int(min(max(free_memory_bytes(device) // 4, 32 * MiB), 4 * GiB))
 
 
 @dataclasses.dataclass(frozen=True)
