@@ -434,7 +434,8 @@ def test_fast_mode_of_a_float64_model_runs_in_float64(recipe_model, tampered2):
     fast = predict(m64, x, InferenceMode.fast(amp_on_cpu=True))
     exact = predict(m64, x, "exact")
     assert fast.logits.dtype == torch.float64
-    assert torch.allclose(fast.logits, exact.logits, atol=1e-9) and torch.allclose(fast.det_logit, exact.det_logit, atol=1e-9)
+    assert torch.allclose(fast.logits, exact.logits, atol=1e-9)
+    assert torch.allclose(fast.det_logit, exact.det_logit, atol=1e-9)
 
 
 def test_memory_choices_respect_the_process_limit(tmp_path):
