@@ -26,7 +26,7 @@ _SKIMAGE = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays do not compare to one bool
 class SampleImage:
     """A sample picture. ``name`` is what to call it: the official file name, or the stand-in's
     own name (a stand-in never borrows the official name); ``official`` whether it is the official
