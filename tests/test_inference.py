@@ -458,3 +458,30 @@ def test_memory_choices_respect_the_process_limit(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0 and "score" in r.stdout, r.stderr[-2000:]
+
+
+def test_whole_image_memory_estimate_is_safe_but_not_wildly_high(tmp_path):
+    """The estimate decides whether the faster whole-image forward runs: it must not be below the
+    measured peak, and it counted a 9x im2col copy that oneDNN (the default) never makes, so
+    images that fit took the slower lean path (estimate 3.8x the measured peak)."""
+    script = textwrap.dedent(
+        """
+        import resource, numpy as np, torch
+        torch.set_num_threads(1)
+        import trufor_lab as tl
+        from trufor_lab.inference import predict as P
+        from trufor_lab.inference.preprocess import to_tensor
+        m = tl.load(device="cpu")
+        img = np.random.default_rng(0).integers(0, 256, (768, 1024, 3), dtype=np.uint8)
+        P.predict(m, to_tensor(img[:64, :64]))
+        x = to_tensor(img)
+        rss = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:")][0]
+        P.predict(m, x, P.InferenceMode.exact(lean=False))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(peak - rss, P.plain_peak_bytes(m, x))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    measured, estimate = map(int, r.stdout.split()[-2:])
+    assert measured < estimate < 2.5 * measured, (measured, estimate)

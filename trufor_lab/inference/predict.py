@@ -212,18 +212,22 @@ def _compiled(model: nn.Module) -> nn.Module:
     return compiled
 
 
-def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str = "sdpa") -> int:
-    """Rough peak bytes of the plain ``model(x)`` forward (TruFor, or Noiseprint++ alone)."""
+def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str = "sdpa", onednn: bool | None = None) -> int:
+    """Rough peak bytes of the plain ``model(x)`` forward (TruFor, or Noiseprint++ alone);
+    ``onednn``: the Noiseprint++ convolution backend on the CPU (``None``: the module's)."""
     h, w = x.shape[2:]
     size = torch.finfo(x.dtype).bits // 8
-    if isinstance(model, Noiseprint):  # 64-channel maps (+ a 9x im2col copy on the CPU)
-        return int(x.shape[0] * 64 * (2 + (9 if x.device.type == "cpu" else 1)) * h * w * size)
-    return int(x.shape[0] * estimate_plain_peak(h, w, model.cfg, x.device.type, impl, size))
+    net = model if isinstance(model, Noiseprint) else model.dncnn
+    cpu = x.device.type == "cpu"
+    im2col = cpu and not (net.onednn if onednn is None else onednn)
+    if isinstance(model, Noiseprint):  # 64-channel maps (+ im2col's 9 copies, or oneDNN's reorder)
+        return int(x.shape[0] * 64 * (2 + (9 if im2col else 2 if cpu else 1)) * h * w * size)
+    return int(x.shape[0] * estimate_plain_peak(h, w, model.cfg, x.device.type, impl, size, im2col))
 
 
-def plain_fits(model: nn.Module, x: torch.Tensor, impl: str = "sdpa") -> bool:
+def plain_fits(model: nn.Module, x: torch.Tensor, impl: str = "sdpa", onednn: bool | None = None) -> bool:
     """Whether the plain forward's estimated peak fits in 80% of the free memory of ``x``'s device."""
-    return plain_peak_bytes(model, x, impl) < 0.8 * free_memory_bytes(x.device)
+    return plain_peak_bytes(model, x, impl, onednn) < 0.8 * free_memory_bytes(x.device)
 
 
 def predict(
@@ -343,7 +347,7 @@ def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
     """The lean forward when asked for (or when the plain one would not fit), unless an active
     intervention or a user's hook needs the plain forward (:mod:`trufor_lab.model.interventions`;
     raises ``InterventionError`` when that one does not fit)."""
-    fits = lambda: plain_fits(model, x, m.chunks.attention)  # noqa: E731
+    fits = lambda: plain_fits(model, x, m.chunks.attention, m.chunks.onednn)  # noqa: E731
     return bool(m.lean or (m.lean is None and not fits())) and not plain_forward_required(model, fits)
 
 

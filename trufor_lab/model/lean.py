@@ -543,12 +543,15 @@ def estimate_plain_peak(
     device_type: str = "cpu",
     attention_impl: str = "plain",
     element_size: int = 4,
+    im2col: bool | None = None,
 ) -> int:
     """Rough peak bytes of the plain ``model(x)`` forward (batch 1): the largest of Noiseprint++
     (64-channel maps, plus im2col on the CPU), stage-1 attention scores (``plain``, or SDPA on
     the CPU math path) and the decoder concatenation, plus the whole-image tensors."""
     p = h * w
-    np_feat = 64 * (2 + (9 if device_type == "cpu" else 1)) * p
+    if im2col is None:  # the GEMM convolution copies its input 9 times; oneDNN reorders it once
+        im2col = device_type == "cpu"
+    np_feat = 64 * (2 + (9 if im2col else 2 if device_type == "cpu" else 1)) * p
     st = _stage_floats(h, w, cfg)
     attn = 0
     if attention_impl == "plain" or device_type != "cuda":
