@@ -266,6 +266,49 @@ def test_download_when_offline_says_so_in_one_line(tmp_path):
         W.download_trufor(tmp_path, url=(tmp_path / "missing.zip").as_uri(), progress=False)
     assert "cannot download" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / W.TRUFOR_FILE).exists()
+    # what to do next, not the command that just failed
+    assert "weights install TruFor_weights.zip" in str(e.value) and "weights download" not in str(e.value)
+
+
+def test_weights_install_takes_a_zip_copied_from_another_machine(tmp_path, recipe_state, monkeypatch, capsys):
+    """Offline machines: `trufor-lab weights install ZIP` checks the official MD5 and installs
+    the checkpoint as a download would (signed record: official, verified)."""
+    from trufor_lab.cli import main
+
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    z, md5 = _zip_with_checkpoint(tmp_path, recipe_state)
+    assert main(["weights", "install", str(z), "-q"]) == 1  # not the official archive
+    err = capsys.readouterr().err.strip()
+    assert "is not the official TruFor_weights.zip's" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "cache" / W.TRUFOR_FILE).exists()
+    monkeypatch.setattr(W, "TRUFOR_ZIP_MD5", md5)  # the stand-in is the official archive from here on
+    assert main(["weights", "install", str(z), "-q"]) == 0
+    p = tmp_path / "cache" / W.TRUFOR_FILE
+    assert W.describe(p, "official").verified and tl.load(p).weights_info.kind == "official"
+    assert main(["weights", "install"]) == 2 and "give the zip" in capsys.readouterr().err
+    assert main(["weights", "install", str(tmp_path / "nope.zip")]) == 1
+    assert "nope.zip: no such file" in capsys.readouterr().err
+
+
+def test_weights_download_does_not_fetch_the_noiseprint_that_ships(tmp_path, monkeypatch, capsys):
+    """The official Noiseprint++ ships in weights/: downloading it again failed first when offline."""
+    from trufor_lab.cli import main
+
+    def fake_trufor(dest, progress=True):
+        p = tmp_path / "cache" / W.TRUFOR_FILE
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+        return p
+
+    def no_noiseprint(*a, **k):
+        raise AssertionError("Noiseprint++ downloaded again")
+
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRUFOR_NOISEPRINT_WEIGHTS", raising=False)
+    monkeypatch.setattr(W, "download_trufor", fake_trufor)
+    monkeypatch.setattr(W, "download_noiseprint", no_noiseprint)
+    assert main(["weights", "download", "-q"]) == 0
+    assert "nothing to download" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("damage", ["nan", "inf", "int", "complex"])

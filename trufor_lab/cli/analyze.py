@@ -17,7 +17,7 @@ from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import error, printable
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, printable
 
 
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
@@ -116,7 +116,7 @@ def register(sub: Any) -> None:
     a = sub.add_parser("analyze", help="analyze images; writes the official npz format")
     a.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     a.add_argument("-o", "--output", required=True, help="output folder, or a .npz file for a single input")
-    a.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    a.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     a.add_argument("--precision", default="float32", choices=["float32", "float64"])
     a.add_argument(

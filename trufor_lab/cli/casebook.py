@@ -29,6 +29,7 @@ from typing import Any
 
 from trufor_lab.casebook.app import UPLOAD_LIMIT, app_notebook
 from trufor_lab.inference.weights import WeightsError, select
+from trufor_lab.cli.messages import WEIGHTS_HELP
 
 #: The package's parent folder: the app's kernel imports the same trufor_lab as this command.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
@@ -185,7 +186,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
     p.add_argument("--no-browser", dest="browser", action="store_false", help="do not open a browser")
-    p.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA when available)")
     p.add_argument("-q", "--quiet", action="store_true", help="hide Voila's log")
     p.set_defaults(func=run)

@@ -1,4 +1,5 @@
-"""``trufor-lab distributed-analyze`` and ``python -m trufor_lab.cli.distributed`` (for torchrun)."""
+"""``trufor-lab distributed-analyze``; under torchrun: ``torchrun --nproc_per_node N --no-python trufor-lab
+distributed-analyze ...`` (``-m trufor_lab.cli.distributed`` works too, with a harmless runpy warning)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from trufor_lab.cli.messages import error, weights_note
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, weights_note
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
 
@@ -22,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="a registered benchmark name or a fake-list file (instead of INPUT; needs --root)",
     )
     p.add_argument("--root", default=None, help="dataset root for --dataset")
-    p.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda (each rank takes cuda:LOCAL_RANK)")
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
     p.add_argument(

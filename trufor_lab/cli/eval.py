@@ -25,7 +25,7 @@ from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_
 from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import error, weights_note
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, weights_note
 
 
 def _cli_dataset(args: argparse.Namespace) -> Dataset:
@@ -189,7 +189,7 @@ def register(subparsers: Any) -> None:
         choices=["trufor", *METHODS],
         help="trufor (default) or a classic detector of trufor_lab.lab.classic",
     )
-    e.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    e.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     e.add_argument("--precision", default="float32", choices=["float32", "float64"])
     e.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")

@@ -7,6 +7,12 @@ from pathlib import Path
 
 from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select
 
+#: ``--weights`` of every command, with the search order of :func:`trufor_lab.inference.weights.select`.
+WEIGHTS_HELP = (
+    "TruFor checkpoint (default: $TRUFOR_WEIGHTS, then trufor.pth.tar in the per-user cache, then in the "
+    "shipped weights/ folder, then the demo model; `trufor-lab weights info` shows where)"
+)
+
 
 def printable(text: object) -> str:
     """``text`` that any terminal encoding can take: a file name that is not UTF-8 (Python keeps

@@ -167,18 +167,25 @@ def _cell(text: str) -> str:
 
 
 def results_block(
-    timings: Sequence[Timing], device: str, note: str = "", small: bool = False, only: Sequence[str] = ()
+    timings: Sequence[Timing],
+    device: str,
+    note: str = "",
+    small: bool = False,
+    only: Sequence[str] = (),
+    timed: bool = True,
 ) -> str:
     """The Markdown block for one device (and ``--only`` selection)."""
     cpu = not device.startswith("GPU")
     bound = CPU_BOUND_S if cpu else None
     date = _dt.date.today().isoformat()
-    options = (" --small" if small else "") + (f" --only {' '.join(only)}" if only else "")
+    options = (
+        (" --time" if timed else "") + (" --small" if small else "") + (f" --only {' '.join(only)}" if only else "")
+    )
     failed = sum(not t.ok for t in timings)
     lines = [
         f"### {device}{' (CI sizes)' if small else ''}{' (only ' + ' '.join(only) + ')' if only else ''}",
         "",
-        f"{date}, `python -m trufor_lab.notebooks --time{options}`, "
+        f"{date}, `python -m trufor_lab.notebooks{options}`, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads." + (f" {note}" if note else ""),
         "",
         "| notebook | time (s) | kernel CPU (s) | " + ("bound (s) | within |" if bound else "status |"),
@@ -264,7 +271,7 @@ def _run_all(args: argparse.Namespace, paths: list[Path]) -> int:
                 + ("" if len(timings) == len(paths) else f" ({len(timings)} of {len(paths)} notebooks so far)")
                 + "."
             )
-            block = results_block(timings, device, note, args.small, args.only)
+            block = results_block(timings, device, note, args.small, args.only, args.time)
             if args.time:  # after each notebook: an interrupted run still leaves its measurements
                 record(Path(args.results), block)
     print(block)
@@ -295,7 +302,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trufor_lab.cli.notebooks", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trufor_lab.notebooks", description=__doc__.splitlines()[0])
     _arguments(p)
     return run(p.parse_args(argv))
 

@@ -16,7 +16,7 @@ from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import error, printable
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, printable
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     r = subparsers.add_parser("report", help="write one self-contained HTML report for an image")
     r.add_argument("image", metavar="IMAGE", help="the image to analyze")
     r.add_argument("-o", "--output", required=True, help="the HTML file to write")
-    r.add_argument("--weights", default=None, help="TruFor checkpoint (default: $TRUFOR_WEIGHTS, then weights/)")
+    r.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     r.add_argument(
         "--compare",
         default=None,

@@ -1,4 +1,4 @@
-"""``trufor-lab weights info | download``."""
+"""``trufor-lab weights info | download | install ZIP``."""
 
 from __future__ import annotations
 
@@ -22,12 +22,25 @@ def run(args: argparse.Namespace) -> int:
         for what, where, status in W.installed():
             print(f"{what:<14} {status}\n{'':<14} {where}")
         return 0
+    if (args.action == "install") != (args.zip is not None):
+        error(
+            "give the zip to install: `trufor-lab weights install TruFor_weights.zip`"
+            if args.zip is None
+            else f"{args.zip}: only `install` takes a file"
+        )
+        return 2
     try:
         dest = args.dir
-        if not args.skip_noiseprint:
-            p = W.download_noiseprint(dest, progress=not args.quiet)
-            print(f"Noiseprint++: {p} (sha256 verified)")
-        p = W.download_trufor(dest, progress=not args.quiet)
+        if args.action == "install":
+            p = W.install_trufor_zip(args.zip, dest)
+        else:
+            shipped = None if args.skip_noiseprint else W.shipped_noiseprint_verified()
+            if shipped is not None:
+                print(f"Noiseprint++: {shipped} (official, sha256 verified; nothing to download)")
+            elif not args.skip_noiseprint:
+                p = W.download_noiseprint(dest, progress=not args.quiet)
+                print(f"Noiseprint++: {p} (sha256 verified)")
+            p = W.download_trufor(dest, progress=not args.quiet)
         print(f"TruFor: {p} (zip MD5 verified)")
         if not any(os.path.samefile(d, p.parent) for d in W.search_dirs() if d.is_dir()):
             print(
@@ -45,9 +58,18 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``weights`` to the subcommands."""
-    w = sub.add_parser("weights", help="show or download checkpoints")
-    w.add_argument("action", choices=["info", "download"])
-    w.add_argument("--dir", default=None, help="where to put downloads (default: the weights folder)")
-    w.add_argument("--skip-noiseprint", action="store_true")
+    w = sub.add_parser(
+        "weights",
+        help="show, download or install checkpoints",
+        description="info: where checkpoints are looked for; download: fetch the official TruFor checkpoint "
+        "(and Noiseprint++ when no official copy is installed); install ZIP: a TruFor_weights.zip copied "
+        "from another machine (MD5 checked).",
+    )
+    w.add_argument("action", choices=["info", "download", "install"])
+    w.add_argument("zip", nargs="?", default=None, help="install: the TruFor_weights.zip file")
+    w.add_argument(
+        "--dir", default=None, help="where to put the checkpoint (default: the per-user cache, see `weights info`)"
+    )
+    w.add_argument("--skip-noiseprint", action="store_true", help="download: never fetch Noiseprint++")
     w.add_argument("-q", "--quiet", action="store_true")
     w.set_defaults(func=run)

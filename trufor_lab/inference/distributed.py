@@ -1,8 +1,7 @@
 """Scale-out analysis over a folder or a dataset with ``torch.distributed``.
 
-    torchrun --nproc_per_node 4 -m trufor_lab.cli.distributed INPUT... -o OUT [--mode exact|fast]
-    python -m trufor_lab.cli.distributed INPUT... -o OUT          # one process, same outputs
-    trufor-lab distributed-analyze INPUT... -o OUT            # the same, as a subcommand
+    torchrun --nproc_per_node 4 --no-python trufor-lab distributed-analyze INPUT... -o OUT [--mode exact|fast]
+    trufor-lab distributed-analyze INPUT... -o OUT          # one process, same outputs
 
 Every rank expands the same inputs, sorts them and takes the share ``items[rank::world_size]``,
 so the split is deterministic and no image is analysed twice. Each output is written in the

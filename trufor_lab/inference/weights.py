@@ -55,8 +55,13 @@ LICENSE_NOTE = "GRIP-UNINA research licence: nonprofit research use only, notice
 
 HOW_TO_GET = (
     "run `trufor-lab weights download` (or download TruFor_weights.zip from the official "
-    "TruFor page, MD5 " + TRUFOR_ZIP_MD5 + ", and put trufor.pth.tar in the weights folder "
-    "or point $TRUFOR_WEIGHTS at it)"
+    "TruFor page, MD5 " + TRUFOR_ZIP_MD5 + ", and run `trufor-lab weights install TruFor_weights.zip`, "
+    "or point $TRUFOR_WEIGHTS at its trufor.pth.tar)"
+)
+#: What to do where the download itself failed (never "run the download" again).
+OFFLINE_HINT = (
+    "on a machine without network: download TruFor_weights.zip from the official TruFor page "
+    "elsewhere (MD5 " + TRUFOR_ZIP_MD5 + "), copy it here and run `trufor-lab weights install TruFor_weights.zip`"
 )
 
 
@@ -310,7 +315,7 @@ def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -
                 bar.close()
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", e)
-        raise WeightsError(f"cannot download {url}: {reason} (offline? {HOW_TO_GET})") from None
+        raise WeightsError(f"cannot download {url}: {reason}; {OFFLINE_HINT}") from None
 
 
 def _atomic_place(src: Path, dest: Path) -> None:
@@ -343,37 +348,65 @@ def download_trufor(
     md5: str = TRUFOR_ZIP_MD5,
     progress: bool = True,
 ) -> Path:
-    """Fetch ``TruFor_weights.zip``, check its MD5, extract ``trufor.pth.tar`` atomically.
-
-    A JSON record beside the checkpoint remembers the verified checksum, so later loads can
-    say "official, verified" without the zip.
-    """
+    """Fetch ``TruFor_weights.zip`` and install it (:func:`install_trufor_zip`)."""
     d = Path(dest_dir) if dest_dir else weights_dir()
     d.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=d) as tmp:
         zpath = Path(tmp) / "TruFor_weights.zip"
         _fetch(url, zpath, progress)
-        got = md5_of(zpath)
-        if got != md5:
-            raise WeightsError(f"{url}: MD5 {got} is not the expected {md5}; nothing installed")
+        return install_trufor_zip(zpath, d, md5=md5, source=url)
+
+
+def install_trufor_zip(
+    zip_path: str | os.PathLike,
+    dest_dir: str | os.PathLike | None = None,
+    md5: str | None = None,
+    source: str | None = None,
+) -> Path:
+    """Check the MD5 of a ``TruFor_weights.zip`` (downloaded, or copied from another machine),
+    extract ``trufor.pth.tar`` atomically into ``dest_dir`` (default: the per-user cache).
+
+    A signed record beside the checkpoint remembers the verified checksum, so later loads can
+    say "official, verified" without the zip.
+    """
+    zpath = Path(zip_path)
+    where = source or str(zpath)
+    md5 = md5 or TRUFOR_ZIP_MD5
+    if not zpath.is_file():
+        raise WeightsError(f"{zpath}: no such file")
+    d = Path(dest_dir) if dest_dir else weights_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    got = md5_of(zpath)
+    if got != md5:
+        raise WeightsError(f"{where}: MD5 {got} is not the official TruFor_weights.zip's {md5}; nothing installed")
+    with tempfile.TemporaryDirectory(dir=d) as tmp:
         try:
             with zipfile.ZipFile(zpath) as z:
                 member = next((n for n in z.namelist() if n.endswith(TRUFOR_FILE)), None)
                 if member is None:
-                    raise WeightsError(f"{url}: the archive holds no {TRUFOR_FILE}")
+                    raise WeightsError(f"{where}: the archive holds no {TRUFOR_FILE}")
                 out = Path(tmp) / (TRUFOR_FILE + ".part")
                 with z.open(member) as src, open(out, "wb") as dst:
                     shutil.copyfileobj(src, dst)
         except zipfile.BadZipFile as e:
-            raise WeightsError(f"{url}: not a valid zip ({e})") from None
+            raise WeightsError(f"{where}: not a valid zip ({e})") from None
         rec = Path(tmp) / "record.json"
         digest = sha256_of(out)
         key = _record_key(create=True)
         mac = _record_mac(key, md5, digest) if key else ""
-        rec.write_text(json.dumps({"source": url, "zip_md5": md5, "sha256": digest, "mac": mac}, indent=1))
+        rec.write_text(json.dumps({"source": where, "zip_md5": md5, "sha256": digest, "mac": mac}, indent=1))
         _atomic_place(out, d / TRUFOR_FILE)
         _atomic_place(rec, _record_path(d / TRUFOR_FILE))
     return d / TRUFOR_FILE
+
+
+def shipped_noiseprint_verified() -> Path | None:
+    """The Noiseprint++ file that would be used, when it is the official one (nothing to download)."""
+    try:
+        p = find_noiseprint()
+        return p if describe(p, "noiseprint").verified else None
+    except (WeightsError, OSError):
+        return None
 
 
 def installed() -> list[tuple[str, str, str]]:

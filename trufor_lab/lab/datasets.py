@@ -551,8 +551,9 @@ def _find_list(spec: DatasetSpec, filename: str, dirs: list[Path]) -> Path:
             return d / filename
     where = ", ".join(str(d) for d in dirs)
     raise DatasetError(
-        f"{filename}: {spec.name} list file not found in {where}; pass it, or "
-        "list_dir= (the official lists: test_docker/data_test/ in grip-unina/TruFor)"
+        f"{filename}: {spec.name} list file not found in {where}; pass it, or the folder holding it "
+        "(--list-dir on the command line, list_dir= in Python; the official lists: test_docker/data_test/ "
+        "in grip-unina/TruFor)"
     )
 
 

@@ -265,6 +265,6 @@ def capture(
 
     >>> with capture(model, ["rgb.stage*.out", "noiseprint.stage*.out"]) as cap:
     ...     model(x)
-    >>> cap.tensors["rgb.stage2.out"].shape      # (1, 128, H/8, W/8)
+    >>> cap.tensors["rgb.stage2.out"].shape      # (1, 128, H/8, W/8) with MiT-B2 (demo model: 48)
     """
     return Capture(model, names, to_cpu=to_cpu, max_elements=max_elements, detach=detach, grad=grad)

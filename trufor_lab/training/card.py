@@ -1,10 +1,11 @@
 """Pictures for the demo model card: reliability curve and examples on held-out real photos.
 
-    python -m trufor_lab.training.card --eval eval.json --photos /data/real --out weights/card
+    python -m trufor_lab.training.card --photos /data/real --out weights/card [--eval eval.json]
 
-``--eval`` is the JSON that :func:`trufor_lab.training.finetune_real.evaluate_real` results are
-stored in (key ``real_test``); the examples run the model given by ``--checkpoint`` (default:
-the shipped demo model) on photos of the test cameras. Figures are written atomically.
+The reliability curve comes from :func:`trufor_lab.training.finetune_real.evaluate_real` on the
+test cameras' photos, computed here (and saved as ``OUT/eval.json``) unless ``--eval`` names a
+JSON holding it under ``real_test``; the examples run the model given by ``--checkpoint``
+(default: the shipped demo model) on photos of the test cameras. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Sequence
 
 import numpy as np
 
-from trufor_lab.common.files import atomic_write_bytes
+from trufor_lab.common.files import atomic_write_bytes, atomic_write_json
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load_trufor
 from trufor_lab.inference.weights import find_demo
-from trufor_lab.training.finetune_real import data_splits
+from trufor_lab.training.finetune_real import data_splits, evaluate_real
 from trufor_lab.training.photos import Photo, real_heldout
 
 __all__ = ["reliability_figure", "examples_figure", "save_figure"]
@@ -110,7 +111,7 @@ def examples_figure(model, photos: Sequence[Photo], size: int = 256, seed: int =
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.card", description=__doc__.splitlines()[0])
-    ap.add_argument("--eval", required=True, help="JSON with a 'real_test' entry (evaluate_real)")
+    ap.add_argument("--eval", default=None, help="JSON with a 'real_test' entry (default: computed, OUT/eval.json)")
     ap.add_argument("--photos", required=True, help="folder of fetched camera photos")
     ap.add_argument("--checkpoint", default=None, help="demo-style checkpoint (default: the shipped one)")
     ap.add_argument("--out", required=True, help="folder for reliability.png and examples.png")
@@ -118,12 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib  # lazy: only drawing needs it
 
     matplotlib.use("Agg")
-    real_test = json.loads(Path(args.eval).read_text())["real_test"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_figure(reliability_figure(real_test), out / "reliability.png")
     model = load_trufor(args.checkpoint or find_demo(), kind="demo", device="cpu")
-    test = [p for p in data_splits(args.photos)["test"] if not p.source.startswith("skimage:")]
+    splits = data_splits(args.photos)
+    if args.eval:
+        real_test = json.loads(Path(args.eval).read_text())["real_test"]
+    else:
+        real_test = evaluate_real(model, splits["test"])
+        plain = json.loads(json.dumps(real_test, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)))
+        atomic_write_json(out / "eval.json", {"real_test": plain}, indent=1)
+    save_figure(reliability_figure(real_test), out / "reliability.png")
+    test = [p for p in splits["test"] if not p.source.startswith("skimage:")]
     save_figure(examples_figure(model, test), out / "examples.png")
     print(out / "reliability.png", out / "examples.png")
     return 0
