@@ -298,3 +298,39 @@ def test_a_failed_drawing_keeps_the_previous_case_and_names_the_file(np_model, p
     assert cb.result is before[0] and cb.provenance is before[1] and cb.classic == before[3]
     assert cb.comparison is not None and cb.comparison.result_b.name == "b.png"
     assert cb.tab_html[0].value == before[4]
+
+
+def test_the_status_names_what_the_tabs_show_and_uploads_stay_within_the_limit(recipe_model, picture, tmp_path):
+    """A failed or refused upload left the previous image's tabs and report link on the page with
+    nothing saying so; an upload above the app's limit never arrived and the page went dead; an
+    error from the model said '<bytes>'; a sender's bidi characters reached the status line."""
+    cb = Casebook(recipe_model, classic=False)
+    first = encode(picture, "PNG")
+    cb.max_upload_bytes = 2**20 // 8
+    cb.upload.value = (upload_entry("first.png", first),)
+    assert cb.error is None and cb.status.value.startswith("done: first.png")
+    big = encode(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8), "PNG")
+    cb.upload.value = (upload_entry("viral.png", big),)
+    assert cb.error == "viral.png is 0.2 MB; the limit is 0.125 MB" and cb.result.name == "first.png"
+    assert "still show the previous image, first.png" in cb.status.value
+    cb.max_upload_bytes = None
+    cb.upload.value = (upload_entry("strip.png", encode(picture[:1, :50], "PNG")),)
+    assert cb.error.startswith("strip.png:") and "<bytes>" not in cb.error
+    assert "still show the previous image, first.png" in cb.status.value
+    cb.upload.value = (upload_entry("a\u202egpj.png", encode(picture, "PNG")),)
+    assert cb.error is None and "\u202e" not in cb.status.value and "a?gpj.png" in cb.status.value
+    assert "previous image" not in cb.status.value
+
+
+def test_casebook_command_refuses_bad_weights_or_device_before_serving(tmp_path, capsys):
+    """Junk weights or an unknown device started the server anyway; the page then said only
+    'There was an error when executing cell [1]'."""
+    from trufor_lab.cli import main
+
+    junk = tmp_path / "junk.pth.tar"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    for extra in (["--weights", str(junk)], ["--device", "bogus"]):
+        assert main(["casebook", "--no-browser", "--port", "18999", "-q", *extra]) == 2
+        out = capsys.readouterr()
+        assert "casebook:" not in out.out and len(out.err.strip().splitlines()) == 1, out
+        assert out.err.startswith("error: ")

@@ -89,3 +89,48 @@ def test_a_failed_filter_still_displays(picture):
     for r in bad:
         assert r.notice and r.summary() and "<img" in r._repr_html_()
     assert "Not applicable here" in classic_section_html(out)
+
+
+def test_the_tab_words_the_demo_model_as_this_model_not_as_trufor_evidence(model, picture):
+    """With the demo weights the tab titled the map "TruFor (score ..)" and captioned it
+    "red = likely manipulated", which only the official checkpoint's numbers mean."""
+    import dataclasses
+
+    from trufor_lab.inference.weights import WeightsInfo
+
+    cb = Casebook(model)
+    r = cb.analyze_bytes(encode(picture, "JPEG", quality=85), "viral.jpg")
+    assert r.weights.kind == "demo"
+    demo_html = classic_section_html(cb.classic, r)
+    assert "likely manipulated" not in demo_html and "flagged by it" in demo_html
+    assert "not the official TruFor" in demo_html
+    official = dataclasses.replace(r, weights=WeightsInfo("official", "trufor.pth.tar", "0" * 64, True))
+    assert "TruFor: red = likely manipulated" in classic_section_html(cb.classic, official)
+
+
+def test_filters_too_large_for_free_memory_are_skipped_with_a_note(picture, monkeypatch):
+    """About 0.5 GiB per megapixel and no cap: a 48 MP photo would have needed ~25 GiB."""
+    import trufor_lab.casebook.classic_tab as tab
+
+    monkeypatch.setattr(tab, "free_memory_bytes", lambda device: 2 * picture.shape[0] * picture.shape[1] * 100)
+    out = classic_filters(encode(picture, "JPEG", quality=90))
+    assert sorted(out) == sorted(f[0] for f in FILTERS)
+    for r in out.values():
+        assert not r.captures["applicable"] and r.notice.startswith("skipped: a 0 MP picture needs about")
+    assert classic_section_html(out).count("Not applicable here: skipped") == len(FILTERS)
+
+
+def test_a_filter_out_of_memory_does_not_lose_the_others(picture, monkeypatch):
+    import trufor_lab.casebook.classic_tab as tab
+
+    real = tab.detect
+
+    def detect(src, name):
+        if name == "noise":
+            raise MemoryError("cannot allocate")
+        return real(src, name)
+
+    monkeypatch.setattr(tab, "detect", detect)
+    out = classic_filters(encode(picture, "JPEG", quality=90))
+    assert out["noise"].notice == "noise failed: cannot allocate"
+    assert out["ela"].captures.get("applicable", True) and out["ela"].map.any()

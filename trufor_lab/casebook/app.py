@@ -27,6 +27,9 @@ __all__ = ["casebook_app", "app_notebook", "report_link_html"]
 #: Largest upload of the web app (bytes): the page sends a file in one websocket message, which
 #: the server accepts up to this size (``trufor-lab casebook`` sets it).
 UPLOAD_LIMIT = 200 * 2**20
+#: The largest websocket message the server takes: above the upload limit, so that a larger file
+#: still arrives and is refused with a message (a message above this one drops the connection).
+WEBSOCKET_LIMIT = 4 * UPLOAD_LIMIT
 
 _INTRO = (
     "<p style='margin:2px 0 8px'>Upload a picture "
@@ -53,8 +56,13 @@ def casebook_app(weights: str | None = None, device: str | None = None) -> Any:
     """The app's widget: the casebook with a report download link below the tabs."""
     import ipywidgets as w  # lazy: the widget stack is only needed in the app
 
-    model = load(weights, device=device) if weights else None
+    try:
+        model = load(weights, device=device) if weights else None
+    except Exception as e:  # noqa: BLE001 - the page says why in one line instead of "error in cell [1]"
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        return w.HTML(f"<p style='color:#b00020'>error: the model could not load: {html.escape(first)}</p>")
     cb = Casebook(model, device=device)
+    cb.max_upload_bytes = UPLOAD_LIMIT
     link = w.HTML(value=report_link_html(cb))
     cb.listeners.append(lambda c: setattr(link, "value", report_link_html(c)))
     app = w.VBox([w.HTML(_INTRO), cb.widget, link])

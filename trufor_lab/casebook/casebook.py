@@ -301,6 +301,9 @@ class Casebook:
         self.comparison: Comparison | None = None
         self.error: str | None = None
         self._working_on: str | None = None  # the file being read, named in an error
+        self._replacing = False  # a new image is on its way: the tabs show the previous one
+        #: Uploads above this many bytes are refused with one line (``None``: no limit).
+        self.max_upload_bytes: int | None = None
         self.widget: Any = None
         self.tabs: Any = None
         self.upload: Any = None
@@ -350,16 +353,27 @@ class Casebook:
     def _step(self, i: int, text: str) -> None:
         if self.progress is not None:
             self.progress.value = i
-            self.status.value = _esc(text)
+            self.status.value = _esc(text) + (self._still_shown() if i < _STEPS else "")
 
-    def _fail(self, e: Exception) -> None:
+    def _fail(self, e: BaseException) -> None:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         msg = lines[0] if lines else type(e).__name__
         name = self._working_on
+        if name:  # an upload has no path: errors name it "<bytes>"
+            msg = msg.replace("<bytes>", name)
         self.error = msg if not name or msg.startswith(name) else f"{name}: {msg}"
         if self.progress is not None:
             self.progress.value = 0
-            self.status.value = f'<span style="color:#b00020">error: {_esc(self.error)}</span>'
+            self.status.value = f'<span style="color:#b00020">error: {_esc(self.error)}</span>' + self._still_shown()
+
+    def _still_shown(self) -> str:
+        """While a new image is read or after it failed, the tabs and the report show the last
+        image that was analyzed: say which."""
+        if self.result is None or not self._replacing:
+            return ""
+        return (
+            f" <i>(the tabs and the report still show the previous image, {_esc(display_name(self.result.name))})</i>"
+        )
 
     def _on_upload(self, change: dict) -> None:
         files = _uploaded_files(change.get("new"))
@@ -367,6 +381,11 @@ class Casebook:
             return
         name, data = files[0]
         try:
+            if self.max_upload_bytes is not None and len(data) > self.max_upload_bytes:
+                self._working_on, self._replacing = display_name(name), True
+                raise ImageError(
+                    f"{display_name(name)} is {len(data) / 2**20:.1f} MB; the limit is {self.max_upload_bytes / 2**20:g} MB"
+                )
             self.analyze_bytes(data, name)
         except Exception as e:  # a widget callback must report, never raise
             self._fail(e)
@@ -405,7 +424,8 @@ class Casebook:
         return self._run(bytes(data), name)
 
     def _run(self, source: Source, name: str) -> Result:
-        self.error, self._working_on = None, name
+        name = display_name(name)  # an upload's name is the sender's: no control or bidi characters
+        self.error, self._working_on, self._replacing = None, name, True
         self._step(1, f"reading {name}…")
         try:
             load_image(source)  # fail fast, before the model loads
@@ -427,9 +447,9 @@ class Casebook:
         self._step(4, "drawing figures…")
         # the new case replaces the old one whole, or not at all (a failed drawing keeps the old)
         self._replace_case(result=result, provenance=prov, comparison=None, classic=classic)
+        self._working_on, self._replacing = None, False
+        self._notify()  # the report link follows the new case before "done" is shown
         self._step(_STEPS, f"done: {result.summary()}")
-        self._working_on = None
-        self._notify()
         return result
 
     def _replace_case(self, **state: Any) -> None:
@@ -452,7 +472,7 @@ class Casebook:
         if self.result is None:
             raise RuntimeError("analyze an image first (analyze_path, analyze_bytes or the upload)")
         nb = name or (display_name(os.fspath(other)) if isinstance(other, (str, os.PathLike)) else "B")
-        self._working_on = nb
+        self._working_on, self._replacing = nb, False
         self._step(1, f"comparing with {nb}…")
         model = self._ensure_model()
         if not isinstance(other, Result):

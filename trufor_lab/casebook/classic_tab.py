@@ -18,7 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trufor_lab.casebook.report import fig_to_data_uri
+from trufor_lab.casebook.report import fig_to_data_uri, official_weights
+from trufor_lab.common.memory import free_memory_bytes
 from trufor_lab.inference.result import Result
 from trufor_lab.lab.classic import detect, read_source
 
@@ -62,6 +63,10 @@ FILTERS: tuple[tuple[str, str, str, str], ...] = (
     ),
 )
 
+#: Peak memory of the four filters per pixel (measured: about 0.53 GiB per megapixel, decoding
+#: included); above half the free memory they are skipped with a note instead of exhausting it.
+BYTES_PER_PIXEL = 600
+
 _BOX = "border:1px solid #999;background:#f5f5f5;padding:8px 10px;margin:8px 0"
 _NOTE = "border:1px solid #e0c060;background:#fff3cd;padding:6px 10px;margin:8px 0"
 
@@ -72,28 +77,43 @@ def classic_filters(source: Any, methods: tuple[str, ...] | None = None) -> dict
     ``notice`` (the image with empty maps, so it still displays); an unreadable image raises
     :class:`~trufor_lab.inference.preprocess.ImageError`."""
     src = read_source(source)
+    h, w = src.rgb.shape[:2]
+    need, free = h * w * BYTES_PER_PIXEL, free_memory_bytes("cpu")
+    too_big = (
+        f"skipped: a {h * w / 1e6:.0f} MP picture needs about {need / 2**30:.1f} GiB for these filters, "
+        f"more than half of the {free / 2**30:.1f} GiB free"
+        if need > free / 2
+        else None
+    )
     out: dict[str, Result] = {}
     for name, *_ in FILTERS:
         if methods is not None and name not in methods:
             continue
+        if too_big:
+            out[name] = _not_run(src, name, too_big)
+            continue
         try:
             out[name] = detect(src, name)
-        except (ValueError, RuntimeError) as e:  # one broken filter must not hide the others
-            msg = f"{name} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-            h, w = src.rgb.shape[:2]
-            out[name] = Result(
-                image=src.rgb,
-                noiseprint=np.zeros((h, w), np.float32),
-                map=np.zeros((h, w), np.float32),
-                conf=np.ones((h, w), np.float32),
-                score=None,
-                name=src.name,
-                notice=msg,
-                notes=(*src.notes, msg),
-                captures={"method": name, "applicable": False, "shown": "(failed)"},
-                label=f"classic:{name}",
-            )
+        except (ValueError, RuntimeError, MemoryError) as e:  # one broken filter must not hide the others
+            out[name] = _not_run(src, name, f"{name} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     return out
+
+
+def _not_run(src: Any, name: str, msg: str) -> Result:
+    """The image with empty maps and ``msg``: a filter that could not run still displays."""
+    h, w = src.rgb.shape[:2]
+    return Result(
+        image=src.rgb,
+        noiseprint=np.zeros((h, w), np.float32),
+        map=np.zeros((h, w), np.float32),
+        conf=np.ones((h, w), np.float32),
+        score=None,
+        name=src.name,
+        notice=msg,
+        notes=(*src.notes, msg),
+        captures={"method": name, "applicable": False, "shown": "(not run)"},
+        label=f"classic:{name}",
+    )
 
 
 def _figure(results: list[tuple[str, np.ndarray, str]], dpi: int) -> str:
@@ -111,15 +131,17 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
     """HTML of the tab: TruFor's map first (when there is one), then each filter with what it
     shows and how it misleads."""
     e = html.escape
+    official = trufor is not None and official_weights(trufor)
+    model = "TruFor" if official else "this model (not the official TruFor)"
     parts = [
         f'<div style="{_BOX}"><b>Classic filters</b> measure one trace each and say nothing '
-        "about whether it means an edit: read each with its caveat. TruFor's map combines "
-        "such traces with what it learned, and its confidence says where not to trust it.</div>"
+        f"about whether it means an edit: read each with its caveat. {'TruFor' if official else 'The model'}'s "
+        "map combines such traces with what it learned, and its confidence says where not to trust it.</div>"
     ]
     panels: list[tuple[str, np.ndarray, str]] = []
     if trufor is not None and trufor.map is not None:
         score = "" if trufor.score is None else f" (score {trufor.score:.2f})"
-        panels.append((f"TruFor{score}", trufor.map, "RdBu_r"))
+        panels.append((f"TruFor{score}" if official else f"this model{score}", trufor.map, "RdBu_r"))
     rows = []
     for name, title, shows, misleads in FILTERS:
         r = filters.get(name)
@@ -135,7 +157,8 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
             f"<p style='margin:2px 0'><b>Misleads when:</b> {e(misleads)}</p>"
         )
     if panels:
-        caption = "Bright = more suspicious for that filter (each on its own scale); TruFor: red = likely manipulated"
+        red = "TruFor: red = likely manipulated" if official else f"{model}: red = flagged by it"
+        caption = f"Bright = more suspicious for that filter (each on its own scale); {red}"
         parts.append(
             f'<figure style="margin:8px 0"><img src="{_figure(panels, dpi)}" alt="{e(caption)}" '
             f'style="max-width:100%;height:auto"/><figcaption style="font-size:0.9em;color:#444">'

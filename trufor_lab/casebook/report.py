@@ -263,7 +263,7 @@ def _figure(uri: str, caption: str) -> str:
     )
 
 
-def _official(result: "Result") -> bool:
+def official_weights(result: "Result") -> bool:
     """Whether the verified official checkpoint made ``result``: only its numbers get the
     paper's meaning ('probability of manipulation', 'likely manipulated', 'evidence')."""
     info = result.weights
@@ -272,7 +272,7 @@ def _official(result: "Result") -> bool:
 
 def caveats(result: "Result") -> list[str]:
     """The 'How to read this' list, worded for the weights that made ``result``."""
-    if _official(result):
+    if official_weights(result):
         return _CAVEATS
     first = (
         "These weights are not the verified official TruFor model: the score is this model's "
@@ -291,7 +291,9 @@ def numbers_rows(result: "Result") -> list[tuple[str, str]]:
         return rows
     rows += [
         (
-            "integrity score (probability of manipulation)" if _official(result) else "score (this model's output)",
+            "integrity score (probability of manipulation)"
+            if official_weights(result)
+            else "score (this model's output)",
             _fmt(st.score),
         ),
         ("map maximum", _fmt(st.map_max)),
@@ -313,7 +315,7 @@ def result_section_html(result: "Result", dpi: int = 100) -> str:
     parts.append(f'<p class="weights">{_E(weights_line(result.weights))}</p>')
     for note in result.notes:
         parts.append(f"<p>Note: {_E(note)}</p>")
-    red = "likely manipulated" if _official(result) else "flagged by this model"
+    red = "likely manipulated" if official_weights(result) else "flagged by this model"
     caption = (
         f"Image, Noiseprint++, localization map (red: {red}), confidence (white: reliable) and overlay"
         if result.map is not None

@@ -8,7 +8,8 @@ the tabs (Result, Classic filters, Noiseprint++, Provenance, Compare) and a repo
 no code is shown. It is this user's only: it listens on 127.0.0.1 (other computers cannot reach
 it), the address carries a secret token (other users of this computer cannot use it), and only
 local host names are served (a web page cannot reach it by DNS rebinding). Uploads up to
-200 MB (:data:`trufor_lab.casebook.app.UPLOAD_LIMIT`); a page left closed for :data:`IDLE_KERNEL_S` seconds frees its kernel.
+200 MB (:data:`trufor_lab.casebook.app.UPLOAD_LIMIT`; larger ones are refused with a message up to
+800 MB, beyond which the browser's connection drops); a page left closed for :data:`IDLE_KERNEL_S` seconds frees its kernel.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from trufor_lab.casebook.app import UPLOAD_LIMIT, app_notebook
+from trufor_lab.casebook.app import WEBSOCKET_LIMIT, app_notebook
+from trufor_lab.inference.load import load
 from trufor_lab.inference.weights import WeightsError, select
+from trufor_lab.model import CheckpointError
 from trufor_lab.cli.messages import WEIGHTS_HELP
 
 #: The package's parent folder: the app's kernel imports the same trufor_lab as this command.
@@ -80,7 +83,7 @@ def voila_config(token: str) -> dict[str, Any]:
             "token": token,
             # one websocket message carries a whole upload: Tornado's default (10 MiB) would drop
             # a 12 MP PNG or TIFF without a word
-            "tornado_settings": {"allow_remote_access": False, "websocket_max_message_size": UPLOAD_LIMIT},
+            "tornado_settings": {"allow_remote_access": False, "websocket_max_message_size": WEBSOCKET_LIMIT},
         },
         "MappingKernelManager": {"cull_idle_timeout": IDLE_KERNEL_S, "cull_interval": 30, "cull_connected": False},
     }
@@ -98,10 +101,11 @@ def run(args: Any) -> int:
     if not 1 <= args.port <= 65535:
         print(f"error: port {args.port} is not a TCP port (1-65535)", file=sys.stderr)
         return 2
-    try:  # a missing --weights file is said here, not later inside the page
+    try:  # bad weights or device are said here, not later as an error page without a reason
         select(args.weights)
-    except (WeightsError, OSError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        load(args.weights, device=args.device)  # freed again: the page's kernel loads its own
+    except (CheckpointError, WeightsError, ValueError, RuntimeError, OSError) as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     if not _port_free(host, args.port):
         print(f"error: port {args.port} is in use; choose another with --port", file=sys.stderr)
