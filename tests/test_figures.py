@@ -201,3 +201,19 @@ def test_one_nan_does_not_blank_a_panel():
     lo, hi = robust_limits(a)
     assert 0 <= lo < 0.05 and 0.95 < hi <= 1
     assert robust_limits(np.full((3, 3), np.nan)) == (0.0, 1.0)
+
+
+def test_result_figure_calls_only_the_official_score_an_integrity_score(tampered2):
+    """The paper's 'integrity score' belongs to the official checkpoint; the demo model's number
+    was titled the same in every figure (and the report embeds that figure)."""
+    import dataclasses
+
+    import trufor_lab as tl
+    from trufor_lab.inference.weights import WeightsInfo
+
+    r = tl.analyze(tl.load(device="cpu"), tampered2[:64, :64].copy())
+    assert r.weights.kind == "demo"
+    title = r.plot()._suptitle.get_text()
+    assert "integrity score" not in title and "(demo weights, not the official TruFor)" in title
+    official = dataclasses.replace(r, weights=WeightsInfo("official", "trufor.pth.tar", "0" * 64, True))
+    assert f"integrity score {r.score:.3f}" in official.plot()._suptitle.get_text()

@@ -57,7 +57,10 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     title = result.name or "image"
     if result.label and result.label != result.name:  # e.g. an ablation of the same image
         title += f" [{result.label}]"
-    if result.score is not None:
+    info = result.weights
+    if result.score is not None and info is not None and not (info.kind == "official" and info.verified):
+        title += f"  —  score {result.score:.3f} ({info.kind} weights, not the official TruFor)"
+    elif result.score is not None:
         title += f"  —  integrity score {result.score:.3f}"
     elif result.map is None:
         title += "  —  Noiseprint++ only (no TruFor checkpoint)"
