@@ -317,6 +317,12 @@ def test_the_status_names_what_the_tabs_show_and_uploads_stay_within_the_limit(r
     cb.upload.value = (upload_entry("strip.png", encode(picture[:1, :50], "PNG")),)
     assert cb.error.startswith("strip.png:") and "<bytes>" not in cb.error
     assert "still show the previous image, first.png" in cb.status.value
+    fresh = Casebook(recipe_model, classic=False)  # Compare before any analysis names no upload
+    fresh.upload.value = (upload_entry("B.png", b"not an image"),)
+    with pytest.raises(RuntimeError, match="analyze an image first"):
+        fresh.compare(tmp_path / "other.png")
+    fresh._fail(RuntimeError("analyze an image first"))
+    assert fresh.error == "analyze an image first"
     cb.upload.value = (upload_entry("a\u202egpj.png", encode(picture, "PNG")),)
     assert cb.error is None and "\u202e" not in cb.status.value and "a?gpj.png" in cb.status.value
     assert "previous image" not in cb.status.value

@@ -355,3 +355,20 @@ def test_bare_weights_of_another_size_name_the_sizes(tmp_path):
     assert "missing" not in msg
     torch.save({"state_dict": sd, "config": MIT_B0.to_dict()}, p)  # with its config it loads
     assert tl.load_trufor(p).backbone.cfg == MIT_B0
+
+
+def test_a_damaged_shipped_noiseprint_gives_way_to_a_verified_download(tmp_path, shared_dir, monkeypatch):
+    """The damaged shipped file's error said to run `weights download`; the download landed in
+    the cache, but the shipped copy was still preferred: the same error again, for ever."""
+    shipped, cache = tmp_path / "shipped", tmp_path / "cache"
+    shipped.mkdir()
+    (shipped / W.NOISEPRINT_FILE).write_bytes(b"damaged")
+    monkeypatch.setattr(W, "repo_weights_dir", lambda: shipped)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(cache))
+    monkeypatch.delenv("TRUFOR_NOISEPRINT_WEIGHTS", raising=False)
+    with pytest.raises(W.WeightsError, match="file corrupted"):
+        W.describe(W.find_noiseprint(), "noiseprint")
+    assert W.shipped_noiseprint_verified() is None  # so `weights download` fetches it
+    W.download_noiseprint(cache, url=(shared_dir / "weights" / "noiseprint++.th").as_uri(), progress=False)
+    p = W.find_noiseprint()
+    assert p == cache / W.NOISEPRINT_FILE and W.describe(p, "noiseprint").verified

@@ -103,7 +103,9 @@ def test_runner_runs_a_notebook_and_reports_errors(tmp_path, capsys):
     nbformat.write(
         new_notebook(cells=[new_code_cell("import os, trufor_lab\nprint(os.environ['TRUFOR_LAB_OUTPUT'])")]), ok
     )
-    cells = [new_code_cell("x = 1"), new_code_cell("raise ValueError('broken | on purpose\\nsecond line')")]
+    stale = new_code_cell("y = 2")  # an error output saved in the file is not this run's failure
+    stale.outputs = [nbformat.v4.new_output("error", ename="OldError", evalue="from last week", traceback=[])]
+    cells = [new_code_cell("x = 1"), new_code_cell("raise ValueError('broken | on purpose\\nsecond line')"), stale]
     nbformat.write(new_notebook(cells=cells), bad)
     assert [p.name for p in runner.find_notebooks(tmp_path, ["02"])] == ["02_bad.ipynb"]
     md = tmp_path / "R.md"
@@ -113,7 +115,8 @@ def test_runner_runs_a_notebook_and_reports_errors(tmp_path, capsys):
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert "01_ok" in rows
     # the failing cell, the exception's type, its first line; a '|' in it does not break the table
-    assert "cell 1: ValueError: broken \\| on purpose" in rows["02_bad"] and "second line" not in text
+    assert "code cell 2: ValueError: broken \\| on purpose" in rows["02_bad"] and "second line" not in text
+    assert "OldError" not in text
     assert all(line.replace("\\|", "").count("|") == 6 for line in rows.values()), rows
     assert rows["**all**"].rstrip(" |").endswith("no (1 failed)"), rows["**all**"]
 
@@ -133,9 +136,11 @@ def test_runner_without_nbclient_says_so_in_one_line(tmp_path, monkeypatch, caps
     assert err.startswith("error: running notebooks needs nbclient") and len(err.splitlines()) == 1
 
 
-def test_runner_stops_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("when", ["running", "kernel starting"])
+def test_runner_stops_on_ctrl_c(tmp_path, when):
     """Ctrl-C stops the run (exit 130): the interrupted notebook is not recorded as a failure and
-    the next one does not start (nbclient turned the interrupt into a notebook error)."""
+    the next one does not start (nbclient turned the interrupt into a notebook error, or, while
+    the kernel started, into a CancelledError traceback)."""
     import os
     import signal
     import subprocess
@@ -158,10 +163,18 @@ def test_runner_stops_on_ctrl_c(tmp_path):
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (tmp_path / "started").exists():
-            time.sleep(0.2)
-        time.sleep(1)
+        if when == "running":
+            deadline = time.time() + 120
+            while time.time() < deadline and not (tmp_path / "started").exists():
+                time.sleep(0.2)
+            time.sleep(1)
+        else:
+            seen = ""
+            while "01_slow ..." not in seen:  # printed just before its kernel starts
+                ch = proc.stdout.read(1)
+                assert ch, (seen, proc.stderr.read())
+                seen += ch
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

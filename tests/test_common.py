@@ -145,3 +145,33 @@ def test_appledouble_companions_are_not_images(tmp_path):
     _img(tmp_path / "a.png")
     (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 metadata")
     assert [p.name for p in list_images(tmp_path)] == ["a.png"]
+
+
+def test_free_memory_sees_a_limit_on_a_parent_cgroup(tmp_path, monkeypatch):
+    """A memory limit may sit on a parent cgroup (a systemd slice, a pod) while the process's own
+    folder says "max" (v2), or in v1's hierarchical limit: either bounds what we may allocate."""
+    from trufor_lab.common import memory as M
+
+    GiB = 2**30
+    pod = tmp_path / "kubepods" / "pod1"
+    ctr = pod / "ctr"
+    ctr.mkdir(parents=True)
+    (pod / "memory.max").write_text(f"{2 * GiB}\n")
+    (pod / "memory.current").write_text(f"{GiB}\n")
+    (pod / "memory.stat").write_text(f"anon 5\ninactive_file {GiB // 4}\n")
+    (ctr / "memory.max").write_text("max\n")
+    (ctr / "memory.current").write_text(f"{GiB // 2}\n")
+    (tmp_path / "kubepods" / "memory.max").write_text("max\n")
+    (tmp_path / "kubepods" / "memory.current").write_text(f"{3 * GiB}\n")
+    monkeypatch.setattr(M, "_cgroup_dir", lambda: ctr)
+    assert M._cgroup_headroom() == [GiB + GiB // 4]
+    assert M.free_memory_bytes("cpu") <= GiB + GiB // 4
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    (v1 / "memory.limit_in_bytes").write_text(f"{2**63 - 4096}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{GiB}\n")
+    (v1 / "memory.stat").write_text(f"hierarchical_memory_limit {3 * GiB}\ntotal_inactive_file {GiB // 2}\n")
+    monkeypatch.setattr(M, "_cgroup_dir", lambda: v1)
+    assert M._cgroup_headroom() == [2 * GiB + GiB // 2]
+    (v1 / "memory.stat").write_text(f"hierarchical_memory_limit {2**63 - 4096}\n")
+    assert M._cgroup_headroom() == []

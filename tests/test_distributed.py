@@ -156,6 +156,10 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
     f32 = InferenceMode.fast(amp_dtype=None)
     assert mode_label("fast") == "fast" and mode_label(InferenceMode.fast()) == "fast"
     assert mode_label(f32) == "fast(amp_dtype=None)" and mode_label(InferenceMode.exact(lean=True)) == "exact"
+    from trufor_lab.model.lean import LeanConfig
+
+    assert mode_label(InferenceMode.exact(chunks=LeanConfig(budget_bytes=2**20, rows=3))) == "exact"  # pieces only
+    assert mode_label(InferenceMode.exact(chunks=LeanConfig(onednn=False))) == "exact(chunks.onednn=False)"
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode=f32)
     assert s["written"] == 1 and "now fast(amp_dtype=None) float32" in s["recomputed"][0][1]
 

@@ -217,3 +217,6 @@ def test_result_figure_calls_only_the_official_score_an_integrity_score(tampered
     assert "integrity score" not in title and "(demo weights, not the official TruFor)" in title
     official = dataclasses.replace(r, weights=WeightsInfo("official", "trufor.pth.tar", "0" * 64, True))
     assert f"integrity score {r.score:.3f}" in official.plot()._suptitle.get_text()
+    unverified = dataclasses.replace(r, weights=WeightsInfo("official", "trufor.pth.tar", "0" * 64, False))
+    assert "(unverified checkpoint)" in unverified.plot()._suptitle.get_text()
+    assert "integrity score" not in dataclasses.replace(r, weights=None).plot()._suptitle.get_text()

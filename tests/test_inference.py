@@ -395,6 +395,7 @@ def test_sample_images_are_looked_up_one_by_one_and_stand_ins_keep_their_own_nam
     found = samples.sample("tampered2.png")
     assert found.official and found.name == "tampered2.png"
     rgb, desc = found  # notebooks unpack two values
+    assert found[0] is rgb and found[1] == desc
     assert desc == "official sample tampered2.png"
     assert np.array_equal(rgb, np.asarray(Image.open(shared_dir / "images" / "tampered2.png").convert("RGB")))
     stand_in = samples.sample("pristine1.jpg", max_side=64)
@@ -416,6 +417,7 @@ def test_predict_refuses_tensors_it_would_misread(recipe_model, tampered2):
         (x[0], r"batch of RGB images .* got shape \(3, 64, 64\)"),
         (x[:0], r"got shape \(0, 3, 64, 64\)"),
         (x[:, :, :20], "64x20; TruFor needs at least 29"),
+        (x[:, :, :0], "empty image"),
     ):
         with pytest.raises(ValueError, match=match):
             predict(recipe_model, bad)
@@ -424,6 +426,8 @@ def test_predict_refuses_tensors_it_would_misread(recipe_model, tampered2):
             lean_forward(recipe_model, bad)
     with pytest.raises(ValueError, match="floating point"):
         predict(recipe_model.dncnn, as_uint8)
+    with pytest.raises(ValueError, match="empty image"):
+        predict(recipe_model.dncnn, x[:, :, :0])
 
 
 def test_fast_mode_of_a_float64_model_runs_in_float64(recipe_model, tampered2):

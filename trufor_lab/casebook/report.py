@@ -31,7 +31,7 @@ from trufor_lab.version import __version__
 from trufor_lab.viz.noiseprint import plot_noiseprint
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trufor_lab.casebook.casebook import Comparison
+    from trufor_lab.casebook.compare import Comparison
     from trufor_lab.forensics.provenance import Provenance
     from trufor_lab.inference.analyze import Result
     from trufor_lab.inference.weights import WeightsInfo

@@ -87,17 +87,18 @@ def device_label() -> str:
 MISSING = "running notebooks needs nbclient and nbformat: pip install 'trufor-lab[notebooks]'"
 
 
-def _failure(nb: Any, exc: BaseException) -> str:
-    """One line: the failing cell's number, the exception's type and the first line of its message."""
-    cell = next(
-        (i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", ()))),
-        None,
-    )
+def _failure(nb: Any, exc: BaseException, cell_index: int | None) -> str:
+    """One line: the failing code cell (counted from 1, as a reader counts them), the exception's
+    type and the first line of its message."""
+    where = ""
+    if cell_index is not None:
+        number = sum(c.cell_type == "code" for c in nb.cells[: cell_index + 1])
+        where = f"code cell {number}: "
     ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
     if ename is None:  # not a cell's error: a timeout, a dead kernel
         ename, evalue = type(exc).__name__, str(exc)
     first = next((ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(evalue)).splitlines() if ln.strip()), "")
-    return (f"cell {cell}: " if cell is not None else "") + f"{ename}" + (f": {first}" if first else "")
+    return where + f"{ename}" + (f": {first}" if first else "")
 
 
 def _client_class() -> type:
@@ -137,18 +138,28 @@ def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: 
     os.environ.pop("TRUFOR_LAB_SMALL", None)
     os.environ.update(env)
     nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:  # outputs saved in the file are not this run's
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    started: list[int] = []
     client = _client_class()(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        on_cell_start=lambda cell, cell_index: started.append(cell_index),
     )
     t0 = time.perf_counter()
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         client.execute()
         ok, err = True, ""
+    except asyncio.CancelledError:  # Ctrl-C while the kernel was starting (nbclient's own handler)
+        raise KeyboardInterrupt from None
     except Exception as e:  # a cell's error, a timeout, a dead kernel: record and go on with the next notebook
         if client.interrupted:  # Ctrl-C, which nbclient turns into a notebook error: not a result
             raise KeyboardInterrupt from None
-        ok, err = False, _failure(nb, e)
+        ok, err = False, _failure(nb, e, started[-1] if started else None)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -183,7 +194,7 @@ def results_block(
     )
     failed = sum(not t.ok for t in timings)
     lines = [
-        f"### {device}{' (CI sizes)' if small else ''}{' (only ' + ' '.join(only) + ')' if only else ''}",
+        f"### {device}{' (CI sizes)' if small else ''}{' (only ' + ' '.join(sorted(only)) + ')' if only else ''}",
         "",
         f"{date}, `python -m trufor_lab.notebooks{options}`, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads." + (f" {note}" if note else ""),

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trufor_lab.casebook.casebook import compare
+from trufor_lab.casebook.compare import compare
 from trufor_lab.casebook.report import build_report, save_pdf, write_report
 from trufor_lab.common.paths import display_name
 from trufor_lab.forensics.provenance import read_provenance

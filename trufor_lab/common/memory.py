@@ -58,26 +58,45 @@ def _process_headroom() -> list[int]:
         except (OSError, ValueError, IndexError):
             pass
         out.append(max(soft - used, 0))
-    cgroup = _cgroup_dir()
-    if cgroup is not None:
-        for limit, usage in (("memory.max", "memory.current"), ("memory.limit_in_bytes", "memory.usage_in_bytes")):
-            lim, use = _read_int(cgroup / limit), _read_int(cgroup / usage)
-            if lim is not None and use is not None and lim < 1 << 60:  # cgroup v1 writes ~2^63 for "none"
-                out.append(max(lim - use + _reclaimable(cgroup), 0))
-                break
+    out += _cgroup_headroom()
     return out
 
 
-def _reclaimable(cgroup: Path) -> int:
-    """Page cache the kernel drops before it refuses memory (counted in the cgroup's usage)."""
+def _cgroup_headroom() -> list[int]:
+    """What the memory cgroups this process belongs to still allow: cgroup v2 checks every folder
+    up to the root (a limit may sit on a parent: a systemd slice, a pod), v1 reads the
+    hierarchical limit. Page cache the kernel can drop first counts as free."""
+    d = _cgroup_dir()
+    if d is None:
+        return []
+    if (d / "memory.max").is_file():  # v2
+        out, cur = [], d
+        while True:
+            lim, use = _read_int(cur / "memory.max"), _read_int(cur / "memory.current")
+            if lim is not None and use is not None:
+                out.append(max(lim - use + _stat(cur).get("inactive_file", 0), 0))
+            if cur == Path("/sys/fs/cgroup") or cur.parent == cur or not (cur.parent / "memory.max").is_file():
+                return out
+            cur = cur.parent
+    stat = _stat(d)
+    use = _read_int(d / "memory.usage_in_bytes")  # v1: its own limit, and the tightest of its parents'
+    limits = [x for x in (_read_int(d / "memory.limit_in_bytes"), stat.get("hierarchical_memory_limit")) if x]
+    if use is None or not limits or min(limits) >= 1 << 60:  # v1 writes ~2^63 for "no limit"
+        return []
+    return [max(min(limits) - use + stat.get("total_inactive_file", stat.get("inactive_file", 0)), 0)]
+
+
+def _stat(cgroup: Path) -> dict[str, int]:
     try:
-        for line in (cgroup / "memory.stat").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key in ("inactive_file", "total_inactive_file") and value.strip().isdigit():
-                return int(value)
+        lines = (cgroup / "memory.stat").read_text().splitlines()
     except OSError:
-        pass
-    return 0
+        return {}
+    out = {}
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
 
 
 def _cgroup_dir() -> Path | None:

@@ -164,23 +164,18 @@ def resolve_mode(mode: str | InferenceMode) -> InferenceMode:
 
 def mode_label(mode: str | InferenceMode) -> str:
     """The mode as an output records it: the preset's name (``"exact"``, ``"fast"``), followed by
-    the settings that differ from it (``"fast(amp_dtype=None)"``), so that an output made with other
-    settings is never reused for these. Where the work runs (``lean``, ``compile``) is left out."""
+    the settings that change the arithmetic and differ from it (``"fast(amp_dtype=None)"``), so
+    that an output made otherwise is never reused for these. Where and in what pieces the work
+    runs (``lean``, ``compile``, chunk sizes and budget) is left out: float32 rounding only."""
     m = resolve_mode(mode)
     preset = resolve_mode(m.name)
-    diff = []
-    for f in dataclasses.fields(m):
-        ours, theirs = getattr(m, f.name), getattr(preset, f.name)
-        if f.name in ("lean", "compile") or ours == theirs:
-            continue
-        if isinstance(ours, LeanConfig):
-            diff += [
-                f"chunks.{g.name}={getattr(ours, g.name)!r}"
-                for g in dataclasses.fields(ours)
-                if getattr(ours, g.name) != getattr(theirs, g.name)
-            ]
-        else:
-            diff.append(f"{f.name}={ours!r}")
+    diff = [
+        f"{f.name}={getattr(m, f.name)!r}"
+        for f in dataclasses.fields(m)
+        if f.name not in ("lean", "compile", "chunks") and getattr(m, f.name) != getattr(preset, f.name)
+    ]
+    if m.chunks.onednn != preset.chunks.onednn:  # the convolution backend of Noiseprint++
+        diff.append(f"chunks.onednn={m.chunks.onednn!r}")
     return m.name + (f"({', '.join(diff)})" if diff else "")
 
 
@@ -339,6 +334,8 @@ def _check_input(model: nn.Module, x: torch.Tensor) -> None:
             f"predict() takes RGB / 256 as floating point; got {x.dtype} (divide 0..255 values by 256 first)"
         )
     h, w = x.shape[2:]
+    if min(h, w) < 1:
+        raise ValueError(f"predict() got an empty image: shape {tuple(x.shape)}")
     if isinstance(model, TruFor) and min(h, w) < MIN_TRUFOR_SIDE:
         raise ValueError(f"image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side")
 

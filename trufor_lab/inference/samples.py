@@ -40,6 +40,9 @@ class SampleImage:
     def __iter__(self) -> Iterator[Any]:
         return iter((self.rgb, self.desc))
 
+    def __getitem__(self, i: int) -> Any:  # sample(...)[0], as with the (rgb, desc) tuple it was
+        return (self.rgb, self.desc)[i]
+
 
 def official_dirs() -> list[Path]:
     """Where the official samples are looked for, in order."""

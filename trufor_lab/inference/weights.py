@@ -209,10 +209,12 @@ def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
         return p
     # the shipped copy first: it is the official file (checked by describe); a cached copy only
     # stands in when an installation lacks it, so an unverified cached file never shadows it
-    for d in reversed(search_dirs()):
-        p = d / NOISEPRINT_FILE
-        if p.is_file():
+    found = [d / NOISEPRINT_FILE for d in reversed(search_dirs()) if (d / NOISEPRINT_FILE).is_file()]
+    for p in found:  # a damaged shipped copy gives way to a verified download
+        if sha256_of(p) == NOISEPRINT_SHA256:
             return p
+    if found:
+        return found[0]
     raise WeightsError(
         f"{NOISEPRINT_FILE} not found in {', '.join(map(str, search_dirs()))}: run `trufor-lab weights download`"
     )
@@ -228,7 +230,7 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
         if p.name == NOISEPRINT_FILE and p.parent.resolve() == repo_weights_dir().resolve() and not verified:
             raise WeightsError(
                 f"{p}: checksum {digest[:12]} is not the official {NOISEPRINT_SHA256[:12]} "
-                "(file corrupted?); run `trufor-lab weights download`"
+                "(file corrupted?); run `trufor-lab weights download` (a verified download is used instead of it)"
             )
         return WeightsInfo("noiseprint", str(p), digest, verified, note=note)
     if kind == "official":
@@ -401,7 +403,8 @@ def install_trufor_zip(
 
 
 def shipped_noiseprint_verified() -> Path | None:
-    """The Noiseprint++ file that would be used, when it is the official one (nothing to download)."""
+    """The Noiseprint++ file that would be used, when it is the official one (nothing to download;
+    a damaged shipped copy without a verified download gives ``None``)."""
     try:
         p = find_noiseprint()
         return p if describe(p, "noiseprint").verified else None

@@ -58,10 +58,17 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     if result.label and result.label != result.name:  # e.g. an ablation of the same image
         title += f" [{result.label}]"
     info = result.weights
-    if result.score is not None and info is not None and not (info.kind == "official" and info.verified):
-        title += f"  —  score {result.score:.3f} ({info.kind} weights, not the official TruFor)"
+    if result.score is not None and info is not None and info.kind == "official" and info.verified:
+        title += f"  —  integrity score {result.score:.3f}"  # the paper's meaning: official weights only
     elif result.score is not None:
-        title += f"  —  integrity score {result.score:.3f}"
+        whose = (
+            ""
+            if info is None
+            else " (unverified checkpoint)"
+            if info.kind == "official"
+            else f" ({info.kind} weights, not the official TruFor)"
+        )
+        title += f"  —  score {result.score:.3f}{whose}"
     elif result.map is None:
         title += "  —  Noiseprint++ only (no TruFor checkpoint)"
     else:

@@ -1,0 +1,252 @@
+"""Two versions of one picture (a viral post and an earlier one): B aligned to A by size and
+translation, their difference, and both analyses; shown in the casebook's Compare tab.
+
+>>> from trufor_lab.casebook.compare import compare
+>>> c = compare("viral.jpg", "earlier_post.jpg", model)
+>>> c.plot()
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from trufor_lab.casebook.report import comparison_section_html
+from trufor_lab.common.paths import display_name
+from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.inference.preprocess import ImageLike, load_image
+
+__all__ = ["Comparison", "compare", "estimate_translation"]
+
+#: Relative aspect-ratio difference below which B is simply resized to A's size.
+ASPECT_TOLERANCE = 0.01
+#: Minimum phase-correlation peak for an estimated translation to be applied.
+MIN_SHIFT_PEAK = 0.08
+#: A pixel "differs" when its mean absolute RGB difference exceeds this (0..1).
+CHANGE_THRESHOLD = 0.1
+
+
+def estimate_translation(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, int], float]:
+    """Phase correlation (numpy FFT, Hann window) of two same-size images.
+
+    Returns ``((dy, dx), peak)``: shifting ``b`` by ``(dy, dx)`` (``b'[y, x] = b[y - dy, x - dx]``)
+    aligns it with ``a``; ``peak`` (about 1 for identical content, near 0 for unrelated) says how
+    much to trust it.
+    """
+    ga, gb = (_gray(x) for x in (a, b))
+    if ga.shape != gb.shape:
+        raise ValueError(f"estimate_translation needs same-size images, got {ga.shape} and {gb.shape}")
+    h, w = ga.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    fa = np.fft.fft2((ga - ga.mean()) * win)
+    fb = np.fft.fft2((gb - gb.mean()) * win)
+    cross = fa * np.conj(fb)
+    r = np.real(np.fft.ifft2(cross / (np.abs(cross) + 1e-12)))
+    dy, dx = np.unravel_index(int(np.argmax(r)), r.shape)
+    dy = int(dy) - h if dy > h // 2 else int(dy)
+    dx = int(dx) - w if dx > w // 2 else int(dx)
+    return (dy, dx), float(r.max())
+
+
+def _gray(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a.mean(axis=2) if a.ndim == 3 else a
+
+
+def _shift(img: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` translated by (dy, dx) with zero fill, and the mask of pixels that have data."""
+    h, w = img.shape[:2]
+    out = np.zeros_like(img)
+    valid = np.zeros((h, w), dtype=bool)
+    ys, yd = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+    xs, xd = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+    out[yd, xd] = img[ys, xs]
+    valid[yd, xd] = True
+    return out, valid
+
+
+def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
+
+
+@dataclass
+class Comparison:
+    """Two versions of one picture: A as given, B aligned to A, their difference, both analyses.
+
+    ``diff`` is the mean absolute RGB difference in ``[0, 1]`` at A's size (NaN where B has no
+    data after the translation); ``shift`` is the translation applied to B; ``notes`` say how B
+    was aligned.
+    """
+
+    name_a: str
+    name_b: str
+    a: np.ndarray
+    b: np.ndarray
+    b_aligned: np.ndarray
+    diff: np.ndarray
+    shift: tuple[int, int] = (0, 0)
+    shift_peak: float | None = None
+    notes: list[str] = field(default_factory=list)
+    result_a: Result | None = None
+    result_b: Result | None = None
+
+    @property
+    def mean_diff(self) -> float:
+        """Mean absolute difference over the overlap (0..1)."""
+        return float(np.nanmean(self.diff)) if np.isfinite(self.diff).any() else float("nan")
+
+    @property
+    def changed_fraction(self) -> float:
+        """Fraction of the overlap whose difference exceeds ``CHANGE_THRESHOLD``."""
+        ok = np.isfinite(self.diff)
+        return float((self.diff[ok] > CHANGE_THRESHOLD).mean()) if ok.any() else 0.0
+
+    def summary(self) -> str:
+        """One line."""
+        return (
+            f"{self.name_a} vs {self.name_b}: mean |A-B| {self.mean_diff:.3f}, "
+            f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}"
+        )
+
+    def plot(self, fig: Any = None) -> Any:
+        """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++)."""
+        import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+
+        results = [r for r in (self.result_a, self.result_b) if r is not None]
+        rows = 2 if results else 1
+        if fig is None:
+            fig = plt.figure(figsize=(11, 3.8 * rows))
+        axes = fig.subplots(rows, 3, squeeze=False)
+        na, nb = display_name(self.name_a), display_name(self.name_b)
+        axes[0, 0].imshow(self.a)
+        axes[0, 0].set_title(f"A: {na}", fontsize=9, parse_math=False)
+        axes[0, 1].imshow(self.b_aligned)
+        axes[0, 1].set_title(f"B aligned to A: {nb}", fontsize=9, parse_math=False)
+        finite = self.diff[np.isfinite(self.diff)]
+        vmax = max(0.05, float(np.percentile(finite, 99.5))) if finite.size else 1.0
+        im = axes[0, 2].imshow(np.ma.masked_invalid(self.diff), cmap="magma", vmin=0, vmax=vmax)
+        fig.colorbar(im, ax=axes[0, 2], fraction=0.046, pad=0.02)
+        axes[0, 2].set_title(f"|A − B| (mean {self.mean_diff:.3f})", fontsize=9)
+        if rows == 2:
+            for ax, label, r in ((axes[1, 0], "A", self.result_a), (axes[1, 1], "B", self.result_b)):
+                if r is None:
+                    ax.text(0.5, 0.5, f"{label}: not analyzed", ha="center", va="center")
+                elif r.map is not None:
+                    ax.imshow(r.map, cmap="RdBu_r", vmin=0, vmax=1)
+                    ax.set_title(f"{label}: localization map, score {r.score:.2f}", fontsize=9)
+                else:
+                    lo, hi = np.percentile(r.noiseprint, [1, 99])
+                    ax.imshow(r.noiseprint, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
+                    ax.set_title(f"{label}: Noiseprint++ (no localization)", fontsize=9)
+            lines = [
+                f"B shifted by (dy, dx) = {self.shift}",
+                f"{100 * self.changed_fraction:.1f}% of pixels differ > {CHANGE_THRESHOLD:.0%}",
+            ]
+            axes[1, 2].text(
+                0.02,
+                0.95,
+                "\n".join(lines + self.notes),
+                va="top",
+                ha="left",
+                fontsize=8,
+                wrap=True,
+                transform=axes[1, 2].transAxes,
+            )
+        for ax in axes.ravel():
+            ax.set_axis_off()
+        return fig
+
+    def _repr_html_(self) -> str:
+        return comparison_section_html(self)
+
+
+def _as_image(x: Any) -> tuple[np.ndarray, str, Result | None]:
+    if isinstance(x, Result):
+        return x.image, x.name or "image", x
+    name = os.fspath(x) if isinstance(x, (str, os.PathLike)) else ""
+    loaded = load_image(x)
+    return loaded.rgb, name or loaded.name, None
+
+
+def compare(
+    a: ImageLike | Result,
+    b: ImageLike | Result,
+    model: nn.Module | None = None,
+    *,
+    estimate_shift: bool = True,
+    names: tuple[str, str] | None = None,
+) -> Comparison:
+    """Compare two versions of one picture (e.g. an earlier post and the viral one).
+
+    B is aligned to A: resized to A's size when the aspect ratios match (else centre-cropped to
+    A's aspect first, with a note), then translated by phase correlation when that is reliable.
+    Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
+    ``model`` is passed; a :class:`Result` is used as it is.
+    """
+    ia, na, ra = _as_image(a)
+    ib, nb, rb = _as_image(b)
+    if names:
+        na, nb = names
+    if model is not None:
+        ra = analyze(model, ia, name=na) if ra is None else ra
+        rb = analyze(model, ib, name=nb) if rb is None else rb
+    ha, wa = ia.shape[:2]
+    hb, wb = ib.shape[:2]
+    notes: list[str] = []
+    aligned = ib
+    if abs(math.log((wa / ha) / (wb / hb))) > math.log1p(ASPECT_TOLERANCE):
+        target = wa / ha
+        if wb / hb > target:
+            cw = max(1, round(hb * target))
+            x0 = (wb - cw) // 2
+            aligned = ib[:, x0 : x0 + cw]
+        else:
+            ch = max(1, round(wb / target))
+            y0 = (hb - ch) // 2
+            aligned = ib[y0 : y0 + ch]
+        notes.append(
+            f"aspect ratios differ (A {wa}×{ha}, B {wb}×{hb}): B was centre-cropped to A's "
+            f"aspect ratio; if B was cropped off-centre the alignment is approximate"
+        )
+    if aligned.shape[:2] != (ha, wa):
+        ah, aw = aligned.shape[:2]
+        aligned = _resize(np.ascontiguousarray(aligned), wa, ha)
+        notes.append(f"B resized from {aw}×{ah} to A's size {wa}×{ha} for the comparison only")
+    shift, peak = (0, 0), None
+    valid = np.ones((ha, wa), dtype=bool)
+    if estimate_shift and min(ha, wa) >= 8:
+        (dy, dx), peak = estimate_translation(ia, aligned)
+        small = abs(dy) < ha / 4 and abs(dx) < wa / 4
+        if (dy, dx) != (0, 0) and peak >= MIN_SHIFT_PEAK and small:
+            aligned, valid = _shift(aligned, dy, dx)
+            shift = (dy, dx)
+            notes.append(
+                f"B translated by (dy, dx) = ({dy}, {dx}) pixels (phase correlation peak "
+                f"{peak:.2f}); the borders without data are left out"
+            )
+        elif (dy, dx) != (0, 0):
+            notes.append(f"no reliable translation found (phase correlation peak {peak:.2f}); B not translated")
+    diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
+    diff[~valid] = np.nan
+    return Comparison(
+        name_a=na,
+        name_b=nb,
+        a=ia,
+        b=ib,
+        b_aligned=aligned,
+        diff=diff.astype(np.float32),
+        shift=shift,
+        shift_peak=peak,
+        notes=notes,
+        result_a=ra,
+        result_b=rb,
+    )
+
+
+# --------------------------------------------------------------------------- casebook widget
