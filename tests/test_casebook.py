@@ -255,6 +255,10 @@ def test_casebook_app_is_this_users_only_and_leaves_nothing_behind(tmp_path):
         assert status("/") in (302, 403)  # to the login page: no notebook, no kernel
         assert status(f"/?token={token}", host=f"evil.example:{port}") == 403
         assert status("/voila/files/voila.json") in (302, 403, 404)
+        # no file of the app's folder is served, even with the token (Voila serves images by default)
+        (folder,) = tmpdir.glob("trufor_casebook_*")
+        Image.new("RGB", (8, 8)).save(folder / "x.png")
+        assert status(f"/voila/files/x.png?token={token}") == 403
     finally:
         proc.send_signal(signal.SIGTERM)  # a plain kill
         try:

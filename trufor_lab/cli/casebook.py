@@ -70,7 +70,6 @@ def voila_command(notebook: Path, host: str, port: int) -> list[str]:
         f"--Voila.ip={host}",
         "--strip_sources=True",
         "--theme=light",
-        "--VoilaConfiguration.file_allowlist=[]",
         "--no-browser",
     ]
 
@@ -79,6 +78,7 @@ def voila_config(token: str) -> dict[str, Any]:
     """Voila's settings, written as ``voila.json`` in its private working folder (not on the
     command line, where ``ps`` would show the token to other users)."""
     return {
+        "VoilaConfiguration": {"file_allowlist": []},  # no file of the folder is served
         "Voila": {
             "token": token,
             # one websocket message carries a whole upload: Tornado's default (10 MiB) would drop
@@ -134,6 +134,10 @@ def _serve(args: Any, host: str) -> int:
         env = {
             **os.environ,
             "MPLBACKEND": "Agg",
+            # Voila's dependencies' deprecation notices are not for the person starting the app
+            "PYTHONWARNINGS": ",".join(
+                w for w in (os.environ.get("PYTHONWARNINGS"), "ignore::DeprecationWarning") if w
+            ),
             "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")) if p),
         }
         proc = subprocess.Popen(
