@@ -21,7 +21,7 @@ import numpy as np
 from trufor_lab.casebook.report import fig_to_data_uri, official_weights
 from trufor_lab.common.memory import free_memory_bytes
 from trufor_lab.inference.result import Result
-from trufor_lab.lab.classic import detect, read_source
+from trufor_lab.lab.classic import detect, not_applicable, read_source
 
 __all__ = ["FILTERS", "classic_filters", "classic_section_html"]
 
@@ -90,30 +90,14 @@ def classic_filters(source: Any, methods: tuple[str, ...] | None = None) -> dict
         if methods is not None and name not in methods:
             continue
         if too_big:
-            out[name] = _not_run(src, name, too_big)
+            out[name] = not_applicable(src, name, too_big, shown="(not run)")
             continue
         try:
             out[name] = detect(src, name)
         except (ValueError, RuntimeError, MemoryError) as e:  # one broken filter must not hide the others
-            out[name] = _not_run(src, name, f"{name} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            msg = f"{name} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            out[name] = not_applicable(src, name, msg, shown="(failed)")
     return out
-
-
-def _not_run(src: Any, name: str, msg: str) -> Result:
-    """The image with empty maps and ``msg``: a filter that could not run still displays."""
-    h, w = src.rgb.shape[:2]
-    return Result(
-        image=src.rgb,
-        noiseprint=np.zeros((h, w), np.float32),
-        map=np.zeros((h, w), np.float32),
-        conf=np.ones((h, w), np.float32),
-        score=None,
-        name=src.name,
-        notice=msg,
-        notes=(*src.notes, msg),
-        captures={"method": name, "applicable": False, "shown": "(not run)"},
-        label=f"classic:{name}",
-    )
 
 
 def _figure(results: list[tuple[str, np.ndarray, str]], dpi: int) -> str:

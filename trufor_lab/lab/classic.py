@@ -43,7 +43,7 @@ from trufor_lab.inference.preprocess import ImageLike, load_image
 from trufor_lab.inference.load import load_noiseprint
 from trufor_lab.inference.preprocess import to_tensor
 
-__all__ = ["Method", "METHODS", "Source", "detect", "read_source", "with_method"]
+__all__ = ["Method", "METHODS", "Source", "detect", "not_applicable", "read_source", "with_method"]
 
 
 @dataclass(frozen=True)
@@ -268,6 +268,26 @@ def _normalise(m: np.ndarray, bounded: bool = False) -> np.ndarray:
     return np.clip(m / hi if hi > 0 else np.zeros_like(m), 0, 1).astype(np.float32)
 
 
+def not_applicable(
+    src: Source, method: str, msg: str, *, name: str | None = None, shown: str = "(not applicable)"
+) -> Result:
+    """What a detector that cannot run on ``src`` returns: the image with empty maps, and ``msg``
+    as its notice (so it still displays, and says why)."""
+    h, w = src.rgb.shape[:2]
+    return Result(
+        image=src.rgb,
+        noiseprint=np.zeros((h, w), np.float32),
+        map=np.zeros((h, w), np.float32),
+        conf=np.ones((h, w), np.float32),
+        score=None,
+        name=name or src.name,
+        notice=msg,
+        notes=(*src.notes, msg),
+        captures={"method": method, "applicable": False, "shown": shown},
+        label=f"classic:{method}",
+    )
+
+
 def detect(
     image: ImageLike | Source,
     method: str = "ela",
@@ -296,18 +316,7 @@ def detect(
     elif min(h, w) < spec.min_side:
         msg = f"{spec.name} needs at least {spec.min_side} pixels a side; {src.name} is {w}x{h}: empty map"
     if msg is not None:
-        return Result(
-            image=src.rgb,
-            noiseprint=np.zeros((h, w), np.float32),
-            map=np.zeros((h, w), np.float32),
-            conf=np.ones((h, w), np.float32),
-            score=None,
-            name=name or src.name,
-            notice=msg,
-            notes=(*src.notes, msg),
-            captures={"method": spec.name, "applicable": False, "shown": "(not applicable)"},
-            label=label,
-        )
+        return not_applicable(src, spec.name, msg, name=name)
     t0 = time.perf_counter()
     raw_map, score, raw = spec.run(src, **params)
     seconds = time.perf_counter() - t0
