@@ -134,10 +134,6 @@ def _serve(args: Any, host: str) -> int:
         env = {
             **os.environ,
             "MPLBACKEND": "Agg",
-            # Voila's dependencies' deprecation notices are not for the person starting the app
-            "PYTHONWARNINGS": ",".join(
-                w for w in (os.environ.get("PYTHONWARNINGS"), "ignore::DeprecationWarning") if w
-            ),
             "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")) if p),
         }
         proc = subprocess.Popen(
