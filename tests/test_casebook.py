@@ -344,3 +344,48 @@ def test_casebook_command_refuses_bad_weights_or_device_before_serving(tmp_path,
         out = capsys.readouterr()
         assert "casebook:" not in out.out and len(out.err.strip().splitlines()) == 1, out
         assert out.err.startswith("error: ")
+
+
+def _fake_voila(code: str):
+    """A stand-in for Voila's command line: ``code`` runs with ``port`` set."""
+
+    def command(notebook, host, port):
+        return [sys.executable, "-c", f"port = {port}\n" + code]
+
+    return command
+
+
+def test_casebook_command_keeps_voilas_log_out_of_the_way_and_says_why_it_failed(monkeypatch, capfd):
+    """Voila's log came first by default, with Voila's own address (token elided: it does not
+    open the app); now it is shown with -v only, and a server that fails says why in one line."""
+    import socket
+
+    import trufor_lab.cli.casebook as C
+    from trufor_lab.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve = (
+        "import socket, sys, time\n"
+        "print('[Voila] Voila is running at: http://localhost:%d/' % port, file=sys.stderr, flush=True)\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', port)); s.listen(); time.sleep(1.5)\n"
+    )
+    monkeypatch.setattr(C, "voila_command", _fake_voila(serve))
+    assert main(["casebook", "--no-browser", "--port", str(port), "--device=cpu"]) == 0
+    out = capfd.readouterr()
+    assert f"http://127.0.0.1:{port}/?token=" in out.out and "Voila is running" not in out.out + out.err
+    assert main(["casebook", "--no-browser", "--port", str(port), "--device=cpu", "-v"]) == 0
+    assert "Voila is running" in "".join(capfd.readouterr())
+
+    crash = "import sys\nprint('Traceback ...', file=sys.stderr)\nprint('OSError: no kernel spec found', file=sys.stderr)\nsys.exit(3)\n"
+    monkeypatch.setattr(C, "voila_command", _fake_voila(crash))
+    assert main(["casebook", "--no-browser", "--port", str(port), "--device=cpu", "-q"]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did not start: OSError: no kernel spec found" in err[0] and "-v" in err[0], err
+
+    late = serve + "print('RuntimeError: the kernel died', file=sys.stderr)\nsys.exit(4)\n"
+    monkeypatch.setattr(C, "voila_command", _fake_voila(late))
+    assert main(["casebook", "--no-browser", "--port", str(port), "--device=cpu"]) == 4
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stopped (exit 4): RuntimeError: the kernel died" in err[0], err

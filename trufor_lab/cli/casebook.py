@@ -1,8 +1,8 @@
 """``trufor-lab casebook``: the casebook as a small web app on this computer (Voila, sources hidden).
 
-    trufor-lab casebook [--port 8866] [--no-browser] [--weights CKPT] [--device cpu|cuda]
+    trufor-lab casebook [--port 8866] [--no-browser] [--weights CKPT] [--device cpu|cuda] [-v]
 
-Prints the address and serves until interrupted (Ctrl-C, or the terminal closed, or a plain
+Prints the address (Voila's own log only with ``-v``) and serves until interrupted (Ctrl-C, or the terminal closed, or a plain
 ``kill``: the server and its temporary files go in every case). The page has the upload button,
 the tabs (Result, Classic filters, Noiseprint++, Provenance, Compare) and a report download link;
 no code is shown. It is this user's only: it listens on 127.0.0.1 (other computers cannot reach
@@ -14,6 +14,7 @@ local host names are served (a web page cannot reach it by DNS rebinding). Uploa
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -136,26 +137,34 @@ def _serve(args: Any, host: str) -> int:
             "MPLBACKEND": "Agg",
             "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")) if p),
         }
-        proc = subprocess.Popen(
-            voila_command(nb, host, args.port),
-            cwd=tmp,
-            env=env,
-            stdout=subprocess.DEVNULL if args.quiet else None,
-            stderr=subprocess.STDOUT if args.quiet else None,
-            start_new_session=True,  # a closed terminal reaches only us; we stop it cleanly
-        )
+        # Voila's own log (with its own address, token elided, which would not open the app)
+        # goes to a file unless asked for; its last line is the reason when the server fails
+        log_path = Path(tmp) / "voila.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                voila_command(nb, host, args.port),
+                cwd=tmp,
+                env=env,
+                stdout=None if args.verbose else log,
+                stderr=subprocess.STDOUT if not args.verbose else None,
+                start_new_session=True,  # a closed terminal reaches only us; we stop it cleanly
+            )
         url = f"http://{host}:{args.port}/?token={token}"
         try:
             deadline = time.time() + 120
             while not _listening(host, args.port):
                 if proc.poll() is not None or time.time() > deadline:
-                    print("error: the casebook app did not start (run without -q to see why)", file=sys.stderr)
+                    why = "no answer in 120 s" if proc.poll() is None else _last_line(log_path)
+                    print(f"error: the casebook app did not start: {why}", file=sys.stderr)
                     return 1
                 time.sleep(0.2)
             print(f"TruFor casebook: {url}  (open it in a browser; Ctrl-C to stop)", flush=True)
             if args.browser:
                 webbrowser.open(url)
-            return _wait(proc)
+            rc = _wait(proc)
+            if rc:
+                print(f"error: the casebook app stopped (exit {rc}): {_last_line(log_path)}", file=sys.stderr)
+            return rc
         except KeyboardInterrupt:
             print("stopping the casebook app", flush=True)
             return 0
@@ -176,6 +185,16 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+def _last_line(log_path: Path) -> str:
+    """The last line of Voila's log that says something (``-v`` shows the whole log)."""
+    try:
+        lines = [ln.strip() for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        lines = []
+    said = [ln for ln in lines if ln]
+    return (said[-1][:300] if said else "Voila said nothing") + " (run with -v to see Voila's log)"
+
+
 def _wait(proc: subprocess.Popen) -> int:
     rc = proc.wait()
     return 0 if rc in (0, -15) else rc
@@ -192,5 +211,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-browser", dest="browser", action="store_false", help="do not open a browser")
     p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA when available)")
-    p.add_argument("-q", "--quiet", action="store_true", help="hide Voila's log")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Voila's own log (hidden by default)")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help=argparse.SUPPRESS
+    )  # the default now; kept for old scripts
     p.set_defaults(func=run)
