@@ -289,3 +289,22 @@ def test_a_32_bit_integer_image_beyond_16_bits_is_refused():
         load_image(im)
     ok = Image.fromarray((np.arange(64 * 64, dtype=np.int32).reshape(64, 64) * 10), mode="I")
     assert load_image(ok).notes == ("16-bit values scaled to 8 bits",)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_an_uncompressed_tiff_with_an_orientation_is_read_as_stored_not_scrambled(tmp_path, mode, orientation):
+    """Pillow memory-maps an uncompressed file opened by path with the turned size: a grey,
+    palette, RGBA or 16-bit TIFF with orientation 5-8 was analysed as scrambled pixels."""
+    a = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32)
+    im = Image.fromarray(a) if mode == "I;16" else Image.fromarray((a % 251).astype(np.uint8)).convert(mode)
+    ex = im.getexif()
+    ex[0x0112] = orientation
+    im.save(tmp_path / "o.tif", exif=ex)
+    got = load_image(tmp_path / "o.tif")
+    assert got.rgb.shape == (24, 32, 3) and got.exif_orientation == orientation
+    assert np.array_equal(got.rgb, load_image(im).rgb)  # the same pixels as the image saved
+    im.save(tmp_path / "o.png", exif=ex)  # Pillow's PNG loader never turns: the reference
+    assert np.array_equal(
+        load_image(tmp_path / "o.tif", exif_transpose=True).rgb, load_image(tmp_path / "o.png", exif_transpose=True).rgb
+    )

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from trufor_lab.common.image_files import open_image, orientation_tag, undo_loader_turn
 from trufor_lab.common.paths import why_not_found
 
 #: Largest image accepted by default (pixels). Larger files are refused as decompression bombs.
@@ -182,9 +183,9 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels  # this call's limit, not Pillow's 89 MP (restored)
-            with Image.open(src_file) as im:
+            with open_image(src_file) as im:  # a file object: a mapped TIFF could be scrambled
                 if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
-                    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src_file) as check:
+                    with open_image(io.BytesIO(src) if isinstance(src, bytes) else src_file) as check:
                         check.verify()
                 return _from_pil(im, name, exif_transpose, max_pixels)
     except ImageError:
@@ -237,8 +238,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         ";16" in str(getattr(t, "args", ""))
         for t in (getattr(im, "tile", None) or ())  # an in-memory image has none
     )
-    raw = _exif_orientation(im)
-    orientation = raw if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 8 else None
+    raw, orientation = orientation_tag(im)
     n_frames = getattr(im, "n_frames", 1)
     if n_frames > 1:
         im.seek(0)
@@ -248,10 +248,10 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if raw is not None and orientation is None:  # the file's text never reaches a note (terminal, report)
         shown = raw if isinstance(raw, int) and not isinstance(raw, bool) else "(not a number)"
         notes.append(f"invalid EXIF orientation {shown} ignored")
-    turned = orientation not in (None, 1) and _exif_orientation(im) != orientation  # Pillow's TIFF loader
-    if turned and not exif_transpose:  # back to the stored pixel grid
-        im = im.transpose(_UNDO_ORIENTATION[orientation])
-    elif exif_transpose and orientation not in (None, 1) and not turned:
+    stored, turned = undo_loader_turn(im, orientation)
+    if not exif_transpose:
+        im = stored
+    elif orientation not in (None, 1) and not turned:
         im = ImageOps.exif_transpose(im)
     if orientation not in (None, 1):  # a viewer shows it turned: say why the maps are not
         notes.append(
@@ -263,25 +263,6 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if n_frames > 1 and not any(m.startswith("first of") for m in more):
         more.insert(0, f"first of {n_frames} frames")
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
-
-
-#: The transpose that undoes each EXIF orientation (what ImageOps.exif_transpose applied).
-_UNDO_ORIENTATION = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
-
-
-def _exif_orientation(im: Image.Image) -> Any:
-    try:
-        return im.getexif().get(0x0112)
-    except Exception:  # malformed EXIF: reported as unknown, never fatal
-        return None
 
 
 def to_tensor(

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import overload
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from trufor_lab.common.paths import IMAGE_EXTENSIONS
+from trufor_lab.common.image_files import load_stored, open_image, stored_size
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -178,8 +179,7 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
     if not path.is_file():
         raise DatasetError(f"{path}: mask not found")
     try:
-        with Image.open(path) as im:
-            im.load()
+        with load_stored(path) as im:  # the grid the image is analysed on
             if im.mode.startswith(("I", "F")):
                 raise DatasetError(f"{path}: unsupported mask mode {im.mode} (save it as 8-bit)")
             pixels = np.asarray(im.convert("RGB" if convention.needs_rgb else "L"))
@@ -203,8 +203,8 @@ def _image_size(path: Path) -> tuple[int, int]:
     if not path.is_file():
         raise DatasetError(f"{path}: image not found")
     try:
-        with Image.open(path) as im:
-            return im.size
+        with open_image(path) as im:
+            return stored_size(im)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from exc
 

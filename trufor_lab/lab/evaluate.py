@@ -39,11 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from torch import nn
 from tqdm.auto import tqdm
 
 from trufor_lab.common.files import atomic_write_text, csv_uncell
+from trufor_lab.common.image_files import open_image, stored_size
 from trufor_lab.common.paths import OutputPathError, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table, fmt
@@ -352,8 +353,8 @@ def _image_info(path: Path) -> tuple[int, int, int | None]:
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        with Image.open(path) as im:
-            w, h = im.size
+        with open_image(path) as im:
+            w, h = stored_size(im)  # the grid the image is analysed on
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{path}: not a readable image ({' '.join(str(e).split())})") from None
     try:

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from trufor_lab.common.image_files import load_stored
 from trufor_lab.common.imaging import resize, to_uint8
 from trufor_lab.common.paths import list_images
 from trufor_lab.forensics.jpeg import jpeg_compress
@@ -757,7 +758,7 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
             label = 0
         else:
             continue
-        with Image.open(p) as im:
+        with load_stored(p) as im:
             img = np.asarray(im.convert("RGB"))
         if label == 0:
             mask = np.zeros(img.shape[:2], dtype=bool)

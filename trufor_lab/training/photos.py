@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from trufor_lab.common.image_files import load_stored, open_image
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.lab.forgeries import Forgery, random_params, splice
 from trufor_lab.training.scenes import builtin_images, skimage_rgb
@@ -96,9 +97,7 @@ class Photo:
                 raise ValueError(f"{self.source}: not available in this scikit-image install")
             return a
         try:
-            with Image.open(self.source) as im:
-                if self.frame:
-                    im.seek(self.frame)
+            with load_stored(self.source, self.frame) as im:  # JPEG grid kept
                 return np.asarray(im.convert("RGB"))
         except (OSError, EOFError) as e:
             raise ValueError(f"{self.source}: cannot decode frame {self.frame} ({e})") from None
@@ -127,7 +126,7 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
     found: list[tuple[Path, int, int, str | None, tuple[int, int]]] = []
     for p in sorted(q for q in root.rglob("*") if q.suffix.lower() in PHOTO_EXT):
         try:
-            with Image.open(p) as im:
+            with open_image(p) as im:
                 n = getattr(im, "n_frames", 1)
                 for f in range(n):
                     im.seek(f)

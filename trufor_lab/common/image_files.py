@@ -1,0 +1,83 @@
+"""Image files read on the pixel grid they store, whatever Pillow does on the way.
+
+Two Pillow behaviours make a file's pixels differ from what it stores: its TIFF loader turns
+the image by the EXIF orientation as it loads (and drops the tag), and a file opened *by path*
+may be memory-mapped with the turned size, which scrambles uncompressed TIFFs with an
+orientation of 5-8 (grey, palette, RGBA, CMYK, 16-bit; Pillow 13). A forgery map must line up
+with the file and with its mask, so images and masks are read through a file object (no
+mapping) and turned back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from PIL import Image
+
+__all__ = ["load_stored", "open_image", "orientation_tag", "stored_size", "undo_loader_turn"]
+
+#: The transpose that undoes each EXIF orientation (what ImageOps.exif_transpose applies).
+UNDO_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+@contextmanager
+def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
+    """``Image.open`` through a file object (a path is opened here): never memory-mapped."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f, Image.open(f) as im:
+            yield im
+    else:
+        with Image.open(source) as im:
+            yield im
+
+
+def exif_orientation(im: Image.Image) -> Any:
+    """The raw EXIF orientation tag (``None`` when absent or the EXIF block is malformed)."""
+    try:
+        return im.getexif().get(0x0112)
+    except Exception:  # malformed EXIF: reported as unknown, never fatal
+        return None
+
+
+def orientation_tag(im: Image.Image) -> tuple[Any, int | None]:
+    """The EXIF orientation tag as stored and its value if valid (1-8, else ``None``); read it
+    before the pixels load (Pillow's TIFF loader then turns them and drops the tag)."""
+    raw = exif_orientation(im)
+    return raw, raw if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 8 else None
+
+
+def undo_loader_turn(im: Image.Image, orientation: int | None) -> tuple[Image.Image, bool]:
+    """A loaded image back on the grid its file stores if the loader turned it; and whether it had."""
+    if orientation in (None, 1) or exif_orientation(im) == orientation:
+        return im, False
+    return im.transpose(UNDO_ORIENTATION[orientation]), True
+
+
+def stored_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) of the stored grid, from the header (Pillow reports a TIFF's turned size)."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None and isinstance(tags.get(256), int) and isinstance(tags.get(257), int):
+        return tags[256], tags[257]  # ImageWidth, ImageLength of the current frame
+    return im.size
+
+
+def load_stored(source: str | os.PathLike | IO[bytes], frame: int = 0) -> Image.Image:
+    """The pixels of one frame of an image file, loaded, on the grid the file stores."""
+    with open_image(source) as im:
+        if frame:
+            im.seek(frame)
+        _, orientation = orientation_tag(im)
+        im.load()
+        out, turned = undo_loader_turn(im, orientation)
+        return out if turned else im.copy()
