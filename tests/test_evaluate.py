@@ -416,7 +416,8 @@ def test_a_fake_with_an_unusable_mask_still_counts_for_detection(tmp_path):
     ev = evaluate(None, Dataset("toy", tmp_path, samples), tmp_path / "out", progress=False, analyze_fn=fn)
     s = ev.summary["toy"]
     full = detection_metrics(list(scores.values()), [0, 0, 1, 1])
-    assert (s["n_fake"], s["n_real"], s["n_localized"]) == (2, 2, 1)
+    assert (s["n_fake"], s["n_real"], s["n_localized"], s["n_mask_unusable"]) == (2, 2, 1, 1)
+    assert "over 1 mask(s) (1 fake(s) without a usable mask)" in ev.summary_lines()[0]  # was: '0 failed' only
     assert s["detection_auc"] == full.auc == 0.75 and s["balanced_accuracy"] == full.balanced_accuracy
     assert len(ev.failed) == 1 and "f2_mask.png" in ev.failed[0] and "localization not scored" in ev.failed[0]
     row = next(r for r in ev.rows if r["id"] == "f2")

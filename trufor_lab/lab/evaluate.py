@@ -233,6 +233,8 @@ class Evaluation:
                 if s["n_localized"]
                 else "no masks"
             )
+            if s.get("n_mask_unusable"):
+                loc += f" ({s['n_mask_unusable']} fake(s) without a usable mask)"
             if s["n_fake"] and s["n_real"]:
                 det = f"detection AUC {fmt(s['detection_auc'])}, bACC {fmt(s['balanced_accuracy'])}"
             elif s["n_fake"] or s["n_real"]:  # one class: no AUC, and a 'balanced' accuracy of one class misleads
@@ -300,6 +302,8 @@ def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "n_fake": det.n_fake,
         "n_real": det.n_real,
         "n_localized": agg.n_images,
+        # fakes scored for detection whose mask could not be used (missing, other size, unreadable)
+        "n_mask_unusable": sum(1 for r in ok if r.get("label") == 1 and r.get("error")),
         "detection_auc": det.auc,
         "balanced_accuracy": det.balanced_accuracy,
         "tpr": det.tpr,
