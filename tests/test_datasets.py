@@ -414,3 +414,43 @@ def test_a_tiff_mask_is_read_on_the_grid_its_image_is_analysed_on(tmp_path, orie
     got = read_mask(tmp_path / "m.tif")
     assert got.shape == (H, W) and np.array_equal(got, mask > 0)
     assert np.array_equal(load_image(tmp_path / "i.tif").rgb[..., 0] > 0, got)  # one grid
+
+
+def test_a_jpeg_saved_mask_is_refused_unless_read_at_mid_grey(tmp_path):
+    """JPEG ringing around the regions counted as forged under 'any nonzero level': a 64x64 mask
+    with 1225 forged pixels read as 3906 forged (95 %), so every map scored F1 1."""
+    m = np.zeros((64, 64), np.uint8)
+    m[10:45, 10:45] = 255
+    Image.fromarray(m).save(tmp_path / "m.jpg", quality=70)
+    with pytest.raises(
+        DatasetError, match=r"m\.jpg: a JPEG-saved mask: \d+ pixel\(s\) of compression noise .*--mask-threshold 127"
+    ):
+        read_mask(tmp_path / "m.jpg")
+    got = read_mask(tmp_path / "m.jpg", MaskConvention(threshold=127))
+    assert np.count_nonzero(got != (m > 0)) < 0.01 * m.size
+    # inverted (black = forged) masks have the same noise inside the regions
+    with pytest.raises(DatasetError, match="compression noise"):
+        read_mask(tmp_path / "m.jpg", MaskConvention(invert=True))
+    Image.fromarray(m).save(tmp_path / "m.png")  # lossless: unchanged rule
+    assert np.array_equal(read_mask(tmp_path / "m.png"), m > 0)
+
+
+def test_cli_eval_reads_jpeg_masks_with_a_mask_threshold(tmp_path, capsys):
+    from trufor_lab.cli import main
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "masks").mkdir()
+    m = np.zeros((64, 64), np.uint8)
+    m[10:45, 10:45] = 255
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"f{i}.png")
+        Image.fromarray(m).save(tmp_path / "masks" / f"f{i}.jpg", quality=70)
+    args = ["eval", "--images", str(tmp_path / "imgs"), "--masks", str(tmp_path / "masks"), "--method", "ela", "-q"]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 1
+    assert "compression noise" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "b"), "--mask-threshold", "127"]) == 0
+    out = capsys.readouterr().out
+    assert "over 2 mask(s)" in out and "without a usable mask" not in out
+    assert main([*args, "-o", str(tmp_path / "c"), "--mask-threshold", "300"]) == 1
+    assert "--mask-threshold 300.0: give a grey level" in capsys.readouterr().err

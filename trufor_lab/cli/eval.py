@@ -29,17 +29,24 @@ from trufor_lab.cli.messages import WEIGHTS_HELP, error, weights_note
 
 
 def _cli_dataset(args: argparse.Namespace) -> Dataset:
+    t = args.mask_threshold
+    if t is not None and not 0 <= t < 255:
+        raise DatasetError(f"--mask-threshold {t}: give a grey level from 0 to 254 (forged = above it)")
     if args.images is not None:
         if args.root is not None or args.fake_list is not None or args.real_list is not None:
             raise DatasetError("--images takes no --root, --fake-list or --real-list")
-        return folder_dataset(args.images, args.masks, args.mask_suffix, name=args.dataset)
-    if args.dataset is None or args.root is None:
-        raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
-    if args.masks is not None:
-        raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
-    return load_dataset(
-        args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir, mask_root=args.mask_root
-    )
+        ds = folder_dataset(args.images, args.masks, args.mask_suffix, name=args.dataset)
+    else:
+        if args.dataset is None or args.root is None:
+            raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
+        if args.masks is not None:
+            raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
+        ds = load_dataset(
+            args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir, mask_root=args.mask_root
+        )
+    if t is not None:  # the dataset's own rule (inversion, channel) kept, only the level changes
+        ds.convention = dataclasses.replace(ds.convention, threshold=t)
+    return ds
 
 
 class _ModelUnavailable(Exception):
@@ -182,6 +189,14 @@ def register(subparsers: Any) -> None:
         help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes",
     )
     e.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this suffix")
+    e.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=None,
+        metavar="LEVEL",
+        help="grey level above which a mask pixel is forged (default: the benchmark's, any nonzero "
+        "level for a folder, as the official scripts read masks); 127 for JPEG-saved masks",
+    )
     e.add_argument("-o", "--output", required=True, help="output folder (npz per image, CSV, summary)")
     e.add_argument(
         "--method",

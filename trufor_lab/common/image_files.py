@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from PIL import Image
 
-__all__ = ["load_stored", "open_image", "orientation_tag", "stored_size", "undo_loader_turn"]
+__all__ = ["load_stored", "open_image", "orientation_tag", "stored_pixels", "stored_size", "undo_loader_turn"]
 
 #: The transpose that undoes each EXIF orientation (what ImageOps.exif_transpose applies).
 UNDO_ORIENTATION = {
@@ -72,12 +72,18 @@ def stored_size(im: Image.Image) -> tuple[int, int]:
     return im.size
 
 
+def stored_pixels(im: Image.Image, frame: int = 0) -> Image.Image:
+    """One frame of an opened image file, loaded on the grid the file stores (a new image that
+    outlives the file)."""
+    if frame:
+        im.seek(frame)
+    _, orientation = orientation_tag(im)
+    im.load()
+    out, turned = undo_loader_turn(im, orientation)
+    return out if turned else im.copy()
+
+
 def load_stored(source: str | os.PathLike | IO[bytes], frame: int = 0) -> Image.Image:
     """The pixels of one frame of an image file, loaded, on the grid the file stores."""
     with open_image(source) as im:
-        if frame:
-            im.seek(frame)
-        _, orientation = orientation_tag(im)
-        im.load()
-        out, turned = undo_loader_turn(im, orientation)
-        return out if turned else im.copy()
+        return stored_pixels(im, frame)

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import UnidentifiedImageError
 
 from trufor_lab.common.paths import IMAGE_EXTENSIONS
-from trufor_lab.common.image_files import load_stored, open_image, stored_size
+from trufor_lab.common.image_files import open_image, stored_pixels, stored_size
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -142,6 +142,20 @@ class MaskConvention:
             on = self._grey(a, source)
         return on ^ self.invert
 
+    def check_lossy(self, pixels: np.ndarray, source: PathLike = "mask") -> None:
+        """Refuse a JPEG-saved mask whose compression noise a low threshold would read as forged
+        (the default, any nonzero level, turned a 4 % ring or more of pristine pixels forged)."""
+        if self.colour is not None or self.threshold is None or self.threshold >= 127:
+            return  # a colour rule has a tolerance; strict masks refuse noise anyway
+        a = pixels if self.channel is None or pixels.ndim == 2 else pixels[..., self.channel]
+        noise = np.count_nonzero((a > self.threshold) & (a < 128))
+        if noise:
+            raise DatasetError(
+                f"{source}: a JPEG-saved mask: {noise} pixel(s) of compression noise (levels "
+                f"{int(self.threshold) + 1}-127) would count as forged; save masks losslessly (PNG) "
+                "or read them with a mid-grey threshold (trufor-lab eval --mask-threshold 127)"
+            )
+
     def _grey(self, a: np.ndarray, source: PathLike) -> np.ndarray:
         if self.threshold is None:
             levels = set(np.unique(a).tolist())
@@ -179,7 +193,9 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
     if not path.is_file():
         raise DatasetError(f"{path}: mask not found")
     try:
-        with load_stored(path) as im:  # the grid the image is analysed on
+        with open_image(path) as src:
+            lossy = src.format in ("JPEG", "MPO")
+            im = stored_pixels(src)  # the grid the image is analysed on
             if im.mode.startswith(("I", "F")):
                 raise DatasetError(f"{path}: unsupported mask mode {im.mode} (save it as 8-bit)")
             pixels = np.asarray(im.convert("RGB" if convention.needs_rgb else "L"))
@@ -195,6 +211,8 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: unreadable mask ({_one_line(exc)})") from exc
+    if lossy:
+        convention.check_lossy(pixels, path)
     return convention.apply(pixels, path)
 
 
