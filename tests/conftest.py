@@ -43,8 +43,35 @@ def recipe_state(parity_dir, shared_dir) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def recipe_ckpt(recipe_state, tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("ckpt") / "trufor_recipe.pth.tar"
-    torch.save({"state_dict": recipe_state}, p)
+    torch.save(official_container(recipe_state), p)
     return p
+
+
+def official_container(state_dict: dict[str, torch.Tensor]) -> dict:
+    """The container the official training script writes (``trufor.pth.tar``): the epoch, the
+    best validation metric (a numpy float64), its name, the weights and the SGD optimizer state."""
+    trainable = [
+        k for k in state_dict if k.startswith(("decode_head_conf.", "detection.")) and state_dict[k].is_floating_point()
+    ]
+    return {
+        "epoch": 81,
+        "best_value": np.float64(0.8731),
+        "best_key": "avg_det_bacc",
+        "state_dict": state_dict,
+        "optimizer": {
+            "state": {i: {"momentum_buffer": torch.zeros_like(state_dict[k])} for i, k in enumerate(trainable)},
+            "param_groups": [
+                {
+                    "lr": 0.005,
+                    "momentum": 0.9,
+                    "dampening": 0,
+                    "weight_decay": 0.0005,
+                    "nesterov": False,
+                    "params": list(range(len(trainable))),
+                }
+            ],
+        },
+    }
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,11 @@ import hashlib
 import io
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,7 +145,7 @@ def test_load_without_checkpoint_gives_noiseprint_only(monkeypatch, tmp_path):
 
 
 def test_missing_explicit_or_env_checkpoint_is_an_error(monkeypatch, tmp_path):
-    with pytest.raises(W.WeightsError, match="no such checkpoint"):
+    with pytest.raises(W.WeightsError, match=r"nope\.pth\.tar: no such file"):
         tl.load(tmp_path / "nope.pth.tar")
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(tmp_path / "gone.pth.tar"))
     with pytest.raises(W.WeightsError, match="TRUFOR_WEIGHTS"):
@@ -311,10 +313,11 @@ def test_weights_download_does_not_fetch_the_noiseprint_that_ships(tmp_path, mon
     assert "nothing to download" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("damage", ["nan", "inf", "int", "complex"])
+@pytest.mark.parametrize("damage", ["nan", "inf", "int", "complex", "sparse", "meta", "float8"])
 def test_damaged_weights_are_refused_not_loaded(recipe_state, damage):
     """NaN/Inf weights (a diverged run) and float parameters given integers or complex numbers
-    would load silently (PyTorch casts) and answer NaN or a wrong map: refused, nothing loaded."""
+    would load silently (PyTorch casts) and answer NaN or a wrong map: refused, nothing loaded.
+    Sparse, meta and float8 tensors failed inside PyTorch (a multi-kilobyte dispatcher message)."""
     bad = dict(recipe_state)
     key = "backbone.block1.0.attn.q.weight"
     w = bad[key].clone()
@@ -324,8 +327,14 @@ def test_damaged_weights_are_refused_not_loaded(recipe_state, damage):
         w[3, 1] = float("-inf")
     elif damage == "int":
         w = w.round().to(torch.int32)
-    else:
+    elif damage == "complex":
         w = w.to(torch.complex64)
+    elif damage == "sparse":
+        w = w.to_sparse()
+    elif damage == "meta":
+        w = torch.empty_like(w, device="meta")
+    else:
+        w = w.to(torch.float8_e4m3fn)
     bad[key] = w
     model = TruFor()
     before = model.state_dict()[key].clone()
@@ -335,6 +344,7 @@ def test_damaged_weights_are_refused_not_loaded(recipe_state, damage):
     assert msg.startswith("damaged.pth:") and key in msg and "\n" not in msg
     assert ("not finite" in msg) == (damage in ("nan", "inf")), msg
     assert ("dtype mismatch" in msg) == (damage in ("int", "complex")), msg
+    assert ("not plain weights" in msg) == (damage in ("sparse", "meta", "float8")), msg
     assert torch.equal(model.state_dict()[key], before), "nothing loaded on error"
 
 
@@ -372,3 +382,89 @@ def test_a_damaged_shipped_noiseprint_gives_way_to_a_verified_download(tmp_path,
     W.download_noiseprint(cache, url=(shared_dir / "weights" / "noiseprint++.th").as_uri(), progress=False)
     p = W.find_noiseprint()
     assert p == cache / W.NOISEPRINT_FILE and W.describe(p, "noiseprint").verified
+
+
+def test_the_official_container_with_numpy_scalars_loads_and_arrays_do_not(recipe_ckpt, recipe_state, tmp_path):
+    """The official trufor.pth.tar (written by its training script under numpy 1) keeps its best
+    validation metric as a numpy float64: the safe loader refused the file as one that 'asks to
+    run code', so the official weights could not be used at all."""
+    from trufor_lab.model import extract_state_dict
+
+    obj = read_checkpoint(recipe_ckpt)  # the conftest's official-style container (numpy 2 names)
+    assert isinstance(obj["best_value"], np.floating) and obj["epoch"] == 81
+    sd = extract_state_dict(obj, str(recipe_ckpt))
+    assert sd.keys() == recipe_state.keys() and all(torch.equal(sd[k], recipe_state[k]) for k in sd)
+    # as numpy 1 names it (the official file's pickle)
+    old = tmp_path / "numpy1.pth.tar"
+    with zipfile.ZipFile(recipe_ckpt) as src, zipfile.ZipFile(old, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("/data.pkl"):
+                assert b"numpy._core.multiarray\nscalar" in data
+                data = data.replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar")
+            dst.writestr(info, data)
+    m = tl.load_trufor(old, device="cpu")
+    assert m.weights_info.kind == "custom" and torch.equal(
+        m.state_dict()["detection.3.bias"], recipe_state["detection.3.bias"]
+    )
+    # numpy arrays (a reconstruct call) are still not weights
+    torch.save({"state_dict": {"a": torch.zeros(1)}, "stats": np.zeros(3)}, tmp_path / "arr.pth")
+    with pytest.raises(CheckpointError, match=r"arr\.pth: refused to load: .*numpy.*_reconstruct"):
+        read_checkpoint(tmp_path / "arr.pth")
+
+
+def test_float64_weights_load_unrounded_in_float64(recipe_state, tmp_path):
+    """precision='float64' built a float32 model, loaded, then widened: float64 weights were
+    rounded to float32 on the way (all 927 float tensors off by up to 5.5e-10)."""
+    sd = {k: (v.double() * (1 + 1e-9) if v.is_floating_point() else v) for k, v in recipe_state.items()}
+    torch.save({"state_dict": sd}, tmp_path / "f64.pth")
+    m = tl.load_trufor(tmp_path / "f64.pth", device="cpu", precision="float64")
+    got = m.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in sd.items())
+    np64 = tl.load_noiseprint(tmp_path / "f64.pth", device="cpu", precision="float64")
+    assert torch.equal(np64.state_dict()["0.weight"], sd["dncnn.0.weight"])
+
+
+def test_noiseprint_weights_given_as_a_full_checkpoint_say_so(shared_dir, tmp_path, capsys):
+    from trufor_lab.cli import main
+
+    path = shared_dir / "weights" / "noiseprint++.th"
+    with pytest.raises(CheckpointError, match=r"noiseprint\+\+\.th: Noiseprint\+\+ weights alone .*load_noiseprint"):
+        tl.load_trufor(path)
+    folder = tmp_path / "weights_folder"
+    folder.mkdir()
+    img = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(img)
+    for weights, why in ((path, "Noiseprint++ weights alone"), (folder, "is a folder, not a file")):
+        assert main(["analyze", str(img), "-o", str(tmp_path / "out"), "--weights", str(weights), "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], err
+
+
+def test_archives_are_named_not_fed_to_the_unpickler(recipe_ckpt, tmp_path):
+    """--weights TruFor_weights.zip said 'RuntimeError: Expected hasRecord("version")'; a tar
+    repeated PyTorch's advice to rerun with weights_only=False, cut mid-word."""
+    import tarfile
+
+    z = tmp_path / "TruFor_weights.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.write(recipe_ckpt, "TruFor_weights/trufor.pth.tar")
+    with pytest.raises(
+        CheckpointError, match=r"TruFor_weights\.zip: a zip archive holding checkpoints .*weights install"
+    ):
+        read_checkpoint(z)
+    t = tmp_path / "w.tar"
+    with tarfile.open(t, "w") as f:
+        f.add(recipe_ckpt, "trufor.pth.tar")
+    with pytest.raises(CheckpointError, match=r"w\.tar: a tar archive") as e:
+        read_checkpoint(t)
+    assert "weights_only=False" not in str(e.value)
+    import pickle
+
+    (tmp_path / "raw.pkl").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyTorch's warning before the refusal is not shown
+        with pytest.raises(CheckpointError, match=r"raw\.pkl: refused to load"):
+            read_checkpoint(tmp_path / "raw.pkl")

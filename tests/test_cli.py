@@ -222,7 +222,9 @@ def test_an_output_is_skipped_only_when_made_from_the_same_input_and_weights(
     assert not np.array_equal(first, np.load(out / "x.png.npz")["map"])
     import torch
 
-    obj = torch.load(recipe_ckpt, weights_only=True)  # other weights: one tensor nudged
+    from trufor_lab.model import read_checkpoint
+
+    obj = read_checkpoint(recipe_ckpt)  # other weights: one tensor nudged
     sd = obj["state_dict"] if "state_dict" in obj else obj
     k = next(k for k, v in sd.items() if v.is_floating_point() and not k.startswith("dncnn."))
     sd[k] = sd[k] + 1e-3

@@ -66,6 +66,13 @@ def load_trufor(
         if kind == "official":  # a file with its own config is never the official checkpoint
             kind = obj.get("kind") if obj.get("kind") in ("demo", "custom") else "custom"
     sd = extract_state_dict(obj, str(path))
+    with torch.device("meta"):
+        dncnn_keys = Noiseprint().state_dict().keys()
+    if sd.keys() == dncnn_keys:
+        raise CheckpointError(
+            f"{path}: Noiseprint++ weights alone (the DnCNN), not a full TruFor checkpoint: "
+            "load them with load_noiseprint(path) or $TRUFOR_NOISEPRINT_WEIGHTS"
+        )
     found = stage_sizes(sd)
     if found is not None and found != (cfg.embed_dims, cfg.depths):
         has_config = isinstance(obj, dict) and obj.get("config") is not None
@@ -81,10 +88,10 @@ def load_trufor(
         )
     with torch.device("meta"):  # the config checked against the weights before anything is allocated
         check_state_dict(TruFor(cfg), sd, str(path))
-    model = TruFor(cfg)
+    model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
     model.weights_info = W.describe(path, kind)
-    return model.eval().to(device=resolve_device(device), dtype=_dtype(precision))
+    return model.eval().to(device=resolve_device(device))
 
 
 def load_noiseprint(
@@ -95,10 +102,10 @@ def load_noiseprint(
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
         sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
-    net = Noiseprint()
+    net = Noiseprint().to(_dtype(precision))
     strict_load(net, sd, str(p))
     net.weights_info = W.describe(p, "noiseprint")
-    return net.eval().to(device=resolve_device(device), dtype=_dtype(precision))
+    return net.eval().to(device=resolve_device(device))
 
 
 def load(

@@ -36,6 +36,8 @@ from pathlib import Path
 import platformdirs
 from tqdm.auto import tqdm
 
+from trufor_lab.common.paths import why_not_found
+
 #: The package the wheel ships ``weights/`` as (``[tool.setuptools] package-dir`` in pyproject).
 SHIPPED_PACKAGE = "trufor_lab.weights_data"
 NOISEPRINT_FILE = "noiseprint++.th"
@@ -170,18 +172,23 @@ def _record_mac(key: bytes, zip_md5: str, digest: str) -> str:
     return hmac.new(key, f"{zip_md5}:{digest}".encode(), hashlib.sha256).hexdigest()
 
 
+def _not_a_file(p: Path) -> str:
+    """Why ``p`` cannot be read as a weights file, in a few words."""
+    return "is a folder, not a file" if p.is_dir() else why_not_found(p)
+
+
 def find_checkpoint(path: str | os.PathLike | None = None) -> Path | None:
     """Path of a full TruFor checkpoint, or ``None`` when none is installed."""
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise WeightsError(f"{p}: no such checkpoint file")
+            raise WeightsError(f"{p}: {_not_a_file(p)}")
         return p
     env = os.environ.get("TRUFOR_WEIGHTS")
     if env:
         p = Path(env)
         if not p.is_file():
-            raise WeightsError(f"{p}: $TRUFOR_WEIGHTS names a file that does not exist")
+            raise WeightsError(f"{p}: $TRUFOR_WEIGHTS names no checkpoint file ({_not_a_file(p)})")
         return p
     for d in search_dirs():
         p = d / TRUFOR_FILE
@@ -205,7 +212,7 @@ def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
     if cand:
         p = Path(cand)
         if not p.is_file():
-            raise WeightsError(f"{p}: no such Noiseprint++ weights file")
+            raise WeightsError(f"{p}: no Noiseprint++ weights file ({_not_a_file(p)})")
         return p
     # the shipped copy first: it is the official file (checked by describe); a cached copy only
     # stands in when an installation lacks it, so an unverified cached file never shadows it
@@ -375,7 +382,7 @@ def install_trufor_zip(
     where = source or str(zpath)
     md5 = md5 or TRUFOR_ZIP_MD5
     if not zpath.is_file():
-        raise WeightsError(f"{zpath}: no such file")
+        raise WeightsError(f"{zpath}: {_not_a_file(zpath)}")
     d = Path(dest_dir) if dest_dir else weights_dir()
     d.mkdir(parents=True, exist_ok=True)
     got = md5_of(zpath)

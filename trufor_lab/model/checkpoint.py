@@ -1,17 +1,23 @@
 """Reading checkpoints safely and loading them strictly.
 
 Checkpoints are untrusted input. They are read with ``torch.load(weights_only=True)``: only
-tensors, containers and plain numbers are rebuilt; a pickle that would import or call anything
-else is refused with :class:`CheckpointError` and nothing in it runs.
+tensors, containers and plain numbers are rebuilt (numpy's numeric scalars too: the official
+``trufor.pth.tar`` stores its training's best metric as one); a pickle that would import or
+call anything else is refused with :class:`CheckpointError` and nothing in it runs.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
+import tarfile
+import warnings
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +39,44 @@ def _torch_version(version: str | None = None) -> tuple[int, int]:
         return (0, 0)
 
 
+def _numpy_scalars() -> list[Any]:
+    """What unpickling a numpy number needs beyond ``weights_only``'s defaults: numpy's scalar
+    constructor (under numpy 1's and numpy 2's module names) and the numeric dtypes. A training
+    loop's ``best_value`` or ``epoch`` often is one (the official checkpoint's is a float64)."""
+    try:
+        from numpy._core.multiarray import scalar  # numpy 2
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    numeric = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}  # bool, ints, floats, complex
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *sorted(numeric, key=lambda t: t.__name__),
+    ]
+
+
+def _archive_kind(path: str) -> str | None:
+    """Why an archive that is not a PyTorch file cannot be read as one (``None`` for anything else)."""
+    if tarfile.is_tarfile(path):  # first: a tar of a checkpoint also looks like a zip from its end
+        return "a tar archive, not a checkpoint this loader reads (unpack it, or re-save the weights with torch.save)"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return None  # let torch.load say what is wrong
+        if any(n.endswith("data.pkl") for n in names):
+            return None  # PyTorch's own zip format
+        if any(n.endswith((".pth.tar", ".pth", ".pt", ".th")) for n in names):
+            return (
+                "a zip archive holding checkpoints (the TruFor_weights.zip download?), not a checkpoint: "
+                "install it with `trufor-lab weights install ZIP`, or unpack it and pass the .pth.tar"
+            )
+        return "a zip archive, not a PyTorch checkpoint"
+    return None
+
+
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """Unpickle ``path`` with ``weights_only=True`` on the CPU; refuse anything else (and refuse to
     read at all with a PyTorch whose ``weights_only`` loader is unsafe)."""
@@ -46,11 +90,19 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             f"{path}: not read: PyTorch {torch.__version__} can run code from a crafted checkpoint even with "
             f"weights_only=True (CVE-2025-32434); install PyTorch {SAFE_TORCH[0]}.{SAFE_TORCH[1]} or later"
         )
+    archive = _archive_kind(path)
+    if archive:
+        raise CheckpointError(f"{path}: {archive}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # PyTorch warns about some foreign files before failing: the error below says it in one line
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_scalars()):
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()
         detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        # what was refused, without PyTorch's advice to allow it (that would run the file's code)
+        detail = re.split(r"\. Please |\. Check the |\. Re-run", detail)[0]
         if "GLOBAL" in detail.upper():
             why = "the file asks to run or import code that a weights checkpoint never needs"
         else:  # random bytes, or pickle operations outside what weights_only allows
@@ -94,10 +146,29 @@ def strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source
     model.load_state_dict(state_dict, strict=True)
 
 
+#: Floating dtypes a weight may be stored in (converted exactly, or widened, on loading).
+WEIGHT_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _unusable(t: torch.Tensor) -> str | None:
+    """Why a tensor cannot be a stored weight (``None`` when it can)."""
+    if t.layout != torch.strided:
+        return f"{str(t.layout).replace('torch.', '')} layout"
+    if t.device.type == "meta":
+        return "a meta tensor (no data)"
+    if t.is_quantized or (t.is_floating_point() and t.dtype not in WEIGHT_FLOATS):
+        return f"dtype {str(t.dtype).replace('torch.', '')}"
+    return None
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """:func:`strict_load`'s checks without loading. ``model`` may live on the ``meta`` device:
     a checkpoint's own ``config`` is then checked against its weights before anything real is
     allocated (a 2 KB file claiming a huge network is refused, not built)."""
+    odd = [f"{k}: {why}" for k, v in state_dict.items() if (why := _unusable(v))]
+    if odd:
+        more = f"; ... ({len(odd) - 3} more)" if len(odd) > 3 else ""
+        raise CheckpointError(f"{source}: holds tensors that are not plain weights [{'; '.join(odd[:3])}{more}]")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
