@@ -80,14 +80,22 @@ def test_float_image_in_0_1_is_flagged_and_nan_refused(tmp_path):
         load_image(p)
 
 
-def test_animated_gif_takes_first_frame(tmp_path):
+def test_animated_gif_file_takes_its_first_frame_and_a_pil_image_its_current_one(tmp_path):
+    """A PIL image is the frame it is on (``ImageSequence`` hands out each frame so): it was
+    rewound to frame 1 and moved under the caller; a file's first frame is taken, and said."""
+    from PIL import ImageSequence
+
     frames = [Image.fromarray(np.full((10, 10, 3), c, np.uint8)) for c in (10, 200)]
     p = tmp_path / "anim.gif"
     frames[0].save(p, save_all=True, append_images=frames[1:], duration=50)
+    r = load_image(p)
+    assert abs(int(r.rgb.mean()) - 10) <= 2 and "first of 2 frames" in r.notes
     with Image.open(p) as im:
-        im.seek(1)  # even if the caller left it on another frame
-        r = load_image(im)
-    assert abs(int(r.rgb.mean()) - 10) <= 2 and any("first of 2 frames" in n for n in r.notes)
+        got = [(int(load_image(f).rgb.mean()), load_image(f).notes[0], f.tell()) for f in ImageSequence.Iterator(im)]
+    assert [(abs(m - c) <= 2, n, t) for (m, n, t), c in zip(got, (10, 200))] == [
+        (True, "first of 2 frames", 0),
+        (True, "frame 2 of 2", 1),
+    ]
 
 
 def test_exif_orientation_is_reported_and_applied_only_on_request(tmp_path):
@@ -308,3 +316,55 @@ def test_an_uncompressed_tiff_with_an_orientation_is_read_as_stored_not_scramble
     assert np.array_equal(
         load_image(tmp_path / "o.tif", exif_transpose=True).rgb, load_image(tmp_path / "o.png", exif_transpose=True).rgb
     )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def test_hostile_files_are_refused_or_noted_never_decoded_quietly_wrong(tmp_path):
+    """A PNG whose chunk checksums are valid but whose pixel data is not zlib was analysed as a
+    black image (getexif decoded it and swallowed the error); a PostScript file named .jpg went
+    to Ghostscript; a 12-bit JPEG was 'not an image file'; a truncated PIL image raised a bare
+    OSError; corrupt EXIF printed multi-line Python warnings that named no file."""
+    import struct
+    import warnings
+
+    ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0))
+    garbage = _png_chunk(b"IDAT", bytes(range(256)) * 4)
+    (tmp_path / "bad_idat.png").write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + garbage + _png_chunk(b"IEND", b""))
+    with pytest.raises(ImageError, match=r"bad_idat\.png: unreadable image \("):
+        load_image(tmp_path / "bad_idat.png")
+
+    (tmp_path / "photo.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(
+        ImageError, match=r"photo\.jpg: a PostScript/EPS file, not read \(decoding it would run Ghostscript\)$"
+    ):
+        load_image(tmp_path / "photo.jpg")
+
+    buf = io.BytesIO()
+    Image.fromarray(_rgb()).save(buf, "JPEG", quality=90)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 4] = 12  # sample precision: 12 bits
+    (tmp_path / "deep.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"deep\.jpg: a JPEG that cannot be decoded here \(12-bit"):
+        load_image(tmp_path / "deep.jpg")
+
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(64, 64)).save(buf, "PNG")
+    (tmp_path / "cut.png").write_bytes(buf.getvalue()[:-300])
+    with pytest.raises(ImageError, match=r"cut\.png: unreadable image"):
+        load_image(Image.open(tmp_path / "cut.png"))  # a PIL image the caller opened
+
+    ex = Image.Exif()
+    ex[0x010E] = "a description long enough to live outside the IFD entry " * 3
+    exif = ex.tobytes()[:-60]  # the value's bytes cut short
+    Image.fromarray(_rgb()).save(tmp_path / "exif.jpg", exif=exif)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = load_image(tmp_path / "exif.jpg")
+    assert "decoder warning: Tag data larger than file. Skipping tag 270" in got.notes, got.notes

@@ -17,7 +17,16 @@ from typing import IO, Any
 
 from PIL import Image
 
-__all__ = ["load_stored", "open_image", "orientation_tag", "stored_pixels", "stored_size", "undo_loader_turn"]
+__all__ = [
+    "FORMATS",
+    "image_formats",
+    "load_stored",
+    "open_image",
+    "orientation_tag",
+    "stored_pixels",
+    "stored_size",
+    "undo_loader_turn",
+]
 
 #: The transpose that undoes each EXIF orientation (what ImageOps.exif_transpose applies).
 UNDO_ORIENTATION = {
@@ -31,14 +40,27 @@ UNDO_ORIENTATION = {
 }
 
 
+#: The formats images and masks are read in: what cameras, phones, editors and benchmarks write
+#: (MPO opens as JPEG). Not Pillow's others, EPS/PS above all, whose decoding runs Ghostscript.
+FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "DIB", "GIF", "WEBP", "PPM", "TGA", "JPEG2000", "ICO", "PCX",
+           "SGI", "QOI", "PSD", "AVIF", "HEIF")  # fmt: skip
+
+
+def image_formats() -> tuple[str, ...]:
+    """:data:`FORMATS` that this Pillow can open (Pillow refuses a name without a plugin)."""
+    Image.init()
+    return tuple(f for f in FORMATS if f in Image.OPEN)
+
+
 @contextmanager
 def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
-    """``Image.open`` through a file object (a path is opened here): never memory-mapped."""
+    """``Image.open`` of :data:`FORMATS` only, through a file object (a path is opened here):
+    never memory-mapped."""
     if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as f, Image.open(f) as im:
+        with open(source, "rb") as f, Image.open(f, formats=image_formats()) as im:
             yield im
     else:
-        with Image.open(source) as im:
+        with Image.open(source, formats=image_formats()) as im:
             yield im
 
 

@@ -21,6 +21,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from trufor_lab.common.image_files import image_formats
 from trufor_lab.forensics.ijg import IJG_CHROMINANCE, IJG_LUMINANCE, ZIGZAG, ijg_scale, ijg_stack, ijg_table
 
 #: What Pillow raises on a mangled file or metadata block (seen on truncated and fuzzed files):
@@ -145,7 +146,7 @@ def open_source(source: Source) -> OpenedSource:
         with warnings.catch_warnings(record=True) as ws:
             warnings.simplefilter("always")
             try:
-                image = Image.open(io.BytesIO(data))
+                image = Image.open(io.BytesIO(data), formats=image_formats())  # no EPS: it would run Ghostscript
             except UnidentifiedImageError:
                 raise ValueError(f"{name}: not a recognised image file") from None
             except Image.DecompressionBombError as e:

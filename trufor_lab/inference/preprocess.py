@@ -34,7 +34,9 @@ import os
 import re
 import struct
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -78,9 +80,6 @@ def _name_of(src: Any) -> str:
 
 def _pil_to_rgb(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
-    if getattr(im, "n_frames", 1) > 1:
-        im.seek(0)
-        notes.append(f"first of {im.n_frames} frames")
     mode = im.mode
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8).copy(), notes
@@ -164,7 +163,9 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         rgb, notes = _array_to_rgb(src, name)
         return LoadedImage(_check_size(rgb, name, max_pixels), name, notes=tuple(notes))
     if isinstance(src, Image.Image):
-        return _from_pil(src, name, exif_transpose, max_pixels)
+        with _decoding(name, max_pixels) as said:
+            loaded = _from_pil(src, name, exif_transpose, max_pixels)
+        return _with_notes(loaded, said)
     if isinstance(src, bytes):
         src_file: Any = io.BytesIO(src)
     elif isinstance(src, (str, os.PathLike)):
@@ -178,16 +179,50 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         src_file = path
     else:
         raise ImageError(f"{name}: not an image (expected a path, bytes, PIL image, array or tensor)")
+    with _decoding(name, max_pixels) as said:
+        with open_image(src_file) as im:  # a file object: a mapped TIFF could be scrambled
+            if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
+                with open_image(io.BytesIO(src) if isinstance(src, bytes) else src_file) as check:
+                    check.verify()
+            loaded = _from_pil(im, name, exif_transpose, max_pixels)
+    return _with_notes(loaded, said)
+
+
+#: What a malformed file can make a Pillow plugin raise (a TIFF whose next-IFD pointer leads
+#: nowhere raises TypeError from n_frames): each is this file's problem only.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    MemoryError,
+    TypeError,
+    IndexError,
+    KeyError,
+    ArithmeticError,
+    AssertionError,
+    struct.error,
+)
+
+
+@contextmanager
+def _decoding(name: str, max_pixels: int) -> Iterator[list[str]]:
+    """Decode under this call's pixel limit (not Pillow's 89 MP, restored after); every failure
+    becomes one :class:`ImageError` line naming the file, and the decoder's warnings (corrupt
+    EXIF ...) come back as notes instead of multi-line Python warnings."""
+    said: list[str] = []
     limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = max_pixels  # this call's limit, not Pillow's 89 MP (restored)
-            with open_image(src_file) as im:  # a file object: a mapped TIFF could be scrambled
-                if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
-                    with open_image(io.BytesIO(src) if isinstance(src, bytes) else src_file) as check:
-                        check.verify()
-                return _from_pil(im, name, exif_transpose, max_pixels)
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            yield said
+        for w in caught:
+            text = " ".join(str(w.message).split())[:160]
+            note = f"decoder warning: {text}"
+            if text and note not in said:
+                said.append(note)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -197,27 +232,32 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
             f"{name}: refused: {size} is more than max_pixels={max_pixels} (decompression bomb?)"
         ) from None
     except Image.UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file (unrecognised format)") from None
-    # a malformed file can make a Pillow plugin fail in many ways (a TIFF whose next-IFD
-    # pointer leads nowhere raises TypeError from n_frames): each is this file's problem only
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-        MemoryError,
-        TypeError,
-        IndexError,
-        KeyError,
-        ArithmeticError,
-        struct.error,
-    ) as e:
+        raise ImageError(f"{name}: {_unrecognised(name)}") from None
+    except _DECODE_ERRORS as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "truncated" in msg.lower():
             msg = "file is truncated"
         raise ImageError(f"{name}: unreadable image ({msg})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+
+
+def _unrecognised(name: str) -> str:
+    """Why Pillow did not take a file, from its first bytes where they say more than 'unknown'."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    if head[:3] == b"\xff\xd8\xff":
+        return "a JPEG that cannot be decoded here (12-bit, lossless or hierarchical coding?)"
+    if head in (b"%!PS", b"\xc5\xd0\xd3\xc6"):
+        return "a PostScript/EPS file, not read (decoding it would run Ghostscript)"
+    return "not an image file (unrecognised format)"
+
+
+def _with_notes(loaded: LoadedImage, notes: list[str]) -> LoadedImage:
+    return replace(loaded, notes=loaded.notes + tuple(notes)) if notes else loaded
 
 
 def _check_size(rgb: np.ndarray, name: str, max_pixels: int) -> np.ndarray:
@@ -238,10 +278,10 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         ";16" in str(getattr(t, "args", ""))
         for t in (getattr(im, "tile", None) or ())  # an in-memory image has none
     )
-    raw, orientation = orientation_tag(im)
-    n_frames = getattr(im, "n_frames", 1)
-    if n_frames > 1:
-        im.seek(0)
+    n_frames, frame = getattr(im, "n_frames", 1), im.tell()  # a caller's image keeps its frame
+    if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
+        im.load()
+    raw, orientation = orientation_tag(im)  # a TIFF's before loading: its loader drops the tag
     im.load()
     mode = im.mode
     notes: list[str] = []
@@ -260,8 +300,8 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if deep:
         notes.append("16-bit colour reduced to 8 bits (top byte)")
     rgb, more = _pil_to_rgb(im, name)
-    if n_frames > 1 and not any(m.startswith("first of") for m in more):
-        more.insert(0, f"first of {n_frames} frames")
+    if n_frames > 1:
+        more.insert(0, f"frame {frame + 1} of {n_frames}" if frame else f"first of {n_frames} frames")
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
 
 
