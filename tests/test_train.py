@@ -11,7 +11,7 @@ import torch
 from types import SimpleNamespace
 
 from trufor_lab import training
-from trufor_lab.model import TruForConfig
+from trufor_lab.model import CheckpointError, TruForConfig
 from trufor_lab.training import checkpoints as training_checkpoints
 from trufor_lab.training import loop, losses, streams
 from trufor_lab.training import phases as training_phases
@@ -265,6 +265,21 @@ def test_checkpoints_load_through_load_trufor(phases, tmp_path):
     with torch.no_grad():
         o1, o2 = full(x), m(x)
     assert torch.allclose(o1.map, o2.map, atol=2e-2)
+    # a weight float16 cannot hold stays float32 (it became Inf, and the file would not load)
+    obj = torch.load(src, weights_only=True)
+    key = "decode_head.linear_pred.bias"
+    obj["state_dict"][key] = obj["state_dict"][key] + 1e5
+    torch.save(obj, tmp_path / "big.pt")
+    big = torch.load(T.export_checkpoint(tmp_path / "big.pt", tmp_path / "big_demo.pt"), weights_only=True)
+    assert big["state_dict"][key].dtype == torch.float32 and torch.equal(big["state_dict"][key], obj["state_dict"][key])
+    assert big["state_dict"]["decode_head.linear_pred.weight"].dtype == torch.float16
+    load_trufor(tmp_path / "big_demo.pt")
+    # weights that do not match their config, or no config and not MiT-B2: one line, nothing written
+    del obj["config"]
+    torch.save(obj, tmp_path / "noconfig.pt")
+    with pytest.raises(CheckpointError, match=r"noconfig\.pt: does not match the model"):
+        T.export_checkpoint(tmp_path / "noconfig.pt", tmp_path / "never.pt")
+    assert not (tmp_path / "never.pt").exists()
 
 
 def test_evaluate_and_plot(phases):

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from trufor_lab.common.files import atomic_torch_save, atomic_write_text
-from trufor_lab.model import TruFor, extract_state_dict, read_checkpoint
+from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
+from trufor_lab.model.checkpoint import check_state_dict
 from trufor_lab.training.config import TrainConfig
 from trufor_lab.viz.figures import new_figure
 
@@ -84,6 +85,14 @@ def read_training_state(path: str | os.PathLike) -> dict:
     raise ValueError(f"{path}: no optimizer state saved with the model; cannot resume from it")
 
 
+def _compact(key: str, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``v`` in ``dtype`` where that keeps every value finite (Noiseprint++ always as stored)."""
+    if not v.is_floating_point() or key.startswith("dncnn."):
+        return v
+    small = v.to(dtype)
+    return small if bool(torch.isfinite(small).all()) else v
+
+
 def export_checkpoint(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -94,20 +103,26 @@ def export_checkpoint(
 ) -> Path:
     """Write ``src``'s weights as a compact checkpoint (``kind``, ``meta`` plain data) in ``dtype``.
 
-    Noiseprint++ (``dncnn.*``) stays float32: it is precision-sensitive. ``load_trufor`` casts
-    the rest back to float32 when loading.
+    Noiseprint++ (``dncnn.*``) stays float32: it is precision-sensitive; so does any tensor
+    whose values ``dtype`` cannot hold (float16 overflows above 65504). ``load_trufor`` casts the
+    rest back to float32 when loading. The weights are checked against their config first (a
+    file without one is the official MiT-B2 layout), so a file that would not load is not written.
     """
     obj = read_checkpoint(src)
     sd = extract_state_dict(obj, str(src))
-    sd = {
-        k: (v.to(dtype) if v.is_floating_point() and not k.startswith("dncnn.") else v).contiguous()
-        for k, v in sd.items()
-    }
+    raw_cfg = obj.get("config") if isinstance(obj, dict) else None
+    try:
+        cfg = TruForConfig.from_dict(raw_cfg) if raw_cfg is not None else MIT_B2
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{src}: its 'config' entry is not a TruFor config ({e})") from None
+    with torch.device("meta"):
+        check_state_dict(TruFor(cfg), sd, str(src))
+    sd = {k: _compact(k, v, dtype).contiguous() for k, v in sd.items()}
     out = {
         "state_dict": sd,
-        "config": obj["config"],
+        "config": cfg.to_dict(),
         "kind": kind,
-        "meta": json.loads(json.dumps({**obj.get("meta", {}), **(meta or {})})),
+        "meta": json.loads(json.dumps({**(obj.get("meta") or {}), **(meta or {})})),
     }
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
