@@ -165,6 +165,9 @@ def test_other_noiseprint_weights_load_but_are_not_verified(tmp_path, shared_dir
     torch.save({"network": sd}, p)
     net = tl.load_noiseprint(p)
     assert not net.weights_info.verified
+    # the banner said only "Noiseprint++ only: ...", as for the official file
+    assert "unverified Noiseprint++ weights (np_other.th" in str(tl.banner(net))
+    assert "unverified" not in str(tl.banner(tl.load_noiseprint()))
 
 
 def _zip_with_checkpoint(tmp_path: Path, state) -> tuple[Path, str]:

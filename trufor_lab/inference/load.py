@@ -158,8 +158,13 @@ def model_notice(model: nn.Module) -> str | None:
     """The one-line banner to show with this model's results, or ``None`` for official weights."""
     info = getattr(model, "weights_info", None)
     if not is_full_model(model):
+        unverified = (
+            f"unverified Noiseprint++ weights ({Path(info.path).name}, sha256 {info.short_sha}); "
+            if info is not None and not info.verified
+            else ""
+        )
         return (
-            "Noiseprint++ only: localization, confidence and integrity score need the official "
+            f"Noiseprint++ only: {unverified}localization, confidence and integrity score need the official "
             "TruFor checkpoint: " + W.HOW_TO_GET
         )
     if info is None or info.kind == "untrained":
