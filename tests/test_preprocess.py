@@ -296,7 +296,32 @@ def test_a_32_bit_integer_image_beyond_16_bits_is_refused():
     with pytest.raises(ImageError, match="outside 0..65535"):
         load_image(im)
     ok = Image.fromarray((np.arange(64 * 64, dtype=np.int32).reshape(64, 64) * 10), mode="I")
-    assert load_image(ok).notes == ("16-bit values scaled to 8 bits",)
+    assert load_image(ok).notes == ("32-bit integer values within 0..65535 scaled to 8 bits",)
+
+
+def test_integer_tiffs_of_other_kinds_are_read_as_they_mean_or_refused(tmp_path):
+    """A 32-bit TIFF holding 0..255 became nearly black under a '16-bit' note; a signed 8-bit
+    TIFF wrapped -74 to 182 silently; a 16-bit WhiteIsZero TIFF was not inverted (8-bit ones are)."""
+    a = (np.arange(32 * 32).reshape(32, 32) % 256).astype(np.int32)
+    Image.fromarray(a, mode="I").save(tmp_path / "i32.tif")
+    got = load_image(tmp_path / "i32.tif")
+    assert np.array_equal(got.rgb[..., 0], a) and got.notes == ("32-bit integer values within 0..255 taken as 8-bit",)
+
+    from PIL import TiffImagePlugin
+
+    signed = TiffImagePlugin.ImageFileDirectory_v2()
+    signed[339] = 2  # SampleFormat: signed
+    Image.fromarray(a.astype(np.uint8)).save(tmp_path / "s8.tif", tiffinfo=signed)
+    with pytest.raises(ImageError, match=r"s8\.tif: signed 8-bit samples"):
+        load_image(tmp_path / "s8.tif")
+
+    w16 = (np.arange(32 * 32).reshape(32, 32) * 60).astype(np.uint16)
+    wiz = TiffImagePlugin.ImageFileDirectory_v2()
+    wiz[262] = 0  # PhotometricInterpretation: WhiteIsZero
+    Image.fromarray(w16).save(tmp_path / "w16.tif", tiffinfo=wiz)
+    got = load_image(tmp_path / "w16.tif")
+    assert np.array_equal(got.rgb[..., 0], 255 - np.clip(np.rint(w16 / 257.0), 0, 255).astype(np.uint8))
+    assert "WhiteIsZero: inverted" in got.notes
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])

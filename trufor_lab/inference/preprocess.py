@@ -78,17 +78,42 @@ def _name_of(src: Any) -> str:
     return f"<{type(src).__name__}>"
 
 
-def _pil_to_rgb(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
+def _tiff_samples(im: Image.Image) -> tuple[bool, bool]:
+    """(signed integer samples, white is zero) from a TIFF's tags, read before any transpose
+    (which drops them)."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return False, False
+    fmt = tags.get(339)  # SampleFormat: 1 unsigned, 2 signed, 3 float
+    signed = 2 in (fmt if isinstance(fmt, tuple) else (fmt,))
+    return signed, tags.get(262) == 0  # PhotometricInterpretation 0: WhiteIsZero
+
+
+def _pil_to_rgb(
+    im: Image.Image, name: str, signed: bool = False, white_is_zero: bool = False
+) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     mode = im.mode
+    if signed and mode in ("L", "P", "RGB"):  # Pillow reads signed bytes as unsigned: -74 became 182
+        raise ImageError(f"{name}: signed 8-bit samples (a measurement, not a photo)")
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8).copy(), notes
     if mode.startswith("I;16") or mode == "I":
         a = np.asarray(im).astype(np.float64)
-        if a.size and (a.min() < 0 or a.max() > 65535):  # a 32-bit integer image: clipping would invent a picture
-            raise ImageError(f"{name}: 32-bit integer values outside 0..65535 (a measurement, not a photo)")
-        g = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
-        notes.append("16-bit values scaled to 8 bits")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < 0 or hi > 65535:  # clipping would invent a picture
+            raise ImageError(f"{name}: integer values {lo:g}..{hi:g}, outside 0..65535 (a measurement, not a photo)")
+        if mode == "I" and hi <= 255:  # 8-bit values in a 32-bit container: scaled, they were black
+            g = a.astype(np.uint8)
+            notes.append("32-bit integer values within 0..255 taken as 8-bit")
+        else:
+            g = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+            notes.append(
+                ("32-bit integer values within 0..65535" if mode == "I" else "16-bit values") + " scaled to 8 bits"
+            )
+        if white_is_zero:  # Pillow inverts 8-bit WhiteIsZero TIFFs, not 16-bit ones
+            g = 255 - g
+            notes.append("WhiteIsZero: inverted")
         return np.repeat(g[..., None], 3, axis=2), notes
     if mode == "F":
         a = np.asarray(im, dtype=np.float64)
@@ -279,6 +304,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         for t in (getattr(im, "tile", None) or ())  # an in-memory image has none
     )
     n_frames, frame = getattr(im, "n_frames", 1), im.tell()  # a caller's image keeps its frame
+    signed, white_is_zero = _tiff_samples(im)
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
         im.load()
     raw, orientation = orientation_tag(im)  # a TIFF's before loading: its loader drops the tag
@@ -299,7 +325,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         )
     if deep:
         notes.append("16-bit colour reduced to 8 bits (top byte)")
-    rgb, more = _pil_to_rgb(im, name)
+    rgb, more = _pil_to_rgb(im, name, signed, white_is_zero)
     if n_frames > 1:
         more.insert(0, f"frame {frame + 1} of {n_frames}" if frame else f"first of {n_frames} frames")
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
