@@ -393,3 +393,20 @@ def test_hostile_files_are_refused_or_noted_never_decoded_quietly_wrong(tmp_path
         warnings.simplefilter("error")
         got = load_image(tmp_path / "exif.jpg")
     assert "decoder warning: Tag data larger than file. Skipping tag 270" in got.notes, got.notes
+
+
+def test_a_text_bomb_after_the_pixels_is_noted_and_the_pixels_kept(tmp_path):
+    """A zTXt chunk after IDAT that inflates beyond Pillow's limit: the image is whole, the
+    chunk is metadata (refusing the file, or a traceback, lost the analysis)."""
+    import zlib
+
+    buf = io.BytesIO()
+    a = _rgb(32, 32)
+    Image.fromarray(a).save(buf, "PNG")
+    data = buf.getvalue()
+    end = data.rindex(b"IEND") - 4
+    bomb = _png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * (8 << 20)))
+    (tmp_path / "bomb.png").write_bytes(data[:end] + bomb + data[end:])
+    got = load_image(tmp_path / "bomb.png")
+    assert np.array_equal(got.rgb, a)
+    assert len(got.notes) == 1 and got.notes[0].startswith("a PNG chunk after the image data could not be read (")

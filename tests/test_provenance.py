@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -458,7 +459,7 @@ def test_cr_table_counts_in_the_report(tmp_path) -> None:
     p = read_provenance(_write(tmp_path, "cr.jpg", data))
     q = p.jpeg_quality
     assert q is not None and not q.exact and (q.luma_quality, q.chroma_quality) == (85, 20)
-    assert ("JPEG", "standard libjpeg tables", "no") in p.rows()
+    assert ("JPEG", "standard libjpeg tables", "yes (not all at one quality)") in p.rows()  # as the signs say
     assert any("JPEG quality 85 (chroma tables at quality 20)" in s.observation for s in p.signs)
 
 
@@ -511,3 +512,40 @@ def test_an_infinite_thumbnail_offset_is_a_problem_not_a_crash(tmp_path):
     Image.new("RGB", (32, 32)).save(tmp_path / "inf.jpg", exif=b"Exif\0\0" + tiff)
     prov = read_provenance(tmp_path / "inf.jpg")
     assert "EXIF thumbnail offset/length are malformed" in prov.problems
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_a_ztxt_bomb_after_the_pixels_is_a_problem_not_a_crash(tmp_path) -> None:
+    """A zTXt chunk after IDAT inflating past Pillow's MAX_TEXT_CHUNK raised a bare
+    AssertionError from ``PngImageFile.text`` out of read_provenance (and the report)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "GIMP 2.10")  # before IDAT: still shown
+    png = _save(_pattern(8, 8), "PNG", pnginfo=info)
+    bomb = zlib.compress(b"A" * (2 * PngImagePlugin.MAX_TEXT_CHUNK))
+    iend = png.rindex(b"IEND") - 4
+    data = png[:iend] + _png_chunk(b"zTXt", b"Comment\x00\x00" + bomb) + png[iend:]
+    p = read_provenance(_write(tmp_path, "bomb.png", data))
+    (problem,) = [x for x in p.problems if x.startswith("PNG text chunks unreadable")]
+    assert "MAX_TEXT_CHUNK" in problem and "\n" not in problem
+    assert p.png_text == {"Software": "GIMP 2.10"} and not any("EXIF" in x for x in p.problems)
+    assert ("Problems", "problem", problem) in p.rows()
+
+
+def test_table_and_signs_give_the_same_quality_for_mixed_luma_and_chroma(tmp_path) -> None:
+    """cjpeg -quality 90,60: the table said quality 60, not standard, while the signs said
+    standard libjpeg tables at quality 90 (chroma 60)."""
+    tabs = [jpeg.ijg_table(90).ravel().tolist(), jpeg.ijg_table(60, chroma=True).ravel().tolist()]
+    p = read_provenance(_write(tmp_path, "q90-60.jpg", _save(_pattern(32, 32), qtables=tabs)))
+    words = "90 (chroma tables at quality 60)"
+    (sign,) = [s for s in p.signs if s.code == "libjpeg"]
+    assert sign.observation == f"standard libjpeg tables at quality {words}"
+    jpeg_rows = {f: v for sec, f, v in p.rows() if sec == "JPEG"}
+    assert jpeg_rows["estimated quality"] == words
+    assert jpeg_rows["standard libjpeg tables"] == "yes (not all at one quality)"
+    assert "mean table error" not in jpeg_rows  # an error to one quality means nothing for two
+    plain = read_provenance(_save(_pattern(32, 32), quality=75))  # one quality: unchanged
+    plain_rows = {f: v for sec, f, v in plain.rows() if sec == "JPEG"}
+    assert plain_rows["estimated quality"] == "75" and plain_rows["standard libjpeg tables"] == "yes"

@@ -415,3 +415,32 @@ def test_thousands_of_metadata_rows_are_capped(tmp_path):
     assert len(rows) == MAX_METADATA_ROWS + 1 and rows[-1][1].endswith("more rows")
     doc = build_report(synth(square(0.95), square(0.9, 0.8), 0.93), read_provenance(tmp_path / "many.png"))
     assert len(doc) < 400_000 and "more rows" in doc
+
+
+@pytest.mark.parametrize("case", ["same-path", "dot-slash", "symlink", "compare-image", "pdf-over-image"])
+def test_cli_report_refuses_to_write_over_an_input_image(tmp_path, monkeypatch, capsys, case):
+    """``report photo.jpg -o photo.jpg`` replaced the evidence photo with HTML, without a word."""
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    monkeypatch.chdir(tmp_path)
+    rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save("photo.jpg", quality=90)
+    Image.fromarray(rgb).save("earlier.png")
+    Image.fromarray(rgb).save("case.pdf", "PNG")  # an image whatever its name: --pdf writes case.pdf
+    if case == "symlink":
+        os.symlink("photo.jpg", "link.html")
+    image, out, extra, clash = {  # clash: the input the refused output would replace
+        "same-path": ("photo.jpg", "photo.jpg", [], "photo.jpg"),
+        "dot-slash": ("photo.jpg", "./photo.jpg", [], "photo.jpg"),
+        "symlink": ("photo.jpg", "link.html", [], "photo.jpg"),
+        "compare-image": ("photo.jpg", str(tmp_path / "earlier.png"), ["--compare", "earlier.png"], "earlier.png"),
+        "pdf-over-image": ("case.pdf", "case.html", ["--pdf"], "case.pdf"),
+    }[case]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    rc = main(["report", image, "-o", out, "--device", "cpu", "--no-demo", "-q", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert (
+        err[0].startswith("error:") and "refusing to write" in err[0] and err[0].endswith(f"{clash}; choose another -o")
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # nothing written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return r
 
 
+def _same_file(out: Path, image: str) -> bool:
+    """Whether writing ``out`` would replace ``image``: the same file (``./x.jpg`` and ``x.jpg``,
+    a symlink, a hard link, another letter case on a case-insensitive disk) or the same path."""
+    try:
+        if out.exists() and os.path.exists(image):
+            return os.path.samefile(out, image)
+        return out.resolve() == Path(image).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not the image, the write itself will fail
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
 
@@ -55,6 +67,15 @@ def run(args: argparse.Namespace) -> int:
     except (ImageError, ValueError) as e:
         error(str(e))
         return 1
+    html_path, pdf_path = Path(args.output), Path(args.output).with_suffix(".pdf")
+    if args.pdf and html_path == pdf_path:  # -o case.pdf --pdf: the HTML beside it, not under it
+        html_path = html_path.with_suffix(".html")
+    outputs = [(html_path, "report")] + ([(pdf_path, "PDF")] if args.pdf else [])
+    for out, what in outputs:
+        clash = next((p for p in inputs if _same_file(out, p)), None)
+        if clash is not None:  # -o photo.jpg would replace the evidence with HTML
+            error(f"{out}: refusing to write the {what} over the input image {clash}; choose another -o")
+            return 1
     provenance.name = display_name(provenance.name)
     try:
         model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
@@ -77,9 +98,6 @@ def run(args: argparse.Namespace) -> int:
         error(f"{args.image}: analysis failed ({str(e).splitlines()[0][:200]})")
         return 1
     try:
-        html_path, pdf_path = Path(args.output), Path(args.output).with_suffix(".pdf")
-        if args.pdf and html_path == pdf_path:  # -o case.pdf --pdf: the HTML beside it, not under it
-            html_path = html_path.with_suffix(".html")
         out = write_report(html_path, build_report(result, provenance, comparison))
     except OSError as e:
         error(f"{html_path}: cannot write report ({e.strerror or e})")

@@ -242,9 +242,11 @@ class Provenance:
             add("Thumbnail", "mismatch", self.thumbnail_mismatch)
         if self.format in _JPEG_FORMATS or self.quantization:
             q = self.jpeg_quality
-            add("JPEG", "estimated quality", None if q is None else q.quality)
-            add("JPEG", "standard libjpeg tables", None if q is None else q.exact)
-            if q is not None and not q.exact:
+            # read as the signs read it: standard tables -> their (luma) quality, chroma named beside it
+            add("JPEG", "estimated quality", None if q is None else _quality_words(q) if q.standard else q.quality)
+            std = None if q is None else "yes (not all at one quality)" if q.standard and not q.exact else q.standard
+            add("JPEG", "standard libjpeg tables", std)
+            if q is not None and not q.standard:  # only the nearest quality: say how near
                 add("JPEG", "mean table error", f"{q.error:.2f}")
                 add("JPEG", "luma / chroma quality", f"{q.luma_quality} / {fmt(q.chroma_quality)}")
             add("JPEG", "chroma subsampling", self.chroma_subsampling)
@@ -389,6 +391,13 @@ def _frame_count(im: Image.Image, problems: list[str]) -> int:
     return 1
 
 
+def _quality_words(q: QualityEstimate) -> str:
+    """'90', or '90 (chroma tables at quality 60)' (cjpeg -quality 90,60): one wording for the
+    table and the signs, headlined by the luma quality as encoders name it."""
+    ql = q.luma_quality
+    return str(ql) if q.chroma_quality in (None, ql) else f"{ql} (chroma tables at quality {q.chroma_quality})"
+
+
 def _parse_exif_datetime(s: str) -> datetime | None:
     m = re.match(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})", s)
     if not m:
@@ -487,6 +496,7 @@ def read_provenance(source: Source) -> Provenance:
         p.problems.append("file bytes unavailable (in-memory image): no file size or hash")
 
     small = _decode_small(op, p)
+    _read_png_text(im, p)  # first: a bad chunk after IDAT then fails here, not in getexif's load as "EXIF"
     raw_exif = _read_exif(im, p)
     _read_thumbnail(im, raw_exif, small, p)
     _read_jpeg(op, p)
@@ -494,7 +504,6 @@ def read_provenance(source: Source) -> Provenance:
     if isinstance(icc, (bytes, bytearray)) and icc:
         p.icc_profile_present = True
         p.icc_description = _icc_description(bytes(icc))
-    _read_png_text(im, p)
     p.signs = _signs(p)
     return p
 
@@ -659,14 +668,17 @@ def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
 
 
 def _read_png_text(im: Image.Image, p: Provenance) -> None:
+    """PNG tEXt/zTXt/iTXt chunks; ones Pillow cannot decode (e.g. a zTXt decompression bomb)
+    become a problem, keeping only the chunks read before the pixels."""
     if im.format != "PNG":
         return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             text = dict(getattr(im, "text", {}) or {})
-    except jpeg.PARSE_ERRORS as e:
-        p.problems.append(f"PNG text chunks unreadable ({type(e).__name__}: {e})")
+    except Exception as e:  # any: once a load has failed, Pillow's .text raises a bare AssertionError
+        why = f"{type(e).__name__}: {e}" if str(e) else "a chunk after the image data could not be decoded"
+        p.problems.append(f"PNG text chunks unreadable ({why}); only those before the image data are shown")
         text = {k: v for k, v in im.info.items() if isinstance(v, str)}
     for k, v in text.items():
         key = _clean(k) or "?"
@@ -769,15 +781,11 @@ def _signs(p: Provenance) -> list[Sign]:
         )
     q = p.jpeg_quality
     if q is not None:
-        # the headline is the luma quality (what encoders call "quality"); a different chroma
-        # quality (e.g. cjpeg -quality 90,70) is named beside it, never in its place
-        ql = q.luma_quality
-        chroma = "" if q.chroma_quality in (None, ql) else f" (chroma tables at quality {q.chroma_quality})"
-        if q.standard and ql < 90:
+        if q.standard and q.luma_quality < 90:
             add(
                 "recompressed",
                 "notice",
-                f"JPEG quality {ql}{chroma} suggests recompression",
+                f"JPEG quality {_quality_words(q)} suggests recompression",
                 "standard libjpeg tables at this quality are typical of software and platforms "
                 "re-saving the image; cameras usually store at quality 90+",
             )
@@ -785,7 +793,7 @@ def _signs(p: Provenance) -> list[Sign]:
             add(
                 "libjpeg",
                 "info",
-                f"standard libjpeg tables at quality {ql}{chroma}",
+                f"standard libjpeg tables at quality {_quality_words(q)}",
                 "written by a software encoder (library, app, phone); not typical of "
                 "dedicated cameras, which use their own tables",
             )

@@ -294,6 +294,18 @@ def _check_size(rgb: np.ndarray, name: str, max_pixels: int) -> np.ndarray:
     return rgb
 
 
+def _load_pixels(im: Image.Image, name: str, notes: list[str]) -> None:
+    """Decode ``im``; a PNG chunk after the pixel data that cannot be read (a text bomb) is noted,
+    the pixels, all decoded by then, are kept."""
+    try:
+        im.load()
+    except ValueError as e:  # Pillow's text-chunk limit; a pixel decode error is an OSError
+        if im.format != "PNG" or im.tile:  # the pixels themselves did not decode
+            raise
+        msg = " ".join(str(e).split())[:120] or type(e).__name__
+        notes.append(f"a PNG chunk after the image data could not be read ({msg}): ignored")
+
+
 def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int) -> LoadedImage:
     w, h = im.size
     if w * h > max_pixels:
@@ -305,12 +317,12 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     )
     n_frames, frame = getattr(im, "n_frames", 1), im.tell()  # a caller's image keeps its frame
     signed, white_is_zero = _tiff_samples(im)
+    notes: list[str] = []
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
-        im.load()
+        _load_pixels(im, name, notes)
     raw, orientation = orientation_tag(im)  # a TIFF's before loading: its loader drops the tag
     im.load()
     mode = im.mode
-    notes: list[str] = []
     if raw is not None and orientation is None:  # the file's text never reaches a note (terminal, report)
         shown = raw if isinstance(raw, int) and not isinstance(raw, bool) else "(not a number)"
         notes.append(f"invalid EXIF orientation {shown} ignored")
