@@ -368,3 +368,56 @@ def test_distributed_and_casebook_refuse_bad_settings_in_one_line(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(ln.startswith("error:") for ln in err), err
     assert "NOPE" in err[0] and "70000" in err[1] and "none.pt" in err[2]
+
+
+def test_a_colon_in_a_file_name_is_an_ordinary_character(tmp_path, with_weights, capsys):
+    """An ISO timestamp name ('2024-01-01T10:00:00.jpg') stopped the whole batch with an
+    OutputPathError traceback, and distributed-analyze skipped it as 'not a relative name';
+    a name that would leave the output folder ('..\\evil.png', unzipped from Windows) fails alone."""
+    src = tmp_path / "in"
+    _img(src / "2024-01-01T10:00:00.jpg")
+    _img(src / "a.png", seed=1)
+    evil = _img(src / "..\\evil.png", seed=2)
+    for cmd, out in (("analyze", tmp_path / "out"), ("distributed-analyze", tmp_path / "dist")):
+        assert main([cmd, str(src), "-o", str(out), "-q"]) == 1, cmd
+        cap = capsys.readouterr()
+        assert sorted(p.name for p in out.rglob("*.npz")) == ["2024-01-01T10:00:00.jpg.npz", "a.png.npz"], cmd
+        (line,) = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+        assert str(evil) in line and "not a relative name inside the output folder" in line, cmd
+        failed = "1 failed" if cmd == "analyze" else "0 failed on 1 rank(s)"  # it lists input problems apart
+        assert f"2 analyzed, 0 skipped (output exists), {failed}" in cap.out, cmd
+    assert not list(tmp_path.glob("*.npz"))
+
+
+def test_a_backslash_name_beside_its_folder_twin_is_refused_naming_both(tmp_path, with_weights, capsys):
+    """'a\\b.jpg' (one file) and 'a/b.jpg' both wrote out/a/b.jpg.npz ('2 analyzed'), each run
+    overwriting the other's."""
+    src = tmp_path / "in"
+    one, two = _img(src / "a\\b.jpg"), _img(src / "a" / "b.jpg", seed=1)
+    out = tmp_path / "out"
+    assert main(["analyze", str(src), "-o", str(out), "-q"]) == 1
+    cap = capsys.readouterr()
+    assert not list(out.rglob("*.npz"))
+    (line,) = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+    assert str(one) in line and str(two) in line and "would write the same output (a/b.jpg)" in line
+
+
+def test_file_names_in_error_and_note_lines_are_escaped(tmp_path, with_weights, capsys):
+    """A newline in a failing file's name split its error over two lines; a terminal escape in
+    a name went to the terminal raw, in error lines and in the 'recomputing' note."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "nl\nbad.tif").write_text("not an image")
+    (src / "\x1b]0;pwned\x07\x1b[2J.png").write_text("not an image")
+    _img(src / "x\x1b[2J.png")
+    out = tmp_path / "out"
+    assert main(["analyze", str(src), "-o", str(out), "-q"]) == 1
+    assert main(["analyze", str(src), "-o", str(out), "-q", "--precision", "float64"]) == 1
+    cap = capsys.readouterr()
+    assert "\x1b" not in cap.err + cap.out and "\x07" not in cap.err
+    lines = cap.err.splitlines()
+    assert sum(ln.startswith("error: ") and "nl\\nbad.tif: not an image" in ln for ln in lines) == 2, lines
+    assert sum(ln.startswith("error: ") and "\\x1b]0;pwned\\x07\\x1b[2J.png: not an image" in ln for ln in lines) == 2
+    assert not any(ln.startswith("bad.tif") for ln in lines), lines
+    (note,) = [ln for ln in lines if "recomputing" in ln]
+    assert note.startswith("note: ") and "x\\x1b[2J.png.npz: existing output computed as exact float32" in note

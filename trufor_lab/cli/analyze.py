@@ -10,26 +10,37 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from trufor_lab.common.paths import expand_inputs, output_path
+from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, printable
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable
 
 
-def _outputs(pairs: list[tuple[Path, str]], output: str) -> list[Path]:
+def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """``(input, output file)`` pairs, and one line per input whose name cannot be an output
+    there (it would leave the folder): that file alone fails, the batch goes on."""
     if output.lower().endswith(".npz"):
         if len(pairs) != 1:
             raise SystemExit(
-                f"error: --output {output} names one file but there are {len(pairs)} inputs; give a folder"
+                f"error: --output {printable(output)} names one file but there are {len(pairs)} inputs; give a folder"
             )
-        return [Path(output)]
+        return [(pairs[0][0], Path(output))], []
     if os.path.exists(output) and not os.path.isdir(output):  # said once, before any work
-        raise SystemExit(f"error: --output {output} is an existing file, not a folder; give a folder or a .npz name")
-    return [output_path(output, rel) for _, rel in pairs]
+        raise SystemExit(
+            f"error: --output {printable(output)} is an existing file, not a folder; give a folder or a .npz name"
+        )
+    outs: list[tuple[Path, Path]] = []
+    refused: list[str] = []
+    for path, rel in pairs:
+        try:
+            outs.append((path, output_path(output, rel)))
+        except OutputPathError as e:
+            refused.append(f"{path}: {e}")
+    return outs, refused
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,29 +51,31 @@ def run(args: argparse.Namespace) -> int:
     """
 
     pairs, problems = expand_inputs(args.inputs)
+    outs, refused = _outputs(pairs, args.output) if pairs else ([], [])
+    problems += refused
     for p in problems:
-        error(p)
-    if not pairs:
+        error(printable(p))  # escaped first: a newline in a file name must not cut the line
+    if not outs:
         print(f"0 analyzed, 0 skipped, {len(problems)} failed")
         return 1
-    outs = _outputs(pairs, args.output)
     failed = len(problems)
     weights_digest: str | None = None
     todo: list[tuple[Path, Path, str]] = []
     skipped = 0
     computed = computed_label("exact", args.precision)
-    for (path, _), out in zip(pairs, outs):
+    for path, out in outs:
         try:
             digest = sha256_of(path)
         except OSError as e:
             failed += 1
-            error(f"{path}: cannot read ({e.strerror or e})")
+            error(f"{printable(path)}: cannot read ({e.strerror or e})")
             continue
         if out.exists() and not args.overwrite:
             if foreign_output(out):
                 failed += 1
                 error(
-                    f"{out}: exists and is not an analysis output (no 'map'); not overwritten (--overwrite to replace)"
+                    f"{printable(out)}: exists and is not an analysis output (no 'map'); not overwritten "
+                    "(--overwrite to replace)"
                 )
                 continue
             if weights_digest is None:
@@ -75,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             if why is None:
                 skipped += 1
                 continue
-            print(f"note: {out}: {why}; recomputing", file=sys.stderr)
+            note(f"{out}: {why}; recomputing")
         todo.append((path, out, digest))
     done = 0
     if todo:
@@ -94,15 +107,16 @@ def run(args: argparse.Namespace) -> int:
             result.save_npz(out, save_noiseprint=args.save_noiseprint, input_sha256=digest, computed=computed)
         except ImageError as e:
             failed += 1
-            tqdm.write(f"error: {e}", file=sys.stderr)
+            tqdm.write(f"error: {printable(e)}", file=sys.stderr)
             continue
         except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
             failed += 1
-            tqdm.write(f"error: {path}: analysis failed ({str(e).splitlines()[0][:200]})", file=sys.stderr)
+            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            tqdm.write(f"error: {printable(path)}: analysis failed ({printable(why)})", file=sys.stderr)
             continue
         except OSError as e:
             failed += 1
-            tqdm.write(f"error: {out}: cannot write output ({e.strerror or e})", file=sys.stderr)
+            tqdm.write(f"error: {printable(out)}: cannot write output ({printable(e.strerror or e)})", file=sys.stderr)
             continue
         done += 1
         if not args.quiet:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, weights_note
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable, weights_note
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
 
@@ -70,13 +70,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if "ranks" not in summary:  # not rank 0
         return 1 if summary["failed"] or summary["error"] else 0
+    # file names are escaped: a newline or a terminal escape in one must not reach the terminal raw
     for line in summary["problems"] + summary["errors"]:
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {printable(line)}", file=sys.stderr)
     for name, why in summary.get("recomputed", []):
-        print(f"note: {name}: {why}; recomputed", file=sys.stderr)
+        note(f"{name}: {why}; recomputed")
     for r in summary["ranks"]:
         for name, msg in r["failed"]:
-            print(f"error: {name}: {msg}", file=sys.stderr)
+            print(f"error: {printable(name)}: {printable(msg)}", file=sys.stderr)
         if not args.quiet:
             print(
                 f"rank {r['rank']} ({r['device']}): {len(r['written'])} written, {len(r['skipped'])} skipped, "

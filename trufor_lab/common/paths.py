@@ -43,11 +43,30 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files in ``folder`` (sorted; recursive by default). macOS's AppleDouble companions
-    (``._photo.jpg``: metadata, not pixels, left on shared drives and in zips) are not images."""
-    d = Path(folder)
-    it = d.rglob("*") if recursive else d.iterdir()
-    return sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("._"))
+    """Image files in ``folder`` (sorted; recursive by default); see :func:`find_images`, whose
+    lines on unreadable folders this plain listing leaves out."""
+    return find_images(folder, recursive)[0]
+
+
+def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list[Path], list[str]]:
+    """Image files in ``folder`` (sorted; recursive by default), and one line per folder that
+    could not be read (no permission): its images would otherwise be left out unsaid.
+
+    macOS's AppleDouble companions (``._photo.jpg``: metadata, not pixels, left on shared drives
+    and in zips) are not images. Links to folders are not followed (no loops).
+    """
+    problems: list[str] = []
+
+    def unreadable(e: OSError) -> None:
+        why = "permission denied" if e.errno in (errno.EACCES, errno.EPERM) else (e.strerror or str(e))
+        problems.append(f"{e.filename or folder}: cannot read folder ({why}); its images are left out")
+
+    found: list[Path] = []
+    for top, _, names in os.walk(folder, onerror=unreadable):
+        found += (Path(top, n) for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS and not n.startswith("._"))
+        if not recursive:
+            break
+    return sorted(f for f in found if f.is_file()), problems
 
 
 def safe_part(name: str, default: str = "dataset") -> str:
@@ -70,22 +89,50 @@ def display_name(name: str | os.PathLike | None) -> str:
     return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in base)
 
 
+#: Whether names are made for Windows, where a colon in any part is a drive or a data stream.
+WINDOWS = os.name == "nt"
+
+
+def _output_parts(name: str) -> tuple[str, ...]:
+    """The path parts ``name`` becomes under the output folder (``\\`` is a separator too, for
+    lists written on Windows); :class:`OutputPathError` if it would leave the folder.
+
+    Refused: an empty name, an absolute one, one that climbs out with ``..``, a Windows drive
+    path (``C:\\x.png`` reads as absolute on any system), and on Windows any colon (a drive,
+    which resets a joined path, or an alternate data stream). Elsewhere a colon is an ordinary
+    character: ISO timestamps and camera tools put them in file names.
+    """
+    parts = PurePosixPath(name.replace("\\", "/"))
+    first = parts.parts[0] if parts.parts else ""
+    drive = len(first) == 2 and first[1] == ":" and first[0].isascii() and first[0].isalpha()
+    if (
+        not name
+        or not parts.parts
+        or parts.is_absolute()
+        or Path(name).is_absolute()
+        or ".." in parts.parts
+        or drive
+        or (WINDOWS and any(":" in part for part in parts.parts))
+    ):
+        raise OutputPathError(f"{name!r}: not a relative name inside the output folder")
+    return parts.parts
+
+
 def output_path(out_dir: str | os.PathLike, name: str, suffix: str = ".npz") -> Path:
-    """``out_dir / (name + suffix)``, refusing a name that is absolute or climbs out with ``..``.
+    """``out_dir / (name + suffix)``, refusing a name that would leave ``out_dir`` (see
+    :func:`_output_parts`).
 
     Every place that turns an input's name (a relative path, a sample id) into an output file
     goes through here.
     """
-    parts = PurePosixPath(name.replace("\\", "/"))
-    if (
-        not name
-        or parts.is_absolute()
-        or Path(name).is_absolute()
-        or ".." in parts.parts
-        or (parts.parts and ":" in parts.parts[0])
-    ):
-        raise OutputPathError(f"{name!r}: not a relative name inside the output folder")
-    return Path(out_dir).joinpath(*parts.parts).with_name(parts.name + suffix)
+    parts = _output_parts(name)
+    return Path(out_dir).joinpath(*parts[:-1], parts[-1] + suffix)
+
+
+def output_key(name: str) -> str:
+    """The output ``name`` writes to, as one string (``a\\b.jpg`` and ``a/b.jpg`` give the
+    same): what two inputs must not share. :class:`OutputPathError` as :func:`output_path`."""
+    return "/".join(_output_parts(name))
 
 
 def _base_of(item: str) -> Path:
@@ -124,7 +171,10 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
     A folder is searched recursively for images; a glob is expanded; a plain file is taken as
     given, whatever its suffix. Names are paths relative to the common root of all inputs, so
     ``a/x.png`` and ``b/x.png`` keep distinct names; a file listed twice is taken once; two
-    files that would still share a name are both refused, with a line naming both.
+    files that would still write the same output (the same name, or ``a\\b.png`` beside
+    ``a/b.png``: see :func:`output_key`) are both refused, with a line naming both. A folder
+    that cannot be read is a problem line too. A name that would leave the output folder is
+    kept: :func:`output_path` refuses it, for that file alone.
     """
     items = [os.fspath(i) for i in inputs]
     found: list[Path] = []
@@ -133,8 +183,9 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
     for item in items:
         p = Path(item)
         if p.is_dir():
-            files = list_images(p)
-            if not files:
+            files, unreadable = find_images(p)
+            problems += unreadable
+            if not files and not unreadable:
                 problems.append(f"{item}: folder holds no images")
         elif p.is_file():
             files = [p]
@@ -153,7 +204,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
     except ValueError:  # different drives: no common root
         root = None
     seen: set[Path] = set()
-    named: dict[str, Path] = {}
+    named: dict[str, tuple[str, Path]] = {}  # output key -> (name, file)
     clashes: dict[str, list[Path]] = {}
     for f in found:
         key = f.resolve()
@@ -164,14 +215,18 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
             name = key.relative_to(root).as_posix() if root is not None else f.name
         except ValueError:
             name = f.name
-        if name in named:
-            clashes.setdefault(name, [named[name]]).append(f)
+        try:
+            out = output_key(name)
+        except OutputPathError:
+            out = name  # refused later by output_path, for this file alone
+        if out in named:
+            clashes.setdefault(out, [named[out][1]]).append(f)
         else:
-            named[name] = f
-    for name, files in clashes.items():
-        del named[name]
+            named[out] = (name, f)
+    for out, files in clashes.items():
+        del named[out]
         problems.append(
             f"{files[0]} and {', '.join(map(str, files[1:]))}: would write the same output "
-            f"({name}); give them separately"
+            f"({out}); give them separately"
         )
-    return [(f, n) for n, f in named.items()], problems
+    return [(f, n) for n, f in named.values()], problems

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from trufor_lab.common.files import atomic_write_json
-from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
+from trufor_lab.common.paths import OutputPathError, expand_inputs, output_key, output_path
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import mode_label, predict_result
 from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
@@ -69,24 +69,25 @@ def work_items(inputs: Sequence[str | os.PathLike] | Any) -> tuple[list[tuple[st
     """``(output name, image path)`` pairs and input problems, from files/folders/globs or a
     dataset (a :class:`trufor_lab.lab.datasets.Dataset`, or any sequence of samples with ``id``
     and ``image_path``: names are the sample ids). A name that would write outside the output
-    folder (absolute, or with ``..``) is refused with one line."""
+    folder (absolute, or with ``..``) is refused with one line, and so is one that would write
+    the output of an earlier name (``a\\b`` after ``a/b``: :func:`output_key`)."""
     if _is_samples(inputs):
         pairs, problems = [(s.id, Path(s.image_path)) for s in inputs], []
     else:
         found, problems = expand_inputs([os.fspath(i) for i in inputs])
         pairs = [(rel, path) for path, rel in found]
-    items: dict[str, Path] = {}
+    items: dict[str, tuple[str, Path]] = {}  # output key -> (name, path)
     for name, path in pairs:
         try:
-            output_path(".", name)
+            key = output_key(name)
         except OutputPathError as e:
             problems.append(f"{path}: {e}; skipped")
             continue
-        if name in items:
-            problems.append(f"{path}: same output name as {items[name]} ({name}.npz); skipped")
+        if key in items:
+            problems.append(f"{path}: same output name as {items[key][1]} ({key}.npz); skipped")
         else:
-            items[name] = path
-    return sorted(items.items()), problems
+            items[key] = (name, path)
+    return sorted(items.values()), problems
 
 
 def _is_samples(inputs: Any) -> bool:

@@ -21,6 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+try:  # numpy's scalar constructor, which pickled numpy numbers call
+    from numpy._core.multiarray import scalar as _np_scalar  # numpy 2
+except ImportError:  # numpy 1
+    from numpy.core.multiarray import scalar as _np_scalar  # type: ignore[no-redef]
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message is one line naming file and reason."""
@@ -43,14 +48,10 @@ def _numpy_scalars() -> list[Any]:
     """What unpickling a numpy number needs beyond ``weights_only``'s defaults: numpy's scalar
     constructor (under numpy 1's and numpy 2's module names) and the numeric dtypes. A training
     loop's ``best_value`` or ``epoch`` often is one (the official checkpoint's is a float64)."""
-    try:
-        from numpy._core.multiarray import scalar  # numpy 2
-    except ImportError:  # numpy 1
-        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
     numeric = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}  # bool, ints, floats, complex
     return [
-        (scalar, "numpy.core.multiarray.scalar"),
-        (scalar, "numpy._core.multiarray.scalar"),
+        (_np_scalar, "numpy.core.multiarray.scalar"),
+        (_np_scalar, "numpy._core.multiarray.scalar"),
         np.dtype,
         *sorted(numeric, key=lambda t: t.__name__),
     ]

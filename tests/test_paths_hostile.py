@@ -1,0 +1,132 @@
+"""Input and output naming under file names found in the wild: colons (ISO timestamps, camera
+and phone tools), backslashes (archives unzipped from Windows) and unreadable folders."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from trufor_lab.common import paths as P
+from trufor_lab.common.paths import OutputPathError, expand_inputs, list_images, output_path
+
+
+def _img(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG fake")
+    return path
+
+
+def lock(folder: Path, monkeypatch) -> None:
+    """Make ``folder`` unreadable: mode 000, and, for root (whom mode bits do not stop), an
+    ``os.scandir`` that refuses it as the system would refuse a user."""
+    folder.chmod(0)
+    if os.geteuid() == 0:
+        real, target = os.scandir, os.path.realpath(folder)
+
+        def scandir(p="."):
+            if os.path.realpath(os.fspath(p)) == target:
+                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(p))
+            return real(p)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.fixture()
+def unlock():
+    """Give locked folders back their mode so that pytest can clean them up."""
+    locked: list[Path] = []
+    yield locked
+    for f in locked:
+        f.chmod(0o755)
+
+
+@pytest.mark.parametrize("name", ["2024-01-01T10:00:00.jpg", "cam:01/IMG 10:00:00.jpg", "a/b:c.png", "ab:/x.png"])
+def test_colons_are_ordinary_characters_on_posix(tmp_path, name, monkeypatch):
+    """Any ':' in the first part was refused as a Windows drive: a timestamped file name
+    stopped the whole analyze batch with a traceback."""
+    monkeypatch.setattr(P, "WINDOWS", False)
+    assert output_path(tmp_path, name) == tmp_path.joinpath(*name.split("/")).with_name(name.split("/")[-1] + ".npz")
+
+
+@pytest.mark.parametrize("name", ["C:/x.png", "C:\\x.png", "c:", "..\\x.png", "\\x.png", "a\\..\\..\\x.png"])
+def test_windows_paths_are_still_refused(tmp_path, name, monkeypatch):
+    """``\\`` is read as a separator (lists written on Windows), so a drive path or a climb
+    written with it leaves the output folder on any system."""
+    monkeypatch.setattr(P, "WINDOWS", False)
+    with pytest.raises(OutputPathError):
+        output_path(tmp_path, name)
+
+
+@pytest.mark.parametrize("name", ["a/x.png:stream", "a:b.png", "d/c:x.png"])
+def test_on_windows_any_colon_is_refused(tmp_path, name, monkeypatch):
+    """There a colon names a drive (which resets the joined path) or an alternate data stream."""
+    monkeypatch.setattr(P, "WINDOWS", True)
+    with pytest.raises(OutputPathError):
+        output_path(tmp_path, name)
+
+
+def test_names_that_differ_only_by_separator_are_refused_naming_both(tmp_path):
+    """``a\\b.jpg`` (one file, a backslash in its name) and ``a/b.jpg`` both wrote
+    ``out/a/b.jpg.npz``; the clash was looked for on the raw names."""
+    one, two = _img(tmp_path / "in" / "a\\b.jpg"), _img(tmp_path / "in" / "a" / "b.jpg")
+    _img(tmp_path / "in" / "c.jpg")
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    assert [n for _, n in pairs] == ["c.jpg"]
+    (line,) = problems
+    assert str(one) in line and str(two) in line and "same output" in line
+
+
+def test_dataset_ids_that_differ_only_by_separator_are_one_output(tmp_path):
+    from trufor_lab.inference.distributed import work_items
+
+    samples = [SimpleNamespace(id=i, image_path=tmp_path / f"{k}.png") for k, i in enumerate(["a\\b", "a/b", "c"])]
+    items, problems = work_items(samples)
+    assert [n for n, _ in items] == ["a\\b", "c"]
+    (line,) = problems
+    assert line.startswith(f"{tmp_path / '1.png'}: same output name as {tmp_path / '0.png'}"), line
+
+
+def test_an_unreadable_subfolder_is_an_input_problem(tmp_path, monkeypatch, unlock):
+    """Its images were silently left out ('1 analyzed, 0 failed', exit 0)."""
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "sub" / "b.png")
+    lock(tmp_path / "in" / "sub", monkeypatch)
+    unlock.append(tmp_path / "in" / "sub")
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    assert [n for _, n in pairs] == ["a.png"]
+    assert problems == [f"{tmp_path / 'in' / 'sub'}: cannot read folder (permission denied); its images are left out"]
+    assert [p.name for p in list_images(tmp_path / "in")] == ["a.png"]  # the plain listing stays a list
+
+
+def test_an_unreadable_top_folder_says_so(tmp_path, monkeypatch, unlock):
+    """It was reported as 'folder holds no images'."""
+    _img(tmp_path / "in" / "a.png")
+    lock(tmp_path / "in", monkeypatch)
+    unlock.append(tmp_path / "in")
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    assert pairs == [] and len(problems) == 1
+    assert problems[0].startswith(f"{tmp_path / 'in'}: cannot read folder (permission denied)"), problems
+
+
+def test_analyze_counts_an_unreadable_subfolder_as_failed(tmp_path, monkeypatch, unlock, recipe_ckpt, capsys):
+    """'1 analyzed, 0 failed', exit 0, while the locked folder's images were never looked at."""
+    import numpy as np
+    from PIL import Image
+
+    from trufor_lab.cli import main
+
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "sub" / "b.png")
+    lock(tmp_path / "in" / "sub", monkeypatch)
+    unlock.append(tmp_path / "in" / "sub")
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"]) == 1
+    cap = capsys.readouterr()
+    assert "1 analyzed, 0 skipped (output exists), 1 failed" in cap.out
+    (line,) = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+    assert line == f"error: {tmp_path / 'in' / 'sub'}: cannot read folder (permission denied); its images are left out"
