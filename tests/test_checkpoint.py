@@ -471,3 +471,50 @@ def test_archives_are_named_not_fed_to_the_unpickler(recipe_ckpt, tmp_path):
         warnings.simplefilter("error")  # PyTorch's warning before the refusal is not shown
         with pytest.raises(CheckpointError, match=r"raw\.pkl: refused to load"):
             read_checkpoint(tmp_path / "raw.pkl")
+
+
+class _Reduces:
+    """Pickles as ``fn(*args)``: what a crafted checkpoint can ask the unpickler to call."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def test_numpy_numbers_are_allowed_but_not_what_numpy_can_be_made_to_build(tmp_path):
+    """Allowing numpy's scalar constructor and dtype as they are let an 800-byte checkpoint
+    segfault the process (an object scalar from no bytes) or allocate gigabytes (a 1 GB void)."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar
+    ok = {"epoch": np.int64(81), "best": np.float64(0.87), "flag": np.bool_(True), "h": np.float16(2)}
+    torch.save(ok, tmp_path / "ok.pth")
+    assert read_checkpoint(tmp_path / "ok.pth") == ok
+    hostile = {
+        "void": _Reduces(scalar, np.dtype("V1000000"), b""),
+        "object": _Reduces(scalar, np.dtype([("a", "O")])),
+        "record": _Reduces(np.dtype, "V1000000", False, True),
+        "short": _Reduces(scalar, np.dtype("f8"), b"\0\0"),
+    }
+    for name, obj in hostile.items():
+        torch.save({"x": obj}, tmp_path / f"{name}.pth")
+        with pytest.raises(CheckpointError, match=rf"{name}\.pth: refused to load"):
+            read_checkpoint(tmp_path / f"{name}.pth")
+
+
+def test_an_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch):
+    p = tmp_path / "locked.pth"
+    torch.save({"a": torch.zeros(1)}, p)
+    real_open = open
+
+    def no_permission(file, *a, **k):
+        if str(file) == str(p):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr("builtins.open", no_permission)
+    with pytest.raises(CheckpointError, match=r"locked\.pth: not readable \(Permission denied\)"):
+        read_checkpoint(p)

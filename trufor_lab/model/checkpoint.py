@@ -44,15 +44,35 @@ def _torch_version(version: str | None = None) -> tuple[int, int]:
         return (0, 0)
 
 
+def _numeric_dtype(code: Any, *flags: Any) -> np.dtype:
+    """``numpy.dtype`` as a checkpoint may call it: a plain bool, integer, float or complex type
+    only (no fields, sub-arrays, objects or raw bytes)."""
+    dt = np.dtype(code) if isinstance(code, str) and len(code) <= 4 else None
+    if dt is None or dt.kind not in "biufc" or dt.fields is not None or dt.subdtype is not None:
+        raise pickle.UnpicklingError(f"numpy dtype {code!r} is not a plain number type")
+    return dt
+
+
+def _numeric_scalar(dtype: Any, data: Any = None) -> Any:
+    """numpy's scalar constructor for a number of such a dtype from exactly its bytes."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or type(data) is not bytes:
+        raise pickle.UnpicklingError("numpy scalar that is not a plain number")
+    if len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError("numpy scalar whose bytes do not match its type")
+    return _np_scalar(dtype, data)
+
+
 def _numpy_scalars() -> list[Any]:
     """What unpickling a numpy number needs beyond ``weights_only``'s defaults: numpy's scalar
-    constructor (under numpy 1's and numpy 2's module names) and the numeric dtypes. A training
-    loop's ``best_value`` or ``epoch`` often is one (the official checkpoint's is a float64)."""
+    constructor (under numpy 1's and numpy 2's module names) and ``numpy.dtype``, each through a
+    check that admits plain numbers only, and the numeric dtype classes (their pickled state is
+    applied to them). A training loop's ``best_value`` or ``epoch`` often is one (the official
+    checkpoint's is a float64)."""
     numeric = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}  # bool, ints, floats, complex
     return [
-        (_np_scalar, "numpy.core.multiarray.scalar"),
-        (_np_scalar, "numpy._core.multiarray.scalar"),
-        np.dtype,
+        (_numeric_scalar, "numpy.core.multiarray.scalar"),
+        (_numeric_scalar, "numpy._core.multiarray.scalar"),
+        (_numeric_dtype, "numpy.dtype"),
         *sorted(numeric, key=lambda t: t.__name__),
     ]
 
@@ -91,7 +111,10 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             f"{path}: not read: PyTorch {torch.__version__} can run code from a crafted checkpoint even with "
             f"weights_only=True (CVE-2025-32434); install PyTorch {SAFE_TORCH[0]}.{SAFE_TORCH[1]} or later"
         )
-    archive = _archive_kind(path)
+    try:
+        archive = _archive_kind(path)
+    except OSError as e:  # no permission, an I/O error
+        raise CheckpointError(f"{path}: not readable ({e.strerror or type(e).__name__})") from None
     if archive:
         raise CheckpointError(f"{path}: {archive}")
     try:
@@ -101,7 +124,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()
-        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        said = ("GLOBAL", "Unsupported", "numpy")
+        detail = next((ln.strip() for ln in first if any(w in ln for w in said)), first[0] if first else "")
         # what was refused, without PyTorch's advice to allow it (that would run the file's code)
         detail = re.split(r"\. Please |\. Check the |\. Re-run", detail)[0]
         if "GLOBAL" in detail.upper():
