@@ -143,17 +143,25 @@ class MaskConvention:
         return on ^ self.invert
 
     def check_lossy(self, pixels: np.ndarray, source: PathLike = "mask") -> None:
-        """Refuse a JPEG-saved mask whose compression noise a low threshold would read as forged
-        (the default, any nonzero level, turned a 4 % ring or more of pristine pixels forged)."""
-        if self.colour is not None or self.threshold is None or self.threshold >= 127:
+        """Refuse a JPEG-saved mask whose compression noise a low threshold would read as marked
+        (the default, any nonzero level, turned a 4 % ring or more of pristine pixels forged).
+
+        The level that splits the file into its two drawn levels (Otsu's, on the histogram: about
+        127 for white on black, 38 for a red mask read as grey) is the threshold that reads it as
+        drawn; noise is what lies between the convention's threshold and that level."""
+        if self.colour is not None or self.threshold is None:
             return  # a colour rule has a tolerance; strict masks refuse noise anyway
         a = pixels if self.channel is None or pixels.ndim == 2 else pixels[..., self.channel]
-        noise = np.count_nonzero((a > self.threshold) & (a < 128))
-        if noise:
+        counts = np.bincount(a.ravel().astype(np.intp), minlength=256)[:256].astype(np.float64)
+        split = _otsu(counts)
+        first = int(np.floor(self.threshold)) + 1
+        noise = int(counts[first : split + 1].sum()) if split >= first else 0
+        if noise > 0.001 * a.size:  # a few stray pixels (a quality-100 save) change no metric
+            meaning = "pristine (this convention is inverted)" if self.invert else "forged"
             raise DatasetError(
                 f"{source}: a JPEG-saved mask: {noise} pixel(s) of compression noise (levels "
-                f"{int(self.threshold) + 1}-127) would count as forged; save masks losslessly (PNG) "
-                "or read them with a mid-grey threshold (trufor-lab eval --mask-threshold 127)"
+                f"{first}-{split}) would count as {meaning}; save masks losslessly (PNG) or read "
+                f"them at the level between the two drawn ones (trufor-lab eval --mask-threshold {split})"
             )
 
     def _grey(self, a: np.ndarray, source: PathLike) -> np.ndarray:
@@ -185,6 +193,18 @@ class MaskConvention:
                 f"{source}: mask is not binary after the colour rule ({off:.0%} of pixels match no palette colour)"
             )
         return np.isin(nearest, rule.forged)
+
+
+def _otsu(counts: np.ndarray) -> int:
+    """Otsu's threshold of a 256-bin histogram: levels above it form the brighter class."""
+    p = counts / max(counts.sum(), 1.0)
+    omega = np.cumsum(p)
+    mu = np.cumsum(p * np.arange(p.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * omega - mu) ** 2 / (omega * (1.0 - omega))
+    between[~np.isfinite(between)] = -1.0
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))  # empty levels tie: their middle
+    return int((best[0] + best[-1]) // 2)
 
 
 def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> np.ndarray:
