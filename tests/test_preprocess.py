@@ -296,7 +296,7 @@ def test_a_32_bit_integer_image_beyond_16_bits_is_refused():
     with pytest.raises(ImageError, match="outside 0..65535"):
         load_image(im)
     ok = Image.fromarray((np.arange(64 * 64, dtype=np.int32).reshape(64, 64) * 10), mode="I")
-    assert load_image(ok).notes == ("32-bit integer values within 0..65535 scaled to 8 bits",)
+    assert load_image(ok).notes == ("integer values scaled as 16-bit to 8 bits",)
 
 
 def test_integer_tiffs_of_other_kinds_are_read_as_they_mean_or_refused(tmp_path):
@@ -322,6 +322,11 @@ def test_integer_tiffs_of_other_kinds_are_read_as_they_mean_or_refused(tmp_path)
     got = load_image(tmp_path / "w16.tif")
     assert np.array_equal(got.rgb[..., 0], 255 - np.clip(np.rint(w16 / 257.0), 0, 255).astype(np.uint8))
     assert "WhiteIsZero: inverted" in got.notes
+    # a dark 16-bit PGM (Pillow's mode I too) is scaled as 16-bit, whatever this frame's range
+    dark = (np.arange(32 * 32).reshape(32, 32) % 200).astype(">u2")
+    (tmp_path / "dark.pgm").write_bytes(b"P5\n32 32\n65535\n" + dark.tobytes())
+    got = load_image(tmp_path / "dark.pgm")
+    assert got.rgb.max() == 1 and not any("32-bit" in n for n in got.notes), got.notes
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
@@ -376,7 +381,7 @@ def test_hostile_files_are_refused_or_noted_never_decoded_quietly_wrong(tmp_path
     sof = data.index(b"\xff\xc0")
     data[sof + 4] = 12  # sample precision: 12 bits
     (tmp_path / "deep.jpg").write_bytes(bytes(data))
-    with pytest.raises(ImageError, match=r"deep\.jpg: a JPEG that cannot be decoded here \(12-bit"):
+    with pytest.raises(ImageError, match=r"deep\.jpg: a JPEG that cannot be decoded here \(damaged, or 12-bit"):
         load_image(tmp_path / "deep.jpg")
 
     buf = io.BytesIO()

@@ -78,19 +78,20 @@ def _name_of(src: Any) -> str:
     return f"<{type(src).__name__}>"
 
 
-def _tiff_samples(im: Image.Image) -> tuple[bool, bool]:
-    """(signed integer samples, white is zero) from a TIFF's tags, read before any transpose
-    (which drops them)."""
+def _tiff_samples(im: Image.Image) -> tuple[bool, bool, bool]:
+    """(signed integer samples, white is zero, 32 bits a sample) from a TIFF's tags, read before
+    any transpose (which drops them); all False for other formats."""
     tags = getattr(im, "tag_v2", None)
     if tags is None:
-        return False, False
-    fmt = tags.get(339)  # SampleFormat: 1 unsigned, 2 signed, 3 float
+        return False, False, False
+    fmt, bits = tags.get(339), tags.get(258)  # SampleFormat (1 unsigned, 2 signed), BitsPerSample
     signed = 2 in (fmt if isinstance(fmt, tuple) else (fmt,))
-    return signed, tags.get(262) == 0  # PhotometricInterpretation 0: WhiteIsZero
+    wide = 32 in (bits if isinstance(bits, tuple) else (bits,))
+    return signed, tags.get(262) == 0, wide  # PhotometricInterpretation 0: WhiteIsZero
 
 
 def _pil_to_rgb(
-    im: Image.Image, name: str, signed: bool = False, white_is_zero: bool = False
+    im: Image.Image, name: str, signed: bool = False, white_is_zero: bool = False, wide: bool = False
 ) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     mode = im.mode
@@ -103,13 +104,20 @@ def _pil_to_rgb(
         lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
         if lo < 0 or hi > 65535:  # clipping would invent a picture
             raise ImageError(f"{name}: integer values {lo:g}..{hi:g}, outside 0..65535 (a measurement, not a photo)")
-        if mode == "I" and hi <= 255:  # 8-bit values in a 32-bit container: scaled, they were black
+        if wide and hi <= 255:  # 8-bit values in a 32-bit TIFF: scaled as 16-bit, they were black
             g = a.astype(np.uint8)
             notes.append("32-bit integer values within 0..255 taken as 8-bit")
-        else:
+        else:  # 16-bit PNG, TIFF, PGM/PPM (Pillow's mode I), whatever this image's range
             g = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
             notes.append(
-                ("32-bit integer values within 0..65535" if mode == "I" else "16-bit values") + " scaled to 8 bits"
+                (
+                    "32-bit integer values within 0..65535 scaled"
+                    if wide
+                    else "integer values scaled as 16-bit"
+                    if mode == "I"
+                    else "16-bit values scaled"
+                )
+                + " to 8 bits"
             )
         if white_is_zero:  # Pillow inverts 8-bit WhiteIsZero TIFFs, not 16-bit ones
             g = 255 - g
@@ -275,10 +283,10 @@ def _unrecognised(name: str) -> str:
     except OSError:
         head = b""
     if head[:3] == b"\xff\xd8\xff":
-        return "a JPEG that cannot be decoded here (12-bit, lossless or hierarchical coding?)"
+        return "a JPEG that cannot be decoded here (damaged, or 12-bit, lossless or hierarchical coding?)"
     if head in (b"%!PS", b"\xc5\xd0\xd3\xc6"):
         return "a PostScript/EPS file, not read (decoding it would run Ghostscript)"
-    return "not an image file (unrecognised format)"
+    return "not an image file (unrecognised format, or one not read here)"
 
 
 def _with_notes(loaded: LoadedImage, notes: list[str]) -> LoadedImage:
@@ -316,7 +324,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         for t in (getattr(im, "tile", None) or ())  # an in-memory image has none
     )
     n_frames, frame = getattr(im, "n_frames", 1), im.tell()  # a caller's image keeps its frame
-    signed, white_is_zero = _tiff_samples(im)
+    signed, white_is_zero, wide = _tiff_samples(im)
     notes: list[str] = []
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
         _load_pixels(im, name, notes)
@@ -337,7 +345,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         )
     if deep:
         notes.append("16-bit colour reduced to 8 bits (top byte)")
-    rgb, more = _pil_to_rgb(im, name, signed, white_is_zero)
+    rgb, more = _pil_to_rgb(im, name, signed, white_is_zero, wide)
     if n_frames > 1:
         more.insert(0, f"frame {frame + 1} of {n_frames}" if frame else f"first of {n_frames} frames")
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
