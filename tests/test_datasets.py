@@ -462,3 +462,11 @@ def test_cli_eval_reads_jpeg_masks_with_a_mask_threshold(tmp_path, capsys):
     assert "over 2 mask(s)" in out and "without a usable mask" not in out
     assert main([*args, "-o", str(tmp_path / "c"), "--mask-threshold", "300"]) == 1
     assert "--mask-threshold 300.0: give a grey level" in capsys.readouterr().err
+
+
+def test_cli_eval_mask_threshold_is_refused_for_colour_masks(tmp_path, capsys):
+    """Columbia's masks are read by colour: --mask-threshold changed nothing and said nothing."""
+    from trufor_lab.cli import main
+
+    rc = main(["eval", "Columbia", "--root", str(tmp_path), "--mask-threshold", "100", "-o", str(tmp_path / "o"), "-q"])
+    assert rc == 1 and "--mask-threshold does not apply to Columbia" in capsys.readouterr().err

@@ -21,17 +21,24 @@ from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.result import Result, computed_label
 from trufor_lab.inference.weights import WeightsError, weights_sha256
-from trufor_lab.lab.datasets import Dataset, DatasetError, folder_dataset, load_dataset
+from trufor_lab.lab.datasets import REGISTRY, Dataset, DatasetError, MaskConvention, folder_dataset, load_dataset
 from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
 from trufor_lab.cli.messages import WEIGHTS_HELP, error, weights_note
 
 
+def _colour_rule_check(convention: MaskConvention, name: str) -> None:
+    if convention.colour is not None:
+        raise DatasetError(f"--mask-threshold does not apply to {name}: its masks are read by colour")
+
+
 def _cli_dataset(args: argparse.Namespace) -> Dataset:
     t = args.mask_threshold
     if t is not None and not 0 <= t < 255:
         raise DatasetError(f"--mask-threshold {t}: give a grey level from 0 to 254 (forged = above it)")
+    if t is not None and args.images is None and args.dataset in REGISTRY:  # said before any list is read
+        _colour_rule_check(REGISTRY.get(args.dataset).convention, args.dataset)
     if args.images is not None:
         if args.root is not None or args.fake_list is not None or args.real_list is not None:
             raise DatasetError("--images takes no --root, --fake-list or --real-list")
@@ -45,6 +52,7 @@ def _cli_dataset(args: argparse.Namespace) -> Dataset:
             args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir, mask_root=args.mask_root
         )
     if t is not None:  # the dataset's own rule (inversion, channel) kept, only the level changes
+        _colour_rule_check(ds.convention, ds.name)
         ds.convention = dataclasses.replace(ds.convention, threshold=t)
     return ds
 
