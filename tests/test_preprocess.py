@@ -415,3 +415,36 @@ def test_a_text_bomb_after_the_pixels_is_noted_and_the_pixels_kept(tmp_path):
     got = load_image(tmp_path / "bomb.png")
     assert np.array_equal(got.rgb, a)
     assert len(got.notes) == 1 and got.notes[0].startswith("a PNG chunk after the image data could not be read (")
+
+
+def test_png_pixel_data_that_ends_early_is_refused_not_padded_black(tmp_path):
+    """Image data that inflates to half the rows, every checksum valid: Pillow left the missing
+    rows black and the image was analysed so. Interlaced (Adam7) sizes count right."""
+    import struct
+    import zlib
+
+    from trufor_lab.common.image_files import png_rows_missing
+
+    def png(w, h, raw, interlace=0):
+        ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, interlace)
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + _png_chunk(b"IHDR", ihdr)
+            + _png_chunk(b"IDAT", zlib.compress(raw))
+            + _png_chunk(b"IEND", b"")
+        )
+
+    w, h = 16, 16
+    row = b"\x00" + bytes(range(w * 3))
+    (tmp_path / "half.png").write_bytes(png(w, h, row * (h // 2)))
+    with pytest.raises(
+        ImageError, match=r"half\.png: unreadable image \(pixel data ends early: 392 bytes of rows missing\)"
+    ):
+        load_image(tmp_path / "half.png")
+    assert load_image(png(w, h, row * h)).rgb.shape == (16, 16, 3)
+    # Adam7 on 16x16: seven reduced images, each row with its filter byte
+    sizes = [(2, 2), (2, 2), (4, 2), (4, 4), (8, 4), (8, 8), (16, 8)]  # (width, rows) of each pass
+    full = sum(r * (1 + 3 * pw) for pw, r in sizes)
+    interlaced = png(w, h, bytes(full), interlace=1)
+    assert png_rows_missing(interlaced) == 0 and load_image(interlaced).rgb.shape == (16, 16, 3)
+    assert png_rows_missing(png(w, h, bytes(full - 1), interlace=1)) == 1

@@ -11,6 +11,7 @@ mapping) and turned back.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -23,6 +24,7 @@ __all__ = [
     "load_stored",
     "open_image",
     "orientation_tag",
+    "png_rows_missing",
     "stored_pixels",
     "stored_size",
     "undo_loader_turn",
@@ -109,3 +111,50 @@ def load_stored(source: str | os.PathLike | IO[bytes], frame: int = 0) -> Image.
     """The pixels of one frame of an image file, loaded, on the grid the file stores."""
     with open_image(source) as im:
         return stored_pixels(im, frame)
+
+
+#: Adam7's passes: (x0, y0, dx, dy).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def png_rows_missing(data: bytes) -> int:
+    """How many bytes of filtered pixel rows a PNG's image data lacks (0 when complete).
+
+    Pillow decodes a PNG whose compressed data ends early but cleanly (every checksum valid)
+    without a word, leaving the missing rows black; this inflates the data once to count them.
+    A file that is not a well-formed PNG gives 0: Pillow's own checks speak for it."""
+    pos, ihdr, idat = 8, None, []
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR" and len(body) >= 13:
+            ihdr = body
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if ihdr is None or not idat:
+        return 0
+    w, h = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
+    depth, colour, interlace = ihdr[8], ihdr[9], ihdr[12]
+    if colour not in _PNG_CHANNELS:
+        return 0
+    bits = depth * _PNG_CHANNELS[colour]
+    passes = _ADAM7 if interlace == 1 else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        pw, ph = -(-(w - x0) // dx), -(-(h - y0) // dy)
+        if pw > 0 and ph > 0:
+            expected += ph * (1 + -(-(pw * bits) // 8))
+    inflater, pending, got = zlib.decompressobj(), b"".join(idat), 0
+    try:
+        while pending and got < expected:  # 1 MiB at a time, never past what the image needs
+            out = inflater.decompress(pending, 1 << 20)
+            got, pending = got + len(out), inflater.unconsumed_tail
+            if not out:
+                break
+    except zlib.error:
+        return 0  # corrupt data: Pillow refuses it itself
+    return max(expected - got, 0)

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from trufor_lab.common.image_files import open_image, orientation_tag, undo_loader_turn
+from trufor_lab.common.image_files import open_image, orientation_tag, png_rows_missing, undo_loader_turn
 from trufor_lab.common.paths import why_not_found
 
 #: Largest image accepted by default (pixels). Larger files are refused as decompression bombs.
@@ -217,6 +217,11 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
             if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
                 with open_image(io.BytesIO(src) if isinstance(src, bytes) else src_file) as check:
                     check.verify()
+                missing = png_rows_missing(src if isinstance(src, bytes) else Path(src_file).read_bytes())
+                if missing:  # data that ends early but cleanly: Pillow leaves the rows black
+                    raise ImageError(
+                        f"{name}: unreadable image (pixel data ends early: {missing} bytes of rows missing)"
+                    )
             loaded = _from_pil(im, name, exif_transpose, max_pixels)
     return _with_notes(loaded, said)
 
