@@ -518,3 +518,20 @@ def test_an_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", no_permission)
     with pytest.raises(CheckpointError, match=r"locked\.pth: not readable \(Permission denied\)"):
         read_checkpoint(p)
+
+
+def test_weights_storing_noiseprint_in_half_precision_say_so(recipe_state, shared_dir, tmp_path):
+    """A file whose Noiseprint++ part is float16 loads exactly, but its Noiseprint++ map is not the
+    float32 one (correlation ~0.95, map moved by up to 0.12): the banner said only 'custom'."""
+    sd = {k: (v.half() if k.startswith("dncnn.") and v.is_floating_point() else v) for k, v in recipe_state.items()}
+    torch.save({"state_dict": sd}, tmp_path / "half_np.pth")
+    m = tl.load_trufor(tmp_path / "half_np.pth")
+    assert m.weights_info.noiseprint_dtype == "float16"
+    assert "Noiseprint++ stored in float16" in str(tl.banner(m))
+    np_sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
+    torch.save({"network": np_sd}, tmp_path / "np_half.th")
+    assert "Noiseprint++ stored in float16" in str(tl.banner(tl.load_noiseprint(tmp_path / "np_half.th")))
+    assert tl.load_noiseprint().weights_info.noiseprint_dtype == "float32"
+    assert "stored in" not in str(
+        tl.banner(tl.load_trufor(W.find_demo(), kind="demo"))
+    )  # float16 model, float32 Noiseprint++

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import html
 import os
 from pathlib import Path
@@ -46,6 +48,19 @@ def _dtype(precision: str) -> torch.dtype:
 
 def _csv(xs: tuple[int, ...]) -> str:
     return "/".join(map(str, xs))
+
+
+def _with_noiseprint_dtype(info: W.WeightsInfo, sd: dict[str, torch.Tensor], prefix: str) -> W.WeightsInfo:
+    """``info`` saying which reduced precision the file stores Noiseprint++ in, if any: loading
+    widens it exactly, but a float16 Noiseprint++ map correlates ~0.95 with the float32 one."""
+    low = sorted(
+        {
+            str(v.dtype).replace("torch.", "")
+            for k, v in sd.items()
+            if k.startswith(prefix) and v.dtype in (torch.float16, torch.bfloat16)
+        }
+    )
+    return dataclasses.replace(info, noiseprint_dtype="/".join(low)) if low else info
 
 
 def load_trufor(
@@ -90,7 +105,7 @@ def load_trufor(
         check_state_dict(TruFor(cfg), sd, str(path))
     model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
-    model.weights_info = W.describe(path, kind)
+    model.weights_info = _with_noiseprint_dtype(W.describe(path, kind), sd, "dncnn.")
     return model.eval().to(device=resolve_device(device))
 
 
@@ -104,7 +119,7 @@ def load_noiseprint(
         sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
     net = Noiseprint().to(_dtype(precision))
     strict_load(net, sd, str(p))
-    net.weights_info = W.describe(p, "noiseprint")
+    net.weights_info = _with_noiseprint_dtype(W.describe(p, "noiseprint"), sd, "")
     return net.eval().to(device=resolve_device(device))
 
 
@@ -154,12 +169,19 @@ def is_full_model(model: nn.Module) -> bool:
     return isinstance(model, TruFor)
 
 
+def _low(info: W.WeightsInfo | None) -> str:
+    """The banner's words for a Noiseprint++ stored in reduced precision ('' when float32)."""
+    if info is None or info.noiseprint_dtype == "float32":
+        return ""
+    return f"; Noiseprint++ stored in {info.noiseprint_dtype}: its map differs from float32's"
+
+
 def model_notice(model: nn.Module) -> str | None:
     """The one-line banner to show with this model's results, or ``None`` for official weights."""
     info = getattr(model, "weights_info", None)
     if not is_full_model(model):
         unverified = (
-            f"unverified Noiseprint++ weights ({Path(info.path).name}, sha256 {info.short_sha}); "
+            f"unverified Noiseprint++ weights ({Path(info.path).name}, sha256 {info.short_sha}{_low(info)}); "
             if info is not None and not info.verified
             else ""
         )
@@ -178,7 +200,7 @@ def model_notice(model: nn.Module) -> str | None:
             "analyses " + W.HOW_TO_GET
         )
     if info.kind == "custom" or not info.verified:  # only a verified official file goes without a banner
-        return f"Custom/unverified TruFor weights ({Path(info.path).name}, sha256 {info.short_sha})"
+        return f"Custom/unverified TruFor weights ({Path(info.path).name}, sha256 {info.short_sha})" + _low(info)
     return None
 
 

@@ -81,6 +81,7 @@ class WeightsInfo:
     verified: bool  # checksum matches a published one (or a verified download record)
     license: str = LICENSE_NOTE
     note: str = ""
+    noiseprint_dtype: str = "float32"  # as the file stores Noiseprint++ (it is precision-sensitive)
 
     @property
     def short_sha(self) -> str:
