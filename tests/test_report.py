@@ -444,3 +444,21 @@ def test_cli_report_refuses_to_write_over_an_input_image(tmp_path, monkeypatch, 
         err[0].startswith("error:") and "refusing to write" in err[0] and err[0].endswith(f"{clash}; choose another -o")
     )
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # nothing written
+
+
+def test_cli_report_compare_says_how_the_other_version_was_read(tmp_path, tampered2, monkeypatch, capsys):
+    """B's notes (a CMYK conversion, an orientation) were dropped from the comparison and the
+    terminal; an emoji in a file name printed a two-line matplotlib warning."""
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_official"))  # the demo model
+    a = tmp_path / "viral \U0001f4f7.png"
+    Image.fromarray(tampered2[80:144, 80:144]).save(a)
+    b = tmp_path / "earlier.jpg"
+    Image.fromarray(tampered2[80:144, 80:144]).convert("CMYK").save(b, quality=95)
+    out = tmp_path / "r.html"
+    assert main(["report", str(a), "-o", str(out), "--device", "cpu", "--compare", str(b)]) == 0
+    cap = capsys.readouterr()
+    doc = out.read_text(encoding="utf-8")
+    assert "<b>B:</b>" in doc and "converted from CMYK by Pillow" in doc.split("<b>B:</b>")[1].split("</p>")[0]
+    assert "earlier.jpg" in cap.out and "converted from CMYK" in cap.out
+    assert "Glyph" not in cap.err and "UserWarning" not in cap.err, cap.err

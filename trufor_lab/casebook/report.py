@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 import os
 import textwrap
 from dataclasses import dataclass
@@ -219,7 +220,9 @@ def fig_to_data_uri(fig: Any, dpi: int = 100) -> str:
 
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+        with warnings.catch_warnings():  # a file name's emoji the font lacks: a box, not a warning
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     finally:
         plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -389,8 +392,9 @@ def comparison_section_html(comparison: "Comparison", dpi: int = 100) -> str:
     parts = [_table(rows, ("quantity", "value"))]
     parts += [f"<p>Note: {_E(n)}</p>" for n in comparison.notes]
     for label, r in (("A", comparison.result_a), ("B", comparison.result_b)):
-        if r is not None:
-            parts.append(f"<p><b>{label}:</b> {_E(plain_reading(r))}</p>")
+        if r is not None:  # how each was read (a CMYK conversion, an orientation) matters to both
+            read = "".join(f" <i>({_E(n)})</i>" for n in r.notes)
+            parts.append(f"<p><b>{label}:</b> {_E(plain_reading(r))}{read}</p>")
     parts.append(
         _figure(fig_to_data_uri(comparison.plot(), dpi), "A, B aligned to A, absolute difference, and both analyses")
     )

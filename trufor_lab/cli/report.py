@@ -109,5 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not args.quiet:
         print(printable(result.summary()))
+        if comparison is not None and comparison.result_b is not None:
+            print(printable(comparison.result_b.summary()))
         print(f"report written: {out}" + (f" (and {pdf})" if pdf else ""))
     return 0
