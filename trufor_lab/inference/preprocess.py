@@ -78,6 +78,18 @@ def _name_of(src: Any) -> str:
     return f"<{type(src).__name__}>"
 
 
+#: How a viewer shows a picture with each EXIF orientation, against its stored pixels (the maps).
+_SHOWN = {
+    2: "mirrored left-right",
+    3: "turned 180°",
+    4: "mirrored top-bottom",
+    5: "mirrored across its diagonal",
+    6: "turned 90° clockwise",
+    7: "mirrored across its anti-diagonal",
+    8: "turned 90° counter-clockwise",
+}
+
+
 def _tiff_samples(im: Image.Image) -> tuple[bool, bool, bool]:
     """(signed integer samples, white is zero, 32 bits a sample) from a TIFF's tags, read before
     any transpose (which drops them); all False for other formats."""
@@ -346,7 +358,12 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         im = ImageOps.exif_transpose(im)
     if orientation not in (None, 1):  # a viewer shows it turned: say why the maps are not
         notes.append(
-            f"EXIF orientation {orientation} " + ("applied" if exif_transpose else "not applied: analysed as stored")
+            f"EXIF orientation {orientation} "
+            + (
+                "applied"
+                if exif_transpose
+                else f"not applied: analysed as stored (viewers show it {_SHOWN[orientation]})"
+            )
         )
     if deep:
         notes.append("16-bit colour reduced to 8 bits (top byte)")
