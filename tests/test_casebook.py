@@ -389,3 +389,47 @@ def test_casebook_command_keeps_voilas_log_out_of_the_way_and_says_why_it_failed
     assert main(["casebook", "--no-browser", "--port", str(port), "--device=cpu"]) == 4
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "stopped (exit 4): RuntimeError: the kernel died" in err[0], err
+
+
+def test_a_phone_photo_and_its_upright_repost_are_compared_as_viewers_show_them(np_model, tampered2, tmp_path):
+    """A platform turns a phone photo's pixels upright and drops its EXIF orientation: compared
+    on the stored grid the two looked unrelated (B centre-cropped to the wrong aspect)."""
+    stored = tampered2[0:96, 0:128]  # stored landscape, shown portrait (orientation 6)
+    original = tmp_path / "original.jpg"
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(stored).save(original, quality=95, exif=ex)
+    repost = tmp_path / "repost.jpg"
+    Image.fromarray(np.rot90(stored, -1).copy()).save(repost, quality=85)
+    c = compare(original, repost, np_model)
+    assert c.a.shape == (128, 96, 3) and c.b_aligned.shape == c.a.shape
+    assert not any("aspect" in n or "resized" in n for n in c.notes), c.notes
+    assert c.mean_diff < 0.02
+    plain = tl_analyze(np_model, original)
+    assert c.result_a.shown and np.array_equal(c.result_a.noiseprint, np.rot90(plain.noiseprint, -1))
+    assert c.result_b.noiseprint.shape == (128, 96)
+
+
+def tl_analyze(model, image, **kw):
+    from trufor_lab import analyze
+
+    return analyze(model, image, **kw)
+
+
+def test_the_casebook_shows_a_turned_photo_as_viewers_do_with_its_filters(recipe_model, tampered2, tmp_path):
+    stored = tampered2[0:96, 0:128]
+    path = tmp_path / "portrait.jpg"
+    ex = Image.Exif()
+    ex[0x0112] = 8
+    Image.fromarray(stored).save(path, quality=90, exif=ex)
+    cb = Casebook(recipe_model)
+    r = cb.analyze_path(path)
+    plain = tl_analyze(recipe_model, path)
+    assert r.image.shape == (128, 96, 3) and r.score == plain.score
+    assert np.array_equal(r.map, np.rot90(plain.map, 1))
+    assert any("turned 90° counter-clockwise as viewers show it" in n for n in r.notes)
+    assert cb.classic and all(f.map.shape == (128, 96) and f.image.shape == r.image.shape for f in cb.classic.values())
+    from trufor_lab.lab.classic import detect
+
+    ela = detect(path, "ela")  # computed on the stored grid (the JPEG blocks), then turned
+    assert np.array_equal(cb.classic["ela"].map, np.rot90(ela.map, 1))

@@ -491,3 +491,43 @@ def test_whole_image_memory_estimate_is_safe_but_not_wildly_high(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     measured, estimate = map(int, r.stdout.split()[-2:])
     assert measured < estimate < 2.5 * measured, (measured, estimate)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 7])
+def test_exif_transpose_turns_the_outputs_of_the_stored_grid_analysis(recipe_model, tampered2, tmp_path, orientation):
+    from PIL import Image
+
+    from trufor_lab.inference.predict import predict_result
+    from trufor_lab.inference.preprocess import load_image
+
+    path = tmp_path / "turned.jpg"
+    im = Image.fromarray(tampered2[40:136, 16:144])  # 128x96: a wrong turn changes the shape
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, quality=90, exif=exif)
+    stored = tl.analyze(recipe_model, path)
+    shown = tl.analyze(recipe_model, path, exif_transpose=True)
+    turned_pixels = load_image(path, exif_transpose=True).rgb
+    assert shown.image.shape == turned_pixels.shape and np.array_equal(shown.image, turned_pixels)
+    assert shown.score == stored.score  # the network read the same (stored) grid
+    for key in ("map", "conf", "noiseprint"):
+        got, ref = getattr(shown, key), getattr(stored, key)
+        assert got.shape == shown.image.shape[:2]
+        assert np.array_equal(got, np.asarray(turned_like(ref, orientation)))
+    assert any("analysed as stored, then image and maps" in n for n in shown.notes)
+    # turning the pixels first reads a moved JPEG grid: a different answer
+    other = tl.analyze(recipe_model, turned_pixels)
+    assert not np.allclose(other.map, shown.map, atol=1e-5)
+    via_predict = predict_result(recipe_model, path, exif_transpose=True)
+    assert np.array_equal(via_predict.map, shown.map) and via_predict.notes == shown.notes
+
+
+def turned_like(a: np.ndarray, orientation: int) -> np.ndarray:
+    """``a`` turned by Pillow's own EXIF transpose (the reference for the numpy turn)."""
+    from PIL import Image, ImageOps
+
+    im = Image.fromarray(a.astype(np.float32), mode="F")
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.info["exif"] = exif.tobytes()
+    return np.asarray(ImageOps.exif_transpose(im))

@@ -462,3 +462,19 @@ def test_cli_report_compare_says_how_the_other_version_was_read(tmp_path, tamper
     assert "<b>B:</b>" in doc and "converted from CMYK by Pillow" in doc.split("<b>B:</b>")[1].split("</p>")[0]
     assert "earlier.jpg" in cap.out and "converted from CMYK" in cap.out
     assert "Glyph" not in cap.err and "UserWarning" not in cap.err, cap.err
+
+
+def test_cli_report_shows_a_phone_photo_as_viewers_do(tmp_path, tampered2, monkeypatch, capsys):
+    """Maps and picture of a photo with an EXIF orientation are turned as viewers show it; the
+    network read the stored grid (the note says both)."""
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_official"))
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    a = tmp_path / "portrait.jpg"
+    Image.fromarray(tampered2[0:64, 0:96]).save(a, quality=90, exif=ex)
+    out = tmp_path / "r.html"
+    assert main(["report", str(a), "-o", str(out), "--device", "cpu", "--no-demo", "-q"]) == 0
+    doc = out.read_text(encoding="utf-8")
+    assert "EXIF orientation 6: analysed as stored, then image and maps turned 90° clockwise as viewers show it" in doc
+    assert "not applied" not in doc

@@ -200,7 +200,7 @@ class Casebook:
             raise ImageError(str(e).replace("<bytes>", name, 1)) from None
         model = self._ensure_model()
         self._step(2, f"analyzing {name}…")
-        result = analyze(model, source, name=name)
+        result = analyze(model, source, name=name, exif_transpose=True)  # shown as viewers show it
         self._step(3, "reading provenance…")
         try:
             prov = read_provenance(source)
@@ -210,7 +210,7 @@ class Casebook:
         classic = self.classic
         if self.with_classic:
             self._step(4, "classic filters (ELA, noise, JPEG ghosts, double JPEG)…")
-            classic = classic_filters(source)
+            classic = {k: r.as_shown() for k, r in classic_filters(source).items()}
         self._step(4, "drawing figures…")
         # the new case replaces the old one whole, or not at all (a failed drawing keeps the old)
         self._replace_case(result=result, provenance=prov, comparison=None, classic=classic)
@@ -245,7 +245,7 @@ class Casebook:
         model = self._ensure_model()
         if not isinstance(other, Result):
             try:
-                other = analyze(model, other, name=nb)
+                other = analyze(model, other, name=nb, exif_transpose=True)
             except ImageError as e:
                 raise ImageError(str(e).replace("<bytes>", nb, 1)) from None
         self._replace_case(comparison=compare(self.result, other, names=(self.result.name, nb)))

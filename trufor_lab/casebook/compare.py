@@ -167,10 +167,12 @@ class Comparison:
 
 
 def _as_image(x: Any) -> tuple[np.ndarray, str, Result | None]:
+    """Pixels as viewers show them (EXIF orientation applied), a name, and the Result if given."""
     if isinstance(x, Result):
-        return x.image, x.name or "image", x
+        r = x.as_shown()
+        return r.image, r.name or "image", r
     name = os.fspath(x) if isinstance(x, (str, os.PathLike)) else ""
-    loaded = load_image(x)
+    loaded = load_image(x, exif_transpose=True)
     return loaded.rgb, name or loaded.name, None
 
 
@@ -184,6 +186,9 @@ def compare(
 ) -> Comparison:
     """Compare two versions of one picture (e.g. an earlier post and the viral one).
 
+    Both are compared as viewers show them (a platform that re-encodes a phone photo usually
+    turns its pixels upright and drops the EXIF orientation): images and maps are turned by
+    their EXIF orientation, the analyses having read the stored grids (:meth:`Result.as_shown`).
     B is aligned to A: resized to A's size when the aspect ratios match (else centre-cropped to
     A's aspect first, with a note), then translated by phase correlation when that is reliable.
     Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
@@ -194,8 +199,8 @@ def compare(
     if names:
         na, nb = names
     if model is not None:
-        ra = analyze(model, ia, name=na) if ra is None else ra
-        rb = analyze(model, ib, name=nb) if rb is None else rb
+        ra = analyze(model, a, name=na, exif_transpose=True) if ra is None else ra
+        rb = analyze(model, b, name=nb, exif_transpose=True) if rb is None else rb
     ha, wa = ia.shape[:2]
     hb, wb = ib.shape[:2]
     notes: list[str] = []

@@ -86,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     try:
-        result = analyze(model, args.image, name=display_name(args.image))
+        result = analyze(model, args.image, name=display_name(args.image), exif_transpose=True)
         comparison = None
         if args.compare:
-            other = analyze(model, args.compare, name=display_name(args.compare))
+            other = analyze(model, args.compare, name=display_name(args.compare), exif_transpose=True)
             comparison = compare(result, other)
     except ImageError as e:
         error(str(e))

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
+import numpy as np
 from PIL import Image
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "png_rows_missing",
     "stored_pixels",
     "stored_size",
+    "turn_as_shown",
     "undo_loader_turn",
 ]
 
@@ -79,6 +81,23 @@ def orientation_tag(im: Image.Image) -> tuple[Any, int | None]:
     before the pixels load (Pillow's TIFF loader then turns them and drops the tag)."""
     raw = exif_orientation(im)
     return raw, raw if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 8 else None
+
+
+def turn_as_shown(a: np.ndarray, orientation: int | None) -> np.ndarray:
+    """An ``(H, W, ...)`` array on a file's stored grid, turned the way viewers show the file
+    with this EXIF ``orientation`` (what ``ImageOps.exif_transpose`` does to its pixels)."""
+    if orientation in (None, 1):
+        return a
+    turn = {
+        2: lambda b: b[:, ::-1],
+        3: lambda b: b[::-1, ::-1],
+        4: lambda b: b[::-1],
+        5: lambda b: b.swapaxes(0, 1),
+        6: lambda b: np.rot90(b, -1),
+        7: lambda b: np.rot90(b, 2).swapaxes(0, 1),
+        8: lambda b: np.rot90(b, 1),
+    }[orientation]
+    return np.ascontiguousarray(turn(a))
 
 
 def undo_loader_turn(im: Image.Image, orientation: int | None) -> tuple[Image.Image, bool]:

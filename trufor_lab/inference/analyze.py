@@ -41,6 +41,11 @@ def analyze(
     ``capture`` names layers of the catalog (see :func:`trufor_lab.list_layers`) to record
     during the same forward pass; they land in ``Result.captures``.
 
+    ``exif_transpose=True``: image and maps are turned the way viewers show a file with an EXIF
+    orientation; the network still reads the stored grid (turning first would move the 8x8 JPEG
+    grid that Noiseprint++ reads), so the score is the stored analysis's. Captures stay on the
+    stored grid.
+
     ``lean``: run the memory-lean exact forward (:mod:`trufor_lab.model.lean`; same answer
     within float32 rounding, bounded memory). ``None`` (default): only when the plain forward
     would not fit in free memory, e.g. a 12-24 MP photo; ``Result.notes`` then says so. Layer
@@ -53,7 +58,7 @@ def analyze(
     float32 tolerances, faster); a model with hooks or interventions runs the plain module forward,
     where every hook fires.
     """
-    loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
+    loaded, x = prepare_input(model, image)
     if model.training:
         warnings.warn("model is in training mode; analyze() expects model.eval()", stacklevel=2)
     known = isinstance(model, (TruFor, Noiseprint))
@@ -100,7 +105,8 @@ def analyze(
         else:
             out = model(x)  # hooks or interventions act on the modules: run every one of them
     loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
-    return make_result(model, loaded, out, name=name, captures=captures)
+    result = make_result(model, loaded, out, name=name, captures=captures)
+    return result.as_shown() if exif_transpose else result
 
 
 __all__ = ["Result", "analyze", "make_result", "prepare_input"]

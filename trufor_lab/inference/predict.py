@@ -433,5 +433,6 @@ def predict_result(
     exif_transpose: bool = False,
 ) -> Result:
     """Like :func:`trufor_lab.inference.analyze.analyze`, through :func:`predict` (exact and memory-lean by default)."""
-    loaded, x = prepare_input(model, image, exif_transpose=exif_transpose)
-    return make_result(model, loaded, predict(model, x, mode), name=name)
+    loaded, x = prepare_input(model, image)
+    result = make_result(model, loaded, predict(model, x, mode), name=name)
+    return result.as_shown() if exif_transpose else result

@@ -20,8 +20,10 @@ How PIL modes become RGB (one policy, stated once):
 - Animated or multi-page files: the first frame.
 - EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
   like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
-  ``exif_transpose=True`` rotates/flips first; the orientation tag is always reported (an
-  invalid one is ignored, and said). Pillow turns TIFF images on loading: that is undone.
+  ``load_image(..., exif_transpose=True)`` rotates/flips the pixels (for display); the
+  analyses (``analyze``, ``predict_result``) instead read the stored grid and turn their outputs
+  (``Result.as_shown``). The orientation tag is always reported (an invalid one is ignored,
+  and said). Pillow turns TIFF images on loading: that is undone.
 - PNG chunk checksums are verified (a corrupted PNG is refused, not analysed).
 
 Bad input raises :class:`ImageError` with one line naming the file and the reason.
@@ -88,6 +90,20 @@ _SHOWN = {
     7: "mirrored across its anti-diagonal",
     8: "turned 90° counter-clockwise",
 }
+
+
+def orientation_note(orientation: int, how: str) -> str:
+    """The note for an EXIF ``orientation`` (2-8) whose pixels were ``how``: ``"applied"`` (turned
+    before anything read them), ``"stored"`` (analysed as stored) or ``"shown"`` (analysed as
+    stored, outputs turned after)."""
+    if how == "applied":
+        return f"EXIF orientation {orientation} applied"
+    if how == "stored":
+        return f"EXIF orientation {orientation} not applied: analysed as stored (viewers show it {_SHOWN[orientation]})"
+    return (
+        f"EXIF orientation {orientation}: analysed as stored, then image and maps "
+        f"{_SHOWN[orientation]} as viewers show it"
+    )
 
 
 def _tiff_samples(im: Image.Image) -> tuple[bool, bool, bool]:
@@ -357,14 +373,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     elif orientation not in (None, 1) and not turned:
         im = ImageOps.exif_transpose(im)
     if orientation not in (None, 1):  # a viewer shows it turned: say why the maps are not
-        notes.append(
-            f"EXIF orientation {orientation} "
-            + (
-                "applied"
-                if exif_transpose
-                else f"not applied: analysed as stored (viewers show it {_SHOWN[orientation]})"
-            )
-        )
+        notes.append(orientation_note(orientation, "applied" if exif_transpose else "stored"))
     if deep:
         notes.append("16-bit colour reduced to 8 bits (top byte)")
     rgb, more = _pil_to_rgb(im, name, signed, white_is_zero, wide)

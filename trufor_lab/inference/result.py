@@ -12,7 +12,7 @@ import html
 import io
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.common.files import atomic_savez
+from trufor_lab.common.image_files import turn_as_shown
 from trufor_lab.inference.load import is_full_model, model_notice
 from trufor_lab.inference.preprocess import (
     MAX_PIXELS,
@@ -29,6 +30,7 @@ from trufor_lab.inference.preprocess import (
     ImageLike,
     LoadedImage,
     load_image,
+    orientation_note,
     to_tensor,
 )
 from trufor_lab.inference.weights import WeightsInfo
@@ -72,6 +74,7 @@ class Result:
     notes: tuple[str, ...] = ()
     captures: dict[str, Any] = field(default_factory=dict)
     label: str | None = None  # e.g. the ablation or perturbation that produced it
+    shown: bool = False  # image and maps turned as viewers show the file (see as_shown)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -81,6 +84,33 @@ class Result:
     @property
     def has_localization(self) -> bool:
         return self.map is not None
+
+    def as_shown(self) -> Result:
+        """This result with image and maps turned the way viewers show the file (its EXIF
+        orientation). The network read the stored grid (turning the pixels first would move the
+        8x8 JPEG grid that Noiseprint++ reads, and change the answer), so the score is the same;
+        captures stay on the stored grid. Itself when there is nothing to turn.
+
+        >>> r = tl.analyze(model, "portrait.jpg").as_shown()   # == analyze(..., exif_transpose=True)
+        """
+        o = self.exif_orientation
+        if self.shown or o in (None, 1):
+            return self
+        before, after = orientation_note(o, "stored"), orientation_note(o, "shown")
+        notes = tuple(after if n == before else n for n in self.notes)
+        if after not in notes:
+            notes = (*notes, after)
+        if self.captures:
+            notes = (*notes, "captures are on the stored grid (not turned)")
+        return replace(
+            self,
+            image=turn_as_shown(self.image, o),
+            noiseprint=turn_as_shown(self.noiseprint, o),
+            map=None if self.map is None else turn_as_shown(self.map, o),
+            conf=None if self.conf is None else turn_as_shown(self.conf, o),
+            notes=notes,
+            shown=True,
+        )
 
     # -- the official npz format ------------------------------------------------------------
     def official_dict(self, save_noiseprint: bool = False) -> dict[str, Any]:
@@ -253,11 +283,10 @@ def _content_problem(npz_path: str | os.PathLike, shape: tuple[int, int] | None)
     return None
 
 
-def prepare_input(
-    model: nn.Module, image: ImageLike, *, exif_transpose: bool = False
-) -> tuple[LoadedImage, torch.Tensor]:
-    """Read ``image`` and make the model's input (RGB / 256 on its device and dtype)."""
-    loaded = load_image(image, exif_transpose=exif_transpose)
+def prepare_input(model: nn.Module, image: ImageLike) -> tuple[LoadedImage, torch.Tensor]:
+    """Read ``image`` on its stored grid and make the model's input (RGB / 256 on its device
+    and dtype)."""
+    loaded = load_image(image)
     h, w = loaded.rgb.shape[:2]
     if is_full_model(model) and min(h, w) < MIN_TRUFOR_SIDE:
         raise ImageError(

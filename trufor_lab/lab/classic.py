@@ -55,6 +55,7 @@ class Source:
     qtable: np.ndarray | None = None  # luma quantization table (8x8, natural order)
     quality: int | None = None  # nearest IJG quality of the file's tables
     notes: tuple[str, ...] = ()
+    orientation: int | None = None  # EXIF orientation (pixels are as stored; see Result.as_shown)
 
     @property
     def is_jpeg(self) -> bool:
@@ -127,7 +128,7 @@ def read_source(image: ImageLike | Source) -> Source:
             qtable = tables[min(tables)].astype(np.float64)
             est = estimate_quality(io.BytesIO(data) if data is not None else src)
             quality = None if est is None else est.quality
-    return Source(loaded.rgb, name, qtable, quality, loaded.notes)
+    return Source(loaded.rgb, name, qtable, quality, loaded.notes, loaded.exif_orientation)
 
 
 # ------------------------------------------------------------------------- adapters
@@ -282,6 +283,7 @@ def not_applicable(
         score=None,
         name=name or src.name,
         notice=msg,
+        exif_orientation=src.orientation,
         notes=(*src.notes, msg),
         captures={"method": method, "applicable": False, "shown": shown},
         label=f"classic:{method}",
@@ -348,6 +350,7 @@ def detect(
         conf=np.ones((h, w), np.float32),
         score=score,
         name=name or src.name,
+        exif_orientation=src.orientation,
         notes=tuple(notes),
         captures=captures,
         label=label,
