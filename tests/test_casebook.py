@@ -408,6 +408,11 @@ def test_a_phone_photo_and_its_upright_repost_are_compared_as_viewers_show_them(
     plain = tl_analyze(np_model, original)
     assert c.result_a.shown and np.array_equal(c.result_a.noiseprint, np.rot90(plain.noiseprint, -1))
     assert c.result_b.noiseprint.shape == (128, 96)
+    from trufor_lab.lab.classic import detect
+
+    on_stored = detect(original, "noiseprint", noiseprint=plain)
+    given_shown = detect(original, "noiseprint", noiseprint=c.result_a)  # turned back to the stored grid
+    assert np.array_equal(given_shown.map, on_stored.map)
 
 
 def tl_analyze(model, image, **kw):

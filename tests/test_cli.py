@@ -44,7 +44,8 @@ def test_folder_input_writes_official_npz_with_relative_names(tmp_path, with_wei
         "trufor_lab_input_sha256",
         "trufor_lab_weights_sha256",
         "trufor_lab_computed",
-    }  # official keys + what it was made from, and how
+        "trufor_lab_summary",
+    }  # official keys + what it was made from, and how (and what it said)
     assert str(d["trufor_lab_computed"]) == "exact float32"
     assert d["map"].shape == (48, 56) and d["map"].dtype == np.float32
     assert tuple(d["imgsize"]) == (48, 56) and 0 <= float(d["score"]) <= 1
@@ -63,6 +64,33 @@ def test_single_input_may_name_the_npz_and_existing_outputs_are_skipped(tmp_path
     assert "0 analyzed, 1 skipped" in capsys.readouterr().out
     assert main(["analyze", str(img), "-o", str(out), "-q", "--overwrite"]) == 0
     assert out.stat().st_mtime_ns != mtime
+
+
+def test_a_reused_output_says_again_what_it_said(tmp_path, with_weights, capsys):
+    """On a rerun, a reused output printed nothing: the orientation note (and the score) showed
+    only on the first run."""
+    from PIL import Image
+
+    img = tmp_path / "portrait.jpg"
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 56, 3), dtype=np.uint8)).save(img, exif=ex)
+    out = tmp_path / "res"
+    assert main(["analyze", str(img), "-o", str(out)]) == 0
+    first = [ln for ln in capsys.readouterr().out.splitlines() if "portrait.jpg" in ln]
+    assert len(first) == 1 and "score" in first[0] and "EXIF orientation 6 not applied" in first[0]
+    assert main(["analyze", str(img), "-o", str(out)]) == 0
+    cap = capsys.readouterr()
+    again = cap.out.splitlines()
+    assert first[0] + " (output exists)" in again and "0 analyzed, 1 skipped (output exists), 0 failed" in again
+    assert "these results were made with custom weights" in cap.err  # no model loaded: the caveat still
+    assert main(["analyze", str(img), "-o", str(out), "-q"]) == 0
+    assert "portrait.jpg" not in capsys.readouterr().out
+    copy = tmp_path / "copy.jpg"  # the same bytes: the output is reused, under the name asked for
+    copy.write_bytes(img.read_bytes())
+    assert main(["analyze", str(copy), "-o", str(out / "portrait.jpg.npz")]) == 0
+    said = capsys.readouterr().out.splitlines()[0]
+    assert said == first[0].replace(str(img), str(copy)) + " (output exists)"
 
 
 def test_glob_input_keeps_paths_relative_to_the_pattern_base(tmp_path, with_weights):
@@ -106,7 +134,12 @@ def test_without_checkpoint_the_main_job_uses_the_demo_model_and_says_so(tmp_pat
     assert len(notes) == 1 and "Demo weights" in notes[0] and "weights download" in notes[0]
     assert "tampered2.png: score" in cap.out
     d = np.load(out / "tampered2.png.npz")
-    assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256", "trufor_lab_computed"} == {
+    assert set(d.files) - {
+        "trufor_lab_input_sha256",
+        "trufor_lab_weights_sha256",
+        "trufor_lab_computed",
+        "trufor_lab_summary",
+    } == {
         "map",
         "conf",
         "score",
@@ -126,7 +159,7 @@ def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(
     notes = [ln for ln in cap.err.splitlines() if ln.startswith("note:")]
     assert len(notes) == 1 and "official TruFor checkpoint" in notes[0] and "weights download" in notes[0]
     d = np.load(out / "tampered2.png.npz")
-    made = {"trufor_lab_input_sha256", "trufor_lab_weights_sha256", "trufor_lab_computed"}
+    made = {"trufor_lab_input_sha256", "trufor_lab_weights_sha256", "trufor_lab_computed", "trufor_lab_summary"}
     assert set(d.files) - made == {"imgsize", "np++"}
 
 

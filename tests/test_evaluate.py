@@ -71,7 +71,12 @@ def test_rows_structure_and_values(first_run, make_folder_dataset):
         npz = Path(r["npz"])
         assert npz == out / "images" / (name + ".npz") == output_path(out, ds, ds[[s.id for s in ds].index(name)])
         d = np.load(npz)
-        assert set(d.files) - {"trufor_lab_input_sha256", "trufor_lab_weights_sha256", "trufor_lab_computed"} == {
+        assert set(d.files) - {
+            "trufor_lab_input_sha256",
+            "trufor_lab_weights_sha256",
+            "trufor_lab_computed",
+            "trufor_lab_summary",
+        } == {
             "map",
             "conf",
             "score",
@@ -192,6 +197,7 @@ def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recip
         "trufor_lab_input_sha256",
         "trufor_lab_weights_sha256",
         "trufor_lab_computed",
+        "trufor_lab_summary",
     }
     one = Dataset(ds.name, ds.root, ds[:1], ds.convention)
     fn = Counting()

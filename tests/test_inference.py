@@ -520,6 +520,37 @@ def test_exif_transpose_turns_the_outputs_of_the_stored_grid_analysis(recipe_mod
     assert not np.allclose(other.map, shown.map, atol=1e-5)
     via_predict = predict_result(recipe_model, path, exif_transpose=True)
     assert np.array_equal(via_predict.map, shown.map) and via_predict.notes == shown.notes
+    assert shown.as_shown() is shown
+    # pixels turned on loading are analysed turned, and never turned again
+    from trufor_lab.inference.result import make_result
+
+    loaded = load_image(path, exif_transpose=True)
+    with torch.no_grad():
+        pre = make_result(recipe_model, loaded, recipe_model(to_tensor(loaded.rgb)))
+    assert pre.shown and pre.as_shown() is pre and pre.map.shape == shown.map.shape
+    if shown.size != stored.size:
+        with pytest.raises(ValueError, match="turned as viewers show the file"):
+            shown.plot(mask=np.zeros(stored.size))  # a stored-grid mask on a turned result
+    # an output with turned maps is never reused as one on the stored grid
+    from trufor_lab.inference.result import reuse_problem
+
+    shown.save_npz(tmp_path / "shown.npz", input_sha256="abc", computed="exact float32")
+    assert "turned as viewers show" in reuse_problem(tmp_path / "shown.npz", "abc", None, (), "exact float32")
+    stored.save_npz(tmp_path / "stored.npz", input_sha256="abc", computed="exact float32")
+    assert reuse_problem(tmp_path / "stored.npz", "abc", None, (), "exact float32") is None
+
+
+def test_a_result_without_confidence_summarises_and_saves(tmp_path, small_image):
+    r = tl.Result(
+        image=small_image,
+        noiseprint=np.zeros(small_image.shape[:2], np.float32),
+        map=np.zeros(small_image.shape[:2], np.float32),
+        score=0.25,
+        name="x",
+    )
+    assert r.summary() == "x: score 0.250, map max 0.000"
+    r.save_npz(tmp_path / "x.npz")
+    assert float(np.load(tmp_path / "x.npz")["score"]) == 0.25
 
 
 def turned_like(a: np.ndarray, orientation: int) -> np.ndarray:

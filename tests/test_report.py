@@ -478,3 +478,11 @@ def test_cli_report_shows_a_phone_photo_as_viewers_do(tmp_path, tampered2, monke
     doc = out.read_text(encoding="utf-8")
     assert "EXIF orientation 6: analysed as stored, then image and maps turned 90° clockwise as viewers show it" in doc
     assert "not applied" not in doc
+    import trufor_lab.casebook.report as R
+
+    pages: list[str] = []
+    real = R._text_pages
+    monkeypatch.setattr(R, "_text_pages", lambda lines: pages.extend(lines) or real(lines))
+    assert main(["report", str(a), "-o", str(tmp_path / "r2.html"), "--pdf", "--device", "cpu", "--no-demo", "-q"]) == 0
+    text = " ".join(pages)  # the PDF says how the input was read (its figures are turned)
+    assert "How the input was read: EXIF orientation 6: analysed as stored" in text

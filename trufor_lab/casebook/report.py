@@ -506,6 +506,11 @@ def save_pdf(
     if result.notice:
         lines += wrap("Notice: " + result.notice) + [""]
     lines += wrap("Reading: " + plain_reading(result)) + [""]
+    for who, r in (("", result), ("B: ", comparison.result_b if comparison is not None else None)):
+        if r is not None and r.notes:  # how each was read (an orientation turned, a CMYK conversion)
+            lines += wrap(f"{who}How the input was read: " + "; ".join(r.notes)) + [""]
+    if comparison is not None and comparison.notes:
+        lines += wrap("Comparison: " + "; ".join(comparison.notes)) + [""]
     lines += [f"{k}: {v}" for k, v in numbers_rows(result)]
     lines += wrap(weights_line(result.weights)) + ["", "Provenance"]
     if provenance is not None:

@@ -14,10 +14,10 @@ from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
+from trufor_lab.inference.result import computed_label, foreign_output, recorded_summary, reuse_problem
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable, weights_note
 
 
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -87,10 +87,15 @@ def run(args: argparse.Namespace) -> int:
             why = reuse_problem(out, digest, weights_digest, ("np++",) if args.save_noiseprint else (), computed)
             if why is None:
                 skipped += 1
+                if not args.quiet:  # what it said (its score, how the input was read) still holds
+                    said = recorded_summary(out)
+                    print(printable(f"{path}: {said} (output exists)" if said else f"{path}: output exists"))
                 continue
             note(f"{out}: {why}; recomputing")
         todo.append((path, out, digest))
     done = 0
+    if skipped and not todo:  # no model loads to say what the reused numbers were made with
+        weights_note(args.weights)
     if todo:
         try:
             model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)

@@ -29,6 +29,7 @@ __all__ = [
     "stored_pixels",
     "stored_size",
     "turn_as_shown",
+    "turn_to_stored",
     "undo_loader_turn",
 ]
 
@@ -98,6 +99,12 @@ def turn_as_shown(a: np.ndarray, orientation: int | None) -> np.ndarray:
         8: lambda b: np.rot90(b, 1),
     }[orientation]
     return np.ascontiguousarray(turn(a))
+
+
+def turn_to_stored(a: np.ndarray, orientation: int | None) -> np.ndarray:
+    """The inverse of :func:`turn_as_shown`: an array as viewers show the file, back on its
+    stored grid."""
+    return turn_as_shown(a, {6: 8, 8: 6}.get(orientation, orientation))  # the others undo themselves
 
 
 def undo_loader_turn(im: Image.Image, orientation: int | None) -> tuple[Image.Image, bool]:

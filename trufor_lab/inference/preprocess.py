@@ -70,6 +70,7 @@ class LoadedImage:
     source_mode: str | None = None
     exif_orientation: int | None = None
     notes: tuple[str, ...] = ()
+    turned: bool = False  # ``rgb`` is turned as viewers show the file (``exif_transpose=True``)
 
 
 def _name_of(src: Any) -> str:
@@ -379,7 +380,8 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     rgb, more = _pil_to_rgb(im, name, signed, white_is_zero, wide)
     if n_frames > 1:
         more.insert(0, f"frame {frame + 1} of {n_frames}" if frame else f"first of {n_frames} frames")
-    return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more))
+    applied = exif_transpose and orientation not in (None, 1)
+    return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more), applied)
 
 
 def to_tensor(

@@ -43,6 +43,12 @@ INPUT_SHA256_KEY = "trufor_lab_input_sha256"
 WEIGHTS_SHA256_KEY = "trufor_lab_weights_sha256"
 #: How the maps were computed (e.g. ``"exact float32"``): an output computed otherwise is not reused.
 COMPUTED_KEY = "trufor_lab_computed"
+#: The result's one-line summary after the name (score, how the input was read): said again
+#: when the output is reused.
+SUMMARY_KEY = "trufor_lab_summary"
+#: Present (the EXIF orientation) when the maps were turned as viewers show the file
+#: (:meth:`Result.as_shown`) rather than kept on the stored grid.
+SHOWN_KEY = "trufor_lab_shown_orientation"
 
 
 def computed_label(mode: str, precision: str | torch.dtype) -> str:
@@ -100,7 +106,7 @@ class Result:
         notes = tuple(after if n == before else n for n in self.notes)
         if after not in notes:
             notes = (*notes, after)
-        if self.captures:
+        if any(isinstance(v, (np.ndarray, torch.Tensor)) for v in self.captures.values()):
             notes = (*notes, "captures are on the stored grid (not turned)")
         return replace(
             self,
@@ -142,27 +148,37 @@ class Result:
             arrays[INPUT_SHA256_KEY] = np.str_(input_sha256)
         if computed:
             arrays[COMPUTED_KEY] = np.str_(computed)
+        arrays[SUMMARY_KEY] = np.str_(self._said()[:1000])  # the name is the reader's to give
+        if self.shown:  # not the stored grid that outputs are on: never reused as one
+            arrays[SHOWN_KEY] = np.int64(self.exif_orientation or 0)
         if self.weights is not None and self.weights.sha256 not in ("", "-"):
             arrays[WEIGHTS_SHA256_KEY] = np.str_(self.weights.sha256)
         atomic_savez(path, arrays)
 
     # -- display ----------------------------------------------------------------------------
     def plot(self, mask: np.ndarray | None = None, fig=None):
-        """Image, (mask), Noiseprint++, localization map, confidence, overlay; returns the Figure."""
+        """Image, (mask), Noiseprint++, localization map, confidence, overlay; returns the Figure.
+        ``mask`` is on the result's grid (for a result turned :meth:`as_shown`, turn the mask too:
+        ``turn_as_shown(mask, r.exif_orientation)``)."""
+        if mask is not None and np.shape(mask)[:2] != self.size:
+            turned = " (this result is turned as viewers show the file)" if self.shown else ""
+            raise ValueError(f"{self.name or 'image'}: mask is {np.shape(mask)[:2]}, the result {self.size}{turned}")
         return plot_result(self, mask=mask, fig=fig)
 
     def summary(self) -> str:
         """One line for logs and tables; how the input was read (``notes``) in brackets."""
+        return f"{self.name or 'image'}: {self._said()}"
+
+    def _said(self) -> str:
+        """The summary after the name."""
         said = f" [{'; '.join(self.notes)}]" if self.notes else ""
         if self.map is None:
-            return f"{self.name or 'image'}: Noiseprint++ only ({self.size[1]}x{self.size[0]}){said}"
+            return f"Noiseprint++ only ({self.size[1]}x{self.size[0]}){said}"
+        conf = "" if self.conf is None else f", mean confidence {float(self.conf.mean()):.3f}"
         if self.score is None:  # e.g. a classic detector that defines no global score
             what = f" ({self.label})" if self.label else ""
-            return f"{self.name or 'image'}: no global score{what}, map max {float(self.map.max()):.3f}{said}"
-        return (
-            f"{self.name or 'image'}: score {self.score:.3f}, map max {float(self.map.max()):.3f}, "
-            f"mean confidence {float(self.conf.mean()):.3f}{said}"
-        )
+            return f"no global score{what}, map max {float(self.map.max()):.3f}{conf}{said}"
+        return f"score {self.score:.3f}, map max {float(self.map.max()):.3f}{conf}{said}"
 
     def _repr_html_(self) -> str:
         fig = self.plot()
@@ -178,6 +194,19 @@ class Result:
             else ""
         )
         return f'{banner}<div><b>{html.escape(self.summary())}</b></div><img src="data:image/png;base64,{img}"/>'
+
+
+def recorded_summary(npz_path: str | os.PathLike) -> str | None:
+    """The summary an output recorded when it was written (``None`` for older or foreign files;
+    the file is untrusted: nothing in it can raise)."""
+    try:
+        with np.load(npz_path, allow_pickle=False) as d:
+            if SUMMARY_KEY in d.files and _small(d.zip, SUMMARY_KEY):
+                v = d[SUMMARY_KEY]
+                return str(v) if v.dtype.kind == "U" and v.ndim == 0 else None
+    except Exception:  # noqa: BLE001 - untrusted file
+        return None
+    return None
 
 
 def foreign_output(npz_path: str | os.PathLike) -> bool:
@@ -208,6 +237,7 @@ def reuse_problem(
             keys = (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY)
             rec = {k: str(d[k]) for k in keys if k in d.files and _small(d.zip, k)}
             missing = [k for k in needs if k not in d.files]
+            shown = SHOWN_KEY in d.files
     except Exception as e:  # noqa: BLE001 - an output file is untrusted: any failure means "recompute"
         return f"existing output unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})"
     if INPUT_SHA256_KEY not in rec:
@@ -224,6 +254,8 @@ def reuse_problem(
         return f"existing output {was} (now {computed})"
     if missing:
         return f"existing output lacks {', '.join(missing)}"
+    if shown:
+        return "existing output's maps are turned as viewers show the file, not on its stored grid"
     return _content_problem(npz_path, shape)
 
 
@@ -318,6 +350,7 @@ def make_result(
         weights=getattr(model, "weights_info", None),
         notice=model_notice(model),
         exif_orientation=loaded.exif_orientation,
+        shown=loaded.turned,  # load_image(exif_transpose=True): analysed turned, never turned again
         notes=loaded.notes,
         captures=captures or {},
     )

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from trufor_lab.common.image_files import turn_to_stored
 from trufor_lab.inference.result import Result
 from trufor_lab.forensics.jpeg import estimate_quality, quantization_tables
 from trufor_lab.lab import classic_jpeg as J
@@ -165,8 +166,12 @@ def _dq_nonaligned(s: Source, **kw: Any) -> J.Output:
 def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model: Any = None, **kw: Any) -> J.Output:
     """Reuse a given Noiseprint++ map (or a Result's), else compute it with ``model`` (default:
     :func:`trufor_lab.load_noiseprint` on the CPU)."""
-    if isinstance(noiseprint, Result):
-        noiseprint = noiseprint.noiseprint
+    if isinstance(noiseprint, Result):  # its map on the grid the detector reads (the stored one)
+        noiseprint = (
+            turn_to_stored(noiseprint.noiseprint, noiseprint.exif_orientation)
+            if noiseprint.shown
+            else noiseprint.noiseprint
+        )
     if noiseprint is None:
         net = model if model is not None else load_noiseprint(device="cpu")
         p = next(net.parameters())
