@@ -421,6 +421,30 @@ def test_a_text_bomb_after_the_pixels_is_noted_and_the_pixels_kept(tmp_path):
     assert len(got.notes) == 1 and got.notes[0].startswith("a PNG chunk after the image data could not be read (")
 
 
+@pytest.mark.parametrize("kind", [b"zTXt", b"iTXt"])
+def test_a_text_bomb_before_the_pixels_does_not_keep_them_from_analysis(tmp_path, kind):
+    """A compressed text chunk before IDAT that inflates beyond Pillow's limit made the whole
+    file unreadable: a forger could make a picture un-analysable with a metadata bomb."""
+    import zlib
+
+    buf = io.BytesIO()
+    a = _rgb(32, 40)
+    ex = Image.Exif()
+    ex[0x0112] = 3  # other chunks (eXIf) are kept
+    Image.fromarray(a).save(buf, "PNG", exif=ex)
+    data = buf.getvalue()
+    start = data.index(b"IDAT") - 4
+    head = b"Comment\x00\x00" if kind == b"zTXt" else b"XML:com.adobe.xmp\x00\x01\x00\x00\x00"
+    bomb = _png_chunk(kind, head + zlib.compress(b"A" * (8 << 20)))
+    (tmp_path / "bomb.png").write_bytes(data[:start] + bomb + data[start:])
+    with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"):
+        Image.open(tmp_path / "bomb.png")  # what Pillow does with it
+    for src in (tmp_path / "bomb.png", (tmp_path / "bomb.png").read_bytes()):
+        got = load_image(src)
+        assert np.array_equal(got.rgb, a) and got.exif_orientation == 3
+        assert got.notes[-1] == "PNG text metadata ignored: it inflates beyond the safe limit"
+
+
 def test_png_pixel_data_that_ends_early_is_refused_not_padded_black(tmp_path):
     """Image data that inflates to half the rows, every checksum valid: Pillow left the missing
     rows black and the image was analysed so. Interlaced (Adam7) sizes count right."""

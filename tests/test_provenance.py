@@ -534,6 +534,20 @@ def test_a_ztxt_bomb_after_the_pixels_is_a_problem_not_a_crash(tmp_path) -> None
     assert ("Problems", "problem", problem) in p.rows()
 
 
+def test_a_text_bomb_before_the_pixels_is_a_warning_sign_not_an_unreadable_file(tmp_path) -> None:
+    """Before IDAT, Pillow refuses to open the file at all: provenance (and the report) said the
+    image was unreadable; now its pixels are read, the chunk is not, and the signs say why."""
+    png = _save(_pattern(8, 8), "PNG")
+    bomb = zlib.compress(b"A" * (2 * PngImagePlugin.MAX_TEXT_CHUNK))
+    idat = png.index(b"IDAT") - 4
+    data = png[:idat] + _png_chunk(b"zTXt", b"Comment\x00\x00" + bomb) + png[idat:]
+    p = read_provenance(_write(tmp_path, "bomb.png", data))
+    assert p.png_text_bomb and p.size == (8, 8) and p.sha256 == hashlib.sha256(data).hexdigest()
+    assert not any("could not be fully decoded" in x for x in p.problems), p.problems
+    codes = {s.code: s.severity for s in p.signs}
+    assert codes.get("metadata_bomb") == "warning" and "no_metadata" not in codes
+
+
 def test_table_and_signs_give_the_same_quality_for_mixed_luma_and_chroma(tmp_path) -> None:
     """cjpeg -quality 90,60: the table said quality 60, not standard, while the signs said
     standard libjpeg tables at quality 90 (chroma 60)."""

@@ -26,6 +26,7 @@ __all__ = [
     "open_image",
     "orientation_tag",
     "png_rows_missing",
+    "png_without_text",
     "stored_pixels",
     "stored_size",
     "turn_as_shown",
@@ -142,6 +143,21 @@ def load_stored(source: str | os.PathLike | IO[bytes], frame: int = 0) -> Image.
 #: Adam7's passes: (x0, y0, dx, dy).
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def png_without_text(data: bytes) -> bytes:
+    """A PNG's bytes without its text chunks (tEXt, zTXt, iTXt), every other chunk as it was
+    (each carries its own checksum). Anything that is not a PNG is returned unchanged."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return data
+    out, pos = [data[:8]], 8
+    while pos + 8 <= len(data):
+        end = pos + 12 + int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
+            out.append(data[pos:end])
+        pos = end
+    out.append(data[pos:])  # a trailing fragment, for Pillow to judge
+    return b"".join(out)
 
 
 def png_rows_missing(data: bytes) -> int:

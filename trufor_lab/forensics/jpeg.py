@@ -21,7 +21,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from trufor_lab.common.image_files import image_formats
+from trufor_lab.common.image_files import image_formats, png_without_text
 from trufor_lab.forensics.ijg import IJG_CHROMINANCE, IJG_LUMINANCE, ZIGZAG, ijg_scale, ijg_stack, ijg_table
 
 #: What Pillow raises on a mangled file or metadata block (seen on truncated and fuzzed files):
@@ -135,6 +135,10 @@ def _read_source(source: Source) -> tuple[str, str | None, bytes | None, Image.I
     raise ValueError(f"{name}: unsupported source type {type(source).__name__}")
 
 
+def _open_bytes(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data), formats=image_formats())  # no EPS: it would run Ghostscript
+
+
 def open_source(source: Source) -> OpenedSource:
     """Resolve ``source`` and open it with PIL (lazily: pixels are not decoded)."""
     name, path, data, image = _read_source(source)
@@ -146,7 +150,15 @@ def open_source(source: Source) -> OpenedSource:
         with warnings.catch_warnings(record=True) as ws:
             warnings.simplefilter("always")
             try:
-                image = Image.open(io.BytesIO(data), formats=image_formats())  # no EPS: it would run Ghostscript
+                try:
+                    image = _open_bytes(data)
+                except ValueError as e:  # a text chunk before the pixels inflates beyond Pillow's limit
+                    if "MAX_TEXT_CHUNK" not in str(e):
+                        raise
+                    image = _open_bytes(png_without_text(data))
+                    warnings.warn(
+                        "PNG text metadata not read: it inflates beyond the safe limit (a decompression bomb?)"
+                    )
             except UnidentifiedImageError:
                 raise ValueError(f"{name}: not a recognised image file") from None
             except Image.DecompressionBombError as e:

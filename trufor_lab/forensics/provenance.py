@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
+from trufor_lab.common.image_files import png_without_text
 from trufor_lab.common.imaging import resize
 from trufor_lab.forensics import jpeg
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
@@ -164,6 +165,7 @@ class Provenance:
     icc_profile_present: bool = False
     icc_description: str | None = None
     png_text: dict[str, str] = field(default_factory=dict)
+    png_text_bomb: bool = False  # a text chunk inflates beyond the safe limit (left unread)
     signs: list[Sign] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -488,6 +490,7 @@ def read_provenance(source: Source) -> Provenance:
         frames=_frame_count(im, frame_problems),
     )
     p.problems.extend(f"while opening: {w}" for w in op.warnings)
+    p.png_text_bomb = any(w.startswith("PNG text metadata not read") for w in op.warnings)
     p.problems.extend(frame_problems)
     if op.data is not None:
         p.file_size = len(op.data)
@@ -513,7 +516,7 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(op.data)) if op.data is not None else op.image
+            im = Image.open(io.BytesIO(png_without_text(op.data))) if op.data is not None else op.image
             if op.data is not None and im.format in _JPEG_FORMATS:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             im.load()
@@ -704,6 +707,14 @@ def _signs(p: Provenance) -> list[Sign]:
                 "notice",
                 "no EXIF metadata (common for screenshots and social-network re-uploads)",
                 "cameras write EXIF; it was never there or has been stripped, as most platforms and many editors do",
+            )
+        elif p.png_text_bomb:
+            add(
+                "metadata_bomb",
+                "warning",
+                "a PNG text chunk inflates beyond the safe limit (a decompression bomb); it was not read",
+                "no camera or editor writes such a chunk: the file was made to break or stall tools that "
+                "read metadata; its pixels are analysed as usual",
             )
         elif not p.png_text:
             add(

@@ -46,7 +46,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from trufor_lab.common.image_files import open_image, orientation_tag, png_rows_missing, undo_loader_turn
+from trufor_lab.common.image_files import (
+    open_image,
+    orientation_tag,
+    png_rows_missing,
+    png_without_text,
+    undo_loader_turn,
+)
 from trufor_lab.common.paths import why_not_found
 
 #: Largest image accepted by default (pixels). Larger files are refused as decompression bombs.
@@ -241,12 +247,26 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         src_file = path
     else:
         raise ImageError(f"{name}: not an image (expected a path, bytes, PIL image, array or tensor)")
+    try:
+        return _from_file(src if isinstance(src, bytes) else src_file, name, exif_transpose, max_pixels)
+    except ImageError as e:
+        if "MAX_TEXT_CHUNK" not in str(e):
+            raise
+    # a text chunk before the pixels inflates beyond Pillow's limit: a bomb in the metadata must
+    # not keep the pixels from being analysed (browsers show them); the text is left unread
+    data = src if isinstance(src, bytes) else Path(src_file).read_bytes()
+    loaded = _from_file(png_without_text(data), name, exif_transpose, max_pixels)
+    return replace(loaded, notes=(*loaded.notes, "PNG text metadata ignored: it inflates beyond the safe limit"))
+
+
+def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: int) -> LoadedImage:
+    """An image file (its bytes, or a path) read as :func:`load_image` reads it."""
     with _decoding(name, max_pixels) as said:
-        with open_image(src_file) as im:  # a file object: a mapped TIFF could be scrambled
+        with open_image(io.BytesIO(src) if isinstance(src, bytes) else src) as im:  # not mapped
             if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
-                with open_image(io.BytesIO(src) if isinstance(src, bytes) else src_file) as check:
+                with open_image(io.BytesIO(src) if isinstance(src, bytes) else src) as check:
                     check.verify()
-                missing = png_rows_missing(src if isinstance(src, bytes) else Path(src_file).read_bytes())
+                missing = png_rows_missing(src if isinstance(src, bytes) else Path(src).read_bytes())
                 if missing:  # data that ends early but cleanly: Pillow leaves the rows black
                     raise ImageError(
                         f"{name}: unreadable image (pixel data ends early: {missing} bytes of rows missing)"
