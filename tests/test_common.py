@@ -175,3 +175,24 @@ def test_free_memory_sees_a_limit_on_a_parent_cgroup(tmp_path, monkeypatch):
     assert M._cgroup_headroom() == [2 * GiB + GiB // 2]
     (v1 / "memory.stat").write_text(f"hierarchical_memory_limit {2**63 - 4096}\n")
     assert M._cgroup_headroom() == []
+
+
+def test_callable_labels_tell_settings_apart_and_stay_stable_across_runs():
+    """Two partials of one function, or two lambdas, shared a label (their name): an evaluation
+    under another ablation setting reused the first one's outputs."""
+    import functools
+    import subprocess
+    import sys
+
+    from trufor_lab.common.callables import callable_label
+
+    assert callable_label(functools.partial(round, ndigits=2)) != callable_label(functools.partial(round, ndigits=3))
+    assert callable_label(lambda x: x + 1) != callable_label(lambda x: x + 2)
+    k = 1
+    assert callable_label(lambda x: x + k) != callable_label((lambda k: lambda x: x + k)(2))
+    script = "import functools; from trufor_lab.common.callables import callable_label as c; print(c(functools.partial(sorted, key=lambda v: [i for i in v])))"
+    runs = {
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 1 and runs.pop().startswith("sorted #")

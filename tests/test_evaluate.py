@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import math
@@ -175,6 +177,19 @@ def test_outputs_computed_another_way_are_not_reused(first_run, recipe_model, tm
 
     ev = evaluate(recipe_model, one, out2, progress=False, analyze_fn=unnamed)  # says nothing: its name
     assert ev.n_computed == 1 and "(now custom test_outputs" in capsys.readouterr().err
+    assert evaluate(recipe_model, one, out2, progress=False, analyze_fn=unnamed).n_reused == 1
+
+    def scaled(model, image, strength):
+        r = analyze(model, image)
+        r.score = r.score * strength
+        return r
+
+    # two settings of one ablation share a name: the second reused the first one's maps and scores
+    half = evaluate(recipe_model, one, out2, progress=False, analyze_fn=functools.partial(scaled, strength=0.5))
+    zero = evaluate(recipe_model, one, out2, progress=False, analyze_fn=functools.partial(scaled, strength=0.0))
+    assert half.n_computed == zero.n_computed == 1 and zero.rows[0]["score"] == 0 < half.rows[0]["score"]
+    again = evaluate(recipe_model, one, out2, progress=False, analyze_fn=functools.partial(scaled, strength=0.0))
+    assert again.n_reused == 1
 
 
 def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recipe_model, tmp_path):

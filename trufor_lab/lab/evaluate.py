@@ -43,6 +43,7 @@ from PIL import UnidentifiedImageError
 from torch import nn
 from tqdm.auto import tqdm
 
+from trufor_lab.common.callables import callable_label
 from trufor_lab.common.files import atomic_write_text, csv_uncell
 from trufor_lab.common.image_files import open_image, stored_size
 from trufor_lab.common.paths import OutputPathError, safe_part
@@ -470,7 +471,9 @@ def evaluate(
     these weights (``weights_sha256``, default the model's ``weights_info.sha256``; when neither
     is known, only the image is checked) and was computed the same way (``computed``, recorded
     in each npz: default ``"exact float32"`` (or float64) for the built-in analysis, else the
-    ``computed`` attribute of ``analyze_fn``, else ``"custom <its name>"``;
+    ``computed`` attribute of ``analyze_fn``, else ``"custom <its name> #<digest>"`` of its code,
+    arguments (a ``functools.partial``'s) and captured values, so that another ablation setting
+    written to the same folder is recomputed, never reused;
     :func:`~trufor_lab.inference.result.computed_label`);
     otherwise it is recomputed with a one-line note. A sample id that would write outside
     ``out_dir`` is refused with one line.
@@ -494,8 +497,7 @@ def evaluate(
             )
         analyze_fn = analyze
         computed = computed or computed_label("exact", next(model.parameters()).dtype)
-    name = getattr(analyze_fn, "__qualname__", type(analyze_fn).__qualname__)
-    computed = computed or getattr(analyze_fn, "computed", None) or f"custom {name}"
+    computed = computed or getattr(analyze_fn, "computed", None) or f"custom {callable_label(analyze_fn)}"
     repeated = dataset.repeated()
     if repeated:
         raise DatasetError(repeated)

@@ -1,0 +1,75 @@
+"""A stable label for a callable: what it computes, as far as Python can tell.
+
+Records of how an output was made (e.g. an evaluation under an ablation) must change when the
+callable does: two ``functools.partial`` of one function, or two lambdas, share a name.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import types
+from typing import Any, Callable
+
+__all__ = ["callable_label"]
+
+
+def callable_label(fn: Callable[..., Any]) -> str:
+    """``"<name> #<digest>"``: the digest covers the code, constants, defaults, captured values
+    and (``functools.partial``, bound methods) arguments of ``fn``. A value whose repr names a
+    memory address changes from run to run: the label then never matches an earlier one, so an
+    output is recomputed rather than wrongly reused.
+
+    >>> callable_label(functools.partial(round, ndigits=2)) != callable_label(functools.partial(round, ndigits=3))
+    True
+    """
+    parts: list[str] = []
+    _describe(fn, parts, 0)
+    base = fn.func if isinstance(fn, functools.partial) else fn
+    name = getattr(base, "__qualname__", type(base).__qualname__)
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:12]
+    return f"{name} #{digest}"
+
+
+def _describe(f: Any, parts: list[str], depth: int) -> None:
+    if depth > 4:
+        parts.append(repr(f))
+    elif isinstance(f, functools.partial):
+        _describe(f.func, parts, depth + 1)
+        parts.append(_value(f.args, depth) + _value(sorted(f.keywords.items()), depth))
+    elif isinstance(f, types.MethodType):
+        _describe(f.__func__, parts, depth + 1)
+        parts.append(_value(f.__self__, depth))
+    elif isinstance(f, types.FunctionType):
+        parts += [f.__module__ or "", f.__qualname__, _code(f.__code__)]
+        parts += [_value(f.__defaults__, depth), _value(f.__kwdefaults__, depth)]
+        parts += [_cell(c, depth) for c in f.__closure__ or ()]
+    else:
+        parts.append(type(f).__qualname__ + repr(f))
+
+
+def _value(v: Any, depth: int) -> str:
+    """A value's text: functions by content (their repr names an address), containers item by item."""
+    if isinstance(v, (functools.partial, types.MethodType, types.FunctionType)):
+        inner: list[str] = []
+        _describe(v, inner, depth + 1)
+        return "<" + "|".join(inner) + ">"
+    if isinstance(v, (tuple, list)):
+        return "(" + ",".join(_value(x, depth) for x in v) + ")"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k!r}:{_value(x, depth)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def _code(code: types.CodeType) -> str:
+    """Bytecode, names and constants; nested code (lambdas, comprehensions) by content, not by
+    its address."""
+    consts = ",".join(_code(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
+    return f"{code.co_code.hex()}|{code.co_names}|{consts}"
+
+
+def _cell(cell: Any, depth: int) -> str:
+    try:
+        return _value(cell.cell_contents, depth)
+    except ValueError:  # an empty cell: a name not bound yet
+        return "<empty>"
