@@ -68,6 +68,22 @@ def test_scan_photos_uses_camera_folders_and_names_the_folder_on_errors(tmp_path
         P.scan_photos(tmp_path / "empty")
 
 
+def test_photos_that_differ_only_by_extension_are_two_photos(tmp_path):
+    """a.jpg beside a.png were both named "a" (and both "unknown:a"): a split named one and
+    moved both, and a name -> image table kept one of them."""
+    _save(tmp_path / "a.jpg", _noise_photo(0))
+    Image.fromarray(_noise_photo(1)).save(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    _save(tmp_path / "sub" / "a.jpg", _noise_photo(2))
+    photos = P.scan_photos(tmp_path, min_side=64)
+    names = sorted(p.name for p in photos)
+    assert names == ["a.jpg", "a.png", "sub/a"] and len({p.camera for p in photos}) == 3
+    split = P.split_by_camera(photos, {"test": ("photo:a.png",)})
+    assert [p.name for p in split["test"]] == ["a.png"]
+    with pytest.raises(ValueError, match="unknown split name"):
+        P.split_by_camera(photos, {"Test": ("photo:a.png",)})
+
+
 def test_split_is_by_camera_never_by_photo(photo_dir):
     photos = P.scan_photos(photo_dir)
     s = P.split_by_camera(photos, {"test": ["Canon PowerShot X"], "validation": ["unknown:c1"]})
@@ -95,6 +111,13 @@ def test_grid_crop_is_native_and_grid_aligned():
         assert y % 8 == 0 and x % 8 == 0 and np.array_equal(c, a[y : y + 128, x : x + 128])
     tiles = P.tile_crops(a, 128)
     assert len(tiles) == 2 * 3 and np.array_equal(tiles[4], a[128:256, 128:256])
+    # a limit spreads the tiles over the photo (it kept the top rows only), and 0 means none
+    big = np.kron(np.arange(1, 33, dtype=np.uint8).reshape(8, 4), np.ones((64, 64), np.uint8))[..., None].repeat(3, 2)
+    rows = [(int(t[0, 0, 0]) - 1) // 4 for t in P.tile_crops(big, 64, limit=4)]  # tile k holds k + 1
+    assert rows == [0, 2, 5, 7], rows
+    assert P.tile_crops(big, 64, limit=0) == [] and len(P.tile_crops(big, 64, limit=99)) == 32
+    with pytest.raises(ValueError, match="tile limit"):
+        P.tile_crops(big, 64, limit=-1)
     with pytest.raises(ValueError, match="smaller"):
         P.grid_crop(rng, a[:100], 128)
 

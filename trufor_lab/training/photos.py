@@ -139,12 +139,16 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
     if not found:
         raise ValueError(f"{root}: no photos with a short side >= {min_side}")
     stems: dict[str, int] = {}
+    bare: dict[str, int] = {}  # relative paths without their extension: a.jpg beside a.png
     for p, f, n, _, _ in found:
         stems[p.stem] = stems.get(p.stem, 0) + (f == 0)
+        key = p.relative_to(root).with_suffix("").as_posix()
+        bare[key] = bare.get(key, 0) + (f == 0)
     out = []
     for p, f, n, exif_cam, size in found:
         rel = p.relative_to(root)
-        base = p.stem if stems[p.stem] == 1 else rel.with_suffix("").as_posix()
+        key = rel.with_suffix("").as_posix()
+        base = p.stem if stems[p.stem] == 1 else key if bare[key] == 1 else rel.as_posix()
         name = base if n == 1 else f"{base}#{f}"
         if camera_folders and len(rel.parts) >= 2:
             cam = f"folder:{rel.parts[0]}"
@@ -169,6 +173,9 @@ def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | N
     split, a photo named ``photo:<name>`` to its split, everything else to ``"train"``. A name
     in two splits is an error, and so is a test camera with photos elsewhere."""
     split = DEFAULT_SPLIT if split is None else split
+    unknown = sorted(set(split) - {"train", "validation", "test"})
+    if unknown:  # "Test" would take its cameras out of training and leave no test set
+        raise ValueError(f"unknown split name(s) {unknown}: use 'train', 'validation' and 'test'")
     where: dict[str, str] = {}
     for s, cams in split.items():
         for c in cams:
@@ -207,14 +214,16 @@ def grid_crop(rng: np.random.Generator, img: np.ndarray, size: int) -> tuple[np.
 
 def tile_crops(img: np.ndarray, size: int, limit: int | None = None) -> list[np.ndarray]:
     """Non-overlapping ``size`` crops on a grid starting at (0, 0) (multiples of 8 when ``size``
-    is), centred tiles first dropped last; at most ``limit``."""
+    is), in raster order; at most ``limit``, then spread evenly over the whole grid (the first
+    rows alone would be the sky of most photos)."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"tile limit must be >= 0, got {limit}")
     h, w = img.shape[:2]
-    tiles = [
-        np.ascontiguousarray(img[y : y + size, x : x + size])
-        for y in range(0, h - size + 1, size)
-        for x in range(0, w - size + 1, size)
-    ]
-    return tiles[:limit] if limit else tiles
+    corners = [(y, x) for y in range(0, h - size + 1, size) for x in range(0, w - size + 1, size)]
+    if limit is not None and limit < len(corners):
+        keep = np.unique(np.round(np.linspace(0, len(corners) - 1, limit)).astype(int)) if limit else []
+        corners = [corners[i] for i in keep]
+    return [np.ascontiguousarray(img[y : y + size, x : x + size]) for y, x in corners]
 
 
 def _resize(a: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
