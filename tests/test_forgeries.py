@@ -236,3 +236,61 @@ def test_demo_set_with_official_dir(tmp_path):
     np.testing.assert_array_equal(extra["pristine1"].image, img)  # untouched
     assert extra["tampered1"].label == 1 and extra["tampered1"].mask.sum() == 200
     assert extra["tampered2"].label == 1 and extra["tampered2"].mask is None  # unknown, not empty
+
+
+def test_splice_parameters_are_applied_or_refused(target, donor):
+    """``params`` recorded 75.7 / -5 / -2 / -1 while the image was made with 75 / no noise /
+    no feather / no blur (and a negative blur still moved the donor offset)."""
+    base = F.splice(target, donor, seed=3)
+    for kw, msg in (
+        ({"donor_jpeg_quality": 75.7}, r"splice: donor_jpeg_quality must be a whole number in 1\.\.100, got 75\.7"),
+        ({"donor_jpeg_quality": 0}, r"in 1\.\.100, got 0"),
+        ({"donor_jpeg_quality": 101}, r"in 1\.\.100, got 101"),
+        ({"noise": -5.0}, r"splice: noise must be a finite number >= 0, got -5\.0"),
+        ({"blur": -1.0}, r"splice: blur must be a finite number >= 0, got -1\.0"),
+        ({"blur": float("nan")}, "splice: blur must be a finite number"),
+        ({"feather": -2}, r"splice: feather must be a whole number >= 0, got -2"),
+        ({"feather": 1.5}, r"splice: feather must be a whole number >= 0, got 1\.5"),
+        ({"resample": 0.0}, r"splice: resample must be a finite number > 0, got 0\.0"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            F.splice(target, donor, seed=3, **kw)
+    f = F.splice(target, donor, seed=3, donor_jpeg_quality=75.0, feather=2.0, blur=0.0, noise=0)
+    assert f.params["donor_jpeg_quality"] == 75 and isinstance(f.params["donor_jpeg_quality"], int)
+    np.testing.assert_array_equal(f.image, F.splice(target, donor, seed=3, donor_jpeg_quality=75, feather=2).image)
+    assert f.params["donor_offset"] == base.params["donor_offset"]  # sigma 0 is no blur, same donor patch
+
+
+def test_local_edit_strength_that_edits_nothing_is_refused(target):
+    """``op="blur", strength=0 or -1`` gave label 1 and a nonempty mask with no pixel changed."""
+    for op, s in (("blur", 0.0), ("blur", -1.0), ("resample", -1.0)):
+        with pytest.raises(ValueError, match=f"local_edit: {op} strength must be > 0"):
+            F.local_edit(target, seed=1, op=op, strength=s)
+    for op, s in (("resample", 1.0), ("sharpen", 0.0), ("contrast", 1), ("color", 0.0)):
+        with pytest.raises(ValueError, match="leaves the region unchanged"):
+            F.local_edit(target, seed=1, op=op, strength=s)
+    with pytest.raises(ValueError, match="local_edit: sharpen strength must be a finite number, got nan"):
+        F.local_edit(target, seed=1, op="sharpen", strength=float("nan"))
+    f = F.local_edit(target, seed=1, op="blur", strength=0.8)
+    changed = (f.image != target).any(-1)
+    assert f.label == 1 and changed.any() and not (changed & ~f.mask).any()
+    soft = F.local_edit(target, seed=1, op="sharpen", strength=-0.5)  # negative amount softens: applied
+    assert (soft.image != target).any()
+
+
+def test_jpeg_qualities_and_transforms_must_be_what_is_recorded(target):
+    """double_jpeg ran q1=75.9 as 75 (and recorded 75); pristine/demo_set truncated final_jpeg."""
+    with pytest.raises(ValueError, match=r"double_jpeg: q1 must be a whole number in 1\.\.100, got 75\.9"):
+        F.double_jpeg(target, seed=0, q1=75.9, q2=90)
+    with pytest.raises(ValueError, match=r"double_jpeg: q2 must be a whole number in 1\.\.100, got 100\.5"):
+        F.double_jpeg(target, seed=0, q1=70, q2=100.5)
+    f = F.double_jpeg(target, seed=0, q1=np.int64(70), q2=90.0)
+    assert (f.params["q1"], f.params["q2"]) == (70, 90)
+    with pytest.raises(ValueError, match=r"pristine: final_jpeg must be a whole number in 1\.\.100, got 89\.5"):
+        F.pristine(target, final_jpeg=89.5)
+    with pytest.raises(ValueError, match=r"demo_set: final_jpeg must be a whole number in 1\.\.100, got 90\.5"):
+        F.demo_set(n=2, size=32, final_jpeg=90.5)
+    with pytest.raises(ValueError, match="copy_move: rotation must be a finite number, got nan"):
+        F.copy_move(target, seed=0, rotation=float("nan"))
+    with pytest.raises(ValueError, match="copy_move: scale must be a finite number > 0, got inf"):
+        F.copy_move(target, seed=0, scale=float("inf"))

@@ -328,3 +328,34 @@ def test_masks_and_values_are_checked_not_guessed(img, mask):
     chain = P.Chain(stages=(P.blur(1.0), P.jpeg(85)), vary=1, name="blur+jpeg")
     res = P.sweep(None, img, mask, chain, [None, 50], analyze_fn=bright_detector)
     assert [r["value"] for r in res.table] == [85, 50]
+
+
+def test_chain_vary_counts_from_the_end_and_out_of_range_is_refused(img):
+    """``vary=-1`` sent the swept value nowhere (every row ran at the bound quality 90 while the
+    table said 30/60/95); ``vary=5`` ignored it too and ``describe`` raised IndexError."""
+    ch = P.chain(P.resize(0.5), P.jpeg(90), vary=-1)
+    assert ch.vary == 1 and ch.value_name == "quality"
+    small = P.resize(0.5)(img)
+    for q in (30, 95):
+        np.testing.assert_array_equal(ch.apply(img, q), jpeg_compress(small, q))
+    assert not np.array_equal(ch.apply(img, 30), ch.apply(img, 95))
+    res = P.sweep(None, img, None, ch, [30, 95], analyze_fn=bright_detector)
+    assert [r["value"] for r in res.table] == [30, 95]
+    assert "quality=30" in ch.describe(30)
+    for bad in (2, 5, -3, 1.0, True):
+        with pytest.raises(ValueError, match=r"vary must be None or a stage index in -2\.\.1"):
+            P.chain(P.resize(0.5), P.jpeg(90), vary=bad)
+    with pytest.raises(ValueError, match="vary"):  # built directly, not through chain()
+        P.Chain(stages=(P.blur(1.0), P.jpeg(85)), vary=2)
+    assert P.Chain(stages=(P.blur(1.0), P.jpeg(85)), vary=-2).vary == 0
+
+
+def test_crop_shift_factory_checks_like_apply(img):
+    """``crop_shift(2.7)`` silently ran as (2, 2) while ``apply(img, 2.7)`` refused it."""
+    for dx, dy in ((2.7, None), (2, 3.5), (True, 1), ("2", None)):
+        with pytest.raises(ValueError, match="whole number or a pair"):
+            P.crop_shift(dx, dy)
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        P.crop_shift(-1, 2)
+    assert P.crop_shift(np.int64(2)).value == (2, 2)
+    np.testing.assert_array_equal(P.crop_shift(2, 3)(img), img[3:, 2:])

@@ -25,6 +25,7 @@ import difflib
 import html
 import io
 import math
+import numbers
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +67,8 @@ LOCAL_EDIT_OPS = ("resample", "blur", "sharpen", "contrast", "color")
 #: contrast gain, per-channel gain deviation.
 _DEFAULT_STRENGTH = {"resample": 1.3, "blur": 2.0, "sharpen": 1.5, "contrast": 1.5, "color": 0.2}
 _DEFAULT_AREA = (0.02, 0.15)
+#: the ``strength`` at which an op is the identity (no pixel would change: no forgery).
+_NO_EDIT = {"resample": 1.0, "sharpen": 0.0, "contrast": 1.0, "color": 0.0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +202,25 @@ def _check_area(area: Sequence[float], n: int) -> tuple[int, int]:
     return kmin, kmax
 
 
+def _whole(name: str, v: Any, lo: int, hi: int | None = None) -> int:
+    """``v`` as an int in ``lo..hi``: 75.7 is refused, not silently run as 75 (bools, NaN too)."""
+    real = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+    if not real or not float(v).is_integer() or v < lo or (hi is not None and v > hi):
+        span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be a whole number {span}, got {v!r}")
+    return int(v)
+
+
+def _real(name: str, v: Any, lo: float | None = None, *, above: bool = False) -> float:
+    """``v`` as a finite float ``>= lo`` (``> lo`` when ``above``), refused in one line otherwise:
+    a value outside the range used to be recorded in ``params`` and silently not applied."""
+    real = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+    if not real or (lo is not None and (v <= lo if above else v < lo)):
+        need = "a finite number" + ("" if lo is None else f" {'>' if above else '>='} {lo:g}")
+        raise ValueError(f"{name} must be {need}, got {v!r}")
+    return float(v)
+
+
 def _top_k(score: np.ndarray, k: int) -> np.ndarray:
     """Boolean mask of the k smallest scores (ties broken by raster order)."""
     flat = np.argsort(score, axis=None, kind="stable")[:k]
@@ -297,21 +319,26 @@ def splice(
     resampling by ``resample``, Gaussian blur ``blur`` (sigma), additive Gaussian noise
     ``noise`` (sigma, grey levels). ``feather`` > 0 ramps the alpha linearly over that many
     pixels *inside* the region, so the mask (alpha > 0) is the region itself and ``area``
-    holds exactly. A donor smaller than needed is extended by mirroring.
+    holds exactly. A donor smaller than needed is extended by mirroring. Values that cannot be
+    applied as given (a fractional quality or feather, a negative sigma) are refused, never
+    recorded in ``params`` and then ignored or truncated.
     """
     t = _as_rgb(target, "target")
     d = _as_rgb(donor, "donor")
+    q = None if donor_jpeg_quality is None else _whole("splice: donor_jpeg_quality", donor_jpeg_quality, 1, 100)
+    resample = None if resample is None else _real("splice: resample", resample, 0, above=True)
+    blur = None if blur is None else _real("splice: blur", blur, 0)
+    noise = None if noise is None else _real("splice: noise", noise, 0)
+    feather = _whole("splice: feather", feather, 0)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(t.shape[:2], rng, region, area)
     y0, y1, x0, x1 = info["bbox"]
     h, w = y1 - y0, x1 - x0
 
-    if donor_jpeg_quality is not None:
-        d = jpeg_compress(d, int(donor_jpeg_quality))
-    f = 1.0 if resample is None else float(resample)
-    if f <= 0:
-        raise ValueError(f"resample must be > 0, got {resample}")
-    m = 4 + (0 if blur is None else math.ceil(3 * float(blur)))  # margin, output pixels
+    if q is not None:
+        d = jpeg_compress(d, q)
+    f = 1.0 if resample is None else resample
+    m = 4 + (0 if blur is None else math.ceil(3 * blur))  # margin, output pixels
     ph, pw = math.ceil((h + 2 * m) / f) + 2, math.ceil((w + 2 * m) / f) + 2  # donor pixels
     if d.shape[0] < ph or d.shape[1] < pw:
         d = np.pad(d, ((0, max(0, ph - d.shape[0])), (0, max(0, pw - d.shape[1])), (0, 0)), mode="symmetric")
@@ -320,16 +347,16 @@ def splice(
     if f != 1.0:
         patch = resize(patch, (round(ph * f), round(pw * f)))
     patch = patch.astype(np.float64)
-    if blur is not None and blur > 0:
-        patch = ndimage.gaussian_filter(patch, sigma=(float(blur), float(blur), 0))
+    if blur:
+        patch = ndimage.gaussian_filter(patch, sigma=(blur, blur, 0))
     patch = patch[m : m + h, m : m + w]
-    if noise is not None and noise > 0:
-        patch = patch + rng.normal(0.0, float(noise), patch.shape)
+    if noise:
+        patch = patch + rng.normal(0.0, noise, patch.shape)
 
     sub = mask[y0:y1, x0:x1]
     if feather > 0:
         # distance to the nearest unmasked pixel; the image border is not a region edge
-        alpha = np.minimum(1.0, ndimage.distance_transform_edt(mask)[y0:y1, x0:x1] / (int(feather) + 1))
+        alpha = np.minimum(1.0, ndimage.distance_transform_edt(mask)[y0:y1, x0:x1] / (feather + 1))
     else:
         alpha = sub.astype(np.float64)
     out = t.copy()
@@ -339,11 +366,11 @@ def splice(
     params = {
         **info,
         "donor_offset": [oy, ox],
-        "donor_jpeg_quality": donor_jpeg_quality,
+        "donor_jpeg_quality": q,
         "resample": resample,
         "blur": blur,
         "noise": noise,
-        "feather": int(feather),
+        "feather": feather,
         "seed": seed,
     }
     return Forgery(out, mask, "splice", _json_safe(params), ("target", "donor"))
@@ -406,10 +433,9 @@ def copy_move(
     rng = np.random.default_rng(seed)
     H, W = img.shape[:2]
     kmin, kmax = _check_area(area, H * W)
-    scale = float(scale)
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0, got {scale}")
-    identity = (float(rotation) % 360 == 0) and scale == 1.0
+    scale = _real("copy_move: scale", scale, 0, above=True)
+    rotation = _real("copy_move: rotation", rotation)
+    identity = (rotation % 360 == 0) and scale == 1.0
     src_area = (area[0] / scale**2, area[1] / scale**2)
     if src_area[1] >= 1:
         raise ValueError(f"scale {scale} too small for area {tuple(area)}")
@@ -419,7 +445,7 @@ def copy_move(
         if identity:
             tpatch, tmask = img[y0:y1, x0:x1], smask[y0:y1, x0:x1]
         else:
-            tpatch, tmask = _affine_patch(img[y0:y1, x0:x1], smask[y0:y1, x0:x1], float(rotation), scale)
+            tpatch, tmask = _affine_patch(img[y0:y1, x0:x1], smask[y0:y1, x0:x1], rotation, scale)
         if kmin <= int(tmask.sum()) <= kmax and tmask.shape[0] <= H and tmask.shape[1] <= W:
             break
     else:
@@ -446,7 +472,7 @@ def copy_move(
         "area_frac": float(mask.mean()),
         "source_bbox": [y0, y1, x0, x1],
         "dest_offset": [dy, dx],
-        "rotation": float(rotation),
+        "rotation": rotation,
         "scale": scale,
         "overlap": bool(best_overlap),
         "seed": seed,
@@ -494,18 +520,23 @@ def local_edit(
     - ``sharpen``: unsharp masking (sigma 1), amount = ``strength`` [1.5];
     - ``contrast``: stretch about the region's mean colour by ``strength`` [1.5];
     - ``color``: per-channel gains ``1 + strength * d`` with a random zero-mean unit direction d [0.2].
+
+    A strength that edits nothing (blur <= 0, resample <= 0 or 1, sharpen 0, contrast 1, color 0)
+    is refused: the item would be labelled forged with no pixel changed.
     """
     img = _as_rgb(image)
     if op not in LOCAL_EDIT_OPS:
         raise ValueError(f"unknown op {op!r}; choose one of {LOCAL_EDIT_OPS}")
-    s = float(_DEFAULT_STRENGTH[op] if strength is None else strength)
+    s = _real(f"local_edit: {op} strength", _DEFAULT_STRENGTH[op] if strength is None else strength)
+    if op in ("resample", "blur") and s <= 0:  # sigma 0 or below blurred nothing, yet the mask said forged
+        raise ValueError(f"local_edit: {op} strength must be > 0, got {s:g}")
+    if s == _NO_EDIT.get(op):
+        raise ValueError(f"local_edit: {op} strength {s:g} leaves the region unchanged; a forgery must edit it")
     rng = np.random.default_rng(seed)
     mask, info = region_mask(img.shape[:2], rng, region, area)
     extra: dict[str, Any] = {}
     x = img.astype(np.float64)
     if op == "resample":
-        if s <= 0:
-            raise ValueError("resample strength (zoom factor) must be > 0")
         ys, xs = np.nonzero(mask)
         cy, cx = ys.mean(), xs.mean()
         coords = [cy + (ys - cy) / s, cx + (xs - cx) / s]
@@ -565,23 +596,24 @@ def double_jpeg(
     borders), the output is bit-identical to ``jpeg_compress(image, q2, subsampling)``.
     """
     img = _as_rgb(image)
+    q1, q2 = _whole("double_jpeg: q1", q1, 1, 100), _whole("double_jpeg: q2", q2, 1, 100)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(img.shape[:2], rng, region, area)
     if aligned:
         dy = dx = 0
-        first = jpeg_compress(img, int(q1), subsampling)
+        first = jpeg_compress(img, q1, subsampling)
     else:
         dy, dx = int(rng.integers(1, 8)), int(rng.integers(1, 8))
         # pad so that q1's block boundaries fall on rows = dy and cols = dx (mod 8)
         py, px = (8 - dy) % 8, (8 - dx) % 8
         padded = np.pad(img, ((py, 0), (px, 0), (0, 0)), mode="symmetric")
-        first = jpeg_compress(padded, int(q1), subsampling)[py:, px:]
+        first = jpeg_compress(padded, q1, subsampling)[py:, px:]
     composite = np.where(mask[..., None], first, img)
-    out = jpeg_compress(np.ascontiguousarray(composite), int(q2), subsampling)
+    out = jpeg_compress(np.ascontiguousarray(composite), q2, subsampling)
     params = {
         **info,
-        "q1": int(q1),
-        "q2": int(q2),
+        "q1": q1,
+        "q2": q2,
         "aligned": bool(aligned),
         "grid_shift": [dy, dx],
         "subsampling": subsampling,
@@ -596,7 +628,8 @@ def pristine(
     """A pristine item (label 0, empty mask), optionally JPEG-compressed once at ``final_jpeg``."""
     img = _as_rgb(image)
     if final_jpeg is not None:
-        img = jpeg_compress(img, int(final_jpeg))
+        final_jpeg = _whole("pristine: final_jpeg", final_jpeg, 1, 100)
+        img = jpeg_compress(img, final_jpeg)
     return Forgery(
         img.copy(),
         np.zeros(img.shape[:2], dtype=bool),
@@ -790,8 +823,8 @@ def demo_set(
     samples from ``include_official_dir`` are appended as they are (see
     :func:`load_official_samples`).
     """
-    if n < 0:
-        raise ValueError("n must be >= 0")
+    n = _whole("demo_set: n", n, 0)
+    final_jpeg = None if final_jpeg is None else _whole("demo_set: final_jpeg", final_jpeg, 1, 100)  # 90.5 is not 90
     images = demo_images(size)
     names = list(images)
     kinds = [k for k in FORGERIES if final_jpeg is not None or k != "double_jpeg"]
@@ -808,13 +841,13 @@ def demo_set(
         params = random_params(kind, rng)
         fseed = int(rng.integers(2**31))
         if kind == "double_jpeg":
-            params["q2"] = int(final_jpeg)
+            params["q2"] = final_jpeg
             params["q1"] = int(np.clip(params["q1"], 30, final_jpeg - 5)) if final_jpeg > 40 else params["q1"]
             f = double_jpeg(img, seed=fseed, **params)
         else:
             f = make_forgery(kind, img, images[donor_name], seed=fseed, **params)
             if final_jpeg is not None:
-                f = replace(f, image=jpeg_compress(f.image, int(final_jpeg)))
+                f = replace(f, image=jpeg_compress(f.image, final_jpeg))
         src = (name, donor_name) if kind == "splice" else (name,)
         items.append(replace(f, params={**f.params, "final_jpeg": final_jpeg}, source=src, name=f"{name}_{kind}"))
     if include_official_dir is not None:

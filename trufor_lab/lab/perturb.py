@@ -315,13 +315,17 @@ class CropShift(Perturbation):
     kind: ClassVar[str] = "crop_shift"
     value_name: ClassVar[str] = "shift"
 
-    def _apply(self, image, value, mask):
-        v = self._need(value)
+    @staticmethod
+    def _pair(v: Any) -> tuple[int, int]:
+        """``(dx, dy)`` as ints; floats (2.7 is not silently 2), bools, strings refused in one line."""
         pair = (v, v) if isinstance(v, numbers.Integral) else v
         ok = isinstance(pair, (tuple, list)) and len(pair) == 2
         if not ok or not all(isinstance(d, numbers.Integral) and not isinstance(d, (bool, np.bool_)) for d in pair):
             raise ValueError(f"crop_shift: shift must be a whole number or a pair (dx, dy) of them, got {v!r}")
-        dx, dy = int(pair[0]), int(pair[1])
+        return int(pair[0]), int(pair[1])
+
+    def _apply(self, image, value, mask):
+        dx, dy = self._pair(self._need(value))
         h, w = image.shape[:2]
         if not (0 <= dx < w and 0 <= dy < h):
             raise ValueError(f"crop_shift needs 0 <= dx < {w} and 0 <= dy < {h}, got ({dx}, {dy})")
@@ -337,6 +341,16 @@ class Chain(Perturbation):
     vary: int | None = None
     name: str = ""
     kind: ClassVar[str] = "chain"
+
+    def __post_init__(self) -> None:
+        """A negative ``vary`` counts from the end (Python indexing); one out of range is refused."""
+        v, n = self.vary, len(self.stages)
+        if v is None:
+            return
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or not -n <= v < n:
+            span = f"{-n}..{n - 1}" if n else "none (the chain has no stages)"
+            raise ValueError(f"chain: vary must be None or a stage index in {span}, got {v!r}")
+        object.__setattr__(self, "vary", int(v) % n)
 
     def _apply(self, image, value, mask):
         if value is not None and self.vary is None:
@@ -400,11 +414,15 @@ def crop_shift(dx: int | None = None, dy: int | None = None) -> CropShift:
     """Crop ``dx`` columns left and ``dy`` rows top (``dy`` defaults to ``dx``)."""
     if dx is None:
         return CropShift(None)
-    return CropShift((int(dx), int(dx if dy is None else dy)))
+    pair = CropShift._pair((dx, dx if dy is None else dy))  # as apply checks it: 2.7 is not 2
+    if min(pair) < 0:
+        raise ValueError(f"crop_shift: shift must be >= 0, got {pair}")
+    return CropShift(pair)
 
 
 def chain(*stages: Perturbation | str, vary: int | None = None, name: str = "") -> Chain:
-    """Compose perturbations (or registry names), applied left to right."""
+    """Compose perturbations (or registry names), applied left to right; the swept value goes
+    to ``stages[vary]`` (negative counts from the end; out of range is refused)."""
     return Chain(None, tuple(get_perturbation(s) for s in stages), vary, name)
 
 
