@@ -188,3 +188,20 @@ def test_someone_elses_npz_is_not_overwritten_and_a_failed_rank_counts_its_image
         items[1:] + [SimpleNamespace(id="third", image_path=img)], out / "b", device="cpu", weights=bogus
     )
     assert s["failed"] == 2 and s["written"] == 0 and s["errors"], s
+
+
+def test_the_totals_line_counts_unreadable_inputs_as_failed(tmp_path, tampered2, recipe_ckpt, monkeypatch, capsys):
+    """An input that could not be read printed an error line but the totals said "0 failed"
+    (``trufor-lab analyze`` counts it)."""
+    from trufor_lab.cli.distributed import main
+
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(tampered2[:64, :64]).save(src / "good.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    missing = tmp_path / "missing.png"  # an input problem, found before any rank starts
+    assert main([str(src), str(missing), "-o", str(tmp_path / "out"), "--device", "cpu", "-q"]) == 1
+    cap = capsys.readouterr()
+    assert "broken.png" in cap.err and "missing.png" in cap.err
+    assert "1 analyzed, 0 skipped (output exists), 2 failed" in cap.out, (cap.out, cap.err)

@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 f"rank {r['rank']} ({r['device']}): {len(r['written'])} written, {len(r['skipped'])} skipped, "
                 f"{len(r['failed'])} failed in {r['seconds']:.1f} s"
             )
+    failed = summary["failed"] + len(summary["problems"])  # an unreadable input failed too (as in `analyze`)
     print(
-        f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {summary['failed']} "
+        f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {failed} "
         f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}"
     )
     if summary["written"] or summary["skipped"]:
