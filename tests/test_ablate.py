@@ -405,3 +405,32 @@ def test_stage_lists_name_what_they_do_and_studies_take_one_of_anything(recipe_m
     stacked = A.ablation_study(recipe_model, [img], mask, ablations=["rgb_only"])
     assert len(list(stacked.table)) == 2
     assert_pristine(recipe_model, ref)
+
+
+def test_noiseprint_noise_does_not_depend_on_the_batch_position(recipe_model, x, ref):
+    """The noise was drawn (B, 1, H, W) from the seed, so the k-th batch item read the k-th slice:
+    an image's answer changed with its position in a batch (captum batches IG path points and
+    occlusion windows, and the baseline's value was read from slot 1)."""
+    with torch.no_grad(), A.noiseprint_noise(recipe_model, seed=1):
+        alone = recipe_model(x)
+        second = recipe_model(torch.cat([x.flip(-1), x]))
+    assert torch.allclose(second.noiseprint[1:], alone.noiseprint, atol=1e-5)
+    assert torch.allclose(second.det_logit[1:], alone.det_logit, atol=1e-4)
+    assert_pristine(recipe_model, ref)
+
+
+def test_two_equal_nested_ablations_each_remove_their_own_entry(recipe_model, ref):
+    """Interventions compared by value: leaving the inner of two equal ablations removed the
+    outer's entry, whose hook was then reported as a user's hook blocking the lean forward."""
+    from trufor_lab.model.interventions import active_interventions, lean_blockers
+
+    a1 = A.drop_scales(recipe_model, "c4", decoders="anomaly")
+    a2 = A.drop_scales(recipe_model, "c4", decoders="anomaly")
+    with a1:
+        outer = active_interventions(recipe_model)
+        with a2:
+            assert len(active_interventions(recipe_model)) == 2 and lean_blockers(recipe_model) == []
+        assert [i is outer[0] for i in active_interventions(recipe_model)] == [True]
+        assert lean_blockers(recipe_model) == []
+    assert active_interventions(recipe_model) == []
+    assert_pristine(recipe_model, ref)

@@ -196,3 +196,78 @@ def test_inputs_and_settings_that_would_mislead_are_refused(recipe_model, img):
     m64 = copy.deepcopy(recipe_model).double()
     occ = T.attribute(m64, img[:32, :32].copy(), "occlusion", window=16)
     assert occ.raw.dtype == np.float64 and occ.map.dtype == np.float64
+
+
+def test_values_do_not_depend_on_the_batch_position(recipe_model, tampered2):
+    """Under ``noiseprint_noise`` the k-th batch item read the k-th noise slice: IG with one path
+    point per forward and with four disagreed, and the baseline's value (read from slot 1 of a
+    batch) was not the value of the baseline alone."""
+    from trufor_lab.interpret import ablate as A
+
+    small = tampered2[96:128, 96:128].copy()
+    with A.noiseprint_noise(recipe_model):
+        one = T.attribute(recipe_model, small, "ig", n_steps=4, internal_batch_size=1)
+        four = T.attribute(recipe_model, small, "ig", n_steps=4, internal_batch_size=4)
+        with torch.no_grad():
+            b_alone = float(recipe_model(T.make_baseline(to_tensor(small), "blur")).det_logit[0, 0])
+    assert one.map.sum() == pytest.approx(four.map.sum(), rel=1e-3, abs=1e-5)
+    assert one.baseline_value == pytest.approx(b_alone, abs=1e-5)
+    assert_clean(recipe_model)
+
+
+def test_baselines_are_checked_as_the_input_is(recipe_model, img):
+    """A NaN or a 0..255 baseline ran and gave a NaN or meaningless map; sigma 0 made the blur
+    the image itself (an all-zero map); a full-size tensor with max_side, or a mis-shaped
+    modality pair, raised from expand_as; a numpy image raised 'truth value is ambiguous'."""
+    x = to_tensor(img)
+    bad = {
+        float("nan"): "holds NaN or Inf",
+        2.0: r"RGB/256 in \[0, 1\].*spans \[2, 2\]",
+        "zero": "baseline must be one of",
+    }
+    for b, match in bad.items():
+        with pytest.raises(ValueError, match=match):
+            T.attribute(recipe_model, img, "ig", baseline=b, n_steps=2)
+    with pytest.raises(ValueError, match=r"spans \[200, 200\]"):
+        T.attribute(recipe_model, img, "ig", baseline=torch.full((1, 3, 64, 64), 200.0), n_steps=2)
+    for sigma in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="sigma must be a positive number"):
+            T.attribute(recipe_model, img, "ig", sigma=sigma, n_steps=2)
+    with pytest.raises(ValueError, match=r"shape \(1, 3, 64, 64\).*\(1, 3, 48, 48\) \(max_side=48 shrank"):
+        T.attribute(recipe_model, img, "ig", baseline=T.make_baseline(x, "blur"), max_side=48, n_steps=2)
+    with pytest.raises(ValueError, match=r"RGB baseline has shape \(1, 3, 32, 32\)"):
+        T.attribute(recipe_model, img, "modality", baseline=(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 64, 64)))
+    # an image baseline is read as the input is (uint8 / 256)
+    gray = np.full_like(img, 128)
+    assert torch.equal(T.make_baseline(x, gray), torch.full_like(x, 0.5))
+    a = T.attribute(recipe_model, img, "occlusion", baseline=gray, window=64)
+    b = T.attribute(recipe_model, img, "occlusion", baseline=0.5, window=64)
+    assert a.baseline == "image" and a.baseline_value == pytest.approx(b.baseline_value)
+    np.testing.assert_allclose(a.map, b.map)
+    assert_clean(recipe_model)
+
+
+def test_one_call_shape_for_baselines_and_targets(recipe_model, img):
+    """None was the default baseline for input and layer methods but an error for modality;
+    'zeros' worked for modality only; GradCAM ignored a baseline silently; a captum class index
+    as target failed after a full forward with "'int' object is not callable"."""
+    small = img[:32, :32].copy()
+    a = T.ModalityAttribution(recipe_model).attribute(small, None, None, n_steps=2)
+    assert a.baseline == "blur (sigma 3)"
+    zeros = T.attribute(recipe_model, small, "occlusion", baseline="zeros", window=32)
+    black = T.attribute(recipe_model, small, "occlusion", baseline="black", window=32)
+    np.testing.assert_array_equal(zeros.map, black.map)
+    for method in ("gradcam", "saliency", "input_x_gradient"):
+        with pytest.raises(ValueError, match=f"{method} uses no baseline"):
+            T.attribute(recipe_model, small, method, baseline="black")
+    calls = []
+    h = recipe_model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        for target in (0, "score"):
+            for method in ("saliency", "gradcam", "modality"):
+                with pytest.raises(TypeError, match=r"ScoreTarget\(\).*RegionTarget\(mask\).*class indices"):
+                    T.attribute(recipe_model, small, method, target=target)
+    finally:
+        h.remove()
+    assert calls == []  # refused before any forward
+    assert_clean(recipe_model)

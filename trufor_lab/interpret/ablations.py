@@ -326,13 +326,16 @@ def noiseprint_from(model: nn.Module, other_image: ImageLike, name: str | None =
 def noiseprint_noise(model: nn.Module, std: float | None = None, seed: int = 0) -> Ablation:
     """Noiseprint++ replaced by i.i.d. Gaussian noise: with the map's per-image mean and std
     (``std=None``), or zero-mean with the given ``std`` (then the DnCNN is not run).
-    The noise is drawn on the CPU from ``seed`` at every forward, so it is reproducible."""
+    The noise is drawn on the CPU from ``seed`` at every forward, so it is reproducible: one
+    (H, W) field shared by the batch, so an image's answer does not depend on its position in a
+    batch (captum batches path points and occlusion windows)."""
     m = _trufor(model)
 
     def make(mod: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
         shape = given.shape if given is not None else (rgb.shape[0], 1, *rgb.shape[2:])
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn(shape, generator=g, dtype=torch.float64).to(device=rgb.device, dtype=rgb.dtype)
+        z = torch.randn((1, *shape[1:]), generator=g, dtype=torch.float64).expand(shape)
+        z = z.to(device=rgb.device, dtype=rgb.dtype)
         if std is not None:
             return z * std
         npm = _real_noiseprint(mod, rgb, given).detach()

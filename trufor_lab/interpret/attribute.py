@@ -20,7 +20,9 @@ probability inside a region), :class:`ConfidenceTarget` (mean confidence).
 Forensic baselines (what the image is compared with): ``'blur'`` (Gaussian-blurred copy: same
 content, no high-frequency traces; the default), ``'black'``, ``'mean'`` (flat per-channel mean
 colour), ``'noise'`` (the blurred copy plus fresh Gaussian noise with the image's residual
-level: same content and noise level, traces randomised). A float or a tensor also works.
+level: same content and noise level, traces randomised); ``None`` is the default, ``'zeros'``
+the attributed inputs at 0. A float, an RGB/256 tensor or an image is checked as the input is;
+a method that uses no baseline (saliency, InputXGradient, GradCAM) refuses one.
 
 Every call runs with the model in eval mode, parameter gradients off (only input gradients
 are computed, nothing accumulates in ``.grad``) and restores both, and removes any hook left
@@ -62,8 +64,10 @@ from trufor_lab.interpret.targets import (
     ScoreTarget,
     Target,
     baseline_label,
+    fit_baseline,
     make_baseline,
     per_item,
+    resolve_target,
     target_label,
 )
 
@@ -183,6 +187,19 @@ def _check_side(p: _Prepared, max_side: int | None) -> _Prepared:
     return p
 
 
+def _shrunk(p: _Prepared, max_side: int | None) -> int | None:
+    """``max_side`` if it shrank the image (a baseline that does not fit then names it)."""
+    return max_side if tuple(p.x.shape[2:]) != p.original_size else None
+
+
+def _uses_baseline(method: str, baseline: Any) -> bool:
+    """Whether ``method`` compares with a baseline; one given to a method that does not is refused."""
+    uses = method in ("ig", "occlusion", "conductance")
+    if not uses and baseline is not None:
+        raise ValueError(f"{method} uses no baseline; got baseline={baseline!r} (leave it out)")
+    return uses
+
+
 def _auto_batch(h: int, w: int, n_steps: int) -> int:
     """Path points per forward: about 2**17 pixels per batch (2 at 256x256, ~2 GB), at least 1.
 
@@ -274,8 +291,8 @@ class InputAttribution:
     ) -> Attribution:
         """Explain ``target`` (default :class:`ScoreTarget`) for ``image``.
 
-        ``baselines`` (IG, occlusion fill): default ``'blur'``; ignored by saliency and
-        InputXGradient. IG: ``n_steps`` Gauss-Legendre points, ``internal_batch_size`` points
+        ``baselines`` (IG, occlusion fill): default ``'blur'``; saliency and InputXGradient use
+        none and refuse one. IG: ``n_steps`` Gauss-Legendre points, ``internal_batch_size`` points
         per forward (default: about 2**17 pixels per batch). Occlusion: square ``window``,
         ``stride`` (default ``window // 2``), ``perturbations_per_eval`` windows per forward.
         """
@@ -288,18 +305,19 @@ class InputAttribution:
             n_steps=n_steps,
             perturbations_per_eval=perturbations_per_eval,
         )
-        target = ScoreTarget() if target is None else target
+        target = resolve_target(target)
+        kind = self.method
+        uses_baseline = _uses_baseline(kind, baselines)
         prep = _prepare(self.model, image, max_side)
         x = prep.x
         h, w = x.shape[2:]
-        kind = self.method
-        uses_baseline = kind in ("ig", "occlusion")
-        base_kind = (baselines if baselines is not None else "blur") if uses_baseline else None
         delta = bval = None
         extras: dict[str, Any] = {}
         with _guard(self.model):
             f = _rgb_forward(self.model, target)
-            b = make_baseline(x, base_kind, sigma=sigma, seed=seed) if uses_baseline else None
+            b = None
+            if uses_baseline:
+                b = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=_shrunk(prep, max_side))
             if kind == "ig":
                 ibs = internal_batch_size or _auto_batch(h, w, n_steps)
                 attr, d = ca.IntegratedGradients(f).attribute(
@@ -326,11 +344,9 @@ class InputAttribution:
                     .to(x.dtype)
                 )  # captum returns float32 even for a float64 model
                 extras.update(window=(wh, ww), stride=(min(st, wh), min(st, ww)))  # as applied
-            with torch.no_grad():
-                vals = f(x if b is None else torch.cat([x, b]))
-        tval = float(vals[0])
-        if b is not None:
-            bval = float(vals[1])
+            with torch.no_grad():  # one at a time: a value must not depend on its batch position
+                tval = float(f(x)[0])
+                bval = None if b is None else float(f(b)[0])
         raw = tensor_to_numpy(attr[0])
         reduce = {"ig": np.sum, "input_x_gradient": np.sum, "saliency": np.max, "occlusion": np.mean}[kind]
         return Attribution(
@@ -338,7 +354,7 @@ class InputAttribution:
             map=reduce(raw, axis=0),
             method=kind,
             target=target_label(target),
-            baseline=baseline_label(base_kind, sigma) if uses_baseline else None,
+            baseline=baseline_label(baselines, sigma) if uses_baseline else None,
             delta=delta,
             target_value=tval,
             baseline_value=bval,
@@ -380,12 +396,13 @@ class LayerAttribution:
         seed: int = 0,
     ) -> Attribution:
         """Explain ``target`` (default :class:`ScoreTarget`). GradCAM: ``relu`` keeps positive
-        evidence only. Conductance: ``baselines`` (default ``'blur'``), ``n_steps``,
-        ``internal_batch_size``."""
+        evidence only; it uses no baseline and refuses one. Conductance: ``baselines`` (default
+        ``'blur'``), ``n_steps``, ``internal_batch_size``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
         _check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
-        target = ScoreTarget() if target is None else target
+        target = resolve_target(target)
+        _uses_baseline(self.method, baselines)
         prep = _prepare(self.model, image, max_side)
         x = prep.x
         h, w = x.shape[2:]
@@ -397,8 +414,8 @@ class LayerAttribution:
                 low = ca.LayerGradCam(f, self.layer).attribute(x, relu_attributions=relu)
                 extras["relu"] = relu
             else:
-                base_kind = baselines if baselines is not None else "blur"
-                b = make_baseline(x, base_kind, sigma=sigma, seed=seed)
+                base_kind = "blur" if baselines is None else baselines
+                b = make_baseline(x, base_kind, sigma=sigma, seed=seed, max_side=_shrunk(prep, max_side))
                 ibs = internal_batch_size or _auto_batch(h, w, n_steps)
                 low = (
                     ca.LayerConductance(f, self.layer)
@@ -443,7 +460,7 @@ class ModalityAttribution:
         self,
         image: ImageLike,
         target: Target | None = None,
-        baselines: str | tuple[torch.Tensor, torch.Tensor] = "blur",
+        baselines: BaselineLike | tuple[torch.Tensor, torch.Tensor] = None,
         *,
         n_steps: int = 32,
         internal_batch_size: int | None = None,
@@ -452,13 +469,12 @@ class ModalityAttribution:
         seed: int = 0,
     ) -> Attribution:
         """``baselines``: ``'zeros'`` (both encoder inputs 0), an image baseline of
-        :func:`make_baseline` (``'blur'`` default: its normalised RGB and its own Noiseprint++),
-        or a pair of tensors ``(rgb_normalised, noiseprint)``."""
+        :func:`make_baseline` (``None`` or ``'blur'``, the default: its normalised RGB and its own
+        Noiseprint++), or a pair of tensors ``(rgb_normalised, noiseprint)``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
         _check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
-
-        target = ScoreTarget() if target is None else target
+        target = resolve_target(target)
         m = self.model
         prep = _prepare(m, image, max_side)
         x = prep.x
@@ -469,15 +485,18 @@ class ModalityAttribution:
                 # replaces it (a model pre-hook), which forward_noiseprint would bypass
                 rgb_n, npm = m.normalize(x), m(x).noiseprint
                 if isinstance(baselines, tuple):
+                    if len(baselines) != 2:
+                        raise ValueError("a tuple baseline is the pair (rgb_normalised, noiseprint)")
                     b_rgb, b_np = (
-                        t.to(device=x.device, dtype=x.dtype).expand_as(r) for t, r in zip(baselines, (rgb_n, npm))
+                        fit_baseline(torch.as_tensor(t), r, f"the {n} baseline", _shrunk(prep, max_side))
+                        for t, r, n in zip(baselines, (rgb_n, npm), ("RGB", "Noiseprint++"))
                     )
                     label = "tensors"
-                elif baselines == "zeros":
+                elif isinstance(baselines, str) and baselines == "zeros":
                     b_rgb, b_np = torch.zeros_like(rgb_n), torch.zeros_like(npm)
                     label = "zeros"
                 else:
-                    bimg = make_baseline(x, baselines, sigma=sigma, seed=seed)
+                    bimg = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=_shrunk(prep, max_side))
                     b_rgb, b_np = m.normalize(bimg), m(bimg).noiseprint
                     label = baseline_label(baselines, sigma)
 
@@ -492,8 +511,8 @@ class ModalityAttribution:
                 internal_batch_size=ibs,
                 return_convergence_delta=True,
             )
-            with torch.no_grad():
-                vals = f(torch.cat([rgb_n, b_rgb]), torch.cat([npm, b_np]))
+            with torch.no_grad():  # one at a time: a value must not depend on its batch position
+                vals = (f(rgb_n, npm)[0], f(b_rgb, b_np)[0])
         tot_rgb, tot_np = float(a_rgb.abs().sum()), float(a_np.abs().sum())
         total = tot_rgb + tot_np
         shares = (
@@ -545,5 +564,5 @@ def attribute(
     if m in LAYER_METHODS:
         return LayerAttribution(model, stage, m).attribute(image, target, baseline, **kw)
     if m == "modality":
-        return ModalityAttribution(model).attribute(image, target, "blur" if baseline is None else baseline, **kw)
+        return ModalityAttribution(model).attribute(image, target, baseline, **kw)
     raise ValueError(f"unknown method {method!r}; choose from {INPUT_METHODS + LAYER_METHODS + ('modality',)}")

@@ -7,8 +7,10 @@ callable ``target(TruForOutput) -> (B,)``: :class:`ScoreTarget` (detection logit
 
 Forensic baselines (:func:`make_baseline`): ``'blur'`` (Gaussian-blurred copy: same content, no
 high-frequency traces; the default), ``'black'``, ``'mean'`` (flat per-channel mean colour),
-``'noise'`` (the blurred copy plus fresh Gaussian noise with the image's residual level). A float
-or a tensor also works.
+``'noise'`` (the blurred copy plus fresh Gaussian noise with the image's residual level); ``None``
+is the default and ``'zeros'`` is ``'black'`` (the model input 0). A number, an RGB/256 tensor
+(broadcastable to the image) or an image (numpy array, PIL, uint8 tensor: converted as the input
+is) also works; like the input, a baseline must be finite and within [0, 1] (RGB/256).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
+from trufor_lab.inference.preprocess import load_image, to_tensor
 from trufor_lab.model import TruForOutput
 
 __all__ = [
@@ -32,16 +36,20 @@ __all__ = [
     "ScoreTarget",
     "Target",
     "baseline_label",
+    "fit_baseline",
     "gaussian_blur",
     "make_baseline",
     "per_item",
+    "resolve_target",
     "target_label",
 ]
 
 Target = Callable[[TruForOutput], torch.Tensor]
-BaselineLike = Union[str, float, torch.Tensor, None]
+BaselineLike = Union[str, float, torch.Tensor, np.ndarray, Image.Image, None]
 
 BASELINES = ("blur", "black", "mean", "noise")
+#: Other names for the baselines (``'zeros'``: the attributed input is 0).
+BASELINE_ALIASES = {"zeros": "black"}
 
 
 class ScoreTarget(nn.Module):
@@ -115,6 +123,20 @@ class ConfidenceTarget(RegionTarget):
         return out.conf
 
 
+def resolve_target(target: Any) -> Target:
+    """``target`` itself (``None``: :class:`ScoreTarget`), refused in one line before any forward
+    when it is not a callable on the model's output (a captum class index, a string)."""
+    if target is None:
+        return ScoreTarget()
+    if not callable(target):
+        raise TypeError(
+            f"target must be a callable on TruFor's output, such as ScoreTarget(), ScoreTarget('score'), "
+            f"RegionTarget(mask) or ConfidenceTarget(), got {target!r}; TruFor has no classes, so captum "
+            "class indices do not apply"
+        )
+    return target
+
+
 def target_label(target: Any) -> str:
     return str(getattr(target, "label", None) or getattr(target, "__name__", None) or type(target).__name__)
 
@@ -145,32 +167,79 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def fit_baseline(b: torch.Tensor, like: torch.Tensor, what: str, max_side: int | None = None) -> torch.Tensor:
+    """``b`` broadcast to ``like`` (a copy on its device and dtype), or a one-line ValueError when
+    the shapes do not fit (naming ``max_side`` when it shrank the image) or ``b`` is not finite."""
+    try:
+        fits = torch.broadcast_shapes(b.shape, like.shape) == like.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        at = f" (max_side={max_side} shrank the image; give a baseline of its new size, or a name)" if max_side else ""
+        raise ValueError(f"{what} has shape {tuple(b.shape)}, which does not fit the input's {tuple(like.shape)}{at}")
+    b = b.detach().to(device=like.device, dtype=like.dtype).expand_as(like).clone()
+    if not bool(torch.isfinite(b).all()):
+        raise ValueError(f"{what} holds NaN or Inf")
+    return b
+
+
 def make_baseline(
-    x: torch.Tensor, baseline: BaselineLike = "blur", *, sigma: float = 3.0, seed: int = 0
+    x: torch.Tensor,
+    baseline: BaselineLike = "blur",
+    *,
+    sigma: float = 3.0,
+    seed: int = 0,
+    max_side: int | None = None,
 ) -> torch.Tensor:
-    """The reference input for ``x`` (RGB/256, ``(B, 3, H, W)``); see the module docstring."""
-    if isinstance(baseline, torch.Tensor):
-        return baseline.to(device=x.device, dtype=x.dtype).expand_as(x).clone()
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
-    if baseline == "black":
+    """The reference input for ``x`` (RGB/256, ``(B, 3, H, W)``); see the module docstring.
+    ``max_side``: the value that shrank ``x``, named when a baseline does not fit it."""
+    baseline = "blur" if baseline is None else baseline
+    if isinstance(baseline, str):
+        kind = BASELINE_ALIASES.get(baseline, baseline)
+        if kind not in BASELINES:
+            names = BASELINES + tuple(BASELINE_ALIASES)
+            raise ValueError(f"baseline must be one of {names}, a number, a tensor or an image; got {baseline!r}")
+        if kind in ("blur", "noise") and not 0 < float(sigma) < math.inf:
+            raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r} (the {kind!r} baseline)")
+        b = _named_baseline(x, kind, sigma, seed)
+    elif isinstance(baseline, (int, float, np.integer, np.floating)) and not isinstance(baseline, bool):
+        b = torch.full_like(x, float(baseline))
+    elif isinstance(baseline, torch.Tensor) and baseline.is_floating_point():
+        b = fit_baseline(baseline, x, "the baseline tensor", max_side)
+    elif isinstance(baseline, (np.ndarray, Image.Image, torch.Tensor)):  # an image, read as the input is
+        b = fit_baseline(to_tensor(load_image(baseline).rgb, dtype=x.dtype), x, "the baseline image", max_side)
+    else:
+        raise ValueError(f"baseline must be a name, a number, a tensor or an image; got {type(baseline).__name__}")
+    if not bool(torch.isfinite(b).all()) or float(b.min()) < 0 or float(b.max()) > 1:
+        what = (
+            "holds NaN or Inf"
+            if not bool(torch.isfinite(b).all())
+            else f"spans [{float(b.min()):g}, {float(b.max()):g}]"
+        )
+        raise ValueError(f"a baseline is RGB/256 in [0, 1], like the input (see to_tensor); this one {what}")
+    return b
+
+
+def _named_baseline(x: torch.Tensor, kind: str, sigma: float, seed: int) -> torch.Tensor:
+    if kind == "black":
         return torch.zeros_like(x)
-    if baseline == "mean":
+    if kind == "mean":
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
-    if baseline == "blur":
-        return gaussian_blur(x, sigma)
-    if baseline == "noise":
-        low = gaussian_blur(x, sigma)
-        level = (x - low).std(dim=(2, 3), keepdim=True)
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(x.shape, generator=g, dtype=torch.float64).to(device=x.device, dtype=x.dtype)
-        return (low + level * z).clamp(0, 255 / 256)
-    raise ValueError(f"baseline must be one of {BASELINES}, a number or a tensor; got {baseline!r}")
+    low = gaussian_blur(x, sigma)
+    if kind == "blur":
+        return low
+    level = (x - low).std(dim=(2, 3), keepdim=True)
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(x.shape, generator=g, dtype=torch.float64).to(device=x.device, dtype=x.dtype)
+    return (low + level * z).clamp(0, 255 / 256)
 
 
 def baseline_label(baseline: BaselineLike, sigma: float) -> str:
+    baseline = "blur" if baseline is None else baseline
     if isinstance(baseline, torch.Tensor):
-        return "tensor"
+        return "tensor" if baseline.is_floating_point() else "image"
+    if isinstance(baseline, (np.ndarray, Image.Image)):
+        return "image"
     if baseline in ("blur", "noise"):
         return f"{baseline} (sigma {sigma:g})"
     return str(baseline)

@@ -36,9 +36,10 @@ class InterventionError(RuntimeError):
     """An intervention is active that the only forward which fits in memory would skip."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Intervention:
-    """One active intervention: its name, and whether the memory-lean forward honours it."""
+    """One active intervention: its name, and whether the memory-lean forward honours it.
+    Compared by identity: two equal ablations nested are two entries, each removed by its own exit."""
 
     name: str
     lean_ok: bool
@@ -59,8 +60,7 @@ def registered(model: nn.Module, name: str, *, lean_ok: bool, why: str = "") -> 
         yield entry
     finally:
         active = _ACTIVE.get(model, [])
-        if entry in active:
-            active.remove(entry)
+        active[:] = [e for e in active if e is not entry]
         if not active:
             _ACTIVE.pop(model, None)
 
