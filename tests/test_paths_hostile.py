@@ -130,3 +130,25 @@ def test_analyze_counts_an_unreadable_subfolder_as_failed(tmp_path, monkeypatch,
     assert "1 analyzed, 0 skipped (output exists), 1 failed" in cap.out
     (line,) = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
     assert line == f"error: {tmp_path / 'in' / 'sub'}: cannot read folder (permission denied); its images are left out"
+
+
+def test_training_photos_refuse_an_unreadable_camera_folder(tmp_path, monkeypatch, unlock):
+    """rglob skipped it unsaid: a camera left out of the split changed training without a word.
+    AppleDouble companions (``._x.jpg``, metadata) made the scan fail as unreadable images."""
+    import numpy as np
+    from PIL import Image
+
+    from trufor_lab.training.photos import scan_photos
+
+    for cam in ("canon", "nikon"):
+        (tmp_path / cam).mkdir()
+        Image.fromarray(np.full((80, 96, 3), 120, np.uint8)).save(tmp_path / cam / "a.jpg")
+    (tmp_path / "canon" / "._a.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert [p.camera for p in scan_photos(tmp_path, min_side=64, camera_folders=True)] == [
+        "folder:canon",
+        "folder:nikon",
+    ]
+    lock(tmp_path / "nikon", monkeypatch)
+    unlock.append(tmp_path / "nikon")
+    with pytest.raises(ValueError, match="nikon: cannot read folder"):
+        scan_photos(tmp_path, min_side=64, camera_folders=True)

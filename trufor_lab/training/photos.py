@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from trufor_lab.common.image_files import load_stored, open_image
+from trufor_lab.common.paths import find_images
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.lab.forgeries import Forgery, random_params, splice
 from trufor_lab.training.scenes import builtin_images, skimage_rgb
@@ -124,7 +125,10 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
     found: list[tuple[Path, int, int, str | None, tuple[int, int]]] = []
-    for p in sorted(q for q in root.rglob("*") if q.suffix.lower() in PHOTO_EXT):
+    files, unreadable = find_images(root)  # not rglob: it skips a folder it cannot read, unsaid
+    if unreadable:  # a camera's folder left out would change the split without a word
+        raise ValueError(unreadable[0])
+    for p in (q for q in files if q.suffix.lower() in PHOTO_EXT):
         try:
             with open_image(p) as im:
                 n = getattr(im, "n_frames", 1)
