@@ -195,3 +195,20 @@ def test_failure_gallery_widget_and_static_fallback(evaluated, monkeypatch):
     b2 = g2._repr_mimebundle_()
     assert set(b2) == {"text/plain", "image/png"}
     assert "<img" in g2._repr_html_()
+
+
+def test_the_gallery_leaves_no_pyplot_figure_behind(toy):
+    """Each select() and display drew a pyplot figure that nothing closed (8 open after 7 calls)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    g = FailureGallery(toy, k=4)
+    for i in range(5):
+        g.select(i % len(g.cases))
+    g._repr_mimebundle_()
+    g._repr_html_()
+    failure_gallery(toy, k=2)
+    assert plt.get_fignums() == []

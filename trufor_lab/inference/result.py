@@ -160,10 +160,7 @@ class Result:
         """Image, (mask), Noiseprint++, localization map, confidence, overlay; returns the Figure.
         ``mask`` is on the result's grid (for a result turned :meth:`as_shown`, turn the mask too:
         ``turn_as_shown(mask, r.exif_orientation)``)."""
-        if mask is not None and np.shape(mask)[:2] != self.size:
-            turned = " (this result is turned as viewers show the file)" if self.shown else ""
-            raise ValueError(f"{self.name or 'image'}: mask is {np.shape(mask)[:2]}, the result {self.size}{turned}")
-        return plot_result(self, mask=mask, fig=fig)
+        return plot_result(self, mask=mask, fig=fig)  # a mask on another grid is refused there
 
     def summary(self) -> str:
         """One line for logs and tables; how the input was read (``notes``) in brackets."""

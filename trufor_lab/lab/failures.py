@@ -41,7 +41,7 @@ from trufor_lab.common.table import Table
 from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.lab.datasets import REGISTRY, DatasetError, MaskConvention, read_mask
 from trufor_lab.lab.evaluate import Evaluation
-from trufor_lab.viz.figures import new_figure
+from trufor_lab.viz.figures import display_stride, for_display, map_cmap, plain_figure, show_image
 
 __all__ = [
     "F1_THRESHOLD",
@@ -305,8 +305,8 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
     specs = [
         ("image", {}),
         ("mask", dict(cmap="gray", vmin=0, vmax=1)),
-        ("map", dict(cmap="RdBu_r", vmin=0, vmax=1)),
-        ("conf", dict(cmap="gray", vmin=0, vmax=1)),
+        ("map", dict(cmap=map_cmap("RdBu_r"), vmin=0, vmax=1)),  # NaN pixels visible, not transparent
+        ("conf", dict(cmap=map_cmap("gray"), vmin=0, vmax=1)),
     ]
     for ax, (key, kw), name in zip(axes, specs, _PANELS):
         a = data.get(key)
@@ -319,7 +319,11 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
             ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
             ax.set_facecolor("0.92")
         else:
-            ax.imshow(a.astype(float) if key == "mask" else a, **kw)
+            a = for_display(a, display_stride(np.shape(a)))  # a large picture strided down: display only
+            if key == "image":
+                show_image(ax, a)
+            else:
+                ax.imshow(a.astype(float) if key == "mask" else a, **kw)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name, fontsize=8, parse_math=False)
@@ -334,7 +338,7 @@ def render_cases(
     fig: Any = None,
 ) -> Any:
     if fig is None:
-        fig = new_figure(figsize=(panel_size * 4 + 1.6, panel_size * max(len(cases), 1) + 0.4))
+        fig = plain_figure(figsize=(panel_size * 4 + 1.6, panel_size * max(len(cases), 1) + 0.4))
     if not cases:
         fig.text(0.5, 0.5, "no failure case", ha="center", va="center")
         return fig

@@ -23,34 +23,94 @@ def robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
     return float(lo), float(hi) if hi > lo else float(lo) + 1e-6
 
 
+#: Longest side, in pixels, of an array as drawn: larger ones are strided down (display only).
+MAX_DISPLAY_SIDE = 2048
+#: Colour of NaN pixels in the confidence and Noiseprint++ panels (else transparent: looks like
+#: the background, or like a confidence of 1 on white).
+BAD_COLOR = "magenta"
+
+
+def display_stride(shape: tuple[int, ...], max_side: int = MAX_DISPLAY_SIDE) -> int:
+    """The step that brings an ``(H, W, ...)`` array to at most ``max_side`` pixels on its long side."""
+    return max(1, -(-max(int(shape[0]), int(shape[1])) // max_side))
+
+
+def for_display(a: np.ndarray | None, step: int) -> np.ndarray | None:
+    """``a[::step, ::step]`` (a view; ``None`` stays ``None``): every panel of one picture takes the
+    same ``step`` (from :func:`display_stride` of the image) so the panels stay aligned."""
+    return a if a is None or step == 1 else a[::step, ::step]
+
+
+def image_kwargs(image: np.ndarray) -> dict:
+    """``imshow`` arguments for a picture: a 2-D (grey) image in grey on its full range (0..255 for
+    uint8, the dtype's range for other integers, 0..1 for floats), not autoscaled viridis."""
+    if np.ndim(image) != 2:
+        return {}
+    dt = np.asarray(image).dtype
+    vmax = 255 if dt == np.uint8 else np.iinfo(dt).max if dt.kind in "iu" else 1 if dt.kind == "f" else None
+    return dict(cmap="gray", vmin=0, vmax=vmax) if vmax is not None else dict(cmap="gray")
+
+
+def show_image(ax, image: np.ndarray, **kwargs):
+    """``ax.imshow`` of a picture, grey images drawn in grey (:func:`image_kwargs`)."""
+    if np.ndim(image) == 3 and np.shape(image)[2] == 1:
+        image = image[..., 0]
+    return ax.imshow(image, **{**image_kwargs(image), **kwargs})
+
+
+def map_cmap(name: str):
+    """Colormap ``name`` with NaN (bad) pixels in :data:`BAD_COLOR`; for maps never masked on purpose
+    (a masked array's hidden pixels would take that colour too)."""
+    import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
+
+    return matplotlib.colormaps[name].with_extremes(bad=BAD_COLOR)
+
+
+def check_mask(result: "Result", mask: np.ndarray | None) -> None:
+    """Refuse a ground-truth mask that is not on ``result``'s grid (every figure and viewer)."""
+    if mask is not None and tuple(np.shape(mask)[:2]) != tuple(result.size):
+        turned = " (this result is turned as viewers show the file)" if getattr(result, "shown", False) else ""
+        raise ValueError(
+            f"{result.name or 'image'}: mask is {np.shape(mask)[:2]}, the result {tuple(result.size)}{turned}"
+        )
+
+
 def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, overlay_alpha: float = 0.5):
     """Image, ground truth (if given), Noiseprint++, localization map (fixed [0, 1], diverging
-    colormap), confidence map and an overlay; the score is in the title. A Result that shows
-    something else names its panels in ``captures``: ``"shown"`` (the raw panel, e.g. a classic
-    detector's output) and ``"map_title"`` (e.g. an attribution scaled for display)."""
+    colormap), confidence map (when there is one) and an overlay; the score is in the title. A
+    Result that shows something else names its panels in ``captures``: ``"shown"`` (the raw
+    panel, e.g. a classic detector's output) and ``"map_title"`` (e.g. an attribution scaled for
+    display). Arrays longer than :data:`MAX_DISPLAY_SIDE` are strided down for drawing (all panels
+    alike); NaN confidence and Noiseprint++ pixels are drawn in :data:`BAD_COLOR`."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
-    panels = [("Image", result.image, {})]
+    check_mask(result, mask)
+    step = display_stride(result.size)
+    image, heat = for_display(result.image, step), for_display(result.map, step)
+    panels = [("Image", image, {}, False)]
     if mask is not None:
-        panels.append(("Ground truth", mask.astype(float), dict(cmap="gray", vmin=0, vmax=1)))
-    lo, hi = robust_limits(result.noiseprint)
+        m = for_display(np.asarray(mask), step).astype(float)
+        panels.append(("Ground truth", m, dict(cmap="gray", vmin=0, vmax=1), False))
+    npm = for_display(result.noiseprint, step)
+    lo, hi = robust_limits(npm)
     shown = result.captures.get("shown", "Noiseprint++")  # a classic detector shows its raw output here
-    panels.append((shown, result.noiseprint, dict(cmap="gray", vmin=lo, vmax=hi)))
-    if result.map is not None:
+    panels.append((shown, npm, dict(cmap=map_cmap("gray"), vmin=lo, vmax=hi), False))
+    if heat is not None:
         map_title = result.captures.get("map_title", "Localization map")
-        panels.append((map_title, result.map, dict(cmap="RdBu_r", vmin=0, vmax=1)))
-        panels.append(("Confidence", result.conf, dict(cmap="gray", vmin=0, vmax=1)))
-        panels.append(("Overlay", None, {}))
+        panels.append((map_title, heat, dict(cmap=map_cmap("RdBu_r"), vmin=0, vmax=1), True))
+        if result.conf is not None:
+            conf = for_display(result.conf, step)
+            panels.append(("Confidence", conf, dict(cmap=map_cmap("gray"), vmin=0, vmax=1), True))
+        panels.append(("Overlay", None, {}, False))
     if fig is None:
         fig = plt.figure(figsize=(3.2 * len(panels), 3.6))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, data, kw) in zip(axes, panels):
+    for ax, (title, data, kw, colorbar) in zip(axes, panels):
         if data is None:
-            ax.imshow(result.image)
-            ax.imshow(result.map, cmap="RdBu_r", vmin=0, vmax=1, alpha=overlay_alpha)
+            draw_overlay(ax, image, heat, opacity=overlay_alpha)
         else:
-            im = ax.imshow(data, **kw)
-            if kw.get("vmax") == 1 and title not in ("Ground truth",):
+            im = show_image(ax, data) if title == "Image" else ax.imshow(data, **kw)
+            if colorbar:
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=10, parse_math=False)
         ax.set_axis_off()
@@ -85,6 +145,14 @@ def new_figure(figsize: tuple[float, float], **kwargs):
     return plt.figure(figsize=figsize, **kwargs)
 
 
+def plain_figure(figsize: tuple[float, float], **kwargs):
+    """A matplotlib Figure not registered with pyplot: nothing to close, nothing leaks (a notebook
+    still displays it when it is a cell's value)."""
+    from matplotlib.figure import Figure  # lazy: matplotlib takes about a second to import; only drawing needs it
+
+    return Figure(figsize=figsize, **kwargs)
+
+
 _new_figure = new_figure
 
 
@@ -95,9 +163,10 @@ def _fig_ax(ax, figsize: tuple[float, float] = (5, 3.5)):
     return ax.figure, ax
 
 
-def crop_region(a: np.ndarray, zoom: tuple[int, int, int, int] | None) -> np.ndarray:
-    """``a[y0:y1, x0:x1]`` for ``zoom = (y0, x0, y1, x1)`` (``None``: the whole array)."""
-    if zoom is None:
+def crop_region(a: np.ndarray | None, zoom: tuple[int, int, int, int] | None) -> np.ndarray | None:
+    """``a[y0:y1, x0:x1]`` for ``zoom = (y0, x0, y1, x1)`` (``None``: the whole array; an absent
+    map, ``None``, stays ``None``)."""
+    if zoom is None or a is None:
         return a
     y0, x0, y1, x1 = zoom
     return a[y0:y1, x0:x1]
@@ -119,8 +188,12 @@ def draw_overlay(
 ):
     """The image with ``heat`` on top (``opacity``); values below ``threshold`` and pixels whose
     confidence is below ``conf_min`` are left transparent; ``mask`` (ground truth) is outlined.
+    Arrays larger than :data:`MAX_DISPLAY_SIDE` are strided down alike (all on ``image``'s grid).
     Returns the overlay's AxesImage (or the image's when ``heat`` is None)."""
-    im = ax.imshow(image)
+    step = display_stride(np.shape(image))
+    image, heat, conf = for_display(image, step), for_display(heat, step), for_display(conf, step)
+    mask = for_display(None if mask is None else np.asarray(mask), step)
+    im = show_image(ax, image)
     if heat is not None:
         hidden = heat < threshold if threshold > 0 else np.zeros(heat.shape, bool)
         if conf is not None and conf_min > 0:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trufor_lab.viz.figures import robust_limits
+from trufor_lab.viz.figures import map_cmap, robust_limits
 
 __all__ = [
     "Region",
@@ -132,7 +132,7 @@ def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: s
         fig = plt.figure(figsize=(10.5, 3.8))
     axes = fig.subplots(1, 3, squeeze=False)[0]
     lo, hi = robust_limits(a)
-    axes[0].imshow(a, cmap="gray", vmin=lo, vmax=hi)
+    axes[0].imshow(a, cmap=map_cmap("gray"), vmin=lo, vmax=hi)  # NaN pixels visible
     axes[0].set_title("Noiseprint++", fontsize=10)
     var = local_variance(a, variance_size)
     im = axes[1].imshow(var, cmap="magma", vmin=0, vmax=robust_limits(var)[1])
@@ -175,7 +175,7 @@ def compare_regions(
     gs = fig.add_gridspec(2, 4, width_ratios=[1.4, 1, 1, 1])
     ax_full = fig.add_subplot(gs[:, 0])
     lo, hi = robust_limits(a)
-    ax_full.imshow(a, cmap="gray", vmin=lo, vmax=hi)
+    ax_full.imshow(a, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
     colors = ("#e41a1c", "#377eb8")
     crops = [a[y0:y1, x0:x1] for y0, x0, y1, x1 in regions]
     variances = [local_variance(c, variance_size) for c in crops]
@@ -190,7 +190,7 @@ def compare_regions(
         ax_full.text(x0, y0, f" {label}", color=color, va="top", fontsize=10, fontweight="bold")
         stats = region_stats(a, (y0, x0, y1, x1))
         ax = fig.add_subplot(gs[row, 1])
-        ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi)
+        ax.imshow(crop, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
         ax.set_title(f"{label}: std {stats['std']:.3g}", fontsize=9, color=color)
         ax.set_axis_off()
         ax = fig.add_subplot(gs[row, 2])

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trufor_lab.viz.figures import crop_region, draw_overlay, robust_limits
+from trufor_lab.viz.figures import crop_region, display_stride, draw_overlay, for_display, map_cmap, robust_limits
 from trufor_lab.widgets.display import Viewer, as_list, clip01, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
 
@@ -19,7 +19,15 @@ class CompareViewer(OverlayControls, Viewer):
     confidence mask, colour map and zoom for every panel); ``panel`` picks what each column shows:
     ``"overlay"``, ``"map"``, ``"conf"`` or ``"noiseprint"``. The zoom is given in the first
     result's pixels; a result of another size shows the same part of its own picture (the box
-    scaled to its size, said in its title)."""
+    scaled to its size, said in its title).
+
+    Results must be on one grid: mixing a result turned as viewers show the file
+    (:meth:`~trufor_lab.inference.result.Result.as_shown`) with one left on its stored grid whose
+    EXIF orientation turns it is refused (the same zoom would show different places); call
+    ``.as_shown()`` on all of them. The ``"noiseprint"`` panel draws every column showing the same
+    kind of raw output on one shared grey scale, so a weaker Noiseprint++ looks weaker; NaN
+    confidence or Noiseprint++ pixels are drawn in magenta; a zoom larger than 2048 pixels is
+    strided down for drawing (display only)."""
 
     PANELS = ("overlay", "map", "conf", "noiseprint")
 
@@ -42,6 +50,7 @@ class CompareViewer(OverlayControls, Viewer):
         )
         if len(self.labels) != len(self.results):
             raise ValueError(f"{len(self.labels)} labels for {len(self.results)} results")
+        _check_one_grid(self.results, self.labels)
         self._shape = tuple(self.results[0].size)
         super().__init__(
             dict(
@@ -83,38 +92,71 @@ class CompareViewer(OverlayControls, Viewer):
         n = len(self.results)
         fig = new_figure((3.3 * n, 3.7))
         axes = fig.subplots(1, n, squeeze=False)[0]
-        for ax, r, label in zip(axes, self.results, self.labels):
+        columns = []
+        for r in self.results:
             z = self._zoom_of(r, s["zoom"])
+            step = display_stride(crop_region(r.image, z).shape)  # one step for the column's arrays
             panel = s["panel"] if r.map is not None else "noiseprint"
+            columns.append((r, panel, lambda a, z=z, step=step: for_display(crop_region(a, z), step)))
+        raw = {}  # one grey scale per kind of raw output, shared by the columns that show it
+        for r, panel, crop in columns:
+            if panel == "noiseprint":
+                raw.setdefault(_raw_name(r), []).append(crop(r.noiseprint))
+        limits = {k: robust_limits(np.concatenate([np.ravel(a) for a in v])) for k, v in raw.items()}
+        for ax, (r, panel, crop), label in zip(axes, columns, self.labels):
             if tuple(r.size) != self._shape:
                 label = f"{label} ({r.size[1]}x{r.size[0]}, zoom scaled)"
             if panel != s["panel"]:
-                label = f"{label}\n(Noiseprint++: no map)"
+                label = f"{label}\n({_raw_name(r)}: no map)"
+            conf = crop(r.conf)
             if panel == "overlay":
                 draw_overlay(
                     ax,
-                    crop_region(r.image, z),
-                    crop_region(r.map, z),
+                    crop(r.image),
+                    crop(r.map),
                     opacity=s["opacity"],
                     threshold=s["threshold"],
-                    conf=crop_region(r.conf, z),
+                    conf=conf,
                     conf_min=s["conf_min"],
                     cmap=s["cmap"],
                 )
             elif panel == "map":
-                heat = crop_region(r.map, z)
+                heat = crop(r.map)
                 hidden = heat < s["threshold"] if s["threshold"] > 0 else np.zeros(heat.shape, bool)
-                if s["conf_min"] > 0:
-                    hidden |= crop_region(r.conf, z) < s["conf_min"]
+                if conf is not None and s["conf_min"] > 0:
+                    hidden |= conf < s["conf_min"]
                 ax.imshow(np.ma.masked_array(heat, hidden), cmap=s["cmap"], vmin=0, vmax=1, interpolation="nearest")
+            elif panel == "conf" and conf is None:
+                ax.text(0.5, 0.5, "no confidence map", ha="center", va="center", transform=ax.transAxes)
             elif panel == "conf":
-                ax.imshow(crop_region(r.conf, z), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(conf, cmap=map_cmap("gray"), vmin=0, vmax=1, interpolation="nearest")
             else:
-                npm = crop_region(r.noiseprint, z)
-                lo, hi = robust_limits(npm)
-                ax.imshow(npm, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+                lo, hi = limits[_raw_name(r)]
+                ax.imshow(crop(r.noiseprint), cmap=map_cmap("gray"), vmin=lo, vmax=hi, interpolation="nearest")
             score = f"\nscore {r.score:.3f}" if r.score is not None else ""
             ax.set_title(f"{label}{score}", fontsize=10, parse_math=False)
             ax.set_axis_off()
-        fig.suptitle(s["panel"], fontsize=10)
+        title = " / ".join(raw) if s["panel"] == "noiseprint" else s["panel"]
+        fig.suptitle(title, fontsize=10, parse_math=False)
         return fig
+
+
+def _raw_name(r: Any) -> str:
+    """What a result's raw panel shows (``captures["shown"]``, as :func:`plot_result` titles it)."""
+    return (getattr(r, "captures", None) or {}).get("shown", "Noiseprint++")
+
+
+def _check_one_grid(results: Sequence[Any], labels: Sequence[str]) -> None:
+    """Refuse results on different grids: one turned as viewers show the file, another on its
+    stored grid although its EXIF orientation turns it."""
+    turned = {True: None, False: None}
+    for r, label in zip(results, labels):
+        if getattr(r, "exif_orientation", None) not in (None, 1):
+            turned[bool(getattr(r, "shown", False))] = turned[bool(getattr(r, "shown", False))] or (label, r)
+    if turned[True] and turned[False]:
+        (a, _), (b, rb) = turned[True], turned[False]
+        raise ValueError(
+            f"CompareViewer: {a!r} is turned as viewers show the file but {b!r} is on its stored grid "
+            f"(EXIF orientation {rb.exif_orientation}); call .as_shown() on all results "
+            "(or turn them consistently yourself)"
+        )

@@ -7,7 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from trufor_lab.viz.figures import crop_region, draw_overlay, robust_limits
+from trufor_lab.viz.figures import (
+    check_mask,
+    crop_region,
+    display_stride,
+    draw_overlay,
+    for_display,
+    map_cmap,
+    robust_limits,
+    show_image,
+)
 from trufor_lab.widgets.display import Viewer, as_list, clip01, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
 
@@ -28,7 +37,10 @@ class ResultViewer(OverlayControls, Viewer):
     zoom (``zoom=(y0, x0, y1, x1)``), and an image selector (``index``) for several results.
 
     Panels: image with the map on top (ground-truth outline when ``masks`` are given), the
-    localization map (fixed [0, 1] scale) and the confidence; Noiseprint++ when there is no map.
+    localization map (fixed [0, 1] scale) and the confidence ("no confidence map" when the result
+    has none); Noiseprint++ when there is no map. A mask must be on its result's grid (turn it
+    too for a result turned :meth:`~trufor_lab.inference.result.Result.as_shown`). A zoom larger
+    than 2048 pixels is strided down for drawing (display only).
     """
 
     def __init__(
@@ -45,6 +57,8 @@ class ResultViewer(OverlayControls, Viewer):
         if not self.results:
             raise ValueError("ResultViewer needs at least one Result")
         self.masks = as_list(masks) + [None] * (len(self.results) - len(as_list(masks)))
+        for r, m in zip(self.results, self.masks):
+            check_mask(r, m)
         shape = self.results[0].size
         super().__init__(
             dict(
@@ -99,22 +113,24 @@ class ResultViewer(OverlayControls, Viewer):
         mask = self.masks[s["index"]]
         z = s["zoom"]
         img = crop_region(r.image, z)
-        crop_mask = None if mask is None else crop_region(np.asarray(mask), z)
+        step = display_stride(img.shape)  # one step for every panel: they stay aligned
+        img = for_display(img, step)
+        crop_mask = None if mask is None else for_display(crop_region(np.asarray(mask), z), step)
         if r.map is None:
             fig = new_figure((7, 3.6))
             axes = fig.subplots(1, 2, squeeze=False)[0]
-            axes[0].imshow(img)
-            npm = crop_region(r.noiseprint, z)
+            show_image(axes[0], img)
+            npm = for_display(crop_region(r.noiseprint, z), step)
             lo, hi = robust_limits(npm)
-            axes[1].imshow(npm, cmap="gray", vmin=lo, vmax=hi)
+            axes[1].imshow(npm, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
             axes[0].set_title("Image", fontsize=10)
-            axes[1].set_title("Noiseprint++", fontsize=10)
+            axes[1].set_title(r.captures.get("shown", "Noiseprint++"), fontsize=10, parse_math=False)
             for ax in axes:
                 ax.set_axis_off()
         else:
             fig = new_figure((10, 3.6))
             axes = fig.subplots(1, 3, squeeze=False)[0]
-            heat, conf = crop_region(r.map, z), crop_region(r.conf, z)
+            heat, conf = for_display(crop_region(r.map, z), step), for_display(crop_region(r.conf, z), step)
             draw_overlay(
                 axes[0],
                 img,
@@ -127,14 +143,19 @@ class ResultViewer(OverlayControls, Viewer):
                 mask=crop_mask,
             )
             axes[0].set_title("Overlay", fontsize=10)
-            shown = np.ma.masked_array(heat, (conf < s["conf_min"]) if s["conf_min"] > 0 else False)
-            im = axes[1].imshow(shown, cmap=s["cmap"], vmin=0, vmax=1, interpolation="nearest")
+            hidden = (conf < s["conf_min"]) if conf is not None and s["conf_min"] > 0 else False
+            im = axes[1].imshow(
+                np.ma.masked_array(heat, hidden), cmap=s["cmap"], vmin=0, vmax=1, interpolation="nearest"
+            )
             if s["threshold"] > 0 and min(heat.shape) >= 2:  # a contour needs 2x2 values
                 axes[1].contour(heat, levels=[s["threshold"]], colors="k", linewidths=0.8)
             fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
             axes[1].set_title("Localization map", fontsize=10)
-            im = axes[2].imshow(conf, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02)
+            if conf is None:
+                axes[2].text(0.5, 0.5, "no confidence map", ha="center", va="center", transform=axes[2].transAxes)
+            else:
+                im = axes[2].imshow(conf, cmap=map_cmap("gray"), vmin=0, vmax=1, interpolation="nearest")
+                fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02)
             axes[2].set_title("Confidence", fontsize=10)
             for ax in axes:
                 ax.set_axis_off()
