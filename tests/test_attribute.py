@@ -237,6 +237,9 @@ def test_baselines_are_checked_as_the_input_is(recipe_model, img):
         T.attribute(recipe_model, img, "ig", baseline=T.make_baseline(x, "blur"), max_side=48, n_steps=2)
     with pytest.raises(ValueError, match=r"RGB baseline has shape \(1, 3, 32, 32\)"):
         T.attribute(recipe_model, img, "modality", baseline=(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 64, 64)))
+    # a number or a tensor of another dtype is a value (RGB/256), as before; uint8 is an image
+    for number in (torch.tensor(0), torch.zeros(1, 3, 64, 64, dtype=torch.int64), torch.tensor(True)):
+        assert torch.equal(T.make_baseline(x, number), torch.zeros_like(x) + float(number.flatten()[0]))
     # an image baseline is read as the input is (uint8 / 256)
     gray = np.full_like(img, 128)
     assert torch.equal(T.make_baseline(x, gray), torch.full_like(x, 0.5))

@@ -191,8 +191,25 @@ def test_callable_labels_tell_settings_apart_and_stay_stable_across_runs():
     k = 1
     assert callable_label(lambda x: x + k) != callable_label((lambda k: lambda x: x + k)(2))
     script = "import functools; from trufor_lab.common.callables import callable_label as c; print(c(functools.partial(sorted, key=lambda v: [i for i in v])))"
+    # arrays by their bytes (a repr shows the edges only), plain callable objects by content
+    import numpy as np
+    import torch
+
+    m1 = np.zeros((300, 300), bool)
+    m2 = m1.copy()
+    m2[150, 150] = True
+    assert callable_label(functools.partial(round, ndigits=m1)) != callable_label(functools.partial(round, ndigits=m2))
+    t = torch.zeros(50, 50)
+    assert callable_label(functools.partial(round, ndigits=t)) != callable_label(
+        functools.partial(round, ndigits=t + 1)
+    )
+    fixed = "class Fixed:\n    def __init__(self, s): self.s = s\n    def __call__(self, m, p): return self.s\n"
+    script = fixed + script + "; print(c(Fixed(2)), c(Fixed(3)))"
     runs = {
         subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
         for _ in range(2)
     }
-    assert len(runs) == 1 and runs.pop().startswith("sorted #")
+    assert len(runs) == 1  # the same in every process (a default repr names an address)
+    first, second = runs.pop().splitlines()
+    two, three = second.split(" Fixed")
+    assert first.startswith("sorted #") and two.startswith("Fixed #") and three != two[5:]

@@ -284,6 +284,9 @@ def test_jpeg_qualities_and_transforms_must_be_what_is_recorded(target):
         F.double_jpeg(target, seed=0, q1=75.9, q2=90)
     with pytest.raises(ValueError, match=r"double_jpeg: q2 must be a whole number in 1\.\.100, got 100\.5"):
         F.double_jpeg(target, seed=0, q1=70, q2=100.5)
+    # whole numbers of other types are whole numbers (they ran before the checks)
+    a, b = F.double_jpeg(target, seed=0, q1=np.array(70), q2=90.0), F.double_jpeg(target, seed=0, q1=70, q2=90)
+    assert np.array_equal(a.image, b.image) and a.params["q1"] == 70 and a.params["q2"] == 90
     f = F.double_jpeg(target, seed=0, q1=np.int64(70), q2=90.0)
     assert (f.params["q1"], f.params["q2"]) == (70, 90)
     with pytest.raises(ValueError, match=r"pristine: final_jpeg must be a whole number in 1\.\.100, got 89\.5"):

@@ -84,6 +84,15 @@ def test_photos_that_differ_only_by_extension_are_two_photos(tmp_path):
         P.split_by_camera(photos, {"Test": ("photo:a.png",)})
 
 
+def test_mpo_frames_are_photos(tmp_path):
+    """A stereo camera's .mpo (one photo per frame) was left out when the listing moved to
+    find_images, whose extensions lacked .mpo: the default split's validation frame vanished."""
+    frames = [Image.fromarray(_noise_photo(s, 96, 128)) for s in (0, 1)]
+    frames[0].save(tmp_path / "stereo.mpo", "MPO", save_all=True, append_images=frames[1:])
+    _save(tmp_path / "other.jpg", _noise_photo(2, 96, 128))
+    assert sorted(p.name for p in P.scan_photos(tmp_path, min_side=64)) == ["other", "stereo#0", "stereo#1"]
+
+
 def test_split_is_by_camera_never_by_photo(photo_dir):
     photos = P.scan_photos(photo_dir)
     s = P.split_by_camera(photos, {"test": ["Canon PowerShot X"], "validation": ["unknown:c1"]})

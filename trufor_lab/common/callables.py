@@ -11,6 +11,8 @@ import hashlib
 import types
 from typing import Any, Callable
 
+import numpy as np
+
 __all__ = ["callable_label"]
 
 
@@ -44,16 +46,29 @@ def _describe(f: Any, parts: list[str], depth: int) -> None:
         parts += [f.__module__ or "", f.__qualname__, _code(f.__code__)]
         parts += [_value(f.__defaults__, depth), _value(f.__kwdefaults__, depth)]
         parts += [_cell(c, depth) for c in f.__closure__ or ()]
+    elif type(f).__repr__ is object.__repr__ and hasattr(type(f), "__call__"):  # an address: by content
+        _describe(type(f).__call__, parts, depth + 1)
+        parts.append(_value(getattr(f, "__dict__", {}), depth))
     else:
         parts.append(type(f).__qualname__ + repr(f))
 
 
 def _value(v: Any, depth: int) -> str:
-    """A value's text: functions by content (their repr names an address), containers item by item."""
-    if isinstance(v, (functools.partial, types.MethodType, types.FunctionType)):
+    """A value's text: functions and plain objects by content (their repr names an address),
+    arrays by their bytes (their repr shows the edges only), containers item by item."""
+    if depth > 4:
+        return repr(v)
+    if isinstance(v, (functools.partial, types.MethodType, types.FunctionType)) or (
+        callable(v) and type(v).__repr__ is object.__repr__ and not isinstance(v, type)
+    ):
         inner: list[str] = []
         _describe(v, inner, depth + 1)
         return "<" + "|".join(inner) + ">"
+    array = _as_array(v)
+    if array is not None:
+        return f"array{array.shape}{array.dtype}:{hashlib.sha256(array.tobytes()).hexdigest()}"
+    if type(v).__repr__ is object.__repr__ and hasattr(v, "__dict__"):
+        return type(v).__qualname__ + _value(vars(v), depth + 1)
     if isinstance(v, (tuple, list)):
         return "(" + ",".join(_value(x, depth) for x in v) + ")"
     if isinstance(v, dict):
@@ -66,6 +81,20 @@ def _code(code: types.CodeType) -> str:
     its address."""
     consts = ",".join(_code(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
     return f"{code.co_code.hex()}|{code.co_names}|{consts}"
+
+
+def _as_array(v: Any) -> Any:
+    """A numpy array or a torch tensor as a contiguous numpy array, else ``None`` (no torch import
+    here: a tensor is recognised by its methods)."""
+    if isinstance(v, np.ndarray):
+        return np.ascontiguousarray(v)
+    if type(v).__name__ in ("Tensor", "Parameter") and hasattr(v, "detach") and hasattr(v, "numpy"):
+        t = v.detach().cpu()
+        try:
+            return np.ascontiguousarray(t.numpy())
+        except TypeError:  # bfloat16 and other dtypes numpy lacks: their values, exactly, in float32
+            return np.ascontiguousarray(t.float().numpy())
+    return None
 
 
 def _cell(cell: Any, depth: int) -> str:

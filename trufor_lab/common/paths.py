@@ -17,6 +17,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
         ".jpg",
         ".jpeg",
         ".jfif",
+        ".mpo",  # a stereo / multi-picture camera's JPEG (its first frame)
         ".png",
         ".tif",
         ".tiff",

@@ -516,7 +516,8 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(png_without_text(op.data))) if op.data is not None else op.image
+            data = png_without_text(op.data) if p.png_text_bomb and op.data is not None else op.data
+            im = Image.open(io.BytesIO(data)) if data is not None else op.image
             if op.data is not None and im.format in _JPEG_FORMATS:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             im.load()

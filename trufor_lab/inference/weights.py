@@ -231,7 +231,7 @@ def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
 def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
     """Checksum ``path`` and say whether it is a known, verified file."""
     p = Path(path)
-    digest = sha256_of(p)
+    digest = _remembered_sha256(Path(p))
     if kind == "noiseprint":
         verified = digest == NOISEPRINT_SHA256
         note = "official Noiseprint++" if verified else "Noiseprint++ weights with an unknown checksum"
@@ -299,6 +299,12 @@ def weights_sha256(weights: str | os.PathLike | None = None, *, demo: bool = Tru
     """sha256 of the file :func:`select` picks, without loading it (remembered per file, size
     and modification time): tells whether an existing output was made with these weights."""
     path, _ = select(weights, demo=demo)
+    return _remembered_sha256(path)
+
+
+def _remembered_sha256(path: Path) -> str:
+    """sha256 of ``path``, remembered per file, size and modification time (a checkpoint is
+    hundreds of MB: hashed once per process)."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:

@@ -204,8 +204,8 @@ def make_baseline(
         b = _named_baseline(x, kind, sigma, seed)
     elif isinstance(baseline, (int, float, np.integer, np.floating)) and not isinstance(baseline, bool):
         b = torch.full_like(x, float(baseline))
-    elif isinstance(baseline, torch.Tensor) and baseline.is_floating_point():
-        b = fit_baseline(baseline, x, "the baseline tensor", max_side)
+    elif isinstance(baseline, torch.Tensor) and baseline.dtype != torch.uint8:  # values (RGB/256), as before
+        b = fit_baseline(baseline.to(x.dtype), x, "the baseline tensor", max_side)
     elif isinstance(baseline, (np.ndarray, Image.Image, torch.Tensor)):  # an image, read as the input is
         b = fit_baseline(to_tensor(load_image(baseline).rgb, dtype=x.dtype), x, "the baseline image", max_side)
     else:

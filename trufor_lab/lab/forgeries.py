@@ -203,7 +203,9 @@ def _check_area(area: Sequence[float], n: int) -> tuple[int, int]:
 
 
 def _whole(name: str, v: Any, lo: int, hi: int | None = None) -> int:
-    """``v`` as an int in ``lo..hi``: 75.7 is refused, not silently run as 75 (bools, NaN too)."""
+    """``v`` as an int in ``lo..hi``: 75.7 is refused, not silently run as 75 (bools, NaN too);
+    80.0 and 0-dim arrays of a whole number are whole numbers."""
+    v = v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v
     real = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
     if not real or not float(v).is_integer() or v < lo or (hi is not None and v > hi):
         span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
