@@ -111,6 +111,28 @@ def small_image(tampered2) -> np.ndarray:
     return tampered2[80:176, 80:176].copy()
 
 
+@pytest.fixture()
+def array_result():
+    """Build a Result from arrays, no model: ``make(h, w, **fields)`` gives a random image and
+    Noiseprint++, a ramp map, full confidence and score 0.4; ``fields`` replace any of them."""
+    from trufor_lab.inference.result import Result
+
+    def make(h: int, w: int, **kw) -> Result:
+        rng = np.random.default_rng(0)
+        d = dict(
+            image=rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+            noiseprint=rng.standard_normal((h, w)).astype(np.float32),
+            map=np.linspace(0, 1, h * w, dtype=np.float32).reshape(h, w),
+            conf=np.ones((h, w), np.float32),
+            score=0.4,
+            name="synthetic",
+        )
+        d.update(kw)
+        return Result(**d)
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     """Library figures are pyplot figures (so notebooks show them): close them after each test."""

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from trufor_lab.cli import main
+from trufor_lab.inference.result import RECORD_KEYS
 
 
 @pytest.fixture()
@@ -134,12 +135,7 @@ def test_without_checkpoint_the_main_job_uses_the_demo_model_and_says_so(tmp_pat
     assert len(notes) == 1 and "Demo weights" in notes[0] and "weights download" in notes[0]
     assert "tampered2.png: score" in cap.out
     d = np.load(out / "tampered2.png.npz")
-    assert set(d.files) - {
-        "trufor_lab_input_sha256",
-        "trufor_lab_weights_sha256",
-        "trufor_lab_computed",
-        "trufor_lab_summary",
-    } == {
+    assert set(d.files) - set(RECORD_KEYS) == {
         "map",
         "conf",
         "score",
@@ -159,7 +155,7 @@ def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(
     notes = [ln for ln in cap.err.splitlines() if ln.startswith("note:")]
     assert len(notes) == 1 and "official TruFor checkpoint" in notes[0] and "weights download" in notes[0]
     d = np.load(out / "tampered2.png.npz")
-    made = {"trufor_lab_input_sha256", "trufor_lab_weights_sha256", "trufor_lab_computed", "trufor_lab_summary"}
+    made = set(RECORD_KEYS)
     assert set(d.files) - made == {"imgsize", "np++"}
 
 

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from trufor_lab.inference.analyze import analyze
+from trufor_lab.inference.result import RECORD_KEYS
 from trufor_lab.lab.datasets import Dataset, Sample, folder_dataset
 from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation, evaluate, output_path
 from trufor_lab.lab.metrics import detection_metrics, localization_metrics
@@ -73,12 +74,7 @@ def test_rows_structure_and_values(first_run, make_folder_dataset):
         npz = Path(r["npz"])
         assert npz == out / "images" / (name + ".npz") == output_path(out, ds, ds[[s.id for s in ds].index(name)])
         d = np.load(npz)
-        assert set(d.files) - {
-            "trufor_lab_input_sha256",
-            "trufor_lab_weights_sha256",
-            "trufor_lab_computed",
-            "trufor_lab_summary",
-        } == {
+        assert set(d.files) - set(RECORD_KEYS) == {
             "map",
             "conf",
             "score",

@@ -222,36 +222,22 @@ def test_result_figure_calls_only_the_official_score_an_integrity_score(tampered
     assert "integrity score" not in dataclasses.replace(r, weights=None).plot()._suptitle.get_text()
 
 
-def _flat_result(h: int, w: int, **kw) -> Result:
-    rng = np.random.default_rng(1)
-    d = dict(
-        image=rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
-        noiseprint=rng.standard_normal((h, w)).astype(np.float32),
-        map=np.linspace(0, 1, h * w, dtype=np.float32).reshape(h, w),
-        conf=np.ones((h, w), np.float32),
-        score=0.4,
-        name="flat",
-    )
-    d.update(kw)
-    return Result(**d)
-
-
-def test_plot_result_without_confidence_has_no_confidence_panel():
+def test_plot_result_without_confidence_has_no_confidence_panel(array_result):
     """conf=None drew a second overlay (the image) in the panel titled 'Confidence'."""
-    fig = F.plot_result(_flat_result(32, 40, conf=None))
+    fig = F.plot_result(array_result(32, 40, conf=None))
     titles = [ax.get_title() for ax in image_axes(fig) if ax.get_title()]
     assert titles == ["Image", "Noiseprint++", "Localization map", "Overlay"]
     assert len(fig.axes) == 5  # 4 panels + the map's colour bar
 
 
-def test_grey_images_are_drawn_in_grey_on_their_full_range():
+def test_grey_images_are_drawn_in_grey_on_their_full_range(array_result):
     """A 2-D image was drawn in autoscaled viridis: a dark grey picture came out yellow and purple."""
     dark = np.full((32, 40), 10, np.uint8)
     dark[:, 20:] = 20
-    fig = F.plot_result(_flat_result(32, 40, image=dark))
+    fig = F.plot_result(array_result(32, 40, image=dark))
     im = fig.axes[0].images[0]
     assert im.get_cmap().name.startswith("gray") and im.get_clim() == (0, 255)
-    fig = F.plot_result(_flat_result(32, 40, image=dark / 255.0))
+    fig = F.plot_result(array_result(32, 40, image=dark / 255.0))
     assert fig.axes[0].images[0].get_clim() == (0, 1)
     assert fig.axes[1].get_title() == "Noiseprint++"  # no colour bar for a grey float image
     overlay = [ax for ax in fig.axes if ax.get_title() == "Overlay"][0].images[0]
@@ -259,26 +245,26 @@ def test_grey_images_are_drawn_in_grey_on_their_full_range():
     ax = plt.figure().add_subplot()
     F.draw_overlay(ax, dark, None)
     assert ax.images[0].get_cmap().name.startswith("gray") and ax.images[0].get_clim() == (0, 255)
-    rgb = F.plot_result(_flat_result(32, 40)).axes[0].images[0]
+    rgb = F.plot_result(array_result(32, 40)).axes[0].images[0]
     assert rgb.get_array().shape == (32, 40, 3)
 
 
-def test_nan_confidence_and_noiseprint_pixels_are_drawn_visibly():
+def test_nan_confidence_and_noiseprint_pixels_are_drawn_visibly(array_result):
     """NaN pixels were transparent: a NaN confidence looked like 1 on the white page."""
     conf = np.ones((32, 40), np.float32)
     conf[:8] = np.nan
     npm = np.random.default_rng(0).standard_normal((32, 40)).astype(np.float32)
     npm[:4] = np.nan
-    fig = F.plot_result(_flat_result(32, 40, conf=conf, noiseprint=npm))
+    fig = F.plot_result(array_result(32, 40, conf=conf, noiseprint=npm))
     by_title = {ax.get_title(): ax.images[0] for ax in image_axes(fig)}
     for title in ("Confidence", "Noiseprint++"):
         assert by_title[title].get_cmap().get_bad()[3] == 1, title
     assert plot_noiseprint(npm).axes[0].images[0].get_cmap().get_bad()[3] == 1
 
 
-def test_plot_result_strides_large_pictures_and_refuses_a_mask_on_another_grid():
+def test_plot_result_strides_large_pictures_and_refuses_a_mask_on_another_grid(array_result):
     """A 48 MP result's figure took 36 s and 3.4 GB: every panel is now strided to <= 2048 px, alike."""
-    r = _flat_result(3000, 2500)
+    r = array_result(3000, 2500)
     mask = np.zeros((3000, 2500), bool)
     mask[100:900, 100:900] = True
     fig = F.plot_result(r, mask=mask)

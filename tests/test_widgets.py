@@ -195,41 +195,27 @@ def test_display_bundle_and_never_raise(results):
     assert b._repr_png_() is None and "text/plain" in b._repr_mimebundle_()
 
 
-def _grid_result(h: int, w: int, **kw) -> Result:
-    rng = np.random.default_rng(0)
-    d = dict(
-        image=rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
-        noiseprint=rng.standard_normal((h, w)).astype(np.float32),
-        map=np.linspace(0, 1, h * w, dtype=np.float32).reshape(h, w),
-        conf=np.ones((h, w), np.float32),
-        score=0.4,
-        name="g",
-    )
-    d.update(kw)
-    return Result(**d)
-
-
-def test_compare_viewer_refuses_a_turned_result_beside_a_stored_one():
+def test_compare_viewer_refuses_a_turned_result_beside_a_stored_one(array_result):
     """[r, r.as_shown()] was drawn with one zoom box for both: the columns showed different places."""
-    r = _grid_result(40, 60, exif_orientation=6)
+    r = array_result(40, 60, exif_orientation=6)
     with pytest.raises(ValueError, match=r"\.as_shown\(\) on all"):
         CompareViewer([r, r.as_shown()], ["stored", "shown"])
     both = CompareViewer([r.as_shown(), r.as_shown()]).render()
     assert [ax.images[0].get_array().shape[:2] for ax in both.axes] == [(60, 40), (60, 40)]
-    plain = _grid_result(60, 40)  # no turn: its stored grid is its shown grid
+    plain = array_result(60, 40)  # no turn: its stored grid is its shown grid
     assert CompareViewer([r.as_shown(), plain]).png.startswith(b"\x89PNG")
 
 
-def test_result_viewer_refuses_a_mask_on_another_grid():
-    r = _grid_result(40, 60, exif_orientation=6).as_shown()
+def test_result_viewer_refuses_a_mask_on_another_grid(array_result):
+    r = array_result(40, 60, exif_orientation=6).as_shown()
     with pytest.raises(ValueError, match="turned as viewers show the file"):
         ResultViewer(r, masks=[np.zeros((40, 60), bool)])
     ResultViewer(r, masks=[np.zeros((60, 40), bool)]).render()
 
 
-def test_viewers_draw_a_result_without_confidence():
+def test_viewers_draw_a_result_without_confidence(array_result):
     """conf=None with a map raised TypeError ('NoneType' object is not subscriptable)."""
-    r = _grid_result(30, 40, conf=None)
+    r = array_result(30, 40, conf=None)
     v = ResultViewer(r, conf_min=0.5)
     fig = v.render()
     assert fig.axes[2].get_title() == "Confidence" and not fig.axes[2].images
@@ -239,23 +225,23 @@ def test_viewers_draw_a_result_without_confidence():
         assert fig.axes[0].images or fig.axes[0].texts
 
 
-def test_compare_viewer_noiseprint_columns_share_one_scale():
+def test_compare_viewer_noiseprint_columns_share_one_scale(array_result):
     """Each column was scaled to itself: a Noiseprint++ scaled by 1e-4 looked identical."""
-    full = _grid_result(30, 40)
-    weak = _grid_result(30, 40, noiseprint=full.noiseprint * 1e-4)
+    full = array_result(30, 40)
+    weak = array_result(30, 40, noiseprint=full.noiseprint * 1e-4)
     fig = CompareViewer([full, weak], ["full", "weak"], panel="noiseprint").render()
     a, b = (ax.images[0] for ax in fig.axes)
     assert a.get_clim() == b.get_clim()
     assert np.ptp(b.to_rgba(b.get_array())[..., 0]) < 0.05 < np.ptp(a.to_rgba(a.get_array())[..., 0])
     assert fig._suptitle.get_text() == "Noiseprint++"
-    classic = _grid_result(30, 40, captures={"shown": "ELA"})
+    classic = array_result(30, 40, captures={"shown": "ELA"})
     assert CompareViewer([classic], panel="noiseprint").render()._suptitle.get_text() == "ELA"
 
 
-def test_viewers_draw_grey_images_in_grey_and_nan_in_a_visible_colour():
+def test_viewers_draw_grey_images_in_grey_and_nan_in_a_visible_colour(array_result):
     conf = np.ones((30, 40), np.float32)
     conf[:5] = np.nan
-    r = _grid_result(30, 40, image=np.full((30, 40), 20, np.uint8), conf=conf)
+    r = array_result(30, 40, image=np.full((30, 40), 20, np.uint8), conf=conf)
     fig = ResultViewer(r).render()
     img = fig.axes[0].images[0]
     assert img.get_cmap().name.startswith("gray") and img.get_clim() == (0, 255)
@@ -265,9 +251,9 @@ def test_viewers_draw_grey_images_in_grey_and_nan_in_a_visible_colour():
     assert fig.axes[0].images[0].get_cmap().get_bad()[3] == 1
 
 
-def test_viewers_stride_large_pictures_down_alike():
+def test_viewers_stride_large_pictures_down_alike(array_result):
     """A 48 MP result took 17 s and 6.5 GB to draw at full size; panels are now strided to 2048."""
-    r = _grid_result(3000, 2500)
+    r = array_result(3000, 2500)
     mask = np.zeros((3000, 2500), bool)
     mask[1000:2000, 500:1500] = True
     fig = ResultViewer(r, masks=[mask], threshold=0.3).render()

@@ -46,6 +46,8 @@ COMPUTED_KEY = "trufor_lab_computed"
 #: The result's one-line summary after the name (score, how the input was read): said again
 #: when the output is reused.
 SUMMARY_KEY = "trufor_lab_summary"
+#: The records every output carries besides the official arrays (weights: when they are known).
+RECORD_KEYS = (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY, SUMMARY_KEY)
 #: Present (the EXIF orientation) when the maps were turned as viewers show the file
 #: (:meth:`Result.as_shown`) rather than kept on the stored grid.
 SHOWN_KEY = "trufor_lab_shown_orientation"
