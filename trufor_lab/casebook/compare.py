@@ -166,14 +166,18 @@ class Comparison:
         return comparison_section_html(self)
 
 
-def _as_image(x: Any) -> tuple[np.ndarray, str, Result | None]:
-    """Pixels as viewers show them (EXIF orientation applied), a name, and the Result if given."""
+def _as_image(x: Any, model: nn.Module | None, name: str | None) -> tuple[np.ndarray, str, Result | None]:
+    """Pixels as viewers show them (EXIF orientation applied), a name, and the Result (given, or
+    analysed here with ``model``: the file is decoded once, its Result's image is the one shown)."""
     if isinstance(x, Result):
         r = x.as_shown()
-        return r.image, r.name or "image", r
-    name = os.fspath(x) if isinstance(x, (str, os.PathLike)) else ""
+        return r.image, name or r.name or "image", r
+    path = os.fspath(x) if isinstance(x, (str, os.PathLike)) else ""
+    if model is not None:
+        r = analyze(model, x, name=name or path or None, exif_transpose=True)
+        return r.image, name or path or r.name, r
     loaded = load_image(x, exif_transpose=True)
-    return loaded.rgb, name or loaded.name, None
+    return loaded.rgb, name or path or loaded.name, None
 
 
 def compare(
@@ -194,13 +198,8 @@ def compare(
     Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
     ``model`` is passed; a :class:`Result` is used as it is.
     """
-    ia, na, ra = _as_image(a)
-    ib, nb, rb = _as_image(b)
-    if names:
-        na, nb = names
-    if model is not None:
-        ra = analyze(model, a, name=na, exif_transpose=True) if ra is None else ra
-        rb = analyze(model, b, name=nb, exif_transpose=True) if rb is None else rb
+    ia, na, ra = _as_image(a, model, names[0] if names else None)
+    ib, nb, rb = _as_image(b, model, names[1] if names else None)
     ha, wa = ia.shape[:2]
     hb, wb = ib.shape[:2]
     notes: list[str] = []
