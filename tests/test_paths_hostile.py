@@ -152,3 +152,56 @@ def test_training_photos_refuse_an_unreadable_camera_folder(tmp_path, monkeypatc
     unlock.append(tmp_path / "nikon")
     with pytest.raises(ValueError, match="nikon: cannot read folder"):
         scan_photos(tmp_path, min_side=64, camera_folders=True)
+
+
+def test_links_to_folders_are_followed_once(tmp_path):
+    """A photo library on another disk, linked into the input folder, was left out unsaid; a
+    link back up (a loop) and a second link to one folder are searched once."""
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "library" / "b.png")
+    (tmp_path / "in" / "library").symlink_to(tmp_path / "library")
+    (tmp_path / "in" / "again").symlink_to(tmp_path / "library")
+    (tmp_path / "in" / "up").symlink_to(tmp_path / "in")
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    assert problems == []
+    assert [n for _, n in pairs] == ["a.png", "again/b.png"]
+
+
+def test_a_broken_link_with_an_image_name_is_a_problem(tmp_path):
+    """A broken link named like a photo was dropped without a word ('1 analyzed, 0 failed')."""
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.jpg").symlink_to(tmp_path / "gone.jpg")
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    assert [n for _, n in pairs] == ["a.png"]
+    assert problems == [f"{tmp_path / 'in' / 'b.jpg'}: broken symbolic link (its target does not exist); left out"]
+
+
+@pytest.mark.parametrize("pattern", ["in/**/*.png", "in/*/*.png", "in/s*/*.png"])
+def test_a_glob_says_which_folders_it_could_not_read(tmp_path, monkeypatch, unlock, pattern):
+    """glob.glob skips a folder it cannot read without a word: its images were left out of a
+    pattern as silently as they once were out of a folder."""
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "sub" / "b.png")
+    _img(tmp_path / "in" / "ok" / "c.png")
+    lock(tmp_path / "in" / "sub", monkeypatch)
+    unlock.append(tmp_path / "in" / "sub")
+    monkeypatch.chdir(tmp_path)
+    pairs, problems = expand_inputs([pattern])
+    assert "sub/b.png" not in [n for _, n in pairs]
+    assert problems == [f"in/sub: cannot read folder (permission denied); its images are left out of {pattern}"]
+
+
+def test_a_glob_does_not_blame_folders_it_would_not_search(tmp_path, monkeypatch, unlock):
+    _img(tmp_path / "in" / "ok" / "c.png")
+    _img(tmp_path / "in" / "sub" / "b.png")
+    _img(tmp_path / "in" / ".hidden" / "d.png")
+    lock(tmp_path / "in" / "sub", monkeypatch)
+    unlock.append(tmp_path / "in" / "sub")
+    lock(tmp_path / "in" / ".hidden", monkeypatch)
+    unlock.append(tmp_path / "in" / ".hidden")
+    monkeypatch.chdir(tmp_path)
+    for pattern in ("in/ok/*.png", "in/o*/*.png"):
+        pairs, problems = expand_inputs([pattern])
+        assert [f.name for f, _ in pairs] == ["c.png"] and problems == [], (pattern, problems)
+    _, problems = expand_inputs(["in/**/*.png"])  # a wildcard does not enter a dot folder, as in glob
+    assert problems == ["in/sub: cannot read folder (permission denied); its images are left out of in/**/*.png"]

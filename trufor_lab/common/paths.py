@@ -5,6 +5,7 @@ output folder."""
 from __future__ import annotations
 
 import errno
+import fnmatch
 import glob
 import os
 import unicodedata
@@ -50,11 +51,13 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
 
 
 def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list[Path], list[str]]:
-    """Image files in ``folder`` (sorted; recursive by default), and one line per folder that
-    could not be read (no permission): its images would otherwise be left out unsaid.
+    """Image files in ``folder`` (sorted; recursive by default), and one line per thing that
+    hides images: a folder that could not be read (no permission), a broken link with an image
+    name. Either would otherwise leave images out unsaid.
 
-    macOS's AppleDouble companions (``._photo.jpg``: metadata, not pixels, left on shared drives
-    and in zips) are not images. Links to folders are not followed (no loops).
+    Links to folders are followed (a photo library on another disk, linked in); a folder reached
+    twice (a link loop, two links to one place) is searched once. macOS's AppleDouble companions
+    (``._photo.jpg``: metadata, not pixels, left on shared drives and in zips) are not images.
     """
     problems: list[str] = []
 
@@ -63,11 +66,70 @@ def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list
         problems.append(f"{e.filename or folder}: cannot read folder ({why}); its images are left out")
 
     found: list[Path] = []
-    for top, _, names in os.walk(folder, onerror=unreadable):
-        found += (Path(top, n) for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS and not n.startswith("._"))
+    visited: set[str] = set()
+    for top, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        here = os.path.realpath(top)
+        if here in visited:  # a link back up (a loop) or a second link to a folder already searched
+            dirs[:] = []
+            continue
+        visited.add(here)
+        dirs.sort()  # the first of two links to one folder names its images, the same each run
+        for n in names:
+            if Path(n).suffix.lower() not in IMAGE_EXTENSIONS or n.startswith("._"):
+                continue
+            f = Path(top, n)
+            if f.is_file():
+                found.append(f)
+            elif f.is_symlink():
+                problems.append(f"{f}: {why_not_found(f)}; left out")
         if not recursive:
             break
-    return sorted(f for f in found if f.is_file()), problems
+    return sorted(found), problems
+
+
+def _could_hold(pattern: Sequence[str], parts: Sequence[str]) -> bool:
+    """Whether a folder at relative ``parts`` could hold matches of the folder ``pattern`` parts
+    (``**`` any number of folders; like :mod:`glob`, a wildcard does not match a leading dot)."""
+    if not parts:
+        return True
+    if not pattern:
+        return False
+    head = pattern[0]
+    if head == "**":
+        return _could_hold(pattern[1:], parts) or (not parts[0].startswith(".") and _could_hold(pattern, parts[1:]))
+    if parts[0].startswith(".") and not head.startswith(".") and glob.has_magic(head):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _could_hold(pattern[1:], parts[1:])
+
+
+def _glob_unreadable(pattern: str) -> list[str]:
+    """Folders a glob ``pattern`` would have searched but could not read (:func:`glob.glob`
+    skips them without a word), one problem line each."""
+    parts = Path(pattern).parts
+    lead = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    base, folder_pattern = Path(*parts[:lead]) if lead else Path("."), parts[lead:-1]
+    problems: list[str] = []
+    visited: set[str] = set()
+
+    def search(folder: Path, rel: tuple[str, ...]) -> None:
+        real = os.path.realpath(folder)
+        if real in visited:
+            return
+        visited.add(real)
+        try:
+            with os.scandir(folder) as entries:
+                subs = [e.name for e in entries if e.is_dir()]
+        except OSError as e:
+            why = "permission denied" if e.errno in (errno.EACCES, errno.EPERM) else (e.strerror or str(e))
+            problems.append(f"{folder}: cannot read folder ({why}); its images are left out of {pattern}")
+            return
+        for name in sorted(subs):
+            if _could_hold(folder_pattern, (*rel, name)):
+                search(folder / name, (*rel, name))
+
+    if base.is_dir():
+        search(base, ())
+    return problems
 
 
 def safe_part(name: str, default: str = "dataset") -> str:
@@ -192,18 +254,21 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
             files = [p]
         elif glob.has_magic(item):
             files = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).is_file())
-            if not files:
+            hidden = _glob_unreadable(item)
+            problems += hidden
+            if not files and not hidden:
                 problems.append(f"{item}: pattern matches no file")
         else:
             problems.append(f"{item}: {why_not_found(p)}")
             continue
         if files:
-            bases.append(_base_of(item).resolve())
+            bases.append(_base_of(item))
         found += files
     try:
-        root = Path(os.path.commonpath([str(b) for b in bases])) if bases else Path(".").resolve()
+        root = Path(os.path.commonpath([str(b.resolve()) for b in bases])) if bases else Path(".").resolve()
+        as_given = Path(os.path.commonpath([os.path.abspath(b) for b in bases])) if bases else None
     except ValueError:  # different drives: no common root
-        root = None
+        root = as_given = None
     seen: set[Path] = set()
     named: dict[str, tuple[str, Path]] = {}  # output key -> (name, file)
     clashes: dict[str, list[Path]] = {}
@@ -212,10 +277,11 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
         if key in seen:
             continue
         seen.add(key)
-        try:
-            name = key.relative_to(root).as_posix() if root is not None else f.name
-        except ValueError:
-            name = f.name
+        name = f.name
+        for path, top in ((key, root), (Path(os.path.abspath(f)), as_given)):  # a folder linked in: as found
+            if top is not None and path.is_relative_to(top):
+                name = path.relative_to(top).as_posix()
+                break
         try:
             out = output_key(name)
         except OutputPathError:
