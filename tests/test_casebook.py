@@ -193,6 +193,51 @@ def test_compare_resize_crop_and_unrelated(tampered2):
     assert c.shift == (0, 0) and c.mean_diff > 0.1
 
 
+def test_compare_does_not_move_small_pictures_on_a_chance_peak(shared_dir):
+    """A fixed peak bar (0.08) let chance peaks through below ~64 px: unrelated crops were
+    'translated' most of the time, and an edited copy (nothing moved) was shifted by a few
+    pixels, which marked the wrong pixels as changed."""
+    photos = [
+        np.asarray(Image.open(shared_dir / "images" / n).convert("RGB")) for n in ("pristine1.jpg", "pristine2.jpg")
+    ]
+    rng = np.random.default_rng(0)
+    for n in (16, 32, 48):
+        for _ in range(12):
+            src, other = photos[rng.integers(0, 2)], photos[rng.integers(0, 2)]
+            y, x = rng.integers(0, src.shape[0] - n), rng.integers(0, src.shape[1] - n)
+            a = np.ascontiguousarray(src[y : y + n, x : x + n])
+            y2, x2 = rng.integers(0, other.shape[0] - n), rng.integers(0, other.shape[1] - n)
+            unrelated = compare(a, np.ascontiguousarray(other[y2 : y2 + n, x2 : x2 + n]))
+            edited = a.copy()
+            p = n // 4
+            edited[p : 2 * p, p : 2 * p] = other[y2 : y2 + p, x2 : x2 + p]
+            assert unrelated.shift == (0, 0) and compare(a, edited).shift == (0, 0), n
+    a = photos[1][100:148, 200:248]
+    b = photos[1][102:150, 203:251]  # a real move is still found at 48 px
+    assert compare(a, b).shift == (2, 3)
+
+
+def test_compare_says_when_b_cannot_be_cropped_to_a_shape(tampered2):
+    """A 4000x9 strip against an 8x8 picture: B could only be cut to one row (aspect 8, not
+    444), yet the note said it had been cropped to A's aspect ratio."""
+    a = np.zeros((9, 400, 3), np.uint8)
+    c = compare(a, tampered2[:8, :8])
+    assert any("more than cropping B can fix" in n for n in c.notes) and not any("to A's aspect" in n for n in c.notes)
+    assert c.b_aligned.shape == a.shape
+
+
+def test_compare_plots_results_without_a_score(shared_dir):
+    """A classic detector's Result (no global score) raised a raw TypeError in Comparison.plot."""
+    import matplotlib.pyplot as plt
+
+    from trufor_lab.lab.classic import detect
+
+    r = detect(shared_dir / "images" / "pristine1.jpg", "ela")
+    fig = compare(r, r).plot()
+    assert any("no global score" in ax.get_title() for ax in fig.axes)
+    plt.close(fig)
+
+
 def test_compare_with_model_and_plot(np_model, tampered2):
     import matplotlib.pyplot as plt
 

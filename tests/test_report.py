@@ -72,6 +72,18 @@ def test_plain_reading_noiseprint_only():
     assert "Noiseprint++ only" in text and "official TruFor checkpoint" in text
 
 
+def test_plain_reading_of_a_classic_detector_or_a_map_without_score(shared_dir):
+    """A classic detector's Result (a map, no score) was read as 'Noiseprint++ only: no
+    localization map', which is false; its map is a rescaled filter output, never a verdict."""
+    from trufor_lab.lab.classic import detect
+
+    text = plain_reading(detect(shared_dir / "images" / "pristine1.jpg", "ela"))
+    assert text.startswith("The classic detector ela highlights") and "not evidence" in text
+    assert "Noiseprint++ only" not in text and "manipulation found" not in text
+    text = plain_reading(synth(square(0.95), square(0.9, 0.8), None))
+    assert text.startswith("This analysis highlights 6.2% of the image.") and "Noiseprint++ only" not in text
+
+
 def test_plain_reading_no_evidence():
     text = plain_reading(synth(np.zeros((64, 64), np.float32), np.full((64, 64), 0.9, np.float32), 0.08))
     assert text.startswith("No evidence of manipulation found")

@@ -22,7 +22,7 @@ from trufor_lab.common.paths import display_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
 
-__all__ = ["Comparison", "compare", "estimate_translation"]
+__all__ = ["Comparison", "compare", "estimate_translation", "shift_threshold"]
 
 #: Relative aspect-ratio difference below which B is simply resized to A's size.
 ASPECT_TOLERANCE = 0.01
@@ -37,8 +37,18 @@ def estimate_translation(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, int],
 
     Returns ``((dy, dx), peak)``: shifting ``b`` by ``(dy, dx)`` (``b'[y, x] = b[y - dy, x - dx]``)
     aligns it with ``a``; ``peak`` (about 1 for identical content, near 0 for unrelated) says how
-    much to trust it.
+    much to trust it (compare it with :func:`shift_threshold`).
     """
+    r = _correlation(a, b)
+    h, w = r.shape
+    dy, dx = np.unravel_index(int(np.argmax(r)), r.shape)
+    dy = int(dy) - h if dy > h // 2 else int(dy)
+    dx = int(dx) - w if dx > w // 2 else int(dx)
+    return (dy, dx), float(r.max())
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The phase-correlation surface of ``a`` and ``b`` (index (dy, dx) modulo the size)."""
     ga, gb = (_gray(x) for x in (a, b))
     if ga.shape != gb.shape:
         raise ValueError(f"estimate_translation needs same-size images, got {ga.shape} and {gb.shape}")
@@ -47,11 +57,17 @@ def estimate_translation(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, int],
     fa = np.fft.fft2((ga - ga.mean()) * win)
     fb = np.fft.fft2((gb - gb.mean()) * win)
     cross = fa * np.conj(fb)
-    r = np.real(np.fft.ifft2(cross / (np.abs(cross) + 1e-12)))
-    dy, dx = np.unravel_index(int(np.argmax(r)), r.shape)
-    dy = int(dy) - h if dy > h // 2 else int(dy)
-    dx = int(dx) - w if dx > w // 2 else int(dx)
-    return (dy, dx), float(r.max())
+    return np.real(np.fft.ifft2(cross / (np.abs(cross) + 1e-12)))
+
+
+def shift_threshold(r: np.ndarray) -> float:
+    """The peak a correlation surface ``r`` must reach to be more than chance: the highest of
+    ``MIN_SHIFT_PEAK`` and 1.5 times the largest value its noise alone would reach (the surface's
+    robust spread times sqrt(2 ln N)). On small images chance peaks pass a fixed bar: unrelated
+    32x32 crops cleared 0.08 most of the time."""
+    v = r.ravel()
+    sigma = 1.4826 * float(np.median(np.abs(v - np.median(v))))
+    return max(MIN_SHIFT_PEAK, 3.5 * sigma * math.sqrt(2 * math.log(max(v.size, 2))))
 
 
 def _gray(a: np.ndarray) -> np.ndarray:
@@ -139,7 +155,8 @@ class Comparison:
                     ax.text(0.5, 0.5, f"{label}: not analyzed", ha="center", va="center")
                 elif r.map is not None:
                     ax.imshow(r.map, cmap="RdBu_r", vmin=0, vmax=1)
-                    ax.set_title(f"{label}: localization map, score {r.score:.2f}", fontsize=9)
+                    score = "no global score" if r.score is None else f"score {r.score:.2f}"
+                    ax.set_title(f"{label}: localization map, {score}", fontsize=9)
                 else:
                     lo, hi = np.percentile(r.noiseprint, [1, 99])
                     ax.imshow(r.noiseprint, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
@@ -214,10 +231,18 @@ def compare(
             ch = max(1, round(wb / target))
             y0 = (hb - ch) // 2
             aligned = ib[y0 : y0 + ch]
-        notes.append(
-            f"aspect ratios differ (A {wa}×{ha}, B {wb}×{hb}): B was centre-cropped to A's "
-            f"aspect ratio; if B was cropped off-centre the alignment is approximate"
-        )
+        ch, cw = aligned.shape[:2]
+        if abs(math.log((cw / ch) / target)) > math.log1p(ASPECT_TOLERANCE):  # B too small to crop to it
+            notes.append(
+                f"aspect ratios differ (A {wa}×{ha}, B {wb}×{hb}) more than cropping B can fix: B was "
+                f"centre-cropped as far as it goes ({cw}×{ch}) and stretched; the comparison is "
+                f"approximate at best"
+            )
+        else:
+            notes.append(
+                f"aspect ratios differ (A {wa}×{ha}, B {wb}×{hb}): B was centre-cropped to A's "
+                f"aspect ratio; if B was cropped off-centre the alignment is approximate"
+            )
     if aligned.shape[:2] != (ha, wa):
         ah, aw = aligned.shape[:2]
         aligned = _resize(np.ascontiguousarray(aligned), wa, ha)
@@ -226,8 +251,11 @@ def compare(
     valid = np.ones((ha, wa), dtype=bool)
     if estimate_shift and min(ha, wa) >= 8:
         (dy, dx), peak = estimate_translation(ia, aligned)
+        r = _correlation(ia, aligned)
+        bar = shift_threshold(r)
         small = abs(dy) < ha / 4 and abs(dx) < wa / 4
-        if (dy, dx) != (0, 0) and peak >= MIN_SHIFT_PEAK and small:
+        # no move when unmoved is itself a reliable match (an edited copy: a chance peak elsewhere)
+        if (dy, dx) != (0, 0) and peak >= bar and r[0, 0] < bar and small:
             aligned, valid = _shift(aligned, dy, dx)
             shift = (dy, dx)
             notes.append(
@@ -235,7 +263,10 @@ def compare(
                 f"{peak:.2f}); the borders without data are left out"
             )
         elif (dy, dx) != (0, 0):
-            notes.append(f"no reliable translation found (phase correlation peak {peak:.2f}); B not translated")
+            notes.append(
+                f"no reliable translation found (phase correlation peak {peak:.2f}, chance level "
+                f"{bar / 1.5:.2f} at this size); B not translated"
+            )
     diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
     diff[~valid] = np.nan
     return Comparison(

@@ -128,12 +128,14 @@ def plain_reading(result: "Result") -> str:
     moderate; otherwise weak evidence.
     """
     info = result.weights
-    if result.map is None or result.score is None:
+    if result.map is None:
         return (
             "Noiseprint++ only: no localization map and no integrity score. Localization needs "
             "the official TruFor checkpoint; the Noiseprint++ map and the provenance can still "
             "be inspected by an expert."
         )
+    if (result.label or "").startswith("classic:") or result.score is None:
+        return _map_only_reading(result)
     if info is None or info.kind != "official" or not info.verified:
         return _unverified_reading(result, info)
     return _official_reading(map_stats(result))
@@ -157,6 +159,24 @@ def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
         f"computes, not whether the image was manipulated: a demo or unverified model cannot judge "
         f"a real photo, and its scores are not evidence either way. For an assessment, analyze the "
         f"image with the official TruFor weights (`trufor-lab weights download`)."
+    )
+
+
+def _map_only_reading(result: "Result") -> str:
+    """A classic detector's map (a rescaled filter output), or a map without an integrity score."""
+    st = map_stats(result)
+    label = result.label or ""
+    who = f"The classic detector {label.split(':', 1)[1]}" if label.startswith("classic:") else "This analysis"
+    flags = (
+        "highlights no region"
+        if st.flagged_fraction < MIN_FLAGGED_FRACTION
+        else (f"highlights {100 * st.flagged_fraction:.1f}% of the image")
+    )
+    score = "" if st.score is None else f" (its summary value {st.score:.2f} is not an integrity score)"
+    return (
+        f"{who} {flags}{score}. Its map shows where one kind of trace differs from the rest of the "
+        f"image, not a probability of manipulation: ordinary content (edges, textures, saturated or "
+        f"flat areas) lights it up too. A place to look, not evidence either way."
     )
 
 
