@@ -476,3 +476,78 @@ def test_png_pixel_data_that_ends_early_is_refused_not_padded_black(tmp_path):
     interlaced = png(w, h, bytes(full), interlace=1)
     assert png_rows_missing(interlaced) == 0 and load_image(interlaced).rgb.shape == (16, 16, 3)
     assert png_rows_missing(png(w, h, bytes(full - 1), interlace=1)) == 1
+
+
+def _tiff(path, data, **kw):
+    import tifffile
+
+    tifffile.imwrite(path, data, **kw)
+    return path
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {},
+        {"rowsperstrip": 4},
+        {"tile": (16, 32)},
+        {"byteorder": ">"},
+        {"extrasamples": [2]},
+        {"photometric": "separated"},
+    ],
+    ids=["one-strip", "strips", "tiles", "big-endian", "rgba", "cmyk"],
+)
+def test_an_uncompressed_16_bit_planar_tiff_is_read_as_stored(tmp_path, layout):
+    """Pillow reads each 16-bit plane of an uncompressed PlanarConfiguration=2 TIFF as 8-bit: the
+    picture had no relation to the file, and no '16-bit' note was given."""
+    a = np.random.default_rng(1).integers(0, 65536, (37, 61, 4)).astype(np.uint16)
+    kw = {"photometric": "rgb", **layout}
+    a = a if kw["photometric"] == "separated" or "extrasamples" in kw else a[..., :3]
+    if kw.get("byteorder") == ">":
+        a = a.astype(">u2")
+    got = load_image(_tiff(tmp_path / "p.tif", a.transpose(2, 0, 1), planarconfig="separate", **kw))
+    same = load_image(_tiff(tmp_path / "c.tif", a, **kw))  # the same samples pixel by pixel
+    assert np.array_equal(got.rgb, same.rgb)
+    if kw["photometric"] == "rgb":
+        assert np.array_equal(got.rgb, (a[..., :3] >> 8).astype(np.uint8))
+    assert "16-bit colour reduced to 8 bits (top byte)" in got.notes and got.notes == same.notes
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 7])
+def test_a_16_bit_planar_tiff_with_an_orientation_is_stored_and_shown_like_a_contiguous_one(tmp_path, orientation):
+    a = np.random.default_rng(2).integers(0, 65536, (3, 24, 32)).astype(np.uint16)
+    tag = [(274, 3, 1, orientation, True)]  # EXIF orientation
+    planar = _tiff(tmp_path / "p.tif", a, photometric="rgb", planarconfig="separate", extratags=tag)
+    contiguous = _tiff(tmp_path / "c.tif", a.transpose(1, 2, 0), photometric="rgb", extratags=tag)
+    for turn in (False, True):
+        got, ref = load_image(planar, exif_transpose=turn), load_image(contiguous, exif_transpose=turn)
+        assert np.array_equal(got.rgb, ref.rgb) and got.notes == ref.notes and got.turned == ref.turned
+
+
+def test_a_16_bit_planar_tiff_that_cannot_be_read_exactly_is_refused_in_one_line(tmp_path):
+    a = np.random.default_rng(3).integers(0, 65536, (3, 24, 32)).astype(np.uint16)
+    p = _tiff(tmp_path / "p.tif", a, photometric="rgb", planarconfig="separate")
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(p.read_bytes()[:-200])  # the blue plane ends early (Pillow read half of each plane)
+    with pytest.raises(ImageError, match=r"^.*cut\.tif: 16-bit planar TIFF that cannot be decoded .*truncated\)$"):
+        load_image(cut)
+    im = Image.open(p)
+    im.load()  # Pillow has decoded (misread) the planes and closed the file
+    with pytest.raises(ImageError, match=r"p\.tif: 16-bit planar TIFF that cannot be decoded reliably here \(its"):
+        load_image(im)
+    im.close()
+
+
+def test_unsupported_tiffs_are_refused_saying_what_they_hold(tmp_path):
+    """Pillow reads uint32 as int32: the refusal quoted values the file does not hold; a float
+    colour TIFF was 'not an image file'."""
+    u32 = (np.linspace(0, 1, 48)[None, :].repeat(40, 0) * 4e9).astype(np.uint32)
+    with pytest.raises(ImageError, match=r"u32\.tif: integer values 0\.\.4e\+09, outside 0\.\.65535"):
+        load_image(_tiff(tmp_path / "u32.tif", u32))
+    for dtype, bits in ((np.float32, 32), (np.float16, 16), (np.float64, 64)):
+        p = _tiff(tmp_path / f"f{bits}.tif", np.zeros((40, 48, 3), dtype), photometric="rgb")
+        with pytest.raises(ImageError) as e:
+            load_image(p)
+        assert str(e.value) == (
+            f"{p}: a TIFF with a sample format not supported here ({bits}-bit float, 3 samples per pixel)"
+        )

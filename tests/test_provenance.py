@@ -563,3 +563,28 @@ def test_table_and_signs_give_the_same_quality_for_mixed_luma_and_chroma(tmp_pat
     plain = read_provenance(_save(_pattern(32, 32), quality=75))  # one quality: unchanged
     plain_rows = {f: v for sec, f, v in plain.rows() if sec == "JPEG"}
     assert plain_rows["estimated quality"] == "75" and plain_rows["standard libjpeg tables"] == "yes"
+
+
+def test_tiff_size_is_the_stored_size_whatever_the_orientation(tmp_path) -> None:
+    """Pillow gives a TIFF with EXIF orientation 5-8 its turned size: the table said 37×61 for a
+    61×37 file (the same picture as JPEG said 61×37)."""
+    im = Image.fromarray(np.random.default_rng(0).integers(0, 256, (37, 61, 3), dtype=np.uint8))
+    for ext in ("jpg", "tif"):
+        ex = im.getexif()
+        ex[0x0112] = 6
+        im.save(tmp_path / f"o.{ext}", exif=ex)
+        p = read_provenance(tmp_path / f"o.{ext}")
+        assert p.size == (61, 37) and ("File", "size (w×h)", "61×37") in p.rows() and p.orientation == 6
+
+
+def test_a_truncated_16_bit_planar_tiff_is_a_problem(tmp_path) -> None:
+    """Pillow reads only half of each uncompressed 16-bit plane: a file missing its last bytes
+    was reported as decoded whole."""
+    tifffile = pytest.importorskip("tifffile")
+    a = np.random.default_rng(0).integers(0, 65536, (3, 40, 48)).astype(np.uint16)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, a, photometric="rgb", planarconfig="separate")
+    whole = read_provenance(buf.getvalue())
+    assert whole.size == (48, 40) and not whole.problems
+    cut = read_provenance(buf.getvalue()[:-500])
+    assert any("could not be fully decoded" in x and "truncated" in x for x in cut.problems), cut.problems

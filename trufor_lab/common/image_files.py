@@ -25,6 +25,7 @@ __all__ = [
     "load_stored",
     "open_image",
     "orientation_tag",
+    "planar16_tiff",
     "png_rows_missing",
     "png_without_text",
     "stored_pixels",
@@ -138,6 +139,59 @@ def load_stored(source: str | os.PathLike | IO[bytes], frame: int = 0) -> Image.
     """The pixels of one frame of an image file, loaded, on the grid the file stores."""
     with open_image(source) as im:
         return stored_pixels(im, frame)
+
+
+def _ints(v: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in (v if isinstance(v, tuple) else (v,))) if v is not None else ()
+
+
+def planar16_tiff(im: Image.Image) -> Image.Image | None:
+    """The picture of an uncompressed 16-bit TIFF stored plane by plane (PlanarConfiguration 2),
+    read from the file before Pillow loads it; ``None`` for any other image.
+
+    Pillow 13 reads each such plane as 8-bit (raw modes ``R``, ``G``, ``B``): a picture that has
+    nothing to do with the file. The samples are read here from the strips or tiles, and kept
+    as Pillow keeps 16-bit colour stored pixel by pixel (the top byte), in ``im.mode``, on the
+    stored grid (before any EXIF turn). ``ValueError`` (the reason) when they cannot be read
+    exactly here."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is None or tags.get(284) != 2 or max(_ints(tags.get(258)) or (8,)) <= 8 or tags.get(259, 1) != 1:
+        return None  # not planar, 8-bit planes, or compressed (libtiff decodes those right)
+    tile = getattr(im, "tile", None) or ()
+    if tile and all(";16" in str(t.args[0]) for t in tile if t.args):
+        return None  # Pillow reads these planes as 16-bit
+    why = "16-bit planar TIFF that cannot be decoded reliably here"
+    spp, (w, h) = int(tags.get(277, 1)), stored_size(im)
+    if set(_ints(tags.get(258))) != {16} or set(_ints(tags.get(339, 1))) != {1} or tags.get(317, 1) != 1:
+        raise ValueError(f"{why} (not plain unsigned 16-bit samples)")
+    if spp != len(im.getbands()):
+        raise ValueError(f"{why} ({spp} samples a pixel for Pillow's mode {im.mode})")
+    fp = getattr(im, "fp", None)
+    if fp is None or getattr(fp, "closed", False):
+        raise ValueError(f"{why} (its pixels were already decoded by Pillow: pass the file itself)")
+    tiled = 324 in tags  # tiles, else strips; plane after plane either way
+    tw, th = (int(tags.get(322, 0)), int(tags.get(323, 0))) if tiled else (w, min(int(tags.get(278, h)), h) or h)
+    offsets = _ints(tags.get(324 if tiled else 273))
+    if not (tw and th) or len(offsets) < spp * -(-h // th) * -(-w // tw):  # checked before listing them
+        raise ValueError(f"{why} (strip or tile offsets missing)")
+    boxes = [(y, x, th if tiled else min(th, h - y), tw) for y in range(0, h, th) for x in range(0, w, tw)]
+    order = "<u2" if getattr(tags, "_endian", "<") == "<" else ">u2"
+    out = np.empty((h, w, spp), np.uint16)
+    pos = fp.tell()
+    fp.seek(0, os.SEEK_END)
+    end = fp.tell()
+    try:
+        for k, off in enumerate(offsets[: spp * len(boxes)]):
+            (y, x, bh, bw), s = boxes[k % len(boxes)], k // len(boxes)
+            if off < 0 or off + bh * bw * 2 > end:
+                raise ValueError(f"{why} (file is truncated)")
+            fp.seek(off)
+            block = np.frombuffer(fp.read(bh * bw * 2), order).reshape(bh, bw)
+            out[y : y + bh, x : x + bw, s] = block[: h - y, : w - x]
+    finally:
+        fp.seek(pos)
+    top = np.ascontiguousarray(out >> 8).astype(np.uint8)
+    return Image.frombytes(im.mode, (w, h), top.tobytes())
 
 
 #: Adam7's passes: (x0, y0, dx, dy).

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from trufor_lab.common.image_files import png_without_text
+from trufor_lab.common.image_files import planar16_tiff, png_without_text, stored_size
 from trufor_lab.common.imaging import resize
 from trufor_lab.forensics import jpeg
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
@@ -485,7 +485,7 @@ def read_provenance(source: Source) -> Provenance:
         name=op.name,
         path=op.path,
         format=im.format,
-        size=tuple(im.size),
+        size=stored_size(im),  # Pillow gives a TIFF's size turned by its EXIF orientation
         mode=im.mode,
         frames=_frame_count(im, frame_problems),
     )
@@ -520,8 +520,9 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
             im = Image.open(io.BytesIO(data)) if data is not None else op.image
             if op.data is not None and im.format in _JPEG_FORMATS:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+            planar = planar16_tiff(im)  # Pillow misreads these planes: read from the file
             im.load()
-            g = im.convert("L")
+            g = (im if planar is None else planar).convert("L")
             if max(g.size) > 512:
                 g = g.copy()
                 g.thumbnail((512, 512))

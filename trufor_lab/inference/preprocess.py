@@ -13,7 +13,8 @@ How PIL modes become RGB (one policy, stated once):
 - Arrays: uint8 as given (copied), uint16 by ``round(v / 257)``, float in ``[0, 1]`` by
   ``round(v * 255)``, a fourth channel dropped (each noted).
 - ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped.
-  16-bit colour (RGB/RGBA PNG or TIFF): Pillow keeps the top byte (noted).
+  16-bit colour (RGB/RGBA PNG or TIFF, CMYK TIFF): Pillow keeps the top byte (noted); an
+  uncompressed TIFF stored plane by plane, which Pillow misreads, is read here the same way.
 - ``RGBa``/``La`` (premultiplied alpha): the stored colour values, alpha dropped (noted).
 - ``F`` (float): PIL's own range convention, values clipped to ``[0, 255]`` and rounded (noted,
   with the share clipped; NaN or Inf is an error).
@@ -44,11 +45,13 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from trufor_lab.common.image_files import (
+    UNDO_ORIENTATION,
     open_image,
     orientation_tag,
+    planar16_tiff,
     png_rows_missing,
     png_without_text,
     undo_loader_turn,
@@ -135,7 +138,9 @@ def _pil_to_rgb(
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8).copy(), notes
     if mode.startswith("I;16") or mode == "I":
-        a = np.asarray(im).astype(np.float64)
+        a = np.asarray(im)
+        # Pillow stores unsigned 32-bit samples in its signed mode I: 4e9 reads as -294967296
+        a = (a.view(np.uint32) if wide and not signed and a.dtype == np.int32 else a).astype(np.float64)
         lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
         if lo < 0 or hi > 65535:  # clipping would invent a picture
             raise ImageError(f"{name}: integer values {lo:g}..{hi:g}, outside 0..65535 (a measurement, not a photo)")
@@ -340,7 +345,25 @@ def _unrecognised(name: str) -> str:
         return "a JPEG that cannot be decoded here (damaged, or 12-bit, lossless or hierarchical coding?)"
     if head in (b"%!PS", b"\xc5\xd0\xd3\xc6"):
         return "a PostScript/EPS file, not read (decoding it would run Ghostscript)"
+    if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return f"a TIFF with a sample format not supported here ({_tiff_kind(name) or 'float colour?'})"
     return "not an image file (unrecognised format, or one not read here)"
+
+
+def _tiff_kind(name: str) -> str:
+    """'32-bit float, 3 samples a pixel' from a TIFF's first directory ('' when unreadable)."""
+    try:
+        with open(name, "rb") as f:
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
+            f.seek(ifd.next)
+            ifd.load(f)
+        bits, kinds = ({int(v) for v in np.atleast_1d(ifd.get(tag, 1))} for tag in (258, 339))
+        size = f"{min(bits)}-bit" if len(bits) == 1 else "mixed-size"
+        kind = {1: "unsigned", 2: "signed", 3: "float"}.get(min(kinds), "unknown") if len(kinds) == 1 else "mixed"
+        n = int(ifd.get(277, 1))
+        return f"{size} {kind}, {n} sample{'s' if n != 1 else ''} per pixel"
+    except Exception:  # a damaged directory: the format is still named
+        return ""
 
 
 def _with_notes(loaded: LoadedImage, notes: list[str]) -> LoadedImage:
@@ -373,10 +396,14 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if w * h > max_pixels:
         raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
     # before anything loads the pixels (a PNG's getexif does), which empties the tile list
-    deep = im.mode in ("RGB", "RGBA") and any(
+    deep = im.mode in ("RGB", "RGBA", "CMYK") and any(
         ";16" in str(getattr(t, "args", ""))
         for t in (getattr(im, "tile", None) or ())  # an in-memory image has none
     )
+    try:  # before Pillow loads (and misreads) the planes, closing the file
+        planar = planar16_tiff(im)
+    except ValueError as e:
+        raise ImageError(f"{name}: {e}") from None
     n_frames, frame = getattr(im, "n_frames", 1), im.tell()  # a caller's image keeps its frame
     signed, white_is_zero, wide = _tiff_samples(im)
     notes: list[str] = []
@@ -389,7 +416,11 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         shown = raw if isinstance(raw, int) and not isinstance(raw, bool) else "(not a number)"
         notes.append(f"invalid EXIF orientation {shown} ignored")
     stored, turned = undo_loader_turn(im, orientation)
-    if not exif_transpose:
+    if planar is not None:  # read from the file, on the stored grid: Pillow's decode is dropped
+        im, deep = planar, True
+        if exif_transpose and orientation is not None and orientation != 1:  # the inverse of the undo
+            im = planar.transpose(UNDO_ORIENTATION[{6: 8, 8: 6}.get(orientation, orientation)])
+    elif not exif_transpose:
         im = stored
     elif orientation not in (None, 1) and not turned:
         im = ImageOps.exif_transpose(im)
