@@ -93,3 +93,18 @@ def test_branch_similarity_on_real_captures(recipe_model, small_image):
     np.testing.assert_allclose(one.after, cmp.after[1:2])
     with pytest.raises(KeyError, match="branch_comparison_names"):
         branch_similarity({k: v for k, v in r.captures.items() if "frm" not in k})
+
+
+def test_analyze_says_which_captures_were_subsampled(recipe_model, small_image):
+    """analyze(..., max_elements=) dropped the capture's notes: a subsampled map looked like the
+    layer's own resolution."""
+    import trufor_lab as tl
+
+    img = small_image[:64, :64]
+    r = tl.analyze(recipe_model, img, capture=["fusion.stage1.ffm", "detection.stats"], max_elements=4000)
+    full = tl.list_layers(recipe_model, (64, 64))["fusion.stage1.ffm"].shape
+    assert tuple(r.captures["fusion.stage1.ffm"].shape) != tuple(full)
+    said = [n for n in r.notes if "fusion.stage1.ffm" in n]
+    assert len(said) == 1 and "subsampled by stride 3" in said[0] and str(tuple(full)) in said[0]
+    assert not any("detection.stats" in n for n in r.notes)
+    assert not any("capture" in n for n in tl.analyze(recipe_model, img, capture=["fusion.stage1.ffm"]).notes)

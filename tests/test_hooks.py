@@ -273,3 +273,81 @@ def test_a_capture_cannot_be_nested_in_itself(tiny):
         with torch.no_grad():
             tiny(x)
     assert "detection.stats" in cap.tensors and _hook_count(tiny) == 0
+
+
+# -- what the network used, whatever the nesting order; one call at a time ---------------------
+def test_capture_records_what_the_network_used_in_either_nesting_order(tiny):
+    """Hooks run in registration order: a capture entered before an ablation (or a user's hook)
+    recorded the real RGB input and c4 while the network read zeros."""
+    from trufor_lab.interpret import ablations as ab
+
+    x = torch.rand(1, 3, 64, 64)
+    names = ["rgb.input", "decoder.anomaly.c4", "fusion.stage1.ffm"]
+
+    def double(mod, args, out):
+        return 2 * out
+
+    with torch.no_grad():
+        with capture(tiny, names) as first, ab.noiseprint_only(tiny), ab.drop_scales(tiny, "c4"):
+            h = tiny.backbone.FFMs[0].register_forward_hook(double)  # a user's hook, placed last
+            try:
+                o1 = tiny(x)
+            finally:
+                h.remove()
+        h = tiny.backbone.FFMs[0].register_forward_hook(double)
+        try:
+            with ab.noiseprint_only(tiny), ab.drop_scales(tiny, "c4"), capture(tiny, names) as last:
+                o2 = tiny(x)
+        finally:
+            h.remove()
+    assert torch.equal(o1.logits, o2.logits)
+    for n in names:
+        assert torch.equal(first[n], last[n]), n
+    assert not first["rgb.input"].any() and not first["decoder.anomaly.c4"].any()
+    with torch.no_grad(), ab.noiseprint_only(tiny), capture(tiny, "fusion.stage1.ffm") as undoubled:
+        tiny(x)
+    assert torch.equal(first["fusion.stage1.ffm"], 2 * undoubled["fusion.stage1.ffm"])  # the user's hook acted
+    assert _hook_count(tiny) == 0
+
+
+def test_each_call_of_the_model_starts_a_fresh_record(tiny):
+    """Several forwards in one block mixed them: strides and notes of call 1 stayed, and an entry
+    call 2 did not produce stayed from call 1 with `missing` empty."""
+    big, small = torch.rand(1, 3, 96, 96), torch.rand(1, 3, 32, 32)
+    with torch.no_grad(), capture(tiny, ["fusion.stage1.ffm", "noiseprint"], max_elements=2000) as cap:
+        tiny(big)
+        assert cap.strides["fusion.stage1.ffm"] > 1 and "fusion.stage1.ffm" in cap.notes
+        tiny(small, noiseprint=torch.zeros(1, 1, 32, 32))
+    assert cap.strides == {} and cap.notes == {}
+    assert cap["fusion.stage1.ffm"].shape == (1, 8, 8, 8) and cap.missing == ["noiseprint"]
+    with pytest.raises(KeyError, match="not produced by the last forward"):
+        cap["noiseprint"]
+
+
+def test_grad_refuses_attention_maps(tiny):
+    """Attention maps are recomputed beside the forward: with grad=True they never got a gradient,
+    while the docstring promised captured tensors are part of the graph."""
+    with pytest.raises(ValueError, match="attention maps .*no gradient"):
+        capture(tiny, ["rgb.stage1.block0", "rgb.stage1.block0.attention"], grad=True)
+    with pytest.raises(ValueError, match="attention"):
+        capture(tiny, "rgb.stage1.*", grad=True)
+    assert _hook_count(tiny) == 0
+
+
+def test_reading_an_unstarted_capture_or_a_misspelled_name_says_so(tiny):
+    cap = capture(tiny, "fusion.stage1.ffm")  # no `with`: records nothing
+    with torch.no_grad():
+        tiny(torch.rand(1, 3, 32, 32))
+    with pytest.raises(RuntimeError, match="context manager"):
+        _ = cap.tensors
+    with pytest.raises(RuntimeError, match="context manager"):
+        _ = cap.missing
+    with torch.no_grad(), cap:
+        tiny(torch.rand(1, 3, 32, 32))
+    assert cap["fusion.stage1.ffm"].shape == (1, 8, 8, 8)
+    with pytest.raises(KeyError, match="did you mean 'fusion.stage1.ffm'"):
+        cap["fusion.stage1.fmm"]
+    with pytest.raises(KeyError, match="not asked for"):
+        cap["fusion.stage2.ffm"]
+    with pytest.raises(KeyError, match="did you mean 'fusion.stage1.ffm'"):
+        list_layers(tiny, (32, 32))["fusion.stage1.fmm"]

@@ -562,3 +562,33 @@ def turned_like(a: np.ndarray, orientation: int) -> np.ndarray:
     exif[0x0112] = orientation
     im.info["exif"] = exif.tobytes()
     return np.asarray(ImageOps.exif_transpose(im))
+
+
+def test_a_submodule_left_in_training_mode_is_refused_by_name(recipe_model, crops):
+    """Only the top-level `model.training` was checked: a BatchNorm put back in training mode
+    (MC-style experiments) gave lean, whole-image and plain answers that silently differed, and
+    the lean forward updated its running statistics."""
+    from trufor_lab.model.lean import lean_forward
+
+    model = recipe_model
+    fuse = model.decode_head_conf.linear_fuse
+    bn = fuse[1]
+    stats = (bn.running_mean.clone(), bn.running_var.clone())
+    fuse.train()
+    try:
+        assert not model.training
+        for lean in (True, False):
+            with pytest.raises(ValueError, match=r"decode_head_conf\.linear_fuse .*training mode.*eval\(\)"):
+                predict(model, crops, InferenceMode.exact(lean=lean, chunks=LeanConfig(rows=4)))
+        with pytest.raises(ValueError, match=r"decode_head_conf\.linear_fuse .*training mode"):
+            lean_forward(model, crops)
+        with torch.no_grad():
+            feats = model.forward_features(crops, model.dncnn(crops))
+        with pytest.raises(ValueError, match=r"linear_fuse .*training mode"):
+            folded_decode((model.decode_head, model.decode_head_conf), feats)
+        with pytest.warns(UserWarning, match=r"decode_head_conf\.linear_fuse .*training mode"):
+            with pytest.raises(ValueError, match="training mode"):
+                tl.analyze(model, np.zeros((40, 52, 3), np.uint8))
+        assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
+    finally:
+        model.eval()

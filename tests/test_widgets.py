@@ -264,3 +264,23 @@ def test_viewers_stride_large_pictures_down_alike(array_result):
     assert v.render().axes[0].images[0].get_array().shape[:2] == (1000, 800)
     fig = CompareViewer([r], panel="noiseprint").render()
     assert fig.axes[0].images[0].get_array().shape == (1500, 1250)
+
+
+def test_feature_explorer_refuses_misspelled_layers_and_says_what_was_subsampled(recipe_model, small_image):
+    """User-given layers were filtered like the defaults: a misspelled one silently dropped, and
+    all misspelled captured every layer; subsampled maps did not say so."""
+    img = small_image[:64, :64]
+    with pytest.raises(KeyError, match="did you mean 'fusion.stage1.ffm'"):
+        FeatureExplorer(recipe_model, img, layers=["fusion.stage1.fmm", "rgb.stage1.out"])
+    with pytest.raises(KeyError, match="rgb.stage1.outt"):
+        FeatureExplorer(recipe_model, img, layers=["rgb.stage1.outt"])
+    with pytest.raises(ValueError, match="detection.stats"):
+        FeatureExplorer(recipe_model, img, layers=["rgb.stage1.out", "detection.stats"])
+    fe = FeatureExplorer(recipe_model, img, layers=["rgb.stage1.*", "fusion.stage1.ffm"], max_elements=4000)
+    assert set(fe.captures) == {f"rgb.stage1.{n}" for n in ("patch_embed", "block0", "block1", "block2", "out")} | {
+        "fusion.stage1.ffm"
+    }  # the glob's attention maps are left out, as documented
+    assert fe.subsampled["rgb.stage1.out"] == "spatially subsampled by stride 3"
+    assert "stride 3" in fe.render().axes[0].get_title()
+    fe.set(mode="grid")
+    assert "stride 3" in fe.render()._suptitle.get_text()

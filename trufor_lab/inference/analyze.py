@@ -39,7 +39,9 @@ def analyze(
     """Run ``model`` (TruFor or Noiseprint++ alone) on one image and return a :class:`Result`.
 
     ``capture`` names layers of the catalog (see :func:`trufor_lab.list_layers`) to record
-    during the same forward pass; they land in ``Result.captures``.
+    during the same forward pass; they land in ``Result.captures`` (``capture_kwargs`` go to
+    :func:`~trufor_lab.model.capture.capture`; maps subsampled under ``max_elements`` are said in
+    ``Result.notes``).
 
     ``exif_transpose=True``: image and maps are turned the way viewers show a file with an EXIF
     orientation; the network still reads the stored grid (turning first would move the 8x8 JPEG
@@ -59,8 +61,9 @@ def analyze(
     where every hook fires.
     """
     loaded, x = prepare_input(model, image)
-    if model.training:
-        warnings.warn("model is in training mode; analyze() expects model.eval()", stacklevel=2)
+    training = next((f"{n or 'the model'} ({type(m).__name__})" for n, m in model.named_modules() if m.training), None)
+    if training:
+        warnings.warn(f"{training} is in training mode; analyze() expects model.eval()", stacklevel=2)
     known = isinstance(model, (TruFor, Noiseprint))
     if lean and not known:
         raise TypeError(f"lean=True needs TruFor or Noiseprint, not {type(model).__name__}")
@@ -92,6 +95,8 @@ def analyze(
             with capture_ctx(model, capture, **capture_kwargs) as cap:
                 out = model(x)
             captures = dict(cap.tensors)
+            # what max_elements subsampling did: said, never silent
+            notes = (*notes, *(f"capture {n}: {msg}" for n, msg in cap.notes.items()))
         elif use_lean:
             out = predict(model, x, InferenceMode.exact(lean=True))
             if not fits:

@@ -45,6 +45,7 @@ from torch import nn
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
+from trufor_lab.model.decoder import require_eval
 from trufor_lab.model.fusion import FeatureFusionModule
 from trufor_lab.model.interventions import active_interventions, plain_forward_required
 from trufor_lab.model.layout import channels_last_weights
@@ -238,8 +239,7 @@ def predict(
     Noiseprint++ map ``(B, 1, H, W)`` when ``model`` is Noiseprint++ alone.
     """
     m = resolve_mode(mode)
-    if model.training:
-        raise ValueError("predict() runs inference: call model.eval() first")
+    require_eval(model, "predict()")
     _check_input(model, x)
     x = x.to(device=model_device(model), dtype=model_dtype(model))
     with torch.no_grad():

@@ -3,6 +3,9 @@ of one forward pass with hooks that are always removed, also on errors.
 
 Hooks fire only in the plain forward: while a capture is active it is registered as an
 intervention (:mod:`trufor_lab.model.interventions`), so the memory-lean forward is refused.
+A capture records what the network used: its hooks are moved behind any hook placed after it
+(an ablation's, a user's) at every call of the model, so replaced inputs and outputs are seen
+whatever the nesting order. Each call of the model starts a fresh record.
 
 Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attention maps as
 ``(B, heads, Hq, Wq, Hk, Wk)``, with queries subsampled above ``max_elements``.
@@ -20,7 +23,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from trufor_lab.model.catalog import LayerSpec, Shape, catalog_and_modules, resolve_names
+from trufor_lab.model.catalog import LayerSpec, Shape, catalog_and_modules, resolve_names, unknown_layer
 from trufor_lab.model.interventions import registered
 from trufor_lab.model.segformer import tokens_to_map
 
@@ -83,8 +86,10 @@ class Capture:
 
     ``tensors``: name -> tensor (maps as ``(B, C, H, W)``); ``strides``/``notes``: what
     ``max_elements`` subsampling did; ``grad=True`` keeps the autograd graph (tensors stay on
-    their device, are part of the graph and ``retain_grad()``; ``to_cpu`` is ignored).
-    If the model runs several times inside the block, the last call wins.
+    their device, are part of the graph and ``retain_grad()``; ``to_cpu`` is ignored). Attention
+    maps are recomputed beside the forward, not part of its graph: ``grad=True`` refuses them.
+    Each call of the model starts afresh: after several calls inside the block, ``tensors``,
+    ``strides``, ``notes`` and ``missing`` describe the last one.
     """
 
     def __init__(
@@ -104,6 +109,12 @@ class Capture:
         self.model = model
         self.catalog, self._modules = catalog_and_modules(model)
         self.names: list[str] = resolve_names(self.catalog, names)
+        attention = [n for n in self.names if self.catalog[n].kind == "attention"]
+        if grad and attention:
+            raise ValueError(
+                f"grad=True: attention maps ({', '.join(attention[:2])}{', ...' if len(attention) > 2 else ''}) "
+                "are recomputed beside the forward, so no gradient reaches them; capture them without grad=True"
+            )
         self.to_cpu = to_cpu and not grad
         self.max_elements = max_elements
         self.detach = detach and not grad
@@ -112,8 +123,10 @@ class Capture:
         self.strides: dict[str, int] = {}
         self.notes: dict[str, str] = {}
         self._handles: list[Any] = []
+        self._placed: list[tuple[dict, int]] = []  # (hook dict, handle id): kept behind later hooks
         self._marker = contextlib.ExitStack()
         self._pending_sync = False
+        self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "Capture":
@@ -130,21 +143,37 @@ class Capture:
                     self.model, "capture", lean_ok=False, why="layer capture hooks fire only in the plain forward"
                 )
             )
+            # every call of the model: a fresh record, and the hooks behind any placed since
+            self._handles.append(self.model.register_forward_pre_hook(self._new_call))
             for (path, kind), specs in groups.items():
                 mod = self._modules[path]
                 if kind == "pre":
-                    self._handles.append(mod.register_forward_pre_hook(self._make_pre_hook(specs)))
+                    h = mod.register_forward_pre_hook(self._make_pre_hook(specs))
+                    self._placed.append((mod._forward_pre_hooks, h.id))
                 else:
-                    self._handles.append(mod.register_forward_hook(self._make_hook(mod, specs)))
+                    h = mod.register_forward_hook(self._make_hook(mod, specs))
+                    self._placed.append((mod._forward_hooks, h.id))
+                self._handles.append(h)
         except BaseException:
             self.release()
             raise
+        self._started = True
         return self
+
+    def _new_call(self, module: nn.Module, args: tuple) -> None:
+        """Root pre-hook: forget the previous call, and move this capture's hooks to the end of
+        their modules' hook lists, so that they run after an ablation's or a user's hook placed
+        later (which may replace an input or an output) and record what the network used."""
+        self.clear()
+        for hooks, key in self._placed:
+            if key in hooks:
+                hooks[key] = hooks.pop(key)
 
     def release(self) -> None:
         """Remove every hook (idempotent); recorded tensors stay available."""
         while self._handles:
             self._handles.pop().remove()
+        self._placed.clear()
         self._marker.close()
 
     def __enter__(self) -> "Capture":
@@ -163,6 +192,7 @@ class Capture:
     @property
     def tensors(self) -> dict[str, torch.Tensor]:
         """name -> recorded tensor (waits once for pending device-to-host copies)."""
+        self._check_started()
         if self._pending_sync:
             torch.cuda.synchronize()
             self._pending_sync = False
@@ -170,11 +200,26 @@ class Capture:
 
     @property
     def missing(self) -> list[str]:
-        """Requested names that the forward did not produce."""
+        """Requested names that the last forward did not produce."""
+        self._check_started()
         return [n for n in self.names if n not in self._tensors]
 
+    def _check_started(self) -> None:
+        if not self._started:
+            raise RuntimeError(
+                "this capture was never started, so it recorded nothing: use it as a context manager "
+                "(`with capture(model, names) as cap: model(x)`) or call start() before the forward"
+            )
+
     def __getitem__(self, name: str) -> torch.Tensor:
-        return self.tensors[name]
+        tensors = self.tensors
+        if name in tensors:
+            return tensors[name]
+        if name in self.names:
+            raise KeyError(f"layer {name!r} was not produced by the last forward (see .missing)")
+        if name in self.catalog:
+            raise KeyError(f"layer {name!r} was not asked for; this capture records {self.names}")
+        raise unknown_layer(name, self.names or self.catalog)
 
     def clear(self) -> None:
         self._tensors.clear()
@@ -223,18 +268,14 @@ class Capture:
         def hook(mod: nn.Module, args: tuple, out: Any) -> Any:
             new_out = None
             for e in specs:
-                if e.kind == "attention":
+                if e.kind == "attention":  # never with grad=True (refused in __init__)
                     limit = self.max_elements or ATTENTION_MAX_ELEMENTS
-                    ctx = torch.enable_grad() if self.grad else torch.no_grad()
-                    with ctx:
+                    with torch.no_grad():
                         t, s = _attention_weights(mod, args[0], args[1], limit)
                     if s > 1:
                         self.notes[e.name] = f"queries subsampled by stride {s} (limit {limit} elements)"
                     self.strides[e.name] = s
-                    if self.grad:
-                        self._tensors[e.name] = t
-                    else:
-                        self._store_attention(e.name, t)
+                    self._store_attention(e.name, t)
                     continue
                 t = e.extract(args, out)
                 if self.grad and e.rebuild is not None and t.requires_grad:

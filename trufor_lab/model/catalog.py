@@ -52,6 +52,7 @@ __all__ = [
     "layer_catalog",
     "list_layers",
     "resolve_names",
+    "unknown_layer",
 ]
 
 _BRANCH_TITLE = {"rgb": "RGB branch", "noiseprint": "Noiseprint++ branch"}
@@ -421,11 +422,16 @@ def resolve_names(catalog: dict[str, LayerSpec] | nn.Module, names: str | Iterab
         else:
             hits = [pat] if pat in catalog else []
         if not hits:
-            close = difflib.get_close_matches(pat, list(catalog), n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise KeyError(f"unknown layer {pat!r}{hint} (list_layers(model) shows all names)")
+            raise unknown_layer(pat, catalog)
         wanted.update(hits)
     return [n for n in catalog if n in wanted]
+
+
+def unknown_layer(name: str, known: Iterable[str]) -> KeyError:
+    """The one-line ``KeyError`` for a layer name not in ``known``, naming the closest ones."""
+    close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return KeyError(f"unknown layer {name!r}{hint} (list_layers(model) shows all names)")
 
 
 # -- listing ----------------------------------------------------------------------------------
@@ -452,6 +458,8 @@ class LayerTable(Sequence[LayerRow]):
 
     def __getitem__(self, key):  # type: ignore[override]
         if isinstance(key, str):
+            if key not in self._by_name:
+                raise unknown_layer(key, self._by_name)
             return self._by_name[key]
         return self.rows[key]
 

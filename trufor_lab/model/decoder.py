@@ -88,6 +88,16 @@ def _folded_scale_weights(decoders: Sequence[MLPDecoder]) -> tuple[list[torch.Te
     return [torch.cat(col) for col in zip(*mats)], torch.cat(biases)
 
 
+def require_eval(model: nn.Module, what: str) -> None:
+    """A one-line ``ValueError`` naming the first module of ``model`` left in training mode (a
+    BatchNorm or dropout after ``model.eval()``, a submodule's ``.train()``): the inference paths
+    read running BatchNorm statistics and would answer otherwise than the plain forward."""
+    for name, mod in model.named_modules():
+        if mod.training:
+            where = f"{name} ({type(mod).__name__})" if name else f"the model ({type(mod).__name__})"
+            raise ValueError(f"{what} runs inference: {where} is in training mode; call model.eval() first")
+
+
 def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """``[dec(feats) for dec in decoders]`` (eval mode), algebraically rearranged for speed.
 
@@ -97,8 +107,8 @@ def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor])
     then upsampled and summed. No ``4 x embed_dim`` concatenation and a fuse convolution ~8x
     cheaper; the same network up to float32 rounding (tests/test_inference.py).
     """
-    if any(d.training for d in decoders):
-        raise ValueError("folded_decode uses the running BatchNorm statistics: call eval() first")
+    for d in decoders:
+        require_eval(d, "folded_decode (running BatchNorm statistics)")
     mats, bias = _folded_scale_weights(decoders)
     size = feats[0].shape[2:]
     acc = None

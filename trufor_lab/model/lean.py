@@ -61,7 +61,7 @@ from trufor_lab.common.memory import free_memory_bytes
 
 from .attention import attention
 from .config import MIT_B2, TruForConfig
-from .decoder import MLPDecoder
+from .decoder import MLPDecoder, require_eval
 from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
 from .noiseprint import Noiseprint
 from .precision import ieee_float32, kept_precision
@@ -471,8 +471,7 @@ def lean_forward(
 
     ``encoder_context`` (the fast mode's autocast) covers the encoder only: the heads run in the
     model's precision on the features cast back, as in the whole-image forward."""
-    if model.training:
-        raise ValueError("lean_forward is for inference: call model.eval() first")
+    require_eval(model, "lean_forward")
     if rgb.ndim != 4 or rgb.shape[1] != 3 or rgb.shape[0] < 1:
         raise ValueError(f"TruFor expects an RGB batch (B >= 1, 3, H, W), got shape {tuple(rgb.shape)}")
     if min(rgb.shape[2:]) < MIN_TRUFOR_SIDE:

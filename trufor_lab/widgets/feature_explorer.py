@@ -59,6 +59,11 @@ class FeatureExplorer(Viewer):
     picture; ``side_by_side`` shows RGB, Noiseprint++ and fused maps of the stage together.
     The model runs once, in the constructor (:func:`trufor_lab.inference.analyze` with captures); every
     control only re-renders.
+
+    ``layers``: catalog names or globs (a misspelled name raises ``KeyError`` with the closest
+    ones); globs keep the feature maps they match. The default, :data:`EXPLORER_LAYERS`, keeps
+    what the model has (Noiseprint++ alone: its DnCNN levels). Maps subsampled to stay under
+    ``max_elements`` say so in their titles (and in ``result.notes``).
     """
 
     MODES = ("channel", "grid", "pca")
@@ -73,15 +78,28 @@ class FeatureExplorer(Viewer):
         grid_size: int = 16,
     ) -> None:
         catalog = layer_catalog(model)
-        wanted = [
-            n
-            for n in resolve_names(catalog, [p for p in layers if _matches_any(catalog, p)] or ["*"])
-            if catalog[n].kind != "attention" and _explorer_key(n)
-        ]
-        if not wanted:  # e.g. Noiseprint++ alone
-            wanted = [n for n in catalog if _explorer_key(n)]
+        shown = lambda n: catalog[n].kind != "attention" and _explorer_key(n) is not None  # noqa: E731
+        if tuple(layers) == EXPLORER_LAYERS:  # only the defaults are fitted to the model
+            found = [p for p in layers if _matches_any(catalog, p)]
+            wanted = [n for n in resolve_names(catalog, found) if shown(n)] if found else []
+            wanted = wanted or [n for n in catalog if shown(n)]  # e.g. Noiseprint++ alone
+        else:
+            layers = [layers] if isinstance(layers, str) else list(layers)
+            wanted = [n for n in resolve_names(catalog, layers) if shown(n)]  # unknown: KeyError
+            bad = [p for p in layers if p in catalog and not shown(p)]
+            if bad or not wanted:
+                raise ValueError(
+                    f"the explorer shows feature maps (encoder stages, fusion, decoders, DnCNN); "
+                    f"{bad or layers} name none"
+                )
         self.result = analyze(model, image, capture=wanted, max_elements=max_elements)
         self.captures: Mapping[str, Any] = self.result.captures
+        #: name -> how the capture was subsampled (from ``result.notes``)
+        self.subsampled: dict[str, str] = {}
+        for note in self.result.notes:
+            name, _, msg = note.removeprefix("capture ").partition(": ")
+            if note.startswith("capture ") and name in self.captures:
+                self.subsampled[name] = msg.split(":")[0]
         self.tree: dict[tuple[str, int, str], str] = {}
         for n in self.captures:
             key = _explorer_key(n)
@@ -197,9 +215,14 @@ class FeatureExplorer(Viewer):
             out.append((self.tree[("fused", s["stage"], "ffm")], "fused (FFM)"))
         return out
 
+    def _said(self, name: str) -> str:
+        """`` [spatially subsampled by stride s]`` for a subsampled capture, else nothing."""
+        return f" [{self.subsampled[name]}]" if name in self.subsampled else ""
+
     def _draw_map(self, ax, name: str, label: str) -> None:
         s = self._state
         a = self.array(name)
+        label += self._said(name)
         if s["mode"] == "pca":
             p = self.pca(name)
             ax.imshow(p.image, interpolation="nearest")
@@ -235,7 +258,7 @@ class FeatureExplorer(Viewer):
                 channels=chans,
                 ncols=ncols,
                 fig=fig,
-                title=f"{name}: channels ranked {start}..{start + len(chans) - 1} by energy",
+                title=f"{name}: channels ranked {start}..{start + len(chans) - 1} by energy{self._said(name)}",
             )
             return fig
         fig = new_figure((4.6, 4.4))
