@@ -420,15 +420,126 @@ def test_a_colon_in_a_file_name_is_an_ordinary_character(tmp_path, with_weights,
 
 def test_a_backslash_name_beside_its_folder_twin_is_refused_naming_both(tmp_path, with_weights, capsys):
     """'a\\b.jpg' (one file) and 'a/b.jpg' both wrote out/a/b.jpg.npz ('2 analyzed'), each run
-    overwriting the other's."""
+    overwriting the other's. Then the two refused files were one problem line and counted as one
+    failed ('1 analyzed, 0 skipped, 1 failed' for 3 inputs), and distributed_summary.json left
+    them out of 'failed' and 'images' while its terminal line counted one: each file is one line
+    and one failed now, and the line and the JSON agree."""
+    import json
+
     src = tmp_path / "in"
     one, two = _img(src / "a\\b.jpg"), _img(src / "a" / "b.jpg", seed=1)
+    _img(src / "good.png", seed=2)
+    for cmd, out in (("analyze", tmp_path / "out"), ("distributed-analyze", tmp_path / "dist")):
+        assert main([cmd, str(src), "-o", str(out), "-q"]) == 1, cmd
+        cap = capsys.readouterr()
+        assert sorted(p.name for p in out.rglob("*.npz")) == ["good.png.npz"], cmd
+        lines = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 2, (cmd, lines)
+        for f, line in zip((one, two), sorted(lines, key=lambda ln: str(one) not in ln.split(": ")[1])):
+            assert line.startswith(f"error: {f}: would write the same output (a/b.jpg) as "), (cmd, line)
+            assert str(one) in line and str(two) in line, (cmd, line)
+        failed = "2 failed" if cmd == "analyze" else "2 failed on 1 rank(s)"
+        assert f"1 analyzed, 0 skipped (output exists), {failed}" in cap.out, (cmd, cap.out)
+    summary = json.loads((tmp_path / "dist" / "distributed_summary.json").read_text())
+    assert {k: summary[k] for k in ("images", "written", "skipped", "failed")} == {
+        "images": 3,
+        "written": 1,
+        "skipped": 0,
+        "failed": 2,
+    }
+    assert len(summary["problems"]) == 2
+
+
+def test_names_that_differ_only_by_case_write_nothing_over_each_other(tmp_path, with_weights, capsys, monkeypatch):
+    """'Photo.JPG' and 'photo.jpg' wrote two outputs ('2 analyzed') that are one file on macOS
+    and Windows disks: the second replaced the first. Both are refused, each named."""
+    from trufor_lab.common import paths
+
+    monkeypatch.setattr(paths, "CASE_INSENSITIVE_DISKS", True)
+    src = tmp_path / "in"
+    upper, lower = _img(src / "Photo.JPG"), _img(src / "photo.jpg", seed=1)
+    for cmd, out in (("analyze", tmp_path / "out"), ("distributed-analyze", tmp_path / "dist")):
+        assert main([cmd, str(src), "-o", str(out), "-q"]) == 1, cmd
+        cap = capsys.readouterr()
+        assert not list(out.rglob("*.npz")), cmd
+        lines = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 2, (cmd, lines)
+        for f in (upper, lower):
+            (line,) = [ln for ln in lines if ln.startswith(f"error: {f}: ")]
+            assert str(upper) in line and str(lower) in line and "differs only by letter case" in line
+            assert "case-insensitive disks" in line
+        assert "0 analyzed, 0 skipped (output exists), 2 failed" in cap.out, (cmd, cap.out)
+
+
+def test_output_names_near_the_file_system_limit_are_written(tmp_path, with_weights, capsys):
+    """A legal 248-byte output name failed with 'File name too long' after the model had run:
+    the temporary name beside it added about 14 bytes."""
+    img = _img(tmp_path / "in" / ("x" * 240 + ".png"))
     out = tmp_path / "out"
-    assert main(["analyze", str(src), "-o", str(out), "-q"]) == 1
-    cap = capsys.readouterr()
-    assert not list(out.rglob("*.npz"))
-    (line,) = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
-    assert str(one) in line and str(two) in line and "would write the same output (a/b.jpg)" in line
+    assert main(["analyze", str(img.parent), "-o", str(out), "-q"]) == 0, capsys.readouterr().err
+    (npz,) = out.iterdir()
+    assert npz.name == img.name + ".npz" and len(npz.name) == 248
+    assert np.load(npz)["map"].shape == (48, 56)
+    assert "1 analyzed, 0 skipped (output exists), 0 failed" in capsys.readouterr().out
+
+
+def _no_model(monkeypatch):
+    """A refusal is said before the (slow) model load: loading fails the test."""
+
+    def load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("trufor_lab.cli.report.load", load)
+
+
+def test_report_refuses_an_existing_file_that_is_not_a_report(tmp_path, with_weights, monkeypatch, capsys):
+    """'report IMG -o earlier_post.jpg' (a typo for --compare) replaced another evidence image
+    with the HTML report, silently; '-o photo.jpg/r.html' said only '[Errno 17] File exists'."""
+    _no_model(monkeypatch)
+    img = _img(tmp_path / "viral.png")
+    other = _img(tmp_path / "earlier_post.jpg", seed=1)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("case notes")
+    (tmp_path / "Old.JPEG").write_bytes(other.read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for out, why in (
+        (other, "exists and is not a report (not .html, .htm or .pdf); not overwritten"),
+        (tmp_path / "Old.JPEG", "exists and is not a report"),
+        (notes, "exists and is not a report"),
+        (other / "r.html", f"cannot write the report: {other} is a file, not a folder"),
+        (notes / "x" / "r.html", f"{notes} is a file, not a folder"),
+    ):
+        assert main(["report", str(img), "-o", str(out), "-q"]) == 1, out
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {out}: ") and why in err[0], (out, err)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_report_named_pdf_in_capitals_keeps_the_html_beside_it(tmp_path, monkeypatch, capsys):
+    """'-o Case.PDF --pdf' wrote the HTML into Case.PDF (the check for '-o case.pdf' compared
+    suffixes with their case) and the PDF into Case.pdf: one file on macOS and Windows."""
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    img = _img(tmp_path / "in" / "viral.png")
+    out = tmp_path / "case" / "Case.PDF"
+    assert main(["report", str(img), "-o", str(out), "--pdf", "-q", "--no-demo", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["Case.PDF", "Case.html"]
+    assert out.read_bytes()[:5] == b"%PDF-"
+    assert "viral.png" in (out.parent / "Case.html").read_text(encoding="utf-8")
+
+
+def test_report_errors_keep_a_file_name_with_a_newline_whole(tmp_path, with_weights, monkeypatch, capsys):
+    """A newline in the image's name cut the error to 'error: .../evil' (a path that does not
+    exist) and dropped the reason."""
+    _no_model(monkeypatch)
+    good = _img(tmp_path / "good.png")
+    evil = tmp_path / "evil\nname.jpg"
+    evil.write_bytes(b"garbage")
+    for args in ([str(evil)], [str(good), "--compare", str(evil)]):
+        assert main(["report", *args, "-o", str(tmp_path / "r.html")]) == 1
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"error: {tmp_path}/evil\\nname.jpg: not an image file"), line
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_file_names_in_error_and_note_lines_are_escaped(tmp_path, with_weights, capsys):

@@ -137,6 +137,56 @@ def test_csv_cells_that_look_like_formulas_stay_text(tmp_path):
     assert csv_uncell("'=HYPERLINK(1)") == "=HYPERLINK(1)" and csv_uncell("'quoted") == "'quoted"
 
 
+def test_csv_cells_round_trip_every_string():
+    """A value that already started with a quote and a formula character ("'=x.jpg") was left
+    as it was and read back without its quote ("=x.jpg"): csv_cell / csv_uncell now give every
+    string back exactly, through the csv module too, and still neutralise formulas."""
+    import csv
+    import io
+    import itertools
+    import random
+
+    from trufor_lab.common.files import FORMULA_START, csv_cell, csv_text, csv_uncell
+
+    alphabet = ["'", "=", "+", "-", "@", "\t", "\r", "\n", "a", " ", ",", '"', "1"]
+    values = ["".join(p) for n in range(4) for p in itertools.product(alphabet, repeat=n)]
+    rng = random.Random(0)
+    values += ["".join(rng.choices(alphabet, k=rng.randint(4, 12))) for _ in range(2000)]
+    values += ["'=x.jpg", "''=x.jpg", "'-draft.jpg", "=HYPERLINK(1).jpg", "'", "''", "'quoted", "é'=", "'\udce9=.png"]
+    for v in values:
+        cell = csv_cell(v)
+        assert csv_uncell(cell) == v, (v, cell)
+        assert not cell.startswith(FORMULA_START), (v, cell)  # never a live formula
+    text = csv_text([{"image": v, "score": -0.5} for v in values], ["image", "score"])
+    back = [csv_uncell(r["image"]) for r in csv.DictReader(io.StringIO(text, newline=""))]
+    assert back == values
+    assert csv_cell(-0.5) == -0.5 and csv_cell("plain") == "plain"
+
+
+@pytest.mark.parametrize("stem", ["r" * 250, "é" * 125, "写" * 83])
+def test_atomic_writes_take_names_up_to_the_file_system_limit(tmp_path, stem):
+    """The temporary name was the destination's name plus about 14 bytes, so a legal name of
+    241 to 255 bytes failed with 'File name too long' (after the model had run)."""
+    from trufor_lab.common.files import atomic_write_path
+
+    name = stem + ".npz"[: 255 - len(stem.encode())]
+    assert 250 <= len(name.encode()) <= 255
+    (tmp_path / name).write_text("plain open takes it")  # the name is legal here
+    (tmp_path / name).unlink()
+    p = atomic_savez(tmp_path / name, {"map": np.zeros((2, 2), np.float32)})
+    assert np.load(p)["map"].shape == (2, 2)
+    atomic_write_text(tmp_path / "sub" / name, "text")
+    assert (tmp_path / "sub" / name).read_text() == "text"
+
+    def fail(tmp: str) -> None:
+        assert len(os.path.basename(tmp).encode()) <= 60
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_path(tmp_path / "sub" / name, fail)
+    assert sorted(q.name for q in tmp_path.rglob("*")) == sorted([name, "sub", name])  # no temporary left
+
+
 def test_appledouble_companions_are_not_images(tmp_path):
     """'._a.png' (macOS metadata beside a.png on shared drives and in zips) was listed as an
     image and failed as one."""

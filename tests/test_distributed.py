@@ -205,3 +205,25 @@ def test_the_totals_line_counts_unreadable_inputs_as_failed(tmp_path, tampered2,
     cap = capsys.readouterr()
     assert "broken.png" in cap.err and "missing.png" in cap.err
     assert "1 analyzed, 0 skipped (output exists), 2 failed" in cap.out, (cap.out, cap.err)
+
+
+def test_an_existing_file_as_output_is_refused_before_any_image_is_analyzed(tmp_path, tampered2, monkeypatch, capsys):
+    """'-o results.txt' (an existing file) ran the model on every image, then failed with
+    '[Errno 17] File exists'; `analyze` says so up front."""
+    from trufor_lab.cli.distributed import main
+
+    def load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("trufor_lab.inference.distributed.load", load)
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(tampered2[:64, :64]).save(src / "good.png")
+    taken = tmp_path / "results.txt"
+    taken.write_text("someone's notes")
+    for out, why in ((taken, "is an existing file, not a folder"), (taken / "sub", f"{taken} is a file, not a folder")):
+        assert main([str(src), "-o", str(out), "--device", "cpu", "-q"]) == 2
+        cap = capsys.readouterr()
+        (line,) = cap.err.strip().splitlines()
+        assert line.startswith(f"error: --output {out}") and why in line, line
+    assert taken.read_text() == "someone's notes"

@@ -76,8 +76,58 @@ def test_names_that_differ_only_by_separator_are_refused_naming_both(tmp_path):
     _img(tmp_path / "in" / "c.jpg")
     pairs, problems = expand_inputs([str(tmp_path / "in")])
     assert [n for _, n in pairs] == ["c.jpg"]
+    assert len(problems) == 2  # one line per file: a count of problem lines counts the files refused
+    for line, first in zip(sorted(problems), sorted([str(one), str(two)])):
+        assert line.startswith(f"{first}: would write the same output (a/b.jpg) as "), line
+        assert str(one) in line and str(two) in line
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("Photo.JPG", "photo.jpg"),
+        ("Trip/a.png", "trip/a.png"),
+        ("caf\u00e9.png", "cafe\u0301.png"),  # composed and decomposed é: one name on macOS
+        ("\u00c9T\u00c9.png", "\u00e9t\u00e9.png"),  # ÉTÉ and été
+    ],
+)
+def test_names_that_differ_only_by_case_are_refused_naming_both(tmp_path, names, monkeypatch):
+    """Photo.JPG and photo.jpg wrote two outputs that are one file on a case-insensitive disk
+    (macOS, Windows): the second replaced the first and the summary said "2 analyzed"."""
+    monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", True)
+    files = [_img(tmp_path / "in" / n) for n in names]
+    _img(tmp_path / "in" / "other.png")
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    assert [n for _, n in pairs] == ["other.png"]
+    assert len(problems) == 2
+    for f in files:
+        (line,) = [p for p in problems if p.startswith(f"{f}: ")]
+        assert all(str(g) in line for g in files), line
+        assert "differs only by letter case or Unicode form" in line
+        assert "would share one output on case-insensitive disks" in line
+
+
+def test_names_that_differ_only_by_case_are_two_outputs_on_case_sensitive_disks(tmp_path, monkeypatch):
+    """Linux disks keep Photo.JPG and photo.jpg apart: both are analysed, each into its own output."""
+    monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", False)
+    for n in ("Photo.JPG", "photo.jpg"):
+        _img(tmp_path / "in" / n)
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    assert sorted(n for _, n in pairs) == ["Photo.JPG", "photo.jpg"] and problems == []
+
+
+def test_dataset_ids_that_differ_only_by_case_are_one_output(tmp_path, monkeypatch):
+    from trufor_lab.inference.distributed import work_items
+
+    monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", True)
+
+    ids = ["Cam/Photo", "cam/photo", "other"]
+    samples = [SimpleNamespace(id=i, image_path=tmp_path / f"{k}.png") for k, i in enumerate(ids)]
+    items, problems = work_items(samples)
+    assert [n for n, _ in items] == ["Cam/Photo", "other"]
     (line,) = problems
-    assert str(one) in line and str(two) in line and "same output" in line
+    assert line.startswith(f"{tmp_path / '1.png'}: differs only by letter case or Unicode form from "), line
+    assert str(tmp_path / "0.png") in line and "case-insensitive disks" in line
 
 
 def test_dataset_ids_that_differ_only_by_separator_are_one_output(tmp_path):

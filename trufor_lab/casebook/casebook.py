@@ -68,6 +68,7 @@ class Casebook:
         self.comparison: Comparison | None = None
         self.error: str | None = None
         self._working_on: str | None = None  # the file being read, named in an error
+        self._working_path: str | None = None  # ... and the path it was given as, if any
         self._replacing = False  # a new image is on its way: the tabs show the previous one
         #: Uploads above this many bytes are refused with one line (``None``: no limit).
         self.max_upload_bytes: int | None = None
@@ -125,10 +126,12 @@ class Casebook:
     def _fail(self, e: BaseException) -> None:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         msg = lines[0] if lines else type(e).__name__
-        name = self._working_on
+        name, path = self._working_on, self._working_path
         if name:  # an upload has no path: errors name it "<bytes>"
             msg = msg.replace("<bytes>", name)
-        self.error = msg if not name or msg.startswith(name) else f"{name}: {msg}"
+        # a message that already starts with the file (its name, or the path typed) is not given it twice
+        named = not name or msg.startswith(name) or (path is not None and msg.startswith(path))
+        self.error = msg if named else f"{name}: {msg}"
         if self.progress is not None:
             self.progress.value = 0
             self.status.value = f'<span style="color:#b00020">error: {_esc(self.error)}</span>' + self._still_shown()
@@ -147,6 +150,7 @@ class Casebook:
         if not files:
             return
         name, data = files[0]
+        self._working_path = None  # an upload has no path
         try:
             if self.max_upload_bytes is not None and len(data) > self.max_upload_bytes:
                 self._working_on, self._replacing = display_name(name), True
@@ -156,6 +160,23 @@ class Casebook:
             self.analyze_bytes(data, name)
         except Exception as e:  # a widget callback must report, never raise
             self._fail(e)
+        finally:
+            self._clear_upload()
+
+    def _clear_upload(self) -> None:
+        """Empty the upload widget once its file is handled: the same file uploaded again (after
+        a typed path showed another image) is a new value, so it is analyzed again instead of
+        being ignored as no change. The emptying itself fires with no file: nothing happens."""
+        if self.upload is None or not self.upload.value:
+            return
+        try:
+            self.upload.value = type(self.upload.value)()  # ipywidgets 8: (); 7: {}
+        except Exception:  # an ipywidgets 7 read-only value: its own reset
+            try:
+                self.upload.value.clear()
+                self.upload._counter = 0
+            except Exception:
+                pass
 
     def _on_path(self, _button: Any = None) -> None:
         path = self.path_text.value.strip()
@@ -184,10 +205,12 @@ class Casebook:
 
     def analyze_path(self, path: str | os.PathLike) -> Result:
         """Analyze the image file at ``path``; raises :class:`ImageError` for a bad image."""
+        self._working_path = os.fspath(path)
         return self._run(os.fspath(path), display_name(os.fspath(path)))
 
     def analyze_bytes(self, data: bytes | bytearray | memoryview, name: str = "upload") -> Result:
         """Analyze an image given as bytes (an upload) named ``name``."""
+        self._working_path = None
         return self._run(bytes(data), name)
 
     def _run(self, source: Source, name: str) -> Result:
@@ -241,6 +264,7 @@ class Casebook:
             raise RuntimeError("analyze an image first (analyze_path, analyze_bytes or the upload)")
         nb = name or (display_name(os.fspath(other)) if isinstance(other, (str, os.PathLike)) else "B")
         self._working_on, self._replacing = nb, False
+        self._working_path = os.fspath(other) if isinstance(other, (str, os.PathLike)) else None
         self._step(1, f"comparing with {nb}…")
         model = self._ensure_model()
         if not isinstance(other, Result):

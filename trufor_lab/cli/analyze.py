@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
     pairs, problems = expand_inputs(args.inputs)
     outs, refused = _outputs(pairs, args.output) if pairs else ([], [])
     problems += refused
-    for p in problems:
-        error(printable(p))  # escaped first: a newline in a file name must not cut the line
+    for p in problems:  # one line per file (a clash names each of its files): the failed count counts files
+        error(p)  # escaped whole: a newline in a file name must not cut the line
     if not outs:
-        print(f"0 analyzed, 0 skipped, {len(problems)} failed")
+        print(f"0 analyzed, 0 skipped (output exists), {len(problems)} failed")
         return 1
     failed = len(problems)
     weights_digest: str | None = None
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     weights_digest = weights_sha256(args.weights, demo=not args.no_demo)
                 except (WeightsError, OSError) as e:
-                    error(str(e).splitlines()[0])
+                    error(e)
                     return 2
             why = reuse_problem(out, digest, weights_digest, ("np++",) if args.save_noiseprint else (), computed)
             if why is None:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
         except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
-            error(str(e).splitlines()[0])
+            error(e)
             return 2
         notice = model_notice(model)
         if notice:

@@ -4,11 +4,13 @@ distributed-analyze ...`` (``-m trufor_lab.cli.distributed`` works too, with a h
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable, weights_note
+from trufor_lab.common.paths import blocking_file
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
 
@@ -47,12 +49,19 @@ def run(args: argparse.Namespace) -> int:
         try:
             inputs: Any = load_dataset(args.dataset, args.root)
         except DatasetError as e:
-            error(e)
+            error(str(e))
             return 2
     elif args.inputs:
         inputs = args.inputs
     else:
         print("error: give INPUT paths or --dataset", file=sys.stderr)
+        return 2
+    if os.path.exists(args.output) and not os.path.isdir(args.output):  # said once, before any rank works
+        error(f"--output {args.output} is an existing file, not a folder; give a folder")
+        return 2
+    blocker = blocking_file(args.output)
+    if blocker is not None:
+        error(f"--output {args.output}: {blocker} is a file, not a folder; give a folder")
         return 2
     try:
         summary = distributed_analyze(
@@ -70,23 +79,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if "ranks" not in summary:  # not rank 0
         return 1 if summary["failed"] or summary["error"] else 0
-    # file names are escaped: a newline or a terminal escape in one must not reach the terminal raw
+    # file names are escaped (error, note): a newline or a terminal escape in one must not reach the terminal raw
     for line in summary["problems"] + summary["errors"]:
-        print(f"error: {printable(line)}", file=sys.stderr)
+        error(line)
     for name, why in summary.get("recomputed", []):
         note(f"{name}: {why}; recomputed")
     for r in summary["ranks"]:
         for name, msg in r["failed"]:
-            print(f"error: {printable(name)}: {printable(msg)}", file=sys.stderr)
+            error(f"{name}: {msg}")
         if not args.quiet:
             print(
                 f"rank {r['rank']} ({r['device']}): {len(r['written'])} written, {len(r['skipped'])} skipped, "
                 f"{len(r['failed'])} failed in {r['seconds']:.1f} s"
             )
-    failed = summary["failed"] + len(summary["problems"])  # an unreadable input failed too (as in `analyze`)
+    # the summary's own counts (input problems among the failed, as in `analyze`): the line and the JSON agree
     print(
-        f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {failed} "
-        f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}"
+        printable(
+            f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {summary['failed']} "
+            f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}"
+        )
     )
     if summary["written"] or summary["skipped"]:
         weights_note(args.weights)

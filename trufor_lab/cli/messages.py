@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select
+from trufor_lab.lab.datasets import DatasetError
+from trufor_lab.model import CheckpointError
 
 #: ``--weights`` of every command, with the search order of :func:`trufor_lab.inference.weights.select`.
 WEIGHTS_HELP = (
@@ -22,10 +25,24 @@ def printable(text: object) -> str:
     return "".join(c if c.isprintable() or c in "\t" else repr(c)[1:-1] for c in s)
 
 
+#: The project's own errors: one line, ``<name>: <reason>``, written whole (a name may hold a newline).
+OWN_ERRORS = (ImageError, WeightsError, CheckpointError, DatasetError)
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of a library exception's text (the rest is hints: a CUDA
+    error's "compile with TORCH_USE_CUDA_DSA"), or its type's name when it has no text."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def error(msg: object) -> None:
-    """``error: <first non-empty line of msg>`` on stderr (an exception's name when it has no text)."""
-    lines = [ln.strip() for ln in str(msg).splitlines() if ln.strip()]
-    text = lines[0] if lines else (type(msg).__name__ if isinstance(msg, BaseException) else "")
+    """``error: <msg>`` on stderr, on one line, escaped whole (:func:`printable`): a newline in
+    a file name can neither cut the name short nor drop the reason after it. Text and the
+    project's own errors (:data:`OWN_ERRORS`) are written whole; another exception gives its
+    :func:`first_line`."""
+    own = isinstance(msg, OWN_ERRORS) and str(msg).strip()
+    text = first_line(msg) if isinstance(msg, BaseException) and not own else str(msg)
     print(f"error: {printable(text)}", file=sys.stderr)
 
 

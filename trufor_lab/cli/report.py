@@ -10,21 +10,23 @@ from typing import Any
 
 from trufor_lab.casebook.compare import compare
 from trufor_lab.casebook.report import build_report, save_pdf, write_report
-from trufor_lab.common.paths import display_name
+from trufor_lab.common.paths import IMAGE_EXTENSIONS, blocking_file, display_name
 from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, printable
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, first_line, printable
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """``trufor-lab report IMAGE -o report.html [--weights] [--compare] [--device] [--pdf]``."""
     r = subparsers.add_parser("report", help="write one self-contained HTML report for an image")
     r.add_argument("image", metavar="IMAGE", help="the image to analyze")
-    r.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    r.add_argument(
+        "-o", "--output", required=True, help="the HTML file to write (an existing one only if it is a report)"
+    )
     r.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     r.add_argument(
         "--compare",
@@ -56,6 +58,42 @@ def _same_file(out: Path, image: str) -> bool:
         return False
 
 
+#: What ``-o`` may replace when it exists: an earlier report. Anything else (an image: see
+#: :data:`~trufor_lab.common.paths.IMAGE_EXTENSIONS`) is someone's file, maybe evidence.
+REPORT_SUFFIXES = (".html", ".htm", ".pdf")
+
+
+def _outputs(output: str, pdf: bool) -> list[tuple[Path, str]]:
+    """The files to write: the HTML report, and with ``--pdf`` the PDF beside it. ``-o case.pdf
+    --pdf`` (any letter case: ``Case.PDF`` and ``Case.pdf`` are one file on macOS and Windows)
+    puts the PDF there and the HTML beside it, never the HTML under the PDF's name."""
+    out = Path(output)
+    if not pdf:
+        return [(out, "report")]
+    if out.suffix.lower() == ".pdf":
+        return [(out.with_suffix(".html"), "report"), (out, "PDF")]
+    return [(out, "report"), (out.with_suffix(".pdf"), "PDF")]
+
+
+def _output_problem(out: Path, what: str, inputs: list[str]) -> str | None:
+    """Why ``out`` must not be written, in one line (names escaped by :func:`error`), or None."""
+    clash = next((p for p in inputs if _same_file(out, p)), None)
+    if clash is not None:  # -o photo.jpg would replace the evidence with HTML
+        return f"{out}: refusing to write the {what} over the input image {clash}; choose another -o"
+    blocker = blocking_file(out)
+    if blocker is not None:
+        return f"{out}: cannot write the {what}: {blocker} is a file, not a folder"
+    if out.is_dir() and what == "report":  # (a PDF that cannot be written is said after the HTML is)
+        return f"{out}: is a folder; -o names the report file to write (e.g. {out / 'report.html'})"
+    suffix = out.suffix.lower()
+    if os.path.lexists(out) and (suffix not in REPORT_SUFFIXES or suffix in IMAGE_EXTENSIONS):
+        return (
+            f"{out}: exists and is not a report (not .html, .htm or .pdf); not overwritten "
+            "(a typo for --compare? choose another -o)"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
 
@@ -65,22 +103,20 @@ def run(args: argparse.Namespace) -> int:
             load_image(p)
         provenance = read_provenance(args.image)
     except (ImageError, ValueError) as e:
-        error(str(e))
+        error(str(e))  # whole and escaped: a newline in the name must not cut off the reason
         return 1
-    html_path, pdf_path = Path(args.output), Path(args.output).with_suffix(".pdf")
-    if args.pdf and html_path == pdf_path:  # -o case.pdf --pdf: the HTML beside it, not under it
-        html_path = html_path.with_suffix(".html")
-    outputs = [(html_path, "report")] + ([(pdf_path, "PDF")] if args.pdf else [])
-    for out, what in outputs:
-        clash = next((p for p in inputs if _same_file(out, p)), None)
-        if clash is not None:  # -o photo.jpg would replace the evidence with HTML
-            error(f"{out}: refusing to write the {what} over the input image {clash}; choose another -o")
+    outputs = _outputs(args.output, args.pdf)
+    html_path, pdf_path = outputs[0][0], outputs[-1][0]
+    for out, what in outputs:  # said before the (slow) model load and analysis
+        why = _output_problem(out, what, inputs)
+        if why is not None:
+            error(why)
             return 1
     provenance.name = display_name(provenance.name)
     try:
         model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)
     except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
-        error(str(e))
+        error(e)
         return 2
     notice = model_notice(model)
     if notice:
@@ -95,21 +131,21 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return 1
     except (RuntimeError, MemoryError) as e:
-        error(f"{args.image}: analysis failed ({str(e).splitlines()[0][:200]})")
+        error(f"{args.image}: analysis failed ({first_line(e)[:200]})")
         return 1
     try:
         out = write_report(html_path, build_report(result, provenance, comparison))
     except OSError as e:
-        error(f"{html_path}: cannot write report ({e.strerror or e})")
+        error(f"{html_path}: cannot write report ({e.strerror or first_line(e)})")
         return 1
     try:
         pdf = save_pdf(pdf_path, result, provenance, comparison) if args.pdf else None
     except OSError as e:
-        error(f"{pdf_path}: cannot write the PDF ({e.strerror or e}); the HTML report is written: {out}")
+        error(f"{pdf_path}: cannot write the PDF ({e.strerror or first_line(e)}); the HTML report is written: {out}")
         return 1
     if not args.quiet:
         print(printable(result.summary()))
         if comparison is not None and comparison.result_b is not None:
             print(printable(comparison.result_b.summary()))
-        print(f"report written: {out}" + (f" (and {pdf})" if pdf else ""))
+        print(printable(f"report written: {out}" + (f" (and {pdf})" if pdf else "")))
     return 0

@@ -8,6 +8,7 @@ never sees one).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -33,15 +34,27 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~mask
 
 
+def _temp_prefix(name: str) -> str:
+    """A temporary file's prefix for ``name``: hidden and at most 43 bytes, whatever the length
+    of ``name`` (its first characters, up to 32 bytes, for whoever finds a leftover, and a hash
+    of the whole name)."""
+    head = name[:32]
+    while len(os.fsencode(head)) > 32:  # whole characters only: never half of a UTF-8 sequence
+        head = head[:-1]
+    return f".{head}.{hashlib.sha1(os.fsencode(name)).hexdigest()[:8]}."
+
+
 def atomic_write_path(path: PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(temporary_path)`` (for writers that take a file name, e.g. matplotlib's
     ``savefig``) beside ``path``, then rename it to ``path`` with ordinary permissions.
 
-    Folders are created as needed; the temporary file is removed if ``write`` fails.
+    Folders are created as needed; the temporary file is removed if ``write`` fails. The
+    temporary name is short whatever ``path``'s (:func:`_temp_prefix`): a legal name near the
+    255-byte limit must not fail for want of room for the temporary one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -106,21 +119,28 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def csv_cell(v: Any) -> Any:
     """A CSV cell that a spreadsheet shows as text: a string starting like a formula (a file or
     list entry named ``=HYPERLINK(...)``) gets a leading ``'``; numbers are left alone.
-    :func:`csv_uncell` undoes it."""
-    return "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+
+    A string whose leading quotes are followed by a formula character (``'=x.jpg``) gets one
+    more quote too, so that :func:`csv_uncell` gives every string back exactly."""
+    return "'" + v if isinstance(v, str) and v.lstrip("'").startswith(FORMULA_START) else v
 
 
 def csv_uncell(v: str) -> str:
-    """The text of a cell written by :func:`csv_cell`."""
-    return v[1:] if v.startswith("'") and v[1:].startswith(FORMULA_START) else v
+    """The text of a cell written by :func:`csv_cell` (``csv_uncell(csv_cell(s)) == s`` for every string)."""
+    return v[1:] if v.startswith("'") and v.lstrip("'").startswith(FORMULA_START) else v
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """Rows as CSV text with a header line (missing cells empty; formula-like text neutralised,
-    :func:`csv_cell`)."""
+    :func:`csv_cell`). A row with a carriage return in a cell (a legal file name) is written
+    with every cell quoted: Python's writer quotes only the line terminator's ``\\n``, and a
+    bare ``\\r`` would split the row when read back."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    kw: dict[str, Any] = {"fieldnames": list(columns), "extrasaction": "ignore", "lineterminator": "\n"}
+    w = csv.DictWriter(buf, **kw)
+    quoted = csv.DictWriter(buf, quoting=csv.QUOTE_ALL, **kw)
     w.writeheader()
     for r in rows:
-        w.writerow({c: csv_cell(r.get(c, "")) for c in columns})
+        row = {c: csv_cell(r.get(c, "")) for c in columns}
+        (quoted if any(isinstance(v, str) and "\r" in v for v in row.values()) else w).writerow(row)
     return buf.getvalue()

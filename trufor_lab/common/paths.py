@@ -8,6 +8,7 @@ import errno
 import fnmatch
 import glob
 import os
+import sys
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -198,6 +199,31 @@ def output_key(name: str) -> str:
     return "/".join(_output_parts(name))
 
 
+#: Whether output names are written on disks that take ``Photo.JPG`` and ``photo.jpg`` (or a
+#: composed and a decomposed ``é``) for one file: macOS's and Windows's by default.
+CASE_INSENSITIVE_DISKS = sys.platform in ("darwin", "win32")
+
+
+def clash_key(key: str) -> str:
+    """What two output keys (:func:`output_key`) must not share: the key itself, and where disks
+    are case-insensitive (:data:`CASE_INSENSITIVE_DISKS`) its letter case folded and its Unicode
+    composed (NFC), since there ``Photo.JPG`` and ``photo.jpg`` name one file."""
+    if not CASE_INSENSITIVE_DISKS:
+        return key
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", key).casefold())
+
+
+def clash_reason(key: str, other: str, others: str) -> str:
+    """Why a file whose output key is ``key`` cannot be written beside ``others`` (their names),
+    one of whose output keys is ``other`` (the same :func:`clash_key`)."""
+    if key == other:
+        return f"would write the same output ({key}) as {others}"
+    return (
+        f"differs only by letter case or Unicode form from {others} ({key} and {other}): they would "
+        "share one output on case-insensitive disks (macOS, Windows)"
+    )
+
+
 def _base_of(item: str) -> Path:
     """The folder an input item's output names are relative to."""
     p = Path(item)
@@ -208,6 +234,17 @@ def _base_of(item: str) -> Path:
     parts = p.parts
     lead = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
     return Path(*parts[:lead]) if lead else Path(".")
+
+
+def blocking_file(path: str | os.PathLike) -> Path | None:
+    """The part of ``path``'s folders that exists but is not a folder (``photo.jpg`` in
+    ``photo.jpg/report.html``), so that writing ``path`` must fail; ``None`` if there is none."""
+    for parent in reversed(Path(path).parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+        if not parent.exists():
+            return None
+    return None
 
 
 def why_not_found(p: Path) -> str:
@@ -235,7 +272,9 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
     given, whatever its suffix. Names are paths relative to the common root of all inputs, so
     ``a/x.png`` and ``b/x.png`` keep distinct names; a file listed twice is taken once; two
     files that would still write the same output (the same name, or ``a\\b.png`` beside
-    ``a/b.png``: see :func:`output_key`) are both refused, with a line naming both. A folder
+    ``a/b.png``: see :func:`output_key`), or outputs that are one file on a case-insensitive
+    disk (``Photo.JPG`` beside ``photo.jpg``: :func:`clash_key`), are all refused, with one
+    line per file naming the others (so that a count of problem lines counts files). A folder
     that cannot be read is a problem line too. A name that would leave the output folder is
     kept: :func:`output_path` refuses it, for that file alone.
     """
@@ -270,8 +309,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
     except ValueError:  # different drives: no common root
         root = as_given = None
     seen: set[Path] = set()
-    named: dict[str, tuple[str, Path]] = {}  # output key -> (name, file)
-    clashes: dict[str, list[Path]] = {}
+    named: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, file, output key)
+    clashes: dict[str, list[tuple[Path, str]]] = {}
     for f in found:
         key = f.resolve()
         if key in seen:
@@ -286,14 +325,17 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
             out = output_key(name)
         except OutputPathError:
             out = name  # refused later by output_path, for this file alone
-        if out in named:
-            clashes.setdefault(out, [named[out][1]]).append(f)
+        folded = clash_key(out)
+        if folded in named:
+            clashes.setdefault(folded, [named[folded][1:]]).append((f, out))
         else:
-            named[out] = (name, f)
-    for out, files in clashes.items():
-        del named[out]
-        problems.append(
-            f"{files[0]} and {', '.join(map(str, files[1:]))}: would write the same output "
-            f"({out}); give them separately"
-        )
-    return [(f, n) for n, f in named.values()], problems
+            named[folded] = (name, f, out)
+    for folded, group in clashes.items():  # one line per file, each naming the others: counts stay per file
+        del named[folded]
+        for f, out in group:
+            others = [(g, o) for g, o in group if g != f]
+            other_out = next((o for _, o in others if o == out), others[0][1])
+            problems.append(
+                f"{f}: {clash_reason(out, other_out, ', '.join(str(g) for g, _ in others))}; give them separately"
+            )
+    return [(f, n) for n, f, _ in named.values()], problems

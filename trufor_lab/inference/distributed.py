@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from trufor_lab.common.files import atomic_write_json
-from trufor_lab.common.paths import OutputPathError, expand_inputs, output_key, output_path
+from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, expand_inputs, output_key, output_path
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import mode_label, predict_result
 from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
@@ -70,24 +70,28 @@ def work_items(inputs: Sequence[str | os.PathLike] | Any) -> tuple[list[tuple[st
     dataset (a :class:`trufor_lab.lab.datasets.Dataset`, or any sequence of samples with ``id``
     and ``image_path``: names are the sample ids). A name that would write outside the output
     folder (absolute, or with ``..``) is refused with one line, and so is one that would write
-    the output of an earlier name (``a\\b`` after ``a/b``: :func:`output_key`)."""
+    the output of an earlier name (``a\\b`` after ``a/b``: :func:`output_key`), or one file with
+    it on a case-insensitive disk (``Photo`` after ``photo``: :func:`clash_key`)."""
     if _is_samples(inputs):
         pairs, problems = [(s.id, Path(s.image_path)) for s in inputs], []
     else:
         found, problems = expand_inputs([os.fspath(i) for i in inputs])
         pairs = [(rel, path) for path, rel in found]
-    items: dict[str, tuple[str, Path]] = {}  # output key -> (name, path)
+    items: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, path, output key)
     for name, path in pairs:
         try:
             key = output_key(name)
         except OutputPathError as e:
             problems.append(f"{path}: {e}; skipped")
             continue
-        if key in items:
-            problems.append(f"{path}: same output name as {items[key][1]} ({key}.npz); skipped")
+        folded = clash_key(key)
+        if folded not in items:
+            items[folded] = (name, path, key)
+        elif items[folded][2] == key:
+            problems.append(f"{path}: same output name as {items[folded][1]} ({key}.npz); skipped")
         else:
-            items[key] = (name, path)
-    return sorted(items.values()), problems
+            problems.append(f"{path}: {clash_reason(key, items[folded][2], str(items[folded][1]))}; skipped")
+    return sorted((name, path) for name, path, _ in items.values()), problems
 
 
 def _is_samples(inputs: Any) -> bool:
@@ -237,16 +241,19 @@ def _run_share(
 
 
 def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every rank's report in one; an input problem (one line per file, or per input that gave
+    none) counts as failed, and among ``images``: ``images == written + skipped + failed``."""
     written = [n for r in reports for n in r["written"]]
+    problems = [p for r in reports for p in r["problems"]]
     return {
         "world_size": len(reports),
-        "images": sum(len(r["assigned"]) for r in reports),
+        "images": sum(len(r["assigned"]) for r in reports) + len(problems),
         "written": len(written),
         "skipped": sum(len(r["skipped"]) for r in reports),
-        "failed": sum(len(r["failed"]) for r in reports),
+        "failed": sum(len(r["failed"]) for r in reports) + len(problems),
         "recomputed": [item for r in reports for item in r.get("recomputed", [])],
         "errors": [f"rank {r['rank']}: {r['error']}" for r in reports if r["error"]],
-        "problems": [p for r in reports for p in r["problems"]],
+        "problems": problems,
         "duplicates": sorted(n for n, k in Counter(written).items() if k > 1),
         "ranks": sorted(reports, key=lambda r: r["rank"]),
     }

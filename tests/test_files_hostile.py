@@ -1,0 +1,70 @@
+"""The casebook widget under what users do with files: the same file uploaded again, and errors
+for a typed path that already name it."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trufor_lab.casebook.casebook import Casebook
+
+
+@pytest.fixture(scope="module")
+def np_model(shared_dir):
+    """Noiseprint++ alone (what load() gives without a TruFor checkpoint): fast."""
+    from trufor_lab.inference.load import load_noiseprint
+
+    return load_noiseprint(shared_dir / "weights" / "noiseprint++.th", device="cpu")
+
+
+def _png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (48, 56, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _entry(name: str, data: bytes) -> dict:
+    stamp = datetime(2024, 1, 1, tzinfo=timezone.utc)  # the same file: every field the same
+    return {"name": name, "type": "image/png", "size": len(data), "content": memoryview(data), "last_modified": stamp}
+
+
+def test_the_same_file_uploaded_again_is_analyzed_again(np_model, tmp_path):
+    """After a typed path showed another image, uploading the first file again did nothing: the
+    upload's value had not changed, so no event fired, and the tabs kept the typed image."""
+    cb = Casebook(np_model, classic=False)
+    data = _png(0)
+    cb.upload.value = (_entry("x.png", data),)
+    assert cb.error is None and cb.result.name == "x.png"
+    assert not cb.upload.value  # emptied once handled
+    other = tmp_path / "typed.png"
+    other.write_bytes(_png(1))
+    cb.path_text.value = str(other)
+    cb._on_path()
+    assert cb.error is None and cb.result.name == "typed.png"
+    cb.upload.value = (_entry("x.png", data),)
+    assert cb.error is None and cb.result.name == "x.png" and "x.png" in cb.tab_html[0].value
+    cb.upload.value = (_entry("bad.png", b"not an image"),)  # a failed upload is emptied too
+    assert cb.error.startswith("bad.png: ") and not cb.upload.value and cb.result.name == "x.png"
+
+
+def test_an_error_for_a_typed_path_names_the_file_once(np_model, tmp_path):
+    """The error read 'bad.png: /path/to/bad.png: not an image file ...': the name was put
+    before a message that already started with the path."""
+    cb = Casebook(np_model, classic=False)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    cb.path_text.value = str(bad)
+    cb._on_path()
+    assert cb.error.startswith(f"{bad}: not an image file"), cb.error
+    good = tmp_path / "good.png"
+    good.write_bytes(_png(0))
+    cb.analyze_path(good)
+    cb.compare_text.value = str(bad)
+    cb._on_compare()  # the other version's path, from the Compare tab
+    assert cb.error.startswith(f"{bad}: not an image file"), cb.error
+    cb.upload.value = (_entry("up.png", b"not an image"),)  # an upload has no path: its name, once
+    assert cb.error.startswith("up.png: not an image file"), cb.error
