@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"TruFor: {p} (zip MD5 verified)")
         if not any(os.path.samefile(d, p.parent) for d in W.search_dirs() if d.is_dir()):
             print(
-                f"note: {p.parent} is not searched: set TRUFOR_LAB_WEIGHTS_DIR={p.parent} "
-                f"(or TRUFOR_WEIGHTS={p}), or pass --weights {p}"
+                # not TRUFOR_LAB_WEIGHTS_DIR: the key that signs the download record stays in the
+                # per-user cache, and the install would then show as unverified
+                f"note: {p.parent} is not searched: set TRUFOR_WEIGHTS={p}, or pass --weights {p} "
+                f"(TRUFOR_LAB_WEIGHTS_DIR={p.parent} finds it too, but as unverified: "
+                f"the key that signs its record stays in {W.weights_dir()})"
             )
     except W.WeightsError as e:
         error(str(e))

@@ -63,6 +63,24 @@ def _with_noiseprint_dtype(info: W.WeightsInfo, sd: dict[str, torch.Tensor], pre
     return dataclasses.replace(info, noiseprint_dtype="/".join(low)) if low else info
 
 
+def _identity(path: str | os.PathLike) -> tuple[int, ...] | None:
+    """What tells one state of a file from another: device, inode, size, mtime and ctime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # reading it says why
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _describe_loaded(path: str | os.PathLike, kind: str, before: tuple[int, ...] | None) -> W.WeightsInfo:
+    """:func:`W.describe` of ``path``, refused when the file is not the one read: the label must
+    describe the bytes loaded (a file replaced while loading holds other weights)."""
+    info = W.describe(path, kind)
+    if before is None or _identity(path) != before:
+        raise CheckpointError(f"{path}: changed while it was being loaded; load again")
+    return info
+
+
 def load_trufor(
     path: str | os.PathLike,
     *,
@@ -71,6 +89,7 @@ def load_trufor(
     kind: str = "official",
 ) -> TruFor:
     """Build TruFor and load ``path`` strictly (official keys; a ``config`` entry selects sizes)."""
+    before = _identity(path)
     obj = read_checkpoint(path)
     cfg = MIT_B2
     if isinstance(obj, dict) and obj.get("config") is not None:
@@ -105,7 +124,7 @@ def load_trufor(
         check_state_dict(TruFor(cfg), sd, str(path))
     model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
-    model.weights_info = _with_noiseprint_dtype(W.describe(path, kind), sd, "dncnn.")
+    model.weights_info = _with_noiseprint_dtype(_describe_loaded(path, kind, before), sd, "dncnn.")
     return model.eval().to(device=resolve_device(device))
 
 
@@ -114,12 +133,13 @@ def load_noiseprint(
 ) -> Noiseprint:
     """Noiseprint++ alone, from ``noiseprint++.th`` or the ``dncnn.`` part of a full checkpoint."""
     p = W.find_noiseprint(path)
+    before = _identity(p)
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
         sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
     net = Noiseprint().to(_dtype(precision))
     strict_load(net, sd, str(p))
-    net.weights_info = _with_noiseprint_dtype(W.describe(p, "noiseprint"), sd, "")
+    net.weights_info = _with_noiseprint_dtype(_describe_loaded(p, "noiseprint", before), sd, "")
     return net.eval().to(device=resolve_device(device))
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import importlib.util
 import json
 import os
@@ -232,6 +233,7 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
     """Checksum ``path`` and say whether it is a known, verified file."""
     p = Path(path)
     digest = _remembered_sha256(Path(p))
+    real = p.resolve()  # a symlink's download record lies beside the file it names
     if kind == "noiseprint":
         verified = digest == NOISEPRINT_SHA256
         note = "official Noiseprint++" if verified else "Noiseprint++ weights with an unknown checksum"
@@ -242,7 +244,7 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
             )
         return WeightsInfo("noiseprint", str(p), digest, verified, note=note)
     if kind == "official":
-        rec = _record_path(p)
+        rec = _record_path(real)
         verified = False
         key = _record_key(create=False)
         if rec.is_file() and key is not None:
@@ -292,7 +294,7 @@ def select(weights: str | os.PathLike | None = None, *, fallback: bool = True, d
     return find_noiseprint(), "noiseprint"
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple, str] = {}
 
 
 def weights_sha256(weights: str | os.PathLike | None = None, *, demo: bool = True) -> str:
@@ -303,34 +305,53 @@ def weights_sha256(weights: str | os.PathLike | None = None, *, demo: bool = Tru
 
 
 def _remembered_sha256(path: Path) -> str:
-    """sha256 of ``path``, remembered per file, size and modification time (a checkpoint is
-    hundreds of MB: hashed once per process)."""
+    """sha256 of ``path``, remembered per file (device, inode), size, modification and change
+    time (a checkpoint is hundreds of MB: hashed once per process). The inode and change time
+    tell a replaced file from the old one even where a copy kept its size and mtime."""
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _DIGESTS:
         _DIGESTS[key] = sha256_of(path)
     return _DIGESTS[key]
 
 
 # -- download ---------------------------------------------------------------------------------
-def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
-    """Stream ``url`` into ``dest`` (a temporary file) with a progress bar."""
+def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0, folder: Path | None = None) -> None:
+    """Stream ``url`` into ``dest`` (a temporary file in ``folder``) with a progress bar. A failure
+    to write ``dest`` (disk full) is told apart from a failure of the download."""
+    folder = folder or dest.parent
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(dest, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            bar = (
-                tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name, disable=not progress)
-                if tqdm
-                else None
-            )
+        f = open(dest, "wb")
+    except OSError as e:
+        raise WeightsError(f"cannot write {folder}: {e.strerror or e}") from None
+    got = 0
+    try:
+        with f, urllib.request.urlopen(url, timeout=timeout) as r:
+            try:
+                total = int(r.headers.get("Content-Length") or 0) or None
+            except ValueError:
+                total = None
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name, disable=not progress)
             for block in iter(lambda: r.read(1 << 20), b""):
-                f.write(block)
-                if bar is not None:
-                    bar.update(len(block))
-            if bar is not None:
-                bar.close()
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        reason = getattr(e, "reason", e)
+                try:
+                    f.write(block)
+                except OSError as e:
+                    raise WeightsError(f"cannot write {folder}: {e.strerror or e}") from None
+                got += len(block)
+                bar.update(len(block))
+            bar.close()
+            try:
+                f.flush()
+            except OSError as e:
+                raise WeightsError(f"cannot write {folder}: {e.strerror or e}") from None
+            if total is not None and got != total:
+                raise WeightsError(f"cannot download {url}: incomplete download (got {got} of {total} bytes)")
+    except WeightsError:
+        raise
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
+        # http.client's errors (a garbled status line, a broken body) say little by their text alone
+        reason = f"{type(e).__name__}: {e!s}".rstrip(": ") if isinstance(e, http.client.HTTPException) else e
+        reason = " ".join(str(getattr(e, "reason", reason)).split())[:200]
         raise WeightsError(f"cannot download {url}: {reason}; {OFFLINE_HINT}") from None
 
 
@@ -350,7 +371,7 @@ def download_noiseprint(
     d.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=d) as tmp:
         part = Path(tmp) / (NOISEPRINT_FILE + ".part")
-        _fetch(url, part, progress)
+        _fetch(url, part, progress, folder=d)
         got = sha256_of(part)
         if got != sha256:
             raise WeightsError(f"{url}: checksum {got[:12]} is not the expected {sha256[:12]}; nothing installed")
@@ -369,7 +390,7 @@ def download_trufor(
     d.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=d) as tmp:
         zpath = Path(tmp) / "TruFor_weights.zip"
-        _fetch(url, zpath, progress)
+        _fetch(url, zpath, progress, folder=d)
         return install_trufor_zip(zpath, d, md5=md5, source=url)
 
 
@@ -398,9 +419,18 @@ def install_trufor_zip(
     with tempfile.TemporaryDirectory(dir=d) as tmp:
         try:
             with zipfile.ZipFile(zpath) as z:
-                member = next((n for n in z.namelist() if n.endswith(TRUFOR_FILE)), None)
-                if member is None:
-                    raise WeightsError(f"{where}: the archive holds no {TRUFOR_FILE}")
+                members = [
+                    i
+                    for i in z.infolist()
+                    if not i.is_dir()
+                    and (i.external_attr >> 16) & 0o170000 in (0, 0o100000)  # a regular file, no link
+                    and i.filename.replace("\\", "/").rsplit("/", 1)[-1] == TRUFOR_FILE
+                    and not i.filename.replace("\\", "/").startswith("__MACOSX/")
+                ]
+                if len(members) != 1:
+                    why = "no" if not members else f"{len(members)} copies of"
+                    raise WeightsError(f"{where}: the archive holds {why} {TRUFOR_FILE}")
+                member = members[0]
                 out = Path(tmp) / (TRUFOR_FILE + ".part")
                 with z.open(member) as src, open(out, "wb") as dst:
                     shutil.copyfileobj(src, dst)

@@ -1,0 +1,228 @@
+"""Weights that change under us, downloads that fail half way, archives with stray members.
+
+Nothing here touches the network: stand-in "official" zips (``TRUFOR_ZIP_MD5`` monkeypatched),
+``file://`` URLs and a raw HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import socket
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from trufor_lab.inference import load as L
+from trufor_lab.inference import weights as W
+from trufor_lab.model import CheckpointError
+
+
+def _official_zip(tmp_path: Path, monkeypatch, payload: bytes) -> Path:
+    """A zip holding ``payload`` as trufor.pth.tar, made "the official archive" for this test."""
+    z = tmp_path / "TruFor_weights.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("weights/trufor.pth.tar", payload)
+    monkeypatch.setattr(W, "TRUFOR_ZIP_MD5", hashlib.md5(z.read_bytes()).hexdigest())
+    return z
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.delenv("TRUFOR_NOISEPRINT_WEIGHTS", raising=False)
+    return tmp_path / "cache"
+
+
+# -- 1: a remembered digest must not outlive the file ------------------------------------------
+def test_a_file_replaced_with_the_same_size_and_mtime_is_not_still_official(tmp_path, cache, monkeypatch):
+    ck = W.install_trufor_zip(_official_zip(tmp_path, monkeypatch, os.urandom(4096)))
+    st = ck.stat()
+    assert W.describe(ck, "official").verified
+    other = tmp_path / "finetuned.pth.tar"  # same size, mtime kept (cp -p, shutil.copy2, unzip)
+    other.write_bytes(os.urandom(4096))
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, ck)
+    info = W.describe(ck, "official")
+    assert info.sha256 == W.sha256_of(ck) and not info.verified and info.kind == "custom"
+    assert W.weights_sha256(ck) == W.sha256_of(ck)
+
+
+# -- 2: the label describes the bytes loaded ---------------------------------------------------
+def _replacing_reader(monkeypatch, path: Path, new_bytes: bytes) -> None:
+    """read_checkpoint that, once it has read ``path``, sees the file replaced (another process)."""
+    real = L.read_checkpoint
+
+    def read_then_replaced(p):
+        obj = real(p)
+        tmp = path.with_name(path.name + ".new")
+        tmp.write_bytes(new_bytes)
+        os.replace(tmp, path)
+        return obj
+
+    monkeypatch.setattr(L, "read_checkpoint", read_then_replaced)
+
+
+def test_a_checkpoint_replaced_while_it_loads_is_refused(tmp_path, cache, monkeypatch, recipe_ckpt):
+    ck = cache / W.TRUFOR_FILE
+    ck.parent.mkdir(parents=True)
+    shutil.copyfile(recipe_ckpt, ck)  # someone's (custom) weights
+    z = _official_zip(tmp_path, monkeypatch, os.urandom(1000))
+    real = L.read_checkpoint
+
+    def read_then_install(p):
+        obj = real(p)
+        W.install_trufor_zip(z)  # a concurrent `trufor-lab weights install` lands now
+        return obj
+
+    monkeypatch.setattr(L, "read_checkpoint", read_then_install)
+    with pytest.raises(CheckpointError) as e:
+        L.load()
+    msg = str(e.value)
+    assert msg == f"{ck}: changed while it was being loaded; load again"
+
+
+def test_noiseprint_weights_replaced_while_they_load_are_refused(tmp_path, cache, monkeypatch, shared_dir):
+    p = tmp_path / W.NOISEPRINT_FILE
+    shutil.copyfile(shared_dir / "weights" / W.NOISEPRINT_FILE, p)
+    _replacing_reader(monkeypatch, p, b"other bytes")
+    with pytest.raises(CheckpointError, match="changed while it was being loaded; load again") as e:
+        L.load_noiseprint(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+# -- 3: a full disk is not a network problem ---------------------------------------------------
+class _FullDisk:
+    def __init__(self, *a, **kw):
+        pass
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_a_full_disk_while_downloading_says_cannot_write_not_offline(tmp_path, cache, monkeypatch):
+    src = tmp_path / "TruFor_weights.zip"
+    src.write_bytes(os.urandom(4096))
+    monkeypatch.setattr(W, "open", _FullDisk, raising=False)  # the module's open(dest, "wb")
+    dest = tmp_path / "dest"
+    with pytest.raises(W.WeightsError) as e:
+        W.download_trufor(dest, url=src.as_uri(), progress=False)
+    msg = str(e.value)
+    assert msg == f"cannot write {dest}: No space left on device"
+    assert W.OFFLINE_HINT not in msg and not (dest / W.TRUFOR_FILE).exists()
+
+
+# -- 4: protocol failures are one line; a short body is called short ---------------------------
+@pytest.fixture()
+def raw_server():
+    """``serve(bytes) -> url``: answers every request with exactly these bytes, then closes."""
+    socks: list[socket.socket] = []
+
+    def serve(resp: bytes) -> str:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(5)
+        socks.append(s)
+
+        def loop():
+            while True:
+                try:
+                    c, _ = s.accept()
+                except OSError:
+                    return
+                with c:
+                    c.recv(65536)
+                    c.sendall(resp)
+
+        threading.Thread(target=loop, daemon=True).start()
+        return f"http://127.0.0.1:{s.getsockname()[1]}/TruFor_weights.zip"
+
+    yield serve
+    for s in socks:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    "resp",
+    [
+        b"SSH-2.0-OpenSSH_9\r\n\r\n",  # a garbled status line (proxy, captive portal)
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",  # a broken chunked body
+    ],
+    ids=["bad-status-line", "broken-chunked"],
+)
+def test_http_protocol_errors_are_one_line_download_failures(tmp_path, cache, raw_server, resp):
+    url = raw_server(resp)
+    with pytest.raises(W.WeightsError) as e:
+        W.download_trufor(tmp_path / "d", url=url, progress=False)
+    msg = str(e.value)
+    assert msg.startswith(f"cannot download {url}: ") and "\n" not in msg
+    assert not (tmp_path / "d" / W.TRUFOR_FILE).exists()
+
+
+def test_a_truncated_download_says_how_much_came(tmp_path, cache, raw_server):
+    url = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nhello")
+    with pytest.raises(W.WeightsError, match=r"incomplete download \(got 5 of 1000000 bytes\)") as e:
+        W.download_trufor(tmp_path / "d", url=url, progress=False)
+    assert "MD5" not in str(e.value) and "\n" not in str(e.value)
+
+
+# -- 5: archive members and symlinks -------------------------------------------------------------
+def test_install_takes_the_real_checkpoint_not_an_appledouble_stub(tmp_path, cache):
+    z = tmp_path / "rezipped_on_mac.zip"
+    real = b"REAL CHECKPOINT" * 100
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("__MACOSX/weights/._trufor.pth.tar", b"\x00\x05\x16\x07AppleDouble")
+        zf.writestr("__MACOSX/weights/trufor.pth.tar", b"stub")
+        zf.writestr("weights/not_trufor.pth.tar", b"other")
+        zf.writestr("weights/trufor.pth.tar", real)
+    p = W.install_trufor_zip(z, tmp_path / "a", md5=hashlib.md5(z.read_bytes()).hexdigest())
+    assert p.read_bytes() == real
+
+
+def test_install_refuses_an_archive_with_two_checkpoints(tmp_path, cache):
+    z = tmp_path / "two.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a/trufor.pth.tar", b"one")
+        zf.writestr("b/trufor.pth.tar", b"two")
+    with pytest.raises(W.WeightsError, match="2 copies of trufor.pth.tar") as e:
+        W.install_trufor_zip(z, tmp_path / "a", md5=hashlib.md5(z.read_bytes()).hexdigest())
+    assert str(z) in str(e.value) and not (tmp_path / "a" / W.TRUFOR_FILE).exists()
+
+
+def test_a_symlink_to_a_verified_install_is_verified(tmp_path, cache, monkeypatch):
+    ck = W.install_trufor_zip(_official_zip(tmp_path, monkeypatch, os.urandom(999)))
+    link = tmp_path / "my_trufor.pth.tar"
+    link.symlink_to(ck)
+    info = W.describe(link, "official")
+    assert info.kind == "official" and info.verified and info.path == str(link)
+
+
+# -- r3: the note after `install --dir X` leads to a verified install ---------------------------
+def test_install_into_another_folder_suggests_what_keeps_it_verified(tmp_path, cache, monkeypatch, capsys):
+    from trufor_lab.cli import main
+
+    z = _official_zip(tmp_path, monkeypatch, os.urandom(1000))
+    where = tmp_path / "elsewhere"
+    assert main(["weights", "install", str(z), "--dir", str(where), "-q"]) == 0
+    out = capsys.readouterr().out
+    p = where / W.TRUFOR_FILE
+    assert f"is not searched: set TRUFOR_WEIGHTS={p}," in out
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(p))  # following the advice
+    assert W.describe(W.find_checkpoint(), "official").verified
