@@ -226,3 +226,131 @@ def test_install_into_another_folder_suggests_what_keeps_it_verified(tmp_path, c
     assert f"is not searched: set TRUFOR_WEIGHTS={p}," in out
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(p))  # following the advice
     assert W.describe(W.find_checkpoint(), "official").verified
+
+
+# -- r6: an unverified $TRUFOR_NOISEPRINT_WEIGHTS is said, not "fixed" by a download it hides ----
+def _fake_trufor_download(cache: Path):
+    def fake(dest=None, progress=True):
+        p = cache / W.TRUFOR_FILE
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+        return p
+
+    return fake
+
+
+def test_download_says_an_unverified_noiseprint_env_file_wins_instead_of_fetching(
+    tmp_path, cache, monkeypatch, capsys, shared_dir
+):
+    from trufor_lab.cli import main
+
+    bad = tmp_path / "my_noiseprint.th"
+    data = bytearray((shared_dir / "weights" / W.NOISEPRINT_FILE).read_bytes())
+    data[-100] ^= 1
+    bad.write_bytes(data)
+    monkeypatch.setenv("TRUFOR_NOISEPRINT_WEIGHTS", str(bad))
+
+    def no_noiseprint(*a, **k):
+        raise AssertionError("downloaded a Noiseprint++ that $TRUFOR_NOISEPRINT_WEIGHTS hides")
+
+    monkeypatch.setattr(W, "download_noiseprint", no_noiseprint)
+    monkeypatch.setattr(W, "download_trufor", _fake_trufor_download(cache))
+    assert main(["weights", "download", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert (
+        f"$TRUFOR_NOISEPRINT_WEIGHTS={bad} overrides the official copy and its checksum is not the official one; "
+        "unset it to use the official weights"
+    ) in err
+    assert "Noiseprint++" not in out and len(err.strip().splitlines()) == 1
+    # the shipped copy is judged on its own, whatever the variable names
+    shipped = W.shipped_noiseprint_verified()
+    assert shipped is not None and shipped.parent.resolve() == W.repo_weights_dir().resolve()
+
+
+def test_a_verified_noiseprint_env_file_needs_no_download(tmp_path, cache, monkeypatch, capsys, shared_dir):
+    from trufor_lab.cli import main
+
+    good = tmp_path / "copy.th"
+    shutil.copyfile(shared_dir / "weights" / W.NOISEPRINT_FILE, good)
+    monkeypatch.setenv("TRUFOR_NOISEPRINT_WEIGHTS", str(good))
+    monkeypatch.setattr(W, "download_noiseprint", lambda *a, **k: pytest.fail("downloaded again"))
+    monkeypatch.setattr(W, "download_trufor", _fake_trufor_download(cache))
+    assert main(["weights", "download", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "nothing to download" in out and err == ""
+
+
+# -- r8: an unwritable default cache does not stop an install elsewhere ---------------------------
+@pytest.fixture()
+def unwritable_cache(tmp_path, monkeypatch) -> Path:
+    """The default cache cannot be created (a read-only $HOME; here: a file where its parent should be)."""
+    blocker = tmp_path / "readonly_home"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(blocker / "weights"))
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    return blocker / "weights"
+
+
+def test_install_elsewhere_with_an_unwritable_cache_installs_and_warns(tmp_path, unwritable_cache, monkeypatch, capsys):
+    from trufor_lab.cli import main
+
+    z = _official_zip(tmp_path, monkeypatch, os.urandom(1000))
+    where = tmp_path / "scratch"
+    assert main(["weights", "install", str(z), "--dir", str(where), "-q"]) == 0
+    out, err = capsys.readouterr()
+    p = where / W.TRUFOR_FILE
+    assert p.is_file() and f"TruFor: {p}" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {p}: cannot be marked verified: cannot write ")
+    assert str(unwritable_cache) in lines[0]
+    assert not W.describe(p, "official").verified
+    with pytest.warns(UserWarning, match="cannot be marked verified") as rec:  # the library says it too
+        W.install_trufor_zip(z, tmp_path / "lib")
+    assert len(rec) == 1 and "\n" not in str(rec[0].message) and (tmp_path / "lib" / W.TRUFOR_FILE).is_file()
+
+
+def test_download_elsewhere_with_an_unwritable_cache_warns_before_downloading(
+    tmp_path, unwritable_cache, monkeypatch, capsys
+):
+    from trufor_lab.cli import main
+
+    def offline(dest=None, progress=True):
+        raise W.WeightsError("cannot download x: offline")
+
+    monkeypatch.setattr(W, "download_trufor", offline)
+    where = tmp_path / "scratch"
+    assert main(["weights", "download", "--dir", str(where), "--skip-noiseprint", "-q"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[1] == "error: cannot download x: offline"
+    assert lines[0].startswith(f"warning: {where / W.TRUFOR_FILE}: cannot be marked verified: ")
+
+
+# -- r9: killed downloads leave marked folders, removed once stale --------------------------------
+def test_stale_download_folders_are_listed_and_removed_by_the_next_download(tmp_path, cache, monkeypatch, capsys):
+    import time
+
+    from trufor_lab.cli import main
+
+    z = _official_zip(tmp_path, monkeypatch, os.urandom(2000))
+    stale, fresh = cache / (W.TMP_PREFIX + "killed"), cache / (W.TMP_PREFIX + "running")
+    for folder, size in ((stale, 3000), (fresh, 10)):
+        folder.mkdir(parents=True)
+        (folder / "TruFor_weights.zip").write_bytes(b"x" * size)
+    old = time.time() - 2 * 86400
+    for p in (stale / "TruFor_weights.zip", stale):
+        os.utime(p, (old, old))
+    assert main(["weights", "info"]) == 0
+    out = capsys.readouterr().out
+    assert f"leftover download: {stale} (3000 bytes" in out and f"leftover download: {fresh} (10 bytes" in out
+    seen = []
+    real = W._fetch
+
+    def fetch(url, dest, *a, **k):
+        seen.append(dest.parent)
+        return real(url, dest, *a, **k)
+
+    monkeypatch.setattr(W, "_fetch", fetch)
+    W.download_trufor(url=z.as_uri(), md5=W.TRUFOR_ZIP_MD5, progress=False)
+    assert seen and seen[0].parent == cache and seen[0].name.startswith(W.TMP_PREFIX)
+    assert not stale.exists() and fresh.exists()  # a concurrent download's folder is young: kept
+    assert [t for t, _, _ in W.leftovers()] == [fresh]

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
+import warnings
 from typing import Any
 
 from trufor_lab.inference import weights as W
-from trufor_lab.cli.messages import error
+from trufor_lab.cli.messages import error, note, printable
+
+
+@contextlib.contextmanager
+def _unsigned_said():
+    """The library's warning that an install cannot be marked verified: said up front already."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*cannot be marked verified", UserWarning)
+        yield
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {folder}: {', '.join(found) if found else 'nothing'}")
         for what, where, status in W.installed():
             print(f"{what:<14} {status}\n{'':<14} {where}")
+        for t, size, age in W.leftovers():  # a killed download's; the next download removes it a day on
+            print(
+                f"leftover download: {t} ({size} bytes, {age / 3600:.1f} h old; removed by a download once a day old)"
+            )
         return 0
     if (args.action == "install") != (args.zip is not None):
         error(
@@ -31,16 +46,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         dest = args.dir
+        unsigned = W.unsigned_reason() if dest is not None else None  # before anything is downloaded
+        if unsigned:  # installed all the same, as unverified (into the default cache it fails anyway)
+            target = os.path.join(dest, W.TRUFOR_FILE)
+            print(f"warning: {printable(target)}: cannot be marked verified: {printable(unsigned)}", file=sys.stderr)
         if args.action == "install":
-            p = W.install_trufor_zip(args.zip, dest)
+            with _unsigned_said():
+                p = W.install_trufor_zip(args.zip, dest)
         else:
-            shipped = None if args.skip_noiseprint else W.shipped_noiseprint_verified()
-            if shipped is not None:
+            override = None if args.skip_noiseprint else W.noiseprint_env_override()
+            shipped = None if args.skip_noiseprint or override else W.shipped_noiseprint_verified()
+            if override:  # a download would change nothing: the variable wins over every copy
+                note(override)
+            elif shipped is not None:
                 print(f"Noiseprint++: {shipped} (official, sha256 verified; nothing to download)")
             elif not args.skip_noiseprint:
                 p = W.download_noiseprint(dest, progress=not args.quiet)
                 print(f"Noiseprint++: {p} (sha256 verified)")
-            p = W.download_trufor(dest, progress=not args.quiet)
+            with _unsigned_said():
+                p = W.download_trufor(dest, progress=not args.quiet)
         print(f"TruFor: {p} (zip MD5 verified)")
         if not any(os.path.samefile(d, p.parent) for d in W.search_dirs() if d.is_dir()):
             print(
@@ -71,7 +95,10 @@ def register(sub: Any) -> None:
     w.add_argument("action", choices=["info", "download", "install"])
     w.add_argument("zip", nargs="?", default=None, help="install: the TruFor_weights.zip file")
     w.add_argument(
-        "--dir", default=None, help="where to put the checkpoint (default: the per-user cache, see `weights info`)"
+        "--dir",
+        default=None,
+        help="where to put the TruFor checkpoint, and Noiseprint++ when `download` fetches it "
+        "(default: the per-user cache, see `weights info`)",
     )
     w.add_argument("--skip-noiseprint", action="store_true", help="download: never fetch Noiseprint++")
     w.add_argument("-q", "--quiet", action="store_true")

@@ -28,8 +28,10 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +56,10 @@ DEMO_FILE = "trufor_demo.pt"
 #: sha256 of the demo model shipped in weights/ (see weights/DEMO_MODEL_CARD.md).
 DEMO_SHA256 = "77ea2c0cc7b118e518636ec579a92486573f989c8739503eee81b367ed68d2bd"
 LICENSE_FILE = "LICENSE-GRIP-UNINA.txt"
+#: Prefix of the temporary folders downloads and installs work in: a killed one leaves its folder
+#: behind, and the next download removes those older than STALE_AFTER_S (a running one is younger).
+TMP_PREFIX = ".trufor-download-"
+STALE_AFTER_S = 24 * 3600
 LICENSE_NOTE = "GRIP-UNINA research licence: nonprofit research use only, notices kept, cite Guillaro et al., CVPR 2023"
 
 HOW_TO_GET = (
@@ -155,6 +161,7 @@ _RECORD_KEY = ".trufor_lab_record_key"
 
 
 def _record_key(create: bool) -> bytes | None:
+    """This installation's signing key; ``create``: make it (OSError where the cache is not writable)."""
     path = cache_dir() / _RECORD_KEY
     if not path.is_file() and create:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +175,15 @@ def _record_key(create: bool) -> bytes | None:
         return bytes.fromhex(path.read_text().strip()) or None
     except (OSError, ValueError):
         return None
+
+
+def unsigned_reason() -> str | None:
+    """Why an install cannot be marked verified now (its signing key cannot be made in the
+    per-user cache: a read-only home), or ``None``. Made here, before anything is downloaded."""
+    try:
+        return None if _record_key(create=True) else f"{cache_dir() / _RECORD_KEY}: unreadable signing key"
+    except OSError as e:
+        return f"cannot write {cache_dir()} ({e.strerror or e}), where the key that signs install records is kept"
 
 
 def _record_mac(key: bytes, zip_md5: str, digest: str) -> str:
@@ -219,9 +235,9 @@ def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
     # the shipped copy first: it is the official file (checked by describe); a cached copy only
     # stands in when an installation lacks it, so an unverified cached file never shadows it
     found = [d / NOISEPRINT_FILE for d in reversed(search_dirs()) if (d / NOISEPRINT_FILE).is_file()]
-    for p in found:  # a damaged shipped copy gives way to a verified download
-        if sha256_of(p) == NOISEPRINT_SHA256:
-            return p
+    verified = shipped_noiseprint_verified()  # a damaged shipped copy gives way to a verified download
+    if verified is not None:
+        return verified
     if found:
         return found[0]
     raise WeightsError(
@@ -369,7 +385,8 @@ def download_noiseprint(
     """Fetch the official Noiseprint++ weights, verify the checksum, place them atomically."""
     d = Path(dest_dir) if dest_dir else weights_dir()
     d.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=d) as tmp:
+    _remove_stale(d)
+    with tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX) as tmp:
         part = Path(tmp) / (NOISEPRINT_FILE + ".part")
         _fetch(url, part, progress, folder=d)
         got = sha256_of(part)
@@ -388,7 +405,8 @@ def download_trufor(
     """Fetch ``TruFor_weights.zip`` and install it (:func:`install_trufor_zip`)."""
     d = Path(dest_dir) if dest_dir else weights_dir()
     d.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=d) as tmp:
+    _remove_stale(d)
+    with tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX) as tmp:
         zpath = Path(tmp) / "TruFor_weights.zip"
         _fetch(url, zpath, progress, folder=d)
         return install_trufor_zip(zpath, d, md5=md5, source=url)
@@ -416,7 +434,7 @@ def install_trufor_zip(
     got = md5_of(zpath)
     if got != md5:
         raise WeightsError(f"{where}: MD5 {got} is not the official TruFor_weights.zip's {md5}; nothing installed")
-    with tempfile.TemporaryDirectory(dir=d) as tmp:
+    with tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX) as tmp:
         try:
             with zipfile.ZipFile(zpath) as z:
                 members = [
@@ -438,7 +456,10 @@ def install_trufor_zip(
             raise WeightsError(f"{where}: not a valid zip ({e})") from None
         rec = Path(tmp) / "record.json"
         digest = sha256_of(out)
-        key = _record_key(create=True)
+        unsigned = unsigned_reason()
+        if unsigned:  # installed all the same: usable, shown as unverified
+            warnings.warn(f"{d / TRUFOR_FILE}: cannot be marked verified: {unsigned}", stacklevel=2)
+        key = None if unsigned else _record_key(create=False)
         mac = _record_mac(key, md5, digest) if key else ""
         rec.write_text(json.dumps({"source": where, "zip_md5": md5, "sha256": digest, "mac": mac}, indent=1))
         _atomic_place(out, d / TRUFOR_FILE)
@@ -447,13 +468,50 @@ def install_trufor_zip(
 
 
 def shipped_noiseprint_verified() -> Path | None:
-    """The Noiseprint++ file that would be used, when it is the official one (nothing to download;
-    a damaged shipped copy without a verified download gives ``None``)."""
+    """The shipped (else cached) Noiseprint++ when it is the official file, whatever
+    ``$TRUFOR_NOISEPRINT_WEIGHTS`` names; ``None``: there is none to use (download one)."""
+    for p in (d / NOISEPRINT_FILE for d in reversed(search_dirs())):
+        try:
+            if p.is_file() and _remembered_sha256(p) == NOISEPRINT_SHA256:
+                return p
+        except OSError:
+            continue
+    return None
+
+
+def noiseprint_env_override() -> str | None:
+    """Why ``$TRUFOR_NOISEPRINT_WEIGHTS`` keeps the official Noiseprint++ from being used (it wins
+    over every copy, and names no official file), or ``None``: a download would change nothing."""
+    env = os.environ.get("TRUFOR_NOISEPRINT_WEIGHTS")
     try:
-        p = find_noiseprint()
-        return p if describe(p, "noiseprint").verified else None
-    except (WeightsError, OSError):
-        return None
+        if not env or describe(find_noiseprint(env), "noiseprint").verified:
+            return None
+        why = "its checksum is not the official one"
+    except (WeightsError, OSError) as e:
+        why = f"cannot be used ({e})"
+    return (
+        f"$TRUFOR_NOISEPRINT_WEIGHTS={env} overrides the official copy and {why}; unset it to use the official weights"
+    )
+
+
+def leftovers(folder: str | os.PathLike | None = None) -> list[tuple[Path, int, float]]:
+    """``(folder, bytes, age in seconds)`` of the temporary folders that downloads left in
+    ``folder`` (default: the per-user cache); the age is that of the newest file in it."""
+    d, out = Path(folder) if folder else cache_dir(), []
+    for t in sorted(d.glob(TMP_PREFIX + "*")) if d.is_dir() else []:
+        try:
+            sts = [t.stat()] + [f.stat() for f in t.rglob("*")]
+        except OSError:  # removed meanwhile
+            continue
+        out.append((t, sum(s.st_size for s in sts[1:]), time.time() - max(s.st_mtime for s in sts)))
+    return out
+
+
+def _remove_stale(d: Path) -> None:
+    """Remove what killed downloads left in ``d``: only folders a day old (not a running download's)."""
+    for t, _, age in leftovers(d):
+        if age > STALE_AFTER_S:
+            shutil.rmtree(t, ignore_errors=True)
 
 
 def installed() -> list[tuple[str, str, str]]:
