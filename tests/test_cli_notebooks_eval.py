@@ -182,3 +182,67 @@ def test_runner_stops_on_ctrl_c(tmp_path, when):
     assert proc.returncode == 130, (out, err)
     assert "error: interrupted" in err and "02_next" not in out and not (tmp_path / "ran_02").exists()
     assert not md.exists() or "01_slow" not in md.read_text()
+
+
+def _noise(path, seed=0, size=48):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+
+
+def _box(path, white_forged=True, size=48, empty=False):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = np.zeros((size, size), np.uint8)
+    if not empty:
+        m[12:36, 12:36] = 255
+    Image.fromarray(m if white_forged else 255 - m).save(path)
+
+
+def _rows(out):
+    [per_image] = out.glob("*.per_image.csv")
+    return {r["id"]: r for r in csv.DictReader(per_image.open())}
+
+
+def test_eval_mask_suffix_without_masks_reads_the_masks_among_the_images(tmp_path, capsys):
+    """``--images DIR --mask-suffix _gt`` without ``--masks``: the suffix was ignored, the
+    ``_gt`` masks were scored as authentic images and the fake too ('0 fake, 3 real')."""
+    d = tmp_path / "casia"
+    _noise(d / "Sp_a.png", 1)
+    _box(d / "Sp_a_gt.png")
+    _noise(d / "Au_b.png", 2)
+    rc = main(["eval", "--images", str(d), "--mask-suffix", "_gt", "--method", "ela", "-o", str(tmp_path / "o"), "-q"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "(1 fake, 1 real)" in captured.out and "masks are the *_gt files here" in captured.err
+    assert {k: r["label"] for k, r in _rows(tmp_path / "o").items()} == {"Sp_a.png": "1", "Au_b.png": "0"}
+    rc = main(["eval", "--images", str(d), "--method", "ela", "-o", str(tmp_path / "p"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Sp_a_gt.png: looks like the mask of Sp_a.png" in err and len(err.strip().splitlines()) == 1
+    rc = main(["eval", "CASIA1", "--root", str(d), "--mask-suffix", "_gt", "-o", str(tmp_path / "q"), "-q"])
+    assert rc == 1 and "--mask-suffix goes with --images" in capsys.readouterr().err
+
+
+def test_eval_mask_invert_and_a_folder_named_like_a_benchmark(tmp_path, capsys):
+    """DSO-1's black = spliced masks evaluated as a folder were read white = forged: there was
+    no --mask-invert, and the benchmark's own convention was not applied to a folder of its name."""
+    imgs, masks = tmp_path / "DSO-1", tmp_path / "masks"
+    _noise(imgs / "splicing-01.png", 1)
+    _box(masks / "splicing-01.png", white_forged=False)
+    _noise(imgs / "normal-01.png", 2)
+    base = ["eval", "--images", str(imgs), "--masks", str(masks), "--method", "ela", "-q"]
+    assert main([*base, "-o", str(tmp_path / "a")]) == 0  # named DSO-1 (the folder's name)
+    assert "named like the benchmark DSO-1" in capsys.readouterr().err
+    assert float(_rows(tmp_path / "a")["splicing-01.png"]["mask_fraction"]) == pytest.approx(0.25)
+    assert main(["eval", "mine", *base[1:], "--mask-invert", "-o", str(tmp_path / "b")]) == 0
+    assert "named like" not in capsys.readouterr().err
+    assert float(_rows(tmp_path / "b")["splicing-01.png"]["mask_fraction"]) == pytest.approx(0.25)
+    assert main(["eval", "mine", *base[1:], "-o", str(tmp_path / "c")]) == 0  # the default, white = forged
+    capsys.readouterr()
+    assert float(_rows(tmp_path / "c")["splicing-01.png"]["mask_fraction"]) == pytest.approx(0.75)
+    # an all-white mask is empty under --mask-invert: its image is real
+    _box(masks / "normal-01.png", white_forged=False, empty=True)
+    assert main(["eval", "mine", *base[1:], "--mask-invert", "-o", str(tmp_path / "d")]) == 0
+    assert "whose mask marks no forged pixel are labelled real" in capsys.readouterr().err
+    assert _rows(tmp_path / "d")["normal-01.png"]["label"] == "0"
+    rc = main(["eval", "Columbia", "--root", str(tmp_path), "--mask-invert", "-o", str(tmp_path / "e"), "-q"])
+    assert rc == 1 and "--mask-invert does not apply to Columbia" in capsys.readouterr().err

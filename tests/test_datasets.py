@@ -351,7 +351,7 @@ def test_every_error(tmp_path):
         *cases.values(),
         r"empty_m\.png: mask has no forged pixel",
         r"inv_m\.png: \d+% of the mask is forged",
-        r"duplicate sample id 'ok\.png'",
+        r"ok\.png: listed twice in 't' \(id 'ok\.png'\)",
         r"missing_real\.png: image not found",
     ]:
         assert any(re.search(pattern, p) for p in problems), (pattern, joined)
@@ -470,3 +470,188 @@ def test_cli_eval_mask_threshold_is_refused_for_colour_masks(tmp_path, capsys):
 
     rc = main(["eval", "Columbia", "--root", str(tmp_path), "--mask-threshold", "100", "-o", str(tmp_path / "o"), "-q"])
     assert rc == 1 and "--mask-threshold does not apply to Columbia" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# review findings: folder layouts, conventions by name, empty masks, spellings, lossy masks, alpha
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_mask_suffix_without_a_masks_folder_reads_the_masks_among_the_images(tmp_path):
+    """CASIA-style folder (``x.jpg`` beside ``x_gt.png``) with a suffix but no masks folder: the
+    suffix was ignored, the mask files scored as authentic images and the fake as real."""
+    d = tmp_path / "casia"
+    _img(d / "Sp_a.jpg")
+    _mask(d / "Sp_a_gt.png", SQUARE)
+    _img(d / "Au_b.jpg")
+    ds = folder_dataset(d, mask_suffix="_gt")
+    assert [(s.id, s.label) for s in ds] == [("Au_b.jpg", 0), ("Sp_a.jpg", 1)]
+    assert ds.fakes()[0].mask_path == d / "Sp_a_gt.png" and any("_gt files" in n for n in ds.notes)
+    with pytest.raises(DatasetError, match=r"Sp_a_gt\.png: looks like the mask of Sp_a\.jpg .*--mask-suffix _gt"):
+        folder_dataset(d)  # no suffix at all: refused rather than three authentic images
+
+
+def test_folder_dataset_searches_subfolders(tmp_path):
+    """CASIA v2-style ``Au/`` and ``Tp/`` subfolders were dropped and masks in ``masks/<class>/``
+    not found (every fake scored as real), without a word."""
+    imgs, masks = tmp_path / "images", tmp_path / "masks"
+    _img(imgs / "Tp/t1.tif")
+    _img(imgs / "Tp/t2.png")
+    _img(imgs / "Au/a1.jpg")
+    _img(imgs / "top.png")
+    _img(imgs / ".ipynb_checkpoints/top-checkpoint.png")  # hidden: not a sample
+    _mask(masks / "t1_gt.png", SQUARE)  # flat masks, nested images: paired by stem
+    _mask(masks / "splice/t2_gt.png", SQUARE)  # masks by class: paired by stem
+    _mask(masks / "top_gt.png", SQUARE)
+    ds = folder_dataset(imgs, masks, "_gt")
+    assert [(s.id, s.label) for s in ds] == [("Au/a1.jpg", 0), ("Tp/t1.tif", 1), ("Tp/t2.png", 1), ("top.png", 1)]
+    assert ds.fakes()[1].mask_path == masks / "splice/t2_gt.png" and ds.validate() == []
+    # the same relative path wins over a stem elsewhere; a stem in two other folders is ambiguous
+    mirror = tmp_path / "mirror"
+    _img(mirror / "images/x/a.png")
+    _img(mirror / "images/y/a.png")
+    _mask(mirror / "masks/x/a.png", SQUARE)
+    _mask(mirror / "masks/y/a.png", SQUARE)
+    got = folder_dataset(mirror / "images", mirror / "masks")
+    assert [(s.id, s.mask_path.relative_to(mirror).as_posix()) for s in got] == [
+        ("x/a.png", "masks/x/a.png"),
+        ("y/a.png", "masks/y/a.png"),
+    ]
+    _img(mirror / "images/a.png")
+    with pytest.raises(DatasetError, match=r"images/a\.png: several candidate masks \(x/a\.png, y/a\.png\)"):
+        folder_dataset(mirror / "images", mirror / "masks")
+    # a masks folder inside the images folder holds masks, not images
+    inner = tmp_path / "inner"
+    _img(inner / "f.png")
+    _mask(inner / "masks/f.png", SQUARE)
+    assert [(s.id, s.label) for s in folder_dataset(inner, inner / "masks")] == [("f.png", 1)]
+    # masks among the images, in subfolders
+    same = tmp_path / "same"
+    _img(same / "Tp/s.jpg")
+    _mask(same / "Tp/s_gt.png", SQUARE)
+    assert [(s.id, s.label) for s in folder_dataset(same, same, "_gt")] == [("Tp/s.jpg", 1)]
+
+
+def test_a_folder_named_like_a_benchmark_is_read_with_its_convention(tmp_path):
+    """DSO-1 loaded as a folder got white = forged: its black = spliced masks read inverted
+    (pixel AUC 0 instead of 1, 75 % forged instead of 25 %)."""
+    root = tmp_path / "tifs-database"
+    _img(root / "DSO-1/splicing-01.png")
+    _mask(root / "DSO-1-Fake-Images-Masks/splicing-01.png", SQUARE, on=0, off=255)
+    _img(root / "DSO-1/normal-01.png")
+    for ds in (
+        folder_dataset(root / "DSO-1", root / "DSO-1-Fake-Images-Masks"),  # the folder's own name
+        folder_dataset(root / "DSO-1", root / "DSO-1-Fake-Images-Masks", name="tifs-database"),  # an alias
+    ):
+        assert ds.convention == get_spec("DSO-1").convention
+        assert np.array_equal(ds.load_mask(ds.fakes()[0]), SQUARE) and ds.validate() == []
+        assert any("named like the benchmark DSO-1" in n and "black = forged" in n for n in ds.notes)
+    mine = folder_dataset(root / "DSO-1", root / "DSO-1-Fake-Images-Masks", name="mine")
+    assert mine.convention == MaskConvention() and mine.notes == []
+    explicit = folder_dataset(root / "DSO-1", root / "DSO-1-Fake-Images-Masks", convention=MaskConvention(invert=True))
+    assert explicit.notes == [] and np.array_equal(explicit.load_mask(explicit.fakes()[0]), SQUARE)
+
+
+def test_an_authentic_image_whose_mask_marks_nothing_is_real(tmp_path):
+    """Benchmarks that give every image a mask (IMD2020, DEFACTO): the authentic image's
+    all-black mask made it a fake, scored F1 0 and counted on the fake side of the AUC."""
+    imgs, masks = tmp_path / "images", tmp_path / "masks"
+    _img(imgs / "fake1.png")
+    _mask(masks / "fake1.png", SQUARE)
+    _img(imgs / "auth1.png")
+    _mask(masks / "auth1.png", np.zeros_like(SQUARE))
+    ds = folder_dataset(imgs, masks)
+    assert [(s.id, s.label) for s in ds] == [("auth1.png", 0), ("fake1.png", 1)]
+    assert ds.reals()[0].mask_path == masks / "auth1.png"
+    assert any(
+        re.search(r"1 image\(s\) whose mask marks no forged pixel are labelled real \(e\.g\. auth1", n)
+        for n in ds.notes
+    )
+    assert ds.validate() == []
+    # under an inverted convention an all-white mask marks nothing
+    _mask(masks / "auth1.png", np.zeros_like(SQUARE), off=255)
+    _mask(masks / "fake1.png", SQUARE, on=0, off=255)
+    inv = folder_dataset(imgs, masks, convention=MaskConvention(invert=True))
+    assert [(s.id, s.label) for s in inv] == [("auth1.png", 0), ("fake1.png", 1)]
+    # an unreadable mask keeps its image fake: the evaluation names the problem
+    (masks / "auth1.png").write_bytes(b"broken")
+    assert folder_dataset(imgs, masks, convention=MaskConvention(invert=True)).fakes()[0].id == "auth1.png"
+    # a real image whose mask marks pixels (a convention changed afterwards) is a problem
+    _mask(masks / "auth1.png", np.zeros_like(SQUARE))
+    ds = folder_dataset(imgs, masks)
+    ds.convention = MaskConvention(invert=True)
+    assert any(re.search(r"auth1\.png: the mask of a real image marks 100% forged", p) for p in ds.validate())
+
+
+def test_the_same_file_under_two_spellings_is_listed_twice(tmp_path):
+    """``Sp//b.jpg`` and ``Sp/b.jpg``, ``./Sp/a.jpg`` as real and ``Sp/a.jpg`` as fake: repeated()
+    compared the raw strings, so the file weighed twice and sat on both sides of the AUC."""
+    _img(tmp_path / "Sp/a.jpg")
+    _img(tmp_path / "Sp/b.jpg")
+    _img(tmp_path / "Au/r.jpg")
+    for n in ("a", "b"):
+        _mask(tmp_path / f"gt/{n}_gt.png", SQUARE)
+    fake = _write(tmp_path / "t_fake.txt", "Sp/a.jpg,gt/a_gt.png\nSp//b.jpg,gt/b_gt.png\nSp/x/../b.jpg,gt/b_gt.png\n")
+    real = _write(tmp_path / "t_real.txt", "Au/r.jpg\n./Sp/a.jpg\n")
+    ds = load_dataset(fake, tmp_path, real_list=real)
+    assert re.fullmatch(r".*b\.jpg: listed twice in 't' \(as 'Sp//b\.jpg' and 'Sp/x/\.\./b\.jpg'\)", ds.repeated())
+    problems = ds.validate()
+    assert any(
+        re.fullmatch(r".*a\.jpg: listed as fake and as real in 't' \(as 'Sp/a\.jpg' and '\./Sp/a\.jpg'\)", p)
+        for p in problems
+    )
+    assert len(ds.repeats()) == 2 and all(p in problems for p in ds.repeats())
+    clean = _write(tmp_path / "c_fake.txt", "./Sp/a.jpg,gt/a_gt.png\nSp//b.jpg,gt/b_gt.png\n")
+    assert load_dataset(clean, tmp_path, real_list=_write(tmp_path / "c_real.txt", "Au/r.jpg\n")).repeated() is None
+
+
+def _circle(size=128) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return ((yy - 61) ** 2 + (xx - 67) ** 2 < 30**2).astype(np.uint8) * 255
+
+
+@pytest.mark.parametrize(
+    ("name", "save", "kind"),
+    [
+        ("m.webp", dict(quality=90), "lossy WebP"),
+        ("m.jp2", dict(quality_mode="rates", quality_layers=[40]), "JPEG 2000"),
+    ],
+)
+def test_lossy_webp_and_jpeg2000_masks_are_checked_for_compression_noise(tmp_path, name, save, kind):
+    """Only JPEG masks were checked: a lossy WebP or JPEG 2000 mask's ringing counted as forged
+    (WebP q90: 517 wrong pixels, JPEG 2000: 4803 of 16384) without a word."""
+    m = _circle()
+    Image.fromarray(m).save(tmp_path / name, **save)
+    with pytest.raises(
+        DatasetError, match=rf"{re.escape(name)}: a {kind}-saved mask: \d+ pixel\(s\) of compression noise"
+    ):
+        read_mask(tmp_path / name)
+    Image.fromarray(255 - m).save(tmp_path / f"inv_{name}", **save)
+    with pytest.raises(DatasetError, match="would count as pristine"):
+        read_mask(tmp_path / f"inv_{name}", MaskConvention(invert=True))
+
+
+def test_a_lossless_webp_mask_is_not_taken_for_a_lossy_one(tmp_path):
+    m = _circle()
+    m[:, 60:62] = 128  # a grey seam: noise in a lossy file, drawn in a lossless one
+    Image.fromarray(m).save(tmp_path / "m.webp", lossless=True)
+    assert np.array_equal(read_mask(tmp_path / "m.webp"), m > 0)
+
+
+def test_colour_under_fully_transparent_pixels_is_not_forged(tmp_path):
+    """Converting to grey dropped alpha: white hidden under transparent pixels read as forged
+    (62 % instead of 25 %)."""
+    truth = np.zeros((32, 32), bool)
+    truth[8:24, 8:24] = True
+    a = np.zeros((32, 32, 4), np.uint8)
+    a[:, :16, :3] = 255  # hidden colour on the left half
+    a[truth] = (255, 255, 255, 255)
+    Image.fromarray(a, "RGBA").save(tmp_path / "hidden.png")
+    assert np.array_equal(read_mask(tmp_path / "hidden.png"), truth)
+    assert np.array_equal(read_mask(tmp_path / "hidden.png", MaskConvention(channel=0)), truth)
+    la = Image.fromarray(a, "RGBA").convert("LA")
+    la.save(tmp_path / "hidden_la.png")
+    assert np.array_equal(read_mask(tmp_path / "hidden_la.png"), truth)
+    a[..., 3] = 255  # opaque everywhere: the colour is the mask, as before
+    Image.fromarray(a, "RGBA").save(tmp_path / "opaque.png")
+    assert read_mask(tmp_path / "opaque.png").sum() == truth.sum() + 16 * 32 - 8 * 16

@@ -21,39 +21,66 @@ from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.result import Result, computed_label
 from trufor_lab.inference.weights import WeightsError, weights_sha256
-from trufor_lab.lab.datasets import REGISTRY, Dataset, DatasetError, MaskConvention, folder_dataset, load_dataset
+from trufor_lab.lab.datasets import (
+    REGISTRY,
+    Dataset,
+    DatasetError,
+    MaskConvention,
+    folder_convention,
+    folder_dataset,
+    load_dataset,
+)
 from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
 from trufor_lab.cli.messages import WEIGHTS_HELP, error, weights_note
 
 
-def _colour_rule_check(convention: MaskConvention, name: str) -> None:
+def _mask_options(args: argparse.Namespace) -> str:
+    return " and ".join(
+        o
+        for o, on in (("--mask-threshold", args.mask_threshold is not None), ("--mask-invert", args.mask_invert))
+        if on
+    )
+
+
+def _overridden(convention: MaskConvention, name: str, args: argparse.Namespace) -> MaskConvention:
+    """``convention`` with --mask-threshold / --mask-invert applied; the rest of the rule kept."""
+    if args.mask_threshold is None and not args.mask_invert:
+        return convention
     if convention.colour is not None:
-        raise DatasetError(f"--mask-threshold does not apply to {name}: its masks are read by colour")
+        raise DatasetError(f"{_mask_options(args)} does not apply to {name}: its masks are read by colour")
+    if args.mask_threshold is not None:
+        convention = dataclasses.replace(convention, threshold=args.mask_threshold)
+    return dataclasses.replace(convention, invert=True) if args.mask_invert else convention
 
 
 def _cli_dataset(args: argparse.Namespace) -> Dataset:
     t = args.mask_threshold
     if t is not None and not 0 <= t < 255:
         raise DatasetError(f"--mask-threshold {t}: give a grey level from 0 to 254 (forged = above it)")
-    if t is not None and args.images is None and args.dataset in REGISTRY:  # said before any list is read
-        _colour_rule_check(REGISTRY.get(args.dataset).convention, args.dataset)
+    if args.images is None and args.dataset in REGISTRY:  # said before any list is read
+        _overridden(REGISTRY.get(args.dataset).convention, args.dataset, args)
     if args.images is not None:
         if args.root is not None or args.fake_list is not None or args.real_list is not None:
             raise DatasetError("--images takes no --root, --fake-list or --real-list")
-        ds = folder_dataset(args.images, args.masks, args.mask_suffix, name=args.dataset)
+        name = args.dataset or Path(args.images).name
+        base, note = folder_convention(name)
+        convention = _overridden(base, name, args)  # labels depend on it: an empty mask is a real image
+        ds = folder_dataset(args.images, args.masks, args.mask_suffix, name=name, convention=convention)
+        if note and not args.mask_invert:
+            ds.notes.insert(0, note)
     else:
         if args.dataset is None or args.root is None:
             raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
         if args.masks is not None:
             raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
+        if args.mask_suffix:
+            raise DatasetError("--mask-suffix goes with --images (list files name each mask)")
         ds = load_dataset(
             args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir, mask_root=args.mask_root
         )
-    if t is not None:  # the dataset's own rule (inversion, channel) kept, only the level changes
-        _colour_rule_check(ds.convention, ds.name)
-        ds.convention = dataclasses.replace(ds.convention, threshold=t)
+        ds.convention = _overridden(ds.convention, ds.name, args)
     return ds
 
 
@@ -112,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     except DatasetError as e:
         error(" ".join(str(e).split()))
         return 1
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
     if len(dataset) == 0:
         error(f"{dataset.name}: dataset holds no images")
         return 1
@@ -175,7 +204,7 @@ def register(subparsers: Any) -> None:
         "eval",
         help="evaluate on a benchmark or a folder; per-image CSV and summary",
         description="trufor-lab eval DATASET --root ROOT [--fake-list F] [--real-list R] | "
-        "--images DIR [--masks DIR] -o OUT",
+        "--images DIR [--masks DIR] [--mask-suffix S] -o OUT; folders are searched with their subfolders",
     )
     e.add_argument(
         "dataset",
@@ -196,7 +225,11 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes",
     )
-    e.add_argument("--mask-suffix", default="", help="mask file stem = image stem + this suffix")
+    e.add_argument(
+        "--mask-suffix",
+        default="",
+        help="mask file stem = image stem + this suffix; without --masks, the masks lie among the images",
+    )
     e.add_argument(
         "--mask-threshold",
         type=float,
@@ -204,6 +237,12 @@ def register(subparsers: Any) -> None:
         metavar="LEVEL",
         help="grey level above which a mask pixel is forged (default: the benchmark's, any nonzero "
         "level for a folder, as the official scripts read masks); 127 for JPEG-saved masks",
+    )
+    e.add_argument(
+        "--mask-invert",
+        action="store_true",
+        help="masks are black = forged (DSO-1, NIST16 style); a folder named like a registered "
+        "benchmark gets that benchmark's convention without it",
     )
     e.add_argument("-o", "--output", required=True, help="output folder (npz per image, CSV, summary)")
     e.add_argument(

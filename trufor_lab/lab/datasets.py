@@ -20,7 +20,9 @@ All errors are :class:`DatasetError` (a ValueError) with a one-line message nami
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import overload
 
 import numpy as np
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from trufor_lab.common.paths import IMAGE_EXTENSIONS
 from trufor_lab.common.image_files import open_image, stored_pixels, stored_size
@@ -44,6 +46,7 @@ __all__ = [
     "MaskConvention",
     "REGISTRY",
     "Sample",
+    "folder_convention",
     "folder_dataset",
     "get_spec",
     "load_dataset",
@@ -142,9 +145,10 @@ class MaskConvention:
             on = self._grey(a, source)
         return on ^ self.invert
 
-    def check_lossy(self, pixels: np.ndarray, source: PathLike = "mask") -> None:
-        """Refuse a JPEG-saved mask whose compression noise a low threshold would read as marked
-        (the default, any nonzero level, turned a 4 % ring or more of pristine pixels forged).
+    def check_lossy(self, pixels: np.ndarray, source: PathLike = "mask", kind: str = "JPEG") -> None:
+        """Refuse a lossy-saved mask (``kind``: JPEG, lossy WebP, JPEG 2000) whose compression
+        noise a low threshold would read as marked (the default, any nonzero level, turned a 4 %
+        ring or more of pristine pixels forged).
 
         The level that splits the file into its two drawn levels (Otsu's, on the histogram: about
         127 for white on black, 38 for a red mask read as grey) is the threshold that reads it as
@@ -159,7 +163,7 @@ class MaskConvention:
         if noise > 0.001 * a.size:  # a few stray pixels (a quality-100 save) change no metric
             meaning = "pristine (this convention is inverted)" if self.invert else "forged"
             raise DatasetError(
-                f"{source}: a JPEG-saved mask: {noise} pixel(s) of compression noise (levels "
+                f"{source}: a {kind}-saved mask: {noise} pixel(s) of compression noise (levels "
                 f"{first}-{split}) would count as {meaning}; save masks losslessly (PNG) or read "
                 f"them at the level between the two drawn ones (trufor-lab eval --mask-threshold {split})"
             )
@@ -207,32 +211,68 @@ def _otsu(counts: np.ndarray) -> int:
     return int((best[0] + best[-1]) // 2)
 
 
+def _webp_lossy(path: Path) -> bool:
+    """Whether a WebP file holds a lossy (VP8) bitstream; lossless ones hold VP8L only."""
+    with open(path, "rb") as f:
+        data = f.read(1 << 20)  # the image chunk follows the small VP8X/ICC/ALPH headers
+    pos = 12
+    while pos + 8 <= len(data):
+        tag, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if tag == b"VP8 ":
+            return True
+        if tag == b"VP8L":
+            return False
+        pos += 8 + size + (size & 1)
+    return True  # not found in the first MiB (animation, huge metadata): check it as lossy
+
+
+def _lossy_kind(fmt: str | None, path: Path) -> str | None:
+    """The name of a lossy format whose compression noise a mask may hold, or None."""
+    if fmt in ("JPEG", "MPO"):
+        return "JPEG"
+    if fmt == "JPEG2000":  # even the reversible wavelet is lossy once its layers are truncated
+        return "JPEG 2000"
+    if fmt == "WEBP" and _webp_lossy(path):
+        return "lossy WebP"
+    return None
+
+
 def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> np.ndarray:
-    """Read a mask file and apply ``convention``: boolean (H, W), True = forged."""
+    """Read a mask file and apply ``convention``: boolean (H, W), True = forged.
+
+    A mask with a varying alpha channel is composited onto black first: what a viewer shows, and
+    colour hidden under fully transparent pixels counts as nothing drawn. One whose colour is
+    uniform (regions drawn in alpha alone) is refused. JPEG, lossy WebP and JPEG 2000 masks are
+    checked for compression noise (:meth:`MaskConvention.check_lossy`)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: mask not found")
     try:
         with open_image(path) as src:
-            lossy = src.format in ("JPEG", "MPO")
+            lossy = _lossy_kind(src.format, path)
             im = stored_pixels(src)  # the grid the image is analysed on
             if im.mode.startswith(("I", "F")):
                 raise DatasetError(f"{path}: unsupported mask mode {im.mode} (save it as 8-bit)")
-            pixels = np.asarray(im.convert("RGB" if convention.needs_rgb else "L"))
+            mode = "RGB" if convention.needs_rgb else "L"
+            pixels = np.asarray(im.convert(mode))
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                alpha = np.asarray(im.convert("RGBA"))[..., 3]
-                if alpha.min() != alpha.max() and pixels.min() == pixels.max():
-                    # converting drops alpha: a mask drawn in transparency alone would read as empty
-                    raise DatasetError(
-                        f"{path}: the regions are drawn in the alpha channel only (the colour is uniform); "
-                        "save the mask as black and white"
-                    )
+                rgba = im.convert("RGBA")
+                alpha = np.asarray(rgba)[..., 3]
+                if alpha.min() != alpha.max():
+                    if pixels.min() == pixels.max():
+                        # converting drops alpha: a mask drawn in transparency alone would read as empty
+                        raise DatasetError(
+                            f"{path}: the regions are drawn in the alpha channel only (the colour is uniform); "
+                            "save the mask as black and white"
+                        )
+                    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                    pixels = np.asarray(Image.alpha_composite(black, rgba).convert(mode))
     except DatasetError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: unreadable mask ({_one_line(exc)})") from exc
     if lossy:
-        convention.check_lossy(pixels, path)
+        convention.check_lossy(pixels, path, lossy)
     return convention.apply(pixels, path)
 
 
@@ -252,16 +292,34 @@ def _image_size(path: Path) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 
 
+def _same_file_key(path: Path) -> str:
+    """One spelling per file: ``Sp//a.jpg``, ``./Sp/a.jpg`` and ``x/../Sp/a.jpg`` are one file."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a symlink loop: the normalised spelling
+        return os.path.normpath(os.path.abspath(path))
+
+
 class Dataset(Sequence[Sample]):
-    """A benchmark: samples, a name, a root, and the mask convention that reads its masks."""
+    """A benchmark: samples, a name, a root, and the mask convention that reads its masks.
+
+    ``notes``: one-line remarks from the loader that change no file but a reader should know
+    (a convention taken from a benchmark's name, images labelled real because their mask marks
+    nothing)."""
 
     def __init__(
-        self, name: str, root: PathLike, samples: Sequence[Sample], convention: MaskConvention = MaskConvention()
+        self,
+        name: str,
+        root: PathLike,
+        samples: Sequence[Sample],
+        convention: MaskConvention = MaskConvention(),
+        notes: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.root = Path(root)
         self.convention = convention
         self._samples = tuple(samples)
+        self.notes = list(notes)
 
     @property
     def samples(self) -> tuple[Sample, ...]:
@@ -286,17 +344,27 @@ class Dataset(Sequence[Sample]):
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, root={str(self.root)!r}, {len(self.fakes())} fakes, {len(self.reals())} reals)"
 
-    def repeated(self) -> str | None:
-        """One line naming an image listed twice (the same id), or as fake and as real; None if
-        there is none. An evaluation refuses such a dataset: the image would weigh twice in every
-        average and sit on both sides of the detection AUC."""
-        seen: dict[str, Sample] = {}
+    def repeats(self) -> list[str]:
+        """One line per image listed twice, or as fake and as real: the same id, or the same file
+        under another spelling (``Sp//a.jpg``, ``./Sp/a.jpg``, a symlink)."""
+        seen_id: dict[str, Sample] = {}
+        seen_file: dict[str, Sample] = {}
+        out: list[str] = []
         for smp in self._samples:
-            first = seen.setdefault(smp.id, smp)
+            first = seen_id.setdefault(smp.id, smp)
+            if first is smp:
+                first = seen_file.setdefault(_same_file_key(smp.image_path), smp)
             if first is not smp:
                 how = "as fake and as real" if first.label != smp.label else "twice"
-                return f"{smp.image_path}: listed {how} in {self.name!r} (id {smp.id!r})"
-        return None
+                ids = f"id {smp.id!r}" if first.id == smp.id else f"as {first.id!r} and {smp.id!r}"
+                out.append(f"{smp.image_path}: listed {how} in {self.name!r} ({ids})")
+        return out
+
+    def repeated(self) -> str | None:
+        """The first of :meth:`repeats`, or None. An evaluation refuses such a dataset: the image
+        would weigh twice in every average and sit on both sides of the detection AUC."""
+        found = self.repeats()
+        return found[0] if found else None
 
     def fakes(self) -> list[Sample]:
         return [s for s in self._samples if s.label == 1]
@@ -325,15 +393,12 @@ class Dataset(Sequence[Sample]):
     def validate(self) -> list[str]:
         """Check every file; one line per problem (empty when all is well). Reads every mask.
 
-        Besides the errors :meth:`load_mask` raises, reports duplicate ids, fake masks with no
-        forged pixel, and masks more than half forged (often an inverted convention).
+        Besides the errors :meth:`load_mask` raises, reports images listed twice or as fake and
+        as real (:meth:`repeats`), fake masks with no forged pixel, the mask of a real image that
+        marks forged pixels, and masks more than half forged (often an inverted convention).
         """
-        problems: list[str] = []
-        seen: set[str] = set()
+        problems: list[str] = self.repeats()
         for s in self._samples:
-            if s.id in seen:
-                problems.append(f"{s.image_path}: duplicate sample id {s.id!r}")
-            seen.add(s.id)
             if s.mask_path is None:
                 try:
                     _image_size(s.image_path)
@@ -346,7 +411,10 @@ class Dataset(Sequence[Sample]):
                 problems.append(str(exc))
                 continue
             frac = float(mask.mean()) if mask.size else 0.0
-            if frac == 0:
+            if s.label == 0:  # a real image may come with an empty mask (IMD2020, folders)
+                if frac > 0:
+                    problems.append(f"{s.mask_path}: the mask of a real image marks {frac:.0%} forged")
+            elif frac == 0:
                 problems.append(f"{s.mask_path}: mask has no forged pixel")
             elif frac > 0.5:
                 problems.append(f"{s.mask_path}: {frac:.0%} of the mask is forged; check the convention (invert?)")
@@ -643,71 +711,173 @@ def load_dataset(
     return Dataset(spec.name, root, samples, convention or spec.convention)
 
 
+_MASK_LOOKALIKES = ("_gt", "_mask", "-mask", "_groundtruth", "_edgemask")
+"""Stem endings that mark a mask file next to its image (CASIA ``_gt``, Columbia ``_edgemask``)."""
+
+
+def _describe(convention: MaskConvention) -> str:
+    if convention.colour is not None:
+        return "read by colour"
+    what = "black = forged" if convention.invert else "white = forged"
+    return what if convention.channel is None else f"{what} in channel {'RGB'[convention.channel]}"
+
+
+def folder_convention(name: str) -> tuple[MaskConvention, str | None]:
+    """The convention a folder dataset called ``name`` gets, and a note when it is not the default.
+
+    A folder named like a registered benchmark (``DSO-1``, ``NIST16``, an alias) is read with
+    that benchmark's convention: its masks are that benchmark's, and the default (white = forged)
+    would silently read DSO-1's black = spliced masks inverted."""
+    if name not in REGISTRY:
+        return MaskConvention(), None
+    spec = REGISTRY.get(name)
+    if spec.convention == MaskConvention():
+        return spec.convention, None
+    return spec.convention, (
+        f"{name}: named like the benchmark {spec.name}: its masks are read with its convention "
+        f"({_describe(spec.convention)}); give the folder another name, or a convention (convention= in "
+        "Python, --mask-invert / --mask-threshold on the command line), to read them otherwise"
+    )
+
+
+def _scan(base: Path, exts: set[str], skip: Path | None) -> list[Path]:
+    """Image files under ``base``, subfolders included; hidden names and ``skip`` (a folder
+    inside ``base``, relative to it) are left out."""
+    out = []
+    for p in base.rglob("*"):
+        rel = p.relative_to(base)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if skip is not None and rel.parts[: len(skip.parts)] == skip.parts:
+            continue
+        if p.suffix.lower() in exts and p.is_file():
+            out.append(p)
+    return sorted(out, key=lambda p: p.relative_to(base).as_posix())
+
+
+def _inside(inner: Path, outer: Path) -> Path | None:
+    """``inner`` relative to ``outer`` when it lies strictly inside it, else None."""
+    a, b = inner.resolve(), outer.resolve()
+    return a.relative_to(b) if a != b and a.is_relative_to(b) else None
+
+
+def _names(paths: Sequence[Path], base: Path) -> str:
+    shown = ", ".join(p.relative_to(base).as_posix() for p in paths[:3])
+    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
 def folder_dataset(
     images_dir: PathLike,
     masks_dir: PathLike | None = None,
     mask_suffix: str = "",
     *,
     name: str | None = None,
-    convention: MaskConvention = MaskConvention(),
+    convention: MaskConvention | None = None,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
 ) -> Dataset:
-    """A dataset from a folder of images and, optionally, a folder of masks.
+    """A dataset from a folder of images and, optionally, a folder of masks; subfolders included.
 
-    The mask of ``<stem>.<ext>`` is ``<stem><mask_suffix>.<any image ext>`` in ``masks_dir``
-    (names match exactly, case included); images with a mask are fakes, the others reals. Two
-    candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``), and a mask
-    that matches no image (a fake that would silently count as real) raise.
+    The mask of ``<dir>/<stem>.<ext>`` is ``<stem><mask_suffix>.<any image ext>`` in the same
+    subfolder of ``masks_dir`` or, when there is none, the one mask of that name anywhere under
+    ``masks_dir`` (names match exactly, case included). Images with a mask are fakes, the others
+    reals; an image whose mask marks no forged pixel (an authentic image of a benchmark that gives
+    every image a mask) is real, and a note says so. Sample ids are paths relative to
+    ``images_dir``. A ``mask_suffix`` without ``masks_dir`` means the masks lie among the images;
+    there, a name ending with the suffix is a mask, never an image. Without masks, an image named
+    like another's mask (``x_gt.png`` beside ``x.jpg``) raises: it would be scored as an authentic
+    image. Two candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``),
+    and a mask that matches no image (a fake that would silently count as real) raise.
+
+    ``convention`` defaults to :func:`folder_convention` of the dataset's name (a folder named
+    like a registered benchmark is read with its convention; a note says so).
     """
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise DatasetError(f"{images_dir}: images folder not found")
+    name = name or images_dir.name
+    notes: list[str] = []
+    if convention is None:
+        convention, note = folder_convention(name)
+        notes += [note] if note else []
     exts = {e.lower() for e in extensions}
-    files = sorted(p for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in exts)
-    masks: dict[str, list[Path]] = {}
-    same_dir = False
-    if masks_dir is not None:
-        masks_dir = Path(masks_dir)
-        if not masks_dir.is_dir():
-            raise DatasetError(f"{masks_dir}: masks folder not found")
-        same_dir = masks_dir.resolve() == images_dir.resolve()
-        if same_dir and not mask_suffix:
-            raise DatasetError(f"{masks_dir}: masks in the images folder need a mask_suffix")
-        for p in sorted(masks_dir.iterdir()):
-            if p.is_file() and p.suffix.lower() in exts:
-                masks.setdefault(p.stem, []).append(p)
+    if masks_dir is None and mask_suffix:
+        masks_dir = images_dir
+        notes.append(f"{images_dir}: a mask suffix and no masks folder: masks are the *{mask_suffix} files here")
+    if masks_dir is None:
+        files = _scan(images_dir, exts, None)
+        by_stem = {(p.parent, p.stem): p for p in files}
+        for p in files:
+            end = next((e for e in _MASK_LOOKALIKES if p.stem.endswith(e) and len(p.stem) > len(e)), "")
+            twin = by_stem.get((p.parent, p.stem[: -len(end)])) if end else None
+            if twin is not None:
+                raise DatasetError(
+                    f"{p}: looks like the mask of {twin.name} and would be scored as an authentic image; "
+                    f"give the masks (--masks DIR / masks_dir=) or their suffix (--mask-suffix {end})"
+                )
+        samples = [Sample(p, None, 0, name, p.relative_to(images_dir).as_posix()) for p in files]
+        return Dataset(name, images_dir, samples, convention, notes)
+    masks_dir = Path(masks_dir)
+    if not masks_dir.is_dir():
+        raise DatasetError(f"{masks_dir}: masks folder not found")
+    same_dir = masks_dir.resolve() == images_dir.resolve()
+    if same_dir and not mask_suffix:
+        raise DatasetError(f"{masks_dir}: masks in the images folder need a mask_suffix")
+    files = _scan(images_dir, exts, _inside(masks_dir, images_dir))
+    mask_files = _scan(masks_dir, exts, _inside(images_dir, masks_dir))
     if same_dir:  # in one folder, a name ending with the suffix is a mask, never an image
         files = [p for p in files if not p.stem.endswith(mask_suffix)]
-        masks = {k: v for k, v in masks.items() if k.endswith(mask_suffix)}
+        mask_files = [p for p in mask_files if p.stem.endswith(mask_suffix)]
+    here: dict[tuple[Path, str], list[Path]] = {}
+    anywhere: dict[str, list[Path]] = {}
+    for p in mask_files:
+        here.setdefault((p.parent.relative_to(masks_dir), p.stem), []).append(p)
+        anywhere.setdefault(p.stem, []).append(p)
     samples = []
     used: dict[Path, list[Path]] = {}
     for img in files:
-        found = masks.get(img.stem + mask_suffix, [])
+        rel = img.relative_to(images_dir)
+        want = img.stem + mask_suffix
+        found = here.get((rel.parent, want)) or anywhere.get(want, [])
         if len(found) > 1:
-            raise DatasetError(f"{img}: several candidate masks ({', '.join(p.name for p in found)})")
+            raise DatasetError(f"{img}: several candidate masks ({_names(found, masks_dir)})")
         mask = found[0] if found else None
         if mask is not None:
             used.setdefault(mask, []).append(img)
-        samples.append(
-            Sample(
-                image_path=img,
-                mask_path=mask,
-                label=int(mask is not None),
-                dataset=name or images_dir.name,
-                id=img.name,
-            )
-        )
+        samples.append(Sample(img, mask, int(mask is not None), name, rel.as_posix()))
     shared = next(((m, imgs) for m, imgs in used.items() if len(imgs) > 1), None)
     if shared:
-        raise DatasetError(f"{shared[0]}: the mask of several images ({', '.join(p.name for p in shared[1])})")
-    unused = [p for group in masks.values() for p in group if p not in used]
+        raise DatasetError(f"{shared[0]}: the mask of several images ({_names(shared[1], images_dir)})")
+    unused = [p for p in mask_files if p not in used]
     if unused:
         by_lower = {p.stem.lower() + mask_suffix.lower(): p.name for p in files}
         hint = next(
             (f" ({by_lower[p.stem.lower()]} differs only in case)" for p in unused if p.stem.lower() in by_lower), ""
         )
-        names = ", ".join(p.name for p in unused[:3]) + (f" and {len(unused) - 3} more" if len(unused) > 3 else "")
         raise DatasetError(
-            f"{masks_dir}: {len(unused)} mask(s) match no image named <stem>{mask_suffix}: {names}{hint}"
+            f"{masks_dir}: {len(unused)} mask(s) match no image named <stem>{mask_suffix}: "
+            f"{_names(unused, masks_dir)}{hint}"
         )
-    return Dataset(name or images_dir.name, images_dir, samples, convention)
+    samples, empty = _empty_masks_are_real(samples, convention)
+    if empty:
+        notes.append(
+            f"{name}: {len(empty)} image(s) whose mask marks no forged pixel are labelled real "
+            f"(e.g. {empty[0].id}, mask {empty[0].mask_path})"
+        )
+    return Dataset(name, images_dir, samples, convention, notes)
+
+
+def _empty_masks_are_real(samples: list[Sample], convention: MaskConvention) -> tuple[list[Sample], list[Sample]]:
+    """Samples with a mask that marks nothing relabelled real, and those samples. A mask that
+    cannot be read keeps its image fake: the evaluation names the problem."""
+    out, empty = [], []
+    for s in samples:
+        if s.mask_path is not None:
+            try:
+                marked = bool(read_mask(s.mask_path, convention).any())
+            except DatasetError:
+                marked = True
+            if not marked:
+                s = dataclasses.replace(s, label=0)
+                empty.append(s)
+        out.append(s)
+    return out, empty
