@@ -365,9 +365,14 @@ def test_an_id_that_escapes_the_output_folder_is_refused_and_the_rest_goes_on(fi
     ds, out, _, _ = first_run
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    img = outside / "x.png"
+    img, img2 = outside / "x.png", outside / "b" / "x.png"  # two files: one file listed twice is refused
+    img2.parent.mkdir()
     shutil.copy(ds[0].image_path, img)
-    bad = [Sample(img, None, 0, ds.name, "../../escaped.png"), Sample(img, None, 0, ds.name, str(tmp_path / "abs.png"))]
+    shutil.copy(ds[0].image_path, img2)
+    bad = [
+        Sample(img, None, 0, ds.name, "../../escaped.png"),
+        Sample(img2, None, 0, ds.name, str(tmp_path / "abs.png")),
+    ]
     mixed = Dataset(ds.name, ds.root, [*bad, ds[1]], ds.convention)
     out2 = tmp_path / "out"
     fn = Counting()
@@ -532,3 +537,160 @@ def test_tiff_images_and_masks_with_an_orientation_are_scored_on_one_grid(tmp_pa
     )
     (row,) = ev.rows
     assert not row.get("error") and row["f1_best"] == pytest.approx(1.0), row
+
+
+# --------------------------------------------------------------------------------------------
+# review findings: what a summary says must agree with its rows, and nothing is dropped quietly
+# --------------------------------------------------------------------------------------------
+
+BOX = (24, 72, 24, 72)
+
+
+class Box:
+    """A cheap analyze_fn: map 0.9 on the centre box, 0.1 elsewhere; scores by file stem;
+    ``nan_map``: NaN in a corner (a scored pristine pixel) of these stems' maps."""
+
+    def __init__(self, computed="box v1", scores=None, nan_map=(), flat=()):
+        self.computed, self.scores, self.nan_map, self.flat = computed, scores or {}, nan_map, flat
+
+    def __call__(self, model, path):
+        from trufor_lab.inference.result import Result
+
+        stem = Path(path).stem
+        im = np.asarray(Image.open(path).convert("RGB"))
+        h, w = im.shape[:2]
+        m = np.full((h, w), 0.1, np.float32)
+        if stem not in self.flat:
+            m[BOX[0] : BOX[1], BOX[2] : BOX[3]] = 0.9
+        if stem in self.nan_map:
+            m[:10, :10] = np.nan
+        return Result(
+            image=im,
+            noiseprint=np.zeros((h, w), np.float32),
+            map=m,
+            conf=np.ones((h, w), np.float32),
+            score=self.scores.get(stem, 0.7),
+        )
+
+
+def _boxes(root, fakes=("f0", "f1"), reals=("a0",), *, white_forged=True, boxes=None, sizes=None):
+    """images/<stem>.png (96x96 noise) and masks/<stem>.png (the centre box) under ``root``."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for stem in (*fakes, *reals):
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(root / "images" / f"{stem}.png")
+    for stem in fakes:
+        h, w = (sizes or {}).get(stem, (96, 96))
+        y0, y1, x0, x1 = (boxes or {}).get(stem, BOX)
+        m = np.zeros((h, w), np.uint8)
+        m[y0:y1, x0:x1] = 255
+        Image.fromarray(m if white_forged else 255 - m).save(root / "masks" / f"{stem}.png")
+    return root / "images", root / "masks"
+
+
+def test_masks_read_inverted_are_flagged_in_the_summary_and_on_stderr(tmp_path, capsys):
+    """Black-on-white masks read white = forged gave AUC 0 and mask fractions 0.75, no warning."""
+    from trufor_lab.lab.datasets import BLACK_FORGED, MaskConvention
+
+    imgs, masks = _boxes(tmp_path / "ds", white_forged=False)
+    fn = Box(scores={"a0": 0.2})
+    ev = evaluate(
+        None, folder_dataset(imgs, masks, convention=MaskConvention()), tmp_path / "o1", progress=False, analyze_fn=fn
+    )
+    s = ev.summary["images"]
+    assert [r["mask_fraction"] for r in ev.rows if r["label"] == 1] == [0.75, 0.75]
+    assert s["mask_note"].startswith("masks look inverted? 2 of 2 usable mask(s) are more than half forged")
+    assert "masks look inverted?" in ev.summary_lines()[0]
+    assert "note: images: masks look inverted?" in capsys.readouterr().err
+    ev.to_csv(tmp_path / "rows.csv")
+    assert Evaluation.from_csv(tmp_path / "rows.csv").summary["images"]["mask_note"] == s["mask_note"]
+    right = evaluate(
+        None, folder_dataset(imgs, masks, convention=BLACK_FORGED), tmp_path / "o2", progress=False, analyze_fn=fn
+    )
+    assert right.summary["images"]["mask_note"] is None and "inverted" not in right.summary_lines()[0]
+    assert "inverted" not in capsys.readouterr().err
+    assert right.summary["images"]["pixel_auc"] == 1
+
+
+def test_the_mask_convention_is_recorded_in_rows_csv_and_summary(tmp_path):
+    """The results did not say how masks were read, so a later reader had to guess."""
+    import dataclasses
+
+    from trufor_lab.lab.datasets import COLUMBIA_EDGEMASK, MaskConvention
+    from trufor_lab.lab.eval_rows import convention_from_record, convention_record
+
+    for conv in (
+        MaskConvention(),
+        MaskConvention(invert=True, threshold=127),
+        MaskConvention(channel=0),
+        COLUMBIA_EDGEMASK,
+    ):
+        assert convention_from_record(convention_record(conv)) == conv
+    imgs, masks = _boxes(tmp_path / "ds")
+    ds = folder_dataset(imgs, masks)
+    ds.convention = dataclasses.replace(ds.convention, threshold=127)
+    ev = evaluate(None, ds, tmp_path / "out", progress=False, analyze_fn=Box())
+    assert {convention_from_record(r["mask_convention"]) for r in ev.rows} == {ds.convention}
+    ev.to_csv(tmp_path / "rows.csv")
+    ev.write_summary(tmp_path / "s.json")
+    back = Evaluation.from_csv(tmp_path / "rows.csv")
+    assert [r["mask_convention"] for r in back.rows] == [r["mask_convention"] for r in ev.rows]
+    recorded = json.loads((tmp_path / "s.json").read_text())["images"]["mask_convention"]
+    assert convention_from_record(recorded).threshold == 127
+
+
+def test_a_nan_score_is_said_not_dropped_quietly(tmp_path):
+    """A NaN score left detection with the row 'ok' and no word but n_score_dropped in JSON."""
+    imgs, masks = _boxes(tmp_path / "ds", fakes=("f0", "f1", "f2"), reals=("a0", "a1"))
+    fn = Box(scores={"f0": math.nan, "f1": 0.9, "f2": 0.8, "a0": 0.1, "a1": 0.2})
+    ev = evaluate(None, folder_dataset(imgs, masks), tmp_path / "out", progress=False, analyze_fn=fn)
+    row = next(r for r in ev.rows if r["id"] == "f0.png")
+    assert row["status"] == "ok" and "f0.png: score is NaN" in row["error"] and row["not_scored"] == "score"
+    assert row["f1_best"] == 1  # the map still localizes
+    s = ev.summary["images"]
+    assert (s["n_ok"], s["n_fake"], s["n_real"], s["n_score_dropped"], s["n_failed"]) == (5, 2, 2, 1, 1)
+    line = ev.summary_lines()[0]
+    assert "(2 fake, 2 real, 1 score(s) dropped (not finite))" in line and "1 failed" in line
+    assert ev.failed == [row["error"]]
+
+
+def test_f1_means_say_over_how_many_images_when_some_are_nan(tmp_path):
+    """'F1 ... fixed X over 3 mask(s)' hid that one fixed F1 was NaN and skipped."""
+    imgs, masks = _boxes(tmp_path / "ds", fakes=("f0", "f1", "f2"), boxes={"f2": (5, 15, 80, 90)})
+    ev = evaluate(None, folder_dataset(imgs, masks), tmp_path / "out", progress=False, analyze_fn=Box(flat=("f2",)))
+    s = ev.summary["images"]
+    assert (s["n_localized"], s["f1_fixed_n_nan"], s["f1_best_n_nan"]) == (3, 1, 0)
+    line = ev.summary_lines()[0]
+    assert "fixed 1 (2 of 3) over 3 mask(s)" in line and f"F1 best {s['f1_best']:.4g}," in line
+
+
+def test_failed_has_one_definition_in_memory_in_the_summary_and_from_csv(tmp_path):
+    """A mask of another size: the dataset line said '0 failed', ev.failed (and the CLI's last
+    line) 1, and Evaluation.from_csv 0."""
+    imgs, masks = _boxes(tmp_path / "ds", sizes={"f1": (100, 100)})
+    ev = evaluate(None, folder_dataset(imgs, masks), tmp_path / "out", progress=False, analyze_fn=Box())
+    s = ev.summary["images"]
+    assert len(ev.failed) == s["n_failed"] == 1 and s["n_mask_unusable"] == 1 and s["n_ok"] == 3
+    assert "; 1 failed (1 of them scored in part)" in ev.summary_lines()[0]
+    ev.to_csv(tmp_path / "rows.csv")
+    back = Evaluation.from_csv(tmp_path / "rows.csv")
+    assert back.failed == ev.failed and back.summary["images"]["n_failed"] == 1
+    assert back.summary_lines() == ev.summary_lines()
+    with pytest.raises(ValueError, match="rebuilt from rows"):
+        Evaluation(ev.rows, ["something else"])
+
+
+def test_a_nan_map_names_the_output_and_is_not_counted_as_a_mask_problem(tmp_path):
+    """NaN on scored map pixels was blamed on the (valid) mask and counted as a fake without a
+    usable mask."""
+    imgs, masks = _boxes(tmp_path / "ds")
+    fn = Box(scores={"a0": 0.2}, nan_map=("f0",))
+    ev = evaluate(None, folder_dataset(imgs, masks), tmp_path / "out", progress=False, analyze_fn=fn)
+    row = next(r for r in ev.rows if r["id"] == "f0.png")
+    assert row["not_scored"] == "map" and str(tmp_path / "out" / "images" / "f0.png.npz") in row["error"]
+    assert str(imgs / "f0.png") in row["error"] and str(masks / "f0.png") not in row["error"]
+    s = ev.summary["images"]
+    assert (s["n_localized"], s["n_mask_unusable"], s["n_map_unusable"], s["n_failed"]) == (1, 0, 1, 1)
+    line = ev.summary_lines()[0]
+    assert "(1 fake(s) whose map holds NaN on scored pixels)" in line and "without a usable mask" not in line

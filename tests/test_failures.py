@@ -212,3 +212,84 @@ def test_the_gallery_leaves_no_pyplot_figure_behind(toy):
     g._repr_html_()
     failure_gallery(toy, k=2)
     assert plt.get_fignums() == []
+
+
+# --------------------------------------------------------------------------------------------
+# the gallery draws what was scored
+# --------------------------------------------------------------------------------------------
+
+
+class _Box:
+    """A cheap analyze_fn: map 0.9 on the centre box (``flip``: 0.1), 0.1 elsewhere."""
+
+    def __init__(self, computed: str, flip: bool = False, score: float = 0.3) -> None:
+        self.computed, self.flip, self.score = computed, flip, score
+
+    def __call__(self, model, path):
+        from trufor_lab.inference.result import Result
+
+        im = np.asarray(Image.open(path).convert("RGB"))
+        m = np.full(im.shape[:2], 0.1, np.float32)
+        m[24:72, 24:72] = 0.9
+        if self.flip:
+            m = 1 - m
+        return Result(image=im, noiseprint=np.zeros_like(m), map=m, conf=np.ones_like(m), score=self.score)
+
+
+def _box_dataset(root, mask_ext="png", white_forged=True):
+    rng = np.random.default_rng(1)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    yy, xx = np.mgrid[:96, :96]
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(root / "images" / f"f{i}.png")
+        m = (((yy - 45) ** 2 + (xx - 50 - i) ** 2 < 25**2) * 255).astype(np.uint8)
+        Image.fromarray(m if white_forged else 255 - m).save(root / "masks" / f"f{i}.{mask_ext}", quality=90)
+    Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(root / "images" / "a0.png")
+    return folder_dataset(root / "images", root / "masks")
+
+
+def test_the_gallery_reads_masks_with_the_convention_they_were_scored_with(tmp_path):
+    """The CSV did not record how masks were read: the gallery guessed (the registered
+    benchmark's by name: the complement of the scored mask; a threshold given for JPEG masks
+    was lost and the mask panel said 'missing')."""
+    import dataclasses
+
+    from trufor_lab.lab.datasets import MaskConvention
+    from trufor_lab.lab.failures import _load_case
+
+    # JPEG-saved masks read at threshold 127 (what --mask-threshold 127 does)
+    ds = _box_dataset(tmp_path / "jpeg", mask_ext="jpg")
+    ds.convention = dataclasses.replace(ds.convention, threshold=127)
+    # a folder named like a registered benchmark whose convention differs, read white = forged
+    named = _box_dataset(tmp_path / "dso")
+    named = type(named)("DSO-1", named.root, list(named), MaskConvention())
+    for d in (ds, named):
+        ev = evaluate(None, d, tmp_path / "out" / d.name, progress=False, analyze_fn=_Box("box"))
+        ev.to_csv(tmp_path / f"{d.name}.csv")
+        back = Evaluation.from_csv(tmp_path / f"{d.name}.csv")
+        for row in (r for r in back.rows if r["label"] == 1):
+            mask = _load_case(back, row, None)["mask"]
+            assert mask is not None and float(mask.mean()) == pytest.approx(row["mask_fraction"]), d.name
+
+
+def test_the_gallery_does_not_draw_an_output_replaced_since_scoring(tmp_path):
+    """Another setting recomputed the npz into the same folder: the gallery drew its map as if
+    it were the one the CSV row scored."""
+    from trufor_lab.lab.failures import _load_case
+
+    ds = _box_dataset(tmp_path / "ds")
+    out = tmp_path / "out"
+    ev_a = evaluate(None, ds, out, progress=False, analyze_fn=_Box("setting A"))
+    ev_a.to_csv(tmp_path / "A.csv")
+    row = next(r for r in Evaluation.from_csv(tmp_path / "A.csv").rows if r["id"] == "f0.png")
+    case = _load_case(ev_a, row, None)
+    assert case["map"][48, 48] == pytest.approx(0.9) and not case["why"]  # still the scored output
+    evaluate(None, ds, out, progress=False, analyze_fn=_Box("setting B", flip=True))
+    back = Evaluation.from_csv(tmp_path / "A.csv")
+    case = _load_case(back, row, None)
+    assert case["map"] is None and case["conf"] is None and case["image"] is not None
+    assert case["why"] == {"map": "output replaced since scoring", "conf": "output replaced since scoring"}
+    fig = failure_gallery(back, cases=[row])
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("output replaced\nsince scoring") == 2

@@ -20,8 +20,14 @@ integrity ``score``; for fakes with a mask the localization metrics of
 descriptors: ``mask_fraction`` (forged share of the mask, NaN without a mask), ``height``,
 ``width``, ``megapixels``, ``jpeg_quality`` (nearest IJG quality, ``None`` for non-JPEG),
 ``mean_conf`` and ``mean_conf_in_mask`` (mean confidence, overall and on forged pixels); what
-made the numbers: ``weights_sha256`` and ``computed`` (e.g. ``"exact float32"``), which the
-summary repeats (one value, or ``"mixed: ..."`` when rows differ).
+made the numbers: ``weights_sha256`` and ``computed`` (e.g. ``"exact float32"``), and how masks
+were read: ``mask_convention`` (the dataset's :class:`~trufor_lab.lab.datasets.MaskConvention`
+as JSON), which the summary repeats (one value, or ``"mixed: ..."`` when rows differ). A row
+that is ``ok`` but scored in part has an ``error`` and ``not_scored`` tags (``score``: not
+finite, left out of detection; ``mask``: unusable mask; ``map``: NaN on scored pixels); such a
+row counts as failed (:mod:`trufor_lab.lab.eval_rows`). When most usable masks of a dataset are
+more than half forged or empty, the summary line (``mask_note``) and stderr ask whether the
+masks were read inverted.
 
 ``trufor-lab eval`` (:mod:`trufor_lab.cli.eval`) does the same from a shell.
 """
@@ -34,7 +40,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +54,7 @@ from trufor_lab.common.files import atomic_write_text, csv_uncell
 from trufor_lab.common.image_files import open_image, stored_size
 from trufor_lab.common.paths import OutputPathError, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
-from trufor_lab.common.table import Table, fmt
+from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model
@@ -56,78 +62,22 @@ from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import computed_label, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
-from trufor_lab.lab.metrics import (
-    LOCALIZATION_FIELDS,
-    LocalizationMetrics,
-    aggregate,
-    detection_metrics,
-    localization_metrics,
+from trufor_lab.lab.eval_rows import (
+    FLOAT,
+    LOC_COLUMNS,
+    ROW_COLUMNS,
+    STR,
+    convention_record,
+    failed_lines,
+    parse,
+    summarize,
+    summary_line,
 )
+from trufor_lab.lab.metrics import localization_metrics, scored_regions
 
 __all__ = ["Evaluation", "ROW_COLUMNS", "evaluate", "output_path"]
 
 AnalyzeFn = Callable[[nn.Module, Any], Result]
-
-_FLOAT = "float"
-_INT = "int"
-_BOOL = "bool"
-_STR = "str"
-
-#: Per-image columns and their types (for CSV round trips), in table order.
-ROW_COLUMNS: dict[str, str] = {
-    "dataset": _STR,
-    "id": _STR,
-    "image_path": _STR,
-    "mask_path": _STR,
-    "npz": _STR,
-    "label": _INT,
-    "status": _STR,
-    "error": _STR,
-    "reused": _BOOL,
-    "score": _FLOAT,
-    "f1_best": _FLOAT,
-    "f1_fixed": _FLOAT,
-    "mcc_best": _FLOAT,
-    "mcc_fixed": _FLOAT,
-    "iou_fixed": _FLOAT,
-    "pixel_auc": _FLOAT,
-    "n_forged": _INT,
-    "n_pristine": _INT,
-    "best_threshold": _FLOAT,
-    "best_inverted": _BOOL,
-    "mask_fraction": _FLOAT,
-    "height": _INT,
-    "width": _INT,
-    "megapixels": _FLOAT,
-    "jpeg_quality": _INT,
-    "mean_conf": _FLOAT,
-    "mean_conf_in_mask": _FLOAT,
-    "weights_sha256": _STR,
-    "computed": _STR,
-}
-
-#: Row names of the localization metrics (``LocalizationMetrics`` field -> row column).
-_LOC_COLUMNS = {name: ("pixel_auc" if name == "auc" else name) for name in LOCALIZATION_FIELDS}
-
-
-def _parse(value: str, kind: str) -> Any:
-    if kind == _STR:
-        return value or None
-    if value == "":
-        return math.nan if kind == _FLOAT else None
-    if kind == _FLOAT:
-        return float(value)
-    if kind == _INT:
-        return int(float(value))
-    return value.strip().lower() == "true"
-
-
-def _nan(v: Any) -> float:
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
 
 # --------------------------------------------------------------------------------------------
 # the result of an evaluation
@@ -138,9 +88,11 @@ class Evaluation:
     """Per-image rows of one or more evaluated datasets, with summaries computed from them.
 
     ``rows``: one dict per image (:data:`ROW_COLUMNS`), failed images included with
-    ``status == "error"`` and NaN metrics; ``failed``: one line per failed image naming the
-    file; ``datasets``: the :class:`Dataset` objects evaluated (empty when read from CSV),
-    used to re-read masks with the right convention.
+    ``status == "error"`` and NaN metrics; ``failed``: one line per failed row naming the file,
+    rebuilt from the rows (:func:`~trufor_lab.lab.eval_rows.is_failed`: not evaluated, or
+    evaluated with a part not scored), so that it agrees with the summary's ``n_failed`` and
+    with an Evaluation read back from CSV (a ``failed`` argument that disagrees raises
+    ValueError); ``datasets``: the :class:`Dataset` objects evaluated (empty when read from CSV).
     """
 
     def __init__(
@@ -151,13 +103,19 @@ class Evaluation:
         datasets: Mapping[str, Dataset] | None = None,
     ) -> None:
         self.rows: list[dict[str, Any]] = [dict(r) for r in rows]
-        self.failed: list[str] = list(failed)
+        if failed and list(failed) != self.failed:
+            raise ValueError("failed lines must be those of the rows' errors (Evaluation.failed is rebuilt from rows)")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.datasets: dict[str, Dataset] = dict(datasets or {})
 
     # -- views ------------------------------------------------------------------------------
+    @property
+    def failed(self) -> list[str]:
+        """One line per failed row, naming the file (see the class docstring)."""
+        return failed_lines(self.rows)
+
     def ok_rows(self) -> list[dict[str, Any]]:
-        """The rows of images that were evaluated without error."""
+        """The rows of images that were evaluated (``status == "ok"``; scored in part included)."""
         return [r for r in self.rows if r.get("status") == "ok"]
 
     @property
@@ -177,9 +135,7 @@ class Evaluation:
         """Per dataset: counts, detection AUC / balanced accuracy (TPR, TNR) over reals and
         fakes, and mean localization metrics over fakes with masks (NaN-skipping means with
         ``<metric>_n_nan`` counts, as :func:`~trufor_lab.lab.metrics.aggregate`)."""
-        return {
-            name: _summarize([r for r in self.rows if str(r.get("dataset")) == name]) for name in self.dataset_names
-        }
+        return {name: summarize([r for r in self.rows if str(r.get("dataset")) == name]) for name in self.dataset_names}
 
     def summary_table(self) -> Table:
         """The summary as a :class:`Table`, one row per dataset."""
@@ -204,15 +160,14 @@ class Evaluation:
                 for raw in reader:
                     rows.append(
                         {
-                            k: _parse(csv_uncell(v or ""), ROW_COLUMNS.get(k, _STR))
+                            k: parse(csv_uncell(v or ""), ROW_COLUMNS.get(k, STR))
                             for k, v in raw.items()
                             if k is not None
                         }
                     )
         except (csv.Error, ValueError, UnicodeDecodeError) as e:  # a damaged or foreign file: one line
             raise ValueError(f"{path}: not a per-image CSV written by trufor_lab (line {len(rows) + 2}: {e})") from None
-        failed = [r.get("error") or f"{r.get('image_path')}: failed" for r in rows if r.get("status") != "ok"]
-        return cls(rows, failed)
+        return cls(rows)
 
     def write_summary(self, json_path: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> None:
         """Summary as JSON (NaN written as null) and, optionally, CSV; both atomic."""
@@ -227,27 +182,7 @@ class Evaluation:
     # -- display ----------------------------------------------------------------------------
     def summary_lines(self) -> list[str]:
         """One line per dataset, for logs and the CLI."""
-        out = []
-        for name, s in self.summary.items():
-            loc = (
-                f"F1 best {fmt(s['f1_best'])}, fixed {fmt(s['f1_fixed'])} over {s['n_localized']} mask(s)"
-                if s["n_localized"]
-                else "no masks"
-            )
-            if s.get("n_mask_unusable"):
-                loc += f" ({s['n_mask_unusable']} fake(s) without a usable mask)"
-            if s["n_fake"] and s["n_real"]:
-                det = f"detection AUC {fmt(s['detection_auc'])}, bACC {fmt(s['balanced_accuracy'])}"
-            elif s["n_fake"] or s["n_real"]:  # one class: no AUC, and a 'balanced' accuracy of one class misleads
-                only, rate = ("fake", f"TPR {fmt(s['tpr'])}") if s["n_fake"] else ("real", f"TNR {fmt(s['tnr'])}")
-                det = f"only {only} images: {rate} at 0.5 (AUC and bACC need both classes)"
-            else:
-                det = "no scores"
-            out.append(
-                f"{name}: {s['n_ok']} image(s) ({s['n_fake']} fake, {s['n_real']} real), {det}; "
-                f"{loc}; {s['n_failed']} failed"
-            )
-        return out
+        return [summary_line(name, s) for name, s in self.summary.items()]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -269,55 +204,6 @@ class Evaluation:
             more = f"<li>... {len(self.failed) - 20} more</li>" if len(self.failed) > 20 else ""
             parts.append(f"<ul>{items}{more}</ul>")
         return "".join(parts)
-
-
-def _loc_from_row(r: Mapping[str, Any]) -> LocalizationMetrics:
-    return LocalizationMetrics(
-        **{f: _nan(r.get(col)) for f, col in _LOC_COLUMNS.items()},
-        n_forged=int(r.get("n_forged") or 0),
-        n_pristine=int(r.get("n_pristine") or 0),
-        best_threshold=_nan(r.get("best_threshold")),
-        best_inverted=bool(r.get("best_inverted")),
-    )
-
-
-def _one_value(values: Iterable[Any]) -> str | None:
-    """The value every row shares; ``"mixed: a, b"`` when rows differ (so that a summary never
-    claims one model for numbers that several made); ``None`` when no row says."""
-    seen = sorted({str(v) for v in values if v not in (None, "")})
-    if len(seen) > 1:
-        return "mixed: " + ", ".join(seen)
-    return seen[0] if seen else None
-
-
-def _summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    ok = [r for r in rows if r.get("status") == "ok"]
-    scored = [r for r in ok if r.get("label") in (0, 1)]
-    det = detection_metrics([_nan(r.get("score")) for r in scored], [int(r["label"]) for r in scored])
-    loc_rows = [r for r in ok if r.get("label") == 1 and r.get("n_forged") is not None]
-    agg = aggregate([_loc_from_row(r) for r in loc_rows])
-    out: dict[str, Any] = {
-        "n_images": len(rows),
-        "n_ok": len(ok),
-        "n_failed": len(rows) - len(ok),
-        "n_fake": det.n_fake,
-        "n_real": det.n_real,
-        "n_localized": agg.n_images,
-        # fakes scored for detection whose mask could not be used (missing, other size, unreadable)
-        "n_mask_unusable": sum(1 for r in ok if r.get("label") == 1 and r.get("error")),
-        "detection_auc": det.auc,
-        "balanced_accuracy": det.balanced_accuracy,
-        "tpr": det.tpr,
-        "tnr": det.tnr,
-        "n_score_dropped": det.n_dropped,
-        "weights_sha256": _one_value(r.get("weights_sha256") for r in ok),
-        "computed": _one_value(r.get("computed") for r in ok),
-    }
-    for f, col in _LOC_COLUMNS.items():
-        out[col] = agg.mean[f]
-    for f, col in _LOC_COLUMNS.items():
-        out[f"{col}_n_nan"] = agg.n_nan[f]
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,7 +262,7 @@ def _one_line(path: Path, exc: BaseException) -> str:
 
 
 def _base_row(dataset: Dataset, sample: Sample, npz: Path | None) -> dict[str, Any]:
-    row: dict[str, Any] = {k: (math.nan if t == _FLOAT else None) for k, t in ROW_COLUMNS.items()}
+    row: dict[str, Any] = {k: (math.nan if t == FLOAT else None) for k, t in ROW_COLUMNS.items()}
     row.update(
         dataset=dataset.name,
         id=sample.id,
@@ -385,6 +271,7 @@ def _base_row(dataset: Dataset, sample: Sample, npz: Path | None) -> dict[str, A
         npz=None if npz is None else str(npz),
         label=int(sample.label),
         status="ok",
+        mask_convention=convention_record(dataset.convention),  # how masks were read, for later readers
     )
     return row
 
@@ -430,13 +317,27 @@ def _evaluate_one(
 
     row["score"] = float(score)
     row["mean_conf"] = float(np.mean(c, dtype=np.float64))
+    problems: dict[str, str] = {}
+    if not math.isfinite(row["score"]):  # dropped from detection (the official protocol): said, not silent
+        shown = "NaN" if math.isnan(row["score"]) else row["score"]
+        problems["score"] = f"{image_path}: score is {shown} (left out of detection; output {npz})"
     if sample.label == 1 and sample.mask_path is not None:
         # a mask that cannot be used costs the localization only: the score still counts for
         # detection, which the official protocol computes from scores and labels alone
         try:
-            _localize(row, m, c, dataset.load_mask(sample))
+            mask = dataset.load_mask(sample)
         except (DatasetError, ValueError, OSError) as e:
-            row["error"] = f"{_one_line(Path(sample.mask_path), e)} (localization not scored; the score is)"
+            problems["mask"] = f"{_one_line(Path(sample.mask_path), e)} (localization not scored; the score is)"
+        else:
+            if np.isnan(m).any() and np.isnan(m[np.logical_or(*scored_regions(mask))]).any():
+                problems["map"] = (
+                    f"{npz}: the localization map of {image_path} holds NaN on scored pixels "
+                    "(localization not scored; the score is)"
+                )
+            else:
+                _localize(row, m, c, mask)
+    if problems:
+        row.update(error="; ".join(problems.values()), not_scored=",".join(problems))
     return row
 
 
@@ -444,7 +345,7 @@ def _localize(row: dict[str, Any], m: np.ndarray, c: np.ndarray, mask: np.ndarra
     lm = localization_metrics(m, mask)
     row["mask_fraction"] = float(mask.mean())
     row["mean_conf_in_mask"] = float(c[mask].mean(dtype=np.float64)) if mask.any() else math.nan
-    for f, col in _LOC_COLUMNS.items():
+    for f, col in LOC_COLUMNS.items():
         row[col] = float(getattr(lm, f))
     row.update(
         n_forged=lm.n_forged,
@@ -481,9 +382,9 @@ def evaluate(
     ``analyze_fn(model, image_path) -> Result`` replaces :func:`~trufor_lab.inference.analyze.analyze`
     (e.g. under an ablation; ``model`` is passed to it as given). Per-image failures are
     recorded in ``Evaluation.failed`` and in rows with ``status == "error"``; the run goes on.
-    A fake whose mask cannot be used (missing, another size, NaN map on scored pixels) keeps
-    its score for detection; the row's ``error`` and ``Evaluation.failed`` say why it has no
-    localization.
+    A fake whose mask cannot be used (missing, another size) or whose map holds NaN on scored
+    pixels keeps its score for detection; a NaN score is left out of detection; the row's
+    ``error`` (naming the mask, or the output and image) and ``Evaluation.failed`` say so.
     Without ``analyze_fn``, raises ValueError unless ``model`` is a full TruFor (Noiseprint++
     alone gives no localization map and no score).
     """
@@ -506,25 +407,24 @@ def evaluate(
         weights_sha256 = info.sha256 if info is not None and info.sha256 not in ("", "-") else None
     weights_digest = weights_sha256
     rows: list[dict[str, Any]] = []
-    failed: list[str] = []
     for sample in tqdm(list(dataset), desc=f"eval {dataset.name}", unit="img", disable=not progress, file=sys.stderr):
         try:
             npz = output_path(out_dir, dataset, sample)
         except OutputPathError as e:
             msg = f"{sample.image_path}: {e}"
-            failed.append(msg)
             row = _base_row(dataset, sample, None)
             row.update(status="error", error=msg)
             rows.append(row)
             continue
         try:
             rows.append(_evaluate_one(model, dataset, sample, npz, overwrite, analyze_fn, weights_digest, computed))
-            if rows[-1].get("error"):  # scored for detection, not localized: said like a failure
-                failed.append(rows[-1]["error"])
         except (ImageError, DatasetError, ValueError, RuntimeError, MemoryError, OSError) as e:
             msg = _one_line(Path(sample.image_path), e)
-            failed.append(msg)
             row = _base_row(dataset, sample, npz)
             row.update(status="error", error=msg)
             rows.append(row)
-    return Evaluation(rows, failed, out_dir, {dataset.name: dataset})
+    ev = Evaluation(rows, (), out_dir, {dataset.name: dataset})
+    note = ev.summary.get(dataset.name, {}).get("mask_note")
+    if note:  # also in the summary line; said here too, where the run is watched
+        tqdm.write(f"note: {dataset.name}: {note}", file=sys.stderr)
+    return ev

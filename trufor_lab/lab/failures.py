@@ -39,7 +39,10 @@ import numpy as np
 
 from trufor_lab.common.table import Table
 from trufor_lab.inference.preprocess import ImageError, load_image
+from trufor_lab.inference.result import COMPUTED_KEY, INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY
+from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import REGISTRY, DatasetError, MaskConvention, read_mask
+from trufor_lab.lab.eval_rows import convention_from_record
 from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.viz.figures import display_stride, for_display, map_cmap, plain_figure, show_image
 
@@ -258,32 +261,63 @@ def pick_cases(ev: Evaluation, k: int) -> list[dict[str, Any]]:
 
 
 def _convention(ev: Evaluation, row: Mapping[str, Any], override: MaskConvention | None) -> MaskConvention:
+    """``override``, else the convention the row records it was scored with (DatasetError when
+    that record is unreadable), else (rows of older CSVs) the evaluated dataset's, the
+    registered benchmark's, white = forged."""
     if override is not None:
         return override
+    if row.get("mask_convention"):
+        return convention_from_record(str(row["mask_convention"]))
     name = str(row.get("dataset"))
     if name in ev.datasets:
         return ev.datasets[name].convention
     return REGISTRY.get(name).convention if name in REGISTRY else MaskConvention()
 
 
+def _records(d: Any) -> dict[str, str]:
+    return {k: str(d[k]) for k in (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY) if k in d.files}
+
+
+def _replaced(rec: Mapping[str, str], row: Mapping[str, Any]) -> str | None:
+    """Why the saved output is not the one the row scored (its records against the row's, as
+    :func:`~trufor_lab.inference.result.reuse_problem` compares them), or None. Its arrays are
+    not judged: a NaN map is drawn as scored."""
+    computed, weights = row.get("computed"), row.get("weights_sha256")
+    if (computed and rec.get(COMPUTED_KEY) != computed) or (weights and rec.get(WEIGHTS_SHA256_KEY) != weights):
+        return "output replaced since scoring"
+    image = Path(str(row.get("image_path") or ""))
+    if INPUT_SHA256_KEY in rec and image.is_file() and sha256_of(image) != rec[INPUT_SHA256_KEY]:
+        return "output of another image file"
+    return None
+
+
 def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConvention | None) -> dict[str, Any]:
-    """image, mask, map, conf of one row (None where a file is missing or unreadable)."""
-    out: dict[str, Any] = {"image": None, "mask": None, "map": None, "conf": None}
+    """image, mask, map, conf of one row (None where a file is missing or unreadable, with the
+    reason under ``why`` when it is not plain 'missing')."""
+    out: dict[str, Any] = {"image": None, "mask": None, "map": None, "conf": None, "why": {}}
     try:
         out["image"] = load_image(str(row["image_path"])).rgb
     except (ImageError, OSError):  # unreadable or gone: shown as a 'missing' panel
         pass
     if row.get("mask_path"):
         try:
-            out["mask"] = read_mask(row["mask_path"], _convention(ev, row, convention))
+            how = _convention(ev, row, convention)
+        except DatasetError:  # a damaged record: never a guessed convention
+            how, out["why"]["mask"] = None, "mask convention unreadable"
+        try:
+            out["mask"] = None if how is None else read_mask(row["mask_path"], how)
         except (DatasetError, OSError, ValueError):  # unreadable mask: shown as a 'missing' panel
             pass
     npz = row.get("npz")
     if npz and Path(npz).is_file():
         try:
             with np.load(npz, allow_pickle=False) as d:
-                out["map"] = np.asarray(d["map"]) if "map" in d.files else None
-                out["conf"] = np.asarray(d["conf"]) if "conf" in d.files else None
+                why = _replaced(_records(d), row)
+                if why is None:
+                    out["map"] = np.asarray(d["map"]) if "map" in d.files else None
+                    out["conf"] = np.asarray(d["conf"]) if "conf" in d.files else None
+                else:  # another setting or model wrote this file since: not what the row scored
+                    out["why"].update(map=why, conf=why)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged npz: a 'missing' panel
             pass
     return out
@@ -316,6 +350,7 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
                 if key == "mask" and row.get("label") == 0
                 else ("no mask" if key == "mask" and not row.get("mask_path") else "missing")
             )
+            text = data.get("why", {}).get(key, text).replace(" since", "\nsince")
             ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
             ax.set_facecolor("0.92")
         else:
@@ -363,8 +398,10 @@ def failure_gallery(
     Cases default to the worst ``k`` failures (:func:`worst_cases` with ``failures_only``, half
     fakes, half reals; a figure saying so when there is none); pass
     ``cases`` (rows, e.g. from :func:`worst_cases`) to choose. Images and npz outputs are
-    re-read from disk; masks use ``convention``, else the evaluated dataset's, else the
-    registered benchmark's, else white = forged. No pyplot: returns a matplotlib Figure.
+    re-read from disk; masks use ``convention``, else the one each row records it was scored
+    with, else (older CSVs) the evaluated dataset's, the registered benchmark's, white = forged.
+    An output whose records (setting, weights, image) no longer match the row's is not drawn:
+    its panels say "output replaced since scoring". No pyplot: returns a matplotlib Figure.
     """
     ev = as_evaluation(evaluation)
     chosen = list(cases) if cases is not None else pick_cases(ev, k)
