@@ -613,6 +613,17 @@ def test_masks_read_inverted_are_flagged_in_the_summary_and_on_stderr(tmp_path, 
     assert right.summary["images"]["pixel_auc"] == 1
 
 
+def test_evaluate_says_how_the_dataset_was_read(tmp_path, capsys):
+    """A folder named like a benchmark takes its mask convention, said in the dataset's notes:
+    only the CLI printed them, a notebook's evaluate() said nothing."""
+    imgs, masks = _boxes(tmp_path / "DSO-1", white_forged=False)
+    ds = folder_dataset(imgs, masks, name="DSO-1")
+    assert ds.notes
+    evaluate(None, ds, tmp_path / "o", progress=False, analyze_fn=Box(scores={"a0": 0.2}))
+    err = capsys.readouterr().err
+    assert all(f"note: DSO-1: {n}" in err for n in ds.notes)
+
+
 def test_the_mask_convention_is_recorded_in_rows_csv_and_summary(tmp_path):
     """The results did not say how masks were read, so a later reader had to guess."""
     import dataclasses

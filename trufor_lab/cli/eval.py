@@ -139,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
     except DatasetError as e:
         error(" ".join(str(e).split()))
         return 1
-    for note in dataset.notes:
-        print(f"note: {note}", file=sys.stderr)
     if len(dataset) == 0:
+        for note in dataset.notes:  # evaluate() says them otherwise
+            print(f"note: {dataset.name}: {note}", file=sys.stderr)
         error(f"{dataset.name}: dataset holds no images")
         return 1
     method = getattr(args, "method", "trufor")
