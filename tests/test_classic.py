@@ -331,3 +331,64 @@ def test_jpeg_ghost_finds_a_ghost_in_a_picture_cropped_off_its_grid(images, offs
     m, _, raw = jpeg_ghost(np.ascontiguousarray(final[offset:, offset:]))
     inside = mask[offset:, offset:]
     assert raw["ghost_quality"] in (55, 60, 65) and m[inside].mean() > m[~inside].mean() + 0.1
+
+
+# ------------------------------------------------------------- premise does not hold
+
+
+@pytest.mark.parametrize("how", ["scene", "camera_jpeg90", "sample"])
+def test_cfa_without_a_demosaicing_trace_says_not_applicable(images, shared_dir, how):
+    """Ferrara's EM split the L noise of a picture with no CFA trace in two and flagged 60-98 %
+    of it (the official pristine sample: 86 %), with no word. Such a picture now gets an empty
+    map and a note; a demosaiced photo with a non-demosaiced paste is still found."""
+    if how == "sample":
+        data = (shared_dir / "images" / "pristine1.jpg").read_bytes()
+    else:
+        scene = images["chelsea"]
+        data = png(scene if how == "scene" else Camera(jpeg_quality=90).capture(scene, np.random.default_rng(0)))
+    r = detect(data, "cfa")
+    assert not r.map.any() and r.captures["applicable"] is False
+    assert "no CFA trace found" in r.notice and any("no CFA trace found" in n for n in r.notes)
+    photo = Camera(jpeg_quality=None).capture(images["chelsea"], np.random.default_rng(0))
+    f = F.splice(photo, images["coffee"], seed=0, area=AREA)
+    found = detect(png(f.image), "cfa")
+    assert found.captures["applicable"] and quality(found, f.mask).auc > 0.95
+
+
+def test_bag_on_a_picture_never_compressed_says_no_grid(images):
+    """With no 8x8 grid the per-block anomaly is noise, and the display scaling showed it at full
+    scale (64 % of a never-compressed picture at >= 0.5). Now: empty map and a note; the same
+    picture saved as JPEG still has its grid (and a shifted paste in it is still found)."""
+    photo = Camera(jpeg_quality=None).capture(images["chelsea"], np.random.default_rng(0))
+    r = detect(png(photo), "bag")
+    assert not r.map.any() and r.captures["applicable"] is False and "no 8x8 JPEG grid found" in r.notice
+    for q in (75, 95):
+        jp = detect(jpeg_bytes(photo, q), "bag")
+        assert jp.captures["applicable"] and jp.captures["grid_strength"] > 5, q
+
+
+@pytest.mark.parametrize("q", [50, 75, 90])
+def test_dq_aligned_on_a_jpeg_saved_once_finds_no_double_quantization(images, q):
+    """The comb test ran on the raw, decaying histogram: pictures saved once showed 'periods'
+    near 2 and a texture-driven map (p_single 0.01..1.00). Combs are now measured on the
+    detrended histogram and must agree on one first table; none: empty map and a note. A paste
+    saved once into a 60 -> 90 or 70 -> 95 picture is still found."""
+    photo = Camera(jpeg_quality=None).capture(images["chelsea"], np.random.default_rng(0))
+    r = detect(jpeg_bytes(photo, q), "dq_aligned")
+    assert not r.map.any() and r.captures["applicable"] is False
+    assert "no double-quantization effect found" in r.notice
+    mask = np.zeros(photo.shape[:2], bool)
+    mask[128:256, 192:320] = True
+    for q1, q2 in ((60, 90), (70, 95)):
+        fake = np.where(mask[..., None], photo, jpeg_compress(photo, q1))
+        found = detect(jpeg_bytes(np.ascontiguousarray(fake), q2), "dq_aligned")
+        assert found.captures["first_quality"] == q1 and quality(found, mask).auc > 0.95, (q1, q2)
+
+
+@pytest.mark.parametrize("side", [7, 40])
+def test_dq_aligned_on_a_tiny_jpeg_is_not_applicable_not_nan(side):
+    """Under 8 px there was no block: the map was NaN (min_side was 1); under 64 px a uniform 0.5."""
+    a = np.random.default_rng(0).integers(0, 256, (side, 80, 3), dtype=np.uint8)
+    r = detect(jpeg_bytes(a, 80), "dq_aligned")
+    assert r.captures["applicable"] is False and "pixels a side" in r.notice
+    assert np.isfinite(r.noiseprint).all() and not r.map.any()

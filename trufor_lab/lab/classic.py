@@ -18,7 +18,10 @@ report take these results unchanged.
 JPEG input: a path, bytes or a PIL image read from a JPEG file keep their quantization
 tables; an array does not. ``dq_aligned`` needs the table: without one it does **not**
 raise but returns an all-zero map with ``notice`` and a note saying "needs a JPEG file"
-(so a batch over mixed PNG/JPEG files goes on; check ``captures['applicable']``).
+(so a batch over mixed PNG/JPEG files goes on; check ``captures['applicable']``). A method that
+finds its premise does not hold for the picture (no CFA trace, no 8x8 JPEG grid, no
+double-quantization effect) says so in ``raw['not_applicable']``: the Result then has an empty
+map, no score, that reason as its ``notice`` and ``captures['applicable']`` False.
 """
 
 from __future__ import annotations
@@ -207,6 +210,7 @@ METHODS: Mapping[str, Method] = _registry(
         "Z. Lin, J. He, X. Tang, C.-K. Tang, 'Fast, automatic and fine-grained tampered JPEG image "
         "detection via DCT coefficient analysis', Pattern Recognition 42(11), 2009",
         needs_jpeg=True,
+        min_side=64,  # its histograms need blocks: under 64 blocks it was a uniform 0.5 (or NaN under 8 px)
         bounded=True,
     ),
     Method(
@@ -315,13 +319,13 @@ def detect(
     h, w = src.rgb.shape[:2]
     label = f"classic:{spec.name}"
     msg = None
-    if spec.needs_jpeg and not src.is_jpeg:
+    if min(h, w) < spec.min_side:
+        msg = f"{spec.name} needs at least {spec.min_side} pixels a side; {src.name} is {w}x{h}: empty map"
+    elif spec.needs_jpeg and not src.is_jpeg:
         msg = (
             f"{spec.name} needs a JPEG file (path, bytes or PIL image with its quantization table); "
             f"{src.name} has none: empty map"
         )
-    elif min(h, w) < spec.min_side:
-        msg = f"{spec.name} needs at least {spec.min_side} pixels a side; {src.name} is {w}x{h}: empty map"
     if msg is not None:
         return not_applicable(src, spec.name, msg, name=name)
     t0 = time.perf_counter()
@@ -330,18 +334,23 @@ def detect(
     if raw_map.shape != (h, w):
         raise RuntimeError(f"{spec.name}: map {raw_map.shape} differs from image {(h, w)}")
     notes = [*src.notes, f"classic detector {spec.name} ({spec.description})"]
-    if not np.any(raw_map):  # an all-zero map is no finding: say so rather than show a black panel
+    # the method found its premise does not hold for this picture: an empty map that says so
+    notice = f"{spec.name}: {raw['not_applicable']}: empty map" if "not_applicable" in raw else None
+    if notice is not None:
+        raw_map, score = np.zeros((h, w)), None
+        notes.append(notice)
+    elif not np.any(raw_map):  # an all-zero map is no finding: say so rather than show a black panel
         notes.append(f"{spec.name}: the map is zero everywhere: " + raw.get("empty_reason", "nothing to show here"))
     for key in ("fallback", "note"):  # what the method says about this image
         if key in raw:
             notes.append(f"{spec.name}: {raw[key]}")
-    if score is None and fallback_score:
+    if score is None and fallback_score and notice is None:
         score = float(np.percentile(_normalise(raw_map, spec.bounded), 99))
         notes.append(f"{spec.name} defines no global score: score = 99th percentile of the map")
     shown = raw.get("noiseprint", raw_map)
     captures = {
         "method": spec.name,
-        "applicable": True,
+        "applicable": notice is None,
         "shown": "Noiseprint++" if "noiseprint" in raw else f"{spec.name} (raw output)",
         "raw_map": np.asarray(raw_map, np.float32),
         "seconds": seconds,
@@ -350,11 +359,12 @@ def detect(
     }
     return Result(
         image=src.rgb,
-        noiseprint=np.asarray(shown, np.float32),
+        noiseprint=np.nan_to_num(np.asarray(shown, np.float32)),
         map=_normalise(raw_map, spec.bounded),
         conf=np.ones((h, w), np.float32),
         score=score,
         name=name or src.name,
+        notice=notice,
         exif_orientation=src.orientation,
         notes=tuple(notes),
         captures=captures,
