@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from html import escape as e
 
 import numpy as np
 import pytest
@@ -136,3 +137,26 @@ def test_a_filter_out_of_memory_does_not_lose_the_others(picture, monkeypatch):
     out = classic_filters(encode(picture, "JPEG", quality=90))
     assert out["noise"].notice == "noise failed: cannot allocate"
     assert out["ela"].captures.get("applicable", True) and out["ela"].map.any()
+
+
+def test_the_tab_shows_each_filters_own_notes():
+    """The tab showed only a not-applicable notice, never what a filter said about the picture
+    (a mostly flat picture for the noise map, ELA's fallback quality, an empty map)."""
+    x = np.full((256, 256, 3), 200, np.uint8)  # a flat graphic with one noisy patch
+    x[96:160, 96:160] = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    out = classic_filters(encode(x, "PNG"), ("noise",))
+    said = [n for n in out["noise"].notes if n.startswith("noise:")]
+    assert said and any("tiles are flat" in n for n in said)
+    html = classic_section_html(out)
+    assert all(e(n) in html for n in said)
+
+
+def test_the_ela_text_says_which_quality_it_falls_back_to():
+    """The tab said ELA re-saves at 95 when the file's own quality gives back the same pixels;
+    for a file at 95 or more it re-saves at 85."""
+    x = np.full((64, 64), 128, np.uint8)
+    x[16:48, 16:48] = 40
+    once = np.asarray(Image.open(io.BytesIO(encode(x, "JPEG", quality=95))).convert("RGB"))
+    r = classic_filters(encode(once, "JPEG", quality=95), ("ela",))["ela"]
+    assert r.captures["quality"] == 85
+    assert "85 for a file saved at 95" in FILTERS[0][2]

@@ -392,3 +392,113 @@ def test_dq_aligned_on_a_tiny_jpeg_is_not_applicable_not_nan(side):
     r = detect(jpeg_bytes(a, 80), "dq_aligned")
     assert r.captures["applicable"] is False and "pixels a side" in r.notice
     assert np.isfinite(r.noiseprint).all() and not r.map.any()
+
+
+# ------------------------------------------------------------------ what the file says
+
+
+def test_ela_empty_after_fallback_does_not_claim_the_file_was_saved_at_the_fallback_quality():
+    """A simple file saved at 95 comes back unchanged at 95 and at 85 (the fallback): the note said
+    "saving again at quality 85 gives back the same pixels (the file was last saved so ...)"."""
+    x = np.full((64, 64), 128, np.uint8)
+    x[16:48, 16:48] = 40
+    once = np.asarray(Image.open(io.BytesIO(jpeg_bytes(x, 95))).convert("RGB"))
+    r = detect(jpeg_bytes(once, 95), "ela")
+    assert r.captures["quality"] == 85
+    empty = [n for n in r.notes if "zero everywhere" in n]
+    assert empty and "last saved so" not in empty[0] and "file's quality 95" in empty[0]
+
+
+def _save(a: np.ndarray, tables: list[np.ndarray], **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", qtables=[[int(v) for v in t.reshape(64)] for t in tables], **kw)
+    return buf.getvalue()
+
+
+def test_read_source_uses_the_luma_quality_not_a_joint_fit(images):
+    """``cjpeg -quality 95,60``: the joint fit says 60, so ELA re-saved the luma at 60 and the
+    ghost search stopped at 58; the detectors read luma, at 95."""
+    from trufor_lab.forensics.ijg import ijg_table
+    from trufor_lab.lab.classic import read_source
+
+    data = _save(images["chelsea"][:128, :128], [ijg_table(95), ijg_table(60, True)])
+    s = read_source(data)
+    assert s.quality == 95
+    np.testing.assert_array_equal(s.qtable, ijg_table(95))
+    assert not any("custom tables" in n for n in s.notes)  # IJG tables, at two qualities
+    assert detect(data, "jpeg_ghost").captures["qualities"][-1] >= 92
+
+
+def _swap_table_ids(data: bytes) -> bytes:
+    """The same file with luma stored as table 1 and chroma as table 0 (legal JPEG)."""
+    b, i = bytearray(data), 2
+    while i < len(b):
+        marker, length, p = b[i + 1], int.from_bytes(b[i + 2 : i + 4], "big"), i + 4
+        if marker == 0xDB:
+            j = p
+            while j < i + 2 + length:
+                pq = b[j] >> 4
+                b[j] = (pq << 4) | (1 - (b[j] & 15))
+                j += 1 + (128 if pq else 64)
+        elif marker == 0xC0:
+            for k in range(b[p + 5]):
+                b[p + 8 + 3 * k] = 1 - b[p + 8 + 3 * k]
+        elif marker == 0xDA:
+            break
+        i += 2 + length
+    return bytes(b)
+
+
+def test_read_source_takes_the_table_the_luma_component_uses(images):
+    """The luma table was ``tables[min(tables)]``: a file whose luma uses table 1 gave the chroma
+    table to dq_aligned (periods halved)."""
+    from trufor_lab.forensics.ijg import ijg_table
+    from trufor_lab.lab.classic import read_source
+
+    data = jpeg_bytes(images["chelsea"][:128, :128], 90)
+    swapped = _swap_table_ids(data)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(swapped))), np.asarray(Image.open(io.BytesIO(data))))
+    np.testing.assert_array_equal(read_source(swapped).qtable, ijg_table(90))
+
+
+def test_read_source_says_when_the_tables_are_custom(images):
+    data = _save(images["chelsea"][:64, :64], [np.full((8, 8), 4), np.full((8, 8), 4)])
+    from trufor_lab.lab.classic import read_source
+
+    assert any("nearest IJG quality; the file uses custom tables" in n for n in read_source(data).notes)
+    assert any("custom tables" in n for n in detect(data, "ela").notes)
+
+
+def test_ela_resaves_with_the_files_own_chroma_subsampling(images):
+    """ELA re-saved at 4:2:0 whatever the file: a 4:4:4 photo saved once showed its colour edges
+    (chroma-subsampling error), not an error level."""
+    for sub, pil in (("4:4:4", 0), ("4:2:2", 1)):
+        r = detect(jpeg_bytes(images["chelsea"], 90, sub), "ela", quality=90)
+        assert r.captures["subsampling"] == sub
+        assert float(r.captures["residual"].mean()) < 0.3, sub
+
+
+@pytest.mark.parametrize("q1", [80, 85])
+def test_jpeg_ghost_finds_a_region_first_saved_at_a_high_quality(images, q1):
+    """For a region first saved at 80 or more (then the whole at 95) the most uneven difference
+    map was the one at the range's low end: q* = 40 and an AUC of 0.74. q* is now an interior
+    local minimum of the difference curves."""
+    img = images["chelsea"]
+    mask = np.zeros(img.shape[:2], bool)
+    mask[128:256, 160:288] = True
+    fake = np.ascontiguousarray(np.where(mask[..., None], jpeg_compress(img, q1), img))
+    r = detect(jpeg_bytes(fake, 95), "jpeg_ghost")
+    assert abs(r.captures["ghost_quality"] - q1) <= 3 and quality(r, mask).auc > 0.9
+
+
+@pytest.mark.parametrize("shift", [(4, 0), (0, 3)])
+def test_dq_nonaligned_says_a_one_axis_grid_shift_is_not_judged(images, shift):
+    """The docstring said a first grid shifted along one axis only is missed; the detector
+    reported 0.997 at a wrong (two-axis) shift with wrong Q1 steps. It now says not applicable."""
+    sy, sx = shift
+    first = jpeg_compress(images["coffee"], 60)
+    oy, ox = (8 - sy) % 8, (8 - sx) % 8
+    data = jpeg_bytes(np.ascontiguousarray(first[oy : oy + 368, ox : ox + 368]), 90)
+    r = detect(data, "dq_nonaligned")
+    assert r.captures["applicable"] is False and r.score is None and "one axis only" in r.notice
+    assert r.captures["one_axis_shift"] == [sy, sx]

@@ -31,7 +31,8 @@ FILTERS: tuple[tuple[str, str, str, str], ...] = (
         "ela",
         "Error level analysis (ELA)",
         "How much each part changes when the image is saved once more as JPEG at its own quality "
-        "(at 95 when that gives back the same pixels, as for a file last saved so by a common encoder). "
+        "(when that gives back the same pixels, as for a file last saved so by a common encoder: at 95, "
+        "or at 85 for a file saved at 95 or more). "
         "A pasted region that was never compressed like the rest stands out.",
         "Edges, text and fine texture are always bright; a resave at another quality or a resize "
         "makes the whole picture uniform. Compare similar textures, not bright and flat areas.",
@@ -135,8 +136,12 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
         if applicable:
             panels.append((title, r.map, "inferno"))
         status = "" if applicable else f'<div style="{_NOTE}">Not applicable here: {e(r.notice or "")}</div>'
+        # what the detector said about this picture (a fallback quality, a mostly flat picture,
+        # an empty map), except the notice already shown above
+        said = [n for n in r.notes if n.startswith(f"{name}:") and n != r.notice]
+        notes = "".join(f"<p style='margin:2px 0;font-size:0.9em;color:#444'><i>Note:</i> {e(n)}</p>" for n in said)
         rows.append(
-            f"<h4 style='margin:10px 0 2px'>{e(title)}</h4>{status}"
+            f"<h4 style='margin:10px 0 2px'>{e(title)}</h4>{status}{notes}"
             f"<p style='margin:2px 0'><b>Shows:</b> {e(shows)}</p>"
             f"<p style='margin:2px 0'><b>Misleads when:</b> {e(misleads)}</p>"
         )

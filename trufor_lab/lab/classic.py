@@ -40,7 +40,14 @@ from PIL import Image
 
 from trufor_lab.common.image_files import turn_to_stored
 from trufor_lab.inference.result import Result
-from trufor_lab.forensics.jpeg import estimate_quality, quantization_tables
+from trufor_lab.forensics.jpeg import (
+    _used_tables,
+    estimate_from_header,
+    header_problems,
+    open_source,
+    read_header,
+    subsampling_from_header,
+)
 from trufor_lab.lab import classic_jpeg as J
 from trufor_lab.lab import classic_noise as N
 from trufor_lab.inference.preprocess import ImageLike, load_image
@@ -56,10 +63,11 @@ class Source:
 
     rgb: np.ndarray
     name: str
-    qtable: np.ndarray | None = None  # luma quantization table (8x8, natural order)
-    quality: int | None = None  # nearest IJG quality of the file's tables
+    qtable: np.ndarray | None = None  # luma quantization table (8x8, natural order): component 0's
+    quality: int | None = None  # nearest IJG quality of that luma table (the detectors work on luma)
     notes: tuple[str, ...] = ()
     orientation: int | None = None  # EXIF orientation (pixels are as stored; see Result.as_shown)
+    subsampling: str | None = None  # the file's chroma subsampling ('4:4:4', '4:2:2', '4:2:0', ...)
 
     @property
     def is_jpeg(self) -> bool:
@@ -116,7 +124,10 @@ def _bytes_of(image: Any) -> bytes | None:
 
 def read_source(image: ImageLike | Source) -> Source:
     """Pixels (:func:`~trufor_lab.inference.preprocess.load_image`'s RGB policy) and, for a JPEG file
-    (path, bytes, PIL image), its luma quantization table and nearest IJG quality."""
+    (path, bytes, PIL image), the luma quantization table (the one the first component uses, whatever
+    its table id), the nearest IJG quality of that table (not a joint luma + chroma fit: a
+    ``cjpeg -quality 95,60`` file is at 95 for the luma the detectors read) and the chroma
+    subsampling. Tables that are not IJG-scaled add a note: the quality is only the nearest."""
     if isinstance(image, Source):
         return image
     data = _bytes_of(image)
@@ -124,29 +135,44 @@ def read_source(image: ImageLike | Source) -> Source:
     # file, when there is one, gives the quantization tables only
     loaded = load_image(image if isinstance(image, Image.Image) or data is None else data)
     name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else loaded.name
-    qtable = quality = None
+    qtable = quality = sampling = None
+    notes = list(loaded.notes)
     src: Any = data if data is not None else (image if isinstance(image, Image.Image) else None)
     if src is not None and (data is None or data[:2] == b"\xff\xd8"):
-        tables = quantization_tables(io.BytesIO(data) if data is not None else src)
-        if tables:
-            qtable = tables[min(tables)].astype(np.float64)
-            est = estimate_quality(io.BytesIO(data) if data is not None else src)
-            quality = None if est is None else est.quality
-    return Source(loaded.rgb, name, qtable, quality, loaded.notes, loaded.exif_orientation)
+        hdr = read_header(open_source(io.BytesIO(data) if data is not None else src))
+        problems = header_problems(hdr) if hdr is not None and hdr.qtables else []
+        if problems:  # which table is luma is unknown: none is guessed
+            notes.append(f"{name}: JPEG tables not used ({'; '.join(problems)})")
+        elif hdr is not None and hdr.qtables:
+            qtable = _used_tables(hdr)[0].astype(np.float64)
+            est = estimate_from_header(hdr)
+            quality = None if est is None else est.luma_quality
+            sampling = subsampling_from_header(hdr)
+            if est is not None and not est.standard:
+                notes.append(f"{name}: JPEG quality {quality} is the nearest IJG quality; the file uses custom tables")
+    return Source(loaded.rgb, name, qtable, quality, tuple(notes), loaded.exif_orientation, sampling)
 
 
 # ------------------------------------------------------------------------- adapters
 
 
-def _ela(s: Source, quality: int | None = None, **kw: Any) -> J.Output:
+def _ela(s: Source, quality: int | None = None, subsampling: str | None = None, **kw: Any) -> J.Output:
     q = quality if quality is not None else (s.quality or 90)
-    out = J.ela(s.rgb, quality=int(q), **kw)
+    # re-saved with the file's own chroma subsampling: at 4:2:0, a 4:4:4 file's colour edges lit up
+    sub = subsampling or (s.subsampling if s.subsampling in ("4:4:4", "4:2:2", "4:2:0") else "4:2:0")
+    out = J.ela(s.rgb, quality=int(q), subsampling=sub, **kw)
     if quality is None and "empty_reason" in out[2]:
         # a file last saved at its own quality by a libjpeg-like encoder comes back unchanged:
         # the usual ELA quality (95, or 85 for a file at 95 or more) shows its error levels instead
         other = 95 if q < 95 else 85
-        m, score, raw = J.ela(s.rgb, quality=other, **kw)
-        raw["fallback"] = f"re-saving at the file's quality {q} changed nothing; shown at quality {other}"
+        first = f"the file's quality {q}" if s.quality is not None else f"quality {q}"
+        m, score, raw = J.ela(s.rgb, quality=other, subsampling=sub, **kw)
+        raw["fallback"] = f"re-saving at {first} changed nothing; shown at quality {other}"
+        if "empty_reason" in raw:
+            raw["empty_reason"] = (
+                f"saving again at quality {other} gives back the same pixels too, as at {first}: "
+                "ELA shows nothing here; try another quality"
+            )
         return m, score, raw
     return out
 

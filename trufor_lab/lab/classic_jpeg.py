@@ -61,16 +61,18 @@ def blocks_to_pixels(
 # ----------------------------------------------------------------------------------- ELA
 
 
-def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0) -> Output:
+def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0, subsampling: str = "4:2:0") -> Output:
     """Error level analysis (Krawetz 2007): ``|image - JPEG(image, quality)|``, mean over
     channels, Gaussian-smoothed. Content already compressed at ``quality`` barely changes;
-    content with another (or no) compression history changes more."""
-    residual = np.abs(rgb.astype(np.float64) - jpeg_compress(rgb, quality).astype(np.float64)).mean(axis=2)
-    raw: dict = {"residual": residual.astype(np.float32), "quality": quality}
+    content with another (or no) compression history changes more. ``subsampling`` should be
+    the file's own: re-saving a 4:4:4 file at 4:2:0 lights up every colour edge."""
+    again = jpeg_compress(rgb, quality, subsampling)
+    residual = np.abs(rgb.astype(np.float64) - again.astype(np.float64)).mean(axis=2)
+    raw: dict = {"residual": residual.astype(np.float32), "quality": quality, "subsampling": subsampling}
     if not residual.any():
         raw["empty_reason"] = (
-            f"saving again at quality {quality} gives back the same pixels (the file was last saved "
-            "so by a libjpeg-like encoder): ELA shows nothing here; try another quality"
+            f"saving again at quality {quality} ({subsampling}) gives back the same pixels: "
+            "ELA shows nothing here; try another quality"
         )
     return ndimage.gaussian_filter(residual, smooth), None, raw
 
@@ -81,8 +83,11 @@ def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0) -> Output:
 def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 100, 5)), window: int = 16) -> Output:
     """JPEG ghosts (Farid 2009): recompress at each quality q; the squared difference, averaged
     over a ``window`` and the channels, normalised per pixel over q to [0, 1], dips at the q a
-    region was first saved with. The map is the dip depth ``1 - d(q*)`` at the quality q* whose
-    normalised difference map is most spatially uneven (largest median - 2nd percentile).
+    region was first saved with. The map is the dip depth ``1 - d(q*)`` at the quality q*
+    chosen among the interior qualities (never an end of the range) by the product of how
+    spatially uneven its normalised difference map is (median - 2nd percentile) and how much
+    the pixels whose difference curve has a local minimum there cluster into a region
+    (``raw['minima_cluster']``: 98th percentile - median of their local density).
 
     Recompression runs on the image's own 8x8 grid (its phase found as in :func:`bag`, the
     image padded to it and cropped back): a picture cropped off its JPEG grid showed no ghost."""
@@ -103,9 +108,18 @@ def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 
     eps = 0.5  # flat pixels (almost no difference at any q) come out neutral (0.5), not ghosts
     dn = (d - lo + eps / 2) / (hi - lo + eps)
     # a ghost is a *low* difference in part of the image: unevenness = median - 2nd percentile
-    p02, p50 = np.percentile(dn.reshape(len(qualities), -1)[:, ::7], [2, 50], axis=1)
+    n = len(qualities)
+    p02, p50 = np.percentile(dn.reshape(n, -1)[:, ::7], [2, 50], axis=1)
     spread = p50 - p02
-    k = int(np.argmax(spread))
+    # a ghost is a dip *inside* the range: q* only among interior local minima of the per-pixel
+    # curves, where they cluster (a region, not scattered noise). The unevenness alone was largest
+    # at the range's low end for regions first saved at 80 or more (q* = 40, AUC 0.74)
+    dip = np.zeros(d.shape)
+    dip[1:-1] = (dn[1:-1] < dn[:-2]) & (dn[1:-1] < dn[2:])
+    clustered = np.array([ndimage.uniform_filter(m, 2 * window) for m in dip]).reshape(n, -1)[:, ::7]
+    c50, c98 = np.percentile(clustered, [50, 98], axis=1)
+    cluster = np.maximum(c98 - c50, 0.0)
+    k = int(np.argmax(spread * cluster)) if n >= 3 and cluster.any() else int(np.argmax(spread))
     return (
         1.0 - dn[k],
         None,
@@ -114,6 +128,7 @@ def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 
             "ghost_quality": int(qualities[k]),
             "curves": d.reshape(len(qualities), -1).mean(axis=1).tolist(),
             "spread": spread.tolist(),
+            "minima_cluster": cluster.tolist(),
             "difference": dn.astype(np.float32),
             "grid_phase": [int(py), int(px)],
         },
@@ -285,15 +300,19 @@ def dq_nonaligned(
 
     A region first compressed on a grid shifted by (dy, dx) keeps, on *that* grid, DCT
     coefficients near multiples of its first quantization steps Q1, blurred only by the
-    second compression's noise. For each of the 49 shifts along both axes (a shift along one
-    axis shares the last compression's rows or columns and is not judged: such a paste is
-    missed) and the lowest ``n_coeffs`` AC
+    second compression's noise. For each of the 49 shifts along both axes and the lowest
+    ``n_coeffs`` AC
     frequencies, the step in 2..``max_step`` with the strongest integer periodicity is found;
     the shift with the largest total periodicity is the primary grid. Per block and frequency
     the log-likelihood ratio of "quantized with Q1" (wrapped Gaussian residue, variance from
     the second table ``qtable`` or 1.5 when unknown) against "never quantized" (uniform
     residue) is summed; ``map`` is its logistic. ``score`` = the logistic of the best shift's
     periodicity z-score against the other shifts (the integer-periodicity-map detector).
+
+    A shift along one axis shares the last compression's rows or columns and is not judged;
+    when such a shift shows a strong periodicity (total >= 2 and twice the best two-axis
+    shift's: an earlier grid shifted along one axis only) the result is not applicable
+    (``raw['not_applicable']``, ``raw['one_axis_shift']``) rather than a map at a wrong shift.
     """
     y = luma(rgb)
     steps = np.arange(2, max_step + 1)
@@ -315,6 +334,25 @@ def dq_nonaligned(
     # once), so only shifts along both axes are candidates and baseline
     cand[0, :] = cand[:, 0] = -np.inf
     dy, dx = np.unravel_index(int(np.argmax(cand)), cand.shape)
+    one_axis = total.copy()
+    one_axis[0, 0] = one_axis[1:, 1:] = -np.inf
+    oy, ox = np.unravel_index(int(np.argmax(one_axis)), one_axis.shape)
+    if one_axis[oy, ox] >= max(2.0, 2 * total[dy, dx]):
+        # a first grid shifted along one axis: strong periodicity there (3.5-5.3 measured; saved
+        # once at most 0.8) and the best two-axis shift only shares its rows or columns (it scored
+        # 0.997 at a wrong shift with wrong Q1)
+        return (
+            np.zeros(y.shape),
+            None,
+            {
+                "one_axis_shift": [int(oy), int(ox)],
+                "periodicity": total.astype(np.float32),
+                "not_applicable": (
+                    f"the earlier JPEG grid is shifted along one axis only (by ({int(oy)}, {int(ox)}) "
+                    "pixels): this method judges shifts along both axes, not applicable"
+                ),
+            },
+        )
     others = total[np.isfinite(cand) & (np.arange(64).reshape(8, 8) != dy * 8 + dx)]
     z = (total[dy, dx] - np.median(others)) / (1.4826 * np.median(np.abs(others - np.median(others))) + 1e-9)
     q1 = best_steps[(dy, dx)].astype(np.float64)
