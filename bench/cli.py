@@ -1,7 +1,8 @@
 """``python -m bench``: the official-algorithm baseline vs the exact and fast modes, in one run.
 
-    python -m bench [--sizes 0.25,1,3] [--device cpu|cuda] [--modes baseline,exact,fast]
-                    [--repeat N] [--runs N] [--warmup N] [--compile] [--json out.json] [--no-hooks]
+    python -m bench [--sizes 0.25,1,3] [--device cpu|cuda] [--modes baseline,exact,fast,fast32]
+                    [--repeat N] [--runs N] [--warmup N] [--budget-mib MiB] [--compile]
+                    [--weights recipe|demo] [--json out.json] [--no-hooks] [--timeout S]
 
 For every size (megapixels, 4:3 images cut from an official sample, mirrored to size) and
 mode, a subprocess builds TruFor with the deterministic recipe weights (no official
@@ -17,7 +18,7 @@ best time is kept, so that ratios on a shared machine compare like with like. Mo
   forward, ``model(x)`` under ``no_grad``, with PyTorch's default settings (oneDNN on), the
   attention formula as written (``set_attention('plain')``), NCHW, no chunking; on CUDA with
   cuDNN off, as the official test configuration sets it;
-- ``exact``: ``trufor_lab.inference.predict(model, x, 'exact')`` (IEEE float32);
+- ``exact``: ``trufor_lab.inference.predict.predict(model, x, 'exact')`` (IEEE float32);
 - ``fast``: ``predict(model, x, 'fast')``: Noiseprint++ IEEE float32 but channels-last, the
   encoder in bfloat16 (patch embeddings and FFMs float32) on CUDA and on CPUs with native
   bfloat16; approximate;

@@ -25,7 +25,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     r = subparsers.add_parser("report", help="write one self-contained HTML report for an image")
     r.add_argument("image", metavar="IMAGE", help="the image to analyze")
     r.add_argument(
-        "-o", "--output", required=True, help="the HTML file to write (an existing one only if it is a report)"
+        "-o",
+        "--output",
+        required=True,
+        help="the HTML file to write (an existing file is replaced only if it is .html, .htm or .pdf)",
     )
     r.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     r.add_argument(

@@ -218,7 +218,8 @@ def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
 
 
 def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Read ``src`` (path, bytes, PIL image, numpy array or uint8 tensor) as RGB uint8.
+    """Read ``src`` (path, bytes, PIL image, numpy array or uint8 tensor) into a :class:`LoadedImage`:
+    RGB uint8 pixels in ``.rgb``, with the name, EXIF orientation and notes on how it was read.
 
     Float tensors are not images but model inputs: pass them to the model directly.
     """

@@ -6,7 +6,7 @@ quantity to explain is a small *target* callable ``target(TruForOutput) -> (B,)`
 :class:`ScoreTarget` (detection logit or score), :class:`RegionTarget` (mean localization
 probability inside a region), :class:`ConfidenceTarget` (mean confidence).
 
->>> a = tl.attribute.attribute(model, "photo.png", method="ig", target=ScoreTarget(), baseline="blur")
+>>> from trufor_lab.interpret.attribute import ScoreTarget, attribute; a = attribute(model, "photo.png", method="ig", target=ScoreTarget(), baseline="blur")
 >>> a.map.shape, a.delta      # (H, W) attribution, IG convergence delta
 >>> a.plot()
 

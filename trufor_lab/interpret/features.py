@@ -6,6 +6,7 @@ is used) or a capture dict as returned by :func:`trufor_lab.capture` / ``Result.
 >>> stats = channel_stats(cap.tensors["fusion.stage1.ffm"])
 >>> stats.top(8)                                  # channel indices with most energy
 >>> pca_rgb(cap.tensors["rgb.stage2.out"]).plot()
+>>> result = tl.analyze(model, "photo.jpg", capture=branch_comparison_names())
 >>> branch_similarity(result.captures).plot()     # RGB vs Noiseprint++ before/after FRM
 """
 

@@ -12,7 +12,7 @@ orientation is deliberately not applied, it would transpose the grid).
 
 :class:`RealForgeryStream` makes training examples from them: pristine crops as negatives;
 splices between photos of different cameras, between a photo and a simulated camera
-(:class:`trufor_lab.camera.Camera`), and within one photo (copy-move, inpainting, local edits,
+(:class:`trufor_lab.training.camera.Camera`), and within one photo (copy-move, inpainting, local edits,
 region-wise double JPEG); simulated-camera examples kept for variety; and the platform chain
 of a viral image (:func:`platform_chain`: downscale, JPEG 70-90 or screenshot-like PNG)
 applied to pristine and forged alike so it is not itself the signal.
@@ -413,7 +413,7 @@ def real_heldout(
 ) -> list[Forgery]:
     """Held-out real test items: pristine grid-aligned native crops and splices between photos
     of DIFFERENT cameras (host crop + donor crop of another camera, random region, donor
-    processing as in :func:`trufor_lab.forgeries.splice`), both then re-saved as JPEG at
+    processing as in :func:`trufor_lab.lab.forgeries.splice`), both then re-saved as JPEG at
     ``recompress`` quality (pristine and forged alike; ``None``: native, no recompression).
     Needs photos from at least two cameras; ``photos``: :class:`Photo` records or
     ``(camera, pixels)`` pairs."""
