@@ -217,6 +217,22 @@ def test_compare_does_not_move_small_pictures_on_a_chance_peak(shared_dir):
     assert compare(a, b).shift == (2, 3)
 
 
+def test_the_chance_level_is_what_unrelated_pictures_reach(shared_dir):
+    """The note quoted a 'chance level' that was the bar divided by a factor the bar did not
+    use (0.08 where chance reached 0.03)."""
+    from trufor_lab.casebook.compare import CHANCE_MARGIN, _correlation, chance_level, shift_threshold
+
+    rng = np.random.default_rng(3)
+    for n in (32, 128):
+        a, b = (rng.integers(0, 256, (n, n, 3), dtype=np.uint8) for _ in range(2))
+        r = _correlation(a, b)
+        level = chance_level(r)
+        assert 0.6 < np.abs(r).max() / level < 1.6, n  # the noise's own maximum, near the estimate
+        assert shift_threshold(r) == max(0.08, CHANCE_MARGIN * level)
+        note = compare(a, b).notes[-1]
+        assert f"needs {shift_threshold(r):.2f}: chance reaches {level:.2f} at this size" in note, note
+
+
 def test_compare_says_when_b_cannot_be_cropped_to_a_shape(tampered2):
     """A 4000x9 strip against an 8x8 picture: B could only be cut to one row (aspect 8, not
     444), yet the note said it had been cropped to A's aspect ratio."""

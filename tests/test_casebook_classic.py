@@ -151,6 +151,25 @@ def test_the_tab_shows_each_filters_own_notes():
     assert all(e(n) in html for n in said)
 
 
+def test_the_tab_says_once_when_the_jpeg_tables_are_custom(tmp_path):
+    """Phone photos use their own tables: 'its own quality' is then only the nearest IJG one. The
+    source said so in every filter's notes, but the tab showed only notes starting with a filter's
+    name, so the caveat never reached the page; it is shown once, without the file's folders."""
+    x = np.asarray(Image.open(io.BytesIO(encode(np.full((128, 128, 3), 90, np.uint8), "PNG"))))
+    x = x.copy()
+    x[32:96, 32:96] = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "secret_folder" / "phone.jpg"
+    path.parent.mkdir()
+    Image.fromarray(x).save(path, qtables=[[2 + (i * 7) % 11 for i in range(64)]] * 2)
+    html = classic_section_html(classic_filters(path))
+    assert html.count("the file uses custom tables") == 1
+    assert "phone.jpg: JPEG quality" in html and "secret_folder" not in html
+    png = path.with_suffix(".png")
+    Image.fromarray(x).save(png)  # not-applicable notices named the full path too
+    html = classic_section_html(classic_filters(png))
+    assert "Not applicable here" in html and "phone.png" in html and "secret_folder" not in html
+
+
 def test_the_ela_text_says_which_quality_it_falls_back_to():
     """The tab said ELA re-saves at 95 when the file's own quality gives back the same pixels;
     for a file at 95 or more it re-saves at 85."""

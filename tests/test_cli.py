@@ -515,6 +515,24 @@ def test_report_refuses_an_existing_file_that_is_not_a_report(tmp_path, with_wei
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_a_report_named_without_a_suffix_is_replaced_by_a_rerun(tmp_path, monkeypatch, capsys):
+    """'-o rep' wrote a report the first time and refused to replace it the second ('exists and
+    is not a report'): a report is recognised by what it holds, not only by its name."""
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    img = _img(tmp_path / "viral.png")
+    out = tmp_path / "rep"
+    for _ in range(2):
+        assert main(["report", str(img), "-o", str(out), "-q", "--no-demo", "--device", "cpu"]) == 0, (
+            capsys.readouterr()
+        )
+        assert out.read_text().startswith("<!DOCTYPE html>")
+    out.write_text("<!DOCTYPE html><p>someone's page</p>")  # HTML, but not a report of ours
+    assert main(["report", str(img), "-o", str(out), "-q", "--no-demo", "--device", "cpu"]) == 1
+    assert "exists and is not a report" in capsys.readouterr().err
+    assert out.read_text() == "<!DOCTYPE html><p>someone's page</p>"
+
+
 def test_report_named_pdf_in_capitals_keeps_the_html_beside_it(tmp_path, monkeypatch, capsys):
     """'-o Case.PDF --pdf' wrote the HTML into Case.PDF (the check for '-o case.pdf' compared
     suffixes with their case) and the PDF into Case.pdf: one file on macOS and Windows."""

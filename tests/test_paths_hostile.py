@@ -215,6 +215,13 @@ def test_links_to_folders_are_followed_once(tmp_path):
     pairs, problems = expand_inputs([str(tmp_path / "in")])
     assert problems == []
     assert [n for _, n in pairs] == ["a.png", "again/b.png"]
+    (tmp_path / "in" / "sub").mkdir()
+    _img(tmp_path / "in" / "sub" / "c.png")
+    (tmp_path / "in" / "alias").symlink_to(tmp_path / "in" / "sub")  # sorts first, but is a link
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    named = {n: f for f, n in pairs}
+    assert "sub/c.png" in named and named["sub/c.png"] == tmp_path / "in" / "sub" / "c.png"
+    assert not any(n.startswith("alias/") for n in named) and problems == []
 
 
 def test_a_broken_link_with_an_image_name_is_a_problem(tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 
 from trufor_lab.casebook.report import fig_to_data_uri, official_weights
 from trufor_lab.common.memory import free_memory_bytes
+from trufor_lab.common.paths import display_name
 from trufor_lab.inference.result import Result
 from trufor_lab.lab.classic import detect, not_applicable, read_source
 
@@ -112,6 +113,12 @@ def _figure(results: list[tuple[str, np.ndarray, str]], dpi: int) -> str:
     return fig_to_data_uri(fig, dpi)
 
 
+def _without_folders(text: str, name: str) -> str:
+    """``text`` with the file's full path replaced by its base name (a shared page must not show
+    a user's folders)."""
+    return text.replace(name, display_name(name)) if name and name != display_name(name) else text
+
+
 def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = None, dpi: int = 90) -> str:
     """HTML of the tab: TruFor's map first (when there is one), then each filter with what it
     shows and how it misleads."""
@@ -123,6 +130,15 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
         f"about whether it means an edit: read each with its caveat. {'TruFor' if official else 'The model'}'s "
         "map combines such traces with what it learned, and its confidence says where not to trust it.</div>"
     ]
+    # what reading the file said, common to every filter (custom JPEG tables: "its own quality" is
+    # only the nearest IJG one), once, the file named without its folders
+    results = [r for r in filters.values() if r is not None]
+    shared = [n for n in (results[0].notes if results else ()) if all(n in r.notes for r in results[1:])]
+    for n in shared:
+        if n.startswith("classic detector ") or any(n == r.notice for r in results):
+            continue
+        text = _without_folders(n, results[0].name)
+        parts.append(f"<p style='margin:4px 0;font-size:0.9em;color:#444'><i>Note:</i> {e(text)}</p>")
     panels: list[tuple[str, np.ndarray, str]] = []
     if trufor is not None and trufor.map is not None:
         score = "" if trufor.score is None else f" (score {trufor.score:.2f})"
@@ -135,10 +151,11 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
         applicable = r.map is not None and r.captures.get("applicable", True)
         if applicable:
             panels.append((title, r.map, "inferno"))
-        status = "" if applicable else f'<div style="{_NOTE}">Not applicable here: {e(r.notice or "")}</div>'
+        notice = _without_folders(r.notice or "", r.name)
+        status = "" if applicable else f'<div style="{_NOTE}">Not applicable here: {e(notice)}</div>'
         # what the detector said about this picture (a fallback quality, a mostly flat picture,
         # an empty map), except the notice already shown above
-        said = [n for n in r.notes if n.startswith(f"{name}:") and n != r.notice]
+        said = [_without_folders(n, r.name) for n in r.notes if n.startswith(f"{name}:") and n != r.notice]
         notes = "".join(f"<p style='margin:2px 0;font-size:0.9em;color:#444'><i>Note:</i> {e(n)}</p>" for n in said)
         rows.append(
             f"<h4 style='margin:10px 0 2px'>{e(title)}</h4>{status}{notes}"

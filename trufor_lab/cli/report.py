@@ -28,7 +28,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "-o",
         "--output",
         required=True,
-        help="the HTML file to write (an existing file is replaced only if it is .html, .htm or .pdf)",
+        help="the HTML file to write (an existing file is replaced only if it is .html, .htm, .pdf or a report written here)",
     )
     r.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     r.add_argument(
@@ -78,6 +78,22 @@ def _outputs(output: str, pdf: bool) -> list[tuple[Path, str]]:
     return [(out, "report"), (out.with_suffix(".pdf"), "PDF")]
 
 
+#: How every HTML report this project writes begins (casebook/report.py).
+REPORT_HEAD = b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy"'
+
+
+def _written_here(out: Path) -> bool:
+    """Whether ``out`` is an HTML report this project wrote, whatever its name (``-o rep`` run
+    twice: the rerun must replace its own report)."""
+    try:
+        if not out.is_file():  # a pipe would block the read
+            return False
+        with open(out, "rb") as f:
+            return f.read(len(REPORT_HEAD)) == REPORT_HEAD
+    except OSError:
+        return False
+
+
 def _output_problem(out: Path, what: str, inputs: list[str]) -> str | None:
     """Why ``out`` must not be written, in one line (names escaped by :func:`error`), or None."""
     clash = next((p for p in inputs if _same_file(out, p)), None)
@@ -89,7 +105,8 @@ def _output_problem(out: Path, what: str, inputs: list[str]) -> str | None:
     if out.is_dir() and what == "report":  # (a PDF that cannot be written is said after the HTML is)
         return f"{out}: is a folder; -o names the report file to write (e.g. {out / 'report.html'})"
     suffix = out.suffix.lower()
-    if os.path.lexists(out) and (suffix not in REPORT_SUFFIXES or suffix in IMAGE_EXTENSIONS):
+    named_so = suffix in REPORT_SUFFIXES and suffix not in IMAGE_EXTENSIONS
+    if os.path.lexists(out) and not (named_so or _written_here(out)):
         return (
             f"{out}: exists and is not a report (not .html, .htm or .pdf); not overwritten "
             "(a typo for --compare? choose another -o)"

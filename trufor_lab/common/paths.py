@@ -74,7 +74,9 @@ def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list
             dirs[:] = []
             continue
         visited.add(here)
-        dirs.sort()  # the first of two links to one folder names its images, the same each run
+        # a real folder before a link to it, then by name: the first way to a folder names its
+        # images, the same each run
+        dirs.sort(key=lambda d: (os.path.islink(os.path.join(top, d)), d))
         for n in names:
             if Path(n).suffix.lower() not in IMAGE_EXTENSIONS or n.startswith("._"):
                 continue
@@ -317,7 +319,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
             continue
         seen.add(key)
         name = f.name
-        for path, top in ((key, root), (Path(os.path.abspath(f)), as_given)):  # a folder linked in: as found
+        for path, top in ((Path(os.path.abspath(f)), as_given), (key, root)):  # as found (a link too), else resolved
             if top is not None and path.is_relative_to(top):
                 name = path.relative_to(top).as_posix()
                 break
