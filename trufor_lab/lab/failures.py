@@ -43,6 +43,7 @@ from trufor_lab.inference.result import COMPUTED_KEY, INPUT_SHA256_KEY, WEIGHTS_
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import REGISTRY, DatasetError, MaskConvention, read_mask
 from trufor_lab.lab.eval_rows import convention_from_record
+from trufor_lab.lab.eval_rows import nan as _num
 from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.viz.figures import display_stride, for_display, map_cmap, plain_figure, show_image
 
@@ -70,13 +71,6 @@ HEAVY_COMPRESSION = 75
 GRID = 8
 
 EvaluationLike = Evaluation | str | os.PathLike
-
-
-def _num(v: Any) -> float:
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def as_evaluation(ev: EvaluationLike) -> Evaluation:
