@@ -42,7 +42,11 @@ def estimate_translation(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, int],
     aligns it with ``a``; ``peak`` (about 1 for identical content, near 0 for unrelated) says how
     much to trust it (compare it with :func:`shift_threshold`).
     """
-    r = _correlation(a, b)
+    return _peak(_correlation(a, b))
+
+
+def _peak(r: np.ndarray) -> tuple[tuple[int, int], float]:
+    """The shift at a correlation surface's highest value (wrapped to signed), and that value."""
     h, w = r.shape
     dy, dx = np.unravel_index(int(np.argmax(r)), r.shape)
     dy = int(dy) - h if dy > h // 2 else int(dy)
@@ -258,8 +262,8 @@ def compare(
     shift, peak = (0, 0), None
     valid = np.ones((ha, wa), dtype=bool)
     if estimate_shift and min(ha, wa) >= 8:
-        (dy, dx), peak = estimate_translation(ia, aligned)
-        r = _correlation(ia, aligned)
+        r = _correlation(ia, aligned)  # once: a 12 MP surface is two large FFTs
+        (dy, dx), peak = _peak(r)
         bar = shift_threshold(r)
         small = abs(dy) < ha / 4 and abs(dx) < wa / 4
         # no move when unmoved is itself a reliable match (an edited copy: a chance peak elsewhere)

@@ -51,6 +51,11 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     return find_images(folder, recursive)[0]
 
 
+def _why_unreadable(e: OSError) -> str:
+    """Why a folder could not be listed, in a few words."""
+    return "permission denied" if e.errno in (errno.EACCES, errno.EPERM) else (e.strerror or str(e))
+
+
 def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list[Path], list[str]]:
     """Image files in ``folder`` (sorted; recursive by default), and one line per thing that
     hides images: a folder that could not be read (no permission), a broken link with an image
@@ -63,8 +68,7 @@ def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list
     problems: list[str] = []
 
     def unreadable(e: OSError) -> None:
-        why = "permission denied" if e.errno in (errno.EACCES, errno.EPERM) else (e.strerror or str(e))
-        problems.append(f"{e.filename or folder}: cannot read folder ({why}); its images are left out")
+        problems.append(f"{e.filename or folder}: cannot read folder ({_why_unreadable(e)}); its images are left out")
 
     found: list[Path] = []
     visited: set[str] = set()
@@ -123,8 +127,9 @@ def _glob_unreadable(pattern: str) -> list[str]:
             with os.scandir(folder) as entries:
                 subs = [e.name for e in entries if e.is_dir()]
         except OSError as e:
-            why = "permission denied" if e.errno in (errno.EACCES, errno.EPERM) else (e.strerror or str(e))
-            problems.append(f"{folder}: cannot read folder ({why}); its images are left out of {pattern}")
+            problems.append(
+                f"{folder}: cannot read folder ({_why_unreadable(e)}); its images are left out of {pattern}"
+            )
             return
         for name in sorted(subs):
             if _could_hold(folder_pattern, (*rel, name)):

@@ -20,6 +20,7 @@ from trufor_lab.inference.predict import InferenceMode, hooked, plain_fits, plai
 from trufor_lab.inference.preprocess import ImageError, ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
+from trufor_lab.model.decoder import in_training
 from trufor_lab.model.interventions import lean_blockers, plain_forward_required
 from trufor_lab.model.lean import free_memory_bytes
 from trufor_lab.model.noiseprint import Noiseprint
@@ -61,7 +62,7 @@ def analyze(
     where every hook fires.
     """
     loaded, x = prepare_input(model, image)
-    training = next((f"{n or 'the model'} ({type(m).__name__})" for n, m in model.named_modules() if m.training), None)
+    training = in_training(model)
     if training:
         warnings.warn(f"{training} is in training mode; analyze() expects model.eval()", stacklevel=2)
     known = isinstance(model, (TruFor, Noiseprint))

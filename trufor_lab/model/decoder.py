@@ -88,14 +88,22 @@ def _folded_scale_weights(decoders: Sequence[MLPDecoder]) -> tuple[list[torch.Te
     return [torch.cat(col) for col in zip(*mats)], torch.cat(biases)
 
 
-def require_eval(model: nn.Module, what: str) -> None:
-    """A one-line ``ValueError`` naming the first module of ``model`` left in training mode (a
-    BatchNorm or dropout after ``model.eval()``, a submodule's ``.train()``): the inference paths
-    read running BatchNorm statistics and would answer otherwise than the plain forward."""
+def in_training(model: nn.Module) -> str | None:
+    """The first module of ``model`` left in training mode (a BatchNorm or dropout after
+    ``model.eval()``, a submodule's ``.train()``), named for a message; ``None`` if none is."""
     for name, mod in model.named_modules():
         if mod.training:
-            where = f"{name} ({type(mod).__name__})" if name else f"the model ({type(mod).__name__})"
-            raise ValueError(f"{what} runs inference: {where} is in training mode; call model.eval() first")
+            return f"{name} ({type(mod).__name__})" if name else f"the model ({type(mod).__name__})"
+    return None
+
+
+def require_eval(model: nn.Module, what: str) -> None:
+    """A one-line ``ValueError`` naming the first module of ``model`` left in training mode: the
+    inference paths read running BatchNorm statistics and would answer otherwise than the plain
+    forward."""
+    where = in_training(model)
+    if where is not None:
+        raise ValueError(f"{what} runs inference: {where} is in training mode; call model.eval() first")
 
 
 def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
