@@ -360,10 +360,13 @@ def test_non_finite_output_is_an_error_not_a_score(small_image):
 
 
 def test_fast_mode_keeps_the_key_value_reduction_float32_on_cpus(shared_dir):
-    """On a CPU the bfloat16 key/value reduction (an 8x8, stride-8 convolution in stage 1) moved
-    the demo model's map by up to 0.79 on a real sample; kept float32 (the CPU default) it moves
-    like on CUDA. Forced bfloat16 (``amp_on_cpu``) so that it runs on any CPU."""
+    """On a CPU with native bfloat16 (AVX512-BF16 / AMX) oneDNN's bfloat16 key/value reduction
+    (an 8x8, stride-8 convolution in stage 1) moved the demo model's map by up to 0.79 on a real
+    sample; kept float32 (the CPU default) it moves like on CUDA. Forced bfloat16 (``amp_on_cpu``)
+    so that it runs on any CPU; a CPU without native bfloat16 emulates it through float32 and
+    rounds that convolution no worse than the rest, so there only the bound is checked."""
     from trufor_lab.inference.predict import DEFAULT_KEEP_FLOAT32
+    from trufor_lab.model.precision import cpu_has_native_bf16
 
     assert "reduction" in DEFAULT_KEEP_FLOAT32["cpu"] and InferenceMode.fast().keep_float32 is None
     model = tl.load(device="cpu")
@@ -376,7 +379,8 @@ def test_fast_mode_keeps_the_key_value_reduction_float32_on_cpus(shared_dir):
     d, d_old = deviation(fast, exact), deviation(old, exact)
     q, q_old = deviation_quantiles(fast, exact), deviation_quantiles(old, exact)
     assert d["score"] <= 1e-2 and q["map"]["q99.9"] <= 1e-2, (d, q)
-    assert q_old["map"]["q99.9"] > 3 * q["map"]["q99.9"] and d_old["map"] > d["map"], (q_old, q)
+    if cpu_has_native_bf16():
+        assert q_old["map"]["q99.9"] > 3 * q["map"]["q99.9"] and d_old["map"] > d["map"], (q_old, q)
 
 
 def test_sample_images_are_looked_up_one_by_one_and_stand_ins_keep_their_own_name(tmp_path, shared_dir, monkeypatch):

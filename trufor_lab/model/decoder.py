@@ -106,6 +106,25 @@ def require_eval(model: nn.Module, what: str) -> None:
         raise ValueError(f"{what} runs inference: {where} is in training mode; call model.eval() first")
 
 
+#: Bytes of one band of the 1/4-resolution fused map in :func:`folded_decode` on the CPU: the
+#: whole map is ``2 x 512`` channels (256 MiB at 1 MP), written and read again by each scale's
+#: upsampling and the sum, each time as fresh pages; bands this small stay in the cache.
+DECODE_BAND_BYTES = 4 * 2**20
+
+
+def bilinear_sources(
+    n_in: int, n_out: int, start: int, stop: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output indices ``[start, stop)`` of a bilinear resize ``n_in -> n_out``
+    (``align_corners=False``, as ``F.interpolate``): the two source indices and the weight of the
+    second one."""
+    scale = torch.tensor(n_in, dtype=dtype, device=device) / n_out
+    src = (scale * (torch.arange(start, stop, dtype=dtype, device=device) + 0.5) - 0.5).clamp_min(0)
+    i0 = src.floor().long().clamp_max(n_in - 1)
+    lam = (src - i0.to(dtype)).clamp(0, 1)
+    return i0, (i0 + 1).clamp_max(n_in - 1), lam
+
+
 def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """``[dec(feats) for dec in decoders]`` (eval mode), algebraically rearranged for speed.
 
@@ -113,11 +132,15 @@ def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor])
     linear, and the fuse BatchNorm is affine in eval mode: so each scale is multiplied once, at its
     own resolution, by the product of its fuse block and its projection (for all decoders at once),
     then upsampled and summed. No ``4 x embed_dim`` concatenation and a fuse convolution ~8x
-    cheaper; the same network up to float32 rounding (tests/test_inference.py).
+    cheaper; the same network up to float32 rounding (tests/test_inference.py). On the CPU the
+    1/4-resolution map is built in bands of rows (:data:`DECODE_BAND_BYTES`), upsampling rows and
+    columns separately, so that the full-size ``2 x 512``-channel map never exists.
     """
     for d in decoders:
         require_eval(d, "folded_decode (running BatchNorm statistics)")
     mats, bias = _folded_scale_weights(decoders)
+    if feats[0].device.type == "cpu":
+        return _folded_decode_bands(decoders, feats, mats, bias)
     size = feats[0].shape[2:]
     acc = None
     for a, f in zip(mats, feats):
@@ -134,3 +157,43 @@ def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor])
         outs.append((y + pred.bias.to(y.dtype)).permute(0, 3, 1, 2).contiguous())
         start += e
     return outs
+
+
+def _folded_decode_bands(
+    decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor], mats: list[torch.Tensor], bias: torch.Tensor
+) -> list[torch.Tensor]:
+    """:func:`folded_decode` one band of 1/4-resolution rows at a time: each coarse scale is
+    projected and resized along the columns once at its own height; each band then blends two of
+    its rows per output row (bilinear weights as ``F.interpolate``), fuses and classifies."""
+    f0 = feats[0]
+    dt = f0.dtype
+    b, _, h, w = f0.shape
+    coarse = []
+    for a, f in zip(mats[1:], feats[1:]):
+        z = torch.matmul(f.permute(0, 2, 3, 1), a.t().to(dt))  # (B, h_i, w_i, E)
+        if z.shape[2] != w:  # the row scale is one: rows pass through unchanged
+            z = F.interpolate(z.permute(0, 3, 1, 2), size=(z.shape[1], w), mode="bilinear", align_corners=False)
+            z = z.permute(0, 2, 3, 1)
+        i0, i1, lam = bilinear_sources(z.shape[1], h, 0, h, z.device, torch.float64)
+        coarse.append((z, i0.tolist(), i1.tolist(), lam.tolist()))
+    a0 = mats[0].t().to(dt)
+    bias = bias.to(dt)
+    preds = [(d.linear_pred.weight.flatten(1).t().to(dt), d.linear_pred.bias.to(dt)) for d in decoders]
+    outs = [f0.new_empty((b, h, w, wt.shape[1])) for wt, _ in preds]
+    rows = max(1, DECODE_BAND_BYTES // (b * w * a0.shape[1] * f0.element_size()))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        acc = torch.matmul(f0[:, :, r0:r1].permute(0, 2, 3, 1), a0)  # (B, rows, W, sum E)
+        for z, i0, i1, lam in coarse:
+            for r in range(r0, r1):
+                row = acc[:, r - r0]
+                row.add_(z[:, i0[r]], alpha=1 - lam[r])
+                if lam[r]:
+                    row.add_(z[:, i1[r]], alpha=lam[r])
+        acc.add_(bias).relu_()
+        start = 0
+        for (wt, _), out in zip(preds, outs):
+            e = wt.shape[0]
+            out[:, r0:r1] = torch.matmul(acc[..., start : start + e], wt)
+            start += e
+    return [out.add_(bt).permute(0, 3, 1, 2).contiguous() for (_, bt), out in zip(preds, outs)]

@@ -61,7 +61,7 @@ from trufor_lab.common.memory import free_memory_bytes
 
 from .attention import attention
 from .config import MIT_B2, TruForConfig
-from .decoder import MLPDecoder, require_eval
+from .decoder import MLPDecoder, bilinear_sources, require_eval
 from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
 from .noiseprint import Noiseprint
 from .precision import ieee_float32, kept_precision
@@ -399,17 +399,6 @@ def lean_features(
 
 
 # -- decoders and heads ------------------------------------------------------------------------
-def _linear_indices(
-    n_in: int, n_out: int, start: int, stop: int, device: torch.device, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source indices and weight of the second one, as ``upsample_bilinear2d`` (align_corners=False)."""
-    scale = torch.tensor(n_in, dtype=dtype, device=device) / n_out
-    src = (scale * (torch.arange(start, stop, dtype=dtype, device=device) + 0.5) - 0.5).clamp_min(0)
-    i0 = src.floor().long().clamp_max(n_in - 1)
-    lam = (src - i0.to(dtype)).clamp(0, 1)
-    return i0, (i0 + 1).clamp_max(n_in - 1), lam
-
-
 def _bilinear_rows(x: torch.Tensor, size: tuple[int, int], r0: int, r1: int) -> torch.Tensor:
     """Rows ``[r0, r1)`` of ``F.interpolate(x, size, mode='bilinear', align_corners=False)``.
 
@@ -417,7 +406,7 @@ def _bilinear_rows(x: torch.Tensor, size: tuple[int, int], r0: int, r1: int) -> 
     interpolated by ``F.interpolate`` itself (row scale 1, so rows pass through unchanged).
     """
     dt = torch.float64 if x.dtype == torch.float64 else torch.float32
-    y0, y1, ly = _linear_indices(x.shape[2], size[0], r0, r1, x.device, dt)
+    y0, y1, ly = bilinear_sources(x.shape[2], size[0], r0, r1, x.device, dt)
     ly = ly[:, None, None]
     xt = x.permute(0, 2, 3, 1)  # (B, H, W, C): contiguous for the channels-last maps of the decoder
     rows = (xt.index_select(1, y0) * (1 - ly) + xt.index_select(1, y1) * ly).permute(0, 3, 1, 2)

@@ -46,19 +46,55 @@ def _fused_conv_relu_available() -> bool:
     return hasattr(torch.ops.mkldnn, "_convolution_pointwise") and torch.backends.mkldnn.is_available()
 
 
-def conv_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: int) -> torch.Tensor:
+def conv_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: int | tuple[int, int]) -> torch.Tensor:
     """``relu(conv2d(x, w, b, padding))``; on a float32 CPU tensor with oneDNN enabled, the ReLU
     is oneDNN's post-op of the same convolution (identical values, no second pass over the map;
     tests/test_inference.py); elsewhere the convolution then an in-place ReLU."""
+    p = [padding, padding] if isinstance(padding, int) else list(padding)
     if (
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and torch.backends.mkldnn.enabled
         and _fused_conv_relu_available()
     ):
-        p = [padding, padding]
         return torch.ops.mkldnn._convolution_pointwise(x, w, b, p, [1, 1], [1, 1], 1, "relu", [], "")
-    return F.conv2d(x, w, b, padding=padding).relu_()
+    return F.conv2d(x, w, b, padding=tuple(p)).relu_()
+
+
+#: Output bytes of one row strip of a folded Noiseprint++ convolution on the CPU. Every layer
+#: writes a fresh full-size map otherwise (256 MiB at 1 MP, each page faulted in by the kernel:
+#: ~90 ms a layer on a 2-core CPU; oneDNN's NCHW path adds two reorder copies of that size).
+#: Strips this small come from the allocator's reused heap; see :func:`conv_rows`.
+STRIP_BYTES = 8 * 2**20
+#: Narrower maps are convolved whole (oneDNN may choose another kernel for a narrow strip).
+STRIP_MIN_WIDTH = 256
+
+
+def _strips_exact(w: torch.Tensor, pad: int, width: int) -> bool:
+    """Whether :func:`conv_rows` gives the whole-map values bit for bit here (oneDNN picks the
+    same kernel for a strip as for the whole map): measured on AVX-512 CPUs for maps at least
+    :data:`STRIP_MIN_WIDTH` wide with more than one output channel (tests/test_inference.py)."""
+    return w.shape[0] > 1 and w.shape[-1] == w.shape[-2] == 2 * pad + 1 and width >= STRIP_MIN_WIDTH
+
+
+def conv_rows(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, relu: bool, out: torch.Tensor, rows: int
+) -> torch.Tensor:
+    """``conv2d(x, w, b, padding=pad)`` (then ReLU) written into ``out`` in strips of ``rows``
+    output rows: each strip reads its rows plus ``pad`` halo rows of ``x``, so every output pixel
+    sums the same inputs in the same order as the whole-map convolution (bit-identical on the
+    CPU, tests/test_inference.py). ``w`` is ``(cout, cin, 2 pad + 1, 2 pad + 1)``, stride 1."""
+    h = x.shape[2]
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        a, z = max(0, r0 - pad), min(h, r1 + pad)
+        # image borders are padded by the convolution itself (its surplus rows are dropped);
+        # inner strips read real halo rows and pad only the columns
+        ph = pad if r0 == 0 or r1 == h else 0
+        y = conv_relu(x[:, :, a:z], w, b, (ph, pad)) if relu else F.conv2d(x[:, :, a:z], w, b, padding=(ph, pad))
+        off = r0 - a - pad + ph
+        out[:, :, r0:r1].copy_(y[:, :, off : off + r1 - r0])
+    return out
 
 
 class Noiseprint(nn.Sequential):
@@ -132,9 +168,18 @@ class Noiseprint(nn.Sequential):
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         with exact_float32(onednn), torch.no_grad():
             x = rgb.to(dtype).contiguous(memory_format=fmt)
-            for w, b, pad, relu in self.folded():
+            spare: torch.Tensor | None = None  # the map two layers back (never the input), overwritten
+            for k, (w, b, pad, relu) in enumerate(self.folded()):
                 w = w.contiguous(memory_format=fmt)
-                x = conv_relu(x, w, b, pad) if relu else F.conv2d(x, w, b, padding=pad)
+                n, _, h, wd = x.shape
+                strip = n * w.shape[0] * wd * x.element_size()
+                if x.device.type != "cpu" or h * strip <= STRIP_BYTES or not _strips_exact(w, pad, wd):
+                    nxt = conv_relu(x, w, b, pad) if relu else F.conv2d(x, w, b, padding=pad)
+                else:
+                    if spare is None or spare.shape[1] != w.shape[0]:
+                        spare = torch.empty((n, w.shape[0], h, wd), dtype=x.dtype, device=x.device, memory_format=fmt)
+                    nxt = conv_rows(x, w, b, pad, relu, spare, max(1, STRIP_BYTES // strip))
+                spare, x = (x if k > 0 else None), nxt
         return x.contiguous()
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:  # noqa: D401
