@@ -4,8 +4,10 @@
 device: IEEE float32 (float64 for a double model), oneDNN convolutions on the CPU, no TF32 on
 CUDA (flags set for the call only and restored), no autocast. What costs time without
 changing the network is removed, and what only reorders float32 sums is used where it is
-faster: Noiseprint++ with its BatchNorms folded, channels-last inputs, SDPA attention, both
-decoders folded into per-scale products (:func:`~trufor_lab.model.decoder.folded_decode`).
+faster: Noiseprint++ with its BatchNorms folded, computed on the CPU in row strips into two
+reused maps (bit-identical: fresh full-size maps cost more in page faults than the
+convolutions save), channels-last inputs, SDPA attention, both decoders folded into
+per-scale products built in bands of rows (:func:`~trufor_lab.model.decoder.folded_decode`).
 When the image does not fit in free memory as a whole, the memory-lean forward of
 :mod:`trufor_lab.model.lean` runs instead (a 24-megapixel image within 24 GB). It equals
 ``model(x)`` within float32 rounding (tests/test_inference.py) and meets the float32 parity
@@ -17,7 +19,8 @@ the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA and
 native bfloat16 (AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`;
 ``keep_float32`` names parts kept float32, by default per device: :data:`DEFAULT_KEEP_FLOAT32`;
 on CPUs the attention's key/value reductions too, whose bfloat16 oneDNN convolution moved a
-trained model's map by up to 0.9); the decoders as in ``exact``; optionally
+trained model's map by up to 0.9); on the CPU the Mix-FFNs over bands of token rows
+(``token_bands``); the decoders as in ``exact``; optionally
 ``torch.compile``. Its deviation from ``exact`` is measured by ``python -m bench``
 (:func:`deviation`, :func:`deviation_quantiles`; bench/RESULTS.md).
 
@@ -48,7 +51,7 @@ from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.decoder import require_eval
 from trufor_lab.model.fusion import FeatureFusionModule
 from trufor_lab.model.interventions import active_interventions, plain_forward_required
-from trufor_lab.model.layout import channels_last_weights
+from trufor_lab.model.layout import channels_last_weights, token_bands
 from trufor_lab.model.lean import (
     LeanConfig,
     estimate_plain_peak,
@@ -116,7 +119,9 @@ class InferenceMode:
     the same name in ``chunks`` is set from it). ``amp_dtype``: autocast dtype for the encoder
     (applied on CUDA; on the CPU when ``amp_on_cpu``, ``None``: when the CPU has native
     bfloat16). ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
-    :data:`FLOAT32_PARTS` (``None``: :data:`DEFAULT_KEEP_FLOAT32` of the device). ``channels_last``: channels-last encoder. ``compile``:
+    :data:`FLOAT32_PARTS` (``None``: :data:`DEFAULT_KEEP_FLOAT32` of the device). ``channels_last``: channels-last encoder. ``token_bands``: the
+    Mix-FFNs over bands of token rows on the CPU (:func:`~trufor_lab.model.layout.token_bands`;
+    float32 rounding only: a GEMM over fewer rows may sum in another order). ``compile``:
     ``torch.compile`` the model (plain forward only; cached per model).
     """
 
@@ -128,6 +133,7 @@ class InferenceMode:
     keep_float32: tuple[str, ...] | None = ()
     noiseprint_channels_last: bool = False
     channels_last: bool = True
+    token_bands: bool = False
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -148,7 +154,9 @@ class InferenceMode:
     def fast(cls, **overrides) -> "InferenceMode":
         """Approximate: channels-last float32 Noiseprint++, bfloat16 encoder (CUDA; CPUs with
         native bfloat16)."""
-        base = cls(name="fast", amp_dtype=torch.bfloat16, keep_float32=None, noiseprint_channels_last=True)
+        base = cls(
+            name="fast", amp_dtype=torch.bfloat16, keep_float32=None, noiseprint_channels_last=True, token_bands=True
+        )
         return dataclasses.replace(base, **overrides)
 
 
@@ -167,13 +175,14 @@ def mode_label(mode: str | InferenceMode) -> str:
     """The mode as an output records it: the preset's name (``"exact"``, ``"fast"``), followed by
     the settings that change the arithmetic and differ from it (``"fast(amp_dtype=None)"``), so
     that an output made otherwise is never reused for these. Where and in what pieces the work
-    runs (``lean``, ``compile``, chunk sizes and budget) is left out: float32 rounding only."""
+    runs (``lean``, ``compile``, ``token_bands``, chunk sizes and budget) is left out: float32
+    rounding only."""
     m = resolve_mode(mode)
     preset = resolve_mode(m.name)
     diff = [
         f"{f.name}={getattr(m, f.name)!r}"
         for f in dataclasses.fields(m)
-        if f.name not in ("lean", "compile", "chunks") and getattr(m, f.name) != getattr(preset, f.name)
+        if f.name not in ("lean", "compile", "chunks", "token_bands") and getattr(m, f.name) != getattr(preset, f.name)
     ]
     if m.chunks.onednn != preset.chunks.onednn:  # the convolution backend of Noiseprint++
         diff.append(f"chunks.onednn={m.chunks.onednn!r}")
@@ -300,7 +309,8 @@ def _whole(
         # the three identical channels, materialised channels-last (an expanded view is copied anyway)
         np_in = noiseprint.to(x.dtype).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
         layout = channels_last_weights(model.backbone)
-    with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), layout, amp:
+    bands = token_bands(model.backbone) if m.token_bands else contextlib.nullcontext()
+    with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), layout, bands, amp:
         feats = model.forward_features(xin, np_in)
     feats = [f.to(x.dtype) for f in feats]
     logits, conf, det = model.forward_heads(feats, tuple(x.shape[2:]), folded=True)

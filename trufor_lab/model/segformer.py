@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
@@ -101,9 +102,38 @@ class MixFFN(nn.Module):
         self.dwconv = DWConv(hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
+        #: Bytes of hidden activations per band of token rows on the CPU (``None``: the whole map
+        #: at once, as the official code). Set for a call by
+        #: :func:`~trufor_lab.model.layout.token_bands`: the same values, without full-size maps.
+        self.band_bytes: int | None = None
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        if self.band_bytes is not None and x.device.type == "cpu":
+            per_row = x.shape[0] * hw[1] * self.fc1.out_features * x.element_size()
+            rows = max(1, self.band_bytes // per_row)
+            if rows < hw[0]:
+                return self._bands(x, hw, rows)
         return self.fc2(self.act(self.dwconv(self.fc1(x), hw)))
+
+    def _bands(self, x: torch.Tensor, hw: tuple[int, int], rows: int) -> torch.Tensor:
+        """The forward over bands of ``rows`` token rows; each band reads the halo rows its 3x3
+        convolution needs, so every value is summed as in the whole-map forward."""
+        h, w = hw
+        conv = self.dwconv.dwconv
+        pad = conv.padding[0]
+        out = None
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            a, z = max(0, r0 - pad), min(h, r1 + pad)
+            hid = tokens_to_map(self.fc1(x[:, a * w : z * w]), (z - a, w))
+            ph = pad if r0 == 0 or r1 == h else 0  # image borders: padded by the convolution
+            y = F.conv2d(hid, conv.weight, conv.bias, padding=(ph, pad), groups=conv.groups)
+            off = r0 - a - pad + ph
+            y = self.fc2(self.act(y[:, :, off : off + r1 - r0].flatten(2).transpose(1, 2)))
+            if out is None:
+                out = y.new_empty((x.shape[0], x.shape[1], y.shape[-1]))
+            out[:, r0 * w : r1 * w] = y
+        return out
 
 
 class Block(nn.Module):
