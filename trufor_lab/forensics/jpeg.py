@@ -50,6 +50,7 @@ __all__ = [
     "ijg_table",
     "zigzag_to_natural",
     "quantization_tables",
+    "used_tables",
     "estimate_quality",
     "chroma_subsampling",
     "is_progressive",
@@ -328,7 +329,7 @@ def header_problems(hdr: JpegHeader) -> list[str]:
     return out
 
 
-def _used_tables(hdr: JpegHeader) -> tuple[np.ndarray, list[np.ndarray]]:
+def used_tables(hdr: JpegHeader) -> tuple[np.ndarray, list[np.ndarray]]:
     """(luma table, distinct chroma tables): the first component's table and the other components'.
 
     Without components (a header rebuilt from PIL), the two lowest table ids, as libjpeg writes.
@@ -348,7 +349,7 @@ def estimate_from_header(hdr: JpegHeader | None) -> QualityEstimate | None:
     """Quality from a parsed header; ``None`` without tables or when ``header_problems`` finds any."""
     if hdr is None or not hdr.qtables or header_problems(hdr):
         return None
-    luma, chromas = _used_tables(hdr)
+    luma, chromas = used_tables(hdr)
     cand = ijg_stack()  # (fb, q, c, 8, 8)
 
     def table_err(kind: int, t: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from PIL import Image
 from trufor_lab.common.image_files import turn_to_stored
 from trufor_lab.inference.result import Result
 from trufor_lab.forensics.jpeg import (
-    _used_tables,
+    used_tables,
     estimate_from_header,
     header_problems,
     open_source,
@@ -144,7 +144,7 @@ def read_source(image: ImageLike | Source) -> Source:
         if problems:  # which table is luma is unknown: none is guessed
             notes.append(f"{name}: JPEG tables not used ({'; '.join(problems)})")
         elif hdr is not None and hdr.qtables:
-            qtable = _used_tables(hdr)[0].astype(np.float64)
+            qtable = used_tables(hdr)[0].astype(np.float64)
             est = estimate_from_header(hdr)
             quality = None if est is None else est.luma_quality
             sampling = subsampling_from_header(hdr)
