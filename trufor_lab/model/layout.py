@@ -1,6 +1,7 @@
-"""How the encoder's work is laid out in memory for the duration of a call (values unchanged).
+"""How the encoder's work is laid out in memory for the duration of a call.
 
-:func:`channels_last_weights`: channels-last convolution weights.
+:func:`channels_last_weights`: channels-last convolution weights (values unchanged).
+:func:`token_bands`: the Mix-FFNs over bands of token rows (float32 rounding only).
 
 PyTorch's CPU convolution (oneDNN) picks its memory format from the input *and* the weight.
 The encoder's feature maps are channels-last views of ``(B, N, C)`` tokens, but a contiguous
@@ -50,8 +51,9 @@ def channels_last_weights(module: nn.Module) -> Iterator[None]:
 @contextlib.contextmanager
 def token_bands(module: nn.Module, band_bytes: int | None = TOKEN_BAND_BYTES) -> Iterator[None]:
     """Every Mix-FFN under ``module`` runs over bands of token rows (CPU only) inside the block,
-    restored on exit: the same values bit for bit (tests/test_inference.py), without the
-    full-size hidden maps (stage 1 and 2 Mix-FFNs ~1.5x faster on a 2-core CPU at 1 MP)."""
+    restored on exit: the same network without the full-size hidden maps (stage 1 and 2 Mix-FFNs
+    ~1.5x faster on a 2-core CPU at 1 MP), up to float32 rounding (a GEMM over fewer rows may sum
+    in another order; tests/test_cpu_work_layout.py). Used by the fast mode only."""
     mods = [m for m in module.modules() if isinstance(m, MixFFN)]
     saved = [m.band_bytes for m in mods]
     try:
