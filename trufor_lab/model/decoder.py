@@ -133,7 +133,7 @@ def folded_decode(decoders: Sequence[MLPDecoder], feats: Sequence[torch.Tensor])
     own resolution, by the product of its fuse block and its projection (for all decoders at once),
     then upsampled and summed. No ``4 x embed_dim`` concatenation and a fuse convolution ~8x
     cheaper; the same network up to float32 rounding (tests/test_inference.py). On the CPU the
-    1/4-resolution map is built in bands of rows (:data:`DECODE_BAND_BYTES`), upsampling rows and
+    1/4-resolution map is built in bands of rows (:data:`DECODE_BAND_BYTES`; tests/test_cpu_work_layout.py), upsampling rows and
     columns separately, so that the full-size ``2 x 512``-channel map never exists.
     """
     for d in decoders:

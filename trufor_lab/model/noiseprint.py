@@ -73,7 +73,7 @@ STRIP_MIN_WIDTH = 256
 def _strips_exact(w: torch.Tensor, pad: int, width: int) -> bool:
     """Whether :func:`conv_rows` gives the whole-map values bit for bit here (oneDNN picks the
     same kernel for a strip as for the whole map): measured on AVX-512 CPUs for maps at least
-    :data:`STRIP_MIN_WIDTH` wide with more than one output channel (tests/test_inference.py)."""
+    :data:`STRIP_MIN_WIDTH` wide with more than one output channel (tests/test_cpu_work_layout.py)."""
     return w.shape[0] > 1 and w.shape[-1] == w.shape[-2] == 2 * pad + 1 and width >= STRIP_MIN_WIDTH
 
 
@@ -83,7 +83,7 @@ def conv_rows(
     """``conv2d(x, w, b, padding=pad)`` (then ReLU) written into ``out`` in strips of ``rows``
     output rows: each strip reads its rows plus ``pad`` halo rows of ``x``, so every output pixel
     sums the same inputs in the same order as the whole-map convolution (bit-identical on the
-    CPU, tests/test_inference.py). ``w`` is ``(cout, cin, 2 pad + 1, 2 pad + 1)``, stride 1."""
+    CPU, tests/test_cpu_work_layout.py). ``w`` is ``(cout, cin, 2 pad + 1, 2 pad + 1)``, stride 1."""
     h = x.shape[2]
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)

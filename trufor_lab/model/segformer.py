@@ -104,7 +104,7 @@ class MixFFN(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         #: Bytes of hidden activations per band of token rows on the CPU (``None``: the whole map
         #: at once, as the official code). Set for a call by
-        #: :func:`~trufor_lab.model.layout.token_bands`: the same values, without full-size maps.
+        #: :func:`~trufor_lab.model.layout.token_bands`: no full-size maps, float32 rounding only.
         self.band_bytes: int | None = None
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -117,7 +117,7 @@ class MixFFN(nn.Module):
 
     def _bands(self, x: torch.Tensor, hw: tuple[int, int], rows: int) -> torch.Tensor:
         """The forward over bands of ``rows`` token rows; each band reads the halo rows its 3x3
-        convolution needs, so every value is summed as in the whole-map forward."""
+        convolution needs (the same network; fc1/fc2 over fewer rows may round otherwise)."""
         h, w = hw
         conv = self.dwconv.dwconv
         pad = conv.padding[0]
