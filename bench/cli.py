@@ -1,6 +1,6 @@
 """``python -m bench``: the official-algorithm baseline vs the exact and fast modes, in one run.
 
-    python -m bench [--sizes 0.25,1,3] [--device cpu|cuda] [--modes baseline,exact,fast,fast32]
+    python -m bench [--sizes 0.25,1,3] [--device cpu|cuda] [--modes baseline,exact,fast,fast32,fast-bf16]
                     [--repeat N] [--runs N] [--warmup N] [--budget-mib MiB] [--compile]
                     [--weights recipe|demo] [--json out.json] [--no-hooks] [--timeout S]
 
@@ -20,10 +20,14 @@ best time is kept, so that ratios on a shared machine compare like with like. Mo
   cuDNN off, as the official test configuration sets it;
 - ``exact``: ``trufor_lab.inference.predict.predict(model, x, 'exact')`` (IEEE float32);
 - ``fast``: ``predict(model, x, 'fast')``: Noiseprint++ IEEE float32 but channels-last, the
-  encoder in bfloat16 (patch embeddings and FFMs float32) on CUDA and on CPUs with native
-  bfloat16; approximate;
+  encoder in bfloat16 (patch embeddings and FFMs float32) on CUDA, float32 on CPUs; approximate;
 - ``fast32``: the fast mode without bfloat16 (``InferenceMode.fast(amp_dtype=None)``): only the
-  channels-last Noiseprint++ differs from exact, so it stays within the float32 tolerances.
+  channels-last Noiseprint++ differs from exact, so it stays within the float32 tolerances;
+- ``fast-bf16``: the fast mode with the bfloat16 encoder on CPUs with native bfloat16 too
+  (``InferenceMode.fast(amp_on_cpu=None)``, opt-in).
+
+A mode whose arithmetic on this device is that of a mode before it (``fast32`` and, without
+native bfloat16, ``fast-bf16`` on CPUs; ``fast-bf16`` on CUDA) is skipped and says so.
 
 ``--weights demo`` runs the embedded demo model instead of the recipe weights (trained weights:
 the deviations a user meets; a smaller network, so not for speed claims against the baseline).
@@ -55,7 +59,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
-MODES = ("baseline", "exact", "fast", "fast32")
+MODES = ("baseline", "exact", "fast", "fast32", "fast-bf16")
 RESULT_TAG = "BENCH_RESULT "
 GiB = 1 << 30
 MODEL_BYTES = 300 << 20  # weights (68 M float32) and a little
@@ -159,12 +163,10 @@ def run_case(
     weights: str = "recipe",
 ) -> dict[str, Any]:
     """Time ``mode`` on an ``h x w`` image; returns the measurements (and saves the outputs)."""
-    import dataclasses
-
     import numpy as np
     import torch
 
-    from trufor_lab.inference.predict import InferenceMode, attention_override, predict
+    from trufor_lab.inference.predict import attention_override, predict
     from trufor_lab.inference.preprocess import to_tensor
     from trufor_lab.model.lean import LeanConfig
     from trufor_lab.model.precision import cpu_has_native_bf16
@@ -174,9 +176,7 @@ def run_case(
     model = build_model(shared, weights).to(dev)
     x = to_tensor(synthetic_image(h, w, shared), device=dev)
     chunks = LeanConfig(budget_bytes=budget_bytes)
-    exact = InferenceMode.exact(chunks=chunks)
-    fast = InferenceMode.fast(compile=compile_, chunks=chunks)
-    fast32 = dataclasses.replace(fast, amp_dtype=None)
+    modes = inference_modes(compile_, chunks)
 
     def baseline():
         # the official code: plain modules, PyTorch defaults (oneDNN on), attention as written;
@@ -185,7 +185,6 @@ def run_case(
         with torch.no_grad(), attention_override(model, "plain", None), off:
             return model(x)
 
-    modes = {"exact": exact, "fast": fast, "fast32": fast32}
     fn = baseline if mode == "baseline" else lambda: predict(model, x, modes[mode])
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     gc.collect()
@@ -235,6 +234,47 @@ def run_case(
         "device_name": name,
         "torch": torch.__version__,
     }
+
+
+def inference_modes(compile_: bool = False, chunks: Any = None) -> dict[str, Any]:
+    """The ``predict`` modes the bench runs, by name (every one but ``baseline``)."""
+    import dataclasses
+
+    from trufor_lab.inference.predict import InferenceMode
+    from trufor_lab.model.lean import LeanConfig
+
+    chunks = chunks or LeanConfig()
+    fast = InferenceMode.fast(compile=compile_, chunks=chunks)
+    return {
+        "exact": InferenceMode.exact(chunks=chunks),
+        "fast": fast,
+        "fast32": dataclasses.replace(fast, amp_dtype=None),
+        "fast-bf16": dataclasses.replace(fast, amp_on_cpu=None),
+    }
+
+
+def same_arithmetic(modes: Sequence[str], device: str) -> dict[str, str]:
+    """Mode -> the earlier mode of ``modes`` that computes the same on ``device`` (autocast that
+    does not apply there makes two modes equal)."""
+    import dataclasses
+
+    from trufor_lab.inference.predict import uses_autocast
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    known = inference_modes()
+
+    def effective(m: Any) -> Any:  # amp_on_cpu matters only on a CPU, amp_dtype only under autocast
+        if not uses_autocast(m, kind):
+            return dataclasses.replace(m, amp_dtype=None, amp_on_cpu=None)
+        return m if kind == "cpu" else dataclasses.replace(m, amp_on_cpu=None)
+
+    same: dict[str, str] = {}
+    for i, mode in enumerate(modes):
+        for earlier in modes[:i]:
+            if mode in known and earlier in known and effective(known[mode]) == effective(known[earlier]):
+                same[mode] = earlier
+                break
+    return same
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -353,6 +393,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     if bad:
         raise SystemExit(f"error: unknown mode(s) {bad}; choose from {MODES}")
     free = _free_bytes(args.device)
+    same = same_arithmetic(modes, args.device)
     report: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "device": args.device,
@@ -371,7 +412,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             for mode in modes:
                 need = estimate_bytes(mode, h, w, args.device, free, _budget(args))
                 rows[mode] = {"size_mp": mp, "height": h, "width": w, "mode": mode, "estimate_bytes": need}
-                if need > 0.9 * free:
+                if mode in same:
+                    rows[mode].update(status="skipped", reason=f"same arithmetic as {same[mode]} on this device")
+                elif need > 0.9 * free:
                     rows[mode].update(status="skipped", reason=f"needs ~{_fmt_bytes(need)}, {_fmt_bytes(free)} free")
             for rnd in range(args.repeat):  # interleaved rounds: every mode sees the same machine load
                 for mode in modes:

@@ -24,7 +24,6 @@ from trufor_lab.inference.predict import (
 from trufor_lab.inference.preprocess import to_tensor
 from trufor_lab.model.decoder import folded_decode
 from trufor_lab.model.lean import LeanConfig, estimate_lean_peak, estimate_plain_peak, lean_features, noiseprint_halo
-from trufor_lab.model.precision import cpu_has_native_bf16
 
 # float32 rounding of a reordered computation: far below the shared float32 tolerances (1e-3)
 TOL = 2e-5
@@ -116,8 +115,8 @@ def test_exact_mode_in_float64_is_the_official_network(recipe_model, parity_dir,
 
 
 def test_fast_mode_is_close_but_opt_in(recipe_model, tampered2):
-    """Fast mode on a real sample image: Noiseprint++ IEEE float32 (channels-last), bfloat16 after
-    it where native; without bfloat16 it stays within the float32 parity tolerances."""
+    """Fast mode on a real sample image: Noiseprint++ IEEE float32 (channels-last) and, on the
+    CPU, a float32 encoder: within the float32 parity tolerances, whatever the CPU."""
     assert resolve_mode("exact").name == "exact" and resolve_mode("fast").name == "fast"
     x = to_tensor(tampered2[40:200, 24:232])  # 160 x 208 of an official sample
     exact = predict(recipe_model, x)
@@ -125,14 +124,9 @@ def test_fast_mode_is_close_but_opt_in(recipe_model, tampered2):
     assert out.logits.dtype == torch.float32 and out.noiseprint.dtype == torch.float32
     d = deviation(out, exact)
     assert 0 < d["noiseprint"] <= 5e-3, d  # float32 both, summed in another order
-    assert d["map"] <= 1e-2 and d["score"] <= 1e-2, d  # the issue's bound for bfloat16
+    assert d["map"] <= 1e-3 and d["conf"] <= 1e-3 and d["score"] <= 2e-4, d
     q = deviation_quantiles(out, exact)
     assert q["map"]["q99"] <= d["map"] and q["conf"]["q50"] <= q["conf"]["q99.9"], q
-    f32 = predict(recipe_model, x, InferenceMode.fast(amp_dtype=None))
-    d32 = deviation(f32, exact)
-    assert d32["map"] <= 1e-3 and d32["conf"] <= 1e-3 and d32["score"] <= 2e-4, d32
-    if not cpu_has_native_bf16():  # no autocast on such CPUs: float32 throughout
-        assert d["map"] <= 1e-3 and d["score"] <= 2e-4, d
     with pytest.raises(ValueError, match="keep_float32"):
         InferenceMode.fast(keep_float32=("decoder",))
     # bfloat16 autocast through the lean forward (row chunks, float32 context sums)
@@ -357,6 +351,40 @@ def test_non_finite_output_is_an_error_not_a_score(small_image):
         model.decode_head.linear_pred.bias[1] = float("inf")
     with pytest.raises(NonFiniteOutput, match=r"^bad\.png: the network's output is not finite .*logits"):
         tl.analyze(model, small_image, name="bad.png")
+
+
+def test_fast_mode_uses_bfloat16_on_a_cpu_only_when_asked(recipe_model, tampered2, monkeypatch):
+    """On CPUs with native bfloat16 the fast mode used it by default and moved the map by ~2e-2,
+    twice the 1e-2 it promises (bench/RESULTS.md); it is now opt-in there (``amp_on_cpu``).
+    Native support is pretended, so this runs on any CPU."""
+    from trufor_lab.inference import predict as P
+
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    fast, f32 = InferenceMode.fast(), InferenceMode.fast(amp_dtype=None)
+    assert not P.uses_autocast(fast, "cpu") and P.uses_autocast(fast, "cuda")
+    assert P.uses_autocast(InferenceMode.fast(amp_on_cpu=None), "cpu")
+    assert P.uses_autocast(InferenceMode.fast(amp_on_cpu=True), "cpu") and not P.uses_autocast("exact", "cuda")
+    x = to_tensor(tampered2[40:136, 24:152])
+    np_map = predict(recipe_model, x).noiseprint
+    out, out32 = (predict(recipe_model, x, m, noiseprint=np_map) for m in (fast, f32))
+    bf16 = predict(recipe_model, x, InferenceMode.fast(amp_on_cpu=None), noiseprint=np_map)
+    assert torch.equal(out.logits, out32.logits) and torch.equal(out.det_logit, out32.det_logit)
+    assert not torch.equal(bf16.logits, out32.logits)
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    assert not P.uses_autocast(InferenceMode.fast(amp_on_cpu=None), "cpu")
+
+
+def test_bench_skips_a_mode_that_computes_what_an_earlier_one_computes(monkeypatch):
+    """``python -m bench`` runs ``fast32`` and ``fast-bf16`` only where they differ from ``fast``."""
+    from bench.cli import MODES, same_arithmetic
+    from trufor_lab.inference import predict as P
+
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    assert same_arithmetic(MODES, "cpu") == {"fast32": "fast", "fast-bf16": "fast"}
+    assert same_arithmetic(["exact", "fast-bf16"], "cpu") == {}
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    assert same_arithmetic(MODES, "cpu") == {"fast32": "fast"}
+    assert same_arithmetic(MODES, "cuda:0") == {"fast-bf16": "fast"}
 
 
 def test_fast_mode_keeps_the_key_value_reduction_float32_on_cpus(shared_dir):

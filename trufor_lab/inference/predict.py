@@ -15,13 +15,15 @@ tolerances (float64: 1e-6).
 
 ``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), but
 channels-last (oneDNN sums in another order: ~1.65x faster on an AVX-512 CPU, still within
-the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA and on CPUs with
-native bfloat16 (AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`;
-``keep_float32`` names parts kept float32, by default per device: :data:`DEFAULT_KEEP_FLOAT32`;
-on CPUs the attention's key/value reductions too, whose bfloat16 oneDNN convolution moved a
-trained model's map by up to 0.9); on the CPU the Mix-FFNs over bands of token rows
-(``token_bands``); the decoders as in ``exact``; optionally
-``torch.compile``. Its deviation from ``exact`` is measured by ``python -m bench``
+the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA; on the CPU the
+encoder stays float32 and the Mix-FFNs run over bands of token rows (``token_bands``); the
+decoders as in ``exact``; optionally ``torch.compile``. On CPUs with native bfloat16
+(AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`) a bfloat16
+encoder is ~1.5 s faster at 1 MP but moved the map by ~2e-2 (beyond the 1e-2 the fast mode
+promises), so it is opt-in: ``InferenceMode.fast(amp_on_cpu=None)`` (where native) or
+``True`` (always). ``keep_float32`` names encoder parts kept float32 under autocast, by default
+per device (:data:`DEFAULT_KEEP_FLOAT32`; on CPUs the attention's key/value reductions too,
+whose bfloat16 oneDNN convolution moved a trained model's map by up to 0.9). Its deviation from ``exact`` is measured by ``python -m bench``
 (:func:`deviation`, :func:`deviation_quantiles`; bench/RESULTS.md).
 
 The exact and fast forwards call the model's layers piece by piece: forward hooks on
@@ -105,6 +107,7 @@ __all__ = [
     "predict",
     "predict_result",
     "resolve_mode",
+    "uses_autocast",
 ]
 
 
@@ -117,8 +120,8 @@ class InferenceMode:
     choice for Noiseprint++. ``noiseprint_channels_last``: Noiseprint++ channels-last (IEEE
     float32, another summation order; faster on CPUs); it decides for every path (the field of
     the same name in ``chunks`` is set from it). ``amp_dtype``: autocast dtype for the encoder
-    (applied on CUDA; on the CPU when ``amp_on_cpu``, ``None``: when the CPU has native
-    bfloat16). ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
+    (applied on CUDA; on the CPU only when ``amp_on_cpu`` is ``True``, or ``None`` and the CPU
+    has native bfloat16; the fast preset sets ``False``: see the module docstring). ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
     :data:`FLOAT32_PARTS` (``None``: :data:`DEFAULT_KEEP_FLOAT32` of the device). ``channels_last``: channels-last encoder. ``token_bands``: the
     Mix-FFNs over bands of token rows on the CPU (:func:`~trufor_lab.model.layout.token_bands`;
     float32 rounding only: a GEMM over fewer rows may sum in another order). ``compile``:
@@ -152,10 +155,15 @@ class InferenceMode:
 
     @classmethod
     def fast(cls, **overrides) -> "InferenceMode":
-        """Approximate: channels-last float32 Noiseprint++, bfloat16 encoder (CUDA; CPUs with
-        native bfloat16)."""
+        """Approximate: channels-last float32 Noiseprint++; bfloat16 encoder on CUDA, float32 on
+        CPUs unless ``amp_on_cpu`` asks for bfloat16 (max |Δmap| ~2e-2 there)."""
         base = cls(
-            name="fast", amp_dtype=torch.bfloat16, keep_float32=None, noiseprint_channels_last=True, token_bands=True
+            name="fast",
+            amp_dtype=torch.bfloat16,
+            amp_on_cpu=False,
+            keep_float32=None,
+            noiseprint_channels_last=True,
+            token_bands=True,
         )
         return dataclasses.replace(base, **overrides)
 
@@ -367,14 +375,22 @@ def _exact(
         return _whole(model, x, m, noiseprint)
 
 
+def uses_autocast(mode: str | InferenceMode, device_type: str) -> bool:
+    """Whether ``mode`` runs the encoder of a float32 model under autocast on ``device_type``
+    (CUDA: whenever ``amp_dtype`` is set; CPU: as ``amp_on_cpu`` says)."""
+    m = resolve_mode(mode)
+    if m.amp_dtype is None:
+        return False
+    if device_type != "cpu":
+        return True
+    return m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16()
+
+
 @contextlib.contextmanager
 def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iterator[None]:
-    """``m.amp_dtype`` autocast where it pays (CUDA; CPUs with native bfloat16, or ``amp_on_cpu``),
-    with the parts named in ``m.keep_float32`` kept float32 (see bench/RESULTS.md for what each
-    costs and buys)."""
-    on_cpu = x.device.type == "cpu"
-    native = not on_cpu or (m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16())
-    if m.amp_dtype is None or not native or x.dtype != torch.float32:  # autocast only lowers float32
+    """``m.amp_dtype`` autocast where :func:`uses_autocast` says so, with the parts named in
+    ``m.keep_float32`` kept float32 (see bench/RESULTS.md for what each costs and buys)."""
+    if not uses_autocast(m, x.device.type) or x.dtype != torch.float32:  # autocast only lowers float32
         yield
         return
     names = (
