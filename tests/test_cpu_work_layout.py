@@ -113,3 +113,27 @@ def test_fast_mode_runs_the_mix_ffns_in_bands_and_exact_does_not(recipe_model, t
         with token_bands(recipe_model.backbone):
             raise RuntimeError("boom")
     assert all(m.band_bytes is None for m in recipe_model.modules() if isinstance(m, MixFFN))
+
+
+@pytest.mark.parametrize("pad", [0, 1, 2])
+def test_row_strips_give_every_output_row_once_from_its_own_inputs(pad):
+    """Row by row, a convolution computed strip by strip (:func:`row_strips`) reads the rows the
+    whole-map convolution reads and returns its values, for every strip height, including
+    strips shorter than the halo and a map shorter than one strip."""
+    from trufor_lab.model.strips import row_strips
+
+    k = 2 * pad + 1
+    w = torch.arange(1.0, k * k + 1).reshape(1, 1, k, k)  # integers: sums are exact in float64
+    for h in (1, 2, 5, 13):
+        x = torch.arange(float(h * 7)).reshape(1, 1, h, 7).double() ** 2
+        whole = F.conv2d(x, w.double(), padding=pad)
+        for rows in (1, 2, 3, h, h + 4):
+            got = torch.full_like(whole, float("nan"))
+            for s in row_strips(h, rows, pad):
+                assert 0 <= s.a <= s.r0 < s.r1 <= s.z <= h and 0 <= s.pad_rows <= pad
+                y = F.conv2d(x[:, :, s.a : s.z], w.double(), padding=(s.pad_rows, pad))
+                assert torch.isnan(got[:, :, s.r0 : s.r1]).all()  # each output row once
+                got[:, :, s.r0 : s.r1] = y[:, :, s.offset : s.offset + s.r1 - s.r0]
+            assert torch.equal(got, whole), (h, rows, pad)
+    with pytest.raises(ValueError, match="rows must be >= 1"):
+        list(row_strips(5, 0, 1))

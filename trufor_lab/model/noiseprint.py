@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .precision import ieee_float32
+from .strips import row_strips
 
 
 def exact_float32(onednn: bool = True):
@@ -84,16 +85,10 @@ def conv_rows(
     output rows: each strip reads its rows plus ``pad`` halo rows of ``x``, so every output pixel
     sums the same inputs in the same order as the whole-map convolution (bit-identical on the
     CPU, tests/test_cpu_work_layout.py). ``w`` is ``(cout, cin, 2 pad + 1, 2 pad + 1)``, stride 1."""
-    h = x.shape[2]
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        a, z = max(0, r0 - pad), min(h, r1 + pad)
-        # image borders are padded by the convolution itself (its surplus rows are dropped);
-        # inner strips read real halo rows and pad only the columns
-        ph = pad if r0 == 0 or r1 == h else 0
-        y = conv_relu(x[:, :, a:z], w, b, (ph, pad)) if relu else F.conv2d(x[:, :, a:z], w, b, padding=(ph, pad))
-        off = r0 - a - pad + ph
-        out[:, :, r0:r1].copy_(y[:, :, off : off + r1 - r0])
+    for s in row_strips(x.shape[2], rows, pad):
+        xs, p = x[:, :, s.a : s.z], (s.pad_rows, pad)
+        y = conv_relu(xs, w, b, p) if relu else F.conv2d(xs, w, b, padding=p)
+        out[:, :, s.r0 : s.r1].copy_(y[:, :, s.offset : s.offset + s.r1 - s.r0])
     return out
 
 

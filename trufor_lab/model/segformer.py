@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .strips import row_strips
 
 LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)
 
@@ -122,17 +123,13 @@ class MixFFN(nn.Module):
         conv = self.dwconv.dwconv
         pad = conv.padding[0]
         out = None
-        for r0 in range(0, h, rows):
-            r1 = min(h, r0 + rows)
-            a, z = max(0, r0 - pad), min(h, r1 + pad)
-            hid = tokens_to_map(self.fc1(x[:, a * w : z * w]), (z - a, w))
-            ph = pad if r0 == 0 or r1 == h else 0  # image borders: padded by the convolution
-            y = F.conv2d(hid, conv.weight, conv.bias, padding=(ph, pad), groups=conv.groups)
-            off = r0 - a - pad + ph
-            y = self.fc2(self.act(y[:, :, off : off + r1 - r0].flatten(2).transpose(1, 2)))
+        for s in row_strips(h, rows, pad):
+            hid = tokens_to_map(self.fc1(x[:, s.a * w : s.z * w]), (s.z - s.a, w))
+            y = F.conv2d(hid, conv.weight, conv.bias, padding=(s.pad_rows, pad), groups=conv.groups)
+            y = self.fc2(self.act(y[:, :, s.offset : s.offset + s.r1 - s.r0].flatten(2).transpose(1, 2)))
             if out is None:
                 out = y.new_empty((x.shape[0], x.shape[1], y.shape[-1]))
-            out[:, r0 * w : r1 * w] = y
+            out[:, s.r0 * w : s.r1 * w] = y
         return out
 
 
