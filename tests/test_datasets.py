@@ -241,6 +241,8 @@ def test_folder_dataset(tmp_path):
     ds = folder_dataset(imgs, masks, mask_suffix="_mask")
     assert [s.id for s in ds.fakes()] == ["a.png", "c.jpg"] and [s.id for s in ds.reals()] == ["b.png"]
     assert np.array_equal(ds.load_mask(ds.fakes()[1]), SQUARE) and ds.validate() == []
+    # a fake whose mask went missing would count as real: the note counts and names such images
+    assert ds.notes == ["images: 1 image(s) without a mask are labelled real (e.g. b.png)"]
     assert len(folder_dataset(imgs).reals()) == 3
     # masks next to their images
     _mask(imgs / "b_mask.png", SQUARE)
@@ -546,10 +548,11 @@ def test_a_folder_named_like_a_benchmark_is_read_with_its_convention(tmp_path):
         assert ds.convention == get_spec("DSO-1").convention
         assert np.array_equal(ds.load_mask(ds.fakes()[0]), SQUARE) and ds.validate() == []
         assert any("named like the benchmark DSO-1" in n and "black = forged" in n for n in ds.notes)
+    maskless = "DSO-1: 1 image(s) without a mask are labelled real (e.g. normal-01.png)"
     mine = folder_dataset(root / "DSO-1", root / "DSO-1-Fake-Images-Masks", name="mine")
-    assert mine.convention == MaskConvention() and mine.notes == []
+    assert mine.convention == MaskConvention() and mine.notes == [maskless.replace("DSO-1:", "mine:")]
     explicit = folder_dataset(root / "DSO-1", root / "DSO-1-Fake-Images-Masks", convention=MaskConvention(invert=True))
-    assert explicit.notes == [] and np.array_equal(explicit.load_mask(explicit.fakes()[0]), SQUARE)
+    assert explicit.notes == [maskless] and np.array_equal(explicit.load_mask(explicit.fakes()[0]), SQUARE)
 
 
 def test_an_authentic_image_whose_mask_marks_nothing_is_real(tmp_path):

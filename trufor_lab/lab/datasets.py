@@ -782,7 +782,7 @@ def folder_dataset(
     ``masks_dir`` (names match exactly, case included). Images with a mask are fakes, the others
     reals; an image whose mask marks no forged pixel (an authentic image of a benchmark that gives
     every image a mask) is real, and a note says so. Sample ids are paths relative to
-    ``images_dir``. A ``mask_suffix`` without ``masks_dir`` means the masks lie among the images;
+    ``images_dir``. A note counts the images without a mask (labelled real). A ``mask_suffix`` without ``masks_dir`` means the masks lie among the images;
     there, a name ending with the suffix is a mask, never an image. Without masks, an image named
     like another's mask (``x_gt.png`` beside ``x.jpg``) raises: it would be scored as an authentic
     image. Two candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``),
@@ -857,6 +857,9 @@ def folder_dataset(
             f"{masks_dir}: {len(unused)} mask(s) match no image named <stem>{mask_suffix}: "
             f"{_names(unused, masks_dir)}{hint}"
         )
+    maskless = [s for s in samples if s.mask_path is None]
+    if maskless:  # said, so that a fake whose mask went missing is not silently counted as real
+        notes.append(f"{name}: {len(maskless)} image(s) without a mask are labelled real (e.g. {maskless[0].id})")
     samples, empty = _empty_masks_are_real(samples, convention)
     if empty:
         notes.append(
