@@ -262,3 +262,26 @@ def test_a_glob_does_not_blame_folders_it_would_not_search(tmp_path, monkeypatch
         assert [f.name for f, _ in pairs] == ["c.png"] and problems == [], (pattern, problems)
     _, problems = expand_inputs(["in/**/*.png"])  # a wildcard does not enter a dot folder, as in glob
     assert problems == ["in/sub: cannot read folder (permission denied); its images are left out of in/**/*.png"]
+
+
+def test_a_folder_search_finds_every_format_the_loader_reads(tmp_path):
+    """AVIF, TGA, QOI, PCX, SGI, ICO and PSD files in a folder were skipped without a word (the
+    folder's summary counted none of them), though each was analysed when named."""
+    import numpy as np
+    from PIL import Image
+
+    from trufor_lab.common.image_files import FORMATS
+
+    Image.init()
+    registered = {e for e, f in Image.registered_extensions().items() if f in FORMATS or f == "MPO"}
+    assert registered - P.ALIAS_EXTENSIONS_LEFT_OUT <= P.IMAGE_EXTENSIONS
+    rgb = Image.fromarray(np.full((40, 40, 3), 90, np.uint8))
+    made = []
+    for ext, fmt in ((".tga", "TGA"), (".qoi", "QOI"), (".pcx", "PCX"), (".sgi", "SGI"), (".ico", "ICO")):
+        rgb.save(tmp_path / f"x{ext}", format=fmt)
+        made.append(tmp_path / f"x{ext}")
+    if "AVIF" in Image.SAVE:
+        rgb.save(tmp_path / "x.avif", format="AVIF")
+        made.append(tmp_path / "x.avif")
+    (tmp_path / "dump.rgb").write_bytes(b"\0" * 64)  # a raw dump, not searched for
+    assert list_images(tmp_path) == sorted(made)

@@ -551,3 +551,21 @@ def test_unsupported_tiffs_are_refused_saying_what_they_hold(tmp_path):
         assert str(e.value) == (
             f"{p}: a TIFF with a sample format not supported here ({bits}-bit float, 3 samples per pixel)"
         )
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw", "tiff_deflate"])
+@pytest.mark.parametrize("cut", [16, 200, "half"])
+def test_a_cut_tiff_is_called_truncated_in_one_line(tmp_path, compression, cut, recwarn):
+    """A compressed TIFF cut short was called "a TIFF with a sample format not supported here
+    (1-bit unsigned ...)", under two lines of Pillow's raw warnings."""
+    rng = np.random.default_rng(0)
+    whole = tmp_path / "whole.tif"
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)).save(whole, compression=compression)
+    data = whole.read_bytes()
+    bad = tmp_path / "cut.tif"
+    bad.write_bytes(data[: -(len(data) // 2 if cut == "half" else cut)])
+    with pytest.raises(ImageError) as e:
+        load_image(bad)
+    assert str(e.value) == f"{bad}: unreadable image (file is truncated)"
+    assert not [w for w in recwarn if "PIL" in str(w.filename)]
+    assert load_image(whole).rgb.shape == (64, 64, 3)

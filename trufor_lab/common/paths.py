@@ -13,26 +13,51 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-#: File suffixes taken as images when a folder is searched (a file named directly is always tried).
+#: File suffixes taken as images when a folder is searched (a file named directly is always tried):
+#: every suffix Pillow registers for the formats read here (``image_files.FORMATS``), but for
+#: the rare aliases in :data:`ALIAS_EXTENSIONS_LEFT_OUT`, plus HEIC/HEIF (read where a plugin is).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
         ".jpg",
         ".jpeg",
+        ".jpe",
         ".jfif",
         ".mpo",  # a stereo / multi-picture camera's JPEG (its first frame)
         ".png",
+        ".apng",
         ".tif",
         ".tiff",
         ".bmp",
+        ".dib",
         ".webp",
         ".gif",
         ".ppm",
         ".pgm",
+        ".pbm",
         ".pnm",
+        ".pfm",
         ".jp2",
+        ".j2k",
+        ".j2c",
+        ".jpc",
+        ".jpf",
+        ".jpx",
+        ".avif",
+        ".avifs",
         ".heic",
+        ".heif",
+        ".hif",
+        ".tga",
+        ".qoi",
+        ".pcx",
+        ".sgi",
+        ".psd",
+        ".ico",
     }
 )
+#: Suffixes Pillow also registers for those formats, left out of folder searches: more often
+#: something else (raw ``.rgb`` dumps) or never met in practice. A file named directly is read.
+ALIAS_EXTENSIONS_LEFT_OUT: frozenset[str] = frozenset({".rgb", ".rgba", ".bw", ".icb", ".vda", ".vst"})
 
 
 class OutputPathError(ValueError):

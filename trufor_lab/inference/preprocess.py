@@ -347,17 +347,33 @@ def _unrecognised(name: str) -> str:
     if head in (b"%!PS", b"\xc5\xd0\xd3\xc6"):
         return "a PostScript/EPS file, not read (decoding it would run Ghostscript)"
     if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return f"a TIFF with a sample format not supported here ({_tiff_kind(name) or 'float colour?'})"
+        kind = _tiff_kind(name)
+        if kind == _TRUNCATED:
+            return "unreadable image (file is truncated)"
+        return f"a TIFF with a sample format not supported here ({kind or 'float colour?'})"
     return "not an image file (unrecognised format, or one not read here)"
 
 
+_TRUNCATED = "truncated"
+
+
 def _tiff_kind(name: str) -> str:
-    """'32-bit float, 3 samples a pixel' from a TIFF's first directory ('' when unreadable)."""
+    """'32-bit float, 3 samples a pixel' from a TIFF's first directory ('' when unreadable,
+    :data:`_TRUNCATED` when the directory or the pixel data it points to runs past the end of
+    the file: a cut file read as a default 1-bit picture was called an unsupported format)."""
     try:
-        with open(name, "rb") as f:
+        with open(name, "rb") as f, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            size = os.fstat(f.fileno()).st_size
             ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
             f.seek(ifd.next)
             ifd.load(f)
+        # Pillow's short reads ("Truncated File Read", "Corrupt EXIF data. Expecting to read 2
+        # bytes but only got 0"): a regular file ran out of bytes
+        if any(re.search(r"truncated|only got", str(w.message), re.I) for w in caught):
+            return _TRUNCATED
+        if _tiff_data_end(ifd) > size:
+            return _TRUNCATED
         bits, kinds = ({int(v) for v in np.atleast_1d(ifd.get(tag, 1))} for tag in (258, 339))
         size = f"{min(bits)}-bit" if len(bits) == 1 else "mixed-size"
         kind = {1: "unsigned", 2: "signed", 3: "float"}.get(min(kinds), "unknown") if len(kinds) == 1 else "mixed"
@@ -365,6 +381,15 @@ def _tiff_kind(name: str) -> str:
         return f"{size} {kind}, {n} sample{'s' if n != 1 else ''} per pixel"
     except Exception:  # a damaged directory: the format is still named
         return ""
+
+
+def _tiff_data_end(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:
+    """Where the last strip or tile of a TIFF directory ends (0 without any)."""
+    for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
+        if offsets in ifd and counts in ifd:
+            ends = (int(o) + int(c) for o, c in zip(np.atleast_1d(ifd[offsets]), np.atleast_1d(ifd[counts])))
+            return max(ends, default=0)
+    return 0
 
 
 def _with_notes(loaded: LoadedImage, notes: list[str]) -> LoadedImage:
