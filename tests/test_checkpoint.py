@@ -103,7 +103,15 @@ def test_a_checkpoint_config_is_checked_before_anything_is_built(tmp_path):
     cases = {
         "unknown": (dict(small.to_dict(), bogus=1), "unknown entries: bogus"),
         "heads": (dict(small.to_dict(), num_heads=[0] * 4), "outside 1..64"),
-        "text": (dict(small.to_dict(), depths="abcd"), "list of numbers"),
+        "text": (dict(small.to_dict(), depths="abcd"), "list of integers"),
+        # a float in a list of integers passed, then failed inside torch.empty (a TypeError traceback)
+        "float_ratio": (dict(small.to_dict(), mlp_ratios=[4.5, 4, 4, 4]), "mlp_ratios must be a list of integers"),
+        "float_dims": (dict(small.to_dict(), embed_dims=[8.0, 16, 24, 32]), "embed_dims must be a list of integers"),
+        # loaded, then every image failed as "not finite", blaming the input
+        "mean2": (dict(small.to_dict(), rgb_mean=[0.5, 0.5]), r"rgb_mean must have 3 entries"),
+        "std0": (dict(small.to_dict(), rgb_std=[0.0, 0.0, 0.0]), r"standard deviations of RGB/255 lie in \(0, 1\]"),
+        "eps_nan": (dict(small.to_dict(), decoder_bn_eps=float("nan")), "decoder_bn_eps must be finite"),
+        "eps_neg": (dict(small.to_dict(), decoder_bn_eps=-1.0), r"eps lies in \(0, 1\]"),
         "big": (big, "another TruFor size .* than its own 'config' entry says"),
         "wide": (wide, "does not match the model"),
     }
@@ -116,6 +124,31 @@ def test_a_checkpoint_config_is_checked_before_anything_is_built(tmp_path):
         assert str(path) in str(e.value) and "\n" not in str(e.value)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 1000, grown_mib  # building the claimed network would take ~3.7 GB
+    nested: list = [8]
+    for _ in range(100_000):  # printing it (the error message) overflowed the recursion limit
+        nested = [nested]
+    with pytest.raises(ValueError, match="embed_dims must be a list of integers") as e:
+        TruForConfig.from_dict({"embed_dims": nested})
+    assert len(str(e.value)) < 200
+
+
+def test_a_pytorch_file_with_compressed_members_is_not_expanded(recipe_state, tmp_path):
+    """torch.load expands a deflated member whole before anything can look at it: a 1 MB file
+    became a 1 GiB tensor. torch.save never compresses, so such a file is refused unread."""
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.zeros(1000)}, plain)
+    packed = tmp_path / "packed.pt"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    assert torch.equal(read_checkpoint(plain)["w"], torch.zeros(1000))
+    with pytest.raises(CheckpointError, match="members are compressed") as e:
+        read_checkpoint(packed)
+    assert str(e.value).startswith(f"{packed}:") and "\n" not in str(e.value)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty file"):
+        read_checkpoint(empty)
 
 
 def test_a_folder_given_as_checkpoint_is_called_a_folder(tmp_path):
@@ -316,7 +349,7 @@ def test_weights_download_does_not_fetch_the_noiseprint_that_ships(tmp_path, mon
     assert "nothing to download" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("damage", ["nan", "inf", "int", "complex", "sparse", "meta", "float8"])
+@pytest.mark.parametrize("damage", ["nan", "inf", "int", "complex", "sparse", "meta", "float8", "huge", "expanded"])
 def test_damaged_weights_are_refused_not_loaded(recipe_state, damage):
     """NaN/Inf weights (a diverged run) and float parameters given integers or complex numbers
     would load silently (PyTorch casts) and answer NaN or a wrong map: refused, nothing loaded.
@@ -336,8 +369,13 @@ def test_damaged_weights_are_refused_not_loaded(recipe_state, damage):
         w = w.to_sparse()
     elif damage == "meta":
         w = torch.empty_like(w, device="meta")
-    else:
+    elif damage == "float8":
         w = w.to(torch.float8_e4m3fn)
+    elif damage == "huge":  # finite in float64, Inf once cast to the model's float32
+        w = w.double()
+        w[1, 2] = 1e300
+    else:  # a few stored bytes for a whole tensor (a 109 KB file built a 1.27 GiB network)
+        w = torch.zeros(()).expand_as(w)
     bad[key] = w
     model = TruFor()
     before = model.state_dict()[key].clone()
@@ -347,7 +385,8 @@ def test_damaged_weights_are_refused_not_loaded(recipe_state, damage):
     assert msg.startswith("damaged.pth:") and key in msg and "\n" not in msg
     assert ("not finite" in msg) == (damage in ("nan", "inf")), msg
     assert ("dtype mismatch" in msg) == (damage in ("int", "complex")), msg
-    assert ("not plain weights" in msg) == (damage in ("sparse", "meta", "float8")), msg
+    assert ("not plain weights" in msg) == (damage in ("sparse", "meta", "float8", "expanded")), msg
+    assert ("would become Inf" in msg) == (damage == "huge"), msg
     assert torch.equal(model.state_dict()[key], before), "nothing loaded on error"
 
 

@@ -121,7 +121,13 @@ def load_trufor(
             )
         )
     with torch.device("meta"):  # the config checked against the weights before anything is allocated
-        check_state_dict(TruFor(cfg), sd, str(path))
+        try:
+            skeleton = TruFor(cfg).to(_dtype(precision))
+        except (TypeError, ValueError, RuntimeError) as e:  # sizes that pass the checks but build nothing
+            raise CheckpointError(
+                f"{path}: its 'config' entry does not build a TruFor ({' '.join(str(e).split())[:160]})"
+            ) from None
+        check_state_dict(skeleton, sd, str(path))
     model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
     model.weights_info = _with_noiseprint_dtype(_describe_loaded(path, kind, before), sd, "dncnn.")

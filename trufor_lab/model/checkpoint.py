@@ -84,10 +84,15 @@ def _archive_kind(path: str) -> str | None:
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:
-                names = z.namelist()
+                infos = z.infolist()
+                names = [i.filename for i in infos]
         except (zipfile.BadZipFile, OSError, ValueError):
             return None  # let torch.load say what is wrong
         if any(n.endswith("data.pkl") for n in names):
+            if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+                # torch.save stores its members; a deflated one is read by expanding it whole (a
+                # 1 MB file became 1 GiB before any check could refuse it)
+                return "a PyTorch file whose members are compressed (torch.save never writes those): not expanded"
             return None  # PyTorch's own zip format
         if any(n.endswith((".pth.tar", ".pth", ".pt", ".th")) for n in names):
             return (
@@ -106,6 +111,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
     if _torch_version() < SAFE_TORCH:
         raise CheckpointError(
             f"{path}: not read: PyTorch {torch.__version__} can run code from a crafted checkpoint even with "
@@ -183,6 +190,9 @@ def _unusable(t: torch.Tensor) -> str | None:
         return "a meta tensor (no data)"
     if t.is_quantized or (t.is_floating_point() and t.dtype not in WEIGHT_FLOATS):
         return f"dtype {str(t.dtype).replace('torch.', '')}"
+    if t.numel() > 1 and t.untyped_storage().nbytes() < t.numel() * t.element_size():
+        # an expanded view (stride 0): a few stored bytes standing for a huge network's weights
+        return f"{t.numel()} values stored in {t.untyped_storage().nbytes()} bytes (an expanded view)"
     return None
 
 
@@ -224,3 +234,17 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise CheckpointError(f"{source}: weights are not finite (NaN or Inf) in {', '.join(bad[:3])}{more}")
+    # finite as stored but not in the model's precision (1e300 in float64 is Inf in float32)
+    big = [
+        k
+        for k, v in expected.items()
+        if v.is_floating_point()
+        and state_dict[k].numel()
+        and float(state_dict[k].abs().max()) > torch.finfo(v.dtype).max
+    ]
+    if big:
+        more = f" and {len(big) - 3} more" if len(big) > 3 else ""
+        raise CheckpointError(
+            f"{source}: weights too large for the model's {str(expected[big[0]].dtype).replace('torch.', '')} "
+            f"(they would become Inf) in {', '.join(big[:3])}{more}"
+        )

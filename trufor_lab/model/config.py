@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -63,19 +65,37 @@ class TruForConfig:
         out: dict[str, Any] = {}
         for k, v in d.items():
             default = getattr(cls(), k)
+            kind = "integers" if isinstance(default, tuple) and isinstance(default[0], int) else "numbers"
             if isinstance(default, tuple):
-                if not isinstance(v, (list, tuple)) or not all(_is_number(x, float(default[0])) for x in v):
-                    raise ValueError(f"config.{k} must be a list of numbers, got {v!r:.60}")
+                if not isinstance(v, (list, tuple)) or not all(_is_number(x, default[0]) for x in v):
+                    raise ValueError(f"config.{k} must be a list of {kind}, got {_short(v)}")
                 v = tuple(v)
             elif not _is_number(v, default):
-                raise ValueError(f"config.{k} must be a {type(default).__name__}, got {v!r:.60}")
+                raise ValueError(f"config.{k} must be a {type(default).__name__}, got {_short(v)}")
+            if not all(math.isfinite(x) for x in (v if isinstance(v, tuple) else (v,))):
+                raise ValueError(f"config.{k} must be finite, got {_short(v)}")
             out[k] = v
         for k, hi in _LIMITS.items():
             vals = out.get(k, getattr(cls(), k))
             for x in vals if isinstance(vals, tuple) else (vals,):
                 if not 1 <= x <= hi:
-                    raise ValueError(f"config.{k} = {vals!r:.60} is outside 1..{hi}")
+                    raise ValueError(f"config.{k} = {_short(vals)} is outside 1..{hi}")
+        for k, (lo, hi, closed, what) in _RANGES.items():
+            vals = out.get(k, getattr(cls(), k))
+            for x in vals if isinstance(vals, tuple) else (vals,):
+                if not (lo <= x if closed else lo < x) or x > hi:
+                    raise ValueError(f"config.{k} = {_short(vals)}: {what}")
+        for k in ("rgb_mean", "rgb_std"):
+            if len(out.get(k, getattr(cls(), k))) != 3:
+                raise ValueError(f"config.{k} must have 3 entries (R, G, B), got {_short(out[k])}")
         return cls(**out)
+
+
+def _short(v: Any) -> str:
+    """A short, one-line repr of an untrusted value (nesting depth and length bounded)."""
+    r = reprlib.Repr()  # attributes, not keywords: Python 3.11's Repr takes none
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxstring, r.maxother = 2, 6, 6, 4, 40, 40
+    return " ".join(r.repr(v).split())[:80]
 
 
 def _is_number(v: Any, like: Any) -> bool:
@@ -97,6 +117,16 @@ _LIMITS = {
     "decoder_embed_dim": 4096,
     "num_classes": 16,
     "np_levels": 64,
+}
+
+
+#: Ranges of the float entries: (low, high, whether low itself is allowed, what a value outside
+#: means). A zero std or eps divides by zero; a NaN anywhere makes every output NaN.
+_RANGES = {
+    "decoder_bn_eps": (0.0, 1.0, False, "a BatchNorm eps lies in (0, 1]"),
+    "drop_path_rate": (0.0, 0.99, True, "a drop-path rate lies in 0..0.99"),
+    "rgb_mean": (0.0, 1.0, True, "means of RGB/255 lie in 0..1"),
+    "rgb_std": (0.0, 1.0, False, "standard deviations of RGB/255 lie in (0, 1]"),
 }
 
 
