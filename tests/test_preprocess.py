@@ -569,3 +569,50 @@ def test_a_cut_tiff_is_called_truncated_in_one_line(tmp_path, compression, cut, 
     assert str(e.value) == f"{bad}: unreadable image (file is truncated)"
     assert not [w for w in recwarn if "PIL" in str(w.filename)]
     assert load_image(whole).rgb.shape == (64, 64, 3)
+
+
+def _layered_psd(path, merged: np.ndarray, layers: int) -> None:
+    """A minimal Photoshop file: RGB 8-bit, ``layers`` flat grey layers, then ``merged`` (raw)."""
+    import struct
+
+    h, w = merged.shape[:2]
+    records, planes = b"", b""
+    for i in range(layers):
+        records += struct.pack(">iiiiH", 0, 0, h, w, 3)
+        records += b"".join(struct.pack(">hI", ch, 2 + h * w) for ch in range(3))
+        name = bytes([2]) + f"L{i}".encode()
+        name += b"\0" * (-len(name) % 4)
+        extra = struct.pack(">II", 0, 0) + name
+        records += b"8BIMnorm" + bytes([255, 0, 0, 0]) + struct.pack(">I", len(extra)) + extra
+        planes += b"".join(struct.pack(">H", 0) + bytes([60 * (i + 1)]) * (h * w) for _ in range(3))
+    info = struct.pack(">h", layers) + records + planes
+    info += b"\0" * (len(info) % 2)
+    block = struct.pack(">I", len(info)) + info
+    head = b"8BPS" + struct.pack(">H", 1) + bytes(6) + struct.pack(">HIIHH", 3, h, w, 8, 3) + bytes(8)
+    pixels = b"".join(merged[..., ch].tobytes() for ch in range(3))
+    path.write_bytes(head + struct.pack(">I", len(block)) + block + struct.pack(">H", 0) + pixels)
+
+
+def test_deep_and_layered_files_are_said_for_what_they_are(tmp_path):
+    """A 16-bit PPM was reduced to 8 bits without a note; an 8-bit picture saved as 16-bit
+    (values 0..255 of 65535) was analysed nearly black under a generic note; a two-layer PSD
+    was called "frame 2 of 2" though its merged image is what is analysed."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (40, 48, 3), np.uint8)
+    ppm = tmp_path / "deep.ppm"
+    ppm.write_bytes(b"P6\n48 40\n65535\n" + (rgb.astype(">u2") * 257).tobytes())
+    got = load_image(ppm)
+    assert np.array_equal(got.rgb, rgb) and "16-bit colour reduced to 8 bits (top byte)" in got.notes
+    low = tmp_path / "low.png"
+    Image.fromarray(rgb[..., 0].astype(np.uint16)).save(low)
+    got = load_image(low)
+    assert got.rgb.max() <= 1 and any("nearly black as 16-bit" in n for n in got.notes), got.notes
+    full = tmp_path / "full.png"
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(full)
+    assert not any("nearly black" in n for n in load_image(full).notes)
+    psd = tmp_path / "layers.psd"
+    _layered_psd(psd, rgb, layers=2)
+    got = load_image(psd)
+    assert np.array_equal(got.rgb, rgb)
+    assert got.notes[0] == "the merged image of a 2-layer PSD (layers not analysed one by one)", got.notes
+    assert not any("frame" in n for n in got.notes)

@@ -159,6 +159,11 @@ def _pil_to_rgb(
                 )
                 + " to 8 bits"
             )
+            if hi <= 255 and a.size and not white_is_zero:
+                notes.append(
+                    f"every value within 0..{hi:g} of 65535: nearly black as 16-bit "
+                    "(an 8-bit picture saved as 16-bit? convert it to 8-bit first)"
+                )
         if white_is_zero:  # Pillow inverts 8-bit WhiteIsZero TIFFs, not 16-bit ones
             g = 255 - g
             notes.append("WhiteIsZero: inverted")
@@ -383,6 +388,13 @@ def _tiff_kind(name: str) -> str:
         return ""
 
 
+def _ppm_maxval(args: Any) -> int:
+    """The maxval of a PPM decoder's ``(mode, maxval)`` arguments (255 when absent)."""
+    if isinstance(args, tuple) and len(args) == 2 and isinstance(args[1], int):
+        return args[1]
+    return 255
+
+
 def _tiff_data_end(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:
     """Where the last strip or tile of a TIFF directory ends (0 without any)."""
     for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
@@ -422,15 +434,19 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if w * h > max_pixels:
         raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
     # before anything loads the pixels (a PNG's getexif does), which empties the tile list
+    tiles = getattr(im, "tile", None) or ()  # an in-memory image has none
     deep = im.mode in ("RGB", "RGBA", "CMYK") and any(
         ";16" in str(getattr(t, "args", ""))
-        for t in (getattr(im, "tile", None) or ())  # an in-memory image has none
+        # a PPM's decoder takes (mode, maxval): above 255 its samples are 16-bit
+        or (getattr(t, "codec_name", "") == "ppm" and _ppm_maxval(getattr(t, "args", None)) > 255)
+        for t in tiles
     )
     try:  # before Pillow loads (and misreads) the planes, closing the file
         planar = planar16_tiff(im)
     except ValueError as e:
         raise ImageError(f"{name}: {e}") from None
     n_frames, frame = getattr(im, "n_frames", 1), im.tell()  # a caller's image keeps its frame
+    layered = im.format == "PSD"  # Pillow counts a PSD's layers as frames; its pixels are the merged image
     signed, white_is_zero, wide = _tiff_samples(im)
     notes: list[str] = []
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
@@ -455,7 +471,10 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if deep:
         notes.append("16-bit colour reduced to 8 bits (top byte)")
     rgb, more = _pil_to_rgb(im, name, signed, white_is_zero, wide)
-    if n_frames > 1:
+    if layered:
+        if n_frames > 1:
+            more.insert(0, f"the merged image of a {n_frames}-layer PSD (layers not analysed one by one)")
+    elif n_frames > 1:
         more.insert(0, f"frame {frame + 1} of {n_frames}" if frame else f"first of {n_frames} frames")
     applied = exif_transpose and orientation not in (None, 1)
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more), applied)
