@@ -355,3 +355,17 @@ def test_special_values_sort_like_floats():
             assert _same(got[name], value), (name, got[name], value)
     mp = np.where(scored_regions(mask)[0], 0.0, -0.0)  # one distinct value
     assert localization_metrics(mp, mask).f1_best == pytest.approx(72 / 772)
+
+
+def test_non_numeric_maps_and_scores_are_refused_not_parsed():
+    """A timedelta map passed numpy's integer test and failed with a TypeError; scores read as
+    text ('0.9') were parsed silently."""
+    gt = np.zeros((40, 40), bool)
+    gt[10:30, 10:30] = True
+    m = gt.astype(np.int64)
+    assert localization_metrics(m, gt).f1_best == 1.0
+    with pytest.raises(ValueError, match="real-valued"):
+        localization_metrics(m.astype("m8[s]"), gt)
+    with pytest.raises(ValueError, match="scores must be numbers"):
+        detection_metrics(["0.9", "0.1"], [1, 0])
+    assert detection_metrics([0.9, 0.1], [1, 0]).auc == 1.0

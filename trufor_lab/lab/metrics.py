@@ -252,7 +252,7 @@ def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetri
     gt = _as_mask(mask)
     if m.shape != gt.shape:
         raise ValueError(f"map shape {m.shape} differs from mask shape {gt.shape}")
-    if not (m.dtype == bool or np.issubdtype(m.dtype, np.integer) or np.issubdtype(m.dtype, np.floating)):
+    if m.dtype.kind not in "biuf":  # not numpy's integer test: it counts timedelta64 as an integer
         raise ValueError(f"map must be real-valued, got dtype {m.dtype}")
 
     forged, pristine = scored_regions(gt)
@@ -349,7 +349,10 @@ def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int
     overflows float32 upwards becomes the largest other score. AUC is NaN when only one class
     is left (the official code raises there).
     """
-    s = np.asarray(scores, dtype=np.float64)
+    raw = np.asarray(scores)
+    if raw.dtype.kind in "USVmM":  # numpy would parse '0.9' (a column read as text) without a word
+        raise ValueError(f"scores must be numbers, got dtype {raw.dtype}")
+    s = raw.astype(np.float64)
     if s.ndim != 1:
         s = s.ravel()
     y = _as_labels(labels, s.size)
