@@ -38,7 +38,7 @@ def test_ig_completeness(recipe_model, tampered2):
     small = tampered2[96:128, 96:128].copy()
     x = to_tensor(small)
     b = x + 0.2 * (T.make_baseline(x, "blur") - x)
-    a = T.attribute(recipe_model, small, "ig", target=T.ScoreTarget(), baseline=b, n_steps=64)
+    a = T.attribute(recipe_model, small, "ig", target=T.ScoreTarget(), baselines=b, n_steps=64)
     diff = a.target_value - a.baseline_value
     assert abs(diff) > 1e-3
     assert a.map.sum() == pytest.approx(diff, rel=0.02)
@@ -76,7 +76,7 @@ def test_occlusion_of_a_region_changes_the_region_target(recipe_model, img):
     region = np.zeros((64, 64), dtype=bool)
     region[:32, :32] = True
     target = T.RegionTarget(region)
-    a = T.attribute(recipe_model, img, "occlusion", target=target, baseline="blur", window=32, stride=32)
+    a = T.attribute(recipe_model, img, "occlusion", target=target, baselines="blur", window=32, stride=32)
     # one window covers exactly the region: its attribution is target(x) - target(x, region blurred)
     x = to_tensor(img)
     occluded = x.clone()
@@ -131,7 +131,7 @@ def test_nothing_left_behind_after_errors(recipe_model, tampered2):
     x = to_tensor(img).requires_grad_(True)
     for method in ("ig", "saliency", "gradcam"):
         with pytest.raises(Boom):
-            T.attribute(recipe_model, x, method, target=raising, n_steps=2)
+            T.attribute(recipe_model, x, method, target=raising, **({"n_steps": 2} if method == "ig" else {}))
         assert_clean(recipe_model)
     assert x.requires_grad and x.grad is None and x.is_leaf
 
@@ -227,24 +227,24 @@ def test_baselines_are_checked_as_the_input_is(recipe_model, img):
     }
     for b, match in bad.items():
         with pytest.raises(ValueError, match=match):
-            T.attribute(recipe_model, img, "ig", baseline=b, n_steps=2)
+            T.attribute(recipe_model, img, "ig", baselines=b, n_steps=2)
     with pytest.raises(ValueError, match=r"spans \[200, 200\]"):
-        T.attribute(recipe_model, img, "ig", baseline=torch.full((1, 3, 64, 64), 200.0), n_steps=2)
+        T.attribute(recipe_model, img, "ig", baselines=torch.full((1, 3, 64, 64), 200.0), n_steps=2)
     for sigma in (0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="sigma must be a positive number"):
             T.attribute(recipe_model, img, "ig", sigma=sigma, n_steps=2)
     with pytest.raises(ValueError, match=r"shape \(1, 3, 64, 64\).*\(1, 3, 48, 48\) \(max_side=48 shrank"):
-        T.attribute(recipe_model, img, "ig", baseline=T.make_baseline(x, "blur"), max_side=48, n_steps=2)
+        T.attribute(recipe_model, img, "ig", baselines=T.make_baseline(x, "blur"), max_side=48, n_steps=2)
     with pytest.raises(ValueError, match=r"RGB baseline has shape \(1, 3, 32, 32\)"):
-        T.attribute(recipe_model, img, "modality", baseline=(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 64, 64)))
+        T.attribute(recipe_model, img, "modality", baselines=(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 64, 64)))
     # a number or a tensor of another dtype is a value (RGB/256), as before; uint8 is an image
     for number in (torch.tensor(0), torch.zeros(1, 3, 64, 64, dtype=torch.int64), torch.tensor(True)):
         assert torch.equal(T.make_baseline(x, number), torch.zeros_like(x) + float(number.flatten()[0]))
     # an image baseline is read as the input is (uint8 / 256)
     gray = np.full_like(img, 128)
     assert torch.equal(T.make_baseline(x, gray), torch.full_like(x, 0.5))
-    a = T.attribute(recipe_model, img, "occlusion", baseline=gray, window=64)
-    b = T.attribute(recipe_model, img, "occlusion", baseline=0.5, window=64)
+    a = T.attribute(recipe_model, img, "occlusion", baselines=gray, window=64)
+    b = T.attribute(recipe_model, img, "occlusion", baselines=0.5, window=64)
     assert a.baseline == "image" and a.baseline_value == pytest.approx(b.baseline_value)
     np.testing.assert_allclose(a.map, b.map)
     assert_clean(recipe_model)
@@ -257,12 +257,12 @@ def test_one_call_shape_for_baselines_and_targets(recipe_model, img):
     small = img[:32, :32].copy()
     a = T.ModalityAttribution(recipe_model).attribute(small, None, None, n_steps=2)
     assert a.baseline == "blur (sigma 3)"
-    zeros = T.attribute(recipe_model, small, "occlusion", baseline="zeros", window=32)
-    black = T.attribute(recipe_model, small, "occlusion", baseline="black", window=32)
+    zeros = T.attribute(recipe_model, small, "occlusion", baselines="zeros", window=32)
+    black = T.attribute(recipe_model, small, "occlusion", baselines="black", window=32)
     np.testing.assert_array_equal(zeros.map, black.map)
     for method in ("gradcam", "saliency", "input_x_gradient"):
         with pytest.raises(ValueError, match=f"{method} uses no baseline"):
-            T.attribute(recipe_model, small, method, baseline="black")
+            T.attribute(recipe_model, small, method, baselines="black")
     calls = []
     h = recipe_model.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
@@ -274,3 +274,52 @@ def test_one_call_shape_for_baselines_and_targets(recipe_model, img):
         h.remove()
     assert calls == []  # refused before any forward
     assert_clean(recipe_model)
+
+
+def test_options_of_another_method_are_refused_and_keywords_match_the_classes(recipe_model, img):
+    """The function took ``baseline=``, the classes (and Captum) ``baselines=``; ``stage=`` was
+    ignored outside the layer methods; ``window=`` for IG, ``n_steps=``/``sigma=`` for saliency
+    or GradCAM were accepted and ignored. Each is refused before any forward now."""
+    small = img[:32, :32].copy()
+    calls = []
+    h = recipe_model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(TypeError, match="baselines="):
+            T.attribute(recipe_model, small, "occlusion", baseline="black")
+        with pytest.raises(TypeError, match="stage applies to the layer methods"):
+            T.attribute(recipe_model, small, "ig", stage=2)
+        for method, options in (
+            ("ig", {"window": 8}),
+            ("saliency", {"n_steps": 3}),
+            ("saliency", {"sigma": 9.0}),
+            ("occlusion", {"internal_batch_size": 2}),
+            ("gradcam", {"sigma": 9.0}),
+            ("gradcam", {"n_steps": 4}),
+            ("conductance", {"relu": False}),
+        ):
+            with pytest.raises(TypeError, match=f"{next(iter(options))}: not an option of '{method}'"):
+                T.attribute(recipe_model, small, method, **options)
+        with pytest.raises(TypeError, match="window: not an option of 'ig'"):
+            T.InputAttribution(recipe_model, "ig").attribute(small, window=8)
+    finally:
+        h.remove()
+    assert calls == []
+    assert_clean(recipe_model)
+
+
+def test_ig_that_did_not_converge_says_so(recipe_model, tampered2):
+    """IG on a long path with few steps: its map can sum to the wrong sign of the explained
+    difference; only ``delta`` in the title showed it."""
+    small = tampered2[96:128, 96:128].copy()
+    few = T.attribute(recipe_model, small, "ig", n_steps=2)
+    diff = few.target_value - few.baseline_value
+    if abs(few.delta) > max(0.1 * abs(diff), 1e-3):
+        assert any(n.startswith("IG did not converge") for n in few.notes) and "not converged" in few.title
+    x = to_tensor(small)
+    b = x + 0.2 * (T.make_baseline(x, "blur") - x)  # a short path: converged at 64 steps
+    good = T.attribute(recipe_model, small, "ig", baselines=b, n_steps=64)
+    assert good.notes == () and "not converged" not in good.title
+    made = T.Attribution(
+        np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)), "ig", "score", delta=0.5, target_value=1.0, baseline_value=0.9
+    )
+    assert made.notes and "the map sums to 0.6, the explained difference is 0.1" in made.notes[0]

@@ -208,7 +208,7 @@ def test_capture_and_attribution_on_cuda(cuda_model, tampered2):
     assert np.abs(np.asarray(r.captures["noiseprint"]).squeeze() - r.noiseprint).max() <= 1e-5
     x = to_tensor(img[16:48, 16:48].copy(), device=CUDA)
     b = x + 0.2 * (A.make_baseline(x, "blur") - x)
-    a = A.attribute(cuda_model, x, "ig", target=A.ScoreTarget(), baseline=b, n_steps=64)
+    a = A.attribute(cuda_model, x, "ig", target=A.ScoreTarget(), baselines=b, n_steps=64)
     diff = a.target_value - a.baseline_value
     measure("ig_completeness_cuda", {"diff": diff, "sum": float(a.map.sum())})
     assert abs(diff) > 1e-3 and a.map.sum() == pytest.approx(diff, rel=0.02)

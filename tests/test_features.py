@@ -108,3 +108,37 @@ def test_analyze_says_which_captures_were_subsampled(recipe_model, small_image):
     assert len(said) == 1 and "subsampled by stride 3" in said[0] and str(tuple(full)) in said[0]
     assert not any("detection.stats" in n for n in r.notes)
     assert not any("capture" in n for n in tl.analyze(recipe_model, img, capture=["fusion.stage1.ffm"]).notes)
+
+
+def test_analyze_refuses_capture_options_it_would_drop_and_says_what_was_not_captured(recipe_model, small_image):
+    """A misspelt ``captures=`` or a capture option without ``capture`` was accepted and dropped
+    (no captures, no error); ``grad=True`` ran without gradients; layers an ablation skipped
+    were left out of ``Result.captures`` without a word; and the forward with captures ran
+    under the user's TF32 flags where ``predict`` keeps IEEE float32."""
+    import trufor_lab as tl
+    from trufor_lab.interpret import ablate
+
+    img = small_image[:64, :64]
+    with pytest.raises(TypeError, match="unexpected keyword.*captures"):
+        tl.analyze(recipe_model, img, captures=["fusion.stage1.ffm"])
+    with pytest.raises(TypeError, match="max_elements apply to layer capture only"):
+        tl.analyze(recipe_model, img, max_elements=10)
+    with pytest.raises(ValueError, match="without gradients"):
+        tl.analyze(recipe_model, img, capture=["fusion.stage1.ffm"], grad=True)
+    with ablate.rgb_only(recipe_model):
+        r = tl.analyze(recipe_model, img, capture=["noiseprint", "fusion.stage1.ffm"])
+    assert "fusion.stage1.ffm" in r.captures and "noiseprint" not in r.captures
+    assert "capture: not produced by this forward: noiseprint" in r.notes, r.notes
+    seen = []
+    hook = recipe_model.decode_head.register_forward_hook(
+        lambda *_: seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+    )
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        tl.analyze(recipe_model, img)  # a hooked model: the plain forward
+        tl.analyze(recipe_model, img, capture=["fusion.stage1.ffm"])
+    finally:
+        hook.remove()
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    assert seen == [(False, False), (False, False)], seen

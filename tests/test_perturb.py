@@ -241,6 +241,15 @@ def test_sweep_resizes_a_map_of_another_size(planted, mask):
 
     res = P.sweep(None, planted, mask, "blur", [0.0], analyze_fn=half)
     assert res.table[0]["f1_best"] > 0.95
+    # a map of another picture's grid (transposed, cropped) was resized and scored silently
+    for bad, why in ((lambda m: m.T, r"transposed\?"), (lambda m: m[: m.shape[0] // 3], "same picture's grid")):
+
+        def wrong(model, image, bad=bad):
+            r = bright_detector(model, image)
+            return FakeResult(np.ascontiguousarray(bad(r.map)), r.conf, r.score)
+
+        with pytest.raises(ValueError, match=why):  # 128 x 96: a transposed map has another shape
+            P.sweep(None, planted[:, :96].copy(), mask[:, :96].copy(), "blur", [0.0], analyze_fn=wrong)
 
 
 def test_sweep_plot_and_html(planted, mask):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import warnings
 from typing import Any, Sequence
 
@@ -24,6 +25,7 @@ from trufor_lab.model.decoder import in_training
 from trufor_lab.model.interventions import lean_blockers, plain_forward_required
 from trufor_lab.model.lean import free_memory_bytes
 from trufor_lab.model.noiseprint import Noiseprint
+from trufor_lab.model.precision import ieee_float32
 from trufor_lab.model.trufor import TruFor
 
 
@@ -61,6 +63,7 @@ def analyze(
     float32 tolerances, faster); a model with hooks or interventions runs the plain module forward,
     where every hook fires.
     """
+    _check_capture_options(capture, capture_kwargs)
     loaded, x = prepare_input(model, image)
     training = in_training(model)
     if training:
@@ -93,11 +96,14 @@ def analyze(
                     f"({why}): layer capture needs the plain forward; crop the image or "
                     "analyze without capture"
                 )
-            with capture_ctx(model, capture, **capture_kwargs) as cap:
+            with capture_ctx(model, capture, **capture_kwargs) as cap, ieee_float32(onednn=True):
                 out = model(x)
             captures = dict(cap.tensors)
-            # what max_elements subsampling did: said, never silent
+            # what max_elements subsampling did, and what was asked for but not produced (an
+            # ablation that skips a module): said, never silent
             notes = (*notes, *(f"capture {n}: {msg}" for n, msg in cap.notes.items()))
+            if cap.missing:
+                notes = (*notes, f"capture: not produced by this forward: {', '.join(cap.missing)}")
         elif use_lean:
             out = predict(model, x, InferenceMode.exact(lean=True))
             if not fits:
@@ -108,11 +114,32 @@ def analyze(
                 )
         elif known and not hooked(model):
             out = predict(model, x, InferenceMode.exact(lean=False))  # the fast exact path
-        else:
-            out = model(x)  # hooks or interventions act on the modules: run every one of them
+        else:  # hooks or interventions act on the modules: run every one of them, in IEEE
+            with ieee_float32(onednn=True):  # float32 as predict does (no TF32 on CUDA)
+                out = model(x)
     loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
     result = make_result(model, loaded, out, name=name, captures=captures)
     return result.as_shown() if exif_transpose else result
+
+
+def _check_capture_options(capture: Sequence[str] | None, options: dict[str, Any]) -> None:
+    """Options of :func:`~trufor_lab.model.capture.capture` only, and only with ``capture``: a
+    misspelt keyword (``captures=``) was accepted and dropped, returning no captures."""
+    if not options:
+        return
+    known = set(inspect.signature(capture_ctx).parameters) - {"model", "names"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(
+            f"analyze() got unexpected keyword(s) {', '.join(unknown)} (capture options: {', '.join(sorted(known))})"
+        )
+    if not capture:
+        raise TypeError(f"analyze(): {', '.join(sorted(options))} apply to layer capture only; pass capture=[...]")
+    if options.get("grad"):
+        raise ValueError(
+            "analyze() runs without gradients; for captures with gradients use "
+            "`with tl.capture(model, names, grad=True) as cap:` around your own forward"
+        )
 
 
 __all__ = ["Result", "analyze", "make_result", "prepare_input"]

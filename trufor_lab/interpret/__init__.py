@@ -5,6 +5,7 @@ Captum attribution.
 - ``features``: statistics and projections of captured feature maps.
 - ``ablate``: reversible interventions (context managers) and ablation studies.
 - ``attribute``: Captum adapters with one call shape, and target wrappers.
+- ``attribution_calls``: what every attribution call checks and restores around Captum.
 
 May import ``lab``, ``inference``, ``model``, ``viz`` and ``common``.
 """

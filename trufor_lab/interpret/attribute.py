@@ -6,7 +6,7 @@ quantity to explain is a small *target* callable ``target(TruForOutput) -> (B,)`
 :class:`ScoreTarget` (detection logit or score), :class:`RegionTarget` (mean localization
 probability inside a region), :class:`ConfidenceTarget` (mean confidence).
 
->>> from trufor_lab.interpret.attribute import ScoreTarget, attribute; a = attribute(model, "photo.png", method="ig", target=ScoreTarget(), baseline="blur")
+>>> from trufor_lab.interpret.attribute import ScoreTarget, attribute; a = attribute(model, "photo.png", method="ig", target=ScoreTarget(), baselines="blur")
 >>> a.map.shape, a.delta      # (H, W) attribution, IG convergence delta
 >>> a.plot()
 
@@ -39,23 +39,29 @@ photos; ablations and captures active around an attribution are honoured.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from trufor_lab.common.imaging import tensor_to_numpy
-from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image, to_tensor
-from trufor_lab.inference.result import MIN_TRUFOR_SIDE
+from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.model import TruFor, TruForOutput
 from trufor_lab.interpret.attribution import Attribution, plot_modality_shares
+from trufor_lab.interpret.attribution_calls import (
+    auto_batch,
+    check_counts,
+    guard,
+    prepare,
+    refuse_unused,
+    shrunk,
+    trufor_of,
+    uses_baseline,
+)
 from trufor_lab.interpret.targets import (
     BASELINES,
     BaselineLike,
@@ -108,151 +114,6 @@ def _canonical(method: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# inputs
-# --------------------------------------------------------------------------------------------
-
-
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    p = next(model.parameters())
-    return p.device, p.dtype
-
-
-def _trufor(model: nn.Module) -> TruFor:
-    if not isinstance(model, TruFor):
-        raise TypeError(f"attribution needs a full TruFor model, got {type(model).__name__}")
-    return model
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    x: torch.Tensor  # (1, 3, h, w) RGB/256 on the model's device and dtype
-    rgb: np.ndarray  # (h, w, 3) uint8, what is shown
-    name: str
-    original_size: tuple[int, int]
-
-
-def _fit_size(h: int, w: int, max_side: int) -> tuple[int, int]:
-    s = max_side / max(h, w)
-    return max(1, round(h * s)), max(1, round(w * s))
-
-
-def _prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> _Prepared:
-    """Image -> model input; float tensors are taken as RGB/256 inputs (copied)."""
-    dev, dt = _device_dtype(model)
-    if max_side is not None and max_side < 1:
-        raise ValueError(f"max_side must be positive, got {max_side}")
-    if isinstance(image, torch.Tensor) and image.is_floating_point():
-        t = image.detach()
-        t = t[None] if t.ndim == 3 else t
-        if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
-            raise ValueError(f"a float tensor input must be (1, 3, H, W) RGB/256, got {tuple(image.shape)}")
-        if not bool(torch.isfinite(t).all()) or float(t.min()) < 0 or float(t.max()) > 1:
-            lo, hi = float(t.nan_to_num().min()), float(t.nan_to_num().max())
-            raise ImageError(
-                f"<tensor>: a float tensor input is RGB/256 in [0, 1] (see to_tensor); this one "
-                f"{'holds NaN or Inf' if not bool(torch.isfinite(t).all()) else f'spans [{lo:g}, {hi:g}]'}"
-            )
-        t = t.to(device=dev, dtype=dt).clone()
-        size = (int(t.shape[2]), int(t.shape[3]))
-        if max_side is not None and max(size) > max_side:
-            t = F.interpolate(t, size=_fit_size(*size, max_side), mode="area")
-        rgb = (t[0].permute(1, 2, 0) * 256).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        return _check_side(_Prepared(t, rgb, "<tensor>", size), max_side)
-    loaded = load_image(image)
-    rgb = loaded.rgb
-    size = (int(rgb.shape[0]), int(rgb.shape[1]))
-    if max_side is not None and max(size) > max_side:
-        h, w = _fit_size(*size, max_side)
-        rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BOX))
-    return _check_side(_Prepared(to_tensor(rgb, dtype=dt, device=dev), rgb, loaded.name, size), max_side)
-
-
-def _check_counts(**counts: int | None) -> None:
-    """Window, stride, steps and batch sizes are whole numbers >= 1 (``None``: the default);
-    0 or a negative stride gave NaN maps, and 0 was quietly replaced by the default."""
-    for name, v in counts.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
-
-
-def _check_side(p: _Prepared, max_side: int | None) -> _Prepared:
-    """TruFor's smallest input (the stage-4 patch embedding), as tl.analyze checks it."""
-    h, w = p.rgb.shape[:2]
-    if min(h, w) < MIN_TRUFOR_SIDE:
-        at = f" (max_side={max_side} made it {w}x{h})" if (h, w) != p.original_size else ""
-        oh, ow = p.original_size
-        raise ImageError(
-            f"{p.name}: image is {ow}x{oh}{at}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side"
-        )
-    return p
-
-
-def _shrunk(p: _Prepared, max_side: int | None) -> int | None:
-    """``max_side`` if it shrank the image (a baseline that does not fit then names it)."""
-    return max_side if tuple(p.x.shape[2:]) != p.original_size else None
-
-
-def _uses_baseline(method: str, baseline: Any) -> bool:
-    """Whether ``method`` compares with a baseline; one given to a method that does not is refused."""
-    uses = method in ("ig", "occlusion", "conductance")
-    if not uses and baseline is not None:
-        raise ValueError(f"{method} uses no baseline; got baseline={baseline!r} (leave it out)")
-    return uses
-
-
-def _auto_batch(h: int, w: int, n_steps: int) -> int:
-    """Path points per forward: about 2**17 pixels per batch (2 at 256x256, ~2 GB), at least 1.
-
-    Backward through Noiseprint++ keeps roughly 10 kB of activations per pixel and path
-    point (17 levels of 64 channels), so a 1024x1024 image needs about 10 GB per point:
-    use ``max_side`` (or a GPU) for large images."""
-    return max(1, min(n_steps, (1 << 17) // max(1, h * w)))
-
-
-# --------------------------------------------------------------------------------------------
-# safety
-# --------------------------------------------------------------------------------------------
-
-_HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_pre_hooks",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks_with_kwargs",
-)
-
-
-@contextlib.contextmanager
-def _guard(model: nn.Module) -> Iterator[None]:
-    """Eval mode, parameter gradients off, autograd on; on exit every module's mode, every
-    parameter's ``requires_grad`` and every hook dict are restored to what they were."""
-    modules = list(model.modules())
-    params = list(model.parameters())
-    modes = [m.training for m in modules]
-    flags = [p.requires_grad for p in params]
-    before = [{a: set(getattr(m, a, {}) or {}) for a in _HOOK_DICTS} for m in modules]
-    try:
-        model.eval()
-        for p in params:
-            p.requires_grad_(False)
-        with torch.enable_grad():
-            yield
-    finally:
-        for m, t in zip(modules, modes):
-            m.training = t
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
-        for m, b in zip(modules, before):
-            for a in _HOOK_DICTS:
-                d = getattr(m, a, None)
-                if d:
-                    for k in [k for k in d if k not in b[a]]:
-                        del d[k]
-
-
-# --------------------------------------------------------------------------------------------
 # attribution classes
 # --------------------------------------------------------------------------------------------
 
@@ -269,7 +130,7 @@ class InputAttribution:
     or ``'occlusion'`` (captum). Gradients flow through both branches, Noiseprint++ included."""
 
     def __init__(self, model: nn.Module, method: str = "ig") -> None:
-        self.model = _trufor(model)
+        self.model = trufor_of(model)
         self.method = _canonical(method)
         if self.method not in INPUT_METHODS:
             raise ValueError(f"input methods are {INPUT_METHODS}, got {method!r}")
@@ -280,25 +141,43 @@ class InputAttribution:
         target: Target | None = None,
         baselines: BaselineLike = None,
         *,
-        n_steps: int = 32,
+        n_steps: int | None = None,
         internal_batch_size: int | None = None,
         max_side: int | None = None,
-        window: int = 32,
+        window: int | None = None,
         stride: int | None = None,
-        perturbations_per_eval: int = 4,
-        sigma: float = 3.0,
-        seed: int = 0,
+        perturbations_per_eval: int | None = None,
+        sigma: float | None = None,
+        seed: int | None = None,
     ) -> Attribution:
         """Explain ``target`` (default :class:`ScoreTarget`) for ``image``.
 
-        ``baselines`` (IG, occlusion fill): default ``'blur'``; saliency and InputXGradient use
-        none and refuse one. IG: ``n_steps`` Gauss-Legendre points, ``internal_batch_size`` points
-        per forward (default: about 2**17 pixels per batch). Occlusion: square ``window``,
-        ``stride`` (default ``window // 2``), ``perturbations_per_eval`` windows per forward.
+        ``baselines`` (IG, occlusion fill): default ``'blur'`` (``sigma`` 3, ``seed`` 0 for
+        ``'noise'``); saliency and InputXGradient use none and refuse one. IG: ``n_steps``
+        Gauss-Legendre points (32), ``internal_batch_size`` points per forward (default: about
+        2**17 pixels per batch). Occlusion: square ``window`` (32), ``stride`` (default
+        ``window // 2``), ``perturbations_per_eval`` windows per forward (4). An option of
+        another method is refused, not ignored.
         """
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
-        _check_counts(
+        kind = self.method
+        refuse_unused(
+            kind,
+            {"n_steps": n_steps, "internal_batch_size": internal_batch_size},
+            kind == "ig",
+        )
+        refuse_unused(
+            kind,
+            {"window": window, "stride": stride, "perturbations_per_eval": perturbations_per_eval},
+            kind == "occlusion",
+        )
+        refuse_unused(kind, {"sigma": sigma, "seed": seed}, kind in ("ig", "occlusion"))
+        n_steps = 32 if n_steps is None else n_steps
+        window = 32 if window is None else window
+        perturbations_per_eval = 4 if perturbations_per_eval is None else perturbations_per_eval
+        sigma, seed = 3.0 if sigma is None else sigma, 0 if seed is None else seed
+        check_counts(
             window=window,
             stride=stride,
             internal_batch_size=internal_batch_size,
@@ -306,20 +185,19 @@ class InputAttribution:
             perturbations_per_eval=perturbations_per_eval,
         )
         target = resolve_target(target)
-        kind = self.method
-        uses_baseline = _uses_baseline(kind, baselines)
-        prep = _prepare(self.model, image, max_side)
+        with_baseline = uses_baseline(kind, baselines)
+        prep = prepare(self.model, image, max_side)
         x = prep.x
         h, w = x.shape[2:]
         delta = bval = None
         extras: dict[str, Any] = {}
-        with _guard(self.model):
+        with guard(self.model):
             f = _rgb_forward(self.model, target)
             b = None
-            if uses_baseline:
-                b = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=_shrunk(prep, max_side))
+            if with_baseline:
+                b = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
             if kind == "ig":
-                ibs = internal_batch_size or _auto_batch(h, w, n_steps)
+                ibs = internal_batch_size or auto_batch(h, w, n_steps)
                 attr, d = ca.IntegratedGradients(f).attribute(
                     x, baselines=b, n_steps=n_steps, internal_batch_size=ibs, return_convergence_delta=True
                 )
@@ -354,7 +232,7 @@ class InputAttribution:
             map=reduce(raw, axis=0),
             method=kind,
             target=target_label(target),
-            baseline=baseline_label(baselines, sigma) if uses_baseline else None,
+            baseline=baseline_label(baselines, sigma) if with_baseline else None,
             delta=delta,
             target_value=tval,
             baseline_value=bval,
@@ -372,7 +250,7 @@ class LayerAttribution:
     upsampled bilinearly to the image size."""
 
     def __init__(self, model: nn.Module, stage: int, method: str = "gradcam") -> None:
-        self.model = _trufor(model)
+        self.model = trufor_of(model)
         n = self.model.cfg.num_stages
         if not (isinstance(stage, int) and 1 <= stage <= n):
             raise ValueError(f"stage is a 1-based integer in 1..{n}, got {stage!r}")
@@ -388,35 +266,48 @@ class LayerAttribution:
         target: Target | None = None,
         baselines: BaselineLike = None,
         *,
-        relu: bool = True,
-        n_steps: int = 16,
+        relu: bool | None = None,
+        n_steps: int | None = None,
         internal_batch_size: int | None = None,
         max_side: int | None = None,
-        sigma: float = 3.0,
-        seed: int = 0,
+        sigma: float | None = None,
+        seed: int | None = None,
     ) -> Attribution:
-        """Explain ``target`` (default :class:`ScoreTarget`). GradCAM: ``relu`` keeps positive
-        evidence only; it uses no baseline and refuses one. Conductance: ``baselines`` (default
-        ``'blur'``), ``n_steps``, ``internal_batch_size``."""
+        """Explain ``target`` (default :class:`ScoreTarget`). GradCAM: ``relu`` (default True)
+        keeps positive evidence only; it uses no baseline and refuses one. Conductance:
+        ``baselines`` (default ``'blur'``, ``sigma``, ``seed``), ``n_steps`` (16: a forward per
+        step through every layer after the stage), ``internal_batch_size``. An option of the
+        other method is refused, not ignored."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
-        _check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
+        conductance = self.method == "conductance"
+        refuse_unused(self.method, {"relu": relu}, not conductance)
+        refuse_unused(
+            self.method,
+            {"n_steps": n_steps, "internal_batch_size": internal_batch_size, "sigma": sigma, "seed": seed},
+            conductance,
+        )
+        relu = True if relu is None else relu
+        n_steps = 16 if n_steps is None else n_steps
+        sigma, seed = 3.0 if sigma is None else sigma, 0 if seed is None else seed
+
+        check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
         target = resolve_target(target)
-        _uses_baseline(self.method, baselines)
-        prep = _prepare(self.model, image, max_side)
+        uses_baseline(self.method, baselines)
+        prep = prepare(self.model, image, max_side)
         x = prep.x
         h, w = x.shape[2:]
         base_kind = None
         extras: dict[str, Any] = {}
-        with _guard(self.model):
+        with guard(self.model):
             f = _rgb_forward(self.model, target)
             if self.method == "gradcam":
                 low = ca.LayerGradCam(f, self.layer).attribute(x, relu_attributions=relu)
                 extras["relu"] = relu
             else:
                 base_kind = "blur" if baselines is None else baselines
-                b = make_baseline(x, base_kind, sigma=sigma, seed=seed, max_side=_shrunk(prep, max_side))
-                ibs = internal_batch_size or _auto_batch(h, w, n_steps)
+                b = make_baseline(x, base_kind, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
+                ibs = internal_batch_size or auto_batch(h, w, n_steps)
                 low = (
                     ca.LayerConductance(f, self.layer)
                     .attribute(x, baselines=b, n_steps=n_steps, internal_batch_size=ibs)
@@ -447,7 +338,7 @@ class ModalityAttribution:
     of an output each modality accounts for (share of the total |attribution|)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.model = _trufor(model)
+        self.model = trufor_of(model)
 
     def forward(self, rgb_n: torch.Tensor, noiseprint: torch.Tensor, target: Target) -> torch.Tensor:
         """``target`` of the network fed the given encoder inputs (no DnCNN, no normalisation)."""
@@ -473,13 +364,13 @@ class ModalityAttribution:
         Noiseprint++), or a pair of tensors ``(rgb_normalised, noiseprint)``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
-        _check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
+        check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
         target = resolve_target(target)
         m = self.model
-        prep = _prepare(m, image, max_side)
+        prep = prepare(m, image, max_side)
         x = prep.x
         h, w = x.shape[2:]
-        with _guard(m):
+        with guard(m):
             with torch.no_grad():
                 # the Noiseprint++ map the encoder reads: m(x) honours an active ablation that
                 # replaces it (a model pre-hook), which forward_noiseprint would bypass
@@ -488,7 +379,7 @@ class ModalityAttribution:
                     if len(baselines) != 2:
                         raise ValueError("a tuple baseline is the pair (rgb_normalised, noiseprint)")
                     b_rgb, b_np = (
-                        fit_baseline(torch.as_tensor(t), r, f"the {n} baseline", _shrunk(prep, max_side))
+                        fit_baseline(torch.as_tensor(t), r, f"the {n} baseline", shrunk(prep, max_side))
                         for t, r, n in zip(baselines, (rgb_n, npm), ("RGB", "Noiseprint++"))
                     )
                     label = "tensors"
@@ -496,14 +387,14 @@ class ModalityAttribution:
                     b_rgb, b_np = torch.zeros_like(rgb_n), torch.zeros_like(npm)
                     label = "zeros"
                 else:
-                    bimg = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=_shrunk(prep, max_side))
+                    bimg = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
                     b_rgb, b_np = m.normalize(bimg), m(bimg).noiseprint
                     label = baseline_label(baselines, sigma)
 
             def f(r: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
                 return self.forward(r, n, target)
 
-            ibs = internal_batch_size or _auto_batch(h, w, n_steps)
+            ibs = internal_batch_size or auto_batch(h, w, n_steps)
             (a_rgb, a_np), d = ca.IntegratedGradients(f).attribute(
                 (rgb_n, npm),
                 baselines=(b_rgb, b_np),
@@ -550,19 +441,24 @@ def attribute(
     image: ImageLike,
     method: str = "ig",
     target: Target | None = None,
-    baseline: Any = None,
+    baselines: Any = None,
     *,
-    stage: int = 4,
+    stage: int | None = None,
     **kw: Any,
 ) -> Attribution:
     """One call for every method: input methods (``'ig'``, ``'saliency'``, ``'input_x_gradient'``,
-    ``'occlusion'``), layer methods at ``stage`` (``'gradcam'``, ``'conductance'``) and
-    ``'modality'``. ``baseline`` and ``**kw`` go to the class's ``attribute``."""
+    ``'occlusion'``), layer methods at ``stage`` (``'gradcam'``, ``'conductance'``; default 4)
+    and ``'modality'``. ``baselines`` and ``**kw`` go to the class's ``attribute`` (the same
+    names as there, and as Captum's)."""
+    if "baseline" in kw:
+        raise TypeError("attribute(): the keyword is baselines= (as in the classes and in Captum), not baseline=")
     m = _canonical(method)
+    if stage is not None and m not in LAYER_METHODS:
+        raise TypeError(f"attribute(): stage applies to the layer methods {LAYER_METHODS}, not {m!r}")
     if m in INPUT_METHODS:
-        return InputAttribution(model, m).attribute(image, target, baseline, **kw)
+        return InputAttribution(model, m).attribute(image, target, baselines, **kw)
     if m in LAYER_METHODS:
-        return LayerAttribution(model, stage, m).attribute(image, target, baseline, **kw)
+        return LayerAttribution(model, 4 if stage is None else stage, m).attribute(image, target, baselines, **kw)
     if m == "modality":
-        return ModalityAttribution(model).attribute(image, target, baseline, **kw)
+        return ModalityAttribution(model).attribute(image, target, baselines, **kw)
     raise ValueError(f"unknown method {method!r}; choose from {INPUT_METHODS + LAYER_METHODS + ('modality',)}")

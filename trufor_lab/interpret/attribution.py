@@ -38,6 +38,8 @@ class Attribution:
     layer methods ``map`` is the stage map upsampled to the image. ``delta`` is IG's
     convergence delta ``sum(attr) - (target(x) - target(baseline))``. With ``max_side``,
     ``image`` is the downscaled image that was explained and ``original_size`` the input's.
+    ``notes`` says what a reader must know, e.g. that IG did not converge (its map does not sum
+    to the explained difference: raise ``n_steps``).
     """
 
     image: np.ndarray
@@ -55,11 +57,20 @@ class Attribution:
     label: str | None = None
     raw: np.ndarray | None = field(default=None, repr=False)
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.label is None:
             where = f" @ {self.layer}" if self.layer else ""
             self.label = f"{self.method}{where}: {self.target}"
+        if self.delta is not None and self.target_value is not None and self.baseline_value is not None:
+            diff = self.target_value - self.baseline_value
+            if abs(self.delta) > max(0.1 * abs(diff), 1e-3):  # the map's total is off by > 10 %
+                self.notes = (
+                    *self.notes,
+                    f"IG did not converge: the map sums to {diff + self.delta:.3g}, the explained "
+                    f"difference is {diff:.3g} (delta {self.delta:.2g}): raise n_steps",
+                )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -120,6 +131,8 @@ class Attribution:
         if self.delta is not None:
             parts.append(f"delta {self.delta:.2g}")
         t = " | ".join(parts)
+        if any(n.startswith("IG did not converge") for n in self.notes):
+            t += " (not converged: raise n_steps)"
         h, w = self.size
         if self.downscaled:
             H, W = self.original_size

@@ -586,8 +586,13 @@ def _scored_forged(lm: Any) -> int | None:
 
 
 def _fit_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The map on the mask's grid: resized when only its scale differs (an ``analyze_fn`` that
+    works at another resolution); another aspect ratio (a transposed or cropped map) raises."""
     if m.shape == shape:
         return m
+    if m.ndim != 2 or abs(m.shape[0] * shape[1] - m.shape[1] * shape[0]) > max(m.shape[0], m.shape[1], *shape):
+        hint = " (transposed?)" if m.shape[::-1] == tuple(shape) else ""
+        raise ValueError(f"the map is {m.shape} but the image is {tuple(shape)}{hint}: not the same picture's grid")
     return np.asarray(Image.fromarray(m.astype(np.float32)).resize((shape[1], shape[0]), Image.BILINEAR))
 
 

@@ -1,0 +1,173 @@
+"""What every attribution call does around Captum, in one place: the input prepared (copied,
+checked as ``tl.analyze`` checks it, optionally downscaled), counts and per-method options
+checked before any forward, and the model left as it was found (:func:`guard`: modes,
+``requires_grad`` and hooks restored, even when the target or Captum raises)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image, to_tensor
+from trufor_lab.inference.result import MIN_TRUFOR_SIDE
+from trufor_lab.model import TruFor
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------
+
+
+def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(model.parameters())
+    return p.device, p.dtype
+
+
+def trufor_of(model: nn.Module) -> TruFor:
+    if not isinstance(model, TruFor):
+        raise TypeError(f"attribution needs a full TruFor model, got {type(model).__name__}")
+    return model
+
+
+@dataclass(frozen=True)
+class Prepared:
+    x: torch.Tensor  # (1, 3, h, w) RGB/256 on the model's device and dtype
+    rgb: np.ndarray  # (h, w, 3) uint8, what is shown
+    name: str
+    original_size: tuple[int, int]
+
+
+def fit_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    s = max_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> Prepared:
+    """Image -> model input; float tensors are taken as RGB/256 inputs (copied)."""
+    dev, dt = device_dtype(model)
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    if isinstance(image, torch.Tensor) and image.is_floating_point():
+        t = image.detach()
+        t = t[None] if t.ndim == 3 else t
+        if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
+            raise ValueError(f"a float tensor input must be (1, 3, H, W) RGB/256, got {tuple(image.shape)}")
+        if not bool(torch.isfinite(t).all()) or float(t.min()) < 0 or float(t.max()) > 1:
+            lo, hi = float(t.nan_to_num().min()), float(t.nan_to_num().max())
+            raise ImageError(
+                f"<tensor>: a float tensor input is RGB/256 in [0, 1] (see to_tensor); this one "
+                f"{'holds NaN or Inf' if not bool(torch.isfinite(t).all()) else f'spans [{lo:g}, {hi:g}]'}"
+            )
+        t = t.to(device=dev, dtype=dt).clone()
+        size = (int(t.shape[2]), int(t.shape[3]))
+        if max_side is not None and max(size) > max_side:
+            t = F.interpolate(t, size=fit_size(*size, max_side), mode="area")
+        rgb = (t[0].permute(1, 2, 0) * 256).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return check_side(Prepared(t, rgb, "<tensor>", size), max_side)
+    loaded = load_image(image)
+    rgb = loaded.rgb
+    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    if max_side is not None and max(size) > max_side:
+        h, w = fit_size(*size, max_side)
+        rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BOX))
+    return check_side(Prepared(to_tensor(rgb, dtype=dt, device=dev), rgb, loaded.name, size), max_side)
+
+
+def check_counts(**counts: int | None) -> None:
+    """Window, stride, steps and batch sizes are whole numbers >= 1 (``None``: the default);
+    0 or a negative stride gave NaN maps, and 0 was quietly replaced by the default."""
+    for name, v in counts.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+
+
+def check_side(p: Prepared, max_side: int | None) -> Prepared:
+    """TruFor's smallest input (the stage-4 patch embedding), as tl.analyze checks it."""
+    h, w = p.rgb.shape[:2]
+    if min(h, w) < MIN_TRUFOR_SIDE:
+        at = f" (max_side={max_side} made it {w}x{h})" if (h, w) != p.original_size else ""
+        oh, ow = p.original_size
+        raise ImageError(
+            f"{p.name}: image is {ow}x{oh}{at}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side"
+        )
+    return p
+
+
+def shrunk(p: Prepared, max_side: int | None) -> int | None:
+    """``max_side`` if it shrank the image (a baseline that does not fit then names it)."""
+    return max_side if tuple(p.x.shape[2:]) != p.original_size else None
+
+
+def uses_baseline(method: str, baseline: Any) -> bool:
+    """Whether ``method`` compares with a baseline; one given to a method that does not is refused."""
+    uses = method in ("ig", "occlusion", "conductance")
+    if not uses and baseline is not None:
+        raise ValueError(f"{method} uses no baseline; got baseline={baseline!r} (leave it out)")
+    return uses
+
+
+def refuse_unused(method: str, options: dict[str, Any], applies: bool) -> None:
+    """Options given to a method they do not apply to raise (they were silently ignored)."""
+    given = [k for k, v in options.items() if v is not None]
+    if given and not applies:
+        raise TypeError(f"{', '.join(given)}: not an option of {method!r}")
+
+
+def auto_batch(h: int, w: int, n_steps: int) -> int:
+    """Path points per forward: about 2**17 pixels per batch (2 at 256x256, ~2 GB), at least 1.
+
+    Backward through Noiseprint++ keeps roughly 10 kB of activations per pixel and path
+    point (17 levels of 64 channels), so a 1024x1024 image needs about 10 GB per point:
+    use ``max_side`` (or a GPU) for large images."""
+    return max(1, min(n_steps, (1 << 17) // max(1, h * w)))
+
+
+# --------------------------------------------------------------------------------------------
+# safety
+# --------------------------------------------------------------------------------------------
+
+HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks_with_kwargs",
+)
+
+
+@contextlib.contextmanager
+def guard(model: nn.Module) -> Iterator[None]:
+    """Eval mode, parameter gradients off, autograd on; on exit every module's mode, every
+    parameter's ``requires_grad`` and every hook dict are restored to what they were."""
+    modules = list(model.modules())
+    params = list(model.parameters())
+    modes = [m.training for m in modules]
+    flags = [p.requires_grad for p in params]
+    before = [{a: set(getattr(m, a, {}) or {}) for a in HOOK_DICTS} for m in modules]
+    try:
+        model.eval()
+        for p in params:
+            p.requires_grad_(False)
+        with torch.enable_grad():
+            yield
+    finally:
+        for m, t in zip(modules, modes):
+            m.training = t
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+        for m, b in zip(modules, before):
+            for a in HOOK_DICTS:
+                d = getattr(m, a, None)
+                if d:
+                    for k in [k for k in d if k not in b[a]]:
+                        del d[k]
