@@ -337,6 +337,12 @@ def test_an_existing_npz_that_is_not_an_output_is_not_overwritten(tmp_path, with
     assert list(np.load(mine).files) == ["weights"]
     assert main(["analyze", str(img), "-o", str(mine), "-q", "--overwrite"]) == 0
     assert "map" in np.load(mine).files
+    # a file numpy cannot read was taken for a damaged output and recomputed over
+    for theirs in (b"important notes", np.lib.format.magic(1, 0) + b"a .npy renamed"):
+        mine.write_bytes(theirs)
+        assert main(["analyze", str(img), "-o", str(mine), "-q"]) == 1
+        assert "exists and is not an analysis output" in capsys.readouterr().err
+        assert mine.read_bytes() == theirs
 
 
 def test_a_rerun_in_another_precision_recomputes(tmp_path, with_weights, capsys):

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,8 @@ def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recip
     ds, out, ev, _ = first_run
     out2 = tmp_path / "out"
     shutil.copytree(out, out2)
-    (out2 / "images" / "fake_a.png.npz").write_bytes(b"not a zip")
+    with zipfile.ZipFile(out2 / "images" / "fake_a.png.npz", "w") as z:  # an output of ours, damaged
+        z.writestr("map.npy", b"\x93NUMPY garbage")
     np.savez(out2 / "images" / "real_a.png.npz", map=np.zeros((10, 10), np.float32))  # wrong keys/size
     fn = Counting()
     ev2 = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
@@ -214,6 +216,18 @@ def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recip
     fn = Counting()
     evaluate(recipe_model, one, out2, progress=False, analyze_fn=fn, overwrite=True)
     assert fn.calls == [ds[0].image_path.name]
+    # someone's file under an output's name (text, another npz) is never overwritten unasked
+    for theirs in (b"my notes", None):
+        target = out2 / "images" / "fake_a.png.npz"
+        if theirs is None:
+            np.savez(target, data=np.arange(5))
+        else:
+            target.write_bytes(theirs)
+        before_bytes = target.read_bytes()
+        fn = Counting()
+        ev3 = evaluate(recipe_model, one, out2, progress=False, analyze_fn=fn)
+        assert fn.calls == [] and target.read_bytes() == before_bytes
+        assert "exists and is not an analysis output" in ev3.rows[0]["error"]
 
 
 def test_bad_images_are_reported_and_the_rest_continue(data, first_run, recipe_model, tmp_path):

@@ -209,12 +209,15 @@ def recorded_summary(npz_path: str | os.PathLike) -> str | None:
 
 
 def foreign_output(npz_path: str | os.PathLike) -> bool:
-    """A readable npz that holds no map: someone's other data, never overwritten unasked."""
+    """Whether an existing file is someone else's, never overwritten unasked: anything but a zip
+    whose members include a map (``map.npy`` or ``np++.npy``). An output of ours that no longer
+    reads (damaged) is still a zip naming its map, and is recomputed; a text file, a pickle or
+    an image that merely has the output's name is not ours."""
     try:
-        with np.load(npz_path, allow_pickle=False) as d:
-            return not ({"map", "np++"} & set(d.files))
-    except Exception:  # noqa: BLE001 - unreadable: an output to recompute
-        return False
+        with zipfile.ZipFile(npz_path) as z:
+            return not ({"map.npy", "np++.npy"} & set(z.namelist()))
+    except Exception:  # noqa: BLE001 - not a zip at all (or unreadable): not an output of ours
+        return True
 
 
 def reuse_problem(

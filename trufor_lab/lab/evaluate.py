@@ -59,7 +59,7 @@ from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import computed_label, reuse_problem
+from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.lab.eval_rows import (
@@ -294,6 +294,10 @@ def _evaluate_one(
 
     digest = sha256_of(image_path)
     cached = None
+    if not overwrite and npz.exists() and foreign_output(npz):  # someone's file with the output's name
+        raise ValueError(
+            f"{npz}: exists and is not an analysis output (no 'map'); not overwritten (overwrite to replace)"
+        )
     if not overwrite and npz.is_file():
         why = reuse_problem(npz, digest, weights_digest, computed=computed, shape=(h, w))
         if why is None:
