@@ -352,3 +352,40 @@ def test_damaged_training_state_and_logs_give_one_line(tmp_path):
     assert [r["step"] for r in read_log(log)] == [1, 2]
     truncate_log(log, 1)
     assert [r["step"] for r in read_log(log)] == [1]
+
+
+def test_ctrl_c_saves_the_step_in_progress_and_a_restart_drops_the_old_checkpoint(tmp_path, images, monkeypatch):
+    """Ctrl-C lost every step since the last checkpoint (a log of 5 steps, no last.pt); a
+    ``--restart`` interrupted before its first checkpoint left the old run's last.pt, which the
+    next resume continued while its log came from the new run."""
+    import os
+    import signal
+
+    import trufor_lab.training.loop as L
+
+    a = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "a"), steps=3, checkpoint_every=100))
+    real = L.phase_loss
+    calls = []
+
+    def press_ctrl_c_in_step_2(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step: the step finishes, then stops
+        return real(*args, **kw)
+
+    monkeypatch.setattr(L, "phase_loss", press_ctrl_c_in_step_2)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="saved at step 2, run again to resume"):
+        T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=3, checkpoint_every=100))
+    assert signal.getsignal(signal.SIGINT) is before
+    monkeypatch.setattr(L, "phase_loss", real)
+    assert [r["step"] for r in T.read_log(tmp_path / "b")] == [1, 2]
+    b = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=3, checkpoint_every=100))
+    assert [r["loss"] for r in T.read_log(a.log)] == [r["loss"] for r in T.read_log(b.log)]
+    sa, sb = _sd(a.checkpoint), _sd(b.checkpoint)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # a restart (resume=False) removes the old checkpoint with the old log, before any step
+    monkeypatch.setattr(L, "phase_loss", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stopped")))
+    with pytest.raises(RuntimeError, match="stopped"):
+        T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=3, resume=False, lr=5e-4))
+    assert not (tmp_path / "b" / "last.pt").exists() and not (tmp_path / "b" / "log.jsonl").read_text()

@@ -54,8 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a command that saved its work says where (training)
+        print(f"error: {e}" if str(e) else "error: interrupted", file=sys.stderr)
         return 130
 
 

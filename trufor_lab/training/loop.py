@@ -34,14 +34,17 @@ when it returns. Each step's batch and dropout depend only on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -248,8 +251,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
         if isinstance(state["rng"].get("torch"), torch.Tensor):
             torch.set_rng_state(state["rng"]["torch"].cpu())
         truncate_log(log_path, step)
-    elif log_path.exists():
-        log_path.unlink()
+    else:  # a restart: the old run's log and checkpoint go together (a resume after an
+        for stale in (log_path, ckpt):  # interrupted restart continued the old run, logged as the new one)
+            if stale.exists():
+                stale.unlink()
     stream = cfg.stream or ForgeryStream(
         _images(cfg),
         cfg.datasets,
@@ -265,7 +270,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
     pool = _Pool(model, stream, cfg, device, out, cfg.progress) if cfg.precompute and step < cfg.steps else None
     last = {"loss": float("nan")}
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.phase}", disable=not cfg.progress)
-    with open(log_path, "a") as log:
+    saved = step
+    with open(log_path, "a") as log, _finish_step_on_interrupt() as stop:
         while step < cfg.steps:
             rng = np.random.default_rng([cfg.seed, step])
             torch.manual_seed(cfg.seed * 1_000_003 + step)
@@ -297,8 +303,12 @@ def _train(cfg: TrainConfig) -> TrainResult:
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
             over = cfg.max_seconds is not None and time.time() - t0 > cfg.max_seconds
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or over:
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or over or stop:
                 save_checkpoint(model, opt, cfg, step, out)
+                saved = step
+            if stop:  # Ctrl-C: the step in progress was finished and saved, nothing is lost
+                bar.close()
+                raise KeyboardInterrupt(f"{out}: interrupted; saved at step {saved}, run again to resume")
             if over:
                 break
     bar.close()
@@ -308,6 +318,39 @@ def _train(cfg: TrainConfig) -> TrainResult:
         rows = read_log(log_path)
         last = rows[-1] if rows else last
     return TrainResult(out, ckpt, log_path, cfg.phase, step, float(last["loss"]), time.time() - t0, model.eval())
+
+
+class _StopFlag:
+    """Truthy once Ctrl-C was pressed (see :func:`_finish_step_on_interrupt`)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def __bool__(self) -> bool:
+        return self.pressed
+
+
+@contextlib.contextmanager
+def _finish_step_on_interrupt() -> Iterator[_StopFlag]:
+    """Ctrl-C (SIGINT) during training sets a flag instead of raising mid-step, so the loop
+    finishes and saves the step in progress (steps since the last checkpoint were lost, and the
+    log described steps no checkpoint held); a second Ctrl-C stops at once. The handler is
+    restored on exit; outside the main thread nothing changes."""
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        if flag.pressed:
+            raise KeyboardInterrupt
+        flag.pressed = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def train_phases(cfg: TrainConfig, steps: dict[str, int] | None = None) -> dict[str, TrainResult]:
