@@ -129,6 +129,28 @@ def test_runner_runs_a_notebook_and_reports_errors(tmp_path, capsys):
     assert "`python -m trufor_lab.notebooks --time --only 01 99`" in text
 
 
+def test_results_that_cannot_take_the_timings_are_refused_before_any_notebook(tmp_path, capsys):
+    """``--results`` a folder or an unwritable place gave a traceback after every notebook had
+    run; an unrelated file (notes.txt) got a Markdown section appended."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nbformat.write(new_notebook(cells=[new_code_cell("open('ran', 'w').write('x')")]), tmp_path / "01_x.ipynb")
+    notes = tmp_path / "notes.md"
+    notes.write_text("my own notes\n")
+    (tmp_path / "dir.md").mkdir()
+    for target, why in (
+        (tmp_path / "notes.txt", "not a Markdown file"),
+        (tmp_path / "dir.md", "is a folder"),
+        (tmp_path / "nowhere" / "R.md", "does not exist"),
+        (notes, "not a results page"),
+    ):
+        rc = main(["notebooks", "--dir", str(tmp_path), "--time", "--results", str(target)])
+        err = capsys.readouterr().err
+        assert rc == 2 and why in err and "Traceback" not in err, err
+    assert notes.read_text() == "my own notes\n" and not list(tmp_path.rglob("ran"))
+
+
 def test_runner_without_nbclient_says_so_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "NotebookClient", None)
     assert main(["notebooks", "--dir", str(tmp_path)]) == 2

@@ -34,6 +34,7 @@ from typing import Any, AsyncIterator, Sequence
 import torch
 
 from trufor_lab.common.files import atomic_write_text
+from trufor_lab.cli.messages import printable
 
 try:  # the optional 'notebooks' extra; only this command needs it
     import nbformat
@@ -243,6 +244,29 @@ def record(results_md: Path, block: str) -> None:
     atomic_write_text(results_md, text.rstrip("\n") + "\n")  # an interrupted write keeps the old file
 
 
+def _results_problem(path: Path) -> str | None:
+    """Why ``--results`` cannot take the timings (``None`` when it can): a Markdown file, new or
+    one with this tool's section, in a folder that exists."""
+    if path.suffix.lower() != ".md":
+        return "not a Markdown file (.md)"
+    if path.is_dir():
+        return "is a folder"
+    if not path.parent.is_dir():
+        return f"folder {printable(path.parent)} does not exist"
+    if path.exists():
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as e:
+            return f"cannot read ({e.strerror or e})"
+        if text.strip() and not text.lstrip().startswith("# "):
+            return "an existing file that is not a results page (it does not start with a '# ' heading)"
+        if not os.access(path, os.W_OK):
+            return "not writable"
+    elif not os.access(path.parent, os.W_OK):
+        return f"folder {printable(path.parent)} is not writable"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if NotebookClient is None:
         print(f"error: {MISSING}", file=sys.stderr)
@@ -254,6 +278,10 @@ def run(args: argparse.Namespace) -> int:
     for name in args.only:
         if not find_notebooks(Path(args.dir), [name]):
             print(f"note: --only {name}: no notebook in {args.dir} starts with it", file=sys.stderr)
+    why = _results_problem(Path(args.results)) if args.time else None
+    if why:  # before any notebook runs: the timings would have nowhere to go
+        print(f"error: --results {printable(args.results)}: {why}", file=sys.stderr)
+        return 2
     try:
         return _run_all(args, paths)
     except KeyboardInterrupt:  # what was recorded before stays
@@ -265,6 +293,7 @@ def _run_all(args: argparse.Namespace, paths: list[Path]) -> int:
     device = device_label()
     print(f"{len(paths)} notebooks on {device}{' (CI sizes)' if args.small else ''}", flush=True)
     timings = []
+    failed_record = False
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     with tempfile.TemporaryDirectory(prefix="trufor_lab_notebooks_") as tmp:
         for p in paths:
@@ -284,11 +313,17 @@ def _run_all(args: argparse.Namespace, paths: list[Path]) -> int:
             )
             block = results_block(timings, device, note, args.small, args.only, args.time)
             if args.time:  # after each notebook: an interrupted run still leaves its measurements
-                record(Path(args.results), block)
+                try:
+                    record(Path(args.results), block)
+                except OSError as e:  # the notebooks go on; the timings are printed below
+                    print(
+                        f"error: --results {printable(args.results)}: cannot write ({e.strerror or e})", file=sys.stderr
+                    )
+                    failed_record = True
     print(block)
-    if args.time:
+    if args.time and not failed_record:
         print(f"recorded in {args.results}")
-    return 0 if all(t.ok for t in timings) else 1
+    return 0 if all(t.ok for t in timings) and not failed_record else 1
 
 
 def register(subparsers: Any) -> None:
