@@ -585,3 +585,34 @@ def test_file_names_in_error_and_note_lines_are_escaped(tmp_path, with_weights, 
     assert not any(ln.startswith("bad.tif") for ln in lines), lines
     (note,) = [ln for ln in lines if "recomputing" in ln]
     assert note.startswith("note: ") and "x\\x1b[2J.png.npz: existing output computed as exact float32" in note
+
+
+def test_an_empty_or_file_output_and_a_closed_pipe_are_one_line(tmp_path, recipe_ckpt, capsys, monkeypatch):
+    """``-o ""`` (an unset $OUT) wrote into the current folder; ``eval -o FILE`` analysed every
+    image and then failed each one; ``analyze ... | head -1`` ended in a BrokenPipeError
+    traceback."""
+    img = _img(tmp_path / "imgs" / "a.png")
+    _img(tmp_path / "imgs" / "b.png", seed=1)
+    monkeypatch.chdir(tmp_path)
+    for cmd in (["analyze", str(img)], ["eval", "--images", str(tmp_path / "imgs")]):
+        assert main([*cmd, "-o", ""]) == 2
+        assert "--output is empty" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.npz")) and not list(tmp_path.glob("imgs/*.npz"))
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert main(["eval", "--images", str(tmp_path / "imgs"), "-o", str(afile), "--weights", str(recipe_ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "is an existing file, not a folder" in err and afile.read_text() == "mine"
+    env = dict(os.environ, TRUFOR_WEIGHTS=str(recipe_ckpt))
+    script = (
+        "import sys; from trufor_lab.cli import main; sys.stdout.close = lambda: None; "
+        "import os; r, w = os.pipe(); os.close(r); os.dup2(w, 1); sys.exit(main(sys.argv[1:]))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script, "analyze", str(tmp_path / "imgs"), "-o", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert "Traceback" not in p.stderr and p.returncode == 141, (p.returncode, p.stderr)

@@ -243,6 +243,9 @@ def test_folder_dataset(tmp_path):
     assert np.array_equal(ds.load_mask(ds.fakes()[1]), SQUARE) and ds.validate() == []
     # a fake whose mask went missing would count as real: the note counts and names such images
     assert ds.notes == ["images: 1 image(s) without a mask are labelled real (e.g. b.png)"]
+    assert ds.note_lines() == ds.notes  # printed naming the dataset once ("imgs: imgs: ..." before)
+    ds.notes.append("a remark without the name")
+    assert ds.note_lines()[-1] == "images: a remark without the name"
     assert len(folder_dataset(imgs).reals()) == 3
     # masks next to their images
     _mask(imgs / "b_mask.png", SQUARE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from trufor_lab.lab.datasets import (
 from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, weights_note
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, printable, weights_note
 
 
 def _mask_options(args: argparse.Namespace) -> str:
@@ -140,10 +141,13 @@ def run(args: argparse.Namespace) -> int:
         error(" ".join(str(e).split()))
         return 1
     if len(dataset) == 0:
-        for note in dataset.notes:  # evaluate() says them otherwise
-            print(f"note: {dataset.name}: {note}", file=sys.stderr)
+        for line in dataset.note_lines():  # evaluate() says them otherwise
+            print(f"note: {line}", file=sys.stderr)
         error(f"{dataset.name}: dataset holds no images")
         return 1
+    if os.path.exists(args.output) and not os.path.isdir(args.output):  # said once, before any work
+        error(f"--output {printable(args.output)} is an existing file, not a folder; give a folder")
+        return 2
     method = getattr(args, "method", "trufor")
     classic = method != "trufor"
     if classic and not METHODS[method].defines_score:

@@ -325,6 +325,10 @@ class Dataset(Sequence[Sample]):
     def samples(self) -> tuple[Sample, ...]:
         return self._samples
 
+    def note_lines(self) -> list[str]:
+        """``notes`` as printed lines, each naming the dataset once."""
+        return [n if n.startswith(f"{self.name}:") else f"{self.name}: {n}" for n in self.notes]
+
     def __len__(self) -> int:
         return len(self._samples)
 

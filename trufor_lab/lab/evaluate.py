@@ -406,8 +406,13 @@ def evaluate(
     repeated = dataset.repeated()
     if repeated:
         raise DatasetError(repeated)
-    for note in getattr(dataset, "notes", ()):  # how the dataset was read (a convention taken from its name, ...)
-        tqdm.write(f"note: {dataset.name}: {note}", file=sys.stderr)
+    lines = (
+        dataset.note_lines()
+        if isinstance(dataset, Dataset)
+        else [f"{dataset.name}: {n}" for n in getattr(dataset, "notes", ())]
+    )
+    for line in lines:  # how the dataset was read (a convention taken from its name, ...)
+        tqdm.write(f"note: {line}", file=sys.stderr)
     if weights_sha256 is None:
         info = getattr(model, "weights_info", None)
         weights_sha256 = info.sha256 if info is not None and info.sha256 not in ("", "-") else None
