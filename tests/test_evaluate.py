@@ -635,7 +635,8 @@ def test_evaluate_says_how_the_dataset_was_read(tmp_path, capsys):
     assert ds.notes
     evaluate(None, ds, tmp_path / "o", progress=False, analyze_fn=Box(scores={"a0": 0.2}))
     err = capsys.readouterr().err
-    assert all(f"note: DSO-1: {n}" in err for n in ds.notes)
+    assert all(f"note: {line}" in err for line in ds.note_lines())
+    assert "DSO-1: DSO-1:" not in err and any("named like the benchmark DSO-1" in n for n in ds.notes)
 
 
 def test_the_mask_convention_is_recorded_in_rows_csv_and_summary(tmp_path):
