@@ -23,8 +23,9 @@ encoder is ~1.5 s faster at 1 MP but moved the map by ~2e-2 (beyond the 1e-2 the
 promises), so it is opt-in: ``InferenceMode.fast(amp_on_cpu=None)`` (where native) or
 ``True`` (always). ``keep_float32`` names encoder parts kept float32 under autocast, by default
 per device (:data:`DEFAULT_KEEP_FLOAT32`; on CPUs the attention's key/value reductions too,
-whose bfloat16 oneDNN convolution moved a trained model's map by up to 0.9). Its deviation from ``exact`` is measured by ``python -m bench``
-(:func:`deviation`, :func:`deviation_quantiles`; bench/RESULTS.md).
+whose bfloat16 oneDNN convolution moved a trained model's map by up to 0.9). Its deviation
+from ``exact`` is measured by ``python -m bench`` (:func:`deviation`,
+:func:`deviation_quantiles`; bench/RESULTS.md).
 
 The exact and fast forwards call the model's layers piece by piece: forward hooks on
 Noiseprint++ layers and on the decoders (and, in the lean forward, on whole blocks, stages or
@@ -121,7 +122,8 @@ class InferenceMode:
     float32, another summation order; faster on CPUs); it decides for every path (the field of
     the same name in ``chunks`` is set from it). ``amp_dtype``: autocast dtype for the encoder
     (applied on CUDA; on the CPU only when ``amp_on_cpu`` is ``True``, or ``None`` and the CPU
-    has native bfloat16; the fast preset sets ``False``: see the module docstring). ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
+    has native bfloat16; the fast preset sets ``False``: see the module docstring).
+    ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
     :data:`FLOAT32_PARTS` (``None``: :data:`DEFAULT_KEEP_FLOAT32` of the device). ``channels_last``: channels-last encoder. ``token_bands``: the
     Mix-FFNs over bands of token rows on the CPU (:func:`~trufor_lab.model.layout.token_bands`;
     float32 rounding only: a GEMM over fewer rows may sum in another order). ``compile``:

@@ -369,7 +369,7 @@ def _tiff_kind(name: str) -> str:
     try:
         with open(name, "rb") as f, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            size = os.fstat(f.fileno()).st_size
+            file_size = os.fstat(f.fileno()).st_size
             ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
             f.seek(ifd.next)
             ifd.load(f)
@@ -377,7 +377,7 @@ def _tiff_kind(name: str) -> str:
         # bytes but only got 0"): a regular file ran out of bytes
         if any(re.search(r"truncated|only got", str(w.message), re.I) for w in caught):
             return _TRUNCATED
-        if _tiff_data_end(ifd) > size:
+        if _tiff_data_end(ifd) > file_size:
             return _TRUNCATED
         bits, kinds = ({int(v) for v in np.atleast_1d(ifd.get(tag, 1))} for tag in (258, 339))
         size = f"{min(bits)}-bit" if len(bits) == 1 else "mixed-size"

@@ -786,8 +786,9 @@ def folder_dataset(
     ``masks_dir`` (names match exactly, case included). Images with a mask are fakes, the others
     reals; an image whose mask marks no forged pixel (an authentic image of a benchmark that gives
     every image a mask) is real, and a note says so. Sample ids are paths relative to
-    ``images_dir``. A note counts the images without a mask (labelled real). A ``mask_suffix`` without ``masks_dir`` means the masks lie among the images;
-    there, a name ending with the suffix is a mask, never an image. Without masks, an image named
+    ``images_dir``; a note counts the images without a mask (labelled real). A ``mask_suffix``
+    without ``masks_dir`` means the masks lie among the images; there, a name ending with the
+    suffix is a mask, never an image. Without masks, an image named
     like another's mask (``x_gt.png`` beside ``x.jpg``) raises: it would be scored as an authentic
     image. Two candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``),
     and a mask that matches no image (a fake that would silently count as real) raise.

@@ -270,7 +270,6 @@ def _train(cfg: TrainConfig) -> TrainResult:
     pool = _Pool(model, stream, cfg, device, out, cfg.progress) if cfg.precompute and step < cfg.steps else None
     last = {"loss": float("nan")}
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.phase}", disable=not cfg.progress)
-    saved = step
     with open(log_path, "a") as log, _finish_step_on_interrupt() as stop:
         while step < cfg.steps:
             rng = np.random.default_rng([cfg.seed, step])
@@ -305,10 +304,9 @@ def _train(cfg: TrainConfig) -> TrainResult:
             over = cfg.max_seconds is not None and time.time() - t0 > cfg.max_seconds
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or over or stop:
                 save_checkpoint(model, opt, cfg, step, out)
-                saved = step
             if stop:  # Ctrl-C: the step in progress was finished and saved, nothing is lost
                 bar.close()
-                raise KeyboardInterrupt(f"{out}: interrupted; saved at step {saved}, run again to resume")
+                raise KeyboardInterrupt(f"{out}: interrupted; saved at step {step}, run again to resume")
             if over:
                 break
     bar.close()
