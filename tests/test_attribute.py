@@ -323,3 +323,6 @@ def test_ig_that_did_not_converge_says_so(recipe_model, tampered2):
         np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)), "ig", "score", delta=0.5, target_value=1.0, baseline_value=0.9
     )
     assert made.notes and "the map sums to 0.6, the explained difference is 0.1" in made.notes[0]
+    import dataclasses
+
+    assert dataclasses.replace(made, name="copy").notes == made.notes  # said once
