@@ -227,3 +227,28 @@ def test_an_existing_file_as_output_is_refused_before_any_image_is_analyzed(tmp_
         (line,) = cap.err.strip().splitlines()
         assert line.startswith(f"error: --output {out}") and why in line, line
     assert taken.read_text() == "someone's notes"
+
+
+def test_a_summary_that_cannot_be_written_leaves_the_image_lines_and_counts(
+    tmp_path, tampered2, recipe_ckpt, monkeypatch, capsys
+):
+    """Writing distributed_summary.json failed after every image was analysed: one line of
+    '[Errno ...]', no per-image lines, no counts."""
+    import trufor_lab.inference.distributed as D
+    from trufor_lab.cli.distributed import main
+
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(tampered2[:64, :64]).save(src / "good.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+    def refuse(path, _summary):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(D, "_write_json", refuse)
+    assert main([str(src), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 1
+    cap = capsys.readouterr()
+    assert "broken.png" in cap.err and "summary not written (Permission denied)" in cap.err
+    assert "1 analyzed, 0 skipped (output exists), 1 failed on 1 rank(s); summary not written" in cap.out
+    assert (tmp_path / "out" / "good.png.npz").is_file()

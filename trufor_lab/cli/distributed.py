@@ -96,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         printable(
             f"{summary['written']} analyzed, {summary['skipped']} skipped (output exists), {summary['failed']} "
-            f"failed on {summary['world_size']} rank(s); summary: {Path(args.output) / SUMMARY_FILE}"
+            f"failed on {summary['world_size']} rank(s); "
+            + (
+                f"summary: {Path(args.output) / SUMMARY_FILE}"
+                if not any("summary not written" in e for e in summary["errors"])
+                else "summary not written"
+            )
         )
     )
     if summary["written"] or summary["skipped"]:

@@ -156,7 +156,10 @@ def distributed_analyze(
                 return report
             reports = list(gathered)  # type: ignore[arg-type]
         summary = _merge(reports)
-        _write_json(Path(output) / SUMMARY_FILE, summary)
+        try:
+            _write_json(Path(output) / SUMMARY_FILE, summary)
+        except OSError as e:  # the images' results still reach the caller, with this said
+            summary["errors"].append(f"{Path(output) / SUMMARY_FILE}: summary not written ({e.strerror or e})")
         return summary
     finally:
         if started_group:
