@@ -389,11 +389,16 @@ def test_train_all_phases_and_bad_settings_are_one_line(tmp_path, capsys):
         (["--steps", "0"], "steps must be at least 1"),
         (["--device", "foo"], "foo"),
         (["--init", str(junk)], "junk.pt"),
+        (["--images", str(tmp_path / "nowhere")], "nowhere: no such folder"),  # was "no images found"
     ):
         assert main([*base, *extra, "-o", str(tmp_path / "bad")]) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and why in err[0], (extra, err)
-    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").rglob("last.pt"))
+        assert not (tmp_path / "bad").exists(), extra  # a failed run left an empty folder behind
+    # a run with other settings in the same folder: the command's own option names
+    assert main([*base, "--lr", "5e-4", "-o", str(tmp_path / "all" / "localization")]) == 2
+    err = capsys.readouterr().err
+    assert "use another -o, or --restart" in err and "resume=False" not in err
 
 
 def test_distributed_and_casebook_refuse_bad_settings_in_one_line(tmp_path, capsys):

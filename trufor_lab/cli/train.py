@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from typing import Any, Sequence
 
@@ -13,10 +15,15 @@ from trufor_lab.training.loop import PHASES, TrainConfig, train, train_phases
 
 def run(args: Any) -> int:
     """Train; a bad setting, path or checkpoint is one line on stderr (exit 2), never a traceback."""
+    existed = os.path.exists(args.output)
     try:
         return _run(args)
     except (ValueError, OSError, RuntimeError, CheckpointError) as e:
-        error(e)
+        # the library's words for its options, as this command spells them
+        error(str(e).replace("use another out_dir, or resume=False", "use another -o, or --restart"))
+        if not existed:  # a run that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                os.rmdir(args.output)
         return 2
 
 

@@ -105,6 +105,8 @@ def builtin_images(split: str = "train", n_scenes: int = 24, scene_size: int = 3
 
 
 def read_folder(folder: str | os.PathLike) -> list[np.ndarray]:
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder}: no such folder" if not os.path.exists(folder) else f"{folder}: not a folder")
     files = list_images(folder)
     if not files:
         raise ValueError(f"{folder}: no images found")
