@@ -110,7 +110,7 @@ def uses_baseline(method: str, baseline: Any) -> bool:
     """Whether ``method`` compares with a baseline; one given to a method that does not is refused."""
     uses = method in ("ig", "occlusion", "conductance")
     if not uses and baseline is not None:
-        raise ValueError(f"{method} uses no baseline; got baseline={baseline!r} (leave it out)")
+        raise ValueError(f"{method} uses no baseline; got baselines={baseline!r} (leave it out)")
     return uses
 
 
