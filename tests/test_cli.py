@@ -621,3 +621,24 @@ def test_an_empty_or_file_output_and_a_closed_pipe_are_one_line(tmp_path, recipe
         timeout=300,
     )
     assert "Traceback" not in p.stderr and p.returncode == 141, (p.returncode, p.stderr)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_every_command_refuses_an_unusable_device_before_any_work(tmp_path, capsys):
+    """``--device cuda`` without a GPU was PyTorch's "Found no NVIDIA driver" text, after each
+    image (distributed-analyze: exit 1, a summary of failures; eval: only when the first image
+    needed the model); ``cuda:7`` and ``gpu`` likewise. Now one line, exit 2, nothing written."""
+    src = tmp_path / "in"
+    img = _img(src / "a.png")
+    for device, why in (("cuda", "no CUDA GPU"), ("cuda:7", "no CUDA GPU"), ("gpu", "not a device name")):
+        out = tmp_path / "out"
+        for argv in (
+            ["analyze", str(img), "-o", str(out)],
+            ["distributed-analyze", str(img), "-o", str(out)],
+            ["eval", "--images", str(src), "-o", str(out)],
+            ["report", str(img), "-o", str(out / "r.html")],
+        ):
+            assert main([*argv, "-q", "--device", device]) == 2, argv
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err[-1].startswith("error:") and why in err[-1] and "NVIDIA" not in "".join(err), (argv, err)
+            assert not out.exists(), argv

@@ -268,3 +268,27 @@ def test_eval_mask_invert_and_a_folder_named_like_a_benchmark(tmp_path, capsys):
     assert _rows(tmp_path / "d")["normal-01.png"]["label"] == "0"
     rc = main(["eval", "Columbia", "--root", str(tmp_path), "--mask-invert", "-o", str(tmp_path / "e"), "-q"])
     assert rc == 1 and "--mask-invert does not apply to Columbia" in capsys.readouterr().err
+
+
+def test_an_interrupted_eval_leaves_no_tables_of_the_run_before(tmp_path, monkeypatch, capsys):
+    """The per-image CSV and summary of a complete run stayed in the folder after a later run
+    over other images was interrupted, and read as if they described the outputs there."""
+    d = tmp_path / "imgs"
+    _noise(d / "a.png", 1)
+    _noise(d / "b.png", 2)
+    out = tmp_path / "o"
+    base = ["eval", "mine", "--images", str(d), "--method", "ela", "-o", str(out), "-q"]
+    assert main(base) == 0
+    tables = sorted(p.name for p in (out).iterdir() if p.is_file())
+    assert tables == ["mine.ela.per_image.csv", "mine.ela.summary.csv", "mine.ela.summary.json"], tables
+    capsys.readouterr()
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("trufor_lab.cli.eval.evaluate", interrupted)
+    assert main(base) == 130
+    assert not [p for p in out.iterdir() if p.is_file()]  # the old tables are gone
+    assert (out / "ela" / "mine" / "a.png.npz").is_file()  # the outputs stay: the next run reuses them
+    monkeypatch.undo()
+    assert main(base) == 0 and (out / "mine.ela.summary.json").is_file()

@@ -252,3 +252,24 @@ def test_a_summary_that_cannot_be_written_leaves_the_image_lines_and_counts(
     assert "broken.png" in cap.err and "summary not written (Permission denied)" in cap.err
     assert "1 analyzed, 0 skipped (output exists), 1 failed on 1 rank(s); summary not written" in cap.out
     assert (tmp_path / "out" / "good.png.npz").is_file()
+
+
+def test_an_interrupted_run_leaves_no_summary_of_the_run_before(tmp_path, tampered2, recipe_ckpt, monkeypatch):
+    """distributed_summary.json of a complete run stayed after a later run was interrupted,
+    its counts contradicting the outputs beside it."""
+    import trufor_lab.inference.distributed as D
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(tampered2[:64, :64]).save(src / "good.png")
+    out = tmp_path / "out"
+    D.distributed_analyze([src / "good.png"], out, device="cpu", weights=recipe_ckpt)
+    assert (out / D.SUMMARY_FILE).is_file()
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(D, "_run_share", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        D.distributed_analyze([src / "good.png"], out, device="cpu", weights=recipe_ckpt)
+    assert not (out / D.SUMMARY_FILE).exists() and (out / "good.png.npz").is_file()

@@ -9,6 +9,7 @@ without a global score get the 99th percentile of their map as score (a note say
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from trufor_lab.common.device import resolve_device
 from trufor_lab.common.paths import safe_part
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
@@ -158,9 +160,17 @@ def run(args: argparse.Namespace) -> int:
     analyze_fn = _Classic(method) if classic else _LazyModel(args)
     try:
         digest = None if classic else weights_sha256(args.weights)
-    except (WeightsError, OSError) as e:
+        if not classic:
+            resolve_device(args.device)  # said before any image is read, not when the first needs the model
+    except (WeightsError, OSError, ValueError) as e:
         error(str(e).splitlines()[0])
         return 2
+    out = Path(args.output)
+    stem = safe_part(dataset.name) + (f".{method}" if classic else "")
+    tables = (out / f"{stem}.per_image.csv", out / f"{stem}.summary.json", out / f"{stem}.summary.csv")
+    for stale in tables:  # an interrupted run must not leave the last run's tables beside its new outputs
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            stale.unlink()
     try:
         ev = evaluate(
             None,
@@ -185,11 +195,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if not classic and analyze_fn.model is None and ev.rows:  # every output reused: say whose they are
         weights_note(args.weights)
-    out = Path(args.output)
-    stem = safe_part(dataset.name) + (f".{method}" if classic else "")
     try:
-        ev.to_csv(out / f"{stem}.per_image.csv")
-        ev.write_summary(out / f"{stem}.summary.json", out / f"{stem}.summary.csv")
+        ev.to_csv(tables[0])
+        ev.write_summary(tables[1], tables[2])
     except OSError as e:
         error(f"{out}: cannot write results ({e.strerror or e})")
         return 1
@@ -197,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(
         f"{len(ev.rows)} images: {ev.n_computed} computed, {ev.n_reused} reused (output exists), "
-        f"{len(ev.failed)} failed; results in {out / (stem + '.per_image.csv')}"
+        f"{len(ev.failed)} failed; results in {tables[0]}"
     )
     return 1 if ev.failed else 0
 

@@ -14,3 +14,28 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter."""
     return next(model.parameters()).device
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``'auto'`` -> CUDA when available, else CPU; any other name as given, refused in
+    one line (``ValueError``) when PyTorch cannot use it here, before a model or image is read."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device {str(device)!r} is not a device name (use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')"
+        ) from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r}: no CUDA GPU is usable by this PyTorch "
+                f"({torch.__version__}); use 'cpu' (or 'auto', which picks a GPU when there is one)"
+            )
+        n = torch.cuda.device_count()
+        if d.index is not None and d.index >= n:
+            raise ValueError(f"device {str(device)!r}: this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})")
+    elif d.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {str(device)!r}: Apple's MPS backend is not available here; use 'cpu'")
+    return d

@@ -15,6 +15,7 @@ per local rank), gloo on the CPU; the summary always travels over a gloo group.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -27,6 +28,7 @@ from typing import Any, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 
+from trufor_lab.common.device import resolve_device
 from trufor_lab.common.files import atomic_write_json
 from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, expand_inputs, output_key, output_path
 from trufor_lab.inference.load import load
@@ -105,9 +107,7 @@ def _is_samples(inputs: Any) -> bool:
 
 
 def _device(device: str | None, local_rank: int) -> torch.device:
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    d = torch.device(device)
+    d = resolve_device(device)
     if d.type == "cuda" and d.index is None:
         d = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
     return d
@@ -145,6 +145,9 @@ def distributed_analyze(
             timeout=timedelta(seconds=timeout_s),
         )
         started_group = True
+    if info.rank == 0:  # an interrupted run must not leave the last run's summary beside its new outputs
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            (Path(output) / SUMMARY_FILE).unlink()
     try:
         report = _run_share(inputs, Path(output), info, dev, weights, precision, mode, overwrite, save_noiseprint)
         reports = [report]

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trufor_lab.common.device import resolve_device
 from trufor_lab.inference import weights as W
 from trufor_lab.model.checkpoint import check_state_dict
 from trufor_lab.model import (
@@ -31,13 +32,6 @@ from trufor_lab.model import (
 )
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``'auto'`` -> CUDA when available, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _dtype(precision: str) -> torch.dtype:
@@ -89,6 +83,7 @@ def load_trufor(
     kind: str = "official",
 ) -> TruFor:
     """Build TruFor and load ``path`` strictly (official keys; a ``config`` entry selects sizes)."""
+    dev = resolve_device(device)  # an unusable device is said before the file is read
     before = _identity(path)
     obj = read_checkpoint(path)
     cfg = MIT_B2
@@ -131,13 +126,14 @@ def load_trufor(
     model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
     model.weights_info = _with_noiseprint_dtype(_describe_loaded(path, kind, before), sd, "dncnn.")
-    return model.eval().to(device=resolve_device(device))
+    return model.eval().to(device=dev)
 
 
 def load_noiseprint(
     path: str | os.PathLike | None = None, *, device: str | torch.device | None = None, precision: str = "float32"
 ) -> Noiseprint:
     """Noiseprint++ alone, from ``noiseprint++.th`` or the ``dncnn.`` part of a full checkpoint."""
+    dev = resolve_device(device)
     p = W.find_noiseprint(path)
     before = _identity(p)
     sd = extract_state_dict(read_checkpoint(p), str(p))
@@ -146,7 +142,7 @@ def load_noiseprint(
     net = Noiseprint().to(_dtype(precision))
     strict_load(net, sd, str(p))
     net.weights_info = _with_noiseprint_dtype(_describe_loaded(p, "noiseprint", before), sd, "")
-    return net.eval().to(device=resolve_device(device))
+    return net.eval().to(device=dev)
 
 
 def load(
@@ -165,6 +161,7 @@ def load(
     that means; nothing untrained is ever returned. ``fallback=False`` raises instead of
     falling back; ``demo=False`` skips the demo model.
     """
+    resolve_device(device)
     path, kind = W.select(weights, fallback=fallback, demo=demo)
     if kind == "noiseprint":
         return load_noiseprint(path, device=device, precision=precision)
@@ -179,6 +176,7 @@ def untrained(
     For looking at the mechanics of the network (shapes, hooks, ablations) when no trained
     checkpoint exists. Its maps and scores mean nothing, and every result says so.
     """
+    dev = resolve_device(device)
     gen_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
@@ -188,7 +186,7 @@ def untrained(
     np_net = load_noiseprint()
     model.dncnn.load_state_dict(np_net.state_dict())
     model.weights_info = W.WeightsInfo("untrained", "-", "-", False, note=f"random weights, seed {seed}")
-    return model.eval().to(device=resolve_device(device), dtype=_dtype(precision))
+    return model.eval().to(device=dev, dtype=_dtype(precision))
 
 
 def is_full_model(model: nn.Module) -> bool:

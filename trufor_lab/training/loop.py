@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from trufor_lab.common.device import resolve_device
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.model import TruFor
 from trufor_lab.training.checkpoints import read_log, read_training_state, save_checkpoint, truncate_log
@@ -64,10 +65,8 @@ from trufor_lab.training.streams import ForgeryStream, grid_crop
 # --------------------------------------------------------------------------------------------
 
 
-def train_device(name: str) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def train_device(name: str | None) -> torch.device:
+    return resolve_device(name)
 
 
 def _images(cfg: TrainConfig) -> list[np.ndarray]:
