@@ -159,12 +159,13 @@ def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(
     assert set(d.files) - made == {"imgsize", "np++"}
 
 
-def test_console_script_bad_file_has_no_traceback(tmp_path, recipe_ckpt):
+@pytest.mark.parametrize("module", ["trufor_lab", "trufor_lab.cli"])  # `python -m trufor_lab` had no __main__
+def test_console_script_bad_file_has_no_traceback(tmp_path, recipe_ckpt, module):
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
     env = dict(os.environ, TRUFOR_WEIGHTS=str(recipe_ckpt))
     p = subprocess.run(
-        [sys.executable, "-m", "trufor_lab.cli", "analyze", str(bad), "-o", str(tmp_path / "o")],
+        [sys.executable, "-m", module, "analyze", str(bad), "-o", str(tmp_path / "o")],
         capture_output=True,
         text=True,
         env=env,
@@ -642,3 +643,35 @@ def test_every_command_refuses_an_unusable_device_before_any_work(tmp_path, caps
             err = capsys.readouterr().err.strip().splitlines()
             assert err[-1].startswith("error:") and why in err[-1] and "NVIDIA" not in "".join(err), (argv, err)
             assert not out.exists(), argv
+
+
+def test_an_output_folder_without_write_permission_is_refused_before_any_image(tmp_path, monkeypatch, capsys):
+    """An output folder the user may not write in was found out image by image, each analysed
+    and then failing its write (distributed-analyze, eval; analyze alike)."""
+    src = tmp_path / "in"
+    img = _img(src / "a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: Path(p) != locked and real_access(p, mode, **k))
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the model was loaded")
+
+    for where in ("trufor_lab.cli.analyze.load", "trufor_lab.inference.distributed.load", "trufor_lab.cli.eval.load"):
+        monkeypatch.setattr(where, no_model)
+    for argv in (
+        ["analyze", str(img), "-o", str(locked / "out")],
+        ["analyze", str(img), "-o", str(locked / "a.npz")],
+        ["distributed-analyze", str(img), "-o", str(locked / "out")],
+        ["eval", "--images", str(src), "-o", str(locked)],
+    ):
+        if argv[0] == "analyze":  # analyze says its settings problems through SystemExit
+            with pytest.raises(SystemExit) as e:
+                main([*argv, "-q"])
+            err = [str(e.value)]
+        else:
+            assert main([*argv, "-q"]) == 2, argv
+            err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"no permission to write in {locked}" in err[0], (argv, err)
+    assert not any(locked.iterdir())

@@ -68,3 +68,20 @@ def test_an_error_for_a_typed_path_names_the_file_once(np_model, tmp_path):
     assert cb.error.startswith(f"{bad}: not an image file"), cb.error
     cb.upload.value = (_entry("up.png", b"not an image"),)  # an upload has no path: its name, once
     assert cb.error.startswith("up.png: not an image file"), cb.error
+
+
+def test_library_errors_are_one_line_whatever_the_file_name(tmp_path):
+    """A newline or terminal escape in a file name reached ImageError / CheckpointError raw: a
+    notebook showed a two-line message (the CLI escaped it, the library did not)."""
+    from trufor_lab.inference.load import load_trufor
+    from trufor_lab.inference.preprocess import ImageError, load_image
+    from trufor_lab.model import CheckpointError
+
+    bad = tmp_path / "viral\nphoto\x1b[2J.png"
+    bad.write_bytes(b"not an image, not a checkpoint")
+    for fn, kind in ((load_image, ImageError), (load_trufor, CheckpointError)):
+        with pytest.raises(kind) as e:
+            fn(bad)
+        text = str(e.value)
+        assert "\n" not in text and "\x1b" not in text, text
+        assert "viral\\nphoto\\x1b[2J.png" in text, text

@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
+from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path, unwritable_reason
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
@@ -28,11 +28,17 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Pat
             raise SystemExit(
                 f"error: --output {printable(output)} names one file but there are {len(pairs)} inputs; give a folder"
             )
+        why = unwritable_reason(Path(output).parent)
+        if why:
+            raise SystemExit(f"error: --output {printable(output)}: cannot write there ({printable(why)})")
         return [(pairs[0][0], Path(output))], []
     if os.path.exists(output) and not os.path.isdir(output):  # said once, before any work
         raise SystemExit(
             f"error: --output {printable(output)} is an existing file, not a folder; give a folder or a .npz name"
         )
+    why = unwritable_reason(output)
+    if why:  # said once, before any image is analysed, not once per image at its write
+        raise SystemExit(f"error: --output {printable(output)}: cannot write there ({printable(why)})")
     outs: list[tuple[Path, Path]] = []
     refused: list[str] = []
     for path, rel in pairs:

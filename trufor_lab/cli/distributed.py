@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable, weights_note
-from trufor_lab.common.paths import blocking_file
+from trufor_lab.common.paths import unwritable_reason
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
 
@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not os.path.isdir(args.output):  # said once, before any rank works
         error(f"--output {args.output} is an existing file, not a folder; give a folder")
         return 2
-    blocker = blocking_file(args.output)
-    if blocker is not None:
-        error(f"--output {args.output}: {blocker} is a file, not a folder; give a folder")
+    why = unwritable_reason(args.output)
+    if why is not None:
+        error(f"--output {args.output}: cannot write there ({why})")
         return 2
     try:
         summary = distributed_analyze(

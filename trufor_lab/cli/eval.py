@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from trufor_lab.common.device import resolve_device
-from trufor_lab.common.paths import safe_part
+from trufor_lab.common.paths import safe_part, unwritable_reason
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.result import Result, computed_label
@@ -149,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if os.path.exists(args.output) and not os.path.isdir(args.output):  # said once, before any work
         error(f"--output {printable(args.output)} is an existing file, not a folder; give a folder")
+        return 2
+    why = unwritable_reason(args.output)
+    if why is not None:
+        error(f"--output {printable(args.output)}: cannot write there ({printable(why)})")
         return 2
     method = getattr(args, "method", "trufor")
     classic = method != "trufor"

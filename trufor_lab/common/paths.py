@@ -279,6 +279,27 @@ def blocking_file(path: str | os.PathLike) -> Path | None:
     return None
 
 
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be created in ``folder`` (made if missing), or ``None``: checked once,
+    before a run's work rather than at its first write."""
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    p = Path(os.path.abspath(folder))
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    if p.is_dir() and not os.access(p, os.W_OK | os.X_OK):
+        return f"no permission to write in {p}" + (" (read-only)" if _read_only(p) else "")
+    return None
+
+
+def _read_only(p: Path) -> bool:
+    try:
+        return bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+
+
 def why_not_found(p: Path) -> str:
     """Why ``p`` is neither a file nor a folder, in a few words (a missing path, a symbolic-link
     loop or a broken link, no permission, a device or pipe)."""

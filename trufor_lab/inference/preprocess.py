@@ -56,6 +56,7 @@ from trufor_lab.common.image_files import (
     png_without_text,
     undo_loader_turn,
 )
+from trufor_lab.common.errors import OneLineError
 from trufor_lab.common.paths import why_not_found
 
 #: Largest image accepted by default (pixels). Larger files are refused as decompression bombs.
@@ -66,7 +67,7 @@ MIN_SIDE = 1
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]
 
 
-class ImageError(ValueError):
+class ImageError(OneLineError, ValueError):
     """An input that cannot be analysed; the message is one line: ``<name>: <reason>``."""
 
 

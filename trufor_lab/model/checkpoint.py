@@ -21,13 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from trufor_lab.common.errors import OneLineError
+
 try:  # numpy's scalar constructor, which pickled numpy numbers call
     from numpy._core.multiarray import scalar as _np_scalar  # numpy 2
 except ImportError:  # numpy 1
     from numpy.core.multiarray import scalar as _np_scalar  # type: ignore[no-redef]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(OneLineError, ValueError):
     """A checkpoint file that cannot be used; the message is one line naming file and reason."""
 
 
