@@ -292,3 +292,53 @@ def test_an_interrupted_eval_leaves_no_tables_of_the_run_before(tmp_path, monkey
     assert (out / "ela" / "mine" / "a.png.npz").is_file()  # the outputs stay: the next run reuses them
     monkeypatch.undo()
     assert main(base) == 0 and (out / "mine.ela.summary.json").is_file()
+
+
+def _png_header_only(path, w, h):
+    """A PNG whose header claims w x h pixels (a decompression bomb: the data is a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_a_decompression_bomb_image_or_mask_fails_alone(tmp_path, capsys):
+    """A header claiming 60000 x 60000 pixels, as an image or as a mask, ended the whole eval
+    with PIL's DecompressionBombError traceback."""
+    imgs, masks = tmp_path / "imgs", tmp_path / "masks"
+    _noise(imgs / "a.png", 1)
+    _box(masks / "a.png")
+    _noise(imgs / "b.png", 2)
+    _box(masks / "b.png")
+    _png_header_only(imgs / "big.png", 60000, 60000)
+    _png_header_only(masks / "b.png", 60000, 60000)  # b's mask replaced by a bomb
+    rc = main(
+        [
+            "eval",
+            "mine",
+            "--images",
+            str(imgs),
+            "--masks",
+            str(masks),
+            "--method",
+            "ela",
+            "-o",
+            str(tmp_path / "o"),
+            "-q",
+        ]
+    )
+    cap = capsys.readouterr()
+    assert rc == 1, cap.err
+    errors = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 2 and all("3600000000 pixels is more than max_pixels" in ln for ln in errors), errors
+    assert any("big.png" in ln for ln in errors) and any("masks/b.png" in ln for ln in errors), errors
+    rows = _rows(tmp_path / "o")
+    assert set(rows) == {"a.png", "b.png", "big.png"} and rows["a.png"]["error"] == ""

@@ -11,6 +11,8 @@ mapping) and turned back.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +23,12 @@ from PIL import Image
 
 __all__ = [
     "FORMATS",
+    "MAX_PIXELS",
     "image_formats",
     "load_stored",
     "open_image",
     "orientation_tag",
+    "pixel_limit",
     "planar16_tiff",
     "png_rows_missing",
     "png_without_text",
@@ -45,6 +49,30 @@ UNDO_ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_270,
 }
+
+
+#: Largest image read by default (pixels): a 200 MP panorama passes; a header claiming more is
+#: refused before any pixel is decoded (a decompression bomb). Pillow's own limit is lower.
+MAX_PIXELS = 200_000_000
+
+
+@contextmanager
+def pixel_limit(max_pixels: int = MAX_PIXELS) -> Iterator[None]:
+    """Within the block, Pillow refuses an image of more than ``max_pixels`` (its global limit
+    restored after) with a one-line ``ValueError`` naming the count, not its
+    ``DecompressionBombError``, which callers catching decoder errors do not expect."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        n = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(n.group(1))} pixels" if n else "the image"
+        raise ValueError(f"refused: {size} is more than max_pixels={max_pixels} (decompression bomb?)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 #: The formats images and masks are read in: what cameras, phones, editors and benchmarks write

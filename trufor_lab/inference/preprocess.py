@@ -48,6 +48,7 @@ import torch
 from PIL import Image, ImageOps, TiffImagePlugin
 
 from trufor_lab.common.image_files import (
+    MAX_PIXELS,
     UNDO_ORIENTATION,
     open_image,
     orientation_tag,
@@ -59,8 +60,6 @@ from trufor_lab.common.image_files import (
 from trufor_lab.common.errors import OneLineError
 from trufor_lab.common.paths import why_not_found
 
-#: Largest image accepted by default (pixels). Larger files are refused as decompression bombs.
-MAX_PIXELS = 200_000_000
 #: Smallest side that the network can process (one pixel at 1/32 resolution).
 MIN_SIDE = 1
 

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from trufor_lab.common.paths import IMAGE_EXTENSIONS
-from trufor_lab.common.image_files import open_image, stored_pixels, stored_size
+from trufor_lab.common.image_files import open_image, pixel_limit, stored_pixels, stored_size
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -153,10 +153,20 @@ class MaskConvention:
         The level that splits the file into its two drawn levels (Otsu's, on the histogram: about
         127 for white on black, 38 for a red mask read as grey) is the threshold that reads it as
         drawn; noise is what lies between the convention's threshold and that level."""
-        if self.colour is not None or self.threshold is None:
-            return  # a colour rule has a tolerance; strict masks refuse noise anyway
+        if self.colour is not None:
+            return  # a colour rule has a tolerance
         a = pixels if self.channel is None or pixels.ndim == 2 else pixels[..., self.channel]
+        top = int(a.max()) if a.size else 0
+        if 0 < top < 32:  # a 0/1 mask: the noise is as large as the drawing and no level tells them apart
+            raise DatasetError(
+                f"{source}: a {kind}-saved mask drawn at levels 0-{top} (a 0/1 mask?): compression noise "
+                "of that size moves its edges and no threshold recovers them; save masks losslessly (PNG)"
+            )
+        if self.threshold is None:
+            return  # strict masks refuse noise anyway
         counts = np.bincount(a.ravel().astype(np.intp), minlength=256)[:256].astype(np.float64)
+        if np.count_nonzero(counts) < 2:
+            return  # one level (nothing or everything forged): no noise to find
         split = _otsu(counts)
         first = int(np.floor(self.threshold)) + 1
         noise = int(counts[first : split + 1].sum()) if split >= first else 0
@@ -207,6 +217,8 @@ def _otsu(counts: np.ndarray) -> int:
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (mu[-1] * omega - mu) ** 2 / (omega * (1.0 - omega))
     between[~np.isfinite(between)] = -1.0
+    if between.max() < 0:  # a single level: nothing lies above it
+        return int(np.flatnonzero(counts).max()) if counts.any() else 0
     best = np.flatnonzero(between >= between.max() * (1 - 1e-9))  # empty levels tie: their middle
     return int((best[0] + best[-1]) // 2)
 
@@ -248,7 +260,7 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
     if not path.is_file():
         raise DatasetError(f"{path}: mask not found")
     try:
-        with open_image(path) as src:
+        with pixel_limit(), open_image(path) as src:
             lossy = _lossy_kind(src.format, path)
             im = stored_pixels(src)  # the grid the image is analysed on
             if im.mode.startswith(("I", "F")):
@@ -281,7 +293,7 @@ def _image_size(path: Path) -> tuple[int, int]:
     if not path.is_file():
         raise DatasetError(f"{path}: image not found")
     try:
-        with open_image(path) as im:
+        with pixel_limit(), open_image(path) as im:
             return stored_size(im)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from exc

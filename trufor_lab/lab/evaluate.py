@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.callables import callable_label
 from trufor_lab.common.files import atomic_write_text, csv_uncell
-from trufor_lab.common.image_files import open_image, stored_size
+from trufor_lab.common.image_files import open_image, pixel_limit, stored_size
 from trufor_lab.common.paths import OutputPathError, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table
@@ -244,7 +244,7 @@ def _image_info(path: Path) -> tuple[int, int, int | None]:
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        with open_image(path) as im:
+        with pixel_limit(), open_image(path) as im:
             w, h = stored_size(im)  # the grid the image is analysed on
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{path}: not a readable image ({' '.join(str(e).split())})") from None
