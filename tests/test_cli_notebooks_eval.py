@@ -32,7 +32,7 @@ def folder(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("method", ["ela", "dq_aligned", "dq_nonaligned"])
+@pytest.mark.parametrize("method", ["ela", "dq_nonaligned"])
 def test_eval_classic_method_like_trufor(folder, tmp_path, capsys, method):
     out = tmp_path / "out"
     rc = main(
@@ -62,6 +62,25 @@ def test_eval_classic_method_like_trufor(folder, tmp_path, capsys, method):
     assert all(0 <= float(r["f1_best"]) <= 1 for r in forged), forged
     err = capsys.readouterr().err
     assert ("defines no global score" in err) == (method != "dq_nonaligned")
+
+
+def test_eval_a_classic_method_that_cannot_judge_an_image_does_not_score_it(folder, tmp_path, capsys):
+    """dq_aligned finds no double quantization in these small pictures (and none in the PNG):
+    each was scored as an empty map with score 0, and the summary gave an F1 (the all-forged F1
+    that the max over the inverted map earns) and exit 0, as if the method had run."""
+    out = tmp_path / "out"
+    argv = ["eval", "--images", str(folder / "images"), "--masks", str(folder / "masks"), "-o", str(out), "-q"]
+    rc = main([*argv, "--method", "dq_aligned"])
+    cap = capsys.readouterr()
+    assert rc == 1
+    errors = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "dq_aligned is not applicable to 3 image(s), not scored, counted as failed" in errors[0]
+    rows = list(csv.DictReader(next(out.glob("*.dq_aligned.per_image.csv")).open()))
+    assert all(
+        r["status"] == "error" and r["error"].endswith("; not scored") and r["f1_best"] == "nan" for r in rows
+    ), rows
+    assert not list((out / "dq_aligned").rglob("*.npz"))  # nothing to reuse: a later run judges again
+    assert "no scores" in cap.out and "3 failed" in cap.out and "F1" not in cap.out, cap.out
 
 
 def test_eval_unknown_method_is_refused(folder, tmp_path, capsys):
@@ -320,6 +339,7 @@ def test_a_decompression_bomb_image_or_mask_fails_alone(tmp_path, capsys):
     _box(masks / "b.png")
     _png_header_only(imgs / "big.png", 60000, 60000)
     _png_header_only(masks / "b.png", 60000, 60000)  # b's mask replaced by a bomb
+    (imgs / "bad\nname.png").write_bytes(b"garbage")  # its line named it twice (once with the newline as a space)
     rc = main(
         [
             "eval",
@@ -338,7 +358,9 @@ def test_a_decompression_bomb_image_or_mask_fails_alone(tmp_path, capsys):
     cap = capsys.readouterr()
     assert rc == 1, cap.err
     errors = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 2 and all("3600000000 pixels is more than max_pixels" in ln for ln in errors), errors
+    assert len(errors) == 3 and sum("3600000000 pixels is more than max_pixels" in ln for ln in errors) == 2, errors
     assert any("big.png" in ln for ln in errors) and any("masks/b.png" in ln for ln in errors), errors
+    (bad,) = [ln for ln in errors if "name.png" in ln]
+    assert bad.count("name.png") == 1, bad
     rows = _rows(tmp_path / "o")
-    assert set(rows) == {"a.png", "b.png", "big.png"} and rows["a.png"]["error"] == ""
+    assert set(rows) == {"a.png", "b.png", "big.png", "bad\nname.png"} and rows["a.png"]["error"] == ""

@@ -123,13 +123,23 @@ class _Classic:
     def __init__(self, method: str) -> None:
         self.method = method
         self.not_applicable: list[str] = []
+        self.first_reason = ""
 
     def __call__(self, _model: Any, image: Any) -> Result:
         r = detect(str(image), self.method, fallback_score=True)
-        if r.score is None:  # not applicable (e.g. dq_aligned on a PNG): empty map, no evidence
-            self.not_applicable.append(Path(str(image)).name)
-            r = dataclasses.replace(r, score=0.0, notes=(*r.notes, "not applicable: score 0"))
+        if r.score is None:  # not applicable (e.g. dq_aligned on a PNG): no map, no evidence
+            # not scored: its empty map earned the all-forged F1 (max over the inverted map) and a
+            # score of 0 counted as a detection miss, so a method that ran on nothing scored like one that ran
+            why = (r.notice or f"{self.method}: not applicable").removesuffix(": empty map")
+            msg = " ".join(f"{image}: {why}; not scored".split())[:300]  # as the evaluation's row says it
+            self.not_applicable.append(msg)
+            self.first_reason = self.first_reason or f"{Path(str(image)).name}: {why}"
+            raise _NotApplicable(msg)
         return r
+
+
+class _NotApplicable(RuntimeError):
+    """A classic method that cannot judge this image (the row fails, with the reason)."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,13 +199,14 @@ def run(args: argparse.Namespace) -> int:
     except _ModelUnavailable as e:
         error(str(e))
         return 2
+    skipped = set(analyze_fn.not_applicable) if classic else set()
     for msg in ev.failed:
-        error(msg)
-    if classic and analyze_fn.not_applicable:
-        print(
-            f"note: {method} is not applicable to {len(analyze_fn.not_applicable)} image(s) "
-            f"({METHODS[method].description}; e.g. {analyze_fn.not_applicable[0]}): empty map, score 0",
-            file=sys.stderr,
+        if msg not in skipped:
+            error(msg)
+    if skipped:  # one line, not one per image: a folder of PNGs under a JPEG method would fill the screen
+        error(
+            f"{method} is not applicable to {len(skipped)} image(s), not scored, counted as failed "
+            f"(e.g. {analyze_fn.first_reason})"
         )
     if not classic and analyze_fn.model is None and ev.rows:  # every output reused: say whose they are
         weights_note(args.weights)

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.callables import callable_label
 from trufor_lab.common.files import atomic_write_text, csv_uncell
+from trufor_lab.common.errors import escaped
 from trufor_lab.common.image_files import open_image, pixel_limit, stored_size
 from trufor_lab.common.paths import OutputPathError, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
@@ -246,7 +247,9 @@ def _image_info(path: Path) -> tuple[int, int, int | None]:
     try:
         with pixel_limit(), open_image(path) as im:
             w, h = stored_size(im)  # the grid the image is analysed on
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (unrecognised format, or one not read here)") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{path}: not a readable image ({' '.join(str(e).split())})") from None
     try:
         q = estimate_quality(path)
@@ -258,7 +261,9 @@ def _image_info(path: Path) -> tuple[int, int, int | None]:
 def _one_line(path: Path, exc: BaseException) -> str:
     msg = " ".join(str(exc).split()) or type(exc).__name__
     msg = msg[:300]
-    return msg if str(path) in msg else f"{path}: {msg}"
+    name = str(path)  # a name with a newline is in an error's text escaped, or spaced by the split above
+    named = any(n in msg for n in (name, " ".join(name.split()), escaped(name)))
+    return msg if named else f"{path}: {msg}"
 
 
 def _base_row(dataset: Dataset, sample: Sample, npz: Path | None) -> dict[str, Any]:
