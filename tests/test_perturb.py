@@ -368,3 +368,28 @@ def test_crop_shift_factory_checks_like_apply(img):
         P.crop_shift(-1, 2)
     assert P.crop_shift(np.int64(2)).value == (2, 2)
     np.testing.assert_array_equal(P.crop_shift(2, 3)(img), img[3:, 2:])
+
+
+def test_a_value_whose_image_cannot_be_analysed_keeps_the_other_rows(planted, mask):
+    """`sweep(model, img, mask, 'resize', [1.0, 0.1])`: the 13x13 image is below the network's
+    minimum and the ImageError threw away the row already computed (minutes on a CPU), without
+    saying which value failed. The stand-in refuses what the real preprocessing refuses."""
+    from trufor_lab.inference.preprocess import ImageError
+    from trufor_lab.model.trufor import MIN_TRUFOR_SIDE
+
+    def fn(model, image):
+        if min(image.shape[:2]) < MIN_TRUFOR_SIDE:  # what prepare_input refuses for a full TruFor
+            raise ImageError(f"<ndarray>: image is {image.shape[1]}x{image.shape[0]}; TruFor needs at least 29 pixels")
+        return bright_detector(model, image)
+
+    res = P.sweep(None, planted, mask, "resize", [1.0, 0.1, 0.5], analyze_fn=fn, keep_results=True)
+    assert [r["value"] for r in res.table] == [1.0, 0.1, 0.5]
+    assert res.table[0]["f1_best"] == 1.0 and res.table[2]["f1_best"] > 0.97 and res.table[0]["error"] is None
+    assert np.isnan(res.table[1]["score"]) and np.isnan(res.table[1]["f1_best"])
+    (msg,) = res.failed
+    assert msg.startswith("factor=0.1: not analysed (") and "29" in msg, msg
+    assert res.results[1] is None and res.results[0] is not None
+    assert "factor=0.1" in res._repr_html_()
+    # a programming error in the analysis is not a row: it still stops the sweep
+    with pytest.raises(ZeroDivisionError):
+        P.sweep(None, planted, mask, "resize", [1.0], analyze_fn=lambda m, i: 1 / 0)

@@ -34,6 +34,7 @@ from trufor_lab.common.imaging import to_uint8
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.inference.analyze import analyze
+from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.lab.metrics import localization_metrics
 from trufor_lab.viz.figures import new_figure
 
@@ -517,7 +518,7 @@ class SweepResult:
     """Rows of a sweep: one dict per value (``value``, ``height``, ``width``, ``score``,
     ``mean_conf``, ``map_mean``, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``,
     ``auc``, ``n_forged``: the forged pixels scored; metrics NaN where not defined, e.g. when
-    no forged pixel is left to score)."""
+    no forged pixel is left to score; ``error``: why a value's image was not analysed, else None)."""
 
     perturbation: str
     table: Table
@@ -531,6 +532,11 @@ class SweepResult:
     @property
     def values(self) -> list[Any]:
         return [r["value"] for r in self.table]
+
+    @property
+    def failed(self) -> list[str]:
+        """Why each value that was not analysed was not (its row holds NaN)."""
+        return [r["error"] for r in self.table if r.get("error")]
 
     def column(self, key: str) -> np.ndarray:
         """One column as a float array."""
@@ -571,7 +577,8 @@ class SweepResult:
     def _repr_html_(self) -> str:
         if not self.table:
             return f"<b>sweep of {html.escape(self.perturbation)}</b>: no rows"
-        return self.table._repr_html_()
+        failed = "".join(f"<br>&#9888; {html.escape(msg)}" for msg in self.failed)
+        return self.table._repr_html_() + failed
 
 
 def _metric(lm: Any, key: str) -> float:
@@ -594,6 +601,20 @@ def _fit_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         hint = " (transposed?)" if m.shape[::-1] == tuple(shape) else ""
         raise ValueError(f"the map is {m.shape} but the image is {tuple(shape)}{hint}: not the same picture's grid")
     return np.asarray(Image.fromarray(m.astype(np.float32)).resize((shape[1], shape[0]), Image.BILINEAR))
+
+
+def _failed_row(p: Perturbation, value: Any, image: np.ndarray, e: BaseException) -> dict[str, Any]:
+    """The row of a value whose perturbed image could not be analysed: NaN metrics, the reason."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    row: dict[str, Any] = {
+        "value": p.applied_value(value),
+        "height": int(image.shape[0]),
+        "width": int(image.shape[1]),
+        **{k: math.nan for k in ("score", "mean_conf", "map_mean", *_METRICS)},
+        "n_forged": 0,
+        "error": f"{p.value_name}={p.applied_value(value)}: not analysed ({text.removeprefix('<ndarray>: ')})",
+    }
+    return row
 
 
 def sweep(
@@ -629,7 +650,14 @@ def sweep(
             pim, pmask = p.apply(img, v), None
         else:
             pim, pmask = p.apply(img, v, m0)
-        res = analyze_fn(model, pim)
+        try:
+            res = analyze_fn(model, pim)
+        except (ImageError, ValueError, RuntimeError, MemoryError) as e:  # e.g. shrunk below the network's minimum
+            # this value's row says why; the rows already computed (minutes of CPU) are kept
+            rows.append(_failed_row(p, v, pim, e))
+            if keep_results:
+                kept.append(None)
+            continue
         score = getattr(res, "score", None)
         conf = getattr(res, "conf", None)
         hmap = getattr(res, "map", None)
@@ -641,7 +669,7 @@ def sweep(
             "mean_conf": math.nan if conf is None else float(np.mean(conf)),
             "map_mean": math.nan if hmap is None else float(np.mean(hmap)),
         }
-        row.update({k: math.nan for k in _METRICS})
+        row.update({k: math.nan for k in _METRICS}, error=None)
         row["n_forged"] = 0 if pmask is None else int(pmask.sum())
         if hmap is not None and pmask is not None and pmask.any():
             if metrics_fn is None:
