@@ -461,6 +461,13 @@ def test_a_fake_with_an_unusable_mask_still_counts_for_detection(tmp_path):
     ev.to_csv(tmp_path / "rows.csv")
     back = Evaluation.from_csv(tmp_path / "rows.csv")
     assert back.summary["toy"]["detection_auc"] == 0.75
+    # re-saved by a spreadsheet (a byte-order mark first): every row's dataset read as None
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "rows.csv").read_bytes())
+    assert Evaluation.from_csv(tmp_path / "bom.csv").summary["toy"]["detection_auc"] == 0.75
+    # the summary CSV beside it (or any table) read as one failed row of None
+    ev.write_summary(tmp_path / "s.json", tmp_path / "s.csv")
+    with pytest.raises(ValueError, match=r"s\.csv: not a per-image CSV written by trufor_lab \(its header has no id, "):
+        Evaluation.from_csv(tmp_path / "s.csv")
     fakes = Dataset("fakes", tmp_path, [x for x in samples if x.label == 1])
     line = evaluate(None, fakes, tmp_path / "out2", progress=False, analyze_fn=fn).summary_lines()[0]
     assert "only fake images: TPR 0.5 at 0.5 (AUC and bACC need both classes)" in line and "bACC 1" not in line

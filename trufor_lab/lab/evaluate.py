@@ -85,6 +85,14 @@ AnalyzeFn = Callable[[nn.Module, Any], Result]
 # --------------------------------------------------------------------------------------------
 
 
+#: Columns every per-image CSV holds (what tells one from a summary or another table).
+REQUIRED_COLUMNS = ("dataset", "id", "image_path", "label", "status", "score")
+
+
+class _NotPerImage(ValueError):
+    pass
+
+
 class Evaluation:
     """Per-image rows of one or more evaluated datasets, with summaries computed from them.
 
@@ -156,8 +164,11 @@ class Evaluation:
         """Read rows written by :meth:`to_csv` back (types restored; ``failed`` rebuilt)."""
         rows = []
         try:
-            with open(path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: the mark a spreadsheet adds
                 reader = csv.DictReader(f, strict=True)
+                missing = [k for k in REQUIRED_COLUMNS if k not in (reader.fieldnames or ())]
+                if missing:  # a summary CSV, someone's table: read as rows of None it gave "1 failed"
+                    raise _NotPerImage(f"its header has no {', '.join(missing)} column(s)")
                 for raw in reader:
                     rows.append(
                         {
@@ -166,6 +177,8 @@ class Evaluation:
                             if k is not None
                         }
                     )
+        except _NotPerImage as e:
+            raise ValueError(f"{path}: not a per-image CSV written by trufor_lab ({e})") from None
         except (csv.Error, ValueError, UnicodeDecodeError) as e:  # a damaged or foreign file: one line
             raise ValueError(f"{path}: not a per-image CSV written by trufor_lab (line {len(rows) + 2}: {e})") from None
         return cls(rows)
