@@ -391,6 +391,13 @@ def test_official_samples_folder_reads_masks_and_names_like_a_benchmark(tmp_path
         Image.fromarray(img).save(tmp_path / f"{name}.png")
     got = {f.name: (f.label, None if f.mask is None else int(f.mask.sum())) for f in load_official_samples(tmp_path)}
     assert got == {"pristine_1": (0, 0), "realestate_splice": (1, 36), "tampered_x": (1, 36)}
+    # a suffix in another case: the mask file was skipped as a mask but never found as one
+    # ('tampered1' forged with no mask; 'photo', with no word saying either, left out)
+    for name, suffix in (("tampered1", "_GT"), ("photo", "_Mask")):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+        Image.fromarray(mask01).save(tmp_path / f"{name}{suffix}.png")
+    got = {f.name: (f.label, None if f.mask is None else int(f.mask.sum())) for f in load_official_samples(tmp_path)}
+    assert got["tampered1"] == (1, 36) and got["photo"] == (1, 36) and len(got) == 5, got
 
 
 def test_a_list_file_saved_with_a_bom_reads_its_first_name(tmp_path):

@@ -759,6 +759,17 @@ _FORGED_WORDS = ("tamper", "fake", "forg", "splic", "manip")
 _MASK_SUFFIXES = ("_mask", "_gt", "-mask", "-gt")
 
 
+def _mask_beside(image: Path, files: list[Path]) -> Path | None:
+    """``<stem><suffix>.*`` among ``files``, spelled exactly, else with the suffix in any case
+    (``_GT``, ``_Mask``: mask files are told from images case-blind, so they are found so too)."""
+    for same in (lambda a, b: a == b, lambda a, b: a.lower() == b.lower()):
+        for suffix in _MASK_SUFFIXES:
+            found = [f for f in files if f != image and same(f.stem, image.stem + suffix)]
+            if found:
+                return found[0]
+    return None
+
+
 def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
     """Images of a folder (e.g. the official TruFor samples) as items, untouched.
 
@@ -773,13 +784,12 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
     """
     d = Path(directory)
     files = list_images(d, recursive=False)
-    stems = {p.stem: p for p in files}
     items: list[Forgery] = []
     for p in files:
         low = p.stem.lower()
         if any(low.endswith(s) for s in _MASK_SUFFIXES):
             continue
-        mask_path = next((stems[p.stem + s] for s in _MASK_SUFFIXES if p.stem + s in stems), None)
+        mask_path = _mask_beside(p, files)
         mask: np.ndarray | None = None
         if mask_path is not None:
             try:  # the benchmark reader's rules: 0/1 and 0/255 masks, alpha-only masks refused
