@@ -271,3 +271,64 @@ def test_bad_table_references_give_no_quality(rgb: np.ndarray, edit, reason: str
     hdr = jpeg.read_header(jpeg.open_source(data))  # Pillow still opens these files
     assert hdr is not None and any(reason in x for x in jpeg.header_problems(hdr))
     assert jpeg.estimate_quality(data) is None  # never a guess from another table
+
+
+def _mixed_tables_jpeg(rgb: np.ndarray, luma: int, chroma: int, **kw) -> bytes:
+    buf = io.BytesIO()
+    tabs = [jpeg.ijg_table(luma).ravel().tolist(), jpeg.ijg_table(chroma, chroma=True).ravel().tolist()]
+    Image.fromarray(rgb).save(buf, "JPEG", qtables=tabs, **kw)
+    return buf.getvalue()
+
+
+def _insert_before(data: bytes, marker: bytes, junk: bytes, nth: int = 1) -> bytes:
+    """``data`` with ``junk`` inserted before the ``nth`` occurrence of ``marker``."""
+    i = -1
+    for _ in range(nth):
+        i = data.index(marker, i + 1)
+    return data[:i] + junk + data[i:]
+
+
+@pytest.mark.parametrize(
+    "junk, nth_marker",
+    [(b"\x00", (b"\xff\xdb", 2)), (b"\x00\x00", (b"\xff\xc2", 1)), (b"\x12\xff\x00", (b"\xff\xc4", 1))],
+    ids=["1-byte-before-2nd-DQT", "2-bytes-before-SOF2", "stuffed-ff00-before-DHT"],
+)
+def test_stray_bytes_before_a_marker_are_skipped_and_recorded(rgb: np.ndarray, junk: bytes, nth_marker) -> None:
+    """libjpeg skips extraneous bytes before a marker; the parser stopped there, claiming an
+    exact quality from one table, no progressive coding, no subsampling, and said nothing."""
+    clean = _mixed_tables_jpeg(rgb, 90, 60, progressive=True)
+    marker, nth = nth_marker
+    data = _insert_before(clean, marker, junk, nth)
+    Image.open(io.BytesIO(data)).load()  # decoders still read the file
+    hdr = jpeg.read_header(jpeg.open_source(data))
+    (warning,) = hdr.warnings
+    n = len(junk)
+    assert f"{n} extraneous byte{'s' if n > 1 else ''} before marker 0x{marker[1]:02X}" in warning
+    assert jpeg.header_problems(hdr) == []
+    est = jpeg.estimate_quality(data)
+    assert est.n_tables == 2 and (est.luma_quality, est.chroma_quality) == (90, 60) and not est.exact
+    assert jpeg.is_progressive(data) and jpeg.chroma_subsampling(data) == "4:2:0"
+    assert jpeg.read_header(jpeg.open_source(clean)).warnings == []
+
+
+@pytest.mark.parametrize("chroma", [30, 100])
+def test_quality_is_the_luma_quality_whatever_the_chroma(rgb: np.ndarray, chroma: int) -> None:
+    """cjpeg -quality 90,30 is a quality-90 file: ``.quality`` gave the chroma side (30, or 100
+    for 90,100), which eval stored as the file's quality."""
+    est = jpeg.estimate_quality(_mixed_tables_jpeg(rgb, 90, chroma))
+    assert (est.quality, est.luma_quality, est.chroma_quality) == (90, 90, chroma)
+    assert est.standard and not est.exact and est.error > 0
+
+
+def test_zero_quantisers_are_invalid_and_give_no_quality(rgb: np.ndarray) -> None:
+    """All-zero tables decode, but JPEG needs quantisers of 1 or more: they were reported as a
+    camera's non-standard tables at 'nearest quality 100'."""
+    zeros = np.zeros((8, 8), np.uint8)
+    data = _with_first_dqt(jpeg.jpeg_bytes(rgb, 75), _dqt(0, zeros))
+    hdr = jpeg.read_header(jpeg.open_source(data))
+    assert any("quantisation table 0 holds 64 zero quantisers" in x for x in jpeg.header_problems(hdr))
+    assert jpeg.estimate_quality(data) is None
+    one_zero = jpeg.ijg_table(75).copy()
+    one_zero[7, 7] = 0
+    data = _with_first_dqt(jpeg.jpeg_bytes(rgb, 75), _dqt(0, one_zero))
+    assert jpeg.estimate_quality(data) is None

@@ -179,22 +179,40 @@ class JpegHeader:
     sof: int | None = None
     components: list[tuple[int, int, int, int]] = field(default_factory=list)  # (id, H, V, Tq)
     errors: list[str] = field(default_factory=list)  # invalid DQT entries (see ``header_problems``)
+    #: damage that decoders step over (the tables stay usable), e.g. stray bytes between segments
+    warnings: list[str] = field(default_factory=list)
 
 
 def _parse_jpeg_header(data: bytes) -> JpegHeader | None:
-    """Parse markers up to the first SOS. ``None`` when ``data`` is not a JPEG stream."""
+    """Parse markers up to the first SOS. ``None`` when ``data`` is not a JPEG stream.
+
+    Bytes between segments that are not a marker are skipped up to the next 0xFF marker byte, as
+    libjpeg does ("Corrupt JPEG data: N extraneous bytes before marker"), and recorded in
+    ``warnings``: no encoder writes them, a hand edit or damage does.
+    """
     if data[:2] != b"\xff\xd8":
         return None
     hdr = JpegHeader()
     i, n = 2, len(data)
     while i + 4 <= n:
-        if data[i] != 0xFF:
-            break  # garbage between segments: keep what we have
-        while i < n and data[i] == 0xFF:
+        start = i
+        while True:  # to the next marker: 0xFF fill bytes, then a code other than 0x00 (stuffing)
+            while i < n and data[i] != 0xFF:
+                i += 1
+            while i < n and data[i] == 0xFF:
+                i += 1
+            if i >= n or data[i] != 0x00:
+                break
             i += 1
         if i >= n:
             break
         marker = data[i]
+        skipped = len(data[start:i].rstrip(b"\xff"))  # what precedes the marker's 0xFF fill bytes
+        if skipped:
+            hdr.warnings.append(
+                f"{skipped} extraneous byte{'s' if skipped > 1 else ''} before marker 0x{marker:02X} skipped "
+                "(as decoders do; no encoder writes them: a hand-edited or damaged file)"
+            )
         i += 1
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:
             continue  # standalone markers
@@ -293,12 +311,15 @@ def quantization_tables(source: Source) -> dict[int, np.ndarray]:
 class QualityEstimate:
     """Nearest libjpeg (IJG) quality for a file's quantisation tables.
 
+    ``quality``: the quality of the luminance table, what encoders and everyone else call a
+    JPEG's quality (``cjpeg -quality 90,60`` is a quality-90 file with chroma at 60); the
+    chroma side is in ``chroma_quality``. Equal to ``luma_quality``.
     ``exact``: every table equals libjpeg's at ``quality`` (the file follows standard libjpeg
     scaling, as written by most software, e.g. PIL, OpenCV, browsers, many social networks).
     ``standard``: each table is *some* IJG-scaled Annex K table, possibly at different
     qualities for luma and chroma (e.g. ``cjpeg -quality 90,80``). Camera firmware and
     Photoshop use their own tables: ``exact=standard=False``, ``quality`` is only the nearest.
-    ``error``: mean absolute difference to the IJG tables at ``quality``.
+    ``error``: mean absolute difference of all the tables used to the IJG tables at ``quality``.
     ``chroma_quality``: nearest quality of the chroma tables; the lowest one when Cb and Cr use
     different tables (the stronger compression is the one that matters for forensics).
     """
@@ -317,15 +338,25 @@ class QualityEstimate:
 
 
 def header_problems(hdr: JpegHeader) -> list[str]:
-    """Why ``hdr``'s tables cannot be trusted: invalid DQT entries, or a component using a table
-    that is not defined (guessing another table would give a wrong quality). Empty when sound;
-    a header without any table is not reported here (the caller says so in its own words).
+    """Why ``hdr``'s tables cannot be trusted: invalid DQT entries, a component using a table
+    that is not defined (guessing another table would give a wrong quality), or a table in use
+    holding zero quantisers (JPEG allows 1 and up; decoders still decode, so files exist).
+    Empty when sound; a header without any table is not reported here (the caller says so in
+    its own words).
     """
     out = list(hdr.errors)
     if hdr.qtables:
         for cid, _, _, tq in hdr.components:
             if tq not in hdr.qtables:
                 out.append(f"component {cid} uses quantisation table {tq}, which is not defined")
+        used = [c[3] for c in hdr.components if c[3] in hdr.qtables] or sorted(hdr.qtables)
+        for tq in dict.fromkeys(used):
+            zeros = int(np.count_nonzero(hdr.qtables[tq] == 0))
+            if zeros:
+                out.append(
+                    f"quantisation table {tq} holds {zeros} zero quantiser{'s' if zeros > 1 else ''}, "
+                    "invalid in JPEG (1 at least): the tables were forged or damaged"
+                )
     return out
 
 
@@ -341,7 +372,8 @@ def used_tables(hdr: JpegHeader) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def estimate_quality(source: Source) -> QualityEstimate | None:
-    """Nearest IJG quality (1..100) explaining the file's tables; ``None`` for non-JPEG."""
+    """Nearest IJG quality (1..100) of the file's luminance table, with the chroma side beside
+    it (see :class:`QualityEstimate`); ``None`` for non-JPEG."""
     return estimate_from_header(read_header(open_source(source)))
 
 
@@ -361,15 +393,15 @@ def estimate_from_header(hdr: JpegHeader | None) -> QualityEstimate | None:
     err_l = table_err(0, luma)
     err_cs = [table_err(1, t) for t in chromas]  # every chroma table a component uses (Cb and Cr)
     err = (err_l + np.mean(err_cs, axis=0)) / 2 if err_cs else err_l
-    # rows: baseline-clamped (what PIL/cjpeg write) first, so ties prefer it
-    fb, qi = np.unravel_index(int(np.argmin(err)), err.shape)
-    e = float(err[fb, qi])
+    ql = nearest(err_l)
+    # rows: baseline-clamped (what PIL/cjpeg write) first; the error of all tables at the luma quality
+    e = float(err[:, ql - 1].min())
     return QualityEstimate(
-        quality=int(qi) + 1,
+        quality=ql,
         exact=e == 0.0,
         error=round(e, 4),
         standard=all(bool(x.min() == 0) for x in (err_l, *err_cs)),
-        luma_quality=nearest(err_l),
+        luma_quality=ql,
         chroma_quality=min(nearest(x) for x in err_cs) if err_cs else None,
         n_tables=len(hdr.qtables),
     )

@@ -5,8 +5,9 @@ drawn from them and their escaped rendering form one report, built in one pass o
 
 ``read_provenance`` collects file facts (hash, size, format), EXIF (camera, software, dates,
 GPS presence, orientation, thumbnail), JPEG coding facts (quantisation tables, libjpeg
-quality, subsampling, progressive), ICC and PNG text chunks, and turns them into
-plain-language *signs*. Metadata is easy to strip or forge: every sign is evidence, not proof.
+quality, subsampling, progressive), ICC, XMP (scanned by ``metadata``), comments and PNG text
+chunks, and turns them into plain-language *signs* (the thumbnail comparison is in
+``thumbnail``). Metadata is easy to strip or forge: every sign is evidence, not proof.
 Metadata is also hostile input: malformed blocks are recorded in ``problems`` (never raised)
 and all strings are HTML-escaped when rendered.
 """
@@ -28,15 +29,34 @@ import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
 from trufor_lab.common.image_files import planar16_tiff, png_without_text, stored_size
-from trufor_lab.common.imaging import resize
-from trufor_lab.forensics import jpeg
+from trufor_lab.forensics import jpeg, metadata
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
+from trufor_lab.forensics.thumbnail import compare_thumbnail
 
-__all__ = ["Sign", "Provenance", "read_provenance", "SOCIAL_SIDES", "SCREEN_SIZES"]
+__all__ = ["Sign", "Provenance", "read_provenance", "SOCIAL_SIDES", "SCREEN_SIZES", "CAMERA_SIZES"]
 
 #: Image sides that social networks and messengers resize to (Instagram 1080 wide,
 #: Facebook/Twitter 2048/1200/960, WhatsApp 1600/1280, ...).
 SOCIAL_SIDES = frozenset({640, 680, 720, 960, 1080, 1200, 1280, 1600, 2048})
+#: Sizes cameras and phones commonly write (4:3, 3:2 and 16:9 settings, either orientation): a
+#: side among ``SOCIAL_SIDES`` is no sign of a resize for these.
+CAMERA_SIZES = frozenset(
+    {
+        (640, 480),
+        (800, 600),
+        (1024, 768),
+        (1280, 960),
+        (1600, 1200),
+        (2048, 1536),
+        (2560, 1920),
+        (1280, 720),
+        (1920, 1080),
+        (1440, 1080),
+        (2048, 1152),
+        (1920, 1280),
+        (2048, 1365),
+    }
+)
 #: Common screen resolutions (either orientation): screenshots.
 SCREEN_SIZES = frozenset(
     {
@@ -155,6 +175,7 @@ class Provenance:
     thumbnail_size: tuple[int, int] | None = None
     thumbnail_aspect_mismatch: bool | None = None
     thumbnail_correlation: float | None = None
+    thumbnail_difference: float | None = None  # mean absolute grey-level difference (smoothed, 0..255)
     thumbnail_mismatch: bool | None = None
     # JPEG coding
     quantization: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
@@ -166,6 +187,9 @@ class Provenance:
     icc_description: str | None = None
     png_text: dict[str, str] = field(default_factory=dict)
     png_text_bomb: bool = False  # a text chunk inflates beyond the safe limit (left unread)
+    xmp_present: bool = False
+    xmp_software: list[str] = field(default_factory=list)  # software the XMP names (creator, history)
+    comment: str | None = None  # JPEG COM segment or GIF comment
     signs: list[Sign] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -241,6 +265,8 @@ class Provenance:
                 "correlation with image",
                 None if self.thumbnail_correlation is None else f"{self.thumbnail_correlation:.2f}",
             )
+            if self.thumbnail_difference is not None:
+                add("Thumbnail", "mean difference (grey levels)", f"{self.thumbnail_difference:.1f}")
             add("Thumbnail", "mismatch", self.thumbnail_mismatch)
         if self.format in _JPEG_FORMATS or self.quantization:
             q = self.jpeg_quality
@@ -258,6 +284,11 @@ class Provenance:
         add("Color", "ICC profile", self.icc_profile_present)
         if self.icc_description:
             add("Color", "ICC description", self.icc_description)
+        add("XMP", "present", self.xmp_present)
+        if self.xmp_software:
+            add("XMP", "software named", "; ".join(self.xmp_software))
+        if self.comment:
+            add("Comment", "comment", self.comment)
         for k, v in self.png_text.items():
             add("PNG text", k, _short(v))
         for s in self.signs:
@@ -352,6 +383,8 @@ def _whole_number(v: Any) -> int | None:
     """EXIF number -> int; ``None`` for text, NaN/inf floats, 0-denominator rationals, fractions."""
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return int(v)
+    if not isinstance(v, (float, np.floating, TiffImagePlugin.IFDRational)):
+        return None  # text ("6" as ASCII), bytes, several values
     try:
         f = float(v)
     except (TypeError, ValueError, OverflowError):
@@ -430,42 +463,6 @@ def _icc_description(icc: bytes) -> str | None:
     return None
 
 
-def _trim_borders(a: np.ndarray) -> np.ndarray:
-    """Drop near-black letterbox bars (cameras pad 3:2 thumbnails into 160×120)."""
-
-    def dark(v: np.ndarray) -> np.ndarray:
-        return v < 20
-
-    rows, cols = dark(a.mean(axis=1)), dark(a.mean(axis=0))
-    r0, r1, c0, c1 = 0, a.shape[0], 0, a.shape[1]
-    while r0 < r1 and rows[r0]:
-        r0 += 1
-    while r1 > r0 and rows[r1 - 1]:
-        r1 -= 1
-    while c0 < c1 and cols[c0]:
-        c0 += 1
-    while c1 > c0 and cols[c1 - 1]:
-        c1 -= 1
-    if (r1 - r0) < a.shape[0] // 2 or (c1 - c0) < a.shape[1] // 2:
-        return a  # mostly dark: do not trust the trimming
-    return a[r0:r1, c0:c1]
-
-
-def _compare_thumbnail(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int, int]) -> tuple[bool, float]:
-    """(aspect mismatch, Pearson correlation) between thumbnail and downscaled main image."""
-    t = _trim_borders(thumb)
-    th, tw = t.shape
-    aspect_mismatch = abs(math.log((tw / th) / (main_size[0] / main_size[1]))) > math.log(1.08)
-    w, h = min(tw, 64), min(th, 64)
-    a, b = resize(np.float32(t), (h, w), "bilinear").ravel(), resize(np.float32(main), (h, w), "bilinear").ravel()
-    sa, sb = a.std(), b.std()
-    if sa < 1e-3 or sb < 1e-3:  # flat content: compare levels instead
-        corr = 1.0 if abs(a.mean() - b.mean()) < 12 and max(sa, sb) < 8 else 0.0
-    else:
-        corr = float(np.corrcoef(a, b)[0, 1])
-    return aspect_mismatch, corr
-
-
 def _strip_exif_header(raw: bytes) -> bytes:
     return re.sub(b"^(Exif\x00\x00){1,2}", b"", raw)
 
@@ -499,7 +496,7 @@ def read_provenance(source: Source) -> Provenance:
         p.problems.append("file bytes unavailable (in-memory image): no file size or hash")
 
     small = _decode_small(op, p)
-    _read_png_text(im, p)  # first: a bad chunk after IDAT then fails here, not in getexif's load as "EXIF"
+    _read_png_text(im, op.data, p)  # first: a bad chunk after IDAT then fails here, not in getexif's load as "EXIF"
     raw_exif = _read_exif(im, p)
     _read_thumbnail(im, raw_exif, small, p)
     _read_jpeg(op, p)
@@ -507,8 +504,35 @@ def read_provenance(source: Source) -> Provenance:
     if isinstance(icc, (bytes, bytearray)) and icc:
         p.icc_profile_present = True
         p.icc_description = _icc_description(bytes(icc))
+    xmp = metadata.xmp_packet(im)
+    if xmp is not None:
+        p.xmp_present = True
+        p.xmp_software = [c for c in (_clean(x) for x in metadata.xmp_software(xmp)) if c]
+    p.comment = _clean(metadata.comment_text(im))
+    if isinstance(source, Image.Image) and op.data is not None:
+        _note_changed_in_memory(source, op.data, p)
     p.signs = _signs(p)
     return p
+
+
+def _note_changed_in_memory(im: Image.Image, data: bytes, p: Provenance) -> None:
+    """A PIL image changed in memory after opening (``thumbnail``, ``convert``...) no longer is
+    the file its hash, size, EXIF and tables come from: say so."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            on_disk = jpeg.open_source(data).image
+            if im.tell():
+                on_disk.seek(im.tell())  # the caller's frame of a multi-frame file
+            disk_size, disk_mode = on_disk.size, on_disk.mode
+    except (*jpeg.PARSE_ERRORS, Image.DecompressionBombError):
+        return
+    if (disk_size, disk_mode) != (im.size, im.mode):  # Pillow's view of both (a TIFF's turned size)
+        p.problems.append(
+            f"the image in memory ({im.size[0]}×{im.size[1]} {im.mode}) differs from its file "
+            f"({disk_size[0]}×{disk_size[1]} {disk_mode}): it was changed after opening; file size, "
+            "hash, EXIF, thumbnail and JPEG facts describe the file on disk, not the image in memory"
+        )
 
 
 def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
@@ -528,6 +552,10 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
                 g.thumbnail((512, 512))
             return np.asarray(g, dtype=np.float32)
     except jpeg.PARSE_ERRORS as e:
+        if "MAX_TEXT_CHUNK" in str(e) and op.data is not None and op.data[:8] == b"\x89PNG\r\n\x1a\n":
+            if not p.png_text_bomb:  # a text chunk after the pixels: they decode, the chunk is the bomb
+                p.png_text_bomb = True
+                return _decode_small(op, p)
         p.problems.append(f"image data could not be fully decoded ({type(e).__name__}: {e})")
         return None
 
@@ -561,7 +589,8 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         return None
     if raw is not None and not (base or sub or gps):
         p.problems.append("EXIF block present but holds no readable tags")
-    p.exif_present = bool(base or sub or gps)
+    # a TIFF's own structure (size, strips, compression) is no camera or editing metadata
+    p.exif_present = bool(set(base) - metadata.TIFF_STRUCTURE_TAGS or sub or gps)
 
     tags = ExifTags.TAGS
     for k, v in {**base, **sub}.items():
@@ -576,16 +605,27 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
     p.datetime_digitized = _clean(sub.get(0x9004))
     o = base.get(0x0112)
     if o is not None:
-        p.orientation = _whole_number(o)
-        if p.orientation is None:
-            p.problems.append(f"EXIF orientation is not a whole number: {_short(o)!r}")
-        elif not 1 <= p.orientation <= 8:
-            p.problems.append(f"EXIF orientation {p.orientation} is out of range 1..8")
+        # an integer (SHORT) only, as the image loader (load_image) takes it: text or a rational
+        # "6" is malformed, and the two must not disagree in one report
+        if isinstance(o, (int, np.integer)) and not isinstance(o, bool):
+            p.orientation = int(o)
+            if not 1 <= p.orientation <= 8:
+                p.problems.append(f"EXIF orientation {p.orientation} is out of range 1..8")
+        elif _whole_number(o) is None:
+            p.problems.append(f"EXIF orientation is not a whole number: {_short(o)!r}; ignored")
+        else:
+            p.problems.append(
+                f"EXIF orientation {_short(o)!r} is malformed (stored as {type(o).__name__}, not an integer); ignored"
+            )
     ew, eh = sub.get(0xA002), sub.get(0xA003)
     if ew is not None and eh is not None:
         w, h = _whole_number(ew), _whole_number(eh)
         if w is None or h is None:
-            p.problems.append(f"EXIF pixel dimensions are not whole numbers: {_short(ew)!r}×{_short(eh)!r}")
+            p.problems.append(
+                f"EXIF pixel dimensions are not whole numbers: {_short(ew)!r}×{_short(eh)!r} (malformed; ignored)"
+            )
+        elif w <= 0 or h <= 0:
+            p.problems.append(f"EXIF pixel dimensions {w}×{h} are malformed (not positive); ignored")
         else:
             p.exif_size = (w, h)
     if gps:
@@ -651,10 +691,11 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
         return
     if small is None or min(thumb.shape) < 2:
         return
-    aspect, corr = _compare_thumbnail(thumb, small, p.size)
-    p.thumbnail_aspect_mismatch = aspect
-    p.thumbnail_correlation = round(corr, 4)
-    p.thumbnail_mismatch = bool(aspect or corr < 0.5)
+    c = compare_thumbnail(thumb, small, p.size)
+    p.thumbnail_aspect_mismatch = c.aspect_mismatch
+    p.thumbnail_correlation = round(c.correlation, 4)
+    p.thumbnail_difference = round(c.difference, 2)
+    p.thumbnail_mismatch = c.mismatch
 
 
 def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
@@ -664,6 +705,7 @@ def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
             p.problems.append("JPEG header could not be parsed")
         return
     p.quantization = dict(sorted(hdr.qtables.items()))
+    p.problems.extend(f"JPEG header: {x}" for x in hdr.warnings)
     if not hdr.qtables:
         p.problems.append("JPEG has no quantisation tables (DQT) before the first scan")
     p.problems.extend(f"JPEG header could not be parsed: {x}; no quality estimate" for x in jpeg.header_problems(hdr))
@@ -672,9 +714,10 @@ def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
     p.progressive = hdr.sof in jpeg.PROGRESSIVE_SOF
 
 
-def _read_png_text(im: Image.Image, p: Provenance) -> None:
+def _read_png_text(im: Image.Image, data: bytes | None, p: Provenance) -> None:
     """PNG tEXt/zTXt/iTXt chunks; ones Pillow cannot decode (e.g. a zTXt decompression bomb)
-    become a problem, keeping only the chunks read before the pixels."""
+    become a problem, keeping only the chunks read before the pixels; so does a chunk Pillow
+    drops without a word (an iTXt whose text is not UTF-8)."""
     if im.format != "PNG":
         return
     try:
@@ -685,6 +728,15 @@ def _read_png_text(im: Image.Image, p: Provenance) -> None:
         why = f"{type(e).__name__}: {e}" if str(e) else "a chunk after the image data could not be decoded"
         p.problems.append(f"PNG text chunks unreadable ({why}); only those before the image data are shown")
         text = {k: v for k, v in im.info.items() if isinstance(v, str)}
+    else:
+        if data is not None and not p.png_text_bomb:
+            dropped = list(dict.fromkeys(k for k in metadata.png_text_keys(data) if k not in text))
+            if dropped:
+                names = ", ".join(repr(_clean(k) or "?") for k in dropped[:8])
+                p.problems.append(
+                    f"PNG text chunk{'s' if len(dropped) > 1 else ''} {names} could not be decoded "
+                    "(malformed text or compression); not shown"
+                )
     for k, v in text.items():
         key = _clean(k) or "?"
         p.png_text[key] = "<binary>" if not isinstance(v, str) else (_clean(v) or "")
@@ -702,6 +754,15 @@ def _signs(p: Provenance) -> list[Sign]:
         s.append(Sign(code, severity, observation, meaning.rstrip(".") + "." + _EVIDENCE))
 
     w, h = p.size
+    if p.png_text_bomb:  # wherever the chunk sits, before or after the pixels
+        add(
+            "metadata_bomb",
+            "warning",
+            "a PNG text chunk inflates beyond the safe limit (a decompression bomb); it was not read",
+            "no camera or editor writes such a chunk: the file was made to break or stall tools that "
+            "read metadata; its pixels are analysed as usual",
+        )
+    other_metadata = p.png_text or p.icc_profile_present or p.xmp_present or p.comment
     if not p.exif_present:
         if p.format in _JPEG_FORMATS:
             add(
@@ -710,15 +771,7 @@ def _signs(p: Provenance) -> list[Sign]:
                 "no EXIF metadata (common for screenshots and social-network re-uploads)",
                 "cameras write EXIF; it was never there or has been stripped, as most platforms and many editors do",
             )
-        elif p.png_text_bomb:
-            add(
-                "metadata_bomb",
-                "warning",
-                "a PNG text chunk inflates beyond the safe limit (a decompression bomb); it was not read",
-                "no camera or editor writes such a chunk: the file was made to break or stall tools that "
-                "read metadata; its pixels are analysed as usual",
-            )
-        elif not p.png_text:
+        elif not (other_metadata or p.png_text_bomb):
             add(
                 "no_metadata",
                 "notice",
@@ -734,21 +787,33 @@ def _signs(p: Provenance) -> list[Sign]:
             "cameras do not write PNG: this is a screenshot, an "
             "export from an editor or a converted file, not an original camera file",
         )
-    software = p.software or p.png_text.get("Software")
+    if p.xmp_present:
+        named = f" naming {'; '.join(repr(x) for x in p.xmp_software[:3])}" if p.xmp_software else ""
+        add(
+            "xmp",
+            "info",
+            f"XMP metadata present{named}",
+            "XMP is written by editing and cataloguing software (Adobe's and others) and by some phones"
+            + ("; the software it names opened or wrote the file" if p.xmp_software else ""),
+        )
+    named_sw = [x for x in (p.software, p.png_text.get("Software")) if x]
+    named_sw += [x for x in p.xmp_software if x not in named_sw]
+    editors = [x for x in named_sw if any(e in x.lower() for e in _EDITORS)]
+    software = editors[0] if editors else named_sw[0] if named_sw else None
     if software:
-        editor = any(x in software.lower() for x in _EDITORS)
-        if editor:
+        where = "" if software in (p.software, p.png_text.get("Software")) else " (named in the XMP metadata)"
+        if editors:
             add(
                 "software",
                 "warning",
-                f"edited with software {software!r}",
-                "the file was last written by this editor: the image was opened and re-saved, possibly changed",
+                f"edited with software {software!r}{where}",
+                "the file was written by this editor: the image was opened and re-saved, possibly changed",
             )
         else:
             add(
                 "software",
                 "info",
-                f"written by software {software!r}",
+                f"written by software {software!r}{where}",
                 "the program that last wrote the file; cameras record their firmware here, "
                 "other values mean an app or editor re-saved the image",
             )
@@ -785,12 +850,14 @@ def _signs(p: Provenance) -> list[Sign]:
             f"dimensions {w}×{h} are a screen resolution",
             "typical of screenshots or video frames rather than camera photos",
         )
-    elif w in SOCIAL_SIDES or h in SOCIAL_SIDES:
+    elif (w, h) not in CAMERA_SIZES and (h, w) not in CAMERA_SIZES and (w in SOCIAL_SIDES or h in SOCIAL_SIDES):
+        side = f"width {w} is a common resize width" if w in SOCIAL_SIDES else f"height {h} is a common resize side"
         add(
             "social_size",
             "notice",
-            f"dimensions {w}×{h} are not those of a camera (typical social-network resize widths 1080/2048/1200/...)",
-            "the image was probably resized by a platform or an editor",
+            f"dimensions {w}×{h}: {side} of social networks and messengers (1080, 2048, 1200, 1600...)",
+            "the image may have been resized by a platform or an editor; a camera or phone setting can "
+            "give this size too",
         )
     q = p.jpeg_quality
     if q is not None:
