@@ -445,10 +445,18 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         planar = planar16_tiff(im)
     except ValueError as e:
         raise ImageError(f"{name}: {e}") from None
-    n_frames, frame = getattr(im, "n_frames", 1), im.tell()  # a caller's image keeps its frame
+    frame = im.tell()  # a caller's image keeps its frame
+    try:
+        n_frames = getattr(im, "n_frames", 1)
+    except _DECODE_ERRORS:  # a TIFF whose next-directory offset leads nowhere: its first image still reads
+        im.seek(frame)
+        n_frames = 1
+        notes_first = ["frame count unreadable (a damaged chain of TIFF directories): this frame analysed"]
+    else:
+        notes_first = []
     layered = im.format == "PSD"  # Pillow counts a PSD's layers as frames; its pixels are the merged image
     signed, white_is_zero, wide = _tiff_samples(im)
-    notes: list[str] = []
+    notes: list[str] = notes_first
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
         _load_pixels(im, name, notes)
     raw, orientation = orientation_tag(im)  # a TIFF's before loading: its loader drops the tag
