@@ -502,3 +502,59 @@ def test_dq_nonaligned_says_a_one_axis_grid_shift_is_not_judged(images, shift):
     r = detect(data, "dq_nonaligned")
     assert r.captures["applicable"] is False and r.score is None and "one axis only" in r.notice
     assert r.captures["one_axis_shift"] == [sy, sx]
+
+
+def test_the_checked_options_are_exactly_what_each_method_takes():
+    """The option table and the detectors' own keyword arguments must not drift apart (an option
+    missing from the table would be refused, one the method dropped would be accepted)."""
+    import inspect
+
+    from trufor_lab.lab import classic_jpeg as J
+    from trufor_lab.lab import classic_noise as N
+    from trufor_lab.lab.classic_params import OPTIONS
+
+    def kwargs(fn, *internal):
+        return {k for k, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY} - set(internal)
+
+    takes = {
+        "ela": kwargs(J.ela),
+        "jpeg_ghost": kwargs(J.jpeg_ghost),
+        "dq_aligned": kwargs(J.dq_aligned, "qtable"),
+        "dq_nonaligned": kwargs(J.dq_nonaligned, "qtable"),
+        "bag": kwargs(J.bag),
+        "noise": kwargs(N.noise_level),
+        "cfa": kwargs(N.cfa),
+        "noiseprint": kwargs(N.noiseprint_cluster) | {"noiseprint", "model"},
+    }
+    assert set(OPTIONS) == set(METHODS) == set(takes)
+    assert {m: set(o) for m, o in OPTIONS.items()} == takes
+
+
+@pytest.mark.parametrize(
+    "method, params, why",
+    [
+        ("noise", {"block": 0}, "block must be a whole number from 2 up, not 0"),  # was ZeroDivisionError
+        ("cfa", {"window": 0}, "window must be a whole number from 3 up, not 0"),  # was "no CFA trace found"
+        ("cfa", {"window": -3}, "window must be a whole number from 3 up"),
+        ("ela", {"quality": 75.9}, "quality must be a whole number, not 75.9"),  # ran at 75
+        ("ela", {"smooth": -2}, "smooth must be a finite number of at least 0"),
+        ("bag", {"block": -8}, "block must be a whole number from 8 up"),
+        ("bag", {"line": 0}, "line must be a whole number from 3 up"),  # was RuntimeError: incorrect filter size
+        ("jpeg_ghost", {"qualities": ()}, "qualities must be a non-empty sequence"),  # need at least one array
+        ("dq_nonaligned", {"max_step": 1}, "max_step must be a whole number from 2 up"),  # zero-size array
+        ("ela", {"qualty": 90}, "ela takes no option 'qualty'; its options: quality, smooth, subsampling"),
+    ],
+)
+def test_an_option_a_method_cannot_use_is_refused_in_one_line(small, method, params, why):
+    with pytest.raises(ValueError) as e:
+        detect(jpeg_bytes(small, 85), method, **params)
+    assert why in str(e.value) and str(e.value).startswith(method) and "\n" not in str(e.value)
+
+
+def test_a_block_larger_than_the_picture_is_not_applicable(small):
+    """noise with block=1000 failed in numpy ('cannot reshape'), cfa's in an IndexError: the
+    method cannot judge a picture that small with that block, as with any picture too small."""
+    for method in ("noise", "cfa"):
+        r = detect(png(small), method, block=1000)
+        assert r.score is None and not r.map.any()
+        assert "block=1000 needs a picture at least that many pixels a side" in (r.notice or ""), r.notice

@@ -50,6 +50,7 @@ from trufor_lab.forensics.jpeg import (
 )
 from trufor_lab.lab import classic_jpeg as J
 from trufor_lab.lab import classic_noise as N
+from trufor_lab.lab.classic_params import check_params
 from trufor_lab.inference.preprocess import ImageLike, load_image
 from trufor_lab.inference.load import load_noiseprint
 from trufor_lab.inference.preprocess import to_tensor
@@ -343,9 +344,12 @@ def detect(
     spec = methods[method]
     src = read_source(image)
     h, w = src.rgb.shape[:2]
+    too_small = check_params(spec.name, params, (h, w))  # before any work: a bad option is the caller's error
     label = f"classic:{spec.name}"
     msg = None
-    if min(h, w) < spec.min_side:
+    if too_small is not None:
+        msg = f"{too_small}; {src.name} is {w}x{h}: empty map"
+    elif min(h, w) < spec.min_side:
         msg = f"{spec.name} needs at least {spec.min_side} pixels a side; {src.name} is {w}x{h}: empty map"
     elif spec.needs_jpeg and not src.is_jpeg:
         msg = (
