@@ -296,6 +296,14 @@ def test_weights_download_into_an_unwritable_folder_is_one_line(tmp_path, capsys
     assert rc == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_weights_actions_that_take_no_file_refuse_one(capsys):
+    """`weights info extra` printed the info as if asked plainly (a mistyped `install`?)."""
+    for action in ("info", "download"):
+        assert main(["weights", action, "TruFor_weights.zip"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == "error: TruFor_weights.zip: only `install` takes a file", line
+
+
 def test_the_summary_line_says_how_each_input_was_read(tmp_path, with_weights, capsys):
     """An RGBA PNG, an animated GIF, a 16-bit PNG: the analysis changed them before it ran,
     and the printed line says so (it did not before: only the Result's notes knew)."""

@@ -23,6 +23,9 @@ def _unsigned_said():
 
 def run(args: argparse.Namespace) -> int:
     """Show where checkpoints are looked for, or download them."""
+    if args.action == "info" and args.zip is not None:  # `weights info extra` printed info as if asked plainly
+        error(f"{printable(args.zip)}: only `install` takes a file")
+        return 2
     if args.action == "info":
         print(f"download folder: {W.weights_dir()} (per-user cache; $TRUFOR_LAB_WEIGHTS_DIR overrides)")
         for var in ("TRUFOR_WEIGHTS", "TRUFOR_NOISEPRINT_WEIGHTS"):
