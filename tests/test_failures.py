@@ -293,3 +293,12 @@ def test_the_gallery_does_not_draw_an_output_replaced_since_scoring(tmp_path):
     fig = failure_gallery(back, cases=[row])
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts.count("output replaced\nsince scoring") == 2
+
+
+def test_a_case_named_with_dollar_signs_is_drawn(evaluated):
+    """An id with two dollars ('price_$5_vs_$6.jpg') was read as mathtext: ValueError on select."""
+    ev, _ = evaluated
+    rows = [dict(r, id="price_$5_vs_$6.jpg") if is_failure(r) else dict(r) for r in ev.rows]
+    g = FailureGallery(Evaluation(rows), k=1)
+    assert g.cases and g.cases[0]["id"] == "price_$5_vs_$6.jpg"
+    assert g.select(0).startswith(b"\x89PNG")

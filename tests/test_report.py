@@ -23,6 +23,7 @@ from trufor_lab.casebook.report import (
     CONF_LOW,
     build_report,
     map_stats,
+    numbers_rows,
     plain_reading,
     save_pdf,
     weights_line,
@@ -152,7 +153,8 @@ def test_plain_reading_never_words_a_non_official_result_as_evidence(kind, verif
     text = plain_reading(synth(*maps, weights=info))
     assert not any(w.lower() in text.lower() for w in VERDICT_WORDS), text
     assert "cannot judge a real photo" in text and "trufor-lab weights download" in text
-    assert f"integrity score is {maps[2]:.2f}" in text
+    # its score is this model's output: the words "integrity score" belong to the official model
+    assert f"its score (this model's output, not an integrity score) is {maps[2]:.2f}" in text
     official = plain_reading(synth(*maps))
     assert any(w in official for w in VERDICT_WORDS)
 
@@ -498,3 +500,33 @@ def test_cli_report_shows_a_phone_photo_as_viewers_do(tmp_path, tampered2, monke
     assert main(["report", str(a), "-o", str(tmp_path / "r2.html"), "--pdf", "--device", "cpu", "--no-demo", "-q"]) == 0
     text = " ".join(pages)  # the PDF says how the input was read (its figures are turned)
     assert "How the input was read: EXIF orientation 6: analysed as stored" in text
+
+
+@pytest.mark.parametrize("kind", ["official", "demo"])
+def test_numbers_in_the_reading_never_round_across_its_thresholds(kind):
+    """Score 0.4996 read "the integrity score is low (0.50)" (and "high (0.50)" at 0.5); a
+    confidence of 0.4996 was "low (0.50)"; the table showed 0.500 beside the word "low"."""
+    info = None if kind == "official" else WeightsInfo("demo", "model.pt", "cd" * 32, False)
+    weights = {} if info is None else {"weights": info}
+    low = plain_reading(synth(np.zeros((64, 64), np.float32), np.ones((64, 64), np.float32), 0.4996, **weights))
+    assert "0.4996" in low and "(0.50)" not in low and "0.50." not in low, low
+    unsure = plain_reading(synth(square(0.95), square(0.4996, 0.4996), 0.93, **weights))
+    assert "0.4996" in unsure, unsure
+    rows = dict(numbers_rows(synth(np.zeros((64, 64), np.float32), np.ones((64, 64), np.float32), 0.4996, **weights)))
+    assert "0.4996" in rows[next(k for k in rows if "score" in k)]
+
+
+@pytest.mark.parametrize("kind", ["official", "demo"])
+def test_a_few_flagged_pixels_are_not_called_no_region(kind):
+    """40 of 10,000 pixels flagged (0.4 %, under the 0.5 % that singles out a region): the
+    reading said "flags no region" beside a table row "area flagged: 0.4%"."""
+    info = None if kind == "official" else WeightsInfo("demo", "model.pt", "cd" * 32, False)
+    weights = {} if info is None else {"weights": info}
+    m = np.zeros((100, 100), np.float32)
+    m.flat[:40] = 0.9
+    r = synth(m, np.ones((100, 100), np.float32), 0.2, **weights)
+    text = plain_reading(r)
+    assert "no region" not in text and "only 0.4% of the image" in text and "too little to single out a region" in text
+    assert dict(numbers_rows(r))["area flagged (map ≥ 0.5)"] == "0.4%"
+    nothing = plain_reading(synth(np.zeros((100, 100), np.float32), np.ones((100, 100), np.float32), 0.2, **weights))
+    assert "no region" in nothing

@@ -284,3 +284,13 @@ def test_feature_explorer_refuses_misspelled_layers_and_says_what_was_subsampled
     assert "stride 3" in fe.render().axes[0].get_title()
     fe.set(mode="grid")
     assert "stride 3" in fe.render()._suptitle.get_text()
+
+
+def test_a_name_with_dollar_signs_is_drawn_as_written(results):
+    """'cost_$5_vs_$6.jpg': matplotlib read the two dollars as mathtext and the viewer raised
+    ValueError (in a notebook: '(could not render)')."""
+    import dataclasses
+
+    v = ResultViewer(dataclasses.replace(results[0], name="cost_$5_vs_$6.jpg"))
+    assert v.png.startswith(b"\x89PNG")
+    assert "could not render" not in v._repr_html_()

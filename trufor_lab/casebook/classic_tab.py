@@ -108,7 +108,7 @@ def _figure(results: list[tuple[str, np.ndarray, str]], dpi: int) -> str:
     fig = Figure(figsize=(3.0 * len(results), 3.2), layout="constrained")
     for ax, (title, m, cmap) in zip(fig.subplots(1, len(results), squeeze=False)[0], results):
         ax.imshow(m, cmap=cmap, vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, parse_math=False)
         ax.set_axis_off()
     return fig_to_data_uri(fig, dpi)
 

@@ -67,6 +67,8 @@ SCORE_FLAG = 0.5
 SCORE_STRONG = 0.8
 #: A map that flags more than this fraction singles out no region.
 MAX_FLAGGED_FRACTION = 0.9
+#: Levels at which the reading's words change: numbers shown beside them never round across.
+_THRESHOLDS = (FLAG_THRESHOLD, CONF_LOW, CONF_HIGH, SCORE_FLAG, SCORE_STRONG)
 
 _KIND_LABELS = {
     "official": "official TruFor",
@@ -150,12 +152,13 @@ def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
         "untrained": "An untrained network (random weights)",
     }.get("unknown" if info is None else info.kind, "A model loaded without a known checkpoint")
     if st.flagged_fraction < MIN_FLAGGED_FRACTION:
-        flags = "flags no region"
+        flags = _few_flagged(st.flagged_fraction, passive=False)
     else:
-        conf = "" if st.conf_flagged is None else f", mean confidence there {st.conf_flagged:.2f}"
-        flags = f"flags {100 * st.flagged_fraction:.1f}% of the image{conf}"
+        conf = "" if st.conf_flagged is None else f", mean confidence there {_fmt(st.conf_flagged, 2)}"
+        flags = f"flags {_pct(st.flagged_fraction)} of the image{conf}"
     return (
-        f"{what} {flags}; its integrity score is {st.score:.2f}. This describes what that model "
+        f"{what} {flags}; its score (this model's output, not an integrity score) is {_fmt(st.score, 2)}. "
+        f"This describes what that model "
         f"computes, not whether the image was manipulated: a demo or unverified model cannot judge "
         f"a real photo, and its scores are not evidence either way. For an assessment, analyze the "
         f"image with the official TruFor weights (`trufor-lab weights download`)."
@@ -168,11 +171,11 @@ def _map_only_reading(result: "Result") -> str:
     label = result.label or ""
     who = f"The classic detector {label.split(':', 1)[1]}" if label.startswith("classic:") else "This analysis"
     flags = (
-        "highlights no region"
+        _few_flagged(st.flagged_fraction, passive=False).replace("flags", "highlights", 1)
         if st.flagged_fraction < MIN_FLAGGED_FRACTION
-        else (f"highlights {100 * st.flagged_fraction:.1f}% of the image")
+        else (f"highlights {_pct(st.flagged_fraction)} of the image")
     )
-    score = "" if st.score is None else f" (its summary value {st.score:.2f} is not an integrity score)"
+    score = "" if st.score is None else f" (its summary value {_fmt(st.score, 2)} is not an integrity score)"
     return (
         f"{who} {flags}{score}. Its map shows where one kind of trace differs from the rest of the "
         f"image, not a probability of manipulation: ordinary content (edges, textures, saturated or "
@@ -181,43 +184,43 @@ def _map_only_reading(result: "Result") -> str:
 
 
 def _official_reading(st: MapStats) -> str:
-    s, frac, cf = st.score, st.flagged_fraction, st.conf_flagged
-    pct = f"{100 * frac:.1f}%"
+    frac, pct = st.flagged_fraction, _pct(st.flagged_fraction)
+    s, cf = _fmt(st.score, 2), (None if st.conf_flagged is None else _fmt(st.conf_flagged, 2))
     if frac < MIN_FLAGGED_FRACTION:
-        if s < SCORE_FLAG:
+        if st.score < SCORE_FLAG:
             return (
-                f"No evidence of manipulation found: no region is flagged and the integrity score "
-                f"is low ({s:.2f}). This does not prove the image is authentic."
+                f"No evidence of manipulation found: {_few_flagged(frac)} and the integrity score "
+                f"is low ({s}). This does not prove the image is authentic."
             )
         return (
-            f"Inconclusive: the integrity score is high ({s:.2f}) but the map flags no "
-            f"region; the model cannot say where a manipulation would be."
+            f"Inconclusive: the integrity score is high ({s}) but the map "
+            f"{_few_flagged(frac, passive=False)}; the model cannot say where a manipulation would be."
         )
-    if cf is None or cf < CONF_LOW:
+    if st.conf_flagged is None or st.conf_flagged < CONF_LOW:
         return (
             f"Inconclusive: the map flags {pct} of the image, but the model's mean confidence "
-            f"there is low ({0 if cf is None else cf:.2f}), so the map is unreliable in those "
-            f"regions (integrity score {s:.2f})."
+            f"there is low ({cf or _fmt(0.0, 2)}), so the map is unreliable in those "
+            f"regions (integrity score {s})."
         )
     if frac > MAX_FLAGGED_FRACTION:
         return (
             f"Inconclusive: the map flags almost the whole image ({pct}) and singles out no "
-            f"region; this often happens with heavily processed images (integrity score {s:.2f})."
+            f"region; this often happens with heavily processed images (integrity score {s})."
         )
-    if s >= SCORE_STRONG and cf >= CONF_HIGH:
+    if st.score >= SCORE_STRONG and st.conf_flagged >= CONF_HIGH:
         return (
             f"Strong evidence of manipulation: {pct} of the image is flagged with high "
-            f"confidence ({cf:.2f}) and the integrity score is high ({s:.2f}). "
+            f"confidence ({cf}) and the integrity score is high ({s}). "
             f"Evidence, not proof: check the flagged regions against other sources."
         )
-    if s >= SCORE_FLAG:
+    if st.score >= SCORE_FLAG:
         return (
             f"Some regions look manipulated (moderate confidence): {pct} of the image is "
-            f"flagged, mean confidence there {cf:.2f}, integrity score {s:.2f}."
+            f"flagged, mean confidence there {cf}, integrity score {s}."
         )
     return (
-        f"Weak evidence: {pct} of the image is flagged (confidence there {cf:.2f}) but the "
-        f"integrity score is low ({s:.2f}); look at those regions closely before concluding "
+        f"Weak evidence: {pct} of the image is flagged (confidence there {cf}) but the "
+        f"integrity score is low ({s}); look at those regions closely before concluding "
         f"anything."
     )
 
@@ -265,7 +268,29 @@ _SEVERITY_COLOURS = {"info": "#555", "notice": "#8a5300", "warning": "#b00020"}
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
+    """``v`` with ``digits`` decimals, more where rounding would carry it across a threshold the
+    reading uses (0.4996 is "0.4996", not "0.500" beside "below 0.5")."""
+    if v is None:
+        return "—"
+    for d in range(digits, 7):
+        text = f"{v:.{d}f}"
+        if all((float(text) >= t) == (v >= t) for t in _THRESHOLDS):
+            return text
+    return f"{v:.6f}"
+
+
+def _pct(frac: float) -> str:
+    """A share of the image in percent, never "0.0%" for a few pixels."""
+    return f"{100 * frac:.1f}%" if frac == 0 or frac >= 0.0005 else "under 0.1%"
+
+
+def _few_flagged(frac: float, passive: bool = True) -> str:
+    """What a map flagging less than MIN_FLAGGED_FRACTION does (none, or a few pixels: the
+    table beside the reading gives their share, so the reading must not say "no region")."""
+    if frac == 0:
+        return "no region is flagged" if passive else "flags no region"
+    few = f"only {_pct(frac)} of the image"
+    return (f"{few} is flagged" if passive else f"flags {few}") + ", too little to single out a region"
 
 
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
@@ -322,7 +347,7 @@ def numbers_rows(result: "Result") -> list[tuple[str, str]]:
         ("map maximum", _fmt(st.map_max)),
         ("map mean", _fmt(st.map_mean)),
         ("mean confidence (whole image)", _fmt(st.conf_mean)),
-        (f"area flagged (map ≥ {FLAG_THRESHOLD})", f"{100 * st.flagged_fraction:.1f}%"),
+        (f"area flagged (map ≥ {FLAG_THRESHOLD})", _pct(st.flagged_fraction)),
         ("mean confidence in the flagged area", _fmt(st.conf_flagged)),
     ]
     return rows
@@ -547,7 +572,9 @@ def save_pdf(
         with plt.rc_context({"text.parse_math": False}), PdfPages(tmp) as pdf:
             for page in _text_pages(lines):
                 fig = plt.figure(figsize=(8.27, 11.69))
-                fig.text(0.06, 0.96, "\n".join(page), va="top", ha="left", family="monospace", fontsize=7.5)
+                fig.text(
+                    0.06, 0.96, "\n".join(page), va="top", ha="left", family="monospace", fontsize=7.5, parse_math=False
+                )
                 pdf.savefig(fig)
                 plt.close(fig)
             figs = [result.plot(), noiseprint_figure(result)]

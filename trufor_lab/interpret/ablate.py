@@ -155,7 +155,7 @@ class AblationStudy:
             ax.set_xticks(np.arange(len(abl)))
             ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8)
             ax.set_ylabel(metric)
-            ax.set_title(self.images[0], fontsize=9)
+            ax.set_title(self.images[0], fontsize=9, parse_math=False)
             ax.grid(axis="y", alpha=0.3)
         else:
             im = ax.imshow(vals, aspect="auto", cmap="viridis")

@@ -162,7 +162,7 @@ class Attribution:
             fig = ax.figure
         im = self._overlay(ax, self.map, alpha)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(self.title, fontsize=8)
+        ax.set_title(self.title, fontsize=8, parse_math=False)
         return fig
 
     def plot_modalities(self, fig=None, alpha: float = 0.6):
@@ -180,7 +180,7 @@ class Attribution:
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
             ax.set_title(f"{key}: {100 * self.shares[key]:.1f}% of |attr|", fontsize=9)
         plot_modality_shares([self], ax=axes[3])
-        fig.suptitle(self.title, fontsize=9)
+        fig.suptitle(self.title, fontsize=9, parse_math=False)
         return fig
 
     def _repr_html_(self) -> str:

@@ -356,7 +356,9 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name, fontsize=8, parse_math=False)
-    axes[0].set_ylabel(_title(row).replace("  |  ", "\n"), fontsize=7, rotation=0, ha="right", va="center")
+    axes[0].set_ylabel(
+        _title(row).replace("  |  ", "\n"), fontsize=7, rotation=0, ha="right", va="center", parse_math=False
+    )
 
 
 def render_cases(

@@ -280,7 +280,7 @@ def plot_spatial_stats(stats, fig=None):
             lo, hi = -m, m
         im = ax.imshow(a, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(label, fontsize=9)
+        ax.set_title(label, fontsize=9, parse_math=False)
         ax.set_axis_off()
     if stats.name:
         fig.suptitle(stats.name, fontsize=10, parse_math=False)

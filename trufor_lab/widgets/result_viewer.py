@@ -159,5 +159,5 @@ class ResultViewer(OverlayControls, Viewer):
             axes[2].set_title("Confidence", fontsize=10)
             for ax in axes:
                 ax.set_axis_off()
-        fig.suptitle(_title(r), fontsize=11)
+        fig.suptitle(_title(r), fontsize=11, parse_math=False)
         return fig
