@@ -185,12 +185,34 @@ def test_compare_resize_crop_and_unrelated(tampered2):
     c = compare(a, small)
     assert c.b_aligned.shape == a.shape and any("resized from 64×64" in n for n in c.notes)
     assert c.mean_diff < 0.05
-    wide = tampered2[0:96, 0:128]  # 4:3 versus 1:1
+    wide = np.asarray(Image.fromarray(tampered2[0:96, 0:128]).resize((100, 75), Image.BICUBIC))  # 4:3, rescaled
     c = compare(a, wide)
     assert c.b_aligned.shape == a.shape and any("centre-cropped" in n for n in c.notes)
     noise = np.random.default_rng(0).integers(0, 256, a.shape, dtype=np.uint8)
     c = compare(a, noise)
-    assert c.shift == (0, 0) and c.mean_diff > 0.1
+    assert c.shift == (0, 0) and not c.reliable and "no reliable alignment" in c.summary()
+    assert "pixels differ" not in c.summary()
+
+
+def test_compare_places_a_same_scale_crop_and_turns_a_turned_copy(tampered2):
+    """A viral copy cropped by 20 px left and 10 px top was centre-cropped and stretched to A's
+    size ("30.4% of pixels differ"), and a copy stored turned by 90 degrees without an EXIF tag
+    read "72.7% of pixels differ": neither was a change of the picture."""
+    a = np.ascontiguousarray(tampered2[20:212, :])  # 256x192
+    crop = np.ascontiguousarray(a[10:, 20:])
+    c = compare(a, crop)
+    assert c.reliable and c.shift == (10, 20) and c.mean_diff < 1e-6 and c.changed_fraction == 0
+    assert np.isfinite(c.diff).sum() == crop.shape[0] * crop.shape[1]
+    assert any("same-scale crop of A" in n for n in c.notes)
+    c = compare(crop, a)  # the other way round: A is the crop
+    assert c.reliable and c.mean_diff < 1e-6 and any("A is a same-scale crop of B" in n for n in c.notes)
+    turned = np.ascontiguousarray(np.rot90(a))
+    c = compare(a, turned)
+    assert c.reliable and c.mean_diff < 1e-6 and any("B turned by 90°" in n for n in c.notes)
+    edited = a.copy()
+    edited[50:100, 100:180] = 255 - edited[50:100, 100:180]  # a real change is still one
+    c = compare(a, np.ascontiguousarray(edited[10:, 20:]))
+    assert c.reliable and 0.05 < c.changed_fraction < 0.15
 
 
 def test_compare_does_not_move_small_pictures_on_a_chance_peak(shared_dir):

@@ -33,6 +33,11 @@ MIN_SHIFT_PEAK = 0.08
 CHANCE_MARGIN = 3.5
 #: A pixel "differs" when its mean absolute RGB difference exceeds this (0..1).
 CHANGE_THRESHOLD = 0.1
+#: What a comparison says instead of a difference when B could not be lined up with A.
+UNALIGNED = (
+    "no reliable alignment of B with A (another picture, or cropped, turned or rescaled in a way not "
+    "undone here): the difference measures the misalignment, not a change, and is not reported"
+)
 
 
 def estimate_translation(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, int], float]:
@@ -103,6 +108,74 @@ def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
 
 
+def _similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two pictures' coarse grey levels (32 x 32): how alike their layouts are."""
+    ga, gb = (
+        np.asarray(Image.fromarray(np.ascontiguousarray(x)).convert("L").resize((32, 32), Image.BILINEAR), np.float64)
+        for x in (a, b)
+    )
+    ga, gb = ga - ga.mean(), gb - gb.mean()
+    den = math.sqrt(float((ga * ga).sum() * (gb * gb).sum()))
+    return float((ga * gb).sum() / den) if den > 0 else 0.0
+
+
+def _upright_like(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """``b`` turned by the quarter turn (0, 90, 180, 270 degrees) whose layout best matches
+    ``a``'s; a turn is taken only when clearly better than none (and, for 90/270, when the turn
+    also brings the aspect ratios closer)."""
+    ha, wa = a.shape[:2]
+    hb, wb = b.shape[:2]
+    if min(ha, wa, hb, wb) < 8:
+        return b, 0
+    near = abs(math.log((wa / ha) / (wb / hb)))
+    options = [0, 180] + ([90, 270] if abs(math.log((wa / ha) / (hb / wb))) < near else [])
+    scores = {k: _similarity(a, np.rot90(b, -k // 90)) for k in options}
+    best = max(scores, key=scores.get)
+    if best == 0 or scores[best] < max(0.5, scores[0] + 0.2):
+        return b, 0
+    return np.ascontiguousarray(np.rot90(b, -best // 90)), best
+
+
+def _place_crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float, str] | None:
+    """B as a same-scale crop of A (or A of B), found by phase correlation of the smaller one
+    zero-padded into the larger frame: (B on A's grid, where it has data, its offset, the
+    peak, a note), or ``None`` when neither fits in the other or the match is not reliable."""
+    ha, wa = a.shape[:2]
+    hb, wb = b.shape[:2]
+    inner = hb <= ha and wb <= wa
+    if not inner and not (ha <= hb and wa <= wb):
+        return None
+    big, small = (a, b) if inner else (b, a)
+    (H, W), (h, w) = big.shape[:2], small.shape[:2]
+    if min(h, w) < 16 or h * w < 0.25 * H * W:  # a small detail: too little to place reliably
+        return None
+    gb, gs = _gray(big), _gray(small)
+    pad = np.zeros((H, W))
+    pad[:h, :w] = gs - gs.mean()
+    cross = np.fft.fft2(gb - gb.mean()) * np.conj(np.fft.fft2(pad))
+    r = np.real(np.fft.ifft2(cross / (np.abs(cross) + 1e-12)))
+    y, x = np.unravel_index(int(np.argmax(r)), r.shape)
+    peak = float(r[y, x])
+    if peak < shift_threshold(r) or y > H - h or x > W - w:
+        return None
+    if inner:  # B drawn on A's grid; A's pixels outside it have no counterpart
+        aligned = np.zeros_like(a)
+        valid = np.zeros((ha, wa), dtype=bool)
+        aligned[y : y + h, x : x + w] = b
+        valid[y : y + h, x : x + w] = True
+        note = (
+            f"B is a same-scale crop of A ({wb}×{hb} of {wa}×{ha}): placed at (y, x) = ({y}, {x}) by phase "
+            f"correlation (peak {peak:.2f}); A's pixels outside it have no counterpart and are left out"
+        )
+        return aligned, valid, (int(y), int(x)), peak, note
+    aligned = np.ascontiguousarray(b[y : y + ha, x : x + wa])
+    note = (
+        f"A is a same-scale crop of B ({wa}×{ha} of {wb}×{hb}): B's part at (y, x) = ({y}, {x}) compared "
+        f"(phase correlation peak {peak:.2f})"
+    )
+    return aligned, np.ones((ha, wa), dtype=bool), (-int(y), -int(x)), peak, note
+
+
 @dataclass
 class Comparison:
     """Two versions of one picture: A as given, B aligned to A, their difference, both analyses.
@@ -123,6 +196,9 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     result_a: Result | None = None
     result_b: Result | None = None
+    #: Whether B lines up with A (same picture, same framing after the alignment): without it
+    #: the difference measures the misalignment, not a change, and is not reported as one.
+    reliable: bool = True
 
     @property
     def mean_diff(self) -> float:
@@ -137,6 +213,8 @@ class Comparison:
 
     def summary(self) -> str:
         """One line."""
+        if not self.reliable:
+            return f"{self.name_a} vs {self.name_b}: {UNALIGNED}"
         return (
             f"{self.name_a} vs {self.name_b}: mean |A-B| {self.mean_diff:.3f}, "
             f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}"
@@ -173,10 +251,14 @@ class Comparison:
                     lo, hi = np.percentile(r.noiseprint, [1, 99])
                     ax.imshow(r.noiseprint, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
                     ax.set_title(f"{label}: Noiseprint++ (no localization)", fontsize=9)
-            lines = [
-                f"B shifted by (dy, dx) = {self.shift}",
-                f"{100 * self.changed_fraction:.1f}% of pixels differ > {CHANGE_THRESHOLD:.0%}",
-            ]
+            lines = (
+                [
+                    f"B shifted by (dy, dx) = {self.shift}",
+                    f"{100 * self.changed_fraction:.1f}% of pixels differ > {CHANGE_THRESHOLD:.0%}",
+                ]
+                if self.reliable
+                else [UNALIGNED]
+            )
             axes[1, 2].text(
                 0.02,
                 0.95,
@@ -230,8 +312,30 @@ def compare(
     ia, na, ra = _as_image(a, model, names[0] if names else None)
     ib, nb, rb = _as_image(b, model, names[1] if names else None)
     ha, wa = ia.shape[:2]
-    hb, wb = ib.shape[:2]
     notes: list[str] = []
+    ib, turn = _upright_like(ia, ib)
+    if turn:
+        notes.append(f"B turned by {turn}° to A's orientation (it was stored turned without an EXIF tag saying so)")
+    hb, wb = ib.shape[:2]
+    placed = _place_crop(ia, ib) if estimate_shift and (hb, wb) != (ha, wa) else None
+    if placed is not None:
+        aligned, valid, (y, x), peak, note = placed
+        notes.append(note)
+        diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
+        diff[~valid] = np.nan
+        return Comparison(
+            name_a=na,
+            name_b=nb,
+            a=ia,
+            b=ib,
+            b_aligned=aligned,
+            diff=diff.astype(np.float32),
+            shift=(y, x),
+            shift_peak=peak,
+            notes=notes,
+            result_a=ra,
+            result_b=rb,
+        )
     aligned = ib
     if abs(math.log((wa / ha) / (wb / hb))) > math.log1p(ASPECT_TOLERANCE):
         target = wa / ha
@@ -261,10 +365,13 @@ def compare(
         notes.append(f"B resized from {aw}×{ah} to A's size {wa}×{ha} for the comparison only")
     shift, peak = (0, 0), None
     valid = np.ones((ha, wa), dtype=bool)
+    reliable = True
     if estimate_shift and min(ha, wa) >= 8:
         r = _correlation(ia, aligned)  # once: a 12 MP surface is two large FFTs
         (dy, dx), peak = _peak(r)
         bar = shift_threshold(r)
+        # lined up when unmoved or moved is a reliable match; else what differs is the framing
+        reliable = bool(r[0, 0] >= bar or (peak >= bar and abs(dy) < ha / 4 and abs(dx) < wa / 4))
         small = abs(dy) < ha / 4 and abs(dx) < wa / 4
         # no move when unmoved is itself a reliable match (an edited copy: a chance peak elsewhere)
         if (dy, dx) != (0, 0) and peak >= bar and r[0, 0] < bar and small:
@@ -293,6 +400,7 @@ def compare(
         notes=notes,
         result_a=ra,
         result_b=rb,
+        reliable=reliable,
     )
 
 

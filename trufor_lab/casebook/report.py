@@ -431,9 +431,14 @@ def comparison_section_html(comparison: "Comparison", dpi: int = 100) -> str:
         ("A", display_name(comparison.name_a)),
         ("B", display_name(comparison.name_b)),
         ("translation applied to B (dy, dx)", f"{comparison.shift[0]}, {comparison.shift[1]}"),
-        ("mean |A − B| (0..1)", _fmt(comparison.mean_diff)),
-        ("pixels differing by more than 10%", f"{100 * comparison.changed_fraction:.1f}%"),
     ]
+    if getattr(comparison, "reliable", True):
+        rows += [
+            ("mean |A − B| (0..1)", _fmt(comparison.mean_diff)),
+            ("pixels differing by more than 10%", f"{100 * comparison.changed_fraction:.1f}%"),
+        ]
+    else:  # the difference of two unaligned pictures measures the misalignment
+        rows.append(("difference", "not reported: B could not be lined up with A (see the note)"))
     parts = [_table(rows, ("quantity", "value"))]
     parts += [f"<p>Note: {_E(n)}</p>" for n in comparison.notes]
     for label, r in (("A", comparison.result_a), ("B", comparison.result_b)):
