@@ -263,3 +263,29 @@ def test_callable_labels_tell_settings_apart_and_stay_stable_across_runs():
     first, second = runs.pop().splitlines()
     two, three = second.split(" Fixed")
     assert first.startswith("sorted #") and two.startswith("Fixed #") and three != two[5:]
+
+
+def test_short_names_keep_figures_their_size():
+    """A 244-character file name widened the result figure from 1260 to 2627 px."""
+    from trufor_lab.common.paths import short_name, shorten
+
+    long = "viral_" + "x" * 230 + "_final_v2.jpg"
+    s = short_name("/some/folder/" + long)
+    assert len(s) == 60 and s.startswith("viral_x") and s.endswith("_final_v2.jpg") and "…" in s
+    assert short_name("/a/photo.jpg") == "photo.jpg" and shorten("sub/a.png") == "sub/a.png"
+
+
+def test_a_long_name_does_not_widen_the_result_figure():
+    import numpy as np
+
+    from trufor_lab.inference.result import Result
+    from trufor_lab.viz.figures import plot_result
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    m = np.zeros((64, 64), np.float32)
+    sizes = []
+    for name in ("a.png", "n" * 240 + ".png"):
+        fig = plot_result(Result(image=img, noiseprint=m, map=m, conf=m, score=0.1, name=name))
+        fig.canvas.draw()
+        sizes.append(fig.get_tightbbox().width)
+    assert sizes[1] < 1.2 * sizes[0], sizes

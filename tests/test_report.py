@@ -530,3 +530,21 @@ def test_a_few_flagged_pixels_are_not_called_no_region(kind):
     assert dict(numbers_rows(r))["area flagged (map ≥ 0.5)"] == "0.4%"
     nothing = plain_reading(synth(np.zeros((100, 100), np.float32), np.ones((100, 100), np.float32), 0.2, **weights))
     assert "no region" in nothing
+
+
+def test_report_refuses_an_image_too_small_for_the_network_before_loading_it(tmp_path, monkeypatch, capsys):
+    """A 5000x1 strip (or --compare with one) was refused only after the model had loaded."""
+
+    def no_load(*_a, **_k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("trufor_lab.cli.report.load", no_load)
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.zeros((1, 5000, 3), np.uint8)).save(strip)
+    ok = tmp_path / "ok.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(ok)
+    for argv in ([str(strip)], [str(ok), "--compare", str(strip)]):
+        assert main(["report", *argv, "-o", str(tmp_path / "r.html"), "-q"]) == 1
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "strip.png: image is 5000x1; TruFor needs at least 29 pixels on each side" in line, line
+    assert not (tmp_path / "r.html").exists()

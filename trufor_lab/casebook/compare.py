@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from trufor_lab.casebook.report import comparison_section_html
-from trufor_lab.common.paths import display_name
+from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
 
@@ -229,7 +229,7 @@ class Comparison:
         if fig is None:
             fig = plt.figure(figsize=(11, 3.8 * rows))
         axes = fig.subplots(rows, 3, squeeze=False)
-        na, nb = display_name(self.name_a), display_name(self.name_b)
+        na, nb = short_name(self.name_a), short_name(self.name_b)
         axes[0, 0].imshow(self.a)
         axes[0, 0].set_title(f"A: {na}", fontsize=9, parse_math=False)
         axes[0, 1].imshow(self.b_aligned)

@@ -38,7 +38,7 @@ from trufor_lab.casebook.reading import (
     plain_reading,
 )
 from trufor_lab.common.files import atomic_write_path
-from trufor_lab.common.paths import display_name
+from trufor_lab.common.paths import display_name, short_name
 from trufor_lab.version import __version__
 from trufor_lab.viz.noiseprint import plot_noiseprint
 
@@ -106,7 +106,7 @@ def fig_to_data_uri(fig: Any, dpi: int = 100) -> str:
 
 def noiseprint_figure(result: "Result") -> Any:
     """Noiseprint++ map, local variance and log spectrum (``viz.noiseprint``; own fallback)."""
-    title = f"Noiseprint++ of {display_name(result.name)}"
+    title = f"Noiseprint++ of {short_name(result.name)}"
     return plot_noiseprint(result.noiseprint, title=title)
 
 
@@ -160,7 +160,8 @@ def numbers_rows(result: "Result") -> list[tuple[str, str]]:
     """(quantity, value) rows of the numbers table."""
     h, w = result.size
     st = map_stats(result)
-    rows = [("image", display_name(result.name)), ("size (w×h)", f"{w}×{h}")]
+    turned = result.shown and result.exif_orientation in (5, 6, 7, 8)  # the file stores it h×w
+    rows = [("image", display_name(result.name)), ("size (w×h)" + (", as shown" if turned else ""), f"{w}×{h}")]
     if result.map is None:
         rows.append(("localization", "not available: needs the official TruFor checkpoint"))
         return rows

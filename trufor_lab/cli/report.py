@@ -15,8 +15,10 @@ from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError, load_image
+from trufor_lab.inference import weights as W
 from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
+from trufor_lab.model.trufor import MIN_TRUFOR_SIDE
 from trufor_lab.cli.messages import WEIGHTS_HELP, error, first_line, printable
 
 
@@ -119,12 +121,20 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = [args.image] + ([args.compare] if args.compare else [])
     try:
-        for p in inputs:  # check the images before the (slow) model load
-            load_image(p)
+        loaded = [load_image(p) for p in inputs]  # the images checked before the (slow) model load
         provenance = read_provenance(args.image)
     except (ImageError, ValueError) as e:
         error(str(e))  # whole and escaped: a newline in the name must not cut off the reason
         return 1
+    try:
+        full_model = W.select(args.weights, demo=not args.no_demo)[1] != "noiseprint"
+    except WeightsError:
+        full_model = False  # said by the load below
+    for p, img in zip(inputs, loaded):  # what the network cannot take, before loading it
+        h, w = img.rgb.shape[:2]
+        if full_model and min(h, w) < MIN_TRUFOR_SIDE:
+            error(f"{p}: image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side")
+            return 1
     outputs = _outputs(args.output, args.pdf)
     html_path, pdf_path = outputs[0][0], outputs[-1][0]
     for out, what in outputs:  # said before the (slow) model load and analysis

@@ -185,6 +185,20 @@ def display_name(name: str | os.PathLike | None) -> str:
     return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in base)
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut in the middle to at most ``limit`` characters (the end keeps an extension)."""
+    if len(text) <= limit:
+        return text
+    tail = (limit - 1) // 3
+    return text[: limit - 1 - tail] + "…" + text[len(text) - tail :]
+
+
+def short_name(name: str | os.PathLike | None, limit: int = 60) -> str:
+    """:func:`display_name`, :func:`shorten`-ed: for figure titles (a 244-character name
+    stretched a figure to twice its width and ran titles into each other)."""
+    return shorten(display_name(name), limit)
+
+
 #: Whether names are made for Windows, where a colon in any part is a drive or a data stream.
 WINDOWS = os.name == "nt"
 

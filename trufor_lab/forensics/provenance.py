@@ -229,7 +229,11 @@ class Provenance:
         add = lambda sec, f, v: r.append((sec, f, fmt(v)))  # noqa: E731
         add("File", "name", self.name)
         add("File", "format", self.format)
-        add("File", "size (w×h)", self.size)
+        add(
+            "File",
+            "size (w×h)" + (", as stored (viewers turn it)" if self.orientation in (5, 6, 7, 8) else ""),
+            self.size,
+        )
         add("File", "mode", self.mode)
         if self.frames != 1:
             add("File", "frames", self.frames)

@@ -109,7 +109,7 @@ class Result:
         if after not in notes:
             notes = (*notes, after)
         if any(isinstance(v, (np.ndarray, torch.Tensor)) for v in self.captures.values()):
-            notes = (*notes, "captures are on the stored grid (not turned)")
+            notes = (*notes, "captured layers are on the file's stored grid (not turned as shown)")
         return replace(
             self,
             image=turn_as_shown(self.image, o),

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from trufor_lab.common.paths import shorten
 from trufor_lab.common.table import Table
 from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.inference.result import COMPUTED_KEY, INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY
@@ -319,7 +320,7 @@ def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConventio
 
 def _title(row: Mapping[str, Any]) -> str:
     label = {0: "real", 1: "fake"}.get(row.get("label"), "?")
-    bits = [str(row.get("id")), label, f"score {_num(row.get('score')):.3f}"]
+    bits = [shorten(str(row.get("id"))), label, f"score {_num(row.get('score')):.3f}"]
     f1 = _num(row.get("f1_best"))
     if not math.isnan(f1):
         bits.append(f"F1 {f1:.3f}")

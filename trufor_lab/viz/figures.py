@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trufor_lab.common.arrays import channel_energy, pca_project, to_chw, top_k
+from trufor_lab.common.paths import short_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from trufor_lab.inference.result import Result
@@ -114,7 +115,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=10, parse_math=False)
         ax.set_axis_off()
-    title = result.name or "image"
+    title = short_name(result.name)
     if result.label and result.label != result.name:  # e.g. an ablation of the same image
         title += f" [{result.label}]"
     info = result.weights

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from trufor_lab.common.paths import short_name
 from trufor_lab.viz.figures import (
     check_mask,
     crop_region,
@@ -24,7 +25,7 @@ __all__ = ["ResultViewer"]
 
 
 def _title(result: Any) -> str:
-    t = result.name or "image"
+    t = short_name(result.name)
     if getattr(result, "label", None):
         t = f"{result.label}: {t}"
     if result.score is not None:
