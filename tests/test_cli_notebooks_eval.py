@@ -364,3 +364,24 @@ def test_a_decompression_bomb_image_or_mask_fails_alone(tmp_path, capsys):
     assert bad.count("name.png") == 1, bad
     rows = _rows(tmp_path / "o")
     assert set(rows) == {"a.png", "b.png", "big.png", "bad\nname.png"} and rows["a.png"]["error"] == ""
+
+
+def test_an_earlier_versions_not_applicable_output_is_not_reused(tmp_path, capsys):
+    """Outputs written before a not-applicable image stopped being scored hold an empty map
+    (score 0, recorded as 'not applicable: score 0'): reused as they were, they kept scoring."""
+    from trufor_lab.inference.result import SUMMARY_KEY
+
+    d = tmp_path / "imgs"
+    _noise(d / "a.png", 1)
+    out = tmp_path / "o"
+    argv = ["eval", "mine", "--images", str(d), "--method", "ela", "-o", str(out), "-q"]
+    assert main(argv) == 0
+    (npz,) = (out / "ela").rglob("a.png.npz")
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays[SUMMARY_KEY] = np.str_(str(arrays[SUMMARY_KEY]) + " [not applicable: score 0]")
+    np.savez(npz, **arrays)
+    capsys.readouterr()
+    assert main(argv) == 0
+    cap = capsys.readouterr()
+    assert "1 computed, 0 reused" in cap.out and "earlier version's empty map" in cap.err, (cap.out, cap.err)
