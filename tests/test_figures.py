@@ -275,3 +275,17 @@ def test_plot_result_strides_large_pictures_and_refuses_a_mask_on_another_grid(a
     ax = plt.figure().add_subplot()
     F.draw_overlay(ax, r.image, r.map, conf=r.conf, conf_min=0.5, mask=mask)
     assert {im.get_array().shape[:2] for im in ax.images} == {(1500, 1250)}
+
+
+def test_the_noiseprint_figure_labels_do_not_overlap():
+    """The local variance's colourbar tick labels overlapped the spectrum's y-axis labels."""
+    import numpy as np
+
+    from trufor_lab.viz.noiseprint import plot_noiseprint
+
+    fig = plot_noiseprint(np.random.default_rng(0).standard_normal((192, 320)).astype(np.float32))
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    colourbar = fig.axes[-1]  # added last
+    spectrum = fig.axes[2]
+    assert colourbar.get_tightbbox(r).x1 <= spectrum.get_tightbbox(r).x0, "colourbar labels run into the spectrum"

@@ -130,7 +130,8 @@ def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: s
     a = as_map(noiseprint)
     if fig is None:
         fig = plt.figure(figsize=(10.5, 3.8))
-    axes = fig.subplots(1, 3, squeeze=False)[0]
+    # room between the panels: the variance's colourbar labels ran into the spectrum's axis labels
+    axes = fig.subplots(1, 3, squeeze=False, gridspec_kw={"wspace": 0.45})[0]
     lo, hi = robust_limits(a)
     axes[0].imshow(a, cmap=map_cmap("gray"), vmin=lo, vmax=hi)  # NaN pixels visible
     axes[0].set_title("Noiseprint++", fontsize=10)
