@@ -209,6 +209,23 @@ def test_compare_places_a_same_scale_crop_and_turns_a_turned_copy(tampered2):
     turned = np.ascontiguousarray(np.rot90(a))
     c = compare(a, turned)
     assert c.reliable and c.mean_diff < 1e-6 and any("B turned by 90°" in n for n in c.notes)
+    # B's maps turn with it (the panels below line up with B's), and no turn when no alignment is asked
+    from trufor_lab.inference.result import Result
+
+    ramp = np.tile(np.linspace(0, 1, a.shape[1], dtype=np.float32), (a.shape[0], 1))
+    ra = Result(image=a, noiseprint=ramp, map=ramp, conf=ramp, score=0.1, name="a")
+    rb = Result(
+        image=turned,
+        noiseprint=np.rot90(ramp).copy(),
+        map=np.rot90(ramp).copy(),
+        conf=np.rot90(ramp).copy(),
+        score=0.1,
+        name="b",
+    )
+    c = compare(ra, rb)
+    assert np.array_equal(c.result_b.map, ramp) and c.result_b.image.shape == a.shape
+    assert compare(a, turned, estimate_shift=False).b_aligned.shape == a.shape
+    assert not any("turned" in n for n in compare(a, turned, estimate_shift=False).notes)
     edited = a.copy()
     edited[50:100, 100:180] = 255 - edited[50:100, 100:180]  # a real change is still one
     c = compare(a, np.ascontiguousarray(edited[10:, 20:]))

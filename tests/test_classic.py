@@ -558,3 +558,11 @@ def test_a_block_larger_than_the_picture_is_not_applicable(small):
         r = detect(png(small), method, block=1000)
         assert r.score is None and not r.map.any()
         assert "block=1000 needs a picture at least that many pixels a side" in (r.notice or ""), r.notice
+
+
+def test_options_the_methods_document_as_defaults_are_accepted(small):
+    """quality=None / subsampling=None (ELA at the file's own) and a numpy array of qualities
+    were refused by the first version of the option check."""
+    data = jpeg_bytes(small, 85)
+    assert detect(data, "ela", quality=None, subsampling=None).label == "classic:ela"
+    assert detect(data, "jpeg_ghost", qualities=np.arange(50, 100, 10)).label == "classic:jpeg_ghost"

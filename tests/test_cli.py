@@ -683,3 +683,19 @@ def test_an_output_folder_without_write_permission_is_refused_before_any_image(t
             err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"no permission to write in {locked}" in err[0], (argv, err)
     assert not any(locked.iterdir())
+
+
+def test_an_output_under_an_existing_file_is_refused_before_any_image(tmp_path, monkeypatch):
+    """`-o photo.jpg/out.npz` (a file as the folder) passed the early check and failed at the
+    write, after the analysis."""
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("trufor_lab.cli.analyze.load", no_model)
+    img = _img(tmp_path / "a.png")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"not a folder")
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(img), "-o", str(photo / "out.npz"), "-q"])
+    assert f"{photo} is a file, not a folder" in str(e.value)

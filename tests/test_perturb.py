@@ -390,6 +390,13 @@ def test_a_value_whose_image_cannot_be_analysed_keeps_the_other_rows(planted, ma
     assert msg.startswith("factor=0.1: not analysed (") and "29" in msg, msg
     assert res.results[1] is None and res.results[0] is not None
     assert "factor=0.1" in res._repr_html_()
+    assert res.table[1]["n_forged"] > 0  # the perturbed mask's, as in any row
     # a programming error in the analysis is not a row: it still stops the sweep
     with pytest.raises(ZeroDivisionError):
         P.sweep(None, planted, mask, "resize", [1.0], analyze_fn=lambda m, i: 1 / 0)
+
+    def wrong_device(model, image):
+        raise RuntimeError("Expected all tensors to be on the same device")
+
+    with pytest.raises(RuntimeError, match="same device"):
+        P.sweep(None, planted, mask, "resize", [1.0], analyze_fn=wrong_device)

@@ -528,6 +528,8 @@ def test_a_few_flagged_pixels_are_not_called_no_region(kind):
     text = plain_reading(r)
     assert "no region" not in text and "only 0.4% of the image" in text and "too little to single out a region" in text
     assert dict(numbers_rows(r))["area flagged (map ≥ 0.5)"] == "0.4%"
+    m.flat[:49] = 0.9  # 0.49 %: shown so, not rounded up to the 0.5 % cut beside "too little"
+    assert "only 0.49% of the image" in plain_reading(synth(m, np.ones((100, 100), np.float32), 0.2, **weights))
     nothing = plain_reading(synth(np.zeros((100, 100), np.float32), np.ones((100, 100), np.float32), 0.2, **weights))
     assert "no region" in nothing
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -136,6 +136,13 @@ def _upright_like(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(np.rot90(b, -best // 90)), best
 
 
+def _turned(r: Result, degrees: int) -> Result:
+    """``r`` with image and maps turned clockwise by ``degrees`` (a multiple of 90)."""
+    k = -(degrees // 90)
+    turn = lambda a: None if a is None else np.ascontiguousarray(np.rot90(a, k))  # noqa: E731
+    return replace(r, image=turn(r.image), noiseprint=turn(r.noiseprint), map=turn(r.map), conf=turn(r.conf))
+
+
 def _place_crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float, str] | None:
     """B as a same-scale crop of A (or A of B), found by phase correlation of the smaller one
     zero-padded into the larger frame: (B on A's grid, where it has data, its offset, the
@@ -238,7 +245,10 @@ class Comparison:
         vmax = max(0.05, float(np.percentile(finite, 99.5))) if finite.size else 1.0
         im = axes[0, 2].imshow(np.ma.masked_invalid(self.diff), cmap="magma", vmin=0, vmax=vmax)
         fig.colorbar(im, ax=axes[0, 2], fraction=0.046, pad=0.02)
-        axes[0, 2].set_title(f"|A − B| (mean {self.mean_diff:.3f})", fontsize=9)
+        axes[0, 2].set_title(
+            f"|A − B| (mean {self.mean_diff:.3f})" if self.reliable else "|A − B| (not lined up: not a change)",
+            fontsize=9,
+        )
         if rows == 2:
             for ax, label, r in ((axes[1, 0], "A", self.result_a), (axes[1, 1], "B", self.result_b)):
                 if r is None:
@@ -313,9 +323,11 @@ def compare(
     ib, nb, rb = _as_image(b, model, names[1] if names else None)
     ha, wa = ia.shape[:2]
     notes: list[str] = []
-    ib, turn = _upright_like(ia, ib)
+    ib, turn = _upright_like(ia, ib) if estimate_shift else (ib, 0)
     if turn:
         notes.append(f"B turned by {turn}° to A's orientation (it was stored turned without an EXIF tag saying so)")
+        if rb is not None:  # its maps with it, so that the panels below line up with B's
+            rb = _turned(rb, turn)
     hb, wb = ib.shape[:2]
     placed = _place_crop(ia, ib) if estimate_shift and (hb, wb) != (ha, wa) else None
     if placed is not None:

@@ -203,7 +203,13 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 def _pct(frac: float) -> str:
     """A share of the image in percent, never "0.0%" for a few pixels."""
-    return f"{100 * frac:.1f}%" if frac == 0 or frac >= 0.0005 else "under 0.1%"
+    if 0 < frac < 0.0005:
+        return "under 0.1%"
+    for d in (1, 2, 3):  # 0.495% is "0.49%", not "0.5%" beside "too little" (the cut is 0.5%)
+        text = f"{100 * frac:.{d}f}"
+        if (float(text) / 100 >= MIN_FLAGGED_FRACTION) == (frac >= MIN_FLAGGED_FRACTION):
+            return text + "%"
+    return f"{100 * frac:.4f}%"
 
 
 def _few_flagged(frac: float, passive: bool = True) -> str:

@@ -18,7 +18,6 @@ from typing import Any
 
 from torch import nn
 
-from trufor_lab.common.device import resolve_device
 from trufor_lab.common.paths import safe_part, unwritable_reason
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
@@ -34,6 +33,7 @@ from trufor_lab.lab.datasets import (
     load_dataset,
 )
 from trufor_lab.lab.classic import METHODS, detect
+from trufor_lab.lab.eval_rows import is_failed
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
 from trufor_lab.cli.messages import WEIGHTS_HELP, error, printable, weights_note
@@ -132,7 +132,7 @@ class _Classic:
             # score of 0 counted as a detection miss, so a method that ran on nothing scored like one that ran
             why = (r.notice or f"{self.method}: not applicable").removesuffix(": empty map")
             msg = " ".join(f"{image}: {why}; not scored".split())[:300]  # as the evaluation's row says it
-            self.not_applicable.append(msg)
+            self.not_applicable.append(str(image))
             self.first_reason = self.first_reason or f"{Path(str(image)).name}: {why}"
             raise _NotApplicable(msg)
         return r
@@ -174,9 +174,7 @@ def run(args: argparse.Namespace) -> int:
     analyze_fn = _Classic(method) if classic else _LazyModel(args)
     try:
         digest = None if classic else weights_sha256(args.weights)
-        if not classic:
-            resolve_device(args.device)  # said before any image is read, not when the first needs the model
-    except (WeightsError, OSError, ValueError) as e:
+    except (WeightsError, OSError) as e:
         error(str(e).splitlines()[0])
         return 2
     out = Path(args.output)
@@ -200,9 +198,9 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return 2
     skipped = set(analyze_fn.not_applicable) if classic else set()
-    for msg in ev.failed:
-        if msg not in skipped:
-            error(msg)
+    for row in ev.rows:  # ev.failed's lines, less those the one line below counts
+        if is_failed(row) and str(row.get("image_path")) not in skipped:
+            error(row.get("error") or f"{row.get('image_path')}: failed")
     if skipped:  # one line, not one per image: a folder of PNGs under a JPEG method would fill the screen
         error(
             f"{method} is not applicable to {len(skipped)} image(s), not scored, counted as failed "

@@ -286,10 +286,10 @@ def blocking_file(path: str | os.PathLike) -> Path | None:
     """The part of ``path``'s folders that exists but is not a folder (``photo.jpg`` in
     ``photo.jpg/report.html``), so that writing ``path`` must fail; ``None`` if there is none."""
     for parent in reversed(Path(path).parents):
-        if parent.exists() and not parent.is_dir():
-            return parent
-        if not parent.exists():
+        if not os.path.exists(parent):  # os.path: never raises (Path.exists re-raises EACCES)
             return None
+        if not os.path.isdir(parent):
+            return parent
     return None
 
 
@@ -299,10 +299,12 @@ def unwritable_reason(folder: str | os.PathLike) -> str | None:
     blocker = blocking_file(folder)
     if blocker is not None:
         return f"{blocker} is a file, not a folder"
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return f"{folder} is a file, not a folder"
     p = Path(os.path.abspath(folder))
-    while not p.exists() and p.parent != p:
+    while not os.path.exists(p) and p.parent != p:
         p = p.parent
-    if p.is_dir() and not os.access(p, os.W_OK | os.X_OK):
+    if os.path.isdir(p) and not os.access(p, os.W_OK | os.X_OK):
         return f"no permission to write in {p}" + (" (read-only)" if _read_only(p) else "")
     return None
 

@@ -145,10 +145,10 @@ def distributed_analyze(
             timeout=timedelta(seconds=timeout_s),
         )
         started_group = True
-    if info.rank == 0:  # an interrupted run must not leave the last run's summary beside its new outputs
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-            (Path(output) / SUMMARY_FILE).unlink()
     try:
+        if info.rank == 0:  # an interrupted run must not leave the last run's summary beside its new outputs
+            with contextlib.suppress(OSError):  # unwritable: the summary's own write says so at the end
+                (Path(output) / SUMMARY_FILE).unlink()
         report = _run_share(inputs, Path(output), info, dev, weights, precision, mode, overwrite, save_noiseprint)
         reports = [report]
         if info.world_size > 1:

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 __all__ = ["OPTIONS", "check_params"]
 
 
@@ -53,6 +55,8 @@ class Qualities:
     """A non-empty sequence of JPEG qualities (1-100)."""
 
     def why_not(self, v: Any) -> str | None:
+        if isinstance(v, np.ndarray):
+            v = v.tolist() if v.ndim == 1 else None  # np.arange(50, 100, 5): numbers, as a list
         if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or not v:
             return f"a non-empty sequence of JPEG qualities (1-100), not {v!r}"
         bad = next((q for q in v if QUALITY.why_not(q)), None)
@@ -68,6 +72,16 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class OrNone:
+    """``None`` (the method's own choice, e.g. ELA at the file's quality) or what ``rule`` takes."""
+
+    rule: Any
+
+    def why_not(self, v: Any) -> str | None:
+        return None if v is None else self.rule.why_not(v)
+
+
+@dataclass(frozen=True)
 class Anything:
     """Checked by the method itself (a model, a map)."""
 
@@ -78,7 +92,7 @@ class Anything:
 QUALITY = Whole(1, 100)
 #: Per detector, its options and what each accepts.
 OPTIONS: Mapping[str, Mapping[str, Any]] = {
-    "ela": {"quality": QUALITY, "smooth": Real(), "subsampling": Choice(("4:4:4", "4:2:2", "4:2:0"))},
+    "ela": {"quality": OrNone(QUALITY), "smooth": Real(), "subsampling": OrNone(Choice(("4:4:4", "4:2:2", "4:2:0")))},
     "jpeg_ghost": {"qualities": Qualities(), "window": Whole(1, side=True)},
     "dq_aligned": {
         "n_coeffs": Whole(1, 63),

@@ -60,7 +60,7 @@ from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import computed_label, foreign_output, recorded_summary, reuse_problem
+from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.lab.eval_rows import (
@@ -318,10 +318,13 @@ def _evaluate_one(
         )
     if not overwrite and npz.is_file():
         why = reuse_problem(npz, digest, weights_digest, computed=computed, shape=(h, w))
-        if why is None and "not applicable: score 0" in (recorded_summary(npz) or ""):
-            why = "an earlier version's empty map for a method that could not judge the image"
         if why is None:
             cached = _read_npz(npz, (h, w))
+            if cached is not None and computed.startswith("classic ") and cached[2] == 0 and not np.any(cached[0]):
+                # possibly an earlier version's empty map for an image the method could not judge
+                # (scored then as a result): a classic method is cheap to run again
+                why, cached = "an empty map with score 0 (an earlier version's 'not applicable'?)", None
+                tqdm.write(f"note: {npz}: {why}; recomputing", file=sys.stderr)
         else:
             tqdm.write(f"note: {npz}: {why}; recomputing", file=sys.stderr)
     if cached is not None:

@@ -35,6 +35,7 @@ from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.preprocess import ImageError
+from trufor_lab.inference.result import NonFiniteOutput
 from trufor_lab.lab.metrics import localization_metrics
 from trufor_lab.viz.figures import new_figure
 
@@ -603,7 +604,7 @@ def _fit_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(m.astype(np.float32)).resize((shape[1], shape[0]), Image.BILINEAR))
 
 
-def _failed_row(p: Perturbation, value: Any, image: np.ndarray, e: BaseException) -> dict[str, Any]:
+def _failed_row(p: Perturbation, value: Any, image: np.ndarray, e: BaseException, n_forged: int) -> dict[str, Any]:
     """The row of a value whose perturbed image could not be analysed: NaN metrics, the reason."""
     text = " ".join(str(e).split()) or type(e).__name__
     row: dict[str, Any] = {
@@ -611,7 +612,7 @@ def _failed_row(p: Perturbation, value: Any, image: np.ndarray, e: BaseException
         "height": int(image.shape[0]),
         "width": int(image.shape[1]),
         **{k: math.nan for k in ("score", "mean_conf", "map_mean", *_METRICS)},
-        "n_forged": 0,
+        "n_forged": n_forged,
         "error": f"{p.value_name}={p.applied_value(value)}: not analysed ({text.removeprefix('<ndarray>: ')})",
     }
     return row
@@ -652,9 +653,9 @@ def sweep(
             pim, pmask = p.apply(img, v, m0)
         try:
             res = analyze_fn(model, pim)
-        except (ImageError, ValueError, RuntimeError, MemoryError) as e:  # e.g. shrunk below the network's minimum
+        except (ImageError, NonFiniteOutput, MemoryError) as e:  # e.g. shrunk below the network's minimum
             # this value's row says why; the rows already computed (minutes of CPU) are kept
-            rows.append(_failed_row(p, v, pim, e))
+            rows.append(_failed_row(p, v, pim, e, 0 if pmask is None else int(pmask.sum())))
             if keep_results:
                 kept.append(None)
             continue
