@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -389,3 +391,57 @@ def test_ctrl_c_saves_the_step_in_progress_and_a_restart_drops_the_old_checkpoin
     with pytest.raises(RuntimeError, match="stopped"):
         T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=3, resume=False, lr=5e-4))
     assert not (tmp_path / "b" / "last.pt").exists() and not (tmp_path / "b" / "log.jsonl").read_text()
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (dict(lr=0), "lr must be a finite number > 0"),
+        (dict(lr=float("nan")), "lr must be a finite number"),
+        (dict(ce_lambda=5), "ce_lambda must be a finite number >= 0 and <= 1"),  # 5*CE - 4*Dice
+        (dict(forged_fraction=1.5), "forged_fraction"),
+        (dict(jpeg_prob=-1), "jpeg_prob"),
+        (dict(class_weights=(-1, 2)), "class_weights"),
+        (dict(dataset_fraction=3), "dataset_fraction"),
+        (dict(jpeg_quality=(100, 65)), "jpeg_quality must be (low, high)"),  # failed partway through a run
+        (dict(precompute=-3), "precompute"),
+        (dict(weight_decay=-1), "weight_decay"),
+        (dict(max_seconds=-5), "max_seconds"),
+        (dict(crop=8), "crop must be at least 32"),  # "Kernel size can't be greater than actual input size"
+        (dict(crop=32, batch_size=1), "batch_size 1 needs crop >= 64"),  # BatchNorm's error at step 1
+    ],
+)
+def test_settings_a_run_cannot_use_are_refused_up_front(bad, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
+        T.TrainConfig(**bad)
+    T.TrainConfig(
+        jpeg_quality=(np.int64(60), np.int64(90)), forged_fraction=np.float32(0.4)
+    )  # numpy numbers are numbers
+
+
+def test_a_resume_on_other_pictures_is_refused_and_a_new_length_said(tmp_path, images, capsys):
+    """The recorded settings held '<2 arrays>' for the pictures: a resume on other pictures went
+    on silently; a resume with more steps changed the learning-rate schedule without a word."""
+    out = tmp_path / "run"
+    T.train(_cfg(out, images, out_dir=str(out), steps=1))
+    others = [np.ascontiguousarray(255 - im) for im in images]
+    with pytest.raises(ValueError, match=r"other settings \(pristine"):
+        T.train(_cfg(out, others, out_dir=str(out), steps=2))
+    capsys.readouterr()
+    assert T.train(_cfg(out, images, out_dir=str(out), steps=2)).step == 2
+    assert "resumed with steps 1 -> 2: the learning-rate schedule" in capsys.readouterr().err
+
+
+def test_a_longer_earlier_phase_restarts_the_later_ones(tmp_path, images, capsys):
+    """train_phases again with more localization steps: confidence and detection resumed their
+    own finished runs, built on the old localization, and the final model mixed the two."""
+    cfg = _cfg(tmp_path, images, out_dir=str(tmp_path / "run"))
+    T.train_phases(cfg, {"localization": 1, "confidence": 1, "detection": 1})
+    capsys.readouterr()
+    r2 = T.train_phases(cfg, {"localization": 2, "confidence": 1, "detection": 1})
+    assert "the phase before it trained further in this call" in capsys.readouterr().err
+    loc = _sd(tmp_path / "run" / "localization" / "last.pt")
+    final = r2["detection"].model.state_dict()
+    assert _same(loc, final, ("decode_head.",)) and r2["localization"].step == 2
+    r3 = T.train_phases(cfg, {"localization": 2, "confidence": 1, "detection": 1})  # nothing new: all resumed
+    assert _same(_sd(tmp_path / "run" / "detection" / "last.pt"), r3["detection"].model.state_dict(), ("",))

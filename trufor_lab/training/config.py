@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from trufor_lab.model import MIT_B0, TruFor, TruForConfig
 from trufor_lab.training.phases import PHASES
@@ -14,6 +19,16 @@ from trufor_lab.training.phases import PHASES
 # --------------------------------------------------------------------------------------------
 # configuration and results
 # --------------------------------------------------------------------------------------------
+
+
+def _arrays_digest(arrays: list) -> str:
+    """A short fingerprint of a list of pictures (shape, dtype and every byte)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -89,6 +104,49 @@ class TrainConfig:
         size = self.precompute_size or self.crop
         if self.precompute and (size < self.crop or size % 8):
             raise ValueError("precompute_size must be a multiple of 8 and >= crop")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Values a run cannot use, refused before anything is built (they failed deep inside a
+        run, or trained quietly wrong: ce_lambda 5 is 5*CE - 4*Dice, pushing the Dice loss up)."""
+
+        def number(name: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < lo or v > hi or (lo_open and v == lo):
+                bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
+                raise ValueError(
+                    f"{name} must be a finite number {bound}"
+                    + (f" and <= {hi:g}" if hi < math.inf else "")
+                    + f", got {v!r}"
+                )
+
+        number("lr", 0, lo_open=True)
+        number("weight_decay", 0)
+        number("warmup", 0)
+        for name in ("ce_lambda", "dataset_fraction", "forged_fraction", "jpeg_prob"):
+            number(name, 0, 1)
+        number("precompute", 0)
+        if self.max_seconds is not None:
+            number("max_seconds", 0, lo_open=True)
+        w = tuple(self.class_weights)
+        if len(w) != 2 or not all(isinstance(x, numbers.Real) and math.isfinite(x) and x >= 0 for x in w) or not any(w):
+            raise ValueError(f"class_weights must be two finite weights >= 0, not both 0, got {self.class_weights!r}")
+        q = tuple(self.jpeg_quality)
+        if (
+            len(q) != 2
+            or not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) and 1 <= x <= 100 for x in q)
+            or q[0] > q[1]
+        ):
+            raise ValueError(
+                f"jpeg_quality must be (low, high) JPEG qualities, 1 <= low <= high <= 100, got {self.jpeg_quality!r}"
+            )
+        if self.crop < 32:  # TruFor needs 29 px a side; crops are multiples of 8
+            raise ValueError(f"crop must be at least 32 (the network needs 29 pixels a side), got {self.crop}")
+        if self.batch_size == 1 and self.crop < 64:  # one value per channel at 1/32: BatchNorm cannot train
+            raise ValueError(
+                "batch_size 1 needs crop >= 64 (BatchNorm needs more than one value per channel at 1/32 scale)"
+            )
 
     def model_config(self) -> TruForConfig:
         if self.model is None:
@@ -103,7 +161,7 @@ class TrainConfig:
             if f.name == "model":
                 v = self.model_config().to_dict()
             elif f.name == "pristine" and isinstance(v, list):
-                v = f"<{len(v)} arrays>"
+                v = f"<{len(v)} arrays, sha256 {_arrays_digest(v)}>"  # a resume on other pictures is refused
             elif f.name == "datasets":
                 v = [getattr(ds, "name", str(ds)) for ds in v]
             elif f.name == "stream" and v is not None:

@@ -41,6 +41,7 @@ import math
 import os
 import signal
 import threading
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -209,7 +210,16 @@ def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig) -> None:
         return
     now = json.loads(json.dumps(cfg.to_plain(), default=str))
     was = json.loads(json.dumps(stored, default=str))
+    old, new = str(was.get("pristine")), str(now.get("pristine"))
+    if old.endswith(" arrays>") and new.startswith(old[:-1] + ", sha256 "):
+        was["pristine"] = now["pristine"]  # an earlier version recorded the count only: cannot tell more
     diff = sorted(k for k in set(now) | set(was) if k not in _RESUMABLE_CHANGES and now.get(k) != was.get(k))
+    if not diff and was.get("steps") not in (None, now.get("steps")):  # allowed, but not without a word
+        tqdm.write(
+            f"note: {ckpt}: resumed with steps {was.get('steps')} -> {now.get('steps')}: the learning-rate "
+            "schedule (cosine over the run's steps) continues on the new length",
+            file=sys.stderr,
+        )
     if diff:
         shown = ", ".join(f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in diff[:4])
         more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
@@ -360,14 +370,24 @@ def train_phases(cfg: TrainConfig, steps: dict[str, int] | None = None) -> dict[
     }
     results: dict[str, TrainResult] = {}
     init = cfg.init
+    moved = False  # an earlier phase trained in this call: a later one's old checkpoint is stale
     for phase in PHASES:
         if not steps.get(phase):
             continue
-        r = train(
-            dataclasses.replace(cfg, phase=phase, steps=steps[phase], init=init, out_dir=str(Path(cfg.out_dir) / phase))
-        )
+        out = Path(cfg.out_dir) / phase
+        rows = read_log(out) if (out / "last.pt").is_file() else []
+        before = rows[-1].get("step") if rows else None
+        resume = cfg.resume and not moved
+        if cfg.resume and moved and before is not None:
+            tqdm.write(
+                f"note: {out}: the phase before it trained further in this call: {phase} starts again "
+                "from the new checkpoint (its old run built on the old one)",
+                file=sys.stderr,
+            )
+        r = train(dataclasses.replace(cfg, phase=phase, steps=steps[phase], init=init, out_dir=str(out), resume=resume))
         results[phase] = r
         init = str(r.checkpoint)
+        moved = moved or not resume or before is None or r.step != before
     return results
 
 
