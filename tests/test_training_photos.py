@@ -255,3 +255,24 @@ def test_source_resave_saves_real_crops_again_before_use(tmp_path):
         for _ in range(4):
             rgb, mask, label, _ = st.real_example(rng, 96, forged=True)
             assert rgb.shape == (96, 96, 3) and mask.shape == (96, 96)
+
+
+def test_the_card_scores_the_runs_own_test_photos(photo_dir, tmp_path):
+    """The card recomputed the default split: a run whose split put a camera in training had
+    those photos scored as 'unseen cameras'. With the run's splits.json it takes its test photos."""
+    import json
+
+    from trufor_lab.training.card import recorded_test_photos
+
+    photos = P.scan_photos(photo_dir)
+    run = P.split_by_camera(photos, {"test": ["Xiaomi Mi A3"]})  # what the run trained with
+    splits_json = tmp_path / "splits.json"
+    splits_json.write_text(json.dumps({k: [(p.name, p.camera) for p in v] for k, v in run.items()}))
+    recomputed = P.split_by_camera(photos, {"test": ["Canon PowerShot X"]})  # another split of the same photos
+    assert [p.name for p in recorded_test_photos(recomputed, splits_json)] == ["b1"]
+    (tmp_path / "other.json").write_text(json.dumps({"test": [["zz", "Nikon"]]}))
+    with pytest.raises(ValueError, match="1 test photo"):
+        recorded_test_photos(recomputed, tmp_path / "other.json")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a splits.json"):
+        recorded_test_photos(recomputed, tmp_path / "bad.json")

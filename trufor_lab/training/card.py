@@ -109,12 +109,33 @@ def examples_figure(model, photos: Sequence[Photo], size: int = 256, seed: int =
     return fig
 
 
+def recorded_test_photos(splits: dict[str, list], splits_json: str | Path) -> list:
+    """The photos of ``splits`` (any split) that a run's ``splits.json`` lists as test: the
+    card's unseen-camera numbers come from the run's own split, never a recomputed one."""
+    try:
+        recorded = {tuple(x) for x in json.loads(Path(splits_json).read_text())["test"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{splits_json}: not a splits.json written by finetune_real ({e})") from None
+    test = [p for ps in splits.values() for p in ps if (p.name, p.camera) in recorded]
+    missing = recorded - {(p.name, p.camera) for p in test}
+    if missing:
+        raise ValueError(f"{splits_json}: {len(missing)} test photo(s) not found (e.g. {sorted(missing)[0]})")
+    return test
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.card", description=__doc__.splitlines()[0])
     ap.add_argument("--eval", default=None, help="JSON with a 'real_test' entry (default: computed, OUT/eval.json)")
     ap.add_argument("--photos", required=True, help="folder of fetched camera photos")
     ap.add_argument("--checkpoint", default=None, help="demo-style checkpoint (default: the shipped one)")
     ap.add_argument("--out", required=True, help="folder for reliability.png and examples.png")
+    ap.add_argument(
+        "--splits",
+        default=None,
+        help="the run's splits.json (finetune_real writes it): the test photos the model never saw; "
+        "without it the default camera split is recomputed, which matches only a run made with defaults",
+    )
+    ap.add_argument("--camera-folders", action="store_true", help="photos are one sub-folder per camera")
     args = ap.parse_args(argv)
     import matplotlib  # lazy: only drawing needs it
 
@@ -122,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_trufor(args.checkpoint or find_demo(), kind="demo", device="cpu")
-    splits = data_splits(args.photos)
+    try:
+        splits = {**data_splits(args.photos, camera_folders=args.camera_folders)}
+        if args.splits:  # the run's own test split: a photo it trained on must never be scored as unseen
+            splits["test"] = recorded_test_photos(splits, args.splits)
+    except ValueError as e:
+        ap.error(str(e))
     if args.eval:
         real_test = json.loads(Path(args.eval).read_text())["real_test"]
     else:
