@@ -305,6 +305,14 @@ def test_ablations_left_out_of_order_still_restore(recipe_model, ref):
 def test_study_names_must_match_the_images(recipe_model, img):
     with pytest.raises(ValueError, match="2 images but 1 names"):
         A.ablation_study(recipe_model, [img, img[:48, :48]], ablations=["uniform_pooling"], names=["only_one"])
+    # the same name twice: the heatmap had 2x4 cells for 2 labels, for_image("a") gave the first
+    with pytest.raises(ValueError, match=r"duplicate image names in the study: \['a'\]"):
+        A.ablation_study(recipe_model, [img, img[:48, :48]], ablations=["uniform_pooling"], names=["a", "a"])
+    # True is not stage 1 or scale c1 (it named ablations no_frm_1 and drop_cTrue)
+    with pytest.raises(ValueError, match="stages are 1-based integers"):
+        A.no_frm(recipe_model, stages=True)
+    with pytest.raises(ValueError, match="scales are"):
+        A.drop_scales(recipe_model, scales=True)
 
 
 def test_a_lean_or_plain_answer_is_decided_once_and_hooks_are_not_skipped(recipe_model, x, ref, monkeypatch):

@@ -207,6 +207,9 @@ def ablation_study(
         raise ValueError(f"{len(imgs)} images but {len(mks)} masks")
     if names is not None and len(names) != len(imgs):  # checked before any work is done
         raise ValueError(f"{len(imgs)} images but {len(names)} names")
+    if names is not None and len(set(map(str, names))) != len(names):  # the table is keyed by name
+        dup = sorted({str(n) for n in names if list(map(str, names)).count(str(n)) > 1})
+        raise ValueError(f"duplicate image names in the study: {dup} (give each image its own name)")
     fn = analyze if analyze_fn is None else analyze_fn
     if isinstance(ablations, (str, Ablation)) or callable(ablations):  # one ablation, not its letters
         ablations = [ablations]

@@ -182,7 +182,7 @@ def _trufor(model: nn.Module) -> TruFor:
 def _stage_indices(model: TruFor, stages: int | Iterable[int]) -> list[int]:
     n = model.cfg.num_stages
     stages = [stages] if isinstance(stages, int) else list(stages)
-    bad = [s for s in stages if not (isinstance(s, int) and 1 <= s <= n)]
+    bad = [s for s in stages if not (isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= n)]  # True is not 1
     if bad or not stages:
         raise ValueError(f"stages are 1-based integers in 1..{n}, got {stages!r}")
     return sorted({s - 1 for s in stages})  # (3, 1) and (1, 3, 3) name the same ablation as (1, 3)
@@ -409,7 +409,7 @@ def drop_scales(
     ks = []
     for s in scales:
         k = int(s[1:]) if isinstance(s, str) and s.lower().startswith("c") and s[1:].isdigit() else s
-        if not isinstance(k, int) or not 1 <= k <= m.cfg.num_stages:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= m.cfg.num_stages:
             raise ValueError(f"scales are 'c1'..'c{m.cfg.num_stages}' (or 1..{m.cfg.num_stages}), got {s!r}")
         ks.append(k)
     for d in decoders:
