@@ -182,6 +182,12 @@ def test_inputs_and_settings_that_would_mislead_are_refused(recipe_model, img):
         T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(mask.T))
     with pytest.raises(ValueError, match="region mask is 10x10"):
         T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(np.ones((10, 10))))
+    # a mask smaller than the image (one row short, or half size) was stretched to it silently
+    for small in (mask[:-1], mask[::2, ::2]):
+        with pytest.raises(
+            ValueError, match=f"region mask is {small.shape[1]}x{small.shape[0]} but the image is 64x48"
+        ):
+            T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(small))
     a = T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(mask), max_side=40)  # same shape, smaller
     assert a.map.shape == (30, 40) and "region of 7.8% of the image" in a.target
     for bad, kw in ((np.zeros((8, 8, 3), np.uint8), {}), (wide, {"max_side": 8})):

@@ -104,7 +104,8 @@ class RegionTarget(nn.Module):
         w = self.mask.to(device=v.device, dtype=v.dtype)
         if w.shape != v.shape[-2:]:
             (mh, mw), (h, ww) = w.shape, v.shape[-2:]
-            if abs(mh * ww - mw * h) > max(mh, mw, h, ww):  # not the same shape at another size
+            # the only other size is the image's own before max_side shrank the input: never smaller
+            if mh < h or mw < ww or abs(mh * ww - mw * h) > max(mh, mw, h, ww):
                 hint = " (transposed?)" if (mh, mw) == (ww, h) else ""
                 raise ValueError(f"the region mask is {mw}x{mh} but the image is {ww}x{h}{hint}")
             w = F.interpolate(w[None, None], size=v.shape[-2:], mode="nearest")[0, 0]
