@@ -128,7 +128,7 @@ class TrainConfig:
             number(name, 0, 1)
         number("precompute", 0)
         if self.max_seconds is not None:
-            number("max_seconds", 0, lo_open=True)
+            number("max_seconds", 0)  # 0: stop (and checkpoint) after the first step
         w = tuple(self.class_weights)
         if len(w) != 2 or not all(isinstance(x, numbers.Real) and math.isfinite(x) and x >= 0 for x in w) or not any(w):
             raise ValueError(f"class_weights must be two finite weights >= 0, not both 0, got {self.class_weights!r}")
