@@ -1,5 +1,5 @@
-"""Two versions of one picture (a viral post and an earlier one): B aligned to A by size and
-translation, their difference, and both analyses; shown in the casebook's Compare tab.
+"""Two versions of one picture (a viral post and an earlier one): B aligned to A (turn, crop
+placement, size, translation), their difference, and both analyses; the casebook's Compare tab.
 
 >>> from trufor_lab.casebook.compare import compare
 >>> c = compare("viral.jpg", "earlier_post.jpg", model)
@@ -301,53 +301,14 @@ def _as_image(x: Any, model: nn.Module | None, name: str | None) -> tuple[np.nda
     return loaded.rgb, name or path or loaded.name, None
 
 
-def compare(
-    a: ImageLike | Result,
-    b: ImageLike | Result,
-    model: nn.Module | None = None,
-    *,
-    estimate_shift: bool = True,
-    names: tuple[str, str] | None = None,
-) -> Comparison:
-    """Compare two versions of one picture (e.g. an earlier post and the viral one).
-
-    Both are compared as viewers show them (a platform that re-encodes a phone photo usually
-    turns its pixels upright and drops the EXIF orientation): images and maps are turned by
-    their EXIF orientation, the analyses having read the stored grids (:meth:`Result.as_shown`).
-    B is aligned to A: resized to A's size when the aspect ratios match (else centre-cropped to
-    A's aspect first, with a note), then translated by phase correlation when that is reliable.
-    Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
-    ``model`` is passed; a :class:`Result` is used as it is.
-    """
-    ia, na, ra = _as_image(a, model, names[0] if names else None)
-    ib, nb, rb = _as_image(b, model, names[1] if names else None)
+def _resize_and_translate(
+    ia: np.ndarray, ib: np.ndarray, estimate_shift: bool, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float | None, bool]:
+    """B brought to A's grid by size (centre-cropped to A's aspect first when it differs), then
+    translated by phase correlation when that is reliable; notes say what was done. Returns
+    (B aligned, where it has data, the translation, the peak, whether B lines up with A)."""
     ha, wa = ia.shape[:2]
-    notes: list[str] = []
-    ib, turn = _upright_like(ia, ib) if estimate_shift else (ib, 0)
-    if turn:
-        notes.append(f"B turned by {turn}° to A's orientation (it was stored turned without an EXIF tag saying so)")
-        if rb is not None:  # its maps with it, so that the panels below line up with B's
-            rb = _turned(rb, turn)
     hb, wb = ib.shape[:2]
-    placed = _place_crop(ia, ib) if estimate_shift and (hb, wb) != (ha, wa) else None
-    if placed is not None:
-        aligned, valid, (y, x), peak, note = placed
-        notes.append(note)
-        diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
-        diff[~valid] = np.nan
-        return Comparison(
-            name_a=na,
-            name_b=nb,
-            a=ia,
-            b=ib,
-            b_aligned=aligned,
-            diff=diff.astype(np.float32),
-            shift=(y, x),
-            shift_peak=peak,
-            notes=notes,
-            result_a=ra,
-            result_b=rb,
-        )
     aligned = ib
     if abs(math.log((wa / ha) / (wb / hb))) > math.log1p(ASPECT_TOLERANCE):
         target = wa / ha
@@ -398,6 +359,47 @@ def compare(
                 f"no reliable translation found (phase correlation peak {peak:.2f}, needs {bar:.2f}: "
                 f"chance reaches {chance_level(r):.2f} at this size); B not translated"
             )
+    return aligned, valid, shift, peak, reliable
+
+
+def compare(
+    a: ImageLike | Result,
+    b: ImageLike | Result,
+    model: nn.Module | None = None,
+    *,
+    estimate_shift: bool = True,
+    names: tuple[str, str] | None = None,
+) -> Comparison:
+    """Compare two versions of one picture (e.g. an earlier post and the viral one).
+
+    Both are compared as viewers show them (a platform that re-encodes a phone photo usually
+    turns its pixels upright and drops the EXIF orientation): images and maps are turned by
+    their EXIF orientation, the analyses having read the stored grids (:meth:`Result.as_shown`).
+    B is aligned to A: turned by a quarter turn when only that matches A's layout (a copy stored
+    turned without an EXIF tag); placed by phase correlation when it is a same-scale crop of A
+    (or A of B); otherwise resized to A's size (centre-cropped to A's aspect first when it
+    differs, with a note) and translated by phase correlation when that is reliable. When B
+    cannot be lined up, ``reliable`` is False and no difference is reported as a change.
+    Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
+    ``model`` is passed; a :class:`Result` is used as it is.
+    """
+    ia, na, ra = _as_image(a, model, names[0] if names else None)
+    ib, nb, rb = _as_image(b, model, names[1] if names else None)
+    ha, wa = ia.shape[:2]
+    notes: list[str] = []
+    ib, turn = _upright_like(ia, ib) if estimate_shift else (ib, 0)
+    if turn:
+        notes.append(f"B turned by {turn}° to A's orientation (it was stored turned without an EXIF tag saying so)")
+        if rb is not None:  # its maps with it, so that the panels below line up with B's
+            rb = _turned(rb, turn)
+    hb, wb = ib.shape[:2]
+    placed = _place_crop(ia, ib) if estimate_shift and (hb, wb) != (ha, wa) else None
+    if placed is not None:
+        aligned, valid, shift, peak, note = placed
+        notes.append(note)
+        reliable = True
+    else:
+        aligned, valid, shift, peak, reliable = _resize_and_translate(ia, ib, estimate_shift, notes)
     diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
     diff[~valid] = np.nan
     return Comparison(
