@@ -4,13 +4,11 @@ distributed-analyze ...`` (``-m trufor_lab.cli.distributed`` works too, with a h
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable, weights_note
-from trufor_lab.common.paths import unwritable_reason
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, output_folder_problem, printable, weights_note
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
 
@@ -56,12 +54,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("error: give INPUT paths or --dataset", file=sys.stderr)
         return 2
-    if os.path.exists(args.output) and not os.path.isdir(args.output):  # said once, before any rank works
-        error(f"--output {args.output} is an existing file, not a folder; give a folder")
-        return 2
-    why = unwritable_reason(args.output)
-    if why is not None:
-        error(f"--output {args.output}: cannot write there ({why})")
+    problem = output_folder_problem(args.output)
+    if problem is not None:  # said once, before any rank works
+        error(problem)
         return 2
     try:
         summary = distributed_analyze(

@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from trufor_lab.common.paths import safe_part, unwritable_reason
+from trufor_lab.common.paths import safe_part
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.result import Result, computed_label
@@ -36,7 +35,7 @@ from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.eval_rows import is_failed
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, printable, weights_note
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, output_folder_problem, weights_note
 
 
 def _mask_options(args: argparse.Namespace) -> str:
@@ -157,12 +156,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {line}", file=sys.stderr)
         error(f"{dataset.name}: dataset holds no images")
         return 1
-    if os.path.exists(args.output) and not os.path.isdir(args.output):  # said once, before any work
-        error(f"--output {printable(args.output)} is an existing file, not a folder; give a folder")
-        return 2
-    why = unwritable_reason(args.output)
-    if why is not None:
-        error(f"--output {printable(args.output)}: cannot write there ({printable(why)})")
+    problem = output_folder_problem(args.output)
+    if problem is not None:  # said once, before any work
+        error(problem)
         return 2
     method = getattr(args, "method", "trufor")
     classic = method != "trufor"

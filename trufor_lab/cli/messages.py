@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+from trufor_lab.common.paths import unwritable_reason
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select
 from trufor_lab.lab.datasets import DatasetError
@@ -44,6 +46,15 @@ def error(msg: object) -> None:
     own = isinstance(msg, OWN_ERRORS) and str(msg).strip()
     text = first_line(msg) if isinstance(msg, BaseException) and not own else str(msg)
     print(f"error: {printable(text)}", file=sys.stderr)
+
+
+def output_folder_problem(output: str) -> str | None:
+    """Why ``--output`` cannot be the folder a run writes into (an existing file, a file on the
+    way, no permission), said once before any work; ``None`` when it can."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        return f"--output {output} is an existing file, not a folder; give a folder"
+    why = unwritable_reason(output)
+    return None if why is None else f"--output {output}: cannot write there ({why})"
 
 
 def note(msg: object) -> None:
