@@ -126,6 +126,7 @@ def test_runner_runs_a_notebook_and_reports_errors(tmp_path, capsys):
     stale.outputs = [nbformat.v4.new_output("error", ename="OldError", evalue="from last week", traceback=[])]
     cells = [new_code_cell("x = 1"), new_code_cell("raise ValueError('broken | on purpose\\nsecond line')"), stale]
     nbformat.write(new_notebook(cells=cells), bad)
+    (tmp_path / "03_not_json.ipynb").write_text("garbage")  # a failure of its own, not a traceback
     assert [p.name for p in runner.find_notebooks(tmp_path, ["02"])] == ["02_bad.ipynb"]
     md = tmp_path / "R.md"
     rc = main(["notebooks", "--dir", str(tmp_path), "--time", "--results", str(md), "--timeout", "120"])
@@ -137,14 +138,20 @@ def test_runner_runs_a_notebook_and_reports_errors(tmp_path, capsys):
     assert "code cell 2: ValueError: broken \\| on purpose" in rows["02_bad"] and "second line" not in text
     assert "OldError" not in text
     assert all(line.replace("\\|", "").count("|") == 6 for line in rows.values()), rows
-    assert rows["**all**"].rstrip(" |").endswith("no (1 failed)"), rows["**all**"]
+    assert "cannot read the notebook: NotJSONError" in rows["03_not_json"]
+    assert rows["**all**"].rstrip(" |").endswith("no (2 failed)"), rows["**all**"]
 
     # a run of some notebooks gets a block of its own: the full run's block stays
     capsys.readouterr()
     rc = main(["notebooks", "--dir", str(tmp_path), "--time", "--results", str(md), "--only", "01", "99"])
     assert rc == 0 and "--only 99: no notebook" in capsys.readouterr().err
     text = md.read_text()
-    assert text.count("| 02_bad |") == 1 and text.count("| 01_ok |") == 2 and "(only 01 99)" in text
+    assert (
+        text.count("| 02_bad |") == 1
+        and text.count("| 01_ok |") == 2
+        and "03_not_json" in text
+        and "(only 01 99)" in text
+    )
     assert "`python -m trufor_lab.notebooks --time --only 01 99`" in text
 
 
@@ -171,7 +178,7 @@ def test_results_that_cannot_take_the_timings_are_refused_before_any_notebook(tm
 
 
 def test_runner_without_nbclient_says_so_in_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(runner, "NotebookClient", None)
+    monkeypatch.setattr(runner, "REQUIRES", ("nbformat", "trufor_lab_no_such_module"))
     assert main(["notebooks", "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: running notebooks needs nbclient") and len(err.splitlines()) == 1
@@ -179,9 +186,10 @@ def test_runner_without_nbclient_says_so_in_one_line(tmp_path, monkeypatch, caps
 
 @pytest.mark.parametrize("when", ["running", "kernel starting"])
 def test_runner_stops_on_ctrl_c(tmp_path, when):
-    """Ctrl-C stops the run (exit 130): the interrupted notebook is not recorded as a failure and
-    the next one does not start (nbclient turned the interrupt into a notebook error, or, while
-    the kernel started, into a CancelledError traceback)."""
+    """Ctrl-C stops the run (exit 130) with one line: the interrupted notebook is not recorded as a
+    failure, the next one does not start and the kernel does not outlive the run. (nbclient's own
+    handling raced the kernel's start: a notebook recorded as failed and the run going on, a
+    CancelledError or KeyboardInterrupt traceback, or the runner killed by the signal.)"""
     import os
     import signal
     import subprocess
@@ -191,7 +199,8 @@ def test_runner_stops_on_ctrl_c(tmp_path, when):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    slow = "open('started', 'w').close()\nimport time\ntime.sleep(120)"  # runs in the notebook's folder
+    # runs in the notebook's folder; the kernel writes its process id
+    slow = "import os, time\nopen('started', 'w').write(str(os.getpid()))\ntime.sleep(120)"
     nbformat.write(new_notebook(cells=[new_code_cell(slow)]), tmp_path / "01_slow.ipynb")
     nbformat.write(new_notebook(cells=[new_code_cell("open('ran_02', 'w').close()")]), tmp_path / "02_next.ipynb")
     md = tmp_path / "R.md"
@@ -206,23 +215,40 @@ def test_runner_stops_on_ctrl_c(tmp_path, when):
     try:
         if when == "running":
             deadline = time.time() + 120
-            while time.time() < deadline and not (tmp_path / "started").exists():
+            started = tmp_path / "started"
+            while time.time() < deadline and not (started.exists() and started.read_text()):
                 time.sleep(0.2)
-            time.sleep(1)
+            time.sleep(0.5)
         else:
             seen = ""
-            while "01_slow ..." not in seen:  # printed just before its kernel starts
+            while "01_slow ..." not in seen:  # printed just before its process and kernel start
                 ch = proc.stdout.read(1)
                 assert ch, (seen, proc.stderr.read())
                 seen += ch
-            time.sleep(0.1)
+            time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, (out, err)
-    assert "error: interrupted" in err and "02_next" not in out and not (tmp_path / "ran_02").exists()
+    assert err.strip() == "error: interrupted", err
+    assert "02_next" not in out and not (tmp_path / "ran_02").exists()
     assert not md.exists() or "01_slow" not in md.read_text()
+    if when == "running":
+        kernel = int((tmp_path / "started").read_text())
+        deadline = time.time() + 10
+        while time.time() < deadline and _alive(kernel):
+            time.sleep(0.2)
+        assert not _alive(kernel), "the kernel outlived the run"
+
+
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie no longer does)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _noise(path, seed=0, size=48):

@@ -15,32 +15,27 @@ output folder, with the checkout first on ``PYTHONPATH`` so the kernel imports t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime as _dt
-import os
+import importlib.util
+import json
 import math
+import os
 import platform
 import re
-import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from trufor_lab.common.files import atomic_write_text
 from trufor_lab.cli.messages import printable
-
-try:  # the optional 'notebooks' extra; only this command needs it
-    import nbformat
-    from nbclient import NotebookClient
-except ImportError:  # pragma: no cover - reported when the command runs
-    nbformat = NotebookClient = None
 
 #: What a CPU run of one notebook at its default parameters may take (two cores), and all of them.
 CPU_BOUND_S = 180.0
@@ -86,91 +81,91 @@ def device_label() -> str:
 
 
 MISSING = "running notebooks needs nbclient and nbformat: pip install 'trufor-lab[notebooks]'"
+#: What executing a notebook needs (looked up, not imported: importing them costs seconds).
+REQUIRES = ("nbclient", "nbformat")
+#: Runs one notebook in a process of its own (a file, so that it does not import the package).
+PROCESS = Path(__file__).with_name("notebook_process.py")
+#: Seconds a stopped notebook's process gets to shut its kernel down before it is killed.
+STOP_S = 15.0
 
 
-def _failure(nb: Any, exc: BaseException, cell_index: int | None) -> str:
-    """One line: the failing code cell (counted from 1, as a reader counts them), the exception's
-    type and the first line of its message."""
-    where = ""
-    if cell_index is not None:
-        number = sum(c.cell_type == "code" for c in nb.cells[: cell_index + 1])
-        where = f"code cell {number}: "
-    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
-    if ename is None:  # not a cell's error: a timeout, a dead kernel
-        ename, evalue = type(exc).__name__, str(exc)
-    first = next((ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(evalue)).splitlines() if ln.strip()), "")
-    return where + f"{ename}" + (f": {first}" if first else "")
+def _missing() -> bool:
+    return any(importlib.util.find_spec(name) is None for name in REQUIRES)
 
 
-def _client_class() -> type:
-    """nbclient's client, noting a Ctrl-C: nbclient's own handler shuts the kernel down, and the
-    notebook then fails like a broken one."""
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Ctrl-C waits until the block ends: a process started inside it is known before the
+    KeyboardInterrupt, so it can be stopped rather than left running."""
+    held = hasattr(signal, "pthread_sigmask")
+    if held:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
-    class Client(NotebookClient):  # type: ignore[misc, valid-type]
-        interrupted = False
 
-        @contextlib.asynccontextmanager
-        async def async_setup_kernel(self, **kwargs: Any) -> AsyncIterator[None]:
-            async with super().async_setup_kernel(**kwargs):
-                try:  # replaces nbclient's handler, doing what it does after noting the interrupt
-                    asyncio.get_event_loop().add_signal_handler(signal.SIGINT, self._on_interrupt)
-                except (RuntimeError, NotImplementedError):  # not the main thread; Windows
-                    pass
-                yield
-
-        def _on_interrupt(self) -> None:
-            self.interrupted = True
-            self._async_cleanup_kernel_future = asyncio.ensure_future(self._async_cleanup_kernel())
-
-    return Client
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (nbclient then shuts the kernel down), SIGKILL after :data:`STOP_S` or at a
+    second Ctrl-C (the kernel, orphaned, then exits by itself)."""
+    try:
+        proc.terminate()
+        proc.wait(timeout=STOP_S)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def run_notebook(path: Path, output_dir: Path, *, small: bool = False, timeout: int = 1800) -> Timing:
-    """Execute one notebook (outputs discarded) and time it, kernel start included."""
-    if NotebookClient is None:
+    """Execute one notebook (outputs discarded) in a process of its own, and time it, kernel
+    start included. Ctrl-C stops that process and its kernel, then raises KeyboardInterrupt:
+    an interrupted notebook has no result."""
+    if _missing():
         raise RuntimeError(MISSING)
     env = {
+        **os.environ,
         "TRUFOR_LAB_OUTPUT": str(output_dir),
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
     }
+    env.pop("TRUFOR_LAB_SMALL", None)
     if small:
         env["TRUFOR_LAB_SMALL"] = "1"
-    saved = {k: os.environ.get(k) for k in (*env, "TRUFOR_LAB_SMALL")}
-    os.environ.pop("TRUFOR_LAB_SMALL", None)
-    os.environ.update(env)
-    nb = nbformat.read(path, as_version=4)
-    for c in nb.cells:  # outputs saved in the file are not this run's
-        if c.cell_type == "code":
-            c.outputs, c.execution_count = [], None
-    started: list[int] = []
-    client = _client_class()(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-        on_cell_start=lambda cell, cell_index: started.append(cell_index),
-    )
-    t0 = time.perf_counter()
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryDirectory(prefix="trufor_lab_notebook_") as tmp:
+        result, log = Path(tmp) / "timing.json", Path(tmp) / "log.txt"
+        command = [sys.executable, str(PROCESS), str(path), str(result), str(timeout), str(os.getpid())]
+        proc = None
+        t0 = time.perf_counter()
+        try:
+            with log.open("wb") as out, _sigint_held():
+                proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # a Ctrl-C in the terminal reaches this process alone
+                )
+            proc.wait()
+        finally:
+            if proc is not None and proc.poll() is None:
+                _stop(proc)
+        return _timing(path.stem, result, log, proc.returncode, time.perf_counter() - t0)
+
+
+def _timing(name: str, result: Path, log: Path, returncode: int, wall: float) -> Timing:
+    """What the notebook's process recorded; a failure naming its last words when it recorded nothing."""
     try:
-        client.execute()
-        ok, err = True, ""
-    except asyncio.CancelledError:  # Ctrl-C while the kernel was starting (nbclient's own handler)
-        raise KeyboardInterrupt from None
-    except Exception as e:  # a cell's error, a timeout, a dead kernel: record and go on with the next notebook
-        if client.interrupted:  # Ctrl-C, which nbclient turns into a notebook error: not a result
-            raise KeyboardInterrupt from None
-        ok, err = False, _failure(nb, e, started[-1] if started else None)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    wall = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel has exited and been waited for
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return Timing(path.stem, wall, ok, err, cpu if cpu > 0 else math.nan)
+        d = json.loads(result.read_text())
+        return Timing(name, float(d["seconds"]), bool(d["ok"]), str(d["error"]), float(d["cpu_seconds"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        last = f": {lines[-1][:200]}" if lines else ""
+        return Timing(name, wall, False, f"the notebook's process stopped (exit status {returncode}){last}")
 
 
 def _cell(text: str) -> str:
@@ -268,7 +263,7 @@ def _results_problem(path: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if NotebookClient is None:
+    if _missing():
         print(f"error: {MISSING}", file=sys.stderr)
         return 2
     paths = find_notebooks(Path(args.dir), args.only)
