@@ -79,7 +79,9 @@ def slow_localization(mp: np.ndarray, mask: np.ndarray) -> dict:
         f1s.append(max(_f1(tp, fp, fn), _f1(fn, tn, tp)))
         mccs.append(_mcc(tp, fp, fn, tn))
     pred = mp[sel] > 0.5
-    if len(set(y.tolist()) | set(pred.tolist())) == 1:
+    if (mp[sel] < 0).any() or (mp[sel] > 1).any():  # not a probability: no fixed threshold
+        f1_fixed = mcc_fixed = iou_fixed = math.nan
+    elif len(set(y.tolist()) | set(pred.tolist())) == 1:
         f1_fixed = mcc_fixed = iou_fixed = math.nan
     else:
         tp, fp, fn, tn = _counts(pred, y)
@@ -366,6 +368,31 @@ def test_non_numeric_maps_and_scores_are_refused_not_parsed():
     assert localization_metrics(m, gt).f1_best == 1.0
     with pytest.raises(ValueError, match="real-valued"):
         localization_metrics(m.astype("m8[s]"), gt)
-    with pytest.raises(ValueError, match="scores must be numbers"):
+    with pytest.raises(ValueError, match="scores must be real numbers"):
         detection_metrics(["0.9", "0.1"], [1, 0])
     assert detection_metrics([0.9, 0.1], [1, 0]).auc == 1.0
+    # the same text in an object array (a pandas column read as text) was parsed; a complex score
+    # lost its imaginary part; a dict raised float()'s TypeError
+    for bad in (np.array(["0.9", "0.1"], dtype=object), [0.1 + 5j, 0.9], {"a": 0.9, "b": 0.1}):
+        with pytest.raises(ValueError, match="scores must be real numbers"):
+            detection_metrics(bad, [1, 0])
+    # numbers in an object array are numbers: scores and labels alike
+    r = detection_metrics(np.array([0.9, 0.1], dtype=object), np.array([1, 0], dtype=object))
+    assert r.auc == 1.0
+    with pytest.raises(ValueError, match="labels must be real numbers"):
+        detection_metrics([0.9, 0.1], np.array(["1", "0"], dtype=object))
+
+
+def test_fixed_threshold_metrics_need_a_probability_map():
+    """The same map as 0..255 or as logits got f1_best 1.0 but f1_fixed 0.09 (0.5 is no threshold
+    there); the fixed metrics are NaN outside [0, 1], the others unchanged."""
+    gt = np.zeros((40, 40), bool)
+    gt[10:30, 10:30] = True
+    prob = np.where(gt, 0.8, 0.2)
+    ref = localization_metrics(prob, gt)
+    assert ref.f1_fixed == 1.0 and ref.mcc_fixed == 1.0
+    for other in ((prob * 255).astype(np.uint8), np.log(prob / (1 - prob))):
+        r = localization_metrics(other, gt)
+        assert math.isnan(r.f1_fixed) and math.isnan(r.mcc_fixed) and math.isnan(r.iou_fixed)
+        assert (r.f1_best, r.mcc_best, r.auc) == (ref.f1_best, ref.mcc_best, ref.auc)
+    assert localization_metrics(gt, gt).f1_fixed == 1.0  # a binary prediction is a probability

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -244,9 +245,11 @@ def _auc_from_sweep(fn: np.ndarray, tn: np.ndarray) -> float:
 def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetrics:
     """Official TruFor localization metrics of one forged image, plus |MCC|, IoU and AUC.
 
-    ``map``: 2-D real array, higher = more likely forged (any range). ``mask``: same shape,
-    boolean or 0/1, 1 = forged. Raises ValueError on a non-binary mask, mismatched shapes or
-    NaN on a scored pixel.
+    ``map``: 2-D real array, higher = more likely forged. The best-threshold metrics and AUC
+    take any range (logits, 0..255); the fixed-threshold ones (``f1_fixed``, ``mcc_fixed``,
+    ``iou_fixed``: map > 0.5) need a probability and are NaN when a scored value lies outside
+    [0, 1]. ``mask``: same shape, boolean or 0/1, 1 = forged. Raises ValueError on a non-binary
+    mask, mismatched shapes or NaN on a scored pixel.
     """
     m = np.asarray(map)
     gt = _as_mask(mask)
@@ -280,8 +283,11 @@ def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetri
     auc = _auc_from_sweep(fn, tn)
 
     # fixed threshold, in the map's own dtype
-    pred = (m > FIXED_THRESHOLD)[scored]
-    if (y.all() and pred.all()) or (not y.any() and not pred.any()):
+    own = m[scored]
+    pred = own > FIXED_THRESHOLD
+    if own.min() < 0 or own.max() > 1:
+        f1_fixed = mcc_fixed = iou_fixed = math.nan  # not a probability: 0.5 means nothing there
+    elif (y.all() and pred.all()) or (not y.any() and not pred.any()):
         f1_fixed = mcc_fixed = iou_fixed = math.nan  # a single class: the official code fails
     else:
         tp0 = int(np.count_nonzero(pred & y))
@@ -327,8 +333,24 @@ def aggregate(metrics: Sequence[LocalizationMetrics]) -> AggregateMetrics:
 # --------------------------------------------------------------------------------------------
 
 
+def _real_numbers(values: object, what: str) -> np.ndarray:
+    """``values`` as float64 when every one is a real number: numpy would parse '0.9' (a column
+    read as text) without a word, and drop the imaginary part of a complex one."""
+    raw = np.asarray(values)
+    if raw.dtype == object:
+        odd = next((v for v in raw.ravel() if isinstance(v, (str, bytes)) or not isinstance(v, numbers.Real)), None)
+        if odd is not None or raw.ndim == 0:
+            shown = repr(odd if raw.ndim else values)
+            raise ValueError(f"{what} must be real numbers, found {shown[:40]}")
+    elif raw.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be real numbers, got dtype {raw.dtype}")
+    return raw.astype(np.float64)
+
+
 def _as_labels(labels: object, n: int) -> np.ndarray:
     lab = np.asarray(labels)
+    if lab.dtype == object:  # 0/1 in a list of mixed Python objects, a pandas object column
+        lab = _real_numbers(lab, "labels")
     if lab.ndim != 1 or lab.size != n:
         raise ValueError(f"labels must be 1-D with one label per score ({n}), got shape {lab.shape}")
     if lab.dtype == bool:
@@ -349,10 +371,7 @@ def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int
     overflows float32 upwards becomes the largest other score. AUC is NaN when only one class
     is left (the official code raises there).
     """
-    raw = np.asarray(scores)
-    if raw.dtype.kind in "USVmM":  # numpy would parse '0.9' (a column read as text) without a word
-        raise ValueError(f"scores must be numbers, got dtype {raw.dtype}")
-    s = raw.astype(np.float64)
+    s = _real_numbers(scores, "scores")
     if s.ndim != 1:
         s = s.ravel()
     y = _as_labels(labels, s.size)
