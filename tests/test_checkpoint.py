@@ -349,6 +349,18 @@ def test_weights_download_does_not_fetch_the_noiseprint_that_ships(tmp_path, mon
     assert "nothing to download" in capsys.readouterr().out
 
 
+def test_a_negative_batchnorm_variance_is_refused_at_load(recipe_state):
+    """A running variance below zero loaded, then every image failed one by one as "the network's
+    output is not finite", the weights never blamed."""
+    bad = dict(recipe_state)
+    key = next(k for k in bad if k.endswith("running_var"))
+    bad[key] = bad[key].clone()
+    bad[key][0] = -1.0
+    model = TruFor()
+    with pytest.raises(CheckpointError, match=rf"^damaged\.pth: negative BatchNorm variance in {key}$"):
+        strict_load(model, bad, "damaged.pth")
+
+
 @pytest.mark.parametrize("damage", ["nan", "inf", "int", "complex", "sparse", "meta", "float8", "huge", "expanded"])
 def test_damaged_weights_are_refused_not_loaded(recipe_state, damage):
     """NaN/Inf weights (a diverged run) and float parameters given integers or complex numbers

@@ -123,6 +123,29 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, with_weights, capsys
     assert "1 analyzed, 0 skipped (output exists), 5 failed" in cap.out
 
 
+def test_an_image_the_weights_overflow_on_is_named_once(tmp_path, with_weights, monkeypatch, capsys):
+    """"error: a.png: analysis failed (a.png: the network's output is not finite ...)" named it twice."""
+    import trufor_lab.cli.analyze as cli_analyze
+    from trufor_lab.inference.result import NonFiniteOutput
+
+    real = cli_analyze.analyze
+
+    def overflowing(model, path, **kw):
+        result = real(model, path, **kw)
+        if Path(path).name == "a.png":  # what make_result raises on NaN or Inf
+            raise NonFiniteOutput(f"{path}: the network's output is not finite (NaN or Inf in logits); ...")
+        return result
+
+    monkeypatch.setattr(cli_analyze, "analyze", overflowing)
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.png", seed=1)
+    rc = main(["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"])
+    cap = capsys.readouterr()
+    [line] = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+    assert rc == 1 and line.count("a.png") == 1 and "not finite" in line, line
+    assert (tmp_path / "out" / "b.png.npz").exists() and not (tmp_path / "out" / "a.png.npz").exists()
+
+
 def test_without_checkpoint_the_main_job_uses_the_demo_model_and_says_so(tmp_path, monkeypatch, capsys, shared_dir):
     """The README's main command on a fresh machine: the shipped demo model gives a map and a
     score, and one note says these are demo weights and how to get the official ones."""

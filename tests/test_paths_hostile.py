@@ -285,3 +285,17 @@ def test_a_folder_search_finds_every_format_the_loader_reads(tmp_path):
         made.append(tmp_path / "x.avif")
     (tmp_path / "dump.rgb").write_bytes(b"\0" * 64)  # a raw dump, not searched for
     assert list_images(tmp_path) == sorted(made)
+
+
+def test_a_symlink_loop_in_a_folder_does_not_blame_the_folder(tmp_path, monkeypatch):
+    """One looping link made any glob over its folder report the whole folder unreadable (and
+    the run fail) although every match was analysed; the links themselves went unnamed."""
+    _img(tmp_path / "in" / "ok.png")
+    (tmp_path / "in" / "l1.png").symlink_to("l2.png")
+    (tmp_path / "in" / "l2.png").symlink_to("l1.png")
+    monkeypatch.chdir(tmp_path)
+    pairs, problems = expand_inputs(["in/ok*.png"])
+    assert [n for _, n in pairs] == ["ok.png"] and problems == []
+    pairs, problems = expand_inputs(["in/*.png"])
+    assert [n for _, n in pairs] == ["ok.png"]
+    assert problems == [f"in/{n}: symbolic links form a loop; left out" for n in ("l1.png", "l2.png")]

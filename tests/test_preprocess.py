@@ -68,10 +68,14 @@ def test_float_mode_is_clipped_like_pil_and_says_so():
     assert r.notes == ("float values rounded to 8 bits, 66.7% clipped to 0..255",)
 
 
-def test_float_image_in_0_1_is_flagged_and_nan_refused(tmp_path):
-    """A normalised float image would be analysed as black: said, not silent; NaN has no 8-bit value."""
-    r = load_image(Image.fromarray(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64), "F"))
-    assert any("within 0..1" in n for n in r.notes), r.notes
+def test_float_image_in_0_1_is_scaled_like_a_float_array_and_nan_refused(tmp_path):
+    """A normalised float TIFF was rounded to 0/1 and analysed as a black picture (a note said so,
+    hidden by -q); the same values as an array were scaled. Both are scaled now; NaN has no 8-bit value."""
+    v = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    Image.fromarray(v, "F").save(tmp_path / "norm.tif")
+    r = load_image(tmp_path / "norm.tif")
+    assert r.rgb.max() == 255 and np.array_equal(r.rgb, load_image(v).rgb)
+    assert r.notes == ("float values in 0..1 scaled to 8 bits",)
     a = np.full((40, 40), 7.0, np.float32)
     a[3, 4] = np.nan
     p = tmp_path / "nan.tif"

@@ -14,7 +14,13 @@ from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path,
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import computed_label, foreign_output, recorded_summary, reuse_problem
+from trufor_lab.inference.result import (
+    NonFiniteOutput,
+    computed_label,
+    foreign_output,
+    recorded_summary,
+    reuse_problem,
+)
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
 from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable, weights_note
@@ -117,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
             result = analyze(model, path)
             result.save_npz(out, save_noiseprint=args.save_noiseprint, input_sha256=digest, computed=computed)
         except ImageError as e:
+            failed += 1
+            tqdm.write(f"error: {printable(e)}", file=sys.stderr)
+            continue
+        except NonFiniteOutput as e:  # names the image already
             failed += 1
             tqdm.write(f"error: {printable(e)}", file=sys.stderr)
             continue

@@ -143,6 +143,12 @@ def _glob_unreadable(pattern: str) -> list[str]:
     problems: list[str] = []
     visited: set[str] = set()
 
+    def _is_folder(entry: os.DirEntry) -> bool:
+        try:
+            return entry.is_dir()
+        except OSError:  # a symlink loop: no folder to search (a file pattern names it when it matches)
+            return False
+
     def search(folder: Path, rel: tuple[str, ...]) -> None:
         real = os.path.realpath(folder)
         if real in visited:
@@ -150,7 +156,7 @@ def _glob_unreadable(pattern: str) -> list[str]:
         visited.add(real)
         try:
             with os.scandir(folder) as entries:
-                subs = [e.name for e in entries if e.is_dir()]
+                subs = [e.name for e in entries if _is_folder(e)]
         except OSError as e:
             problems.append(
                 f"{folder}: cannot read folder ({_why_unreadable(e)}); its images are left out of {pattern}"
@@ -361,8 +367,10 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
         elif p.is_file():
             files = [p]
         elif glob.has_magic(item):
-            files = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).is_file())
-            hidden = _glob_unreadable(item)
+            matches = sorted(Path(f) for f in glob.glob(item, recursive=True))
+            files = [f for f in matches if f.is_file()]
+            links = [f for f in matches if f.is_symlink() and not f.exists()]  # named, as in a folder
+            hidden = _glob_unreadable(item) + [f"{f}: {why_not_found(f)}; left out" for f in links]
             problems += hidden
             if not files and not hidden:
                 problems.append(f"{item}: pattern matches no file")

@@ -16,8 +16,9 @@ How PIL modes become RGB (one policy, stated once):
   16-bit colour (RGB/RGBA PNG or TIFF, CMYK TIFF): Pillow keeps the top byte (noted); an
   uncompressed TIFF stored plane by plane, which Pillow misreads, is read here the same way.
 - ``RGBa``/``La`` (premultiplied alpha): the stored colour values, alpha dropped (noted).
-- ``F`` (float): PIL's own range convention, values clipped to ``[0, 255]`` and rounded (noted,
-  with the share clipped; NaN or Inf is an error).
+- ``F`` (float): values all in ``[0, 1]`` are a normalised picture, scaled like a float array;
+  any other range is PIL's own convention, clipped to ``[0, 255]`` and rounded (noted, with
+  the share clipped; NaN or Inf is an error).
 - Animated or multi-page files: the first frame.
 - EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
   like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
@@ -172,10 +173,12 @@ def _pil_to_rgb(
         a = np.asarray(im, dtype=np.float64)
         if not np.isfinite(a).all():
             raise ImageError(f"{name}: float image holds NaN or Inf values")
-        outside = float(((a < 0) | (a > 255)).mean())
-        notes.append("float values rounded to 8 bits" + (f", {outside:.1%} clipped to 0..255" if outside else ""))
-        if a.max() <= 1.0:
-            notes.append("every value within 0..1 (a normalised image? scale it to 0..255 first)")
+        if a.size and a.min() >= 0 and a.max() <= 1.0:  # normalised, as float arrays are: not a black picture
+            notes.append("float values in 0..1 scaled to 8 bits")
+            a = a * 255.0
+        else:
+            outside = float(((a < 0) | (a > 255)).mean())
+            notes.append("float values rounded to 8 bits" + (f", {outside:.1%} clipped to 0..255" if outside else ""))
         g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=2), notes
     if mode in ("RGBa", "La"):  # premultiplied: converting would divide by alpha

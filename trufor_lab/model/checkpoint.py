@@ -236,6 +236,11 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise CheckpointError(f"{source}: weights are not finite (NaN or Inf) in {', '.join(bad[:3])}{more}")
+    # a variance below zero: BatchNorm takes its square root, NaN for every input
+    negative = [k for k, v in state_dict.items() if k.endswith("running_var") and bool((v < 0).any())]
+    if negative:
+        more = f" and {len(negative) - 3} more" if len(negative) > 3 else ""
+        raise CheckpointError(f"{source}: negative BatchNorm variance in {', '.join(negative[:3])}{more}")
     # finite as stored but not in the model's precision (1e300 in float64 is Inf in float32)
     big = [
         k
