@@ -124,7 +124,7 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, with_weights, capsys
 
 
 def test_an_image_the_weights_overflow_on_is_named_once(tmp_path, with_weights, monkeypatch, capsys):
-    """"error: a.png: analysis failed (a.png: the network's output is not finite ...)" named it twice."""
+    """The line "error: a.png: analysis failed (a.png: the network's output is not finite ...)" named it twice."""
     import trufor_lab.cli.analyze as cli_analyze
     from trufor_lab.inference.result import NonFiniteOutput
 
