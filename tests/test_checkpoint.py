@@ -149,6 +149,11 @@ def test_a_pytorch_file_with_compressed_members_is_not_expanded(recipe_state, tm
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty file"):
         read_checkpoint(empty)
+    # a copy cut short: torch's "failed finding central directory", cut at 200 characters
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(plain.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=r"cut\.pt: cut short or damaged .*: copy it again$"):
+        read_checkpoint(cut)
 
 
 def test_a_folder_given_as_checkpoint_is_called_a_folder(tmp_path):

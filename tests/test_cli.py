@@ -226,6 +226,10 @@ def test_broken_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["analyze", str(img), "-o", str(tmp_path / "o"), "--weights", str(ck)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(ck) in err[0]
+    assert err[0].endswith("a text file, not a PyTorch checkpoint (a download that returned a web page?)"), err
+    ck.write_bytes(bytes(range(200, 256)))  # was "KeyError: 101"-like: torch's own words on foreign bytes
+    assert main(["analyze", str(img), "-o", str(tmp_path / "o"), "--weights", str(ck)]) == 2
+    assert "not a PyTorch checkpoint (it starts with bytes c8 c9 ca cb" in capsys.readouterr().err
 
 
 def test_two_folders_with_the_same_file_name_give_two_outputs(tmp_path, with_weights, capsys):
@@ -375,6 +379,17 @@ def test_an_existing_npz_that_is_not_an_output_is_not_overwritten(tmp_path, with
         assert main(["analyze", str(img), "-o", str(mine), "-q"]) == 1
         assert "exists and is not an analysis output" in capsys.readouterr().err
         assert mine.read_bytes() == theirs
+    # an output of ours cut short (a copy that stopped: no zip directory) is recomputed, as a
+    # damaged one is; someone's zip cut short is not ours
+    assert main(["analyze", str(img), "-o", str(mine), "-q", "--overwrite"]) == 0
+    whole = mine.read_bytes()
+    mine.write_bytes(whole[: len(whole) // 2])
+    assert main(["analyze", str(img), "-o", str(mine), "-q"]) == 0
+    assert mine.read_bytes() == whole
+    np.savez(mine, weights=np.arange(3000))
+    theirs = mine.read_bytes()[:500]
+    mine.write_bytes(theirs)
+    assert main(["analyze", str(img), "-o", str(mine), "-q"]) == 1 and mine.read_bytes() == theirs
 
 
 def test_a_rerun_in_another_precision_recomputes(tmp_path, with_weights, capsys):

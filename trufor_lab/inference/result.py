@@ -211,13 +211,28 @@ def recorded_summary(npz_path: str | os.PathLike) -> str | None:
 def foreign_output(npz_path: str | os.PathLike) -> bool:
     """Whether an existing file is someone else's, never overwritten unasked: anything but a zip
     whose members include a map (``map.npy`` or ``np++.npy``). An output of ours that no longer
-    reads (damaged) is still a zip naming its map, and is recomputed; a text file, a pickle or
-    an image that merely has the output's name is not ours."""
+    reads (damaged) is still a zip naming its map, or one cut short whose first member is an
+    output array, and is recomputed; a text file, a pickle or an image that merely has the
+    output's name is not ours."""
     try:
         with zipfile.ZipFile(npz_path) as z:
             return not ({"map.npy", "np++.npy"} & set(z.namelist()))
-    except Exception:  # noqa: BLE001 - not a zip at all (or unreadable): not an output of ours
-        return True
+    except Exception:  # noqa: BLE001 - not a readable zip: ours only if it starts like one of ours
+        return not _starts_like_an_output(npz_path)
+
+
+def _starts_like_an_output(path: str | os.PathLike) -> bool:
+    """Whether a file's first zip member (its local header: no central directory needed, which
+    a file cut short lacks) is the first array an output is written with."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(30 + 16)
+    except OSError:
+        return False
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return False
+    size = int.from_bytes(head[26:28], "little")
+    return head[30 : 30 + size] in (b"map.npy", b"imgsize.npy")
 
 
 def reuse_problem(

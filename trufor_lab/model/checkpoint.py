@@ -102,7 +102,26 @@ def _archive_kind(path: str) -> str | None:
                 "install it with `trufor-lab weights install ZIP`, or unpack it and pass the .pth.tar"
             )
         return "a zip archive, not a PyTorch checkpoint"
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head[:4] == b"PK\x03\x04":  # not a readable zip (is_zipfile looks for the directory at the end)
+        return "cut short or damaged (a zip, as torch.save writes, without its directory at the end): copy it again"
+    if head[:1] != b"\x80":  # neither pickle protocol 2+ nor a zip: what is it?
+        if _looks_like_text(head):
+            return "a text file, not a PyTorch checkpoint (a download that returned a web page?)"
+        return f"not a PyTorch checkpoint (it starts with bytes {head[:8].hex(' ')})"
     return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Printable UTF-8 (the read may end inside a character)."""
+    for cut in range(4):
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return all(c.isprintable() or c in "\t\r\n" for c in text.lstrip("\ufeff"))
+    return False
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:
