@@ -687,3 +687,23 @@ def test_colour_under_fully_transparent_pixels_is_not_forged(tmp_path):
     a[..., 3] = 255  # opaque everywhere: the colour is the mask, as before
     Image.fromarray(a, "RGBA").save(tmp_path / "opaque.png")
     assert read_mask(tmp_path / "opaque.png").sum() == truth.sum() + 16 * 32 - 8 * 16
+
+
+def test_a_16_bit_mask_reads_like_its_8_bit_twin_and_a_text_file_is_said_in_words(tmp_path):
+    """16-bit masks were refused while 16-bit images were read; a text file named .png gave
+    PIL's "cannot identify image file <_io.BufferedReader name=...>"."""
+    m = np.zeros((32, 40), np.uint8)
+    m[8:20, 10:30] = 255
+    Image.fromarray(m).save(tmp_path / "m8.png")
+    Image.fromarray(m.astype(np.uint16) * 257).save(tmp_path / "m16.png")
+    Image.fromarray((m > 0).astype(np.uint16)).save(tmp_path / "m16_01.png")
+    want = read_mask(tmp_path / "m8.png")
+    assert want.sum() == 12 * 20
+    for name in ("m16.png", "m16_01.png"):
+        assert Image.open(tmp_path / name).mode.startswith("I")
+        assert np.array_equal(read_mask(tmp_path / name), want), name
+    (tmp_path / "notes.png").write_text("not a mask")
+    with pytest.raises(
+        DatasetError, match=r"notes\.png: unreadable mask \(not an image file, or a format not read here\)$"
+    ):
+        read_mask(tmp_path / "notes.png")

@@ -263,10 +263,17 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
         with pixel_limit(), open_image(path) as src:
             lossy = _lossy_kind(src.format, path)
             im = stored_pixels(src)  # the grid the image is analysed on
-            if im.mode.startswith(("I", "F")):
-                raise DatasetError(f"{path}: unsupported mask mode {im.mode} (save it as 8-bit)")
+            if im.mode.startswith("F"):
+                raise DatasetError(f"{path}: a float mask (mode {im.mode}); save it as 8-bit black and white")
             mode = "RGB" if convention.needs_rgb else "L"
-            pixels = np.asarray(im.convert(mode))
+            if im.mode.startswith(
+                "I"
+            ):  # 16-bit (or 32-bit) grey: 0/65535 as 0/255, 8-bit values stored wide as they are
+                pixels = _wide_mask_pixels(np.asarray(im), path)
+                if mode == "RGB":
+                    pixels = np.repeat(pixels[..., None], 3, axis=2)
+            else:
+                pixels = np.asarray(im.convert(mode))
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
                 alpha = np.asarray(rgba)[..., 3]
@@ -281,11 +288,23 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
                     pixels = np.asarray(Image.alpha_composite(black, rgba).convert(mode))
     except DatasetError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        raise DatasetError(f"{path}: unreadable mask (not an image file, or a format not read here)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: unreadable mask ({_one_line(exc)})") from exc
     if lossy:
         convention.check_lossy(pixels, path, lossy)
     return convention.apply(pixels, path)
+
+
+def _wide_mask_pixels(a: np.ndarray, path: Path) -> np.ndarray:
+    """8-bit values of a 16/32-bit grey mask: scaled by 1/257 when they use the 16-bit range."""
+    wide = a.astype(np.int64)
+    if wide.size and (wide.min() < 0 or wide.max() > 65535):
+        raise DatasetError(f"{path}: mask values outside 0..65535; save it as 8-bit black and white")
+    if wide.size and wide.max() > 255:
+        wide = np.rint(wide / 257.0).astype(np.int64)
+    return wide.astype(np.uint8)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -295,7 +314,9 @@ def _image_size(path: Path) -> tuple[int, int]:
     try:
         with pixel_limit(), open_image(path) as im:
             return stored_size(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        raise DatasetError(f"{path}: unreadable image (not an image file, or a format not read here)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from exc
 
 
