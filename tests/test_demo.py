@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import trufor_lab as tl
 import trufor_lab.training as T
@@ -138,18 +137,6 @@ def test_demo_model_scores_the_official_pristine_samples_below_half(demo_model, 
     """Issue #16 target: the official pristine samples (never used in training or calibration)."""
     r = tl.analyze(demo_model, shared_dir / "images" / name)
     assert r.score < 0.5, r.summary()
-
-
-def test_official_pristine_sample_scores_below_half(demo_model, shared_dir, one_thread):
-    a = np.asarray(Image.open(shared_dir / "images" / "pristine1.jpg").convert("RGB"))
-    r = tl.analyze(demo_model, a)
-    assert r.score < 0.5
-
-
-@pytest.mark.slow
-def test_official_large_pristine_sample_scores_below_half(demo_model, shared_dir, one_thread):
-    a = np.asarray(Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB"))
-    assert tl.analyze(demo_model, a).score < 0.5
 
 
 def test_model_card_figures_are_drawn_from_real_results(demo_model, test_cameras, tmp_path):

@@ -445,3 +445,13 @@ def test_a_longer_earlier_phase_restarts_the_later_ones(tmp_path, images, capsys
     assert _same(loc, final, ("decode_head.",)) and r2["localization"].step == 2
     r3 = T.train_phases(cfg, {"localization": 2, "confidence": 1, "detection": 1})  # nothing new: all resumed
     assert _same(_sd(tmp_path / "run" / "detection" / "last.pt"), r3["detection"].model.state_dict(), ("",))
+
+
+def test_builtin_scenes_are_made_once_and_shared_read_only():
+    """``train_phases`` made the 24 built-in scenes again for every phase (~10 s each here)."""
+    first = T.builtin_images("train", n_scenes=2, scene_size=64)
+    again = T.builtin_images("train", n_scenes=2, scene_size=64)
+    assert first is not again and all(a is b for a, b in zip(first, again))
+    assert np.array_equal(first[-1], T.synthetic_scene(64, 1))
+    with pytest.raises(ValueError, match="read-only"):
+        first[-1][0, 0] = 0

@@ -3,6 +3,7 @@ folders of the user's own pictures (held-out names and seeds kept apart)."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -93,15 +94,25 @@ def builtin_images(split: str = "train", n_scenes: int = 24, scene_size: int = 3
     """Offline pristine sources: scikit-image samples plus ``n_scenes`` synthetic scenes.
 
     ``split="test"`` gives the held-out ones (:data:`HELDOUT_SKIMAGE`, scene seeds from
-    :data:`HELDOUT_SCENE_SEED`), disjoint from ``"train"``.
+    :data:`HELDOUT_SCENE_SEED`), disjoint from ``"train"``. The arrays are made once per
+    process and shared read-only: copy one to change it.
     """
     if split not in ("train", "test"):
         raise ValueError("split must be 'train' or 'test'")
+    return list(_builtin_images(split, int(n_scenes), int(scene_size)))
+
+
+@functools.lru_cache(maxsize=4)
+def _builtin_images(split: str, n_scenes: int, scene_size: int) -> tuple[np.ndarray, ...]:
+    """Made once per process (24 scenes take ~10 s on two cores; ``train_phases`` asks three
+    times), read-only so that no caller changes another's."""
     names = [n for n in _SKIMAGE_NAMES if (n in HELDOUT_SKIMAGE) == (split == "test")]
     out = [a for a in map(skimage_rgb, names) if a is not None]
     base = HELDOUT_SCENE_SEED if split == "test" else 0
     out += [synthetic_scene(scene_size, base + i) for i in range(n_scenes)]
-    return out
+    for a in out:
+        a.flags.writeable = False
+    return tuple(out)
 
 
 def read_folder(folder: str | os.PathLike) -> list[np.ndarray]:
