@@ -11,6 +11,10 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n 2 on two cores: one thread per worker and per child
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 def _shared() -> Path:
     return Path(os.environ.get("TRUFOR_LAB_SHARED", REPO.parent / "shared"))
