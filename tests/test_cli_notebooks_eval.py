@@ -242,6 +242,39 @@ def test_runner_stops_on_ctrl_c(tmp_path, when):
         assert not _alive(kernel), "the kernel outlived the run"
 
 
+def test_a_ctrl_c_while_a_notebooks_process_starts_stops_that_process(tmp_path, monkeypatch):
+    """Blocking SIGINT around the start did not hold it back (torch's threads took it): a Ctrl-C
+    inside Popen left ``proc`` unknown and the notebook's process running, unsupervised."""
+    import os
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled in the main thread only")
+    stub = tmp_path / "stub.py"
+    stub.write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setattr(runner, "PROCESS", stub)
+    started = []
+
+    class Interrupted(subprocess.Popen):
+        def _execute_child(self, *a, **k):
+            super()._execute_child(*a, **k)
+            started.append(self.pid)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C after the fork, before Popen returns
+            time.sleep(0.2)
+
+    monkeypatch.setattr(runner.subprocess, "Popen", Interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_notebook(tmp_path / "x.ipynb", tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert started and not _alive(started[0]), "the notebook's process was left running"
+
+
 def _alive(pid):
     """Whether process ``pid`` runs (a zombie no longer does)."""
     try:

@@ -376,6 +376,10 @@ def test_non_numeric_maps_and_scores_are_refused_not_parsed():
     for bad in (np.array(["0.9", "0.1"], dtype=object), [0.1 + 5j, 0.9], {"a": 0.9, "b": 0.1}):
         with pytest.raises(ValueError, match="scores must be real numbers"):
             detection_metrics(bad, [1, 0])
+    with pytest.raises(ValueError, match="scores must be real numbers, found '0.9'"):  # a gap first
+        detection_metrics(np.array([None, "0.9", "0.1"], dtype=object), [1, 1, 0])
+    r = detection_metrics([None, 0.9, 0.1], [1, 1, 0])  # None is a missing score, dropped as NaN is
+    assert r.auc == 1.0 and r.n_dropped == 1
     # numbers in an object array are numbers: scores and labels alike
     r = detection_metrics(np.array([0.9, 0.1], dtype=object), np.array([1, 0], dtype=object))
     assert r.auc == 1.0

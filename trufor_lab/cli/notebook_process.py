@@ -89,7 +89,7 @@ def _stop_when_orphaned(runner_pid: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    # the runner held SIGINT back while starting this process; the kernel must get it again
+    # whoever started the runner may have blocked SIGINT: the kernel must take interrupts
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     notebook, result, timeout, runner_pid = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
     _stop_when_orphaned(runner_pid)

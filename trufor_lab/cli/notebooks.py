@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,16 +96,21 @@ def _missing() -> bool:
 
 @contextlib.contextmanager
 def _sigint_held() -> Iterator[None]:
-    """Ctrl-C waits until the block ends: a process started inside it is known before the
-    KeyboardInterrupt, so it can be stopped rather than left running."""
-    held = hasattr(signal, "pthread_sigmask")
-    if held:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """A Ctrl-C inside the block is noted and raised when it ends: a process started inside it
+    is then known, so it can be stopped rather than left running. (Blocking the signal would not
+    do: torch's threads would still take it.) Outside the main thread, signals cannot be handled
+    here and the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
-        if held:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
+    if noted and callable(previous):  # as the handler in place would have (KeyboardInterrupt by default)
+        previous(signal.SIGINT, None)
 
 
 def _stop(proc: subprocess.Popen) -> None:

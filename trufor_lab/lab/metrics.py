@@ -1,7 +1,7 @@
 """TruFor's official evaluation protocol, reproduced exactly, plus a few extra metrics.
 
 The numbers match the official script (``test_docker/metrics.py`` of grip-unina/TruFor) on
-the same maps and masks, edge cases included:
+the same probability maps and masks, edge cases included (the deviations are listed below):
 
 * Localization is scored on forged images only. The mask is boolean or 0/1 with 1 = forged;
   anything else raises (converting 0/255 or inverted masks is the loader's job).
@@ -19,10 +19,12 @@ the same maps and masks, edge cases included:
 * Edge cases: no forged pixel left after erosion gives ``f1_best == 0``; at 0.5, labels and
   predictions that hold a single class give NaN; no scored pixel at all gives NaN.
 
-Two deviations, both where the official code is not defined or not exact: counts are int64
-(the official float32 cumulative sums stop counting above 2**24 scored pixels), and NaN on a
+Three deviations, where the official code is not defined or not exact: counts are int64
+(the official float32 cumulative sums stop counting above 2**24 scored pixels); NaN on a
 scored pixel raises ValueError (the official sort mishandles it silently; NaN in the ignored
-band is harmless there and here).
+band is harmless there and here); and a map with a scored value outside [0, 1] (logits,
+0..255) gets NaN fixed-threshold metrics (0.5 is no threshold there; the official script only
+ever sees probabilities).
 
 Extras, not in the official set: |MCC| (best and at 0.5, same edge-case rules as F1), IoU at
 0.5 (forged class, max over inversion like F1, so ``iou = f1 / (2 - f1)``), and the pixel ROC
@@ -334,13 +336,14 @@ def aggregate(metrics: Sequence[LocalizationMetrics]) -> AggregateMetrics:
 
 
 def _real_numbers(values: object, what: str) -> np.ndarray:
-    """``values`` as float64 when every one is a real number: numpy would parse '0.9' (a column
-    read as text) without a word, and drop the imaginary part of a complex one."""
+    """``values`` as float64 when every one is a real number or None (NaN): numpy would parse
+    '0.9' (a column read as text) without a word, and drop the imaginary part of a complex one."""
     raw = np.asarray(values)
     if raw.dtype == object:
-        odd = next((v for v in raw.ravel() if isinstance(v, (str, bytes)) or not isinstance(v, numbers.Real)), None)
-        if odd is not None or raw.ndim == 0:
-            shown = repr(odd if raw.ndim else values)
+        # None is a missing value (NaN, as numpy reads it); text and anything else is not a number
+        odd = [v for v in raw.ravel() if v is not None and (isinstance(v, str) or not isinstance(v, numbers.Real))][:1]
+        if odd or raw.ndim == 0:
+            shown = repr(odd[0] if odd else values)
             raise ValueError(f"{what} must be real numbers, found {shown[:40]}")
     elif raw.dtype.kind not in "biuf":
         raise ValueError(f"{what} must be real numbers, got dtype {raw.dtype}")
