@@ -315,6 +315,27 @@ def test_study_names_must_match_the_images(recipe_model, img):
         A.drop_scales(recipe_model, scales=True)
 
 
+def test_study_masks_are_checked_before_any_analysis_and_0_255_is_a_mask(recipe_model, img, monkeypatch):
+    """A wrong mask raised only after every image x ablation had been analysed (all results lost);
+    a 0/255 mask, which ``perturb.sweep`` takes, was refused there too."""
+    calls = []
+    real = A.analyze
+    monkeypatch.setattr(A, "analyze", lambda m, im: calls.append(1) or real(m, im))
+    h, w = img.shape[:2]
+    for bad, why in (
+        (np.zeros((h - 1, w), bool), "differs from image size"),
+        (np.full((h, w), 128, np.uint8), "boolean, 0/1 or 0/255"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            A.ablation_study(recipe_model, [img, img], [None, bad], ablations=["uniform_pooling"], names=["a", "b"])
+    assert calls == []
+    m255 = np.zeros((h, w), np.uint8)
+    m255[10:40, 10:40] = 255
+    study = A.ablation_study(recipe_model, [img], [m255], ablations=["uniform_pooling"])
+    same = A.ablation_study(recipe_model, [img], [m255 > 0], ablations=["uniform_pooling"])
+    assert [r["f1_best"] for r in study.table] == [r["f1_best"] for r in same.table]
+
+
 def test_a_lean_or_plain_answer_is_decided_once_and_hooks_are_not_skipped(recipe_model, x, ref, monkeypatch):
     """predict asked twice whether the image fits: 'no' then 'yes' ran the whole-image exact path,
     which skips hooks, and a drop_c4 ablation gave the unablated score. A user's own hook was

@@ -165,6 +165,12 @@ def test_modality_attribution_honours_a_noiseprint_ablation(recipe_model, img):
     assert abs(a.target_value - plain.target_value) > 1e-4
     assert a.shares["noiseprint"] == pytest.approx(0.0, abs=1e-6)  # its input is zeros on both ends
     assert_clean(recipe_model)
+    # under noiseprint_only the RGB input is replaced before the encoder: captum's "not used in
+    # the graph" RuntimeError; its share is 0
+    with A.noiseprint_only(recipe_model):
+        a = T.ModalityAttribution(recipe_model).attribute(img, n_steps=2)
+    assert a.shares["rgb"] == 0.0 and a.shares["noiseprint"] == 1.0
+    assert_clean(recipe_model)
 
 
 def test_inputs_and_settings_that_would_mislead_are_refused(recipe_model, img):

@@ -351,6 +351,8 @@ def test_chain_vary_counts_from_the_end_and_out_of_range_is_refused(img):
     res = P.sweep(None, img, None, ch, [30, 95], analyze_fn=bright_detector)
     assert [r["value"] for r in res.table] == [30, 95]
     assert "quality=30" in ch.describe(30)
+    # the varied stage's bound quality (90) was in the title of a sweep that never used it
+    assert ch.label == "chain(resize[bilinear](factor=0.5), jpeg)" and "90" not in ch.describe(30)
     for bad in (2, 5, -3, 1.0, True):
         with pytest.raises(ValueError, match=r"vary must be None or a stage index in -2\.\.1"):
             P.chain(P.resize(0.5), P.jpeg(90), vary=bad)
@@ -390,7 +392,16 @@ def test_a_value_whose_image_cannot_be_analysed_keeps_the_other_rows(planted, ma
     assert msg.startswith("factor=0.1: not analysed (") and "29" in msg, msg
     assert res.results[1] is None and res.results[0] is not None
     assert "factor=0.1" in res._repr_html_()
-    assert res.table[1]["n_forged"] > 0  # the perturbed mask's, as in any row
+    # the perturbed mask's forged pixels the metric scores, as in any row (was the raw count)
+    from trufor_lab.lab.metrics import scored_regions
+
+    _, small_mask = P.resize(0.1).apply(planted, None, mask)
+    assert res.table[1]["n_forged"] == int(scored_regions(small_mask)[0].sum())
+    # a value that cannot be applied (1000x asked PIL for 14 GiB) is refused before any analysis
+    calls = []
+    with pytest.raises(ValueError, match=r"resize factor 1000 makes a \d+x\d+ image, more than the 200 MP"):
+        P.sweep(None, planted, mask, "resize", [1.0, 1000], analyze_fn=lambda m, i: calls.append(1))
+    assert calls == []
     # a programming error in the analysis is not a row: it still stops the sweep
     with pytest.raises(ZeroDivisionError):
         P.sweep(None, planted, mask, "resize", [1.0], analyze_fn=lambda m, i: 1 / 0)

@@ -26,7 +26,7 @@ from torch import nn
 
 from trufor_lab.common.table import Table, fmt
 from trufor_lab.inference.analyze import Result, analyze
-from trufor_lab.inference.preprocess import ImageLike
+from trufor_lab.inference.preprocess import ImageLike, load_image
 from trufor_lab.interpret.ablations import (
     ABLATIONS,
     Ablation,
@@ -47,7 +47,7 @@ from trufor_lab.interpret.ablations import (
     rgb_only,
     uniform_pooling,
 )
-from trufor_lab.lab.metrics import localization_metrics
+from trufor_lab.lab.metrics import binary_mask, localization_metrics
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -192,7 +192,8 @@ def ablation_study(
     """Analyse every image under every ablation (and the unablated baseline first).
 
     ``ablations`` are registry names, bound :class:`Ablation` objects or factories
-    ``f(model) -> Ablation``. ``masks`` (1 = forged, same size as the image; ``None`` entries
+    ``f(model) -> Ablation``. ``masks`` (boolean, 0/1 or 0/255, 1 = forged, the image's size, checked
+    before any analysis; ``None`` entries
     for pristine images) add localization metrics from :func:`trufor_lab.lab.metrics.localization_metrics`.
     Each ablation is entered once for all images and always left again.
     """
@@ -224,6 +225,12 @@ def ablation_study(
     metrics_fn = None
     if any(m is not None for m in mks):
         metrics_fn = localization_metrics
+        # checked before any analysis (a wrong mask raised after every image x ablation had run);
+        # the size against the image's when the maps are analyze()'s, on the stored grid
+        mks = [
+            None if mk is None else binary_mask(mk, None if analyze_fn is not None else load_image(im).rgb.shape[:2])
+            for im, mk in zip(imgs, mks)
+        ]
 
     results: dict[str, list[Result]] = {}
     for ab in bound:
@@ -263,7 +270,7 @@ def ablation_study(
             if metrics_fn is not None:
                 row.update({k: math.nan for k in METRIC_KEYS})
                 if mks[i] is not None and r.map is not None:
-                    lm = metrics_fn(r.map, np.asarray(mks[i]))
+                    lm = metrics_fn(r.map, mks[i])
                     row.update({k: _num(getattr(lm, k, None)) for k in METRIC_KEYS})
             table.append(row)
     return AblationStudy(Table(table), results, img_names)

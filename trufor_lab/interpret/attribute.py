@@ -392,7 +392,10 @@ class ModalityAttribution:
                     label = baseline_label(baselines, sigma)
 
             def f(r: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-                return self.forward(r, n, target)
+                # an input an ablation replaces (noiseprint_only's RGB) is not in the graph: its
+                # attribution is 0, not captum's "appears to not have been used in the graph"
+                unused = 0.0 * (r.flatten(1).sum(1) + n.flatten(1).sum(1))
+                return self.forward(r, n, target) + unused
 
             ibs = internal_batch_size or auto_batch(h, w, n_steps)
             (a_rgb, a_np), d = ca.IntegratedGradients(f).attribute(

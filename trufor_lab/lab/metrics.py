@@ -164,6 +164,28 @@ def _as_mask(mask: object) -> np.ndarray:
     return m == 1
 
 
+def binary_mask(mask: object, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A boolean mask (True = forged) from a boolean, 0/1 or 0/255 array, of ``shape`` (H, W)
+    when given; a soft or noisy mask (whose grey pixels would all count as forged) is refused in
+    one line. For the lab's entry points, which check masks before any analysis."""
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
+    if shape is not None and m.shape != tuple(shape):
+        raise ValueError(f"mask shape {m.shape} differs from image size {tuple(shape)}")
+    if m.dtype == bool:
+        return m
+    if m.dtype.kind not in "iuf":
+        raise ValueError(f"mask must be boolean, 0/1 or 0/255, got dtype {m.dtype}")
+    values = np.unique(m)
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        raise ValueError(
+            f"mask must be boolean, 0/1 or 0/255; it holds {values.size} values "
+            f"({', '.join(f'{v:g}' for v in values[:4])}{', ...' if values.size > 4 else ''}): threshold it first"
+        )
+    return m > 0
+
+
 def scored_regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(forged_scored, pristine_scored)`` boolean arrays for a 0/1 mask (1 = forged).
 

@@ -30,13 +30,14 @@ from typing import Any, Callable, ClassVar, Iterable
 import numpy as np
 from PIL import Image
 
+from trufor_lab.common.image_files import MAX_PIXELS
 from trufor_lab.common.imaging import to_uint8
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import NonFiniteOutput
-from trufor_lab.lab.metrics import localization_metrics
+from trufor_lab.lab.metrics import binary_mask, localization_metrics, scored_regions
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -90,20 +91,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """A boolean mask; 0/1 and 0/255 arrays are accepted, anything else (soft or noisy
-    masks, whose grey pixels would all count as forged) refused in one line."""
-    m = np.asarray(mask)
-    if m.shape != image.shape[:2]:
-        raise ValueError(f"mask shape {m.shape} differs from image size {image.shape[:2]}")
-    if m.dtype == bool:
-        return m
-    values = np.unique(m)
-    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
-        raise ValueError(
-            f"mask must be boolean, 0/1 or 0/255; it holds {values.size} values "
-            f"({', '.join(f'{v:g}' for v in values[:4])}{', ...' if values.size > 4 else ''}): threshold it first"
-        )
-    return m > 0
+    return binary_mask(mask, image.shape[:2])
 
 
 def _resize(
@@ -220,6 +208,12 @@ class Resize(Perturbation):
         if f <= 0:
             raise ValueError(f"resize factor must be > 0, got {f}")
         h, w = image.shape[:2]
+        out_h, out_w = max(1, round(h * f)), max(1, round(w * f))
+        if out_h * out_w > MAX_PIXELS:  # PIL would allocate it (1000x of 64x80 asked for 14 GiB)
+            raise ValueError(
+                f"resize factor {f:g} makes a {out_w}x{out_h} image, more than the {MAX_PIXELS // 10**6} MP "
+                "an image may have"
+            )
         return _resize(image, mask, (max(1, round(h * f)), max(1, round(w * f))), self.interpolation)
 
     @property
@@ -377,7 +371,9 @@ class Chain(Perturbation):
 
     @property
     def label(self) -> str:
-        return self.name or "chain(" + ", ".join(s.describe() for s in self.stages) + ")"
+        # the varied stage without its bound value: the sweep's values replace it
+        parts = (st.label if i == self.vary else st.describe() for i, st in enumerate(self.stages))
+        return self.name or "chain(" + ", ".join(parts) + ")"
 
 
 def jpeg(quality: int | None = None, subsampling: str = "4:2:0") -> JPEG:
@@ -644,6 +640,9 @@ def sweep(
     m0 = None if mask is None else _check_mask(mask, img)
     if analyze_fn is None:
         analyze_fn = analyze
+    values = list(values)
+    for v in values:  # a value that cannot be applied is refused before minutes of analysis, not after
+        p.apply(img, v, m0)
     rows: list[dict[str, Any]] = []
     kept: list[Any] = []
     for v in values:
@@ -655,7 +654,8 @@ def sweep(
             res = analyze_fn(model, pim)
         except (ImageError, NonFiniteOutput, MemoryError) as e:  # e.g. shrunk below the network's minimum
             # this value's row says why; the rows already computed (minutes of CPU) are kept
-            rows.append(_failed_row(p, v, pim, e, 0 if pmask is None else int(pmask.sum())))
+            forged = 0 if pmask is None else int(scored_regions(pmask)[0].sum())  # as scored rows count
+            rows.append(_failed_row(p, v, pim, e, forged))
             if keep_results:
                 kept.append(None)
             continue
