@@ -107,7 +107,13 @@ def test_analyze_says_which_captures_were_subsampled(recipe_model, small_image):
     said = [n for n in r.notes if "fusion.stage1.ffm" in n]
     assert len(said) == 1 and "subsampled by stride 3" in said[0] and str(tuple(full)) in said[0]
     assert not any("detection.stats" in n for n in r.notes)
-    assert not any("capture" in n for n in tl.analyze(recipe_model, img, capture=["fusion.stage1.ffm"]).notes)
+    # a capture runs the plain forward, not the exact path analyze() takes otherwise: said, since
+    # its float32 maps differ slightly (a reviewer measured 2.4e-3 on the demo model)
+    plain = tl.analyze(recipe_model, img, capture=["fusion.stage1.ffm"])
+    assert [n for n in plain.notes if "capture" in n] == [
+        "captured on the plain forward: maps may differ from analyze() without capture by ~1e-3"
+    ]
+    assert np.abs(plain.map - tl.analyze(recipe_model, img).map).max() < 1e-2
 
 
 def test_analyze_refuses_capture_options_it_would_drop_and_says_what_was_not_captured(recipe_model, small_image):

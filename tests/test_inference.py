@@ -246,6 +246,10 @@ def test_ieee_context_restores_flags_for_legacy_and_new_tf32_apis():
             assert not c.allow_tf32 and not mk.enabled
         assert m.allow_tf32 and torch.get_float32_matmul_precision() == "high" and c.allow_tf32
         assert mk.enabled
+        torch.set_float32_matmul_precision("medium")  # its getter raised after one analysis
+        with ieee_float32():
+            pass
+        assert torch.get_float32_matmul_precision() == "medium"
         m.allow_tf32 = False
         m.fp32_precision = "tf32"        # new API, now at odds with the legacy flag
         c.conv.fp32_precision = "ieee"   # conv and rnn apart: legacy reads refuse
@@ -446,6 +450,7 @@ def test_predict_refuses_tensors_it_would_misread(recipe_model, tampered2):
     as_uint8 = torch.from_numpy(tampered2[:64, :64].copy()).permute(2, 0, 1)[None]
     for bad, match in (
         (as_uint8, "floating point"),
+        (as_uint8.float(), r"takes RGB / 256; got values up to \d+ \(0\.\.255\? divide by 256 first\)"),
         (x[0], r"batch of RGB images .* got shape \(3, 64, 64\)"),
         (x[:0], r"got shape \(0, 3, 64, 64\)"),
         (x[:, :, :20], "64x20; TruFor needs at least 29"),
@@ -618,9 +623,11 @@ def test_a_submodule_left_in_training_mode_is_refused_by_name(recipe_model, crop
             feats = model.forward_features(crops, model.dncnn(crops))
         with pytest.raises(ValueError, match=r"linear_fuse .*training mode"):
             folded_decode((model.decode_head, model.decode_head_conf), feats)
-        with pytest.warns(UserWarning, match=r"decode_head_conf\.linear_fuse .*training mode"):
-            with pytest.raises(ValueError, match="training mode"):
-                tl.analyze(model, np.zeros((40, 52, 3), np.uint8))
+        # every analyze path, the capture one included (it ran the model in training mode, answered
+        # otherwise and overwrote the running statistics)
+        for capture in (None, ["fusion.stage1.ffm"]):
+            with pytest.raises(ValueError, match=r"decode_head_conf\.linear_fuse .*training mode"):
+                tl.analyze(model, np.zeros((40, 52, 3), np.uint8), capture=capture)
         assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
     finally:
         model.eval()

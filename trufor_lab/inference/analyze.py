@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import warnings
 from typing import Any, Sequence
 
 import torch
@@ -21,7 +20,7 @@ from trufor_lab.inference.predict import InferenceMode, hooked, plain_fits, plai
 from trufor_lab.inference.preprocess import ImageError, ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
-from trufor_lab.model.decoder import in_training
+from trufor_lab.model.decoder import require_eval
 from trufor_lab.model.interventions import lean_blockers, plain_forward_required
 from trufor_lab.model.lean import free_memory_bytes
 from trufor_lab.model.noiseprint import Noiseprint
@@ -65,9 +64,9 @@ def analyze(
     """
     _check_capture_options(capture, capture_kwargs)
     loaded, x = prepare_input(model, image)
-    training = in_training(model)
-    if training:
-        warnings.warn(f"{training} is in training mode; analyze() expects model.eval()", stacklevel=2)
+    # every path refuses a module in training mode (the capture and hooked paths ran it, answered
+    # from batch statistics and overwrote the model's running statistics)
+    require_eval(model, "analyze()")
     known = isinstance(model, (TruFor, Noiseprint))
     if lean and not known:
         raise TypeError(f"lean=True needs TruFor or Noiseprint, not {type(model).__name__}")
@@ -102,6 +101,11 @@ def analyze(
             # what max_elements subsampling did, and what was asked for but not produced (an
             # ablation that skips a module): said, never silent
             notes = (*notes, *(f"capture {n}: {msg}" for n, msg in cap.notes.items()))
+            if isinstance(model, TruFor) and x.dtype == torch.float32:  # exact folds BatchNorm: other roundings
+                notes = (
+                    *notes,
+                    "captured on the plain forward: maps may differ from analyze() without capture by ~1e-3",
+                )
             if cap.missing:
                 notes = (*notes, f"capture: not produced by this forward: {', '.join(cap.missing)}")
         elif use_lean:

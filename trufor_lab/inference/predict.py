@@ -356,6 +356,9 @@ def _check_input(model: nn.Module, x: torch.Tensor) -> None:
     h, w = x.shape[2:]
     if min(h, w) < 1:
         raise ValueError(f"predict() got an empty image: shape {tuple(x.shape)}")
+    top = float(x.detach().amax())
+    if top > 2.0:  # RGB / 256 stays below 1 (noise or an attribution path may pass it a little)
+        raise ValueError(f"predict() takes RGB / 256; got values up to {top:g} (0..255? divide by 256 first)")
     if isinstance(model, TruFor) and min(h, w) < MIN_TRUFOR_SIDE:
         raise ValueError(f"image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side")
 

@@ -61,7 +61,8 @@ from trufor_lab.common.image_files import (
 from trufor_lab.common.errors import OneLineError
 from trufor_lab.common.paths import why_not_found
 
-#: Smallest side that the network can process (one pixel at 1/32 resolution).
+#: Smallest side of any image read here (Noiseprint++ takes 1xN); a full TruFor needs
+#: :data:`~trufor_lab.model.trufor.MIN_TRUFOR_SIDE` (29), checked where the model is known.
 MIN_SIDE = 1
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]

@@ -61,7 +61,8 @@ def computed_label(mode: str, precision: str | torch.dtype) -> str:
 
 @dataclass
 class Result:
-    """What TruFor says about one image. Maps are ``(H, W)`` float32 at the image's size.
+    """What TruFor says about one image. Maps are ``(H, W)`` at the image's size, in the model's
+    precision (float32, or float64 for a float64 model; the npz keeps float32).
 
     ``map``: probability that each pixel is forged (localization); ``conf``: how reliable the
     map is at each pixel; ``score``: probability that the image is manipulated (integrity

@@ -35,7 +35,8 @@ def _matmul_ieee() -> Iterator[None]:
         yield
     finally:
         torch.set_float32_matmul_precision(legacy[0])
-        m.allow_tf32 = legacy[1]
+        if m.allow_tf32 != legacy[1]:  # setting it again after "medium" left PyTorch's state mixed
+            m.allow_tf32 = legacy[1]
 
 
 @contextlib.contextmanager
