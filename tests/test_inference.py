@@ -357,6 +357,19 @@ def test_non_finite_output_is_an_error_not_a_score(small_image):
         tl.analyze(model, small_image, name="bad.png")
 
 
+def test_a_callers_autocast_does_not_lower_the_fast_mode(recipe_model, tampered2):
+    """Inside a user's ``torch.autocast("cpu", bfloat16)`` the fast mode ran its encoder (without
+    the parts it keeps float32) and decoders in bfloat16: map 1.7e-2 off, as an option it never
+    offered. It now computes what it computes outside; exact already did."""
+    x = to_tensor(tampered2[:96, :96].copy())
+    ref = predict(recipe_model, x, "fast")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = predict(recipe_model, x, "fast")
+        assert torch.is_autocast_enabled("cpu")  # the caller's autocast comes back
+    for f in ("logits", "conf_logits", "det_logit", "noiseprint"):
+        assert torch.equal(getattr(out, f), getattr(ref, f)), f
+
+
 def test_fast_mode_uses_bfloat16_on_a_cpu_only_when_asked(recipe_model, tampered2, monkeypatch):
     """On CPUs with native bfloat16 the fast mode used it by default and moved the map by ~2e-2,
     twice the 1e-2 it promises (bench/RESULTS.md); it is now opt-in there (``amp_on_cpu``).

@@ -23,8 +23,8 @@ encoder is ~1.5 s faster at 1 MP but moved the map by ~2e-2 (beyond the 1e-2 the
 promises), so it is opt-in: ``InferenceMode.fast(amp_on_cpu=None)`` (where native) or
 ``True`` (always). ``keep_float32`` names encoder parts kept float32 under autocast, by default
 per device (:data:`DEFAULT_KEEP_FLOAT32`; on CPUs the attention's key/value reductions too,
-whose bfloat16 oneDNN convolution moved a trained model's map by up to 0.9). Its deviation
-from ``exact`` is measured by ``python -m bench`` (:func:`deviation`,
+whose bfloat16 oneDNN convolution moved a trained model's map by up to 0.9). A caller's own
+``torch.autocast`` changes neither mode. Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`,
 :func:`deviation_quantiles`; bench/RESULTS.md).
 
 The exact and fast forwards call the model's layers piece by piece: forward hooks on
@@ -64,7 +64,7 @@ from trufor_lab.model.lean import (
     noiseprint_tiled,
 )
 from trufor_lab.model.noiseprint import Noiseprint
-from trufor_lab.model.precision import cpu_has_native_bf16, full_precision
+from trufor_lab.model.precision import autocast_off, cpu_has_native_bf16, full_precision
 from trufor_lab.model.segformer import OverlapPatchEmbed, SpatialReductionAttention
 from trufor_lab.model.trufor import MIN_TRUFOR_SIDE, TruFor, TruForOutput
 
@@ -409,6 +409,15 @@ def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iter
 
 
 def _fast(
+    model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None, use_lean: bool
+) -> TruForOutput:
+    # the mode's own precision only: a caller's torch.autocast (bfloat16 on a CPU) lowered the
+    # encoder without the parts kept float32 and the decoders too (map 1.7e-2 off)
+    with autocast_off():
+        return _fast_unwrapped(model, x, m, noiseprint, use_lean)
+
+
+def _fast_unwrapped(
     model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None, use_lean: bool
 ) -> TruForOutput:
     chunks = m.chunks

@@ -82,6 +82,14 @@ def ieee_float32(onednn: bool = True) -> Iterator[None]:
         stack.enter_context(_matmul_ieee())
         stack.enter_context(_cudnn_ieee())
         stack.enter_context(_onednn_ieee(mk.enabled and onednn))
+        stack.enter_context(autocast_off())
+        yield
+
+
+@contextlib.contextmanager
+def autocast_off() -> Iterator[None]:
+    """No autocast in the enclosed code, whatever a caller's ``torch.autocast`` asks (restored on exit)."""
+    with contextlib.ExitStack() as stack:
         for dev in ("cpu", "cuda"):
             if torch.is_autocast_enabled(dev):
                 stack.enter_context(torch.autocast(dev, enabled=False))
