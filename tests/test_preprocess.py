@@ -451,6 +451,28 @@ def test_a_text_bomb_before_the_pixels_does_not_keep_them_from_analysis(tmp_path
         assert got.notes[-1] == "PNG text metadata ignored: it inflates beyond the safe limit"
 
 
+def test_a_png_cut_just_before_its_closing_chunk_is_read_with_a_note(tmp_path):
+    """A PNG that lacks only IEND (every pixel there; browsers show it) was refused as
+    truncated; one cut inside a chunk, or missing whole data chunks, is still refused."""
+    buf = io.BytesIO()
+    a = _rgb(24, 40)
+    Image.fromarray(a).save(buf, "PNG")
+    data = buf.getvalue()
+    assert data[-8:-4] == b"IEND"
+    (tmp_path / "no_end.png").write_bytes(data[:-12])
+    for src in (tmp_path / "no_end.png", data[:-12]):
+        got = load_image(src)
+        assert np.array_equal(got.rgb, a)
+        assert got.notes == ("PNG ends without its closing IEND chunk (cut after the pixel data, which is complete)",)
+    (tmp_path / "cut_in_end.png").write_bytes(data[:-6])
+    with pytest.raises(ImageError, match=r"cut_in_end\.png: unreadable image"):
+        load_image(tmp_path / "cut_in_end.png")
+    idat = data.index(b"IDAT") - 4
+    (tmp_path / "no_data.png").write_bytes(data[:idat])  # header only: nothing to show
+    with pytest.raises(ImageError, match=r"no_data\.png: a PNG whose header or image data cannot be read"):
+        load_image(tmp_path / "no_data.png")
+
+
 def test_png_pixel_data_that_ends_early_is_refused_not_padded_black(tmp_path):
     """Image data that inflates to half the rows, every checksum valid: Pillow left the missing
     rows black and the image was analysed so. Interlaced (Adam7) sizes count right."""

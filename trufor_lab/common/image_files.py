@@ -30,6 +30,7 @@ __all__ = [
     "orientation_tag",
     "pixel_limit",
     "planar16_tiff",
+    "png_closed",
     "png_rows_missing",
     "png_without_text",
     "stored_pixels",
@@ -240,6 +241,28 @@ def png_without_text(data: bytes) -> bytes:
         pos = end
     out.append(data[pos:])  # a trailing fragment, for Pillow to judge
     return b"".join(out)
+
+
+#: A PNG's closing chunk: no data, its fixed checksum.
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def png_closed(data: bytes) -> bytes | None:
+    """A PNG that stops right after a whole chunk, its pixel data complete, but without the
+    closing IEND chunk (cut by a tool or a transfer: browsers show it, Pillow calls it
+    truncated), closed with one; ``None`` for anything else, which stays refused."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    pos, kinds = 8, set()
+    while pos < len(data):
+        end = pos + 12 + int.from_bytes(data[pos : pos + 4], "big")
+        if end > len(data) or data[pos + 4 : pos + 8] == b"IEND":
+            return None  # a chunk cut inside: truly truncated (or not missing its end)
+        kinds.add(data[pos + 4 : pos + 8])
+        pos = end
+    if not {b"IHDR", b"IDAT"} <= kinds or png_rows_missing(data):
+        return None
+    return data + _PNG_IEND
 
 
 def png_rows_missing(data: bytes) -> int:

@@ -54,6 +54,7 @@ from trufor_lab.common.image_files import (
     open_image,
     orientation_tag,
     planar16_tiff,
+    png_closed,
     png_rows_missing,
     png_without_text,
     undo_loader_turn,
@@ -262,16 +263,25 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
         src_file = path
     else:
         raise ImageError(f"{name}: not an image (expected a path, bytes, PIL image, array or tensor)")
-    try:
-        return _from_file(src if isinstance(src, bytes) else src_file, name, exif_transpose, max_pixels)
-    except ImageError as e:
-        if "MAX_TEXT_CHUNK" not in str(e):
-            raise
-    # a text chunk before the pixels inflates beyond Pillow's limit: a bomb in the metadata must
-    # not keep the pixels from being analysed (browsers show them); the text is left unread
-    data = src if isinstance(src, bytes) else Path(src_file).read_bytes()
-    loaded = _from_file(png_without_text(data), name, exif_transpose, max_pixels)
-    return replace(loaded, notes=(*loaded.notes, "PNG text metadata ignored: it inflates beyond the safe limit"))
+    data, mended = src if isinstance(src, bytes) else None, []
+    while True:
+        try:
+            loaded = _from_file(src_file if data is None else data, name, exif_transpose, max_pixels)
+            return replace(loaded, notes=(*loaded.notes, *mended)) if mended else loaded
+        except ImageError as e:
+            data = Path(src_file).read_bytes() if data is None else data
+            if "MAX_TEXT_CHUNK" in str(e) and _TEXT_BOMB not in mended:
+                # a text chunk before the pixels inflates beyond Pillow's limit: a bomb in the
+                # metadata must not keep the pixels from being analysed (browsers show them)
+                data, mended = png_without_text(data), [*mended, _TEXT_BOMB]
+            elif "file is truncated" in str(e) and _NO_IEND not in mended and (closed := png_closed(data)):
+                data, mended = closed, [*mended, _NO_IEND]
+            else:
+                raise
+
+
+_TEXT_BOMB = "PNG text metadata ignored: it inflates beyond the safe limit"
+_NO_IEND = "PNG ends without its closing IEND chunk (cut after the pixel data, which is complete)"
 
 
 def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: int) -> LoadedImage:
@@ -353,6 +363,8 @@ def _unrecognised(name: str) -> str:
         head = b""
     if head[:3] == b"\xff\xd8\xff":
         return "a JPEG that cannot be decoded here (damaged, or 12-bit, lossless or hierarchical coding?)"
+    if head == b"\x89PNG":
+        return "a PNG whose header or image data cannot be read (cut short or damaged?)"
     if head in (b"%!PS", b"\xc5\xd0\xd3\xc6"):
         return "a PostScript/EPS file, not read (decoding it would run Ghostscript)"
     if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
