@@ -324,6 +324,30 @@ def test_each_call_of_the_model_starts_a_fresh_record(tiny):
         cap["noiseprint"]
 
 
+def test_direct_calls_of_the_parts_never_mix_two_inputs_in_one_record(tiny):
+    """model(x) then model.forward_features(y, ...) kept x's decoder entries beside y's encoder
+    entries with `missing` empty; the parts of one forward called in turn add up."""
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    names = ["noiseprint", "rgb.stage1.out", "fusion.stage1.ffm", "decoder.anomaly.c4"]
+    with torch.no_grad(), capture(tiny, names) as ref:
+        tiny(y)
+    with torch.no_grad(), capture(tiny, names) as cap:
+        tiny(x)
+        assert cap.missing == []
+        tiny.forward_features(y, tiny.forward_noiseprint(y))
+        assert cap.missing == ["decoder.anomaly.c4"]
+        for n in names[:3]:
+            assert torch.equal(cap[n], ref[n]), n
+        feats = tiny.forward_features(x, tiny.forward_noiseprint(x))  # the parts in turn
+        tiny.forward_heads(feats, (32, 32))
+        assert cap.missing == []
+    with torch.no_grad(), capture(tiny, names) as whole:
+        tiny(x)
+    for n in names:
+        assert torch.equal(cap[n], whole[n]), n
+    assert _hook_count(tiny) == 0
+
+
 def test_grad_refuses_attention_maps(tiny):
     """Attention maps are recomputed beside the forward: with grad=True they never got a gradient,
     while the docstring promised captured tensors are part of the graph."""

@@ -5,7 +5,9 @@ Hooks fire only in the plain forward: while a capture is active it is registered
 intervention (:mod:`trufor_lab.model.interventions`), so the memory-lean forward is refused.
 A capture records what the network used: its hooks are moved behind any hook placed after it
 (an ablation's, a user's) at every call of the model, so replaced inputs and outputs are seen
-whatever the nesting order. Each call of the model starts a fresh record.
+whatever the nesting order. Each call of the model starts a fresh record; so does a direct call
+of a part (``model.backbone(...)``, ``model.forward_features(...)``) that would record an entry
+an earlier call already recorded, so a record never mixes two inputs.
 
 Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attention maps as
 ``(B, heads, Hq, Wq, Hk, Wk)``, with queries subsampled above ``max_elements``.
@@ -89,7 +91,10 @@ class Capture:
     their device, are part of the graph and ``retain_grad()``; ``to_cpu`` is ignored). Attention
     maps are recomputed beside the forward, not part of its graph: ``grad=True`` refuses them.
     Each call of the model starts afresh: after several calls inside the block, ``tensors``,
-    ``strides``, ``notes`` and ``missing`` describe the last one.
+    ``strides``, ``notes`` and ``missing`` describe the last one. Direct calls of its parts
+    (``forward_noiseprint``, ``forward_features``, ``forward_heads``, a submodule) add to the
+    record, unless one records an entry that an earlier call recorded: then only this call's
+    entries stay.
     """
 
     def __init__(
@@ -127,6 +132,9 @@ class Capture:
         self._marker = contextlib.ExitStack()
         self._pending_sync = False
         self._started = False
+        self._depth = 0  # nesting of calls of the model and of the parts that lead to a hook
+        self._call = 0  # which outermost call is running
+        self._made_in: dict[str, int] = {}  # entry -> the outermost call that recorded it
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "Capture":
@@ -143,8 +151,13 @@ class Capture:
                     self.model, "capture", lean_ok=False, why="layer capture hooks fire only in the plain forward"
                 )
             )
-            # every call of the model: a fresh record, and the hooks behind any placed since
+            # every call of the model: a fresh record, and the hooks behind any placed since;
+            # every outermost call of a part leading to a hook: a call of its own
             self._handles.append(self.model.register_forward_pre_hook(self._new_call))
+            for path in sorted({p for path, _ in groups for p in _ancestors(path)}):
+                mod = self.model.get_submodule(path)
+                self._handles.append(mod.register_forward_pre_hook(self._enter))
+                self._handles.append(mod.register_forward_hook(self._leave, always_call=True))
             for (path, kind), specs in groups.items():
                 mod = self._modules[path]
                 if kind == "pre":
@@ -164,10 +177,31 @@ class Capture:
         """Root pre-hook: forget the previous call, and move this capture's hooks to the end of
         their modules' hook lists, so that they run after an ablation's or a user's hook placed
         later (which may replace an input or an output) and record what the network used."""
-        self.clear()
+        if self._depth == 0:
+            self.clear()
         for hooks, key in self._placed:
             if key in hooks:
                 hooks[key] = hooks.pop(key)
+
+    def _enter(self, module: nn.Module, args: tuple) -> None:
+        if self._depth == 0:
+            self._call += 1
+        self._depth += 1
+
+    def _leave(self, module: nn.Module, args: tuple, out: Any) -> None:
+        self._depth = max(0, self._depth - 1)
+
+    def _begin(self, name: str) -> None:
+        """Before recording ``name``: if an earlier outermost call recorded it, this call is a
+        new input, and only what this call records stays."""
+        made = self._made_in.get(name)
+        if made is not None and made != self._call:
+            for old in [n for n, c in self._made_in.items() if c != self._call]:
+                del self._made_in[old]
+                self._tensors.pop(old, None)
+                self.strides.pop(old, None)
+                self.notes.pop(old, None)
+        self._made_in[name] = self._call
 
     def release(self) -> None:
         """Remove every hook (idempotent); recorded tensors stay available."""
@@ -225,6 +259,7 @@ class Capture:
         self._tensors.clear()
         self.strides.clear()
         self.notes.clear()
+        self._made_in.clear()
 
     def __repr__(self) -> str:
         state = "active" if self.active else "released"
@@ -260,6 +295,7 @@ class Capture:
     def _make_pre_hook(self, specs: list[LayerSpec]) -> Callable:
         def hook(module: nn.Module, args: tuple) -> None:
             for e in specs:
+                self._begin(e.name)
                 self._store(e.name, e.extract(args, None))
 
         return hook
@@ -268,6 +304,7 @@ class Capture:
         def hook(mod: nn.Module, args: tuple, out: Any) -> Any:
             new_out = None
             for e in specs:
+                self._begin(e.name)
                 if e.kind == "attention":  # never with grad=True (refused in __init__)
                     limit = self.max_elements or ATTENTION_MAX_ELEMENTS
                     with torch.no_grad():
@@ -291,6 +328,12 @@ class Capture:
             self._pending_sync = self._pending_sync or t.device.type == "cuda"
             t = t.to("cpu", non_blocking=True)
         self._tensors[name] = t
+
+
+def _ancestors(path: str) -> list[str]:
+    """A module path and the paths of the modules above it, the model itself (``""``) included."""
+    parts = path.split(".") if path else []
+    return ["".join(p + "." for p in parts[:k])[:-1] for k in range(len(parts) + 1)]
 
 
 def capture(
