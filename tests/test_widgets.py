@@ -251,6 +251,40 @@ def test_viewers_draw_grey_images_in_grey_and_nan_in_a_visible_colour(array_resu
     assert fig.axes[0].images[0].get_cmap().get_bad()[3] == 1
 
 
+def _magenta_pixels(fig, ax) -> int:
+    """Pixels drawn in BAD_COLOR (magenta) inside ``ax``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    x0, y0, x1, y1 = (int(round(v)) for v in ax.get_window_extent().extents)
+    h = rgba.shape[0]
+    box = rgba[h - y1 : h - y0, x0:x1, :3].astype(int)
+    return int(((box[..., 0] > 200) & (box[..., 1] < 60) & (box[..., 2] > 200)).sum())
+
+
+def test_nan_map_pixels_are_drawn_visibly_and_white_confidence_keeps_a_frame(array_result):
+    """The viewers drew NaN map pixels transparent (white, which reads as 0.5 on RdBu_r) while
+    plot_result drew them magenta; a confidence of 1 everywhere was a white panel on a white
+    page, with nothing to show where the picture was."""
+    heat = np.full((30, 40), 0.2, np.float32)
+    heat[10:20, 10:20] = np.nan
+    r = array_result(30, 40, map=heat, conf=np.ones((30, 40), np.float32))
+    fig = ResultViewer(r).render()
+    assert _magenta_pixels(fig, fig.axes[1]) > 0
+    fig = CompareViewer([r], panel="map").render()
+    assert _magenta_pixels(fig, fig.axes[0]) > 0
+    fig = ResultViewer(r, threshold=0.5).render()  # hidden pixels stay transparent
+    assert _magenta_pixels(fig, fig.axes[1]) > 0
+    fig = r.plot()
+    for ax in [a for a in fig.axes if a.get_title() in ("Confidence", "Localization map", "Image")]:
+        assert ax.axison and all(s.get_visible() for s in ax.spines.values()), ax.get_title()
+        assert ax.spines["top"].get_edgecolor()[:3] != (1.0, 1.0, 1.0)
+    conf_ax = ResultViewer(r).render().axes[2]
+    assert conf_ax.axison and not conf_ax.get_xticks().size
+
+
 def test_viewers_stride_large_pictures_down_alike(array_result):
     """A 48 MP result took 17 s and 6.5 GB to draw at full size; panels are now strided to 2048."""
     r = array_result(3000, 2500)

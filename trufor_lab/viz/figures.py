@@ -67,6 +67,50 @@ def map_cmap(name: str):
     return matplotlib.colormaps[name].with_extremes(bad=BAD_COLOR)
 
 
+def frame_panel(ax) -> None:
+    """No ticks or labels but a thin grey frame, so a panel whose values are drawn white (a
+    confidence of 1) still shows where the picture is."""
+    ax.set_axis_on()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("0.65")
+        spine.set_linewidth(0.8)
+
+
+def draw_map(
+    ax,
+    heat: np.ndarray,
+    hidden: np.ndarray | None = None,
+    *,
+    cmap: str = "RdBu_r",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    alpha: float | None = None,
+):
+    """``heat`` drawn with its ``hidden`` pixels transparent (below a threshold, low confidence)
+    and its NaN pixels in :data:`BAD_COLOR` (a masked array draws both alike: NaN looked like
+    'hidden', or like 0.5 on white); returns the AxesImage of the map (for a colorbar)."""
+    from matplotlib.colors import ListedColormap  # lazy: matplotlib takes about a second to import
+
+    heat = np.asarray(heat)
+    hidden = np.zeros(heat.shape, bool) if hidden is None else np.asarray(hidden, bool)
+    im = ax.imshow(
+        np.ma.masked_array(heat, hidden), cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha, interpolation="nearest"
+    )
+    bad = np.isnan(heat) & ~hidden
+    if bad.any():
+        ax.imshow(
+            np.ma.masked_array(np.ones(heat.shape), ~bad),
+            cmap=ListedColormap([BAD_COLOR]),
+            vmin=0,
+            vmax=1,
+            alpha=alpha,
+            interpolation="nearest",
+        )
+    return im
+
+
 def check_mask(result: "Result", mask: np.ndarray | None) -> None:
     """Refuse a ground-truth mask that is not on ``result``'s grid (every figure and viewer)."""
     if mask is not None and tuple(np.shape(mask)[:2]) != tuple(result.size):
@@ -114,7 +158,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
             if colorbar:
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=10, parse_math=False)
-        ax.set_axis_off()
+        frame_panel(ax)
     title = short_name(result.name)
     if result.label and result.label != result.name:  # e.g. an ablation of the same image
         title += f" [{result.label}]"
@@ -199,9 +243,7 @@ def draw_overlay(
         hidden = heat < threshold if threshold > 0 else np.zeros(heat.shape, bool)
         if conf is not None and conf_min > 0:
             hidden |= conf < conf_min
-        im = ax.imshow(
-            np.ma.masked_array(heat, hidden), cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity, interpolation="nearest"
-        )
+        im = draw_map(ax, heat, hidden, cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity)
     if mask is not None and min(np.shape(mask)) >= 2 and np.any(mask) and not np.all(mask):  # contour needs 2x2
         ax.contour(np.asarray(mask, float), levels=[0.5], colors="yellow", linewidths=1.0)
     ax.set_axis_off()

@@ -7,7 +7,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trufor_lab.viz.figures import crop_region, display_stride, draw_overlay, for_display, map_cmap, robust_limits
+from trufor_lab.viz.figures import (
+    crop_region,
+    display_stride,
+    draw_map,
+    draw_overlay,
+    for_display,
+    frame_panel,
+    map_cmap,
+    robust_limits,
+)
 from trufor_lab.widgets.display import Viewer, as_list, clip01, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
 
@@ -125,7 +134,7 @@ class CompareViewer(OverlayControls, Viewer):
                 hidden = heat < s["threshold"] if s["threshold"] > 0 else np.zeros(heat.shape, bool)
                 if conf is not None and s["conf_min"] > 0:
                     hidden |= conf < s["conf_min"]
-                ax.imshow(np.ma.masked_array(heat, hidden), cmap=s["cmap"], vmin=0, vmax=1, interpolation="nearest")
+                draw_map(ax, heat, hidden, cmap=s["cmap"])
             elif panel == "conf" and conf is None:
                 ax.text(0.5, 0.5, "no confidence map", ha="center", va="center", transform=ax.transAxes)
             elif panel == "conf":
@@ -135,7 +144,7 @@ class CompareViewer(OverlayControls, Viewer):
                 ax.imshow(crop(r.noiseprint), cmap=map_cmap("gray"), vmin=lo, vmax=hi, interpolation="nearest")
             score = f"\nscore {r.score:.3f}" if r.score is not None else ""
             ax.set_title(f"{label}{score}", fontsize=10, parse_math=False)
-            ax.set_axis_off()
+            frame_panel(ax)
         title = " / ".join(raw) if s["panel"] == "noiseprint" else s["panel"]
         fig.suptitle(title, fontsize=10, parse_math=False)
         return fig

@@ -12,8 +12,10 @@ from trufor_lab.viz.figures import (
     check_mask,
     crop_region,
     display_stride,
+    draw_map,
     draw_overlay,
     for_display,
+    frame_panel,
     map_cmap,
     robust_limits,
     show_image,
@@ -127,7 +129,7 @@ class ResultViewer(OverlayControls, Viewer):
             axes[0].set_title("Image", fontsize=10)
             axes[1].set_title(r.captures.get("shown", "Noiseprint++"), fontsize=10, parse_math=False)
             for ax in axes:
-                ax.set_axis_off()
+                frame_panel(ax)
         else:
             fig = new_figure((10, 3.6))
             axes = fig.subplots(1, 3, squeeze=False)[0]
@@ -144,10 +146,8 @@ class ResultViewer(OverlayControls, Viewer):
                 mask=crop_mask,
             )
             axes[0].set_title("Overlay", fontsize=10)
-            hidden = (conf < s["conf_min"]) if conf is not None and s["conf_min"] > 0 else False
-            im = axes[1].imshow(
-                np.ma.masked_array(heat, hidden), cmap=s["cmap"], vmin=0, vmax=1, interpolation="nearest"
-            )
+            hidden = (conf < s["conf_min"]) if conf is not None and s["conf_min"] > 0 else None
+            im = draw_map(axes[1], heat, hidden, cmap=s["cmap"])
             if s["threshold"] > 0 and min(heat.shape) >= 2:  # a contour needs 2x2 values
                 axes[1].contour(heat, levels=[s["threshold"]], colors="k", linewidths=0.8)
             fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
@@ -159,6 +159,6 @@ class ResultViewer(OverlayControls, Viewer):
                 fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02)
             axes[2].set_title("Confidence", fontsize=10)
             for ax in axes:
-                ax.set_axis_off()
+                frame_panel(ax)
         fig.suptitle(_title(r), fontsize=11, parse_math=False)
         return fig
