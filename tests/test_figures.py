@@ -222,6 +222,30 @@ def test_result_figure_calls_only_the_official_score_an_integrity_score(tampered
     assert "integrity score" not in dataclasses.replace(r, weights=None).plot()._suptitle.get_text()
 
 
+def test_a_figure_of_a_result_on_its_stored_grid_says_viewers_show_it_turned(array_result, tmp_path):
+    """A phone photo (EXIF orientation 6) was drawn on its stored, sideways grid with nothing in
+    the figure saying so (only summary() had the note); the viewer's title also left out whose
+    weights made the score. Turned as shown, the figure needs no word."""
+    import dataclasses
+
+    import trufor_lab as tl
+    from trufor_lab.widgets.result_viewer import ResultViewer
+
+    from PIL import Image
+
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+        tmp_path / "phone.jpg", exif=ex
+    )
+    r = tl.analyze(tl.load(device="cpu"), tmp_path / "phone.jpg")
+    for title in (r.plot()._suptitle.get_text(), ResultViewer(r).render()._suptitle.get_text()):
+        assert "viewers show it turned (EXIF orientation 6; see .as_shown())" in title, title
+        assert "(demo weights, not the official TruFor)" in title, title
+    assert "viewers show it turned" not in r.as_shown().plot()._suptitle.get_text()
+    assert "viewers show it turned" not in dataclasses.replace(r, exif_orientation=1).plot()._suptitle.get_text()
+
+
 def test_plot_result_without_confidence_has_no_confidence_panel(array_result):
     """conf=None drew a second overlay (the image) in the panel titled 'Confidence'."""
     fig = F.plot_result(array_result(32, 40, conf=None))

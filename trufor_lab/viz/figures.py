@@ -159,6 +159,14 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=10, parse_math=False)
         frame_panel(ax)
+    fig.suptitle(result_title(result), fontsize=11, parse_math=False)
+    return fig
+
+
+def result_title(result: "Result") -> str:
+    """A figure's title for a result: its name (and label), its score worded for the weights
+    that made it (the paper's "integrity score" for the verified official checkpoint only), and
+    a word when the pictures are the file's stored grid while viewers show it turned."""
     title = short_name(result.name)
     if result.label and result.label != result.name:  # e.g. an ablation of the same image
         title += f" [{result.label}]"
@@ -178,8 +186,10 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
         title += "  —  Noiseprint++ only (no TruFor checkpoint)"
     else:
         title += "  —  no global score"
-    fig.suptitle(title, fontsize=11, parse_math=False)
-    return fig
+    o = getattr(result, "exif_orientation", None)
+    if o not in (None, 1) and not getattr(result, "shown", False):
+        title += f"\nas stored: viewers show it turned (EXIF orientation {o}; see .as_shown())"
+    return title
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from trufor_lab.common.paths import short_name
 from trufor_lab.viz.figures import (
     check_mask,
     crop_region,
@@ -17,6 +16,7 @@ from trufor_lab.viz.figures import (
     for_display,
     frame_panel,
     map_cmap,
+    result_title,
     robust_limits,
     show_image,
 )
@@ -24,15 +24,6 @@ from trufor_lab.widgets.display import Viewer, as_list, clip01, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["ResultViewer"]
-
-
-def _title(result: Any) -> str:
-    t = short_name(result.name)
-    if getattr(result, "label", None):
-        t = f"{result.label}: {t}"
-    if result.score is not None:
-        t += f"  (score {result.score:.3f})"
-    return t
 
 
 class ResultViewer(OverlayControls, Viewer):
@@ -160,5 +151,5 @@ class ResultViewer(OverlayControls, Viewer):
             axes[2].set_title("Confidence", fontsize=10)
             for ax in axes:
                 frame_panel(ax)
-        fig.suptitle(_title(r), fontsize=11, parse_math=False)
+        fig.suptitle(result_title(r), fontsize=11, parse_math=False)
         return fig
