@@ -211,6 +211,30 @@ def test_ablation_study_table_and_results(recipe_model, img, ref, tmp_path):
     assert_pristine(recipe_model, ref)
 
 
+def test_study_heatmap_scales_say_what_the_numbers_are():
+    """The heatmap auto-scaled every metric: score changes of 0.000-0.026 filled the whole colour
+    range (+0.026 the brightest), a signed change had a one-way map with no zero, and white
+    labels vanished on the yellow cells."""
+    images, abl = ["a.png", "b.png"], ["baseline", "x", "y"]
+    delta = {"a.png": [0.0, 0.026, -0.01], "b.png": [0.0, 0.004, 0.012]}
+    rows = [
+        {"image": im, "ablation": ab, "score": 0.4 + d, "delta_score": d, "f1_best": 0.9 if ab == "x" else 0.1}
+        for im in images
+        for ab, d in zip(abl, delta[im])
+    ]
+    study = A.AblationStudy(rows, {ab: [] for ab in abl}, images)
+    for metric, clim, cmap in (("score", (0, 1), "viridis"), ("f1_best", (0, 1), "viridis")):
+        im = study.plot(metric).axes[0].images[0]
+        assert im.get_clim() == clim and im.get_cmap().name == cmap, metric
+    im = study.plot("delta_score").axes[0].images[0]
+    assert im.get_clim() == (-0.026, 0.026) and im.get_cmap().name == "RdBu_r"
+    ax = study.plot("f1_best").axes[0]
+    inks = {t.get_text(): t.get_color() for t in ax.texts}
+    assert inks["0.9"] == "k" and inks["0.1"] == "w"  # dark ink on the yellow cell, light on the purple
+    one = A.AblationStudy(rows[:3], {ab: [] for ab in abl}, images[:1])
+    assert one.plot("f1_best").axes[0].get_ylim() == (0, 1)
+
+
 def test_study_csv_round_trips_and_is_written_atomically(recipe_model, img, tmp_path, monkeypatch):
     import csv
     import io

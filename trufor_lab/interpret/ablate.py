@@ -157,10 +157,14 @@ class AblationStudy:
             ax.set_ylabel(metric)
             ax.set_title(self.images[0], fontsize=9, parse_math=False)
             ax.grid(axis="y", alpha=0.3)
+            if metric in _UNIT_RANGE:
+                ax.set_ylim(0, 1)
         else:
-            im = ax.imshow(vals, aspect="auto", cmap="viridis")
+            im = ax.imshow(vals, aspect="auto", **_heatmap_scale(metric, vals))
             for (i, j), v in np.ndenumerate(vals):
-                ax.text(j, i, fmt(float(v), 3), ha="center", va="center", fontsize=7, color="w")
+                r, g, b, _ = im.cmap(im.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+                ink = "k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "w"  # readable on its cell
+                ax.text(j, i, fmt(float(v), 3), ha="center", va="center", fontsize=7, color=ink)
             ax.set_xticks(np.arange(len(abl)))
             ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8)
             ax.set_yticks(np.arange(len(self.images)))
@@ -173,6 +177,23 @@ class AblationStudy:
         if not self.table:
             return "<b>ablation study</b>: no rows"
         return self.table._repr_html_()
+
+
+#: Table columns that lie in [0, 1]: drawn on that fixed scale (an auto scale made +0.026 look
+#: like the largest possible value).
+_UNIT_RANGE = {"score", "f1_best", "f1_fixed", "iou_fixed", "auc", "mean_conf", "map_mean", "map_change"}
+
+
+def _heatmap_scale(metric: str, vals: np.ndarray) -> dict:
+    """imshow arguments for an ablation heatmap of ``metric``: [0, 1] metrics on that scale,
+    signed ones (changes, MCC, logits) on a diverging map centred on zero."""
+    if metric in _UNIT_RANGE:
+        return dict(cmap="viridis", vmin=0.0, vmax=1.0)
+    if metric == "mcc_best":
+        return dict(cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+    finite = np.abs(vals[np.isfinite(vals)])
+    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    return dict(cmap="RdBu_r", vmin=-top, vmax=top)
 
 
 def _is_single_image(x: Any) -> bool:
