@@ -189,6 +189,43 @@ def test_outputs_computed_another_way_are_not_reused(first_run, recipe_model, tm
     assert again.n_reused == 1
 
 
+def test_an_evaluation_inside_an_ablation_is_never_reused_as_the_models(first_run, recipe_model, tmp_path):
+    """evaluate() inside `with ablate.rgb_only(model):` recorded its outputs as "exact float32":
+    the ablated run reused the model's outputs (and a later plain run the ablated ones), with
+    every row's score wrong and no word said. A user's hook cannot be named: never reused."""
+    import shutil
+
+    from trufor_lab.interpret import ablations as ab
+
+    ds, out, base, _ = first_run
+    one = Dataset(ds.name, ds.root, ds[:2], ds.convention)
+    out2 = tmp_path / "copy"
+    shutil.copytree(out, out2)
+    with ab.rgb_only(recipe_model) as abl:
+        ablated = evaluate(recipe_model, one, out2, progress=False)
+        truth_results = [abl.analyze(s.image_path) for s in one]
+    truth = [r.score for r in truth_results]
+    # what analyze ran, said (the baseline row of an ablation study differed from analyze() unsaid)
+    assert "ran the plain forward (rgb_only active): maps may differ from the exact path by ~1e-3" in (
+        truth_results[0].notes
+    )
+    assert ablated.n_computed == 2 and ablated.rows[0]["computed"] == "plain float32 under rgb_only"
+    assert [r["score"] for r in ablated.rows] == pytest.approx(truth, abs=1e-6)
+    assert [r["score"] for r in ablated.rows] != pytest.approx([r["score"] for r in base.rows[:2]], abs=1e-4)
+    with ab.rgb_only(recipe_model):
+        assert evaluate(recipe_model, one, out2, progress=False).n_reused == 2  # the same setting: reused
+    plain = evaluate(recipe_model, one, out2, progress=False)
+    assert plain.n_computed == 2 and plain.rows[0]["computed"] == "exact float32"
+    assert [r["score"] for r in plain.rows] == pytest.approx([r["score"] for r in base.rows[:2]], abs=1e-6)
+    h = recipe_model.detection.register_forward_hook(lambda m, i, o: o * 0)
+    try:
+        hooked = [evaluate(recipe_model, one, out2, progress=False) for _ in range(2)]
+    finally:
+        h.remove()
+    assert [ev.n_computed for ev in hooked] == [2, 2]
+    assert hooked[0].rows[0]["computed"].startswith("plain float32 under hooks on detection #")
+
+
 def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recipe_model, tmp_path):
     ds, out, ev, _ = first_run
     out2 = tmp_path / "out"

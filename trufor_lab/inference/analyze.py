@@ -21,7 +21,7 @@ from trufor_lab.inference.preprocess import ImageError, ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
 from trufor_lab.model.decoder import require_eval
-from trufor_lab.model.interventions import lean_blockers, plain_forward_required
+from trufor_lab.model.interventions import active_interventions, lean_blockers, plain_forward_required
 from trufor_lab.model.lean import free_memory_bytes
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.precision import ieee_float32
@@ -121,9 +121,20 @@ def analyze(
         else:  # hooks or interventions act on the modules: run every one of them, in IEEE
             with ieee_float32(onednn=True):  # float32 as predict does (no TF32 on CUDA)
                 out = model(x)
+            if known and x.dtype == torch.float32:  # exact folds BatchNorm: other roundings
+                notes = (
+                    *notes,
+                    f"ran the plain forward ({_acting(model)}): maps may differ from the exact path by ~1e-3",
+                )
     loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
     result = make_result(model, loaded, out, name=name, captures=captures)
     return result.as_shown() if exif_transpose else result
+
+
+def _acting(model: nn.Module) -> str:
+    """What made analyze run the plain forward: the active interventions by name, else hooks."""
+    names = [i.name for i in active_interventions(model)]
+    return f"{' + '.join(names)} active" if names else "a hook acts on the model"
 
 
 def _check_capture_options(capture: Sequence[str] | None, options: dict[str, Any]) -> None:

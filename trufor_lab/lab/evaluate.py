@@ -75,6 +75,7 @@ from trufor_lab.lab.eval_rows import (
     summary_line,
 )
 from trufor_lab.lab.metrics import localization_metrics, scored_regions
+from trufor_lab.model.interventions import intervention_label
 
 __all__ = ["Evaluation", "ROW_COLUMNS", "evaluate", "output_path"]
 
@@ -400,8 +401,9 @@ def evaluate(
     is known, only the image is checked) and was computed the same way (``computed``, recorded
     in each npz: default ``"exact float32"`` (or float64) for the built-in analysis, else the
     ``computed`` attribute of ``analyze_fn``, else ``"custom <its name> #<digest>"`` of its code,
-    arguments (a ``functools.partial``'s) and captured values, so that another ablation setting
-    written to the same folder is recomputed, never reused;
+    arguments (a ``functools.partial``'s) and captured values; and, under an ablation or a
+    hook on the model, its name added (``"plain float32 under rgb_only"``: the plain forward runs
+    then), so that another ablation setting written to the same folder is recomputed, never reused;
     :func:`~trufor_lab.inference.result.computed_label`);
     otherwise it is recomputed with a one-line note. A sample id that would write outside
     ``out_dir`` is refused with one line.
@@ -423,9 +425,14 @@ def evaluate(
             raise ValueError(
                 "evaluate needs a full TruFor model (this one is Noiseprint++ only: no localization map, no score)"
             )
-        analyze_fn = analyze
-        computed = computed or computed_label("exact", next(model.parameters()).dtype)
-    computed = computed or getattr(analyze_fn, "computed", None) or f"custom {callable_label(analyze_fn)}"
+    if not computed:
+        acting = intervention_label(model) if isinstance(model, nn.Module) else ""
+        if analyze_fn is None:  # what analyze runs: the exact path, or the plain forward under hooks
+            computed = computed_label("plain" if acting else "exact", next(model.parameters()).dtype)
+        else:
+            computed = getattr(analyze_fn, "computed", None) or f"custom {callable_label(analyze_fn)}"
+        computed += f" under {acting}" if acting else ""  # an ablation's outputs are not the model's
+    analyze_fn = analyze_fn or analyze
     repeated = dataset.repeated()
     if repeated:
         raise DatasetError(repeated)

@@ -14,6 +14,7 @@ a blocker too (:func:`foreign_hooks`): the lean forward calls modules' pieces, c
 from __future__ import annotations
 
 import contextlib
+import secrets
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "active_interventions",
     "foreign_hooks",
     "hook_keys",
+    "intervention_label",
     "lean_blockers",
     "plain_forward_required",
     "registered",
@@ -93,6 +95,26 @@ def foreign_hooks(model: nn.Module) -> list[str]:
         if keys - owned:
             names.append(name or "the model")
     return names
+
+
+def intervention_label(model: nn.Module) -> str:
+    """What acts on ``model`` now, for the record of how an output was computed: ``""`` when
+    nothing does; else the active interventions by name (``"rgb_only"``) and any other hook,
+    whose effect has no name: marked with a fresh token, so that such an output is never taken
+    for another run's."""
+    active = active_interventions(model)
+    owned = set().union(*(i.hooks for i in active))
+    others = [
+        name or "the model"
+        for name, mod in model.named_modules()
+        if {(id(mod), "forward", k) for k in mod._forward_hooks}
+        | {(id(mod), "pre", k) for k in mod._forward_pre_hooks} - owned
+    ]
+    parts = [i.name for i in active]
+    if others:
+        more = f" and {len(others) - 2} more" if len(others) > 2 else ""
+        parts.append(f"hooks on {', '.join(others[:2])}{more} #{secrets.token_hex(4)}")
+    return " + ".join(parts)
 
 
 def lean_blockers(model: nn.Module) -> list[Intervention]:
