@@ -591,3 +591,17 @@ def test_weights_storing_noiseprint_in_half_precision_say_so(recipe_state, share
     assert "stored in" not in str(
         tl.banner(tl.load_trufor(W.find_demo(), kind="demo"))
     )  # float16 model, float32 Noiseprint++
+
+
+def test_loading_weights_leaves_the_callers_random_numbers_alone():
+    """tl.load() and tl.load_noiseprint() drew PyTorch's initial values from the global RNG
+    before the weights replaced them: a seeded experiment gave other numbers once it loaded a
+    model (untrained() already restored it)."""
+    import trufor_lab as tl
+
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    for loader in (tl.load, tl.load_noiseprint):
+        torch.manual_seed(0)
+        loader(device="cpu")
+        assert torch.equal(torch.rand(3), want), loader.__name__

@@ -123,7 +123,8 @@ def load_trufor(
                 f"{path}: its 'config' entry does not build a TruFor ({' '.join(str(e).split())[:160]})"
             ) from None
         check_state_dict(skeleton, sd, str(path))
-    model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
+    with torch.random.fork_rng(devices=[]):  # the initial values are overwritten: the caller's RNG untouched
+        model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
     model.weights_info = _with_noiseprint_dtype(_describe_loaded(path, kind, before), sd, "dncnn.")
     return model.eval().to(device=dev)
@@ -139,7 +140,8 @@ def load_noiseprint(
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
         sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
-    net = Noiseprint().to(_dtype(precision))
+    with torch.random.fork_rng(devices=[]):  # the initial values are overwritten: the caller's RNG untouched
+        net = Noiseprint().to(_dtype(precision))
     strict_load(net, sd, str(p))
     net.weights_info = _with_noiseprint_dtype(_describe_loaded(p, "noiseprint", before), sd, "")
     return net.eval().to(device=dev)
