@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -644,3 +645,22 @@ def test_deep_and_layered_files_are_said_for_what_they_are(tmp_path):
     assert np.array_equal(got.rgb, rgb)
     assert got.notes[0] == "the merged image of a 2-layer PSD (layers not analysed one by one)", got.notes
     assert not any("frame" in n for n in got.notes)
+
+
+def test_a_file_that_cannot_be_opened_is_one_line_naming_it(tmp_path, monkeypatch):
+    """A file without read permission: the PNG-mending retry read it again outside any handler
+    (PermissionError traceback from `trufor-lab report`); now one line, the reason in words."""
+    import builtins
+
+    p = tmp_path / "locked.png"
+    Image.fromarray(_rgb(16, 16)).save(p)
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.fspath(file) == str(p):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    with pytest.raises(ImageError, match=r"locked\.png: cannot read \(Permission denied\)$"):
+        load_image(p)

@@ -390,6 +390,10 @@ def test_cli_report_pdf_named_output_keeps_the_html(tmp_path, images, monkeypatc
     assert main(["report", str(images[1]), "-o", str(out), "--device", "cpu", "--pdf", "-q", "--no-demo"]) == 0
     assert out.read_bytes()[:5] == b"%PDF-"
     assert "earlier.jpg" in (tmp_path / "case.html").read_text(encoding="utf-8")
+    # -o alone.pdf without --pdf wrote HTML into the .pdf (PDF viewers refuse it): a PDF now
+    alone = tmp_path / "alone.pdf"
+    assert main(["report", str(images[1]), "-o", str(alone), "--device", "cpu", "-q", "--no-demo"]) == 0
+    assert alone.read_bytes()[:5] == b"%PDF-" and (tmp_path / "alone.html").is_file()
     # a PDF that cannot be written is named as such (the error named the HTML, which was written)
     (tmp_path / "r.pdf").mkdir()
     capsys.readouterr()

@@ -30,7 +30,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "-o",
         "--output",
         required=True,
-        help="the HTML file to write (an existing file is replaced only if it is .html, .htm, .pdf or a report written here)",
+        help="the HTML file to write, or a .pdf (then the PDF, with the HTML beside it); an existing file is "
+        "replaced only if it is .html, .htm, .pdf or a report written here",
     )
     r.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     r.add_argument(
@@ -71,9 +72,10 @@ REPORT_SUFFIXES = (".html", ".htm", ".pdf")
 def _outputs(output: str, pdf: bool) -> list[tuple[Path, str]]:
     """The files to write: the HTML report, and with ``--pdf`` the PDF beside it. ``-o case.pdf
     --pdf`` (any letter case: ``Case.PDF`` and ``Case.pdf`` are one file on macOS and Windows)
-    puts the PDF there and the HTML beside it, never the HTML under the PDF's name."""
+    puts the PDF there and the HTML beside it, never the HTML under the PDF's name; so does
+    ``-o case.pdf`` alone (it wrote HTML into a file named .pdf, which PDF viewers refuse)."""
     out = Path(output)
-    if not pdf:
+    if not pdf and out.suffix.lower() != ".pdf":
         return [(out, "report")]
     if out.suffix.lower() == ".pdf":
         return [(out.with_suffix(".html"), "report"), (out, "PDF")]
@@ -126,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     except (ImageError, ValueError) as e:
         error(str(e))  # whole and escaped: a newline in the name must not cut off the reason
         return 1
+    except OSError as e:  # read by the provenance reader: removed or made unreadable meanwhile
+        error(f"{e.filename or args.image}: cannot read ({e.strerror or type(e).__name__})")
+        return 1
     try:
         full_model = W.select(args.weights, demo=not args.no_demo)[1] != "noiseprint"
     except WeightsError:
@@ -169,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         error(f"{html_path}: cannot write report ({e.strerror or first_line(e)})")
         return 1
     try:
-        pdf = save_pdf(pdf_path, result, provenance, comparison) if args.pdf else None
+        pdf = save_pdf(pdf_path, result, provenance, comparison) if len(outputs) == 2 else None
     except OSError as e:
         error(f"{pdf_path}: cannot write the PDF ({e.strerror or first_line(e)}); the HTML report is written: {out}")
         return 1

@@ -269,15 +269,26 @@ def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int 
             loaded = _from_file(src_file if data is None else data, name, exif_transpose, max_pixels)
             return replace(loaded, notes=(*loaded.notes, *mended)) if mended else loaded
         except ImageError as e:
-            data = Path(src_file).read_bytes() if data is None else data
-            if "MAX_TEXT_CHUNK" in str(e) and _TEXT_BOMB not in mended:
-                # a text chunk before the pixels inflates beyond Pillow's limit: a bomb in the
-                # metadata must not keep the pixels from being analysed (browsers show them)
+            # a text chunk before the pixels that inflates beyond Pillow's limit (a bomb in the
+            # metadata must not keep the pixels from being analysed: browsers show them), or a
+            # PNG cut just before its closing chunk: mended once each, everything else raised
+            bomb = "MAX_TEXT_CHUNK" in str(e) and _TEXT_BOMB not in mended
+            if not bomb and ("file is truncated" not in str(e) or _NO_IEND in mended):
+                raise
+            data = _file_bytes(src_file, name) if data is None else data
+            if bomb:
                 data, mended = png_without_text(data), [*mended, _TEXT_BOMB]
-            elif "file is truncated" in str(e) and _NO_IEND not in mended and (closed := png_closed(data)):
+            elif closed := png_closed(data):
                 data, mended = closed, [*mended, _NO_IEND]
             else:
                 raise
+
+
+def _file_bytes(path: str, name: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:  # removed or made unreadable since it was opened
+        raise ImageError(f"{name}: cannot read ({e.strerror or type(e).__name__})") from None
 
 
 _TEXT_BOMB = "PNG text metadata ignored: it inflates beyond the safe limit"
@@ -337,6 +348,8 @@ def _decoding(name: str, max_pixels: int) -> Iterator[list[str]]:
                 said.append(note)
     except ImageError:
         raise
+    except (PermissionError, FileNotFoundError) as e:  # the file, not its content
+        raise ImageError(f"{name}: cannot read ({e.strerror or type(e).__name__})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         n = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(n.group(1))} pixels" if n else "the image"
