@@ -522,6 +522,30 @@ def test_a_mask_suffix_without_a_masks_folder_reads_the_masks_among_the_images(t
         folder_dataset(d)  # no suffix at all: refused rather than three authentic images
 
 
+def test_folder_dataset_follows_linked_subfolders_and_says_what_it_cannot_read(tmp_path):
+    """eval dropped linked subfolders (Path.rglob does not follow them): a linked masks folder
+    made its fakes 'real' (AUC 0.5 instead of 1.0) and a linked images folder lost its images,
+    exit 0; a folder it cannot read vanished unsaid. The images side is noted, a masks folder
+    that hides masks refused (its fakes would be scored as real)."""
+    store = tmp_path / "elsewhere"
+    _img(store / "imgs/f2.png")
+    _mask(store / "masks/f2.png", SQUARE)
+    imgs, masks = tmp_path / "images", tmp_path / "masks"
+    _img(imgs / "f1.png")
+    _img(imgs / "r1.png")
+    _mask(masks / "f1.png", SQUARE)
+    (imgs / "linked").symlink_to(store / "imgs", target_is_directory=True)
+    (masks / "linked").symlink_to(store / "masks", target_is_directory=True)
+    (imgs / "loop").symlink_to(imgs, target_is_directory=True)  # searched once
+    ds = folder_dataset(imgs, masks)
+    assert [(s.id, s.label) for s in ds] == [("f1.png", 1), ("linked/f2.png", 1), ("r1.png", 0)]
+    (imgs / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    assert any("gone.png" in n for n in folder_dataset(imgs, masks).notes)
+    (masks / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(DatasetError, match=r"gone\.png: .*\(its masks would label their images real\)"):
+        folder_dataset(imgs, masks)
+
+
 def test_folder_dataset_searches_subfolders(tmp_path):
     """CASIA v2-style ``Au/`` and ``Tp/`` subfolders were dropped and masks in ``masks/<class>/``
     not found (every fake scored as real), without a word."""

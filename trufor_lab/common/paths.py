@@ -10,7 +10,7 @@ import glob
 import os
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 #: File suffixes taken as images when a folder is searched (a file named directly is always tried):
@@ -81,7 +81,14 @@ def _why_unreadable(e: OSError) -> str:
     return "permission denied" if e.errno in (errno.EACCES, errno.EPERM) else (e.strerror or str(e))
 
 
-def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list[Path], list[str]]:
+def find_images(
+    folder: str | os.PathLike,
+    recursive: bool = True,
+    *,
+    extensions: Iterable[str] = IMAGE_EXTENSIONS,
+    skip_hidden: bool = False,
+    skip: Path | None = None,
+) -> tuple[list[Path], list[str]]:
     """Image files in ``folder`` (sorted; recursive by default), and one line per thing that
     hides images: a folder that could not be read (no permission), a broken link with an image
     name. Either would otherwise leave images out unsaid.
@@ -89,8 +96,12 @@ def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list
     Links to folders are followed (a photo library on another disk, linked in); a folder reached
     twice (a link loop, two links to one place) is searched once. macOS's AppleDouble companions
     (``._photo.jpg``: metadata, not pixels, left on shared drives and in zips) are not images.
+    ``extensions``: the suffixes taken (lower case); ``skip_hidden``: names starting with a dot
+    left out, folders included; ``skip``: a folder inside ``folder`` (relative to it) left out.
     """
     problems: list[str] = []
+    exts = {e.lower() for e in extensions}
+    skipped = None if skip is None else os.path.normpath(os.path.join(folder, skip))
 
     def unreadable(e: OSError) -> None:
         problems.append(f"{e.filename or folder}: cannot read folder ({_why_unreadable(e)}); its images are left out")
@@ -105,9 +116,16 @@ def find_images(folder: str | os.PathLike, recursive: bool = True) -> tuple[list
         visited.add(here)
         # a real folder before a link to it, then by name: the first way to a folder names its
         # images, the same each run
-        dirs.sort(key=lambda d: (os.path.islink(os.path.join(top, d)), d))
+        dirs[:] = sorted(
+            (
+                d
+                for d in dirs
+                if not (skip_hidden and d.startswith(".")) and os.path.normpath(os.path.join(top, d)) != skipped
+            ),
+            key=lambda d: (os.path.islink(os.path.join(top, d)), d),
+        )
         for n in names:
-            if Path(n).suffix.lower() not in IMAGE_EXTENSIONS or n.startswith("._"):
+            if Path(n).suffix.lower() not in exts or n.startswith("._") or (skip_hidden and n.startswith(".")):
                 continue
             f = Path(top, n)
             if f.is_file():

@@ -32,7 +32,7 @@ from typing import overload
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from trufor_lab.common.paths import IMAGE_EXTENSIONS
+from trufor_lab.common.paths import IMAGE_EXTENSIONS, find_images
 from trufor_lab.common.image_files import open_image, pixel_limit, stored_pixels, stored_size
 
 __all__ = [
@@ -777,19 +777,17 @@ def folder_convention(name: str) -> tuple[MaskConvention, str | None]:
     )
 
 
-def _scan(base: Path, exts: set[str], skip: Path | None) -> list[Path]:
-    """Image files under ``base``, subfolders included; hidden names and ``skip`` (a folder
-    inside ``base``, relative to it) are left out."""
-    out = []
-    for p in base.rglob("*"):
-        rel = p.relative_to(base)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if skip is not None and rel.parts[: len(skip.parts)] == skip.parts:
-            continue
-        if p.suffix.lower() in exts and p.is_file():
-            out.append(p)
-    return sorted(out, key=lambda p: p.relative_to(base).as_posix())
+def _scan(base: Path, exts: set[str], skip: Path | None, notes: list[str] | None) -> list[Path]:
+    """Image files under ``base``, subfolders (and linked folders) included; hidden names and
+    ``skip`` (a folder inside ``base``, relative to it) are left out. What hides files (a folder
+    that cannot be read, a broken link) is added to ``notes``, or raised when ``notes`` is None
+    (a mask left out would label its fake as real)."""
+    files, problems = find_images(base, extensions=exts, skip_hidden=True, skip=skip)
+    if problems and notes is None:
+        raise DatasetError(f"{problems[0]} (its masks would label their images real)")
+    if notes is not None:
+        notes.extend(problems)
+    return sorted(files, key=lambda p: p.relative_to(base).as_posix())
 
 
 def _inside(inner: Path, outer: Path) -> Path | None:
@@ -842,7 +840,7 @@ def folder_dataset(
         masks_dir = images_dir
         notes.append(f"{images_dir}: a mask suffix and no masks folder: masks are the *{mask_suffix} files here")
     if masks_dir is None:
-        files = _scan(images_dir, exts, None)
+        files = _scan(images_dir, exts, None, notes)
         by_stem = {(p.parent, p.stem): p for p in files}
         for p in files:
             end = next((e for e in _MASK_LOOKALIKES if p.stem.endswith(e) and len(p.stem) > len(e)), "")
@@ -860,8 +858,8 @@ def folder_dataset(
     same_dir = masks_dir.resolve() == images_dir.resolve()
     if same_dir and not mask_suffix:
         raise DatasetError(f"{masks_dir}: masks in the images folder need a mask_suffix")
-    files = _scan(images_dir, exts, _inside(masks_dir, images_dir))
-    mask_files = _scan(masks_dir, exts, _inside(images_dir, masks_dir))
+    files = _scan(images_dir, exts, _inside(masks_dir, images_dir), notes)
+    mask_files = _scan(masks_dir, exts, _inside(images_dir, masks_dir), None)
     if same_dir:  # in one folder, a name ending with the suffix is a mask, never an image
         files = [p for p in files if not p.stem.endswith(mask_suffix)]
         mask_files = [p for p in mask_files if p.stem.endswith(mask_suffix)]
