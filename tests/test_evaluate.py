@@ -764,3 +764,23 @@ def test_a_nan_map_names_the_output_and_is_not_counted_as_a_mask_problem(tmp_pat
     assert (s["n_localized"], s["n_mask_unusable"], s["n_map_unusable"], s["n_failed"]) == (1, 0, 1, 1)
     line = ev.summary_lines()[0]
     assert "(1 fake(s) whose map holds NaN on scored pixels)" in line and "without a usable mask" not in line
+
+
+def test_two_images_that_would_write_one_output_are_both_refused(recipe_model, tmp_path):
+    """a/b.png and a\\b.png (a legal file name on Linux) wrote one npz: each run overwrote the
+    other's output and both rows pointed at the file left, exit 0. Refused as analyze refuses."""
+    from trufor_lab.lab.datasets import folder_dataset
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "clash"
+    (root / "a").mkdir(parents=True)
+    for name in ("a/b.png", "a\\b.png", "c.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / name)
+    fn = Counting()
+    ev = evaluate(recipe_model, folder_dataset(root), tmp_path / "out", progress=False, analyze_fn=fn)
+    assert fn.calls == ["c.png"]
+    bad = {r["id"]: r["error"] for r in ev.rows if r["status"] == "error"}
+    assert set(bad) == {"a/b.png", "a\\b.png"}
+    other = root / "a\\b.png"
+    assert bad["a/b.png"].endswith(f"would write the same output (clash/a/b.png.npz) as {other}; not analysed")
+    assert len(ev.failed) == 2 and not (tmp_path / "out" / "clash" / "a").exists()

@@ -53,7 +53,7 @@ from trufor_lab.common.callables import callable_label
 from trufor_lab.common.files import atomic_write_text, csv_uncell
 from trufor_lab.common.errors import escaped
 from trufor_lab.common.image_files import open_image, pixel_limit, stored_size
-from trufor_lab.common.paths import OutputPathError, safe_part
+from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import estimate_quality
@@ -236,6 +236,30 @@ def output_path(out_dir: str | os.PathLike, dataset: Dataset, sample: Sample) ->
     except ValueError:
         rel = sample.id
     return common_output_path(Path(out_dir) / safe_part(dataset.name), rel)
+
+
+def _output_paths(out_dir: str | os.PathLike, dataset: Dataset) -> dict[int, Path | str]:
+    """Each sample's npz (by ``id(sample)``), or why it has none: an id that leaves ``out_dir``,
+    or two samples that would write one file (``a/b.png`` and ``a\\b.png``; on case-insensitive
+    disks ``A.png`` and ``a.png``): both refused, as ``trufor-lab analyze`` refuses them (they
+    overwrote each other's output, and both rows pointed at the one left)."""
+    out: dict[int, Path | str] = {}
+    by_key: dict[str, list[tuple[Sample, str]]] = {}
+    for sample in dataset:
+        try:
+            npz = output_path(out_dir, dataset, sample)
+        except OutputPathError as e:
+            out[id(sample)] = f"{sample.image_path}: {e}"
+            continue
+        out[id(sample)] = npz
+        key = npz.relative_to(out_dir).as_posix()
+        by_key.setdefault(clash_key(key), []).append((sample, key))
+    for group in by_key.values():
+        for sample, key in group if len(group) > 1 else ():
+            others = [(o, k) for o, k in group if o is not sample]
+            names = ", ".join(str(o.image_path) for o, _ in others)
+            out[id(sample)] = f"{sample.image_path}: {clash_reason(key, others[0][1], names)}; not analysed"
+    return out
 
 
 def _read_npz(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -448,13 +472,12 @@ def evaluate(
         weights_sha256 = info.sha256 if info is not None and info.sha256 not in ("", "-") else None
     weights_digest = weights_sha256
     rows: list[dict[str, Any]] = []
+    targets = _output_paths(out_dir, dataset)
     for sample in tqdm(list(dataset), desc=f"eval {dataset.name}", unit="img", disable=not progress, file=sys.stderr):
-        try:
-            npz = output_path(out_dir, dataset, sample)
-        except OutputPathError as e:
-            msg = f"{sample.image_path}: {e}"
+        npz = targets[id(sample)]
+        if isinstance(npz, str):  # no output of its own: refused, the run goes on
             row = _base_row(dataset, sample, None)
-            row.update(status="error", error=msg)
+            row.update(status="error", error=npz)
             rows.append(row)
             continue
         try:
