@@ -448,6 +448,21 @@ def test_train_all_phases_and_bad_settings_are_one_line(tmp_path, capsys):
     assert "use another -o, or --restart" in err and "resume=False" not in err
 
 
+def test_train_starts_from_a_checkpoint_of_its_own_architecture(tmp_path, capsys):
+    """--model defaulted to b0, so `train --init weights/trufor_demo.pt` (another size) always
+    failed, and the error's advice ('leave model=None') had no command-line spelling."""
+    from trufor_lab.inference.weights import find_demo
+
+    base = ["train", "--phase", "confidence", "--init", str(find_demo()), "--steps", "1", "--crop", "64"]
+    assert main([*base, "--batch-size", "1", "-q", "-o", str(tmp_path / "demo")]) == 0
+    assert (tmp_path / "demo" / "last.pt").is_file()
+    assert main([*base, "--batch-size", "1", "-q", "--model", "b0", "-o", str(tmp_path / "b0")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        "its architecture differs from --model (leave --model out to take its own)"
+    )
+
+
 def test_distributed_and_casebook_refuse_bad_settings_in_one_line(tmp_path, capsys):
     assert main(["distributed-analyze", "--dataset", "NOPE", "--root", str(tmp_path), "-o", str(tmp_path / "d")]) == 2
     assert main(["casebook", "--port", "70000", "--no-browser"]) == 2

@@ -20,7 +20,13 @@ def run(args: Any) -> int:
         return _run(args)
     except (ValueError, OSError, RuntimeError, CheckpointError) as e:
         # the library's words for its options, as this command spells them
-        error(str(e).replace("use another out_dir, or resume=False", "use another -o, or --restart"))
+        error(
+            str(e)
+            .replace("use another out_dir, or resume=False", "use another -o, or --restart")
+            .replace(
+                "TrainConfig.model (leave model=None to take its own)", "--model (leave --model out to take its own)"
+            )
+        )
         if not existed:  # a run that failed before writing anything leaves no empty folder behind
             with contextlib.suppress(OSError):
                 os.rmdir(args.output)
@@ -28,7 +34,7 @@ def run(args: Any) -> int:
 
 
 def _run(args: Any) -> int:
-    model = {"b0": MIT_B0, "b2": MIT_B2}[args.model]
+    model = {"b0": MIT_B0, "b2": MIT_B2, None: None}[args.model]  # None: the checkpoint's own, else b0
     cfg = TrainConfig(
         phase="localization" if args.phase == "all" else args.phase,
         out_dir=args.output,
@@ -57,7 +63,12 @@ def register(subparsers: Any) -> None:
     t = subparsers.add_parser("train", help="train TruFor (a phase, or all three) on synthetic forgeries")
     t.add_argument("--phase", default="localization", choices=list(PHASES) + ["all"])
     t.add_argument("-o", "--output", required=True, help="run folder (checkpoints, log.jsonl)")
-    t.add_argument("--model", default="b0", choices=["b0", "b2"], help="architecture size (b2 = official)")
+    t.add_argument(
+        "--model",
+        default=None,
+        choices=["b0", "b2"],
+        help="architecture size (b2 = official; default: that of --init or of the run resumed, else b0)",
+    )
     t.add_argument("--init", default=None, help="checkpoint to start from (previous phase)")
     t.add_argument("--images", default=None, help="folder of pristine images (default: built-in)")
     t.add_argument("--steps", type=int, default=1000)
