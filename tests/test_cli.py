@@ -180,6 +180,9 @@ def test_without_checkpoint_and_demo_the_main_job_gives_noiseprint_and_says_why(
     d = np.load(out / "tampered2.png.npz")
     made = set(RECORD_KEYS)
     assert set(d.files) - made == {"imgsize", "np++"}
+    # the rerun reuses them, and said they were made with demo weights (it looked up the demo)
+    assert main(["analyze", str(shared_dir / "images" / "tampered2.png"), "-o", str(out), "-q", "--no-demo"]) == 0
+    assert "demo" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("module", ["trufor_lab", "trufor_lab.cli"])  # `python -m trufor_lab` had no __main__

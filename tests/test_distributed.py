@@ -205,6 +205,11 @@ def test_the_totals_line_counts_unreadable_inputs_as_failed(tmp_path, tampered2,
     cap = capsys.readouterr()
     assert "broken.png" in cap.err and "missing.png" in cap.err
     assert "1 analyzed, 0 skipped (output exists), 2 failed" in cap.out, (cap.out, cap.err)
+    (broken,) = [ln for ln in cap.err.splitlines() if "broken.png" in ln]
+    assert broken.count("broken.png") == 1, broken  # 'error: in/broken.png: in/broken.png: ...'
+    # INPUT and --dataset together: the list won and INPUT was dropped, unsaid, exit 0
+    assert main([str(src), "--dataset", str(src), "--root", str(src), "-o", str(tmp_path / "o2")]) == 2
+    assert capsys.readouterr().err.strip() == "error: give INPUT paths or --dataset, not both"
 
 
 def test_an_existing_file_as_output_is_refused_before_any_image_is_analyzed(tmp_path, tampered2, monkeypatch, capsys):

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         todo.append((path, out, digest))
     done = 0
     if skipped and not todo:  # no model loads to say what the reused numbers were made with
-        weights_note(args.weights)
+        weights_note(args.weights, demo=not args.no_demo)
     if todo:
         try:
             model = load(args.weights, device=args.device, precision=args.precision, demo=not args.no_demo)

@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dataset and args.inputs:  # the list would win and INPUT be dropped unsaid
+        error("give INPUT paths or --dataset, not both")
+        return 2
     if args.dataset:
         if not args.root:
             print("error: --dataset needs --root", file=sys.stderr)
@@ -80,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     for name, why in summary.get("recomputed", []):
         note(f"{name}: {why}; recomputed")
     for r in summary["ranks"]:
-        for name, msg in r["failed"]:
-            error(f"{name}: {msg}")
+        for _, msg in r["failed"]:  # each message names its file (input, or the output in the way)
+            error(msg)
         if not args.quiet:
             print(
                 f"rank {r['rank']} ({r['device']}): {len(r['written'])} written, {len(r['skipped'])} skipped, "

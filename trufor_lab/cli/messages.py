@@ -62,11 +62,12 @@ def note(msg: object) -> None:
     print(f"note: {printable(msg)}", file=sys.stderr)
 
 
-def weights_note(weights: str | None) -> None:
+def weights_note(weights: str | None, demo: bool = True) -> None:
     """The caveat a loaded demo or unverified model prints, for results whose model was not
-    loaded here (outputs reused, or made by other ranks): numbers never go out bare."""
+    loaded here (outputs reused, or made by other ranks): numbers never go out bare. ``demo``
+    as the command's ``--no-demo`` says (the weights its load would pick)."""
     try:
-        info = describe(*select(weights))
+        info = describe(*select(weights, demo=demo))
     except (WeightsError, OSError):
         return
     if info.kind == "demo" or not info.verified:

@@ -235,13 +235,14 @@ def _run_share(
                         computed=computed,
                     )
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
-                    report["failed"].append([name, str(e).splitlines()[0][:300] if str(e) else type(e).__name__])
+                    why = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+                    report["failed"].append([name, why if why.startswith(str(path)) else f"{path}: {why}"])
                     continue
                 report["written"].append(name)
     except Exception as e:  # noqa: BLE001 - reported so that every rank still reaches the gather
         report["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         done = {*report["written"], *report["skipped"], *(n for n, _ in report["failed"])}
-        report["failed"] += [[n, f"not analyzed: {report['error']}"] for n in report["assigned"] if n not in done]
+        report["failed"] += [[n, f"{n}: not analyzed: {report['error']}"] for n in report["assigned"] if n not in done]
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
 
