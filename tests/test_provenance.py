@@ -212,6 +212,23 @@ def test_matching_exif_thumbnail() -> None:
     assert p.problems == []
 
 
+@pytest.mark.parametrize("dark", [0.15, 0.3, 0.45])
+def test_a_dark_part_of_the_picture_is_not_taken_for_a_letterbox_bar(dark) -> None:
+    """A photo whose top is night sky (grey levels under 16), with a thumbnail that is an exact
+    downscale of it: the dark rows were trimmed as letterbox bars, and the report warned that
+    the image was cropped or edited without updating its thumbnail."""
+    main = _pattern(640, 480).astype(np.float32)
+    main[: int(480 * dark)] *= 0.06
+    main = main.clip(0, 255).astype(np.uint8)
+    thumb = Image.fromarray(main)
+    thumb.thumbnail((160, 120))
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=90)
+    p = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(buf.getvalue())))
+    assert p.thumbnail_size == (160, 120) and not p.thumbnail_aspect_mismatch
+    assert not p.thumbnail_mismatch and "thumbnail" not in _codes(p), p.thumbnail_correlation
+
+
 def test_mismatching_exif_thumbnail_content_and_aspect() -> None:
     main = _pattern(480, 320)
     edited = main.copy()[::-1, ::-1]  # same aspect, different content

@@ -39,8 +39,10 @@ class ThumbnailComparison:
     mismatch: bool
 
 
-def trim_borders(a: np.ndarray) -> np.ndarray:
-    """Drop near-black letterbox bars (cameras pad 3:2 thumbnails into 160×120)."""
+def trim_borders(a: np.ndarray, aspect: float | None = None) -> np.ndarray:
+    """Drop near-black letterbox bars (cameras pad 3:2 thumbnails into 160×120). With the main
+    image's ``aspect`` (width / height), only a trim that brings the thumbnail closer to it is
+    kept: a dark part of the picture itself (a night sky) is not a bar."""
 
     def dark(v: np.ndarray) -> np.ndarray:
         return v < 20
@@ -57,6 +59,10 @@ def trim_borders(a: np.ndarray) -> np.ndarray:
         c1 -= 1
     if (r1 - r0) < a.shape[0] // 2 or (c1 - c0) < a.shape[1] // 2:
         return a  # mostly dark: do not trust the trimming
+    if aspect is not None:
+        before = abs(math.log((a.shape[1] / a.shape[0]) / aspect))
+        if abs(math.log(((c1 - c0) / (r1 - r0)) / aspect)) >= before:
+            return a  # the dark rows or columns are the picture's: the thumbnail was whole
     return a[r0:r1, c0:c1]
 
 
@@ -75,7 +81,7 @@ def _noise(a: np.ndarray, smooth: np.ndarray) -> float:
 
 def compare_thumbnail(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int, int]) -> ThumbnailComparison:
     """Compare a grey thumbnail with the grey (possibly already downscaled) main image."""
-    t = trim_borders(thumb)
+    t = trim_borders(thumb, main_size[0] / main_size[1])
     th, tw = t.shape
     aspect = abs(math.log((tw / th) / (main_size[0] / main_size[1]))) > math.log(1.08)
     # the coarser of the two grids (at most 64): the main image may come decoded at 1/8 scale
