@@ -417,6 +417,13 @@ def test_a_demo_report_never_calls_its_numbers_probabilities_or_evidence():
         assert phrase not in doc, phrase
     assert "score (this model&#x27;s output)" in doc and "red: flagged by this model" in doc
     assert "not evidence either way" in doc and "file checksum verified" in doc
+    # its 'How to read this' said that without the official checkpoint only Noiseprint++ is
+    # shown (the same report showed the demo map and score) and spoke of 'traces of editing'
+    assert "only Noiseprint++ is shown" not in doc and "traces of editing" not in doc
+    assert "they cannot judge a real photo" in doc and "shows what this model flags" in doc
+    np_only = dataclasses.replace(r, map=None, conf=None, score=None)
+    said = build_report(np_only)
+    assert "only Noiseprint++ is shown" in said and "they cannot judge a real photo" not in said
 
 
 def test_thousands_of_metadata_rows_are_capped(tmp_path):

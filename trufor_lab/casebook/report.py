@@ -146,14 +146,25 @@ def official_weights(result: "Result") -> bool:
 
 
 def caveats(result: "Result") -> list[str]:
-    """The 'How to read this' list, worded for the weights that made ``result``."""
+    """The 'How to read this' list, worded for the weights that made ``result``: the paper's
+    meaning for the verified official checkpoint only; what other weights flag is described,
+    never called evidence; and what a Noiseprint++-only result can and cannot show."""
+    common = [_RELIABILITY, _METADATA, _METHOD]
+    if result.map is None:
+        return [_NOISEPRINT_ONLY, *common]
     if official_weights(result):
-        return _CAVEATS
+        return [_EVIDENCE, _MAPS, *common]
+    info = result.weights
     first = (
         "These weights are not the verified official TruFor model: the score is this model's "
         "output, not a probability that the image was manipulated, and not evidence either way."
     )
-    return [first, *_CAVEATS[1:]]
+    maps = (
+        "The localization map shows what this model flags; the confidence map, where this model "
+        "trusts its own map. Where confidence is low, ignore the map."
+    )
+    demo = info is not None and info.kind == "demo"
+    return [first, maps, *([_DEMO] if demo else []), *common]
 
 
 def numbers_rows(result: "Result") -> list[tuple[str, str]]:
@@ -295,20 +306,35 @@ h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.2em;border-bottom:1px solid
 }
 """
 
-_CAVEATS = [
+_EVIDENCE = (
     "A score is evidence, not proof. TruFor estimates a probability; it makes mistakes in both "
-    "directions. Use it with other checks (reverse image search, sources, witnesses).",
+    "directions. Use it with other checks (reverse image search, sources, witnesses)."
+)
+_MAPS = (
     "The localization map says where the model sees traces of editing; the confidence map says "
-    "where that map can be trusted. Where confidence is low, ignore the map.",
+    "where that map can be trusted. Where confidence is low, ignore the map."
+)
+_RELIABILITY = (
     "What lowers reliability: heavy or repeated recompression (social networks, messengers), "
-    "resizing, very small edits, screenshots and photos of screens, very small images.",
+    "resizing, very small edits, screenshots and photos of screens, very small images."
+)
+_METADATA = (
     "Metadata (EXIF, software, dates) is easy to remove or forge; most social networks strip it, "
-    "so its absence alone means little.",
-    "Demo weights are not the official model: their results are illustrations only. Without the "
-    "official checkpoint only Noiseprint++ is shown, with no localization and no score.",
+    "so its absence alone means little."
+)
+_DEMO = (
+    "Demo weights: a small model trained by trufor_lab, not the official TruFor. Its map and "
+    "score show how the tool works; they cannot judge a real photo. For real analyses install "
+    "the official checkpoint (trufor-lab weights download)."
+)
+_NOISEPRINT_ONLY = (
+    "Without a TruFor checkpoint only Noiseprint++ is shown, with no localization map and no "
+    "score: regions whose Noiseprint++ looks different are a clue to look closer, not a finding."
+)
+_METHOD = (
     "Method: F. Guillaro et al., TruFor: Leveraging all-round clues for trustworthy image forgery "
-    "detection and localization, CVPR 2023 (https://grip-unina.github.io/TruFor/).",
-]
+    "detection and localization, CVPR 2023 (https://grip-unina.github.io/TruFor/)."
+)
 
 
 def build_report(
