@@ -125,6 +125,30 @@ def test_gps_coordinates_hidden_unless_asked() -> None:
     assert ("GPS", "GPSLatitudeRef", "N") in p.rows(show_gps=True)
 
 
+@pytest.mark.parametrize(
+    "tiff",
+    [
+        b"II*\x00" + struct.pack("<I", 0xFFFFFFF0),  # IFD0 far past the end
+        b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x010F, 2, 0x7FFFFFFF, 100) + b"\0" * 4,
+        b"XX*\x00" + b"\0" * 12,  # no TIFF header
+    ],
+    ids=["offset", "huge-count", "header"],
+)
+def test_a_damaged_exif_block_is_not_reported_as_stripped(tiff) -> None:
+    """A damaged EXIF block read 'EXIF present: no' and 'no EXIF metadata ... never there or
+    has been stripped', while the Problems said the block is there: a damaged block points to a
+    tool or a hand edit, not to a platform's stripping."""
+    jpg = _save(_pattern(120, 80), quality=90)
+    app1 = b"Exif\x00\x00" + tiff
+    data = jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpg[2:]
+    p = read_provenance(data)
+    assert p.exif_unreadable and not p.exif_present
+    codes = _codes(p)
+    assert "exif_damaged" in codes and "no_exif" not in codes
+    assert ("EXIF", "present", "a block is there, unreadable") in p.rows()
+    assert not read_provenance(jpg).exif_unreadable
+
+
 def test_jpeg_without_metadata() -> None:
     data = _save(_pattern(200, 150), quality=75)
     p = read_provenance(data)

@@ -159,6 +159,7 @@ class Provenance:
     sha256: str | None = None
     # EXIF
     exif_present: bool = False
+    exif_unreadable: bool = False  # an EXIF block is there but none of it could be read
     make: str | None = None
     model: str | None = None
     software: str | None = None
@@ -239,7 +240,7 @@ class Provenance:
             add("File", "frames", self.frames)
         add("File", "file size (bytes)", self.file_size)
         add("File", "sha256", self.sha256)
-        add("EXIF", "present", self.exif_present)
+        add("EXIF", "present", "a block is there, unreadable" if self.exif_unreadable else self.exif_present)
         for f in (
             "make",
             "model",
@@ -572,6 +573,7 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         tiff = _strip_exif_header(bytes(raw))
         if tiff[:4] not in _TIFF_HEADS:
             p.problems.append("EXIF block is malformed (no valid TIFF header); ignored")
+            p.exif_unreadable = True
             return None
     base: dict[int, Any] = {}
     sub: dict[int, Any] = {}
@@ -590,9 +592,11 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         p.problems.extend(f"EXIF: {w.message}" for w in ws if str(w.message) not in seen)
     except jpeg.PARSE_ERRORS as e:
         p.problems.append(f"EXIF block could not be parsed ({type(e).__name__}: {e})")
+        p.exif_unreadable = raw is not None
         return None
     if raw is not None and not (base or sub or gps):
         p.problems.append("EXIF block present but holds no readable tags")
+        p.exif_unreadable = True
     # a TIFF's own structure (size, strips, compression) is no camera or editing metadata
     p.exif_present = bool(set(base) - metadata.TIFF_STRUCTURE_TAGS or sub or gps)
 
@@ -767,7 +771,15 @@ def _signs(p: Provenance) -> list[Sign]:
             "read metadata; its pixels are analysed as usual",
         )
     other_metadata = p.png_text or p.icc_profile_present or p.xmp_present or p.comment
-    if not p.exif_present:
+    if p.exif_unreadable:  # not stripped: damaged, cut short or written by hand
+        add(
+            "exif_damaged",
+            "notice",
+            "an EXIF block is present but none of it can be read",
+            "cameras and editors write readable EXIF; a damaged block comes from a tool or a "
+            "transfer that broke it, or from editing the metadata by hand",
+        )
+    elif not p.exif_present:
         if p.format in _JPEG_FORMATS:
             add(
                 "no_exif",
