@@ -387,8 +387,12 @@ def estimate_from_header(hdr: JpegHeader | None) -> QualityEstimate | None:
     def table_err(kind: int, t: np.ndarray) -> np.ndarray:
         return np.abs(cand[:, :, kind] - t.astype(np.int64)).mean(axis=(2, 3))  # (fb, q)
 
-    def nearest(e: np.ndarray) -> int:
-        return int(np.unravel_index(int(np.argmin(e)), e.shape)[1]) + 1
+    def nearest(e: np.ndarray, prefer: int | None = None) -> int:
+        """The quality whose table is nearest; among equally near ones ``prefer`` if it is one
+        (at qualities 1-3 every chroma value clips to 255: one table for three qualities)."""
+        if prefer is not None and e[:, prefer - 1].min() == e.min():
+            return prefer
+        return int(np.unravel_index(int(np.argmin(e)), e.shape)[1]) + 1  # rows: baseline-clamped first
 
     err_l = table_err(0, luma)
     err_cs = [table_err(1, t) for t in chromas]  # every chroma table a component uses (Cb and Cr)
@@ -402,7 +406,7 @@ def estimate_from_header(hdr: JpegHeader | None) -> QualityEstimate | None:
         error=round(e, 4),
         standard=all(bool(x.min() == 0) for x in (err_l, *err_cs)),
         luma_quality=ql,
-        chroma_quality=min(nearest(x) for x in err_cs) if err_cs else None,
+        chroma_quality=min(nearest(x, prefer=ql) for x in err_cs) if err_cs else None,
         n_tables=len(hdr.qtables),
     )
 
