@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -585,3 +587,14 @@ def test_options_the_methods_document_as_defaults_are_accepted(small):
     data = jpeg_bytes(small, 85)
     assert detect(data, "ela", quality=None, subsampling=None).label == "classic:ela"
     assert detect(data, "jpeg_ghost", qualities=np.arange(50, 100, 10)).label == "classic:jpeg_ghost"
+
+
+def test_an_unreadable_file_is_named_by_its_path_not_as_bytes(tmp_path):
+    """read_source read the file's bytes first, so a truncated JPEG's error said '<bytes>: ...'
+    (the casebook's Classic tab hid it by loading the image first)."""
+    from trufor_lab.inference.preprocess import ImageError
+
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(jpeg_bytes(np.full((64, 64, 3), 120, np.uint8), 90)[:300])
+    with pytest.raises(ImageError, match=rf"^{re.escape(str(path))}: unreadable image"):
+        detect(path, "ela")

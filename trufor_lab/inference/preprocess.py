@@ -227,13 +227,17 @@ def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
     raise ImageError(f"{name}: unsupported array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
 
 
-def load_image(src: ImageLike, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+def load_image(
+    src: ImageLike, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS, name: str | None = None
+) -> LoadedImage:
     """Read ``src`` (path, bytes, PIL image, numpy array or uint8 tensor) into a :class:`LoadedImage`:
     RGB uint8 pixels in ``.rgb``, with the name, EXIF orientation and notes on how it was read.
+    ``name``: what messages and the result call it (default: the path, else ``<bytes>``, ...;
+    e.g. the file's path when its bytes were read first).
 
     Float tensors are not images but model inputs: pass them to the model directly.
     """
-    name = _name_of(src)
+    name = _name_of(src) if name is None else name
     if isinstance(src, torch.Tensor):
         if src.dtype != torch.uint8:
             raise ImageError(f"{name}: only uint8 tensors are images; float tensors (RGB / 256) go to the model")

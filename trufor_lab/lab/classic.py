@@ -134,8 +134,9 @@ def read_source(image: ImageLike | Source) -> Source:
     data = _bytes_of(image)
     # a PIL image's pixels are the object's (it may have been edited since it was opened); its
     # file, when there is one, gives the quantization tables only
-    loaded = load_image(image if isinstance(image, Image.Image) or data is None else data)
-    name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else loaded.name
+    path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+    loaded = load_image(image if isinstance(image, Image.Image) or data is None else data, name=path)
+    name = path or loaded.name
     qtable = quality = sampling = None
     notes = list(loaded.notes)
     src: Any = data if data is not None else (image if isinstance(image, Image.Image) else None)
