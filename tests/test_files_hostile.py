@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 from datetime import datetime, timezone
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -85,3 +88,42 @@ def test_library_errors_are_one_line_whatever_the_file_name(tmp_path):
         text = str(e.value)
         assert "\n" not in text and "\x1b" not in text, text
         assert "viral\\nphoto\\x1b[2J.png" in text, text
+
+
+def test_pillows_own_log_lines_stay_off_the_terminal(tmp_path):
+    """A TIFF declaring 2048 samples a pixel printed Pillow's 'More samples per pixel than can
+    be decoded: 2048' (a log line naming no file) before the one-line error."""
+    import io
+    import struct
+
+    from trufor_lab.forensics.provenance import read_provenance
+    from trufor_lab.inference.preprocess import ImageError, load_image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, "TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for k in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 277:  # SamplesPerPixel
+            struct.pack_into("<H", data, entry + 8, 2048)
+    path = tmp_path / "spp.tif"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="2048 samples per pixel"):
+        load_image(path)
+    with pytest.raises(ValueError, match="spp.tif"):
+        read_provenance(path)
+    # pytest's log capture hides the line here: a program that configured no logging
+    code = (
+        "import sys\n"
+        "from trufor_lab.inference.preprocess import load_image\n"
+        "from trufor_lab.forensics.provenance import read_provenance\n"
+        "for read in (load_image, read_provenance):\n"
+        "    try:\n"
+        "        read(sys.argv[1])\n"
+        "    except ValueError as e:\n"
+        "        print(e)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.stdout.count("spp.tif") == 2

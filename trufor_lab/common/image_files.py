@@ -10,6 +10,7 @@ mapping) and turned back.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -28,6 +29,7 @@ __all__ = [
     "load_stored",
     "open_image",
     "orientation_tag",
+    "pil_log_unprinted",
     "pixel_limit",
     "planar16_tiff",
     "png_closed",
@@ -88,16 +90,35 @@ def image_formats() -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in Image.OPEN)
 
 
+class _Unprinted(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        pass
+
+
+@contextmanager
+def pil_log_unprinted() -> Iterator[None]:
+    """Pillow's own log lines (``More samples per pixel than can be decoded: 2048``) kept off
+    the terminal of a program that configured no logging, while a file is read: the reader says
+    what is wrong in one line naming the file. Configured handlers still get them."""
+    log, handler = logging.getLogger("PIL"), _Unprinted()
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+
+
 @contextmanager
 def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
     """``Image.open`` of :data:`FORMATS` only, through a file object (a path is opened here):
-    never memory-mapped."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as f, Image.open(f, formats=image_formats()) as im:
-            yield im
-    else:
-        with Image.open(source, formats=image_formats()) as im:
-            yield im
+    never memory-mapped; Pillow's log lines unprinted (:func:`pil_log_unprinted`)."""
+    with pil_log_unprinted():
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f, Image.open(f, formats=image_formats()) as im:
+                yield im
+        else:
+            with Image.open(source, formats=image_formats()) as im:
+                yield im
 
 
 def exif_orientation(im: Image.Image) -> Any:

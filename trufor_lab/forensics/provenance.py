@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from trufor_lab.common.image_files import planar16_tiff, png_without_text, stored_size
+from trufor_lab.common.image_files import pil_log_unprinted, planar16_tiff, png_without_text, stored_size
 from trufor_lab.forensics import jpeg, metadata
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
 from trufor_lab.forensics.thumbnail import compare_thumbnail
@@ -480,6 +480,11 @@ def read_provenance(source: Source) -> Provenance:
 
     Raises ``ValueError`` (one line naming the file) only when it is not a readable image.
     """
+    with pil_log_unprinted():  # the one-line error or a recorded problem says what is wrong
+        return _read_provenance(source)
+
+
+def _read_provenance(source: Source) -> Provenance:
     op = jpeg.open_source(source)
     im = op.image
     frame_problems: list[str] = []
