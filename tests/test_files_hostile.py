@@ -4,10 +4,9 @@ for a typed path that already name it."""
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
-
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
