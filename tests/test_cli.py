@@ -445,6 +445,13 @@ def test_train_all_phases_and_bad_settings_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and why in err[0], (extra, err)
         assert not (tmp_path / "bad").exists(), extra  # a failed run left an empty folder behind
+    taken = tmp_path / "notes.txt"  # '-o' an existing file: '[Errno 17] File exists: ...'
+    taken.write_text("mine")
+    assert main([*base, "-o", str(taken)]) == 2
+    assert (
+        capsys.readouterr().err.strip() == f"error: --output {taken} is an existing file, not a folder; give a folder"
+    )
+    assert taken.read_text() == "mine"
     # a run with other settings in the same folder: the command's own option names
     assert main([*base, "--lr", "5e-4", "-o", str(tmp_path / "all" / "localization")]) == 2
     err = capsys.readouterr().err

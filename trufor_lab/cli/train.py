@@ -8,13 +8,17 @@ import os
 import sys
 from typing import Any, Sequence
 
-from trufor_lab.cli.messages import error
+from trufor_lab.cli.messages import error, output_folder_problem
 from trufor_lab.model import MIT_B0, MIT_B2, CheckpointError
 from trufor_lab.training.loop import PHASES, TrainConfig, train, train_phases
 
 
 def run(args: Any) -> int:
     """Train; a bad setting, path or checkpoint is one line on stderr (exit 2), never a traceback."""
+    problem = output_folder_problem(args.output)
+    if problem is not None:  # '[Errno 17] File exists' said nothing of a file in the way
+        error(problem)
+        return 2
     existed = os.path.exists(args.output)
     try:
         return _run(args)
