@@ -324,6 +324,12 @@ def test_weights_download_into_an_unwritable_folder_is_one_line(tmp_path, capsys
     rc = main(["weights", "download", "--dir", str(blocker / "sub"), "-q"])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    rc = main(["weights", "download", "--dir", str(blocker), "-q"])  # was 'cannot write (File exists)'
+    assert (
+        rc == 1
+        and capsys.readouterr().err.strip()
+        == f"error: --dir {blocker} is an existing file, not a folder; give a folder"
+    )
 
 
 def test_weights_actions_that_take_no_file_refuse_one(capsys):

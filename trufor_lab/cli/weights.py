@@ -81,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return 1
     except OSError as e:  # e.g. the download folder is not writable, or the disk is full
-        error(f"{getattr(e, 'filename', None) or args.dir or W.weights_dir()}: cannot write ({e.strerror or e})")
+        where = getattr(e, "filename", None) or args.dir or W.weights_dir()
+        folder = args.dir or str(W.weights_dir())
+        if os.path.exists(folder) and not os.path.isdir(folder):  # 'cannot write (File exists)'
+            error(f"--dir {folder} is an existing file, not a folder; give a folder")
+        else:
+            error(f"{where}: cannot write ({e.strerror or e})")
         return 1
     return 0
 
