@@ -561,3 +561,19 @@ def test_report_refuses_an_image_too_small_for_the_network_before_loading_it(tmp
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert "strip.png: image is 5000x1; TruFor needs at least 29 pixels on each side" in line, line
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_pdf_says_what_the_html_comparison_section_says(array_result):
+    """The PDF left out B's reading, the difference numbers and the 'not reported' row of a
+    comparison: only the figure had them, B's score without 'this model's output'."""
+    from trufor_lab.casebook.compare import compare
+    from trufor_lab.casebook.report import comparison_rows, pdf_text, plain_reading
+
+    a = array_result(40, 48, name="viral.png")
+    b = dataclasses.replace(array_result(40, 48, name="earlier.jpg"), map=np.zeros((40, 48), np.float32), score=0.1)
+    comp = compare(a, b)
+    text = "\n".join(pdf_text(a, None, comp))
+    assert "Comparison with another version" in text
+    for k, v in comparison_rows(comp):
+        assert f"{k}: {v}" in text, (k, v)
+    assert " ".join(("B: " + plain_reading(b)).split()) in " ".join(text.split())

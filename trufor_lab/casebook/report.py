@@ -264,8 +264,9 @@ def provenance_section_html(provenance: "Provenance | None") -> str:
     return "".join(parts)
 
 
-def comparison_section_html(comparison: "Comparison", dpi: int = 100) -> str:
-    """Two versions side by side: alignment notes, difference numbers, both readings."""
+def comparison_rows(comparison: "Comparison") -> list[tuple[str, str]]:
+    """(quantity, value) rows of a comparison: the two versions, the alignment, the difference
+    (or why it is not reported). The HTML and the PDF show the same rows."""
     rows = [
         ("A", display_name(comparison.name_a)),
         ("B", display_name(comparison.name_b)),
@@ -278,7 +279,12 @@ def comparison_section_html(comparison: "Comparison", dpi: int = 100) -> str:
         ]
     else:  # the difference of two unaligned pictures measures the misalignment
         rows.append(("difference", "not reported: B could not be lined up with A (see the note)"))
-    parts = [_table(rows, ("quantity", "value"))]
+    return rows
+
+
+def comparison_section_html(comparison: "Comparison", dpi: int = 100) -> str:
+    """Two versions side by side: alignment notes, difference numbers, both readings."""
+    parts = [_table(comparison_rows(comparison), ("quantity", "value"))]
     parts += [f"<p>Note: {_E(n)}</p>" for n in comparison.notes]
     for label, r in (("A", comparison.result_a), ("B", comparison.result_b)):
         if r is not None:  # how each was read (a CMYK conversion, an orientation) matters to both
@@ -389,18 +395,10 @@ def _text_pages(lines: list[str], per_page: int = 58) -> Iterator[list[str]]:
         yield lines[i : i + per_page]
 
 
-def save_pdf(
-    path: str | os.PathLike,
-    result: "Result",
-    provenance: "Provenance | None" = None,
-    comparison: "Comparison | None" = None,
-) -> Path:
-    """The report as a PDF via matplotlib's PdfPages: text pages, then the figures (atomic)."""
-    import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
-    from matplotlib.backends.backend_pdf import (
-        PdfPages,
-    )  # lazy: matplotlib takes about a second to import; only drawing needs it
-
+def pdf_text(
+    result: "Result", provenance: "Provenance | None" = None, comparison: "Comparison | None" = None
+) -> list[str]:
+    """The PDF's text lines: what the HTML report says, in the same order."""
     wrap = lambda s, ind="": textwrap.wrap(s, 100, initial_indent=ind, subsequent_indent="   ")  # noqa: E731
     lines = [
         f"TruFor report: {display_name(result.name)}",
@@ -413,8 +411,6 @@ def save_pdf(
     for who, r in (("", result), ("B: ", comparison.result_b if comparison is not None else None)):
         if r is not None and r.notes:  # how each was read (an orientation turned, a CMYK conversion)
             lines += wrap(f"{who}How the input was read: " + "; ".join(r.notes)) + [""]
-    if comparison is not None and comparison.notes:
-        lines += wrap("Comparison: " + "; ".join(comparison.notes)) + [""]
     lines += [f"{k}: {v}" for k, v in numbers_rows(result)]
     lines += wrap(weights_line(result.weights)) + ["", "Provenance"]
     if provenance is not None:
@@ -422,9 +418,34 @@ def save_pdf(
             lines += wrap(f"[{s.severity}] {s.observation}: {s.meaning}", "  ")
         for sec, f, v in provenance_rows(provenance):
             lines += wrap(f"{sec} / {f}: {v}", "  ")
+    if comparison is not None:  # as the HTML's section: rows, notes, and B's reading too
+        lines += ["", "Comparison with another version"]
+        lines += [f"  {k}: {v}" for k, v in comparison_rows(comparison)]
+        for n in comparison.notes:
+            lines += wrap("Note: " + n, "  ")
+        if comparison.result_b is not None:
+            lines += wrap("B: " + plain_reading(comparison.result_b), "  ")
     lines += ["", "How to read this"]
     for c in caveats(result):
         lines += wrap("- " + c)
+
+    return lines
+
+
+def save_pdf(
+    path: str | os.PathLike,
+    result: "Result",
+    provenance: "Provenance | None" = None,
+    comparison: "Comparison | None" = None,
+) -> Path:
+    """The report as a PDF via matplotlib's PdfPages: text pages (:func:`pdf_text`), then the
+    figures (atomic)."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+    from matplotlib.backends.backend_pdf import (
+        PdfPages,
+    )  # lazy: matplotlib takes about a second to import; only drawing needs it
+
+    lines = pdf_text(result, provenance, comparison)
 
     def write(tmp: str) -> None:
         # metadata and file names are text, never TeX: '$...$' in an EXIF field must not be parsed
