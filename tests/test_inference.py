@@ -233,6 +233,30 @@ def test_modes_validate_and_model_settings_are_restored(recipe_model, crops):
         recipe_model.eval()
 
 
+@pytest.mark.parametrize("asked", ["torch.backends.fp32_precision", "torch.backends.cudnn.fp32_precision"])
+def test_ieee_context_turns_off_tf32_asked_above_the_conv_setting(asked):
+    """`torch.backends.fp32_precision = "tf32"` (PyTorch's newer API): the legacy flag the
+    context set wrote 'none' to the conv setting, which inherits TF32 from above, so cuDNN
+    convolutions (Noiseprint++, the exact encoder) stayed TF32 on Ampere GPUs. Settable and
+    readable without a GPU."""
+    code = textwrap.dedent(f"""
+        import torch
+        from trufor_lab.model.precision import ieee_float32
+        c = torch.backends.cudnn
+        {asked} = "tf32"
+        assert c.conv.fp32_precision == c.rnn.fp32_precision == "tf32"
+        with ieee_float32():
+            assert c.conv.fp32_precision == c.rnn.fp32_precision == "ieee"
+            with ieee_float32():
+                pass
+            assert c.conv.fp32_precision == c.rnn.fp32_precision == "ieee", "after a nested context"
+        assert c.conv.fp32_precision == c.rnn.fp32_precision == "tf32" and c.allow_tf32
+        print("ok")
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
 def test_ieee_context_restores_flags_for_legacy_and_new_tf32_apis():
     """No global state: TF32 flags come back as they were, whichever API the user set them with."""
     code = textwrap.dedent("""

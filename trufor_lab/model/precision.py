@@ -53,11 +53,23 @@ def _cudnn_ieee() -> Iterator[None]:
         finally:
             c.conv.fp32_precision, c.rnn.fp32_precision = saved
         return
+    # a TF32 asked for above the conv setting (``torch.backends.fp32_precision = "tf32"``, or
+    # cudnn's) still reaches it through the 'none' the legacy flag sets: set the leaves too,
+    # where this PyTorch has them
+    leaves = [b for b in (getattr(c, "conv", None), getattr(c, "rnn", None)) if hasattr(b, "fp32_precision")]
+    before = [b.fp32_precision for b in leaves]
     c.allow_tf32 = False
+    for b in leaves:
+        b.fp32_precision = "ieee"
     try:
         yield
     finally:
+        for b in leaves:
+            b.fp32_precision = "none"  # what the legacy flag sets, then the flag as it was
         c.allow_tf32 = legacy
+        for b, was in zip(leaves, before):
+            if b.fp32_precision != was:  # inside an enclosing context: its 'ieee'
+                b.fp32_precision = was
 
 
 def _onednn_ieee(enabled: bool) -> contextlib.AbstractContextManager:
