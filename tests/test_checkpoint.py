@@ -605,3 +605,17 @@ def test_loading_weights_leaves_the_callers_random_numbers_alone():
         torch.manual_seed(0)
         loader(device="cpu")
         assert torch.equal(torch.rand(3), want), loader.__name__
+
+
+def test_untrained_seeds_its_own_weights_only(monkeypatch):
+    """untrained() seeded every GPU's generator (torch.manual_seed) and restored only the CPU's:
+    a later GPU experiment started from its seed. Its weights still follow its seed."""
+    import trufor_lab as tl
+
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(seed))
+    a, b = tl.untrained(seed=3, device="cpu"), tl.untrained(seed=3, device="cpu")
+    assert seeded == []
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c = tl.untrained(seed=4, device="cpu")
+    assert not torch.equal(a.decode_head.linear_c4.proj.weight, c.decode_head.linear_c4.proj.weight)

@@ -289,3 +289,18 @@ def test_a_long_name_does_not_widen_the_result_figure():
         fig.canvas.draw()
         sizes.append(fig.get_tightbbox().width)
     assert sizes[1] < 1.2 * sizes[0], sizes
+
+
+def test_gpu_free_memory_counts_what_pytorchs_cache_holds_unused(monkeypatch):
+    """mem_get_info leaves out memory PyTorch's caching allocator reserved for freed tensors:
+    after one large image the next looked short of memory and took the slower lean path (its
+    numbers depending on what ran before). Pretended: no GPU here."""
+    import torch
+
+    from trufor_lab.common import memory as M
+
+    GiB = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None: (2 * GiB, 80 * GiB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d=None: 30 * GiB)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d=None: 4 * GiB)
+    assert M.free_memory_bytes("cuda:0") == 28 * GiB

@@ -317,6 +317,10 @@ def test_memory_estimates_for_a_24_megapixel_photo():
     assert lean["peak"] < 8e9 and set(lean) >= {"noiseprint", "stage1", "ffm1", "decoders", "heads"}
     assert estimate_plain_peak(4000, 6000, device_type="cuda", attention_impl="sdpa") > 24e9
     assert estimate_plain_peak(4000, 6000, device_type="cpu") > 24e9
+    # float64 on a GPU: SDPA's fused kernels do not take it, the formula's scores do count (about
+    # 70 GB of stage-1 scores at 12 MP were left out: the plain forward was picked and ran out)
+    f64 = estimate_plain_peak(3000, 4000, device_type="cuda", attention_impl="sdpa", element_size=8)
+    assert f64 > 60e9 > 2 * estimate_plain_peak(3000, 4000, device_type="cuda", attention_impl="sdpa")
     # chunk sizes follow the budget: a tiny budget still runs (one row, one query at a time)
     assert estimate_lean_peak(64, 64, budget_bytes=0)["peak"] > 0
 
@@ -413,6 +417,12 @@ def test_fast_mode_uses_bfloat16_on_a_cpu_only_when_asked(recipe_model, tampered
     assert not torch.equal(bf16.logits, out32.logits)
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
     assert not P.uses_autocast(InferenceMode.fast(amp_on_cpu=None), "cpu")
+    # a GPU older than Ampere emulates bfloat16 (slower than float32): float32 there (pretended)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert P.uses_autocast(fast, "cuda:1") is native, capability
+        assert P.uses_autocast(InferenceMode.fast(amp_dtype=torch.float16), "cuda")  # float16: every GPU
 
 
 def test_bench_skips_a_mode_that_computes_what_an_earlier_one_computes(monkeypatch):

@@ -39,3 +39,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     elif d.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"device {str(device)!r}: Apple's MPS backend is not available here; use 'cpu'")
     return d
+
+
+def cuda_bf16_native(device: str | torch.device = "cuda") -> bool:
+    """Whether this CUDA GPU computes bfloat16 natively (Ampere, compute capability 8, or later):
+    on older GPUs PyTorch emulates it, slower than float32. ``True`` where no GPU can be asked
+    (what the GPUs PyTorch builds for today do)."""
+    if not torch.cuda.is_available():
+        return True
+    return torch.cuda.get_device_capability(torch.device(device))[0] >= 8

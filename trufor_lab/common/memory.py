@@ -14,12 +14,15 @@ GiB = 1 << 30
 
 
 def free_memory_bytes(device: torch.device | str) -> int:
-    """Free memory where tensors of ``device`` live: CUDA free memory; on the CPU the least of
+    """Free memory where tensors of ``device`` live: on a GPU, its free memory plus what
+    PyTorch's caching allocator holds unused (freed tensors it keeps for reuse: after one large
+    image, the next would otherwise look short of memory); on the CPU the least of
     ``MemAvailable``, the cgroup's headroom and the address-space limit's headroom."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free) + max(int(cached), 0)
     return min([_machine_available(), *_process_headroom()])
 
 

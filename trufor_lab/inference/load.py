@@ -181,7 +181,7 @@ def untrained(
     dev = resolve_device(device)
     gen_state = torch.random.get_rng_state()
     try:
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU's only: torch.manual_seed also seeds every GPU
         model = TruFor(cfg)
     finally:
         torch.random.set_rng_state(gen_state)

@@ -48,7 +48,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from trufor_lab.common.device import model_device, model_dtype
+from trufor_lab.common.device import cuda_bf16_native, model_device, model_dtype
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.decoder import require_eval
@@ -380,13 +380,18 @@ def _exact(
         return _whole(model, x, m, noiseprint)
 
 
-def uses_autocast(mode: str | InferenceMode, device_type: str) -> bool:
-    """Whether ``mode`` runs the encoder of a float32 model under autocast on ``device_type``
-    (CUDA: whenever ``amp_dtype`` is set; CPU: as ``amp_on_cpu`` says)."""
+def uses_autocast(mode: str | InferenceMode, device: str | torch.device) -> bool:
+    """Whether ``mode`` runs the encoder of a float32 model under autocast on ``device`` (a
+    device or its type). CUDA: whenever ``amp_dtype`` is set, bfloat16 only where the GPU has it
+    natively (Ampere or later: older ones emulate it, slower than float32); CPU: as
+    ``amp_on_cpu`` says."""
     m = resolve_mode(mode)
     if m.amp_dtype is None:
         return False
-    if device_type != "cpu":
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return m.amp_dtype != torch.bfloat16 or cuda_bf16_native(dev)
+    if dev.type != "cpu":
         return True
     return m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16()
 
@@ -395,7 +400,7 @@ def uses_autocast(mode: str | InferenceMode, device_type: str) -> bool:
 def _reduced_precision(model: TruFor, x: torch.Tensor, m: InferenceMode) -> Iterator[None]:
     """``m.amp_dtype`` autocast where :func:`uses_autocast` says so, with the parts named in
     ``m.keep_float32`` kept float32 (see bench/RESULTS.md for what each costs and buys)."""
-    if not uses_autocast(m, x.device.type) or x.dtype != torch.float32:  # autocast only lowers float32
+    if not uses_autocast(m, x.device) or x.dtype != torch.float32:  # autocast only lowers float32
         yield
         return
     names = (

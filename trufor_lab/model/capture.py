@@ -131,6 +131,7 @@ class Capture:
         self._placed: list[tuple[dict, int]] = []  # (hook dict, handle id): kept behind later hooks
         self._marker = contextlib.ExitStack()
         self._pending_sync = False
+        self._copied_from: set[torch.device] = set()
         self._started = False
         self._depth = 0  # nesting of calls of the model and of the parts that lead to a hook
         self._call = 0  # which outermost call is running
@@ -228,8 +229,10 @@ class Capture:
         """name -> recorded tensor (waits once for pending device-to-host copies)."""
         self._check_started()
         if self._pending_sync:
-            torch.cuda.synchronize()
+            for d in self._copied_from:  # every device copied from (synchronize() alone waits for the current one)
+                torch.cuda.synchronize(d)
             self._pending_sync = False
+            self._copied_from.clear()
         return self._tensors
 
     @property
@@ -288,7 +291,9 @@ class Capture:
             else:
                 self.notes[name] = f"{tuple(t.shape)} exceeds max_elements={limit}; kept whole"
         if self.to_cpu and t.device.type != "cpu":
-            self._pending_sync = self._pending_sync or t.device.type == "cuda"
+            if t.device.type == "cuda":
+                self._pending_sync = True
+                self._copied_from.add(t.device)
             t = t.to("cpu", non_blocking=True)
         self._tensors[name] = t
 
@@ -325,7 +330,9 @@ class Capture:
     def _store_attention(self, name: str, t: torch.Tensor) -> None:
         t = t.detach()
         if self.to_cpu and t.device.type != "cpu":
-            self._pending_sync = self._pending_sync or t.device.type == "cuda"
+            if t.device.type == "cuda":
+                self._pending_sync = True
+                self._copied_from.add(t.device)
             t = t.to("cpu", non_blocking=True)
         self._tensors[name] = t
 

@@ -542,8 +542,9 @@ def estimate_plain_peak(
     np_feat = 64 * (2 + (9 if im2col else 2 if device_type == "cpu" else 1)) * p
     st = _stage_floats(h, w, cfg)
     attn = 0
-    if attention_impl == "plain" or device_type != "cuda":
-        attn = max(cfg.num_heads[i] * n * k * (3 if attention_impl == "plain" else 1) for i, (n, _, k) in enumerate(st))
+    plain = attention_impl == "plain" or element_size == 8  # SDPA's fused kernels skip float64: the formula
+    if plain or device_type != "cuda":
+        attn = max(cfg.num_heads[i] * n * k * (3 if plain else 1) for i, (n, _, k) in enumerate(st))
     mlp = max(n * c * cfg.mlp_ratios[i] * 3 for i, (n, c, _) in enumerate(st))
     dec = st[0][0] * cfg.decoder_embed_dim * 10
     base = 8 * p + 6 * sum(n * c for n, c, _ in st)

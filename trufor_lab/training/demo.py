@@ -143,7 +143,7 @@ def score_heldout(
 ) -> HeldoutScores:
     """Pixel F1 (official best-threshold protocol, forged items) and detection AUC of ``model``
     on ``items`` (:class:`trufor_lab.lab.forgeries.Forgery` or objects with image/mask/label/kind/name)."""
-    dev = train_device(device or next(model.parameters()).device.type)
+    dev = train_device(device) if device is not None else next(model.parameters()).device  # cuda:1 stays cuda:1
     was_training = model.training
     model.eval().to(dev)
     rows, scores, labels, f1s, base = [], [], [], [], []

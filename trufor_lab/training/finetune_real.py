@@ -91,10 +91,10 @@ def data_splits(photos_dir: str | Path, camera_folders: bool = False) -> dict[st
 @torch.no_grad()
 def detection_logits(model, items: Sequence[Forgery]) -> np.ndarray:
     """Raw detection logits of ``model`` on ``items`` (one forward each, float32)."""
-    out = []
+    out, dev = [], next(model.parameters()).device  # the model's own device (a GPU-trained one)
     for it in items:
         rgb = torch.from_numpy(np.array(it.image, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(256)
-        out.append(float(model(rgb).det_logit[0, 0]))
+        out.append(float(model(rgb.to(dev)).det_logit[0, 0]))
     return np.array(out)
 
 

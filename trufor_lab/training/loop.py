@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trufor_lab.common.device import resolve_device
+from trufor_lab.common.device import cuda_bf16_native, resolve_device
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.model import TruFor
 from trufor_lab.training.checkpoints import read_log, read_training_state, save_checkpoint, truncate_log
@@ -176,7 +176,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     Torch's global thread count and RNG state (CPU and CUDA) are restored on return.
     """
     threads, rng_cpu = torch.get_num_threads(), torch.get_rng_state()
-    rng_cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    on_gpu = torch.cuda.is_initialized() or (torch.cuda.is_available() and train_device(cfg.device).type == "cuda")
+    rng_cuda = torch.cuda.get_rng_state_all() if on_gpu else None  # read before the run seeds them
     try:
         return _train(cfg)
     finally:
@@ -234,7 +235,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = train_device(cfg.device)
-    amp = (device.type == "cuda" and torch.cuda.is_bf16_supported()) if cfg.amp is None else bool(cfg.amp)
+    amp = (device.type == "cuda" and cuda_bf16_native(device)) if cfg.amp is None else bool(cfg.amp)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt, log_path = out / "last.pt", out / "log.jsonl"
