@@ -338,3 +338,14 @@ def test_ig_that_did_not_converge_says_so(recipe_model, tampered2):
     import dataclasses
 
     assert dataclasses.replace(made, name="copy").notes == made.notes  # said once
+
+
+def test_attribution_runs_in_ieee_float32_inside_a_callers_autocast(recipe_model, img):
+    """captum's forward and backward ran under the caller's settings: inside a bfloat16
+    autocast (on a GPU: under TF32) the attribution of the same image changed. Now they run
+    as analyze does, whatever the caller set."""
+    want = T.attribute(recipe_model, img, "saliency", max_side=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = T.attribute(recipe_model, img, "saliency", max_side=32)
+        assert torch.is_autocast_enabled("cpu")  # the caller's setting, back
+    assert np.array_equal(got.map, want.map) and got.target_value == want.target_value

@@ -19,6 +19,7 @@ from torch import nn
 from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image, to_tensor
 from trufor_lab.inference.result import MIN_TRUFOR_SIDE
 from trufor_lab.model import TruFor
+from trufor_lab.model.precision import ieee_float32
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,8 +148,10 @@ HOOK_DICTS = (
 
 @contextlib.contextmanager
 def guard(model: nn.Module) -> Iterator[None]:
-    """Eval mode, parameter gradients off, autograd on; on exit every module's mode, every
-    parameter's ``requires_grad`` and every hook dict are restored to what they were."""
+    """Eval mode, parameter gradients off, autograd on, IEEE float32 (no TF32 on a GPU, no
+    autocast: captum's backward passes run inside too, not under the caller's settings); on
+    exit every module's mode, every parameter's ``requires_grad`` and every hook dict are
+    restored to what they were."""
     modules = list(model.modules())
     params = list(model.parameters())
     modes = [m.training for m in modules]
@@ -158,7 +161,7 @@ def guard(model: nn.Module) -> Iterator[None]:
         model.eval()
         for p in params:
             p.requires_grad_(False)
-        with torch.enable_grad():
+        with torch.enable_grad(), ieee_float32(onednn=True):
             yield
     finally:
         for m, t in zip(modules, modes):
