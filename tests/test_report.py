@@ -308,6 +308,22 @@ def test_cli_report_bad_image(tmp_path, capsys):
     assert "missing.png" in capsys.readouterr().err and not out.exists()
 
 
+def test_cli_report_into_a_folder_it_cannot_write_fails_before_the_analysis(tmp_path, images, monkeypatch, capsys):
+    """A read-only output folder: the model was loaded and the image analysed, then the write
+    failed. Said up front now (no permission is pretended: tests run as root here)."""
+    import trufor_lab.cli.report as cli_report
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: os.fspath(p) != str(locked) and real_access(p, mode, **k))
+    monkeypatch.setattr(cli_report, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = locked / "r.html"
+    assert main(["report", str(images[1]), "-o", str(out), "--device", "cpu", "-q"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"error: {out}: cannot write the report (no permission to write in {locked})"
+
+
 # --------------------------------------------------------------------------- headless Chromium
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from trufor_lab.casebook.compare import compare
 from trufor_lab.casebook.report import build_report, save_pdf, write_report
-from trufor_lab.common.paths import IMAGE_EXTENSIONS, blocking_file, display_name
+from trufor_lab.common.paths import IMAGE_EXTENSIONS, blocking_file, display_name, unwritable_reason
 from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
@@ -106,6 +106,9 @@ def _output_problem(out: Path, what: str, inputs: list[str]) -> str | None:
     blocker = blocking_file(out)
     if blocker is not None:
         return f"{out}: cannot write the {what}: {blocker} is a file, not a folder"
+    why = unwritable_reason(out.parent)
+    if why is not None:  # said before the model loads and the image is analysed, not after
+        return f"{out}: cannot write the {what} ({why})"
     if out.is_dir() and what == "report":  # (a PDF that cannot be written is said after the HTML is)
         return f"{out}: is a folder; -o names the report file to write (e.g. {out / 'report.html'})"
     suffix = out.suffix.lower()
