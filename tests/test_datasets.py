@@ -544,6 +544,19 @@ def test_folder_dataset_follows_linked_subfolders_and_says_what_it_cannot_read(t
     (masks / "gone.png").symlink_to(tmp_path / "nowhere.png")
     with pytest.raises(DatasetError, match=r"gone\.png: .*\(its masks would label their images real\)"):
         folder_dataset(imgs, masks)
+    # a masks folder linked into the images folder (and the reverse) holds masks, not images:
+    # followed as a subfolder, each mask became an authentic image
+    lay = tmp_path / "layout"
+    _img(lay / "images/a.png")
+    _img(lay / "images/b.png")
+    _mask(lay / "gt/a_gt.png", SQUARE)
+    (lay / "images/masks").symlink_to(lay / "gt", target_is_directory=True)
+    for m in (lay / "gt", lay / "images/masks"):
+        got = folder_dataset(lay / "images", m, "_gt")
+        assert [(s.id, s.label) for s in got] == [("a.png", 1), ("b.png", 0)], m
+    (lay / "gt/imgs").symlink_to(lay / "images", target_is_directory=True)
+    got = folder_dataset(lay / "images", lay / "gt", "_gt")
+    assert [(s.id, s.label) for s in got] == [("a.png", 1), ("b.png", 0)]
 
 
 def test_folder_dataset_searches_subfolders(tmp_path):

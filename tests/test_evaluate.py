@@ -214,6 +214,10 @@ def test_an_evaluation_inside_an_ablation_is_never_reused_as_the_models(first_ru
     assert [r["score"] for r in ablated.rows] != pytest.approx([r["score"] for r in base.rows[:2]], abs=1e-4)
     with ab.rgb_only(recipe_model):
         assert evaluate(recipe_model, one, out2, progress=False).n_reused == 2  # the same setting: reused
+    with ab.drop_scales(recipe_model, 4):  # an ablation by forward hooks: its own, not a user's
+        first = evaluate(recipe_model, one, out2, progress=False)
+        assert first.rows[0]["computed"] == "plain float32 under drop_c4"
+        assert evaluate(recipe_model, one, out2, progress=False).n_reused == 2
     plain = evaluate(recipe_model, one, out2, progress=False)
     assert plain.n_computed == 2 and plain.rows[0]["computed"] == "exact float32"
     assert [r["score"] for r in plain.rows] == pytest.approx([r["score"] for r in base.rows[:2]], abs=1e-6)

@@ -87,7 +87,7 @@ def find_images(
     *,
     extensions: Iterable[str] = IMAGE_EXTENSIONS,
     skip_hidden: bool = False,
-    skip: Path | None = None,
+    skip: str | os.PathLike | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Image files in ``folder`` (sorted; recursive by default), and one line per thing that
     hides images: a folder that could not be read (no permission), a broken link with an image
@@ -97,11 +97,12 @@ def find_images(
     twice (a link loop, two links to one place) is searched once. macOS's AppleDouble companions
     (``._photo.jpg``: metadata, not pixels, left on shared drives and in zips) are not images.
     ``extensions``: the suffixes taken (lower case); ``skip_hidden``: names starting with a dot
-    left out, folders included; ``skip``: a folder inside ``folder`` (relative to it) left out.
+    left out, folders included; ``skip``: a folder left out wherever the search reaches it
+    (compared by real path, so a link to it is left out too).
     """
     problems: list[str] = []
     exts = {e.lower() for e in extensions}
-    skipped = None if skip is None else os.path.normpath(os.path.join(folder, skip))
+    skipped = None if skip is None else os.path.realpath(skip)
 
     def unreadable(e: OSError) -> None:
         problems.append(f"{e.filename or folder}: cannot read folder ({_why_unreadable(e)}); its images are left out")
@@ -120,7 +121,7 @@ def find_images(
             (
                 d
                 for d in dirs
-                if not (skip_hidden and d.startswith(".")) and os.path.normpath(os.path.join(top, d)) != skipped
+                if not (skip_hidden and d.startswith(".")) and os.path.realpath(os.path.join(top, d)) != skipped
             ),
             key=lambda d: (os.path.islink(os.path.join(top, d)), d),
         )

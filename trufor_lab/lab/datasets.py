@@ -779,7 +779,7 @@ def folder_convention(name: str) -> tuple[MaskConvention, str | None]:
 
 def _scan(base: Path, exts: set[str], skip: Path | None, notes: list[str] | None) -> list[Path]:
     """Image files under ``base``, subfolders (and linked folders) included; hidden names and
-    ``skip`` (a folder inside ``base``, relative to it) are left out. What hides files (a folder
+    the folder ``skip`` (wherever it is reached, a link to it included) are left out. What hides files (a folder
     that cannot be read, a broken link) is added to ``notes``, or raised when ``notes`` is None
     (a mask left out would label its fake as real)."""
     files, problems = find_images(base, extensions=exts, skip_hidden=True, skip=skip)
@@ -788,12 +788,6 @@ def _scan(base: Path, exts: set[str], skip: Path | None, notes: list[str] | None
     if notes is not None:
         notes.extend(problems)
     return sorted(files, key=lambda p: p.relative_to(base).as_posix())
-
-
-def _inside(inner: Path, outer: Path) -> Path | None:
-    """``inner`` relative to ``outer`` when it lies strictly inside it, else None."""
-    a, b = inner.resolve(), outer.resolve()
-    return a.relative_to(b) if a != b and a.is_relative_to(b) else None
 
 
 def _names(paths: Sequence[Path], base: Path) -> str:
@@ -858,8 +852,10 @@ def folder_dataset(
     same_dir = masks_dir.resolve() == images_dir.resolve()
     if same_dir and not mask_suffix:
         raise DatasetError(f"{masks_dir}: masks in the images folder need a mask_suffix")
-    files = _scan(images_dir, exts, _inside(masks_dir, images_dir), notes)
-    mask_files = _scan(masks_dir, exts, _inside(images_dir, masks_dir), None)
+    # the masks folder is no part of the images, nor the images of the masks (either may lie
+    # inside the other, or be linked in)
+    files = _scan(images_dir, exts, None if same_dir else masks_dir, notes)
+    mask_files = _scan(masks_dir, exts, None if same_dir else images_dir, None)
     if same_dir:  # in one folder, a name ending with the suffix is a mask, never an image
         files = [p for p in files if not p.stem.endswith(mask_suffix)]
         mask_files = [p for p in mask_files if p.stem.endswith(mask_suffix)]

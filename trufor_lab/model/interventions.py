@@ -72,14 +72,14 @@ def active_interventions(model: nn.Module) -> list[Intervention]:
     return list(_ACTIVE.get(model, []))
 
 
+def _module_hook_keys(mod: nn.Module) -> set[tuple[int, str, int]]:
+    """The forward hooks and pre-hooks on ``mod`` itself, as ``(id(module), kind, handle id)``."""
+    return {(id(mod), "forward", k) for k in mod._forward_hooks} | {(id(mod), "pre", k) for k in mod._forward_pre_hooks}
+
+
 def hook_keys(model: nn.Module) -> set[tuple[int, str, int]]:
     """Every forward hook and pre-hook on ``model``'s modules, as ``(id(module), kind, handle id)``."""
-    return {
-        (id(mod), kind, key)
-        for mod in model.modules()
-        for kind, hooks in (("forward", mod._forward_hooks), ("pre", mod._forward_pre_hooks))
-        for key in hooks
-    }
+    return set().union(*(_module_hook_keys(mod) for mod in model.modules()))
 
 
 def foreign_hooks(model: nn.Module) -> list[str]:
@@ -89,10 +89,7 @@ def foreign_hooks(model: nn.Module) -> list[str]:
     owned = set().union(*(i.hooks for i in active_interventions(model) if i.lean_ok))
     names = []
     for name, mod in model.named_modules():
-        keys = {(id(mod), "forward", k) for k in mod._forward_hooks} | {
-            (id(mod), "pre", k) for k in mod._forward_pre_hooks
-        }
-        if keys - owned:
+        if _module_hook_keys(mod) - owned:
             names.append(name or "the model")
     return names
 
@@ -104,12 +101,7 @@ def intervention_label(model: nn.Module) -> str:
     for another run's."""
     active = active_interventions(model)
     owned = set().union(*(i.hooks for i in active))
-    others = [
-        name or "the model"
-        for name, mod in model.named_modules()
-        if {(id(mod), "forward", k) for k in mod._forward_hooks}
-        | {(id(mod), "pre", k) for k in mod._forward_pre_hooks} - owned
-    ]
+    others = [name or "the model" for name, mod in model.named_modules() if _module_hook_keys(mod) - owned]
     parts = [i.name for i in active]
     if others:
         more = f" and {len(others) - 2} more" if len(others) > 2 else ""
