@@ -347,6 +347,29 @@ def test_direct_calls_of_the_parts_never_mix_two_inputs_in_one_record(tiny):
         assert torch.equal(cap[n], whole[n]), n
     assert _hook_count(tiny) == 0
 
+    # a Ctrl-C inside a forward skips the hooks that count calls down: the count stayed up and no
+    # later call of a part started a fresh record (the same capture reused, or the same block)
+    def interrupt(module, args):
+        raise KeyboardInterrupt
+
+    again = capture(tiny, names)
+    for reuse in (False, True):
+        with torch.no_grad(), again:
+            h = tiny.decode_head.register_forward_pre_hook(interrupt)
+            with pytest.raises(KeyboardInterrupt):
+                tiny(y)
+            h.remove()
+            if reuse:
+                continue
+            tiny(x)
+            tiny.forward_features(y, tiny.forward_noiseprint(y))
+            assert again.missing == ["decoder.anomaly.c4"]
+    with torch.no_grad(), again:
+        tiny(x)
+        tiny.forward_features(y, tiny.forward_noiseprint(y))
+        assert again.missing == ["decoder.anomaly.c4"]
+    assert _hook_count(tiny) == 0
+
 
 def test_grad_refuses_attention_maps(tiny):
     """Attention maps are recomputed beside the forward: with grad=True they never got a gradient,

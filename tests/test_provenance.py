@@ -149,6 +149,17 @@ def test_a_damaged_exif_block_is_not_reported_as_stripped(tiff) -> None:
     assert not read_provenance(jpg).exif_unreadable
 
 
+def test_a_well_formed_empty_exif_block_is_not_called_damaged() -> None:
+    """A script that re-saves with exif=im.getexif() from a picture that had none writes a
+    valid block with no tags: no 'damaged or edited by hand' sign for that."""
+    im = Image.fromarray(_pattern(64, 48))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90, exif=im.getexif())
+    p = read_provenance(buf.getvalue())
+    assert not p.exif_unreadable and "exif_damaged" not in _codes(p) and "no_exif" in _codes(p)
+    assert "EXIF block present but empty (no tags)" in p.problems
+
+
 def test_jpeg_without_metadata() -> None:
     data = _save(_pattern(200, 150), quality=75)
     p = read_provenance(data)

@@ -593,3 +593,11 @@ def test_the_pdf_says_what_the_html_comparison_section_says(array_result):
     for k, v in comparison_rows(comp):
         assert f"{k}: {v}" in text, (k, v)
     assert " ".join(("B: " + plain_reading(b)).split()) in " ".join(text.split())
+    # the figure: B's score is this model's (no weights given), NaN map pixels visible, not blank
+    nan_map = a.map.copy()
+    nan_map[:8] = np.nan
+    fig = compare(dataclasses.replace(a, map=nan_map), b).plot()
+    titles = {ax.get_title(): ax for ax in fig.axes}
+    assert "A: localization map, this model's score 0.40" in titles
+    bad = [im for im in titles["A: localization map, this model's score 0.40"].images[1:]]
+    assert bad and bad[0].get_cmap()(1.0)[:3] == (1.0, 0.0, 1.0)  # magenta over the NaN pixels

@@ -17,10 +17,11 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from trufor_lab.casebook.report import comparison_section_html
+from trufor_lab.casebook.report import comparison_section_html, official_weights
 from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
+from trufor_lab.viz.figures import draw_map, frame_panel
 
 __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shift_threshold"]
 
@@ -254,8 +255,9 @@ class Comparison:
                 if r is None:
                     ax.text(0.5, 0.5, f"{label}: not analyzed", ha="center", va="center")
                 elif r.map is not None:
-                    ax.imshow(r.map, cmap="RdBu_r", vmin=0, vmax=1)
-                    score = "no global score" if r.score is None else f"score {r.score:.2f}"
+                    draw_map(ax, r.map)
+                    whose = "" if official_weights(r) else "this model's "  # the paper's score: official only
+                    score = "no global score" if r.score is None else f"{whose}score {r.score:.2f}"
                     ax.set_title(f"{label}: localization map, {score}", fontsize=9)
                 else:
                     lo, hi = np.percentile(r.noiseprint, [1, 99])
@@ -279,8 +281,10 @@ class Comparison:
                 wrap=True,
                 transform=axes[1, 2].transAxes,
             )
-        for ax in axes.ravel():
-            ax.set_axis_off()
+        for ax in axes.ravel()[: 3 * rows - (1 if rows == 2 else 0)]:
+            frame_panel(ax)  # a white panel still shows where the picture is
+        if rows == 2:
+            axes[1, 2].set_axis_off()  # the text panel
         return fig
 
     def _repr_html_(self) -> str:

@@ -570,6 +570,18 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
         return None
 
 
+def _ifd0_count(tiff: bytes) -> int | None:
+    """How many entries a TIFF block's first directory declares (``None`` when its header or
+    directory lies outside the block)."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return None
+    off = struct.unpack(order + "I", tiff[4:8])[0]
+    if off + 2 > len(tiff):
+        return None
+    return struct.unpack(order + "H", tiff[off : off + 2])[0]
+
+
 def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
     """Fill the EXIF fields; returns the raw TIFF block (for the thumbnail) when usable."""
     raw = im.info.get("exif")
@@ -600,8 +612,11 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         p.exif_unreadable = raw is not None
         return None
     if raw is not None and not (base or sub or gps):
-        p.problems.append("EXIF block present but holds no readable tags")
-        p.exif_unreadable = True
+        if tiff is not None and _ifd0_count(tiff) == 0:  # a well-formed block with no tags (a re-save)
+            p.problems.append("EXIF block present but empty (no tags)")
+        else:
+            p.problems.append("EXIF block present but holds no readable tags")
+            p.exif_unreadable = True
     # a TIFF's own structure (size, strips, compression) is no camera or editing metadata
     p.exif_present = bool(set(base) - metadata.TIFF_STRUCTURE_TAGS or sub or gps)
 

@@ -142,6 +142,7 @@ class Capture:
         """Register the hooks (one per hooked module and direction)."""
         if self._handles:
             return self
+        self._depth = 0
         groups: dict[tuple[str, str], list[LayerSpec]] = {}
         for n in self.names:
             e = self.catalog[n]
@@ -178,8 +179,10 @@ class Capture:
         """Root pre-hook: forget the previous call, and move this capture's hooks to the end of
         their modules' hook lists, so that they run after an ablation's or a user's hook placed
         later (which may replace an input or an output) and record what the network used."""
-        if self._depth == 0:
-            self.clear()
+        # the model is never called inside itself: a depth left above 0 is an interrupted call
+        # (Ctrl-C skips the forward hooks that count calls down)
+        self._depth = 0
+        self.clear()
         for hooks, key in self._placed:
             if key in hooks:
                 hooks[key] = hooks.pop(key)
