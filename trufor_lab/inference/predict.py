@@ -157,8 +157,9 @@ class InferenceMode:
 
     @classmethod
     def fast(cls, **overrides) -> "InferenceMode":
-        """Approximate: channels-last float32 Noiseprint++; bfloat16 encoder on CUDA, float32 on
-        CPUs unless ``amp_on_cpu`` asks for bfloat16 (max |Δmap| ~2e-2 there)."""
+        """Approximate: channels-last float32 Noiseprint++; bfloat16 encoder on CUDA GPUs that
+        compute it natively (Ampere or later; float32 on older ones, which only emulate it),
+        float32 on CPUs unless ``amp_on_cpu`` asks for bfloat16 (max |Δmap| ~2e-2 there)."""
         base = cls(
             name="fast",
             amp_dtype=torch.bfloat16,
