@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import re
@@ -9,6 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from types import SimpleNamespace
 
@@ -335,6 +337,30 @@ def test_a_run_is_not_resumed_with_other_settings_nor_trained_past_a_nan(tmp_pat
         _cfg(out, images, checkpoint_every=0)
 
 
+def test_a_run_is_not_resumed_on_another_stream_or_other_pictures_in_its_folder(tmp_path, images):
+    """A stream was recorded by its type and a pictures folder by its path: a rerun on other
+    photos or stream settings returned the old model (or mixed both), unsaid."""
+    from trufor_lab.training.streams import ForgeryStream
+
+    out = tmp_path / "run"
+    cfg = dict(out_dir=str(out), steps=1, pristine=None, precompute=0)
+    T.train(_cfg(out, images, stream=ForgeryStream(images, forged_fraction=0.5), **cfg))
+    with pytest.raises(ValueError, match=r"other settings \(stream"):
+        T.train(_cfg(out, images, stream=ForgeryStream(images, forged_fraction=0.9), **{**cfg, "steps": 2}))
+    assert (
+        T.train(_cfg(out, images, stream=ForgeryStream(images, forged_fraction=0.5), **{**cfg, "steps": 2})).step == 2
+    )
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i, im in enumerate(images[:3]):
+        Image.fromarray(im).save(folder / f"{i}.png")
+    run2 = tmp_path / "run2"
+    T.train(_cfg(run2, images, out_dir=str(run2), steps=1, pristine=str(folder), precompute=0))
+    Image.fromarray(images[3]).save(folder / "3.png")  # other pictures in the same folder
+    with pytest.raises(ValueError, match=r"other settings \(pristine"):
+        T.train(_cfg(run2, images, out_dir=str(run2), steps=2, pristine=str(folder), precompute=0))
+
+
 def test_damaged_training_state_and_logs_give_one_line(tmp_path):
     """A checkpoint whose optimizer is not an optimizer state, or whose step is not a number,
     and a log line that is JSON but not a row, gave tracebacks on resume."""
@@ -445,6 +471,14 @@ def test_a_longer_earlier_phase_restarts_the_later_ones(tmp_path, images, capsys
     assert _same(loc, final, ("decode_head.",)) and r2["localization"].step == 2
     r3 = T.train_phases(cfg, {"localization": 2, "confidence": 1, "detection": 1})  # nothing new: all resumed
     assert _same(_sd(tmp_path / "run" / "detection" / "last.pt"), r3["detection"].model.state_dict(), ("",))
+    # per-phase settings (the shipped demo's detection ran at lr 3e-3: one lr for all could not say so)
+    other = dataclasses.replace(cfg, out_dir=str(tmp_path / "per_phase"))
+    T.train_phases(other, {"localization": 1, "detection": 1}, {"detection": {"lr": 3e-3, "warmup": 1}})
+    meta = {
+        p: torch.load(tmp_path / "per_phase" / p / "last.pt", weights_only=True)["meta"]
+        for p in ("localization", "detection")
+    }
+    assert meta["detection"]["train_config"]["lr"] == 3e-3 and meta["localization"]["train_config"]["lr"] == cfg.lr
 
 
 def test_builtin_scenes_are_made_once_and_shared_read_only():

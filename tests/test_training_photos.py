@@ -276,3 +276,60 @@ def test_the_card_scores_the_runs_own_test_photos(photo_dir, tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a splits.json"):
         recorded_test_photos(recomputed, tmp_path / "bad.json")
+
+
+def test_own_photos_without_a_validation_split_are_refused_before_any_training(photo_dir, capsys):
+    """The recipe on one's own folder trained all three phases (7-45 min) and only then failed in
+    calibration ('needs photos from at least two cameras'), never saying the validation split was
+    empty; main() printed tracebacks for every bad input."""
+    out = photo_dir / "run"
+    with pytest.raises(ValueError, match=r"validation split has photos of 0 camera\(s\).*--validation"):
+        FR.run(photo_dir, out)
+    assert not out.exists()
+    assert FR.main(["--photos", str(photo_dir), "--out", str(out), "--round", "3"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "--validation" in line
+    empty = photo_dir / "empty"
+    empty.mkdir()
+    assert FR.main(["--photos", str(empty), "--out", str(out), "--round", "3", "--validation", "x", "y"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "empty" in line
+
+
+def test_a_rerun_that_trains_localization_further_retrains_the_phases_after_it(photo_dir):
+    """A rerun that finished a localization stopped by its time cap got the old confidence and
+    detection back: the calibrated model held the capped encoder, unsaid."""
+    tiny = {"precompute": 2, "precompute_size": 64, "crop": 64, "batch_size": 2, "warmup": 1}
+    split = {"validation": ("Xiaomi Mi A3", "photo:c1")}
+
+    def go(cap: int):
+        phases = {"localization": (3, 1e-3, cap), "confidence": (1, 1e-3, 600), "detection": (1, 1e-3, 600)}
+        return FR.run(
+            photo_dir, photo_dir / "run", split=split, phases=phases, calibration={"n": 2, "base_rate": 0.2},
+            overrides={p: tiny for p in FR.PHASES},
+        )  # fmt: skip
+
+    go(0)  # the cap stops localization after its first step
+    cal = go(600)
+    load = lambda p: torch.load(p, weights_only=True)["state_dict"]  # noqa: E731
+    loc, got = load(photo_dir / "run" / "localization" / "last.pt"), load(cal)
+    key = "backbone.patch_embed1.proj.weight"
+    assert torch.equal(loc[key], got[key])
+
+
+def test_one_camera_however_its_exif_spells_it_and_one_photo_however_many_copies(photo_dir):
+    """'samsung SM-G991B' and 'SAMSUNG SM-G991B' were two cameras, 'Canon  EOS X' (two spaces) a
+    third beside 'Canon EOS X' (the test camera's photos leaked into training); a copy of a
+    photo under another name went to another split than its original."""
+    _save(photo_dir / "s1.jpg", _noise_photo(5), "samsung", "SM-G991B")
+    _save(photo_dir / "s2.jpg", _noise_photo(6), "SAMSUNG", "SM-G991B")
+    _save(photo_dir / "e1.jpg", _noise_photo(7), "Canon", "Canon  EOS X")
+    _save(photo_dir / "e2.jpg", _noise_photo(8), "Canon", "Canon EOS X")
+    (photo_dir / "a1 (1).jpg").write_bytes((photo_dir / "a1.jpg").read_bytes())
+    with pytest.warns(UserWarning, match=r"a1\.jpg: the same file as .*a1 \(1\)\.jpg: left out"):
+        photos = P.scan_photos(photo_dir)
+    cams = {p.name: p.camera for p in photos}
+    assert ("a1" in cams) != ("a1 (1)" in cams)  # one of the two, the first by name
+    assert cams["s1"] == cams["s2"] and cams["e1"] == cams["e2"] == "Canon EOS X"
+    sp = P.split_by_camera(photos, {"validation": ("SAMSUNG sm-g991b",), "test": ("canon eos x",)})
+    assert {p.name for p in sp["test"]} == {"e1", "e2"} and {p.name for p in sp["validation"]} == {"s1", "s2"}

@@ -28,6 +28,7 @@ from trufor_lab.training.checkpoints import export_checkpoint, plot_log, read_lo
 from trufor_lab.training.config import TrainConfig, TrainResult
 from trufor_lab.training.demo import (
     DEMO_MODEL,
+    DEMO_PHASE_SETTINGS,
     DEMO_STEPS,
     HeldoutScores,
     demo_config,
@@ -43,6 +44,7 @@ from trufor_lab.training.streams import ForgeryStream
 __all__ = [
     "Camera",
     "DEMO_MODEL",
+    "DEMO_PHASE_SETTINGS",
     "DEMO_STEPS",
     "ForgeryStream",
     "HeldoutScores",

@@ -7,6 +7,8 @@ import hashlib
 import json
 import math
 import numbers
+import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,12 +166,67 @@ class TrainConfig:
                 v = f"<{len(v)} arrays, sha256 {_arrays_digest(v)}>"  # a resume on other pictures is refused
             elif f.name == "datasets":
                 v = [getattr(ds, "name", str(ds)) for ds in v]
-            elif f.name == "stream" and v is not None:
-                v = getattr(v, "description", type(v).__name__)
+            elif f.name == "pristine" and isinstance(v, (str, os.PathLike)):
+                v = f"{os.fspath(v)} <{_folder_digest(v)}>"  # other pictures in that folder: another run
+            elif f.name == "stream" and v is not None:  # its settings and pictures, not its type alone
+                v = f"{getattr(v, 'description', type(v).__name__)} #{stream_fingerprint(v)}"
             elif isinstance(v, tuple):
                 v = list(v)
             d[f.name] = v
         return json.loads(json.dumps(d, default=str))
+
+
+def _folder_digest(folder: str | os.PathLike) -> str:
+    """A short digest of a folder's files (relative names, sizes, modification times): another
+    set of pictures in the same folder is another run."""
+    crc, seen = 0, set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        here = os.path.realpath(top)
+        if here in seen:  # a link loop
+            dirs[:] = []
+            continue
+        seen.add(here)
+        dirs.sort()
+        for n in sorted(names):
+            try:
+                st = os.stat(os.path.join(top, n))
+            except OSError:
+                continue
+            rel = os.path.relpath(os.path.join(top, n), folder)
+            crc = zlib.crc32(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode(), crc)
+    return f"{crc:08x}"
+
+
+def stream_fingerprint(stream: object) -> str:
+    """A short digest of everything that shapes a stream's examples (its settings, and the pixels
+    and names of its images): a precomputed pool is reused only for the same stream."""
+    crc = 0
+
+    def feed(v: object, depth: int = 0) -> None:
+        nonlocal crc
+        if isinstance(v, np.ndarray):
+            crc = zlib.crc32(repr((v.shape, v.dtype.str)).encode(), crc)
+            crc = zlib.crc32(np.ascontiguousarray(v).view(np.uint8).reshape(-1), crc)
+        elif isinstance(v, (list, tuple)):
+            crc = zlib.crc32(f"[{len(v)}".encode(), crc)
+            for x in v:
+                feed(x, depth)
+        elif isinstance(v, dict):
+            for k in sorted(v, key=str):
+                crc = zlib.crc32(str(k).encode(), crc)
+                feed(v[k], depth)
+        elif isinstance(v, np.generic):  # numpy scalars: by value (hashing the type alone mixed pools)
+            crc = zlib.crc32(repr(v.item()).encode(), crc)
+        elif isinstance(v, (str, int, float, bool, type(None))):
+            crc = zlib.crc32(repr(v).encode(), crc)
+        elif hasattr(v, "__dict__") and depth < 3:  # a nested stream, a photo record, ...
+            crc = zlib.crc32(type(v).__name__.encode(), crc)
+            feed({k: x for k, x in vars(v).items() if not callable(x)}, depth + 1)
+        else:
+            crc = zlib.crc32(type(v).__name__.encode(), crc)
+
+    feed(stream)
+    return f"{crc:08x}"
 
 
 @dataclass

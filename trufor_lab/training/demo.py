@@ -43,12 +43,16 @@ DEMO_MODEL = TruForConfig(
 )
 #: Steps per phase of the demo recipe.
 DEMO_STEPS = {"localization": 6000, "confidence": 400, "detection": 800}
+#: What the shipped step-1 model's confidence and detection phases ran with (its file records
+#: the detection phase's): ``train_phases(demo_config(), DEMO_STEPS, DEMO_PHASE_SETTINGS)``.
+DEMO_PHASE_SETTINGS = {"confidence": {"lr": 3e-3, "warmup": 20}, "detection": {"lr": 3e-3, "warmup": 20}}
 
 
 def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> TrainConfig:
     """The recipe of ``weights/trufor_demo.pt`` (see ``weights/DEMO_MODEL_CARD.md``): built-in
     scenes shot by random simulated cameras, trace-changing forgeries of every kind, 128 px
-    crops of 1200 precomputed 192 px examples. Pass ``train_phases(demo_config(), DEMO_STEPS)``."""
+    crops of 1200 precomputed 192 px examples. Pass
+    ``train_phases(demo_config(), DEMO_STEPS, DEMO_PHASE_SETTINGS)``."""
     base = dict(
         out_dir=out_dir,
         model=DEMO_MODEL,

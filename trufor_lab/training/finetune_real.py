@@ -18,19 +18,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from trufor_lab.common.errors import escaped
 from trufor_lab.common.files import atomic_torch_save
+from trufor_lab.common.paths import unwritable_reason
 from trufor_lab.lab.forgeries import Forgery
-from trufor_lab.model import extract_state_dict, read_checkpoint
+from trufor_lab.model import CheckpointError, extract_state_dict, read_checkpoint
 from trufor_lab.training.config import TrainConfig
 from trufor_lab.training.demo import DEMO_MODEL, score_heldout
-from trufor_lab.training.loop import train
+from trufor_lab.training.loop import train_chain
 from trufor_lab.training.phases import PHASES, build_model
 from trufor_lab.training.photos import (
     DEFAULT_SPLIT,
@@ -292,8 +296,9 @@ ROUND1 = dict(
     split={"validation": ("FUJIFILM FinePix REAL 3D W3",), "test": ()},
     seed=1,
     stream_kwargs={"chain_prob": 0.5, "chain_quality": (70, 90)},
+    calibration={"skip": True},  # one validation camera: nothing to splice; the card kept none of it
 )
-#: Round 2 (``run(..., init=<round 1>/localization/last.pt, **ROUND2)``): the shipped model.
+#: Round 2 (``run(..., init=<round 1>/localization/last.pt, **ROUND2)``); round 3 starts from it.
 ROUND2 = dict(
     seed=2,
     stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 95)},
@@ -316,41 +321,58 @@ def run(
     camera_folders: bool = False,
 ) -> Path:
     """One round of the recipe; returns the calibrated float32 checkpoint (export it with
-    ``trufor_lab.training.export_checkpoint(..., kind="demo")``). ``split`` adds to the test
-    cameras of ``DEFAULT_SPLIT``; ``phases`` maps phase -> (steps, lr, time cap); ``calibration``:
-    ``n`` validation items per class and the ``base_rate`` of :func:`calibrate`."""
+    ``trufor_lab.training.export_checkpoint(..., kind="demo")``). ``split`` replaces the
+    validation and test names of ``DEFAULT_SPLIT`` it gives (cameras, or ``photo:<name>``);
+    ``phases`` maps phase -> (steps, lr, time cap); ``calibration``: ``n`` validation items per
+    class and the ``base_rate`` of :func:`calibrate` (``{"skip": True}``: none, the detection
+    checkpoint is returned). The splits are checked before any training: calibration splices
+    validation photos of two cameras at least."""
     torch.set_num_threads(1)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     sp = dict(DEFAULT_SPLIT)
     if split:
         sp.update({k: tuple(v) for k, v in split.items() if v})
-    splits = split_by_camera(scan_photos(photos_dir, camera_folders=camera_folders) + skimage_photos(), sp)
+    cal = {"n": 24, "base_rate": 0.5, "skip": False, **(calibration or {})}
+    with warnings.catch_warnings(record=True) as caught:  # names of the default split not in a user's folder
+        warnings.simplefilter("always")
+        splits = split_by_camera(scan_photos(photos_dir, camera_folders=camera_folders) + skimage_photos(), sp)
+    val_cams = sorted({p.camera for p in splits["validation"]})
+    if not cal["skip"] and len(val_cams) < 2:
+        unmatched = "; ".join(str(w.message) for w in caught)
+        raise ValueError(
+            f"{photos_dir}: the validation split has photos of {len(val_cams)} camera(s) {val_cams}; calibration "
+            "splices between two at least: name them with --validation CAMERA_OR_photo:NAME ..."
+            + (f" ({unmatched})" if unmatched else "")
+        )
+    out.mkdir(parents=True, exist_ok=True)
     (out / "splits.json").write_text(
         json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()}, indent=1)
     )
     stream = RealForgeryStream(splits["train"], **(stream_kwargs or {}))
-    for phase in PHASES:
-        steps, lr, cap = (phases or REAL_PHASES)[phase]
-        t0 = time.time()
-        r = train(
-            real_config(
-                str(out),
-                stream,
-                phase,
-                init,
-                steps=steps,
-                lr=lr,
-                max_seconds=cap,
-                seed=seed,
-                **(overrides or {}).get(phase, {}),
-            )
+    t0 = time.time()
+    cfgs = [
+        real_config(
+            str(out),
+            stream,
+            phase,
+            init,
+            steps=(phases or REAL_PHASES)[phase][0],
+            lr=(phases or REAL_PHASES)[phase][1],
+            max_seconds=(phases or REAL_PHASES)[phase][2],
+            seed=seed,
+            **(overrides or {}).get(phase, {}),
         )
-        print(f"{phase}: step {r.step} loss {r.final_loss:.4f} {time.time() - t0:.0f}s", flush=True)
-        init = str(r.checkpoint)
-    cal = {"n": 24, "base_rate": 0.5, **(calibration or {})}
+        for phase in PHASES
+    ]
+    results = train_chain(cfgs)  # a phase after one that trained further starts again from it
+    for phase, r in results.items():
+        print(f"{phase}: step {r.step} loss {r.final_loss:.4f} ({r.seconds:.0f} s)", flush=True)
+    print(f"{time.time() - t0:.0f} s in all", flush=True)
+    last = str(results[PHASES[-1]].checkpoint)
+    if cal["skip"]:
+        return Path(last)
     items = validation_items(splits["validation"], n=cal["n"])
-    rec = calibrate(init, items, out / "calibrated.pt", base_rate=cal["base_rate"])
+    rec = calibrate(last, items, out / "calibrated.pt", base_rate=cal["base_rate"])
     print("calibration", json.dumps(rec), flush=True)
     return out / "calibrated.pt"
 
@@ -364,11 +386,37 @@ def main(argv: list[str] | None = None) -> int:
         help="the photos are organised one sub-folder per camera (else: EXIF model, or each photo its own)",
     )
     ap.add_argument("--out", required=True, help="run folder (outside the repository)")
-    ap.add_argument("--init", default=DEMO_INIT, help="checkpoint to fine-tune (the simulated-camera demo model)")
+    ap.add_argument(
+        "--init",
+        default=DEMO_INIT,
+        help="checkpoint to fine-tune (default: the shipped demo model, already calibrated)",
+    )
     ap.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=1, help="recipe round (ROUND1..ROUND4)")
+    ap.add_argument(
+        "--validation",
+        nargs="+",
+        metavar="NAME",
+        help="cameras (or photo:<file stem>) held out for calibration, two cameras at least "
+        "(default: the fetched data's; with your own photos, name yours)",
+    )
+    ap.add_argument("--test", nargs="+", metavar="NAME", help="cameras held out whole for testing (default: as above)")
     args = ap.parse_args(argv)
-    recipe = {1: ROUND1, 2: ROUND2, 3: ROUND3, 4: ROUND4}[args.round]
-    print(run(args.photos, args.out, args.init, camera_folders=args.camera_folders, **recipe))
+    recipe = dict({1: ROUND1, 2: ROUND2, 3: ROUND3, 4: ROUND4}[args.round])
+    split = dict(recipe.pop("split", {}) or {})
+    split.update({k: v for k, v in (("validation", args.validation), ("test", args.test)) if v})
+    problem = unwritable_reason(args.out)
+    if problem is not None:
+        print(f"error: --out {escaped(args.out)}: cannot write there ({escaped(problem)})", file=sys.stderr)
+        return 2
+    try:
+        print(run(args.photos, args.out, args.init, camera_folders=args.camera_folders, split=split, **recipe))
+    except (ValueError, OSError, RuntimeError, CheckpointError) as e:  # one line naming the file, no traceback
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        print(f"error: {escaped(lines[0] if lines else type(e).__name__)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (checkpoints kept: rerun the same command to resume)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -43,7 +43,6 @@ import signal
 import threading
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -55,7 +54,7 @@ from trufor_lab.common.device import cuda_bf16_native, resolve_device
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.model import TruFor
 from trufor_lab.training.checkpoints import read_log, read_training_state, save_checkpoint, truncate_log
-from trufor_lab.training.config import TrainConfig, TrainResult
+from trufor_lab.training.config import TrainConfig, TrainResult, stream_fingerprint
 from trufor_lab.training.losses import phase_loss
 from trufor_lab.training.phases import PHASES, build_model, set_phase
 from trufor_lab.training.scenes import builtin_images, read_folder
@@ -88,38 +87,6 @@ def _to_batch(examples: Sequence[tuple[np.ndarray, np.ndarray, int]], device: to
     mask = torch.from_numpy(np.stack([e[1] for e in examples]).astype(bool))
     label = torch.tensor([e[2] for e in examples])
     return rgb.to(device), mask.to(device), label.to(device)
-
-
-def stream_fingerprint(stream: object) -> str:
-    """A short digest of everything that shapes a stream's examples (its settings, and the pixels
-    and names of its images): a precomputed pool is reused only for the same stream."""
-    crc = 0
-
-    def feed(v: object, depth: int = 0) -> None:
-        nonlocal crc
-        if isinstance(v, np.ndarray):
-            crc = zlib.crc32(repr((v.shape, v.dtype.str)).encode(), crc)
-            crc = zlib.crc32(np.ascontiguousarray(v).view(np.uint8).reshape(-1), crc)
-        elif isinstance(v, (list, tuple)):
-            crc = zlib.crc32(f"[{len(v)}".encode(), crc)
-            for x in v:
-                feed(x, depth)
-        elif isinstance(v, dict):
-            for k in sorted(v, key=str):
-                crc = zlib.crc32(str(k).encode(), crc)
-                feed(v[k], depth)
-        elif isinstance(v, np.generic):  # numpy scalars: by value (hashing the type alone mixed pools)
-            crc = zlib.crc32(repr(v.item()).encode(), crc)
-        elif isinstance(v, (str, int, float, bool, type(None))):
-            crc = zlib.crc32(repr(v).encode(), crc)
-        elif hasattr(v, "__dict__") and depth < 3:  # a nested stream, a photo record, ...
-            crc = zlib.crc32(type(v).__name__.encode(), crc)
-            feed({k: x for k, x in vars(v).items() if not callable(x)}, depth + 1)
-        else:
-            crc = zlib.crc32(type(v).__name__.encode(), crc)
-
-    feed(stream)
-    return f"{crc:08x}"
 
 
 class _Pool:
@@ -214,6 +181,10 @@ def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig) -> None:
     old, new = str(was.get("pristine")), str(now.get("pristine"))
     if old.endswith(" arrays>") and new.startswith(old[:-1] + ", sha256 "):
         was["pristine"] = now["pristine"]  # an earlier version recorded the count only: cannot tell more
+    # earlier versions recorded a folder by its path and a stream by its description only
+    for key, mark in (("pristine", " <"), ("stream", " #")):
+        if isinstance(was.get(key), str) and str(now.get(key)).startswith(was[key] + mark) and mark not in was[key]:
+            was[key] = now[key]
     diff = sorted(k for k in set(now) | set(was) if k not in _RESUMABLE_CHANGES and now.get(k) != was.get(k))
     if not diff and was.get("steps") not in (None, now.get("steps")):  # allowed, but not without a word
         tqdm.write(
@@ -361,32 +332,53 @@ def _finish_step_on_interrupt() -> Iterator[_StopFlag]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
-def train_phases(cfg: TrainConfig, steps: dict[str, int] | None = None) -> dict[str, TrainResult]:
+def train_phases(
+    cfg: TrainConfig, steps: dict[str, int] | None = None, overrides: dict[str, dict] | None = None
+) -> dict[str, TrainResult]:
     """All three phases in sequence, each in ``out_dir/<phase>`` starting from the previous one's
-    checkpoint; ``steps`` per phase (default ``cfg.steps`` for localization, a quarter for the others)."""
+    checkpoint; ``steps`` per phase (default ``cfg.steps`` for localization, a quarter for the
+    others); ``overrides``: other settings per phase (``{"detection": {"lr": 3e-3}}``)."""
     steps = steps or {
         "localization": cfg.steps,
         "confidence": max(1, cfg.steps // 4),
         "detection": max(1, cfg.steps // 4),
     }
+    return train_chain(
+        [
+            dataclasses.replace(
+                cfg,
+                phase=phase,
+                steps=steps[phase],
+                out_dir=str(Path(cfg.out_dir) / phase),
+                **(overrides or {}).get(phase, {}),
+            )
+            for phase in PHASES
+            if steps.get(phase)
+        ]
+    )
+
+
+def train_chain(cfgs: Sequence[TrainConfig]) -> dict[str, TrainResult]:
+    """Phases in order, each from the previous one's checkpoint (the first from its own
+    ``init``), each resumed from its folder when it can be. A phase whose predecessor trained
+    further in this call starts again: its old run built on the old checkpoint (a rerun that
+    finished a capped localization got the old confidence and detection back, unsaid)."""
     results: dict[str, TrainResult] = {}
-    init = cfg.init
+    init = cfgs[0].init if cfgs else None
     moved = False  # an earlier phase trained in this call: a later one's old checkpoint is stale
-    for phase in PHASES:
-        if not steps.get(phase):
-            continue
-        out = Path(cfg.out_dir) / phase
+    for cfg in cfgs:
+        out = Path(cfg.out_dir)
         rows = read_log(out) if (out / "last.pt").is_file() else []
         before = rows[-1].get("step") if rows else None
         resume = cfg.resume and not moved
         if cfg.resume and moved and before is not None:
             tqdm.write(
-                f"note: {out}: the phase before it trained further in this call: {phase} starts again "
+                f"note: {out}: the phase before it trained further in this call: {cfg.phase} starts again "
                 "from the new checkpoint (its old run built on the old one)",
                 file=sys.stderr,
             )
-        r = train(dataclasses.replace(cfg, phase=phase, steps=steps[phase], init=init, out_dir=str(out), resume=resume))
-        results[phase] = r
+        r = train(dataclasses.replace(cfg, init=init, resume=resume))
+        results[cfg.phase] = r
         init = str(r.checkpoint)
         moved = moved or not resume or before is None or r.step != before
     return results

@@ -20,6 +20,7 @@ applied to pristine and forged alike so it is not itself the signal.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,7 +50,7 @@ __all__ = [
     "SKIMAGE_PHOTOS",
 ]
 
-PHOTO_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".mpo", ".webp")
+PHOTO_EXT = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".mpo", ".webp", ".bmp")
 #: scikit-image samples that are photographs (not drawings, micrographs or renderings).
 SKIMAGE_PHOTOS = (
     "astronaut",
@@ -104,10 +105,17 @@ class Photo:
             raise ValueError(f"{self.source}: cannot decode frame {self.frame} ({e})") from None
 
 
-def _exif_camera(im: Image.Image) -> str | None:
+def _exif_camera(im: Image.Image, name: str = "a photo") -> str | None:
     exif = im.getexif()
-    make, model = str(exif.get(271, "")).strip(" \x00"), str(exif.get(272, "")).strip(" \x00")
+    # spaces collapsed: 'Canon  EOS 80D' (two spaces) is 'Canon EOS 80D'
+    make, model = (" ".join(str(exif.get(t, "")).replace("\x00", " ").split()) for t in (271, 272))
     if not model:
+        if make:
+            warnings.warn(
+                f"{name}: EXIF names the make ({make}) but no model: "
+                "taken as a camera of its own (name it in a split if it belongs with others)",
+                stacklevel=2,
+            )
         return None
     return model if model.lower().startswith(make.lower().split(" ")[0]) or not make else f"{make} {model}"
 
@@ -128,7 +136,13 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
     files, unreadable = find_images(root)  # not rglob: it skips a folder it cannot read, unsaid
     if unreadable:  # a camera's folder left out would change the split without a word
         raise ValueError(unreadable[0])
+    seen: dict[str, Path] = {}  # file digest -> the first path with those bytes
     for p in (q for q in files if q.suffix.lower() in PHOTO_EXT):
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        if digest in seen:  # 'IMG_1.jpg' and 'IMG_1 (1).jpg': one photo, which must not be in two splits
+            warnings.warn(f"{p}: the same file as {seen[digest]}: left out (one photo, one split)", stacklevel=2)
+            continue
+        seen[digest] = p
         try:
             with open_image(p) as im:
                 n = getattr(im, "n_frames", 1)
@@ -137,7 +151,7 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
                     w, h = im.size
                     if min(h, w) < min_side:
                         continue
-                    found.append((p, f, n, _exif_camera(im), (h, w)))
+                    found.append((p, f, n, _exif_camera(im, str(p)), (h, w)))
         except (OSError, EOFError) as e:
             raise ValueError(f"{p}: unreadable image ({e})") from None
     if not found:
@@ -148,8 +162,14 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
         stems[p.stem] = stems.get(p.stem, 0) + (f == 0)
         key = p.relative_to(root).with_suffix("").as_posix()
         bare[key] = bare.get(key, 0) + (f == 0)
+    # one camera however its EXIF spells it: 'samsung SM-G991B' and 'SAMSUNG SM-G991B'
+    spelling: dict[str, str] = {}
+    for *_, exif_cam, _ in found:
+        if exif_cam is not None:
+            spelling.setdefault(exif_cam.casefold(), exif_cam)
     out = []
     for p, f, n, exif_cam, size in found:
+        exif_cam = None if exif_cam is None else spelling[exif_cam.casefold()]
         rel = p.relative_to(root)
         key = rel.with_suffix("").as_posix()
         base = p.stem if stems[p.stem] == 1 else key if bare[key] == 1 else rel.as_posix()
@@ -180,26 +200,31 @@ def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | N
     unknown = sorted(set(split) - {"train", "validation", "test"})
     if unknown:  # "Test" would take its cameras out of training and leave no test set
         raise ValueError(f"unknown split name(s) {unknown}: use 'train', 'validation' and 'test'")
+
+    def key(name: str) -> str:  # as EXIF spellings vary: letter case and runs of spaces
+        return " ".join(name.split()).casefold()
+
     where: dict[str, str] = {}
+    given: dict[str, str] = {}
     for s, cams in split.items():
         for c in cams:
-            if c in where and where[c] != s:
-                raise ValueError(f"camera {c!r} is in both {where[c]!r} and {s!r}")
-            where[c] = s
+            if key(c) in where and where[key(c)] != s:
+                raise ValueError(f"camera {c!r} is in both {where[key(c)]!r} and {s!r}")
+            where[key(c)], given[key(c)] = s, c
     out: dict[str, list[Photo]] = {"train": [], "validation": [], "test": []}
     photos = list(photos)
     for p in photos:
-        out.setdefault(where.get(f"photo:{p.name}", where.get(p.camera, "train")), []).append(p)
-    known = {f"photo:{p.name}" for p in photos} | {p.camera for p in photos}
-    unmatched = sorted(c for c in where if c not in known)
+        out.setdefault(where.get(key(f"photo:{p.name}"), where.get(key(p.camera), "train")), []).append(p)
+    known = {key(f"photo:{p.name}") for p in photos} | {key(p.camera) for p in photos}
+    unmatched = sorted(given[c] for c in where if c not in known)
     if split.get("test") and not out["test"]:
         raise ValueError(
             f"no photo matches the test split {list(split['test'])} (cameras here: {sorted({p.camera for p in photos})})"
         )
     if unmatched:
         warnings.warn(f"split names that match no photo: {unmatched}", stacklevel=2)
-    test_cams = {p.camera for p in out["test"]}
-    leaked = [p.name for s, ps in out.items() if s != "test" for p in ps if p.camera in test_cams]
+    test_cams = {key(p.camera) for p in out["test"]}
+    leaked = [p.name for s, ps in out.items() if s != "test" for p in ps if key(p.camera) in test_cams]
     if leaked:
         raise ValueError(f"test cameras must be held out whole; also in training/validation: {leaked}")
     return out
