@@ -322,7 +322,8 @@ def run(
 ) -> Path:
     """One round of the recipe; returns the calibrated float32 checkpoint (export it with
     ``trufor_lab.training.export_checkpoint(..., kind="demo")``). ``split`` replaces the
-    validation and test names of ``DEFAULT_SPLIT`` it gives (cameras, or ``photo:<name>``);
+    validation and test names of ``DEFAULT_SPLIT`` that it gives non-empty (cameras, or
+    ``photo:<name>``);
     ``phases`` maps phase -> (steps, lr, time cap); ``calibration``: ``n`` validation items per
     class and the ``base_rate`` of :func:`calibrate` (``{"skip": True}``: none, the detection
     checkpoint is returned). The splits are checked before any training: calibration splices
@@ -336,6 +337,8 @@ def run(
     with warnings.catch_warnings(record=True) as caught:  # names of the default split not in a user's folder
         warnings.simplefilter("always")
         splits = split_by_camera(scan_photos(photos_dir, camera_folders=camera_folders) + skimage_photos(), sp)
+    for w in caught:  # said as they were (copies left out, make-only EXIF, unmatched names)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     val_cams = sorted({p.camera for p in splits["validation"]})
     if not cal["skip"] and len(val_cams) < 2:
         unmatched = "; ".join(str(w.message) for w in caught)
