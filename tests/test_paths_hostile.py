@@ -190,9 +190,9 @@ def test_training_photos_refuse_an_unreadable_camera_folder(tmp_path, monkeypatc
 
     from trufor_lab.training.photos import scan_photos
 
-    for cam in ("canon", "nikon"):
+    for k, cam in enumerate(("canon", "nikon")):  # two photos (identical files are one photo)
         (tmp_path / cam).mkdir()
-        Image.fromarray(np.full((80, 96, 3), 120, np.uint8)).save(tmp_path / cam / "a.jpg")
+        Image.fromarray(np.full((80, 96, 3), 120 + k, np.uint8)).save(tmp_path / cam / "a.jpg")
     (tmp_path / "canon" / "._a.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     assert [p.camera for p in scan_photos(tmp_path, min_side=64, camera_folders=True)] == [
         "folder:canon",
