@@ -147,9 +147,9 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
     # another mode: recomputed (the fast outputs were reused by an exact run before)
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode="fast")
     assert s["written"] == 1 and s["recomputed"] == [
-        ["good/one", "existing output computed as exact float32 (now fast float32)"]
+        ["good/one", "existing output computed as exact float32 (now fast[encoder float32] float32)"]
     ]
-    assert str(np.load(out / "good" / "one.npz")["trufor_lab_computed"]) == "fast float32"
+    assert str(np.load(out / "good" / "one.npz")["trufor_lab_computed"]) == "fast[encoder float32] float32"
     # a fast mode with other settings is another computation: not the preset's output
     from trufor_lab.inference.predict import InferenceMode, mode_label
 
@@ -160,8 +160,23 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
 
     assert mode_label(InferenceMode.exact(chunks=LeanConfig(budget_bytes=2**20, rows=3))) == "exact"  # pieces only
     assert mode_label(InferenceMode.exact(chunks=LeanConfig(onednn=False))) == "exact(chunks.onednn=False)"
+    # with the device, what the encoder ran in: a GPU's bfloat16 "fast" output is not a CPU's
+    import trufor_lab.inference.predict as predict_mod
+
+    for native, want in ((True, "fast[encoder bfloat16]"), (False, "fast[encoder float32]")):
+        monkeypatch.setattr(predict_mod, "cuda_bf16_native", lambda dev, native=native: native)
+        assert mode_label("fast", "cuda:0") == want
+    assert mode_label("fast", "cpu") == "fast[encoder float32]" and mode_label("exact", "cpu") == "exact"
+    assert mode_label(InferenceMode.fast(amp_on_cpu=True), "cpu") == "fast(amp_on_cpu=True)[encoder bfloat16]"
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode=f32)
     assert s["written"] == 1 and "now fast(amp_dtype=None) float32" in s["recomputed"][0][1]
+    # a GPU's bfloat16 output under the same mode name is recomputed, not reused, on the CPU
+    np.savez(
+        out / "good" / "one.npz",
+        **{**np.load(out / "good" / "one.npz"), "trufor_lab_computed": "fast[encoder bfloat16] float32"},
+    )
+    s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode="fast")
+    assert s["written"] == 1 and "computed as fast[encoder bfloat16] float32" in s["recomputed"][0][1]
 
 
 def test_someone_elses_npz_is_not_overwritten_and_a_failed_rank_counts_its_images(tmp_path, tampered2, recipe_ckpt):

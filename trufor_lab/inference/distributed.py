@@ -202,7 +202,7 @@ def _run_share(
         report["assigned"] = [name for name, _ in mine]
         todo = []
         weights_digest = None
-        computed = computed_label(mode_label(mode), precision)
+        computed = computed_label(mode_label(mode, dev if precision == "float32" else None), precision)
         for name, path in mine:
             out = output_path(output, name)
             try:

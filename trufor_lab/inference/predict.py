@@ -182,12 +182,23 @@ def resolve_mode(mode: str | InferenceMode) -> InferenceMode:
     raise ValueError(f"unknown inference mode {mode!r}; choose from {MODES}")
 
 
-def mode_label(mode: str | InferenceMode) -> str:
+def mode_label(mode: str | InferenceMode, device: str | torch.device | None = None) -> str:
     """The mode as an output records it: the preset's name (``"exact"``, ``"fast"``), followed by
     the settings that change the arithmetic and differ from it (``"fast(amp_dtype=None)"``), so
     that an output made otherwise is never reused for these. Where and in what pieces the work
     runs (``lean``, ``compile``, ``token_bands``, chunk sizes and budget) is left out: float32
-    rounding only."""
+    rounding only. With ``device``, a mode whose encoder precision depends on the device says
+    which one it ran (``"fast[encoder bfloat16]"`` on an Ampere GPU, ``"fast[encoder float32]"``
+    on a CPU or an older GPU): the same settings are not the same arithmetic everywhere."""
+    label = _settings_label(mode)
+    m = resolve_mode(mode)
+    if device is not None and m.amp_dtype is not None:
+        dtype = m.amp_dtype if uses_autocast(m, device) else torch.float32
+        label += f"[encoder {str(dtype).removeprefix('torch.')}]"
+    return label
+
+
+def _settings_label(mode: str | InferenceMode) -> str:
     m = resolve_mode(mode)
     preset = resolve_mode(m.name)
     diff = [
