@@ -11,6 +11,7 @@ import io
 import re
 
 import numpy as np
+from scipy import ndimage
 import pytest
 from PIL import Image
 
@@ -598,3 +599,43 @@ def test_an_unreadable_file_is_named_by_its_path_not_as_bytes(tmp_path):
     path.write_bytes(jpeg_bytes(np.full((64, 64, 3), 120, np.uint8), 90)[:300])
     with pytest.raises(ImageError, match=rf"^{re.escape(str(path))}: unreadable image"):
         detect(path, "ela")
+
+
+def test_a_map_without_contrast_is_an_empty_map_that_says_so():
+    """ELA of a one-colour picture (a constant residual) and the noise method with two tiles (the
+    same |robust z| for both) were drawn as 1.0 everywhere, fallback score 1.0: "everything is
+    maximally suspicious" for a picture with nothing in it."""
+    flat = np.zeros((64, 64, 3), np.uint8)
+    flat[:] = (37, 201, 90)
+    for img, method in (
+        (flat, "ela"),
+        (np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8), "noise"),
+    ):
+        r = detect(png(img), method, fallback_score=True)
+        raw = r.captures["raw_map"]
+        assert raw.max() > 0 and raw.max() == raw.min()  # the premise: a flat nonzero output
+        assert not r.map.any() and r.score == 0.0
+        assert any("one value everywhere (no contrast)" in n for n in r.notes), r.notes
+
+
+def test_jpeg_ghost_of_a_flat_picture_is_not_applicable():
+    """No curve dips inside the quality range: the ghost quality was the range's end (50) and the
+    map 0.83 everywhere, against the docstring (never an end of the range; flat pixels neutral)."""
+    for level in (10, 250):
+        r = detect(np.full((64, 64, 3), level, np.uint8), "jpeg_ghost", fallback_score=True)
+        assert r.notice is not None and "no ghost to show" in r.notice
+        assert not r.map.any() and r.score is None
+
+
+def test_bag_refuses_pictures_too_small_to_tell_a_grid_from_texture():
+    """At 32-64 px (two 32-px bands per axis) a third of never-compressed noise pictures 'had' an
+    8x8 grid (grid strength over 5) and got a full-scale map."""
+    rng = np.random.default_rng(1)
+    found = 0
+    for k in range(12):
+        b = ndimage.gaussian_filter(rng.normal(0, 1, (64, 64, 3)), (1.5, 1.5, 0))
+        b = (128 + 60 * b / b.std()).clip(0, 255).astype(np.uint8)
+        r = detect(png(b), "bag")
+        found += r.captures["applicable"]
+        assert "needs at least 128 pixels a side" in r.notice
+    assert found == 0

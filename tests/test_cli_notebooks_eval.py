@@ -445,3 +445,47 @@ def test_an_earlier_versions_not_applicable_output_is_not_reused(tmp_path, capsy
     assert main(argv) == 0
     cap = capsys.readouterr()
     assert "1 computed, 0 reused" in cap.out and "an earlier version's 'not applicable'" in cap.err, (cap.out, cap.err)
+
+
+def test_an_eval_whose_weights_do_not_load_leaves_the_last_runs_tables(tmp_path, capsys):
+    """A rerun with weights that cannot evaluate (Noiseprint++ alone) exited 2 having deleted the
+    previous run's per-image CSV and summaries: a run that does nothing now leaves them."""
+    from pathlib import Path
+
+    d = tmp_path / "imgs"
+    _noise(d / "a.png", 1)
+    out = tmp_path / "o"
+    base = ["eval", "mine", "--images", str(d), "-o", str(out), "-q"]
+    assert main(base) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert sorted(before) == ["mine.per_image.csv", "mine.summary.csv", "mine.summary.json"]
+    capsys.readouterr()
+    noiseprint_only = Path(__file__).resolve().parents[1] / "weights" / "noiseprint++.th"
+    assert main([*base, "--overwrite", "--weights", str(noiseprint_only)]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing hidden left either
+
+
+def test_eval_counts_masks_left_with_one_class_and_gives_no_balanced_accuracy_of_one_class(tmp_path, capsys):
+    """A fake whose mask reads all forged scores F1 1 whatever the map (and one with no forged
+    pixel left after the erosion 0): each entered the mean unsaid. And a fakes-only folder's
+    summary.json held a balanced accuracy that its own line refuses to give."""
+    from pathlib import Path
+
+    d, m = tmp_path / "images", tmp_path / "masks"
+    for i, name in enumerate(("a", "b", "c")):
+        _noise(d / f"{name}.png", i)
+    _box(m / "a.png")
+    Image.fromarray(np.full((48, 48), 255, np.uint8)).save(m / "b.png")  # all forged
+    tiny = np.zeros((48, 48), np.uint8)
+    tiny[20:26, 20:26] = 255  # 6 px: nothing left after the 15x15 erosion
+    Image.fromarray(tiny).save(m / "c.png")
+    out = tmp_path / "o"
+    assert main(["eval", "mine", "--images", str(d), "--masks", str(m), "--method", "ela", "-o", str(out), "-q"]) == 0
+    line = capsys.readouterr().out
+    assert "2 mask(s) with no forged pixel after the official erosion, or no pristine one" in line, line
+    s = json.loads((out / "mine.ela.summary.json").read_text())["mine"]
+    assert s["n_mask_one_class"] == 2 and s["n_fake"] == 3 and s["n_real"] == 0
+    assert s["balanced_accuracy"] is None and s["tpr"] is not None
+    rows = {Path(r["image_path"]).stem: r for r in _rows(out).values()}
+    assert (float(rows["b"]["f1_best"]), float(rows["c"]["f1_best"])) == (1.0, 0.0)  # the official numbers, kept

@@ -150,7 +150,10 @@ def test_columbia_colour_rule(tmp_path):
 def test_grey_thresholds_and_strict(tmp_path):
     low = _mask(tmp_path / "low.png", SQUARE, on=3)  # nonzero = forged (official > 0.1)
     assert np.array_equal(read_mask(low), SQUARE)
-    assert not read_mask(low, MaskConvention(threshold=127)).any()
+    with pytest.raises(
+        DatasetError, match=r"low\.png: its two levels \(0 and 3\) both read as pristine at threshold 127"
+    ):
+        read_mask(low, MaskConvention(threshold=127))  # was an empty mask (F1 0 whatever the map), unsaid
     grey = _mask(tmp_path / "grey.png", SQUARE, on=128)
     with pytest.raises(DatasetError, match=r"grey\.png: mask is not binary \(values"):
         read_mask(grey, MaskConvention(threshold=None))
@@ -744,3 +747,28 @@ def test_a_16_bit_mask_reads_like_its_8_bit_twin_and_a_text_file_is_said_in_word
         DatasetError, match=r"notes\.png: unreadable mask \(not an image file, or a format not read here\)$"
     ):
         read_mask(tmp_path / "notes.png")
+
+
+def test_two_level_masks_are_binary_whatever_their_levels(tmp_path):
+    """A red-on-black mask (grey level 76) covering a fifth of the picture was refused as 'not
+    binary (22% mid-grey)' whatever --mask-threshold said, though the official reading scores it;
+    a colour-mapped mask (matplotlib's default: background grey 30) read as all forged, so its
+    F1 was 1 whatever the map. Two levels are binary; two on one side of the threshold are refused."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    big = np.zeros((H, W), bool)
+    big[: H // 2, : W // 2] = True
+    red = np.zeros((H, W, 3), np.uint8)
+    red[big] = (255, 0, 0)
+    Image.fromarray(red).save(tmp_path / "red.png")
+    assert np.array_equal(read_mask(tmp_path / "red.png"), big)
+    plt.imsave(tmp_path / "viridis.png", SQUARE)
+    with pytest.raises(
+        DatasetError, match=r"viridis\.png: its two levels \((\d+) and (\d+)\) both read as forged"
+    ) as e:
+        read_mask(tmp_path / "viridis.png")
+    level = int(re.search(r"--mask-threshold (\d+)", str(e.value)).group(1))
+    assert np.array_equal(read_mask(tmp_path / "viridis.png", MaskConvention(threshold=level)), SQUARE)

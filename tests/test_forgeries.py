@@ -297,3 +297,39 @@ def test_jpeg_qualities_and_transforms_must_be_what_is_recorded(target):
         F.copy_move(target, seed=0, rotation=float("nan"))
     with pytest.raises(ValueError, match="copy_move: scale must be a finite number > 0, got inf"):
         F.copy_move(target, seed=0, scale=float("inf"))
+
+
+def test_demo_set_beyond_the_seven_samples_repeats_no_picture():
+    """demo_set(32) (notebook 05 on a GPU) held each scikit-image sample's pristine picture two or
+    three times under other names: the detection AUC weighed some images several times."""
+    items = F.demo_set(32, size=64, seed=0, final_jpeg=None)
+    reals = [it.image for it in items if not it.mask.any()]
+    assert len(reals) == 16
+    assert len({r.tobytes() for r in reals}) == 16
+    assert len({it.name for it in items}) == 32
+    first = F.demo_set(14, size=64, seed=0, final_jpeg=None)  # the first pass is as before
+    assert all(np.array_equal(a.image, b.image) and a.name == b.name for a, b in zip(first, items))
+    with pytest.raises(ValueError, match=r"demo_set: n must be a whole number in 0\.\.112"):
+        F.demo_set(113, size=64)
+
+
+def test_one_unreadable_official_sample_is_skipped_with_a_line_naming_it(tmp_path):
+    """A folder with one broken file raised PIL's UnidentifiedImageError (a traceback naming an
+    _io.BufferedReader) and returned none of the readable items."""
+    img = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "pristine1.png")
+    (tmp_path / "tampered2.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match=r"tampered2\.png: .*; skipped") as said:
+        items = F.load_official_samples(tmp_path)
+    assert [it.name for it in items] == ["pristine1"] and len(said) == 1
+    assert "\n" not in str(said[0].message)
+
+
+def test_a_forgery_one_pixel_wide_is_drawn():
+    """plot() raised matplotlib's 'Input z must be at least a (2, 2) shaped array' for a 1 x 100
+    forgery the generators make."""
+    img = np.random.default_rng(0).integers(0, 256, (1, 100, 3), dtype=np.uint8)
+    f = F.local_edit(img, seed=0)
+    assert f.mask.any()
+    fig = f.plot()
+    assert len(fig.axes[0].images) == 2  # the image and the mask drawn over it

@@ -400,3 +400,19 @@ def test_fixed_threshold_metrics_need_a_probability_map():
         assert math.isnan(r.f1_fixed) and math.isnan(r.mcc_fixed) and math.isnan(r.iou_fixed)
         assert (r.f1_best, r.mcc_best, r.auc) == (ref.f1_best, ref.mcc_best, ref.auc)
     assert localization_metrics(gt, gt).f1_fixed == 1.0  # a binary prediction is a probability
+
+
+def test_a_probability_map_overshooting_after_a_bicubic_resize_is_still_scored_at_half():
+    """A user's map resized bicubically overshoots [0, 1] by ~0.1 at sharp edges: its f1_fixed was
+    NaN (read as logits) although 0.5 means what it means; logits a little wider are still NaN."""
+    import torch
+
+    gt = np.zeros((64, 64), bool)
+    gt[16:48, 16:48] = True
+    small = torch.from_numpy(gt[::2, ::2].astype(np.float32))[None, None]
+    big = torch.nn.functional.interpolate(small, size=(64, 64), mode="bicubic", align_corners=False)[0, 0].numpy()
+    assert big.min() < 0 or big.max() > 1  # the overshoot is real
+    r = localization_metrics(big, gt)
+    assert r.f1_fixed == localization_metrics(np.clip(big, 0, 1), gt).f1_fixed > 0.9
+    logits = np.where(gt, 0.3, -0.3)  # a logit map narrower than its own threshold range still is not
+    assert math.isnan(localization_metrics(logits, gt).f1_fixed)

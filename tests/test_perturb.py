@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import io
 from dataclasses import dataclass
 
@@ -411,3 +412,44 @@ def test_a_value_whose_image_cannot_be_analysed_keeps_the_other_rows(planted, ma
 
     with pytest.raises(RuntimeError, match="same device"):
         P.sweep(None, planted, mask, "resize", [1.0], analyze_fn=wrong_device)
+
+
+def test_a_sweep_that_runs_out_of_memory_keeps_the_rows_it_computed(planted, mask):
+    """PyTorch's out-of-memory errors are RuntimeErrors (CUDA's OutOfMemoryError, the CPU
+    allocator's "can't allocate memory"), not MemoryError: a resize sweep lost every row
+    already computed with a traceback. Other RuntimeErrors (bugs) still propagate."""
+    import torch
+
+    for oom in (
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory"),
+    ):
+
+        def fn(model, image, oom=oom):
+            if image.shape[0] > 150:
+                raise oom
+            return bright_detector(model, image)
+
+        res = P.sweep(None, planted, mask, "resize", [1.0, 0.75, 2.0], analyze_fn=fn)
+        assert [r["value"] for r in res.table] == [1.0, 0.75, 2.0]
+        assert res.table[0]["f1_best"] == 1.0 and math.isnan(res.table[2]["f1_best"])
+        assert "factor=2.0: not analysed" in res.table[2]["error"] and "memory" in res.table[2]["error"]
+
+    def buggy(model, image):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        P.sweep(None, planted, mask, "resize", [1.0], analyze_fn=buggy)
+
+
+def test_a_resize_that_leaves_a_side_of_no_pixel_is_refused_and_a_bad_noise_seed_is_one_line():
+    """1000x12 at factor 0.04 became 40x1 (each side clamped to 1 px on its own: the aspect
+    changed while the row said 0.04); GaussianNoise(seed=1.5) failed in numpy's SeedSequence."""
+    thin = np.zeros((12, 1000, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"resize factor 0\.04 makes the 1000x12 image 40x0: a side of no pixel"):
+        P.resize().apply(thin, 0.04)
+    assert P.resize().apply(thin, 0.5).shape == (6, 500, 3)
+    for bad in (1.5, -1, True):
+        with pytest.raises(ValueError, match="gaussian_noise: seed must be a whole number >= 0"):
+            P.gaussian_noise(2.0, seed=bad)
+    assert P.gaussian_noise(2.0, seed=np.int64(3)).seed == 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import dataclasses
 import sys
 from pathlib import Path
@@ -176,9 +177,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     stem = safe_part(dataset.name) + (f".{method}" if classic else "")
     tables = (out / f"{stem}.per_image.csv", out / f"{stem}.summary.json", out / f"{stem}.summary.csv")
-    for stale in tables:  # an interrupted run must not leave the last run's tables beside its new outputs
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-            stale.unlink()
+    # an interrupted run must not leave the last run's tables beside its new outputs; a run that
+    # does nothing (the weights do not load) leaves them as they were
+    aside = _set_aside(tables)
     try:
         ev = evaluate(
             None,
@@ -191,8 +192,13 @@ def run(args: argparse.Namespace) -> int:
             computed=f"classic {method}" if classic else computed_label("exact", args.precision),
         )
     except _ModelUnavailable as e:
+        _put_back(aside)
         error(str(e))
         return 2
+    finally:
+        for kept in aside.values():
+            with contextlib.suppress(OSError):
+                kept.unlink()
     skipped = set(analyze_fn.not_applicable) if classic else set()
     for row in ev.rows:  # ev.failed's lines, less those the one line below counts
         if is_failed(row) and str(row.get("image_path")) not in skipped:
@@ -217,6 +223,26 @@ def run(args: argparse.Namespace) -> int:
         f"{len(ev.failed)} failed; results in {tables[0]}"
     )
     return 1 if ev.failed else 0
+
+
+def _set_aside(tables: tuple[Path, ...]) -> dict[Path, Path]:
+    """Move the last run's tables to hidden names beside them: {table: where it now is}."""
+    aside = {}
+    for table in tables:
+        hidden = table.with_name(f".{table.name}.previous")
+        if table.is_dir():  # not a table: left where it is (writing the new one says so)
+            continue
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            os.replace(table, hidden)
+            aside[table] = hidden
+    return aside
+
+
+def _put_back(aside: dict[Path, Path]) -> None:
+    for table, hidden in list(aside.items()):
+        with contextlib.suppress(OSError):
+            os.replace(hidden, table)
+            del aside[table]
 
 
 def register(subparsers: Any) -> None:

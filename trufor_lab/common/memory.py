@@ -124,3 +124,12 @@ def _cgroup_dir() -> Path | None:
             if (d / "memory.max").is_file() or (d / "memory.limit_in_bytes").is_file():
                 return d
     return None
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` says memory ran out: Python's MemoryError, CUDA's ``torch.OutOfMemoryError``
+    or the CPU allocator's RuntimeError ("can't allocate memory") - not any RuntimeError."""
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

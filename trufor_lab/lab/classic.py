@@ -258,7 +258,7 @@ METHODS: Mapping[str, Method] = _registry(
         "block artifact grid: blocks whose 8x8 grid is shifted",
         "W. Li, Y. Yuan, N. Yu, 'Passive detection of doctored JPEG image via block artifact grid "
         "extraction', Signal Processing 89(9), 2009",
-        min_side=16,
+        min_side=J.GRID_MIN_SIDE,
     ),
     Method(
         "noise",
@@ -292,6 +292,11 @@ METHODS: Mapping[str, Method] = _registry(
 # ---------------------------------------------------------------------------- detect
 
 
+def _flat(m: np.ndarray) -> bool:
+    """A map with one value everywhere (to float rounding)."""
+    return m.size > 0 and float(np.ptp(m)) <= 1e-9 * max(1.0, float(np.abs(m).max()))
+
+
 def _normalise(m: np.ndarray, bounded: bool = False) -> np.ndarray:
     """To [0, 1] for display. A ``bounded`` map (already a probability-like value) is clipped; any
     other is always scaled (never by whether it happens to fall in [0, 1], which made a map
@@ -301,6 +306,8 @@ def _normalise(m: np.ndarray, bounded: bool = False) -> np.ndarray:
     m = np.nan_to_num(np.asarray(m, dtype=np.float64))
     if bounded:
         return np.clip(m, 0, 1).astype(np.float32)
+    if _flat(m):  # no contrast: nothing stands out (dividing by itself drew it all at 1.0)
+        return np.zeros(m.shape, np.float32)
     m = m - min(0.0, float(m.min()))
     hi = max(float(np.percentile(m, 99.5)), 0.5 * float(m.max()))
     return np.clip(m / hi if hi > 0 else np.zeros_like(m), 0, 1).astype(np.float32)
@@ -372,6 +379,8 @@ def detect(
         notes.append(notice)
     elif not np.any(raw_map):  # an all-zero map is no finding: say so rather than show a black panel
         notes.append(f"{spec.name}: the map is zero everywhere: " + raw.get("empty_reason", "nothing to show here"))
+    elif not spec.bounded and _flat(np.nan_to_num(np.asarray(raw_map, np.float64))):
+        notes.append(f"{spec.name}: the map has one value everywhere (no contrast): nothing stands out, empty map")
     for key in ("fallback", "note"):  # what the method says about this image
         if key in raw:
             notes.append(f"{spec.name}: {raw[key]}")

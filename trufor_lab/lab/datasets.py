@@ -187,10 +187,22 @@ class MaskConvention:
                 return a == 255
             shown = sorted(levels)[:6]
             raise DatasetError(f"{source}: mask is not binary (values {shown}...; expected 0/255 or 0/1)")
+        levels = np.unique(a)
+        on = a > self.threshold
+        if levels.size == 2:  # two drawn levels (e.g. red on black, 0/76 as grey) is binary whatever they are
+            if on.all() or not on.any():
+                lo, hi = levels.tolist()
+                reads = "forged" if on.all() != self.invert else "pristine"
+                raise DatasetError(
+                    f"{source}: its two levels ({lo} and {hi}) both read as {reads} at threshold "
+                    f"{self.threshold:g} (a colour-mapped image?); save the mask black and white or read it "
+                    f"at a level between them (trufor-lab eval --mask-threshold {(lo + hi) // 2})"
+                )
+            return on
         grey = np.count_nonzero((a >= 32) & (a <= 223)) / max(a.size, 1)
         if grey > self.max_grey:
             raise DatasetError(f"{source}: mask is not binary ({grey:.0%} of pixels are mid-grey)")
-        return a > self.threshold
+        return on
 
     def _colour(self, a: np.ndarray, source: PathLike) -> np.ndarray:
         rule = self.colour

@@ -180,6 +180,11 @@ def mask_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
     )
 
 
+def _one_class(r: Mapping[str, Any]) -> bool:
+    forged, pristine = int(r.get("n_forged") or 0), int(r.get("n_pristine") or 0)
+    return forged + pristine > 0 and (forged == 0 or pristine == 0)
+
+
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r.get("status") == "ok"]
     scored = [r for r in ok if r.get("label") in (0, 1)]
@@ -200,8 +205,12 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "n_mask_unusable": sum(1 for r in fakes if "mask" in not_scored(r)),
         # fakes whose map holds NaN on scored pixels (the output's fault, not the mask's)
         "n_map_unusable": sum(1 for r in fakes if "map" in not_scored(r)),
+        # scored masks left with one class (no forged pixel after the erosion, or no pristine one):
+        # the official numbers for them are trivial (F1 best 0, or 1 whatever the map)
+        "n_mask_one_class": sum(1 for r in loc_rows if _one_class(r)),
         "detection_auc": det.auc,
-        "balanced_accuracy": det.balanced_accuracy,
+        # one class present: no *balanced* accuracy (tpr or tnr holds its one rate), as the line says
+        "balanced_accuracy": det.balanced_accuracy if det.n_fake and det.n_real else math.nan,
         "tpr": det.tpr,
         "tnr": det.tnr,
         "n_score_dropped": det.n_dropped,
@@ -231,6 +240,11 @@ def summary_line(name: str, s: Mapping[str, Any]) -> str:
         loc = "no masks"
     if s.get("n_mask_unusable"):
         loc += f" ({s['n_mask_unusable']} fake(s) without a usable mask)"
+    if s.get("n_mask_one_class"):
+        loc += (
+            f" ({s['n_mask_one_class']} mask(s) with no forged pixel after the official erosion, or no "
+            "pristine one: their F1 is 0 or 1 whatever the map)"
+        )
     if s.get("n_map_unusable"):
         loc += f" ({s['n_map_unusable']} fake(s) whose map holds NaN on scored pixels)"
     if s["n_fake"] and s["n_real"]:

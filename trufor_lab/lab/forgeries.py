@@ -27,6 +27,7 @@ import io
 import math
 import numbers
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,10 +36,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from trufor_lab.common.image_files import load_stored
 from trufor_lab.common.imaging import resize, to_uint8
 from trufor_lab.common.paths import list_images
 from trufor_lab.forensics.jpeg import jpeg_compress
+from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.lab.datasets import DatasetError, read_mask
 from trufor_lab.viz.figures import new_figure
 
@@ -114,7 +115,9 @@ class Forgery:
         else:
             fig = ax.figure
         ax.imshow(self.image)
-        if self.mask is not None and self.mask.any():
+        if self.mask is not None and self.mask.any() and min(self.mask.shape) < 2:  # no contour of a line
+            ax.imshow(np.ma.masked_where(~self.mask, self.mask), cmap="autumn", alpha=0.6, interpolation="nearest")
+        elif self.mask is not None and self.mask.any():
             ax.contour(self.mask.astype(np.float32), levels=[0.5], colors="red", linewidths=1.2)
         ax.set_axis_off()
         what = "pristine" if self.label == 0 else self.kind
@@ -780,7 +783,8 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
     ``<stem>_gt.*`` beside the image with the benchmark reader's rules
     (:func:`~trufor_lab.lab.datasets.read_mask`: 0/1 or 0/255); a forged image
     without one gets ``mask=None`` (unknown, never a made-up empty mask). Images are not
-    resized or recompressed, so their compression history is kept.
+    resized or recompressed, so their compression history is kept. An image that cannot be read
+    is skipped with a one-line warning naming it.
     """
     d = Path(directory)
     files = list_images(d, recursive=False)
@@ -803,8 +807,11 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
             label = 0
         else:
             continue
-        with load_stored(p) as im:
-            img = np.asarray(im.convert("RGB"))
+        try:  # the stored grid, as every reader here: 16-bit, CMYK, alpha read as analyze reads them
+            img = load_image(p).rgb
+        except ImageError as e:  # one bad file: the others are still the folder's items
+            warnings.warn(f"{e}; skipped", stacklevel=2)
+            continue
         if label == 0:
             mask = np.zeros(img.shape[:2], dtype=bool)
         elif mask is not None and mask.shape != img.shape[:2]:
@@ -815,6 +822,14 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
             )
         )
     return items
+
+
+#: The eight turns and mirrors of a square picture, identity first: further passes of demo_set.
+_VIEWS: tuple[Callable[[np.ndarray], np.ndarray], ...] = tuple(
+    (lambda a, k=k, flip=flip: np.ascontiguousarray(np.rot90(a[:, ::-1] if flip else a, k)))
+    for flip in (False, True)
+    for k in range(4)
+)
 
 
 def demo_set(
@@ -828,27 +843,32 @@ def demo_set(
     """A small labelled set made on the fly, offline: pristine/forged pairs of the same images.
 
     Item ``2i`` is scikit-image sample ``i`` pristine, item ``2i + 1`` a random forgery of it
-    (the donor for splices is the next sample). Every item, pristine or forged, ends with the
+    (the donor for splices is the next sample). Past the 7 samples (``n > 14``) each further pass
+    takes them turned or mirrored (``"_v1"`` ... ``"_v7"`` in the names), so no two pristine
+    items are the same picture; at most 112 items. Every item, pristine or forged, ends with the
     same single JPEG at ``final_jpeg`` (for ``double_jpeg`` that JPEG *is* its q2), so the
     label is not given away by compression; with ``final_jpeg=None`` nothing is compressed at
     the end and ``double_jpeg`` is left out. The masks are the forgery regions. Official
     samples from ``include_official_dir`` are appended as they are (see
     :func:`load_official_samples`).
     """
-    n = _whole("demo_set: n", n, 0)
     final_jpeg = None if final_jpeg is None else _whole("demo_set: final_jpeg", final_jpeg, 1, 100)  # 90.5 is not 90
     images = demo_images(size)
     names = list(images)
+    n = _whole("demo_set: n", n, 0, 2 * len(names) * len(_VIEWS))  # beyond: pictures repeated
     kinds = [k for k in FORGERIES if final_jpeg is not None or k != "double_jpeg"]
     rng = np.random.default_rng(seed)
     items: list[Forgery] = []
     for i in range(n):
-        name = names[(i // 2) % len(names)]
-        img = images[name]
+        view = (i // 2) // len(names)
+        base = names[(i // 2) % len(names)]
+        name = base + (f"_v{view}" if view else "")
+        img = _VIEWS[view](images[base])
         if i % 2 == 0:
             items.append(pristine(img, final_jpeg=final_jpeg, name=f"{name}_pristine", source=(name,)))
             continue
         donor_name = names[((i // 2) + 1) % len(names)]
+        donor = _VIEWS[view](images[donor_name])
         kind = kinds[int(rng.integers(len(kinds)))]
         params = random_params(kind, rng)
         fseed = int(rng.integers(2**31))
@@ -857,7 +877,7 @@ def demo_set(
             params["q1"] = int(np.clip(params["q1"], 30, final_jpeg - 5)) if final_jpeg > 40 else params["q1"]
             f = double_jpeg(img, seed=fseed, **params)
         else:
-            f = make_forgery(kind, img, images[donor_name], seed=fseed, **params)
+            f = make_forgery(kind, img, donor, seed=fseed, **params)
             if final_jpeg is not None:
                 f = replace(f, image=jpeg_compress(f.image, final_jpeg))
         src = (name, donor_name) if kind == "splice" else (name,)

@@ -22,9 +22,9 @@ the same probability maps and masks, edge cases included (the deviations are lis
 Three deviations, where the official code is not defined or not exact: counts are int64
 (the official float32 cumulative sums stop counting above 2**24 scored pixels); NaN on a
 scored pixel raises ValueError (the official sort mishandles it silently; NaN in the ignored
-band is harmless there and here); and a map with a scored value outside [0, 1] (logits,
+band is harmless there and here); and a map with a scored value outside [-1/8, 9/8] (logits,
 0..255) gets NaN fixed-threshold metrics (0.5 is no threshold there; the official script only
-ever sees probabilities).
+ever sees probabilities, and a probability map's overshoot after a bicubic resize stays inside).
 
 Extras, not in the official set: |MCC| (best and at 0.5, same edge-case rules as F1), IoU at
 0.5 (forged class, max over inversion like F1, so ``iou = f1 / (2 - f1)``), and the pixel ROC
@@ -266,13 +266,18 @@ def _auc_from_sweep(fn: np.ndarray, tn: np.ndarray) -> float:
     return twice / (2 * n_pos * n_neg)
 
 
+#: How far outside [0, 1] a map may lie and still be read as a probability at 0.5 (a bicubic
+#: resize of a 0/1 edge overshoots by ~0.1); logits and 0..255 maps lie further out.
+PROBABILITY_SLACK = 0.125
+
+
 def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetrics:
     """Official TruFor localization metrics of one forged image, plus |MCC|, IoU and AUC.
 
     ``map``: 2-D real array, higher = more likely forged. The best-threshold metrics and AUC
     take any range (logits, 0..255); the fixed-threshold ones (``f1_fixed``, ``mcc_fixed``,
     ``iou_fixed``: map > 0.5) need a probability and are NaN when a scored value lies outside
-    [0, 1]. ``mask``: same shape, boolean or 0/1, 1 = forged. Raises ValueError on a non-binary
+    [0, 1] by more than :data:`PROBABILITY_SLACK`. ``mask``: same shape, boolean or 0/1, 1 = forged. Raises ValueError on a non-binary
     mask, mismatched shapes or NaN on a scored pixel.
     """
     m = np.asarray(map)
@@ -309,7 +314,7 @@ def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetri
     # fixed threshold, in the map's own dtype
     own = m[scored]
     pred = own > FIXED_THRESHOLD
-    if own.min() < 0 or own.max() > 1:
+    if own.min() < -PROBABILITY_SLACK or own.max() > 1 + PROBABILITY_SLACK:
         f1_fixed = mcc_fixed = iou_fixed = math.nan  # not a probability: 0.5 means nothing there
     elif (y.all() and pred.all()) or (not y.any() and not pred.any()):
         f1_fixed = mcc_fixed = iou_fixed = math.nan  # a single class: the official code fails

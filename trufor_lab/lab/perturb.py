@@ -32,6 +32,7 @@ from PIL import Image
 
 from trufor_lab.common.image_files import MAX_PIXELS
 from trufor_lab.common.imaging import to_uint8
+from trufor_lab.common.memory import is_out_of_memory
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.inference.analyze import analyze
@@ -208,13 +209,15 @@ class Resize(Perturbation):
         if f <= 0:
             raise ValueError(f"resize factor must be > 0, got {f}")
         h, w = image.shape[:2]
-        out_h, out_w = max(1, round(h * f)), max(1, round(w * f))
+        out_h, out_w = round(h * f), round(w * f)
+        if min(out_h, out_w) < 1:  # clamping that side to 1 pixel would change the aspect unsaid
+            raise ValueError(f"resize factor {f:g} makes the {w}x{h} image {out_w}x{out_h}: a side of no pixel")
         if out_h * out_w > MAX_PIXELS:  # PIL would allocate it (1000x of 64x80 asked for 14 GiB)
             raise ValueError(
                 f"resize factor {f:g} makes a {out_w}x{out_h} image, more than the {MAX_PIXELS // 10**6} MP "
                 "an image may have"
             )
-        return _resize(image, mask, (max(1, round(h * f)), max(1, round(w * f))), self.interpolation)
+        return _resize(image, mask, (out_h, out_w), self.interpolation)
 
     @property
     def label(self) -> str:
@@ -271,6 +274,11 @@ class GaussianNoise(Perturbation):
     seed: int = 0
     kind: ClassVar[str] = "gaussian_noise"
     value_name: ClassVar[str] = "sigma"
+
+    def __post_init__(self) -> None:
+        ok = isinstance(self.seed, numbers.Integral) and not isinstance(self.seed, (bool, np.bool_))
+        if not ok or self.seed < 0:
+            raise ValueError(f"gaussian_noise: seed must be a whole number >= 0, got {self.seed!r}")
 
     def _apply(self, image, value, mask):
         s = self._number(value)
@@ -652,7 +660,9 @@ def sweep(
             pim, pmask = p.apply(img, v, m0)
         try:
             res = analyze_fn(model, pim)
-        except (ImageError, NonFiniteOutput, MemoryError) as e:  # e.g. shrunk below the network's minimum
+        except (ImageError, NonFiniteOutput, MemoryError, RuntimeError) as e:  # e.g. shrunk below the minimum
+            if isinstance(e, RuntimeError) and not is_out_of_memory(e):
+                raise  # a bug, not this value's row
             # this value's row says why; the rows already computed (minutes of CPU) are kept
             forged = 0 if pmask is None else int(scored_regions(pmask)[0].sum())  # as scored rows count
             rows.append(_failed_row(p, v, pim, e, forged))
