@@ -487,3 +487,29 @@ def test_two_equal_nested_ablations_each_remove_their_own_entry(recipe_model, re
         assert lean_blockers(recipe_model) == []
     assert active_interventions(recipe_model) == []
     assert_pristine(recipe_model, ref)
+
+
+def test_numpy_integers_name_stages_and_scales(recipe_model):
+    """`for s in np.arange(1, 5)` gave 'stages are 1-based integers' or numpy's bare TypeError."""
+    from trufor_lab.interpret.attribute import LayerAttribution
+
+    assert A.no_frm(recipe_model, np.arange(1, 3)).name == A.no_frm(recipe_model, (1, 2)).name
+    assert A.no_ffm_cross(recipe_model, np.int64(2)).name == A.no_ffm_cross(recipe_model, 2).name
+    assert A.drop_scales(recipe_model, np.int64(4)).name == "drop_c4"
+    assert LayerAttribution(recipe_model, stage=np.int64(2)).stage == 2
+    for bad in (True, 2.0, np.float64(2)):
+        with pytest.raises(ValueError, match="1-based integer"):
+            A.no_frm(recipe_model, bad)
+
+
+def test_a_tiled_donor_fingerprint_keeps_the_8x8_grid_phase():
+    """Tiling a 100x70 donor map put donor row 0 (phase 0) at target row 100 (phase 4)."""
+    from trufor_lab.interpret.ablations import _fit_periodic
+
+    donor = torch.arange(100 * 70, dtype=torch.float32).reshape(1, 1, 100, 70)
+    out = _fit_periodic(donor, 256, 256)
+    assert out.shape == (1, 1, 256, 256)
+    rows = out[0, 0, :, 0] // 70  # the donor row each target row came from
+    cols = out[0, 0, 0, :] % 70
+    assert torch.equal(rows % 8, torch.arange(256) % 8) and torch.equal(cols % 8, torch.arange(256) % 8)
+    assert torch.equal(_fit_periodic(donor, 50, 60), donor[..., :50, :60])  # cropping: as before

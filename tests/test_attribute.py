@@ -349,3 +349,28 @@ def test_attribution_runs_in_ieee_float32_inside_a_callers_autocast(recipe_model
         got = T.attribute(recipe_model, img, "saliency", max_side=32)
         assert torch.is_autocast_enabled("cpu")  # the caller's setting, back
     assert np.array_equal(got.map, want.map) and got.target_value == want.target_value
+
+
+def test_attribution_inside_inference_mode_runs_as_outside(recipe_model, img):
+    """Under torch.inference_mode() (the usual wrapper of an analysis notebook) attribution failed
+    with PyTorch's 'element 0 of tensors does not require grad'; enable_grad does not lift it."""
+    plain = T.attribute(recipe_model, img, "saliency", max_side=32)
+    cam = T.attribute(recipe_model, img, "gradcam", stage=2, max_side=32, relu=False)
+    with torch.inference_mode():
+        inside = T.attribute(recipe_model, img, "saliency", max_side=32)
+        cam_inside = T.attribute(recipe_model, img, "gradcam", stage=2, max_side=32, relu=False)
+    np.testing.assert_array_equal(inside.map, plain.map)
+    np.testing.assert_array_equal(cam_inside.map, cam.map)
+    assert plain.map.any() and cam.map.any()
+
+
+def test_a_flipped_region_and_an_occlusion_stride_above_its_window(recipe_model, img):
+    """RegionTarget(np.flipud(mask)) raised torch's 'negative strides' error; stride 16 with window
+    8 ran as stride 8, unsaid (options are refused, not changed)."""
+    mask = np.zeros(img.shape[:2], bool)
+    mask[:20, :30] = True
+    flipped = T.attribute(recipe_model, img, "saliency", target=T.RegionTarget(np.flipud(mask)), max_side=64)
+    same = T.attribute(recipe_model, img, "saliency", target=T.RegionTarget(np.flipud(mask).copy()), max_side=64)
+    np.testing.assert_array_equal(flipped.map, same.map)
+    with pytest.raises(ValueError, match=r"occlusion: stride 16 > window 8 leaves pixels that no window covers"):
+        T.attribute(recipe_model, img, "occlusion", window=8, stride=16)

@@ -619,3 +619,43 @@ def test_untrained_seeds_its_own_weights_only(monkeypatch):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     c = tl.untrained(seed=4, device="cpu")
     assert not torch.equal(a.decode_head.linear_c4.proj.weight, c.decode_head.linear_c4.proj.weight)
+
+
+def test_foreign_layouts_and_long_keys_are_named_in_one_bounded_line(tmp_path, recipe_state):
+    """A TorchScript archive was called 'a PyTorch file whose members are compressed'; a container
+    keeping its weights under another key ('state_dict_ema') was 'a state dict with non-tensor
+    entries'; a crafted 100 000-character key made a 100 KB error line."""
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    with warnings.catch_warnings():  # torch.jit.save is deprecated; users still have such files
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(Tiny()), tmp_path / "script.pt")
+    with pytest.raises(CheckpointError, match=r"script\.pt: .*a TorchScript archive \(torch\.jit\.save"):
+        read_checkpoint(tmp_path / "script.pt")
+    torch.save({"epoch": 3, "state_dict_ema": recipe_state}, tmp_path / "ema.pt")
+    with pytest.raises(
+        CheckpointError, match=r"ema\.pt: holds no state dict \(top-level entries epoch, state_dict_ema;"
+    ):
+        tl.load(tmp_path / "ema.pt")
+    long = dict(recipe_state)
+    long["x" * 100_000] = torch.zeros(1)
+    torch.save({"state_dict": long}, tmp_path / "long.pt")
+    with pytest.raises(CheckpointError, match=r"1 unexpected \[x+\u2026\]") as e:
+        tl.load(tmp_path / "long.pt")
+    assert len(str(e.value)) < 500
+
+
+@pytest.mark.parametrize("call", ["load", "noiseprint"])
+def test_an_empty_weights_path_is_refused_not_read_as_the_current_folder(call, monkeypatch, tmp_path):
+    """`--weights "$UNSET"`: Path('') is '.', so the error said '.: is a folder'; and an empty
+    Noiseprint++ path silently fell back to the shipped file."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(W.WeightsError, match=r"path is empty \(an unset variable\?\)"):
+        tl.load("") if call == "load" else W.find_noiseprint("")

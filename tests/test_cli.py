@@ -768,3 +768,18 @@ def test_an_output_under_an_existing_file_is_refused_before_any_image(tmp_path, 
     with pytest.raises(SystemExit) as e:
         main(["analyze", str(img), "-o", str(photo / "out.npz"), "-q"])
     assert f"{photo} is a file, not a folder" in str(e.value)
+
+
+def test_train_from_the_official_checkpoint_takes_its_mit_b2_size(tmp_path, recipe_ckpt, capsys):
+    """The official trufor.pth.tar has no 'config' entry: `train --init` built MiT-B0 for it and
+    failed with 312 unexpected keys and 526 shape mismatches, while tl.load reads it as MiT-B2."""
+    import torch
+
+    from trufor_lab.model import MIT_B2
+    from trufor_lab.training.phases import build_model
+
+    assert build_model(init=recipe_ckpt).cfg == MIT_B2
+    out = tmp_path / "ft"
+    base = ["train", "--phase", "detection", "--init", str(recipe_ckpt), "--steps", "1", "--crop", "64"]
+    assert main([*base, "--batch-size", "1", "-q", "-o", str(out)]) == 0, capsys.readouterr().err
+    assert torch.load(out / "last.pt", weights_only=True)["config"]["embed_dims"] == MIT_B2.embed_dims

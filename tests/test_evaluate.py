@@ -788,3 +788,25 @@ def test_two_images_that_would_write_one_output_are_both_refused(recipe_model, t
     other = root / "a\\b.png"
     assert bad["a/b.png"].endswith(f"would write the same output (clash/a/b.png.npz) as {other}; not analysed")
     assert len(ev.failed) == 2 and not (tmp_path / "out" / "clash" / "a").exists()
+
+
+def test_two_noiseprint_donors_of_one_name_are_two_interventions(first_run, recipe_model, tmp_path):
+    """noiseprint_from named its ablation after the donor's file name ('noiseprint_from_image' for
+    any array): an evaluation with a second donor reused the first donor's outputs, unsaid."""
+    from trufor_lab.interpret import ablations as ab
+
+    ds, _, _, _ = first_run
+    one = Dataset(ds.name, ds.root, ds[:1], ds.convention)
+    rng = np.random.default_rng(5)
+    donors = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    runs = []
+    for donor in donors:
+        with ab.noiseprint_from(recipe_model, donor) as abl:
+            assert abl.name == "noiseprint_from_image"
+            ev = evaluate(recipe_model, one, tmp_path / "out", progress=False)
+            runs.append((ev, abl.analyze(one[0].image_path).score))
+    (first, s1), (second, s2) = runs
+    assert second.n_computed == 1 and second.n_reused == 0
+    assert second.rows[0]["score"] == pytest.approx(s2, abs=1e-6) and abs(s1 - s2) > 1e-6
+    assert first.rows[0]["computed"] != second.rows[0]["computed"]
+    assert "noiseprint_from_image [donor pixels sha256 " in second.rows[0]["computed"]

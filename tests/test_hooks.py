@@ -398,3 +398,13 @@ def test_reading_an_unstarted_capture_or_a_misspelled_name_says_so(tiny):
         cap["fusion.stage2.ffm"]
     with pytest.raises(KeyError, match="did you mean 'fusion.stage1.ffm'"):
         list_layers(tiny, (32, 32))["fusion.stage1.fmm"]
+
+
+def test_in_and_for_on_a_capture_speak_of_the_recorded_names(tiny):
+    """`"detection.logit" in cap` raised KeyError('unknown layer 0 ...'): without __contains__
+    Python fell back to cap[0]."""
+    x = torch.rand(1, 3, 64, 64)
+    with capture(tiny, ["detection.logit", "noiseprint"]) as cap:
+        tiny(x)
+    assert "detection.logit" in cap and "rgb.stage1.out" not in cap and 0 not in cap
+    assert sorted(cap) == ["detection.logit", "noiseprint"]

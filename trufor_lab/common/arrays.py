@@ -3,6 +3,7 @@ channel ranking and the PCA projection used to show many channels as one colour 
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -70,3 +71,11 @@ def pca_project(
             if hi > lo:
                 img[:, i] = np.clip((proj[:, i] - lo) / (hi - lo), 0, 1)
     return img.reshape(h, w, 3), explained, comps
+
+
+def whole(v: object) -> int | None:
+    """``v`` as an int when it is a whole number, numpy's included (``for s in np.arange(1, 5)``),
+    else None; True is not 1."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
+        return int(v)
+    return None

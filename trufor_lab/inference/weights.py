@@ -195,10 +195,17 @@ def _not_a_file(p: Path) -> str:
     return "is a folder, not a file" if p.is_dir() else why_not_found(p)
 
 
+def _not_empty(path: str | os.PathLike, what: str) -> str | os.PathLike:
+    """``path``, refused when empty (an unset shell variable: ``Path("")`` is the current folder)."""
+    if not os.fspath(path):
+        raise WeightsError(f"the {what} path is empty (an unset variable?): name a checkpoint file")
+    return path
+
+
 def find_checkpoint(path: str | os.PathLike | None = None) -> Path | None:
     """Path of a full TruFor checkpoint, or ``None`` when none is installed."""
     if path is not None:
-        p = Path(path)
+        p = Path(_not_empty(path, "weights"))
         if not p.is_file():
             raise WeightsError(f"{p}: {_not_a_file(p)}")
         return p
@@ -226,7 +233,7 @@ def find_demo() -> Path | None:
 
 def find_noiseprint(path: str | os.PathLike | None = None) -> Path:
     """Path of Noiseprint++ weights (explicit, ``$TRUFOR_NOISEPRINT_WEIGHTS``, then shipped)."""
-    cand = path or os.environ.get("TRUFOR_NOISEPRINT_WEIGHTS")
+    cand = _not_empty(path, "Noiseprint++ weights") if path is not None else os.environ.get("TRUFOR_NOISEPRINT_WEIGHTS")
     if cand:
         p = Path(cand)
         if not p.is_file():

@@ -42,16 +42,19 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Union
 
+import numpy as np
 import torch
 from torch import nn
 
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
+from trufor_lab.common.arrays import whole
 from trufor_lab.model import TruFor
 from trufor_lab.model.interventions import hook_keys, registered
 from trufor_lab.model.noiseprint import exact_float32
@@ -89,10 +92,20 @@ class Ablation:
     """
 
     def __init__(
-        self, model: nn.Module, name: str, setup: Setup, description: str = "", *, lean_ok: bool = False
+        self,
+        model: nn.Module,
+        name: str,
+        setup: Setup,
+        description: str = "",
+        *,
+        lean_ok: bool = False,
+        identity: str | None = None,
     ) -> None:
         self.model = model
         self.name = name
+        #: What an output computed under it records (default: the name). Set where the name does
+        #: not say everything that changes the outputs (whose Noiseprint++ is swapped in).
+        self.identity = identity or name
         self.description = description
         #: Whether the memory-lean forward honours it (False, the safe default, makes analyze and
         #: predict use the plain forward while it is active, or refuse an image too large for it).
@@ -113,6 +126,7 @@ class Ablation:
                 registered(
                     self.model,
                     self.name,
+                    record=self.identity,
                     lean_ok=self.lean_ok,
                     why=f"{self.description or self.name} acts through hooks it skips",
                 )
@@ -181,11 +195,14 @@ def _trufor(model: nn.Module) -> TruFor:
 
 def _stage_indices(model: TruFor, stages: int | Iterable[int]) -> list[int]:
     n = model.cfg.num_stages
-    stages = [stages] if isinstance(stages, int) else list(stages)
-    bad = [s for s in stages if not (isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= n)]  # True is not 1
-    if bad or not stages:
+    if isinstance(stages, np.ndarray) and stages.ndim == 0:
+        stages = stages.item()
+    single = whole(stages) is not None or not isinstance(stages, Iterable) or isinstance(stages, (str, bytes))
+    stages = [stages] if single else list(stages)  # type: ignore[arg-type]
+    ints = [whole(s) for s in stages]
+    if not stages or any(i is None or not 1 <= i <= n for i in ints):
         raise ValueError(f"stages are 1-based integers in 1..{n}, got {stages!r}")
-    return sorted({s - 1 for s in stages})  # (3, 1) and (1, 3, 3) name the same ablation as (1, 3)
+    return sorted({i - 1 for i in ints if i is not None})  # (3, 1) and (1, 3, 3) name the same ablation as (1, 3)
 
 
 def _suffix(default: bool, *parts: object) -> str:
@@ -285,8 +302,13 @@ def noiseprint_only(model: nn.Module, fill: str = "zeros") -> Ablation:
 
 
 def _fit_periodic(npm: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Crop (top-left) or tile ``npm`` (1, 1, H, W) to (1, 1, h, w) without resampling."""
+    """Crop (top-left) or tile ``npm`` (1, 1, H, W) to (1, 1, h, w) without resampling. Along a
+    side that is tiled, the tile is first cut to a multiple of 8, so that every tile keeps the
+    JPEG 8x8 grid phase of the first."""
     H, W = npm.shape[-2:]
+    H = H if h <= H or H < 8 else H // 8 * 8
+    W = W if w <= W or W < 8 else W // 8 * 8
+    npm = npm[..., :H, :W]
     reps = (math.ceil(h / H), math.ceil(w / W))
     if reps != (1, 1):
         npm = npm.repeat(1, 1, *reps)
@@ -298,8 +320,9 @@ def noiseprint_from(model: nn.Module, other_image: ImageLike, name: str | None =
 
     Size policy: the other map is computed once at its full size (never resampled, which would
     smear the fingerprint and shift the JPEG 8x8 grid), then cropped from the top-left corner
-    when larger, or tiled periodically from the top-left when smaller, so pixel (0, 0) and the
-    grid phase are kept.
+    when larger, or tiled periodically from the top-left when smaller (each tile cut to a
+    multiple of 8 pixels first), so pixel (0, 0) and the grid phase are kept. The tiles' seams
+    are edges of the swapped fingerprint themselves, as a splice's would be.
     """
     m = _trufor(model)
     loaded = load_image(other_image)
@@ -315,11 +338,14 @@ def noiseprint_from(model: nn.Module, other_image: ImageLike, name: str | None =
         return fitted.expand(rgb.shape[0], -1, -1, -1)
 
     label = name or "noiseprint_from_" + (os.path.basename(loaded.name) if not loaded.name.startswith("<") else "image")
+    # two donors of one name (camA/IMG_1.png, camB/IMG_1.png, two arrays) are two interventions
+    pixels = hashlib.sha256(repr(rgb_other.shape).encode() + rgb_other.tobytes()).hexdigest()[:12]
     return Ablation(
         m,
         label,
         _noiseprint_hook(m, make),
         f"Noiseprint++ of another image ({rgb_other.shape[1]}x{rgb_other.shape[0]}), cropped/tiled",
+        identity=f"{label} [donor pixels sha256 {pixels}]",
     )
 
 
@@ -404,12 +430,13 @@ def drop_scales(
     """Zero the per-scale embeddings (outputs of ``linear_cK``) of the chosen decoders, so the
     fuse layer sees nothing from those scales. Scales are ``'c1'..'c4'`` or 1..4."""
     m = _trufor(model)
-    scales = [scales] if isinstance(scales, (str, int)) else list(scales)
+    single = isinstance(scales, str) or whole(scales) is not None or not isinstance(scales, Iterable)
+    scales = [scales] if single else list(scales)  # type: ignore[arg-type]
     decoders = [decoders] if isinstance(decoders, str) else list(decoders)
     ks = []
     for s in scales:
-        k = int(s[1:]) if isinstance(s, str) and s.lower().startswith("c") and s[1:].isdigit() else s
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= m.cfg.num_stages:
+        k = int(s[1:]) if isinstance(s, str) and s.lower().startswith("c") and s[1:].isdigit() else whole(s)
+        if k is None or not 1 <= k <= m.cfg.num_stages:
             raise ValueError(f"scales are 'c1'..'c{m.cfg.num_stages}' (or 1..{m.cfg.num_stages}), got {s!r}")
         ks.append(k)
     for d in decoders:

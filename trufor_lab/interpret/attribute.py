@@ -51,6 +51,7 @@ from torch import nn
 from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.model import TruFor, TruForOutput
+from trufor_lab.common.arrays import whole
 from trufor_lab.interpret.attribution import Attribution, plot_modality_shares
 from trufor_lab.interpret.attribution_calls import (
     auto_batch,
@@ -184,6 +185,11 @@ class InputAttribution:
             n_steps=n_steps,
             perturbations_per_eval=perturbations_per_eval,
         )
+        if kind == "occlusion" and stride is not None and stride > window:  # was made the window, unsaid
+            raise ValueError(
+                f"occlusion: stride {stride} > window {window} leaves pixels that no window covers "
+                "(no attribution there); use a stride of at most the window"
+            )
         target = resolve_target(target)
         with_baseline = uses_baseline(kind, baselines)
         prep = prepare(self.model, image, max_side)
@@ -252,9 +258,10 @@ class LayerAttribution:
     def __init__(self, model: nn.Module, stage: int, method: str = "gradcam") -> None:
         self.model = trufor_of(model)
         n = self.model.cfg.num_stages
-        if not (isinstance(stage, int) and 1 <= stage <= n):
+        index = whole(stage)
+        if index is None or not 1 <= index <= n:
             raise ValueError(f"stage is a 1-based integer in 1..{n}, got {stage!r}")
-        self.stage = stage
+        self.stage = stage = index
         self.layer = self.model.backbone.FFMs[stage - 1]
         self.method = _canonical(method)
         if self.method not in LAYER_METHODS:

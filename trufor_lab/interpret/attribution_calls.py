@@ -52,7 +52,13 @@ def fit_size(h: int, w: int, max_side: int) -> tuple[int, int]:
 
 
 def prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> Prepared:
-    """Image -> model input; float tensors are taken as RGB/256 inputs (copied)."""
+    """Image -> model input; float tensors are taken as RGB/256 inputs (copied). Made outside
+    any ``torch.inference_mode()`` of the caller: an inference tensor cannot enter autograd."""
+    with torch.inference_mode(False):
+        return _prepare(model, image, max_side)
+
+
+def _prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> Prepared:
     dev, dt = device_dtype(model)
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be positive, got {max_side}")
@@ -161,7 +167,8 @@ def guard(model: nn.Module) -> Iterator[None]:
         model.eval()
         for p in params:
             p.requires_grad_(False)
-        with torch.enable_grad(), ieee_float32(onednn=True):
+        # inference_mode(False): enable_grad alone does not lift a caller's inference mode
+        with torch.inference_mode(False), torch.enable_grad(), ieee_float32(onednn=True):
             yield
     finally:
         for m, t in zip(modules, modes):

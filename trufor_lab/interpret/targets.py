@@ -82,7 +82,10 @@ class RegionTarget(nn.Module):
         if mask is None:
             self.mask = None
         else:
-            m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask.detach().cpu())
+            # contiguous: a flipped mask (negative strides) is a mask like any other
+            m = torch.as_tensor(
+                np.ascontiguousarray(mask) if not isinstance(mask, torch.Tensor) else mask.detach().cpu()
+            )
             if m.ndim != 2:
                 raise ValueError(f"the region mask must be (H, W), got shape {tuple(m.shape)}")
             if not bool((m != 0).any()):

@@ -20,7 +20,7 @@ Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attentio
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -260,6 +260,14 @@ class Capture:
         if name in self.catalog:
             raise KeyError(f"layer {name!r} was not asked for; this capture records {self.names}")
         raise unknown_layer(name, self.names or self.catalog)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether the last forward recorded ``name`` (``"detection.logit" in cap``)."""
+        return name in self.tensors
+
+    def __iter__(self) -> Iterator[str]:
+        """The recorded names (without it, ``in`` and ``for`` fell back to ``cap[0]``, ``cap[1]``...)."""
+        return iter(list(self.tensors))
 
     def clear(self) -> None:
         self._tensors.clear()

@@ -91,6 +91,11 @@ def _archive_kind(path: str) -> str | None:
         except (zipfile.BadZipFile, OSError, ValueError):
             return None  # let torch.load say what is wrong
         if any(n.endswith("data.pkl") for n in names):
+            if any("/code/" in n or n.endswith("/constants.pkl") for n in names):  # torch.jit.save's layout
+                return (
+                    "a TorchScript archive (torch.jit.save: code and weights), not a weights checkpoint: "
+                    "save the weights with torch.save(model.state_dict(), path)"
+                )
             if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
                 # torch.save stores its members; a deflated one is read by expanding it whole (a
                 # 1 MB file became 1 GiB before any check could refuse it)
@@ -170,6 +175,12 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg[:200]})") from None
 
 
+def _k(key: Any, limit: int = 80) -> str:
+    """A key of an untrusted file as an error line shows it: at most ``limit`` characters."""
+    text = str(key)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The state dict inside a checkpoint object (``state_dict``/``network``/``model`` or bare)."""
     if isinstance(obj, Mapping):
@@ -179,9 +190,15 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.
                 break
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{source}: holds no state dict")
+    if not any(isinstance(v, torch.Tensor) for v in obj.values()):  # a container whose weights key is not known
+        shown = ", ".join(_k(k, 40) for k in list(obj)[:8]) + (", ..." if len(obj) > 8 else "")
+        raise CheckpointError(
+            f"{source}: holds no state dict (top-level entries {shown}; expected the weights under "
+            "'state_dict', 'network' or 'model', or the weights themselves)"
+        )
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{source}: state dict has non-tensor entries: {', '.join(map(str, bad[:5]))}")
+        raise CheckpointError(f"{source}: state dict has non-tensor entries: {', '.join(map(_k, bad[:5]))}")
     sd = dict(obj)
     if all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
         sd = {k[len("module.") :]: v for k, v in sd.items()}
@@ -221,13 +238,13 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
     """:func:`strict_load`'s checks without loading. ``model`` may live on the ``meta`` device:
     a checkpoint's own ``config`` is then checked against its weights before anything real is
     allocated (a 2 KB file claiming a huge network is refused, not built)."""
-    odd = [f"{k}: {why}" for k, v in state_dict.items() if (why := _unusable(v))]
+    odd = [f"{_k(k)}: {why}" for k, v in state_dict.items() if (why := _unusable(v))]
     if odd:
         more = f"; ... ({len(odd) - 3} more)" if len(odd) > 3 else ""
         raise CheckpointError(f"{source}: holds tensors that are not plain weights [{'; '.join(odd[:3])}{more}]")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
+    unexpected = [_k(k) for k in state_dict if k not in expected]
     shapes = [
         f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
@@ -254,7 +271,7 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
     bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise CheckpointError(f"{source}: weights are not finite (NaN or Inf) in {', '.join(bad[:3])}{more}")
+        raise CheckpointError(f"{source}: weights are not finite (NaN or Inf) in {', '.join(map(_k, bad[:3]))}{more}")
     # a variance below zero: BatchNorm takes its square root, NaN for every input
     negative = [k for k, v in state_dict.items() if k.endswith("running_var") and bool((v < 0).any())]
     if negative:

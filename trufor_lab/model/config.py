@@ -59,7 +59,7 @@ class TruForConfig:
         if not isinstance(d, Mapping):
             raise ValueError(f"config must be a mapping, got {type(d).__name__}")
         names = {f.name: f for f in fields(cls)}
-        unknown = sorted(str(k) for k in d if k not in names)
+        unknown = sorted(str(k)[:40] for k in d if k not in names)  # untrusted names: bounded
         if unknown:
             raise ValueError(f"config has unknown entries: {', '.join(unknown[:5])}")
         out: dict[str, Any] = {}

@@ -46,6 +46,8 @@ class Intervention:
     name: str
     lean_ok: bool
     why: str = ""
+    #: What an output computed under it records (:func:`intervention_label`); default: ``name``.
+    record: str = ""
     #: The hooks it placed (:func:`hook_keys`), so that they are not taken for a user's hooks.
     hooks: set[tuple[int, str, int]] = field(default_factory=set, compare=False, repr=False)
 
@@ -54,9 +56,11 @@ _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, list[Intervention]]" = weakref.We
 
 
 @contextlib.contextmanager
-def registered(model: nn.Module, name: str, *, lean_ok: bool, why: str = "") -> Iterator[Intervention]:
+def registered(
+    model: nn.Module, name: str, *, lean_ok: bool, why: str = "", record: str = ""
+) -> Iterator[Intervention]:
     """Mark ``name`` as active on ``model`` for the duration of the block (removed on any exit)."""
-    entry = Intervention(name, lean_ok, why)
+    entry = Intervention(name, lean_ok, why, record)
     _ACTIVE.setdefault(model, []).append(entry)
     try:
         yield entry
@@ -102,7 +106,7 @@ def intervention_label(model: nn.Module) -> str:
     active = active_interventions(model)
     owned = set().union(*(i.hooks for i in active))
     others = [name or "the model" for name, mod in model.named_modules() if _module_hook_keys(mod) - owned]
-    parts = [i.name for i in active]
+    parts = [i.record or i.name for i in active]
     if others:
         more = f" and {len(others) - 2} more" if len(others) > 2 else ""
         parts.append(f"hooks on {', '.join(others[:2])}{more} #{secrets.token_hex(4)}")

@@ -213,7 +213,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
     resuming = cfg.resume and ckpt.is_file()
     torch.manual_seed(cfg.seed)  # reproducible initialisation
     source = ckpt if resuming else cfg.init
-    model = build_model(cfg.model_config(), source, cfg.noiseprint_weights)
+    # model=None with a checkpoint: its own architecture (its config entry, else its weights' size)
+    model = build_model(
+        None if cfg.model is None and source is not None else cfg.model_config(), source, cfg.noiseprint_weights
+    )
     if source is not None and cfg.model is not None and model.cfg != cfg.model_config():
         raise ValueError(
             f"{source}: its architecture differs from TrainConfig.model (leave model=None to take its own)"

@@ -9,11 +9,13 @@ import torch
 from trufor_lab.inference import weights as W
 from trufor_lab.model import (
     MIT_B0,
+    MIT_B2,
     CheckpointError,
     TruFor,
     TruForConfig,
     extract_state_dict,
     read_checkpoint,
+    stage_sizes,
     strict_load,
 )
 from trufor_lab.model.checkpoint import check_state_dict
@@ -44,8 +46,9 @@ def official_noiseprint(path: str | None) -> dict[str, torch.Tensor]:
 def build_model(
     cfg: TruForConfig | None = None, init: str | os.PathLike | None = None, noiseprint_weights: str | None = None
 ) -> TruFor:
-    """TruFor of size ``cfg`` (or the config stored in ``init``), weights from ``init`` when
-    given, and always the official Noiseprint++ weights in ``dncnn``."""
+    """TruFor of size ``cfg`` (or the config stored in ``init``; for a file without one, such as
+    the official checkpoint, the size its weights have: MiT-B2 or MiT-B0), weights from ``init``
+    when given, and always the official Noiseprint++ weights in ``dncnn``. MiT-B0 without either."""
     sd = None
     if init is not None:
         obj = read_checkpoint(init)
@@ -55,6 +58,9 @@ def build_model(
             except (TypeError, ValueError) as e:
                 raise CheckpointError(f"{init}: its 'config' entry is not a TruFor config ({e})") from None
         sd = {k: v.float() if v.is_floating_point() else v for k, v in extract_state_dict(obj, str(init)).items()}
+        if cfg is None:  # as the loader reads it: the official layout has no config entry
+            found = stage_sizes(sd)
+            cfg = next((c for c in (MIT_B2, MIT_B0) if found == (c.embed_dims, c.depths)), MIT_B2)
         with torch.device("meta"):  # checked before anything is allocated (an untrusted file)
             check_state_dict(TruFor(cfg or MIT_B0), sd, str(init))
     model = TruFor(cfg or MIT_B0)
