@@ -288,6 +288,36 @@ def test_ieee_context_restores_flags_for_legacy_and_new_tf32_apis():
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
 
 
+def test_ieee_context_leaves_every_fp32_precision_setting_as_it_was_and_overrides_onednn_leaves():
+    """After one analysis the matmul settings (cuda, oneDNN) read 'ieee' instead of 'none', so a
+    later `torch.backends.fp32_precision = "tf32"` of the user's left matmuls in IEEE; and a
+    user's `mkldnn.conv.fp32_precision = "bf16"` stayed in force inside the exact context
+    (oneDNN's conv setting takes precedence over its general one)."""
+    code = textwrap.dedent("""
+        import torch
+        from trufor_lab.model.precision import ieee_float32
+        b = torch.backends
+        leaves = lambda: (b.fp32_precision, b.cuda.matmul.fp32_precision, b.mkldnn.fp32_precision,
+                          b.mkldnn.matmul.fp32_precision, b.mkldnn.conv.fp32_precision, b.cudnn.conv.fp32_precision)
+        fresh = leaves()
+        with ieee_float32():
+            pass
+        assert leaves() == fresh, (fresh, leaves())
+        b.fp32_precision = "tf32"
+        assert b.cuda.matmul.fp32_precision == b.mkldnn.matmul.fp32_precision == "tf32"
+        b.fp32_precision = "none"
+        b.mkldnn.conv.fp32_precision = "bf16"
+        with ieee_float32():
+            assert b.mkldnn.conv.fp32_precision == b.mkldnn.matmul.fp32_precision == "ieee"
+        assert b.mkldnn.conv.fp32_precision == "bf16"
+        print("ok")
+    """)
+    p = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
 def test_ieee_context_works_with_a_pytorch_without_the_onednn_precision_api(monkeypatch):
     """PyTorch releases whose ``mkldnn.flags`` take no ``fp32_precision`` still switch oneDNN."""
     import contextlib
@@ -678,3 +708,23 @@ def test_a_submodule_left_in_training_mode_is_refused_by_name(recipe_model, crop
         assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
     finally:
         model.eval()
+
+
+def test_a_wrapped_trufor_is_analysed_as_the_model_itself(recipe_model, tampered2):
+    """tl.analyze(nn.DataParallel(model)) ran the unknown-module path and failed in make_result
+    with 'tuple indices must be integers or slices, not tuple'; a module returning something else
+    gets one line naming what it returned."""
+    import trufor_lab as tl
+
+    crop = tampered2[:64, :64]
+    ref = tl.analyze(recipe_model, crop)
+    r = tl.analyze(torch.nn.DataParallel(recipe_model).eval(), crop)
+    np.testing.assert_array_equal(r.map, ref.map)
+    assert r.score == ref.score and r.weights == ref.weights
+
+    class Pair(torch.nn.Module):
+        def forward(self, x):
+            return (x, x)
+
+    with pytest.raises(TypeError, match=r"^Pair returned tuple: analyze\(\) reads TruFor's output or a Noiseprint"):
+        tl.analyze(Pair().eval(), crop)

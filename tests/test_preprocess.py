@@ -664,3 +664,97 @@ def test_a_file_that_cannot_be_opened_is_one_line_naming_it(tmp_path, monkeypatc
     monkeypatch.setattr(builtins, "open", guarded)
     with pytest.raises(ImageError, match=r"locked\.png: cannot read \(Permission denied\)$"):
         load_image(p)
+
+
+def _photo_jpeg(shared_dir, size=200, quality=90) -> bytes:
+    a = np.asarray(Image.open(shared_dir / "images" / "pristine1.jpg").convert("RGB"))[:size, :size]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(a)).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_a_jpeg_whose_data_stops_early_is_refused_not_filled_with_grey(shared_dir, tmp_path):
+    """libjpeg fills a scan that ends early (a cut file closed with its end marker, a header that
+    declares more pixels than the data holds) with mid-grey and only warns, which Pillow drops:
+    the grey was analysed, and flagged by the map, with no note."""
+    good = _photo_jpeg(shared_dir)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good[: len(good) // 2] + b"\xff\xd9")
+    with pytest.raises(ImageError, match=r"cut\.jpg: unreadable image \(its data stops early: from row \d+, column \d+"):
+        load_image(cut)
+    with pytest.raises(ImageError, match=r"<bytes>: unreadable image \(its data stops early"):
+        load_image(cut.read_bytes())
+    # a 16x16 picture whose header says 8000x8000: refused before 64 MP of grey are decoded
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, "JPEG")
+    d = bytearray(buf.getvalue())
+    s = d.index(b"\xff\xc0")
+    d[s + 5 : s + 9] = (8000).to_bytes(2, "big") * 2
+    (tmp_path / "big.jpg").write_bytes(bytes(d))
+    with pytest.raises(ImageError, match=r"big\.jpg: unreadable image \(its header declares 8000x8000 pixels"):
+        load_image(tmp_path / "big.jpg")
+    assert not any("mid-grey" in n for n in load_image(good).notes)  # a whole photo: nothing said
+
+
+def test_load_truncated_images_set_by_a_notebook_does_not_let_a_cut_file_through(shared_dir, tmp_path):
+    """With Pillow's LOAD_TRUNCATED_IMAGES = True (common in training notebooks) a cut JPEG was
+    analysed with its missing half filled in, unsaid. The flag is the caller's: restored after."""
+    from PIL import ImageFile
+
+    good = _photo_jpeg(shared_dir)
+    (tmp_path / "half.jpg").write_bytes(good[: len(good) // 2])
+    old = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        with pytest.raises(ImageError, match=r"half\.jpg: unreadable image \(file is truncated\)"):
+            load_image(tmp_path / "half.jpg")
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+def test_a_picture_with_its_own_grey_band_is_read_with_a_note_not_refused(tmp_path):
+    """A band of exact mid-grey across whole rows at the bottom may be the picture's own (a
+    footer): read, with a note saying what such a band can mean."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    a[64:] = 128
+    Image.fromarray(a).save(tmp_path / "footer.jpg", quality=95)
+    li = load_image(tmp_path / "footer.jpg")
+    assert li.rgb.shape == (96, 128, 3)
+    assert any("the bottom 32 pixel rows are uniform mid-grey" in n for n in li.notes), li.notes
+
+
+def test_a_turned_tiff_opened_by_the_caller_is_read_on_its_stored_grid(tmp_path):
+    """Image.open(path) of an uncompressed grey TIFF with EXIF orientation 6, passed as a PIL image:
+    Pillow mapped it at the turned size and its pixels came out scrambled (neither stored nor
+    turned), noted 'analysed as stored'."""
+    a = np.random.default_rng(2).integers(0, 256, (64, 96), dtype=np.uint8)
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(a).save(tmp_path / "g6.tif", exif=ex)
+    by_path = load_image(tmp_path / "g6.tif")
+    with Image.open(tmp_path / "g6.tif") as im:
+        by_pil = load_image(im)
+    np.testing.assert_array_equal(by_pil.rgb, by_path.rgb)
+    np.testing.assert_array_equal(by_pil.rgb[..., 0], a)
+    assert by_pil.exif_orientation == 6 and by_pil.notes == by_path.notes
+
+
+def test_bytes_get_the_reason_the_same_file_gets(tmp_path, shared_dir):
+    """A cut TIFF given as bytes (a casebook upload) was 'not an image file': the reason was read
+    by reopening the *name*, which is no file (or, worse, another file of that name)."""
+    a = np.asarray(Image.open(shared_dir / "images" / "pristine1.jpg").convert("RGB"))[:120, :160].copy()
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "TIFF", compression="tiff_lzw")
+    cut = buf.getvalue()[: int(len(buf.getvalue()) * 0.6)]
+    (tmp_path / "cut.tif").write_bytes(cut)
+    (tmp_path / "upload.tif").write_bytes(b"unrelated")  # a file of the name given: not read
+    with pytest.raises(ImageError) as by_path:
+        load_image(tmp_path / "cut.tif")
+    for kw in ({}, {"name": str(tmp_path / "upload.tif")}):
+        with pytest.raises(ImageError) as by_bytes:
+            load_image(cut, **kw)
+        assert str(by_bytes.value).split(": ", 1)[1] == str(by_path.value).split(": ", 1)[1] == (
+            "unreadable image (file is truncated)"
+        )

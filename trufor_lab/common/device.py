@@ -7,13 +7,13 @@ from torch import nn
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype of the model's first parameter."""
-    return next(model.parameters()).dtype
+    """The dtype of the model's first parameter (float32 for a module without any)."""
+    return next((p.dtype for p in model.parameters()), torch.float32)
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter."""
-    return next(model.parameters()).device
+    """The device of the model's first parameter (the CPU for a module without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

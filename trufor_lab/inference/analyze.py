@@ -18,6 +18,7 @@ from torch import nn
 
 from trufor_lab.inference.predict import InferenceMode, hooked, plain_fits, plain_peak_bytes, predict
 from trufor_lab.inference.preprocess import ImageError, ImageLike
+from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
 from trufor_lab.model.decoder import require_eval
@@ -63,6 +64,7 @@ def analyze(
     where every hook fires.
     """
     _check_capture_options(capture, capture_kwargs)
+    model = unwrapped(model)  # DataParallel / torch.compile around TruFor: the model itself
     loaded, x = prepare_input(model, image)
     # every path refuses a module in training mode (the capture and hooked paths ran it, answered
     # from batch statistics and overwrote the model's running statistics)

@@ -195,6 +195,21 @@ def is_full_model(model: nn.Module) -> bool:
     return isinstance(model, TruFor)
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The TruFor (or Noiseprint++) inside ``nn.DataParallel``/``DistributedDataParallel``
+    (``.module``) or ``torch.compile`` (``._orig_mod``); any other module as it is. One image
+    gains nothing from the wrapper, and the wrapped model is what the analysis paths know."""
+    inner = model
+    for _ in range(4):  # compile(DataParallel(m)) and the like
+        nxt = getattr(inner, "_orig_mod", None)
+        if not isinstance(nxt, nn.Module) and isinstance(inner, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            nxt = inner.module
+        if not isinstance(nxt, nn.Module):
+            break
+        inner = nxt
+    return inner if isinstance(inner, (TruFor, Noiseprint)) else model
+
+
 def _low(info: W.WeightsInfo | None) -> str:
     """The banner's words for a Noiseprint++ stored in reduced precision ('' when float32)."""
     if info is None or info.noiseprint_dtype == "float32":

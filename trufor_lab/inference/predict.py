@@ -50,6 +50,7 @@ from torch import nn
 
 from trufor_lab.common.device import cuda_bf16_native, model_device, model_dtype
 from trufor_lab.inference.preprocess import ImageLike
+from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.decoder import require_eval
 from trufor_lab.model.fusion import FeatureFusionModule
@@ -270,6 +271,7 @@ def predict(
     Noiseprint++ map ``(B, 1, H, W)`` when ``model`` is Noiseprint++ alone.
     """
     m = resolve_mode(mode)
+    model = unwrapped(model)
     require_eval(model, "predict()")
     _check_input(model, x)
     x = x.to(device=model_device(model), dtype=model_dtype(model))
@@ -490,6 +492,7 @@ def predict_result(
     exif_transpose: bool = False,
 ) -> Result:
     """Like :func:`trufor_lab.inference.analyze.analyze`, through :func:`predict` (exact and memory-lean by default)."""
+    model = unwrapped(model)
     loaded, x = prepare_input(model, image)
     result = make_result(model, loaded, predict(model, x, mode), name=name)
     return result.as_shown() if exif_transpose else result

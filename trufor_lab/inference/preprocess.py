@@ -42,11 +42,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import IO, Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, TiffImagePlugin
+from PIL import Image, ImageFile, ImageOps, TiffImagePlugin
 
 from trufor_lab.common.image_files import (
     MAX_PIXELS,
@@ -57,9 +57,11 @@ from trufor_lab.common.image_files import (
     png_closed,
     png_rows_missing,
     png_without_text,
+    turn_as_shown,
     undo_loader_turn,
 )
 from trufor_lab.common.errors import OneLineError
+from trufor_lab.common.jpeg_cut import grey_fill, too_few_bytes
 from trufor_lab.common.paths import why_not_found
 
 #: Smallest side of any image read here (Noiseprint++ takes 1xN); a full TruFor needs
@@ -251,6 +253,10 @@ def load_image(
         rgb, notes = _array_to_rgb(src, name)
         return LoadedImage(_check_size(rgb, name, max_pixels), name, notes=tuple(notes))
     if isinstance(src, Image.Image):
+        if src.format == "TIFF" and src.tile and getattr(src, "filename", None) and src.tell() == 0:
+            # not loaded yet, opened by path: Pillow maps an uncompressed TIFF with an EXIF turn
+            # at the turned size and scrambles its pixels; read from the file as a path is read
+            return load_image(src.filename, exif_transpose=exif_transpose, max_pixels=max_pixels, name=name)
         with _decoding(name, max_pixels) as said:
             loaded = _from_pil(src, name, exif_transpose, max_pixels)
         return _with_notes(loaded, said)
@@ -301,7 +307,7 @@ _NO_IEND = "PNG ends without its closing IEND chunk (cut after the pixel data, w
 
 def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: int) -> LoadedImage:
     """An image file (its bytes, or a path) read as :func:`load_image` reads it."""
-    with _decoding(name, max_pixels) as said:
+    with _decoding(name, max_pixels, src) as said:
         with open_image(io.BytesIO(src) if isinstance(src, bytes) else src) as im:  # not mapped
             if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
                 with open_image(io.BytesIO(src) if isinstance(src, bytes) else src) as check:
@@ -311,7 +317,17 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
                     raise ImageError(
                         f"{name}: unreadable image (pixel data ends early: {missing} bytes of rows missing)"
                     )
+            short = too_few_bytes(im, len(src) if isinstance(src, bytes) else os.path.getsize(src))
+            if short:  # before 8000x8000 grey pixels are decoded from a 631-byte file
+                raise ImageError(f"{name}: {short}")
             loaded = _from_pil(im, name, exif_transpose, max_pixels)
+            o = loaded.exif_orientation
+            stored = turn_as_shown(loaded.rgb, {6: 8, 8: 6}.get(o, o)) if loaded.turned else loaded.rgb
+            cut = grey_fill(im, stored)
+            if cut is not None and cut[0] == "refuse":
+                raise ImageError(f"{name}: {cut[1]}")
+            if cut is not None:
+                said.append(cut[1])
     return _with_notes(loaded, said)
 
 
@@ -333,13 +349,16 @@ _DECODE_ERRORS = (
 
 
 @contextmanager
-def _decoding(name: str, max_pixels: int) -> Iterator[list[str]]:
+def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> Iterator[list[str]]:
     """Decode under this call's pixel limit (not Pillow's 89 MP, restored after); every failure
     becomes one :class:`ImageError` line naming the file, and the decoder's warnings (corrupt
     EXIF ...) come back as notes instead of multi-line Python warnings."""
     said: list[str] = []
-    limit = Image.MAX_IMAGE_PIXELS
+    limit, truncated_ok = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
     try:
+        # a caller's LOAD_TRUNCATED_IMAGES (common in training notebooks) would make Pillow fill a
+        # cut file's missing pixels silently: refused here whatever it says, restored after
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -361,20 +380,26 @@ def _decoding(name: str, max_pixels: int) -> Iterator[list[str]]:
             f"{name}: refused: {size} is more than max_pixels={max_pixels} (decompression bomb?)"
         ) from None
     except Image.UnidentifiedImageError:
-        raise ImageError(f"{name}: {_unrecognised(name)}") from None
+        raise ImageError(f"{name}: {_unrecognised(name if source is None else source)}") from None
     except _DECODE_ERRORS as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "truncated" in msg.lower():
             msg = "file is truncated"
         raise ImageError(f"{name}: unreadable image ({msg})") from None
     finally:
-        Image.MAX_IMAGE_PIXELS = limit
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = limit, truncated_ok
 
 
-def _unrecognised(name: str) -> str:
-    """Why Pillow did not take a file, from its first bytes where they say more than 'unknown'."""
+def _source(source: bytes | str) -> IO[bytes]:
+    """The file (a path), or the bytes given for it, to read from the start."""
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def _unrecognised(source: bytes | str) -> str:
+    """Why Pillow did not take a file (its path, or the bytes given), from its first bytes where
+    they say more than 'unknown'."""
     try:
-        with open(name, "rb") as f:
+        with _source(source) as f:
             head = f.read(4)
     except OSError:
         head = b""
@@ -385,7 +410,7 @@ def _unrecognised(name: str) -> str:
     if head in (b"%!PS", b"\xc5\xd0\xd3\xc6"):
         return "a PostScript/EPS file, not read (decoding it would run Ghostscript)"
     if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        kind = _tiff_kind(name)
+        kind = _tiff_kind(source)
         if kind == _TRUNCATED:
             return "unreadable image (file is truncated)"
         return f"a TIFF with a sample format not supported here ({kind or 'float colour?'})"
@@ -395,14 +420,14 @@ def _unrecognised(name: str) -> str:
 _TRUNCATED = "truncated"
 
 
-def _tiff_kind(name: str) -> str:
+def _tiff_kind(source: bytes | str) -> str:
     """'32-bit float, 3 samples a pixel' from a TIFF's first directory ('' when unreadable,
     :data:`_TRUNCATED` when the directory or the pixel data it points to runs past the end of
     the file: a cut file read as a default 1-bit picture was called an unsupported format)."""
     try:
-        with open(name, "rb") as f, warnings.catch_warnings(record=True) as caught:
+        with _source(source) as f, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            file_size = os.fstat(f.fileno()).st_size
+            file_size = len(source) if isinstance(source, bytes) else os.fstat(f.fileno()).st_size
             ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
             f.seek(ifd.next)
             ifd.load(f)

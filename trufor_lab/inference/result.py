@@ -34,7 +34,7 @@ from trufor_lab.inference.preprocess import (
     to_tensor,
 )
 from trufor_lab.inference.weights import WeightsInfo
-from trufor_lab.model.trufor import MIN_TRUFOR_SIDE
+from trufor_lab.model.trufor import MIN_TRUFOR_SIDE, TruForOutput
 from trufor_lab.viz.figures import plot_result
 
 #: Extra npz keys (ignored by official readers) recording what an output was made from: the
@@ -355,7 +355,13 @@ def make_result(
     """A :class:`Result` from a forward's output (``TruForOutput``, or a Noiseprint++ map).
 
     Raises :class:`NonFiniteOutput` rather than return NaN or Inf as a score or a map."""
-    parts = {"Noiseprint++": out} if not is_full_model(model) else out._asdict()
+    if not isinstance(out, (TruForOutput, torch.Tensor)):  # a module of the user's: say what it returned
+        raise TypeError(
+            f"{type(model).__name__} returned {type(out).__name__}: analyze() reads TruFor's output or a "
+            "Noiseprint++ map (pass the TruFor model itself)"
+        )
+    full = isinstance(out, TruForOutput)
+    parts = out._asdict() if full else {"Noiseprint++": out}
     bad = [k for k, t in parts.items() if torch.is_tensor(t) and not bool(torch.isfinite(t).all())]
     if bad:
         raise NonFiniteOutput(
@@ -372,7 +378,7 @@ def make_result(
         notes=loaded.notes,
         captures=captures or {},
     )
-    if not is_full_model(model):
+    if not full:
         return Result(noiseprint=tensor_to_numpy(out[0, 0]), **common)
     return Result(
         noiseprint=tensor_to_numpy(out.noiseprint[0, 0]),

@@ -91,11 +91,61 @@ def ieee_float32(onednn: bool = True) -> Iterator[None]:
     """
     mk = torch.backends.mkldnn
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_leaves_kept())
         stack.enter_context(_matmul_ieee())
         stack.enter_context(_cudnn_ieee())
         stack.enter_context(_onednn_ieee(mk.enabled and onednn))
+        stack.enter_context(_onednn_leaves_ieee())
         stack.enter_context(autocast_off())
         yield
+
+
+def _leaf_backends() -> list[Any]:
+    """The ``fp32_precision`` settings of this PyTorch, general ones first (none before 2.9)."""
+    b = torch.backends
+    names = (
+        "",
+        "cuda.matmul",
+        "cudnn",
+        "cudnn.conv",
+        "cudnn.rnn",
+        "mkldnn",
+        "mkldnn.matmul",
+        "mkldnn.conv",
+        "mkldnn.rnn",
+    )
+    found = []
+    for name in names:
+        obj = functools.reduce(lambda o, part: getattr(o, part, None), name.split(".") if name else [], b)
+        if obj is not None and isinstance(getattr(obj, "fp32_precision", None), str):
+            found.append(obj)
+    return found
+
+
+@contextlib.contextmanager
+def _leaves_kept() -> Iterator[None]:
+    """Every ``fp32_precision`` setting as it was, after the legacy calls inside (which write
+    'ieee' into settings that were 'none', and so turned a later ``torch.backends.fp32_precision
+    = "tf32"`` of the user's into IEEE matmuls)."""
+    leaves = _leaf_backends()
+    before = [b.fp32_precision for b in leaves]
+    try:
+        yield
+    finally:
+        for b, was in zip(leaves, before):
+            if b.fp32_precision != was:
+                b.fp32_precision = was
+
+
+@contextlib.contextmanager
+def _onednn_leaves_ieee() -> Iterator[None]:
+    """oneDNN's own convolution/matmul/rnn settings to IEEE too: a user's ``mkldnn.conv.
+    fp32_precision = "bf16"`` takes precedence over the general one (restored by _leaves_kept)."""
+    mk = torch.backends.mkldnn
+    for leaf in (getattr(mk, n, None) for n in ("conv", "matmul", "rnn")):
+        if leaf is not None and isinstance(getattr(leaf, "fp32_precision", None), str):
+            leaf.fp32_precision = "ieee"
+    yield
 
 
 @contextlib.contextmanager
