@@ -680,7 +680,9 @@ def test_a_jpeg_whose_data_stops_early_is_refused_not_filled_with_grey(shared_di
     good = _photo_jpeg(shared_dir)
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(good[: len(good) // 2] + b"\xff\xd9")
-    with pytest.raises(ImageError, match=r"cut\.jpg: unreadable image \(its data stops early: from row \d+, column \d+"):
+    with pytest.raises(
+        ImageError, match=r"cut\.jpg: unreadable image \(its data stops early: from row \d+, column \d+"
+    ):
         load_image(cut)
     with pytest.raises(ImageError, match=r"<bytes>: unreadable image \(its data stops early"):
         load_image(cut.read_bytes())
@@ -755,6 +757,8 @@ def test_bytes_get_the_reason_the_same_file_gets(tmp_path, shared_dir):
     for kw in ({}, {"name": str(tmp_path / "upload.tif")}):
         with pytest.raises(ImageError) as by_bytes:
             load_image(cut, **kw)
-        assert str(by_bytes.value).split(": ", 1)[1] == str(by_path.value).split(": ", 1)[1] == (
-            "unreadable image (file is truncated)"
+        assert (
+            str(by_bytes.value).split(": ", 1)[1]
+            == str(by_path.value).split(": ", 1)[1]
+            == ("unreadable image (file is truncated)")
         )

@@ -42,11 +42,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps, TiffImagePlugin
+from PIL import Image, ImageFile, ImageOps
 
 from trufor_lab.common.image_files import (
     MAX_PIXELS,
@@ -58,6 +58,7 @@ from trufor_lab.common.image_files import (
     png_rows_missing,
     png_without_text,
     turn_as_shown,
+    unrecognised_reason,
     undo_loader_turn,
 )
 from trufor_lab.common.errors import OneLineError
@@ -380,7 +381,7 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
             f"{name}: refused: {size} is more than max_pixels={max_pixels} (decompression bomb?)"
         ) from None
     except Image.UnidentifiedImageError:
-        raise ImageError(f"{name}: {_unrecognised(name if source is None else source)}") from None
+        raise ImageError(f"{name}: {unrecognised_reason(name if source is None else source)}") from None
     except _DECODE_ERRORS as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "truncated" in msg.lower():
@@ -390,76 +391,11 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = limit, truncated_ok
 
 
-def _source(source: bytes | str) -> IO[bytes]:
-    """The file (a path), or the bytes given for it, to read from the start."""
-    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-
-
-def _unrecognised(source: bytes | str) -> str:
-    """Why Pillow did not take a file (its path, or the bytes given), from its first bytes where
-    they say more than 'unknown'."""
-    try:
-        with _source(source) as f:
-            head = f.read(4)
-    except OSError:
-        head = b""
-    if head[:3] == b"\xff\xd8\xff":
-        return "a JPEG that cannot be decoded here (damaged, or 12-bit, lossless or hierarchical coding?)"
-    if head == b"\x89PNG":
-        return "a PNG whose header or image data cannot be read (cut short or damaged?)"
-    if head in (b"%!PS", b"\xc5\xd0\xd3\xc6"):
-        return "a PostScript/EPS file, not read (decoding it would run Ghostscript)"
-    if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        kind = _tiff_kind(source)
-        if kind == _TRUNCATED:
-            return "unreadable image (file is truncated)"
-        return f"a TIFF with a sample format not supported here ({kind or 'float colour?'})"
-    return "not an image file (unrecognised format, or one not read here)"
-
-
-_TRUNCATED = "truncated"
-
-
-def _tiff_kind(source: bytes | str) -> str:
-    """'32-bit float, 3 samples a pixel' from a TIFF's first directory ('' when unreadable,
-    :data:`_TRUNCATED` when the directory or the pixel data it points to runs past the end of
-    the file: a cut file read as a default 1-bit picture was called an unsupported format)."""
-    try:
-        with _source(source) as f, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            file_size = len(source) if isinstance(source, bytes) else os.fstat(f.fileno()).st_size
-            ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
-            f.seek(ifd.next)
-            ifd.load(f)
-        # Pillow's short reads ("Truncated File Read", "Corrupt EXIF data. Expecting to read 2
-        # bytes but only got 0"): a regular file ran out of bytes
-        if any(re.search(r"truncated|only got", str(w.message), re.I) for w in caught):
-            return _TRUNCATED
-        if _tiff_data_end(ifd) > file_size:
-            return _TRUNCATED
-        bits, kinds = ({int(v) for v in np.atleast_1d(ifd.get(tag, 1))} for tag in (258, 339))
-        size = f"{min(bits)}-bit" if len(bits) == 1 else "mixed-size"
-        kind = {1: "unsigned", 2: "signed", 3: "float"}.get(min(kinds), "unknown") if len(kinds) == 1 else "mixed"
-        n = int(ifd.get(277, 1))
-        return f"{size} {kind}, {n} sample{'s' if n != 1 else ''} per pixel"
-    except Exception:  # a damaged directory: the format is still named
-        return ""
-
-
 def _ppm_maxval(args: Any) -> int:
     """The maxval of a PPM decoder's ``(mode, maxval)`` arguments (255 when absent)."""
     if isinstance(args, tuple) and len(args) == 2 and isinstance(args[1], int):
         return args[1]
     return 255
-
-
-def _tiff_data_end(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:
-    """Where the last strip or tile of a TIFF directory ends (0 without any)."""
-    for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
-        if offsets in ifd and counts in ifd:
-            ends = (int(o) + int(c) for o, c in zip(np.atleast_1d(ifd[offsets]), np.atleast_1d(ifd[counts])))
-            return max(ends, default=0)
-    return 0
 
 
 def _with_notes(loaded: LoadedImage, notes: list[str]) -> LoadedImage:
