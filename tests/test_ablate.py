@@ -513,3 +513,17 @@ def test_a_tiled_donor_fingerprint_keeps_the_8x8_grid_phase():
     cols = out[0, 0, 0, :] % 70
     assert torch.equal(rows % 8, torch.arange(256) % 8) and torch.equal(cols % 8, torch.arange(256) % 8)
     assert torch.equal(_fit_periodic(donor, 50, 60), donor[..., :50, :60])  # cropping: as before
+
+
+def test_an_ablation_study_leaves_an_unscored_region_nan_as_sweep_does(recipe_model, img):
+    """A forged region the metric's 15x15 erosion removes entirely gave F1 0 on every row (the
+    detector 'failing' under every ablation) where sweep reports NaN with n_forged 0."""
+    small = np.zeros(img.shape[:2], bool)
+    small[20:32, 20:32] = True  # 12 px: nothing left after the erosion
+    study = A.ablation_study(recipe_model, [img], [small], ablations=["uniform_pooling"])
+    rows = list(study.table)
+    assert all(r["n_forged"] == 0 and np.isnan(r["f1_best"]) and np.isnan(r["f1_fixed"]) for r in rows), rows
+    big = np.zeros(img.shape[:2], bool)
+    big[8:56, 8:56] = True
+    scored = list(A.ablation_study(recipe_model, [img], [big], ablations=["uniform_pooling"]).table)
+    assert all(r["n_forged"] > 0 and np.isfinite(r["f1_best"]) for r in scored)

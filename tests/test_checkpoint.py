@@ -659,3 +659,21 @@ def test_an_empty_weights_path_is_refused_not_read_as_the_current_folder(call, m
     monkeypatch.chdir(tmp_path)
     with pytest.raises(W.WeightsError, match=r"path is empty \(an unset variable\?\)"):
         tl.load("") if call == "load" else W.find_noiseprint("")
+
+
+def test_a_shipped_noiseprint_damaged_inside_its_zip_says_its_checksum(tmp_path, shared_dir, monkeypatch):
+    """One flipped byte in the zip's directory of the shipped file: load_noiseprint said PyTorch's
+    'Expected hasRecord("version") to be true ... (Could this error message be improved?)' while
+    `weights info` said the checksum was wrong and what to run."""
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    data = bytearray((shared_dir / "weights" / "noiseprint++.th").read_bytes())
+    data[-100] ^= 0xFF
+    (shipped / W.NOISEPRINT_FILE).write_bytes(bytes(data))
+    monkeypatch.setattr(W, "repo_weights_dir", lambda: shipped)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRUFOR_NOISEPRINT_WEIGHTS", raising=False)
+    with pytest.raises(
+        W.WeightsError, match=r"is not the official .*file corrupted\?\); run `trufor-lab weights download`"
+    ):
+        tl.load_noiseprint()

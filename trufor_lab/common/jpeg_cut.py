@@ -7,16 +7,18 @@ missing blocks come out with every coefficient zero, i.e. uniform mid-grey (luma
 cut to the end of the picture in the order the blocks are coded. Analysed as they are, those
 grey blocks are a region with no camera traces at all, which a forgery detector flags.
 
-Two checks, both on what the file says about itself: the data is too small to code as many
-blocks as the header declares (each block of a scan costs at least one bit), and the picture
-ends in a run of exactly mid-grey blocks, longer than a row of blocks, that starts inside a row
-(a picture's own grey band spans whole rows; a cut falls anywhere). A shorter run, or one that
-starts at a row's first block, is ambiguous: it is reported as a note, not refused.
+Two checks: the data is too small to code as many blocks as the header declares (each block of
+a scan costs at least one bit); and, when the picture ends in exactly mid-grey blocks (rare in
+a photograph, common in a drawing with a grey background), whether they are data or fill: bytes
+put before the end marker change a cut file's fill and leave a complete file as it was. Where
+that cannot be told (bytes after the end marker, several images in one file) it is a note.
 """
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -51,9 +53,10 @@ def too_few_bytes(im: Image.Image, n_bytes: int) -> str | None:
     )
 
 
-def grey_fill(im: Image.Image, rgb: np.ndarray) -> tuple[str, str] | None:
+def grey_fill(im: Image.Image, rgb: np.ndarray, data: Callable[[], bytes]) -> tuple[str, str] | None:
     """``("refuse" | "note", why)`` when ``rgb`` (the decoded pixels of ``im``, on its stored grid)
-    ends in the decoder's mid-grey fill; None otherwise."""
+    ends in the decoder's mid-grey fill; None otherwise. ``data`` gives the file's bytes (read
+    only when the pixels end in such grey)."""
     mcu = _mcu(im)
     if mcu is None or rgb.ndim != 3 or rgb.shape[:2] != (im.size[1], im.size[0]):
         return None
@@ -66,16 +69,17 @@ def grey_fill(im: Image.Image, rgb: np.ndarray) -> tuple[str, str] | None:
     luma = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     pad = np.pad(np.abs(luma - 128.0), ((0, rows * mh - h), (0, cols * mw - w)))  # padding counts as grey
     grey = (pad.reshape(rows, mh, cols, mw).max(axis=(1, 3)) <= _GREY_TOLERANCE).ravel()
-    if not grey[-1]:
-        return None
-    start = grey.size - int(np.argmin(grey[::-1])) if not grey.all() else 0
-    if start == 0:
+    if not grey[-1] or grey.all():
         return None  # a grey picture through and through: nothing says it was cut
+    start = grey.size - int(np.argmin(grey[::-1]))
     y, x = (start // cols) * mh, (start % cols) * mw
     tail = np.concatenate([rgb[y : y + mh, x:].reshape(-1, rgb.shape[2]), rgb[y + mh :].reshape(-1, rgb.shape[2])])
     if np.mean(np.all(tail[:, :3] == 128, axis=1)) < 0.9:  # the fill is exact grey, bar a blend at the cut
         return None
-    if x and grey.size - start >= cols:  # more than a row of blocks, starting inside a row
+    cut = _data_stops_early(im, data())
+    if cut is False:
+        return None  # the picture's own grey
+    if cut:
         return (
             "refuse",
             f"unreadable image (its data stops early: from row {y}, column {x} on, the picture is the uniform "
@@ -83,6 +87,28 @@ def grey_fill(im: Image.Image, rgb: np.ndarray) -> tuple[str, str] | None:
         )
     return (
         "note",
-        f"the bottom {h - y} pixel rows are uniform mid-grey, what a JPEG decoder shows where a file's data "
-        "stops early: unless the picture has such a band, the file is cut short and the map there means nothing",
+        f"the picture ends in uniform mid-grey from row {y}, column {x} on, what a JPEG decoder shows where a "
+        "file's data stops early: unless the picture has such an area, the file is cut short and the map there "
+        "means nothing",
     )
+
+
+#: Bytes (no 0xFF: no marker) put before the end marker by :func:`_data_stops_early`.
+_PROBE = bytes((i * 37 + 11) % 255 for i in range(256))
+
+
+def _data_stops_early(im: Image.Image, data: bytes) -> bool | None:
+    """Whether the scan of a single-image JPEG ends before its last block: with bytes put before
+    its end marker, a complete file decodes the same (libjpeg skips bytes after the last block),
+    a cut one decodes them into the missing blocks. None when this cannot be told (no end marker
+    at the end of the file, several images in it, or the probe does not decode)."""
+    if im.format != "JPEG" or not data.endswith(b"\xff\xd9"):
+        return None
+    try:
+        with (
+            Image.open(io.BytesIO(data), formats=["JPEG"]) as a,
+            Image.open(io.BytesIO(data[:-2] + _PROBE + b"\xff\xd9"), formats=["JPEG"]) as b,
+        ):
+            return not np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+    except (OSError, ValueError, SyntaxError):
+        return None

@@ -137,6 +137,7 @@ def load_noiseprint(
     dev = resolve_device(device)
     p = W.find_noiseprint(path)
     before = _identity(p)
+    W.describe(p, "noiseprint")  # a damaged shipped copy is said by its checksum, before any parse error
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
         sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}

@@ -324,7 +324,7 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
             loaded = _from_pil(im, name, exif_transpose, max_pixels)
             o = loaded.exif_orientation
             stored = turn_as_shown(loaded.rgb, {6: 8, 8: 6}.get(o, o)) if loaded.turned else loaded.rgb
-            cut = grey_fill(im, stored)
+            cut = grey_fill(im, stored, lambda: src if isinstance(src, bytes) else Path(src).read_bytes())
             if cut is not None and cut[0] == "refuse":
                 raise ImageError(f"{name}: {cut[1]}")
             if cut is not None:

@@ -1,7 +1,7 @@
 """Looking inside the network: the layer catalog and capture, feature statistics, ablations and
 Captum attribution.
 
-- ``capture``: the layer catalog (``list_layers``) and ``capture()`` (hooks, always removed).
+- (the layer catalog, ``list_layers``, and ``capture()`` live in :mod:`trufor_lab.model`: ``tl.capture``)
 - ``features``: statistics and projections of captured feature maps.
 - ``ablate``: reversible interventions (context managers) and ablation studies.
 - ``attribute``: Captum adapters with one call shape, and target wrappers.

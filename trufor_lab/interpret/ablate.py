@@ -289,9 +289,14 @@ def ablation_study(
                 if r.map is not None and b.map is not None and r.map.shape == b.map.shape:
                     row["map_change"] = float(np.mean(np.abs(r.map.astype(np.float64) - b.map)))
             if metrics_fn is not None:
-                row.update({k: math.nan for k in METRIC_KEYS})
+                row.update({k: math.nan for k in METRIC_KEYS}, n_forged=math.nan)
                 if mks[i] is not None and r.map is not None:
                     lm = metrics_fn(r.map, mks[i])
-                    row.update({k: _num(getattr(lm, k, None)) for k in METRIC_KEYS})
+                    scored = getattr(lm, "n_forged", None)
+                    row["n_forged"] = math.nan if scored is None else int(scored)
+                    # a region the metric's erosion removes entirely (or an empty mask) is not
+                    # scored: an F1 of 0 on every row would read as the detector failing (as sweep)
+                    if scored is None or scored > 0:
+                        row.update({k: _num(getattr(lm, k, None)) for k in METRIC_KEYS})
             table.append(row)
     return AblationStudy(Table(table), results, img_names)
