@@ -538,3 +538,63 @@ def test_the_casebook_shows_a_turned_photo_as_viewers_do_with_its_filters(recipe
 
     ela = detect(path, "ela")  # computed on the stored grid (the JPEG blocks), then turned
     assert np.array_equal(cb.classic["ela"].map, np.rot90(ela.map, 1))
+
+
+@pytest.fixture(scope="module")
+def scene(shared_dir) -> Image.Image:
+    src = Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB")
+    return src.resize((256, 221), Image.LANCZOS).crop((0, 0, 256, 192))
+
+
+def test_a_copy_resized_by_two_percent_is_resized_back_not_placed_as_a_crop(scene):
+    """A 0.98x re-upload was 'a same-scale crop of A placed at (2, 4)' with 6.8 % of its pixels
+    'changed' (the misplacement); resized back it differs by nothing."""
+    for f in (0.96, 0.98, 1.02):
+        b = scene.resize((round(256 * f), round(192 * f)), Image.BICUBIC)
+        c = compare(np.asarray(scene), np.asarray(b), names=("A", "B"))
+        assert c.reliable and c.changed_fraction < 0.01 and c.mean_diff < 0.01, (f, c.summary(), c.notes)
+        assert not any("same-scale crop" in n for n in c.notes)
+    crop = compare(np.asarray(scene), np.asarray(scene.crop((40, 30, 216, 162))), names=("A", "B"))
+    assert crop.reliable and crop.shift == (30, 40) and crop.mean_diff < 1e-6  # a true crop is still placed
+
+
+def test_a_mirrored_copy_is_not_turned_and_a_square_one_is_turned_back(shared_dir, scene):
+    """A mirrored copy was 'turned by 180 degrees' and lined up, with 26 % of its pixels 'changed';
+    a square picture turned by 90 degrees was never turned back (only non-square ones were)."""
+    from PIL import ImageOps
+
+    s = Image.open(shared_dir / "images" / "tampered1.png").convert("RGB")
+    a = s.crop((1348, 407, 1748, 707)).resize((160, 120))
+    mirrored = compare(np.asarray(a), np.asarray(ImageOps.mirror(a)), names=("A", "B"))
+    assert not mirrored.reliable and not any("turned by" in n for n in mirrored.notes), mirrored.notes
+    turned = compare(np.asarray(a), np.asarray(a.rotate(180)), names=("A", "B"))
+    assert turned.reliable and turned.mean_diff < 1e-6 and "turned by 180°" in turned.notes[0]
+    square = scene.crop((32, 0, 224, 192))
+    c = compare(np.asarray(square), np.asarray(square.rotate(90, expand=True)), names=("A", "B"))
+    assert c.reliable and c.mean_diff < 1e-6 and "turned by 90°" in c.notes[0], c.notes
+
+
+def test_a_one_pixel_offset_after_recompression_is_undone(shared_dir, tmp_path):
+    """Both the unmoved and the moved match passed the bar, and the unmoved one vetoed the move:
+    'no reliable translation found (peak 0.51, needs 0.08)', 5 % of the pixels 'changed'."""
+    big = Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB").resize((270, 233), Image.LANCZOS)
+    a, b = big.crop((6, 6, 262, 198)), big.crop((6, 5, 262, 197))
+    b.save(tmp_path / "b.jpg", quality=70)
+    c = compare(np.asarray(a), np.asarray(Image.open(tmp_path / "b.jpg")), names=("A", "B"))
+    assert c.reliable and c.shift == (-1, 0) and c.changed_fraction < 0.01, (c.summary(), c.notes)
+
+
+def test_save_report_never_replaces_the_analysed_image(np_model, picture, tmp_path):
+    """Casebook.save_report('victim.png') wrote the HTML report over the image it analysed."""
+    victim = tmp_path / "victim.png"
+    Image.fromarray(picture).save(victim)
+    before = victim.read_bytes()
+    cb = Casebook(np_model, classic=False)
+    cb.analyze_path(victim)
+    with pytest.raises(ValueError, match=r"victim\.png: refusing to write the report over the analysed image"):
+        cb.save_report(victim)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"notes\.txt: exists and is not a report"):
+        cb.save_report(tmp_path / "notes.txt")
+    assert victim.read_bytes() == before and (tmp_path / "notes.txt").read_text() == "mine"
+    assert cb.save_report(tmp_path / "case.html").read_bytes().startswith(b"<!DOCTYPE html>")

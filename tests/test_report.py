@@ -601,3 +601,37 @@ def test_the_pdf_says_what_the_html_comparison_section_says(array_result):
     assert "A: localization map, this model's score 0.40" in titles
     bad = [im for im in titles["A: localization map, this model's score 0.40"].images[1:]]
     assert bad and bad[0].get_cmap()(1.0)[:3] == (1.0, 0.0, 1.0)  # magenta over the NaN pixels
+
+
+def test_cli_report_keeps_an_unrelated_html_beside_the_pdf_and_takes_a_folder_ending_in_a_slash(
+    tmp_path, images, monkeypatch, capsys
+):
+    """`report post.jpg -o post.pdf` replaced someone's saved `post.html` (the HTML goes beside
+    the PDF) without a word; `-o newdir/` wrote the report as a file named `newdir`."""
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    saved = tmp_path / "post.html"
+    saved.write_text("<html>my saved post</html>")
+    rc = main(["report", str(images[1]), "-o", str(tmp_path / "post.pdf"), "-q", "--no-demo"])
+    assert rc == 1 and saved.read_text() == "<html>my saved post</html>"
+    assert "post.html: exists and is not a report written here" in capsys.readouterr().err
+    assert not (tmp_path / "post.pdf").exists()
+    rc = main(["report", str(images[1]), "-o", str(tmp_path / "newdir") + os.sep, "-q", "--no-demo"])
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "newdir" / "report.html").read_bytes().startswith(b"<!DOCTYPE html>")
+    # a report of ours beside the PDF is replaced, as before
+    assert main(["report", str(images[1]), "-o", str(tmp_path / "again.pdf"), "-q", "--no-demo"]) == 0
+    assert main(["report", str(images[1]), "-o", str(tmp_path / "again.pdf"), "-q", "--no-demo"]) == 0
+
+
+def test_every_pdf_line_fits_the_page_whatever_the_file_name(array_result):
+    """A 244-character file name ran off the page in the title and the comparison rows."""
+    from trufor_lab.casebook.compare import compare
+    from trufor_lab.casebook.report import pdf_text
+
+    long = "viral_" + "x" * 230 + ".png"
+    a = array_result(40, 48, name=long)
+    lines = pdf_text(a, None, compare(a, array_result(40, 48, name="b_" + "y" * 200 + ".jpg")))
+    assert max(len(ln) for ln in lines) <= 100
+    joined = "".join(ln.strip() for ln in lines)
+    assert long in joined  # cut into lines, never cut off

@@ -26,7 +26,9 @@ from trufor_lab.casebook.compare import Comparison, compare, estimate_translatio
 from trufor_lab.casebook.report import (
     build_report,
     comparison_section_html,
+    same_file,
     write_report,
+    written_here,
 )
 from trufor_lab.common.paths import display_name
 from trufor_lab.forensics.provenance import read_provenance
@@ -69,6 +71,8 @@ class Casebook:
         self.error: str | None = None
         self._working_on: str | None = None  # the file being read, named in an error
         self._working_path: str | None = None  # ... and the path it was given as, if any
+        self._source_path: str | None = None  # the case's files on disk (a report never replaces them)
+        self._compared_path: str | None = None
         self._replacing = False  # a new image is on its way: the tabs show the previous one
         #: Uploads above this many bytes are refused with one line (``None``: no limit).
         self.max_upload_bytes: int | None = None
@@ -206,12 +210,16 @@ class Casebook:
     def analyze_path(self, path: str | os.PathLike) -> Result:
         """Analyze the image file at ``path``; raises :class:`ImageError` for a bad image."""
         self._working_path = os.fspath(path)
-        return self._run(os.fspath(path), display_name(os.fspath(path)))
+        result = self._run(os.fspath(path), display_name(os.fspath(path)))
+        self._source_path, self._compared_path = os.fspath(path), None
+        return result
 
     def analyze_bytes(self, data: bytes | bytearray | memoryview, name: str = "upload") -> Result:
         """Analyze an image given as bytes (an upload) named ``name``."""
         self._working_path = None
-        return self._run(bytes(data), name)
+        result = self._run(bytes(data), name)
+        self._source_path = self._compared_path = None
+        return result
 
     def _run(self, source: Source, name: str) -> Result:
         name = display_name(name)  # an upload's name is the sender's: no control or bidi characters
@@ -273,6 +281,7 @@ class Casebook:
             except ImageError as e:
                 raise ImageError(str(e).replace("<bytes>", nb, 1)) from None
         self._replace_case(comparison=compare(self.result, other, names=(self.result.name, nb)))
+        self._compared_path = self._working_path
         self._working_on = None
         self._step(_STEPS, f"compared: {self.comparison.summary()}")
         self._notify()
@@ -347,10 +356,24 @@ class Casebook:
         return f"Casebook({self.result.summary() if self.result is not None else 'empty'})"
 
     def save_report(self, path: str | os.PathLike) -> Path:
-        """Write the self-contained HTML report (with the comparison, if any) atomically."""
+        """Write the self-contained HTML report (with the comparison, if any) atomically; never
+        over an analysed image or another existing file that is not a report."""
         if self.result is None:
             raise RuntimeError("nothing to report: analyze an image first")
-        return write_report(path, build_report(self.result, self.provenance, self.comparison))
+        out = Path(path)
+        clash = next((p for p in self._case_paths if same_file(out, p)), None)
+        if clash is not None:  # save_report("victim.png") replaced the evidence with HTML
+            raise ValueError(
+                f"{out}: refusing to write the report over the analysed image {clash}; choose another path"
+            )
+        if os.path.lexists(out) and out.suffix.lower() not in (".html", ".htm") and not written_here(out):
+            raise ValueError(f"{out}: exists and is not a report (not .html or .htm); not overwritten")
+        return write_report(out, build_report(self.result, self.provenance, self.comparison))
+
+    @property
+    def _case_paths(self) -> list[str]:
+        """The files of the case on disk: the analysed image and the compared one."""
+        return [p for p in (self._source_path, self._compared_path) if p]
 
 
 _COMPARE_HINT = (

@@ -129,7 +129,7 @@ def _upright_like(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
     if min(ha, wa, hb, wb) < 8:
         return b, 0
     near = abs(math.log((wa / ha) / (wb / hb)))
-    options = [0, 180] + ([90, 270] if abs(math.log((wa / ha) / (hb / wb))) < near else [])
+    options = [0, 180] + ([90, 270] if abs(math.log((wa / ha) / (hb / wb))) <= near else [])  # <=: squares
     scores = {k: _similarity(a, np.rot90(b, -k // 90)) for k in options}
     best = max(scores, key=scores.get)
     if best == 0 or scores[best] < max(0.5, scores[0] + 0.2):
@@ -305,8 +305,17 @@ def _as_image(x: Any, model: nn.Module | None, name: str | None) -> tuple[np.nda
     return loaded.rgb, name or path or loaded.name, None
 
 
+def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
+    """Mean absolute difference (0..1) where ``b`` has data; inf when that is under a quarter
+    of the picture (a placement that explains little is not a better one)."""
+    if valid.mean() < 0.25:
+        return math.inf
+    d = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=2)
+    return float(d[valid].mean()) / 255.0
+
+
 def _resize_and_translate(
-    ia: np.ndarray, ib: np.ndarray, estimate_shift: bool, notes: list[str]
+    ia: np.ndarray, ib: np.ndarray, estimate_shift: bool, notes: list[str], may_move: bool = True
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float | None, bool]:
     """B brought to A's grid by size (centre-cropped to A's aspect first when it differs), then
     translated by phase correlation when that is reliable; notes say what was done. Returns
@@ -347,23 +356,49 @@ def _resize_and_translate(
         r = _correlation(ia, aligned)  # once: a 12 MP surface is two large FFTs
         (dy, dx), peak = _peak(r)
         bar = shift_threshold(r)
-        # lined up when unmoved or moved is a reliable match; else what differs is the framing
-        reliable = bool(r[0, 0] >= bar or (peak >= bar and abs(dy) < ha / 4 and abs(dx) < wa / 4))
         small = abs(dy) < ha / 4 and abs(dx) < wa / 4
-        # no move when unmoved is itself a reliable match (an edited copy: a chance peak elsewhere)
-        if (dy, dx) != (0, 0) and peak >= bar and r[0, 0] < bar and small:
-            aligned, valid = _shift(aligned, dy, dx)
+        # lined up when unmoved or moved is a reliable match; else what differs is the framing
+        reliable = bool(r[0, 0] >= bar or (may_move and peak >= bar and small))
+        moved = None
+        if (dy, dx) != (0, 0) and peak >= bar and small and may_move:
+            moved = _shift(aligned, dy, dx)
+            # when unmoved is a reliable match too (an edited copy: a chance peak elsewhere; or a
+            # one-pixel offset after recompression), the move is kept only if it fits better
+            if r[0, 0] >= bar and _residual(ia, moved[0], moved[1]) >= _residual(ia, aligned, valid):
+                moved = None
+                notes.append(
+                    f"B not translated: unmoved it fits better than moved by ({dy}, {dx}) (phase "
+                    f"correlation peak {peak:.2f})"
+                )
+        if moved is not None:
+            aligned, valid = moved
             shift = (dy, dx)
             notes.append(
                 f"B translated by (dy, dx) = ({dy}, {dx}) pixels (phase correlation peak "
                 f"{peak:.2f}); the borders without data are left out"
             )
-        elif (dy, dx) != (0, 0):
+        elif (dy, dx) != (0, 0) and not (peak >= bar and small and r[0, 0] >= bar):
+            why = "after a quarter turn B must line up unmoved" if not may_move else f"needs {bar:.2f}"
             notes.append(
-                f"no reliable translation found (phase correlation peak {peak:.2f}, needs {bar:.2f}: "
+                f"no reliable translation found (phase correlation peak {peak:.2f}, {why}: "
                 f"chance reaches {chance_level(r):.2f} at this size); B not translated"
             )
     return aligned, valid, shift, peak, reliable
+
+
+def _align(
+    ia: np.ndarray, ib: np.ndarray, estimate_shift: bool, may_move: bool = True
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float | None, bool, list[str]]:
+    """B on A's grid: as a same-scale crop where it places reliably and fits better than resized
+    (a copy resized by 2 % also places as a 'crop', with 7 % of its pixels 'changed'), else
+    resized (and translated). Returns (aligned, valid, shift, peak, reliable, notes)."""
+    notes: list[str] = []
+    resized = _resize_and_translate(ia, ib, estimate_shift, notes, may_move)
+    placed = _place_crop(ia, ib) if estimate_shift and ib.shape[:2] != ia.shape[:2] else None
+    if placed is not None and _residual(ia, placed[0], placed[1]) <= _residual(ia, resized[0], resized[1]):
+        aligned, valid, shift, peak, note = placed
+        return aligned, valid, shift, peak, True, [note]
+    return (*resized, notes)
 
 
 def compare(
@@ -391,19 +426,19 @@ def compare(
     ib, nb, rb = _as_image(b, model, names[1] if names else None)
     ha, wa = ia.shape[:2]
     notes: list[str] = []
-    ib, turn = _upright_like(ia, ib) if estimate_shift else (ib, 0)
-    if turn:
-        notes.append(f"B turned by {turn}° to A's orientation (it was stored turned without an EXIF tag saying so)")
-        if rb is not None:  # its maps with it, so that the panels below line up with B's
-            rb = _turned(rb, turn)
-    hb, wb = ib.shape[:2]
-    placed = _place_crop(ia, ib) if estimate_shift and (hb, wb) != (ha, wa) else None
-    if placed is not None:
-        aligned, valid, shift, peak, note = placed
-        notes.append(note)
-        reliable = True
-    else:
-        aligned, valid, shift, peak, reliable = _resize_and_translate(ia, ib, estimate_shift, notes)
+    turned, turn = _upright_like(ia, ib) if estimate_shift else (ib, 0)
+    aligned, valid, shift, peak, reliable, how = _align(ia, ib, estimate_shift)
+    if turn:  # kept only when B lines up after it, and better than as stored (a mirrored copy is not turned)
+        t = _align(ia, turned, estimate_shift, may_move=False)
+        if t[4] and _residual(ia, t[0], t[1]) < _residual(ia, aligned, valid):
+            aligned, valid, shift, peak, reliable, how = t
+            ib = turned
+            how.insert(
+                0, f"B turned by {turn}° to A's orientation (it was stored turned without an EXIF tag saying so)"
+            )
+            if rb is not None:  # its maps with it, so that the panels below line up with B's
+                rb = _turned(rb, turn)
+    notes.extend(how)
     diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
     diff[~valid] = np.nan
     return Comparison(

@@ -380,6 +380,33 @@ def build_report(
 # --------------------------------------------------------------------------- writing
 
 
+def same_file(out: Path, image: str) -> bool:
+    """Whether writing ``out`` would replace ``image``: the same file (``./x.jpg`` and ``x.jpg``,
+    a symlink, a hard link, another letter case on a case-insensitive disk) or the same path."""
+    try:
+        if out.exists() and os.path.exists(image):
+            return os.path.samefile(out, image)
+        return out.resolve() == Path(image).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not the image, the write itself will fail
+        return False
+
+
+#: How every HTML report this project writes begins (:func:`build_report`).
+REPORT_HEAD = b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy"'
+
+
+def written_here(out: Path) -> bool:
+    """Whether ``out`` is an HTML report this project wrote, whatever its name (``-o rep`` run
+    twice: the rerun must replace its own report)."""
+    try:
+        if not out.is_file():  # a pipe would block the read
+            return False
+        with open(out, "rb") as f:
+            return f.read(len(REPORT_HEAD)) == REPORT_HEAD
+    except OSError:
+        return False
+
+
 def write_report(path: str | os.PathLike, html_text: str) -> Path:
     """Write ``html_text`` to ``path`` atomically (never a half-written report)."""
 
@@ -428,8 +455,9 @@ def pdf_text(
     lines += ["", "How to read this"]
     for c in caveats(result):
         lines += wrap("- " + c)
-
-    return lines
+    # every line within the page: a long file name in the title, a table row, a comparison row
+    # ran off the right edge (a 244-character name was cut at the page's border)
+    return [part for ln in lines for part in (textwrap.wrap(ln, 100, subsequent_indent="   ") or [""])]
 
 
 def save_pdf(
@@ -449,7 +477,8 @@ def save_pdf(
 
     def write(tmp: str) -> None:
         # metadata and file names are text, never TeX: '$...$' in an EXIF field must not be parsed
-        with plt.rc_context({"text.parse_math": False}), PdfPages(tmp) as pdf:
+        with plt.rc_context({"text.parse_math": False}), PdfPages(tmp) as pdf, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # a box, not a warning
             for page in _text_pages(lines):
                 fig = plt.figure(figsize=(8.27, 11.69))
                 fig.text(

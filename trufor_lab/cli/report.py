@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from trufor_lab.casebook.compare import compare
-from trufor_lab.casebook.report import build_report, save_pdf, write_report
+from trufor_lab.casebook.report import build_report, same_file, save_pdf, write_report, written_here
 from trufor_lab.common.paths import IMAGE_EXTENSIONS, blocking_file, display_name, unwritable_reason
 from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.inference.analyze import analyze
@@ -53,17 +53,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return r
 
 
-def _same_file(out: Path, image: str) -> bool:
-    """Whether writing ``out`` would replace ``image``: the same file (``./x.jpg`` and ``x.jpg``,
-    a symlink, a hard link, another letter case on a case-insensitive disk) or the same path."""
-    try:
-        if out.exists() and os.path.exists(image):
-            return os.path.samefile(out, image)
-        return out.resolve() == Path(image).resolve()
-    except (OSError, RuntimeError):  # a symlink loop: not the image, the write itself will fail
-        return False
-
-
 #: What ``-o`` may replace when it exists: an earlier report. Anything else (an image: see
 #: :data:`~trufor_lab.common.paths.IMAGE_EXTENSIONS`) is someone's file, maybe evidence.
 REPORT_SUFFIXES = (".html", ".htm", ".pdf")
@@ -82,25 +71,11 @@ def _outputs(output: str, pdf: bool) -> list[tuple[Path, str]]:
     return [(out, "report"), (out.with_suffix(".pdf"), "PDF")]
 
 
-#: How every HTML report this project writes begins (casebook/report.py).
-REPORT_HEAD = b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy"'
-
-
-def _written_here(out: Path) -> bool:
-    """Whether ``out`` is an HTML report this project wrote, whatever its name (``-o rep`` run
-    twice: the rerun must replace its own report)."""
-    try:
-        if not out.is_file():  # a pipe would block the read
-            return False
-        with open(out, "rb") as f:
-            return f.read(len(REPORT_HEAD)) == REPORT_HEAD
-    except OSError:
-        return False
-
-
-def _output_problem(out: Path, what: str, inputs: list[str]) -> str | None:
-    """Why ``out`` must not be written, in one line (names escaped by :func:`error`), or None."""
-    clash = next((p for p in inputs if _same_file(out, p)), None)
+def _output_problem(out: Path, what: str, inputs: list[str], named: bool = True) -> str | None:
+    """Why ``out`` must not be written, in one line (names escaped by :func:`error`), or None.
+    ``named``: the user named this file with ``-o`` (the HTML beside ``-o case.pdf`` is not: an
+    existing ``case.html`` is replaced only when it is a report of ours)."""
+    clash = next((p for p in inputs if same_file(out, p)), None)
     if clash is not None:  # -o photo.jpg would replace the evidence with HTML
         return f"{out}: refusing to write the {what} over the input image {clash}; choose another -o"
     blocker = blocking_file(out)
@@ -112,8 +87,13 @@ def _output_problem(out: Path, what: str, inputs: list[str]) -> str | None:
     if out.is_dir() and what == "report":  # (a PDF that cannot be written is said after the HTML is)
         return f"{out}: is a folder; -o names the report file to write (e.g. {out / 'report.html'})"
     suffix = out.suffix.lower()
-    named_so = suffix in REPORT_SUFFIXES and suffix not in IMAGE_EXTENSIONS
-    if os.path.lexists(out) and not (named_so or _written_here(out)):
+    named_so = named and suffix in REPORT_SUFFIXES and suffix not in IMAGE_EXTENSIONS
+    if os.path.lexists(out) and not named and not written_here(out):
+        return (
+            f"{out}: exists and is not a report written here (the HTML that goes beside the PDF); "
+            "not overwritten: choose another -o"
+        )
+    if os.path.lexists(out) and not (named_so or written_here(out)):
         return (
             f"{out}: exists and is not a report (not .html, .htm or .pdf); not overwritten "
             "(a typo for --compare? choose another -o)"
@@ -143,10 +123,14 @@ def run(args: argparse.Namespace) -> int:
         if full_model and min(h, w) < MIN_TRUFOR_SIDE:
             error(f"{p}: image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side")
             return 1
+    if args.output.endswith(("/", os.sep)) or (os.altsep and args.output.endswith(os.altsep)):
+        args.output = os.path.join(args.output, "report.html")  # `-o newdir/`: a folder, not a file named so
     outputs = _outputs(args.output, args.pdf)
     html_path, pdf_path = outputs[0][0], outputs[-1][0]
     for out, what in outputs:  # said before the (slow) model load and analysis
-        why = _output_problem(out, what, inputs)
+        # the HTML beside `-o case.pdf` replaces only a report of ours (a saved web page of that
+        # name is someone's); the PDF beside `-o case.html --pdf` replaces a .pdf as before
+        why = _output_problem(out, what, inputs, named=out == Path(args.output) or what == "PDF")
         if why is not None:
             error(why)
             return 1
@@ -164,7 +148,14 @@ def run(args: argparse.Namespace) -> int:
         comparison = None
         if args.compare:
             other = analyze(model, args.compare, name=display_name(args.compare), exif_transpose=True)
-            comparison = compare(result, other)
+            try:
+                comparison = compare(result, other)
+            except MemoryError:  # both analyses stand: the report goes out without the comparison
+                print(
+                    f"note: {printable(args.compare)}: not enough memory to compare the two versions; "
+                    "the report has no comparison (crop or downscale both to compare them)",
+                    file=sys.stderr,
+                )
     except ImageError as e:
         error(str(e))
         return 1
