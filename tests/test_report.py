@@ -635,3 +635,19 @@ def test_every_pdf_line_fits_the_page_whatever_the_file_name(array_result):
     assert max(len(ln) for ln in lines) <= 100
     joined = "".join(ln.strip() for ln in lines)
     assert long in joined  # cut into lines, never cut off
+
+
+def test_a_comparison_out_of_memory_leaves_the_report_of_both_analyses(tmp_path, images, monkeypatch, capsys):
+    """compare() needs ~127 bytes a pixel: its MemoryError was 'A.png: analysis failed' and no
+    report, both analyses done. Now the report goes out without the comparison, with a note."""
+
+    def no_memory(*a, **k):
+        raise MemoryError("Unable to allocate 12.0 GiB")
+
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    monkeypatch.setattr("trufor_lab.cli.report.compare", no_memory)
+    out = tmp_path / "r.html"
+    assert main(["report", str(images[0]), "--compare", str(images[1]), "-o", str(out), "-q", "--no-demo"]) == 0
+    assert "not enough memory to compare the two versions" in capsys.readouterr().err
+    assert "Comparison with another version" not in out.read_text(encoding="utf-8")
