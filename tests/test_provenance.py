@@ -914,3 +914,11 @@ def test_a_pil_image_changed_in_memory_is_noted(tmp_path) -> None:
     assert "200×150" in note and "640×480" in note and "describe the file on disk" in note
     with Image.open(path) as im:
         assert not any("in memory" in x for x in read_provenance(im).problems)
+
+
+def test_a_sign_that_says_it_is_no_evidence_is_not_called_evidence() -> None:
+    """'... it says nothing about the content being genuine or not. This is evidence, not proof.'"""
+    plain = read_provenance(_save(_pattern(120, 90), "PNG"))
+    (sign,) = [s for s in plain.signs if s.code == "no_metadata"]
+    assert sign.meaning.endswith("genuine or not.") and "evidence, not proof" not in sign.meaning
+    assert all("evidence, not proof" in s.meaning for s in plain.signs if s.code != "no_metadata")

@@ -777,9 +777,11 @@ def _signs(p: Provenance) -> list[Sign]:
     """Turn the facts into plain-language, hedged observations."""
     s: list[Sign] = []
 
-    def add(code: str, severity: str, observation: str, meaning: str) -> None:
+    def add(code: str, severity: str, observation: str, meaning: str, evidence: bool = True) -> None:
+        """``evidence=False``: a sign that says it is no evidence either way gets no 'evidence,
+        not proof' after it (the two sentences contradicted each other)."""
         assert severity in _SEVERITIES
-        s.append(Sign(code, severity, observation, meaning.rstrip(".") + "." + _EVIDENCE))
+        s.append(Sign(code, severity, observation, meaning.rstrip(".") + "." + (_EVIDENCE if evidence else "")))
 
     w, h = p.size
     if p.png_text_bomb:  # wherever the chunk sits, before or after the pixels
@@ -814,6 +816,7 @@ def _signs(p: Provenance) -> list[Sign]:
                 f"no metadata in this {p.format or 'image'} file",
                 "typical of screenshots, graphics exports and stripped re-uploads; it says "
                 "nothing about the content being genuine or not",
+                evidence=False,
             )
     if p.format == "PNG":
         add(
