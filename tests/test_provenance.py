@@ -922,3 +922,80 @@ def test_a_sign_that_says_it_is_no_evidence_is_not_called_evidence() -> None:
     (sign,) = [s for s in plain.signs if s.code == "no_metadata"]
     assert sign.meaning.endswith("genuine or not.") and "evidence, not proof" not in sign.meaning
     assert all("evidence, not proof" in s.meaning for s in plain.signs if s.code != "no_metadata")
+
+
+def test_many_png_text_chunks_over_the_total_limit_and_a_damaged_avif_are_one_line() -> None:
+    """70 zTXt chunks of 1 MB (each under Pillow's per-chunk limit, 70 MB together) refused the
+    whole file before the pixels, or said 'image data could not be fully decoded' after them;
+    a damaged AVIF raised Pillow's RuntimeError as a traceback."""
+    import struct
+    import zlib
+
+    from trufor_lab.inference.preprocess import ImageError, load_image
+
+    def chunk(k, v):
+        return struct.pack(">I", len(v)) + k + v + struct.pack(">I", zlib.crc32(k + v))
+
+    png = _save(_pattern(64, 64), "PNG")
+    z = zlib.compress(b"B" * 1_000_000, 9)
+    text = b"".join(chunk(b"zTXt", b"c%d\0\0" % i + z) for i in range(70))
+    i_idat, i_iend = png.index(b"IDAT") - 4, len(png) - 12
+    for data in (png[:i_idat] + text + png[i_idat:], png[:i_iend] + text + png[i_iend:]):
+        p = read_provenance(data)
+        assert "metadata_bomb" in _codes(p), [s.code for s in p.signs]
+        assert not any("could not be fully decoded" in x for x in p.problems), p.problems
+        assert load_image(data).rgb.shape == (64, 64, 3)
+    if features.check("avif"):
+        buf = io.BytesIO()
+        Image.fromarray(_pattern(64, 64)).save(buf, "AVIF")
+        bad = bytearray(buf.getvalue())
+        bad[81] ^= 0xFF
+        with pytest.raises(ImageError, match=r"^<bytes>: unreadable image \("):
+            load_image(bytes(bad))
+        try:
+            read_provenance(bytes(bad))
+        except ValueError as e:  # one line, or read with a problem noted: never a traceback
+            assert "\n" not in str(e)
+
+
+def test_a_16_bit_grey_png_matches_its_own_thumbnail() -> None:
+    """convert('L') clipped 16-bit grey: the same picture as 8-bit matched its thumbnail
+    (correlation 1.0) and as 16-bit 'did not match (content)' (correlation 0.07)."""
+    import struct
+
+    y, x = np.mgrid[0:192, 0:256]
+    grey = ((x + y) * 255 // 446).astype(np.uint8)
+    t = io.BytesIO()
+    Image.fromarray(grey).resize((160, 120)).save(t, "JPEG", quality=90)
+    t = t.getvalue()
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHI", 0x10F, 2, 4) + b"Cam\0" + struct.pack("<I", 26)
+    ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x201, 4, 1, 56) + struct.pack("<HHII", 0x202, 4, 1, len(t))
+    ex = b"II*\0\x08\0\0\0" + ifd0 + ifd1 + b"\0\0\0\0" + t
+    for arr in (grey, grey.astype(np.uint16) * 257):
+        b = io.BytesIO()
+        Image.fromarray(arr).save(b, "PNG", exif=b"Exif\0\0" + ex)
+        p = read_provenance(b.getvalue())
+        assert p.thumbnail_correlation is not None and p.thumbnail_correlation > 0.99, arr.dtype
+        assert "thumbnail" not in _codes(p)
+
+
+def test_dates_that_contradict_each_other_or_lie_ahead_are_said_so() -> None:
+    """Modified 2020, captured 2023 read 'the file was re-saved after capture'; a capture date of
+    2099 passed without a word."""
+
+    def jpeg_with(modified: str, original: str) -> bytes:
+        ex = Image.Exif()
+        ex[0x0132] = modified
+        ex.get_ifd(0x8769)[0x9003] = original
+        b = io.BytesIO()
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(b, "JPEG", quality=95, exif=ex.tobytes())
+        return b.getvalue()
+
+    before = read_provenance(jpeg_with("2020:01:01 00:00:00", "2023:05:01 10:00:00"))
+    (sign,) = [s for s in before.signs if s.code == "dates"]
+    assert "earlier than the capture date" in sign.observation and "re-saved after" not in sign.meaning
+    after = read_provenance(jpeg_with("2023:06:01 00:00:00", "2023:05:01 10:00:00"))
+    assert "re-saved after capture" in [s for s in after.signs if s.code == "dates"][0].meaning
+    future = read_provenance(jpeg_with("2099:12:31 23:59:59", "2099:12:31 23:59:59"))
+    assert sum("is in the future: '2099:12:31 23:59:59'" in x for x in future.problems) == 2
+    assert not any("in the future" in x for x in after.problems)

@@ -651,3 +651,24 @@ def test_a_comparison_out_of_memory_leaves_the_report_of_both_analyses(tmp_path,
     assert main(["report", str(images[0]), "--compare", str(images[1]), "-o", str(out), "-q", "--no-demo"]) == 0
     assert "not enough memory to compare the two versions" in capsys.readouterr().err
     assert "Comparison with another version" not in out.read_text(encoding="utf-8")
+
+
+def test_capped_metadata_keeps_every_problem_row():
+    """The cap kept the first 200 rows and the problems come last: a PNG with 200 text chunks and
+    a damaged EXIF chunk had its problems in the provenance but not in the report or the PDF."""
+    import dataclasses as dc
+
+    from trufor_lab.casebook.report import MAX_METADATA_ROWS, provenance_rows
+    from trufor_lab.forensics.provenance import Provenance
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(buf, "PNG")
+    base = read_provenance(buf.getvalue())
+    many = dc.replace(base, png_text={f"k{i}": "v" for i in range(400)}, problems=["EXIF: Corrupt EXIF data", "x"])
+    assert isinstance(many, Provenance)
+    rows = provenance_rows(many)
+    assert [r for r in rows if r[0] == "Problems"] == [
+        ("Problems", "problem", "EXIF: Corrupt EXIF data"),
+        ("Problems", "problem", "x"),
+    ]
+    assert len(rows) <= MAX_METADATA_ROWS + 1 and any(r[1].endswith("more rows") for r in rows)

@@ -230,16 +230,21 @@ MAX_METADATA_ROWS = 200
 
 
 def provenance_rows(provenance: "Provenance") -> list[tuple[str, str, str]]:
-    """(section, field, value) rows of the metadata table (the file's base name only), at most
-    :data:`MAX_METADATA_ROWS` of them, then one row saying how many were left out."""
+    """(section, field, value) rows of the metadata table (the file's base name only): at most
+    :data:`MAX_METADATA_ROWS` metadata rows, then one saying how many were left out, then every
+    problem found in reading the file."""
     rows = [
         (sec, f, display_name(v) if (sec, f) == ("File", "name") else v)
         for sec, f, v in provenance.rows()
         if sec != "Signs"
     ]
-    if len(rows) > MAX_METADATA_ROWS:
-        rest = len(rows) - MAX_METADATA_ROWS
-        rows = rows[:MAX_METADATA_ROWS] + [("…", f"{rest} more rows", "not shown")]
+    if len(rows) > MAX_METADATA_ROWS:  # the metadata is cut, never the problems (they come last)
+        problems = [row for row in rows if row[0] == "Problems"]
+        others = [row for row in rows if row[0] != "Problems"]
+        keep = max(MAX_METADATA_ROWS - len(problems), 20)
+        if len(others) > keep:
+            others = others[:keep] + [("…", f"{len(others) - keep} more rows", "not shown")]
+        rows = others + problems
     return rows
 
 

@@ -395,3 +395,9 @@ def _tiff_data_end(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:
             ends = (int(o) + int(c) for o, c in zip(np.atleast_1d(ifd[offsets]), np.atleast_1d(ifd[counts])))
             return max(ends, default=0)
     return 0
+
+
+def png_text_limit(e: BaseException) -> bool:
+    """Whether ``e`` is Pillow refusing a PNG's text: one chunk too large (``MAX_TEXT_CHUNK``) or
+    all of them together (``MAX_TEXT_MEMORY``, many chunks each under the first limit)."""
+    return "MAX_TEXT_CHUNK" in str(e) or "MAX_TEXT_MEMORY" in str(e)

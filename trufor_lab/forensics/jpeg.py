@@ -21,13 +21,14 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from trufor_lab.common.image_files import image_formats, png_without_text
+from trufor_lab.common.image_files import image_formats, png_text_limit, png_without_text
 from trufor_lab.forensics.ijg import IJG_CHROMINANCE, IJG_LUMINANCE, ZIGZAG, ijg_scale, ijg_stack, ijg_table
 
 #: What Pillow raises on a mangled file or metadata block (seen on truncated and fuzzed files):
 #: reading an untrusted file catches these, reports one line and goes on; anything else is a bug.
 PARSE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
+    RuntimeError,  # Pillow's AVIF/HEIF decoders on a damaged file ("Missing or empty image item")
     SyntaxError,
     ValueError,
     KeyError,
@@ -154,7 +155,7 @@ def open_source(source: Source) -> OpenedSource:
                 try:
                     image = _open_bytes(data)
                 except ValueError as e:  # a text chunk before the pixels inflates beyond Pillow's limit
-                    if "MAX_TEXT_CHUNK" not in str(e):
+                    if not png_text_limit(e):
                         raise
                     image = _open_bytes(png_without_text(data))
                     warnings.warn(

@@ -22,13 +22,19 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from trufor_lab.common.image_files import pil_log_unprinted, planar16_tiff, png_without_text, stored_size
+from trufor_lab.common.image_files import (
+    pil_log_unprinted,
+    planar16_tiff,
+    png_text_limit,
+    png_without_text,
+    stored_size,
+)
 from trufor_lab.forensics import jpeg, metadata
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
 from trufor_lab.forensics.thumbnail import compare_thumbnail
@@ -545,6 +551,17 @@ def _note_changed_in_memory(im: Image.Image, data: bytes, p: Provenance) -> None
         )
 
 
+def _grey_8bit(im: Image.Image) -> Image.Image:
+    """Grey 0..255 as the analysis reads the picture: 16-bit grey scaled by 1/257 and float by
+    255 (``convert("L")`` clipped them: a 16-bit picture against its own thumbnail 'did not match')."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = float(np.nanmax(a)) if a.size else 0.0
+        scale = 255.0 if im.mode == "F" and top <= 1.0 else 1 / 257 if top > 255 else 1.0
+        return Image.fromarray(np.clip(np.nan_to_num(a * scale), 0, 255).astype(np.uint8))
+    return im.convert("L")
+
+
 def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
     """Decode (JPEG: at 1/8 scale via draft) to a small grey array; record damage as a problem."""
     try:
@@ -556,13 +573,13 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             planar = planar16_tiff(im)  # Pillow misreads these planes: read from the file
             im.load()
-            g = (im if planar is None else planar).convert("L")
+            g = _grey_8bit(im if planar is None else planar)
             if max(g.size) > 512:
                 g = g.copy()
                 g.thumbnail((512, 512))
             return np.asarray(g, dtype=np.float32)
     except jpeg.PARSE_ERRORS as e:
-        if "MAX_TEXT_CHUNK" in str(e) and op.data is not None and op.data[:8] == b"\x89PNG\r\n\x1a\n":
+        if png_text_limit(e) and op.data is not None and op.data[:8] == b"\x89PNG\r\n\x1a\n":
             if not p.png_text_bomb:  # a text chunk after the pixels: they decode, the chunk is the bomb
                 p.png_text_bomb = True
                 return _decode_small(op, p)
@@ -664,10 +681,14 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
             p.gps["GPSVersionID"] = ".".join(str(x) for x in ver)
         if not _gps_has_position(p.gps):
             p.problems.append("GPS block without a usable position (latitude/longitude missing or invalid)")
+    later = datetime.now() + timedelta(days=2)  # EXIF dates carry no time zone: a day's slack either way
     for f in ("datetime_original", "datetime_digitized", "datetime_modified"):
         s = getattr(p, f)
-        if s is not None and _parse_exif_datetime(s) is None:
+        when = None if s is None else _parse_exif_datetime(s)
+        if s is not None and when is None:
             p.problems.append(f"EXIF {f.replace('_', ' ')} is not a valid date: {s!r}")
+        elif when is not None and when > later:
+            p.problems.append(f"EXIF {f.replace('_', ' ')} is in the future: {s!r} (a wrong clock or an edited date)")
     return tiff
 
 
@@ -859,12 +880,20 @@ def _signs(p: Provenance) -> list[Sign]:
     mod, orig = p.datetime_modified, p.datetime_original
     if mod and orig:
         dm, do = _parse_exif_datetime(mod), _parse_exif_datetime(orig)
-        if dm is not None and do is not None and dm != do:
+        if dm is not None and do is not None and dm > do:
             add(
                 "dates",
                 "notice",
                 f"modify date differs from capture date ({orig} → {mod})",
                 "the file was re-saved after capture (editing, rotation or export)",
+            )
+        elif dm is not None and do is not None and dm < do:
+            add(
+                "dates",
+                "notice",
+                f"modify date is earlier than the capture date ({mod} before {orig})",
+                "dates a camera writes together disagree: a clock or time-zone setting, or dates "
+                "edited by a program; they cannot both be taken at face value",
             )
     if p.thumbnail_mismatch:
         why = "aspect ratio" if p.thumbnail_aspect_mismatch else "content"

@@ -56,6 +56,7 @@ from trufor_lab.common.image_files import (
     planar16_tiff,
     png_closed,
     png_rows_missing,
+    png_text_limit,
     png_without_text,
     turn_as_shown,
     unrecognised_reason,
@@ -283,7 +284,7 @@ def load_image(
             # a text chunk before the pixels that inflates beyond Pillow's limit (a bomb in the
             # metadata must not keep the pixels from being analysed: browsers show them), or a
             # PNG cut just before its closing chunk: mended once each, everything else raised
-            bomb = "MAX_TEXT_CHUNK" in str(e) and _TEXT_BOMB not in mended
+            bomb = png_text_limit(e) and _TEXT_BOMB not in mended
             if not bomb and ("file is truncated" not in str(e) or _NO_IEND in mended):
                 raise
             data = _file_bytes(src_file, name) if data is None else data
@@ -336,6 +337,7 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
 #: nowhere raises TypeError from n_frames): each is this file's problem only.
 _DECODE_ERRORS = (
     OSError,
+    RuntimeError,  # Pillow's AVIF/HEIF decoders on a damaged file
     SyntaxError,
     ValueError,
     EOFError,
