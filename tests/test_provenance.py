@@ -999,3 +999,15 @@ def test_dates_that_contradict_each_other_or_lie_ahead_are_said_so() -> None:
     future = read_provenance(jpeg_with("2099:12:31 23:59:59", "2099:12:31 23:59:59"))
     assert sum("is in the future: '2099:12:31 23:59:59'" in x for x in future.problems) == 2
     assert not any("in the future" in x for x in after.problems)
+
+
+def test_a_text_tag_stored_as_a_number_is_not_shown_as_text() -> None:
+    """Software stored as a FLOAT NaN read "written by software 'nan'" while to_dict() said None."""
+    import struct
+
+    tiff = b"II*\0\x08\0\0\0" + struct.pack("<HHHI", 1, 0x131, 11, 1) + struct.pack("<f", float("nan")) + b"\0\0\0\0"
+    b = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(b, "JPEG", exif=b"Exif\0\0" + tiff)
+    p = read_provenance(b.getvalue())
+    assert p.software is None and "software" not in _codes(p)
+    assert "EXIF software is stored as a float, not text; ignored" in p.problems

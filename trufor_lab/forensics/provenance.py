@@ -29,6 +29,7 @@ import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
 from trufor_lab.common.image_files import (
+    frame_count,
     pil_log_unprinted,
     planar16_tiff,
     png_text_limit,
@@ -427,7 +428,7 @@ def _frame_count(im: Image.Image, problems: list[str]) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return max(1, int(getattr(im, "n_frames", 1) or 1))
+            return max(1, frame_count(im))
     except (*jpeg.PARSE_ERRORS, OverflowError) as e:
         problems.append(f"frame count unreadable ({type(e).__name__}: {e}); counted as 1 frame")
     try:
@@ -642,12 +643,19 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         if k in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo, ExifTags.IFD.Interop, 0x927C):
             continue  # pointers and MakerNote
         p.exif[tags.get(k, f"0x{k:04X}")] = _exif_value(v)
-    p.make = _clean(base.get(0x010F))
-    p.model = _clean(base.get(0x0110))
-    p.software = _clean(base.get(0x0131))
-    p.datetime_modified = _clean(base.get(0x0132))
-    p.datetime_original = _clean(sub.get(0x9003))
-    p.datetime_digitized = _clean(sub.get(0x9004))
+    for attr, ifd, tag in (
+        ("make", base, 0x010F),
+        ("model", base, 0x0110),
+        ("software", base, 0x0131),
+        ("datetime_modified", base, 0x0132),
+        ("datetime_original", sub, 0x9003),
+        ("datetime_digitized", sub, 0x9004),
+    ):
+        v = ifd.get(tag)
+        if v is not None and not isinstance(v, (str, bytes, bytearray)):  # a text tag stored as a number
+            p.problems.append(f"EXIF {attr.replace('_', ' ')} is stored as a {type(v).__name__}, not text; ignored")
+            v = None
+        setattr(p, attr, _clean(v))
     o = base.get(0x0112)
     if o is not None:
         # an integer (SHORT) only, as the image loader (load_image) takes it: text or a rational

@@ -49,6 +49,8 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 
 from trufor_lab.common.image_files import (
+    MAX_TIFF_FRAMES,
+    frame_count,
     MAX_PIXELS,
     UNDO_ORIENTATION,
     open_image,
@@ -443,7 +445,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         raise ImageError(f"{name}: {e}") from None
     frame = im.tell()  # a caller's image keeps its frame
     try:
-        n_frames = getattr(im, "n_frames", 1)
+        n_frames = frame_count(im)
     except _DECODE_ERRORS:  # a TIFF whose next-directory offset leads nowhere: its first image still reads
         im.seek(frame)
         n_frames = 1
@@ -479,7 +481,8 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         if n_frames > 1:
             more.insert(0, f"the merged image of a {n_frames}-layer PSD (layers not analysed one by one)")
     elif n_frames > 1:
-        more.insert(0, f"frame {frame + 1} of {n_frames}" if frame else f"first of {n_frames} frames")
+        of = f"more than {MAX_TIFF_FRAMES}" if n_frames > MAX_TIFF_FRAMES else str(n_frames)
+        more.insert(0, f"frame {frame + 1} of {of}" if frame else f"first of {of} frames")
     applied = exif_transpose and orientation not in (None, 1)
     return LoadedImage(_check_size(rgb, name, max_pixels), name, mode, orientation, tuple(notes + more), applied)
 
