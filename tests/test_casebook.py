@@ -572,6 +572,12 @@ def test_a_mirrored_copy_is_not_turned_and_a_square_one_is_turned_back(shared_di
     square = scene.crop((32, 0, 224, 192))
     c = compare(np.asarray(square), np.asarray(square.rotate(90, expand=True)), names=("A", "B"))
     assert c.reliable and c.mean_diff < 1e-6 and "turned by 90°" in c.notes[0], c.notes
+    # turned and re-framed by a few pixels: turned back and moved (both, or neither)
+    a2 = np.asarray(scene)
+    moved = np.zeros_like(a2)
+    moved[4:, 4:] = a2[:-4, :-4]
+    c = compare(a2, np.rot90(moved, 1).copy(), names=("A", "B"))
+    assert c.reliable and c.shift == (-4, -4) and c.changed_fraction < 0.01, (c.summary(), c.notes)
 
 
 def test_a_one_pixel_offset_after_recompression_is_undone(shared_dir, tmp_path):

@@ -311,6 +311,8 @@ def test_demo_set_beyond_the_seven_samples_repeats_no_picture():
     assert all(np.array_equal(a.image, b.image) and a.name == b.name for a, b in zip(first, items))
     with pytest.raises(ValueError, match=r"demo_set: n must be a whole number in 0\.\.112"):
         F.demo_set(113, size=64)
+    for it in items[14:28]:  # a turned pass names its turned donor too (grouping by source)
+        assert all(src.endswith("_v1") for src in it.source), (it.name, it.source)
 
 
 def test_one_unreadable_official_sample_is_skipped_with_a_line_naming_it(tmp_path):

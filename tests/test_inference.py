@@ -721,6 +721,10 @@ def test_a_wrapped_trufor_is_analysed_as_the_model_itself(recipe_model, tampered
     r = tl.analyze(torch.nn.DataParallel(recipe_model).eval(), crop)
     np.testing.assert_array_equal(r.map, ref.map)
     assert r.score == ref.score and r.weights == ref.weights
+    from trufor_lab.lab.evaluate import evaluate
+
+    with pytest.raises(AttributeError):  # past the model check ("Noiseprint++ only" before), to the dataset
+        evaluate(torch.nn.DataParallel(recipe_model), None, "unused", progress=False)
 
     class Pair(torch.nn.Module):
         def forward(self, x):

@@ -810,3 +810,45 @@ def test_a_tiff_of_tens_of_thousands_of_frames_is_counted_in_a_moment():
     frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:])
     with Image.open(io.BytesIO(buf.getvalue())) as im:
         assert frame_count(im) == 3 and im.tell() == 0
+
+
+def test_a_cut_jpeg_opened_by_the_caller_is_refused_and_bytes_paths_are_paths(shared_dir, tmp_path):
+    """The cut-JPEG checks ran for paths and bytes only: Image.open(path) of the same file was read
+    with its grey fill, unsaid. A TIFF opened with a bytes path was then 'not an image file'."""
+    good = _photo_jpeg(shared_dir)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good[: len(good) // 2] + b"\xff\xd9")
+    with Image.open(cut) as im, pytest.raises(ImageError, match=r"cut\.jpg: unreadable image \(its data stops early"):
+        load_image(im)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "t.tif")
+    with Image.open(os.fsencode(tmp_path / "t.tif")) as im:
+        li = load_image(im)
+    assert li.rgb.shape == (40, 40, 3) and li.name == str(tmp_path / "t.tif")
+
+
+def test_load_truncated_images_does_not_let_a_cut_mask_or_provenance_through(tmp_path):
+    """The pin covered load_image only: a cut PNG mask read with its lower half empty (F1 wrong,
+    unsaid) and provenance lost its 'could not be fully decoded' problem."""
+    from PIL import ImageFile
+
+    from trufor_lab.forensics.provenance import read_provenance
+    from trufor_lab.lab.datasets import DatasetError, read_mask
+
+    m = np.zeros((64, 64), np.uint8)
+    m[20:60, 20:40] = 255
+    buf = io.BytesIO()
+    Image.fromarray(m).save(buf, "PNG")
+    (tmp_path / "mask.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    old = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        with pytest.raises(DatasetError, match="truncated"):
+            read_mask(tmp_path / "mask.png")
+        a = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+        jb = io.BytesIO()
+        Image.fromarray(a).save(jb, "JPEG", quality=90)
+        p = read_provenance(jb.getvalue()[: len(jb.getvalue()) // 2])
+        assert any("could not be fully decoded" in x for x in p.problems), p.problems
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = old

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image, TiffImagePlugin
+from PIL import Image, ImageFile, TiffImagePlugin
 
 __all__ = [
     "FORMATS",
@@ -111,10 +111,24 @@ def pil_log_unprinted() -> Iterator[None]:
 
 
 @contextmanager
+def truncated_refused() -> Iterator[None]:
+    """Pillow's ``LOAD_TRUNCATED_IMAGES`` off while a file is read (restored after): a notebook
+    that set it (common in training code) made a cut file read silently, its missing part
+    filled in, where the reader must say the file is cut short."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+@contextmanager
 def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
     """``Image.open`` of :data:`FORMATS` only, through a file object (a path is opened here):
-    never memory-mapped; Pillow's log lines unprinted (:func:`pil_log_unprinted`)."""
-    with pil_log_unprinted():
+    never memory-mapped; Pillow's log lines unprinted (:func:`pil_log_unprinted`); a cut file
+    never read as whole (:func:`truncated_refused`)."""
+    with pil_log_unprinted(), truncated_refused():
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as f, Image.open(f, formats=image_formats()) as im:
                 yield im

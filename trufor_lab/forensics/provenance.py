@@ -35,6 +35,7 @@ from trufor_lab.common.image_files import (
     png_text_limit,
     png_without_text,
     stored_size,
+    truncated_refused,
 )
 from trufor_lab.forensics import jpeg, metadata
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
@@ -487,7 +488,7 @@ def read_provenance(source: Source) -> Provenance:
 
     Raises ``ValueError`` (one line naming the file) only when it is not a readable image.
     """
-    with pil_log_unprinted():  # the one-line error or a recorded problem says what is wrong
+    with pil_log_unprinted(), truncated_refused():  # the one-line error or a recorded problem says what is wrong
         return _read_provenance(source)
 
 

@@ -95,7 +95,7 @@ def _name_of(src: Any) -> str:
     if isinstance(src, (str, os.PathLike)):
         return os.fspath(src)
     if isinstance(src, Image.Image) and getattr(src, "filename", None):
-        return str(src.filename)
+        return os.fsdecode(src.filename)  # Image.open(b"/path") keeps it as bytes
     return f"<{type(src).__name__}>"
 
 
@@ -257,10 +257,12 @@ def load_image(
         rgb, notes = _array_to_rgb(src, name)
         return LoadedImage(_check_size(rgb, name, max_pixels), name, notes=tuple(notes))
     if isinstance(src, Image.Image):
-        if src.format == "TIFF" and src.tile and getattr(src, "filename", None) and src.tell() == 0:
-            # not loaded yet, opened by path: Pillow maps an uncompressed TIFF with an EXIF turn
-            # at the turned size and scrambles its pixels; read from the file as a path is read
-            return load_image(src.filename, exif_transpose=exif_transpose, max_pixels=max_pixels, name=name)
+        if src.format in ("TIFF", "JPEG", "MPO") and src.tile and getattr(src, "filename", None) and src.tell() == 0:
+            # not loaded yet, opened by path: read from the file as a path is read (Pillow maps an
+            # uncompressed TIFF with an EXIF turn at the turned size and scrambles its pixels; a
+            # JPEG whose data stops early is only found from its file)
+            path = os.fsdecode(src.filename)  # Image.open(b"/path") keeps the name as bytes
+            return load_image(path, exif_transpose=exif_transpose, max_pixels=max_pixels, name=name)
         with _decoding(name, max_pixels) as said:
             loaded = _from_pil(src, name, exif_transpose, max_pixels)
         return _with_notes(loaded, said)

@@ -58,7 +58,7 @@ from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
-from trufor_lab.inference.load import is_full_model
+from trufor_lab.inference.load import is_full_model, unwrapped
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
 from trufor_lab.inference.weights import sha256_of
@@ -441,6 +441,7 @@ def evaluate(
     Without ``analyze_fn``, raises ValueError unless ``model`` is a full TruFor (Noiseprint++
     alone gives no localization map and no score).
     """
+    model = None if model is None else unwrapped(model)  # DataParallel / compile around TruFor
 
     if analyze_fn is None:
         if not isinstance(model, nn.Module):

@@ -867,8 +867,9 @@ def demo_set(
         if i % 2 == 0:
             items.append(pristine(img, final_jpeg=final_jpeg, name=f"{name}_pristine", source=(name,)))
             continue
-        donor_name = names[((i // 2) + 1) % len(names)]
-        donor = _VIEWS[view](images[donor_name])
+        donor_base = names[((i // 2) + 1) % len(names)]
+        donor = _VIEWS[view](images[donor_base])
+        donor_name = donor_base + (f"_v{view}" if view else "")  # its source as turned, as the host's
         kind = kinds[int(rng.integers(len(kinds)))]
         params = random_params(kind, rng)
         fseed = int(rng.integers(2**31))
