@@ -46,13 +46,13 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
 from trufor_lab.common.image_files import (
-    MAX_TIFF_FRAMES,
-    frame_count,
     MAX_PIXELS,
+    MAX_TIFF_FRAMES,
     UNDO_ORIENTATION,
+    frame_count,
     open_image,
     orientation_tag,
     planar16_tiff,
@@ -60,6 +60,7 @@ from trufor_lab.common.image_files import (
     png_rows_missing,
     png_text_limit,
     png_without_text,
+    truncated_refused,
     turn_as_shown,
     unrecognised_reason,
     undo_loader_turn,
@@ -361,12 +362,9 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
     becomes one :class:`ImageError` line naming the file, and the decoder's warnings (corrupt
     EXIF ...) come back as notes instead of multi-line Python warnings."""
     said: list[str] = []
-    limit, truncated_ok = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        # a caller's LOAD_TRUNCATED_IMAGES (common in training notebooks) would make Pillow fill a
-        # cut file's missing pixels silently: refused here whatever it says, restored after
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-        with warnings.catch_warnings(record=True) as caught:
+        with truncated_refused(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
@@ -394,7 +392,7 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
             msg = "file is truncated"
         raise ImageError(f"{name}: unreadable image ({msg})") from None
     finally:
-        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = limit, truncated_ok
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _ppm_maxval(args: Any) -> int:
