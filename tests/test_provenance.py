@@ -1011,3 +1011,35 @@ def test_a_text_tag_stored_as_a_number_is_not_shown_as_text() -> None:
     p = read_provenance(b.getvalue())
     assert p.software is None and "software" not in _codes(p)
     assert "EXIF software is stored as a float, not text; ignored" in p.problems
+
+
+def test_an_editor_named_only_in_a_second_exif_block_or_xmp_packet_is_seen() -> None:
+    """Pillow reads the first EXIF block and the last XMP packet: 'Canon firmware' was reported
+    (info) and a second block naming Adobe Photoshop was never mentioned."""
+    import struct
+
+    def exif(software: str) -> bytes:
+        s = software.encode() + b"\0"
+        return b"II*\0\x08\0\0\0" + struct.pack("<HHHII", 1, 0x131, 2, len(s), 26) + b"\0\0\0\0" + s
+
+    def app1(payload: bytes) -> bytes:
+        return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+    j = _save(_pattern(64, 64), "JPEG", quality=95)
+    two_exif = (
+        j[:2]
+        + app1(b"Exif\0\0" + exif("Canon firmware 1.0"))
+        + app1(b"Exif\0\0" + exif("Adobe Photoshop 25.0"))
+        + j[2:]
+    )
+    x1 = b'<x:xmpmeta><rdf:Description xmp:CreatorTool="Adobe Photoshop 25.0"/></x:xmpmeta>'
+    x2 = b'<x:xmpmeta><rdf:Description dc:format="image/jpeg"/></x:xmpmeta>'
+    prefix = b"http://ns.adobe.com/xap/1.0/\0"
+    two_xmp = j[:2] + app1(prefix + x1) + app1(prefix + x2) + j[2:]
+    for data, what in ((two_exif, "2 EXIF blocks"), (two_xmp, "2 XMP packets")):
+        p = read_provenance(data)
+        (sign,) = [s for s in p.signs if s.code == "software"]
+        assert sign.severity == "warning" and "Adobe Photoshop 25.0" in sign.observation, sign
+        assert any(x.startswith(f"{what} in one file") and "Adobe Photoshop" in x for x in p.problems), p.problems
+    one = read_provenance(j[:2] + app1(b"Exif\0\0" + exif("Canon firmware 1.0")) + j[2:])
+    assert not any("in one file" in x for x in one.problems) and one.other_software == []

@@ -182,6 +182,13 @@ class JpegHeader:
     errors: list[str] = field(default_factory=list)  # invalid DQT entries (see ``header_problems``)
     #: damage that decoders step over (the tables stay usable), e.g. stray bytes between segments
     warnings: list[str] = field(default_factory=list)
+    #: every EXIF block (APP1 ``Exif``) and XMP packet (APP1, Adobe's namespace) before the first
+    #: scan, in file order: readers (Pillow) take one of each, a program may have added another
+    exif_blocks: list[bytes] = field(default_factory=list)
+    xmp_packets: list[bytes] = field(default_factory=list)
+
+
+_XMP_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"
 
 
 def _parse_jpeg_header(data: bytes) -> JpegHeader | None:
@@ -224,6 +231,10 @@ def _parse_jpeg_header(data: bytes) -> JpegHeader | None:
         i += length
         if marker == 0xDB:
             _parse_dqt(payload, hdr.qtables, hdr.errors)
+        elif marker == 0xE1 and payload.startswith(b"Exif\x00\x00"):
+            hdr.exif_blocks.append(payload)
+        elif marker == 0xE1 and payload.startswith(_XMP_PREFIX):
+            hdr.xmp_packets.append(payload[len(_XMP_PREFIX) :])
         elif marker in _SOF_MARKERS and hdr.sof is None and len(payload) >= 6:
             hdr.sof = marker
             for k in range(payload[5]):

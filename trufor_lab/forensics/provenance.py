@@ -198,6 +198,8 @@ class Provenance:
     png_text_bomb: bool = False  # a text chunk inflates beyond the safe limit (left unread)
     xmp_present: bool = False
     xmp_software: list[str] = field(default_factory=list)  # software the XMP names (creator, history)
+    #: software named by a further EXIF block or XMP packet of a JPEG (readers show only one)
+    other_software: list[str] = field(default_factory=list)
     comment: str | None = None  # JPEG COM segment or GIF comment
     signs: list[Sign] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -526,6 +528,7 @@ def _read_provenance(source: Source) -> Provenance:
     if xmp is not None:
         p.xmp_present = True
         p.xmp_software = [c for c in (_clean(x) for x in metadata.xmp_software(xmp)) if c]
+    _read_more_blocks(op, p)
     p.comment = _clean(metadata.comment_text(im))
     if isinstance(source, Image.Image) and op.data is not None:
         _note_changed_in_memory(source, op.data, p)
@@ -772,6 +775,38 @@ def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
     p.progressive = hdr.sof in jpeg.PROGRESSIVE_SOF
 
 
+def _read_more_blocks(op: jpeg.OpenedSource, p: Provenance) -> None:
+    """A JPEG with two EXIF blocks or two XMP packets: Pillow reads one of each (the first EXIF,
+    the last XMP), so an editor named only in another was not seen. Each is read; what they
+    name is said."""
+    hdr = jpeg.read_header(op) if op.data is not None else None
+    if hdr is None or (len(hdr.exif_blocks) < 2 and len(hdr.xmp_packets) < 2):
+        return
+    named: list[str] = []
+    for block in hdr.exif_blocks[1:]:
+        ex = Image.Exif()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ex.load(block)
+                sw = ex.get(0x0131)
+        except (*jpeg.PARSE_ERRORS, struct.error):
+            continue
+        if isinstance(sw, (str, bytes)) and (c := _clean(sw)):
+            named.append(c)
+    for packet in hdr.xmp_packets:
+        named += [c for c in (_clean(x) for x in metadata.xmp_software(packet)) if c]
+    known = {p.software, *p.xmp_software}
+    p.other_software = list(dict.fromkeys(x for x in named if x not in known))
+    what = ", ".join(
+        f"{n} {kind}"
+        for n, kind in ((len(hdr.exif_blocks), "EXIF blocks"), (len(hdr.xmp_packets), "XMP packets"))
+        if n > 1
+    )
+    also = f"; the others name {', '.join(repr(x) for x in p.other_software[:3])}" if p.other_software else ""
+    p.problems.append(f"{what} in one file (cameras write one; a program added another): each read{also}")
+
+
 def _read_png_text(im: Image.Image, data: bytes | None, p: Provenance) -> None:
     """PNG tEXt/zTXt/iTXt chunks; ones Pillow cannot decode (e.g. a zTXt decompression bomb)
     become a problem, keeping only the chunks read before the pixels; so does a chunk Pillow
@@ -866,11 +901,17 @@ def _signs(p: Provenance) -> list[Sign]:
             + ("; the software it names opened or wrote the file" if p.xmp_software else ""),
         )
     named_sw = [x for x in (p.software, p.png_text.get("Software")) if x]
-    named_sw += [x for x in p.xmp_software if x not in named_sw]
+    named_sw += [x for x in (*p.xmp_software, *p.other_software) if x not in named_sw]
     editors = [x for x in named_sw if any(e in x.lower() for e in _EDITORS)]
     software = editors[0] if editors else named_sw[0] if named_sw else None
     if software:
-        where = "" if software in (p.software, p.png_text.get("Software")) else " (named in the XMP metadata)"
+        where = (
+            ""
+            if software in (p.software, p.png_text.get("Software"))
+            else " (named in the XMP metadata)"
+            if software in p.xmp_software
+            else " (named in a further metadata block of the file)"
+        )
         if editors:
             add(
                 "software",
