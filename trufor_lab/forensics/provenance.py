@@ -519,7 +519,7 @@ def _read_provenance(source: Source) -> Provenance:
     _read_png_text(im, op.data, p)  # first: a bad chunk after IDAT then fails here, not in getexif's load as "EXIF"
     raw_exif = _read_exif(im, p)
     _read_thumbnail(im, raw_exif, small, p)
-    _read_jpeg(op, p)
+    hdr = _read_jpeg(op, p)
     icc = im.info.get("icc_profile")
     if isinstance(icc, (bytes, bytearray)) and icc:
         p.icc_profile_present = True
@@ -528,7 +528,7 @@ def _read_provenance(source: Source) -> Provenance:
     if xmp is not None:
         p.xmp_present = True
         p.xmp_software = [c for c in (_clean(x) for x in metadata.xmp_software(xmp)) if c]
-    _read_more_blocks(op, p)
+    _read_more_blocks(hdr, p)
     p.comment = _clean(metadata.comment_text(im))
     if isinstance(source, Image.Image) and op.data is not None:
         _note_changed_in_memory(source, op.data, p)
@@ -759,12 +759,12 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     p.thumbnail_mismatch = c.mismatch
 
 
-def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
+def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> jpeg.JpegHeader | None:
     hdr = jpeg.read_header(op)
     if hdr is None:
         if p.format in _JPEG_FORMATS:
             p.problems.append("JPEG header could not be parsed")
-        return
+        return None
     p.quantization = dict(sorted(hdr.qtables.items()))
     p.problems.extend(f"JPEG header: {x}" for x in hdr.warnings)
     if not hdr.qtables:
@@ -773,13 +773,13 @@ def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> None:
     p.jpeg_quality = jpeg.estimate_from_header(hdr)
     p.chroma_subsampling = jpeg.subsampling_from_header(hdr)
     p.progressive = hdr.sof in jpeg.PROGRESSIVE_SOF
+    return hdr
 
 
-def _read_more_blocks(op: jpeg.OpenedSource, p: Provenance) -> None:
+def _read_more_blocks(hdr: jpeg.JpegHeader | None, p: Provenance) -> None:
     """A JPEG with two EXIF blocks or two XMP packets: Pillow reads one of each (the first EXIF,
     the last XMP), so an editor named only in another was not seen. Each is read; what they
-    name is said."""
-    hdr = jpeg.read_header(op) if op.data is not None else None
+    name is said (``hdr``: the header :func:`_read_jpeg` parsed)."""
     if hdr is None or (len(hdr.exif_blocks) < 2 and len(hdr.xmp_packets) < 2):
         return
     named: list[str] = []
