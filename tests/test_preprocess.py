@@ -717,17 +717,58 @@ def test_load_truncated_images_set_by_a_notebook_does_not_let_a_cut_file_through
 
 def test_a_picture_with_its_own_grey_background_is_read_and_an_undecidable_cut_is_noted(shared_dir, tmp_path):
     """Exact mid-grey at the end of a drawing is the picture's own (refused for a while as a cut:
-    a grey background after a dark square); a cut whose file has bytes after its end marker
-    cannot be told apart by the probe: read, with a note."""
+    a grey background after a dark square). A cut whose file has bytes after its end marker
+    (a camera's trailer) was only noted: the probe now goes before the image's own end marker.
+    Where the markers cannot be walked (a stray byte between two segments, which libjpeg skips)
+    the probe cannot be placed: read, with a note."""
     x = np.full((64, 64, 3), 128, np.uint8)
     x[16:48, 16:48] = 40
     Image.fromarray(x).save(tmp_path / "drawing.jpg", quality=95)
     li = load_image(tmp_path / "drawing.jpg")
     assert li.rgb.shape == (64, 64, 3) and not any("mid-grey" in n for n in li.notes), li.notes
     good = _photo_jpeg(shared_dir)
-    trailer = good[: len(good) // 2] + b"\xff\xd9" + b"a camera's trailer"
-    li = load_image(trailer)
+    assert load_image(good + b"a camera's trailer").notes == load_image(good).notes
+    cut = good[: len(good) // 2] + b"\xff\xd9"
+    with pytest.raises(ImageError, match=r"<bytes>: unreadable image \(its data stops early"):
+        load_image(cut + b"a camera's trailer")
+    dqt = cut.index(b"\xff\xdb")
+    li = load_image(cut[:dqt] + b"\x00" + cut[dqt:])
     assert any("the picture ends in uniform mid-grey from row" in n and "cut short" in n for n in li.notes), li.notes
+
+
+def test_a_progressive_jpeg_cut_short_is_refused_or_noted(shared_dir, tmp_path):
+    """A progressive JPEG cut and closed with its end marker decoded silently: blurred or
+    colourless after the cut (its last scan's missing blocks), or wholly without the detail of
+    scans that never came. Cut inside a scan: refused; between two scans: read, with a note
+    naming what was not sent; complete files of every kind: read as before, nothing said."""
+    a = np.asarray(Image.open(shared_dir / "images" / "pristine1.jpg").convert("RGB"))[:200, :240]
+
+    def prog(img: Image.Image, **kw: object) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", progressive=True, **kw)
+        return buf.getvalue()
+
+    whole = prog(Image.fromarray(a), quality=90)
+    for complete in (
+        whole,
+        whole + b"a camera's trailer",
+        prog(Image.fromarray(a), quality=95, subsampling=0, optimize=True),
+        prog(Image.fromarray(a[..., 1]), quality=80),
+        prog(Image.fromarray(np.full((64, 64, 3), 128, np.uint8))),
+    ):
+        assert not any("progressive" in n for n in load_image(complete).notes)
+    (tmp_path / "cut.jpg").write_bytes(whole[: int(len(whole) * 0.8)] + b"\xff\xd9")
+    for src in (tmp_path / "cut.jpg", (tmp_path / "cut.jpg").read_bytes()):
+        with pytest.raises(
+            ImageError, match=r"(cut\.jpg|<bytes>): unreadable image \(its data stops early: a progressive"
+        ):
+            load_image(src)
+    last_scan = whole.rindex(b"\xff\xda")
+    li = load_image(whole[:last_scan] + b"\xff\xd9")
+    assert any(
+        "progressive scans stop before the picture's full detail (frequencies not fully sent: luma 63/64)" in n
+        for n in li.notes
+    ), li.notes
 
 
 def test_a_turned_tiff_opened_by_the_caller_is_read_on_its_stored_grid(tmp_path):

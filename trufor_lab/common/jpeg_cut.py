@@ -7,17 +7,25 @@ missing blocks come out with every coefficient zero, i.e. uniform mid-grey (luma
 cut to the end of the picture in the order the blocks are coded. Analysed as they are, those
 grey blocks are a region with no camera traces at all, which a forgery detector flags.
 
-Two checks: the data is too small to code as many blocks as the header declares (each block of
-a scan costs at least one bit); and, when the picture ends in exactly mid-grey blocks (rare in
-a photograph, common in a drawing with a grey background), whether they are data or fill: bytes
-put before the end marker change a cut file's fill and leave a complete file as it was. Where
-that cannot be told (bytes after the end marker, several images in one file) it is a note.
+A progressive JPEG is sent as a series of scans, each adding detail to the whole picture; one
+cut inside a scan decodes with the blocks after the cut missing that scan's detail (blurred or
+colourless below the cut, not grey), and one closed between two scans decodes whole but without
+the detail of the scans that never came.
+
+Checks: the data is too small to code as many blocks as the header declares (each block of
+a scan costs at least one bit); the scans leave part of a component's detail unsent; and
+whether the last scan ends before its last block: bytes put before the end marker change a cut
+file's picture and leave a complete file as it was. That probe decodes the file twice more, so
+for a baseline JPEG it runs only when the picture ends in exactly mid-grey blocks (rare in a
+photograph, common in a drawing with a grey background); for a progressive one, always. Where
+it cannot be told it is a note.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -28,10 +36,7 @@ _GREY_TOLERANCE = 1.0
 
 
 def _mcu(im: Image.Image) -> tuple[int, int] | None:
-    """(height, width) of a baseline JPEG's coding unit, None for anything else (a progressive
-    file's missing scans leave a blurred picture, not grey blocks)."""
-    if im.format not in ("JPEG", "MPO") or im.info.get("progressive") or im.info.get("progression"):
-        return None
+    """(height, width) of a JPEG's coding unit, None when Pillow does not say."""
     layers = getattr(im, "layer", None) or []
     if not layers:
         return None
@@ -53,10 +58,40 @@ def too_few_bytes(im: Image.Image, n_bytes: int) -> str | None:
     )
 
 
-def grey_fill(im: Image.Image, rgb: np.ndarray, data: Callable[[], bytes]) -> tuple[str, str] | None:
-    """``("refuse" | "note", why)`` when ``rgb`` (the decoded pixels of ``im``, on its stored grid)
-    ends in the decoder's mid-grey fill; None otherwise. ``data`` gives the file's bytes (read
-    only when the pixels end in such grey)."""
+def stops_early(im: Image.Image, rgb: np.ndarray, data: Callable[[], bytes]) -> tuple[str, str] | None:
+    """``("refuse" | "note", why)`` when the JPEG ``im`` (``rgb``: its decoded pixels, on its stored
+    grid) was decoded from data that stops early; None otherwise. ``data`` gives the file's bytes
+    (read only for a progressive file or a picture ending in mid-grey)."""
+    if im.format not in ("JPEG", "MPO"):
+        return None
+    if im.info.get("progressive") or im.info.get("progression"):
+        return _progressive_cut(data(), rgb)
+    return _grey_fill(im, rgb, data)
+
+
+def _progressive_cut(data: bytes, rgb: np.ndarray) -> tuple[str, str] | None:
+    walked = _walk(data)
+    if walked is None:
+        return None
+    scans, eoi = walked
+    cut = _data_stops_early(data, eoi, rgb)
+    if cut:
+        return (
+            "refuse",
+            "unreadable image (its data stops early: a progressive JPEG whose last scan ends before its last "
+            "block, so the picture after the cut lacks detail the rest has; the file is cut short)",
+        )
+    if scans:
+        return (
+            "note",
+            f"the file's progressive scans stop before the picture's full detail ({scans}): it is decoded "
+            "with less detail than it was coded with, as a file cut short between two scans is; the map reflects "
+            "that loss",
+        )
+    return None
+
+
+def _grey_fill(im: Image.Image, rgb: np.ndarray, data: Callable[[], bytes]) -> tuple[str, str] | None:
     mcu = _mcu(im)
     if mcu is None or rgb.ndim != 3 or rgb.shape[:2] != (im.size[1], im.size[0]):
         return None
@@ -76,7 +111,9 @@ def grey_fill(im: Image.Image, rgb: np.ndarray, data: Callable[[], bytes]) -> tu
     tail = np.concatenate([rgb[y : y + mh, x:].reshape(-1, rgb.shape[2]), rgb[y + mh :].reshape(-1, rgb.shape[2])])
     if np.mean(np.all(tail[:, :3] == 128, axis=1)) < 0.9:  # the fill is exact grey, bar a blend at the cut
         return None
-    cut = _data_stops_early(im, data())
+    raw = data()
+    walked = _walk(raw)
+    cut = None if walked is None else _data_stops_early(raw, walked[1], rgb)
     if cut is False:
         return None  # the picture's own grey
     if cut:
@@ -93,22 +130,78 @@ def grey_fill(im: Image.Image, rgb: np.ndarray, data: Callable[[], bytes]) -> tu
     )
 
 
+#: Frame markers (SOF0-3, 5-7, 9-11, 13-15) and the progressive ones among them.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+#: The next marker after entropy-coded data: 0xFF followed by anything but a stuffed zero, a
+#: restart marker or another fill byte.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _walk(data: bytes) -> tuple[str, int] | None:
+    """(what the scans leave unsent, "" when nothing; the offset of the end marker) of the first
+    image in a JPEG file's bytes; None when its markers cannot be walked to an end marker."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    comps: list[int] = []
+    progressive = False
+    low: dict[int, list[int]] = {}  # per component, the lowest bit sent of each coefficient
+    pos = 2
+    try:
+        while True:
+            while data[pos] == 0xFF and data[pos + 1] == 0xFF:  # fill bytes before a marker
+                pos += 1
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xD9:
+                break
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+                pos += 2
+                continue
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            seg = data[pos + 4 : pos + 2 + length]
+            if length < 2 or len(seg) != length - 2:
+                return None
+            pos += 2 + length
+            if marker in _SOF and not comps:
+                comps = [seg[6 + 3 * i] for i in range(seg[5])]
+                progressive = marker in _PROGRESSIVE_SOF
+                low = {c: [99] * 64 for c in comps}
+            elif marker == 0xDA:
+                ns = seg[0]
+                ss, se, al = seg[1 + 2 * ns], seg[2 + 2 * ns], seg[3 + 2 * ns] & 0x0F
+                for c in seg[1 : 1 + 2 * ns : 2]:
+                    for k in range(ss, min(se, 63) + 1) if progressive else range(64):
+                        if c in low:
+                            low[c][k] = min(low[c][k], al if progressive else 0)
+                nxt = _NEXT_MARKER.search(data, pos)
+                if nxt is None:
+                    return None
+                pos = nxt.start()
+    except IndexError:
+        return None
+    names = ("luma", "blue chroma", "red chroma") if len(comps) == 3 else [f"component {c}" for c in comps]
+    unsent = [f"{name} {n}/64" for name, c in zip(names, comps) if (n := sum(b != 0 for b in low[c]))]
+    return (f"frequencies not fully sent: {', '.join(unsent)}" if unsent else ""), pos
+
+
 #: Bytes (no 0xFF: no marker) put before the end marker by :func:`_data_stops_early`.
 _PROBE = bytes((i * 37 + 11) % 255 for i in range(256))
 
 
-def _data_stops_early(im: Image.Image, data: bytes) -> bool | None:
-    """Whether the scan of a single-image JPEG ends before its last block: with bytes put before
-    its end marker, a complete file decodes the same (libjpeg skips bytes after the last block),
-    a cut one decodes them into the missing blocks. None when this cannot be told (no end marker
-    at the end of the file, several images in it, or the probe does not decode)."""
-    if im.format != "JPEG" or not data.endswith(b"\xff\xd9"):
-        return None
+def _data_stops_early(data: bytes, eoi: int, rgb: np.ndarray) -> bool | None:
+    """Whether the last scan of a JPEG's first image (its end marker at ``eoi``) ends before its
+    last block: with bytes put before its end marker a complete file decodes the same (libjpeg
+    skips bytes after the last block), a cut one decodes them into the missing blocks. ``rgb`` is
+    the picture as decoded already (compared first, so a complete file costs one decode more);
+    None when the probe does not decode."""
     try:
-        with (
-            Image.open(io.BytesIO(data), formats=["JPEG"]) as a,
-            Image.open(io.BytesIO(data[:-2] + _PROBE + b"\xff\xd9"), formats=["JPEG"]) as b,
-        ):
-            return not np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+        with Image.open(io.BytesIO(data[:eoi] + _PROBE + data[eoi:]), formats=["JPEG"]) as b:
+            probed = np.asarray(b)
+            if b.mode in ("L", "RGB") and np.array_equal(np.asarray(b.convert("RGB")), rgb[..., :3]):
+                return False
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as a:  # the loader's pixels may be converted
+            return not np.array_equal(np.asarray(a), probed)
     except (OSError, ValueError, SyntaxError):
         return None

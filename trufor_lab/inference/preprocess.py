@@ -66,7 +66,7 @@ from trufor_lab.common.image_files import (
     undo_loader_turn,
 )
 from trufor_lab.common.errors import OneLineError
-from trufor_lab.common.jpeg_cut import grey_fill, too_few_bytes
+from trufor_lab.common.jpeg_cut import stops_early, too_few_bytes
 from trufor_lab.common.paths import why_not_found
 
 #: Smallest side of any image read here (Noiseprint++ takes 1xN); a full TruFor needs
@@ -330,7 +330,7 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
             loaded = _from_pil(im, name, exif_transpose, max_pixels)
             o = loaded.exif_orientation
             stored = turn_as_shown(loaded.rgb, {6: 8, 8: 6}.get(o, o)) if loaded.turned else loaded.rgb
-            cut = grey_fill(im, stored, lambda: src if isinstance(src, bytes) else Path(src).read_bytes())
+            cut = stops_early(im, stored, lambda: src if isinstance(src, bytes) else Path(src).read_bytes())
             if cut is not None and cut[0] == "refuse":
                 raise ImageError(f"{name}: {cut[1]}")
             if cut is not None:
