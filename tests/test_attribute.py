@@ -98,6 +98,11 @@ def test_layer_attribution_has_image_size(recipe_model, img):
     c = T.attribute(recipe_model, img, "conductance", stage=4, target=T.ConfidenceTarget(), n_steps=2)
     assert c.map.shape == (64, 64) and np.isfinite(c.map).all()
     assert c.extras["layer_map"].shape == (2, 2)
+    # conductance integrates from a (blurred) baseline: its value is recorded (was None), the
+    # one IG records for the same baseline and target; GradCAM has none
+    ig = T.attribute(recipe_model, img, "ig", target=T.ConfidenceTarget(), n_steps=2)
+    assert c.baseline == ig.baseline and c.baseline_value == pytest.approx(ig.baseline_value, abs=1e-6)
+    assert c.baseline_value != pytest.approx(c.target_value, abs=1e-6) and g.baseline_value is None
     with pytest.raises(ValueError):
         T.LayerAttribution(recipe_model, 5)
     assert_clean(recipe_model)

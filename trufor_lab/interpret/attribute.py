@@ -304,7 +304,7 @@ class LayerAttribution:
         prep = prepare(self.model, image, max_side)
         x = prep.x
         h, w = x.shape[2:]
-        base_kind = None
+        base_kind = b = None
         extras: dict[str, Any] = {}
         with guard(self.model):
             f = _rgb_forward(self.model, target)
@@ -321,8 +321,9 @@ class LayerAttribution:
                     .sum(dim=1, keepdim=True)
                 )
                 extras.update(n_steps=n_steps, internal_batch_size=ibs)
-            with torch.no_grad():
+            with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 tval = float(f(x)[0])
+                bval = None if b is None else float(f(b)[0])
             up = F.interpolate(low.detach(), size=(h, w), mode="bilinear", align_corners=False)
         extras["layer_map"] = tensor_to_numpy(low[0, 0])
         return Attribution(
@@ -333,6 +334,7 @@ class LayerAttribution:
             baseline=baseline_label(base_kind, sigma) if base_kind is not None else None,
             layer=f"fusion.stage{self.stage}.ffm",
             target_value=tval,
+            baseline_value=bval,
             original_size=prep.original_size,
             max_side=max_side,
             name=prep.name,
