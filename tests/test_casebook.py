@@ -259,7 +259,7 @@ def test_compare_does_not_move_small_pictures_on_a_chance_peak(shared_dir):
 def test_the_chance_level_is_what_unrelated_pictures_reach(shared_dir):
     """The note quoted a 'chance level' that was the bar divided by a factor the bar did not
     use (0.08 where chance reached 0.03)."""
-    from trufor_lab.casebook.compare import CHANCE_MARGIN, _correlation, chance_level, shift_threshold
+    from trufor_lab.casebook.align import CHANCE_MARGIN, _correlation, chance_level, shift_threshold
 
     rng = np.random.default_rng(3)
     for n in (32, 128):
@@ -556,6 +556,31 @@ def test_a_copy_resized_by_two_percent_is_resized_back_not_placed_as_a_crop(scen
         assert not any("same-scale crop" in n for n in c.notes)
     crop = compare(np.asarray(scene), np.asarray(scene.crop((40, 30, 216, 162))), names=("A", "B"))
     assert crop.reliable and crop.shift == (30, 40) and crop.mean_diff < 1e-6  # a true crop is still placed
+
+
+def test_a_copy_zoomed_a_little_and_framed_again_is_zoomed_back(shared_dir, tmp_path):
+    """A copy enlarged by 1-4 % and cropped back to its frame (or reduced, showing more) was
+    'lined up' unzoomed, its misaligned edges counted as 8-33 % of its pixels 'changed'. Zoomed
+    back, only JPEG's own difference is left; an edit in a zoomed copy still shows, alone."""
+    src = Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB")
+    src = src.resize((400, round(400 * src.height / src.width)), Image.LANCZOS)
+    box = (60, 40, 316, 232)  # A: 256 x 192
+    a = np.asarray(src.crop(box))
+    for s in (1.015, 1.04, 0.97):
+        big = src.resize((round(src.width * s), round(src.height * s)), Image.BICUBIC)
+        cx, cy = 150, 120  # zoomed about a point off the centre
+        x0, y0 = round(cx * s - (cx - box[0])), round(cy * s - (cy - box[1]))
+        b = np.array(big.crop((x0, y0, x0 + 256, y0 + 192)))
+        if s == 1.04:
+            b[80:120, 100:150] = 255 - b[80:120, 100:150]  # an edit: 4 % of the picture
+        Image.fromarray(b).save(tmp_path / "b.jpg", quality=85)
+        c = compare(a, np.asarray(Image.open(tmp_path / "b.jpg")), names=("A", "B"))
+        assert c.reliable and any("zoomed in" if s > 1 else "zoomed out" in n for n in c.notes), (s, c.notes)
+        outside = c.diff.copy()
+        if s == 1.04:
+            assert np.nanmean(c.diff[82:118, 102:148] > 0.1) > 0.8
+            outside[75:125, 95:155] = np.nan
+        assert np.nanmean(outside > 0.1) < 0.01, (s, c.summary(), c.notes)
 
 
 def test_a_mirrored_copy_is_not_turned_and_a_square_one_is_turned_back(shared_dir, scene):

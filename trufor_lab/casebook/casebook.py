@@ -22,7 +22,8 @@ from torch import nn
 
 from trufor_lab.casebook import report as R
 from trufor_lab.casebook.classic_tab import classic_filters, classic_section_html
-from trufor_lab.casebook.compare import Comparison, compare, estimate_translation
+from trufor_lab.casebook.align import estimate_translation
+from trufor_lab.casebook.compare import Comparison, compare
 from trufor_lab.casebook.report import (
     build_report,
     comparison_section_html,
