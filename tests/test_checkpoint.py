@@ -328,6 +328,13 @@ def test_weights_install_takes_a_zip_copied_from_another_machine(tmp_path, recip
     assert main(["weights", "install", str(z), "-q"]) == 0
     p = tmp_path / "cache" / W.TRUFOR_FILE
     assert W.describe(p, "official").verified and tl.load(p).weights_info.kind == "official"
+    capsys.readouterr()
+    # $TRUFOR_WEIGHTS wins over every copy: an install that it overrides says so (was 'verified', unsaid)
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(tmp_path / "older.pth"))
+    assert main(["weights", "install", str(z), "-q"]) == 0
+    assert "$TRUFOR_WEIGHTS=" in capsys.readouterr().err
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(p))
+    assert main(["weights", "install", str(z), "-q"]) == 0 and "TRUFOR_WEIGHTS" not in capsys.readouterr().err
     assert main(["weights", "install"]) == 2 and "give the zip" in capsys.readouterr().err
     assert main(["weights", "install", str(tmp_path / "nope.zip")]) == 1
     assert "nope.zip: no such file" in capsys.readouterr().err

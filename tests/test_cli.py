@@ -43,6 +43,7 @@ def test_folder_input_writes_official_npz_with_relative_names(tmp_path, with_wei
         "imgsize",
         "np++",
         "trufor_lab_input_sha256",
+        "trufor_lab_input_path_sha256",
         "trufor_lab_weights_sha256",
         "trufor_lab_computed",
         "trufor_lab_summary",
@@ -783,3 +784,93 @@ def test_train_from_the_official_checkpoint_takes_its_mit_b2_size(tmp_path, reci
     base = ["train", "--phase", "detection", "--init", str(recipe_ckpt), "--steps", "1", "--crop", "64"]
     assert main([*base, "--batch-size", "1", "-q", "-o", str(out)]) == 0, capsys.readouterr().err
     assert torch.load(out / "last.pt", weights_only=True)["config"]["embed_dims"] == MIT_B2.embed_dims
+
+
+def test_an_empty_input_and_a_glob_of_folders(tmp_path, with_weights, capsys, monkeypatch):
+    """``analyze "$UNSET"`` analysed every image under the current folder (Path("") is "."); a
+    quoted glob matching folders (``'gl/*'``, what Windows shells always pass) left their images
+    out, unsaid."""
+    _img(tmp_path / "gl" / "top.png")
+    _img(tmp_path / "gl" / "2023" / "a.png", seed=1)
+    _img(tmp_path / "gl" / "2024" / "b.png", seed=2)
+    monkeypatch.chdir(tmp_path)
+    assert main(["analyze", "", "-o", "oempty", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "empty input (an unset variable?)" in err and not Path("oempty").exists()
+    assert main(["analyze", "gl/*", "-o", "o1", "-q"]) == 0
+    found = sorted(p.relative_to("o1").as_posix() for p in Path("o1").rglob("*.npz"))
+    assert found == ["2023/a.png.npz", "2024/b.png.npz", "top.png.npz"], found
+    assert main(["analyze", "gl/20*", "-o", "o2", "-q"]) == 0 and len(list(Path("o2").rglob("*.npz"))) == 2
+
+
+def test_another_file_of_the_same_name_does_not_replace_an_output(tmp_path, with_weights, capsys):
+    """``analyze c1/a -o S`` then ``analyze c2/a -o S`` (both hold x.png) replaced c1's result
+    with c2's ('made from a different input file; recomputing'). Another file is refused; the
+    same file edited is recomputed; --overwrite replaces."""
+    _img(tmp_path / "c1" / "a" / "x.png")
+    _img(tmp_path / "c2" / "a" / "x.png", seed=5)
+    out = tmp_path / "S"
+    assert main(["analyze", str(tmp_path / "c1" / "a"), "-o", str(out), "-q"]) == 0
+    first = (out / "x.png.npz").read_bytes()
+    assert main(["analyze", str(tmp_path / "c2" / "a"), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "holds the analysis of another input file" in err and "--overwrite" in err
+    assert (out / "x.png.npz").read_bytes() == first
+    _img(tmp_path / "c1" / "a" / "x.png", seed=9)  # the same file, edited: recomputed
+    assert main(["analyze", str(tmp_path / "c1" / "a"), "-o", str(out), "-q"]) == 0
+    assert "recomputing" in capsys.readouterr().err and (out / "x.png.npz").read_bytes() != first
+    assert main(["analyze", str(tmp_path / "c2" / "a"), "-o", str(out), "-q", "--overwrite"]) == 0
+
+
+def test_an_output_blocked_by_a_file_or_named_as_a_folder(tmp_path, with_weights, capsys):
+    """A file where an output subfolder goes failed after the analysis ('cannot write output
+    (File exists)'); ``-o d.npz`` naming an existing folder was 'not an analysis output' and
+    then failed at the write."""
+    _img(tmp_path / "in1" / "x.png")
+    (tmp_path / "ob").mkdir()
+    (tmp_path / "ob" / "in1").write_text("a file")
+    _img(tmp_path / "in2" / "y.png", seed=1)
+    assert main(["analyze", str(tmp_path / "in1"), str(tmp_path / "in2"), "-o", str(tmp_path / "ob"), "-q"]) == 1
+    out = capsys.readouterr()
+    assert "in1 is a file, not a folder" in out.err and "1 analyzed, 0 skipped (output exists), 1 failed" in out.out
+    (tmp_path / "d.npz").mkdir()
+    assert main(["analyze", str(tmp_path / "in1" / "x.png"), "-o", str(tmp_path / "d.npz"), "-q"]) == 0
+    assert (tmp_path / "d.npz" / "x.png.npz").is_file()
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, with_weights, capsys, monkeypatch):
+    """Accepted and ignored, exit 0: ``eval --method ela --weights/--device/--precision``, a list
+    file's ``--fake-list``/``--list-dir``, ``report --compare ""``, ``distributed-analyze INPUT
+    --root R``; ``python -m trufor_lab.cli.distributed -o ""`` wrote into the current folder."""
+    from trufor_lab.cli import distributed
+
+    img = _img(tmp_path / "imgs" / "a.png")
+    for opt in (["--weights", "nope.pth"], ["--device", "cuda:7"], ["--precision", "float64"]):
+        assert (
+            main(["eval", "--images", str(tmp_path / "imgs"), "--method", "ela", "-o", str(tmp_path / "e"), *opt]) == 2
+        )
+        assert "runs no network" in capsys.readouterr().err
+    (tmp_path / "fake.txt").write_text("imgs/a.png\n")
+    cmd = ["eval", str(tmp_path / "fake.txt"), "--root", str(tmp_path), "-o", str(tmp_path / "e2")]
+    assert main([*cmd, "--fake-list", str(tmp_path / "nope.txt")]) == 1
+    assert "fake_list not taken" in capsys.readouterr().err
+    assert main(["report", str(img), "--compare", "", "-o", str(tmp_path / "r.html")]) == 1
+    assert "--compare is empty" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
+    assert main(["distributed-analyze", str(img), "--root", str(tmp_path), "-o", str(tmp_path / "d")]) == 2
+    assert "--root goes with --dataset" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "imgs")
+    assert distributed.main([str(img), "-o", "", "--device", "cpu"]) == 2
+    assert "--output is empty" in capsys.readouterr().err and os.listdir(".") == ["a.png"]
+
+
+def test_notebook_times_of_another_folder_do_not_replace_the_shipped_ones(tmp_path, capsys):
+    """``notebooks --time --dir OTHER`` replaced the shipped notebooks' block in bench/RESULTS.md
+    with OTHER's, labelled as the default command."""
+    (tmp_path / "nbs").mkdir()
+    (tmp_path / "nbs" / "01_ok.ipynb").write_text("{}")
+    assert main(["notebooks", "--dir", str(tmp_path / "nbs"), "--time"]) == 2
+    assert "give --results FILE" in capsys.readouterr().err
+    from trufor_lab.cli.notebooks import Timing, results_block
+
+    block = results_block([Timing("01_ok", 1.0, True, cpu_seconds=1.0)], "CPU x", folder=str(tmp_path / "nbs"))
+    assert block.splitlines()[0].endswith(f"({tmp_path / 'nbs'})") and f"--dir {tmp_path / 'nbs'}" in block

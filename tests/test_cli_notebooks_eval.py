@@ -152,7 +152,7 @@ def test_runner_runs_a_notebook_and_reports_errors(tmp_path, capsys):
         and "03_not_json" in text
         and "(only 01 99)" in text
     )
-    assert "`python -m trufor_lab.notebooks --time --only 01 99`" in text
+    assert f"`python -m trufor_lab.notebooks --time --only 01 99 --dir {tmp_path}`" in text
 
 
 def test_results_that_cannot_take_the_timings_are_refused_before_any_notebook(tmp_path, capsys):

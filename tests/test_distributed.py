@@ -138,12 +138,20 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
     assert len(s["problems"]) == 2 and all(len(p.splitlines()) == 1 for p in s["problems"])
     assert any("'../evil'" in p for p in s["problems"]) and any("abs" in p for p in s["problems"])
     assert not (tmp_path / "evil.npz").exists() and not (tmp_path / "abs.npz").exists()
-    # reuse: the same input and weights are skipped; another file under the same id is recomputed
+    # reuse: the same input and weights are skipped; another file under the same id is refused
+    # (its output was replaced, unsaid), unless overwrite; the same file edited is recomputed
     s = distributed_analyze(samples[2:], out, device="cpu")
     assert s["skipped"] == 1 and s["written"] == 0
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu")
+    assert s["written"] == 0 and s["failed"] == 1
+    assert "holds the analysis of another input file" in str(s["ranks"][0]["failed"])
+    Image.fromarray(tampered2[64:128, 64:128]).save(img)
+    s = distributed_analyze(samples[2:], out, device="cpu")
+    assert s["written"] == 1 and s["recomputed"] == [
+        ["good/one", "existing output was made from a different input file"]
+    ]
+    s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", overwrite=True)
     assert s["written"] == 1 and s["skipped"] == 0
-    assert s["recomputed"] == [["good/one", "existing output was made from a different input file"]]
     # another mode: recomputed (the fast outputs were reused by an exact run before)
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode="fast")
     assert s["written"] == 1 and s["recomputed"] == [

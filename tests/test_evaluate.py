@@ -249,6 +249,7 @@ def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recip
         "score",
         "imgsize",
         "trufor_lab_input_sha256",
+        "trufor_lab_input_path_sha256",
         "trufor_lab_weights_sha256",
         "trufor_lab_computed",
         "trufor_lab_summary",
@@ -399,7 +400,10 @@ def test_cli_eval_list_dataset_and_usage_errors(data, first_run, recipe_ckpt, mo
 
 
 def test_an_npz_of_another_image_or_other_weights_is_recomputed(first_run, recipe_model, tmp_path, capsys):
-    """The same file name but another image, or other weights: recomputed with a one-line note."""
+    """Other weights: recomputed with a one-line note. An output made from another image
+    (another path, other content: another dataset's image of the same name written into the same
+    output folder) was recomputed too, losing that image's result unsaid: now that sample fails
+    with one line, and ``overwrite`` replaces it. The same image edited is recomputed."""
     ds, out, ev, _ = first_run
     out2 = tmp_path / "out"
     shutil.copytree(out, out2)
@@ -407,10 +411,12 @@ def test_an_npz_of_another_image_or_other_weights_is_recomputed(first_run, recip
     shutil.copy(out2 / "images" / "fake_a.png.npz", other)  # an output made from another image
     fn = Counting()
     ev2 = evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn)
-    assert fn.calls == ["real_a.png"] and ev2.n_reused == 4
-    assert (
-        "real_a.png.npz: existing output was made from a different input file; recomputing" in capsys.readouterr().err
-    )
+    assert fn.calls == [] and ev2.n_reused == 4 and len(ev2.failed) == 1
+    assert "real_a.png.npz: holds the analysis of another input file" in ev2.failed[0]
+    assert "(overwrite to replace" in ev2.failed[0]
+    fn = Counting()
+    evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn, overwrite=True)
+    assert len(fn.calls) == 5
     fn = Counting()
     evaluate(recipe_model, ds, out2, progress=False, analyze_fn=fn, weights_sha256="0" * 64)
     assert len(fn.calls) == 5 and "made with other weights" in capsys.readouterr().err

@@ -11,14 +11,13 @@ Each subcommand lives in its own module of this package with ``register(subparse
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import os
 import sys
 from typing import Any, Callable, Sequence
 
 from trufor_lab.cli import analyze, casebook, distributed, notebooks, report, train, weights
 from trufor_lab.cli import eval as eval_cmd
+from trufor_lab.cli.messages import run_command
 
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS: tuple[Callable[[Any], Any], ...] = (
@@ -53,19 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if isinstance(getattr(args, "output", None), str) and not args.output.strip():
-        print("error: --output is empty (an unset variable?)", file=sys.stderr)  # it wrote into the current folder
-        return 2
-    try:
-        return args.func(args)
-    except KeyboardInterrupt as e:  # a command that saved its work says where (training)
-        print(f"error: {e}" if str(e) else "error: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `trufor-lab analyze ... | head`: the reader left; no traceback
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush
-        return 141
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

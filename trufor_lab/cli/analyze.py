@@ -10,14 +10,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path, unwritable_reason
+from trufor_lab.common.paths import OutputPathError, blocking_file, expand_inputs, output_path, unwritable_reason
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import (
     NonFiniteOutput,
     computed_label,
-    foreign_output,
+    output_refusal,
     recorded_summary,
     reuse_problem,
 )
@@ -29,7 +29,7 @@ from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable, weight
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Path, Path]], list[str]]:
     """``(input, output file)`` pairs, and one line per input whose name cannot be an output
     there (it would leave the folder): that file alone fails, the batch goes on."""
-    if output.lower().endswith(".npz"):
+    if output.lower().endswith(".npz") and not os.path.isdir(output):  # an existing folder is a folder
         if len(pairs) != 1:
             raise SystemExit(
                 f"error: --output {printable(output)} names one file but there are {len(pairs)} inputs; give a folder"
@@ -49,9 +49,15 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Pat
     refused: list[str] = []
     for path, rel in pairs:
         try:
-            outs.append((path, output_path(output, rel)))
+            out = output_path(output, rel)
         except OutputPathError as e:
             refused.append(f"{path}: {e}")
+            continue
+        blocker = blocking_file(out)
+        if blocker is not None:  # said before the analysis, not after it at the write
+            refused.append(f"{out}: cannot write output ({blocker} is a file, not a folder)")
+            continue
+        outs.append((path, out))
     return outs, refused
 
 
@@ -83,12 +89,10 @@ def run(args: argparse.Namespace) -> int:
             error(f"{printable(path)}: cannot read ({e.strerror or e})")
             continue
         if out.exists() and not args.overwrite:
-            if foreign_output(out):
+            refused = output_refusal(out, path, digest)
+            if refused:
                 failed += 1
-                error(
-                    f"{printable(out)}: exists and is not an analysis output (no 'map'); not overwritten "
-                    "(--overwrite to replace)"
-                )
+                error(refused)
                 continue
             if weights_digest is None:
                 try:
@@ -121,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
     for path, out, digest in bar:
         try:
             result = analyze(model, path)
-            result.save_npz(out, save_noiseprint=args.save_noiseprint, input_sha256=digest, computed=computed)
+            result.save_npz(
+                out, save_noiseprint=args.save_noiseprint, input_sha256=digest, computed=computed, input_path=path
+            )
         except ImageError as e:
             failed += 1
             tqdm.write(f"error: {printable(e)}", file=sys.stderr)

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, output_folder_problem, printable, weights_note
+from trufor_lab.cli.messages import (
+    WEIGHTS_HELP,
+    error,
+    note,
+    output_folder_problem,
+    printable,
+    run_command,
+    weights_note,
+)
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
 
@@ -52,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         except DatasetError as e:
             error(str(e))
             return 2
+    elif args.root:  # taken only with --dataset: ignored, unsaid
+        error("--root goes with --dataset (INPUT paths are read as given)")
+        return 2
     elif args.inputs:
         inputs = args.inputs
     else:
@@ -120,8 +131,7 @@ def register(subparsers: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m trufor_lab.cli.distributed`` / ``torchrun -m trufor_lab.cli.distributed``."""
     p = add_arguments(argparse.ArgumentParser(prog="trufor_lab.cli.distributed", description=__doc__.splitlines()[0]))
-    args = p.parse_args(argv)
-    return args.func(args)
+    return run_command(p.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -163,6 +163,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     method = getattr(args, "method", "trufor")
     classic = method != "trufor"
+    unused = [o for o, v in (("--weights", args.weights), ("--device", args.device)) if v is not None] + (
+        ["--precision"] if args.precision != "float32" else []
+    )
+    if classic and unused:  # a classic detector loads no model: these were ignored, unsaid
+        error(f"--method {method} runs no network: {', '.join(unused)} not taken (drop them)")
+        return 2
     if classic and not METHODS[method].defines_score:
         print(
             f"note: {method} defines no global score: the detection metrics use the 99th percentile of its map",

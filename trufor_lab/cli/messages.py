@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -72,3 +74,21 @@ def weights_note(weights: str | None, demo: bool = True) -> None:
         return
     if info.kind == "demo" or not info.verified:
         note(f"these results were made with {info.kind} weights ({Path(info.path).name}): {info.note or HOW_TO_GET}")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``args.func(args)`` as every entry point runs it (``trufor-lab ...`` and the ``python -m``
+    modules): an empty ``--output`` refused (it wrote into the current folder), Ctrl-C and a
+    closed pipe (``... | head``) one line, never a traceback."""
+    if isinstance(getattr(args, "output", None), str) and not args.output.strip():
+        print("error: --output is empty (an unset variable?)", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt as e:  # a command that saved its work says where (training)
+        print(f"error: {e}" if str(e) else "error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader left; nothing more to flush
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -186,17 +186,23 @@ def results_block(
     small: bool = False,
     only: Sequence[str] = (),
     timed: bool = True,
+    folder: str | None = None,
 ) -> str:
-    """The Markdown block for one device (and ``--only`` selection)."""
+    """The Markdown block for one device (and ``--only`` selection; ``folder``: notebooks other
+    than the shipped ones, named in the heading so that their block is their own)."""
     cpu = not device.startswith("GPU")
     bound = CPU_BOUND_S if cpu else None
     date = _dt.date.today().isoformat()
     options = (
-        (" --time" if timed else "") + (" --small" if small else "") + (f" --only {' '.join(only)}" if only else "")
+        (" --time" if timed else "")
+        + (" --small" if small else "")
+        + (f" --only {' '.join(only)}" if only else "")
+        + (f" --dir {folder}" if folder else "")
     )
     failed = sum(not t.ok for t in timings)
     lines = [
-        f"### {device}{' (CI sizes)' if small else ''}{' (only ' + ' '.join(sorted(only)) + ')' if only else ''}",
+        f"### {device}{' (CI sizes)' if small else ''}{' (only ' + ' '.join(sorted(only)) + ')' if only else ''}"
+        + (f" ({folder})" if folder else ""),
         "",
         f"{date}, `python -m trufor_lab.notebooks{options}`, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads." + (f" {note}" if note else ""),
@@ -279,6 +285,14 @@ def run(args: argparse.Namespace) -> int:
     for name in args.only:
         if not find_notebooks(Path(args.dir), [name]):
             print(f"note: --only {name}: no notebook in {args.dir} starts with it", file=sys.stderr)
+    default_dir = os.path.realpath(args.dir) == os.path.realpath(ROOT / "notebooks")
+    default_results = os.path.realpath(args.results) == os.path.realpath(ROOT / "bench" / "RESULTS.md")
+    if args.time and not default_dir and default_results:  # would replace the shipped notebooks' times
+        print(
+            f"error: --time with --dir {printable(args.dir)} records other notebooks: give --results FILE for them",
+            file=sys.stderr,
+        )
+        return 2
     why = _results_problem(Path(args.results)) if args.time else None
     if why:  # before any notebook runs: the timings would have nowhere to go
         print(f"error: --results {printable(args.results)}: {why}", file=sys.stderr)
@@ -312,7 +326,8 @@ def _run_all(args: argparse.Namespace, paths: list[Path]) -> int:
                 + ("" if len(timings) == len(paths) else f" ({len(timings)} of {len(paths)} notebooks so far)")
                 + "."
             )
-            block = results_block(timings, device, note, args.small, args.only, args.time)
+            other = None if os.path.realpath(args.dir) == os.path.realpath(ROOT / "notebooks") else args.dir
+            block = results_block(timings, device, note, args.small, args.only, args.time, other)
             if args.time:  # after each notebook: an interrupted run still leaves its measurements
                 try:
                     record(Path(args.results), block)

@@ -104,6 +104,9 @@ def _output_problem(out: Path, what: str, inputs: list[str], named: bool = True)
 def run(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
 
+    if args.compare is not None and not args.compare.strip():  # the report came without it, unsaid
+        error("--compare is empty (an unset variable?)")
+        return 1
     inputs = [args.image] + ([args.compare] if args.compare else [])
     try:
         loaded = [load_image(p) for p in inputs]  # the images checked before the (slow) model load

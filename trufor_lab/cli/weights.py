@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
             with _unsigned_said():
                 p = W.download_trufor(dest, progress=not args.quiet)
         print(f"TruFor: {p} (zip MD5 verified)")
+        env = os.environ.get("TRUFOR_WEIGHTS")
+        if env and not (os.path.exists(env) and os.path.samefile(env, p)):  # the variable wins over every copy
+            note(f"$TRUFOR_WEIGHTS={env} overrides the installed checkpoint; unset it (or set it to {p}) to use it")
         if not any(os.path.samefile(d, p.parent) for d in W.search_dirs() if d.is_dir()):
             print(
                 # not TRUFOR_LAB_WEIGHTS_DIR: the key that signs the download record stays in the

@@ -378,6 +378,9 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
     bases: list[Path] = []
     for item in items:
         p = Path(item)
+        if not item.strip():  # Path("") is the current folder: an unset variable would analyse all of it
+            problems.append(f"{item!r}: empty input (an unset variable?); left out")
+            continue
         if p.is_dir():
             files, unreadable = find_images(p)
             problems += unreadable
@@ -388,11 +391,15 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
         elif glob.has_magic(item):
             matches = sorted(Path(f) for f in glob.glob(item, recursive=True))
             files = [f for f in matches if f.is_file()]
+            for folder in (f for f in matches if f.is_dir()):  # searched as a folder given by name is
+                inside, unreadable = find_images(folder)
+                files += inside  # a file also matched by name (``**``) is taken once below
+                problems += unreadable
             links = [f for f in matches if f.is_symlink() and not f.exists()]  # named, as in a folder
             hidden = _glob_unreadable(item) + [f"{f}: {why_not_found(f)}; left out" for f in links]
             problems += hidden
             if not files and not hidden:
-                problems.append(f"{item}: pattern matches no file")
+                problems.append(f"{item}: pattern matches no image" if matches else f"{item}: pattern matches no file")
         else:
             problems.append(f"{item}: {why_not_found(p)}")
             continue

@@ -33,7 +33,7 @@ from trufor_lab.common.files import atomic_write_json
 from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, expand_inputs, output_key, output_path
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import mode_label, predict_result
-from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
+from trufor_lab.inference.result import computed_label, output_refusal, reuse_problem
 from trufor_lab.inference.weights import sha256_of, weights_sha256
 
 T = TypeVar("T")
@@ -211,9 +211,9 @@ def _run_share(
                 report["failed"].append([name, f"{path}: cannot read ({e.strerror or e})"])
                 continue
             if out.exists() and not overwrite:
-                if foreign_output(out):
-                    why = f"{out}: exists and is not an analysis output (no 'map'); not overwritten (overwrite to replace)"
-                    report["failed"].append([name, why])
+                refused = output_refusal(out, path, digest, "overwrite")
+                if refused:
+                    report["failed"].append([name, refused])
                     continue
                 # reused only when made from this same input file with these same weights
                 weights_digest = weights_digest or weights_sha256(weights)
@@ -233,6 +233,7 @@ def _run_share(
                         save_noiseprint=save_noiseprint,
                         input_sha256=digest,
                         computed=computed,
+                        input_path=path,
                     )
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
                     why = str(e).splitlines()[0][:300] if str(e) else type(e).__name__

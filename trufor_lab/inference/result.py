@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import os
@@ -46,8 +47,11 @@ COMPUTED_KEY = "trufor_lab_computed"
 #: The result's one-line summary after the name (score, how the input was read): said again
 #: when the output is reused.
 SUMMARY_KEY = "trufor_lab_summary"
+#: The sha256 of the input's real path: an output of another file (the same name from another
+#: folder, written into the same output folder) is not replaced unasked; an edited input is.
+INPUT_PATH_KEY = "trufor_lab_input_path_sha256"
 #: The records every output carries besides the official arrays (weights: when they are known).
-RECORD_KEYS = (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY, SUMMARY_KEY)
+RECORD_KEYS = (INPUT_SHA256_KEY, INPUT_PATH_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY, SUMMARY_KEY)
 #: Present (the EXIF orientation) when the maps were turned as viewers show the file
 #: (:meth:`Result.as_shown`) rather than kept on the stored grid.
 SHOWN_KEY = "trufor_lab_shown_orientation"
@@ -142,13 +146,17 @@ class Result:
         save_noiseprint: bool = False,
         input_sha256: str | None = None,
         computed: str | None = None,
+        input_path: str | os.PathLike | None = None,
     ) -> None:
         """Write the official npz atomically (a temporary file renamed into place), with the
-        sha256 of the input file (when given), of the weights, and how it was computed
-        (``computed``, see :func:`computed_label`) as extra keys (see :func:`reuse_problem`)."""
+        sha256 of the input file (when given) and of its real path (``input_path``: a digest,
+        not the path), of the weights, and how it was computed (``computed``, see
+        :func:`computed_label`) as extra keys (see :func:`reuse_problem`, :func:`output_refusal`)."""
         arrays = self.official_dict(save_noiseprint)
         if input_sha256:
             arrays[INPUT_SHA256_KEY] = np.str_(input_sha256)
+        if input_path is not None:
+            arrays[INPUT_PATH_KEY] = np.str_(_path_digest(input_path))
         if computed:
             arrays[COMPUTED_KEY] = np.str_(computed)
         arrays[SUMMARY_KEY] = np.str_(self._said()[:1000])  # the name is the reader's to give
@@ -220,6 +228,36 @@ def foreign_output(npz_path: str | os.PathLike) -> bool:
             return not ({"map.npy", "np++.npy"} & set(z.namelist()))
     except Exception:  # noqa: BLE001 - not a readable zip: ours only if it starts like one of ours
         return not _starts_like_an_output(npz_path)
+
+
+def _path_digest(path: str | os.PathLike) -> str:
+    return hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()
+
+
+def output_refusal(
+    npz_path: str | os.PathLike, input_path: str | os.PathLike, input_sha256: str, overwrite: str = "--overwrite"
+) -> str | None:
+    """Why the existing file ``npz_path`` is not to be replaced by the analysis of
+    ``input_path`` (one line naming it), or None: someone else's file (:func:`foreign_output`),
+    or the output of another input file (another path and other content: the same name from
+    another folder written into the same output folder; an edited input, or the same content
+    moved, is not refused). ``overwrite`` names the option that replaces it anyway."""
+    if not os.path.lexists(npz_path):
+        return None
+    if foreign_output(npz_path):
+        return f"{npz_path}: exists and is not an analysis output (no 'map'); not overwritten ({overwrite} to replace)"
+    try:
+        with np.load(npz_path, allow_pickle=False) as d:
+            keys = (INPUT_SHA256_KEY, INPUT_PATH_KEY)
+            rec = {k: str(d[k]) for k in keys if k in d.files and _small(d.zip, k)}
+    except Exception:  # noqa: BLE001 - untrusted: an output that does not read is recomputed
+        return None
+    if len(rec) == 2 and rec[INPUT_PATH_KEY] != _path_digest(input_path) and rec[INPUT_SHA256_KEY] != input_sha256:
+        return (
+            f"{npz_path}: holds the analysis of another input file (another path, other content); not "
+            f"overwritten ({overwrite} to replace, or write to another output folder)"
+        )
+    return None
 
 
 def _starts_like_an_output(path: str | os.PathLike) -> bool:

@@ -735,6 +735,9 @@ def load_dataset(
     root = Path(root)
     target = str(name_or_listfile)
     if isinstance(name_or_listfile, Path) or (target not in REGISTRY and _looks_like_file(target)):
+        given = [n for n, v in (("fake_list", fake_list), ("list_dir", list_dir)) if v is not None]
+        if given:  # the list file is the fake list: these were ignored, unsaid
+            raise DatasetError(f"{target}: a list file names its own images; {' and '.join(given)} not taken with it")
         fake_path = Path(name_or_listfile)
         known = next((s for s in REGISTRY if s.fake_list == fake_path.name), None)
         if known is not None:

@@ -60,7 +60,7 @@ from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model, unwrapped
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import computed_label, foreign_output, reuse_problem
+from trufor_lab.inference.result import computed_label, output_refusal, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.lab.eval_rows import (
@@ -337,10 +337,9 @@ def _evaluate_one(
 
     digest = sha256_of(image_path)
     cached = None
-    if not overwrite and npz.exists() and foreign_output(npz):  # someone's file with the output's name
-        raise ValueError(
-            f"{npz}: exists and is not an analysis output (no 'map'); not overwritten (overwrite to replace)"
-        )
+    refused = None if overwrite else output_refusal(npz, image_path, digest, "overwrite")
+    if refused:  # someone's file with the output's name, or another dataset's image of that name
+        raise ValueError(refused)
     if not overwrite and npz.is_file():
         why = reuse_problem(npz, digest, weights_digest, computed=computed, shape=(h, w))
         if why is None:
@@ -361,7 +360,7 @@ def _evaluate_one(
             raise RuntimeError(f"{image_path}: the model gave no localization map (Noiseprint++ only)")
         if result.map.shape != (h, w):
             raise RuntimeError(f"{image_path}: map size {result.map.shape} differs from image size {(h, w)}")
-        result.save_npz(npz, input_sha256=digest, computed=computed)
+        result.save_npz(npz, input_sha256=digest, computed=computed, input_path=image_path)
         # scored as saved (float32 maps), so that a resumed run, which reads the npz, agrees exactly
         m, c = result.map.astype(np.float32, copy=False), result.conf.astype(np.float32, copy=False)
         score = float(result.score)
