@@ -227,7 +227,7 @@ def test_study_heatmap_scales_say_what_the_numbers_are():
         im = study.plot(metric).axes[0].images[0]
         assert im.get_clim() == clim and im.get_cmap().name == cmap, metric
     im = study.plot("delta_score").axes[0].images[0]
-    assert im.get_clim() == (-0.026, 0.026) and im.get_cmap().name == "RdBu_r"
+    assert im.get_clim() == (-1, 1) and im.get_cmap().name == "RdBu_r"  # a change of score: fixed
     ax = study.plot("f1_best").axes[0]
     inks = {t.get_text(): t.get_color() for t in ax.texts}
     assert inks["0.9"] == "k" and inks["0.1"] == "w"  # dark ink on the yellow cell, light on the purple
@@ -527,3 +527,21 @@ def test_an_ablation_study_leaves_an_unscored_region_nan_as_sweep_does(recipe_mo
     big[8:56, 8:56] = True
     scored = list(A.ablation_study(recipe_model, [img], [big], ablations=["uniform_pooling"]).table)
     assert all(r["n_forged"] > 0 and np.isfinite(r["f1_best"]) for r in scored)
+
+
+def test_a_tiny_change_of_score_is_not_drawn_as_the_largest_and_dollar_names_draw():
+    """delta_score was scaled to its own largest value (+0.004 drawn darkest red); image names
+    with two '$' made the heatmap raise ParseSyntaxException (mathtext)."""
+    import io
+
+    images, abl = ["cost_$5_vs_$6.png", "b.png"], ["baseline", "x"]
+    rows = [
+        {"image": im, "ablation": ab, "score": 0.5 + d, "delta_score": d, "f1_best": float("nan")}
+        for im in images
+        for ab, d in zip(abl, (0.0, 0.004))
+    ]
+    fig = A.AblationStudy(rows, {ab: [] for ab in abl}, images).plot("delta_score")
+    fig.savefig(io.BytesIO(), format="png")
+    im = fig.axes[0].images[0]
+    assert min(im.cmap(im.norm(0.004))[:3]) > 0.9  # +0.004 is next to white, not dark red
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == images

@@ -379,3 +379,39 @@ def test_a_flipped_region_and_an_occlusion_stride_above_its_window(recipe_model,
     np.testing.assert_array_equal(flipped.map, same.map)
     with pytest.raises(ValueError, match=r"occlusion: stride 16 > window 8 leaves pixels that no window covers"):
         T.attribute(recipe_model, img, "occlusion", window=8, stride=16)
+
+
+def _drawn_attribution(name: str = "x.png", shares: bool = False):
+    from trufor_lab.interpret.attribution import Attribution
+
+    rng = np.random.default_rng(0)
+    extras = {"shares": {"rgb": 0.3, "noiseprint": 0.7}} if shares else {}
+    return Attribution(
+        image=rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
+        map=rng.standard_normal((16, 16)),
+        method="ig",
+        target="score",
+        name=name,
+        extras=extras,
+    )
+
+
+def test_the_html_view_of_an_attribution_leaves_no_figure_open():
+    """_repr_html_ left its pyplot figure open: a notebook drew the picture twice."""
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    html = _drawn_attribution()._repr_html_()
+    assert "data:image/png;base64," in html and plt.get_fignums() == []
+
+
+def test_modality_shares_of_files_named_with_dollars_are_drawn():
+    """'cost_$5_vs_$6.png' as a tick label was read as mathtext: ParseSyntaxException."""
+    import io
+
+    from trufor_lab.interpret.attribution import plot_modality_shares
+
+    names = ["cost_$5_vs_$6.png", "a$\\frac$.png"]
+    fig = plot_modality_shares([_drawn_attribution(n, shares=True) for n in names])
+    fig.savefig(io.BytesIO(), format="png")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names

@@ -302,3 +302,32 @@ def test_a_case_named_with_dollar_signs_is_drawn(evaluated):
     g = FailureGallery(Evaluation(rows), k=1)
     assert g.cases and g.cases[0]["id"] == "price_$5_vs_$6.jpg"
     assert g.select(0).startswith(b"\x89PNG")
+
+
+def test_one_malformed_npz_does_not_break_the_gallery(tmp_path):
+    """An npz whose map was 1-D (32,) or 0-d made select() raise IndexError and the whole gallery
+    show '(could not render)'; a 3-D map was drawn as a picture."""
+    from trufor_lab.lab.failures import _load_case
+
+    rng = np.random.default_rng(0)
+    maps = {"good": np.zeros((24, 32), np.float32), "flat": np.zeros(32, np.float32)}
+    maps.update(scalar=np.array(0.5, np.float32), rgb=np.zeros((24, 32, 3), np.float32))
+    maps["grid"] = np.zeros((32, 24), np.float32)
+    rows = []
+    for name, m in maps.items():
+        image = tmp_path / f"{name}.png"
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(image)
+        npz = tmp_path / f"{name}.npz"
+        np.savez(npz, map=m, conf=np.ones((24, 32), np.float32))
+        rows.append(dict(_row(name, 1, 0.1), image_path=str(image), npz=str(npz), case="fake", reason="x"))
+    ev = Evaluation(rows)
+    g = FailureGallery(ev, cases=rows)
+    for i in range(len(rows)):
+        assert g.select(i).startswith(b"\x89PNG")
+    assert g._static_png() is not None and "could not render" not in g._repr_html_()
+    cases = {r["id"]: _load_case(ev, r, None) for r in rows}
+    assert cases["good"]["map"] is not None and not cases["good"]["why"]
+    for name in ("flat", "scalar", "rgb"):
+        assert cases[name]["map"] is None and "not a 2-D map" in cases[name]["why"]["map"], name
+        assert cases[name]["conf"] is not None  # the rest of the case is drawn
+    assert cases["grid"]["map"] is None and "another grid" in cases["grid"]["why"]["map"]

@@ -313,3 +313,33 @@ def test_the_noiseprint_figure_labels_do_not_overlap():
     colourbar = fig.axes[-1]  # added last
     spectrum = fig.axes[2]
     assert colourbar.get_tightbbox(r).x1 <= spectrum.get_tightbbox(r).x0, "colourbar labels run into the spectrum"
+
+
+def test_a_peak_ratio_too_small_to_measure_is_nan_and_said_so(real_noiseprint):
+    """Under 32 pixels a side the comparison ring was empty and the ratio 1.0, shown as '8x8 peaks
+    x1.0': it read as a measured 'no grid'."""
+    import math
+
+    for n in (4, 8, 16, 31):
+        assert math.isnan(periodic_peak_ratio(real_noiseprint[:n, :n]))
+        assert math.isnan(region_stats(real_noiseprint, (0, 0, n, 64))["grid_peak_ratio"])
+    assert periodic_peak_ratio(real_noiseprint[:32, :32]) > 1  # the grid measured from 32 pixels on
+    fig = compare_regions(real_noiseprint, (0, 0, 16, 16), (0, 0, 64, 64))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "A: spectrum (8x8 peaks too small to measure)" in titles
+    assert any(t.startswith("B: spectrum (8x8 peaks x") for t in titles)
+
+
+def test_plot_result_refuses_an_rgb_mask_and_a_map_off_the_grid(array_result):
+    """An (H, W, 3) mask (np.array of a mask PNG) was drawn as a picture with a clipping warning; a
+    map of another shape than the image was drawn misaligned."""
+    r = array_result(40, 60)
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[10:20, 10:30] = 255
+    with pytest.raises(ValueError, match=r"mask must be 2-D.*\(40, 60, 3\)"):
+        r.plot(mask=rgb)
+    fig = r.plot(mask=rgb[..., 0])  # 0/255: a mask, drawn on [0, 1]
+    gt = next(ax for ax in fig.axes if ax.get_title() == "Ground truth").images[0].get_array()
+    assert float(gt.max()) == 1.0 and float(gt.sum()) == 200
+    with pytest.raises(ValueError, match=r"conf is \(40, 59\), the image \(40, 60\)"):
+        array_result(40, 60, conf=np.ones((40, 59), np.float32)).plot()

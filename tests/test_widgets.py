@@ -328,3 +328,171 @@ def test_a_name_with_dollar_signs_is_drawn_as_written(results):
     v = ResultViewer(dataclasses.replace(results[0], name="cost_$5_vs_$6.jpg"))
     assert v.png.startswith(b"\x89PNG")
     assert "could not render" not in v._repr_html_()
+
+
+# -- review s18: state and controls in step, viewers that say why ------------------------------
+
+
+def _pixel(fig, ax, fy: float, fx: float) -> np.ndarray:
+    """The RGB (0..1) drawn at fraction (fy, fx) of ``ax``'s box, from the top left."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    x0, y0, x1, y1 = ax.get_window_extent().extents
+    h = rgba.shape[0]
+    return rgba[int(h - (y1 - fy * (y1 - y0))), int(x0 + fx * (x1 - x0)), :3] / 255.0
+
+
+@pytest.mark.parametrize("cls", [ResultViewer, CompareViewer])
+def test_a_colormap_set_in_code_keeps_state_and_dropdown_together(array_result, cls):
+    """set(cmap="plasma") changed the state, then the dropdown (RdBu_r ... gray) refused the value:
+    TraitError, state 'plasma' while the control showed RdBu_r, and every later set() raised."""
+    r = array_result(30, 40)
+    v = cls(r) if cls is ResultViewer else cls([r])
+    v.widget  # noqa: B018
+    before = v.redraw_count
+    v.set(cmap="plasma")
+    assert v.state["cmap"] == v.controls["cmap"].value == "plasma" and v.redraw_count == before + 1
+    v.set(opacity=0.9)
+    v.controls["cmap"].value = "viridis"
+    assert v.state["cmap"] == "viridis" and v.state["opacity"] == 0.9
+    with pytest.raises(ValueError, match="unknown colormap 'nope'"):
+        v.set(cmap="nope")
+    assert v.state["cmap"] == v.controls["cmap"].value == "viridis"
+
+
+def test_a_failed_change_leaves_state_and_controls_as_they_were(array_result):
+    """A change that failed after the state was updated (syncing the controls, drawing) left the
+    new state behind with the old picture."""
+    v = ResultViewer(array_result(30, 40))
+    v.widget  # noqa: B018
+    old = v.png
+
+    def broken():
+        raise RuntimeError("boom")
+
+    v.render = broken
+    with pytest.raises(RuntimeError, match="boom"):
+        v.set(opacity=0.9)
+    assert v.state["opacity"] == v.controls["opacity"].value == 0.5
+    v.controls["threshold"].value = 0.4  # a control's callback never raises: the control goes back
+    assert v.state["threshold"] == v.controls["threshold"].value == 0.0
+    assert "boom" in v._message.value and v.png == old
+
+
+def test_viewers_refuse_a_bad_colormap_or_mask_at_construction(array_result):
+    """ResultViewer(r, cmap="Rdbu") or an (H, W, 3) mask (np.array of a mask PNG) were accepted;
+    the viewer then showed only its repr text, no picture and no reason."""
+    r = array_result(30, 40)
+    with pytest.raises(ValueError, match="unknown colormap 'Rdbu'; did you mean 'RdBu'"):
+        ResultViewer(r, cmap="Rdbu")
+    with pytest.raises(ValueError, match="unknown colormap"):
+        CompareViewer([r], cmap="rdbu_x")
+    rgb = np.zeros((30, 40, 3), np.uint8)
+    rgb[5:15, 5:20] = 255
+    with pytest.raises(ValueError, match=r"mask must be 2-D.*\(30, 40, 3\).*read_mask"):
+        ResultViewer(r, masks=[rgb])
+    with pytest.raises(ValueError, match="boolean, 0/1 or 0/255"):
+        ResultViewer(r, masks=[np.linspace(0, 1, 1200).reshape(30, 40)])
+    v = ResultViewer(r, masks=[rgb[..., 0]])  # 0/255 is a mask: drawn as True/False
+    assert v.masks[0].dtype == bool and v.masks[0].sum() == 150
+    assert v.png.startswith(b"\x89PNG")
+
+
+def test_a_viewer_that_cannot_draw_says_why(array_result):
+    """The static fallback swallowed the error: '(could not render)' and nothing else."""
+
+    class Broken(ResultViewer):
+        def render(self):
+            raise RuntimeError("the colour table is gone\nsecond line")
+
+    b = Broken(array_result(30, 40))
+    assert "could not render: RuntimeError: the colour table is gone)" in b._repr_html_()
+    bundle = b._repr_mimebundle_()
+    assert "the colour table is gone" in bundle["text/plain"] and "image/png" not in bundle
+
+
+def test_a_closed_range_slider_shows_the_smallest_range(array_result):
+    """Dragging a range slider closed raised ValueError in the callback: the state stayed, the
+    control showed (10, 10) and the picture did not follow."""
+    v = ResultViewer(array_result(64, 80))
+    v.controls["zoom_y"].value = (10, 10)
+    assert v.state["zoom"] == (10, 0, 11, 80) and v.controls["zoom_y"].value == (10, 11)
+    v.controls["zoom_x"].value = (80, 80)
+    assert v.state["zoom"] == (10, 79, 11, 80) and v.controls["zoom_x"].value == (79, 80)
+    n = NoiseprintViewer(array_result(40, 60))
+    n.controls["region_a_x"].value = (5, 6)
+    assert n.state["region_a"][1::2] == (5, 7) and n.controls["region_a_x"].value == (5, 7)
+    n.set(variance_size=101)  # beyond the slider's end: the slider follows
+    assert n.controls["variance_size"].value == 101
+
+
+def test_an_attribution_is_shown_as_its_to_result(array_result):
+    """CompareViewer([a, a]) drew the signed raw attribution on the fixed [0, 1] scale titled
+    Noiseprint++; ResultViewer(a) raised AttributeError 'weights'."""
+    from trufor_lab.interpret.attribution import Attribution
+
+    rng = np.random.default_rng(0)
+    a = Attribution(
+        image=rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+        map=rng.standard_normal((32, 32)) * 1e-3,
+        method="ig",
+        target="score",
+        name="x.png",
+    )
+    fig = CompareViewer([a, a], panel="map").render()
+    np.testing.assert_array_equal(np.asarray(fig.axes[0].images[0].get_array()), a.display_map())
+    assert CompareViewer([a], panel="noiseprint").render()._suptitle.get_text() == "Attribution (raw)"
+    fig = ResultViewer(a).render()
+    assert fig.axes[1].get_title() == "Attribution (0.5 = none)"
+    assert NoiseprintViewer(a).render().axes[0].get_title() == "Attribution (raw)"
+    with pytest.raises(TypeError, match="item 0 is a dict, not a Result"):
+        ResultViewer({"map": a.map})
+
+
+def test_hidden_map_pixels_are_drawn_in_a_neutral_colour_and_named(array_result):
+    """Pixels hidden by the threshold were transparent: white, the colour of a score of 0.5."""
+    heat = np.zeros((64, 96), np.float32)
+    heat[:, 32:64], heat[:, 64:] = 0.5, 0.9
+    r = array_result(64, 96, map=heat)
+    fig = CompareViewer([r], panel="map", threshold=0.3).render()
+    ax = fig.axes[0]
+    hidden, half = _pixel(fig, ax, 0.5, 1 / 6), _pixel(fig, ax, 0.5, 0.5)
+    assert np.abs(hidden - half).max() > 0.3 and np.abs(hidden - 1).max() > 0.3
+    assert "hidden: map < 0.30" in fig._suptitle.get_text()
+    conf = np.ones((64, 96), np.float32)
+    conf[:, :32] = 0.1
+    fig = ResultViewer(array_result(64, 96, map=heat + 0.5 * (heat == 0), conf=conf), conf_min=0.5).render()
+    ax = fig.axes[1]
+    assert np.abs(_pixel(fig, ax, 0.5, 1 / 6) - _pixel(fig, ax, 0.5, 0.5)).max() > 0.3
+    assert "hidden: confidence < 0.50" in ax.get_title()
+
+
+def test_the_noiseprint_viewer_names_a_classic_detectors_output(array_result):
+    """A classic detector's raw output was titled Noiseprint++."""
+    r = array_result(40, 60, captures={"shown": "ela (raw output)"})
+    v = NoiseprintViewer(r)
+    assert v.render().axes[0].get_title() == "ela (raw output)"
+    v.set(mode="compare")
+    assert "ela (raw output)" in [ax.get_title() for ax in v.render().axes]
+    assert NoiseprintViewer(array_result(40, 60)).render().axes[0].get_title() == "Noiseprint++"
+
+
+def test_viewers_refuse_a_map_off_the_image_grid(array_result):
+    """A map of another shape than its image (e.g. transposed) was drawn misaligned."""
+    r = array_result(40, 60)
+    off = array_result(40, 60, map=r.map.T.copy())
+    for make in (lambda: ResultViewer(off), lambda: CompareViewer([r, off]), lambda: off.plot()):
+        with pytest.raises(ValueError, match=r"map is \(60, 40\), the image \(40, 60\).*misaligned"):
+            make()
+
+
+def test_a_mask_drawn_on_the_turned_picture_gets_the_as_shown_hint(array_result):
+    """The hint to use .as_shown() came only for a result already turned; the common case is a
+    mask drawn on the picture as shown beside a result left on the stored grid."""
+    r = array_result(40, 60, exif_orientation=6)
+    with pytest.raises(ValueError, match=r"stored grid.*use result\.as_shown\(\)"):
+        ResultViewer(r, masks=[np.zeros((60, 40), bool)])
+    assert ResultViewer(r.as_shown(), masks=[np.zeros((60, 40), bool)]).png.startswith(b"\x89PNG")

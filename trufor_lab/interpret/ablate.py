@@ -153,7 +153,7 @@ class AblationStudy:
             colors = ["0.5" if a == "baseline" else "C0" for a in abl]
             ax.bar(np.arange(len(abl)), vals[0], color=colors)
             ax.set_xticks(np.arange(len(abl)))
-            ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8)
+            ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8, parse_math=False)
             ax.set_ylabel(metric)
             ax.set_title(self.images[0], fontsize=9, parse_math=False)
             ax.grid(axis="y", alpha=0.3)
@@ -166,9 +166,9 @@ class AblationStudy:
                 ink = "k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "w"  # readable on its cell
                 ax.text(j, i, fmt(float(v), 3), ha="center", va="center", fontsize=7, color=ink)
             ax.set_xticks(np.arange(len(abl)))
-            ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8)
+            ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8, parse_math=False)
             ax.set_yticks(np.arange(len(self.images)))
-            ax.set_yticklabels(self.images, fontsize=8)
+            ax.set_yticklabels(self.images, fontsize=8, parse_math=False)  # file names: '$' as written
             fig.colorbar(im, ax=ax, label=metric)
         fig.suptitle(f"Ablation study: {metric}", fontsize=10)
         return fig
@@ -182,14 +182,17 @@ class AblationStudy:
 #: Table columns that lie in [0, 1]: drawn on that fixed scale (an auto scale made +0.026 look
 #: like the largest possible value).
 _UNIT_RANGE = {"score", "f1_best", "f1_fixed", "iou_fixed", "auc", "mean_conf", "map_mean", "map_change"}
+#: Signed columns with a fixed range: drawn on [-1, 1] (a change of score of +0.004 was darkest red).
+_SIGNED_UNIT_RANGE = {"delta_score", "mcc_best"}
 
 
 def _heatmap_scale(metric: str, vals: np.ndarray) -> dict:
     """imshow arguments for an ablation heatmap of ``metric``: [0, 1] metrics on that scale,
-    signed ones (changes, MCC, logits) on a diverging map centred on zero."""
+    changes of score and MCC on [-1, 1], other signed ones (logits) on a diverging map centred on
+    zero and scaled to their largest value."""
     if metric in _UNIT_RANGE:
         return dict(cmap="viridis", vmin=0.0, vmax=1.0)
-    if metric == "mcc_best":
+    if metric in _SIGNED_UNIT_RANGE:
         return dict(cmap="RdBu_r", vmin=-1.0, vmax=1.0)
     finite = np.abs(vals[np.isfinite(vals)])
     top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0

@@ -81,7 +81,7 @@ class Attribution:
     def downscaled(self) -> bool:
         return self.original_size is not None and tuple(self.original_size) != self.size
 
-    # Result-like fields, so that viewers written for Results accept an Attribution as it is
+    # Result-like fields for code written for Results; the viewers show to_result() (they call it)
     @property
     def conf(self) -> np.ndarray:
         """All ones (an attribution has no confidence map; nothing is hidden)."""
@@ -184,9 +184,14 @@ class Attribution:
         return fig
 
     def _repr_html_(self) -> str:
+        import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
+
         fig = self.plot()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        try:  # closed: a figure left open is drawn a second time below the cell
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        finally:
+            plt.close(fig)
         img = base64.b64encode(buf.getvalue()).decode()
         return f'<div><b>{html.escape(self.title)}</b></div><img src="data:image/png;base64,{img}"/>'
 
@@ -204,7 +209,7 @@ def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
     ax.barh(y, rgb, color="C0", label="RGB")
     ax.barh(y, 1 - rgb, left=rgb, color="C3", label="Noiseprint++")
     ax.set_yticks(y)
-    ax.set_yticklabels([n.split("/")[-1] for n in names], fontsize=8)
+    ax.set_yticklabels([n.split("/")[-1] for n in names], fontsize=8, parse_math=False)  # '$' as written
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("share of |attribution|")

@@ -309,13 +309,32 @@ def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConventio
             with np.load(npz, allow_pickle=False) as d:
                 why = _replaced(_records(d), row)
                 if why is None:
-                    out["map"] = np.asarray(d["map"]) if "map" in d.files else None
-                    out["conf"] = np.asarray(d["conf"]) if "conf" in d.files else None
+                    for key in ("map", "conf"):
+                        out[key] = np.asarray(d[key]) if key in d.files else None
                 else:  # another setting or model wrote this file since: not what the row scored
                     out["why"].update(map=why, conf=why)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged npz: a 'missing' panel
             pass
+    _drop_off_grid(out)
     return out
+
+
+def _drop_off_grid(case: dict[str, Any]) -> None:
+    """Map, confidence and mask that are not 2-D numeric arrays on the image's grid (the map's when
+    the image is missing) are not drawn: their panel says why (one such npz, e.g. a map of shape
+    (32,), made the whole gallery fail)."""
+    image = case["image"]
+    grid = None if image is None else tuple(np.shape(image)[:2])
+    for key in ("map", "conf", "mask"):
+        a = case[key]
+        if a is None:
+            continue
+        if a.ndim != 2 or a.dtype.kind not in "biuf":
+            case[key], case["why"][key] = None, f"shape {a.shape}, {a.dtype}:\nnot a 2-D {key}"
+        elif grid is not None and a.shape != grid:
+            case[key], case["why"][key] = None, f"{a.shape}, the image\n{grid}: another grid"
+        elif grid is None:
+            grid = a.shape
 
 
 def _title(row: Mapping[str, Any]) -> str:

@@ -87,37 +87,111 @@ def draw_map(
     vmin: float = 0.0,
     vmax: float = 1.0,
     alpha: float | None = None,
+    hidden_color: str | None = None,
 ):
-    """``heat`` drawn with its ``hidden`` pixels transparent (below a threshold, low confidence)
-    and its NaN pixels in :data:`BAD_COLOR` (a masked array draws both alike: NaN looked like
-    'hidden', or like 0.5 on white); returns the AxesImage of the map (for a colorbar)."""
-    from matplotlib.colors import ListedColormap  # lazy: matplotlib takes about a second to import
-
+    """``heat`` drawn with its ``hidden`` pixels (below a threshold, low confidence) in
+    ``hidden_color`` (``None``: transparent, for an overlay on the image) and its NaN pixels in
+    :data:`BAD_COLOR` (a masked array draws both alike: NaN looked like 'hidden', or like 0.5 on
+    white); returns the AxesImage of the map (for a colorbar)."""
     heat = np.asarray(heat)
     hidden = np.zeros(heat.shape, bool) if hidden is None else np.asarray(hidden, bool)
     im = ax.imshow(
         np.ma.masked_array(heat, hidden), cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha, interpolation="nearest"
     )
-    bad = np.isnan(heat) & ~hidden
-    if bad.any():
+    if hidden_color is not None:
+        _paint(ax, hidden, hidden_color, alpha)
+    _paint(ax, np.isnan(heat) & ~hidden, BAD_COLOR, alpha)
+    return im
+
+
+def _paint(ax, where: np.ndarray, color: str, alpha: float | None) -> None:
+    """The pixels ``where`` drawn in one flat ``color`` (nothing when there are none)."""
+    from matplotlib.colors import ListedColormap  # lazy: matplotlib takes about a second to import
+
+    if where.any():
         ax.imshow(
-            np.ma.masked_array(np.ones(heat.shape), ~bad),
-            cmap=ListedColormap([BAD_COLOR]),
+            np.ma.masked_array(np.ones(where.shape), ~where),
+            cmap=ListedColormap([color]),
             vmin=0,
             vmax=1,
             alpha=alpha,
             interpolation="nearest",
         )
-    return im
 
 
-def check_mask(result: "Result", mask: np.ndarray | None) -> None:
-    """Refuse a ground-truth mask that is not on ``result``'s grid (every figure and viewer)."""
-    if mask is not None and tuple(np.shape(mask)[:2]) != tuple(result.size):
-        turned = " (this result is turned as viewers show the file)" if getattr(result, "shown", False) else ""
-        raise ValueError(
-            f"{result.name or 'image'}: mask is {np.shape(mask)[:2]}, the result {tuple(result.size)}{turned}"
+#: Colours of hidden map pixels: mid grey, else (a colormap passing near grey) the farthest of the others.
+HIDDEN_COLORS = ("#808080", "#8c6d3f", "#3f6f5a")
+
+
+def hidden_color(cmap: str, min_distance: float = 0.25) -> str:
+    """The colour of hidden map pixels (below a threshold, low confidence) for ``cmap``: mid grey,
+    unless the colormap comes within ``min_distance`` (RGB) of it, then the one of
+    :data:`HIDDEN_COLORS` farthest from every colour of the map. Left transparent they read as a
+    value: white is RdBu_r's 0.5."""
+    import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
+    from matplotlib.colors import to_rgb  # lazy: as above
+
+    colors = matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3]
+    distance = {c: float(np.min(np.linalg.norm(colors - np.array(to_rgb(c)), axis=1))) for c in HIDDEN_COLORS}
+    return HIDDEN_COLORS[0] if distance[HIDDEN_COLORS[0]] >= min_distance else max(distance, key=distance.get)
+
+
+def check_grid(result: "Result") -> None:
+    """Refuse a result whose map, confidence or Noiseprint++ is not on its image's grid (it would
+    be drawn misaligned, e.g. a transposed map): every figure and viewer."""
+    size = tuple(np.shape(result.image)[:2])
+    for key in ("map", "conf", "noiseprint"):
+        a = getattr(result, key, None)
+        if a is not None and tuple(np.shape(a)) != size:
+            turned = tuple(np.shape(a)) == size[::-1]
+            raise ValueError(
+                f"{result.name or 'image'}: {key} is {tuple(np.shape(a))}, the image {size}: it would be "
+                "drawn misaligned (image and maps must be on one grid"
+                + ("; one turned by its EXIF orientation, the other not?)" if turned else ")")
+            )
+
+
+def check_mask(result: "Result", mask: np.ndarray | None) -> np.ndarray | None:
+    """The ground-truth mask as booleans (True = forged), or ``None``; refused in one line unless
+    it is 2-D, on ``result``'s grid, and boolean, 0/1 or 0/255 (as the metrics take it): an RGB
+    mask file read as an array, or a soft mask, is not drawn as something else."""
+    if mask is None:
+        return None
+    name, m = result.name or "image", np.asarray(mask)
+    if m.ndim != 2:
+        hint = (
+            " (a picture with colour channels: read the file with trufor_lab.lab.datasets.read_mask, "
+            "or take one channel, mask[..., 0] > 0)"
+            if m.ndim == 3
+            else ""
         )
+        raise ValueError(f"{name}: the mask must be 2-D (H, W), got shape {m.shape}{hint}")
+    if m.shape != tuple(result.size):
+        raise ValueError(f"{name}: mask is {m.shape}, the result {tuple(result.size)}{_grid_hint(result)}")
+    if m.dtype == bool:
+        return m
+    values = np.unique(m) if m.dtype.kind in "iuf" else None
+    if values is None or not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        held = (
+            f"dtype {m.dtype}"
+            if values is None
+            else f"{values.size} values ({', '.join(f'{v:g}' for v in values[:4])}{', ...' if values.size > 4 else ''})"
+        )
+        raise ValueError(f"{name}: the mask must be boolean, 0/1 or 0/255; it holds {held}: threshold it first")
+    return m > 0
+
+
+def _grid_hint(result: "Result") -> str:
+    """Why a mask may be on another grid than a result whose file EXIF-turns its picture."""
+    o = getattr(result, "exif_orientation", None)
+    if o in (None, 1):
+        return ""
+    if getattr(result, "shown", False):
+        return f" (this result is turned as viewers show the file: turn the mask too, turn_as_shown(mask, {o}))"
+    return (
+        f" (this result is on the file's stored grid, which viewers show turned, EXIF orientation {o}: "
+        "for a mask drawn on the picture as shown, use result.as_shown())"
+    )
 
 
 def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, overlay_alpha: float = 0.5):
@@ -129,12 +203,13 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     alike); NaN confidence and Noiseprint++ pixels are drawn in :data:`BAD_COLOR`."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
-    check_mask(result, mask)
+    check_grid(result)
+    mask = check_mask(result, mask)
     step = display_stride(result.size)
     image, heat = for_display(result.image, step), for_display(result.map, step)
     panels = [("Image", image, {}, False)]
     if mask is not None:
-        m = for_display(np.asarray(mask), step).astype(float)
+        m = for_display(mask, step).astype(float)
         panels.append(("Ground truth", m, dict(cmap="gray", vmin=0, vmax=1), False))
     npm = for_display(result.noiseprint, step)
     lo, hi = robust_limits(npm)

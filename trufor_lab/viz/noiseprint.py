@@ -11,6 +11,7 @@ from another source has a different local variance and different peaks.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 Region = tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive
+
+#: A side shorter than this many periods leaves no bins between the harmonics to compare with.
+MIN_PERIODS = 4
 
 
 def as_map(noiseprint: Any) -> np.ndarray:
@@ -83,8 +87,12 @@ def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
     power of the ring of bins 2-3 away (bins near other harmonics excluded), so smooth content
     and the window's leakage do not count as peaks; the strongest harmonic is returned. A few
     units for noise, much larger for a ``period``-periodic pattern such as the JPEG 8x8 grid.
+    NaN (not measurable) when a side is shorter than ``4 * period`` (:data:`MIN_PERIODS`): the
+    harmonics' bins then touch and no ring is left to compare with (1.0 read as "no grid").
     """
     a = as_map(noiseprint)
+    if min(a.shape) < MIN_PERIODS * period:
+        return math.nan
     a = a - a.mean()
     a = a * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
     p = np.abs(np.fft.fft2(a)) ** 2
@@ -106,11 +114,12 @@ def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
                 peak = p[np.ix_(ys[2:5], xs[2:5])].mean()
                 bg = float(np.median(ring)) / np.log(2)  # median of exponential power -> its mean
                 ratios.append(peak / bg if bg > 0 else (np.inf if peak > 0 else 1.0))
-    return float(max(ratios)) if ratios else 1.0
+    return float(max(ratios)) if ratios else math.nan
 
 
 def region_stats(noiseprint: Any, region: Sequence[int], period: int = 8) -> dict[str, float]:
-    """Mean, std and the 8x8-grid peak ratio of the map inside ``region`` (y0, x0, y1, x1)."""
+    """Mean, std and the 8x8-grid peak ratio of the map inside ``region`` (y0, x0, y1, x1); the
+    ratio is NaN for a region too small to measure it (:func:`periodic_peak_ratio`)."""
     a = as_map(noiseprint)
     y0, x0, y1, x1 = _check_region(region, a.shape)
     crop = a[y0:y1, x0:x1]
@@ -123,8 +132,11 @@ def _spectrum_extent(shape: tuple[int, int]) -> list[float]:
     return [-0.5, 0.5 - 1.0 / w if w > 1 else 0.5, 0.5 - 1.0 / h if h > 1 else 0.5, -0.5]
 
 
-def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None):
-    """Three panels: the Noiseprint++ map, its local variance and its log spectrum; returns the Figure."""
+def plot_noiseprint(
+    noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None, label: str = "Noiseprint++"
+):
+    """Three panels: the Noiseprint++ map, its local variance and its log spectrum; returns the
+    Figure. ``label`` names the map (a classic detector's raw output is not Noiseprint++)."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
     a = as_map(noiseprint)
@@ -134,7 +146,7 @@ def plot_noiseprint(noiseprint: Any, fig=None, variance_size: int = 15, title: s
     axes = fig.subplots(1, 3, squeeze=False, gridspec_kw={"wspace": 0.45})[0]
     lo, hi = robust_limits(a)
     axes[0].imshow(a, cmap=map_cmap("gray"), vmin=lo, vmax=hi)  # NaN pixels visible
-    axes[0].set_title("Noiseprint++", fontsize=10)
+    axes[0].set_title(label, fontsize=10, parse_math=False)
     var = local_variance(a, variance_size)
     im = axes[1].imshow(var, cmap="magma", vmin=0, vmax=robust_limits(var)[1])
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
@@ -159,12 +171,13 @@ def compare_regions(
     fig=None,
     labels: tuple[str, str] = ("A", "B"),
     variance_size: int = 9,
+    label: str = "Noiseprint++",
 ):
-    """Two regions (y0, x0, y1, x1) of a Noiseprint++ map side by side.
+    """Two regions (y0, x0, y1, x1) of a Noiseprint++ map (``label``: what the map is) side by side.
 
     Left: the whole map with both regions outlined. Then one row per region: the crop (shared
     grey scale), its local variance (shared scale) and its log spectrum; titles give the std and
-    the 8x8-grid peak ratio. Returns the Figure.
+    the 8x8-grid peak ratio ("too small to measure" under 32 pixels a side). Returns the Figure.
     """
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     from matplotlib.patches import Rectangle  # lazy: matplotlib takes about a second to import; only drawing needs it
@@ -184,24 +197,26 @@ def compare_regions(
     spectra = [log_spectrum(c) for c in crops]
     slo = min(robust_limits(s, 0.5)[0] for s in spectra)
     shi = max(robust_limits(s, 0.5)[1] for s in spectra)
-    for row, ((y0, x0, y1, x1), crop, var, spec, label, color) in enumerate(
+    for row, ((y0, x0, y1, x1), crop, var, spec, name, color) in enumerate(
         zip(regions, crops, variances, spectra, labels, colors)
     ):
         ax_full.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2, ec=color))
-        ax_full.text(x0, y0, f" {label}", color=color, va="top", fontsize=10, fontweight="bold")
+        ax_full.text(x0, y0, f" {name}", color=color, va="top", fontsize=10, fontweight="bold", parse_math=False)
         stats = region_stats(a, (y0, x0, y1, x1))
         ax = fig.add_subplot(gs[row, 1])
         ax.imshow(crop, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
-        ax.set_title(f"{label}: std {stats['std']:.3g}", fontsize=9, color=color)
+        ax.set_title(f"{name}: std {stats['std']:.3g}", fontsize=9, color=color, parse_math=False)
         ax.set_axis_off()
         ax = fig.add_subplot(gs[row, 2])
         ax.imshow(var, cmap="magma", vmin=0, vmax=vmax)
-        ax.set_title(f"{label}: local variance", fontsize=9, color=color)
+        ax.set_title(f"{name}: local variance", fontsize=9, color=color, parse_math=False)
         ax.set_axis_off()
         ax = fig.add_subplot(gs[row, 3])
         ax.imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(crop.shape))
-        ax.set_title(f"{label}: spectrum (8x8 peaks x{stats['grid_peak_ratio']:.1f})", fontsize=9, color=color)
+        ratio = stats["grid_peak_ratio"]
+        peaks = "too small to measure" if math.isnan(ratio) else f"x{ratio:.1f}"
+        ax.set_title(f"{name}: spectrum (8x8 peaks {peaks})", fontsize=9, color=color, parse_math=False)
         ax.tick_params(labelsize=6)
-    ax_full.set_title("Noiseprint++", fontsize=10)
+    ax_full.set_title(label, fontsize=10, parse_math=False)
     ax_full.set_axis_off()
     return fig

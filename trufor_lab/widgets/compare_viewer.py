@@ -14,10 +14,11 @@ from trufor_lab.viz.figures import (
     draw_overlay,
     for_display,
     frame_panel,
+    hidden_color,
     map_cmap,
     robust_limits,
 )
-from trufor_lab.widgets.display import Viewer, as_list, clip01, new_figure
+from trufor_lab.widgets.display import Viewer, as_results, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["CompareViewer"]
@@ -35,8 +36,11 @@ class CompareViewer(OverlayControls, Viewer):
     EXIF orientation turns it is refused (the same zoom would show different places); call
     ``.as_shown()`` on all of them. The ``"noiseprint"`` panel draws every column showing the same
     kind of raw output on one shared grey scale, so a weaker Noiseprint++ looks weaker; NaN
-    confidence or Noiseprint++ pixels are drawn in magenta; a zoom larger than 2048 pixels is
-    strided down for drawing (display only)."""
+    confidence or Noiseprint++ pixels are drawn in magenta; the ``"map"`` panel draws the pixels
+    hidden by ``threshold`` or ``conf_min`` in a neutral colour (said in the title); a zoom larger
+    than 2048 pixels is strided down for drawing (display only). An
+    :class:`~trufor_lab.interpret.attribution.Attribution` (anything with ``to_result()``) is shown
+    as its ``to_result()``."""
 
     PANELS = ("overlay", "map", "conf", "noiseprint")
 
@@ -51,7 +55,7 @@ class CompareViewer(OverlayControls, Viewer):
         cmap: str = "RdBu_r",
         panel: str = "overlay",
     ) -> None:
-        self.results = as_list(results)
+        self.results = as_results(results, "CompareViewer")
         if not self.results:
             raise ValueError("CompareViewer needs at least one Result")
         self.labels = (
@@ -61,17 +65,8 @@ class CompareViewer(OverlayControls, Viewer):
             raise ValueError(f"{len(self.labels)} labels for {len(self.results)} results")
         _check_one_grid(self.results, self.labels)
         self._shape = tuple(self.results[0].size)
-        super().__init__(
-            dict(
-                opacity=clip01(opacity),
-                threshold=clip01(threshold),
-                conf_min=clip01(conf_min),
-                cmap=cmap,
-                zoom=(0, 0, *self._shape),
-                panel=panel,
-            )
-        )
-        self._normalize({"panel": panel})
+        state = dict(opacity=opacity, threshold=threshold, conf_min=conf_min, cmap=cmap, zoom=None, panel=panel)
+        super().__init__(self._normalize(state))
 
     def _normalize(self, changes: dict[str, Any]) -> dict[str, Any]:
         if "panel" in changes and changes["panel"] not in self.PANELS:
@@ -95,6 +90,7 @@ class CompareViewer(OverlayControls, Viewer):
 
     _control_value = OverlayControls._overlay_control_value
     _control_to_state = OverlayControls._overlay_control_to_state
+    _sync_control_options = OverlayControls._overlay_sync_options
 
     def render(self):
         s = self._state
@@ -134,7 +130,7 @@ class CompareViewer(OverlayControls, Viewer):
                 hidden = heat < s["threshold"] if s["threshold"] > 0 else np.zeros(heat.shape, bool)
                 if conf is not None and s["conf_min"] > 0:
                     hidden |= conf < s["conf_min"]
-                draw_map(ax, heat, hidden, cmap=s["cmap"])
+                draw_map(ax, heat, hidden, cmap=s["cmap"], hidden_color=hidden_color(s["cmap"]))
             elif panel == "conf" and conf is None:
                 ax.text(0.5, 0.5, "no confidence map", ha="center", va="center", transform=ax.transAxes)
             elif panel == "conf":
@@ -145,9 +141,19 @@ class CompareViewer(OverlayControls, Viewer):
             score = f"\nscore {r.score:.3f}" if r.score is not None else ""
             ax.set_title(f"{label}{score}", fontsize=10, parse_math=False)
             frame_panel(ax)
-        title = " / ".join(raw) if s["panel"] == "noiseprint" else s["panel"]
+        title = " / ".join(raw) if s["panel"] == "noiseprint" else s["panel"] + _hidden_words(s)
         fig.suptitle(title, fontsize=10, parse_math=False)
         return fig
+
+
+def _hidden_words(s: dict[str, Any]) -> str:
+    """What the map panel hides (drawn in a neutral colour), for the title; empty otherwise."""
+    if s["panel"] != "map":
+        return ""
+    rules = ([f"map < {s['threshold']:.2f}"] if s["threshold"] > 0 else []) + (
+        [f"confidence < {s['conf_min']:.2f}"] if s["conf_min"] > 0 else []
+    )
+    return f" (hidden: {', '.join(rules)})" if rules else ""
 
 
 def _raw_name(r: Any) -> str:

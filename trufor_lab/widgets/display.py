@@ -8,12 +8,25 @@ shown in an ``ipywidgets.Image``, with a static PNG wherever widgets cannot rend
 from __future__ import annotations
 
 import base64
+import contextlib
 import difflib
 import html
 import io
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-__all__ = ["StaticFallbackDisplay", "Viewer", "as_list", "clip01", "new_figure", "widgets_available"]
+from trufor_lab.viz.figures import check_grid
+
+__all__ = [
+    "StaticFallbackDisplay",
+    "Viewer",
+    "as_list",
+    "as_results",
+    "clip01",
+    "new_figure",
+    "one_line",
+    "widen_range",
+    "widgets_available",
+]
 
 
 def widgets_available() -> bool:
@@ -34,12 +47,29 @@ def new_figure(figsize: tuple[float, float]):
 
 class StaticFallbackDisplay:
     """Notebook display for objects with a ``widget`` and a ``_static_png()``: the widget view
-    where widgets render, with the static PNG in the same bundle as a fallback; never raises."""
+    where widgets render, with the static PNG in the same bundle as a fallback; never raises.
+    When nothing can be drawn, the display says why (the error in one line), not only its repr."""
 
     widget: Any
+    #: Why the last static picture could not be drawn (one line), or None.
+    _render_error: str | None = None
 
     def _static_png(self) -> bytes | None:  # pragma: no cover - overridden
         return None
+
+    def _drawn_or_none(self, draw: Callable[[], bytes]) -> bytes | None:
+        """``draw()``, or None with the reason kept for the display (a display never raises)."""
+        try:
+            png = draw()
+        except Exception as e:
+            self._render_error = one_line(e)
+            return None
+        self._render_error = None
+        return png
+
+    def _failure_text(self) -> str:
+        why = f": {self._render_error}" if self._render_error else ""
+        return f"{self!r} (could not render{why})"
 
     def _repr_png_(self) -> bytes | None:
         return self._static_png()
@@ -47,15 +77,18 @@ class StaticFallbackDisplay:
     def _repr_html_(self) -> str:
         png = self._static_png()
         if png is None:
-            return f"<pre>{html.escape(repr(self))} (could not render)</pre>"
-        return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
+            return f"<pre>{html.escape(self._failure_text())}</pre>"
+        return _img_html(png)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """The widget view where widgets render, with the static PNG as fallback in the same bundle."""
-        bundle: dict[str, Any] = {"text/plain": repr(self)}
+        """The widget view where widgets render, with the static PNG as fallback in the same bundle
+        (or, when nothing can be drawn, the reason as text)."""
         png = self._static_png()
         if png is not None:
-            bundle["image/png"] = png
+            bundle: dict[str, Any] = {"text/plain": repr(self), "image/png": png}
+        else:
+            text = self._failure_text()
+            bundle = {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
         try:
             box = self.widget
             if box is not None:
@@ -78,6 +111,7 @@ class Viewer(StaticFallbackDisplay):
         self._controls: dict[str, Any] | None = None
         self._image_widget: Any = None
         self._box: Any = None
+        self._message: Any = None
         self._syncing = False
         #: Number of renders so far (tests and profiling).
         self.redraw_count = 0
@@ -114,7 +148,8 @@ class Viewer(StaticFallbackDisplay):
         return dict(self._state)
 
     def set(self, **changes: Any) -> bytes:
-        """Change state (keys of :attr:`state`) and redraw; returns the new PNG bytes."""
+        """Change state (keys of :attr:`state`) and redraw; returns the new PNG bytes. A change
+        that fails (checked, synced to the controls or drawn) leaves state and controls as they were."""
         changes = self._normalize(dict(changes))
         unknown = [k for k in changes if k not in self._state]
         if unknown:
@@ -123,12 +158,19 @@ class Viewer(StaticFallbackDisplay):
                 f"unknown viewer setting {unknown[0]!r}"
                 + (f"; did you mean {close[0]!r}?" if close else f"; one of {sorted(self._state)}")
             )
+        before = dict(self._state)
         changed = {k for k, v in changes.items() if _differs(self._state[k], v)}
         self._state.update(changes)
-        if changed:
-            self._after_change(changed)
-        self._sync_controls()
-        return self.redraw()
+        try:
+            if changed:
+                self._after_change(changed)
+            self._sync_controls()
+            return self.redraw()
+        except Exception:
+            self._state = before
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                self._sync_controls()
+            raise
 
     def redraw(self) -> bytes:
         """Render the current state to PNG (and into the widget); returns the bytes."""
@@ -168,17 +210,35 @@ class Viewer(StaticFallbackDisplay):
         for key, ctrl in self._controls.items():
             ctrl.observe(self._observer(key), names="value")
         self._image_widget = w.Image(value=self.png, format="png", layout=w.Layout(max_width="100%"))
+        self._message = w.HTML("")
         rows = [w.HBox(list(self._controls.values())[i : i + 3]) for i in range(0, len(self._controls), 3)]
-        self._box = w.VBox([*rows, self._image_widget])
+        self._box = w.VBox([*rows, self._message, self._image_widget])
         self._sync_controls()
         return self._box
 
     def _observer(self, key: str) -> Callable[[dict], None]:
+        """A control's callback; it never raises (an error in a callback is lost in the log, and
+        the control would stay where the picture is not): a refused value puts the control back
+        and says why above the picture."""
+
         def on_change(change: dict) -> None:
-            if not self._syncing:
+            if self._syncing:
+                return
+            try:
                 self.set(**self._control_to_state(key, change["new"]))
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    self._sync_controls()
+                self._say(f"{key}: {one_line(e)}")
+            else:
+                self._say("")
 
         return on_change
+
+    def _say(self, text: str) -> None:
+        """Show ``text`` above the picture (empty: nothing)."""
+        if self._message is not None:
+            self._message.value = f'<span style="color:#b00">{html.escape(text)}</span>' if text else ""
 
     def _sync_controls(self) -> None:
         if not self._controls:
@@ -195,10 +255,7 @@ class Viewer(StaticFallbackDisplay):
 
     # -- display ----------------------------------------------------------------------------
     def _static_png(self) -> bytes | None:
-        try:
-            return self.png
-        except Exception:
-            return None
+        return self._drawn_or_none(lambda: self.png)
 
     def show(self) -> None:
         """Display in the notebook (the widget, or the static picture where widgets cannot render)."""
@@ -221,6 +278,49 @@ def _differs(a: Any, b: Any) -> bool:
         return bool(a != b)
     except Exception:
         return True
+
+
+def _img_html(png: bytes) -> str:
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
+
+
+def one_line(e: BaseException) -> str:
+    """``"Type: message"`` on one line (the message's first non-empty line, at most 300 characters)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0][:300]}" if lines else type(e).__name__
+
+
+def widen_range(value: Sequence[int], least: int, top: int) -> tuple[int, int]:
+    """A range slider's ``(lo, hi)`` widened to at least ``least`` inside ``[0, top]``: a drag that
+    closed the range shows the smallest one there instead of being refused."""
+    lo, hi = sorted((int(value[0]), int(value[1])))
+    if hi - lo >= least or top < least:
+        return lo, hi
+    hi = min(max(hi, lo + least), top)
+    return hi - least, hi
+
+
+def as_results(items: Any, who: str) -> list[Any]:
+    """One or several Results; an object with ``to_result()`` (an
+    :class:`~trufor_lab.interpret.attribution.Attribution`) is converted, anything else without a
+    Result's fields is refused in one line. Each map and confidence must be on its image's grid
+    (else it would be drawn misaligned)."""
+    out = []
+    for i, x in enumerate(as_list(items)):
+        if callable(getattr(x, "to_result", None)):
+            x = x.to_result()
+        missing = [f for f in _RESULT_FIELDS if not hasattr(x, f)]
+        if missing:
+            raise TypeError(
+                f"{who}: item {i} is a {type(x).__name__}, not a Result (no .{missing[0]}; "
+                "objects with .to_result() are converted)"
+            )
+        check_grid(x)
+        out.append(x)
+    return out
+
+
+_RESULT_FIELDS = ("image", "noiseprint", "map", "conf", "score", "name", "label", "captures", "weights", "size")
 
 
 def as_list(x: Any) -> list:

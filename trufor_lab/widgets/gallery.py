@@ -89,10 +89,7 @@ class FailureGallery(StaticFallbackDisplay):
         return self._box
 
     def _static_png(self) -> bytes | None:
-        try:
-            return self._png(self.gallery())
-        except Exception:
-            return None
+        return self._drawn_or_none(lambda: self._png(self.gallery()))
 
     def __repr__(self) -> str:
         return f"FailureGallery({len(self.cases)} case(s), selected {self.index})"

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-
 from trufor_lab.viz.noiseprint import as_map, compare_regions, plot_noiseprint
-from trufor_lab.widgets.display import Viewer, new_figure
+from trufor_lab.widgets.display import Viewer, new_figure, widen_range
 
 __all__ = ["NoiseprintViewer"]
 
 
 class NoiseprintViewer(Viewer):
     """Noiseprint++ of a result: ``mode="overview"`` (map, local variance, spectrum) or
-    ``mode="compare"`` (two regions ``region_a``/``region_b`` = (y0, x0, y1, x1) side by side)."""
+    ``mode="compare"`` (two regions ``region_a``/``region_b`` = (y0, x0, y1, x1) side by side).
+    A result whose raw panel shows something else (``captures["shown"]``, e.g. a classic
+    detector's output) is labelled so. A region slider closed below 2 pixels shows 2."""
 
     MODES = ("overview", "compare")
 
@@ -27,8 +28,11 @@ class NoiseprintViewer(Viewer):
         mode: str = "overview",
         variance_size: int = 15,
     ) -> None:
+        if callable(getattr(result, "to_result", None)):  # an Attribution: its raw map, named so
+            result = result.to_result()
         self.noiseprint = as_map(result)
         self.title = getattr(result, "name", "") or ""
+        self.label = str((getattr(result, "captures", None) or {}).get("shown", "Noiseprint++"))
         h, w = self.noiseprint.shape
         self._regions_possible = h >= 2 and w >= 2
         if not self._regions_possible and (region_a or region_b or mode == "compare"):
@@ -72,6 +76,11 @@ class NoiseprintViewer(Viewer):
             ctrls[f"{key}_x"] = w.IntRangeSlider(value=(r[1], r[3]), min=0, max=wd, description=f"{key[-1]} cols")
         return ctrls
 
+    def _sync_control_options(self) -> None:
+        c = (self._controls or {}).get("variance_size")
+        if c is not None and c.max < self._state["variance_size"]:  # a window set in code beyond the slider
+            c.max = self._state["variance_size"]
+
     def _control_value(self, key: str) -> Any:
         if key.endswith(("_y", "_x")):
             r = self._state[key[:-2]]
@@ -81,6 +90,7 @@ class NoiseprintViewer(Viewer):
     def _control_to_state(self, key: str, value: Any) -> dict[str, Any]:
         if key.endswith(("_y", "_x")):
             r = self._state[key[:-2]]
+            value = widen_range(value, 2, self.noiseprint.shape[0 if key.endswith("_y") else 1])
             new = (value[0], r[1], value[1], r[3]) if key.endswith("_y") else (r[0], value[0], r[2], value[1])
             return {key[:-2]: new}
         return {key: value}
@@ -89,8 +99,15 @@ class NoiseprintViewer(Viewer):
         s = self._state
         if s["mode"] == "overview":
             fig = new_figure((10.5, 3.8))
-            return plot_noiseprint(self.noiseprint, fig=fig, variance_size=s["variance_size"], title=self.title or None)
+            return plot_noiseprint(
+                self.noiseprint, fig=fig, variance_size=s["variance_size"], title=self.title or None, label=self.label
+            )
         fig = new_figure((12, 6))
         return compare_regions(
-            self.noiseprint, s["region_a"], s["region_b"], fig=fig, variance_size=min(s["variance_size"], 15)
+            self.noiseprint,
+            s["region_a"],
+            s["region_b"],
+            fig=fig,
+            variance_size=min(s["variance_size"], 15),
+            label=self.label,
         )

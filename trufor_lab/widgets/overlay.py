@@ -3,11 +3,12 @@ colour map and zoom (``zoom=(y0, x0, y1, x1)``)."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Sequence
 
-from trufor_lab.widgets.display import clip01
+from trufor_lab.widgets.display import clip01, widen_range
 
-__all__ = ["COLORMAPS", "OverlayControls", "check_zoom"]
+__all__ = ["COLORMAPS", "OverlayControls", "check_cmap", "check_zoom"]
 
 COLORMAPS = ("RdBu_r", "jet", "viridis", "magma", "inferno", "gray")
 
@@ -23,20 +24,33 @@ def check_zoom(zoom: Sequence[int] | None, shape: tuple[int, int]) -> tuple[int,
     return y0, x0, y1, x1
 
 
+def check_cmap(name: Any) -> str:
+    """``name`` if matplotlib knows the colormap, else a one-line refusal with the nearest names
+    (checked before it becomes the state: a bad name made every later redraw fail)."""
+    import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
+
+    if isinstance(name, str) and name in matplotlib.colormaps:
+        return name
+    known = list(matplotlib.colormaps)
+    same = [n for n in known if n.lower() == str(name).lower()]
+    close = same or difflib.get_close_matches(str(name), known, n=2)
+    raise ValueError(
+        f"unknown colormap {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
+    )
+
+
 class OverlayControls:
     """Opacity, threshold, confidence mask, colour map and zoom: shared by the result viewers."""
 
     _state: dict[str, Any]
+    _controls: dict[str, Any] | None
 
     def _overlay_normalize(self, changes: dict[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
         for key in ("opacity", "threshold", "conf_min"):
             if key in changes:
                 changes[key] = clip01(changes[key])
         if "cmap" in changes:
-            import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
-
-            if changes["cmap"] not in matplotlib.colormaps:
-                raise ValueError(f"unknown colormap {changes['cmap']!r}")
+            changes["cmap"] = check_cmap(changes["cmap"])
         if "zoom" in changes:
             changes["zoom"] = check_zoom(changes["zoom"], shape)
         return changes
@@ -66,6 +80,13 @@ class OverlayControls:
             ),
         }
 
+    def _overlay_sync_options(self) -> None:
+        """A colormap set in code that the dropdown lacks joins its options (the dropdown refused
+        it, and state and control parted)."""
+        c = (self._controls or {}).get("cmap")
+        if c is not None and self._state["cmap"] not in c.options:
+            c.options = (*c.options, self._state["cmap"])
+
     def _overlay_control_value(self, key: str) -> Any:
         z = self._state["zoom"]
         if key == "zoom_y":
@@ -76,6 +97,8 @@ class OverlayControls:
 
     def _overlay_control_to_state(self, key: str, value: Any) -> dict[str, Any]:
         z = self._state["zoom"]
+        if key in ("zoom_y", "zoom_x"):  # a drag that closed the range shows one pixel there
+            value = widen_range(value, 1, int((self._controls or {})[key].max))
         if key == "zoom_y":
             return {"zoom": (value[0], z[1], value[1], z[3])}
         if key == "zoom_x":

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from trufor_lab.viz.figures import (
     check_mask,
     crop_region,
@@ -15,12 +13,13 @@ from trufor_lab.viz.figures import (
     draw_overlay,
     for_display,
     frame_panel,
+    hidden_color,
     map_cmap,
     result_title,
     robust_limits,
     show_image,
 )
-from trufor_lab.widgets.display import Viewer, as_list, clip01, new_figure
+from trufor_lab.widgets.display import Viewer, as_list, as_results, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["ResultViewer"]
@@ -32,9 +31,12 @@ class ResultViewer(OverlayControls, Viewer):
 
     Panels: image with the map on top (ground-truth outline when ``masks`` are given), the
     localization map (fixed [0, 1] scale) and the confidence ("no confidence map" when the result
-    has none); Noiseprint++ when there is no map. A mask must be on its result's grid (turn it
-    too for a result turned :meth:`~trufor_lab.inference.result.Result.as_shown`). A zoom larger
-    than 2048 pixels is strided down for drawing (display only).
+    has none; pixels hidden by ``conf_min`` in a neutral colour, said in the title); Noiseprint++
+    when there is no map. An :class:`~trufor_lab.interpret.attribution.Attribution` (anything with
+    ``to_result()``) is shown as its ``to_result()``. A mask is 2-D, boolean, 0/1 or 0/255, on its
+    result's grid (turn it too for a result turned
+    :meth:`~trufor_lab.inference.result.Result.as_shown`); a bad mask or colormap is refused at
+    construction. A zoom larger than 2048 pixels is strided down for drawing (display only).
     """
 
     def __init__(
@@ -47,23 +49,16 @@ class ResultViewer(OverlayControls, Viewer):
         conf_min: float = 0.0,
         cmap: str = "RdBu_r",
     ) -> None:
-        self.results = as_list(results)
+        self.results = as_results(results, "ResultViewer")
         if not self.results:
             raise ValueError("ResultViewer needs at least one Result")
-        self.masks = as_list(masks) + [None] * (len(self.results) - len(as_list(masks)))
-        for r, m in zip(self.results, self.masks):
-            check_mask(r, m)
+        given = as_list(masks)
+        if len(given) > len(self.results):
+            raise ValueError(f"ResultViewer: {len(given)} masks for {len(self.results)} results")
+        self.masks = [check_mask(r, m) for r, m in zip(self.results, given + [None] * len(self.results))]
         shape = self.results[0].size
-        super().__init__(
-            dict(
-                index=0,
-                opacity=clip01(opacity),
-                threshold=clip01(threshold),
-                conf_min=clip01(conf_min),
-                cmap=cmap,
-                zoom=(0, 0, shape[0], shape[1]),
-            )
-        )
+        state = dict(index=0, opacity=opacity, threshold=threshold, conf_min=conf_min, cmap=cmap, zoom=None)
+        super().__init__(self._overlay_normalize(state, shape))
 
     @property
     def result(self) -> Any:
@@ -93,6 +88,7 @@ class ResultViewer(OverlayControls, Viewer):
         return ctrls
 
     def _sync_control_options(self) -> None:
+        self._overlay_sync_options()
         h, w_ = self.result.size
         for key, hi in (("zoom_y", h), ("zoom_x", w_)):
             c = self._controls.get(key) if self._controls else None
@@ -109,7 +105,7 @@ class ResultViewer(OverlayControls, Viewer):
         img = crop_region(r.image, z)
         step = display_stride(img.shape)  # one step for every panel: they stay aligned
         img = for_display(img, step)
-        crop_mask = None if mask is None else for_display(crop_region(np.asarray(mask), z), step)
+        crop_mask = None if mask is None else for_display(crop_region(mask, z), step)
         if r.map is None:
             fig = new_figure((7, 3.6))
             axes = fig.subplots(1, 2, squeeze=False)[0]
@@ -138,11 +134,14 @@ class ResultViewer(OverlayControls, Viewer):
             )
             axes[0].set_title("Overlay", fontsize=10)
             hidden = (conf < s["conf_min"]) if conf is not None and s["conf_min"] > 0 else None
-            im = draw_map(axes[1], heat, hidden, cmap=s["cmap"])
+            im = draw_map(axes[1], heat, hidden, cmap=s["cmap"], hidden_color=hidden_color(s["cmap"]))
             if s["threshold"] > 0 and min(heat.shape) >= 2:  # a contour needs 2x2 values
                 axes[1].contour(heat, levels=[s["threshold"]], colors="k", linewidths=0.8)
             fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
-            axes[1].set_title("Localization map", fontsize=10)
+            title = r.captures.get("map_title", "Localization map")
+            if hidden is not None:
+                title += f"\n(hidden: confidence < {s['conf_min']:.2f})"
+            axes[1].set_title(title, fontsize=10, parse_math=False)
             if conf is None:
                 axes[2].text(0.5, 0.5, "no confidence map", ha="center", va="center", transform=axes[2].transAxes)
             else:
