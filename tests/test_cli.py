@@ -861,6 +861,10 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, with_weights, capsy
     monkeypatch.chdir(tmp_path / "imgs")
     assert distributed.main([str(img), "-o", "", "--device", "cpu"]) == 2
     assert "--output is empty" in capsys.readouterr().err and os.listdir(".") == ["a.png"]
+    from trufor_lab.cli import train as train_cli
+
+    assert train_cli.main(["--images", ".", "-o", "", "--steps", "1"]) == 2
+    assert "--output is empty" in capsys.readouterr().err and os.listdir(".") == ["a.png"]
 
 
 def test_notebook_times_of_another_folder_do_not_replace_the_shipped_ones(tmp_path, capsys):

@@ -428,6 +428,7 @@ def test_ctrl_c_saves_the_step_in_progress_and_a_restart_drops_the_old_checkpoin
         (dict(forged_fraction=1.5), "forged_fraction"),
         (dict(jpeg_prob=-1), "jpeg_prob"),
         (dict(class_weights=(-1, 2)), "class_weights"),
+        (dict(class_weights=(0, 2)), "class_weights must be two finite weights > 0"),  # NaN on an all-pristine batch
         (dict(dataset_fraction=3), "dataset_fraction"),
         (dict(jpeg_quality=(100, 65)), "jpeg_quality must be (low, high)"),  # failed partway through a run
         (dict(precompute=-3), "precompute"),

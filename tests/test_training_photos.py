@@ -333,3 +333,25 @@ def test_one_camera_however_its_exif_spells_it_and_one_photo_however_many_copies
     assert cams["s1"] == cams["s2"] and cams["e1"] == cams["e2"] == "Canon EOS X"
     sp = P.split_by_camera(photos, {"validation": ("SAMSUNG sm-g991b",), "test": ("canon eos x",)})
     assert {p.name for p in sp["test"]} == {"e1", "e2"} and {p.name for p in sp["validation"]} == {"s1", "s2"}
+
+
+def test_a_16_bit_grey_photo_loads_as_every_image_does(tmp_path):
+    """Pillow's RGB conversion clips 16-bit grey to 255: a mid-grey 16-bit photo loaded nearly white."""
+    from trufor_lab.inference.preprocess import load_image
+
+    a = np.linspace(0, 65535, 300 * 320).reshape(300, 320).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "grey16.png")
+    (photo,) = P.scan_photos(tmp_path)
+    rgb = photo.load()
+    assert np.array_equal(rgb, load_image(tmp_path / "grey16.png").rgb) and abs(rgb.mean() - 127.5) < 1
+
+
+def test_every_image_format_read_elsewhere_is_a_photo_and_one_left_out_is_said(tmp_path):
+    """AVIF, PPM (and HEIC where a plugin reads it) photos were skipped without a word."""
+    Image.fromarray(_noise_photo(0)).save(tmp_path / "phone.avif")
+    Image.fromarray(_noise_photo(1)).save(tmp_path / "scan.ppm")
+    (tmp_path / "iphone.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 100)  # no decoder reads this
+    with pytest.warns(UserWarning, match=r"iphone\.heic: left out \(not an image file"):
+        photos = P.scan_photos(tmp_path)
+    assert sorted(p.name for p in photos) == ["phone", "scan"]
+    assert all(p.load().shape == (320, 400, 3) for p in photos)

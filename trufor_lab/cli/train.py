@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any, Sequence
 
-from trufor_lab.cli.messages import error, output_folder_problem
+from trufor_lab.cli.messages import error, output_folder_problem, run_command
 from trufor_lab.model import MIT_B0, MIT_B2, CheckpointError
-from trufor_lab.training.loop import PHASES, TrainConfig, train, train_phases
+from trufor_lab.training.loop import NAN_ADVICE, PHASES, TrainConfig, train, train_phases
 
 
 def run(args: Any) -> int:
@@ -22,7 +22,7 @@ def run(args: Any) -> int:
     existed = os.path.exists(args.output)
     try:
         return _run(args)
-    except (ValueError, OSError, RuntimeError, CheckpointError) as e:
+    except (ValueError, OSError, RuntimeError, CheckpointError, FloatingPointError) as e:
         # the library's words for its options, as this command spells them
         error(
             str(e)
@@ -30,6 +30,8 @@ def run(args: Any) -> int:
             .replace(
                 "TrainConfig.model (leave model=None to take its own)", "--model (leave --model out to take its own)"
             )
+            .replace(NAN_ADVICE, "start again with a lower --lr (--restart, or another -o)")
+            .replace("give init (", "give --init (")
         )
         if not existed:  # a run that failed before writing anything leaves no empty folder behind
             with contextlib.suppress(OSError):
@@ -50,6 +52,8 @@ def _run(args: Any) -> int:
         lr=args.lr,
         pristine=args.images,
         precompute=args.precompute,
+        # one pool for the three phases of --phase all (each computed the same pool again)
+        cache_dir=os.path.join(args.output, "cache") if args.phase == "all" else None,
         device=args.device or "auto",
         seed=args.seed,
         resume=not args.restart,
@@ -91,8 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m trufor_lab.cli.train ...`` (same options as ``trufor-lab train``)."""
     ap = argparse.ArgumentParser(prog="python -m trufor_lab.cli.train")
     register(ap.add_subparsers(dest="command", required=True))
-    args = ap.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
+    return run_command(ap.parse_args(["train", *(argv if argv is not None else sys.argv[1:])]))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -123,6 +124,26 @@ def recorded_test_photos(splits: dict[str, list], splits_json: str | Path) -> li
     return test
 
 
+def _cameras(photos: Sequence[Photo]) -> str:
+    """The cameras of the camera photos in ``photos`` (not the scikit-image pictures), in a few words."""
+    cams = sorted({p.camera for p in photos if not p.source.startswith("skimage:")})
+    return f"are of {len(cams)} camera(s) {cams[:4]}" + (" ..." if len(cams) > 4 else "")
+
+
+def _write_card(model, test: Sequence[Photo], eval_json: str | None, out: Path) -> None:
+    """``reliability.png`` and ``examples.png`` (and ``eval.json`` unless ``eval_json`` is given)
+    for ``model`` on the ``test`` photos; ``ValueError`` when they cannot be made from them."""
+    if eval_json:
+        real_test = json.loads(Path(eval_json).read_text())["real_test"]
+    else:
+        real_test = evaluate_real(model, test)
+        plain = json.loads(json.dumps(real_test, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)))
+        atomic_write_json(out / "eval.json", {"real_test": plain}, indent=1)
+    save_figure(reliability_figure(real_test), out / "reliability.png")
+    cams = [p for p in test if not p.source.startswith("skimage:")]
+    save_figure(examples_figure(model, cams), out / "examples.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.card", description=__doc__.splitlines()[0])
     ap.add_argument("--eval", default=None, help="JSON with a 'real_test' entry (default: computed, OUT/eval.json)")
@@ -149,15 +170,15 @@ def main(argv: list[str] | None = None) -> int:
             splits["test"] = recorded_test_photos(splits, args.splits)
     except ValueError as e:
         ap.error(str(e))
-    if args.eval:
-        real_test = json.loads(Path(args.eval).read_text())["real_test"]
-    else:
-        real_test = evaluate_real(model, splits["test"])
-        plain = json.loads(json.dumps(real_test, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)))
-        atomic_write_json(out / "eval.json", {"real_test": plain}, indent=1)
-    save_figure(reliability_figure(real_test), out / "reliability.png")
-    test = [p for p in splits["test"] if not p.source.startswith("skimage:")]
-    save_figure(examples_figure(model, test), out / "examples.png")
+    try:
+        _write_card(model, splits["test"], args.eval, out)
+    except ValueError as e:  # 'needs photos from at least two cameras' was a traceback
+        hint = "" if args.splits else " (name the run's own test photos with --splits)"
+        print(
+            f"error: {args.photos}: the test split's camera photos {_cameras(splits['test'])}: {e}{hint}",
+            file=sys.stderr,
+        )
+        return 2
     print(out / "reliability.png", out / "examples.png")
     return 0
 

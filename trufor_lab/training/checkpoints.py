@@ -25,8 +25,11 @@ LAST_CHECKPOINT = "last.pt"
 OLD_OPTIM_FILE = "last_optim.pt"
 
 
-def save_checkpoint(model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, out: Path) -> Path:
-    """Write model, optimizer, step and RNG state as ONE atomic file, ``out/last.pt``.
+def save_checkpoint(
+    model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, out: Path, init_digest: str | None = None
+) -> Path:
+    """Write model, optimizer, step and RNG state as ONE atomic file, ``out/last.pt``;
+    ``init_digest``: what the run started from (``meta.init_sha256``; ``"none"``: no init).
 
     One file renamed into place: a crash at any moment leaves either the previous complete
     checkpoint or the new one, never a model from one step with an optimizer from another.
@@ -36,7 +39,13 @@ def save_checkpoint(model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "config": model.cfg.to_dict(),
         "kind": "custom",
-        "meta": {"step": step, "phase": cfg.phase, "seed": cfg.seed, "train_config": cfg.to_plain()},
+        "meta": {
+            "step": step,
+            "phase": cfg.phase,
+            "seed": cfg.seed,
+            "train_config": cfg.to_plain(),
+            **({"init_sha256": init_digest} if init_digest is not None else {}),
+        },
         "optimizer": opt.state_dict(),
         "rng": {"torch": torch.get_rng_state()},
     }
@@ -48,8 +57,9 @@ def save_checkpoint(model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig,
 
 
 def read_training_state(path: str | os.PathLike) -> dict:
-    """``{"step", "optimizer", "rng", "train_config"}`` of a training checkpoint (the last: the
-    settings it was trained with, ``None`` when not recorded), read on the CPU like any
+    """``{"step", "optimizer", "rng", "train_config", "init_sha256"}`` of a training checkpoint
+    (the settings it was trained with and the digest of the init it started from, ``None`` when
+    not recorded), read on the CPU like any
     checkpoint (``Optimizer.load_state_dict`` moves the state to the parameters' device).
 
     A checkpoint of an earlier version keeps its optimizer in ``last_optim.pt`` beside it: taken
@@ -67,17 +77,24 @@ def read_training_state(path: str | os.PathLike) -> dict:
             f"{path}: its meta.step is not a step number ({meta['step']!r:.40}); cannot resume from it"
         ) from None
     plain = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else None
+    init = meta.get("init_sha256") if isinstance(meta.get("init_sha256"), str) else None
     if "optimizer" in obj:
         opt = obj["optimizer"]
         if not isinstance(opt, dict) or not {"state", "param_groups"} <= set(opt):
             raise ValueError(f"{path}: its optimizer entry is not an optimizer state; cannot resume from it")
         rng = obj.get("rng") if isinstance(obj.get("rng"), dict) else {}
-        return {"step": step, "optimizer": opt, "rng": rng, "train_config": plain}
+        return {"step": step, "optimizer": opt, "rng": rng, "train_config": plain, "init_sha256": init}
     old = path.with_name(OLD_OPTIM_FILE)
     if old.is_file():
         state = read_checkpoint(old)
         if int(state.get("step", -1)) == step:
-            return {"step": step, "optimizer": state["optimizer"], "rng": {}, "train_config": plain}
+            return {
+                "step": step,
+                "optimizer": state["optimizer"],
+                "rng": {},
+                "train_config": plain,
+                "init_sha256": init,
+            }
         raise ValueError(
             f"{path}: model saved at step {step} but {old.name} at step {state.get('step')} "
             "(interrupted save); cannot resume consistently: start again without resume"
@@ -91,6 +108,22 @@ def _compact(key: str, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return v
     small = v.to(dtype)
     return small if bool(torch.isfinite(small).all()) else v
+
+
+def _plain_meta(obj: object, meta: dict | None, src: str | os.PathLike) -> dict:
+    """``src``'s ``meta`` updated with ``meta``, as plain JSON data (a tensor or another object in
+    it was a bare TypeError naming no file)."""
+    old = obj.get("meta") if isinstance(obj, dict) else None
+    if old is not None and not isinstance(old, dict):
+        raise CheckpointError(f"{src}: its 'meta' entry is not a dict ({type(old).__name__})")
+    try:
+        kept = json.loads(json.dumps(old or {}))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{src}: its 'meta' entry is not plain data ({e})") from None
+    try:
+        return {**kept, **json.loads(json.dumps(dict(meta or {})))}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"meta for {src}'s export is not plain data ({e})") from None
 
 
 def export_checkpoint(
@@ -118,12 +151,7 @@ def export_checkpoint(
     with torch.device("meta"):
         check_state_dict(TruFor(cfg), sd, str(src))
     sd = {k: _compact(k, v, dtype).contiguous() for k, v in sd.items()}
-    out = {
-        "state_dict": sd,
-        "config": cfg.to_dict(),
-        "kind": kind,
-        "meta": json.loads(json.dumps({**(obj.get("meta") or {}), **(meta or {})})),
-    }
+    out = {"state_dict": sd, "config": cfg.to_dict(), "kind": kind, "meta": _plain_meta(obj, meta, src)}
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(dst, out)

@@ -17,6 +17,7 @@ import numpy as np
 
 from trufor_lab.model import MIT_B0, TruFor, TruForConfig
 from trufor_lab.training.phases import PHASES
+from trufor_lab.training.scenes import pristine_files
 
 # --------------------------------------------------------------------------------------------
 # configuration and results
@@ -132,8 +133,9 @@ class TrainConfig:
         if self.max_seconds is not None:
             number("max_seconds", 0)  # 0: stop (and checkpoint) after the first step
         w = tuple(self.class_weights)
-        if len(w) != 2 or not all(isinstance(x, numbers.Real) and math.isfinite(x) and x >= 0 for x in w) or not any(w):
-            raise ValueError(f"class_weights must be two finite weights >= 0, not both 0, got {self.class_weights!r}")
+        # a zero weight: 0/0 (NaN) cross-entropy on a batch of that class alone
+        if len(w) != 2 or not all(isinstance(x, numbers.Real) and math.isfinite(x) and x > 0 for x in w):
+            raise ValueError(f"class_weights must be two finite weights > 0, got {self.class_weights!r}")
         q = tuple(self.jpeg_quality)
         if (
             len(q) != 2
@@ -166,8 +168,8 @@ class TrainConfig:
                 v = f"<{len(v)} arrays, sha256 {_arrays_digest(v)}>"  # a resume on other pictures is refused
             elif f.name == "datasets":
                 v = [getattr(ds, "name", str(ds)) for ds in v]
-            elif f.name == "pristine" and isinstance(v, (str, os.PathLike)):
-                v = f"{os.fspath(v)} <{_folder_digest(v)}>"  # other pictures in that folder: another run
+            elif f.name == "pristine" and isinstance(v, (str, os.PathLike)):  # other pictures there: another run
+                v = f"{os.path.realpath(v)} <{_folder_digest(v, self.out_dir)}>"
             elif f.name == "stream" and v is not None:  # its settings and pictures, not its type alone
                 v = f"{getattr(v, 'description', type(v).__name__)} #{stream_fingerprint(v)}"
             elif isinstance(v, tuple):
@@ -176,30 +178,44 @@ class TrainConfig:
         return json.loads(json.dumps(d, default=str))
 
 
-def _folder_digest(folder: str | os.PathLike) -> str:
-    """A short digest of a folder's files (relative names, sizes, modification times): another
-    set of pictures in the same folder is another run."""
-    crc, seen = 0, set()
-    for top, dirs, names in os.walk(folder, followlinks=True):
-        here = os.path.realpath(top)
-        if here in seen:  # a link loop
-            dirs[:] = []
+def _folder_digest(folder: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> str:
+    """A short digest of the pictures a run reads from ``folder`` (relative names, sizes,
+    modification times): other pictures in the same folder are another run; its other files
+    (notes, thumbnails' databases) and the run's own folder inside it are not."""
+    crc = 0
+    for p in pristine_files(folder, out_dir):
+        try:
+            st = os.stat(p)
+        except OSError:
             continue
-        seen.add(here)
-        dirs.sort()
-        for n in sorted(names):
-            try:
-                st = os.stat(os.path.join(top, n))
-            except OSError:
-                continue
-            rel = os.path.relpath(os.path.join(top, n), folder)
-            crc = zlib.crc32(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode(), crc)
+        rel = os.path.relpath(p, folder)
+        crc = zlib.crc32(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode(), crc)
     return f"{crc:08x}"
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (read in blocks), 16 hex digits."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _file_state(path: str | os.PathLike) -> str:
+    """A file's size and modification time (``missing`` when there is none): a file rewritten
+    in place (a mask corrected) is another file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}\0{st.st_mtime_ns}"
+
+
 def stream_fingerprint(stream: object) -> str:
-    """A short digest of everything that shapes a stream's examples (its settings, and the pixels
-    and names of its images): a precomputed pool is reused only for the same stream."""
+    """A short digest of everything that shapes a stream's examples (its settings, the pixels of
+    its images, and the names, sizes and modification times of the files it reads): a
+    precomputed pool is reused only for the same stream."""
     crc = 0
 
     def feed(v: object, depth: int = 0) -> None:
@@ -219,6 +235,8 @@ def stream_fingerprint(stream: object) -> str:
             crc = zlib.crc32(repr(v.item()).encode(), crc)
         elif isinstance(v, (str, int, float, bool, type(None))):
             crc = zlib.crc32(repr(v).encode(), crc)
+        elif isinstance(v, os.PathLike):  # a file read later (a dataset's image, its mask): its state too
+            crc = zlib.crc32(f"{os.fspath(v)}\0{_file_state(v)}".encode(), crc)
         elif hasattr(v, "__dict__") and depth < 3:  # a nested stream, a photo record, ...
             crc = zlib.crc32(type(v).__name__.encode(), crc)
             feed({k: x for k, x in vars(v).items() if not callable(x)}, depth + 1)

@@ -34,7 +34,7 @@ from trufor_lab.lab.forgeries import Forgery
 from trufor_lab.model import CheckpointError, extract_state_dict, read_checkpoint
 from trufor_lab.training.config import TrainConfig
 from trufor_lab.training.demo import DEMO_MODEL, score_heldout
-from trufor_lab.training.loop import train_chain
+from trufor_lab.training.loop import NAN_ADVICE, train_chain
 from trufor_lab.training.phases import PHASES, build_model
 from trufor_lab.training.photos import (
     DEFAULT_SPLIT,
@@ -413,8 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         print(run(args.photos, args.out, args.init, camera_folders=args.camera_folders, split=split, **recipe))
-    except (ValueError, OSError, RuntimeError, CheckpointError) as e:  # one line naming the file, no traceback
-        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    except (ValueError, OSError, RuntimeError, CheckpointError, FloatingPointError) as e:  # one line, no traceback
+        # this command has no --lr: a round's learning rates are set from Python (run(..., phases=...))
+        said = str(e).replace(NAN_ADVICE, "start again in another --out with lower learning rates (run's phases)")
+        lines = [ln for ln in said.splitlines() if ln.strip()]
         print(f"error: {escaped(lines[0] if lines else type(e).__name__)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

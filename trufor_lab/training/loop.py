@@ -54,7 +54,7 @@ from trufor_lab.common.device import cuda_bf16_native, resolve_device
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.model import TruFor
 from trufor_lab.training.checkpoints import read_log, read_training_state, save_checkpoint, truncate_log
-from trufor_lab.training.config import TrainConfig, TrainResult, stream_fingerprint
+from trufor_lab.training.config import TrainConfig, TrainResult, file_digest, stream_fingerprint
 from trufor_lab.training.losses import phase_loss
 from trufor_lab.training.phases import PHASES, build_model, set_phase
 from trufor_lab.training.scenes import builtin_images, read_folder
@@ -73,7 +73,7 @@ def _images(cfg: TrainConfig) -> list[np.ndarray]:
     if cfg.pristine is None:
         return [] if cfg.datasets and cfg.dataset_fraction >= 1 else builtin_images("train")
     if isinstance(cfg.pristine, (str, os.PathLike)):
-        return read_folder(cfg.pristine)
+        return read_folder(cfg.pristine, skip=cfg.out_dir)  # not the run's own folder when it lies inside
     return [np.asarray(a) for a in cfg.pristine]
 
 
@@ -171,6 +171,37 @@ _RESUMABLE_CHANGES = frozenset(
 )
 
 
+#: What to do after a NaN or Inf loss (the learning rate is a setting a run cannot resume with).
+NAN_ADVICE = "start again with a lower lr (resume=False, or another out_dir)"
+
+
+def _init_digest(cfg: TrainConfig) -> str | None:
+    """What the run starts from: the sha256 of ``init``'s bytes, ``"none"`` without one, ``None``
+    when the file cannot be read (a fresh start then fails on it with its own message)."""
+    if cfg.init is None:
+        return "none"
+    try:
+        return file_digest(cfg.init)
+    except OSError:
+        return None
+
+
+def _init_changed(ckpt: Path, state: dict, cfg: TrainConfig, now: str | None) -> bool:
+    """Whether the run in ``ckpt`` started from another ``init`` than the one given now (a
+    previous phase trained further since): it then starts again, as :func:`train_chain` restarts
+    a phase after one that trained further (resuming returned heads fitted to the old network).
+    Not when no init is given now, nor for a run of an earlier version (nothing recorded)."""
+    was = state.get("init_sha256")
+    if cfg.init is None or now is None or was is None or was == now:
+        return False
+    tqdm.write(
+        f"note: {ckpt}: its init {cfg.init} is not the one this run started from (trained further "
+        f"since?): {cfg.phase} starts again from it",
+        file=sys.stderr,
+    )
+    return True
+
+
 def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig) -> None:
     """Refuse to resume a run made with other settings: it would silently return the old model
     (or continue it with a mix of both)."""
@@ -181,6 +212,9 @@ def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig) -> None:
     old, new = str(was.get("pristine")), str(now.get("pristine"))
     if old.endswith(" arrays>") and new.startswith(old[:-1] + ", sha256 "):
         was["pristine"] = now["pristine"]  # an earlier version recorded the count only: cannot tell more
+    if isinstance(was.get("pristine"), str) and not was["pristine"].startswith("<"):  # a folder as typed
+        path, mark, digest = was["pristine"].rpartition(" <") if " <" in was["pristine"] else (was["pristine"], "", "")
+        was["pristine"] = os.path.realpath(path) + mark + digest  # now recorded resolved
     # earlier versions recorded a folder by its path and a stream by its description only
     for key, mark in (("pristine", " <"), ("stream", " #")):
         if isinstance(was.get(key), str) and str(now.get(key)).startswith(was[key] + mark) and mark not in was[key]:
@@ -208,9 +242,18 @@ def _train(cfg: TrainConfig) -> TrainResult:
     device = train_device(cfg.device)
     amp = (device.type == "cuda" and cuda_bf16_native(device)) if cfg.amp is None else bool(cfg.amp)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt, log_path = out / "last.pt", out / "log.jsonl"
-    resuming = cfg.resume and ckpt.is_file()
+    state = read_training_state(ckpt) if cfg.resume and ckpt.is_file() else None
+    init_digest = _init_digest(cfg)
+    if state is not None and _init_changed(ckpt, state, cfg, init_digest):
+        state = None
+    resuming = state is not None
+    if not resuming and cfg.init is None and cfg.phase != PHASES[0]:  # heads on a random frozen network
+        raise ValueError(
+            f"{out}: the {cfg.phase} phase trains on a trained localization network and there is no run "
+            "here to resume: give init (the previous phase's last.pt)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)  # reproducible initialisation
     source = ckpt if resuming else cfg.init
     # model=None with a checkpoint: its own architecture (its config entry, else its weights' size)
@@ -226,17 +269,19 @@ def _train(cfg: TrainConfig) -> TrainResult:
     model.to(device)
     params = set_phase(model, cfg.phase)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = 0
-    if resuming:
-        state = read_training_state(ckpt)
+    step, saved = 0, None  # saved: the step of the checkpoint on disk
+    if state is not None:
         _check_same_run(ckpt, state.get("train_config"), cfg)
         opt.load_state_dict(state["optimizer"])
-        step = state["step"]
+        step = saved = state["step"]
+        init_digest = state.get("init_sha256")  # the init the run started from, not today's file
         if isinstance(state["rng"].get("torch"), torch.Tensor):
             torch.set_rng_state(state["rng"]["torch"].cpu())
         truncate_log(log_path, step)
-    else:  # a restart: the old run's log and checkpoint go together (a resume after an
-        for stale in (log_path, ckpt):  # interrupted restart continued the old run, logged as the new one)
+    else:  # a restart: the old run's log, checkpoint and pools go together (a resume after an
+        # interrupted restart continued the old run, logged as the new one; a pool made from
+        # files since changed was reused)
+        for stale in (log_path, ckpt, *out.glob("pool_*.npz")):
             if stale.exists():
                 stale.unlink()
     stream = cfg.stream or ForgeryStream(
@@ -269,9 +314,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
             loss, parts = phase_loss(model, cfg.phase, rgb, npm, mask, label, cfg.class_weights, cfg.ce_lambda, amp)
             if not torch.isfinite(loss):
                 # stop before the update: the weights and the last checkpoint stay the good ones
+                kept = "no checkpoint yet" if saved is None else f"the checkpoint of step {saved} is kept"
                 raise FloatingPointError(
                     f"{out}: the {cfg.phase} loss is {float(loss.detach())} at step {step + 1} (lr {lr:g}); "
-                    f"nothing saved after step {step}: lower the learning rate and resume"
+                    f"{kept}: {NAN_ADVICE}"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -287,7 +333,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
             over = cfg.max_seconds is not None and time.time() - t0 > cfg.max_seconds
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or over or stop:
-                save_checkpoint(model, opt, cfg, step, out)
+                save_checkpoint(model, opt, cfg, step, out, init_digest)
+                saved = step
             if stop:  # Ctrl-C: the step in progress was finished and saved, nothing is lost
                 bar.close()
                 raise KeyboardInterrupt(f"{out}: interrupted; saved at step {step}, run again to resume")
@@ -295,7 +342,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
                 break
     bar.close()
     if not ckpt.is_file():
-        save_checkpoint(model, opt, cfg, step, out)
+        save_checkpoint(model, opt, cfg, step, out, init_digest)
     if np.isnan(last["loss"]):
         rows = read_log(log_path)
         last = rows[-1] if rows else last

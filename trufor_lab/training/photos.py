@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from trufor_lab.common.image_files import load_stored, open_image
+from trufor_lab.common.image_files import open_image, unrecognised_reason
 from trufor_lab.common.paths import find_images
 from trufor_lab.forensics.jpeg import jpeg_compress
+from trufor_lab.inference.preprocess import load_image
 from trufor_lab.lab.forgeries import Forgery, random_params, splice
 from trufor_lab.training.scenes import builtin_images, skimage_rgb
 from trufor_lab.training.streams import ForgeryStream, random_flip
@@ -50,7 +51,6 @@ __all__ = [
     "SKIMAGE_PHOTOS",
 ]
 
-PHOTO_EXT = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".mpo", ".webp", ".bmp")
 #: scikit-image samples that are photographs (not drawings, micrographs or renderings).
 SKIMAGE_PHOTOS = (
     "astronaut",
@@ -92,17 +92,23 @@ class Photo:
     size: tuple[int, int] = (0, 0)  # (height, width)
 
     def load(self) -> np.ndarray:
-        """Decoded uint8 RGB pixels at native resolution, stored orientation (no EXIF rotation)."""
+        """Decoded uint8 RGB pixels at native resolution, stored orientation (no EXIF rotation),
+        read as every image is (:func:`~trufor_lab.inference.preprocess.load_image`: 16-bit
+        scaled, where Pillow's RGB conversion clipped a 16-bit grey photo to near white)."""
         if self.source.startswith("skimage:"):
             a = skimage_rgb(self.source.split(":", 1)[1])
             if a is None:
                 raise ValueError(f"{self.source}: not available in this scikit-image install")
             return a
+        if self.frame == 0:
+            return load_image(self.source).rgb  # JPEG grid kept: EXIF orientation not applied
+        name = f"{self.source} (frame {self.frame})"
         try:
-            with load_stored(self.source, self.frame) as im:  # JPEG grid kept
-                return np.asarray(im.convert("RGB"))
+            with open_image(self.source) as im:
+                im.seek(self.frame)
+                return load_image(im, name=name).rgb
         except (OSError, EOFError) as e:
-            raise ValueError(f"{self.source}: cannot decode frame {self.frame} ({e})") from None
+            raise ValueError(f"{name}: cannot decode ({e})") from None
 
 
 def _exif_camera(im: Image.Image, name: str = "a photo") -> str | None:
@@ -137,7 +143,7 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
     if unreadable:  # a camera's folder left out would change the split without a word
         raise ValueError(unreadable[0])
     seen: dict[str, Path] = {}  # file digest -> the first path with those bytes
-    for p in (q for q in files if q.suffix.lower() in PHOTO_EXT):
+    for p in files:  # every image suffix the project reads (AVIF, HEIC, PPM ... were left out unsaid)
         digest = hashlib.sha256(p.read_bytes()).hexdigest()
         if digest in seen:  # 'IMG_1.jpg' and 'IMG_1 (1).jpg': one photo, which must not be in two splits
             warnings.warn(f"{p}: the same file as {seen[digest]}: left out (one photo, one split)", stacklevel=2)
@@ -145,13 +151,15 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
         seen[digest] = p
         try:
             with open_image(p) as im:
-                n = getattr(im, "n_frames", 1)
+                n = getattr(im, "n_frames", 1) if im.format == "MPO" else 1  # a GIF's frames, a PSD's layers: one
                 for f in range(n):
                     im.seek(f)
                     w, h = im.size
                     if min(h, w) < min_side:
                         continue
                     found.append((p, f, n, _exif_camera(im, str(p)), (h, w)))
+        except UnidentifiedImageError:  # HEIC without its plugin, a file named as an image that is none
+            warnings.warn(f"{p}: left out ({unrecognised_reason(str(p))})", stacklevel=2)
         except (OSError, EOFError) as e:
             raise ValueError(f"{p}: unreadable image ({e})") from None
     if not found:

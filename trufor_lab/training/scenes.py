@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import numpy as np
 
-from trufor_lab.common.paths import list_images
+from trufor_lab.common.paths import find_images
 from trufor_lab.inference.preprocess import load_image
 
 #: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
@@ -115,10 +116,17 @@ def _builtin_images(split: str, n_scenes: int, scene_size: int) -> tuple[np.ndar
     return tuple(out)
 
 
-def read_folder(folder: str | os.PathLike) -> list[np.ndarray]:
+def pristine_files(folder: str | os.PathLike, skip: str | os.PathLike | None = None) -> list[Path]:
+    """The pictures read from a pristine ``folder`` (recursive): its images, not those under
+    ``skip`` (a run's own folder inside it)."""
+    return find_images(folder, skip=skip)[0]
+
+
+def read_folder(folder: str | os.PathLike, skip: str | os.PathLike | None = None) -> list[np.ndarray]:
+    """The pictures of :func:`pristine_files` as RGB uint8 arrays."""
     if not os.path.isdir(folder):
         raise ValueError(f"{folder}: no such folder" if not os.path.exists(folder) else f"{folder}: not a folder")
-    files = list_images(folder)
+    files = pristine_files(folder, skip)
     if not files:
         raise ValueError(f"{folder}: no images found")
     return [load_image(p).rgb for p in files]

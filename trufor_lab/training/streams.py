@@ -3,6 +3,7 @@ examples, cut to grid-aligned crops (the JPEG 8x8 grid kept)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -43,6 +44,16 @@ def random_flip(rng: np.random.Generator, arrays: Sequence[np.ndarray], flips: s
     return [np.ascontiguousarray(a) for a in out]
 
 
+def pristine_rgb(a: Any, name: str) -> np.ndarray:
+    """A pristine picture as RGB uint8, read as every image is (uint16 and float in [0, 1] scaled,
+    grey repeated, alpha dropped: cast to uint8, a float picture was black, a 16-bit one noise);
+    8-bit values in a wider integer type (``np.array`` of Python ints) taken as they are."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iu" and a.dtype not in (np.uint8, np.uint16) and a.size and a.min() >= 0 and a.max() <= 255:
+        a = a.astype(np.uint8)
+    return load_image(a, name=name).rgb
+
+
 class ForgeryStream:
     """Training examples ``(rgb uint8 (S, S, 3), mask bool (S, S), label)`` from pristine images
     (forged on the fly or kept pristine) and user datasets. Deterministic given the rng.
@@ -70,7 +81,7 @@ class ForgeryStream:
         kinds: Sequence[str] | None = None,
         traceable: bool = False,
     ) -> None:
-        self.images = [np.asarray(a, dtype=np.uint8)[..., :3] for a in images]
+        self.images = [pristine_rgb(a, f"pristine image {i}") for i, a in enumerate(images)]
         if camera:
             self.images = [downscale(a, 2) if min(a.shape[:2]) >= 128 else a for a in self.images]
         self.samples = [(ds, s) for ds in datasets for s in ds if s.label == 0 or s.mask_path is not None]
@@ -80,6 +91,11 @@ class ForgeryStream:
         bad = [k for k in self.kinds if k not in FORGERIES]
         if bad:
             raise ValueError(f"unknown forgery kind(s) {bad}; choose from {sorted(FORGERIES)}")
+        if len(self.images) == 1 and not camera and "splice" in self.kinds and kinds is not None:
+            why = "a splice needs a donor from another picture: give two pristine images at least (or camera=True)"
+            if set(self.kinds) == {"splice"}:
+                raise ValueError(f"kinds ('splice',) with one pristine image: {why}")
+            warnings.warn(f"one pristine image: no splices drawn ({why})", stacklevel=2)
         self.forged_fraction = forged_fraction
         self.dataset_fraction = dataset_fraction if self.images else 1.0
         self.jpeg_prob, self.jpeg_quality, self.flips = jpeg_prob, jpeg_quality, flips
@@ -107,7 +123,9 @@ class ForgeryStream:
         return img
 
     def forge(self, rng: np.random.Generator, rgb: np.ndarray, donor: np.ndarray | None):
-        pool = [k for k in self.kinds if donor is not None or k != "splice"] or ["copy_move"]
+        pool = [k for k in self.kinds if donor is not None or k != "splice"]
+        if not pool:  # never another kind than those asked for
+            raise ValueError(f"kinds {self.kinds} need a donor image, and none was given")
         kind = pool[int(rng.integers(len(pool)))]
         params = random_params(kind, rng)
         if self.traceable and kind == "copy_move" and params["rotation"] == 0 and params["scale"] == 1:
@@ -119,6 +137,16 @@ class ForgeryStream:
             params["op"] = TRACEABLE_EDITS[int(rng.integers(len(TRACEABLE_EDITS)))]
         return make_forgery(kind, rgb, donor, seed=int(rng.integers(2**31)), **params)
 
+    def _donor(self, rng: np.random.Generator, i: int, size: int) -> np.ndarray | None:
+        """A splice donor for image ``i``: another picture (the same one drew copy-moves instead of
+        splices); with ``camera`` any scene, shot by another camera; ``None`` with one picture."""
+        n = len(self.images)
+        if self.camera:
+            return self.source(rng, int(rng.integers(n)), size)
+        if n < 2:
+            return None
+        return self.source(rng, (i + 1 + int(rng.integers(n - 1))) % n, size)
+
     def synthetic(
         self, rng: np.random.Generator, size: int, forged: bool | None = None
     ) -> tuple[np.ndarray, np.ndarray, int, str]:
@@ -129,9 +157,7 @@ class ForgeryStream:
         mask = np.zeros((size, size), bool)
         label, kind = 0, "pristine"
         if forged if forged is not None else rng.random() < self.forged_fraction:
-            j = int(rng.integers(n))
-            donor = self.source(rng, j, size) if (j != i or n == 1 or self.camera) else None
-            f = self.forge(rng, rgb, donor)
+            f = self.forge(rng, rgb, self._donor(rng, i, size))
             rgb, mask, label, kind = f.image, f.mask, 1, f.kind
         if kind != "double_jpeg" and rng.random() < self.jpeg_prob:
             rgb = jpeg_compress(rgb, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
