@@ -672,3 +672,16 @@ def test_capped_metadata_keeps_every_problem_row():
         ("Problems", "problem", "x"),
     ]
     assert len(rows) <= MAX_METADATA_ROWS + 1 and any(r[1].endswith("more rows") for r in rows)
+
+
+def test_the_report_names_a_classic_detectors_raw_output(tmp_path, tampered2):
+    """A classic detector's raw output was titled and captioned 'Noiseprint++' in the report."""
+    from trufor_lab.casebook.report import noiseprint_section_html
+    from trufor_lab.lab.classic import detect
+
+    Image.fromarray(tampered2[:128, :128]).save(tmp_path / "x.png")
+    r = detect(str(tmp_path / "x.png"), "noise")
+    shown = r.captures["shown"]
+    assert shown != "Noiseprint++"
+    html = noiseprint_section_html(r, dpi=40)
+    assert f"{shown} map, local variance" in html and "Noiseprint++ map, local" not in html

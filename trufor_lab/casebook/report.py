@@ -105,9 +105,10 @@ def fig_to_data_uri(fig: Any, dpi: int = 100) -> str:
 
 
 def noiseprint_figure(result: "Result") -> Any:
-    """Noiseprint++ map, local variance and log spectrum (``viz.noiseprint``; own fallback)."""
-    title = f"Noiseprint++ of {short_name(result.name)}"
-    return plot_noiseprint(result.noiseprint, title=title)
+    """Noiseprint++ map (or a classic detector's raw output, named as such), local variance and
+    log spectrum (``viz.noiseprint``)."""
+    label = str((result.captures or {}).get("shown", "Noiseprint++"))
+    return plot_noiseprint(result.noiseprint, title=f"{label} of {short_name(result.name)}", label=label)
 
 
 # --------------------------------------------------------------------------- HTML fragments
@@ -220,8 +221,9 @@ def noiseprint_section_html(result: "Result", dpi: int = 100) -> str:
         "shows periodic traces such as the JPEG 8×8 grid (peaks at multiples of 1/8 cycle per "
         "pixel). These are raw traces for experts: read them with care."
     )
+    label = str((result.captures or {}).get("shown", "Noiseprint++"))
     return f"<p>{_E(expl)}</p>" + _figure(
-        fig_to_data_uri(noiseprint_figure(result), dpi), "Noiseprint++ map, local variance and log power spectrum"
+        fig_to_data_uri(noiseprint_figure(result), dpi), f"{label} map, local variance and log power spectrum"
     )
 
 
