@@ -6,7 +6,8 @@ CUDA (flags set for the call only and restored), no autocast. What costs time wi
 changing the network is removed, and what only reorders float32 sums is used where it is
 faster: Noiseprint++ with its BatchNorms folded, computed on the CPU in row strips into two
 reused maps (bit-identical: fresh full-size maps cost more in page faults than the
-convolutions save), channels-last inputs, SDPA attention, both decoders folded into
+convolutions save), channels-last inputs, SDPA attention (unless ``model.set_attention`` or
+the mode's ``chunks`` chose another), both decoders folded into
 per-scale products built in bands of rows (:func:`~trufor_lab.model.decoder.folded_decode`).
 When the image does not fit in free memory as a whole, the memory-lean forward of
 :mod:`trufor_lab.model.lean` runs instead (a 24-megapixel image within 24 GB). It equals
@@ -24,7 +25,8 @@ promises), so it is opt-in: ``InferenceMode.fast(amp_on_cpu=None)`` (where nativ
 ``True`` (always). ``keep_float32`` names encoder parts kept float32 under autocast, by default
 per device (:data:`DEFAULT_KEEP_FLOAT32`; on CPUs the attention's key/value reductions too,
 whose bfloat16 oneDNN convolution moved a trained model's map by up to 0.9). A caller's own
-``torch.autocast`` changes neither mode. Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`,
+``torch.autocast`` changes neither mode, nor does a global TF32 or oneDNN bfloat16 setting for
+float32 (both modes pin IEEE float32 outside their own autocast). Its deviation from ``exact`` is measured by ``python -m bench`` (:func:`deviation`,
 :func:`deviation_quantiles`; bench/RESULTS.md).
 
 The exact and fast forwards call the model's layers piece by piece: forward hooks on
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from typing import Callable, Iterator
 
 import torch
@@ -51,7 +54,8 @@ from torch import nn
 from trufor_lab.common.device import cuda_bf16_native, model_device, model_dtype
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.load import unwrapped
-from trufor_lab.inference.result import Result, make_result, prepare_input
+from trufor_lab.inference.result import Result, make_result, prepare_input, require_full_precision
+from trufor_lab.model.attention import check_attention
 from trufor_lab.model.decoder import require_eval
 from trufor_lab.model.fusion import FeatureFusionModule
 from trufor_lab.model.interventions import active_interventions, plain_forward_required
@@ -65,9 +69,9 @@ from trufor_lab.model.lean import (
     noiseprint_tiled,
 )
 from trufor_lab.model.noiseprint import Noiseprint
-from trufor_lab.model.precision import autocast_off, cpu_has_native_bf16, full_precision
+from trufor_lab.model.precision import cpu_has_native_bf16, full_precision
 from trufor_lab.model.segformer import OverlapPatchEmbed, SpatialReductionAttention
-from trufor_lab.model.trufor import MIN_TRUFOR_SIDE, TruFor, TruForOutput
+from trufor_lab.model.trufor import TruFor, TruForOutput
 
 MODES = ("exact", "fast")
 
@@ -212,18 +216,36 @@ def _settings_label(mode: str | InferenceMode) -> str:
     return m.name + (f"({', '.join(diff)})" if diff else "")
 
 
-@contextlib.contextmanager
-def attention_override(model: nn.Module, impl: str, chunk: int | None = None) -> Iterator[None]:
+def attention_override(model: nn.Module, impl: str, chunk: int | None = None) -> contextlib.AbstractContextManager:
     """Set every SRA's ``impl``/``chunk`` for the duration of the block, then restore them."""
+    check_attention(impl, chunk)
+    return _attention_set(model, lambda _impl, _chunk: (impl, chunk))
+
+
+def _mode_attention(model: nn.Module, c: LeanConfig) -> contextlib.AbstractContextManager:
+    """The attention ``c`` sets (``attention``, ``attn_chunk``) for the block; what it leaves
+    ``None`` stays as the model's ``set_attention`` chose."""
+    return _attention_set(model, lambda impl, chunk: (c.attention or impl, c.attn_chunk or chunk))
+
+
+@contextlib.contextmanager
+def _attention_set(model: nn.Module, choose: Callable[[str, int | None], tuple[str, int | None]]) -> Iterator[None]:
+    """Every SRA's ``(impl, chunk)`` replaced by ``choose(impl, chunk)`` in the block, then restored."""
     mods = [m for m in model.modules() if isinstance(m, SpatialReductionAttention)]
     saved = [(m.impl, m.chunk) for m in mods]
     try:
         for m in mods:
-            m.impl, m.chunk = impl, chunk
+            m.impl, m.chunk = choose(m.impl, m.chunk)
         yield
     finally:
         for m, (i, c) in zip(mods, saved):
             m.impl, m.chunk = i, c
+
+
+def _model_attention(model: nn.Module) -> str:
+    """``"plain"`` when any SRA of the model evaluates the formula as written, else ``"sdpa"``."""
+    plain = any(isinstance(m, SpatialReductionAttention) and m.impl == "plain" for m in model.modules())
+    return "plain" if plain else "sdpa"
 
 
 #: Attribute of a model that holds its ``torch.compile``d module. Kept on the model itself (in
@@ -240,9 +262,10 @@ def _compiled(model: nn.Module) -> nn.Module:
     return compiled
 
 
-def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str = "sdpa", onednn: bool | None = None) -> int:
+def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str | None = None, onednn: bool | None = None) -> int:
     """Rough peak bytes of the plain ``model(x)`` forward (TruFor, or Noiseprint++ alone);
-    ``onednn``: the Noiseprint++ convolution backend on the CPU (``None``: the module's)."""
+    ``impl``: the attention (``None``: the model's); ``onednn``: the Noiseprint++ convolution
+    backend on the CPU (``None``: the module's)."""
     h, w = x.shape[2:]
     size = torch.finfo(x.dtype).bits // 8
     net = model if isinstance(model, Noiseprint) else model.dncnn
@@ -250,10 +273,11 @@ def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str = "sdpa", oned
     im2col = cpu and not (net.onednn if onednn is None else onednn)
     if isinstance(model, Noiseprint):  # 64-channel maps (+ im2col's 9 copies, or oneDNN's reorder)
         return int(x.shape[0] * 64 * (2 + (9 if im2col else 2 if cpu else 1)) * h * w * size)
+    impl = impl or _model_attention(model)
     return int(x.shape[0] * estimate_plain_peak(h, w, model.cfg, x.device.type, impl, size, im2col))
 
 
-def plain_fits(model: nn.Module, x: torch.Tensor, impl: str = "sdpa", onednn: bool | None = None) -> bool:
+def plain_fits(model: nn.Module, x: torch.Tensor, impl: str | None = None, onednn: bool | None = None) -> bool:
     """Whether the plain forward's estimated peak fits in 80% of the free memory of ``x``'s device."""
     return plain_peak_bytes(model, x, impl, onednn) < 0.8 * free_memory_bytes(x.device)
 
@@ -268,12 +292,16 @@ def predict(
     """Run ``model`` on ``x`` (RGB / 256, ``(B, 3, H, W)``) in ``mode``; no gradients.
 
     Returns a :class:`TruForOutput` (float32, or float64 for a double model), or the
-    Noiseprint++ map ``(B, 1, H, W)`` when ``model`` is Noiseprint++ alone.
+    Noiseprint++ map ``(B, 1, H, W)`` when ``model`` is Noiseprint++ alone. Attention follows
+    ``mode.chunks`` where it sets one, else the model's ``set_attention`` (SDPA unless changed).
+    A model cast to another precision (``model.half()``), an input that is not RGB / 256 (NaN,
+    0..255, mean/std-normalised) or a ``noiseprint`` map of another shape is refused in one line.
     """
     m = resolve_mode(mode)
     model = unwrapped(model)
     require_eval(model, "predict()")
-    _check_input(model, x)
+    require_full_precision(model)
+    _check_input(model, x, noiseprint)
     x = x.to(device=model_device(model), dtype=model_dtype(model))
     with torch.no_grad():
         if isinstance(model, Noiseprint):
@@ -324,7 +352,7 @@ def _whole(
         noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn, m.noiseprint_channels_last)
     amp = amp or contextlib.nullcontext()
     if m.compile:
-        with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), amp:
+        with _mode_attention(model, m.chunks), amp:
             return _compiled(model)(x, noiseprint=noiseprint)
     xin, np_in = x, noiseprint
     layout: contextlib.AbstractContextManager = contextlib.nullcontext()
@@ -334,7 +362,7 @@ def _whole(
         np_in = noiseprint.to(x.dtype).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
         layout = channels_last_weights(model.backbone)
     bands = token_bands(model.backbone) if m.token_bands else contextlib.nullcontext()
-    with attention_override(model, m.chunks.attention, m.chunks.attn_chunk), layout, bands, amp:
+    with _mode_attention(model, m.chunks), layout, bands, amp:
         feats = model.forward_features(xin, np_in)
     feats = [f.to(x.dtype) for f in feats]
     logits, conf, det = model.forward_heads(feats, tuple(x.shape[2:]), folded=True)
@@ -356,9 +384,10 @@ def _lean(
         return lean_forward(model, x, noiseprint, chunks, encoder_context=amp)
 
 
-def _check_input(model: nn.Module, x: torch.Tensor) -> None:
+def _check_input(model: nn.Module, x: torch.Tensor, noiseprint: torch.Tensor | None = None) -> None:
     """A one-line ``ValueError`` for a tensor that is not a batch of RGB / 256 images the model can
-    take (an integer tensor of 0..255 would become a wrong input silently)."""
+    take (an integer tensor of 0..255, NaN, a mean/std-normalised batch would each become a wrong
+    answer silently), or a ``noiseprint`` map that does not fit it."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"predict() takes a tensor (B, 3, H, W), not {type(x).__name__}: use tl.analyze for images")
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 1:
@@ -370,18 +399,39 @@ def _check_input(model: nn.Module, x: torch.Tensor) -> None:
     h, w = x.shape[2:]
     if min(h, w) < 1:
         raise ValueError(f"predict() got an empty image: shape {tuple(x.shape)}")
-    top = float(x.detach().amax())
-    if top > 2.0:  # RGB / 256 stays below 1 (noise or an attribution path may pass it a little)
-        raise ValueError(f"predict() takes RGB / 256; got values up to {top:g} (0..255? divide by 256 first)")
-    if isinstance(model, TruFor) and min(h, w) < MIN_TRUFOR_SIDE:
-        raise ValueError(f"image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side")
+    _check_values(x, "the input")
+    if isinstance(model, TruFor):
+        model.check_input(x, noiseprint)
+        if noiseprint is not None:
+            _check_values(noiseprint, "noiseprint=", rgb=False)
+    elif noiseprint is not None:
+        raise ValueError(f"noiseprint= replaces the map TruFor's encoder reads; {type(model).__name__} takes none")
+
+
+def _check_values(t: torch.Tensor, what: str, rgb: bool = True) -> None:
+    """NaN or Inf refused (every map and the score would be NaN); for RGB, values outside what
+    RGB / 256 can be, said by the bound that failed: above 2 is 0..255 (or, up to ~2.7,
+    mean/std-normalised), below -0.5 is mean/std-normalised. A little outside [0, 1) passes:
+    noise or an attribution path may leave it there."""
+    lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = int((~torch.isfinite(t.detach())).sum())
+        raise ValueError(f"predict(): {what} has {bad} NaN or Inf value(s); every map and the score would be NaN")
+    if not rgb:
+        return
+    normalised = "looks mean/std-normalised: pass RGB / 256 in [0, 1], TruFor normalises its RGB branch itself"
+    if lo < -0.5:
+        raise ValueError(f"predict() takes RGB / 256; got values down to {lo:g} ({normalised})")
+    if hi > 2.0:
+        why = normalised if hi < 2.7 else "0..255? divide by 256 first"
+        raise ValueError(f"predict() takes RGB / 256; got values up to {hi:g} ({why})")
 
 
 def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
     """The lean forward when asked for (or when the plain one would not fit), unless an active
     intervention or a user's hook needs the plain forward (:mod:`trufor_lab.model.interventions`;
     raises ``InterventionError`` when that one does not fit)."""
-    fits = lambda: plain_fits(model, x, m.chunks.attention, m.chunks.onednn)  # noqa: E731
+    fits = lambda: plain_fits(model, x, m.chunks.attention, m.chunks.onednn)  # noqa: E731 (None: the model's)
     return bool(m.lean or (m.lean is None and not fits())) and not plain_forward_required(model, fits)
 
 
@@ -431,8 +481,9 @@ def _fast(
     model: TruFor, x: torch.Tensor, m: InferenceMode, noiseprint: torch.Tensor | None, use_lean: bool
 ) -> TruForOutput:
     # the mode's own precision only: a caller's torch.autocast (bfloat16 on a CPU) lowered the
-    # encoder without the parts kept float32 and the decoders too (map 1.7e-2 off)
-    with autocast_off():
+    # encoder without the parts kept float32 and the decoders too (map 1.7e-2 off), and a global
+    # TF32 or oneDNN bf16 float32 setting reached the float32 parts; the mode's autocast is inside
+    with ieee_float32(onednn=True):
         return _fast_unwrapped(model, x, m, noiseprint, use_lean)
 
 

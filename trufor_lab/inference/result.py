@@ -35,7 +35,8 @@ from trufor_lab.inference.preprocess import (
     to_tensor,
 )
 from trufor_lab.inference.weights import WeightsInfo
-from trufor_lab.model.trufor import MIN_TRUFOR_SIDE, TruForOutput
+from trufor_lab.model.noiseprint import Noiseprint
+from trufor_lab.model.trufor import MIN_TRUFOR_SIDE, TruFor, TruForOutput  # noqa: F401 (MIN_TRUFOR_SIDE: re-exported)
 from trufor_lab.viz.figures import plot_result
 
 #: Extra npz keys (ignored by official readers) recording what an output was made from: the
@@ -371,15 +372,35 @@ def _content_problem(npz_path: str | os.PathLike, shape: tuple[int, int] | None)
     return None
 
 
+def require_full_precision(model: nn.Module) -> None:
+    """A one-line ``ValueError`` for TruFor or Noiseprint++ cast to another precision than float32
+    or float64 (``model.to(torch.bfloat16)``): every layer, Noiseprint++ included, would run in
+    it (a bfloat16 score 0.06 where float32 says 0.29; float16 overflows). The fast mode's
+    bfloat16 encoder is autocast inside a float32 model, not this."""
+    if not isinstance(model, (TruFor, Noiseprint)):
+        return
+    kinds = sorted(
+        {str(t.dtype).removeprefix("torch.") for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()}
+    )
+    if set(kinds) - {"float32", "float64"}:
+        raise ValueError(
+            f"model parameters are {' and '.join(kinds)}; TruFor runs in float32 or float64: model.float()"
+        )
+    if len(kinds) > 1:
+        raise ValueError(
+            "model parameters mix float32 and float64; TruFor runs in one of them: model.float() or model.double()"
+        )
+
+
 def prepare_input(model: nn.Module, image: ImageLike) -> tuple[LoadedImage, torch.Tensor]:
     """Read ``image`` on its stored grid and make the model's input (RGB / 256 on its device
-    and dtype)."""
+    and dtype); a model in another precision than float32/float64 is refused first."""
+    require_full_precision(model)
     loaded = load_image(image)
     h, w = loaded.rgb.shape[:2]
-    if is_full_model(model) and min(h, w) < MIN_TRUFOR_SIDE:
-        raise ImageError(
-            f"{loaded.name}: image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side"
-        )
+    side = model.min_side if is_full_model(model) else 1
+    if min(h, w) < side:
+        raise ImageError(f"{loaded.name}: image is {w}x{h}; TruFor needs at least {side} pixels on each side")
     return loaded, to_tensor(loaded.rgb, dtype=model_dtype(model), device=model_device(model))
 
 

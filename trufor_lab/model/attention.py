@@ -14,10 +14,21 @@ softmax is independent of the others.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
 ATTENTION_IMPLS = ("sdpa", "plain")
+
+
+def check_attention(impl: str, chunk: int | None) -> None:
+    """A one-line ``ValueError`` for an unknown implementation or a chunk that is not a positive
+    number of queries (a negative one left the output uninitialised; ``None``: no chunks)."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"unknown attention implementation {impl!r}; choose from {ATTENTION_IMPLS}")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1):
+        raise ValueError(f"attention chunk must be a positive number of queries or None, got {chunk!r}")
 
 
 def _plain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -36,11 +47,10 @@ def attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, impl: str = "sdpa", chunk: int | None = None
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v for ``(B, heads, N, d)`` tensors; ``chunk`` bounds queries per step."""
-    if impl not in ATTENTION_IMPLS:
-        raise ValueError(f"unknown attention implementation {impl!r}; choose from {ATTENTION_IMPLS}")
+    check_attention(impl, chunk)
     fn = _sdpa if impl == "sdpa" else _plain
     n = q.shape[-2]
-    if not chunk or n <= chunk:
+    if chunk is None or n <= chunk:
         return fn(q, k, v, scale)
     out = q.new_empty(q.shape[:-1] + (v.shape[-1],))
     for start in range(0, n, chunk):

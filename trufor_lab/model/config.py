@@ -43,10 +43,25 @@ class TruForConfig:
         for dim, heads in zip(self.embed_dims, self.num_heads):
             if dim % heads:
                 raise ValueError(f"embed dim {dim} is not divisible by {heads} heads")
+        if self.num_classes < 2:  # the map is the softmax's 'forged' class, the score pools forged - pristine
+            raise ValueError(
+                f"num_classes = {self.num_classes}: TruFor's anomaly decoder needs at least 2 (pristine, forged)"
+            )
 
     @property
     def num_stages(self) -> int:
         return len(self.embed_dims)
+
+    @property
+    def min_side(self) -> int:
+        """Smallest image side this network can take (29 for the official sizes): every patch
+        embedding needs its kernel to fit the padded input, and every spatial reduction (an
+        ``sr x sr`` stride-``sr`` convolution) at least ``sr`` positions. Worked out from the last
+        stage back: an output of ``n`` positions needs ``(n - 1) * stride + kernel - 2 * pad``."""
+        need = 1
+        for k, s, sr in reversed(list(zip(self.patch_sizes, self.strides, self.sr_ratios))):
+            need = max(1, (max(need, sr) - 1) * s + k - 2 * (k // 2))
+        return need
 
     def to_dict(self) -> dict:
         return asdict(self)

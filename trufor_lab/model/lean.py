@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import numbers
 from typing import Iterator
 
 import torch
@@ -59,14 +60,14 @@ from torch import nn
 
 from trufor_lab.common.memory import free_memory_bytes
 
-from .attention import attention
+from .attention import attention, check_attention
 from .config import MIT_B2, TruForConfig
 from .decoder import MLPDecoder, bilinear_sources, require_eval
 from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
 from .noiseprint import Noiseprint
 from .precision import ieee_float32, kept_precision
 from .segformer import Block, OverlapPatchEmbed, tokens_to_map
-from .trufor import MIN_TRUFOR_SIDE, TruFor, TruForOutput
+from .trufor import TruFor, TruForOutput
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -100,8 +101,10 @@ class LeanConfig:
     ``budget_bytes``: working set of one chunk (``None``: :func:`default_budget`). The other
     fields force sizes instead of deriving them from the budget (tests use tiny ones to
     exercise every chunked path): ``rows`` row-chunk height at every stage and in the decoders,
-    ``attn_chunk`` queries per attention step, ``tile`` Noiseprint++ tile side (pixels, before
-    the halo). ``attention``: ``"sdpa"`` or ``"plain"`` (see attention.py). ``onednn``: oneDNN
+    ``attn_chunk`` queries per attention step (``None``: from the budget, at most the chunk
+    the model's ``set_attention`` chose), ``tile`` Noiseprint++ tile side (pixels, before the
+    halo). ``attention``: ``"sdpa"`` or ``"plain"`` (see attention.py; ``None``: what the model's
+    ``set_attention`` chose, SDPA unless changed). ``onednn``: oneDNN
     convolutions for Noiseprint++ on the CPU (``None``: the module's own ``onednn`` setting).
     ``noiseprint_channels_last``: Noiseprint++ in channels-last (faster on CPUs, sums in another
     order; see :meth:`~trufor_lab.model.noiseprint.Noiseprint.forward_folded`).
@@ -111,9 +114,16 @@ class LeanConfig:
     rows: int | None = None
     attn_chunk: int | None = None
     tile: int | None = None
-    attention: str = "sdpa"
+    attention: str | None = None
     onednn: bool | None = None
     noiseprint_channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        check_attention(self.attention or "sdpa", self.attn_chunk)
+        for name in ("budget_bytes", "rows", "tile"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+                raise ValueError(f"LeanConfig.{name} must be a positive integer or None, got {v!r}")
 
 
 def _spans(n: int, step: int) -> Iterator[tuple[int, int]]:
@@ -263,12 +273,14 @@ def _attention_chunks(blk: Block, t: torch.Tensor, hw: tuple[int, int], budget: 
     nk = k.shape[-2]
     # half the budget for the scores of one query chunk, half for the chunk's token tensors
     chunk = cfg.attn_chunk or max(1, budget // (2 * heads * nk * 4 * 3))
+    if cfg.attn_chunk is None and attn.chunk:  # the model's own chunk (set_attention) bounds it too
+        chunk = min(chunk, attn.chunk)
     rows = _rows(w * 5 * c * 4, budget // 2, h, cfg.rows)
     for r0, r1 in _spans(h, rows):
         xc = t[:, r0 * w : r1 * w]
         n = xc.shape[1]
         q = attn.q(blk.norm1(xc)).reshape(b, n, heads, c // heads).transpose(1, 2)
-        o = attention(q, k, v, attn.scale, impl=cfg.attention, chunk=chunk if chunk < n else None)
+        o = attention(q, k, v, attn.scale, impl=cfg.attention or attn.impl, chunk=chunk if chunk < n else None)
         xc.add_(attn.proj(o.transpose(1, 2).reshape(b, n, c)))
 
 
@@ -461,11 +473,7 @@ def lean_forward(
     ``encoder_context`` (the fast mode's autocast) covers the encoder only: the heads run in the
     model's precision on the features cast back, as in the whole-image forward."""
     require_eval(model, "lean_forward")
-    if rgb.ndim != 4 or rgb.shape[1] != 3 or rgb.shape[0] < 1:
-        raise ValueError(f"TruFor expects an RGB batch (B >= 1, 3, H, W), got shape {tuple(rgb.shape)}")
-    if min(rgb.shape[2:]) < MIN_TRUFOR_SIDE:
-        h, w = rgb.shape[2:]
-        raise ValueError(f"image is {w}x{h}; TruFor needs at least {MIN_TRUFOR_SIDE} pixels on each side")
+    model.check_input(rgb, noiseprint)
     cfg = config or LeanConfig()
     if cfg.budget_bytes is None:
         cfg = dataclasses.replace(cfg, budget_bytes=default_budget(rgb.device))

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import ATTENTION_IMPLS
+from .attention import check_attention
 from .config import MIT_B2, TruForConfig
 from .decoder import MLPDecoder, folded_decode
 from .detection import ConfidencePooling, detection_mlp
@@ -29,9 +29,9 @@ from .encoder import DualMiTEncoder
 from .noiseprint import Noiseprint
 from .segformer import SpatialReductionAttention
 
-#: Smallest side TruFor can process: stage 1's spatial reduction (8x8 stride 8 at 1/4 scale)
-#: needs at least one output position.
-MIN_TRUFOR_SIDE = 29
+#: Smallest side the official TruFor can process: stage 1's spatial reduction (8x8 stride 8 at
+#: 1/4 scale) needs at least one output position. Another config: ``TruFor.min_side``.
+MIN_TRUFOR_SIDE = MIT_B2.min_side
 
 
 class TruForOutput(NamedTuple):
@@ -85,6 +85,34 @@ class TruFor(nn.Module):
         #: Where the weights came from (set by the loaders); ``None`` means not loaded.
         self.weights_info = None
 
+    @property
+    def min_side(self) -> int:
+        """Smallest image side this network can process (:attr:`TruForConfig.min_side`)."""
+        return self.cfg.min_side
+
+    def check_input(self, rgb: torch.Tensor, noiseprint: torch.Tensor | None = None) -> None:
+        """A one-line ``ValueError`` for a batch of the wrong shape, an image smaller than
+        :attr:`min_side` or a ``noiseprint`` map that does not match the batch (these gave raw
+        errors from deep inside the encoder). Shapes only: values are checked by ``predict``."""
+        if rgb.ndim != 4 or rgb.shape[1] != 3 or rgb.shape[0] < 1:
+            raise ValueError(f"TruFor expects an RGB batch (B >= 1, 3, H, W), got shape {tuple(rgb.shape)}")
+        b, _, h, w = rgb.shape
+        if min(h, w) < self.min_side:
+            raise ValueError(f"image is {w}x{h}; TruFor needs at least {self.min_side} pixels on each side")
+        if noiseprint is None:
+            return
+        shape = tuple(noiseprint.shape) if isinstance(noiseprint, torch.Tensor) else type(noiseprint).__name__
+        if (
+            not isinstance(noiseprint, torch.Tensor)
+            or noiseprint.ndim != 4
+            or noiseprint.shape[1] not in (1, 3)
+            or ((noiseprint.shape[0], *noiseprint.shape[2:]) != (b, h, w))
+        ):
+            raise ValueError(
+                f"noiseprint= must be ({b}, 1, {h}, {w}) or ({b}, 3, {h}, {w}) for images of shape "
+                f"{tuple(rgb.shape)}; got {shape}"
+            )
+
     # -- pieces, usable on their own --------------------------------------------------------
     def normalize(self, rgb: torch.Tensor) -> torch.Tensor:
         """ImageNet normalisation of the RGB branch input."""
@@ -118,8 +146,7 @@ class TruFor(nn.Module):
         return logits, conf, det
 
     def forward(self, rgb: torch.Tensor, noiseprint: torch.Tensor | None = None) -> TruForOutput:
-        if rgb.ndim != 4 or rgb.shape[1] != 3:
-            raise ValueError(f"TruFor expects an RGB batch (B, 3, H, W), got shape {tuple(rgb.shape)}")
+        self.check_input(rgb, noiseprint)
         rgb = rgb.to(self.decode_head.linear_pred.weight.dtype)
         np_map = self.forward_noiseprint(rgb) if noiseprint is None else noiseprint
         feats = self.forward_features(rgb, np_map)
@@ -128,9 +155,10 @@ class TruFor(nn.Module):
 
     # -- configuration ----------------------------------------------------------------------
     def set_attention(self, impl: str = "sdpa", chunk: int | None = None) -> "TruFor":
-        """Choose how spatial-reduction attention is evaluated (all exact; see attention.py)."""
-        if impl not in ATTENTION_IMPLS:
-            raise ValueError(f"unknown attention implementation {impl!r}; choose from {ATTENTION_IMPLS}")
+        """Choose how spatial-reduction attention is evaluated (all exact; see attention.py):
+        ``impl`` ``"sdpa"`` or ``"plain"``, ``chunk`` queries per step (``None``: all at once).
+        ``predict`` and ``analyze`` follow it unless their ``InferenceMode`` sets one."""
+        check_attention(impl, chunk)
         for m in self.modules():
             if isinstance(m, SpatialReductionAttention):
                 m.impl, m.chunk = impl, chunk
