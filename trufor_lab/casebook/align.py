@@ -185,10 +185,12 @@ def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
 
 def _resize_and_translate(
     ia: np.ndarray, ib: np.ndarray, estimate_shift: bool, notes: list[str], may_move: bool = True
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float | None, bool]:
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float | None, bool, np.ndarray]:
     """B brought to A's grid by size (centre-cropped to A's aspect first when it differs), then
     translated by phase correlation when that is reliable; notes say what was done. Returns
-    (B aligned, where it has data, the translation, the peak, whether B lines up with A)."""
+    (B aligned, where it has data, the translation, the peak, whether B lines up with A, A as
+    compared: when B was enlarged, A brought to B's resolution and back, since the detail that
+    B never had is neither a change nor a misalignment)."""
     ha, wa = ia.shape[:2]
     hb, wb = ib.shape[:2]
     aligned = ib
@@ -214,15 +216,22 @@ def _resize_and_translate(
                 f"aspect ratios differ (A {wa}×{ha}, B {wb}×{hb}): B was centre-cropped to A's "
                 f"aspect ratio; if B was cropped off-centre the alignment is approximate"
             )
+    ref = ia
     if aligned.shape[:2] != (ha, wa):
         ah, aw = aligned.shape[:2]
         aligned = _resize(np.ascontiguousarray(aligned), wa, ha)
-        notes.append(f"B resized from {aw}×{ah} to A's size {wa}×{ha} for the comparison only")
+        enlarged = ah * aw < ha * wa
+        if enlarged:  # a smaller copy (a repost): compared with A as its resolution shows A
+            ref = _resize(_resize(np.ascontiguousarray(ia), aw, ah), wa, ha)
+        notes.append(
+            f"B resized from {aw}×{ah} to A's size {wa}×{ha} for the comparison only"
+            + ("; A compared at B's resolution (detail B never had is not a change)" if enlarged else "")
+        )
     shift, peak = (0, 0), None
     valid = np.ones((ha, wa), dtype=bool)
     reliable = True
     if estimate_shift and min(ha, wa) >= 8:
-        r = _correlation(ia, aligned)  # once: a 12 MP surface is two large FFTs
+        r = _correlation(ref, aligned)  # once: a 12 MP surface is two large FFTs
         (dy, dx), peak = _peak(r)
         bar = shift_threshold(r)
         small = abs(dy) < ha / 4 and abs(dx) < wa / 4
@@ -233,7 +242,7 @@ def _resize_and_translate(
             moved = _shift(aligned, dy, dx)
             # when unmoved is a reliable match too (an edited copy: a chance peak elsewhere; or a
             # one-pixel offset after recompression), the move is kept only if it fits better
-            if r[0, 0] >= bar and _residual(ia, moved[0], moved[1]) >= _residual(ia, aligned, valid):
+            if r[0, 0] >= bar and _residual(ref, moved[0], moved[1]) >= _residual(ref, aligned, valid):
                 moved = None
                 notes.append(
                     f"B not translated: unmoved it fits better than moved by ({dy}, {dx}) (phase "
@@ -252,7 +261,12 @@ def _resize_and_translate(
                 f"no reliable translation found (phase correlation peak {peak:.2f}, {why}: "
                 f"chance reaches {chance_level(r):.2f} at this size); B not translated"
             )
-    return aligned, valid, shift, peak, reliable
+        elif not reliable:  # unmoved, and that match is not reliable either: say so (was no note)
+            notes.append(
+                f"B does not line up with A unmoved (phase correlation {r[0, 0]:.2f}, needs {bar:.2f}: chance "
+                f"reaches {chance_level(r):.2f} at this size)"
+            )
+    return aligned, valid, shift, peak, reliable, ref
 
 
 def _align(
@@ -260,17 +274,18 @@ def _align(
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float | None, bool, list[str]]:
     """B on A's grid: as a same-scale crop where it places reliably and fits better than resized
     (a copy resized by 2 % also places as a 'crop', with 7 % of its pixels 'changed'), else
-    resized (and translated). Returns (aligned, valid, shift, peak, reliable, notes)."""
+    resized (and translated). Returns (aligned, valid, shift, peak, reliable, notes, A as
+    compared)."""
     notes: list[str] = []
     placed = _place_crop(ia, ib) if estimate_shift and ib.shape[:2] != ia.shape[:2] else None
     fit = math.inf if placed is None else _residual(ia, placed[0], placed[1])
     if fit > PLACED_FIT:  # a placement that fits this well needs no resized rival (half the time)
-        resized = _resize_and_translate(ia, ib, estimate_shift, notes, may_move)
-        if fit > _residual(ia, resized[0], resized[1]):
-            return (*resized, notes)
+        *resized, ref = _resize_and_translate(ia, ib, estimate_shift, notes, may_move)
+        if fit > _residual(ref, resized[0], resized[1]):
+            return (*resized, notes, ref)
     assert placed is not None
     aligned, valid, shift, peak, note = placed
-    return aligned, valid, shift, peak, True, [note]
+    return aligned, valid, shift, peak, True, [note], ia
 
 
 def _shrunk(x: np.ndarray, k: float) -> np.ndarray:
@@ -365,7 +380,8 @@ def _zoomed(ia: np.ndarray, ib: np.ndarray, fit: float) -> tuple[float, tuple] |
 class Alignment:
     """B on A's grid: ``b`` as used (turned when a turn was kept), ``aligned`` (B's pixels on A's
     grid), ``valid`` (where B has data), the translation and its correlation peak, whether B
-    lines up with A, and notes saying what was done."""
+    lines up with A, notes saying what was done, and ``reference``: A as B is compared with (A
+    itself, or A at a smaller B's resolution)."""
 
     b: np.ndarray
     aligned: np.ndarray
@@ -375,6 +391,7 @@ class Alignment:
     reliable: bool = True
     notes: list[str] = field(default_factory=list)
     turn: int = 0
+    reference: np.ndarray | None = None
 
 
 def line_up(ia: np.ndarray, ib: np.ndarray, estimate_shift: bool = True) -> Alignment:
@@ -383,17 +400,21 @@ def line_up(ia: np.ndarray, ib: np.ndarray, estimate_shift: bool = True) -> Alig
     (or A of B); otherwise resized to A's size (centre-cropped to A's aspect first when it
     differs) and translated when that is reliable; then zoomed when a zoom leaves clearly less."""
     turned, turn = _upright_like(ia, ib) if estimate_shift else (ib, 0)
-    aligned, valid, shift, peak, reliable, how = _align(ia, ib, estimate_shift)
-    out = Alignment(ib, aligned, valid, shift, peak, reliable, how)
+    *found, how, ref = _align(ia, ib, estimate_shift)
+    out = Alignment(ib, *found, how, 0, ref)
     if turn:  # kept only when B lines up after it, clearly better than as stored (a mirrored copy is not turned)
-        t = _align(ia, turned, estimate_shift)
-        fit = _residual(ia, t[0], t[1])
+        *t, t_how, t_ref = _align(ia, turned, estimate_shift)
+        fit = _residual(t_ref, t[0], t[1])
         # turned and moved: only when the two together leave little (a mirror turned by 180 and
         # moved by 3 px still 'lined up', 26 % of its pixels 'changed')
-        if t[4] and fit < TURN_MARGIN * _residual(ia, aligned, valid) and (t[2] == (0, 0) or fit <= TURNED_MOVE_FIT):
+        if (
+            t[4]
+            and fit < TURN_MARGIN * _residual(ref, out.aligned, out.valid)
+            and (t[2] == (0, 0) or fit <= TURNED_MOVE_FIT)
+        ):
             note = f"B turned by {turn}° to A's orientation (it was stored turned without an EXIF tag saying so)"
-            out = Alignment(turned, *t[:5], [note, *t[5]], turn)
-    zoom = _zoomed(ia, out.b, _residual(ia, out.aligned, out.valid)) if estimate_shift else None
+            out = Alignment(turned, *t, [note, *t_how], turn, t_ref)
+    zoom = _zoomed(ia, out.b, _residual(out.reference, out.aligned, out.valid)) if estimate_shift else None
     if zoom is not None:
         f, (aligned, valid, where, peak, _) = zoom
         pct = abs(1 / f - 1) * 100
@@ -402,5 +423,7 @@ def line_up(ia: np.ndarray, ib: np.ndarray, estimate_shift: bool = True) -> Alig
             f"B shows A's picture {what} and framed again): B scaled by {f:.4f} and placed at (y, x) = {where} by "
             f"phase correlation (peak {peak:.2f}); pixels without a counterpart are left out"
         )
-        out = Alignment(out.b, aligned, valid, where, peak, True, [*out.notes[: 1 if out.turn else 0], note], out.turn)
+        out = Alignment(
+            out.b, aligned, valid, where, peak, True, [*out.notes[: 1 if out.turn else 0], note], out.turn, ia
+        )
     return out

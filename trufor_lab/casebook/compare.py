@@ -189,7 +189,8 @@ def compare(
     if al.turn and rb is not None:  # its maps with it, so that the panels below line up with B's
         rb = _turned(rb, al.turn)
     aligned, valid = al.aligned, al.valid
-    diff = np.abs(ia.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
+    ref = ia if al.reference is None else al.reference  # A at a smaller B's resolution
+    diff = np.abs(ref.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
     diff[~valid] = np.nan
     return Comparison(
         name_a=na,
