@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
 
+from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.inference.preprocess import ImageError, load_image, to_tensor
 
 
@@ -893,3 +895,132 @@ def test_load_truncated_images_does_not_let_a_cut_mask_or_provenance_through(tmp
         assert ImageFile.LOAD_TRUNCATED_IMAGES is True
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+def test_an_icon_is_read_as_an_icon_not_as_a_tga(tmp_path):
+    """An .ico was opened as a TGA (tried first, it has no signature) and refused as unreadable."""
+    a = _rgb(160, 160)  # noisy: its stored size then reads as a TGA pixel depth of 1
+    path = _save(Image.fromarray(a), tmp_path / "a.ico", sizes=[(160, 160)])
+    assert path.stat().st_size > 65536
+    r = load_image(path)
+    assert r.rgb.shape == a.shape and np.array_equal(r.rgb, a)
+    assert read_provenance(path).format == "ICO"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_an_xmp_orientation_is_not_taken_for_an_exif_one(tmp_path, fmt):
+    """Pillow's getexif fills in XMP's tiff:Orientation when a file has no EXIF: the picture was
+    noted (and shown) turned 90°, while browsers follow EXIF only and show it as stored."""
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
+    a = _rgb()
+    path = _save(Image.fromarray(a), tmp_path / f"a.{fmt.lower()}", fmt, xmp=xmp, quality=95)
+    r = load_image(path, exif_transpose=True)
+    assert r.exif_orientation is None and r.rgb.shape == a.shape
+    assert not any("turned" in n or "orientation" in n for n in r.notes)
+
+
+def _ftyp(major: bytes, *compatible: bytes) -> bytes:
+    brands = major + b"\0\0\0\0" + b"".join(compatible)
+    box = (8 + len(brands)).to_bytes(4, "big") + b"ftyp" + brands
+    return box + b"\0\0\0\x10meta" + bytes(200)
+
+
+@pytest.mark.parametrize(
+    "brands", [(b"heic", b"mif1", b"heic"), (b"mif1", b"mif1", b"heix"), (b"msf1", b"msf1", b"hevc")]
+)
+def test_a_heic_photo_is_named_with_what_reading_it_needs(tmp_path, brands):
+    """An iPhone's HEIC photo was 'not an image file (unrecognised format, ...)', in analysis and
+    in provenance, which left the user without a next step."""
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(_ftyp(*brands))
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    msg = str(e.value)
+    assert msg.startswith(str(path)) and "HEIC/HEIF" in msg and "pillow-heif" in msg and "\n" not in msg
+    with pytest.raises(ValueError) as e2:
+        read_provenance(path)
+    assert msg.split(": ", 1)[1] in str(e2.value)
+
+
+def test_a_video_in_the_same_container_is_not_called_a_heic_photo(tmp_path):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(_ftyp(b"isom", b"isom", b"mp41"))
+    with pytest.raises(ImageError, match="not an image file"):
+        load_image(path)
+
+
+def _tiff_with(path, tags: dict[int, tuple[int, object]], a: np.ndarray):
+    from PIL import TiffImagePlugin
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, (kind, value) in tags.items():
+        ifd[tag] = value
+        ifd.tagtype[tag] = kind
+    Image.fromarray(a).save(path, format="TIFF", tiffinfo=ifd)
+    return path
+
+
+def test_a_dng_is_read_as_its_preview_and_says_so(tmp_path):
+    """A DNG raw file was analysed as its small embedded preview, as if it were the photo."""
+    a = _rgb(24, 32)
+    path = _tiff_with(tmp_path / "a.dng", {254: (4, 1), 0xC612: (1, b"\x01\x04\x00\x00")}, a)
+    r = load_image(path)
+    assert np.array_equal(r.rgb, a)
+    assert any("raw (DNG)" in n and "preview (32x24)" in n for n in r.notes)
+
+
+def test_a_tiff_marked_reduced_resolution_says_so_and_a_plain_one_does_not(tmp_path):
+    a = _rgb(24, 32)
+    r = load_image(_tiff_with(tmp_path / "a.tif", {254: (4, 1)}, a))
+    assert any("reduced-resolution" in n for n in r.notes)
+    plain = load_image(_tiff_with(tmp_path / "b.tif", {254: (4, 0)}, a))
+    assert not any("reduced" in n or "DNG" in n for n in plain.notes)
+
+
+def _planar_tiff(rows_per_strip: int, w: int = 4, h: int = 6, rows: int = 2) -> bytes:
+    """An 8-bit RGB TIFF stored plane by plane in strips of ``rows`` rows, its RowsPerStrip tag
+    set to ``rows_per_strip``."""
+    n = 3 * -(-h // rows)
+    strip = bytes(range(w * rows))
+    ifd_at = 8 + len(strip) * n
+    offsets_at = ifd_at + 2 + 12 * 11 + 4
+    counts_at, bits_at = offsets_at + 4 * n, offsets_at + 8 * n
+    entries = [
+        (256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, bits_at), (259, 3, 1, 1), (262, 3, 1, 2),
+        (273, 4, n, offsets_at), (277, 3, 1, 3), (278, 4, 1, rows_per_strip), (279, 4, n, counts_at),
+        (284, 3, 1, 2), (339, 3, 1, 1),
+    ]  # fmt: skip
+    out = b"II*\x00" + struct.pack("<I", ifd_at) + strip * n + struct.pack("<H", len(entries))
+    out += b"".join(struct.pack("<HHII", *e) for e in entries) + struct.pack("<I", 0)
+    out += struct.pack(f"<{n}I", *(8 + k * len(strip) for k in range(n)))
+    return out + struct.pack(f"<{n}I", *([len(strip)] * n)) + struct.pack("<3H", 8, 8, 8)
+
+
+def test_a_damaged_tiff_of_plain_rgb_is_called_damaged_not_an_unsupported_format(tmp_path):
+    """A TIFF whose RowsPerStrip overflows was refused as 'a TIFF with a sample format not
+    supported here (8-bit unsigned, 3 samples per pixel)': plain RGB, which is read everywhere."""
+    assert load_image(_planar_tiff(2)).rgb.shape == (6, 4, 3)  # the same file, well formed, reads
+    path = tmp_path / "a.tif"
+    path.write_bytes(_planar_tiff(2**31 + 1))
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: a damaged TIFF (its RowsPerStrip 2147483649 is out of range)"
+
+
+def test_a_tiff_in_a_compression_pillow_cannot_decode_names_it(tmp_path):
+    """A WebP-compressed TIFF was 'unreadable image (decoder error -2)'."""
+    buf = io.BytesIO()
+    Image.fromarray(_rgb()).save(buf, format="TIFF")
+    data = bytearray(buf.getvalue())
+    at = data.find(struct.pack("<HHIH", 259, 3, 1, 1))
+    assert at > 0
+    data[at + 8 : at + 10] = struct.pack("<H", 50001)  # Compression: WebP (the data stays raw)
+    path = tmp_path / "a.tif"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: a TIFF compressed with WebP, which this Pillow/libtiff cannot decode"

@@ -447,7 +447,7 @@ def test_infinite_exif_numbers_are_problems_not_crashes(tmp_path, fmt: str) -> N
     json.dumps(p.to_dict())
 
 
-@pytest.mark.parametrize("claimed", [(300, 300), (2000, 2000), (65000, 65000)])
+@pytest.mark.parametrize("claimed", [(400, 300), (2000, 2000), (65000, 65000)])  # beyond thumbnail size
 def test_oversized_thumbnail_is_refused_before_decoding(tmp_path, claimed: tuple[int, int]) -> None:
     main = _pattern(96, 64)
     thumb = _set_sof(_save(main[::4, ::4].copy(), quality=80), w=claimed[0], h=claimed[1])
@@ -1043,3 +1043,70 @@ def test_an_editor_named_only_in_a_second_exif_block_or_xmp_packet_is_seen() -> 
         assert any(x.startswith(f"{what} in one file") and "Adobe Photoshop" in x for x in p.problems), p.problems
     one = read_provenance(j[:2] + app1(b"Exif\0\0" + exif("Canon firmware 1.0")) + j[2:])
     assert not any("in one file" in x for x in one.problems) and one.other_software == []
+
+
+_XMP_TURNED = (
+    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+    b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    b'<?xpacket end="w"?>'
+)
+
+
+def test_an_xmp_orientation_is_not_reported_as_exif(tmp_path):
+    """Pillow's getexif fills in XMP's tiff:Orientation when a file has no EXIF: a JPEG with only
+    an XMP packet was said to have EXIF (orientation 6) and its 'no EXIF' sign was suppressed."""
+    path = tmp_path / "a.jpg"
+    Image.new("RGB", (40, 30), (90, 120, 150)).save(path, xmp=_XMP_TURNED)
+    p = read_provenance(path)
+    assert p.xmp_orientation == 6
+    assert not p.exif_present and p.orientation is None
+    assert ("EXIF", "present", "no") in p.rows() and ("EXIF", "orientation", "—") in p.rows()
+    assert any(r[:2] == ("XMP", "orientation") and r[2].startswith("6 ") for r in p.rows())
+    assert any(s.code == "no_exif" for s in p.signs)
+
+
+def test_an_exif_orientation_beside_an_xmp_one_is_still_exif(tmp_path):
+    path = tmp_path / "a.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.new("RGB", (40, 30)).save(path, exif=exif, xmp=_XMP_TURNED)
+    p = read_provenance(path)
+    assert p.orientation == 8 and p.xmp_orientation is None
+
+
+def test_a_thumbnail_larger_than_a_shrunk_image_is_still_compared(tmp_path):
+    """A 160x107 thumbnail in an image shrunk to 100x100 was 'more than a thumbnail; not
+    decoded', so the crop it shows (3:2 against a square) went unsaid."""
+    full = _pattern(300, 200)
+    thumb = Image.fromarray(full)
+    thumb.thumbnail((160, 120))
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=90)
+    square = np.ascontiguousarray(full[:, 50:250])  # cropped square, then shrunk
+    small = np.asarray(Image.fromarray(square).resize((100, 100)))
+    p = read_provenance(_save(small, quality=95, exif=_exif_with_thumbnail(buf.getvalue())))
+    assert p.thumbnail_size == thumb.size and not any("not decoded" in x for x in p.problems)
+    assert p.thumbnail_aspect_mismatch and "thumbnail" in _codes(p)
+
+
+def test_dates_written_by_an_editor_name_it():
+    """A GIMP-saved file's modify date before its capture date was 'dates a camera writes
+    together disagree', though GIMP, not the camera, wrote the modify date."""
+    ex = _camera_exif(software="GIMP 2.10.36")
+    ex[ExifTags.Base.DateTime] = "2024:04:30 18:00:00"
+    p = read_provenance(_save(_pattern(300, 200), quality=93, exif=ex.tobytes()))
+    (sign,) = [s for s in p.signs if s.code == "dates"]
+    assert "'GIMP 2.10.36'" in sign.meaning and "a camera writes together" not in sign.meaning
+
+
+def test_quality_80_from_a_camera_is_not_called_recompression():
+    """A camera's quality-80 JPEG (camera EXIF, no editor) was said to 'suggest recompression'."""
+    ex = _camera_exif(software="Ver.1.00")
+    p = read_provenance(_save(_pattern(300, 200), quality=80, exif=ex.tobytes()))
+    (sign,) = [s for s in p.signs if s.code == "recompressed"]
+    assert "suggests recompression" not in sign.observation and sign.severity == "info"
+    assert "90 or above" in sign.meaning
+    edited = read_provenance(_save(_pattern(300, 200), quality=80, exif=_camera_exif().tobytes()))
+    (sign,) = [s for s in edited.signs if s.code == "recompressed"]
+    assert "suggests recompression" in sign.observation

@@ -37,11 +37,13 @@ __all__ = [
     "png_closed",
     "png_rows_missing",
     "png_without_text",
+    "reduced_image_note",
     "stored_pixels",
     "stored_size",
     "turn_as_shown",
     "turn_to_stored",
     "undo_loader_turn",
+    "xmp_filled_orientation",
 ]
 
 #: The transpose that undoes each EXIF orientation (what ImageOps.exif_transpose applies).
@@ -82,8 +84,10 @@ def pixel_limit(max_pixels: int = MAX_PIXELS) -> Iterator[None]:
 
 #: The formats images and masks are read in: what cameras, phones, editors and benchmarks write
 #: (MPO opens as JPEG). Not Pillow's others, EPS/PS above all, whose decoding runs Ghostscript.
-FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "DIB", "GIF", "WEBP", "PPM", "TGA", "JPEG2000", "ICO", "PCX",
-           "SGI", "QOI", "PSD", "AVIF", "HEIF")  # fmt: skip
+#: Pillow tries them in this order: TGA, which has no signature, comes last (an icon was read as
+#: a TGA of nonsense).
+FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "DIB", "GIF", "WEBP", "PPM", "JPEG2000", "ICO", "PCX",
+           "SGI", "QOI", "PSD", "AVIF", "HEIF", "TGA")  # fmt: skip
 
 
 def image_formats() -> tuple[str, ...]:
@@ -137,10 +141,36 @@ def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
                 yield im
 
 
-def exif_orientation(im: Image.Image) -> Any:
-    """The raw EXIF orientation tag (``None`` when absent or the EXIF block is malformed)."""
+def xmp_filled_orientation(im: Image.Image, exif: Image.Exif) -> bool:
+    """Whether the orientation in ``exif`` (``im.getexif()``) came from an XMP packet, not from
+    the EXIF block: Pillow fills one in from XMP's tiff:Orientation when EXIF has none, while
+    browsers and viewers follow EXIF only (so such a picture is shown as stored)."""
+    if 0x0112 not in exif or not (im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")):
+        return False
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None:  # a TIFF's own directory is its EXIF
+        return 0x0112 not in tags
+    raw = im.info.get("exif")
     try:
-        return im.getexif().get(0x0112)
+        if raw is None and "Raw profile type exif" in im.info:  # as Pillow reads it (ImageMagick's PNG text)
+            raw = bytes.fromhex("".join(str(im.info["Raw profile type exif"]).split("\n")[3:]))
+        if raw is None:
+            return True
+        own = Image.Exif()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            own.load(raw)
+    except Exception:  # a malformed block: Pillow's reading stands
+        return False
+    return 0x0112 not in own
+
+
+def exif_orientation(im: Image.Image) -> Any:
+    """The raw EXIF orientation tag (``None`` when absent, only in XMP (see
+    :func:`xmp_filled_orientation`), or the EXIF block is malformed)."""
+    try:
+        exif = im.getexif()
+        return None if xmp_filled_orientation(im, exif) else exif.get(0x0112)
     except Exception:  # malformed EXIF: reported as unknown, never fatal
         return None
 
@@ -205,6 +235,25 @@ def load_stored(source: str | os.PathLike | IO[bytes], frame: int = 0) -> Image.
     """The pixels of one frame of an image file, loaded, on the grid the file stores."""
     with open_image(source) as im:
         return stored_pixels(im, frame)
+
+
+def reduced_image_note(im: Image.Image) -> str | None:
+    """What the current image of a TIFF is when it is not the full picture: a raw (DNG) file's
+    embedded preview (its sensor data lies elsewhere, in a form Pillow cannot read), or an image
+    marked reduced-resolution (NewSubfileType bit 0); ``None`` for anything else."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return None
+    w, h = stored_size(im)
+    if 0xC612 in tags:  # DNGVersion
+        return (
+            f"a raw (DNG) file: only its embedded preview ({w}x{h}) is read here, not the raw sensor "
+            "data; convert the raw file to get the full picture"
+        )
+    sub = tags.get(254)  # NewSubfileType
+    if isinstance(sub, int) and sub & 1:
+        return f"the file marks this image ({w}x{h}) as a reduced-resolution copy: the full picture is not read here"
+    return None
 
 
 def _ints(v: Any) -> tuple[int, ...]:
@@ -357,9 +406,12 @@ def unrecognised_reason(source: bytes | str) -> str:
     they say more than 'unknown'."""
     try:
         with _source(source) as f:
-            head = f.read(4)
+            first = f.read(64)
     except OSError:
-        head = b""
+        first = b""
+    head = first[:4]
+    if first[4:8] == b"ftyp" and (kind := _bmff_kind(first)):
+        return kind
     if head[:3] == b"\xff\xd8\xff":
         return "a JPEG that cannot be decoded here (damaged, or 12-bit, lossless or hierarchical coding?)"
     if head == b"\x89PNG":
@@ -370,8 +422,32 @@ def unrecognised_reason(source: bytes | str) -> str:
         kind = _tiff_kind(source)
         if kind == _TRUNCATED:
             return "unreadable image (file is truncated)"
+        if kind in _ORDINARY_KINDS:  # plain samples: its layout, not its format, is at fault
+            return f"a damaged TIFF ({_tiff_damage(source)})"
         return f"a TIFF with a sample format not supported here ({kind or 'float colour?'})"
     return "not an image file (unrecognised format, or one not read here)"
+
+
+#: ISO-BMFF brands (the ``ftyp`` box) of still pictures: iPhones save HEIC.
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+
+def _bmff_kind(first: bytes) -> str | None:
+    """Why a HEIC/HEIF or AVIF picture (its ``ftyp`` box in ``first``) was not read; ``None``
+    for another ISO-BMFF file (a video)."""
+    size = int.from_bytes(first[:4], "big")
+    brands = {first[i : i + 4] for i in range(8, min(max(size, 16), len(first)) - 3, 4) if i != 12}
+    if brands & _AVIF_BRANDS:
+        if "AVIF" in image_formats():
+            return "an AVIF picture that cannot be decoded here (damaged, or a coding this Pillow lacks?)"
+        return "an AVIF picture: reading it needs a Pillow built with AVIF (12 or later), or convert it to JPEG/PNG"
+    if brands & _HEIF_BRANDS:
+        return (
+            "a HEIC/HEIF photo: reading it needs the pillow-heif plugin (pip install pillow-heif), "
+            "or convert it to JPEG/PNG"
+        )
+    return None
 
 
 _TRUNCATED = "truncated"
@@ -385,9 +461,7 @@ def _tiff_kind(source: bytes | str) -> str:
         with _source(source) as f, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             file_size = len(source) if isinstance(source, bytes) else os.fstat(f.fileno()).st_size
-            ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
-            f.seek(ifd.next)
-            ifd.load(f)
+            ifd = _first_ifd(f)
         # Pillow's short reads ("Truncated File Read", "Corrupt EXIF data. Expecting to read 2
         # bytes but only got 0"): a regular file ran out of bytes
         if any(re.search(r"truncated|only got", str(w.message), re.I) for w in caught):
@@ -401,6 +475,62 @@ def _tiff_kind(source: bytes | str) -> str:
         return f"{size} {kind}, {n} sample{'s' if n != 1 else ''} per pixel"
     except Exception:  # a damaged directory: the format is still named
         return ""
+
+
+def _first_ifd(f: IO[bytes]) -> TiffImagePlugin.ImageFileDirectory_v2:
+    """A TIFF's first directory, read from the file's start."""
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
+    f.seek(ifd.next)
+    ifd.load(f)
+    return ifd
+
+
+#: TIFF compressions (tag 259) that a Pillow's libtiff may be built without.
+_TIFF_CODECS = {2: "CCITT RLE", 3: "CCITT Group 3", 4: "CCITT Group 4", 6: "old-style JPEG", 34712: "JPEG 2000",
+                34887: "LERC", 34892: "lossy JPEG (DNG)", 34925: "LZMA", 50000: "Zstandard", 50001: "WebP",
+                50002: "JPEG XL", 52546: "JPEG XL"}  # fmt: skip
+
+
+def tiff_codec_reason(source: bytes | str) -> str | None:
+    """Why a TIFF's pixels did not decode when its compression is one libtiff may be built
+    without (libtiff's own words are 'decoder error -2'); ``None`` for other files."""
+    try:
+        with _source(source) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if f.read(4) not in (b"II*\x00", b"MM\x00*"):
+                return None
+            f.seek(0)
+            codec = _TIFF_CODECS.get(_first_ifd(f).get(259))
+    except Exception:  # a damaged directory: the decoder's words stand
+        return None
+    return None if codec is None else f"a TIFF compressed with {codec}, which this Pillow/libtiff cannot decode"
+
+
+#: Sample layouts Pillow reads (:func:`_tiff_kind`'s words): such a TIFF it cannot open is damaged.
+_ORDINARY_KINDS = {f"{b}-bit unsigned, {n} sample{'s' if n != 1 else ''} per pixel" for b in (1, 2, 4, 8, 16)
+                   for n in (1, 2, 3, 4)}  # fmt: skip
+
+
+def _tiff_damage(source: bytes | str) -> str:
+    """What is wrong in the layout of a TIFF with ordinary samples that Pillow cannot open."""
+    try:
+        with _source(source) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ifd = _first_ifd(f)
+            w, h, rows = (int(ifd.get(t, 0)) for t in (256, 257, 278))
+            strips, planes = len(_ints(ifd.get(273))), int(ifd.get(277, 1)) if ifd.get(284) == 2 else 1
+            if not (w and h):
+                return "its width or height is missing"
+            if 278 in ifd and not 0 < rows < 2**31:
+                return f"its RowsPerStrip {rows} is out of range"
+            want = -(-h // min(rows or h, h)) * planes
+            if strips and strips != want:
+                return f"it lists {strips} strips where its size and RowsPerStrip make {want}"
+            f.seek(0)
+            TiffImagePlugin.TiffImageFile(f)
+    except Exception as e:  # Pillow's own words for what else fails
+        return f"its layout cannot be read: {type(e).__name__}: {' '.join(str(e).split())[:100]}"
+    return "its layout cannot be read"
 
 
 def _tiff_data_end(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:

@@ -21,7 +21,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from trufor_lab.common.image_files import image_formats, png_text_limit, png_without_text
+from trufor_lab.common.image_files import image_formats, png_text_limit, png_without_text, unrecognised_reason
 from trufor_lab.forensics.ijg import IJG_CHROMINANCE, IJG_LUMINANCE, ZIGZAG, ijg_scale, ijg_stack, ijg_table
 
 #: What Pillow raises on a mangled file or metadata block (seen on truncated and fuzzed files):
@@ -162,7 +162,7 @@ def open_source(source: Source) -> OpenedSource:
                         "PNG text metadata not read: it inflates beyond the safe limit (a decompression bomb?)"
                     )
             except UnidentifiedImageError:
-                raise ValueError(f"{name}: not a recognised image file") from None
+                raise ValueError(f"{name}: {unrecognised_reason(data)}") from None
             except Image.DecompressionBombError as e:
                 raise ValueError(f"{name}: refused, image too large ({e})") from None
             except PARSE_ERRORS as e:  # mangled headers

@@ -36,6 +36,7 @@ from trufor_lab.common.image_files import (
     png_without_text,
     stored_size,
     truncated_refused,
+    xmp_filled_orientation,
 )
 from trufor_lab.forensics import jpeg, metadata
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
@@ -130,6 +131,9 @@ _SEVERITIES = ("info", "notice", "warning")
 _JPEG_FORMATS = ("JPEG", "MPO")
 #: A larger EXIF "thumbnail" is refused before decoding: its header can claim any size.
 _MAX_THUMB_SIDE = 1024
+#: Thumbnail size (160×120 is the standard's): one this small is decoded even when the image was
+#: shrunk below it, since its crop and aspect are the point of comparing.
+_THUMB_SIDE = 320
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,7 @@ class Provenance:
     png_text_bomb: bool = False  # a text chunk inflates beyond the safe limit (left unread)
     xmp_present: bool = False
     xmp_software: list[str] = field(default_factory=list)  # software the XMP names (creator, history)
+    xmp_orientation: int | None = None  # XMP's tiff:Orientation without an EXIF one (viewers ignore it)
     #: software named by a further EXIF block or XMP packet of a JPEG (readers show only one)
     other_software: list[str] = field(default_factory=list)
     comment: str | None = None  # JPEG COM segment or GIF comment
@@ -302,6 +307,8 @@ class Provenance:
         add("XMP", "present", self.xmp_present)
         if self.xmp_software:
             add("XMP", "software named", "; ".join(self.xmp_software))
+        if self.xmp_orientation is not None:
+            add("XMP", "orientation", f"{self.xmp_orientation} (not EXIF: viewers show the picture as stored)")
         if self.comment:
             add("Comment", "comment", self.comment)
         for k, v in self.png_text.items():
@@ -622,6 +629,8 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
             warnings.simplefilter("always")
             ex = im.getexif()
             base = {k: v for k, v in ex.items()}
+            if xmp_filled_orientation(im, ex):  # Pillow's, from XMP: viewers do not turn by it
+                p.xmp_orientation = _whole_number(base.pop(0x0112))
             for ifd, dst in ((ExifTags.IFD.Exif, sub), (ExifTags.IFD.GPSInfo, gps)):
                 try:
                     dst.update(ex.get_ifd(ifd))
@@ -738,10 +747,10 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
             warnings.simplefilter("ignore")
             t = Image.open(io.BytesIO(data))  # header only: the size is checked before decoding
             tw, th = t.size
-            if max(tw, th) > _MAX_THUMB_SIDE or tw * th > p.size[0] * p.size[1]:
+            if max(tw, th) > _MAX_THUMB_SIDE or (tw * th > p.size[0] * p.size[1] and max(tw, th) > _THUMB_SIDE):
                 p.problems.append(
-                    f"EXIF thumbnail claims {tw}×{th} pixels, more than a thumbnail "
-                    f"({_MAX_THUMB_SIDE} px a side at most, and no larger than the image); not decoded"
+                    f"EXIF thumbnail claims {tw}×{th} pixels, more than a thumbnail ({_MAX_THUMB_SIDE} px "
+                    f"a side at most, and above {_THUMB_SIDE} px no larger than the image); not decoded"
                 )
                 return
             t.load()
@@ -942,8 +951,15 @@ def _signs(p: Provenance) -> list[Sign]:
                 "dates",
                 "notice",
                 f"modify date is earlier than the capture date ({mod} before {orig})",
-                "dates a camera writes together disagree: a clock or time-zone setting, or dates "
-                "edited by a program; they cannot both be taken at face value",
+                (
+                    f"the modify date is the one {p.software!r} (the EXIF Software) wrote when it saved "
+                    "the file: its computer's clock or time zone differs from the camera's, or a date "
+                    "was edited"
+                    if p.software
+                    else "dates a camera writes together disagree: a clock or time-zone setting, or dates "
+                    "edited by a program"
+                )
+                + "; they cannot both be taken at face value",
             )
     if p.thumbnail_mismatch:
         why = "aspect ratio" if p.thumbnail_aspect_mismatch else "content"
@@ -979,7 +995,16 @@ def _signs(p: Provenance) -> list[Sign]:
         )
     q = p.jpeg_quality
     if q is not None:
-        if q.standard and q.luma_quality < 90:
+        if q.standard and q.luma_quality < 90 and (p.make or p.model) and not editors:
+            add(
+                "recompressed",
+                "info",
+                f"JPEG quality {_quality_words(q)}, lower than camera files usually are",
+                "camera files are usually at quality 90 or above; some cameras save lower at a "
+                "smaller-file setting, and the camera named in EXIF with no editing software named "
+                "fits that: weak evidence of recompression",
+            )
+        elif q.standard and q.luma_quality < 90:
             add(
                 "recompressed",
                 "notice",

@@ -60,6 +60,8 @@ from trufor_lab.common.image_files import (
     png_rows_missing,
     png_text_limit,
     png_without_text,
+    reduced_image_note,
+    tiff_codec_reason,
     truncated_refused,
     turn_as_shown,
     unrecognised_reason,
@@ -390,7 +392,8 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "truncated" in msg.lower():
             msg = "file is truncated"
-        raise ImageError(f"{name}: unreadable image ({msg})") from None
+        codec = tiff_codec_reason(source) if source is not None and "decoder error" in msg else None
+        raise ImageError(f"{name}: {codec or f'unreadable image ({msg})'}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
@@ -454,7 +457,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         notes_first = []
     layered = im.format == "PSD"  # Pillow counts a PSD's layers as frames; its pixels are the merged image
     signed, white_is_zero, wide = _tiff_samples(im)
-    notes: list[str] = notes_first
+    notes: list[str] = notes_first + [n for n in (reduced_image_note(im),) if n]
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
         _load_pixels(im, name, notes)
     raw, orientation = orientation_tag(im)  # a TIFF's before loading: its loader drops the tag
