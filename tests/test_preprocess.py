@@ -717,12 +717,12 @@ def test_load_truncated_images_set_by_a_notebook_does_not_let_a_cut_file_through
         ImageFile.LOAD_TRUNCATED_IMAGES = old
 
 
-def test_a_picture_with_its_own_grey_background_is_read_and_an_undecidable_cut_is_noted(shared_dir, tmp_path):
+def test_a_picture_with_its_own_grey_background_is_read_and_a_cut_behind_a_trailer_refused(shared_dir, tmp_path):
     """Exact mid-grey at the end of a drawing is the picture's own (refused for a while as a cut:
     a grey background after a dark square). A cut whose file has bytes after its end marker
     (a camera's trailer) was only noted: the probe now goes before the image's own end marker.
-    Where the markers cannot be walked (a stray byte between two segments, which libjpeg skips)
-    the probe cannot be placed: read, with a note."""
+    A stray byte between two segments (libjpeg skips it) is skipped by the walk too (it made
+    the cut undecidable: only noted)."""
     x = np.full((64, 64, 3), 128, np.uint8)
     x[16:48, 16:48] = 40
     Image.fromarray(x).save(tmp_path / "drawing.jpg", quality=95)
@@ -734,8 +734,9 @@ def test_a_picture_with_its_own_grey_background_is_read_and_an_undecidable_cut_i
     with pytest.raises(ImageError, match=r"<bytes>: unreadable image \(its data stops early"):
         load_image(cut + b"a camera's trailer")
     dqt = cut.index(b"\xff\xdb")
-    li = load_image(cut[:dqt] + b"\x00" + cut[dqt:])
-    assert any("the picture ends in uniform mid-grey from row" in n and "cut short" in n for n in li.notes), li.notes
+    with pytest.raises(ImageError, match=r"<bytes>: unreadable image \(its data stops early"):
+        load_image(cut[:dqt] + b"\x00" + cut[dqt:])
+    assert load_image(good[:dqt] + b"\x00" + good[dqt:]).notes == load_image(good).notes
 
 
 def test_a_progressive_jpeg_cut_short_is_refused_or_noted(shared_dir, tmp_path):
@@ -771,6 +772,27 @@ def test_a_progressive_jpeg_cut_short_is_refused_or_noted(shared_dir, tmp_path):
         "progressive scans stop before the picture's full detail (frequencies not fully sent: luma 63/64)" in n
         for n in li.notes
     ), li.notes
+
+
+def test_a_jpeg_cut_just_before_a_restart_marker_is_refused(shared_dir):
+    """Cut exactly before a restart marker (as photo-recovery tools salvage files) and closed,
+    the probe's bytes were read as junk before the next marker, so the file looked complete:
+    its grey fill (baseline) or missing detail (progressive) was analysed, unsaid. The last
+    scan's restart markers are now counted against its blocks; complete files with restart
+    markers of every kind read as before."""
+    import re
+
+    im = Image.open(shared_dir / "images" / "pristine1.jpg").convert("RGB").resize((320, 240))
+    for progressive in (False, True):
+        for rst in ({"restart_marker_rows": 1}, {"restart_marker_blocks": 7}):
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=90, progressive=progressive, **rst)
+            d = buf.getvalue()
+            assert load_image(d).notes == ()
+            last = d.rindex(b"\xff\xda")
+            marks = [m.start() for m in re.finditer(rb"\xff[\xd0-\xd7]", d) if m.start() > last]
+            with pytest.raises(ImageError, match=r"<bytes>: unreadable image \(its data stops early"):
+                load_image(d[: marks[len(marks) // 2]] + b"\xff\xd9")
 
 
 def test_a_turned_tiff_opened_by_the_caller_is_read_on_its_stored_grid(tmp_path):

@@ -27,6 +27,7 @@ import io
 import math
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -73,8 +74,8 @@ def _progressive_cut(data: bytes, rgb: np.ndarray) -> tuple[str, str] | None:
     walked = _walk(data)
     if walked is None:
         return None
-    scans, eoi = walked
-    cut = _data_stops_early(data, eoi, rgb)
+    scans, eoi, restarts_missing = walked
+    cut = restarts_missing or _data_stops_early(data, eoi, rgb)
     if cut:
         return (
             "refuse",
@@ -113,7 +114,7 @@ def _grey_fill(im: Image.Image, rgb: np.ndarray, data: Callable[[], bytes]) -> t
         return None
     raw = data()
     walked = _walk(raw)
-    cut = None if walked is None else _data_stops_early(raw, walked[1], rgb)
+    cut = None if walked is None else walked.restarts_missing or _data_stops_early(raw, walked.eoi, rgb)
     if cut is False:
         return None  # the picture's own grey
     if cut:
@@ -138,21 +139,32 @@ _PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
-def _walk(data: bytes) -> tuple[str, int] | None:
-    """(what the scans leave unsent, "" when nothing; the offset of the end marker) of the first
-    image in a JPEG file's bytes; None when its markers cannot be walked to an end marker."""
+class _Walked(NamedTuple):
+    unsent: str  # what the scans leave unsent, "" when nothing
+    eoi: int  # the offset of the end marker
+    restarts_missing: bool  # the last scan holds fewer restart markers than its blocks need
+
+
+def _walk(data: bytes) -> _Walked | None:
+    """The scans of the first image in a JPEG file's bytes, walked to its end marker as libjpeg
+    reads them (stray bytes between segments skipped); None when that cannot be done."""
     if not data.startswith(b"\xff\xd8"):
         return None
-    comps: list[int] = []
+    comps: list[tuple[int, int, int]] = []  # (id, horizontal, vertical sampling)
+    size = (0, 0)
     progressive = False
     low: dict[int, list[int]] = {}  # per component, the lowest bit sent of each coefficient
+    restart_interval, last = 0, None
     pos = 2
     try:
         while True:
-            while data[pos] == 0xFF and data[pos + 1] == 0xFF:  # fill bytes before a marker
+            if data[pos] != 0xFF:  # bytes that are no marker: libjpeg skips them (with a warning)
+                pos = data.find(b"\xff", pos)
+                if pos < 0:
+                    return None
+                continue
+            while data[pos + 1] == 0xFF:  # fill bytes before a marker
                 pos += 1
-            if data[pos] != 0xFF:
-                return None
             marker = data[pos + 1]
             if marker == 0xD9:
                 break
@@ -165,25 +177,56 @@ def _walk(data: bytes) -> tuple[str, int] | None:
                 return None
             pos += 2 + length
             if marker in _SOF and not comps:
-                comps = [seg[6 + 3 * i] for i in range(seg[5])]
+                size = (int.from_bytes(seg[1:3], "big"), int.from_bytes(seg[3:5], "big"))
+                comps = [(seg[6 + 3 * i], seg[7 + 3 * i] >> 4, seg[7 + 3 * i] & 0x0F) for i in range(seg[5])]
                 progressive = marker in _PROGRESSIVE_SOF
-                low = {c: [99] * 64 for c in comps}
+                low = {c: [99] * 64 for c, _, _ in comps}
+            elif marker == 0xDD and len(seg) >= 2:
+                restart_interval = int.from_bytes(seg[:2], "big")
             elif marker == 0xDA:
                 ns = seg[0]
+                ids = list(seg[1 : 1 + 2 * ns : 2])
                 ss, se, al = seg[1 + 2 * ns], seg[2 + 2 * ns], seg[3 + 2 * ns] & 0x0F
-                for c in seg[1 : 1 + 2 * ns : 2]:
+                for c in ids:
                     for k in range(ss, min(se, 63) + 1) if progressive else range(64):
                         if c in low:
                             low[c][k] = min(low[c][k], al if progressive else 0)
                 nxt = _NEXT_MARKER.search(data, pos)
                 if nxt is None:
                     return None
+                last = (ids, restart_interval, pos, nxt.start())
                 pos = nxt.start()
     except IndexError:
         return None
-    names = ("luma", "blue chroma", "red chroma") if len(comps) == 3 else [f"component {c}" for c in comps]
-    unsent = [f"{name} {n}/64" for name, c in zip(names, comps) if (n := sum(b != 0 for b in low[c]))]
-    return (f"frequencies not fully sent: {', '.join(unsent)}" if unsent else ""), pos
+    names = ("luma", "blue chroma", "red chroma") if len(comps) == 3 else [f"component {c}" for c, _, _ in comps]
+    unsent = [f"{name} {n}/64" for name, (c, _, _) in zip(names, comps) if (n := sum(b != 0 for b in low[c]))]
+    return _Walked(
+        f"frequencies not fully sent: {', '.join(unsent)}" if unsent else "",
+        pos,
+        last is not None and _restarts_missing(data, comps, size, *last),
+    )
+
+
+def _restarts_missing(
+    data: bytes, comps: list[tuple[int, int, int]], size: tuple[int, int], ids: list[int], interval: int, a: int, b: int
+) -> bool:
+    """Whether a scan (its data ``data[a:b]``) holds fewer restart markers than its coding units
+    need: one cut just before a restart marker decodes the probe's bytes as junk before the next
+    marker, and looks complete to it."""
+    (h, w), known = size, {c: (hs, vs) for c, hs, vs in comps}
+    if interval == 0 or h == 0 or w == 0 or not comps or any(c not in known for c in ids):
+        return False
+    hmax, vmax = max(hs for _, hs, _ in comps), max(vs for _, _, vs in comps)
+    if len(ids) == 1:  # one component: its own blocks
+        hs, vs = known[ids[0]]
+        units = math.ceil(math.ceil(w * hs / hmax) / 8) * math.ceil(math.ceil(h * vs / vmax) / 8)
+    else:
+        units = math.ceil(w / (8 * hmax)) * math.ceil(h / (8 * vmax))
+    return len(_RESTART.findall(data, a, b)) < math.ceil(units / interval) - 1
+
+
+#: A restart marker inside entropy-coded data.
+_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
 
 
 #: Bytes (no 0xFF: no marker) put before the end marker by :func:`_data_stops_early`.
