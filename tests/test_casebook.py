@@ -566,7 +566,7 @@ def test_a_copy_zoomed_a_little_and_framed_again_is_zoomed_back(shared_dir, tmp_
     src = src.resize((400, round(400 * src.height / src.width)), Image.LANCZOS)
     box = (60, 40, 316, 232)  # A: 256 x 192
     a = np.asarray(src.crop(box))
-    for s in (1.015, 1.04, 0.97):
+    for s in (1.015, 1.04, 1.08, 0.97):
         big = src.resize((round(src.width * s), round(src.height * s)), Image.BICUBIC)
         cx, cy = 150, 120  # zoomed about a point off the centre
         x0, y0 = round(cx * s - (cx - box[0])), round(cy * s - (cy - box[1]))
@@ -575,12 +575,19 @@ def test_a_copy_zoomed_a_little_and_framed_again_is_zoomed_back(shared_dir, tmp_
             b[80:120, 100:150] = 255 - b[80:120, 100:150]  # an edit: 4 % of the picture
         Image.fromarray(b).save(tmp_path / "b.jpg", quality=85)
         c = compare(a, np.asarray(Image.open(tmp_path / "b.jpg")), names=("A", "B"))
-        assert c.reliable and any("zoomed in" if s > 1 else "zoomed out" in n for n in c.notes), (s, c.notes)
+        assert c.reliable and any(("zoomed in" if s > 1 else "zoomed out") in n for n in c.notes), (s, c.notes)
         outside = c.diff.copy()
         if s == 1.04:
             assert np.nanmean(c.diff[82:118, 102:148] > 0.1) > 0.8
             outside[75:125, 95:155] = np.nan
         assert np.nanmean(outside > 0.1) < 0.01, (s, c.summary(), c.notes)
+    # zoomed by 3 % and halved: the note gives the zoom (was 'reduced by 48.6 % (zoomed out')
+    big = src.resize((round(src.width * 1.03), round(src.height * 1.03)), Image.BICUBIC)
+    x0, y0 = round(150 * 1.03 - 90), round(120 * 1.03 - 80)
+    half = big.crop((x0, y0, x0 + 256, y0 + 192)).resize((128, 96), Image.LANCZOS)
+    c = compare(a, np.asarray(half), names=("A", "B"))
+    (note,) = [n for n in c.notes if "zoomed in" in n and "resized to 128×96" in n]
+    assert c.reliable and 2.0 <= float(note.split("enlarged by ")[1].split(" %")[0]) <= 4.0, c.notes
 
 
 def test_a_smaller_repost_lines_up_with_its_original_in_either_order(shared_dir, tmp_path):

@@ -32,9 +32,9 @@ PLACED_FIT = 0.005
 #: by 1 % left 0.032 lined up unzoomed, 0.011 zoomed back: JPEG's own difference).
 ZOOM_FIT = 0.75
 #: The zoom search: log-scales tried first, on pictures of this long side (1 % steps up to
-#: 6 %, 3 % steps up to 25 %), then (long side, half-width, number) of the finer levels around the
+#: 10 %, 3 % steps up to 25 %), then (long side, half-width, number) of the finer levels around the
 #: best so far (0.3 % then 0.1 % steps; at most at full size).
-ZOOM_COARSE = (384, tuple(sorted({*np.linspace(-0.06, 0.06, 13).round(4), *np.linspace(-0.25, 0.25, 17).round(4)})))
+ZOOM_COARSE = (384, tuple(sorted({*np.linspace(-0.1, 0.1, 21).round(4), *np.linspace(-0.25, 0.25, 17).round(4)})))
 ZOOM_LEVELS = ((768, 0.012, 9), (2048, 0.003, 7))
 
 
@@ -349,8 +349,9 @@ def _zoom_fits(ia: np.ndarray, ib: np.ndarray, scales: list[float]) -> list[floa
     return out
 
 
-def _zoomed(ia: np.ndarray, ib: np.ndarray, fit: float) -> tuple[float, tuple] | None:
-    """B's scale factor and placement when B is A's picture zoomed (a copy enlarged by a few per
+def _zoomed(ia: np.ndarray, ib: np.ndarray, fit: float) -> tuple[float, float, tuple] | None:
+    """B's scale factor, the zoom in it (the factor over B's resize to A's size, when B is another
+    size) and placement when B is A's picture zoomed (a copy enlarged by a few per
     cent and cropped back to its frame lined up unzoomed, its misaligned edges 'changed'), found
     coarse to fine (:data:`ZOOM_LEVELS`) and kept under :data:`ZOOM_FIT`; None otherwise."""
     (ha, wa), (hb, wb) = ia.shape[:2], ib.shape[:2]
@@ -373,7 +374,12 @@ def _zoomed(ia: np.ndarray, ib: np.ndarray, fit: float) -> tuple[float, tuple] |
         return None
     h, w = ib.shape[:2]
     placed = _place_crop(ia, _resize(np.ascontiguousarray(ib), max(1, round(w * best)), max(1, round(h * best))))
-    return (best, placed) if placed is not None and _residual(ia, placed[0], placed[1]) <= ZOOM_FIT * fit else None
+    base = min(bases, key=lambda c: abs(math.log(best / c)))
+    return (
+        (best, best / base, placed)
+        if placed is not None and _residual(ia, placed[0], placed[1]) <= ZOOM_FIT * fit
+        else None
+    )
 
 
 @dataclass
@@ -416,12 +422,13 @@ def line_up(ia: np.ndarray, ib: np.ndarray, estimate_shift: bool = True) -> Alig
             out = Alignment(turned, *t, [note, *t_how], turn, t_ref)
     zoom = _zoomed(ia, out.b, _residual(out.reference, out.aligned, out.valid)) if estimate_shift else None
     if zoom is not None:
-        f, (aligned, valid, where, peak, _) = zoom
-        pct = abs(1 / f - 1) * 100
-        what = f"enlarged by {pct:.1f} % (zoomed in" if f < 1 else f"reduced by {pct:.1f} % (zoomed out"
+        f, z, (aligned, valid, where, peak, _) = zoom
+        pct = abs(1 / z - 1) * 100  # the zoom, apart from a resize of the whole picture
+        what = f"enlarged by {pct:.1f} % (zoomed in" if z < 1 else f"reduced by {pct:.1f} % (zoomed out"
+        resized = "" if abs(math.log(f / z)) < 1e-9 else f" and resized to {ib.shape[1]}×{ib.shape[0]}"
         note = (
-            f"B shows A's picture {what} and framed again): B scaled by {f:.4f} and placed at (y, x) = {where} by "
-            f"phase correlation (peak {peak:.2f}); pixels without a counterpart are left out"
+            f"B shows A's picture {what} and framed again{resized}): B scaled by {f:.4f} and placed at (y, x) = "
+            f"{where} by phase correlation (peak {peak:.2f}); pixels without a counterpart are left out"
         )
         out = Alignment(
             out.b, aligned, valid, where, peak, True, [*out.notes[: 1 if out.turn else 0], note], out.turn, ia
