@@ -820,6 +820,10 @@ def test_another_file_of_the_same_name_does_not_replace_an_output(tmp_path, with
     assert main(["analyze", str(tmp_path / "c1" / "a"), "-o", str(out), "-q"]) == 0
     assert "recomputing" in capsys.readouterr().err and (out / "x.png.npz").read_bytes() != first
     assert main(["analyze", str(tmp_path / "c2" / "a"), "-o", str(out), "-q", "--overwrite"]) == 0
+    # an output file named by the caller (a script looping with -o cur.npz) is theirs to reuse
+    cur = tmp_path / "cur.npz"
+    for f in (tmp_path / "c1" / "a" / "x.png", tmp_path / "c2" / "a" / "x.png"):
+        assert main(["analyze", str(f), "-o", str(cur), "-q"]) == 0
 
 
 def test_an_output_blocked_by_a_file_or_named_as_a_folder(tmp_path, with_weights, capsys):
@@ -850,6 +854,14 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, with_weights, capsy
             main(["eval", "--images", str(tmp_path / "imgs"), "--method", "ela", "-o", str(tmp_path / "e"), *opt]) == 2
         )
         assert "runs no network" in capsys.readouterr().err
+    assert (
+        main(
+            ["eval", "--images", str(tmp_path / "imgs"), "--method", "noiseprint", "-o", str(tmp_path / "e")]
+            + ["--weights", "x.pth"]
+        )
+        == 2
+    )
+    assert "runs the default Noiseprint++ weights" in capsys.readouterr().err
     (tmp_path / "fake.txt").write_text("imgs/a.png\n")
     cmd = ["eval", str(tmp_path / "fake.txt"), "--root", str(tmp_path), "-o", str(tmp_path / "e2")]
     assert main([*cmd, "--fake-list", str(tmp_path / "nope.txt")]) == 1

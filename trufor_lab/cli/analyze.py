@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             error(f"{printable(path)}: cannot read ({e.strerror or e})")
             continue
         if out.exists() and not args.overwrite:
-            refused = output_refusal(out, path, digest)
+            refused = output_refusal(out, path, digest, named=len(outs) == 1 and out == Path(args.output))
             if refused:
                 failed += 1
                 error(refused)

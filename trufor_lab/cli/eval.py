@@ -167,7 +167,12 @@ def run(args: argparse.Namespace) -> int:
         ["--precision"] if args.precision != "float32" else []
     )
     if classic and unused:  # a classic detector loads no model: these were ignored, unsaid
-        error(f"--method {method} runs no network: {', '.join(unused)} not taken (drop them)")
+        why = (
+            "runs the default Noiseprint++ weights ($TRUFOR_NOISEPRINT_WEIGHTS, else the shipped ones) on the CPU"
+            if method == "noiseprint"
+            else "runs no network"
+        )
+        error(f"--method {method} {why}: {', '.join(unused)} not taken (drop them)")
         return 2
     if classic and not METHODS[method].defines_score:
         print(

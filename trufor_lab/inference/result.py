@@ -236,17 +236,25 @@ def _path_digest(path: str | os.PathLike) -> str:
 
 
 def output_refusal(
-    npz_path: str | os.PathLike, input_path: str | os.PathLike, input_sha256: str, overwrite: str = "--overwrite"
+    npz_path: str | os.PathLike,
+    input_path: str | os.PathLike,
+    input_sha256: str,
+    overwrite: str = "--overwrite",
+    named: bool = False,
 ) -> str | None:
     """Why the existing file ``npz_path`` is not to be replaced by the analysis of
     ``input_path`` (one line naming it), or None: someone else's file (:func:`foreign_output`),
     or the output of another input file (another path and other content: the same name from
     another folder written into the same output folder; an edited input, or the same content
-    moved, is not refused). ``overwrite`` names the option that replaces it anyway."""
+    moved, is not refused). ``overwrite`` names the option that replaces it anyway; ``named``:
+    the caller named this output file itself (``-o result.npz``): only someone else's file is
+    refused."""
     if not os.path.lexists(npz_path):
         return None
     if foreign_output(npz_path):
         return f"{npz_path}: exists and is not an analysis output (no 'map'); not overwritten ({overwrite} to replace)"
+    if named:
+        return None
     try:
         with np.load(npz_path, allow_pickle=False) as d:
             keys = (INPUT_SHA256_KEY, INPUT_PATH_KEY)
