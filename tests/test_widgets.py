@@ -496,3 +496,34 @@ def test_a_mask_drawn_on_the_turned_picture_gets_the_as_shown_hint(array_result)
     with pytest.raises(ValueError, match=r"stored grid.*use result\.as_shown\(\)"):
         ResultViewer(r, masks=[np.zeros((60, 40), bool)])
     assert ResultViewer(r.as_shown(), masks=[np.zeros((60, 40), bool)]).png.startswith(b"\x89PNG")
+
+
+def test_a_colormap_object_and_a_one_channel_mask_are_taken():
+    """The colormap and mask checks added this session refused what was drawn before: a
+    matplotlib Colormap object ('unknown colormap <ListedColormap ...>') and an (H, W, 1) 0/255
+    mask ('a picture with colour channels')."""
+    import matplotlib
+
+    from trufor_lab.inference.result import Result
+    from trufor_lab.widgets.compare_viewer import CompareViewer
+    from trufor_lab.widgets.result_viewer import ResultViewer
+
+    g = np.random.default_rng(0)
+    r = Result(
+        image=(g.random((40, 60, 3)) * 255).astype(np.uint8),
+        noiseprint=g.standard_normal((40, 60)).astype(np.float32),
+        map=g.random((40, 60)).astype(np.float32),
+        conf=np.ones((40, 60), np.float32),
+        score=0.5,
+        name="a.png",
+    )
+    cm = matplotlib.colormaps["viridis"].resampled(8)
+    mask = np.zeros((40, 60, 1), np.uint8)
+    mask[5:20, 5:30] = 255
+    v = ResultViewer(r, mask, cmap=cm)
+    assert v.widget is not None and v.state["cmap"] is cm
+    v.set(cmap="magma")
+    v.set(cmap=cm)
+    assert v.state["cmap"] is cm
+    c = CompareViewer([r, r], cmap=cm)
+    assert c.widget is not None

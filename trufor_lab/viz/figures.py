@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -123,7 +123,7 @@ def _paint(ax, where: np.ndarray, color: str, alpha: float | None) -> None:
 HIDDEN_COLORS = ("#808080", "#8c6d3f", "#3f6f5a")
 
 
-def hidden_color(cmap: str, min_distance: float = 0.25) -> str:
+def hidden_color(cmap: Any, min_distance: float = 0.25) -> str:
     """The colour of hidden map pixels (below a threshold, low confidence) for ``cmap``: mid grey,
     unless the colormap comes within ``min_distance`` (RGB) of it, then the one of
     :data:`HIDDEN_COLORS` farthest from every colour of the map. Left transparent they read as a
@@ -131,7 +131,9 @@ def hidden_color(cmap: str, min_distance: float = 0.25) -> str:
     import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
     from matplotlib.colors import to_rgb  # lazy: as above
 
-    colors = matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3]
+    colors = (cmap if isinstance(cmap, matplotlib.colors.Colormap) else matplotlib.colormaps[cmap])(
+        np.linspace(0, 1, 256)
+    )[:, :3]
     distance = {c: float(np.min(np.linalg.norm(colors - np.array(to_rgb(c)), axis=1))) for c in HIDDEN_COLORS}
     return HIDDEN_COLORS[0] if distance[HIDDEN_COLORS[0]] >= min_distance else max(distance, key=distance.get)
 
@@ -158,6 +160,8 @@ def check_mask(result: "Result", mask: np.ndarray | None) -> np.ndarray | None:
     if mask is None:
         return None
     name, m = result.name or "image", np.asarray(mask)
+    if m.ndim == 3 and m.shape[2] == 1:  # one channel: a grey mask with its axis kept
+        m = m[..., 0]
     if m.ndim != 2:
         hint = (
             " (a picture with colour channels: read the file with trufor_lab.lab.datasets.read_mask, "

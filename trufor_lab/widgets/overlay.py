@@ -24,12 +24,13 @@ def check_zoom(zoom: Sequence[int] | None, shape: tuple[int, int]) -> tuple[int,
     return y0, x0, y1, x1
 
 
-def check_cmap(name: Any) -> str:
-    """``name`` if matplotlib knows the colormap, else a one-line refusal with the nearest names
-    (checked before it becomes the state: a bad name made every later redraw fail)."""
+def check_cmap(name: Any) -> Any:
+    """``name`` if matplotlib knows the colormap (or a Colormap object itself), else a one-line
+    refusal with the nearest names (checked before it becomes the state: a bad name made every
+    later redraw fail)."""
     import matplotlib  # lazy: matplotlib takes about a second to import; only drawing needs it
 
-    if isinstance(name, str) and name in matplotlib.colormaps:
+    if (isinstance(name, str) and name in matplotlib.colormaps) or isinstance(name, matplotlib.colors.Colormap):
         return name
     known = list(matplotlib.colormaps)
     same = [n for n in known if n.lower() == str(name).lower()]
@@ -37,6 +38,15 @@ def check_cmap(name: Any) -> str:
     raise ValueError(
         f"unknown colormap {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
     )
+
+
+def _cmap_options(cmaps: list[Any]) -> list[tuple[str, Any]]:
+    """(label, colormap) pairs for the dropdown, each once: a name, or a Colormap object by its name."""
+    out: list[tuple[str, Any]] = []
+    for c in cmaps:
+        if not any(v is c or v == c for _, v in out):
+            out.append((c if isinstance(c, str) else getattr(c, "name", repr(c)), c))
+    return out
 
 
 class OverlayControls:
@@ -67,7 +77,7 @@ class OverlayControls:
                 value=s["conf_min"], min=0, max=1, step=0.05, description="hide conf <", style=style
             ),
             "cmap": w.Dropdown(
-                options=list(dict.fromkeys([s["cmap"], *COLORMAPS])),
+                options=_cmap_options([s["cmap"], *COLORMAPS]),
                 value=s["cmap"],
                 description="colormap",
                 style=style,
@@ -84,8 +94,8 @@ class OverlayControls:
         """A colormap set in code that the dropdown lacks joins its options (the dropdown refused
         it, and state and control parted)."""
         c = (self._controls or {}).get("cmap")
-        if c is not None and self._state["cmap"] not in c.options:
-            c.options = (*c.options, self._state["cmap"])
+        if c is not None and not any(v is self._state["cmap"] or v == self._state["cmap"] for _, v in c.options):
+            c.options = _cmap_options([*(v for _, v in c.options), self._state["cmap"]])
 
     def _overlay_control_value(self, key: str) -> Any:
         z = self._state["zoom"]
