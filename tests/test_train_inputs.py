@@ -241,3 +241,24 @@ def test_notebook_07_trains_as_its_text_says():
     assert not any("last_optim.pt" in t for t in text)
     (call,) = [ln for t in text for ln in t.splitlines() if "T.train_phases(" in ln]
     assert "T.DEMO_PHASE_SETTINGS" in call
+
+
+def test_a_pool_is_not_reused_with_other_noiseprint_weights(tmp_path, images, shared_dir):
+    """A shared pool cache (``--phase all`` keeps one under OUT/cache) was reused by a run with
+    other Noiseprint++ weights: it trained on the first run's maps."""
+    sd = torch.load(shared_dir / "weights" / "noiseprint++.th", weights_only=True, map_location="cpu")
+
+    def nudged(v):
+        if isinstance(v, dict):
+            return type(v)((k, nudged(x)) for k, x in v.items())
+        return v + 1e-3 if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+
+    sd = nudged(sd)
+    torch.save(sd, tmp_path / "other.th")
+    cache = tmp_path / "cache"
+    for out, weights in ((tmp_path / "a", None), (tmp_path / "b", str(tmp_path / "other.th"))):
+        T.train(_cfg(out, images, precompute=2, cache_dir=str(cache), noiseprint_weights=weights))
+    pools = sorted(cache.glob("pool_*.npz"))
+    assert len(pools) == 2
+    a, b = (np.load(p)["np"] for p in pools)
+    assert not np.array_equal(a, b)

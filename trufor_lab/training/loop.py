@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -89,6 +90,15 @@ def _to_batch(examples: Sequence[tuple[np.ndarray, np.ndarray, int]], device: to
     return rgb.to(device), mask.to(device), label.to(device)
 
 
+def _weights_digest(module: torch.nn.Module) -> str:
+    """A short digest of a module's weights (which Noiseprint++ computed a pool's maps)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:8]
+
+
 class _Pool:
     """Examples generated once with their Noiseprint++ maps; batches are grid-aligned crops."""
 
@@ -97,7 +107,8 @@ class _Pool:
     ) -> None:
         size = cfg.precompute_size or cfg.crop
         key = stream_fingerprint(stream)  # another stream with the same seed never reuses this pool
-        cache = Path(cfg.cache_dir or out) / f"pool_{cfg.seed}_{cfg.precompute}_{size}_{key}.npz"
+        maps = _weights_digest(model.dncnn)  # ... nor a run with other Noiseprint++ weights
+        cache = Path(cfg.cache_dir or out) / f"pool_{cfg.seed}_{cfg.precompute}_{size}_{key}_{maps}.npz"
         cache.parent.mkdir(parents=True, exist_ok=True)
         if cache.is_file():
             z = np.load(cache)
