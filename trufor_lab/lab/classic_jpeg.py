@@ -222,7 +222,11 @@ def dq_aligned(
     Not applicable (zero map, ``raw['not_applicable']``) when the combs' evidence (z against
     the off-grid calibration, :func:`first_quality`) is below ``min_z``. Measured on 384 px
     pictures: saved once at 50-95 1.6-4.7; double 50->80 to 85->90 over the whole picture
-    49-107, over an 8-15 % region 11-12. A first save with a custom (camera) table may be missed.
+    49-107, over an 8-15 % region 11-12. A region's evidence grows with the square root of its
+    number of blocks (at 256 px an 8-15 % region gives about 8, half the time below ``min_z``),
+    the saved-once evidence does not (up to 8 at quality 40-55), so a small region of a small
+    picture is not applicable rather than found. A first save with a custom (camera) table may be
+    missed.
     """
     if show not in ("single", "double"):
         raise ValueError(f"show must be 'single' or 'double', got {show!r}")
