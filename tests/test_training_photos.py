@@ -351,7 +351,7 @@ def test_every_image_format_read_elsewhere_is_a_photo_and_one_left_out_is_said(t
     Image.fromarray(_noise_photo(0)).save(tmp_path / "phone.avif")
     Image.fromarray(_noise_photo(1)).save(tmp_path / "scan.ppm")
     (tmp_path / "iphone.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 100)  # no decoder reads this
-    with pytest.warns(UserWarning, match=r"iphone\.heic: left out \(not an image file"):
+    with pytest.warns(UserWarning, match=r"iphone\.heic: left out \(a HEIC/HEIF photo"):
         photos = P.scan_photos(tmp_path)
     assert sorted(p.name for p in photos) == ["phone", "scan"]
     assert all(p.load().shape == (320, 400, 3) for p in photos)
