@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 import textwrap
@@ -242,6 +243,7 @@ def test_ieee_context_turns_off_tf32_asked_above_the_conv_setting(asked):
     code = textwrap.dedent(f"""
         import torch
         from trufor_lab.model.precision import ieee_float32
+        torch.cuda.is_available = lambda: True  # cuDNN's settings are only touched where CUDA runs
         c = torch.backends.cudnn
         {asked} = "tf32"
         assert c.conv.fp32_precision == c.rnn.fp32_precision == "tf32"
@@ -262,6 +264,7 @@ def test_ieee_context_restores_flags_for_legacy_and_new_tf32_apis():
     code = textwrap.dedent("""
         import torch
         from trufor_lab.model.lean import ieee_float32
+        torch.cuda.is_available = lambda: True  # cuDNN's settings are only touched where CUDA runs
         m, c, mk = torch.backends.cuda.matmul, torch.backends.cudnn, torch.backends.mkldnn
         m.allow_tf32 = True
         torch.set_float32_matmul_precision("high")
@@ -316,6 +319,73 @@ def test_ieee_context_leaves_every_fp32_precision_setting_as_it_was_and_override
         [sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True, timeout=60
     )
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+_USER_SETTINGS = [
+    ("torch.backends.mkldnn.fp32_precision = 'bf16'", "torch.backends.mkldnn.fp32_precision = 'none'"),
+    ("torch.backends.fp32_precision = 'tf32'", "torch.backends.fp32_precision = 'none'"),
+    ("torch.backends.cudnn.conv.fp32_precision = 'ieee'", "torch.backends.cudnn.fp32_precision = 'ieee'"),
+    ("torch.set_float32_matmul_precision('high')", "torch.backends.fp32_precision = 'bf16'"),
+    ("torch.backends.cudnn.allow_tf32 = False", "torch.backends.fp32_precision = 'tf32'"),
+    ("torch.backends.mkldnn.matmul.fp32_precision = 'bf16'", "torch.backends.mkldnn.fp32_precision = 'ieee'"),
+    ("pass", "torch.backends.fp32_precision = 'ieee'"),
+]
+
+
+def test_ieee_context_leaves_no_trace_a_later_setting_meets():
+    """A user who set ``mkldnn.fp32_precision = "bf16"``, ran an analysis and set it back to
+    "none" found oneDNN still at bf16 and ``torch.get_float32_matmul_precision()`` raising: the
+    context wrote back what it had read, pinning settings that followed their parent. Each user
+    sequence (set, analysis, set again) must end where it ends without the analysis; each runs in
+    a forked child of one process (precision settings are process-wide)."""
+    if not hasattr(torch._C, "_get_fp32_precision_getter"):
+        pytest.skip("this PyTorch has no fp32_precision settings")
+    code = textwrap.dedent("""
+        import json, os, sys, torch
+        from trufor_lab.model.precision import ieee_float32
+        b = torch.backends
+
+        def state():
+            out = {n: o.fp32_precision for n, o in [
+                ("general", b), ("cudnn", b.cudnn), ("cudnn.conv", b.cudnn.conv), ("cudnn.rnn", b.cudnn.rnn),
+                ("cuda.matmul", b.cuda.matmul), ("mkldnn", b.mkldnn), ("mkldnn.conv", b.mkldnn.conv),
+                ("mkldnn.matmul", b.mkldnn.matmul), ("mkldnn.rnn", b.mkldnn.rnn)]}
+            for n, f in [("legacy matmul", torch.get_float32_matmul_precision),
+                         ("cudnn.allow_tf32", lambda: b.cudnn.allow_tf32),
+                         ("matmul.allow_tf32", lambda: b.cuda.matmul.allow_tf32)]:
+                try:
+                    out[n] = f()
+                except RuntimeError:
+                    out[n] = "raises"
+            return out
+
+        def run(first, then, analysis):
+            r, w = os.pipe()
+            if os.fork() == 0:
+                exec(first)
+                if analysis:
+                    with ieee_float32():
+                        pass
+                    with ieee_float32(onednn=False):
+                        pass
+                exec(then)
+                os.write(w, json.dumps(state()).encode())
+                os._exit(0)
+            os.close(w)
+            os.wait()
+            return json.loads(os.read(r, 65536))
+
+        for first, then in json.loads(sys.argv[1]):
+            print(json.dumps([first, then, run(first, then, False), run(first, then, True)]))
+    """)
+    p = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(_USER_SETTINGS)], capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert len(rows) == len(_USER_SETTINGS)
+    for first, then, plain, analysed in rows:
+        assert analysed == plain, f"{first}; analysis; {then}"
 
 
 def test_ieee_context_works_with_a_pytorch_without_the_onednn_precision_api(monkeypatch):

@@ -93,48 +93,66 @@ def ieee_float32(onednn: bool = True) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_leaves_kept())
         stack.enter_context(_matmul_ieee())
-        stack.enter_context(_cudnn_ieee())
+        if torch.cuda.is_available():  # cuDNN's conv/rnn keys, once written, cannot be put back as new
+            stack.enter_context(_cudnn_ieee())
         stack.enter_context(_onednn_ieee(mk.enabled and onednn))
         stack.enter_context(_onednn_leaves_ieee())
         stack.enter_context(autocast_off())
         yield
 
 
-def _leaf_backends() -> list[Any]:
-    """The ``fp32_precision`` settings of this PyTorch, general ones first (none before 2.9)."""
-    b = torch.backends
-    names = (
-        "",
-        "cuda.matmul",
-        "cudnn",
-        "cudnn.conv",
-        "cudnn.rnn",
-        "mkldnn",
-        "mkldnn.matmul",
-        "mkldnn.conv",
-        "mkldnn.rnn",
-    )
-    found = []
-    for name in names:
-        obj = functools.reduce(lambda o, part: getattr(o, part, None), name.split(".") if name else [], b)
-        if obj is not None and isinstance(getattr(obj, "fp32_precision", None), str):
-            found.append(obj)
-    return found
+#: PyTorch's ``fp32_precision`` keys (backend, op), general ones first (none before 2.9). cuDNN's
+#: conv and rnn keys are left to :func:`_cudnn_ieee`: PyTorch ties them to its legacy TF32 flag, and
+#: their fresh state cannot be written back (a written 'none' or 'tf32' no longer reads as it did).
+_FP32_KEYS = (
+    ("generic", "all"),
+    ("cuda", "all"),
+    ("mkldnn", "all"),
+    ("cuda", "matmul"),
+    ("mkldnn", "matmul"),
+    ("mkldnn", "conv"),
+    ("mkldnn", "rnn"),
+)
+
+
+def _stored_fp32_settings() -> dict[tuple[str, str], str]:
+    """Each ``fp32_precision`` key as stored, not as read: a key stored 'none' reads its parent's
+    value (op -> backend -> general), and writing that read value back pinned the key, so a user's
+    later change of the parent (``mkldnn.fp32_precision = "none"`` after "bf16") no longer reached
+    it. Whether a key follows its parent is seen by moving the parent for a moment."""
+    get = getattr(torch._C, "_get_fp32_precision_getter", None)
+    put = getattr(torch._C, "_set_fp32_precision_setter", None)
+    stored: dict[tuple[str, str], str] = {}
+    if get is None or put is None:
+        return stored
+    for key in _FP32_KEYS:
+        try:
+            read = get(*key)
+        except RuntimeError:  # a key this PyTorch does not have
+            continue
+        parent = None if key == ("generic", "all") else ("generic", "all") if key[1] == "all" else (key[0], "all")
+        if parent is None or read == "none" or parent not in stored:
+            stored[key] = read
+            continue
+        put(*parent, "tf32" if read != "tf32" else "ieee")
+        try:
+            stored[key] = "none" if get(*key) != read else read
+        finally:
+            put(*parent, stored[parent])
+    return stored
 
 
 @contextlib.contextmanager
 def _leaves_kept() -> Iterator[None]:
-    """Every ``fp32_precision`` setting as it was, after the legacy calls inside (which write
-    'ieee' into settings that were 'none', and so turned a later ``torch.backends.fp32_precision
-    = "tf32"`` of the user's into IEEE matmuls)."""
-    leaves = _leaf_backends()
-    before = [b.fp32_precision for b in leaves]
+    """Every ``fp32_precision`` key stored as it was, after the calls inside (legacy ones write
+    'ieee' into keys stored 'none'; PyTorch's own ``mkldnn.flags`` writes back a read value)."""
+    stored = _stored_fp32_settings()
     try:
         yield
     finally:
-        for b, was in zip(leaves, before):
-            if b.fp32_precision != was:
-                b.fp32_precision = was
+        put = getattr(torch._C, "_set_fp32_precision_setter", None)
+        for key, value in stored.items():
+            put(*key, value)
 
 
 @contextlib.contextmanager
