@@ -661,3 +661,28 @@ def test_save_report_never_replaces_the_analysed_image(np_model, picture, tmp_pa
         cb.save_report(tmp_path / "notes.txt")
     assert victim.read_bytes() == before and (tmp_path / "notes.txt").read_text() == "mine"
     assert cb.save_report(tmp_path / "case.html").read_bytes().startswith(b"<!DOCTYPE html>")
+
+
+def test_compare_without_a_shift_search_still_checks_that_b_lines_up(tampered2):
+    """``estimate_shift=False`` skipped every check and kept ``reliable=True``: a copy moved by
+    (15, 25) px was "lined up", its misaligned edges reported as changes. It is still checked as it
+    stands (not moved), and a re-saved copy that does line up is still compared."""
+    a = np.ascontiguousarray(tampered2[20:212, :])
+    moved = np.zeros_like(a)
+    moved[15:, 25:] = a[:-15, :-25]
+    c = compare(a, moved, estimate_shift=False)
+    assert not c.reliable and "no reliable alignment" in c.summary()
+    assert any("estimate_shift=False" in n for n in c.notes), c.notes
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG", quality=85)
+    resaved = np.asarray(Image.open(buf).convert("RGB"))
+    c = compare(a, resaved, estimate_shift=False)
+    assert c.reliable and c.shift == (0, 0) and not any("line up" in n for n in c.notes)
+
+
+def test_pictures_too_small_to_check_are_not_called_lined_up():
+    """Under 8 px a side no correlation was computed and ``reliable`` stayed True."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    c = compare(a, 255 - a)
+    assert not c.reliable and any("cannot be checked" in n for n in c.notes)

@@ -230,7 +230,19 @@ def _resize_and_translate(
     shift, peak = (0, 0), None
     valid = np.ones((ha, wa), dtype=bool)
     reliable = True
-    if estimate_shift and min(ha, wa) >= 8:
+    if min(ha, wa) < 8:  # no correlation to check against: an unchecked alignment is not 'lined up'
+        reliable = False
+        notes.append(f"whether B lines up with A cannot be checked at {wa}×{ha} (under 8 pixels a side)")
+    elif not estimate_shift:  # not searched for a move, but still checked as it stands
+        r = _correlation(ref, aligned)
+        bar = shift_threshold(r)
+        reliable = bool(r[0, 0] >= bar)
+        if not reliable:
+            notes.append(
+                f"B does not line up with A as it stands (phase correlation {r[0, 0]:.2f}, needs {bar:.2f}); "
+                f"no move was searched for (estimate_shift=False)"
+            )
+    else:
         r = _correlation(ref, aligned)  # once: a 12 MP surface is two large FFTs
         (dy, dx), peak = _peak(r)
         bar = shift_threshold(r)
