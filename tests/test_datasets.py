@@ -498,6 +498,31 @@ def test_cli_eval_reads_jpeg_masks_with_a_mask_threshold(tmp_path, capsys):
     assert "--mask-threshold 300.0: give a grey level" in capsys.readouterr().err
 
 
+def test_cli_eval_reads_a_soft_edged_mask_at_the_level_given(tmp_path, capsys):
+    """A feathered mask (7 % of its pixels mid-grey) was refused as 'not binary' whatever
+    --mask-threshold said, with no way round it from the command line; the official script reads
+    it at its level. Refused by default (saying how to read it), scored at the level given."""
+    from scipy.ndimage import gaussian_filter
+
+    from trufor_lab.cli import main
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "masks").mkdir()
+    m = np.zeros((128, 128))
+    m[40:90, 40:90] = 255
+    soft = gaussian_filter(m, 3).round().astype(np.uint8)
+    assert ((soft >= 32) & (soft <= 223)).mean() > 0.05
+    Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(tmp_path / "imgs" / "f.png")
+    Image.fromarray(soft).save(tmp_path / "masks" / "f.png")
+    args = ["eval", "--images", str(tmp_path / "imgs"), "--masks", str(tmp_path / "masks"), "--method", "ela", "-q"]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 1
+    assert "mid-grey); a soft-edged mask is read at the grey level you give" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "b"), "--mask-threshold", "127"]) == 0
+    out = capsys.readouterr().out
+    assert "over 1 mask(s)" in out and "without a usable mask" not in out
+
+
 def test_cli_eval_mask_threshold_is_refused_for_colour_masks(tmp_path, capsys):
     """Columbia's masks are read by colour: --mask-threshold changed nothing and said nothing."""
     from trufor_lab.cli import main

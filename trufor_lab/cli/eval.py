@@ -53,8 +53,8 @@ def _overridden(convention: MaskConvention, name: str, args: argparse.Namespace)
         return convention
     if convention.colour is not None:
         raise DatasetError(f"{_mask_options(args)} does not apply to {name}: its masks are read by colour")
-    if args.mask_threshold is not None:
-        convention = dataclasses.replace(convention, threshold=args.mask_threshold)
+    if args.mask_threshold is not None:  # a level given: soft (feathered) edges are read at it, not refused
+        convention = dataclasses.replace(convention, threshold=args.mask_threshold, max_grey=1.0)
     return dataclasses.replace(convention, invert=True) if args.mask_invert else convention
 
 
@@ -294,7 +294,8 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="LEVEL",
         help="grey level above which a mask pixel is forged (default: the benchmark's, any nonzero "
-        "level for a folder, as the official scripts read masks); 127 for JPEG-saved masks",
+        "level for a folder, as the official scripts read masks); 127 for JPEG-saved or soft-edged masks "
+        "(a level given reads mid-grey edges at it instead of refusing the mask)",
     )
     e.add_argument(
         "--mask-invert",

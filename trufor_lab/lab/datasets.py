@@ -201,7 +201,10 @@ class MaskConvention:
             return on
         grey = np.count_nonzero((a >= 32) & (a <= 223)) / max(a.size, 1)
         if grey > self.max_grey:
-            raise DatasetError(f"{source}: mask is not binary ({grey:.0%} of pixels are mid-grey)")
+            raise DatasetError(
+                f"{source}: mask is not binary ({grey:.0%} of pixels are mid-grey); a soft-edged mask is read "
+                f"at the grey level you give (trufor-lab eval --mask-threshold 127)"
+            )
         return on
 
     def _colour(self, a: np.ndarray, source: PathLike) -> np.ndarray:
