@@ -684,3 +684,38 @@ def test_a_shipped_noiseprint_damaged_inside_its_zip_says_its_checksum(tmp_path,
         W.WeightsError, match=r"is not the official .*file corrupted\?\); run `trufor-lab weights download`"
     ):
         tl.load_noiseprint()
+
+
+def test_a_checkpoint_with_a_flipped_bit_is_refused_as_damaged(recipe_state, tmp_path):
+    """torch.load reads no checksum: one bit flipped in the detection head's bias (a bad copy or
+    download) loaded silently and moved every score (0.193 -> 0.000). The zip members' CRC-32s are
+    checked first; the same file undamaged still loads."""
+    path = tmp_path / "bare.pt"
+    torch.save(recipe_state, path)
+    assert set(read_checkpoint(path)) == set(recipe_state)
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if "/data/" in i.filename and i.file_size >= 4)
+    data = bytearray(path.read_bytes())
+    header = 30 + int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    header += int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    data[info.header_offset + header + 3] ^= 0x40  # a float32's exponent byte
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"flipped\.pt: damaged: .*data/.* fails its checksum \(CRC-32\)"):
+        read_checkpoint(bad)
+
+
+def test_a_safetensors_file_and_a_twice_nested_state_dict(recipe_state, tmp_path):
+    """A .safetensors file was 'not a PyTorch checkpoint (it starts with bytes 70 84 01 00 ...)';
+    {'model': {'state_dict': sd}} was refused as holding no state dict while naming 'state_dict'."""
+    from trufor_lab.model.checkpoint import extract_state_dict
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    st = tmp_path / "model.safetensors"
+    st.write_bytes(len(header).to_bytes(8, "little") + header + b"\0\0\0\0")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: a safetensors file"):
+        read_checkpoint(st)
+    nested = tmp_path / "nested.pt"
+    torch.save({"model": {"state_dict": recipe_state}, "epoch": 3}, nested)
+    sd = extract_state_dict(read_checkpoint(nested))
+    assert set(sd) == set(recipe_state) and all(torch.equal(sd[k], recipe_state[k]) for k in sd)

@@ -100,7 +100,7 @@ def _archive_kind(path: str) -> str | None:
                 # torch.save stores its members; a deflated one is read by expanding it whole (a
                 # 1 MB file became 1 GiB before any check could refuse it)
                 return "a PyTorch file whose members are compressed (torch.save never writes those): not expanded"
-            return None  # PyTorch's own zip format
+            return _damaged_member(path)  # PyTorch's own zip format, checked: torch.load reads no checksum
         if any(n.endswith((".pth.tar", ".pth", ".pt", ".th")) for n in names):
             return (
                 "a zip archive holding checkpoints (the TruFor_weights.zip download?), not a checkpoint: "
@@ -109,6 +109,10 @@ def _archive_kind(path: str) -> str | None:
         return "a zip archive, not a PyTorch checkpoint"
     with open(path, "rb") as f:
         head = f.read(64)
+    if head[8:10] == b'{"' and int.from_bytes(head[:8], "little") < 100_000_000:  # a JSON header's length
+        return (
+            "a safetensors file: this loader reads torch.save checkpoints (load it with safetensors, then torch.save)"
+        )
     if head[:4] == b"PK\x03\x04":  # not a readable zip (is_zipfile looks for the directory at the end)
         return "cut short or damaged (a zip, as torch.save writes, without its directory at the end): copy it again"
     if head[:1] != b"\x80":  # neither pickle protocol 2+ nor a zip: what is it?
@@ -116,6 +120,17 @@ def _archive_kind(path: str) -> str | None:
             return "a text file, not a PyTorch checkpoint (a download that returned a web page?)"
         return f"not a PyTorch checkpoint (it starts with bytes {head[:8].hex(' ')})"
     return None
+
+
+def _damaged_member(path: str) -> str | None:
+    """Why a PyTorch zip file is damaged (a member whose bytes fail their CRC-32: one flipped bit in
+    a copy loaded silently and moved every score), or ``None`` when every member checks."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None  # let torch.load say what is wrong
+    return None if bad is None else f"damaged: {_k(bad)} fails its checksum (CRC-32): copy the file again"
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -183,11 +198,12 @@ def _k(key: Any, limit: int = 80) -> str:
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The state dict inside a checkpoint object (``state_dict``/``network``/``model`` or bare)."""
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "network", "model"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
+    for _ in range(3):  # {'model': {'state_dict': ...}} too: a known key leads a level down
+        inner = [obj[k] for k in ("state_dict", "network", "model") if isinstance(obj, Mapping) and k in obj]
+        inner = [v for v in inner if isinstance(v, Mapping)]
+        if not inner:
+            break
+        obj = inner[0]
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{source}: holds no state dict")
     if not any(isinstance(v, torch.Tensor) for v in obj.values()):  # a container whose weights key is not known
