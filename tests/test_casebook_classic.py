@@ -109,6 +109,10 @@ def test_the_tab_words_the_demo_model_as_this_model_not_as_trufor_evidence(model
     assert "not the official TruFor" in demo_html
     official = dataclasses.replace(r, weights=WeightsInfo("official", "trufor.pth.tar", "0" * 64, True))
     assert "TruFor: red = likely manipulated" in classic_section_html(cb.classic, official)
+    # an unverified file may be the official one: never said not to be (it was "not the official TruFor")
+    unverified = dataclasses.replace(r, weights=WeightsInfo("custom", "trufor.pth.tar", "0" * 64, False))
+    html = classic_section_html(cb.classic, unverified)
+    assert "not verified as the official TruFor" in html and "not the official TruFor" not in html
 
 
 def test_filters_too_large_for_free_memory_are_skipped_with_a_note(picture, monkeypatch):

@@ -277,7 +277,7 @@ def test_cli_report_writes_file(tmp_path, images, recipe_ckpt, monkeypatch, caps
     assert rc == 0, capsys.readouterr().err
     doc = out.read_text(encoding="utf-8")
     assert_self_contained(doc)
-    assert "custom / unverified TruFor checkpoint — trufor_recipe.pth.tar" in doc
+    assert "TruFor checkpoint not verified as the official one — trufor_recipe.pth.tar" in doc
     assert "Comparison with another version" in doc and "earlier.jpg" in doc
     assert f"trufor_lab {trufor_lab.__version__}" in doc
     assert "report written" in capsys.readouterr().out
@@ -541,6 +541,39 @@ def test_numbers_in_the_reading_never_round_across_its_thresholds(kind):
     assert "0.4996" in unsure, unsure
     rows = dict(numbers_rows(synth(np.zeros((64, 64), np.float32), np.ones((64, 64), np.float32), 0.4996, **weights)))
     assert "0.4996" in rows[next(k for k in rows if "score" in k)]
+
+
+@pytest.mark.parametrize(
+    "score,cut", [(np.float32(0.49999997), 0.5), (np.nextafter(np.float32(0.8), np.float32(0)), 0.8)]
+)
+def test_a_score_a_float32_step_below_a_threshold_is_not_shown_on_it(score, cut):
+    """A float32 score 0.49999997 read "the integrity score is low (0.500000)", and 0.79999995
+    was "moderate ... integrity score 0.800000": six decimals were the most the reading gave."""
+    half = np.zeros((100, 100), np.float32)
+    half[:50] = 0.9
+    r = synth(half, np.full((100, 100), 0.9, np.float32), float(score))
+    text = plain_reading(r)
+    shown = dict(numbers_rows(r))["integrity score (probability of manipulation)"]
+    assert float(shown) < cut and shown in text, (shown, text)
+    assert ("Weak evidence" if cut == 0.5 else "Some regions look manipulated") in text
+
+
+def test_a_large_image_flagging_just_under_the_cut_is_not_shown_at_it():
+    """11,249 of 2.25 million pixels (0.499956 %) showed as "0.5000%" beside "too little to
+    single out a region": four decimals were the most the share got."""
+    m = np.zeros((1500, 1500), np.float32)
+    m.flat[:11249] = 0.9
+    text = plain_reading(synth(m, np.ones((1500, 1500), np.float32), 0.2))
+    assert "only 0.49996% of the image" in text and "too little to single out a region" in text, text
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+def test_a_score_that_is_not_a_number_gets_no_reading(score):
+    """A NaN score read "the integrity score is high" (NaN < 0.5 is False)."""
+    with pytest.raises(
+        ValueError, match=r"^synthetic\.png: its score is (nan|inf), not a number in 0\.\.1: no reading$"
+    ):
+        plain_reading(synth(square(0.95), square(0.9, 0.8), score))
 
 
 @pytest.mark.parametrize("kind", ["official", "demo"])

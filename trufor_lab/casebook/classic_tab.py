@@ -124,7 +124,15 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
     shows and how it misleads."""
     e = html.escape
     official = trufor is not None and official_weights(trufor)
-    model = "TruFor" if official else "this model (not the official TruFor)"
+    kind = None if trufor is None or trufor.weights is None else trufor.weights.kind
+    # the demo model is not the official TruFor; an unverified file may be (its origin is not known)
+    model = (
+        "TruFor"
+        if official
+        else "this model (not the official TruFor)"
+        if kind == "demo"
+        else "this model (not verified as the official TruFor)"
+    )
     parts = [
         f'<div style="{_BOX}"><b>Classic filters</b> measure one trace each and say nothing '
         f"about whether it means an edit: read each with its caveat. {'TruFor' if official else 'The model'}'s "

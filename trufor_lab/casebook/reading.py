@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trufor_lab.inference.weights import HOW_TO_VERIFY
+
 if TYPE_CHECKING:  # pragma: no cover
     from trufor_lab.inference.analyze import Result
     from trufor_lab.inference.weights import WeightsInfo
@@ -102,6 +104,8 @@ def plain_reading(result: "Result") -> str:
         )
     if (result.label or "").startswith("classic:") or result.score is None:
         return _map_only_reading(result)
+    if not np.isfinite(float(result.score)):  # NaN compares False with every threshold: it read as "high"
+        raise ValueError(f"{result.name or 'result'}: its score is {result.score}, not a number in 0..1: no reading")
     if info is None or info.kind != "official" or not info.verified:
         return _unverified_reading(result, info)
     return _official_reading(map_stats(result))
@@ -109,12 +113,20 @@ def plain_reading(result: "Result") -> str:
 
 def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
     st = map_stats(result)
+    kind = "unknown" if info is None else info.kind
     what = {
         "demo": "The demo model (a small network trained by trufor_lab, not the official TruFor)",
-        "official": "An official-looking checkpoint whose checksum was not verified",
-        "custom": "A custom TruFor checkpoint (not the official one)",
+        "official": "A TruFor checkpoint not verified as the official TruFor weights",
+        "custom": "A TruFor checkpoint not verified as the official TruFor weights",
         "untrained": "An untrained network (random weights)",
-    }.get("unknown" if info is None else info.kind, "A model loaded without a known checkpoint")
+        "unknown": "A model of unknown origin (not loaded with tl.load)",
+    }.get(kind, "A model loaded without a known checkpoint")
+    # an unverified file may be the official one: what would verify it, never that it is not
+    verify = {
+        "official": f"; {HOW_TO_VERIFY}",
+        "custom": f"; {HOW_TO_VERIFY}",
+        "unknown": "; load the checkpoint with tl.load(path) to have it checked",
+    }.get(kind, "")
     if st.flagged_fraction < MIN_FLAGGED_FRACTION:
         flags = _few_flagged(st.flagged_fraction, passive=False)
     else:
@@ -125,7 +137,7 @@ def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
         f"This describes what that model "
         f"computes, not whether the image was manipulated: a demo or unverified model cannot judge "
         f"a real photo, and its scores are not evidence either way. For an assessment, analyze the "
-        f"image with the official TruFor weights (`trufor-lab weights download`)."
+        f"image with the official TruFor weights (`trufor-lab weights download`){verify}."
     )
 
 
@@ -194,22 +206,22 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     reading uses (0.4996 is "0.4996", not "0.500" beside "below 0.5")."""
     if v is None:
         return "—"
-    for d in range(digits, 7):
+    for d in range(digits, 18):  # a float32 0.49999997 needs 8
         text = f"{v:.{d}f}"
         if all((float(text) >= t) == (v >= t) for t in _THRESHOLDS):
             return text
-    return f"{v:.6f}"
+    return repr(float(v))  # the shortest text that reads back as v: on v's side of every threshold
 
 
 def _pct(frac: float) -> str:
     """A share of the image in percent, never "0.0%" for a few pixels."""
     if 0 < frac < 0.0005:
         return "under 0.1%"
-    for d in (1, 2, 3):  # 0.495% is "0.49%", not "0.5%" beside "too little" (the cut is 0.5%)
+    for d in range(1, 18):  # 0.495% is "0.49%", not "0.5%" beside "too little" (the cut is 0.5%)
         text = f"{100 * frac:.{d}f}"
         if (float(text) / 100 >= MIN_FLAGGED_FRACTION) == (frac >= MIN_FLAGGED_FRACTION):
             return text + "%"
-    return f"{100 * frac:.4f}%"
+    return f"{100 * frac!r}%"
 
 
 def _few_flagged(frac: float, passive: bool = True) -> str:

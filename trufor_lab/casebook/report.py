@@ -69,7 +69,8 @@ _KIND_LABELS = {
     "official": "official TruFor",
     "demo": "demo model (NOT the official TruFor model)",
     "noiseprint": "Noiseprint++ only (no localization, no score)",
-    "custom": "custom / unverified TruFor checkpoint",
+    "custom": "TruFor checkpoint not verified as the official one",
+    "untrained": "untrained network (random weights, tl.untrained)",
 }
 
 _E = html.escape
@@ -81,7 +82,7 @@ _E = html.escape
 def weights_line(info: "WeightsInfo | None") -> str:
     """'Weights: <kind> — <file>, sha256 <hash>, verified|NOT verified' (plain text)."""
     if info is None:
-        return "Weights: unknown (not loaded from a checkpoint: results are meaningless)"
+        return "Weights: unknown origin (the model was not loaded with tl.load), not verified as the official TruFor"
     label = _KIND_LABELS.get(info.kind, info.kind)
     state = "file checksum verified" if info.verified else "file checksum NOT verified"
     return f"Weights: {label} — {Path(info.path).name}, sha256 {info.sha256}, {state}"

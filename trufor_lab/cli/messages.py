@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from trufor_lab.common.paths import unwritable_reason
+from trufor_lab.inference.load import selected_info
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, describe, select
+from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, WeightsInfo, describe, select
 from trufor_lab.lab.datasets import DatasetError
 from trufor_lab.model import CheckpointError
 
@@ -64,15 +65,26 @@ def note(msg: object) -> None:
     print(f"note: {printable(msg)}", file=sys.stderr)
 
 
+def _selected(weights: str | None, demo: bool) -> WeightsInfo | None:
+    """What a load would record of the weights these arguments pick (the demo model named by its
+    path is the demo model); a file the safe reader refuses now is said as the search found it
+    (unverified); ``None`` when there is none."""
+    try:
+        return selected_info(weights, demo=demo)
+    except CheckpointError:
+        with contextlib.suppress(WeightsError, OSError):
+            return describe(*select(weights, demo=demo))
+    except (WeightsError, OSError):
+        pass
+    return None
+
+
 def weights_note(weights: str | None, demo: bool = True) -> None:
     """The caveat a loaded demo or unverified model prints, for results whose model was not
     loaded here (outputs reused, or made by other ranks): numbers never go out bare. ``demo``
     as the command's ``--no-demo`` says (the weights its load would pick)."""
-    try:
-        info = describe(*select(weights, demo=demo))
-    except (WeightsError, OSError):
-        return
-    if info.kind == "demo" or not info.verified:
+    info = _selected(weights, demo)
+    if info is not None and (info.kind == "demo" or not info.verified):
         note(f"these results were made with {info.kind} weights ({Path(info.path).name}): {info.note or HOW_TO_GET}")
 
 

@@ -75,6 +75,27 @@ def _describe_loaded(path: str | os.PathLike, kind: str, before: tuple[int, ...]
     return info
 
 
+def _own_kind(obj: object, kind: str) -> str:
+    """``kind`` as the file's own entries leave it: a file with a ``config`` entry is never the
+    official checkpoint (its ``kind`` entry says whether it is the demo model)."""
+    if kind != "official" or not isinstance(obj, dict) or obj.get("config") is None:
+        return kind
+    own = obj.get("kind")
+    return own if isinstance(own, str) and own in ("demo", "custom") else "custom"
+
+
+def selected_info(weights: str | os.PathLike | None = None, *, demo: bool = True) -> W.WeightsInfo:
+    """What :func:`load` would record of the weights it picks for these arguments, without building
+    the model: the caveat for outputs made with them earlier (reused outputs). The file's own
+    entries are read as :func:`load_trufor` reads them, with the safe reader; a file with this
+    installation's signed download record is the official archive's, which has none."""
+    path, kind = W.select(weights, demo=demo)
+    info = W.describe(path, kind)
+    if kind != "official" or info.verified:
+        return info
+    return W.describe(path, _own_kind(read_checkpoint(path), kind))
+
+
 def load_trufor(
     path: str | os.PathLike,
     *,
@@ -92,8 +113,7 @@ def load_trufor(
             cfg = TruForConfig.from_dict(obj["config"])
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: its 'config' entry is not a TruFor config ({e})") from None
-        if kind == "official":  # a file with its own config is never the official checkpoint
-            kind = obj.get("kind") if obj.get("kind") in ("demo", "custom") else "custom"
+    kind = _own_kind(obj, kind)
     sd = extract_state_dict(obj, str(path))
     with torch.device("meta"):
         dncnn_keys = Noiseprint().state_dict().keys()
@@ -231,9 +251,14 @@ def model_notice(model: nn.Module) -> str | None:
             f"Noiseprint++ only: {unverified}localization, confidence and integrity score need the official "
             "TruFor checkpoint: " + W.HOW_TO_GET
         )
-    if info is None or info.kind == "untrained":
+    if info is None:  # built and filled by hand (load_state_dict, training): nothing says whose
         return (
-            "UNTRAINED weights (no TruFor checkpoint installed): maps and scores show the "
+            "Weights of unknown origin (the model was not loaded with tl.load): not verified as the "
+            "official TruFor weights; load the checkpoint with tl.load(path) to have it checked"
+        )
+    if info.kind == "untrained":
+        return (
+            "UNTRAINED weights (random but for Noiseprint++): maps and scores show the "
             "mechanics of the network only, not real detections; " + W.HOW_TO_GET
         )
     if info.kind == "demo":
@@ -242,7 +267,10 @@ def model_notice(model: nn.Module) -> str | None:
             "analyses " + W.HOW_TO_GET
         )
     if info.kind == "custom" or not info.verified:  # only a verified official file goes without a banner
-        return f"Custom/unverified TruFor weights ({Path(info.path).name}, sha256 {info.short_sha})" + _low(info)
+        return (
+            f"TruFor weights of unverified origin ({Path(info.path).name}, sha256 {info.short_sha}{_low(info)}): "
+            f"not verified as the official TruFor weights; {W.HOW_TO_VERIFY}"
+        )
     return None
 
 

@@ -64,8 +64,13 @@ LICENSE_NOTE = "GRIP-UNINA research licence: nonprofit research use only, notice
 
 HOW_TO_GET = (
     "run `trufor-lab weights download` (or download TruFor_weights.zip from the official "
-    "TruFor page, MD5 " + TRUFOR_ZIP_MD5 + ", and run `trufor-lab weights install TruFor_weights.zip`, "
-    "or point $TRUFOR_WEIGHTS at its trufor.pth.tar)"
+    "TruFor page, MD5 " + TRUFOR_ZIP_MD5 + ", and run `trufor-lab weights install TruFor_weights.zip`; "
+    "$TRUFOR_WEIGHTS may name its trufor.pth.tar instead, but a file not installed so shows as unverified)"
+)
+#: What verifies a TruFor checkpoint that has no download record of this installation.
+HOW_TO_VERIFY = (
+    "if this checkpoint is the official trufor.pth.tar, install TruFor_weights.zip with "
+    "`trufor-lab weights install TruFor_weights.zip` to verify it"
 )
 #: What to do where the download itself failed (never "run the download" again).
 OFFLINE_HINT = (
@@ -82,7 +87,7 @@ class WeightsError(RuntimeError):
 class WeightsInfo:
     """Where a model's weights came from, and whether their checksum is the known one."""
 
-    kind: str  # 'official', 'noiseprint', 'demo' or 'custom'
+    kind: str  # 'official', 'noiseprint', 'demo', 'untrained' or 'custom' (origin not verified)
     path: str
     sha256: str
     verified: bool  # checksum matches a published one (or a verified download record)
@@ -285,7 +290,8 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
         note = (
             "official TruFor, verified download (zip MD5 " + TRUFOR_ZIP_MD5 + ")"
             if verified
-            else "TruFor checkpoint (no verified download record)"
+            else "TruFor checkpoint not verified as the official weights (no download record of this "
+            "installation): " + HOW_TO_VERIFY
         )
         return WeightsInfo("official" if verified else "custom", str(p), digest, verified, note=note)
     if kind == "demo" and digest == DEMO_SHA256:

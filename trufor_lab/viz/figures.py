@@ -257,7 +257,7 @@ def result_title(result: "Result") -> str:
             ""
             if info is None
             else " (unverified checkpoint)"
-            if info.kind == "official"
+            if info.kind in ("official", "custom")  # custom: its origin is not known, not "not official"
             else f" ({info.kind} weights, not the official TruFor)"
         )
         title += f"  —  score {result.score:.3f}{whose}"
