@@ -430,6 +430,26 @@ def test_fast_mode_on_the_lean_path_keeps_its_float32_parts(recipe_model, x, ref
     assert_pristine(recipe_model, ref)
 
 
+def test_analyze_under_an_ablation_says_so_in_every_precision(recipe_model, img, ref):
+    """On a float64 model tl.analyze under rgb_only returned a Result with no label and no note, a
+    summary like an unablated run's though the score moved; in float32 the ablation showed only
+    inside the note about rounding."""
+    import copy
+
+    import trufor_lab as tl
+
+    small = img[:32, :32].copy()
+    m64 = copy.deepcopy(recipe_model).double()
+    for m in (m64, recipe_model):
+        plain = tl.analyze(m, small, capture=["noiseprint"])  # analyze's own capture acts on nothing
+        with A.rgb_only(m):
+            r = tl.analyze(m, small)
+        assert "computed under rgb_only" in r.notes, r.notes
+        assert "computed under rgb_only" in r.summary() and r.score != plain.score
+        assert not any(n.startswith("computed under") for n in plain.notes)
+    assert_pristine(recipe_model, ref)
+
+
 def test_noiseprint_replacements_capture_what_the_encoder_reads(recipe_model, img, tampered2, ref):
     """The replacements computed their helper maps through the DnCNN's hooks, so a capture of
     'noiseprint' recorded the other image's map (at its size) or the real map instead of the

@@ -310,6 +310,42 @@ def test_capture_records_what_the_network_used_in_either_nesting_order(tiny):
     assert _hook_count(tiny) == 0
 
 
+def test_direct_calls_of_the_parts_record_what_the_network_used_in_either_nesting_order(tiny):
+    """The hooks were moved behind later ones only on a call of the whole model: a capture entered
+    before an ablation recorded the real RGB input of ``forward_features`` (and the un-doubled
+    fused map of a direct ``backbone`` call) while the encoder read zeros."""
+    from trufor_lab.interpret import ablations as ab
+
+    x = torch.rand(1, 3, 64, 64) * 0.99
+    npm = torch.rand(1, 1, 64, 64)
+    names = ["rgb.input", "noiseprint.input", "fusion.stage1.ffm", "rgb.stage1.out"]
+
+    def double(mod, args, out):
+        return 2 * out
+
+    def run() -> list[torch.Tensor]:
+        h = tiny.backbone.FFMs[0].register_forward_hook(double)
+        try:
+            feats = tiny.forward_features(x, npm)
+            return [*feats, *tiny.backbone(tiny.normalize(x), npm.expand(-1, 3, -1, -1))]
+        finally:
+            h.remove()
+
+    with torch.no_grad():
+        with capture(tiny, names) as first, ab.noiseprint_only(tiny):
+            o1 = run()
+        with ab.noiseprint_only(tiny), capture(tiny, names) as last:
+            o2 = run()
+    assert all(torch.equal(a, b) for a, b in zip(o1, o2))
+    assert not first["rgb.input"].any()
+    for n in names:
+        assert torch.equal(first[n], last[n]), n
+    with torch.no_grad(), ab.noiseprint_only(tiny), capture(tiny, "fusion.stage1.ffm") as undoubled:
+        tiny.backbone(tiny.normalize(x), npm.expand(-1, 3, -1, -1))
+    assert torch.equal(first["fusion.stage1.ffm"], 2 * undoubled["fusion.stage1.ffm"])  # the user's hook acted
+    assert _hook_count(tiny) == 0
+
+
 def test_each_call_of_the_model_starts_a_fresh_record(tiny):
     """Several forwards in one block mixed them: strides and notes of call 1 stayed, and an entry
     call 2 did not produce stayed from call 1 with `missing` empty."""

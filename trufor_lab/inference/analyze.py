@@ -22,7 +22,12 @@ from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
 from trufor_lab.model.decoder import require_eval
-from trufor_lab.model.interventions import active_interventions, lean_blockers, plain_forward_required
+from trufor_lab.model.interventions import (
+    active_interventions,
+    intervention_label,
+    lean_blockers,
+    plain_forward_required,
+)
 from trufor_lab.model.lean import free_memory_bytes
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.precision import ieee_float32
@@ -61,7 +66,9 @@ def analyze(
     Otherwise an image that fits runs the exact path of :func:`~trufor_lab.inference.predict.predict`
     (IEEE float32 as the official code, with folded BatchNorm and decoders: same answer within the
     float32 tolerances, faster); a model with hooks or interventions runs the plain module forward,
-    where every hook fires.
+    where every hook fires. A Result computed under an intervention (an ablation, an outer
+    capture, a user's hook) says so in ``Result.notes`` (``"computed under rgb_only"``), in
+    float32 and float64 alike.
     """
     _check_capture_options(capture, capture_kwargs)
     model = unwrapped(model)  # DataParallel / torch.compile around TruFor: the model itself
@@ -76,6 +83,7 @@ def analyze(
     use_lean = bool(lean) or not fits
     captures: dict[str, Any] = {}
     notes = loaded.notes
+    acting = intervention_label(model)  # before this call's own capture, which changes nothing
     blockers = lean_blockers(model) if use_lean else []
     if blockers and plain_forward_required(model, lambda: fits, f"{loaded.name} ({x.shape[3]}x{x.shape[2]})"):
         use_lean = False  # the plain forward fits: the intervention is honoured there
@@ -128,6 +136,8 @@ def analyze(
                     *notes,
                     f"ran the plain forward ({_acting(model)}): maps may differ from the exact path by ~1e-3",
                 )
+    if acting:  # an ablation's output is not the model's: said in every precision, not only in float32's note
+        notes = (*notes, f"computed under {acting}")
     loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
     result = make_result(model, loaded, out, name=name, captures=captures)
     return result.as_shown() if exif_transpose else result

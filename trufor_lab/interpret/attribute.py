@@ -52,13 +52,14 @@ from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.model import TruFor, TruForOutput
 from trufor_lab.common.arrays import whole
-from trufor_lab.interpret.attribution import Attribution, plot_modality_shares
+from trufor_lab.interpret.attribution import Attribution, plot_modality_shares, same_target
 from trufor_lab.interpret.attribution_calls import (
     auto_batch,
     check_counts,
     guard,
     prepare,
     refuse_unused,
+    same_input_notes,
     shrunk,
     trufor_of,
     uses_baseline,
@@ -178,7 +179,7 @@ class InputAttribution:
         window = 32 if window is None else window
         perturbations_per_eval = 4 if perturbations_per_eval is None else perturbations_per_eval
         sigma, seed = 3.0 if sigma is None else sigma, 0 if seed is None else seed
-        check_counts(
+        window, stride, internal_batch_size, n_steps, perturbations_per_eval = check_counts(
             window=window,
             stride=stride,
             internal_batch_size=internal_batch_size,
@@ -197,11 +198,13 @@ class InputAttribution:
         h, w = x.shape[2:]
         delta = bval = None
         extras: dict[str, Any] = {}
+        notes: tuple[str, ...] = ()
         with guard(self.model):
             f = _rgb_forward(self.model, target)
             b = None
             if with_baseline:
                 b = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
+                notes = same_input_notes([(x, b)])
             if kind == "ig":
                 ibs = internal_batch_size or auto_batch(h, w, n_steps)
                 attr, d = ca.IntegratedGradients(f).attribute(
@@ -247,6 +250,7 @@ class InputAttribution:
             name=prep.name,
             raw=raw,
             extras=extras,
+            notes=notes,
         )
 
 
@@ -298,7 +302,7 @@ class LayerAttribution:
         n_steps = 16 if n_steps is None else n_steps
         sigma, seed = 3.0 if sigma is None else sigma, 0 if seed is None else seed
 
-        check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
+        n_steps, internal_batch_size = check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
         target = resolve_target(target)
         uses_baseline(self.method, baselines)
         prep = prepare(self.model, image, max_side)
@@ -306,6 +310,7 @@ class LayerAttribution:
         h, w = x.shape[2:]
         base_kind = b = None
         extras: dict[str, Any] = {}
+        notes: tuple[str, ...] = ()
         with guard(self.model):
             f = _rgb_forward(self.model, target)
             if self.method == "gradcam":
@@ -314,6 +319,7 @@ class LayerAttribution:
             else:
                 base_kind = "blur" if baselines is None else baselines
                 b = make_baseline(x, base_kind, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
+                notes = same_input_notes([(x, b)])
                 ibs = internal_batch_size or auto_batch(h, w, n_steps)
                 low = (
                     ca.LayerConductance(f, self.layer)
@@ -339,6 +345,7 @@ class LayerAttribution:
             max_side=max_side,
             name=prep.name,
             extras=extras,
+            notes=notes,
         )
 
 
@@ -373,7 +380,7 @@ class ModalityAttribution:
         Noiseprint++), or a pair of tensors ``(rgb_normalised, noiseprint)``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
-        check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
+        n_steps, internal_batch_size = check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
         target = resolve_target(target)
         m = self.model
         prep = prepare(m, image, max_side)
@@ -391,14 +398,18 @@ class ModalityAttribution:
                         fit_baseline(torch.as_tensor(t), r, f"the {n} baseline", shrunk(prep, max_side))
                         for t, r, n in zip(baselines, (rgb_n, npm), ("RGB", "Noiseprint++"))
                     )
-                    label = "tensors"
+                    label, same = "tensors", [(rgb_n, b_rgb), (npm, b_np)]
                 elif isinstance(baselines, str) and baselines == "zeros":
                     b_rgb, b_np = torch.zeros_like(rgb_n), torch.zeros_like(npm)
-                    label = "zeros"
+                    label, same = "zeros", [(rgb_n, b_rgb), (npm, b_np)]
                 else:
                     bimg = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
                     b_rgb, b_np = m.normalize(bimg), m(bimg).noiseprint
                     label = baseline_label(baselines, sigma)
+                    # compared as an image: Noiseprint++ turns a one-ulp change of a flat image
+                    # into a map difference that IG then explains, all of it rounding noise
+                    same = [(x, bimg)]
+                notes = same_input_notes(same, shares=True)
 
             def f(r: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
                 # an input an ablation replaces (noiseprint_only's RGB) is not in the graph: its
@@ -418,9 +429,10 @@ class ModalityAttribution:
                 vals = (f(rgb_n, npm)[0], f(b_rgb, b_np)[0])
         tot_rgb, tot_np = float(a_rgb.abs().sum()), float(a_np.abs().sum())
         total = tot_rgb + tot_np
+        nothing = bool(notes) or same_target(float(vals[0]), float(vals[1]))  # shares of rounding noise
         shares = (
             {"rgb": tot_rgb / total, "noiseprint": tot_np / total}
-            if total > 0
+            if total > 0 and not nothing
             else {"rgb": math.nan, "noiseprint": math.nan}
         )
         maps = {"rgb": tensor_to_numpy(a_rgb[0].sum(dim=0)), "noiseprint": tensor_to_numpy(a_np[0].sum(dim=0))}
@@ -445,6 +457,7 @@ class ModalityAttribution:
             max_side=max_side,
             name=prep.name,
             extras=extras,
+            notes=notes,
         )
 
 

@@ -6,7 +6,7 @@ checked before any forward, and the model left as it was found (:func:`guard`: m
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from trufor_lab.common.arrays import whole
 from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image, to_tensor
-from trufor_lab.inference.result import MIN_TRUFOR_SIDE
+from trufor_lab.inference.result import MIN_TRUFOR_SIDE, require_full_precision
+from trufor_lab.interpret.attribution import nothing_note, rounding_level
 from trufor_lab.model import TruFor
 from trufor_lab.model.precision import ieee_float32
 
@@ -33,8 +35,10 @@ def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 def trufor_of(model: nn.Module) -> TruFor:
+    """``model`` if it is a full TruFor in float32 or float64 (as ``tl.analyze`` requires)."""
     if not isinstance(model, TruFor):
         raise TypeError(f"attribution needs a full TruFor model, got {type(model).__name__}")
+    require_full_precision(model)
     return model
 
 
@@ -53,7 +57,10 @@ def fit_size(h: int, w: int, max_side: int) -> tuple[int, int]:
 
 def prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> Prepared:
     """Image -> model input; float tensors are taken as RGB/256 inputs (copied). Made outside
-    any ``torch.inference_mode()`` of the caller: an inference tensor cannot enter autograd."""
+    any ``torch.inference_mode()`` of the caller: an inference tensor cannot enter autograd.
+    A model cast to bfloat16 or float16 after the attribution object was made is refused here
+    (it ran in that precision, unsaid)."""
+    require_full_precision(model)
     with torch.inference_mode(False):
         return _prepare(model, image, max_side)
 
@@ -88,12 +95,17 @@ def _prepare(model: nn.Module, image: ImageLike, max_side: int | None) -> Prepar
     return check_side(Prepared(to_tensor(rgb, dtype=dt, device=dev), rgb, loaded.name, size), max_side)
 
 
-def check_counts(**counts: int | None) -> None:
-    """Window, stride, steps and batch sizes are whole numbers >= 1 (``None``: the default);
-    0 or a negative stride gave NaN maps, and 0 was quietly replaced by the default."""
+def check_counts(**counts: int | None) -> tuple[int | None, ...]:
+    """Window, stride, steps and batch sizes are whole numbers >= 1 (``None``: the default),
+    numpy's included (``np.int64(4)``), never True; returned as ints in the order given. 0 or a
+    negative stride gave NaN maps, and 0 was quietly replaced by the default."""
+    out = []
     for name, v in counts.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        n = whole(v)
+        if v is not None and (n is None or n < 1):
             raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+        out.append(n)
+    return tuple(out)
 
 
 def check_side(p: Prepared, max_side: int | None) -> Prepared:
@@ -111,6 +123,16 @@ def check_side(p: Prepared, max_side: int | None) -> Prepared:
 def shrunk(p: Prepared, max_side: int | None) -> int | None:
     """``max_side`` if it shrank the image (a baseline that does not fit then names it)."""
     return max_side if tuple(p.x.shape[2:]) != p.original_size else None
+
+
+def same_input_notes(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], *, shares: bool = False) -> tuple[str, ...]:
+    """A note when every input equals its baseline to rounding (a flat image's blurred copy
+    differs by one unit in the last place): whatever the map or the shares show is rounding noise."""
+    gaps = [(float((x - b).abs().max()), float(x.abs().max())) for x, b in pairs]
+    if any(gap > rounding_level(top) for gap, top in gaps):
+        return ()
+    why = f"the baseline is the image to rounding (they differ by at most {max(g for g, _ in gaps):.2g})"
+    return (nothing_note(why, shares=shares),)
 
 
 def uses_baseline(method: str, baseline: Any) -> bool:

@@ -4,10 +4,10 @@ of one forward pass with hooks that are always removed, also on errors.
 Hooks fire only in the plain forward: while a capture is active it is registered as an
 intervention (:mod:`trufor_lab.model.interventions`), so the memory-lean forward is refused.
 A capture records what the network used: its hooks are moved behind any hook placed after it
-(an ablation's, a user's) at every call of the model, so replaced inputs and outputs are seen
-whatever the nesting order. Each call of the model starts a fresh record; so does a direct call
-of a part (``model.backbone(...)``, ``model.forward_features(...)``) that would record an entry
-an earlier call already recorded, so a record never mixes two inputs.
+(an ablation's, a user's) at every call of the model or of a part called directly, so replaced
+inputs and outputs are seen whatever the nesting order. Each call of the model starts a fresh
+record; so does a direct call of a part (``model.backbone(...)``, ``model.forward_features(...)``)
+that would record an entry an earlier call already recorded, so a record never mixes two inputs.
 
 Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attention maps as
 ``(B, heads, Hq, Wq, Hk, Wk)``, with queries subsampled above ``max_elements``.
@@ -153,8 +153,8 @@ class Capture:
                     self.model, "capture", lean_ok=False, why="layer capture hooks fire only in the plain forward"
                 )
             )
-            # every call of the model: a fresh record, and the hooks behind any placed since;
-            # every outermost call of a part leading to a hook: a call of its own
+            # every call of the model: a fresh record; every outermost call of the model or of a
+            # part leading to a hook: a call of its own, with the hooks behind any placed since
             self._handles.append(self.model.register_forward_pre_hook(self._new_call))
             for path in sorted({p for path, _ in groups for p in _ancestors(path)}):
                 mod = self.model.get_submodule(path)
@@ -163,8 +163,10 @@ class Capture:
             for (path, kind), specs in groups.items():
                 mod = self._modules[path]
                 if kind == "pre":
-                    h = mod.register_forward_pre_hook(self._make_pre_hook(specs))
+                    pre, used = self._make_pre_hooks(specs)
+                    h = mod.register_forward_pre_hook(pre)
                     self._placed.append((mod._forward_pre_hooks, h.id))
+                    self._handles.append(mod.register_forward_hook(used))
                 else:
                     h = mod.register_forward_hook(self._make_hook(mod, specs))
                     self._placed.append((mod._forward_hooks, h.id))
@@ -176,20 +178,23 @@ class Capture:
         return self
 
     def _new_call(self, module: nn.Module, args: tuple) -> None:
-        """Root pre-hook: forget the previous call, and move this capture's hooks to the end of
-        their modules' hook lists, so that they run after an ablation's or a user's hook placed
-        later (which may replace an input or an output) and record what the network used."""
+        """Root pre-hook: forget the previous call."""
         # the model is never called inside itself: a depth left above 0 is an interrupted call
         # (Ctrl-C skips the forward hooks that count calls down)
         self._depth = 0
         self.clear()
-        for hooks, key in self._placed:
-            if key in hooks:
-                hooks[key] = hooks.pop(key)
 
     def _enter(self, module: nn.Module, args: tuple) -> None:
+        """Pre-hook of the model and of every part leading to a hook: at the outermost call (the
+        model's, or a part's called directly, ``model.forward_features(...)``) move this
+        capture's hooks to the end of their modules' hook lists, so that they run after an
+        ablation's or a user's hook placed later (which may replace an input or an output) and
+        record what the network used."""
         if self._depth == 0:
             self._call += 1
+            for hooks, key in self._placed:
+                if key in hooks:
+                    hooks[key] = hooks.pop(key)
         self._depth += 1
 
     def _leave(self, module: nn.Module, args: tuple, out: Any) -> None:
@@ -308,13 +313,27 @@ class Capture:
             t = t.to("cpu", non_blocking=True)
         self._tensors[name] = t
 
-    def _make_pre_hook(self, specs: list[LayerSpec]) -> Callable:
+    def _make_pre_hooks(self, specs: list[LayerSpec]) -> tuple[Callable, Callable]:
+        """The pre-hook that records a module's inputs, and a forward hook that records them again
+        when a pre-hook running after it replaced them. A module's pre-hooks run in the order
+        they had when it was called, so a part called directly (``model.forward_features``)
+        after an ablation was entered inside the capture runs the ablation's pre-hook last
+        that once; the forward hook sees the inputs the module used."""
+        seen: list[tuple | None] = [None]
+
         def hook(module: nn.Module, args: tuple) -> None:
+            seen[0] = args
             for e in specs:
                 self._begin(e.name)
                 self._store(e.name, e.extract(args, None))
 
-        return hook
+        def used(module: nn.Module, args: tuple, out: Any) -> None:
+            recorded, seen[0] = seen[0], None
+            if recorded is not None and args is not recorded:
+                for e in specs:
+                    self._store(e.name, e.extract(args, None))
+
+        return hook, used
 
     def _make_hook(self, module: nn.Module, specs: list[LayerSpec]) -> Callable:
         def hook(mod: nn.Module, args: tuple, out: Any) -> Any:
