@@ -106,6 +106,23 @@ def test_cfa_finds_non_demosaiced_paste(images):
     assert quality(detect(png(f.image), "cfa"), f.mask).f1_best > 0.95
 
 
+@pytest.mark.parametrize("shift", [(80, 121), (-57, 100)])
+def test_cfa_finds_a_copy_moved_out_of_phase(images, shift):
+    """A copy moved by an odd offset inside a raw photo carries its demosaicing trace in the
+    other phase (L strongly negative). The EM's trace-free component widened to cover those
+    blocks, and the check "authentic mode within 4 sigma of it" then refused the whole picture
+    as having no CFA trace (notebook 08's copy-move): now such blocks count as tampered."""
+    photo = Camera(jpeg_quality=None).capture(images["chelsea"], np.random.default_rng(0))
+    mask = np.zeros(photo.shape[:2], bool)
+    mask[150:250, 140:260] = True
+    img = photo.copy()
+    img[mask] = np.roll(photo, shift, axis=(0, 1))[mask]
+    r = detect(png(img), "cfa")
+    assert r.captures["applicable"], r.notice
+    assert r.captures["out_of_phase"] > 0.05
+    assert quality(r, mask).f1_best > 0.9
+
+
 def test_noiseprint_finds_paste_with_other_processing():
     """Noiseprint++ (the real weights, CPU, 256 px) clustered: a JPEG-40 donor in a raw photo."""
     imgs = F.demo_images(256)
@@ -389,6 +406,20 @@ def test_bag_on_a_picture_never_compressed_says_no_grid(images):
         assert jp.captures["applicable"] and jp.captures["grid_strength"] > 5, q
 
 
+@pytest.mark.parametrize("q", [50, 60])
+def test_bag_finds_the_grid_of_a_smooth_picture_at_mid_quality(q):
+    """Strong edges were clipped at twice the median second difference, which is 0 in a smooth
+    picture saved at 50-60: the grid was clipped away too and the JPEG called "never compressed"
+    (grid strength 3.4-4.4). Cropped off its grid, the grid phase is still found (JPEG ghosts
+    recompress on it); the same picture never compressed still has no grid."""
+    img = F.demo_images(256)["rocket"]
+    r = detect(jpeg_bytes(img, q), "bag")
+    assert r.captures["applicable"] and r.captures["grid_strength"] > 5, r.notice
+    cropped = detect(png(jpeg_compress(img, q)[3:, 5:]), "bag")
+    assert cropped.captures["applicable"] and cropped.captures["grid_phase"] == [5, 3]
+    assert detect(png(img), "bag").captures["applicable"] is False
+
+
 @pytest.mark.parametrize("q", [50, 75, 90])
 def test_dq_aligned_on_a_jpeg_saved_once_finds_no_double_quantization(images, q):
     """The comb test ran on the raw, decaying histogram: pictures saved once showed 'periods'
@@ -500,6 +531,16 @@ def test_ela_resaves_with_the_files_own_chroma_subsampling(images):
         assert float(r.captures["residual"].mean()) < 0.3, sub
 
 
+@pytest.mark.parametrize("name", ["retina", "coffee"])
+def test_jpeg_ghost_resaves_with_the_files_own_chroma_subsampling(images, name):
+    """JPEG ghosts re-saved at 4:2:0 whatever the file, as ELA once did: in a 4:4:4 file the
+    chroma error at every quality hid the ghost (AUC 0.60 and 0.83, ghost at 46 on retina)."""
+    f = F.double_jpeg(images[name], seed=2, q1=60, q2=90, subsampling="4:4:4", area=AREA)
+    r = detect(jpeg_bytes(f.image, 90, "4:4:4"), "jpeg_ghost")
+    assert r.captures["subsampling"] == "4:4:4"
+    assert abs(r.captures["ghost_quality"] - 60) <= 3 and quality(r, f.mask).auc > 0.95
+
+
 @pytest.mark.parametrize("q1", [80, 85])
 def test_jpeg_ghost_finds_a_region_first_saved_at_a_high_quality(images, q1):
     """For a region first saved at 80 or more (then the whole at 95) the most uneven difference
@@ -555,12 +596,13 @@ def test_the_checked_options_are_exactly_what_each_method_takes():
 @pytest.mark.parametrize(
     "method, params, why",
     [
-        ("noise", {"block": 0}, "block must be a whole number from 2 up, not 0"),  # was ZeroDivisionError
+        ("noise", {"block": 0}, "block must be an even whole number from 2 up, not 0"),  # was ZeroDivisionError
+        ("noise", {"block": 5}, "block must be an even whole number from 2 up, not 5"),  # map shifted by 1 px a tile
         ("cfa", {"window": 0}, "window must be a whole number from 3 up, not 0"),  # was "no CFA trace found"
         ("cfa", {"window": -3}, "window must be a whole number from 3 up"),
         ("ela", {"quality": 75.9}, "quality must be a whole number, not 75.9"),  # ran at 75
         ("ela", {"smooth": -2}, "smooth must be a finite number of at least 0"),
-        ("bag", {"block": -8}, "block must be a whole number from 8 up"),
+        ("bag", {"block": 9}, "bag takes no option 'block'; its options: line, min_grid"),  # numpy reshape error
         ("bag", {"line": 0}, "line must be a whole number from 3 up"),  # was RuntimeError: incorrect filter size
         ("jpeg_ghost", {"qualities": ()}, "qualities must be a non-empty sequence"),  # need at least one array
         ("dq_nonaligned", {"max_step": 1}, "max_step must be a whole number from 2 up"),  # zero-size array

@@ -138,6 +138,24 @@ def evaluated(recipe_model, tmp_path_factory, make_folder_dataset, one_thread):
     return ev, csv_path
 
 
+def test_a_nan_score_is_unknown_for_fakes_and_reals_alike():
+    """A fake with a NaN score counted as missed (a failure even at F1 0.95) while a real with a
+    NaN score counted as no alarm; group_failures counted that fake in failures_rest. As in the
+    evaluation's detection metrics, a NaN score is unknown: the fake is judged by F1 alone, the
+    real and a fake with neither score nor F1 not at all."""
+    rows = [
+        _row("f_nan_good", 1, NAN, 0.95, mask_fraction=0.1),
+        _row("f_nan_bad", 1, NAN, 0.1, mask_fraction=0.1),
+        _row("f_nan_nomask", 1, NAN),
+        _row("r_nan", 0, NAN),
+        _row("r_alarm", 0, 0.9),
+    ]
+    assert [is_failure(r) for r in rows] == [False, True, None, None, True]
+    (g,) = group_failures(Evaluation(rows), by=["resized"])
+    assert (g["n_rest"], g["failures_rest"], g["n_unknown"]) == (3, 2, 0)
+    assert [r["id"] for r in worst_cases(Evaluation(rows), 5, failures_only=True)] == ["f_nan_bad", "r_alarm"]
+
+
 def _png_stats(fig) -> tuple[tuple[int, int], float, int]:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=50)

@@ -299,6 +299,30 @@ def test_jpeg_qualities_and_transforms_must_be_what_is_recorded(target):
         F.copy_move(target, seed=0, scale=float("inf"))
 
 
+@pytest.mark.parametrize("kind", sorted(F.FORGERIES))
+def test_a_seed_must_be_a_whole_number(target, donor, kind):
+    """seed=None drew another forgery at each call and recorded ``seed: None`` (not
+    reproducible); seed=1.5 failed in numpy's "SeedSequence expects int" without naming the
+    parameter. Whole numbers of other types are whole numbers."""
+    extra = {"q1": 60, "q2": 90} if kind == "double_jpeg" else {}
+    for bad in (None, 1.5, -1, "3"):
+        with pytest.raises(ValueError, match=rf"^{kind}: seed must be a whole number >= 0, got "):
+            F.make_forgery(kind, target, donor, seed=bad, **extra)
+    a, b = (
+        F.make_forgery(kind, target, donor, seed=np.int64(4), **extra),
+        F.make_forgery(kind, target, donor, seed=4.0, **extra),
+    )
+    assert np.array_equal(a.mask, b.mask) and a.params["seed"] == b.params["seed"] == 4
+
+
+def test_the_random_set_makers_check_their_seed_too(target):
+    """random_forgery and demo_set passed the seed to numpy as it came (None: another set each call)."""
+    with pytest.raises(ValueError, match=r"^random_forgery: seed must be a whole number >= 0, got None"):
+        F.random_forgery(target, seed=None)
+    with pytest.raises(ValueError, match=r"^demo_set: seed must be a whole number >= 0, got 0\.5"):
+        F.demo_set(n=2, size=32, seed=0.5)
+
+
 def test_demo_set_beyond_the_seven_samples_repeats_no_picture():
     """demo_set(32) (notebook 05 on a GPU) held each scikit-image sample's pristine picture two or
     three times under other names: the detection AUC weighed some images several times."""
@@ -325,6 +349,31 @@ def test_one_unreadable_official_sample_is_skipped_with_a_line_naming_it(tmp_pat
         items = F.load_official_samples(tmp_path)
     assert [it.name for it in items] == ["pristine1"] and len(said) == 1
     assert "\n" not in str(said[0].message)
+
+
+def test_one_unreadable_official_mask_does_not_abort_the_folder(tmp_path):
+    """A garbage ``fake_b_mask.png`` raised ValueError and returned none of the folder's items.
+    Now: fake_b (its name says forged) is kept with an unknown mask, a picture whose label only
+    its mask could give is skipped, each with one line naming the mask."""
+    img = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for name in ("pristine1", "fake_b", "photo", "tampered2"):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+    (tmp_path / "fake_b_mask.png").write_bytes(b"not an image")
+    (tmp_path / "photo_mask.png").write_bytes(b"not an image either")
+    big = np.zeros((60, 60), np.uint8)
+    big[5:20, 5:20] = 255
+    Image.fromarray(big).save(tmp_path / "tampered2_mask.png")  # another size than its image
+    with pytest.warns(UserWarning) as said:
+        items = {it.name: it for it in F.load_official_samples(tmp_path)}
+    assert sorted(items) == ["fake_b", "pristine1", "tampered2"]
+    assert items["fake_b"].label == 1 and items["fake_b"].mask is None
+    assert items["tampered2"].label == 1 and items["tampered2"].mask is None
+    assert items["pristine1"].label == 0 and not items["pristine1"].mask.any()
+    lines = sorted(str(w.message) for w in said)
+    assert len(lines) == 3 and all("\n" not in w for w in lines)
+    assert "fake_b_mask.png: unreadable mask" in lines[0] and "fake_b.png kept without a mask" in lines[0]
+    assert "photo_mask.png: unreadable mask" in lines[1] and lines[1].endswith("photo.png skipped")
+    assert "tampered2_mask.png: mask shape (60, 60) != image (40, 50)" in lines[2]
 
 
 def test_a_forgery_one_pixel_wide_is_drawn():

@@ -158,10 +158,15 @@ def read_source(image: ImageLike | Source) -> Source:
 # ------------------------------------------------------------------------- adapters
 
 
+def _resave_subsampling(s: Source, subsampling: str | None) -> str:
+    """The chroma subsampling to re-save with: the one asked for, else the file's own (re-saved at
+    4:2:0, a 4:4:4 file's colour edges lit up in ELA and hid the ghost), else 4:2:0."""
+    return subsampling or (s.subsampling if s.subsampling in ("4:4:4", "4:2:2", "4:2:0") else "4:2:0")
+
+
 def _ela(s: Source, quality: int | None = None, subsampling: str | None = None, **kw: Any) -> J.Output:
     q = quality if quality is not None else (s.quality or 90)
-    # re-saved with the file's own chroma subsampling: at 4:2:0, a 4:4:4 file's colour edges lit up
-    sub = subsampling or (s.subsampling if s.subsampling in ("4:4:4", "4:2:2", "4:2:0") else "4:2:0")
+    sub = _resave_subsampling(s, subsampling)
     out = J.ela(s.rgb, quality=int(q), subsampling=sub, **kw)
     if quality is None and "empty_reason" in out[2]:
         # a file last saved at its own quality by a libjpeg-like encoder comes back unchanged:
@@ -179,11 +184,11 @@ def _ela(s: Source, quality: int | None = None, subsampling: str | None = None, 
     return out
 
 
-def _ghost(s: Source, **kw: Any) -> J.Output:
+def _ghost(s: Source, subsampling: str | None = None, **kw: Any) -> J.Output:
     if "qualities" not in kw and s.quality is not None:  # ghosts sit below the last quality
         top = max(s.quality, 55)
         kw["qualities"] = tuple(range(40, top + 1, 3))
-    return J.jpeg_ghost(s.rgb, **kw)
+    return J.jpeg_ghost(s.rgb, subsampling=_resave_subsampling(s, subsampling), **kw)
 
 
 def _dq_aligned(s: Source, **kw: Any) -> J.Output:

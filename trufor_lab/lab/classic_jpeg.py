@@ -80,7 +80,13 @@ def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0, subsampling:
 # ------------------------------------------------------------------------------ JPEG ghost
 
 
-def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 100, 5)), window: int = 16) -> Output:
+def jpeg_ghost(
+    rgb: np.ndarray,
+    *,
+    qualities: tuple[int, ...] = tuple(range(50, 100, 5)),
+    window: int = 16,
+    subsampling: str = "4:2:0",
+) -> Output:
     """JPEG ghosts (Farid 2009): recompress at each quality q; the squared difference, averaged
     over a ``window`` and the channels, normalised per pixel over q to [0, 1], dips at the q a
     region was first saved with. The map is the dip depth ``1 - d(q*)`` at the quality q*
@@ -90,7 +96,9 @@ def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 
     (``raw['minima_cluster']``: 98th percentile - median of their local density).
 
     Recompression runs on the image's own 8x8 grid (its phase found as in :func:`bag`, the
-    image padded to it and cropped back): a picture cropped off its JPEG grid showed no ghost."""
+    image padded to it and cropped back): a picture cropped off its JPEG grid showed no ghost.
+    ``subsampling`` should be the file's own, as for :func:`ela`: re-saved at 4:2:0, a 4:4:4
+    file's chroma error at every quality hid the ghost."""
     x = rgb.astype(np.float64)
     h, w = rgb.shape[:2]
     grid = bag(rgb)[2] if min(h, w) >= GRID_MIN_SIDE else {"not_applicable": "too small"}
@@ -99,9 +107,9 @@ def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 
 
     def again(q: int) -> np.ndarray:
         if not (ty or tx):
-            return jpeg_compress(rgb, q)
+            return jpeg_compress(rgb, q, subsampling)
         padded = np.ascontiguousarray(np.pad(rgb, ((ty, 0), (tx, 0), (0, 0)), mode="edge"))
-        return jpeg_compress(padded, q)[ty:, tx:]
+        return jpeg_compress(padded, q, subsampling)[ty:, tx:]
 
     d = np.stack([ndimage.uniform_filter(((x - again(q)) ** 2).mean(axis=2), window) for q in qualities])
     lo, hi = d.min(axis=0), d.max(axis=0)
@@ -128,6 +136,7 @@ def jpeg_ghost(rgb: np.ndarray, *, qualities: tuple[int, ...] = tuple(range(50, 
         None,
         {
             "qualities": list(qualities),
+            "subsampling": subsampling,
             "ghost_quality": int(qualities[k]),
             "curves": d.reshape(len(qualities), -1).mean(axis=1).tolist(),
             "spread": spread.tolist(),
@@ -411,7 +420,7 @@ def grid_strength(gx: np.ndarray, gy: np.ndarray, strip: int = 32) -> float:
     return float(d.mean() / (d.std(ddof=1) / np.sqrt(d.size) + 1e-12))
 
 
-def bag(rgb: np.ndarray, *, line: int = 33, block: int = 8, min_grid: float = 5.0) -> Output:
+def bag(rgb: np.ndarray, *, line: int = 33, min_grid: float = 5.0) -> Output:
     """Block artifact grid (Li, Yuan & Yu 2009): weak second-order horizontal/vertical
     differences, accumulated along ``line``-pixel lines and cleaned by a periodic median,
     show the 8x8 JPEG grid. The dominant grid phase is estimated image-wide; per block, the
@@ -428,7 +437,9 @@ def bag(rgb: np.ndarray, *, line: int = 33, block: int = 8, min_grid: float = 5.
     maps = []
     for axis in (1, 0):
         d = np.abs(2 * y - np.roll(y, 1, axis) - np.roll(y, -1, axis))
-        d = np.minimum(d, 2 * np.median(d) + 1e-9)  # drop strong edges (texture, not blocking)
+        # drop strong edges (texture, not blocking), clipped at no less than 2 grey levels: in a
+        # smooth JPEG most second differences are 0, and clipping at 2 x median = 0 erased the grid
+        d = np.minimum(d, max(2 * float(np.median(d)), 2.0))
         acc = ndimage.uniform_filter1d(d, line, axis=1 - axis)
         # the periodic part: median over the same grid offset 8 and 16 pixels away (an edge
         # seen at one offset only is dropped), minus its 8-pixel mean
@@ -454,7 +465,7 @@ def bag(rgb: np.ndarray, *, line: int = 33, block: int = 8, min_grid: float = 5.
             "resized or nearly lossless): not applicable"
         )
         return np.zeros((h, w)), None, raw
-    hb, wb = h // block * block, w // block * block
+    hb, wb = h // 8 * 8, w // 8 * 8  # JPEG's blocks: always 8x8 (a 'block' option crashed at 9 and meant nothing)
     # per-block column/row profiles relative to the dominant phase
     sx = np.roll(gx, -phase_x, axis=1)[:hb, :wb].reshape(hb // 8, 8, wb // 8, 8).sum(axis=1)  # (by, bx, 8)
     sy = np.roll(gy, -phase_y, axis=0)[:hb, :wb].reshape(hb // 8, 8, wb // 8, 8).sum(axis=3)  # (by, 8, bx)

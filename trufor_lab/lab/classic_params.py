@@ -21,20 +21,21 @@ __all__ = ["OPTIONS", "check_params"]
 
 @dataclass(frozen=True)
 class Whole:
-    """A whole number in ``[lo, hi]``; ``side``: a size in pixels, which a picture smaller than
-    it cannot be judged at (not the caller's error: the method is not applicable there)."""
+    """A whole number in ``[lo, hi]`` (``even``: an even one); ``side``: a size in pixels, which a
+    picture smaller than it cannot be judged at (not the caller's error: the method is not
+    applicable there)."""
 
     lo: int
     hi: int | None = None
     side: bool = False
+    even: bool = False
 
     def why_not(self, v: Any) -> str | None:
+        kind = "an even whole number" if self.even else "a whole number"
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            return f"a whole number, not {v!r}"
-        if v < self.lo or (self.hi is not None and v > self.hi):
-            return (
-                f"a whole number from {self.lo}" + (f" to {self.hi}" if self.hi is not None else " up") + f", not {v}"
-            )
+            return f"{kind}, not {v!r}"
+        if v < self.lo or (self.hi is not None and v > self.hi) or (self.even and v % 2):
+            return f"{kind} from {self.lo}" + (f" to {self.hi}" if self.hi is not None else " up") + f", not {v}"
         return None
 
 
@@ -90,10 +91,12 @@ class Anything:
 
 
 QUALITY = Whole(1, 100)
+#: ``None``: the file's own chroma subsampling (4:2:0 for a picture that is not a JPEG file).
+SUBSAMPLING = OrNone(Choice(("4:4:4", "4:2:2", "4:2:0")))
 #: Per detector, its options and what each accepts.
 OPTIONS: Mapping[str, Mapping[str, Any]] = {
-    "ela": {"quality": OrNone(QUALITY), "smooth": Real(), "subsampling": OrNone(Choice(("4:4:4", "4:2:2", "4:2:0")))},
-    "jpeg_ghost": {"qualities": Qualities(), "window": Whole(1, side=True)},
+    "ela": {"quality": OrNone(QUALITY), "smooth": Real(), "subsampling": SUBSAMPLING},
+    "jpeg_ghost": {"qualities": Qualities(), "window": Whole(1, side=True), "subsampling": SUBSAMPLING},
     "dq_aligned": {
         "n_coeffs": Whole(1, 63),
         "max_value": Whole(1),
@@ -102,8 +105,10 @@ OPTIONS: Mapping[str, Mapping[str, Any]] = {
         "min_z": Real(),
     },
     "dq_nonaligned": {"n_coeffs": Whole(1, 63), "max_step": Whole(2), "smooth": Real()},
-    "bag": {"line": Whole(3), "block": Whole(8, side=True), "min_grid": Real()},
-    "noise": {"block": Whole(2, side=True)},
+    "bag": {"line": Whole(3), "min_grid": Real()},
+    # noise: tiles are measured on the half-resolution wavelet subband, so a tile is an even number
+    # of pixels (an odd block measured tiles of block - 1 painted back at stride block: a shifted map)
+    "noise": {"block": Whole(2, side=True, even=True)},
     "cfa": {"block": Whole(2, side=True), "window": Whole(3, side=True), "min_trace": Real()},
     "noiseprint": {"window": Whole(2, side=True), "iters": Whole(1), "noiseprint": Anything(), "model": Anything()},
 }

@@ -7,8 +7,9 @@
 
 What counts as a failure (:func:`is_failure`): a real image with ``score > 0.5`` (false
 alarm); a fake with ``score <= 0.5`` (missed), or with a mask and ``f1_best < 0.5`` (poorly
-localized; an F1 that is NaN, nothing scored, does not count). Rows with ``status != "ok"``
-are left out everywhere.
+localized; an F1 that is NaN, nothing scored, does not count). A NaN score is unknown, as in
+the evaluation's detection metrics: a real is then not judged, a fake by its F1 alone. Rows
+with ``status != "ok"`` and rows not judged are left out everywhere.
 
 Descriptor groups (:data:`GROUPS`; a row whose descriptor is unknown is in neither the group
 nor the rest):
@@ -85,14 +86,19 @@ def as_evaluation(ev: EvaluationLike) -> Evaluation:
 def is_failure(
     row: Mapping[str, Any], *, f1_threshold: float = F1_THRESHOLD, score_threshold: float = SCORE_THRESHOLD
 ) -> bool | None:
-    """Whether one evaluated image is a failure (see the module docstring); None for error rows."""
+    """Whether one evaluated image is a failure (see the module docstring); None (not judged) for
+    error rows, a real with a NaN score and a fake with neither score nor F1. A NaN score was
+    "missed" for a fake and "no alarm" for a real."""
     if row.get("status") != "ok":
         return None
-    score = _num(row.get("score"))
+    score, f1 = _num(row.get("score")), _num(row.get("f1_best"))
     if row.get("label") == 0:
-        return bool(score > score_threshold)
-    f1 = _num(row.get("f1_best"))
-    return bool(not score > score_threshold or (not math.isnan(f1) and f1 < f1_threshold))
+        return None if math.isnan(score) else bool(score > score_threshold)
+    missed = None if math.isnan(score) else not score > score_threshold
+    poor = None if math.isnan(f1) else f1 < f1_threshold
+    if missed is None and poor is None:
+        return None
+    return bool(missed or poor)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,7 +210,7 @@ def group_failures(
     Columns: ``group``, ``description``, ``n_group``, ``n_rest``, ``n_unknown``,
     ``failures_group``, ``failures_rest``, ``failure_rate_group``, ``failure_rate_rest`` and
     ``rate_ratio`` (group / rest; NaN when undefined). ``by`` takes names of :data:`GROUPS`
-    or :class:`Group` objects.
+    or :class:`Group` objects. Rows :func:`is_failure` does not judge are left out.
     """
     ev = as_evaluation(evaluation)
     groups: list[Group] = []
@@ -215,7 +221,8 @@ def group_failures(
             groups.append(GROUPS[g])
         else:
             raise KeyError(f"unknown failure group {g!r}; one of {sorted(GROUPS)} or a Group")
-    judged = [(r, is_failure(r, f1_threshold=f1_threshold, score_threshold=score_threshold)) for r in ev.ok_rows()]
+    verdicts = [(r, is_failure(r, f1_threshold=f1_threshold, score_threshold=score_threshold)) for r in ev.ok_rows()]
+    judged = [(r, f) for r, f in verdicts if f is not None]
     out = []
     for g in groups:
         member = [(_membership(g.test(r)), f) for r, f in judged]

@@ -3,12 +3,13 @@
 One cohesive thing: every generator shares the same seed, mask and ``params`` contract, and
 the helpers (region shapes, blending, JPEG traces) serve all of them.
 
-Every generator is deterministic given ``seed`` (``np.random.default_rng(seed)``) and returns
-a :class:`Forgery`: the forged ``image`` (uint8 HxWx3), its ``mask`` (bool HxW, True = forged)
-and a JSON-safe ``params`` record of what was done. Unless the docstring says otherwise (only
-:func:`double_jpeg`, which recompresses the whole image), pixels outside the mask are
-bit-identical to the source; inside the mask a pixel may coincidentally keep its value (a flat
-area blurred, say), but the mask is always the set of pixels the operation wrote.
+Every generator is deterministic given ``seed`` (a whole number >= 0, for
+``np.random.default_rng(seed)``) and returns a :class:`Forgery`: the forged ``image`` (uint8
+HxWx3), its ``mask`` (bool HxW, True = forged) and a JSON-safe ``params`` record of what was
+done. Unless the docstring says otherwise (only :func:`double_jpeg`, which recompresses the
+whole image), pixels outside the mask are bit-identical to the source; inside the mask a pixel
+may coincidentally keep its value (a flat area blurred, say), but the mask is always the set
+of pixels the operation wrote.
 
 >>> from trufor_lab.lab.forgeries import demo_set, make_forgery
 >>> items = demo_set(n=8)                        # offline: scikit-image sample images
@@ -216,6 +217,12 @@ def _whole(name: str, v: Any, lo: int, hi: int | None = None) -> int:
     return int(v)
 
 
+def _seed(name: str, seed: Any) -> int:
+    """``seed`` as a whole number >= 0, refused in one line naming ``name``: ``None`` drew another
+    forgery at each call (recorded as ``seed: None``), 1.5 failed in numpy's SeedSequence."""
+    return _whole(f"{name}: seed", seed, 0)
+
+
 def _real(name: str, v: Any, lo: float | None = None, *, above: bool = False) -> float:
     """``v`` as a finite float ``>= lo`` (``> lo`` when ``above``), refused in one line otherwise:
     a value outside the range used to be recorded in ``params`` and silently not applied."""
@@ -335,6 +342,7 @@ def splice(
     blur = None if blur is None else _real("splice: blur", blur, 0)
     noise = None if noise is None else _real("splice: noise", noise, 0)
     feather = _whole("splice: feather", feather, 0)
+    seed = _seed("splice", seed)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(t.shape[:2], rng, region, area)
     y0, y1, x0, x1 = info["bbox"]
@@ -435,6 +443,7 @@ def copy_move(
     (``params['overlap']`` says whether it had to overlap).
     """
     img = _as_rgb(image)
+    seed = _seed("copy_move", seed)
     rng = np.random.default_rng(seed)
     H, W = img.shape[:2]
     kmin, kmax = _check_area(area, H * W)
@@ -498,6 +507,7 @@ def remove_object(
     )  # lazy: scikit-image is slow to import; only this function needs it
 
     img = _as_rgb(image)
+    seed = _seed("remove_object", seed)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(img.shape[:2], rng, region, area)
     sy, sx = _window(tuple(info["bbox"]), 16, mask.shape)
@@ -537,6 +547,7 @@ def local_edit(
         raise ValueError(f"local_edit: {op} strength must be > 0, got {s:g}")
     if s == _NO_EDIT.get(op):
         raise ValueError(f"local_edit: {op} strength {s:g} leaves the region unchanged; a forgery must edit it")
+    seed = _seed("local_edit", seed)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(img.shape[:2], rng, region, area)
     extra: dict[str, Any] = {}
@@ -602,6 +613,7 @@ def double_jpeg(
     """
     img = _as_rgb(image)
     q1, q2 = _whole("double_jpeg: q1", q1, 1, 100), _whole("double_jpeg: q2", q2, 1, 100)
+    seed = _seed("double_jpeg", seed)
     rng = np.random.default_rng(seed)
     mask, info = region_mask(img.shape[:2], rng, region, area)
     if aligned:
@@ -711,6 +723,7 @@ def random_forgery(
     image: np.ndarray, donor: np.ndarray | None = None, seed: int = 0, *, kinds: Sequence[str] | None = None
 ) -> Forgery:
     """A forgery of a random kind with random parameters (splice only when a donor is given)."""
+    seed = _seed("random_forgery", seed)
     rng = np.random.default_rng(seed)
     pool = [k for k in (kinds or FORGERIES) if donor is not None or k != "splice"]
     for k in pool:
@@ -784,7 +797,9 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
     (:func:`~trufor_lab.lab.datasets.read_mask`: 0/1 or 0/255); a forged image
     without one gets ``mask=None`` (unknown, never a made-up empty mask). Images are not
     resized or recompressed, so their compression history is kept. An image that cannot be read
-    is skipped with a one-line warning naming it.
+    is skipped with a one-line warning naming it; so is one whose mask cannot be read or marks
+    forged pixels on a grid of another size, unless its name says forged (the label then does
+    not hang on the mask): that one is kept with ``mask=None``, and the warning says so.
     """
     d = Path(directory)
     files = list_images(d, recursive=False)
@@ -793,29 +808,39 @@ def load_official_samples(directory: str | os.PathLike) -> list[Forgery]:
         low = p.stem.lower()
         if any(low.endswith(s) for s in _MASK_SUFFIXES):
             continue
+        words = re.split(r"[^a-z]+", low)  # whole words: "realestate" is not "real"
+        named_forged = any(w.startswith(_FORGED_WORDS) for w in words)
         mask_path = _mask_beside(p, files)
         mask: np.ndarray | None = None
+        bad_mask: str | None = None
         if mask_path is not None:
             try:  # the benchmark reader's rules: 0/1 and 0/255 masks, alpha-only masks refused
                 mask = read_mask(mask_path)
-            except DatasetError as e:
-                raise ValueError(str(e)) from None
-        words = re.split(r"[^a-z]+", low)  # whole words: "realestate" is not "real"
-        if (mask is not None and mask.any()) or any(w.startswith(_FORGED_WORDS) for w in words):
+            except DatasetError as e:  # one bad mask: the others are still the folder's items
+                bad_mask = str(e)
+        if (mask is not None and mask.any()) or named_forged:
             label = 1  # a mask with forged pixels means forged, whatever the name says
-        elif mask is not None or any(w in _PRISTINE_WORDS for w in words):
+        elif mask is not None or (bad_mask is None and any(w in _PRISTINE_WORDS for w in words)):
             label = 0
         else:
+            if bad_mask is not None:  # the mask could have said forged: the label is unknown
+                warnings.warn(f"{bad_mask}; {p.name} skipped", stacklevel=2)
             continue
         try:  # the stored grid, as every reader here: 16-bit, CMYK, alpha read as analyze reads them
             img = load_image(p).rgb
         except ImageError as e:  # one bad file: the others are still the folder's items
             warnings.warn(f"{e}; skipped", stacklevel=2)
             continue
+        if label == 1 and mask is not None and mask.shape != img.shape[:2]:
+            bad_mask = f"{mask_path}: mask shape {mask.shape} != image {img.shape[:2]}"
+            if not named_forged:
+                warnings.warn(f"{bad_mask}; {p.name} skipped", stacklevel=2)
+                continue
+            mask = None
+        if bad_mask is not None:
+            warnings.warn(f"{bad_mask}; {p.name} kept without a mask (its name says forged)", stacklevel=2)
         if label == 0:
             mask = np.zeros(img.shape[:2], dtype=bool)
-        elif mask is not None and mask.shape != img.shape[:2]:
-            raise ValueError(f"{mask_path.name}: mask shape {mask.shape} != image {img.shape[:2]}")
         items.append(
             Forgery(
                 img, mask, "official" if label else "pristine", {"path": str(p)}, (p.name,), label=label, name=p.stem
@@ -857,6 +882,7 @@ def demo_set(
     names = list(images)
     n = _whole("demo_set: n", n, 0, 2 * len(names) * len(_VIEWS))  # beyond: pictures repeated
     kinds = [k for k in FORGERIES if final_jpeg is not None or k != "double_jpeg"]
+    seed = _seed("demo_set", seed)
     rng = np.random.default_rng(seed)
     items: list[Forgery] = []
     for i in range(n):
