@@ -450,6 +450,23 @@ def test_analyze_under_an_ablation_says_so_in_every_precision(recipe_model, img,
     assert_pristine(recipe_model, ref)
 
 
+def test_an_outer_capture_is_not_recorded_as_something_acting(recipe_model, img, ref):
+    """Inside `with capture(m, ...)` analyze noted "computed under capture + hooks on the model,
+    backbone #token": the capture's own hooks read as unknown hooks, and a capture changes no output."""
+    import trufor_lab as tl
+    from trufor_lab.model.capture import capture
+    from trufor_lab.model.interventions import intervention_label
+
+    small = img[:32, :32].copy()
+    with capture(recipe_model, ["rgb.input", "noiseprint"]):
+        assert intervention_label(recipe_model) == ""
+        r = tl.analyze(recipe_model, small)
+        with A.rgb_only(recipe_model):
+            assert intervention_label(recipe_model) == "rgb_only"
+    assert not any(n.startswith("computed under") for n in r.notes), r.notes
+    assert_pristine(recipe_model, ref)
+
+
 def test_noiseprint_replacements_capture_what_the_encoder_reads(recipe_model, img, tampered2, ref):
     """The replacements computed their helper maps through the DnCNN's hooks, so a capture of
     'noiseprint' recorded the other image's map (at its size) or the real map instead of the

@@ -401,6 +401,10 @@ def test_ig_that_did_not_converge_on_a_small_target_says_so():
     assert "the explained difference is 0.000647" in off.notes[0]
     assert _made(0.00070, 0.0000529, -0.00004).notes == ()  # 6 % off: converged
     assert _made(0.7, 0.0529, -0.01).notes == ()
+    # targets of 1e-7..1e-6 (a map's mean in a pristine region) are not "the same to rounding"
+    # when they differ 4.5x: an absolute floor of 1e-6 called them so and hid a 93 % error
+    tiny = _made(2e-7, 9e-7, -6.5e-7)
+    assert len(tiny.notes) == 1 and tiny.notes[0].startswith("IG did not converge"), tiny.notes
 
 
 def test_a_difference_at_rounding_level_is_nothing_to_explain(recipe_model):

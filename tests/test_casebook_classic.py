@@ -113,6 +113,9 @@ def test_the_tab_words_the_demo_model_as_this_model_not_as_trufor_evidence(model
     unverified = dataclasses.replace(r, weights=WeightsInfo("custom", "trufor.pth.tar", "0" * 64, False))
     html = classic_section_html(cb.classic, unverified)
     assert "not verified as the official TruFor" in html and "not the official TruFor" not in html
+    untrained = dataclasses.replace(r, weights=WeightsInfo("untrained", "(random)", "0" * 64, False))
+    html = classic_section_html(cb.classic, untrained)
+    assert "not the official TruFor" in html and "not verified as" not in html
 
 
 def test_filters_too_large_for_free_memory_are_skipped_with_a_note(picture, monkeypatch):

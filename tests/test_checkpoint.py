@@ -340,6 +340,29 @@ def test_weights_install_takes_a_zip_copied_from_another_machine(tmp_path, recip
     assert "nope.zip: no such file" in capsys.readouterr().err
 
 
+def test_a_copy_of_the_installed_official_file_is_verified_as_the_same_bytes(tmp_path, recipe_state, monkeypatch):
+    """The advice for an unverified checkpoint is to install the official archive; the file named by
+    $TRUFOR_WEIGHTS or --weights stayed unverified after it (only the cache's copy had a record),
+    so following the advice looped. The same sha256 is the same bytes; another file is not."""
+    from trufor_lab.cli import main
+
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    z, md5 = _zip_with_checkpoint(tmp_path, recipe_state)
+    monkeypatch.setattr(W, "TRUFOR_ZIP_MD5", md5)
+    mine = tmp_path / "mine" / W.TRUFOR_FILE
+    mine.parent.mkdir()
+    with zipfile.ZipFile(z) as zf:
+        mine.write_bytes(zf.read("weights/trufor.pth.tar"))
+    info = W.describe(mine, "official")
+    assert info.kind == "custom" and not info.verified and "weights install" in info.note
+    assert main(["weights", "install", str(z), "-q"]) == 0
+    info = W.describe(mine, "official")
+    assert info.kind == "official" and info.verified
+    other = tmp_path / "other.pth.tar"
+    torch.save({"state_dict": {**recipe_state, "detection.3.bias": recipe_state["detection.3.bias"] + 1}}, other)
+    assert not W.describe(other, "official").verified
+
+
 def test_weights_download_does_not_fetch_the_noiseprint_that_ships(tmp_path, monkeypatch, capsys):
     """The official Noiseprint++ ships in weights/: downloading it again failed first when offline."""
     from trufor_lab.cli import main
@@ -703,6 +726,15 @@ def test_a_checkpoint_with_a_flipped_bit_is_refused_as_damaged(recipe_state, tmp
     bad.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"flipped\.pt: damaged: .*data/.* fails its checksum \(CRC-32\)"):
         read_checkpoint(bad)
+    # a file written without checksums (torch.serialization.set_crc32_options(False)) is not "damaged"
+    if hasattr(torch.serialization, "set_crc32_options"):
+        nocrc = tmp_path / "nocrc.pt"
+        torch.serialization.set_crc32_options(False)
+        try:
+            torch.save(recipe_state, nocrc)
+        finally:
+            torch.serialization.set_crc32_options(True)
+        assert set(read_checkpoint(nocrc)) == set(recipe_state)
 
 
 def test_a_safetensors_file_and_a_twice_nested_state_dict(recipe_state, tmp_path):

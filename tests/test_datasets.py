@@ -160,7 +160,7 @@ def test_grey_thresholds_and_strict(tmp_path):
     assert np.array_equal(read_mask(_mask(tmp_path / "01.png", SQUARE, on=1), MaskConvention(threshold=None)), SQUARE)
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (H, W), dtype=np.uint8)).save(photo)
-    with pytest.raises(DatasetError, match=r"photo\.png: mask is not binary \(\d+% of pixels are mid-grey"):
+    with pytest.raises(DatasetError, match=r"photo\.png: not a mask: \d+% of its pixels are mid-grey"):
         read_mask(photo)
     bilevel = tmp_path / "bilevel.png"
     Image.fromarray(SQUARE).convert("1").save(bilevel)  # 1-bit PNG
@@ -517,10 +517,20 @@ def test_cli_eval_reads_a_soft_edged_mask_at_the_level_given(tmp_path, capsys):
     Image.fromarray(soft).save(tmp_path / "masks" / "f.png")
     args = ["eval", "--images", str(tmp_path / "imgs"), "--masks", str(tmp_path / "masks"), "--method", "ela", "-q"]
     assert main([*args, "-o", str(tmp_path / "a")]) == 1
-    assert "mid-grey); a soft-edged mask is read at the grey level you give" in capsys.readouterr().err
+    assert "mid-grey); a soft-edged mask is read at a grey level given for it" in capsys.readouterr().err
     assert main([*args, "-o", str(tmp_path / "b"), "--mask-threshold", "127"]) == 0
     out = capsys.readouterr().out
     assert "over 1 mask(s)" in out and "without a usable mask" not in out
+    # a photo left among the masks is still no mask at the level given (it was scored as one)
+    photo = gaussian_filter(rng.integers(0, 256, (128, 128)).astype(float), 2)
+    photo = (64 + 128 * (photo - photo.min()) / np.ptp(photo)).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "masks" / "f.png")
+    assert main([*args, "-o", str(tmp_path / "c"), "--mask-threshold", "127"]) == 1
+    assert "f.png: not a mask: 100% of its pixels are mid-grey" in capsys.readouterr().err
+    # in Python the refusal names the Python way (it named the command's option to a caller who gave a level)
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    with pytest.raises(DatasetError, match=r"MaskConvention\(threshold=127, max_grey=0\.5\)"):
+        read_mask(tmp_path / "soft.png", MaskConvention(threshold=127))
 
 
 def test_cli_eval_mask_threshold_is_refused_for_colour_masks(tmp_path, capsys):

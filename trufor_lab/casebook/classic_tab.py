@@ -125,12 +125,14 @@ def classic_section_html(filters: Mapping[str, Result], trufor: Result | None = 
     e = html.escape
     official = trufor is not None and official_weights(trufor)
     kind = None if trufor is None or trufor.weights is None else trufor.weights.kind
-    # the demo model is not the official TruFor; an unverified file may be (its origin is not known)
+    # the demo model, an untrained network or Noiseprint++ alone are not the official TruFor; an
+    # unverified file may be (its origin is not known)
+    known_other = kind in ("demo", "untrained", "noiseprint")
     model = (
         "TruFor"
         if official
         else "this model (not the official TruFor)"
-        if kind == "demo"
+        if known_other
         else "this model (not verified as the official TruFor)"
     )
     parts = [

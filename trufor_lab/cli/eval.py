@@ -25,6 +25,7 @@ from trufor_lab.inference.result import Result, computed_label
 from trufor_lab.inference.weights import WeightsError, weights_sha256
 from trufor_lab.lab.datasets import (
     REGISTRY,
+    SOFT_EDGES,
     Dataset,
     DatasetError,
     MaskConvention,
@@ -54,7 +55,7 @@ def _overridden(convention: MaskConvention, name: str, args: argparse.Namespace)
     if convention.colour is not None:
         raise DatasetError(f"{_mask_options(args)} does not apply to {name}: its masks are read by colour")
     if args.mask_threshold is not None:  # a level given: soft (feathered) edges are read at it, not refused
-        convention = dataclasses.replace(convention, threshold=args.mask_threshold, max_grey=1.0)
+        convention = dataclasses.replace(convention, threshold=args.mask_threshold, max_grey=SOFT_EDGES)
     return dataclasses.replace(convention, invert=True) if args.mask_invert else convention
 
 

@@ -70,7 +70,7 @@ HOW_TO_GET = (
 #: What verifies a TruFor checkpoint that has no download record of this installation.
 HOW_TO_VERIFY = (
     "if this checkpoint is the official trufor.pth.tar, install TruFor_weights.zip with "
-    "`trufor-lab weights install TruFor_weights.zip` to verify it"
+    "`trufor-lab weights install TruFor_weights.zip`: this file is then verified as the same bytes"
 )
 #: What to do where the download itself failed (never "run the download" again).
 OFFLINE_HINT = (
@@ -191,6 +191,22 @@ def unsigned_reason() -> str | None:
         return f"cannot write {cache_dir()} ({e.strerror or e}), where the key that signs install records is kept"
 
 
+def _record_verifies(rec: Path, digest: str) -> bool:
+    """Whether ``rec`` records ``digest`` as extracted from the official archive (a record of another
+    zip is not) by this installation (a forged record has no valid mac)."""
+    key = _record_key(create=False)
+    try:
+        record = json.loads(rec.read_text()) if key is not None and rec.is_file() else {}
+        mac = _record_mac(key, TRUFOR_ZIP_MD5, digest) if key is not None else ""
+        return bool(
+            record.get("sha256") == digest
+            and record.get("zip_md5") == TRUFOR_ZIP_MD5
+            and hmac.compare_digest(str(record.get("mac", "")), mac)
+        )
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+
+
 def _record_mac(key: bytes, zip_md5: str, digest: str) -> str:
     return hmac.new(key, f"{zip_md5}:{digest}".encode(), hashlib.sha256).hexdigest()
 
@@ -272,21 +288,10 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
             )
         return WeightsInfo("noiseprint", str(p), digest, verified, note=note)
     if kind == "official":
-        rec = _record_path(real)
-        verified = False
-        key = _record_key(create=False)
-        if rec.is_file() and key is not None:
-            try:
-                record = json.loads(rec.read_text())
-                # this file, extracted from the official archive (a record of another zip is
-                # not), by this installation's download (a forged record has no valid mac)
-                verified = (
-                    record.get("sha256") == digest
-                    and record.get("zip_md5") == TRUFOR_ZIP_MD5
-                    and hmac.compare_digest(str(record.get("mac", "")), _record_mac(key, TRUFOR_ZIP_MD5, digest))
-                )
-            except (OSError, ValueError, AttributeError, TypeError):
-                verified = False
+        # its own record, or an installed copy's: the same sha256 is the same bytes (a copy named
+        # by $TRUFOR_WEIGHTS or --weights is verified by `weights install` of the archive)
+        records = [_record_path(real), *(_record_path(d / TRUFOR_FILE) for d in search_dirs())]
+        verified = any(_record_verifies(rec, digest) for rec in records)
         note = (
             "official TruFor, verified download (zip MD5 " + TRUFOR_ZIP_MD5 + ")"
             if verified

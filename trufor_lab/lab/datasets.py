@@ -44,6 +44,7 @@ __all__ = [
     "DatasetSpec",
     "IMAGE_EXTENSIONS",
     "MaskConvention",
+    "SOFT_EDGES",
     "REGISTRY",
     "Sample",
     "folder_convention",
@@ -97,6 +98,11 @@ class ColourRule:
     forged: tuple[int, ...]
     tolerance: float = 80.0
     max_off_palette: float = 0.05
+
+
+#: The most mid-grey a mask may hold when read at a level given for its soft edges: beyond it the
+#: file is not a mask (a photo left among the masks was scored as one).
+SOFT_EDGES = 0.5
 
 
 @dataclass(frozen=True)
@@ -200,10 +206,13 @@ class MaskConvention:
                 )
             return on
         grey = np.count_nonzero((a >= 32) & (a <= 223)) / max(a.size, 1)
+        if grey > self.max_grey and grey > SOFT_EDGES:  # mostly mid-grey: a photo or a heat map
+            raise DatasetError(f"{source}: not a mask: {grey:.0%} of its pixels are mid-grey (a photo or a heat map?)")
         if grey > self.max_grey:
             raise DatasetError(
                 f"{source}: mask is not binary ({grey:.0%} of pixels are mid-grey); a soft-edged mask is read "
-                f"at the grey level you give (trufor-lab eval --mask-threshold 127)"
+                f"at a grey level given for it (trufor-lab eval --mask-threshold 127; in Python "
+                f"MaskConvention(threshold=127, max_grey={SOFT_EDGES}))"
             )
         return on
 

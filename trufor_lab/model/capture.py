@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from trufor_lab.model.catalog import LayerSpec, Shape, catalog_and_modules, resolve_names, unknown_layer
-from trufor_lab.model.interventions import registered
+from trufor_lab.model.interventions import hook_keys, registered
 from trufor_lab.model.segformer import tokens_to_map
 
 __all__ = ["ATTENTION_MAX_ELEMENTS", "Capture", "CaptureError", "capture"]
@@ -148,11 +148,18 @@ class Capture:
             e = self.catalog[n]
             groups.setdefault((e.module, e.hook), []).append(e)
         try:
-            self._marker.enter_context(
+            entry = self._marker.enter_context(
                 registered(
-                    self.model, "capture", lean_ok=False, why="layer capture hooks fire only in the plain forward"
+                    self.model,
+                    "capture",
+                    lean_ok=False,
+                    why="layer capture hooks fire only in the plain forward",
+                    passive=True,
                 )
             )
+            touched = [self.model, *self._modules.values()]
+            touched += [self.model.get_submodule(p) for path, _ in groups for p in _ancestors(path)]
+            before = hook_keys(self.model, touched)
             # every call of the model: a fresh record; every outermost call of the model or of a
             # part leading to a hook: a call of its own, with the hooks behind any placed since
             self._handles.append(self.model.register_forward_pre_hook(self._new_call))
@@ -171,6 +178,7 @@ class Capture:
                     h = mod.register_forward_hook(self._make_hook(mod, specs))
                     self._placed.append((mod._forward_hooks, h.id))
                 self._handles.append(h)
+            entry.hooks.update(hook_keys(self.model, touched) - before)  # its own: not taken for a user's
         except BaseException:
             self.release()
             raise

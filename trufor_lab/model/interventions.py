@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -50,6 +50,8 @@ class Intervention:
     record: str = ""
     #: The hooks it placed (:func:`hook_keys`), so that they are not taken for a user's hooks.
     hooks: set[tuple[int, str, int]] = field(default_factory=set, compare=False, repr=False)
+    #: It only reads (a capture): outputs computed under it are the model's, so it is not recorded.
+    passive: bool = False
 
 
 _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, list[Intervention]]" = weakref.WeakKeyDictionary()
@@ -57,10 +59,10 @@ _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, list[Intervention]]" = weakref.We
 
 @contextlib.contextmanager
 def registered(
-    model: nn.Module, name: str, *, lean_ok: bool, why: str = "", record: str = ""
+    model: nn.Module, name: str, *, lean_ok: bool, why: str = "", record: str = "", passive: bool = False
 ) -> Iterator[Intervention]:
     """Mark ``name`` as active on ``model`` for the duration of the block (removed on any exit)."""
-    entry = Intervention(name, lean_ok, why, record)
+    entry = Intervention(name, lean_ok, why, record, passive=passive)
     _ACTIVE.setdefault(model, []).append(entry)
     try:
         yield entry
@@ -81,9 +83,10 @@ def _module_hook_keys(mod: nn.Module) -> set[tuple[int, str, int]]:
     return {(id(mod), "forward", k) for k in mod._forward_hooks} | {(id(mod), "pre", k) for k in mod._forward_pre_hooks}
 
 
-def hook_keys(model: nn.Module) -> set[tuple[int, str, int]]:
-    """Every forward hook and pre-hook on ``model``'s modules, as ``(id(module), kind, handle id)``."""
-    return set().union(*(_module_hook_keys(mod) for mod in model.modules()))
+def hook_keys(model: nn.Module, modules: Iterable[nn.Module] | None = None) -> set[tuple[int, str, int]]:
+    """Every forward hook and pre-hook on ``model``'s modules (or on ``modules`` only: quicker
+    where the modules a caller hooks are known), as ``(id(module), kind, handle id)``."""
+    return set().union(*(_module_hook_keys(mod) for mod in (model.modules() if modules is None else modules)))
 
 
 def foreign_hooks(model: nn.Module) -> list[str]:
@@ -106,7 +109,7 @@ def intervention_label(model: nn.Module) -> str:
     active = active_interventions(model)
     owned = set().union(*(i.hooks for i in active))
     others = [name or "the model" for name, mod in model.named_modules() if _module_hook_keys(mod) - owned]
-    parts = [i.record or i.name for i in active]
+    parts = [i.record or i.name for i in active if not i.passive]  # a capture changes no output
     if others:
         more = f" and {len(others) - 2} more" if len(others) > 2 else ""
         parts.append(f"hooks on {', '.join(others[:2])}{more} #{secrets.token_hex(4)}")

@@ -2,7 +2,11 @@
 
 Noiseprint++ visibly changes under TF32/float16/bfloat16, so its exact path runs inside
 :func:`ieee_float32`. Every flag is set through the API the user uses (legacy ``allow_tf32``
-or the newer ``fp32_precision``) and restored on exit: no global state changes.
+or the newer ``fp32_precision``) and restored on exit, as stored (a setting that followed its
+parent follows it again). One limit, on machines where CUDA is available only: cuDNN's conv and rnn
+settings read as before afterwards, but PyTorch cannot put back their fresh state once written,
+so a later general ``torch.backends.fp32_precision = ...`` no longer reaches them (set
+``torch.backends.cudnn.conv.fp32_precision`` itself). Without CUDA they are not touched.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def ieee_float32(onednn: bool = True) -> Iterator[None]:
     """IEEE float32 for the enclosed code: no TF32 (cuBLAS, cuDNN, oneDNN), no autocast.
 
     ``onednn=False`` also switches oneDNN convolutions off on the CPU (the GEMM path sums more
-    accurately; see noiseprint.py). Every flag is restored on exit: no global state changes.
+    accurately; see noiseprint.py). Every flag is restored on exit (cuDNN's: see the module notes).
     """
     mk = torch.backends.mkldnn
     with contextlib.ExitStack() as stack:
