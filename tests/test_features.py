@@ -147,4 +147,7 @@ def test_analyze_refuses_capture_options_it_would_drop_and_says_what_was_not_cap
     finally:
         hook.remove()
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
-    assert seen == [(False, False), (False, False)], seen
+    # cuDNN's flag is set off only where CUDA runs (elsewhere it is not touched: PyTorch cannot put
+    # its fresh state back once written); TF32 matmuls are off everywhere
+    cudnn_inside = not torch.cuda.is_available()
+    assert seen == [(False, cudnn_inside), (False, cudnn_inside)], seen

@@ -77,7 +77,7 @@ def test_an_unverified_checkpoint_is_never_said_not_to_be_the_official_one(env_c
         assert "trufor-lab weights install TruFor_weights.zip" in said[where], (where, said[where])
     assert "(unverified checkpoint)" in said["title"]
     # the advice that leads there says what such a file shows as
-    assert "$TRUFOR_WEIGHTS" in W.HOW_TO_GET and "shows as unverified" in W.HOW_TO_GET
+    assert "$TRUFOR_WEIGHTS" in W.HOW_TO_GET and "is not verified" in W.HOW_TO_GET
 
 
 def test_weights_of_unknown_origin_are_not_called_untrained_or_meaningless():

@@ -65,7 +65,7 @@ LICENSE_NOTE = "GRIP-UNINA research licence: nonprofit research use only, notice
 HOW_TO_GET = (
     "run `trufor-lab weights download` (or download TruFor_weights.zip from the official "
     "TruFor page, MD5 " + TRUFOR_ZIP_MD5 + ", and run `trufor-lab weights install TruFor_weights.zip`; "
-    "$TRUFOR_WEIGHTS may name its trufor.pth.tar instead, but a file not installed so shows as unverified)"
+    "$TRUFOR_WEIGHTS may name its trufor.pth.tar instead, but a file not installed so is not verified)"
 )
 #: What verifies a TruFor checkpoint that has no download record of this installation.
 HOW_TO_VERIFY = (

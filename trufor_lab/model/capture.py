@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from trufor_lab.model.catalog import LayerSpec, Shape, catalog_and_modules, resolve_names, unknown_layer
-from trufor_lab.model.interventions import hook_keys, registered
+from trufor_lab.model.interventions import registered
 from trufor_lab.model.segformer import tokens_to_map
 
 __all__ = ["ATTENTION_MAX_ELEMENTS", "Capture", "CaptureError", "capture"]
@@ -157,28 +157,35 @@ class Capture:
                     passive=True,
                 )
             )
-            touched = [self.model, *self._modules.values()]
-            touched += [self.model.get_submodule(p) for path, _ in groups for p in _ancestors(path)]
-            before = hook_keys(self.model, touched)
+            own = entry.hooks  # its hooks, as (id(module), kind, handle id): not taken for a user's
+
+            def pre(mod: nn.Module, fn: Callable) -> Any:
+                h = mod.register_forward_pre_hook(fn)
+                own.add((id(mod), "pre", h.id))
+                self._handles.append(h)
+                return h
+
+            def post(mod: nn.Module, fn: Callable, **kw: Any) -> Any:
+                h = mod.register_forward_hook(fn, **kw)
+                own.add((id(mod), "forward", h.id))
+                self._handles.append(h)
+                return h
+
             # every call of the model: a fresh record; every outermost call of the model or of a
             # part leading to a hook: a call of its own, with the hooks behind any placed since
-            self._handles.append(self.model.register_forward_pre_hook(self._new_call))
+            pre(self.model, self._new_call)
             for path in sorted({p for path, _ in groups for p in _ancestors(path)}):
                 mod = self.model.get_submodule(path)
-                self._handles.append(mod.register_forward_pre_hook(self._enter))
-                self._handles.append(mod.register_forward_hook(self._leave, always_call=True))
+                pre(mod, self._enter)
+                post(mod, self._leave, always_call=True)
             for (path, kind), specs in groups.items():
                 mod = self._modules[path]
                 if kind == "pre":
-                    pre, used = self._make_pre_hooks(specs)
-                    h = mod.register_forward_pre_hook(pre)
-                    self._placed.append((mod._forward_pre_hooks, h.id))
-                    self._handles.append(mod.register_forward_hook(used))
+                    record, used = self._make_pre_hooks(specs)
+                    self._placed.append((mod._forward_pre_hooks, pre(mod, record).id))
+                    post(mod, used)
                 else:
-                    h = mod.register_forward_hook(self._make_hook(mod, specs))
-                    self._placed.append((mod._forward_hooks, h.id))
-                self._handles.append(h)
-            entry.hooks.update(hook_keys(self.model, touched) - before)  # its own: not taken for a user's
+                    self._placed.append((mod._forward_hooks, post(mod, self._make_hook(mod, specs)).id))
         except BaseException:
             self.release()
             raise

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -83,10 +83,9 @@ def _module_hook_keys(mod: nn.Module) -> set[tuple[int, str, int]]:
     return {(id(mod), "forward", k) for k in mod._forward_hooks} | {(id(mod), "pre", k) for k in mod._forward_pre_hooks}
 
 
-def hook_keys(model: nn.Module, modules: Iterable[nn.Module] | None = None) -> set[tuple[int, str, int]]:
-    """Every forward hook and pre-hook on ``model``'s modules (or on ``modules`` only: quicker
-    where the modules a caller hooks are known), as ``(id(module), kind, handle id)``."""
-    return set().union(*(_module_hook_keys(mod) for mod in (model.modules() if modules is None else modules)))
+def hook_keys(model: nn.Module) -> set[tuple[int, str, int]]:
+    """Every forward hook and pre-hook on ``model``'s modules, as ``(id(module), kind, handle id)``."""
+    return set().union(*(_module_hook_keys(mod) for mod in model.modules()))
 
 
 def foreign_hooks(model: nn.Module) -> list[str]:
