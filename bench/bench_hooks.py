@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO))  # run from anywhere without relying on the editab
 
 import torch  # noqa: E402
 
+from bench.cli import build_model as build_recipe_model, shared_dir  # noqa: E402
 from trufor_lab.model.capture import capture  # noqa: E402
 from trufor_lab.model import TruFor  # noqa: E402
 
@@ -37,15 +38,10 @@ LAYERS = [
 
 
 def build_model(weights: str, shared: Path) -> TruFor:
-    model = TruFor()
+    """Random weights, or the recipe weights as ``python -m bench`` builds them (from ``shared``)."""
     if weights == "recipe":
-        from trufor_lab.model import extract_state_dict, read_checkpoint, strict_load
-        from trufor_lab.model.recipe import manifest_shapes, recipe_state_dict
-
-        shapes = manifest_shapes(shared / "fixtures" / "trufor_parity" / "trufor_state_dict_manifest.json")
-        np_sd = extract_state_dict(read_checkpoint(REPO / "weights" / "noiseprint++.th"))
-        strict_load(model, recipe_state_dict(shapes, np_sd), "recipe")
-    return model.eval()
+        return build_recipe_model(shared)
+    return TruFor().eval()
 
 
 def main() -> None:
@@ -55,7 +51,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--weights", choices=("random", "recipe"), default="random")
-    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    ap.add_argument(
+        "--shared", type=Path, default=None, help="reference data (default: $TRUFOR_LAB_SHARED, else ../shared)"
+    )
     ap.add_argument("--no-to-cpu", action="store_true", help="keep captures on the device")
     args = ap.parse_args()
 
@@ -65,7 +63,10 @@ def main() -> None:
         else ("cpu" if args.device == "auto" else args.device)
     )
     torch.manual_seed(0)
-    model = build_model(args.weights, args.shared).to(device)
+    shared = args.shared or shared_dir()
+    if args.weights == "recipe" and not (shared / "fixtures" / "trufor_parity").is_dir():
+        sys.exit(f"error: reference data not found at {shared} (set TRUFOR_LAB_SHARED or --shared)")
+    model = build_model(args.weights, shared).to(device)
     x = torch.rand(1, 3, args.size, args.size, device=device)
 
     def sync() -> None:

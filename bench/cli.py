@@ -32,11 +32,14 @@ native bfloat16, ``fast-bf16`` on CPUs; ``fast-bf16`` on CUDA) is skipped and sa
 ``--weights demo`` runs the embedded demo model instead of the recipe weights (trained weights:
 the deviations a user meets; a smaller network, so not for speed claims against the baseline).
 
-It prints time, peak memory, speed-up vs baseline and the deviation of every mode from
-``exact`` (max |Δmap|, its 99th and 99.9th percentiles over the pixels, max |Δconf|, |Δscore|,
-Noiseprint++ max |Δ|). A case whose estimated peak
-does not fit in free memory is skipped and reported as such. ``bench/bench_hooks.py`` (capture
-overhead) runs afterwards when present.
+It prints time, peak memory, speed-up vs baseline, which forward ran (the baseline's plain
+module forward; for the other modes the whole-image or the memory-lean one, ``lean`` in the
+JSON) and the deviation of every mode from ``exact`` (max |Δmap|, its 99th and 99.9th
+percentiles over the pixels, max |Δconf|, |Δscore|, Noiseprint++ max |Δ|). A case whose
+estimated peak does not fit in free memory is skipped and reported as such. ``--budget-mib``
+runs every mode but the baseline through the lean forward with that chunk budget (without it,
+the lean forward runs only where the whole image does not fit). ``bench/bench_hooks.py``
+(capture overhead) runs afterwards when present; its failure fails the bench.
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ def run_case(
     import numpy as np
     import torch
 
-    from trufor_lab.inference.predict import attention_override, predict
+    from trufor_lab.inference.predict import attention_override, plain_fits, predict
     from trufor_lab.inference.preprocess import to_tensor
     from trufor_lab.model.lean import LeanConfig
     from trufor_lab.model.precision import cpu_has_native_bf16
@@ -175,8 +178,13 @@ def run_case(
     shared = shared_dir()
     model = build_model(shared, weights).to(dev)
     x = to_tensor(synthetic_image(h, w, shared), device=dev)
-    chunks = LeanConfig(budget_bytes=budget_bytes)
-    modes = inference_modes(compile_, chunks)
+    modes = inference_modes(compile_, LeanConfig(budget_bytes=budget_bytes), lean=True if budget_bytes else None)
+    m = modes.get(mode)
+    # which forward runs, decided as predict decides it (the mode's choice, else whether the whole
+    # image fits), so that the report says it; the mode is left as a user passes it
+    lean = m is not None and (
+        m.lean if m.lean is not None else not plain_fits(model, x, m.chunks.attention, m.chunks.onednn)
+    )
 
     def baseline():
         # the official code: plain modules, PyTorch defaults (oneDNN on), attention as written;
@@ -185,7 +193,7 @@ def run_case(
         with torch.no_grad(), attention_override(model, "plain", None), off:
             return model(x)
 
-    fn = baseline if mode == "baseline" else lambda: predict(model, x, modes[mode])
+    fn = baseline if m is None else lambda: predict(model, x, m)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     gc.collect()
     _trim_heap()
@@ -231,22 +239,24 @@ def run_case(
         "baseline_bytes": int(base),
         "peak_above_baseline_bytes": int(peak - base),
         "peak_reset": reset,
+        "lean": lean,
         "device_name": name,
         "torch": torch.__version__,
     }
 
 
-def inference_modes(compile_: bool = False, chunks: Any = None) -> dict[str, Any]:
-    """The ``predict`` modes the bench runs, by name (every one but ``baseline``)."""
+def inference_modes(compile_: bool = False, chunks: Any = None, lean: bool | None = None) -> dict[str, Any]:
+    """The ``predict`` modes the bench runs, by name (every one but ``baseline``); ``lean``: as
+    ``InferenceMode.lean`` (``True`` with ``--budget-mib``: the budget bounds only the lean forward)."""
     import dataclasses
 
     from trufor_lab.inference.predict import InferenceMode
     from trufor_lab.model.lean import LeanConfig
 
     chunks = chunks or LeanConfig()
-    fast = InferenceMode.fast(compile=compile_, chunks=chunks)
+    fast = InferenceMode.fast(compile=compile_, chunks=chunks, lean=lean)
     return {
-        "exact": InferenceMode.exact(chunks=chunks),
+        "exact": InferenceMode.exact(chunks=chunks, lean=lean),
         "fast": fast,
         "fast32": dataclasses.replace(fast, amp_dtype=None),
         "fast-bf16": dataclasses.replace(fast, amp_on_cpu=None),
@@ -293,16 +303,19 @@ def _free_bytes(device: str) -> int:
 
 
 def estimate_bytes(mode: str, h: int, w: int, device: str, free: int, budget: int | None = None) -> int:
-    """Rough peak of a case (tensors + weights + runtime), to skip what cannot fit."""
+    """Rough peak of a case (tensors + weights + runtime), to skip what cannot fit. ``budget``
+    (``--budget-mib``) forces the lean forward for every mode but the baseline. On the CPU the
+    convolutions are oneDNN's where it is on (as in the official code), else the GEMM path's."""
     from trufor_lab.model.lean import estimate_lean_peak, estimate_plain_peak
 
     dtype = "cuda" if device.startswith("cuda") else "cpu"
     extra = MODEL_BYTES + (RUNTIME_BYTES if dtype == "cpu" else 0)
-    budget = budget or int(min(max(free // 4, 256 << 20), 4 * GiB))
-    if mode == "baseline":
-        return estimate_plain_peak(h, w, device_type=dtype, attention_impl="plain") + extra
+    if mode == "baseline":  # the module forward: attention as written, unfolded decoders
+        return estimate_plain_peak(h, w, device_type=dtype, attention_impl="plain", unfolded_decoders=True) + extra
+    lean = estimate_lean_peak(h, w, budget_bytes=budget or int(min(max(free // 4, 256 << 20), 4 * GiB)))["peak"]
+    if budget:
+        return lean + extra
     plain = estimate_plain_peak(h, w, device_type=dtype, attention_impl="sdpa")
-    lean = estimate_lean_peak(h, w, budget_bytes=budget)["peak"]
     return (plain if plain < 0.8 * free else lean) + extra
 
 
@@ -379,19 +392,55 @@ def run_hooks_bench(device: str, size: int, repeat: int, timeout: float) -> dict
         "--weights",
         "recipe",
     ]
+    run = {"cmd": " ".join(cmd)}
     try:
         p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"cmd": " ".join(cmd), "rc": None, "output": f"timed out after {timeout} s"}
-    return {"cmd": " ".join(cmd), "rc": p.returncode, "output": (p.stdout or p.stderr).strip()}
+        return {**run, "rc": None, "status": "failed", "reason": f"timed out after {timeout} s"}
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or [""])[-1][:300]
+        return {**run, "rc": p.returncode, "status": "failed", "reason": f"exit {p.returncode}: {last}"}
+    return {**run, "rc": 0, "status": "ok", "output": p.stdout.strip()}
+
+
+def _sizes(text: str) -> list[float]:
+    """``--sizes``: positive megapixels, comma-separated; a one-line ``SystemExit`` otherwise."""
+    try:
+        sizes = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or not all(math.isfinite(mp) and mp > 0 for mp in sizes):
+        raise SystemExit(f"error: --sizes {text!r}: give positive megapixels, comma-separated (e.g. 0.25,1,3)")
+    return sizes
+
+
+def device_error(device: str) -> str | None:
+    """Why ``device`` cannot run the bench (one line), or ``None``: only ``cpu`` and an available
+    ``cuda[:N]``; without CUDA every case would be skipped as if out of memory."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        return f"--device {device!r}: not a device; use cpu or cuda"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"--device {device}: CUDA is not available (this PyTorch or machine has no usable GPU)"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)"
+    elif dev.type != "cpu":
+        return f"--device {device}: the bench runs on cpu or cuda"
+    return None
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = _sizes(args.sizes)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise SystemExit(f"error: unknown mode(s) {bad}; choose from {MODES}")
+    if not (shared_dir() / "images" / "tampered1.png").is_file():
+        raise SystemExit(f"error: reference data not found at {shared_dir()} (set TRUFOR_LAB_SHARED)")
     free = _free_bytes(args.device)
     same = same_arithmetic(modes, args.device)
     report: dict[str, Any] = {
@@ -456,6 +505,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def forward_name(row: dict[str, Any]) -> str:
+    """Which forward a case ran: the baseline's plain module forward, else the whole-image or
+    the memory-lean one (``-`` when the case did not run)."""
+    if row["mode"] == "baseline":
+        return "plain module"
+    return "-" if "lean" not in row else "lean" if row["lean"] else "whole-image"
+
+
 def _print_row(row: dict[str, Any], args: argparse.Namespace) -> None:
     if args.quiet:
         return
@@ -464,7 +521,7 @@ def _print_row(row: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"{head} {row['status']}: {row['reason']}", flush=True)
         return
     print(
-        f"{head} {row['time_s']:8.2f} s (best of {len(row['times_s'])})  "
+        f"{head} {row['time_s']:8.2f} s (best of {len(row['times_s'])}, {forward_name(row)} forward)  "
         f"peak {'CUDA memory' if args.device.startswith('cuda') else 'RSS'} {_fmt_bytes(row['peak_bytes'])} "
         f"({_fmt_bytes(row['peak_above_baseline_bytes'])} above the loaded model)",
         flush=True,
@@ -474,12 +531,13 @@ def _print_row(row: dict[str, Any], args: argparse.Namespace) -> None:
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table of the cases (time, memory, ratios to the baseline, deviation from exact)."""
     lines = [
-        "| MP | W x H | mode | time (s) | speed-up vs baseline | peak (total) | peak above model | "
-        "total peak vs baseline | max Δmap | Δmap q99.9 | Δmap q99 | Δscore | max Δconf | max ΔNoiseprint++ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| MP | W x H | mode | forward | time (s) | speed-up vs baseline | peak (total) | peak above model | "
+        "total peak vs baseline | max Δmap vs exact | Δmap q99.9 vs exact | Δmap q99 vs exact | "
+        "Δscore vs exact | max Δconf vs exact | max ΔNoiseprint++ vs exact |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["cases"]:
-        lead = f"| {r['size_mp']:g} | {r['width']}x{r['height']} | {r['mode']} |"
+        lead = f"| {r['size_mp']:g} | {r['width']}x{r['height']} | {r['mode']} | {forward_name(r)} |"
         if r.get("status") != "ok":
             lines.append(f"{lead} {r.get('status')}: {r.get('reason')} | | | | | | | | | | |")
             continue
@@ -500,19 +558,38 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _whole_number(least: int) -> Any:
+    """An argparse type: a whole number >= ``least`` (``--repeat 0`` ended in a KeyError, ``--runs 0``
+    failed every case)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = least - 1
+        if n < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {text!r}")
+        return n
+
+    return parse
+
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="0.25,1,3", help="image sizes in megapixels, comma-separated")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     p.add_argument(
         "--repeat",
-        type=int,
+        type=_whole_number(1),
         default=1,
         help="interleaved rounds, one subprocess per mode and round (the best time is reported)",
     )
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 1)")
+    p.add_argument("--warmup", type=_whole_number(0), default=None, help="untimed runs first (default: 1)")
     p.add_argument(
-        "--runs", type=int, default=None, help="timed runs in each subprocess, best kept (default: 5 on CUDA, 1 on CPU)"
+        "--runs",
+        type=_whole_number(1),
+        default=None,
+        help="timed runs in each subprocess, best kept (default: 5 on CUDA, 1 on CPU)",
     )
     p.add_argument("--compile", action="store_true", help="fast mode with torch.compile")
     p.add_argument(
@@ -523,20 +600,21 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--budget-mib",
-        type=int,
+        type=_whole_number(1),
         default=None,
-        help="chunk working-set budget of the lean forward (default: 1/4 of free memory, <= 4 GiB)",
+        help="run exact and fast through the lean forward with this chunk working set (default: the lean "
+        "forward only where the whole image does not fit, budget 1/4 of free memory, <= 4 GiB)",
     )
     p.add_argument("--timeout", type=float, default=3600, help="seconds per case")
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--no-hooks", action="store_true", help="skip bench/bench_hooks.py")
-    p.add_argument("--hooks-size", type=int, default=256)
-    p.add_argument("--hooks-repeat", type=int, default=5)
+    p.add_argument("--hooks-size", type=_whole_number(1), default=256)
+    p.add_argument("--hooks-repeat", type=_whole_number(1), default=5)
     p.add_argument("-q", "--quiet", action="store_true")
     # one case (internal: the driver runs every case in a subprocess of its own)
     p.add_argument("--case", choices=MODES, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--height", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--width", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--height", type=_whole_number(1), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--width", type=_whole_number(1), default=None, help=argparse.SUPPRESS)
     p.add_argument("--save", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_bench)
     return p
@@ -547,6 +625,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    why = device_error(args.device)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     if args.warmup is None:  # the first run pays one-time costs (oneDNN primitives, allocator), unequally per mode
         args.warmup = 1
     if args.runs is None:
@@ -570,12 +652,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print()
     print(format_table(report))
     hooks = report.get("hooks")
-    if hooks:
+    if hooks and hooks["status"] == "ok":
         print(f"\nhook overhead ({hooks['cmd']}):\n{hooks['output']}")
+    elif hooks:
+        print(f"\nhook overhead: failed ({hooks['reason']}): {hooks['cmd']}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        from trufor_lab.common.files import atomic_write_json
+
+        atomic_write_json(args.json, report, indent=1)
         print(f"\nreport: {args.json}")
-    return 0 if all(r["status"] != "failed" for r in report["cases"]) else 1
+    failed = any(r["status"] == "failed" for r in report["cases"]) or bool(hooks and hooks["status"] != "ok")
+    return 1 if failed else 0
 
 
 def register_cli(subparsers: Any) -> None:

@@ -374,6 +374,23 @@ def test_output_names_upper_case_npz_and_existing_files(tmp_path, with_weights, 
     assert notes.read_text() == "mine"
 
 
+def test_a_folder_run_takes_downloads_named_oddly_and_counts_the_files_left_out(tmp_path, with_weights, capsys):
+    """'tweet.jpg_large' and an extensionless 'download' in a folder were skipped without a word:
+    '0 analyzed, 0 skipped, 0 failed' (or 'folder holds no images'), exit 0. They are analysed
+    now, and the files that are not images are counted; an output folder inside the input one
+    is not counted against it on a rerun."""
+    src = tmp_path / "in"
+    _img(src / "tweet.jpg", seed=1).rename(src / "tweet.jpg_large")
+    _img(src / "download.png", seed=2).rename(src / "download")
+    (src / "notes.txt").write_text("where these came from")
+    runs = [(tmp_path / "out", "2 analyzed, 0"), (src / "out", "2 analyzed, 0"), (src / "out", "0 analyzed, 2")]
+    for out, counts in runs:
+        assert main(["analyze", str(src), "-o", str(out), "-q"]) == 0
+        assert sorted(p.name for p in out.iterdir()) == ["download.npz", "tweet.jpg_large.npz"]
+        said = capsys.readouterr().out.strip().splitlines()[-1]
+        assert said == f"{counts} skipped (output exists), 0 failed; 1 other file left out: not an image", said
+
+
 def test_an_existing_npz_that_is_not_an_output_is_not_overwritten(tmp_path, with_weights, capsys):
     img = _img(tmp_path / "a.png")
     mine = tmp_path / "results.npz"

@@ -126,3 +126,88 @@ def test_pillows_own_log_lines_stay_off_the_terminal(tmp_path):
     p = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert p.stdout.count("spp.tif") == 2
+
+
+def _damaged_deflate_tiff(path):
+    """A Deflate-compressed TIFF whose compressed strip is garbage: libtiff prints its own error
+    ('ZIPDecode: Decoding error ...') on file descriptor 2, naming Pillow's 'tempfile.tif'."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8)).save(
+        buf, "TIFF", compression="tiff_adobe_deflate"
+    )
+    data = bytearray(buf.getvalue())
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        start, count = im.tag_v2[273][0], im.tag_v2[279][0]
+    data[start : start + count] = bytes(range(256)) * (count // 256) + bytes(count % 256)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_libtiffs_own_lines_stay_off_the_terminal_and_its_reason_is_the_error(tmp_path):
+    """libtiff wrote 'tempfile.tif: ...' lines (a file that does not exist) on the terminal
+    before the one-line error, which said only 'decoder error -2'."""
+    path = _damaged_deflate_tiff(tmp_path / "scan.tif")
+    code = (
+        "import sys\n"
+        "from trufor_lab.inference.preprocess import load_image\n"
+        "try:\n"
+        "    load_image(sys.argv[1])\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.stdout.startswith(f"{path}: unreadable image (ZIPDecode: "), p.stdout
+    assert "decoder error" not in p.stdout and p.stdout.count("\n") == 1
+
+
+def test_the_terminal_is_given_back_whatever_happens_while_a_decoder_is_heard():
+    """File descriptor 2 is pointed back where it was on leaving, an exception included, and
+    nested captures each keep what was written while they ran."""
+    import os
+
+    from trufor_lab.common.native_stderr import native_stderr_kept
+
+    before = os.fstat(2)
+    with pytest.raises(KeyError):
+        with native_stderr_kept() as outer:
+            os.write(2, b"tempfile.tif: one\n")
+            with native_stderr_kept() as inner:
+                os.write(2, b"two\n")
+            raise KeyError
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    assert outer == ["tempfile.tif: one", "two"] and inner == ["two"]
+
+
+def test_a_decoders_line_is_never_given_to_another_threads_file():
+    """Two threads decoding at once share file descriptor 2: a line written while both listen
+    cannot be told apart, so neither takes it (a damaged Deflate TIFF was said to lack WebP
+    support, another thread's words); the terminal is given back when the last one leaves."""
+    import os
+    import threading
+
+    from trufor_lab.common.native_stderr import native_stderr_kept
+
+    before, inside, written, got = os.fstat(2), threading.Event(), threading.Event(), {}
+
+    def other():
+        with native_stderr_kept() as lines:
+            inside.set()
+            written.wait(10)
+        got["other"] = lines
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(10)
+    with native_stderr_kept() as lines:
+        os.write(2, b"tempfile.tif: WEBP compression support is not configured.\n")
+    written.set()
+    t.join(10)
+    with native_stderr_kept() as alone:
+        os.write(2, b"mine\n")
+    after = os.fstat(2)
+    assert lines == [] and got["other"] == [] and alone == ["mine"]
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

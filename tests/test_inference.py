@@ -458,7 +458,11 @@ def test_a_compiled_model_is_freed_with_its_model():
 
     from trufor_lab.inference import predict as inf
 
-    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    class Net(torch.nn.Sequential):  # what _compiled compiles: the encoder's forward_features
+        def forward_features(self, x, noiseprint):
+            return [self(x)]
+
+    model = Net(torch.nn.Linear(2, 2))
     compiled = inf._compiled(model)
     assert inf._compiled(model) is compiled  # compiled once per model
     assert "_trufor_lab_compiled" not in dict(model.named_modules()) and list(model.state_dict()) == [

@@ -299,3 +299,49 @@ def test_a_symlink_loop_in_a_folder_does_not_blame_the_folder(tmp_path, monkeypa
     pairs, problems = expand_inputs(["in/*.png"])
     assert [n for _, n in pairs] == ["ok.png"]
     assert problems == [f"in/{n}: symbolic links form a loop; left out" for n in ("l1.png", "l2.png")]
+
+
+def test_a_folder_takes_images_saved_without_an_image_suffix_and_counts_the_rest(tmp_path):
+    """A fact-checker's downloads ('tweet.jpg_large', an extensionless 'download', an editor's
+    'image.png~') were never mentioned: '1 analyzed, 0 skipped, 0 failed'. Files whose first
+    bytes are an image's are taken; the others are handed back to be counted. Names starting
+    with a dot keep the suffix rule, and a file named directly is taken whatever it holds."""
+    src = tmp_path / "in"
+    heads = {
+        "tweet.jpg_large": b"\xff\xd8\xff\xe0\x00\x10JFIF",
+        "download": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        "image.png~": b"GIF89a\x01\x00",
+        "scan.tif.part": b"MM\x00*\x00\x00\x00\x08",
+        "sticker": b"RIFF\x10\x00\x00\x00WEBPVP8 ",
+        "old": b"BM" + bytes(12) + (40).to_bytes(4, "little"),
+        "notes.txt": b"BMW and other notes, not a bitmap",
+        "page.html": b"<html></html>",
+        ".DS_Store": b"\x00\x00\x00\x01Bud1",
+        ".hidden_photo": b"\xff\xd8\xff\xe0",
+        "a.jpg": b"\xff\xd8\xff\xe0",
+    }
+    for name, head in heads.items():
+        (src / "sub").mkdir(parents=True, exist_ok=True)
+        (src / ("sub" if name == "sticker" else "") / name).write_bytes(head + bytes(40))
+    others: list[Path] = []
+    pairs, problems = expand_inputs([str(src)], others=others)
+    names = ["a.jpg", "download", "image.png~", "old", "scan.tif.part", "sub/sticker", "tweet.jpg_large"]
+    assert sorted(n for _, n in pairs) == names and problems == []
+    assert sorted(p.name for p in others) == ["notes.txt", "page.html"]
+    assert [output_path(tmp_path / "out", "download").name] == ["download.npz"]
+    assert [n for _, n in expand_inputs([str(src / "page.html")])[0]] == ["page.html"]  # named: taken as given
+    assert [p.name for p in list_images(src)] == ["a.jpg"]  # other listings keep the suffix rule
+
+
+def test_a_file_without_an_image_suffix_that_cannot_be_read_is_a_problem(tmp_path, monkeypatch):
+    """Whether it is an image cannot be told: said, not counted among the files that are not."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "download").write_bytes(b"\xff\xd8\xff\xe0")
+
+    def refused(path):
+        raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+
+    monkeypatch.setattr(P, "_first_bytes", refused)
+    others: list[Path] = []
+    pairs, problems = expand_inputs([str(tmp_path / "in")], others=others)
+    assert others == [] and problems[0].startswith(f"{tmp_path / 'in' / 'download'}: cannot read (permission denied)")

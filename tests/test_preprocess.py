@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 
 import numpy as np
@@ -56,6 +57,35 @@ def test_palette_with_transparency(tmp_path):
     assert r.rgb.shape == (20, 30, 3)
 
 
+def _keyed(tmp_path, kind: str):
+    """A file whose transparency is one colour marked see-through (no alpha channel)."""
+    a = _rgb()
+    if kind == "rgb.png":
+        Image.fromarray(a).save(tmp_path / kind, transparency=tuple(int(x) for x in a[0, 0]))
+    elif kind == "l.png":
+        Image.fromarray(a[..., 0]).save(tmp_path / kind, transparency=int(a[0, 0, 0]))
+    elif kind == "grey.gif":  # every grey level in order: Pillow reads it as mode L
+        Image.fromarray((np.arange(600) % 256).astype(np.uint8).reshape(20, 30)).save(tmp_path / kind, transparency=5)
+    elif kind == "1.png":
+        Image.fromarray(a[..., 0] > 127).save(tmp_path / kind, transparency=0)
+    else:  # 16-bit grey
+        Image.fromarray(a[..., 0].astype(np.uint16) * 257).save(tmp_path / kind, transparency=257)
+    return tmp_path / kind
+
+
+@pytest.mark.parametrize("kind", ["rgb.png", "l.png", "1.png", "i16.png", "grey.gif"])
+def test_a_transparent_colour_key_is_said_to_be_ignored(tmp_path, kind):
+    """A PNG's tRNS colour key (RGB, grey, 1-bit, 16-bit grey) and a grey GIF's transparent
+    index were dropped without a note; only palette images said their transparency was dropped."""
+    path = _keyed(tmp_path, kind)
+    with Image.open(path) as im:
+        assert "transparency" in im.info and im.mode in ("RGB", "L", "1", "I;16"), (im.mode, im.info)
+    got = load_image(path)
+    assert got.notes[-1] == "transparent colour key ignored (its pixels analysed as stored)", got.notes
+    with Image.open(path) as im:
+        assert np.array_equal(got.rgb, np.asarray(im.convert("RGB"))) or kind == "i16.png"
+
+
 def test_16_bit_is_scaled_to_8_bits(tmp_path):
     v = np.array([[0, 257, 65535, 32896]], dtype=np.uint16)
     im = Image.fromarray(v)  # mode I;16
@@ -64,11 +94,37 @@ def test_16_bit_is_scaled_to_8_bits(tmp_path):
     assert load_image(v).rgb[0, :, 1].tolist() == [0, 1, 255, 128]
 
 
-def test_float_mode_is_clipped_like_pil_and_says_so():
-    im = Image.fromarray(np.array([[-5.0, 12.4, 300.0]], dtype=np.float32), "F")
-    r = load_image(im)
-    assert r.rgb[0, :, 0].tolist() == [0, 12, 255]
-    assert r.notes == ("float values rounded to 8 bits, 66.7% clipped to 0..255",)
+def test_float_mode_is_rounded_like_pil_and_a_few_highlights_clipped_say_so():
+    a = np.full((20, 20), 100.0, np.float32)
+    a[0, :3] = [-0.4, 12.4, 255.4]  # within rounding of 0..255
+    a[1, :2] = 300.0  # 0.5 % above: clipped highlights
+    a[2, 0] = -5.0  # and 0.25 % below (a resampling overshoot)
+    r = load_image(Image.fromarray(a, "F"))
+    assert r.rgb[0, :3, 0].tolist() == [0, 12, 255] and r.rgb[1, :2, 0].tolist() == [255, 255]
+    assert r.rgb[2, 0, 0] == 0
+    assert r.notes == ("float values rounded to 8 bits, 0.8% clipped to 0..255",)
+    pic = np.linspace(0, 255, 64 * 64, dtype=np.float32).reshape(64, 64)  # a 0..255 float picture
+    r = load_image(Image.fromarray(pic, "F"))
+    assert np.array_equal(r.rgb[..., 0], np.rint(pic).astype(np.uint8))
+    assert r.notes == ("float values rounded to 8 bits",)
+
+
+@pytest.mark.parametrize(
+    "values, said",
+    [
+        (np.linspace(-np.pi, np.pi, 64 * 64), r"float values -3\.142\.\.3\.142, 42\.0% outside 0\.\.255"),
+        (np.r_[np.full(4000, 100.0), np.full(96, 300.0)], r"float values 100\.\.300, 2\.3% outside 0\.\.255"),
+        (np.r_[np.full(4000, 100.0), np.full(96, -5.0)], r"float values -5\.\.100, 2\.3% outside 0\.\.255"),
+    ],
+)
+def test_float_data_that_is_not_a_picture_is_refused_like_integers_beyond_16_bits(tmp_path, values, said):
+    """A float TIFF of -pi..pi (a phase map) was analysed as a 4-level grey picture, '45.7%
+    clipped to 0..255' in a note, while integer data outside 0..65535 was refused: more than 1 %
+    outside 0..255 (above or below) is refused now."""
+    path = tmp_path / "phase.tif"
+    Image.fromarray(values.reshape(64, 64).astype(np.float32), "F").save(path)
+    with pytest.raises(ImageError, match=rf"^{re.escape(str(path))}: {said} \(a measurement, not a photo\)$"):
+        load_image(path)
 
 
 def test_float_image_in_0_1_is_scaled_like_a_float_array_and_nan_refused(tmp_path):
@@ -624,6 +680,56 @@ def _layered_psd(path, merged: np.ndarray, layers: int) -> None:
     path.write_bytes(head + struct.pack(">I", len(block)) + block + struct.pack(">H", 0) + pixels)
 
 
+def _tiff12(v: np.ndarray) -> bytes:
+    """A 12-bit grey TIFF (BitsPerSample 12, samples packed most significant bit first) of ``v``."""
+    h, w = v.shape
+    rows = []
+    for r in v:
+        bits = "".join(format(int(x), "012b") for x in r)
+        bits += "0" * (-len(bits) % 8)
+        rows.append(int(bits, 2).to_bytes(len(bits) // 8, "big"))
+    data = b"".join(rows)
+    tags = [(256, w), (257, h), (258, 12), (259, 1), (262, 1), (273, 0), (277, 1), (278, h), (279, len(data))]
+    at = 8 + 2 + 12 * len(tags) + 4
+    out = b"II*\x00" + struct.pack("<IH", 8, len(tags))
+    for tag, value in tags:
+        out += struct.pack("<HHII", tag, 4, 1, at if tag == 273 else value)
+    return out + struct.pack("<I", 0) + data
+
+
+def test_a_12_bit_tiff_is_scaled_by_its_own_depth_and_a_narrow_16_bit_one_is_said(tmp_path):
+    """A 12-bit TIFF (0..4095, Pillow's mode I;16) was scaled as 16-bit: a nearly black picture
+    (0..16) analysed under the note "16-bit values scaled"; a 16-bit TIFF of values 291..694
+    became three grey levels without a word (the warning needed every value within 0..255)."""
+    v = np.tile(np.linspace(0, 4095, 64).round().astype(np.uint16), (16, 1))
+    path = tmp_path / "g12.tif"
+    path.write_bytes(_tiff12(v))
+    got = load_image(path)
+    assert np.array_equal(got.rgb[..., 0], np.rint(v * (255 / 4095)).astype(np.uint8))
+    assert got.rgb.max() == 255 and got.notes == ("12-bit values scaled to 8 bits",)
+    narrow = tmp_path / "narrow.tif"
+    Image.fromarray(np.linspace(291, 694, 64 * 64).astype(np.uint16).reshape(64, 64)).save(narrow)
+    got = load_image(narrow)
+    assert got.rgb.max() == 3 and got.notes[0] == "16-bit values scaled to 8 bits"
+    assert got.notes[1].startswith("every value within 0..694 of 65535: nearly black as 16-bit"), got.notes
+    wide = tmp_path / "wide.tif"
+    Image.fromarray(np.linspace(0, 4096, 64 * 64).astype(np.uint16).reshape(64, 64)).save(wide)
+    assert load_image(wide).notes == ("16-bit values scaled to 8 bits",)  # a sixteenth of the range used
+
+
+@pytest.mark.parametrize("extra", [struct.pack(">II", 0, 0), None])
+def test_a_png_without_image_data_is_called_damaged(tmp_path, extra):
+    """An APNG whose acTL counts no frames (no IDAT) was 'unreadable image (list index out of
+    range)': Pillow's verify() indexes the first of no tiles."""
+    ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 16, 8, 6, 0, 0, 0))
+    actl = _png_chunk(b"acTL", extra) if extra is not None else b""
+    path = tmp_path / "anim.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + actl + _png_chunk(b"IEND", b""))
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: damaged PNG (no image data: cannot load this image)"
+
+
 def test_deep_and_layered_files_are_said_for_what_they_are(tmp_path):
     """A 16-bit PPM was reduced to 8 bits without a note; an 8-bit picture saved as 16-bit
     (values 0..255 of 65535) was analysed nearly black under a generic note; a two-layer PSD
@@ -966,6 +1072,20 @@ def test_a_heic_photo_is_named_with_what_reading_it_needs(tmp_path, brands):
     with pytest.raises(ValueError) as e2:
         read_provenance(path)
     assert msg.split(": ", 1)[1] in str(e2.value)
+
+
+@pytest.mark.parametrize(
+    "fmt, mode, named",
+    [("XBM", "1", "XBM (X11 Bitmap)"), ("DDS", "RGB", "DDS (DirectDraw Surface)"), ("MSP", "1", "MSP (Windows Paint)")],
+)
+def test_an_image_in_a_format_not_read_here_is_named(tmp_path, fmt, mode, named):
+    """A DDS texture, an X bitmap, a Sun raster ... (formats Pillow opens, not read here) were
+    'not an image file (unrecognised format, or one not read here)': no hint what to convert."""
+    path = tmp_path / "picture.bin"
+    Image.fromarray(_rgb(16, 16)).convert(mode).save(path, format=fmt)
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: an image in a format not read here: {named}; convert it to PNG"
 
 
 def test_a_video_in_the_same_container_is_not_called_a_heic_photo(tmp_path):

@@ -61,6 +61,17 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Pat
     return outs, refused
 
 
+def _left_out(others: list[Path], output: str) -> str:
+    """The summary's words for the files in the input folders that are not images ('' for
+    none), so that none is left out unsaid; the outputs' own (``.npz`` under ``output``) not counted."""
+    out = os.path.realpath(output)
+    real = {os.path.realpath(f) for f in others}
+    n = sum(1 for r in real if not (r.lower().endswith(".npz") and Path(r).is_relative_to(out)))
+    if not n:
+        return ""
+    return f"; {n} other files left out: not images" if n > 1 else "; 1 other file left out: not an image"
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyze every input; 0 all written or skipped, 1 some failed, 2 the weights could not load.
 
@@ -68,13 +79,15 @@ def run(args: argparse.Namespace) -> int:
     weights and the same precision; otherwise it is recomputed, with a one-line note saying why.
     """
 
-    pairs, problems = expand_inputs(args.inputs)
+    others: list[Path] = []
+    pairs, problems = expand_inputs(args.inputs, others=others)
+    left_out = _left_out(others, args.output)
     outs, refused = _outputs(pairs, args.output) if pairs else ([], [])
     problems += refused
     for p in problems:  # one line per file (a clash names each of its files): the failed count counts files
         error(p)  # escaped whole: a newline in a file name must not cut the line
     if not outs:
-        print(f"0 analyzed, 0 skipped (output exists), {len(problems)} failed")
+        print(f"0 analyzed, 0 skipped (output exists), {len(problems)} failed{left_out}")
         return 1
     failed = len(problems)
     weights_digest: str | None = None
@@ -148,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         done += 1
         if not args.quiet:
             tqdm.write(printable(result.summary()), file=sys.stdout)
-    print(f"{done} analyzed, {skipped} skipped (output exists), {failed} failed")
+    print(f"{done} analyzed, {skipped} skipped (output exists), {failed} failed{left_out}")
     return 1 if failed else 0
 
 

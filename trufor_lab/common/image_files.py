@@ -16,13 +16,15 @@ import os
 import re
 import struct
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageFile, TiffImagePlugin
+
+from trufor_lab.common.native_stderr import native_stderr_kept
+from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
 
 __all__ = [
     "FORMATS",
@@ -34,8 +36,9 @@ __all__ = [
     "pil_log_unprinted",
     "pixel_limit",
     "planar16_tiff",
-    "png_closed",
+    "png_closed",  # these four from png_bytes, where they live: read here by older imports
     "png_rows_missing",
+    "png_text_limit",
     "png_without_text",
     "reduced_image_note",
     "stored_pixels",
@@ -130,9 +133,11 @@ def truncated_refused() -> Iterator[None]:
 @contextmanager
 def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
     """``Image.open`` of :data:`FORMATS` only, through a file object (a path is opened here):
-    never memory-mapped; Pillow's log lines unprinted (:func:`pil_log_unprinted`); a cut file
-    never read as whole (:func:`truncated_refused`)."""
-    with pil_log_unprinted(), truncated_refused():
+    never memory-mapped; Pillow's log lines unprinted (:func:`pil_log_unprinted`), and libtiff's
+    (:func:`~trufor_lab.common.native_stderr.native_stderr_kept`: its text is left to readers that
+    catch it around this, the error raised says what failed); a cut file never read as whole
+    (:func:`truncated_refused`)."""
+    with pil_log_unprinted(), truncated_refused(), native_stderr_kept():
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as f, Image.open(f, formats=image_formats()) as im:
                 yield im
@@ -309,90 +314,6 @@ def planar16_tiff(im: Image.Image) -> Image.Image | None:
     return Image.frombytes(im.mode, (w, h), top.tobytes())
 
 
-#: Adam7's passes: (x0, y0, dx, dy).
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-
-
-def png_without_text(data: bytes) -> bytes:
-    """A PNG's bytes without its text chunks (tEXt, zTXt, iTXt), every other chunk as it was
-    (each carries its own checksum). Anything that is not a PNG is returned unchanged."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        return data
-    out, pos = [data[:8]], 8
-    while pos + 8 <= len(data):
-        end = pos + 12 + int.from_bytes(data[pos : pos + 4], "big")
-        if data[pos + 4 : pos + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
-            out.append(data[pos:end])
-        pos = end
-    out.append(data[pos:])  # a trailing fragment, for Pillow to judge
-    return b"".join(out)
-
-
-#: A PNG's closing chunk: no data, its fixed checksum.
-_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def png_closed(data: bytes) -> bytes | None:
-    """A PNG that stops right after a whole chunk, its pixel data complete, but without the
-    closing IEND chunk (cut by a tool or a transfer: browsers show it, Pillow calls it
-    truncated), closed with one; ``None`` for anything else, which stays refused."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        return None
-    pos, kinds = 8, set()
-    while pos < len(data):
-        end = pos + 12 + int.from_bytes(data[pos : pos + 4], "big")
-        if end > len(data) or data[pos + 4 : pos + 8] == b"IEND":
-            return None  # a chunk cut inside: truly truncated (or not missing its end)
-        kinds.add(data[pos + 4 : pos + 8])
-        pos = end
-    if not {b"IHDR", b"IDAT"} <= kinds or png_rows_missing(data):
-        return None
-    return data + _PNG_IEND
-
-
-def png_rows_missing(data: bytes) -> int:
-    """How many bytes of filtered pixel rows a PNG's image data lacks (0 when complete).
-
-    Pillow decodes a PNG whose compressed data ends early but cleanly (every checksum valid)
-    without a word, leaving the missing rows black; this inflates the data once to count them.
-    A file that is not a well-formed PNG gives 0: Pillow's own checks speak for it."""
-    pos, ihdr, idat = 8, None, []
-    while pos + 8 <= len(data):
-        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR" and len(body) >= 13:
-            ihdr = body
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if ihdr is None or not idat:
-        return 0
-    w, h = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
-    depth, colour, interlace = ihdr[8], ihdr[9], ihdr[12]
-    if colour not in _PNG_CHANNELS:
-        return 0
-    bits = depth * _PNG_CHANNELS[colour]
-    passes = _ADAM7 if interlace == 1 else ((0, 0, 1, 1),)
-    expected = 0
-    for x0, y0, dx, dy in passes:
-        pw, ph = -(-(w - x0) // dx), -(-(h - y0) // dy)
-        if pw > 0 and ph > 0:
-            expected += ph * (1 + -(-(pw * bits) // 8))
-    inflater, pending, got = zlib.decompressobj(), b"".join(idat), 0
-    try:
-        while pending and got < expected:  # 1 MiB at a time, never past what the image needs
-            out = inflater.decompress(pending, 1 << 20)
-            got, pending = got + len(out), inflater.unconsumed_tail
-            if not out:
-                break
-    except zlib.error:
-        return 0  # corrupt data: Pillow refuses it itself
-    return max(expected - got, 0)
-
-
 # -- why Pillow did not take a file ------------------------------------------------------
 
 
@@ -425,7 +346,29 @@ def unrecognised_reason(source: bytes | str) -> str:
         if kind in _ORDINARY_KINDS:  # plain samples: its layout, not its format, is at fault
             return f"a damaged TIFF ({_tiff_damage(source)})"
         return f"a TIFF with a sample format not supported here ({kind or 'float colour?'})"
+    other = _other_format(source)
+    if other is not None:
+        return f"an image in a format not read here: {other}; convert it to PNG"
     return "not an image file (unrecognised format, or one not read here)"
+
+
+#: Formats never opened, even to name them: EPS's plugin hands the file to Ghostscript.
+_NEVER_OPENED = ("EPS",)
+
+
+def _other_format(source: bytes | str) -> str | None:
+    """The format of a file that Pillow opens beyond :data:`FORMATS` (``DDS (DirectDraw
+    Surface)``), from its header alone: nothing is decoded, EPS never opened; ``None`` when no
+    plugin takes it."""
+    Image.init()
+    others = [f for f in Image.OPEN if f not in FORMATS and f not in _NEVER_OPENED]
+    try:
+        with _source(source) as f, pil_log_unprinted(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(f, formats=others) as im:
+                return f"{im.format} ({im.format_description})" if im.format_description else str(im.format)
+    except Exception:  # no plugin takes it, or one that does fails on its header: unnamed
+        return None
 
 
 #: ISO-BMFF brands (the ``ftyp`` box) of still pictures: iPhones save HEIC.
@@ -540,12 +483,6 @@ def _tiff_data_end(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:
             ends = (int(o) + int(c) for o, c in zip(np.atleast_1d(ifd[offsets]), np.atleast_1d(ifd[counts])))
             return max(ends, default=0)
     return 0
-
-
-def png_text_limit(e: BaseException) -> bool:
-    """Whether ``e`` is Pillow refusing a PNG's text: one chunk too large (``MAX_TEXT_CHUNK``) or
-    all of them together (``MAX_TEXT_MEMORY``, many chunks each under the first limit)."""
-    return "MAX_TEXT_CHUNK" in str(e) or "MAX_TEXT_MEMORY" in str(e)
 
 
 #: Frames counted at most in a TIFF (Pillow's own count grows with the square of the frames: a

@@ -60,6 +60,37 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 ALIAS_EXTENSIONS_LEFT_OUT: frozenset[str] = frozenset({".rgb", ".rgba", ".bw", ".icb", ".vda", ".vst"})
 
 
+#: Bytes read from a file whose suffix is not an image's, to tell an image by its signature.
+SIGNATURE_BYTES = 18
+#: The header sizes a BMP's info block can have (Windows 2.x to 5): 'BM' alone starts text too.
+_BMP_HEADERS = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+
+
+def image_signature(head: bytes) -> bool:
+    """Whether a file's first bytes (:data:`SIGNATURE_BYTES`) are those of an image in one of
+    the common formats read here: JPEG, PNG, GIF, WebP, TIFF (BigTIFF too), BMP. A download
+    saved as ``tweet.jpg_large``, ``image.png~`` or an extensionless ``download`` is one."""
+    return (
+        head[:3] == b"\xff\xd8\xff"
+        or head[:8] == b"\x89PNG\r\n\x1a\n"
+        or head[:6] in (b"GIF87a", b"GIF89a")
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+        or (head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADERS)
+    )
+
+
+def _first_bytes(path: Path) -> bytes:
+    """A file's first :data:`SIGNATURE_BYTES` (never blocks: a file swapped for a pipe reads as empty)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        return os.read(fd, SIGNATURE_BYTES)
+    except BlockingIOError:
+        return b""
+    finally:
+        os.close(fd)
+
+
 class OutputPathError(ValueError):
     """An input name that would put its output outside the output folder."""
 
@@ -88,10 +119,18 @@ def find_images(
     extensions: Iterable[str] = IMAGE_EXTENSIONS,
     skip_hidden: bool = False,
     skip: str | os.PathLike | None = None,
+    sniff: bool = False,
+    others: list[Path] | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Image files in ``folder`` (sorted; recursive by default), and one line per thing that
     hides images: a folder that could not be read (no permission), a broken link with an image
     name. Either would otherwise leave images out unsaid.
+
+    ``sniff``: a file whose suffix is not an image's is taken too when its first bytes are an
+    image's (:func:`image_signature`: downloads named ``tweet.jpg_large`` or ``download``), a
+    file that cannot be read to tell is a problem line, and the other files are added to
+    ``others`` (when given) so that a caller can count them; names starting with a dot keep
+    the suffix rule, and are not counted.
 
     Links to folders are followed (a photo library on another disk, linked in); a folder reached
     twice (a link loop, two links to one place) is searched once. macOS's AppleDouble companions
@@ -126,9 +165,13 @@ def find_images(
             key=lambda d: (os.path.islink(os.path.join(top, d)), d),
         )
         for n in names:
-            if Path(n).suffix.lower() not in exts or n.startswith("._") or (skip_hidden and n.startswith(".")):
+            if n.startswith("._") or (skip_hidden and n.startswith(".")):
                 continue
             f = Path(top, n)
+            if Path(n).suffix.lower() not in exts:
+                if sniff and not n.startswith(".") and f.is_file():
+                    _sniffed(f, found, problems, others)
+                continue
             if f.is_file():
                 found.append(f)
             elif f.is_symlink():
@@ -136,6 +179,20 @@ def find_images(
         if not recursive:
             break
     return sorted(found), problems
+
+
+def _sniffed(f: Path, found: list[Path], problems: list[str], others: list[Path] | None) -> None:
+    """``f`` (a file with no image suffix) into ``found`` if its first bytes are an image's,
+    else into ``others``; a problem line if it cannot be read to tell."""
+    try:
+        head = _first_bytes(f)
+    except OSError as e:
+        problems.append(f"{f}: cannot read ({_why_unreadable(e)}); left out (an image without an image suffix?)")
+        return
+    if image_signature(head):
+        found.append(f)
+    elif others is not None:
+        others.append(f)
 
 
 def _could_hold(pattern: Sequence[str], parts: Sequence[str]) -> bool:
@@ -359,11 +416,15 @@ def why_not_found(p: Path) -> str:
     return "not a regular file or folder (a device, pipe or socket)"
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path, str]], list[str]]:
+def expand_inputs(
+    inputs: Sequence[str | os.PathLike], *, others: list[Path] | None = None
+) -> tuple[list[tuple[Path, str]], list[str]]:
     """``(file, name)`` pairs and input problems (one line each) for files, folders and globs.
 
-    A folder is searched recursively for images; a glob is expanded; a plain file is taken as
-    given, whatever its suffix. Names are paths relative to the common root of all inputs, so
+    A folder is searched recursively for images, by suffix or, for a file without an image
+    suffix, by its first bytes (:func:`find_images` ``sniff``); the files it holds that are not
+    images are added to ``others`` when given (to be counted: nothing is left out unsaid); a
+    glob is expanded; a plain file is taken as given, whatever its suffix. Names are paths relative to the common root of all inputs, so
     ``a/x.png`` and ``b/x.png`` keep distinct names; a file listed twice is taken once; two
     files that would still write the same output (the same name, or ``a\\b.png`` beside
     ``a/b.png``: see :func:`output_key`), or outputs that are one file on a case-insensitive
@@ -382,7 +443,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
             problems.append(f"{item!r}: empty input (an unset variable?); left out")
             continue
         if p.is_dir():
-            files, unreadable = find_images(p)
+            files, unreadable = find_images(p, sniff=True, others=others)
             problems += unreadable
             if not files and not unreadable:
                 problems.append(f"{item}: folder holds no images")
@@ -392,7 +453,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path,
             matches = sorted(Path(f) for f in glob.glob(item, recursive=True))
             files = [f for f in matches if f.is_file()]
             for folder in (f for f in matches if f.is_dir()):  # searched as a folder given by name is
-                inside, unreadable = find_images(folder)
+                inside, unreadable = find_images(folder, sniff=True, others=others)
                 files += inside  # a file also matched by name (``**``) is taken once below
                 problems += unreadable
             links = [f for f in matches if f.is_symlink() and not f.exists()]  # named, as in a folder

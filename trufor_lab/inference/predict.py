@@ -64,6 +64,7 @@ from trufor_lab.model.lean import (
     LeanConfig,
     estimate_plain_peak,
     free_memory_bytes,
+    gemm_convolution,
     ieee_float32,
     lean_forward,
     noiseprint_tiled,
@@ -132,7 +133,7 @@ class InferenceMode:
     :data:`FLOAT32_PARTS` (``None``: :data:`DEFAULT_KEEP_FLOAT32` of the device). ``channels_last``: channels-last encoder. ``token_bands``: the
     Mix-FFNs over bands of token rows on the CPU (:func:`~trufor_lab.model.layout.token_bands`;
     float32 rounding only: a GEMM over fewer rows may sum in another order). ``compile``:
-    ``torch.compile`` the model (plain forward only; cached per model).
+    ``torch.compile`` the encoder of the whole-image forward (not the lean one; cached per model).
     """
 
     name: str = "exact"
@@ -248,17 +249,19 @@ def _model_attention(model: nn.Module) -> str:
     return "plain" if plain else "sdpa"
 
 
-#: Attribute of a model that holds its ``torch.compile``d module. Kept on the model itself (in
+#: Attribute of a model that holds its ``torch.compile``d encoder. Kept on the model itself (in
 #: its ``__dict__``, so not registered as a submodule nor saved in its state dict): the pair is
 #: freed together with the model. (A WeakKeyDictionary whose value, the compiled module, holds
 #: its key never let a compiled model go.)
 _COMPILED_ATTR = "_trufor_lab_compiled"
 
 
-def _compiled(model: nn.Module) -> nn.Module:
+def _compiled(model: TruFor) -> Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]:
+    """``torch.compile`` of the model's encoder (``forward_features``), cached on the model: the
+    compiled part runs in the same contexts (layout, autocast, float32 parts) as the eager one."""
     compiled = model.__dict__.get(_COMPILED_ATTR)
     if compiled is None:
-        compiled = model.__dict__[_COMPILED_ATTR] = torch.compile(model)
+        compiled = model.__dict__[_COMPILED_ATTR] = torch.compile(model.forward_features)
     return compiled
 
 
@@ -270,7 +273,7 @@ def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str | None = None,
     size = torch.finfo(x.dtype).bits // 8
     net = model if isinstance(model, Noiseprint) else model.dncnn
     cpu = x.device.type == "cpu"
-    im2col = cpu and not (net.onednn if onednn is None else onednn)
+    im2col = cpu and gemm_convolution(net.onednn if onednn is None else onednn)
     if isinstance(model, Noiseprint):  # 64-channel maps (+ im2col's 9 copies, or oneDNN's reorder)
         return int(x.shape[0] * 64 * (2 + (9 if im2col else 2 if cpu else 1)) * h * w * size)
     impl = impl or _model_attention(model)
@@ -347,13 +350,12 @@ def _whole(
 ) -> TruForOutput:
     """The whole image at once, no chunking: folded Noiseprint++, channels-last encoder with
     ``m.chunks.attention`` (SDPA by default), folded decoders. ``amp`` (fast mode) covers the
-    encoder only: the folded decoders are cheap and stay in the model's precision."""
+    encoder only: the folded decoders are cheap and stay in the model's precision. ``m.compile``
+    compiles the encoder alone, so the arithmetic is the eager one's (a compiled whole forward
+    ran the unfolded decoders under the encoder's autocast: in bfloat16)."""
     if noiseprint is None:
         noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn, m.noiseprint_channels_last)
     amp = amp or contextlib.nullcontext()
-    if m.compile:
-        with _mode_attention(model, m.chunks), amp:
-            return _compiled(model)(x, noiseprint=noiseprint)
     xin, np_in = x, noiseprint
     layout: contextlib.AbstractContextManager = contextlib.nullcontext()
     if m.channels_last:
@@ -362,8 +364,9 @@ def _whole(
         np_in = noiseprint.to(x.dtype).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
         layout = channels_last_weights(model.backbone)
     bands = token_bands(model.backbone) if m.token_bands else contextlib.nullcontext()
+    features = _compiled(model) if m.compile else model.forward_features
     with _mode_attention(model, m.chunks), layout, bands, amp:
-        feats = model.forward_features(xin, np_in)
+        feats = features(xin, np_in)
     feats = [f.to(x.dtype) for f in feats]
     logits, conf, det = model.forward_heads(feats, tuple(x.shape[2:]), folded=True)
     return TruForOutput(logits, conf, det, noiseprint)

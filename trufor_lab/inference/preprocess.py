@@ -7,18 +7,23 @@ How PIL modes become RGB (one policy, stated once):
 
 - ``RGB``: as stored. ``RGBA``/``LA``/``PA``/``P`` with transparency: the alpha channel is
   dropped (the stored colour values are kept; compositing on a background would invent pixels).
+  A transparent colour key (a PNG's tRNS in ``RGB``/``L``/``1``/16-bit grey, a GIF's
+  transparent index read as grey): ignored the same way, and noted.
 - ``L``/``1``/``P``: PIL's conversion to RGB. ``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's
   conversion too (noted: a colour transform, not stored values). ICC profiles are never
   applied (values as stored, like the official code).
 - Arrays: uint8 as given (copied), uint16 by ``round(v / 257)``, float in ``[0, 1]`` by
   ``round(v * 255)``, a fourth channel dropped (each noted).
-- ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped.
+- ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped; by the
+  file's own depth where a TIFF's BitsPerSample says 9-15 bits (12-bit: ``round(v * 255 / 4095)``).
+  Data within a sixteenth of that range (nearly black once scaled) is noted.
   16-bit colour (RGB/RGBA PNG or TIFF, CMYK TIFF): Pillow keeps the top byte (noted); an
   uncompressed TIFF stored plane by plane, which Pillow misreads, is read here the same way.
 - ``RGBa``/``La`` (premultiplied alpha): the stored colour values, alpha dropped (noted).
 - ``F`` (float): values all in ``[0, 1]`` are a normalised picture, scaled like a float array;
-  any other range is PIL's own convention, clipped to ``[0, 255]`` and rounded (noted, with
-  the share clipped; NaN or Inf is an error).
+  any other range is PIL's own convention, rounded, at most 1 % clipped above 255 (noted, with
+  the share clipped). More beyond 255, a value below zero, NaN or Inf: refused (a measurement,
+  as integers beyond 16 bits are).
 - Animated or multi-page files: the first frame.
 - EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
   like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
@@ -56,10 +61,6 @@ from trufor_lab.common.image_files import (
     open_image,
     orientation_tag,
     planar16_tiff,
-    png_closed,
-    png_rows_missing,
-    png_text_limit,
-    png_without_text,
     reduced_image_note,
     tiff_codec_reason,
     truncated_refused,
@@ -69,6 +70,8 @@ from trufor_lab.common.image_files import (
 )
 from trufor_lab.common.errors import OneLineError
 from trufor_lab.common.jpeg_cut import stops_early, too_few_bytes
+from trufor_lab.common.native_stderr import native_stderr_kept
+from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
 from trufor_lab.common.paths import why_not_found
 
 #: Smallest side of any image read here (Noiseprint++ takes 1xN); a full TruFor needs
@@ -128,20 +131,20 @@ def orientation_note(orientation: int, how: str) -> str:
     )
 
 
-def _tiff_samples(im: Image.Image) -> tuple[bool, bool, bool]:
-    """(signed integer samples, white is zero, 32 bits a sample) from a TIFF's tags, read before
-    any transpose (which drops them); all False for other formats."""
+def _tiff_samples(im: Image.Image) -> tuple[bool, bool, int | None]:
+    """(signed integer samples, white is zero, bits a sample) from a TIFF's tags, read before any
+    transpose (which drops them); ``(False, False, None)`` for other formats."""
     tags = getattr(im, "tag_v2", None)
     if tags is None:
-        return False, False, False
+        return False, False, None
     fmt, bits = tags.get(339), tags.get(258)  # SampleFormat (1 unsigned, 2 signed), BitsPerSample
     signed = 2 in (fmt if isinstance(fmt, tuple) else (fmt,))
-    wide = 32 in (bits if isinstance(bits, tuple) else (bits,))
-    return signed, tags.get(262) == 0, wide  # PhotometricInterpretation 0: WhiteIsZero
+    depths = [b for b in (bits if isinstance(bits, tuple) else (bits,)) if isinstance(b, int)]
+    return signed, tags.get(262) == 0, max(depths) if depths else None  # Photometric 0: WhiteIsZero
 
 
 def _pil_to_rgb(
-    im: Image.Image, name: str, signed: bool = False, white_is_zero: bool = False, wide: bool = False
+    im: Image.Image, name: str, signed: bool = False, white_is_zero: bool = False, bits: int | None = None
 ) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     mode = im.mode
@@ -150,47 +153,10 @@ def _pil_to_rgb(
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8).copy(), notes
     if mode.startswith("I;16") or mode == "I":
-        a = np.asarray(im)
-        # Pillow stores unsigned 32-bit samples in its signed mode I: 4e9 reads as -294967296
-        a = (a.view(np.uint32) if wide and not signed and a.dtype == np.int32 else a).astype(np.float64)
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-        if lo < 0 or hi > 65535:  # clipping would invent a picture
-            raise ImageError(f"{name}: integer values {lo:g}..{hi:g}, outside 0..65535 (a measurement, not a photo)")
-        if wide and hi <= 255:  # 8-bit values in a 32-bit TIFF: scaled as 16-bit, they were black
-            g = a.astype(np.uint8)
-            notes.append("32-bit integer values within 0..255 taken as 8-bit")
-        else:  # 16-bit PNG, TIFF, PGM/PPM (Pillow's mode I), whatever this image's range
-            g = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
-            notes.append(
-                (
-                    "32-bit integer values within 0..65535 scaled"
-                    if wide
-                    else "integer values scaled as 16-bit"
-                    if mode == "I"
-                    else "16-bit values scaled"
-                )
-                + " to 8 bits"
-            )
-            if hi <= 255 and a.size and not white_is_zero:
-                notes.append(
-                    f"every value within 0..{hi:g} of 65535: nearly black as 16-bit "
-                    "(an 8-bit picture saved as 16-bit? convert it to 8-bit first)"
-                )
-        if white_is_zero:  # Pillow inverts 8-bit WhiteIsZero TIFFs, not 16-bit ones
-            g = 255 - g
-            notes.append("WhiteIsZero: inverted")
+        g, notes = _integer_grey(np.asarray(im), name, mode, bits, signed, white_is_zero)
         return np.repeat(g[..., None], 3, axis=2), notes
     if mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        if not np.isfinite(a).all():
-            raise ImageError(f"{name}: float image holds NaN or Inf values")
-        if a.size and a.min() >= 0 and a.max() <= 1.0:  # normalised, as float arrays are: not a black picture
-            notes.append("float values in 0..1 scaled to 8 bits")
-            a = a * 255.0
-        else:
-            outside = float(((a < 0) | (a > 255)).mean())
-            notes.append("float values rounded to 8 bits" + (f", {outside:.1%} clipped to 0..255" if outside else ""))
-        g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        g, notes = _float_grey(np.asarray(im, dtype=np.float64), name)
         return np.repeat(g[..., None], 3, axis=2), notes
     if mode in ("RGBa", "La"):  # premultiplied: converting would divide by alpha
         a = np.asarray(im, dtype=np.uint8)
@@ -207,6 +173,70 @@ def _pil_to_rgb(
         return rgb, notes
     except (ValueError, OSError) as e:
         raise ImageError(f"{name}: cannot convert PIL mode {mode} to RGB ({e})") from None
+
+
+def _integer_grey(
+    a: np.ndarray, name: str, mode: str, bits: int | None, signed: bool, white_is_zero: bool
+) -> tuple[np.ndarray, list[str]]:
+    """Grey integer samples (16-bit, or Pillow's 32-bit mode ``I``) as 8 bits, scaled by the
+    file's own depth where its BitsPerSample records one below 16 (a 12-bit TIFF's 4095 is
+    white, not 1/16 of it), else as 16-bit; a picture that uses a small part of that range
+    (nearly black once scaled) is said to."""
+    notes: list[str] = []
+    wide = bits == 32
+    # Pillow stores unsigned 32-bit samples in its signed mode I: 4e9 reads as -294967296
+    a = (a.view(np.uint32) if wide and not signed and a.dtype == np.int32 else a).astype(np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo < 0 or hi > 65535:  # clipping would invent a picture
+        raise ImageError(f"{name}: integer values {lo:g}..{hi:g}, outside 0..65535 (a measurement, not a photo)")
+    own = bits is not None and 8 < bits < 16 and hi < 2**bits  # a 10-, 12- or 14-bit TIFF, as Pillow keeps it
+    depth = bits if own and bits else 16
+    full = 2**depth - 1
+    if wide and hi <= 255:  # 8-bit values in a 32-bit TIFF: scaled as 16-bit, they were black
+        g = a.astype(np.uint8)
+        notes.append("32-bit integer values within 0..255 taken as 8-bit")
+    else:  # 16-bit PNG, TIFF, PGM/PPM (Pillow's mode I), whatever this image's range
+        g = np.clip(np.rint(a / (full / 255.0)), 0, 255).astype(np.uint8)
+        kind = "32-bit integer values within 0..65535" if wide else "integer values" if mode == "I" else None
+        notes.append(
+            f"{depth}-bit values scaled to 8 bits"
+            if kind is None
+            else f"{kind} scaled{' as 16-bit' if mode == 'I' and not wide else ''} to 8 bits"
+        )
+        if hi < (full + 1) / 16 and a.size and not white_is_zero:  # 4 bits of the range unused, or more
+            used = max(int(hi).bit_length(), 8)
+            picture = f"{'an' if used in (8, 11) else 'a'} {used}-bit picture saved as {depth}-bit?"
+            notes.append(
+                f"every value within 0..{hi:g} of {full}: nearly black as {depth}-bit ({picture} convert it to 8-bit first)"
+            )
+    if white_is_zero:  # Pillow inverts 8-bit WhiteIsZero TIFFs, not 16-bit ones
+        g = 255 - g
+        notes.append("WhiteIsZero: inverted")
+    return g, notes
+
+
+#: Share of a float picture's values that may lie outside 0..255 (below -0.5 or from 255.5 up, as
+#: resampling overshoots: clipped, and said); beyond it the data is refused like integers beyond
+#: 16 bits: clipping would leave a picture that is not the file's.
+FLOAT_CLIP_LIMIT = 0.01
+
+
+def _float_grey(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
+    """Float samples (Pillow's mode ``F``) as 8 bits: all in 0..1 a normalised picture, scaled
+    like a float array; else Pillow's own 0..255 convention, rounded, within
+    :data:`FLOAT_CLIP_LIMIT`."""
+    if not np.isfinite(a).all():
+        raise ImageError(f"{name}: float image holds NaN or Inf values")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo >= 0 and hi <= 1.0:  # normalised, as float arrays are: not a black picture
+        return np.rint(a * 255.0).astype(np.uint8), ["float values in 0..1 scaled to 8 bits"]
+    outside = float(((a < -0.5) | (a >= 255.5)).mean())  # a few overshoots (resampling) are clipped
+    if outside > FLOAT_CLIP_LIMIT:
+        raise ImageError(
+            f"{name}: float values {lo:.4g}..{hi:.4g}, {outside:.1%} outside 0..255 (a measurement, not a photo)"
+        )
+    clipped = f", {outside:.1%} clipped to 0..255" if outside else ""
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8), [f"float values rounded to 8 bits{clipped}"]
 
 
 def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
@@ -318,6 +348,8 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
     """An image file (its bytes, or a path) read as :func:`load_image` reads it."""
     with _decoding(name, max_pixels, src) as said:
         with open_image(io.BytesIO(src) if isinstance(src, bytes) else src) as im:  # not mapped
+            if im.format == "PNG" and not im.tile:  # no image data (an APNG counting no frames): nothing to verify
+                raise ImageError(f"{name}: damaged PNG (no image data: cannot load this image)")
             if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
                 with open_image(io.BytesIO(src) if isinstance(src, bytes) else src) as check:
                     check.verify()
@@ -362,17 +394,19 @@ _DECODE_ERRORS = (
 def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> Iterator[list[str]]:
     """Decode under this call's pixel limit (not Pillow's 89 MP, restored after); every failure
     becomes one :class:`ImageError` line naming the file, and the decoder's warnings (corrupt
-    EXIF ...) come back as notes instead of multi-line Python warnings."""
+    EXIF ...) come back as notes instead of multi-line Python warnings; what libtiff prints on
+    the terminal is kept off it, as notes or as the error's reason."""
     said: list[str] = []
     limit = Image.MAX_IMAGE_PIXELS
+    printed: list[str] = []  # libtiff's own lines, off the terminal (they name no real file)
     try:
-        with truncated_refused(), warnings.catch_warnings(record=True) as caught:
+        with truncated_refused(), native_stderr_kept() as printed, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
             yield said
-        for w in caught:
-            text = " ".join(str(w.message).split())[:160]
+        for text in [" ".join(str(w.message).split()) for w in caught] + _own_words(printed):
+            text = text[:160]
             note = f"decoder warning: {text}"
             if text and note not in said:
                 said.append(note)
@@ -392,10 +426,18 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "truncated" in msg.lower():
             msg = "file is truncated"
-        codec = tiff_codec_reason(source) if source is not None and "decoder error" in msg else None
+        words = _own_words(printed)
+        missing = not words or any("not configured" in w for w in words)  # libtiff lacks the codec, or is silent
+        codec = tiff_codec_reason(source) if source is not None and "decoder error" in msg and missing else None
+        msg = words[0][:160] if words and "decoder error" in msg else msg  # the decoder's reason, not its number
         raise ImageError(f"{name}: {codec or f'unreadable image ({msg})'}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+
+
+def _own_words(printed: list[str]) -> list[str]:
+    """A C decoder's lines, without the name libtiff gives Pillow's data (``tempfile.tif: ``)."""
+    return list(dict.fromkeys(re.sub(r"^tempfile\.tif: ", "", line).rstrip(".") for line in printed))
 
 
 def _ppm_maxval(args: Any) -> int:
@@ -430,6 +472,10 @@ def _load_pixels(im: Image.Image, name: str, notes: list[str]) -> None:
         notes.append(f"a PNG chunk after the image data could not be read ({msg}): ignored")
 
 
+#: The note for a transparent colour key (no alpha channel to drop: one colour marked see-through).
+_KEY_IGNORED = "transparent colour key ignored (its pixels analysed as stored)"
+
+
 def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int) -> LoadedImage:
     w, h = im.size
     if w * h > max_pixels:
@@ -456,7 +502,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     else:
         notes_first = []
     layered = im.format == "PSD"  # Pillow counts a PSD's layers as frames; its pixels are the merged image
-    signed, white_is_zero, wide = _tiff_samples(im)
+    signed, white_is_zero, bits = _tiff_samples(im)
     notes: list[str] = notes_first + [n for n in (reduced_image_note(im),) if n]
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
         _load_pixels(im, name, notes)
@@ -479,7 +525,9 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         notes.append(orientation_note(orientation, "applied" if exif_transpose else "stored"))
     if deep:
         notes.append("16-bit colour reduced to 8 bits (top byte)")
-    rgb, more = _pil_to_rgb(im, name, signed, white_is_zero, wide)
+    rgb, more = _pil_to_rgb(im, name, signed, white_is_zero, bits)
+    if "transparency" in im.info and im.mode not in ("P", "PA", "RGBA", "LA", "RGBa", "La"):
+        more.append(_KEY_IGNORED)  # a PNG's tRNS colour, a GIF's transparent index read as grey
     if layered:
         if n_frames > 1:
             more.insert(0, f"the merged image of a {n_frames}-layer PSD (layers not analysed one by one)")

@@ -5,6 +5,7 @@ Every ablation is a context manager bound to one model. Entering it flips an att
 or through an exception, restores exactly what was there. Weights are never touched, so the
 state dict stays bit-identical.
 
+>>> from trufor_lab.interpret import ablate
 >>> with ablate.rgb_only(model) as ab:
 ...     r = ab.analyze("photo.png")          # a normal Result, r.label == "rgb_only"
 

@@ -1,9 +1,12 @@
 """Evaluate TruFor on a benchmark: resumable, per-image table, per-dataset summary.
 
->>> ds = load_dataset("CASIA1", root="/data/CASIA1", list_dir="lists/")
->>> ev = evaluate(model, ds, "runs/casia")      # writes runs/casia/CASIA1/<image>.npz
->>> ev.summary["CASIA1"]["detection_auc"], ev.summary["CASIA1"]["f1_best"]
->>> ev.to_csv("runs/casia/CASIA1.per_image.csv")
+>>> from trufor_lab.lab.datasets import folder_dataset, load_dataset
+>>> from trufor_lab.lab.evaluate import evaluate
+>>> ds = load_dataset("CASIA1", root="/data/CASIA1", list_dir="lists/")  # doctest: +SKIP
+>>> ds = folder_dataset("images", "masks")       # or your own: a mask named as its image, white = forged
+>>> ev = evaluate(model, ds, "runs/eval")        # writes runs/eval/<ds.name>/<image>.npz
+>>> ev.summary[ds.name]["detection_auc"], ev.summary[ds.name]["f1_best"]
+>>> ev.to_csv("runs/eval/per_image.csv")
 
 Outputs are the official npz format (``map``, ``conf``, ``score``, ``imgsize``) under
 ``out_dir/<dataset name>/<image path relative to the dataset root>.npz``. A later run reads

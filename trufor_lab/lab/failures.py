@@ -1,5 +1,7 @@
 """Failure analysis of an :class:`~trufor_lab.lab.evaluate.Evaluation` (or the CSV it wrote).
 
+>>> from trufor_lab.lab.failures import failure_gallery, group_failures, worst_cases
+>>> from trufor_lab.widgets.gallery import FailureGallery
 >>> worst_cases(ev, k=10)                # fakes with the lowest F1, reals with the highest score
 >>> group_failures(ev)                   # failure rate per descriptor group vs the rest
 >>> failure_gallery(ev, k=8)             # image, mask, map, confidence of each worst case

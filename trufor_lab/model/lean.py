@@ -40,10 +40,12 @@ heads               input 4P, logits 2P, conf P, pooling ~3P              0.96 G
 
 With the default budget (a quarter of free memory, at most 4 GiB) a 24 MP image peaks near
 6.3 GB of tensors: within 24 GB of GPU memory or of RAM (add the weights, 0.27 GB, and the
-runtime). At 24 MP the plain forward needs about 70 GB for the CPU Noiseprint++ alone (im2col)
-and 140 GB per copy of the stage-1 attention scores with the plain formula
-(``estimate_plain_peak``). Measured on the CPU at 1 MP with a 256 MiB budget: 372 MiB above
-baseline instead of 2.63 GiB (bench/RESULTS.md).
+runtime). At 24 MP the plain forward needs about 25 GB for the CPU Noiseprint++ alone with
+oneDNN (70 GB on the GEMM path, whose im2col copies each map 9 times) and 140 GB per copy of
+the stage-1 attention scores with the plain formula (``estimate_plain_peak``). Measured on the
+CPU at 1 MP with a 256 MiB budget: 372 MiB above baseline instead of the plain forward's 2.63 GiB
+(bench/RESULTS.md, 2026-11-23: Noiseprint++ then on the GEMM path, and exact the lean forward
+for every image; ``python -m bench --budget-mib`` forces the lean forward now).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ __all__ = [
     "estimate_lean_peak",
     "estimate_plain_peak",
     "free_memory_bytes",
+    "gemm_convolution",
     "ieee_float32",
     "lean_features",
     "lean_forward",
@@ -139,6 +142,14 @@ def _rows(per_row_bytes: float, budget: int, total: int, forced: int | None) -> 
 
 
 # -- Noiseprint++ ------------------------------------------------------------------------------
+def gemm_convolution(onednn: bool = True) -> bool:
+    """Whether a float32 CPU convolution runs PyTorch's GEMM path (im2col: 9 copies of its input):
+    oneDNN not asked for (``onednn=False``), switched off (``torch.backends.mkldnn``) or missing
+    from this PyTorch; else oneDNN runs it (one reordered copy). Memory estimates follow this."""
+    mk = torch.backends.mkldnn
+    return not (onednn and mk.is_available() and mk.enabled)
+
+
 def noiseprint_halo(net: Noiseprint) -> int:
     """Receptive-field radius of the DnCNN (17 for seventeen 3x3 convolutions)."""
     return sum((m.kernel_size[0] // 2) * m.dilation[0] for m in net if isinstance(m, nn.Conv2d))
@@ -177,7 +188,7 @@ def noiseprint_tiled(
     b, _, h, w = rgb.shape
     halo = noiseprint_halo(net)
     feat = net[0].out_channels
-    slow_cpu = rgb.device.type == "cpu" and not onednn  # im2col: 9 extra copies
+    slow_cpu = rgb.device.type == "cpu" and gemm_convolution(onednn)  # im2col: 9 extra copies
     per_pixel = b * feat * (2 + (9 if slow_cpu else 2)) * torch.finfo(dtype).bits // 8
     budget = budget_bytes or default_budget(rgb.device)
     th, tw = _noiseprint_tile(h, w, halo, per_pixel, budget, tile)
@@ -540,13 +551,18 @@ def estimate_plain_peak(
     attention_impl: str = "plain",
     element_size: int = 4,
     im2col: bool | None = None,
+    unfolded_decoders: bool = False,
 ) -> int:
     """Rough peak bytes of the plain ``model(x)`` forward (batch 1): the largest of Noiseprint++
     (64-channel maps, plus im2col on the CPU), stage-1 attention scores (``plain``, or SDPA on
-    the CPU math path) and the decoder concatenation, plus the whole-image tensors."""
+    the CPU math path) and the decoder concatenation, plus the whole-image tensors. ``im2col``
+    (``None``: :func:`gemm_convolution` on the CPU, as the official code's forward runs): the CPU
+    convolutions copy their input 9 times (GEMM path) instead of reordering it once (oneDNN).
+    ``unfolded_decoders``: the module forward's own decoders on the CPU (their measured peak RSS,
+    ~1.8x the default's count), not the folded ones of the exact path."""
     p = h * w
-    if im2col is None:  # the GEMM convolution copies its input 9 times; oneDNN reorders it once
-        im2col = device_type == "cpu"
+    if im2col is None:
+        im2col = device_type == "cpu" and gemm_convolution()
     np_feat = 64 * (2 + (9 if im2col else 2 if device_type == "cpu" else 1)) * p
     st = _stage_floats(h, w, cfg)
     attn = 0
@@ -554,6 +570,9 @@ def estimate_plain_peak(
     if plain or device_type != "cuda":
         attn = max(cfg.num_heads[i] * n * k * (3 if plain else 1) for i, (n, _, k) in enumerate(st))
     mlp = max(n * c * cfg.mlp_ratios[i] * 3 for i, (n, c, _) in enumerate(st))
-    dec = st[0][0] * cfg.decoder_embed_dim * 10
+    # decoders: ~10 maps of E channels at stage-1 resolution (the module forward's four upsampled
+    # projections, their concatenation, fuse and BatchNorm outputs); on the CPU the peak RSS of its
+    # two decoders in turn measured ~17 (the first one's freed maps stay in the heap)
+    dec = st[0][0] * cfg.decoder_embed_dim * (18 if unfolded_decoders and device_type == "cpu" else 10)
     base = 8 * p + 6 * sum(n * c for n, c, _ in st)
     return int((base + max(np_feat, attn, mlp, dec)) * element_size)

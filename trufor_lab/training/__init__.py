@@ -17,8 +17,8 @@ checkpoints, the loop and the demo recipe.
 - ``card``: the demo model card's pictures (reliability curve, examples on the test cameras).
 
 >>> import trufor_lab.training as T
->>> r = T.train(T.TrainConfig(out_dir="runs/loc", steps=2000, crop=256))
->>> T.plot_log(r.log)
+>>> r = T.train(T.TrainConfig(out_dir="runs/loc", model=T.DEMO_MODEL, steps=4, batch_size=2, crop=64))
+>>> T.plot_log(r.log)              # a taste; the paper's MiT-B2 (model=None) wants a GPU and crop=256
 
 May import ``lab``, ``inference``, ``forensics``, ``model``, ``viz`` and ``common``.
 """

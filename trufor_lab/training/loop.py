@@ -19,9 +19,10 @@ of crops whose sides are multiples of 8 (a flip maps block boundaries onto block
 only changes the sign of DCT coefficients, so the quantisation grid is kept); no 90-degree
 rotations (they transpose the quantisation tables) and no resizing.
 
->>> from trufor_lab.training import TrainConfig, train, plot_log
->>> r = train(TrainConfig(out_dir="runs/loc", steps=2000, crop=256))
->>> r2 = train(TrainConfig(phase="confidence", init=r.checkpoint, out_dir="runs/conf", steps=500))
+>>> from trufor_lab.training import DEMO_MODEL, TrainConfig, train, plot_log
+>>> small = dict(model=DEMO_MODEL, batch_size=2, crop=64)     # a taste: MiT-B2, crop 256, 1000s of steps for real
+>>> r = train(TrainConfig(out_dir="runs/loc", steps=4, **small))
+>>> r2 = train(TrainConfig(phase="confidence", init=r.checkpoint, out_dir="runs/conf", steps=2, **small))
 >>> plot_log(r.log)
 
 Every run writes ``last.pt`` (one atomic file, ``weights_only``-loadable: the model's tensors
