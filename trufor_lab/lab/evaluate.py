@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 from trufor_lab.common.callables import callable_label
 from trufor_lab.common.files import atomic_write_text, csv_uncell
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.image_files import open_image, pixel_limit, stored_size
+from trufor_lab.common.image_files import open_image, pixel_limit, stored_size, unrecognised_reason
 from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table
@@ -289,7 +289,7 @@ def _image_info(path: Path) -> tuple[int, int, int | None]:
         with pixel_limit(), open_image(path) as im:
             w, h = stored_size(im)  # the grid the image is analysed on
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file (unrecognised format, or one not read here)") from None
+        raise ImageError(f"{path}: {unrecognised_reason(str(path))}") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{path}: not a readable image ({' '.join(str(e).split())})") from None
     try:
