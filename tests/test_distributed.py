@@ -301,3 +301,161 @@ def test_an_interrupted_run_leaves_no_summary_of_the_run_before(tmp_path, tamper
     with pytest.raises(KeyboardInterrupt):
         D.distributed_analyze([src / "good.png"], out, device="cpu", weights=recipe_ckpt)
     assert not (out / D.SUMMARY_FILE).exists() and (out / "good.png.npz").is_file()
+
+
+_RANK_SCRIPT = """
+import os, sys
+from pathlib import Path
+import trufor_lab.inference.distributed as D
+if os.environ["RANK"] == "1":  # this rank's own listing differs (a file arrived between the two listings)
+    real = D.work_items
+    def late(inputs, **kw):
+        items, problems = real(inputs, **kw)
+        return sorted(items + [("im0a.png", Path(os.environ["EXTRA_IMAGE"]))]), problems
+    D.work_items = late
+from trufor_lab.cli.distributed import main
+sys.exit(main())
+"""
+
+
+def _by_hand(args: list[str], env: dict[str, str], ranks=(0, 1), script: str | None = None) -> list[tuple]:
+    """Ranks started by hand (as srun or a shell loop would): ``(exit status, stdout, stderr)`` each."""
+    base = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
+    base.update({"WORLD_SIZE": "2", "MASTER_PORT": str(_free_port()), **env})
+    base.pop("TORCHELASTIC_RUN_ID", None)
+    script = script or "import sys\nfrom trufor_lab.cli.distributed import main\nsys.exit(main())"
+    cmd = [sys.executable, "-c", script]  # not -m: its runpy warning is a line on stderr
+    procs = [
+        subprocess.Popen(
+            cmd + args,
+            env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in ranks
+    ]
+    done = [p.communicate(timeout=240) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, done)]
+
+
+def test_the_ranks_share_rank_0s_list_and_only_rank_0_exits_1_for_bad_images(tmp_path, tampered2, recipe_ckpt):
+    """Each rank listed the inputs itself: a file arriving between two listings shifted the shares,
+    so images were analysed twice or never, and the summary said "0 failed". And a bad image
+    made its own rank exit 1 too (torchrun then blamed a rank with a long traceback)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        Image.fromarray(tampered2[16 * i : 16 * i + 48, :48]).save(src / f"im{i}.png")
+    (src / "im0b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # rank 1's, in the one list
+    extra = tmp_path / "late.png"
+    Image.fromarray(tampered2[:48, 48:96]).save(extra)
+    out = tmp_path / "out"
+    env = {"TRUFOR_WEIGHTS": str(recipe_ckpt), "EXTRA_IMAGE": str(extra)}
+    (rc0, out0, err0), (rc1, _, err1) = _by_hand(
+        [str(src), "-o", str(out), "--device", "cpu", "-q"], env, script=_RANK_SCRIPT
+    )
+    s = json.loads((out / SUMMARY_FILE).read_text())
+    written = [n for r in s["ranks"] for n in r["written"]]
+    assert sorted(written) == [f"im{i}.png" for i in range(4)], (written, err0, err1)
+    assert s["written"] == 4 and s["failed"] == 1 and not s["duplicates"] and not (out / "im0a.png.npz").exists()
+    assert s["ranks"][1]["failed"][0][0] == "im0b_broken.png"
+    assert "4 analyzed, 0 skipped (output exists), 1 failed on 2 rank(s)" in out0
+    assert (rc0, rc1) == (1, 0), (err0, err1)
+    assert err0.count("im0b_broken.png") == 1 and "Traceback" not in err0 + err1
+
+
+def test_a_missing_rank_is_named_after_the_timeout(tmp_path, tampered2):
+    """Started by hand with a peer missing, a rank waited 30 minutes without a word."""
+    Image.fromarray(tampered2[:48, :48]).save(tmp_path / "im.png")
+    args = [str(tmp_path / "im.png"), "-o", str(tmp_path / "out"), "--device", "cpu", "--timeout", "2"]
+    for rank, missing in ((0, "rank(s) 1 did not join"), (1, "rank 0 did not answer")):
+        ((rc, out, err),) = _by_hand(args, {}, ranks=(rank,))
+        assert rc == 2 and not out, (out, err)
+        waiting, said = err.strip().splitlines()  # said at once, then one line: no traceback
+        assert waiting.startswith(f"note: rank {rank} of 2: waiting up to 2 s for ")
+        assert said.startswith(f"error: rank {rank} of 2: ") and missing in said and "within 2 s" in said
+    assert not (tmp_path / "out" / "im.png.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"RANK": "1"}, "RANK=1 is set but WORLD_SIZE is not"),
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK is not"),
+        ({"LOCAL_RANK": ""}, "LOCAL_RANK='' is not a whole number"),
+        ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 is outside WORLD_SIZE=2"),
+        ({"RANK": "0", "WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a whole number"),
+    ],
+)
+def test_a_bad_launch_environment_is_one_line_before_any_work(tmp_path, tampered2, monkeypatch, capsys, env, said):
+    """RANK=1 alone ran, said "ValueError: rank 1 outside a world of 1", then "0 failed" (the
+    image was neither analysed nor counted); LOCAL_RANK= said "invalid literal for int()"."""
+    from trufor_lab.cli.distributed import main
+
+    def load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("trufor_lab.inference.distributed.load", load)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    Image.fromarray(tampered2[:48, :48]).save(tmp_path / "im.png")
+    assert main([str(tmp_path / "im.png"), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    cap = capsys.readouterr()
+    assert (
+        cap.err.strip()
+        == f"error: {said}"
+        + (" (ranks are 0 to 1)" if "outside" in said else "")
+        + ("; set both (torchrun does)" if "set but" in said else "")
+        and not cap.out
+    )
+
+
+def test_failure_lines_name_the_file_once_and_keep_the_reason(tmp_path, recipe_ckpt, monkeypatch, capsys):
+    """A name with a newline was said twice ('N/a\\nb.png: N/a\\nb.png: not an image file'): the
+    escaped name in the error did not match the name; a long path was cut before the reason."""
+    from trufor_lab.cli.distributed import main
+
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    src = tmp_path / "in"
+    deep = src / ("d" * 120) / ("e" * 120)
+    deep.mkdir(parents=True)
+    (src / "a\nb.png").write_bytes(b"no image here")
+    (deep / "long.png").write_bytes(b"no image here")
+    assert main([str(src), "-o", str(tmp_path / "out"), "--device", "cpu", "-q"]) == 1
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 2, lines
+    odd, long = sorted(lines, key=len)
+    assert odd.count("a\\nb.png") == 1 and long.count("long.png") == 1, lines
+    reason = odd.split("a\\nb.png: ", 1)[1]
+    assert reason and long.endswith(reason), lines  # the same reason, whole, after the long name
+
+
+def test_an_output_blocked_by_a_file_is_refused_before_the_analysis(tmp_path, tampered2, monkeypatch, capsys):
+    """'OUT/sub' a file: the model analysed sub/im.png, then the write failed with '[Errno 17]
+    File exists'; `analyze` refuses it first. A refusal said '(overwrite to replace)' where the
+    option is --overwrite. Files that are not images were left out unsaid."""
+    from trufor_lab.cli.distributed import main
+
+    def load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("trufor_lab.inference.distributed.load", load)
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    out.mkdir()
+    Image.fromarray(tampered2[:48, :48]).save(src / "sub" / "im.png")
+    Image.fromarray(tampered2[:48, :48]).save(src / "mine.png")
+    (src / "notes.txt").write_text("not an image")
+    (out / "sub").write_text("in the way")
+    np.savez(out / "mine.png.npz", labels=np.arange(3))
+    assert main([str(src), "-o", str(out), "--device", "cpu", "-q"]) == 1
+    cap = capsys.readouterr()
+    assert (
+        f"error: {out / 'sub' / 'im.png.npz'}: cannot write output ({out / 'sub'} is a file, not a folder)" in cap.err
+    )
+    assert "not overwritten (--overwrite to replace)" in cap.err
+    assert cap.out.strip().endswith("; 1 other file left out: not an image"), cap.out
+    assert "0 analyzed, 0 skipped (output exists), 2 failed" in cap.out

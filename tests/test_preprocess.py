@@ -127,6 +127,40 @@ def test_float_data_that_is_not_a_picture_is_refused_like_integers_beyond_16_bit
         load_image(path)
 
 
+def test_a_normalised_float_picture_with_overshoots_is_not_read_as_0_255(tmp_path):
+    """A 0..1 float TIFF dipping below zero was taken as a 0..255 picture (every value 0 or 1: a
+    black picture, analysed, nothing said): it is read as 0..1, a few overshoots clipped and said,
+    and refused when many values lie outside 0..1."""
+    v = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    v[0, :20] = -0.02  # 0.5 % of the values: a resampling overshoot
+    Image.fromarray(v, "F").save(tmp_path / "over.tif")
+    r = load_image(tmp_path / "over.tif")
+    assert r.rgb.max() == 255 and r.rgb[0, :20].max() == 0
+    assert r.notes == ("float values in 0..1 scaled to 8 bits, 0.5% clipped to 0..1",)
+    Image.fromarray(np.tile(np.linspace(-0.3, 1.0, 64, dtype=np.float32), (16, 1)), "F").save(tmp_path / "neg.tif")
+    with pytest.raises(ImageError, match=r"neg\.tif: float values -0\.3\.\.1, 23\.4% outside 0\.\.1 \(a measurement"):
+        load_image(tmp_path / "neg.tif")
+
+
+def test_16_bit_colour_of_12_bit_depth_is_said_to_be_nearly_black(tmp_path):
+    """12-bit data in a 16-bit colour PNG became a picture of top bytes 0..15 (nearly black) with
+    only 'reduced to 8 bits' said, while the same data as 16-bit grey was said to be nearly black."""
+    import zlib
+
+    rgb = (np.arange(32 * 32 * 3, dtype=np.uint32).reshape(32, 32, 3) % 4096).astype(">u2")
+    raw = b"".join(b"\x00" + row.tobytes() for row in rgb)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = (32).to_bytes(4, "big") * 2 + bytes([16, 2, 0, 0, 0])
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    (tmp_path / "rgb12.png").write_bytes(png)
+    r = load_image(tmp_path / "rgb12.png")
+    assert r.rgb.max() < 16
+    assert any("nearly black as 16-bit colour" in n for n in r.notes), r.notes
+
+
 def test_float_image_in_0_1_is_scaled_like_a_float_array_and_nan_refused(tmp_path):
     """A normalised float TIFF was rounded to 0/1 and analysed as a black picture (a note said so,
     hidden by -q); the same values as an array were scaled. Both are scaled now; NaN has no 8-bit value."""
@@ -309,7 +343,7 @@ def test_what_the_decoder_changes_is_said_or_refused(tmp_path):
     def chunk(t: bytes, d: bytes) -> bytes:
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
 
-    raw = b"".join(b"\x00" + np.full((4, 3), 1000, ">u2").tobytes() for _ in range(4))
+    raw = b"".join(b"\x00" + np.full((4, 3), 40000, ">u2").tobytes() for _ in range(4))
     ihdr = struct.pack(">IIBBBBB", 4, 4, 16, 2, 0, 0, 0)  # 4x4, 16-bit RGB
     (tmp_path / "d16.png").write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")

@@ -1,5 +1,9 @@
 """``trufor-lab distributed-analyze``; under torchrun: ``torchrun --nproc_per_node N --no-python trufor-lab
-distributed-analyze ...`` (``-m trufor_lab.cli.distributed`` works too, with a harmless runpy warning)."""
+distributed-analyze ...`` (``-m trufor_lab.cli.distributed`` works too, with a harmless runpy warning).
+
+Exit status: rank 0 prints the summary and exits 1 when an image failed; the other ranks exit 0
+unless they themselves broke (so that torchrun does not blame a rank for a bad image); 2 when the
+launch is wrong (the environment, a rank missing after --timeout)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from trufor_lab.cli.analyze import _left_out
 from trufor_lab.cli.messages import (
     WEIGHTS_HELP,
     error,
@@ -42,6 +47,22 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long a rank waits for the others to join at the start (default 300); then it stops, "
+        "naming the missing ranks",
+    )
+    p.add_argument(
+        "--gather-timeout",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="how long the ranks wait at the end for the slowest one to finish its share (default 86400, "
+        "a day: a rank that dies is noticed at once, this is for one that hangs)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=run)
     return p
@@ -82,15 +103,21 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode,
             overwrite=args.overwrite,
             save_noiseprint=args.save_noiseprint,
+            timeout_s=args.timeout,
+            gather_timeout_s=args.gather_timeout,
+            overwrite_hint="--overwrite",
+            on_wait=note,
         )
-    except (ValueError, RuntimeError, OSError) as e:  # a bad --device, an unwritable summary
+    except (ValueError, RuntimeError, OSError) as e:  # a bad --device or environment, a missing rank
         error(e)
         return 2
-    if "ranks" not in summary:  # not rank 0
-        return 1 if summary["failed"] or summary["error"] else 0
+    if "ranks" not in summary:  # not rank 0: its failed images are rank 0's to report (and to exit 1 for)
+        return 1 if summary["error"] else 0
     # file names are escaped (error, note): a newline or a terminal escape in one must not reach the terminal raw
     for line in summary["problems"] + summary["errors"]:
         error(line)
+    for name in summary["duplicates"]:
+        error(f"{name}: written by more than one rank")
     for name, why in summary.get("recomputed", []):
         note(f"{name}: {why}; recomputed")
     for r in summary["ranks"]:
@@ -111,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 if not any("summary not written" in e for e in summary["errors"])
                 else "summary not written"
             )
+            + _left_out([Path(f) for f in summary["others"]], args.output)
         )
     )
     if summary["written"] or summary["skipped"]:

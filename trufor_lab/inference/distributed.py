@@ -3,14 +3,16 @@
     torchrun --nproc_per_node 4 --no-python trufor-lab distributed-analyze INPUT... -o OUT [--mode exact|fast]
     trufor-lab distributed-analyze INPUT... -o OUT          # one process, same outputs
 
-Every rank expands the same inputs, sorts them and takes the share ``items[rank::world_size]``,
-so the split is deterministic and no image is analysed twice. Each output is written in the
-official npz format (:meth:`Result.save_npz`: a temporary file renamed into place), next to
-where ``trufor-lab analyze`` puts it (``OUT/<relative path>.npz``); an existing output made
-from the same input file with the same weights (sha256 recorded in the npz), mode and
-precision is skipped, so an interrupted run resumes where it stopped; any other is recomputed (listed in ``recomputed``). Rank 0 gathers every rank's report
-and writes ``OUT/distributed_summary.json``. Backends: NCCL when the ranks use CUDA (one GPU
-per local rank), gloo on the CPU; the summary always travels over a gloo group.
+Rank 0 expands the inputs, sorts them and sends the list to every rank; each takes the share
+``items[rank::world_size]`` of that one list, so the split is deterministic and no image is
+analysed twice or left out, even when files arrive in the folder while the ranks start. Each
+output is written in the official npz format (:meth:`Result.save_npz`: a temporary file renamed
+into place), next to where ``trufor-lab analyze`` puts it (``OUT/<relative path>.npz``); an
+existing output made from the same input file with the same weights (sha256 recorded in the
+npz), mode and precision is skipped, so an interrupted run resumes where it stopped; any other
+is recomputed (listed in ``recomputed``). Rank 0 gathers every rank's report and writes
+``OUT/distributed_summary.json``. Backends: NCCL when the ranks use CUDA (one GPU per local
+rank), gloo on the CPU; the input list and the summary always travel over a gloo group.
 """
 
 from __future__ import annotations
@@ -23,14 +25,23 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from trufor_lab.common.device import resolve_device
+from trufor_lab.common.errors import escaped
 from trufor_lab.common.files import atomic_write_json
-from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, expand_inputs, output_key, output_path
+from trufor_lab.common.paths import (
+    OutputPathError,
+    blocking_file,
+    clash_key,
+    clash_reason,
+    expand_inputs,
+    output_key,
+    output_path,
+)
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import mode_label, predict_result
 from trufor_lab.inference.result import computed_label, output_refusal, reuse_problem
@@ -40,7 +51,15 @@ T = TypeVar("T")
 
 SUMMARY_FILE = "distributed_summary.json"
 
-__all__ = ["RankInfo", "SUMMARY_FILE", "distributed_analyze", "rank_info", "shard", "work_items"]
+__all__ = [
+    "DistributedSetupError",
+    "RankInfo",
+    "SUMMARY_FILE",
+    "distributed_analyze",
+    "rank_info",
+    "shard",
+    "work_items",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +71,39 @@ class RankInfo:
     local_rank: int = 0
 
 
+class DistributedSetupError(ValueError):
+    """The launch itself is wrong (the environment, or the other ranks): one line, before any work."""
+
+
 def rank_info() -> RankInfo:
-    """From the process group if one is running, else from torchrun's environment variables."""
+    """From the process group if one is running, else from torchrun's environment variables
+    (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), checked: a bad one stops the run with one line
+    naming it (:class:`DistributedSetupError`) instead of a rank that takes no images."""
+    local = _env_int("LOCAL_RANK", 0, 0)
     if dist.is_available() and dist.is_initialized():
-        return RankInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    env = os.environ
-    return RankInfo(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+        return RankInfo(dist.get_rank(), dist.get_world_size(), local)
+    world, rank = _env_int("WORLD_SIZE", 1, 1), _env_int("RANK", 0, 0)
+    if world > 1 and "RANK" not in os.environ:
+        raise DistributedSetupError(f"WORLD_SIZE={world} is set but RANK is not; set both (torchrun does)")
+    if rank > 0 and "WORLD_SIZE" not in os.environ:
+        raise DistributedSetupError(f"RANK={rank} is set but WORLD_SIZE is not; set both (torchrun does)")
+    if rank >= world:
+        raise DistributedSetupError(f"RANK={rank} is outside WORLD_SIZE={world} (ranks are 0 to {world - 1})")
+    return RankInfo(rank, world, local)
+
+
+def _env_int(name: str, default: int, least: int) -> int:
+    """The whole number in environment variable ``name`` (``default`` when unset), at least ``least``."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DistributedSetupError(f"{name}={raw!r} is not a whole number") from None
+    if value < least:
+        raise DistributedSetupError(f"{name}={value} is below {least}")
+    return value
 
 
 def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
@@ -67,17 +113,20 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     return sorted(items)[rank::world_size]
 
 
-def work_items(inputs: Sequence[str | os.PathLike] | Any) -> tuple[list[tuple[str, Path]], list[str]]:
+def work_items(
+    inputs: Sequence[str | os.PathLike] | Any, *, others: list[Path] | None = None
+) -> tuple[list[tuple[str, Path]], list[str]]:
     """``(output name, image path)`` pairs and input problems, from files/folders/globs or a
     dataset (a :class:`trufor_lab.lab.datasets.Dataset`, or any sequence of samples with ``id``
     and ``image_path``: names are the sample ids). A name that would write outside the output
     folder (absolute, or with ``..``) is refused with one line, and so is one that would write
     the output of an earlier name (``a\\b`` after ``a/b``: :func:`output_key`), or one file with
-    it on a case-insensitive disk (``Photo`` after ``photo``: :func:`clash_key`)."""
+    it on a case-insensitive disk (``Photo`` after ``photo``: :func:`clash_key`). The files in
+    the input folders that are not images go to ``others`` when given (to be counted)."""
     if _is_samples(inputs):
         pairs, problems = [(s.id, Path(s.image_path)) for s in inputs], []
     else:
-        found, problems = expand_inputs([os.fspath(i) for i in inputs])
+        found, problems = expand_inputs([os.fspath(i) for i in inputs], others=others)
         pairs = [(rel, path) for path, rel in found]
     items: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, path, output key)
     for name, path in pairs:
@@ -123,14 +172,25 @@ def distributed_analyze(
     mode: str = "exact",
     overwrite: bool = False,
     save_noiseprint: bool = False,
-    timeout_s: float = 1800.0,
+    timeout_s: float = 300.0,
+    gather_timeout_s: float = 86400.0,
+    overwrite_hint: str = "overwrite",
+    on_wait: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Analyse this rank's share of ``inputs`` into ``output``; returns the summary.
 
-    Starts (and ends) the process group itself when run under torchrun without one. On rank 0
+    Starts (and ends) the process group itself when run under torchrun, or by hand with
+    ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT``, without one: the ranks wait
+    ``timeout_s`` for each other to join (``on_wait`` is told once which ones are awaited), then
+    a :class:`DistributedSetupError` names the missing ones. Rank 0 lists the inputs and sends
+    the list to every rank, so that the shares come from one list (a file that appears during
+    the start is in it or not, for all ranks alike). At the end every rank waits up to
+    ``gather_timeout_s`` for the slowest one to finish its share (a rank that dies closes its
+    connection, which the others notice at once; the limit is for one that hangs). On rank 0
     the summary covers every rank and is also written to ``output/distributed_summary.json``;
     other ranks get their own report only. Failures of single images are reported, not
-    raised, so that every rank reaches the final gather.
+    raised, so that every rank reaches the final gather. ``overwrite_hint``: how the caller
+    names the option that replaces an output that is refused (``--overwrite`` on the command line).
     """
     info = rank_info()
     dev = _device(device, info.local_rank)
@@ -138,27 +198,27 @@ def distributed_analyze(
     if info.world_size > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(
-            "nccl" if dev.type == "cuda" else "gloo",
-            rank=info.rank,
-            world_size=info.world_size,
-            timeout=timedelta(seconds=timeout_s),
-        )
+        _start_group("nccl" if dev.type == "cuda" else "gloo", info, timeout_s, on_wait)
         started_group = True
     try:
+        group = None
+        if info.world_size > 1:  # made now, while every rank is known to be there
+            group = dist.new_group(backend="gloo", timeout=timedelta(seconds=gather_timeout_s))
         if info.rank == 0:  # an interrupted run must not leave the last run's summary beside its new outputs
             with contextlib.suppress(OSError):  # unwritable: the summary's own write says so at the end
                 (Path(output) / SUMMARY_FILE).unlink()
-        report = _run_share(inputs, Path(output), info, dev, weights, precision, mode, overwrite, save_noiseprint)
+        listing = _shared_listing(inputs, info, group)
+        report = _run_share(
+            listing, Path(output), info, dev, weights, precision, mode, (overwrite, overwrite_hint), save_noiseprint
+        )
         reports = [report]
-        if info.world_size > 1:
-            group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
+        if group is not None:
             gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
-            dist.gather_object(report, gathered, dst=0, group=group)
+            _collective(lambda: dist.gather_object(report, gathered, dst=0, group=group), info, "final gather")
             if info.rank != 0:
                 return report
             reports = list(gathered)  # type: ignore[arg-type]
-        summary = _merge(reports)
+        summary = _merge(reports, listing)
         try:
             _write_json(Path(output) / SUMMARY_FILE, summary)
         except OSError as e:  # the images' results still reach the caller, with this said
@@ -169,49 +229,150 @@ def distributed_analyze(
             dist.destroy_process_group()
 
 
+def _start_group(backend: str, info: RankInfo, timeout_s: float, on_wait: Callable[[str], None] | None) -> None:
+    """The default process group; outside torchrun through a store of our own, so that a rank
+    that does not come is named (torch's rendezvous only counts those that came)."""
+    timeout = timedelta(seconds=timeout_s)
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun's agents met already, and it stops all on a failure
+        _collective(
+            lambda: dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, timeout=timeout),
+            info,
+            "start",
+        )
+        return
+    store = _rendezvous(info, timeout_s, on_wait)
+    _collective(
+        lambda: dist.init_process_group(
+            backend, store=store, rank=info.rank, world_size=info.world_size, timeout=timeout
+        ),
+        info,
+        "start",
+    )
+
+
+def _rendezvous(info: RankInfo, timeout_s: float, on_wait: Callable[[str], None] | None) -> dist.Store:
+    """Rank 0's store at ``MASTER_ADDR:MASTER_PORT``, once every rank has joined it; the ranks
+    that have not joined within ``timeout_s`` are named in the error."""
+    host = os.environ.get("MASTER_ADDR", "")
+    if not host:
+        raise DistributedSetupError(f"MASTER_ADDR is not set (WORLD_SIZE={info.world_size} outside torchrun)")
+    port = _env_int("MASTER_PORT", -1, 1)
+    if port < 0:
+        raise DistributedSetupError(f"MASTER_PORT is not set (WORLD_SIZE={info.world_size} outside torchrun)")
+    me, where = f"rank {info.rank} of {info.world_size}", f"{host}:{port}"
+    timeout = timedelta(seconds=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    if info.rank != 0 and not _answers(host, port):  # polled here: torch's own wait logs a C++ stack
+        if on_wait is not None:
+            on_wait(f"{me}: waiting up to {timeout_s:g} s for rank 0 at {where}")
+        while not _answers(host, port):
+            if time.monotonic() > deadline:
+                raise DistributedSetupError(f"{me}: rank 0 did not answer at {where} within {timeout_s:g} s")
+            time.sleep(0.2)
+    try:
+        store = dist.TCPStore(host, port, info.world_size, info.rank == 0, timeout, wait_for_workers=False)
+    except RuntimeError as e:  # DistNetworkError and its kin; their text is a C++ stack
+        if info.rank == 0:
+            raise DistributedSetupError(f"{me}: cannot listen at {where} ({first_line(e)})") from None
+        raise DistributedSetupError(f"{me}: rank 0 did not answer at {where} within {timeout_s:g} s") from None
+    keys = [f"trufor_lab/joined/{r}" for r in range(info.world_size)]
+    store.set(keys[info.rank], "1")
+    said = False
+    while missing := [r for r, k in enumerate(keys) if not store.check([k])]:
+        if time.monotonic() > deadline:
+            names = ", ".join(map(str, missing))
+            raise DistributedSetupError(f"{me}: rank(s) {names} did not join at {where} within {timeout_s:g} s")
+        if not said and on_wait is not None:
+            on_wait(f"{me}: waiting up to {timeout_s:g} s for rank(s) {', '.join(map(str, missing))} at {where}")
+            said = True
+        time.sleep(0.1)
+    return store
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether something listens at ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _collective(step: Callable[[], Any], info: RankInfo, what: str) -> Any:
+    """``step()`` (a rendezvous or a collective call), a timeout or a lost peer said in one line."""
+    try:
+        return step()
+    except (RuntimeError, TimeoutError) as e:  # torch's DistError family: text with a C++ stack
+        raise DistributedSetupError(
+            f"rank {info.rank} of {info.world_size}: {what} failed: another rank did not answer ({first_line(e)})"
+        ) from None
+
+
+def _shared_listing(inputs: Any, info: RankInfo, group: Any) -> dict[str, Any]:
+    """The work list, made by rank 0 alone and sent to every rank: ``items`` (name, path),
+    ``problems`` (rank 0 reports them), ``others`` (files in the input folders that are not
+    images) and ``error`` (the listing itself failed)."""
+    listing: dict[str, Any] = {"items": [], "problems": [], "others": [], "error": None}
+    if info.rank == 0:
+        others: list[Path] = []
+        try:
+            listing["items"], listing["problems"] = work_items(inputs, others=others)
+        except Exception as e:  # noqa: BLE001 - sent on, so that every rank still reaches the gather
+            listing["error"] = f"{type(e).__name__}: {first_line(e)}"
+        listing["others"] = [str(f) for f in others]
+    if group is not None:
+        box = [listing]
+        _collective(lambda: dist.broadcast_object_list(box, src=0, group=group), info, "sharing the input list")
+        listing = box[0]
+    return listing
+
+
 def _run_share(
-    inputs: Any,
+    listing: dict[str, Any],
     output: Path,
     info: RankInfo,
     dev: torch.device,
     weights: Any,
     precision: str,
     mode: str,
-    overwrite: bool,
+    replace: tuple[bool, str],
     save_noiseprint: bool,
 ) -> dict[str, Any]:
+    """This rank's report on its share of ``listing``; ``replace``: whether to replace
+    existing outputs, and how the caller names that option in a refusal."""
     t0 = time.perf_counter()
+    overwrite, hint = replace
+    mine = shard(listing["items"], info.rank, info.world_size)
     report: dict[str, Any] = {
         "rank": info.rank,
         "world_size": info.world_size,
         "host": socket.gethostname(),
         "device": str(dev),
-        "assigned": [],
+        "assigned": [name for name, _ in mine],
         "written": [],
         "skipped": [],
         "failed": [],
         "recomputed": [],
-        "problems": [],
-        "error": None,
+        "problems": listing["problems"] if info.rank == 0 else [],
+        "error": listing["error"] if info.rank == 0 else None,
     }
     try:
-        items, problems = work_items(inputs)
-        if info.rank == 0:
-            report["problems"] = problems
-        mine = shard(items, info.rank, info.world_size)
-        report["assigned"] = [name for name, _ in mine]
         todo = []
         weights_digest = None
         computed = computed_label(mode_label(mode, dev if precision == "float32" else None), precision)
         for name, path in mine:
             out = output_path(output, name)
+            blocker = blocking_file(out)
+            if blocker is not None:  # said before the analysis, not after it at the write
+                report["failed"].append([name, f"{out}: cannot write output ({blocker} is a file, not a folder)"])
+                continue
             try:
                 digest = sha256_of(path)
             except OSError as e:
                 report["failed"].append([name, f"{path}: cannot read ({e.strerror or e})"])
                 continue
             if out.exists() and not overwrite:
-                refused = output_refusal(out, path, digest, "overwrite")
+                refused = output_refusal(out, path, digest, hint)
                 if refused:
                     report["failed"].append([name, refused])
                     continue
@@ -236,21 +397,39 @@ def _run_share(
                         input_path=path,
                     )
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
-                    why = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-                    report["failed"].append([name, why if why.startswith(str(path)) else f"{path}: {why}"])
+                    report["failed"].append([name, f"{path}: {_reason(e, path)}"])
                     continue
                 report["written"].append(name)
     except Exception as e:  # noqa: BLE001 - reported so that every rank still reaches the gather
-        report["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        report["error"] = f"{type(e).__name__}: {first_line(e)[:300]}"
         done = {*report["written"], *report["skipped"], *(n for n, _ in report["failed"])}
         report["failed"] += [[n, f"{n}: not analyzed: {report['error']}"] for n in report["assigned"] if n not in done]
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
 
 
-def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of ``e``'s text (torch's errors go on with a C++ stack), or its type's name."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _reason(e: BaseException, path: Path) -> str:
+    """``e``'s first line without the file name it may start with (written as given, or
+    escaped by the project's one-line errors), cut to 300 characters: the name is said once,
+    by the caller, and never cut."""
+    text = first_line(e)
+    for name in (str(path), escaped(str(path))):
+        if text.startswith(name + ": "):
+            text = text[len(name) + 2 :]
+            break
+    return text[:300]
+
+
+def _merge(reports: list[dict[str, Any]], listing: dict[str, Any]) -> dict[str, Any]:
     """Every rank's report in one; an input problem (one line per file, or per input that gave
-    none) counts as failed, and among ``images``: ``images == written + skipped + failed``."""
+    none) counts as failed, and among ``images``: ``images == written + skipped + failed``.
+    ``others``: the files in the input folders that are not images (left out, counted)."""
     written = [n for r in reports for n in r["written"]]
     problems = [p for r in reports for p in r["problems"]]
     return {
@@ -262,6 +441,7 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "recomputed": [item for r in reports for item in r.get("recomputed", [])],
         "errors": [f"rank {r['rank']}: {r['error']}" for r in reports if r["error"]],
         "problems": problems,
+        "others": listing["others"],
         "duplicates": sorted(n for n, k in Counter(written).items() if k > 1),
         "ranks": sorted(reports, key=lambda r: r["rank"]),
     }

@@ -20,10 +20,10 @@ How PIL modes become RGB (one policy, stated once):
   16-bit colour (RGB/RGBA PNG or TIFF, CMYK TIFF): Pillow keeps the top byte (noted); an
   uncompressed TIFF stored plane by plane, which Pillow misreads, is read here the same way.
 - ``RGBa``/``La`` (premultiplied alpha): the stored colour values, alpha dropped (noted).
-- ``F`` (float): values all in ``[0, 1]`` are a normalised picture, scaled like a float array;
-  any other range is PIL's own convention, rounded, at most 1 % clipped above 255 (noted, with
-  the share clipped). More beyond 255, a value below zero, NaN or Inf: refused (a measurement,
-  as integers beyond 16 bits are).
+- ``F`` (float): values no higher than 1.5 are a normalised picture (0..1), scaled like a float
+  array; any other range is PIL's own convention (0..255), rounded. At most 1 % of the values
+  may fall outside that range (clipped, noted with the share); more, NaN or Inf: refused (a
+  measurement, as integers beyond 16 bits are).
 - Animated or multi-page files: the first frame.
 - EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
   like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
@@ -215,28 +215,33 @@ def _integer_grey(
     return g, notes
 
 
-#: Share of a float picture's values that may lie outside 0..255 (below -0.5 or from 255.5 up, as
-#: resampling overshoots: clipped, and said); beyond it the data is refused like integers beyond
-#: 16 bits: clipping would leave a picture that is not the file's.
+_SMALLER = "(a 12-bit or smaller picture saved as 16-bit? convert it to 8-bit first)"
+
+#: Share of a float picture's values that may lie outside its range (0..1 or 0..255, beyond
+#: rounding), as resampling overshoots do: clipped, and said; beyond it the data is refused like
+#: integers beyond 16 bits: clipping would leave a picture that is not the file's.
 FLOAT_CLIP_LIMIT = 0.01
 
 
 def _float_grey(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
-    """Float samples (Pillow's mode ``F``) as 8 bits: all in 0..1 a normalised picture, scaled
-    like a float array; else Pillow's own 0..255 convention, rounded, within
-    :data:`FLOAT_CLIP_LIMIT`."""
+    """Float samples (Pillow's mode ``F``) as 8 bits: a picture whose values reach no higher
+    than 1.5 is a normalised one (0..1), scaled like a float array; else Pillow's own 0..255
+    convention, rounded. Either way at most :data:`FLOAT_CLIP_LIMIT` of the values may fall
+    outside the range (clipped, and said)."""
     if not np.isfinite(a).all():
         raise ImageError(f"{name}: float image holds NaN or Inf values")
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if lo >= 0 and hi <= 1.0:  # normalised, as float arrays are: not a black picture
-        return np.rint(a * 255.0).astype(np.uint8), ["float values in 0..1 scaled to 8 bits"]
-    outside = float(((a < -0.5) | (a >= 255.5)).mean())  # a few overshoots (resampling) are clipped
+    normalised = hi <= 1.5  # as 0..255 it would be black: 0, 1 or 2
+    v = a * 255.0 if normalised else a
+    outside = float(((v < -0.5) | (v >= 255.5)).mean()) if a.size else 0.0
+    span = "0..1" if normalised else "0..255"
     if outside > FLOAT_CLIP_LIMIT:
         raise ImageError(
-            f"{name}: float values {lo:.4g}..{hi:.4g}, {outside:.1%} outside 0..255 (a measurement, not a photo)"
+            f"{name}: float values {lo:.4g}..{hi:.4g}, {outside:.1%} outside {span} (a measurement, not a photo)"
         )
-    clipped = f", {outside:.1%} clipped to 0..255" if outside else ""
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8), [f"float values rounded to 8 bits{clipped}"]
+    clipped = f", {outside:.1%} clipped to {span}" if outside else ""
+    said = "float values in 0..1 scaled to 8 bits" if normalised else "float values rounded to 8 bits"
+    return np.clip(np.rint(v), 0, 255).astype(np.uint8), [said + clipped]
 
 
 def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
@@ -526,6 +531,8 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if deep:
         notes.append("16-bit colour reduced to 8 bits (top byte)")
     rgb, more = _pil_to_rgb(im, name, signed, white_is_zero, bits)
+    if deep and rgb.size and rgb.max() < 16:  # 4 bits of the range unused, as for 16-bit grey
+        more.append(f"every top byte within 0..{rgb.max()} of 255: nearly black as 16-bit colour {_SMALLER}")
     if "transparency" in im.info and im.mode not in ("P", "PA", "RGBA", "LA", "RGBa", "La"):
         more.append(_KEY_IGNORED)  # a PNG's tRNS colour, a GIF's transparent index read as grey
     if layered:
