@@ -388,7 +388,9 @@ def test_a_folder_run_takes_downloads_named_oddly_and_counts_the_files_left_out(
         assert main(["analyze", str(src), "-o", str(out), "-q"]) == 0
         assert sorted(p.name for p in out.iterdir()) == ["download.npz", "tweet.jpg_large.npz"]
         said = capsys.readouterr().out.strip().splitlines()[-1]
-        assert said == f"{counts} skipped (output exists), 0 failed; 1 other file left out: not an image", said
+        assert said == f"{counts} skipped (output exists), 0 failed; 1 other file left out: not recognised as images", (
+            said
+        )
 
 
 def test_an_existing_npz_that_is_not_an_output_is_not_overwritten(tmp_path, with_weights, capsys):

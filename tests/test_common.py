@@ -304,3 +304,62 @@ def test_gpu_free_memory_counts_what_pytorchs_cache_holds_unused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d=None: 30 * GiB)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d=None: 4 * GiB)
     assert M.free_memory_bytes("cuda:0") == 28 * GiB
+
+
+def test_naming_an_unread_format_reads_only_the_files_first_bytes(tmp_path, monkeypatch):
+    """To name a format not read here, Pillow's other plugins were handed the whole file: XPM's
+    reads lines, and a 300 MiB file without a newline was read whole (600 MiB, 2 s) to say 'not
+    an image file'."""
+    from trufor_lab.common import image_files
+
+    path = tmp_path / "big"
+    path.write_bytes(b"/* XPM */" + b"x" * (4 * 2**20))
+    read = []
+    real = image_files._source
+
+    class Counting:
+        """The file, counting the bytes read from it."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def read(self, n=-1):
+            out = self.f.read(n)
+            read.append(len(out))
+            return out
+
+        def readline(self, n=-1):
+            out = self.f.readline(n)
+            read.append(len(out))
+            return out
+
+    def counted(source):
+        return Counting(real(source))
+
+    monkeypatch.setattr(image_files, "_source", counted)
+    assert image_files.unrecognised_reason(str(path)).startswith("not an image file")
+    assert 0 < sum(read) <= 2**20
+
+
+@pytest.mark.parametrize(
+    "name, head",
+    [("weights.h5", b"\x89HDF\r\n\x1a\n"), ("forecast.grib", b"GRIB\x00\x00\x00\x01"), ("obs.bufr", b"BUFR"),
+     ("clip.mpg", b"\x00\x00\x01\xb3\x01\x40\xf0\x13")],
+)  # fmt: skip
+def test_data_files_are_not_named_as_images_in_another_format(tmp_path, name, head):
+    """An HDF5 weights file was 'an image in a format not read here: HDF5 (HDF5); convert it to
+    PNG' (Pillow's stub plugins for data containers and MPEG take a file by a few bytes)."""
+    from trufor_lab.common.image_files import unrecognised_reason
+
+    path = tmp_path / name
+    path.write_bytes(head + bytes(512))
+    assert unrecognised_reason(str(path)) == "not an image file (unrecognised format, or one not read here)"

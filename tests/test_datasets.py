@@ -807,3 +807,22 @@ def test_two_level_masks_are_binary_whatever_their_levels(tmp_path):
         read_mask(tmp_path / "viridis.png")
     level = int(re.search(r"--mask-threshold (\d+)", str(e.value)).group(1))
     assert np.array_equal(read_mask(tmp_path / "viridis.png", MaskConvention(threshold=level)), SQUARE)
+
+
+def test_a_mask_libtiff_cannot_decode_is_refused_with_libtiffs_reason(tmp_path):
+    """A damaged Deflate TIFF mask was refused as 'unreadable mask (decoder error -2)', libtiff's
+    reason (its own line, 'ZIPDecode: ...') lost with the terminal's file descriptor kept."""
+    import io
+
+    buf = io.BytesIO()
+    mask = (np.random.default_rng(1).integers(0, 2, (32, 32)) * 255).astype(np.uint8)
+    Image.fromarray(mask).save(buf, "TIFF", compression="tiff_adobe_deflate")
+    data = bytearray(buf.getvalue())
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        start, count = im.tag_v2[273][0], im.tag_v2[279][0]
+    data[start : start + count] = bytes(range(256)) * (count // 256) + bytes(count % 256)
+    path = tmp_path / "m.tif"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"m\.tif: unreadable mask \(ZIPDecode: ") as e:
+        read_mask(path)
+    assert "decoder error" not in str(e.value)

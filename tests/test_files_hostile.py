@@ -211,3 +211,27 @@ def test_a_decoders_line_is_never_given_to_another_threads_file():
     after = os.fstat(2)
     assert lines == [] and got["other"] == [] and alone == ["mine"]
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_an_interrupt_while_the_capture_is_read_back_still_gives_the_terminal_back(monkeypatch):
+    """A Ctrl-C arriving while a capture's text was read back left file descriptor 2 pointed at
+    the temporary file for the rest of the process, and every later capture joined the stale
+    one: the terminal never saw another error line."""
+    import os
+
+    from trufor_lab.common import native_stderr
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    before = os.fstat(2)
+    monkeypatch.setattr(native_stderr, "_read", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with native_stderr.native_stderr_kept():
+            os.write(2, b"tempfile.tif: one\n")
+    monkeypatch.undo()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    with native_stderr.native_stderr_kept() as lines:
+        os.write(2, b"mine\n")
+    assert lines == ["mine"]

@@ -806,3 +806,26 @@ def test_a_wrapped_trufor_is_analysed_as_the_model_itself(recipe_model, tampered
 
     with pytest.raises(TypeError, match=r"^Pair returned tuple: analyze\(\) reads TruFor's output or a Noiseprint"):
         tl.analyze(Pair().eval(), crop)
+
+
+def test_the_float64_memory_estimate_counts_im2col():
+    """oneDNN does not run float64 convolutions (PyTorch's GEMM path does: measured 10x the input,
+    not float32's 2x), yet the estimate took oneDNN's one copy for every dtype: 2.79 GiB for a
+    float64 megapixel where 5.65 GiB are needed, so the plain forward could be chosen where it
+    does not fit."""
+    import torch
+
+    from trufor_lab.inference.predict import plain_peak_bytes
+    from trufor_lab.model.lean import estimate_plain_peak, gemm_convolution
+    from trufor_lab.model.noiseprint import Noiseprint
+
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        pytest.skip("no oneDNN here: every dtype runs the GEMM path")
+    assert gemm_convolution(True, torch.float64) and not gemm_convolution(True, torch.float32)
+    assert estimate_plain_peak(1000, 1000, element_size=8) == estimate_plain_peak(
+        1000, 1000, element_size=8, im2col=True
+    )
+    assert estimate_plain_peak(1000, 1000) == estimate_plain_peak(1000, 1000, im2col=False)
+    net = Noiseprint().double().eval()
+    x = torch.zeros(1, 3, 100, 120, dtype=torch.float64)
+    assert plain_peak_bytes(net, x) == 64 * (2 + 9) * 100 * 120 * 8

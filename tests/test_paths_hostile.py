@@ -345,3 +345,39 @@ def test_a_file_without_an_image_suffix_that_cannot_be_read_is_a_problem(tmp_pat
     others: list[Path] = []
     pairs, problems = expand_inputs([str(tmp_path / "in")], others=others)
     assert others == [] and problems[0].startswith(f"{tmp_path / 'in' / 'download'}: cannot read (permission denied)")
+
+
+def test_every_format_read_here_with_a_signature_is_taken_without_an_image_suffix(tmp_path):
+    """Only JPEG, PNG, GIF, WebP, TIFF and BMP were known by their first bytes: an AVIF, JPEG
+    2000, PPM or QOI saved as 'download' was left out as 'not an image' though it is read. TGA
+    has no signature and stays left out; other files are still not taken."""
+    import io
+
+    import numpy as np
+    from PIL import Image, features
+
+    from trufor_lab.inference.preprocess import load_image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    saved = {"jp2": ("JPEG2000", {}), "j2k": ("JPEG2000", {"no_jp2": True}), "ppm": ("PPM", {}), "qoi": ("QOI", {}),
+             "sgi": ("SGI", {}), "pcx": ("PCX", {}), "ico": ("ICO", {}), "tga": ("TGA", {})}  # fmt: skip
+    if features.check("avif"):
+        saved["avif"] = ("AVIF", {})
+    for name, (fmt, opts) in saved.items():
+        buf = io.BytesIO()
+        rgb.save(buf, fmt, **opts)
+        (src / name).write_bytes(buf.getvalue())
+        load_image(str(src / name))  # each is read here
+    buf = io.BytesIO()
+    rgb.convert("L").save(buf, "PPM")
+    (src / "pgm").write_bytes(buf.getvalue())
+    (src / "notes").write_bytes(b"P1 is the first point of the plan\n")
+    (src / "weights").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    (src / "zeros").write_bytes(bytes(64))
+    others: list[Path] = []
+    pairs, problems = expand_inputs([str(src)], others=others)
+    taken = sorted(n for n in saved if n != "tga") + ["pgm"]
+    assert sorted(n for _, n in pairs) == sorted(taken) and problems == []
+    assert sorted(p.name for p in others) == ["notes", "tga", "weights", "zeros"]

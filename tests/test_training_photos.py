@@ -355,3 +355,17 @@ def test_every_image_format_read_elsewhere_is_a_photo_and_one_left_out_is_said(t
         photos = P.scan_photos(tmp_path)
     assert sorted(p.name for p in photos) == ["phone", "scan"]
     assert all(p.load().shape == (320, 400, 3) for p in photos)
+
+
+def test_a_warning_about_a_photo_reaches_the_terminal(tmp_path):
+    """The reader kept the terminal's file descriptor for libtiff around its callers' whole block,
+    so scan_photos' warning 'EXIF names the make (Canon) but no model', raised in that block,
+    was written into the capture and lost."""
+    import subprocess
+    import sys
+
+    _save(tmp_path / "a.jpg", _noise_photo(0), "Canon")
+    code = "import sys\nfrom trufor_lab.training.photos import scan_photos\nprint(len(scan_photos(sys.argv[1])))\n"
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout == "1\n", p.stderr
+    assert "a.jpg: EXIF names the make (Canon) but no model" in p.stderr, p.stderr

@@ -69,7 +69,7 @@ def _left_out(others: list[Path], output: str) -> str:
     n = sum(1 for r in real if not (r.lower().endswith(".npz") and Path(r).is_relative_to(out)))
     if not n:
         return ""
-    return f"; {n} other files left out: not images" if n > 1 else "; 1 other file left out: not an image"
+    return f"; {n} other file{'s' * (n > 1)} left out: not recognised as images"
 
 
 def run(args: argparse.Namespace) -> int:

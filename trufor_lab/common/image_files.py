@@ -29,7 +29,9 @@ from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_l
 __all__ = [
     "FORMATS",
     "MAX_PIXELS",
+    "decoder_words",
     "image_formats",
+    "load_heard",
     "load_stored",
     "open_image",
     "orientation_tag",
@@ -134,16 +136,55 @@ def truncated_refused() -> Iterator[None]:
 def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
     """``Image.open`` of :data:`FORMATS` only, through a file object (a path is opened here):
     never memory-mapped; Pillow's log lines unprinted (:func:`pil_log_unprinted`), and libtiff's
-    (:func:`~trufor_lab.common.native_stderr.native_stderr_kept`: its text is left to readers that
-    catch it around this, the error raised says what failed); a cut file never read as whole
-    (:func:`truncated_refused`)."""
-    with pil_log_unprinted(), truncated_refused(), native_stderr_kept():
+    while the header is read (:func:`~trufor_lab.common.native_stderr.native_stderr_kept`, only
+    around Pillow's own calls: a warning the caller prints within the block still reaches the
+    terminal); a cut file never read as whole (:func:`truncated_refused`)."""
+    with pil_log_unprinted(), truncated_refused():
         if isinstance(source, (str, os.PathLike)):
-            with open(source, "rb") as f, Image.open(f, formats=image_formats()) as im:
+            with open(source, "rb") as f, _header(f) as im:
                 yield im
         else:
-            with Image.open(source, formats=image_formats()) as im:
+            with _header(source) as im:
                 yield im
+
+
+@contextmanager
+def _native_kept() -> Iterator[list[str]]:
+    """libtiff's lines kept off the terminal (:func:`native_stderr_kept`, filled on leaving);
+    Python's warnings raised meanwhile, which would be written on fd 2 too, are shown after."""
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            with native_stderr_kept() as printed:
+                yield printed
+        finally:
+            heard = list(caught)
+    for w in heard:  # the caller's filters were applied when each was raised
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+
+
+def _header(f: IO[bytes]) -> Image.Image:
+    """``Image.open`` of :data:`FORMATS`, libtiff's lines kept off the terminal."""
+    with _native_kept():
+        return Image.open(f, formats=image_formats())
+
+
+def decoder_words(printed: list[str]) -> list[str]:
+    """A C decoder's lines, without the name libtiff gives Pillow's data (``tempfile.tif: ``)."""
+    return list(dict.fromkeys(re.sub(r"^tempfile\.tif: ", "", line).rstrip(".") for line in printed))
+
+
+def load_heard(im: Image.Image) -> None:
+    """``im.load()`` with libtiff's lines kept off the terminal; where the decoder fails with only
+    its number (``decoder error -2``), the ``OSError`` raised gives libtiff's reason instead."""
+    printed: list[str] = []
+    try:
+        with _native_kept() as printed:
+            im.load()
+    except OSError as e:
+        words = decoder_words(printed)
+        if words and "decoder error" in str(e):
+            raise OSError(words[0][:160]) from e
+        raise
 
 
 def xmp_filled_orientation(im: Image.Image, exif: Image.Exif) -> bool:
@@ -231,7 +272,7 @@ def stored_pixels(im: Image.Image, frame: int = 0) -> Image.Image:
     if frame:
         im.seek(frame)
     _, orientation = orientation_tag(im)
-    im.load()
+    load_heard(im)
     out, turned = undo_loader_turn(im, orientation)
     return out if turned else im.copy()
 
@@ -352,20 +393,28 @@ def unrecognised_reason(source: bytes | str) -> str:
     return "not an image file (unrecognised format, or one not read here)"
 
 
-#: Formats never opened, even to name them: EPS's plugin hands the file to Ghostscript.
-_NEVER_OPENED = ("EPS",)
+#: Formats never opened, even to name them: EPS's plugin hands the file to Ghostscript. Pillow's
+#: stubs (HDF5, BUFR, GRIB; MPEG) name data containers and videos by a few bytes: a weights file
+#: is not an image in another format.
+_NEVER_OPENED = ("EPS", "HDF5", "BUFR", "GRIB", "MPEG")
+
+#: Bytes of a file handed to the other formats' plugins: enough for any header, and a plugin that
+#: reads on (XPM reads lines: 600 MiB for a 300 MiB file without one) stops there.
+_HEADER_BYTES = 64 * 1024
 
 
 def _other_format(source: bytes | str) -> str | None:
     """The format of a file that Pillow opens beyond :data:`FORMATS` (``DDS (DirectDraw
-    Surface)``), from its header alone: nothing is decoded, EPS never opened; ``None`` when no
-    plugin takes it."""
+    Surface)``), from its first :data:`_HEADER_BYTES` alone: nothing is decoded, EPS never
+    opened; ``None`` when no plugin takes it."""
     Image.init()
     others = [f for f in Image.OPEN if f not in FORMATS and f not in _NEVER_OPENED]
     try:
-        with _source(source) as f, pil_log_unprinted(), warnings.catch_warnings():
+        with _source(source) as f:
+            head = io.BytesIO(f.read(_HEADER_BYTES))
+        with pil_log_unprinted(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(f, formats=others) as im:
+            with Image.open(head, formats=others) as im:
                 return f"{im.format} ({im.format_description})" if im.format_description else str(im.format)
     except Exception:  # no plugin takes it, or one that does fails on its header: unnamed
         return None

@@ -115,17 +115,23 @@ def _read(fd: int, start: int, end: int) -> bytes:
 
 
 def _leave(holder: _Holder) -> list[str]:
-    """The holder's lines; fd 2 restored when it is the last one inside."""
+    """The holder's lines; fd 2 restored when it is the last one inside. The holder is taken
+    out and fd 2 restored whatever reading its text raises (an interrupt), or fd 2 would stay
+    pointed at the file and every later capture would join this stale one."""
+    text = b""
     with _lock:
         cap = _running[0]
-        fd = cap.file.fileno()
-        text = b"" if holder.shared else _read(fd, holder.start, os.fstat(fd).st_size)
-        cap.holders.remove(holder)
-        if not cap.holders:
-            _running.clear()
-            try:
-                os.dup2(cap.saved, 2)
-            finally:
-                os.close(cap.saved)
-                cap.file.close()
+        try:
+            if not holder.shared:
+                fd = cap.file.fileno()
+                text = _read(fd, holder.start, os.fstat(fd).st_size)
+        finally:
+            cap.holders.remove(holder)
+            if not cap.holders:
+                _running.clear()
+                try:
+                    os.dup2(cap.saved, 2)
+                finally:
+                    os.close(cap.saved)
+                    cap.file.close()
     return [line.strip() for line in text.decode("utf-8", "replace").splitlines() if line.strip()]

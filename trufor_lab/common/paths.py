@@ -8,6 +8,7 @@ import errno
 import fnmatch
 import glob
 import os
+import re
 import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -66,10 +67,15 @@ SIGNATURE_BYTES = 18
 _BMP_HEADERS = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 
 
+#: ISO-BMFF major brands (the ``ftyp`` box) of still pictures: AVIF, HEIC/HEIF.
+_PICTURE_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+
+
 def image_signature(head: bytes) -> bool:
-    """Whether a file's first bytes (:data:`SIGNATURE_BYTES`) are those of an image in one of
-    the common formats read here: JPEG, PNG, GIF, WebP, TIFF (BigTIFF too), BMP. A download
-    saved as ``tweet.jpg_large``, ``image.png~`` or an extensionless ``download`` is one."""
+    """Whether a file's first bytes (:data:`SIGNATURE_BYTES`) are those of an image in a format
+    read here that has a signature: JPEG, PNG, GIF, WebP, TIFF (BigTIFF too), BMP, AVIF, HEIC/HEIF,
+    JPEG 2000 (JP2 or a bare codestream), PPM/PGM/PBM/PAM, QOI, PSD, SGI, PCX, ICO (TGA has none).
+    A download saved as ``tweet.jpg_large``, ``image.png~`` or an extensionless ``download`` is one."""
     return (
         head[:3] == b"\xff\xd8\xff"
         or head[:8] == b"\x89PNG\r\n\x1a\n"
@@ -77,7 +83,17 @@ def image_signature(head: bytes) -> bool:
         or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
         or head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
         or (head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADERS)
-    )
+        or (head[4:8] == b"ftyp" and head[8:12] in _PICTURE_BRANDS)
+        or head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+        or head[:4] == b"\xff\x4f\xff\x51"
+        or re.match(rb"P[1-6]\s+[#\d]|P7\s+[#A-Z]", head) is not None  # not a line of text: 'P1 is ...'
+        or head[:4] == b"qoif"
+        or head[:6] == b"8BPS\x00\x01"
+        or (head[:2] == b"\x01\xda" and head[2:4] in (b"\x00\x01", b"\x00\x02", b"\x01\x01", b"\x01\x02"))
+        or (len(head) > 3 and head[0] == 10 and head[1] in (0, 2, 3, 4, 5) and head[2] == 1 and head[3] in (1, 2, 4, 8))
+        or (len(head) > 11 and head[:4] == b"\x00\x00\x01\x00" and head[4:6] != b"\x00\x00" and head[9] == 0
+            and head[10:12] in (b"\x00\x00", b"\x01\x00"))
+    )  # fmt: skip
 
 
 def _first_bytes(path: Path) -> bytes:

@@ -273,7 +273,7 @@ def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str | None = None,
     size = torch.finfo(x.dtype).bits // 8
     net = model if isinstance(model, Noiseprint) else model.dncnn
     cpu = x.device.type == "cpu"
-    im2col = cpu and gemm_convolution(net.onednn if onednn is None else onednn)
+    im2col = cpu and gemm_convolution(net.onednn if onednn is None else onednn, x.dtype)
     if isinstance(model, Noiseprint):  # 64-channel maps (+ im2col's 9 copies, or oneDNN's reorder)
         return int(x.shape[0] * 64 * (2 + (9 if im2col else 2 if cpu else 1)) * h * w * size)
     impl = impl or _model_attention(model)

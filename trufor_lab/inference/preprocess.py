@@ -58,6 +58,7 @@ from trufor_lab.common.image_files import (
     MAX_TIFF_FRAMES,
     UNDO_ORIENTATION,
     frame_count,
+    decoder_words,
     open_image,
     orientation_tag,
     planar16_tiff,
@@ -410,7 +411,7 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
             yield said
-        for text in [" ".join(str(w.message).split()) for w in caught] + _own_words(printed):
+        for text in [" ".join(str(w.message).split()) for w in caught] + decoder_words(printed):
             text = text[:160]
             note = f"decoder warning: {text}"
             if text and note not in said:
@@ -431,18 +432,13 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "truncated" in msg.lower():
             msg = "file is truncated"
-        words = _own_words(printed)
+        words = decoder_words(printed)
         missing = not words or any("not configured" in w for w in words)  # libtiff lacks the codec, or is silent
         codec = tiff_codec_reason(source) if source is not None and "decoder error" in msg and missing else None
         msg = words[0][:160] if words and "decoder error" in msg else msg  # the decoder's reason, not its number
         raise ImageError(f"{name}: {codec or f'unreadable image ({msg})'}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
-
-
-def _own_words(printed: list[str]) -> list[str]:
-    """A C decoder's lines, without the name libtiff gives Pillow's data (``tempfile.tif: ``)."""
-    return list(dict.fromkeys(re.sub(r"^tempfile\.tif: ", "", line).rstrip(".") for line in printed))
 
 
 def _ppm_maxval(args: Any) -> int:

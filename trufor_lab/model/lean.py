@@ -142,12 +142,13 @@ def _rows(per_row_bytes: float, budget: int, total: int, forced: int | None) -> 
 
 
 # -- Noiseprint++ ------------------------------------------------------------------------------
-def gemm_convolution(onednn: bool = True) -> bool:
-    """Whether a float32 CPU convolution runs PyTorch's GEMM path (im2col: 9 copies of its input):
-    oneDNN not asked for (``onednn=False``), switched off (``torch.backends.mkldnn``) or missing
-    from this PyTorch; else oneDNN runs it (one reordered copy). Memory estimates follow this."""
+def gemm_convolution(onednn: bool = True, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether a CPU convolution in ``dtype`` runs PyTorch's GEMM path (im2col: 9 copies of its
+    input): oneDNN not asked for (``onednn=False``), switched off (``torch.backends.mkldnn``),
+    missing from this PyTorch, or a dtype it does not run (float64: measured 10x the input, not
+    float32's 2x); else oneDNN runs it (one reordered copy). Memory estimates follow this."""
     mk = torch.backends.mkldnn
-    return not (onednn and mk.is_available() and mk.enabled)
+    return not (onednn and dtype in (torch.float32, torch.bfloat16) and mk.is_available() and mk.enabled)
 
 
 def noiseprint_halo(net: Noiseprint) -> int:
@@ -188,7 +189,7 @@ def noiseprint_tiled(
     b, _, h, w = rgb.shape
     halo = noiseprint_halo(net)
     feat = net[0].out_channels
-    slow_cpu = rgb.device.type == "cpu" and gemm_convolution(onednn)  # im2col: 9 extra copies
+    slow_cpu = rgb.device.type == "cpu" and gemm_convolution(onednn, dtype)  # im2col: 9 extra copies
     per_pixel = b * feat * (2 + (9 if slow_cpu else 2)) * torch.finfo(dtype).bits // 8
     budget = budget_bytes or default_budget(rgb.device)
     th, tw = _noiseprint_tile(h, w, halo, per_pixel, budget, tile)
@@ -562,7 +563,8 @@ def estimate_plain_peak(
     ~1.8x the default's count), not the folded ones of the exact path."""
     p = h * w
     if im2col is None:
-        im2col = device_type == "cpu" and gemm_convolution()
+        dtype = {8: torch.float64, 2: torch.bfloat16}.get(element_size, torch.float32)
+        im2col = device_type == "cpu" and gemm_convolution(dtype=dtype)
     np_feat = 64 * (2 + (9 if im2col else 2 if device_type == "cpu" else 1)) * p
     st = _stage_floats(h, w, cfg)
     attn = 0
