@@ -23,7 +23,7 @@ from trufor_lab.inference.result import (
 )
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, note, printable, weights_note
+from trufor_lab.cli.messages import WEIGHTS_HELP, error, left_out_words, note, printable, weights_note
 
 
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -61,17 +61,6 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Pat
     return outs, refused
 
 
-def _left_out(others: list[Path], output: str) -> str:
-    """The summary's words for the files in the input folders that are not images ('' for
-    none), so that none is left out unsaid; the outputs' own (``.npz`` under ``output``) not counted."""
-    out = os.path.realpath(output)
-    real = {os.path.realpath(f) for f in others}
-    n = sum(1 for r in real if not (r.lower().endswith(".npz") and Path(r).is_relative_to(out)))
-    if not n:
-        return ""
-    return f"; {n} other file{'s' * (n > 1)} left out: not recognised as images"
-
-
 def run(args: argparse.Namespace) -> int:
     """Analyze every input; 0 all written or skipped, 1 some failed, 2 the weights could not load.
 
@@ -81,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     others: list[Path] = []
     pairs, problems = expand_inputs(args.inputs, others=others)
-    left_out = _left_out(others, args.output)
+    left_out = left_out_words(others, args.output)
     outs, refused = _outputs(pairs, args.output) if pairs else ([], [])
     problems += refused
     for p in problems:  # one line per file (a clash names each of its files): the failed count counts files

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from trufor_lab.cli.analyze import _left_out
 from trufor_lab.cli.messages import (
+    left_out_words,
     WEIGHTS_HELP,
     error,
     note,
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 if not any("summary not written" in e for e in summary["errors"])
                 else "summary not written"
             )
-            + _left_out([Path(f) for f in summary["others"]], args.output)
+            + left_out_words([Path(f) for f in summary["others"]], args.output)
         )
     )
     if summary["written"] or summary["skipped"]:

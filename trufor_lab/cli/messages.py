@@ -30,6 +30,17 @@ def printable(text: object) -> str:
     return "".join(c if c.isprintable() or c in "\t" else repr(c)[1:-1] for c in s)
 
 
+def left_out_words(others: list[Path], output: str) -> str:
+    """The summary's words for the files in the input folders not recognised as images ('' for
+    none), so that none is left out unsaid; the outputs' own (``.npz`` under ``output``) not counted."""
+    out = os.path.realpath(output)
+    real = {os.path.realpath(f) for f in others}
+    n = sum(1 for r in real if not (r.lower().endswith(".npz") and Path(r).is_relative_to(out)))
+    if not n:
+        return ""
+    return f"; {n} other file{'s' * (n > 1)} left out: not recognised as images"
+
+
 #: The project's own errors: one line, ``<name>: <reason>``, written whole (a name may hold a newline).
 OWN_ERRORS = (ImageError, WeightsError, CheckpointError, DatasetError)
 
