@@ -306,16 +306,20 @@ def estimate_bytes(mode: str, h: int, w: int, device: str, free: int, budget: in
     """Rough peak of a case (tensors + weights + runtime), to skip what cannot fit. ``budget``
     (``--budget-mib``) forces the lean forward for every mode but the baseline. On the CPU the
     convolutions are oneDNN's where it is on (as in the official code), else the GEMM path's."""
+    import torch
+
     from trufor_lab.model.lean import estimate_lean_peak, estimate_plain_peak
+    from trufor_lab.model.winograd import winograd_applies
 
     dtype = "cuda" if device.startswith("cuda") else "cpu"
+    winograd = mode.startswith("fast") and winograd_applies(dtype, torch.float32)
     extra = MODEL_BYTES + (RUNTIME_BYTES if dtype == "cpu" else 0)
     if mode == "baseline":  # the module forward: attention as written, unfolded decoders
         return estimate_plain_peak(h, w, device_type=dtype, attention_impl="plain", unfolded_decoders=True) + extra
     lean = estimate_lean_peak(h, w, budget_bytes=budget or int(min(max(free // 4, 256 << 20), 4 * GiB)))["peak"]
     if budget:
         return lean + extra
-    plain = estimate_plain_peak(h, w, device_type=dtype, attention_impl="sdpa")
+    plain = estimate_plain_peak(h, w, device_type=dtype, attention_impl="sdpa", winograd=winograd)
     return (plain if plain < 0.8 * free else lean) + extra
 
 

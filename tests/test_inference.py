@@ -543,27 +543,27 @@ def test_bench_skips_a_mode_that_computes_what_an_earlier_one_computes(monkeypat
 
 
 def test_fast_mode_keeps_the_key_value_reduction_float32_on_cpus(shared_dir):
-    """On a CPU with native bfloat16 (AVX512-BF16 / AMX) oneDNN's bfloat16 key/value reduction
-    (an 8x8, stride-8 convolution in stage 1) moved the demo model's map by up to 0.79 on a real
-    sample; kept float32 (the CPU default) it moves like on CUDA. Forced bfloat16 (``amp_on_cpu``)
-    so that it runs on any CPU; a CPU without native bfloat16 emulates it through float32 and
-    rounds that convolution no worse than the rest, so there only the bound is checked."""
-    from trufor_lab.inference.predict import DEFAULT_KEEP_FLOAT32
-    from trufor_lab.model.precision import cpu_has_native_bf16
+    """On one CPU with native bfloat16 oneDNN's bfloat16 key/value reduction (an 8x8, stride-8
+    convolution in stage 1) moved the demo model's map by up to 0.79 on a real sample (on an AMD
+    Zen 4 it does not: how a bfloat16 convolution rounds depends on the CPU's kernel). Under the
+    bfloat16 encoder (forced with ``amp_on_cpu``, so on any CPU) the reduction computes in
+    float32 by default and in bfloat16 when not kept; the whole stays within the fast bound."""
+    from trufor_lab.inference.predict import DEFAULT_KEEP_FLOAT32, _reduced_precision
 
     assert "reduction" in DEFAULT_KEEP_FLOAT32["cpu"] and InferenceMode.fast().keep_float32 is None
     model = tl.load(device="cpu")
     assert model.weights_info.kind == "demo"
     img = tl.load_image(shared_dir / "images" / "tampered1.png").rgb[256:640, 384:896]
     x = to_tensor(np.ascontiguousarray(img))
+    sr = next(m.sr for m in model.backbone.modules() if hasattr(m, "sr") and hasattr(m, "impl"))
+    tokens = torch.rand(1, sr.in_channels, 64, 64)
+    for keep, dtype in ((None, torch.float32), (("patch_embed", "fusion"), torch.bfloat16)):
+        with torch.no_grad(), _reduced_precision(model, x, InferenceMode.fast(amp_on_cpu=True, keep_float32=keep)):
+            assert sr(tokens).dtype == dtype, keep
     exact = predict(model, x)
     fast = predict(model, x, InferenceMode.fast(amp_on_cpu=True))
-    old = predict(model, x, InferenceMode.fast(amp_on_cpu=True, keep_float32=("patch_embed", "fusion")))
-    d, d_old = deviation(fast, exact), deviation(old, exact)
-    q, q_old = deviation_quantiles(fast, exact), deviation_quantiles(old, exact)
+    d, q = deviation(fast, exact), deviation_quantiles(fast, exact)
     assert d["score"] <= 1e-2 and q["map"]["q99.9"] <= 1e-2, (d, q)
-    if cpu_has_native_bf16():
-        assert q_old["map"]["q99.9"] > 3 * q["map"]["q99.9"] and d_old["map"] > d["map"], (q_old, q)
 
 
 def test_sample_images_are_looked_up_one_by_one_and_stand_ins_keep_their_own_name(tmp_path, shared_dir, monkeypatch):
@@ -652,12 +652,14 @@ def test_memory_choices_respect_the_process_limit(tmp_path):
     assert r.returncode == 0 and "score" in r.stdout, r.stderr[-2000:]
 
 
-def test_whole_image_memory_estimate_is_safe_but_not_wildly_high(tmp_path):
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_whole_image_memory_estimate_is_safe_but_not_wildly_high(tmp_path, mode):
     """The estimate decides whether the faster whole-image forward runs: it must not be below the
     measured peak, and it counted a 9x im2col copy that oneDNN (the default) never makes, so
-    images that fit took the slower lean path (estimate 3.8x the measured peak)."""
+    images that fit took the slower lean path (estimate 3.8x the measured peak). The fast mode's
+    Winograd Noiseprint++ holds NNPACK's workspace (~3.6 maps): counted when it runs."""
     script = textwrap.dedent(
-        """
+        f"""
         import numpy as np, torch
         torch.set_num_threads(1)
         import trufor_lab as tl
@@ -671,8 +673,9 @@ def test_whole_image_memory_estimate_is_safe_but_not_wildly_high(tmp_path):
         with open("/proc/self/clear_refs", "w") as f:  # peak RSS from here (ru_maxrss keeps the parent's)
             f.write("5")
         rss = status("VmRSS:")
-        P.predict(m, x, P.InferenceMode.exact(lean=False))
-        print(status("VmHWM:") - rss, P.plain_peak_bytes(m, x))
+        mode = P.InferenceMode.{mode}(lean=False)
+        P.predict(m, x, mode)
+        print(status("VmHWM:") - rss, P.plain_peak_bytes(m, x, winograd=mode.noiseprint_winograd))
         """
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)

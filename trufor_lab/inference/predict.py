@@ -14,9 +14,11 @@ When the image does not fit in free memory as a whole, the memory-lean forward o
 ``model(x)`` within float32 rounding (tests/test_inference.py) and meets the float32 parity
 tolerances (float64: 1e-6).
 
-``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), but
-channels-last (oneDNN sums in another order: ~1.65x faster on an AVX-512 CPU, still within
-the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA; on the CPU the
+``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), but on
+CPUs by Winograd's algorithm where PyTorch has NNPACK (:mod:`~trufor_lab.model.winograd`:
+~1.5x faster than oneDNN at 1 MP on a 2-core AVX-512 CPU, as close to the float64 reference as
+the exact path), else channels-last (oneDNN sums in another order: ~1.2x, further from the
+reference, still within the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA; on the CPU the
 encoder stays float32 and the Mix-FFNs run over bands of token rows (``token_bands``); the
 decoders as in ``exact``; optionally ``torch.compile``. On CPUs with native bfloat16
 (AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`) a bfloat16
@@ -67,12 +69,14 @@ from trufor_lab.model.lean import (
     gemm_convolution,
     ieee_float32,
     lean_forward,
+    noiseprint_maps,
     noiseprint_tiled,
 )
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.precision import cpu_has_native_bf16, full_precision
 from trufor_lab.model.segformer import OverlapPatchEmbed, SpatialReductionAttention
 from trufor_lab.model.trufor import TruFor, TruForOutput
+from trufor_lab.model.winograd import winograd_applies
 
 MODES = ("exact", "fast")
 
@@ -126,7 +130,9 @@ class InferenceMode:
     fit in free memory). ``chunks``: its chunk sizes, attention implementation and the oneDNN
     choice for Noiseprint++. ``noiseprint_channels_last``: Noiseprint++ channels-last (IEEE
     float32, another summation order; faster on CPUs); it decides for every path (the field of
-    the same name in ``chunks`` is set from it). ``amp_dtype``: autocast dtype for the encoder
+    the same name in ``chunks`` is set from it). ``noiseprint_winograd``: Noiseprint++'s 3x3
+    convolutions by Winograd's algorithm on float32 CPU tensors where PyTorch has NNPACK
+    (IEEE float32, other rounding; :mod:`~trufor_lab.model.winograd`), set the same way. ``amp_dtype``: autocast dtype for the encoder
     (applied on CUDA; on the CPU only when ``amp_on_cpu`` is ``True``, or ``None`` and the CPU
     has native bfloat16; the fast preset sets ``False``: see the module docstring).
     ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
@@ -143,6 +149,7 @@ class InferenceMode:
     amp_on_cpu: bool | None = None
     keep_float32: tuple[str, ...] | None = ()
     noiseprint_channels_last: bool = False
+    noiseprint_winograd: bool = False
     channels_last: bool = True
     token_bands: bool = False
     compile: bool = False
@@ -163,7 +170,7 @@ class InferenceMode:
 
     @classmethod
     def fast(cls, **overrides) -> "InferenceMode":
-        """Approximate: channels-last float32 Noiseprint++; bfloat16 encoder on CUDA GPUs that
+        """Approximate: float32 Noiseprint++ by Winograd (CPU, NNPACK) or channels-last; bfloat16 encoder on CUDA GPUs that
         compute it natively (Ampere or later; float32 on older ones, which only emulate it),
         float32 on CPUs unless ``amp_on_cpu`` asks for bfloat16 (max |Δmap| ~2e-2 there)."""
         base = cls(
@@ -172,6 +179,7 @@ class InferenceMode:
             amp_on_cpu=False,
             keep_float32=None,
             noiseprint_channels_last=True,
+            noiseprint_winograd=True,
             token_bands=True,
         )
         return dataclasses.replace(base, **overrides)
@@ -265,24 +273,28 @@ def _compiled(model: TruFor) -> Callable[[torch.Tensor, torch.Tensor], list[torc
     return compiled
 
 
-def plain_peak_bytes(model: nn.Module, x: torch.Tensor, impl: str | None = None, onednn: bool | None = None) -> int:
+def plain_peak_bytes(
+    model: nn.Module, x: torch.Tensor, impl: str | None = None, onednn: bool | None = None, winograd: bool = False
+) -> int:
     """Rough peak bytes of the plain ``model(x)`` forward (TruFor, or Noiseprint++ alone);
     ``impl``: the attention (``None``: the model's); ``onednn``: the Noiseprint++ convolution
-    backend on the CPU (``None``: the module's)."""
+    backend on the CPU (``None``: the module's); ``winograd``: the fast mode's Noiseprint++."""
     h, w = x.shape[2:]
     size = torch.finfo(x.dtype).bits // 8
     net = model if isinstance(model, Noiseprint) else model.dncnn
-    cpu = x.device.type == "cpu"
-    im2col = cpu and gemm_convolution(net.onednn if onednn is None else onednn, x.dtype)
-    if isinstance(model, Noiseprint):  # 64-channel maps (+ im2col's 9 copies, or oneDNN's reorder)
-        return int(x.shape[0] * 64 * (2 + (9 if im2col else 2 if cpu else 1)) * h * w * size)
+    im2col = x.device.type == "cpu" and gemm_convolution(net.onednn if onednn is None else onednn, x.dtype)
+    winograd = winograd and winograd_applies(x.device, x.dtype)
+    if isinstance(model, Noiseprint):  # 64-channel maps (+ im2col's 9 copies, oneDNN's reorder, NNPACK's workspace)
+        return int(x.shape[0] * 64 * noiseprint_maps(x.device.type, im2col, winograd) * h * w * size)
     impl = impl or _model_attention(model)
-    return int(x.shape[0] * estimate_plain_peak(h, w, model.cfg, x.device.type, impl, size, im2col))
+    return int(x.shape[0] * estimate_plain_peak(h, w, model.cfg, x.device.type, impl, size, im2col, winograd=winograd))
 
 
-def plain_fits(model: nn.Module, x: torch.Tensor, impl: str | None = None, onednn: bool | None = None) -> bool:
+def plain_fits(
+    model: nn.Module, x: torch.Tensor, impl: str | None = None, onednn: bool | None = None, winograd: bool = False
+) -> bool:
     """Whether the plain forward's estimated peak fits in 80% of the free memory of ``x``'s device."""
-    return plain_peak_bytes(model, x, impl, onednn) < 0.8 * free_memory_bytes(x.device)
+    return plain_peak_bytes(model, x, impl, onednn, winograd) < 0.8 * free_memory_bytes(x.device)
 
 
 def predict(
@@ -337,7 +349,13 @@ def _noiseprint(net: Noiseprint, x: torch.Tensor, m: InferenceMode) -> torch.Ten
     """Noiseprint++ in halo tiles as ``m`` says (one tile when it fits)."""
     c = m.chunks
     return noiseprint_tiled(
-        net, x, budget_bytes=c.budget_bytes, tile=c.tile, onednn=c.onednn, channels_last=m.noiseprint_channels_last
+        net,
+        x,
+        budget_bytes=c.budget_bytes,
+        tile=c.tile,
+        onednn=c.onednn,
+        channels_last=m.noiseprint_channels_last,
+        winograd=m.noiseprint_winograd,
     )
 
 
@@ -354,7 +372,7 @@ def _whole(
     compiles the encoder alone, so the arithmetic is the eager one's (a compiled whole forward
     ran the unfolded decoders under the encoder's autocast: in bfloat16)."""
     if noiseprint is None:
-        noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn, m.noiseprint_channels_last)
+        noiseprint = model.dncnn.forward_folded(x, m.chunks.onednn, m.noiseprint_channels_last, m.noiseprint_winograd)
     amp = amp or contextlib.nullcontext()
     xin, np_in = x, noiseprint
     layout: contextlib.AbstractContextManager = contextlib.nullcontext()
@@ -382,7 +400,9 @@ def _lean(
     """The memory-lean forward (channels-last encoder weights when ``m.channels_last``); ``amp``
     (fast mode) covers the encoder only, as in :func:`_whole`."""
     layout = channels_last_weights(model.backbone) if m.channels_last else contextlib.nullcontext()
-    chunks = dataclasses.replace(m.chunks, noiseprint_channels_last=m.noiseprint_channels_last)
+    chunks = dataclasses.replace(
+        m.chunks, noiseprint_channels_last=m.noiseprint_channels_last, noiseprint_winograd=m.noiseprint_winograd
+    )
     with layout:
         return lean_forward(model, x, noiseprint, chunks, encoder_context=amp)
 
@@ -434,7 +454,7 @@ def _use_lean(model: TruFor, x: torch.Tensor, m: InferenceMode) -> bool:
     """The lean forward when asked for (or when the plain one would not fit), unless an active
     intervention or a user's hook needs the plain forward (:mod:`trufor_lab.model.interventions`;
     raises ``InterventionError`` when that one does not fit)."""
-    fits = lambda: plain_fits(model, x, m.chunks.attention, m.chunks.onednn)  # noqa: E731 (None: the model's)
+    fits = lambda: plain_fits(model, x, m.chunks.attention, m.chunks.onednn, m.noiseprint_winograd)  # noqa: E731
     return bool(m.lean or (m.lean is None and not fits())) and not plain_forward_required(model, fits)
 
 
@@ -498,7 +518,7 @@ def _fast_unwrapped(
         noiseprint = (
             _noiseprint(model.dncnn, x, m)
             if use_lean
-            else model.dncnn.forward_folded(x, chunks.onednn, m.noiseprint_channels_last)
+            else model.dncnn.forward_folded(x, chunks.onednn, m.noiseprint_channels_last, m.noiseprint_winograd)
         )
     if use_lean:
         out = _lean(model, x, m, noiseprint, _reduced_precision(model, x, m))

@@ -69,6 +69,7 @@ from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
 from .noiseprint import Noiseprint
 from .precision import ieee_float32, kept_precision
 from .segformer import Block, OverlapPatchEmbed, tokens_to_map
+from .winograd import WORKSPACE_MAPS, winograd_applies
 from .trufor import TruFor, TruForOutput
 
 MiB = 1 << 20
@@ -79,6 +80,7 @@ __all__ = [
     "default_budget",
     "estimate_lean_peak",
     "estimate_plain_peak",
+    "noiseprint_maps",
     "free_memory_bytes",
     "gemm_convolution",
     "ieee_float32",
@@ -110,7 +112,8 @@ class LeanConfig:
     ``set_attention`` chose, SDPA unless changed). ``onednn``: oneDNN
     convolutions for Noiseprint++ on the CPU (``None``: the module's own ``onednn`` setting).
     ``noiseprint_channels_last``: Noiseprint++ in channels-last (faster on CPUs, sums in another
-    order; see :meth:`~trufor_lab.model.noiseprint.Noiseprint.forward_folded`).
+    order; see :meth:`~trufor_lab.model.noiseprint.Noiseprint.forward_folded`);
+    ``noiseprint_winograd``: its Winograd convolutions (CPU float32, see :mod:`.winograd`).
     """
 
     budget_bytes: int | None = None
@@ -120,6 +123,7 @@ class LeanConfig:
     attention: str | None = None
     onednn: bool | None = None
     noiseprint_channels_last: bool = False
+    noiseprint_winograd: bool = False
 
     def __post_init__(self) -> None:
         check_attention(self.attention or "sdpa", self.attn_chunk)
@@ -151,6 +155,15 @@ def gemm_convolution(onednn: bool = True, dtype: torch.dtype = torch.float32) ->
     return not (onednn and dtype in (torch.float32, torch.bfloat16) and mk.is_available() and mk.enabled)
 
 
+def noiseprint_maps(device_type: str, im2col: bool, winograd: bool = False) -> int:
+    """Full-size feature maps alive at once in a folded Noiseprint++ forward: its input and output,
+    plus on the CPU im2col's 9 copies (GEMM path), oneDNN's reordered copy, or NNPACK's Winograd
+    workspace (``winograd``: where :func:`~.winograd.winograd_applies`)."""
+    if device_type != "cpu":
+        return 3
+    return 2 + (WORKSPACE_MAPS if winograd else 9 if im2col else 2)
+
+
 def noiseprint_halo(net: Noiseprint) -> int:
     """Receptive-field radius of the DnCNN (17 for seventeen 3x3 convolutions)."""
     return sum((m.kernel_size[0] // 2) * m.dilation[0] for m in net if isinstance(m, nn.Conv2d))
@@ -176,6 +189,7 @@ def noiseprint_tiled(
     tile: int | None = None,
     onednn: bool | None = None,
     channels_last: bool = False,
+    winograd: bool = False,
 ) -> torch.Tensor:
     """Noiseprint++ map ``(B, 1, H, W)`` computed in tiles with a halo: the full-image map.
 
@@ -189,18 +203,19 @@ def noiseprint_tiled(
     b, _, h, w = rgb.shape
     halo = noiseprint_halo(net)
     feat = net[0].out_channels
-    slow_cpu = rgb.device.type == "cpu" and gemm_convolution(onednn, dtype)  # im2col: 9 extra copies
-    per_pixel = b * feat * (2 + (9 if slow_cpu else 2)) * torch.finfo(dtype).bits // 8
+    winograd = winograd and winograd_applies(rgb.device, dtype)
+    im2col = gemm_convolution(onednn, dtype)
+    per_pixel = b * feat * noiseprint_maps(rgb.device.type, im2col, winograd) * torch.finfo(dtype).bits // 8
     budget = budget_bytes or default_budget(rgb.device)
     th, tw = _noiseprint_tile(h, w, halo, per_pixel, budget, tile)
     if (th, tw) == (h, w):
-        return net.forward_folded(rgb, onednn, channels_last)
+        return net.forward_folded(rgb, onednn, channels_last, winograd)
     out = torch.empty((b, net[-1].out_channels, h, w), dtype=dtype, device=rgb.device)
     for r0, r1 in _spans(h, th):
         a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
         for c0, c1 in _spans(w, tw):
             b0, b1 = max(0, c0 - halo), min(w, c1 + halo)
-            x = net.forward_folded(rgb[:, :, a0:a1, b0:b1], onednn, channels_last)
+            x = net.forward_folded(rgb[:, :, a0:a1, b0:b1], onednn, channels_last, winograd)
             out[:, :, r0:r1, c0:c1] = x[:, :, r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
             del x
     return out
@@ -499,6 +514,7 @@ def lean_forward(
                 tile=cfg.tile,
                 onednn=cfg.onednn,
                 channels_last=cfg.noiseprint_channels_last,
+                winograd=cfg.noiseprint_winograd,
             )
         with encoder_context or contextlib.nullcontext():
             feats = lean_features(model, rgb, noiseprint, cfg)
@@ -553,6 +569,7 @@ def estimate_plain_peak(
     element_size: int = 4,
     im2col: bool | None = None,
     unfolded_decoders: bool = False,
+    winograd: bool = False,
 ) -> int:
     """Rough peak bytes of the plain ``model(x)`` forward (batch 1): the largest of Noiseprint++
     (64-channel maps, plus im2col on the CPU), stage-1 attention scores (``plain``, or SDPA on
@@ -560,12 +577,13 @@ def estimate_plain_peak(
     (``None``: :func:`gemm_convolution` on the CPU, as the official code's forward runs): the CPU
     convolutions copy their input 9 times (GEMM path) instead of reordering it once (oneDNN).
     ``unfolded_decoders``: the module forward's own decoders on the CPU (their measured peak RSS,
-    ~1.8x the default's count), not the folded ones of the exact path."""
+    ~1.8x the default's count), not the folded ones of the exact path. ``winograd``: Noiseprint++
+    by NNPACK's Winograd on the CPU (the fast mode; its workspace, :func:`noiseprint_maps`)."""
     p = h * w
     if im2col is None:
         dtype = {8: torch.float64, 2: torch.bfloat16}.get(element_size, torch.float32)
         im2col = device_type == "cpu" and gemm_convolution(dtype=dtype)
-    np_feat = 64 * (2 + (9 if im2col else 2 if device_type == "cpu" else 1)) * p
+    np_feat = 64 * noiseprint_maps(device_type, im2col, winograd) * p
     st = _stage_floats(h, w, cfg)
     attn = 0
     plain = attention_impl == "plain" or element_size == 8  # SDPA's fused kernels skip float64: the formula

@@ -32,6 +32,7 @@ from torch import nn
 
 from .precision import ieee_float32
 from .strips import row_strips
+from .winograd import conv_one_channel, winograd_applies, winograd_conv, winograd_usable
 
 
 def exact_float32(onednn: bool = True):
@@ -142,7 +143,7 @@ class Noiseprint(nn.Sequential):
         return out
 
     def forward_folded(
-        self, rgb: torch.Tensor, onednn: bool | None = None, channels_last: bool = False
+        self, rgb: torch.Tensor, onednn: bool | None = None, channels_last: bool = False, winograd: bool = False
     ) -> torch.Tensor:
         """:meth:`forward` with the BatchNorms folded (eval mode only) and in-place ReLU.
 
@@ -155,18 +156,29 @@ class Noiseprint(nn.Sequential):
         ``pristine1.jpg``), still inside the shared float32 tolerance. The default (NCHW) sums
         like the official code, and every output pixel in the same order whatever the image
         width, so halo tiles are bit-identical to the whole map.
+
+        ``winograd`` (the fast mode on CPUs): the 3x3 convolutions by Winograd's algorithm and the
+        one-channel last layer as shifted planes, where :func:`~.winograd.winograd_usable` (float32
+        CPU, NNPACK in PyTorch); elsewhere ``channels_last`` decides. See :mod:`.winograd`.
         """
         if self.training:
             raise ValueError("forward_folded uses the running BatchNorm statistics: call eval() first")
         dtype = self[0].weight.dtype
         onednn = self.onednn if onednn is None else onednn
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        winograd = winograd and winograd_applies(rgb.device, dtype)
+        fmt = torch.channels_last if channels_last and not winograd else torch.contiguous_format
         with exact_float32(onednn), torch.no_grad():
             x = rgb.to(dtype).contiguous(memory_format=fmt)
             spare: torch.Tensor | None = None  # the map two layers back (never the input), overwritten
             for k, (w, b, pad, relu) in enumerate(self.folded()):
                 w = w.contiguous(memory_format=fmt)
                 n, _, h, wd = x.shape
+                if winograd and winograd_usable(x, w, pad):
+                    spare, x = None, winograd_conv(x, w, b, relu)
+                    continue
+                if winograd and w.shape[0] == 1 and not relu:
+                    spare, x = None, conv_one_channel(x, w, b, pad)
+                    continue
                 strip = n * w.shape[0] * wd * x.element_size()
                 if x.device.type != "cpu" or h * strip <= STRIP_BYTES or not _strips_exact(w, pad, wd):
                     nxt = conv_relu(x, w, b, pad) if relu else F.conv2d(x, w, b, padding=pad)

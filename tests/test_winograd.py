@@ -1,0 +1,118 @@
+"""The fast mode's Winograd Noiseprint++ (CPU float32, NNPACK): the same network within the shared
+float32 tolerance, used where it applies and nowhere else."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import trufor_lab as tl
+from trufor_lab.inference.predict import InferenceMode, predict
+from trufor_lab.inference.preprocess import load_image, to_tensor
+from trufor_lab.model import winograd as winograd_module
+from trufor_lab.model.lean import LeanConfig
+from trufor_lab.model.winograd import conv_one_channel, nnpack_available, winograd_conv, winograd_usable
+
+needs_nnpack = pytest.mark.skipif(not nnpack_available(), reason="this PyTorch has no NNPACK")
+
+
+@pytest.fixture(scope="module")
+def net(shared_dir):
+    return tl.load_noiseprint(shared_dir / "weights" / "noiseprint++.th")
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("shape", [(1, 64, 1, 1), (2, 64, 2, 7), (1, 8, 37, 41), (1, 64, 5, 300)])
+def test_one_channel_layer_is_the_convolution(shape, k):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    w = torch.randn(1, shape[1], k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(1, generator=g, dtype=torch.float64)
+    ref = F.conv2d(x, w, b, padding=k // 2)
+    b0 = b.clone()
+    got = conv_one_channel(x, w, b, k // 2)
+    assert torch.equal(b, b0)  # the bias is read, never written (a 1x1 map once aliased it)
+    assert got.shape == ref.shape and (got - ref).abs().max() <= 1e-12
+    got32 = conv_one_channel(x.float(), w.float(), b.float(), k // 2)
+    assert (got32.double() - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+def test_one_channel_layer_leaves_other_convolutions_to_conv2d():
+    x, w, b = torch.randn(1, 4, 9, 9), torch.randn(2, 4, 3, 3), torch.randn(2)
+    assert torch.equal(conv_one_channel(x, w, b, 1), F.conv2d(x, w, b, padding=1))
+
+
+@needs_nnpack
+@pytest.mark.parametrize("shape", [(1, 64, 1, 1), (2, 64, 3, 300), (1, 64, 37, 41), (1, 3, 20, 33)])
+def test_winograd_conv_is_the_convolution_within_float32(shape):
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(shape, generator=g)
+    w = torch.randn(64, shape[1], 3, 3, generator=g) * 0.05
+    b = torch.randn(64, generator=g) * 0.1
+    assert winograd_usable(x, w, 1)
+    ref = F.conv2d(x.double(), w.double(), b.double(), padding=1).relu_()
+    got = winograd_conv(x, w, b, relu=True)
+    assert got.dtype == torch.float32 and got.shape == ref.shape and got.min() >= 0
+    # a few float32 roundings of the tile transforms: well under 1e-4 of the output's scale
+    assert (got.double() - ref).abs().max() <= 1e-4 * ref.abs().max()
+
+
+def test_winograd_applies_to_float32_cpu_3x3_only():
+    w = torch.randn(64, 64, 3, 3)
+    x = torch.rand(1, 64, 8, 8)
+    assert not winograd_usable(x.double(), w.double(), 1)
+    assert not winograd_usable(x, w, 0)
+    assert not winograd_usable(x, torch.randn(1, 64, 3, 3), 1)  # the one-channel layer
+    assert not winograd_usable(x, torch.randn(64, 64, 5, 5), 2)
+
+
+@needs_nnpack
+@pytest.mark.parametrize("name", ["pristine1", "tampered2"])
+def test_winograd_noiseprint_within_shared_tolerance(net, shared_dir, parity_dir, name):
+    ext = "jpg" if name.startswith("pristine") else "png"
+    x = to_tensor(load_image(shared_dir / "images" / f"{name}.{ext}").rgb)
+    ref = np.load(parity_dir / f"noiseprint_{name}.npz")["noiseprint"]
+    got = net.forward_folded(x, winograd=True)[0, 0].double().numpy()
+    err = np.abs(got - ref)
+    assert err.max() <= 5e-3 and err.mean() <= 2e-4, (err.max(), err.mean())
+    # it is another computation, not the direct one under another name
+    assert not torch.equal(net.forward_folded(x, winograd=True), net.forward_folded(x))
+
+
+@needs_nnpack
+def test_fast_mode_runs_winograd_noiseprint(recipe_model, tampered2):
+    x = to_tensor(tampered2[:96, :128])
+    dncnn = recipe_model.dncnn
+    out = predict(recipe_model, x, mode="fast")
+    assert torch.equal(out.noiseprint, dncnn.forward_folded(x, winograd=True))
+    exact = predict(recipe_model, x)
+    assert (out.map - exact.map).abs().max() <= 1e-2 and (out.score - exact.score).abs().max() <= 1e-2
+    # Noiseprint++ alone, and the lean forward in halo tiles: the same algorithm
+    assert torch.equal(predict(dncnn, x, mode="fast"), out.noiseprint)
+    lean = predict(recipe_model, x, InferenceMode.fast(lean=True, chunks=LeanConfig(tile=40, rows=8)))
+    ref = copy.deepcopy(dncnn).double().forward_folded(x.double())
+    for got in (lean.noiseprint, out.noiseprint):  # Winograd's tiles fall elsewhere in a halo tile
+        err = (got.double() - ref).abs()
+        assert err.max() <= 5e-3 and err.mean() <= 2e-4
+    assert (lean.map - out.map).abs().max() <= 1e-3
+    # exact never does
+    assert torch.equal(exact.noiseprint, dncnn.forward_folded(x))
+
+
+def test_without_nnpack_fast_mode_keeps_channels_last(recipe_model, tampered2, monkeypatch):
+    monkeypatch.setattr(winograd_module, "nnpack_available", lambda: False)
+    x = to_tensor(tampered2[:64, :80])
+    out = predict(recipe_model, x, mode="fast")
+    assert torch.equal(out.noiseprint, recipe_model.dncnn.forward_folded(x, channels_last=True))
+
+
+def test_float64_fast_mode_has_no_winograd(recipe_model, tampered2):
+    m64 = copy.deepcopy(recipe_model).double()
+    x = to_tensor(tampered2[:40, :48], dtype=torch.float64)
+    out = predict(m64, x, mode="fast")
+    assert out.noiseprint.dtype == torch.float64
+    assert torch.equal(out.noiseprint, m64.dncnn.forward_folded(x, channels_last=True))
