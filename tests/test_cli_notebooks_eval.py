@@ -211,6 +211,9 @@ def test_runner_stops_on_ctrl_c(tmp_path, when):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        # as from a terminal: a suite started in the background (a shell's `&`) ignores SIGINT,
+        # and an ignored signal stays ignored in its children
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         if when == "running":

@@ -11,6 +11,7 @@
 - :mod:`.precision`   IEEE float32 contexts, native bfloat16 detection
 - :mod:`.layout`      channels-last convolution weights for a call
 - :mod:`.strips`      row strips of a convolution with its halo rows
+- :mod:`.winograd`    the fast mode's Winograd Noiseprint++ convolutions (CPU, NNPACK)
 - :mod:`.lean`        memory-lean exact forward
 
 May import ``common`` only (and torch): the network knows nothing of the toolkit around it.

@@ -15,6 +15,9 @@ gives (fused stage 1 max 7.1e-4 / mean 6.6e-5, Noiseprint++ mean 1.7e-5); the GE
 closer (fused stage 1 max 1.7e-3 / mean 1.9e-4), about 2.5x slower and needs a 9x im2col copy.
 Other CPUs round differently; both stay within the shared float32 tolerances.
 
+The fast mode may instead compute the 3x3 convolutions by Winograd's algorithm (NNPACK, CPU
+float32; :mod:`.winograd`): fewer multiplications, other rounding, as close to float64 as oneDNN.
+
 :meth:`Noiseprint.forward_folded` (eval mode, used by ``predict``) folds every BatchNorm into
 the preceding convolution and applies ReLU in place: the same network
 up to float32 rounding (tests/test_parity.py), fewer passes over the 64-channel maps. With
@@ -32,7 +35,7 @@ from torch import nn
 
 from .precision import ieee_float32
 from .strips import row_strips
-from .winograd import conv_one_channel, winograd_applies, winograd_conv, winograd_usable
+from .winograd import winograd_applies, winograd_forward
 
 
 def exact_float32(onednn: bool = True):
@@ -165,20 +168,16 @@ class Noiseprint(nn.Sequential):
             raise ValueError("forward_folded uses the running BatchNorm statistics: call eval() first")
         dtype = self[0].weight.dtype
         onednn = self.onednn if onednn is None else onednn
-        winograd = winograd and winograd_applies(rgb.device, dtype)
-        fmt = torch.channels_last if channels_last and not winograd else torch.contiguous_format
+        if winograd and winograd_applies(rgb.device, dtype):
+            with exact_float32(onednn), torch.no_grad():
+                return winograd_forward(rgb.to(dtype).contiguous(), self.folded()).contiguous()
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
         with exact_float32(onednn), torch.no_grad():
             x = rgb.to(dtype).contiguous(memory_format=fmt)
             spare: torch.Tensor | None = None  # the map two layers back (never the input), overwritten
             for k, (w, b, pad, relu) in enumerate(self.folded()):
                 w = w.contiguous(memory_format=fmt)
                 n, _, h, wd = x.shape
-                if winograd and winograd_usable(x, w, pad):
-                    spare, x = None, winograd_conv(x, w, b, relu)
-                    continue
-                if winograd and w.shape[0] == 1 and not relu:
-                    spare, x = None, conv_one_channel(x, w, b, pad)
-                    continue
                 strip = n * w.shape[0] * wd * x.element_size()
                 if x.device.type != "cpu" or h * strip <= STRIP_BYTES or not _strips_exact(w, pad, wd):
                     nxt = conv_relu(x, w, b, pad) if relu else F.conv2d(x, w, b, padding=pad)

@@ -11,12 +11,20 @@ shared float32 tolerance (tests/test_winograd.py). It is used only where the fas
 it, on CPU float32 tensors when this PyTorch has NNPACK (:func:`winograd_usable`); elsewhere the
 caller's direct convolution runs. The exact mode never uses it.
 
+PyTorch keeps NNPACK's workspace (about four full-size maps: 0.9 GiB at 1 MP) for the life of
+the thread that ran it, so :func:`winograd_forward` runs the layers in a short-lived thread of
+its own: the memory is given back when the map is done. NNPACK's thread pool takes PyTorch's
+thread count (``torch.set_num_threads``) at its first use in the process and keeps it.
+
 The last layer (64 -> 1 channel) is a poor fit for any convolution kernel (one output channel):
 :func:`conv_one_channel` computes it as a 1x1 product to the nine taps' planes, then sums the
 shifted planes (float32, another summation order; float64 equals the convolution to 1e-12).
 """
 
 from __future__ import annotations
+
+import threading
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +79,38 @@ def winograd_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool)
     outs = [torch._nnpack_spatial_convolution(x[i : i + 1].contiguous(), w, b, [1, 1]) for i in range(x.shape[0])]
     y = outs[0] if len(outs) == 1 else torch.cat(outs)
     return y.relu_() if relu else y
+
+
+def winograd_forward(x: torch.Tensor, layers: Sequence[tuple[torch.Tensor, torch.Tensor, int, bool]]) -> torch.Tensor:
+    """The folded convolutions ``layers`` (``(weight, bias, padding, relu)`` each) applied to ``x``:
+    Winograd where :func:`winograd_usable`, the one-channel layer as shifted planes, any other by
+    ``conv2d``. Runs in a thread of its own: PyTorch keeps NNPACK's workspace (about
+    :data:`WORKSPACE_MAPS` full-size maps) per thread until that thread ends, so it is given back
+    with the thread instead of staying allocated in the caller's."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with torch.no_grad():  # grad mode and autocast are per thread: a new one starts plain
+                y = x
+                for w, b, pad, relu in layers:
+                    if winograd_usable(y, w, pad):
+                        y = winograd_conv(y, w, b, relu)
+                    elif w.shape[0] == 1 and not relu:
+                        y = conv_one_channel(y, w, b, pad)
+                    else:
+                        y = F.conv2d(y, w, b, padding=pad)
+                        y = y.relu_() if relu else y
+                box["map"] = y
+        except BaseException as e:  # raised again in the caller's thread
+            box["error"] = e
+
+    worker = threading.Thread(target=run, name="trufor_lab-winograd")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["map"]
 
 
 def conv_one_channel(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int) -> torch.Tensor:
