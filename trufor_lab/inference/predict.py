@@ -16,9 +16,9 @@ tolerances (float64: 1e-6).
 
 ``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), but on
 CPUs by Winograd's algorithm where PyTorch has NNPACK (:mod:`~trufor_lab.model.winograd`:
-~1.5x faster than oneDNN at 1 MP on a 2-core AVX-512 CPU, as close to the float64 reference as
-the exact path), else channels-last (oneDNN sums in another order: ~1.2x, further from the
-reference, still within the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA; on the CPU the
+at 1 MP on a 2-core AVX-512 CPU 1.4x the exact path's oneDNN convolutions, about as close to
+the float64 reference), else channels-last (oneDNN sums in another order: 1.2-1.65x, further
+from the reference, still within the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA; on the CPU the
 encoder stays float32 and the Mix-FFNs run over bands of token rows (``token_bands``); the
 decoders as in ``exact``; optionally ``torch.compile``. On CPUs with native bfloat16
 (AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`) a bfloat16
