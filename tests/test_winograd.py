@@ -150,3 +150,37 @@ def test_nnpack_workspace_is_given_back(tmp_path):
     grown = int(r.stdout.split()[-1])
     one_map = 64 * 768 * 1024 * 4  # the workspace kept in the caller's thread: 3.5 maps
     assert grown < one_map, (grown, one_map)
+
+
+@pytest.mark.parametrize("h,w", [(1, 5), (2, 3), (7, 40), (866, 1155), (97, 13)])
+def test_bands_cover_the_map_at_least_two_rows_each(h, w, monkeypatch):
+    for band_bytes in (1, 64 * 4 * w * 3, winograd_module.BAND_BYTES):
+        monkeypatch.setattr(winograd_module, "BAND_BYTES", band_bytes)
+        spans = winograd_module.band_rows(h, w, 64)
+        assert spans[0][0] == 0 and spans[-1][1] == h
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert all(r1 - r0 >= 2 for r0, r1 in spans) or spans == [(0, h)]
+
+
+@needs_nnpack
+@pytest.mark.parametrize("band_bytes", [64 * 4 * 45 * 2, 64 * 4 * 45 * 5, 2**30])
+def test_banded_winograd_is_the_whole_map_convolution(net, tampered2, monkeypatch, band_bytes):
+    """Bands of 2 and 5 rows (every row next to a boundary) and one band: the same map within the
+    float32 tolerance of the float64 direct convolutions, batch of two included."""
+    monkeypatch.setattr(winograd_module, "BAND_BYTES", band_bytes)
+    x = to_tensor(tampered2[:37, :45]).repeat(2, 1, 1, 1)
+    x[1] = x[1].flip(-1)
+    ref = copy.deepcopy(net).double().forward_folded(x.double())
+    got = winograd_module.winograd_forward(x, net.folded())
+    err = (got.double() - ref).abs()
+    assert got.shape == ref.shape and err.max() <= 5e-3 and err.mean() <= 2e-4, (err.max(), err.mean())
+    w, b, pad, _ = net.folded()[-1]
+    feats = torch.rand(2, 64, 37, 45)
+    parts = [feats[:, :, :10], feats[:, :, 10:12], feats[:, :, 12:]]
+    assert (conv_one_channel(parts, w, b, pad) - conv_one_channel(feats, w, b, pad)).abs().max() <= 1e-6
+
+
+def test_a_failure_in_the_worker_thread_is_raised_in_the_caller(net):
+    w, b, pad, relu = net.folded()[1]
+    with pytest.raises(RuntimeError):
+        winograd_module.winograd_forward(torch.rand(1, 3, 8, 8), [(w, b, pad, relu)])  # 64 channels expected

@@ -69,7 +69,7 @@ from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
 from .noiseprint import Noiseprint
 from .precision import ieee_float32, kept_precision
 from .segformer import Block, OverlapPatchEmbed, tokens_to_map
-from .winograd import WORKSPACE_MAPS, winograd_applies
+from .winograd import winograd_applies
 from .trufor import TruFor, TruForOutput
 
 MiB = 1 << 20
@@ -158,10 +158,11 @@ def gemm_convolution(onednn: bool = True, dtype: torch.dtype = torch.float32) ->
 def noiseprint_maps(device_type: str, im2col: bool, winograd: bool = False) -> int:
     """Full-size feature maps alive at once in a folded Noiseprint++ forward: its input and output,
     plus on the CPU im2col's 9 copies (GEMM path), oneDNN's reordered copy, or NNPACK's Winograd
-    workspace (``winograd``: where :func:`~.winograd.winograd_applies`)."""
+    workspace and band boundaries (``winograd``: where :func:`~.winograd.winograd_applies`; a few
+    bands, counted as one map)."""
     if device_type != "cpu":
         return 3
-    return 2 + (WORKSPACE_MAPS if winograd else 9 if im2col else 2)
+    return 2 + (1 if winograd else 9 if im2col else 2)
 
 
 def noiseprint_halo(net: Noiseprint) -> int:

@@ -11,10 +11,14 @@ shared float32 tolerance (tests/test_winograd.py). It is used only where the fas
 it, on CPU float32 tensors when this PyTorch has NNPACK (:func:`winograd_usable`); elsewhere the
 caller's direct convolution runs. The exact mode never uses it.
 
-PyTorch keeps NNPACK's workspace (about four full-size maps: 0.9 GiB at 1 MP) for the life of
-the thread that ran it, so :func:`winograd_forward` runs the layers in a short-lived thread of
-its own: the memory is given back when the map is done. NNPACK's thread pool takes PyTorch's
-thread count (``torch.set_num_threads``) at its first use in the process and keeps it.
+The maps are kept as bands of rows (:data:`BAND_BYTES` each), each convolved by NNPACK as an
+image of its own; the two rows on either side of a band boundary, which that computation pads
+with zeros, are then recomputed from both bands by a direct convolution. So NNPACK's workspace
+(about 3.6 times its input) stays a few bands, not several full-size maps, and no band is copied
+between layers. PyTorch keeps that workspace for the life of the thread that ran it:
+:func:`winograd_forward` runs in a short-lived thread of its own, which gives it back. NNPACK's
+thread pool takes PyTorch's thread count (``torch.set_num_threads``) at its first use in the
+process and keeps it.
 
 The last layer (64 -> 1 channel) is a poor fit for any convolution kernel (one output channel):
 :func:`conv_one_channel` computes it as a 1x1 product to the nine taps' planes, then sums the
@@ -30,13 +34,23 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "WORKSPACE_MAPS",
+    "BAND_BYTES",
+    "WORKSPACE_BANDS",
     "conv_one_channel",
     "nnpack_available",
     "winograd_applies",
     "winograd_conv",
+    "winograd_forward",
     "winograd_usable",
 ]
+
+#: Bytes of one band of rows of a feature map (under glibc's largest dynamic mmap threshold,
+#: 32 MiB, so that freed bands are reused from the heap rather than faulted in afresh).
+BAND_BYTES = 24 * 2**20
+#: NNPACK's workspace, in bands of its input (transformed input and output tiles): measured 3.6.
+WORKSPACE_BANDS = 4
+
+Layer = tuple[torch.Tensor, torch.Tensor, int, bool]
 
 
 def nnpack_available() -> bool:
@@ -51,11 +65,6 @@ def winograd_applies(device: torch.device | str, dtype: torch.dtype) -> bool:
     """Whether a fast-mode Noiseprint++ of a ``dtype`` model on ``device`` runs Winograd: float32
     on a CPU whose PyTorch has NNPACK."""
     return torch.device(device).type == "cpu" and dtype == torch.float32 and nnpack_available()
-
-
-#: NNPACK's whole-map workspace (transformed input and output tiles), in full-size maps of the
-#: convolution's channels: measured 3.6 at 0.5-3 MP.
-WORKSPACE_MAPS = 4
 
 
 def winograd_usable(x: torch.Tensor, w: torch.Tensor, pad: int) -> bool:
@@ -81,27 +90,54 @@ def winograd_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool)
     return y.relu_() if relu else y
 
 
-def winograd_forward(x: torch.Tensor, layers: Sequence[tuple[torch.Tensor, torch.Tensor, int, bool]]) -> torch.Tensor:
+def band_rows(height: int, width: int, channels: int, element_size: int = 4) -> list[tuple[int, int]]:
+    """Row spans ``[r0, r1)`` of the bands of a ``height x width`` map of ``channels`` channels:
+    :data:`BAND_BYTES` each, at least two rows (a boundary's direct convolution reads two on each side)."""
+    rows = max(2, BAND_BYTES // max(1, channels * width * element_size))
+    spans = [(r0, min(height, r0 + rows)) for r0 in range(0, height, rows)]
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < 2:  # a one-row last band joins the one before
+        spans[-2:] = [(spans[-2][0], height)]
+    return spans
+
+
+def _banded_layer(bands: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor, relu: bool) -> list[torch.Tensor]:
+    """One 3x3 convolution (padding 1) over a map kept as bands: NNPACK per band, then the rows next
+    to each inner boundary from both bands (a direct convolution over the four rows around it)."""
+    outs = [winograd_conv(t, w, b, relu=False) for t in bands]
+    for i in range(len(bands) - 1):
+        window = torch.cat([bands[i][:, :, -2:], bands[i + 1][:, :, :2]], dim=2)
+        edge = F.conv2d(window, w, b, padding=(0, 1))  # the last row of band i, the first of band i + 1
+        outs[i][:, :, -1:] = edge[:, :, :1]
+        outs[i + 1][:, :, :1] = edge[:, :, 1:]
+    return [o.relu_() for o in outs] if relu else outs
+
+
+def _layers(x: torch.Tensor, layers: Sequence[Layer]) -> torch.Tensor:
+    n, _, h, wd = x.shape
+    channels = max(w.shape[0] for w, _, _, _ in layers)
+    bands = [x[:, :, r0:r1].contiguous() for r0, r1 in band_rows(h, wd, channels, x.element_size())]
+    for k, (w, b, pad, relu) in enumerate(layers):
+        if winograd_usable(bands[0], w, pad):
+            bands = _banded_layer(bands, w, b, relu)
+        elif k == len(layers) - 1 and w.shape[0] == 1 and not relu:
+            return conv_one_channel(bands, w, b, pad)
+        else:  # another kind of layer (not in Noiseprint++): the whole map, directly
+            y = F.conv2d(torch.cat(bands, dim=2), w, b, padding=pad)
+            y = y.relu_() if relu else y
+            bands = [y[:, :, r0:r1].contiguous() for r0, r1 in band_rows(h, wd, channels, y.element_size())]
+    return torch.cat(bands, dim=2)
+
+
+def winograd_forward(x: torch.Tensor, layers: Sequence[Layer]) -> torch.Tensor:
     """The folded convolutions ``layers`` (``(weight, bias, padding, relu)`` each) applied to ``x``:
-    Winograd where :func:`winograd_usable`, the one-channel layer as shifted planes, any other by
-    ``conv2d``. Runs in a thread of its own: PyTorch keeps NNPACK's workspace (about
-    :data:`WORKSPACE_MAPS` full-size maps) per thread until that thread ends, so it is given back
-    with the thread instead of staying allocated in the caller's."""
+    Winograd in bands where :func:`winograd_usable`, the one-channel last layer as shifted planes,
+    any other by ``conv2d``. Runs in a thread of its own, which takes NNPACK's workspace with it."""
     box: dict[str, Any] = {}
 
     def run() -> None:
         try:
             with torch.no_grad():  # grad mode and autocast are per thread: a new one starts plain
-                y = x
-                for w, b, pad, relu in layers:
-                    if winograd_usable(y, w, pad):
-                        y = winograd_conv(y, w, b, relu)
-                    elif w.shape[0] == 1 and not relu:
-                        y = conv_one_channel(y, w, b, pad)
-                    else:
-                        y = F.conv2d(y, w, b, padding=pad)
-                        y = y.relu_() if relu else y
-                box["map"] = y
+                box["map"] = _layers(x, layers)
         except BaseException as e:  # raised again in the caller's thread
             box["error"] = e
 
@@ -113,16 +149,21 @@ def winograd_forward(x: torch.Tensor, layers: Sequence[tuple[torch.Tensor, torch
     return box["map"]
 
 
-def conv_one_channel(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int) -> torch.Tensor:
+def conv_one_channel(
+    x: torch.Tensor | Sequence[torch.Tensor], w: torch.Tensor, b: torch.Tensor, pad: int
+) -> torch.Tensor:
     """``conv2d(x, w, b, padding=pad)`` for one output channel (stride 1, a square odd kernel of
-    side ``2 pad + 1``): the taps' planes in one matrix product, then summed shifted."""
-    n, c, h, wd = x.shape
+    side ``2 pad + 1``): the taps' planes in one matrix product, then summed shifted. ``x`` may be
+    a map or its bands of rows (top to bottom)."""
+    bands = [x] if isinstance(x, torch.Tensor) else list(x)
+    n, c, _, wd = bands[0].shape
     k = w.shape[-1]
     if w.shape[0] != 1 or w.shape[-2] != k or k != 2 * pad + 1:
-        return F.conv2d(x, w, b, padding=pad)
+        return F.conv2d(torch.cat(bands, dim=2), w, b, padding=pad)
     taps = w[0].permute(1, 2, 0).reshape(k * k, c)  # (ky, kx) x cin
-    planes = torch.matmul(taps, x.reshape(n, c, h * wd)).reshape(n, k, k, h, wd)
-    out = x.new_empty((n, h, wd))
+    planes = torch.cat([torch.matmul(taps, t.reshape(n, c, -1)).reshape(n, k, k, -1, wd) for t in bands], dim=3)
+    h = planes.shape[3]
+    out = planes.new_empty((n, h, wd))
     out.copy_(b.reshape(1, 1, 1).expand(n, h, wd))  # a copy: b itself is never written
     for dy in range(k):
         y0, y1 = max(0, pad - dy), min(h, h + pad - dy)
