@@ -16,7 +16,7 @@ tolerances (float64: 1e-6).
 
 ``fast`` is opt-in and *not* exact: Noiseprint++ still runs in IEEE float32 (always), but on
 CPUs by Winograd's algorithm where PyTorch has NNPACK (:mod:`~trufor_lab.model.winograd`:
-at 1 MP on a 2-core AVX-512 CPU 1.4x the exact path's oneDNN convolutions, about as close to
+at 1 MP on a 2-core AVX-512 CPU ~1.6x the exact path's oneDNN convolutions, about as close to
 the float64 reference), else channels-last (oneDNN sums in another order: 1.2-1.65x, further
 from the reference, still within the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA; on the CPU the
 encoder stays float32 and the Mix-FFNs run over bands of token rows (``token_bands``); the

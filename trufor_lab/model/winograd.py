@@ -35,7 +35,6 @@ import torch.nn.functional as F
 
 __all__ = [
     "BAND_BYTES",
-    "WORKSPACE_BANDS",
     "conv_one_channel",
     "nnpack_available",
     "winograd_applies",
@@ -47,8 +46,6 @@ __all__ = [
 #: Bytes of one band of rows of a feature map (under glibc's largest dynamic mmap threshold,
 #: 32 MiB, so that freed bands are reused from the heap rather than faulted in afresh).
 BAND_BYTES = 24 * 2**20
-#: NNPACK's workspace, in bands of its input (transformed input and output tiles): measured 3.6.
-WORKSPACE_BANDS = 4
 
 Layer = tuple[torch.Tensor, torch.Tensor, int, bool]
 
