@@ -120,8 +120,10 @@ def test_float64_fast_mode_has_no_winograd(recipe_model, tampered2):
 
 @needs_nnpack
 def test_nnpack_workspace_is_given_back(tmp_path):
-    """PyTorch keeps NNPACK's workspace (~3.6 full-size 64-channel maps) per thread until the thread
-    ends: computed in the caller's thread, a 0.8 MP map left ~700 MiB allocated for good."""
+    """PyTorch keeps NNPACK's workspace (~3.6 times a convolution's input) per thread until the
+    thread ends: whole-map calls in the caller's thread left ~700 MiB (3.5 maps) allocated for good
+    after a 0.8 MP map. In bands, in a thread of its own, what stays is the allocator's reusable
+    heap (measured 0.5-1.2 maps)."""
     import subprocess
     import sys
     import textwrap
@@ -140,7 +142,7 @@ def test_nnpack_workspace_is_given_back(tmp_path):
         y = net.forward_folded(x, winograd=True)
         # the thread's C++ thread-locals are destroyed as it exits, just after join() returns
         deadline = time.time() + 5
-        while rss() - before > 64 * 768 * 1024 * 4 and time.time() < deadline:
+        while rss() - before > 2 * 64 * 768 * 1024 * 4 and time.time() < deadline:
             time.sleep(0.05)
         print(rss() - before)
         """
@@ -148,8 +150,8 @@ def test_nnpack_workspace_is_given_back(tmp_path):
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     grown = int(r.stdout.split()[-1])
-    one_map = 64 * 768 * 1024 * 4  # the workspace kept in the caller's thread: 3.5 maps
-    assert grown < one_map, (grown, one_map)
+    one_map = 64 * 768 * 1024 * 4
+    assert grown < 2 * one_map, (grown, one_map)
 
 
 @pytest.mark.parametrize("h,w", [(1, 5), (2, 3), (7, 40), (866, 1155), (97, 13)])

@@ -18,11 +18,11 @@ tolerances (float64: 1e-6).
 CPUs by Winograd's algorithm where PyTorch has NNPACK (:mod:`~trufor_lab.model.winograd`:
 at 1 MP on a 2-core AVX-512 CPU ~1.6x the exact path's oneDNN convolutions, about as close to
 the float64 reference), else channels-last (oneDNN sums in another order: 1.2-1.65x, further
-from the reference, still within the shared float32 tolerance); the dual encoder in bfloat16 autocast on CUDA; on the CPU the
-encoder stays float32 and the Mix-FFNs run over bands of token rows (``token_bands``); the
-decoders as in ``exact``; optionally ``torch.compile``. On CPUs with native bfloat16
-(AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`) a bfloat16
-encoder is ~1.5 s faster at 1 MP but moved the map by ~2e-2 (beyond the 1e-2 the fast mode
+from the reference, still within the shared float32 tolerance); the dual encoder in bfloat16
+autocast on CUDA; on the CPU the encoder stays float32 and the Mix-FFNs run over bands of token
+rows (``token_bands``); the decoders as in ``exact``; optionally ``torch.compile``. On CPUs
+with native bfloat16 (AVX512-BF16 / AMX, :func:`~trufor_lab.model.precision.cpu_has_native_bf16`)
+a bfloat16 encoder is 0.7-1.5 s faster at 1 MP but moved the map by ~2e-2 (beyond the 1e-2 the fast mode
 promises), so it is opt-in: ``InferenceMode.fast(amp_on_cpu=None)`` (where native) or
 ``True`` (always). ``keep_float32`` names encoder parts kept float32 under autocast, by default
 per device (:data:`DEFAULT_KEEP_FLOAT32`; on CPUs the attention's key/value reductions too,
@@ -101,7 +101,8 @@ FLOAT32_PARTS: dict[str, Callable[[nn.Module], list[nn.Module]]] = {
 
 #: What the fast mode keeps float32 when ``keep_float32`` is ``None``, per device type. On CPUs
 #: (oneDNN) a bfloat16 key/value reduction moved the demo model's map by up to 0.79 on a real
-#: sample (float32 reduction: 1.1e-2, no slower); on CUDA the bfloat16 one gave 1.1e-2 already.
+#: sample on an AMX Xeon (not on a Zen 4: CPUs' bfloat16 kernels round differently; float32
+#: reduction: 1.1e-2, no slower); on CUDA the bfloat16 one gave 1.1e-2 already.
 #: Measurements: bench/RESULTS.md.
 DEFAULT_KEEP_FLOAT32 = {"cpu": ("patch_embed", "reduction", "fusion"), "cuda": ("patch_embed", "fusion")}
 
@@ -132,7 +133,8 @@ class InferenceMode:
     float32, another summation order; faster on CPUs); it decides for every path (the field of
     the same name in ``chunks`` is set from it). ``noiseprint_winograd``: Noiseprint++'s 3x3
     convolutions by Winograd's algorithm on float32 CPU tensors where PyTorch has NNPACK
-    (IEEE float32, other rounding; :mod:`~trufor_lab.model.winograd`), set the same way. ``amp_dtype``: autocast dtype for the encoder
+    (IEEE float32, other rounding; :mod:`~trufor_lab.model.winograd`), set the same way.
+    ``amp_dtype``: autocast dtype for the encoder
     (applied on CUDA; on the CPU only when ``amp_on_cpu`` is ``True``, or ``None`` and the CPU
     has native bfloat16; the fast preset sets ``False``: see the module docstring).
     ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
@@ -170,9 +172,10 @@ class InferenceMode:
 
     @classmethod
     def fast(cls, **overrides) -> "InferenceMode":
-        """Approximate: float32 Noiseprint++ by Winograd (CPU, NNPACK) or channels-last; bfloat16 encoder on CUDA GPUs that
-        compute it natively (Ampere or later; float32 on older ones, which only emulate it),
-        float32 on CPUs unless ``amp_on_cpu`` asks for bfloat16 (max |Δmap| ~2e-2 there)."""
+        """Approximate: float32 Noiseprint++ by Winograd (CPU, NNPACK) or channels-last; bfloat16
+        encoder on CUDA GPUs that compute it natively (Ampere or later; float32 on older ones,
+        which only emulate it), float32 on CPUs unless ``amp_on_cpu`` asks for bfloat16 (max
+        |Δmap| ~2e-2 there)."""
         base = cls(
             name="fast",
             amp_dtype=torch.bfloat16,

@@ -206,7 +206,8 @@ def noiseprint_tiled(
     feat = net[0].out_channels
     winograd = winograd and winograd_applies(rgb.device, dtype)
     im2col = gemm_convolution(onednn, dtype)
-    per_pixel = b * feat * noiseprint_maps(rgb.device.type, im2col, winograd) * torch.finfo(dtype).bits // 8
+    maps = noiseprint_maps("cpu", im2col, winograd) if rgb.device.type == "cpu" else 4  # CUDA: as before
+    per_pixel = b * feat * maps * torch.finfo(dtype).bits // 8
     budget = budget_bytes or default_budget(rgb.device)
     th, tw = _noiseprint_tile(h, w, halo, per_pixel, budget, tile)
     if (th, tw) == (h, w):
