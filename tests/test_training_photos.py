@@ -257,6 +257,58 @@ def test_source_resave_saves_real_crops_again_before_use(tmp_path):
             assert rgb.shape == (96, 96, 3) and mask.shape == (96, 96)
 
 
+def test_source_scale_sets_how_far_a_resaved_source_was_downscaled(tmp_path):
+    """``source_scale``: the factor range of the messenger-like downscale of a re-saved source
+    (a 12 MP photo sent at 1600 px is scaled by ~0.4); a ramp of one grey level per pixel
+    comes back four times as steep after a 0.25 downscale, never steeper without one."""
+    ramp = np.broadcast_to((np.arange(640) % 256).astype(np.uint8)[None, :, None], (640, 640, 3)).copy()
+    for k, cam in enumerate(("camA", "camB")):
+        (tmp_path / cam).mkdir()
+        Image.fromarray(np.roll(ramp, 7 * k, axis=1)).save(tmp_path / cam / "p.png")
+    photos = P.scan_photos(tmp_path)
+    slopes = {}
+    for scale in ((0.25, 0.25), (1.0, 1.0)):
+        st = P.RealForgeryStream(
+            photos, sim_images=[ramp[:192, :192]], chain_prob=0.0, source_resave=1.0, source_scale=scale
+        )
+        rng = np.random.default_rng(5)
+        slopes[scale] = [
+            float(np.median(np.abs(np.diff(rgb[:, :, 1].astype(int), axis=1))))
+            for rgb, _, _, _ in (st.real_example(rng, 96, forged=False) for _ in range(12))
+        ]
+    assert max(slopes[(1.0, 1.0)]) <= 1, slopes
+    steep = [s for s in slopes[(0.25, 0.25)] if s >= 3.5]
+    assert 2 <= len(steep) <= 10 and all(s <= 1 or s >= 3.5 for s in slopes[(0.25, 0.25)]), slopes  # half of them
+    for bad in ((0.0, 0.5), (0.6, 0.4), (0.5, 1.5)):
+        with pytest.raises(ValueError, match="source_scale"):
+            P.RealForgeryStream(photos, sim_images=[ramp[:192, :192]], source_scale=bad)
+
+
+def test_history_splices_join_two_separately_resaved_photos_of_any_camera(tmp_path):
+    """The fourth kind of forgery: host and donor, from any photos (one camera is enough), were
+    each saved again on their own, so the splice differs in processing history, not in camera."""
+    (tmp_path / "camA").mkdir()
+    for s in (0, 1):
+        Image.fromarray(_noise_photo(s)).save(tmp_path / "camA" / f"p{s}.png")  # lossless, one camera
+    photos = P.scan_photos(tmp_path)
+    images = [p.load() for p in photos]
+    st = P.RealForgeryStream(photos, sim_images=[_noise_photo(9, 192, 192)], chain_prob=0.0, weights=(0, 0, 0, 1))
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        rgb, mask, label, kind = st.real_example(rng, 96, forged=True)
+        assert kind == "splice_history" and label == 1 and mask.shape == (96, 96) and 0 < mask.mean() < 1
+        outside = ~mask
+        assert not any(  # the host was saved again too: outside the region, not the photo's own pixels
+            np.array_equal(im[y : y + 96, x : x + 96][outside], rgb[outside])
+            for im in images
+            for y in range(0, im.shape[0] - 95, 8)
+            for x in range(0, im.shape[1] - 95, 8)
+        )
+    for bad in ((1, 1), (0, 0, 0, 0), (1, -1, 0, 0), (1, 1, 1, 1, 1)):
+        with pytest.raises(ValueError, match="weights"):
+            P.RealForgeryStream(photos, sim_images=[_noise_photo(9, 192, 192)], weights=bad)
+
+
 def test_the_card_scores_the_runs_own_test_photos(photo_dir, tmp_path):
     """The card recomputed the default split: a run whose split put a camera in training had
     those photos scored as 'unseen cameras'. With the run's splits.json it takes its test photos."""

@@ -290,6 +290,42 @@ ROUND5 = dict(
     calibration={"n": 48, "base_rate": 0.2},
 )
 
+#: Round 6 (``run(..., init=<round 3, shipped>, **ROUND6)``): round 5 with messenger-sized
+#: sources: a re-saved source is downscaled by 0.2-0.6 half of the time (a 12 MP photo sent at
+#: 800-2400 px), as both test cameras' photos were (by about 0.28), instead of 0.5-0.9.
+ROUND6 = dict(
+    seed=6,
+    stream_kwargs={
+        "chain_prob": 0.6,
+        "chain_quality": (60, 98),
+        "chain_p444": 0.35,
+        "source_resave": 0.5,
+        "source_scale": (0.2, 0.6),
+    },
+    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
+    overrides={"detection": {"crop": 160}},
+    calibration={"n": 48, "base_rate": 0.2},
+)
+
+#: Round 7 (``run(..., init=<round 3, shipped>, **ROUND7)``): fewer splices between the two
+#: real training cameras (whose identities a model can learn) and, instead, splices between
+#: photos of any cameras that were each saved again on their own (the fourth kind of
+#: :class:`~trufor_lab.training.photos.RealForgeryStream`: processing history, not camera).
+ROUND7 = dict(
+    seed=7,
+    stream_kwargs={
+        "chain_prob": 0.6,
+        "chain_quality": (60, 98),
+        "chain_p444": 0.35,
+        "source_resave": 0.3,
+        "source_scale": (0.25, 0.9),
+        "weights": (0.15, 0.2, 0.3, 0.35),
+    },
+    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
+    overrides={"detection": {"crop": 160}},
+    calibration={"n": 48, "base_rate": 0.2},
+)
+
 #: Round 1 (``run(..., **ROUND1)``): only its localization checkpoint is kept (its split had
 #: the whole Fujifilm camera as validation); round 2 starts from it with the final split.
 ROUND1 = dict(

@@ -314,15 +314,18 @@ class RealForgeryStream:
 
     Per example: with ``sim_fraction`` a simulated-camera example (:class:`ForgeryStream`,
     ``camera=True, traceable=True``); otherwise a native-resolution grid-aligned crop of a real
-    photo, forged with ``forged_fraction``: splice from a photo of another camera
-    (``w_splice_real``), splice with a simulated camera on either side (``w_splice_sim``),
-    or a within-photo edit (``w_within``: copy-move, object removal, local edit, double
-    JPEG; trace-changing variants). The platform chain (:func:`platform_chain`) is applied to
+    photo, forged with ``forged_fraction``; ``weights`` of the kinds of forgery: splice from a
+    photo of another camera, splice with a simulated camera on either side, a within-photo edit
+    (copy-move, object removal, local edit, double JPEG; trace-changing variants) and, fourth
+    (default 0), a splice between two photos of any cameras that were each saved again on their
+    own (see ``source_resave``), so that what differs is their processing history rather than
+    which of the few training cameras took them. The platform chain (:func:`platform_chain`) is applied to
     real examples, pristine and forged alike, with ``chain_prob``. ``source_resave``: the
     probability that a real crop (a pristine one, a host, a donor) had already been saved again
-    before it was used (JPEG 70-98, 4:4:4 or 4:2:0 chroma, half of the time downscaled first, as
-    a messenger does): photos that reach a forger, or a fact-checker, rarely come straight from
-    the camera.
+    before it was used (JPEG 70-98, 4:4:4 or 4:2:0 chroma, half of the time downscaled first by
+    a factor drawn from ``source_scale``, as a messenger does: a 12 MP phone photo sent at
+    1600 px is scaled by about 0.4): photos that reach a forger, or a fact-checker, rarely come
+    straight from the camera.
     """
 
     def __init__(
@@ -334,11 +337,12 @@ class RealForgeryStream:
         forged_fraction: float = 0.5,
         chain_prob: float = 0.5,
         p_resize: float = 0.5,
-        weights: tuple[float, float, float] = (0.35, 0.25, 0.4),
+        weights: Sequence[float] = (0.35, 0.25, 0.4, 0.0),
         chain_quality: tuple[int, int] = (70, 90),
         chain_p444: float = 0.0,
         flips: str = "hv",
         source_resave: float = 0.0,
+        source_scale: tuple[float, float] = (0.5, 0.9),
     ) -> None:
         if not photos:
             raise ValueError("RealForgeryStream needs at least one photo")
@@ -357,7 +361,13 @@ class RealForgeryStream:
         self.sim_fraction, self.forged_fraction, self.chain_prob = sim_fraction, forged_fraction, chain_prob
         self.p_resize, self.flips, self.chain_quality = p_resize, flips, chain_quality
         self.chain_p444, self.source_resave = chain_p444, source_resave
-        w = np.asarray(weights, float)
+        if not 0 < source_scale[0] <= source_scale[1] <= 1:
+            raise ValueError(f"source_scale must satisfy 0 < low <= high <= 1, got {source_scale}")
+        self.source_scale = (float(source_scale[0]), float(source_scale[1]))
+        w = np.zeros(4)
+        w[: len(weights)] = np.asarray(weights, float)[:4]
+        if len(weights) not in (3, 4) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights: three or four non-negative kinds of forgery, not all 0, got {tuple(weights)}")
         self.weights = w / w.sum()
         self.multi_camera = len(set(self.cameras)) > 1
         # photos drawn in proportion to sqrt(pixels): large native camera photos dominate the
@@ -366,13 +376,14 @@ class RealForgeryStream:
         self.photo_p = a / a.sum()
 
     def _photo_crop(
-        self, rng: np.random.Generator, size: int, exclude_camera: str | None = None
+        self, rng: np.random.Generator, size: int, exclude_camera: str | None = None, resave: bool | None = None
     ) -> tuple[np.ndarray, str]:
         p = np.array([q if c != exclude_camera else 0.0 for q, c in zip(self.photo_p, self.cameras)])
         i = int(rng.choice(len(p), p=p / p.sum())) if p.sum() > 0 else int(rng.integers(len(p)))
         img = self.images[i]
-        resave = self.source_resave > 0 and rng.random() < self.source_resave  # no draw when off
-        f = rng.uniform(0.5, 0.9) if resave and rng.random() < 0.5 else 1.0
+        if resave is None:  # no draw when off
+            resave = self.source_resave > 0 and rng.random() < self.source_resave
+        f = rng.uniform(*self.source_scale) if resave and rng.random() < 0.5 else 1.0
         s = min(int(np.ceil(size / f / 8)) * 8, *img.shape[:2]) // 8 * 8
         crop, _ = grid_crop(rng, img, s)
         if f < 1.0:  # a messenger re-encode: downscaled, then saved again
@@ -398,8 +409,13 @@ class RealForgeryStream:
         mask = np.zeros(rgb.shape[:2], bool)
         label, kind = 0, "pristine"
         if forged if forged is not None else rng.random() < self.forged_fraction:
-            what = rng.choice(3, p=self.weights)
-            if what == 0 and self.multi_camera:
+            what = rng.choice(4, p=self.weights)  # same draw as over three kinds when the fourth is 0
+            if what == 3:  # two histories: host and donor (any photos) each saved again on their own
+                rgb, _ = self._photo_crop(rng, src, resave=True)
+                donor, _ = self._photo_crop(rng, src, resave=True)
+                f = splice(rgb, donor, seed=int(rng.integers(2**31)), **random_params("splice", rng))
+                kind = "splice_history"
+            elif what == 0 and self.multi_camera:
                 donor, _ = self._photo_crop(rng, src, exclude_camera=cam)
                 f = splice(rgb, donor, seed=int(rng.integers(2**31)), **random_params("splice", rng))
                 kind = "splice_real"
