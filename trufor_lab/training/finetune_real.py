@@ -326,6 +326,18 @@ ROUND7 = dict(
     calibration={"n": 48, "base_rate": 0.2},
 )
 
+#: Round 8 (``run(..., init=<round 3, shipped>, **ROUND8)``): round 3's recipe with a third of
+#: the real examples, pristine and forged alike, edited as a whole (tone, contrast, colour,
+#: sharpening, noise reduction: :mod:`~trufor_lab.training.edits`), as processed but authentic
+#: pictures are, so that processing everywhere is not read as manipulation.
+ROUND8 = dict(
+    seed=8,
+    stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 98), "chain_p444": 0.35, "global_edit": 0.35},
+    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
+    overrides={"detection": {"crop": 160}},
+    calibration={"n": 48, "base_rate": 0.2},
+)
+
 #: Round 1 (``run(..., **ROUND1)``): only its localization checkpoint is kept (its split had
 #: the whole Fujifilm camera as validation); round 2 starts from it with the final split.
 ROUND1 = dict(

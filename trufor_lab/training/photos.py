@@ -34,6 +34,7 @@ from trufor_lab.common.paths import find_images
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.inference.preprocess import load_image
 from trufor_lab.lab.forgeries import Forgery, random_params, splice
+from trufor_lab.training.edits import global_edit
 from trufor_lab.training.scenes import builtin_images, skimage_rgb
 from trufor_lab.training.streams import ForgeryStream, random_flip
 
@@ -325,7 +326,8 @@ class RealForgeryStream:
     before it was used (JPEG 70-98, 4:4:4 or 4:2:0 chroma, half of the time downscaled first by
     a factor drawn from ``source_scale``, as a messenger does: a 12 MP phone photo sent at
     1600 px is scaled by about 0.4): photos that reach a forger, or a fact-checker, rarely come
-    straight from the camera.
+    straight from the camera. ``global_edit``: the probability that a real example, pristine or
+    forged, was then edited as a whole (:func:`~trufor_lab.training.edits.global_edit`).
     """
 
     def __init__(
@@ -343,6 +345,7 @@ class RealForgeryStream:
         flips: str = "hv",
         source_resave: float = 0.0,
         source_scale: tuple[float, float] = (0.5, 0.9),
+        global_edit: float = 0.0,
     ) -> None:
         if not photos:
             raise ValueError("RealForgeryStream needs at least one photo")
@@ -364,6 +367,7 @@ class RealForgeryStream:
         if not 0 < source_scale[0] <= source_scale[1] <= 1:
             raise ValueError(f"source_scale must satisfy 0 < low <= high <= 1, got {source_scale}")
         self.source_scale = (float(source_scale[0]), float(source_scale[1]))
+        self.global_edit = float(global_edit)
         w = np.zeros(4)
         w[: len(weights)] = np.asarray(weights, float)[:4]
         if len(weights) not in (3, 4) or (w < 0).any() or w.sum() <= 0:
@@ -428,6 +432,9 @@ class RealForgeryStream:
                 f = self.sim.forge(rng, rgb, None)
                 kind = f.kind
             rgb, mask, label = f.image, f.mask, 1
+        if self.global_edit > 0 and rng.random() < self.global_edit:  # no draw when off
+            rgb, how = global_edit(rgb, rng)
+            kind += "+" + how
         if chain:
             rgb, mask, how = platform_chain(
                 rgb,
