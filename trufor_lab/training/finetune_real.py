@@ -4,8 +4,8 @@
     python -m trufor_lab.training.finetune_real --photos /work/data/real --out /work/runs/real
 
 Recipe (CPU, one thread; rounds :data:`ROUND1` .. :data:`ROUND3`, the shipped model, each
-starting from the previous one; :data:`ROUND4` and :data:`ROUND5` are recorded but were not shipped, see the model
-card): the three phases of :mod:`trufor_lab.training` run on a
+starting from the previous one; :data:`ROUND4` .. :data:`ROUND8` are recorded but were not shipped, see the
+model card): the three phases of :mod:`trufor_lab.training` run on a
 :class:`~trufor_lab.training.photos.RealForgeryStream` of the training cameras (precomputed pool
 of examples with their Noiseprint++ maps, grid-aligned crops); then Platt scaling of the
 detection logit on the validation cameras (:func:`fit_platt`) moved to a stated base rate of
@@ -354,6 +354,9 @@ ROUND2 = dict(
     overrides={"detection": {"crop": 160}},
 )
 
+#: Every recorded round by number (the command line's ``--round``); 1-3 made the shipped model.
+ROUNDS = {1: ROUND1, 2: ROUND2, 3: ROUND3, 4: ROUND4, 5: ROUND5, 6: ROUND6, 7: ROUND7, 8: ROUND8}
+
 
 def run(
     photos_dir: str | Path,
@@ -442,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DEMO_INIT,
         help="checkpoint to fine-tune (default: the shipped demo model, already calibrated)",
     )
-    ap.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=1, help="recipe round (ROUND1..ROUND4)")
+    ap.add_argument("--round", type=int, choices=sorted(ROUNDS), default=1, help="recipe round (ROUND1..ROUND8)")
     ap.add_argument(
         "--validation",
         nargs="+",
@@ -452,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--test", nargs="+", metavar="NAME", help="cameras held out whole for testing (default: as above)")
     args = ap.parse_args(argv)
-    recipe = dict({1: ROUND1, 2: ROUND2, 3: ROUND3, 4: ROUND4}[args.round])
+    recipe = dict(ROUNDS[args.round])
     split = dict(recipe.pop("split", {}) or {})
     split.update({k: v for k, v in (("validation", args.validation), ("test", args.test)) if v})
     problem = unwritable_reason(args.out)
