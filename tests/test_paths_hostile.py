@@ -376,8 +376,13 @@ def test_every_format_read_here_with_a_signature_is_taken_without_an_image_suffi
     (src / "notes").write_bytes(b"P1 is the first point of the plan\n")
     (src / "weights").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
     (src / "zeros").write_bytes(bytes(64))
+    # binaries that share PCX's or ICO's few fixed bytes but not the rest of their header
+    (src / "pcx_like").write_bytes(
+        b"\x0a\x05\x01\x08" + (300).to_bytes(2, "little") + bytes(2) + (20).to_bytes(2, "little") + bytes(70)
+    )
+    (src / "ico_like").write_bytes(b"\x00\x00\x01\x00\x01\x00\x10\x10\x00\x00\x01\x00\x03\x00" + bytes(50))
     others: list[Path] = []
     pairs, problems = expand_inputs([str(src)], others=others)
     taken = sorted(n for n in saved if n != "tga") + ["pgm"]
     assert sorted(n for _, n in pairs) == sorted(taken) and problems == []
-    assert sorted(p.name for p in others) == ["notes", "tga", "weights", "zeros"]
+    assert sorted(p.name for p in others) == ["ico_like", "notes", "pcx_like", "tga", "weights", "zeros"]

@@ -90,10 +90,32 @@ def image_signature(head: bytes) -> bool:
         or head[:4] == b"qoif"
         or head[:6] == b"8BPS\x00\x01"
         or (head[:2] == b"\x01\xda" and head[2:4] in (b"\x00\x01", b"\x00\x02", b"\x01\x01", b"\x01\x02"))
-        or (len(head) > 3 and head[0] == 10 and head[1] in (0, 2, 3, 4, 5) and head[2] == 1 and head[3] in (1, 2, 4, 8))
-        or (len(head) > 11 and head[:4] == b"\x00\x00\x01\x00" and head[4:6] != b"\x00\x00" and head[9] == 0
-            and head[10:12] in (b"\x00\x00", b"\x01\x00"))
+        or _pcx_header(head)
+        or _ico_header(head)
     )  # fmt: skip
+
+
+def _pcx_header(head: bytes) -> bool:
+    """ZSoft PCX: manufacturer 10, a known version, RLE, 1/2/4/8 bits per plane and a window whose
+    far corner is not before its near one (the four fixed bytes alone start other binaries)."""
+    if len(head) < 12 or head[0] != 10 or head[1] not in (0, 2, 3, 4, 5) or head[2] != 1 or head[3] not in (1, 2, 4, 8):
+        return False
+    x0, y0, x1, y1 = (int.from_bytes(head[k : k + 2], "little") for k in (4, 6, 8, 10))
+    return x1 >= x0 and y1 >= y0
+
+
+def _ico_header(head: bytes) -> bool:
+    """Windows icon: reserved 0, type 1, at least one image, and a first directory entry that
+    reads as one (reserved byte 0, 0 or 1 plane, a bit depth icons have, a non-empty image)."""
+    return (
+        len(head) >= 18
+        and head[:4] == b"\x00\x00\x01\x00"
+        and head[4:6] != b"\x00\x00"
+        and head[9] == 0
+        and head[10:12] in (b"\x00\x00", b"\x01\x00")
+        and int.from_bytes(head[12:14], "little") in (0, 1, 2, 4, 8, 16, 24, 32)
+        and int.from_bytes(head[14:18], "little") > 0
+    )
 
 
 def _first_bytes(path: Path) -> bytes:
