@@ -186,3 +186,44 @@ def test_a_failure_in_the_worker_thread_is_raised_in_the_caller(net):
     w, b, pad, relu = net.folded()[1]
     with pytest.raises(RuntimeError):
         winograd_module.winograd_forward(torch.rand(1, 3, 8, 8), [(w, b, pad, relu)])  # 64 channels expected
+
+
+@needs_nnpack
+def test_ctrl_c_stops_the_worker_thread_after_its_band(net, monkeypatch):
+    """Ctrl-C in the caller interrupted it at once but left the worker computing the whole map (a
+    few seconds at 1 MP, in the background of the next notebook cell); it now stops after its band."""
+    import signal
+    import threading
+    import time
+
+    calls = []
+    conv = winograd_module.winograd_conv
+
+    def slow_conv(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.02)
+        return conv(*args, **kwargs)
+
+    monkeypatch.setattr(winograd_module, "winograd_conv", slow_conv)
+    monkeypatch.setattr(winograd_module, "BAND_BYTES", 64 * 4 * 48 * 4)  # 4-row bands: 8 per 32-row map
+    layers = net.folded()
+    total = 8 * sum(winograd_module.winograd_usable(torch.zeros(1, w.shape[1], 4, 48), w, p) for w, _, p, _ in layers)
+    main = threading.main_thread()
+    if threading.current_thread() is not main:
+        pytest.skip("signals reach the main thread only")
+    # a real SIGINT, as a terminal's Ctrl-C (a suite started in the background ignores it)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.3, signal.pthread_kill, (main.ident, signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            winograd_module.winograd_forward(torch.rand(1, 3, 32, 48), layers)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    # (an interrupted join leaves the Thread object "finished" in CPython: watch its work instead)
+    seen, still = -1, 0
+    for _ in range(100):
+        time.sleep(0.1)
+        seen, still = len(calls), (still + 1 if len(calls) == seen else 0)
+        if still >= 5 or seen >= total:
+            break
+    assert 0 < len(calls) < total / 2, (len(calls), total)

@@ -97,10 +97,24 @@ def band_rows(height: int, width: int, channels: int, element_size: int = 4) -> 
     return spans
 
 
-def _banded_layer(bands: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor, relu: bool) -> list[torch.Tensor]:
+class _Stopped(Exception):
+    """The caller gave up (Ctrl-C, an error): the worker stops at the next band."""
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise _Stopped
+
+
+def _banded_layer(
+    bands: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor, relu: bool, stop: threading.Event | None = None
+) -> list[torch.Tensor]:
     """One 3x3 convolution (padding 1) over a map kept as bands: NNPACK per band, then the rows next
     to each inner boundary from both bands (a direct convolution over the four rows around it)."""
-    outs = [winograd_conv(t, w, b, relu=False) for t in bands]
+    outs = []
+    for t in bands:
+        _check(stop)
+        outs.append(winograd_conv(t, w, b, relu=False))
     for i in range(len(bands) - 1):
         window = torch.cat([bands[i][:, :, -2:], bands[i + 1][:, :, :2]], dim=2)
         edge = F.conv2d(window, w, b, padding=(0, 1))  # the last row of band i, the first of band i + 1
@@ -109,13 +123,14 @@ def _banded_layer(bands: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor, r
     return [o.relu_() for o in outs] if relu else outs
 
 
-def _layers(x: torch.Tensor, layers: Sequence[Layer]) -> torch.Tensor:
+def _layers(x: torch.Tensor, layers: Sequence[Layer], stop: threading.Event | None = None) -> torch.Tensor:
     n, _, h, wd = x.shape
     channels = max(w.shape[0] for w, _, _, _ in layers)
     bands = [x[:, :, r0:r1].contiguous() for r0, r1 in band_rows(h, wd, channels, x.element_size())]
     for k, (w, b, pad, relu) in enumerate(layers):
+        _check(stop)
         if winograd_usable(bands[0], w, pad):
-            bands = _banded_layer(bands, w, b, relu)
+            bands = _banded_layer(bands, w, b, relu, stop)
         elif k == len(layers) - 1 and w.shape[0] == 1 and not relu:
             return conv_one_channel(bands, w, b, pad)
         else:  # another kind of layer (not in Noiseprint++): the whole map, directly
@@ -128,19 +143,27 @@ def _layers(x: torch.Tensor, layers: Sequence[Layer]) -> torch.Tensor:
 def winograd_forward(x: torch.Tensor, layers: Sequence[Layer]) -> torch.Tensor:
     """The folded convolutions ``layers`` (``(weight, bias, padding, relu)`` each) applied to ``x``:
     Winograd in bands where :func:`winograd_usable`, the one-channel last layer as shifted planes,
-    any other by ``conv2d``. Runs in a thread of its own, which takes NNPACK's workspace with it."""
+    any other by ``conv2d``. Runs in a thread of its own, which takes NNPACK's workspace with it;
+    interrupted (Ctrl-C), the caller raises at once and the thread stops after its current band."""
     box: dict[str, Any] = {}
+    stop = threading.Event()
 
     def run() -> None:
         try:
             with torch.no_grad():  # grad mode and autocast are per thread: a new one starts plain
-                box["map"] = _layers(x, layers)
+                box["map"] = _layers(x, layers, stop)
+        except _Stopped:
+            pass
         except BaseException as e:  # raised again in the caller's thread
             box["error"] = e
 
     worker = threading.Thread(target=run, name="trufor_lab-winograd")
     worker.start()
-    worker.join()
+    try:
+        worker.join()
+    except BaseException:  # KeyboardInterrupt in the caller: the worker is not left running
+        stop.set()
+        raise
     if "error" in box:
         raise box["error"]
     return box["map"]
