@@ -144,9 +144,9 @@ def winograd_forward(x: torch.Tensor, layers: Sequence[Layer]) -> torch.Tensor:
     """The folded convolutions ``layers`` (``(weight, bias, padding, relu)`` each) applied to ``x``:
     Winograd in bands where :func:`winograd_usable`, the one-channel last layer as shifted planes,
     any other by ``conv2d``. Runs in a thread of its own, which takes NNPACK's workspace with it;
-    interrupted (Ctrl-C), the caller raises at once and the thread stops after its current band."""
+    interrupted (Ctrl-C), the caller raises once the thread has stopped after its current band."""
     box: dict[str, Any] = {}
-    stop = threading.Event()
+    stop, done = threading.Event(), threading.Event()
 
     def run() -> None:
         try:
@@ -156,6 +156,8 @@ def winograd_forward(x: torch.Tensor, layers: Sequence[Layer]) -> torch.Tensor:
             pass
         except BaseException as e:  # raised again in the caller's thread
             box["error"] = e
+        finally:
+            done.set()
 
     worker = threading.Thread(target=run, name="trufor_lab-winograd")
     worker.start()
@@ -163,6 +165,7 @@ def winograd_forward(x: torch.Tensor, layers: Sequence[Layer]) -> torch.Tensor:
         worker.join()
     except BaseException:  # KeyboardInterrupt in the caller: the worker is not left running
         stop.set()
+        done.wait()  # one band (an interrupted join no longer waits for the thread at exit)
         raise
     if "error" in box:
         raise box["error"]
