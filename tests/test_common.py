@@ -363,3 +363,33 @@ def test_data_files_are_not_named_as_images_in_another_format(tmp_path, name, he
     path = tmp_path / name
     path.write_bytes(head + bytes(512))
     assert unrecognised_reason(str(path)) == "not an image file (unrecognised format, or one not read here)"
+
+
+@pytest.mark.parametrize(
+    "name, data, says",
+    [
+        (
+            "zero_width.gif",
+            b"GIF89a" + (0).to_bytes(2, "little") + (16).to_bytes(2, "little") + b"\x00\x00\x00;",
+            "a GIF",
+        ),
+        (
+            "zero_width.qoi",
+            b"qoif" + (0).to_bytes(4, "big") + (10).to_bytes(4, "big") + b"\x03\x00" + bytes(8),
+            "a QOI file",
+        ),
+        ("zero_height.j2k", b"\xff\x4f\xff\x51\x00\x29" + bytes(40), "a JPEG 2000 file"),
+        ("cut.jp2", b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(20), "a JPEG 2000 file"),
+    ],
+)
+def test_damaged_files_of_formats_read_here_are_named(tmp_path, name, data, says):
+    """A zero-width GIF or a cut JPEG 2000 codestream (Pillow's test corpus) was 'not an image file
+    (unrecognised format, or one not read here)', though its format is read here."""
+    from trufor_lab.inference.preprocess import ImageError, load_image
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ImageError) as e:
+        load_image(str(path))
+    (line,) = str(e.value).splitlines()
+    assert line.startswith(f"{path}: {says} that cannot be read ("), line
