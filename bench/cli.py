@@ -19,10 +19,11 @@ best time is kept, so that ratios on a shared machine compare like with like. Mo
   attention formula as written (``set_attention('plain')``), NCHW, no chunking; on CUDA with
   cuDNN off, as the official test configuration sets it;
 - ``exact``: ``trufor_lab.inference.predict.predict(model, x, 'exact')`` (IEEE float32);
-- ``fast``: ``predict(model, x, 'fast')``: Noiseprint++ IEEE float32 but channels-last, the
-  encoder in bfloat16 (patch embeddings and FFMs float32) on CUDA, float32 on CPUs; approximate;
+- ``fast``: ``predict(model, x, 'fast')``: Noiseprint++ IEEE float32 but by Winograd in bands on
+  CPUs whose PyTorch has NNPACK, channels-last elsewhere; the encoder in bfloat16 (patch
+  embeddings and FFMs float32) on CUDA, float32 on CPUs; approximate;
 - ``fast32``: the fast mode without bfloat16 (``InferenceMode.fast(amp_dtype=None)``): only the
-  channels-last Noiseprint++ differs from exact, so it stays within the float32 tolerances;
+  fast Noiseprint++ differs from exact, so it stays within the float32 tolerances;
 - ``fast-bf16``: the fast mode with the bfloat16 encoder on CPUs with native bfloat16 too
   (``InferenceMode.fast(amp_on_cpu=None)``, opt-in).
 
