@@ -22,7 +22,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -255,88 +255,58 @@ def evaluate_items(model, items: Sequence[Forgery]) -> dict:
     }
 
 
+#: Round 3's platform chain: JPEG 60-98 on 60 % of the real examples, 35 % of the saves in 4:4:4.
+_CHAIN3 = {"chain_prob": 0.6, "chain_quality": (60, 98), "chain_p444": 0.35}
+
+
+def _like_round3(seed: int, **stream: Any) -> dict:
+    """Round 3's chain, schedule and calibration with another seed and more stream settings."""
+    return dict(
+        seed=seed,
+        stream_kwargs={**_CHAIN3, **stream},
+        phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
+        overrides={"detection": {"crop": 160}},
+        calibration={"n": 48, "base_rate": 0.2},
+    )
+
+
 #: Round 3 (``run(..., init=<round 2>/detection/last.pt, **ROUND3)``): the round-2 model trained
 #: on a platform chain that also re-saves at quality 95-98 and in 4:4:4 chroma (as photo editors
 #: do: the Canon test photo's false positives), calibrated on 48 + 48 validation crops for a
 #: population where one image in five is forged (``base_rate``).
-ROUND3 = dict(
-    seed=3,
-    stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 98), "chain_p444": 0.35},
-    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
-    overrides={"detection": {"crop": 160}},
-    calibration={"n": 48, "base_rate": 0.2},
-)
+ROUND3 = _like_round3(3)
 
 #: Round 4 (``run(..., init=<round 3>/detection/last.pt, **ROUND4)``): as round 3 on a three
 #: times larger pool of larger examples (720 of 192 px), four times the localization steps.
 _POOL4 = {"precompute": 720, "precompute_size": 192}
 ROUND4 = dict(
-    seed=4,
-    stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 98), "chain_p444": 0.35},
+    _like_round3(4),
     phases={"localization": (1200, 1.5e-4, 2400), "confidence": (200, 2e-3, 400), "detection": (600, 2e-3, 900)},
     overrides={"localization": _POOL4, "confidence": _POOL4, "detection": {**_POOL4, "crop": 192}},
-    calibration={"n": 48, "base_rate": 0.2},
 )
 
 #: Round 5 (``run(..., init=<round 3>/detection/last.pt, **ROUND5)``, not shipped): round 3's
 #: recipe with sources that had been saved again before the splice (``source_resave``: editors,
 #: messengers), as both test cameras' photos were. Re-saved splices ranked no better and more
 #: pristine test tiles scored above 0.5 (see the model card).
-ROUND5 = dict(
-    seed=5,
-    stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 98), "chain_p444": 0.35, "source_resave": 0.5},
-    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
-    overrides={"detection": {"crop": 160}},
-    calibration={"n": 48, "base_rate": 0.2},
-)
+ROUND5 = _like_round3(5, source_resave=0.5)
 
 #: Round 6 (``run(..., init=<round 3, shipped>, **ROUND6)``): round 5 with messenger-sized
 #: sources: a re-saved source is downscaled by 0.2-0.6 half of the time (a 12 MP photo sent at
 #: 800-2400 px), as both test cameras' photos were (by about 0.28), instead of 0.5-0.9.
-ROUND6 = dict(
-    seed=6,
-    stream_kwargs={
-        "chain_prob": 0.6,
-        "chain_quality": (60, 98),
-        "chain_p444": 0.35,
-        "source_resave": 0.5,
-        "source_scale": (0.2, 0.6),
-    },
-    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
-    overrides={"detection": {"crop": 160}},
-    calibration={"n": 48, "base_rate": 0.2},
-)
+ROUND6 = _like_round3(6, source_resave=0.5, source_scale=(0.2, 0.6))
 
 #: Round 7 (``run(..., init=<round 3, shipped>, **ROUND7)``): fewer splices between the two
 #: real training cameras (whose identities a model can learn) and, instead, splices between
 #: photos of any cameras that were each saved again on their own (the fourth kind of
 #: :class:`~trufor_lab.training.photos.RealForgeryStream`: processing history, not camera).
-ROUND7 = dict(
-    seed=7,
-    stream_kwargs={
-        "chain_prob": 0.6,
-        "chain_quality": (60, 98),
-        "chain_p444": 0.35,
-        "source_resave": 0.3,
-        "source_scale": (0.25, 0.9),
-        "weights": (0.15, 0.2, 0.3, 0.35),
-    },
-    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
-    overrides={"detection": {"crop": 160}},
-    calibration={"n": 48, "base_rate": 0.2},
-)
+ROUND7 = _like_round3(7, source_resave=0.3, source_scale=(0.25, 0.9), weights=(0.15, 0.2, 0.3, 0.35))
 
 #: Round 8 (``run(..., init=<round 3, shipped>, **ROUND8)``): round 3's recipe with a third of
 #: the real examples, pristine and forged alike, edited as a whole (tone, contrast, colour,
 #: sharpening, noise reduction: :mod:`~trufor_lab.training.edits`), as processed but authentic
 #: pictures are, so that processing everywhere is not read as manipulation.
-ROUND8 = dict(
-    seed=8,
-    stream_kwargs={"chain_prob": 0.6, "chain_quality": (60, 98), "chain_p444": 0.35, "global_edit": 0.35},
-    phases={"localization": (300, 1.5e-4, 1500), "confidence": (100, 2e-3, 300), "detection": (300, 2e-3, 420)},
-    overrides={"detection": {"crop": 160}},
-    calibration={"n": 48, "base_rate": 0.2},
-)
+ROUND8 = _like_round3(8, global_edit=0.35)
 
 #: Round 1 (``run(..., **ROUND1)``): only its localization checkpoint is kept (its split had
 #: the whole Fujifilm camera as validation); round 2 starts from it with the final split.
