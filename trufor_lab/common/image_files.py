@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFile, TiffImagePlugin
 
 from trufor_lab.common.native_stderr import native_stderr_kept
+from trufor_lab.common.paths import signed_format
 from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
 
 __all__ = [
@@ -387,23 +388,12 @@ def unrecognised_reason(source: bytes | str) -> str:
         if kind in _ORDINARY_KINDS:  # plain samples: its layout, not its format, is at fault
             return f"a damaged TIFF ({_tiff_damage(source)})"
         return f"a TIFF with a sample format not supported here ({kind or 'float colour?'})"
-    if (name := _signed_format(first)) is not None:  # its signature says what it should be
+    if (name := signed_format(first)) is not None:  # its signature says what it should be
         return f"a {name} that cannot be read (damaged, cut short, or of zero width or height?)"
     other = _other_format(source)
     if other is not None:
         return f"an image in a format not read here: {other}; convert it to PNG"
     return "not an image file (unrecognised format, or one not read here)"
-
-
-def _signed_format(first: bytes) -> str | None:
-    """The format read here that a file's first bytes announce (GIF, JPEG 2000, QOI), if any."""
-    if first[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if first[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or first[:4] == b"\xff\x4f\xff\x51":
-        return "JPEG 2000 file"
-    if first[:4] == b"qoif":
-        return "QOI file"
-    return None
 
 
 #: Formats never opened, even to name them: EPS's plugin hands the file to Ghostscript. Pillow's

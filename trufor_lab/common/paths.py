@@ -79,20 +79,29 @@ def image_signature(head: bytes) -> bool:
     return (
         head[:3] == b"\xff\xd8\xff"
         or head[:8] == b"\x89PNG\r\n\x1a\n"
-        or head[:6] in (b"GIF87a", b"GIF89a")
+        or signed_format(head) is not None  # GIF, JPEG 2000, QOI
         or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
         or head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
         or (head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADERS)
         or (head[4:8] == b"ftyp" and head[8:12] in _PICTURE_BRANDS)
-        or head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n"
-        or head[:4] == b"\xff\x4f\xff\x51"
         or re.match(rb"P[1-6]\s+[#\d]|P7\s+[#A-Z]", head) is not None  # not a line of text: 'P1 is ...'
-        or head[:4] == b"qoif"
         or head[:6] == b"8BPS\x00\x01"
         or (head[:2] == b"\x01\xda" and head[2:4] in (b"\x00\x01", b"\x00\x02", b"\x01\x01", b"\x01\x02"))
         or _pcx_header(head)
         or _ico_header(head)
     )  # fmt: skip
+
+
+def signed_format(head: bytes) -> str | None:
+    """The name of the format (GIF, JPEG 2000, QOI) that a file's first bytes announce, if one of
+    these: :func:`image_signature` takes the file, and a file Pillow then refuses is named by it."""
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or head[:4] == b"\xff\x4f\xff\x51":
+        return "JPEG 2000 file"
+    if head[:4] == b"qoif":
+        return "QOI file"
+    return None
 
 
 def _pcx_header(head: bytes) -> bool:

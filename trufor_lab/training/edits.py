@@ -13,6 +13,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from trufor_lab.common.imaging import to_uint8
+from trufor_lab.lab.perturb import Gamma
+
 #: The edits :func:`global_edit` draws from, each with its parameter range.
 EDITS = ("gamma", "contrast", "saturation", "balance", "sharpen", "smooth")
 
@@ -33,8 +36,7 @@ def global_edit(
     for name in rng.permutation(list(kinds))[:k]:
         if name == "gamma":
             g = rng.uniform(0.75, 1.35)
-            lut = np.clip(np.round(255 * (np.arange(256) / 255) ** g), 0, 255).astype(np.uint8)
-            im = im.point(list(lut) * 3)
+            im = Image.fromarray(Gamma().apply(np.asarray(im), g))
             done.append(f"gamma{g:.2f}")
         elif name == "contrast":
             c = rng.uniform(0.8, 1.3)
@@ -46,8 +48,7 @@ def global_edit(
             done.append(f"saturation{c:.2f}")
         elif name == "balance":
             gain = rng.uniform(0.92, 1.08, 3)
-            a = np.asarray(im).astype(np.float32) * gain
-            im = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
+            im = Image.fromarray(to_uint8(np.asarray(im).astype(np.float32) * gain))
             done.append("balance")
         elif name == "sharpen":
             r, pct = rng.uniform(0.8, 2.5), int(rng.integers(40, 151))
