@@ -153,11 +153,14 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", overwrite=True)
     assert s["written"] == 1 and s["skipped"] == 0
     # another mode: recomputed (the fast outputs were reused by an exact run before)
+    from trufor_lab.model.winograd import nnpack_available
+
+    fast_cpu = "fast[encoder float32, noiseprint winograd]" if nnpack_available() else "fast[encoder float32]"
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode="fast")
     assert s["written"] == 1 and s["recomputed"] == [
-        ["good/one", "existing output computed as exact float32 (now fast[encoder float32] float32)"]
+        ["good/one", f"existing output computed as exact float32 (now {fast_cpu} float32)"]
     ]
-    assert str(np.load(out / "good" / "one.npz")["trufor_lab_computed"]) == "fast[encoder float32] float32"
+    assert str(np.load(out / "good" / "one.npz")["trufor_lab_computed"]) == f"{fast_cpu} float32"
     # a fast mode with other settings is another computation: not the preset's output
     from trufor_lab.inference.predict import InferenceMode, mode_label
 
@@ -174,10 +177,21 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
     for native, want in ((True, "fast[encoder bfloat16]"), (False, "fast[encoder float32]")):
         monkeypatch.setattr(predict_mod, "cuda_bf16_native", lambda dev, native=native: native)
         assert mode_label("fast", "cuda:0") == want
-    assert mode_label("fast", "cpu") == "fast[encoder float32]" and mode_label("exact", "cpu") == "exact"
-    assert mode_label(InferenceMode.fast(amp_on_cpu=True), "cpu") == "fast(amp_on_cpu=True)[encoder bfloat16]"
+    # on a CPU, whether the Noiseprint++ convolutions were Winograd's (NNPACK) or oneDNN's
+    import trufor_lab.model.winograd as winograd_mod
+
+    real = winograd_mod.nnpack_available
+    for nnpack, ran in ((True, ", noiseprint winograd"), (False, "")):
+        monkeypatch.setattr(winograd_mod, "nnpack_available", lambda nnpack=nnpack: nnpack)
+        assert mode_label("fast", "cpu") == f"fast[encoder float32{ran}]" and mode_label("exact", "cpu") == "exact"
+        assert mode_label(InferenceMode.fast(noiseprint_winograd=False), "cpu") == (
+            "fast(noiseprint_winograd=False)[encoder float32]"
+        )
+        assert mode_label(InferenceMode.fast(amp_on_cpu=True), "cpu") == f"fast(amp_on_cpu=True)[encoder bfloat16{ran}]"
+    monkeypatch.setattr(winograd_mod, "nnpack_available", real)
     s = distributed_analyze([SimpleNamespace(id="good/one", image_path=other)], out, device="cpu", mode=f32)
-    assert s["written"] == 1 and "now fast(amp_dtype=None) float32" in s["recomputed"][0][1]
+    f32_cpu = "fast(amp_dtype=None)" + ("[noiseprint winograd]" if nnpack_available() else "")
+    assert s["written"] == 1 and f"now {f32_cpu} float32" in s["recomputed"][0][1]
     # a GPU's bfloat16 output under the same mode name is recomputed, not reused, on the CPU
     np.savez(
         out / "good" / "one.npz",

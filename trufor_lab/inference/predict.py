@@ -206,13 +206,20 @@ def mode_label(mode: str | InferenceMode, device: str | torch.device | None = No
     runs (``lean``, ``compile``, ``token_bands``, chunk sizes and budget) is left out: float32
     rounding only. With ``device``, a mode whose encoder precision depends on the device says
     which one it ran (``"fast[encoder bfloat16]"`` on an Ampere GPU, ``"fast[encoder float32]"``
-    on a CPU or an older GPU): the same settings are not the same arithmetic everywhere."""
+    on a CPU or an older GPU), and a mode asking for Winograd Noiseprint++ says whether it ran
+    (``"fast[encoder float32, noiseprint winograd]"`` on a CPU whose PyTorch has NNPACK; without
+    it the convolutions are oneDNN's): the same settings are not the same arithmetic everywhere."""
     label = _settings_label(mode)
     m = resolve_mode(mode)
-    if device is not None and m.amp_dtype is not None:
+    if device is None:
+        return label
+    ran = []
+    if m.amp_dtype is not None:
         dtype = m.amp_dtype if uses_autocast(m, device) else torch.float32
-        label += f"[encoder {str(dtype).removeprefix('torch.')}]"
-    return label
+        ran.append(f"encoder {str(dtype).removeprefix('torch.')}")
+    if m.noiseprint_winograd and winograd_applies(device, torch.float32):
+        ran.append("noiseprint winograd")
+    return label + (f"[{', '.join(ran)}]" if ran else "")
 
 
 def _settings_label(mode: str | InferenceMode) -> str:
