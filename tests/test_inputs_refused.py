@@ -6,6 +6,7 @@ model's attention setting) or ignore (a global reduced-precision float32 setting
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import trufor_lab.model.segformer as segformer_mod
 from trufor_lab.inference.load import load_trufor
 from trufor_lab.inference.predict import InferenceMode, predict
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.model import CheckpointError, TruFor, TruForConfig
+from trufor_lab.model import CheckpointError, HalfPrecisionWarning, TruFor, TruForConfig
 from trufor_lab.model.attention import attention
 from trufor_lab.model.lean import LeanConfig, lean_forward
 from trufor_lab.model.trufor import MIN_TRUFOR_SIDE
@@ -48,6 +49,15 @@ def test_a_model_cast_to_half_precision_is_refused(small, dtype):
     for call in (lambda: predict(low, _rgb()), lambda: tl.analyze(low, image), lambda: predict(low.dncnn, _rgb())):
         with pytest.raises(ValueError, match=rf"model parameters are {name}; .*float32 or float64: model.float\(\)"):
             call()
+    # the raw forward still runs a cast model (experiments), but says that Noiseprint++ is not
+    # the official one; a float32 model's forward says nothing
+    with pytest.warns(HalfPrecisionWarning, match=rf"Noiseprint\+\+ weights are {name}: .*model.float\(\)"):
+        with torch.no_grad():
+            low(_rgb().to(dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.no_grad():
+            small(_rgb())
     mixed = copy.deepcopy(small).double()
     mixed.dncnn.float()
     with pytest.raises(ValueError, match="mix float32 and float64"):

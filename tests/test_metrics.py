@@ -326,6 +326,10 @@ def test_detection_errors_and_single_class():
         detection_metrics([0.2, 0.3], [0, 2])
     with pytest.raises(ValueError, match="one label per score"):
         detection_metrics([0.2, 0.3], [0])
+    # a (2, N) array was paired with the labels in C order, unsaid; (N, 1) is one score per image
+    with pytest.raises(ValueError, match=r"one per image \(1-D\), got shape \(2, 2\)"):
+        detection_metrics(np.array([[0.1, 0.9], [0.8, 0.2]]), [0, 1, 1, 0])
+    assert detection_metrics(np.array([[0.1], [0.9]]), [0, 1]).auc == 1.0
     r = detection_metrics([0.2, 0.7], [0, 0])
     assert math.isnan(r.auc) and math.isnan(r.tpr) and r.balanced_accuracy == 0.5
     r = detection_metrics([np.nan], [1])

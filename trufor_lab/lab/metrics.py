@@ -402,8 +402,9 @@ def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int
     is left (the official code raises there).
     """
     s = _real_numbers(scores, "scores")
-    if s.ndim != 1:
-        s = s.ravel()
+    if sum(d != 1 for d in s.shape) > 1:  # (N, 1) is one score per image; (2, N) is not
+        raise ValueError(f"scores must be one per image (1-D), got shape {s.shape}")
+    s = s.ravel()
     y = _as_labels(labels, s.size)
     if np.isposinf(s).any():
         idx = np.flatnonzero(np.isposinf(s))[:5].tolist()

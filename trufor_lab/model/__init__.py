@@ -21,7 +21,7 @@ from .checkpoint import CheckpointError, extract_state_dict, read_checkpoint, st
 from .config import MIT_B0, MIT_B2, TruForConfig, stage_sizes
 from .detection import STATISTIC_NAMES, weighted_statistics_pooling
 from .encoder import BRANCHES, DualMiTEncoder, FeatureInfo
-from .noiseprint import Noiseprint, exact_float32
+from .noiseprint import HalfPrecisionWarning, Noiseprint, exact_float32
 from .trufor import TruFor, TruForOutput
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "CheckpointError",
     "DualMiTEncoder",
     "FeatureInfo",
+    "HalfPrecisionWarning",
     "MIT_B0",
     "MIT_B2",
     "Noiseprint",

@@ -29,6 +29,8 @@ Weights: GRIP-UNINA research licence (``weights/LICENSE-GRIP-UNINA.txt``).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,6 +96,10 @@ def conv_rows(
         y = conv_relu(xs, w, b, p) if relu else F.conv2d(xs, w, b, padding=p)
         out[:, :, s.r0 : s.r1].copy_(y[:, :, s.offset : s.offset + s.r1 - s.r0])
     return out
+
+
+class HalfPrecisionWarning(UserWarning):
+    """Noiseprint++ ran in float16/bfloat16 (a cast model's raw forward): not the official numerics."""
 
 
 class Noiseprint(nn.Sequential):
@@ -189,8 +195,19 @@ class Noiseprint(nn.Sequential):
         return x.contiguous()
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:  # noqa: D401
-        """Noiseprint++ map ``(B, 1, H, W)`` of ``rgb`` (RGB / 256, ``(B, 3, H, W)``)."""
+        """Noiseprint++ map ``(B, 1, H, W)`` of ``rgb`` (RGB / 256, ``(B, 3, H, W)``).
+
+        In the weights' precision: a module cast to float16/bfloat16 (``model.half()``) runs, for
+        experiments, with a :class:`HalfPrecisionWarning` (its map visibly differs from the
+        official float32 one; ``predict``/``analyze`` refuse such a model)."""
         dtype = self[0].weight.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            warnings.warn(
+                f"Noiseprint++ weights are {str(dtype).removeprefix('torch.')}: its map visibly differs from the "
+                "official float32 one; model.float() (or model.dncnn.float()) for the official numerics",
+                HalfPrecisionWarning,
+                stacklevel=2,
+            )
         with exact_float32(self.onednn):
             x = rgb.to(dtype)
             for layer in self:

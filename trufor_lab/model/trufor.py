@@ -119,7 +119,8 @@ class TruFor(nn.Module):
         return (rgb - self.rgb_mean) / self.rgb_std
 
     def forward_noiseprint(self, rgb: torch.Tensor) -> torch.Tensor:
-        """Noiseprint++ map ``(B, 1, H, W)`` (always exact float32/float64)."""
+        """Noiseprint++ map ``(B, 1, H, W)`` in the weights' precision (float32/float64 exact; a
+        half-precision cast warns: :class:`~.noiseprint.HalfPrecisionWarning`)."""
         return self.dncnn(rgb)
 
     def forward_features(self, rgb: torch.Tensor, noiseprint: torch.Tensor) -> list[torch.Tensor]:
