@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import warnings
 import zipfile
 from pathlib import Path
@@ -56,6 +57,14 @@ def test_checkpoint_that_runs_code_is_refused_and_nothing_executes(tmp_path):
     with pytest.raises(CheckpointError):
         tl.load(ckpt)
     assert not marker.exists()
+    # a plain pickle.dump of protocol 0 (printable) or 1: never unpickled, and called a pickle
+    # (protocol 0 was "a text file ... a download that returned a web page?")
+    for proto in (0, 1):
+        old = tmp_path / f"proto{proto}.pth"
+        old.write_bytes(pickle.dumps({"state_dict": {}, "payload": _Evil(str(marker))}, protocol=proto))
+        with pytest.raises(CheckpointError, match=rf"proto{proto}\.pth: a pickle of protocol 0 or 1 .*not unpickled"):
+            tl.load(old)
+    assert not marker.exists()
 
 
 def test_a_pytorch_with_an_unsafe_weights_only_loader_reads_no_checkpoint(shared_dir, monkeypatch):
@@ -100,6 +109,7 @@ def test_a_checkpoint_config_is_checked_before_anything_is_built(tmp_path):
     sd = TruFor(small).state_dict()
     big = dict(small.to_dict(), embed_dims=[1024] * 4, num_heads=[1] * 4, depths=[8] * 4)
     wide = dict(small.to_dict(), decoder_embed_dim=4096)  # same encoder, a decoder the weights lack
+    per_stage = ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios", "patch_sizes", "strides")
     cases = {
         "unknown": (dict(small.to_dict(), bogus=1), "unknown entries: bogus"),
         "heads": (dict(small.to_dict(), num_heads=[0] * 4), "outside 1..64"),
@@ -112,6 +122,11 @@ def test_a_checkpoint_config_is_checked_before_anything_is_built(tmp_path):
         "std0": (dict(small.to_dict(), rgb_std=[0.0, 0.0, 0.0]), r"standard deviations of RGB/255 lie in \(0, 1\]"),
         "eps_nan": (dict(small.to_dict(), decoder_bn_eps=float("nan")), "decoder_bn_eps must be finite"),
         "eps_neg": (dict(small.to_dict(), decoder_bn_eps=-1.0), r"eps lies in \(0, 1\]"),
+        # loaded; every image then failed on an empty max() (a traceback in the CLI)
+        "no_stages": ({k: [] for k in per_stage}, "embed_dims is empty: the encoder needs at least one stage"),
+        # math.isfinite(10**400) raised a bare OverflowError (a traceback in the CLI)
+        "huge_int": (dict(small.to_dict(), embed_dims=[10**400, 16, 24, 32]), "embed_dims must be finite"),
+        "huge_mean": (dict(small.to_dict(), rgb_mean=[10**400, 0, 0]), "rgb_mean must be finite"),
         "big": (big, "another TruFor size .* than its own 'config' entry says"),
         "wide": (wide, "does not match the model"),
     }
@@ -122,6 +137,14 @@ def test_a_checkpoint_config_is_checked_before_anything_is_built(tmp_path):
         with pytest.raises(CheckpointError, match=why) as e:
             load_trufor(path)
         assert str(path) in str(e.value) and "\n" not in str(e.value)
+    # a key with a 5000-digit block index: int() refused it inside stage_sizes (a ValueError
+    # naming no file); now the strict load reports it as unexpected, naming the file
+    path = tmp_path / "long_index.pt"
+    long_key = "backbone.block1." + "9" * 5000 + ".x"
+    torch.save({"state_dict": {**sd, long_key: torch.zeros(1)}, "config": small.to_dict()}, path)
+    with pytest.raises(CheckpointError, match="unexpected") as e:
+        load_trufor(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 1000, grown_mib  # building the claimed network would take ~3.7 GB
     nested: list = [8]
@@ -323,6 +346,13 @@ def test_weights_install_takes_a_zip_copied_from_another_machine(tmp_path, recip
     assert main(["weights", "install", str(z), "-q"]) == 1  # not the official archive
     err = capsys.readouterr().err.strip()
     assert "is not the official TruFor_weights.zip's" in err and len(err.splitlines()) == 1
+    assert "checkpoint itself" not in err
+    # the checkpoint given in place of the zip: said so, with where it goes instead
+    ckpt = tmp_path / "trufor.pth.tar"
+    torch.save({"network": recipe_state}, ckpt)
+    assert main(["weights", "install", str(ckpt), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "it is a checkpoint itself, not the zip: use it with --weights" in err
     assert not (tmp_path / "cache" / W.TRUFOR_FILE).exists()
     monkeypatch.setattr(W, "TRUFOR_ZIP_MD5", md5)  # the stand-in is the official archive from here on
     assert main(["weights", "install", str(z), "-q"]) == 0
@@ -520,6 +550,13 @@ def test_noiseprint_weights_given_as_a_full_checkpoint_say_so(shared_dir, tmp_pa
     path = shared_dir / "weights" / "noiseprint++.th"
     with pytest.raises(CheckpointError, match=r"noiseprint\+\+\.th: Noiseprint\+\+ weights alone .*load_noiseprint"):
         tl.load_trufor(path)
+    # the same weights under a full model's names (dncnn.*) said "858 missing [backbone...]"
+    from trufor_lab.model import extract_state_dict
+
+    prefixed = tmp_path / "dncnn_prefixed.pt"
+    torch.save({f"dncnn.{k}": v for k, v in extract_state_dict(read_checkpoint(path), str(path)).items()}, prefixed)
+    with pytest.raises(CheckpointError, match=r"dncnn_prefixed\.pt: Noiseprint\+\+ weights alone"):
+        tl.load_trufor(prefixed)
     folder = tmp_path / "weights_folder"
     folder.mkdir()
     img = tmp_path / "x.png"
@@ -671,9 +708,13 @@ def test_foreign_layouts_and_long_keys_are_named_in_one_bounded_line(tmp_path, r
         read_checkpoint(tmp_path / "script.pt")
     torch.save({"epoch": 3, "state_dict_ema": recipe_state}, tmp_path / "ema.pt")
     with pytest.raises(
-        CheckpointError, match=r"ema\.pt: holds no state dict \(top-level entries epoch, state_dict_ema;"
+        CheckpointError, match=r"ema\.pt: holds no state dict \(top-level entries: epoch, state_dict_ema;"
     ):
         tl.load(tmp_path / "ema.pt")
+    # four levels down: the message called the entries at level 3 "top-level"
+    torch.save({"model": {"model": {"model": {"network": recipe_state}}}}, tmp_path / "deep.pt")
+    with pytest.raises(CheckpointError, match=r"deep\.pt: .*\(entries under model/model/model: network; .*3 levels"):
+        tl.load(tmp_path / "deep.pt")
     long = dict(recipe_state)
     long["x" * 100_000] = torch.zeros(1)
     torch.save({"state_dict": long}, tmp_path / "long.pt")

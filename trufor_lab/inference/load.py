@@ -117,7 +117,7 @@ def load_trufor(
     sd = extract_state_dict(obj, str(path))
     with torch.device("meta"):
         dncnn_keys = Noiseprint().state_dict().keys()
-    if sd.keys() == dncnn_keys:
+    if sd.keys() in (dncnn_keys, {f"dncnn.{k}" for k in dncnn_keys}):  # bare, or as a full model names them
         raise CheckpointError(
             f"{path}: Noiseprint++ weights alone (the DnCNN), not a full TruFor checkpoint: "
             "load them with load_noiseprint(path) or $TRUFOR_NOISEPRINT_WEIGHTS"

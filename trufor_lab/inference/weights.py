@@ -430,6 +430,18 @@ def download_trufor(
         return install_trufor_zip(zpath, d, md5=md5, source=url)
 
 
+def _is_torch_file(path: Path) -> bool:
+    """Whether ``path`` is a torch.save file (its zip layout with a ``data.pkl``, or a pickle)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) == b"\x80":
+                return True
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/data.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
 def install_trufor_zip(
     zip_path: str | os.PathLike,
     dest_dir: str | os.PathLike | None = None,
@@ -451,7 +463,14 @@ def install_trufor_zip(
     d.mkdir(parents=True, exist_ok=True)
     got = md5_of(zpath)
     if got != md5:
-        raise WeightsError(f"{where}: MD5 {got} is not the official TruFor_weights.zip's {md5}; nothing installed")
+        hint = (
+            " (it is a checkpoint itself, not the zip: use it with --weights FILE or $TRUFOR_WEIGHTS)"
+            if _is_torch_file(zpath)
+            else ""
+        )
+        raise WeightsError(
+            f"{where}: MD5 {got} is not the official TruFor_weights.zip's {md5}; nothing installed{hint}"
+        )
     with tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX) as tmp:
         try:
             with zipfile.ZipFile(zpath) as z:

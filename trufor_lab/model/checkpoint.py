@@ -116,6 +116,8 @@ def _archive_kind(path: str) -> str | None:
     if head[:4] == b"PK\x03\x04":  # not a readable zip (is_zipfile looks for the directory at the end)
         return "cut short or damaged (a zip, as torch.save writes, without its directory at the end): copy it again"
     if head[:1] != b"\x80":  # neither pickle protocol 2+ nor a zip: what is it?
+        if _OLD_PICKLE.match(head):  # printable too: say what it is, not "a web page?"
+            return "a pickle of protocol 0 or 1 (plain pickle.dump, never torch.save's format): not unpickled"
         if _looks_like_text(head):
             return "a text file, not a PyTorch checkpoint (a download that returned a web page?)"
         return f"not a PyTorch checkpoint (it starts with bytes {head[:8].hex(' ')})"
@@ -133,6 +135,10 @@ def _damaged_member(path: str) -> str | None:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return None  # let torch.load say what is wrong
     return None if bad is None else f"damaged: {_k(bad)} fails its checksum (CRC-32): copy the file again"
+
+
+#: How a protocol 0/1 pickle opens: a dict, list or tuple mark, or a global (``cmodule\nname\n``).
+_OLD_PICKLE = re.compile(rb"\((?:dp\d|lp\d|t|S'|V|I-?\d|F-?\d|[KJMX])|c[A-Za-z_][\w.]*\n[A-Za-z_]\w*\n|[}\]][q(]")
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -200,19 +206,22 @@ def _k(key: Any, limit: int = 80) -> str:
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The state dict inside a checkpoint object (``state_dict``/``network``/``model`` or bare)."""
+    path: list[str] = []
     for _ in range(3):  # {'model': {'state_dict': ...}} too: a known key leads a level down
-        inner = [obj[k] for k in ("state_dict", "network", "model") if isinstance(obj, Mapping) and k in obj]
-        inner = [v for v in inner if isinstance(v, Mapping)]
+        inner = [k for k in ("state_dict", "network", "model") if isinstance(obj, Mapping) and k in obj]
+        inner = [k for k in inner if isinstance(obj[k], Mapping)]
         if not inner:
             break
-        obj = inner[0]
+        path.append(inner[0])
+        obj = obj[inner[0]]
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{source}: holds no state dict")
     if not any(isinstance(v, torch.Tensor) for v in obj.values()):  # a container whose weights key is not known
         shown = ", ".join(_k(k, 40) for k in list(obj)[:8]) + (", ..." if len(obj) > 8 else "")
+        where = f"entries under {'/'.join(path)}" if path else "top-level entries"
         raise CheckpointError(
-            f"{source}: holds no state dict (top-level entries {shown}; expected the weights under "
-            "'state_dict', 'network' or 'model', or the weights themselves)"
+            f"{source}: holds no state dict ({where}: {shown}; expected the weights under "
+            "'state_dict', 'network' or 'model' (at most 3 levels down), or the weights themselves)"
         )
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:

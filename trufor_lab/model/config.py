@@ -37,6 +37,8 @@ class TruForConfig:
 
     def __post_init__(self) -> None:
         n = len(self.embed_dims)
+        if n < 1:
+            raise ValueError("TruForConfig.embed_dims is empty: the encoder needs at least one stage")
         for name in ("depths", "num_heads", "mlp_ratios", "sr_ratios", "patch_sizes", "strides"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"TruForConfig.{name} must have {n} entries like embed_dims")
@@ -87,7 +89,7 @@ class TruForConfig:
                 v = tuple(v)
             elif not _is_number(v, default):
                 raise ValueError(f"config.{k} must be a {type(default).__name__}, got {_short(v)}")
-            if not all(math.isfinite(x) for x in (v if isinstance(v, tuple) else (v,))):
+            if not all(_finite(x) for x in (v if isinstance(v, tuple) else (v,))):
                 raise ValueError(f"config.{k} must be finite, got {_short(v)}")
             out[k] = v
         for k, hi in _LIMITS.items():
@@ -111,6 +113,14 @@ def _short(v: Any) -> str:
     r = reprlib.Repr()  # attributes, not keywords: Python 3.11's Repr takes none
     r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxstring, r.maxother = 2, 6, 6, 4, 40, 40
     return " ".join(r.repr(v).split())[:80]
+
+
+def _finite(x: float) -> bool:
+    """A finite number within float range (``math.isfinite(10**400)`` raises OverflowError)."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def _is_number(v: Any, like: Any) -> bool:
@@ -157,10 +167,12 @@ def stage_sizes(state_dict: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[i
     dims: dict[int, int] = {}
     depth: dict[int, int] = {}
     for k, v in state_dict.items():
-        m = re.fullmatch(r"backbone\.patch_embed(\d+)\.proj\.weight", k)
+        # indices of at most 9 digits: int() refuses a 5000-digit one (keys are untrusted); a
+        # longer one matches nothing here and is reported by the strict load as unexpected
+        m = re.fullmatch(r"backbone\.patch_embed(\d{1,9})\.proj\.weight", k)
         if m and getattr(v, "ndim", 0) == 4:
             dims[int(m.group(1))] = int(v.shape[0])
-        m = re.match(r"backbone\.block(\d+)\.(\d+)\.", k)
+        m = re.match(r"backbone\.block(\d{1,9})\.(\d{1,9})\.", k)
         if m:
             depth[int(m.group(1))] = max(depth.get(int(m.group(1)), 0), int(m.group(2)) + 1)
     if not dims or sorted(dims) != list(range(1, len(dims) + 1)):
