@@ -711,6 +711,12 @@ def test_foreign_layouts_and_long_keys_are_named_in_one_bounded_line(tmp_path, r
         CheckpointError, match=r"ema\.pt: holds no state dict \(top-level entries: epoch, state_dict_ema;"
     ):
         tl.load(tmp_path / "ema.pt")
+    # a zip with a data.pkl but not torch.save's layout: PyTorch's own line, without its request for reports
+    with zipfile.ZipFile(tmp_path / "layout.pt", "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    with pytest.raises(CheckpointError, match=r"layout\.pt: not a readable PyTorch checkpoint") as e:
+        tl.load(tmp_path / "layout.pt")
+    assert "Could this error message be improved" not in str(e.value), str(e.value)
     # four levels down: the message called the entries at level 3 "top-level"
     torch.save({"model": {"model": {"model": {"network": recipe_state}}}}, tmp_path / "deep.pt")
     with pytest.raises(CheckpointError, match=r"deep\.pt: .*\(entries under model/model/model: network; .*3 levels"):

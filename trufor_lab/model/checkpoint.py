@@ -195,6 +195,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         # (RuntimeError, BadZipFile, OSError, ValueError, and KeyError/IndexError/TypeError/
         # AssertionError on text or fuzzed files): one line, never a traceback
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = msg.split("  (Could this error message be improved?")[0]  # PyTorch's request, not about the file
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg[:200]})") from None
 
 
