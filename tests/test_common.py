@@ -310,12 +310,12 @@ def test_naming_an_unread_format_reads_only_the_files_first_bytes(tmp_path, monk
     """To name a format not read here, Pillow's other plugins were handed the whole file: XPM's
     reads lines, and a 300 MiB file without a newline was read whole (600 MiB, 2 s) to say 'not
     an image file'."""
-    from trufor_lab.common import image_files
+    from trufor_lab.common import unreadable
 
     path = tmp_path / "big"
     path.write_bytes(b"/* XPM */" + b"x" * (4 * 2**20))
     read = []
-    real = image_files._source
+    real = unreadable._source
 
     class Counting:
         """The file, counting the bytes read from it."""
@@ -345,8 +345,8 @@ def test_naming_an_unread_format_reads_only_the_files_first_bytes(tmp_path, monk
     def counted(source):
         return Counting(real(source))
 
-    monkeypatch.setattr(image_files, "_source", counted)
-    assert image_files.unrecognised_reason(str(path)).startswith("not an image file")
+    monkeypatch.setattr(unreadable, "_source", counted)
+    assert unreadable.unrecognised_reason(str(path)).startswith("not an image file")
     assert 0 < sum(read) <= 2**20
 
 
@@ -358,7 +358,7 @@ def test_naming_an_unread_format_reads_only_the_files_first_bytes(tmp_path, monk
 def test_data_files_are_not_named_as_images_in_another_format(tmp_path, name, head):
     """An HDF5 weights file was 'an image in a format not read here: HDF5 (HDF5); convert it to
     PNG' (Pillow's stub plugins for data containers and MPEG take a file by a few bytes)."""
-    from trufor_lab.common.image_files import unrecognised_reason
+    from trufor_lab.common.unreadable import unrecognised_reason
 
     path = tmp_path / name
     path.write_bytes(head + bytes(512))

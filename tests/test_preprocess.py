@@ -6,6 +6,7 @@ import io
 import os
 import re
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -449,6 +450,12 @@ def test_an_uncompressed_tiff_with_an_orientation_is_read_as_stored_not_scramble
     assert np.array_equal(
         load_image(tmp_path / "o.tif", exif_transpose=True).rgb, load_image(tmp_path / "o.png", exif_transpose=True).rgb
     )
+    # opened and loaded by the caller: Pillow turned it and dropped the tag; it was analysed on
+    # the turned grid with no orientation and no note (another score); its file still says
+    with Image.open(tmp_path / "o.tif") as opened:
+        opened.load()
+        mine = load_image(opened)
+    assert np.array_equal(mine.rgb, got.rgb) and mine.exif_orientation == orientation and mine.notes == got.notes
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -1025,6 +1032,22 @@ def test_a_cut_jpeg_opened_by_the_caller_is_refused_and_bytes_paths_are_paths(sh
     cut.write_bytes(good[: len(good) // 2] + b"\xff\xd9")
     with Image.open(cut) as im, pytest.raises(ImageError, match=r"cut\.jpg: unreadable image \(its data stops early"):
         load_image(im)
+    # opened from bytes (an upload, a download in memory): read from them, checked the same way
+    with Image.open(io.BytesIO(cut.read_bytes())) as im:
+        with pytest.raises(ImageError, match=r"<JpegImageFile>: unreadable image \(its data stops early"):
+            load_image(im)
+    # a PNG from bytes whose pixel data ends early (Pillow leaves the rows black)
+    w, h = 16, 16
+    raw = (b"\x00" + bytes(range(w * 3))) * (h // 2)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    half = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw))
+    with Image.open(io.BytesIO(half + _png_chunk(b"IEND", b""))) as im:
+        with pytest.raises(ImageError, match=r"unreadable image \(pixel data ends early"):
+            load_image(im)
+    # what the caller asked Pillow for is kept: a JPEG drafted at half size is not read whole
+    with Image.open(io.BytesIO(good)) as im:
+        im.draft("RGB", (100, 100))
+        assert load_image(im).rgb.shape == (100, 100, 3)
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "t.tif")
     with Image.open(os.fsencode(tmp_path / "t.tif")) as im:
         li = load_image(im)

@@ -21,10 +21,9 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image, ImageFile, TiffImagePlugin
+from PIL import Image, ImageFile
 
 from trufor_lab.common.native_stderr import native_stderr_kept
-from trufor_lab.common.paths import signed_format
 from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "image_formats",
     "load_heard",
     "load_stored",
+    "loaded_tiff_orientation",
     "open_image",
     "orientation_tag",
     "pil_log_unprinted",
@@ -49,6 +49,7 @@ __all__ = [
     "turn_as_shown",
     "turn_to_stored",
     "undo_loader_turn",
+    "unread_source",
     "xmp_filled_orientation",
 ]
 
@@ -229,6 +230,49 @@ def orientation_tag(im: Image.Image) -> tuple[Any, int | None]:
     return raw, raw if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 8 else None
 
 
+def loaded_tiff_orientation(im: Image.Image) -> tuple[Any, int | None]:
+    """:func:`orientation_tag` of a TIFF the caller has loaded already (Pillow's loader turned its
+    pixels and dropped the tag), read again from its file while that still holds the same
+    picture; ``(None, None)`` for anything else."""
+    tags = getattr(im, "tag_v2", None)
+    path = os.fsdecode(im.filename) if getattr(im, "filename", None) else None
+    if im.format != "TIFF" or getattr(im, "tile", None) or tags is None or 274 in tags or not path:
+        return None, None
+    try:
+        with open_image(path) as f:
+            if im.tell():
+                f.seek(im.tell())
+            if stored_size(f) != stored_size(im) or f.mode != im.mode:
+                return None, None  # the file changed since
+            return orientation_tag(f)
+    except (OSError, ValueError, EOFError, SyntaxError, Image.UnidentifiedImageError):
+        return None, None
+
+
+def unread_source(im: Image.Image) -> str | bytes | None:
+    """The file path, or the bytes, an unloaded PIL image was opened from, when reading them gives
+    the same picture (its first frame, not shrunk or recoloured by ``draft``); else ``None``."""
+    if not getattr(im, "tile", None) or im.tell() != 0:
+        return None  # loaded (perhaps changed in memory since), made in memory, or another frame
+    source: str | bytes | None = None
+    try:
+        if getattr(im, "filename", None):
+            path = os.fsdecode(im.filename)  # Image.open(b"/path") keeps the name as bytes
+            source = path if os.path.isfile(path) else None
+        elif getattr(im, "fp", None) is not None:  # Image.open(BytesIO(...)): read from its start
+            pos = im.fp.tell()
+            im.fp.seek(0)
+            source = im.fp.read()
+            im.fp.seek(pos)
+        if source is None:
+            return None
+        with open_image(io.BytesIO(source) if isinstance(source, bytes) else source) as fresh:
+            same = (fresh.size, fresh.mode) == (im.size, im.mode)
+    except Exception:  # noqa: BLE001 - a probe: whatever fails here, the image itself is read instead
+        return None
+    return source if same else None
+
+
 def turn_as_shown(a: np.ndarray, orientation: int | None) -> np.ndarray:
     """An ``(H, W, ...)`` array on a file's stored grid, turned the way viewers show the file
     with this EXIF ``orientation`` (what ``ImageOps.exif_transpose`` does to its pixels)."""
@@ -256,7 +300,18 @@ def undo_loader_turn(im: Image.Image, orientation: int | None) -> tuple[Image.Im
     """A loaded image back on the grid its file stores if the loader turned it; and whether it had."""
     if orientation in (None, 1) or exif_orientation(im) == orientation:
         return im, False
-    return im.transpose(UNDO_ORIENTATION[orientation]), True
+    out = im.transpose(UNDO_ORIENTATION[orientation])
+    w, h = stored_size(im)
+    if w != h and out.size == (h, w):
+        # an uncompressed TIFF the caller opened by path and loaded: Pillow memory-maps the stored
+        # raster at the turned size (rows cut at the wrong width), then turns that: its bytes, in
+        # order, are still the stored picture
+        fixed = Image.frombytes(out.mode, (w, h), out.tobytes())
+        if out.mode in ("P", "PA"):
+            fixed.putpalette(out.getpalette(rawmode="RGBA"), rawmode="RGBA")
+        fixed.info = dict(out.info)
+        out = fixed
+    return out, True
 
 
 def stored_size(im: Image.Image) -> tuple[int, int]:
@@ -303,7 +358,8 @@ def reduced_image_note(im: Image.Image) -> str | None:
     return None
 
 
-def _ints(v: Any) -> tuple[int, ...]:
+def tag_ints(v: Any) -> tuple[int, ...]:
+    """A TIFF tag value as a tuple of ints (a single value, a tuple, or nothing)."""
     return tuple(int(x) for x in (v if isinstance(v, tuple) else (v,))) if v is not None else ()
 
 
@@ -317,14 +373,14 @@ def planar16_tiff(im: Image.Image) -> Image.Image | None:
     stored grid (before any EXIF turn). ``ValueError`` (the reason) when they cannot be read
     exactly here."""
     tags = getattr(im, "tag_v2", None)
-    if tags is None or tags.get(284) != 2 or max(_ints(tags.get(258)) or (8,)) <= 8 or tags.get(259, 1) != 1:
+    if tags is None or tags.get(284) != 2 or max(tag_ints(tags.get(258)) or (8,)) <= 8 or tags.get(259, 1) != 1:
         return None  # not planar, 8-bit planes, or compressed (libtiff decodes those right)
     tile = getattr(im, "tile", None) or ()
     if tile and all(";16" in str(t.args[0]) for t in tile if t.args):
         return None  # Pillow reads these planes as 16-bit
     why = "16-bit planar TIFF that cannot be decoded reliably here"
     spp, (w, h) = int(tags.get(277, 1)), stored_size(im)
-    if set(_ints(tags.get(258))) != {16} or set(_ints(tags.get(339, 1))) != {1} or tags.get(317, 1) != 1:
+    if set(tag_ints(tags.get(258))) != {16} or set(tag_ints(tags.get(339, 1))) != {1} or tags.get(317, 1) != 1:
         raise ValueError(f"{why} (not plain unsigned 16-bit samples)")
     if spp != len(im.getbands()):
         raise ValueError(f"{why} ({spp} samples a pixel for Pillow's mode {im.mode})")
@@ -333,7 +389,7 @@ def planar16_tiff(im: Image.Image) -> Image.Image | None:
         raise ValueError(f"{why} (its pixels were already decoded by Pillow: pass the file itself)")
     tiled = 324 in tags  # tiles, else strips; plane after plane either way
     tw, th = (int(tags.get(322, 0)), int(tags.get(323, 0))) if tiled else (w, min(int(tags.get(278, h)), h) or h)
-    offsets = _ints(tags.get(324 if tiled else 273))
+    offsets = tag_ints(tags.get(324 if tiled else 273))
     if not (tw and th) or len(offsets) < spp * -(-h // th) * -(-w // tw):  # checked before listing them
         raise ValueError(f"{why} (strip or tile offsets missing)")
     boxes = [(y, x, th if tiled else min(th, h - y), tw) for y in range(0, h, th) for x in range(0, w, tw)]
@@ -354,187 +410,6 @@ def planar16_tiff(im: Image.Image) -> Image.Image | None:
         fp.seek(pos)
     top = np.ascontiguousarray(out >> 8).astype(np.uint8)
     return Image.frombytes(im.mode, (w, h), top.tobytes())
-
-
-# -- why Pillow did not take a file ------------------------------------------------------
-
-
-def _source(source: bytes | str) -> IO[bytes]:
-    """The file (a path), or the bytes given for it, to read from the start."""
-    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-
-
-def unrecognised_reason(source: bytes | str) -> str:
-    """Why Pillow did not take a file (its path, or the bytes given), from its first bytes where
-    they say more than 'unknown'."""
-    try:
-        with _source(source) as f:
-            first = f.read(64)
-    except OSError:
-        first = b""
-    head = first[:4]
-    if first[4:8] == b"ftyp" and (kind := _bmff_kind(first)):
-        return kind
-    if head[:3] == b"\xff\xd8\xff":
-        return "a JPEG that cannot be decoded here (damaged, or 12-bit, lossless or hierarchical coding?)"
-    if head == b"\x89PNG":
-        return "a PNG whose header or image data cannot be read (cut short or damaged?)"
-    if head in (b"%!PS", b"\xc5\xd0\xd3\xc6"):
-        return "a PostScript/EPS file, not read (decoding it would run Ghostscript)"
-    if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        kind = _tiff_kind(source)
-        if kind == _TRUNCATED:
-            return "unreadable image (file is truncated)"
-        if kind in _ORDINARY_KINDS:  # plain samples: its layout, not its format, is at fault
-            return f"a damaged TIFF ({_tiff_damage(source)})"
-        return f"a TIFF with a sample format not supported here ({kind or 'float colour?'})"
-    if (name := signed_format(first)) is not None:  # its signature says what it should be
-        return f"a {name} that cannot be read (damaged, cut short, or of zero width or height?)"
-    other = _other_format(source)
-    if other is not None:
-        return f"an image in a format not read here: {other}; convert it to PNG"
-    return "not an image file (unrecognised format, or one not read here)"
-
-
-#: Formats never opened, even to name them: EPS's plugin hands the file to Ghostscript. Pillow's
-#: stubs (HDF5, BUFR, GRIB; MPEG) name data containers and videos by a few bytes: a weights file
-#: is not an image in another format.
-_NEVER_OPENED = ("EPS", "HDF5", "BUFR", "GRIB", "MPEG")
-
-#: Bytes of a file handed to the other formats' plugins: enough for any header, and a plugin that
-#: reads on (XPM reads lines: 600 MiB for a 300 MiB file without one) stops there.
-_HEADER_BYTES = 64 * 1024
-
-
-def _other_format(source: bytes | str) -> str | None:
-    """The format of a file that Pillow opens beyond :data:`FORMATS` (``DDS (DirectDraw
-    Surface)``), from its first :data:`_HEADER_BYTES` alone: nothing is decoded, EPS never
-    opened; ``None`` when no plugin takes it."""
-    Image.init()
-    others = [f for f in Image.OPEN if f not in FORMATS and f not in _NEVER_OPENED]
-    try:
-        with _source(source) as f:
-            head = io.BytesIO(f.read(_HEADER_BYTES))
-        with pil_log_unprinted(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(head, formats=others) as im:
-                return f"{im.format} ({im.format_description})" if im.format_description else str(im.format)
-    except Exception:  # no plugin takes it, or one that does fails on its header: unnamed
-        return None
-
-
-#: ISO-BMFF brands (the ``ftyp`` box) of still pictures: iPhones save HEIC.
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-_AVIF_BRANDS = {b"avif", b"avis"}
-
-
-def _bmff_kind(first: bytes) -> str | None:
-    """Why a HEIC/HEIF or AVIF picture (its ``ftyp`` box in ``first``) was not read; ``None``
-    for another ISO-BMFF file (a video)."""
-    size = int.from_bytes(first[:4], "big")
-    brands = {first[i : i + 4] for i in range(8, min(max(size, 16), len(first)) - 3, 4) if i != 12}
-    if brands & _AVIF_BRANDS:
-        if "AVIF" in image_formats():
-            return "an AVIF picture that cannot be decoded here (damaged, or a coding this Pillow lacks?)"
-        return "an AVIF picture: reading it needs a Pillow built with AVIF (12 or later), or convert it to JPEG/PNG"
-    if brands & _HEIF_BRANDS:
-        return (
-            "a HEIC/HEIF photo: reading it needs the pillow-heif plugin (pip install pillow-heif), "
-            "or convert it to JPEG/PNG"
-        )
-    return None
-
-
-_TRUNCATED = "truncated"
-
-
-def _tiff_kind(source: bytes | str) -> str:
-    """'32-bit float, 3 samples a pixel' from a TIFF's first directory ('' when unreadable,
-    :data:`_TRUNCATED` when the directory or the pixel data it points to runs past the end of
-    the file: a cut file read as a default 1-bit picture was called an unsupported format)."""
-    try:
-        with _source(source) as f, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            file_size = len(source) if isinstance(source, bytes) else os.fstat(f.fileno()).st_size
-            ifd = _first_ifd(f)
-        # Pillow's short reads ("Truncated File Read", "Corrupt EXIF data. Expecting to read 2
-        # bytes but only got 0"): a regular file ran out of bytes
-        if any(re.search(r"truncated|only got", str(w.message), re.I) for w in caught):
-            return _TRUNCATED
-        if _tiff_data_end(ifd) > file_size:
-            return _TRUNCATED
-        bits, kinds = ({int(v) for v in np.atleast_1d(ifd.get(tag, 1))} for tag in (258, 339))
-        size = f"{min(bits)}-bit" if len(bits) == 1 else "mixed-size"
-        kind = {1: "unsigned", 2: "signed", 3: "float"}.get(min(kinds), "unknown") if len(kinds) == 1 else "mixed"
-        n = int(ifd.get(277, 1))
-        return f"{size} {kind}, {n} sample{'s' if n != 1 else ''} per pixel"
-    except Exception:  # a damaged directory: the format is still named
-        return ""
-
-
-def _first_ifd(f: IO[bytes]) -> TiffImagePlugin.ImageFileDirectory_v2:
-    """A TIFF's first directory, read from the file's start."""
-    ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
-    f.seek(ifd.next)
-    ifd.load(f)
-    return ifd
-
-
-#: TIFF compressions (tag 259) that a Pillow's libtiff may be built without.
-_TIFF_CODECS = {2: "CCITT RLE", 3: "CCITT Group 3", 4: "CCITT Group 4", 6: "old-style JPEG", 34712: "JPEG 2000",
-                34887: "LERC", 34892: "lossy JPEG (DNG)", 34925: "LZMA", 50000: "Zstandard", 50001: "WebP",
-                50002: "JPEG XL", 52546: "JPEG XL"}  # fmt: skip
-
-
-def tiff_codec_reason(source: bytes | str) -> str | None:
-    """Why a TIFF's pixels did not decode when its compression is one libtiff may be built
-    without (libtiff's own words are 'decoder error -2'); ``None`` for other files."""
-    try:
-        with _source(source) as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if f.read(4) not in (b"II*\x00", b"MM\x00*"):
-                return None
-            f.seek(0)
-            codec = _TIFF_CODECS.get(_first_ifd(f).get(259))
-    except Exception:  # a damaged directory: the decoder's words stand
-        return None
-    return None if codec is None else f"a TIFF compressed with {codec}, which this Pillow/libtiff cannot decode"
-
-
-#: Sample layouts Pillow reads (:func:`_tiff_kind`'s words): such a TIFF it cannot open is damaged.
-_ORDINARY_KINDS = {f"{b}-bit unsigned, {n} sample{'s' if n != 1 else ''} per pixel" for b in (1, 2, 4, 8, 16)
-                   for n in (1, 2, 3, 4)}  # fmt: skip
-
-
-def _tiff_damage(source: bytes | str) -> str:
-    """What is wrong in the layout of a TIFF with ordinary samples that Pillow cannot open."""
-    try:
-        with _source(source) as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ifd = _first_ifd(f)
-            w, h, rows = (int(ifd.get(t, 0)) for t in (256, 257, 278))
-            strips, planes = len(_ints(ifd.get(273))), int(ifd.get(277, 1)) if ifd.get(284) == 2 else 1
-            if not (w and h):
-                return "its width or height is missing"
-            if 278 in ifd and not 0 < rows < 2**31:
-                return f"its RowsPerStrip {rows} is out of range"
-            want = -(-h // min(rows or h, h)) * planes
-            if strips and strips != want:
-                return f"it lists {strips} strips where its size and RowsPerStrip make {want}"
-            f.seek(0)
-            TiffImagePlugin.TiffImageFile(f)
-    except Exception as e:  # Pillow's own words for what else fails
-        return f"its layout cannot be read: {type(e).__name__}: {' '.join(str(e).split())[:100]}"
-    return "its layout cannot be read"
-
-
-def _tiff_data_end(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:
-    """Where the last strip or tile of a TIFF directory ends (0 without any)."""
-    for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
-        if offsets in ifd and counts in ifd:
-            ends = (int(o) + int(c) for o, c in zip(np.atleast_1d(ifd[offsets]), np.atleast_1d(ifd[counts])))
-            return max(ends, default=0)
-    return 0
 
 
 #: Frames counted at most in a TIFF (Pillow's own count grows with the square of the frames: a

@@ -21,7 +21,8 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from trufor_lab.common.image_files import image_formats, png_text_limit, png_without_text, unrecognised_reason
+from trufor_lab.common.image_files import image_formats, png_text_limit, png_without_text
+from trufor_lab.common.unreadable import unrecognised_reason
 from trufor_lab.forensics.ijg import IJG_CHROMINANCE, IJG_LUMINANCE, ZIGZAG, ijg_scale, ijg_stack, ijg_table
 
 #: What Pillow raises on a mangled file or metadata block (seen on truncated and fuzzed files):

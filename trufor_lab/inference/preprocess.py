@@ -54,6 +54,8 @@ import torch
 from PIL import Image, ImageOps
 
 from trufor_lab.common.image_files import (
+    unread_source,
+    loaded_tiff_orientation,
     MAX_PIXELS,
     MAX_TIFF_FRAMES,
     UNDO_ORIENTATION,
@@ -63,10 +65,8 @@ from trufor_lab.common.image_files import (
     orientation_tag,
     planar16_tiff,
     reduced_image_note,
-    tiff_codec_reason,
     truncated_refused,
     turn_as_shown,
-    unrecognised_reason,
     undo_loader_turn,
 )
 from trufor_lab.common.errors import OneLineError
@@ -74,6 +74,7 @@ from trufor_lab.common.jpeg_cut import stops_early, too_few_bytes
 from trufor_lab.common.native_stderr import native_stderr_kept
 from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
 from trufor_lab.common.paths import why_not_found
+from trufor_lab.common.unreadable import tiff_codec_reason, unrecognised_reason
 
 #: Smallest side of any image read here (Noiseprint++ takes 1xN); a full TruFor needs
 #: :data:`~trufor_lab.model.trufor.MIN_TRUFOR_SIDE` (29), checked where the model is known.
@@ -296,12 +297,12 @@ def load_image(
         rgb, notes = _array_to_rgb(src, name)
         return LoadedImage(_check_size(rgb, name, max_pixels), name, notes=tuple(notes))
     if isinstance(src, Image.Image):
-        if src.format in ("TIFF", "JPEG", "MPO") and src.tile and getattr(src, "filename", None) and src.tell() == 0:
-            # not loaded yet, opened by path: read from the file as a path is read (Pillow maps an
-            # uncompressed TIFF with an EXIF turn at the turned size and scrambles its pixels; a
-            # JPEG whose data stops early is only found from its file)
-            path = os.fsdecode(src.filename)  # Image.open(b"/path") keeps the name as bytes
-            return load_image(path, exif_transpose=exif_transpose, max_pixels=max_pixels, name=name)
+        source = unread_source(src)
+        if source is not None:
+            # not loaded yet: read from its file (or the bytes it was opened from) as a path is
+            # read (Pillow maps an uncompressed TIFF with an EXIF turn at the turned size and
+            # scrambles its pixels; a JPEG or PNG whose data stops early is only found from its file)
+            return load_image(source, exif_transpose=exif_transpose, max_pixels=max_pixels, name=name)
         with _decoding(name, max_pixels) as said:
             loaded = _from_pil(src, name, exif_transpose, max_pixels)
         return _with_notes(loaded, said)
@@ -508,6 +509,8 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
         _load_pixels(im, name, notes)
     raw, orientation = orientation_tag(im)  # a TIFF's before loading: its loader drops the tag
+    if raw is None:  # already loaded by the caller: turned, the tag dropped; its file still says
+        raw, orientation = loaded_tiff_orientation(im)
     im.load()
     mode = im.mode
     if raw is not None and orientation is None:  # the file's text never reaches a note (terminal, report)

@@ -40,6 +40,7 @@ import platformdirs
 from tqdm.auto import tqdm
 
 from trufor_lab.common.paths import why_not_found
+from trufor_lab.model.checkpoint import is_torch_file
 
 #: The package the wheel ships ``weights/`` as (``[tool.setuptools] package-dir`` in pyproject).
 SHIPPED_PACKAGE = "trufor_lab.weights_data"
@@ -430,18 +431,6 @@ def download_trufor(
         return install_trufor_zip(zpath, d, md5=md5, source=url)
 
 
-def _is_torch_file(path: Path) -> bool:
-    """Whether ``path`` is a torch.save file (its zip layout with a ``data.pkl``, or a pickle)."""
-    try:
-        with open(path, "rb") as f:
-            if f.read(1) == b"\x80":
-                return True
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith("/data.pkl") for n in z.namelist())
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
-
-
 def install_trufor_zip(
     zip_path: str | os.PathLike,
     dest_dir: str | os.PathLike | None = None,
@@ -463,14 +452,9 @@ def install_trufor_zip(
     d.mkdir(parents=True, exist_ok=True)
     got = md5_of(zpath)
     if got != md5:
-        hint = (
-            " (it is a checkpoint itself, not the zip: use it with --weights FILE or $TRUFOR_WEIGHTS)"
-            if _is_torch_file(zpath)
-            else ""
-        )
-        raise WeightsError(
-            f"{where}: MD5 {got} is not the official TruFor_weights.zip's {md5}; nothing installed{hint}"
-        )
+        hint = " (it is a checkpoint itself, not the zip: use it with --weights FILE or $TRUFOR_WEIGHTS)"
+        why = f"MD5 {got} is not the official TruFor_weights.zip's {md5}; nothing installed"
+        raise WeightsError(f"{where}: {why}{hint if is_torch_file(zpath) else ''}")
     with tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX) as tmp:
         try:
             with zipfile.ZipFile(zpath) as z:

@@ -55,7 +55,8 @@ from tqdm.auto import tqdm
 from trufor_lab.common.callables import callable_label
 from trufor_lab.common.files import atomic_write_text, csv_uncell
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.image_files import open_image, pixel_limit, stored_size, unrecognised_reason
+from trufor_lab.common.image_files import open_image, pixel_limit, stored_size
+from trufor_lab.common.unreadable import unrecognised_reason
 from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table

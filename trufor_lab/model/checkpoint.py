@@ -152,6 +152,18 @@ def _looks_like_text(head: bytes) -> bool:
     return False
 
 
+def is_torch_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a torch.save file (its zip layout with a ``data.pkl``, or a pickle)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) == b"\x80":
+                return True
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/data.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """Unpickle ``path`` with ``weights_only=True`` on the CPU; refuse anything else (and refuse to
     read at all with a PyTorch whose ``weights_only`` loader is unsafe)."""

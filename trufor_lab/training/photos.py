@@ -29,7 +29,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from trufor_lab.common.image_files import open_image, unrecognised_reason
+from trufor_lab.common.image_files import open_image
+from trufor_lab.common.unreadable import unrecognised_reason
 from trufor_lab.common.paths import find_images
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.inference.preprocess import load_image
