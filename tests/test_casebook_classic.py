@@ -57,6 +57,19 @@ def test_casebook_shows_classic_filters_next_to_trufor(model, picture):
     assert CLASSIC_TAB not in Casebook(model, classic=False).static_html()
 
 
+def test_an_upload_is_called_by_its_name_everywhere(model, picture):
+    """An upload was "<bytes>" in the classic tab's notes (static_html, the app) and in the
+    too-small error the API raised; only the widget's status line said its name."""
+    from trufor_lab.inference.preprocess import ImageError
+
+    cb = Casebook(model)
+    cb.analyze_bytes(encode(np.ascontiguousarray(picture[:30, :40]), "JPEG", quality=85), "holiday.jpg")
+    assert "holiday.jpg is 40x30" in cb.classic["dq_aligned"].notice
+    assert "&lt;bytes&gt;" not in cb.static_html() and "<bytes>" not in cb.static_html()
+    with pytest.raises(ImageError, match=r"^tiny\.png: image is 2x2; TruFor needs at least"):
+        cb.analyze_bytes(encode(np.zeros((2, 2, 3), np.uint8), "PNG"), "tiny.png")
+
+
 def _decoded(data: bytes) -> np.ndarray:
     return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
 

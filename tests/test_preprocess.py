@@ -369,7 +369,16 @@ def test_array_inputs_say_what_was_done_and_are_copied():
     r = load_image(b)
     b[:] = 0
     assert r.rgb[0, 0, 0] == 9 and r.notes == ()
-    assert load_image(np.full((8, 8), 1000, np.uint16)).notes == ("16-bit values scaled to 8 bits",)
+    assert load_image(np.full((8, 8), 40000, np.uint16)).notes == ("16-bit values scaled to 8 bits",)
+    # an 8-bit picture in a uint16 array: scaled to nearly black, said as for a 16-bit PIL image
+    # (the array said only "scaled"); the same pixels and notes either way
+    eight = np.arange(64, dtype=np.uint16).reshape(8, 8) * 4
+    as_array, as_pil = load_image(eight), load_image(Image.fromarray(eight))
+    assert (
+        as_array.notes[1]
+        == "every value within 0..252 of 65535: nearly black as 16-bit (an 8-bit picture saved as 16-bit? convert it to 8-bit first)"
+    )
+    assert np.array_equal(as_array.rgb, as_pil.rgb) and as_array.notes == as_pil.notes
     assert load_image(np.full((8, 8, 3), 0.5)).notes == ("float values in 0..1 scaled to 8 bits",)
     assert load_image(Image.new("CMYK", (8, 8), (0, 0, 0, 0))).notes == ("converted from CMYK by Pillow",)
 

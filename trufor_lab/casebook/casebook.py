@@ -242,7 +242,7 @@ class Casebook:
         classic = self.classic
         if self.with_classic:
             self._step(4, "classic filters (ELA, noise, JPEG ghosts, double JPEG)…")
-            classic = {k: r.as_shown() for k, r in classic_filters(source).items()}
+            classic = {k: r.as_shown() for k, r in classic_filters(source, name=name).items()}
         self._step(4, "drawing figures…")
         # the new case replaces the old one whole, or not at all (a failed drawing keeps the old)
         self._replace_case(result=result, provenance=prov, comparison=None, classic=classic)

@@ -73,12 +73,12 @@ _BOX = "border:1px solid #999;background:#f5f5f5;padding:8px 10px;margin:8px 0"
 _NOTE = "border:1px solid #e0c060;background:#fff3cd;padding:6px 10px;margin:8px 0"
 
 
-def classic_filters(source: Any, methods: tuple[str, ...] | None = None) -> dict[str, Result]:
+def classic_filters(source: Any, methods: tuple[str, ...] | None = None, name: str | None = None) -> dict[str, Result]:
     """Run the tab's classic filters on ``source`` (a path, bytes or PIL image keeps its JPEG
     tables; an array has none), decoded once. A filter that fails is reported in its Result's
     ``notice`` (the image with empty maps, so it still displays); an unreadable image raises
-    :class:`~trufor_lab.inference.preprocess.ImageError`."""
-    src = read_source(source)
+    :class:`~trufor_lab.inference.preprocess.ImageError`. ``name``: what the notes call it (an upload's name)."""
+    src = read_source(source, name)
     h, w = src.rgb.shape[:2]
     need, free = h * w * BYTES_PER_PIXEL, free_memory_bytes("cpu")
     too_big = (

@@ -72,7 +72,7 @@ def analyze(
     """
     _check_capture_options(capture, capture_kwargs)
     model = unwrapped(model)  # DataParallel / torch.compile around TruFor: the model itself
-    loaded, x = prepare_input(model, image)
+    loaded, x = prepare_input(model, image, name)
     # every path refuses a module in training mode (the capture and hooked paths ran it, answered
     # from batch statistics and overwrote the model's running statistics)
     require_eval(model, "analyze()")

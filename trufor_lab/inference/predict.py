@@ -577,6 +577,6 @@ def predict_result(
 ) -> Result:
     """Like :func:`trufor_lab.inference.analyze.analyze`, through :func:`predict` (exact and memory-lean by default)."""
     model = unwrapped(model)
-    loaded, x = prepare_input(model, image)
+    loaded, x = prepare_input(model, image, name)
     result = make_result(model, loaded, predict(model, x, mode), name=name)
     return result.as_shown() if exif_transpose else result

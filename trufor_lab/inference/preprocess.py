@@ -260,9 +260,9 @@ def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
         a = np.repeat(a, 3, axis=2)
     if a.dtype == np.uint8:
         return np.array(a, order="C"), notes
-    if a.dtype == np.uint16:
-        notes.append("16-bit values scaled to 8 bits")
-        return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), notes
+    if a.dtype == np.uint16:  # as a 16-bit PIL image: scaled, and a nearly black one said to be
+        g, more = _integer_grey(a, name, "I;16", None, False, False)
+        return g, notes + more
     if a.dtype == np.bool_:
         return a.astype(np.uint8) * 255, notes
     if np.issubdtype(a.dtype, np.floating):

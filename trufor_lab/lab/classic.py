@@ -123,20 +123,21 @@ def _bytes_of(image: Any) -> bytes | None:
     return None
 
 
-def read_source(image: ImageLike | Source) -> Source:
+def read_source(image: ImageLike | Source, name: str | None = None) -> Source:
     """Pixels (:func:`~trufor_lab.inference.preprocess.load_image`'s RGB policy) and, for a JPEG file
     (path, bytes, PIL image), the luma quantization table (the one the first component uses, whatever
     its table id), the nearest IJG quality of that table (not a joint luma + chroma fit: a
     ``cjpeg -quality 95,60`` file is at 95 for the luma the detectors read) and the chroma
-    subsampling. Tables that are not IJG-scaled add a note: the quality is only the nearest."""
+    subsampling. Tables that are not IJG-scaled add a note: the quality is only the nearest.
+    ``name``: what notes and errors call it (default: the path, else ``<bytes>``, ...)."""
     if isinstance(image, Source):
         return image
     data = _bytes_of(image)
     # a PIL image's pixels are the object's (it may have been edited since it was opened); its
     # file, when there is one, gives the quantization tables only
     path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
-    loaded = load_image(image if isinstance(image, Image.Image) or data is None else data, name=path)
-    name = path or loaded.name
+    loaded = load_image(image if isinstance(image, Image.Image) or data is None else data, name=name or path)
+    name = loaded.name
     qtable = quality = sampling = None
     notes = list(loaded.notes)
     src: Any = data if data is not None else (image if isinstance(image, Image.Image) else None)
