@@ -772,6 +772,17 @@ def test_an_output_folder_without_write_permission_is_refused_before_any_image(t
             err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"no permission to write in {locked}" in err[0], (argv, err)
     assert not any(locked.iterdir())
+    # where os.access says yes (root, always) but nothing can be made (/proc): said before any
+    # work too (root analysed every image, then failed each write with "Permission denied")
+    from trufor_lab.common.paths import unwritable_reason
+
+    monkeypatch.setattr(os, "access", real_access)
+    if os.path.isdir("/proc/self"):  # /proc: no file can be made there, by anyone
+        assert unwritable_reason("/proc/out") is not None
+        with pytest.raises(SystemExit) as e:
+            main(["analyze", str(img), "-o", "/proc/out", "-q"])
+        assert "/proc" in str(e.value) and "\n" not in str(e.value)
+    assert unwritable_reason(tmp_path / "fine") is None and not list(tmp_path.glob(".trufor_lab-probe-*"))
 
 
 def test_an_output_under_an_existing_file_is_refused_before_any_image(tmp_path, monkeypatch):

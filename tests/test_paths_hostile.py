@@ -386,3 +386,40 @@ def test_every_format_read_here_with_a_signature_is_taken_without_an_image_suffi
     taken = sorted(n for n in saved if n != "tga") + ["pgm"]
     assert sorted(n for _, n in pairs) == sorted(taken) and problems == []
     assert sorted(p.name for p in others) == ["ico_like", "notes", "pcx_like", "tga", "weights", "zeros"]
+
+
+def test_an_input_whose_output_name_is_too_long_fails_before_its_analysis(tmp_path, monkeypatch, recipe_ckpt, capsys):
+    """A 250-character input name analysed fully, then failed at the write ("File name too
+    long": its output adds '.npz'); now refused first, in one line, and the batch goes on."""
+    import numpy as np
+    from PIL import Image
+
+    from trufor_lab.cli import main
+
+    long = "y" * 250 + ".png"  # 254 bytes: a file; its output, 258, is not
+    assert output_path(tmp_path, "x" * 247 + ".png").name == "x" * 247 + ".png.npz"  # 255: still fine
+    with pytest.raises(OutputPathError, match=r"is 258 bytes, more than a file name may have \(255\)"):
+        output_path(tmp_path, long)
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    (tmp_path / "in").mkdir()
+    for name in (long, "a.png"):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "in" / name)
+    monkeypatch.setattr("trufor_lab.cli.analyze.analyze", _counting := _Counting())
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"]) == 1
+    cap = capsys.readouterr()
+    assert "1 analyzed, 0 skipped (output exists), 1 failed" in cap.out and _counting.calls == 1
+    (line,) = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+    assert "is 258 bytes, more than a file name may have (255): rename the input" in line
+
+
+class _Counting:
+    """``analyze``, counting its calls."""
+
+    def __init__(self):
+        from trufor_lab.inference.analyze import analyze
+
+        self.real, self.calls = analyze, 0
+
+    def __call__(self, *a, **k):
+        self.calls += 1
+        return self.real(*a, **k)

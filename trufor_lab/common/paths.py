@@ -4,12 +4,14 @@ output folder."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import glob
 import os
 import re
 import sys
+import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
@@ -139,7 +141,8 @@ def _first_bytes(path: Path) -> bytes:
 
 
 class OutputPathError(ValueError):
-    """An input name that would put its output outside the output folder."""
+    """An input name that cannot name an output in the output folder (it would leave it, or
+    is longer than a file name may be)."""
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -365,7 +368,18 @@ def output_path(out_dir: str | os.PathLike, name: str, suffix: str = ".npz") -> 
     goes through here.
     """
     parts = _output_parts(name)
-    return Path(out_dir).joinpath(*parts[:-1], parts[-1] + suffix)
+    parts = [*parts[:-1], parts[-1] + suffix]
+    long = next((p for p in parts if len(os.fsencode(p)) > NAME_MAX), None)
+    if long is not None:  # said before the analysis, not at the write after it
+        raise OutputPathError(
+            f"output name {long[:24]}…{long[-12:]} is {len(os.fsencode(long))} bytes, more than a file name may have "
+            f"({NAME_MAX}): rename the input"
+        )
+    return Path(out_dir).joinpath(*parts)
+
+
+#: Longest file name (bytes) the usual disks take (ext4, APFS, NTFS: 255).
+NAME_MAX = 255
 
 
 def output_key(name: str) -> str:
@@ -435,6 +449,14 @@ def unwritable_reason(folder: str | os.PathLike) -> str | None:
         p = p.parent
     if os.path.isdir(p) and not os.access(p, os.W_OK | os.X_OK):
         return f"no permission to write in {p}" + (" (read-only)" if _read_only(p) else "")
+    if os.path.isdir(p):  # os.access says yes to root everywhere (/sys, /proc): a file made and removed says
+        try:
+            fd, probe = tempfile.mkstemp(dir=p, prefix=".trufor_lab-probe-")
+        except OSError as e:
+            return f"{e.strerror or type(e).__name__} when writing in {p}"
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
     return None
 
 
