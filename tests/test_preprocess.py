@@ -789,7 +789,17 @@ def test_deep_and_layered_files_are_said_for_what_they_are(tmp_path):
     ppm = tmp_path / "deep.ppm"
     ppm.write_bytes(b"P6\n48 40\n65535\n" + (rgb.astype(">u2") * 257).tobytes())
     got = load_image(ppm)
-    assert np.array_equal(got.rgb, rgb) and "16-bit colour reduced to 8 bits (top byte)" in got.notes
+    assert np.array_equal(got.rgb, rgb) and "16-bit colour reduced to 8 bits" in got.notes
+    # other maxima: Pillow scales the samples by them (not "top byte", as a maximum of 1000 was
+    # called; a maximum of 100 was scaled unsaid)
+    for top, mode, bits in ((1000, "P6", 8), (100, "P6", 8), (1000, "P5", 16)):
+        depth = ">u2" if top > 255 else "u1"
+        planes = rgb if mode == "P6" else rgb[..., 0]
+        body = np.rint(planes.astype(np.float64) * top / 255).astype(depth).tobytes()
+        (tmp_path / "odd.ppm").write_bytes(f"{mode}\n48 40\n{top}\n".encode() + body)
+        got = load_image(tmp_path / "odd.ppm")
+        assert f"samples of maximum {top} scaled to {bits} bits" in got.notes, got.notes
+        assert np.abs(got.rgb[..., 0].astype(int) - rgb[..., 0]).max() <= (1 if top > 255 else 2)
     low = tmp_path / "low.png"
     Image.fromarray(rgb[..., 0].astype(np.uint16)).save(low)
     got = load_image(low)

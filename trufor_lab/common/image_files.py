@@ -39,6 +39,7 @@ __all__ = [
     "pil_log_unprinted",
     "pixel_limit",
     "planar16_tiff",
+    "ppm_maxval",
     "png_closed",  # these four from png_bytes, where they live: read here by older imports
     "png_rows_missing",
     "png_text_limit",
@@ -337,6 +338,16 @@ def load_stored(source: str | os.PathLike | IO[bytes], frame: int = 0) -> Image.
     """The pixels of one frame of an image file, loaded, on the grid the file stores."""
     with open_image(source) as im:
         return stored_pixels(im, frame)
+
+
+def ppm_maxval(tiles: Any) -> int:
+    """The maximum sample a PPM/PGM file declares, from Pillow's decoder arguments ``(mode,
+    maxval)`` (Pillow scales the samples by it); 255 for any other file."""
+    for t in tiles or ():
+        args = getattr(t, "args", None)
+        if getattr(t, "codec_name", "") == "ppm" and isinstance(args, tuple) and len(args) == 2:
+            return args[1] if isinstance(args[1], int) else 255
+    return 255
 
 
 def reduced_image_note(im: Image.Image) -> str | None:

@@ -12,8 +12,8 @@ How PIL modes become RGB (one policy, stated once):
 - ``L``/``1``/``P``: PIL's conversion to RGB. ``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's
   conversion too (noted: a colour transform, not stored values). ICC profiles are never
   applied (values as stored, like the official code).
-- Arrays: uint8 as given (copied), uint16 by ``round(v / 257)``, float in ``[0, 1]`` by
-  ``round(v * 255)``, a fourth channel dropped (each noted).
+- Arrays: uint8 as given (copied), uint16 as 16-bit images below, float in ``[0, 1]`` by
+  ``round(v * 255)``, a fourth channel dropped (each noted). PPM/PGM: scaled by their maximum.
 - ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped; by the
   file's own depth where a TIFF's BitsPerSample says 9-15 bits (12-bit: ``round(v * 255 / 4095)``).
   Data within a sixteenth of that range (nearly black once scaled) is noted.
@@ -54,6 +54,7 @@ import torch
 from PIL import Image, ImageOps
 
 from trufor_lab.common.image_files import (
+    ppm_maxval,
     unread_source,
     loaded_tiff_orientation,
     MAX_PIXELS,
@@ -442,13 +443,6 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def _ppm_maxval(args: Any) -> int:
-    """The maxval of a PPM decoder's ``(mode, maxval)`` arguments (255 when absent)."""
-    if isinstance(args, tuple) and len(args) == 2 and isinstance(args[1], int):
-        return args[1]
-    return 255
-
-
 def _with_notes(loaded: LoadedImage, notes: list[str]) -> LoadedImage:
     return replace(loaded, notes=loaded.notes + tuple(notes)) if notes else loaded
 
@@ -484,11 +478,14 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
     # before anything loads the pixels (a PNG's getexif does), which empties the tile list
     tiles = getattr(im, "tile", None) or ()  # an in-memory image has none
-    deep = im.mode in ("RGB", "RGBA", "CMYK") and any(
-        ";16" in str(getattr(t, "args", ""))
-        # a PPM's decoder takes (mode, maxval): above 255 its samples are 16-bit
-        or (getattr(t, "codec_name", "") == "ppm" and _ppm_maxval(getattr(t, "args", None)) > 255)
-        for t in tiles
+    deep = im.mode in ("RGB", "RGBA", "CMYK") and any(";16" in str(getattr(t, "args", "")) for t in tiles)
+    # a PPM/PGM's decoder takes (mode, maxval) and scales its samples to 0..255 by that maxval
+    maxval = ppm_maxval(tiles)
+    ppm16 = maxval == 65535 and im.mode == "RGB"
+    scaled = (
+        f"samples of maximum {maxval} scaled to {16 if im.mode == 'I' else 8} bits"
+        if maxval not in (255, 65535)
+        else None
     )
     try:  # before Pillow loads (and misreads) the planes, closing the file
         planar = planar16_tiff(im)
@@ -527,8 +524,9 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         im = ImageOps.exif_transpose(im)
     if orientation not in (None, 1):  # a viewer shows it turned: say why the maps are not
         notes.append(orientation_note(orientation, "applied" if exif_transpose else "stored"))
-    if deep:
-        notes.append("16-bit colour reduced to 8 bits (top byte)")
+    if deep or ppm16 or scaled:
+        notes.append(scaled or f"16-bit colour reduced to 8 bits{'' if ppm16 else ' (top byte)'}")
+    deep = deep or ppm16
     rgb, more = _pil_to_rgb(im, name, signed, white_is_zero, bits)
     if deep and rgb.size and rgb.max() < 16:  # 4 bits of the range unused, as for 16-bit grey
         more.append(f"every top byte within 0..{rgb.max()} of 255: nearly black as 16-bit colour {_SMALLER}")
