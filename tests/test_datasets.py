@@ -93,6 +93,14 @@ def test_coverage_white_forged(tmp_path):
     assert m.dtype == bool and np.array_equal(m, SQUARE)
     assert ds.validate() == []
     assert isinstance(ds[0], Sample) and ds[0:2] == list(ds) and "1 fakes, 1 reals" in repr(ds)
+    # a fake list of one's own with list_dir: the reals were dropped, unsaid (no AUC); now the
+    # official real list comes from list_dir, and list_dir with both lists is refused
+    mine = _write(tmp_path / "my_fakes.txt", "image/1t.tif,mask/1forged.tif\n")
+    ds = load_dataset("coverage", root, fake_list=mine, list_dir=lists)
+    assert len(ds.fakes()) == 1 and len(ds.reals()) == 1
+    assert len(load_dataset("coverage", root, fake_list=mine).reals()) == 0  # without list_dir: the list given
+    with pytest.raises(DatasetError, match="both lists given; list_dir not taken"):
+        load_dataset("coverage", root, fake_list=mine, real_list=lists / "coverage_real.txt", list_dir=lists)
 
 
 def test_nist16_inverted(tmp_path):

@@ -89,6 +89,21 @@ def test_the_gallery_shows_failures_only_missed_fakes_without_a_mask_included(to
     assert picked[:4] == ["f_missed_nomask", "f_worst", "f_bad", "f_mid"]  # no mask ranks as F1 0, by score
     reason = next(r["reason"] for r in worst_cases(toy, 10, failures_only=True) if r["id"] == "f_missed_nomask")
     assert reason == "no mask, score 0.200"
+    # a fake whose mask exists but could not be used (missing file, wrong size, JPEG noise) was
+    # ranked as F1 0 too, and called "no mask": three such rows pushed the worst measured fake
+    # out of a gallery of 8; they come after every measured F1, named for what they are
+    toy.rows += [
+        _row("f_bad_mask", 1, 0.1, mask_path="gt/f.png", not_scored="mask", error="gt/f.png: 10x10, image 64x64"),
+        _row("f_gone_mask", 1, 0.05, mask_path="gt/missing.png"),
+        _row("f_nan_map", 1, 0.05, mask_path="gt/g.png", not_scored="map"),
+    ]
+    ranked = worst_cases(toy, 10, which="fakes", failures_only=True)
+    assert [r["id"] for r in ranked][:4] == ["f_missed_nomask", "f_worst", "f_bad", "f_mid"]
+    assert {r["id"]: r["reason"] for r in ranked[4:]} == {
+        "f_gone_mask": "F1 not measured (mask unusable), score 0.050",
+        "f_nan_map": "F1 not measured (map not finite), score 0.050",
+        "f_bad_mask": "F1 not measured (mask unusable), score 0.100",
+    }
     calm = Evaluation([r for r in toy.rows if r["id"] in ("f_good", "r_ok")])
     assert pick_cases(calm, 4) == [] and [r["id"] for r in worst_cases(calm, 4)] == ["f_good", "r_ok"]
 

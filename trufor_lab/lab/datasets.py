@@ -737,7 +737,7 @@ def load_dataset(
     """Load a registered benchmark by name, or a dataset from a fake-list file.
 
     By name: the lists given, or else the spec's official list files found in ``list_dir``
-    then ``root``. Images resolve against ``root/spec.image_dir``; masks against ``mask_root``
+    then ``root`` (one list given with ``list_dir``: the other from ``list_dir``). Images resolve against ``root/spec.image_dir``; masks against ``mask_root``
     or ``root/spec.mask_dir``. ``convention`` overrides the spec's.
 
     By list file: ``name_or_listfile`` is a fake list (``real_list`` optional). A file named as
@@ -765,6 +765,13 @@ def load_dataset(
         dirs = ([Path(list_dir)] if list_dir is not None else []) + [root]
         fake_list = _find_list(spec, spec.fake_list, dirs) if spec.fake_list else None
         real_list = _find_list(spec, spec.real_list, dirs) if spec.real_list else None
+    elif list_dir is not None:  # one list given: the other from list_dir (it was dropped, unsaid)
+        if fake_list is not None and real_list is not None:
+            raise DatasetError(f"{target}: both lists given; list_dir not taken with them")
+        if fake_list is None and spec.fake_list:
+            fake_list = _find_list(spec, spec.fake_list, [Path(list_dir)])
+        if real_list is None and spec.real_list:
+            real_list = _find_list(spec, spec.real_list, [Path(list_dir)])
     image_root = root / spec.image_dir
     mroot = Path(mask_root) if mask_root is not None else root / spec.mask_dir
     samples = []

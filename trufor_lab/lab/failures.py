@@ -46,7 +46,7 @@ from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.inference.result import COMPUTED_KEY, INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import REGISTRY, DatasetError, MaskConvention, read_mask
-from trufor_lab.lab.eval_rows import convention_from_record
+from trufor_lab.lab.eval_rows import convention_from_record, not_scored
 from trufor_lab.lab.eval_rows import nan as _num
 from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.viz.figures import display_stride, for_display, map_cmap, plain_figure, show_image
@@ -112,9 +112,10 @@ def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both",
     """The ``k`` fakes with the lowest ``f1_best`` (ties: lower score first) and/or the ``k``
     reals with the highest score, worst first (``which``: ``"fakes"``, ``"reals"``, ``"both"``).
 
-    ``failures_only``: only rows :func:`is_failure` calls failures, missed fakes without a mask
-    included (ranked as F1 0, by score). Rows are the evaluation's rows with ``case``
-    (``"fake"``/``"real"``) and ``reason`` in front.
+    ``failures_only``: only rows :func:`is_failure` calls failures, missed fakes whose F1 was not
+    measured included: without a mask, ranked as F1 0 (by score); with a mask or map that could
+    not be used (a data problem, not the model's), after every measured F1. Rows are the
+    evaluation's rows with ``case`` (``"fake"``/``"real"``) and ``reason`` (saying which) in front.
     """
     if which not in ("fakes", "reals", "both"):
         raise ValueError(f"which must be 'fakes', 'reals' or 'both', got {which!r}")
@@ -127,8 +128,7 @@ def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both",
         ok = [r for r in ok if is_failure(r)]
     if which in ("fakes", "both"):
         fakes = [r for r in ok if r.get("label") == 1 and (failures_only or not math.isnan(_num(r.get("f1_best"))))]
-        f1 = lambda r: 0.0 if math.isnan(_num(r.get("f1_best"))) else _num(r["f1_best"])  # noqa: E731
-        fakes.sort(key=lambda r: (f1(r), _num(r.get("score"))))
+        fakes.sort(key=_fake_rank)
         out += [{"case": "fake", "reason": _fake_reason(r), **r} for r in fakes[:k]]
     if which in ("reals", "both"):
         reals = [r for r in ok if r.get("label") == 0 and not math.isnan(_num(r.get("score")))]
@@ -137,9 +137,26 @@ def worst_cases(evaluation: EvaluationLike, k: int = 10, *, which: str = "both",
     return Table(out, title=f"worst cases (k={k})")
 
 
-def _fake_reason(r: Mapping[str, Any]) -> str:
+def _unusable(r: Mapping[str, Any]) -> str | None:
+    """Why a fake with a mask (or a map) has no F1: its data, not the model (``None``: measured,
+    or no mask at all)."""
+    if not math.isnan(_num(r.get("f1_best"))):
+        return None
+    tags = not_scored(r)
+    if "map" in tags:
+        return "map not finite"
+    return "mask unusable" if "mask" in tags or r.get("mask_path") else None
+
+
+def _fake_rank(r: Mapping[str, Any]) -> tuple[bool, float, float]:
+    """Worst first: measured F1 (no mask: 0) then score; unusable masks and maps last."""
     f1 = _num(r.get("f1_best"))
-    where = "no mask" if math.isnan(f1) else f"F1 {f1:.3f}"
+    return _unusable(r) is not None, 0.0 if math.isnan(f1) else f1, _num(r.get("score"))
+
+
+def _fake_reason(r: Mapping[str, Any]) -> str:
+    f1, why = _num(r.get("f1_best")), _unusable(r)
+    where = f"F1 {f1:.3f}" if not math.isnan(f1) else f"F1 not measured ({why})" if why else "no mask"
     return f"{where}, score {_num(r.get('score')):.3f}"
 
 
