@@ -249,6 +249,21 @@ def test_counts_may_be_numpy_integers_but_not_bools(recipe_model, img):
     assert_clean(recipe_model)
 
 
+def test_a_capture_around_an_attribution_keeps_the_images_forward(recipe_model, img):
+    """A capture open around an attribution held the last forward it ran, the baseline's (its
+    detection logit -3.31 where the image's is -3.60), looking like the image's (batch of 1)."""
+    import trufor_lab as tl
+
+    small = img[:48, :48].copy()
+    with torch.no_grad():
+        own = float(recipe_model(to_tensor(small)).det_logit[0, 0])
+    for method, options in (("ig", {"n_steps": 2}), ("occlusion", {"window": 24}), ("modality", {"n_steps": 2})):
+        with tl.capture(recipe_model, ["detection.logit"]) as cap:
+            T.attribute(recipe_model, small, method, **options)
+        assert float(cap.tensors["detection.logit"].flatten()[0]) == pytest.approx(own, abs=1e-5), method
+    assert_clean(recipe_model)
+
+
 def test_values_do_not_depend_on_the_batch_position(recipe_model, tampered2):
     """Under ``noiseprint_noise`` the k-th batch item read the k-th noise slice: IG with one path
     point per forward and with four disagreed, and the baseline's value (read from slot 1 of a
@@ -352,6 +367,15 @@ def test_options_of_another_method_are_refused_and_keywords_match_the_classes(re
                 T.attribute(recipe_model, small, method, **options)
         with pytest.raises(TypeError, match="window: not an option of 'ig'"):
             T.InputAttribution(recipe_model, "ig").attribute(small, window=8)
+        # sigma/seed beside a baseline that uses neither (or seed beside 'blur'): were ignored
+        for method, baselines, options, unused in (
+            ("modality", "zeros", {"sigma": 50.0, "seed": 7}, "sigma, seed"),
+            ("ig", "black", {"sigma": 50.0}, "sigma"),
+            ("occlusion", None, {"seed": 7}, "seed"),
+            ("conductance", "mean", {"sigma": 2.0}, "sigma"),
+        ):
+            with pytest.raises(TypeError, match=rf"^{unused}: not an option of the '?\w*'? ?baseline"):
+                T.attribute(recipe_model, small, method, baselines=baselines, **options)
     finally:
         h.remove()
     assert calls == []

@@ -34,7 +34,8 @@ Targets and baselines live in :mod:`trufor_lab.interpret.targets` (re-exported h
 Attribution always runs the plain, differentiable forward (``model(x)``, or the backbone and
 heads called as modules), never the memory-lean one of :mod:`trufor_lab.model.lean` (which is
 inference-only, without autograd): memory grows with the image, so use ``max_side`` on large
-photos; ablations and captures active around an attribution are honoured.
+photos; ablations and captures active around an attribution are honoured (a capture keeps the
+image's own forward, run last, not the baselines' or the path's).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ from trufor_lab.interpret.targets import (
     ScoreTarget,
     Target,
     baseline_label,
+    baseline_options,
     fit_baseline,
     make_baseline,
     per_item,
@@ -178,7 +180,7 @@ class InputAttribution:
         n_steps = 32 if n_steps is None else n_steps
         window = 32 if window is None else window
         perturbations_per_eval = 4 if perturbations_per_eval is None else perturbations_per_eval
-        sigma, seed = 3.0 if sigma is None else sigma, 0 if seed is None else seed
+        sigma, seed = baseline_options(baselines, sigma, seed)
         window, stride, internal_batch_size, n_steps, perturbations_per_eval = check_counts(
             window=window,
             stride=stride,
@@ -232,8 +234,8 @@ class InputAttribution:
                 )  # captum returns float32 even for a float64 model
                 extras.update(window=(wh, ww), stride=(min(st, wh), min(st, ww)))  # as applied
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
-                tval = float(f(x)[0])
                 bval = None if b is None else float(f(b)[0])
+                tval = float(f(x)[0])  # last: a capture open around the call keeps the image's forward
         raw = tensor_to_numpy(attr[0])
         reduce = {"ig": np.sum, "input_x_gradient": np.sum, "saliency": np.max, "occlusion": np.mean}[kind]
         return Attribution(
@@ -300,7 +302,7 @@ class LayerAttribution:
         )
         relu = True if relu is None else relu
         n_steps = 16 if n_steps is None else n_steps
-        sigma, seed = 3.0 if sigma is None else sigma, 0 if seed is None else seed
+        sigma, seed = baseline_options(baselines, sigma, seed)
 
         n_steps, internal_batch_size = check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
         target = resolve_target(target)
@@ -328,8 +330,8 @@ class LayerAttribution:
                 )
                 extras.update(n_steps=n_steps, internal_batch_size=ibs)
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
-                tval = float(f(x)[0])
                 bval = None if b is None else float(f(b)[0])
+                tval = float(f(x)[0])  # last: a capture open around the call keeps the image's forward
             up = F.interpolate(low.detach(), size=(h, w), mode="bilinear", align_corners=False)
         extras["layer_map"] = tensor_to_numpy(low[0, 0])
         return Attribution(
@@ -372,14 +374,15 @@ class ModalityAttribution:
         n_steps: int = 32,
         internal_batch_size: int | None = None,
         max_side: int | None = None,
-        sigma: float = 3.0,
-        seed: int = 0,
+        sigma: float | None = None,
+        seed: int | None = None,
     ) -> Attribution:
         """``baselines``: ``'zeros'`` (both encoder inputs 0), an image baseline of
         :func:`make_baseline` (``None`` or ``'blur'``, the default: its normalised RGB and its own
-        Noiseprint++), or a pair of tensors ``(rgb_normalised, noiseprint)``."""
+        Noiseprint++; ``sigma``, ``seed`` as there), or a pair of tensors ``(rgb_normalised, noiseprint)``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
+        sigma, seed = baseline_options(baselines, sigma, seed)
         n_steps, internal_batch_size = check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
         target = resolve_target(target)
         m = self.model
@@ -426,7 +429,8 @@ class ModalityAttribution:
                 return_convergence_delta=True,
             )
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
-                vals = (f(rgb_n, npm)[0], f(b_rgb, b_np)[0])
+                base = f(b_rgb, b_np)[0]
+                vals = (f(rgb_n, npm)[0], base)  # the image last: a capture around the call keeps its forward
         tot_rgb, tot_np = float(a_rgb.abs().sum()), float(a_np.abs().sum())
         total = tot_rgb + tot_np
         nothing = bool(notes) or same_target(float(vals[0]), float(vals[1]))  # shares of rounding noise

@@ -36,6 +36,7 @@ __all__ = [
     "ScoreTarget",
     "Target",
     "baseline_label",
+    "baseline_options",
     "fit_baseline",
     "gaussian_blur",
     "make_baseline",
@@ -236,6 +237,19 @@ def _named_baseline(x: torch.Tensor, kind: str, sigma: float, seed: int) -> torc
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(x.shape, generator=g, dtype=torch.float64).to(device=x.device, dtype=x.dtype)
     return (low + level * z).clamp(0, 255 / 256)
+
+
+def baseline_options(baseline: Any, sigma: float | None, seed: int | None) -> tuple[float, int]:
+    """``sigma`` and ``seed`` for ``baseline`` (defaults 3 and 0); one the baseline does not use
+    (``sigma`` beside ``'black'``, ``seed`` beside ``'blur'``) raises TypeError: it was ignored."""
+    name = "blur" if baseline is None else baseline
+    kind = BASELINE_ALIASES.get(name, name) if isinstance(name, str) else None
+    uses = {"blur": ("sigma",), "noise": ("sigma", "seed")}.get(kind or "", ())
+    unused = [k for k, v in (("sigma", sigma), ("seed", seed)) if v is not None and k not in uses]
+    if unused:
+        what = f"the {name!r} baseline" if isinstance(name, str) else f"a {type(name).__name__} baseline"
+        raise TypeError(f"{', '.join(unused)}: not an option of {what} (sigma: 'blur', 'noise'; seed: 'noise')")
+    return 3.0 if sigma is None else sigma, 0 if seed is None else seed
 
 
 def baseline_label(baseline: BaselineLike, sigma: float) -> str:
