@@ -201,6 +201,12 @@ def test_inputs_and_settings_that_would_mislead_are_refused(recipe_model, img):
             T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(small))
     a = T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(mask), max_side=40)  # same shape, smaller
     assert a.map.shape == (30, 40) and "region of 7.8% of the image" in a.target
+    # a larger picture's mask (a crop attributed with its full photo's mask; one column more) was
+    # resized onto the image when max_side had shrunk nothing: explained a region never marked
+    for larger in (np.pad(mask, ((0, 48), (0, 64))), np.pad(mask, ((0, 0), (0, 1)))):
+        lh, lw = larger.shape
+        with pytest.raises(ValueError, match=f"region mask is {lw}x{lh} but the image is 64x48"):
+            T.attribute(recipe_model, wide, "saliency", target=T.RegionTarget(larger))
     for bad, kw in ((np.zeros((8, 8, 3), np.uint8), {}), (wide, {"max_side": 8})):
         with pytest.raises(ImageError, match="TruFor needs at least 29 pixels"):
             T.attribute(recipe_model, bad, "saliency", **kw)

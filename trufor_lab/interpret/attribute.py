@@ -75,6 +75,7 @@ from trufor_lab.interpret.targets import (
     baseline_label,
     baseline_options,
     fit_baseline,
+    fit_target,
     make_baseline,
     per_item,
     resolve_target,
@@ -196,6 +197,7 @@ class InputAttribution:
         target = resolve_target(target)
         with_baseline = uses_baseline(kind, baselines)
         prep = prepare(self.model, image, max_side)
+        target = fit_target(target, prep.original_size, tuple(prep.x.shape[2:]))
         x = prep.x
         h, w = x.shape[2:]
         delta = bval = None
@@ -308,6 +310,7 @@ class LayerAttribution:
         target = resolve_target(target)
         uses_baseline(self.method, baselines)
         prep = prepare(self.model, image, max_side)
+        target = fit_target(target, prep.original_size, tuple(prep.x.shape[2:]))
         x = prep.x
         h, w = x.shape[2:]
         base_kind = b = None
@@ -387,6 +390,7 @@ class ModalityAttribution:
         target = resolve_target(target)
         m = self.model
         prep = prepare(m, image, max_side)
+        target = fit_target(target, prep.original_size, tuple(prep.x.shape[2:]))
         x = prep.x
         h, w = x.shape[2:]
         with guard(m):

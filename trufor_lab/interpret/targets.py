@@ -15,6 +15,7 @@ is) also works; like the input, a baseline must be finite and within [0, 1] (RGB
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any, Union
@@ -37,6 +38,7 @@ __all__ = [
     "Target",
     "baseline_label",
     "baseline_options",
+    "fit_target",
     "fit_baseline",
     "gaussian_blur",
     "make_baseline",
@@ -73,8 +75,9 @@ class ScoreTarget(nn.Module):
 
 class RegionTarget(nn.Module):
     """Mean localization probability (P(forged)) inside ``mask`` (HxW, nonzero = inside);
-    ``None`` means the whole image. A mask of the image's shape at another size (the input was
-    shrunk by ``max_side``) is resized (nearest); one of another shape is refused."""
+    ``None`` means the whole image. The mask has the image's size; where an attribution's
+    ``max_side`` shrank the input it is resized with it (nearest, :func:`fit_target`); any other
+    size is refused (a mask of a larger picture was resized onto a crop of it, unsaid)."""
 
     quantity = "map"
 
@@ -92,10 +95,12 @@ class RegionTarget(nn.Module):
             if not bool((m != 0).any()):
                 raise ValueError("the region mask is empty")
             self.mask = (m != 0).to(torch.float64)
+        #: The region's share of the image (kept when :meth:`fitted` resizes the mask).
+        self.share = None if self.mask is None else float(self.mask.mean())
 
     @property
     def label(self) -> str:
-        where = "whole image" if self.mask is None else f"region of {float(self.mask.mean()):.1%} of the image"
+        where = "whole image" if self.share is None else f"region of {self.share:.1%} of the image"
         return f"mean {self.quantity} ({where})"
 
     def _values(self, out: TruForOutput) -> torch.Tensor:
@@ -106,17 +111,33 @@ class RegionTarget(nn.Module):
         if self.mask is None:
             return v.mean(dim=(1, 2))
         w = self.mask.to(device=v.device, dtype=v.dtype)
-        if w.shape != v.shape[-2:]:
-            (mh, mw), (h, ww) = w.shape, v.shape[-2:]
-            # the only other size is the image's own before max_side shrank the input: never smaller
-            if mh < h or mw < ww or abs(mh * ww - mw * h) > max(mh, mw, h, ww):
-                hint = " (transposed?)" if (mh, mw) == (ww, h) else ""
-                raise ValueError(f"the region mask is {mw}x{mh} but the image is {ww}x{h}{hint}")
-            w = F.interpolate(w[None, None], size=v.shape[-2:], mode="nearest")[0, 0]
-        n = w.sum()
-        if float(n) == 0:
-            raise ValueError("the region mask is empty at this resolution")
-        return (v * w).sum(dim=(1, 2)) / n
+        _same_size(w.shape, v.shape[-2:])
+        return (v * w).sum(dim=(1, 2)) / w.sum()
+
+    def fitted(self, size: tuple[int, int]) -> "RegionTarget":
+        """This target with its mask resized (nearest) to ``size`` (H, W): the input shrunk by ``max_side``."""
+        out = copy.copy(self)
+        out.mask = F.interpolate(self.mask[None, None], size=size, mode="nearest")[0, 0]
+        if float(out.mask.sum()) == 0:
+            raise ValueError(f"the region mask is empty at {size[1]}x{size[0]} (the input shrunk by max_side)")
+        return out
+
+
+def _same_size(mask: tuple[int, ...], image: tuple[int, ...]) -> None:
+    (mh, mw), (h, w) = tuple(mask), tuple(image)
+    if (mh, mw) != (h, w):
+        hint = " (transposed?)" if (mh, mw) == (w, h) else ""
+        raise ValueError(f"the region mask is {mw}x{mh} but the image is {w}x{h}{hint}")
+
+
+def fit_target(target: Target, original_size: tuple[int, int], size: tuple[int, int]) -> Target:
+    """``target`` for an input of ``size`` (H, W) made from an image of ``original_size``: a
+    region mask must have the image's size, and is resized with the input where ``max_side``
+    shrank it."""
+    if not isinstance(target, RegionTarget) or target.mask is None:
+        return target
+    _same_size(target.mask.shape, original_size)
+    return target if tuple(size) == tuple(original_size) else target.fitted(tuple(size))
 
 
 class ConfidenceTarget(RegionTarget):
