@@ -235,3 +235,38 @@ def test_an_interrupt_while_the_capture_is_read_back_still_gives_the_terminal_ba
     with native_stderr.native_stderr_kept() as lines:
         os.write(2, b"mine\n")
     assert lines == ["mine"]
+
+
+def _png_with_exif_chunk(n_tags: int) -> bytes:
+    """A 64x64 PNG whose eXIf chunk holds ``n_tags`` tags, each claiming 256 MB of data."""
+    import struct
+    import zlib
+
+    entries = b"".join(struct.pack("<HHII", 0x1000 + i, 1, 0x10000000, 8) for i in range(n_tags))
+    tiff = b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", n_tags) + entries + struct.pack("<I", 0)
+    chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", zlib.crc32(b"eXIf" + tiff) & 0xFFFFFFFF)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(buf, "PNG")
+    data = buf.getvalue()
+    return data[:33] + chunk + data[33:]  # after IHDR
+
+
+def test_a_file_that_makes_its_decoder_warn_thousands_of_times_says_so_in_a_few_lines(tmp_path):
+    """60 000 broken EXIF tags in a 730 KB PNG: a note per warning, compared with every note
+    before it (3.5 minutes for a 64x64 picture), and a problem row each in the report (29 MB of
+    HTML; its PDF never finished). Each kind is said once now, with how many more there were."""
+    from trufor_lab.forensics.provenance import read_provenance
+    from trufor_lab.inference.preprocess import load_image
+
+    path = tmp_path / "flood.png"
+    path.write_bytes(_png_with_exif_chunk(3000))
+    notes = load_image(path).notes
+    assert len(notes) <= 8 and any("(and 2999 more like it)" in n for n in notes), notes
+    problems = read_provenance(path).problems
+    assert len(problems) <= 40 and any("(and 2999 more like it)" in p for p in problems), problems
+    # one file's many kinds of warnings: the first 39 kinds, then one line counting the rest
+    from trufor_lab.common.errors import grouped
+
+    lines = [f"kind {chr(65 + k // 26)}{chr(65 + k % 26)} item {i}" for k in range(60) for i in range(3)]
+    assert grouped(lines, 40)[-1] == "… and 63 more of 21 other kinds, not listed"
+    assert grouped(lines, 40)[0] == "kind AA item 0 (and 2 more like it)" and len(grouped(lines, 40)) == 40

@@ -70,7 +70,7 @@ from trufor_lab.common.image_files import (
     turn_as_shown,
     undo_loader_turn,
 )
-from trufor_lab.common.errors import OneLineError
+from trufor_lab.common.errors import OneLineError, grouped
 from trufor_lab.common.jpeg_cut import stops_early, too_few_bytes
 from trufor_lab.common.native_stderr import native_stderr_kept
 from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
@@ -413,11 +413,9 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
             yield said
-        for text in [" ".join(str(w.message).split()) for w in caught] + decoder_words(printed):
-            text = text[:160]
-            note = f"decoder warning: {text}"
-            if text and note not in said:
-                said.append(note)
+        texts = [" ".join(str(w.message).split())[:160] for w in caught] + decoder_words(printed)
+        heard = dict.fromkeys(f"decoder warning: {t[:160]}" for t in texts if t)  # in order, once each
+        said.extend(n for n in grouped(list(heard), 8) if n not in said)  # 60 000 of them: a few lines
     except ImageError:
         raise
     except (PermissionError, FileNotFoundError) as e:  # the file, not its content

@@ -403,9 +403,10 @@ def require_full_precision(model: nn.Module) -> None:
 def prepare_input(model: nn.Module, image: ImageLike, name: str | None = None) -> tuple[LoadedImage, torch.Tensor]:
     """Read ``image`` on its stored grid and make the model's input (RGB / 256 on its device
     and dtype); a model in another precision than float32/float64 is refused first. ``name``:
-    what errors call the image (an upload's name, not ``<bytes>``)."""
+    what errors call an image given as bytes, an array... (an upload's name, not ``<bytes>``); a
+    path's errors name the path."""
     require_full_precision(model)
-    loaded = load_image(image, name=name)
+    loaded = load_image(image, name=None if isinstance(image, (str, os.PathLike)) else name)
     h, w = loaded.rgb.shape[:2]
     side = model.min_side if is_full_model(model) else 1
     if min(h, w) < side:
