@@ -1110,3 +1110,23 @@ def test_quality_80_from_a_camera_is_not_called_recompression():
     edited = read_provenance(_save(_pattern(300, 200), quality=80, exif=_camera_exif().tobytes()))
     (sign,) = [s for s in edited.signs if s.code == "recompressed"]
     assert "suggests recompression" in sign.observation
+
+
+def test_notebook_views_show_the_file_name_not_its_folders_nor_a_bidi_override(tmp_path) -> None:
+    """A notebook showing read_provenance(...) or analyze(...) printed the name raw: a U+202E
+    made 'invoice_<RLO>gpj.exe' read as 'invoice_exe.jpg', and the private folder showed."""
+    import trufor_lab as tl
+    from trufor_lab.inference.load import load_noiseprint
+
+    folder = tmp_path / "private_case_folder"
+    folder.mkdir()
+    path = folder / "invoice_\u202egpj.exe"
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(path, "JPEG")
+    p = read_provenance(path)
+    views = {
+        "provenance": p._repr_html_(),
+        "rows": str(p.rows()),
+        "result": tl.analyze(load_noiseprint(device="cpu"), path)._repr_html_(),
+    }
+    for what, shown in views.items():
+        assert "\u202e" not in shown and str(folder) not in shown and "invoice_?gpj.exe" in shown, what

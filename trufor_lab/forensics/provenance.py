@@ -39,6 +39,7 @@ from trufor_lab.common.image_files import (
     xmp_filled_orientation,
 )
 from trufor_lab.common.errors import grouped
+from trufor_lab.common.paths import display_name
 from trufor_lab.forensics import jpeg, metadata
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
 from trufor_lab.forensics.thumbnail import compare_thumbnail
@@ -244,7 +245,7 @@ class Provenance:
 
         r: list[tuple[str, str, str]] = []
         add = lambda sec, f, v: r.append((sec, f, fmt(v)))  # noqa: E731
-        add("File", "name", self.name)
+        add("File", "name", display_name(self.name))  # no folders, no bidi override (a name that reads backwards)
         add("File", "format", self.format)
         add(
             "File",
@@ -325,7 +326,7 @@ class Provenance:
         colours = {"info": "#555", "notice": "#b36b00", "warning": "#b00020"}
         e = html.escape
         parts = [
-            f"<div><b>Provenance of {e(self.name)}</b>",
+            f"<div><b>Provenance of {e(display_name(self.name))}</b>",
             "<table style='border-collapse:collapse;text-align:left'>",
             "<tr><th>section</th><th>field</th><th>value</th></tr>",
         ]

@@ -24,6 +24,7 @@ from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.common.image_files import turn_as_shown
+from trufor_lab.common.paths import display_name
 from trufor_lab.inference.load import is_full_model, model_notice
 from trufor_lab.inference.preprocess import (
     MAX_PIXELS,
@@ -202,7 +203,8 @@ class Result:
             if self.notice
             else ""
         )
-        return f'{banner}<div><b>{html.escape(self.summary())}</b></div><img src="data:image/png;base64,{img}"/>'
+        said = html.escape(f"{display_name(self.name)}: {self._said()}")  # no folders, no bidi override
+        return f'{banner}<div><b>{said}</b></div><img src="data:image/png;base64,{img}"/>'
 
 
 def recorded_summary(npz_path: str | os.PathLike) -> str | None:
