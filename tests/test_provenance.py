@@ -732,7 +732,8 @@ def test_hostile_xmp_is_scanned_not_parsed(tmp_path) -> None:
         '<x:xmpmeta><rdf:Description xmp:CreatorTool="&e;&b; &lt;Tool&gt; &#65;"/></x:xmpmeta>'
     ).encode()
     p = read_provenance(_save(_pattern(64, 48), quality=90, xmp=evil))
-    assert p.xmp_software == ["&e;&b; <Tool> A"]
+    # the undeclared entities are no name the file gives (it was "written by software '&e;&b; ...'")
+    assert p.xmp_software == [] and any("declares a DTD" in x for x in p.problems)
     shown = str(p.to_dict()) + p._repr_html_()
     assert "TOP-SECRET" not in shown and "aaaaaaaaaa" not in shown and "<Tool>" not in p._repr_html_()
     from trufor_lab.forensics import metadata
@@ -1130,3 +1131,58 @@ def test_notebook_views_show_the_file_name_not_its_folders_nor_a_bidi_override(t
     }
     for what, shown in views.items():
         assert "\u202e" not in shown and str(folder) not in shown and "invoice_?gpj.exe" in shown, what
+
+
+def _exif_jpeg(software: str | None = None, dates: dict[int, str] | None = None, gps=None) -> bytes:
+    ex = Image.Exif()
+    ex[0x010F] = "Canon"
+    if software is not None:
+        ex[0x0131] = software
+    for tag, value in (dates or {}).items():
+        (ex if tag == 0x0132 else ex.get_ifd(0x8769))[tag] = value
+    if gps is not None:
+        g = ex.get_ifd(0x8825)
+        g[1], g[2], g[3], g[4] = "N", gps[0], "E", gps[1]
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(buf, "JPEG", exif=ex)
+    return buf.getvalue()
+
+
+def _sign(data: bytes, code: str) -> list[str]:
+    return [f"{s.severity}: {s.observation}" for s in read_provenance(data).signs if s.code == code]
+
+
+def test_what_the_metadata_says_is_read_as_it_means() -> None:
+    """Dates compared across their EXIF time zones (12:00 +02:00 then 11:00 +00:00 is a re-save
+    an hour later, not 'earlier than the capture'); a modify date one second after capture is the
+    camera saving its photo; 0° N 0° E (no fix) and 10° 75' 99" are no place; 'preview' inside
+    a firmware name and 'DSC-Paintbrush' are no editor; an XMP entity ('&e;') is no software,
+    and the DTD declaring it is a problem."""
+    zoned = _exif_jpeg(
+        dates={0x0132: "2023:05:01 11:00:00", 0x9003: "2023:05:01 12:00:00", 0x9011: "+02:00", 0x9010: "+00:00"}
+    )
+    (said,) = _sign(zoned, "dates")
+    assert said.startswith("notice: modify date differs from capture date (2023:05:01 12:00:00 +02:00 →"), said
+    assert ("EXIF", "offset original", "+02:00") in read_provenance(zoned).rows()
+    same_second = _exif_jpeg(dates={0x0132: "2023:05:01 12:00:01", 0x9003: "2023:05:01 12:00:00"})
+    assert _sign(same_second, "dates") == []
+    later = _exif_jpeg(dates={0x0132: "2023:05:01 12:00:05", 0x9003: "2023:05:01 12:00:00"})
+    assert _sign(later, "dates")[0].startswith("notice: modify date differs")
+    for place in (((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)), ((10.0, 75.0, 99.0), (10.0, 0.0, 0.0))):
+        p = read_provenance(_exif_jpeg(gps=place))
+        assert _sign(_exif_jpeg(gps=place), "gps") == [] and any("no usable position" in r[2] for r in p.rows())
+    assert _sign(_exif_jpeg(gps=((45.0, 30.0, 0.0), (9.0, 10.0, 0.0))), "gps")  # a real place still is
+    for firmware in ("G998BXXU5CVDD preview build", "DSC-Paintbrush v2"):
+        assert _sign(_exif_jpeg(firmware), "software") == [f"info: written by software {firmware!r}"]
+    for editor in ("Adobe Photoshop 24.0", "Paint.NET 5.0", "Preview 11.0"):
+        assert _sign(_exif_jpeg(editor), "software")[0].startswith("warning: edited with software")
+    xmp = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b'<x:xmpmeta><rdf:Description xmp:CreatorTool="&e;"/></x:xmpmeta>'
+    )
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(buf, "JPEG", xmp=xmp)
+    p = read_provenance(buf.getvalue())
+    assert (
+        p.xmp_software == [] and "XMP packet declares a DTD or entities (no real XMP does; not expanded)" in p.problems
+    )

@@ -68,6 +68,17 @@ def xmp_packet(im: Image.Image) -> bytes | None:
     return None
 
 
+#: An entity reference XML itself does not define (``&e;``: declared by a DTD in the packet).
+_UNDECLARED = re.compile(r"&[A-Za-z_][\w.-]*;")
+#: A document type declaration: no real XMP packet has one (entity bombs and external files do).
+_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)\b")
+
+
+def xmp_has_dtd(packet: bytes) -> bool:
+    """Whether an XMP packet declares a DTD or entities (never expanded here; no writer of real XMP does)."""
+    return _DTD.search(packet[:MAX_XMP_BYTES]) is not None
+
+
 def xmp_software(packet: bytes) -> list[str]:
     """Distinct software names an XMP packet gives (creator tool first, then the edit history)."""
     head = packet[:MAX_XMP_BYTES]
@@ -81,6 +92,8 @@ def xmp_software(packet: bytes) -> list[str]:
     out: list[str] = []
     for _, raw in sorted(found):
         name = " ".join(_unescape(raw).split())
+        if _UNDECLARED.search(name):  # a DTD's entity, never expanded here: not a name the file gives
+            continue
         if name and name not in out:
             out.append(name)
     if _PS_HISTORY.search(head) and not any("photoshop" in x.lower() for x in out):

@@ -125,6 +125,15 @@ _EDITORS = (
     "vsco",
     "picsart",
 )
+#: An editor's name as a word ('DSC-Paintbrush' is not Paint); the generic words ('preview',
+#: 'paint') only where the name starts with them (Apple's Preview, Paint, Paint.NET), not inside
+#: a firmware string ('G998BXXU5 preview build').
+_GENERIC_EDITORS = ("preview", "paint")
+_EDITOR_NAMES = re.compile(
+    r"\b(?:" + "|".join(re.escape(e) for e in _EDITORS if e not in _GENERIC_EDITORS) + r")\b"
+    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\b",
+    re.IGNORECASE,
+)
 _EVIDENCE = " This is evidence, not proof."
 _MAX_STR = 256
 _TIFF_HEADS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -180,6 +189,9 @@ class Provenance:
     datetime_original: str | None = None
     datetime_digitized: str | None = None
     datetime_modified: str | None = None
+    #: The time zones of the capture and modify dates (EXIF 2.31 OffsetTimeOriginal, OffsetTime: "+02:00").
+    offset_original: str | None = None
+    offset_modified: str | None = None
     orientation: int | None = None
     exif_size: tuple[int, int] | None = None
     gps_present: bool = False
@@ -265,9 +277,13 @@ class Provenance:
             "datetime_original",
             "datetime_digitized",
             "datetime_modified",
+            "offset_original",
+            "offset_modified",
             "orientation",
             "exif_size",
         ):
+            if f.startswith("offset") and getattr(self, f) is None:
+                continue  # most files have none: no row of dashes
             add("EXIF", f.replace("_", " "), getattr(self, f))
         if not self.gps_present:
             add("EXIF", "GPS", "absent")
@@ -422,16 +438,17 @@ def _gps_degrees(v: Any, limit: float) -> float | None:
     parts = v if isinstance(v, (list, tuple)) else [v]
     if not 1 <= len(parts) <= 3 or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in parts):
         return None
+    if any(not 0 <= float(x) < 60 for x in parts[1:]) or float(parts[0]) < 0:  # 10° 75' 99" is no place
+        return None
     deg = sum(float(x) / 60**k for k, x in enumerate(parts))
     return deg if abs(deg) <= limit else None
 
 
 def _gps_has_position(gps: dict[str, Any]) -> bool:
-    """Whether the GPS tags hold a usable latitude and longitude (not just a version, no 0 denominators)."""
-    return (
-        _gps_degrees(gps.get("GPSLatitude"), 90.0) is not None
-        and _gps_degrees(gps.get("GPSLongitude"), 180.0) is not None
-    )
+    """Whether the GPS tags hold a usable latitude and longitude (not just a version, no 0
+    denominators, minutes and seconds below 60, and not 0° N 0° E: what devices write without a fix)."""
+    lat, lon = _gps_degrees(gps.get("GPSLatitude"), 90.0), _gps_degrees(gps.get("GPSLongitude"), 180.0)
+    return lat is not None and lon is not None and (lat, lon) != (0.0, 0.0)
 
 
 def _frame_count(im: Image.Image, problems: list[str]) -> int:
@@ -465,6 +482,15 @@ def _parse_exif_datetime(s: str) -> datetime | None:
         return datetime(*(int(x) for x in m.groups()))
     except ValueError:
         return None
+
+
+def _utc_offset(s: str | None) -> timedelta | None:
+    """An EXIF OffsetTime ("+02:00", "-05:30") as a time difference; ``None`` when absent or malformed."""
+    m = re.fullmatch(r"\s*([+-])(\d{2}):(\d{2})\s*", s or "")
+    if not m or int(m[2]) > 14 or int(m[3]) >= 60:
+        return None
+    d = timedelta(hours=int(m[2]), minutes=int(m[3]))
+    return d if m[1] == "+" else -d
 
 
 def _icc_description(icc: bytes) -> str | None:
@@ -537,6 +563,8 @@ def _read_provenance(source: Source) -> Provenance:
     if xmp is not None:
         p.xmp_present = True
         p.xmp_software = [c for c in (_clean(x) for x in metadata.xmp_software(xmp)) if c]
+        if metadata.xmp_has_dtd(xmp):
+            p.problems.append("XMP packet declares a DTD or entities (no real XMP does; not expanded)")
     _read_more_blocks(hdr, p)
     p.comment = _clean(metadata.comment_text(im))
     if isinstance(source, Image.Image) and op.data is not None:
@@ -671,6 +699,8 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         ("datetime_modified", base, 0x0132),
         ("datetime_original", sub, 0x9003),
         ("datetime_digitized", sub, 0x9004),
+        ("offset_modified", sub, 0x9010),
+        ("offset_original", sub, 0x9011),
     ):
         v = ifd.get(tag)
         if v is not None and not isinstance(v, (str, bytes, bytearray)):  # a text tag stored as a number
@@ -709,7 +739,7 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         if isinstance(ver, (bytes, tuple)) and 0 < len(ver) <= 8 and all(isinstance(x, int) for x in ver):
             p.gps["GPSVersionID"] = ".".join(str(x) for x in ver)
         if not _gps_has_position(p.gps):
-            p.problems.append("GPS block without a usable position (latitude/longitude missing or invalid)")
+            p.problems.append("GPS block without a usable position (latitude/longitude missing, invalid, or 0° N 0° E)")
     later = datetime.now() + timedelta(days=2)  # EXIF dates carry no time zone: a day's slack either way
     for f in ("datetime_original", "datetime_digitized", "datetime_modified"):
         s = getattr(p, f)
@@ -919,7 +949,7 @@ def _signs(p: Provenance) -> list[Sign]:
         )
     named_sw = [x for x in (p.software, p.png_text.get("Software")) if x]
     named_sw += [x for x in (*p.xmp_software, *p.other_software) if x not in named_sw]
-    editors = [x for x in named_sw if any(e in x.lower() for e in _EDITORS)]
+    editors = [x for x in named_sw if _EDITOR_NAMES.search(x)]
     software = editors[0] if editors else named_sw[0] if named_sw else None
     if software:
         where = (
@@ -947,7 +977,13 @@ def _signs(p: Provenance) -> list[Sign]:
     mod, orig = p.datetime_modified, p.datetime_original
     if mod and orig:
         dm, do = _parse_exif_datetime(mod), _parse_exif_datetime(orig)
-        if dm is not None and do is not None and dm > do:
+        zm, zo = _utc_offset(p.offset_modified), _utc_offset(p.offset_original)
+        if dm is not None and do is not None and zm is not None and zo is not None:  # both in UTC
+            dm, do = dm - zm, do - zo
+            mod, orig = f"{mod} {p.offset_modified}", f"{orig} {p.offset_original}"
+        if dm is not None and do is not None and abs(dm - do) <= timedelta(seconds=1):
+            pass  # written in the same second or the next: a camera saving its own photo
+        elif dm is not None and do is not None and dm > do:
             add(
                 "dates",
                 "notice",
