@@ -140,6 +140,10 @@ def test_decoder_and_detection_ablations(recipe_model, x, ref):
             assert ab.name == "drop_c4_confidence"
             lg, cf, _ = m.forward_heads(feats0, size)
         assert torch.equal(lg, logits) and not torch.allclose(cf, conf)
+        # nothing to drop: an ablation 'drop_' that changed nothing (a row in a study), or an IndexError
+        for scales, decoders in (([], "anomaly"), ("c4", [])):
+            with pytest.raises(ValueError, match="needs at least one scale and one decoder"):
+                A.drop_scales(m, scales, decoders)
 
         with A.uniform_pooling(m):
             lg, cf, dt = m.forward_heads(feats0, size)

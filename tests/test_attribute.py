@@ -532,3 +532,27 @@ def test_modality_shares_of_files_named_with_dollars_are_drawn():
     fig = plot_modality_shares([_drawn_attribution(n, shares=True) for n in names])
     fig.savefig(io.BytesIO(), format="png")
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+
+
+def test_what_ran_is_recorded_and_a_target_without_a_value_is_refused(recipe_model, img):
+    """Conductance recorded internal_batch_size 1 where Captum ran 2 (it differences consecutive
+    path points, and raises 1 to 2 with a warning); a target giving NaN made an all-NaN map with
+    no word."""
+    import warnings
+
+    small = img[:32, :32].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Captum's "Defaulting to internal batch size of 2"
+        a = T.attribute(recipe_model, small, "conductance", n_steps=2, internal_batch_size=1)
+    assert a.extras["internal_batch_size"] == 2
+
+    class Nothing(torch.nn.Module):
+        def forward(self, out):
+            return out.det_logit[:, 0] * float("nan")
+
+    for method in ("saliency", "gradcam", "modality"):
+        with pytest.raises(ValueError, match="the target Nothing is nan on this image: nothing to attribute"):
+            T.attribute(
+                recipe_model, small, method, target=Nothing(), **({"n_steps": 2} if method == "modality" else {})
+            )
+    assert_clean(recipe_model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -444,3 +445,17 @@ def test_in_and_for_on_a_capture_speak_of_the_recorded_names(tiny):
         tiny(x)
     assert "detection.logit" in cap and "rgb.stage1.out" not in cap and 0 not in cap
     assert sorted(cap) == ["detection.logit", "noiseprint"]
+
+
+def test_sizes_and_names_that_would_show_nothing_are_refused(tiny):
+    """list_layers printed shapes (negative ones too) for sizes the model refuses; capture(model,
+    []) recorded nothing while capture(model, "") was refused."""
+    from trufor_lab.model.capture import capture
+
+    side = tiny.min_side
+    for bad in ((10, 10), (1, 1), (0, -3), (side - 1, 64), (64.0, 64), (True, 64)):
+        with pytest.raises(ValueError, match=f"each side at least {side} pixels"):
+            list_layers(tiny, bad)
+    assert list_layers(tiny, (np.int64(side), side)).input_size[0] == side  # numpy integers are sizes
+    with pytest.raises(KeyError, match="no layer names given"):
+        capture(tiny, [])

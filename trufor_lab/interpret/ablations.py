@@ -443,6 +443,8 @@ def drop_scales(
     for d in decoders:
         if d not in _DECODERS:
             raise ValueError(f"decoders are {sorted(_DECODERS)}, got {d!r}")
+    if not ks or not decoders:  # an ablation named 'drop_' that changed nothing, or an IndexError
+        raise ValueError(f"drop_scales needs at least one scale and one decoder, got {scales!r} and {decoders!r}")
     ks, decoders = sorted(set(ks)), sorted(set(decoders))
 
     def zero(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,7 @@ from trufor_lab.interpret.attribution import Attribution, plot_modality_shares, 
 from trufor_lab.interpret.attribution_calls import (
     auto_batch,
     check_counts,
+    finite_target,
     guard,
     prepare,
     refuse_unused,
@@ -237,7 +238,9 @@ class InputAttribution:
                 extras.update(window=(wh, ww), stride=(min(st, wh), min(st, ww)))  # as applied
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 bval = None if b is None else float(f(b)[0])
-                tval = float(f(x)[0])  # last: a capture open around the call keeps the image's forward
+                tval = finite_target(
+                    float(f(x)[0]), target
+                )  # last: a capture around the call keeps the image's forward
         raw = tensor_to_numpy(attr[0])
         reduce = {"ig": np.sum, "input_x_gradient": np.sum, "saliency": np.max, "occlusion": np.mean}[kind]
         return Attribution(
@@ -325,7 +328,8 @@ class LayerAttribution:
                 base_kind = "blur" if baselines is None else baselines
                 b = make_baseline(x, base_kind, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
                 notes = same_input_notes([(x, b)])
-                ibs = internal_batch_size or auto_batch(h, w, n_steps)
+                # conductance differences consecutive path points: Captum runs at least 2 per batch (and warns)
+                ibs = max(2, internal_batch_size or auto_batch(h, w, n_steps))
                 low = (
                     ca.LayerConductance(f, self.layer)
                     .attribute(x, baselines=b, n_steps=n_steps, internal_batch_size=ibs)
@@ -334,7 +338,9 @@ class LayerAttribution:
                 extras.update(n_steps=n_steps, internal_batch_size=ibs)
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 bval = None if b is None else float(f(b)[0])
-                tval = float(f(x)[0])  # last: a capture open around the call keeps the image's forward
+                tval = finite_target(
+                    float(f(x)[0]), target
+                )  # last: a capture around the call keeps the image's forward
             up = F.interpolate(low.detach(), size=(h, w), mode="bilinear", align_corners=False)
         extras["layer_map"] = tensor_to_numpy(low[0, 0])
         return Attribution(
@@ -435,6 +441,7 @@ class ModalityAttribution:
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 base = f(b_rgb, b_np)[0]
                 vals = (f(rgb_n, npm)[0], base)  # the image last: a capture around the call keeps its forward
+                finite_target(float(vals[0]), target)
         tot_rgb, tot_np = float(a_rgb.abs().sum()), float(a_np.abs().sum())
         total = tot_rgb + tot_np
         nothing = bool(notes) or same_target(float(vals[0]), float(vals[1]))  # shares of rounding noise

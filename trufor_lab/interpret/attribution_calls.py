@@ -5,6 +5,7 @@ checked before any forward, and the model left as it was found (:func:`guard`: m
 
 from __future__ import annotations
 
+import math
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -148,6 +149,14 @@ def refuse_unused(method: str, options: dict[str, Any], applies: bool) -> None:
     given = [k for k, v in options.items() if v is not None]
     if given and not applies:
         raise TypeError(f"{', '.join(given)}: not an option of {method!r}")
+
+
+def finite_target(value: float, target: Any) -> float:
+    """``value``, the target on the image; NaN or Inf (a target of one's own dividing by zero)
+    raises: its attribution map was all NaN, with no word."""
+    if not math.isfinite(value):
+        raise ValueError(f"the target {type(target).__name__} is {value} on this image: nothing to attribute")
+    return value
 
 
 def auto_batch(h: int, w: int, n_steps: int) -> int:

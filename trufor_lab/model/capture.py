@@ -8,6 +8,9 @@ A capture records what the network used: its hooks are moved behind any hook pla
 inputs and outputs are seen whatever the nesting order. Each call of the model starts a fresh
 record; so does a direct call of a part (``model.backbone(...)``, ``model.forward_features(...)``)
 that would record an entry an earlier call already recorded, so a record never mixes two inputs.
+Hooks belong to the model, not to a thread: while a capture (or an ablation) is open, every
+forward of that model records (or is ablated), from any thread; share a model across threads
+only without them, or give each thread its own copy.
 
 Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attention maps as
 ``(B, heads, Hq, Wq, Hk, Wk)``, with queries subsampled above ``max_elements``.

@@ -32,6 +32,7 @@ import fnmatch
 import html
 import weakref
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -424,6 +425,8 @@ def resolve_names(catalog: dict[str, LayerSpec] | nn.Module, names: str | Iterab
         if not hits:
             raise unknown_layer(pat, catalog)
         wanted.update(hits)
+    if not wanted:  # capture(model, []) recorded nothing, unsaid ("" is refused as unknown)
+        raise KeyError("no layer names given (list_layers(model) shows all names)")
     return [n for n in catalog if n in wanted]
 
 
@@ -507,7 +510,15 @@ class LayerTable(Sequence[LayerRow]):
 
 
 def list_layers(model: nn.Module, input_size: tuple[int, int] = (512, 512)) -> LayerTable:
-    """The layer catalog of ``model`` with each tensor's shape for one ``input_size`` (H, W) image."""
-    geo = _geometry(model, input_size)
+    """The layer catalog of ``model`` with each tensor's shape for one ``input_size`` (H, W) image
+    (a size the model would refuse, below its ``min_side``, is refused here too)."""
+    size = tuple(input_size)
+    side = getattr(model, "min_side", 1)
+    if len(size) != 2 or not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= side for v in size):
+        raise ValueError(
+            f"input_size is (H, W) with each side at least {side} pixels (the model's smallest), got {input_size!r}"
+        )
+    size = (int(size[0]), int(size[1]))
+    geo = _geometry(model, size)
     rows = [LayerRow(e.name, e.module, tuple(e.shape_fn(geo)), e.description) for e in layer_catalog(model).values()]
-    return LayerTable(rows, input_size)
+    return LayerTable(rows, size)
