@@ -89,6 +89,14 @@ def test_branch_similarity_on_real_captures(recipe_model, small_image):
     # FRM mixes each stream with the other: the streams get closer
     assert np.all(cmp.after > cmp.before)
     assert set(cmp.as_dict()) == {"stage", "before", "after", "before_global", "after_global"}
+    # every feature view shows itself in a notebook as the other results do (they had .plot() only)
+    import matplotlib.pyplot as plt
+
+    fmap = r.captures["rgb.stage1.out"][0]
+    before = plt.get_fignums()
+    for view in (cmp, channel_stats(fmap, "rgb.stage1"), spatial_stats(fmap), pca_rgb(fmap)):
+        assert view._repr_html_().count('<img src="data:image/png;base64,') == 1, type(view).__name__
+    assert plt.get_fignums() == before
     one = branch_similarity(r.captures, stages=[2])
     np.testing.assert_allclose(one.after, cmp.after[1:2])
     with pytest.raises(KeyError, match="branch_comparison_names"):

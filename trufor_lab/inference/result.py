@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
-import io
 import os
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -38,7 +36,7 @@ from trufor_lab.inference.preprocess import (
 from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.trufor import MIN_TRUFOR_SIDE, TruFor, TruForOutput  # noqa: F401 (MIN_TRUFOR_SIDE: re-exported)
-from trufor_lab.viz.figures import plot_result
+from trufor_lab.viz.figures import figure_html, plot_result
 
 #: Extra npz keys (ignored by official readers) recording what an output was made from: the
 #: sha256 of the input file and of the weights. An existing output is reused only when both match.
@@ -191,20 +189,12 @@ class Result:
         return f"score {self.score:.3f}, map max {float(self.map.max()):.3f}{conf}{said}"
 
     def _repr_html_(self) -> str:
-        fig = self.plot()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        import matplotlib.pyplot as plt  # lazy: matplotlib is only needed to draw
-
-        plt.close(fig)
-        img = base64.b64encode(buf.getvalue()).decode()
         banner = (
             (f'<div style="background:#fff3cd;padding:4px;border:1px solid #e0c060">{html.escape(self.notice)}</div>')
             if self.notice
             else ""
         )
-        said = html.escape(f"{display_name(self.name)}: {self._said()}")  # no folders, no bidi override
-        return f'{banner}<div><b>{said}</b></div><img src="data:image/png;base64,{img}"/>'
+        return banner + figure_html(self.plot(), f"{display_name(self.name)}: {self._said()}")  # no folders, no bidi
 
 
 def recorded_summary(npz_path: str | os.PathLike) -> str | None:

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from trufor_lab.inference.analyze import Result
-from trufor_lab.viz.figures import new_figure
+from trufor_lab.viz.figures import figure_html, new_figure
 
 __all__ = ["Attribution", "plot_modality_shares"]
 
@@ -217,16 +214,7 @@ class Attribution:
         return fig
 
     def _repr_html_(self) -> str:
-        import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
-
-        fig = self.plot()
-        try:  # closed: a figure left open is drawn a second time below the cell
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        finally:
-            plt.close(fig)
-        img = base64.b64encode(buf.getvalue()).decode()
-        return f'<div><b>{html.escape(self.title)}</b></div><img src="data:image/png;base64,{img}"/>'
+        return figure_html(self.plot(), self.title)
 
 
 def plot_modality_shares(attributions: Sequence[Attribution], ax=None):

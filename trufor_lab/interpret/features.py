@@ -20,6 +20,7 @@ import numpy as np
 
 from trufor_lab.common.arrays import ArrayLike, pca_project, to_chw, top_k
 from trufor_lab.viz.figures import (
+    figure_html,
     plot_branch_comparison,
     plot_channel_stats,
     plot_pca,
@@ -66,6 +67,9 @@ class ChannelStats:
         """Energy per channel (bars) with mean ± std; returns the Figure."""
         return plot_channel_stats(self, ax=ax)
 
+    def _repr_html_(self) -> str:
+        return figure_html(self.plot(), getattr(self, "name", ""))
+
 
 def channel_stats(fmap: ArrayLike, name: str = "") -> ChannelStats:
     """:class:`ChannelStats` of a feature map."""
@@ -91,6 +95,9 @@ class SpatialStats:
     def plot(self, fig=None):
         return plot_spatial_stats(self, fig=fig)
 
+    def _repr_html_(self) -> str:
+        return figure_html(self.plot(), getattr(self, "name", ""))
+
 
 def spatial_stats(fmap: ArrayLike, name: str = "") -> SpatialStats:
     """:class:`SpatialStats` of a feature map."""
@@ -114,6 +121,9 @@ class PCAImage:
 
     def plot(self, ax=None):
         return plot_pca(self, ax=ax)
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.plot(), getattr(self, "name", ""))
 
 
 def pca_rgb(fmap: ArrayLike, n_components: int = 3, percentile: float = 1.0, name: str = "") -> PCAImage:
@@ -170,6 +180,9 @@ class BranchComparison:
 
     def plot(self, fig=None):
         return plot_branch_comparison(self, fig=fig)
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.plot(), getattr(self, "name", ""))
 
 
 def branch_comparison_names(stages: Sequence[int] | None = None) -> list[str]:

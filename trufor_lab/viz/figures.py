@@ -272,6 +272,24 @@ def result_title(result: "Result") -> str:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def figure_html(fig, heading: str = "", dpi: int = 80) -> str:
+    """A figure as notebook HTML (an inline PNG under an escaped bold ``heading``), the figure
+    closed even on error: one left open is drawn a second time below the cell."""
+    import base64
+    import html
+    import io
+
+    import matplotlib.pyplot as plt  # lazy: only drawing needs it
+
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    head = f"<div><b>{html.escape(heading)}</b></div>" if heading else ""
+    return f'{head}<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
+
+
 def new_figure(figsize: tuple[float, float], **kwargs):
     """A pyplot figure, so notebooks display it; the library never calls ``plt.show()``."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
