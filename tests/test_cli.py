@@ -920,3 +920,24 @@ def test_notebook_times_of_another_folder_do_not_replace_the_shipped_ones(tmp_pa
 
     block = results_block([Timing("01_ok", 1.0, True, cpu_seconds=1.0)], "CPU x", folder=str(tmp_path / "nbs"))
     assert block.splitlines()[0].endswith(f"({tmp_path / 'nbs'})") and f"--dir {tmp_path / 'nbs'}" in block
+
+
+def test_python_m_trufor_lab_never_imports_a_users_bench_module(tmp_path):
+    """`python -m trufor_lab` put the current folder first on sys.path and imported `bench.cli`
+    from it for the bench subcommand: a bench.py (or bench/) of the user's own ran."""
+    import subprocess
+    import sys
+
+    (tmp_path / "bench.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    pkg = tmp_path / "other"
+    (pkg / "bench").mkdir(parents=True)
+    (pkg / "bench" / "__init__.py").write_text(f"open({str(tmp_path / 'ran_pkg')!r}, 'w').close()\n")
+    for cwd in (tmp_path, pkg):
+        done = subprocess.run(
+            [sys.executable, "-m", "trufor_lab", "weights", "info"], cwd=cwd, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "ran_pkg").exists()
+    from trufor_lab.cli import build_parser
+
+    assert "bench" in build_parser()._subparsers._group_actions[0].choices  # the checkout's own still is

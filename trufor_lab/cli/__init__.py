@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from trufor_lab.cli import analyze, casebook, distributed, notebooks, report, train, weights
@@ -33,7 +35,16 @@ COMMANDS: tuple[Callable[[Any], Any], ...] = (
 
 
 def _plugins() -> list[Callable[[Any], Any]]:
-    """Subcommands from outside the package: ``bench`` when run from a source checkout."""
+    """Subcommands from outside the package: ``bench`` when run from a source checkout, and only
+    the checkout's own (a ``bench.py`` in the folder a user runs ``python -m trufor_lab`` from
+    was imported, and ran)."""
+    checkout = Path(__file__).resolve().parents[2] / "bench" / "__init__.py"
+    try:
+        spec = importlib.util.find_spec("bench")  # finds without running anything
+    except (ImportError, ValueError):
+        return []
+    if spec is None or spec.origin is None or Path(spec.origin).resolve() != checkout:
+        return []
     try:
         mod = importlib.import_module("bench.cli")
     except ModuleNotFoundError as e:
