@@ -934,10 +934,32 @@ def test_python_m_trufor_lab_never_imports_a_users_bench_module(tmp_path):
     (pkg / "bench" / "__init__.py").write_text(f"open({str(tmp_path / 'ran_pkg')!r}, 'w').close()\n")
     for cwd in (tmp_path, pkg):
         done = subprocess.run(
-            [sys.executable, "-m", "trufor_lab", "weights", "info"], cwd=cwd, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "trufor_lab", "weights", "info"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
     assert not (tmp_path / "ran").exists() and not (tmp_path / "ran_pkg").exists()
     from trufor_lab.cli import build_parser
 
     assert "bench" in build_parser()._subparsers._group_actions[0].choices  # the checkout's own still is
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "soon"])
+def test_timeouts_are_finite_positive_seconds(value, capsys):
+    """distributed-analyze --timeout inf was a traceback (OverflowError), 0 or -1 twenty lines of
+    C++ frames and a wrong 'cannot listen'; notebooks --timeout 0 turned the cell limit off."""
+    from trufor_lab.cli import main
+
+    for argv in (
+        ["distributed-analyze", "x.png", "-o", "out", "--timeout", value],
+        ["distributed-analyze", "x.png", "-o", "out", "--gather-timeout", value],
+        ["notebooks", "--timeout", value],
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "timeout: " in err and ("number of seconds" in err), err

@@ -431,6 +431,9 @@ def test_ctrl_c_saves_the_step_in_progress_and_a_restart_drops_the_old_checkpoin
         (dict(max_seconds=-5), "max_seconds"),
         (dict(crop=8), "crop must be at least 32"),  # "Kernel size can't be greater than actual input size"
         (dict(crop=32, batch_size=1), "batch_size 1 needs crop >= 64"),  # BatchNorm's error at step 1
+        (dict(seed=-1), "seed must be a whole number from 0"),  # numpy's "expected non-negative integer"
+        (dict(seed=10**23), "seed must be a whole number from 0"),  # "Overflow when unpacking long long"
+        (dict(seed=1.5), "seed must be a whole number from 0"),
     ],
 )
 def test_settings_a_run_cannot_use_are_refused_up_front(bad, why):

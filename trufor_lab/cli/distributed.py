@@ -18,6 +18,7 @@ from trufor_lab.cli.messages import (
     error,
     note,
     output_folder_problem,
+    positive_seconds,
     printable,
     run_command,
     weights_note,
@@ -49,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=300.0,
         metavar="SECONDS",
         help="how long a rank waits for the others to join at the start (default 300); then it stops, "
@@ -57,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gather-timeout",
-        type=float,
+        type=positive_seconds,
         default=86400.0,
         metavar="SECONDS",
         help="how long the ranks wait at the end for the slowest one to finish its share (default 86400, "

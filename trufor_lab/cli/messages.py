@@ -22,6 +22,18 @@ WEIGHTS_HELP = (
 )
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0 (``inf``, ``nan``, 0 and negative
+    timeouts gave tracebacks or C++ stack frames, or turned the limit off)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text!r}")
+    return v
+
+
 def printable(text: object) -> str:
     """``text`` that any terminal encoding can take: a file name that is not UTF-8 (Python keeps
     its bytes as lone surrogates) is written escaped (``\\udce9``) instead of stopping a batch

@@ -36,7 +36,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from trufor_lab.common.files import atomic_write_text
-from trufor_lab.cli.messages import printable
+from trufor_lab.cli.messages import positive_seconds, printable
 
 #: What a CPU run of one notebook at its default parameters may take (two cores), and all of them.
 CPU_BOUND_S = 180.0
@@ -313,7 +313,7 @@ def _run_all(args: argparse.Namespace, paths: list[Path]) -> int:
     with tempfile.TemporaryDirectory(prefix="trufor_lab_notebooks_") as tmp:
         for p in paths:
             print(f"{p.stem} ...", end=" ", flush=True)
-            t = run_notebook(p, Path(tmp), small=args.small, timeout=args.timeout)
+            t = run_notebook(p, Path(tmp), small=args.small, timeout=math.ceil(args.timeout))
             print(
                 f"{t.seconds:.0f} s (kernel CPU {t.cpu_seconds:.0f} s)" + ("" if t.ok else f"  FAILED: {t.error}"),
                 flush=True,
@@ -360,7 +360,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default=str(ROOT / "notebooks"), help="folder of notebooks (default: the checkout's)")
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"), help="where --time records")
     p.add_argument("--note", default="", help="a sentence added to the recorded block (e.g. 'machine shared')")
-    p.add_argument("--timeout", type=int, default=1800, help="seconds per cell before giving up")
+    p.add_argument("--timeout", type=positive_seconds, default=1800, help="seconds per cell before giving up")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -130,6 +130,9 @@ class TrainConfig:
         for name in ("ce_lambda", "dataset_fraction", "forged_fraction", "jpeg_prob"):
             number(name, 0, 1)
         number("precompute", 0)
+        # numpy's generators take 0 .. 2**128 - 1 ("expected non-negative integer", an overflow deep in a run)
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
         if self.max_seconds is not None:
             number("max_seconds", 0)  # 0: stop (and checkpoint) after the first step
         w = tuple(self.class_weights)
