@@ -466,6 +466,7 @@ def test_train_all_phases_and_bad_settings_are_one_line(tmp_path, capsys):
         (["--device", "foo"], "foo"),
         (["--init", str(junk)], "junk.pt"),
         (["--images", str(tmp_path / "nowhere")], "nowhere: no such folder"),  # was "no images found"
+        (["--seed", "-1"], "seed must be a whole number from 0"),  # "expected non-negative integer", a log left
     ):
         assert main([*base, *extra, "-o", str(tmp_path / "bad")]) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
@@ -963,3 +964,15 @@ def test_timeouts_are_finite_positive_seconds(value, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert "timeout: " in err and ("number of seconds" in err), err
+
+
+def test_eval_of_a_folder_refuses_the_options_of_a_benchmark(tmp_path, capsys):
+    """`eval --images DIR --list-dir X --mask-root Y` ran with exit 0, both options ignored."""
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "imgs" / "a.png")
+    for extra in (["--list-dir", str(tmp_path)], ["--mask-root", str(tmp_path)]):
+        assert main(["eval", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--images takes no {extra[0]}" in err[0], err

@@ -66,8 +66,16 @@ def _cli_dataset(args: argparse.Namespace) -> Dataset:
     if args.images is None and args.dataset in REGISTRY:  # said before any list is read
         _overridden(REGISTRY.get(args.dataset).convention, args.dataset, args)
     if args.images is not None:
-        if args.root is not None or args.fake_list is not None or args.real_list is not None:
-            raise DatasetError("--images takes no --root, --fake-list or --real-list")
+        dataset_options = {
+            "--root": args.root,
+            "--fake-list": args.fake_list,
+            "--real-list": args.real_list,
+            "--list-dir": args.list_dir,
+            "--mask-root": args.mask_root,
+        }
+        given = [o for o, v in dataset_options.items() if v is not None]
+        if given:  # --list-dir and --mask-root were ignored, unsaid
+            raise DatasetError(f"--images takes no {', '.join(given)} (masks: --masks DIR)")
         name = args.dataset or Path(args.images).name
         base, note = folder_convention(name)
         convention = _overridden(base, name, args)  # labels depend on it: an empty mask is a real image
