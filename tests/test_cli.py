@@ -976,3 +976,28 @@ def test_eval_of_a_folder_refuses_the_options_of_a_benchmark(tmp_path, capsys):
         assert main(["eval", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), *extra]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"--images takes no {extra[0]}" in err[0], err
+
+
+def test_a_terminated_command_removes_the_file_it_was_writing(tmp_path):
+    """`timeout` (SIGTERM) killed a command mid-write: a 114 MB `.last.pt.*.tmp` stayed beside the
+    checkpoint. A termination is handled as Ctrl-C is now: the temporary file is removed, one line."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "term.py"
+    script.write_text(
+        "import argparse, os, signal, sys, time\n"
+        "from trufor_lab.cli.messages import run_command\n"
+        "from trufor_lab.common.files import atomic_write_path\n"
+        "def write(tmp):\n"
+        "    open(tmp, 'w').write('partial')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "def func(args):\n"
+        f"    atomic_write_path({str(tmp_path / 'out' / 'last.pt')!r}, write)\n"
+        "    return 0\n"
+        "sys.exit(run_command(argparse.Namespace(func=func)))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130 and done.stderr.strip() == "error: interrupted", (done.returncode, done.stderr)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from trufor_lab.common.paths import unwritable_reason
 from trufor_lab.inference.load import selected_info
@@ -111,6 +115,29 @@ def weights_note(weights: str | None, demo: bool = True) -> None:
         note(f"these results were made with {info.kind} weights ({Path(info.path).name}): {info.note or HOW_TO_GET}")
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``timeout``, a job scheduler, ``kill``) handled as Ctrl-C is: training saves the
+    step in progress, an atomic write removes its temporary file (the process was killed
+    mid-write and left a 114 MB ``.last.pt.*.tmp``). Main thread only; restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+        interrupt = signal.getsignal(signal.SIGINT)
+        if callable(interrupt):  # training's "finish the step", or Python's KeyboardInterrupt
+            interrupt(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job): a termination still stops
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """``args.func(args)`` as every entry point runs it (``trufor-lab ...`` and the ``python -m``
     modules): an empty ``--output`` refused (it wrote into the current folder), Ctrl-C and a
@@ -119,7 +146,8 @@ def run_command(args: argparse.Namespace) -> int:
         print("error: --output is empty (an unset variable?)", file=sys.stderr)
         return 2
     try:
-        return args.func(args)
+        with _terminate_as_interrupt():
+            return args.func(args)
     except KeyboardInterrupt as e:  # a command that saved its work says where (training)
         print(f"error: {e}" if str(e) else "error: interrupted", file=sys.stderr)
         return 130
