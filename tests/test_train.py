@@ -455,6 +455,11 @@ def test_a_resume_on_other_pictures_is_refused_and_a_new_length_said(tmp_path, i
     capsys.readouterr()
     assert T.train(_cfg(out, images, out_dir=str(out), steps=2)).step == 2
     assert "resumed with steps 1 -> 2: the learning-rate schedule" in capsys.readouterr().err
+    # fewer steps than the run has done: it said the schedule "continues on the new length", and
+    # gave back the finished model
+    assert T.train(_cfg(out, images, out_dir=str(out), steps=1)).step == 2
+    err = capsys.readouterr().err
+    assert "the run is at step 2 already (steps 1): nothing to train" in err and "continues" not in err
 
 
 def test_a_longer_earlier_phase_restarts_the_later_ones(tmp_path, images, capsys):

@@ -214,7 +214,7 @@ def _init_changed(ckpt: Path, state: dict, cfg: TrainConfig, now: str | None) ->
     return True
 
 
-def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig) -> None:
+def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig, at_step: int | None = None) -> None:
     """Refuse to resume a run made with other settings: it would silently return the old model
     (or continue it with a mix of both)."""
     if stored is None:
@@ -232,7 +232,12 @@ def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig) -> None:
         if isinstance(was.get(key), str) and str(now.get(key)).startswith(was[key] + mark) and mark not in was[key]:
             was[key] = now[key]
     diff = sorted(k for k in set(now) | set(was) if k not in _RESUMABLE_CHANGES and now.get(k) != was.get(k))
-    if not diff and was.get("steps") not in (None, now.get("steps")):  # allowed, but not without a word
+    if not diff and at_step is not None and isinstance(now.get("steps"), int) and at_step >= now["steps"]:
+        tqdm.write(
+            f"note: {ckpt}: the run is at step {at_step} already (steps {now['steps']}): nothing to train",
+            file=sys.stderr,
+        )
+    elif not diff and was.get("steps") not in (None, now.get("steps")):  # allowed, but not without a word
         tqdm.write(
             f"note: {ckpt}: resumed with steps {was.get('steps')} -> {now.get('steps')}: the learning-rate "
             "schedule (cosine over the run's steps) continues on the new length",
@@ -283,7 +288,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, saved = 0, None  # saved: the step of the checkpoint on disk
     if state is not None:
-        _check_same_run(ckpt, state.get("train_config"), cfg)
+        _check_same_run(ckpt, state.get("train_config"), cfg, at_step=state.get("step"))
         opt.load_state_dict(state["optimizer"])
         step = saved = state["step"]
         init_digest = state.get("init_sha256")  # the init the run started from, not today's file
