@@ -1001,3 +1001,15 @@ def test_a_terminated_command_removes_the_file_it_was_writing(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 130 and done.stderr.strip() == "error: interrupted", (done.returncode, done.stderr)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_weights_options_of_another_action_are_refused(capsys):
+    """`weights info --dir X` reported the per-user cache as if --dir were not there, and
+    `install --skip-noiseprint` ignored it."""
+    for argv, said in (
+        (["weights", "info", "--dir", "/tmp/elsewhere"], "--dir: not an option of `weights info`"),
+        (["weights", "info", "--skip-noiseprint"], "--skip-noiseprint: not an option of `weights info`"),
+        (["weights", "install", "x.zip", "--skip-noiseprint"], "--skip-noiseprint: not an option of `weights install`"),
+    ):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip() == f"error: {said}"

@@ -26,6 +26,13 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "info" and args.zip is not None:  # `weights info extra` printed info as if asked plainly
         error(f"{printable(args.zip)}: only `install` takes a file")
         return 2
+    ignored = [
+        o for o, given in (("--dir", args.dir is not None), ("--skip-noiseprint", args.skip_noiseprint)) if given
+    ]
+    if args.action == "info" and ignored or args.action == "install" and args.skip_noiseprint:  # were ignored, unsaid
+        shown = ignored if args.action == "info" else ["--skip-noiseprint"]
+        error(f"{' and '.join(shown)}: not an option of `weights {args.action}`")
+        return 2
     if args.action == "info":
         print(f"download folder: {W.weights_dir()} (per-user cache; $TRUFOR_LAB_WEIGHTS_DIR overrides)")
         for var in ("TRUFOR_WEIGHTS", "TRUFOR_NOISEPRINT_WEIGHTS"):
