@@ -175,6 +175,12 @@ def test_results_that_cannot_take_the_timings_are_refused_before_any_notebook(tm
         err = capsys.readouterr().err
         assert rc == 2 and why in err and "Traceback" not in err, err
     assert notes.read_text() == "my own notes\n" and not list(tmp_path.rglob("ran"))
+    # --results without --time was ignored, unsaid (the notebooks ran, nothing was recorded)
+    rc = main(["notebooks", "--dir", str(tmp_path), "--results", str(tmp_path / "R.md")])
+    assert (
+        rc == 2 and "error: --results is where --time records its timings: give --time too" in capsys.readouterr().err
+    )
+    assert not list(tmp_path.rglob("ran"))
 
 
 def test_runner_without_nbclient_says_so_in_one_line(tmp_path, monkeypatch, capsys):

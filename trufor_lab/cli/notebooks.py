@@ -285,6 +285,10 @@ def run(args: argparse.Namespace) -> int:
     for name in args.only:
         if not find_notebooks(Path(args.dir), [name]):
             print(f"note: --only {name}: no notebook in {args.dir} starts with it", file=sys.stderr)
+    if args.results is not None and not args.time:  # was ignored, unsaid
+        print("error: --results is where --time records its timings: give --time too", file=sys.stderr)
+        return 2
+    args.results = args.results or str(ROOT / "bench" / "RESULTS.md")
     default_dir = os.path.realpath(args.dir) == os.path.realpath(ROOT / "notebooks")
     default_results = os.path.realpath(args.results) == os.path.realpath(ROOT / "bench" / "RESULTS.md")
     if args.time and not default_dir and default_results:  # would replace the shipped notebooks' times
@@ -358,7 +362,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", nargs="*", default=[], metavar="NAME", help="notebooks whose name starts with these")
     p.add_argument("--small", action="store_true", help="CI sizes (TRUFOR_LAB_SMALL=1) instead of the defaults")
     p.add_argument("--dir", default=str(ROOT / "notebooks"), help="folder of notebooks (default: the checkout's)")
-    p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"), help="where --time records")
+    p.add_argument("--results", default=None, help="where --time records (default: bench/RESULTS.md)")
     p.add_argument("--note", default="", help="a sentence added to the recorded block (e.g. 'machine shared')")
     p.add_argument("--timeout", type=positive_seconds, default=1800, help="seconds per cell before giving up")
 
