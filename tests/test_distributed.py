@@ -473,3 +473,24 @@ def test_an_output_blocked_by_a_file_is_refused_before_the_analysis(tmp_path, ta
     assert "not overwritten (--overwrite to replace)" in cap.err
     assert cap.out.strip().endswith("; 1 other file left out: not recognised as images"), cap.out
     assert "0 analyzed, 0 skipped (output exists), 2 failed" in cap.out
+
+
+def test_a_benchmark_with_its_lists_elsewhere_is_analyzed_with_list_dir(tmp_path, recipe_ckpt, monkeypatch, capsys):
+    """distributed-analyze --dataset told the user to pass '--list-dir', an option it did not have."""
+    from trufor_lab.cli import main
+
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+    root, lists = tmp_path / "coverage", tmp_path / "lists"
+    (root / "image").mkdir(parents=True)
+    lists.mkdir()
+    for name in ("1t.tif", "1.tif"):
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), np.uint8)).save(root / "image" / name)
+    (lists / "coverage_fake.txt").write_text("image/1t.tif,None\n")
+    (lists / "coverage_real.txt").write_text("image/1.tif\n")
+    base = ["distributed-analyze", "--dataset", "coverage", "--root", str(root), "-o", str(tmp_path / "out"), "-q"]
+    assert main(base) == 2
+    assert "--list-dir on the command line" in capsys.readouterr().err
+    assert main([*base, "--list-dir", str(lists)]) == 0
+    assert len(list((tmp_path / "out").rglob("*.npz"))) == 2
+    assert main(["distributed-analyze", "x.png", "-o", str(tmp_path / "o2"), "--list-dir", str(lists)]) == 2
+    assert "--list-dir goes with --dataset" in capsys.readouterr().err

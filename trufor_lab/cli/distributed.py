@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="a registered benchmark name or a fake-list file (instead of INPUT; needs --root)",
     )
     p.add_argument("--root", default=None, help="dataset root for --dataset")
+    p.add_argument(
+        "--list-dir", default=None, help="folder holding a benchmark's official list files (default: --root)"
+    )
     p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda (each rank takes cuda:LOCAL_RANK)")
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
@@ -78,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
             print("error: --dataset needs --root", file=sys.stderr)
             return 2
         try:
-            inputs: Any = load_dataset(args.dataset, args.root)
+            inputs: Any = load_dataset(args.dataset, args.root, list_dir=args.list_dir)
         except DatasetError as e:
             error(str(e))
             return 2
-    elif args.root:  # taken only with --dataset: ignored, unsaid
-        error("--root goes with --dataset (INPUT paths are read as given)")
+    elif args.root or args.list_dir:  # taken only with --dataset: ignored, unsaid
+        error(f"{'--root' if args.root else '--list-dir'} goes with --dataset (INPUT paths are read as given)")
         return 2
     elif args.inputs:
         inputs = args.inputs
