@@ -257,3 +257,25 @@ def test_a_pool_is_not_reused_with_other_noiseprint_weights(tmp_path, images, sh
     assert len(pools) == 2
     a, b = (np.load(p)["np"] for p in pools)
     assert not np.array_equal(a, b)
+
+
+def test_one_unreadable_picture_is_left_out_of_training_with_a_note(tmp_path, images, capsys):
+    """One cut PNG among the pictures stopped the whole run ("unreadable image (file is
+    truncated)"), where analyze goes on past a bad file; a folder of none readable is refused."""
+    from trufor_lab.training.scenes import read_folder
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(pics / f"{i}.png")
+    whole = (pics / "0.png").read_bytes()
+    (pics / "zz_cut.png").write_bytes(whole[: len(whole) // 2])
+    got = read_folder(pics)
+    assert len(got) == len(images) and all(np.array_equal(a, b) for a, b in zip(got, images))
+    err = capsys.readouterr().err
+    assert "zz_cut.png" in err and "left out of training" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(whole[:100])
+    with pytest.raises(ValueError, match="none of its 1 images can be read"):
+        read_folder(bad)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from trufor_lab.common.paths import find_images
-from trufor_lab.inference.preprocess import load_image
+from trufor_lab.inference.preprocess import ImageError, load_image
 
 #: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
 HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
@@ -123,10 +125,19 @@ def pristine_files(folder: str | os.PathLike, skip: str | os.PathLike | None = N
 
 
 def read_folder(folder: str | os.PathLike, skip: str | os.PathLike | None = None) -> list[np.ndarray]:
-    """The pictures of :func:`pristine_files` as RGB uint8 arrays."""
+    """The pictures of :func:`pristine_files` as RGB uint8 arrays; one that cannot be read is
+    left out with a note (one bad file stopped the whole run), none readable is an error."""
     if not os.path.isdir(folder):
         raise ValueError(f"{folder}: no such folder" if not os.path.exists(folder) else f"{folder}: not a folder")
     files = pristine_files(folder, skip)
     if not files:
         raise ValueError(f"{folder}: no images found")
-    return [load_image(p).rgb for p in files]
+    images = []
+    for p in files:
+        try:
+            images.append(load_image(p).rgb)
+        except ImageError as e:
+            tqdm.write(f"note: {e}; left out of training", file=sys.stderr)
+    if not images:
+        raise ValueError(f"{folder}: none of its {len(files)} images can be read")
+    return images
