@@ -279,3 +279,20 @@ def test_one_unreadable_picture_is_left_out_of_training_with_a_note(tmp_path, im
     (bad / "a.png").write_bytes(whole[:100])
     with pytest.raises(ValueError, match="none of its 1 images can be read"):
         read_folder(bad)
+
+
+def test_pictures_smaller_than_the_crop_are_said(tmp_path, capsys):
+    """A crop larger than the pictures trained on mirror-padded crops (seams), with no word."""
+    from trufor_lab.training.loop import _images
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    rng = np.random.default_rng(0)
+    for i, side in enumerate((40, 80)):
+        Image.fromarray(rng.integers(0, 256, (side, side + 8, 3), np.uint8)).save(pics / f"{i}.png")
+    assert len(_images(T.TrainConfig(pristine=str(pics), crop=64))) == 2
+    assert "1 of 2 pictures are smaller than --crop 64 (smallest 48x40): their crops are padded by mirroring" in (
+        capsys.readouterr().err
+    )
+    _images(T.TrainConfig(pristine=str(pics), crop=32))
+    assert capsys.readouterr().err == ""

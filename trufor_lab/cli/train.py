@@ -79,13 +79,18 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument("--init", default=None, help="checkpoint to start from (previous phase)")
     t.add_argument("--images", default=None, help="folder of pristine images (default: built-in)")
-    t.add_argument("--steps", type=int, default=1000)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--crop", type=int, default=256)
-    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument(
+        "--steps",
+        type=int,
+        default=1000,
+        help="optimizer steps (default 1000; --phase all: confidence and detection take a quarter each)",
+    )
+    t.add_argument("--batch-size", type=int, default=8, help="examples per step (default 8)")
+    t.add_argument("--crop", type=int, default=256, help="training crop side, a multiple of 8 (default 256)")
+    t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate, AdamW (default 2e-4)")
     t.add_argument("--precompute", type=int, default=0, help="precompute Noiseprint++ for N examples")
-    t.add_argument("--device", default=None)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the examples and the initial weights (default 0)")
     t.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=run)

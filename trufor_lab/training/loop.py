@@ -75,7 +75,16 @@ def _images(cfg: TrainConfig) -> list[np.ndarray]:
     if cfg.pristine is None:
         return [] if cfg.datasets and cfg.dataset_fraction >= 1 else builtin_images("train")
     if isinstance(cfg.pristine, (str, os.PathLike)):
-        return read_folder(cfg.pristine, skip=cfg.out_dir)  # not the run's own folder when it lies inside
+        images = read_folder(cfg.pristine, skip=cfg.out_dir)  # not the run's own folder when it lies inside
+        small = [im for im in images if min(im.shape[:2]) < cfg.crop]
+        if small:  # trained on mirror-padded crops with seams, unsaid
+            h, w = min((im.shape[:2] for im in small), key=min)
+            tqdm.write(
+                f"note: {cfg.pristine}: {len(small)} of {len(images)} pictures are smaller than --crop {cfg.crop} "
+                f"(smallest {w}x{h}): their crops are padded by mirroring",
+                file=sys.stderr,
+            )
+        return images
     return [np.asarray(a) for a in cfg.pristine]
 
 
