@@ -54,21 +54,21 @@ import torch
 from PIL import Image, ImageOps
 
 from trufor_lab.common.image_files import (
-    ppm_maxval,
-    unread_source,
-    loaded_tiff_orientation,
     MAX_PIXELS,
     MAX_TIFF_FRAMES,
     UNDO_ORIENTATION,
-    frame_count,
     decoder_words,
+    frame_count,
+    loaded_tiff_orientation,
     open_image,
     orientation_tag,
     planar16_tiff,
+    ppm_maxval,
     reduced_image_note,
     truncated_refused,
     turn_as_shown,
     undo_loader_turn,
+    unread_source,
 )
 from trufor_lab.common.errors import OneLineError, grouped
 from trufor_lab.common.jpeg_cut import stops_early, too_few_bytes
@@ -413,7 +413,7 @@ def _decoding(name: str, max_pixels: int, source: bytes | str | None = None) -> 
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
             yield said
-        texts = [" ".join(str(w.message).split())[:160] for w in caught] + decoder_words(printed)
+        texts = [" ".join(str(w.message).split()) for w in caught] + decoder_words(printed)
         heard = dict.fromkeys(f"decoder warning: {t[:160]}" for t in texts if t)  # in order, once each
         said.extend(n for n in grouped(list(heard), 8) if n not in said)  # 60 000 of them: a few lines
     except ImageError:

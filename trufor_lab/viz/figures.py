@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -275,10 +278,6 @@ def result_title(result: "Result") -> str:
 def figure_html(fig, heading: str = "", dpi: int = 80) -> str:
     """A figure as notebook HTML (an inline PNG under an escaped bold ``heading``), the figure
     closed even on error: one left open is drawn a second time below the cell."""
-    import base64
-    import html
-    import io
-
     import matplotlib.pyplot as plt  # lazy: only drawing needs it
 
     try:
