@@ -462,11 +462,12 @@ def test_train_all_phases_and_bad_settings_are_one_line(tmp_path, capsys):
     junk.write_text("not a checkpoint")
     for extra, why in (
         (["--crop", "30"], "multiple of 8"),
-        (["--steps", "0"], "steps must be at least 1"),
+        (["--steps", "0"], "--steps must be at least 1"),
         (["--device", "foo"], "foo"),
         (["--init", str(junk)], "junk.pt"),
         (["--images", str(tmp_path / "nowhere")], "nowhere: no such folder"),  # was "no images found"
-        (["--seed", "-1"], "seed must be a whole number from 0"),  # "expected non-negative integer", a log left
+        (["--seed", "-1"], "--seed must be a whole number from 0"),  # "expected non-negative integer", a log left
+        (["--batch-size", "1"], "--batch-size 1 needs crop >= 64"),  # the command's option, not batch_size
     ):
         assert main([*base, *extra, "-o", str(tmp_path / "bad")]) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -25,7 +26,7 @@ def run(args: Any) -> int:
     except (ValueError, OSError, RuntimeError, CheckpointError, FloatingPointError) as e:
         # the library's words for its options, as this command spells them
         error(
-            str(e)
+            _OPTION_NAMES.sub(lambda m: "--" + m[1].replace("_", "-"), str(e))
             .replace("use another out_dir, or resume=False", "use another -o, or --restart")
             .replace(
                 "TrainConfig.model (leave model=None to take its own)", "--model (leave --model out to take its own)"
@@ -37,6 +38,11 @@ def run(args: Any) -> int:
             with contextlib.suppress(OSError):
                 os.rmdir(args.output)
         return 2
+
+
+#: A setting named as the config calls it ("batch_size 1 needs ...", "steps must be ..."), spelled
+#: as this command's option.
+_OPTION_NAMES = re.compile(r"(?<![\w.-])(batch_size|steps|crop|lr|seed|precompute)(?= (?:must|needs|\d))")
 
 
 def _run(args: Any) -> int:
