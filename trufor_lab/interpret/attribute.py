@@ -238,9 +238,8 @@ class InputAttribution:
                 extras.update(window=(wh, ww), stride=(min(st, wh), min(st, ww)))  # as applied
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 bval = None if b is None else float(f(b)[0])
-                tval = finite_target(
-                    float(f(x)[0]), target
-                )  # last: a capture around the call keeps the image's forward
+                # the image last: a capture open around the call keeps the image's forward
+                tval = finite_target(float(f(x)[0]), target)
         raw = tensor_to_numpy(attr[0])
         reduce = {"ig": np.sum, "input_x_gradient": np.sum, "saliency": np.max, "occlusion": np.mean}[kind]
         return Attribution(
@@ -338,9 +337,8 @@ class LayerAttribution:
                 extras.update(n_steps=n_steps, internal_batch_size=ibs)
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 bval = None if b is None else float(f(b)[0])
-                tval = finite_target(
-                    float(f(x)[0]), target
-                )  # last: a capture around the call keeps the image's forward
+                # the image last: a capture open around the call keeps the image's forward
+                tval = finite_target(float(f(x)[0]), target)
             up = F.interpolate(low.detach(), size=(h, w), mode="bilinear", align_corners=False)
         extras["layer_map"] = tensor_to_numpy(low[0, 0])
         return Attribution(

@@ -43,9 +43,16 @@ __all__ = [
 ]
 
 
+class _ShownAsFigure:
+    """A feature view a notebook shows as its ``.plot()`` (under its ``name``, if it has one)."""
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.plot(), getattr(self, "name", ""))  # type: ignore[attr-defined]
+
+
 # -- per-channel statistics -------------------------------------------------------------------
 @dataclass
-class ChannelStats:
+class ChannelStats(_ShownAsFigure):
     """Per-channel mean, std, min, max and energy (mean square) of a ``(C, H, W)`` map."""
 
     mean: np.ndarray
@@ -67,9 +74,6 @@ class ChannelStats:
         """Energy per channel (bars) with mean ± std; returns the Figure."""
         return plot_channel_stats(self, ax=ax)
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.plot(), getattr(self, "name", ""))
-
 
 def channel_stats(fmap: ArrayLike, name: str = "") -> ChannelStats:
     """:class:`ChannelStats` of a feature map."""
@@ -85,7 +89,7 @@ def top_channels(fmap: ArrayLike, k: int = 16, by: str = "energy") -> np.ndarray
 
 # -- spatial statistics -----------------------------------------------------------------------
 @dataclass
-class SpatialStats:
+class SpatialStats(_ShownAsFigure):
     """Mean and standard deviation over channels at every pixel, ``(H, W)`` each."""
 
     mean: np.ndarray
@@ -94,9 +98,6 @@ class SpatialStats:
 
     def plot(self, fig=None):
         return plot_spatial_stats(self, fig=fig)
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.plot(), getattr(self, "name", ""))
 
 
 def spatial_stats(fmap: ArrayLike, name: str = "") -> SpatialStats:
@@ -107,7 +108,7 @@ def spatial_stats(fmap: ArrayLike, name: str = "") -> SpatialStats:
 
 # -- PCA to RGB -------------------------------------------------------------------------------
 @dataclass
-class PCAImage:
+class PCAImage(_ShownAsFigure):
     """The first principal components of the channels shown as colours.
 
     ``image`` is ``(H, W, 3)`` in ``[0, 1]``; ``explained`` the variance ratio of each component;
@@ -121,9 +122,6 @@ class PCAImage:
 
     def plot(self, ax=None):
         return plot_pca(self, ax=ax)
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.plot(), getattr(self, "name", ""))
 
 
 def pca_rgb(fmap: ArrayLike, n_components: int = 3, percentile: float = 1.0, name: str = "") -> PCAImage:
@@ -153,7 +151,7 @@ def _global_cosine(a: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> float:
 
 
 @dataclass
-class BranchComparison:
+class BranchComparison(_ShownAsFigure):
     """How similar the RGB and Noiseprint++ streams are at each stage, before and after FRM.
 
     ``before``/``after``: mean per-pixel cosine similarity (channel vectors) per stage;
@@ -180,9 +178,6 @@ class BranchComparison:
 
     def plot(self, fig=None):
         return plot_branch_comparison(self, fig=fig)
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.plot(), getattr(self, "name", ""))
 
 
 def branch_comparison_names(stages: Sequence[int] | None = None) -> list[str]:

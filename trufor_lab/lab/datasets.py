@@ -737,8 +737,9 @@ def load_dataset(
     """Load a registered benchmark by name, or a dataset from a fake-list file.
 
     By name: the lists given, or else the spec's official list files found in ``list_dir``
-    then ``root`` (one list given with ``list_dir``: the other from ``list_dir``). Images resolve against ``root/spec.image_dir``; masks against ``mask_root``
-    or ``root/spec.mask_dir``. ``convention`` overrides the spec's.
+    then ``root`` (one list given with ``list_dir``: the other from ``list_dir``). Images
+    resolve against ``root/spec.image_dir``; masks against ``mask_root`` or ``root/spec.mask_dir``.
+    ``convention`` overrides the spec's.
 
     By list file: ``name_or_listfile`` is a fake list (``real_list`` optional). A file named as
     a registered benchmark's official fake list loads as that benchmark (layout, convention);
