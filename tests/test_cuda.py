@@ -303,3 +303,86 @@ def test_distributed_analyze_over_nccl(shared_dir, tmp_path, demo_pair):
     z = np.load(out / "tampered2.png.npz")
     r = tl.analyze(demo_pair[1], shared_dir / "images" / "tampered2.png")
     assert np.abs(z["map"] - r.map).max() <= 1e-5 and abs(float(z["score"]) - r.score) <= 1e-6
+
+
+# What a user's TF32 setting made before any call of ours does to each path, one fresh process
+# per setting (PyTorch refuses the legacy flags in a process once the fp32_precision API was used)
+_SETTINGS = {
+    "default": "",
+    "legacy_tf32": "torch.backends.cudnn.allow_tf32 = True; torch.backends.cuda.matmul.allow_tf32 = True",
+    "general_tf32": "torch.backends.fp32_precision = 'tf32'",
+    "leaf_tf32": "torch.backends.cudnn.conv.fp32_precision = 'tf32'; torch.backends.cuda.matmul.fp32_precision = 'tf32'",
+}
+_PROBE = """
+import sys, numpy as np, torch
+import trufor_lab as tl
+from trufor_lab.inference.predict import InferenceMode, predict
+from trufor_lab.inference.preprocess import to_tensor
+{setting}
+model = tl.load(device="cuda")
+img = tl.load_image(sys.argv[1]).rgb[:512, :768]
+x = to_tensor(np.ascontiguousarray(img), device="cuda")
+outs = {{"exact": predict(model, x), "fast32": predict(model, x, InferenceMode.fast(amp_dtype=None))}}
+with torch.no_grad():
+    outs["raw"] = model(x)
+np.savez(sys.argv[2], **{{f"{{k}}_{{f}}": getattr(o, f).double().cpu().numpy() for k, o in outs.items()
+                        for f in ("map", "noiseprint", "score")}})
+"""
+
+
+def test_a_users_tf32_setting_reaches_neither_the_exact_nor_the_fast32_path(shared_dir, tmp_path):
+    """Whatever API the user set TF32 with, the exact path and fast mode's float32 parts stay IEEE
+    (equal to the untouched process), while the raw ``model(x)`` follows the setting."""
+    if not hasattr(torch.backends, "fp32_precision"):
+        pytest.skip("this PyTorch has no fp32_precision API")
+    got = {}
+    for name, setting in _SETTINGS.items():
+        dst = tmp_path / f"{name}.npz"
+        code = _PROBE.format(setting=setting)
+        img = str(shared_dir / "images" / "tampered1.png")
+        p = subprocess.run(
+            [sys.executable, "-c", code, img, str(dst)], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
+        assert p.returncode == 0, (name, p.stderr[-2000:])
+        got[name] = dict(np.load(dst))
+    ref = got.pop("default")
+    report = {
+        name: {k: float(np.abs(v - ref[k]).max()) for k, v in arrays.items() if not k.endswith("score")}
+        for name, arrays in got.items()
+    }
+    measure("user_tf32_settings_vs_default", report)
+    for name, d in report.items():
+        # IEEE in both processes: the same kernels (TF32 moves the demo map by ~1e-3)
+        assert d["exact_map"] <= 1e-4 and d["exact_noiseprint"] <= 1e-4, (name, d)
+        assert d["fast32_map"] <= 1e-4 and d["fast32_noiseprint"] <= 1e-4, (name, d)
+        assert d["raw_noiseprint"] <= 1e-4, (name, d)  # Noiseprint++ keeps IEEE in model(x) too
+    if torch.cuda.get_device_capability()[0] >= 8:  # the setting took effect where TF32 exists
+        assert max(d["raw_map"] for d in report.values()) > 1e-4, report
+
+
+def test_free_memory_counts_what_pytorch_keeps_cached():
+    """After a large tensor is freed, PyTorch keeps its memory; the lean decision may use it."""
+    from trufor_lab.common.memory import free_memory_bytes
+
+    torch.cuda.empty_cache()
+    block = torch.empty(2 << 30, dtype=torch.uint8, device=CUDA)
+    del block
+    free_driver, _ = torch.cuda.mem_get_info(CUDA)
+    ours = free_memory_bytes("cuda")
+    measure("free_memory_cached", {"driver": free_driver, "ours": ours})
+    assert ours >= free_driver + (2 << 30) - (64 << 20), (ours, free_driver)
+    torch.cuda.empty_cache()
+
+
+def test_evaluation_helpers_run_where_the_model_is(demo_pair):
+    """score_heldout and the calibration's logits on a CUDA model: its device kept, CPU's numbers."""
+    from trufor_lab import training as T
+    from trufor_lab.training.finetune_real import detection_logits
+
+    cpu, gpu = demo_pair
+    items = T.demo_heldout(n=4, size=128)
+    a, b = detection_logits(cpu, items), detection_logits(gpu, items)
+    measure("detection_logits_cpu_vs_cuda", float(np.abs(a - b).max()))
+    assert np.abs(a - b).max() <= 5e-2, (a, b)  # model(x): the user's default TF32 on the GPU
+    ev = T.score_heldout(gpu, items)
+    assert next(gpu.parameters()).device.type == "cuda" and np.isfinite(ev.auc)
