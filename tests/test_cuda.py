@@ -148,7 +148,13 @@ def test_cuda_is_as_faithful_as_the_cpu_and_the_official_setting_on_official_sam
         with torch.backends.cudnn.flags(enabled=False), ieee_float32(), torch.no_grad():
             official = gpu(x)
         paths = {"cuda_exact": predict(gpu, x), "cpu_exact": predict(cpu, to_tensor(img)), "cuda_official": official}
-        errs = {k: {f: float((getattr(o, f).double().cpu() - getattr(ref, f).double().cpu()).abs().max()) for f in ("map", "conf", "score", "noiseprint")} for k, o in paths.items()}
+        errs = {
+            k: {
+                f: float((getattr(o, f).double().cpu() - getattr(ref, f).double().cpu()).abs().max())
+                for f in ("map", "conf", "score", "noiseprint")
+            }
+            for k, o in paths.items()
+        }
         report[name] = errs
         for f in ("map", "conf", "score", "noiseprint"):
             worst_other = max(errs["cuda_official"][f], errs["cpu_exact"][f])
