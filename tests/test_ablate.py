@@ -586,3 +586,17 @@ def test_a_tiny_change_of_score_is_not_drawn_as_the_largest_and_dollar_names_dra
     im = fig.axes[0].images[0]
     assert min(im.cmap(im.norm(0.004))[:3]) > 0.9  # +0.004 is next to white, not dark red
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == images
+
+
+def test_predict_result_says_an_ablation_as_analyze_does():
+    import trufor_lab as tl
+    from trufor_lab.inference.predict import predict_result
+
+    m = tl.load(device="cpu")
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    plain = predict_result(m, img)
+    with A.rgb_only(m):
+        a, p = tl.analyze(m, img), predict_result(m, img)
+    assert "computed under rgb_only" in a.notes and "computed under rgb_only" in p.notes
+    assert not any("computed under" in n for n in plain.notes)
+    assert p.score == pytest.approx(a.score, abs=1e-5) and abs(p.score - plain.score) > 1e-6

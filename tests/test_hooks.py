@@ -459,3 +459,38 @@ def test_sizes_and_names_that_would_show_nothing_are_refused(tiny):
     assert list_layers(tiny, (np.int64(side), side)).input_size[0] == side  # numpy integers are sizes
     with pytest.raises(KeyError, match="no layer names given"):
         capture(tiny, [])
+
+
+def test_a_global_module_hook_acts_in_analyze_and_predict_as_in_the_plain_forward():
+    """``register_module_forward_hook`` acts on every module: the exact path, which fuses and
+    skips modules, would leave it out unsaid; analyze and predict take the plain forward."""
+    import trufor_lab as tl
+    from trufor_lab.inference.predict import predict
+    from trufor_lab.model.interventions import intervention_label
+
+    m = tl.load(device="cpu")
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 256
+    calls = []
+
+    def zero_dncnn_3x3(mod, inp, out):
+        if isinstance(mod, torch.nn.Conv2d) and mod.in_channels == mod.out_channels == 64:
+            calls.append(1)
+            return out * 0
+
+    clean = tl.analyze(m, img).score
+    h = torch.nn.modules.module.register_module_forward_hook(zero_dncnn_3x3)
+    try:
+        with torch.no_grad():
+            plain = float(m(x).score)
+        n = len(calls)
+        r = tl.analyze(m, img)
+        assert len(calls) == 2 * n
+        assert float(predict(m, x).score) == pytest.approx(plain, abs=1e-6) and len(calls) == 3 * n
+        assert "global module hooks" in intervention_label(m)
+    finally:
+        h.remove()
+    assert n > 0 and abs(plain - clean) > 1e-4
+    assert r.score == pytest.approx(plain, abs=1e-6)
+    assert any("global module hooks" in note for note in r.notes)
+    assert intervention_label(m) == ""

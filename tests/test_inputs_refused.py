@@ -261,3 +261,25 @@ def test_fast_mode_ignores_a_global_bf16_float32_setting(recipe_ckpt, tmp_path):
     )
     p = subprocess.run([sys.executable, "-c", script, str(recipe_ckpt)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_edge_inputs_get_one_line_or_the_same_picture(tmp_path):
+    from trufor_lab.inference.preprocess import load_image
+
+    with pytest.raises(ImageError, match="non-empty"):
+        load_image(np.zeros((0, 5, 3), np.float32))
+    rgb16 = np.random.default_rng(0).integers(0, 65536, (8, 9, 3)).astype(np.uint16)
+    assert np.array_equal(load_image(rgb16.astype(">u2")).rgb, load_image(rgb16).rgb)
+    rgba = np.random.default_rng(1).integers(0, 256, (40, 41, 4), dtype=np.uint8)
+    chw = torch.from_numpy(rgba).permute(2, 0, 1).contiguous()
+    assert np.array_equal(load_image(chw).rgb, load_image(rgba).rgb)
+    with pytest.raises(TypeError, match="must be a network.*str"):
+        tl.analyze("weights/trufor_demo.pt", rgba[..., :3])
+    with pytest.raises(ValueError, match="not a string"):
+        InferenceMode.fast(keep_float32="fusion")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        tl.load(precision="float16")
+    r = tl.analyze(tl.load(device="cpu"), np.ascontiguousarray(rgba[..., :3]))
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        r.save_npz(tmp_path)
+    assert list(tmp_path.iterdir()) == []

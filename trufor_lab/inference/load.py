@@ -105,6 +105,7 @@ def load_trufor(
 ) -> TruFor:
     """Build TruFor and load ``path`` strictly (official keys; a ``config`` entry selects sizes)."""
     dev = resolve_device(device)  # an unusable device is said before the file is read
+    _dtype(precision)  # and a precision it cannot take: not blamed on the checkpoint
     before = _identity(path)
     obj = read_checkpoint(path)
     cfg = MIT_B2
@@ -185,6 +186,7 @@ def load(
     falling back; ``demo=False`` skips the demo model.
     """
     resolve_device(device)
+    _dtype(precision)
     path, kind = W.select(weights, fallback=fallback, demo=demo)
     if kind == "noiseprint":
         return load_noiseprint(path, device=device, precision=precision)

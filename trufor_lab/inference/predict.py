@@ -54,13 +54,19 @@ import torch
 from torch import nn
 
 from trufor_lab.common.device import cuda_bf16_native, model_device, model_dtype
+from trufor_lab.inference.deviation import deviation, deviation_quantiles
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.result import Result, make_result, prepare_input, require_full_precision
 from trufor_lab.model.attention import check_attention
 from trufor_lab.model.decoder import require_eval
 from trufor_lab.model.fusion import FeatureFusionModule
-from trufor_lab.model.interventions import active_interventions, plain_forward_required
+from trufor_lab.model.interventions import (
+    active_interventions,
+    global_hooks,
+    intervention_label,
+    plain_forward_required,
+)
 from trufor_lab.model.layout import channels_last_weights, token_bands
 from trufor_lab.model.lean import (
     LeanConfig,
@@ -161,6 +167,8 @@ class InferenceMode:
             raise ValueError(f"unknown inference mode {self.name!r}; choose from {MODES}")
         if self.name == "exact" and self.amp_dtype is not None:
             raise ValueError("exact mode runs in IEEE float32: amp_dtype must be None")
+        if isinstance(self.keep_float32, str):  # its letters were taken for part names
+            raise ValueError(f"keep_float32: a tuple of part names, not a string (({self.keep_float32!r},))")
         unknown = sorted(set(self.keep_float32 or ()) - set(FLOAT32_PARTS))
         if unknown:
             raise ValueError(f"keep_float32: unknown part(s) {unknown}; choose from {sorted(FLOAT32_PARTS)}")
@@ -352,7 +360,11 @@ def hooked(model: nn.Module) -> bool:
     """Whether anything acts on the model's modules (an intervention, a user's hook): the exact
     and fast paths fuse and skip modules, so such a model runs the plain forward, where every
     hook fires."""
-    return bool(active_interventions(model)) or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    return (
+        bool(active_interventions(model))
+        or bool(global_hooks())
+        or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    )
 
 
 def _noiseprint(net: Noiseprint, x: torch.Tensor, m: InferenceMode) -> torch.Tensor:
@@ -538,35 +550,6 @@ def _fast_unwrapped(
     return TruForOutput(out.logits.to(dt), out.conf_logits.to(dt), out.det_logit.to(dt), noiseprint)
 
 
-def deviation(out: TruForOutput, ref: TruForOutput) -> dict[str, float]:
-    """Largest differences between two outputs: map, conf, score, Noiseprint++ (max |Δ|)."""
-
-    def d(a: torch.Tensor, b: torch.Tensor) -> float:
-        return float((a.double() - b.double()).abs().max())
-
-    return {
-        "map": d(out.map, ref.map),
-        "conf": d(out.conf, ref.conf),
-        "score": d(out.score, ref.score),
-        "noiseprint": d(out.noiseprint, ref.noiseprint),
-    }
-
-
-def deviation_quantiles(
-    out: TruForOutput, ref: TruForOutput, qs: tuple[float, ...] = (0.5, 0.99, 0.999)
-) -> dict[str, dict[str, float]]:
-    """Quantiles of the per-pixel |Δ| of map and conf: the max is one pixel out of millions, these
-    say how much of the image moves at all."""
-
-    def q(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
-        d = (a.double() - b.double()).abs().flatten()
-        if d.numel() > 4_000_000:  # torch.quantile's size limit: a strided subsample
-            d = d[:: -(-d.numel() // 4_000_000)]
-        return {f"q{100 * p:g}": float(torch.quantile(d, p)) for p in qs}
-
-    return {"map": q(out.map, ref.map), "conf": q(out.conf, ref.conf)}
-
-
 def predict_result(
     model: TruFor | Noiseprint,
     image: ImageLike,
@@ -575,8 +558,13 @@ def predict_result(
     name: str | None = None,
     exif_transpose: bool = False,
 ) -> Result:
-    """Like :func:`trufor_lab.inference.analyze.analyze`, through :func:`predict` (exact and memory-lean by default)."""
+    """Like :func:`trufor_lab.inference.analyze.analyze`, through :func:`predict` (exact and
+    memory-lean by default); a result computed under an intervention or a hook says so in its notes."""
     model = unwrapped(model)
     loaded, x = prepare_input(model, image, name)
-    result = make_result(model, loaded, predict(model, x, mode), name=name)
+    acting = intervention_label(model)  # an ablation's output is not the model's
+    out = predict(model, x, mode)
+    if acting:
+        loaded = dataclasses.replace(loaded, notes=(*loaded.notes, f"computed under {acting}"))
+    result = make_result(model, loaded, out, name=name)
     return result.as_shown() if exif_transpose else result

@@ -252,8 +252,8 @@ def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     if a.ndim == 2:
         a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise ImageError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.size == 0:
+        raise ImageError(f"{name}: expected a non-empty (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
     if a.shape[2] == 4:
         a = a[..., :3]
         notes.append("alpha channel dropped")
@@ -261,8 +261,8 @@ def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
         a = np.repeat(a, 3, axis=2)
     if a.dtype == np.uint8:
         return np.array(a, order="C"), notes
-    if a.dtype == np.uint16:  # as a 16-bit PIL image: scaled, and a nearly black one said to be
-        g, more = _integer_grey(a, name, "I;16", None, False, False)
+    if a.dtype.kind == "u" and a.dtype.itemsize == 2:  # as a 16-bit PIL image (either byte order)
+        g, more = _integer_grey(a.astype(np.uint16, copy=False), name, "I;16", None, False, False)
         return g, notes + more
     if a.dtype == np.bool_:
         return a.astype(np.uint8) * 255, notes
@@ -290,7 +290,7 @@ def load_image(
             raise ImageError(f"{name}: only uint8 tensors are images; float tensors (RGB / 256) go to the model")
         t = src.detach().cpu()
         t = t[0] if t.ndim == 4 and t.shape[0] == 1 else t
-        if t.ndim == 3 and t.shape[0] in (1, 3) and t.shape[2] not in (1, 3):
+        if t.ndim == 3 and t.shape[0] in (1, 3, 4) and t.shape[2] not in (1, 3, 4):
             t = t.permute(1, 2, 0)
         rgb, notes = _array_to_rgb(t.numpy(), name)
         return LoadedImage(_check_size(rgb, name, max_pixels), name, notes=tuple(notes))

@@ -147,11 +147,16 @@ class Result:
         input_sha256: str | None = None,
         computed: str | None = None,
         input_path: str | os.PathLike | None = None,
+        weights_digest: str | None = None,
     ) -> None:
         """Write the official npz atomically (a temporary file renamed into place), with the
         sha256 of the input file (when given) and of its real path (``input_path``: a digest,
-        not the path), of the weights, and how it was computed (``computed``, see
-        :func:`computed_label`) as extra keys (see :func:`reuse_problem`, :func:`output_refusal`)."""
+        not the path), of the weights (their file's sha256, or ``weights_digest`` when given:
+        weights of no known file are named by their values), and how it was computed
+        (``computed``, see :func:`computed_label`) as extra keys (see :func:`reuse_problem`,
+        :func:`output_refusal`)."""
+        if os.path.isdir(path):  # else the temporary file's rename names a hidden file
+            raise IsADirectoryError(f"{path}: is a folder; save_npz takes the npz file's path")
         arrays = self.official_dict(save_noiseprint)
         if input_sha256:
             arrays[INPUT_SHA256_KEY] = np.str_(input_sha256)
@@ -162,7 +167,9 @@ class Result:
         arrays[SUMMARY_KEY] = np.str_(self._said()[:1000])  # the name is the reader's to give
         if self.shown:  # not the stored grid that outputs are on: never reused as one
             arrays[SHOWN_KEY] = np.int64(self.exif_orientation or 0)
-        if self.weights is not None and self.weights.sha256 not in ("", "-"):
+        if weights_digest:
+            arrays[WEIGHTS_SHA256_KEY] = np.str_(weights_digest)
+        elif self.weights is not None and self.weights.sha256 not in ("", "-"):
             arrays[WEIGHTS_SHA256_KEY] = np.str_(self.weights.sha256)
         atomic_savez(path, arrays)
 
@@ -397,6 +404,8 @@ def prepare_input(model: nn.Module, image: ImageLike, name: str | None = None) -
     and dtype); a model in another precision than float32/float64 is refused first. ``name``:
     what errors call an image given as bytes, an array... (an upload's name, not ``<bytes>``); a
     path's errors name the path."""
+    if not isinstance(model, nn.Module):  # e.g. a checkpoint's path given where the model goes
+        raise TypeError(f"the model must be a network (tl.load(...)), not {type(model).__name__} {str(model)[:80]!r}")
     require_full_precision(model)
     loaded = load_image(image, name=None if isinstance(image, (str, os.PathLike)) else name)
     h, w = loaded.rgb.shape[:2]

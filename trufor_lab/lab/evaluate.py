@@ -67,6 +67,7 @@ from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import computed_label, output_refusal, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
+from trufor_lab.model.identity import values_digest
 from trufor_lab.lab.eval_rows import (
     FLOAT,
     LOC_COLUMNS,
@@ -364,7 +365,9 @@ def _evaluate_one(
             raise RuntimeError(f"{image_path}: the model gave no localization map (Noiseprint++ only)")
         if result.map.shape != (h, w):
             raise RuntimeError(f"{image_path}: map size {result.map.shape} differs from image size {(h, w)}")
-        result.save_npz(npz, input_sha256=digest, computed=computed, input_path=image_path)
+        result.save_npz(
+            npz, input_sha256=digest, computed=computed, input_path=image_path, weights_digest=weights_digest
+        )
         # scored as saved (float32 maps), so that a resumed run, which reads the npz, agrees exactly
         m, c = result.map.astype(np.float32, copy=False), result.conf.astype(np.float32, copy=False)
         score = float(result.score)
@@ -424,8 +427,9 @@ def evaluate(
     """Analyse every image of ``dataset`` (or reuse its npz under ``out_dir``) and score it.
 
     An existing npz is reused only when it records the sha256 of this same image file and of
-    these weights (``weights_sha256``, default the model's ``weights_info.sha256``; when neither
-    is known, only the image is checked) and was computed the same way (``computed``, recorded
+    these weights (``weights_sha256``, default the model's ``weights_info.sha256``; weights of no
+    known file, or changed in memory since loading, are named by a digest of their values,
+    :func:`~trufor_lab.model.identity.values_digest`) and was computed the same way (``computed``, recorded
     in each npz: default ``"exact float32"`` (or float64) for the built-in analysis, else the
     ``computed`` attribute of ``analyze_fn``, else ``"custom <its name> #<digest>"`` of its code,
     arguments (a ``functools.partial``'s) and captured values; and, under an ablation or a
@@ -474,6 +478,8 @@ def evaluate(
     if weights_sha256 is None:
         info = getattr(model, "weights_info", None)
         weights_sha256 = info.sha256 if info is not None and info.sha256 not in ("", "-") else None
+        if weights_sha256 is None and isinstance(model, nn.Module):  # no known file (or changed in memory)
+            weights_sha256 = values_digest(model)
     weights_digest = weights_sha256
     rows: list[dict[str, Any]] = []
     targets = _output_paths(out_dir, dataset)

@@ -8,6 +8,7 @@
 - :mod:`.detection`   confidence-pooled detection head
 - :mod:`.trufor`      the whole network
 - :mod:`.checkpoint`  safe reading and strict loading
+- :mod:`.identity`    which weights a loaded network holds (changed in memory: not the file's)
 - :mod:`.precision`   IEEE float32 contexts, native bfloat16 detection
 - :mod:`.layout`      channels-last convolution weights for a call
 - :mod:`.strips`      row strips of a convolution with its halo rows

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from torch import nn
+from torch.nn.modules import module as _torch_module
 
 __all__ = [
     "Intervention",
@@ -83,6 +84,14 @@ def _module_hook_keys(mod: nn.Module) -> set[tuple[int, str, int]]:
     return {(id(mod), "forward", k) for k in mod._forward_hooks} | {(id(mod), "pre", k) for k in mod._forward_pre_hooks}
 
 
+def global_hooks() -> int:
+    """How many forward hooks and pre-hooks act on every module of every network
+    (``torch.nn.modules.module.register_module_forward_hook`` and its pre-hook twin)."""
+    return len(getattr(_torch_module, "_global_forward_hooks", {})) + len(
+        getattr(_torch_module, "_global_forward_pre_hooks", {})
+    )
+
+
 def hook_keys(model: nn.Module) -> set[tuple[int, str, int]]:
     """Every forward hook and pre-hook on ``model``'s modules, as ``(id(module), kind, handle id)``."""
     return set().union(*(_module_hook_keys(mod) for mod in model.modules()))
@@ -97,6 +106,8 @@ def foreign_hooks(model: nn.Module) -> list[str]:
     for name, mod in model.named_modules():
         if _module_hook_keys(mod) - owned:
             names.append(name or "the model")
+    if global_hooks():
+        names.append("every module (a global forward hook)")
     return names
 
 
@@ -112,6 +123,8 @@ def intervention_label(model: nn.Module) -> str:
     if others:
         more = f" and {len(others) - 2} more" if len(others) > 2 else ""
         parts.append(f"hooks on {', '.join(others[:2])}{more} #{secrets.token_hex(4)}")
+    if global_hooks():
+        parts.append(f"global module hooks #{secrets.token_hex(4)}")
     return " + ".join(parts)
 
 

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .identity import LoadedWeights
 from .precision import ieee_float32
 from .strips import row_strips
 from .winograd import winograd_applies, winograd_forward
@@ -102,7 +103,7 @@ class HalfPrecisionWarning(UserWarning):
     """Noiseprint++ ran in float16/bfloat16 (a cast model's raw forward): not the official numerics."""
 
 
-class Noiseprint(nn.Sequential):
+class Noiseprint(LoadedWeights, nn.Sequential):
     """DnCNN extracting the Noiseprint++ map from an RGB/256 tensor ``(B, 3, H, W)``.
 
     Submodules are numbered like the official ``nn.Sequential`` so that checkpoint keys

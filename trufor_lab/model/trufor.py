@@ -26,6 +26,7 @@ from .config import MIT_B2, TruForConfig
 from .decoder import MLPDecoder, folded_decode
 from .detection import ConfidencePooling, detection_mlp
 from .encoder import DualMiTEncoder
+from .identity import LoadedWeights
 from .noiseprint import Noiseprint
 from .segformer import SpatialReductionAttention
 
@@ -62,7 +63,7 @@ class TruForOutput(NamedTuple):
         return torch.sigmoid(self.det_logit)[:, 0]
 
 
-class TruFor(nn.Module):
+class TruFor(LoadedWeights, nn.Module):
     """The whole TruFor network. ``forward(rgb)`` returns a :class:`TruForOutput`.
 
     ``noiseprint=`` replaces the Noiseprint++ map fed to the encoder (modality ablations,

@@ -1,0 +1,107 @@
+"""Which weights a loaded network holds: the loader's record of its file stays true only while
+the parameters and buffers are the ones it loaded.
+
+A network changed in memory afterwards (a training step, ``load_state_dict``, an in-place edit,
+a forward in training mode that moves the BatchNorm statistics) reports weights of unknown origin
+(``kind`` 'custom', no sha256), so that none of its results is worded, recorded or reused as the
+file's. Moving the network to another device or to float64 keeps its values and its record.
+
+>>> import torch
+>>> from trufor_lab.model import Noiseprint
+>>> from dataclasses import dataclass
+>>> @dataclass(frozen=True)
+... class Info:
+...     kind: str; path: str; sha256: str; verified: bool; note: str = ""
+>>> net = Noiseprint(num_levels=3)
+>>> net.weights_info = Info("noiseprint", "np.th", "ab12", True)
+>>> net.weights_info.kind
+'noiseprint'
+>>> with torch.no_grad():
+...     _ = net[0].weight.mul_(2)
+>>> net.weights_info.kind, net.weights_info.sha256
+('custom', '')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Relative difference of a tensor's float64 sums that still counts as the same values: the
+#: same numbers summed on another device or in another order differ by far less (~1e-13).
+SAME_VALUES_RTOL = 1e-9
+
+
+def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
+def _key(module: torch.nn.Module) -> tuple:
+    """Changes whenever a tensor may have changed (in-place writes bump ``_version``; a new
+    ``.data`` or a move changes the pointer): a cheap test before the sums are recomputed."""
+    return tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in _tensors(module))
+
+
+def _sums(module: torch.nn.Module) -> np.ndarray | None:
+    """Sum and sum of squares of every parameter and buffer, in float64 (``None`` on meta tensors)."""
+    out = []
+    with torch.no_grad():
+        for t in _tensors(module):
+            if t.is_meta:
+                return None
+            x = t.detach().to(torch.float64)
+            out.append(torch.stack((x.sum(), x.square().sum())).cpu())
+    return torch.stack(out).numpy() if out else np.zeros((0, 2))
+
+
+def values_digest(module: torch.nn.Module) -> str:
+    """A name for the weights a network holds now, from their values (every state-dict entry's
+    name, type, shape and bytes): what identifies weights of no known file, or changed in memory."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "values:" + h.hexdigest()[:40]
+
+
+class LoadedWeights:
+    """Mixin of the networks the loaders fill: ``weights_info`` is the loader's record while the
+    values are the loaded ones, else that record marked as changed in memory (see the module)."""
+
+    @property
+    def weights_info(self) -> Any:
+        info = self.__dict__.get("_loaded_info")
+        if info is None or self._holds_loaded_values():
+            return info
+        return dataclasses.replace(
+            info,
+            kind="custom",
+            sha256="",
+            verified=False,
+            note=f"changed in memory after loading {info.path} ({info.kind}): not that file's weights",
+        )
+
+    @weights_info.setter
+    def weights_info(self, info: Any) -> None:
+        d = self.__dict__
+        d["_loaded_info"] = info
+        d["_loaded_sums"] = None if info is None else _sums(self)  # type: ignore[arg-type]
+        d["_loaded_check"] = (_key(self), True)  # type: ignore[arg-type]
+
+    def _holds_loaded_values(self) -> bool:
+        d = self.__dict__
+        key = _key(self)  # type: ignore[arg-type]
+        if d["_loaded_check"][0] == key:
+            return d["_loaded_check"][1]
+        then, now = d["_loaded_sums"], _sums(self)  # type: ignore[arg-type]
+        same = then is not None and now is not None and then.shape == now.shape
+        if same:  # a sum's scale includes the values' size: a zero sum moves by rounding only
+            scale = np.abs(then) + np.stack((np.sqrt(then[:, 1]), np.zeros(len(then))), axis=1)
+            same = bool(np.all(np.abs(now - then) <= SAME_VALUES_RTOL * scale))
+        d["_loaded_check"] = (key, same)
+        return same
