@@ -343,3 +343,56 @@ def test_plot_result_refuses_an_rgb_mask_and_a_map_off_the_grid(array_result):
     assert float(gt.max()) == 1.0 and float(gt.sum()) == 200
     with pytest.raises(ValueError, match=r"conf is \(40, 59\), the image \(40, 60\)"):
         array_result(40, 60, conf=np.ones((40, 59), np.float32)).plot()
+
+
+def test_a_region_outside_the_map_is_refused_not_clipped():
+    """(-10, -10, 64, 64) was clipped to the whole map (its mean reported as the region's) and
+    (50, 50, 500, 500) to the 14x14 corner, without a word."""
+    a = np.arange(64 * 64, dtype=float).reshape(64, 64)
+    for region in ((-10, -10, 64, 64), (50, 50, 500, 500), (0, 0, 65, 64), (0, -1, 10, 10)):
+        with pytest.raises(ValueError, match=rf"^region \({', '.join(map(str, region))}\) runs outside the 64x64 map"):
+            region_stats(a, region)
+        with pytest.raises(ValueError, match="runs outside the 64x64 map"):
+            compare_regions(a, (0, 0, 10, 10), region)
+    assert plt.get_fignums() == []  # refused before a figure was made
+    assert region_stats(a, (50, 50, 64, 64))["mean"] == a[50:, 50:].mean()
+
+
+@pytest.mark.parametrize("size", [0, -3, 2.5, float("nan")])
+def test_a_variance_window_under_one_pixel_is_refused(size):
+    """plot_noiseprint(variance_size=0) drew an all-zero panel titled 'Local variance (0x0)'."""
+    a = np.random.default_rng(0).standard_normal((40, 40))
+    with pytest.raises(ValueError, match=r"^variance_size must be a whole number of pixels >= 1, got "):
+        plot_noiseprint(a, variance_size=size)
+    with pytest.raises(ValueError, match=r"^variance_size must be"):
+        compare_regions(a, (0, 0, 20, 20), (20, 20, 40, 40), variance_size=size)
+    with pytest.raises(ValueError, match=r"^size must be"):
+        local_variance(a, size)
+    assert plt.get_fignums() == []
+
+
+def test_refused_feature_figures_leave_no_figure_open_and_1d_values_are_histogrammed(fmap):
+    """plot_histograms(1-D values) and plot_feature_grid(channels=[9]) of 8 channels failed after
+    making their pyplot figure, which stayed open; 1-D activation values were refused as not a
+    'feature map'."""
+    with pytest.raises(ValueError, match=r"plot_feature_grid: channel 20 is not in 0\.\.19"):
+        F.plot_feature_grid(fmap, channels=[3, 20])
+    with pytest.raises(ValueError, match=r"plot_histograms: b has shape \(1, 1, 2, 3, 4\); expected 1-D values"):
+        F.plot_histograms({"a": fmap, "b": np.zeros((1, 1, 2, 3, 4))})
+    assert plt.get_fignums() == []
+    values = np.random.default_rng(0).standard_normal(500)
+    fig = F.plot_histograms(values, bins=20)
+    counts = fig.axes[0].patches[0].get_path().vertices[:, 1].max()
+    assert counts == pytest.approx(np.histogram(values, bins=20, density=True)[0].max())
+
+
+def test_a_very_long_result_is_drawn_stretched_and_said_so(array_result):
+    """A 4x3000 result was drawn in panels 0 pixels high."""
+    r = array_result(4, 3000)
+    fig = r.plot()
+    fig.canvas.draw()
+    assert all(ax.get_window_extent().height > 50 for ax in image_axes(fig))
+    assert any("stretched" in t.get_text() and "4x3000" in t.get_text() for t in fig.texts)
+    square = array_result(40, 60).plot()
+    assert not any("stretched" in t.get_text() for t in square.texts)
+    assert all(ax.get_aspect() == 1.0 for ax in image_axes(square))

@@ -527,3 +527,56 @@ def test_a_colormap_object_and_a_one_channel_mask_are_taken():
     assert v.state["cmap"] is cm
     c = CompareViewer([r, r], cmap=cm)
     assert c.widget is not None
+
+
+def test_the_noiseprint_viewer_compares_regions_in_the_window_it_shows(array_result):
+    """Compare mode drew every window above 15 as 15 while state and slider said 31 or 63."""
+    from trufor_lab.viz.noiseprint import local_variance
+
+    v = NoiseprintViewer(array_result(96, 96), mode="compare")
+    pictures = {size: v.set(variance_size=size) for size in (15, 31, 63)}
+    assert len(set(pictures.values())) == 3
+    fig = v.render()
+    y0, x0, y1, x1 = v.state["region_a"]
+    panel = next(ax for ax in fig.axes if ax.get_title() == "A: local variance (63x63)")
+    want = local_variance(v.noiseprint[y0:y1, x0:x1], 63)
+    np.testing.assert_allclose(panel.images[0].get_array(), want)
+
+
+def test_the_result_viewer_outlines_the_mask_of_a_noiseprint_only_result(array_result):
+    """Without a map the image panel dropped the ground truth that Result.plot shows."""
+    r = array_result(48, 80, map=None, conf=None, score=None)
+    mask = np.zeros((48, 80), bool)
+    mask[10:30, 20:60] = True
+    fig = ResultViewer(r, masks=[mask]).render()
+    image_ax = fig.axes[0]
+    assert len(image_ax.collections) == 1 and "ground truth" in image_ax.get_title()
+    assert "Ground truth" in [ax.get_title() for ax in r.plot(mask=mask).axes]
+    assert ResultViewer(r).render().axes[0].get_title() == "Image"
+    empty = ResultViewer(r, masks=[np.zeros((48, 80), bool)]).render().axes[0]
+    assert "nothing forged" in empty.get_title() and not empty.collections
+
+
+@pytest.mark.parametrize("cls", [ResultViewer, CompareViewer])
+@pytest.mark.parametrize(
+    "key, value", [("opacity", float("nan")), ("opacity", 7), ("threshold", -3), ("conf_min", "x")]
+)
+def test_viewers_refuse_options_outside_0_1_naming_them(array_result, cls, key, value):
+    """NaN opacity became 0 (an invisible overlay), 7 became 1 and -3 became 0, silently."""
+    r = array_result(30, 40)
+    with pytest.raises(ValueError, match=rf"^{key} must be a number in \[0, 1\], got {value!r}$"):
+        cls([r], **{key: value})
+    v = cls([r])
+    with pytest.raises(ValueError, match=key):
+        v.set(**{key: value})
+    for ok in (0, 0.35, 1):  # what the sliders give is taken as it is
+        v.controls[key].value = ok
+        assert v.state[key] == ok
+
+
+def test_the_noiseprint_viewer_refuses_a_window_under_one(array_result):
+    v = NoiseprintViewer(array_result(40, 60))
+    for bad in (0, -5, float("nan")):
+        with pytest.raises(ValueError, match=r"variance_size must be a whole number of pixels >= 1"):
+            v.set(variance_size=bad)
+    assert v.set(variance_size=2) and v.state["variance_size"] == 3  # the slider's least, shown in state

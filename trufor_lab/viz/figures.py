@@ -29,6 +29,8 @@ def robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
 
 #: Longest side, in pixels, of an array as drawn: larger ones are strided down (display only).
 MAX_DISPLAY_SIDE = 2048
+#: Longest side over shortest beyond which :func:`plot_result` stretches the panels (aspect "auto").
+MAX_ASPECT = 20
 #: Colour of NaN pixels in the confidence and Noiseprint++ panels (else transparent: looks like
 #: the background, or like a confidence of 1 on white).
 BAD_COLOR = "magenta"
@@ -207,13 +209,18 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     Result that shows something else names its panels in ``captures``: ``"shown"`` (the raw
     panel, e.g. a classic detector's output) and ``"map_title"`` (e.g. an attribution scaled for
     display). Arrays longer than :data:`MAX_DISPLAY_SIDE` are strided down for drawing (all panels
-    alike); NaN confidence and Noiseprint++ pixels are drawn in :data:`BAD_COLOR`."""
+    alike); NaN confidence and Noiseprint++ pixels are drawn in :data:`BAD_COLOR`. A picture more
+    than :data:`MAX_ASPECT` times longer than wide is drawn stretched to the panels (said in a
+    note under them): at its own aspect it was a sliver 0 pixels high."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
     check_grid(result)
     mask = check_mask(result, mask)
     step = display_stride(result.size)
     image, heat = for_display(result.image, step), for_display(result.map, step)
+    h, w = result.size
+    long = max(h, w) > MAX_ASPECT * min(h, w)
+    stretched = f"panels stretched to be seen: the picture is {h}x{w} pixels (H x W)" if long else ""
     panels = [("Image", image, {}, False)]
     if mask is not None:
         m = for_display(mask, step).astype(float)
@@ -241,7 +248,11 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=10, parse_math=False)
         frame_panel(ax)
+        if stretched:
+            ax.set_aspect("auto")
     fig.suptitle(result_title(result), fontsize=11, parse_math=False)
+    if stretched:  # a note under the panels: a second title line ran into the panel titles
+        fig.text(0.5, 0.01, stretched, ha="center", va="bottom", fontsize=8, color="0.3")
     return fig
 
 
@@ -369,7 +380,10 @@ def plot_feature_grid(
     """Channels of a feature map as small images (default: the ``k`` with most energy), each with
     its own robust colour scale; returns the Figure."""
     a = to_chw(fmap)
-    chans = np.asarray(top_k(channel_energy(a), k) if channels is None else channels, dtype=int)
+    chans = np.asarray(top_k(channel_energy(a), k) if channels is None else channels, dtype=int).ravel()
+    bad = chans[(chans < 0) | (chans >= a.shape[0])]
+    if bad.size:  # refused before the figure is made (one made, then failed, stayed open)
+        raise ValueError(f"plot_feature_grid: channel {bad[0]} is not in 0..{a.shape[0] - 1} of this feature map")
     n = max(1, len(chans))
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))
@@ -469,13 +483,14 @@ def plot_branch_comparison(comparison, fig=None, maps: bool = False):
 
 
 def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_samples: int = 1_000_000):
-    """Histograms of activation values, one curve per named tensor (a dict or a single tensor)."""
+    """Histograms of activation values, one curve per named tensor (a dict or a single tensor):
+    1-D values, or a feature map (H, W), (C, H, W) or (B, C, H, W) (its first batch item)."""
     if not hasattr(tensors, "items"):
         tensors = {"": tensors}
+    values = {name: _activation_values(t, name) for name, t in tensors.items()}  # checked before the figure
     fig, ax = _fig_ax(ax, (6, 3.5))
     rng = np.random.default_rng(0)
-    for name, t in tensors.items():
-        v = to_chw(t).ravel()
+    for name, v in values.items():
         if v.size > max_samples:
             v = rng.choice(v, max_samples, replace=False)
         ax.hist(v, bins=bins, histtype="step", log=log, label=name or None, density=True)
@@ -484,6 +499,17 @@ def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_sam
     if any(tensors):
         ax.legend(fontsize=7)
     return fig
+
+
+def _activation_values(t: Any, name: str) -> np.ndarray:
+    """One tensor's values for :func:`plot_histograms`, flattened; refused in one line otherwise."""
+    t = t if hasattr(t, "ndim") else np.asarray(t)
+    if t.ndim not in (1, 2, 3, 4):
+        raise ValueError(
+            f"plot_histograms: {name or 'the tensor'} has shape {tuple(t.shape)}; expected 1-D values "
+            "or a feature map (H, W), (C, H, W) or (B, C, H, W)"
+        )
+    return to_chw(t[None] if t.ndim == 1 else t).ravel()
 
 
 def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | None = None, fig=None):

@@ -21,6 +21,7 @@ from trufor_lab.viz.figures import map_cmap, robust_limits
 __all__ = [
     "Region",
     "as_map",
+    "check_window",
     "compare_regions",
     "local_variance",
     "log_spectrum",
@@ -53,17 +54,30 @@ def _check_region(region: Sequence[int], shape: tuple[int, int]) -> Region:
     if len(region) != 4:
         raise ValueError(f"a region is (y0, x0, y1, x1), got {region!r}")
     y0, x0, y1, x1 = (int(v) for v in region)
-    y0, x0 = max(0, y0), max(0, x0)
-    y1, x1 = min(shape[0], y1), min(shape[1], x1)
+    if min(y0, x0, y1, x1) < 0 or y1 > shape[0] or x1 > shape[1]:  # was clipped: another region measured
+        raise ValueError(f"region {tuple(region)} runs outside the {shape[0]}x{shape[1]} map (y0, x0, y1, x1)")
     if y1 - y0 < 2 or x1 - x0 < 2:
         raise ValueError(f"region {tuple(region)} is empty or smaller than 2x2 inside a {shape[0]}x{shape[1]} map")
     return y0, x0, y1, x1
+
+
+def check_window(size: Any, name: str = "size") -> int:
+    """``size`` as a whole number of pixels >= 1, else a one-line refusal naming ``name`` (0 drew
+    an all-zero panel; NaN or a fraction is no window)."""
+    try:
+        ok = float(size) == int(size) >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a whole number of pixels >= 1, got {size!r}")
+    return int(size)
 
 
 def local_variance(noiseprint: Any, size: int = 15) -> np.ndarray:
     """Variance in a ``size`` x ``size`` sliding window (reflect padding), same shape as the map."""
     from scipy.ndimage import uniform_filter  # lazy: scipy is slow to import; only this function needs it
 
+    size = check_window(size)
     a = as_map(noiseprint)
     m = uniform_filter(a, size=size, mode="reflect")
     m2 = uniform_filter(a * a, size=size, mode="reflect")
@@ -119,7 +133,8 @@ def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
 
 def region_stats(noiseprint: Any, region: Sequence[int], period: int = 8) -> dict[str, float]:
     """Mean, std and the 8x8-grid peak ratio of the map inside ``region`` (y0, x0, y1, x1); the
-    ratio is NaN for a region too small to measure it (:func:`periodic_peak_ratio`)."""
+    ratio is NaN for a region too small to measure it (:func:`periodic_peak_ratio`). A region
+    running outside the map (a negative start, an end past it) is refused, not clipped."""
     a = as_map(noiseprint)
     y0, x0, y1, x1 = _check_region(region, a.shape)
     crop = a[y0:y1, x0:x1]
@@ -140,6 +155,7 @@ def plot_noiseprint(
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
     a = as_map(noiseprint)
+    variance_size = check_window(variance_size, "variance_size")  # before a figure is made
     if fig is None:
         fig = plt.figure(figsize=(10.5, 3.8))
     # room between the panels: the variance's colourbar labels ran into the spectrum's axis labels
@@ -176,14 +192,16 @@ def compare_regions(
     """Two regions (y0, x0, y1, x1) of a Noiseprint++ map (``label``: what the map is) side by side.
 
     Left: the whole map with both regions outlined. Then one row per region: the crop (shared
-    grey scale), its local variance (shared scale) and its log spectrum; titles give the std and
-    the 8x8-grid peak ratio ("too small to measure" under 32 pixels a side). Returns the Figure.
+    grey scale), its local variance in a ``variance_size`` window (shared scale) and its log
+    spectrum; titles give the std and the 8x8-grid peak ratio ("too small to measure" under 32
+    pixels a side). A region running outside the map is refused. Returns the Figure.
     """
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     from matplotlib.patches import Rectangle  # lazy: matplotlib takes about a second to import; only drawing needs it
 
     a = as_map(noiseprint)
     regions = [_check_region(region_a, a.shape), _check_region(region_b, a.shape)]
+    variance_size = check_window(variance_size, "variance_size")
     if fig is None:
         fig = plt.figure(figsize=(12, 6))
     gs = fig.add_gridspec(2, 4, width_ratios=[1.4, 1, 1, 1])
@@ -209,7 +227,8 @@ def compare_regions(
         ax.set_axis_off()
         ax = fig.add_subplot(gs[row, 2])
         ax.imshow(var, cmap="magma", vmin=0, vmax=vmax)
-        ax.set_title(f"{name}: local variance", fontsize=9, color=color, parse_math=False)
+        title = f"{name}: local variance ({variance_size}x{variance_size})"
+        ax.set_title(title, fontsize=9, color=color, parse_math=False)
         ax.set_axis_off()
         ax = fig.add_subplot(gs[row, 3])
         ax.imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(crop.shape))

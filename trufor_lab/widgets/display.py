@@ -21,7 +21,7 @@ __all__ = [
     "Viewer",
     "as_list",
     "as_results",
-    "clip01",
+    "check01",
     "new_figure",
     "one_line",
     "widen_range",
@@ -331,5 +331,13 @@ def as_list(x: Any) -> list:
     return [x]
 
 
-def clip01(v: Any) -> float:
-    return float(min(1.0, max(0.0, float(v))))
+def check01(v: Any, name: str) -> float:
+    """``v`` as a float in [0, 1], else a one-line refusal naming the option ``name`` (NaN was
+    taken as 0 and 7 as 1, silently: an invisible or an opaque overlay)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if not 0.0 <= f <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+    return f

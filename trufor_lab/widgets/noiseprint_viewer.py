@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from trufor_lab.viz.noiseprint import as_map, compare_regions, plot_noiseprint
+from trufor_lab.viz.noiseprint import as_map, check_window, compare_regions, plot_noiseprint
 from trufor_lab.widgets.display import Viewer, new_figure, widen_range
 
 __all__ = ["NoiseprintViewer"]
@@ -15,7 +15,8 @@ class NoiseprintViewer(Viewer):
     """Noiseprint++ of a result: ``mode="overview"`` (map, local variance, spectrum) or
     ``mode="compare"`` (two regions ``region_a``/``region_b`` = (y0, x0, y1, x1) side by side).
     A result whose raw panel shows something else (``captures["shown"]``, e.g. a classic
-    detector's output) is labelled so. A region slider closed below 2 pixels shows 2."""
+    detector's output) is labelled so. A region slider closed below 2 pixels shows 2; a
+    ``variance_size`` of 1 or 2 shows 3 (the slider's least), below 1 or NaN is refused."""
 
     MODES = ("overview", "compare")
 
@@ -40,7 +41,7 @@ class NoiseprintViewer(Viewer):
         whole = (0, 0, h, w)
         ra = region_a or ((h // 4, 0, h // 4 + max(2, h // 2), max(2, w // 2)) if self._regions_possible else whole)
         rb = region_b or ((h // 4, w - max(2, w // 2), h // 4 + max(2, h // 2), w) if self._regions_possible else whole)
-        super().__init__(dict(mode=mode, variance_size=int(variance_size), region_a=tuple(ra), region_b=tuple(rb)))
+        super().__init__(dict(mode=mode, variance_size=variance_size, region_a=tuple(ra), region_b=tuple(rb)))
         self._state.update(self._normalize(dict(self._state)))
 
     def _normalize(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +49,7 @@ class NoiseprintViewer(Viewer):
         if "mode" in changes and changes["mode"] not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {changes['mode']!r}")
         if "variance_size" in changes:
-            changes["variance_size"] = max(3, int(changes["variance_size"]))
+            changes["variance_size"] = max(3, check_window(changes["variance_size"], "variance_size"))
         if changes.get("mode") == "compare" and not self._regions_possible:
             raise ValueError(f"a {h}x{w} Noiseprint++ map is too small to compare regions (2x2 at least)")
         for key in ("region_a", "region_b"):
@@ -108,6 +109,6 @@ class NoiseprintViewer(Viewer):
             s["region_a"],
             s["region_b"],
             fig=fig,
-            variance_size=min(s["variance_size"], 15),
+            variance_size=s["variance_size"],
             label=self.label,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Sequence
 
-from trufor_lab.widgets.display import clip01, widen_range
+from trufor_lab.widgets.display import check01, widen_range
 
 __all__ = ["COLORMAPS", "OverlayControls", "check_cmap", "check_zoom"]
 
@@ -50,7 +50,8 @@ def _cmap_options(cmaps: list[Any]) -> list[tuple[str, Any]]:
 
 
 class OverlayControls:
-    """Opacity, threshold, confidence mask, colour map and zoom: shared by the result viewers."""
+    """Opacity, threshold, confidence mask, colour map and zoom: shared by the result viewers.
+    ``opacity``, ``threshold`` and ``conf_min`` are numbers in [0, 1]; others are refused."""
 
     _state: dict[str, Any]
     _controls: dict[str, Any] | None
@@ -58,7 +59,7 @@ class OverlayControls:
     def _overlay_normalize(self, changes: dict[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
         for key in ("opacity", "threshold", "conf_min"):
             if key in changes:
-                changes[key] = clip01(changes[key])
+                changes[key] = check01(changes[key], key)
         if "cmap" in changes:
             changes["cmap"] = check_cmap(changes["cmap"])
         if "zoom" in changes:

@@ -17,7 +17,6 @@ from trufor_lab.viz.figures import (
     map_cmap,
     result_title,
     robust_limits,
-    show_image,
 )
 from trufor_lab.widgets.display import Viewer, as_list, as_results, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
@@ -29,14 +28,16 @@ class ResultViewer(OverlayControls, Viewer):
     """Results with an overlay control panel: opacity, threshold, confidence masking, colour map,
     zoom (``zoom=(y0, x0, y1, x1)``), and an image selector (``index``) for several results.
 
-    Panels: image with the map on top (ground-truth outline when ``masks`` are given), the
-    localization map (fixed [0, 1] scale) and the confidence ("no confidence map" when the result
-    has none; pixels hidden by ``conf_min`` in a neutral colour, said in the title); Noiseprint++
-    when there is no map. An :class:`~trufor_lab.interpret.attribution.Attribution` (anything with
-    ``to_result()``) is shown as its ``to_result()``. A mask is 2-D, boolean, 0/1 or 0/255, on its
-    result's grid (turn it too for a result turned
-    :meth:`~trufor_lab.inference.result.Result.as_shown`); a bad mask or colormap is refused at
-    construction. A zoom larger than 2048 pixels is strided down for drawing (display only).
+    Panels: image with the map on top (ground-truth outline when ``masks`` are given, said in
+    its title), the localization map (fixed [0, 1] scale) and the confidence ("no confidence
+    map" when the result has none; pixels hidden by ``conf_min`` in a neutral colour, said in the
+    title); the image (ground truth outlined alike) and Noiseprint++ when there is no map. An
+    :class:`~trufor_lab.interpret.attribution.Attribution` (anything with ``to_result()``) is
+    shown as its ``to_result()``. A mask is 2-D, boolean, 0/1 or 0/255, on its result's grid
+    (turn it too for a result turned :meth:`~trufor_lab.inference.result.Result.as_shown`); a
+    bad mask or colormap is refused at construction; ``opacity``, ``threshold`` and ``conf_min``
+    outside [0, 1] (or NaN) are refused. A zoom larger than 2048 pixels is strided down for
+    drawing (display only).
     """
 
     def __init__(
@@ -109,11 +110,11 @@ class ResultViewer(OverlayControls, Viewer):
         if r.map is None:
             fig = new_figure((7, 3.6))
             axes = fig.subplots(1, 2, squeeze=False)[0]
-            show_image(axes[0], img)
+            draw_overlay(axes[0], img, None, mask=crop_mask)  # the ground truth outlined, as with a map
             npm = for_display(crop_region(r.noiseprint, z), step)
             lo, hi = robust_limits(npm)
             axes[1].imshow(npm, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
-            axes[0].set_title("Image", fontsize=10)
+            axes[0].set_title("Image" + mask_note(crop_mask), fontsize=10)
             axes[1].set_title(r.captures.get("shown", "Noiseprint++"), fontsize=10, parse_math=False)
             for ax in axes:
                 frame_panel(ax)
@@ -132,7 +133,7 @@ class ResultViewer(OverlayControls, Viewer):
                 cmap=s["cmap"],
                 mask=crop_mask,
             )
-            axes[0].set_title("Overlay", fontsize=10)
+            axes[0].set_title("Overlay" + mask_note(crop_mask), fontsize=10)
             hidden = (conf < s["conf_min"]) if conf is not None and s["conf_min"] > 0 else None
             im = draw_map(axes[1], heat, hidden, cmap=s["cmap"], hidden_color=hidden_color(s["cmap"]))
             if s["threshold"] > 0 and min(heat.shape) >= 2:  # a contour needs 2x2 values
@@ -152,3 +153,12 @@ class ResultViewer(OverlayControls, Viewer):
                 frame_panel(ax)
         fig.suptitle(result_title(r), fontsize=11, parse_math=False)
         return fig
+
+
+def mask_note(mask: Any) -> str:
+    """What the image panel shows of the ground truth (a mask with nothing to outline is said)."""
+    if mask is None:
+        return ""
+    if not mask.any() or mask.all():
+        return f"\n(ground truth: {'all' if mask.any() else 'nothing'} forged here)"
+    return "\n(ground truth in yellow)" if min(mask.shape) >= 2 else "\n(ground truth too thin to outline)"
