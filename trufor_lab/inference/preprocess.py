@@ -252,8 +252,10 @@ def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     if a.ndim == 2:
         a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.size == 0:
-        raise ImageError(f"{name}: expected a non-empty (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    if a.size == 0:  # before any min/max of its values
+        raise ImageError(f"{name}: image has no pixels ({a.shape[1]}x{a.shape[0]})")
     if a.shape[2] == 4:
         a = a[..., :3]
         notes.append("alpha channel dropped")

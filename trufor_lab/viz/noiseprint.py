@@ -6,7 +6,7 @@ from another source has a different local variance and different peaks.
 
 >>> from trufor_lab.viz.noiseprint import plot_noiseprint, compare_regions
 >>> plot_noiseprint(result.noiseprint)
->>> compare_regions(result.noiseprint, (0, 0, 128, 128), (128, 128, 256, 256))
+>>> compare_regions(result.noiseprint, (0, 0, 64, 64), (64, 64, 128, 128))
 """
 
 from __future__ import annotations
