@@ -396,3 +396,18 @@ def test_a_very_long_result_is_drawn_stretched_and_said_so(array_result):
     square = array_result(40, 60).plot()
     assert not any("stretched" in t.get_text() for t in square.texts)
     assert all(ax.get_aspect() == 1.0 for ax in image_axes(square))
+
+
+def test_a_figure_under_an_ablation_says_so_in_its_title():
+    import trufor_lab as tl
+    from trufor_lab.inference.predict import predict_result
+    from trufor_lab.interpret import ablate
+
+    m = tl.load(device="cpu")
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert "under" not in F.result_title(tl.analyze(m, img))
+    with ablate.rgb_only(m):
+        a, p = tl.analyze(m, img), predict_result(m, img)
+    assert "[under rgb_only]" in F.result_title(a) and "[under rgb_only]" in F.result_title(p)
+    labelled = ablate.rgb_only(m).analyze(img)  # its label already names the ablation
+    assert F.result_title(labelled).count("rgb_only") == 1

@@ -263,6 +263,9 @@ def result_title(result: "Result") -> str:
     title = short_name(result.name)
     if result.label and result.label != result.name:  # e.g. an ablation of the same image
         title += f" [{result.label}]"
+    else:  # an ablation or a hook acted: the figure is not the model's own answer
+        under = [n.split(" #")[0][15:] for n in getattr(result, "notes", ()) if n.startswith("computed under ")]
+        title += f" [under {under[0]}]" if under else ""
     info = result.weights
     if result.score is not None and info is not None and info.kind == "official" and info.verified:
         title += f"  —  integrity score {result.score:.3f}"  # the paper's meaning: official weights only
