@@ -83,7 +83,9 @@ class LoadedWeights:
             kind="custom",
             sha256="",
             verified=False,
-            note=f"changed in memory after loading {info.path} ({info.kind}): not that file's weights",
+            note=f"changed in memory after loading {info.path} ({info.kind}): not that file's weights"
+            if info.path not in ("", "-")
+            else f"changed in memory since it was made ({info.kind} weights)",
         )
 
     @weights_info.setter
