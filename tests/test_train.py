@@ -434,13 +434,22 @@ def test_ctrl_c_saves_the_step_in_progress_and_a_restart_drops_the_old_checkpoin
         (dict(seed=-1), "seed must be a whole number from 0"),  # numpy's "expected non-negative integer"
         (dict(seed=10**23), "seed must be a whole number from 0"),  # "Overflow when unpacking long long"
         (dict(seed=1.5), "seed must be a whole number from 0"),
+        # 3.5 steps trained 4 and returned a model other than last.pt's; 2.5 a bare TypeError later
+        (dict(steps=3.5), "steps must be a whole number, got 3.5"),
+        (dict(batch_size=2.5), "batch_size must be a whole number"),
+        (dict(crop=64.0), "crop must be a whole number"),
+        (dict(checkpoint_every=2.0), "checkpoint_every must be a whole number"),
+        (dict(precompute=2.5), "precompute must be a whole number"),
+        (dict(precompute=4, precompute_size=128.0), "precompute_size must be a whole number"),
+        (dict(warmup=1.5), "warmup must be a whole number"),
+        (dict(steps=True), "steps must be a whole number"),
     ],
 )
 def test_settings_a_run_cannot_use_are_refused_up_front(bad, why):
     with pytest.raises(ValueError, match=re.escape(why)):
         T.TrainConfig(**bad)
     T.TrainConfig(
-        jpeg_quality=(np.int64(60), np.int64(90)), forged_fraction=np.float32(0.4)
+        jpeg_quality=(np.int64(60), np.int64(90)), forged_fraction=np.float32(0.4), steps=np.int64(3), crop=np.int32(64)
     )  # numpy numbers are numbers
 
 

@@ -97,6 +97,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {self.phase!r}")
+        for name in ("steps", "batch_size", "crop", "checkpoint_every", "warmup", "precompute", "precompute_size"):
+            v = getattr(self, name)  # 3.5 steps trained 4 and returned a model other than last.pt's
+            if not (v is None and name == "precompute_size") and (
+                not isinstance(v, numbers.Integral) or isinstance(v, bool)
+            ):
+                raise ValueError(f"{name} must be a whole number, got {v!r}")
         for name in ("steps", "batch_size", "crop", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
