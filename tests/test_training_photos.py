@@ -4,6 +4,10 @@ crops, the platform chain, the example stream, Platt scaling folded into the det
 
 from __future__ import annotations
 
+import json
+import re
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -421,3 +425,179 @@ def test_a_warning_about_a_photo_reaches_the_terminal(tmp_path):
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout == "1\n", p.stderr
     assert "a.jpg: EXIF names the make (Canon) but no model" in p.stderr, p.stderr
+
+
+def _no_training(monkeypatch):
+    """run() stopped where training would start (after its splits are written)."""
+
+    class Trained(Exception):
+        pass
+
+    def stream(*a, **k):
+        raise Trained
+
+    monkeypatch.setattr(FR, "RealForgeryStream", stream)
+    return Trained
+
+
+def test_a_test_list_of_ones_own_keeps_the_held_out_scikit_image_pictures_in_test(photo_dir, monkeypatch):
+    """--test replaced the whole default test list: astronaut, coffee and camera, sources never
+    used in training, went to training."""
+    from trufor_lab.training.scenes import HELDOUT_SKIMAGE
+
+    trained = _no_training(monkeypatch)
+    split = {"validation": ("photo:a2", "photo:c1"), "test": ("Xiaomi Mi A3",)}
+    with pytest.raises(trained):
+        FR.run(photo_dir, photo_dir / "run", split=split)
+    got = json.loads((photo_dir / "run" / "splits.json").read_text())
+    assert set(HELDOUT_SKIMAGE) <= {n for n, _ in got["test"]} and "b1" in {n for n, _ in got["test"]}
+    assert not set(HELDOUT_SKIMAGE) & {n for n, _ in got["train"]}
+    moved = {**split, "train": ("skimage:coffee",)}  # moved by name: it trains
+    with pytest.raises(trained):
+        FR.run(photo_dir, photo_dir / "run2", split=moved)
+    got = json.loads((photo_dir / "run2" / "splits.json").read_text())
+    assert "coffee" in {n for n, _ in got["train"]} and "astronaut" in {n for n, _ in got["test"]}
+
+
+def test_the_command_runs_the_shipped_round_and_refuses_validation_with_a_round_without_calibration(
+    photo_dir, monkeypatch, capsys
+):
+    """The documented command ran round 1 (calibration skipped, unsaid): the --validation
+    cameras were taken out of training and never used."""
+    seen = {}
+    monkeypatch.setattr(FR, "run", lambda *a, **k: seen.update(k) or "done")
+    args = ["--photos", str(photo_dir), "--out", str(photo_dir / "run")]
+    assert FR.main(args + ["--validation", "photo:a2", "photo:c1"]) == 0
+    assert seen["calibration"] == FR.ROUND3["calibration"] and seen["seed"] == FR.ROUND3["seed"]
+    capsys.readouterr()
+    assert FR.main(args + ["--round", "1", "--validation", "photo:a2", "photo:c1"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --validation") and "skips calibration" in line
+    assert FR.main(args + ["--round", "1"]) == 0
+    assert "skips calibration" in capsys.readouterr().err
+
+
+def _strip_exif(src, dst):
+    """The same JPEG without its EXIF segment (an exported or shared copy): same pixels."""
+    raw = src.read_bytes()
+    i = raw.index(b"\xff\xe1")
+    dst.write_bytes(raw[:i] + raw[i + 2 + int.from_bytes(raw[i + 2 : i + 4], "big") :])
+
+
+def test_a_copy_with_its_exif_stripped_is_one_photo_and_unknown_cameras_in_test_are_said(photo_dir):
+    """Duplicates were found by the files' bytes alone: the test camera's photo, its EXIF
+    stripped, trained as 'unknown:<name>'."""
+    _strip_exif(photo_dir / "a1.jpg", photo_dir / "shared.jpg")
+    with pytest.warns(UserWarning, match=r"shared\.jpg: the same pixels as .*a1\.jpg: left out"):
+        photos = P.scan_photos(photo_dir)
+    assert "shared" not in {p.name for p in photos} and "a1" in {p.name for p in photos}
+    _save(photo_dir / "d1.jpg", _noise_photo(9))  # no EXIF: its camera is unknown
+    photos = P.scan_photos(photo_dir)
+    with pytest.warns(UserWarning, match=r"test camera\(s\) without EXIF \(unknown:c1\).*training photo"):
+        P.split_by_camera(photos, {"test": ("unknown:c1",)})
+
+
+def test_one_exif_camera_in_two_camera_folders_is_said_and_cannot_be_on_both_sides(tmp_path):
+    """With camera folders, one camera filed under two folders was two cameras: one in test,
+    the other in training."""
+    for sub, seed, make, model in (("canon", 1, "Canon", "Canon EOS 80D"), ("trip", 2, "Canon", "Canon EOS 80D")):
+        (tmp_path / sub).mkdir()
+        _save(tmp_path / sub / f"{sub}.jpg", _noise_photo(seed), make, model)
+    (tmp_path / "xiaomi").mkdir()
+    _save(tmp_path / "xiaomi" / "x.jpg", _noise_photo(3), "Xiaomi", "Mi A3")
+    with pytest.warns(UserWarning, match=r"EXIF camera 'Canon EOS 80D' is in 2 camera folders"):
+        photos = P.scan_photos(tmp_path, camera_folders=True)
+    assert {p.name: p.exif_camera for p in photos}["trip"] == "Canon EOS 80D"
+    with pytest.raises(ValueError, match=r"held out whole.*\['trip'\]"):
+        P.split_by_camera(photos, {"test": ("folder:canon",)})
+    assert [p.name for p in P.split_by_camera(photos, {"test": ("folder:xiaomi",)})["test"]] == ["x"]
+
+
+def test_a_cut_or_small_validation_photo_fails_before_any_training(photo_dir, monkeypatch):
+    """Validation photos were decoded only for calibration, after all three phases had trained;
+    grid_crop's error named no photo."""
+    _no_training(monkeypatch)  # a ValueError, not training
+    raw = (photo_dir / "c1.jpg").read_bytes()
+    (photo_dir / "c1.jpg").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"c1\.jpg"):
+        FR.run(photo_dir, photo_dir / "run", split={"validation": ("photo:a2", "photo:c1")})
+    small = P.Photo("skimage:page", "skimage:page", "page", 0, (191, 384))
+    big = P.skimage_photos(("brick",))[0]
+    with pytest.raises(ValueError, match=r"page is 191x384, smaller than a 256 px crop"):
+        FR._check_decodes({"validation": [big, small], "test": []}, 256)
+    with pytest.raises(ValueError, match=r"^page: 191x384 is smaller than a 256 px crop"):
+        P.real_heldout([small, big], 2, 2, 256)
+
+
+def test_a_decompression_bomb_is_left_out_with_a_line_naming_it(photo_dir):
+    """Pillow's DecompressionBombError (and its warning, as an error) was a traceback."""
+    import struct
+    import zlib
+
+    def chunk(t, b):
+        return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xFFFFFFFF)
+
+    for name, side in (("huge.png", 40000), ("big.png", 15000)):  # above Pillow's error, above the warning
+        ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+        png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        (photo_dir / name).write_bytes(png + chunk(b"IEND", b""))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        photos = P.scan_photos(photo_dir)
+    said = [str(w.message) for w in caught]
+    for name in ("huge.png", "big.png"):
+        assert any(name in m and "decompression bomb" in m for m in said), said
+    assert {p.name for p in photos} == {"a1", "a2", "b1", "c1"}
+
+
+def test_photos_too_small_for_the_stream_are_left_out_with_a_line(tmp_path):
+    """A photo smaller than the platform chain's source crop was mirror-padded (its JPEG grid
+    broken), unsaid; scikit-image's 191 px 'page' trained although scans keep 256 px and more."""
+    assert P.skimage_photos(("page", "brick")) == P.skimage_photos(("brick",))
+    photos = P.skimage_photos(("page", "brick"), min_side=64)
+    stream = P.RealForgeryStream(photos, sim_images=[np.full((64, 64, 3), 128, np.uint8)], chain_prob=1.0)
+    with pytest.warns(UserWarning, match=r"1 photo\(s\) smaller than the 288 px source crop .*: page"):
+        stream.usable(160)
+    rng = np.random.default_rng(0)
+    assert all(stream._photo_crop(rng, 288, fits=stream.usable(160))[1] == "skimage:brick" for _ in range(20))
+    with pytest.raises(ValueError, match="no photo has a short side of 1008 px"):
+        stream.usable(560)
+
+
+def test_a_photo_named_as_a_scikit_image_picture_is_refused(tmp_path):
+    """camera.jpg and scikit-image's 'camera' shared a name: photo:camera took both, and the
+    results keyed by name kept one."""
+    _save(tmp_path / "camera.jpg", _noise_photo(0), "Canon", "Canon EOS 80D")
+    _save(tmp_path / "x.jpg", _noise_photo(1), "Xiaomi", "Mi A3")
+    photos = P.scan_photos(tmp_path) + P.skimage_photos(("camera", "coffee"))
+    with pytest.raises(ValueError, match=r"two photos are named 'camera' \(.*camera\.jpg and skimage:camera\)"):
+        P.split_by_camera(photos, {"test": ("skimage:coffee",)})
+
+
+def test_a_name_given_that_matches_no_photo_is_an_error_and_small_photos_are_said(photo_dir, monkeypatch, capsys):
+    """A --test camera misspelt (or its model without the make) was a warning: it trained."""
+    with pytest.warns(UserWarning, match=r"1 photo\(s\) with a short side < 256 px left out: tiny\.jpg"):
+        photos = P.scan_photos(photo_dir)
+    with pytest.raises(ValueError, match=r"split name\(s\) \['Mi A3'\] match no photo"):
+        P.split_by_camera(photos, {"test": ("Mi A3", "Canon PowerShot X")}, required=["Mi A3", "Canon PowerShot X"])
+    with pytest.warns(UserWarning, match="match no photo"):  # a default's name: said, as before
+        P.split_by_camera(photos, {"test": ("Mi A3", "Canon PowerShot X")})
+    _no_training(monkeypatch)
+    args = ["--photos", str(photo_dir), "--out", str(photo_dir / "run"), "--validation", "photo:a2", "photo:c1"]
+    assert FR.main(args + ["--test", "iPhone 12"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "iPhone 12" in line and "match no photo" in line
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (dict(chain_quality=(90, 70)), "chain_quality must satisfy 1 <= low <= high <= 100"),
+        (dict(chain_quality=(70.5, 90)), "chain_quality must be two whole JPEG qualities"),
+        (dict(sim_fraction=1.5), "sim_fraction must be a probability from 0 to 1"),
+        (dict(chain_prob=-0.1), "chain_prob must be a probability"),
+    ],
+)
+def test_stream_settings_out_of_range_are_one_line(bad, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
+        P.RealForgeryStream(P.skimage_photos(("brick",)), sim_images=[np.zeros((64, 64, 3), np.uint8)], **bad)

@@ -3,6 +3,9 @@
     python -m trufor_lab.training.fetch --dest /work/data/real
     python -m trufor_lab.training.finetune_real --photos /work/data/real --out /work/runs/real
 
+(``--round 3`` by default: the shipped model's round, from the shipped model; the card's
+recipe runs rounds 1-3 in sequence. Round 1 skips calibration, so it takes no ``--validation``.)
+
 Recipe (CPU, one thread; rounds :data:`ROUND1` .. :data:`ROUND3`, the shipped model, each
 starting from the previous one; :data:`ROUND4` .. :data:`ROUND8` are recorded but were not shipped, see the
 model card): the three phases of :mod:`trufor_lab.training` run on a
@@ -36,8 +39,10 @@ from trufor_lab.training.config import TrainConfig
 from trufor_lab.training.demo import DEMO_MODEL, score_heldout
 from trufor_lab.training.loop import NAN_ADVICE, train_chain
 from trufor_lab.training.phases import PHASES, build_model
+from trufor_lab.training.scenes import HELDOUT_SKIMAGE
 from trufor_lab.training.photos import (
     DEFAULT_SPLIT,
+    SKIMAGE_PHOTOS,
     Photo,
     RealForgeryStream,
     real_heldout,
@@ -328,6 +333,16 @@ ROUND2 = dict(
 ROUNDS = {1: ROUND1, 2: ROUND2, 3: ROUND3, 4: ROUND4, 5: ROUND5, 6: ROUND6, 7: ROUND7, 8: ROUND8}
 
 
+def _check_decodes(splits: dict[str, list[Photo]], crop: int) -> None:
+    """Every validation and test photo decoded now (a cut JPEG or MPO frame failed after all
+    the training), and a validation photo checked to hold a ``crop`` px calibration crop."""
+    for s in ("validation", "test"):
+        for p in splits[s]:
+            h, w = p.load().shape[:2]
+            if s == "validation" and min(h, w) < crop:
+                raise ValueError(f"{p.source}: validation photo {p.name} is {h}x{w}, smaller than a {crop} px crop")
+
+
 def run(
     photos_dir: str | Path,
     out_dir: str | Path,
@@ -340,24 +355,38 @@ def run(
     overrides: dict | None = None,
     calibration: dict | None = None,
     camera_folders: bool = False,
+    required: Sequence[str] | None = None,
 ) -> Path:
     """One round of the recipe; returns the calibrated float32 checkpoint (export it with
     ``trufor_lab.training.export_checkpoint(..., kind="demo")``). ``split`` replaces the
     validation and test names of ``DEFAULT_SPLIT`` that it gives non-empty (cameras, or
-    ``photo:<name>``);
+    ``photo:<name>``), except that the held-out scikit-image pictures (``HELDOUT_SKIMAGE``, never
+    used in training) stay in test unless ``split`` names them elsewhere; its names must match a
+    photo (``required``: only these must);
     ``phases`` maps phase -> (steps, lr, time cap); ``calibration``: ``n`` validation items per
     class and the ``base_rate`` of :func:`calibrate` (``{"skip": True}``: none, the detection
     checkpoint is returned). The splits are checked before any training: calibration splices
-    validation photos of two cameras at least."""
+    validation photos of two cameras at least, and every validation and test photo is decoded
+    (a validation one at least as large as the calibration crops)."""
     torch.set_num_threads(1)
     out = Path(out_dir)
     sp = dict(DEFAULT_SPLIT)
     if split:
         sp.update({k: tuple(v) for k, v in split.items() if v})
+        named = {" ".join(n.split()).casefold() for k, v in split.items() if k != "test" for n in v}
+        kept = [
+            f"skimage:{n}"
+            for n in HELDOUT_SKIMAGE
+            if n in SKIMAGE_PHOTOS and not {f"skimage:{n}", f"photo:{n}"} & named
+        ]  # the held-out pictures stay in test unless moved by name
+        have = {" ".join(n.split()).casefold() for n in sp.get("test", ())}
+        sp["test"] = tuple(sp.get("test", ())) + tuple(k for k in kept if k not in have)
     cal = {"n": 24, "base_rate": 0.5, "skip": False, **(calibration or {})}
     with warnings.catch_warnings(record=True) as caught:  # names of the default split not in a user's folder
         warnings.simplefilter("always")
-        splits = split_by_camera(scan_photos(photos_dir, camera_folders=camera_folders) + skimage_photos(), sp)
+        photos = scan_photos(photos_dir, camera_folders=camera_folders) + skimage_photos()
+        given = [n for v in (split or {}).values() for n in v] if required is None else required
+        splits = split_by_camera(photos, sp, required=given)
     for w in caught:  # said as they were (copies left out, make-only EXIF, unmatched names)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     val_cams = sorted({p.camera for p in splits["validation"]})
@@ -368,6 +397,7 @@ def run(
             "splices between two at least: name them with --validation CAMERA_OR_photo:NAME ..."
             + (f" ({unmatched})" if unmatched else "")
         )
+    _check_decodes(splits, 256)  # minutes to hours before calibration or the card would fail
     out.mkdir(parents=True, exist_ok=True)
     (out / "splits.json").write_text(
         json.dumps({k: [(p.name, p.camera) for p in v] for k, v in splits.items()}, indent=1)
@@ -415,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         default=DEMO_INIT,
         help="checkpoint to fine-tune (default: the shipped demo model, already calibrated)",
     )
-    ap.add_argument("--round", type=int, choices=sorted(ROUNDS), default=1, help="recipe round (ROUND1..ROUND8)")
+    ap.add_argument(
+        "--round", type=int, choices=sorted(ROUNDS), default=3, help="recipe round (ROUND1..ROUND8; 3: the shipped one)"
+    )
     ap.add_argument(
         "--validation",
         nargs="+",
@@ -428,12 +460,34 @@ def main(argv: list[str] | None = None) -> int:
     recipe = dict(ROUNDS[args.round])
     split = dict(recipe.pop("split", {}) or {})
     split.update({k: v for k, v in (("validation", args.validation), ("test", args.test)) if v})
+    if (recipe.get("calibration") or {}).get("skip"):
+        if args.validation:  # held out of training, and then never used
+            print(
+                f"error: --validation: round {args.round} skips calibration (no validation photos used)",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"note: round {args.round} skips calibration: the result is the uncalibrated detection checkpoint",
+            file=sys.stderr,
+        )
     problem = unwritable_reason(args.out)
     if problem is not None:
         print(f"error: --out {escaped(args.out)}: cannot write there ({escaped(problem)})", file=sys.stderr)
         return 2
     try:
-        print(run(args.photos, args.out, args.init, camera_folders=args.camera_folders, split=split, **recipe))
+        given = [*(args.validation or ()), *(args.test or ())]  # the recipe's own names may miss
+        print(
+            run(
+                args.photos,
+                args.out,
+                args.init,
+                camera_folders=args.camera_folders,
+                split=split,
+                required=given,
+                **recipe,
+            )
+        )
     except (ValueError, OSError, RuntimeError, CheckpointError, FloatingPointError) as e:  # one line, no traceback
         # this command has no --lr: a round's learning rates are set from Python (run(..., phases=...))
         said = str(e).replace(NAN_ADVICE, "start again in another --out with lower learning rates (run's phases)")

@@ -20,23 +20,27 @@ applied to pristine and forged alike so it is not itself the signal.
 
 from __future__ import annotations
 
-import hashlib
+import numbers
 import warnings
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Iterable, Sequence
+import weakref
+from dataclasses import replace
+from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from trufor_lab.common.image_files import open_image
-from trufor_lab.common.unreadable import unrecognised_reason
-from trufor_lab.common.paths import find_images
 from trufor_lab.forensics.jpeg import jpeg_compress
-from trufor_lab.inference.preprocess import load_image
 from trufor_lab.lab.forgeries import Forgery, random_params, splice
 from trufor_lab.training.edits import global_edit
-from trufor_lab.training.scenes import builtin_images, skimage_rgb
+from trufor_lab.training.photo_sets import (
+    DEFAULT_SPLIT,
+    SKIMAGE_PHOTOS,
+    Photo,
+    scan_photos,
+    skimage_photos,
+    split_by_camera,
+)
+from trufor_lab.training.scenes import builtin_images
 from trufor_lab.training.streams import ForgeryStream, random_flip
 
 __all__ = [
@@ -53,199 +57,15 @@ __all__ = [
     "SKIMAGE_PHOTOS",
 ]
 
-#: scikit-image samples that are photographs (not drawings, micrographs or renderings).
-SKIMAGE_PHOTOS = (
-    "astronaut",
-    "coffee",
-    "camera",
-    "chelsea",
-    "rocket",
-    "brick",
-    "grass",
-    "gravel",
-    "moon",
-    "coins",
-    "clock",
-    "page",
-)
-#: Split of the fetched data (everything else is training). Test = whole cameras never seen in
-#: training or calibration; validation (calibration) = held-out photos (``photo:<name>``) of
-#: the two training cameras with EXIF, since only three real cameras can be shared here.
-DEFAULT_SPLIT = {
-    "validation": ("photo:IMG_20200827_231612", "photo:fujifilm#1"),
-    "test": (
-        "Canon PowerShot SX530 HS",
-        "unknown:IMG-20191006-WA0002",
-        "skimage:astronaut",
-        "skimage:coffee",
-        "skimage:camera",
-    ),
-}
 
-
-@dataclass(frozen=True)
-class Photo:
-    """One real photo (or one frame of an MPO): where it is and which camera made it."""
-
-    source: str  # file path, or "skimage:<name>"
-    camera: str
-    name: str
-    frame: int = 0
-    size: tuple[int, int] = (0, 0)  # (height, width)
-
-    def load(self) -> np.ndarray:
-        """Decoded uint8 RGB pixels at native resolution, stored orientation (no EXIF rotation),
-        read as every image is (:func:`~trufor_lab.inference.preprocess.load_image`: 16-bit
-        scaled, where Pillow's RGB conversion clipped a 16-bit grey photo to near white)."""
-        if self.source.startswith("skimage:"):
-            a = skimage_rgb(self.source.split(":", 1)[1])
-            if a is None:
-                raise ValueError(f"{self.source}: not available in this scikit-image install")
-            return a
-        if self.frame == 0:
-            return load_image(self.source).rgb  # JPEG grid kept: EXIF orientation not applied
-        name = f"{self.source} (frame {self.frame})"
-        try:
-            with open_image(self.source) as im:
-                im.seek(self.frame)
-                return load_image(im, name=name).rgb
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{name}: cannot decode ({e})") from None
-
-
-def _exif_camera(im: Image.Image, name: str = "a photo") -> str | None:
-    exif = im.getexif()
-    # spaces collapsed: 'Canon  EOS 80D' (two spaces) is 'Canon EOS 80D'
-    make, model = (" ".join(str(exif.get(t, "")).replace("\x00", " ").split()) for t in (271, 272))
-    if not model:
-        if make:
-            warnings.warn(
-                f"{name}: EXIF names the make ({make}) but no model: "
-                "taken as a camera of its own (name it in a split if it belongs with others)",
-                stacklevel=2,
-            )
-        return None
-    return model if model.lower().startswith(make.lower().split(" ")[0]) or not make else f"{make} {model}"
-
-
-def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = False) -> list[Photo]:
-    """Every photo (each MPO frame separately) under ``folder`` with at least ``min_side`` pixels
-    on its short side, sorted by path.
-
-    Camera: with ``camera_folders`` (photos organised one sub-folder per camera), the first
-    sub-folder below ``folder`` (``folder:<name>``) for every photo in one; otherwise the EXIF
-    make/model, else ``unknown:<photo name>`` (each unknown photo its own camera). Names are
-    file stems; two photos with the same stem in different folders are named by their relative
-    paths instead, so that no two photos (nor two unknown cameras) share a name."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise ValueError(f"{root}: not a folder")
-    found: list[tuple[Path, int, int, str | None, tuple[int, int]]] = []
-    files, unreadable = find_images(root)  # not rglob: it skips a folder it cannot read, unsaid
-    if unreadable:  # a camera's folder left out would change the split without a word
-        raise ValueError(unreadable[0])
-    seen: dict[str, Path] = {}  # file digest -> the first path with those bytes
-    for p in files:  # every image suffix the project reads (AVIF, HEIC, PPM ... were left out unsaid)
-        digest = hashlib.sha256(p.read_bytes()).hexdigest()
-        if digest in seen:  # 'IMG_1.jpg' and 'IMG_1 (1).jpg': one photo, which must not be in two splits
-            warnings.warn(f"{p}: the same file as {seen[digest]}: left out (one photo, one split)", stacklevel=2)
-            continue
-        seen[digest] = p
-        try:
-            with open_image(p) as im:
-                n = getattr(im, "n_frames", 1) if im.format == "MPO" else 1  # a GIF's frames, a PSD's layers: one
-                for f in range(n):
-                    im.seek(f)
-                    w, h = im.size
-                    if min(h, w) < min_side:
-                        continue
-                    found.append((p, f, n, _exif_camera(im, str(p)), (h, w)))
-        except UnidentifiedImageError:  # HEIC without its plugin, a file named as an image that is none
-            warnings.warn(f"{p}: left out ({unrecognised_reason(str(p))})", stacklevel=2)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{p}: unreadable image ({e})") from None
-    if not found:
-        raise ValueError(f"{root}: no photos with a short side >= {min_side}")
-    stems: dict[str, int] = {}
-    bare: dict[str, int] = {}  # relative paths without their extension: a.jpg beside a.png
-    for p, f, n, _, _ in found:
-        stems[p.stem] = stems.get(p.stem, 0) + (f == 0)
-        key = p.relative_to(root).with_suffix("").as_posix()
-        bare[key] = bare.get(key, 0) + (f == 0)
-    # one camera however its EXIF spells it: 'samsung SM-G991B' and 'SAMSUNG SM-G991B'
-    spelling: dict[str, str] = {}
-    for *_, exif_cam, _ in found:
-        if exif_cam is not None:
-            spelling.setdefault(exif_cam.casefold(), exif_cam)
-    out = []
-    for p, f, n, exif_cam, size in found:
-        exif_cam = None if exif_cam is None else spelling[exif_cam.casefold()]
-        rel = p.relative_to(root)
-        key = rel.with_suffix("").as_posix()
-        base = p.stem if stems[p.stem] == 1 else key if bare[key] == 1 else rel.as_posix()
-        name = base if n == 1 else f"{base}#{f}"
-        if camera_folders and len(rel.parts) >= 2:
-            cam = f"folder:{rel.parts[0]}"
-        else:
-            cam = exif_cam or f"unknown:{name}"
-        out.append(Photo(str(p), cam, name, f, size))
-    return out
-
-
-def skimage_photos(names: Sequence[str] = SKIMAGE_PHOTOS) -> list[Photo]:
-    """The scikit-image photographs available offline, each its own (unknown) camera."""
-    out = []
-    for n in names:
-        a = skimage_rgb(n)
-        if a is not None:
-            out.append(Photo(f"skimage:{n}", f"skimage:{n}", n, 0, a.shape[:2]))
-    return out
-
-
-def split_by_camera(photos: Iterable[Photo], split: dict[str, Sequence[str]] | None = None) -> dict[str, list[Photo]]:
-    """``{"train", "validation", "test"}`` lists: a camera named in ``split`` goes wholly to that
-    split, a photo named ``photo:<name>`` to its split, everything else to ``"train"``. A name
-    in two splits is an error, and so is a test camera with photos elsewhere."""
-    split = DEFAULT_SPLIT if split is None else split
-    unknown = sorted(set(split) - {"train", "validation", "test"})
-    if unknown:  # "Test" would take its cameras out of training and leave no test set
-        raise ValueError(f"unknown split name(s) {unknown}: use 'train', 'validation' and 'test'")
-
-    def key(name: str) -> str:  # as EXIF spellings vary: letter case and runs of spaces
-        return " ".join(name.split()).casefold()
-
-    where: dict[str, str] = {}
-    given: dict[str, str] = {}
-    for s, cams in split.items():
-        for c in cams:
-            if key(c) in where and where[key(c)] != s:
-                raise ValueError(f"camera {c!r} is in both {where[key(c)]!r} and {s!r}")
-            where[key(c)], given[key(c)] = s, c
-    out: dict[str, list[Photo]] = {"train": [], "validation": [], "test": []}
-    photos = list(photos)
-    for p in photos:
-        out.setdefault(where.get(key(f"photo:{p.name}"), where.get(key(p.camera), "train")), []).append(p)
-    known = {key(f"photo:{p.name}") for p in photos} | {key(p.camera) for p in photos}
-    unmatched = sorted(given[c] for c in where if c not in known)
-    if split.get("test") and not out["test"]:
-        raise ValueError(
-            f"no photo matches the test split {list(split['test'])} (cameras here: {sorted({p.camera for p in photos})})"
-        )
-    if unmatched:
-        warnings.warn(f"split names that match no photo: {unmatched}", stacklevel=2)
-    test_cams = {key(p.camera) for p in out["test"]}
-    leaked = [p.name for s, ps in out.items() if s != "test" for p in ps if key(p.camera) in test_cams]
-    if leaked:
-        raise ValueError(f"test cameras must be held out whole; also in training/validation: {leaked}")
-    return out
-
-
-def grid_crop(rng: np.random.Generator, img: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+def grid_crop(
+    rng: np.random.Generator, img: np.ndarray, size: int, name: str | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """A random ``size`` crop at native resolution whose offsets are multiples of 8 (JPEG grid
-    kept); returns the crop and its (y, x)."""
+    kept); returns the crop and its (y, x). ``name``: the photo's, said in the error."""
     h, w = img.shape[:2]
     if h < size or w < size:
-        raise ValueError(f"image {h}x{w} is smaller than a {size} px crop")
+        raise ValueError(f"{name or 'image'}: {h}x{w} is smaller than a {size} px crop")
     y = 8 * int(rng.integers(0, (h - size) // 8 + 1))
     x = 8 * int(rng.integers(0, (w - size) // 8 + 1))
     return np.ascontiguousarray(img[y : y + size, x : x + size]), (y, x)
@@ -304,11 +124,20 @@ def platform_chain(
     return rgb, mask, "+".join(desc)
 
 
+def _largest_source_size(size: int, p_resize: float) -> int:
+    """The largest source crop :func:`_chain_source_size` can ask for."""
+    return 8 * int(np.ceil(size * 1.8 / 8)) if p_resize > 0 else size
+
+
 def _chain_source_size(rng: np.random.Generator, size: int, p_resize: float) -> int:
     """Side of the source crop so that an optional downscale can still yield ``size``."""
     if rng.random() < p_resize:
         return 8 * int(np.ceil(size * rng.uniform(1.05, 1.8) / 8))
     return size
+
+
+#: Per stream, which photos fit the source crop of each example size (:meth:`RealForgeryStream.usable`).
+_FITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class RealForgeryStream:
@@ -350,6 +179,14 @@ class RealForgeryStream:
     ) -> None:
         if not photos:
             raise ValueError("RealForgeryStream needs at least one photo")
+        for k, v in (("sim_fraction", sim_fraction), ("forged_fraction", forged_fraction), ("chain_prob", chain_prob)):
+            if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1):
+                raise ValueError(f"{k} must be a probability from 0 to 1, got {v!r}")
+        q = tuple(chain_quality) if isinstance(chain_quality, (tuple, list)) else ()
+        if len(q) != 2 or not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in q):
+            raise ValueError(f"chain_quality must be two whole JPEG qualities (low, high), got {chain_quality!r}")
+        if not 1 <= q[0] <= q[1] <= 100:
+            raise ValueError(f"chain_quality must satisfy 1 <= low <= high <= 100, got {chain_quality!r}")
         self.photos = list(photos)
         self.images = [p.load() for p in self.photos]
         self.cameras = [p.camera for p in self.photos]
@@ -380,17 +217,50 @@ class RealForgeryStream:
         a = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
         self.photo_p = a / a.sum()
 
+    def usable(self, size: int) -> np.ndarray:
+        """Which photos give a ``size`` example's largest source crop (the platform chain's
+        downscale starts from up to 1.8 x ``size``) whole: a smaller one would be mirror-padded,
+        breaking its 8x8 grid, so it is left out (said once per size); none left is an error."""
+        known = _FITS.setdefault(self, {})  # not an attribute: the pool's fingerprint reads them
+        if size not in known:
+            big = _largest_source_size(size, self.p_resize) if self.chain_prob > 0 else size
+            fits = np.array([min(im.shape[:2]) >= big for im in self.images])
+            small = [p.name for p, ok in zip(self.photos, fits) if not ok]
+            if not fits.any():
+                raise ValueError(f"no photo has a short side of {big} px, the source crop of a {size} px example")
+            if small:
+                warnings.warn(
+                    f"{len(small)} photo(s) smaller than the {big} px source crop of a {size} px example left out "
+                    f"of the stream (padding would break their JPEG grid): {', '.join(small)}",
+                    stacklevel=3,
+                )
+            known[size] = fits
+        return known[size]
+
     def _photo_crop(
-        self, rng: np.random.Generator, size: int, exclude_camera: str | None = None, resave: bool | None = None
+        self,
+        rng: np.random.Generator,
+        size: int,
+        exclude_camera: str | None = None,
+        resave: bool | None = None,
+        fits: np.ndarray | None = None,
     ) -> tuple[np.ndarray, str]:
-        p = np.array([q if c != exclude_camera else 0.0 for q, c in zip(self.photo_p, self.cameras)])
-        i = int(rng.choice(len(p), p=p / p.sum())) if p.sum() > 0 else int(rng.integers(len(p)))
+        fits = np.ones(len(self.images), bool) if fits is None else fits
+        p = np.array([q if c != exclude_camera and ok else 0.0 for q, c, ok in zip(self.photo_p, self.cameras, fits)])
+        if p.sum() > 0:
+            i = int(rng.choice(len(p), p=p / p.sum()))
+        else:  # every fitting photo is of the excluded camera
+            i = (
+                int(np.flatnonzero(fits)[rng.integers(int(fits.sum()))])
+                if not fits.all()
+                else int(rng.integers(len(p)))
+            )
         img = self.images[i]
         if resave is None:  # no draw when off
             resave = self.source_resave > 0 and rng.random() < self.source_resave
         f = rng.uniform(*self.source_scale) if resave and rng.random() < 0.5 else 1.0
         s = min(int(np.ceil(size / f / 8)) * 8, *img.shape[:2]) // 8 * 8
-        crop, _ = grid_crop(rng, img, s)
+        crop, _ = grid_crop(rng, img, s, self.photos[i].name)
         if f < 1.0:  # a messenger re-encode: downscaled, then saved again
             crop = _resize(crop, (max(8, round(s * f)),) * 2)
             s = crop.shape[0]
@@ -408,20 +278,21 @@ class RealForgeryStream:
         self, rng: np.random.Generator, size: int, forged: bool | None = None
     ) -> tuple[np.ndarray, np.ndarray, int, str]:
         """One real-photo example ``(rgb, mask, label, kind)`` at ``size``."""
+        fits = self.usable(size)
         chain = rng.random() < self.chain_prob
         src = _chain_source_size(rng, size, self.p_resize) if chain else size
-        rgb, cam = self._photo_crop(rng, src)
+        rgb, cam = self._photo_crop(rng, src, fits=fits)
         mask = np.zeros(rgb.shape[:2], bool)
         label, kind = 0, "pristine"
         if forged if forged is not None else rng.random() < self.forged_fraction:
             what = rng.choice(4, p=self.weights)  # same draw as over three kinds when the fourth is 0
             if what == 3:  # two histories: host and donor (any photos) each saved again on their own
-                rgb, _ = self._photo_crop(rng, src, resave=True)
-                donor, _ = self._photo_crop(rng, src, resave=True)
+                rgb, _ = self._photo_crop(rng, src, resave=True, fits=fits)
+                donor, _ = self._photo_crop(rng, src, resave=True, fits=fits)
                 f = splice(rgb, donor, seed=int(rng.integers(2**31)), **random_params("splice", rng))
                 kind = "splice_history"
             elif what == 0 and self.multi_camera:
-                donor, _ = self._photo_crop(rng, src, exclude_camera=cam)
+                donor, _ = self._photo_crop(rng, src, exclude_camera=cam, fits=fits)
                 f = splice(rgb, donor, seed=int(rng.integers(2**31)), **random_params("splice", rng))
                 kind = "splice_real"
             elif what <= 1:
@@ -489,7 +360,7 @@ def real_heldout(
     items: list[Forgery] = []
 
     def crop(i: int) -> np.ndarray:
-        return grid_crop(rng, imgs[i], size)[0]
+        return grid_crop(rng, imgs[i], size, names[i])[0]
 
     def finish(rgb: np.ndarray) -> tuple[np.ndarray, str]:
         if recompress is None:
