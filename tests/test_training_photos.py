@@ -601,3 +601,19 @@ def test_a_name_given_that_matches_no_photo_is_an_error_and_small_photos_are_sai
 def test_stream_settings_out_of_range_are_one_line(bad, why):
     with pytest.raises(ValueError, match=re.escape(why)):
         P.RealForgeryStream(P.skimage_photos(("brick",)), sim_images=[np.zeros((64, 64, 3), np.uint8)], **bad)
+
+
+def test_a_failed_download_is_one_line_naming_the_command_and_its_exit_status(tmp_path, monkeypatch, capsys):
+    """fetch's main printed a traceback when apt-get failed (offline)."""
+    import os
+
+    from trufor_lab.training import fetch
+
+    fake = tmp_path / "bin" / "apt-get"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'E: Unable to locate package forensics-samples-files' >&2\nexit 100\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    assert fetch.main(["--dest", str(tmp_path / "dest")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: apt-get download") and "exit status 100" in line and "Unable to locate" in line

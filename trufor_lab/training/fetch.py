@@ -48,10 +48,14 @@ PILLOW_MEMBERS = {"Tests/images/fujifilm.mpo": "fujifilm.mpo", "LICENSE": "LICEN
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    try:
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except OSError as e:  # apt-get (or pip) not installed
+        raise RuntimeError(f"{' '.join(cmd)}: cannot run ({e.strerror or e})") from None
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()
-        raise RuntimeError(f"{' '.join(cmd)}: failed ({tail[-1] if tail else 'exit ' + str(r.returncode)})")
+        said = f": {tail[-1]}" if tail else ""
+        raise RuntimeError(f"{' '.join(cmd)}: failed with exit status {r.returncode}{said}")
 
 
 def fetch_forensics_samples(dest: Path, work: Path) -> list[Path]:
@@ -123,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trufor_lab.training.fetch", description=__doc__.split("\n")[0])
     ap.add_argument("--dest", required=True, help="folder outside the repository")
     args = ap.parse_args(argv)
-    for p in fetch(args.dest):
+    try:
+        files = fetch(args.dest)
+    except (RuntimeError, OSError, tarfile.TarError) as e:  # offline, no apt-get: one line, no traceback
+        print(f"error: {str(e).splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
+        return 2
+    for p in files:
         print(p)
     return 0
 
