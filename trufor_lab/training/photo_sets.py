@@ -126,7 +126,7 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
     paths instead, so that no two photos (nor two unknown cameras) share a name. A copy of a
     photo (the same bytes, or the same pixels with other metadata, e.g. its EXIF stripped) is
     left out with a warning naming both: one photo must not be in two splits. An image Pillow
-    refuses as a decompression bomb is left out with a warning."""
+    refuses as a decompression bomb, or cannot decode (a cut file), is left out with a warning."""
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
@@ -168,8 +168,8 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
             warnings.warn(f"{p}: left out ({unrecognised_reason(str(p))})", stacklevel=2)
         except ValueError as e:  # pixel_limit's: a decompression bomb
             warnings.warn(f"{p}: left out ({e})", stacklevel=2)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{p}: unreadable image ({e})") from None
+        except (OSError, EOFError) as e:  # a cut file: said and left out, the scan goes on
+            warnings.warn(f"{p}: left out (unreadable image: {' '.join(str(e).split())[:120]})", stacklevel=2)
     if small:
         warnings.warn(
             f"{root}: {len(small)} photo(s) with a short side < {min_side} px left out: {_few(small)}", stacklevel=2
