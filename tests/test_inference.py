@@ -506,9 +506,10 @@ def test_fast_mode_uses_bfloat16_on_a_cpu_only_when_asked(recipe_model, tampered
     """On CPUs with native bfloat16 the fast mode used it by default and moved the map by ~2e-2,
     twice the 1e-2 it promises (bench/RESULTS.md); it is now opt-in there (``amp_on_cpu``).
     Native support is pretended, so this runs on any CPU."""
+    from trufor_lab.inference import modes as M
     from trufor_lab.inference import predict as P
 
-    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(M, "cpu_has_native_bf16", lambda: True)
     fast, f32 = InferenceMode.fast(), InferenceMode.fast(amp_dtype=None)
     assert not P.uses_autocast(fast, "cpu") and P.uses_autocast(fast, "cuda")
     assert P.uses_autocast(InferenceMode.fast(amp_on_cpu=None), "cpu")
@@ -519,7 +520,7 @@ def test_fast_mode_uses_bfloat16_on_a_cpu_only_when_asked(recipe_model, tampered
     bf16 = predict(recipe_model, x, InferenceMode.fast(amp_on_cpu=None), noiseprint=np_map)
     assert torch.equal(out.logits, out32.logits) and torch.equal(out.det_logit, out32.det_logit)
     assert not torch.equal(bf16.logits, out32.logits)
-    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(M, "cpu_has_native_bf16", lambda: False)
     assert not P.uses_autocast(InferenceMode.fast(amp_on_cpu=None), "cpu")
     # a GPU older than Ampere emulates bfloat16 (slower than float32): float32 there (pretended)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -532,12 +533,12 @@ def test_fast_mode_uses_bfloat16_on_a_cpu_only_when_asked(recipe_model, tampered
 def test_bench_skips_a_mode_that_computes_what_an_earlier_one_computes(monkeypatch):
     """``python -m bench`` runs ``fast32`` and ``fast-bf16`` only where they differ from ``fast``."""
     from bench.cli import MODES, same_arithmetic
-    from trufor_lab.inference import predict as P
+    from trufor_lab.inference import modes as M
 
-    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(M, "cpu_has_native_bf16", lambda: False)
     assert same_arithmetic(MODES, "cpu") == {"fast32": "fast", "fast-bf16": "fast"}
     assert same_arithmetic(["exact", "fast-bf16"], "cpu") == {}
-    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(M, "cpu_has_native_bf16", lambda: True)
     assert same_arithmetic(MODES, "cpu") == {"fast32": "fast"}
     assert same_arithmetic(MODES, "cuda:0") == {"fast-bf16": "fast"}
 

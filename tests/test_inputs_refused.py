@@ -283,3 +283,38 @@ def test_edge_inputs_get_one_line_or_the_same_picture(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a folder"):
         r.save_npz(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda: InferenceMode.fast(amp_dtype=torch.float64, amp_on_cpu=True), "amp_dtype"),
+        (lambda: InferenceMode.fast(amp_dtype=torch.int8), "amp_dtype"),
+        (lambda: InferenceMode.fast(amp_dtype="bfloat16"), "amp_dtype"),
+        (lambda: InferenceMode.exact(amp_on_cpu=True), "fast mode only"),
+        (lambda: InferenceMode.exact(keep_float32=("fusion",)), "fast mode only"),
+        (lambda: InferenceMode.exact(noiseprint_winograd=True), "fast mode only"),
+        (lambda: InferenceMode.exact(noiseprint_channels_last=True), "fast mode only"),
+        (lambda: InferenceMode.exact(lean="no"), "lean: True, False or None"),
+        (lambda: InferenceMode.exact(chunks={"rows": 2}), "chunks: a LeanConfig"),
+    ],
+)
+def test_mode_options_that_would_be_ignored_or_change_exact_are_refused(make, why):
+    """Each was accepted: an autocast dtype PyTorch drops (recorded as run), exact running
+    Winograd or ignoring fast-only options, a truthy string taken as lean=True."""
+    with pytest.raises(ValueError, match=why):
+        make()
+
+
+def test_a_list_of_parts_is_a_tuple_and_the_mode_stays_hashable():
+    m = InferenceMode.fast(keep_float32=["fusion"])
+    assert m.keep_float32 == ("fusion",) and hash(m) == hash(InferenceMode.fast(keep_float32=("fusion",)))
+
+
+def test_untrained_with_another_noiseprint_depth_is_one_line():
+    import dataclasses
+
+    from trufor_lab.model import MIT_B2
+
+    with pytest.raises(ValueError, match=r"real Noiseprint\+\+ has 17 levels; this config asks for 5"):
+        tl.untrained(dataclasses.replace(MIT_B2, np_levels=5))

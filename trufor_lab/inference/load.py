@@ -202,6 +202,12 @@ def untrained(
     checkpoint exists. Its maps and scores mean nothing, and every result says so.
     """
     dev = resolve_device(device)
+    _dtype(precision)
+    np_levels = len([m for m in Noiseprint() if isinstance(m, nn.Conv2d)])
+    if cfg.np_levels != np_levels:  # the real one is loaded into it
+        raise ValueError(
+            f"untrained: the real Noiseprint++ has {np_levels} levels; this config asks for {cfg.np_levels}"
+        )
     gen_state = torch.random.get_rng_state()
     try:
         torch.default_generator.manual_seed(seed)  # the CPU's only: torch.manual_seed also seeds every GPU

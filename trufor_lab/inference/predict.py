@@ -53,14 +53,22 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from trufor_lab.common.device import cuda_bf16_native, model_device, model_dtype
+from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.inference.deviation import deviation, deviation_quantiles
+from trufor_lab.inference.modes import (
+    DEFAULT_KEEP_FLOAT32,
+    FLOAT32_PARTS,
+    MODES,
+    InferenceMode,
+    mode_label,
+    resolve_mode,
+    uses_autocast,
+)
 from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.result import Result, make_result, prepare_input, require_full_precision
 from trufor_lab.model.attention import check_attention
 from trufor_lab.model.decoder import require_eval
-from trufor_lab.model.fusion import FeatureFusionModule
 from trufor_lab.model.interventions import (
     active_interventions,
     global_hooks,
@@ -79,38 +87,10 @@ from trufor_lab.model.lean import (
     noiseprint_tiled,
 )
 from trufor_lab.model.noiseprint import Noiseprint
-from trufor_lab.model.precision import cpu_has_native_bf16, full_precision
-from trufor_lab.model.segformer import OverlapPatchEmbed, SpatialReductionAttention
+from trufor_lab.model.precision import full_precision
+from trufor_lab.model.segformer import SpatialReductionAttention
 from trufor_lab.model.trufor import TruFor, TruForOutput
 from trufor_lab.model.winograd import winograd_applies
-
-MODES = ("exact", "fast")
-
-
-def _of_type(kind: type[nn.Module]) -> Callable[[nn.Module], list[nn.Module]]:
-    return lambda backbone: [m for m in backbone.modules() if isinstance(m, kind)]
-
-
-def _reductions(backbone: nn.Module) -> list[nn.Module]:
-    return [m.sr for m in backbone.modules() if isinstance(m, SpatialReductionAttention) and hasattr(m, "sr")]
-
-
-#: Encoder parts the fast mode can keep in float32 (``InferenceMode.keep_float32``): name ->
-#: the modules of the dual encoder it names.
-FLOAT32_PARTS: dict[str, Callable[[nn.Module], list[nn.Module]]] = {
-    "patch_embed": _of_type(OverlapPatchEmbed),
-    "attention": _of_type(SpatialReductionAttention),
-    # the sr_ratio x sr_ratio, stride sr_ratio convolutions that shrink the keys and values
-    "reduction": _reductions,
-    "fusion": _of_type(FeatureFusionModule),  # the FFMs; the FRMs (rectification) follow amp_dtype
-}
-
-#: What the fast mode keeps float32 when ``keep_float32`` is ``None``, per device type. On CPUs
-#: (oneDNN) a bfloat16 key/value reduction moved the demo model's map by up to 0.79 on a real
-#: sample on an AMX Xeon (not on a Zen 4: CPUs' bfloat16 kernels round differently; float32
-#: reduction: 1.1e-2, no slower); on CUDA the bfloat16 one gave 1.1e-2 already.
-#: Measurements: bench/RESULTS.md.
-DEFAULT_KEEP_FLOAT32 = {"cpu": ("patch_embed", "reduction", "fusion"), "cuda": ("patch_embed", "fusion")}
 
 __all__ = [
     "DEFAULT_KEEP_FLOAT32",
@@ -120,6 +100,7 @@ __all__ = [
     "attention_override",
     "deviation",
     "deviation_quantiles",
+    "mode_label",
     "plain_fits",
     "plain_peak_bytes",
     "predict",
@@ -127,120 +108,6 @@ __all__ = [
     "resolve_mode",
     "uses_autocast",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class InferenceMode:
-    """How :func:`predict` runs the network; build with :meth:`exact` or :meth:`fast`.
-
-    ``lean``: use the memory-lean forward (``None``: only when the whole-image forward would not
-    fit in free memory). ``chunks``: its chunk sizes, attention implementation and the oneDNN
-    choice for Noiseprint++. ``noiseprint_channels_last``: Noiseprint++ channels-last (IEEE
-    float32, another summation order; faster on CPUs); it decides for every path (the field of
-    the same name in ``chunks`` is set from it). ``noiseprint_winograd``: Noiseprint++'s 3x3
-    convolutions by Winograd's algorithm on float32 CPU tensors where PyTorch has NNPACK
-    (IEEE float32, other rounding; :mod:`~trufor_lab.model.winograd`), set the same way.
-    ``amp_dtype``: autocast dtype for the encoder
-    (applied on CUDA; on the CPU only when ``amp_on_cpu`` is ``True``, or ``None`` and the CPU
-    has native bfloat16; the fast preset sets ``False``: see the module docstring).
-    ``keep_float32``: encoder parts that stay float32 under ``amp_dtype``, among
-    :data:`FLOAT32_PARTS` (``None``: :data:`DEFAULT_KEEP_FLOAT32` of the device). ``channels_last``: channels-last encoder. ``token_bands``: the
-    Mix-FFNs over bands of token rows on the CPU (:func:`~trufor_lab.model.layout.token_bands`;
-    float32 rounding only: a GEMM over fewer rows may sum in another order). ``compile``:
-    ``torch.compile`` the encoder of the whole-image forward (not the lean one; cached per model).
-    """
-
-    name: str = "exact"
-    lean: bool | None = None
-    chunks: LeanConfig = LeanConfig()
-    amp_dtype: torch.dtype | None = None
-    amp_on_cpu: bool | None = None
-    keep_float32: tuple[str, ...] | None = ()
-    noiseprint_channels_last: bool = False
-    noiseprint_winograd: bool = False
-    channels_last: bool = True
-    token_bands: bool = False
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        if self.name not in MODES:
-            raise ValueError(f"unknown inference mode {self.name!r}; choose from {MODES}")
-        if self.name == "exact" and self.amp_dtype is not None:
-            raise ValueError("exact mode runs in IEEE float32: amp_dtype must be None")
-        if isinstance(self.keep_float32, str):  # its letters were taken for part names
-            raise ValueError(f"keep_float32: a tuple of part names, not a string (({self.keep_float32!r},))")
-        unknown = sorted(set(self.keep_float32 or ()) - set(FLOAT32_PARTS))
-        if unknown:
-            raise ValueError(f"keep_float32: unknown part(s) {unknown}; choose from {sorted(FLOAT32_PARTS)}")
-
-    @classmethod
-    def exact(cls, **overrides) -> "InferenceMode":
-        """IEEE float32 (oneDNN on the CPU, no TF32), whole image when it fits, else lean."""
-        return dataclasses.replace(cls(), **overrides)
-
-    @classmethod
-    def fast(cls, **overrides) -> "InferenceMode":
-        """Approximate: float32 Noiseprint++ by Winograd (CPU, NNPACK) or channels-last; bfloat16
-        encoder on CUDA GPUs that compute it natively (Ampere or later; float32 on older ones,
-        which only emulate it), float32 on CPUs unless ``amp_on_cpu`` asks for bfloat16 (max
-        |Δmap| ~2e-2 there)."""
-        base = cls(
-            name="fast",
-            amp_dtype=torch.bfloat16,
-            amp_on_cpu=False,
-            keep_float32=None,
-            noiseprint_channels_last=True,
-            noiseprint_winograd=True,
-            token_bands=True,
-        )
-        return dataclasses.replace(base, **overrides)
-
-
-def resolve_mode(mode: str | InferenceMode) -> InferenceMode:
-    """``'exact'``/``'fast'`` or an :class:`InferenceMode` -> :class:`InferenceMode`."""
-    if isinstance(mode, InferenceMode):
-        return mode
-    if mode == "exact":
-        return InferenceMode.exact()
-    if mode == "fast":
-        return InferenceMode.fast()
-    raise ValueError(f"unknown inference mode {mode!r}; choose from {MODES}")
-
-
-def mode_label(mode: str | InferenceMode, device: str | torch.device | None = None) -> str:
-    """The mode as an output records it: the preset's name (``"exact"``, ``"fast"``), followed by
-    the settings that change the arithmetic and differ from it (``"fast(amp_dtype=None)"``), so
-    that an output made otherwise is never reused for these. Where and in what pieces the work
-    runs (``lean``, ``compile``, ``token_bands``, chunk sizes and budget) is left out: float32
-    rounding only. With ``device``, a mode whose encoder precision depends on the device says
-    which one it ran (``"fast[encoder bfloat16]"`` on an Ampere GPU, ``"fast[encoder float32]"``
-    on a CPU or an older GPU), and a mode asking for Winograd Noiseprint++ says whether it ran
-    (``"fast[encoder float32, noiseprint winograd]"`` on a CPU whose PyTorch has NNPACK; without
-    it the convolutions are oneDNN's): the same settings are not the same arithmetic everywhere."""
-    label = _settings_label(mode)
-    m = resolve_mode(mode)
-    if device is None:
-        return label
-    ran = []
-    if m.amp_dtype is not None:
-        dtype = m.amp_dtype if uses_autocast(m, device) else torch.float32
-        ran.append(f"encoder {str(dtype).removeprefix('torch.')}")
-    if m.noiseprint_winograd and winograd_applies(device, torch.float32):
-        ran.append("noiseprint winograd")
-    return label + (f"[{', '.join(ran)}]" if ran else "")
-
-
-def _settings_label(mode: str | InferenceMode) -> str:
-    m = resolve_mode(mode)
-    preset = resolve_mode(m.name)
-    diff = [
-        f"{f.name}={getattr(m, f.name)!r}"
-        for f in dataclasses.fields(m)
-        if f.name not in ("lean", "compile", "chunks", "token_bands") and getattr(m, f.name) != getattr(preset, f.name)
-    ]
-    if m.chunks.onednn != preset.chunks.onednn:  # the convolution backend of Noiseprint++
-        diff.append(f"chunks.onednn={m.chunks.onednn!r}")
-    return m.name + (f"({', '.join(diff)})" if diff else "")
 
 
 def attention_override(model: nn.Module, impl: str, chunk: int | None = None) -> contextlib.AbstractContextManager:
@@ -487,22 +354,6 @@ def _exact(
         if use_lean:
             return _lean(model, x, m, noiseprint)
         return _whole(model, x, m, noiseprint)
-
-
-def uses_autocast(mode: str | InferenceMode, device: str | torch.device) -> bool:
-    """Whether ``mode`` runs the encoder of a float32 model under autocast on ``device`` (a
-    device or its type). CUDA: whenever ``amp_dtype`` is set, bfloat16 only where the GPU has it
-    natively (Ampere or later: older ones emulate it, slower than float32); CPU: as
-    ``amp_on_cpu`` says."""
-    m = resolve_mode(mode)
-    if m.amp_dtype is None:
-        return False
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return m.amp_dtype != torch.bfloat16 or cuda_bf16_native(dev)
-    if dev.type != "cpu":
-        return True
-    return m.amp_on_cpu if m.amp_on_cpu is not None else cpu_has_native_bf16()
 
 
 @contextlib.contextmanager
