@@ -172,10 +172,10 @@ def test_escaping_ids_are_refused_with_one_line_and_the_rest_goes_on(tmp_path, t
     assert mode_label(InferenceMode.exact(chunks=LeanConfig(budget_bytes=2**20, rows=3))) == "exact"  # pieces only
     assert mode_label(InferenceMode.exact(chunks=LeanConfig(onednn=False))) == "exact(chunks.onednn=False)"
     # with the device, what the encoder ran in: a GPU's bfloat16 "fast" output is not a CPU's
-    import trufor_lab.inference.predict as predict_mod
+    import trufor_lab.inference.modes as modes_mod
 
     for native, want in ((True, "fast[encoder bfloat16]"), (False, "fast[encoder float32]")):
-        monkeypatch.setattr(predict_mod, "cuda_bf16_native", lambda dev, native=native: native)
+        monkeypatch.setattr(modes_mod, "cuda_bf16_native", lambda dev, native=native: native)
         assert mode_label("fast", "cuda:0") == want
     # on a CPU, whether the Noiseprint++ convolutions were Winograd's (NNPACK) or oneDNN's
     import trufor_lab.model.winograd as winograd_mod
