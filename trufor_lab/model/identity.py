@@ -53,7 +53,8 @@ def _sums(module: torch.nn.Module) -> np.ndarray | None:
         for t in _tensors(module):
             if t.is_meta:
                 return None
-            x = t.detach().to(torch.float64)
+            x = t.detach()
+            x = (x if x.device.type in ("cpu", "cuda") else x.cpu()).to(torch.float64)  # MPS has no float64
             out.append(torch.stack((x.sum(), x.square().sum())).cpu())
     return torch.stack(out).numpy() if out else np.zeros((0, 2))
 
