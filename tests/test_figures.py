@@ -411,3 +411,15 @@ def test_a_figure_under_an_ablation_says_so_in_its_title():
     assert "[under rgb_only]" in F.result_title(a) and "[under rgb_only]" in F.result_title(p)
     labelled = ablate.rgb_only(m).analyze(img)  # its label already names the ablation
     assert F.result_title(labelled).count("rgb_only") == 1
+
+
+def test_refused_drawing_options_leave_no_figure_open(synthetic_result):
+    a = np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)
+    before = plt.get_fignums()
+    with pytest.raises(ValueError, match="unknown colormap 'nope'"):
+        F.plot_feature_grid(a, cmap="nope")
+    for alpha in (float("nan"), 7, -0.1, "half"):
+        with pytest.raises(ValueError, match="overlay_alpha must be a number in"):
+            F.plot_result(synthetic_result, overlay_alpha=alpha)
+    assert plt.get_fignums() == before
+    plt.close(F.plot_result(synthetic_result, overlay_alpha=0))

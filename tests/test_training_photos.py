@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -632,3 +633,41 @@ def test_a_cut_file_is_left_out_of_the_scan_with_a_line_and_the_scan_goes_on(tmp
     with pytest.warns(UserWarning, match=r"cut\.png: left out \(unreadable image"):
         photos = P.scan_photos(tmp_path)
     assert [p.name for p in photos] == ["good"]
+
+
+def test_an_interrupted_fetch_leaves_no_cut_photo(tmp_path, monkeypatch):
+    """The photos were copied in place: Ctrl-C mid-copy left a cut JPEG to train on."""
+    import shutil
+
+    from trufor_lab.training import fetch
+
+    work, dest = tmp_path / "work", tmp_path / "dest"
+    work.mkdir()
+
+    def fake_run(cmd, cwd):  # apt-get download, then dpkg -x: the package's files, offline
+        if cmd[0] == "apt-get":
+            (work / f"{fetch.DEB_PACKAGE}_1.0_all.deb").write_bytes(b"deb")
+            return
+        root = Path(cmd[-1])
+        for rel in fetch.DEB_PHOTOS:
+            (root / fetch.DEB_PHOTO_DIR / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / fetch.DEB_PHOTO_DIR / rel).write_bytes(b"\xff\xd8" + b"x" * 5000)
+        (root / fetch.DEB_COPYRIGHT).parent.mkdir(parents=True, exist_ok=True)
+        (root / fetch.DEB_COPYRIGHT).write_text("licence")
+
+    real_copy, calls = shutil.copy2, []
+
+    def cut_copy(src, dst):
+        calls.append(src)
+        if len(calls) == 2:  # the second photo: half written, then interrupted
+            Path(dst).write_bytes(Path(src).read_bytes()[:100])
+            raise KeyboardInterrupt
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(fetch, "_run", fake_run)
+    monkeypatch.setattr(fetch.shutil, "copy2", cut_copy)
+    with pytest.raises(KeyboardInterrupt):
+        fetch.fetch_forensics_samples(dest, work)
+    left = sorted(p.name for p in (dest / "forensics-samples").iterdir())
+    assert left == [Path(fetch.DEB_PHOTOS[0]).name]
+    assert (dest / "forensics-samples" / left[0]).stat().st_size == 5002

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import PIL
 
+from trufor_lab.common.files import atomic_write_bytes, atomic_write_path
+
 DEB_PACKAGE = "forensics-samples-files"
 DEB_PHOTO_DIR = "usr/share/forensics-samples/original-files"
 DEB_PHOTOS = (
@@ -58,6 +60,11 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd)}: failed with exit status {r.returncode}{said}")
 
 
+def _copy(src: Path, dst: Path) -> Path:
+    """``src`` to ``dst`` atomically (an interrupted fetch leaves no cut photo to train on)."""
+    return atomic_write_path(dst, lambda tmp: shutil.copy2(src, tmp))
+
+
 def fetch_forensics_samples(dest: Path, work: Path) -> list[Path]:
     """``apt-get download`` the Debian package, unpack it, copy its camera photos + copyright."""
     _run(["apt-get", "download", DEB_PACKAGE], work)
@@ -73,8 +80,8 @@ def fetch_forensics_samples(dest: Path, work: Path) -> list[Path]:
         src = root / DEB_PHOTO_DIR / rel
         if not src.is_file():
             raise RuntimeError(f"{debs[-1]}: {rel} missing from the package")
-        copied.append(Path(shutil.copy2(src, out / src.name)))
-    shutil.copy2(root / DEB_COPYRIGHT, out / "COPYRIGHT")
+        copied.append(_copy(src, out / src.name))
+    _copy(root / DEB_COPYRIGHT, out / "COPYRIGHT")
     return copied
 
 
@@ -107,8 +114,7 @@ def fetch_pillow_mpo(dest: Path, work: Path, version: str = PIL.__version__) -> 
             f = tar.extractfile(f"{top}/{member}")
             if f is None:
                 raise RuntimeError(f"{sdists[-1]}: {member} missing")
-            (out / name).write_bytes(f.read())
-            copied.append(out / name)
+            copied.append(atomic_write_bytes(out / name, f.read()))  # an interrupted fetch leaves no cut photo
     return copied
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -216,6 +217,8 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
 
     check_grid(result)
     mask = check_mask(result, mask)
+    if not (isinstance(overlay_alpha, numbers.Real) and 0 <= overlay_alpha <= 1):  # NaN too
+        raise ValueError(f"overlay_alpha must be a number in [0, 1], got {overlay_alpha!r}")
     step = display_stride(result.size)
     image, heat = for_display(result.image, step), for_display(result.map, step)
     h, w = result.size
@@ -387,6 +390,10 @@ def plot_feature_grid(
     bad = chans[(chans < 0) | (chans >= a.shape[0])]
     if bad.size:  # refused before the figure is made (one made, then failed, stayed open)
         raise ValueError(f"plot_feature_grid: channel {bad[0]} is not in 0..{a.shape[0] - 1} of this feature map")
+    from matplotlib import colormaps  # lazy: only drawing needs matplotlib
+
+    if isinstance(cmap, str) and cmap not in colormaps:  # failed inside imshow, the figure left open
+        raise ValueError(f"plot_feature_grid: unknown colormap {cmap!r}")
     n = max(1, len(chans))
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))
