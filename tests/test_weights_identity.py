@@ -36,7 +36,8 @@ def test_a_training_step_makes_the_weights_custom(demo):
     assert (now.kind, now.sha256, now.verified) == ("custom", "", False)
     assert info.path in now.note and "changed in memory" in now.note
     r = tl.analyze(demo, _image())
-    assert r.weights.kind == "custom" and "unverified" in (r.notice or "")
+    assert r.weights.kind == "custom" and r.notice.startswith("Weights changed in memory after loading")
+    assert "trufor_demo.pt (demo): not that file's weights" in r.notice and "install" not in r.notice
 
 
 @pytest.mark.parametrize(

@@ -264,6 +264,8 @@ def model_notice(model: nn.Module) -> str | None:
             "Weights of unknown origin (the model was not loaded with tl.load): not verified as the "
             "official TruFor weights; load the checkpoint with tl.load(path) to have it checked"
         )
+    if info.kind == "custom" and info.note.startswith("changed in memory"):  # model/identity.py
+        return f"Weights {info.note}; not verified as the official TruFor weights"
     if info.kind == "untrained":
         return (
             "UNTRAINED weights (random but for Noiseprint++): maps and scores show the "
