@@ -18,6 +18,7 @@ from torch import nn
 
 from trufor_lab.common.device import resolve_device
 from trufor_lab.inference import weights as W
+from trufor_lab.model.identity import CHANGED_NOTE
 from trufor_lab.model.checkpoint import check_state_dict
 from trufor_lab.model import (
     MIT_B2,
@@ -264,7 +265,7 @@ def model_notice(model: nn.Module) -> str | None:
             "Weights of unknown origin (the model was not loaded with tl.load): not verified as the "
             "official TruFor weights; load the checkpoint with tl.load(path) to have it checked"
         )
-    if info.kind == "custom" and info.note.startswith("changed in memory"):  # model/identity.py
+    if info.kind == "custom" and info.note.startswith(CHANGED_NOTE):  # model/identity.py
         return f"Weights {info.note}; not verified as the official TruFor weights"
     if info.kind == "untrained":
         return (

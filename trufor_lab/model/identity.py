@@ -34,6 +34,8 @@ import torch
 #: Relative difference of a tensor's float64 sums that still counts as the same values: the
 #: same numbers summed on another device or in another order differ by far less (~1e-13).
 SAME_VALUES_RTOL = 1e-9
+#: How the note of a record marked as changed in memory begins (the banner words it so).
+CHANGED_NOTE = "changed in memory"
 
 
 def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -84,9 +86,9 @@ class LoadedWeights:
             kind="custom",
             sha256="",
             verified=False,
-            note=f"changed in memory after loading {info.path} ({info.kind}): not that file's weights"
+            note=f"{CHANGED_NOTE} after loading {info.path} ({info.kind}): not that file's weights"
             if info.path not in ("", "-")
-            else f"changed in memory since it was made ({info.kind} weights)",
+            else f"{CHANGED_NOTE} since it was made ({info.kind} weights)",
         )
 
     @weights_info.setter

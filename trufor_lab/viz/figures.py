@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -217,8 +216,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
 
     check_grid(result)
     mask = check_mask(result, mask)
-    if not (isinstance(overlay_alpha, numbers.Real) and 0 <= overlay_alpha <= 1):  # NaN too
-        raise ValueError(f"overlay_alpha must be a number in [0, 1], got {overlay_alpha!r}")
+    overlay_alpha = check01(overlay_alpha, "overlay_alpha")  # before a figure is made
     step = display_stride(result.size)
     image, heat = for_display(result.image, step), for_display(result.map, step)
     h, w = result.size
@@ -292,6 +290,18 @@ def result_title(result: "Result") -> str:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def check01(v: Any, name: str) -> float:
+    """``v`` as a float in [0, 1], else a one-line refusal naming the option ``name`` (NaN was
+    taken as 0 and 7 as 1, silently: an invisible or an opaque overlay)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if not 0.0 <= f <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+    return f
+
+
 def figure_html(fig, heading: str = "", dpi: int = 80) -> str:
     """A figure as notebook HTML (an inline PNG under an escaped bold ``heading``), the figure
     closed even on error: one left open is drawn a second time below the cell."""

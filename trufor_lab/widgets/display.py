@@ -21,7 +21,6 @@ __all__ = [
     "Viewer",
     "as_list",
     "as_results",
-    "check01",
     "new_figure",
     "one_line",
     "widen_range",
@@ -329,15 +328,3 @@ def as_list(x: Any) -> list:
     if isinstance(x, (list, tuple)):
         return list(x)
     return [x]
-
-
-def check01(v: Any, name: str) -> float:
-    """``v`` as a float in [0, 1], else a one-line refusal naming the option ``name`` (NaN was
-    taken as 0 and 7 as 1, silently: an invisible or an opaque overlay)."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = float("nan")
-    if not 0.0 <= f <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
-    return f

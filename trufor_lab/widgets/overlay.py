@@ -6,7 +6,8 @@ from __future__ import annotations
 import difflib
 from typing import Any, Sequence
 
-from trufor_lab.widgets.display import check01, widen_range
+from trufor_lab.viz.figures import check01
+from trufor_lab.widgets.display import widen_range
 
 __all__ = ["COLORMAPS", "OverlayControls", "check_cmap", "check_zoom"]
 
