@@ -486,6 +486,27 @@ def test_train_all_phases_and_bad_settings_are_one_line(tmp_path, capsys):
     assert "use another -o, or --restart" in err and "resume=False" not in err
 
 
+def test_train_interrupted_before_writing_anything_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C during the Noiseprint++ precompute of a new run (minutes, before any checkpoint)
+    left an empty run folder (and an empty cache/ inside it for --phase all); a folder that was
+    there before is kept as it was."""
+    import trufor_lab.training.loop as L
+
+    def ctrl_c(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(L, "_noiseprint", ctrl_c)
+    base = ["train", "--model", "b0", "--crop", "32", "--batch-size", "2", "--steps", "1", "--precompute", "2", "-q"]
+    for phase in ("localization", "all"):
+        assert main([*base, "--phase", phase, "-o", str(tmp_path / phase)]) == 130
+        assert capsys.readouterr().err.strip() == "error: interrupted"
+        assert not (tmp_path / phase).exists(), phase
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert main([*base, "--phase", "all", "-o", str(mine)]) == 130
+    assert mine.is_dir() and not any(mine.iterdir())
+
+
 def test_train_starts_from_a_checkpoint_of_its_own_architecture(tmp_path, capsys):
     """--model defaulted to b0, so `train --init weights/trufor_demo.pt` (another size) always
     failed, and the error's advice ('leave model=None') had no command-line spelling."""

@@ -20,7 +20,9 @@ def run(args: Any) -> int:
     if problem is not None:  # '[Errno 17] File exists' said nothing of a file in the way
         error(problem)
         return 2
-    existed = os.path.exists(args.output)
+    # the folders this run makes; one it stops (an error, Ctrl-C) before writing into is removed
+    inside = [os.path.join(args.output, name) for name in (*PHASES, "cache")]  # --phase all's folders
+    made = [p for p in (args.output, *inside) if not os.path.exists(p)]
     try:
         return _run(args)
     except (ValueError, OSError, RuntimeError, CheckpointError, FloatingPointError) as e:
@@ -34,10 +36,11 @@ def run(args: Any) -> int:
             .replace(NAN_ADVICE, "start again with a lower --lr (--restart, or another -o)")
             .replace("give init (", "give --init (")
         )
-        if not existed:  # a run that failed before writing anything leaves no empty folder behind
-            with contextlib.suppress(OSError):
-                os.rmdir(args.output)
         return 2
+    finally:
+        for folder in reversed(made):  # those inside first; a folder with anything in it stays
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 #: A setting named as the config calls it ("batch_size 1 needs ...", "steps must be ..."), spelled
