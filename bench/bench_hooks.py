@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))  # run from anywhere without relying on the editab
 
 import torch  # noqa: E402
 
-from bench.cli import build_model as build_recipe_model, shared_dir  # noqa: E402
+from bench.case import build_model as build_recipe_model, shared_dir  # noqa: E402
 from trufor_lab.model.capture import capture  # noqa: E402
 from trufor_lab.model import TruFor  # noqa: E402
 

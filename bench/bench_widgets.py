@@ -52,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from trufor_lab.widgets.feature_explorer import FeatureExplorer
-    from bench.cli import image_size, shared_dir, synthetic_image
+    from bench.case import image_size, shared_dir, synthetic_image
 
     h, w = image_size(args.mp)
     img = synthetic_image(h, w, shared_dir())

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import bench.case as case
 import bench.cli as cli
 from trufor_lab.inference import predict as P
 from trufor_lab.inference.preprocess import to_tensor
@@ -71,14 +72,14 @@ def test_budget_mib_forces_the_lean_forward_and_each_case_says_which_forward_ran
     calls: list = []
     lean_forward = P.lean_forward
     monkeypatch.setattr(P, "lean_forward", lambda *a, **k: (calls.append(1), lean_forward(*a, **k))[1])
-    monkeypatch.setattr(cli, "build_model", lambda shared, weights="recipe": recipe_model)
-    h, w = cli.image_size(0.003)
-    res = cli.run_case("exact", h, w, "cpu", 1, 0, False, None, budget_bytes=1 << 20)
+    monkeypatch.setattr(case, "build_model", lambda shared, weights="recipe": recipe_model)
+    h, w = case.image_size(0.003)
+    res = case.run_case("exact", h, w, "cpu", 1, 0, False, None, budget_bytes=1 << 20)
     assert calls and res["lean"] is True
     calls.clear()
-    res = cli.run_case("fast", h, w, "cpu", 1, 0, False, None)
+    res = case.run_case("fast", h, w, "cpu", 1, 0, False, None)
     assert not calls and res["lean"] is False
-    assert cli.run_case("baseline", h, w, "cpu", 1, 0, False, None)["lean"] is False
+    assert case.run_case("baseline", h, w, "cpu", 1, 0, False, None)["lean"] is False
     assert cli.estimate_bytes("exact", h, w, "cpu", 8 * GiB, 1 << 20) < cli.estimate_bytes(
         "exact", h, w, "cpu", 8 * GiB
     )
@@ -133,7 +134,7 @@ def test_hook_overhead_reads_trufor_lab_shared_and_its_failure_fails_the_bench(t
     result and exited 0."""
     shared = tmp_path / "shared"  # the bench's image, but no recipe fixtures: the hook bench must fail
     (shared / "images").mkdir(parents=True)
-    (shared / "images" / "tampered1.png").symlink_to(cli.shared_dir() / "images" / "tampered1.png")
+    (shared / "images" / "tampered1.png").symlink_to(case.shared_dir() / "images" / "tampered1.png")
     monkeypatch.setenv("TRUFOR_LAB_SHARED", str(shared))
     monkeypatch.setattr(cli, "_free_bytes", lambda device: 10 * GiB)
     monkeypatch.setattr(cli, "_run_child", _fake_child([]))
@@ -162,7 +163,7 @@ def test_compiled_fast_mode_computes_what_the_eager_one_does(monkeypatch, recipe
     autocast, so the decoders ran unfolded in bfloat16 (map 3.8e-3 off exact instead of 2.0e-3).
     ``torch.compile`` is replaced by the identity: what the compiled code must compute."""
     monkeypatch.setattr(torch, "compile", lambda fn, *a, **k: fn)
-    x = to_tensor(cli.synthetic_image(64, 96, shared_dir))
+    x = to_tensor(case.synthetic_image(64, 96, shared_dir))
     try:
         for amp_on_cpu in (True, False):  # bfloat16 encoder (decoders float32), float32 throughout
             eager = P.predict(recipe_model, x, P.InferenceMode.fast(amp_on_cpu=amp_on_cpu))
