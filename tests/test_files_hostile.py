@@ -270,3 +270,42 @@ def test_a_file_that_makes_its_decoder_warn_thousands_of_times_says_so_in_a_few_
     lines = [f"kind {chr(65 + k // 26)}{chr(65 + k % 26)} item {i}" for k in range(60) for i in range(3)]
     assert grouped(lines, 40)[-1] == "… and 63 more of 21 other kinds, not listed"
     assert grouped(lines, 40)[0] == "kind AA item 0 (and 2 more like it)" and len(grouped(lines, 40)) == 40
+
+
+def _scan_bomb(repeats: int) -> bytes:
+    """A 64x64 progressive JPEG whose last scans (from the last table before them) come again
+    ``repeats`` times: what makes a 300 KB file of a large picture decode for minutes."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 130, 140)).save(buf, "JPEG", progressive=True, quality=50)
+    data = buf.getvalue()
+    assert data.endswith(b"\xff\xd9")
+    tail = data[data.rindex(b"\xff\xc4") : -2]  # a Huffman table, a scan header, its coded data
+    return data[:-2] + tail * repeats + b"\xff\xd9"
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(tmp_path):
+    """A 376 KB progressive JPEG of 6000x6000 pixels and 2000 scans (each a few bytes: end-of-band
+    runs code a whole band) took 15 s to read and 5 s more for its provenance; a 2 MB one minutes,
+    in every tab of the casebook. libjpeg cannot be told to stop, so the scans are counted first."""
+    from trufor_lab.cli import main
+    from trufor_lab.forensics.provenance import read_provenance
+    from trufor_lab.inference.preprocess import ImageError, load_image
+
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(_scan_bomb(600))
+    for src in (bomb, bomb.read_bytes(), Image.open(bomb)):
+        with pytest.raises(ImageError) as e:
+            load_image(src)
+        assert "scans" in str(e.value) and "\n" not in str(e.value), str(e.value)
+    prov = read_provenance(bomb)
+    assert any("not decoded" in p and "scans" in p for p in prov.problems), prov.problems
+    # a progressive file of the usual ten scans, and one of a few hundred, still read
+    assert load_image(_scan_bomb(0)).rgb.shape == (64, 64, 3)
+    assert load_image(_scan_bomb(200)).rgb.shape == (64, 64, 3)
+    with pytest.raises(ImageError, match=r"^.*bomb\.jpg: refused: a JPEG of \d+ scans"):
+        load_image(bomb)
+    good = tmp_path / "good.png"
+    good.write_bytes(_png(3))
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path), "-o", str(out), "-q"]) == 1
+    assert (out / "good.png.npz").exists() and not (out / "bomb.jpg.npz").exists()

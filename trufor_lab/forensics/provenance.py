@@ -30,6 +30,7 @@ from PIL import ExifTags, Image, TiffImagePlugin
 
 from trufor_lab.common.image_files import (
     frame_count,
+    image_formats,
     pil_log_unprinted,
     planar16_tiff,
     png_text_limit,
@@ -39,6 +40,7 @@ from trufor_lab.common.image_files import (
     xmp_filled_orientation,
 )
 from trufor_lab.common.errors import grouped
+from trufor_lab.common.jpeg_cut import too_many_scans
 from trufor_lab.common.paths import display_name
 from trufor_lab.forensics import jpeg, metadata
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
@@ -616,7 +618,10 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = png_without_text(op.data) if p.png_text_bomb and op.data is not None else op.data
-            im = Image.open(io.BytesIO(data)) if data is not None else op.image
+            im = Image.open(io.BytesIO(data), formats=image_formats()) if data is not None else op.image
+            if data is not None and (scans := too_many_scans(im, lambda: data)):  # minutes to decode
+                p.problems.append(f"image data not decoded ({scans})")
+                return None
             if op.data is not None and im.format in _JPEG_FORMATS:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             planar = planar16_tiff(im)  # Pillow misreads these planes: read from the file
@@ -783,7 +788,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t = Image.open(io.BytesIO(data))  # header only: the size is checked before decoding
+            t = Image.open(io.BytesIO(data), formats=["JPEG"])  # header only: the size is checked before decoding
             tw, th = t.size
             if max(tw, th) > _MAX_THUMB_SIDE or (tw * th > p.size[0] * p.size[1] and max(tw, th) > _THUMB_SIDE):
                 p.problems.append(

@@ -5,13 +5,12 @@ values, so nothing is normalised here (the RGB branch normalises inside the mode
 
 How PIL modes become RGB (one policy, stated once):
 
-- ``RGB``: as stored. ``RGBA``/``LA``/``PA``/``P`` with transparency: the alpha channel is
-  dropped (the stored colour values are kept; compositing on a background would invent pixels).
-  A transparent colour key (a PNG's tRNS in ``RGB``/``L``/``1``/16-bit grey, a GIF's
-  transparent index read as grey): ignored the same way, and noted.
-- ``L``/``1``/``P``: PIL's conversion to RGB. ``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's
-  conversion too (noted: a colour transform, not stored values). ICC profiles are never
-  applied (values as stored, like the official code).
+- ``RGB``: as stored. ``RGBA``/``LA``/``PA``/``P`` with transparency: the alpha channel is dropped (the
+  stored colour values are kept; compositing on a background would invent pixels). A transparent colour
+  key (a PNG's tRNS in ``RGB``/``L``/``1``/16-bit grey, a GIF's transparent index read as grey): ignored
+  the same way, and noted.
+- ``L``/``1``/``P``: PIL's conversion to RGB. ``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's conversion too
+  (noted: a colour transform, not stored values). ICC profiles are never applied (values as stored).
 - Arrays: uint8 as given (copied), uint16 as 16-bit images below, float in ``[0, 1]`` by
   ``round(v * 255)``, a fourth channel dropped (each noted). PPM/PGM: scaled by their maximum.
 - ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped; by the
@@ -20,10 +19,9 @@ How PIL modes become RGB (one policy, stated once):
   16-bit colour (RGB/RGBA PNG or TIFF, CMYK TIFF): Pillow keeps the top byte (noted); an
   uncompressed TIFF stored plane by plane, which Pillow misreads, is read here the same way.
 - ``RGBa``/``La`` (premultiplied alpha): the stored colour values, alpha dropped (noted).
-- ``F`` (float): values no higher than 1.5 are a normalised picture (0..1), scaled like a float
-  array; any other range is PIL's own convention (0..255), rounded. At most 1 % of the values
-  may fall outside that range (clipped, noted with the share); more, NaN or Inf: refused (a
-  measurement, as integers beyond 16 bits are).
+- ``F`` (float): values no higher than 1.5 are a normalised picture (0..1), scaled like a float array; any
+  other range is PIL's own convention (0..255), rounded. At most 1 % of the values may fall outside that
+  range (clipped, noted with the share); more, NaN or Inf: refused (a measurement, as beyond 16 bits).
 - Animated or multi-page files: the first frame.
 - EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
   like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
@@ -31,7 +29,8 @@ How PIL modes become RGB (one policy, stated once):
   analyses (``analyze``, ``predict_result``) instead read the stored grid and turn their outputs
   (``Result.as_shown``). The orientation tag is always reported (an invalid one is ignored,
   and said). Pillow turns TIFF images on loading: that is undone.
-- PNG chunk checksums are verified (a corrupted PNG is refused, not analysed).
+- PNG chunk checksums are verified (a corrupted PNG is refused, not analysed). A JPEG of thousands of
+  scans, which would take minutes to decode, is refused before decoding (``jpeg_cut.MAX_SCANS``).
 
 Bad input raises :class:`ImageError` with one line naming the file and the reason.
 """
@@ -71,7 +70,7 @@ from trufor_lab.common.image_files import (
     unread_source,
 )
 from trufor_lab.common.errors import OneLineError, grouped
-from trufor_lab.common.jpeg_cut import stops_early, too_few_bytes
+from trufor_lab.common.jpeg_cut import stops_early, undecodable
 from trufor_lab.common.native_stderr import native_stderr_kept
 from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
 from trufor_lab.common.paths import why_not_found
@@ -368,13 +367,14 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
                     raise ImageError(
                         f"{name}: unreadable image (pixel data ends early: {missing} bytes of rows missing)"
                     )
-            short = too_few_bytes(im, len(src) if isinstance(src, bytes) else os.path.getsize(src))
-            if short:  # before 8000x8000 grey pixels are decoded from a 631-byte file
+            whole = lambda: src if isinstance(src, bytes) else Path(src).read_bytes()  # noqa: E731
+            short = undecodable(im, len(src) if isinstance(src, bytes) else os.path.getsize(src), whole)
+            if short:  # before 8000x8000 grey pixels are decoded from a 631-byte file, or 5000 scans
                 raise ImageError(f"{name}: {short}")
             loaded = _from_pil(im, name, exif_transpose, max_pixels)
             o = loaded.exif_orientation
             stored = turn_as_shown(loaded.rgb, {6: 8, 8: 6}.get(o, o)) if loaded.turned else loaded.rgb
-            cut = stops_early(im, stored, lambda: src if isinstance(src, bytes) else Path(src).read_bytes())
+            cut = stops_early(im, stored, whole)
             if cut is not None and cut[0] == "refuse":
                 raise ImageError(f"{name}: {cut[1]}")
             if cut is not None:
