@@ -609,7 +609,9 @@ def _grey_8bit(im: Image.Image) -> Image.Image:
         top = float(np.nanmax(a)) if a.size else 0.0
         scale = 255.0 if im.mode == "F" and top <= 1.0 else 1 / 257 if top > 255 else 1.0
         return Image.fromarray(np.clip(np.nan_to_num(a * scale), 0, 255).astype(np.uint8))
-    return im.convert("L")
+    if im.mode == "La":  # premultiplied grey: its stored values, as the analysis keeps them
+        return im.getchannel(0)
+    return im.convert("RGB").convert("L") if im.mode == "LAB" else im.convert("L")  # Pillow has no LAB to L
 
 
 def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
