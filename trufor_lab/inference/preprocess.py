@@ -23,12 +23,11 @@ How PIL modes become RGB (one policy, stated once):
   other range is PIL's own convention (0..255), rounded. At most 1 % of the values may fall outside that
   range (clipped, noted with the share); more, NaN or Inf: refused (a measurement, as beyond 16 bits).
 - Animated or multi-page files: the first frame.
-- EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
-  like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
-  ``load_image(..., exif_transpose=True)`` rotates/flips the pixels (for display); the
-  analyses (``analyze``, ``predict_result``) instead read the stored grid and turn their outputs
-  (``Result.as_shown``). The orientation tag is always reported (an invalid one is ignored,
-  and said). Pillow turns TIFF images on loading: that is undone.
+- EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored, like the
+  official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid). ``load_image(...,
+  exif_transpose=True)`` rotates/flips the pixels (for display); the analyses (``analyze``,
+  ``predict_result``) instead read the stored grid and turn their outputs (``Result.as_shown``). The
+  orientation tag is always reported (an invalid one is ignored, and said); Pillow's TIFF turn is undone.
 - PNG chunk checksums are verified (a corrupted PNG is refused, not analysed). A JPEG of thousands of
   scans, which would take minutes to decode, is refused before decoding (``jpeg_cut.MAX_SCANS``).
 
@@ -57,6 +56,7 @@ from trufor_lab.common.image_files import (
     MAX_TIFF_FRAMES,
     UNDO_ORIENTATION,
     decoder_words,
+    deep_colour,
     frame_count,
     loaded_tiff_orientation,
     open_image,
@@ -478,7 +478,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
     # before anything loads the pixels (a PNG's getexif does), which empties the tile list
     tiles = getattr(im, "tile", None) or ()  # an in-memory image has none
-    deep = im.mode in ("RGB", "RGBA", "CMYK") and any(";16" in str(getattr(t, "args", "")) for t in tiles)
+    deep = deep_colour(im, tiles)  # a caller's loaded image: said by its file
     # a PPM/PGM's decoder takes (mode, maxval) and scales its samples to 0..255 by that maxval
     maxval = ppm_maxval(tiles)
     ppm16 = maxval == 65535 and im.mode == "RGB"
