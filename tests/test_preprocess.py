@@ -1245,3 +1245,11 @@ def test_a_tiff_in_a_compression_pillow_cannot_decode_names_it(tmp_path):
     with pytest.raises(ImageError) as e:
         load_image(path)
     assert str(e.value) == f"{path}: a TIFF compressed with WebP, which this Pillow/libtiff cannot decode"
+    # a compression Pillow does not know at all: it refuses to open the file ('a damaged TIFF
+    # (its layout cannot be read: SyntaxError: 34712)' was said of a JPEG 2000 TIFF)
+    for code, words in ((34712, "JPEG 2000"), (60000, "compression scheme 60000")):
+        data[at + 8 : at + 10] = struct.pack("<H", code)
+        path.write_bytes(bytes(data))
+        with pytest.raises(ImageError) as e:
+            load_image(path)
+        assert str(e.value) == f"{path}: a TIFF compressed with {words}, which this Pillow/libtiff cannot decode"
