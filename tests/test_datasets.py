@@ -466,6 +466,22 @@ def test_a_jpeg_saved_mask_is_refused_unless_read_at_mid_grey(tmp_path):
     assert np.array_equal(read_mask(tmp_path / "red.jpg"), red[..., 0] > 0)
 
 
+def test_a_jpeg_mask_of_thousands_of_scans_is_refused_before_it_is_decoded(tmp_path):
+    """A benchmark's mask is a file like any other: a progressive JPEG of thousands of tiny scans
+    takes minutes to decode (jpeg_cut.MAX_SCANS), and an evaluation reads hundreds of masks."""
+    import io
+
+    buf = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buf, "JPEG", progressive=True, quality=50)
+    data = buf.getvalue()
+    tail = data[data.rindex(b"\xff\xc4") : -2]  # a Huffman table, a scan header, its coded data
+    (tmp_path / "m.jpg").write_bytes(data[:-2] + tail * 600 + b"\xff\xd9")
+    with pytest.raises(DatasetError, match=r"m\.jpg: refused: a JPEG of \d+ scans"):
+        read_mask(tmp_path / "m.jpg", MaskConvention(threshold=127))
+    (tmp_path / "ok.jpg").write_bytes(data[:-2] + tail * 100 + b"\xff\xd9")
+    assert read_mask(tmp_path / "ok.jpg", MaskConvention(threshold=127)).all()
+
+
 def test_a_jpeg_saved_0_1_mask_is_refused_whatever_the_convention(tmp_path):
     """A 0/1 mask saved as JPEG lost 296 of its 3600 forged pixels (edge pixels rounded to 0)
     with no error: its noise is as large as its drawing, so neither the noise check (0/255) nor

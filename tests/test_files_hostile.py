@@ -4,6 +4,7 @@ for a typed path that already name it."""
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -270,3 +271,78 @@ def test_a_file_that_makes_its_decoder_warn_thousands_of_times_says_so_in_a_few_
     lines = [f"kind {chr(65 + k // 26)}{chr(65 + k % 26)} item {i}" for k in range(60) for i in range(3)]
     assert grouped(lines, 40)[-1] == "… and 63 more of 21 other kinds, not listed"
     assert grouped(lines, 40)[0] == "kind AA item 0 (and 2 more like it)" and len(grouped(lines, 40)) == 40
+
+
+def _scan_bomb(repeats: int) -> bytes:
+    """A 64x64 progressive JPEG whose last scans (from the last table before them) come again
+    ``repeats`` times: what makes a 300 KB file of a large picture decode for minutes."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 130, 140)).save(buf, "JPEG", progressive=True, quality=50)
+    data = buf.getvalue()
+    assert data.endswith(b"\xff\xd9")
+    tail = data[data.rindex(b"\xff\xc4") : -2]  # a Huffman table, a scan header, its coded data
+    return data[:-2] + tail * repeats + b"\xff\xd9"
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(tmp_path):
+    """A 376 KB progressive JPEG of 6000x6000 pixels and 2000 scans (each a few bytes: end-of-band
+    runs code a whole band) took 15 s to read and 5 s more for its provenance; a 2 MB one minutes,
+    in every tab of the casebook. libjpeg cannot be told to stop, so the scans are counted first."""
+    from trufor_lab.cli import main
+    from trufor_lab.forensics.provenance import read_provenance
+    from trufor_lab.inference.preprocess import ImageError, load_image
+
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(_scan_bomb(600))
+    for src in (bomb, bomb.read_bytes(), Image.open(bomb)):
+        with pytest.raises(ImageError) as e:
+            load_image(src)
+        assert "scans" in str(e.value) and "\n" not in str(e.value), str(e.value)
+    prov = read_provenance(bomb)
+    assert any("not decoded" in p and "scans" in p for p in prov.problems), prov.problems
+    # a progressive file of the usual ten scans, and one of a few hundred, still read
+    assert load_image(_scan_bomb(0)).rgb.shape == (64, 64, 3)
+    assert load_image(_scan_bomb(200)).rgb.shape == (64, 64, 3)
+    with pytest.raises(ImageError, match=r"^.*bomb\.jpg: refused: a JPEG of \d+ scans"):
+        load_image(bomb)
+    good = tmp_path / "good.png"
+    good.write_bytes(_png(3))
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path), "-o", str(out), "-q"]) == 1
+    assert (out / "good.png.npz").exists() and not (out / "bomb.jpg.npz").exists()
+
+
+def test_a_png_of_many_text_chunks_is_parsed_by_pillow_once(tmp_path, monkeypatch):
+    """400 000 text chunks before the pixels (8 MB): 2 s for each parse of Pillow's, and the
+    reader parsed the file twice (a second open, for Pillow's checksum check): 3.9 s a read, four
+    reads in the casebook. The checksums are checked on the bytes now, as Pillow would."""
+    import struct
+    import zlib
+
+    from PIL import PngImagePlugin
+
+    from trufor_lab.inference.preprocess import ImageError, load_image
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    data = _png(4)
+    idat, iend = data.index(b"IDAT") - 4, data.index(b"IEND") - 4
+    texts = b"".join(chunk(b"tEXt", b"k%d\x00v" % i) for i in range(2000))
+    path = tmp_path / "texts.png"
+    path.write_bytes(data[:idat] + texts + data[idat:])
+    expected = np.asarray(Image.open(io.BytesIO(data)))
+    opened = []
+    real = PngImagePlugin.PngImageFile._open
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "_open", lambda im: opened.append(1) or real(im))
+    assert np.array_equal(load_image(path).rgb, expected)
+    assert len(opened) == 1
+    monkeypatch.undo()
+    # what Pillow's check refused is still refused: a damaged chunk after the pixels, one cut short
+    bad = bytearray(data[:iend] + chunk(b"tEXt", b"late\x00note") + data[iend:])
+    bad[iend + 10] ^= 1
+    cases = {"bad header checksum in b'tEXt'": bytes(bad), "incomplete checksum in b'IDAT'": data[: iend - 2]}
+    cases["file is truncated"] = data[: iend - 30]
+    for why, damaged in cases.items():
+        with pytest.raises(ImageError, match=re.escape(why)):
+            load_image(damaged)

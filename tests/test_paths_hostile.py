@@ -233,6 +233,26 @@ def test_a_broken_link_with_an_image_name_is_a_problem(tmp_path):
     assert problems == [f"{tmp_path / 'in' / 'b.jpg'}: broken symbolic link (its target does not exist); left out"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_with_an_image_name_in_a_folder_is_a_problem(tmp_path):
+    """A named pipe called c.jpg in a folder was dropped without a word ('1 analyzed, 0 failed'),
+    while the same pipe given by name, or a link to it, was said to be left out."""
+    from trufor_lab.forensics.provenance import read_provenance
+
+    _img(tmp_path / "in" / "a.png")
+    os.mkfifo(tmp_path / "in" / "c.jpg")
+    pairs, problems = expand_inputs([str(tmp_path / "in")])
+    assert [n for _, n in pairs] == ["a.png"]
+    assert problems == [
+        f"{tmp_path / 'in' / 'c.jpg'}: not a regular file or folder (a device, pipe or socket); left out"
+    ]
+    # the provenance reader read the pipe whole: it waited for a writer for ever (/dev/zero: ever more memory)
+    with pytest.raises(ValueError, match=r"c\.jpg: not a regular file or folder \(a device, pipe or socket\)$"):
+        read_provenance(tmp_path / "in" / "c.jpg")
+    with pytest.raises(ValueError, match=r"in: is a folder, not an image$"):
+        read_provenance(tmp_path / "in")
+
+
 @pytest.mark.parametrize("pattern", ["in/**/*.png", "in/*/*.png", "in/s*/*.png"])
 def test_a_glob_says_which_folders_it_could_not_read(tmp_path, monkeypatch, unlock, pattern):
     """glob.glob skips a folder it cannot read without a word: its images were left out of a

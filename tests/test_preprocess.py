@@ -350,6 +350,9 @@ def test_what_the_decoder_changes_is_said_or_refused(tmp_path):
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
     )
     assert load_image(tmp_path / "d16.png").notes == ("16-bit colour reduced to 8 bits (top byte)",)
+    with Image.open(tmp_path / "d16.png") as loaded:  # loaded by the caller: the same pixels were read unsaid
+        loaded.load()
+        assert load_image(loaded).notes == ("16-bit colour reduced to 8 bits (top byte)",)
     pm = load_image(Image.new("RGBa", (4, 4), (40, 80, 120, 128)))
     assert tuple(pm.rgb[0, 0]) == (40, 80, 120) and "premultiplied colours kept as stored" in pm.notes[0]
     with pytest.raises(ImageError, match="refused: 1024 pixels is more than max_pixels=100"):
@@ -1242,3 +1245,11 @@ def test_a_tiff_in_a_compression_pillow_cannot_decode_names_it(tmp_path):
     with pytest.raises(ImageError) as e:
         load_image(path)
     assert str(e.value) == f"{path}: a TIFF compressed with WebP, which this Pillow/libtiff cannot decode"
+    # a compression Pillow does not know at all: it refuses to open the file ('a damaged TIFF
+    # (its layout cannot be read: SyntaxError: 34712)' was said of a JPEG 2000 TIFF)
+    for code, words in ((34712, "JPEG 2000"), (60000, "compression scheme 60000")):
+        data[at + 8 : at + 10] = struct.pack("<H", code)
+        path.write_bytes(bytes(data))
+        with pytest.raises(ImageError) as e:
+            load_image(path)
+        assert str(e.value) == f"{path}: a TIFF compressed with {words}, which this Pillow/libtiff cannot decode"

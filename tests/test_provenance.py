@@ -1186,3 +1186,13 @@ def test_what_the_metadata_says_is_read_as_it_means() -> None:
     assert (
         p.xmp_software == [] and "XMP packet declares a DTD or entities (no real XMP does; not expanded)" in p.problems
     )
+
+
+def test_a_lab_tiff_is_not_reported_as_damaged():
+    """A CIELAB TIFF, which the analysis reads (Pillow converts it to RGB), was reported as
+    'image data could not be fully decoded (conversion from LAB to RGB not supported)': Pillow
+    has no LAB to grey conversion. A false sign of damage in the report."""
+    buf = io.BytesIO()
+    Image.fromarray(_pattern(48, 40)).convert("LAB").save(buf, "TIFF")
+    p = read_provenance(buf.getvalue())
+    assert p.mode == "LAB" and p.problems == [], p.problems

@@ -30,6 +30,7 @@ __all__ = [
     "FORMATS",
     "MAX_PIXELS",
     "decoder_words",
+    "deep_colour",
     "image_formats",
     "load_heard",
     "load_stored",
@@ -248,6 +249,23 @@ def loaded_tiff_orientation(im: Image.Image) -> tuple[Any, int | None]:
             return orientation_tag(f)
     except (OSError, ValueError, EOFError, SyntaxError, Image.UnidentifiedImageError):
         return None, None
+
+
+def deep_colour(im: Image.Image, tiles: Any) -> bool:
+    """Whether ``im`` holds 16-bit colour reduced to 8 bits by Pillow (which keeps the top byte),
+    from its decoder's ``tiles``; for an image the caller has loaded already (no tiles left), from
+    its file while that still holds a picture of the same size and mode."""
+    if im.mode not in ("RGB", "RGBA", "CMYK"):
+        return False
+    if tiles or not getattr(im, "filename", None) or im.format not in ("PNG", "TIFF"):
+        return any(";16" in str(getattr(t, "args", "")) for t in tiles)
+    try:
+        with open_image(os.fsdecode(im.filename)) as f:
+            if im.tell():
+                f.seek(im.tell())
+            return (f.size, f.mode) == (im.size, im.mode) and deep_colour(f, f.tile)
+    except (OSError, ValueError, EOFError, SyntaxError, Image.UnidentifiedImageError):
+        return False
 
 
 def unread_source(im: Image.Image) -> str | bytes | None:

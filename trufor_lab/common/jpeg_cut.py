@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +42,12 @@ def _mcu(im: Image.Image) -> tuple[int, int] | None:
     if not layers:
         return None
     return 8 * max(v for _, _, v, _ in layers), 8 * max(h for _, h, _, _ in layers)
+
+
+def undecodable(im: Image.Image, n_bytes: int, data: Callable[[], bytes]) -> str | None:
+    """Why the JPEG ``im`` (``n_bytes`` long; ``data`` gives its bytes) is not decoded, None when it
+    may be: :func:`too_few_bytes` or :func:`too_many_scans`."""
+    return too_few_bytes(im, n_bytes) or too_many_scans(im, data)
 
 
 def too_few_bytes(im: Image.Image, n_bytes: int) -> str | None:
@@ -145,38 +151,81 @@ class _Walked(NamedTuple):
     restarts_missing: bool  # the last scan holds fewer restart markers than its blocks need
 
 
-def _walk(data: bytes) -> _Walked | None:
-    """The scans of the first image in a JPEG file's bytes, walked to its end marker as libjpeg
-    reads them (stray bytes between segments skipped); None when that cannot be done."""
+def _segments(data: bytes) -> Iterator[tuple[int, bytes, int, int]]:
+    """``(marker, payload, start, end)`` of each segment of the first image in a JPEG file's bytes,
+    walked as libjpeg reads them (stray bytes between segments skipped): ``start`` is where the
+    segment's header ends, ``end`` where the next one begins (after a scan's coded data); the end
+    marker comes last, with no payload. Stops early, without it, where the bytes cannot be walked."""
     if not data.startswith(b"\xff\xd8"):
-        return None
-    comps: list[tuple[int, int, int]] = []  # (id, horizontal, vertical sampling)
-    size = (0, 0)
-    progressive = False
-    low: dict[int, list[int]] = {}  # per component, the lowest bit sent of each coefficient
-    restart_interval, last = 0, None
+        return
     pos = 2
     try:
         while True:
             if data[pos] != 0xFF:  # bytes that are no marker: libjpeg skips them (with a warning)
                 pos = data.find(b"\xff", pos)
                 if pos < 0:
-                    return None
+                    return
                 continue
             while data[pos + 1] == 0xFF:  # fill bytes before a marker
                 pos += 1
             marker = data[pos + 1]
             if marker == 0xD9:
-                break
+                yield marker, b"", pos, pos
+                return
             if 0xD0 <= marker <= 0xD7 or marker == 0x01:
                 pos += 2
                 continue
             length = int.from_bytes(data[pos + 2 : pos + 4], "big")
             seg = data[pos + 4 : pos + 2 + length]
             if length < 2 or len(seg) != length - 2:
-                return None
-            pos += 2 + length
-            if marker in _SOF and not comps:
+                return
+            start = pos = pos + 2 + length
+            if marker == 0xDA:
+                nxt = _NEXT_MARKER.search(data, pos)
+                if nxt is None:
+                    yield marker, seg, start, len(data)  # counted, though it never ends
+                    return
+                pos = nxt.start()
+            yield marker, seg, start, pos
+    except IndexError:
+        return
+
+
+#: Scans a JPEG may hold before it is refused undecoded. Encoders write about ten (libjpeg's
+#: progressive default), a sequential file one a component; each scan makes the decoder pass over
+#: every block of the picture, so thousands of tiny scans (JPEG's end-of-band runs code a whole
+#: band of a picture in a few bytes) make a file of a few hundred KB take minutes to decode
+#: (libjpeg-turbo's LJT-01-003). 500 is the limit NVIDIA DALI puts on libjpeg-turbo.
+MAX_SCANS = 500
+
+
+def too_many_scans(im: Image.Image, data: Callable[[], bytes]) -> str | None:
+    """Why the JPEG ``im`` is not decoded (None when it may be): more than :data:`MAX_SCANS`
+    scans in the file's bytes (``data`` gives them), counted before any pixel is decoded."""
+    if im.format not in ("JPEG", "MPO"):
+        return None
+    n = sum(marker == 0xDA for marker, _, _, _ in _segments(data()))
+    if n <= MAX_SCANS:
+        return None
+    return (
+        f"refused: a JPEG of {n} scans (encoders write about 10; more than {MAX_SCANS} make even a small "
+        "file take minutes to decode, a known denial-of-service pattern)"
+    )
+
+
+def _walk(data: bytes) -> _Walked | None:
+    """The scans of the first image in a JPEG file's bytes, walked to its end marker as libjpeg
+    reads them (stray bytes between segments skipped); None when that cannot be done."""
+    comps: list[tuple[int, int, int]] = []  # (id, horizontal, vertical sampling)
+    size = (0, 0)
+    progressive = False
+    low: dict[int, list[int]] = {}  # per component, the lowest bit sent of each coefficient
+    restart_interval, last, eoi = 0, None, None
+    try:  # a segment too short for its fields
+        for marker, seg, start, end in _segments(data):
+            if marker == 0xD9:
+                eoi = start
+            elif marker in _SOF and not comps:
                 size = (int.from_bytes(seg[1:3], "big"), int.from_bytes(seg[3:5], "big"))
                 comps = [(seg[6 + 3 * i], seg[7 + 3 * i] >> 4, seg[7 + 3 * i] & 0x0F) for i in range(seg[5])]
                 progressive = marker in _PROGRESSIVE_SOF
@@ -191,18 +240,16 @@ def _walk(data: bytes) -> _Walked | None:
                     for k in range(ss, min(se, 63) + 1) if progressive else range(64):
                         if c in low:
                             low[c][k] = min(low[c][k], al if progressive else 0)
-                nxt = _NEXT_MARKER.search(data, pos)
-                if nxt is None:
-                    return None
-                last = (ids, restart_interval, pos, nxt.start())
-                pos = nxt.start()
+                last = (ids, restart_interval, start, end)
     except IndexError:
+        return None
+    if eoi is None:
         return None
     names = ("luma", "blue chroma", "red chroma") if len(comps) == 3 else [f"component {c}" for c, _, _ in comps]
     unsent = [f"{name} {n}/64" for name, (c, _, _) in zip(names, comps) if (n := sum(b != 0 for b in low[c]))]
     return _Walked(
         f"frequencies not fully sent: {', '.join(unsent)}" if unsent else "",
-        pos,
+        eoi,
         last is not None and _restarts_missing(data, comps, size, *last),
     )
 

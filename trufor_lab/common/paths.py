@@ -173,8 +173,8 @@ def find_images(
     others: list[Path] | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Image files in ``folder`` (sorted; recursive by default), and one line per thing that
-    hides images: a folder that could not be read (no permission), a broken link with an image
-    name. Either would otherwise leave images out unsaid.
+    hides images: a folder that could not be read (no permission), a broken link, pipe or device with
+    an image name. Each would otherwise leave images out unsaid.
 
     ``sniff``: a file whose suffix is not an image's is taken too when its first bytes are an
     image's (:func:`image_signature`: downloads named ``tweet.jpg_large`` or ``download``), a
@@ -224,7 +224,7 @@ def find_images(
                 continue
             if f.is_file():
                 found.append(f)
-            elif f.is_symlink():
+            else:  # a broken link or a link loop; a pipe, socket or device with an image's name
                 problems.append(f"{f}: {why_not_found(f)}; left out")
         if not recursive:
             break

@@ -4,9 +4,10 @@ leaves them black without a word)."""
 
 from __future__ import annotations
 
+import re
 import zlib
 
-__all__ = ["png_closed", "png_rows_missing", "png_text_limit", "png_without_text"]
+__all__ = ["png_checked", "png_closed", "png_rows_missing", "png_text_limit", "png_without_text"]
 
 #: Adam7's passes: (x0, y0, dx, dy).
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
@@ -90,6 +91,36 @@ def png_rows_missing(data: bytes) -> int:
     except zlib.error:
         return 0  # corrupt data: Pillow refuses it itself
     return max(expected - got, 0)
+
+
+#: A chunk type as Pillow takes one: four letters, digits or underscores.
+_CHUNK_TYPE = re.compile(rb"\w{4}")
+
+
+def png_checked(data: bytes) -> None:
+    """What Pillow's ``verify`` checks of a PNG's bytes (its chunks from the first image data
+    to IEND: each complete, of a valid type, its checksum right; those before are checked as
+    Pillow opens the file), with Pillow's errors, without parsing the file a second time (a PNG
+    of 400 000 text chunks before its pixels took a second more for each parse)."""
+    pos = 8
+    while pos + 8 <= len(data) and data[pos + 4 : pos + 8] != b"IDAT":
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    while True:
+        if pos + 8 > len(data):
+            raise OSError("truncated PNG file")
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        if not _CHUNK_TYPE.fullmatch(kind):
+            raise SyntaxError(f"broken PNG file (chunk {kind!r})")
+        if kind == b"IEND":
+            return
+        end = pos + 8 + length
+        if end > len(data):
+            raise OSError("Truncated File Read")
+        if end + 4 > len(data):
+            raise SyntaxError(f"broken PNG file (incomplete checksum in {kind!r})")
+        if zlib.crc32(data[pos + 4 : end]) != int.from_bytes(data[end : end + 4], "big"):
+            raise SyntaxError(f"broken PNG file (bad header checksum in {kind!r})")
+        pos = end + 4
 
 
 def png_text_limit(e: BaseException) -> bool:

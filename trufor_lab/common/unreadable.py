@@ -45,6 +45,8 @@ def unrecognised_reason(source: bytes | str) -> str:
         kind = _tiff_kind(source)
         if kind == _TRUNCATED:
             return "unreadable image (file is truncated)"
+        if codec := tiff_codec_reason(source, unknown_only=True):  # Pillow does not know the compression
+            return codec
         if kind in _ORDINARY_KINDS:  # plain samples: its layout, not its format, is at fault
             return f"a damaged TIFF ({_tiff_damage(source)})"
         return f"a TIFF with a sample format not supported here ({kind or 'float colour?'})"
@@ -146,16 +148,23 @@ _TIFF_CODECS = {2: "CCITT RLE", 3: "CCITT Group 3", 4: "CCITT Group 4", 6: "old-
                 50002: "JPEG XL", 52546: "JPEG XL"}  # fmt: skip
 
 
-def tiff_codec_reason(source: bytes | str) -> str | None:
+def tiff_codec_reason(source: bytes | str, unknown_only: bool = False) -> str | None:
     """Why a TIFF's pixels did not decode when its compression is one libtiff may be built
-    without (libtiff's own words are 'decoder error -2'); ``None`` for other files."""
+    without (libtiff's own words are 'decoder error -2'); ``None`` for other files.
+    ``unknown_only``: only for a compression Pillow does not know at all (it refuses to open
+    such a file: 'SyntaxError: 34712' was called damage), named by its number if not above."""
     try:
         with _source(source) as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if f.read(4) not in (b"II*\x00", b"MM\x00*"):
                 return None
             f.seek(0)
-            codec = _TIFF_CODECS.get(_first_ifd(f).get(259))
+            code = _first_ifd(f).get(259)
+            codec = _TIFF_CODECS.get(code)
+            if unknown_only:
+                if code is None or code in TiffImagePlugin.COMPRESSION_INFO:
+                    return None
+                codec = codec or f"compression scheme {int(code)}"
     except Exception:  # a damaged directory: the decoder's words stand
         return None
     return None if codec is None else f"a TIFF compressed with {codec}, which this Pillow/libtiff cannot decode"

@@ -16,12 +16,14 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from trufor_lab.common.image_files import image_formats, png_text_limit, png_without_text
+from trufor_lab.common.paths import why_not_found
 from trufor_lab.common.unreadable import unrecognised_reason
 from trufor_lab.forensics.ijg import IJG_CHROMINANCE, IJG_LUMINANCE, ZIGZAG, ijg_scale, ijg_stack, ijg_table
 
@@ -116,6 +118,10 @@ def _read_source(source: Source) -> tuple[str, str | None, bytes | None, Image.I
     if isinstance(source, (bytes, bytearray, memoryview)):
         return name, None, bytes(source), None
     if isinstance(source, (str, os.PathLike)):
+        if os.path.isdir(source):
+            raise ValueError(f"{name}: is a folder, not an image")
+        if not os.path.isfile(source):  # a pipe would block the read below, /dev/zero never end it
+            raise ValueError(f"{name}: {why_not_found(Path(source))}")
         try:
             with open(source, "rb") as f:
                 return name, name, f.read(), None

@@ -30,6 +30,7 @@ from PIL import ExifTags, Image, TiffImagePlugin
 
 from trufor_lab.common.image_files import (
     frame_count,
+    image_formats,
     pil_log_unprinted,
     planar16_tiff,
     png_text_limit,
@@ -39,6 +40,7 @@ from trufor_lab.common.image_files import (
     xmp_filled_orientation,
 )
 from trufor_lab.common.errors import grouped
+from trufor_lab.common.jpeg_cut import too_many_scans
 from trufor_lab.common.paths import display_name
 from trufor_lab.forensics import jpeg, metadata
 from trufor_lab.forensics.jpeg import QualityEstimate, Source
@@ -607,7 +609,9 @@ def _grey_8bit(im: Image.Image) -> Image.Image:
         top = float(np.nanmax(a)) if a.size else 0.0
         scale = 255.0 if im.mode == "F" and top <= 1.0 else 1 / 257 if top > 255 else 1.0
         return Image.fromarray(np.clip(np.nan_to_num(a * scale), 0, 255).astype(np.uint8))
-    return im.convert("L")
+    if im.mode == "La":  # premultiplied grey: its stored values, as the analysis keeps them
+        return im.getchannel(0)
+    return im.convert("RGB").convert("L") if im.mode == "LAB" else im.convert("L")  # Pillow has no LAB to L
 
 
 def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
@@ -616,7 +620,10 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = png_without_text(op.data) if p.png_text_bomb and op.data is not None else op.data
-            im = Image.open(io.BytesIO(data)) if data is not None else op.image
+            im = Image.open(io.BytesIO(data), formats=image_formats()) if data is not None else op.image
+            if data is not None and (scans := too_many_scans(im, lambda: data)):  # minutes to decode
+                p.problems.append(f"image data not decoded ({scans})")
+                return None
             if op.data is not None and im.format in _JPEG_FORMATS:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             planar = planar16_tiff(im)  # Pillow misreads these planes: read from the file
@@ -783,7 +790,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t = Image.open(io.BytesIO(data))  # header only: the size is checked before decoding
+            t = Image.open(io.BytesIO(data), formats=["JPEG"])  # header only: the size is checked before decoding
             tw, th = t.size
             if max(tw, th) > _MAX_THUMB_SIDE or (tw * th > p.size[0] * p.size[1] and max(tw, th) > _THUMB_SIDE):
                 p.problems.append(

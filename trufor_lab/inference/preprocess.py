@@ -5,13 +5,12 @@ values, so nothing is normalised here (the RGB branch normalises inside the mode
 
 How PIL modes become RGB (one policy, stated once):
 
-- ``RGB``: as stored. ``RGBA``/``LA``/``PA``/``P`` with transparency: the alpha channel is
-  dropped (the stored colour values are kept; compositing on a background would invent pixels).
-  A transparent colour key (a PNG's tRNS in ``RGB``/``L``/``1``/16-bit grey, a GIF's
-  transparent index read as grey): ignored the same way, and noted.
-- ``L``/``1``/``P``: PIL's conversion to RGB. ``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's
-  conversion too (noted: a colour transform, not stored values). ICC profiles are never
-  applied (values as stored, like the official code).
+- ``RGB``: as stored. ``RGBA``/``LA``/``PA``/``P`` with transparency: the alpha channel is dropped (the
+  stored colour values are kept; compositing on a background would invent pixels). A transparent colour
+  key (a PNG's tRNS in ``RGB``/``L``/``1``/16-bit grey, a GIF's transparent index read as grey): ignored
+  the same way, and noted.
+- ``L``/``1``/``P``: PIL's conversion to RGB. ``CMYK``/``YCbCr``/``LAB``/``HSV``: PIL's conversion too
+  (noted: a colour transform, not stored values). ICC profiles are never applied (values as stored).
 - Arrays: uint8 as given (copied), uint16 as 16-bit images below, float in ``[0, 1]`` by
   ``round(v * 255)``, a fourth channel dropped (each noted). PPM/PGM: scaled by their maximum.
 - ``I;16*`` and ``I`` (16-bit images): scaled to 8 bits by ``round(v / 257)``, clipped; by the
@@ -20,18 +19,17 @@ How PIL modes become RGB (one policy, stated once):
   16-bit colour (RGB/RGBA PNG or TIFF, CMYK TIFF): Pillow keeps the top byte (noted); an
   uncompressed TIFF stored plane by plane, which Pillow misreads, is read here the same way.
 - ``RGBa``/``La`` (premultiplied alpha): the stored colour values, alpha dropped (noted).
-- ``F`` (float): values no higher than 1.5 are a normalised picture (0..1), scaled like a float
-  array; any other range is PIL's own convention (0..255), rounded. At most 1 % of the values
-  may fall outside that range (clipped, noted with the share); more, NaN or Inf: refused (a
-  measurement, as integers beyond 16 bits are).
+- ``F`` (float): values no higher than 1.5 are a normalised picture (0..1), scaled like a float array; any
+  other range is PIL's own convention (0..255), rounded. At most 1 % of the values may fall outside that
+  range (clipped, noted with the share); more, NaN or Inf: refused (a measurement, as beyond 16 bits).
 - Animated or multi-page files: the first frame.
-- EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored,
-  like the official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid).
-  ``load_image(..., exif_transpose=True)`` rotates/flips the pixels (for display); the
-  analyses (``analyze``, ``predict_result``) instead read the stored grid and turn their outputs
-  (``Result.as_shown``). The orientation tag is always reported (an invalid one is ignored,
-  and said). Pillow turns TIFF images on loading: that is undone.
-- PNG chunk checksums are verified (a corrupted PNG is refused, not analysed).
+- EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored, like the
+  official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid). ``load_image(...,
+  exif_transpose=True)`` rotates/flips the pixels (for display); the analyses (``analyze``,
+  ``predict_result``) instead read the stored grid and turn their outputs (``Result.as_shown``). The
+  orientation tag is always reported (an invalid one is ignored, and said); Pillow's TIFF turn is undone.
+- PNG chunk checksums are verified (a corrupted PNG is refused, not analysed). A JPEG of thousands of
+  scans, which would take minutes to decode, is refused before decoding (``jpeg_cut.MAX_SCANS``).
 
 Bad input raises :class:`ImageError` with one line naming the file and the reason.
 """
@@ -58,6 +56,7 @@ from trufor_lab.common.image_files import (
     MAX_TIFF_FRAMES,
     UNDO_ORIENTATION,
     decoder_words,
+    deep_colour,
     frame_count,
     loaded_tiff_orientation,
     open_image,
@@ -71,9 +70,9 @@ from trufor_lab.common.image_files import (
     unread_source,
 )
 from trufor_lab.common.errors import OneLineError, grouped
-from trufor_lab.common.jpeg_cut import stops_early, too_few_bytes
+from trufor_lab.common.jpeg_cut import stops_early, undecodable
 from trufor_lab.common.native_stderr import native_stderr_kept
-from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
+from trufor_lab.common.png_bytes import png_checked, png_closed, png_rows_missing, png_text_limit, png_without_text
 from trufor_lab.common.paths import why_not_found
 from trufor_lab.common.unreadable import tiff_codec_reason, unrecognised_reason
 
@@ -360,21 +359,21 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
         with open_image(io.BytesIO(src) if isinstance(src, bytes) else src) as im:  # not mapped
             if im.format == "PNG" and not im.tile:  # no image data (an APNG counting no frames): nothing to verify
                 raise ImageError(f"{name}: damaged PNG (no image data: cannot load this image)")
+            whole = lambda: src if isinstance(src, bytes) else Path(src).read_bytes()  # noqa: E731
             if im.format == "PNG":  # chunk CRCs: Pillow would decode a corrupted PNG silently
-                with open_image(io.BytesIO(src) if isinstance(src, bytes) else src) as check:
-                    check.verify()
-                missing = png_rows_missing(src if isinstance(src, bytes) else Path(src).read_bytes())
+                png_checked(data := whole())  # as Pillow's verify, without parsing 400 000 text chunks again
+                missing = png_rows_missing(data)
                 if missing:  # data that ends early but cleanly: Pillow leaves the rows black
                     raise ImageError(
                         f"{name}: unreadable image (pixel data ends early: {missing} bytes of rows missing)"
                     )
-            short = too_few_bytes(im, len(src) if isinstance(src, bytes) else os.path.getsize(src))
-            if short:  # before 8000x8000 grey pixels are decoded from a 631-byte file
+            short = undecodable(im, len(src) if isinstance(src, bytes) else os.path.getsize(src), whole)
+            if short:  # before 8000x8000 grey pixels are decoded from a 631-byte file, or 5000 scans
                 raise ImageError(f"{name}: {short}")
             loaded = _from_pil(im, name, exif_transpose, max_pixels)
             o = loaded.exif_orientation
             stored = turn_as_shown(loaded.rgb, {6: 8, 8: 6}.get(o, o)) if loaded.turned else loaded.rgb
-            cut = stops_early(im, stored, lambda: src if isinstance(src, bytes) else Path(src).read_bytes())
+            cut = stops_early(im, stored, whole)
             if cut is not None and cut[0] == "refuse":
                 raise ImageError(f"{name}: {cut[1]}")
             if cut is not None:
@@ -478,7 +477,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
     # before anything loads the pixels (a PNG's getexif does), which empties the tile list
     tiles = getattr(im, "tile", None) or ()  # an in-memory image has none
-    deep = im.mode in ("RGB", "RGBA", "CMYK") and any(";16" in str(getattr(t, "args", "")) for t in tiles)
+    deep = deep_colour(im, tiles)  # a caller's loaded image: said by its file
     # a PPM/PGM's decoder takes (mode, maxval) and scales its samples to 0..255 by that maxval
     maxval = ppm_maxval(tiles)
     ppm16 = maxval == 65535 and im.mode == "RGB"

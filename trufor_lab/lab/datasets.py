@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from trufor_lab.common.paths import IMAGE_EXTENSIONS, find_images
 from trufor_lab.common.image_files import open_image, pixel_limit, stored_pixels, stored_size
+from trufor_lab.common.jpeg_cut import too_many_scans
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -286,6 +287,8 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
     try:
         with pixel_limit(), open_image(path) as src:
             lossy = _lossy_kind(src.format, path)
+            if scans := too_many_scans(src, path.read_bytes):  # minutes to decode
+                raise DatasetError(f"{path}: {scans}")
             im = stored_pixels(src)  # the grid the image is analysed on
             if im.mode.startswith("F"):
                 raise DatasetError(f"{path}: a float mask (mode {im.mode}); save it as 8-bit black and white")
