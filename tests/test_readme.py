@@ -44,3 +44,11 @@ def test_the_conda_environment_holds_every_dependency_and_the_pinned_torch_pair(
     setup = (ROOT / ".ci" / "setup").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(pins) == 2 and all(p in setup and p in readme for p in pins), pins
+
+
+def test_the_readme_names_the_address_of_the_official_checkpoint():
+    """Offline, the README told the reader to download ``TruFor_weights.zip`` "elsewhere" without
+    saying from where: it names the address ``trufor-lab weights download`` uses."""
+    from trufor_lab.inference.weights import TRUFOR_ZIP_URL
+
+    assert f"<{TRUFOR_ZIP_URL}>" in (ROOT / "README.md").read_text(encoding="utf-8")
