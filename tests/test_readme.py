@@ -52,3 +52,32 @@ def test_the_readme_names_the_address_of_the_official_checkpoint():
     from trufor_lab.inference.weights import TRUFOR_ZIP_URL
 
     assert f"<{TRUFOR_ZIP_URL}>" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _undefined_names(blocks: list[str]) -> list[str]:
+    """Names the README's Python blocks read before any of them (in order) assigns or imports them."""
+    import ast
+    import builtins
+
+    known, missing = set(dir(builtins)), []
+    for block in blocks:
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                known |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                known.add(node.id)
+            elif isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
+                known.add(node.optional_vars.id)
+        for node in ast.walk(ast.parse(block)):  # stores anywhere in a block count for it (a loop)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known:
+                missing.append(node.id)
+    return missing
+
+
+def test_the_readme_python_blocks_define_every_name_they_use():
+    """A reader pastes the README's blocks in order: ``img``, ``mask``, ``x``, ``target``, ``donor``
+    and ``result`` were used without being made anywhere (NameError on the first line that ran)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3 and _undefined_names(blocks) == []
+    assert _undefined_names(["y = x + 1"]) == ["x"]  # the check itself sees a missing name
