@@ -6,6 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -18,3 +20,64 @@ def test_first_command_analyzes_a_file_of_the_repository():
     target = ROOT / words[words.index("analyze") + 1]
     assert target.resolve().is_relative_to(ROOT) and target.is_file(), target
     assert "grip-unina/TruFor" in text, "the README says where the official samples come from"
+
+
+def _name(requirement: str) -> str:
+    """``'torch>=2.6,<3'`` -> ``'torch'``; ``'-e .'`` -> ``''``."""
+    return re.match(r"[A-Za-z0-9_.-]*", requirement.strip()).group(0).lower().replace("_", "-")
+
+
+def test_the_conda_environment_holds_every_dependency_and_the_pinned_torch_pair():
+    """``conda env create -f environment.yml`` must give what ``.ci/setup`` gives: every runtime,
+    test and notebook dependency of pyproject.toml (platformdirs was missing, so conda users got
+    it from PyPI behind conda's back, or not at all with ``--no-deps``), and the same torch pair
+    as ``.ci/setup`` and the README."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = {_name(r) for r in project["dependencies"]}
+    for extra in ("test", "notebooks"):
+        wanted |= {_name(r) for r in project["optional-dependencies"][extra]}
+    env = (ROOT / "environment.yml").read_text(encoding="utf-8")
+    listed = {_name(m) for m in re.findall(r"^\s*- (?!pip:)(.+?)\s*$", env, re.M)} - {"", "pip"}
+    assert wanted - listed == set(), "pyproject.toml dependencies missing from environment.yml"
+    pins = re.findall(r"torch==[\d.]+|torchvision==[\d.]+", env)
+    setup = (ROOT / ".ci" / "setup").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(pins) == 2 and all(p in setup and p in readme for p in pins), pins
+
+
+def test_the_readme_names_the_address_of_the_official_checkpoint():
+    """Offline, the README told the reader to download ``TruFor_weights.zip`` "elsewhere" without
+    saying from where: it names the address ``trufor-lab weights download`` uses."""
+    from trufor_lab.inference.weights import TRUFOR_ZIP_URL
+
+    assert f"<{TRUFOR_ZIP_URL}>" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _undefined_names(blocks: list[str]) -> list[str]:
+    """Names the README's Python blocks read before any of them (in order) assigns or imports them."""
+    import ast
+    import builtins
+
+    known, missing = set(dir(builtins)), []
+    for block in blocks:
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                known |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                known.add(node.id)
+            elif isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
+                known.add(node.optional_vars.id)
+        for node in ast.walk(ast.parse(block)):  # stores anywhere in a block count for it (a loop)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known:
+                missing.append(node.id)
+    return missing
+
+
+def test_the_readme_python_blocks_define_every_name_they_use():
+    """A reader pastes the README's blocks in order: ``img``, ``mask``, ``x``, ``target``, ``donor``
+    and ``result`` were used without being made anywhere (NameError on the first line that ran)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3 and _undefined_names(blocks) == []
+    assert _undefined_names(["y = x + 1"]) == ["x"]  # the check itself sees a missing name

@@ -1,7 +1,7 @@
 """``trufor-lab``: a thin command line over the same functions a notebook calls.
 
     trufor-lab analyze INPUT... -o OUT [--weights CKPT] [--device cpu|cuda] [--precision float32|float64]
-    trufor-lab weights info | download
+    trufor-lab weights info | download | install TruFor_weights.zip
     trufor-lab eval | report | distributed-analyze | train | notebooks | casebook | bench ...
 
 Each subcommand lives in its own module of this package with ``register(subparsers)`` and

@@ -23,7 +23,7 @@ from trufor_lab.inference.result import (
 )
 from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, left_out_words, note, printable, weights_note
+from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, left_out_words, note, printable, weights_note
 
 
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -156,12 +156,20 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``analyze`` to the subcommands."""
-    a = sub.add_parser("analyze", help="analyze images; writes the official npz format")
+    a = sub.add_parser(
+        "analyze",
+        help="analyze images; writes the official npz format",
+        description="Analyze images and write one npz per image (the official test script's format). One "
+        "line per image: score (the model's probability that the image was manipulated), map max (the "
+        "highest value of the localization map, each pixel's probability of being forged) and mean "
+        "confidence (how far the map can be trusted, 0 to 1). Without the official checkpoint the demo "
+        "model answers and a note says so.",
+    )
     a.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     a.add_argument("-o", "--output", required=True, help="output folder, or a .npz file for a single input")
     a.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    a.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    a.add_argument("--precision", default="float32", choices=["float32", "float64"], help=PRECISION_HELP)
     a.add_argument(
         "--no-demo",
         action="store_true",
@@ -169,5 +177,5 @@ def register(sub: Any) -> None:
     )
     a.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
     a.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    a.add_argument("-q", "--quiet", action="store_true")
+    a.add_argument("-q", "--quiet", action="store_true", help="no line per image, no progress bar")
     a.set_defaults(func=run)

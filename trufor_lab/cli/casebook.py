@@ -205,7 +205,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "casebook",
         help="the casebook as a web app on this computer (upload, tabs, report)",
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
     p.add_argument("--no-browser", dest="browser", action="store_false", help="do not open a browser")

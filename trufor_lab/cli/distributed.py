@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from trufor_lab.cli.messages import (
     left_out_words,
+    PRECISION_HELP,
     WEIGHTS_HELP,
     error,
     note,
@@ -42,12 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda (each rank takes cuda:LOCAL_RANK)")
-    p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("--precision", default="float32", choices=["float32", "float64"], help=PRECISION_HELP)
     p.add_argument(
         "--mode",
         default="exact",
         choices=["exact", "fast"],
-        help="exact (default): IEEE float32, memory-lean; fast: approximate, see bench/",
+        help="exact (default): what the official code computes (the memory-lean forward where an image does "
+        "not fit); fast: approximate, see bench/",
     )
     p.add_argument("--save-noiseprint", action="store_true", help="also store the Noiseprint++ map as 'np++'")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")

@@ -37,7 +37,7 @@ from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.eval_rows import is_failed
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, output_folder_problem, weights_note
+from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, output_folder_problem, weights_note
 
 
 def _mask_options(args: argparse.Namespace) -> str:
@@ -321,7 +321,7 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    e.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    e.add_argument("--precision", default="float32", choices=["float32", "float64"], help=PRECISION_HELP)
     e.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=run)

@@ -24,6 +24,7 @@ WEIGHTS_HELP = (
     "TruFor checkpoint (default: $TRUFOR_WEIGHTS, then trufor.pth.tar in the per-user cache, then in the "
     "shipped weights/ folder, then the demo model; `trufor-lab weights info` shows where)"
 )
+PRECISION_HELP = "float32 (the default) or float64 (agrees with the official code's float64 outputs to 1e-6)"
 
 
 def positive_seconds(text: str) -> float:

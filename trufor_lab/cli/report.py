@@ -19,7 +19,7 @@ from trufor_lab.inference import weights as W
 from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
 from trufor_lab.model.trufor import MIN_TRUFOR_SIDE
-from trufor_lab.cli.messages import WEIGHTS_HELP, error, first_line, printable
+from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, first_line, printable
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -41,14 +41,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="another version of the same picture (e.g. the earlier post) to compare with",
     )
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    r.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    r.add_argument("--precision", default="float32", choices=["float32", "float64"], help=PRECISION_HELP)
     r.add_argument(
         "--no-demo",
         action="store_true",
         help="without a TruFor checkpoint, report Noiseprint++ only instead of the demo model",
     )
     r.add_argument("--pdf", action="store_true", help="also write a PDF (same name, .pdf) with matplotlib")
-    r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and notes")
     r.set_defaults(func=run)
     return r
 

@@ -78,7 +78,12 @@ def _run(args: Any) -> int:
 def register(subparsers: Any) -> None:
     """Add ``train`` to the ``trufor-lab`` subcommands."""
     t = subparsers.add_parser("train", help="train TruFor (a phase, or all three) on synthetic forgeries")
-    t.add_argument("--phase", default="localization", choices=list(PHASES) + ["all"])
+    t.add_argument(
+        "--phase",
+        default="localization",
+        choices=list(PHASES) + ["all"],
+        help="the paper's training phase (default: localization; all: the three in turn)",
+    )
     t.add_argument("-o", "--output", required=True, help="run folder (checkpoints, log.jsonl)")
     t.add_argument(
         "--model",
@@ -97,7 +102,9 @@ def register(subparsers: Any) -> None:
     t.add_argument("--batch-size", type=int, default=8, help="examples per step (default 8)")
     t.add_argument("--crop", type=int, default=256, help="training crop side, a multiple of 8 (default 256)")
     t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate, AdamW (default 2e-4)")
-    t.add_argument("--precompute", type=int, default=0, help="precompute Noiseprint++ for N examples")
+    t.add_argument(
+        "--precompute", type=int, default=0, help="precompute Noiseprint++ for N examples (default 0: all on the fly)"
+    )
     t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
     t.add_argument("--seed", type=int, default=0, help="seed of the examples and the initial weights (default 0)")
     t.add_argument("--restart", action="store_true", help="ignore an existing last.pt")

@@ -46,6 +46,11 @@ def analyze(
 ) -> Result:
     """Run ``model`` (TruFor or Noiseprint++ alone) on one image and return a :class:`Result`.
 
+    >>> r = tl.analyze(model, "photo.jpg")    # a path, PIL image, uint8 array or uint8 tensor
+    >>> r.score                               # probability that the image was manipulated
+    >>> r = tl.analyze(model, "photo.jpg", capture=["fusion.stage4.ffm"])
+    >>> r.captures["fusion.stage4.ffm"].shape[:2]    # (1, 512) with the official MiT-B2
+
     ``capture`` names layers of the catalog (see :func:`trufor_lab.list_layers`) to record
     during the same forward pass; they land in ``Result.captures`` (``capture_kwargs`` go to
     :func:`~trufor_lab.model.capture.capture`; maps subsampled under ``max_elements`` are said in

@@ -155,7 +155,10 @@ def load_trufor(
 def load_noiseprint(
     path: str | os.PathLike | None = None, *, device: str | torch.device | None = None, precision: str = "float32"
 ) -> Noiseprint:
-    """Noiseprint++ alone, from ``noiseprint++.th`` or the ``dncnn.`` part of a full checkpoint."""
+    """Noiseprint++ alone, from ``noiseprint++.th`` or the ``dncnn.`` part of a full checkpoint.
+
+    >>> tl.analyze(tl.load_noiseprint(), "photo.jpg").noiseprint.shape    # (H, W); no map, no score
+    """
     dev = resolve_device(device)
     p = W.find_noiseprint(path)
     before = _identity(p)
@@ -185,6 +188,10 @@ def load(
     The returned module carries ``weights_info`` saying which, and :func:`banner` shows what
     that means; nothing untrained is ever returned. ``fallback=False`` raises instead of
     falling back; ``demo=False`` skips the demo model.
+
+    >>> model = tl.load(device="cpu")    # device=None: a CUDA GPU when there is one
+    >>> model.weights_info.kind          # 'official', 'demo', 'noiseprint' or 'custom'
+    >>> np_only = tl.load(demo=False)    # without the official checkpoint: Noiseprint++ alone
     """
     resolve_device(device)
     _dtype(precision)
@@ -201,6 +208,8 @@ def untrained(
 
     For looking at the mechanics of the network (shapes, hooks, ablations) when no trained
     checkpoint exists. Its maps and scores mean nothing, and every result says so.
+
+    >>> tl.list_layers(tl.untrained(), input_size=(256, 256))    # the official MiT-B2 sizes
     """
     dev = resolve_device(device)
     _dtype(precision)
@@ -304,5 +313,8 @@ class Banner:
 
 
 def banner(model: nn.Module) -> Banner:
-    """The notice to display above results of ``model`` (``display(tl.banner(model))``)."""
+    """The notice to display above results of ``model`` (``display(tl.banner(model))``).
+
+    >>> tl.banner(model)      # in a notebook: a coloured box saying which weights these are
+    """
     return Banner(model)

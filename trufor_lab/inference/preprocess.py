@@ -278,12 +278,12 @@ def _array_to_rgb(a: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
 def load_image(
     src: ImageLike, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS, name: str | None = None
 ) -> LoadedImage:
-    """Read ``src`` (path, bytes, PIL image, numpy array or uint8 tensor) into a :class:`LoadedImage`:
-    RGB uint8 pixels in ``.rgb``, with the name, EXIF orientation and notes on how it was read.
-    ``name``: what messages and the result call it (default: the path, else ``<bytes>``, ...;
-    e.g. the file's path when its bytes were read first).
+    """Read ``src`` (path, bytes, PIL image, numpy array or uint8 tensor) into a :class:`LoadedImage`: RGB
+    uint8 pixels in ``.rgb``, with the name, EXIF orientation and notes on how it was read. ``name``: what
+    messages and the result call it (default: the path, else ``<bytes>``, ...; e.g. the file's path when its
+    bytes were read first). Float tensors are not images but model inputs: pass them to the model directly.
 
-    Float tensors are not images but model inputs: pass them to the model directly.
+    >>> tl.load_image("photo.jpg").rgb.shape    # (H, W, 3) uint8; also .exif_orientation and .notes
     """
     name = _name_of(src) if name is None else name
     if isinstance(src, torch.Tensor):

@@ -70,8 +70,17 @@ class Result:
 
     ``map``: probability that each pixel is forged (localization); ``conf``: how reliable the
     map is at each pixel; ``score``: probability that the image is manipulated (integrity
-    score); ``noiseprint``: the Noiseprint++ map. Without a full TruFor checkpoint only
-    ``noiseprint`` is set and ``notice`` says why.
+    score); ``noiseprint``: the Noiseprint++ map. ``notice`` says which weights made them when
+    they are not the official checkpoint (the demo model's maps and score are a small network's,
+    not TruFor's); from Noiseprint++ alone (``tl.load(demo=False)`` without a TruFor checkpoint)
+    only ``noiseprint`` is set, and ``notice`` says why.
+
+    >>> r = tl.analyze(model, "photo.jpg")
+    >>> print(r.summary())        # name, score, highest map value, mean confidence
+    >>> r.map.shape == r.image.shape[:2]
+    True
+    >>> r.as_shown().plot()       # turned as viewers show the file (EXIF orientation)
+    >>> r.save_npz("photo.jpg.npz")  # map, conf, score, imgsize: the official test script's file
     """
 
     image: np.ndarray

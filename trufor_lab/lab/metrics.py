@@ -277,8 +277,15 @@ def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetri
     ``map``: 2-D real array, higher = more likely forged. The best-threshold metrics and AUC
     take any range (logits, 0..255); the fixed-threshold ones (``f1_fixed``, ``mcc_fixed``,
     ``iou_fixed``: map > 0.5) need a probability and are NaN when a scored value lies outside
-    [0, 1] by more than :data:`PROBABILITY_SLACK`. ``mask``: same shape, boolean or 0/1, 1 = forged. Raises ValueError on a non-binary
-    mask, mismatched shapes or NaN on a scored pixel.
+    [0, 1] by more than :data:`PROBABILITY_SLACK`. ``mask``: same shape, boolean or 0/1, 1 = forged.
+    Raises ValueError on a non-binary mask, mismatched shapes or NaN on a scored pixel.
+
+    >>> import numpy as np
+    >>> truth = np.zeros((64, 64), bool)
+    >>> truth[16:48, 16:48] = True
+    >>> tl.localization_metrics(truth * 0.9, truth).f1_best    # a map that finds the region
+    1.0
+    >>> tl.localization_metrics(tl.analyze(model, image).map, mask)    # all the metrics of one image
     """
     m = np.asarray(map)
     gt = _as_mask(mask)
@@ -400,6 +407,10 @@ def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int
     ``n_dropped``); +inf raises ValueError. As in the official code, a finite score that
     overflows float32 upwards becomes the largest other score. AUC is NaN when only one class
     is left (the official code raises there).
+
+    >>> m = tl.detection_metrics([0.9, 0.2, 0.7, 0.1], [1, 0, 1, 0])    # labels: 1 = manipulated
+    >>> m.auc, m.balanced_accuracy
+    (1.0, 1.0)
     """
     s = _real_numbers(scores, "scores")
     if sum(d != 1 for d in s.shape) > 1:  # (N, 1) is one score per image; (2, N) is not

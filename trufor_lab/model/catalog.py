@@ -511,7 +511,10 @@ class LayerTable(Sequence[LayerRow]):
 
 def list_layers(model: nn.Module, input_size: tuple[int, int] = (512, 512)) -> LayerTable:
     """The layer catalog of ``model`` with each tensor's shape for one ``input_size`` (H, W) image
-    (a size the model would refuse, below its ``min_side``, is refused here too)."""
+    (a size the model would refuse, below its ``min_side``, is refused here too).
+
+    >>> tl.list_layers(model, input_size=(256, 256))    # name, original module, shape, what it is
+    """
     size = tuple(input_size)
     side = getattr(model, "min_side", 1)
     if len(size) != 2 or not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= side for v in size):
