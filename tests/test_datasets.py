@@ -850,3 +850,39 @@ def test_a_mask_libtiff_cannot_decode_is_refused_with_libtiffs_reason(tmp_path):
     with pytest.raises(DatasetError, match=r"m\.tif: unreadable mask \(ZIPDecode: ") as e:
         read_mask(path)
     assert "decoder error" not in str(e.value)
+
+
+def test_a_threshold_on_one_side_of_both_drawn_levels_is_refused_with_edges_or_noise(tmp_path):
+    """The two-level test missed masks with more levels: a red mask (grey 76) saved as JPEG, or
+    with anti-aliased edges, read at 127 (the level the help gives for JPEG masks) came out empty,
+    so every fake scored F1 0 (or a folder relabelled it real); one on a grey-30 background with
+    soft edges read at the default level came out all forged (F1 1 whatever the map)."""
+    from scipy.ndimage import gaussian_filter
+
+    truth = np.zeros((192, 256), bool)
+    truth[40:140, 60:180] = True
+    at_127 = MaskConvention(threshold=127, max_grey=0.5)  # what --mask-threshold 127 builds
+    red = np.zeros((*truth.shape, 3), np.uint8)
+    red[truth] = (255, 0, 0)
+    Image.fromarray(red).save(tmp_path / "red.jpg", quality=90)
+    with pytest.raises(DatasetError, match=r"red\.jpg: a JPEG-saved mask: \d+ pixel\(s\) .* would count as pristine;"):
+        read_mask(tmp_path / "red.jpg", at_127)
+    soft = gaussian_filter(np.where(truth, 76.0, 0.0), 1.5).round().astype(np.uint8)
+    Image.fromarray(soft).save(tmp_path / "soft_red.png")
+    with pytest.raises(DatasetError, match=r"soft_red\.png: its two drawn levels \(about 0 and 76, .*read as pristine"):
+        read_mask(tmp_path / "soft_red.png", at_127)
+    grey_bg = gaussian_filter(np.where(truth, 255.0, 30.0), 0.7).round().astype(np.uint8)
+    assert ((grey_bg >= 32) & (grey_bg <= 223)).mean() < 0.05  # passes the soft-edge test
+    Image.fromarray(grey_bg).save(tmp_path / "grey_bg.png")
+    with pytest.raises(DatasetError, match=r"grey_bg\.png: its two drawn levels \(about 30 and 255, .*read as forged"):
+        read_mask(tmp_path / "grey_bg.png")
+    # read at the level each message names, every mask is its drawing (edges aside)
+    for name, conv in (("red.jpg", at_127), ("soft_red.png", at_127), ("grey_bg.png", MaskConvention())):
+        with pytest.raises(DatasetError) as e:
+            read_mask(tmp_path / name, conv)
+        level = int(re.search(r"--mask-threshold (\d+)", str(e.value)).group(1))
+        got = read_mask(tmp_path / name, MaskConvention(threshold=level, max_grey=0.5))
+        assert np.count_nonzero(got != truth) < 0.01 * truth.size, name
+    # a 0/255 JPEG mask read at 127 is still read, as drawn
+    Image.fromarray(np.where(truth, 255, 0).astype(np.uint8)).save(tmp_path / "bw.jpg", quality=90)
+    assert np.count_nonzero(read_mask(tmp_path / "bw.jpg", at_127) != truth) < 0.001 * truth.size

@@ -176,12 +176,20 @@ class MaskConvention:
             return  # one level (nothing or everything forged): no noise to find
         split = _otsu(counts)
         first = int(np.floor(self.threshold)) + 1
-        noise = int(counts[first : split + 1].sum()) if split >= first else 0
+        # noise of the dark level read as on (threshold below the split), or of the bright level
+        # read as off (above it: a level given at 127 read a red mask, grey 76, as empty)
+        low, high = (first, split) if split >= first else (split + 1, first - 1)
+        noise = int(counts[low : high + 1].sum())
         if noise > 0.001 * a.size:  # a few stray pixels (a quality-100 save) change no metric
-            meaning = "pristine (this convention is inverted)" if self.invert else "forged"
+            on = split >= first
+            meaning = (
+                ("pristine" if on else "forged") + " (this convention is inverted)"
+                if self.invert
+                else ("forged" if on else "pristine")
+            )
             raise DatasetError(
                 f"{source}: a {kind}-saved mask: {noise} pixel(s) of compression noise (levels "
-                f"{first}-{split}) would count as {meaning}; save masks losslessly (PNG) or read "
+                f"{low}-{high}) would count as {meaning}; save masks losslessly (PNG) or read "
                 f"them at the level between the two drawn ones (trufor-lab eval --mask-threshold {split})"
             )
 
@@ -215,7 +223,31 @@ class MaskConvention:
                 f"at a grey level given for it (trufor-lab eval --mask-threshold 127; in Python "
                 f"MaskConvention(threshold=127, max_grey={SOFT_EDGES}))"
             )
+        self._check_sides(a, source)
         return on
+
+    def _check_sides(self, a: np.ndarray, source: PathLike) -> None:
+        """Refuse a threshold that puts most of one drawn level on the other's side. The two-level
+        test above misses it once soft edges or compression noise add levels: a red-on-black JPEG
+        (grey 76) read at 127 came out empty, one on a grey-30 background at 0.1 all forged."""
+        assert self.threshold is not None
+        counts = np.bincount(a.ravel().astype(np.intp), minlength=256)[:256]
+        split = _otsu(counts.astype(np.float64))  # the level between the two drawn ones
+        dark, bright = int(counts[: split + 1].sum()), int(counts[split + 1 :].sum())
+        if min(dark, bright) < 0.005 * a.size:  # one drawn level (a few edge pixels aside): nothing to misread
+            return
+        first = int(np.floor(self.threshold)) + 1  # the lowest level read as on
+        bright_off = int(counts[split + 1 : first].sum())
+        dark_on = int(counts[max(first, 0) : split + 1].sum())
+        if bright_off <= bright / 2 and dark_on <= dark / 2:
+            return
+        lo, hi = int(np.argmax(counts[: split + 1])), split + 1 + int(np.argmax(counts[split + 1 :]))
+        reads = "forged" if (dark_on > dark / 2) != self.invert else "pristine"
+        raise DatasetError(
+            f"{source}: its two drawn levels (about {lo} and {hi}, with levels between) both read as {reads} "
+            f"at threshold {self.threshold:g}; read it at a level between them (trufor-lab eval --mask-threshold "
+            f"{split}) or save the mask black and white"
+        )
 
     def _colour(self, a: np.ndarray, source: PathLike) -> np.ndarray:
         rule = self.colour
