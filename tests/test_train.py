@@ -502,3 +502,39 @@ def test_builtin_scenes_are_made_once_and_shared_read_only():
     assert np.array_equal(first[-1], T.synthetic_scene(64, 1))
     with pytest.raises(ValueError, match="read-only"):
         first[-1][0, 0] = 0
+
+
+class _Stub(torch.nn.Module):
+    """A network whose detection logit is NaN on images whose first pixel is black."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, rgb):
+        from trufor_lab.model.trufor import TruForOutput
+
+        b, _, h, w = rgb.shape
+        logits = torch.stack([torch.zeros(b, h, w), rgb[:, 0] * 8 - 4], 1) + self.w
+        det = torch.where(rgb[:, :1, 0, 0] == 0, torch.nan, rgb[:, :1, 0, 0] * 8 - 4)
+        return TruForOutput(logits, torch.zeros(b, 1, h, w), det, torch.zeros(b, 1, h, w))
+
+
+def test_score_heldout_says_a_nan_score_instead_of_dropping_it():
+    """A NaN score was dropped from the AUC without a word (n_pristine still counted it): two
+    pristine and two forged items gave an AUC over three, reported as over four."""
+    from trufor_lab.lab.forgeries import Forgery
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((48, 48), bool)
+    mask[8:40, 8:40] = True
+    items = []
+    for i, (label, first) in enumerate(((0, 0), (0, 60), (1, 200), (1, 100))):
+        img = rng.integers(1, 256, (48, 48, 3), dtype=np.uint8)
+        img[0, 0, 0] = first
+        items.append(Forgery(img, mask if label else np.zeros_like(mask), "x", {}, (), label=label, name=f"it{i}"))
+    with pytest.raises(ValueError, match=r"^it0: the model's score is nan \(a diverged model\?\)"):
+        T.evaluate(_Stub(), items)
+    items[0] = dataclasses.replace(items[0], image=items[1].image)
+    ev = T.evaluate(_Stub(), items)
+    assert ev.n_pristine == 2 and ev.auc == 1.0  # scores 60/256*8-4 < 100/256*8-4 < 200/256*8-4

@@ -146,7 +146,8 @@ def score_heldout(
     model: TruFor, items: Sequence[Any], device: str | torch.device | None = None, progress: bool = False
 ) -> HeldoutScores:
     """Pixel F1 (official best-threshold protocol, forged items) and detection AUC of ``model``
-    on ``items`` (:class:`trufor_lab.lab.forgeries.Forgery` or objects with image/mask/label/kind/name)."""
+    on ``items`` (:class:`trufor_lab.lab.forgeries.Forgery` or objects with image/mask/label/kind/name).
+    A score that is not finite, or a map with NaN on scored pixels, raises ValueError naming the item."""
     dev = train_device(device) if device is not None else next(model.parameters()).device  # cuda:1 stays cuda:1
     was_training = model.training
     model.eval().to(dev)
@@ -155,9 +156,15 @@ def score_heldout(
         rgb = torch.from_numpy(np.array(it.image, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(256).to(dev)
         out = model(rgb)
         score = float(out.score[0])
+        name = getattr(it, "name", "") or f"item {len(rows)}"
+        if not np.isfinite(score):  # detection_metrics would drop it, unsaid here: the AUC of fewer items
+            raise ValueError(f"{name}: the model's score is {score} (a diverged model?): no held-out metrics")
         f1 = float("nan")
         if it.label == 1 and it.mask is not None:
-            f1 = localization_metrics(out.map[0].cpu().numpy(), it.mask).f1_best
+            try:
+                f1 = localization_metrics(out.map[0].cpu().numpy(), it.mask).f1_best
+            except ValueError as e:  # NaN on scored pixels, a mask of another size: say which item
+                raise ValueError(f"{name}: {e}") from None
             f1s.append(f1)
             base.append(localization_metrics(np.zeros(it.mask.shape, np.float32), it.mask).f1_best)
         scores.append(score), labels.append(int(it.label))
