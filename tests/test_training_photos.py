@@ -671,3 +671,22 @@ def test_an_interrupted_fetch_leaves_no_cut_photo(tmp_path, monkeypatch):
     left = sorted(p.name for p in (dest / "forensics-samples").iterdir())
     assert left == [Path(fetch.DEB_PHOTOS[0]).name]
     assert (dest / "forensics-samples" / left[0]).stat().st_size == 5002
+
+
+def test_the_pooled_false_positive_rate_counts_the_scores_not_their_rounded_record(monkeypatch):
+    """The pooled rate was computed from the record's scores rounded to 3 decimals: a pristine tile
+    scored 0.5004 was a false alarm in its camera's rate and none in the pooled one."""
+    from types import SimpleNamespace
+
+    scores = {"a": np.array([0.5004, 0.2]), "b": np.array([0.9, 0.4996])}
+    photos = [
+        SimpleNamespace(name=n, camera=n, size=(8, 8), source="skimage:x", load=lambda n=n: np.full((8, 8, 3), ord(n)))
+        for n in scores
+    ]
+    monkeypatch.setattr(FR, "_scores", lambda model, tiles: scores[chr(int(tiles[0][0, 0, 0]))])
+    monkeypatch.setattr(FR, "real_heldout", lambda *a, **k: [])
+    monkeypatch.setattr(FR, "evaluate_items", lambda model, items: {})
+    res = FR.evaluate_real(None, photos, size=256)
+    per_camera = [r["fpr_at_0.5"] for r in res["pristine_tiles"].values()]
+    assert per_camera == [0.5, 0.5]
+    assert res["pristine_fpr_at_0.5"] == np.mean(np.concatenate(list(scores.values())) > 0.5) == 0.5
