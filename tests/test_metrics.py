@@ -420,3 +420,20 @@ def test_a_probability_map_overshooting_after_a_bicubic_resize_is_still_scored_a
     assert r.f1_fixed == localization_metrics(np.clip(big, 0, 1), gt).f1_fixed > 0.9
     logits = np.where(gt, 0.3, -0.3)  # a logit map narrower than its own threshold range still is not
     assert math.isnan(localization_metrics(logits, gt).f1_fixed)
+
+
+def test_balanced_accuracy_needs_probability_scores():
+    """Detection logits (``Result.det_logit``) got a balanced accuracy at 0.5, a threshold that
+    means probability 0.62 there, unsaid (the maps' fixed-threshold F1 is NaN in that case)."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 40)
+    prob = np.clip(0.5 + (y - 0.5) * 0.4 + rng.normal(0, 0.2, 40), 0.01, 0.99)
+    logit = np.log(prob / (1 - prob))
+    at_half = detection_metrics(prob, y)
+    s32 = prob.astype(np.float32)
+    assert at_half.balanced_accuracy == pytest.approx((np.mean(s32[y == 1] > 0.5) + np.mean(s32[y == 0] <= 0.5)) / 2)
+    r = detection_metrics(logit, y)
+    assert r.auc == pytest.approx(_pair_auc(logit.astype(np.float32), y == 1))  # the AUC takes any range
+    assert math.isnan(r.balanced_accuracy) and math.isnan(r.tpr) and math.isnan(r.tnr)
+    assert (r.n_fake, r.n_real) == (int(y.sum()), int((1 - y).sum()))
+    assert detection_metrics([0.0, 1.0], [0, 1]).balanced_accuracy == 1.0  # the ends are probabilities

@@ -31,7 +31,8 @@ Extras, not in the official set: |MCC| (best and at 0.5, same edge-case rules as
 AUC over scored pixels (ties count half, not inverted, NaN with a single class).
 
 Detection: ROC AUC (ties count half) and balanced accuracy with fake = ``score > 0.5`` on
-float32 scores. NaN and -inf scores are dropped with their labels and counted; +inf raises.
+float32 scores (NaN when a score lies outside [0, 1], as for maps). NaN and -inf scores are
+dropped with their labels and counted; +inf raises.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class DetectionMetrics:
     """Image-level detection metrics over real (label 0) and fake (label 1) images.
 
     ``tpr``/``tnr`` are the recalls at score > 0.5 of fakes/reals (NaN when that class is
-    absent); ``balanced_accuracy`` is their mean over the classes present. Counts are after
+    absent, or when a score lies outside [0, 1]); ``balanced_accuracy`` is their mean over the
+    classes present. Counts are after
     dropping the ``n_dropped`` NaN/-inf scores.
     """
 
@@ -403,7 +405,9 @@ def _as_labels(labels: object, n: int) -> np.ndarray:
 def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> DetectionMetrics:
     """Detection AUC and balanced accuracy (fake = score > 0.5) of per-image scores.
 
-    Scores are cast to float32. NaN and -inf scores are dropped with their labels (counted in
+    Scores are probabilities: with a score outside [0, 1] (logits such as ``Result.det_logit``)
+    ``tpr``, ``tnr`` and ``balanced_accuracy`` are NaN (0.5 is no threshold there); the AUC
+    takes any range. Scores are cast to float32. NaN and -inf scores are dropped with their labels (counted in
     ``n_dropped``); +inf raises ValueError. As in the official code, a finite score that
     overflows float32 upwards becomes the largest other score. AUC is NaN when only one class
     is left (the official code raises there).
@@ -443,6 +447,8 @@ def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int
     pred = s32 > FIXED_THRESHOLD
     tpr = float(np.count_nonzero(pred & y)) / n_fake if n_fake else math.nan
     tnr = float(np.count_nonzero(~pred & ~y)) / n_real if n_real else math.nan
+    if s32.size and (s32.min() < 0 or s32.max() > 1):  # logits (det_logit): 0.5 is no threshold there
+        tpr = tnr = math.nan
     present = [r for r in (tpr, tnr) if not math.isnan(r)]
     bacc = float(sum(present) / len(present)) if present else math.nan
     return DetectionMetrics(
