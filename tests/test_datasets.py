@@ -883,6 +883,11 @@ def test_a_threshold_on_one_side_of_both_drawn_levels_is_refused_with_edges_or_n
         level = int(re.search(r"--mask-threshold (\d+)", str(e.value)).group(1))
         got = read_mask(tmp_path / name, MaskConvention(threshold=level, max_grey=0.5))
         assert np.count_nonzero(got != truth) < 0.01 * truth.size, name
+    # a mask with a level per region (face 1, face 2 on black) is read as before: any level forged
+    faces = np.zeros((100, 100), np.uint8)
+    faces[:, 10:55], faces[:, 55:] = 1, 2
+    Image.fromarray(faces).save(tmp_path / "faces.png")
+    assert np.array_equal(read_mask(tmp_path / "faces.png", get_spec("OpenForensics").convention), faces > 0)
     # a 0/255 JPEG mask read at 127 is still read, as drawn
     Image.fromarray(np.where(truth, 255, 0).astype(np.uint8)).save(tmp_path / "bw.jpg", quality=90)
     assert np.count_nonzero(read_mask(tmp_path / "bw.jpg", at_127) != truth) < 0.001 * truth.size
