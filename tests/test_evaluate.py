@@ -816,3 +816,24 @@ def test_two_noiseprint_donors_of_one_name_are_two_interventions(first_run, reci
     assert second.rows[0]["score"] == pytest.approx(s2, abs=1e-6) and abs(s1 - s2) > 1e-6
     assert first.rows[0]["computed"] != second.rows[0]["computed"]
     assert "noiseprint_from_image [donor pixels sha256 " in second.rows[0]["computed"]
+
+
+def test_scores_that_are_not_probabilities_get_no_accuracy_at_half(tmp_path):
+    """An analyze_fn whose score is a logit got a balanced accuracy at 0.5 in the summary line."""
+    from trufor_lab.inference.result import Result
+
+    logits = {"r1": -2.0, "r2": 0.7, "f1": 0.6, "f2": 3.0}
+    samples = []
+    for name in logits:
+        Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(tmp_path / f"{name}.png")
+        samples.append(Sample(tmp_path / f"{name}.png", None, int(name[0] == "f"), "toy", name))
+
+    def fn(model, path):
+        z = np.zeros((24, 24), np.float32)
+        return Result(image=np.zeros((24, 24, 3), np.uint8), noiseprint=z, map=z, conf=z, score=logits[Path(path).stem])
+
+    ev = evaluate(None, Dataset("toy", tmp_path, samples), tmp_path / "out", progress=False, analyze_fn=fn)
+    s = ev.summary["toy"]
+    assert s["detection_auc"] == 0.75  # pairs (fake > real): 3 of 4
+    assert math.isnan(s["balanced_accuracy"]) and math.isnan(s["tpr"]) and math.isnan(s["tnr"])
+    assert "bACC nan (scores outside 0..1: 0.5 is no threshold there)" in ev.summary_lines()[0]

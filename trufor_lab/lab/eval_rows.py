@@ -249,6 +249,8 @@ def summary_line(name: str, s: Mapping[str, Any]) -> str:
         loc += f" ({s['n_map_unusable']} fake(s) whose map holds NaN on scored pixels)"
     if s["n_fake"] and s["n_real"]:
         det = f"detection AUC {fmt(s['detection_auc'])}, bACC {fmt(s['balanced_accuracy'])}"
+        if math.isnan(nan(s["balanced_accuracy"])):  # both classes scored: only a score outside 0..1 does that
+            det += " (scores outside 0..1: 0.5 is no threshold there)"
     elif s["n_fake"] or s["n_real"]:  # one class: no AUC, and a 'balanced' accuracy of one class misleads
         only, rate = ("fake", f"TPR {fmt(s['tpr'])}") if s["n_fake"] else ("real", f"TNR {fmt(s['tnr'])}")
         det = f"only {only} images: {rate} at 0.5 (AUC and bACC need both classes)"
