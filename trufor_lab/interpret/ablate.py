@@ -99,7 +99,8 @@ def _num(v: Any) -> float:
 class AblationStudy:
     """One row per (image, ablation): ``image``, ``ablation``, ``score``, ``det_logit``,
     ``delta_score`` (vs. baseline), ``mean_conf``, ``map_mean``, ``map_change`` (mean |map -
-    baseline map|) and, with masks, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``, ``auc``.
+    baseline map|) and, with masks, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``, ``auc`` (the
+    map's pixel ROC AUC, not a detection AUC).
     ``results[ablation]`` holds the Results (one per image, ``label`` = ablation)."""
 
     table: Table

@@ -522,7 +522,7 @@ def _is_number(v: Any) -> bool:
 class SweepResult:
     """Rows of a sweep: one dict per value (``value``, ``height``, ``width``, ``score``,
     ``mean_conf``, ``map_mean``, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``,
-    ``auc``, ``n_forged``: the forged pixels scored; metrics NaN where not defined, e.g. when
+    ``auc`` (the pixel ROC AUC of the map), ``n_forged``: the forged pixels scored; metrics NaN where not defined, e.g. when
     no forged pixel is left to score; ``error``: why a value's image was not analysed, else None)."""
 
     perturbation: str
