@@ -453,3 +453,26 @@ def test_a_resize_that_leaves_a_side_of_no_pixel_is_refused_and_a_bad_noise_seed
         with pytest.raises(ValueError, match="gaussian_noise: seed must be a whole number >= 0"):
             P.gaussian_noise(2.0, seed=bad)
     assert P.gaussian_noise(2.0, seed=np.int64(3)).seed == 3
+
+
+def test_a_map_with_nan_on_scored_pixels_keeps_the_other_rows(planted, mask):
+    """A custom analysis whose map held NaN for one value ended the sweep with a traceback
+    ('map holds NaN on scored pixels'), losing the rows computed before it."""
+    from trufor_lab.lab.metrics import localization_metrics, scored_regions
+
+    def fn(model, image):
+        r = bright_detector(model, image)
+        if image.shape[0] == 64:  # the 0.5 resize
+            r.map[:] = np.nan
+        return r
+
+    res = P.sweep(None, planted, mask, "resize", [1.0, 0.5, 0.75], analyze_fn=fn)
+    assert [r["value"] for r in res.table] == [1.0, 0.5, 0.75]
+    for i, f in ((0, 1.0), (2, 0.75)):  # the rows around it, scored as without it
+        pim, pmask = P.resize(f).apply(planted, None, mask)
+        assert res.table[i]["f1_best"] == localization_metrics(bright_detector(None, pim).map, pmask).f1_best
+        assert res.table[i]["error"] is None
+    row = res.table[1]
+    assert np.isnan(row["f1_best"]) and np.isnan(row["auc"]) and row["score"] == 1.0
+    assert res.failed == ["factor=0.5: the map holds NaN on scored pixels (not scored)"]
+    assert row["n_forged"] == int(scored_regions(P.resize(0.5).apply(planted, None, mask)[1])[0].sum())

@@ -540,7 +540,8 @@ class SweepResult:
 
     @property
     def failed(self) -> list[str]:
-        """Why each value that was not analysed was not (its row holds NaN)."""
+        """Why each value that was not analysed, or whose map could not be scored, was not (its
+        row holds NaN)."""
         return [r["error"] for r in self.table if r.get("error")]
 
     def column(self, key: str) -> np.ndarray:
@@ -640,7 +641,8 @@ def sweep(
     metrics come from ``metrics_fn(map, mask)`` (default
     :func:`trufor_lab.lab.metrics.localization_metrics`) when the perturbed mask has forged
     pixels that the metric scores (its 15x15 erosion removes a region shrunk below ~15 px: NaN,
-    not F1 0); a map of another size is resized bilinearly to the mask first. The mask must
+    not F1 0); a map of another size is resized bilinearly to the mask first; a map with NaN on
+    scored pixels leaves that row's metrics NaN, with an ``error`` saying so. The mask must
     be boolean, 0/1 or 0/255. ``mask=None`` (a pristine image) gives score/confidence rows only.
     """
     p = get_perturbation(perturbation)
@@ -682,10 +684,16 @@ def sweep(
         }
         row.update({k: math.nan for k in _METRICS}, error=None)
         row["n_forged"] = 0 if pmask is None else int(pmask.sum())
-        if hmap is not None and pmask is not None and pmask.any():
+        fitted = None if hmap is None or pmask is None or not pmask.any() else _fit_map(np.asarray(hmap), pmask.shape)
+        regions = None if fitted is None or fitted.dtype.kind != "f" else scored_regions(pmask)
+        if regions is not None and np.isnan(fitted[regions[0] | regions[1]]).any():
+            # an analyze_fn's NaN map ended the sweep with a traceback, losing the rows computed before
+            row["error"] = f"{p.value_name}={p.applied_value(v)}: the map holds NaN on scored pixels (not scored)"
+            row["n_forged"] = int(regions[0].sum())  # as scored rows count
+        elif fitted is not None:
             if metrics_fn is None:
                 metrics_fn = localization_metrics
-            lm = metrics_fn(_fit_map(np.asarray(hmap), pmask.shape), pmask)
+            lm = metrics_fn(fitted, pmask)
             scored = _scored_forged(lm)
             # a region the metric's erosion removes entirely is not scored: F1 0 there would
             # read as the detector failing (what shrinking a small region does)
