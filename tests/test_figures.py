@@ -423,3 +423,22 @@ def test_refused_drawing_options_leave_no_figure_open(synthetic_result):
             F.plot_result(synthetic_result, overlay_alpha=alpha)
     assert plt.get_fignums() == before
     plt.close(F.plot_result(synthetic_result, overlay_alpha=0))
+
+
+def test_the_noiseprint_figure_draws_a_large_map_strided_but_measures_it_whole():
+    """A 12 MP Noiseprint++ figure drew its map and variance panels at full size (seconds each, for
+    a few hundred pixels on screen): they are strided as plot_result's panels are; the colour
+    scales, the variance and the spectrum still come from the whole map."""
+    from trufor_lab.viz.noiseprint import local_variance, log_spectrum, plot_noiseprint
+
+    a = np.random.default_rng(1).standard_normal((64, 4100)).astype(np.float32)
+    fig = plot_noiseprint(a)
+    panel, variance, spectrum = (ax.images[0] for ax in fig.axes[:3])
+    assert panel.get_array().shape == variance.get_array().shape == (22, 1367)  # step 3: <= 2048 px
+    np.testing.assert_array_equal(panel.get_array(), a[::3, ::3])
+    assert panel.get_clim() == F.robust_limits(a)
+    var = local_variance(a)
+    np.testing.assert_array_equal(variance.get_array(), var[::3, ::3])
+    assert variance.get_clim() == (0, F.robust_limits(var)[1])
+    assert spectrum.get_array().shape == (64, 4100)  # a stride would drop the grid's single-bin peaks
+    np.testing.assert_array_equal(spectrum.get_array(), log_spectrum(a))
