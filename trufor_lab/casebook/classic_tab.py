@@ -24,7 +24,7 @@ from trufor_lab.common.paths import display_name
 from trufor_lab.inference.preprocess import LoadedImage
 from trufor_lab.inference.result import Result
 from trufor_lab.lab.classic import detect, not_applicable, read_source
-from trufor_lab.viz.figures import display_stride, for_display
+from trufor_lab.viz.figures import display_mean, display_stride
 
 __all__ = ["FILTERS", "classic_filters", "classic_section_html"]
 
@@ -112,8 +112,8 @@ def _figure(results: list[tuple[str, np.ndarray, str]], dpi: int) -> str:
 
     fig = Figure(figsize=(3.0 * len(results), 3.2), layout="constrained")
     for ax, (title, m, cmap) in zip(fig.subplots(1, len(results), squeeze=False)[0], results):
-        # strided for drawing as the result figure is (display only): 12 MP panels took seconds each
-        ax.imshow(for_display(m, display_stride(m.shape)), cmap=cmap, vmin=0, vmax=1)
+        # averaged to screen size for drawing (display only): 12 MP panels took a second each
+        ax.imshow(display_mean(m, display_stride(m.shape)), cmap=cmap, vmin=0, vmax=1)
         ax.set_title(title, fontsize=9, parse_math=False)
         ax.set_axis_off()
     return fig_to_data_uri(fig, dpi)
