@@ -199,3 +199,69 @@ def test_the_ela_text_says_which_quality_it_falls_back_to():
     r = classic_filters(encode(once, "JPEG", quality=95), ("ela",))["ela"]
     assert r.captures["quality"] == 85
     assert "85 for a file saved at 95" in FILTERS[0][2]
+
+
+def test_an_upload_is_decoded_once_and_its_figures_drawn_once(model, picture, monkeypatch, tmp_path):
+    """The casebook decoded an upload three times (a check before the model loads, the analysis,
+    the filters) and drew its figures twice (the tabs, then the web app's report link): at 12 MP
+    each decode takes a fraction of a second and each drawing seconds. What the tabs, the filters
+    and the report show is what separate reads and drawings give."""
+    import re
+
+    import trufor_lab.casebook.report as R
+    import trufor_lab.casebook.classic_tab as C
+    import trufor_lab.inference.preprocess as P
+    from trufor_lab.casebook.app import report_link_html
+    from trufor_lab.casebook.report import build_report
+
+    decodes, drawn = [], []
+    decode, plot_np, to_png = P._from_file, R.plot_noiseprint, C.fig_to_data_uri
+    monkeypatch.setattr(P, "_from_file", lambda *a, **k: decodes.append(1) or decode(*a, **k))
+    monkeypatch.setattr(R, "plot_noiseprint", lambda *a, **k: drawn.append("noiseprint") or plot_np(*a, **k))
+    monkeypatch.setattr(C, "fig_to_data_uri", lambda *a, **k: drawn.append("classic") or to_png(*a, **k))
+    cb = Casebook(model)
+    links = []
+    cb.listeners.append(lambda c: links.append(report_link_html(c)))
+    data = encode(picture, "JPEG", quality=85)
+    cb.analyze_bytes(data, "viral.jpg")
+    static = cb.static_html()
+    saved = cb.save_report(tmp_path / "case.html").read_text(encoding="utf-8")
+    path = tmp_path / "viral.jpg"
+    path.write_bytes(data)
+    cb.analyze_path(path)
+    assert len(decodes) == 2, "one decode per analysed image"
+    assert drawn == ["noiseprint", "classic", "noiseprint", "classic"], "figures drawn once per image"
+    assert len(links) == 2 and "casebook-report" in links[0]
+
+    monkeypatch.setattr(P, "_from_file", decode)
+    cb.analyze_bytes(data, "viral.jpg")
+    fresh = classic_filters(data, name="viral.jpg")  # read on their own, as before
+    assert sorted(fresh) == sorted(cb.classic)
+    for k, r in fresh.items():
+        s = cb.classic[k]
+        assert s.name == r.name and s.notes == r.notes and s.notice == r.notice and s.score == r.score
+        np.testing.assert_array_equal(s.map, r.map)
+        np.testing.assert_array_equal(s.image, r.image)
+    assert classic_section_html(cb.classic, cb.result) in static
+    when = re.compile(r"Generated [^<]*? by")  # the minute it was made
+    same = build_report(cb.result, cb.provenance)
+    assert when.sub("", saved) == when.sub("", same)
+
+
+def test_the_tab_draws_a_large_map_at_screen_size(monkeypatch):
+    """The tab drew five 12 MP maps at full size for panels a few hundred pixels wide (about a
+    second each): each is averaged over blocks to <= 2048 pixels a side."""
+    import trufor_lab.casebook.classic_tab as C
+    from trufor_lab.inference.result import Result
+
+    figs = []
+    monkeypatch.setattr(C, "fig_to_data_uri", lambda fig, dpi=100: figs.append(fig) or "data:image/png;base64,")
+    m = np.random.default_rng(0).random((64, 4100)).astype(np.float32)
+    r = Result(image=np.zeros((64, 4100, 3), np.uint8), noiseprint=m, map=m, label="classic:ela", name="x.png")
+    classic_section_html({"ela": r})
+    (panel,) = [im for ax in figs[0].axes for im in ax.images]
+    h, w = 22, 1367  # blocks of 3, the last ones partial
+    padded = np.full((3 * h, 3 * w), np.nan)
+    padded[:64, :4100] = m
+    np.testing.assert_allclose(panel.get_array(), np.nanmean(padded.reshape(h, 3, w, 3), axis=(1, 3)), rtol=1e-6)
+    assert panel.get_clim() == (0, 1)

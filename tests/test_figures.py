@@ -423,3 +423,33 @@ def test_refused_drawing_options_leave_no_figure_open(synthetic_result):
             F.plot_result(synthetic_result, overlay_alpha=alpha)
     assert plt.get_fignums() == before
     plt.close(F.plot_result(synthetic_result, overlay_alpha=0))
+
+
+def blocks_of_three(a: np.ndarray) -> np.ndarray:
+    """The mean of each 3x3 block of ``a``, the last ones partial (NaN padding left out)."""
+    h, w = -(-a.shape[0] // 3), -(-a.shape[1] // 3)
+    padded = np.full((3 * h, 3 * w), np.nan)
+    padded[: a.shape[0], : a.shape[1]] = a
+    return np.nanmean(padded.reshape(h, 3, w, 3), axis=(1, 3))
+
+
+def test_the_noiseprint_figure_draws_a_large_map_at_screen_size_but_measures_it_whole():
+    """A 12 MP Noiseprint++ figure drew its map and variance panels at full size (seconds each, for
+    a few hundred pixels on screen): they are averaged over blocks to <= 2048 pixels a side (a
+    stride doubled the contrast of the noise-like map); the colour scales, the variance and the
+    spectrum still come from the whole map."""
+    from trufor_lab.viz.noiseprint import local_variance, log_spectrum, plot_noiseprint
+
+    a = np.random.default_rng(1).standard_normal((64, 4100)).astype(np.float32)
+    fig = plot_noiseprint(a)
+    panel, variance, spectrum = (ax.images[0] for ax in fig.axes[:3])
+    assert panel.get_array().shape == variance.get_array().shape == (22, 1367)  # blocks of 3: <= 2048 px
+    np.testing.assert_allclose(panel.get_array(), blocks_of_three(a), rtol=1e-12)
+    assert panel.get_clim() == F.robust_limits(a)
+    var = local_variance(a)
+    np.testing.assert_allclose(variance.get_array(), blocks_of_three(var), rtol=1e-12)
+    assert variance.get_clim() == (0, F.robust_limits(var)[1])
+    assert spectrum.get_array().shape == (64, 4100)  # its peaks are single bins
+    np.testing.assert_array_equal(spectrum.get_array(), log_spectrum(a))
+    # a block holding NaN stays NaN: drawn in BAD_COLOR, not averaged away
+    np.testing.assert_array_equal(F.display_mean(np.array([[np.nan, 1, 1], [1, 1, 3]]), 2), [[np.nan, 2]])

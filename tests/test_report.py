@@ -718,3 +718,26 @@ def test_the_report_names_a_classic_detectors_raw_output(tmp_path, tampered2):
     assert shown != "Noiseprint++"
     html = noiseprint_section_html(r, dpi=40)
     assert f"{shown} map, local variance" in html and "Noiseprint++ map, local" not in html
+
+
+def test_cli_report_decodes_each_picture_once_and_analyses_what_it_read(tmp_path, images, monkeypatch, capsys):
+    """The report read both pictures to refuse a bad one before the model loads, then decoded each
+    again to analyse it (a 12 MP photo: a fraction of a second each): the analysis takes the
+    pictures read first, and gives what it gives from the files."""
+    import trufor_lab.inference.preprocess as P
+    from trufor_lab.inference.load import load
+    from trufor_lab.inference.preprocess import load_image
+
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    decodes, decode = [], P._from_file
+    monkeypatch.setattr(P, "_from_file", lambda *a, **k: decodes.append(a[1]) or decode(*a, **k))
+    out = tmp_path / "r.html"
+    argv = ["report", str(images[0]), "--compare", str(images[1]), "-o", str(out), "-q", "--no-demo"]
+    assert main([*argv, "--device", "cpu"]) == 0, capsys.readouterr().err
+    assert decodes == [str(images[0]), str(images[1])]
+    model = load(device="cpu", demo=False)
+    for p in images:
+        once, twice = analyze(model, load_image(p), name="x"), analyze(model, p, name="x")
+        np.testing.assert_array_equal(once.noiseprint, twice.noiseprint)
+        assert (once.name, once.notes, once.exif_orientation) == (twice.name, twice.notes, twice.exif_orientation)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from trufor_lab.casebook.casebook import Casebook
-from trufor_lab.casebook.report import build_report
 from trufor_lab.common.paths import display_name
 from trufor_lab.inference.load import load
 
@@ -43,7 +42,7 @@ def report_link_html(cb: Casebook) -> str:
     """An ``<a download>`` link holding the current report as a data URI (empty before an analysis)."""
     if cb.result is None:
         return "<span style='color:#666'>The report link appears after an analysis.</span>"
-    doc = build_report(cb.result, cb.provenance, cb.comparison)
+    doc = cb.report_html()  # the tabs' figures, not drawn again
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(display_name(cb.result.name or "image")).stem) or "image"
     uri = "data:text/html;charset=utf-8;base64," + base64.b64encode(doc.encode("utf-8")).decode("ascii")
     return (

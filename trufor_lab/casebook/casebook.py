@@ -75,6 +75,7 @@ class Casebook:
         self._source_path: str | None = None  # the case's files on disk (a report never replaces them)
         self._compared_path: str | None = None
         self._replacing = False  # a new image is on its way: the tabs show the previous one
+        self._html: dict[str, tuple[tuple[Any, ...], str]] = {}  # see _drawn
         #: Uploads above this many bytes are refused with one line (``None``: no limit).
         self.max_upload_bytes: int | None = None
         self.widget: Any = None
@@ -226,13 +227,13 @@ class Casebook:
         name = display_name(name)  # an upload's name is the sender's: no control or bidi characters
         self.error, self._working_on, self._replacing = None, name, True
         self._step(1, f"reading {name}…")
-        try:
-            load_image(source)  # fail fast, before the model loads
+        try:  # fail fast, before the model loads; read once: the analysis and the filters take these pixels
+            loaded = load_image(source, name=None if isinstance(source, str) else name)
         except ImageError as e:
             raise ImageError(str(e).replace("<bytes>", name, 1)) from None
         model = self._ensure_model()
         self._step(2, f"analyzing {name}…")
-        result = analyze(model, source, name=name, exif_transpose=True)  # shown as viewers show it
+        result = analyze(model, loaded, name=name, exif_transpose=True)  # shown as viewers show it
         self._step(3, "reading provenance…")
         try:
             prov = read_provenance(source)
@@ -242,7 +243,8 @@ class Casebook:
         classic = self.classic
         if self.with_classic:
             self._step(4, "classic filters (ELA, noise, JPEG ghosts, double JPEG)…")
-            classic = {k: r.as_shown() for k, r in classic_filters(source, name=name).items()}
+            filters = classic_filters(source, name=name, loaded=loaded)
+            classic = {k: r.as_shown() for k, r in filters.items()}
         self._step(4, "drawing figures…")
         # the new case replaces the old one whole, or not at all (a failed drawing keeps the old)
         self._replace_case(result=result, provenance=prov, comparison=None, classic=classic)
@@ -293,19 +295,30 @@ class Casebook:
             listener(self)
 
     # -- display ----------------------------------------------------------------------------
+    def _drawn(self, key: str, of: tuple[Any, ...], make: Any) -> str:
+        """The HTML of one part of the case, made once for the objects ``of`` that it shows: the
+        tabs, the static view and the report share it (drawing a 12 MP photo's figures takes
+        seconds). Made again when the case has another of those objects."""
+        held = self._html.get(key)
+        if held is None or len(held[0]) != len(of) or any(a is not b for a, b in zip(held[0], of)):
+            held = self._html[key] = (of, make())
+        return held[1]
+
     def sections_html(self) -> list[str]:
         """HTML of the four tabs (Result, Noiseprint++, Provenance, Compare)."""
         if self.result is None:
             return ["<p>No image analyzed yet.</p>"] * 3 + [_COMPARE_HINT]
+        r, p = self.result, self.provenance
         return [
-            R.result_section_html(self.result),
-            R.noiseprint_section_html(self.result),
-            R.provenance_section_html(self.provenance),
+            self._drawn("Result", (r,), lambda: R.result_section_html(r)),
+            self._drawn("Noiseprint++", (r,), lambda: R.noiseprint_section_html(r)),
+            self._drawn("Provenance", (p,), lambda: R.provenance_section_html(p)),
             self._compare_html(),
         ]
 
     def _compare_html(self) -> str:
-        return _COMPARE_HINT if self.comparison is None else comparison_section_html(self.comparison)
+        c = self.comparison
+        return _COMPARE_HINT if c is None else self._drawn("Comparison", (c,), lambda: comparison_section_html(c))
 
     def _render(self, compare_only: bool = False) -> None:
         if self.tabs is None:
@@ -322,7 +335,8 @@ class Casebook:
         """HTML of the "Classic filters" tab."""
         if self.result is None or not self.classic:
             return "<p>No image analyzed yet.</p>"
-        return classic_section_html(self.classic, self.result)
+        filters, r = self.classic, self.result
+        return self._drawn(CLASSIC_TAB, (filters, r), lambda: classic_section_html(filters, r))
 
     def static_html(self) -> str:
         """Everything as plain HTML, for frontends that cannot render widgets."""
@@ -369,7 +383,18 @@ class Casebook:
             )
         if os.path.lexists(out) and out.suffix.lower() not in (".html", ".htm") and not written_here(out):
             raise ValueError(f"{out}: exists and is not a report (not .html or .htm); not overwritten")
-        return write_report(out, build_report(self.result, self.provenance, self.comparison))
+        return write_report(out, self.report_html())
+
+    def report_html(self) -> str:
+        """The self-contained HTML report of the case (with the comparison, if any); its figures
+        are the tabs' own, not drawn again."""
+        if self.result is None:
+            raise RuntimeError("nothing to report: analyze an image first")
+        sections = self.sections_html()
+        drawn = dict(zip(("Result", "Noiseprint++", "Provenance"), sections))
+        if self.comparison is not None:
+            drawn["Comparison"] = sections[3]
+        return build_report(self.result, self.provenance, self.comparison, drawn=drawn)
 
     @property
     def _case_paths(self) -> list[str]:

@@ -21,8 +21,10 @@ import numpy as np
 from trufor_lab.casebook.report import fig_to_data_uri, official_weights
 from trufor_lab.common.memory import free_memory_bytes
 from trufor_lab.common.paths import display_name
+from trufor_lab.inference.preprocess import LoadedImage
 from trufor_lab.inference.result import Result
 from trufor_lab.lab.classic import detect, not_applicable, read_source
+from trufor_lab.viz.figures import display_mean, display_stride
 
 __all__ = ["FILTERS", "classic_filters", "classic_section_html"]
 
@@ -73,12 +75,15 @@ _BOX = "border:1px solid #999;background:#f5f5f5;padding:8px 10px;margin:8px 0"
 _NOTE = "border:1px solid #e0c060;background:#fff3cd;padding:6px 10px;margin:8px 0"
 
 
-def classic_filters(source: Any, methods: tuple[str, ...] | None = None, name: str | None = None) -> dict[str, Result]:
+def classic_filters(
+    source: Any, methods: tuple[str, ...] | None = None, name: str | None = None, loaded: LoadedImage | None = None
+) -> dict[str, Result]:
     """Run the tab's classic filters on ``source`` (a path, bytes or PIL image keeps its JPEG
     tables; an array has none), decoded once. A filter that fails is reported in its Result's
     ``notice`` (the image with empty maps, so it still displays); an unreadable image raises
-    :class:`~trufor_lab.inference.preprocess.ImageError`. ``name``: what the notes call it (an upload's name)."""
-    src = read_source(source, name)
+    :class:`~trufor_lab.inference.preprocess.ImageError`. ``name``: what the notes call it (an upload's name).
+    ``loaded``: ``source`` already read by ``load_image`` (not decoded again)."""
+    src = read_source(source, name, loaded=loaded)
     h, w = src.rgb.shape[:2]
     need, free = h * w * BYTES_PER_PIXEL, free_memory_bytes("cpu")
     too_big = (
@@ -107,7 +112,8 @@ def _figure(results: list[tuple[str, np.ndarray, str]], dpi: int) -> str:
 
     fig = Figure(figsize=(3.0 * len(results), 3.2), layout="constrained")
     for ax, (title, m, cmap) in zip(fig.subplots(1, len(results), squeeze=False)[0], results):
-        ax.imshow(m, cmap=cmap, vmin=0, vmax=1)
+        # averaged to screen size for drawing (display only): 12 MP panels took a second each
+        ax.imshow(display_mean(m, display_stride(m.shape)), cmap=cmap, vmin=0, vmax=1)
         ax.set_title(title, fontsize=9, parse_math=False)
         ax.set_axis_off()
     return fig_to_data_uri(fig, dpi)

@@ -21,7 +21,7 @@ import os
 import textwrap
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 
 from trufor_lab.casebook.reading import (
@@ -359,18 +359,24 @@ def build_report(
     title: str | None = None,
     generated: datetime | None = None,
     dpi: int = 100,
+    drawn: Mapping[str, str] | None = None,
 ) -> str:
-    """The whole report as one self-contained HTML string (figures as data URIs, inline CSS)."""
+    """The whole report as one self-contained HTML string (figures as data URIs, inline CSS).
+    ``drawn``: sections already made for these same objects at this ``dpi``, by heading
+    (``"Result"``, ``"Noiseprint++"``, ``"Provenance"``, ``"Comparison"``), e.g. the casebook's
+    tabs: used as they are instead of drawing the figures of a 12 MP photo again."""
     when = (generated or datetime.now().astimezone()).strftime("%Y-%m-%d %H:%M %Z").strip()
     name = display_name(result.name)
     title = title or f"TruFor report: {name}"
+    made = drawn or {}
     sections = [
-        ("Result", result_section_html(result, dpi)),
-        ("Noiseprint++", noiseprint_section_html(result, dpi)),
-        ("Provenance", provenance_section_html(provenance)),
+        ("Result", made.get("Result") or result_section_html(result, dpi)),
+        ("Noiseprint++", made.get("Noiseprint++") or noiseprint_section_html(result, dpi)),
+        ("Provenance", made.get("Provenance") or provenance_section_html(provenance)),
     ]
     if comparison is not None:
-        sections.append(("Comparison with another version", comparison_section_html(comparison, dpi)))
+        compared = made.get("Comparison") or comparison_section_html(comparison, dpi)
+        sections.append(("Comparison with another version", compared))
     items = "".join(f"<li>{_E(c)}</li>" for c in caveats(result))
     sections.append(("How to read this", f'<ul class="caveats">{items}</ul>'))
     body = "".join(f"<section><h2>{_E(h)}</h2>{s}</section>" for h, s in sections)

@@ -147,10 +147,11 @@ def run(args: argparse.Namespace) -> int:
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     try:
-        result = analyze(model, args.image, name=display_name(args.image), exif_transpose=True)
+        # the pictures read above, not decoded again (a 12 MP photo takes a while to decode)
+        result = analyze(model, loaded[0], name=display_name(args.image), exif_transpose=True)
         comparison = None
         if args.compare:
-            other = analyze(model, args.compare, name=display_name(args.compare), exif_transpose=True)
+            other = analyze(model, loaded[1], name=display_name(args.compare), exif_transpose=True)
             try:
                 comparison = compare(result, other)
             except MemoryError:  # both analyses stand: the report goes out without the comparison

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from trufor_lab.inference.predict import InferenceMode, hooked, plain_fits, plain_peak_bytes, predict
-from trufor_lab.inference.preprocess import ImageError, ImageLike
+from trufor_lab.inference.preprocess import ImageError, ImageLike, LoadedImage
 from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.result import Result, make_result, prepare_input
 from trufor_lab.model.capture import capture as capture_ctx
@@ -36,7 +36,7 @@ from trufor_lab.model.trufor import TruFor
 
 def analyze(
     model: nn.Module,
-    image: ImageLike,
+    image: ImageLike | LoadedImage,
     *,
     capture: Sequence[str] | None = None,
     exif_transpose: bool = False,
@@ -47,6 +47,7 @@ def analyze(
     """Run ``model`` (TruFor or Noiseprint++ alone) on one image and return a :class:`Result`.
 
     >>> r = tl.analyze(model, "photo.jpg")    # a path, PIL image, uint8 array or uint8 tensor
+    >>> r = tl.analyze(model, tl.load_image("photo.jpg"))  # read once: not decoded again
     >>> r.score                               # probability that the image was manipulated
     >>> r = tl.analyze(model, "photo.jpg", capture=["fusion.stage4.ffm"])
     >>> r.captures["fusion.stage4.ffm"].shape[:2]    # (1, 512) with the official MiT-B2

@@ -408,15 +408,21 @@ def require_full_precision(model: nn.Module) -> None:
         )
 
 
-def prepare_input(model: nn.Module, image: ImageLike, name: str | None = None) -> tuple[LoadedImage, torch.Tensor]:
+def prepare_input(
+    model: nn.Module, image: ImageLike | LoadedImage, name: str | None = None
+) -> tuple[LoadedImage, torch.Tensor]:
     """Read ``image`` on its stored grid and make the model's input (RGB / 256 on its device
     and dtype); a model in another precision than float32/float64 is refused first. ``name``:
     what errors call an image given as bytes, an array... (an upload's name, not ``<bytes>``); a
-    path's errors name the path."""
+    path's errors name the path. A :class:`LoadedImage` (``load_image``'s answer, e.g. read first
+    to refuse a bad file before the model loads) is taken as it is, not decoded again."""
     if not isinstance(model, nn.Module):  # e.g. a checkpoint's path given where the model goes
         raise TypeError(f"the model must be a network (tl.load(...)), not {type(model).__name__} {str(model)[:80]!r}")
     require_full_precision(model)
-    loaded = load_image(image, name=None if isinstance(image, (str, os.PathLike)) else name)
+    if isinstance(image, LoadedImage):
+        loaded = image
+    else:
+        loaded = load_image(image, name=None if isinstance(image, (str, os.PathLike)) else name)
     h, w = loaded.rgb.shape[:2]
     side = model.min_side if is_full_model(model) else 1
     if min(h, w) < side:

@@ -30,7 +30,7 @@ import difflib
 import io
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
@@ -51,7 +51,7 @@ from trufor_lab.forensics.jpeg import (
 from trufor_lab.lab import classic_jpeg as J
 from trufor_lab.lab import classic_noise as N
 from trufor_lab.lab.classic_params import check_params
-from trufor_lab.inference.preprocess import ImageLike, load_image
+from trufor_lab.inference.preprocess import ImageLike, LoadedImage, load_image
 from trufor_lab.inference.load import load_noiseprint
 from trufor_lab.inference.preprocess import to_tensor
 
@@ -123,20 +123,29 @@ def _bytes_of(image: Any) -> bytes | None:
     return None
 
 
-def read_source(image: ImageLike | Source, name: str | None = None) -> Source:
+def read_source(image: ImageLike | Source, name: str | None = None, *, loaded: LoadedImage | None = None) -> Source:
     """Pixels (:func:`~trufor_lab.inference.preprocess.load_image`'s RGB policy) and, for a JPEG file
     (path, bytes, PIL image), the luma quantization table (the one the first component uses, whatever
     its table id), the nearest IJG quality of that table (not a joint luma + chroma fit: a
     ``cjpeg -quality 95,60`` file is at 95 for the luma the detectors read) and the chroma
     subsampling. Tables that are not IJG-scaled add a note: the quality is only the nearest.
-    ``name``: what notes and errors call it (default: the path, else ``<bytes>``, ...)."""
+    ``name``: what notes and errors call it (default: the path, else ``<bytes>``, ...). ``loaded``: the
+    pixels of ``image`` as :func:`~trufor_lab.inference.preprocess.load_image` read them (e.g. for
+    the analysis, on the stored grid): taken as they are, not decoded again; the file still gives the tables."""
     if isinstance(image, Source):
         return image
     data = _bytes_of(image)
     # a PIL image's pixels are the object's (it may have been edited since it was opened); its
     # file, when there is one, gives the quantization tables only
     path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
-    loaded = load_image(image if isinstance(image, Image.Image) or data is None else data, name=name or path)
+    if loaded is None:
+        loaded = load_image(image if isinstance(image, Image.Image) or data is None else data, name=name or path)
+    elif loaded.turned:  # the detectors and the JPEG grid they read need the stored grid
+        raise ValueError(
+            f"{loaded.name}: read_source takes the stored grid, not pixels turned by load_image(exif_transpose=True)"
+        )
+    else:
+        loaded = replace(loaded, name=name or path or loaded.name)  # as a fresh read would call it
     name = loaded.name
     qtable = quality = sampling = None
     notes = list(loaded.notes)

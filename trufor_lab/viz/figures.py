@@ -47,6 +47,19 @@ def for_display(a: np.ndarray | None, step: int) -> np.ndarray | None:
     return a if a is None or step == 1 else a[::step, ::step]
 
 
+def display_mean(a: np.ndarray, step: int) -> np.ndarray:
+    """A 2-D map averaged over ``step`` x ``step`` blocks (the last ones partial), on the grid of
+    :func:`for_display`'s ``a[::step, ::step]``: for drawing a large map at screen size. Unlike
+    a stride it looks as the whole map drawn does (a noise-like map strided came out with twice
+    its contrast); a block holding NaN is NaN (still drawn visibly)."""
+    if step == 1:
+        return a
+    rows, cols = np.arange(0, a.shape[0], step), np.arange(0, a.shape[1], step)
+    sums = np.add.reduceat(np.add.reduceat(a, rows, axis=0, dtype=np.float64), cols, axis=1)
+    counts = np.outer(np.diff(rows, append=a.shape[0]), np.diff(cols, append=a.shape[1]))
+    return sums / counts
+
+
 def image_kwargs(image: np.ndarray) -> dict:
     """``imshow`` arguments for a picture: a 2-D (grey) image in grey on its full range (0..255 for
     uint8, the dtype's range for other integers, 0..1 for floats), not autoscaled viridis."""

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trufor_lab.viz.figures import map_cmap, robust_limits
+from trufor_lab.viz.figures import display_mean, display_stride, map_cmap, robust_limits
 
 __all__ = [
     "Region",
@@ -151,7 +151,11 @@ def plot_noiseprint(
     noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None, label: str = "Noiseprint++"
 ):
     """Three panels: the Noiseprint++ map, its local variance and its log spectrum; returns the
-    Figure. ``label`` names the map (a classic detector's raw output is not Noiseprint++)."""
+    Figure. ``label`` names the map (a classic detector's raw output is not Noiseprint++).
+    Variance, spectrum and colour scales are computed on the whole map; the map and its variance
+    are drawn averaged over blocks to :data:`~trufor_lab.viz.figures.MAX_DISPLAY_SIDE` at most
+    (:func:`~trufor_lab.viz.figures.display_mean`: a 12 MP panel took seconds to draw at a few
+    hundred pixels, and looks the same), the spectrum whole (its peaks are single bins)."""
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
     a = as_map(noiseprint)
@@ -161,10 +165,11 @@ def plot_noiseprint(
     # room between the panels: the variance's colourbar labels ran into the spectrum's axis labels
     axes = fig.subplots(1, 3, squeeze=False, gridspec_kw={"wspace": 0.45})[0]
     lo, hi = robust_limits(a)
-    axes[0].imshow(a, cmap=map_cmap("gray"), vmin=lo, vmax=hi)  # NaN pixels visible
+    step = display_stride(a.shape)
+    axes[0].imshow(display_mean(a, step), cmap=map_cmap("gray"), vmin=lo, vmax=hi)  # NaN pixels visible
     axes[0].set_title(label, fontsize=10, parse_math=False)
     var = local_variance(a, variance_size)
-    im = axes[1].imshow(var, cmap="magma", vmin=0, vmax=robust_limits(var)[1])
+    im = axes[1].imshow(display_mean(var, step), cmap="magma", vmin=0, vmax=robust_limits(var)[1])
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
     axes[1].set_title(f"Local variance ({variance_size}x{variance_size})", fontsize=10)
     spec = log_spectrum(a)
