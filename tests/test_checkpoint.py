@@ -862,3 +862,20 @@ def test_a_zip_of_a_million_members_is_refused_before_its_directory_is_read(tmp_
     small = tmp_path / "fine.pt"
     torch.save({f"t{i}": torch.zeros(1) for i in range(3000)}, small)  # a training state's size: read
     assert len(read_checkpoint(small)) == 3000
+
+
+def test_pytorch_s_long_reasons_are_cut_at_a_sentence(tmp_path):
+    """A member missing from the zip: PyTorch's reason was cut at 200 characters, ending "... your
+    checkpoint file is corrupted. This)"."""
+    whole = tmp_path / "whole.pt"
+    torch.save({"a": torch.zeros(1), "b": torch.ones(1)}, whole)
+    cut = tmp_path / "member_missing.pt"
+    with zipfile.ZipFile(whole) as src, zipfile.ZipFile(cut, "w") as dst:
+        for info in src.infolist():
+            if not info.filename.endswith("/data/1"):
+                dst.writestr(info, src.read(info))
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(cut)
+    msg = str(e.value)
+    assert msg.startswith(f"{cut}: not a readable PyTorch checkpoint (RuntimeError: ") and "data/1" in msg
+    assert msg.endswith(".)") and "\n" not in msg, msg

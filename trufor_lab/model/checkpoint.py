@@ -242,7 +242,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         # AssertionError on text or fuzzed files): one line, never a traceback
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         msg = msg.split("  (Could this error message be improved?")[0]  # PyTorch's request, not about the file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg[:200]})") from None
+        if len(msg) > 200:  # whole sentences (miniz's advice was cut at "... corrupted. This")
+            msg = msg[: msg.rfind(". ", 0, 200) + 1 or 200]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg})") from None
 
 
 def _k(key: Any, limit: int = 80) -> str:
