@@ -879,3 +879,24 @@ def test_pytorch_s_long_reasons_are_cut_at_a_sentence(tmp_path):
     msg = str(e.value)
     assert msg.startswith(f"{cut}: not a readable PyTorch checkpoint (RuntimeError: ") and "data/1" in msg
     assert msg.endswith(".)") and "\n" not in msg, msg
+
+
+def test_a_pipe_or_an_unreadable_noiseprint_file_is_named_with_its_reason(tmp_path, shared_dir, monkeypatch):
+    """read_checkpoint said "no such checkpoint file" of a FIFO that was there; load_noiseprint of a
+    file it may not read raised a bare PermissionError (its checksum was taken first)."""
+    fifo = tmp_path / "weights.pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match=r"weights\.pipe: not a regular file \(a device, pipe or socket\)$"):
+        read_checkpoint(fifo)
+    p = tmp_path / "locked.th"
+    p.write_bytes((shared_dir / "weights" / "noiseprint++.th").read_bytes())
+    real_open = open
+
+    def no_permission(file, *a, **k):
+        if str(file) == str(p):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr("builtins.open", no_permission)
+    with pytest.raises(CheckpointError, match=r"locked\.th: not readable \(Permission denied\)$"):
+        tl.load_noiseprint(p)

@@ -165,7 +165,10 @@ def load_noiseprint(
     dev = resolve_device(device)
     p = W.find_noiseprint(path)
     before = _identity(p)
-    W.describe(p, "noiseprint")  # a damaged shipped copy is said by its checksum, before any parse error
+    try:
+        W.describe(p, "noiseprint")  # a damaged shipped copy is said by its checksum, before any parse error
+    except OSError as e:  # no permission, an I/O error: was a bare OSError
+        raise CheckpointError(f"{p}: not readable ({e.strerror or type(e).__name__})") from None
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
         sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}

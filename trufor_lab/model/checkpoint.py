@@ -205,7 +205,10 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if os.path.isdir(path):
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        there = os.path.exists(path)  # a device or a pipe (/dev/zero, a FIFO) is there, but not a file
+        raise CheckpointError(
+            f"{path}: " + ("not a regular file (a device, pipe or socket)" if there else "no such checkpoint file")
+        )
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     if _torch_version() < SAFE_TORCH:
