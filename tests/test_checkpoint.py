@@ -900,3 +900,23 @@ def test_a_pipe_or_an_unreadable_noiseprint_file_is_named_with_its_reason(tmp_pa
     monkeypatch.setattr("builtins.open", no_permission)
     with pytest.raises(CheckpointError, match=r"locked\.th: not readable \(Permission denied\)$"):
         tl.load_noiseprint(p)
+    shipped_name = tmp_path / "copy" / W.NOISEPRINT_FILE  # hashed first (a damaged shipped copy says so)
+    shipped_name.parent.mkdir()
+    p.rename(shipped_name)
+    p = shipped_name
+    with pytest.raises(CheckpointError, match=r"noiseprint\+\+\.th: not readable \(Permission denied\)$"):
+        tl.load_noiseprint(p)
+
+
+def test_a_huge_file_given_as_noiseprint_weights_is_refused_before_it_is_hashed(tmp_path, monkeypatch):
+    """load_noiseprint took the sha256 of whatever it was given before reading it: a 50 GB video
+    given as weights was hashed whole (a minute) before being called not a checkpoint."""
+    video = tmp_path / "holiday.mp4"
+    with open(video, "wb") as f:
+        f.write(b"\x00\x00\x00\x20ftypisom")
+        f.truncate(4 << 30)  # sparse: 4 GiB on no disk
+    hashed = []
+    monkeypatch.setattr(W, "file_digest", lambda path, *a, **k: hashed.append(path) or "0" * 64)
+    with pytest.raises(CheckpointError, match=r"holiday\.mp4: not a PyTorch checkpoint \(it starts with bytes"):
+        tl.load_noiseprint(video)
+    assert hashed == []

@@ -165,10 +165,11 @@ def load_noiseprint(
     dev = resolve_device(device)
     p = W.find_noiseprint(path)
     before = _identity(p)
-    try:
-        W.describe(p, "noiseprint")  # a damaged shipped copy is said by its checksum, before any parse error
-    except OSError as e:  # no permission, an I/O error: was a bare OSError
-        raise CheckpointError(f"{p}: not readable ({e.strerror or type(e).__name__})") from None
+    if p.name == W.NOISEPRINT_FILE:  # a damaged shipped copy is said by its checksum, before any parse error
+        try:  # (any other file is read first: a 50 GB video given as weights was hashed whole before refused)
+            W.describe(p, "noiseprint")
+        except OSError as e:  # no permission, an I/O error: was a bare OSError
+            raise CheckpointError(f"{p}: not readable ({e.strerror or type(e).__name__})") from None
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
         sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
