@@ -17,7 +17,7 @@ import torch
 
 import trufor_lab as tl
 from trufor_lab.inference import weights as W
-from trufor_lab.model import CheckpointError, Noiseprint, TruFor, read_checkpoint, strict_load
+from trufor_lab.model import CheckpointError, Noiseprint, TruFor, extract_state_dict, read_checkpoint, strict_load
 
 
 def test_strict_load_lists_missing_unexpected_and_shape_errors(recipe_state):
@@ -798,3 +798,125 @@ def test_a_safetensors_file_and_a_twice_nested_state_dict(recipe_state, tmp_path
     torch.save({"model": {"state_dict": recipe_state}, "epoch": 3}, nested)
     sd = extract_state_dict(read_checkpoint(nested))
     assert set(sd) == set(recipe_state) and all(torch.equal(sd[k], recipe_state[k]) for k in sd)
+
+
+def test_weights_saved_from_a_wrapper_load_exactly_and_others_stay_refused(recipe_state, shared_dir, tmp_path):
+    """A state dict of a torch.compile'd model ('_orig_mod.' before every key), of DDP around it, or
+    of a training wrapper (Lightning's 'model.') was refused with 952 missing and 952 unexpected
+    keys; files of PyTorch before 0.4.1 (no BatchNorm 'num_batches_tracked', which PyTorch's own
+    loader fills in) were refused too. They load exactly; a prefix that does not leave exactly
+    the model's keys is still refused."""
+    np_sd = extract_state_dict(read_checkpoint(shared_dir / "weights" / "noiseprint++.th"))
+    for prefix in ("_orig_mod.", "module._orig_mod.", "_orig_mod.module.", "model.", "net.model."):
+        path = tmp_path / "wrapped.pt"
+        torch.save({"state_dict": {prefix + k: v for k, v in recipe_state.items()}}, path)
+        got = tl.load_trufor(path).state_dict()
+        assert all(torch.equal(got[k], v) for k, v in recipe_state.items()), prefix
+        torch.save({"network": {prefix + k: v for k, v in np_sd.items()}}, path)
+        got = tl.load_noiseprint(path).state_dict()
+        assert all(torch.equal(got[k], v) for k, v in np_sd.items()), prefix
+    counts = [k for k in recipe_state if k.endswith("num_batches_tracked")]
+    old = {k: v for k, v in recipe_state.items() if k not in counts}
+    torch.save({"state_dict": old}, tmp_path / "old.pt")
+    got = tl.load_trufor(tmp_path / "old.pt").state_dict()
+    assert len(counts) == 25 and all(torch.equal(got[k], v) for k, v in old.items())
+    assert all(int(got[k]) == 0 for k in counts)
+    # refused: a prefix on some keys only, a key of the model missing under a prefix, a missing
+    # count of a BatchNorm without momentum (its count is its averaging)
+    half = {("model." + k if i % 2 else k): v for i, (k, v) in enumerate(recipe_state.items())}
+    short = {"model." + k: v for k, v in recipe_state.items() if k != "detection.3.bias"}
+    for name, sd in (("half", half), ("short", short)):
+        torch.save({"state_dict": sd}, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match=rf"{name}\.pt: does not match the model: .*missing"):
+            tl.load_trufor(tmp_path / f"{name}.pt")
+    net = Noiseprint()
+    net[3].momentum = None
+    np_old = {k: v for k, v in np_sd.items() if k != "3.num_batches_tracked"}
+    with pytest.raises(CheckpointError, match=r"^np: does not match the model: 1 missing \[3\.num_batches_tracked\]$"):
+        strict_load(net, np_old, "np")
+
+
+def test_a_zip_of_a_million_members_is_refused_before_its_directory_is_read(tmp_path):
+    """A 108 MB zip of a million empty members took 21 s and 1.1 GB of memory to be read (and then
+    held no state dict); 100 000 tiny tensors took 10 s. The end record says how many members and
+    how big the directory is: refused from that, in a moment; a ZIP64 file is counted too."""
+    import time
+
+    for count in (70_000, 300):  # more than 65 535: a ZIP64 end record; and a plain one
+        path = tmp_path / f"many{count}.pt"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+            z.writestr("archive/version", "3\n")
+            for i in range(count):
+                z.writestr(f"archive/x/{i}", b"")
+        if count < 65_535:  # a crafted end record that claims few members: its directory size still tells
+            data = bytearray(path.read_bytes())
+            at = data.rfind(b"PK\x05\x06")
+            data[at + 10 : at + 12] = (1).to_bytes(2, "little")
+            data[at + 12 : at + 16] = (60_000 * 256).to_bytes(4, "little")
+            path.write_bytes(bytes(data))
+        t0 = time.perf_counter()
+        with pytest.raises(CheckpointError, match=rf"many{count}\.pt: a zip of \d+ members .* far more than") as e:
+            read_checkpoint(path)
+        assert time.perf_counter() - t0 < 1 and "\n" not in str(e.value)
+    small = tmp_path / "fine.pt"
+    torch.save({f"t{i}": torch.zeros(1) for i in range(3000)}, small)  # a training state's size: read
+    assert len(read_checkpoint(small)) == 3000
+
+
+def test_pytorch_s_long_reasons_are_cut_at_a_sentence(tmp_path):
+    """A member missing from the zip: PyTorch's reason was cut at 200 characters, ending "... your
+    checkpoint file is corrupted. This)"."""
+    whole = tmp_path / "whole.pt"
+    torch.save({"a": torch.zeros(1), "b": torch.ones(1)}, whole)
+    cut = tmp_path / "member_missing.pt"
+    with zipfile.ZipFile(whole) as src, zipfile.ZipFile(cut, "w") as dst:
+        for info in src.infolist():
+            if not info.filename.endswith("/data/1"):
+                dst.writestr(info, src.read(info))
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(cut)
+    msg = str(e.value)
+    assert msg.startswith(f"{cut}: not a readable PyTorch checkpoint (RuntimeError: ") and "data/1" in msg
+    assert msg.endswith(".)") and "\n" not in msg, msg
+
+
+def test_a_pipe_or_an_unreadable_noiseprint_file_is_named_with_its_reason(tmp_path, shared_dir, monkeypatch):
+    """read_checkpoint said "no such checkpoint file" of a FIFO that was there; load_noiseprint of a
+    file it may not read raised a bare PermissionError (its checksum was taken first)."""
+    fifo = tmp_path / "weights.pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match=r"weights\.pipe: not a regular file \(a device, pipe or socket\)$"):
+        read_checkpoint(fifo)
+    p = tmp_path / "locked.th"
+    p.write_bytes((shared_dir / "weights" / "noiseprint++.th").read_bytes())
+    real_open = open
+
+    def no_permission(file, *a, **k):
+        if str(file) == str(p):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr("builtins.open", no_permission)
+    with pytest.raises(CheckpointError, match=r"locked\.th: not readable \(Permission denied\)$"):
+        tl.load_noiseprint(p)
+    shipped_name = tmp_path / "copy" / W.NOISEPRINT_FILE  # hashed first (a damaged shipped copy says so)
+    shipped_name.parent.mkdir()
+    p.rename(shipped_name)
+    p = shipped_name
+    with pytest.raises(CheckpointError, match=r"noiseprint\+\+\.th: not readable \(Permission denied\)$"):
+        tl.load_noiseprint(p)
+
+
+def test_a_huge_file_given_as_noiseprint_weights_is_refused_before_it_is_hashed(tmp_path, monkeypatch):
+    """load_noiseprint took the sha256 of whatever it was given before reading it: a 50 GB video
+    given as weights was hashed whole (a minute) before being called not a checkpoint."""
+    video = tmp_path / "holiday.mp4"
+    with open(video, "wb") as f:
+        f.write(b"\x00\x00\x00\x20ftypisom")
+        f.truncate(4 << 30)  # sparse: 4 GiB on no disk
+    hashed = []
+    monkeypatch.setattr(W, "file_digest", lambda path, *a, **k: hashed.append(path) or "0" * 64)
+    with pytest.raises(CheckpointError, match=r"holiday\.mp4: not a PyTorch checkpoint \(it starts with bytes"):
+        tl.load_noiseprint(video)
+    assert hashed == []

@@ -354,3 +354,97 @@ def test_stale_download_folders_are_listed_and_removed_by_the_next_download(tmp_
     assert seen and seen[0].parent == cache and seen[0].name.startswith(W.TMP_PREFIX)
     assert not stale.exists() and fresh.exists()  # a concurrent download's folder is young: kept
     assert [t for t, _, _ in W.leftovers()] == [fresh]
+
+
+# -- s25: the signing key, crafted records, leftovers of installs, folders in the way ----------
+@pytest.mark.parametrize("left", [b"", b"3f2a"])
+def test_a_signing_key_left_empty_by_a_full_disk_is_made_again(tmp_path, cache, monkeypatch, capsys, left):
+    """A disk that filled up (or a process killed) while the key was written left an empty key
+    file: every later install printed "zip MD5 verified" and was silently unverified for ever
+    (`weights info`: "present, unverified"), and the advice to install again changed nothing."""
+    from trufor_lab.cli import main
+
+    key = cache / ".trufor_lab_record_key"
+    z = _official_zip(tmp_path, monkeypatch, os.urandom(3000))
+    cache.mkdir(parents=True)
+    key.write_bytes(left)
+    assert main(["weights", "install", str(z), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert W.describe(cache / W.TRUFOR_FILE, "official").verified
+    assert len(key.read_text()) == 64
+    # a full disk while the key is written leaves no key file at all: the next install makes one
+    key.unlink()
+    real = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert "No space left on device" in W.unsigned_reason()
+    assert not list(cache.glob(key.name + "*"))  # neither an empty key nor a temporary file
+    monkeypatch.setattr(os, "fsync", real)
+    assert W.unsigned_reason() is None
+    # a key that cannot be read or made (a folder in its place): the CLI says the install is unverified
+    key.unlink()
+    key.mkdir()
+    assert main(["weights", "install", str(z), "-q"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "installed but not marked verified" in err[0] and "not a usable signing key" in err[0]
+
+
+def test_a_crafted_record_beside_a_checkpoint_is_not_one(tmp_path, cache, monkeypatch, recipe_ckpt):
+    """A record nested 200 000 deep beside someone's checkpoint made tl.load raise RecursionError
+    (the CLI: "error: maximum recursion depth exceeded ...", naming no file)."""
+    folder = tmp_path / "shared_folder"
+    folder.mkdir()
+    ck = folder / W.TRUFOR_FILE
+    shutil.copy(recipe_ckpt, ck)
+    W.unsigned_reason()  # this installation has a key
+    for text in ("[" * 200_000 + "]" * 200_000, "[1, 2]", '{"sha256": ' + " " * 100_000 + "1}", "\udce9"):
+        (folder / (W.TRUFOR_FILE + ".json")).write_text(text, errors="surrogateescape")
+        info = W.describe(ck, "official")
+        assert info.kind == "custom" and not info.verified
+    assert L.load_trufor(ck, device="cpu").weights_info.kind == "custom"
+
+
+def test_an_interrupted_install_is_cleaned_by_the_next_install(tmp_path, cache, monkeypatch, capsys):
+    """A killed install left its 250 MB temporary folder; only a download removed such folders."""
+    import time
+
+    from trufor_lab.cli import main
+
+    z = _official_zip(tmp_path, monkeypatch, os.urandom(2000))
+    stale = cache / (W.TMP_PREFIX + "killed")
+    stale.mkdir(parents=True)
+    (stale / (W.TRUFOR_FILE + ".part")).write_bytes(b"x" * 3000)
+    old = time.time() - 2 * 86400
+    for p in (stale / (W.TRUFOR_FILE + ".part"), stale):
+        os.utime(p, (old, old))
+    assert main(["weights", "install", str(z), "-q"]) == 0
+    assert not stale.exists() and W.leftovers() == []
+
+
+def test_install_failures_name_the_folder_not_a_temporary_file(tmp_path, cache, monkeypatch, capsys):
+    """A folder named trufor.pth.tar in the cache: "cache/.trufor-download-x/trufor.pth.tar.part:
+    cannot write (Is a directory)", naming a temporary file that no longer existed; a read-only
+    folder was named by the temporary folder that could not be made in it."""
+    import tempfile
+
+    from trufor_lab.cli import main
+
+    z = _official_zip(tmp_path, monkeypatch, os.urandom(2000))
+    (cache / W.TRUFOR_FILE).mkdir(parents=True)
+    assert main(["weights", "install", str(z), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {cache / W.TRUFOR_FILE}: is a folder, where the checkpoint goes: move it away; nothing installed"
+    ]
+    (cache / W.TRUFOR_FILE).rmdir()
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", os.path.join(str(cache), W.TMP_PREFIX + "x1y2"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    assert main(["weights", "install", str(z), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {cache}: cannot write (Read-only file system)"]

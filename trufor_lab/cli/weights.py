@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {folder}: {', '.join(found) if found else 'nothing'}")
         for what, where, status in W.installed():
             print(f"{what:<14} {status}\n{'':<14} {where}")
-        for t, size, age in W.leftovers():  # a killed download's; the next download removes it a day on
+        for t, size, age in W.leftovers():  # a killed download's or install's; the next one removes it a day on
             print(
-                f"leftover download: {t} ({size} bytes, {age / 3600:.1f} h old; removed by a download once a day old)"
+                f"leftover download: {t} ({size} bytes, {age / 3600:.1f} h old; removed by a download or install once a day old)"
             )
         return 0
     if (args.action == "install") != (args.zip is not None):
@@ -76,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
             with _unsigned_said():
                 p = W.download_trufor(dest, progress=not args.quiet)
         print(f"TruFor: {p} (zip MD5 verified)")
+        late = None if unsigned else W.unsigned_reason()  # into the default cache: not said up front
+        if late:
+            print(
+                f"warning: {printable(str(p))}: installed but not marked verified: {printable(late)}", file=sys.stderr
+            )
         env = os.environ.get("TRUFOR_WEIGHTS")
         if env and not (os.path.exists(env) and os.path.samefile(env, p)):  # the variable wins over every copy
             note(f"$TRUFOR_WEIGHTS={env} overrides the installed checkpoint; unset it (or set it to {p}) to use it")

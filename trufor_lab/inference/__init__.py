@@ -1,6 +1,7 @@
 """Getting an answer: weights, the input contract, loading, ``analyze()`` and the ``Result``.
 
 - ``weights``: finding, verifying and downloading checkpoints.
+- ``signing``: the per-user key that signs install records, and the check of a record.
 - ``preprocess``: the input contract (any image -> RGB / 256).
 - ``load``: ``load()``, ``load_trufor()``, ``load_noiseprint()``, ``untrained()``.
 - ``result``: the ``Result`` dataclass.

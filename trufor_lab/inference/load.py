@@ -19,7 +19,7 @@ from torch import nn
 from trufor_lab.common.device import resolve_device
 from trufor_lab.inference import weights as W
 from trufor_lab.model.identity import CHANGED_NOTE
-from trufor_lab.model.checkpoint import check_state_dict
+from trufor_lab.model.checkpoint import check_state_dict, without_prefix
 from trufor_lab.model import (
     MIT_B2,
     CheckpointError,
@@ -117,8 +117,14 @@ def load_trufor(
             raise CheckpointError(f"{path}: its 'config' entry is not a TruFor config ({e})") from None
     kind = _own_kind(obj, kind)
     sd = extract_state_dict(obj, str(path))
-    with torch.device("meta"):
+    with torch.device("meta"):  # the config checked against the weights before anything is allocated
         dncnn_keys = Noiseprint().state_dict().keys()
+        try:
+            skeleton, unbuilt = TruFor(cfg).to(_dtype(precision)), None
+        except (TypeError, ValueError, RuntimeError) as e:  # sizes that pass the checks but build nothing
+            skeleton, unbuilt = None, e
+    if skeleton is not None:  # saved from a wrapper whose attribute names every key ('model.')
+        sd = without_prefix(sd, skeleton.state_dict().keys())
     if sd.keys() in (dncnn_keys, {f"dncnn.{k}" for k in dncnn_keys}):  # bare, or as a full model names them
         raise CheckpointError(
             f"{path}: Noiseprint++ weights alone (the DnCNN), not a full TruFor checkpoint: "
@@ -137,14 +143,11 @@ def load_trufor(
                 "{'state_dict': ..., 'config': TruForConfig(...).to_dict()}"
             )
         )
-    with torch.device("meta"):  # the config checked against the weights before anything is allocated
-        try:
-            skeleton = TruFor(cfg).to(_dtype(precision))
-        except (TypeError, ValueError, RuntimeError) as e:  # sizes that pass the checks but build nothing
-            raise CheckpointError(
-                f"{path}: its 'config' entry does not build a TruFor ({' '.join(str(e).split())[:160]})"
-            ) from None
-        check_state_dict(skeleton, sd, str(path))
+    if skeleton is None:
+        raise CheckpointError(
+            f"{path}: its 'config' entry does not build a TruFor ({' '.join(str(unbuilt).split())[:160]})"
+        )
+    check_state_dict(skeleton, sd, str(path))
     with torch.random.fork_rng(devices=[]):  # the initial values are overwritten: the caller's RNG untouched
         model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
@@ -162,12 +165,17 @@ def load_noiseprint(
     dev = resolve_device(device)
     p = W.find_noiseprint(path)
     before = _identity(p)
-    W.describe(p, "noiseprint")  # a damaged shipped copy is said by its checksum, before any parse error
+    if p.name == W.NOISEPRINT_FILE:  # a damaged shipped copy is said by its checksum, before any parse error
+        try:  # (any other file is read first: a 50 GB video given as weights was hashed whole before refused)
+            W.describe(p, "noiseprint")
+        except OSError as e:  # no permission, an I/O error: was a bare OSError
+            raise CheckpointError(f"{p}: not readable ({e.strerror or type(e).__name__})") from None
     sd = extract_state_dict(read_checkpoint(p), str(p))
     if any(k.startswith("dncnn.") for k in sd):
         sd = {k[len("dncnn.") :]: v for k, v in sd.items() if k.startswith("dncnn.")}
     with torch.random.fork_rng(devices=[]):  # the initial values are overwritten: the caller's RNG untouched
         net = Noiseprint().to(_dtype(precision))
+    sd = without_prefix(sd, net.state_dict().keys())
     strict_load(net, sd, str(p))
     net.weights_info = _with_noiseprint_dtype(_describe_loaded(p, "noiseprint", before), sd, "")
     return net.eval().to(device=dev)

@@ -20,12 +20,10 @@ non-bundled sample pictures at run time. The cache location does come from ``pla
 from __future__ import annotations
 
 import hashlib
-import hmac
 import http.client
 import importlib.util
 import json
 import os
-import secrets
 import shutil
 import tempfile
 import time
@@ -40,6 +38,7 @@ import platformdirs
 from tqdm.auto import tqdm
 
 from trufor_lab.common.paths import why_not_found
+from trufor_lab.inference import signing
 from trufor_lab.model.checkpoint import is_torch_file
 
 #: The package the wheel ships ``weights/`` as (``[tool.setuptools] package-dir`` in pyproject).
@@ -58,7 +57,7 @@ DEMO_FILE = "trufor_demo.pt"
 DEMO_SHA256 = "77ea2c0cc7b118e518636ec579a92486573f989c8739503eee81b367ed68d2bd"
 LICENSE_FILE = "LICENSE-GRIP-UNINA.txt"
 #: Prefix of the temporary folders downloads and installs work in: a killed one leaves its folder
-#: behind, and the next download removes those older than STALE_AFTER_S (a running one is younger).
+#: behind, and the next download or install removes those older than STALE_AFTER_S (a running one is younger).
 TMP_PREFIX = ".trufor-download-"
 STALE_AFTER_S = 24 * 3600
 LICENSE_NOTE = "GRIP-UNINA research licence: nonprofit research use only, notices kept, cite Guillaro et al., CVPR 2023"
@@ -160,56 +159,15 @@ def _record_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-#: A per-user secret in the cache folder that signs download records: a record is only believed
-#: when this installation wrote it (a ``trufor.pth.tar.json`` shipped beside someone else's
-#: file, claiming the official checksum, is not).
-_RECORD_KEY = ".trufor_lab_record_key"
-
-
-def _record_key(create: bool) -> bytes | None:
-    """This installation's signing key; ``create``: make it (OSError where the cache is not writable)."""
-    path = cache_dir() / _RECORD_KEY
-    if not path.is_file() and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        except FileExistsError:  # another process made it first
-            pass
-    try:
-        return bytes.fromhex(path.read_text().strip()) or None
-    except (OSError, ValueError):
-        return None
-
-
 def unsigned_reason() -> str | None:
     """Why an install cannot be marked verified now (its signing key cannot be made in the
     per-user cache: a read-only home), or ``None``. Made here, before anything is downloaded."""
-    try:
-        return None if _record_key(create=True) else f"{cache_dir() / _RECORD_KEY}: unreadable signing key"
-    except OSError as e:
-        return f"cannot write {cache_dir()} ({e.strerror or e}), where the key that signs install records is kept"
+    return signing.unsigned_reason(cache_dir())
 
 
 def _record_verifies(rec: Path, digest: str) -> bool:
-    """Whether ``rec`` records ``digest`` as extracted from the official archive (a record of another
-    zip is not) by this installation (a forged record has no valid mac)."""
-    key = _record_key(create=False)
-    try:
-        record = json.loads(rec.read_text()) if key is not None and rec.is_file() else {}
-        mac = _record_mac(key, TRUFOR_ZIP_MD5, digest) if key is not None else ""
-        return bool(
-            record.get("sha256") == digest
-            and record.get("zip_md5") == TRUFOR_ZIP_MD5
-            and hmac.compare_digest(str(record.get("mac", "")), mac)
-        )
-    except (OSError, ValueError, AttributeError, TypeError):
-        return False
-
-
-def _record_mac(key: bytes, zip_md5: str, digest: str) -> str:
-    return hmac.new(key, f"{zip_md5}:{digest}".encode(), hashlib.sha256).hexdigest()
+    """Whether ``rec`` records ``digest`` as extracted from the official archive by this installation."""
+    return signing.record_verifies(rec, digest, TRUFOR_ZIP_MD5, cache_dir())
 
 
 def _not_a_file(p: Path) -> str:
@@ -390,6 +348,15 @@ def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0, f
         raise WeightsError(f"cannot download {url}: {reason}; {OFFLINE_HINT}") from None
 
 
+def _work_folder(d: Path) -> tempfile.TemporaryDirectory:
+    """A temporary folder in ``d`` (removed on leaving); a failure names ``d``, not the folder it
+    could not make (a read-only ``d`` was reported as ``d/.trufor-download-x1y2``)."""
+    try:
+        return tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(d)) from None
+
+
 def _atomic_place(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dest)
@@ -405,7 +372,7 @@ def download_noiseprint(
     d = Path(dest_dir) if dest_dir else weights_dir()
     d.mkdir(parents=True, exist_ok=True)
     _remove_stale(d)
-    with tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX) as tmp:
+    with _work_folder(d) as tmp:
         part = Path(tmp) / (NOISEPRINT_FILE + ".part")
         _fetch(url, part, progress, folder=d)
         got = sha256_of(part)
@@ -425,7 +392,7 @@ def download_trufor(
     d = Path(dest_dir) if dest_dir else weights_dir()
     d.mkdir(parents=True, exist_ok=True)
     _remove_stale(d)
-    with tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX) as tmp:
+    with _work_folder(d) as tmp:
         zpath = Path(tmp) / "TruFor_weights.zip"
         _fetch(url, zpath, progress, folder=d)
         return install_trufor_zip(zpath, d, md5=md5, source=url)
@@ -449,13 +416,18 @@ def install_trufor_zip(
     if not zpath.is_file():
         raise WeightsError(f"{zpath}: {_not_a_file(zpath)}")
     d = Path(dest_dir) if dest_dir else weights_dir()
+    if (d / TRUFOR_FILE).is_dir():  # os.replace would fail at the end, naming the vanished temporary file
+        raise WeightsError(
+            f"{d / TRUFOR_FILE}: is a folder, where the checkpoint goes: move it away; nothing installed"
+        )
     d.mkdir(parents=True, exist_ok=True)
+    _remove_stale(d)  # what a killed install or download left (the next download alone removed them)
     got = md5_of(zpath)
     if got != md5:
         hint = " (it is a checkpoint itself, not the zip: use it with --weights FILE or $TRUFOR_WEIGHTS)"
         why = f"MD5 {got} is not the official TruFor_weights.zip's {md5}; nothing installed"
         raise WeightsError(f"{where}: {why}{hint if is_torch_file(zpath) else ''}")
-    with tempfile.TemporaryDirectory(dir=d, prefix=TMP_PREFIX) as tmp:
+    with _work_folder(d) as tmp:
         try:
             with zipfile.ZipFile(zpath) as z:
                 members = [
@@ -480,8 +452,8 @@ def install_trufor_zip(
         unsigned = unsigned_reason()
         if unsigned:  # installed all the same: usable, shown as unverified
             warnings.warn(f"{d / TRUFOR_FILE}: cannot be marked verified: {unsigned}", stacklevel=2)
-        key = None if unsigned else _record_key(create=False)
-        mac = _record_mac(key, md5, digest) if key else ""
+        key = None if unsigned else signing.record_key(cache_dir(), create=False)
+        mac = signing.record_mac(key, md5, digest) if key else ""
         rec.write_text(json.dumps({"source": where, "zip_md5": md5, "sha256": digest, "mac": mac}, indent=1))
         _atomic_place(out, d / TRUFOR_FILE)
         _atomic_place(rec, _record_path(d / TRUFOR_FILE))

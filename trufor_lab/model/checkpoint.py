@@ -14,7 +14,7 @@ import re
 import tarfile
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,12 @@ def _archive_kind(path: str) -> str | None:
     if tarfile.is_tarfile(path):  # first: a tar of a checkpoint also looks like a zip from its end
         return "a tar archive, not a checkpoint this loader reads (unpack it, or re-save the weights with torch.save)"
     if zipfile.is_zipfile(path):
+        members, directory = _zip_directory_size(path)
+        if members > MAX_MEMBERS or directory > MAX_MEMBERS * 256:
+            return (
+                f"a zip of {members} members ({directory} bytes of directory), far more than a TruFor "
+                f"checkpoint holds (at most {MAX_MEMBERS}): not read"
+            )
         try:
             with zipfile.ZipFile(path) as z:
                 infos = z.infolist()
@@ -122,6 +128,34 @@ def _archive_kind(path: str) -> str | None:
             return "a text file, not a PyTorch checkpoint (a download that returned a web page?)"
         return f"not a PyTorch checkpoint (it starts with bytes {head[:8].hex(' ')})"
     return None
+
+
+#: More zip members than any TruFor checkpoint holds (~1 000 tensors; a training state with its
+#: optimizer's a few thousand): a 108 MB file of a million empty members took 21 s and 1.1 GB to
+#: read before anything could refuse it.
+MAX_MEMBERS = 50_000
+
+
+def _zip_directory_size(path: str) -> tuple[int, int]:
+    """(members, bytes of the central directory) that a zip's end record declares (ZIP64's too), read
+    without parsing the directory: a crafted count is bounded by the size, which the parse follows."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = max(0, size - (65535 + 22))  # the end record and its comment
+        f.seek(start)
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return 0, 0
+        members = int.from_bytes(tail[at + 10 : at + 12], "little")
+        directory = int.from_bytes(tail[at + 12 : at + 16], "little")
+        if at >= 20 and tail[at - 20 : at - 16] == b"PK\x06\x07":  # the ZIP64 end record's locator
+            f.seek(int.from_bytes(tail[at - 12 : at - 4], "little"))
+            rec = f.read(56)
+            if rec[:4] == b"PK\x06\x06" and len(rec) == 56:
+                members = max(members, int.from_bytes(rec[32:40], "little"))
+                directory = max(directory, int.from_bytes(rec[40:48], "little"))
+    return members, directory
 
 
 def _damaged_member(path: str) -> str | None:
@@ -171,7 +205,10 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if os.path.isdir(path):
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        there = os.path.exists(path)  # a device or a pipe (/dev/zero, a FIFO) is there, but not a file
+        raise CheckpointError(
+            f"{path}: " + ("not a regular file (a device, pipe or socket)" if there else "no such checkpoint file")
+        )
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     if _torch_version() < SAFE_TORCH:
@@ -208,7 +245,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         # AssertionError on text or fuzzed files): one line, never a traceback
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         msg = msg.split("  (Could this error message be improved?")[0]  # PyTorch's request, not about the file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg[:200]})") from None
+        if len(msg) > 200:  # whole sentences (miniz's advice was cut at "... corrupted. This")
+            msg = msg[: msg.rfind(". ", 0, 200) + 1 or 200]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg})") from None
 
 
 def _k(key: Any, limit: int = 80) -> str:
@@ -240,8 +279,31 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.
     if bad:
         raise CheckpointError(f"{source}: state dict has non-tensor entries: {', '.join(map(_k, bad[:5]))}")
     sd = dict(obj)
-    if all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    for _ in range(len(_WRAPPERS) * 2):  # compile(DDP(model)) and the like
+        wrapper = next((w for w in _WRAPPERS if all(k.startswith(w) for k in sd)), None)
+        if wrapper is None:
+            break
+        sd = {k[len(wrapper) :]: v for k, v in sd.items()}
+    return sd
+
+
+#: What PyTorch's wrappers put before every key: DataParallel/DDP and torch.compile.
+_WRAPPERS = ("module.", "_orig_mod.")
+
+
+def without_prefix(sd: dict[str, torch.Tensor], expected: Collection[str]) -> dict[str, torch.Tensor]:
+    """``sd`` without the prefix every key carries when its keys are then exactly ``expected`` (the
+    model's own: saved from a training wrapper, e.g. Lightning's ``model.``), else ``sd`` as it is."""
+    want = set(expected)
+    if not sd or len(sd) != len(want) or want.issuperset(sd):
+        return sd
+    first = next(iter(sd))
+    longest = max(map(len, want))
+    for cut in range(max(1, len(first) - longest), len(first)):  # bounded however long the key
+        if first[cut - 1] == "." and first[cut:] in want:
+            prefix = first[:cut]
+            if all(k.startswith(prefix) for k in sd) and {k[cut:] for k in sd} == want:
+                return {k[cut:]: v for k, v in sd.items()}
     return sd
 
 
@@ -253,7 +315,8 @@ def strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source
     holding NaN or Inf (a diverged training run, a damaged file) are refused too.
     """
     check_state_dict(model, state_dict, source)
-    model.load_state_dict(state_dict, strict=True)
+    counts = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in state_dict}  # BatchNorm's
+    model.load_state_dict({**state_dict, **counts}, strict=True)
 
 
 #: Floating dtypes a weight may be stored in (converted exactly, or widened, on loading).
@@ -274,6 +337,15 @@ def _unusable(t: torch.Tensor) -> str | None:
     return None
 
 
+def _count_of_batchnorm(model: nn.Module, key: str) -> bool:
+    """Whether ``key`` is the ``num_batches_tracked`` of a BatchNorm that uses its momentum."""
+    owner, _, name = key.rpartition(".")
+    if name != "num_batches_tracked":
+        return False
+    module = model.get_submodule(owner) if owner else model
+    return isinstance(module, nn.modules.batchnorm._NormBase) and module.momentum is not None
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """:func:`strict_load`'s checks without loading. ``model`` may live on the ``meta`` device:
     a checkpoint's own ``config`` is then checked against its weights before anything real is
@@ -283,7 +355,9 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
         more = f"; ... ({len(odd) - 3} more)" if len(odd) > 3 else ""
         raise CheckpointError(f"{source}: holds tensors that are not plain weights [{'; '.join(odd[:3])}{more}]")
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
+    # a BatchNorm's batch count (unused by the network unless training with momentum=None) may be
+    # absent, as in files of PyTorch before 0.4.1 or converted ones: PyTorch's loader fills it in
+    missing = [k for k in expected if k not in state_dict and not _count_of_batchnorm(model, k)]
     unexpected = [_k(k) for k in state_dict if k not in expected]
     shapes = [
         f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
