@@ -137,3 +137,29 @@ def test_row_strips_give_every_output_row_once_from_its_own_inputs(pad):
             assert torch.equal(got, whole), (h, rows, pad)
     with pytest.raises(ValueError, match="rows must be >= 1"):
         list(row_strips(5, 0, 1))
+
+
+def test_lean_noiseprint_in_bands_computes_every_pixel_once_and_the_same_bits(recipe_model, tampered2, monkeypatch):
+    """Where the whole map does not fit its budget, the lean forward's Noiseprint++ goes through
+    all 17 layers band by band (each layer keeping two rows for the next band): bit-identical to
+    the whole map, the one-channel last layer in strips too, and no pixel computed twice (the
+    halo tiles it replaces recomputed a 17-pixel rim of every tile through every layer)."""
+    from trufor_lab.model.lean import noiseprint_tiled
+
+    net = recipe_model.dncnn
+    x = to_tensor(tampered2[:120]).repeat(2, 1, 1, 1)  # 120 x 256, batch of two
+    h, w = x.shape[2:]
+    ref = net.forward_folded(x)
+    computed = []  # output pixels of each convolution call of the 16 ReLU layers
+    real_relu = noiseprint_mod.conv_relu
+
+    def relu_counting(xs, wt, b, padding):
+        y = real_relu(xs, wt, b, padding)
+        computed.append(y.shape[2] * y.shape[3])
+        return y
+
+    monkeypatch.setattr(noiseprint_mod, "conv_relu", relu_counting)
+    # 4 MiB for 2 images x 64 channels x 4 maps x 4 bytes per pixel: 8-row bands of the 256-wide map
+    got = noiseprint_tiled(net, x, budget_bytes=4 * 2**20)
+    assert torch.equal(got, ref), float((got - ref).abs().max())
+    assert sum(computed) <= 16 * w * (h + 2)  # every row once (+ at most the two border surplus rows)

@@ -12,7 +12,8 @@ tensor so that only one chunk's working set (``budget``) exists at a time:
 
 - Noiseprint++ (17 convolutions 3x3 -> receptive field 35x35) in tiles with a 17-pixel halo on
   every inner side: the centre of each tile sees exactly the pixels the full convolution sees,
-  and the image border is padded with zeros as before, so the map is the full-image map;
+  and the image border is padded with zeros as before, so the map is the full-image map (on
+  the CPU in float32: full-width row bands carried through all layers instead, nothing recomputed);
 - patch embeddings and every 3x3 (depth-wise) convolution over row chunks, with the rows their
   kernel needs (halo) and zero padding only at the real image border;
 - attention over query chunks (every query row's softmax is independent) after a first pass
@@ -66,7 +67,7 @@ from .attention import attention, check_attention
 from .config import MIT_B2, TruForConfig
 from .decoder import MLPDecoder, bilinear_sources, require_eval
 from .fusion import ChannelEmbed, FeatureFusionModule, FeatureRectifyModule
-from .noiseprint import Noiseprint
+from .noiseprint import STRIP_BYTES, Noiseprint, forward_streamed, streamed_exact
 from .precision import ieee_float32, kept_precision
 from .segformer import Block, OverlapPatchEmbed, tokens_to_map
 from .winograd import winograd_applies
@@ -198,6 +199,11 @@ def noiseprint_tiled(
     so every output pixel is computed from exactly the inputs (and the border zero padding)
     of the full convolution; memory is bounded by one tile. Always IEEE float32/float64, with
     the BatchNorms folded (:meth:`Noiseprint.forward_folded`). Eval mode only.
+
+    Where bands of rows give the same bits (oneDNN float32, :func:`~.noiseprint.streamed_exact`)
+    and no ``tile`` is forced, the map is computed in full-width bands instead, each carried
+    through all 17 layers (:func:`~.noiseprint.forward_streamed`): no halo recomputed (tiles of
+    a 256 MiB budget recompute ~14 % of the pixels at 3 MP), one band of each map at a time.
     """
     dtype = net[0].weight.dtype
     onednn = net.onednn if onednn is None else onednn
@@ -212,6 +218,9 @@ def noiseprint_tiled(
     th, tw = _noiseprint_tile(h, w, halo, per_pixel, budget, tile)
     if (th, tw) == (h, w):
         return net.forward_folded(rgb, onednn, channels_last, winograd)
+    if not (tile or channels_last or winograd) and streamed_exact(net, rgb, onednn):
+        rows = min(STRIP_BYTES // (b * feat * w * torch.finfo(dtype).bits // 8), budget // (w * per_pixel))
+        return forward_streamed(net, rgb, max(1, rows), onednn)
     out = torch.empty((b, net[-1].out_channels, h, w), dtype=dtype, device=rgb.device)
     for r0, r1 in _spans(h, th):
         a0, a1 = max(0, r0 - halo), min(h, r1 + halo)

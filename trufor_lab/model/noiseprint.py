@@ -99,6 +99,49 @@ def conv_rows(
     return out
 
 
+def streamed_exact(net: "Noiseprint", rgb: torch.Tensor, onednn: bool) -> bool:
+    """Whether :func:`forward_streamed` gives ``net.forward_folded(rgb)`` bit for bit: oneDNN's
+    float32 convolutions on the CPU, maps at least :data:`STRIP_MIN_WIDTH` wide (every layer then
+    in row strips, the one-channel last one included: measured, tests/test_cpu_work_layout.py).
+    Not float64 (nor the GEMM path): its sums depend on how many rows one call convolves."""
+    mk = torch.backends.mkldnn
+    cpu32 = rgb.device.type == "cpu" and net[0].weight.dtype == torch.float32
+    return cpu32 and onednn and mk.is_available() and mk.enabled and rgb.shape[3] >= STRIP_MIN_WIDTH
+
+
+def forward_streamed(net: "Noiseprint", rgb: torch.Tensor, rows: int, onednn: bool | None = None) -> torch.Tensor:
+    """``net.forward_folded(rgb)`` (NCHW) computed in bands of ``rows`` image rows, each band
+    through all the layers before the next one is read: a layer keeps the last two rows of its
+    input for the next band, so no row is computed twice (halo tiles recompute a 17-pixel rim
+    through all 17 layers) and only a band of each map, plus those rows, exists at a time. Each
+    layer's output rows are those of its whole-map convolution (row strips, :mod:`.strips`)."""
+    layers = net.folded()
+    dtype, onednn = net[0].weight.dtype, net.onednn if onednn is None else onednn
+    b, _, h, w = rgb.shape
+    out = torch.empty((b, layers[-1][0].shape[0], h, w), dtype=dtype, device=rgb.device)
+    done = [0] * (len(layers) + 1)  # rows of each layer's input computed so far (0: the image's)
+    carry: list[torch.Tensor | None] = [None] * len(layers)  # rows [done[k + 1] - pad, done[k]) of them
+    with exact_float32(onednn), torch.no_grad():
+        for end in range(rows, h + rows, rows):
+            new = rgb[:, :, done[0] : min(h, end)].to(dtype).contiguous()
+            done[0] = min(h, end)
+            for k, (wk, bk, pad, relu) in enumerate(layers):
+                x = new if carry[k] is None else torch.cat((carry[k], new), 2)
+                r0, r1 = done[k + 1], (done[k] - pad if done[k] < h else h)
+                if r1 <= r0:  # not enough rows yet for this layer: keep them all
+                    carry[k] = x
+                    break
+                ph = max(0, pad - r0, r1 + pad - h)  # x holds rows [max(0, r0 - pad), done[k])
+                y = conv_relu(x, wk, bk, (ph, pad)) if relu else F.conv2d(x, wk, bk, padding=(ph, pad))
+                off = r0 - max(0, r0 - pad) - pad + ph
+                new, done[k + 1] = y[:, :, off : off + r1 - r0], r1
+                carry[k] = x[:, :, x.shape[2] - (done[k] - max(0, r1 - pad)) :].clone() if r1 < h else None
+                del x, y
+            else:
+                out[:, :, r0:r1] = new
+    return out
+
+
 class HalfPrecisionWarning(UserWarning):
     """Noiseprint++ ran in float16/bfloat16 (a cast model's raw forward): not the official numerics."""
 
