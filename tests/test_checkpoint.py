@@ -628,17 +628,22 @@ def test_numpy_numbers_are_allowed_but_not_what_numpy_can_be_made_to_build(tmp_p
             read_checkpoint(tmp_path / f"{name}.pth")
 
 
-def test_an_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch):
-    p = tmp_path / "locked.pth"
-    torch.save({"a": torch.zeros(1)}, p)
+def _deny_reading(monkeypatch, path) -> None:
+    """``open(path)`` fails as for a file without read permission (root ignores the mode bits)."""
     real_open = open
 
     def no_permission(file, *a, **k):
-        if str(file) == str(p):
+        if str(file) == str(path):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *a, **k)
 
     monkeypatch.setattr("builtins.open", no_permission)
+
+
+def test_an_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch):
+    p = tmp_path / "locked.pth"
+    torch.save({"a": torch.zeros(1)}, p)
+    _deny_reading(monkeypatch, p)
     with pytest.raises(CheckpointError, match=r"locked\.pth: not readable \(Permission denied\)"):
         read_checkpoint(p)
 
@@ -890,20 +895,14 @@ def test_a_pipe_or_an_unreadable_noiseprint_file_is_named_with_its_reason(tmp_pa
         read_checkpoint(fifo)
     p = tmp_path / "locked.th"
     p.write_bytes((shared_dir / "weights" / "noiseprint++.th").read_bytes())
-    real_open = open
-
-    def no_permission(file, *a, **k):
-        if str(file) == str(p):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *a, **k)
-
-    monkeypatch.setattr("builtins.open", no_permission)
+    _deny_reading(monkeypatch, p)
     with pytest.raises(CheckpointError, match=r"locked\.th: not readable \(Permission denied\)$"):
         tl.load_noiseprint(p)
     shipped_name = tmp_path / "copy" / W.NOISEPRINT_FILE  # hashed first (a damaged shipped copy says so)
     shipped_name.parent.mkdir()
     p.rename(shipped_name)
     p = shipped_name
+    _deny_reading(monkeypatch, p)
     with pytest.raises(CheckpointError, match=r"noiseprint\+\+\.th: not readable \(Permission denied\)$"):
         tl.load_noiseprint(p)
 
