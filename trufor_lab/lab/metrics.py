@@ -82,6 +82,7 @@ def fake_at_fixed(scores: object, threshold: float = FIXED_THRESHOLD) -> np.ndar
     with np.errstate(over="ignore"):
         return np.asarray(scores, dtype=np.float64).astype(np.float32) > threshold
 
+
 LOCALIZATION_FIELDS = ("f1_best", "f1_fixed", "mcc_best", "mcc_fixed", "iou_fixed", "auc")
 """The per-image float metrics that :func:`aggregate` averages."""
 
