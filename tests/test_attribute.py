@@ -556,3 +556,12 @@ def test_what_ran_is_recorded_and_a_target_without_a_value_is_refused(recipe_mod
                 recipe_model, small, method, target=Nothing(), **({"n_steps": 2} if method == "modality" else {})
             )
     assert_clean(recipe_model)
+
+
+def test_an_attribution_in_the_console_is_one_line_of_shapes_and_numbers():
+    """repr(attribution) printed the image, the map and the raw attributions in full."""
+    a = _drawn_attribution()
+    a.raw = np.zeros((3, 16, 16), np.float32)
+    assert repr(a) == (
+        "Attribution('ig: score', name='x.png', size=16x16, map=float64 (16, 16), raw=float32 (3, 16, 16))"
+    )

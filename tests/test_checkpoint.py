@@ -919,3 +919,57 @@ def test_a_huge_file_given_as_noiseprint_weights_is_refused_before_it_is_hashed(
     with pytest.raises(CheckpointError, match=r"holiday\.mp4: not a PyTorch checkpoint \(it starts with bytes"):
         tl.load_noiseprint(video)
     assert hashed == []
+
+
+def test_a_zip_with_two_members_of_one_name_is_refused(tmp_path):
+    """A torch.save file given a second 'data/0' loaded: PyTorch took one copy and Python's zip
+    reader (which checks the CRC-32s) the other, so the checked bytes were not the loaded ones.
+    torch.save never writes that: refused as ambiguous; the file without the copy still loads."""
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.arange(4.0)}, plain)
+    with zipfile.ZipFile(plain) as z:
+        members = [(i.filename, z.read(i)) for i in z.infolist()]
+    stored = next(n for n, _ in members if n.endswith("/data/0"))
+    twice = tmp_path / "twice.pt"
+    with warnings.catch_warnings(), zipfile.ZipFile(twice, "w") as z:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name"
+        for name, data in members:
+            z.writestr(name, data)
+        z.writestr(stored, np.full(4, 9.0, np.float32).tobytes())
+    with zipfile.ZipFile(twice) as z:  # the two readers disagree
+        assert z.read(stored) != torch.load(twice, weights_only=True)["w"].numpy().tobytes()
+    with pytest.raises(CheckpointError, match=rf"^{twice}: a zip holding two members named plain/data/0 \("):
+        read_checkpoint(twice)
+    assert torch.equal(read_checkpoint(plain)["w"], torch.arange(4.0))
+
+
+def test_a_batch_count_given_as_a_float_loads_only_when_whole(shared_dir):
+    """PyTorch's loader casts a float 'num_batches_tracked' silently (3.7 became 3, 1e30 became
+    -2**63); a whole number loads as that number, anything else is refused naming the key."""
+    sd = extract_state_dict(read_checkpoint(shared_dir / "weights" / "noiseprint++.th"))
+    net = Noiseprint()
+    strict_load(net, {**sd, "3.num_batches_tracked": torch.tensor(5.0)}, "np")
+    assert int(net.state_dict()["3.num_batches_tracked"]) == 5
+    for value in (3.7, 1e30, float(2**63)):
+        with pytest.raises(CheckpointError, match=r"^np: .*1 dtype mismatch \[3\.num_batches_tracked: .*not whole"):
+            strict_load(Noiseprint(), {**sd, "3.num_batches_tracked": torch.tensor(value, dtype=torch.float64)}, "np")
+
+
+def test_an_old_format_file_of_many_tiny_tensors_is_refused_before_it_is_loaded(tmp_path):
+    """A file in PyTorch's format before 1.6 (a pickle, no zip directory to count) of 100 000 tiny
+    tensors took 6 s to load before anything could refuse it. Its stored tensors are counted first
+    (an unpickler that imports and calls nothing) and refused past the zip's member limit."""
+    import time
+
+    from trufor_lab.model.checkpoint import MAX_MEMBERS
+
+    many = tmp_path / "many.pt"
+    torch.save({f"t{i}": torch.zeros(1) for i in range(MAX_MEMBERS + 1)}, many, _use_new_zipfile_serialization=False)
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=rf"^{many}: a PyTorch file of the format before 1\.6 storing more than"):
+        read_checkpoint(many)
+    assert time.perf_counter() - t0 < 2
+    fine = tmp_path / "fine.pt"
+    torch.save({f"t{i}": torch.full((2,), float(i)) for i in range(3000)}, fine, _use_new_zipfile_serialization=False)
+    got = read_checkpoint(fine)
+    assert len(got) == 3000 and torch.equal(got["t2999"], torch.full((2,), 2999.0))

@@ -837,3 +837,69 @@ def test_scores_that_are_not_probabilities_get_no_accuracy_at_half(tmp_path):
     assert s["detection_auc"] == 0.75  # pairs (fake > real): 3 of 4
     assert math.isnan(s["balanced_accuracy"]) and math.isnan(s["tpr"]) and math.isnan(s["tnr"])
     assert "bACC nan (scores outside 0..1: 0.5 is no threshold there)" in ev.summary_lines()[0]
+
+
+def test_a_turned_image_whose_mask_fits_both_grids_is_scored_as_stored_and_said(tmp_path, capsys):
+    """An image with EXIF orientation 3 (or 6, square) whose mask was drawn on the view viewers
+    show was scored against a misaligned mask without a word: the sizes match either way. It is
+    still scored as stored (the official protocol), and the row and a line say so; no note where
+    there is no doubt (no orientation, the mask carries the same one, or a turned non-square
+    image, whose mask drawn on the turned view has the other size and is refused, saying why)."""
+    from trufor_lab.inference.result import Result
+
+    rng = np.random.default_rng(0)
+
+    def save(path, h, w, orientation=None):
+        exif = Image.Exif()
+        if orientation:
+            exif[0x0112] = orientation
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, exif=exif.tobytes())
+
+    cases = {  # name: (image h, w, image orientation, mask h, w, mask orientation)
+        "upside": (24, 32, 3, 24, 32, None),
+        "square": (24, 24, 6, 24, 24, None),
+        "tagged": (24, 32, 3, 24, 32, 3),
+        "plain": (24, 32, None, 24, 32, None),
+        "tall": (24, 32, 6, 24, 32, None),
+        "drawn_turned": (24, 32, 6, 32, 24, None),
+    }
+    samples, shapes = [], {}
+    for name, (h, w, o, mh, mw, mo) in cases.items():
+        save(tmp_path / f"{name}.png", h, w, o)
+        m = np.zeros((mh, mw), np.uint8)
+        m[:, : mw // 2] = 255
+        mo_exif = Image.Exif()
+        if mo:
+            mo_exif[0x0112] = mo
+        Image.fromarray(m).save(tmp_path / f"{name}_mask.png", exif=mo_exif.tobytes())
+        samples.append(Sample(tmp_path / f"{name}.png", tmp_path / f"{name}_mask.png", 1, "toy", name))
+        shapes[name] = (h, w)
+
+    def fn(model, path):
+        h, w = shapes[Path(path).stem]
+        m = np.zeros((h, w), np.float32)
+        m[:, : w // 2] = 0.9
+        return Result(
+            image=np.zeros((h, w, 3), np.uint8),
+            noiseprint=np.zeros((h, w), np.float32),
+            map=m,
+            conf=np.ones((h, w), np.float32),
+            score=0.7,
+        )
+
+    ev = evaluate(None, Dataset("toy", tmp_path, samples), tmp_path / "out", progress=False, analyze_fn=fn)
+    rows = {r["id"]: r for r in ev.rows}
+    err = capsys.readouterr().err
+    for name in ("upside", "square"):
+        assert rows[name]["f1_best"] == 1.0 and rows[name]["status"] == "ok"  # scored as stored
+        o = cases[name][2]
+        assert rows[name]["note"].startswith(f"{tmp_path / name}.png: EXIF orientation {o} not applied")
+        assert "a mask drawn on the view viewers show would not align" in rows[name]["note"]
+        assert f"note: {rows[name]['note']}" in err
+    for name in ("tagged", "plain", "tall"):
+        assert rows[name]["note"] is None and rows[name]["f1_best"] == 1.0, name
+    turned = rows["drawn_turned"]
+    assert turned["not_scored"] == "mask" and turned["note"] is None
+    assert "the size viewers show the image at (EXIF orientation 6)" in turned["error"]
+    ev.to_csv(tmp_path / "rows.csv")
+    assert Evaluation.from_csv(tmp_path / "rows.csv").rows[0]["note"] == rows["upside"]["note"]

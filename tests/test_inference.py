@@ -833,3 +833,20 @@ def test_the_float64_memory_estimate_counts_im2col():
     net = Noiseprint().double().eval()
     x = torch.zeros(1, 3, 100, 120, dtype=torch.float64)
     assert plain_peak_bytes(net, x) == 64 * (2 + 9) * 100 * 120 * 8
+
+
+def test_a_result_in_the_console_is_one_line_of_shapes_and_numbers(array_result):
+    """repr(result) printed every array (about 100 lines for one image, more in a list of them);
+    it is one line now: name, size, score as exactly as it is stored, arrays by dtype and shape.
+    The notebook view (a figure) is unchanged."""
+    from trufor_lab.inference.weights import WeightsInfo
+
+    info = WeightsInfo("official", "trufor.pth.tar", "ab" * 32, True)
+    r = array_result(480, 640, score=float(np.float32(0.49999997)), weights=info, notes=("a note", "another"))
+    text = repr([r, r])
+    assert "\n" not in text and len(text) < 500, text
+    assert repr(r) == (
+        "Result(name='synthetic', size=640x480, score=0.49999997, map=float32 (480, 640), conf=float32 (480, 640), "
+        "noiseprint=float32 (480, 640), weights='official', notes=2 (see .notes))"
+    )
+    assert "<img" in r._repr_html_()

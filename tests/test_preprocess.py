@@ -1114,6 +1114,22 @@ def test_an_icon_is_read_as_an_icon_not_as_a_tga(tmp_path):
     assert read_provenance(path).format == "ICO"
 
 
+def test_an_icon_of_several_sizes_says_which_one_is_analysed(tmp_path):
+    """An .ico holding 16x16, 32x32 and 64x64 was analysed at 64x64 without a word (a multi-page
+    file says "first of 3 frames"); the note names the size read and the others."""
+    a = _rgb(64, 64)
+    path = _save(Image.fromarray(a), tmp_path / "a.ico", sizes=[(16, 16), (32, 32), (64, 64)])
+    r = load_image(path)
+    assert np.array_equal(r.rgb, a)
+    assert r.notes == ("the 64x64 image of the 3 in the icon (64x64, 32x32, 16x16): the others not analysed",)
+    with Image.open(path) as im:  # a caller's choice of size is what is read, and said
+        im.size = (32, 32)
+        r = load_image(im)
+    assert r.rgb.shape == (32, 32, 3) and r.notes[0].startswith("the 32x32 image of the 3 in the icon")
+    one = _save(Image.fromarray(a), tmp_path / "one.ico", sizes=[(64, 64)])
+    assert load_image(one).notes == ()
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_an_xmp_orientation_is_not_taken_for_an_exif_one(tmp_path, fmt):
     """Pillow's getexif fills in XMP's tiff:Orientation when a file has no EXIF: the picture was

@@ -558,6 +558,28 @@ def test_a_score_a_float32_step_below_a_threshold_is_not_shown_on_it(score, cut)
     assert ("Weak evidence" if cut == 0.5 else "Some regions look manipulated") in text
 
 
+def test_the_reading_calls_suspicious_exactly_what_the_evaluation_counts_as_detected():
+    """The reading used score >= 0.5 and map >= 0.5 while the evaluation counts score > 0.5 as
+    fake and map > 0.5 as forged: a score of exactly 0.5 read "Some regions look manipulated"
+    for an image the evaluation counted as missed. One rule now, from lab.metrics."""
+    from trufor_lab.lab.metrics import detection_metrics
+
+    assert detection_metrics([0.5, 0.1], [1, 0]).tpr == 0.0  # the evaluation: 0.5 is not detected
+    text = plain_reading(synth(square(0.9), square(0.9, 0.8), 0.5))
+    assert text.startswith("Weak evidence") and "integrity score is low (0.50)" in text, text
+    above = float(np.nextafter(np.float32(0.5), np.float32(1)))
+    assert detection_metrics([above, 0.1], [1, 0]).tpr == 1.0
+    text = plain_reading(synth(square(0.9), square(0.9, 0.8), above))
+    assert text.startswith("Some regions look manipulated") and "integrity score 0.5000001." in text, text
+    assert plain_reading(synth(np.zeros((64, 64), np.float32), square(0.9, 0.8), 0.5)).startswith("No evidence")
+    # a float64 score that float32 (the evaluation's reading) rounds to 0.5 is not "moderate" either
+    assert plain_reading(synth(square(0.9), square(0.9, 0.8), 0.5 + 1e-12)).startswith("Weak evidence")
+    # map values of exactly 0.5 are not forged at 0.5 for the evaluation, nor flagged here
+    on_cut = synth(square(0.5), square(0.9, 0.8), 0.2)
+    assert map_stats(on_cut).flagged_fraction == 0.0
+    assert dict(numbers_rows(on_cut))["area flagged (map > 0.5)"] == "0.0%"
+
+
 def test_a_large_image_flagging_just_under_the_cut_is_not_shown_at_it():
     """11,249 of 2.25 million pixels (0.499956 %) showed as "0.5000%" beside "too little to
     single out a region": four decimals were the most the share got."""
@@ -587,7 +609,7 @@ def test_a_few_flagged_pixels_are_not_called_no_region(kind):
     r = synth(m, np.ones((100, 100), np.float32), 0.2, **weights)
     text = plain_reading(r)
     assert "no region" not in text and "only 0.4% of the image" in text and "too little to single out a region" in text
-    assert dict(numbers_rows(r))["area flagged (map ≥ 0.5)"] == "0.4%"
+    assert dict(numbers_rows(r))["area flagged (map > 0.5)"] == "0.4%"
     m.flat[:49] = 0.9  # 0.49 %: shown so, not rounded up to the 0.5 % cut beside "too little"
     assert "only 0.49% of the image" in plain_reading(synth(m, np.ones((100, 100), np.float32), 0.2, **weights))
     nothing = plain_reading(synth(np.zeros((100, 100), np.float32), np.ones((100, 100), np.float32), 0.2, **weights))

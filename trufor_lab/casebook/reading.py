@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trufor_lab.inference.weights import HOW_TO_VERIFY
+from trufor_lab.lab.metrics import FIXED_THRESHOLD, fake_at_fixed, forged_at_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
     from trufor_lab.inference.analyze import Result
@@ -31,16 +32,16 @@ __all__ = [
     "plain_reading",
 ]
 
-#: A pixel is "flagged" when its localization map value is at least this.
-FLAG_THRESHOLD = 0.5
+#: A pixel is "flagged" when its localization map value is above this (the evaluation's "forged").
+FLAG_THRESHOLD = FIXED_THRESHOLD
 #: Fewer flagged pixels than this fraction of the image count as "no region flagged".
 MIN_FLAGGED_FRACTION = 0.005
 #: Flagged regions whose mean confidence is below this: the map is unreliable there.
 CONF_LOW = 0.5
 #: Mean confidence in the flagged region needed for "strong evidence".
 CONF_HIGH = 0.75
-#: Integrity score above which the image as a whole is called suspicious.
-SCORE_FLAG = 0.5
+#: Integrity score above which the image as a whole is called suspicious (the evaluation's "fake").
+SCORE_FLAG = FIXED_THRESHOLD
 #: Integrity score needed for "strong evidence".
 SCORE_STRONG = 0.8
 #: A map that flags more than this fraction singles out no region.
@@ -65,13 +66,14 @@ def map_stats(result: "Result") -> MapStats:
     """Score, max/mean of the map, mean confidence, flagged fraction and confidence there."""
     if result.map is None:
         return MapStats(result.score, None, None, None, None, None)
+    flagged = forged_at_fixed(result.map)  # in the map's own dtype, as the evaluation counts it
     m = np.asarray(result.map, dtype=np.float64)
-    flagged = m >= FLAG_THRESHOLD
     conf = None if result.conf is None else np.asarray(result.conf, dtype=np.float64)
     conf_mean = None if conf is None else float(conf.mean())
     conf_flagged = float(conf[flagged].mean()) if conf is not None and flagged.any() else None
     return MapStats(
-        score=None if result.score is None else float(result.score),
+        # as the evaluation reads it (float32): a float64 model's 0.5000000001 is 0.5, not fake
+        score=None if result.score is None else float(np.float32(result.score)),
         map_max=float(m.max()),
         map_mean=float(m.mean()),
         conf_mean=conf_mean,
@@ -92,8 +94,10 @@ def plain_reading(result: "Result") -> str:
     Rule for the official checkpoint (thresholds are the module constants): nothing flagged ->
     "no evidence of manipulation found" (or inconclusive if the score is high); a flagged region
     with low mean confidence -> unreliable; almost everything flagged -> inconclusive; score
-    >= SCORE_STRONG and confidence >= CONF_HIGH -> strong evidence; score >= SCORE_FLAG ->
-    moderate; otherwise weak evidence.
+    >= SCORE_STRONG and confidence >= CONF_HIGH -> strong evidence; score > SCORE_FLAG ->
+    moderate; otherwise weak evidence. "Flagged" and "score > SCORE_FLAG" are the evaluation's
+    own rule (:func:`~trufor_lab.lab.metrics.forged_at_fixed`, ``fake_at_fixed``): an image the
+    reading calls suspicious is one the evaluation counts as detected.
     """
     info = result.weights
     if result.map is None:
@@ -163,7 +167,7 @@ def _official_reading(st: MapStats) -> str:
     frac, pct = st.flagged_fraction, _pct(st.flagged_fraction)
     s, cf = _fmt(st.score, 2), (None if st.conf_flagged is None else _fmt(st.conf_flagged, 2))
     if frac < MIN_FLAGGED_FRACTION:
-        if st.score < SCORE_FLAG:
+        if not fake_at_fixed(st.score):
             return (
                 f"No evidence of manipulation found: {_few_flagged(frac)} and the integrity score "
                 f"is low ({s}). This does not prove the image is authentic."
@@ -189,7 +193,7 @@ def _official_reading(st: MapStats) -> str:
             f"confidence ({cf}) and the integrity score is high ({s}). "
             f"Evidence, not proof: check the flagged regions against other sources."
         )
-    if st.score >= SCORE_FLAG:
+    if fake_at_fixed(st.score):
         return (
             f"Some regions look manipulated (moderate confidence): {pct} of the image is "
             f"flagged, mean confidence there {cf}, integrity score {s}."
@@ -207,8 +211,8 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     if v is None:
         return "—"
     for d in range(digits, 18):  # a float32 0.49999997 needs 8
-        text = f"{v:.{d}f}"
-        if all((float(text) >= t) == (v >= t) for t in _THRESHOLDS):
+        text = f"{v:.{d}f}"  # on v's side of every threshold, and on it only when v is (some are "> t")
+        if all((float(text) >= t, float(text) > t) == (v >= t, v > t) for t in _THRESHOLDS):
             return text
     return repr(float(v))  # the shortest text that reads back as v: on v's side of every threshold
 

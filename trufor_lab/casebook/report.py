@@ -188,7 +188,7 @@ def numbers_rows(result: "Result") -> list[tuple[str, str]]:
         ("map maximum", _fmt(st.map_max)),
         ("map mean", _fmt(st.map_mean)),
         ("mean confidence (whole image)", _fmt(st.conf_mean)),
-        (f"area flagged (map ≥ {FLAG_THRESHOLD})", _pct(st.flagged_fraction)),
+        (f"area flagged (map > {FLAG_THRESHOLD})", _pct(st.flagged_fraction)),
         ("mean confidence in the flagged area", _fmt(st.conf_flagged)),
     ]
     return rows

@@ -79,3 +79,16 @@ def whole(v: object) -> int | None:
     if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
         return int(v)
     return None
+
+
+def brief(v: object) -> str:
+    """How a console repr shows a field: an array as its dtype and shape (a tensor too), a number
+    by the shortest text that reads back as it (a float32 0.49999997 is not "0.500"), anything
+    else by its repr."""
+    if isinstance(v, (np.ndarray, np.generic)) and np.ndim(v) or type(v).__name__ == "Tensor":
+        dtype = str(getattr(v, "dtype", "")).replace("torch.", "")
+        return f"{dtype} {tuple(v.shape)}"
+    if isinstance(v, (float, np.floating)) and not isinstance(v, bool):
+        f32 = np.float32(v)
+        return str(f32) if float(f32) == float(v) else repr(float(v))  # np.float32's text is the shortest
+    return repr(v)

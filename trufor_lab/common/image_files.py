@@ -31,6 +31,7 @@ __all__ = [
     "MAX_PIXELS",
     "decoder_words",
     "deep_colour",
+    "icon_note",
     "image_formats",
     "load_heard",
     "load_stored",
@@ -385,6 +386,16 @@ def reduced_image_note(im: Image.Image) -> str | None:
     if isinstance(sub, int) and sub & 1:
         return f"the file marks this image ({w}x{h}) as a reduced-resolution copy: the full picture is not read here"
     return None
+
+
+def icon_note(im: Image.Image) -> str | None:
+    """Which of an icon's images is read (Pillow takes the largest, or the size a caller set)
+    when the file holds several; ``None`` for anything else."""
+    entries = getattr(getattr(im, "ico", None), "entry", None) if im.format == "ICO" else None
+    if not entries or len(entries) < 2:
+        return None
+    sizes = ", ".join(f"{w}x{h}" for w, h in sorted(im.ico.sizes(), reverse=True))
+    return f"the {im.size[0]}x{im.size[1]} image of the {len(entries)} in the icon ({sizes}): the others not analysed"
 
 
 def tag_ints(v: Any) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ How PIL modes become RGB (one policy, stated once):
 - ``F`` (float): values no higher than 1.5 are a normalised picture (0..1), scaled like a float array; any
   other range is PIL's own convention (0..255), rounded. At most 1 % of the values may fall outside that
   range (clipped, noted with the share); more, NaN or Inf: refused (a measurement, as beyond 16 bits).
-- Animated or multi-page files: the first frame.
+- Animated or multi-page files: the first frame; an icon of several sizes: the largest (each noted).
 - EXIF orientation: **not applied** by default. The analysis runs on the pixel grid as stored, like the
   official code, so outputs stay aligned with the file (and with its JPEG 8x8 grid). ``load_image(...,
   exif_transpose=True)`` rotates/flips the pixels (for display); the analyses (``analyze``,
@@ -58,6 +58,7 @@ from trufor_lab.common.image_files import (
     decoder_words,
     deep_colour,
     frame_count,
+    icon_note,
     loaded_tiff_orientation,
     open_image,
     orientation_tag,
@@ -501,7 +502,7 @@ def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int)
         notes_first = []
     layered = im.format == "PSD"  # Pillow counts a PSD's layers as frames; its pixels are the merged image
     signed, white_is_zero, bits = _tiff_samples(im)
-    notes: list[str] = notes_first + [n for n in (reduced_image_note(im),) if n]
+    notes: list[str] = notes_first + [n for n in (reduced_image_note(im), icon_note(im)) if n]
     if im.format != "TIFF":  # decode errors raise here, not inside getexif (which swallows them)
         _load_pixels(im, name, notes)
     raw, orientation = orientation_tag(im)  # a TIFF's before loading: its loader drops the tag

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trufor_lab.common.arrays import brief
 from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.common.files import atomic_savez
@@ -203,6 +204,25 @@ class Result:
             what = f" ({self.label})" if self.label else ""
             return f"no global score{what}, map max {float(self.map.max()):.3f}{conf}{said}"
         return f"score {self.score:.3f}, map max {float(self.map.max()):.3f}{conf}{said}"
+
+    def __repr__(self) -> str:
+        """One line (the arrays by dtype and shape, as numpy-holding records of mature libraries do);
+        ``summary()`` reads it in words, and a notebook shows the figure."""
+        h, w = self.size
+        parts = [f"name={self.name!r}", f"size={w}x{h}"]
+        fields = ("score", "det_logit", "map", "conf", "noiseprint")
+        parts += [f"{k}={brief(getattr(self, k))}" for k in fields if getattr(self, k) is not None]
+        if self.weights is not None:
+            parts.append(f"weights={self.weights.kind!r}{'' if self.weights.verified else ' (unverified)'}")
+        if self.label is not None:
+            parts.append(f"label={self.label!r}")
+        if self.exif_orientation not in (None, 1):
+            parts.append(f"exif_orientation={self.exif_orientation}{' (shown)' if self.shown else ''}")
+        if self.notes:
+            parts.append(f"notes={len(self.notes)} (see .notes)")
+        if self.captures:
+            parts.append(f"captures={sorted(map(str, self.captures))}")
+        return f"Result({', '.join(parts)})"
 
     def _repr_html_(self) -> str:
         banner = (

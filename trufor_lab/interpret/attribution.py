@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from trufor_lab.common.arrays import brief
 from trufor_lab.inference.analyze import Result
 from trufor_lab.viz.figures import figure_html, new_figure
 
@@ -212,6 +213,21 @@ class Attribution:
         plot_modality_shares([self], ax=axes[3])
         fig.suptitle(self.title, fontsize=9, parse_math=False)
         return fig
+
+    def __repr__(self) -> str:
+        """One line: what was explained, and the arrays by dtype and shape."""
+        h, w = self.image.shape[:2]
+        parts = [f"{self.label!r}", f"name={self.name!r}", f"size={w}x{h}", f"map={brief(self.map)}"]
+        parts += [
+            f"{k}={brief(getattr(self, k))}"
+            for k in ("baseline", "delta", "target_value", "baseline_value", "original_size")
+            if getattr(self, k) is not None
+        ]
+        if self.raw is not None:
+            parts.append(f"raw={brief(self.raw)}")
+        if self.notes:
+            parts.append(f"notes={len(self.notes)} (see .notes)")
+        return f"Attribution({', '.join(parts)})"
 
     def _repr_html_(self) -> str:
         return figure_html(self.plot(), self.title)

@@ -33,8 +33,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from trufor_lab.common.paths import IMAGE_EXTENSIONS, find_images
-from trufor_lab.common.image_files import open_image, pixel_limit, stored_pixels, stored_size
+from trufor_lab.common.image_files import open_image, orientation_tag, pixel_limit, stored_pixels, stored_size
 from trufor_lab.common.jpeg_cut import too_many_scans
+from trufor_lab.inference.preprocess import orientation_note
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -368,6 +369,15 @@ def _wide_mask_pixels(a: np.ndarray, path: Path) -> np.ndarray:
     return wide.astype(np.uint8)
 
 
+def _orientation(path: Path) -> int | None:
+    """A file's valid EXIF orientation (1-8), ``None`` when absent or unreadable."""
+    try:
+        with pixel_limit(), open_image(path) as im:
+            return orientation_tag(im)[1]
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header, without decoding."""
     if not path.is_file():
@@ -482,11 +492,38 @@ class Dataset(Sequence[Sample]):
         mask = read_mask(sample.mask_path, self.convention)
         w, h = _image_size(sample.image_path)
         if mask.shape != (h, w):
+            o = _orientation(Path(sample.image_path))
+            turned = (
+                f": the size viewers show the image at (EXIF orientation {o}); masks are read on the grid "
+                "the file stores, like the image (the official protocol): turn the mask back to that grid"
+                if o is not None and o >= 5 and mask.shape == (w, h)
+                else ""
+            )
             raise DatasetError(
                 f"{sample.mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} "
-                f"differs from image size {w}x{h} ({sample.image_path})"
+                f"differs from image size {w}x{h} ({sample.image_path}){turned}"
             )
         return mask
+
+    def mask_orientation_note(self, sample: Sample) -> str | None:
+        """What to know when a fake's image has an EXIF orientation (viewers show it turned) and
+        its mask fits both grids: the mask is read as stored, like the image (the official
+        protocol), and one drawn on the turned view would be misaligned with nothing to show it.
+        ``None`` when no such doubt exists (no orientation, the mask carries the same one, or a
+        mask drawn on the turned view would have had the other size, which :meth:`load_mask` refuses)."""
+        if sample.mask_path is None:
+            return None
+        image = Path(sample.image_path)
+        o = _orientation(image)
+        if o in (None, 1) or _orientation(Path(sample.mask_path)) == o:
+            return None
+        w, h = _image_size(image)
+        if o >= 5 and w != h:
+            return None
+        return (
+            f"{image}: {orientation_note(o, 'stored')}; its mask {sample.mask_path} is read as stored too "
+            "(the official protocol): a mask drawn on the view viewers show would not align"
+        )
 
     def validate(self) -> list[str]:
         """Check every file; one line per problem (empty when all is well). Reads every mask.

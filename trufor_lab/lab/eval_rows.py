@@ -34,6 +34,7 @@ ROW_COLUMNS: dict[str, str] = {
     "status": STR,
     "error": STR,
     "not_scored": STR,
+    "note": STR,  # what a reader must know about a row scored in full (a mask that may be misaligned)
     "reused": BOOL,
     "score": FLOAT,
     "f1_best": FLOAT,

@@ -394,6 +394,10 @@ def _evaluate_one(
                 )
             else:
                 _localize(row, m, c, mask)
+                noting = getattr(dataset, "mask_orientation_note", None)  # a Dataset's; a duck-typed one may lack it
+                row["note"] = noting(sample) if noting else None
+                if row["note"]:  # scored as the official protocol does, and said where the run is watched
+                    tqdm.write(f"note: {row['note']}", file=sys.stderr)
     if problems:
         row.update(error="; ".join(problems.values()), not_scored=",".join(problems))
     return row

@@ -49,6 +49,7 @@ from trufor_lab.lab.datasets import REGISTRY, DatasetError, MaskConvention, read
 from trufor_lab.lab.eval_rows import convention_from_record, not_scored
 from trufor_lab.lab.eval_rows import nan as _num
 from trufor_lab.lab.evaluate import Evaluation
+from trufor_lab.lab.metrics import FIXED_THRESHOLD, fake_at_fixed
 from trufor_lab.viz.figures import display_stride, for_display, map_cmap, plain_figure, show_image
 
 __all__ = [
@@ -67,8 +68,8 @@ __all__ = [
 
 F1_THRESHOLD = 0.5
 """A fake with a mask whose ``f1_best`` is below this is poorly localized."""
-SCORE_THRESHOLD = 0.5
-"""fake = score > 0.5 (the official detection threshold)."""
+SCORE_THRESHOLD = FIXED_THRESHOLD
+"""fake = score > 0.5 (the official detection threshold, :func:`~trufor_lab.lab.metrics.fake_at_fixed`)."""
 SMALL_REGION = 0.01
 LOW_CONFIDENCE = 0.5
 HEAVY_COMPRESSION = 75
@@ -95,8 +96,8 @@ def is_failure(
         return None
     score, f1 = _num(row.get("score")), _num(row.get("f1_best"))
     if row.get("label") == 0:
-        return None if math.isnan(score) else bool(score > score_threshold)
-    missed = None if math.isnan(score) else not score > score_threshold
+        return None if math.isnan(score) else bool(fake_at_fixed(score, score_threshold))
+    missed = None if math.isnan(score) else not fake_at_fixed(score, score_threshold)
     poor = None if math.isnan(f1) else f1 < f1_threshold
     if missed is None and poor is None:
         return None

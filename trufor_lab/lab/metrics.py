@@ -56,6 +56,8 @@ __all__ = [
     "LocalizationMetrics",
     "aggregate",
     "detection_metrics",
+    "fake_at_fixed",
+    "forged_at_fixed",
     "localization_metrics",
     "scored_regions",
 ]
@@ -66,6 +68,20 @@ DILATE_SIZE = 11
 """Side of the square maximum filter whose complement is the scored pristine pixels."""
 FIXED_THRESHOLD = 0.5
 """The fixed threshold: forged = map > 0.5, fake = score > 0.5."""
+
+
+def forged_at_fixed(map: np.ndarray) -> np.ndarray:
+    """Pixels called forged at the fixed threshold (``map > 0.5``, in the map's own dtype): the one
+    rule the metrics and the casebook's reading ("flagged") share."""
+    return np.asarray(map) > FIXED_THRESHOLD
+
+
+def fake_at_fixed(scores: object, threshold: float = FIXED_THRESHOLD) -> np.ndarray:
+    """Images called fake (``score > 0.5`` on float32 scores): the one rule of the detection
+    metrics, the failure gallery and the casebook's reading (a score of exactly 0.5 is real)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(scores, dtype=np.float64).astype(np.float32) > threshold
+
 
 LOCALIZATION_FIELDS = ("f1_best", "f1_fixed", "mcc_best", "mcc_fixed", "iou_fixed", "auc")
 """The per-image float metrics that :func:`aggregate` averages."""
@@ -322,7 +338,7 @@ def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetri
 
     # fixed threshold, in the map's own dtype
     own = m[scored]
-    pred = own > FIXED_THRESHOLD
+    pred = forged_at_fixed(own)
     if own.min() < -PROBABILITY_SLACK or own.max() > 1 + PROBABILITY_SLACK:
         f1_fixed = mcc_fixed = iou_fixed = math.nan  # not a probability: 0.5 means nothing there
     elif (y.all() and pred.all()) or (not y.any() and not pred.any()):
@@ -444,7 +460,7 @@ def detection_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int
         auc = _auc_from_sweep(fn, tn)
     else:
         auc = math.nan
-    pred = s32 > FIXED_THRESHOLD
+    pred = fake_at_fixed(s32)
     tpr = float(np.count_nonzero(pred & y)) / n_fake if n_fake else math.nan
     tnr = float(np.count_nonzero(~pred & ~y)) / n_real if n_real else math.nan
     if s32.size and (s32.min() < 0 or s32.max() > 1):  # logits (det_logit): 0.5 is no threshold there

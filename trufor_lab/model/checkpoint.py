@@ -14,6 +14,7 @@ import re
 import tarfile
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -96,6 +97,9 @@ def _archive_kind(path: str) -> str | None:
                 names = [i.filename for i in infos]
         except (zipfile.BadZipFile, OSError, ValueError):
             return None  # let torch.load say what is wrong
+        twice = next((n for n, c in Counter(names).items() if c > 1), None)
+        if twice is not None:  # PyTorch's reader and Python's (the checksums) may take different copies
+            return f"a zip holding two members named {_k(twice)} (which one is read is ambiguous; torch.save never writes that): not read"
         if any(n.endswith("data.pkl") for n in names):
             if any("/code/" in n or n.endswith("/constants.pkl") for n in names):  # torch.jit.save's layout
                 return (
@@ -121,6 +125,11 @@ def _archive_kind(path: str) -> str | None:
         )
     if head[:4] == b"PK\x03\x04":  # not a readable zip (is_zipfile looks for the directory at the end)
         return "cut short or damaged (a zip, as torch.save writes, without its directory at the end): copy it again"
+    if head[:1] == b"\x80" and _legacy_storages(path, MAX_MEMBERS) > MAX_MEMBERS:
+        return (
+            f"a PyTorch file of the format before 1.6 storing more than {MAX_MEMBERS} tensors, far more "
+            f"than a TruFor checkpoint holds: not read"
+        )
     if head[:1] != b"\x80":  # neither pickle protocol 2+ nor a zip: what is it?
         if _OLD_PICKLE.match(head):  # printable too: say what it is, not "a web page?"
             return "a pickle of protocol 0 or 1 (plain pickle.dump, never torch.save's format): not unpickled"
@@ -156,6 +165,62 @@ def _zip_directory_size(path: str) -> tuple[int, int]:
                 members = max(members, int.from_bytes(rec[32:40], "little"))
                 directory = max(directory, int.from_bytes(rec[40:48], "little"))
     return members, directory
+
+
+class _Stub:
+    """What :class:`_Counting` builds for anything a pickle names: nothing is imported or called."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _Counting(pickle.Unpickler):
+    """An unpickler that only counts the stored tensors (persistent ids) of a file in PyTorch's
+    format before 1.6: every name a pickle asks for becomes :class:`_Stub`, nothing else is
+    reachable. It stops past ``limit``: in C, a tenth of the time ``torch.load`` takes."""
+
+    def __init__(self, f: Any, limit: int) -> None:
+        super().__init__(f)
+        self.count, self.limit = 0, limit
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _Stub
+
+    def persistent_load(self, pid: Any) -> Any:
+        self.count += 1
+        if self.count > self.limit:
+            raise _TooMany
+        return _Stub()
+
+
+class _TooMany(Exception):
+    pass
+
+
+#: The number ``torch.save`` pickled first in its format before 1.6.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _legacy_storages(path: str, limit: int) -> int:
+    """How many tensors a file in PyTorch's format before 1.6 stores (counted up to ``limit + 1``;
+    0 for any other pickle, or one this count cannot read: ``torch.load`` then says why). 100 000
+    tiny tensors took 6 s to load before anything could refuse them."""
+    with open(path, "rb") as f:
+        try:
+            if _Counting(f, limit).load() != _LEGACY_MAGIC:
+                return 0
+            _Counting(f, limit).load()  # the format's version, then the system's sizes
+            _Counting(f, limit).load()
+            counter = _Counting(f, limit)
+            counter.load()
+        except _TooMany:
+            return limit + 1
+        except Exception:  # noqa: BLE001 - damaged or foreign: torch.load's own error names it
+            return 0
+    return counter.count
 
 
 def _damaged_member(path: str) -> str | None:
@@ -346,6 +411,17 @@ def _count_of_batchnorm(model: nn.Module, key: str) -> bool:
     return isinstance(module, nn.modules.batchnorm._NormBase) and module.momentum is not None
 
 
+def _whole(t: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether ``t`` converts to the integer ``dtype`` without changing a value (integers of another
+    width are PyTorch's and the file's business; floats must be whole and in range)."""
+    if dtype.is_complex or dtype == torch.bool or not (t.is_floating_point() or t.is_complex()):
+        return True
+    if t.is_complex():
+        return False
+    info, d = torch.iinfo(dtype), t.double()
+    return bool(((d == d.round()) & (d >= info.min) & (d < info.max + 1.0)).all())
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """:func:`strict_load`'s checks without loading. ``model`` may live on the ``meta`` device:
     a checkpoint's own ``config`` is then checked against its weights before anything real is
@@ -369,6 +445,13 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
         f"{k}: checkpoint {state_dict[k].dtype} vs model {v.dtype}"
         for k, v in expected.items()
         if k in state_dict and v.is_floating_point() and not state_dict[k].is_floating_point()
+    ]
+    # an integer buffer (a BatchNorm's batch count) given floats: PyTorch's loader truncates 3.7 to 3
+    # and wraps 1e30; whole numbers in range are taken exactly
+    kinds += [
+        f"{k}: checkpoint {state_dict[k].dtype} vs model {v.dtype} (not whole numbers in its range)"
+        for k, v in expected.items()
+        if k in state_dict and not v.is_floating_point() and not _whole(state_dict[k], v.dtype)
     ]
     if missing or unexpected or shapes or kinds:
         parts = []
