@@ -686,3 +686,25 @@ def test_pictures_too_small_to_check_are_not_called_lined_up():
     a = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
     c = compare(a, 255 - a)
     assert not c.reliable and any("cannot be checked" in n for n in c.notes)
+
+
+def test_comparison_plot_draws_large_pictures_averaged_to_screen_size():
+    """Comparison.plot (casebook --compare, the Compare tab) drew all five panels at full size (a
+    12 MP pair: five 12 MP images); they are averaged over blocks to <= 2048 px, as plot_result."""
+    from trufor_lab.inference.result import Result
+    from trufor_lab.viz.figures import display_mean
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (2100, 300, 3), dtype=np.uint8)
+    b = a.copy()
+    b[500:900, 100:200] = 255 - b[500:900, 100:200]
+    noise = rng.standard_normal((2100, 300)).astype(np.float32)
+    ramp = np.tile(np.linspace(0, 1, 300, dtype=np.float32), (2100, 1))
+    ra = Result(image=a, noiseprint=noise, map=ramp, conf=ramp, score=0.1, name="a")
+    rb = Result(image=b, noiseprint=noise, map=None, conf=None, score=None, name="b")
+    c = compare(ra, rb, estimate_shift=False)
+    panels = {ax.get_title().split(" (")[0]: ax.images[0] for ax in c.plot().axes if ax.images}
+    assert len(panels) == 5 and {p.get_array().shape[:2] for p in panels.values()} == {(1050, 150)}
+    np.testing.assert_allclose(np.ma.getdata(panels["|A − B|"].get_array()), display_mean(c.diff, 2), rtol=1e-6)
+    np.testing.assert_allclose(panels["B: Noiseprint++"].get_array(), display_mean(noise, 2), rtol=1e-12)
+    assert panels["B: Noiseprint++"].get_clim() == tuple(np.percentile(noise, [1, 99]))  # the whole map's

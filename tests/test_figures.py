@@ -453,3 +453,22 @@ def test_the_noiseprint_figure_draws_a_large_map_at_screen_size_but_measures_it_
     np.testing.assert_array_equal(spectrum.get_array(), log_spectrum(a))
     # a block holding NaN stays NaN: drawn in BAD_COLOR, not averaged away
     np.testing.assert_array_equal(F.display_mean(np.array([[np.nan, 1, 1], [1, 1, 3]]), 2), [[np.nan, 2]])
+
+
+def test_plot_result_draws_a_large_noiseprint_averaged_not_strided(array_result):
+    """Over 2048 px the Noiseprint++ panel was ``a[::2, ::2]``: white noise kept its whole
+    standard deviation, about twice that of the map as the screen shows it (blocks of 2x2 average
+    it to half). Every panel is now averaged over the same blocks (the picture in its own dtype),
+    the colour scale still from the whole map."""
+    r = array_result(2100, 300)
+    fig = F.plot_result(r)
+    panel = {ax.get_title(): ax.images[0] for ax in fig.axes if ax.images}
+    npm = panel["Noiseprint++"].get_array()
+    np.testing.assert_allclose(npm, F.display_mean(r.noiseprint, 2), rtol=1e-12)
+    assert 0.4 < np.std(npm) / np.std(r.noiseprint) < 0.6  # a stride gave 1.0
+    assert panel["Noiseprint++"].get_clim() == F.robust_limits(r.noiseprint[::2, ::2])
+    image = panel["Image"].get_array()
+    assert image.dtype == np.uint8 and image.shape == (1050, 150, 3)
+    want = r.image.astype(float).reshape(1050, 2, 150, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_array_equal(image, np.rint(want).astype(np.uint8))
+    np.testing.assert_allclose(panel["Localization map"].get_array(), F.display_mean(r.map, 2), rtol=1e-12)

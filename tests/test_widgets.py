@@ -580,3 +580,19 @@ def test_the_noiseprint_viewer_refuses_a_window_under_one(array_result):
         with pytest.raises(ValueError, match=r"variance_size must be a whole number of pixels >= 1"):
             v.set(variance_size=bad)
     assert v.set(variance_size=2) and v.state["variance_size"] == 3  # the slider's least, shown in state
+
+
+def test_viewers_draw_a_large_noiseprint_averaged_on_the_maps_own_scale(array_result):
+    """Both viewers drew Noiseprint++ over 2048 px as ``a[::2, ::2]``: white noise at its whole
+    contrast, twice what the map shows on screen. It is averaged over 2x2 blocks now; the grey
+    scale still comes from the map's own values (the averaged ones spread half as much)."""
+    from trufor_lab.viz.figures import display_mean, robust_limits
+
+    r = array_result(2100, 300, map=None, conf=None, score=None)
+    npm = ResultViewer(r).render().axes[1].images[0]
+    np.testing.assert_allclose(npm.get_array(), display_mean(r.noiseprint, 2), rtol=1e-12)
+    assert npm.get_clim() == robust_limits(r.noiseprint[::2, ::2])
+    assert 0.4 < np.std(npm.get_array()) / np.std(r.noiseprint) < 0.6  # a stride gave 1.0
+    col = CompareViewer([r], panel="noiseprint").render().axes[0].images[0]
+    np.testing.assert_allclose(col.get_array(), display_mean(r.noiseprint, 2), rtol=1e-12)
+    assert col.get_clim() == robust_limits(r.noiseprint[::2, ::2])

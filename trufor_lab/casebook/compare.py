@@ -20,7 +20,7 @@ from trufor_lab.casebook.report import comparison_section_html, official_weights
 from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
-from trufor_lab.viz.figures import draw_map, frame_panel
+from trufor_lab.viz.figures import display_stride, draw_map, for_display, frame_panel
 
 __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shift_threshold"]
 
@@ -85,7 +85,9 @@ class Comparison:
         )
 
     def plot(self, fig: Any = None) -> Any:
-        """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++)."""
+        """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++). Each
+        panel is drawn averaged over blocks to at most 2048 pixels a side (display only; the colour
+        scales come from the whole arrays): at full size a 12 MP pair drew five 12 MP panels."""
         import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
 
         results = [r for r in (self.result_a, self.result_b) if r is not None]
@@ -94,13 +96,14 @@ class Comparison:
             fig = plt.figure(figsize=(11, 3.8 * rows))
         axes = fig.subplots(rows, 3, squeeze=False)
         na, nb = short_name(self.name_a), short_name(self.name_b)
-        axes[0, 0].imshow(self.a)
+        small = lambda a: for_display(a, display_stride(a.shape))  # noqa: E731
+        axes[0, 0].imshow(small(self.a))
         axes[0, 0].set_title(f"A: {na}", fontsize=9, parse_math=False)
-        axes[0, 1].imshow(self.b_aligned)
+        axes[0, 1].imshow(small(self.b_aligned))
         axes[0, 1].set_title(f"B aligned to A: {nb}", fontsize=9, parse_math=False)
         finite = self.diff[np.isfinite(self.diff)]
         vmax = max(0.05, float(np.percentile(finite, 99.5))) if finite.size else 1.0
-        im = axes[0, 2].imshow(np.ma.masked_invalid(self.diff), cmap="magma", vmin=0, vmax=vmax)
+        im = axes[0, 2].imshow(np.ma.masked_invalid(small(self.diff)), cmap="magma", vmin=0, vmax=vmax)
         fig.colorbar(im, ax=axes[0, 2], fraction=0.046, pad=0.02)
         axes[0, 2].set_title(
             f"|A − B| (mean {self.mean_diff:.3f})" if self.reliable else "|A − B| (not lined up: not a change)",
@@ -111,13 +114,13 @@ class Comparison:
                 if r is None:
                     ax.text(0.5, 0.5, f"{label}: not analyzed", ha="center", va="center")
                 elif r.map is not None:
-                    draw_map(ax, r.map)
+                    draw_map(ax, small(r.map))
                     whose = "" if official_weights(r) else "this model's "  # the paper's score: official only
                     score = "no global score" if r.score is None else f"{whose}score {r.score:.2f}"
                     ax.set_title(f"{label}: localization map, {score}", fontsize=9)
                 else:
                     lo, hi = np.percentile(r.noiseprint, [1, 99])
-                    ax.imshow(r.noiseprint, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
+                    ax.imshow(small(r.noiseprint), cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
                     ax.set_title(f"{label}: Noiseprint++ (no localization)", fontsize=9)
             lines = (
                 [

@@ -80,6 +80,26 @@ def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0, subsampling:
 # ------------------------------------------------------------------------------ JPEG ghost
 
 
+def _squared_error(rgb: np.ndarray, again: np.ndarray, band: int = 128) -> np.ndarray:
+    """``((rgb - again) ** 2).mean(axis=2)`` in float64 for uint8 pictures, bit for bit, without
+    the float64 (H, W, C) cubes: each difference is a whole number of magnitude at most 255, so
+    its square is exact in 16 unsigned bits (two's complement: ``(d mod 2**16) ** 2 mod 2**16 =
+    d ** 2``) and the channel sum in 32; only the division by the channel count is a float64
+    operation, the same one the mean makes. ``band`` rows at a time (they stay in cache)."""
+    out = np.empty(rgb.shape[:2])
+    channels = rgb.shape[2]
+    for r in range(0, rgb.shape[0], band):
+        d = rgb[r : r + band].astype(np.int16)
+        d -= again[r : r + band]
+        sq = d.view(np.uint16)
+        sq *= sq
+        s = sq[..., 0].astype(np.uint32)
+        for c in range(1, channels):
+            s += sq[..., c]
+        np.divide(s, channels, out=out[r : r + band])
+    return out
+
+
 def jpeg_ghost(
     rgb: np.ndarray,
     *,
@@ -98,50 +118,71 @@ def jpeg_ghost(
     Recompression runs on the image's own 8x8 grid (its phase found as in :func:`bag`, the
     image padded to it and cropped back): a picture cropped off its JPEG grid showed no ghost.
     ``subsampling`` should be the file's own, as for :func:`ela`: re-saved at 4:2:0, a 4:4:4
-    file's chroma error at every quality hid the ghost."""
-    x = rgb.astype(np.float64)
+    file's chroma error at every quality hid the ghost.
+
+    Memory: one quality at a time, in two passes (the per-pixel range over all qualities, then
+    the normalised maps), each recompressing again (JPEG round trips are deterministic and
+    cheap) rather than holding a float64 map per quality: a few float64 planes besides
+    ``raw['difference']`` (float32, one plane per quality). A 12 MP photo with 20 qualities
+    peaked near 10 GB with a float64 cube per step."""
     h, w = rgb.shape[:2]
+    n = len(qualities)
+    if n == 0:
+        raise ValueError("qualities must be a non-empty sequence")
     grid = bag(rgb)[2] if min(h, w) >= GRID_MIN_SIDE else {"not_applicable": "too small"}
     py, px = (0, 0) if "not_applicable" in grid else grid["grid_phase"]  # no grid found: (0, 0)
     ty, tx = (8 - py) % 8, (8 - px) % 8  # padding that puts the grid at (0, 0)
+    padded = np.ascontiguousarray(np.pad(rgb, ((ty, 0), (tx, 0), (0, 0)), mode="edge")) if ty or tx else rgb
 
-    def again(q: int) -> np.ndarray:
-        if not (ty or tx):
-            return jpeg_compress(rgb, q, subsampling)
-        padded = np.ascontiguousarray(np.pad(rgb, ((ty, 0), (tx, 0), (0, 0)), mode="edge"))
-        return jpeg_compress(padded, q, subsampling)[ty:, tx:]
+    def difference(q: int) -> np.ndarray:  # windowed squared difference at quality q, float64 (H, W)
+        return ndimage.uniform_filter(_squared_error(rgb, jpeg_compress(padded, q, subsampling)[ty:, tx:]), window)
 
-    d = np.stack([ndimage.uniform_filter(((x - again(q)) ** 2).mean(axis=2), window) for q in qualities])
-    lo, hi = d.min(axis=0), d.max(axis=0)
+    # pass 1: each quality's mean difference and the per-pixel range over the qualities
+    curves = []
+    lo = hi = np.empty(0)
+    for i, q in enumerate(qualities):
+        d = difference(q)
+        curves.append(float(d.mean()))
+        lo, hi = (d.copy(), d) if i == 0 else (np.minimum(lo, d, out=lo), np.maximum(hi, d, out=hi))
     eps = 0.5  # flat pixels (almost no difference at any q) come out neutral (0.5), not ghosts
-    dn = (d - lo + eps / 2) / (hi - lo + eps)
-    # a ghost is a *low* difference in part of the image: unevenness = median - 2nd percentile
-    n = len(qualities)
-    p02, p50 = np.percentile(dn.reshape(n, -1)[:, ::7], [2, 50], axis=1)
+    span = hi - lo + eps
+    del hi
+
+    def normalised(q: int) -> np.ndarray:
+        return (difference(q) - lo + eps / 2) / span
+
+    # pass 2. A ghost is a *low* difference in part of the image: unevenness = median - 2nd
+    # percentile. A ghost is a dip *inside* the range: q* only among interior local minima of the
+    # per-pixel curves, where they cluster (a region, not scattered noise). The unevenness alone
+    # was largest at the range's low end for regions first saved at 80 or more (q* = 40, AUC 0.74)
+    dn32 = np.empty((n, h, w), np.float32)
+    p02, p50, c50, c98 = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    last: list[np.ndarray] = []  # the normalised maps of the last three qualities
+    for i, q in enumerate(qualities):
+        last = [*last[-2:], normalised(q)]
+        dn32[i] = last[-1]
+        p02[i], p50[i] = np.percentile(last[-1].ravel()[::7], [2, 50])
+        if len(last) == 3:  # the middle one's local minima (the range's ends have none)
+            dip = ((last[1] < last[0]) & (last[1] < last[2])).astype(np.float64)
+            c50[i - 1], c98[i - 1] = np.percentile(ndimage.uniform_filter(dip, 2 * window).ravel()[::7], [50, 98])
+    del last
     spread = p50 - p02
-    # a ghost is a dip *inside* the range: q* only among interior local minima of the per-pixel
-    # curves, where they cluster (a region, not scattered noise). The unevenness alone was largest
-    # at the range's low end for regions first saved at 80 or more (q* = 40, AUC 0.74)
-    dip = np.zeros(d.shape)
-    dip[1:-1] = (dn[1:-1] < dn[:-2]) & (dn[1:-1] < dn[2:])
-    clustered = np.array([ndimage.uniform_filter(m, 2 * window) for m in dip]).reshape(n, -1)[:, ::7]
-    c50, c98 = np.percentile(clustered, [50, 98], axis=1)
     cluster = np.maximum(c98 - c50, 0.0)
     if n >= 3 and not cluster.any():  # a flat picture: no curve dips inside the range anywhere
         why = "no quality inside the range shows a dip in a region (a flat picture?): no ghost to show"
         return np.zeros((h, w)), None, {"qualities": list(qualities), "not_applicable": why}
     k = int(np.argmax(spread * cluster)) if n >= 3 else int(np.argmax(spread))
     return (
-        1.0 - dn[k],
+        1.0 - normalised(qualities[k]),
         None,
         {
             "qualities": list(qualities),
             "subsampling": subsampling,
             "ghost_quality": int(qualities[k]),
-            "curves": d.reshape(len(qualities), -1).mean(axis=1).tolist(),
+            "curves": curves,
             "spread": spread.tolist(),
             "minima_cluster": cluster.tolist(),
-            "difference": dn.astype(np.float32),
+            "difference": dn32,
             "grid_phase": [int(py), int(px)],
         },
     )

@@ -395,7 +395,7 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
             ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
             ax.set_facecolor("0.92")
         else:
-            a = for_display(a, display_stride(np.shape(a)))  # a large picture strided down: display only
+            a = for_display(a, display_stride(np.shape(a)))  # a large picture averaged down: display only
             if key == "image":
                 show_image(ax, a)
             else:

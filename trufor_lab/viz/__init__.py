@@ -3,6 +3,7 @@ a matplotlib Figure out (``ax``/``fig`` accepted, pyplot imported lazily, never 
 
 - ``figures``: result panels, feature grids, PCA pictures, statistics.
 - ``noiseprint``: the Noiseprint++ map, its local variance and spectrum.
+- ``display``: large arrays at screen size (block means, never a stride), colour limits.
 
 May import ``common`` only: the analysis types call down into these functions, never the reverse.
 """

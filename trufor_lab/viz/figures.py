@@ -11,53 +11,24 @@ import numpy as np
 
 from trufor_lab.common.arrays import channel_energy, pca_project, to_chw, top_k
 from trufor_lab.common.paths import short_name
+from trufor_lab.viz.display import (  # noqa: F401 - display helpers re-exported here
+    MAX_DISPLAY_SIDE,
+    display_limits,
+    display_mean,
+    display_stride,
+    for_display,
+    robust_limits,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from trufor_lab.inference.result import Result
 
 
-def robust_limits(a: np.ndarray, pct: float = 1.0) -> tuple[float, float]:
-    """Colour limits at the ``pct`` and ``100 - pct`` percentiles of the finite values (one NaN
-    made both NaN: a flat black panel); (0, 1) when nothing is finite."""
-    v = np.asarray(a, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(v, [pct, 100 - pct])
-    return float(lo), float(hi) if hi > lo else float(lo) + 1e-6
-
-
-#: Longest side, in pixels, of an array as drawn: larger ones are strided down (display only).
-MAX_DISPLAY_SIDE = 2048
 #: Longest side over shortest beyond which :func:`plot_result` stretches the panels (aspect "auto").
 MAX_ASPECT = 20
 #: Colour of NaN pixels in the confidence and Noiseprint++ panels (else transparent: looks like
 #: the background, or like a confidence of 1 on white).
 BAD_COLOR = "magenta"
-
-
-def display_stride(shape: tuple[int, ...], max_side: int = MAX_DISPLAY_SIDE) -> int:
-    """The step that brings an ``(H, W, ...)`` array to at most ``max_side`` pixels on its long side."""
-    return max(1, -(-max(int(shape[0]), int(shape[1])) // max_side))
-
-
-def for_display(a: np.ndarray | None, step: int) -> np.ndarray | None:
-    """``a[::step, ::step]`` (a view; ``None`` stays ``None``): every panel of one picture takes the
-    same ``step`` (from :func:`display_stride` of the image) so the panels stay aligned."""
-    return a if a is None or step == 1 else a[::step, ::step]
-
-
-def display_mean(a: np.ndarray, step: int) -> np.ndarray:
-    """A 2-D map averaged over ``step`` x ``step`` blocks (the last ones partial), on the grid of
-    :func:`for_display`'s ``a[::step, ::step]``: for drawing a large map at screen size. Unlike
-    a stride it looks as the whole map drawn does (a noise-like map strided came out with twice
-    its contrast); a block holding NaN is NaN (still drawn visibly)."""
-    if step == 1:
-        return a
-    rows, cols = np.arange(0, a.shape[0], step), np.arange(0, a.shape[1], step)
-    sums = np.add.reduceat(np.add.reduceat(a, rows, axis=0, dtype=np.float64), cols, axis=1)
-    counts = np.outer(np.diff(rows, append=a.shape[0]), np.diff(cols, append=a.shape[1]))
-    return sums / counts
 
 
 def image_kwargs(image: np.ndarray) -> dict:
@@ -221,7 +192,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     colormap), confidence map (when there is one) and an overlay; the score is in the title. A
     Result that shows something else names its panels in ``captures``: ``"shown"`` (the raw
     panel, e.g. a classic detector's output) and ``"map_title"`` (e.g. an attribution scaled for
-    display). Arrays longer than :data:`MAX_DISPLAY_SIDE` are strided down for drawing (all panels
+    display). Arrays longer than :data:`MAX_DISPLAY_SIDE` are averaged down for drawing (all panels
     alike); NaN confidence and Noiseprint++ pixels are drawn in :data:`BAD_COLOR`. A picture more
     than :data:`MAX_ASPECT` times longer than wide is drawn stretched to the panels (said in a
     note under them): at its own aspect it was a sliver 0 pixels high."""
@@ -240,7 +211,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
         m = for_display(mask, step).astype(float)
         panels.append(("Ground truth", m, dict(cmap="gray", vmin=0, vmax=1), False))
     npm = for_display(result.noiseprint, step)
-    lo, hi = robust_limits(npm)
+    lo, hi = display_limits(result.noiseprint, step)
     shown = result.captures.get("shown", "Noiseprint++")  # a classic detector shows its raw output here
     panels.append((shown, npm, dict(cmap=map_cmap("gray"), vmin=lo, vmax=hi), False))
     if heat is not None:
@@ -379,18 +350,21 @@ def draw_overlay(
 ):
     """The image with ``heat`` on top (``opacity``); values below ``threshold`` and pixels whose
     confidence is below ``conf_min`` are left transparent; ``mask`` (ground truth) is outlined.
-    Arrays larger than :data:`MAX_DISPLAY_SIDE` are strided down alike (all on ``image``'s grid).
+    Arrays larger than :data:`MAX_DISPLAY_SIDE` are averaged down alike (on ``image``'s grid; a mask
+    is outlined where at least half a block is forged).
     Returns the overlay's AxesImage (or the image's when ``heat`` is None)."""
     step = display_stride(np.shape(image))
     image, heat, conf = for_display(image, step), for_display(heat, step), for_display(conf, step)
-    mask = for_display(None if mask is None else np.asarray(mask), step)
+    if mask is not None:  # 0/1, 0/255 or boolean; averaged as the fraction forged (a float: one already)
+        mask = for_display(mask if step == 1 or np.asarray(mask).dtype.kind == "f" else np.asarray(mask) != 0, step)
     im = show_image(ax, image)
     if heat is not None:
         hidden = heat < threshold if threshold > 0 else np.zeros(heat.shape, bool)
         if conf is not None and conf_min > 0:
             hidden |= conf < conf_min
         im = draw_map(ax, heat, hidden, cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity)
-    if mask is not None and min(np.shape(mask)) >= 2 and np.any(mask) and not np.all(mask):  # contour needs 2x2
+    inside = None if mask is None else np.asarray(mask) >= 0.5
+    if inside is not None and min(inside.shape) >= 2 and inside.any() and not inside.all():  # contour needs 2x2
         ax.contour(np.asarray(mask, float), levels=[0.5], colors="yellow", linewidths=1.0)
     ax.set_axis_off()
     return im

@@ -38,7 +38,7 @@ class CompareViewer(OverlayControls, Viewer):
     kind of raw output on one shared grey scale, so a weaker Noiseprint++ looks weaker; NaN
     confidence or Noiseprint++ pixels are drawn in magenta; the ``"map"`` panel draws the pixels
     hidden by ``threshold`` or ``conf_min`` in a neutral colour (said in the title); a zoom larger
-    than 2048 pixels is strided down for drawing (display only). An
+    than 2048 pixels is averaged down over blocks for drawing (display only). An
     :class:`~trufor_lab.interpret.attribution.Attribution` (anything with ``to_result()``) is shown
     as its ``to_result()``."""
 
@@ -97,16 +97,17 @@ class CompareViewer(OverlayControls, Viewer):
         n = len(self.results)
         fig = new_figure((3.3 * n, 3.7))
         axes = fig.subplots(1, n, squeeze=False)[0]
-        columns = []
+        columns, samples = [], []  # drawn averaged; colour limits from samples of the values
         for r in self.results:
             z = self._zoom_of(r, s["zoom"])
             step = display_stride(crop_region(r.image, z).shape)  # one step for the column's arrays
             panel = s["panel"] if r.map is not None else "noiseprint"
             columns.append((r, panel, lambda a, z=z, step=step: for_display(crop_region(a, z), step)))
+            samples.append(lambda a, z=z, step=step: np.asarray(crop_region(a, z))[::step, ::step])
         raw = {}  # one grey scale per kind of raw output, shared by the columns that show it
-        for r, panel, crop in columns:
+        for (r, panel, _), sample in zip(columns, samples):  # limits from the maps' values, not averaged
             if panel == "noiseprint":
-                raw.setdefault(_raw_name(r), []).append(crop(r.noiseprint))
+                raw.setdefault(_raw_name(r), []).append(sample(r.noiseprint))
         limits = {k: robust_limits(np.concatenate([np.ravel(a) for a in v])) for k, v in raw.items()}
         for ax, (r, panel, crop), label in zip(axes, columns, self.labels):
             if tuple(r.size) != self._shape:
