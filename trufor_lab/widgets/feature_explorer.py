@@ -169,7 +169,14 @@ class FeatureExplorer(Viewer):
         if "channel" in changes:
             changes["channel"] = max(0, int(changes["channel"]))
         if "side_by_side" in changes:
-            changes["side_by_side"] = bool(changes["side_by_side"])
+            changes["side_by_side"] = s["side_by_side"] = bool(changes["side_by_side"])
+        if s["side_by_side"] and not self._side_names({**s, **changes}):
+            if changes.get("side_by_side"):  # asked for: say why there is nothing to show
+                raise ValueError(
+                    f"side by side shows the RGB and Noiseprint++ encoder stages and the fused maps; "
+                    f"there are none at stage {s['stage']} of what was captured"
+                )
+            changes["side_by_side"] = False  # moved to a stage without them: the single map
         return changes
 
     def _after_change(self, changed: set[str]) -> None:
@@ -187,7 +194,11 @@ class FeatureExplorer(Viewer):
             "channel": w.IntSlider(
                 value=s["channel"], min=0, max=self.array(self.name).shape[0] - 1, description="channel"
             ),
-            "side_by_side": w.Checkbox(value=s["side_by_side"], description="RGB | Noiseprint++ | fused"),
+            "side_by_side": w.Checkbox(
+                value=s["side_by_side"],
+                description="RGB | Noiseprint++ | fused",
+                disabled=not any(k[0] in ("rgb", "noiseprint", "fused") for k in self.tree),  # e.g. Noiseprint++ alone
+            ),
         }
 
     def _sync_control_options(self) -> None:
@@ -201,8 +212,9 @@ class FeatureExplorer(Viewer):
         if ch.max != top:
             ch.max = top
 
-    def _side_names(self) -> list[tuple[str, str]]:
-        s = self._state
+    def _side_names(self, state: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+        """(catalog name, label) of the maps side by side for ``state`` (default: the current one)."""
+        s = self._state if state is None else state
         layer = s["layer"] if s["branch"] in ("rgb", "noiseprint") else "out"
         out = []
         for branch, label in (("rgb", "RGB"), ("noiseprint", "Noiseprint++")):
