@@ -18,7 +18,7 @@ from trufor_lab.viz.figures import (
     map_cmap,
     robust_limits,
 )
-from trufor_lab.widgets.display import Viewer, as_results, new_figure
+from trufor_lab.widgets.display import Viewer, as_results, new_figure, shrink_map
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["CompareViewer"]
@@ -38,7 +38,8 @@ class CompareViewer(OverlayControls, Viewer):
     kind of raw output on one shared grey scale, so a weaker Noiseprint++ looks weaker; NaN
     confidence or Noiseprint++ pixels are drawn in magenta; the ``"map"`` panel draws the pixels
     hidden by ``threshold`` or ``conf_min`` in a neutral colour (said in the title); a zoom larger
-    than 2048 pixels is strided down for drawing (display only). An
+    than 2048 pixels is drawn smaller (display only: the image strided, the maps averaged over the
+    same blocks). An
     :class:`~trufor_lab.interpret.attribution.Attribution` (anything with ``to_result()``) is shown
     as its ``to_result()``."""
 
@@ -102,13 +103,15 @@ class CompareViewer(OverlayControls, Viewer):
             z = self._zoom_of(r, s["zoom"])
             step = display_stride(crop_region(r.image, z).shape)  # one step for the column's arrays
             panel = s["panel"] if r.map is not None else "noiseprint"
-            columns.append((r, panel, lambda a, z=z, step=step: for_display(crop_region(a, z), step)))
+            image = lambda a, z=z, step=step: for_display(crop_region(a, z), step)  # noqa: E731
+            values = lambda a, z=z, step=step: shrink_map(crop_region(a, z), step)  # noqa: E731  block means
+            columns.append((r, panel, image, values))
         raw = {}  # one grey scale per kind of raw output, shared by the columns that show it
-        for r, panel, crop in columns:
+        for r, panel, _, crop in columns:
             if panel == "noiseprint":
                 raw.setdefault(_raw_name(r), []).append(crop(r.noiseprint))
         limits = {k: robust_limits(np.concatenate([np.ravel(a) for a in v])) for k, v in raw.items()}
-        for ax, (r, panel, crop), label in zip(axes, columns, self.labels):
+        for ax, (r, panel, image, crop), label in zip(axes, columns, self.labels):
             if tuple(r.size) != self._shape:
                 label = f"{label} ({r.size[1]}x{r.size[0]}, zoom scaled)"
             if panel != s["panel"]:
@@ -117,7 +120,7 @@ class CompareViewer(OverlayControls, Viewer):
             if panel == "overlay":
                 draw_overlay(
                     ax,
-                    crop(r.image),
+                    image(r.image),
                     crop(r.map),
                     opacity=s["opacity"],
                     threshold=s["threshold"],

@@ -18,7 +18,7 @@ from trufor_lab.viz.figures import (
     result_title,
     robust_limits,
 )
-from trufor_lab.widgets.display import Viewer, as_list, as_results, new_figure
+from trufor_lab.widgets.display import Viewer, as_list, as_results, new_figure, shrink_map
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["ResultViewer"]
@@ -36,8 +36,10 @@ class ResultViewer(OverlayControls, Viewer):
     shown as its ``to_result()``. A mask is 2-D, boolean, 0/1 or 0/255, on its result's grid
     (turn it too for a result turned :meth:`~trufor_lab.inference.result.Result.as_shown`); a
     bad mask or colormap is refused at construction; ``opacity``, ``threshold`` and ``conf_min``
-    outside [0, 1] (or NaN) are refused. A zoom larger than 2048 pixels is strided down for
-    drawing (display only).
+    outside [0, 1] (or NaN) are refused. A zoom larger than 2048 pixels is drawn smaller (display
+    only): the image strided, the maps and the mask averaged over the same blocks
+    (:func:`~trufor_lab.widgets.display.shrink_map`): a thin or noise-like region is neither
+    dropped nor exaggerated.
     """
 
     def __init__(
@@ -106,22 +108,23 @@ class ResultViewer(OverlayControls, Viewer):
         img = crop_region(r.image, z)
         step = display_stride(img.shape)  # one step for every panel: they stay aligned
         img = for_display(img, step)
-        crop_mask = None if mask is None else for_display(crop_region(mask, z), step)
+        full_mask = crop_region(mask, z)
+        crop_mask = shrink_map(full_mask, step)  # the forged share of each block, outlined at 0.5
         if r.map is None:
             fig = new_figure((7, 3.6))
             axes = fig.subplots(1, 2, squeeze=False)[0]
             draw_overlay(axes[0], img, None, mask=crop_mask)  # the ground truth outlined, as with a map
-            npm = for_display(crop_region(r.noiseprint, z), step)
+            npm = shrink_map(crop_region(r.noiseprint, z), step)
             lo, hi = robust_limits(npm)
             axes[1].imshow(npm, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
-            axes[0].set_title("Image" + mask_note(crop_mask), fontsize=10)
+            axes[0].set_title("Image" + mask_note(full_mask), fontsize=10)
             axes[1].set_title(r.captures.get("shown", "Noiseprint++"), fontsize=10, parse_math=False)
             for ax in axes:
                 frame_panel(ax)
         else:
             fig = new_figure((10, 3.6))
             axes = fig.subplots(1, 3, squeeze=False)[0]
-            heat, conf = for_display(crop_region(r.map, z), step), for_display(crop_region(r.conf, z), step)
+            heat, conf = shrink_map(crop_region(r.map, z), step), shrink_map(crop_region(r.conf, z), step)
             draw_overlay(
                 axes[0],
                 img,
@@ -133,7 +136,7 @@ class ResultViewer(OverlayControls, Viewer):
                 cmap=s["cmap"],
                 mask=crop_mask,
             )
-            axes[0].set_title("Overlay" + mask_note(crop_mask), fontsize=10)
+            axes[0].set_title("Overlay" + mask_note(full_mask), fontsize=10)
             hidden = (conf < s["conf_min"]) if conf is not None and s["conf_min"] > 0 else None
             im = draw_map(axes[1], heat, hidden, cmap=s["cmap"], hidden_color=hidden_color(s["cmap"]))
             if s["threshold"] > 0 and min(heat.shape) >= 2:  # a contour needs 2x2 values

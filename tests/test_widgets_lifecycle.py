@@ -1,0 +1,142 @@
+"""Viewers as a notebook uses them over time: closing one frees it, the gallery's dropdown says the
+case shown, the explorer refuses a view it cannot draw in one line, and a large picture's maps are
+drawn as block means, not strided."""
+
+from __future__ import annotations
+
+import gc
+import math
+import weakref
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+ipywidgets = pytest.importorskip("ipywidgets")
+
+from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation  # noqa: E402
+from trufor_lab.widgets.compare_viewer import CompareViewer  # noqa: E402
+from trufor_lab.widgets.feature_explorer import FeatureExplorer  # noqa: E402
+from trufor_lab.widgets.gallery import FailureGallery  # noqa: E402
+from trufor_lab.widgets.noiseprint_viewer import NoiseprintViewer  # noqa: E402
+from trufor_lab.widgets.result_viewer import ResultViewer  # noqa: E402
+
+
+def _tree(widget) -> list:
+    """``widget`` and every widget inside it."""
+    return [widget, *(w for c in getattr(widget, "children", ()) for w in _tree(c))]
+
+
+def _rows(n: int) -> list[dict]:
+    rows = []
+    for i in range(n):
+        r = {k: (math.nan if t == "float" else None) for k, t in ROW_COLUMNS.items()}
+        r.update(dataset="toy", id=f"f{i}", label=1, status="ok", score=0.1, f1_best=0.1, height=64, width=64)
+        rows.append(dict(r, case="fake", reason="missed"))
+    return rows
+
+
+@pytest.mark.parametrize("how", ["viewer.close()", "widget.close()"])
+@pytest.mark.parametrize("kind", ["result", "compare", "noiseprint", "gallery"])
+def test_a_closed_viewer_closes_its_controls_and_is_freed(array_result, kind, how):
+    """Closing the box (or Widget.close_all of the box alone) left every control open in
+    ipywidgets' registry, their callbacks holding the viewer and its arrays (a 12 MP result:
+    hundreds of MB per viewer closed); a viewer had no close() at all."""
+    r = array_result(40, 60)
+    make = {
+        "result": lambda: ResultViewer(r),
+        "compare": lambda: CompareViewer([r, r]),
+        "noiseprint": lambda: NoiseprintViewer(r),
+        "gallery": lambda: FailureGallery(Evaluation(_rows(2)), k=2),
+    }[kind]
+    v = make()
+    parts = _tree(v.widget)
+    assert len(parts) > 3 and all(p.comm is not None for p in parts)
+    v.close() if how == "viewer.close()" else v.widget.close()
+    assert all(p.comm is None for p in parts)  # every control closed, not only the box
+    ref = weakref.ref(v)
+    del v, parts
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_viewer_shows_a_new_ui_after_close(array_result):
+    v = ResultViewer(array_result(40, 60))
+    old = v.widget
+    v.close()
+    assert v.widget is not old and v.widget.comm is not None
+    v.controls["opacity"].value = 0.9  # the new controls drive the picture
+    assert v.state["opacity"] == 0.9
+
+
+def test_the_gallery_dropdown_follows_select_and_a_case_that_fails_is_said(array_result):
+    """select(1) from code showed case 1 under a dropdown that still said case 0; a case that
+    could not be drawn raised inside the dropdown's callback (lost in the log): the dropdown said
+    the new case over the old picture."""
+    rows = _rows(2)
+    g = FailureGallery(Evaluation(rows), cases=[rows[0], {"id": "no path", "case": "fake", "reason": "x"}, rows[1]])
+    dropdown = g.widget.children[0]
+    g.select(2)
+    assert dropdown.value == 2 and g.index == 2
+    shown = g._image.value
+    dropdown.value = 1  # the broken case
+    assert g.index == 2 and dropdown.value == 2 and g._image.value == shown
+    assert "case 1: KeyError" in g._message.value and "\n" not in g._message.value
+    dropdown.value = 0
+    assert g.index == 0 and g._message.value == ""
+    with pytest.raises(KeyError):
+        g.select(1)
+    assert g.index == 0 and dropdown.value == 0
+
+
+@pytest.fixture(scope="module")
+def np_model(shared_dir):
+    """Noiseprint++ alone (what load() gives without a TruFor checkpoint): fast."""
+    from trufor_lab.inference.load import load_noiseprint
+
+    return load_noiseprint(shared_dir / "weights" / "noiseprint++.th", device="cpu")
+
+
+def test_the_explorer_of_noiseprint_alone_refuses_side_by_side_in_one_line(np_model, small_image):
+    """The 'RGB | Noiseprint++ | fused' box on a Noiseprint++-only model raised matplotlib's
+    'Number of columns must be a positive integer, not 0'."""
+    fe = FeatureExplorer(np_model, small_image[:48, :48])
+    assert fe.state["branch"] == "dncnn"
+    with pytest.raises(ValueError, match="^side by side shows the RGB and Noiseprint\\+\\+ encoder stages"):
+        fe.set(side_by_side=True)
+    box = fe.controls["side_by_side"]
+    assert box.disabled
+    box.value = True  # a click that gets through: put back, said in one line
+    assert box.value is False and fe.state["side_by_side"] is False
+    assert "side by side shows" in fe._message.value
+
+
+def test_the_explorer_leaves_side_by_side_for_a_stage_without_it(recipe_model, small_image):
+    fe = FeatureExplorer(recipe_model, small_image[:64, :64], layers=["rgb.stage1.out", "noiseprint.dncnn.level1"])
+    fe.set(side_by_side=True)
+    assert not fe.controls["side_by_side"].disabled
+    fe.set(branch="dncnn")  # no encoder stage there: the single map, and the box says so
+    assert fe.state["side_by_side"] is False and fe.controls["side_by_side"].value is False
+    assert fe.png.startswith(b"\x89PNG")
+
+
+def test_large_maps_are_drawn_as_block_means_not_strided(array_result):
+    """Above 2048 pixels the viewers drew every second pixel: a map hot on every odd column of
+    its right half (a forged area that is 50% hot) was drawn all cold, a thin mask line vanished."""
+    h, w = 2400, 3000
+    heat = np.zeros((h, w), np.float32)
+    heat[:, w // 2 + 1 :: 2] = 1.0
+    mask = np.zeros((h, w), bool)
+    mask[:, 1001] = True  # a seam one pixel wide
+    r = array_result(h, w, map=heat, conf=np.ones((h, w), np.float32))
+    fig = ResultViewer(r, masks=[mask]).render()
+    drawn = np.asarray(fig.axes[1].images[0].get_array())
+    assert drawn.shape == (1200, 1500)
+    assert drawn[:, 800:].mean() == pytest.approx(0.5) and drawn[:, :700].max() == 0
+    assert fig.axes[0].collections  # the seam is still outlined
+    fig = CompareViewer([r], panel="map").render()
+    assert np.asarray(fig.axes[0].images[0].get_array())[:, 800:].mean() == pytest.approx(0.5)
+    fig = CompareViewer([r], panel="overlay").render()
+    assert np.asarray(fig.axes[0].images[1].get_array())[:, 800:].mean() == pytest.approx(0.5)
