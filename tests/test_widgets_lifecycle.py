@@ -140,3 +140,19 @@ def test_large_maps_are_drawn_as_block_means_not_strided(array_result):
     assert np.asarray(fig.axes[0].images[0].get_array())[:, 800:].mean() == pytest.approx(0.5)
     fig = CompareViewer([r], panel="overlay").render()
     assert np.asarray(fig.axes[0].images[1].get_array())[:, 800:].mean() == pytest.approx(0.5)
+
+
+def test_the_gallery_draws_a_large_map_as_block_means(tmp_path):
+    """The failure gallery strided a large map like the viewers did: a half-hot striped area drawn cold."""
+    from PIL import Image
+
+    h, w = 2400, 3000
+    heat = np.zeros((h, w), np.float32)
+    heat[:, w // 2 + 1 :: 2] = 1.0
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "big.png")
+    np.savez(tmp_path / "big.npz", map=heat, conf=np.ones((h, w), np.float32))
+    row = dict(_rows(1)[0], image_path=str(tmp_path / "big.png"), npz=str(tmp_path / "big.npz"), height=h, width=w)
+    fig = FailureGallery(Evaluation([row]), cases=[row]).figure()
+    drawn = np.asarray(fig.axes[2].images[0].get_array())
+    assert fig.axes[2].get_title() == "Localization map" and drawn.shape == (1200, 1500)
+    assert drawn[:, 800:].mean() == pytest.approx(0.5) and drawn[:, :700].max() == 0

@@ -50,7 +50,7 @@ from trufor_lab.lab.eval_rows import convention_from_record, not_scored
 from trufor_lab.lab.eval_rows import nan as _num
 from trufor_lab.lab.evaluate import Evaluation
 from trufor_lab.lab.metrics import FIXED_THRESHOLD, fake_at_fixed
-from trufor_lab.viz.figures import display_stride, for_display, map_cmap, plain_figure, show_image
+from trufor_lab.viz.figures import display_mean, display_stride, for_display, map_cmap, plain_figure, show_image
 
 __all__ = [
     "F1_THRESHOLD",
@@ -395,11 +395,11 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
             ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
             ax.set_facecolor("0.92")
         else:
-            a = for_display(a, display_stride(np.shape(a)))  # a large picture strided down: display only
+            step = display_stride(np.shape(a))  # a large picture drawn smaller: display only
             if key == "image":
-                show_image(ax, a)
-            else:
-                ax.imshow(a.astype(float) if key == "mask" else a, **kw)
+                show_image(ax, for_display(a, step))
+            else:  # block means: strided, a map hot on every second pixel was drawn all cold
+                ax.imshow(display_mean(a.astype(float) if key == "mask" else a, step), **kw)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name, fontsize=8, parse_math=False)
