@@ -156,3 +156,36 @@ def test_the_gallery_draws_a_large_map_as_block_means(tmp_path):
     drawn = np.asarray(fig.axes[2].images[0].get_array())
     assert fig.axes[2].get_title() == "Localization map" and drawn.shape == (1200, 1500)
     assert drawn[:, 800:].mean() == pytest.approx(0.5) and drawn[:, :700].max() == 0
+
+
+def test_viewers_name_files_by_their_base_name_and_say_a_picture_is_as_stored(array_result):
+    """CompareViewer's columns, NoiseprintViewer's title and ResultViewer's image list showed the
+    full path as given (the user's folders, a bidi override as is), and only ResultViewer said
+    that a picture on its file's stored grid is shown turned by viewers."""
+    name = "/home/alice/cases/evil\u202egpj.png"
+    r = array_result(40, 60, exif_orientation=6, name=name)
+    fig = CompareViewer([r, r]).render()
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["evil?gpj.png"] * 2
+    assert "as stored: viewers show it turned (EXIF orientation 6" in fig._suptitle.get_text()
+    assert "as stored" not in CompareViewer([r.as_shown()]).render()._suptitle.get_text()
+    v = NoiseprintViewer(r)
+    for mode in ("overview", "compare"):
+        v.set(mode=mode)
+        title = v.render()._suptitle.get_text()
+        assert title.startswith("evil?gpj.png\nas stored: viewers show it turned"), mode
+    assert "/home/alice" not in repr(ResultViewer([r, r]).controls["index"].options)
+
+
+def test_the_explorer_says_its_maps_are_on_the_stored_grid(recipe_model, small_image, tmp_path):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "portrait.jpg"
+    Image.fromarray(small_image[:48, :64]).save(path, exif=exif, quality=95)
+    fe = FeatureExplorer(
+        recipe_model, str(path), layers=["rgb.stage1.out", "noiseprint.stage1.out", "fusion.stage1.ffm"]
+    )
+    for change in ({}, {"mode": "grid"}, {"side_by_side": True}):
+        fe.set(**change)
+        assert "as stored: viewers show it turned (EXIF orientation 6" in fe.render()._suptitle.get_text(), change

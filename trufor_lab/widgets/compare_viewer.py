@@ -18,7 +18,8 @@ from trufor_lab.viz.figures import (
     map_cmap,
     robust_limits,
 )
-from trufor_lab.widgets.display import Viewer, as_results, new_figure, shrink_map
+from trufor_lab.common.paths import short_name
+from trufor_lab.widgets.display import Viewer, as_results, new_figure, shrink_map, stored_note
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["CompareViewer"]
@@ -60,7 +61,9 @@ class CompareViewer(OverlayControls, Viewer):
         if not self.results:
             raise ValueError("CompareViewer needs at least one Result")
         self.labels = (
-            list(labels) if labels is not None else [r.label or r.name or f"#{i}" for i, r in enumerate(self.results)]
+            list(labels)
+            if labels is not None
+            else [r.label or (short_name(r.name) if r.name else f"#{i}") for i, r in enumerate(self.results)]
         )
         if len(self.labels) != len(self.results):
             raise ValueError(f"{len(self.labels)} labels for {len(self.results)} results")
@@ -145,6 +148,8 @@ class CompareViewer(OverlayControls, Viewer):
             ax.set_title(f"{label}{score}", fontsize=10, parse_math=False)
             frame_panel(ax)
         title = " / ".join(raw) if s["panel"] == "noiseprint" else s["panel"] + _hidden_words(s)
+        turned = next((note for note in map(stored_note, self.results) if note), "")
+        title += f"\n{turned}" if turned else ""
         fig.suptitle(title, fontsize=10, parse_math=False)
         return fig
 

@@ -25,6 +25,7 @@ __all__ = [
     "new_figure",
     "one_line",
     "shrink_map",
+    "stored_note",
     "widen_range",
     "widgets_available",
 ]
@@ -333,6 +334,15 @@ def shrink_map(a: Any, step: int) -> Any:
     a map with a stripe one pixel wide at odd columns was drawn all cold, a noise-like map with
     twice its contrast. ``None`` stays ``None``."""
     return a if a is None or step == 1 else display_mean(a, step)
+
+
+def stored_note(result: Any) -> str:
+    """Why the picture is turned from the file as viewers show it (a result on the file's stored
+    grid whose EXIF orientation turns it: the words of ``Result.plot``'s title), else ``""``."""
+    o = getattr(result, "exif_orientation", None)
+    if o in (None, 1) or getattr(result, "shown", False):
+        return ""
+    return f"as stored: viewers show it turned (EXIF orientation {o}; see .as_shown())"
 
 
 def widen_range(value: Sequence[int], least: int, top: int) -> tuple[int, int]:

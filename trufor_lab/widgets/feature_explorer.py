@@ -13,7 +13,7 @@ from trufor_lab.inference.analyze import analyze
 from trufor_lab.interpret.features import channel_stats, pca_rgb, to_chw
 from trufor_lab.model.catalog import layer_catalog, resolve_names
 from trufor_lab.viz.figures import plot_feature_grid, robust_limits
-from trufor_lab.widgets.display import Viewer, new_figure
+from trufor_lab.widgets.display import Viewer, new_figure, stored_note
 
 __all__ = ["EXPLORER_LAYERS", "FeatureExplorer"]
 
@@ -108,6 +108,8 @@ class FeatureExplorer(Viewer):
         if not self.tree:
             raise ValueError("nothing to explore: no feature map was captured")
         self.grid_size = grid_size
+        #: the feature maps are on the file's stored grid: said when viewers show the file turned
+        self._turned = f"\n{note}" if (note := stored_note(self.result)) else ""
         self._arrays: dict[str, np.ndarray] = {}
         self._pca: dict[str, Any] = {}
         self._order: dict[str, np.ndarray] = {}
@@ -255,7 +257,7 @@ class FeatureExplorer(Viewer):
             fig = new_figure((3.2 * len(names), 3.6))
             for ax, (name, label) in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
                 self._draw_map(ax, name, label)
-            fig.suptitle(f"stage {s['stage']}  ({s['mode']})", fontsize=10)
+            fig.suptitle(f"stage {s['stage']}  ({s['mode']}){self._turned}", fontsize=10)
             return fig
         name = self.name
         a = self.array(name)
@@ -270,12 +272,15 @@ class FeatureExplorer(Viewer):
                 channels=chans,
                 ncols=ncols,
                 fig=fig,
-                title=f"{name}: channels ranked {start}..{start + len(chans) - 1} by energy{self._said(name)}",
+                title=f"{name}: channels ranked {start}..{start + len(chans) - 1} by energy{self._said(name)}"
+                + self._turned,
             )
             return fig
         fig = new_figure((4.6, 4.4))
         ax = fig.add_subplot(1, 1, 1)
         self._draw_map(ax, name, f"{name} {tuple(a.shape)}")
+        if self._turned:
+            fig.suptitle(self._turned.lstrip("\n"), fontsize=9)
         return fig
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trufor_lab.common.paths import short_name
 from trufor_lab.viz.figures import (
     check_mask,
     crop_region,
@@ -83,7 +84,7 @@ class ResultViewer(OverlayControls, Viewer):
         ctrls = {}
         if len(self.results) > 1:
             ctrls["index"] = w.Dropdown(
-                options=[(f"{i}: {r.name or 'image'}", i) for i, r in enumerate(self.results)],
+                options=[(f"{i}: {short_name(r.name)}", i) for i, r in enumerate(self.results)],
                 value=self._state["index"],
                 description="image",
             )
