@@ -189,3 +189,22 @@ def test_the_explorer_says_its_maps_are_on_the_stored_grid(recipe_model, small_i
     for change in ({}, {"mode": "grid"}, {"side_by_side": True}):
         fe.set(**change)
         assert "as stored: viewers show it turned (EXIF orientation 6" in fe.render()._suptitle.get_text(), change
+
+
+def test_block_means_are_computed_once_per_view(array_result, monkeypatch):
+    """Block means of a large map were recomputed at every move of the opacity slider."""
+    import trufor_lab.widgets.display as display
+
+    calls = []
+    real = display.display_mean
+    monkeypatch.setattr(display, "display_mean", lambda a, step: calls.append(step) or real(a, step))
+    v = ResultViewer(array_result(2100, 2100))
+    v.png  # noqa: B018
+    first = len(calls)
+    assert first == 2  # map and confidence
+    for opacity in (0.2, 0.7, 0.9):
+        v.set(opacity=opacity)
+    assert len(calls) == first
+    v.set(zoom=(0, 0, 2100, 2060))  # another view: new means
+    assert len(calls) == 2 * first
+    assert np.asarray(v.render().axes[1].images[0].get_array()).shape == (1050, 1030)

@@ -19,7 +19,7 @@ from trufor_lab.viz.figures import (
     robust_limits,
 )
 from trufor_lab.common.paths import short_name
-from trufor_lab.widgets.display import Viewer, as_results, new_figure, shrink_map, stored_note
+from trufor_lab.widgets.display import Viewer, as_results, new_figure, stored_note
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["CompareViewer"]
@@ -107,7 +107,7 @@ class CompareViewer(OverlayControls, Viewer):
             step = display_stride(crop_region(r.image, z).shape)  # one step for the column's arrays
             panel = s["panel"] if r.map is not None else "noiseprint"
             image = lambda a, z=z, step=step: for_display(crop_region(a, z), step)  # noqa: E731
-            values = lambda a, z=z, step=step: shrink_map(crop_region(a, z), step)  # noqa: E731  block means
+            values = lambda a, z=z, step=step: self._shrunk(a, z, step)  # noqa: E731  block means
             columns.append((r, panel, image, values))
         raw = {}  # one grey scale per kind of raw output, shared by the columns that show it
         for r, panel, _, crop in columns:

@@ -19,7 +19,7 @@ from trufor_lab.viz.figures import (
     result_title,
     robust_limits,
 )
-from trufor_lab.widgets.display import Viewer, as_list, as_results, new_figure, shrink_map
+from trufor_lab.widgets.display import Viewer, as_list, as_results, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["ResultViewer"]
@@ -110,12 +110,12 @@ class ResultViewer(OverlayControls, Viewer):
         step = display_stride(img.shape)  # one step for every panel: they stay aligned
         img = for_display(img, step)
         full_mask = crop_region(mask, z)
-        crop_mask = shrink_map(full_mask, step)  # the forged share of each block, outlined at 0.5
+        crop_mask = self._shrunk(mask, z, step)  # the forged share of each block, outlined at 0.5
         if r.map is None:
             fig = new_figure((7, 3.6))
             axes = fig.subplots(1, 2, squeeze=False)[0]
             draw_overlay(axes[0], img, None, mask=crop_mask)  # the ground truth outlined, as with a map
-            npm = shrink_map(crop_region(r.noiseprint, z), step)
+            npm = self._shrunk(r.noiseprint, z, step)
             lo, hi = robust_limits(npm)
             axes[1].imshow(npm, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
             axes[0].set_title("Image" + mask_note(full_mask), fontsize=10)
@@ -125,7 +125,7 @@ class ResultViewer(OverlayControls, Viewer):
         else:
             fig = new_figure((10, 3.6))
             axes = fig.subplots(1, 3, squeeze=False)[0]
-            heat, conf = shrink_map(crop_region(r.map, z), step), shrink_map(crop_region(r.conf, z), step)
+            heat, conf = self._shrunk(r.map, z, step), self._shrunk(r.conf, z, step)
             draw_overlay(
                 axes[0],
                 img,
