@@ -395,11 +395,11 @@ def _draw_case(axes: Sequence[Any], row: Mapping[str, Any], data: Mapping[str, A
             ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
             ax.set_facecolor("0.92")
         else:
-            a = for_display(a, display_stride(np.shape(a)))  # a large picture averaged down: display only
+            step = display_stride(np.shape(a))  # a large picture averaged down: display only
             if key == "image":
-                show_image(ax, a)
-            else:
-                ax.imshow(a.astype(float) if key == "mask" else a, **kw)
+                show_image(ax, for_display(a, step))
+            else:  # block means: strided, a map hot on every second pixel was drawn all cold
+                ax.imshow(for_display(a.astype(float) if key == "mask" else a, step), **kw)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name, fontsize=8, parse_math=False)

@@ -18,7 +18,8 @@ from trufor_lab.viz.figures import (
     map_cmap,
     robust_limits,
 )
-from trufor_lab.widgets.display import Viewer, as_results, new_figure
+from trufor_lab.common.paths import short_name
+from trufor_lab.widgets.display import Viewer, as_results, new_figure, stored_note
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["CompareViewer"]
@@ -59,7 +60,9 @@ class CompareViewer(OverlayControls, Viewer):
         if not self.results:
             raise ValueError("CompareViewer needs at least one Result")
         self.labels = (
-            list(labels) if labels is not None else [r.label or r.name or f"#{i}" for i, r in enumerate(self.results)]
+            list(labels)
+            if labels is not None
+            else [r.label or (short_name(r.name) if r.name else f"#{i}") for i, r in enumerate(self.results)]
         )
         if len(self.labels) != len(self.results):
             raise ValueError(f"{len(self.labels)} labels for {len(self.results)} results")
@@ -102,14 +105,16 @@ class CompareViewer(OverlayControls, Viewer):
             z = self._zoom_of(r, s["zoom"])
             step = display_stride(crop_region(r.image, z).shape)  # one step for the column's arrays
             panel = s["panel"] if r.map is not None else "noiseprint"
-            columns.append((r, panel, lambda a, z=z, step=step: for_display(crop_region(a, z), step)))
+            image = lambda a, z=z, step=step: for_display(crop_region(a, z), step)  # noqa: E731
+            values = lambda a, z=z, step=step: self._shrunk(a, z, step)  # noqa: E731  block means, kept
+            columns.append((r, panel, image, values))
             samples.append(lambda a, z=z, step=step: np.asarray(crop_region(a, z))[::step, ::step])
         raw = {}  # one grey scale per kind of raw output, shared by the columns that show it
-        for (r, panel, _), sample in zip(columns, samples):  # limits from the maps' values, not averaged
+        for (r, panel, _, _), sample in zip(columns, samples):  # limits from the maps' values, not averaged
             if panel == "noiseprint":
                 raw.setdefault(_raw_name(r), []).append(sample(r.noiseprint))
         limits = {k: robust_limits(np.concatenate([np.ravel(a) for a in v])) for k, v in raw.items()}
-        for ax, (r, panel, crop), label in zip(axes, columns, self.labels):
+        for ax, (r, panel, image, crop), label in zip(axes, columns, self.labels):
             if tuple(r.size) != self._shape:
                 label = f"{label} ({r.size[1]}x{r.size[0]}, zoom scaled)"
             if panel != s["panel"]:
@@ -118,7 +123,7 @@ class CompareViewer(OverlayControls, Viewer):
             if panel == "overlay":
                 draw_overlay(
                     ax,
-                    crop(r.image),
+                    image(r.image),
                     crop(r.map),
                     opacity=s["opacity"],
                     threshold=s["threshold"],
@@ -143,6 +148,8 @@ class CompareViewer(OverlayControls, Viewer):
             ax.set_title(f"{label}{score}", fontsize=10, parse_math=False)
             frame_panel(ax)
         title = " / ".join(raw) if s["panel"] == "noiseprint" else s["panel"] + _hidden_words(s)
+        turned = next((note for note in map(stored_note, self.results) if note), "")
+        title += f"\n{turned}" if turned else ""
         fig.suptitle(title, fontsize=10, parse_math=False)
         return fig
 

@@ -14,15 +14,17 @@ import html
 import io
 from typing import Any, Callable, Sequence
 
-from trufor_lab.viz.figures import check_grid
+from trufor_lab.viz.figures import check_grid, crop_region, for_display
 
 __all__ = [
     "StaticFallbackDisplay",
     "Viewer",
     "as_list",
     "as_results",
+    "close_tree",
     "new_figure",
     "one_line",
+    "stored_note",
     "widen_range",
     "widgets_available",
 ]
@@ -73,6 +75,31 @@ class StaticFallbackDisplay:
     def _repr_png_(self) -> bytes | None:
         return self._static_png()
 
+    def close(self) -> None:
+        """Close the UI: every control and the picture, not only the outer box (closing the box
+        alone left its controls open in ipywidgets' registry, their callbacks holding this object
+        and its arrays). Closing the box itself (``widget.close()``) does the same. A later
+        display or ``widget`` builds a new UI."""
+        box = getattr(self, "_box", None)
+        self._box = None
+        self._forget_widgets()
+        if box is not None:
+            close_tree(box)
+
+    def _forget_widgets(self) -> None:
+        """Drop the references to the closed UI's parts (subclasses keep more)."""
+
+    def _close_with(self, box: Any) -> Any:
+        """``box``, watched so that closing it closes this object's whole UI (:meth:`close`)."""
+
+        def closed(change: dict) -> None:
+            if change["new"] is None and self._box is box:
+                self.close()
+
+        with contextlib.suppress(Exception):  # a widget library without a comm trait: close() still works
+            box.observe(closed, names="comm")
+        return box
+
     def _repr_html_(self) -> str:
         png = self._static_png()
         if png is None:
@@ -114,6 +141,21 @@ class Viewer(StaticFallbackDisplay):
         self._syncing = False
         #: Number of renders so far (tests and profiling).
         self.redraw_count = 0
+        self._means: dict[tuple, tuple[Any, Any]] = {}
+
+    def _shrunk(self, a: Any, zoom: Any, step: int) -> Any:
+        """:func:`~trufor_lab.viz.figures.for_display` of ``a[zoom]``, kept while the view lasts: block means of a 12 MP
+        map took a quarter of a second at every move of an opacity slider."""
+        if a is None:
+            return None
+        if step == 1:
+            return crop_region(a, zoom)
+        key = (id(a), zoom, step)
+        if key not in self._means:
+            if len(self._means) >= 16:  # another view: the means of the last ones are dropped
+                self._means.clear()
+            self._means[key] = (a, for_display(crop_region(a, zoom), step))  # a kept: its id stays its own
+        return self._means[key][1]
 
     # -- to implement -----------------------------------------------------------------------
     def render(self):
@@ -211,9 +253,12 @@ class Viewer(StaticFallbackDisplay):
         self._image_widget = w.Image(value=self.png, format="png", layout=w.Layout(max_width="100%"))
         self._message = w.HTML("")
         rows = [w.HBox(list(self._controls.values())[i : i + 3]) for i in range(0, len(self._controls), 3)]
-        self._box = w.VBox([*rows, self._message, self._image_widget])
+        self._box = self._close_with(w.VBox([*rows, self._message, self._image_widget]))
         self._sync_controls()
         return self._box
+
+    def _forget_widgets(self) -> None:
+        self._controls, self._image_widget, self._message = None, None, None
 
     def _observer(self, key: str) -> Callable[[dict], None]:
         """A control's callback; it never raises (an error in a callback is lost in the log, and
@@ -268,6 +313,14 @@ class Viewer(StaticFallbackDisplay):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._state.items())})"
 
 
+def close_tree(widget: Any) -> None:
+    """Close ``widget`` and every widget inside it (``children``), innermost first."""
+    for child in tuple(getattr(widget, "children", ()) or ()):
+        close_tree(child)
+    with contextlib.suppress(Exception):  # already closed, or its front end gone: nothing left to free
+        widget.close()
+
+
 def _differs(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         a = tuple(a)
@@ -287,6 +340,15 @@ def one_line(e: BaseException) -> str:
     """``"Type: message"`` on one line (the message's first non-empty line, at most 300 characters)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return f"{type(e).__name__}: {lines[0][:300]}" if lines else type(e).__name__
+
+
+def stored_note(result: Any) -> str:
+    """Why the picture is turned from the file as viewers show it (a result on the file's stored
+    grid whose EXIF orientation turns it: the words of ``Result.plot``'s title), else ``""``."""
+    o = getattr(result, "exif_orientation", None)
+    if o in (None, 1) or getattr(result, "shown", False):
+        return ""
+    return f"as stored: viewers show it turned (EXIF orientation {o}; see .as_shown())"
 
 
 def widen_range(value: Sequence[int], least: int, top: int) -> tuple[int, int]:

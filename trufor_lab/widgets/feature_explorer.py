@@ -13,7 +13,7 @@ from trufor_lab.inference.analyze import analyze
 from trufor_lab.interpret.features import channel_stats, pca_rgb, to_chw
 from trufor_lab.model.catalog import layer_catalog, resolve_names
 from trufor_lab.viz.figures import plot_feature_grid, robust_limits
-from trufor_lab.widgets.display import Viewer, new_figure
+from trufor_lab.widgets.display import Viewer, new_figure, stored_note
 
 __all__ = ["EXPLORER_LAYERS", "FeatureExplorer"]
 
@@ -108,6 +108,8 @@ class FeatureExplorer(Viewer):
         if not self.tree:
             raise ValueError("nothing to explore: no feature map was captured")
         self.grid_size = grid_size
+        #: the feature maps are on the file's stored grid: said when viewers show the file turned
+        self._turned = f"\n{note}" if (note := stored_note(self.result)) else ""
         self._arrays: dict[str, np.ndarray] = {}
         self._pca: dict[str, Any] = {}
         self._order: dict[str, np.ndarray] = {}
@@ -169,7 +171,14 @@ class FeatureExplorer(Viewer):
         if "channel" in changes:
             changes["channel"] = max(0, int(changes["channel"]))
         if "side_by_side" in changes:
-            changes["side_by_side"] = bool(changes["side_by_side"])
+            changes["side_by_side"] = s["side_by_side"] = bool(changes["side_by_side"])
+        if s["side_by_side"] and not self._side_names({**s, **changes}):
+            if changes.get("side_by_side"):  # asked for: say why there is nothing to show
+                raise ValueError(
+                    f"side by side shows the RGB and Noiseprint++ encoder stages and the fused maps; "
+                    f"there are none at stage {s['stage']} of what was captured"
+                )
+            changes["side_by_side"] = False  # moved to a stage without them: the single map
         return changes
 
     def _after_change(self, changed: set[str]) -> None:
@@ -187,7 +196,11 @@ class FeatureExplorer(Viewer):
             "channel": w.IntSlider(
                 value=s["channel"], min=0, max=self.array(self.name).shape[0] - 1, description="channel"
             ),
-            "side_by_side": w.Checkbox(value=s["side_by_side"], description="RGB | Noiseprint++ | fused"),
+            "side_by_side": w.Checkbox(
+                value=s["side_by_side"],
+                description="RGB | Noiseprint++ | fused",
+                disabled=not any(k[0] in ("rgb", "noiseprint", "fused") for k in self.tree),  # e.g. Noiseprint++ alone
+            ),
         }
 
     def _sync_control_options(self) -> None:
@@ -201,8 +214,9 @@ class FeatureExplorer(Viewer):
         if ch.max != top:
             ch.max = top
 
-    def _side_names(self) -> list[tuple[str, str]]:
-        s = self._state
+    def _side_names(self, state: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+        """(catalog name, label) of the maps side by side for ``state`` (default: the current one)."""
+        s = self._state if state is None else state
         layer = s["layer"] if s["branch"] in ("rgb", "noiseprint") else "out"
         out = []
         for branch, label in (("rgb", "RGB"), ("noiseprint", "Noiseprint++")):
@@ -243,7 +257,7 @@ class FeatureExplorer(Viewer):
             fig = new_figure((3.2 * len(names), 3.6))
             for ax, (name, label) in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
                 self._draw_map(ax, name, label)
-            fig.suptitle(f"stage {s['stage']}  ({s['mode']})", fontsize=10)
+            fig.suptitle(f"stage {s['stage']}  ({s['mode']}){self._turned}", fontsize=10)
             return fig
         name = self.name
         a = self.array(name)
@@ -258,12 +272,15 @@ class FeatureExplorer(Viewer):
                 channels=chans,
                 ncols=ncols,
                 fig=fig,
-                title=f"{name}: channels ranked {start}..{start + len(chans) - 1} by energy{self._said(name)}",
+                title=f"{name}: channels ranked {start}..{start + len(chans) - 1} by energy{self._said(name)}"
+                + self._turned,
             )
             return fig
         fig = new_figure((4.6, 4.4))
         ax = fig.add_subplot(1, 1, 1)
         self._draw_map(ax, name, f"{name} {tuple(a.shape)}")
+        if self._turned:
+            fig.suptitle(self._turned.lstrip("\n"), fontsize=9)
         return fig
 
 

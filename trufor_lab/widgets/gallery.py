@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,7 +14,7 @@ from trufor_lab.lab.failures import (
     pick_cases,
     render_cases,
 )
-from trufor_lab.widgets.display import StaticFallbackDisplay
+from trufor_lab.widgets.display import StaticFallbackDisplay, one_line
 
 __all__ = ["FailureGallery"]
 
@@ -44,6 +45,8 @@ class FailureGallery(StaticFallbackDisplay):
         self.index = 0
         self._box: Any = None
         self._image: Any = None
+        self._dropdown: Any = None
+        self._message: Any = None
 
     def figure(self, index: int | None = None) -> Any:
         """The Figure of case ``index`` (default: the selected one)."""
@@ -60,14 +63,31 @@ class FailureGallery(StaticFallbackDisplay):
         return buf.getvalue()
 
     def select(self, index: int) -> bytes:
-        """Show case ``index``; returns its PNG."""
+        """Show case ``index`` (the dropdown follows); returns its PNG. A case that cannot be drawn
+        raises and leaves the selection as it was."""
         if not 0 <= index < len(self.cases):
             raise IndexError(f"case {index} out of range (0..{len(self.cases) - 1})")
+        png = self._png(self.figure(index))
         self.index = index
-        png = self._png(self.figure())
         if self._image is not None:
             self._image.value = png
+        if self._dropdown is not None and self._dropdown.value != index:
+            self._dropdown.value = index  # its callback sees the case already selected
         return png
+
+    def _on_pick(self, change: dict) -> None:
+        """The dropdown's callback: never raises (an error there is lost in the log); a case that
+        cannot be drawn puts the dropdown back and says why in one line above the picture."""
+        index = int(change["new"])
+        if index == self.index:
+            return
+        try:
+            self.select(index)
+        except Exception as e:
+            self._dropdown.value = self.index
+            self._message.value = f'<span style="color:#b00">{html.escape(f"case {index}: {one_line(e)}")}</span>'
+        else:
+            self._message.value = ""
 
     @property
     def options(self) -> list[tuple[str, int]]:
@@ -84,9 +104,13 @@ class FailureGallery(StaticFallbackDisplay):
             return None
         dropdown = w.Dropdown(options=self.options, value=self.index, description="case", layout=w.Layout(width="auto"))
         self._image = w.Image(value=self._png(self.figure()), format="png", layout=w.Layout(max_width="100%"))
-        dropdown.observe(lambda ch: self.select(int(ch["new"])), names="value")
-        self._box = w.VBox([dropdown, self._image])
+        self._dropdown, self._message = dropdown, w.HTML("")
+        dropdown.observe(self._on_pick, names="value")
+        self._box = self._close_with(w.VBox([dropdown, self._message, self._image]))
         return self._box
+
+    def _forget_widgets(self) -> None:
+        self._image, self._dropdown, self._message = None, None, None
 
     def _static_png(self) -> bytes | None:
         return self._drawn_or_none(lambda: self._png(self.gallery()))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from trufor_lab.viz.noiseprint import as_map, check_window, compare_regions, plot_noiseprint
-from trufor_lab.widgets.display import Viewer, new_figure, widen_range
+from trufor_lab.common.paths import short_name
+from trufor_lab.widgets.display import Viewer, new_figure, stored_note, widen_range
 
 __all__ = ["NoiseprintViewer"]
 
@@ -32,7 +33,8 @@ class NoiseprintViewer(Viewer):
         if callable(getattr(result, "to_result", None)):  # an Attribution: its raw map, named so
             result = result.to_result()
         self.noiseprint = as_map(result)
-        self.title = getattr(result, "name", "") or ""
+        name, turned = getattr(result, "name", "") or "", stored_note(result)
+        self.title = "\n".join(t for t in (short_name(name) if name else "", turned) if t)
         self.label = str((getattr(result, "captures", None) or {}).get("shown", "Noiseprint++"))
         h, w = self.noiseprint.shape
         self._regions_possible = h >= 2 and w >= 2
@@ -103,12 +105,14 @@ class NoiseprintViewer(Viewer):
             return plot_noiseprint(
                 self.noiseprint, fig=fig, variance_size=s["variance_size"], title=self.title or None, label=self.label
             )
-        fig = new_figure((12, 6))
-        return compare_regions(
+        fig = compare_regions(
             self.noiseprint,
             s["region_a"],
             s["region_b"],
-            fig=fig,
+            fig=new_figure((12, 6)),
             variance_size=s["variance_size"],
             label=self.label,
         )
+        if self.title:
+            fig.suptitle(self.title, fontsize=11, parse_math=False)
+        return fig

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trufor_lab.common.paths import short_name
 from trufor_lab.viz.figures import (
     check_mask,
     crop_region,
@@ -81,7 +82,7 @@ class ResultViewer(OverlayControls, Viewer):
         ctrls = {}
         if len(self.results) > 1:
             ctrls["index"] = w.Dropdown(
-                options=[(f"{i}: {r.name or 'image'}", i) for i, r in enumerate(self.results)],
+                options=[(f"{i}: {short_name(r.name)}", i) for i, r in enumerate(self.results)],
                 value=self._state["index"],
                 description="image",
             )
@@ -107,14 +108,13 @@ class ResultViewer(OverlayControls, Viewer):
         step = display_stride(img.shape)  # one step for every panel: they stay aligned
         img = for_display(img, step)
         full_mask = None if mask is None else crop_region(mask, z)
-        crop_mask = for_display(full_mask, step)
+        crop_mask = self._shrunk(mask, z, step)  # the forged share of each block, outlined at 0.5
         if r.map is None:
             fig = new_figure((7, 3.6))
             axes = fig.subplots(1, 2, squeeze=False)[0]
             draw_overlay(axes[0], img, None, mask=crop_mask)  # the ground truth outlined, as with a map
-            npm = crop_region(r.noiseprint, z)
-            lo, hi = display_limits(npm, step)
-            npm = for_display(npm, step)
+            lo, hi = display_limits(crop_region(r.noiseprint, z), step)  # from the values, not averaged
+            npm = self._shrunk(r.noiseprint, z, step)
             axes[1].imshow(npm, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
             axes[0].set_title("Image" + mask_note(full_mask), fontsize=10)
             axes[1].set_title(r.captures.get("shown", "Noiseprint++"), fontsize=10, parse_math=False)
@@ -123,7 +123,7 @@ class ResultViewer(OverlayControls, Viewer):
         else:
             fig = new_figure((10, 3.6))
             axes = fig.subplots(1, 3, squeeze=False)[0]
-            heat, conf = for_display(crop_region(r.map, z), step), for_display(crop_region(r.conf, z), step)
+            heat, conf = self._shrunk(r.map, z, step), self._shrunk(r.conf, z, step)
             draw_overlay(
                 axes[0],
                 img,
