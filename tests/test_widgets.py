@@ -596,3 +596,21 @@ def test_viewers_draw_a_large_noiseprint_averaged_on_the_maps_own_scale(array_re
     col = CompareViewer([r], panel="noiseprint").render().axes[0].images[0]
     np.testing.assert_allclose(col.get_array(), display_mean(r.noiseprint, 2), rtol=1e-12)
     assert col.get_clim() == robust_limits(r.noiseprint[::2, ::2])
+
+
+def test_compare_viewer_says_whose_weights_made_the_scores(array_result):
+    """CompareViewer's columns read "score 0.012" with nothing saying the demo model made it,
+    while ResultViewer and Result.plot say "(demo weights, not the official TruFor)"."""
+    import dataclasses
+
+    from trufor_lab.inference.weights import WeightsInfo
+
+    r = array_result(30, 40)
+    demo = dataclasses.replace(r, weights=WeightsInfo("demo", "trufor_demo.pt", "0" * 64, True))
+    official = dataclasses.replace(r, weights=WeightsInfo("official", "trufor.pth.tar", "0" * 64, True))
+    custom = dataclasses.replace(r, weights=WeightsInfo("custom", "mine.pt", "0" * 64, False))
+    title = CompareViewer([demo, official]).render()._suptitle.get_text()
+    assert title.endswith("\nscores of demo weights, not the official TruFor"), title
+    title = CompareViewer([custom, demo]).render()._suptitle.get_text()
+    assert "scores of demo weights, not the official TruFor and unverified checkpoint" in title
+    assert "scores of" not in CompareViewer([official, official]).render()._suptitle.get_text()

@@ -241,6 +241,17 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     return fig
 
 
+def score_source(result: "Result") -> str:
+    """Words for whose score ``result`` holds when it is not the verified official checkpoint's
+    (``"demo weights, not the official TruFor"``, ``"unverified checkpoint"``), else ``""``."""
+    info = result.weights
+    if info is None or (info.kind == "official" and info.verified):
+        return ""
+    if info.kind in ("official", "custom"):  # custom: its origin is not known, not "not official"
+        return "unverified checkpoint"
+    return f"{info.kind} weights, not the official TruFor"
+
+
 def result_title(result: "Result") -> str:
     """A figure's title for a result: its name (and label), its score worded for the weights
     that made it (the paper's "integrity score" for the verified official checkpoint only), and
@@ -255,14 +266,8 @@ def result_title(result: "Result") -> str:
     if result.score is not None and info is not None and info.kind == "official" and info.verified:
         title += f"  —  integrity score {result.score:.3f}"  # the paper's meaning: official weights only
     elif result.score is not None:
-        whose = (
-            ""
-            if info is None
-            else " (unverified checkpoint)"
-            if info.kind in ("official", "custom")  # custom: its origin is not known, not "not official"
-            else f" ({info.kind} weights, not the official TruFor)"
-        )
-        title += f"  —  score {result.score:.3f}{whose}"
+        whose = score_source(result)
+        title += f"  —  score {result.score:.3f}{f' ({whose})' if whose else ''}"
     elif result.map is None:
         title += "  —  Noiseprint++ only (no TruFor checkpoint)"
     else:

@@ -17,6 +17,7 @@ from trufor_lab.viz.figures import (
     hidden_color,
     map_cmap,
     robust_limits,
+    score_source,
 )
 from trufor_lab.common.paths import short_name
 from trufor_lab.widgets.display import Viewer, as_results, new_figure, stored_note
@@ -150,6 +151,8 @@ class CompareViewer(OverlayControls, Viewer):
         title = " / ".join(raw) if s["panel"] == "noiseprint" else s["panel"] + _hidden_words(s)
         turned = next((note for note in map(stored_note, self.results) if note), "")
         title += f"\n{turned}" if turned else ""
+        whose = sorted({score_source(r) for r in self.results if r.score is not None} - {""})
+        title += f"\nscores of {' and '.join(whose)}" if whose else ""  # as ResultViewer's titles say
         fig.suptitle(title, fontsize=10, parse_math=False)
         return fig
 
