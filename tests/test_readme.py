@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -125,6 +126,10 @@ def _unknown_options(text: str, subs: dict[str, set[str]]) -> list[str]:
 
 def test_every_option_the_docs_give_a_subcommand_exists():
     subs = _subcommand_options()
-    for doc in ("README.md", "weights/README.md", "weights/DEMO_MODEL_CARD.md", "bench/README.md"):
+    for doc in ("README.md", "ARCHITECTURE.md", "weights/README.md", "weights/DEMO_MODEL_CARD.md", "bench/README.md"):
         assert _unknown_options((ROOT / doc).read_text(encoding="utf-8"), subs) == [], doc
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        assert _unknown_options(text, subs) == [], nb.name
     assert _unknown_options("`trufor-lab analyze x -o y --fast`", subs) == ["analyze --fast"]
