@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,53 @@ def test_the_readme_python_blocks_define_every_name_they_use():
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 3 and _undefined_names(blocks) == []
     assert _undefined_names(["y = x + 1"]) == ["x"]  # the check itself sees a missing name
+
+
+def _subcommand_options() -> dict[str, set[str]]:
+    """Every ``trufor-lab`` subcommand -> its option strings (``bench`` too: it lives in the checkout)."""
+    import argparse
+
+    from trufor_lab.cli import build_parser
+
+    sys.path.insert(0, str(ROOT))  # where `bench` is found, as `python -m trufor_lab` from the root finds it
+    try:
+        parser = build_parser()
+    finally:
+        sys.path.remove(str(ROOT))
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {name: {o for a in p._actions for o in a.option_strings} for name, p in subs.items()}
+
+
+def test_the_command_line_section_names_every_subcommand():
+    """The README's command summary left out ``bench`` (``trufor-lab --help`` lists it in a checkout)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Command line\s*```\n(.*?)```", text, re.S).group(1)
+    named = set()
+    for line in block.splitlines():
+        m = re.match(r"\s*trufor-lab ([a-z| -]+?)(?:\s{2,}|\.\.\.|$| [A-Z\[])", line)
+        if m:
+            named |= {w.split()[0] for w in m.group(1).split("|") if w.strip()}
+    subs = _subcommand_options()
+    assert "bench" in subs and set(subs) - named == set(), sorted(set(subs) - named)
+
+
+def _unknown_options(text: str, subs: dict[str, set[str]]) -> list[str]:
+    """``trufor-lab SUB ...`` spans (inline code or a line of a code block) naming an option SUB lacks."""
+    bad = []
+    for m in re.finditer(r"trufor-lab ([a-z-]+)([^`\n]*)", text):
+        sub, rest = m.group(1), m.group(2)
+        if sub not in subs:
+            continue  # prose ("the trufor-lab command"), checked by the section test
+        bad += [f"{sub} {o}" for o in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", rest) if o not in subs[sub]]
+    return bad
+
+
+def test_every_option_the_docs_give_a_subcommand_exists():
+    subs = _subcommand_options()
+    for doc in ("README.md", "ARCHITECTURE.md", "weights/README.md", "weights/DEMO_MODEL_CARD.md", "bench/README.md"):
+        assert _unknown_options((ROOT / doc).read_text(encoding="utf-8"), subs) == [], doc
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        assert _unknown_options(text, subs) == [], nb.name
+    assert _unknown_options("`trufor-lab analyze x -o y --fast`", subs) == ["analyze --fast"]

@@ -7,6 +7,8 @@
 - ``result``: the ``Result`` dataclass.
 - ``analyze``: ``analyze()``, the one call that turns an image into a ``Result``.
 - ``predict``: inference modes (exact, fast, lean) over the raw network.
+- ``modes``: ``InferenceMode`` (the exact and fast presets) and the label an output records.
+- ``deviation``: how far one output is from another (a mode from exact, a device from another).
 - ``distributed``: sharded batch analysis across processes.
 - ``samples``: the official sample images, or offline stand-ins.
 

@@ -7,6 +7,12 @@
 - :mod:`.decoder`     all-MLP decoders (anomaly, confidence)
 - :mod:`.detection`   confidence-pooled detection head
 - :mod:`.trufor`      the whole network
+- :mod:`.config`      architecture sizes (a variant is a config)
+- :mod:`.attention`   exact scaled dot-product attention with bounded memory
+- :mod:`.recipe`      deterministic weights rebuilt from key names
+- :mod:`.catalog`     the layer catalog (``list_layers``)
+- :mod:`.capture`     activation capture (``capture()``), hooks always removed
+- :mod:`.interventions` which ablations and captures are active on a model
 - :mod:`.checkpoint`  safe reading and strict loading
 - :mod:`.identity`    which weights a loaded network holds (changed in memory: not the file's)
 - :mod:`.precision`   IEEE float32 contexts, native bfloat16 detection

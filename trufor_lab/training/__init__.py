@@ -3,6 +3,7 @@ checkpoints, the loop and the demo recipe.
 
 - ``scenes``: pristine images (synthetic scenes, scikit-image photographs, your folder).
 - ``camera``: a simulated in-camera pipeline (CFA, noise, demosaicing, tone, JPEG).
+- ``edits``: global edits (tone, contrast, saturation, sharpening, ...) of a whole picture.
 - ``streams``: the forgery stream (photographed, forged, post-processed, grid-aligned crops).
 - ``phases``: the paper's three phases, what each trains, the starting model.
 - ``losses``: the phases' losses.
@@ -12,6 +13,7 @@ checkpoints, the loop and the demo recipe.
 - ``demo``: the demo model's recipe, held-out sets and ``score_heldout()``.
 - ``photos``: real camera photos (a folder, split by camera; native grid-aligned crops; the
   platform chain of a viral image) and the real-photo forgery stream.
+- ``photo_sets``: the photos of a folder and the scikit-image photographs as records, split by camera.
 - ``fetch``: ``python -m trufor_lab.training.fetch --dest DIR`` fetches openly licensed photos.
 - ``finetune_real``: the real-photo fine-tune and the score calibration of the demo model.
 - ``card``: the demo model card's pictures (reliability curve, examples on the test cameras).
