@@ -224,7 +224,9 @@ def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model:
         with torch.no_grad():
             out = net(to_tensor(s.rgb, dtype=p.dtype, device=p.device))
         noiseprint = out[0, 0].float().cpu().numpy()
-    noiseprint = np.asarray(noiseprint, dtype=np.float64)
+    noiseprint = np.asarray(noiseprint)  # float32 or float64 as given (the clustering reads it in float64)
+    if noiseprint.dtype not in (np.float32, np.float64):
+        noiseprint = noiseprint.astype(np.float64)
     if noiseprint.shape != s.rgb.shape[:2]:
         raise ValueError(f"{s.name}: noiseprint map is {noiseprint.shape}, image is {s.rgb.shape[:2]}")
     m, score, raw = N.noiseprint_cluster(noiseprint, **kw)
@@ -318,14 +320,19 @@ def _normalise(m: np.ndarray, bounded: bool = False) -> np.ndarray:
     jump from as-is to saturated at 1.0): shifted to start at 0 when negative, divided by the
     larger of its 99.5th percentile and half its maximum (so that a small hot spot saturates,
     not the background around it)."""
-    m = np.nan_to_num(np.asarray(m, dtype=np.float64))
+    # one float64 working copy, changed in place (each step made a new plane: five at the peak)
+    m = np.nan_to_num(np.array(m, dtype=np.float64), copy=False)
     if bounded:
-        return np.clip(m, 0, 1).astype(np.float32)
+        return np.clip(m, 0, 1, out=m).astype(np.float32)
     if _flat(m):  # no contrast: nothing stands out (dividing by itself drew it all at 1.0)
         return np.zeros(m.shape, np.float32)
-    m = m - min(0.0, float(m.min()))
+    m -= min(0.0, float(m.min()))
     hi = max(float(np.percentile(m, 99.5)), 0.5 * float(m.max()))
-    return np.clip(m / hi if hi > 0 else np.zeros_like(m), 0, 1).astype(np.float32)
+    if hi > 0:
+        m /= hi
+    else:
+        m[...] = 0.0
+    return np.clip(m, 0, 1, out=m).astype(np.float32)
 
 
 def not_applicable(

@@ -34,9 +34,14 @@ _D = dct_matrix()
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """JFIF luma minus 128 (the level shift JPEG applies before its DCT), float64."""
-    x = rgb.astype(np.float64)
-    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2] - 128.0
+    """JFIF luma minus 128 (the level shift JPEG applies before its DCT), float64. Summed in
+    place channel by channel (the same operations in the same order as the float64 (H, W, 3)
+    copy it used to make: two float64 planes at a time, not five)."""
+    y = 0.299 * rgb[..., 0].astype(np.float64)
+    y += 0.587 * rgb[..., 1].astype(np.float64)
+    y += 0.114 * rgb[..., 2].astype(np.float64)
+    y -= 128.0
+    return y
 
 
 def block_dct(y: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
@@ -52,9 +57,10 @@ def blocks_to_pixels(
     """Per-block values (nby, nbx) painted on their 8x8 pixels; pixels outside the grid get
     ``fill`` (default: the median value)."""
     out = np.full(shape, float(np.median(values)) if fill is None else fill)
-    up = np.repeat(np.repeat(values, 8, axis=0), 8, axis=1)
-    hh, ww = max(0, min(up.shape[0], shape[0] - dy)), max(0, min(up.shape[1], shape[1] - dx))
-    out[dy : dy + hh, dx : dx + ww] = up[:hh, :ww]  # a grid that starts at (dy, dx) ends in the image
+    hh, ww = max(0, min(8 * values.shape[0], shape[0] - dy)), max(0, min(8 * values.shape[1], shape[1] - dx))
+    for r in range(min(8, hh)):  # a grid that starts at (dy, dx) ends in the image; row r of each block
+        rows = out[dy + r : dy + hh : 8, dx : dx + ww]  # at a time: no upsampled copy of the whole picture
+        rows[...] = np.repeat(values[: rows.shape[0]], 8, axis=1)[:, :ww]
     return out
 
 
@@ -66,8 +72,7 @@ def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0, subsampling:
     channels, Gaussian-smoothed. Content already compressed at ``quality`` barely changes;
     content with another (or no) compression history changes more. ``subsampling`` should be
     the file's own: re-saving a 4:4:4 file at 4:2:0 lights up every colour edge."""
-    again = jpeg_compress(rgb, quality, subsampling)
-    residual = np.abs(rgb.astype(np.float64) - again.astype(np.float64)).mean(axis=2)
+    residual = _channel_mean(rgb, jpeg_compress(rgb, quality, subsampling), square=False)
     raw: dict = {"residual": residual.astype(np.float32), "quality": quality, "subsampling": subsampling}
     if not residual.any():
         raw["empty_reason"] = (
@@ -80,19 +85,23 @@ def ela(rgb: np.ndarray, *, quality: int = 90, smooth: float = 2.0, subsampling:
 # ------------------------------------------------------------------------------ JPEG ghost
 
 
-def _squared_error(rgb: np.ndarray, again: np.ndarray, band: int = 128) -> np.ndarray:
-    """``((rgb - again) ** 2).mean(axis=2)`` in float64 for uint8 pictures, bit for bit, without
-    the float64 (H, W, C) cubes: each difference is a whole number of magnitude at most 255, so
-    its square is exact in 16 unsigned bits (two's complement: ``(d mod 2**16) ** 2 mod 2**16 =
-    d ** 2``) and the channel sum in 32; only the division by the channel count is a float64
-    operation, the same one the mean makes. ``band`` rows at a time (they stay in cache)."""
+def _channel_mean(rgb: np.ndarray, again: np.ndarray, band: int = 128, square: bool = True) -> np.ndarray:
+    """``((rgb - again) ** 2).mean(axis=2)`` (``square=False``: ``abs(rgb - again).mean(axis=2)``)
+    in float64 for uint8 pictures, bit for bit, without the float64 (H, W, C) cubes: each
+    difference is a whole number of magnitude at most 255, so its square is exact in 16 unsigned
+    bits (two's complement: ``(d mod 2**16) ** 2 mod 2**16 = d ** 2``) and the channel sum in 32;
+    only the division by the channel count is a float64 operation, the same one the mean makes.
+    ``band`` rows at a time (they stay in cache)."""
     out = np.empty(rgb.shape[:2])
     channels = rgb.shape[2]
     for r in range(0, rgb.shape[0], band):
         d = rgb[r : r + band].astype(np.int16)
         d -= again[r : r + band]
-        sq = d.view(np.uint16)
-        sq *= sq
+        if square:
+            sq = d.view(np.uint16)
+            sq *= sq
+        else:
+            sq = np.abs(d, out=d).view(np.uint16)
         s = sq[..., 0].astype(np.uint32)
         for c in range(1, channels):
             s += sq[..., c]
@@ -106,6 +115,7 @@ def jpeg_ghost(
     qualities: tuple[int, ...] = tuple(range(50, 100, 5)),
     window: int = 16,
     subsampling: str = "4:2:0",
+    differences: bool = False,
 ) -> Output:
     """JPEG ghosts (Farid 2009): recompress at each quality q; the squared difference, averaged
     over a ``window`` and the channels, normalised per pixel over q to [0, 1], dips at the q a
@@ -120,22 +130,24 @@ def jpeg_ghost(
     ``subsampling`` should be the file's own, as for :func:`ela`: re-saved at 4:2:0, a 4:4:4
     file's chroma error at every quality hid the ghost.
 
+    ``differences=True`` also returns each quality's normalised difference map, ``raw['difference']``
+    (float32 (len(qualities), H, W): 0.9 GiB at 12 MP and 20 qualities); not kept by default.
+
     Memory: one quality at a time, in two passes (the per-pixel range over all qualities, then
     the normalised maps), each recompressing again (JPEG round trips are deterministic and
-    cheap) rather than holding a float64 map per quality: a few float64 planes besides
-    ``raw['difference']`` (float32, one plane per quality). A 12 MP photo with 20 qualities
-    peaked near 10 GB with a float64 cube per step."""
+    cheap) rather than a float64 map per quality, and the grid phase without :func:`bag`'s map
+    (:func:`grid_phase`): 8-9 float64 planes at the peak; a 12 MP photo at 20 qualities took
+    0.8 GiB (near 10 GB with float64 cubes, 1.8 GiB with the whole grid detector)."""
     h, w = rgb.shape[:2]
     n = len(qualities)
     if n == 0:
         raise ValueError("qualities must be a non-empty sequence")
-    grid = bag(rgb)[2] if min(h, w) >= GRID_MIN_SIDE else {"not_applicable": "too small"}
-    py, px = (0, 0) if "not_applicable" in grid else grid["grid_phase"]  # no grid found: (0, 0)
+    py, px = grid_phase(rgb) or (0, 0)  # no grid found: (0, 0)
     ty, tx = (8 - py) % 8, (8 - px) % 8  # padding that puts the grid at (0, 0)
     padded = np.ascontiguousarray(np.pad(rgb, ((ty, 0), (tx, 0), (0, 0)), mode="edge")) if ty or tx else rgb
 
     def difference(q: int) -> np.ndarray:  # windowed squared difference at quality q, float64 (H, W)
-        return ndimage.uniform_filter(_squared_error(rgb, jpeg_compress(padded, q, subsampling)[ty:, tx:]), window)
+        return ndimage.uniform_filter(_channel_mean(rgb, jpeg_compress(padded, q, subsampling)[ty:, tx:]), window)
 
     # pass 1: each quality's mean difference and the per-pixel range over the qualities
     curves = []
@@ -155,12 +167,13 @@ def jpeg_ghost(
     # percentile. A ghost is a dip *inside* the range: q* only among interior local minima of the
     # per-pixel curves, where they cluster (a region, not scattered noise). The unevenness alone
     # was largest at the range's low end for regions first saved at 80 or more (q* = 40, AUC 0.74)
-    dn32 = np.empty((n, h, w), np.float32)
+    dn32 = np.empty((n, h, w), np.float32) if differences else None
     p02, p50, c50, c98 = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     last: list[np.ndarray] = []  # the normalised maps of the last three qualities
     for i, q in enumerate(qualities):
         last = [*last[-2:], normalised(q)]
-        dn32[i] = last[-1]
+        if dn32 is not None:
+            dn32[i] = last[-1]
         p02[i], p50[i] = np.percentile(last[-1].ravel()[::7], [2, 50])
         if len(last) == 3:  # the middle one's local minima (the range's ends have none)
             dip = ((last[1] < last[0]) & (last[1] < last[2])).astype(np.float64)
@@ -182,8 +195,8 @@ def jpeg_ghost(
             "curves": curves,
             "spread": spread.tolist(),
             "minima_cluster": cluster.tolist(),
-            "difference": dn32,
             "grid_phase": [int(py), int(px)],
+            **({} if dn32 is None else {"difference": dn32}),
         },
     )
 
@@ -295,6 +308,8 @@ def dq_aligned(
         vals[f], hists[f] = hist(coef, f)
         null[f] = hist(shifted, f)[1]
     q1, z, coherence = first_quality(hists, null, q) if shifted.size else (0, 0.0, 0.0)
+    blocks, shape = coef.shape[:2], y.shape
+    del y, coef, shifted  # two DCT planes and the luma: the map needs only the bins read above
     raw: dict[str, Any] = {"first_quality": q1, "z": round(z, 2), "coherence": round(coherence, 3), "shown": show}
     if z < min_z:
         raw["periods"] = []
@@ -302,10 +317,10 @@ def dq_aligned(
             f"no double-quantization effect found (looks singly compressed, or too few blocks: z {z:.1f}): "
             "not applicable"
         )
-        return np.zeros(y.shape), None, raw
+        return np.zeros(shape), None, raw
 
     t1 = ijg_table(q1).astype(np.float64).reshape(64)
-    log_ratio = np.zeros(coef.shape[:2])
+    log_ratio = np.zeros(blocks)
     periods = []
     for f in freqs:
         p = t1[f] / q[f]
@@ -321,7 +336,7 @@ def dq_aligned(
     p_single = 1.0 / (1.0 + np.exp(np.clip(log_ratio, -50, 50)))
     suspicious = p_single if show == "single" else 1.0 - p_single
     raw.update({"p_single": p_single.astype(np.float32), "periods": periods})
-    m = ndimage.gaussian_filter(blocks_to_pixels(suspicious, y.shape), 8 * smooth)
+    m = ndimage.gaussian_filter(blocks_to_pixels(suspicious, shape), 8 * smooth)
     return m, None, raw
 
 
@@ -461,6 +476,58 @@ def grid_strength(gx: np.ndarray, gy: np.ndarray, strip: int = 32) -> float:
     return float(d.mean() / (d.std(ddof=1) / np.sqrt(d.size) + 1e-12))
 
 
+def _grid_map(y: np.ndarray, axis: int, line: int) -> np.ndarray:
+    """:func:`bag`'s periodic difference map along ``axis`` (1: ``gx``, 0: ``gy``) of luma ``y``.
+    The same operations in the same order as written out on whole planes (rolled copies, a
+    (5, H, W) stack and its median: about 17 float64 planes at the peak), done in place and the
+    median in bands: a few planes, bit for bit the same."""
+    d = 2 * y  # 2 y - roll(y, 1) - roll(y, -1), the rolls read through slices
+    dt, yt = np.moveaxis(d, axis, -1), np.moveaxis(y, axis, -1)
+    dt[..., 1:] -= yt[..., :-1]
+    dt[..., 0] -= yt[..., -1]
+    dt[..., :-1] -= yt[..., 1:]
+    dt[..., -1] -= yt[..., 0]
+    np.abs(d, out=d)
+    # drop strong edges (texture, not blocking), clipped at no less than 2 grey levels: in a
+    # smooth JPEG most second differences are 0, and clipping at 2 x median = 0 erased the grid
+    np.minimum(d, max(2 * float(np.median(d)), 2.0), out=d)
+    acc = ndimage.uniform_filter1d(d, line, axis=1 - axis)
+    del d
+    # the periodic part: median over the same grid offset 8 and 16 pixels away (an edge seen at
+    # one offset only is dropped), minus its 8-pixel mean. The median of five is one of them
+    # (exact): taken over bands across the rolled axis, rolled along it as a whole
+    per = np.empty_like(acc)
+    at, pt = np.moveaxis(acc, 1 - axis, 0), np.moveaxis(per, 1 - axis, 0)
+    for i in range(0, at.shape[0], 64):
+        part = at[i : i + 64]
+        pt[i : i + 64] = np.median(np.stack([np.roll(part, s, 1) for s in (-16, -8, 0, 8, 16)]), axis=0)
+    del acc, at
+    return np.subtract(per, ndimage.uniform_filter1d(per, 8, axis=axis), out=per)
+
+
+def _grid(rgb: np.ndarray, line: int = 33) -> tuple[np.ndarray, np.ndarray, int, int, float]:
+    """:func:`bag`'s difference maps ``gx``, ``gy``, the dominant grid phase (y, x) and the grid strength."""
+    y = luma(rgb)
+    y += 128.0
+    gx = _grid_map(y, 1, line)
+    gy = _grid_map(y, 0, line)
+    # a block boundary between offsets k-1 and k raises both: profiles are summed in pairs
+    px = np.array([gx[:, k::8].mean() for k in range(8)])
+    py = np.array([gy[k::8].mean() for k in range(8)])
+    phase_x = int(np.argmax(px + np.roll(px, 1)))
+    phase_y = int(np.argmax(py + np.roll(py, 1)))
+    return gx, gy, phase_y, phase_x, grid_strength(gx, gy)
+
+
+def grid_phase(rgb: np.ndarray, *, line: int = 33, min_grid: float = 5.0) -> tuple[int, int] | None:
+    """The phase (y, x) of the picture's 8x8 JPEG grid as :func:`bag` finds it (``raw['grid_phase']``),
+    ``None`` where :func:`bag` finds no grid (not applicable); without its per-block map."""
+    if min(rgb.shape[:2]) < GRID_MIN_SIDE:
+        return None
+    _, _, phase_y, phase_x, strength = _grid(rgb, line)
+    return None if strength < min_grid else (phase_y, phase_x)
+
+
 def bag(rgb: np.ndarray, *, line: int = 33, min_grid: float = 5.0) -> Output:
     """Block artifact grid (Li, Yuan & Yu 2009): weak second-order horizontal/vertical
     differences, accumulated along ``line``-pixel lines and cleaned by a periodic median,
@@ -474,26 +541,8 @@ def bag(rgb: np.ndarray, *, line: int = 33, min_grid: float = 5.0) -> Output:
     if min(rgb.shape[:2]) < GRID_MIN_SIDE:
         why = f"too small to tell an 8x8 JPEG grid from texture (needs {GRID_MIN_SIDE} pixels a side): not applicable"
         return np.zeros(rgb.shape[:2]), None, {"not_applicable": why}
-    y = luma(rgb) + 128.0
-    maps = []
-    for axis in (1, 0):
-        d = np.abs(2 * y - np.roll(y, 1, axis) - np.roll(y, -1, axis))
-        # drop strong edges (texture, not blocking), clipped at no less than 2 grey levels: in a
-        # smooth JPEG most second differences are 0, and clipping at 2 x median = 0 erased the grid
-        d = np.minimum(d, max(2 * float(np.median(d)), 2.0))
-        acc = ndimage.uniform_filter1d(d, line, axis=1 - axis)
-        # the periodic part: median over the same grid offset 8 and 16 pixels away (an edge
-        # seen at one offset only is dropped), minus its 8-pixel mean
-        per = np.median(np.stack([np.roll(acc, s, axis) for s in (-16, -8, 0, 8, 16)]), axis=0)
-        maps.append(per - ndimage.uniform_filter1d(per, 8, axis=axis))
-    gx, gy = maps
-    h, w = y.shape
-    # a block boundary between offsets k-1 and k raises both: profiles are summed in pairs
-    px = np.array([gx[:, k::8].mean() for k in range(8)])
-    py = np.array([gy[k::8].mean() for k in range(8)])
-    phase_x = int(np.argmax(px + np.roll(px, 1)))
-    phase_y = int(np.argmax(py + np.roll(py, 1)))
-    strength = grid_strength(gx, gy)
+    gx, gy, phase_y, phase_x, strength = _grid(rgb, line)
+    h, w = rgb.shape[:2]
     raw: dict[str, Any] = {
         "grid_phase": [phase_y, phase_x],
         "grid_strength": strength,
@@ -508,8 +557,11 @@ def bag(rgb: np.ndarray, *, line: int = 33, min_grid: float = 5.0) -> Output:
         return np.zeros((h, w)), None, raw
     hb, wb = h // 8 * 8, w // 8 * 8  # JPEG's blocks: always 8x8 (a 'block' option crashed at 9 and meant nothing)
     # per-block column/row profiles relative to the dominant phase
-    sx = np.roll(gx, -phase_x, axis=1)[:hb, :wb].reshape(hb // 8, 8, wb // 8, 8).sum(axis=1)  # (by, bx, 8)
-    sy = np.roll(gy, -phase_y, axis=0)[:hb, :wb].reshape(hb // 8, 8, wb // 8, 8).sum(axis=3)  # (by, 8, bx)
+    # the maps rolled to the phase, then cut to whole blocks: only the kept part copied
+    cols, rows = (np.arange(wb) + phase_x) % w, (np.arange(hb) + phase_y) % h
+    sx = np.take(gx[:hb], cols, axis=1).reshape(hb // 8, 8, wb // 8, 8).sum(axis=1)  # (by, bx, 8)
+    sy = np.take(gy[:, :wb], rows, axis=0).reshape(hb // 8, 8, wb // 8, 8).sum(axis=3)  # (by, 8, bx)
+    del gx, gy
     anomaly = np.zeros(sx.shape[:2])
     for prof in (sx, sy.transpose(0, 2, 1)):
         prof = ndimage.uniform_filter(prof, (3, 3, 1))  # pool 3x3 blocks: one block is too noisy

@@ -73,6 +73,14 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """``True`` or ``False`` (not a number or a string that reads as one)."""
+
+    def why_not(self, v: Any) -> str | None:
+        return None if isinstance(v, (bool, np.bool_)) else f"True or False, not {v!r}"
+
+
+@dataclass(frozen=True)
 class OrNone:
     """``None`` (the method's own choice, e.g. ELA at the file's quality) or what ``rule`` takes."""
 
@@ -96,7 +104,12 @@ SUBSAMPLING = OrNone(Choice(("4:4:4", "4:2:2", "4:2:0")))
 #: Per detector, its options and what each accepts.
 OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "ela": {"quality": OrNone(QUALITY), "smooth": Real(), "subsampling": SUBSAMPLING},
-    "jpeg_ghost": {"qualities": Qualities(), "window": Whole(1, side=True), "subsampling": SUBSAMPLING},
+    "jpeg_ghost": {
+        "qualities": Qualities(),
+        "window": Whole(1, side=True),
+        "subsampling": SUBSAMPLING,
+        "differences": Flag(),
+    },
     "dq_aligned": {
         "n_coeffs": Whole(1, 63),
         "max_value": Whole(1),
