@@ -22,7 +22,7 @@ calibrated camera model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -34,6 +34,7 @@ __all__ = ["Camera", "CFA_PATTERNS", "downscale"]
 #: Bayer layouts: colour (0 = R, 1 = G, 2 = B) of the 2x2 cell in reading order.
 CFA_PATTERNS = {"RGGB": (0, 1, 1, 2), "BGGR": (2, 1, 1, 0), "GRBG": (1, 0, 2, 1), "GBRG": (1, 2, 0, 1)}
 
+_SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 _K_GREEN = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]], np.float64) / 4
 _K_RB = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], np.float64) / 4
 
@@ -48,22 +49,36 @@ class Camera:
     gamma: float = 2.2
     sharpen: float = 0.0
     jpeg_quality: int | None = 90
+    #: chroma subsampling of the camera's JPEG ("4:2:0", or "4:2:2" / "4:4:4" as many cameras save)
+    subsampling: str = "4:2:0"
+    #: noise reduction after demosaicing: Gaussian sigma (px) on the colour differences, a third
+    #: of it on luma (cameras smooth chroma noise hardest); 0 = none
+    denoise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.pattern not in CFA_PATTERNS:
             raise ValueError(f"unknown CFA pattern {self.pattern!r}; choose one of {sorted(CFA_PATTERNS)}")
-        if self.shot < 0 or self.read < 0 or self.gamma <= 0 or self.sharpen < 0:
-            raise ValueError("shot, read and sharpen must be >= 0 and gamma > 0")
+        if self.shot < 0 or self.read < 0 or self.gamma <= 0 or self.sharpen < 0 or self.denoise < 0:
+            raise ValueError("shot, read, sharpen and denoise must be >= 0 and gamma > 0")
+        if self.subsampling not in _SUBSAMPLINGS:
+            raise ValueError(f"unknown chroma subsampling {self.subsampling!r}; choose one of {list(_SUBSAMPLINGS)}")
         if self.jpeg_quality is not None and not 1 <= int(self.jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100 or None, got {self.jpeg_quality}")
 
     @classmethod
     def random(
-        cls, rng: np.random.Generator, jpeg_quality: tuple[int, int] = (75, 98), p_raw: float = 0.15
+        cls,
+        rng: np.random.Generator,
+        jpeg_quality: tuple[int, int] = (75, 98),
+        p_raw: float = 0.15,
+        wide: bool = False,
     ) -> "Camera":
-        """A random plausible camera; with probability ``p_raw`` it saves without JPEG."""
+        """A random plausible camera; with probability ``p_raw`` it saves without JPEG.
+        ``wide``: also a random chroma subsampling of its JPEG (4:2:0, 4:2:2, 4:4:4) and, half
+        of the time, noise reduction (sigma 0.5-2), drawn after the other settings (which stay
+        those of the same ``rng`` without ``wide``)."""
         patterns = sorted(CFA_PATTERNS)
-        return cls(
+        cam = cls(
             pattern=patterns[int(rng.integers(len(patterns)))],
             shot=float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3)))),
             read=float(np.exp(rng.uniform(np.log(5e-4), np.log(5e-3)))),
@@ -71,6 +86,10 @@ class Camera:
             sharpen=float(rng.uniform(0.2, 1.2)) if rng.random() < 0.5 else 0.0,
             jpeg_quality=None if rng.random() < p_raw else int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)),
         )
+        if not wide:
+            return cam
+        sub = _SUBSAMPLINGS[int(rng.integers(len(_SUBSAMPLINGS)))]
+        return replace(cam, subsampling=sub, denoise=float(rng.uniform(0.5, 2.0)) if rng.random() < 0.5 else 0.0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,13 +103,24 @@ class Camera:
         raw = np.take_along_axis(lin, cfa[..., None], axis=2)[..., 0]
         raw = raw + rng.standard_normal(raw.shape) * np.sqrt(self.shot * np.clip(raw, 0, None) + self.read**2)
         rgb = self._demosaic(np.clip(raw, 0, 1), cfa)
+        if self.denoise > 0:
+            rgb = self._denoise(rgb)
         out = np.clip(rgb, 0, 1) ** (1.0 / self.gamma)
         if self.sharpen > 0:
             out = out + self.sharpen * (out - ndimage.gaussian_filter(out, sigma=(1.0, 1.0, 0)))
         img = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
         if self.jpeg_quality is not None:
-            img = jpeg_compress(img, int(self.jpeg_quality))
+            img = jpeg_compress(img, int(self.jpeg_quality), self.subsampling)
         return img
+
+    def _denoise(self, rgb: np.ndarray) -> np.ndarray:
+        """Smooth the colour differences (R - G, B - G) with sigma ``denoise`` and G with a third of it."""
+        g = ndimage.gaussian_filter(rgb[..., 1], self.denoise / 3)
+        out = np.empty_like(rgb)
+        for c in (0, 2):
+            out[..., c] = g + ndimage.gaussian_filter(rgb[..., c] - rgb[..., 1], self.denoise)
+        out[..., 1] = g
+        return out
 
     def _cfa(self, h: int, w: int) -> np.ndarray:
         cell = np.array(CFA_PATTERNS[self.pattern]).reshape(2, 2)

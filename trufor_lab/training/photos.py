@@ -31,6 +31,7 @@ from PIL import Image
 
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.lab.forgeries import Forgery, random_params, splice
+from trufor_lab.training.camera import downscale
 from trufor_lab.training.edits import global_edit
 from trufor_lab.training.photo_sets import (
     DEFAULT_SPLIT,
@@ -158,6 +159,16 @@ class RealForgeryStream:
     1600 px is scaled by about 0.4): photos that reach a forger, or a fact-checker, rarely come
     straight from the camera. ``global_edit``: the probability that a real example, pristine or
     forged, was then edited as a whole (:func:`~trufor_lab.training.edits.global_edit`).
+
+    Simulated cameras on real content: with ``rephotograph`` (an even total downscale factor,
+    4 or more; 0 = off) the camera photos whose short side keeps 256 px or more after it are
+    box-downscaled by that factor (which erases their own camera's traces, keeping real scenes,
+    textures and light) and ``rephotograph_share`` of the simulated-camera examples are shot on
+    them instead of the built-in scenes. ``sim_splice``: the fraction of forged simulated
+    examples that are splices between two random simulated cameras; ``sim_chain``: the
+    probability that a simulated example, pristine or forged, then goes through the platform
+    chain as real ones do; ``wide_cameras``: the simulated cameras also vary in JPEG chroma
+    subsampling and noise reduction. With all four off the simulated examples are drawn as before.
     """
 
     def __init__(
@@ -176,10 +187,17 @@ class RealForgeryStream:
         source_resave: float = 0.0,
         source_scale: tuple[float, float] = (0.5, 0.9),
         global_edit: float = 0.0,
+        rephotograph: int = 0,
+        rephotograph_share: float = 0.5,
+        sim_chain: float = 0.0,
+        sim_splice: float = 0.0,
+        wide_cameras: bool = False,
     ) -> None:
         if not photos:
             raise ValueError("RealForgeryStream needs at least one photo")
-        for k, v in (("sim_fraction", sim_fraction), ("forged_fraction", forged_fraction), ("chain_prob", chain_prob)):
+        probs = (("sim_fraction", sim_fraction), ("forged_fraction", forged_fraction), ("chain_prob", chain_prob))
+        probs += (("rephotograph_share", rephotograph_share), ("sim_chain", sim_chain), ("sim_splice", sim_splice))
+        for k, v in probs:
             if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1):
                 raise ValueError(f"{k} must be a probability from 0 to 1, got {v!r}")
         q = tuple(chain_quality) if isinstance(chain_quality, (tuple, list)) else ()
@@ -198,7 +216,11 @@ class RealForgeryStream:
             jpeg_prob=0.3,
             jpeg_quality=(75, 100),
             flips=flips,
+            wide_cameras=wide_cameras,
         )
+        self.resim = self._rephotographed(rephotograph, flips, wide_cameras)
+        self.rephotograph, self.rephotograph_share = int(rephotograph), float(rephotograph_share)
+        self.sim_chain, self.sim_splice, self.wide_cameras = float(sim_chain), float(sim_splice), bool(wide_cameras)
         self.sim_fraction, self.forged_fraction, self.chain_prob = sim_fraction, forged_fraction, chain_prob
         self.p_resize, self.flips, self.chain_quality = p_resize, flips, chain_quality
         self.chain_p444, self.source_resave = chain_p444, source_resave
@@ -216,6 +238,62 @@ class RealForgeryStream:
         # small, heavily processed scikit-image pictures without excluding them
         a = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
         self.photo_p = a / a.sum()
+
+    def _rephotographed(self, factor: int, flips: str, wide: bool) -> ForgeryStream | None:
+        """The simulated cameras' stream on the camera photos downscaled by ``factor`` (None when 0)."""
+        if not factor:
+            return None
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 4 or factor % 2:
+            raise ValueError(f"rephotograph must be 0 (off) or an even downscale factor of 4 or more, got {factor!r}")
+        big = [im for im in self.images if min(im.shape[:2]) // factor >= 256]
+        if not big:
+            raise ValueError(f"rephotograph {factor}: no photo keeps a 256 px short side after downscaling by {factor}")
+        # the stream's camera mode halves every scene once more: together the factor asked for
+        scenes = [downscale(im, factor // 2) for im in big]
+        return ForgeryStream(
+            scenes,
+            camera=True,
+            traceable=True,
+            forged_fraction=0.6,
+            jpeg_prob=0.3,
+            jpeg_quality=(75, 100),
+            flips=flips,
+            wide_cameras=wide,
+        )
+
+    def sim_example(
+        self, rng: np.random.Generator, size: int, forged: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int, str]:
+        """One simulated-camera example ``(rgb, mask, label, kind)`` with this stream's
+        ``rephotograph``, ``sim_splice`` and ``sim_chain`` settings."""
+        st, kind0 = self.sim, "sim"
+        if self.resim is not None and rng.random() < self.rephotograph_share:
+            st, kind0 = self.resim, "resim"
+        chain = self.sim_chain > 0 and rng.random() < self.sim_chain
+        src = _chain_source_size(rng, size, self.p_resize) if chain else size
+        if forged is None:
+            forged = bool(rng.random() < st.forged_fraction)
+        if forged and self.sim_splice > 0 and rng.random() < self.sim_splice:  # two random cameras
+            host = st.source(rng, int(rng.integers(len(st.images))), src)
+            donor = st.source(rng, int(rng.integers(len(st.images))), src)
+            f = splice(host, donor, seed=int(rng.integers(2**31)), **random_params("splice", rng))
+            rgb, mask, label, kind = f.image, f.mask, 1, "splice_2cams"
+            if rng.random() < st.jpeg_prob:  # saved again as the stream's other examples are
+                rgb = jpeg_compress(rgb, int(rng.integers(st.jpeg_quality[0], st.jpeg_quality[1] + 1)))
+        else:
+            rgb, mask, label, kind = st.synthetic(rng, src, forged)
+        if chain:
+            rgb, mask, how = platform_chain(
+                rgb,
+                mask,
+                rng,
+                size,
+                p_resize=1.0 if src > size else 0.0,
+                quality=self.chain_quality,
+                p_444=self.chain_p444,
+            )
+            kind += "+" + how
+        return rgb, mask, int(label and mask.any()), f"{kind0}:{kind}"
 
     def usable(self, size: int) -> np.ndarray:
         """Which photos give a ``size`` example's largest source crop (the platform chain's
@@ -324,8 +402,11 @@ class RealForgeryStream:
     def example(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, int]:
         """ForgeryStream-compatible: one training example (flipped, grid-preserving)."""
         if rng.random() < self.sim_fraction:
-            return self.sim.example(rng, size)
-        rgb, mask, label, _ = self.real_example(rng, size)
+            if self.resim is None and not (self.sim_chain or self.sim_splice):
+                return self.sim.example(rng, size)  # the earlier rounds' draws, unchanged
+            rgb, mask, label, _ = self.sim_example(rng, size)
+        else:
+            rgb, mask, label, _ = self.real_example(rng, size)
         rgb, mask = random_flip(rng, [rgb, mask], self.flips)
         return rgb, mask, label
 

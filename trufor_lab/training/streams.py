@@ -64,7 +64,8 @@ class ForgeryStream:
     spliced content carries a different in-camera trace, as in real splicing.
     ``kinds`` restricts the forgery kinds; ``traceable=True`` draws only variants that change
     the local processing trace (copy-move always rotated/rescaled, local edits only
-    resample/blur/sharpen), i.e. what Noiseprint++ can in principle see.
+    resample/blur/sharpen), i.e. what Noiseprint++ can in principle see. ``wide_cameras``: the
+    cameras also vary in JPEG chroma subsampling and noise reduction (``Camera.random(wide=True)``).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class ForgeryStream:
         camera: bool = False,
         kinds: Sequence[str] | None = None,
         traceable: bool = False,
+        wide_cameras: bool = False,
     ) -> None:
         self.images = [pristine_rgb(a, f"pristine image {i}") for i, a in enumerate(images)]
         if camera:
@@ -99,7 +101,7 @@ class ForgeryStream:
         self.forged_fraction = forged_fraction
         self.dataset_fraction = dataset_fraction if self.images else 1.0
         self.jpeg_prob, self.jpeg_quality, self.flips = jpeg_prob, jpeg_quality, flips
-        self.camera, self.traceable = camera, traceable
+        self.camera, self.traceable, self.wide_cameras = camera, traceable, bool(wide_cameras)
 
     def example(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, int]:
         if self.samples and rng.random() < self.dataset_fraction:
@@ -119,7 +121,7 @@ class ForgeryStream:
     def source(self, rng: np.random.Generator, i: int, size: int) -> np.ndarray:
         (img,) = grid_crop(rng, [self.images[i]], size)
         if self.camera:
-            img = Camera.random(rng).capture(img, rng)
+            img = Camera.random(rng, wide=self.wide_cameras).capture(img, rng)
         return img
 
     def forge(self, rng: np.random.Generator, rgb: np.ndarray, donor: np.ndarray | None):
