@@ -265,6 +265,38 @@ def test_callable_labels_tell_settings_apart_and_stay_stable_across_runs():
     assert first.startswith("sorted #") and two.startswith("Fixed #") and three != two[5:]
 
 
+def test_callable_labels_tell_records_apart_by_their_arrays(array_result):
+    """A record's repr shows its arrays by dtype and shape only (one line in a console): two
+    Results, or two loaded images, that differ in one pixel gave a callable that captures them
+    one label, so an evaluation with the other reused the first one's outputs."""
+    import functools
+
+    from trufor_lab.common.callables import callable_label
+    from trufor_lab.inference.preprocess import LoadedImage
+
+    a = array_result(40, 50)
+    changed = a.map.copy()
+    changed[20, 25] += 0.5
+    b = array_result(40, 50, map=changed)
+    assert repr(a) == repr(b)  # the console line cannot tell them apart; the label must
+
+    def with_reference(model, image, reference=None):
+        return reference
+
+    assert callable_label(functools.partial(with_reference, reference=a)) != callable_label(
+        functools.partial(with_reference, reference=b)
+    )
+    assert callable_label(functools.partial(with_reference, reference=a)) == callable_label(
+        functools.partial(with_reference, reference=array_result(40, 50))
+    )
+    img = np.zeros((4, 5, 3), np.uint8)
+    other = img.copy()
+    other[2, 2, 1] = 1
+    assert callable_label(functools.partial(with_reference, reference=LoadedImage(img, "a"))) != callable_label(
+        functools.partial(with_reference, reference=LoadedImage(other, "a"))
+    )
+
+
 def test_short_names_keep_figures_their_size():
     """A 244-character file name widened the result figure from 1260 to 2627 px."""
     from trufor_lab.common.paths import short_name, shorten

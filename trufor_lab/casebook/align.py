@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from trufor_lab.common.arrays import record_repr
+
 __all__ = ["Alignment", "chance_level", "estimate_translation", "line_up", "shift_threshold"]
 
 #: Relative aspect-ratio difference below which B is simply resized to A's size.
@@ -400,6 +402,8 @@ class Alignment:
     grid), ``valid`` (where B has data), the translation and its correlation peak, whether B
     lines up with A, notes saying what was done, and ``reference``: A as B is compared with (A
     itself, or A at a smaller B's resolution)."""
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     b: np.ndarray
     aligned: np.ndarray

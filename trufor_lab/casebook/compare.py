@@ -17,6 +17,7 @@ from torch import nn
 
 from trufor_lab.casebook.align import chance_level, estimate_translation, line_up, shift_threshold
 from trufor_lab.casebook.report import comparison_section_html, official_weights
+from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
@@ -48,6 +49,8 @@ class Comparison:
     data after the translation); ``shift`` is the translation applied to B; ``notes`` say how B
     was aligned.
     """
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     name_a: str
     name_b: str

@@ -1,8 +1,10 @@
 """Array helpers shared by the analysis code and the figures: feature maps as ``(C, H, W)``,
-channel ranking and the PCA projection used to show many channels as one colour picture."""
+channel ranking, the PCA projection used to show many channels as one colour picture, and the
+one-line console repr of the records that hold arrays."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from typing import Any
 
@@ -91,4 +93,44 @@ def brief(v: object) -> str:
     if isinstance(v, (float, np.floating)) and not isinstance(v, bool):
         f32 = np.float32(v)
         return str(f32) if float(f32) == float(v) else repr(float(v))  # np.float32's text is the shortest
+    if isinstance(v, np.integer):
+        return str(int(v))  # not numpy 2's "np.int64(3)"
+    if isinstance(v, np.bool_):
+        return str(bool(v))
     return repr(v)
+
+
+#: A list, tuple or dict in a record's repr is counted, not shown, past this many characters.
+SHOWN_CHARS = 80
+
+
+def _shown(v: object) -> str:
+    """:func:`brief`, also inside lists, tuples and dicts; never more than one line."""
+    if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):  # a named tuple shows its own repr
+        inner = ", ".join(_shown(x) for x in v)
+        if isinstance(v, list):
+            return f"[{inner}]"
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_shown(k)}: {_shown(x)}" for k, x in v.items()) + "}"
+    text = brief(v)
+    return text if "\n" not in text else f"<{type(v).__name__}>"  # e.g. a network: its repr is a page
+
+
+def record_repr(self: Any) -> str:
+    """One line for a record that holds arrays (``__repr__ = record_repr`` in a dataclass or a named
+    tuple): ``Name(field=value, ...)`` over the fields its dataclass repr shows, arrays and tensors
+    by dtype and shape, numbers exactly (:func:`brief`), a long list, tuple or dict counted
+    (``notes=3 (see .notes)``), as ``Result``'s repr does."""
+    if dataclasses.is_dataclass(self):
+        names = [f.name for f in dataclasses.fields(self) if f.repr]
+    else:
+        names = list(self._fields)
+    parts = []
+    for k in names:
+        v = getattr(self, k)
+        text = _shown(v)
+        if isinstance(v, (list, tuple, dict)) and not hasattr(v, "_fields") and len(text) > SHOWN_CHARS:
+            text = f"{len(v)} (see .{k})"
+        parts.append(f"{k}={text}")
+    return f"{type(self).__name__}({', '.join(parts)})"

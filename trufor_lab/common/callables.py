@@ -6,6 +6,7 @@ callable does: two ``functools.partial`` of one function, or two lambdas, share 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import types
@@ -55,7 +56,8 @@ def _describe(f: Any, parts: list[str], depth: int) -> None:
 
 def _value(v: Any, depth: int) -> str:
     """A value's text: functions and plain objects by content (their repr names an address),
-    arrays by their bytes (their repr shows the edges only), containers item by item."""
+    arrays by their bytes (their repr shows the edges only), containers item by item, records
+    (dataclasses) field by field (their repr shows arrays by shape only)."""
     if depth > 4:
         return repr(v)
     if isinstance(v, (functools.partial, types.MethodType, types.FunctionType)) or (
@@ -67,6 +69,8 @@ def _value(v: Any, depth: int) -> str:
     array = _as_array(v)
     if array is not None:
         return f"array{array.shape}{array.dtype}:{hashlib.sha256(array.tobytes()).hexdigest()}"
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return type(v).__qualname__ + _value({f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, depth + 1)
     if type(v).__repr__ is object.__repr__ and hasattr(v, "__dict__"):
         return type(v).__qualname__ + _value(vars(v), depth + 1)
     if isinstance(v, (tuple, list)):

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.image_files import (
     MAX_PIXELS,
     MAX_TIFF_FRAMES,
@@ -91,6 +92,8 @@ class ImageError(OneLineError, ValueError):
 @dataclass(frozen=True)
 class LoadedImage:
     """An RGB uint8 image and what was done to get it."""
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     rgb: np.ndarray
     name: str
@@ -383,21 +386,10 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
 
 
 #: What a malformed file can make a Pillow plugin raise (a TIFF whose next-IFD pointer leads
-#: nowhere raises TypeError from n_frames): each is this file's problem only.
-_DECODE_ERRORS = (
-    OSError,
-    RuntimeError,  # Pillow's AVIF/HEIF decoders on a damaged file
-    SyntaxError,
-    ValueError,
-    EOFError,
-    MemoryError,
-    TypeError,
-    IndexError,
-    KeyError,
-    ArithmeticError,
-    AssertionError,
-    struct.error,
-)
+#: nowhere raises TypeError from n_frames; Pillow's AVIF/HEIF decoders raise RuntimeError on a
+#: damaged file): each is this file's problem only.
+_DECODE_ERRORS = (OSError, RuntimeError, SyntaxError, ValueError, EOFError, MemoryError, TypeError, IndexError)
+_DECODE_ERRORS += (KeyError, ArithmeticError, AssertionError, struct.error)
 
 
 @contextmanager

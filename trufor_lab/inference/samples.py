@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from trufor_lab.common.arrays import record_repr
 from trufor_lab.inference.preprocess import load_image
 
 OFFICIAL = ("pristine1.jpg", "pristine2.jpg", "tampered1.png", "tampered2.png")
@@ -31,6 +32,8 @@ class SampleImage:
     """A sample picture. ``name`` is what to call it: the official file name, or the stand-in's
     own name (a stand-in never borrows the official name); ``official`` whether it is the official
     file. Unpacks as ``rgb, desc = sample(...)``."""
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     rgb: np.ndarray
     desc: str

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.table import Table, fmt
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
@@ -102,6 +103,8 @@ class AblationStudy:
     baseline map|) and, with masks, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``, ``auc`` (the
     map's pixel ROC AUC, not a detection AUC).
     ``results[ablation]`` holds the Results (one per image, ``label`` = ablation)."""
+
+    __repr__ = record_repr  # one line: the table's rows counted, not printed
 
     table: Table
     results: dict[str, list[Result]] = field(repr=False)

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from trufor_lab.common.arrays import ArrayLike, pca_project, to_chw, top_k
+from trufor_lab.common.arrays import ArrayLike, pca_project, record_repr, to_chw, top_k
 from trufor_lab.viz.figures import (
     figure_html,
     plot_branch_comparison,
@@ -54,6 +54,8 @@ class _ShownAsFigure:
 @dataclass
 class ChannelStats(_ShownAsFigure):
     """Per-channel mean, std, min, max and energy (mean square) of a ``(C, H, W)`` map."""
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     mean: np.ndarray
     std: np.ndarray
@@ -92,6 +94,8 @@ def top_channels(fmap: ArrayLike, k: int = 16, by: str = "energy") -> np.ndarray
 class SpatialStats(_ShownAsFigure):
     """Mean and standard deviation over channels at every pixel, ``(H, W)`` each."""
 
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
+
     mean: np.ndarray
     std: np.ndarray
     name: str = ""
@@ -114,6 +118,8 @@ class PCAImage(_ShownAsFigure):
     ``image`` is ``(H, W, 3)`` in ``[0, 1]``; ``explained`` the variance ratio of each component;
     ``components`` ``(k, C)`` the channel loadings.
     """
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     image: np.ndarray
     explained: np.ndarray
@@ -158,6 +164,8 @@ class BranchComparison(_ShownAsFigure):
     ``before_global``/``after_global``: cosine of the whole flattened maps; ``maps_before`` /
     ``maps_after``: the per-pixel similarity maps.
     """
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     stages: list[int]
     before: np.ndarray

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.image_files import turn_to_stored
 from trufor_lab.inference.result import Result
 from trufor_lab.forensics.jpeg import (
@@ -61,6 +62,8 @@ __all__ = ["Method", "METHODS", "Source", "detect", "not_applicable", "read_sour
 @dataclass(frozen=True)
 class Source:
     """Decoded pixels plus what the file says about its JPEG history."""
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     rgb: np.ndarray
     name: str

@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar, Iterable
 import numpy as np
 from PIL import Image
 
+from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.image_files import MAX_PIXELS
 from trufor_lab.common.imaging import to_uint8
 from trufor_lab.common.memory import is_out_of_memory
@@ -524,6 +525,8 @@ class SweepResult:
     ``mean_conf``, ``map_mean``, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``,
     ``auc`` (the pixel ROC AUC of the map), ``n_forged``: the forged pixels scored; metrics NaN where not defined, e.g. when
     no forged pixel is left to score; ``error``: why a value's image was not analysed, else None)."""
+
+    __repr__ = record_repr  # one line: the table's rows counted, not printed
 
     perturbation: str
     table: Table

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trufor_lab.common.arrays import record_repr
+
 from .attention import check_attention
 from .config import MIT_B2, TruForConfig
 from .decoder import MLPDecoder, folded_decode
@@ -41,6 +43,8 @@ class TruForOutput(NamedTuple):
     ``logits`` (B, 2, H, W) pristine/forged; ``conf_logits`` (B, 1, H, W); ``det_logit`` (B, 1);
     ``noiseprint`` (B, 1, H, W).
     """
+
+    __repr__ = record_repr  # one line: arrays by dtype and shape, not every value
 
     logits: torch.Tensor
     conf_logits: torch.Tensor

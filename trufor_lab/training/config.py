@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from trufor_lab.common.arrays import record_repr
 from trufor_lab.model import MIT_B0, TruFor, TruForConfig
 from trufor_lab.training.phases import PHASES
 from trufor_lab.training.scenes import pristine_files
@@ -37,6 +38,8 @@ def _arrays_digest(arrays: list) -> str:
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Sizes in pixels; ``crop`` must be a multiple of 8."""
+
+    __repr__ = record_repr  # one line: ``pristine`` may be a list of images, shown by dtype and shape
 
     phase: str = "localization"
     out_dir: str = "runs/train"
