@@ -92,3 +92,36 @@ def brief(v: object) -> str:
         f32 = np.float32(v)
         return str(f32) if float(f32) == float(v) else repr(float(v))  # np.float32's text is the shortest
     return repr(v)
+
+
+# ------------------------------------------------------------------ read-only sharing
+
+
+def frozen(a: np.ndarray) -> bool:
+    """Whether nothing can write ``a``'s memory without first turning a flag on: ``a`` and every
+    array it is a view of are read-only, and the memory is numpy's or immutable bytes (not a
+    caller's writable buffer). Such an array can be shared, or viewed turned, by several results."""
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when it is already read-only, else a read-only view of it (nothing copied;
+    the owner of ``a`` can still write it: see :func:`frozen`)."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def constant_plane(value: float, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+    """A read-only array of ``shape`` holding ``value`` everywhere, in no memory (one element
+    broadcast: strides 0). Reading it, turning it or saving it works as for a full array; a
+    write raises."""
+    one = np.full((), value, dtype)
+    one.flags.writeable = False
+    return np.broadcast_to(one, shape)
