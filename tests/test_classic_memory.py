@@ -10,14 +10,19 @@ pictures (the shared photos), and each detector's traced peak against a bound it
 
 from __future__ import annotations
 
+import gc
+import io
 import tracemalloc
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from trufor_lab.casebook import classic_tab
 from trufor_lab.casebook.classic_tab import classic_filters
+from trufor_lab.common.arrays import frozen
+from trufor_lab.inference.preprocess import load_image
 from trufor_lab.lab import classic_jpeg as J
 from trufor_lab.lab import classic_noise as N
 from trufor_lab.lab.classic import _normalise, detect, read_source
@@ -251,3 +256,104 @@ def test_the_casebook_tab_fits_its_estimate_and_runs_on_an_8_gb_laptop(shared_di
     small = np.ascontiguousarray(read_source(path).rgb[:300, :400])
     monkeypatch.setattr(classic_tab, "free_memory_bytes", lambda device: int(5 * 2**30 * small[..., 0].size / 12e6))
     assert all(r.captures.get("shown") != "(not run)" for r in classic_filters(small).values())
+
+
+# ------------------------------------------------- what the kept results hold, shared read-only
+
+
+@pytest.fixture(scope="module")
+def turned_photo(shared_dir) -> bytes:
+    """The shared camera photo as a phone stores a portrait: its own JPEG data (the same tables
+    and coefficients) with EXIF orientation 6, so viewers show it turned."""
+    with Image.open(shared_dir / "images" / "pristine2.jpg") as im:
+        exif = im.getexif()
+        exif[0x0112] = 6
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality="keep", subsampling="keep", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def shown_filters(data: bytes) -> dict:
+    """The casebook's tab: the filters, each turned as shown, the results on the stored grid let go."""
+    return {k: r.as_shown() for k, r in classic_filters(data, name="portrait.jpg").items()}
+
+
+def test_the_tabs_kept_results_hold_the_picture_once_and_no_constant_planes(turned_photo):
+    """The four kept results of a turned photo held 80 bytes a pixel (0.89 GiB at 12 MP): each its
+    own turned copy of the pixels, an all-ones float32 ``conf``, a ``noiseprint`` holding the
+    numbers of ``captures['raw_map']`` again, and a not-applicable filter's three zero planes. They
+    now share one read-only copy of the pixels and of each raw map, and the constant planes take no
+    memory; every field reads as before (the digests of before and after match on a 12 MP photo)."""
+    h, w = read_source(turned_photo).rgb.shape[:2]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        kept = shown_filters(turned_photo)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert all(r.shown and r.image.shape == (w, h, 3) for r in kept.values())
+    assert all(r.captures.get("shown") not in ("(not run)", "(failed)") for r in kept.values())
+    for r in kept.values():  # what every field reads: as the turned copies read
+        assert r.conf.dtype == np.float32 and r.conf.shape == (w, h) and (r.conf == 1).all()
+        raw = r.captures["raw_map"]
+        assert raw.dtype == np.float32 and raw.shape == (h, w)
+        assert same_bits(np.nan_to_num(np.rot90(raw, -1)).copy(), np.ascontiguousarray(r.noiseprint))
+    # 3 bytes a pixel for the picture; per filter that applies two float32 planes (its raw map, which
+    # is also its noiseprint, and its map) and ELA's residual; a filter that does not apply: none
+    # (39.1 bytes a pixel here, all four apply; 80.1 before)
+    applies = sum(bool(r.captures["applicable"]) for r in kept.values())
+    assert held <= h * w * (3 + 4 * (2 * applies + 1) + 1), f"{held / (h * w):.1f} bytes a pixel"
+
+
+def test_what_the_results_share_cannot_be_changed_through_one_of_them(turned_photo, shared_dir):
+    """Arrays one result shares with another (the pixels, a raw map and its noiseprint, the
+    stored grid and its turned view) are read-only: a write through any result raises instead of
+    changing the others. A caller's writable pixels are copied once, not shared."""
+    stored = classic_filters(turned_photo, name="portrait.jpg")
+    kept = {k: r.as_shown() for k, r in stored.items()}
+    arrays = [
+        (f"{k}.{where}.{f}", a)
+        for k in stored
+        for where, r in (("stored", stored[k]), ("shown", kept[k]))
+        for f, a in [(f, getattr(r, f)) for f in ("image", "noiseprint", "map", "conf")] + list(r.captures.items())
+        if isinstance(a, np.ndarray) and a.size
+    ]
+    shared = [(n, a) for n, a in arrays if any(m != n and np.shares_memory(a, b) for m, b in arrays)]
+    assert {n.split(".", 2)[2] for n, _ in shared} >= {"image", "noiseprint", "raw_map", "map", "conf"}
+    for n, a in shared:
+        assert not a.flags.writeable and frozen(a), n
+        with pytest.raises(ValueError, match="read-only"):
+            a[(0,) * a.ndim] = a[(0,) * a.ndim]
+    # the caller's pixels: its later edits do not reach the results
+    loaded = load_image(io.BytesIO(turned_photo).getvalue())
+    r = classic_filters(turned_photo, ("ela",), loaded=loaded)["ela"]
+    assert not np.shares_memory(r.image, loaded.rgb) and loaded.rgb.flags.writeable
+    before = r.image.copy()
+    loaded.rgb[:] = 0
+    assert same_bits(r.image, before)
+
+
+def test_shared_read_only_results_save_draw_and_report_as_before(turned_photo, tmp_path):
+    """The consumers of a turned classic result (the npz writer, the figures, the summary, the
+    tab's HTML) read views and constant planes as the copies they were; a result of writable
+    arrays (the network's) is still turned into copies of its own."""
+    from trufor_lab.casebook.classic_tab import classic_section_html
+    from trufor_lab.inference.result import Result
+
+    kept = shown_filters(turned_photo)
+    for k, r in kept.items():
+        r.save_npz(tmp_path / f"{k}.npz", save_noiseprint=True)
+        with np.load(tmp_path / f"{k}.npz", allow_pickle=False) as d:
+            for key, a in (("map", r.map), ("conf", r.conf), ("np++", r.noiseprint)):
+                assert same_bits(d[key], np.ascontiguousarray(a)) and d[key].flags.c_contiguous, (k, key)
+        assert r.summary().startswith("portrait.jpg: ")
+    kept["ela"].plot()
+    html = classic_section_html(kept)
+    assert html.count("<h4") == 4 and "data:image/png;base64," in html
+    h, w = kept["ela"].size
+    net = Result(image=np.zeros((w, h, 3), np.uint8), noiseprint=np.zeros((w, h), np.float32), exif_orientation=6)
+    shown = net.as_shown()
+    assert shown.image.flags.writeable and shown.image.flags.c_contiguous
+    assert not np.shares_memory(shown.image, net.image)

@@ -231,6 +231,9 @@ class Casebook:
             loaded = load_image(source, name=None if isinstance(source, str) else name)
         except ImageError as e:
             raise ImageError(str(e).replace("<bytes>", name, 1)) from None
+        # read-only: the result and the four filters share these pixels, turned as views (each
+        # held a turned copy of its own: five of a 12 MP photo)
+        loaded.rgb.flags.writeable = False
         model = self._ensure_model()
         self._step(2, f"analyzing {name}…")
         result = analyze(model, loaded, name=name, exif_transpose=True)  # shown as viewers show it

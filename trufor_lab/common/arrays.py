@@ -134,3 +134,36 @@ def record_repr(self: Any) -> str:
             text = f"{len(v)} (see .{k})"
         parts.append(f"{k}={text}")
     return f"{type(self).__name__}({', '.join(parts)})"
+
+
+# ------------------------------------------------------------------ read-only sharing
+
+
+def frozen(a: np.ndarray) -> bool:
+    """Whether nothing can write ``a``'s memory without first turning a flag on: ``a`` and every
+    array it is a view of are read-only, and the memory is numpy's or immutable bytes (not a
+    caller's writable buffer). Such an array can be shared, or viewed turned, by several results."""
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when it is already read-only, else a read-only view of it (nothing copied;
+    the owner of ``a`` can still write it: see :func:`frozen`)."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def constant_plane(value: float, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+    """A read-only array of ``shape`` holding ``value`` everywhere, in no memory (one element
+    broadcast: strides 0). Reading it, turning it or saving it works as for a full array; a
+    write raises."""
+    one = np.full((), value, dtype)
+    one.flags.writeable = False
+    return np.broadcast_to(one, shape)

@@ -293,9 +293,9 @@ def unread_source(im: Image.Image) -> str | bytes | None:
     return source if same else None
 
 
-def turn_as_shown(a: np.ndarray, orientation: int | None) -> np.ndarray:
-    """An ``(H, W, ...)`` array on a file's stored grid, turned the way viewers show the file
-    with this EXIF ``orientation`` (what ``ImageOps.exif_transpose`` does to its pixels)."""
+def turned_view(a: np.ndarray, orientation: int | None) -> np.ndarray:
+    """:func:`turn_as_shown` without the copy: a view of ``a`` turned (its strides reversed or
+    swapped), read-only when ``a`` is."""
     if orientation in (None, 1):
         return a
     turn = {
@@ -307,7 +307,16 @@ def turn_as_shown(a: np.ndarray, orientation: int | None) -> np.ndarray:
         7: lambda b: np.rot90(b, 2).swapaxes(0, 1),
         8: lambda b: np.rot90(b, 1),
     }[orientation]
-    return np.ascontiguousarray(turn(a))
+    return turn(a)
+
+
+def turn_as_shown(a: np.ndarray, orientation: int | None) -> np.ndarray:
+    """An ``(H, W, ...)`` array on a file's stored grid, turned the way viewers show the file
+    with this EXIF ``orientation`` (what ``ImageOps.exif_transpose`` does to its pixels): a
+    contiguous copy (``a`` itself when there is nothing to turn)."""
+    if orientation in (None, 1):
+        return a
+    return np.ascontiguousarray(turned_view(a, orientation))
 
 
 def turn_to_stored(a: np.ndarray, orientation: int | None) -> np.ndarray:

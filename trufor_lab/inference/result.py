@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from trufor_lab.common.arrays import brief
+from trufor_lab.common.arrays import brief, frozen
 from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.common.files import atomic_savez
-from trufor_lab.common.image_files import turn_as_shown
+from trufor_lab.common.image_files import turn_as_shown, turned_view
 from trufor_lab.common.paths import display_name
 from trufor_lab.inference.load import is_full_model, model_notice
 from trufor_lab.inference.preprocess import (
@@ -112,7 +112,10 @@ class Result:
         """This result with image and maps turned the way viewers show the file (its EXIF
         orientation). The network read the stored grid (turning the pixels first would move the
         8x8 JPEG grid that Noiseprint++ reads, and change the answer), so the score is the same;
-        captures stay on the stored grid. Itself when there is nothing to turn.
+        captures stay on the stored grid. Itself when there is nothing to turn. An array nothing
+        can write (:func:`~trufor_lab.common.arrays.frozen`: a classic detector's maps, the
+        casebook's pixels) is turned as a read-only view, not copied: both results share it, and
+        a write through either raises; any other array is turned into a copy of its own.
 
         >>> r = tl.analyze(model, "portrait.jpg").as_shown()   # == analyze(..., exif_transpose=True)
         """
@@ -125,29 +128,36 @@ class Result:
             notes = (*notes, after)
         if any(isinstance(v, (np.ndarray, torch.Tensor)) for v in self.captures.values()):
             notes = (*notes, "captured layers are on the file's stored grid (not turned as shown)")
+
+        def turn(a: np.ndarray | None) -> np.ndarray | None:
+            # an array nothing writes is viewed turned (a 12 MP plane copied per result and per
+            # field held four copies of one image in the casebook's classic tab)
+            return None if a is None else turned_view(a, o) if frozen(a) else turn_as_shown(a, o)
+
         return replace(
             self,
-            image=turn_as_shown(self.image, o),
-            noiseprint=turn_as_shown(self.noiseprint, o),
-            map=None if self.map is None else turn_as_shown(self.map, o),
-            conf=None if self.conf is None else turn_as_shown(self.conf, o),
+            image=turn(self.image),
+            noiseprint=turn(self.noiseprint),
+            map=turn(self.map),
+            conf=turn(self.conf),
             notes=notes,
             shown=True,
         )
 
     # -- the official npz format ------------------------------------------------------------
     def official_dict(self, save_noiseprint: bool = False) -> dict[str, Any]:
-        """Arrays as the official test script writes them (``map``, ``conf``, ``score``, ``imgsize``, ``np++``)."""
+        """Arrays as the official test script writes them (``map``, ``conf``, ``score``, ``imgsize``, ``np++``):
+        copies in C order (a turned view's ``astype`` kept its layout and was saved in Fortran order)."""
         out: dict[str, Any] = {}
         if self.map is not None:
-            out["map"] = self.map.astype(np.float32)
+            out["map"] = np.array(self.map, np.float32, order="C")
         out["imgsize"] = np.asarray(self.size)
         if self.score is not None:
             out["score"] = np.float64(self.score)
         if self.conf is not None:
-            out["conf"] = self.conf.astype(np.float32)
+            out["conf"] = np.array(self.conf, np.float32, order="C")
         if save_noiseprint or self.map is None:
-            out["np++"] = self.noiseprint.astype(np.float32)
+            out["np++"] = np.array(self.noiseprint, np.float32, order="C")
         return out
 
     def save_npz(

@@ -7,6 +7,10 @@ methods give no confidence); ``score`` is set only where the method defines a gl
 percentile of the map, and a note says so). ``noiseprint`` holds the method's *raw* map
 (e.g. the ELA residual) for the viewers' grey robust-range panel (as for attributions),
 unless the method is the Noiseprint++ detector, where it is the Noiseprint++ map itself.
+The Result's arrays are read-only and shared where they hold the same numbers (the four results of
+one picture share its pixels; ``noiseprint`` is ``captures['raw_map']`` when that is finite; ``conf``
+and an empty map are constant planes in no memory), so ``as_shown()`` turns them as views: copy one
+(``np.array(r.map)``) to write into it.
 Everything else the method computed is in ``Result.captures`` (e.g. ``'curves'`` of the
 JPEG ghost). So metrics, evaluation, failure analysis, CompareViewer, the casebook and the
 report take these results unchanged.
@@ -38,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trufor_lab.common.arrays import record_repr
+from trufor_lab.common.arrays import constant_plane, frozen, read_only, record_repr
 from trufor_lab.common.image_files import turn_to_stored
 from trufor_lab.inference.result import Result
 from trufor_lab.forensics.jpeg import (
@@ -141,6 +145,7 @@ def read_source(image: ImageLike | Source, name: str | None = None, *, loaded: L
     # a PIL image's pixels are the object's (it may have been edited since it was opened); its
     # file, when there is one, gives the quantization tables only
     path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+    fresh = loaded is None
     if loaded is None:
         loaded = load_image(image if isinstance(image, Image.Image) or data is None else data, name=name or path)
     elif loaded.turned:  # the detectors and the JPEG grid they read need the stored grid
@@ -150,6 +155,12 @@ def read_source(image: ImageLike | Source, name: str | None = None, *, loaded: L
     else:
         loaded = replace(loaded, name=name or path or loaded.name)  # as a fresh read would call it
     name = loaded.name
+    rgb = loaded.rgb
+    if fresh:  # decoded here: nobody else holds it
+        rgb.flags.writeable = False
+    elif not frozen(rgb):  # the caller's pixels, which it may still change: one copy for every result
+        rgb = rgb.copy()
+        rgb.flags.writeable = False
     qtable = quality = sampling = None
     notes = list(loaded.notes)
     src: Any = data if data is not None else (image if isinstance(image, Image.Image) else None)
@@ -165,7 +176,7 @@ def read_source(image: ImageLike | Source, name: str | None = None, *, loaded: L
             sampling = subsampling_from_header(hdr)
             if est is not None and not est.standard:
                 notes.append(f"{name}: JPEG quality {quality} is the nearest IJG quality; the file uses custom tables")
-    return Source(loaded.rgb, name, qtable, quality, tuple(notes), loaded.exif_orientation, sampling)
+    return Source(rgb, name, qtable, quality, tuple(notes), loaded.exif_orientation, sampling)
 
 
 # ------------------------------------------------------------------------- adapters
@@ -338,6 +349,21 @@ def _normalise(m: np.ndarray, bounded: bool = False) -> np.ndarray:
     return np.clip(m, 0, 1, out=m).astype(np.float32)
 
 
+def _sealed(a: np.ndarray) -> np.ndarray:
+    """``a``, an array made here for one result and held by nothing else, made read-only."""
+    a.flags.writeable = False
+    return a
+
+
+def _own_read_only(a: np.ndarray, dtype: Any) -> np.ndarray:
+    """``a`` in ``dtype``, read-only, without changing the flags of an array the method may keep:
+    a converted copy is sealed; ``a`` itself only when nothing can write it already."""
+    out = np.asarray(a, dtype)
+    if out is a and not frozen(out):  # the method's own array (it may hold or reuse it): a copy
+        out = out.copy()
+    return _sealed(out)
+
+
 def not_applicable(
     src: Source, method: str, msg: str, *, name: str | None = None, shown: str = "(not applicable)"
 ) -> Result:
@@ -345,10 +371,10 @@ def not_applicable(
     as its notice (so it still displays, and says why)."""
     h, w = src.rgb.shape[:2]
     return Result(
-        image=src.rgb,
-        noiseprint=np.zeros((h, w), np.float32),
-        map=np.zeros((h, w), np.float32),
-        conf=np.ones((h, w), np.float32),
+        image=read_only(src.rgb),
+        noiseprint=constant_plane(0.0, (h, w)),
+        map=constant_plane(0.0, (h, w)),
+        conf=constant_plane(1.0, (h, w)),
         score=None,
         name=name or src.name,
         notice=msg,
@@ -400,7 +426,7 @@ def detect(
     # the method found its premise does not hold for this picture: an empty map that says so
     notice = f"{spec.name}: {raw['not_applicable']}: empty map" if "not_applicable" in raw else None
     if notice is not None:
-        raw_map, score = np.zeros((h, w)), None
+        raw_map, score = constant_plane(0.0, (h, w), np.float64), None
         notes.append(notice)
     elif not np.any(raw_map):  # an all-zero map is no finding: say so rather than show a black panel
         notes.append(f"{spec.name}: the map is zero everywhere: " + raw.get("empty_reason", "nothing to show here"))
@@ -412,21 +438,26 @@ def detect(
     if score is None and fallback_score and notice is None:
         score = float(np.percentile(_normalise(raw_map, spec.bounded), 99))
         notes.append(f"{spec.name} defines no global score: score = 99th percentile of the map")
-    shown = raw.get("noiseprint", raw_map)
+    raw32 = constant_plane(0.0, (h, w)) if notice is not None else _own_read_only(raw_map, np.float32)
+    if "noiseprint" in raw:  # the Noiseprint++ map
+        shown = _sealed(np.nan_to_num(np.asarray(raw["noiseprint"], np.float32)))
+    else:  # the raw map itself: one read-only plane for both fields where it is finite
+        shown = raw32 if np.isfinite(raw32).all() else _sealed(np.nan_to_num(raw32))
     captures = {
         "method": spec.name,
         "applicable": notice is None,
         "shown": "Noiseprint++" if "noiseprint" in raw else f"{spec.name} (raw output)",
-        "raw_map": np.asarray(raw_map, np.float32),
+        "raw_map": raw32,
         "seconds": seconds,
         "params": dict(params),
-        **{k: v for k, v in raw.items() if k != "noiseprint"},
+        # the method's arrays, made for this result: read-only (as_shown's result shares captures)
+        **{k: _sealed(v) if isinstance(v, np.ndarray) else v for k, v in raw.items() if k != "noiseprint"},
     }
     return Result(
-        image=src.rgb,
-        noiseprint=np.nan_to_num(np.asarray(shown, np.float32)),
-        map=_normalise(raw_map, spec.bounded),
-        conf=np.ones((h, w), np.float32),
+        image=read_only(src.rgb),
+        noiseprint=shown,
+        map=constant_plane(0.0, (h, w)) if notice is not None else _sealed(_normalise(raw_map, spec.bounded)),
+        conf=constant_plane(1.0, (h, w)),
         score=score,
         name=name or src.name,
         notice=notice,
