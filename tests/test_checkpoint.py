@@ -973,3 +973,34 @@ def test_an_old_format_file_of_many_tiny_tensors_is_refused_before_it_is_loaded(
     torch.save({f"t{i}": torch.full((2,), float(i)) for i in range(3000)}, fine, _use_new_zipfile_serialization=False)
     got = read_checkpoint(fine)
     assert len(got) == 3000 and torch.equal(got["t2999"], torch.full((2,), 2999.0))
+
+
+def test_counting_an_old_format_file_calls_nothing_even_with_a_registered_pickle_extension(tmp_path, capsys):
+    """The tensor count before loading a pre-1.6 file must never call the file's code. Python's
+    unpickler resolves an EXT opcode through copyreg's process-wide cache, past ``find_class``:
+    once any code in the process had registered an extension code (``copyreg.add_extension``)
+    and an ordinary unpickle had used it, the count called the real function with the file's
+    arguments; with the cache still empty the count stored its stand-in there, and later ordinary
+    unpickles of that code got the stand-in. The file is refused in one line, the cache untouched."""
+    import copyreg
+
+    # torch.save's header in its format before 1.6: magic number, protocol version, system sizes
+    sizes = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    header = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, sizes))
+    calls = tmp_path / "calls.pt"  # its main pickle: EXT1 0xF1 (print), 'called from the file', REDUCE
+    calls.write_bytes(header + b"\x80\x02\x82\xf1Vcalled from the file\n\x85R.")
+    stubs = tmp_path / "stubs.pt"
+    stubs.write_bytes(header + b"\x80\x02\x82\xf2.")
+    copyreg.add_extension("builtins", "print", 0xF1)
+    copyreg.add_extension("builtins", "len", 0xF2)
+    try:
+        assert pickle.loads(b"\x80\x02\x82\xf1.") is print  # an ordinary unpickle: print now cached
+        with pytest.raises(CheckpointError, match=rf"^{calls}: refused to load: "):
+            read_checkpoint(calls)
+        assert "called from the file" not in capsys.readouterr().out
+        with pytest.raises(CheckpointError, match=rf"^{stubs}: refused to load: "):
+            read_checkpoint(stubs)
+        assert pickle.loads(b"\x80\x02\x82\xf2.") is len  # not the count's stand-in
+    finally:
+        copyreg.remove_extension("builtins", "print", 0xF1)
+        copyreg.remove_extension("builtins", "len", 0xF2)

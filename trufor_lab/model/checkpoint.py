@@ -8,6 +8,7 @@ call anything else is refused with :class:`CheckpointError` and nothing in it ru
 
 from __future__ import annotations
 
+import copyreg
 import os
 import pickle
 import re
@@ -207,7 +208,14 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 def _legacy_storages(path: str, limit: int) -> int:
     """How many tensors a file in PyTorch's format before 1.6 stores (counted up to ``limit + 1``;
     0 for any other pickle, or one this count cannot read: ``torch.load`` then says why). 100 000
-    tiny tensors took 6 s to load before anything could refuse them."""
+    tiny tensors took 6 s to load before anything could refuse them.
+
+    Not counted (0) while this process has a pickle extension code registered: Python's unpickler
+    resolves an EXT opcode through copyreg's process-wide cache, past ``find_class`` (it would
+    hand the file a real function, or store the count's stand-in for later unpickles); the
+    ``weights_only`` loader refuses EXT opcodes."""
+    if copyreg._inverted_registry or copyreg._extension_cache:
+        return 0
     with open(path, "rb") as f:
         try:
             if _Counting(f, limit).load() != _LEGACY_MAGIC:
