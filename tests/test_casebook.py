@@ -708,3 +708,25 @@ def test_comparison_plot_draws_large_pictures_averaged_to_screen_size():
     np.testing.assert_allclose(np.ma.getdata(panels["|A − B|"].get_array()), display_mean(c.diff, 2), rtol=1e-6)
     np.testing.assert_allclose(panels["B: Noiseprint++"].get_array(), display_mean(noise, 2), rtol=1e-12)
     assert panels["B: Noiseprint++"].get_clim() == tuple(np.percentile(noise, [1, 99]))  # the whole map's
+
+
+def test_comparison_plot_scales_a_noiseprint_with_nan_by_its_finite_values():
+    """One NaN pixel in B's Noiseprint++ made both grey limits NaN (np.percentile): the panel was
+    drawn blank; the limits come from the finite values, as every other Noiseprint++ panel's."""
+    from trufor_lab.inference.result import Result
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    noise = rng.standard_normal((64, 64)).astype(np.float32)
+    holed = noise.copy()
+    holed[3, 5] = np.nan
+    ra = Result(image=a, noiseprint=noise, map=None, conf=None, score=None, name="a")
+    rb = Result(image=a, noiseprint=holed, map=None, conf=None, score=None, name="b")
+    panels = {
+        ax.get_title().split(" (")[0]: ax.images[0]
+        for ax in compare(ra, rb, estimate_shift=False).plot().axes
+        if ax.images
+    }
+    lo, hi = panels["B: Noiseprint++"].get_clim()
+    assert np.isfinite([lo, hi]).all() and lo < 0 < hi
+    np.testing.assert_allclose((lo, hi), np.percentile(noise[np.isfinite(holed)], [1, 99]))

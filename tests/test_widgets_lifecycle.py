@@ -208,3 +208,15 @@ def test_block_means_are_computed_once_per_view(array_result, monkeypatch):
     v.set(zoom=(0, 0, 2100, 2060))  # another view: new means
     assert len(calls) == 2 * first
     assert np.asarray(v.render().axes[1].images[0].get_array()).shape == (1050, 1030)
+
+
+def test_a_failed_picks_message_goes_when_code_selects_another_case(array_result):
+    """After a case that could not be drawn, select() from code showed the next case with the old
+    red message still above it (only the dropdown's callback cleared it)."""
+    rows = _rows(2)
+    g = FailureGallery(Evaluation(rows), cases=[rows[0], {"id": "no path", "case": "fake", "reason": "x"}, rows[1]])
+    dropdown = g.widget.children[0]
+    dropdown.value = 1  # the broken case: said in one line
+    assert "case 1: KeyError" in g._message.value
+    g.select(2)
+    assert g.index == 2 and g._message.value == ""

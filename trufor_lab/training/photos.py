@@ -283,17 +283,24 @@ class RealForgeryStream:
         else:
             rgb, mask, label, kind = st.synthetic(rng, src, forged)
         if chain:
-            rgb, mask, how = platform_chain(
-                rgb,
-                mask,
-                rng,
-                size,
-                p_resize=1.0 if src > size else 0.0,
-                quality=self.chain_quality,
-                p_444=self.chain_p444,
-            )
-            kind += "+" + how
+            rgb, mask, kind = self._through_chain(rgb, mask, rng, size, src, kind)
         return rgb, mask, int(label and mask.any()), f"{kind0}:{kind}"
+
+    def _through_chain(
+        self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: int, src: int, kind: str
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """The platform chain with this stream's settings (a ``src`` crop larger than ``size`` is
+        downscaled to it); ``kind`` gains what the chain did."""
+        rgb, mask, how = platform_chain(
+            rgb,
+            mask,
+            rng,
+            size,
+            p_resize=1.0 if src > size else 0.0,
+            quality=self.chain_quality,
+            p_444=self.chain_p444,
+        )
+        return rgb, mask, f"{kind}+{how}"
 
     def usable(self, size: int) -> np.ndarray:
         """Which photos give a ``size`` example's largest source crop (the platform chain's
@@ -386,16 +393,7 @@ class RealForgeryStream:
             rgb, how = global_edit(rgb, rng)
             kind += "+" + how
         if chain:
-            rgb, mask, how = platform_chain(
-                rgb,
-                mask,
-                rng,
-                size,
-                p_resize=1.0 if src > size else 0.0,
-                quality=self.chain_quality,
-                p_444=self.chain_p444,
-            )
-            kind += "+" + how
+            rgb, mask, kind = self._through_chain(rgb, mask, rng, size, src, kind)
         label = int(label and mask.any())
         return rgb, mask, label, kind
 

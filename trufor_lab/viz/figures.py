@@ -272,10 +272,17 @@ def result_title(result: "Result") -> str:
         title += "  —  Noiseprint++ only (no TruFor checkpoint)"
     else:
         title += "  —  no global score"
+    turned = stored_note(result)
+    return f"{title}\n{turned}" if turned else title
+
+
+def stored_note(result: Any) -> str:
+    """Why the picture is turned from the file as viewers show it (a result on the file's stored
+    grid whose EXIF orientation turns it), else ``""``: one wording for every figure and viewer."""
     o = getattr(result, "exif_orientation", None)
-    if o not in (None, 1) and not getattr(result, "shown", False):
-        title += f"\nas stored: viewers show it turned (EXIF orientation {o}; see .as_shown())"
-    return title
+    if o in (None, 1) or getattr(result, "shown", False):
+        return ""
+    return f"as stored: viewers show it turned (EXIF orientation {o}; see .as_shown())"
 
 
 # -- helpers ----------------------------------------------------------------------------------

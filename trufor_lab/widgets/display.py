@@ -14,7 +14,7 @@ import html
 import io
 from typing import Any, Callable, Sequence
 
-from trufor_lab.viz.figures import check_grid, crop_region, for_display
+from trufor_lab.viz.figures import check_grid, crop_region, for_display, stored_note
 
 __all__ = [
     "StaticFallbackDisplay",
@@ -340,15 +340,6 @@ def one_line(e: BaseException) -> str:
     """``"Type: message"`` on one line (the message's first non-empty line, at most 300 characters)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return f"{type(e).__name__}: {lines[0][:300]}" if lines else type(e).__name__
-
-
-def stored_note(result: Any) -> str:
-    """Why the picture is turned from the file as viewers show it (a result on the file's stored
-    grid whose EXIF orientation turns it: the words of ``Result.plot``'s title), else ``""``."""
-    o = getattr(result, "exif_orientation", None)
-    if o in (None, 1) or getattr(result, "shown", False):
-        return ""
-    return f"as stored: viewers show it turned (EXIF orientation {o}; see .as_shown())"
 
 
 def widen_range(value: Sequence[int], least: int, top: int) -> tuple[int, int]:

@@ -71,6 +71,8 @@ class FailureGallery(StaticFallbackDisplay):
         self.index = index
         if self._image is not None:
             self._image.value = png
+        if self._message is not None:  # a failed pick's message said nothing of this case
+            self._message.value = ""
         if self._dropdown is not None and self._dropdown.value != index:
             self._dropdown.value = index  # its callback sees the case already selected
         return png
@@ -86,8 +88,6 @@ class FailureGallery(StaticFallbackDisplay):
         except Exception as e:
             self._dropdown.value = self.index
             self._message.value = f'<span style="color:#b00">{html.escape(f"case {index}: {one_line(e)}")}</span>'
-        else:
-            self._message.value = ""
 
     @property
     def options(self) -> list[tuple[str, int]]:
