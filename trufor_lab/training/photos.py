@@ -137,6 +137,20 @@ def _chain_source_size(rng: np.random.Generator, size: int, p_resize: float) -> 
     return size
 
 
+def _simulated(scenes: Sequence[np.ndarray], flips: str, wide: bool) -> ForgeryStream:
+    """Simulated cameras photographing ``scenes`` (the real streams' simulated share)."""
+    return ForgeryStream(
+        scenes,
+        camera=True,
+        traceable=True,
+        forged_fraction=0.6,
+        jpeg_prob=0.3,
+        jpeg_quality=(75, 100),
+        flips=flips,
+        wide_cameras=wide,
+    )
+
+
 #: Per stream, which photos fit the source crop of each example size (:meth:`RealForgeryStream.usable`).
 _FITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -208,16 +222,7 @@ class RealForgeryStream:
         self.photos = list(photos)
         self.images = [p.load() for p in self.photos]
         self.cameras = [p.camera for p in self.photos]
-        self.sim = ForgeryStream(
-            builtin_images("train") if sim_images is None else sim_images,
-            camera=True,
-            traceable=True,
-            forged_fraction=0.6,
-            jpeg_prob=0.3,
-            jpeg_quality=(75, 100),
-            flips=flips,
-            wide_cameras=wide_cameras,
-        )
+        self.sim = _simulated(builtin_images("train") if sim_images is None else sim_images, flips, wide_cameras)
         self.resim = self._rephotographed(rephotograph, flips, wide_cameras)
         self.rephotograph, self.rephotograph_share = int(rephotograph), float(rephotograph_share)
         self.sim_chain, self.sim_splice, self.wide_cameras = float(sim_chain), float(sim_splice), bool(wide_cameras)
@@ -250,16 +255,7 @@ class RealForgeryStream:
             raise ValueError(f"rephotograph {factor}: no photo keeps a 256 px short side after downscaling by {factor}")
         # the stream's camera mode halves every scene once more: together the factor asked for
         scenes = [downscale(im, factor // 2) for im in big]
-        return ForgeryStream(
-            scenes,
-            camera=True,
-            traceable=True,
-            forged_fraction=0.6,
-            jpeg_prob=0.3,
-            jpeg_quality=(75, 100),
-            flips=flips,
-            wide_cameras=wide,
-        )
+        return _simulated(scenes, flips, wide)
 
     def sim_example(
         self, rng: np.random.Generator, size: int, forged: bool | None = None
