@@ -437,3 +437,14 @@ def test_balanced_accuracy_needs_probability_scores():
     assert math.isnan(r.balanced_accuracy) and math.isnan(r.tpr) and math.isnan(r.tnr)
     assert (r.n_fake, r.n_real) == (int(y.sum()), int((1 - y).sum()))
     assert detection_metrics([0.0, 1.0], [0, 1]).balanced_accuracy == 1.0  # the ends are probabilities
+
+
+def test_the_fixed_rule_refuses_a_missing_or_nan_score():
+    """fake_at_fixed(None) and fake_at_fixed(nan) were False: a score that is not there read as
+    "real" for any future caller that forgot to leave it out."""
+    from trufor_lab.lab.metrics import fake_at_fixed
+
+    assert fake_at_fixed([0.5, np.float32(0.50000006), 0.2]).tolist() == [False, True, False]
+    for bad in (None, float("nan"), [0.9, float("nan")]):
+        with pytest.raises(ValueError, match="missing or NaN score"):
+            fake_at_fixed(bad)

@@ -78,9 +78,13 @@ def forged_at_fixed(map: np.ndarray) -> np.ndarray:
 
 def fake_at_fixed(scores: object, threshold: float = FIXED_THRESHOLD) -> np.ndarray:
     """Images called fake (``score > 0.5`` on float32 scores): the one rule of the detection
-    metrics, the failure gallery and the casebook's reading (a score of exactly 0.5 is real)."""
+    metrics, the failure gallery and the casebook's reading (a score of exactly 0.5 is real). A
+    missing or NaN score is neither: ValueError (``NaN > 0.5`` would quietly call it real)."""
+    s = np.asarray(scores, dtype=np.float64)  # None reads as NaN
+    if np.isnan(s).any():
+        raise ValueError("a missing or NaN score is neither fake nor real: leave it out first")
     with np.errstate(over="ignore"):
-        return np.asarray(scores, dtype=np.float64).astype(np.float32) > threshold
+        return s.astype(np.float32) > threshold
 
 
 LOCALIZATION_FIELDS = ("f1_best", "f1_fixed", "mcc_best", "mcc_fixed", "iou_fixed", "auc")
