@@ -220,3 +220,30 @@ def test_a_failed_picks_message_goes_when_code_selects_another_case(array_result
     assert "case 1: KeyError" in g._message.value
     g.select(2)
     assert g.index == 2 and g._message.value == ""
+
+
+def test_a_forged_region_thinner_than_a_display_block_is_still_outlined(array_result):
+    """Above 2048 px the mask is averaged over blocks and was outlined where half a block is
+    forged: a forged line one pixel wide (a third of each 3-pixel block) got no outline, while
+    ResultViewer's title said "(ground truth in yellow)"."""
+    import matplotlib.pyplot as plt
+
+    from trufor_lab.viz.figures import draw_overlay
+
+    h, w = 4200, 90  # display step 3
+    mask = np.zeros((h, w), bool)
+    mask[1000:3000, 40] = True  # one pixel wide
+    r = array_result(h, w)
+    fig = ResultViewer(r, masks=[mask]).render()
+    assert "(ground truth in yellow)" in fig.axes[0].get_title()
+    outlined = [c for c in fig.axes[0].collections if type(c).__name__ in ("QuadContourSet", "ContourSet")]
+    assert outlined and len(outlined[0].get_paths()[0].vertices) > 0
+    fig2, ax = plt.subplots()
+    draw_overlay(ax, r.image, r.map, mask=mask)
+    assert [c for c in ax.collections if type(c).__name__ in ("QuadContourSet", "ContourSet")]
+    full = np.zeros((60, 60), bool)  # at full size a 0/1 mask is outlined at 0.5, as before
+    full[10:20, 10:20] = True
+    fig3, ax3 = plt.subplots()
+    draw_overlay(ax3, r.image[:60, :60], r.map[:60, :60], mask=full)
+    (cs,) = [c for c in ax3.collections if type(c).__name__ in ("QuadContourSet", "ContourSet")]
+    assert list(cs.levels) == [0.5]
