@@ -647,8 +647,17 @@ def test_folder_dataset_searches_subfolders(tmp_path):
         ("x/a.png", "masks/x/a.png"),
         ("y/a.png", "masks/y/a.png"),
     ]
+    # a mask in its image's own subfolder is that image's: the same name elsewhere has no mask
+    # (Tp/x1.png with masks/Tp/x1.png beside an authentic Au/x1.png was refused as one mask of two images)
     _img(mirror / "images/a.png")
-    with pytest.raises(DatasetError, match=r"images/a\.png: several candidate masks \(x/a\.png, y/a\.png\)"):
+    got = folder_dataset(mirror / "images", mirror / "masks")
+    assert [(s.id, s.label) for s in got] == [("a.png", 0), ("x/a.png", 1), ("y/a.png", 1)]
+    assert "1 image(s) without a mask are labelled real (e.g. a.png)" in got.note_lines()[-1]
+    # two masks of that name, neither in its own image's subfolder: ambiguous
+    _mask(mirror / "masks/z/b.png", SQUARE)
+    _mask(mirror / "masks/w/b.png", SQUARE)
+    _img(mirror / "images/x/b.png")
+    with pytest.raises(DatasetError, match=r"images/x/b\.png: several candidate masks \(w/b\.png, z/b\.png\)"):
         folder_dataset(mirror / "images", mirror / "masks")
     # a masks folder inside the images folder holds masks, not images
     inner = tmp_path / "inner"
