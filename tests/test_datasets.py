@@ -900,3 +900,23 @@ def test_a_threshold_on_one_side_of_both_drawn_levels_is_refused_with_edges_or_n
     # a 0/255 JPEG mask read at 127 is still read, as drawn
     Image.fromarray(np.where(truth, 255, 0).astype(np.uint8)).save(tmp_path / "bw.jpg", quality=90)
     assert np.count_nonzero(read_mask(tmp_path / "bw.jpg", at_127) != truth) < 0.001 * truth.size
+
+
+def test_a_folder_given_as_dot_keeps_its_name(tmp_path, monkeypatch):
+    """``folder_dataset(".")`` (``trufor-lab eval --images .``) named the dataset '': the summary
+    line began with ':' and the CSV read back under the dataset 'None'; a folder called like a
+    benchmark lost its mask convention."""
+    root = tmp_path / "DSO-1"
+    _img(root / "images/splicing-01.png")
+    _mask(root / "masks/splicing-01.png", SQUARE, on=0, off=255)
+    monkeypatch.chdir(root / "images")
+    assert folder_dataset(".", "../masks").name == "images"
+    monkeypatch.chdir(root)
+    ds = folder_dataset(".")
+    assert ds.name == "DSO-1" and ds.convention == get_spec("DSO-1").convention
+    from trufor_lab.cli import build_parser
+    from trufor_lab.cli.eval import _cli_dataset
+
+    args = build_parser().parse_args(["eval", "--images", ".", "-o", str(tmp_path / "out")])
+    ds = _cli_dataset(args)  # the command line named it '' and read its masks white = forged
+    assert ds.name == "DSO-1" and ds.convention == get_spec("DSO-1").convention

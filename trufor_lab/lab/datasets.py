@@ -51,6 +51,7 @@ __all__ = [
     "Sample",
     "folder_convention",
     "folder_dataset",
+    "folder_name",
     "get_spec",
     "load_dataset",
     "read_list",
@@ -904,6 +905,12 @@ def _names(paths: Sequence[Path], base: Path) -> str:
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
+def folder_name(folder: Path) -> str:
+    """A folder's own name, also when given as ``.`` or ``..`` (its name was empty: the summary
+    line began with ':' and the CSV read back under the dataset 'None')."""
+    return folder.name if folder.name not in ("", ".", "..") else folder.resolve().name or str(folder.resolve())
+
+
 def folder_dataset(
     images_dir: PathLike,
     masks_dir: PathLike | None = None,
@@ -934,7 +941,7 @@ def folder_dataset(
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise DatasetError(f"{images_dir}: images folder not found")
-    name = name or images_dir.name
+    name = name or folder_name(images_dir)
     notes: list[str] = []
     if convention is None:
         convention, note = folder_convention(name)
