@@ -287,6 +287,10 @@ def test_callable_labels_tell_apart_the_globals_a_notebook_cell_reads():
     first, first_comp, second, second_comp, again, again_comp, helper95, helper50 = namespace["labels"]
     assert first != second and first_comp != second_comp and helper95 != helper50
     assert first == again and first_comp == again_comp  # the same setting keeps its label (resumed runs reuse)
+    # a global whose repr fails gets a label that is never matched again (recomputed, not reused)
+    exec("class Bad:\n    def __repr__(self):\n        raise RuntimeError('no')\nthing = Bad()\n", namespace)
+    exec("bad = [c(lambda m, p: thing), c(lambda m, p: thing)]", namespace)
+    assert namespace["bad"][0].startswith("<lambda> #")
     # a library function read by name only: its module state is not the caller's setting
     assert callable_label(lambda x: callable_label(x)) == callable_label(lambda x: callable_label(x))
 

@@ -110,7 +110,10 @@ def _globals_read(f: types.FunctionType, depth: int) -> list[str]:
                 f"{name}={getattr(v, '__module__', '')}.{getattr(v, '__qualname__', getattr(v, '__name__', ''))}"
             )
         else:
-            out.append(f"{name}={_value(v, depth + 1)}")
+            try:
+                out.append(f"{name}={_value(v, depth + 1)}")
+            except Exception:  # noqa: BLE001 - a repr that fails: a label never matched again (recomputed, not reused)
+                out.append(f"{name}=<{type(v).__qualname__} at {id(v):x}>")
     return out
 
 
