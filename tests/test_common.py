@@ -265,6 +265,36 @@ def test_callable_labels_tell_settings_apart_and_stay_stable_across_runs():
     assert first.startswith("sorted #") and two.startswith("Fixed #") and three != two[5:]
 
 
+def test_callable_labels_tell_apart_the_globals_a_notebook_cell_reads():
+    """A robustness sweep over a dataset written in a notebook cell, ``for q in (95, 20):
+    evaluate(..., analyze_fn=lambda m, p: ... jpeg(q) ...)``: ``q`` is a global, not a captured
+    cell, so both settings had one label and the second run reused the first one's outputs."""
+    from trufor_lab.common.callables import callable_label
+
+    cell = (
+        "def perturbed(image, q):\n    return image, q\n"
+        "labels = []\n"
+        "for q in (95, 20, 95):\n"
+        "    labels.append(c(lambda m, p: perturbed(p, q)))\n"
+        "    labels.append(c(lambda m, p: [perturbed(p, s) for s in (q, 1)]))\n"  # read in a comprehension
+        "def helper(m, p):\n    return perturbed(p, q)\n"
+        "labels.append(c(lambda m, p: helper(m, p)))\n"  # read by a helper of the cell
+        "q = 50\n"
+        "labels.append(c(lambda m, p: helper(m, p)))\n"
+    )
+    namespace = {"c": callable_label, "__name__": "__main__"}
+    exec(cell, namespace)
+    first, first_comp, second, second_comp, again, again_comp, helper95, helper50 = namespace["labels"]
+    assert first != second and first_comp != second_comp and helper95 != helper50
+    assert first == again and first_comp == again_comp  # the same setting keeps its label (resumed runs reuse)
+    # a global whose repr fails gets a label that is never matched again (recomputed, not reused)
+    exec("class Bad:\n    def __repr__(self):\n        raise RuntimeError('no')\nthing = Bad()\n", namespace)
+    exec("bad = [c(lambda m, p: thing), c(lambda m, p: thing)]", namespace)
+    assert namespace["bad"][0].startswith("<lambda> #")
+    # a library function read by name only: its module state is not the caller's setting
+    assert callable_label(lambda x: callable_label(x)) == callable_label(lambda x: callable_label(x))
+
+
 def test_callable_labels_tell_records_apart_by_their_arrays(array_result):
     """A record's repr shows its arrays by dtype and shape only (one line in a console): two
     Results, or two loaded images, that differ in one pixel gave a callable that captures them

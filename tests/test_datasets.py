@@ -647,8 +647,17 @@ def test_folder_dataset_searches_subfolders(tmp_path):
         ("x/a.png", "masks/x/a.png"),
         ("y/a.png", "masks/y/a.png"),
     ]
+    # a mask in its image's own subfolder is that image's: the same name elsewhere has no mask
+    # (Tp/x1.png with masks/Tp/x1.png beside an authentic Au/x1.png was refused as one mask of two images)
     _img(mirror / "images/a.png")
-    with pytest.raises(DatasetError, match=r"images/a\.png: several candidate masks \(x/a\.png, y/a\.png\)"):
+    got = folder_dataset(mirror / "images", mirror / "masks")
+    assert [(s.id, s.label) for s in got] == [("a.png", 0), ("x/a.png", 1), ("y/a.png", 1)]
+    assert "1 image(s) without a mask are labelled real (e.g. a.png)" in got.note_lines()[-1]
+    # two masks of that name, neither in its own image's subfolder: ambiguous
+    _mask(mirror / "masks/z/b.png", SQUARE)
+    _mask(mirror / "masks/w/b.png", SQUARE)
+    _img(mirror / "images/x/b.png")
+    with pytest.raises(DatasetError, match=r"images/x/b\.png: several candidate masks \(w/b\.png, z/b\.png\)"):
         folder_dataset(mirror / "images", mirror / "masks")
     # a masks folder inside the images folder holds masks, not images
     inner = tmp_path / "inner"
@@ -891,3 +900,23 @@ def test_a_threshold_on_one_side_of_both_drawn_levels_is_refused_with_edges_or_n
     # a 0/255 JPEG mask read at 127 is still read, as drawn
     Image.fromarray(np.where(truth, 255, 0).astype(np.uint8)).save(tmp_path / "bw.jpg", quality=90)
     assert np.count_nonzero(read_mask(tmp_path / "bw.jpg", at_127) != truth) < 0.001 * truth.size
+
+
+def test_a_folder_given_as_dot_keeps_its_name(tmp_path, monkeypatch):
+    """``folder_dataset(".")`` (``trufor-lab eval --images .``) named the dataset '': the summary
+    line began with ':' and the CSV read back under the dataset 'None'; a folder called like a
+    benchmark lost its mask convention."""
+    root = tmp_path / "DSO-1"
+    _img(root / "images/splicing-01.png")
+    _mask(root / "masks/splicing-01.png", SQUARE, on=0, off=255)
+    monkeypatch.chdir(root / "images")
+    assert folder_dataset(".", "../masks").name == "images"
+    monkeypatch.chdir(root)
+    ds = folder_dataset(".")
+    assert ds.name == "DSO-1" and ds.convention == get_spec("DSO-1").convention
+    from trufor_lab.cli import build_parser
+    from trufor_lab.cli.eval import _cli_dataset
+
+    args = build_parser().parse_args(["eval", "--images", ".", "-o", str(tmp_path / "out")])
+    ds = _cli_dataset(args)  # the command line named it '' and read its masks white = forged
+    assert ds.name == "DSO-1" and ds.convention == get_spec("DSO-1").convention

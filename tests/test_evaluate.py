@@ -776,6 +776,27 @@ def test_a_nan_map_names_the_output_and_is_not_counted_as_a_mask_problem(tmp_pat
     assert "(1 fake(s) whose map holds NaN on scored pixels)" in line and "without a usable mask" not in line
 
 
+def test_a_confidence_map_of_another_grid_fails_its_image_not_the_run(tmp_path):
+    """An analyze_fn whose confidence map was at another size (the map checked, the confidence
+    not) ended the whole evaluation with an IndexError on the mask, the other rows lost."""
+
+    class SmallConf(Box):
+        def __call__(self, model, path):
+            r = super().__call__(model, path)
+            if Path(path).stem == "f0":
+                r.conf = np.ones((48, 48), np.float32)
+            return r
+
+    imgs, masks = _boxes(tmp_path / "ds")
+    ev = evaluate(None, folder_dataset(imgs, masks), tmp_path / "out", progress=False, analyze_fn=SmallConf())
+    by_id = {r["id"]: r for r in ev.rows}
+    assert by_id["f0.png"]["status"] == "error" and ev.failed == [
+        f"{imgs / 'f0.png'}: confidence map size (48, 48) differs from image size (96, 96)"
+    ]
+    assert by_id["f1.png"]["status"] == by_id["a0.png"]["status"] == "ok"
+    assert not (tmp_path / "out" / "images" / "f0.png.npz").exists()  # never saved as an output
+
+
 def test_two_images_that_would_write_one_output_are_both_refused(recipe_model, tmp_path):
     """a/b.png and a\\b.png (a legal file name on Linux) wrote one npz: each run overwrote the
     other's output and both rows pointed at the file left, exit 0. Refused as analyze refuses."""

@@ -25,6 +25,7 @@ from trufor_lab.inference.result import Result, computed_label
 from trufor_lab.inference.weights import WeightsError, weights_sha256
 from trufor_lab.lab.datasets import (
     REGISTRY,
+    folder_name,
     SOFT_EDGES,
     Dataset,
     DatasetError,
@@ -76,7 +77,7 @@ def _cli_dataset(args: argparse.Namespace) -> Dataset:
         given = [o for o, v in dataset_options.items() if v is not None]
         if given:  # --list-dir and --mask-root were ignored, unsaid
             raise DatasetError(f"--images takes no {', '.join(given)} (masks: --masks DIR)")
-        name = args.dataset or Path(args.images).name
+        name = args.dataset or folder_name(Path(args.images))
         base, note = folder_convention(name)
         convention = _overridden(base, name, args)  # labels depend on it: an empty mask is a real image
         ds = folder_dataset(args.images, args.masks, args.mask_suffix, name=name, convention=convention)

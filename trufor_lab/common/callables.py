@@ -18,8 +18,10 @@ __all__ = ["callable_label"]
 
 
 def callable_label(fn: Callable[..., Any]) -> str:
-    """``"<name> #<digest>"``: the digest covers the code, constants, defaults, captured values
-    and (``functools.partial``, bound methods) arguments of ``fn``. A value whose repr names a
+    """``"<name> #<digest>"``: the digest covers the code, constants, defaults, captured values,
+    the values of the global names its code reads (a notebook's loop variable: ``for q in ...:
+    evaluate(..., analyze_fn=lambda m, p: ... q ...)``) and (``functools.partial``, bound
+    methods) arguments of ``fn``. A value whose repr names a
     memory address changes from run to run: the label then never matches an earlier one, so an
     output is recomputed rather than wrongly reused.
 
@@ -47,6 +49,7 @@ def _describe(f: Any, parts: list[str], depth: int) -> None:
         parts += [f.__module__ or "", f.__qualname__, _code(f.__code__)]
         parts += [_value(f.__defaults__, depth), _value(f.__kwdefaults__, depth)]
         parts += [_cell(c, depth) for c in f.__closure__ or ()]
+        parts += _globals_read(f, depth)
     elif type(f).__repr__ is object.__repr__ and hasattr(type(f), "__call__"):  # an address: by content
         _describe(type(f).__call__, parts, depth + 1)
         parts.append(_value(getattr(f, "__dict__", {}), depth))
@@ -78,6 +81,40 @@ def _value(v: Any, depth: int) -> str:
     if isinstance(v, dict):
         return "{" + ",".join(f"{k!r}:{_value(x, depth)}" for k, x in v.items()) + "}"
     return repr(v)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """Names the code (and its nested lambdas and comprehensions) looks up, globals among them."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _global_names(c)
+    return names
+
+
+def _globals_read(f: types.FunctionType, depth: int) -> list[str]:
+    """The values of the globals ``f`` reads: a notebook's loop variable is a global, not a
+    captured cell, and two settings of it gave one label (the second run reused the first one's
+    outputs). Functions of ``f``'s own module are described by content; modules, classes and
+    other modules' functions by name (a library's internals are not the caller's setting)."""
+    found = f.__globals__
+    out = []
+    for name in sorted(_global_names(f.__code__)):
+        if name not in found:  # an attribute name, a builtin
+            continue
+        v = found[name]
+        if isinstance(v, (types.ModuleType, type, types.BuiltinFunctionType)) or (
+            isinstance(v, types.FunctionType) and v.__module__ != f.__module__
+        ):
+            out.append(
+                f"{name}={getattr(v, '__module__', '')}.{getattr(v, '__qualname__', getattr(v, '__name__', ''))}"
+            )
+        else:
+            try:
+                out.append(f"{name}={_value(v, depth + 1)}")
+            except Exception:  # noqa: BLE001 - a repr that fails: a label never matched again (recomputed, not reused)
+                out.append(f"{name}=<{type(v).__qualname__} at {id(v):x}>")
+    return out
 
 
 def _code(code: types.CodeType) -> str:

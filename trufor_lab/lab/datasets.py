@@ -51,6 +51,7 @@ __all__ = [
     "Sample",
     "folder_convention",
     "folder_dataset",
+    "folder_name",
     "get_spec",
     "load_dataset",
     "read_list",
@@ -904,6 +905,12 @@ def _names(paths: Sequence[Path], base: Path) -> str:
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
+def folder_name(folder: Path) -> str:
+    """A folder's own name, also when given as ``.`` or ``..`` (its name was empty: the summary
+    line began with ':' and the CSV read back under the dataset 'None')."""
+    return folder.name if folder.name not in ("", ".", "..") else folder.resolve().name or str(folder.resolve())
+
+
 def folder_dataset(
     images_dir: PathLike,
     masks_dir: PathLike | None = None,
@@ -917,7 +924,8 @@ def folder_dataset(
 
     The mask of ``<dir>/<stem>.<ext>`` is ``<stem><mask_suffix>.<any image ext>`` in the same
     subfolder of ``masks_dir`` or, when there is none, the one mask of that name anywhere under
-    ``masks_dir`` (names match exactly, case included). Images with a mask are fakes, the others
+    ``masks_dir`` that is not another image's in its own subfolder (names match exactly, case
+    included). Images with a mask are fakes, the others
     reals; an image whose mask marks no forged pixel (an authentic image of a benchmark that gives
     every image a mask) is real, and a note says so. Sample ids are paths relative to
     ``images_dir``; a note counts the images without a mask (labelled real). A ``mask_suffix``
@@ -933,7 +941,7 @@ def folder_dataset(
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise DatasetError(f"{images_dir}: images folder not found")
-    name = name or images_dir.name
+    name = name or folder_name(images_dir)
     notes: list[str] = []
     if convention is None:
         convention, note = folder_convention(name)
@@ -973,12 +981,15 @@ def folder_dataset(
     for p in mask_files:
         here.setdefault((p.parent.relative_to(masks_dir), p.stem), []).append(p)
         anywhere.setdefault(p.stem, []).append(p)
+    # a mask in its image's own subfolder is that image's: never taken by the same name elsewhere
+    # (images/fake/x.png with masks/fake/x.png and a real images/real/x.png were refused)
+    claimed = {m for img in files for m in here.get((img.relative_to(images_dir).parent, img.stem + mask_suffix), [])}
     samples = []
     used: dict[Path, list[Path]] = {}
     for img in files:
         rel = img.relative_to(images_dir)
         want = img.stem + mask_suffix
-        found = here.get((rel.parent, want)) or anywhere.get(want, [])
+        found = here.get((rel.parent, want)) or [m for m in anywhere.get(want, []) if m not in claimed]
         if len(found) > 1:
             raise DatasetError(f"{img}: several candidate masks ({_names(found, masks_dir)})")
         mask = found[0] if found else None

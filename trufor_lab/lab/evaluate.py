@@ -363,8 +363,9 @@ def _evaluate_one(
         result = analyze_fn(model, image_path)
         if result.map is None or result.conf is None or result.score is None:
             raise RuntimeError(f"{image_path}: the model gave no localization map (Noiseprint++ only)")
-        if result.map.shape != (h, w):
-            raise RuntimeError(f"{image_path}: map size {result.map.shape} differs from image size {(h, w)}")
+        for what, a in (("map", result.map), ("confidence map", result.conf)):
+            if np.shape(a) != (h, w):  # a confidence of another grid ended the run (IndexError on its mask)
+                raise RuntimeError(f"{image_path}: {what} size {np.shape(a)} differs from image size {(h, w)}")
         result.save_npz(
             npz, input_sha256=digest, computed=computed, input_path=image_path, weights_digest=weights_digest
         )
