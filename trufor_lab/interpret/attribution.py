@@ -11,7 +11,7 @@ import numpy as np
 
 from trufor_lab.common.arrays import brief
 from trufor_lab.inference.analyze import Result
-from trufor_lab.viz.figures import figure_html, new_figure
+from trufor_lab.viz.figures import display_stride, figure_html, for_display, new_figure, show_image
 
 __all__ = ["Attribution", "plot_modality_shares"]
 
@@ -172,12 +172,20 @@ class Attribution:
         return t
 
     def _overlay(self, ax, data: np.ndarray, alpha: float):
-        ax.imshow(self.image.mean(axis=2), cmap="gray", vmin=0, vmax=255)
-        if np.nanmin(data) < 0:
-            lim = _robust_abs(data)
-            im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=alpha)
-        else:
-            im = ax.imshow(data, cmap="inferno", vmin=0, vmax=_robust_abs(data), alpha=alpha)
+        """``data`` over the grey image, both averaged over blocks to at most
+        :data:`~trufor_lab.viz.figures.MAX_DISPLAY_SIDE` pixels a side (a 12 MP pair was drawn
+        whole), the colour scale from the whole map."""
+        step = display_stride(self.image.shape)
+        grey = for_display(self.image, step).mean(axis=2)
+        ax.imshow(grey, cmap="gray", vmin=0, vmax=255)
+        lim, signed = _robust_abs(data), np.nanmin(data) < 0
+        im = ax.imshow(
+            for_display(data, step),
+            cmap="RdBu_r" if signed else "inferno",
+            vmin=-lim if signed else 0,
+            vmax=lim,
+            alpha=alpha,
+        )
         ax.set_axis_off()
         return im
 
@@ -203,7 +211,7 @@ class Attribution:
         if fig is None:
             fig = new_figure(figsize=(13, 3.6))
         axes = fig.subplots(1, 4, gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
-        axes[0].imshow(self.image)
+        show_image(axes[0], for_display(self.image, display_stride(self.image.shape)), self.name or "image")
         axes[0].set_title(self.name or "image", fontsize=9, parse_math=False)
         axes[0].set_axis_off()
         for ax, key in zip(axes[1:3], ("rgb", "noiseprint")):

@@ -13,11 +13,15 @@ from trufor_lab.common.arrays import channel_energy, pca_project, to_chw, top_k
 from trufor_lab.common.paths import short_name
 from trufor_lab.viz.display import (  # noqa: F401 - display helpers re-exported here
     MAX_DISPLAY_SIDE,
+    as_picture,
     display_limits,
     display_mean,
     display_stride,
     for_display,
+    image_kwargs,
+    outline,
     robust_limits,
+    show_image,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,23 +33,6 @@ MAX_ASPECT = 20
 #: Colour of NaN pixels in the confidence and Noiseprint++ panels (else transparent: looks like
 #: the background, or like a confidence of 1 on white).
 BAD_COLOR = "magenta"
-
-
-def image_kwargs(image: np.ndarray) -> dict:
-    """``imshow`` arguments for a picture: a 2-D (grey) image in grey on its full range (0..255 for
-    uint8, the dtype's range for other integers, 0..1 for floats), not autoscaled viridis."""
-    if np.ndim(image) != 2:
-        return {}
-    dt = np.asarray(image).dtype
-    vmax = 255 if dt == np.uint8 else np.iinfo(dt).max if dt.kind in "iu" else 1 if dt.kind == "f" else None
-    return dict(cmap="gray", vmin=0, vmax=vmax) if vmax is not None else dict(cmap="gray")
-
-
-def show_image(ax, image: np.ndarray, **kwargs):
-    """``ax.imshow`` of a picture, grey images drawn in grey (:func:`image_kwargs`)."""
-    if np.ndim(image) == 3 and np.shape(image)[2] == 1:
-        image = image[..., 0]
-    return ax.imshow(image, **{**image_kwargs(image), **kwargs})
 
 
 def map_cmap(name: str):
@@ -203,6 +190,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     overlay_alpha = check01(overlay_alpha, "overlay_alpha")  # before a figure is made
     step = display_stride(result.size)
     image, heat = for_display(result.image, step), for_display(result.map, step)
+    image = as_picture(image, result.name or "image")  # refused before a figure is made
     h, w = result.size
     long = max(h, w) > MAX_ASPECT * min(h, w)
     stretched = f"panels stretched to be seen: the picture is {h}x{w} pixels (H x W)" if long else ""
@@ -377,12 +365,7 @@ def draw_overlay(
             hidden |= conf < conf_min
         im = draw_map(ax, heat, hidden, cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity)
     if mask is not None:
-        m = np.asarray(mask, float)
-        least = m[m > 0]  # averaged: a block's forged fraction; its smallest is one forged pixel
-        level = min(0.5, 0.5 * float(least.min())) if least.size else 0.5  # 0.5 on a 0/1 mask
-        inside = m >= level
-        if min(inside.shape) >= 2 and inside.any() and not inside.all():  # contour needs 2x2
-            ax.contour(m, levels=[level], colors="yellow", linewidths=1.0)
+        outline(ax, mask)
     ax.set_axis_off()
     return im
 

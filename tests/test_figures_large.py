@@ -1,0 +1,145 @@
+"""Figures of large and unusual inputs: drawn at screen size by block means with colour scales
+from the whole arrays, and pictures in any dtype drawn as read or refused in one line."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from trufor_lab.viz import figures as F  # noqa: E402
+
+#: A map longer than MAX_DISPLAY_SIDE (2048) on one side, small in memory: drawn in blocks of 3.
+H, W = 64, 4100
+SHOWN = (22, 1367)
+
+
+@pytest.fixture
+def noise() -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((H, W)).astype(np.float32)
+
+
+@pytest.fixture
+def picture() -> np.ndarray:
+    return np.random.default_rng(2).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def drawn(ax) -> np.ndarray:
+    return np.ma.getdata(ax.images[0].get_array())
+
+
+def test_compare_regions_draws_the_whole_map_and_large_regions_averaged_on_the_maps_pixels(noise):
+    """The whole-map panel of compare_regions was drawn at full size (a 12 MP map for a panel a
+    few hundred pixels wide): it is averaged over blocks, drawn on the map's own pixel coordinates
+    (the regions' outlines stay where they are), its colour scale from the whole map; a large
+    region's crop and variance are averaged too."""
+    from trufor_lab.viz.noiseprint import compare_regions, local_variance
+
+    fig = compare_regions(noise, (0, 0, H, W), (0, 4000, 64, 4100))
+    full = fig.axes[0]
+    np.testing.assert_allclose(drawn(full), F.display_mean(noise.astype(np.float64), 3), rtol=1e-12)
+    assert drawn(full).shape == SHOWN
+    assert full.images[0].get_extent() == [-0.5, SHOWN[1] * 3 - 0.5, SHOWN[0] * 3 - 0.5, -0.5]
+    assert full.get_xlim() == (-0.5, W - 0.5) and full.get_ylim() == (H - 0.5, -0.5)
+    assert full.images[0].get_clim() == F.robust_limits(noise)
+    (x0, y0), width = full.patches[1].get_xy(), full.patches[1].get_width()
+    assert (x0, y0, width) == (3999.5, -0.5, 100)  # region B outlined in the map's pixels
+    crop, variance = fig.axes[1], fig.axes[2]
+    assert drawn(crop).shape == drawn(variance).shape == SHOWN
+    assert crop.images[0].get_clim() == F.robust_limits(noise)
+    var = local_variance(noise, 9)
+    np.testing.assert_allclose(drawn(variance), F.display_mean(var, 3), rtol=1e-12)
+    assert variance.images[0].get_clim()[1] == max(F.robust_limits(var)[1], F.robust_limits(var[:, 4000:])[1])
+
+
+def test_attribution_figures_draw_large_maps_averaged_with_the_whole_maps_scale(noise, picture):
+    """Attribution.plot and plot_modalities drew the image and the maps at full size: averaged
+    over blocks now (image and map alike), the colour limit still the whole map's."""
+    from trufor_lab.interpret.attribution import Attribution, _robust_abs
+
+    a = Attribution(image=picture, map=noise, method="ig", target="score")
+    ax = a.plot().axes[0]
+    grey, heat = (np.ma.getdata(im.get_array()) for im in ax.images)
+    assert grey.shape == heat.shape == SHOWN
+    np.testing.assert_allclose(grey, F.display_mean(picture, 3).mean(axis=2))
+    np.testing.assert_allclose(heat, F.display_mean(noise, 3), rtol=1e-12)
+    lim = _robust_abs(noise)
+    assert ax.images[1].get_clim() == (-lim, lim)
+
+    shares = {"rgb": 0.25, "noiseprint": 0.75}
+    m = Attribution(
+        image=picture,
+        map=noise,
+        method="modality",
+        target="score",
+        extras={"shares": shares, "maps": {"rgb": noise, "noiseprint": np.abs(noise)}},
+    )
+    fig = m.plot_modalities()
+    assert drawn(fig.axes[0]).shape == SHOWN + (3,)
+    positive = fig.axes[2].images[1]
+    assert np.ma.getdata(positive.get_array()).shape == SHOWN
+    assert positive.get_clim() == (0, _robust_abs(np.abs(noise)))
+
+
+def test_a_forgery_is_drawn_averaged_with_a_thin_region_still_outlined(picture):
+    """Forgery.plot drew a 12 MP image and contoured its full-size mask: both averaged over blocks
+    now, and a region one pixel wide (a third of a block) is still outlined."""
+    from trufor_lab.lab.forgeries import Forgery
+
+    mask = np.zeros((H, W), bool)
+    mask[10:50, 2001] = True
+    fig = Forgery(picture, mask, "splice", name="thin").plot()
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(drawn(ax), F.display_mean(picture, 3))
+    assert len(ax.collections) == 1  # the outline
+    (segments,) = ax.collections[0].allsegs
+    xs = np.concatenate([s[:, 0] for s in segments])
+    assert 2001 // 3 - 1 <= xs.min() < xs.max() <= 2001 // 3 + 1  # around the block holding the line
+
+
+@pytest.mark.parametrize(
+    "image, want",
+    [
+        (np.full((4, 4, 3), 40000, np.uint16), 156),  # 16-bit: round(40000 / 257); was clipped white
+        (np.full((4, 4), 40000, np.uint16), 156),
+        (np.full((4, 4), 200, np.int64), 200),  # 8-bit values in int64: was black (scale 0..2**63)
+        (np.ones((4, 4), bool), 255),  # was black (autoscale of one value)
+        (np.full((4, 4, 3), 0.5), 128),
+    ],
+)
+def test_show_image_draws_16_bit_integer_and_boolean_pictures_as_they_read(image, want):
+    fig, ax = plt.subplots()
+    im = F.show_image(ax, image)
+    fig.canvas.draw()
+    rgba = im.make_image(fig.canvas.get_renderer(), unsampled=True)[0]
+    assert abs(int(rgba[0, 0, 0]) - want) <= 1 and rgba[0, 0, 0] == rgba[0, 0, 1] == rgba[0, 0, 2]
+
+
+@pytest.mark.parametrize(
+    "image, said",
+    [
+        (np.full((8, 8, 3), 120.0), r"float64 values 120\.\.120"),  # a 0..255 float: was drawn white
+        (np.full((8, 8), 120.0, np.float32), r"float32 values 120\.\.120"),
+        (np.full((8, 8, 3), 70000, np.int32), r"int32 values 70000\.\.70000"),  # was clipped white
+        (np.full((8, 8, 3), np.nan), "NaN or infinite"),  # was transparent
+    ],
+)
+def test_a_picture_that_cannot_be_drawn_as_read_is_refused_in_one_line_before_a_figure(array_result, image, said):
+    """A hand-built Result whose image is float 0..255 was drawn white (clipped to 0..1)."""
+    r = array_result(8, 8, image=image)
+    before = plt.get_fignums()
+    with pytest.raises(ValueError, match=f"^synthetic: the image holds {said}") as e:
+        F.plot_result(r)
+    assert "\n" not in str(e.value) and plt.get_fignums() == before
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match=f"^image: the image holds {said}"):
+        F.draw_overlay(ax, image, None)
+
+
+def test_plot_result_draws_a_16_bit_picture_as_it_reads(array_result):
+    r16 = array_result(8, 8, image=np.full((8, 8, 3), 30840, np.uint16))
+    image = {ax.get_title(): ax for ax in F.plot_result(r16).axes}["Image"]
+    np.testing.assert_array_equal(drawn(image), np.full((8, 8, 3), 120, np.uint8))  # was clipped white
