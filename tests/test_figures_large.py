@@ -143,3 +143,104 @@ def test_plot_result_draws_a_16_bit_picture_as_it_reads(array_result):
     r16 = array_result(8, 8, image=np.full((8, 8, 3), 30840, np.uint16))
     image = {ax.get_title(): ax for ax in F.plot_result(r16).axes}["Image"]
     np.testing.assert_array_equal(drawn(image), np.full((8, 8, 3), 120, np.uint8))  # was clipped white
+
+
+# -- NaN and infinite values ------------------------------------------------------------------
+def test_a_map_with_nan_has_no_grid_ratio_and_its_spectrum_panels_say_why_they_are_empty():
+    """One NaN pixel made every spectrum bin NaN: periodic_peak_ratio read that as 1.0 ("no
+    grid"), compare_regions titled the empty spectrum "8x8 peaks x1.0" and plot_noiseprint's
+    spectrum panel was blank under its plain title."""
+    from trufor_lab.viz.noiseprint import compare_regions, periodic_peak_ratio, plot_noiseprint, region_stats
+
+    grid = np.tile(np.r_[3.0, np.zeros(7)], (128, 16))  # an 8-periodic pattern: peaks at 1/8
+    grid += np.random.default_rng(3).standard_normal(grid.shape)
+    assert periodic_peak_ratio(grid) > 10
+    grid[5, 5] = np.nan
+    assert np.isnan(periodic_peak_ratio(grid)) and np.isnan(region_stats(grid, (0, 0, 64, 64))["grid_peak_ratio"])
+    assert plot_noiseprint(grid).axes[2].get_title() == "log10 power spectrum: none, 1 NaN/inf pixel"
+    titles = [ax.get_title() for ax in compare_regions(grid, (0, 0, 64, 64), (64, 64, 128, 128)).axes]
+    assert "A: spectrum: none, 1 NaN/inf pixel" in titles
+    assert any(t.startswith("B: spectrum (8x8 peaks x") for t in titles)
+
+
+def test_activation_histograms_leave_out_nan_and_infinite_values_and_say_so():
+    """An infinite activation raised numpy's 'supplied range of [1.0, inf] is not finite'; NaN
+    ones were dropped unsaid."""
+    values = np.r_[np.linspace(-1, 1, 50), np.inf, np.nan, np.nan]
+    fig = F.plot_histograms({"stage1": values, "empty": np.full(4, np.nan)})
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["stage1 (3 NaN/inf left out)", "empty (4 NaN/inf left out)"]
+    assert F.plot_histograms(np.linspace(0, 1, 10)).axes[0].get_legend() is None  # one unnamed tensor
+
+
+def test_an_attribution_with_infinite_values_keeps_a_finite_scale():
+    """More than 0.5 % infinite values made the colour limit infinite (every finite pixel drawn as
+    'none', the display map all 0)."""
+    from trufor_lab.interpret.attribution import Attribution
+
+    m = np.random.default_rng(4).uniform(0.1, 1.0, (32, 32))
+    m[:2, :] = np.inf
+    a = Attribution(image=np.zeros((32, 32, 3), np.uint8), map=m, method="saliency", target="score")
+    finite = m[np.isfinite(m)]
+    im = a.plot().axes[0].images[1]
+    assert im.get_clim() == (0, np.percentile(finite, 99.5))
+    assert a.display_map()[5:].max() == 1.0 and a.display_map()[5:].min() > 0.05
+
+
+def test_an_attribution_shows_its_nan_pixels():
+    """NaN pixels of an attribution map were transparent: the bare image, read as 'none'."""
+    from trufor_lab.interpret.attribution import Attribution
+
+    m = np.random.default_rng(4).uniform(-1.0, 1.0, (32, 32))
+    m[5, 5] = np.nan
+    im = Attribution(image=np.zeros((32, 32, 3), np.uint8), map=m, method="ig", target="score").plot().axes[0]
+    assert tuple(im.images[1].cmap.get_bad()) == matplotlib.colors.to_rgba(F.BAD_COLOR)
+
+
+def test_a_compared_noiseprint_shows_its_nan_pixels(array_result):
+    """The casebook comparison drew a Noiseprint++ panel's NaN pixels transparent (white on the
+    page, read as bright noise); plot_result draws them in BAD_COLOR, so does this panel now."""
+    from trufor_lab.casebook.compare import Comparison
+
+    noise = np.random.default_rng(5).standard_normal((16, 16)).astype(np.float32)
+    noise[3, 3] = np.nan
+    r = array_result(16, 16, map=None, conf=None, score=None, noiseprint=noise)
+    img = r.image
+    c = Comparison("a.png", "b.png", img, img, img, np.zeros((16, 16)), result_a=r, result_b=r)
+    ax = c.plot().axes[3]
+    assert tuple(ax.images[0].cmap.get_bad()) == matplotlib.colors.to_rgba(F.BAD_COLOR)
+
+
+def test_the_training_log_figure_averages_finite_losses_and_shows_every_logged_quantity(tmp_path):
+    """A missing (or NaN) value counted as 0 in the running mean (a loss of 1 read as 0.75), and a
+    quantity the first row lacked had no panel."""
+    import json
+
+    from trufor_lab.training.checkpoints import plot_log
+
+    rows = [{"step": 1, "phase": "localization", "loss": 1.0}, {"step": 2, "phase": "localization"}]
+    rows += [{"step": s, "phase": "localization", "loss": 1.0, "ce": 0.5} for s in (3, 4)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fig = plot_log(tmp_path, smooth=4)
+    np.testing.assert_array_equal(fig.axes[0].get_lines()[1].get_ydata(), [1.0])  # the loss panel's mean
+    assert [ax.get_title() for ax in fig.axes] == ["localization: loss", "localization: ce"]
+
+
+# -- feature pictures of full-resolution captures -----------------------------------------------
+def test_feature_pictures_of_a_full_resolution_capture_are_drawn_averaged(noise):
+    """The DnCNN levels are captured at full resolution: the feature grid, the PCA picture and the
+    spatial statistics drew every pixel; they are averaged over blocks now, each colour scale
+    from the whole channel."""
+    from trufor_lab.interpret.features import pca_rgb, spatial_stats
+
+    fmap = np.stack([noise, noise**2])
+    grid = F.plot_feature_grid(fmap, channels=[1])
+    assert drawn(grid.axes[0]).shape == SHOWN
+    np.testing.assert_allclose(drawn(grid.axes[0]), F.display_mean(fmap[1], 3), rtol=1e-12)
+    assert grid.axes[0].images[0].get_clim() == F.robust_limits(fmap[1])
+    assert drawn(pca_rgb(fmap).plot().axes[0]).shape == SHOWN + (3,)
+    stats = spatial_stats(fmap)
+    assert [drawn(ax).shape for ax in stats.plot().axes if ax.images] == [SHOWN, SHOWN]
+    branches = {"rgb.stage1.out": fmap, "noiseprint.stage1.out": fmap, "fusion.stage1.ffm": fmap}
+    fig = F.plot_stage_branches(branches, 1, mode="channel", channel=1)
+    assert fig.axes[0].images[0].get_clim() == F.robust_limits(fmap[1]) and drawn(fig.axes[0]).shape == SHOWN

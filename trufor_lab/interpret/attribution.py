@@ -11,7 +11,7 @@ import numpy as np
 
 from trufor_lab.common.arrays import brief
 from trufor_lab.inference.analyze import Result
-from trufor_lab.viz.figures import display_stride, figure_html, for_display, new_figure, show_image
+from trufor_lab.viz.figures import display_stride, figure_html, for_display, map_cmap, new_figure, show_image
 
 __all__ = ["Attribution", "plot_modality_shares"]
 
@@ -38,12 +38,15 @@ def same_target(target_value: float, baseline_value: float) -> bool:
 
 
 def _robust_abs(a: np.ndarray, pct: float = 99.5) -> float:
-    """Colour limit: the ``pct`` percentile of |a|, else its max, else 1."""
-    if not a.size:
+    """Colour limit: the ``pct`` percentile of the finite |a|, else their max, else 1 (an infinite
+    value made the limit infinite: every finite pixel drawn as none)."""
+    v = np.abs(np.asarray(a, dtype=np.float64))
+    v = v[np.isfinite(v)]
+    if not v.size:
         return 1.0
-    for v in (float(np.nanpercentile(np.abs(a), pct)), float(np.nanmax(np.abs(a)))):
-        if v > 0:
-            return v
+    for lim in (float(np.percentile(v, pct)), float(v.max())):
+        if lim > 0:
+            return lim
     return 1.0
 
 
@@ -181,7 +184,7 @@ class Attribution:
         lim, signed = _robust_abs(data), np.nanmin(data) < 0
         im = ax.imshow(
             for_display(data, step),
-            cmap="RdBu_r" if signed else "inferno",
+            cmap=map_cmap("RdBu_r" if signed else "inferno"),  # NaN pixels seen, not the bare image
             vmin=-lim if signed else 0,
             vmax=lim,
             alpha=alpha,

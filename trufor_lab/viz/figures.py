@@ -371,6 +371,12 @@ def draw_overlay(
 
 
 # -- features ---------------------------------------------------------------------------------
+def _small(a: np.ndarray) -> np.ndarray:
+    """A feature picture at screen size (:func:`for_display`; full-resolution captures, such as
+    the DnCNN levels, were drawn whole); colour scales are taken from the whole array first."""
+    return for_display(a, display_stride(np.shape(a)))
+
+
 def plot_feature_grid(
     fmap,
     channels=None,
@@ -401,7 +407,7 @@ def plot_feature_grid(
         ax.set_axis_off()
     for ax, c in zip(axes, chans):
         lo, hi = robust_limits(a[c])
-        ax.imshow(a[c], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.imshow(_small(a[c]), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(f"ch {c}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10, parse_math=False)
@@ -416,7 +422,7 @@ def plot_pca(pca, ax=None, title: str | None = None):
     else:
         (image, explained, _), name = pca_project(pca), ""
     fig, ax = _fig_ax(ax, (4, 4))
-    ax.imshow(image, interpolation="nearest")
+    ax.imshow(_small(image), interpolation="nearest")
     ev = ", ".join(f"{v:.0%}" for v in explained)
     ax.set_title(title or f"{name + ': ' if name else ''}PCA ({ev})", fontsize=9, parse_math=False)
     ax.set_axis_off()
@@ -448,7 +454,7 @@ def plot_spatial_stats(stats, fig=None):
         if cmap == "RdBu_r":
             m = max(abs(lo), abs(hi))
             lo, hi = -m, m
-        im = ax.imshow(a, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        im = ax.imshow(_small(a), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(label, fontsize=9, parse_math=False)
         ax.set_axis_off()
@@ -491,19 +497,28 @@ def plot_branch_comparison(comparison, fig=None, maps: bool = False):
 
 def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_samples: int = 1_000_000):
     """Histograms of activation values, one curve per named tensor (a dict or a single tensor):
-    1-D values, or a feature map (H, W), (C, H, W) or (B, C, H, W) (its first batch item)."""
+    1-D values, or a feature map (H, W), (C, H, W) or (B, C, H, W) (its first batch item). NaN and
+    infinite values are left out, their count in the legend (an infinite one raised numpy's
+    error; NaN ones were dropped unsaid)."""
     if not hasattr(tensors, "items"):
         tensors = {"": tensors}
     values = {name: _activation_values(t, name) for name, t in tensors.items()}  # checked before the figure
     fig, ax = _fig_ax(ax, (6, 3.5))
     rng = np.random.default_rng(0)
     for name, v in values.items():
+        finite = np.isfinite(v)
+        left = f"{v.size - int(finite.sum())} NaN/inf left out" if not finite.all() else ""
+        label = f"{name} ({left})" if name and left else name or left or None
+        v = v[finite]
+        if not v.size:  # nothing finite: its legend entry says so
+            ax.plot([], [], label=label)
+            continue
         if v.size > max_samples:
             v = rng.choice(v, max_samples, replace=False)
-        ax.hist(v, bins=bins, histtype="step", log=log, label=name or None, density=True)
+        ax.hist(v, bins=bins, histtype="step", log=log, label=label, density=True)
     ax.set_xlabel("activation")
     ax.set_ylabel("density")
-    if any(tensors):
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     return fig
 
@@ -539,12 +554,12 @@ def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | 
         a = to_chw(captures[name])
         if mode == "pca":
             image, explained, _ = pca_project(a)
-            ax.imshow(image, interpolation="nearest")
+            ax.imshow(_small(image), interpolation="nearest")
             ax.set_title(f"{label} (PCA {explained.sum():.0%})", fontsize=9)
         elif mode == "channel":
             c = 0 if channel is None else int(channel) % a.shape[0]
             lo, hi = robust_limits(a[c])
-            ax.imshow(a[c], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.imshow(_small(a[c]), cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_title(f"{label} ch {c}", fontsize=9)
         else:
             raise ValueError(f"mode must be 'pca' or 'channel', got {mode!r}")

@@ -102,10 +102,11 @@ def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
     and the window's leakage do not count as peaks; the strongest harmonic is returned. A few
     units for noise, much larger for a ``period``-periodic pattern such as the JPEG 8x8 grid.
     NaN (not measurable) when a side is shorter than ``4 * period`` (:data:`MIN_PERIODS`): the
-    harmonics' bins then touch and no ring is left to compare with (1.0 read as "no grid").
+    harmonics' bins then touch and no ring is left to compare with (1.0 read as "no grid"); NaN
+    too when the map holds a NaN or infinite value: its spectrum is undefined (it gave 1.0).
     """
     a = as_map(noiseprint)
-    if min(a.shape) < MIN_PERIODS * period:
+    if min(a.shape) < MIN_PERIODS * period or not np.isfinite(a).all():
         return math.nan
     a = a - a.mean()
     a = a * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
@@ -147,6 +148,13 @@ def _spectrum_extent(shape: tuple[int, int]) -> list[float]:
     return [-0.5, 0.5 - 1.0 / w if w > 1 else 0.5, 0.5 - 1.0 / h if h > 1 else 0.5, -0.5]
 
 
+def _no_spectrum(a: np.ndarray) -> str:
+    """Why ``a`` has no spectrum (its NaN or infinite pixels make every bin NaN: the panel was
+    blank under its plain title), else ``""``."""
+    bad = int(np.count_nonzero(~np.isfinite(a)))
+    return f": none, {bad} NaN/inf pixel{'s' if bad > 1 else ''}" if bad else ""
+
+
 def plot_noiseprint(
     noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None, label: str = "Noiseprint++"
 ):
@@ -175,7 +183,7 @@ def plot_noiseprint(
     spec = log_spectrum(a)
     slo, shi = robust_limits(spec, 0.5)
     axes[2].imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(a.shape))
-    axes[2].set_title("log10 power spectrum", fontsize=10)
+    axes[2].set_title(f"log10 power spectrum{_no_spectrum(a)}", fontsize=10)
     axes[2].set_xlabel("cycles/pixel", fontsize=8)
     for ax in axes[:2]:
         ax.set_axis_off()
@@ -247,9 +255,10 @@ def compare_regions(
         ax.set_axis_off()
         ax = fig.add_subplot(gs[row, 3])
         ax.imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(crop.shape))
-        ratio = stats["grid_peak_ratio"]
+        ratio, none = stats["grid_peak_ratio"], _no_spectrum(crop)
         peaks = "too small to measure" if math.isnan(ratio) else f"x{ratio:.1f}"
-        ax.set_title(f"{name}: spectrum (8x8 peaks {peaks})", fontsize=9, color=color, parse_math=False)
+        title = f"{name}: spectrum{none}" if none else f"{name}: spectrum (8x8 peaks {peaks})"
+        ax.set_title(title, fontsize=9, color=color, parse_math=False)
         ax.tick_params(labelsize=6)
     ax_full.set_title(label, fontsize=10, parse_math=False)
     ax_full.set_axis_off()
