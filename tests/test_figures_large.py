@@ -244,3 +244,28 @@ def test_feature_pictures_of_a_full_resolution_capture_are_drawn_averaged(noise)
     branches = {"rgb.stage1.out": fmap, "noiseprint.stage1.out": fmap, "fusion.stage1.ffm": fmap}
     fig = F.plot_stage_branches(branches, 1, mode="channel", channel=1)
     assert fig.axes[0].images[0].get_clim() == F.robust_limits(fmap[1]) and drawn(fig.axes[0]).shape == SHOWN
+
+
+# -- titles that say what is drawn ------------------------------------------------------------
+def test_channel_stats_say_when_only_the_first_channels_are_drawn():
+    """The title gave every channel's count while the bars stopped at max_channels."""
+    from trufor_lab.interpret.features import channel_stats
+
+    stats = channel_stats(np.random.default_rng(6).standard_normal((40, 4, 4)))
+    assert F.plot_channel_stats(stats, max_channels=16).axes[0].get_title() == "40 channels (the first 16 shown)"
+    assert F.plot_channel_stats(stats).axes[0].get_title() == "40 channels"
+
+
+def test_modality_shares_that_are_nan_are_said_not_drawn_as_an_empty_row():
+    """An attribution with nothing to explain has NaN shares: its bar row was empty, unsaid, and
+    its panels were titled 'nan% of |attr|'."""
+    from trufor_lab.interpret.attribution import Attribution
+
+    nan = {"rgb": float("nan"), "noiseprint": float("nan")}
+    maps = {"rgb": np.zeros((8, 8)), "noiseprint": np.zeros((8, 8))}
+    a = Attribution(
+        np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8)), "modality", "score", extras={"shares": nan, "maps": maps}
+    )
+    fig = a.plot_modalities()
+    assert [ax.get_title() for ax in fig.axes[1:3]] == ["rgb: no share", "noiseprint: no share"]
+    assert [t.get_text() for t in fig.axes[3].texts] == ["no shares (see .notes)"]

@@ -220,7 +220,8 @@ class Attribution:
         for ax, key in zip(axes[1:3], ("rgb", "noiseprint")):
             im = self._overlay(ax, self.extras["maps"][key], alpha)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-            ax.set_title(f"{key}: {100 * self.shares[key]:.1f}% of |attr|", fontsize=9)
+            share = self.shares[key]
+            ax.set_title(f"{key}: {'no share' if np.isnan(share) else f'{100 * share:.1f}% of |attr|'}", fontsize=9)
         plot_modality_shares([self], ax=axes[3])
         fig.suptitle(self.title, fontsize=9, parse_math=False)
         return fig
@@ -256,6 +257,8 @@ def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
     y = np.arange(len(attributions))
     ax.barh(y, rgb, color="C0", label="RGB")
     ax.barh(y, 1 - rgb, left=rgb, color="C3", label="Noiseprint++")
+    for i in np.flatnonzero(np.isnan(rgb)):  # NaN shares (nothing to explain): an empty row, unsaid
+        ax.text(0.5, y[i], "no shares (see .notes)", ha="center", va="center", fontsize=7, color="0.3")
     ax.set_yticks(y)
     ax.set_yticklabels([n.split("/")[-1] for n in names], fontsize=8, parse_math=False)  # '$' as written
     ax.set_xlim(0, 1)

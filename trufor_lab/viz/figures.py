@@ -437,7 +437,10 @@ def plot_channel_stats(stats, ax=None, max_channels: int = 512):
     ax.bar(x, stats.energy[:n], color="#bbbbbb", width=1.0, label="energy (mean square)")
     ax.errorbar(x, stats.mean[:n], yerr=stats.std[:n], fmt=".", ms=2, lw=0.5, color="C0", label="mean ± std")
     ax.set_xlabel("channel")
-    ax.set_title(f"{stats.name + ': ' if stats.name else ''}{stats.channels} channels", fontsize=10, parse_math=False)
+    shown = f" (the first {n} shown)" if n < stats.channels else ""  # the title gave the count, the bars fewer
+    ax.set_title(
+        f"{stats.name + ': ' if stats.name else ''}{stats.channels} channels{shown}", fontsize=10, parse_math=False
+    )
     ax.legend(fontsize=8)
     return fig
 
