@@ -269,3 +269,33 @@ def test_modality_shares_that_are_nan_are_said_not_drawn_as_an_empty_row():
     fig = a.plot_modalities()
     assert [ax.get_title() for ax in fig.axes[1:3]] == ["rgb: no share", "noiseprint: no share"]
     assert [t.get_text() for t in fig.axes[3].texts] == ["no shares (see .notes)"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (5, 5), (37, 91), (64, 4100)])
+@pytest.mark.parametrize("step", [2, 3, 7, 50])
+def test_display_mean_is_the_mean_of_each_block_partial_ones_included(shape, step):
+    """Guard for the block means every large figure draws: each block's mean (the last, partial
+    blocks over the pixels they hold), NaN kept, integers rounded in their dtype, booleans as the
+    fraction set."""
+    rng = np.random.default_rng(7)
+    h, w = shape
+    hb, wb = -(-h // step), -(-w // step)
+
+    def reference(a):
+        padded = np.full((hb * step, wb * step) + a.shape[2:], np.nan)
+        padded[:h, :w] = a
+        blocks = padded.reshape(hb, step, wb, step, *a.shape[2:])  # the padding (NaN) is no pixel
+        return np.nansum(blocks, axis=(1, 3)) / (~np.isnan(blocks)).sum(axis=(1, 3))
+
+    noise = rng.standard_normal(shape)
+    np.testing.assert_allclose(F.display_mean(noise, step), reference(noise), rtol=1e-12, atol=1e-14)
+    rgb = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    got = F.display_mean(rgb, step)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.rint(reference(rgb.astype(float))).astype(np.uint8))
+    mask = rng.random(shape) > 0.5
+    np.testing.assert_allclose(F.display_mean(mask, step), reference(mask.astype(float)), rtol=1e-12)
+    if noise.size > 1:
+        noise[0, -1] = np.nan
+        got = F.display_mean(noise, step)
+        assert np.isnan(got[0, -1]) and np.isfinite(got[1:]).all() and np.isfinite(got[0, :-1]).all()

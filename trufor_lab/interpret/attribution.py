@@ -174,13 +174,16 @@ class Attribution:
             t += f"\ncomputed at {w}x{h}, downscaled from {W}x{H} (max_side={self.max_side})"
         return t
 
-    def _overlay(self, ax, data: np.ndarray, alpha: float):
-        """``data`` over the grey image, both averaged over blocks to at most
-        :data:`~trufor_lab.viz.figures.MAX_DISPLAY_SIDE` pixels a side (a 12 MP pair was drawn
-        whole), the colour scale from the whole map."""
+    def _shown(self) -> np.ndarray:
+        """The image averaged over blocks to at most :data:`~trufor_lab.viz.figures.MAX_DISPLAY_SIDE`
+        pixels a side, as the maps are drawn (a 12 MP image and its maps were drawn whole)."""
+        return for_display(self.image, display_stride(self.image.shape))
+
+    def _overlay(self, ax, data: np.ndarray, alpha: float, shown: np.ndarray | None = None):
+        """``data`` over the grey image (``shown``: :meth:`_shown`, once for every panel), both
+        averaged over the same blocks, the colour scale from the whole map."""
         step = display_stride(self.image.shape)
-        grey = for_display(self.image, step).mean(axis=2)
-        ax.imshow(grey, cmap="gray", vmin=0, vmax=255)
+        ax.imshow((self._shown() if shown is None else shown).mean(axis=2), cmap="gray", vmin=0, vmax=255)
         lim, signed = _robust_abs(data), np.nanmin(data) < 0
         im = ax.imshow(
             for_display(data, step),
@@ -214,11 +217,12 @@ class Attribution:
         if fig is None:
             fig = new_figure(figsize=(13, 3.6))
         axes = fig.subplots(1, 4, gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
-        show_image(axes[0], for_display(self.image, display_stride(self.image.shape)), self.name or "image")
+        shown = self._shown()
+        show_image(axes[0], shown, self.name or "image")
         axes[0].set_title(self.name or "image", fontsize=9, parse_math=False)
         axes[0].set_axis_off()
         for ax, key in zip(axes[1:3], ("rgb", "noiseprint")):
-            im = self._overlay(ax, self.extras["maps"][key], alpha)
+            im = self._overlay(ax, self.extras["maps"][key], alpha, shown)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
             share = self.shares[key]
             ax.set_title(f"{key}: {'no share' if np.isnan(share) else f'{100 * share:.1f}% of |attr|'}", fontsize=9)
