@@ -299,3 +299,13 @@ def test_display_mean_is_the_mean_of_each_block_partial_ones_included(shape, ste
         noise[0, -1] = np.nan
         got = F.display_mean(noise, step)
         assert np.isnan(got[0, -1]) and np.isfinite(got[1:]).all() and np.isfinite(got[0, :-1]).all()
+
+
+def test_a_picture_with_an_alpha_channel_is_drawn_as_analysed():
+    """The analysis drops a fourth (alpha) channel; the figure drew it, so a transparent picture
+    showed the page instead of the pixels the model saw."""
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200  # red, fully transparent
+    fig, ax = plt.subplots()
+    F.show_image(ax, rgba)
+    np.testing.assert_array_equal(drawn(ax), rgba[..., :3])

@@ -69,8 +69,11 @@ def as_picture(image: np.ndarray, name: str = "image") -> np.ndarray:
     floats in 0..1 as given, 16-bit scaled to 8 bits (``round(v / 257)``) and booleans as 0/255
     (both as trufor_lab reads an array), other integers within 0..255 as 8-bit values. Anything
     else is refused in one line naming ``name``: matplotlib clipped a 16-bit or a 0..255 float
-    picture (drawn white) and drew a grey int64 one on 0..2**63 (black)."""
+    picture (drawn white) and drew a grey int64 one on 0..2**63 (black). A fourth (alpha) channel
+    is dropped, as the analysis drops it (transparent pixels were drawn as the page)."""
     a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 4:
+        a = a[..., :3]
     if a.dtype == np.uint8 or a.size == 0:
         return a
     if a.dtype == np.bool_:
