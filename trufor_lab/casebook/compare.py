@@ -21,7 +21,7 @@ from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
-from trufor_lab.viz.figures import display_stride, draw_map, for_display, frame_panel, robust_limits
+from trufor_lab.viz.figures import display_stride, draw_map, for_display, frame_panel, map_cmap, robust_limits
 
 __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shift_threshold"]
 
@@ -123,7 +123,7 @@ class Comparison:
                     ax.set_title(f"{label}: localization map, {score}", fontsize=9)
                 else:
                     lo, hi = robust_limits(r.noiseprint)  # finite values only: one NaN made both NaN
-                    ax.imshow(small(r.noiseprint), cmap="gray", vmin=lo, vmax=hi)
+                    ax.imshow(small(r.noiseprint), cmap=map_cmap("gray"), vmin=lo, vmax=hi)  # NaN seen
                     ax.set_title(f"{label}: Noiseprint++ (no localization)", fontsize=9)
             lines = (
                 [

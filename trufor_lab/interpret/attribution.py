@@ -11,7 +11,7 @@ import numpy as np
 
 from trufor_lab.common.arrays import brief
 from trufor_lab.inference.analyze import Result
-from trufor_lab.viz.figures import figure_html, new_figure
+from trufor_lab.viz.figures import display_stride, figure_html, for_display, map_cmap, new_figure, show_image
 
 __all__ = ["Attribution", "plot_modality_shares"]
 
@@ -38,12 +38,15 @@ def same_target(target_value: float, baseline_value: float) -> bool:
 
 
 def _robust_abs(a: np.ndarray, pct: float = 99.5) -> float:
-    """Colour limit: the ``pct`` percentile of |a|, else its max, else 1."""
-    if not a.size:
+    """Colour limit: the ``pct`` percentile of the finite |a|, else their max, else 1 (an infinite
+    value made the limit infinite: every finite pixel drawn as none)."""
+    v = np.abs(np.asarray(a, dtype=np.float64))
+    v = v[np.isfinite(v)]
+    if not v.size:
         return 1.0
-    for v in (float(np.nanpercentile(np.abs(a), pct)), float(np.nanmax(np.abs(a)))):
-        if v > 0:
-            return v
+    for lim in (float(np.percentile(v, pct)), float(v.max())):
+        if lim > 0:
+            return lim
     return 1.0
 
 
@@ -171,13 +174,24 @@ class Attribution:
             t += f"\ncomputed at {w}x{h}, downscaled from {W}x{H} (max_side={self.max_side})"
         return t
 
-    def _overlay(self, ax, data: np.ndarray, alpha: float):
-        ax.imshow(self.image.mean(axis=2), cmap="gray", vmin=0, vmax=255)
-        if np.nanmin(data) < 0:
-            lim = _robust_abs(data)
-            im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=alpha)
-        else:
-            im = ax.imshow(data, cmap="inferno", vmin=0, vmax=_robust_abs(data), alpha=alpha)
+    def _shown(self) -> np.ndarray:
+        """The image averaged over blocks to at most :data:`~trufor_lab.viz.figures.MAX_DISPLAY_SIDE`
+        pixels a side, as the maps are drawn (a 12 MP image and its maps were drawn whole)."""
+        return for_display(self.image, display_stride(self.image.shape))
+
+    def _overlay(self, ax, data: np.ndarray, alpha: float, shown: np.ndarray | None = None):
+        """``data`` over the grey image (``shown``: :meth:`_shown`, once for every panel), both
+        averaged over the same blocks, the colour scale from the whole map."""
+        step = display_stride(self.image.shape)
+        ax.imshow((self._shown() if shown is None else shown).mean(axis=2), cmap="gray", vmin=0, vmax=255)
+        lim, signed = _robust_abs(data), np.nanmin(data) < 0
+        im = ax.imshow(
+            for_display(data, step),
+            cmap=map_cmap("RdBu_r" if signed else "inferno"),  # NaN pixels seen, not the bare image
+            vmin=-lim if signed else 0,
+            vmax=lim,
+            alpha=alpha,
+        )
         ax.set_axis_off()
         return im
 
@@ -203,13 +217,15 @@ class Attribution:
         if fig is None:
             fig = new_figure(figsize=(13, 3.6))
         axes = fig.subplots(1, 4, gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
-        axes[0].imshow(self.image)
+        shown = self._shown()
+        show_image(axes[0], shown, self.name or "image")
         axes[0].set_title(self.name or "image", fontsize=9, parse_math=False)
         axes[0].set_axis_off()
         for ax, key in zip(axes[1:3], ("rgb", "noiseprint")):
-            im = self._overlay(ax, self.extras["maps"][key], alpha)
+            im = self._overlay(ax, self.extras["maps"][key], alpha, shown)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-            ax.set_title(f"{key}: {100 * self.shares[key]:.1f}% of |attr|", fontsize=9)
+            share = self.shares[key]
+            ax.set_title(f"{key}: {'no share' if np.isnan(share) else f'{100 * share:.1f}% of |attr|'}", fontsize=9)
         plot_modality_shares([self], ax=axes[3])
         fig.suptitle(self.title, fontsize=9, parse_math=False)
         return fig
@@ -245,6 +261,8 @@ def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
     y = np.arange(len(attributions))
     ax.barh(y, rgb, color="C0", label="RGB")
     ax.barh(y, 1 - rgb, left=rgb, color="C3", label="Noiseprint++")
+    for i in np.flatnonzero(np.isnan(rgb)):  # NaN shares (nothing to explain): an empty row, unsaid
+        ax.text(0.5, y[i], "no shares (see .notes)", ha="center", va="center", fontsize=7, color="0.3")
     ax.set_yticks(y)
     ax.set_yticklabels([n.split("/")[-1] for n in names], fontsize=8, parse_math=False)  # '$' as written
     ax.set_xlim(0, 1)

@@ -42,7 +42,7 @@ from trufor_lab.common.paths import list_images
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.lab.datasets import DatasetError, read_mask
-from trufor_lab.viz.figures import new_figure
+from trufor_lab.viz.figures import display_stride, for_display, new_figure, outline, show_image
 
 __all__ = [
     "Forgery",
@@ -109,17 +109,22 @@ class Forgery:
         )
 
     def plot(self, ax=None):
-        """The image with the mask outline (red); returns the matplotlib Figure."""
+        """The image with the mask outline (red); returns the matplotlib Figure. A picture longer
+        than :data:`~trufor_lab.viz.figures.MAX_DISPLAY_SIDE` is drawn averaged over blocks, the
+        outline around every block holding a forged pixel (a 12 MP one was drawn whole)."""
+        step = display_stride(self.image.shape)
+        image = for_display(self.image, step)
+        mask = None if self.mask is None or not self.mask.any() else for_display(self.mask, step)
         if ax is None:
             fig = new_figure(figsize=(4, 4))
             ax = fig.add_subplot()
         else:
             fig = ax.figure
-        ax.imshow(self.image)
-        if self.mask is not None and self.mask.any() and min(self.mask.shape) < 2:  # no contour of a line
-            ax.imshow(np.ma.masked_where(~self.mask, self.mask), cmap="autumn", alpha=0.6, interpolation="nearest")
-        elif self.mask is not None and self.mask.any():
-            ax.contour(self.mask.astype(np.float32), levels=[0.5], colors="red", linewidths=1.2)
+        show_image(ax, image, self.name or "image")
+        if mask is not None and min(mask.shape) < 2:  # no contour of a line
+            ax.imshow(np.ma.masked_where(mask == 0, mask > 0), cmap="autumn", alpha=0.6, interpolation="nearest")
+        elif mask is not None:
+            outline(ax, mask, color="red", linewidth=1.2)
         ax.set_axis_off()
         what = "pristine" if self.label == 0 else self.kind
         if self.label == 1 and self.mask is None:

@@ -182,10 +182,11 @@ def truncate_log(path: Path, step: int) -> None:
 
 
 def plot_log(path: str | os.PathLike, smooth: int = 20):
-    """Loss curves of a run (raw and running mean over ``smooth`` steps), one panel per logged
-    quantity; returns the matplotlib Figure."""
+    """Loss curves of a run (raw and running mean over ``smooth`` steps of the finite values: a
+    missing or NaN one counted as 0 pulled the mean down), one panel per quantity any row logs;
+    returns the matplotlib Figure."""
     rows = read_log(path)
-    keys = [k for k in (rows[0] if rows else {}) if k not in ("step", "phase", "time", "lr")]
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("step", "phase", "time", "lr")))
     fig = new_figure(figsize=(4.2 * max(1, len(keys)), 3.2), layout="constrained")
     axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
     steps = np.array([r["step"] for r in rows])
@@ -194,7 +195,10 @@ def plot_log(path: str | os.PathLike, smooth: int = 20):
         ax.plot(steps, v, alpha=0.35, lw=0.8, label="per step")
         if len(v) >= 2:
             n = max(1, min(smooth, len(v)))
-            c = np.convolve(np.nan_to_num(v), np.ones(n) / n, mode="valid")
+            ok = np.isfinite(v)
+            total = np.convolve(np.where(ok, v, 0.0), np.ones(n), mode="valid")
+            count = np.convolve(ok.astype(float), np.ones(n), mode="valid")
+            c = np.where(count > 0, total / np.maximum(count, 1), np.nan)
             ax.plot(steps[n - 1 :], c, lw=1.6, label=f"mean of {n}")
         ax.set_xlabel("step")
         ax.set_title(f"{rows[0].get('phase', '')}: {k}" if rows else k)

@@ -13,11 +13,15 @@ from trufor_lab.common.arrays import channel_energy, pca_project, to_chw, top_k
 from trufor_lab.common.paths import short_name
 from trufor_lab.viz.display import (  # noqa: F401 - display helpers re-exported here
     MAX_DISPLAY_SIDE,
+    as_picture,
     display_limits,
     display_mean,
     display_stride,
     for_display,
+    image_kwargs,
+    outline,
     robust_limits,
+    show_image,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,23 +33,6 @@ MAX_ASPECT = 20
 #: Colour of NaN pixels in the confidence and Noiseprint++ panels (else transparent: looks like
 #: the background, or like a confidence of 1 on white).
 BAD_COLOR = "magenta"
-
-
-def image_kwargs(image: np.ndarray) -> dict:
-    """``imshow`` arguments for a picture: a 2-D (grey) image in grey on its full range (0..255 for
-    uint8, the dtype's range for other integers, 0..1 for floats), not autoscaled viridis."""
-    if np.ndim(image) != 2:
-        return {}
-    dt = np.asarray(image).dtype
-    vmax = 255 if dt == np.uint8 else np.iinfo(dt).max if dt.kind in "iu" else 1 if dt.kind == "f" else None
-    return dict(cmap="gray", vmin=0, vmax=vmax) if vmax is not None else dict(cmap="gray")
-
-
-def show_image(ax, image: np.ndarray, **kwargs):
-    """``ax.imshow`` of a picture, grey images drawn in grey (:func:`image_kwargs`)."""
-    if np.ndim(image) == 3 and np.shape(image)[2] == 1:
-        image = image[..., 0]
-    return ax.imshow(image, **{**image_kwargs(image), **kwargs})
 
 
 def map_cmap(name: str):
@@ -203,6 +190,7 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
     overlay_alpha = check01(overlay_alpha, "overlay_alpha")  # before a figure is made
     step = display_stride(result.size)
     image, heat = for_display(result.image, step), for_display(result.map, step)
+    image = as_picture(image, result.name or "image")  # refused before a figure is made
     h, w = result.size
     long = max(h, w) > MAX_ASPECT * min(h, w)
     stretched = f"panels stretched to be seen: the picture is {h}x{w} pixels (H x W)" if long else ""
@@ -377,17 +365,18 @@ def draw_overlay(
             hidden |= conf < conf_min
         im = draw_map(ax, heat, hidden, cmap=cmap, vmin=vmin, vmax=vmax, alpha=opacity)
     if mask is not None:
-        m = np.asarray(mask, float)
-        least = m[m > 0]  # averaged: a block's forged fraction; its smallest is one forged pixel
-        level = min(0.5, 0.5 * float(least.min())) if least.size else 0.5  # 0.5 on a 0/1 mask
-        inside = m >= level
-        if min(inside.shape) >= 2 and inside.any() and not inside.all():  # contour needs 2x2
-            ax.contour(m, levels=[level], colors="yellow", linewidths=1.0)
+        outline(ax, mask)
     ax.set_axis_off()
     return im
 
 
 # -- features ---------------------------------------------------------------------------------
+def _small(a: np.ndarray) -> np.ndarray:
+    """A feature picture at screen size (:func:`for_display`; full-resolution captures, such as
+    the DnCNN levels, were drawn whole); colour scales are taken from the whole array first."""
+    return for_display(a, display_stride(np.shape(a)))
+
+
 def plot_feature_grid(
     fmap,
     channels=None,
@@ -418,7 +407,7 @@ def plot_feature_grid(
         ax.set_axis_off()
     for ax, c in zip(axes, chans):
         lo, hi = robust_limits(a[c])
-        ax.imshow(a[c], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.imshow(_small(a[c]), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(f"ch {c}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10, parse_math=False)
@@ -433,7 +422,7 @@ def plot_pca(pca, ax=None, title: str | None = None):
     else:
         (image, explained, _), name = pca_project(pca), ""
     fig, ax = _fig_ax(ax, (4, 4))
-    ax.imshow(image, interpolation="nearest")
+    ax.imshow(_small(image), interpolation="nearest")
     ev = ", ".join(f"{v:.0%}" for v in explained)
     ax.set_title(title or f"{name + ': ' if name else ''}PCA ({ev})", fontsize=9, parse_math=False)
     ax.set_axis_off()
@@ -448,7 +437,10 @@ def plot_channel_stats(stats, ax=None, max_channels: int = 512):
     ax.bar(x, stats.energy[:n], color="#bbbbbb", width=1.0, label="energy (mean square)")
     ax.errorbar(x, stats.mean[:n], yerr=stats.std[:n], fmt=".", ms=2, lw=0.5, color="C0", label="mean ± std")
     ax.set_xlabel("channel")
-    ax.set_title(f"{stats.name + ': ' if stats.name else ''}{stats.channels} channels", fontsize=10, parse_math=False)
+    shown = f" (the first {n} shown)" if n < stats.channels else ""  # the title gave the count, the bars fewer
+    ax.set_title(
+        f"{stats.name + ': ' if stats.name else ''}{stats.channels} channels{shown}", fontsize=10, parse_math=False
+    )
     ax.legend(fontsize=8)
     return fig
 
@@ -465,7 +457,7 @@ def plot_spatial_stats(stats, fig=None):
         if cmap == "RdBu_r":
             m = max(abs(lo), abs(hi))
             lo, hi = -m, m
-        im = ax.imshow(a, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        im = ax.imshow(_small(a), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(label, fontsize=9, parse_math=False)
         ax.set_axis_off()
@@ -508,19 +500,28 @@ def plot_branch_comparison(comparison, fig=None, maps: bool = False):
 
 def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_samples: int = 1_000_000):
     """Histograms of activation values, one curve per named tensor (a dict or a single tensor):
-    1-D values, or a feature map (H, W), (C, H, W) or (B, C, H, W) (its first batch item)."""
+    1-D values, or a feature map (H, W), (C, H, W) or (B, C, H, W) (its first batch item). NaN and
+    infinite values are left out, their count in the legend (an infinite one raised numpy's
+    error; NaN ones were dropped unsaid)."""
     if not hasattr(tensors, "items"):
         tensors = {"": tensors}
     values = {name: _activation_values(t, name) for name, t in tensors.items()}  # checked before the figure
     fig, ax = _fig_ax(ax, (6, 3.5))
     rng = np.random.default_rng(0)
     for name, v in values.items():
+        finite = np.isfinite(v)
+        left = f"{v.size - int(finite.sum())} NaN/inf left out" if not finite.all() else ""
+        label = f"{name} ({left})" if name and left else name or left or None
+        v = v[finite]
+        if not v.size:  # nothing finite: its legend entry says so
+            ax.plot([], [], label=label)
+            continue
         if v.size > max_samples:
             v = rng.choice(v, max_samples, replace=False)
-        ax.hist(v, bins=bins, histtype="step", log=log, label=name or None, density=True)
+        ax.hist(v, bins=bins, histtype="step", log=log, label=label, density=True)
     ax.set_xlabel("activation")
     ax.set_ylabel("density")
-    if any(tensors):
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     return fig
 
@@ -556,12 +557,12 @@ def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | 
         a = to_chw(captures[name])
         if mode == "pca":
             image, explained, _ = pca_project(a)
-            ax.imshow(image, interpolation="nearest")
+            ax.imshow(_small(image), interpolation="nearest")
             ax.set_title(f"{label} (PCA {explained.sum():.0%})", fontsize=9)
         elif mode == "channel":
             c = 0 if channel is None else int(channel) % a.shape[0]
             lo, hi = robust_limits(a[c])
-            ax.imshow(a[c], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.imshow(_small(a[c]), cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_title(f"{label} ch {c}", fontsize=9)
         else:
             raise ValueError(f"mode must be 'pca' or 'channel', got {mode!r}")

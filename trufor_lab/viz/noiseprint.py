@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trufor_lab.viz.figures import display_mean, display_stride, map_cmap, robust_limits
+from trufor_lab.viz.figures import display_mean, display_stride, for_display, map_cmap, robust_limits
 
 __all__ = [
     "Region",
@@ -102,10 +102,11 @@ def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
     and the window's leakage do not count as peaks; the strongest harmonic is returned. A few
     units for noise, much larger for a ``period``-periodic pattern such as the JPEG 8x8 grid.
     NaN (not measurable) when a side is shorter than ``4 * period`` (:data:`MIN_PERIODS`): the
-    harmonics' bins then touch and no ring is left to compare with (1.0 read as "no grid").
+    harmonics' bins then touch and no ring is left to compare with (1.0 read as "no grid"); NaN
+    too when the map holds a NaN or infinite value: its spectrum is undefined (it gave 1.0).
     """
     a = as_map(noiseprint)
-    if min(a.shape) < MIN_PERIODS * period:
+    if min(a.shape) < MIN_PERIODS * period or not np.isfinite(a).all():
         return math.nan
     a = a - a.mean()
     a = a * np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
@@ -147,6 +148,13 @@ def _spectrum_extent(shape: tuple[int, int]) -> list[float]:
     return [-0.5, 0.5 - 1.0 / w if w > 1 else 0.5, 0.5 - 1.0 / h if h > 1 else 0.5, -0.5]
 
 
+def _no_spectrum(a: np.ndarray) -> str:
+    """Why ``a`` has no spectrum (its NaN or infinite pixels make every bin NaN: the panel was
+    blank under its plain title), else ``""``."""
+    bad = int(np.count_nonzero(~np.isfinite(a)))
+    return f": none, {bad} NaN/inf pixel{'s' if bad > 1 else ''}" if bad else ""
+
+
 def plot_noiseprint(
     noiseprint: Any, fig=None, variance_size: int = 15, title: str | None = None, label: str = "Noiseprint++"
 ):
@@ -175,7 +183,7 @@ def plot_noiseprint(
     spec = log_spectrum(a)
     slo, shi = robust_limits(spec, 0.5)
     axes[2].imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(a.shape))
-    axes[2].set_title("log10 power spectrum", fontsize=10)
+    axes[2].set_title(f"log10 power spectrum{_no_spectrum(a)}", fontsize=10)
     axes[2].set_xlabel("cycles/pixel", fontsize=8)
     for ax in axes[:2]:
         ax.set_axis_off()
@@ -199,7 +207,11 @@ def compare_regions(
     Left: the whole map with both regions outlined. Then one row per region: the crop (shared
     grey scale), its local variance in a ``variance_size`` window (shared scale) and its log
     spectrum; titles give the std and the 8x8-grid peak ratio ("too small to measure" under 32
-    pixels a side). A region running outside the map is refused. Returns the Figure.
+    pixels a side). A region running outside the map is refused. The map, the crops and their
+    variances are drawn averaged over blocks to at most
+    :data:`~trufor_lab.viz.figures.MAX_DISPLAY_SIDE` pixels a side (the whole map's panel at its
+    own pixel coordinates), their colour scales and every number from the whole arrays; the
+    spectra whole (their peaks are single bins). Returns the Figure.
     """
     import matplotlib.pyplot as plt  # lazy: matplotlib takes about a second to import; only drawing needs it
     from matplotlib.patches import Rectangle  # lazy: matplotlib takes about a second to import; only drawing needs it
@@ -212,7 +224,12 @@ def compare_regions(
     gs = fig.add_gridspec(2, 4, width_ratios=[1.4, 1, 1, 1])
     ax_full = fig.add_subplot(gs[:, 0])
     lo, hi = robust_limits(a)
-    ax_full.imshow(a, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
+    step = display_stride(a.shape)
+    full = display_mean(a, step)  # drawn on the map's own pixel grid: the regions' outlines in its pixels
+    extent = (-0.5, full.shape[1] * step - 0.5, full.shape[0] * step - 0.5, -0.5)
+    ax_full.imshow(full, cmap=map_cmap("gray"), vmin=lo, vmax=hi, extent=extent)
+    ax_full.set_xlim(-0.5, a.shape[1] - 0.5)  # the last, partial blocks drawn whole ran past the map
+    ax_full.set_ylim(a.shape[0] - 0.5, -0.5)
     colors = ("#e41a1c", "#377eb8")
     crops = [a[y0:y1, x0:x1] for y0, x0, y1, x1 in regions]
     variances = [local_variance(c, variance_size) for c in crops]
@@ -220,6 +237,7 @@ def compare_regions(
     spectra = [log_spectrum(c) for c in crops]
     slo = min(robust_limits(s, 0.5)[0] for s in spectra)
     shi = max(robust_limits(s, 0.5)[1] for s in spectra)
+    small = lambda v: for_display(v, display_stride(v.shape))  # noqa: E731 - a large region at screen size
     for row, ((y0, x0, y1, x1), crop, var, spec, name, color) in enumerate(
         zip(regions, crops, variances, spectra, labels, colors)
     ):
@@ -227,19 +245,20 @@ def compare_regions(
         ax_full.text(x0, y0, f" {name}", color=color, va="top", fontsize=10, fontweight="bold", parse_math=False)
         stats = region_stats(a, (y0, x0, y1, x1))
         ax = fig.add_subplot(gs[row, 1])
-        ax.imshow(crop, cmap=map_cmap("gray"), vmin=lo, vmax=hi)
+        ax.imshow(small(crop), cmap=map_cmap("gray"), vmin=lo, vmax=hi)
         ax.set_title(f"{name}: std {stats['std']:.3g}", fontsize=9, color=color, parse_math=False)
         ax.set_axis_off()
         ax = fig.add_subplot(gs[row, 2])
-        ax.imshow(var, cmap="magma", vmin=0, vmax=vmax)
+        ax.imshow(small(var), cmap="magma", vmin=0, vmax=vmax)
         title = f"{name}: local variance ({variance_size}x{variance_size})"
         ax.set_title(title, fontsize=9, color=color, parse_math=False)
         ax.set_axis_off()
         ax = fig.add_subplot(gs[row, 3])
         ax.imshow(spec, cmap="viridis", vmin=slo, vmax=shi, extent=_spectrum_extent(crop.shape))
-        ratio = stats["grid_peak_ratio"]
+        ratio, none = stats["grid_peak_ratio"], _no_spectrum(crop)
         peaks = "too small to measure" if math.isnan(ratio) else f"x{ratio:.1f}"
-        ax.set_title(f"{name}: spectrum (8x8 peaks {peaks})", fontsize=9, color=color, parse_math=False)
+        title = f"{name}: spectrum{none}" if none else f"{name}: spectrum (8x8 peaks {peaks})"
+        ax.set_title(title, fontsize=9, color=color, parse_math=False)
         ax.tick_params(labelsize=6)
     ax_full.set_title(label, fontsize=10, parse_math=False)
     ax_full.set_axis_off()
