@@ -165,3 +165,21 @@ def test_export_takes_floating_dtypes_and_the_kinds_a_load_reads(run_checkpoint,
     assert sd["decode_head.linear_pred.weight"].dtype == torch.bfloat16 and sd["dncnn.0.weight"].dtype == torch.float32
     m = tl.load_trufor(p)
     assert m.weights_info.kind == "custom" and all(t.dtype == torch.float32 for t in m.parameters())
+
+
+def test_weights_saved_from_a_training_wrapper_export_and_start_a_run_as_they_load(run_checkpoint, tmp_path):
+    from trufor_lab.model import MIT_B0
+    from trufor_lab.training.phases import build_model
+
+    obj = torch.load(run_checkpoint, weights_only=True)
+    wrapped = tmp_path / "lightning.pt"  # Lightning's 'model.' on every key: load_trufor took it, these refused it
+    torch.save({"state_dict": {"model." + k: v for k, v in obj["state_dict"].items()}, "config": obj["config"]}, wrapped)
+    loaded = tl.load_trufor(wrapped)
+    exported = tl.load_trufor(T.export_checkpoint(wrapped, tmp_path / "exp.pt", kind="custom", dtype=torch.float32))
+    started = build_model(None, wrapped)
+    for m in (exported, started):
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), loaded.state_dict().values()))
+    # no config entry: the size is read from the keys once the prefix is off (MiT-B0 here, not B2)
+    b0 = build_model(MIT_B0).state_dict()
+    torch.save({"state_dict": {"model." + k: v for k, v in b0.items()}}, tmp_path / "b0.pt")
+    assert build_model(None, tmp_path / "b0.pt").cfg == MIT_B0

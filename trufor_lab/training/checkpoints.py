@@ -11,7 +11,7 @@ import torch
 
 from trufor_lab.common.files import atomic_torch_save, atomic_write_text
 from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
-from trufor_lab.model.checkpoint import check_state_dict
+from trufor_lab.model.checkpoint import check_state_dict, without_prefix
 from trufor_lab.training.config import TrainConfig
 from trufor_lab.viz.figures import new_figure
 
@@ -169,7 +169,9 @@ def export_checkpoint(
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{src}: its 'config' entry is not a TruFor config ({e})") from None
     with torch.device("meta"):
-        check_state_dict(TruFor(cfg), sd, str(src))
+        skeleton = TruFor(cfg)
+        sd = without_prefix(sd, skeleton.state_dict().keys())  # as load_trufor reads it ('model.': was refused)
+        check_state_dict(skeleton, sd, str(src))
     sd = {k: _compact(k, v, dtype).contiguous() for k, v in sd.items()}
     out = {"state_dict": sd, "config": cfg.to_dict(), "kind": kind, "meta": _plain_meta(obj, meta, src)}
     dst = Path(dst)
