@@ -173,7 +173,9 @@ def test_weights_saved_from_a_training_wrapper_export_and_start_a_run_as_they_lo
 
     obj = torch.load(run_checkpoint, weights_only=True)
     wrapped = tmp_path / "lightning.pt"  # Lightning's 'model.' on every key: load_trufor took it, these refused it
-    torch.save({"state_dict": {"model." + k: v for k, v in obj["state_dict"].items()}, "config": obj["config"]}, wrapped)
+    torch.save(
+        {"state_dict": {"model." + k: v for k, v in obj["state_dict"].items()}, "config": obj["config"]}, wrapped
+    )
     loaded = tl.load_trufor(wrapped)
     exported = tl.load_trufor(T.export_checkpoint(wrapped, tmp_path / "exp.pt", kind="custom", dtype=torch.float32))
     started = build_model(None, wrapped)
