@@ -185,3 +185,24 @@ def test_weights_saved_from_a_training_wrapper_export_and_start_a_run_as_they_lo
     b0 = build_model(MIT_B0).state_dict()
     torch.save({"state_dict": {"model." + k: v for k, v in b0.items()}}, tmp_path / "b0.pt")
     assert build_model(None, tmp_path / "b0.pt").cfg == MIT_B0
+
+
+def test_a_fake_whose_picture_viewers_show_turned_is_said(tmp_path, capsys):
+    root = _dataset(tmp_path / "data", {"a": (64, 64)})
+    im = Image.open(root / "images" / "a.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # viewers turn it a quarter: a mask drawn there does not align with the stored pixels
+    im.save(root / "images" / "a.png", exif=exif.tobytes())
+    T.ForgeryStream([], [folder_dataset(root / "images", root / "masks")])
+    err = capsys.readouterr().err
+    assert "note: images: 1 picture(s) with an EXIF orientation are trained as stored, e.g. " in err
+    assert "a.png: EXIF orientation 6" in err
+
+
+def test_train_help_says_what_restart_removes_and_what_images_takes(capsys):
+    with pytest.raises(SystemExit):
+        cli_train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    # it said "ignore an existing last.pt": the old checkpoint and log are deleted
+    assert "start over: the run's last.pt and log.jsonl are removed" in text
+    assert "folder of pristine images, no masks" in text

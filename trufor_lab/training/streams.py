@@ -61,9 +61,12 @@ def usable_samples(ds: Any) -> list[tuple[Any, Any]]:
     training (a mask of another size or an unreadable one stopped a run at the step that drew it,
     after hours). Left out, with a note on stderr: a fake without a mask, a mask that cannot be
     used (the first reason named). Said too: most masks marking more than half the picture forged
-    (an inverted convention trains the network to call the untouched part forged)."""
+    (an inverted convention trains the network to call the untouched part forged), and pictures
+    that viewers show turned (EXIF orientation) whose masks fit both grids (a mask drawn on the
+    turned view would be misaligned, unseen)."""
     name = getattr(ds, "name", "dataset")
-    out, bad, maskless, most = [], [], 0, 0
+    out, bad, turned, maskless, most = [], [], [], 0, 0
+    orientation = getattr(ds, "mask_orientation_note", lambda s: None)
     for s in ds:
         if s.mask_path is None:
             if s.label == 0:
@@ -77,12 +80,15 @@ def usable_samples(ds: Any) -> list[tuple[Any, Any]]:
             bad.append(str(e))
             continue
         most += forged > 0.5
+        turned += [t for t in [orientation(s)] if t]
         out.append((ds, s))
     notes = []
     if maskless:
         notes.append(f"{maskless} fake(s) without a mask left out of training")
     if bad:
         notes.append(f"{len(bad)} image(s) left out of training (a mask that cannot be used), e.g. {bad[0]}")
+    if turned:  # viewers show these turned: a mask drawn on that view trains misaligned, unsaid
+        notes.append(f"{len(turned)} picture(s) with an EXIF orientation are trained as stored, e.g. {turned[0]}")
     masked = sum(s.mask_path is not None for _, s in out)
     if masked and most * 2 > masked:
         notes.append(
