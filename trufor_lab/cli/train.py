@@ -92,7 +92,12 @@ def register(subparsers: Any) -> None:
         help="architecture size (b2 = official; default: that of --init or of the run resumed, else b0)",
     )
     t.add_argument("--init", default=None, help="checkpoint to start from (previous phase)")
-    t.add_argument("--images", default=None, help="folder of pristine images (default: built-in)")
+    t.add_argument(
+        "--images",
+        default=None,
+        help="folder of pristine images, no masks (default: built-in); forgeries with masks: the Python API's "
+        "TrainConfig(datasets=...)",
+    )
     t.add_argument(
         "--steps",
         type=int,
@@ -107,7 +112,11 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
     t.add_argument("--seed", type=int, default=0, help="seed of the examples and the initial weights (default 0)")
-    t.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    t.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over: the run's last.pt and log.jsonl are removed (default: resume from last.pt)",
+    )
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=run)
 

@@ -34,6 +34,9 @@ from trufor_lab.model import (
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
+#: What :func:`load_trufor` may take a full TruFor checkpoint for (its ``kind``).
+TRUFOR_KINDS = ("official", "demo", "custom")
+
 
 def _dtype(precision: str) -> torch.dtype:
     if precision not in PRECISIONS:
@@ -104,7 +107,22 @@ def load_trufor(
     precision: str = "float32",
     kind: str = "official",
 ) -> TruFor:
-    """Build TruFor and load ``path`` strictly (official keys; a ``config`` entry selects sizes)."""
+    """Build TruFor and load ``path`` strictly (official keys; a ``config`` entry selects sizes).
+
+    ``kind``: what the file is taken for, one of :data:`TRUFOR_KINDS` (``"official"`` is verified
+    by its download record, ``"demo"`` by the shipped file's checksum; anything else is custom)."""
+    if not isinstance(kind, str) or kind not in TRUFOR_KINDS:  # 'noiseprint' or 'untrained' labelled a
+        # trained TruFor's results as Noiseprint++-only or random weights; any other word was recorded as is
+        raise ValueError(
+            f"kind must be one of {', '.join(map(repr, TRUFOR_KINDS))}, got {kind!r}"
+            + (
+                " (Noiseprint++ alone: load_noiseprint(path))"
+                if kind == "noiseprint"
+                else " (random weights: trufor_lab.untrained())"
+                if kind == "untrained"
+                else ""
+            )
+        )
     dev = resolve_device(device)  # an unusable device is said before the file is read
     _dtype(precision)  # and a precision it cannot take: not blamed on the checkpoint
     before = _identity(path)

@@ -858,7 +858,7 @@ def load_dataset(
     return Dataset(spec.name, root, samples, convention or spec.convention)
 
 
-_MASK_LOOKALIKES = ("_gt", "_mask", "-mask", "_groundtruth", "_edgemask")
+MASK_LOOKALIKES = ("_gt", "_mask", "-mask", "_groundtruth", "_edgemask")
 """Stem endings that mark a mask file next to its image (CASIA ``_gt``, Columbia ``_edgemask``)."""
 
 
@@ -954,7 +954,7 @@ def folder_dataset(
         files = _scan(images_dir, exts, None, notes)
         by_stem = {(p.parent, p.stem): p for p in files}
         for p in files:
-            end = next((e for e in _MASK_LOOKALIKES if p.stem.endswith(e) and len(p.stem) > len(e)), "")
+            end = next((e for e in MASK_LOOKALIKES if p.stem.endswith(e) and len(p.stem) > len(e)), "")
             twin = by_stem.get((p.parent, p.stem[: -len(end)])) if end else None
             if twin is not None:
                 raise DatasetError(

@@ -11,7 +11,7 @@ import torch
 
 from trufor_lab.common.files import atomic_torch_save, atomic_write_text
 from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
-from trufor_lab.model.checkpoint import check_state_dict
+from trufor_lab.model.checkpoint import check_state_dict, without_prefix
 from trufor_lab.training.config import TrainConfig
 from trufor_lab.viz.figures import new_figure
 
@@ -126,6 +126,21 @@ def _plain_meta(obj: object, meta: dict | None, src: str | os.PathLike) -> dict:
         raise ValueError(f"meta for {src}'s export is not plain data ({e})") from None
 
 
+#: The ``kind`` an exported checkpoint may say it is (a file with a ``config`` is never the official one).
+EXPORT_KINDS = ("demo", "custom")
+
+
+def _export_dtype(dtype: object) -> torch.dtype:
+    """``dtype`` as a floating torch dtype (a name such as ``"float16"`` taken too): an integer,
+    bool or complex export was written and then refused by every load; a string was
+    'Invalid device string'."""
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        dtype = getattr(torch, dtype)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.itemsize < 2:
+        raise ValueError(f"dtype must be a floating dtype such as torch.float16 or torch.float32, got {dtype!r}")
+    return dtype
+
+
 def export_checkpoint(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -140,7 +155,12 @@ def export_checkpoint(
     whose values ``dtype`` cannot hold (float16 overflows above 65504). ``load_trufor`` casts the
     rest back to float32 when loading. The weights are checked against their config first (a
     file without one is the official MiT-B2 layout), so a file that would not load is not written.
+    ``kind``: ``"demo"`` or ``"custom"`` (what ``load_trufor`` reads of a file with a ``config``);
+    ``dtype``: a floating dtype (``torch.float16``, ``torch.bfloat16``, ``torch.float32``, ...).
     """
+    dtype = _export_dtype(dtype)
+    if kind not in EXPORT_KINDS:  # 'official' was written into the file; any word was
+        raise ValueError(f"kind must be one of {', '.join(map(repr, EXPORT_KINDS))}, got {kind!r}")
     obj = read_checkpoint(src)
     sd = extract_state_dict(obj, str(src))
     raw_cfg = obj.get("config") if isinstance(obj, dict) else None
@@ -149,7 +169,9 @@ def export_checkpoint(
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{src}: its 'config' entry is not a TruFor config ({e})") from None
     with torch.device("meta"):
-        check_state_dict(TruFor(cfg), sd, str(src))
+        skeleton = TruFor(cfg)
+        sd = without_prefix(sd, skeleton.state_dict().keys())  # as load_trufor reads it ('model.': was refused)
+        check_state_dict(skeleton, sd, str(src))
     sd = {k: _compact(k, v, dtype).contiguous() for k, v in sd.items()}
     out = {"state_dict": sd, "config": cfg.to_dict(), "kind": kind, "meta": _plain_meta(obj, meta, src)}
     dst = Path(dst)

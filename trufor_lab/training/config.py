@@ -178,8 +178,8 @@ class TrainConfig:
                 v = self.model_config().to_dict()
             elif f.name == "pristine" and isinstance(v, list):
                 v = f"<{len(v)} arrays, sha256 {_arrays_digest(v)}>"  # a resume on other pictures is refused
-            elif f.name == "datasets":
-                v = [getattr(ds, "name", str(ds)) for ds in v]
+            elif f.name == "datasets":  # by what is read: a resume on other masks or another convention is refused
+                v = [f"{getattr(ds, 'name', type(ds).__name__)} <{dataset_fingerprint(ds)}>" for ds in v]
             elif f.name == "pristine" and isinstance(v, (str, os.PathLike)):  # other pictures there: another run
                 v = f"{os.path.realpath(v)} <{_folder_digest(v, self.out_dir)}>"
             elif f.name == "stream" and v is not None:  # its settings and pictures, not its type alone
@@ -203,6 +203,21 @@ def _folder_digest(folder: str | os.PathLike, out_dir: str | os.PathLike | None 
         rel = os.path.relpath(p, folder)
         crc = zlib.crc32(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode(), crc)
     return f"{crc:08x}"
+
+
+def dataset_fingerprint(ds: object) -> str:
+    """A short digest of what a training run reads from a dataset: its mask convention and, per
+    sample, its id, label and the names, sizes and modification times of its image and mask (the
+    same folder with masks corrected, added, or read inverted is another dataset)."""
+    samples = [
+        (
+            getattr(s, "id", None),
+            getattr(s, "label", None),
+            *(None if p is None else Path(p) for p in (getattr(s, "image_path", None), getattr(s, "mask_path", None))),
+        )
+        for s in ds  # type: ignore[attr-defined]
+    ]
+    return stream_fingerprint([repr(getattr(ds, "convention", None)), samples])
 
 
 def file_digest(path: str | os.PathLike) -> str:

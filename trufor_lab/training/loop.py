@@ -240,6 +240,16 @@ def _check_same_run(ckpt: Path, stored: dict | None, cfg: TrainConfig, at_step: 
     for key, mark in (("pristine", " <"), ("stream", " #")):
         if isinstance(was.get(key), str) and str(now.get(key)).startswith(was[key] + mark) and mark not in was[key]:
             was[key] = now[key]
+    old_sets, new_sets = was.get("datasets"), now.get("datasets")
+    if (  # an earlier version recorded a dataset by its name only
+        isinstance(old_sets, list)
+        and isinstance(new_sets, list)
+        and len(old_sets) == len(new_sets)
+        and all(
+            isinstance(o, str) and " <" not in o and str(n).startswith(o + " <") for o, n in zip(old_sets, new_sets)
+        )
+    ):
+        was["datasets"] = new_sets
     diff = sorted(k for k in set(now) | set(was) if k not in _RESUMABLE_CHANGES and now.get(k) != was.get(k))
     if not diff and at_step is not None and isinstance(now.get("steps"), int) and at_step >= now["steps"]:
         tqdm.write(

@@ -18,7 +18,7 @@ from trufor_lab.model import (
     stage_sizes,
     strict_load,
 )
-from trufor_lab.model.checkpoint import check_state_dict
+from trufor_lab.model.checkpoint import check_state_dict, without_prefix
 
 #: The three training phases, in order.
 PHASES = ("localization", "confidence", "detection")
@@ -58,11 +58,15 @@ def build_model(
             except (TypeError, ValueError) as e:
                 raise CheckpointError(f"{init}: its 'config' entry is not a TruFor config ({e})") from None
         sd = {k: v.float() if v.is_floating_point() else v for k, v in extract_state_dict(obj, str(init)).items()}
-        if cfg is None:  # as the loader reads it: the official layout has no config entry
-            found = stage_sizes(sd)
-            cfg = next((c for c in (MIT_B2, MIT_B0) if found == (c.embed_dims, c.depths)), MIT_B2)
         with torch.device("meta"):  # checked before anything is allocated (an untrusted file)
-            check_state_dict(TruFor(cfg or MIT_B0), sd, str(init))
+            if cfg is None:  # as the loader reads it: the official layout has no config entry
+                found = stage_sizes(sd)
+                sizes = [c for c in (MIT_B2, MIT_B0) if found == (c.embed_dims, c.depths)] or [MIT_B2, MIT_B0]
+                # saved from a training wrapper ('model.'): its keys say the size once the prefix is off
+                cfg = next((c for c in sizes if without_prefix(sd, TruFor(c).state_dict().keys()) is not sd), sizes[0])
+            # as load_trufor reads it: a prefix every key carries ('model.') is taken off (was refused)
+            sd = without_prefix(sd, TruFor(cfg).state_dict().keys())
+            check_state_dict(TruFor(cfg), sd, str(init))
     model = TruFor(cfg or MIT_B0)
     if sd is not None:
         strict_load(model, sd, str(init))

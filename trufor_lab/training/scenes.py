@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.paths import find_images
 from trufor_lab.inference.preprocess import ImageError, load_image
+from trufor_lab.lab.datasets import MASK_LOOKALIKES
 
 #: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
 HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
@@ -124,6 +125,26 @@ def pristine_files(folder: str | os.PathLike, skip: str | os.PathLike | None = N
     return find_images(folder, skip=skip)[0]
 
 
+#: Folder names that hold masks, not pictures (a benchmark's layout).
+_MASK_FOLDERS = frozenset({"mask", "masks", "gt", "groundtruth", "ground_truth"})
+
+
+def _a_mask_among(folder: str | os.PathLike, files: list[Path]) -> str | None:
+    """How the first mask among a pristine folder's pictures looks like one (``x_mask.png``
+    beside ``x.jpg``, anything in a ``masks`` subfolder), or ``None``."""
+    by_stem = {(p.parent, p.stem.lower()): p for p in files}
+    for p in files:
+        inside = Path(os.path.relpath(p, folder)).parts[:-1]
+        if any(part.lower() in _MASK_FOLDERS for part in inside):
+            return f"{p}: in a folder of masks"
+        stem = p.stem.lower()
+        end = next((e for e in MASK_LOOKALIKES if stem.endswith(e) and len(stem) > len(e)), "")
+        twin = by_stem.get((p.parent, stem[: -len(end)])) if end else None
+        if twin is not None:
+            return f"{p}: looks like the mask of {twin.name}"
+    return None
+
+
 def read_folder(folder: str | os.PathLike, skip: str | os.PathLike | None = None) -> list[np.ndarray]:
     """The pictures of :func:`pristine_files` as RGB uint8 arrays; one that cannot be read is
     left out with a note (one bad file stopped the whole run), none readable is an error."""
@@ -132,6 +153,13 @@ def read_folder(folder: str | os.PathLike, skip: str | os.PathLike | None = None
     files = pristine_files(folder, skip)
     if not files:
         raise ValueError(f"{folder}: no images found")
+    mask = _a_mask_among(folder, files)
+    if mask is not None:  # a forged dataset given as pristine: its fakes trained as authentic, unsaid
+        raise ValueError(
+            f"{mask}: a folder of pristine pictures holds no masks (its forgeries would be trained as "
+            "authentic, the masks as pictures); give pristine pictures only, and forgeries with their masks "
+            "as TrainConfig(datasets=[folder_dataset(images, masks)])"
+        )
     images = []
     for p in files:
         try:

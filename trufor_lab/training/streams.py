@@ -3,10 +3,12 @@ examples, cut to grid-aligned crops (the JPEG 8x8 grid kept)."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.inference.preprocess import load_image
@@ -54,6 +56,50 @@ def pristine_rgb(a: Any, name: str) -> np.ndarray:
     return load_image(a, name=name).rgb
 
 
+def usable_samples(ds: Any) -> list[tuple[Any, Any]]:
+    """``(ds, sample)`` for each sample of ``ds`` a run can train on, every mask read once before
+    training (a mask of another size or an unreadable one stopped a run at the step that drew it,
+    after hours). Left out, with a note on stderr: a fake without a mask, a mask that cannot be
+    used (the first reason named). Said too: most masks marking more than half the picture forged
+    (an inverted convention trains the network to call the untouched part forged), and pictures
+    that viewers show turned (EXIF orientation) whose masks fit both grids (a mask drawn on the
+    turned view would be misaligned, unseen)."""
+    name = getattr(ds, "name", "dataset")
+    out, bad, turned, maskless, most = [], [], [], 0, 0
+    orientation = getattr(ds, "mask_orientation_note", lambda s: None)
+    for s in ds:
+        if s.mask_path is None:
+            if s.label == 0:
+                out.append((ds, s))
+            else:
+                maskless += 1
+            continue
+        try:
+            forged = float(np.mean(ds.load_mask(s)))
+        except (ValueError, OSError) as e:
+            bad.append(str(e))
+            continue
+        most += forged > 0.5
+        turned += [t for t in [orientation(s)] if t]
+        out.append((ds, s))
+    notes = []
+    if maskless:
+        notes.append(f"{maskless} fake(s) without a mask left out of training")
+    if bad:
+        notes.append(f"{len(bad)} image(s) left out of training (a mask that cannot be used), e.g. {bad[0]}")
+    if turned:  # viewers show these turned: a mask drawn on that view trains misaligned, unsaid
+        notes.append(f"{len(turned)} picture(s) with an EXIF orientation are trained as stored, e.g. {turned[0]}")
+    masked = sum(s.mask_path is not None for _, s in out)
+    if masked and most * 2 > masked:
+        notes.append(
+            f"{most} of {masked} masks mark more than half the picture forged: check the mask convention "
+            "(white = forged by default; MaskConvention(invert=True) reads black = forged)"
+        )
+    for line in notes:
+        tqdm.write(f"note: {name}: {line}", file=sys.stderr)
+    return out
+
+
 class ForgeryStream:
     """Training examples ``(rgb uint8 (S, S, 3), mask bool (S, S), label)`` from pristine images
     (forged on the fly or kept pristine) and user datasets. Deterministic given the rng.
@@ -86,7 +132,7 @@ class ForgeryStream:
         self.images = [pristine_rgb(a, f"pristine image {i}") for i, a in enumerate(images)]
         if camera:
             self.images = [downscale(a, 2) if min(a.shape[:2]) >= 128 else a for a in self.images]
-        self.samples = [(ds, s) for ds in datasets for s in ds if s.label == 0 or s.mask_path is not None]
+        self.samples = [pair for ds in datasets for pair in usable_samples(ds)]
         if not self.images and not self.samples:
             raise ValueError("no training images: give pristine images or datasets with masks")
         self.kinds = tuple(kinds or FORGERIES)

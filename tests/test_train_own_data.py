@@ -1,0 +1,208 @@
+"""Training on one's own pictures and masks, and using the result: what a run reads of a dataset
+(its masks checked before training, its files and convention recorded for a resume), a pristine
+folder that holds masks, and the kinds and dtypes an export and a load take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import trufor_lab as tl
+import trufor_lab.training as T
+from trufor_lab.cli import train as cli_train
+from trufor_lab.lab.datasets import Dataset, MaskConvention, folder_dataset
+from trufor_lab.model import TruForConfig
+from trufor_lab.training.scenes import read_folder
+
+TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), decoder_embed_dim=32)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's: one torch thread per module
+
+
+def _dataset(root: Path, mask_sizes: dict[str, tuple[int, int]], forged: slice = slice(20, 50)) -> Path:
+    """Pictures ``<name>.png`` of 64x64 and, for each name given, a mask of that (h, w) marking
+    ``forged`` rows and columns white."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, name in enumerate(["a", "b", "c"]):
+        Image.fromarray(T.synthetic_scene(64, i)).save(root / "images" / f"{name}.png")
+    for name, (h, w) in mask_sizes.items():
+        m = np.zeros((h, w), np.uint8)
+        m[forged, forged] = 255
+        Image.fromarray(m).save(root / "masks" / f"{name}.png")
+    return root
+
+
+def _cfg(out: Path, ds, **kw) -> T.TrainConfig:
+    base = dict(
+        out_dir=str(out),
+        model=TINY,
+        datasets=[ds],
+        dataset_fraction=1.0,
+        steps=1,
+        batch_size=2,
+        crop=64,
+        progress=False,
+        warmup=1,
+    )
+    return T.TrainConfig(**{**base, **kw})
+
+
+def test_a_resume_on_the_same_folder_read_otherwise_or_with_other_masks_is_refused(tmp_path):
+    root = _dataset(tmp_path / "data", {"a": (64, 64)})
+    ds = folder_dataset(root / "images", root / "masks")
+    T.train(_cfg(tmp_path / "run", ds))
+    # the same dataset, read again: the run resumes
+    assert T.train(_cfg(tmp_path / "run", folder_dataset(root / "images", root / "masks"), steps=2)).step == 2
+    # read black = forged (same name, same files): was resumed, mixing two opposite labellings
+    inverted = folder_dataset(root / "images", root / "masks", convention=MaskConvention(invert=True))
+    with pytest.raises(ValueError, match=r"last\.pt: this folder holds a run with other settings \(datasets"):
+        T.train(_cfg(tmp_path / "run", inverted, steps=3))
+    # a mask corrected (redrawn) in place: another dataset
+    m = np.zeros((64, 64), np.uint8)
+    m[:10, :10] = 255
+    Image.fromarray(m).save(root / "masks" / "a.png")
+    with pytest.raises(ValueError, match="other settings"):
+        T.train(_cfg(tmp_path / "run", folder_dataset(root / "images", root / "masks"), steps=3))
+
+
+def test_a_run_recorded_by_dataset_name_by_an_earlier_version_still_resumes(tmp_path):
+    root = _dataset(tmp_path / "data", {"a": (64, 64)})
+    ds = folder_dataset(root / "images", root / "masks")
+    T.train(_cfg(tmp_path / "run", ds))
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["meta"]["train_config"]["datasets"][0].startswith("images <")
+    ck["meta"]["train_config"]["datasets"] = ["images"]  # as earlier versions recorded it
+    torch.save(ck, tmp_path / "run" / "last.pt")
+    assert T.train(_cfg(tmp_path / "run", ds, steps=2)).step == 2
+
+
+def test_unusable_masks_are_left_out_before_training_and_inverted_ones_said(tmp_path, capsys):
+    # b's mask is of another size: the run stopped at whichever step drew b
+    root = _dataset(tmp_path / "data", {"a": (64, 64), "b": (56, 64)})
+    ds = folder_dataset(root / "images", root / "masks")
+    stream = T.ForgeryStream([], [ds])
+    err = capsys.readouterr().err
+    assert "note: images: 1 image(s) left out of training (a mask that cannot be used)" in err
+    assert "b.png: mask size 64x56 differs from image size 64x64" in err
+    assert sorted(s.id for _, s in stream.samples) == ["a.png", "c.png"]
+    for seed in range(8):  # every draw works (b drawn: a DatasetError)
+        rgb, mask, label = stream.example(np.random.default_rng(seed), 64)
+        assert rgb.shape == (64, 64, 3) and mask.shape == (64, 64)
+    # nothing usable: the run is refused before it starts
+    only_b = Dataset("b", root, [s for s in ds if s.id == "b.png"])
+    with pytest.raises(ValueError, match="no training images"):
+        T.ForgeryStream([], [only_b])
+    # masks drawn black = forged, read white = forged: most mark more than half the picture
+    inv = _dataset(tmp_path / "inv", {"a": (64, 64), "b": (64, 64)}, forged=slice(0, 60))
+    T.ForgeryStream([], [folder_dataset(inv / "images", inv / "masks")])
+    assert "2 of 2 masks mark more than half the picture forged: check the mask convention" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mask_name", ["a_mask.png", "A_GT.png", "masks/a.png"])
+def test_a_pristine_folder_holding_masks_is_refused(tmp_path, capsys, mask_name):
+    pics = tmp_path / "pics"
+    (pics / "masks").mkdir(parents=True)
+    Image.fromarray(T.synthetic_scene(64, 0)).save(pics / "a.png")
+    m = np.zeros((64, 64), np.uint8)
+    m[10:30, 10:30] = 255
+    Image.fromarray(m).save(pics / mask_name)
+    out = tmp_path / "run"
+    rc = cli_train.main(["--images", str(pics), "-o", str(out), "--steps", "1", "--crop", "32", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert mask_name.split("/")[-1] in err and "a folder of pristine pictures holds no masks" in err
+    # pristine pictures whose names only end like a mask's, without a twin, are pictures
+    (pics / mask_name).unlink()
+    Image.fromarray(T.synthetic_scene(64, 1)).save(pics / "b_mask.png")
+    assert len(read_folder(pics)) == 2
+
+
+@pytest.fixture(scope="module")
+def run_checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    cfg = T.TrainConfig(
+        out_dir=str(out),
+        model=TINY,
+        pristine=[T.synthetic_scene(64, 0), T.synthetic_scene(64, 1)],
+        steps=1,
+        batch_size=2,
+        crop=64,
+        progress=False,
+        warmup=1,
+    )
+    return T.train(cfg).checkpoint
+
+
+@pytest.mark.parametrize("kind", ["noiseprint", "untrained", "Official", "mine"])
+def test_load_trufor_takes_a_full_checkpoint_only_as_official_demo_or_custom(run_checkpoint, kind):
+    # 'noiseprint' recorded a trained TruFor's results as Noiseprint++-only, 'untrained' as random weights
+    with pytest.raises(ValueError, match=f"kind must be one of 'official', 'demo', 'custom', got '{kind}'"):
+        tl.load_trufor(run_checkpoint, kind=kind)
+    assert tl.load_trufor(run_checkpoint, kind="custom").weights_info.kind == "custom"
+
+
+def test_export_takes_floating_dtypes_and_the_kinds_a_load_reads(run_checkpoint, tmp_path):
+    for dtype, why in [
+        (torch.int8, "torch.int8"),  # written, then refused by every load (384 dtype mismatches)
+        (torch.bool, "torch.bool"),
+        (torch.complex64, "torch.complex64"),
+        ("float17", "'float17'"),
+        ("cuda", "'cuda'"),
+    ]:
+        with pytest.raises(ValueError, match=f"dtype must be a floating dtype .*, got {why}"):
+            T.export_checkpoint(run_checkpoint, tmp_path / "x.pt", dtype=dtype)
+    with pytest.raises(ValueError, match="kind must be one of 'demo', 'custom', got 'official'"):
+        T.export_checkpoint(run_checkpoint, tmp_path / "x.pt", kind="official")
+    assert not (tmp_path / "x.pt").exists()
+    # a dtype by name ("Invalid device string: 'float16'" before)
+    p = T.export_checkpoint(run_checkpoint, tmp_path / "bf.pt", dtype="bfloat16", kind="custom")
+    sd = torch.load(p, weights_only=True)["state_dict"]
+    assert sd["decode_head.linear_pred.weight"].dtype == torch.bfloat16 and sd["dncnn.0.weight"].dtype == torch.float32
+    m = tl.load_trufor(p)
+    assert m.weights_info.kind == "custom" and all(t.dtype == torch.float32 for t in m.parameters())
+
+
+def test_weights_saved_from_a_training_wrapper_export_and_start_a_run_as_they_load(run_checkpoint, tmp_path):
+    from trufor_lab.model import MIT_B0
+    from trufor_lab.training.phases import build_model
+
+    obj = torch.load(run_checkpoint, weights_only=True)
+    wrapped = tmp_path / "lightning.pt"  # Lightning's 'model.' on every key: load_trufor took it, these refused it
+    torch.save(
+        {"state_dict": {"model." + k: v for k, v in obj["state_dict"].items()}, "config": obj["config"]}, wrapped
+    )
+    loaded = tl.load_trufor(wrapped)
+    exported = tl.load_trufor(T.export_checkpoint(wrapped, tmp_path / "exp.pt", kind="custom", dtype=torch.float32))
+    started = build_model(None, wrapped)
+    for m in (exported, started):
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), loaded.state_dict().values()))
+    # no config entry: the size is read from the keys once the prefix is off (MiT-B0 here, not B2)
+    b0 = build_model(MIT_B0).state_dict()
+    torch.save({"state_dict": {"model." + k: v for k, v in b0.items()}}, tmp_path / "b0.pt")
+    assert build_model(None, tmp_path / "b0.pt").cfg == MIT_B0
+
+
+def test_a_fake_whose_picture_viewers_show_turned_is_said(tmp_path, capsys):
+    root = _dataset(tmp_path / "data", {"a": (64, 64)})
+    im = Image.open(root / "images" / "a.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # viewers turn it a quarter: a mask drawn there does not align with the stored pixels
+    im.save(root / "images" / "a.png", exif=exif.tobytes())
+    T.ForgeryStream([], [folder_dataset(root / "images", root / "masks")])
+    err = capsys.readouterr().err
+    assert "note: images: 1 picture(s) with an EXIF orientation are trained as stored, e.g. " in err
+    assert "a.png: EXIF orientation 6" in err
+
+
+def test_train_help_says_what_restart_removes_and_what_images_takes(capsys):
+    with pytest.raises(SystemExit):
+        cli_train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    # it said "ignore an existing last.pt": the old checkpoint and log are deleted
+    assert "start over: the run's last.pt and log.jsonl are removed" in text
+    assert "folder of pristine images, no masks" in text
