@@ -264,6 +264,27 @@ def test_a_dark_part_of_the_picture_is_not_taken_for_a_letterbox_bar(dark) -> No
     assert not p.thumbnail_mismatch and "thumbnail" not in _codes(p), p.thumbnail_correlation
 
 
+@pytest.mark.parametrize("size", [(640, 360), (480, 320)])  # 16:9 and 3:2 in a 160×120 thumbnail
+@pytest.mark.parametrize("dark", [0.15, 0.5, 1.0])
+def test_a_dark_edge_of_the_picture_next_to_a_letterbox_bar_is_no_mismatch(size, dark) -> None:
+    """A night photo (its top, or all of it, under 16 grey levels) with the camera's letterboxed
+    160×120 thumbnail: the dark rows of the picture ran on from the black bar, the trim took
+    them too (or gave up), and the report warned 'EXIF thumbnail does not match the image
+    (aspect ratio)' on an untouched photo. The bars are looked for where the aspects put them."""
+    w, h = size
+    main = _pattern(w, h).astype(np.float32)
+    main[: int(h * dark)] *= 0.06
+    main = main.clip(0, 255).astype(np.uint8)
+    p = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(_letterboxed_thumb(main))))
+    assert p.thumbnail_size == (160, 120) and p.thumbnail_aspect_mismatch is False
+    assert p.thumbnail_mismatch is False and "thumbnail" not in _codes(p), p.thumbnail_correlation
+    if dark == 1.0:
+        return  # all of it dark: too little contrast to tell pictures apart
+    # another picture in the same letterbox is still told apart
+    other = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(_letterboxed_thumb(main[::-1, ::-1]))))
+    assert other.thumbnail_mismatch and not other.thumbnail_aspect_mismatch and "thumbnail" in _codes(other)
+
+
 def test_mismatching_exif_thumbnail_content_and_aspect() -> None:
     main = _pattern(480, 320)
     edited = main.copy()[::-1, ::-1]  # same aspect, different content
