@@ -226,6 +226,28 @@ def test_screenshot_like_png() -> None:
     assert p.icc_profile_present is False
 
 
+def test_a_camera_16_9_photo_at_1920x1080_is_no_screen_resolution() -> None:
+    """Cameras offer 1920×1080 as a photo size (Panasonic Lumix: 16:9, 2M): a photo at that size with
+    its camera, its size and its dates in EXIF was called 'a screen resolution, typical of
+    screenshots or video frames rather than camera photos'. Without the camera, or after a
+    resize the EXIF records, the notice stays."""
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make] = "Panasonic"
+    ex[ExifTags.Base.Model] = "DMC-FZ200"
+    ex[ExifTags.Base.Software] = "Ver.1.0"
+    ex[ExifTags.Base.DateTime] = "2019:07:14 10:02:33"
+    sub = ex.get_ifd(ExifTags.IFD.Exif)
+    sub[ExifTags.Base.DateTimeOriginal] = "2019:07:14 10:02:33"
+    sub[ExifTags.Base.ExifImageWidth], sub[ExifTags.Base.ExifImageHeight] = 1920, 1080
+    photo = _pattern(1920, 1080)
+    p = read_provenance(_save(photo, quality=95, exif=ex.tobytes()))
+    assert p.exif_size == (1920, 1080) and "screen_size" not in _codes(p) and "social_size" not in _codes(p)
+    assert "screen_size" in _codes(read_provenance(_save(photo, quality=95)))
+    sub[ExifTags.Base.ExifImageWidth], sub[ExifTags.Base.ExifImageHeight] = 4608, 2592
+    resized = read_provenance(_save(photo, quality=95, exif=ex.tobytes()))
+    assert {"screen_size", "exif_size"} <= _codes(resized)
+
+
 def test_social_network_resize_width() -> None:
     p = read_provenance(_save(_pattern(1080, 1350), quality=85))
     assert "social_size" in _codes(p)

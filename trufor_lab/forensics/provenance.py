@@ -1028,14 +1028,20 @@ def _signs(p: Provenance) -> list[Sign]:
             f"EXIF says {p.exif_size[0]}×{p.exif_size[1]} but the image is {w}×{h}",
             "the image was resized or cropped after the EXIF was written",
         )
-    if (w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES:
+    camera_size = (w, h) in CAMERA_SIZES or (h, w) in CAMERA_SIZES
+    # 1920×1080 and 1280×720 are also cameras' 16:9 settings: with the camera named in EXIF, the
+    # size it recorded and no editor, they are no sign of a screenshot
+    as_recorded = p.exif_size is None or p.exif_size in ((w, h), (h, w))
+    if camera_size and (p.make or p.model) and as_recorded and not editors:
+        pass
+    elif (w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES:
         add(
             "screen_size",
             "notice",
             f"dimensions {w}×{h} are a screen resolution",
             "typical of screenshots or video frames rather than camera photos",
         )
-    elif (w, h) not in CAMERA_SIZES and (h, w) not in CAMERA_SIZES and (w in SOCIAL_SIDES or h in SOCIAL_SIDES):
+    elif not camera_size and (w in SOCIAL_SIDES or h in SOCIAL_SIDES):
         side = f"width {w} is a common resize width" if w in SOCIAL_SIDES else f"height {h} is a common resize side"
         add(
             "social_size",
