@@ -149,6 +149,22 @@ def test_a_damaged_exif_block_is_not_reported_as_stripped(tiff) -> None:
     assert not read_provenance(jpg).exif_unreadable
 
 
+def test_an_exif_block_with_only_a_thumbnail_is_not_called_empty() -> None:
+    """GIMP exports a picture that had no EXIF with a block of no tags but a thumbnail (MATE's
+    wallpapers): 'EXIF block present but empty (no tags)' stood beside 'Thumbnail present: yes'."""
+    main = _pattern(480, 320)
+    thumb = _letterboxed_thumb(main)
+    ifd1_off = 8 + 2 + 4
+    thumb_off = ifd1_off + 2 + 3 * 12 + 4
+    ifd1 = struct.pack("<H", 3) + struct.pack("<HHIHH", 0x0103, 3, 1, 6, 0)
+    ifd1 += struct.pack("<HHII", 0x0201, 4, 1, thumb_off) + struct.pack("<HHII", 0x0202, 4, 1, len(thumb))
+    tiff = b"II*\x00" + struct.pack("<IHI", 8, 0, ifd1_off) + ifd1 + struct.pack("<I", 0) + thumb
+    p = read_provenance(_save(main, quality=90, exif=b"Exif\x00\x00" + tiff))
+    assert p.thumbnail_present and p.thumbnail_size == (160, 120) and p.thumbnail_mismatch is False
+    assert p.problems == ["EXIF block holds no tags, only a thumbnail"]
+    assert not p.exif_unreadable and "no_exif" in _codes(p)
+
+
 def test_a_well_formed_empty_exif_block_is_not_called_damaged() -> None:
     """A script that re-saves with exif=im.getexif() from a picture that had none writes a
     valid block with no tags: no 'damaged or edited by hand' sign for that."""

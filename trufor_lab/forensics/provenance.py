@@ -642,16 +642,18 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
         return None
 
 
-def _ifd0_count(tiff: bytes) -> int | None:
-    """How many entries a TIFF block's first directory declares (``None`` when its header or
-    directory lies outside the block)."""
+def _ifd0_count(tiff: bytes) -> tuple[int, bool] | None:
+    """How many entries a TIFF block's first directory declares, and whether it links to a
+    next one (a thumbnail's) (``None`` when its header or directory lies outside the block)."""
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
     if order is None or len(tiff) < 8:
         return None
     off = struct.unpack(order + "I", tiff[4:8])[0]
     if off + 2 > len(tiff):
         return None
-    return struct.unpack(order + "H", tiff[off : off + 2])[0]
+    n = struct.unpack(order + "H", tiff[off : off + 2])[0]
+    link = tiff[off + 2 + 12 * n : off + 6 + 12 * n]
+    return n, len(link) == 4 and struct.unpack(order + "I", link)[0] != 0
 
 
 def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
@@ -686,8 +688,11 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         p.exif_unreadable = raw is not None
         return None
     if raw is not None and not (base or sub or gps):
-        if tiff is not None and _ifd0_count(tiff) == 0:  # a well-formed block with no tags (a re-save)
-            p.problems.append("EXIF block present but empty (no tags)")
+        if tiff is not None and (ifd0 := _ifd0_count(tiff)) is not None and ifd0[0] == 0:  # well-formed, no tags
+            # GIMP's export of a picture without EXIF: no tags, but a thumbnail
+            p.problems.append(
+                "EXIF block holds no tags, only a thumbnail" if ifd0[1] else "EXIF block present but empty (no tags)"
+            )
         else:
             p.problems.append("EXIF block present but holds no readable tags")
             p.exif_unreadable = True
