@@ -149,6 +149,22 @@ def test_a_damaged_exif_block_is_not_reported_as_stripped(tiff) -> None:
     assert not read_provenance(jpg).exif_unreadable
 
 
+def test_an_exif_block_with_only_a_thumbnail_is_not_called_empty() -> None:
+    """GIMP exports a picture that had no EXIF with a block of no tags but a thumbnail (MATE's
+    wallpapers): 'EXIF block present but empty (no tags)' stood beside 'Thumbnail present: yes'."""
+    main = _pattern(480, 320)
+    thumb = _letterboxed_thumb(main)
+    ifd1_off = 8 + 2 + 4
+    thumb_off = ifd1_off + 2 + 3 * 12 + 4
+    ifd1 = struct.pack("<H", 3) + struct.pack("<HHIHH", 0x0103, 3, 1, 6, 0)
+    ifd1 += struct.pack("<HHII", 0x0201, 4, 1, thumb_off) + struct.pack("<HHII", 0x0202, 4, 1, len(thumb))
+    tiff = b"II*\x00" + struct.pack("<IHI", 8, 0, ifd1_off) + ifd1 + struct.pack("<I", 0) + thumb
+    p = read_provenance(_save(main, quality=90, exif=b"Exif\x00\x00" + tiff))
+    assert p.thumbnail_present and p.thumbnail_size == (160, 120) and p.thumbnail_mismatch is False
+    assert p.problems == ["EXIF block holds no tags, only a thumbnail"]
+    assert not p.exif_unreadable and "no_exif" in _codes(p)
+
+
 def test_a_well_formed_empty_exif_block_is_not_called_damaged() -> None:
     """A script that re-saves with exif=im.getexif() from a picture that had none writes a
     valid block with no tags: no 'damaged or edited by hand' sign for that."""
@@ -226,6 +242,28 @@ def test_screenshot_like_png() -> None:
     assert p.icc_profile_present is False
 
 
+def test_a_camera_16_9_photo_at_1920x1080_is_no_screen_resolution() -> None:
+    """Cameras offer 1920×1080 as a photo size (Panasonic Lumix: 16:9, 2M): a photo at that size with
+    its camera, its size and its dates in EXIF was called 'a screen resolution, typical of
+    screenshots or video frames rather than camera photos'. Without the camera, or after a
+    resize the EXIF records, the notice stays."""
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make] = "Panasonic"
+    ex[ExifTags.Base.Model] = "DMC-FZ200"
+    ex[ExifTags.Base.Software] = "Ver.1.0"
+    ex[ExifTags.Base.DateTime] = "2019:07:14 10:02:33"
+    sub = ex.get_ifd(ExifTags.IFD.Exif)
+    sub[ExifTags.Base.DateTimeOriginal] = "2019:07:14 10:02:33"
+    sub[ExifTags.Base.ExifImageWidth], sub[ExifTags.Base.ExifImageHeight] = 1920, 1080
+    photo = _pattern(1920, 1080)
+    p = read_provenance(_save(photo, quality=95, exif=ex.tobytes()))
+    assert p.exif_size == (1920, 1080) and "screen_size" not in _codes(p) and "social_size" not in _codes(p)
+    assert "screen_size" in _codes(read_provenance(_save(photo, quality=95)))
+    sub[ExifTags.Base.ExifImageWidth], sub[ExifTags.Base.ExifImageHeight] = 4608, 2592
+    resized = read_provenance(_save(photo, quality=95, exif=ex.tobytes()))
+    assert {"screen_size", "exif_size"} <= _codes(resized)
+
+
 def test_social_network_resize_width() -> None:
     p = read_provenance(_save(_pattern(1080, 1350), quality=85))
     assert "social_size" in _codes(p)
@@ -262,6 +300,27 @@ def test_a_dark_part_of_the_picture_is_not_taken_for_a_letterbox_bar(dark) -> No
     p = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(buf.getvalue())))
     assert p.thumbnail_size == (160, 120) and not p.thumbnail_aspect_mismatch
     assert not p.thumbnail_mismatch and "thumbnail" not in _codes(p), p.thumbnail_correlation
+
+
+@pytest.mark.parametrize("size", [(640, 360), (480, 320)])  # 16:9 and 3:2 in a 160×120 thumbnail
+@pytest.mark.parametrize("dark", [0.15, 0.5, 1.0])
+def test_a_dark_edge_of_the_picture_next_to_a_letterbox_bar_is_no_mismatch(size, dark) -> None:
+    """A night photo (its top, or all of it, under 16 grey levels) with the camera's letterboxed
+    160×120 thumbnail: the dark rows of the picture ran on from the black bar, the trim took
+    them too (or gave up), and the report warned 'EXIF thumbnail does not match the image
+    (aspect ratio)' on an untouched photo. The bars are looked for where the aspects put them."""
+    w, h = size
+    main = _pattern(w, h).astype(np.float32)
+    main[: int(h * dark)] *= 0.06
+    main = main.clip(0, 255).astype(np.uint8)
+    p = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(_letterboxed_thumb(main))))
+    assert p.thumbnail_size == (160, 120) and p.thumbnail_aspect_mismatch is False
+    assert p.thumbnail_mismatch is False and "thumbnail" not in _codes(p), p.thumbnail_correlation
+    if dark == 1.0:
+        return  # all of it dark: too little contrast to tell pictures apart
+    # another picture in the same letterbox is still told apart
+    other = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(_letterboxed_thumb(main[::-1, ::-1]))))
+    assert other.thumbnail_mismatch and not other.thumbnail_aspect_mismatch and "thumbnail" in _codes(other)
 
 
 def test_mismatching_exif_thumbnail_content_and_aspect() -> None:

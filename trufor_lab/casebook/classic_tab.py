@@ -63,7 +63,9 @@ FILTERS: tuple[tuple[str, str, str, str], ...] = (
         "coefficients. A JPEG photo edited and saved again is compressed twice everywhere except "
         "where something uncompressed was pasted in: bright = single compression (suspicious).",
         "Needs the JPEG file itself (not a screenshot, not a PNG); blind when both saves used the "
-        "same quality; small regions give few blocks to judge.",
+        "same quality; small regions give few blocks to judge. Untouched files of some cameras "
+        "show the effect too (their own encoding quantizes twice): a map that follows the "
+        "picture's texture and singles out no region says nothing about a re-save or an edit.",
     ),
 )
 

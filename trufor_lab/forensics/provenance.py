@@ -642,16 +642,18 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
         return None
 
 
-def _ifd0_count(tiff: bytes) -> int | None:
-    """How many entries a TIFF block's first directory declares (``None`` when its header or
-    directory lies outside the block)."""
+def _ifd0_count(tiff: bytes) -> tuple[int, bool] | None:
+    """How many entries a TIFF block's first directory declares, and whether it links to a
+    next one (a thumbnail's) (``None`` when its header or directory lies outside the block)."""
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
     if order is None or len(tiff) < 8:
         return None
     off = struct.unpack(order + "I", tiff[4:8])[0]
     if off + 2 > len(tiff):
         return None
-    return struct.unpack(order + "H", tiff[off : off + 2])[0]
+    n = struct.unpack(order + "H", tiff[off : off + 2])[0]
+    link = tiff[off + 2 + 12 * n : off + 6 + 12 * n]
+    return n, len(link) == 4 and struct.unpack(order + "I", link)[0] != 0
 
 
 def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
@@ -686,8 +688,11 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         p.exif_unreadable = raw is not None
         return None
     if raw is not None and not (base or sub or gps):
-        if tiff is not None and _ifd0_count(tiff) == 0:  # a well-formed block with no tags (a re-save)
-            p.problems.append("EXIF block present but empty (no tags)")
+        if tiff is not None and (ifd0 := _ifd0_count(tiff)) is not None and ifd0[0] == 0:  # well-formed, no tags
+            # GIMP's export of a picture without EXIF: no tags, but a thumbnail
+            p.problems.append(
+                "EXIF block holds no tags, only a thumbnail" if ifd0[1] else "EXIF block present but empty (no tags)"
+            )
         else:
             p.problems.append("EXIF block present but holds no readable tags")
             p.exif_unreadable = True
@@ -1028,14 +1033,20 @@ def _signs(p: Provenance) -> list[Sign]:
             f"EXIF says {p.exif_size[0]}×{p.exif_size[1]} but the image is {w}×{h}",
             "the image was resized or cropped after the EXIF was written",
         )
-    if (w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES:
+    camera_size = (w, h) in CAMERA_SIZES or (h, w) in CAMERA_SIZES
+    # 1920×1080 and 1280×720 are also cameras' 16:9 settings: with the camera named in EXIF, the
+    # size it recorded and no editor, they are no sign of a screenshot
+    as_recorded = p.exif_size is None or p.exif_size in ((w, h), (h, w))
+    if camera_size and (p.make or p.model) and as_recorded and not editors:
+        pass
+    elif (w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES:
         add(
             "screen_size",
             "notice",
             f"dimensions {w}×{h} are a screen resolution",
             "typical of screenshots or video frames rather than camera photos",
         )
-    elif (w, h) not in CAMERA_SIZES and (h, w) not in CAMERA_SIZES and (w in SOCIAL_SIDES or h in SOCIAL_SIDES):
+    elif not camera_size and (w in SOCIAL_SIDES or h in SOCIAL_SIDES):
         side = f"width {w} is a common resize width" if w in SOCIAL_SIDES else f"height {h} is a common resize side"
         add(
             "social_size",

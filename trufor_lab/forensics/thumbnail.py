@@ -39,10 +39,41 @@ class ThumbnailComparison:
     mismatch: bool
 
 
+#: A letterbox bar: its mean grey level below this...
+BAR_MEAN = 24.0
+#: ... and 95 % of its pixels below this (camera bars are black; JPEG ringing lifts a few).
+BAR_HIGH = 40.0
+
+
+def _letterbox(a: np.ndarray, aspect: float) -> np.ndarray | None:
+    """The picture inside ``a`` when ``a`` is the main image's ``aspect`` (width / height) fitted
+    into the thumbnail and centred between dark bars, as cameras store a 3:2 or 16:9 photo in
+    160×120; ``None`` when the thumbnail has that aspect already or the bars are not there.
+    Where the bars must be is known from the two aspects: a picture whose own edge is dark (a
+    night sky against the top bar) is not trimmed into, as trimming every dark row did."""
+    th, tw = a.shape
+    if abs(math.log((tw / th) / aspect)) <= math.log(1.08):
+        return None
+    rows = tw / th < aspect  # the picture is wider than the thumbnail: bars above and below
+    side, other = (th, tw) if rows else (tw, th)
+    inner = int(round(other / aspect)) if rows else int(round(other * aspect))
+    start = (side - inner) // 2
+    if inner < 2 or start < 3:
+        return None
+    # the bars, 2 px clear of the picture's edge (its rounding and the JPEG's ringing)
+    bars = [a[: start - 2], a[start + inner + 2 :]] if rows else [a[:, : start - 2], a[:, start + inner + 2 :]]
+    if any(b.size == 0 or b.mean() >= BAR_MEAN or np.percentile(b, 95) >= BAR_HIGH for b in bars):
+        return None
+    return a[start : start + inner] if rows else a[:, start : start + inner]
+
+
 def trim_borders(a: np.ndarray, aspect: float | None = None) -> np.ndarray:
     """Drop near-black letterbox bars (cameras pad 3:2 thumbnails into 160×120). With the main
-    image's ``aspect`` (width / height), only a trim that brings the thumbnail closer to it is
-    kept: a dark part of the picture itself (a night sky) is not a bar."""
+    image's ``aspect`` (width / height), the bars are looked for where that aspect puts them
+    first; otherwise only a trim that brings the thumbnail closer to it is kept: a dark part
+    of the picture itself (a night sky) is not a bar."""
+    if aspect is not None and (boxed := _letterbox(a, aspect)) is not None:
+        return boxed
 
     def dark(v: np.ndarray) -> np.ndarray:
         return v < 20
