@@ -115,3 +115,37 @@ def test_reused_outputs_name_the_demo_model_as_a_fresh_load_does(tmp_path, monke
     again = capsys.readouterr().err
     assert "Demo weights" in first
     assert "made with demo weights (trufor_demo.pt)" in again and "custom" not in again, again
+
+
+def test_a_checkpoint_trained_with_trufor_lab_is_never_offered_as_the_official_one(tmp_path, monkeypatch):
+    """A file with its own 'config' entry (``export_checkpoint``, a training run's ``last.pt``) can
+    never be the official trufor.pth.tar, yet its banner, reading and report advised "if this
+    checkpoint is the official trufor.pth.tar, install TruFor_weights.zip ...". They now say
+    whose it is; reused outputs (selected_info) word it as a fresh load does."""
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        sd = TruFor(MIT_B0).state_dict()
+    path = tmp_path / "mine.pt"
+    torch.save({"state_dict": sd, "config": MIT_B0.to_dict(), "kind": "custom"}, path)
+    fresh = load(path, device="cpu")
+    info = fresh.weights_info
+    assert info.kind == "custom" and not info.verified and info.note == W.OWN_CONFIG_NOTE
+    said = selected_info(path)
+    assert (said.kind, said.note) == (info.kind, info.note)
+    r = _result(info)
+    texts = {
+        "notice": model_notice(fresh),
+        "reading": plain_reading(r),
+        "weights line": weights_line(info),
+        "title": result_title(r),
+    }
+    for where, text in texts.items():
+        assert "if this checkpoint is the official" not in text, (where, text)
+        assert "trufor_lab" in text and "not the official trufor" in text.lower(), (where, text)
+    assert W.HOW_TO_GET in texts["notice"]
+    # a file without a config entry keeps its advice (it may be the official one)
+    plain = tmp_path / "plain.pt"
+    torch.save({"state_dict": {k: v for k, v in sd.items()}}, plain)
+    assert W.describe(plain, "official").note != W.OWN_CONFIG_NOTE

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trufor_lab.inference.weights import HOW_TO_VERIFY
+from trufor_lab.model.identity import is_own_training
 from trufor_lab.lab.metrics import FIXED_THRESHOLD, fake_at_fixed, forged_at_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,11 +118,12 @@ def plain_reading(result: "Result") -> str:
 
 def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
     st = map_stats(result)
-    kind = "unknown" if info is None else info.kind
+    kind = "unknown" if info is None else "own" if is_own_training(info) else info.kind
     what = {
         "demo": "The demo model (a small network trained by trufor_lab, not the official TruFor)",
         "official": "A TruFor checkpoint not verified as the official TruFor weights",
         "custom": "A TruFor checkpoint not verified as the official TruFor weights",
+        "own": "A TruFor checkpoint trained or exported with trufor_lab (not the official TruFor weights)",
         "untrained": "An untrained network (random weights)",
         "unknown": "A model of unknown origin (not loaded with tl.load)",
     }.get(kind, "A model loaded without a known checkpoint")

@@ -39,6 +39,7 @@ from trufor_lab.casebook.reading import (
 )
 from trufor_lab.common.files import atomic_write_path
 from trufor_lab.common.paths import display_name, short_name
+from trufor_lab.model.identity import is_own_training
 from trufor_lab.version import __version__
 from trufor_lab.viz.noiseprint import plot_noiseprint
 
@@ -70,6 +71,7 @@ _KIND_LABELS = {
     "demo": "demo model (NOT the official TruFor model)",
     "noiseprint": "Noiseprint++ only (no localization, no score)",
     "custom": "TruFor checkpoint not verified as the official one",
+    "own": "TruFor checkpoint trained or exported with trufor_lab (NOT the official TruFor model)",
     "untrained": "untrained network (random weights, tl.untrained)",
 }
 
@@ -83,7 +85,7 @@ def weights_line(info: "WeightsInfo | None") -> str:
     """'Weights: <kind> — <file>, sha256 <hash>, verified|NOT verified' (plain text)."""
     if info is None:
         return "Weights: unknown origin (the model was not loaded with tl.load), not verified as the official TruFor"
-    label = _KIND_LABELS.get(info.kind, info.kind)
+    label = _KIND_LABELS["own"] if is_own_training(info) else _KIND_LABELS.get(info.kind, info.kind)
     state = "file checksum verified" if info.verified else "file checksum NOT verified"
     return f"Weights: {label} — {Path(info.path).name}, sha256 {info.sha256}, {state}"
 

@@ -79,6 +79,19 @@ def _describe_loaded(path: str | os.PathLike, kind: str, before: tuple[int, ...]
     return info
 
 
+def _own_note(obj: object, info: W.WeightsInfo) -> W.WeightsInfo:
+    """``info`` of a file with its own ``config`` entry noted as such (:data:`W.OWN_CONFIG_NOTE`):
+    it is never the official checkpoint, and no banner should suggest installing it as one."""
+    if (
+        info.kind == "custom"
+        and info.note == "custom weights"
+        and isinstance(obj, dict)
+        and obj.get("config") is not None
+    ):
+        return dataclasses.replace(info, note=W.OWN_CONFIG_NOTE)
+    return info
+
+
 def _own_kind(obj: object, kind: str) -> str:
     """``kind`` as the file's own entries leave it: a file with a ``config`` entry is never the
     official checkpoint (its ``kind`` entry says whether it is the demo model)."""
@@ -97,7 +110,8 @@ def selected_info(weights: str | os.PathLike | None = None, *, demo: bool = True
     info = W.describe(path, kind)
     if kind != "official" or info.verified:
         return info
-    return W.describe(path, _own_kind(read_checkpoint(path), kind))
+    obj = read_checkpoint(path)
+    return _own_note(obj, W.describe(path, _own_kind(obj, kind)))
 
 
 def load_trufor(
@@ -169,7 +183,8 @@ def load_trufor(
     with torch.random.fork_rng(devices=[]):  # the initial values are overwritten: the caller's RNG untouched
         model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
-    model.weights_info = _with_noiseprint_dtype(_describe_loaded(path, kind, before), sd, "dncnn.")
+    info = _own_note(obj, _describe_loaded(path, kind, before))
+    model.weights_info = _with_noiseprint_dtype(info, sd, "dncnn.")
     return model.eval().to(device=dev)
 
 
@@ -311,6 +326,11 @@ def model_notice(model: nn.Module) -> str | None:
         return (
             "Demo weights (small model trained by trufor_lab, not the official TruFor); for real "
             "analyses " + W.HOW_TO_GET
+        )
+    if W.is_own_training(info):  # never the official file: no advice to install it as one
+        return (
+            f"TruFor weights trained or exported with trufor_lab ({Path(info.path).name}, sha256 "
+            f"{info.short_sha}{_low(info)}), not the official TruFor weights; for real analyses " + W.HOW_TO_GET
         )
     if info.kind == "custom" or not info.verified:  # only a verified official file goes without a banner
         return (

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from trufor_lab.common.paths import why_not_found
 from trufor_lab.inference import signing
 from trufor_lab.model.checkpoint import is_torch_file
+from trufor_lab.model.identity import OWN_CONFIG_NOTE, is_own_training  # noqa: F401 - re-exported: the weights record words
 
 #: The package the wheel ships ``weights/`` as (``[tool.setuptools] package-dir`` in pyproject).
 SHIPPED_PACKAGE = "trufor_lab.weights_data"

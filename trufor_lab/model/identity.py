@@ -37,6 +37,15 @@ SAME_VALUES_RTOL = 1e-9
 #: How the note of a record marked as changed in memory begins (the banner words it so).
 CHANGED_NOTE = "changed in memory"
 
+#: The note of a checkpoint with its own ``config`` entry (trained or exported with trufor_lab): such a
+#: file is never the official checkpoint, so no wording suggests installing it as the official one.
+OWN_CONFIG_NOTE = "TruFor weights with their own 'config' entry (trained or exported with trufor_lab)"
+
+
+def is_own_training(info: Any) -> bool:
+    """Whether ``info`` describes a checkpoint of :data:`OWN_CONFIG_NOTE` (kind ``'custom'``)."""
+    return info is not None and info.kind == "custom" and info.note == OWN_CONFIG_NOTE
+
 
 def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]

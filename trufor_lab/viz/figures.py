@@ -11,6 +11,7 @@ import numpy as np
 
 from trufor_lab.common.arrays import channel_energy, pca_project, to_chw, top_k
 from trufor_lab.common.paths import short_name
+from trufor_lab.model.identity import is_own_training
 from trufor_lab.viz.display import (  # noqa: F401 - display helpers re-exported here
     MAX_DISPLAY_SIDE,
     as_picture,
@@ -235,6 +236,8 @@ def score_source(result: "Result") -> str:
     info = result.weights
     if info is None or (info.kind == "official" and info.verified):
         return ""
+    if is_own_training(info):  # its own config entry: never the official file
+        return "weights trained with trufor_lab, not the official TruFor"
     if info.kind in ("official", "custom"):  # custom: its origin is not known, not "not official"
         return "unverified checkpoint"
     return f"{info.kind} weights, not the official TruFor"
