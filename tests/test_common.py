@@ -295,6 +295,22 @@ def test_callable_labels_tell_apart_the_globals_a_notebook_cell_reads():
     assert callable_label(lambda x: callable_label(x)) == callable_label(lambda x: callable_label(x))
 
 
+def test_callable_labels_ignore_a_global_that_only_shares_an_attributes_name():
+    """``lambda m, p: analyze(m, p).image`` reads the attribute ``image``, not the notebook's
+    global ``image``: the label changed with that global (every output of the next run
+    recomputed) and hashed it whole, whatever its size."""
+    from trufor_lab.common.callables import callable_label
+
+    namespace = {"c": callable_label, "__name__": "__main__", "image": np.zeros((4, 4), np.uint8)}
+    exec("first = c(lambda m, p: [r.image for r in (p,)])", namespace)
+    namespace["image"] = np.ones((4, 4), np.uint8)
+    exec("second = c(lambda m, p: [r.image for r in (p,)])", namespace)
+    exec("third = c(lambda m, p: [image for r in (p,)])", namespace)  # the global itself is read
+    namespace["image"] = np.zeros((4, 4), np.uint8)
+    exec("fourth = c(lambda m, p: [image for r in (p,)])", namespace)
+    assert namespace["first"] == namespace["second"] and namespace["third"] != namespace["fourth"]
+
+
 def test_callable_labels_tell_records_apart_by_their_arrays(array_result):
     """A record's repr shows its arrays by dtype and shape only (one line in a console): two
     Results, or two loaded images, that differ in one pixel gave a callable that captures them

@@ -7,6 +7,7 @@ callable does: two ``functools.partial`` of one function, or two lambdas, share 
 from __future__ import annotations
 
 import dataclasses
+import dis
 import functools
 import hashlib
 import types
@@ -83,9 +84,15 @@ def _value(v: Any, depth: int) -> str:
     return repr(v)
 
 
+#: The instructions that read a global name (``LOAD_FROM_DICT_OR_GLOBALS``: Python 3.12).
+_GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
+
+
 def _global_names(code: types.CodeType) -> set[str]:
-    """Names the code (and its nested lambdas and comprehensions) looks up, globals among them."""
-    names = set(code.co_names)
+    """The global names the code (and its nested lambdas and comprehensions) reads; attribute
+    names are not (``p.image`` read a notebook's global ``image``: a label that changed with it,
+    every output recomputed, a large one hashed)."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in _GLOBAL_LOADS}
     for c in code.co_consts:
         if isinstance(c, types.CodeType):
             names |= _global_names(c)
