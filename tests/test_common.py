@@ -311,6 +311,32 @@ def test_callable_labels_ignore_a_global_that_only_shares_an_attributes_name():
     assert namespace["first"] == namespace["second"] and namespace["third"] != namespace["fourth"]
 
 
+def test_callable_labels_tell_apart_models_of_one_architecture_by_their_weights():
+    """A model's repr shows its layers, not its weights: ``lambda m, p: analyze(other, p)``
+    for two checkpoints of one architecture (captured, or a notebook's global) had one label,
+    and the second evaluation reused the first model's outputs."""
+    import torch
+
+    from trufor_lab.common.callables import callable_label
+
+    def seeded(seed):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+
+    def capturing(net):
+        return lambda m, p: net(p)
+
+    assert callable_label(capturing(seeded(0))) == callable_label(capturing(seeded(0)))
+    assert callable_label(capturing(seeded(0))) != callable_label(capturing(seeded(1)))
+    namespace = {"c": callable_label, "__name__": "__main__", "other": seeded(0)}
+    exec("first = c(lambda m, p: other(p))", namespace)
+    with torch.no_grad():
+        namespace["other"][1].running_mean += 1  # a buffer, not a parameter, changed
+    exec("second = c(lambda m, p: other(p))", namespace)
+    assert namespace["first"] != namespace["second"]
+
+
 def test_callable_labels_tell_records_apart_by_their_arrays(array_result):
     """A record's repr shows its arrays by dtype and shape only (one line in a console): two
     Results, or two loaded images, that differ in one pixel gave a callable that captures them

@@ -61,7 +61,11 @@ def _describe(f: Any, parts: list[str], depth: int) -> None:
 def _value(v: Any, depth: int) -> str:
     """A value's text: functions and plain objects by content (their repr names an address),
     arrays by their bytes (their repr shows the edges only), containers item by item, records
-    (dataclasses) field by field (their repr shows arrays by shape only)."""
+    (dataclasses) field by field (their repr shows arrays by shape only), torch modules by their
+    weights (:func:`_module_weights`)."""
+    weights = _module_weights(v)
+    if weights is not None:
+        return weights
     if depth > 4:
         return repr(v)
     if isinstance(v, (functools.partial, types.MethodType, types.FunctionType)) or (
@@ -143,6 +147,24 @@ def _as_array(v: Any) -> Any:
         except TypeError:  # bfloat16 and other dtypes numpy lacks: their values, exactly, in float32
             return np.ascontiguousarray(t.float().numpy())
     return None
+
+
+def _module_weights(v: Any) -> str | None:
+    """A torch module (recognised by its methods: no torch import here) as its layers and the
+    values of its weights, else ``None``: its repr shows the layers only, so two models of one
+    architecture (``lambda m, p: analyze(other, p)`` for two checkpoints) gave one label and the
+    second run reused the first one's outputs."""
+    if isinstance(v, type) or not (
+        callable(getattr(v, "state_dict", None)) and callable(getattr(v, "named_parameters", None))
+    ):
+        return None
+    h = hashlib.sha256()
+    for key, t in v.state_dict().items():
+        a = _as_array(t)
+        h.update(f"{key}:{repr(t) if a is None else f'{a.dtype.str}{a.shape}'};".encode())
+        if a is not None:
+            h.update(a.tobytes())
+    return f"{v!r} weights {h.hexdigest()}"
 
 
 def _cell(cell: Any, depth: int) -> str:
