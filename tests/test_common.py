@@ -337,6 +337,29 @@ def test_callable_labels_tell_apart_models_of_one_architecture_by_their_weights(
     assert namespace["first"] != namespace["second"]
 
 
+def test_callable_labels_of_recursive_or_chained_notebook_helpers_are_the_same_every_run():
+    """Helpers read as globals are described by content down to a depth, then by their repr,
+    which names an address: a recursive helper, or a chain of three, gave the same cell a new
+    label in every kernel, so a rerun never reused an output. Two namespaces stand for two runs."""
+    from trufor_lab.common.callables import callable_label
+
+    def run(last: str) -> list[str]:
+        cell = (
+            "def countdown(m, p, n=2):\n    return countdown(m, p, n - 1) if n else p\n"
+            "def a(m, p):\n    return b(m, p)\n"
+            "def b(m, p):\n    return c(m, p)\n"
+            f"def c(m, p):\n    return {last}\n"
+            "labels = [label(lambda m, p: countdown(m, p)), label(lambda m, p: a(m, p))]\n"
+        )
+        namespace = {"label": callable_label, "__name__": "__main__"}
+        exec(cell, namespace)
+        return namespace["labels"]
+
+    first, again, other = run("p"), run("p"), run("m")
+    assert first == again  # the same cell, run again: its outputs reused
+    assert other[1] != first[1] and other[0] == first[0]  # the deepest helper's code still counts
+
+
 def test_callable_labels_tell_records_apart_by_their_arrays(array_result):
     """A record's repr shows its arrays by dtype and shape only (one line in a console): two
     Results, or two loaded images, that differ in one pixel gave a callable that captures them

@@ -39,7 +39,7 @@ def callable_label(fn: Callable[..., Any]) -> str:
 
 def _describe(f: Any, parts: list[str], depth: int) -> None:
     if depth > 4:
-        parts.append(repr(f))
+        parts.append(_shallow(f))
     elif isinstance(f, functools.partial):
         _describe(f.func, parts, depth + 1)
         parts.append(_value(f.args, depth) + _value(sorted(f.keywords.items()), depth))
@@ -67,7 +67,7 @@ def _value(v: Any, depth: int) -> str:
     if weights is not None:
         return weights
     if depth > 4:
-        return repr(v)
+        return _shallow(v)
     if isinstance(v, (functools.partial, types.MethodType, types.FunctionType)) or (
         callable(v) and type(v).__repr__ is object.__repr__ and not isinstance(v, type)
     ):
@@ -126,6 +126,18 @@ def _globals_read(f: types.FunctionType, depth: int) -> list[str]:
             except Exception:  # noqa: BLE001 - a repr that fails: a label never matched again (recomputed, not reused)
                 out.append(f"{name}=<{type(v).__qualname__} at {id(v):x}>")
     return out
+
+
+def _shallow(v: Any) -> str:
+    """``v`` past the depth described: a function (a ``partial``'s too) by its module, name and
+    code, not its repr, which names an address (a recursive notebook helper, or a chain of three
+    helpers read as globals, gave a new label every run: no output was ever reused); anything
+    else by its repr."""
+    if isinstance(v, functools.partial):
+        return f"partial({_shallow(v.func)}, {v.args!r}, {sorted(v.keywords.items())!r})"
+    if isinstance(v, types.FunctionType):
+        return f"{v.__module__}.{v.__qualname__}:{_code(v.__code__)}"
+    return repr(v)
 
 
 def _code(code: types.CodeType) -> str:
