@@ -295,6 +295,71 @@ def test_callable_labels_tell_apart_the_globals_a_notebook_cell_reads():
     assert callable_label(lambda x: callable_label(x)) == callable_label(lambda x: callable_label(x))
 
 
+def test_callable_labels_ignore_a_global_that_only_shares_an_attributes_name():
+    """``lambda m, p: analyze(m, p).image`` reads the attribute ``image``, not the notebook's
+    global ``image``: the label changed with that global (every output of the next run
+    recomputed) and hashed it whole, whatever its size."""
+    from trufor_lab.common.callables import callable_label
+
+    namespace = {"c": callable_label, "__name__": "__main__", "image": np.zeros((4, 4), np.uint8)}
+    exec("first = c(lambda m, p: [r.image for r in (p,)])", namespace)
+    namespace["image"] = np.ones((4, 4), np.uint8)
+    exec("second = c(lambda m, p: [r.image for r in (p,)])", namespace)
+    exec("third = c(lambda m, p: [image for r in (p,)])", namespace)  # the global itself is read
+    namespace["image"] = np.zeros((4, 4), np.uint8)
+    exec("fourth = c(lambda m, p: [image for r in (p,)])", namespace)
+    assert namespace["first"] == namespace["second"] and namespace["third"] != namespace["fourth"]
+
+
+def test_callable_labels_tell_apart_models_of_one_architecture_by_their_weights():
+    """A model's repr shows its layers, not its weights: ``lambda m, p: analyze(other, p)``
+    for two checkpoints of one architecture (captured, or a notebook's global) had one label,
+    and the second evaluation reused the first model's outputs."""
+    import torch
+
+    from trufor_lab.common.callables import callable_label
+
+    def seeded(seed):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+
+    def capturing(net):
+        return lambda m, p: net(p)
+
+    assert callable_label(capturing(seeded(0))) == callable_label(capturing(seeded(0)))
+    assert callable_label(capturing(seeded(0))) != callable_label(capturing(seeded(1)))
+    namespace = {"c": callable_label, "__name__": "__main__", "other": seeded(0)}
+    exec("first = c(lambda m, p: other(p))", namespace)
+    with torch.no_grad():
+        namespace["other"][1].running_mean += 1  # a buffer, not a parameter, changed
+    exec("second = c(lambda m, p: other(p))", namespace)
+    assert namespace["first"] != namespace["second"]
+
+
+def test_callable_labels_of_recursive_or_chained_notebook_helpers_are_the_same_every_run():
+    """Helpers read as globals are described by content down to a depth, then by their repr,
+    which names an address: a recursive helper, or a chain of three, gave the same cell a new
+    label in every kernel, so a rerun never reused an output. Two namespaces stand for two runs."""
+    from trufor_lab.common.callables import callable_label
+
+    def run(last: str) -> list[str]:
+        cell = (
+            "def countdown(m, p, n=2):\n    return countdown(m, p, n - 1) if n else p\n"
+            "def a(m, p):\n    return b(m, p)\n"
+            "def b(m, p):\n    return c(m, p)\n"
+            f"def c(m, p):\n    return {last}\n"
+            "labels = [label(lambda m, p: countdown(m, p)), label(lambda m, p: a(m, p))]\n"
+        )
+        namespace = {"label": callable_label, "__name__": "__main__"}
+        exec(cell, namespace)
+        return namespace["labels"]
+
+    first, again, other = run("p"), run("p"), run("m")
+    assert first == again  # the same cell, run again: its outputs reused
+    assert other[1] != first[1] and other[0] == first[0]  # the deepest helper's code still counts
+
+
 def test_callable_labels_tell_records_apart_by_their_arrays(array_result):
     """A record's repr shows its arrays by dtype and shape only (one line in a console): two
     Results, or two loaded images, that differ in one pixel gave a callable that captures them

@@ -7,6 +7,7 @@ callable does: two ``functools.partial`` of one function, or two lambdas, share 
 from __future__ import annotations
 
 import dataclasses
+import dis
 import functools
 import hashlib
 import types
@@ -38,7 +39,7 @@ def callable_label(fn: Callable[..., Any]) -> str:
 
 def _describe(f: Any, parts: list[str], depth: int) -> None:
     if depth > 4:
-        parts.append(repr(f))
+        parts.append(_shallow(f))
     elif isinstance(f, functools.partial):
         _describe(f.func, parts, depth + 1)
         parts.append(_value(f.args, depth) + _value(sorted(f.keywords.items()), depth))
@@ -60,9 +61,13 @@ def _describe(f: Any, parts: list[str], depth: int) -> None:
 def _value(v: Any, depth: int) -> str:
     """A value's text: functions and plain objects by content (their repr names an address),
     arrays by their bytes (their repr shows the edges only), containers item by item, records
-    (dataclasses) field by field (their repr shows arrays by shape only)."""
+    (dataclasses) field by field (their repr shows arrays by shape only), torch modules by their
+    weights (:func:`_module_weights`)."""
+    weights = _module_weights(v)
+    if weights is not None:
+        return weights
     if depth > 4:
-        return repr(v)
+        return _shallow(v)
     if isinstance(v, (functools.partial, types.MethodType, types.FunctionType)) or (
         callable(v) and type(v).__repr__ is object.__repr__ and not isinstance(v, type)
     ):
@@ -83,9 +88,15 @@ def _value(v: Any, depth: int) -> str:
     return repr(v)
 
 
+#: The instructions that read a global name (``LOAD_FROM_DICT_OR_GLOBALS``: Python 3.12).
+_GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
+
+
 def _global_names(code: types.CodeType) -> set[str]:
-    """Names the code (and its nested lambdas and comprehensions) looks up, globals among them."""
-    names = set(code.co_names)
+    """The global names the code (and its nested lambdas and comprehensions) reads; attribute
+    names are not (``p.image`` read a notebook's global ``image``: a label that changed with it,
+    every output recomputed, a large one hashed)."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in _GLOBAL_LOADS}
     for c in code.co_consts:
         if isinstance(c, types.CodeType):
             names |= _global_names(c)
@@ -117,6 +128,18 @@ def _globals_read(f: types.FunctionType, depth: int) -> list[str]:
     return out
 
 
+def _shallow(v: Any) -> str:
+    """``v`` past the depth described: a function (a ``partial``'s too) by its module, name and
+    code, not its repr, which names an address (a recursive notebook helper, or a chain of three
+    helpers read as globals, gave a new label every run: no output was ever reused); anything
+    else by its repr."""
+    if isinstance(v, functools.partial):
+        return f"partial({_shallow(v.func)}, {v.args!r}, {sorted(v.keywords.items())!r})"
+    if isinstance(v, types.FunctionType):
+        return f"{v.__module__}.{v.__qualname__}:{_code(v.__code__)}"
+    return repr(v)
+
+
 def _code(code: types.CodeType) -> str:
     """Bytecode, names and constants; nested code (lambdas, comprehensions) by content, not by
     its address."""
@@ -136,6 +159,24 @@ def _as_array(v: Any) -> Any:
         except TypeError:  # bfloat16 and other dtypes numpy lacks: their values, exactly, in float32
             return np.ascontiguousarray(t.float().numpy())
     return None
+
+
+def _module_weights(v: Any) -> str | None:
+    """A torch module (recognised by its methods: no torch import here) as its layers and the
+    values of its weights, else ``None``: its repr shows the layers only, so two models of one
+    architecture (``lambda m, p: analyze(other, p)`` for two checkpoints) gave one label and the
+    second run reused the first one's outputs."""
+    if isinstance(v, type) or not (
+        callable(getattr(v, "state_dict", None)) and callable(getattr(v, "named_parameters", None))
+    ):
+        return None
+    h = hashlib.sha256()
+    for key, t in v.state_dict().items():
+        a = _as_array(t)
+        h.update(f"{key}:{repr(t) if a is None else f'{a.dtype.str}{a.shape}'};".encode())
+        if a is not None:
+            h.update(a.tobytes())
+    return f"{v!r} weights {h.hexdigest()}"
 
 
 def _cell(cell: Any, depth: int) -> str:

@@ -134,8 +134,9 @@ def periodic_peak_ratio(noiseprint: Any, period: int = 8) -> float:
 
 def region_stats(noiseprint: Any, region: Sequence[int], period: int = 8) -> dict[str, float]:
     """Mean, std and the 8x8-grid peak ratio of the map inside ``region`` (y0, x0, y1, x1); the
-    ratio is NaN for a region too small to measure it (:func:`periodic_peak_ratio`). A region
-    running outside the map (a negative start, an end past it) is refused, not clipped."""
+    ratio is NaN for a region too small to measure it or holding NaN/inf values
+    (:func:`periodic_peak_ratio`). A region running outside the map (a negative start, an end
+    past it) is refused, not clipped."""
     a = as_map(noiseprint)
     y0, x0, y1, x1 = _check_region(region, a.shape)
     crop = a[y0:y1, x0:x1]
