@@ -565,3 +565,49 @@ def test_an_attribution_in_the_console_is_one_line_of_shapes_and_numbers():
     assert repr(a) == (
         "Attribution('ig: score', name='x.png', size=16x16, map=float64 (16, 16), raw=float32 (3, 16, 16))"
     )
+
+
+def test_an_attribution_too_large_for_memory_says_what_it_needs_before_any_work(recipe_model, img, monkeypatch):
+    """A large photo ran out of memory deep in autograd (a traceback on a GPU, the process killed
+    on the CPU): now what it needs is said in one line before any forward, with a max_side that
+    fits; IG's automatic path points per pass are lowered to fit, given ones are not."""
+    import re
+
+    from trufor_lab.inference.preprocess import ImageError
+    from trufor_lab.interpret import attribution_calls as calls
+
+    x = to_tensor(img)
+    one = calls.attribution_bytes(recipe_model, x, 1, ("noiseprint", "encoder", "decoders"))
+    forwards = []
+    h = recipe_model.register_forward_pre_hook(lambda *a: forwards.append(1))
+    try:
+        monkeypatch.setattr(calls, "free_memory_bytes", lambda device: 1 << 20)
+        for method in ("saliency", "ig", "modality", "occlusion", "gradcam", "conductance"):
+            with pytest.raises(ImageError, match=r"^<ndarray>: \w+ attribution of a 64x64 image needs about .* GiB"):
+                T.attribute(recipe_model, img, method)
+        monkeypatch.setattr(calls, "free_memory_bytes", lambda device: one // 3)
+        with pytest.raises(ImageError, match=r"free \(cpu\); pass max_side=(\d+)$") as e:
+            T.attribute(recipe_model, img, "saliency")
+        assert forwards == []
+        side = int(re.search(r"max_side=(\d+)", str(e.value)).group(1))
+        assert 32 <= side < 64
+        assert max(T.attribute(recipe_model, img, "saliency", max_side=side).size) == side
+
+        monkeypatch.setattr(calls, "free_memory_bytes", lambda device: 3 * one)
+        a = T.attribute(recipe_model, img, "ig", n_steps=8)  # 8 points per pass without the check
+        assert a.extras["internal_batch_size"] == 3
+        with pytest.raises(ImageError, match="pass internal_batch_size=3 or less$"):
+            T.attribute(recipe_model, img, "ig", n_steps=8, internal_batch_size=8)
+    finally:
+        h.remove()
+    assert_clean(recipe_model)
+
+
+def test_every_method_takes_none_for_its_default_steps(recipe_model, img):
+    """``n_steps=None`` meant the default for IG and conductance; modality attribution raised a
+    TypeError from inside its batch sizing."""
+    small = img[:32, :32].copy()
+    a = T.attribute(recipe_model, small, "modality", n_steps=None, internal_batch_size=8)
+    b = T.attribute(recipe_model, small, "modality", internal_batch_size=8)
+    assert a.extras["n_steps"] == b.extras["n_steps"] == 32
+    np.testing.assert_array_equal(a.map, b.map)

@@ -347,6 +347,34 @@ def test_direct_calls_of_the_parts_record_what_the_network_used_in_either_nestin
     assert _hook_count(tiny) == 0
 
 
+def test_a_part_interrupted_by_ctrl_c_leaves_later_direct_calls_recording_what_the_network_used(tiny):
+    """Ctrl-C skips the forward hooks that count calls down: the count stayed above 0, every later
+    direct call of a part looked nested, and the capture (started by hand, as across notebook
+    cells) recorded the decoder's c4 embedding before a later ablation zeroed it."""
+    from trufor_lab.interpret import ablations as ab
+
+    x = torch.rand(1, 3, 64, 64) * 0.99
+    with torch.no_grad():
+        feats = tiny.forward_features(x, tiny.forward_noiseprint(x))
+    cap = capture(tiny, "decoder.anomaly.c4").start()
+    try:
+
+        def interrupt(*_):
+            raise KeyboardInterrupt
+
+        h = tiny.decode_head.linear_fuse.register_forward_hook(interrupt)
+        with pytest.raises(KeyboardInterrupt), torch.no_grad():
+            tiny.forward_heads(feats, (64, 64))  # c4 ran, then Ctrl-C
+        h.remove()
+        assert cap["decoder.anomaly.c4"].abs().max() > 0
+        with torch.no_grad(), ab.drop_scales(tiny, "c4", "anomaly"):
+            tiny.forward_heads(feats, (64, 64))
+        assert not cap["decoder.anomaly.c4"].any()  # what the decoder used: zeros
+    finally:
+        cap.release()
+    assert _hook_count(tiny) == 0
+
+
 def test_each_call_of_the_model_starts_a_fresh_record(tiny):
     """Several forwards in one block mixed them: strides and notes of call 1 stayed, and an entry
     call 2 did not produce stayed from call 1 with `missing` empty."""

@@ -34,7 +34,9 @@ Targets and baselines live in :mod:`trufor_lab.interpret.targets` (re-exported h
 Attribution always runs the plain, differentiable forward (``model(x)``, or the backbone and
 heads called as modules), never the memory-lean one of :mod:`trufor_lab.model.lean` (which is
 inference-only, without autograd): memory grows with the image, so use ``max_side`` on large
-photos; ablations and captures active around an attribution are honoured (a capture keeps the
+photos (an attribution that would not fit in free memory is refused in one line, before any
+forward, naming a ``max_side`` that fits; path points or windows per pass that were not given
+are lowered to fit); ablations and captures active around an attribution are honoured (a capture keeps the
 image's own forward, run last, not the baselines' or the path's).
 """
 
@@ -58,6 +60,7 @@ from trufor_lab.interpret.attribution_calls import (
     auto_batch,
     check_counts,
     finite_target,
+    fit_memory,
     guard,
     prepare,
     refuse_unused,
@@ -101,6 +104,7 @@ __all__ = [
 
 INPUT_METHODS = ("ig", "saliency", "input_x_gradient", "occlusion")
 LAYER_METHODS = ("gradcam", "conductance")
+_ALL = ("noiseprint", "encoder", "decoders")  # what an input method's backward runs through
 _ALIASES = {
     "integrated_gradients": "ig",
     "integratedgradients": "ig",
@@ -179,6 +183,7 @@ class InputAttribution:
             kind == "occlusion",
         )
         refuse_unused(kind, {"sigma": sigma, "seed": seed}, kind in ("ig", "occlusion"))
+        per_eval_given = perturbations_per_eval is not None
         n_steps = 32 if n_steps is None else n_steps
         window = 32 if window is None else window
         perturbations_per_eval = 4 if perturbations_per_eval is None else perturbations_per_eval
@@ -201,6 +206,15 @@ class InputAttribution:
         target = fit_target(target, prep.original_size, tuple(prep.x.shape[2:]))
         x = prep.x
         h, w = x.shape[2:]
+        # checked before any work; path points or windows per pass lowered to fit, unless given
+        if kind == "occlusion":
+            per_eval = fit_memory(
+                self.model, prep, kind, (), perturbations_per_eval, per_eval_given, "perturbations_per_eval"
+            )
+            perturbations_per_eval = per_eval
+        else:
+            points = (internal_batch_size or auto_batch(h, w, n_steps)) if kind == "ig" else 1
+            ibs = fit_memory(self.model, prep, kind, _ALL, points, internal_batch_size is not None)
         delta = bval = None
         extras: dict[str, Any] = {}
         notes: tuple[str, ...] = ()
@@ -211,7 +225,6 @@ class InputAttribution:
                 b = make_baseline(x, baselines, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
                 notes = same_input_notes([(x, b)])
             if kind == "ig":
-                ibs = internal_batch_size or auto_batch(h, w, n_steps)
                 attr, d = ca.IntegratedGradients(f).attribute(
                     x, baselines=b, n_steps=n_steps, internal_batch_size=ibs, return_convergence_delta=True
                 )
@@ -235,7 +248,8 @@ class InputAttribution:
                     )
                     .to(x.dtype)
                 )  # captum returns float32 even for a float64 model
-                extras.update(window=(wh, ww), stride=(min(st, wh), min(st, ww)))  # as applied
+                # as applied
+                extras.update(window=(wh, ww), stride=(min(st, wh), min(st, ww)), perturbations_per_eval=per_eval)
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 bval = None if b is None else float(f(b)[0])
                 # the image last: a capture open around the call keeps the image's forward
@@ -315,6 +329,9 @@ class LayerAttribution:
         target = fit_target(target, prep.original_size, tuple(prep.x.shape[2:]))
         x = prep.x
         h, w = x.shape[2:]
+        # conductance differences consecutive path points: Captum runs at least 2 per batch (and warns)
+        points = max(2, internal_batch_size or auto_batch(h, w, n_steps)) if conductance else 1
+        points = fit_memory(self.model, prep, self.method, ("decoders",), points, internal_batch_size is not None)
         base_kind = b = None
         extras: dict[str, Any] = {}
         notes: tuple[str, ...] = ()
@@ -327,8 +344,7 @@ class LayerAttribution:
                 base_kind = "blur" if baselines is None else baselines
                 b = make_baseline(x, base_kind, sigma=sigma, seed=seed, max_side=shrunk(prep, max_side))
                 notes = same_input_notes([(x, b)])
-                # conductance differences consecutive path points: Captum runs at least 2 per batch (and warns)
-                ibs = max(2, internal_batch_size or auto_batch(h, w, n_steps))
+                ibs = max(2, points)
                 low = (
                     ca.LayerConductance(f, self.layer)
                     .attribute(x, baselines=b, n_steps=n_steps, internal_batch_size=ibs)
@@ -378,25 +394,29 @@ class ModalityAttribution:
         target: Target | None = None,
         baselines: BaselineLike | tuple[torch.Tensor, torch.Tensor] = None,
         *,
-        n_steps: int = 32,
+        n_steps: int | None = None,
         internal_batch_size: int | None = None,
         max_side: int | None = None,
         sigma: float | None = None,
         seed: int | None = None,
     ) -> Attribution:
-        """``baselines``: ``'zeros'`` (both encoder inputs 0), an image baseline of
+        """``n_steps`` (32), ``internal_batch_size`` as for IG. ``baselines``: ``'zeros'`` (both encoder inputs 0), an image baseline of
         :func:`make_baseline` (``None`` or ``'blur'``, the default: its normalised RGB and its own
         Noiseprint++; ``sigma``, ``seed`` as there), or a pair of tensors ``(rgb_normalised, noiseprint)``."""
         import captum.attr as ca  # lazy: captum is only needed for attribution
 
         sigma, seed = baseline_options(baselines, sigma, seed)
-        n_steps, internal_batch_size = check_counts(n_steps=n_steps, internal_batch_size=internal_batch_size)
+        n_steps, internal_batch_size = check_counts(
+            n_steps=32 if n_steps is None else n_steps, internal_batch_size=internal_batch_size
+        )
         target = resolve_target(target)
         m = self.model
         prep = prepare(m, image, max_side)
         target = fit_target(target, prep.original_size, tuple(prep.x.shape[2:]))
         x = prep.x
         h, w = x.shape[2:]
+        ibs = internal_batch_size or auto_batch(h, w, n_steps)
+        ibs = fit_memory(m, prep, "modality", ("encoder", "decoders"), ibs, internal_batch_size is not None)
         with guard(m):
             with torch.no_grad():
                 # the Noiseprint++ map the encoder reads: m(x) honours an active ablation that
@@ -428,7 +448,6 @@ class ModalityAttribution:
                 unused = 0.0 * (r.flatten(1).sum(1) + n.flatten(1).sum(1))
                 return self.forward(r, n, target) + unused
 
-            ibs = internal_batch_size or auto_batch(h, w, n_steps)
             (a_rgb, a_np), d = ca.IntegratedGradients(f).attribute(
                 (rgb_n, npm),
                 baselines=(b_rgb, b_np),

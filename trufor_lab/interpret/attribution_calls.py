@@ -18,6 +18,8 @@ from PIL import Image
 from torch import nn
 
 from trufor_lab.common.arrays import whole
+from trufor_lab.common.memory import GiB, free_memory_bytes
+from trufor_lab.inference.predict import plain_peak_bytes
 from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image, to_tensor
 from trufor_lab.inference.result import MIN_TRUFOR_SIDE, require_full_precision
 from trufor_lab.interpret.attribution import nothing_note, rounding_level
@@ -166,6 +168,80 @@ def auto_batch(h: int, w: int, n_steps: int) -> int:
     point (17 levels of 64 channels), so a 1024x1024 image needs about 10 GB per point:
     use ``max_side`` (or a GPU) for large images."""
     return max(1, min(n_steps, (1 << 17) // max(1, h * w)))
+
+
+def kept_floats(model: TruFor, h: int, w: int, parts: tuple[str, ...]) -> int:
+    """Rough count of the values autograd keeps for the backward of one path point through
+    ``parts`` of the network (``'noiseprint'``, ``'encoder'``, ``'decoders'``) for an ``h x w``
+    image: Noiseprint++ two 64-channel maps per level (the BatchNorm input, the ReLU output),
+    each transformer block its attention scores and about 16 values per token and channel, each
+    decoder about 8 maps at stage-1 resolution. Measured on the CPU (float32, 256x256): 0.74
+    GiB for saliency, 0.82 GiB per IG path point; this count says 0.91."""
+    cfg = model.cfg
+    n = 0
+    if "noiseprint" in parts:
+        n += 2 * 64 * cfg.np_levels * h * w
+    hh, ww, first = h, w, 0
+    for i in range(cfg.num_stages):
+        k, s = cfg.patch_sizes[i], cfg.strides[i]
+        hh, ww = (hh + 2 * (k // 2) - k) // s + 1, (ww + 2 * (k // 2) - k) // s + 1
+        tokens, c, sr = hh * ww, cfg.embed_dims[i], cfg.sr_ratios[i]
+        keys = ((hh - sr) // sr + 1) * ((ww - sr) // sr + 1) if sr > 1 else tokens
+        first = first or tokens
+        if "encoder" in parts:
+            per_block = 2 * cfg.num_heads[i] * tokens * keys + tokens * c * (2 * cfg.mlp_ratios[i] + 8)
+            n += 2 * cfg.depths[i] * per_block + 24 * tokens * c  # two branches; FRM and FFM
+    if "decoders" in parts:
+        n += 2 * 8 * cfg.decoder_embed_dim * first
+    return n
+
+
+def attribution_bytes(model: TruFor, x: torch.Tensor, points: int, parts: tuple[str, ...]) -> int:
+    """Rough peak bytes of one pass of ``points`` path points (or windows) of ``x`` (1, 3, H, W):
+    what autograd keeps for each (:func:`kept_floats`; ``parts=()``: no backward, occlusion)
+    plus the plain forward's working memory for each."""
+    h, w = x.shape[2:]
+    size = torch.finfo(x.dtype).bits // 8
+    return points * (kept_floats(model, h, w, parts) * size + plain_peak_bytes(model, x))
+
+
+def fit_memory(
+    model: TruFor,
+    prep: Prepared,
+    method: str,
+    parts: tuple[str, ...],
+    points: int,
+    given: bool,
+    count: str = "internal_batch_size",
+) -> int:
+    """The path points per pass (``points``, or fewer when they do not fit in free memory and
+    were not ``given`` as ``count``), or a one-line ImageError saying what the attribution needs and the
+    ``max_side`` that would fit, before any work: a large photo ran out of memory deep in
+    autograd (a traceback on a GPU, the process killed on the CPU)."""
+    x = prep.x
+    free = free_memory_bytes(x.device)
+    one = attribution_bytes(model, x, 1, parts)
+    if attribution_bytes(model, x, points, parts) <= free:
+        return points
+    if one <= free and not given:
+        return max(1, min(points, int(free // one)))
+    h, w = x.shape[2:]
+    side = max(h, w)
+    lo, hi = MIN_TRUFOR_SIDE, side - 1  # the largest max_side whose single point fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        fh, fw = fit_size(h, w, mid)
+        small = x[:, :, :1, :1].expand(1, 3, fh, fw)  # its size, device and dtype; nothing allocated
+        lo, hi = (mid, hi) if attribution_bytes(model, small, 1, parts) <= free else (lo, mid - 1)
+    need = attribution_bytes(model, x, points, parts)
+    fix = f"pass max_side={lo}" if lo < side and min(fit_size(h, w, lo)) >= MIN_TRUFOR_SIDE else "free memory"
+    if given and one <= free:
+        fix = f"pass {count}={int(free // one)} or less"
+    per = f", {points} per pass" if points > 1 else ""
+    raise ImageError(
+        f"{prep.name}: {method} attribution of a {w}x{h} image needs about {need / GiB:.1f} GiB{per}, "
+        f"{free / GiB:.1f} GiB free ({x.device.type}); {fix}"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attentio
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -136,7 +137,7 @@ class Capture:
         self._pending_sync = False
         self._copied_from: set[torch.device] = set()
         self._started = False
-        self._depth = 0  # nesting of calls of the model and of the parts that lead to a hook
+        self._running: set[str] = set()  # the model and parts leading to a hook that are running now
         self._call = 0  # which outermost call is running
         self._made_in: dict[str, int] = {}  # entry -> the outermost call that recorded it
 
@@ -145,7 +146,7 @@ class Capture:
         """Register the hooks (one per hooked module and direction)."""
         if self._handles:
             return self
-        self._depth = 0
+        self._running.clear()
         groups: dict[tuple[str, str], list[LayerSpec]] = {}
         for n in self.names:
             e = self.catalog[n]
@@ -179,8 +180,8 @@ class Capture:
             pre(self.model, self._new_call)
             for path in sorted({p for path, _ in groups for p in _ancestors(path)}):
                 mod = self.model.get_submodule(path)
-                pre(mod, self._enter)
-                post(mod, self._leave, always_call=True)
+                pre(mod, functools.partial(self._enter, path, tuple(_ancestors(path)[:-1])))
+                post(mod, functools.partial(self._leave, path), always_call=True)
             for (path, kind), specs in groups.items():
                 mod = self._modules[path]
                 if kind == "pre":
@@ -197,26 +198,30 @@ class Capture:
 
     def _new_call(self, module: nn.Module, args: tuple) -> None:
         """Root pre-hook: forget the previous call."""
-        # the model is never called inside itself: a depth left above 0 is an interrupted call
-        # (Ctrl-C skips the forward hooks that count calls down)
-        self._depth = 0
         self.clear()
 
-    def _enter(self, module: nn.Module, args: tuple) -> None:
-        """Pre-hook of the model and of every part leading to a hook: at the outermost call (the
-        model's, or a part's called directly, ``model.forward_features(...)``) move this
-        capture's hooks to the end of their modules' hook lists, so that they run after an
-        ablation's or a user's hook placed later (which may replace an input or an output) and
-        record what the network used."""
-        if self._depth == 0:
+    def _enter(self, path: str, above: tuple[str, ...], module: nn.Module, args: tuple) -> None:
+        """Pre-hook of the model and of every part leading to a hook (``path``, below the parts
+        ``above``): at an outermost call (the model's, or a part's called directly,
+        ``model.forward_features(...)``) move this capture's hooks to the end of their modules'
+        hook lists, so that they run after an ablation's or a user's hook placed later (which
+        may replace an input or an output) and record what the network used.
+
+        A call is outermost when no part above it is running. What runs is marked by path, not
+        counted: Ctrl-C skips the forward hooks that unmark (they run on exceptions only), and a
+        count left above 0 made every later direct call of a part look nested, its record taken
+        before a later ablation's hook. A part found marked again was interrupted (no part runs
+        inside itself)."""
+        if path in self._running or not any(p in self._running for p in above):
+            self._running.clear()
             self._call += 1
             for hooks, key in self._placed:
                 if key in hooks:
                     hooks[key] = hooks.pop(key)
-        self._depth += 1
+        self._running.add(path)
 
-    def _leave(self, module: nn.Module, args: tuple, out: Any) -> None:
-        self._depth = max(0, self._depth - 1)
+    def _leave(self, path: str, module: nn.Module, args: tuple, out: Any) -> None:
+        self._running.discard(path)
 
     def _begin(self, name: str) -> None:
         """Before recording ``name``: if an earlier outermost call recorded it, this call is a
