@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -29,7 +31,7 @@ def fmap() -> np.ndarray:
 
 
 def test_to_chw_accepts_torch_numpy_batches():
-    t = torch.arange(2 * 3 * 4 * 5, dtype=torch.float16).reshape(2, 3, 4, 5)
+    t = torch.arange(1 * 3 * 4 * 5, dtype=torch.float16).reshape(1, 3, 4, 5)
     a = to_chw(t)
     assert a.shape == (3, 4, 5) and a.dtype == np.float64 and a[0, 0, 1] == 1
     assert to_chw(np.ones((4, 5))).shape == (1, 4, 5)
@@ -159,3 +161,27 @@ def test_analyze_refuses_capture_options_it_would_drop_and_says_what_was_not_cap
     # its fresh state back once written); TF32 matmuls are off everywhere
     cudnn_inside = not torch.cuda.is_available()
     assert seen == [(False, cudnn_inside), (False, cudnn_inside)], seen
+
+
+def test_a_batch_of_several_images_is_refused_not_summarised_by_its_first():
+    """A capture of a batch of 8 images gave channel_stats / pca_rgb / spatial_stats / the
+    branch comparison of image 0 alone, read as the batch's; one item of it is summarised as
+    that image, and histograms take every item's values."""
+    from trufor_lab.viz.figures import plot_histograms
+
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(3, 4, 6, 5))
+    batch[1:] += 10.0  # items 1 and 2 far from item 0
+    for summary in (channel_stats, spatial_stats, pca_rgb):
+        with pytest.raises(ValueError, match=r"a batch of 3 feature maps .*pass one item \(fmap\[i\]\)"):
+            summary(batch)
+        one, same = summary(batch[1:2]), summary(batch[1])
+        for f in dataclasses.fields(one):
+            x, y = getattr(one, f.name), getattr(same, f.name)
+            assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y, f.name
+    assert np.allclose(channel_stats(batch[2:3]).mean, batch[2].reshape(4, -1).mean(1))
+    fig = plot_histograms({"b": torch.from_numpy(batch)}, bins=10, log=False)
+    counts = sum(p.get_path().vertices.shape[0] > 0 for p in fig.axes[0].patches)
+    assert counts == 1
+    x = np.concatenate([p.get_path().vertices[:, 0] for p in fig.axes[0].patches])
+    assert x.min() <= batch.min() + 1e-9 and x.max() >= batch.max() - 1e-9  # every item's values drawn

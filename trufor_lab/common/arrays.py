@@ -14,7 +14,9 @@ ArrayLike = Any  # np.ndarray | torch.Tensor
 
 
 def to_chw(fmap: ArrayLike) -> np.ndarray:
-    """A feature map as a float ``(C, H, W)`` numpy array (first batch item; 2-D -> one channel)."""
+    """A feature map as a float ``(C, H, W)`` numpy array (a batch of one image taken as that
+    image, 2-D as one channel). A batch of several is refused in one line: a summary of item 0
+    alone read as the batch's (a capture of 8 images gave image 0's statistics, unsaid)."""
     if hasattr(fmap, "detach"):
         t = fmap.detach().cpu()
         if t.dtype.is_floating_point and t.dtype.itemsize < 4:  # float16/bfloat16: no numpy dtype
@@ -22,6 +24,11 @@ def to_chw(fmap: ArrayLike) -> np.ndarray:
         fmap = t.numpy()
     a = np.asarray(fmap)
     if a.ndim == 4:
+        if a.shape[0] != 1:
+            raise ValueError(
+                f"a batch of {a.shape[0]} feature maps {tuple(a.shape)}: a summary describes one image's; "
+                "pass one item (fmap[i])"
+            )
         a = a[0]
     elif a.ndim == 2:
         a = a[None]

@@ -1,7 +1,7 @@
 """Summaries of captured feature maps (numpy/torch only; ``.plot()`` draws them lazily).
 
-Inputs are feature maps ``(B, C, H, W)`` / ``(C, H, W)`` (torch or numpy; the first batch item
-is used) or a capture dict as returned by :func:`trufor_lab.capture` / ``Result.captures``.
+Inputs are feature maps ``(1, C, H, W)`` / ``(C, H, W)`` (torch or numpy; a batch of several
+images is refused: pass ``fmap[i]``) or a capture dict as returned by :func:`trufor_lab.capture` / ``Result.captures``.
 
 >>> stats = channel_stats(cap.tensors["fusion.stage1.ffm"])
 >>> stats.top(8)                                  # channel indices with most energy

@@ -503,7 +503,7 @@ def plot_branch_comparison(comparison, fig=None, maps: bool = False):
 
 def plot_histograms(tensors, bins: int = 100, ax=None, log: bool = True, max_samples: int = 1_000_000):
     """Histograms of activation values, one curve per named tensor (a dict or a single tensor):
-    1-D values, or a feature map (H, W), (C, H, W) or (B, C, H, W) (its first batch item). NaN and
+    1-D values, or a feature map (H, W), (C, H, W) or (B, C, H, W) (every item's values). NaN and
     infinite values are left out, their count in the legend (an infinite one raised numpy's
     error; NaN ones were dropped unsaid)."""
     if not hasattr(tensors, "items"):
@@ -537,7 +537,8 @@ def _activation_values(t: Any, name: str) -> np.ndarray:
             f"plot_histograms: {name or 'the tensor'} has shape {tuple(t.shape)}; expected 1-D values "
             "or a feature map (H, W), (C, H, W) or (B, C, H, W)"
         )
-    return to_chw(t[None] if t.ndim == 1 else t).ravel()
+    parts = [t[i : i + 1] for i in range(t.shape[0])] if t.ndim == 4 else [t[None] if t.ndim == 1 else t]
+    return np.concatenate([to_chw(p).ravel() for p in parts])  # a batch: every item's values
 
 
 def plot_stage_branches(captures, stage: int, mode: str = "pca", channel: int | None = None, fig=None):
