@@ -196,15 +196,16 @@ class MaskConvention:
             )
 
     def _grey(self, a: np.ndarray, source: PathLike) -> np.ndarray:
+        counts = _level_counts(a)
         if self.threshold is None:
-            levels = set(np.unique(a).tolist())
+            levels = set((np.flatnonzero(counts) if counts is not None else np.unique(a)).tolist())
             if levels <= {0, 1}:
                 return a == 1
             if levels <= {0, 255}:
                 return a == 255
             shown = sorted(levels)[:6]
             raise DatasetError(f"{source}: mask is not binary (values {shown}...; expected 0/255 or 0/1)")
-        levels = np.unique(a)
+        levels = np.flatnonzero(counts) if counts is not None else np.unique(a)
         on = a > self.threshold
         if levels.size == 2:  # two drawn levels (e.g. red on black, 0/76 as grey) is binary whatever they are
             if on.all() or not on.any():
@@ -216,7 +217,8 @@ class MaskConvention:
                     f"at a level between them (trufor-lab eval --mask-threshold {(lo + hi) // 2})"
                 )
             return on
-        grey = np.count_nonzero((a >= 32) & (a <= 223)) / max(a.size, 1)
+        mid = int(counts[32:224].sum()) if counts is not None else np.count_nonzero((a >= 32) & (a <= 223))
+        grey = mid / max(a.size, 1)
         if grey > self.max_grey and grey > SOFT_EDGES:  # mostly mid-grey: a photo or a heat map
             raise DatasetError(f"{source}: not a mask: {grey:.0%} of its pixels are mid-grey (a photo or a heat map?)")
         if grey > self.max_grey:
@@ -225,15 +227,15 @@ class MaskConvention:
                 f"at a grey level given for it (trufor-lab eval --mask-threshold 127; in Python "
                 f"MaskConvention(threshold=127, max_grey={SOFT_EDGES}))"
             )
-        self._check_sides(a, source)
+        self._check_sides(a, source, counts)
         return on
 
-    def _check_sides(self, a: np.ndarray, source: PathLike) -> None:
+    def _check_sides(self, a: np.ndarray, source: PathLike, counts: np.ndarray | None = None) -> None:
         """Refuse a threshold that puts most of one drawn level on the other's side. The two-level
         test above misses it once soft edges or compression noise add levels: a red-on-black JPEG
         (grey 76) read at 127 came out empty, one on a grey-30 background at 0.1 all forged."""
         assert self.threshold is not None
-        counts = np.bincount(a.ravel().astype(np.intp), minlength=256)[:256]
+        counts = (counts if counts is not None else np.bincount(a.ravel().astype(np.intp), minlength=256))[:256]
         if np.count_nonzero(counts >= 0.01 * a.size) > 2:  # a level per region (OpenForensics' faces): not two
             return
         split = _otsu(counts.astype(np.float64))  # the level between the two drawn ones
@@ -268,6 +270,16 @@ class MaskConvention:
                 f"{source}: mask is not binary after the colour rule ({off:.0%} of pixels match no palette colour)"
             )
         return np.isin(nearest, rule.forged)
+
+
+def _level_counts(a: np.ndarray) -> np.ndarray | None:
+    """How many pixels hold each level (at least 256 bins) of an 8- or 16-bit mask, ``None`` for
+    another dtype: one counting pass instead of sorting the pixels for their levels."""
+    if a.dtype == np.uint8 and a.ndim == 2 and a.size:  # Pillow counts 8-bit levels without a wide copy
+        return np.asarray(Image.fromarray(a).histogram(), dtype=np.intp)
+    if a.dtype not in (np.uint8, np.uint16):
+        return None
+    return np.bincount(a.ravel(), minlength=256)
 
 
 def _otsu(counts: np.ndarray) -> int:
@@ -336,7 +348,7 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
                 if mode == "RGB":
                     pixels = np.repeat(pixels[..., None], 3, axis=2)
             else:
-                pixels = np.asarray(im.convert(mode))
+                pixels = np.asarray(im if im.mode == mode else im.convert(mode))  # convert would copy
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
                 alpha = np.asarray(rgba)[..., 3]
@@ -362,12 +374,10 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
 
 def _wide_mask_pixels(a: np.ndarray, path: Path) -> np.ndarray:
     """8-bit values of a 16/32-bit grey mask: scaled by 1/257 when they use the 16-bit range."""
-    wide = a.astype(np.int64)
-    if wide.size and (wide.min() < 0 or wide.max() > 65535):
+    low, top = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    if low < 0 or top > 65535:
         raise DatasetError(f"{path}: mask values outside 0..65535; save it as 8-bit black and white")
-    if wide.size and wide.max() > 255:
-        wide = np.rint(wide / 257.0).astype(np.int64)
-    return wide.astype(np.uint8)
+    return (np.rint(a / 257.0) if top > 255 else a).astype(np.uint8)
 
 
 def _orientation(path: Path) -> int | None:
