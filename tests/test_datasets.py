@@ -584,6 +584,26 @@ def test_a_mask_suffix_without_a_masks_folder_reads_the_masks_among_the_images(t
         folder_dataset(d)  # no suffix at all: refused rather than three authentic images
 
 
+def test_a_mask_named_in_capitals_beside_its_image_is_refused_as_the_training_side_refuses_it(tmp_path):
+    """``Sp_a_GT.png`` beside ``Sp_a.jpg`` was scored as an authentic image (the check matched
+    ``_gt`` in lower case only), though a training run refused the same folder as pristine."""
+    from trufor_lab.training.scenes import read_folder
+
+    d = tmp_path / "casia"
+    _img(d / "Sp_a.jpg")
+    _mask(d / "Sp_a_GT.png", SQUARE)
+    _img(d / "Au_b.jpg")
+    with pytest.raises(DatasetError, match=r"Sp_a_GT\.png: looks like the mask of Sp_a\.jpg .*--mask-suffix _GT\)$"):
+        folder_dataset(d)
+    with pytest.raises(ValueError, match=r"Sp_a_GT\.png: looks like the mask of Sp_a\.jpg: a folder of pristine"):
+        read_folder(d)
+    ds = folder_dataset(d, mask_suffix="_GT")  # the suffix the error gives reads it
+    assert [(s.id, s.label) for s in ds] == [("Au_b.jpg", 0), ("Sp_a.jpg", 1)]
+    # names that only end like a mask's, with no picture of the stem beside them, are pictures
+    (d / "Sp_a_GT.png").rename(d / "Sp_c_GT.png")
+    assert [s.id for s in folder_dataset(d)] == ["Au_b.jpg", "Sp_a.jpg", "Sp_c_GT.png"]
+
+
 def test_folder_dataset_follows_linked_subfolders_and_says_what_it_cannot_read(tmp_path):
     """eval dropped linked subfolders (Path.rglob does not follow them): a linked masks folder
     made its fakes 'real' (AUC 0.5 instead of 1.0) and a linked images folder lost its images,

@@ -872,6 +872,19 @@ MASK_LOOKALIKES = ("_gt", "_mask", "-mask", "_groundtruth", "_edgemask")
 """Stem endings that mark a mask file next to its image (CASIA ``_gt``, Columbia ``_edgemask``)."""
 
 
+def mask_lookalikes(files: Sequence[Path]) -> Iterator[tuple[Path, Path, str]]:
+    """``(mask, image, ending)`` for each of ``files`` named like the mask of another file beside
+    it (``x_gt.png`` beside ``x.jpg``, any case: ``X_GT.png`` too), in the order of ``files``;
+    ``ending`` as the mask's name spells it (``_GT``)."""
+    by_stem = {(p.parent, p.stem.lower()): p for p in files}
+    for p in files:
+        stem = p.stem.lower()
+        end = next((e for e in MASK_LOOKALIKES if stem.endswith(e) and len(stem) > len(e)), "")
+        twin = by_stem.get((p.parent, stem[: -len(end)])) if end else None
+        if twin is not None:
+            yield p, twin, p.stem[-len(end) :]
+
+
 def _describe(convention: MaskConvention) -> str:
     if convention.colour is not None:
         return "read by colour"
@@ -941,8 +954,8 @@ def folder_dataset(
     ``images_dir``; a note counts the images without a mask (labelled real). A ``mask_suffix``
     without ``masks_dir`` means the masks lie among the images; there, a name ending with the
     suffix is a mask, never an image. Without masks, an image named
-    like another's mask (``x_gt.png`` beside ``x.jpg``) raises: it would be scored as an authentic
-    image. Two candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``),
+    like another's mask (``x_gt.png`` or ``X_GT.png`` beside ``x.jpg``) raises: it would be scored as an
+    authentic image. Two candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``),
     and a mask that matches no image (a fake that would silently count as real) raise.
 
     ``convention`` defaults to :func:`folder_convention` of the dataset's name (a folder named
@@ -962,15 +975,11 @@ def folder_dataset(
         notes.append(f"{images_dir}: a mask suffix and no masks folder: masks are the *{mask_suffix} files here")
     if masks_dir is None:
         files = _scan(images_dir, exts, None, notes)
-        by_stem = {(p.parent, p.stem): p for p in files}
-        for p in files:
-            end = next((e for e in MASK_LOOKALIKES if p.stem.endswith(e) and len(p.stem) > len(e)), "")
-            twin = by_stem.get((p.parent, p.stem[: -len(end)])) if end else None
-            if twin is not None:
-                raise DatasetError(
-                    f"{p}: looks like the mask of {twin.name} and would be scored as an authentic image; "
-                    f"give the masks (--masks DIR / masks_dir=) or their suffix (--mask-suffix {end})"
-                )
+        for p, twin, end in mask_lookalikes(files):
+            raise DatasetError(
+                f"{p}: looks like the mask of {twin.name} and would be scored as an authentic image; "
+                f"give the masks (--masks DIR / masks_dir=) or their suffix (--mask-suffix {end})"
+            )
         samples = [Sample(p, None, 0, name, p.relative_to(images_dir).as_posix()) for p in files]
         return Dataset(name, images_dir, samples, convention, notes)
     masks_dir = Path(masks_dir)
