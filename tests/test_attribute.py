@@ -611,3 +611,22 @@ def test_every_method_takes_none_for_its_default_steps(recipe_model, img):
     b = T.attribute(recipe_model, small, "modality", internal_batch_size=8)
     assert a.extras["n_steps"] == b.extras["n_steps"] == 32
     np.testing.assert_array_equal(a.map, b.map)
+
+
+def test_an_all_nan_map_is_drawn_without_a_warning_and_said_on_its_panel():
+    """np.nanmin warned "All-NaN slice encountered" on the terminal, and the panel was one colour
+    under a 0..1 colour bar with no word."""
+    import dataclasses
+    import warnings
+
+    a = _drawn_attribution()
+    nan = dataclasses.replace(a, map=np.full(a.map.shape, np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = nan.plot()
+        shown = nan.display_map()
+        drawn = a.plot()
+    assert np.isnan(shown).all()
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no finite value\n(the map is NaN or Inf)"]
+    assert len(drawn.axes[0].texts) == 0  # a map with values is drawn as before, signed
+    assert drawn.axes[0].images[-1].get_cmap().name.startswith("RdBu_r")

@@ -584,6 +584,26 @@ def test_a_mask_suffix_without_a_masks_folder_reads_the_masks_among_the_images(t
         folder_dataset(d)  # no suffix at all: refused rather than three authentic images
 
 
+def test_a_mask_named_in_capitals_beside_its_image_is_refused_as_the_training_side_refuses_it(tmp_path):
+    """``Sp_a_GT.png`` beside ``Sp_a.jpg`` was scored as an authentic image (the check matched
+    ``_gt`` in lower case only), though a training run refused the same folder as pristine."""
+    from trufor_lab.training.scenes import read_folder
+
+    d = tmp_path / "casia"
+    _img(d / "Sp_a.jpg")
+    _mask(d / "Sp_a_GT.png", SQUARE)
+    _img(d / "Au_b.jpg")
+    with pytest.raises(DatasetError, match=r"Sp_a_GT\.png: looks like the mask of Sp_a\.jpg .*--mask-suffix _GT\)$"):
+        folder_dataset(d)
+    with pytest.raises(ValueError, match=r"Sp_a_GT\.png: looks like the mask of Sp_a\.jpg: a folder of pristine"):
+        read_folder(d)
+    ds = folder_dataset(d, mask_suffix="_GT")  # the suffix the error gives reads it
+    assert [(s.id, s.label) for s in ds] == [("Au_b.jpg", 0), ("Sp_a.jpg", 1)]
+    # names that only end like a mask's, with no picture of the stem beside them, are pictures
+    (d / "Sp_a_GT.png").rename(d / "Sp_c_GT.png")
+    assert [s.id for s in folder_dataset(d)] == ["Au_b.jpg", "Sp_a.jpg", "Sp_c_GT.png"]
+
+
 def test_folder_dataset_follows_linked_subfolders_and_says_what_it_cannot_read(tmp_path):
     """eval dropped linked subfolders (Path.rglob does not follow them): a linked masks folder
     made its fakes 'real' (AUC 0.5 instead of 1.0) and a linked images folder lost its images,
@@ -920,3 +940,85 @@ def test_a_folder_given_as_dot_keeps_its_name(tmp_path, monkeypatch):
     args = build_parser().parse_args(["eval", "--images", ".", "-o", str(tmp_path / "out")])
     ds = _cli_dataset(args)  # the command line named it '' and read its masks white = forged
     assert ds.name == "DSO-1" and ds.convention == get_spec("DSO-1").convention
+
+
+def _varied_masks(folder: Path) -> list[Path]:
+    """Masks in every form the conventions meet: 0/255, 0/1, inverted, palette, RGB, 16-bit (full
+    range and 8-bit values), bilevel, soft-edged, noisy, a photo, grey background, one level per
+    region, all and nothing forged, JPEG, a varying alpha channel."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:60, :80]
+    blob = ((yy - 28) / 17.0) ** 2 + ((xx - 35) / 23.0) ** 2 < 1
+    b8 = blob.astype(np.uint8)
+    red = np.stack([b8 * 255, b8 * 0, b8 * 0], -1)
+    pal = Image.fromarray(b8).convert("P")
+    pal.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    alpha = np.dstack([np.stack([b8 * 255] * 3, -1), np.where(xx > 9, 255, 0).astype(np.uint8)])
+    images = {
+        "b255.png": Image.fromarray(b8 * 255),
+        "b01.png": Image.fromarray(b8),
+        "inverted.png": Image.fromarray((1 - b8) * 255),
+        "palette.png": pal,
+        "red.png": Image.fromarray(red),
+        "w16.png": Image.fromarray(blob.astype(np.uint16) * 65535),
+        "w16_8bit.png": Image.fromarray(blob.astype(np.uint16) * 255),
+        "bilevel.png": Image.fromarray(blob).convert("1"),
+        "soft.png": Image.fromarray(b8 * 255).filter(ImageFilter.GaussianBlur(3)),
+        "noisy.png": Image.fromarray(np.clip(b8 * 255.0 + rng.normal(0, 25, blob.shape), 0, 255).astype(np.uint8)),
+        "photo.png": Image.fromarray(rng.integers(0, 256, blob.shape, dtype=np.uint8)),
+        "grey30.png": Image.fromarray(np.where(blob, 255, 30).astype(np.uint8)),
+        "regions.png": Image.fromarray(((xx // 20) * 60 + 10).astype(np.uint8)),
+        "all.png": Image.fromarray(np.full(blob.shape, 255, np.uint8)),
+        "none.png": Image.fromarray(np.zeros(blob.shape, np.uint8)),
+        "alpha.png": Image.fromarray(alpha),
+        "b255.jpg": Image.fromarray(b8 * 255),
+    }
+    for name, im in images.items():
+        im.save(folder / name, **({"quality": 90} if name.endswith(".jpg") else {}))
+    return [folder / name for name in images]
+
+
+def test_mask_levels_counted_in_one_pass_read_every_mask_as_sorting_them_did(tmp_path, monkeypatch):
+    """read_mask counts a mask's levels in one pass (sorting them was a third of its time); every
+    mask form under every convention reads to the same bits, or the same error, as the sorting path."""
+    import trufor_lab.lab.datasets as datasets
+
+    conventions = [
+        MaskConvention(),
+        MaskConvention(threshold=None),
+        MaskConvention(invert=True),
+        MaskConvention(threshold=127),
+        MaskConvention(threshold=127, max_grey=0.5),
+        MaskConvention(threshold=40.5, invert=True),
+        MaskConvention(channel=0),
+        MaskConvention(channel=0, threshold=None),
+    ]
+
+    def outcome(path, convention):
+        try:
+            m = read_mask(path, convention)
+        except DatasetError as e:
+            return "error", str(e)
+        return m.dtype, m.shape, m.tobytes()
+
+    paths = _varied_masks(tmp_path)
+    counted = [outcome(p, c) for p in paths for c in conventions]
+    monkeypatch.setattr(datasets, "_level_counts", lambda a: None)  # the levels sorted out again
+    assert [outcome(p, c) for p in paths for c in conventions] == counted
+    kinds = {o[0] for o in counted}
+    assert "error" in kinds and np.dtype(bool) in kinds  # both read and refused masks were compared
+    assert sum(o[0] == "error" for o in counted) < len(counted) / 2
+    for a in (np.where(SQUARE, 300, 0), np.where(SQUARE, 255, 20), np.where(SQUARE, 1, 0), np.where(SQUARE, 200, 40)):
+        wide = a.astype(np.uint16)  # counted by level in the public apply too
+        for c in conventions[:6]:
+            try:
+                want = c.apply(wide.astype(np.int64)).tobytes()
+            except DatasetError as e:
+                want = str(e)
+            try:
+                got = c.apply(wide).tobytes()
+            except DatasetError as e:
+                got = str(e)
+            assert got == want

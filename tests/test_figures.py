@@ -472,3 +472,18 @@ def test_plot_result_draws_a_large_noiseprint_averaged_not_strided(array_result)
     want = r.image.astype(float).reshape(1050, 2, 150, 2, 3).mean(axis=(1, 3))
     np.testing.assert_array_equal(image, np.rint(want).astype(np.uint8))
     np.testing.assert_allclose(panel["Localization map"].get_array(), F.display_mean(r.map, 2), rtol=1e-12)
+
+
+def test_an_array_of_no_pictures_dtype_is_refused_by_its_dtype_not_by_values_it_does_not_hold():
+    """Complex and object arrays were refused as holding "values 0..0", values they do not hold."""
+    from trufor_lab.viz.display import as_picture, show_image
+
+    picture = np.arange(12, dtype=np.int64).reshape(3, 4) * 20
+    assert as_picture(picture).dtype == np.uint8
+    with pytest.raises(ValueError, match=r"^p\.png: the image holds int64 values 0\.\.440; a picture is drawn"):
+        as_picture(picture * 2, "p.png")
+    for bad, dtype in [(picture + 1j, "complex128"), (picture.astype(object), "object"), (picture.astype(str), "<U21")]:
+        with pytest.raises(ValueError) as e:
+            show_image(plt.figure().add_subplot(), bad, "p.png")
+        assert str(e.value).startswith(f"p.png: the image is a {dtype} array, not a picture's dtype; a picture is")
+        assert "0..0" not in str(e.value)

@@ -103,6 +103,42 @@ def test_unusable_masks_are_left_out_before_training_and_inverted_ones_said(tmp_
     assert "2 of 2 masks mark more than half the picture forged: check the mask convention" in capsys.readouterr().err
 
 
+def test_checking_a_datasets_masks_shows_progress_unless_quiet_and_reads_each_file_state_once(
+    tmp_path, capsys, monkeypatch
+):
+    """The check read every mask silently (minutes for thousands of 3 MP masks), again for each
+    phase of a run: it shows a bar (not with progress=False, as the run's own bar) and reads a
+    dataset again only once a file changed."""
+    BAR = "checking images's masks:"  # the folder's name: images
+    reads = []
+    read = Dataset.load_mask
+    monkeypatch.setattr(Dataset, "load_mask", lambda ds, s: reads.append(s.id) or read(ds, s))
+    root = _dataset(tmp_path / "data", {"a": (64, 64), "b": (64, 64)})
+    stream = T.ForgeryStream([], [folder_dataset(root / "images", root / "masks")])
+    assert f"{BAR} 100%" in capsys.readouterr().err and sorted(reads) == ["a.png", "b.png"]
+    # the next phase: the same files, read again from the folder, are not checked again
+    again = T.ForgeryStream([], [folder_dataset(root / "images", root / "masks")])
+    assert [s for _, s in again.samples] == [s for _, s in stream.samples] and len(reads) == 2
+    assert BAR not in capsys.readouterr().err
+    # a mask redrawn at another size: checked again, and left out
+    Image.fromarray(np.zeros((56, 64), np.uint8)).save(root / "masks" / "b.png")
+    quiet = T.ForgeryStream([], [folder_dataset(root / "images", root / "masks")], progress=False)
+    err = capsys.readouterr().err
+    assert sorted(s.id for _, s in quiet.samples) == ["a.png", "c.png"] and len(reads) == 4
+    assert "b.png: mask size 64x56 differs" in err and BAR not in err
+    # a dataset of one's own class is always read (its masks may read otherwise)
+    own = type("Own", (Dataset,), {})
+    for _ in range(2):
+        T.ForgeryStream(
+            [], [own("images", root, folder_dataset(root / "images", root / "masks").samples)], progress=False
+        )
+    assert len(reads) == 8
+    # a quiet run checks without a bar
+    other = _dataset(tmp_path / "other", {"a": (64, 64)})
+    T.train(_cfg(tmp_path / "run", folder_dataset(other / "images", other / "masks")))
+    assert BAR not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("mask_name", ["a_mask.png", "A_GT.png", "masks/a.png"])
 def test_a_pristine_folder_holding_masks_is_refused(tmp_path, capsys, mask_name):
     pics = tmp_path / "pics"

@@ -25,13 +25,13 @@ from trufor_lab.inference.result import Result, computed_label
 from trufor_lab.inference.weights import WeightsError, weights_sha256
 from trufor_lab.lab.datasets import (
     REGISTRY,
-    folder_name,
     SOFT_EDGES,
     Dataset,
     DatasetError,
     MaskConvention,
     folder_convention,
     folder_dataset,
+    folder_name,
     load_dataset,
 )
 from trufor_lab.lab.classic import METHODS, detect

@@ -50,6 +50,12 @@ def _robust_abs(a: np.ndarray, pct: float = 99.5) -> float:
     return 1.0
 
 
+def _signed(a: np.ndarray) -> bool:
+    """Whether a map holds negative values (drawn around 0); NaN pixels aside, an all-NaN map is
+    not (``np.nanmin`` warned "All-NaN slice encountered" on it)."""
+    return bool(np.any(np.asarray(a) < 0))
+
+
 @dataclass
 class Attribution:
     """An attribution map ``(H, W)`` aligned with ``image`` ``(H, W, 3)`` uint8.
@@ -132,7 +138,7 @@ class Attribution:
         """``map`` scaled to [0, 1] for fixed-range colour maps: signed maps around 0.5
         (0.5 = no attribution), unsigned ones from 0; limit = the 99.5th percentile of |map|."""
         lim = _robust_abs(self.map)
-        if np.nanmin(self.map) < 0:
+        if _signed(self.map):
             return np.clip(0.5 + self.map / (2 * lim), 0, 1).astype(np.float32)
         return np.clip(self.map / lim, 0, 1).astype(np.float32)
 
@@ -184,7 +190,7 @@ class Attribution:
         averaged over the same blocks, the colour scale from the whole map."""
         step = display_stride(self.image.shape)
         ax.imshow((self._shown() if shown is None else shown).mean(axis=2), cmap="gray", vmin=0, vmax=255)
-        lim, signed = _robust_abs(data), np.nanmin(data) < 0
+        lim, signed = _robust_abs(data), _signed(data)
         im = ax.imshow(
             for_display(data, step),
             cmap=map_cmap("RdBu_r" if signed else "inferno"),  # NaN pixels seen, not the bare image
@@ -192,6 +198,10 @@ class Attribution:
             vmax=lim,
             alpha=alpha,
         )
+        if not np.isfinite(data).any():  # a colour bar of 0..1 and a panel of one colour: say why
+            ax.text(
+                0.5, 0.5, "no finite value\n(the map is NaN or Inf)", transform=ax.transAxes, ha="center", va="center"
+            )
         ax.set_axis_off()
         return im
 

@@ -196,15 +196,16 @@ class MaskConvention:
             )
 
     def _grey(self, a: np.ndarray, source: PathLike) -> np.ndarray:
+        counts = _level_counts(a)
         if self.threshold is None:
-            levels = set(np.unique(a).tolist())
+            levels = set((np.flatnonzero(counts) if counts is not None else np.unique(a)).tolist())
             if levels <= {0, 1}:
                 return a == 1
             if levels <= {0, 255}:
                 return a == 255
             shown = sorted(levels)[:6]
             raise DatasetError(f"{source}: mask is not binary (values {shown}...; expected 0/255 or 0/1)")
-        levels = np.unique(a)
+        levels = np.flatnonzero(counts) if counts is not None else np.unique(a)
         on = a > self.threshold
         if levels.size == 2:  # two drawn levels (e.g. red on black, 0/76 as grey) is binary whatever they are
             if on.all() or not on.any():
@@ -216,7 +217,8 @@ class MaskConvention:
                     f"at a level between them (trufor-lab eval --mask-threshold {(lo + hi) // 2})"
                 )
             return on
-        grey = np.count_nonzero((a >= 32) & (a <= 223)) / max(a.size, 1)
+        mid = int(counts[32:224].sum()) if counts is not None else np.count_nonzero((a >= 32) & (a <= 223))
+        grey = mid / max(a.size, 1)
         if grey > self.max_grey and grey > SOFT_EDGES:  # mostly mid-grey: a photo or a heat map
             raise DatasetError(f"{source}: not a mask: {grey:.0%} of its pixels are mid-grey (a photo or a heat map?)")
         if grey > self.max_grey:
@@ -225,15 +227,15 @@ class MaskConvention:
                 f"at a grey level given for it (trufor-lab eval --mask-threshold 127; in Python "
                 f"MaskConvention(threshold=127, max_grey={SOFT_EDGES}))"
             )
-        self._check_sides(a, source)
+        self._check_sides(a, source, counts)
         return on
 
-    def _check_sides(self, a: np.ndarray, source: PathLike) -> None:
+    def _check_sides(self, a: np.ndarray, source: PathLike, counts: np.ndarray | None = None) -> None:
         """Refuse a threshold that puts most of one drawn level on the other's side. The two-level
         test above misses it once soft edges or compression noise add levels: a red-on-black JPEG
         (grey 76) read at 127 came out empty, one on a grey-30 background at 0.1 all forged."""
         assert self.threshold is not None
-        counts = np.bincount(a.ravel().astype(np.intp), minlength=256)[:256]
+        counts = (counts if counts is not None else np.bincount(a.ravel().astype(np.intp), minlength=256))[:256]
         if np.count_nonzero(counts >= 0.01 * a.size) > 2:  # a level per region (OpenForensics' faces): not two
             return
         split = _otsu(counts.astype(np.float64))  # the level between the two drawn ones
@@ -268,6 +270,16 @@ class MaskConvention:
                 f"{source}: mask is not binary after the colour rule ({off:.0%} of pixels match no palette colour)"
             )
         return np.isin(nearest, rule.forged)
+
+
+def _level_counts(a: np.ndarray) -> np.ndarray | None:
+    """How many pixels hold each level (at least 256 bins) of an 8- or 16-bit mask, ``None`` for
+    another dtype: one counting pass instead of sorting the pixels for their levels."""
+    if a.dtype == np.uint8 and a.ndim == 2 and a.size:  # Pillow counts 8-bit levels without a wide copy
+        return np.asarray(Image.fromarray(a).histogram(), dtype=np.intp)
+    if a.dtype not in (np.uint8, np.uint16):
+        return None
+    return np.bincount(a.ravel(), minlength=256)
 
 
 def _otsu(counts: np.ndarray) -> int:
@@ -336,7 +348,7 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
                 if mode == "RGB":
                     pixels = np.repeat(pixels[..., None], 3, axis=2)
             else:
-                pixels = np.asarray(im.convert(mode))
+                pixels = np.asarray(im if im.mode == mode else im.convert(mode))  # convert would copy
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
                 alpha = np.asarray(rgba)[..., 3]
@@ -362,12 +374,10 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
 
 def _wide_mask_pixels(a: np.ndarray, path: Path) -> np.ndarray:
     """8-bit values of a 16/32-bit grey mask: scaled by 1/257 when they use the 16-bit range."""
-    wide = a.astype(np.int64)
-    if wide.size and (wide.min() < 0 or wide.max() > 65535):
+    low, top = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    if low < 0 or top > 65535:
         raise DatasetError(f"{path}: mask values outside 0..65535; save it as 8-bit black and white")
-    if wide.size and wide.max() > 255:
-        wide = np.rint(wide / 257.0).astype(np.int64)
-    return wide.astype(np.uint8)
+    return (np.rint(a / 257.0) if top > 255 else a).astype(np.uint8)
 
 
 def _orientation(path: Path) -> int | None:
@@ -862,6 +872,19 @@ MASK_LOOKALIKES = ("_gt", "_mask", "-mask", "_groundtruth", "_edgemask")
 """Stem endings that mark a mask file next to its image (CASIA ``_gt``, Columbia ``_edgemask``)."""
 
 
+def mask_lookalikes(files: Sequence[Path]) -> Iterator[tuple[Path, Path, str]]:
+    """``(mask, image, ending)`` for each of ``files`` named like the mask of another file beside
+    it (``x_gt.png`` beside ``x.jpg``, any case: ``X_GT.png`` too), in the order of ``files``;
+    ``ending`` as the mask's name spells it (``_GT``)."""
+    by_stem = {(p.parent, p.stem.lower()): p for p in files}
+    for p in files:
+        stem = p.stem.lower()
+        end = next((e for e in MASK_LOOKALIKES if stem.endswith(e) and len(stem) > len(e)), "")
+        twin = by_stem.get((p.parent, stem[: -len(end)])) if end else None
+        if twin is not None:
+            yield p, twin, p.stem[-len(end) :]
+
+
 def _describe(convention: MaskConvention) -> str:
     if convention.colour is not None:
         return "read by colour"
@@ -931,8 +954,8 @@ def folder_dataset(
     ``images_dir``; a note counts the images without a mask (labelled real). A ``mask_suffix``
     without ``masks_dir`` means the masks lie among the images; there, a name ending with the
     suffix is a mask, never an image. Without masks, an image named
-    like another's mask (``x_gt.png`` beside ``x.jpg``) raises: it would be scored as an authentic
-    image. Two candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``),
+    like another's mask (``x_gt.png`` or ``X_GT.png`` beside ``x.jpg``) raises: it would be scored as an
+    authentic image. Two candidate masks for one image, one mask for two images (``a.png`` and ``a.jpg``),
     and a mask that matches no image (a fake that would silently count as real) raise.
 
     ``convention`` defaults to :func:`folder_convention` of the dataset's name (a folder named
@@ -952,15 +975,11 @@ def folder_dataset(
         notes.append(f"{images_dir}: a mask suffix and no masks folder: masks are the *{mask_suffix} files here")
     if masks_dir is None:
         files = _scan(images_dir, exts, None, notes)
-        by_stem = {(p.parent, p.stem): p for p in files}
-        for p in files:
-            end = next((e for e in MASK_LOOKALIKES if p.stem.endswith(e) and len(p.stem) > len(e)), "")
-            twin = by_stem.get((p.parent, p.stem[: -len(end)])) if end else None
-            if twin is not None:
-                raise DatasetError(
-                    f"{p}: looks like the mask of {twin.name} and would be scored as an authentic image; "
-                    f"give the masks (--masks DIR / masks_dir=) or their suffix (--mask-suffix {end})"
-                )
+        for p, twin, end in mask_lookalikes(files):
+            raise DatasetError(
+                f"{p}: looks like the mask of {twin.name} and would be scored as an authentic image; "
+                f"give the masks (--masks DIR / masks_dir=) or their suffix (--mask-suffix {end})"
+            )
         samples = [Sample(p, None, 0, name, p.relative_to(images_dir).as_posix()) for p in files]
         return Dataset(name, images_dir, samples, convention, notes)
     masks_dir = Path(masks_dir)

@@ -229,7 +229,7 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def _file_state(path: str | os.PathLike) -> str:
+def file_state(path: str | os.PathLike) -> str:
     """A file's size and modification time (``missing`` when there is none): a file rewritten
     in place (a mask corrected) is another file."""
     try:
@@ -263,7 +263,7 @@ def stream_fingerprint(stream: object) -> str:
         elif isinstance(v, (str, int, float, bool, type(None))):
             crc = zlib.crc32(repr(v).encode(), crc)
         elif isinstance(v, os.PathLike):  # a file read later (a dataset's image, its mask): its state too
-            crc = zlib.crc32(f"{os.fspath(v)}\0{_file_state(v)}".encode(), crc)
+            crc = zlib.crc32(f"{os.fspath(v)}\0{file_state(v)}".encode(), crc)
         elif hasattr(v, "__dict__") and depth < 3:  # a nested stream, a photo record, ...
             crc = zlib.crc32(type(v).__name__.encode(), crc)
             feed({k: x for k, x in vars(v).items() if not callable(x)}, depth + 1)

@@ -331,6 +331,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
         camera=cfg.camera,
         kinds=cfg.kinds,
         traceable=cfg.traceable,
+        progress=cfg.progress,
     )
     pool = _Pool(model, stream, cfg, device, out, cfg.progress) if cfg.precompute and step < cfg.steps else None
     last = {"loss": float("nan")}

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.paths import find_images
 from trufor_lab.inference.preprocess import ImageError, load_image
-from trufor_lab.lab.datasets import MASK_LOOKALIKES
+from trufor_lab.lab.datasets import mask_lookalikes
 
 #: scikit-image samples kept out of training (held-out sources for :func:`heldout_set`).
 HELDOUT_SKIMAGE = ("astronaut", "coffee", "camera")
@@ -132,16 +132,13 @@ _MASK_FOLDERS = frozenset({"mask", "masks", "gt", "groundtruth", "ground_truth"}
 def _a_mask_among(folder: str | os.PathLike, files: list[Path]) -> str | None:
     """How the first mask among a pristine folder's pictures looks like one (``x_mask.png``
     beside ``x.jpg``, anything in a ``masks`` subfolder), or ``None``."""
-    by_stem = {(p.parent, p.stem.lower()): p for p in files}
+    twins = {mask: image for mask, image, _ in mask_lookalikes(files)}
     for p in files:
         inside = Path(os.path.relpath(p, folder)).parts[:-1]
         if any(part.lower() in _MASK_FOLDERS for part in inside):
             return f"{p}: in a folder of masks"
-        stem = p.stem.lower()
-        end = next((e for e in MASK_LOOKALIKES if stem.endswith(e) and len(stem) > len(e)), "")
-        twin = by_stem.get((p.parent, stem[: -len(end)])) if end else None
-        if twin is not None:
-            return f"{p}: looks like the mask of {twin.name}"
+        if p in twins:
+            return f"{p}: looks like the mask of {twins[p].name}"
     return None
 
 

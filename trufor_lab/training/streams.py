@@ -12,8 +12,10 @@ from tqdm.auto import tqdm
 
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.inference.preprocess import load_image
+from trufor_lab.lab.datasets import Dataset
 from trufor_lab.lab.forgeries import FORGERIES, make_forgery, random_params
 from trufor_lab.training.camera import Camera, downscale
+from trufor_lab.training.config import file_state
 
 #: Local edits that change the processing trace (``ForgeryStream(traceable=True)``).
 TRACEABLE_EDITS = ("resample", "blur", "sharpen")
@@ -56,32 +58,55 @@ def pristine_rgb(a: Any, name: str) -> np.ndarray:
     return load_image(a, name=name).rgb
 
 
-def usable_samples(ds: Any) -> list[tuple[Any, Any]]:
+#: What :func:`usable_samples` found in this process, by everything its check reads (a run's
+#: phases read one dataset once each): the indices of the usable samples and the notes.
+_CHECKED: dict[tuple, tuple[list[int], list[str]]] = {}
+
+
+def _check_key(ds: Any) -> tuple | None:
+    """What :func:`usable_samples` reads of ``ds``: its name, convention, and each sample's id,
+    label and files (names, sizes, modification times; a mask redrawn in place is another).
+    ``None`` for a dataset of another class than :class:`Dataset`, whose masks may read otherwise."""
+    if type(ds) is not Dataset:
+        return None
+    files = [(p, file_state(p)) if p is not None else None for s in ds for p in (s.image_path, s.mask_path)]
+    return ds.name, repr(ds.convention), tuple((s.id, s.label) for s in ds), tuple(files)
+
+
+def usable_samples(ds: Any, progress: bool = True) -> list[tuple[Any, Any]]:
     """``(ds, sample)`` for each sample of ``ds`` a run can train on, every mask read once before
     training (a mask of another size or an unreadable one stopped a run at the step that drew it,
-    after hours). Left out, with a note on stderr: a fake without a mask, a mask that cannot be
-    used (the first reason named). Said too: most masks marking more than half the picture forged
-    (an inverted convention trains the network to call the untouched part forged), and pictures
-    that viewers show turned (EXIF orientation) whose masks fit both grids (a mask drawn on the
-    turned view would be misaligned, unseen)."""
-    name = getattr(ds, "name", "dataset")
+    after hours), with a progress bar unless ``progress=False``; a :class:`Dataset` whose files
+    have not changed since is not read again in this process (the next phase of a run). Left
+    out, with a note on stderr: a fake without a mask, a mask that cannot be used (the first
+    reason named). Said too: most masks marking more than half the picture forged (an inverted
+    convention trains the network to call the untouched part forged), and pictures that viewers
+    show turned (EXIF orientation) whose masks fit both grids (a mask drawn on the turned view
+    would be misaligned, unseen)."""
+    name, key = getattr(ds, "name", "dataset"), _check_key(ds)
+    if key in _CHECKED:
+        keep, notes = _CHECKED[key]
+        _say(name, notes)
+        return [(ds, ds[i]) for i in keep]
     out, bad, turned, maskless, most = [], [], [], 0, 0
     orientation = getattr(ds, "mask_orientation_note", lambda s: None)
-    for s in ds:
-        if s.mask_path is None:
-            if s.label == 0:
-                out.append((ds, s))
-            else:
-                maskless += 1
-            continue
-        try:
-            forged = float(np.mean(ds.load_mask(s)))
-        except (ValueError, OSError) as e:
-            bad.append(str(e))
-            continue
-        most += forged > 0.5
-        turned += [t for t in [orientation(s)] if t]
-        out.append((ds, s))
+    samples = list(ds)
+    with tqdm(samples, desc=f"checking {name}'s masks", unit="image", disable=not progress or not samples) as bar:
+        for i, s in enumerate(bar):
+            if s.mask_path is None:
+                if s.label == 0:
+                    out.append(i)
+                else:
+                    maskless += 1
+                continue
+            try:
+                forged = float(np.mean(ds.load_mask(s)))
+            except (ValueError, OSError) as e:
+                bad.append(str(e))
+                continue
+            most += forged > 0.5
+            turned += [t for t in [orientation(s)] if t]
+            out.append(i)
     notes = []
     if maskless:
         notes.append(f"{maskless} fake(s) without a mask left out of training")
@@ -89,15 +114,23 @@ def usable_samples(ds: Any) -> list[tuple[Any, Any]]:
         notes.append(f"{len(bad)} image(s) left out of training (a mask that cannot be used), e.g. {bad[0]}")
     if turned:  # viewers show these turned: a mask drawn on that view trains misaligned, unsaid
         notes.append(f"{len(turned)} picture(s) with an EXIF orientation are trained as stored, e.g. {turned[0]}")
-    masked = sum(s.mask_path is not None for _, s in out)
+    masked = sum(samples[i].mask_path is not None for i in out)
     if masked and most * 2 > masked:
         notes.append(
             f"{most} of {masked} masks mark more than half the picture forged: check the mask convention "
             "(white = forged by default; MaskConvention(invert=True) reads black = forged)"
         )
+    _say(name, notes)
+    if key is not None:
+        while len(_CHECKED) >= 8:  # the oldest first
+            del _CHECKED[next(iter(_CHECKED))]
+        _CHECKED[key] = (out, notes)
+    return [(ds, samples[i]) for i in out]
+
+
+def _say(name: str, notes: list[str]) -> None:
     for line in notes:
         tqdm.write(f"note: {name}: {line}", file=sys.stderr)
-    return out
 
 
 class ForgeryStream:
@@ -112,6 +145,7 @@ class ForgeryStream:
     the local processing trace (copy-move always rotated/rescaled, local edits only
     resample/blur/sharpen), i.e. what Noiseprint++ can in principle see. ``wide_cameras``: the
     cameras also vary in JPEG chroma subsampling and noise reduction (``Camera.random(wide=True)``).
+    ``progress``: a progress bar while the datasets' masks are checked (:func:`usable_samples`).
     """
 
     def __init__(
@@ -128,11 +162,12 @@ class ForgeryStream:
         kinds: Sequence[str] | None = None,
         traceable: bool = False,
         wide_cameras: bool = False,
+        progress: bool = True,
     ) -> None:
         self.images = [pristine_rgb(a, f"pristine image {i}") for i, a in enumerate(images)]
         if camera:
             self.images = [downscale(a, 2) if min(a.shape[:2]) >= 128 else a for a in self.images]
-        self.samples = [pair for ds in datasets for pair in usable_samples(ds)]
+        self.samples = [pair for ds in datasets for pair in usable_samples(ds, progress)]
         if not self.images and not self.samples:
             raise ValueError("no training images: give pristine images or datasets with masks")
         self.kinds = tuple(kinds or FORGERIES)

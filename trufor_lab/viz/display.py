@@ -82,7 +82,12 @@ def as_picture(image: np.ndarray, name: str = "image") -> np.ndarray:
         return np.rint(a / 257.0).astype(np.uint8)
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise ValueError(f"{name}: the image holds NaN or infinite values: a picture must hold finite ones")
-    lo, hi = (float(a.min()), float(a.max())) if a.dtype.kind in "iuf" else (0.0, 0.0)
+    if a.dtype.kind not in "iuf":  # complex, object, text, dates: no values to draw (said "values 0..0")
+        raise ValueError(
+            f"{name}: the image is a {a.dtype} array, not a picture's dtype; a picture is drawn from uint8 "
+            "(0..255), uint16 (0..65535), boolean or float 0..1 values"
+        )
+    lo, hi = float(a.min()), float(a.max())
     if a.dtype.kind == "f" and 0 <= lo and hi <= 1:
         return a
     if a.dtype.kind in "iu" and 0 <= lo and hi <= 255:
