@@ -222,8 +222,26 @@ def test_the_training_log_figure_averages_finite_losses_and_shows_every_logged_q
     rows += [{"step": s, "phase": "localization", "loss": 1.0, "ce": 0.5} for s in (3, 4)]
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     fig = plot_log(tmp_path, smooth=4)
-    np.testing.assert_array_equal(fig.axes[0].get_lines()[1].get_ydata(), [1.0])  # the loss panel's mean
+    np.testing.assert_array_equal(fig.axes[0].get_lines()[1].get_ydata(), [1.0, 1.0, 1.0])  # the loss panel's mean
     assert [ax.get_title() for ax in fig.axes] == ["localization: loss", "localization: ce"]
+
+
+def test_the_training_log_figure_draws_the_mean_it_names_on_a_short_run(tmp_path):
+    """Notebook 07 at CI's 8 steps: the running mean over min(20, 8) steps was one point, drawn as
+    no line, while the legend named 'mean of 8'. Every labelled line is a line now."""
+    import json
+
+    from trufor_lab.training.checkpoints import plot_log
+
+    rows = [{"step": s, "phase": "localization", "loss": 1.0 / s} for s in range(1, 9)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ax = plot_log(tmp_path).axes[0]
+    labelled = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    assert len(labelled) == 2, list(labelled)
+    assert all(np.isfinite(ln.get_ydata()).sum() >= 2 for ln in labelled.values()), labelled
+    rows = rows[:3]  # too few steps for a mean: none named
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [ln.get_label() for ln in plot_log(tmp_path).axes[0].get_lines()] == ["per step"]
 
 
 # -- feature pictures of full-resolution captures -----------------------------------------------
