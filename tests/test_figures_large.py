@@ -265,6 +265,29 @@ def test_feature_pictures_of_a_full_resolution_capture_are_drawn_averaged(noise)
 
 
 # -- titles that say what is drawn ------------------------------------------------------------
+def test_an_attribution_panel_title_stays_clear_of_the_next_panel():
+    """Notebook 06 draws a region IG beside the map it explains: the IG panel's one-line title
+    (method, target, baseline, delta, 'not converged') ran into the neighbouring panel's title."""
+    from trufor_lab.interpret.attribution import Attribution
+
+    image = np.zeros((96, 96, 3), np.uint8)
+    a = Attribution(image, np.random.default_rng(0).standard_normal((96, 96)), "ig",
+                    "mean map (region of 12.5% of the image)", baseline="blur (sigma 3)",
+                    delta=-0.0047, target_value=0.1, baseline_value=0.102)  # fmt: skip
+    assert "not converged" in a.title
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+    a.plot(ax=axes[0])
+    axes[1].imshow(image)
+    axes[1].set_title("the localization map being explained", fontsize=9)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    left, right = (ax.title.get_window_extent(renderer) for ax in axes)
+    assert left.x1 < right.x0, (left, right)
+    shown = axes[0].get_title()  # every part of the title is still said
+    assert all(p in shown for p in ("ig", "region of 12.5%", "baseline blur (sigma 3)", "delta -0.0047", "not converged"))
+    plt.close(fig)
+
+
 def test_channel_stats_say_when_only_the_first_channels_are_drawn():
     """The title gave every channel's count while the bars stopped at max_channels."""
     from trufor_lab.interpret.features import channel_stats
