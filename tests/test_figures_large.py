@@ -284,7 +284,9 @@ def test_an_attribution_panel_title_stays_clear_of_the_next_panel():
     left, right = (ax.title.get_window_extent(renderer) for ax in axes)
     assert left.x1 < right.x0, (left, right)
     shown = axes[0].get_title()  # every part of the title is still said
-    assert all(p in shown for p in ("ig", "region of 12.5%", "baseline blur (sigma 3)", "delta -0.0047", "not converged"))
+    assert all(
+        p in shown for p in ("ig", "region of 12.5%", "baseline blur (sigma 3)", "delta -0.0047", "not converged")
+    )
     plt.close(fig)
 
 
