@@ -175,7 +175,7 @@ class Attribution:
             t += f"\ncomputed at {w}x{h}, downscaled from {W}x{H} (max_side={self.max_side})"
         return t
 
-    def panel_title(self, width: int = 44) -> str:
+    def _panel_title(self, width: int = 44) -> str:
         """:attr:`title` broken between its parts into lines of about ``width`` characters, for
         a panel: on one line it ran across the neighbouring panels' titles (notebook 06)."""
         lines = []
@@ -224,7 +224,7 @@ class Attribution:
             fig = ax.figure
         im = self._overlay(ax, self.map, alpha)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(self.panel_title(), fontsize=8, parse_math=False)
+        ax.set_title(self._panel_title(), fontsize=8, parse_math=False)
         return fig
 
     def plot_modalities(self, fig=None, alpha: float = 0.6):
