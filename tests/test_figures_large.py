@@ -222,8 +222,26 @@ def test_the_training_log_figure_averages_finite_losses_and_shows_every_logged_q
     rows += [{"step": s, "phase": "localization", "loss": 1.0, "ce": 0.5} for s in (3, 4)]
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     fig = plot_log(tmp_path, smooth=4)
-    np.testing.assert_array_equal(fig.axes[0].get_lines()[1].get_ydata(), [1.0])  # the loss panel's mean
+    np.testing.assert_array_equal(fig.axes[0].get_lines()[1].get_ydata(), [1.0, 1.0, 1.0])  # the loss panel's mean
     assert [ax.get_title() for ax in fig.axes] == ["localization: loss", "localization: ce"]
+
+
+def test_the_training_log_figure_draws_the_mean_it_names_on_a_short_run(tmp_path):
+    """Notebook 07 at CI's 8 steps: the running mean over min(20, 8) steps was one point, drawn as
+    no line, while the legend named 'mean of 8'. Every labelled line is a line now."""
+    import json
+
+    from trufor_lab.training.checkpoints import plot_log
+
+    rows = [{"step": s, "phase": "localization", "loss": 1.0 / s} for s in range(1, 9)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ax = plot_log(tmp_path).axes[0]
+    labelled = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    assert len(labelled) == 2, list(labelled)
+    assert all(np.isfinite(ln.get_ydata()).sum() >= 2 for ln in labelled.values()), labelled
+    rows = rows[:3]  # too few steps for a mean: none named
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [ln.get_label() for ln in plot_log(tmp_path).axes[0].get_lines()] == ["per step"]
 
 
 # -- feature pictures of full-resolution captures -----------------------------------------------
@@ -247,6 +265,31 @@ def test_feature_pictures_of_a_full_resolution_capture_are_drawn_averaged(noise)
 
 
 # -- titles that say what is drawn ------------------------------------------------------------
+def test_an_attribution_panel_title_stays_clear_of_the_next_panel():
+    """Notebook 06 draws a region IG beside the map it explains: the IG panel's one-line title
+    (method, target, baseline, delta, 'not converged') ran into the neighbouring panel's title."""
+    from trufor_lab.interpret.attribution import Attribution
+
+    image = np.zeros((96, 96, 3), np.uint8)
+    a = Attribution(image, np.random.default_rng(0).standard_normal((96, 96)), "ig",
+                    "mean map (region of 12.5% of the image)", baseline="blur (sigma 3)",
+                    delta=-0.0047, target_value=0.1, baseline_value=0.102)  # fmt: skip
+    assert "not converged" in a.title
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+    a.plot(ax=axes[0])
+    axes[1].imshow(image)
+    axes[1].set_title("the localization map being explained", fontsize=9)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    left, right = (ax.title.get_window_extent(renderer) for ax in axes)
+    assert left.x1 < right.x0, (left, right)
+    shown = axes[0].get_title()  # every part of the title is still said
+    assert all(
+        p in shown for p in ("ig", "region of 12.5%", "baseline blur (sigma 3)", "delta -0.0047", "not converged")
+    )
+    plt.close(fig)
+
+
 def test_channel_stats_say_when_only_the_first_channels_are_drawn():
     """The title gave every channel's count while the bars stopped at max_channels."""
     from trufor_lab.interpret.features import channel_stats

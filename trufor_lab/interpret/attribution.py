@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +181,22 @@ class Attribution:
             t += f"\ncomputed at {w}x{h}, downscaled from {W}x{H} (max_side={self.max_side})"
         return t
 
+    def _panel_title(self, width: int = 44) -> str:
+        """:attr:`title` broken between its parts into lines of about ``width`` characters, for
+        a panel: on one line it ran across the neighbouring panels' titles (notebook 06)."""
+        lines = []
+        for line in self.title.split("\n"):
+            tokens = re.split(r"( \| | (?=\())", line)  # pieces, and between them " | " or " " before "("
+            cur = tokens[0]
+            for sep, piece in zip(tokens[1::2], tokens[2::2]):
+                if len(cur) + len(sep) + len(piece) <= width:
+                    cur += sep + piece
+                else:
+                    lines.append(cur)
+                    cur = piece
+            lines.append(cur)
+        return "\n".join(lines)
+
     def _shown(self) -> np.ndarray:
         """The image averaged over blocks to at most :data:`~trufor_lab.viz.figures.MAX_DISPLAY_SIDE`
         pixels a side, as the maps are drawn (a 12 MP image and its maps were drawn whole)."""
@@ -217,7 +234,7 @@ class Attribution:
             fig = ax.figure
         im = self._overlay(ax, self.map, alpha)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(self.title, fontsize=8, parse_math=False)
+        ax.set_title(self._panel_title(), fontsize=8, parse_math=False)
         return fig
 
     def plot_modalities(self, fig=None, alpha: float = 0.6):

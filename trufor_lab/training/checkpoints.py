@@ -205,7 +205,8 @@ def truncate_log(path: Path, step: int) -> None:
 
 def plot_log(path: str | os.PathLike, smooth: int = 20):
     """Loss curves of a run (raw and running mean over ``smooth`` steps of the finite values: a
-    missing or NaN one counted as 0 pulled the mean down), one panel per quantity any row logs;
+    missing or NaN one counted as 0 pulled the mean down; over half the logged steps at most, so
+    that the mean is a line, and none under 4 steps), one panel per quantity any row logs;
     returns the matplotlib Figure."""
     rows = read_log(path)
     keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("step", "phase", "time", "lr")))
@@ -215,8 +216,8 @@ def plot_log(path: str | os.PathLike, smooth: int = 20):
     for ax, k in zip(axes, keys):
         v = np.array([r.get(k, np.nan) for r in rows], dtype=float)
         ax.plot(steps, v, alpha=0.35, lw=0.8, label="per step")
-        if len(v) >= 2:
-            n = max(1, min(smooth, len(v)))
+        n = min(smooth, len(v) // 2)  # a window as long as the run left one point: a legend entry, no line
+        if n >= 2:
             ok = np.isfinite(v)
             total = np.convolve(np.where(ok, v, 0.0), np.ones(n), mode="valid")
             count = np.convolve(ok.astype(float), np.ones(n), mode="valid")
