@@ -363,6 +363,12 @@ def _evaluate_one(
         result = analyze_fn(model, image_path)
         if result.map is None or result.conf is None or result.score is None:
             raise RuntimeError(f"{image_path}: the model gave no localization map (Noiseprint++ only)")
+        if getattr(result, "shown", False):  # a 180° turn keeps the shape: scored misaligned, unsaid
+            raise RuntimeError(
+                f"{image_path}: analyze_fn returned maps turned as viewers show the file (EXIF orientation "
+                f"{result.exif_orientation}: exif_transpose=True or as_shown()); the evaluation scores the "
+                "stored grid its masks are read on: return the analysis as stored"
+            )
         for what, a in (("map", result.map), ("confidence map", result.conf)):
             if np.shape(a) != (h, w):  # a confidence of another grid ended the run (IndexError on its mask)
                 raise RuntimeError(f"{image_path}: {what} size {np.shape(a)} differs from image size {(h, w)}")
