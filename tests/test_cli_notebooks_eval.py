@@ -437,7 +437,7 @@ def test_a_decompression_bomb_image_or_mask_fails_alone(tmp_path, capsys):
 def test_an_earlier_versions_not_applicable_output_is_not_reused(tmp_path, capsys):
     """Outputs written before a not-applicable image stopped being scored hold an empty map
     (score 0, recorded as 'not applicable: score 0'): reused as they were, they kept scoring."""
-    from trufor_lab.inference.result import SUMMARY_KEY
+    from trufor_lab.inference.stored import SUMMARY_KEY
 
     d = tmp_path / "imgs"
     _noise(d / "a.png", 1)

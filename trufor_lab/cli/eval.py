@@ -21,7 +21,8 @@ from torch import nn
 from trufor_lab.common.paths import safe_part
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
-from trufor_lab.inference.result import Result, computed_label
+from trufor_lab.inference.result import Result
+from trufor_lab.inference.stored import computed_label
 from trufor_lab.inference.weights import WeightsError, noiseprint_sha256, weights_sha256
 from trufor_lab.lab.datasets import (
     REGISTRY,

@@ -64,7 +64,8 @@ from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model, unwrapped
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import computed_label, output_refusal, reuse_problem
+from trufor_lab.inference.predict import hooked
+from trufor_lab.inference.stored import computed_label, output_refusal, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.model.identity import values_digest
@@ -446,7 +447,7 @@ def evaluate(
     arguments (a ``functools.partial``'s) and captured values; and, under an ablation or a
     hook on the model, its name added (``"plain float32 under rgb_only"``: the plain forward runs
     then), so that another ablation setting written to the same folder is recomputed, never reused;
-    :func:`~trufor_lab.inference.result.computed_label`);
+    :func:`~trufor_lab.inference.stored.computed_label`);
     otherwise it is recomputed with a one-line note. A sample id that would write outside
     ``out_dir`` is refused with one line.
 
@@ -471,7 +472,7 @@ def evaluate(
     if not computed:
         acting = intervention_label(model) if isinstance(model, nn.Module) else ""
         if analyze_fn is None:  # what analyze runs: the exact path, or the plain forward under hooks
-            computed = computed_label("plain" if acting else "exact", next(model.parameters()).dtype)
+            computed = computed_label("plain" if hooked(model) else "exact", next(model.parameters()).dtype)
         else:
             computed = getattr(analyze_fn, "computed", None) or f"custom {callable_label(analyze_fn)}"
         computed += f" under {acting}" if acting else ""  # an ablation's outputs are not the model's
