@@ -258,3 +258,14 @@ def test_an_ablation_knob_set_by_hand_is_recorded_and_never_reused_as_the_models
     again = evaluate(recipe_model, ds, tmp_path / "out", progress=False)
     assert again.n_reused == 0 and again.rows[0]["computed"] == plain["computed"] == "exact float32"
     assert again.rows[0]["score"] == pytest.approx(plain["score"], abs=1e-6)
+
+
+def test_bench_refuses_compile_with_a_lean_budget(capsys):
+    """``--compile --budget-mib`` timed the eager lean forward as the compiled one (now the mode
+    itself refuses compile with lean=True, and the bench says so in one line first)."""
+    import bench.cli as cli
+
+    args = ["--sizes", "0.003", "--device", "cpu", "--no-hooks", "--compile", "--budget-mib", "64", "-q"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--compile" in err and "--budget-mib" in err
