@@ -348,13 +348,8 @@ def _evaluate_one(
         raise ValueError(refused)
     if not overwrite and npz.is_file():
         why = reuse_problem(npz, digest, weights_digest, computed=computed, shape=(h, w))
-        if why is None:
+        if why is None:  # (an earlier version's empty 'not applicable' map records no numerics: recomputed)
             cached = _read_npz(npz, (h, w))
-            if cached is not None and computed.startswith("classic ") and cached[2] == 0 and not np.any(cached[0]):
-                # possibly an earlier version's empty map for an image the method could not judge
-                # (scored then as a result): a classic method is cheap to run again
-                why, cached = "an empty map with score 0 (an earlier version's 'not applicable'?)", None
-                tqdm.write(f"note: {npz}: {why}; recomputing", file=sys.stderr)
         else:
             tqdm.write(f"note: {npz}: {why}; recomputing", file=sys.stderr)
     if cached is not None:
