@@ -435,6 +435,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 2
+    if args.compile and args.budget_mib:  # the fast rows were eager, labelled compiled
+        print("error: --compile compiles the whole-image forward, which --budget-mib never runs", file=sys.stderr)
+        return 2
     if args.warmup is None:  # the first run pays one-time costs (oneDNN primitives, allocator), unequally per mode
         args.warmup = 1
     if args.runs is None:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from trufor_lab.cli import main
-from trufor_lab.inference.result import RECORD_KEYS
+from trufor_lab.inference.stored import RECORD_KEYS
 
 
 @pytest.fixture()
@@ -47,6 +47,8 @@ def test_folder_input_writes_official_npz_with_relative_names(tmp_path, with_wei
         "trufor_lab_weights_sha256",
         "trufor_lab_computed",
         "trufor_lab_summary",
+        "trufor_lab_arrays_sha256",
+        "trufor_lab_numerics",
     }  # official keys + what it was made from, and how (and what it said)
     assert str(d["trufor_lab_computed"]) == "exact float32"
     assert d["map"].shape == (48, 56) and d["map"].dtype == np.float32

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from trufor_lab.inference.analyze import analyze
-from trufor_lab.inference.result import RECORD_KEYS
+from trufor_lab.inference.stored import RECORD_KEYS
 from trufor_lab.lab.datasets import Dataset, Sample, folder_dataset
 from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation, evaluate, output_path
 from trufor_lab.lab.metrics import detection_metrics, localization_metrics
@@ -253,6 +253,8 @@ def test_corrupt_npz_is_recomputed_and_overwrite_recomputes_all(first_run, recip
         "trufor_lab_weights_sha256",
         "trufor_lab_computed",
         "trufor_lab_summary",
+        "trufor_lab_arrays_sha256",
+        "trufor_lab_numerics",
     }
     one = Dataset(ds.name, ds.root, ds[:1], ds.convention)
     fn = Counting()
@@ -527,7 +529,7 @@ def test_an_output_with_matching_records_but_bad_arrays_is_recomputed(first_run,
     import io
     import zipfile
 
-    from trufor_lab.inference.result import reuse_problem
+    from trufor_lab.inference.stored import reuse_problem
 
     ds, out, ev, _ = first_run
     out2 = tmp_path / "out"

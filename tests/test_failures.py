@@ -328,6 +328,21 @@ def test_the_gallery_does_not_draw_an_output_replaced_since_scoring(tmp_path):
     assert texts.count("output replaced\nsince scoring") == 2
 
 
+def test_the_gallery_does_not_draw_an_output_edited_since_it_was_written(tmp_path):
+    """A map changed in place with the npz's records kept (thresholded in a notebook) was drawn
+    as the map the row scored."""
+    from trufor_lab.lab.failures import _load_case
+
+    ds = _box_dataset(tmp_path / "ds")
+    ev = evaluate(None, ds, tmp_path / "out", progress=False, analyze_fn=_Box("box"))
+    row = next(r for r in ev.rows if r["id"] == "f0.png")
+    with np.load(row["npz"]) as d:
+        kept = dict(d)
+    np.savez(row["npz"], **{**kept, "map": (kept["map"] > 0.5).astype(np.float32)})
+    case = _load_case(ev, row, None)
+    assert case["map"] is None and case["why"]["map"] == "output changed since it was written"
+
+
 def test_a_case_named_with_dollar_signs_is_drawn(evaluated):
     """An id with two dollars ('price_$5_vs_$6.jpg') was read as mathtext: ValueError on select."""
     ev, _ = evaluated

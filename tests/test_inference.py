@@ -724,7 +724,7 @@ def test_exif_transpose_turns_the_outputs_of_the_stored_grid_analysis(recipe_mod
         with pytest.raises(ValueError, match="turned as viewers show the file"):
             shown.plot(mask=np.zeros(stored.size))  # a stored-grid mask on a turned result
     # an output with turned maps is never reused as one on the stored grid
-    from trufor_lab.inference.result import reuse_problem
+    from trufor_lab.inference.stored import reuse_problem
 
     shown.save_npz(tmp_path / "shown.npz", input_sha256="abc", computed="exact float32")
     assert "turned as viewers show" in reuse_problem(tmp_path / "shown.npz", "abc", None, (), "exact float32")

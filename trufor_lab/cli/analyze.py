@@ -14,14 +14,15 @@ from trufor_lab.common.paths import OutputPathError, blocking_file, expand_input
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import (
-    NonFiniteOutput,
+from trufor_lab.inference.result import NonFiniteOutput
+from trufor_lab.inference.stored import (
     computed_label,
+    output_arrays,
     output_refusal,
     recorded_summary,
     reuse_problem,
 )
-from trufor_lab.inference.weights import WeightsError, sha256_of, weights_sha256
+from trufor_lab.inference.weights import WeightsError, select, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
 from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, left_out_words, note, printable, weights_note
 
@@ -65,9 +66,14 @@ def run(args: argparse.Namespace) -> int:
     """Analyze every input; 0 all written or skipped, 1 some failed, 2 the weights could not load.
 
     An existing output is skipped only when it records the same input file (sha256), the same
-    weights and the same precision; otherwise it is recomputed, with a one-line note saying why.
+    weights, precision and numerics, holds every array this run writes and they are still those
+    written (:func:`~trufor_lab.inference.stored.reuse_problem`); otherwise it is recomputed, with a
+    one-line note saying why.
     """
 
+    if args.no_demo and args.weights is not None:  # it was accepted and ignored
+        error("--no-demo chooses what answers when no TruFor checkpoint is found; --weights names one (drop one)")
+        return 2
     others: list[Path] = []
     pairs, problems = expand_inputs(args.inputs, others=others)
     left_out = left_out_words(others, args.output)
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     failed = len(problems)
     weights_digest: str | None = None
+    full = True
     todo: list[tuple[Path, Path, str]] = []
     skipped = 0
     computed = computed_label("exact", args.precision)
@@ -99,10 +106,12 @@ def run(args: argparse.Namespace) -> int:
             if weights_digest is None:
                 try:
                     weights_digest = weights_sha256(args.weights, demo=not args.no_demo)
+                    full = select(args.weights, demo=not args.no_demo)[1] != "noiseprint"
                 except (WeightsError, OSError) as e:
                     error(e)
                     return 2
-            why = reuse_problem(out, digest, weights_digest, ("np++",) if args.save_noiseprint else (), computed)
+            # an output stripped of an array the run writes is not done
+            why = reuse_problem(out, digest, weights_digest, output_arrays(full, args.save_noiseprint), computed)
             if why is None:
                 skipped += 1
                 if not args.quiet:  # what it said (its score, how the input was read) still holds

@@ -21,8 +21,9 @@ from torch import nn
 from trufor_lab.common.paths import safe_part
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import is_full_model, load, model_notice
-from trufor_lab.inference.result import Result, computed_label
-from trufor_lab.inference.weights import WeightsError, weights_sha256
+from trufor_lab.inference.result import Result
+from trufor_lab.inference.stored import computed_label
+from trufor_lab.inference.weights import WeightsError, noiseprint_sha256, weights_sha256
 from trufor_lab.lab.datasets import (
     REGISTRY,
     SOFT_EDGES,
@@ -191,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
         )
     analyze_fn = _Classic(method) if classic else _LazyModel(args)
     try:
-        digest = None if classic else weights_sha256(args.weights)
+        # the noiseprint detector's maps are those of the Noiseprint++ file it loads: recorded, so that
+        # another file's outputs are recomputed (and a variable naming no file is said even when all are reused)
+        digest = noiseprint_sha256() if method == "noiseprint" else None if classic else weights_sha256(args.weights)
     except (WeightsError, OSError) as e:
         error(str(e).splitlines()[0])
         return 2

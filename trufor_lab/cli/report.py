@@ -104,6 +104,9 @@ def _output_problem(out: Path, what: str, inputs: list[str], named: bool = True)
 def run(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand: 0 written, 1 bad input or unwritable output, 2 bad weights."""
 
+    if args.no_demo and args.weights is not None:  # it was accepted and ignored
+        error("--no-demo chooses what answers when no TruFor checkpoint is found; --weights names one (drop one)")
+        return 2
     if args.compare is not None and not args.compare.strip():  # the report came without it, unsaid
         error("--compare is empty (an unset variable?)")
         return 1

@@ -5,6 +5,7 @@
 - ``preprocess``: the input contract (any image -> RGB / 256).
 - ``load``: ``load()``, ``load_trufor()``, ``load_noiseprint()``, ``untrained()``.
 - ``result``: the ``Result`` dataclass.
+- ``stored``: the records an output npz carries, and whether a stored output is reused.
 - ``analyze``: ``analyze()``, the one call that turns an image into a ``Result``.
 - ``predict``: inference modes (exact, fast, lean) over the raw network.
 - ``modes``: ``InferenceMode`` (the exact and fast presets) and the label an output records.

@@ -77,6 +77,8 @@ def analyze(
     float32 and float64 alike.
     """
     _check_capture_options(capture, capture_kwargs)
+    if lean is not None and not isinstance(lean, bool):  # "no" ran the lean forward, 0 the automatic choice
+        raise ValueError(f"lean: True, False or None (when it does not fit), got {lean!r}")
     model = unwrapped(model)  # DataParallel / torch.compile around TruFor: the model itself
     loaded, x = prepare_input(model, image, name)
     # every path refuses a module in training mode (the capture and hooked paths ran it, answered

@@ -44,8 +44,8 @@ from trufor_lab.common.paths import (
 )
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import mode_label, predict_result
-from trufor_lab.inference.result import computed_label, output_refusal, reuse_problem
-from trufor_lab.inference.weights import sha256_of, weights_sha256
+from trufor_lab.inference.stored import computed_label, output_arrays, output_refusal, reuse_problem
+from trufor_lab.inference.weights import select, sha256_of, weights_sha256
 
 T = TypeVar("T")
 
@@ -358,7 +358,7 @@ def _run_share(
     }
     try:
         todo = []
-        weights_digest = None
+        weights_digest, full = None, True
         computed = computed_label(mode_label(mode, dev if precision == "float32" else None), precision)
         for name, path in mine:
             out = output_path(output, name)
@@ -377,8 +377,10 @@ def _run_share(
                     report["failed"].append([name, refused])
                     continue
                 # reused only when made from this same input file with these same weights
-                weights_digest = weights_digest or weights_sha256(weights)
-                why = reuse_problem(out, digest, weights_digest, ("np++",) if save_noiseprint else (), computed)
+                if weights_digest is None:
+                    weights_digest, full = weights_sha256(weights), select(weights)[1] != "noiseprint"
+                # an output stripped of an array the run writes is not done
+                why = reuse_problem(out, digest, weights_digest, output_arrays(full, save_noiseprint), computed)
                 if why is None:
                     report["skipped"].append(name)
                     continue

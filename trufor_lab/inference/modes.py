@@ -108,6 +108,12 @@ class InferenceMode:
             raise ValueError(
                 f"{', '.join(fast_only)}: fast mode only (InferenceMode.fast(...)); exact runs as the official code"
             )
+        if self.amp_dtype is None:  # nothing runs in reduced precision: nothing to keep out of it
+            idle = [f"{k}={getattr(self, k)!r}" for k in ("keep_float32", "amp_on_cpu") if getattr(self, k)]
+            if idle:
+                raise ValueError(f"{', '.join(idle)}: applies under amp_dtype (autocast), and amp_dtype is None")
+        if self.lean and self.compile:
+            raise ValueError("compile: compiles the whole-image forward's encoder, which lean=True never runs")
         unknown = sorted(set(self.keep_float32 or ()) - set(FLOAT32_PARTS))
         if unknown:
             raise ValueError(f"keep_float32: unknown part(s) {unknown}; choose from {sorted(FLOAT32_PARTS)}")

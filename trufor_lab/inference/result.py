@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
-import zipfile
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,7 +24,6 @@ from trufor_lab.common.image_files import turn_as_shown, turned_view
 from trufor_lab.common.paths import display_name
 from trufor_lab.inference.load import is_full_model, model_notice
 from trufor_lab.inference.preprocess import (
-    MAX_PIXELS,
     ImageError,
     ImageLike,
     LoadedImage,
@@ -34,34 +31,20 @@ from trufor_lab.inference.preprocess import (
     orientation_note,
     to_tensor,
 )
+from trufor_lab.inference.stored import (
+    COMPUTED_KEY,
+    INPUT_PATH_KEY,
+    INPUT_SHA256_KEY,
+    SHOWN_KEY,
+    SUMMARY_KEY,
+    WEIGHTS_SHA256_KEY,
+    path_digest,
+    sealed,
+)
 from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.model.noiseprint import Noiseprint
 from trufor_lab.model.trufor import MIN_TRUFOR_SIDE, TruFor, TruForOutput  # noqa: F401 (MIN_TRUFOR_SIDE: re-exported)
 from trufor_lab.viz.figures import figure_html, plot_result
-
-#: Extra npz keys (ignored by official readers) recording what an output was made from: the
-#: sha256 of the input file and of the weights. An existing output is reused only when both match.
-INPUT_SHA256_KEY = "trufor_lab_input_sha256"
-WEIGHTS_SHA256_KEY = "trufor_lab_weights_sha256"
-#: How the maps were computed (e.g. ``"exact float32"``): an output computed otherwise is not reused.
-COMPUTED_KEY = "trufor_lab_computed"
-#: The result's one-line summary after the name (score, how the input was read): said again
-#: when the output is reused.
-SUMMARY_KEY = "trufor_lab_summary"
-#: The sha256 of the input's real path: an output of another file (the same name from another
-#: folder, written into the same output folder) is not replaced unasked; an edited input is.
-INPUT_PATH_KEY = "trufor_lab_input_path_sha256"
-#: The records every output carries besides the official arrays (weights: when they are known).
-RECORD_KEYS = (INPUT_SHA256_KEY, INPUT_PATH_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY, SUMMARY_KEY)
-#: Present (the EXIF orientation) when the maps were turned as viewers show the file
-#: (:meth:`Result.as_shown`) rather than kept on the stored grid.
-SHOWN_KEY = "trufor_lab_shown_orientation"
-
-
-def computed_label(mode: str, precision: str | torch.dtype) -> str:
-    """How an output was computed, as its npz records it: inference mode and precision,
-    e.g. ``computed_label("exact", torch.float64) == "exact float64"``."""
-    return f"{mode} {str(precision).replace('torch.', '')}"
 
 
 @dataclass
@@ -181,7 +164,7 @@ class Result:
         if input_sha256:
             arrays[INPUT_SHA256_KEY] = np.str_(input_sha256)
         if input_path is not None:
-            arrays[INPUT_PATH_KEY] = np.str_(_path_digest(input_path))
+            arrays[INPUT_PATH_KEY] = np.str_(path_digest(input_path))
         if computed:
             arrays[COMPUTED_KEY] = np.str_(computed)
         arrays[SUMMARY_KEY] = np.str_(self._said()[:1000])  # the name is the reader's to give
@@ -191,7 +174,7 @@ class Result:
             arrays[WEIGHTS_SHA256_KEY] = np.str_(weights_digest)
         elif self.weights is not None and self.weights.sha256 not in ("", "-"):
             arrays[WEIGHTS_SHA256_KEY] = np.str_(self.weights.sha256)
-        atomic_savez(path, arrays)
+        atomic_savez(path, sealed(arrays))
 
     # -- display ----------------------------------------------------------------------------
     def plot(self, mask: np.ndarray | None = None, fig=None):
@@ -241,181 +224,6 @@ class Result:
             else ""
         )
         return banner + figure_html(self.plot(), f"{display_name(self.name)}: {self._said()}")  # no folders, no bidi
-
-
-def recorded_summary(npz_path: str | os.PathLike) -> str | None:
-    """The summary an output recorded when it was written (``None`` for older or foreign files;
-    the file is untrusted: nothing in it can raise)."""
-    try:
-        with np.load(npz_path, allow_pickle=False) as d:
-            if SUMMARY_KEY in d.files and _small(d.zip, SUMMARY_KEY):
-                v = d[SUMMARY_KEY]
-                return str(v) if v.dtype.kind == "U" and v.ndim == 0 else None
-    except Exception:  # noqa: BLE001 - untrusted file
-        return None
-    return None
-
-
-def foreign_output(npz_path: str | os.PathLike) -> bool:
-    """Whether an existing file is someone else's, never overwritten unasked: anything but a zip
-    whose members include a map (``map.npy`` or ``np++.npy``). An output of ours that no longer
-    reads (damaged) is still a zip naming its map, or one cut short whose first member is an
-    output array, and is recomputed; a text file, a pickle or an image that merely has the
-    output's name is not ours."""
-    try:
-        with zipfile.ZipFile(npz_path) as z:
-            return not ({"map.npy", "np++.npy"} & set(z.namelist()))
-    except Exception:  # noqa: BLE001 - not a readable zip: ours only if it starts like one of ours
-        return not _starts_like_an_output(npz_path)
-
-
-def _path_digest(path: str | os.PathLike) -> str:
-    return hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()
-
-
-def output_refusal(
-    npz_path: str | os.PathLike,
-    input_path: str | os.PathLike,
-    input_sha256: str,
-    overwrite: str = "--overwrite",
-    named: bool = False,
-) -> str | None:
-    """Why the existing file ``npz_path`` is not to be replaced by the analysis of
-    ``input_path`` (one line naming it), or None: someone else's file (:func:`foreign_output`),
-    or the output of another input file (another path and other content: the same name from
-    another folder written into the same output folder; an edited input, or the same content
-    moved, is not refused). ``overwrite`` names the option that replaces it anyway; ``named``:
-    the caller named this output file itself (``-o result.npz``): only someone else's file is
-    refused."""
-    if not os.path.lexists(npz_path):
-        return None
-    if foreign_output(npz_path):
-        return f"{npz_path}: exists and is not an analysis output (no 'map'); not overwritten ({overwrite} to replace)"
-    if named:
-        return None
-    try:
-        with np.load(npz_path, allow_pickle=False) as d:
-            keys = (INPUT_SHA256_KEY, INPUT_PATH_KEY)
-            rec = {k: str(d[k]) for k in keys if k in d.files and _small(d.zip, k)}
-    except Exception:  # noqa: BLE001 - untrusted: an output that does not read is recomputed
-        return None
-    if len(rec) == 2 and rec[INPUT_PATH_KEY] != _path_digest(input_path) and rec[INPUT_SHA256_KEY] != input_sha256:
-        return (
-            f"{npz_path}: holds the analysis of another input file (another path, other content); not "
-            f"overwritten ({overwrite} to replace, or write to another output folder)"
-        )
-    return None
-
-
-def _starts_like_an_output(path: str | os.PathLike) -> bool:
-    """Whether a file's first zip member (its local header: no central directory needed, which
-    a file cut short lacks) is the first array an output is written with."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(30 + 16)
-    except OSError:
-        return False
-    if len(head) < 30 or head[:4] != b"PK\x03\x04":
-        return False
-    size = int.from_bytes(head[26:28], "little")
-    return head[30 : 30 + size] in (b"map.npy", b"imgsize.npy")
-
-
-def reuse_problem(
-    npz_path: str | os.PathLike,
-    input_sha256: str,
-    weights_sha256: str | None,
-    needs: tuple[str, ...] = (),
-    computed: str | None = None,
-    shape: tuple[int, int] | None = None,
-) -> str | None:
-    """``None`` when the existing output ``npz_path`` records that it was made from an input
-    with ``input_sha256``, with weights ``weights_sha256`` and computed as ``computed`` (each
-    not checked when ``None``), and holds the arrays in ``needs`` (e.g. ``"np++"`` when the
-    Noiseprint++ map is asked for) with sane arrays (the image's ``shape`` (H, W), else the size
-    it records; finite; maps and score in [0, 1]); else why it must be recomputed (a short
-    phrase for a one-line note). The file is untrusted: nothing in it can raise."""
-    try:
-        with np.load(npz_path, allow_pickle=False) as d:
-            keys = (INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY, COMPUTED_KEY)
-            rec = {k: str(d[k]) for k in keys if k in d.files and _small(d.zip, k)}
-            missing = [k for k in needs if k not in d.files]
-            shown = SHOWN_KEY in d.files
-    except Exception as e:  # noqa: BLE001 - an output file is untrusted: any failure means "recompute"
-        return f"existing output unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})"
-    if INPUT_SHA256_KEY not in rec:
-        return "existing output does not record its input"
-    if rec[INPUT_SHA256_KEY] != input_sha256:
-        return "existing output was made from a different input file"
-    if weights_sha256 is not None and rec.get(WEIGHTS_SHA256_KEY) != weights_sha256:
-        return (
-            f"existing output was made with other weights (sha256 {rec.get(WEIGHTS_SHA256_KEY, '?')[:12]}, "
-            f"now {weights_sha256[:12]})"
-        )
-    if computed is not None and rec.get(COMPUTED_KEY) != computed:
-        was = f"computed as {rec[COMPUTED_KEY]}" if COMPUTED_KEY in rec else "does not record how it was computed"
-        return f"existing output {was} (now {computed})"
-    if missing:
-        return f"existing output lacks {', '.join(missing)}"
-    if shown:
-        return "existing output's maps are turned as viewers show the file, not on its stored grid"
-    return _content_problem(npz_path, shape)
-
-
-#: Arrays of an output npz that hold per-pixel maps, and which must lie in [0, 1].
-_MAPS = {"map": True, "conf": True, "np++": False}
-
-
-def _header(z: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of ``key`` in an npz, from its .npy header alone (nothing decompressed)."""
-    with z.open(f"{key}.npy") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(f)
-    return tuple(shape), dtype
-
-
-def _small(z: zipfile.ZipFile, key: str, limit: int = 4096) -> bool:
-    """Whether ``key`` declares at most ``limit`` elements (a record string, not a bomb)."""
-    shape, dtype = _header(z, key)
-    return int(np.prod(shape)) * max(dtype.itemsize, 1) <= limit
-
-
-def _content_problem(npz_path: str | os.PathLike, shape: tuple[int, int] | None) -> str | None:
-    """Why the arrays of an output whose records match cannot be reused (declared shapes first,
-    so a forged header never makes us decompress gigabytes; then NaN and out-of-range values),
-    or ``None``."""
-    try:
-        with zipfile.ZipFile(npz_path) as z:
-            names = {n[:-4] for n in z.namelist() if n.endswith(".npy")}
-            if shape is None and "imgsize" in names and _small(z, "imgsize", 64):
-                with np.load(npz_path, allow_pickle=False) as d:
-                    shape = tuple(int(v) for v in np.asarray(d["imgsize"]).reshape(-1)[:2])
-            for key in _MAPS:
-                if key not in names:
-                    continue
-                got, dtype = _header(z, key)
-                if dtype.kind != "f":
-                    return f"existing output's {key} is not a float array ({dtype})"
-                if shape is not None and got != tuple(shape):
-                    return f"existing output's {key} is {got}, not the image's {tuple(shape)}"
-                if int(np.prod(got)) > MAX_PIXELS:
-                    return f"existing output's {key} declares {got}: larger than any image"
-            if "score" in names and not _small(z, "score", 64):
-                return "existing output's score is not one number"
-        with np.load(npz_path, allow_pickle=False) as d:
-            for key, unit in _MAPS.items():
-                if key in names:
-                    a = d[key]
-                    if not np.isfinite(a).all() or (unit and a.size and (a.min() < 0 or a.max() > 1)):
-                        return f"existing output's {key} holds NaN or values outside 0..1"
-            if "score" in names:
-                v = np.asarray(d["score"]).reshape(-1)
-                if v.size != 1 or v.dtype.kind not in "fiu" or not 0 <= float(v[0]) <= 1:
-                    return "existing output's score is not a number in 0..1"
-    except Exception as e:  # noqa: BLE001 - untrusted file: any failure means "recompute"
-        return f"existing output unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})"
-    return None
 
 
 def require_full_precision(model: nn.Module) -> None:

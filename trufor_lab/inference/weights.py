@@ -298,6 +298,13 @@ def weights_sha256(weights: str | os.PathLike | None = None, *, demo: bool = Tru
     return _remembered_sha256(path)
 
 
+def noiseprint_sha256(path: str | os.PathLike | None = None) -> str:
+    """sha256 of the Noiseprint++ file :func:`find_noiseprint` picks (``$TRUFOR_NOISEPRINT_WEIGHTS``,
+    else the shipped one), without loading it: what made an output of Noiseprint++ alone (the
+    classic ``noiseprint`` detector loads this file, whatever TruFor checkpoint is installed)."""
+    return _remembered_sha256(find_noiseprint(path))
+
+
 def _remembered_sha256(path: Path) -> str:
     """sha256 of ``path``, remembered per file (device, inode), size, modification and change
     time (a checkpoint is hundreds of MB: hashed once per process). The inode and change time

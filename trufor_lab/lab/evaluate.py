@@ -64,7 +64,8 @@ from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import is_full_model, unwrapped
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.result import computed_label, output_refusal, reuse_problem
+from trufor_lab.inference.predict import hooked
+from trufor_lab.inference.stored import computed_label, output_refusal, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
 from trufor_lab.model.identity import values_digest
@@ -347,13 +348,8 @@ def _evaluate_one(
         raise ValueError(refused)
     if not overwrite and npz.is_file():
         why = reuse_problem(npz, digest, weights_digest, computed=computed, shape=(h, w))
-        if why is None:
+        if why is None:  # (an earlier version's empty 'not applicable' map records no numerics: recomputed)
             cached = _read_npz(npz, (h, w))
-            if cached is not None and computed.startswith("classic ") and cached[2] == 0 and not np.any(cached[0]):
-                # possibly an earlier version's empty map for an image the method could not judge
-                # (scored then as a result): a classic method is cheap to run again
-                why, cached = "an empty map with score 0 (an earlier version's 'not applicable'?)", None
-                tqdm.write(f"note: {npz}: {why}; recomputing", file=sys.stderr)
         else:
             tqdm.write(f"note: {npz}: {why}; recomputing", file=sys.stderr)
     if cached is not None:
@@ -363,6 +359,12 @@ def _evaluate_one(
         result = analyze_fn(model, image_path)
         if result.map is None or result.conf is None or result.score is None:
             raise RuntimeError(f"{image_path}: the model gave no localization map (Noiseprint++ only)")
+        if getattr(result, "shown", False):  # a 180° turn keeps the shape: scored misaligned, unsaid
+            raise RuntimeError(
+                f"{image_path}: analyze_fn returned maps turned as viewers show the file (EXIF orientation "
+                f"{result.exif_orientation}: exif_transpose=True or as_shown()); the evaluation scores the "
+                "stored grid its masks are read on: return the analysis as stored"
+            )
         for what, a in (("map", result.map), ("confidence map", result.conf)):
             if np.shape(a) != (h, w):  # a confidence of another grid ended the run (IndexError on its mask)
                 raise RuntimeError(f"{image_path}: {what} size {np.shape(a)} differs from image size {(h, w)}")
@@ -440,7 +442,7 @@ def evaluate(
     arguments (a ``functools.partial``'s) and captured values; and, under an ablation or a
     hook on the model, its name added (``"plain float32 under rgb_only"``: the plain forward runs
     then), so that another ablation setting written to the same folder is recomputed, never reused;
-    :func:`~trufor_lab.inference.result.computed_label`);
+    :func:`~trufor_lab.inference.stored.computed_label`);
     otherwise it is recomputed with a one-line note. A sample id that would write outside
     ``out_dir`` is refused with one line.
 
@@ -465,7 +467,7 @@ def evaluate(
     if not computed:
         acting = intervention_label(model) if isinstance(model, nn.Module) else ""
         if analyze_fn is None:  # what analyze runs: the exact path, or the plain forward under hooks
-            computed = computed_label("plain" if acting else "exact", next(model.parameters()).dtype)
+            computed = computed_label("plain" if hooked(model) else "exact", next(model.parameters()).dtype)
         else:
             computed = getattr(analyze_fn, "computed", None) or f"custom {callable_label(analyze_fn)}"
         computed += f" under {acting}" if acting else ""  # an ablation's outputs are not the model's

@@ -43,7 +43,13 @@ import numpy as np
 from trufor_lab.common.paths import shorten
 from trufor_lab.common.table import Table
 from trufor_lab.inference.preprocess import ImageError, load_image
-from trufor_lab.inference.result import COMPUTED_KEY, INPUT_SHA256_KEY, WEIGHTS_SHA256_KEY
+from trufor_lab.inference.stored import (
+    ARRAYS_SHA256_KEY,
+    COMPUTED_KEY,
+    INPUT_SHA256_KEY,
+    WEIGHTS_SHA256_KEY,
+    arrays_digest,
+)
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import REGISTRY, DatasetError, MaskConvention, read_mask
 from trufor_lab.lab.eval_rows import convention_from_record, not_scored
@@ -302,7 +308,7 @@ def _records(d: Any) -> dict[str, str]:
 
 def _replaced(rec: Mapping[str, str], row: Mapping[str, Any]) -> str | None:
     """Why the saved output is not the one the row scored (its records against the row's, as
-    :func:`~trufor_lab.inference.result.reuse_problem` compares them), or None. Its arrays are
+    :func:`~trufor_lab.inference.stored.reuse_problem` compares them), or None. Its arrays are
     not judged: a NaN map is drawn as scored."""
     computed, weights = row.get("computed"), row.get("weights_sha256")
     if (computed and rec.get(COMPUTED_KEY) != computed) or (weights and rec.get(WEIGHTS_SHA256_KEY) != weights):
@@ -335,6 +341,8 @@ def _load_case(ev: Evaluation, row: Mapping[str, Any], convention: MaskConventio
         try:
             with np.load(npz, allow_pickle=False) as d:
                 why = _replaced(_records(d), row)
+                if why is None and ARRAYS_SHA256_KEY in d.files and str(d[ARRAYS_SHA256_KEY]) != arrays_digest(d):
+                    why = "output changed since it was written"  # edited in place, its records kept
                 if why is None:
                     for key in ("map", "conf"):
                         out[key] = np.asarray(d[key]) if key in d.files else None

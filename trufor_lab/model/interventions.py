@@ -29,6 +29,7 @@ __all__ = [
     "foreign_hooks",
     "hook_keys",
     "intervention_label",
+    "knobs_turned",
     "lean_blockers",
     "plain_forward_required",
     "registered",
@@ -111,15 +112,38 @@ def foreign_hooks(model: nn.Module) -> list[str]:
     return names
 
 
+#: The attributes ablations turn (:mod:`trufor_lab.interpret.ablations`), by the class that holds
+#: them, with the value the network is built with. Set otherwise by hand, outside an ablation,
+#: they change outputs as the ablation does: :func:`knobs_turned` names them for the record.
+KNOBS: dict[str, dict[str, object]] = {
+    "FeatureRectifyModule": {"lambda_c": 0.5, "lambda_s": 0.5},
+    "FeatureFusionModule": {"cross_enabled": True},
+    "ConfidencePooling": {"weighting": "confidence"},
+}
+
+
+def knobs_turned(model: nn.Module) -> list[str]:
+    """The ablation knobs of ``model`` (:data:`KNOBS`) that hold another value than the network is
+    built with and that no active ablation set, as ``"pool.weighting='uniform'"``."""
+    out = []
+    for name, mod in model.named_modules():
+        for attr, built in KNOBS.get(type(mod).__name__, {}).items():
+            value = getattr(mod, attr, built)
+            if value != built and attr not in mod.__dict__.get("_ablation_layers", {}):
+                out.append(f"{name or 'the model'}.{attr}={value!r}")
+    return out
+
+
 def intervention_label(model: nn.Module) -> str:
     """What acts on ``model`` now, for the record of how an output was computed: ``""`` when
-    nothing does; else the active interventions by name (``"rgb_only"``) and any other hook,
-    whose effect has no name: marked with a fresh token, so that such an output is never taken
-    for another run's."""
+    nothing does; else the active interventions by name (``"rgb_only"``), the ablation knobs set
+    by hand (:func:`knobs_turned`) and any other hook, whose effect has no name: marked with a
+    fresh token, so that such an output is never taken for another run's."""
     active = active_interventions(model)
     owned = set().union(*(i.hooks for i in active))
     others = [name or "the model" for name, mod in model.named_modules() if _module_hook_keys(mod) - owned]
     parts = [i.record or i.name for i in active if not i.passive]  # a capture changes no output
+    parts += knobs_turned(model)  # pool.weighting = "uniform" by hand: the uniform_pooling ablation, unnamed
     if others:
         more = f" and {len(others) - 2} more" if len(others) > 2 else ""
         parts.append(f"hooks on {', '.join(others[:2])}{more} #{secrets.token_hex(4)}")
