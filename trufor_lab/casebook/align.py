@@ -414,13 +414,32 @@ class Alignment:
     notes: list[str] = field(default_factory=list)
     turn: int = 0
     reference: np.ndarray | None = None
+    #: B was mirrored left-right (before any ``turn``) to line up with A.
+    mirrored: bool = False
+    #: Degrees B is turned anticlockwise relative to A, undone (:mod:`trufor_lab.casebook.tilt`).
+    tilt: float = 0.0
 
 
 def line_up(ia: np.ndarray, ib: np.ndarray, estimate_shift: bool = True) -> Alignment:
     """B aligned to A: turned by a quarter turn when only that matches A's layout (a copy stored
     turned without an EXIF tag); placed by phase correlation when it is a same-scale crop of A
     (or A of B); otherwise resized to A's size (centre-cropped to A's aspect first when it
-    differs) and translated when that is reliable; then zoomed when a zoom leaves clearly less."""
+    differs) and translated when that is reliable; then zoomed when a zoom leaves clearly less.
+    When that leaves B unaligned or a poor fit, B mirrored left-right is tried the same way and
+    kept when it lines up clearly better (a flipped repost)."""
+    out = _line_up_as_stored(ia, ib, estimate_shift)
+    fit = _residual(out.reference, out.aligned, out.valid)
+    if not estimate_shift or (out.reliable and fit <= TURNED_MOVE_FIT):
+        return out
+    m = _line_up_as_stored(ia, np.ascontiguousarray(ib[:, ::-1]), estimate_shift)
+    if not m.reliable or _residual(m.reference, m.aligned, m.valid) >= TURN_MARGIN * fit:
+        return out
+    note = "B is A's picture mirrored left-right (flipped horizontally): flipped back for the comparison"
+    return Alignment(m.b, m.aligned, m.valid, m.shift, m.peak, True, [note, *m.notes], m.turn, m.reference, True)
+
+
+def _line_up_as_stored(ia: np.ndarray, ib: np.ndarray, estimate_shift: bool) -> Alignment:
+    """:func:`line_up` without the mirror."""
     turned, turn = _upright_like(ia, ib) if estimate_shift else (ib, 0)
     *found, how, ref = _align(ia, ib, estimate_shift)
     out = Alignment(ib, *found, how, 0, ref)

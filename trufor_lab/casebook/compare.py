@@ -16,6 +16,7 @@ import numpy as np
 from torch import nn
 
 from trufor_lab.casebook.align import chance_level, estimate_translation, line_up, shift_threshold
+from trufor_lab.casebook.tilt import untilt
 from trufor_lab.casebook.report import comparison_section_html, official_weights
 from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.paths import short_name
@@ -29,15 +30,17 @@ __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shi
 CHANGE_THRESHOLD = 0.1
 #: What a comparison says instead of a difference when B could not be lined up with A.
 UNALIGNED = (
-    "no reliable alignment of B with A (another picture, or cropped, turned or rescaled in a way not "
-    "undone here): the difference measures the misalignment, not a change, and is not reported"
+    "no reliable alignment of B with A (another picture, or cropped, turned, mirrored or rescaled in a way "
+    "not undone here, such as a detail under a quarter of the picture, a turn over 5° or a slight turn "
+    "and a crop together): the difference measures the misalignment, not a change, and is not reported"
 )
 
 
-def _turned(r: Result, degrees: int) -> Result:
-    """``r`` with image and maps turned clockwise by ``degrees`` (a multiple of 90)."""
+def _turned(r: Result, degrees: int, mirrored: bool = False) -> Result:
+    """``r`` with image and maps mirrored left-right (when ``mirrored``), then turned clockwise by
+    ``degrees`` (a multiple of 90)."""
     k = -(degrees // 90)
-    turn = lambda a: None if a is None else np.ascontiguousarray(np.rot90(a, k))  # noqa: E731
+    turn = lambda a: None if a is None else np.ascontiguousarray(np.rot90(a[:, ::-1] if mirrored else a, k))  # noqa: E731
     return replace(r, image=turn(r.image), noiseprint=turn(r.noiseprint), map=turn(r.map), conf=turn(r.conf))
 
 
@@ -66,6 +69,8 @@ class Comparison:
     #: Whether B lines up with A (same picture, same framing after the alignment): without it
     #: the difference measures the misalignment, not a change, and is not reported as one.
     reliable: bool = True
+    #: Degrees B was turned anticlockwise relative to A, undone before the difference (0: none).
+    tilt: float = 0.0
 
     @property
     def mean_diff(self) -> float:
@@ -84,8 +89,12 @@ class Comparison:
             return f"{self.name_a} vs {self.name_b}: {UNALIGNED}"
         return (
             f"{self.name_a} vs {self.name_b}: mean |A-B| {self.mean_diff:.3f}, "
-            f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}"
+            f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}{self._turned_back}"
         )
+
+    @property
+    def _turned_back(self) -> str:
+        return f" and turned back by {abs(self.tilt):.2f}°" if self.tilt else ""
 
     def plot(self, fig: Any = None) -> Any:
         """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++). Each
@@ -127,7 +136,7 @@ class Comparison:
                     ax.set_title(f"{label}: Noiseprint++ (no localization)", fontsize=9)
             lines = (
                 [
-                    f"B shifted by (dy, dx) = {self.shift}",
+                    f"B shifted by (dy, dx) = {self.shift}{self._turned_back}",
                     f"{100 * self.changed_fraction:.1f}% of pixels differ > {CHANGE_THRESHOLD:.0%}",
                 ]
                 if self.reliable
@@ -192,8 +201,10 @@ def compare(
     ia, na, ra = _as_image(a, model, names[0] if names else None)
     ib, nb, rb = _as_image(b, model, names[1] if names else None)
     al = line_up(ia, ib, estimate_shift)
-    if al.turn and rb is not None:  # its maps with it, so that the panels below line up with B's
-        rb = _turned(rb, al.turn)
+    if estimate_shift:
+        al = untilt(ia, al)
+    if (al.turn or al.mirrored) and rb is not None:  # its maps with it: the panels below line up with B's
+        rb = _turned(rb, al.turn, al.mirrored)
     aligned, valid = al.aligned, al.valid
     ref = ia if al.reference is None else al.reference  # A at a smaller B's resolution
     diff = np.abs(ref.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
@@ -211,6 +222,7 @@ def compare(
         result_a=ra,
         result_b=rb,
         reliable=al.reliable,
+        tilt=al.tilt,
     )
 
 
