@@ -28,6 +28,10 @@ __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shi
 
 #: A pixel "differs" when its mean absolute RGB difference exceeds this (0..1).
 CHANGE_THRESHOLD = 0.1
+#: A global change of tones is looked for when the mean difference is at least this (0..1; a JPEG
+#: re-save leaves under 0.01), and matched when matching leaves at most ``TONE_FIT`` of it.
+TONE_MIN = 0.02
+TONE_FIT = 0.5
 #: What a comparison says instead of a difference when B could not be lined up with A.
 UNALIGNED = (
     "no reliable alignment of B with A (another picture, or cropped, turned, mirrored or rescaled in a way "
@@ -162,6 +166,56 @@ class Comparison:
         return comparison_section_html(self)
 
 
+def _is_grey(x: np.ndarray, valid: np.ndarray) -> bool:
+    """Whether a picture is grey levels stored as RGB (its channels equal but for JPEG's rounding)."""
+    px = x[valid][:: max(1, int(valid.sum()) // 200_000)].astype(np.int16)
+    return px.size > 0 and float(np.percentile(np.abs(px - px[:, :1]), 99)) <= 3
+
+
+def _tone_matched(ref: np.ndarray, b: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``b`` (float, channels last) with each channel mapped to ``ref``'s by a cubic fitted on
+    the valid pixels, refitted without the fifth of them it fits worst (a local edit is no tone)."""
+    out = np.empty_like(b)
+    step = max(1, int(valid.sum()) // 200_000)
+    for c in range(b.shape[2]):
+        x, y = b[..., c][valid][::step] / 255.0, ref[..., c][valid][::step] / 255.0
+        keep = np.ones(x.shape, bool)
+        for _ in range(2):
+            coef = np.linalg.lstsq(np.vander(x[keep], 4), y[keep], rcond=None)[0]
+            err = np.abs(np.vander(x, 4) @ coef - y)
+            keep = err <= np.percentile(err, 80)
+        out[..., c] = np.clip(np.polyval(coef, b[..., c] / 255.0), 0, 1) * 255.0
+    return out
+
+
+def _difference(ref: np.ndarray, b: np.ndarray, valid: np.ndarray, lined_up: bool) -> tuple[np.ndarray, list[str]]:
+    """|A − B| (0..1) per pixel and notes: in grey levels when only one version is grey, after B's
+    tones are matched to A's when a global change (gamma, brightness, contrast, a colour filter)
+    accounts for most of the difference (it showed as '86 % of pixels differ' for a brightened
+    copy, a local edit lost in it)."""
+    fa, fb, notes = ref.astype(np.float32), b.astype(np.float32), []
+    if lined_up and valid.any() and _is_grey(ref, valid) != _is_grey(b, valid):
+        luma = np.array([0.299, 0.587, 0.114], np.float32)
+        fa, fb = (fa @ luma)[..., None], (fb @ luma)[..., None]
+        grey, colour = ("B", "A") if _is_grey(b, valid) else ("A", "B")
+        notes.append(
+            f"{grey} is in grey levels and {colour} in colour: compared by brightness only (the colour that "
+            f"{grey} lacks is not counted as a change)"
+        )
+    diff = np.abs(fa - fb).mean(axis=2) / 255.0
+    raw = float(diff[valid].mean()) if lined_up and valid.any() else 0.0
+    if raw >= TONE_MIN:
+        matched = np.abs(fa - _tone_matched(fa, fb, valid)).mean(axis=2) / 255.0
+        if float(matched[valid].mean()) <= TONE_FIT * raw:
+            diff = matched
+            notes.append(
+                f"B's tones or colours differ from A's over the whole picture (brightness, contrast, gamma or a "
+                f"colour filter): B was matched to A's tones before the difference, which shows local changes "
+                f"only (mean |A − B| was {raw:.3f} before matching)"
+            )
+    return diff, notes
+
+
 def _as_image(x: Any, model: nn.Module | None, name: str | None) -> tuple[np.ndarray, str, Result | None]:
     """Pixels as viewers show them (EXIF orientation applied), a name, and the Result (given, or
     analysed here with ``model``: the file is decoded once, its Result's image is the one shown)."""
@@ -207,7 +261,7 @@ def compare(
         rb = _turned(rb, al.turn, al.mirrored)
     aligned, valid = al.aligned, al.valid
     ref = ia if al.reference is None else al.reference  # A at a smaller B's resolution
-    diff = np.abs(ref.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
+    diff, tone_notes = _difference(ref, aligned, valid, al.reliable)
     diff[~valid] = np.nan
     return Comparison(
         name_a=na,
@@ -218,7 +272,7 @@ def compare(
         diff=diff.astype(np.float32),
         shift=al.shift,
         shift_peak=al.peak,
-        notes=al.notes,
+        notes=[*al.notes, *tone_notes],
         result_a=ra,
         result_b=rb,
         reliable=al.reliable,
