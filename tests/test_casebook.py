@@ -732,3 +732,23 @@ def test_comparison_plot_scales_a_noiseprint_with_nan_by_its_finite_values():
     lo, hi = panels["B: Noiseprint++"].get_clim()
     assert np.isfinite([lo, hi]).all() and lo < 0 < hi
     np.testing.assert_allclose((lo, hi), np.percentile(noise[np.isfinite(holed)], [1, 99]))
+
+
+def test_the_app_notebook_is_written_atomically(tmp_path, monkeypatch):
+    """app_notebook wrote with Path.write_text: a failed write left a truncated notebook."""
+    import json
+    import os
+
+    from trufor_lab.casebook.app import app_notebook
+
+    path = app_notebook(tmp_path / "app.ipynb", weights="official")
+    before = path.read_bytes()
+    assert json.loads(before)["cells"][0]["source"][1].startswith("casebook_app(weights='official'")
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        app_notebook(path, weights="other")
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["app.ipynb"]
