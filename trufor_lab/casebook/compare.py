@@ -207,11 +207,13 @@ def _difference(ref: np.ndarray, b: np.ndarray, valid: np.ndarray, lined_up: boo
     if raw >= TONE_MIN:
         matched = np.abs(fa - _tone_matched(fa, fb, valid)).mean(axis=2) / 255.0
         if float(matched[valid].mean()) <= TONE_FIT * raw:
+            before = 100 * float((diff[valid] > CHANGE_THRESHOLD).mean())  # a recolouring of all the sky matches too
             diff = matched
             notes.append(
                 f"B's tones or colours differ from A's over the whole picture (brightness, contrast, gamma or a "
                 f"colour filter): B was matched to A's tones before the difference, which shows local changes "
-                f"only (mean |A − B| was {raw:.3f} before matching)"
+                f"only (before matching: mean |A − B| {raw:.3f}, {before:.1f}% of pixels differing by more than "
+                f"{CHANGE_THRESHOLD:.0%})"
             )
     return diff, notes
 
@@ -248,7 +250,10 @@ def compare(
     (or A of B); otherwise resized to A's size (centre-cropped to A's aspect first when it
     differs, with a note) and translated by phase correlation when that is reliable; then zoomed
     (a copy enlarged a little and framed again) when a zoom leaves clearly less difference. When B
-    cannot be lined up, ``reliable`` is False and no difference is reported as a change.
+    cannot be lined up, ``reliable`` is False and no difference is reported as a change. A copy
+    mirrored left-right is flipped back, one turned by up to 5 degrees turned back
+    (:mod:`trufor_lab.casebook.tilt`), and a global change of tones matched before the difference
+    (a grey copy of a colour picture: compared by brightness); notes say each.
     Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
     ``model`` is passed; a :class:`Result` is used as it is.
     """
