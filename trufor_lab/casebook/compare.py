@@ -35,8 +35,8 @@ TONE_FIT = 0.5
 #: What a comparison says instead of a difference when B could not be lined up with A.
 UNALIGNED = (
     "no reliable alignment of B with A (another picture, or cropped, turned, mirrored or rescaled in a way "
-    "not undone here, such as a detail under about a ninth of the picture, a turn over 5° or a slight turn "
-    "and a crop together): the difference measures the misalignment, not a change, and is not reported"
+    "not undone here, such as a detail under about a ninth of the picture, a turn over 5°, or a turn with a "
+    "crop of over a fifth): the difference measures the misalignment, not a change, and is not reported"
 )
 
 
