@@ -616,14 +616,16 @@ def test_a_smaller_repost_lines_up_with_its_original_in_either_order(shared_dir,
 
 
 def test_a_mirrored_copy_is_not_turned_and_a_square_one_is_turned_back(shared_dir, scene):
-    """A mirrored copy was 'turned by 180 degrees' and lined up, with 26 % of its pixels 'changed';
+    """A mirrored copy was 'turned by 180 degrees' and lined up, with 26 % of its pixels 'changed'
+    (it is now flipped back and said to be a mirror: tests/test_casebook_compare.py);
     a square picture turned by 90 degrees was never turned back (only non-square ones were)."""
     from PIL import ImageOps
 
     s = Image.open(shared_dir / "images" / "tampered1.png").convert("RGB")
     a = s.crop((1348, 407, 1748, 707)).resize((160, 120))
     mirrored = compare(np.asarray(a), np.asarray(ImageOps.mirror(a)), names=("A", "B"))
-    assert not mirrored.reliable and not any("turned by" in n for n in mirrored.notes), mirrored.notes
+    assert not any("turned by" in n for n in mirrored.notes), mirrored.notes  # flipped back as a mirror instead
+    assert mirrored.reliable and mirrored.mean_diff < 1e-6 and "mirrored left-right" in mirrored.notes[0]
     turned = compare(np.asarray(a), np.asarray(a.rotate(180)), names=("A", "B"))
     assert turned.reliable and turned.mean_diff < 1e-6 and "turned by 180°" in turned.notes[0]
     square = scene.crop((32, 0, 224, 192))
@@ -730,3 +732,23 @@ def test_comparison_plot_scales_a_noiseprint_with_nan_by_its_finite_values():
     lo, hi = panels["B: Noiseprint++"].get_clim()
     assert np.isfinite([lo, hi]).all() and lo < 0 < hi
     np.testing.assert_allclose((lo, hi), np.percentile(noise[np.isfinite(holed)], [1, 99]))
+
+
+def test_the_app_notebook_is_written_atomically(tmp_path, monkeypatch):
+    """app_notebook wrote with Path.write_text: a failed write left a truncated notebook."""
+    import json
+    import os
+
+    from trufor_lab.casebook.app import app_notebook
+
+    path = app_notebook(tmp_path / "app.ipynb", weights="official")
+    before = path.read_bytes()
+    assert json.loads(before)["cells"][0]["source"][1].startswith("casebook_app(weights='official'")
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        app_notebook(path, weights="other")
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["app.ipynb"]

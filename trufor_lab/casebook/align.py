@@ -26,6 +26,12 @@ CHANCE_MARGIN = 3.5
 TURN_MARGIN = 0.5
 #: ... and when B is also moved after the turn, the mean difference (0..1) it may leave at most.
 TURNED_MOVE_FIT = 0.03
+#: A same-scale crop is placed down to this fraction of the larger picture when its short side has
+#: at least ``DETAIL_SIDE`` pixels (a detail cropped from the original: a third of its width and
+#: height was 'no reliable alignment'); under it, down to a quarter. Phase correlation finds
+#: details down to about a ninth; smaller ones fail its bar and are not lined up.
+DETAIL_AREA = 1 / 16
+DETAIL_SIDE = 64
 #: A same-scale crop placement whose mean difference is below this is taken without trying the
 #: resized alignment (0..1; a copy resized by 0.5 % placed as a crop left 0.016).
 PLACED_FIT = 0.005
@@ -147,7 +153,7 @@ def _place_crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, t
         return None
     big, small = (a, b) if inner else (b, a)
     (H, W), (h, w) = big.shape[:2], small.shape[:2]
-    if min(h, w) < 16 or h * w < 0.25 * H * W:  # a small detail: too little to place reliably
+    if min(h, w) < 16 or h * w < (0.25 if min(h, w) < DETAIL_SIDE else DETAIL_AREA) * H * W:  # too little to place
         return None
     gb, gs = _gray(big), _gray(small)
     pad = np.zeros((H, W))
@@ -176,10 +182,10 @@ def _place_crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, t
     return aligned, np.ones((ha, wa), dtype=bool), (-int(y), -int(x)), peak, note
 
 
-def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
-    """Mean absolute difference (0..1) where ``b`` has data; inf when that is under a quarter
-    of the picture (a placement that explains little is not a better one)."""
-    if valid.mean() < 0.25:
+def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray, least: float = 0.25) -> float:
+    """Mean absolute difference (0..1) where ``b`` has data; inf when that is under ``least`` of
+    the picture (a placement that explains little is not a better one)."""
+    if valid.mean() < least:
         return math.inf
     d = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=2)
     return float(d[valid].mean()) / 255.0
@@ -292,7 +298,7 @@ def _align(
     compared)."""
     notes: list[str] = []
     placed = _place_crop(ia, ib) if estimate_shift and ib.shape[:2] != ia.shape[:2] else None
-    fit = math.inf if placed is None else _residual(ia, placed[0], placed[1])
+    fit = math.inf if placed is None else _residual(ia, placed[0], placed[1], DETAIL_AREA)
     if fit > PLACED_FIT:  # a placement that fits this well needs no resized rival (half the time)
         *resized, ref = _resize_and_translate(ia, ib, estimate_shift, notes, may_move)
         if fit > _residual(ref, resized[0], resized[1]):
@@ -414,13 +420,32 @@ class Alignment:
     notes: list[str] = field(default_factory=list)
     turn: int = 0
     reference: np.ndarray | None = None
+    #: B was mirrored left-right (before any ``turn``) to line up with A.
+    mirrored: bool = False
+    #: Degrees B is turned anticlockwise relative to A, undone (:mod:`trufor_lab.casebook.tilt`).
+    tilt: float = 0.0
 
 
 def line_up(ia: np.ndarray, ib: np.ndarray, estimate_shift: bool = True) -> Alignment:
     """B aligned to A: turned by a quarter turn when only that matches A's layout (a copy stored
     turned without an EXIF tag); placed by phase correlation when it is a same-scale crop of A
     (or A of B); otherwise resized to A's size (centre-cropped to A's aspect first when it
-    differs) and translated when that is reliable; then zoomed when a zoom leaves clearly less."""
+    differs) and translated when that is reliable; then zoomed when a zoom leaves clearly less.
+    When that leaves B unaligned or a poor fit, B mirrored left-right is tried the same way and
+    kept when it lines up clearly better (a flipped repost)."""
+    out = _line_up_as_stored(ia, ib, estimate_shift)
+    fit = _residual(out.reference, out.aligned, out.valid)
+    if not estimate_shift or (out.reliable and fit <= TURNED_MOVE_FIT):
+        return out
+    m = _line_up_as_stored(ia, np.ascontiguousarray(ib[:, ::-1]), estimate_shift)
+    if not m.reliable or _residual(m.reference, m.aligned, m.valid) >= TURN_MARGIN * fit:
+        return out
+    note = "B is A's picture mirrored left-right (flipped horizontally): flipped back for the comparison"
+    return Alignment(m.b, m.aligned, m.valid, m.shift, m.peak, True, [note, *m.notes], m.turn, m.reference, True)
+
+
+def _line_up_as_stored(ia: np.ndarray, ib: np.ndarray, estimate_shift: bool) -> Alignment:
+    """:func:`line_up` without the mirror."""
     turned, turn = _upright_like(ia, ib) if estimate_shift else (ib, 0)
     *found, how, ref = _align(ia, ib, estimate_shift)
     out = Alignment(ib, *found, how, 0, ref)

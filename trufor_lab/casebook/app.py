@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trufor_lab.casebook.casebook import Casebook
+from trufor_lab.common.files import atomic_write_text
 from trufor_lab.common.paths import display_name
 from trufor_lab.inference.load import load
 
@@ -93,6 +94,4 @@ def app_notebook(path: str | os.PathLike, weights: str | None = None, device: st
             }
         ],
     }
-    path = Path(path)
-    path.write_text(json.dumps(nb, indent=1))
-    return path
+    return atomic_write_text(path, json.dumps(nb, indent=1))  # a half-written notebook never replaces one

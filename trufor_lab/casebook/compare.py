@@ -16,6 +16,7 @@ import numpy as np
 from torch import nn
 
 from trufor_lab.casebook.align import chance_level, estimate_translation, line_up, shift_threshold
+from trufor_lab.casebook.tilt import untilt
 from trufor_lab.casebook.report import comparison_section_html, official_weights
 from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.paths import short_name
@@ -27,17 +28,23 @@ __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shi
 
 #: A pixel "differs" when its mean absolute RGB difference exceeds this (0..1).
 CHANGE_THRESHOLD = 0.1
+#: A global change of tones is looked for when the mean difference is at least this (0..1; a JPEG
+#: re-save leaves under 0.01), and matched when matching leaves at most ``TONE_FIT`` of it.
+TONE_MIN = 0.02
+TONE_FIT = 0.5
 #: What a comparison says instead of a difference when B could not be lined up with A.
 UNALIGNED = (
-    "no reliable alignment of B with A (another picture, or cropped, turned or rescaled in a way not "
-    "undone here): the difference measures the misalignment, not a change, and is not reported"
+    "no reliable alignment of B with A (another picture, or cropped, turned, mirrored or rescaled in a way "
+    "not undone here, such as a detail under about a ninth of the picture, a turn over 5°, or a turn with a "
+    "crop of over a fifth): the difference measures the misalignment, not a change, and is not reported"
 )
 
 
-def _turned(r: Result, degrees: int) -> Result:
-    """``r`` with image and maps turned clockwise by ``degrees`` (a multiple of 90)."""
+def _turned(r: Result, degrees: int, mirrored: bool = False) -> Result:
+    """``r`` with image and maps mirrored left-right (when ``mirrored``), then turned clockwise by
+    ``degrees`` (a multiple of 90)."""
     k = -(degrees // 90)
-    turn = lambda a: None if a is None else np.ascontiguousarray(np.rot90(a, k))  # noqa: E731
+    turn = lambda a: None if a is None else np.ascontiguousarray(np.rot90(a[:, ::-1] if mirrored else a, k))  # noqa: E731
     return replace(r, image=turn(r.image), noiseprint=turn(r.noiseprint), map=turn(r.map), conf=turn(r.conf))
 
 
@@ -66,6 +73,8 @@ class Comparison:
     #: Whether B lines up with A (same picture, same framing after the alignment): without it
     #: the difference measures the misalignment, not a change, and is not reported as one.
     reliable: bool = True
+    #: Degrees B was turned anticlockwise relative to A, undone before the difference (0: none).
+    tilt: float = 0.0
 
     @property
     def mean_diff(self) -> float:
@@ -84,8 +93,12 @@ class Comparison:
             return f"{self.name_a} vs {self.name_b}: {UNALIGNED}"
         return (
             f"{self.name_a} vs {self.name_b}: mean |A-B| {self.mean_diff:.3f}, "
-            f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}"
+            f"{100 * self.changed_fraction:.1f}% of pixels differ, B shifted by {self.shift}{self._turned_back}"
         )
+
+    @property
+    def _turned_back(self) -> str:
+        return f" and turned back by {abs(self.tilt):.2f}°" if self.tilt else ""
 
     def plot(self, fig: Any = None) -> Any:
         """A, B aligned, |A − B|; below, each version's localization map (or Noiseprint++). Each
@@ -127,7 +140,7 @@ class Comparison:
                     ax.set_title(f"{label}: Noiseprint++ (no localization)", fontsize=9)
             lines = (
                 [
-                    f"B shifted by (dy, dx) = {self.shift}",
+                    f"B shifted by (dy, dx) = {self.shift}{self._turned_back}",
                     f"{100 * self.changed_fraction:.1f}% of pixels differ > {CHANGE_THRESHOLD:.0%}",
                 ]
                 if self.reliable
@@ -151,6 +164,58 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         return comparison_section_html(self)
+
+
+def _is_grey(x: np.ndarray, valid: np.ndarray) -> bool:
+    """Whether a picture is grey levels stored as RGB (its channels equal but for JPEG's rounding)."""
+    px = x[valid][:: max(1, int(valid.sum()) // 200_000)].astype(np.int16)
+    return px.size > 0 and float(np.percentile(np.abs(px - px[:, :1]), 99)) <= 3
+
+
+def _tone_matched(ref: np.ndarray, b: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``b`` (float, channels last) with each channel mapped to ``ref``'s by a cubic fitted on
+    the valid pixels, refitted without the fifth of them it fits worst (a local edit is no tone)."""
+    out = np.empty_like(b)
+    step = max(1, int(valid.sum()) // 200_000)
+    for c in range(b.shape[2]):
+        x, y = b[..., c][valid][::step] / 255.0, ref[..., c][valid][::step] / 255.0
+        keep = np.ones(x.shape, bool)
+        for _ in range(2):
+            coef = np.linalg.lstsq(np.vander(x[keep], 4), y[keep], rcond=None)[0]
+            err = np.abs(np.vander(x, 4) @ coef - y)
+            keep = err <= np.percentile(err, 80)
+        out[..., c] = np.clip(np.polyval(coef, b[..., c] / 255.0), 0, 1) * 255.0
+    return out
+
+
+def _difference(ref: np.ndarray, b: np.ndarray, valid: np.ndarray, lined_up: bool) -> tuple[np.ndarray, list[str]]:
+    """|A − B| (0..1) per pixel and notes: in grey levels when only one version is grey, after B's
+    tones are matched to A's when a global change (gamma, brightness, contrast, a colour filter)
+    accounts for most of the difference (it showed as '86 % of pixels differ' for a brightened
+    copy, a local edit lost in it)."""
+    fa, fb, notes = ref.astype(np.float32), b.astype(np.float32), []
+    if lined_up and valid.any() and _is_grey(ref, valid) != _is_grey(b, valid):
+        luma = np.array([0.299, 0.587, 0.114], np.float32)
+        fa, fb = (fa @ luma)[..., None], (fb @ luma)[..., None]
+        grey, colour = ("B", "A") if _is_grey(b, valid) else ("A", "B")
+        notes.append(
+            f"{grey} is in grey levels and {colour} in colour: compared by brightness only (the colour that "
+            f"{grey} lacks is not counted as a change)"
+        )
+    diff = np.abs(fa - fb).mean(axis=2) / 255.0
+    raw = float(diff[valid].mean()) if lined_up and valid.any() else 0.0
+    if raw >= TONE_MIN:
+        matched = np.abs(fa - _tone_matched(fa, fb, valid)).mean(axis=2) / 255.0
+        if float(matched[valid].mean()) <= TONE_FIT * raw:
+            before = 100 * float((diff[valid] > CHANGE_THRESHOLD).mean())  # a recolouring of all the sky matches too
+            diff = matched
+            notes.append(
+                f"B's tones or colours differ from A's over the whole picture (brightness, contrast, gamma or a "
+                f"colour filter): B was matched to A's tones before the difference, which shows local changes "
+                f"only (before matching: mean |A − B| {raw:.3f}, {before:.1f}% of pixels differing by more than "
+                f"{CHANGE_THRESHOLD:.0%})"
+            )
+    return diff, notes
 
 
 def _as_image(x: Any, model: nn.Module | None, name: str | None) -> tuple[np.ndarray, str, Result | None]:
@@ -185,18 +250,23 @@ def compare(
     (or A of B); otherwise resized to A's size (centre-cropped to A's aspect first when it
     differs, with a note) and translated by phase correlation when that is reliable; then zoomed
     (a copy enlarged a little and framed again) when a zoom leaves clearly less difference. When B
-    cannot be lined up, ``reliable`` is False and no difference is reported as a change.
+    cannot be lined up, ``reliable`` is False and no difference is reported as a change. A copy
+    mirrored left-right is flipped back, one turned by up to 5 degrees turned back
+    (:mod:`trufor_lab.casebook.tilt`), and a global change of tones matched before the difference
+    (a grey copy of a colour picture: compared by brightness); notes say each.
     Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
     ``model`` is passed; a :class:`Result` is used as it is.
     """
     ia, na, ra = _as_image(a, model, names[0] if names else None)
     ib, nb, rb = _as_image(b, model, names[1] if names else None)
     al = line_up(ia, ib, estimate_shift)
-    if al.turn and rb is not None:  # its maps with it, so that the panels below line up with B's
-        rb = _turned(rb, al.turn)
+    if estimate_shift:
+        al = untilt(ia, al)
+    if (al.turn or al.mirrored) and rb is not None:  # its maps with it: the panels below line up with B's
+        rb = _turned(rb, al.turn, al.mirrored)
     aligned, valid = al.aligned, al.valid
     ref = ia if al.reference is None else al.reference  # A at a smaller B's resolution
-    diff = np.abs(ref.astype(np.float32) - aligned.astype(np.float32)).mean(axis=2) / 255.0
+    diff, tone_notes = _difference(ref, aligned, valid, al.reliable)
     diff[~valid] = np.nan
     return Comparison(
         name_a=na,
@@ -207,10 +277,11 @@ def compare(
         diff=diff.astype(np.float32),
         shift=al.shift,
         shift_peak=al.peak,
-        notes=al.notes,
+        notes=[*al.notes, *tone_notes],
         result_a=ra,
         result_b=rb,
         reliable=al.reliable,
+        tilt=al.tilt,
     )
 
 

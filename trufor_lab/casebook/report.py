@@ -282,6 +282,9 @@ def comparison_rows(comparison: "Comparison") -> list[tuple[str, str]]:
         ("B", display_name(comparison.name_b)),
         ("translation applied to B (dy, dx)", f"{comparison.shift[0]}, {comparison.shift[1]}"),
     ]
+    if getattr(comparison, "tilt", 0.0):  # a small rotation undone before the difference
+        way = "anticlockwise" if comparison.tilt > 0 else "clockwise"
+        rows.append(("B turned relative to A (undone)", f"{abs(comparison.tilt):.2f}° {way}"))
     if getattr(comparison, "reliable", True):
         rows += [
             ("mean |A − B| (0..1)", _fmt(comparison.mean_diff)),
