@@ -375,6 +375,36 @@ def test_a_part_interrupted_by_ctrl_c_leaves_later_direct_calls_recording_what_t
     assert _hook_count(tiny) == 0
 
 
+def test_a_whole_forward_interrupted_in_the_encoder_leaves_later_direct_calls_recording_what_the_network_used(tiny):
+    """Ctrl-C inside the encoder of a whole-model forward left the model marked as running (only a
+    part marked again was taken for interrupted): a later direct ``forward_heads`` looked nested,
+    and the capture recorded the decoder's c4 embedding before a later ablation zeroed it."""
+    from trufor_lab.interpret import ablations as ab
+
+    x = torch.rand(1, 3, 64, 64) * 0.99
+    with torch.no_grad():
+        feats = tiny.forward_features(x, tiny.forward_noiseprint(x))
+    cap = capture(tiny, "decoder.anomaly.c4").start()
+    try:
+
+        def interrupt(*_):
+            raise KeyboardInterrupt
+
+        h = tiny.backbone.FFMs[0].register_forward_hook(interrupt)
+        with pytest.raises(KeyboardInterrupt), torch.no_grad():
+            tiny(x)  # Ctrl-C in the encoder, before the decoder ran
+        h.remove()
+        with torch.no_grad(), ab.drop_scales(tiny, "c4", "anomaly"):
+            tiny.forward_heads(feats, (64, 64))
+        assert not cap["decoder.anomaly.c4"].any()  # what the decoder used: zeros
+        with torch.no_grad():  # and nested calls of the parts are still one call: the model's
+            tiny(x)
+        assert cap["decoder.anomaly.c4"].abs().max() > 0
+    finally:
+        cap.release()
+    assert _hook_count(tiny) == 0
+
+
 def test_each_call_of_the_model_starts_a_fresh_record(tiny):
     """Several forwards in one block mixed them: strides and notes of call 1 stayed, and an entry
     call 2 did not produce stayed from call 1 with `missing` empty."""
