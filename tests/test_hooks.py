@@ -347,10 +347,13 @@ def test_direct_calls_of_the_parts_record_what_the_network_used_in_either_nestin
     assert _hook_count(tiny) == 0
 
 
-def test_a_part_interrupted_by_ctrl_c_leaves_later_direct_calls_recording_what_the_network_used(tiny):
+@pytest.mark.parametrize("interrupted", ["a part", "the whole model"])
+def test_a_call_interrupted_by_ctrl_c_leaves_later_direct_calls_recording_what_the_network_used(tiny, interrupted):
     """Ctrl-C skips the forward hooks that count calls down: the count stayed above 0, every later
     direct call of a part looked nested, and the capture (started by hand, as across notebook
-    cells) recorded the decoder's c4 embedding before a later ablation zeroed it."""
+    cells) recorded the decoder's c4 embedding before a later ablation zeroed it. Marked by path,
+    a whole forward interrupted in the encoder still left the model marked as running (only a part
+    marked again was taken for interrupted): a later direct ``forward_heads`` looked nested."""
     from trufor_lab.interpret import ablations as ab
 
     x = torch.rand(1, 3, 64, 64) * 0.99
@@ -362,14 +365,20 @@ def test_a_part_interrupted_by_ctrl_c_leaves_later_direct_calls_recording_what_t
         def interrupt(*_):
             raise KeyboardInterrupt
 
-        h = tiny.decode_head.linear_fuse.register_forward_hook(interrupt)
+        part = tiny.decode_head.linear_fuse if interrupted == "a part" else tiny.backbone.FFMs[0]
+        h = part.register_forward_hook(interrupt)
         with pytest.raises(KeyboardInterrupt), torch.no_grad():
-            tiny.forward_heads(feats, (64, 64))  # c4 ran, then Ctrl-C
+            if interrupted == "a part":
+                tiny.forward_heads(feats, (64, 64))  # c4 ran, then Ctrl-C
+            else:
+                tiny(x)  # Ctrl-C in the encoder, before the decoder ran
         h.remove()
-        assert cap["decoder.anomaly.c4"].abs().max() > 0
         with torch.no_grad(), ab.drop_scales(tiny, "c4", "anomaly"):
             tiny.forward_heads(feats, (64, 64))
         assert not cap["decoder.anomaly.c4"].any()  # what the decoder used: zeros
+        with torch.no_grad():  # and nested calls of the parts are still one call: the model's
+            tiny(x)
+        assert cap["decoder.anomaly.c4"].abs().max() > 0
     finally:
         cap.release()
     assert _hook_count(tiny) == 0

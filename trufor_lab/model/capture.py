@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -137,7 +138,8 @@ class Capture:
         self._pending_sync = False
         self._copied_from: set[torch.device] = set()
         self._started = False
-        self._running: set[str] = set()  # the model and parts leading to a hook that are running now
+        # the model and parts leading to a hook that are running now, each with the frame that called it
+        self._running: dict[str, Any] = {}
         self._call = 0  # which outermost call is running
         self._made_in: dict[str, int] = {}  # entry -> the outermost call that recorded it
 
@@ -207,21 +209,30 @@ class Capture:
         hook lists, so that they run after an ablation's or a user's hook placed later (which
         may replace an input or an output) and record what the network used.
 
-        A call is outermost when no part above it is running. What runs is marked by path, not
-        counted: Ctrl-C skips the forward hooks that unmark (they run on exceptions only), and a
-        count left above 0 made every later direct call of a part look nested, its record taken
-        before a later ablation's hook. A part found marked again was interrupted (no part runs
-        inside itself)."""
-        if path in self._running or not any(p in self._running for p in above):
+        A call is outermost when no part above it is running. What runs is marked by path with
+        the frame of its call, not counted: Ctrl-C skips the forward hooks that unmark (they run
+        on exceptions only), and a mark left so (a count above 0, or the model's mark after a
+        forward interrupted in the encoder) made every later direct call of a part look nested,
+        its record taken before a later ablation's hook. A mark whose frame is no longer on the
+        stack was left by an interrupted call and does not count."""
+        caller = sys._getframe(1)  # the module's call: on the stack while it runs, and only then
+        marked = [self._running[p] for p in above if p in self._running]
+        if marked:  # a mark an interrupted call left (its frame no longer on the stack) is not a running part
+            live, f = set(), caller.f_back
+            while f is not None:
+                live.add(id(f))
+                f = f.f_back
+            marked = [m for m in marked if id(m) in live]
+        if not marked:
             self._running.clear()
             self._call += 1
             for hooks, key in self._placed:
                 if key in hooks:
                     hooks[key] = hooks.pop(key)
-        self._running.add(path)
+        self._running[path] = caller
 
     def _leave(self, path: str, module: nn.Module, args: tuple, out: Any) -> None:
-        self._running.discard(path)
+        self._running.pop(path, None)
 
     def _begin(self, name: str) -> None:
         """Before recording ``name``: if an earlier outermost call recorded it, this call is a
@@ -240,6 +251,7 @@ class Capture:
         while self._handles:
             self._handles.pop().remove()
         self._placed.clear()
+        self._running.clear()  # an interrupted call's frames (and the tensors they hold) go
         self._marker.close()
 
     def __enter__(self) -> "Capture":
