@@ -186,3 +186,30 @@ def test_a_detail_cropped_from_the_original_is_placed(shared_dir):
     assert c.reliable and np.nanmean(c.diff[253:293, 361:421] > 0.1) > 0.8 and c.changed_fraction < 0.1
     other = Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB").crop((500, 400, 756, 592))
     assert not compare(a, jpeg(other), names=("A", "B")).reliable
+
+
+def test_a_copy_with_a_local_edit_or_new_tones_is_not_searched_for_a_turn(photo, monkeypatch):
+    """The turn search (20 turns, then 460 turns and zooms together) ran on every lined-up pair whose
+    difference was above JPEG's own: every pair with a local edit or new tones (a 1 MP pair took 8 s
+    instead of 0.7 s). A difference that does not grow with the distance from the centre, as a turn's
+    does, is not searched for a turn; a turned copy still is."""
+    from trufor_lab.casebook import tilt
+
+    fits = []
+    fit = tilt._fit
+    monkeypatch.setattr(tilt, "_fit", lambda *args: fits.append(args[3:]) or fit(*args))
+    a = np.asarray(photo)
+    edited = photo.copy()
+    edited.paste(photo.crop((300, 200, 460, 340)), (40, 30))  # 160 x 140: 11 % of the picture
+    arr = np.asarray(edited).astype(np.float32) / 255
+    for what, b in {
+        "edit": edited,
+        "edit and gamma": Image.fromarray((255 * arr**1.3).round().astype(np.uint8)),
+    }.items():
+        fits.clear()
+        c = compare(a, jpeg(b), names=("A", "B"))
+        assert c.reliable and c.tilt == 0 and np.nanmean(c.diff[40:160, 50:190] > 0.1) > 0.5, (what, c.notes)
+        assert tilt._residual(a, jpeg(b), np.ones(a.shape[:2], bool)) > 0.004, what  # not JPEG's own: searched before
+        assert fits == [], (what, len(fits))
+    c = compare(a, jpeg(edited.rotate(1.0, Image.BICUBIC)), names=("A", "B"))
+    assert fits and abs(c.tilt - 1.0) <= 0.1, c.notes
