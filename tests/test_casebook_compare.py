@@ -213,3 +213,27 @@ def test_a_copy_with_a_local_edit_or_new_tones_is_not_searched_for_a_turn(photo,
         assert fits == [], (what, len(fits))
     c = compare(a, jpeg(edited.rotate(1.0, Image.BICUBIC)), names=("A", "B"))
     assert fits and abs(c.tilt - 1.0) <= 0.1, c.notes
+
+
+def test_highlights_a_brightened_copy_blew_out_are_not_changed_but_a_white_region_painted_is(photo):
+    """A copy brightened until its highlights clip at white: tones were matched, but the clipped
+    pixels (A's light tones all at 255 in B: no curve maps them back) were 'changed'. Where A's
+    tones reach the clip through the fitted curve, a clipped pixel is consistent; a region painted
+    white over A's darker tones is still a change."""
+    from PIL import ImageEnhance
+
+    a = np.asarray(photo)
+    bright = np.asarray(ImageEnhance.Brightness(pasted(photo)).enhance(1.6))
+    assert (bright == 255).all(axis=2).mean() > 0.05  # the clipped highlights: a twentieth of the picture at least
+    c = compare(a, jpeg(Image.fromarray(bright)), names=("A", "B"))
+    assert c.reliable and any("matched to A's tones" in n for n in c.notes), c.notes
+    assert np.nanmean(c.diff[100:156, 132:188] > 0.1) > 0.6 and np.nanmean(outside(c.diff) > 0.1) < 0.01, c.summary()
+    painted = bright.copy()
+    painted[300:376, 96:216] = 255  # over A's mid tones (where the brightened copy kept them)
+    kept = (bright[305:371, 101:211] < 240).all(axis=2)
+    assert kept.mean() > 0.9
+    c = compare(a, jpeg(Image.fromarray(painted)), names=("A", "B"))
+    assert c.reliable and (c.diff[305:371, 101:211][kept] > 0.1).mean() > 0.95, c.summary()
+    d = outside(c.diff)
+    d[290:384, 86:226] = np.nan
+    assert np.nanmean(d > 0.1) < 0.01, c.summary()
