@@ -237,3 +237,31 @@ def test_highlights_a_brightened_copy_blew_out_are_not_changed_but_a_white_regio
     d = outside(c.diff)
     d[290:384, 86:226] = np.nan
     assert np.nanmean(d > 0.1) < 0.01, c.summary()
+
+
+def test_a_pair_that_does_not_line_up_is_not_tried_mirrored_at_full_size_first(shared_dir, monkeypatch):
+    """Every pair that did not line up (another picture, a tone change leaving over 0.03) was lined up
+    a second time at full size with B mirrored: twice the time (12 MP: 25 s). Mirrored B is judged on
+    reduced pictures first; a mirrored copy with an edit is still flipped back and its edit shown."""
+    from trufor_lab.casebook import align
+
+    sizes = []
+    line_up_as_stored = align._line_up_as_stored
+    monkeypatch.setattr(
+        align, "_line_up_as_stored", lambda ia, ib, e: sizes.append(ib.shape[:2]) or line_up_as_stored(ia, ib, e)
+    )
+    src = Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB").resize((1100, 952), Image.LANCZOS)
+    a = np.asarray(src)
+    other = Image.open(shared_dir / "images" / "tampered1.png").convert("RGB").resize(src.size, Image.LANCZOS)
+    c = compare(a, jpeg(other), names=("A", "B"))
+    assert not c.reliable and sizes.count(a.shape[:2]) == 1, sizes
+    edited = np.array(src)
+    edited[192:320, 256:384] = 255 - edited[192:320, 256:384]
+    edited = Image.fromarray(edited)
+    sizes.clear()
+    c = compare(a, jpeg(ImageOps.mirror(edited)), names=("A", "B"))
+    assert c.reliable and any("mirrored left-right" in n for n in c.notes) and sizes.count(a.shape[:2]) == 2, c.notes
+    assert np.nanmean(c.diff[200:312, 264:376] > 0.1) > 0.7
+    d = c.diff.copy()
+    d[182:330, 246:394] = np.nan
+    assert np.nanmean(d > 0.1) < 0.01, c.summary()
