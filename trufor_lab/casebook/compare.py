@@ -289,7 +289,8 @@ def compare(
     cannot be lined up, ``reliable`` is False and no difference is reported as a change. A copy
     mirrored left-right is flipped back, one turned by up to 5 degrees turned back
     (:mod:`trufor_lab.casebook.tilt`), and a global change of tones matched before the difference
-    (a grey copy of a colour picture: compared by brightness); notes say each.
+    (highlights or shadows it clipped are no change; a grey copy of a colour picture: compared by
+    brightness); notes say each.
     Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
     ``model`` is passed; a :class:`Result` is used as it is.
     """
