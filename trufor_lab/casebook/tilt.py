@@ -35,8 +35,9 @@ TILT_SIDE = 512
 TILT_MIN = 0.1
 #: The search (20 turns, then up to 460 turns and zooms) runs only when the difference B leaves
 #: unturned grows with the distance from the centre by at least this share (:func:`_radial_share`),
-#: as a turn's or a zoom's does: turned copies showed 0.22 to 0.9, local edits, re-saves, tone changes
-#: and unrelated pictures 0.04 or less. It ran for every pair with a local edit (12 times the time).
+#: as a turn's or a zoom's does: turned copies of real photos (0.3 to 3 degrees, cropped or not,
+#: edited at the centre or not) showed 0.2 to 0.9; local edits, re-saves, tone changes and
+#: unrelated pictures 0.06 or less. It ran on every pair with a local edit.
 TILT_RADIAL = 0.1
 #: The blocks (a side) that :func:`_radial_share` compares.
 RADIAL_BLOCKS = 16
