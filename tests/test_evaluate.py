@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from trufor_lab.inference.analyze import analyze
@@ -926,3 +927,38 @@ def test_a_turned_image_whose_mask_fits_both_grids_is_scored_as_stored_and_said(
     assert "the size viewers show the image at (EXIF orientation 6)" in turned["error"]
     ev.to_csv(tmp_path / "rows.csv")
     assert Evaluation.from_csv(tmp_path / "rows.csv").rows[0]["note"] == rows["upside"]["note"]
+
+
+def test_a_score_of_several_values_fails_its_row_and_the_evaluation_goes_on(tmp_path):
+    """An analyze_fn whose score held several values (per class, per crop) ended the whole
+    evaluation with a TypeError from the npz's summary line, the other rows lost; one value in
+    any form (a 1-element array, a 0-d tensor, a numpy scalar) is a score (a (1, 1) array failed too)."""
+    imgs, masks = _boxes(tmp_path / "ds", fakes=("f0", "f1", "f2", "f3"), reals=("a0", "a1"))
+    scores = {
+        "f0": np.array([0.1, 0.9]),
+        "f1": np.array([[0.8]]),
+        "f2": torch.tensor(0.7),
+        "f3": torch.tensor([0.6, 0.5]),
+        "a0": np.float32(0.25),
+        "a1": "0.3",
+    }
+    ev = evaluate(None, folder_dataset(imgs, masks), tmp_path / "out", progress=False, analyze_fn=Box(scores=scores))
+    by_id = {r["id"]: r for r in ev.rows}
+    assert [by_id[f"{s}.png"]["status"] for s in ("f0", "f1", "f2", "f3", "a0", "a1")] == [
+        "error",
+        "ok",
+        "ok",
+        "error",
+        "ok",
+        "error",
+    ]
+    assert by_id["f1.png"]["score"] == pytest.approx(0.8) and by_id["f1.png"]["f1_best"] == 1
+    assert by_id["f2.png"]["score"] == pytest.approx(0.7) and by_id["a0.png"]["score"] == 0.25
+    assert ev.failed == [  # in the dataset's order
+        f"{imgs / 'a1.png'}: analyze_fn gave the score '0.3' (text), not a number",
+        f"{imgs / 'f0.png'}: analyze_fn gave a score of 2 values (shape (2,)), not one number",
+        f"{imgs / 'f3.png'}: analyze_fn gave a score of 2 values (shape (2,)), not one number",
+    ]
+    assert not (tmp_path / "out" / "images" / "f0.png.npz").exists()  # never saved as an output
+    with np.load(tmp_path / "out" / "images" / "f1.png.npz") as d:  # saved as scored: a resume agrees
+        assert d["score"].shape == () and float(d["score"]) == pytest.approx(0.8)
