@@ -85,7 +85,7 @@ def _cli_dataset(args: argparse.Namespace) -> Dataset:
         if note and not args.mask_invert:
             ds.notes.insert(0, note)
     else:
-        if args.dataset is None or args.root is None:
+        if args.dataset is None:
             raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
         if args.masks is not None:
             raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
@@ -284,7 +284,12 @@ def register(subparsers: Any) -> None:
         metavar="DATASET",
         help="a registered benchmark (e.g. CASIA1) or a fake-list file; with --images, the name",
     )
-    e.add_argument("--root", default=None, help="dataset root (list paths resolve against it)")
+    e.add_argument(
+        "--root",
+        default=None,
+        help="dataset root: relative list paths resolve against it (absolute ones are taken as they are; "
+        "a list of absolute paths needs no --root)",
+    )
     e.add_argument("--fake-list", default=None, help="official fake list (image,mask per line)")
     e.add_argument("--real-list", default=None, help="official real list (image per line)")
     e.add_argument("--list-dir", default=None, help="folder holding the benchmark's official lists")

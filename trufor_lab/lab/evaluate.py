@@ -234,14 +234,19 @@ class Evaluation:
 
 
 def output_path(out_dir: str | os.PathLike, dataset: Dataset, sample: Sample) -> Path:
-    """``out_dir/<dataset name>/<image path relative to the root>.npz``, or the listed id when
-    the image is not under the root; through :func:`trufor_lab.common.paths.output_path`, so an
-    id that is absolute or climbs out with ``..`` raises :class:`OutputPathError` (one line)."""
+    """``out_dir/<dataset name>/<image path relative to the root>.npz``, or, for an image not
+    under the root, its whole path when it is listed by that absolute path (a list file's
+    ``/data/x.png``: ``out_dir/<name>/data/x.png.npz``, as ``--root /`` named it), else the listed
+    id; through :func:`trufor_lab.common.paths.output_path`, so another id that is absolute or
+    climbs out with ``..`` raises :class:`OutputPathError` (one line)."""
     image = Path(sample.image_path)
     try:
         rel = image.resolve().relative_to(Path(dataset.root).resolve()).as_posix()
     except ValueError:
         rel = sample.id
+        if Path(sample.id).is_absolute() and Path(sample.id) == image:  # taken as is
+            whole = image.resolve()
+            rel = whole.relative_to(whole.anchor).as_posix()
     return common_output_path(Path(out_dir) / safe_part(dataset.name), rel)
 
 
