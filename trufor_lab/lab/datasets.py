@@ -908,8 +908,11 @@ def _describe(convention: MaskConvention) -> str:
     return what if convention.channel is None else f"{what} in channel {'RGB'[convention.channel]}"
 
 
-def folder_convention(name: str) -> tuple[MaskConvention, str | None]:
-    """The convention a folder dataset called ``name`` gets, and a note when it is not the default.
+def folder_convention(
+    name: str, otherwise: str = "give folder_dataset another name= or a convention="
+) -> tuple[MaskConvention, str | None]:
+    """The convention a folder dataset called ``name`` gets, and a note when it is not the default
+    (``otherwise``: how the caller reads them another way).
 
     A folder named like a registered benchmark (``DSO-1``, ``NIST16``, an alias) is read with
     that benchmark's convention: its masks are that benchmark's, and the default (white = forged)
@@ -919,10 +922,10 @@ def folder_convention(name: str) -> tuple[MaskConvention, str | None]:
     spec = REGISTRY.get(name)
     if spec.convention == MaskConvention():
         return spec.convention, None
+    # it named --mask-invert as a way to read them otherwise: on DSO-1 that option is its convention
     return spec.convention, (
         f"{name}: named like the benchmark {spec.name}: its masks are read with its convention "
-        f"({_describe(spec.convention)}); give the folder another name, or a convention (convention= in "
-        "Python, --mask-invert / --mask-threshold on the command line), to read them otherwise"
+        f"({_describe(spec.convention)}); to read them otherwise, {otherwise}"
     )
 
 
