@@ -103,13 +103,36 @@ def test_unusable_masks_are_left_out_before_training_and_inverted_ones_said(tmp_
     assert "2 of 2 masks mark more than half the picture forged: check the mask convention" in capsys.readouterr().err
 
 
+def test_a_picture_that_cannot_be_read_is_left_out_before_training_and_the_rest_trains_as_without_it(tmp_path, capsys):
+    """A dataset's picture cut short (a fake's, whose mask is fine, or a real one's) passed the
+    check before training and stopped the run in one line at the step that drew it, possibly
+    hours in. It is decoded up front and left out with a note; the others are drawn exactly as
+    from the same folder without it."""
+    root = _dataset(tmp_path / "data", {"a": (64, 64), "b": (64, 64)})  # c: real, no mask
+    healthy = _dataset(tmp_path / "healthy", {"a": (64, 64)})
+    for name in ("b", "c"):  # the healthy folder: a alone, the same file
+        (healthy / "images" / f"{name}.png").unlink()
+    for name in ("b.png", "c.png"):  # cut in the middle of the pixel data
+        data = (root / "images" / name).read_bytes()
+        (root / "images" / name).write_bytes(data[: len(data) // 2])
+    stream = T.ForgeryStream([], [folder_dataset(root / "images", root / "masks")])
+    err = capsys.readouterr().err
+    assert "note: images: 2 image(s) left out of training (cannot be read), e.g. " in err
+    assert str(root / "images" / "b.png") in err and "checking images's pictures and masks: 100%" in err
+    assert [s.id for _, s in stream.samples] == ["a.png"]
+    clean = T.ForgeryStream([], [folder_dataset(healthy / "images", healthy / "masks")])
+    for seed in range(4):  # every draw works, and draws what the healthy folder draws
+        got, want = (st.example(np.random.default_rng(seed), 64) for st in (stream, clean))
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
 def test_checking_a_datasets_masks_shows_progress_unless_quiet_and_reads_each_file_state_once(
     tmp_path, capsys, monkeypatch
 ):
     """The check read every mask silently (minutes for thousands of 3 MP masks), again for each
     phase of a run: it shows a bar (not with progress=False, as the run's own bar) and reads a
     dataset again only once a file changed."""
-    BAR = "checking images's masks:"  # the folder's name: images
+    BAR = "checking images's pictures and masks:"  # the folder's name: images
     reads = []
     read = Dataset.load_mask
     monkeypatch.setattr(Dataset, "load_mask", lambda ds, s: reads.append(s.id) or read(ds, s))
