@@ -162,6 +162,36 @@ def test_checking_a_datasets_masks_shows_progress_unless_quiet_and_reads_each_fi
     assert BAR not in capsys.readouterr().err
 
 
+def test_train_takes_forgeries_with_their_masks_on_the_command_line_as_eval_reads_them(tmp_path, capsys):
+    """Training on one's own forgeries was only possible from Python. `--images DIR --masks DIR`
+    (and eval's other mask options) read the folder as eval does; an image without a mask is
+    refused in one line, not trained as authentic."""
+    root = _dataset(tmp_path / "data", {"a": (64, 64), "b": (64, 64)})  # c has no mask
+    imgs, masks, run = root / "images", root / "masks", tmp_path / "run"
+    base = ["--model", "b0", "--crop", "32", "--batch-size", "2", "--steps", "1", "-q", "-o", str(run)]
+    assert cli_train.main(["--images", str(imgs), "--masks", str(masks), *base]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"error: {imgs}: 1 image(s) without a mask (c.png): with masks, every picture needs")
+    assert not run.exists()
+    for wrong, why in (
+        (["--masks", str(masks)], "--masks and --mask-suffix go with --images DIR"),
+        (["--images", str(imgs), "--mask-invert"], "--mask-invert go(es) with --masks DIR or --mask-suffix S"),
+    ):
+        assert cli_train.main([*wrong, *base]) == 2
+        (err,) = capsys.readouterr().err.strip().splitlines()
+        assert why in err and not run.exists(), wrong
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(masks / "c.png")  # marks nothing: authentic
+    assert cli_train.main(["--images", str(imgs), "--masks", str(masks), *base]) == 0
+    err = capsys.readouterr().err
+    assert "note: images: 1 image(s) whose mask marks no forged pixel are labelled real (e.g. c.png" in err
+    recorded = torch.load(run / "last.pt", weights_only=True)["meta"]["train_config"]["datasets"]
+    python = T.TrainConfig(datasets=[folder_dataset(imgs, masks)]).to_plain()["datasets"]
+    assert recorded == python  # the dataset the Python API reads, and a rerun resumes on it
+    # the masks read black = forged: another dataset, so another run
+    assert cli_train.main(["--images", str(imgs), "--masks", str(masks), "--mask-invert", *base]) == 2
+    assert "this folder holds a run with other settings (datasets" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("mask_name", ["a_mask.png", "A_GT.png", "masks/a.png"])
 def test_a_pristine_folder_holding_masks_is_refused(tmp_path, capsys, mask_name):
     pics = tmp_path / "pics"
@@ -175,6 +205,7 @@ def test_a_pristine_folder_holding_masks_is_refused(tmp_path, capsys, mask_name)
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
     assert mask_name.split("/")[-1] in err and "a folder of pristine pictures holds no masks" in err
+    assert "forgeries with their masks as --masks DIR or --mask-suffix S on the command line" in err
     # pristine pictures whose names only end like a mask's, without a twin, are pictures
     (pics / mask_name).unlink()
     Image.fromarray(T.synthetic_scene(64, 1)).save(pics / "b_mask.png")
