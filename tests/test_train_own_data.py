@@ -175,7 +175,11 @@ def test_train_takes_forgeries_with_their_masks_on_the_command_line_as_eval_read
     assert not run.exists()
     for wrong, why in (
         (["--masks", str(masks)], "--masks and --mask-suffix go with --images DIR"),
-        (["--images", str(imgs), "--mask-invert"], "--mask-invert go(es) with --masks DIR or --mask-suffix S"),
+        (
+            ["--images", str(imgs), "--mask-invert"],
+            "--mask-invert: no masks to read (give --masks DIR or --mask-suffix S",
+        ),
+        (["--images", str(imgs), "--mask-threshold", "0"], "--mask-threshold: no masks to read"),
     ):
         assert cli_train.main([*wrong, *base]) == 2
         (err,) = capsys.readouterr().err.strip().splitlines()

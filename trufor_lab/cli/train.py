@@ -55,9 +55,15 @@ def _forgeries(args: Any) -> list[Dataset]:
     """``--images DIR`` with ``--masks`` / ``--mask-suffix``: a dataset of forgeries and their masks, read
     as ``trufor-lab eval`` reads it; an image without a mask is refused (it would train as authentic)."""
     if args.masks is None and not args.mask_suffix:
-        given = [o for o, on in (("--mask-invert", args.mask_invert), ("--mask-threshold", args.mask_threshold)) if on]
+        given = [
+            o
+            for o, on in (("--mask-invert", args.mask_invert), ("--mask-threshold", args.mask_threshold is not None))
+            if on
+        ]
         if given:  # read no mask: ignored, unsaid
-            raise DatasetError(f"{' and '.join(given)} go(es) with --masks DIR or --mask-suffix S (masks of --images)")
+            raise DatasetError(
+                f"{' and '.join(given)}: no masks to read (give --masks DIR or --mask-suffix S with --images)"
+            )
         return []
     if args.images is None:
         raise DatasetError("--masks and --mask-suffix go with --images DIR (the forgeries the masks belong to)")
