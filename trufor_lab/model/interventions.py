@@ -17,7 +17,8 @@ that model in another thread is refused (:class:`InterventionError`, raised in t
 global forward hook that fires at every module's call, so a forward already running when the ablation opened is refused
 too, at the end of its next module call), and opening an intervention on a model that another
 thread has an ablation open on (or an ablation while another thread has any intervention open)
-is refused. Hooks acting on every thread gave quiet wrong answers: a widget's or a thread pool's
+is refused. An attribution registers itself as such an intervention (not passive: it switches
+the whole model's mode and parameter flags). Hooks acting on every thread gave quiet wrong answers: a widget's or a thread pool's
 forward was ablated or recorded by a block another thread had open.
 """
 
