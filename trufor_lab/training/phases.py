@@ -48,7 +48,10 @@ def build_model(
 ) -> TruFor:
     """TruFor of size ``cfg`` (or the config stored in ``init``; for a file without one, such as
     the official checkpoint, the size its weights have: MiT-B2 or MiT-B0), weights from ``init``
-    when given, and always the official Noiseprint++ weights in ``dncnn``. MiT-B0 without either."""
+    when given, Noiseprint++ included: its encoder learned from that Noiseprint++, so another
+    one is put in ``dncnn`` only when ``noiseprint_weights`` names it (a checkpoint whose
+    Noiseprint++ differed from the shipped file was silently given the shipped one). Without
+    ``init``: the official Noiseprint++ (or ``noiseprint_weights``). MiT-B0 without either."""
     sd = None
     if init is not None:
         obj = read_checkpoint(init)
@@ -70,7 +73,8 @@ def build_model(
     model = TruFor(cfg or MIT_B0)
     if sd is not None:
         strict_load(model, sd, str(init))
-    strict_load(model.dncnn, official_noiseprint(noiseprint_weights), "noiseprint++")
+    if sd is None or noiseprint_weights is not None:
+        strict_load(model.dncnn, official_noiseprint(noiseprint_weights), "noiseprint++")
     return model
 
 
