@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,20 @@ CHANGED_NOTE = "changed in memory"
 #: The note of a checkpoint with its own ``config`` entry (trained or exported with trufor_lab): such a
 #: file is never the official checkpoint, so no wording suggests installing it as the official one.
 OWN_CONFIG_NOTE = "TruFor weights with their own 'config' entry (trained or exported with trufor_lab)"
+
+
+def changed_in_memory(info: Any) -> bool:
+    """Whether ``info`` is a loader's record marked as changed in memory since (no file holds
+    these weights: no wording may name the file's checksum or how to verify it)."""
+    return info is not None and info.kind == "custom" and str(info.note).startswith(CHANGED_NOTE)
+
+
+def where_changed(info: Any) -> str:
+    """``info``'s origin in a few words for reports: the file it was loaded from by its name
+    alone (a report leaves the folders out), or that the model was made in memory."""
+    if info.path in ("", "-"):
+        return "changed in memory since it was made"
+    return f"changed in memory after loading {Path(info.path).name}"
 
 
 def is_own_training(info: Any) -> bool:
