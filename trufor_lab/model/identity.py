@@ -66,9 +66,10 @@ def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]
 
 
-def _key(module: torch.nn.Module) -> tuple:
-    """Changes whenever a tensor may have changed (in-place writes bump ``_version``; a new
-    ``.data`` or a move changes the pointer): a cheap test before the sums are recomputed."""
+def state_key(module: torch.nn.Module) -> tuple:
+    """Changes whenever a tensor of ``module`` may have changed (in-place writes bump ``_version``;
+    a new ``.data`` or a move changes the pointer): a cheap test before the sums are recomputed,
+    or before a map computed with these weights is reused."""
     return tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in _tensors(module))
 
 
@@ -120,11 +121,11 @@ class LoadedWeights:
         d = self.__dict__
         d["_loaded_info"] = info
         d["_loaded_sums"] = None if info is None else _sums(self)  # type: ignore[arg-type]
-        d["_loaded_check"] = (_key(self), True)  # type: ignore[arg-type]
+        d["_loaded_check"] = (state_key(self), True)  # type: ignore[arg-type]
 
     def _holds_loaded_values(self) -> bool:
         d = self.__dict__
-        key = _key(self)  # type: ignore[arg-type]
+        key = state_key(self)  # type: ignore[arg-type]
         if d["_loaded_check"][0] == key:
             return d["_loaded_check"][1]
         then, now = d["_loaded_sums"], _sums(self)  # type: ignore[arg-type]
