@@ -280,6 +280,12 @@ def test_training_from_a_checkpoint_keeps_its_own_noiseprint(tmp_path, images, s
     official = torch.load(shared_dir / "weights" / "noiseprint++.th", weights_only=True, map_location="cpu")["network"]
     named = T.build_model(None, tmp_path / "theirs.pt", str(shared_dir / "weights" / "noiseprint++.th"))
     assert all(torch.equal(v, official[k]) for k, v in named.dncnn.state_dict().items())
+    # a checkpoint saved in half precision holds the official Noiseprint++ rounded: the original is taken
+    for low in (torch.float16, torch.bfloat16):
+        half = {k: v.to(low) if v.is_floating_point() else v for k, v in sd.items()}
+        torch.save({"state_dict": half, "config": TINY.to_dict()}, tmp_path / "half.pt")
+        got = T.build_model(None, tmp_path / "half.pt").dncnn.state_dict()
+        assert all(torch.equal(v, official[k]) for k, v in got.items()), low
 
 
 def test_one_unreadable_picture_is_left_out_of_training_with_a_note(tmp_path, images, capsys):

@@ -75,7 +75,22 @@ def build_model(
         strict_load(model, sd, str(init))
     if sd is None or noiseprint_weights is not None:
         strict_load(model.dncnn, official_noiseprint(noiseprint_weights), "noiseprint++")
+    elif _rounded_from(model.dncnn.state_dict(), official := official_noiseprint(None)):
+        strict_load(model.dncnn, official, "noiseprint++")  # the same network, stored in float16/bfloat16
     return model
+
+
+def _rounded_from(held: dict[str, torch.Tensor], official: dict[str, torch.Tensor]) -> bool:
+    """Whether ``held`` is ``official`` rounded to float16 or bfloat16 (a checkpoint saved in
+    half precision): training then takes the float32 original, as its map is precision-sensitive."""
+    if held.keys() != official.keys():
+        return False
+    floats = [k for k, v in held.items() if v.is_floating_point()]
+    return any(
+        all(torch.equal(official[k].to(low).to(held[k].dtype), held[k]) for k in floats)
+        and any(not torch.equal(official[k].to(held[k].dtype), held[k]) for k in floats)
+        for low in (torch.float16, torch.bfloat16)
+    )
 
 
 def set_phase(model: TruFor, phase: str) -> list[torch.nn.Parameter]:
