@@ -622,3 +622,15 @@ def test_a_donor_fingerprint_follows_the_weights_the_model_holds_now(tampered2):
         want = m.forward_noiseprint(to_tensor(donor))
     assert not torch.equal(before, after)
     assert torch.equal(after, fresh) and torch.equal(after[..., :32, :32], want)
+
+
+def test_a_factory_that_binds_another_model_is_refused():
+    """A factory returning an ablation of another model (a closure over the wrong variable) hooked
+    that model: the study's row named after it was the studied model's baseline, with no effect."""
+    import trufor_lab as tl
+
+    a, b = tl.load(device="cpu"), tl.load(device="cpu")
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="'rgb_only' is bound to another model"):
+        A.ablation_study(a, [img], ablations=[lambda m: A.rgb_only(b)])
+    assert n_hooks(a) == n_hooks(b) == 0

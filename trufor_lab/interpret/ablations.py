@@ -591,7 +591,7 @@ def get_ablation(model: nn.Module, spec: "AblationSpec", **kw: Any) -> Ablation:
         out = spec(model, **kw)
         if not isinstance(out, Ablation):
             raise TypeError(f"an ablation factory must return an Ablation, got {type(out).__name__}")
-        return out
+        return get_ablation(model, out)  # one bound to another model acted on that one: a baseline row
     raise TypeError(f"expected an ablation name, Ablation or factory, got {type(spec).__name__}")
 
 
