@@ -600,3 +600,37 @@ def test_predict_result_says_an_ablation_as_analyze_does():
     assert "computed under rgb_only" in a.notes and "computed under rgb_only" in p.notes
     assert not any("computed under" in n for n in plain.notes)
     assert p.score == pytest.approx(a.score, abs=1e-5) and abs(p.score - plain.score) > 1e-6
+
+
+def test_a_donor_fingerprint_follows_the_weights_the_model_holds_now(tampered2):
+    """noiseprint_from kept the donor's Noiseprint++ map per device and dtype only: after the
+    model's DnCNN was given other weights (load_state_dict, an edit), the same ablation still fed
+    the map of the weights before, where a fresh one feeds the map of the weights now."""
+    import trufor_lab as tl
+
+    m = tl.load(device="cpu")
+    xs, donor = to_tensor(tampered2[:48, :48].copy()), tampered2[100:132, 100:132].copy()
+    swap = A.noiseprint_from(m, donor)
+    with torch.no_grad():
+        with swap:
+            before = m(xs).noiseprint
+        m.dncnn.load_state_dict({k: v * 1.05 if v.is_floating_point() else v for k, v in m.dncnn.state_dict().items()})
+        with swap:
+            after = m(xs).noiseprint
+        with A.noiseprint_from(m, donor):
+            fresh = m(xs).noiseprint
+        want = m.forward_noiseprint(to_tensor(donor))
+    assert not torch.equal(before, after)
+    assert torch.equal(after, fresh) and torch.equal(after[..., :32, :32], want)
+
+
+def test_a_factory_that_binds_another_model_is_refused():
+    """A factory returning an ablation of another model (a closure over the wrong variable) hooked
+    that model: the study's row named after it was the studied model's baseline, with no effect."""
+    import trufor_lab as tl
+
+    a, b = tl.load(device="cpu"), tl.load(device="cpu")
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="'rgb_only' is bound to another model"):
+        A.ablation_study(a, [img], ablations=[lambda m: A.rgb_only(b)])
+    assert n_hooks(a) == n_hooks(b) == 0

@@ -265,3 +265,29 @@ def test_a_pair_that_does_not_line_up_is_not_tried_mirrored_at_full_size_first(s
     d = c.diff.copy()
     d[182:330, 246:394] = np.nan
     assert np.nanmean(d > 0.1) < 0.01, c.summary()
+
+
+def test_two_analyses_by_different_weights_are_said_to_be(tmp_path):
+    """Two Results made by different models (or the casebook's model replaced between the image
+    and its comparison) were shown side by side as one model's answers on two versions, with no
+    word that the maps and scores came from two networks."""
+    import torch
+
+    import trufor_lab as tl
+    from trufor_lab.casebook.casebook import Casebook
+    from trufor_lab.inference.weights import DEMO_SHA256
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    demo = tl.load(device="cpu")
+    other = tl.load(device="cpu")
+    with torch.no_grad():
+        other.detection[0].weight.mul_(2)  # changed in memory: not the demo file's weights
+    a, b = tl.analyze(demo, img, name="a.png"), tl.analyze(other, img, name="b.png")
+    assert not any("different weights" in n for n in compare(a, tl.analyze(demo, img, name="b.png")).notes)
+    (note,) = [n for n in compare(a, b).notes if "different weights" in n]
+    assert f"A: demo weights trufor_demo.pt, sha256 {DEMO_SHA256[:12]}" in note and "B: custom weights" in note
+    Image.fromarray(img).save(tmp_path / "a.png")
+    book = Casebook(demo, classic=False)
+    book.analyze_path(tmp_path / "a.png")
+    book.model = other
+    assert any("different weights" in n for n in book.compare(img, name="b.png").notes)

@@ -287,7 +287,9 @@ def test_a_forged_download_record_does_not_make_weights_official(tmp_path, recip
     from trufor_lab.inference.load import load_trufor
 
     m = load_trufor(demo_like, kind="demo")
-    assert m.weights_info.kind == "custom" and "unverified" in model_notice(m)
+    said = model_notice(m)  # its own config entry: trufor_lab's training, never the official file
+    assert m.weights_info.kind == "custom" and "trained or exported with trufor_lab" in said
+    assert "not the official TruFor weights" in said and "if this checkpoint is the official" not in said
 
 
 def test_an_unverified_cached_noiseprint_does_not_shadow_the_shipped_one(tmp_path, monkeypatch):

@@ -131,6 +131,22 @@ def test_noiseprint_finds_paste_with_other_processing():
     assert quality(detect(f.image, "noiseprint"), f.mask).auc > 0.85
 
 
+def test_noiseprint_detector_takes_a_full_trufor_as_its_model():
+    """``detect(img, "noiseprint", model=tl.load())`` (the model a user holds) was a bare
+    'tuple indices must be integers' TypeError: TruFor's output was read as a Noiseprint++ map.
+    It runs the model's own Noiseprint++ now, wrapped in DataParallel too."""
+    import torch
+
+    import trufor_lab as tl
+
+    model = tl.load(device="cpu")
+    img = F.demo_images(96)["coffee"]
+    want = detect(img, "noiseprint", model=model.dncnn)
+    for given in (model, torch.nn.DataParallel(model)):
+        got = detect(img, "noiseprint", model=given)
+        assert np.array_equal(got.noiseprint, want.noiseprint) and np.array_equal(got.map, want.map)
+
+
 @pytest.mark.parametrize("size", [192, 256])
 def test_noiseprint_is_not_drawn_to_the_padding_band_of_small_pictures(size):
     """Notebook 08's showcase at its CPU sizes (raw camera photo, downscaled scenes): the odd

@@ -357,6 +357,44 @@ def test_eval_mask_invert_and_a_folder_named_like_a_benchmark(tmp_path, capsys):
     assert rc == 1 and "--mask-invert does not apply to Columbia" in capsys.readouterr().err
 
 
+def test_mask_invert_on_a_dataset_named_like_an_inverted_benchmark_is_said_to_change_nothing(tmp_path, capsys):
+    """A folder named DSO-1 is read black = forged; its note offered --mask-invert as a way to read
+    the masks otherwise (it reads them the same), and with --mask-invert nothing was said at all."""
+    imgs, masks = tmp_path / "DSO-1", tmp_path / "masks"
+    _noise(imgs / "splicing-01.png", 1)
+    _box(masks / "splicing-01.png", white_forged=False)
+    _noise(imgs / "normal-01.png", 2)
+    base = ["eval", "--images", str(imgs), "--masks", str(masks), "--method", "ela", "-q"]
+    rename = "give the dataset another name (trufor-lab eval NAME --images DIR ...)"
+    assert main([*base, "-o", str(tmp_path / "a")]) == 0
+    (note,) = [line for line in capsys.readouterr().err.splitlines() if "named like" in line]
+    assert note == (
+        "note: DSO-1: named like the benchmark DSO-1: its masks are read with its convention (black = forged); "
+        f"to read them otherwise, {rename}"
+    )
+    assert main([*base, "--mask-invert", "-o", str(tmp_path / "b")]) == 0
+    (note,) = [line for line in capsys.readouterr().err.splitlines() if "named like" in line]
+    assert note == (
+        "note: DSO-1: named like the benchmark DSO-1, whose masks are black = forged: --mask-invert changes "
+        f"nothing; to read them white = forged, {rename}"
+    )
+    same = ("label", "mask_fraction", "mask_convention", "f1_best")
+    a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert {k: [r[c] for c in same] for k, r in a.items()} == {k: [r[c] for c in same] for k, r in b.items()}
+    assert float(_rows(tmp_path / "b")["splicing-01.png"]["mask_fraction"]) == pytest.approx(0.25)
+    # read as the benchmark itself, from its list
+    (tmp_path / "DSO-1_fake.txt").write_text("splicing-01.png,splicing-01.png\n")
+    rc = main(
+        ["eval", str(tmp_path / "DSO-1_fake.txt"), "--root", str(tmp_path), "--mask-root", str(masks)]
+        + ["--mask-invert", "--method", "ela", "-o", str(tmp_path / "c"), "-q"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 0 and "note: DSO-1: its masks are black = forged already: --mask-invert changes nothing" in err
+    # another name: --mask-invert governs, and no benchmark is named
+    assert main(["eval", "mine", *base[1:], "--mask-invert", "-o", str(tmp_path / "d")]) == 0
+    assert "named like" not in capsys.readouterr().err
+
+
 def test_an_interrupted_eval_leaves_no_tables_of_the_run_before(tmp_path, monkeypatch, capsys):
     """The per-image CSV and summary of a complete run stayed in the folder after a later run
     over other images was interrupted, and read as if they described the outputs there."""

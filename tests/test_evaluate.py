@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from trufor_lab.inference.analyze import analyze
@@ -926,3 +927,84 @@ def test_a_turned_image_whose_mask_fits_both_grids_is_scored_as_stored_and_said(
     assert "the size viewers show the image at (EXIF orientation 6)" in turned["error"]
     ev.to_csv(tmp_path / "rows.csv")
     assert Evaluation.from_csv(tmp_path / "rows.csv").rows[0]["note"] == rows["upside"]["note"]
+
+
+def test_a_score_of_several_values_fails_its_row_and_the_evaluation_goes_on(tmp_path):
+    """An analyze_fn whose score held several values (per class, per crop) ended the whole
+    evaluation with a TypeError from the npz's summary line, the other rows lost; one value in
+    any form (a 1-element array, a 0-d tensor, a numpy scalar) is a score (a (1, 1) array failed too)."""
+    imgs, masks = _boxes(tmp_path / "ds", fakes=("f0", "f1", "f2", "f3"), reals=("a0", "a1"))
+    scores = {
+        "f0": np.array([0.1, 0.9]),
+        "f1": np.array([[0.8]]),
+        "f2": torch.tensor(0.7),
+        "f3": torch.tensor([0.6, 0.5]),
+        "a0": np.float32(0.25),
+        "a1": "0.3",
+    }
+    ev = evaluate(None, folder_dataset(imgs, masks), tmp_path / "out", progress=False, analyze_fn=Box(scores=scores))
+    by_id = {r["id"]: r for r in ev.rows}
+    assert [by_id[f"{s}.png"]["status"] for s in ("f0", "f1", "f2", "f3", "a0", "a1")] == [
+        "error",
+        "ok",
+        "ok",
+        "error",
+        "ok",
+        "error",
+    ]
+    assert by_id["f1.png"]["score"] == pytest.approx(0.8) and by_id["f1.png"]["f1_best"] == 1
+    assert by_id["f2.png"]["score"] == pytest.approx(0.7) and by_id["a0.png"]["score"] == 0.25
+    assert ev.failed == [  # in the dataset's order
+        f"{imgs / 'a1.png'}: analyze_fn gave the score '0.3' (text), not a number",
+        f"{imgs / 'f0.png'}: analyze_fn gave a score of 2 values (shape (2,)), not one number",
+        f"{imgs / 'f3.png'}: analyze_fn gave a score of 2 values (shape (2,)), not one number",
+    ]
+    assert not (tmp_path / "out" / "images" / "f0.png.npz").exists()  # never saved as an output
+    with np.load(tmp_path / "out" / "images" / "f1.png.npz") as d:  # saved as scored: a resume agrees
+        assert d["score"].shape == () and float(d["score"]) == pytest.approx(0.8)
+
+
+def test_absolute_paths_in_a_list_file_are_taken_as_they_are(tmp_path, capsys):
+    """An absolute path in a list file needed `--root /`: without --root the command refused,
+    and under another root its id, absolute, was refused as an output name. Relative paths stay
+    relative to --root."""
+    from trufor_lab.cli import main
+    from trufor_lab.lab.datasets import load_dataset
+
+    imgs, masks = _boxes(tmp_path / "ds", fakes=("f0",), reals=("a0",))
+    fake = tmp_path / "lists" / "mine_fake.txt"
+    fake.parent.mkdir()
+    fake.write_text(f"{imgs / 'f0.png'},{masks / 'f0.png'}\n")
+    real = tmp_path / "lists" / "mine_real.txt"
+    real.write_text(f"{imgs / 'a0.png'}\n")
+    ds = load_dataset(fake, None, real_list=real)
+    assert [(s.image_path, s.mask_path, s.label) for s in ds] == [
+        (imgs / "f0.png", masks / "f0.png", 1),
+        (imgs / "a0.png", None, 0),
+    ]
+    ev = evaluate(None, ds, tmp_path / "out", progress=False, analyze_fn=Box(scores={"a0": 0.2}))
+    assert not ev.failed and ev.summary["mine"]["f1_best"] == 1
+    whole = (imgs / "f0.png").resolve()
+    assert (tmp_path / "out" / "mine" / whole.relative_to(whole.anchor)).with_suffix(".png.npz").is_file()
+    # under a root elsewhere (or '/', the old way round): the same outputs, reused
+    for root in (tmp_path / "lists", Path("/")):
+        again = evaluate(
+            None, load_dataset(fake, root, real_list=real), tmp_path / "out", progress=False, analyze_fn=Box()
+        )
+        assert not again.failed and again.n_reused == 2
+    # on the command line, no --root needed
+    rc = main(["eval", str(fake), "--real-list", str(real), "--method", "ela", "-o", str(tmp_path / "cli"), "-q"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "2 images: 2 computed" in captured.out, captured.err
+    # a relative path needs its root: one line naming the list's line
+    mixed = tmp_path / "lists" / "mixed_fake.txt"
+    mixed.write_text(f"{imgs / 'f0.png'},{masks / 'f0.png'}\nimages/a0.png\n")
+    assert main(["eval", str(mixed), "--method", "ela", "-o", str(tmp_path / "cli2"), "-q"]) == 1
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == (
+        f"error: {mixed}:2: 'images/a0.png' is a relative path: give the folder it resolves against "
+        "(--root on the command line, root= in Python)"
+    )
+    rc = main(["eval", str(mixed), "--root", str(tmp_path / "ds"), "--method", "ela", "-o", str(tmp_path / "c3"), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "c3" / "ela" / "mixed" / "images" / "a0.png.npz").is_file()  # relative: under --root

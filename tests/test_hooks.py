@@ -206,8 +206,10 @@ def test_attention_maps(tiny):
 
 # -- overhead -----------------------------------------------------------------------------------
 def test_overhead_is_small(tiny):
-    """10 captured layers: a few Python calls and views, no copies on CPU. Thread CPU time, one
-    thread, min of interleaved runs (robust on a busy machine); bench/bench_hooks.py for wall time."""
+    """10 captured layers: a few Python calls and views, no copies on CPU (the records share the
+    modules' outputs' memory). Thread CPU time, one thread, min of interleaved runs, with room for a
+    busy machine (main ran at 1.08-1.12 here): a bound that catches a real regression, not a
+    benchmark (bench/bench_hooks.py for wall time)."""
     names = [
         "noiseprint",
         "rgb.stage1.out",
@@ -237,7 +239,16 @@ def test_overhead_is_small(tiny):
     finally:
         torch.set_num_threads(threads)
     assert len(cap.tensors) == 10
-    assert min(hooked) < 1.10 * min(plain) + 1e-3, (min(hooked), min(plain))
+    assert min(hooked) < 1.3 * min(plain) + 1e-3, (min(hooked), min(plain))
+    seen = {}
+    handle = tiny.backbone.FFMs[3].register_forward_hook(lambda m, a, out: seen.setdefault("ffm", out))
+    try:
+        with torch.inference_mode(), capture(tiny, names) as cap:
+            out = tiny(x)
+    finally:
+        handle.remove()
+    assert cap["noiseprint"].data_ptr() == out.noiseprint.data_ptr()  # a view, not a copy
+    assert cap["fusion.stage4.ffm"].data_ptr() == seen["ffm"].data_ptr()
 
 
 def test_catalog_follows_swapped_modules():

@@ -259,6 +259,35 @@ def test_a_pool_is_not_reused_with_other_noiseprint_weights(tmp_path, images, sh
     assert not np.array_equal(a, b)
 
 
+def test_training_from_a_checkpoint_keeps_its_own_noiseprint(tmp_path, images, shared_dir):
+    """Training from someone's checkpoint whose Noiseprint++ is not the shipped one (its encoder
+    learned from it) silently replaced that Noiseprint++ with the shipped file: the trained model
+    mixed the checkpoint's encoder with another Noiseprint++. Naming one explicitly still puts it in."""
+    T.train(_cfg(tmp_path / "a", images))
+    sd = _state(tmp_path / "a" / "last.pt")
+    gen = torch.Generator().manual_seed(3)
+    theirs = {
+        k: v * (1 + 1e-2 * torch.randn(v.shape, generator=gen)).abs()
+        if k.startswith("dncnn.") and v.is_floating_point()
+        else v
+        for k, v in sd.items()
+    }
+    torch.save({"state_dict": theirs, "config": TINY.to_dict()}, tmp_path / "theirs.pt")
+    r = T.train(_cfg(tmp_path / "b", images, model=None, init=str(tmp_path / "theirs.pt")))
+    got = _state(r.checkpoint)
+    for k in (k for k in theirs if k.startswith("dncnn.")):
+        assert torch.equal(got[k], theirs[k]), k  # frozen: exactly the checkpoint's
+    official = torch.load(shared_dir / "weights" / "noiseprint++.th", weights_only=True, map_location="cpu")["network"]
+    named = T.build_model(None, tmp_path / "theirs.pt", str(shared_dir / "weights" / "noiseprint++.th"))
+    assert all(torch.equal(v, official[k]) for k, v in named.dncnn.state_dict().items())
+    # a checkpoint saved in half precision holds the official Noiseprint++ rounded: the original is taken
+    for low in (torch.float16, torch.bfloat16):
+        half = {k: v.to(low) if v.is_floating_point() else v for k, v in sd.items()}
+        torch.save({"state_dict": half, "config": TINY.to_dict()}, tmp_path / "half.pt")
+        got = T.build_model(None, tmp_path / "half.pt").dncnn.state_dict()
+        assert all(torch.equal(v, official[k]) for k, v in got.items()), low
+
+
 def test_one_unreadable_picture_is_left_out_of_training_with_a_note(tmp_path, images, capsys):
     """One cut PNG among the pictures stopped the whole run ("unreadable image (file is
     truncated)"), where analyze goes on past a bad file; a folder of none readable is refused."""

@@ -103,13 +103,36 @@ def test_unusable_masks_are_left_out_before_training_and_inverted_ones_said(tmp_
     assert "2 of 2 masks mark more than half the picture forged: check the mask convention" in capsys.readouterr().err
 
 
+def test_a_picture_that_cannot_be_read_is_left_out_before_training_and_the_rest_trains_as_without_it(tmp_path, capsys):
+    """A dataset's picture cut short (a fake's, whose mask is fine, or a real one's) passed the
+    check before training and stopped the run in one line at the step that drew it, possibly
+    hours in. It is decoded up front and left out with a note; the others are drawn exactly as
+    from the same folder without it."""
+    root = _dataset(tmp_path / "data", {"a": (64, 64), "b": (64, 64)})  # c: real, no mask
+    healthy = _dataset(tmp_path / "healthy", {"a": (64, 64)})
+    for name in ("b", "c"):  # the healthy folder: a alone, the same file
+        (healthy / "images" / f"{name}.png").unlink()
+    for name in ("b.png", "c.png"):  # cut in the middle of the pixel data
+        data = (root / "images" / name).read_bytes()
+        (root / "images" / name).write_bytes(data[: len(data) // 2])
+    stream = T.ForgeryStream([], [folder_dataset(root / "images", root / "masks")])
+    err = capsys.readouterr().err
+    assert "note: images: 2 image(s) left out of training (cannot be read), e.g. " in err
+    assert str(root / "images" / "b.png") in err and "checking images's pictures and masks: 100%" in err
+    assert [s.id for _, s in stream.samples] == ["a.png"]
+    clean = T.ForgeryStream([], [folder_dataset(healthy / "images", healthy / "masks")])
+    for seed in range(4):  # every draw works, and draws what the healthy folder draws
+        got, want = (st.example(np.random.default_rng(seed), 64) for st in (stream, clean))
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
 def test_checking_a_datasets_masks_shows_progress_unless_quiet_and_reads_each_file_state_once(
     tmp_path, capsys, monkeypatch
 ):
     """The check read every mask silently (minutes for thousands of 3 MP masks), again for each
     phase of a run: it shows a bar (not with progress=False, as the run's own bar) and reads a
     dataset again only once a file changed."""
-    BAR = "checking images's masks:"  # the folder's name: images
+    BAR = "checking images's pictures and masks:"  # the folder's name: images
     reads = []
     read = Dataset.load_mask
     monkeypatch.setattr(Dataset, "load_mask", lambda ds, s: reads.append(s.id) or read(ds, s))
@@ -139,6 +162,40 @@ def test_checking_a_datasets_masks_shows_progress_unless_quiet_and_reads_each_fi
     assert BAR not in capsys.readouterr().err
 
 
+def test_train_takes_forgeries_with_their_masks_on_the_command_line_as_eval_reads_them(tmp_path, capsys):
+    """Training on one's own forgeries was only possible from Python. `--images DIR --masks DIR`
+    (and eval's other mask options) read the folder as eval does; an image without a mask is
+    refused in one line, not trained as authentic."""
+    root = _dataset(tmp_path / "data", {"a": (64, 64), "b": (64, 64)})  # c has no mask
+    imgs, masks, run = root / "images", root / "masks", tmp_path / "run"
+    base = ["--model", "b0", "--crop", "32", "--batch-size", "2", "--steps", "1", "-q", "-o", str(run)]
+    assert cli_train.main(["--images", str(imgs), "--masks", str(masks), *base]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"error: {imgs}: 1 image(s) without a mask (c.png): with masks, every picture needs")
+    assert not run.exists()
+    for wrong, why in (
+        (["--masks", str(masks)], "--masks and --mask-suffix go with --images DIR"),
+        (
+            ["--images", str(imgs), "--mask-invert"],
+            "--mask-invert: no masks to read (give --masks DIR or --mask-suffix S",
+        ),
+        (["--images", str(imgs), "--mask-threshold", "0"], "--mask-threshold: no masks to read"),
+    ):
+        assert cli_train.main([*wrong, *base]) == 2
+        (err,) = capsys.readouterr().err.strip().splitlines()
+        assert why in err and not run.exists(), wrong
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(masks / "c.png")  # marks nothing: authentic
+    assert cli_train.main(["--images", str(imgs), "--masks", str(masks), *base]) == 0
+    err = capsys.readouterr().err
+    assert "note: images: 1 image(s) whose mask marks no forged pixel are labelled real (e.g. c.png" in err
+    recorded = torch.load(run / "last.pt", weights_only=True)["meta"]["train_config"]["datasets"]
+    python = T.TrainConfig(datasets=[folder_dataset(imgs, masks)]).to_plain()["datasets"]
+    assert recorded == python  # the dataset the Python API reads, and a rerun resumes on it
+    # the masks read black = forged: another dataset, so another run
+    assert cli_train.main(["--images", str(imgs), "--masks", str(masks), "--mask-invert", *base]) == 2
+    assert "this folder holds a run with other settings (datasets" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("mask_name", ["a_mask.png", "A_GT.png", "masks/a.png"])
 def test_a_pristine_folder_holding_masks_is_refused(tmp_path, capsys, mask_name):
     pics = tmp_path / "pics"
@@ -152,6 +209,7 @@ def test_a_pristine_folder_holding_masks_is_refused(tmp_path, capsys, mask_name)
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
     assert mask_name.split("/")[-1] in err and "a folder of pristine pictures holds no masks" in err
+    assert "forgeries with their masks as --masks DIR or --mask-suffix S on the command line" in err
     # pristine pictures whose names only end like a mask's, without a twin, are pictures
     (pics / mask_name).unlink()
     Image.fromarray(T.synthetic_scene(64, 1)).save(pics / "b_mask.png")

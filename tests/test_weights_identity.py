@@ -40,6 +40,25 @@ def test_a_training_step_makes_the_weights_custom(demo):
     assert "trufor_demo.pt (demo): not that file's weights" in r.notice and "install" not in r.notice
 
 
+def test_a_changed_model_is_not_worded_as_a_checkpoint_file(demo):
+    """The report, its reading and the figure titles named the loaded file with an empty sha256
+    ("trufor_demo.pt, sha256 , file checksum NOT verified") and told how to verify that file as
+    the official checkpoint, for weights no file holds (the banner alone said 'changed in memory')."""
+    from trufor_lab.casebook.reading import plain_reading
+    from trufor_lab.casebook.report import weights_line
+    from trufor_lab.viz.figures import result_title
+
+    with torch.no_grad():
+        demo.detection[0].weight.mul_(1.5)
+    r = tl.analyze(demo, _image())
+    line, reading, title = weights_line(r.weights), plain_reading(r), result_title(r)
+    assert line.startswith("Weights: changed in memory after loading trufor_demo.pt, not that file's weights")
+    assert "sha256" not in line and "checkpoint" not in line and "/" not in line  # no folders in a report
+    assert reading.startswith("A TruFor model whose weights were changed in memory after loading trufor_demo.pt")
+    assert "install" not in reading and "verified as the same bytes" not in reading
+    assert "(weights changed in memory)" in title and "checkpoint" not in title
+
+
 @pytest.mark.parametrize(
     "change",
     ["noise_no_grad", "data_assigned", "state_dict", "train_mode_forward"],

@@ -149,3 +149,25 @@ def test_a_checkpoint_trained_with_trufor_lab_is_never_offered_as_the_official_o
     plain = tmp_path / "plain.pt"
     torch.save({"state_dict": {k: v for k, v in sd.items()}}, plain)
     assert W.describe(plain, "official").note != W.OWN_CONFIG_NOTE
+
+
+def test_a_checkpoint_exported_as_demo_but_not_the_shipped_one_is_not_offered_as_the_official_one(
+    tmp_path, monkeypatch
+):
+    """``export_checkpoint(..., kind="demo")`` of one's own run, or another demo-style model put
+    where the demo model is looked for: not the shipped file, so 'custom', but its banner and
+    reading advised installing TruFor_weights.zip "if this checkpoint is the official
+    trufor.pth.tar", which a file with its own 'config' entry never is."""
+    monkeypatch.setenv("TRUFOR_LAB_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRUFOR_WEIGHTS", raising=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        sd = TruFor(MIT_B0).state_dict()
+    (tmp_path / "cache").mkdir()
+    for path in (tmp_path / "mine.pt", tmp_path / "cache" / W.DEMO_FILE):  # given, and found as the demo model
+        torch.save({"state_dict": sd, "config": MIT_B0.to_dict(), "kind": "demo"}, path)
+    for model in (load(tmp_path / "mine.pt", device="cpu"), load(device="cpu")):
+        info = model.weights_info
+        assert info.kind == "custom" and not info.verified and info.note == W.OWN_CONFIG_NOTE, info
+        for text in (model_notice(model), plain_reading(_result(info)), weights_line(info)):
+            assert "if this checkpoint is the official" not in text and "trufor_lab" in text, text

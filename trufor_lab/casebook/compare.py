@@ -268,6 +268,28 @@ def _as_image(x: Any, model: nn.Module | None, name: str | None) -> tuple[np.nda
     return loaded.rgb, name or path or loaded.name, None
 
 
+def _whose(r: Result) -> str:
+    """The weights that made ``r``, in a few words (the file by its name alone, as reports name it)."""
+    info = r.weights
+    if (r.label or "").startswith("classic:"):
+        return f"the classic detector {r.label.split(':', 1)[1]}"
+    if info is None:
+        return "a model not loaded with tl.load"
+    sha = f", sha256 {info.sha256[:12]}" if info.sha256 and info.sha256 != "-" else ""
+    return f"{info.kind} weights {os.path.basename(info.path) or '(in memory)'}{sha}"
+
+
+def _mixed_weights(ra: Result | None, rb: Result | None) -> list[str]:
+    """A note when the two analyses come from different weights (two Results made apart, or the
+    casebook's model replaced between them): side by side they read as one model's answers."""
+    if ra is None or rb is None or ra.weights == rb.weights:
+        return []
+    return [
+        f"A and B were analyzed with different weights (A: {_whose(ra)}; B: {_whose(rb)}): their maps "
+        "and scores are two models' answers, not one model's on two versions"
+    ]
+
+
 def compare(
     a: ImageLike | Result,
     b: ImageLike | Result,
@@ -314,7 +336,7 @@ def compare(
         diff=diff.astype(np.float32),
         shift=al.shift,
         shift_peak=al.peak,
-        notes=[*al.notes, *tone_notes],
+        notes=[*al.notes, *tone_notes, *_mixed_weights(ra, rb)],
         result_a=ra,
         result_b=rb,
         reliable=al.reliable,

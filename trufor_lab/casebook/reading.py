@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trufor_lab.inference.weights import HOW_TO_VERIFY
-from trufor_lab.model.identity import is_own_training
+from trufor_lab.model.identity import changed_in_memory, is_own_training, where_changed
 from trufor_lab.lab.metrics import FIXED_THRESHOLD, fake_at_fixed, forged_at_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,6 +119,8 @@ def plain_reading(result: "Result") -> str:
 def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
     st = map_stats(result)
     kind = "unknown" if info is None else "own" if is_own_training(info) else info.kind
+    if changed_in_memory(info):  # no file holds these weights: nothing to verify
+        kind = "changed"
     what = {
         "demo": "The demo model (a small network trained by trufor_lab, not the official TruFor)",
         "official": "A TruFor checkpoint not verified as the official TruFor weights",
@@ -127,6 +129,8 @@ def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
         "untrained": "An untrained network (random weights)",
         "unknown": "A model of unknown origin (not loaded with tl.load)",
     }.get(kind, "A model loaded without a known checkpoint")
+    if kind == "changed":
+        what = f"A TruFor model whose weights were {where_changed(info)} (not that file's weights)"
     # an unverified file may be the official one: what would verify it, never that it is not
     verify = {
         "official": f"; {HOW_TO_VERIFY}",

@@ -39,7 +39,7 @@ from trufor_lab.casebook.reading import (
 )
 from trufor_lab.common.files import atomic_write_path
 from trufor_lab.common.paths import display_name, short_name
-from trufor_lab.model.identity import is_own_training
+from trufor_lab.model.identity import changed_in_memory, is_own_training, where_changed
 from trufor_lab.version import __version__
 from trufor_lab.viz.noiseprint import plot_noiseprint
 
@@ -85,6 +85,8 @@ def weights_line(info: "WeightsInfo | None") -> str:
     """'Weights: <kind> — <file>, sha256 <hash>, verified|NOT verified' (plain text)."""
     if info is None:
         return "Weights: unknown origin (the model was not loaded with tl.load), not verified as the official TruFor"
+    if changed_in_memory(info):  # no file holds them: no file name and checksum as if it did
+        return f"Weights: {where_changed(info)}, not that file's weights (no checksum), not verified as the official TruFor"
     label = _KIND_LABELS["own"] if is_own_training(info) else _KIND_LABELS.get(info.kind, info.kind)
     state = "file checksum verified" if info.verified else "file checksum NOT verified"
     return f"Weights: {label} — {Path(info.path).name}, sha256 {info.sha256}, {state}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,49 +23,23 @@ from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.result import Result
 from trufor_lab.inference.stored import computed_label
 from trufor_lab.inference.weights import WeightsError, noiseprint_sha256, weights_sha256
-from trufor_lab.lab.datasets import (
-    REGISTRY,
-    SOFT_EDGES,
-    Dataset,
-    DatasetError,
-    MaskConvention,
-    folder_convention,
-    folder_dataset,
-    folder_name,
-    load_dataset,
-)
+from trufor_lab.lab.datasets import REGISTRY, Dataset, DatasetError, load_dataset
 from trufor_lab.lab.classic import METHODS, detect
 from trufor_lab.lab.eval_rows import is_failed
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
+from trufor_lab.cli.masks import add_mask_options, check_threshold, folder_from_args, overridden
 from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, output_folder_problem, weights_note
 
 
-def _mask_options(args: argparse.Namespace) -> str:
-    return " and ".join(
-        o
-        for o, on in (("--mask-threshold", args.mask_threshold is not None), ("--mask-invert", args.mask_invert))
-        if on
-    )
-
-
-def _overridden(convention: MaskConvention, name: str, args: argparse.Namespace) -> MaskConvention:
-    """``convention`` with --mask-threshold / --mask-invert applied; the rest of the rule kept."""
-    if args.mask_threshold is None and not args.mask_invert:
-        return convention
-    if convention.colour is not None:
-        raise DatasetError(f"{_mask_options(args)} does not apply to {name}: its masks are read by colour")
-    if args.mask_threshold is not None:  # a level given: soft (feathered) edges are read at it, not refused
-        convention = dataclasses.replace(convention, threshold=args.mask_threshold, max_grey=SOFT_EDGES)
-    return dataclasses.replace(convention, invert=True) if args.mask_invert else convention
+#: How this command reads a dataset named like a benchmark otherwise (its name is DATASET's).
+_RENAME = "give the dataset another name (trufor-lab eval NAME --images DIR ...)"
 
 
 def _cli_dataset(args: argparse.Namespace) -> Dataset:
-    t = args.mask_threshold
-    if t is not None and not 0 <= t < 255:
-        raise DatasetError(f"--mask-threshold {t}: give a grey level from 0 to 254 (forged = above it)")
+    check_threshold(args)
     if args.images is None and args.dataset in REGISTRY:  # said before any list is read
-        _overridden(REGISTRY.get(args.dataset).convention, args.dataset, args)
+        overridden(REGISTRY.get(args.dataset).convention, args.dataset, args)
     if args.images is not None:
         dataset_options = {
             "--root": args.root,
@@ -78,23 +51,19 @@ def _cli_dataset(args: argparse.Namespace) -> Dataset:
         given = [o for o, v in dataset_options.items() if v is not None]
         if given:  # --list-dir and --mask-root were ignored, unsaid
             raise DatasetError(f"--images takes no {', '.join(given)} (masks: --masks DIR)")
-        name = args.dataset or folder_name(Path(args.images))
-        base, note = folder_convention(name)
-        convention = _overridden(base, name, args)  # labels depend on it: an empty mask is a real image
-        ds = folder_dataset(args.images, args.masks, args.mask_suffix, name=name, convention=convention)
-        if note and not args.mask_invert:
-            ds.notes.insert(0, note)
-    else:
-        if args.dataset is None or args.root is None:
-            raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
-        if args.masks is not None:
-            raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
-        if args.mask_suffix:
-            raise DatasetError("--mask-suffix goes with --images (list files name each mask)")
-        ds = load_dataset(
-            args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir, mask_root=args.mask_root
-        )
-        ds.convention = _overridden(ds.convention, ds.name, args)
+        return folder_from_args(args, args.dataset, _RENAME)
+    if args.dataset is None:
+        raise DatasetError("give DATASET --root ROOT (a benchmark or a fake-list file), or --images DIR")
+    if args.masks is not None:
+        raise DatasetError("--masks goes with --images (use --mask-root with DATASET)")
+    if args.mask_suffix:
+        raise DatasetError("--mask-suffix goes with --images (list files name each mask)")
+    ds = load_dataset(
+        args.dataset, args.root, args.fake_list, args.real_list, list_dir=args.list_dir, mask_root=args.mask_root
+    )
+    if args.mask_invert and ds.convention.invert and ds.name in REGISTRY:  # taken silently: it is its own
+        ds.notes.insert(0, f"{ds.name}: its masks are black = forged already: --mask-invert changes nothing")
+    ds.convention = overridden(ds.convention, ds.name, args)
     return ds
 
 
@@ -284,38 +253,18 @@ def register(subparsers: Any) -> None:
         metavar="DATASET",
         help="a registered benchmark (e.g. CASIA1) or a fake-list file; with --images, the name",
     )
-    e.add_argument("--root", default=None, help="dataset root (list paths resolve against it)")
+    e.add_argument(
+        "--root",
+        default=None,
+        help="dataset root: relative list paths resolve against it (absolute ones are taken as they are; "
+        "a list of absolute paths needs no --root)",
+    )
     e.add_argument("--fake-list", default=None, help="official fake list (image,mask per line)")
     e.add_argument("--real-list", default=None, help="official real list (image per line)")
     e.add_argument("--list-dir", default=None, help="folder holding the benchmark's official lists")
     e.add_argument("--mask-root", default=None, help="where listed masks resolve (default: per benchmark)")
     e.add_argument("--images", default=None, metavar="DIR", help="a folder of images instead of a benchmark")
-    e.add_argument(
-        "--masks",
-        default=None,
-        metavar="DIR",
-        help="masks for --images: same stem (+ --mask-suffix); images with a mask are fakes",
-    )
-    e.add_argument(
-        "--mask-suffix",
-        default="",
-        help="mask file stem = image stem + this suffix; without --masks, the masks lie among the images",
-    )
-    e.add_argument(
-        "--mask-threshold",
-        type=float,
-        default=None,
-        metavar="LEVEL",
-        help="grey level above which a mask pixel is forged (default: the benchmark's, any nonzero "
-        "level for a folder, as the official scripts read masks); 127 for JPEG-saved or soft-edged masks "
-        "(a level given reads mid-grey edges at it instead of refusing the mask)",
-    )
-    e.add_argument(
-        "--mask-invert",
-        action="store_true",
-        help="masks are black = forged (DSO-1, NIST16 style); a folder named like a registered "
-        "benchmark gets that benchmark's convention without it",
-    )
+    add_mask_options(e, "masks for --images: same stem (+ --mask-suffix); images with a mask are fakes")
     e.add_argument("-o", "--output", required=True, help="output folder (npz per image, CSV, summary)")
     e.add_argument(
         "--method",

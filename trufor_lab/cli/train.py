@@ -1,4 +1,5 @@
-"""``trufor-lab train``: train TruFor (a phase, or all three) on synthetic forgeries."""
+"""``trufor-lab train``: train TruFor (a phase, or all three) on synthetic forgeries, and on one's
+own forgeries with their masks (``--images DIR --masks DIR``, the mask options of ``trufor-lab eval``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import re
 import sys
 from typing import Any, Sequence
 
+from trufor_lab.cli.masks import add_mask_options, folder_from_args
 from trufor_lab.cli.messages import error, output_folder_problem, run_command
+from trufor_lab.lab.datasets import Dataset, DatasetError
 from trufor_lab.model import MIT_B0, MIT_B2, CheckpointError
 from trufor_lab.training.loop import NAN_ADVICE, PHASES, TrainConfig, train, train_phases
 
@@ -48,8 +51,38 @@ def run(args: Any) -> int:
 _OPTION_NAMES = re.compile(r"(?<![\w.-])(batch_size|steps|crop|lr|seed|precompute)(?= (?:must|needs|\d))")
 
 
+def _forgeries(args: Any) -> list[Dataset]:
+    """``--images DIR`` with ``--masks`` / ``--mask-suffix``: a dataset of forgeries and their masks, read
+    as ``trufor-lab eval`` reads it; an image without a mask is refused (it would train as authentic)."""
+    if args.masks is None and not args.mask_suffix:
+        given = [
+            o
+            for o, on in (("--mask-invert", args.mask_invert), ("--mask-threshold", args.mask_threshold is not None))
+            if on
+        ]
+        if given:  # read no mask: ignored, unsaid
+            raise DatasetError(
+                f"{' and '.join(given)}: no masks to read (give --masks DIR or --mask-suffix S with --images)"
+            )
+        return []
+    if args.images is None:
+        raise DatasetError("--masks and --mask-suffix go with --images DIR (the forgeries the masks belong to)")
+    ds = folder_from_args(args, None, "give the folder another name")
+    maskless = [s.id for s in ds if s.mask_path is None]
+    if maskless:  # eval counts them as authentic; training on them as authentic teaches the opposite, unsaid
+        shown = ", ".join(maskless[:3]) + (f" and {len(maskless) - 3} more" if len(maskless) > 3 else "")
+        raise DatasetError(
+            f"{args.images}: {len(maskless)} image(s) without a mask ({shown}): with masks, every picture needs "
+            "its own (an authentic one: a mask that marks nothing), else it would be trained as authentic"
+        )
+    for line in ds.note_lines():  # how the masks are read (a benchmark's convention, empty masks: authentic)
+        print(f"note: {line}", file=sys.stderr)
+    return [ds]
+
+
 def _run(args: Any) -> int:
     model = {"b0": MIT_B0, "b2": MIT_B2, None: None}[args.model]  # None: the checkpoint's own, else b0
+    datasets = _forgeries(args)
     cfg = TrainConfig(
         phase="localization" if args.phase == "all" else args.phase,
         out_dir=args.output,
@@ -59,7 +92,8 @@ def _run(args: Any) -> int:
         batch_size=args.batch_size,
         crop=args.crop,
         lr=args.lr,
-        pristine=args.images,
+        pristine=None if datasets else args.images,
+        datasets=datasets,
         precompute=args.precompute,
         # one pool for the three phases of --phase all (each computed the same pool again)
         cache_dir=os.path.join(args.output, "cache") if args.phase == "all" else None,
@@ -77,7 +111,9 @@ def _run(args: Any) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``train`` to the ``trufor-lab`` subcommands."""
-    t = subparsers.add_parser("train", help="train TruFor (a phase, or all three) on synthetic forgeries")
+    t = subparsers.add_parser(
+        "train", help="train TruFor (a phase, or all three) on synthetic forgeries or your own with masks"
+    )
     t.add_argument(
         "--phase",
         default="localization",
@@ -95,8 +131,14 @@ def register(subparsers: Any) -> None:
     t.add_argument(
         "--images",
         default=None,
-        help="folder of pristine images, no masks (default: built-in); forgeries with masks: the Python API's "
-        "TrainConfig(datasets=...)",
+        metavar="DIR",
+        help="folder of pristine images, no masks (default: built-in); with --masks or --mask-suffix, your "
+        "forgeries with their masks, mixed half and half with forgeries made from the built-in pictures",
+    )
+    add_mask_options(
+        t,
+        "masks of the --images forgeries: same stem (+ --mask-suffix), read as trufor-lab eval reads them; every "
+        "image needs one (an authentic picture: a mask that marks nothing)",
     )
     t.add_argument(
         "--steps",

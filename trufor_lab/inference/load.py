@@ -81,10 +81,11 @@ def _describe_loaded(path: str | os.PathLike, kind: str, before: tuple[int, ...]
 
 def _own_note(obj: object, info: W.WeightsInfo) -> W.WeightsInfo:
     """``info`` of a file with its own ``config`` entry noted as such (:data:`W.OWN_CONFIG_NOTE`):
-    it is never the official checkpoint, and no banner should suggest installing it as one."""
+    it is never the official checkpoint, and no banner should suggest installing it as one (one
+    whose ``kind`` entry says 'demo' but that is not the shipped file included)."""
     if (
         info.kind == "custom"
-        and info.note == "custom weights"
+        and info.note in ("custom weights", W.DEMO_CLAIM_NOTE)
         and isinstance(obj, dict)
         and obj.get("config") is not None
     ):

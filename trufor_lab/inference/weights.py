@@ -56,6 +56,8 @@ TRUFOR_ZIP_MD5 = "7bee48f3476c75616c3c5721ab256ff8"
 DEMO_FILE = "trufor_demo.pt"
 #: sha256 of the demo model shipped in weights/ (see weights/DEMO_MODEL_CARD.md).
 DEMO_SHA256 = "77ea2c0cc7b118e518636ec579a92486573f989c8739503eee81b367ed68d2bd"
+#: The note of weights loaded as the demo model that are not the shipped file (another checksum).
+DEMO_CLAIM_NOTE = "weights calling themselves the demo model (unknown checksum)"
 LICENSE_FILE = "LICENSE-GRIP-UNINA.txt"
 #: Prefix of the temporary folders downloads and installs work in: a killed one leaves its folder
 #: behind, and the next download or install removes those older than STALE_AFTER_S (a running one is younger).
@@ -268,9 +270,7 @@ def describe(path: str | os.PathLike, kind: str) -> WeightsInfo:
             note="trufor_lab demo model (small; simulated cameras + real photos, calibrated score; weights/DEMO_MODEL_CARD.md)",
         )
     if kind == "demo":  # says it is the demo model, but is not the shipped file: someone else's weights
-        return WeightsInfo(
-            "custom", str(p), digest, False, note="weights calling themselves the demo model (unknown checksum)"
-        )
+        return WeightsInfo("custom", str(p), digest, False, note=DEMO_CLAIM_NOTE)
     return WeightsInfo(kind, str(p), digest, False, note=f"{kind} weights")
 
 

@@ -58,6 +58,7 @@ from trufor_lab.inference.preprocess import ImageLike, load_image, to_tensor
 from trufor_lab.common.arrays import whole
 from trufor_lab.model import TruFor
 from trufor_lab.model.interventions import hook_keys, registered
+from trufor_lab.model.identity import state_key
 from trufor_lab.model.noiseprint import exact_float32
 
 Setup = Callable[[contextlib.ExitStack], None]
@@ -328,11 +329,12 @@ def noiseprint_from(model: nn.Module, other_image: ImageLike, name: str | None =
     m = _trufor(model)
     loaded = load_image(other_image)
     rgb_other = loaded.rgb
-    cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+    cache: dict[tuple, torch.Tensor] = {}
 
     def make(mod: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-        key = (rgb.device, rgb.dtype)
+        key = (rgb.device, rgb.dtype, mod.dncnn.onednn, state_key(mod.dncnn))  # its weights now, not the first
         if key not in cache:
+            cache.clear()  # one map held
             with torch.no_grad():
                 cache[key] = _quiet_noiseprint(mod, to_tensor(rgb_other, dtype=rgb.dtype, device=rgb.device))
         fitted = _fit_periodic(cache[key], rgb.shape[2], rgb.shape[3])
@@ -589,7 +591,7 @@ def get_ablation(model: nn.Module, spec: "AblationSpec", **kw: Any) -> Ablation:
         out = spec(model, **kw)
         if not isinstance(out, Ablation):
             raise TypeError(f"an ablation factory must return an Ablation, got {type(out).__name__}")
-        return out
+        return get_ablation(model, out)  # one bound to another model acted on that one: a baseline row
     raise TypeError(f"expected an ablation name, Ablation or factory, got {type(spec).__name__}")
 
 

@@ -26,7 +26,10 @@ a method that uses no baseline (saliency, InputXGradient, GradCAM) refuses one.
 
 Every call runs with the model in eval mode, parameter gradients off (only input gradients
 are computed, nothing accumulates in ``.grad``) and restores both, and removes any hook left
-behind, even when the target or captum raises. Inputs are copied, never modified. Large
+behind (not an open capture's or ablation's), even when the target or captum raises. While it
+runs, the model belongs to the calling thread, as under an ablation: another thread's forward,
+capture or ablation of it is refused in one line (it ran in eval mode, its output taken by
+captum's layer hook, and its capture's or ablation's hooks were removed at the end). Inputs are copied, never modified. Large
 images can be downscaled with ``max_side`` (this changes the forensic traces; the choice is
 recorded in the result and its title). The model's device is used (CPU or CUDA).
 
@@ -218,7 +221,7 @@ class InputAttribution:
         delta = bval = None
         extras: dict[str, Any] = {}
         notes: tuple[str, ...] = ()
-        with guard(self.model):
+        with guard(self.model, f"{kind} attribution"):
             f = _rgb_forward(self.model, target)
             b = None
             if with_baseline:
@@ -335,7 +338,7 @@ class LayerAttribution:
         base_kind = b = None
         extras: dict[str, Any] = {}
         notes: tuple[str, ...] = ()
-        with guard(self.model):
+        with guard(self.model, f"{self.method} attribution"):
             f = _rgb_forward(self.model, target)
             if self.method == "gradcam":
                 low = ca.LayerGradCam(f, self.layer).attribute(x, relu_attributions=relu)
@@ -417,7 +420,7 @@ class ModalityAttribution:
         h, w = x.shape[2:]
         ibs = internal_batch_size or auto_batch(h, w, n_steps)
         ibs = fit_memory(m, prep, "modality", ("encoder", "decoders"), ibs, internal_batch_size is not None)
-        with guard(m):
+        with guard(m, "modality attribution"):
             with torch.no_grad():
                 # the Noiseprint++ map the encoder reads: m(x) honours an active ablation that
                 # replaces it (a model pre-hook), which forward_noiseprint would bypass

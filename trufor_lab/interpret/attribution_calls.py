@@ -1,7 +1,9 @@
 """What every attribution call does around Captum, in one place: the input prepared (copied,
 checked as ``tl.analyze`` checks it, optionally downscaled), counts and per-method options
 checked before any forward, and the model left as it was found (:func:`guard`: modes,
-``requires_grad`` and hooks restored, even when the target or Captum raises)."""
+``requires_grad`` and hooks restored, even when the target or Captum raises). An attribution
+holds its model for its thread: another thread's forward, capture or ablation of that model is
+refused while it runs (:func:`guard`)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from trufor_lab.inference.preprocess import ImageError, ImageLike, load_image, t
 from trufor_lab.inference.result import MIN_TRUFOR_SIDE, require_full_precision
 from trufor_lab.interpret.attribution import nothing_note, rounding_level
 from trufor_lab.model import TruFor
+from trufor_lab.model.interventions import active_interventions, registered
 from trufor_lab.model.precision import ieee_float32
 
 
@@ -248,23 +251,42 @@ def fit_memory(
 # safety
 # --------------------------------------------------------------------------------------------
 
-HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_pre_hooks",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks_with_kwargs",
-)
+# each hook dict with the kind of hook it holds or flags ("forward", "pre"), as an intervention
+# records its own (:func:`~trufor_lab.model.interventions.hook_keys`); backward hooks no
+# intervention places
+HOOK_DICTS = {
+    "_forward_hooks": "forward",
+    "_forward_pre_hooks": "pre",
+    "_backward_hooks": "backward",
+    "_backward_pre_hooks": "backward",
+    "_forward_hooks_with_kwargs": "forward",
+    "_forward_hooks_always_called": "forward",
+    "_forward_pre_hooks_with_kwargs": "pre",
+}
 
 
 @contextlib.contextmanager
-def guard(model: nn.Module) -> Iterator[None]:
+def guard(model: nn.Module, what: str = "attribution") -> Iterator[None]:
     """Eval mode, parameter gradients off, autograd on, IEEE float32 (no TF32 on a GPU, no
     autocast: captum's backward passes run inside too, not under the caller's settings); on
-    exit every module's mode, every parameter's ``requires_grad`` and every hook dict are
-    restored to what they were."""
+    exit every module's mode and every parameter's ``requires_grad`` are restored to what they
+    were, and the hooks added meanwhile are removed, except those of an open capture or ablation
+    (their own block removes them).
+
+    ``what`` is registered as an intervention that changes every forward of the model
+    (:func:`~trufor_lab.model.interventions.registered`, not passive): its modes, parameter flags
+    and captum's layer hooks hold for the whole model, so while it runs a forward of the model in
+    another thread is refused (it ran in eval mode without parameter gradients, and captum's layer
+    hook took its output for the attribution's), and so is a capture or ablation opened on it in
+    another thread (this cleanup removed its hooks: the capture recorded nothing, the ablation
+    stopped acting, unsaid); an attribution while another thread has one open is refused too."""
+    with registered(model, what, lean_ok=False, why="attribution runs the plain forward, with autograd"):
+        with _restored(model):
+            yield
+
+
+@contextlib.contextmanager
+def _restored(model: nn.Module) -> Iterator[None]:
     modules = list(model.modules())
     params = list(model.parameters())
     modes = [m.training for m in modules]
@@ -282,9 +304,11 @@ def guard(model: nn.Module) -> Iterator[None]:
             m.training = t
         for p, f in zip(params, flags):
             p.requires_grad_(f)
+        # an intervention opened meanwhile (in this thread: another's is refused) keeps its hooks
+        owned = set().union(*(i.hooks for i in active_interventions(model)))
         for m, b in zip(modules, before):
-            for a in HOOK_DICTS:
+            for a, kind in HOOK_DICTS.items():
                 d = getattr(m, a, None)
                 if d:
-                    for k in [k for k in d if k not in b[a]]:
+                    for k in [k for k in d if k not in b[a] and (id(m), kind, k) not in owned]:
                         del d[k]

@@ -57,7 +57,7 @@ from trufor_lab.lab import classic_jpeg as J
 from trufor_lab.lab import classic_noise as N
 from trufor_lab.lab.classic_params import check_params
 from trufor_lab.inference.preprocess import ImageLike, LoadedImage, load_image
-from trufor_lab.inference.load import load_noiseprint
+from trufor_lab.inference.load import is_full_model, load_noiseprint, unwrapped
 from trufor_lab.inference.preprocess import to_tensor
 
 __all__ = ["Method", "METHODS", "Source", "detect", "not_applicable", "read_source", "with_method"]
@@ -225,7 +225,7 @@ def _dq_nonaligned(s: Source, **kw: Any) -> J.Output:
 
 def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model: Any = None, **kw: Any) -> J.Output:
     """Reuse a given Noiseprint++ map (or a Result's), else compute it with ``model`` (default:
-    :func:`trufor_lab.load_noiseprint` on the CPU)."""
+    :func:`trufor_lab.load_noiseprint` on the CPU; a full TruFor gives its own Noiseprint++)."""
     if isinstance(noiseprint, Result):  # its map on the grid the detector reads (the stored one)
         noiseprint = (
             turn_to_stored(noiseprint.noiseprint, noiseprint.exif_orientation)
@@ -234,6 +234,8 @@ def _noiseprint(s: Source, noiseprint: np.ndarray | Result | None = None, model:
         )
     if noiseprint is None:
         net = model if model is not None else load_noiseprint(device="cpu")
+        if is_full_model(unwrapped(net)):  # its output is TruFor's (logits first): was a bare TypeError
+            net = unwrapped(net).dncnn
         p = next(net.parameters())
         with torch.no_grad():
             out = net(to_tensor(s.rgb, dtype=p.dtype, device=p.device))

@@ -573,11 +573,13 @@ class Dataset(Sequence[Sample]):
 
 
 def read_list(
-    path: PathLike, label: int, root: PathLike, mask_root: PathLike | None = None, dataset: str = ""
+    path: PathLike, label: int, root: PathLike | None, mask_root: PathLike | None = None, dataset: str = ""
 ) -> list[Sample]:
     """Samples from one official list file (``label`` 1: fake list, 0: real list).
 
-    Images resolve against ``root``, masks against ``mask_root`` (default ``root``).
+    Relative images resolve against ``root``, relative masks against ``mask_root`` (default
+    ``root``); an absolute path is taken as it is. Without a root, a relative path is refused
+    (DatasetError naming the line).
     """
     path = Path(path)
     if label not in (0, 1):
@@ -588,7 +590,7 @@ def read_list(
         lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Notepad) is not part of a name
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: unreadable list file ({_one_line(exc)})") from exc
-    root = Path(root)
+    root = None if root is None else Path(root)
     mroot = Path(mask_root) if mask_root is not None else root
     out: list[Sample] = []
     for no, raw in enumerate(lines, start=1):
@@ -602,10 +604,16 @@ def read_list(
         mask = fields[1] if len(fields) == 2 and fields[1] not in ("", "None") else None
         if label == 0 and mask is not None:
             raise DatasetError(f"{path}:{no}: a real-image list takes one path per line, got {line!r}")
+        for listed, base in ((image, root), (mask, mroot)):
+            if listed is not None and base is None and not Path(listed).is_absolute():
+                raise DatasetError(
+                    f"{path}:{no}: {listed!r} is a relative path: give the folder it resolves against "
+                    "(--root on the command line, root= in Python)"
+                )
         out.append(
             Sample(
-                image_path=root / image,
-                mask_path=None if mask is None else mroot / mask,
+                image_path=Path(image) if root is None else root / image,  # an absolute path: as it is
+                mask_path=None if mask is None else Path(mask) if mroot is None else mroot / mask,
                 label=label,
                 dataset=dataset,
                 id=image,
@@ -811,7 +819,7 @@ def _find_list(spec: DatasetSpec, filename: str, dirs: list[Path]) -> Path:
 
 def load_dataset(
     name_or_listfile: str | Path,
-    root: PathLike,
+    root: PathLike | None,
     fake_list: PathLike | None = None,
     real_list: PathLike | None = None,
     *,
@@ -828,9 +836,10 @@ def load_dataset(
 
     By list file: ``name_or_listfile`` is a fake list (``real_list`` optional). A file named as
     a registered benchmark's official fake list loads as that benchmark (layout, convention);
-    any other resolves paths against ``root`` (masks: ``mask_root``) with white = forged.
+    any other resolves relative paths against ``root`` (masks: ``mask_root``) with white = forged.
+    An absolute path in a list is taken as it is: a list of absolute paths needs no ``root``
+    (``None``; a relative path is then refused, naming its line).
     """
-    root = Path(root)
     target = str(name_or_listfile)
     if isinstance(name_or_listfile, Path) or (target not in REGISTRY and _looks_like_file(target)):
         given = [n for n, v in (("fake_list", fake_list), ("list_dir", list_dir)) if v is not None]
@@ -844,9 +853,16 @@ def load_dataset(
         samples = read_list(fake_path, 1, root, mask_root, name)
         if real_list is not None:
             samples += read_list(real_list, 0, root, None, name)
-        return Dataset(name, root, samples, convention or MaskConvention())
+        # no root: every path is absolute, and outputs are named by it (as a root of '/' named them)
+        base = Path(root) if root is not None else Path(fake_path.resolve().anchor)
+        return Dataset(name, base, samples, convention or MaskConvention())
 
     spec = REGISTRY.get(target)
+    if root is None:  # its lists and its folders lie under it
+        raise DatasetError(
+            f"{spec.name}: give the benchmark's root folder (--root on the command line, root= in Python)"
+        )
+    root = Path(root)
     if fake_list is None and real_list is None:
         dirs = ([Path(list_dir)] if list_dir is not None else []) + [root]
         fake_list = _find_list(spec, spec.fake_list, dirs) if spec.fake_list else None
@@ -892,8 +908,11 @@ def _describe(convention: MaskConvention) -> str:
     return what if convention.channel is None else f"{what} in channel {'RGB'[convention.channel]}"
 
 
-def folder_convention(name: str) -> tuple[MaskConvention, str | None]:
-    """The convention a folder dataset called ``name`` gets, and a note when it is not the default.
+def folder_convention(
+    name: str, otherwise: str = "give folder_dataset another name= or a convention="
+) -> tuple[MaskConvention, str | None]:
+    """The convention a folder dataset called ``name`` gets, and a note when it is not the default
+    (``otherwise``: how the caller reads them another way).
 
     A folder named like a registered benchmark (``DSO-1``, ``NIST16``, an alias) is read with
     that benchmark's convention: its masks are that benchmark's, and the default (white = forged)
@@ -903,10 +922,10 @@ def folder_convention(name: str) -> tuple[MaskConvention, str | None]:
     spec = REGISTRY.get(name)
     if spec.convention == MaskConvention():
         return spec.convention, None
+    # it named --mask-invert as a way to read them otherwise: on DSO-1 that option is its convention
     return spec.convention, (
         f"{name}: named like the benchmark {spec.name}: its masks are read with its convention "
-        f"({_describe(spec.convention)}); give the folder another name, or a convention (convention= in "
-        "Python, --mask-invert / --mask-threshold on the command line), to read them otherwise"
+        f"({_describe(spec.convention)}); to read them otherwise, {otherwise}"
     )
 
 

@@ -38,6 +38,7 @@ masks were read inverted.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import math
@@ -49,7 +50,7 @@ from typing import Any
 
 import numpy as np
 from PIL import UnidentifiedImageError
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from trufor_lab.common.callables import callable_label
@@ -233,14 +234,19 @@ class Evaluation:
 
 
 def output_path(out_dir: str | os.PathLike, dataset: Dataset, sample: Sample) -> Path:
-    """``out_dir/<dataset name>/<image path relative to the root>.npz``, or the listed id when
-    the image is not under the root; through :func:`trufor_lab.common.paths.output_path`, so an
-    id that is absolute or climbs out with ``..`` raises :class:`OutputPathError` (one line)."""
+    """``out_dir/<dataset name>/<image path relative to the root>.npz``, or, for an image not
+    under the root, its whole path when it is listed by that absolute path (a list file's
+    ``/data/x.png``: ``out_dir/<name>/data/x.png.npz``, as ``--root /`` named it), else the listed
+    id; through :func:`trufor_lab.common.paths.output_path`, so another id that is absolute or
+    climbs out with ``..`` raises :class:`OutputPathError` (one line)."""
     image = Path(sample.image_path)
     try:
         rel = image.resolve().relative_to(Path(dataset.root).resolve()).as_posix()
     except ValueError:
         rel = sample.id
+        if Path(sample.id).is_absolute() and Path(sample.id) == image:  # taken as is
+            whole = image.resolve()
+            rel = whole.relative_to(whole.anchor).as_posix()
     return common_output_path(Path(out_dir) / safe_part(dataset.name), rel)
 
 
@@ -365,6 +371,10 @@ def _evaluate_one(
                 f"{result.exif_orientation}: exif_transpose=True or as_shown()); the evaluation scores the "
                 "stored grid its masks are read on: return the analysis as stored"
             )
+        # one number (a 0-d tensor, a numpy scalar, a 1-element array): several ended the whole run
+        score = _one_score(result.score, image_path)
+        if dataclasses.is_dataclass(result):  # saved as scored (a duck-typed result saves itself)
+            result = dataclasses.replace(result, score=score)
         for what, a in (("map", result.map), ("confidence map", result.conf)):
             if np.shape(a) != (h, w):  # a confidence of another grid ended the run (IndexError on its mask)
                 raise RuntimeError(f"{image_path}: {what} size {np.shape(a)} differs from image size {(h, w)}")
@@ -373,7 +383,6 @@ def _evaluate_one(
         )
         # scored as saved (float32 maps), so that a resumed run, which reads the npz, agrees exactly
         m, c = result.map.astype(np.float32, copy=False), result.conf.astype(np.float32, copy=False)
-        score = float(result.score)
         row["reused"] = False
 
     row["score"] = float(score)
@@ -404,6 +413,24 @@ def _evaluate_one(
     if problems:
         row.update(error="; ".join(problems.values()), not_scored=",".join(problems))
     return row
+
+
+def _one_score(score: Any, image_path: Path) -> float:
+    """An ``analyze_fn``'s score as a float: a number, a numpy scalar, a 0-d or 1-element array or
+    tensor; several values (or none, or text) are this image's failure (RuntimeError, one line)."""
+    if isinstance(score, (str, bytes)):  # np.asarray('0.3', float) would read text as a score
+        raise RuntimeError(f"{image_path}: analyze_fn gave the score {str(score)[:40]!r} (text), not a number")
+    try:
+        a = np.asarray(score.detach().double().cpu() if isinstance(score, Tensor) else score, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RuntimeError(
+            f"{image_path}: analyze_fn gave a score of type {type(score).__name__}, not a number"
+        ) from None
+    if a.size != 1:
+        raise RuntimeError(
+            f"{image_path}: analyze_fn gave a score of {a.size} values (shape {tuple(a.shape)}), not one number"
+        )
+    return float(a.reshape(()))
 
 
 def _localize(row: dict[str, Any], m: np.ndarray, c: np.ndarray, mask: np.ndarray) -> None:

@@ -8,9 +8,11 @@ A capture records what the network used: its hooks are moved behind any hook pla
 inputs and outputs are seen whatever the nesting order. Each call of the model starts a fresh
 record; so does a direct call of a part (``model.backbone(...)``, ``model.forward_features(...)``)
 that would record an entry an earlier call already recorded, so a record never mixes two inputs.
-Hooks belong to the model, not to a thread: while a capture (or an ablation) is open, every
-forward of that model records (or is ablated), from any thread; share a model across threads
-only without them, or give each thread its own copy.
+A capture records the forwards of the thread that opened it: its hooks let other threads'
+forwards pass untouched (they neither record, nor start a fresh record, nor reorder hooks), and
+say how many they let pass when a name is missing. Before, a widget's or a thread pool's
+forward replaced the record of the thread that had the capture open. (An ablation open in another
+thread refuses this thread's forwards: :mod:`trufor_lab.model.interventions`.)
 
 Transformer tokens ``(B, N, C)`` are recorded as ``(B, C, H, W)`` maps; attention maps as
 ``(B, heads, Hq, Wq, Hk, Wk)``, with queries subsampled above ``max_elements``.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import threading
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -35,6 +38,8 @@ from trufor_lab.model.interventions import registered
 from trufor_lab.model.segformer import tokens_to_map
 
 __all__ = ["ATTENTION_MAX_ELEMENTS", "Capture", "CaptureError", "capture"]
+
+_ident = threading.get_ident  # which thread a hook runs in: a capture records only its own
 
 #: Default cap on the number of elements of one recorded attention map (subsampled above it).
 ATTENTION_MAX_ELEMENTS = 2**24
@@ -142,6 +147,9 @@ class Capture:
         self._running: dict[str, Any] = {}
         self._call = 0  # which outermost call is running
         self._made_in: dict[str, int] = {}  # entry -> the outermost call that recorded it
+        self._thread: int | None = None  # the thread whose forwards it records (the one that started it)
+        #: Calls of the model from other threads while active: not recorded.
+        self.other_threads = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "Capture":
@@ -149,6 +157,7 @@ class Capture:
         if self._handles:
             return self
         self._running.clear()
+        self._thread = threading.get_ident()
         groups: dict[tuple[str, str], list[LayerSpec]] = {}
         for n in self.names:
             e = self.catalog[n]
@@ -199,7 +208,11 @@ class Capture:
         return self
 
     def _new_call(self, module: nn.Module, args: tuple) -> None:
-        """Root pre-hook: forget the previous call."""
+        """Root pre-hook: forget the previous call (a call from another thread: only counted in
+        :attr:`other_threads`; every hook of the capture lets other threads' forwards pass)."""
+        if _ident() != self._thread:
+            self.other_threads += 1
+            return
         self.clear()
 
     def _enter(self, path: str, above: tuple[str, ...], module: nn.Module, args: tuple) -> None:
@@ -215,6 +228,8 @@ class Capture:
         forward interrupted in the encoder) made every later direct call of a part look nested,
         its record taken before a later ablation's hook. A mark whose frame is no longer on the
         stack was left by an interrupted call and does not count."""
+        if _ident() != self._thread:
+            return
         caller = sys._getframe(1)  # the module's call: on the stack while it runs, and only then
         marked = [self._running[p] for p in above if p in self._running]
         if marked:  # a mark an interrupted call left (its frame no longer on the stack) is not a running part
@@ -232,7 +247,8 @@ class Capture:
         self._running[path] = caller
 
     def _leave(self, path: str, module: nn.Module, args: tuple, out: Any) -> None:
-        self._running.pop(path, None)
+        if _ident() == self._thread:
+            self._running.pop(path, None)
 
     def _begin(self, name: str) -> None:
         """Before recording ``name``: if an earlier outermost call recorded it, this call is a
@@ -296,7 +312,13 @@ class Capture:
         if name in tensors:
             return tensors[name]
         if name in self.names:
-            raise KeyError(f"layer {name!r} was not produced by the last forward (see .missing)")
+            others = (
+                f"; {self.other_threads} forward(s) of other threads were not recorded: a capture records "
+                "the thread that opened it"
+                if self.other_threads
+                else ""
+            )
+            raise KeyError(f"layer {name!r} was not produced by the last forward (see .missing){others}")
         if name in self.catalog:
             raise KeyError(f"layer {name!r} was not asked for; this capture records {self.names}")
         raise unknown_layer(name, self.names or self.catalog)
@@ -357,12 +379,16 @@ class Capture:
         seen: list[tuple | None] = [None]
 
         def hook(module: nn.Module, args: tuple) -> None:
+            if _ident() != self._thread:
+                return
             seen[0] = args
             for e in specs:
                 self._begin(e.name)
                 self._store(e.name, e.extract(args, None))
 
         def used(module: nn.Module, args: tuple, out: Any) -> None:
+            if _ident() != self._thread:
+                return
             recorded, seen[0] = seen[0], None
             if recorded is not None and args is not recorded:
                 for e in specs:
@@ -372,6 +398,8 @@ class Capture:
 
     def _make_hook(self, module: nn.Module, specs: list[LayerSpec]) -> Callable:
         def hook(mod: nn.Module, args: tuple, out: Any) -> Any:
+            if _ident() != self._thread:
+                return None
             new_out = None
             for e in specs:
                 self._begin(e.name)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,20 @@ CHANGED_NOTE = "changed in memory"
 OWN_CONFIG_NOTE = "TruFor weights with their own 'config' entry (trained or exported with trufor_lab)"
 
 
+def changed_in_memory(info: Any) -> bool:
+    """Whether ``info`` is a loader's record marked as changed in memory since (no file holds
+    these weights: no wording may name the file's checksum or how to verify it)."""
+    return info is not None and info.kind == "custom" and str(info.note).startswith(CHANGED_NOTE)
+
+
+def where_changed(info: Any) -> str:
+    """``info``'s origin in a few words for reports: the file it was loaded from by its name
+    alone (a report leaves the folders out), or that the model was made in memory."""
+    if info.path in ("", "-"):
+        return "changed in memory since it was made"
+    return f"changed in memory after loading {Path(info.path).name}"
+
+
 def is_own_training(info: Any) -> bool:
     """Whether ``info`` describes a checkpoint of :data:`OWN_CONFIG_NOTE` (kind ``'custom'``)."""
     return info is not None and info.kind == "custom" and info.note == OWN_CONFIG_NOTE
@@ -51,9 +66,10 @@ def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]
 
 
-def _key(module: torch.nn.Module) -> tuple:
-    """Changes whenever a tensor may have changed (in-place writes bump ``_version``; a new
-    ``.data`` or a move changes the pointer): a cheap test before the sums are recomputed."""
+def state_key(module: torch.nn.Module) -> tuple:
+    """Changes whenever a tensor of ``module`` may have changed (in-place writes bump ``_version``;
+    a new ``.data`` or a move changes the pointer): a cheap test before the sums are recomputed,
+    or before a map computed with these weights is reused."""
     return tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in _tensors(module))
 
 
@@ -105,11 +121,11 @@ class LoadedWeights:
         d = self.__dict__
         d["_loaded_info"] = info
         d["_loaded_sums"] = None if info is None else _sums(self)  # type: ignore[arg-type]
-        d["_loaded_check"] = (_key(self), True)  # type: ignore[arg-type]
+        d["_loaded_check"] = (state_key(self), True)  # type: ignore[arg-type]
 
     def _holds_loaded_values(self) -> bool:
         d = self.__dict__
-        key = _key(self)  # type: ignore[arg-type]
+        key = state_key(self)  # type: ignore[arg-type]
         if d["_loaded_check"][0] == key:
             return d["_loaded_check"][1]
         then, now = d["_loaded_sums"], _sums(self)  # type: ignore[arg-type]

@@ -9,15 +9,28 @@ the lean forward asks :func:`plain_forward_required` first: the plain forward is
 fits, otherwise :class:`InterventionError` says in one line why the image is refused. A hook
 that no lean-compatible intervention placed (a user's own ``register_forward_hook``) counts as
 a blocker too (:func:`foreign_hooks`): the lean forward calls modules' pieces, chunk by chunk.
+
+Interventions belong to the thread that opened them. A capture (``passive``) only reads: its
+hooks record the forwards of its own thread and let other threads' forwards pass untouched. An
+ablation changes every forward of the model, so it is exclusive: while it is open, a forward of
+that model in another thread is refused (:class:`InterventionError`, raised in that thread by a
+global forward hook that fires at every module's call, so a forward already running when the ablation opened is refused
+too, at the end of its next module call), and opening an intervention on a model that another
+thread has an ablation open on (or an ablation while another thread has any intervention open)
+is refused. An attribution registers itself as such an intervention (not passive: it switches
+the whole model's mode and parameter flags). Hooks acting on every thread gave quiet wrong answers: a widget's or a thread pool's
+forward was ablated or recorded by a block another thread had open.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 from torch.nn.modules import module as _torch_module
@@ -52,32 +65,108 @@ class Intervention:
     record: str = ""
     #: The hooks it placed (:func:`hook_keys`), so that they are not taken for a user's hooks.
     hooks: set[tuple[int, str, int]] = field(default_factory=set, compare=False, repr=False)
-    #: It only reads (a capture): outputs computed under it are the model's, so it is not recorded.
+    #: It only reads (a capture): outputs computed under it are the model's, so it is not recorded,
+    #: and its hooks act in its own thread only; otherwise it changes every forward of the model,
+    #: and forwards of other threads are refused while it is open.
     passive: bool = False
+    #: The thread that opened it (``threading.get_ident()``) and that thread's name.
+    thread: int = field(default_factory=threading.get_ident, compare=False)
+    thread_name: str = field(default_factory=lambda: threading.current_thread().name, compare=False)
 
 
 _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, list[Intervention]]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()  # _ACTIVE is changed from any thread
 
 
 @contextlib.contextmanager
 def registered(
     model: nn.Module, name: str, *, lean_ok: bool, why: str = "", record: str = "", passive: bool = False
 ) -> Iterator[Intervention]:
-    """Mark ``name`` as active on ``model`` for the duration of the block (removed on any exit)."""
+    """Mark ``name`` as active on ``model`` for the duration of the block (removed on any exit).
+    Refused (:class:`InterventionError`) when it would act on another thread's forwards or
+    another thread's intervention would act on this one's; while a non-passive one is open, the
+    guard (one global forward hook, see below) refuses other threads' forwards of ``model``."""
     entry = Intervention(name, lean_ok, why, record, passive=passive)
-    _ACTIVE.setdefault(model, []).append(entry)
+    with _LOCK:
+        clash = next(
+            (e for e in _ACTIVE.get(model, []) if e.thread != entry.thread and not (passive and e.passive)), None
+        )
+        if clash is None:
+            _ACTIVE.setdefault(model, []).append(entry)
+    if clash is not None:
+        raise InterventionError(
+            f"cannot open {name!r} on this model in thread {entry.thread_name!r}: {clash.name!r} is open on it "
+            f"in thread {clash.thread_name!r}, and one of them would act on the other "
+            "thread's forwards too; wait for it to close, or give each thread its own copy of the model "
+            "(copy.deepcopy(model))"
+        )
     try:
-        yield entry
+        if not passive:
+            _guard(model, +1)
+        try:
+            yield entry
+        finally:
+            if not passive:
+                _guard(model, -1)
     finally:
-        active = _ACTIVE.get(model, [])
-        active[:] = [e for e in active if e is not entry]
-        if not active:
-            _ACTIVE.pop(model, None)
+        with _LOCK:
+            active = _ACTIVE.get(model, [])
+            active[:] = [e for e in active if e is not entry]
+            if not active:
+                _ACTIVE.pop(model, None)
+
+
+# The guard: one global forward hook, present while any non-passive intervention is open, that
+# refuses a forward of a guarded model's modules in a thread other than the intervention's. One
+# hook for every module (a forward already running when the intervention opened is refused at the
+# end of its next module call), not counted as a user's (:func:`global_hooks`).
+_GUARDED: dict[int, nn.Module] = {}  # id(module) -> the guarded model it belongs to
+_GUARD_COUNT: dict[int, int] = {}  # id(model) -> open non-passive interventions
+_GUARD_HANDLE: list[Any] = []
+
+
+def _guard(model: nn.Module, step: int) -> None:
+    with _LOCK:
+        n = _GUARD_COUNT.get(id(model), 0) + step
+        if n > 0:
+            _GUARD_COUNT[id(model)] = n
+            _GUARDED.update((id(m), model) for m in model.modules())
+        else:
+            _GUARD_COUNT.pop(id(model), None)
+            for key in [k for k, v in _GUARDED.items() if v is model]:
+                del _GUARDED[key]
+        if _GUARD_COUNT and not _GUARD_HANDLE:
+            _GUARD_HANDLE.append(_torch_module.register_module_forward_hook(_refuse_other_thread))
+        elif not _GUARD_COUNT:
+            while _GUARD_HANDLE:
+                _GUARD_HANDLE.pop().remove()
+
+
+def _refuse_other_thread(module: nn.Module, args: Any, out: Any) -> None:
+    """The guard: a forward of a guarded model's module in another thread than its open
+    non-passive intervention is refused (it would change that forward's output unseen)."""
+    model = _GUARDED.get(id(module))
+    if model is None:
+        return
+    me = threading.get_ident()
+    entry = next((e for e in _ACTIVE.get(model, ()) if not e.passive and e.thread != me), None)
+    if entry is not None:
+        raise InterventionError(
+            f"this model has {entry.name!r} open in thread {entry.thread_name!r}, which changes every forward "
+            f"of it: the forward in thread {threading.current_thread().name!r} is refused; run it after that "
+            "block, in that thread, or on a copy of the model (copy.deepcopy(model))"
+        )
 
 
 def active_interventions(model: nn.Module) -> list[Intervention]:
     """The interventions active on ``model`` now, oldest first."""
-    return list(_ACTIVE.get(model, []))
+    with _LOCK:
+        return list(_ACTIVE.get(model, []))
+
+
+def _elsewhere(i: Intervention) -> bool:
+    """A capture of another thread: its hooks let this thread's forwards pass untouched."""
+    return i.passive and i.thread != threading.get_ident()
 
 
 def _module_hook_keys(mod: nn.Module) -> set[tuple[int, str, int]]:
@@ -88,8 +177,11 @@ def _module_hook_keys(mod: nn.Module) -> set[tuple[int, str, int]]:
 def global_hooks() -> int:
     """How many forward hooks and pre-hooks act on every module of every network
     (``torch.nn.modules.module.register_module_forward_hook`` and its pre-hook twin)."""
-    return len(getattr(_torch_module, "_global_forward_hooks", {})) + len(
-        getattr(_torch_module, "_global_forward_pre_hooks", {})
+    ours = sum(1 for h in _GUARD_HANDLE if h.id in getattr(_torch_module, "_global_forward_hooks", {}))
+    return (
+        len(getattr(_torch_module, "_global_forward_hooks", {}))
+        + len(getattr(_torch_module, "_global_forward_pre_hooks", {}))
+        - ours
     )
 
 
@@ -102,7 +194,7 @@ def foreign_hooks(model: nn.Module) -> list[str]:
     """Names of the modules that carry a hook no lean-compatible intervention placed (a user's
     hook, a capture): the memory-lean forward calls pieces of modules, so such a hook may not
     fire there, or see one chunk at a time."""
-    owned = set().union(*(i.hooks for i in active_interventions(model) if i.lean_ok))
+    owned = set().union(*(i.hooks for i in active_interventions(model) if i.lean_ok or _elsewhere(i)))
     names = []
     for name, mod in model.named_modules():
         if _module_hook_keys(mod) - owned:
@@ -155,7 +247,7 @@ def intervention_label(model: nn.Module) -> str:
 def lean_blockers(model: nn.Module) -> list[Intervention]:
     """What the memory-lean forward would skip: the active interventions it does not honour, and
     hooks placed by anything else (one entry naming their modules)."""
-    blockers = [i for i in active_interventions(model) if not i.lean_ok]
+    blockers = [i for i in active_interventions(model) if not i.lean_ok and not _elsewhere(i)]
     hooks = [] if blockers else foreign_hooks(model)  # with a blocker, lean is out anyway
     if hooks:
         shown = ", ".join(hooks[:3]) + (f" and {len(hooks) - 3} more" if len(hooks) > 3 else "")

@@ -48,7 +48,10 @@ def build_model(
 ) -> TruFor:
     """TruFor of size ``cfg`` (or the config stored in ``init``; for a file without one, such as
     the official checkpoint, the size its weights have: MiT-B2 or MiT-B0), weights from ``init``
-    when given, and always the official Noiseprint++ weights in ``dncnn``. MiT-B0 without either."""
+    when given, Noiseprint++ included: its encoder learned from that Noiseprint++, so another
+    one is put in ``dncnn`` only when ``noiseprint_weights`` names it (a checkpoint whose
+    Noiseprint++ differed from the shipped file was silently given the shipped one). Without
+    ``init``: the official Noiseprint++ (or ``noiseprint_weights``). MiT-B0 without either."""
     sd = None
     if init is not None:
         obj = read_checkpoint(init)
@@ -70,8 +73,24 @@ def build_model(
     model = TruFor(cfg or MIT_B0)
     if sd is not None:
         strict_load(model, sd, str(init))
-    strict_load(model.dncnn, official_noiseprint(noiseprint_weights), "noiseprint++")
+    if sd is None or noiseprint_weights is not None:
+        strict_load(model.dncnn, official_noiseprint(noiseprint_weights), "noiseprint++")
+    elif _rounded_from(model.dncnn.state_dict(), official := official_noiseprint(None)):
+        strict_load(model.dncnn, official, "noiseprint++")  # the same network, stored in float16/bfloat16
     return model
+
+
+def _rounded_from(held: dict[str, torch.Tensor], official: dict[str, torch.Tensor]) -> bool:
+    """Whether ``held`` is ``official`` rounded to float16 or bfloat16 (a checkpoint saved in
+    half precision): training then takes the float32 original, as its map is precision-sensitive."""
+    if held.keys() != official.keys():
+        return False
+    floats = [k for k, v in held.items() if v.is_floating_point()]
+    return any(
+        all(torch.equal(official[k].to(low).to(held[k].dtype), held[k]) for k in floats)
+        and any(not torch.equal(official[k].to(held[k].dtype), held[k]) for k in floats)
+        for low in (torch.float16, torch.bfloat16)
+    )
 
 
 def set_phase(model: TruFor, phase: str) -> list[torch.nn.Parameter]:

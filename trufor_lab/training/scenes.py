@@ -155,7 +155,8 @@ def read_folder(folder: str | os.PathLike, skip: str | os.PathLike | None = None
         raise ValueError(
             f"{mask}: a folder of pristine pictures holds no masks (its forgeries would be trained as "
             "authentic, the masks as pictures); give pristine pictures only, and forgeries with their masks "
-            "as TrainConfig(datasets=[folder_dataset(images, masks)])"
+            "as --masks DIR or --mask-suffix S on the command line, TrainConfig(datasets=[folder_dataset(images, "
+            "masks)]) in Python"
         )
     images = []
     for p in files:

@@ -74,12 +74,15 @@ def _check_key(ds: Any) -> tuple | None:
 
 
 def usable_samples(ds: Any, progress: bool = True) -> list[tuple[Any, Any]]:
-    """``(ds, sample)`` for each sample of ``ds`` a run can train on, every mask read once before
-    training (a mask of another size or an unreadable one stopped a run at the step that drew it,
-    after hours), with a progress bar unless ``progress=False``; a :class:`Dataset` whose files
-    have not changed since is not read again in this process (the next phase of a run). Left
-    out, with a note on stderr: a fake without a mask, a mask that cannot be used (the first
-    reason named). Said too: most masks marking more than half the picture forged (an inverted
+    """``(ds, sample)`` for each sample of ``ds`` a run can train on, every picture and mask read
+    once before training (a mask of another size, an unreadable one, or a picture cut short stopped a
+    run at the step that drew it, after hours), with a progress bar unless ``progress=False``; a
+    :class:`Dataset` whose files have not changed since is not read again in this process (the next
+    phase of a run). Pictures are decoded as a draw decodes them (a header alone passes a file cut
+    short), and left out here rather than skipped when drawn: a dataset then trains exactly as it
+    would without them (a skip at the draw would shift every later example of the run). Left
+    out, with a note on stderr: a fake without a mask, a picture that cannot be read, a mask that
+    cannot be used (the first reason of each named). Said too: most masks marking more than half the picture forged (an inverted
     convention trains the network to call the untouched part forged), and pictures that viewers
     show turned (EXIF orientation) whose masks fit both grids (a mask drawn on the turned view
     would be misaligned, unseen)."""
@@ -88,16 +91,22 @@ def usable_samples(ds: Any, progress: bool = True) -> list[tuple[Any, Any]]:
         keep, notes = _CHECKED[key]
         _say(name, notes)
         return [(ds, ds[i]) for i in keep]
-    out, bad, turned, maskless, most = [], [], [], 0, 0
+    out, bad, unreadable, turned, maskless, most = [], [], [], [], 0, 0
     orientation = getattr(ds, "mask_orientation_note", lambda s: None)
     samples = list(ds)
-    with tqdm(samples, desc=f"checking {name}'s masks", unit="image", disable=not progress or not samples) as bar:
+    desc = f"checking {name}'s pictures and masks"
+    with tqdm(samples, desc=desc, unit="image", disable=not progress or not samples) as bar:
         for i, s in enumerate(bar):
+            if s.mask_path is None and s.label != 0:
+                maskless += 1
+                continue
+            try:
+                load_image(s.image_path)  # as _dataset_example reads it
+            except (ValueError, OSError) as e:  # ImageError is a ValueError
+                unreadable.append(str(e))
+                continue
             if s.mask_path is None:
-                if s.label == 0:
-                    out.append(i)
-                else:
-                    maskless += 1
+                out.append(i)
                 continue
             try:
                 forged = float(np.mean(ds.load_mask(s)))
@@ -110,6 +119,8 @@ def usable_samples(ds: Any, progress: bool = True) -> list[tuple[Any, Any]]:
     notes = []
     if maskless:
         notes.append(f"{maskless} fake(s) without a mask left out of training")
+    if unreadable:
+        notes.append(f"{len(unreadable)} image(s) left out of training (cannot be read), e.g. {unreadable[0]}")
     if bad:
         notes.append(f"{len(bad)} image(s) left out of training (a mask that cannot be used), e.g. {bad[0]}")
     if turned:  # viewers show these turned: a mask drawn on that view trains misaligned, unsaid

@@ -11,7 +11,7 @@ import numpy as np
 
 from trufor_lab.common.arrays import channel_energy, pca_project, to_chw, top_k
 from trufor_lab.common.paths import short_name
-from trufor_lab.model.identity import is_own_training
+from trufor_lab.model.identity import changed_in_memory, is_own_training
 from trufor_lab.viz.display import (  # noqa: F401 - display helpers re-exported here
     MAX_DISPLAY_SIDE,
     as_picture,
@@ -231,16 +231,16 @@ def plot_result(result: "Result", mask: np.ndarray | None = None, fig=None, over
 
 
 def score_source(result: "Result") -> str:
-    """Words for whose score ``result`` holds when it is not the verified official checkpoint's
-    (``"demo weights, not the official TruFor"``, ``"unverified checkpoint"``), else ``""``."""
+    """Whose score ``result`` holds (``"unverified checkpoint"``); ``""``: the verified official one."""
     info = result.weights
     if info is None or (info.kind == "official" and info.verified):
         return ""
+    if changed_in_memory(info):  # no checkpoint holds them: not "unverified checkpoint"
+        return "weights changed in memory"
     if is_own_training(info):  # its own config entry: never the official file
         return "weights trained with trufor_lab, not the official TruFor"
-    if info.kind in ("official", "custom"):  # custom: its origin is not known, not "not official"
-        return "unverified checkpoint"
-    return f"{info.kind} weights, not the official TruFor"
+    unverified = info.kind in ("official", "custom")  # custom: its origin is not known, not "not official"
+    return "unverified checkpoint" if unverified else f"{info.kind} weights, not the official TruFor"
 
 
 def result_title(result: "Result") -> str:

@@ -20,7 +20,8 @@ from trufor_lab.viz.figures import (
     score_source,
 )
 from trufor_lab.common.paths import short_name
-from trufor_lab.widgets.display import Viewer, as_results, new_figure, stored_note
+from trufor_lab.viz.display import outline
+from trufor_lab.widgets.display import Viewer, as_masks, as_results, as_titles, new_figure, stored_note
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["CompareViewer"]
@@ -42,7 +43,11 @@ class CompareViewer(OverlayControls, Viewer):
     hidden by ``threshold`` or ``conf_min`` in a neutral colour (said in the title); a zoom larger
     than 2048 pixels is averaged down over blocks for drawing (display only). An
     :class:`~trufor_lab.interpret.attribution.Attribution` (anything with ``to_result()``) is shown
-    as its ``to_result()``."""
+    as its ``to_result()``.
+
+    ``titles`` (one per result; ``labels``, the second positional argument, is its older name)
+    head the columns (default: each result's label or file name); ``masks`` (one per result, in
+    order, ``None`` for none) are outlined in yellow on every panel, checked as ResultViewer's."""
 
     PANELS = ("overlay", "map", "conf", "noiseprint")
 
@@ -56,17 +61,23 @@ class CompareViewer(OverlayControls, Viewer):
         conf_min: float = 0.0,
         cmap: str = "RdBu_r",
         panel: str = "overlay",
+        masks: Any = None,
+        titles: Sequence[str] | None = None,
     ) -> None:
         self.results = as_results(results, "CompareViewer")
         if not self.results:
             raise ValueError("CompareViewer needs at least one Result")
-        self.labels = (
-            list(labels)
-            if labels is not None
-            else [r.label or (short_name(r.name) if r.name else f"#{i}") for i, r in enumerate(self.results)]
-        )
-        if len(self.labels) != len(self.results):
-            raise ValueError(f"{len(self.labels)} labels for {len(self.results)} results")
+        if labels is not None and titles is not None:
+            raise ValueError("CompareViewer: give titles= (labels is its older name), not both")
+        if labels is not None:
+            labels = [labels] if isinstance(labels, str) else list(labels)
+            if len(labels) != len(self.results):  # the older message
+                raise ValueError(f"{len(labels)} labels for {len(self.results)} results")
+        given = as_titles(titles if labels is None else labels, len(self.results), "CompareViewer")
+        self.labels = given or [
+            r.label or (short_name(r.name) if r.name else f"#{i}") for i, r in enumerate(self.results)
+        ]
+        self.masks = as_masks(self.results, masks, "CompareViewer")
         _check_one_grid(self.results, self.labels)
         self._shape = tuple(self.results[0].size)
         state = dict(opacity=opacity, threshold=threshold, conf_min=conf_min, cmap=cmap, zoom=None, panel=panel)
@@ -102,20 +113,20 @@ class CompareViewer(OverlayControls, Viewer):
         fig = new_figure((3.3 * n, 3.7))
         axes = fig.subplots(1, n, squeeze=False)[0]
         columns, samples = [], []  # drawn averaged; colour limits from samples of the values
-        for r in self.results:
+        for r, mask in zip(self.results, self.masks):
             z = self._zoom_of(r, s["zoom"])
             step = display_stride(crop_region(r.image, z).shape)  # one step for the column's arrays
             panel = s["panel"] if r.map is not None else "noiseprint"
             image = lambda a, z=z, step=step: for_display(crop_region(a, z), step)  # noqa: E731
             values = lambda a, z=z, step=step: self._shrunk(a, z, step)  # noqa: E731  block means, kept
-            columns.append((r, panel, image, values))
+            columns.append((r, panel, image, values, mask))
             samples.append(lambda a, z=z, step=step: np.asarray(crop_region(a, z))[::step, ::step])
         raw = {}  # one grey scale per kind of raw output, shared by the columns that show it
-        for (r, panel, _, _), sample in zip(columns, samples):  # limits from the maps' values, not averaged
+        for (r, panel, _, _, _), sample in zip(columns, samples):  # limits from the maps' values, not averaged
             if panel == "noiseprint":
                 raw.setdefault(_raw_name(r), []).append(sample(r.noiseprint))
         limits = {k: robust_limits(np.concatenate([np.ravel(a) for a in v])) for k, v in raw.items()}
-        for ax, (r, panel, image, crop), label in zip(axes, columns, self.labels):
+        for ax, (r, panel, image, crop, mask), label in zip(axes, columns, self.labels):
             if tuple(r.size) != self._shape:
                 label = f"{label} ({r.size[1]}x{r.size[0]}, zoom scaled)"
             if panel != s["panel"]:
@@ -145,10 +156,14 @@ class CompareViewer(OverlayControls, Viewer):
             else:
                 lo, hi = limits[_raw_name(r)]
                 ax.imshow(crop(r.noiseprint), cmap=map_cmap("gray"), vmin=lo, vmax=hi, interpolation="nearest")
+            if mask is not None:  # the forged share of each block, outlined at 0.5 (as ResultViewer does)
+                outline(ax, crop(mask))
             score = f"\nscore {r.score:.3f}" if r.score is not None else ""
             ax.set_title(f"{label}{score}", fontsize=10, parse_math=False)
             frame_panel(ax)
         title = " / ".join(raw) if s["panel"] == "noiseprint" else s["panel"] + _hidden_words(s)
+        if any(m is not None for m in self.masks):
+            title += "\n(ground truth in yellow)"
         turned = next((note for note in map(stored_note, self.results) if note), "")
         title += f"\n{turned}" if turned else ""
         whose = sorted({score_source(r) for r in self.results if r.score is not None} - {""})

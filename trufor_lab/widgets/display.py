@@ -1,7 +1,8 @@
 """The viewers' common machinery: a state dict drawn by matplotlib (no pyplot) into PNG bytes and
 shown in an ``ipywidgets.Image``, with a static PNG wherever widgets cannot render.
 
-:class:`Viewer` is the base of every viewer (``set``, ``redraw``, ``png``, ``controls``, ``widget``);
+:class:`Viewer` is the base of every viewer (``set``, ``state``, ``figure``, ``png``, ``controls``,
+``widget``, ``close``: the call shape in :mod:`trufor_lab.widgets`);
 :class:`StaticFallbackDisplay` is the notebook display that never raises.
 """
 
@@ -14,13 +15,15 @@ import html
 import io
 from typing import Any, Callable, Sequence
 
-from trufor_lab.viz.figures import check_grid, crop_region, for_display, stored_note
+from trufor_lab.viz.figures import check_grid, check_mask, crop_region, for_display, stored_note
 
 __all__ = [
     "StaticFallbackDisplay",
     "Viewer",
     "as_list",
+    "as_masks",
     "as_results",
+    "as_titles",
     "close_tree",
     "new_figure",
     "one_line",
@@ -224,6 +227,11 @@ class Viewer(StaticFallbackDisplay):
             self._image_widget.value = self._png
         return self._png
 
+    def figure(self):
+        """The current state drawn as a matplotlib Figure (not registered with pyplot): the static
+        picture for scripts, CI and reports, no widget needed."""
+        return self.render()
+
     @property
     def png(self) -> bytes:
         """The current picture as PNG bytes (rendered on first access)."""
@@ -370,6 +378,25 @@ def as_results(items: Any, who: str) -> list[Any]:
         check_grid(x)
         out.append(x)
     return out
+
+
+def as_masks(results: Sequence[Any], masks: Any, who: str) -> list[Any]:
+    """``masks=`` of a viewer: one ground-truth mask per result, in order (``None`` for none; a
+    single array goes with the first result), each checked on its result's grid."""
+    given = as_list(masks)
+    if len(given) > len(results):
+        raise ValueError(f"{who}: {len(given)} masks for {len(results)} results")
+    return [check_mask(r, m) for r, m in zip(results, given + [None] * len(results))]
+
+
+def as_titles(titles: Any, n: int, who: str) -> list[str] | None:
+    """``titles=`` of a viewer: one title per result (a single string for a single result), or None."""
+    if titles is None:
+        return None
+    given = [titles] if isinstance(titles, str) else list(titles)
+    if len(given) != n:
+        raise ValueError(f"{who}: {len(given)} titles for {n} results")
+    return [str(t) for t in given]
 
 
 _RESULT_FIELDS = ("image", "noiseprint", "map", "conf", "score", "name", "label", "captures", "weights", "size")

@@ -58,7 +58,9 @@ class FeatureExplorer(Viewer):
     ``channel``, a ``grid`` of channels (ranked by energy, starting at rank ``channel``) or a ``pca``
     picture; ``side_by_side`` shows RGB, Noiseprint++ and fused maps of the stage together.
     The model runs once, in the constructor (:func:`trufor_lab.inference.analyze` with captures); every
-    control only re-renders.
+    control only re-renders. ``FeatureExplorer(result)`` shows a Result already analysed with
+    ``capture=`` (e.g. ``capture=EXPLORER_LAYERS``) without running anything (``layers`` and
+    ``max_elements`` then do not apply).
 
     ``layers``: catalog names or globs (a misspelled name raises ``KeyError`` with the closest
     ones); globs keep the feature maps they match. The default, :data:`EXPLORER_LAYERS`, keeps
@@ -71,12 +73,26 @@ class FeatureExplorer(Viewer):
     def __init__(
         self,
         model: Any,
-        image: Any,
+        image: Any = None,
         *,
         layers: Sequence[str] = EXPLORER_LAYERS,
         max_elements: int | None = 4_000_000,
         grid_size: int = 16,
     ) -> None:
+        if image is None:  # FeatureExplorer(result): the features it captured, the model not run
+            if not isinstance(getattr(model, "captures", None), Mapping):
+                raise TypeError(
+                    f"FeatureExplorer takes (model, image), or a Result analysed with capture=..., "
+                    f"not a {type(model).__name__} alone"
+                )
+            self.result = model
+        else:
+            self.result = analyze(model, image, capture=self._wanted(model, layers), max_elements=max_elements)
+        self._explore(grid_size)
+
+    @staticmethod
+    def _wanted(model: Any, layers: Sequence[str]) -> list[str]:
+        """The catalog names to capture for ``layers`` (the defaults fitted to the model)."""
         catalog = layer_catalog(model)
         shown = lambda n: catalog[n].kind != "attention" and _explorer_key(n) is not None  # noqa: E731
         if tuple(layers) == EXPLORER_LAYERS:  # only the defaults are fitted to the model
@@ -92,7 +108,10 @@ class FeatureExplorer(Viewer):
                     f"the explorer shows feature maps (encoder stages, fusion, decoders, DnCNN); "
                     f"{bad or layers} name none"
                 )
-        self.result = analyze(model, image, capture=wanted, max_elements=max_elements)
+        return wanted
+
+    def _explore(self, grid_size: int) -> None:
+        """The pickers' tree from ``self.result``'s captures, and the first view."""
         self.captures: Mapping[str, Any] = self.result.captures
         #: name -> how the capture was subsampled (from ``result.notes``)
         self.subsampled: dict[str, str] = {}

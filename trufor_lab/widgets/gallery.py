@@ -23,8 +23,10 @@ class FailureGallery(StaticFallbackDisplay):
     """Browse failure cases one at a time with a dropdown (ipywidgets); without widgets it
     displays as the static :func:`failure_gallery` figure.
 
-    ``select(i)`` shows case ``i`` and returns its PNG; ``widget`` is the UI (None without
-    ipywidgets); ``figure()`` draws the current case.
+    The call shape of every viewer (:mod:`trufor_lab.widgets`): ``set(index=i)`` shows case ``i``
+    and returns its PNG (``select(i)``, its older name, does the same); ``state`` is
+    ``{"index": i}``; ``figure()`` draws the current case, ``png`` is its picture; ``widget`` is
+    the UI (None without ipywidgets); ``gallery()`` draws every case in one Figure.
     """
 
     dpi: int = 72
@@ -62,9 +64,27 @@ class FailureGallery(StaticFallbackDisplay):
         fig.savefig(buf, format="png", dpi=self.dpi)
         return buf.getvalue()
 
+    @property
+    def state(self) -> dict[str, Any]:
+        """The selection, as a viewer's state: ``{"index": i}``."""
+        return {"index": self.index}
+
+    @property
+    def png(self) -> bytes:
+        """The current case's picture as PNG bytes."""
+        return self._png(self.figure())
+
+    def set(self, **changes: Any) -> bytes:
+        """``set(index=i)``: show case ``i``, as every viewer's ``set`` changes its state; returns its PNG."""
+        unknown = sorted(set(changes) - {"index"})
+        if unknown:
+            raise KeyError(f"unknown gallery setting {unknown[0]!r}; one of ['index']")
+        return self.select(changes.get("index", self.index))
+
     def select(self, index: int) -> bytes:
         """Show case ``index`` (the dropdown follows); returns its PNG. A case that cannot be drawn
         raises and leaves the selection as it was."""
+        index = int(index)
         if not 0 <= index < len(self.cases):
             raise IndexError(f"case {index} out of range (0..{len(self.cases) - 1})")
         png = self._png(self.figure(index))

@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 from trufor_lab.viz.noiseprint import as_map, check_window, compare_regions, plot_noiseprint
 from trufor_lab.common.paths import short_name
-from trufor_lab.widgets.display import Viewer, new_figure, stored_note, widen_range
+from trufor_lab.viz.display import display_mean, display_stride, outline
+from trufor_lab.widgets.display import Viewer, as_masks, as_titles, new_figure, stored_note, widen_range
 
 __all__ = ["NoiseprintViewer"]
 
@@ -17,7 +18,11 @@ class NoiseprintViewer(Viewer):
     ``mode="compare"`` (two regions ``region_a``/``region_b`` = (y0, x0, y1, x1) side by side).
     A result whose raw panel shows something else (``captures["shown"]``, e.g. a classic
     detector's output) is labelled so. A region slider closed below 2 pixels shows 2; a
-    ``variance_size`` of 1 or 2 shows 3 (the slider's least), below 1 or NaN is refused."""
+    ``variance_size`` of 1 or 2 shows 3 (the slider's least), below 1 or NaN is refused.
+
+    ``result`` may also be given as a one-item list (``results=``, as the other viewers take
+    them); ``masks`` (one, for that result) is outlined in yellow on the map of the overview;
+    ``titles`` (one) replaces the file name in the figure's title."""
 
     MODES = ("overview", "compare")
 
@@ -29,12 +34,26 @@ class NoiseprintViewer(Viewer):
         *,
         mode: str = "overview",
         variance_size: int = 15,
+        masks: Any = None,
+        titles: Any = None,
     ) -> None:
+        if isinstance(result, (list, tuple)):  # results=, as every viewer takes them: one here
+            if len(result) != 1:
+                raise ValueError(f"NoiseprintViewer shows one result, got {len(result)}; make one viewer each")
+            result = result[0]
         if callable(getattr(result, "to_result", None)):  # an Attribution: its raw map, named so
             result = result.to_result()
         self.noiseprint = as_map(result)
+        #: The ground truth outlined on the map (``masks=``: one, for the one result), or None.
+        self.mask = None
+        if masks is not None:
+            if not hasattr(result, "image"):
+                raise TypeError("NoiseprintViewer: masks= needs a Result (a bare map has no image grid to check)")
+            self.mask = as_masks([result], masks, "NoiseprintViewer")[0]
+        given = as_titles(titles, 1, "NoiseprintViewer")
         name, turned = getattr(result, "name", "") or "", stored_note(result)
-        self.title = "\n".join(t for t in (short_name(name) if name else "", turned) if t)
+        first = given[0] if given else (short_name(name) if name else "")
+        self.title = "\n".join(t for t in (first, turned) if t)
         self.label = str((getattr(result, "captures", None) or {}).get("shown", "Noiseprint++"))
         h, w = self.noiseprint.shape
         self._regions_possible = h >= 2 and w >= 2
@@ -102,9 +121,13 @@ class NoiseprintViewer(Viewer):
         s = self._state
         if s["mode"] == "overview":
             fig = new_figure((10.5, 3.8))
-            return plot_noiseprint(
+            fig = plot_noiseprint(
                 self.noiseprint, fig=fig, variance_size=s["variance_size"], title=self.title or None, label=self.label
             )
+            if self.mask is not None:  # on the map as drawn (averaged alike), the ground truth in yellow
+                outline(fig.axes[0], display_mean(self.mask.astype(float), display_stride(self.mask.shape)))
+                fig.axes[0].set_title(f"{self.label}\n(ground truth in yellow)", fontsize=10, parse_math=False)
+            return fig
         fig = compare_regions(
             self.noiseprint,
             s["region_a"],

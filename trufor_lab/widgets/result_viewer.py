@@ -7,7 +7,6 @@ from typing import Any
 
 from trufor_lab.common.paths import short_name
 from trufor_lab.viz.figures import (
-    check_mask,
     crop_region,
     display_stride,
     draw_map,
@@ -19,7 +18,7 @@ from trufor_lab.viz.figures import (
     result_title,
     display_limits,
 )
-from trufor_lab.widgets.display import Viewer, as_list, as_results, new_figure
+from trufor_lab.widgets.display import Viewer, as_masks, as_results, as_titles, new_figure
 from trufor_lab.widgets.overlay import OverlayControls
 
 __all__ = ["ResultViewer"]
@@ -37,7 +36,8 @@ class ResultViewer(OverlayControls, Viewer):
     shown as its ``to_result()``. A mask is 2-D, boolean, 0/1 or 0/255, on its result's grid
     (turn it too for a result turned :meth:`~trufor_lab.inference.result.Result.as_shown`); a
     bad mask or colormap is refused at construction; ``opacity``, ``threshold`` and ``conf_min``
-    outside [0, 1] (or NaN) are refused. A zoom larger than 2048 pixels is averaged down over
+    outside [0, 1] (or NaN) are refused. ``titles``: one per result, drawn above its own title
+    line and named in the image selector. A zoom larger than 2048 pixels is averaged down over
     blocks for drawing (display only; a stride doubled the contrast of Noiseprint++).
     """
 
@@ -50,14 +50,14 @@ class ResultViewer(OverlayControls, Viewer):
         threshold: float = 0.0,
         conf_min: float = 0.0,
         cmap: str = "RdBu_r",
+        titles: Any = None,
     ) -> None:
         self.results = as_results(results, "ResultViewer")
         if not self.results:
             raise ValueError("ResultViewer needs at least one Result")
-        given = as_list(masks)
-        if len(given) > len(self.results):
-            raise ValueError(f"ResultViewer: {len(given)} masks for {len(self.results)} results")
-        self.masks = [check_mask(r, m) for r, m in zip(self.results, given + [None] * len(self.results))]
+        self.masks = as_masks(self.results, masks, "ResultViewer")
+        #: One title per result (``titles=``), above its own title line; None: the results' own.
+        self.titles = as_titles(titles, len(self.results), "ResultViewer")
         shape = self.results[0].size
         state = dict(index=0, opacity=opacity, threshold=threshold, conf_min=conf_min, cmap=cmap, zoom=None)
         super().__init__(self._overlay_normalize(state, shape))
@@ -82,7 +82,7 @@ class ResultViewer(OverlayControls, Viewer):
         ctrls = {}
         if len(self.results) > 1:
             ctrls["index"] = w.Dropdown(
-                options=[(f"{i}: {short_name(r.name)}", i) for i, r in enumerate(self.results)],
+                options=[(f"{i}: {self._title(i) or short_name(r.name)}", i) for i, r in enumerate(self.results)],
                 value=self._state["index"],
                 description="image",
             )
@@ -153,8 +153,12 @@ class ResultViewer(OverlayControls, Viewer):
             axes[2].set_title("Confidence", fontsize=10)
             for ax in axes:
                 frame_panel(ax)
-        fig.suptitle(result_title(r), fontsize=11, parse_math=False)
+        title = self._title(s["index"])
+        fig.suptitle(f"{title}\n{result_title(r)}" if title else result_title(r), fontsize=11, parse_math=False)
         return fig
+
+    def _title(self, index: int) -> str:
+        return self.titles[index] if self.titles else ""
 
 
 def mask_note(mask: Any) -> str:

@@ -1,0 +1,128 @@
+"""Captures and ablations act for the thread that opened them: another thread's forward on the
+same model (a widget's callback, a thread pool over a folder) is neither recorded nor silently
+ablated; hooks are removed on every exit."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from trufor_lab.interpret import ablate
+from trufor_lab.model import TruFor, TruForConfig
+from trufor_lab.model.capture import capture
+from trufor_lab.model.interventions import InterventionError, active_interventions
+
+TINY = TruForConfig(
+    embed_dims=(8, 16, 24, 32),
+    depths=(1, 2, 1, 1),
+    num_heads=(1, 2, 2, 4),
+    sr_ratios=(4, 2, 2, 1),
+    decoder_embed_dim=16,
+    np_levels=3,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return TruFor(TINY).eval()
+
+
+def _hooks(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def _in_thread(fn):
+    """``fn()`` run in another thread: its value, or the exception it raised."""
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(fn)
+        return fut.exception() or fut.result()
+
+
+def test_a_capture_records_only_its_own_threads_forwards(tiny):
+    xa, xb = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    before = _hooks(tiny)
+    with torch.no_grad():
+        ref_a, ref_b = tiny(xa), tiny(xb)
+        with capture(tiny, ["detection.logit", "fusion.stage1.ffm"]) as cap:
+            tiny(xa)
+            out_b = _in_thread(lambda: tiny(xb))  # e.g. a widget's callback analysing another image
+            # the other thread's own capture records its own image at the same time
+            cap_b = _in_thread(lambda: _captured(tiny, xb))
+    torch.testing.assert_close(cap["detection.logit"], ref_a.det_logit, rtol=0, atol=0)  # not xb's
+    torch.testing.assert_close(out_b.det_logit, ref_b.det_logit, rtol=0, atol=0)
+    torch.testing.assert_close(cap_b["detection.logit"], ref_b.det_logit, rtol=0, atol=0)
+    assert cap.other_threads == 2
+    assert _hooks(tiny) == before and not active_interventions(tiny)
+
+    with capture(tiny, "detection.logit") as only_other, torch.no_grad():
+        _in_thread(lambda: tiny(xb))
+    with pytest.raises(KeyError, match="1 forward.* of other threads were not recorded"):
+        only_other["detection.logit"]
+
+
+def _captured(model, x):
+    with torch.no_grad(), capture(model, "detection.logit") as cap:
+        model(x)
+    return cap
+
+
+def _ablated(model, x):
+    with torch.no_grad(), ablate.rgb_only(model):
+        return model(x)
+
+
+def test_an_ablation_refuses_forwards_of_other_threads(tiny):
+    x = torch.rand(1, 3, 64, 64)
+    before = _hooks(tiny)
+    with torch.no_grad():
+        ref = tiny(x)
+        with ablate.no_frm(tiny):  # an attribute, not a hook: every thread's forward would read it
+            ablated = tiny(x)
+            err = _in_thread(lambda: tiny(x))
+            assert isinstance(err, InterventionError), err
+            msg = str(err)
+            assert "'no_frm'" in msg and "MainThread" in msg and "\n" not in msg
+            err = _in_thread(lambda: tiny.forward_features(x, tiny.forward_noiseprint(x)))  # a part called directly
+            assert isinstance(err, InterventionError), err
+        assert _hooks(tiny) == before and not active_interventions(tiny)
+        assert not torch.equal(ablated.logits, ref.logits)
+        torch.testing.assert_close(_in_thread(lambda: tiny(x)).logits, ref.logits, rtol=0, atol=0)  # closed: fine
+
+
+def test_opening_across_threads_is_refused_when_one_would_act_on_the_other(tiny):
+    x = torch.rand(1, 3, 64, 64)
+    before = _hooks(tiny)
+    with capture(tiny, "detection.logit"):
+        err = _in_thread(lambda: _ablated(tiny, x))
+        assert isinstance(err, InterventionError) and "'capture'" in str(err), err
+    with ablate.rgb_only(tiny):
+        err = _in_thread(lambda: _captured(tiny, x))
+        assert isinstance(err, InterventionError) and "'rgb_only'" in str(err), err
+    assert _hooks(tiny) == before and not active_interventions(tiny)
+
+
+def test_a_forward_already_running_when_an_ablation_opens_is_refused(tiny):
+    x = torch.rand(1, 3, 64, 64)
+    before = _hooks(tiny)
+    inside, go = threading.Event(), threading.Event()
+
+    def wait(module, args):  # the other thread's forward pauses inside the encoder
+        inside.set()
+        go.wait(30)
+
+    handle = tiny.backbone.FFMs[0].register_forward_pre_hook(wait)
+    try:
+        with torch.no_grad(), ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(tiny, x)
+            assert inside.wait(30)
+            with ablate.no_ffm_cross(tiny):
+                go.set()
+                err = fut.exception(30)
+    finally:
+        handle.remove()
+    assert isinstance(err, InterventionError) and "'no_ffm_cross'" in str(err), err
+    assert _hooks(tiny) == before
