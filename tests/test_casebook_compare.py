@@ -188,6 +188,85 @@ def test_a_detail_cropped_from_the_original_is_placed(shared_dir):
     assert not compare(a, jpeg(other), names=("A", "B")).reliable
 
 
+def test_a_copy_with_a_local_edit_or_new_tones_is_not_searched_for_a_turn(photo, monkeypatch):
+    """The turn search (20 turns, then 460 turns and zooms together) ran on every lined-up pair whose
+    difference was above JPEG's own: every pair with a local edit or new tones (a 1 MP pair took 8 s
+    instead of 0.7 s). A difference that does not grow with the distance from the centre, as a turn's
+    does, is not searched for a turn; a turned copy still is."""
+    from trufor_lab.casebook import tilt
+
+    fits = []
+    fit = tilt._fit
+    monkeypatch.setattr(tilt, "_fit", lambda *args: fits.append(args[3:]) or fit(*args))
+    a = np.asarray(photo)
+    edited = photo.copy()
+    edited.paste(photo.crop((300, 200, 460, 340)), (40, 30))  # 160 x 140: 11 % of the picture
+    arr = np.asarray(edited).astype(np.float32) / 255
+    for what, b in {
+        "edit": edited,
+        "edit and gamma": Image.fromarray((255 * arr**1.3).round().astype(np.uint8)),
+    }.items():
+        fits.clear()
+        c = compare(a, jpeg(b), names=("A", "B"))
+        assert c.reliable and c.tilt == 0 and np.nanmean(c.diff[40:160, 50:190] > 0.1) > 0.5, (what, c.notes)
+        assert tilt._residual(a, jpeg(b), np.ones(a.shape[:2], bool)) > 0.004, what  # not JPEG's own: searched before
+        assert fits == [], (what, len(fits))
+    c = compare(a, jpeg(edited.rotate(1.0, Image.BICUBIC)), names=("A", "B"))
+    assert fits and abs(c.tilt - 1.0) <= 0.1, c.notes
+
+
+def test_highlights_a_brightened_copy_blew_out_are_not_changed_but_a_white_region_painted_is(photo):
+    """A copy brightened until its highlights clip at white: tones were matched, but the clipped
+    pixels (A's light tones all at 255 in B: no curve maps them back) were 'changed'. Where A's
+    tones reach the clip through the fitted curve, a clipped pixel is consistent; a region painted
+    white over A's darker tones is still a change."""
+    from PIL import ImageEnhance
+
+    a = np.asarray(photo)
+    bright = np.asarray(ImageEnhance.Brightness(pasted(photo)).enhance(1.6))
+    assert (bright == 255).all(axis=2).mean() > 0.05  # the clipped highlights: a twentieth of the picture at least
+    c = compare(a, jpeg(Image.fromarray(bright)), names=("A", "B"))
+    assert c.reliable and any("matched to A's tones" in n for n in c.notes), c.notes
+    assert np.nanmean(c.diff[100:156, 132:188] > 0.1) > 0.6 and np.nanmean(outside(c.diff) > 0.1) < 0.01, c.summary()
+    painted = bright.copy()
+    painted[300:376, 96:216] = 255  # over A's mid tones (where the brightened copy kept them)
+    kept = (bright[305:371, 101:211] < 240).all(axis=2)
+    assert kept.mean() > 0.9
+    c = compare(a, jpeg(Image.fromarray(painted)), names=("A", "B"))
+    assert c.reliable and (c.diff[305:371, 101:211][kept] > 0.1).mean() > 0.95, c.summary()
+    d = outside(c.diff)
+    d[290:384, 86:226] = np.nan
+    assert np.nanmean(d > 0.1) < 0.01, c.summary()
+
+
+def test_a_pair_that_does_not_line_up_is_not_tried_mirrored_at_full_size_first(shared_dir, monkeypatch):
+    """Every pair that did not line up (another picture, a tone change leaving over 0.03) was lined up
+    a second time at full size with B mirrored: twice the time (12 MP: 25 s). Mirrored B is judged on
+    reduced pictures first; a mirrored copy with an edit is still flipped back and its edit shown."""
+    from trufor_lab.casebook import align
+
+    sizes = []
+    line_up_as_stored = align._line_up_as_stored
+    monkeypatch.setattr(
+        align, "_line_up_as_stored", lambda ia, ib, e: sizes.append(ib.shape[:2]) or line_up_as_stored(ia, ib, e)
+    )
+    src = Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB").resize((1100, 952), Image.LANCZOS)
+    a = np.asarray(src)
+    other = Image.open(shared_dir / "images" / "tampered1.png").convert("RGB").resize(src.size, Image.LANCZOS)
+    c = compare(a, jpeg(other), names=("A", "B"))
+    assert not c.reliable and sizes.count(a.shape[:2]) == 1, sizes
+    edited = np.array(src)
+    edited[192:320, 256:384] = 255 - edited[192:320, 256:384]
+    edited = Image.fromarray(edited)
+    sizes.clear()
+    c = compare(a, jpeg(ImageOps.mirror(edited)), names=("A", "B"))
+    assert c.reliable and any("mirrored left-right" in n for n in c.notes) and sizes.count(a.shape[:2]) == 2, c.notes
+    assert np.nanmean(c.diff[200:312, 264:376] > 0.1) > 0.7
+    d = c.diff.copy()
+    d[182:330, 246:394] = np.nan
+    assert np.nanmean(d > 0.1) < 0.01, c.summary()
+
+
 def test_two_analyses_by_different_weights_are_said_to_be(tmp_path):
     """Two Results made by different models (or the casebook's model replaced between the image
     and its comparison) were shown side by side as one model's answers on two versions, with no

@@ -36,6 +36,14 @@ TONE_FIT = 0.5
 #: global change moves most pixels; a local edit (a region inverted or recoloured into tones the
 #: rest of the picture lacks) was absorbed by the curve, '1 % changed' for an edit of 11 %.
 TONE_SPREAD = 0.5
+#: After tones are matched, B's channel values within ``CLIP_LEVEL`` of 0 or 255 count as clipped,
+#: and as no change where B's median over the pixels holding A's tone (A's levels in steps of
+#: ``CLIP_STEP``, at least ``CLIP_COUNT`` pixels) comes within ``CLIP_MARGIN`` of the clip too: a
+#: brightened copy's blown highlights were 'changed' (6.7 % of the pixels of a photo).
+CLIP_LEVEL = 5
+CLIP_MARGIN = 8
+CLIP_STEP = 4
+CLIP_COUNT = 20
 #: What a comparison says instead of a difference when B could not be lined up with A.
 UNALIGNED = (
     "no reliable alignment of B with A (another picture, or cropped, turned, mirrored or rescaled in a way "
@@ -192,6 +200,27 @@ def _tone_matched(ref: np.ndarray, b: np.ndarray, valid: np.ndarray) -> np.ndarr
     return out
 
 
+def _clipped_alike(ref: np.ndarray, b: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Where (per channel) B is clipped at white (or black) and so is most of B where A holds the
+    same tone: the curve that brightened (or darkened) B saturated that tone, whatever A held
+    there. A region painted white over tones that B keeps elsewhere is not among them. (B's median
+    per tone of A, in steps of ``CLIP_STEP`` levels: a fitted curve's extrapolation above the
+    clip went wherever a local edit pulled it.)"""
+    out = np.zeros(b.shape, bool)
+    lo, hi = CLIP_LEVEL, 255 - CLIP_LEVEL
+    bins = 256 // CLIP_STEP
+    for c in range(b.shape[2]):
+        tone = np.clip(np.rint(ref[..., c]), 0, 255).astype(np.int64) // CLIP_STEP
+        level = np.clip(np.rint(b[..., c]), 0, 255).astype(np.int64)
+        counts = np.bincount(tone[valid] * 256 + level[valid], minlength=bins * 256).reshape(bins, 256)
+        total = counts.sum(axis=1)
+        median = (counts.cumsum(axis=1) >= (total[:, None] + 1) / 2).argmax(axis=1)  # B's median per tone of A
+        known = total >= CLIP_COUNT
+        white, black = known & (median >= hi - CLIP_MARGIN), known & (median <= lo + CLIP_MARGIN)
+        out[..., c] = ((level >= hi) & white[tone]) | ((level <= lo) & black[tone])
+    return out
+
+
 def _difference(ref: np.ndarray, b: np.ndarray, valid: np.ndarray, lined_up: bool) -> tuple[np.ndarray, list[str]]:
     """|A − B| (0..1) per pixel and notes: in grey levels when only one version is grey, after B's
     tones are matched to A's when a global change (gamma, brightness, contrast, a colour filter)
@@ -209,7 +238,9 @@ def _difference(ref: np.ndarray, b: np.ndarray, valid: np.ndarray, lined_up: boo
     diff = np.abs(fa - fb).mean(axis=2) / 255.0
     raw = float(diff[valid].mean()) if lined_up and valid.any() else 0.0
     if raw >= TONE_MIN:
-        matched = np.abs(fa - _tone_matched(fa, fb, valid)).mean(axis=2) / 255.0
+        err = np.abs(fa - _tone_matched(fa, fb, valid))
+        err[_clipped_alike(fa, fb, valid)] = 0.0  # highlights the curve blew out are no change
+        matched = err.mean(axis=2) / 255.0
         spread = float((diff[valid] - matched[valid] > TONE_MIN).mean())  # where the curve explains a change
         if float(matched[valid].mean()) <= TONE_FIT * raw and spread >= TONE_SPREAD:
             before = 100 * float((diff[valid] > CHANGE_THRESHOLD).mean())  # a recolouring of all the sky matches too
@@ -280,7 +311,8 @@ def compare(
     cannot be lined up, ``reliable`` is False and no difference is reported as a change. A copy
     mirrored left-right is flipped back, one turned by up to 5 degrees turned back
     (:mod:`trufor_lab.casebook.tilt`), and a global change of tones matched before the difference
-    (a grey copy of a colour picture: compared by brightness); notes say each.
+    (highlights or shadows it clipped are no change; a grey copy of a colour picture: compared by
+    brightness); notes say each.
     Each version is analyzed *as given* (never resized: resizing destroys forensic traces) when
     ``model`` is passed; a :class:`Result` is used as it is.
     """
