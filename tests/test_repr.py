@@ -6,6 +6,7 @@ dataclass repr printed every array in full (dozens of lines of numbers per recor
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,7 +115,11 @@ def test_record_repr_reads_back_its_numbers_and_counts_long_lists(records):
     c = records["Comparison"]
     assert "result_a=Result(" in repr(c) and "score=" in repr(c)
     sw = records["SweepResult"]
-    assert repr(sw) == f"SweepResult(perturbation='jpeg', table={len(sw.table)} (see .table))"
+    # whose weights were swept, as a Result says
+    assert repr(sw) == (
+        f"SweepResult(perturbation='jpeg', table={len(sw.table)} (see .table), "
+        f"weights='custom weights {Path(sw.weights.path).name}, sha256 {sw.weights.sha256[:12]}')"
+    )
     st = records["AblationStudy"]
     assert repr(st).startswith(f"AblationStudy(table={len(st.table)} (see .table), images=[")
     cfg = records["TrainConfig"]

@@ -22,6 +22,7 @@ from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
+from trufor_lab.model.identity import weights_label
 from trufor_lab.viz.figures import display_stride, draw_map, for_display, frame_panel, map_cmap, robust_limits
 
 __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shift_threshold"]
@@ -270,13 +271,9 @@ def _as_image(x: Any, model: nn.Module | None, name: str | None) -> tuple[np.nda
 
 def _whose(r: Result) -> str:
     """The weights that made ``r``, in a few words (the file by its name alone, as reports name it)."""
-    info = r.weights
     if (r.label or "").startswith("classic:"):
         return f"the classic detector {r.label.split(':', 1)[1]}"
-    if info is None:
-        return "a model not loaded with tl.load"
-    sha = f", sha256 {info.sha256[:12]}" if info.sha256 and info.sha256 != "-" else ""
-    return f"{info.kind} weights {os.path.basename(info.path) or '(in memory)'}{sha}"
+    return weights_label(r.weights)
 
 
 def _mixed_weights(ra: Result | None, rb: Result | None) -> list[str]:

@@ -317,9 +317,27 @@ def _remembered_sha256(path: Path) -> str:
 
 
 # -- download ---------------------------------------------------------------------------------
-def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0, folder: Path | None = None) -> None:
+def noiseprint_offline_hint(folder: Path) -> str:
+    """What to do where the download of Noiseprint++ failed: the file itself, fetched elsewhere
+    and copied in by hand (its sha256 verifies it wherever it lies), not the TruFor archive."""
+    return (
+        f"on a machine without network: download {NOISEPRINT_FILE} elsewhere ({NOISEPRINT_URL}, sha256 "
+        f"{NOISEPRINT_SHA256}), copy it to {folder / NOISEPRINT_FILE} (or set $TRUFOR_NOISEPRINT_WEIGHTS "
+        "to its path); its sha256 is checked when it is loaded"
+    )
+
+
+def _fetch(
+    url: str,
+    dest: Path,
+    progress: bool = True,
+    timeout: float = 30.0,
+    folder: Path | None = None,
+    hint: str = OFFLINE_HINT,
+) -> None:
     """Stream ``url`` into ``dest`` (a temporary file in ``folder``) with a progress bar. A failure
-    to write ``dest`` (disk full) is told apart from a failure of the download."""
+    to write ``dest`` (disk full) is told apart from a failure of the download, which ends with
+    ``hint`` (what to do by hand: the file it was fetching, installed without network)."""
     folder = folder or dest.parent
     try:
         f = open(dest, "wb")
@@ -353,7 +371,7 @@ def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0, f
         # http.client's errors (a garbled status line, a broken body) say little by their text alone
         reason = f"{type(e).__name__}: {e!s}".rstrip(": ") if isinstance(e, http.client.HTTPException) else e
         reason = " ".join(str(getattr(e, "reason", reason)).split())[:200]
-        raise WeightsError(f"cannot download {url}: {reason}; {OFFLINE_HINT}") from None
+        raise WeightsError(f"cannot download {url}: {reason}; {hint}") from None
 
 
 def _work_folder(d: Path) -> tempfile.TemporaryDirectory:
@@ -382,7 +400,7 @@ def download_noiseprint(
     _remove_stale(d)
     with _work_folder(d) as tmp:
         part = Path(tmp) / (NOISEPRINT_FILE + ".part")
-        _fetch(url, part, progress, folder=d)
+        _fetch(url, part, progress, folder=d, hint=noiseprint_offline_hint(d))
         got = sha256_of(part)
         if got != sha256:
             raise WeightsError(f"{url}: checksum {got[:12]} is not the expected {sha256[:12]}; nothing installed")

@@ -13,6 +13,7 @@ metrics; the main module users call (the interventions themselves, re-exported h
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.table import Table, fmt
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
+from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.interpret.ablations import (
     ABLATIONS,
     Ablation,
@@ -49,6 +51,7 @@ from trufor_lab.interpret.ablations import (
     uniform_pooling,
 )
 from trufor_lab.lab.metrics import binary_mask, localization_metrics
+from trufor_lab.model.identity import other_weights, weights_label
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -102,13 +105,21 @@ class AblationStudy:
     ``delta_score`` (vs. baseline), ``mean_conf``, ``map_mean``, ``map_change`` (mean |map -
     baseline map|) and, with masks, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``, ``auc`` (the
     map's pixel ROC AUC, not a detection AUC).
-    ``results[ablation]`` holds the Results (one per image, ``label`` = ablation)."""
-
-    __repr__ = record_repr  # one line: the table's rows counted, not printed
+    ``results[ablation]`` holds the Results (one per image, ``label`` = ablation). ``weights``:
+    the studied model's record (its ``weights_info``), said in the repr and the figure; each row's
+    ``weights`` names it (:func:`~trufor_lab.model.identity.weights_label`), so that rows of two
+    studies put together, or their CSV files, still say which model each row is of.
+    """
 
     table: Table
     results: dict[str, list[Result]] = field(repr=False)
     images: list[str] = field(default_factory=list)
+    weights: WeightsInfo | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        """One line: the table's rows counted, not printed; whose weights were studied."""
+        text = record_repr(self)
+        return text if self.weights is None else f"{text[:-1]}, weights={weights_label(self.weights)!r})"
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, Table):
@@ -174,13 +185,15 @@ class AblationStudy:
             ax.set_yticks(np.arange(len(self.images)))
             ax.set_yticklabels(self.images, fontsize=8, parse_math=False)  # file names: '$' as written
             fig.colorbar(im, ax=ax, label=metric)
-        fig.suptitle(f"Ablation study: {metric}", fontsize=10)
+        by = "" if self.weights is None else f"\n{weights_label(self.weights)}"
+        fig.suptitle(f"Ablation study: {metric}{by}", fontsize=10, parse_math=False)
         return fig
 
     def _repr_html_(self) -> str:
+        by = "" if self.weights is None else f"<div>by {html.escape(weights_label(self.weights))}</div>"
         if not self.table:
-            return "<b>ablation study</b>: no rows"
-        return self.table._repr_html_()
+            return f"<b>ablation study</b>: no rows{by}"
+        return self.table._repr_html_() + by
 
 
 #: Table columns that lie in [0, 1]: drawn on that fixed scale (an auto scale made +0.026 look
@@ -260,11 +273,21 @@ def ablation_study(
             for im, mk in zip(imgs, mks)
         ]
 
+    studied = getattr(model, "weights_info", None)
+    whose: dict[str, str | None] = {}  # each ablation's row: an ablation may change weights in place
     results: dict[str, list[Result]] = {}
     for ab in bound:
         with ab:
             results[ab.name] = [fn(model, im) for im in imgs]
-        for r in results[ab.name]:
+            now = getattr(model, "weights_info", None)
+        whose[ab.name] = None if now is None else weights_label(now)
+        for im, r in zip(imgs, results[ab.name]):
+            made = getattr(r, "weights", None)
+            if other_weights(made, now):  # its row would compare two models, as one model's ablation
+                raise ValueError(
+                    f"ablation_study: under {ab.name}, analyze_fn returned the analysis of {weights_label(made)}, "
+                    f"not of the studied model ({weights_label(now)}); analyse the model it is given"
+                )
             r.label = ab.name
 
     img_names = list(names) if names is not None else []
@@ -288,6 +311,7 @@ def ablation_study(
                 "mean_conf": math.nan if r.conf is None else float(np.mean(r.conf)),
                 "map_mean": math.nan if r.map is None else float(np.mean(r.map)),
                 "map_change": math.nan,
+                "weights": whose[ab_name],
             }
             if base is not None:
                 b = base[i]
@@ -306,4 +330,4 @@ def ablation_study(
                     if scored is None or scored > 0:
                         row.update({k: _num(getattr(lm, k, None)) for k in METRIC_KEYS})
             table.append(row)
-    return AblationStudy(Table(table), results, img_names)
+    return AblationStudy(Table(table), results, img_names, studied)

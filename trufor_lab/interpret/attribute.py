@@ -271,6 +271,7 @@ class InputAttribution:
             original_size=prep.original_size,
             max_side=max_side,
             name=prep.name,
+            weights=getattr(self.model, "weights_info", None),  # read after it ran, as analyze reads it
             raw=raw,
             extras=extras,
             notes=notes,
@@ -372,6 +373,7 @@ class LayerAttribution:
             original_size=prep.original_size,
             max_side=max_side,
             name=prep.name,
+            weights=getattr(self.model, "weights_info", None),  # read after it ran, as analyze reads it
             extras=extras,
             notes=notes,
         )
@@ -491,6 +493,7 @@ class ModalityAttribution:
             original_size=prep.original_size,
             max_side=max_side,
             name=prep.name,
+            weights=getattr(self.model, "weights_info", None),  # read after it ran, as analyze reads it
             extras=extras,
             notes=notes,
         )

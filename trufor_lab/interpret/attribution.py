@@ -12,6 +12,8 @@ import numpy as np
 
 from trufor_lab.common.arrays import brief
 from trufor_lab.inference.analyze import Result
+from trufor_lab.inference.weights import WeightsInfo
+from trufor_lab.model.identity import mixed_weights_note, weights_label
 from trufor_lab.viz.figures import display_stride, figure_html, for_display, map_cmap, new_figure, show_image
 
 __all__ = ["Attribution", "plot_modality_shares"]
@@ -70,6 +72,8 @@ class Attribution:
     ``notes`` says what a reader must know, e.g. that IG did not converge (its map does not sum
     to the explained difference: raise ``n_steps``), or that there is nothing to explain (the
     baseline is the image, or gives the same target, to rounding; modality shares are then NaN).
+    ``weights``: the record of the weights that made it (the model's ``weights_info``; marked
+    'custom' when they were changed in memory after loading), shown in its title and repr.
     """
 
     image: np.ndarray
@@ -88,6 +92,7 @@ class Attribution:
     raw: np.ndarray | None = field(default=None, repr=False)
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
     notes: tuple[str, ...] = ()
+    weights: WeightsInfo | None = None  # the model's (``model.weights_info`` when it ran), as Result's
 
     def __post_init__(self) -> None:
         if self.label is None:
@@ -154,6 +159,7 @@ class Attribution:
             conf=self.conf,
             name=self.name,
             label=self.label,
+            weights=self.weights,  # a comparison of two attributions says when two models made them
             notes=("attribution scaled to [0, 1] for display", self.title),
             captures={"shown": "Attribution (raw)", "map_title": "Attribution (0.5 = none)"},
         )
@@ -179,6 +185,8 @@ class Attribution:
         if self.downscaled:
             H, W = self.original_size
             t += f"\ncomputed at {w}x{h}, downscaled from {W}x{H} (max_side={self.max_side})"
+        if self.weights is not None:
+            t += f"\nby {weights_label(self.weights)}"
         return t
 
     def _panel_title(self, width: int = 44) -> str:
@@ -268,6 +276,8 @@ class Attribution:
         ]
         if self.raw is not None:
             parts.append(f"raw={brief(self.raw)}")
+        if self.weights is not None:
+            parts.append(f"weights={weights_label(self.weights)!r}")
         if self.notes:
             parts.append(f"notes={len(self.notes)} (see .notes)")
         return f"Attribution({', '.join(parts)})"
@@ -277,7 +287,11 @@ class Attribution:
 
 
 def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
-    """Stacked bars: share of |attribution| per modality for each image; returns the Figure."""
+    """Stacked bars: share of |attribution| per modality for each image; returns the Figure.
+    Attributions of different weights (two models' shares side by side) are said to be: each row
+    names its weights, and so does the title (an own figure names the one model's weights too)."""
+    mixed = mixed_weights_note((a.weights for a in attributions), "these shares")
+    own = ax is None
     if ax is None:
         fig = new_figure(figsize=(4.5, 1.2 + 0.4 * len(attributions)))
         ax = fig.add_subplot()
@@ -291,7 +305,12 @@ def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
     for i in np.flatnonzero(np.isnan(rgb)):  # NaN shares (nothing to explain): an empty row, unsaid
         ax.text(0.5, y[i], "no shares (see .notes)", ha="center", va="center", fontsize=7, color="0.3")
     ax.set_yticks(y)
-    ax.set_yticklabels([n.split("/")[-1] for n in names], fontsize=8, parse_math=False)  # '$' as written
+    rows = [n.split("/")[-1] + (f"\n{weights_label(a.weights)}" if mixed else "") for n, a in zip(names, attributions)]
+    ax.set_yticklabels(rows, fontsize=8 if not mixed else 6, parse_math=False)  # '$' as written
+    if mixed:
+        ax.set_title("from different weights (each row names its own)", fontsize=8, color="#b00020")
+    elif own and attributions and attributions[0].weights is not None:
+        ax.set_title(f"by {weights_label(attributions[0].weights)}", fontsize=7, parse_math=False)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("share of |attribution|")

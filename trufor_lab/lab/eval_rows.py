@@ -166,6 +166,16 @@ def one_value(values: Iterable[Any]) -> str | None:
     return seen[0] if seen else None
 
 
+def weights_short(value: Any) -> str:
+    """A summary's ``weights_sha256`` in a few characters: a sha256 (or values digest) by its first
+    12, ``"mixed (N)"`` when rows of N weights were summarised, ``"not recorded"`` when none says."""
+    if value is None:
+        return "not recorded"
+    if str(value).startswith("mixed: "):
+        return f"mixed ({len(str(value).split(', '))})"
+    return str(value)[:19] if str(value).startswith("values:") else str(value)[:12]
+
+
 def mask_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
     """A warning when most usable masks of the rows are more than half forged or have no forged
     pixel (the signs of a mask convention read inverted); None otherwise."""
@@ -262,6 +272,8 @@ def summary_line(name: str, s: Mapping[str, Any]) -> str:
     if s.get("n_scored_in_part"):
         failed += f" ({s['n_scored_in_part']} of them scored in part)"
     note = f"; {s['mask_note']}" if s.get("mask_note") else ""
+    if str(s.get("weights_sha256") or "").startswith("mixed: "):  # numbers of several models, said
+        note += f"; rows of different weights pooled ({weights_short(s['weights_sha256'])}): not one model's numbers"
     return (
         f"{name}: {s['n_ok']} image(s) ({s['n_fake']} fake, {s['n_real']} real{dropped}), {det}; {loc}; {failed}{note}"
     )

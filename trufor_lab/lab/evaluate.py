@@ -77,9 +77,11 @@ from trufor_lab.lab.eval_rows import (
     STR,
     convention_record,
     failed_lines,
+    one_value,
     parse,
     summarize,
     summary_line,
+    weights_short,
 )
 from trufor_lab.lab.metrics import localization_metrics, scored_regions
 from trufor_lab.model.interventions import intervention_label
@@ -210,9 +212,11 @@ class Evaluation:
         return len(self.rows)
 
     def __repr__(self) -> str:
+        weights = one_value(r.get("weights_sha256") for r in self.ok_rows())  # whose numbers, in short
         return (
             f"Evaluation({len(self.rows)} rows, datasets={self.dataset_names}, "
-            f"{self.n_computed} computed, {self.n_reused} reused, {len(self.failed)} failed)"
+            f"{self.n_computed} computed, {self.n_reused} reused, {len(self.failed)} failed, "
+            f"weights={weights_short(weights)})"
         )
 
     def _repr_html_(self) -> str:

@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 from PIL import Image
+from torch import nn
 
 from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.image_files import MAX_PIXELS
@@ -37,9 +38,12 @@ from trufor_lab.common.memory import is_out_of_memory
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.inference.analyze import analyze
+from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import NonFiniteOutput
+from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.lab.metrics import binary_mask, localization_metrics, scored_regions
+from trufor_lab.model.identity import mixed_weights_note, other_weights, weights_label
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -513,6 +517,8 @@ def get_perturbation(name: str | Perturbation) -> Perturbation:
 # --------------------------------------------------------------------------------------------
 
 _METRICS = ("f1_best", "f1_fixed", "mcc_best", "iou_fixed", "auc")
+#: The attribute that marks a curve :meth:`SweepResult.plot` drew with the weights of its sweep.
+_WEIGHTS_ATTR = "_trufor_lab_weights"
 
 
 def _is_number(v: Any) -> bool:
@@ -524,13 +530,20 @@ class SweepResult:
     """Rows of a sweep: one dict per value (``value``, ``height``, ``width``, ``score``,
     ``mean_conf``, ``map_mean``, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``,
     ``auc`` (the pixel ROC AUC of the map), ``n_forged``: the forged pixels scored; metrics NaN where not defined, e.g. when
-    no forged pixel is left to score; ``error``: why a value's image was not analysed, else None)."""
-
-    __repr__ = record_repr  # one line: the table's rows counted, not printed
+    no forged pixel is left to score; ``error``: why a value's image was not analysed, else None;
+    ``weights``: whose weights made it, :func:`~trufor_lab.model.identity.weights_label`).
+    ``weights`` is the record of the model swept (its ``weights_info``), said in the repr and the
+    figure; a sweep drawn on the axes of another one of other weights names each one's weights."""
 
     perturbation: str
     table: Table
     results: list[Any] | None = field(default=None, repr=False)
+    weights: WeightsInfo | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        """One line: the table's rows counted, not printed; whose weights were swept."""
+        text = record_repr(self)
+        return text if self.weights is None else f"{text[:-1]}, weights={weights_label(self.weights)!r})"
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, Table):
@@ -560,34 +573,47 @@ class SweepResult:
         return self.table.to_pandas()
 
     def plot(self, ax=None):
-        """Score, F1 (best and fixed threshold) and mean confidence vs value; returns the Figure."""
+        """Score, F1 (best and fixed threshold) and mean confidence vs value; returns the Figure.
+        On ``ax`` holding sweeps of other weights, every curve's label names its weights."""
         if ax is None:
             fig = new_figure(figsize=(5, 3.2))
             ax = fig.add_subplot()
         else:
             fig = ax.figure
+        ours = [ln for ln in ax.get_lines() if hasattr(ln, _WEIGHTS_ATTR)]  # curves of sweeps drawn before
+        mixed = mixed_weights_note([*(getattr(ln, _WEIGHTS_ATTR) for ln in ours), self.weights], "these sweeps")
+        if mixed:  # two models' curves on one axes: each names whose, and the title says they differ
+            for ln in ours:
+                if "\n" not in ln.get_label():
+                    ln.set_label(f"{ln.get_label()}\n{weights_label(getattr(ln, _WEIGHTS_ATTR))}")
         vals = self.values
         numeric = all(_is_number(v) for v in vals)
         x = np.asarray(vals, dtype=float) if numeric else np.arange(len(vals))
         for key, style in (("score", "o-"), ("f1_best", "s-"), ("f1_fixed", "s--"), ("mean_conf", "^:")):
             y = self.column(key)
             if not np.all(np.isnan(y)):
-                ax.plot(x, y, style, label=key)
+                (ln,) = ax.plot(x, y, style, label=f"{key}\n{weights_label(self.weights)}" if mixed else key)
+                setattr(ln, _WEIGHTS_ATTR, self.weights)
         if not numeric:
             ax.set_xticks(x)
             ax.set_xticklabels([str(v) for v in vals], rotation=30, fontsize=8)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(self.perturbation)
         ax.grid(alpha=0.3)
+        if mixed:
+            ax.set_title("sweeps of different weights (each curve names its own)", fontsize=8, color="#b00020")
+        elif self.weights is not None:
+            ax.set_title(f"by {weights_label(self.weights)}", fontsize=8, parse_math=False)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8 if not mixed else 6)
         return fig
 
     def _repr_html_(self) -> str:
         if not self.table:
             return f"<b>sweep of {html.escape(self.perturbation)}</b>: no rows"
         failed = "".join(f"<br>&#9888; {html.escape(msg)}" for msg in self.failed)
-        return self.table._repr_html_() + failed
+        by = "" if self.weights is None else f"<div>by {html.escape(weights_label(self.weights))}</div>"
+        return self.table._repr_html_() + by + failed
 
 
 def _metric(lm: Any, key: str) -> float:
@@ -647,12 +673,16 @@ def sweep(
     not F1 0); a map of another size is resized bilinearly to the mask first; a map with NaN on
     scored pixels leaves that row's metrics NaN, with an ``error`` saying so. The mask must
     be boolean, 0/1 or 0/255. ``mask=None`` (a pristine image) gives score/confidence rows only.
+    The sweep records the model's ``weights_info`` (an ``analyze_fn`` answering with an analysis
+    of other weights is refused in one line).
     """
     p = get_perturbation(perturbation)
     img = _check_image(image)
     m0 = None if mask is None else _check_mask(mask, img)
     if analyze_fn is None:
         analyze_fn = analyze
+    info = getattr(unwrapped(model) if isinstance(model, nn.Module) else model, "weights_info", None)
+    whose = None if info is None else weights_label(info)
     values = list(values)
     for v in values:  # a value that cannot be applied is refused before minutes of analysis, not after
         p.apply(img, v, m0)
@@ -670,10 +700,16 @@ def sweep(
                 raise  # a bug, not this value's row
             # this value's row says why; the rows already computed (minutes of CPU) are kept
             forged = 0 if pmask is None else int(scored_regions(pmask)[0].sum())  # as scored rows count
-            rows.append(_failed_row(p, v, pim, e, forged))
+            rows.append({**_failed_row(p, v, pim, e, forged), "weights": whose})
             if keep_results:
                 kept.append(None)
             continue
+        made = getattr(res, "weights", None)
+        if other_weights(made, info):  # rows of two models under one record
+            raise ValueError(
+                f"sweep: analyze_fn returned the analysis of {weights_label(made)}, not of the model swept "
+                f"({weights_label(info)}); analyse the model it is given"
+            )
         score = getattr(res, "score", None)
         conf = getattr(res, "conf", None)
         hmap = getattr(res, "map", None)
@@ -704,7 +740,8 @@ def sweep(
                 row.update({k: _metric(lm, k) for k in _METRICS})
             if scored is not None:
                 row["n_forged"] = scored
+        row["weights"] = whose
         rows.append(row)
         if keep_results:
             kept.append(res)
-    return SweepResult(p.label, rows, kept if keep_results else None)
+    return SweepResult(p.label, rows, kept if keep_results else None, info)

@@ -135,3 +135,43 @@ class LoadedWeights:
             same = bool(np.all(np.abs(now - then) <= SAME_VALUES_RTOL * scale))
         d["_loaded_check"] = (key, same)
         return same
+
+
+# -- naming weights in derived results (attributions, ablation studies, sweeps) ------------------
+
+
+def weights_label(info: Any) -> str:
+    """Whose weights ``info`` records, in a few words for a repr, a figure's title or a note: the
+    kind and the file by its name alone with a sha256 prefix (``"demo weights trufor_demo.pt,
+    sha256 77ea2c0cc7b1"``), or that they were changed in memory (no file's checksum then)."""
+    if info is None:
+        return "a model not loaded with tl.load"
+    if changed_in_memory(info):
+        return f"custom weights {where_changed(info)}"
+    sha = f", sha256 {info.sha256[:12]}" if info.sha256 and info.sha256 != "-" else ""
+    return f"{info.kind} weights {Path(info.path).name if info.path not in ('', '-') else '(in memory)'}{sha}"
+
+
+def distinct_weights(infos: Any) -> list[Any]:
+    """The different records among ``infos``, in order of appearance (records compare by value)."""
+    out: list[Any] = []
+    for info in infos:
+        if info not in out:
+            out.append(info)
+    return out
+
+
+def mixed_weights_note(infos: Any, what: str) -> str | None:
+    """A note when ``what`` (e.g. "these attributions") came from different weights, naming each
+    (:func:`weights_label`); ``None`` when one record (or none) made them all."""
+    seen = distinct_weights(infos)
+    if len(seen) < 2:
+        return None
+    return f"{what} come from different weights ({'; '.join(map(weights_label, seen))}): two models' answers, not one's"
+
+
+def other_weights(made: Any, model_info: Any) -> bool:
+    """Whether an output recording the weights ``made`` was made by other weights than a model
+    whose record is ``model_info`` (an output that records none, e.g. a classic detector's or a
+    user's function's, is not said to be)."""
+    return made is not None and made != model_info
