@@ -7,6 +7,7 @@ import io
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -262,6 +263,53 @@ def test_a_camera_16_9_photo_at_1920x1080_is_no_screen_resolution() -> None:
     sub[ExifTags.Base.ExifImageWidth], sub[ExifTags.Base.ExifImageHeight] = 4608, 2592
     resized = read_provenance(_save(photo, quality=95, exif=ex.tobytes()))
     assert {"screen_size", "exif_size"} <= _codes(resized)
+
+
+REAL_PHOTO = Path(__file__).parent / "data" / "real_photos" / "IMG_1054.JPG"
+
+
+def _messenger(photo: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> bytes:
+    """A real photo cropped to ``box``, resized to ``size`` and re-saved as a messenger does:
+    JPEG quality 78, 4:2:0, EXIF stripped."""
+    buf = io.BytesIO()
+    photo.convert("RGB").crop(box).resize(size, Image.LANCZOS).save(buf, "JPEG", quality=78, subsampling="4:2:0")
+    return buf.getvalue()
+
+
+def test_a_16_9_photo_a_messenger_resized_is_not_called_a_screenshot(shared_dir) -> None:
+    """A 16:9 phone photo resized by a messenger to a 1600 or 1280 px long side comes out at
+    1600×900 or 1280×720, screen resolutions: the sign said 'typical of screenshots or video
+    frames rather than camera photos', so a fact-checker read a re-shared photo as a
+    screenshot. A screen size whose long side is a platform's resize side names both; a phone
+    screenshot's size (1170×2532, long side no platform's) keeps its plain wording."""
+    canon = Image.open(REAL_PHOTO)  # 1280×960
+    pristine2 = Image.open(shared_dir / "images" / "pristine2.jpg")  # 2048×1773
+    made = {
+        (1280, 720): _messenger(canon, (0, 120, 1280, 840), (1280, 720)),
+        (1600, 900): _messenger(pristine2, (0, 300, 2048, 1452), (1600, 900)),
+        (900, 1600): _messenger(pristine2, (700, 0, 1697, 1773), (900, 1600)),
+    }
+    for size, data in made.items():
+        p = read_provenance(data)
+        assert p.size == size and not p.exif_present
+        (sign,) = [s for s in p.signs if s.code == "screen_size"]
+        assert "rather than camera photos" not in sign.meaning, (size, sign)
+        assert f"resizes the long side to {max(size)} px" in sign.observation
+        assert "photo resized by a messenger" in sign.meaning and "evidence" not in sign.meaning
+    shot = Image.new("RGB", (1170, 2532), (24, 24, 28))
+    shot.paste(canon.convert("RGB").resize((1170, 878)), (0, 320))
+    (sign,) = [s for s in read_provenance(_save(np.asarray(shot), "PNG")).signs if s.code == "screen_size"]
+    assert sign.meaning.startswith("typical of screenshots")
+
+
+def test_no_exif_is_not_called_evidence(shared_dir) -> None:
+    """A messenger strips EXIF from every photo: the sign said '... has been stripped. This is
+    evidence, not proof.' while the report's caveats say its absence alone means little, and a
+    WebP without metadata 'says nothing about the content being genuine or not'. All three agree."""
+    data = _messenger(Image.open(REAL_PHOTO), (0, 0, 1280, 960), (1280, 960))
+    (sign,) = [s for s in read_provenance(data).signs if s.code == "no_exif"]
+    assert "evidence" not in sign.meaning
+    assert "says nothing about the content being genuine or not" in sign.meaning
 
 
 def test_social_network_resize_width() -> None:

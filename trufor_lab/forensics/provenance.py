@@ -927,11 +927,13 @@ def _signs(p: Provenance) -> list[Sign]:
         )
     elif not p.exif_present:
         if p.format in _JPEG_FORMATS:
-            add(
+            add(  # no evidence either way (as the report's caveats and a PNG's 'no metadata' say)
                 "no_exif",
                 "notice",
                 "no EXIF metadata (common for screenshots and social-network re-uploads)",
-                "cameras write EXIF; it was never there or has been stripped, as most platforms and many editors do",
+                "cameras write EXIF; it was never there or has been stripped, as most platforms, "
+                "messengers and many editors do; it says nothing about the content being genuine or not",
+                evidence=False,
             )
         elif not (other_metadata or p.png_text_bomb):
             add(
@@ -1039,6 +1041,18 @@ def _signs(p: Provenance) -> list[Sign]:
     as_recorded = p.exif_size is None or p.exif_size in ((w, h), (h, w))
     if camera_size and (p.make or p.model) and as_recorded and not editors:
         pass
+    elif ((w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES) and max(w, h) in SOCIAL_SIDES:
+        # 1600×900, 1280×720: also what a messenger's resize to a 1600 or 1280 px long side makes
+        # of a 16:9 photo, the commonest shape of a phone picture; neither reading is favoured
+        add(
+            "screen_size",
+            "notice",
+            f"dimensions {w}×{h} are a screen resolution, and also what a platform that resizes "
+            f"the long side to {max(w, h)} px makes of a photo of this shape",
+            "a screenshot, a video frame, or a photo resized by a messenger or social network: "
+            "the size alone cannot tell them apart",
+            evidence=False,
+        )
     elif (w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES:
         add(
             "screen_size",
