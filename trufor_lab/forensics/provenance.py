@@ -206,6 +206,8 @@ class Provenance:
     thumbnail_correlation: float | None = None
     thumbnail_difference: float | None = None  # mean absolute grey-level difference (smoothed, 0..255)
     thumbnail_mismatch: bool | None = None
+    #: degrees clockwise the image was turned after its thumbnail was made (it matches so turned)
+    thumbnail_turned: int | None = None
     # JPEG coding
     quantization: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     jpeg_quality: QualityEstimate | None = None
@@ -308,6 +310,8 @@ class Provenance:
             if self.thumbnail_difference is not None:
                 add("Thumbnail", "mean difference (grey levels)", f"{self.thumbnail_difference:.1f}")
             add("Thumbnail", "mismatch", self.thumbnail_mismatch)
+            if self.thumbnail_turned:
+                add("Thumbnail", "matches the image turned", f"{self.thumbnail_turned}° clockwise")
         if self.format in _JPEG_FORMATS or self.quantization:
             q = self.jpeg_quality
             # read as the signs read it: standard tables -> their (luma) quality, chroma named beside it
@@ -816,6 +820,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     p.thumbnail_correlation = round(c.correlation, 4)
     p.thumbnail_difference = round(c.difference, 2)
     p.thumbnail_mismatch = c.mismatch
+    p.thumbnail_turned = c.turned or None
 
 
 def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> jpeg.JpegHeader | None:
@@ -1019,6 +1024,14 @@ def _signs(p: Provenance) -> list[Sign]:
                 )
                 + "; they cannot both be taken at face value",
             )
+    if p.thumbnail_turned:
+        add(
+            "thumbnail_turned",
+            "info",
+            f"EXIF thumbnail shows the image before it was turned {p.thumbnail_turned}° clockwise",
+            "the pixels were turned after the thumbnail was made and the thumbnail kept, as apps "
+            "that apply the EXIF orientation do; turned back, the thumbnail matches the image",
+        )
     if p.thumbnail_mismatch:
         why = "aspect ratio" if p.thumbnail_aspect_mismatch else "content"
         add(
