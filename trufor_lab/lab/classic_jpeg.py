@@ -313,9 +313,7 @@ def dq_aligned(
     raw: dict[str, Any] = {"first_quality": q1, "z": round(z, 2), "coherence": round(coherence, 3), "shown": show}
     if z < min_z:
         raw["periods"] = []
-        # not "looks singly compressed": a messenger's resize, a crop off the 8x8 grid or a resave
-        # at a lower quality hides every earlier compression of a photo compressed at least twice
-        raw["not_applicable"] = (
+        raw["not_applicable"] = (  # not "looks singly compressed": a messenger's copy was saved twice
             f"no double-quantization effect found (z {z:.1f}): not applicable; saved once, or an earlier "
             "compression hidden by a resize, a crop off the 8×8 grid or a resave at the same or a lower "
             "quality, as messengers do (or too few blocks)"
