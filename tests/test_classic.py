@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 
 import re
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -21,6 +22,8 @@ from trufor_lab.training.camera import Camera
 from trufor_lab.forensics.jpeg import jpeg_bytes, jpeg_compress
 from trufor_lab.lab.classic import METHODS, Method, detect, with_method
 from trufor_lab.lab.metrics import localization_metrics
+
+REAL_PHOTOS = Path(__file__).parent / "data" / "real_photos"
 
 AREA = (0.08, 0.15)
 
@@ -434,6 +437,22 @@ def test_bag_finds_the_grid_of_a_smooth_picture_at_mid_quality(q):
     cropped = detect(png(jpeg_compress(img, q)[3:, 5:]), "bag")
     assert cropped.captures["applicable"] and cropped.captures["grid_phase"] == [5, 3]
     assert detect(png(img), "bag").captures["applicable"] is False
+
+
+def test_dq_aligned_does_not_call_a_resized_or_cropped_camera_jpeg_singly_compressed():
+    """A JPEG at quality 95 a messenger resized and saved again at 80, cropped off the 8x8 grid
+    and saved again, or saved again at 80 as it is, was compressed twice; the resize, the shifted
+    grid or the coarser second table hides the first compression's trace, and the notice said
+    'looks singly compressed': a fact-checker read a re-shared photo as a file saved once. The
+    notice names what hides an earlier compression."""
+    camera = Image.open(REAL_PHOTOS / "IMG_1054.JPG").convert("RGB")  # a JPEG at quality 95, 1280x960
+    for chain in (camera.resize((800, 600), Image.LANCZOS), camera.crop((3, 5, 1003, 749)), camera):
+        buf = io.BytesIO()
+        chain.save(buf, "JPEG", quality=80, subsampling="4:2:0")
+        r = detect(buf.getvalue(), "dq_aligned")
+        assert r.captures["applicable"] is False and "no double-quantization effect found" in r.notice
+        assert "singly compressed" not in r.notice
+        assert "hidden by a resize, a crop off the 8×8 grid or a resave at the same or a lower quality" in r.notice
 
 
 @pytest.mark.parametrize("q", [50, 75, 90])

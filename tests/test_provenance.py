@@ -7,6 +7,7 @@ import io
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,6 +265,53 @@ def test_a_camera_16_9_photo_at_1920x1080_is_no_screen_resolution() -> None:
     assert {"screen_size", "exif_size"} <= _codes(resized)
 
 
+REAL_PHOTO = Path(__file__).parent / "data" / "real_photos" / "IMG_1054.JPG"
+
+
+def _messenger(photo: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> bytes:
+    """A real photo cropped to ``box``, resized to ``size`` and re-saved as a messenger does:
+    JPEG quality 78, 4:2:0, EXIF stripped."""
+    buf = io.BytesIO()
+    photo.convert("RGB").crop(box).resize(size, Image.LANCZOS).save(buf, "JPEG", quality=78, subsampling="4:2:0")
+    return buf.getvalue()
+
+
+def test_a_16_9_photo_a_messenger_resized_is_not_called_a_screenshot(shared_dir) -> None:
+    """A 16:9 phone photo resized by a messenger to a 1600 or 1280 px long side comes out at
+    1600×900 or 1280×720, screen resolutions: the sign said 'typical of screenshots or video
+    frames rather than camera photos', so a fact-checker read a re-shared photo as a
+    screenshot. A screen size whose long side is a platform's resize side names both; a phone
+    screenshot's size (1170×2532, long side no platform's) keeps its plain wording."""
+    canon = Image.open(REAL_PHOTO)  # 1280×960
+    pristine2 = Image.open(shared_dir / "images" / "pristine2.jpg")  # 2048×1773
+    made = {
+        (1280, 720): _messenger(canon, (0, 120, 1280, 840), (1280, 720)),
+        (1600, 900): _messenger(pristine2, (0, 300, 2048, 1452), (1600, 900)),
+        (900, 1600): _messenger(pristine2, (700, 0, 1697, 1773), (900, 1600)),
+    }
+    for size, data in made.items():
+        p = read_provenance(data)
+        assert p.size == size and not p.exif_present
+        (sign,) = [s for s in p.signs if s.code == "screen_size"]
+        assert "rather than camera photos" not in sign.meaning, (size, sign)
+        assert f"resizes the long side to {max(size)} px" in sign.observation
+        assert "photo resized by a messenger" in sign.meaning and "evidence" not in sign.meaning
+    shot = Image.new("RGB", (1170, 2532), (24, 24, 28))
+    shot.paste(canon.convert("RGB").resize((1170, 878)), (0, 320))
+    (sign,) = [s for s in read_provenance(_save(np.asarray(shot), "PNG")).signs if s.code == "screen_size"]
+    assert sign.meaning.startswith("typical of screenshots")
+
+
+def test_no_exif_is_not_called_evidence(shared_dir) -> None:
+    """A messenger strips EXIF from every photo: the sign said '... has been stripped. This is
+    evidence, not proof.' while the report's caveats say its absence alone means little, and a
+    WebP without metadata 'says nothing about the content being genuine or not'. All three agree."""
+    data = _messenger(Image.open(REAL_PHOTO), (0, 0, 1280, 960), (1280, 960))
+    (sign,) = [s for s in read_provenance(data).signs if s.code == "no_exif"]
+    assert "evidence" not in sign.meaning
+    assert "says nothing about the content being genuine or not" in sign.meaning
+
+
 def test_social_network_resize_width() -> None:
     p = read_provenance(_save(_pattern(1080, 1350), quality=85))
     assert "social_size" in _codes(p)
@@ -283,6 +331,46 @@ def test_matching_exif_thumbnail() -> None:
     assert p.thumbnail_aspect_mismatch is False and p.thumbnail_correlation > 0.9
     assert p.thumbnail_mismatch is False and "thumbnail" not in _codes(p)
     assert p.problems == []
+
+
+def _camera_app1(path: Path) -> bytes:
+    """The camera's own EXIF segment (APP1, with its thumbnail), as stored in ``path``."""
+    data, i = path.read_bytes(), 2
+    while i < len(data):
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if data[i + 1] == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+            return data[i : i + 2 + length]
+        i += 2 + length
+    raise AssertionError("no EXIF segment")
+
+
+@pytest.mark.parametrize("turn", [Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180])
+def test_an_app_that_turned_the_pixels_and_kept_the_thumbnail_is_not_called_an_edit(turn) -> None:
+    """An app applying the EXIF orientation turns the pixels, resets the tag and keeps the
+    camera's EXIF block with its thumbnail of the unturned picture: the report warned 'EXIF
+    thumbnail does not match the image: ... cropped, rotated or edited', a warning for a file
+    whose content is untouched. Turned back, the thumbnail matches: that is said, no warning;
+    a splice turned the same way still warns."""
+    camera = Image.open(REAL_PHOTO)  # Canon, 1280×960, with a 256×192 thumbnail of these pixels
+    app1 = _camera_app1(REAL_PHOTO)
+
+    def resaved(im: Image.Image) -> bytes:
+        data = _save(np.asarray(im.transpose(turn)), quality=90)
+        return data[:2] + app1 + data[2:]  # the camera's EXIF kept, thumbnail and all
+
+    p = read_provenance(resaved(camera.convert("RGB")))
+    assert p.thumbnail_present and p.thumbnail_mismatch is False, p.thumbnail_correlation
+    assert p.thumbnail_turned == (90 if turn == Image.Transpose.ROTATE_270 else 180)
+    assert "thumbnail" not in _codes(p) and "thumbnail_turned" in _codes(p)
+    assert not any("thumbnail" in s.code and s.severity == "warning" for s in p.signs), p.signs
+    (sign,) = [s for s in p.signs if s.code == "thumbnail_turned"]
+    assert f"before it was turned {p.thumbnail_turned}° clockwise" in sign.observation
+    assert "edited" not in sign.meaning
+    donor = Image.open(REAL_PHOTO.with_name("IMG-20191006-WA0002.jpg")).convert("RGB")
+    spliced = camera.convert("RGB")
+    spliced.paste(donor.crop((0, 0, 560, 420)), (600, 420))  # a real photo's region, 19 % of the picture
+    q = read_provenance(resaved(spliced))
+    assert q.thumbnail_mismatch and not q.thumbnail_turned and "thumbnail" in _codes(q)
 
 
 @pytest.mark.parametrize("dark", [0.15, 0.3, 0.45])
@@ -319,7 +407,11 @@ def test_a_dark_edge_of_the_picture_next_to_a_letterbox_bar_is_no_mismatch(size,
     if dark == 1.0:
         return  # all of it dark: too little contrast to tell pictures apart
     # another picture in the same letterbox is still told apart
-    other = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(_letterboxed_thumb(main[::-1, ::-1]))))
+    # (not the picture turned 180°: that is the same picture turned, said as such)
+    another = _pattern(w, h, seed=3).astype(np.float32)
+    another[: int(h * dark)] *= 0.06
+    another = another.clip(0, 255).astype(np.uint8)
+    other = read_provenance(_save(main, quality=95, exif=_exif_with_thumbnail(_letterboxed_thumb(another))))
     assert other.thumbnail_mismatch and not other.thumbnail_aspect_mismatch and "thumbnail" in _codes(other)
 
 
@@ -875,15 +967,15 @@ def _noisy_grey(seed: int = 0) -> np.ndarray:
         (_noisy_grey(), np.clip(_noisy_grey(1).astype(int) - 70, 0, 255).astype(np.uint8)),
         (_noisy_grey(), _with_block(_noisy_grey(), value=30)),  # an object removed from a flat wall
         (_pattern(640, 480), _pattern(640, 480, seed=3)),
-        (_pattern(640, 480), _pattern(640, 480)[::-1, ::-1].copy()),
         (_pattern(640, 480), np.asarray(Image.fromarray(_pattern(640, 480)[60:-60, 80:-80]).resize((640, 480)))),
         (_pattern(640, 480), _with_block(_pattern(640, 480))),
     ],
-    ids=["flat-other-scene", "flat-object-removed", "other-scene", "rotated", "cropped", "edited-region"],
+    ids=["flat-other-scene", "flat-object-removed", "other-scene", "cropped", "edited-region"],
 )
 def test_thumbnail_of_another_picture_is_still_a_mismatch(main: np.ndarray, thumb: np.ndarray) -> None:
     """The flat-scene tolerance must not hide a thumbnail of another picture, of the picture
-    before a rotation or a crop, or before an edit big enough to see at thumbnail size."""
+    before a crop, or before an edit big enough to see at thumbnail size (one of the picture
+    before a rotation is said as such: test_an_app_that_turned_the_pixels_...)."""
     p = read_provenance(_jpeg_with_thumbnail(main, thumb))
     assert p.thumbnail_mismatch is True and p.thumbnail_aspect_mismatch is False
     assert "EXIF thumbnail does not match the image (content)" in str(p.signs)

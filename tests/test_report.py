@@ -224,6 +224,24 @@ def test_report_is_self_contained_and_escaped(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["r.html"]  # no temporary file left
 
 
+def test_a_low_score_on_a_messenger_copy_is_not_read_as_a_clean_bill(shared_dir):
+    """A photo re-shared through a messenger (resized, saved again at quality 78, EXIF
+    stripped) with a low official score read 'No evidence of manipulation found' beside a
+    caveat that recompression 'lowers reliability', and nowhere that it can erase an edit's
+    traces: a fact-checker took the low score for a clean bill. The caveats say it."""
+    photo = Image.open(shared_dir / "images" / "pristine2.jpg").convert("RGB")
+    buf = io.BytesIO()
+    photo.resize((1600, 1385), Image.LANCZOS).save(buf, "JPEG", quality=78, subsampling="4:2:0")
+    prov = read_provenance(buf.getvalue())
+    assert "recompressed" in {s.code for s in prov.signs}
+    h, w = 96, 96
+    doc = html.unescape(build_report(synth(np.zeros((h, w), np.float32), np.ones((h, w), np.float32), 0.04), prov))
+    assert "No evidence of manipulation found" in doc and "does not prove the image is authentic" in doc
+    caveats = doc[doc.index("How to read this") :]
+    assert "can erase the traces of an edit" in caveats
+    assert "a low score or an empty map does not clear the image" in caveats
+
+
 def test_report_without_localization(shared_dir):
     from trufor_lab.inference.load import load_noiseprint
 

@@ -337,7 +337,9 @@ _MAPS = (
 )
 _RELIABILITY = (
     "What lowers reliability: heavy or repeated recompression (social networks, messengers), "
-    "resizing, very small edits, screenshots and photos of screens, very small images."
+    "resizing, very small edits, screenshots and photos of screens, very small images. "
+    "Recompression and resizing can erase the traces of an edit: after them a low score or an "
+    "empty map does not clear the image."
 )
 _METADATA = (
     "Metadata (EXIF, software, dates) is easy to remove or forge; most social networks strip it, "

@@ -206,6 +206,8 @@ class Provenance:
     thumbnail_correlation: float | None = None
     thumbnail_difference: float | None = None  # mean absolute grey-level difference (smoothed, 0..255)
     thumbnail_mismatch: bool | None = None
+    #: degrees clockwise the image was turned after its thumbnail was made (it matches so turned)
+    thumbnail_turned: int | None = None
     # JPEG coding
     quantization: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     jpeg_quality: QualityEstimate | None = None
@@ -308,6 +310,8 @@ class Provenance:
             if self.thumbnail_difference is not None:
                 add("Thumbnail", "mean difference (grey levels)", f"{self.thumbnail_difference:.1f}")
             add("Thumbnail", "mismatch", self.thumbnail_mismatch)
+            if self.thumbnail_turned:
+                add("Thumbnail", "matches the image turned", f"{self.thumbnail_turned}° clockwise")
         if self.format in _JPEG_FORMATS or self.quantization:
             q = self.jpeg_quality
             # read as the signs read it: standard tables -> their (luma) quality, chroma named beside it
@@ -816,6 +820,7 @@ def _read_thumbnail(im: Image.Image, tiff: bytes | None, small: np.ndarray | Non
     p.thumbnail_correlation = round(c.correlation, 4)
     p.thumbnail_difference = round(c.difference, 2)
     p.thumbnail_mismatch = c.mismatch
+    p.thumbnail_turned = c.turned or None
 
 
 def _read_jpeg(op: jpeg.OpenedSource, p: Provenance) -> jpeg.JpegHeader | None:
@@ -927,11 +932,13 @@ def _signs(p: Provenance) -> list[Sign]:
         )
     elif not p.exif_present:
         if p.format in _JPEG_FORMATS:
-            add(
+            add(  # no evidence either way (as the report's caveats and a PNG's 'no metadata' say)
                 "no_exif",
                 "notice",
                 "no EXIF metadata (common for screenshots and social-network re-uploads)",
-                "cameras write EXIF; it was never there or has been stripped, as most platforms and many editors do",
+                "cameras write EXIF; it was never there or has been stripped, as most platforms, "
+                "messengers and many editors do; it says nothing about the content being genuine or not",
+                evidence=False,
             )
         elif not (other_metadata or p.png_text_bomb):
             add(
@@ -1017,6 +1024,14 @@ def _signs(p: Provenance) -> list[Sign]:
                 )
                 + "; they cannot both be taken at face value",
             )
+    if p.thumbnail_turned:
+        add(
+            "thumbnail_turned",
+            "info",
+            f"EXIF thumbnail shows the image before it was turned {p.thumbnail_turned}° clockwise",
+            "the pixels were turned after the thumbnail was made and the thumbnail kept, as apps "
+            "that apply the EXIF orientation do; turned back, the thumbnail matches the image",
+        )
     if p.thumbnail_mismatch:
         why = "aspect ratio" if p.thumbnail_aspect_mismatch else "content"
         add(
@@ -1039,6 +1054,18 @@ def _signs(p: Provenance) -> list[Sign]:
     as_recorded = p.exif_size is None or p.exif_size in ((w, h), (h, w))
     if camera_size and (p.make or p.model) and as_recorded and not editors:
         pass
+    elif ((w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES) and max(w, h) in SOCIAL_SIDES:
+        # 1600×900, 1280×720: also what a messenger's resize to a 1600 or 1280 px long side makes
+        # of a 16:9 photo, the commonest shape of a phone picture; neither reading is favoured
+        add(
+            "screen_size",
+            "notice",
+            f"dimensions {w}×{h} are a screen resolution, and also what a platform that resizes "
+            f"the long side to {max(w, h)} px makes of a photo of this shape",
+            "a screenshot, a video frame, or a photo resized by a messenger or social network: "
+            "the size alone cannot tell them apart",
+            evidence=False,
+        )
     elif (w, h) in SCREEN_SIZES or (h, w) in SCREEN_SIZES:
         add(
             "screen_size",

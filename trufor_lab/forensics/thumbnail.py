@@ -37,6 +37,9 @@ class ThumbnailComparison:
     difference: float  # mean absolute grey-level difference, smoothed grids (0..255)
     flat: bool  # too little structure at thumbnail scale to judge shapes: levels only
     mismatch: bool
+    #: Degrees clockwise the image was turned after its thumbnail was made (90, 180, 270), when
+    #: the thumbnail matches it so turned (an app applying the EXIF orientation); 0 otherwise.
+    turned: int = 0
 
 
 #: A letterbox bar: its mean grey level below this...
@@ -111,7 +114,22 @@ def _noise(a: np.ndarray, smooth: np.ndarray) -> float:
 
 
 def compare_thumbnail(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int, int]) -> ThumbnailComparison:
-    """Compare a grey thumbnail with the grey (possibly already downscaled) main image."""
+    """Compare a grey thumbnail with the grey (possibly already downscaled) main image. A
+    thumbnail that does not match, but matches once turned by a quarter or half turn, is the
+    preview of the same picture before an app turned its pixels (applying the EXIF orientation
+    and resetting the tag, keeping the old thumbnail): ``turned`` says by how much, and it is
+    no mismatch (a rotation is not an edit of the content)."""
+    c = _compare(thumb, main, main_size)
+    if not c.mismatch:
+        return c
+    for quarter in (1, 2, 3):  # the image turned clockwise: its old thumbnail, turned likewise
+        t = _compare(np.rot90(thumb, -quarter), main, main_size)
+        if not t.mismatch:
+            return ThumbnailComparison(False, t.correlation, t.difference, t.flat, False, 90 * quarter)
+    return c
+
+
+def _compare(thumb: np.ndarray, main: np.ndarray, main_size: tuple[int, int]) -> ThumbnailComparison:
     t = trim_borders(thumb, main_size[0] / main_size[1])
     th, tw = t.shape
     aspect = abs(math.log((tw / th) / (main_size[0] / main_size[1]))) > math.log(1.08)

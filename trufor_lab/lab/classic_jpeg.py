@@ -313,9 +313,10 @@ def dq_aligned(
     raw: dict[str, Any] = {"first_quality": q1, "z": round(z, 2), "coherence": round(coherence, 3), "shown": show}
     if z < min_z:
         raw["periods"] = []
-        raw["not_applicable"] = (
-            f"no double-quantization effect found (looks singly compressed, or too few blocks: z {z:.1f}): "
-            "not applicable"
+        raw["not_applicable"] = (  # not "looks singly compressed": a messenger's copy was saved twice
+            f"no double-quantization effect found (z {z:.1f}): not applicable; saved once, or an earlier "
+            "compression hidden by a resize, a crop off the 8×8 grid or a resave at the same or a lower "
+            "quality, as messengers do (or too few blocks)"
         )
         return np.zeros(shape), None, raw
 
