@@ -4,7 +4,9 @@ ablated; hooks are removed on every exit."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -126,3 +128,40 @@ def test_a_forward_already_running_when_an_ablation_opens_is_refused(tiny):
         handle.remove()
     assert isinstance(err, InterventionError) and "'no_ffm_cross'" in str(err), err
     assert _hooks(tiny) == before
+
+
+def test_a_compiled_encoder_under_an_ablation_keeps_its_graph(tiny):
+    """The guard's hook, traced by torch.compile, broke the graph at every module call (Dynamo
+    cannot trace a thread's identity): the fast mode's compiled encoder ran in one piece per module,
+    slower than eager, while any ablation was open, with Dynamo's warnings in the notebook."""
+    import torch._dynamo  # lazy: only this test compiles
+
+    x = torch.rand(1, 3, 64, 64)
+    graphs: list[int] = []
+
+    def counting(gm, example_inputs):  # a backend that counts the graphs Dynamo hands it, runs them eagerly
+        graphs.append(len(gm.graph.nodes))
+        return gm.forward
+
+    def compiled_graphs(ablated: bool) -> tuple[int, torch.Tensor]:
+        torch._dynamo.reset()
+        graphs.clear()
+        f = torch.compile(tiny.forward_features, backend=counting)
+        with torch.no_grad(), ablate.uniform_pooling(tiny) if ablated else contextlib.nullcontext():
+            out = f(x, npm)
+        return len(graphs), out[-1]
+
+    with torch.no_grad():
+        npm = tiny.forward_noiseprint(x)
+        ref = tiny.forward_features(x, npm)[-1]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # "Dynamo does not know how to trace ... get_ident"
+            plain, out_plain = compiled_graphs(False)
+            under, out_under = compiled_graphs(True)
+    finally:
+        torch._dynamo.reset()
+    assert under == plain, (under, plain)
+    torch.testing.assert_close(out_under, ref, rtol=0, atol=0)  # pooling is after the encoder: unchanged
+    torch.testing.assert_close(out_plain, ref, rtol=0, atol=0)
+    assert _hooks(tiny) == 0 and not active_interventions(tiny)

@@ -15,7 +15,7 @@ hooks record the forwards of its own thread and let other threads' forwards pass
 ablation changes every forward of the model, so it is exclusive: while it is open, a forward of
 that model in another thread is refused (:class:`InterventionError`, raised in that thread by a
 global forward hook that fires at every module's call, so a forward already running when the ablation opened is refused
-too, at the end of its next module call), and opening an intervention on a model that another
+too, at the end of its next module call; code compiled by ``torch.compile`` runs without it), and opening an intervention on a model that another
 thread has an ablation open on (or an ablation while another thread has any intervention open)
 is refused. An attribution registers itself as such an intervention (not passive: it switches
 the whole model's mode and parameter flags). Hooks acting on every thread gave quiet wrong answers: a widget's or a thread pool's
@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import compiler as _torch_compiler
 from torch import nn
 from torch.nn.modules import module as _torch_module
 
@@ -144,7 +145,15 @@ def _guard(model: nn.Module, step: int) -> None:
 
 def _refuse_other_thread(module: nn.Module, args: Any, out: Any) -> None:
     """The guard: a forward of a guarded model's module in another thread than its open
-    non-passive intervention is refused (it would change that forward's output unseen)."""
+    non-passive intervention is refused (it would change that forward's output unseen).
+
+    Not traced by ``torch.compile``: a thread's identity is no tensor operation, so Dynamo broke
+    the graph at every module call of a compiled model (the fast mode's compiled encoder ran
+    slower than the eager one while any ablation was open). Compiled code runs without it: the
+    fast mode compiles the encoder alone, and its heads, run eagerly, still refuse; a model a user
+    compiled whole is not guarded inside its compiled code."""
+    if _torch_compiler.is_compiling():
+        return
     model = _GUARDED.get(id(module))
     if model is None:
         return
