@@ -165,3 +165,26 @@ def test_a_compiled_encoder_under_an_ablation_keeps_its_graph(tiny):
     torch.testing.assert_close(out_under, ref, rtol=0, atol=0)  # pooling is after the encoder: unchanged
     torch.testing.assert_close(out_plain, ref, rtol=0, atol=0)
     assert _hooks(tiny) == 0 and not active_interventions(tiny)
+
+
+def test_a_copy_made_while_an_ablation_is_open_says_what_it_carries(tiny):
+    """The refusal's advice, a copy of the model, taken while the ablation was open: the copy kept
+    the ablated values of the knobs and the ablation's record of them, so its outputs were the
+    ablated model's with nothing said (its label was empty, as the plain model's)."""
+    import copy
+
+    from trufor_lab.model.interventions import intervention_label
+
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = tiny(x)
+        with ablate.no_frm(tiny):
+            assert intervention_label(tiny) == "no_frm"  # the ablation itself: its knobs are its own
+            err = _in_thread(lambda: tiny(x))
+            assert isinstance(err, InterventionError) and "made before it opened" in str(err), err
+            twin = _in_thread(lambda: copy.deepcopy(tiny))
+        out = twin(x)
+    assert not torch.equal(out.logits, ref.logits)  # the copy is ablated for good
+    label = intervention_label(twin)
+    assert "lambda_c=0" in label and "lambda_s=0" in label, label
+    assert intervention_label(tiny) == ""

@@ -98,8 +98,8 @@ def registered(
         raise InterventionError(
             f"cannot open {name!r} on this model in thread {entry.thread_name!r}: {clash.name!r} is open on it "
             f"in thread {clash.thread_name!r}, and one of them would act on the other "
-            "thread's forwards too; wait for it to close, or give each thread its own copy of the model "
-            "(copy.deepcopy(model))"
+            "thread's forwards too; wait for it to close, or give each thread its own copy of the model, made "
+            "outside any intervention (copy.deepcopy(model) while one is open copies it too)"
         )
     try:
         if not passive:
@@ -163,7 +163,8 @@ def _refuse_other_thread(module: nn.Module, args: Any, out: Any) -> None:
         raise InterventionError(
             f"this model has {entry.name!r} open in thread {entry.thread_name!r}, which changes every forward "
             f"of it: the forward in thread {threading.current_thread().name!r} is refused; run it after that "
-            "block, in that thread, or on a copy of the model (copy.deepcopy(model))"
+            "block, in that thread, or on a copy of the model made before it opened (a copy made while it is open "
+            "carries it)"
         )
 
 
@@ -225,12 +226,15 @@ KNOBS: dict[str, dict[str, object]] = {
 
 def knobs_turned(model: nn.Module) -> list[str]:
     """The ablation knobs of ``model`` (:data:`KNOBS`) that hold another value than the network is
-    built with and that no active ablation set, as ``"pool.weighting='uniform'"``."""
+    built with and that no active ablation set, as ``"pool.weighting='uniform'"``. A knob an
+    ablation set counts as set by hand when no ablation is active on ``model``: a copy
+    (``copy.deepcopy``) made while one was open carries its values, and its record of them, for good."""
     out = []
+    ablated = any(not i.passive for i in active_interventions(model))
     for name, mod in model.named_modules():
         for attr, built in KNOBS.get(type(mod).__name__, {}).items():
             value = getattr(mod, attr, built)
-            if value != built and attr not in mod.__dict__.get("_ablation_layers", {}):
+            if value != built and not (ablated and attr in mod.__dict__.get("_ablation_layers", {})):
                 out.append(f"{name or 'the model'}.{attr}={value!r}")
     return out
 
