@@ -188,3 +188,27 @@ def test_a_copy_made_while_an_ablation_is_open_says_what_it_carries(tiny):
     label = intervention_label(twin)
     assert "lambda_c=0" in label and "lambda_s=0" in label, label
     assert intervention_label(tiny) == ""
+
+
+def test_a_module_shared_by_two_guarded_models_stays_guarded_for_the_one_still_open(tiny):
+    """The guard knew one model per module: closing an intervention on a wrapper around the model
+    (or on a model sharing its parts) unguarded the model's modules while its own ablation was
+    still open, and another thread's forward of it ran ablated, unrefused."""
+    from trufor_lab.model.interventions import registered
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), ablate.no_frm(tiny):
+        with registered(Wrapper(tiny), "wrapper's own", lean_ok=False):
+            pass
+        err = _in_thread(lambda: tiny(x))
+    assert isinstance(err, InterventionError) and "'no_frm'" in str(err), err
+    assert _hooks(tiny) == 0 and not active_interventions(tiny)
+    assert isinstance(_in_thread(lambda: tiny(x)).logits, torch.Tensor)  # all closed: runs

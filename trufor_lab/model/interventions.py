@@ -121,7 +121,9 @@ def registered(
 # refuses a forward of a guarded model's modules in a thread other than the intervention's. One
 # hook for every module (a forward already running when the intervention opened is refused at the
 # end of its next module call), not counted as a user's (:func:`global_hooks`).
-_GUARDED: dict[int, nn.Module] = {}  # id(module) -> the guarded model it belongs to
+# id(module) -> the guarded models it belongs to (a module shared by two, e.g. one model and a
+# wrapper around it, stays guarded for the one still open when the other closes)
+_GUARDED: dict[int, list[nn.Module]] = {}
 _GUARD_COUNT: dict[int, int] = {}  # id(model) -> open non-passive interventions
 _GUARD_HANDLE: list[Any] = []
 
@@ -131,11 +133,16 @@ def _guard(model: nn.Module, step: int) -> None:
         n = _GUARD_COUNT.get(id(model), 0) + step
         if n > 0:
             _GUARD_COUNT[id(model)] = n
-            _GUARDED.update((id(m), model) for m in model.modules())
+            for m in model.modules():
+                models = _GUARDED.setdefault(id(m), [])
+                if not any(g is model for g in models):
+                    models.append(model)
         else:
             _GUARD_COUNT.pop(id(model), None)
-            for key in [k for k, v in _GUARDED.items() if v is model]:
-                del _GUARDED[key]
+            for key, models in list(_GUARDED.items()):
+                models[:] = [g for g in models if g is not model]
+                if not models:
+                    del _GUARDED[key]
         if _GUARD_COUNT and not _GUARD_HANDLE:
             _GUARD_HANDLE.append(_torch_module.register_module_forward_hook(_refuse_other_thread))
         elif not _GUARD_COUNT:
@@ -154,11 +161,12 @@ def _refuse_other_thread(module: nn.Module, args: Any, out: Any) -> None:
     compiled whole is not guarded inside its compiled code."""
     if _torch_compiler.is_compiling():
         return
-    model = _GUARDED.get(id(module))
-    if model is None:
+    models = _GUARDED.get(id(module))
+    if not models:
         return
     me = threading.get_ident()
-    entry = next((e for e in _ACTIVE.get(model, ()) if not e.passive and e.thread != me), None)
+    open_ = (e for model in tuple(models) for e in _ACTIVE.get(model, ()))
+    entry = next((e for e in open_ if not e.passive and e.thread != me), None)
     if entry is not None:
         raise InterventionError(
             f"this model has {entry.name!r} open in thread {entry.thread_name!r}, which changes every forward "
