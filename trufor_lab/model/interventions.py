@@ -14,12 +14,16 @@ Interventions belong to the thread that opened them. A capture (``passive``) onl
 hooks record the forwards of its own thread and let other threads' forwards pass untouched. An
 ablation changes every forward of the model, so it is exclusive: while it is open, a forward of
 that model in another thread is refused (:class:`InterventionError`, raised in that thread by a
-global forward hook that fires at every module's call, so a forward already running when the ablation opened is refused
-too, at the end of its next module call; code compiled by ``torch.compile`` runs without it), and opening an intervention on a model that another
-thread has an ablation open on (or an ablation while another thread has any intervention open)
-is refused. An attribution registers itself as such an intervention (not passive: it switches
-the whole model's mode and parameter flags). Hooks acting on every thread gave quiet wrong answers: a widget's or a thread pool's
-forward was ablated or recorded by a block another thread had open.
+global forward hook that fires at the end of every module's call; code compiled by
+``torch.compile`` runs without it), and opening an intervention on a model that another thread
+has an ablation open on (or an ablation while another thread has any intervention open) is
+refused. A forward already running when the ablation opened is refused at the end of its next
+module call if the ablation is still open then; nothing refuses it when the ablation opens and
+closes again within one module call of that forward, which may then have read an ablated
+setting: open ablations where no other thread runs the model. An attribution registers itself
+as such an intervention (not passive: it switches the whole model's mode and parameter flags).
+Hooks acting on every thread gave quiet wrong answers: a widget's or a thread pool's forward was
+ablated or recorded by a block another thread had open.
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ def registered(
 # The guard: one global forward hook, present while any non-passive intervention is open, that
 # refuses a forward of a guarded model's modules in a thread other than the intervention's. One
 # hook for every module (a forward already running when the intervention opened is refused at the
-# end of its next module call), not counted as a user's (:func:`global_hooks`).
+# end of its next module call, while the intervention is still open), not counted as a user's (:func:`global_hooks`).
 # id(module) -> the guarded models it belongs to (a module shared by two, e.g. one model and a
 # wrapper around it, stays guarded for the one still open when the other closes)
 _GUARDED: dict[int, list[nn.Module]] = {}
