@@ -212,3 +212,32 @@ def test_a_module_shared_by_two_guarded_models_stays_guarded_for_the_one_still_o
     assert isinstance(err, InterventionError) and "'no_frm'" in str(err), err
     assert _hooks(tiny) == 0 and not active_interventions(tiny)
     assert isinstance(_in_thread(lambda: tiny(x)).logits, torch.Tensor)  # all closed: runs
+
+
+def test_another_threads_capture_leaves_this_threads_analysis_as_it_was(tiny):
+    """A capture open in another thread (a widget's) sent this thread's analyze() to the plain
+    forward: other numbers (~1e-3) and a note naming a capture this thread never opened."""
+    import numpy as np
+
+    import trufor_lab as tl
+
+    img = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    ref = tl.analyze(tiny, img)
+    opened, done = threading.Event(), threading.Event()
+
+    def hold():
+        with capture(tiny, "detection.logit"):
+            opened.set()
+            done.wait(30)
+
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(hold)
+        try:
+            assert opened.wait(30)
+            r = tl.analyze(tiny, img)
+        finally:
+            done.set()
+        fut.result(30)
+    np.testing.assert_array_equal(r.map, ref.map)
+    assert r.score == ref.score and r.notes == ref.notes
+    assert _hooks(tiny) == 0 and not active_interventions(tiny)

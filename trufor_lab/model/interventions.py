@@ -44,6 +44,7 @@ __all__ = [
     "Intervention",
     "InterventionError",
     "active_interventions",
+    "acts_here",
     "foreign_hooks",
     "hook_keys",
     "intervention_label",
@@ -189,6 +190,18 @@ def active_interventions(model: nn.Module) -> list[Intervention]:
 def _elsewhere(i: Intervention) -> bool:
     """A capture of another thread: its hooks let this thread's forwards pass untouched."""
     return i.passive and i.thread != threading.get_ident()
+
+
+def acts_here(model: nn.Module) -> bool:
+    """Whether anything acts on this thread's forwards of ``model``: an intervention other than
+    another thread's capture, a hook none of those captures placed, or a global hook (another
+    thread's capture lets this thread's forwards pass: they may take the fused paths)."""
+    active = active_interventions(model)
+    theirs = [i for i in active if _elsewhere(i)]
+    if len(theirs) < len(active) or global_hooks():
+        return True
+    owned = set().union(*(i.hooks for i in theirs))
+    return any(_module_hook_keys(mod) - owned for mod in model.modules())
 
 
 def _module_hook_keys(mod: nn.Module) -> set[tuple[int, str, int]]:
