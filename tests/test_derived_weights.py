@@ -119,6 +119,9 @@ def test_an_ablation_study_records_the_studied_weights_and_refuses_another_model
     # an analyze_fn that analyses another model: its rows were the studied model's, unsaid
     with pytest.raises(ValueError, match="analyze_fn returned the analysis of custom weights changed in memory"):
         A.ablation_study(demo, [img], ablations=["rgb_only"], analyze_fn=lambda m, im: tl.analyze(changed, im))
+    # the model inside DataParallel: its own weights (read on the wrapper, none: its rows were refused)
+    wrapped = A.ablation_study(torch.nn.DataParallel(demo), [img], ablations=[], names=["x.png"])
+    assert wrapped.weights == demo.weights_info and [r["weights"] for r in wrapped.table] == [DEMO]
 
 
 def test_a_sweep_records_the_swept_weights_and_two_on_one_axes_name_theirs(demo, changed, img, mask):

@@ -4,7 +4,9 @@ ablated; hooks are removed on every exit."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -126,3 +128,116 @@ def test_a_forward_already_running_when_an_ablation_opens_is_refused(tiny):
         handle.remove()
     assert isinstance(err, InterventionError) and "'no_ffm_cross'" in str(err), err
     assert _hooks(tiny) == before
+
+
+def test_a_compiled_encoder_under_an_ablation_keeps_its_graph(tiny):
+    """The guard's hook, traced by torch.compile, broke the graph at every module call (Dynamo
+    cannot trace a thread's identity): the fast mode's compiled encoder ran in one piece per module,
+    slower than eager, while any ablation was open, with Dynamo's warnings in the notebook."""
+    import torch._dynamo  # lazy: only this test compiles
+
+    x = torch.rand(1, 3, 64, 64)
+    graphs: list[int] = []
+
+    def counting(gm, example_inputs):  # a backend that counts the graphs Dynamo hands it, runs them eagerly
+        graphs.append(len(gm.graph.nodes))
+        return gm.forward
+
+    def compiled_graphs(ablated: bool) -> tuple[int, torch.Tensor]:
+        torch._dynamo.reset()
+        graphs.clear()
+        f = torch.compile(tiny.forward_features, backend=counting)
+        with torch.no_grad(), ablate.uniform_pooling(tiny) if ablated else contextlib.nullcontext():
+            out = f(x, npm)
+        return len(graphs), out[-1]
+
+    with torch.no_grad():
+        npm = tiny.forward_noiseprint(x)
+        ref = tiny.forward_features(x, npm)[-1]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # "Dynamo does not know how to trace ... get_ident"
+            plain, out_plain = compiled_graphs(False)
+            under, out_under = compiled_graphs(True)
+    finally:
+        torch._dynamo.reset()
+    assert under == plain, (under, plain)
+    torch.testing.assert_close(out_under, ref, rtol=0, atol=0)  # pooling is after the encoder: unchanged
+    torch.testing.assert_close(out_plain, ref, rtol=0, atol=0)
+    assert _hooks(tiny) == 0 and not active_interventions(tiny)
+
+
+def test_a_copy_made_while_an_ablation_is_open_says_what_it_carries(tiny):
+    """The refusal's advice, a copy of the model, taken while the ablation was open: the copy kept
+    the ablated values of the knobs and the ablation's record of them, so its outputs were the
+    ablated model's with nothing said (its label was empty, as the plain model's)."""
+    import copy
+
+    from trufor_lab.model.interventions import intervention_label
+
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = tiny(x)
+        with ablate.no_frm(tiny):
+            assert intervention_label(tiny) == "no_frm"  # the ablation itself: its knobs are its own
+            err = _in_thread(lambda: tiny(x))
+            assert isinstance(err, InterventionError) and "made before it opened" in str(err), err
+            twin = _in_thread(lambda: copy.deepcopy(tiny))
+        out = twin(x)
+    assert not torch.equal(out.logits, ref.logits)  # the copy is ablated for good
+    label = intervention_label(twin)
+    assert "lambda_c=0" in label and "lambda_s=0" in label, label
+    assert intervention_label(tiny) == ""
+
+
+def test_a_module_shared_by_two_guarded_models_stays_guarded_for_the_one_still_open(tiny):
+    """The guard knew one model per module: closing an intervention on a wrapper around the model
+    (or on a model sharing its parts) unguarded the model's modules while its own ablation was
+    still open, and another thread's forward of it ran ablated, unrefused."""
+    from trufor_lab.model.interventions import registered
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), ablate.no_frm(tiny):
+        with registered(Wrapper(tiny), "wrapper's own", lean_ok=False):
+            pass
+        err = _in_thread(lambda: tiny(x))
+    assert isinstance(err, InterventionError) and "'no_frm'" in str(err), err
+    assert _hooks(tiny) == 0 and not active_interventions(tiny)
+    assert isinstance(_in_thread(lambda: tiny(x)).logits, torch.Tensor)  # all closed: runs
+
+
+def test_another_threads_capture_leaves_this_threads_analysis_as_it_was(tiny):
+    """A capture open in another thread (a widget's) sent this thread's analyze() to the plain
+    forward: other numbers (~1e-3) and a note naming a capture this thread never opened."""
+    import numpy as np
+
+    import trufor_lab as tl
+
+    img = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    ref = tl.analyze(tiny, img)
+    opened, done = threading.Event(), threading.Event()
+
+    def hold():
+        with capture(tiny, "detection.logit"):
+            opened.set()
+            done.wait(30)
+
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(hold)
+        try:
+            assert opened.wait(30)
+            r = tl.analyze(tiny, img)
+        finally:
+            done.set()
+        fut.result(30)
+    np.testing.assert_array_equal(r.map, ref.map)
+    assert r.score == ref.score and r.notes == ref.notes
+    assert _hooks(tiny) == 0 and not active_interventions(tiny)

@@ -70,8 +70,7 @@ from trufor_lab.inference.result import Result, make_result, prepare_input, requ
 from trufor_lab.model.attention import check_attention
 from trufor_lab.model.decoder import require_eval
 from trufor_lab.model.interventions import (
-    active_interventions,
-    global_hooks,
+    acts_here,
     intervention_label,
     plain_forward_required,
 )
@@ -226,12 +225,9 @@ def predict(
 def hooked(model: nn.Module) -> bool:
     """Whether anything acts on the model's modules (an intervention, a user's hook): the exact
     and fast paths fuse and skip modules, so such a model runs the plain forward, where every
-    hook fires."""
-    return (
-        bool(active_interventions(model))
-        or bool(global_hooks())
-        or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
-    )
+    hook fires. Another thread's capture does not count: its hooks let this thread's forwards
+    pass (it sent them to the plain forward, other numbers by ~1e-3, under a note naming it)."""
+    return acts_here(model)
 
 
 def _noiseprint(net: Noiseprint, x: torch.Tensor, m: InferenceMode) -> torch.Tensor:

@@ -28,6 +28,7 @@ from torch import nn
 from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.table import Table, fmt
 from trufor_lab.inference.analyze import Result, analyze
+from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.preprocess import ImageLike, load_image
 from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.interpret.ablations import (
@@ -273,13 +274,14 @@ def ablation_study(
             for im, mk in zip(imgs, mks)
         ]
 
-    studied = getattr(model, "weights_info", None)
+    inner = unwrapped(model)  # DataParallel around the model: its weights are the model's (analyze reads them so)
+    studied = getattr(inner, "weights_info", None)
     whose: dict[str, str | None] = {}  # each ablation's row: an ablation may change weights in place
     results: dict[str, list[Result]] = {}
     for ab in bound:
         with ab:
             results[ab.name] = [fn(model, im) for im in imgs]
-            now = getattr(model, "weights_info", None)
+            now = getattr(inner, "weights_info", None)
         whose[ab.name] = None if now is None else weights_label(now)
         for im, r in zip(imgs, results[ab.name]):
             made = getattr(r, "weights", None)

@@ -14,12 +14,16 @@ Interventions belong to the thread that opened them. A capture (``passive``) onl
 hooks record the forwards of its own thread and let other threads' forwards pass untouched. An
 ablation changes every forward of the model, so it is exclusive: while it is open, a forward of
 that model in another thread is refused (:class:`InterventionError`, raised in that thread by a
-global forward hook that fires at every module's call, so a forward already running when the ablation opened is refused
-too, at the end of its next module call), and opening an intervention on a model that another
-thread has an ablation open on (or an ablation while another thread has any intervention open)
-is refused. An attribution registers itself as such an intervention (not passive: it switches
-the whole model's mode and parameter flags). Hooks acting on every thread gave quiet wrong answers: a widget's or a thread pool's
-forward was ablated or recorded by a block another thread had open.
+global forward hook that fires at the end of every module's call; code compiled by
+``torch.compile`` runs without it), and opening an intervention on a model that another thread
+has an ablation open on (or an ablation while another thread has any intervention open) is
+refused. A forward already running when the ablation opened is refused at the end of its next
+module call if the ablation is still open then; nothing refuses it when the ablation opens and
+closes again within one module call of that forward, which may then have read an ablated
+setting: open ablations where no other thread runs the model. An attribution registers itself
+as such an intervention (not passive: it switches the whole model's mode and parameter flags).
+Hooks acting on every thread gave quiet wrong answers: a widget's or a thread pool's forward was
+ablated or recorded by a block another thread had open.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import compiler as _torch_compiler
 from torch import nn
 from torch.nn.modules import module as _torch_module
 
@@ -39,6 +44,7 @@ __all__ = [
     "Intervention",
     "InterventionError",
     "active_interventions",
+    "acts_here",
     "foreign_hooks",
     "hook_keys",
     "intervention_label",
@@ -97,8 +103,8 @@ def registered(
         raise InterventionError(
             f"cannot open {name!r} on this model in thread {entry.thread_name!r}: {clash.name!r} is open on it "
             f"in thread {clash.thread_name!r}, and one of them would act on the other "
-            "thread's forwards too; wait for it to close, or give each thread its own copy of the model "
-            "(copy.deepcopy(model))"
+            "thread's forwards too; wait for it to close, or give each thread its own copy of the model, made "
+            "outside any intervention (copy.deepcopy(model) while one is open copies it too)"
         )
     try:
         if not passive:
@@ -119,8 +125,10 @@ def registered(
 # The guard: one global forward hook, present while any non-passive intervention is open, that
 # refuses a forward of a guarded model's modules in a thread other than the intervention's. One
 # hook for every module (a forward already running when the intervention opened is refused at the
-# end of its next module call), not counted as a user's (:func:`global_hooks`).
-_GUARDED: dict[int, nn.Module] = {}  # id(module) -> the guarded model it belongs to
+# end of its next module call, while the intervention is still open), not counted as a user's (:func:`global_hooks`).
+# id(module) -> the guarded models it belongs to (a module shared by two, e.g. one model and a
+# wrapper around it, stays guarded for the one still open when the other closes)
+_GUARDED: dict[int, list[nn.Module]] = {}
 _GUARD_COUNT: dict[int, int] = {}  # id(model) -> open non-passive interventions
 _GUARD_HANDLE: list[Any] = []
 
@@ -130,11 +138,16 @@ def _guard(model: nn.Module, step: int) -> None:
         n = _GUARD_COUNT.get(id(model), 0) + step
         if n > 0:
             _GUARD_COUNT[id(model)] = n
-            _GUARDED.update((id(m), model) for m in model.modules())
+            for m in model.modules():
+                models = _GUARDED.setdefault(id(m), [])
+                if not any(g is model for g in models):
+                    models.append(model)
         else:
             _GUARD_COUNT.pop(id(model), None)
-            for key in [k for k, v in _GUARDED.items() if v is model]:
-                del _GUARDED[key]
+            for key, models in list(_GUARDED.items()):
+                models[:] = [g for g in models if g is not model]
+                if not models:
+                    del _GUARDED[key]
         if _GUARD_COUNT and not _GUARD_HANDLE:
             _GUARD_HANDLE.append(_torch_module.register_module_forward_hook(_refuse_other_thread))
         elif not _GUARD_COUNT:
@@ -144,17 +157,27 @@ def _guard(model: nn.Module, step: int) -> None:
 
 def _refuse_other_thread(module: nn.Module, args: Any, out: Any) -> None:
     """The guard: a forward of a guarded model's module in another thread than its open
-    non-passive intervention is refused (it would change that forward's output unseen)."""
-    model = _GUARDED.get(id(module))
-    if model is None:
+    non-passive intervention is refused (it would change that forward's output unseen).
+
+    Not traced by ``torch.compile``: a thread's identity is no tensor operation, so Dynamo broke
+    the graph at every module call of a compiled model (the fast mode's compiled encoder ran
+    slower than the eager one while any ablation was open). Compiled code runs without it: the
+    fast mode compiles the encoder alone, and its heads, run eagerly, still refuse; a model a user
+    compiled whole is not guarded inside its compiled code."""
+    if _torch_compiler.is_compiling():
+        return
+    models = _GUARDED.get(id(module))
+    if not models:
         return
     me = threading.get_ident()
-    entry = next((e for e in _ACTIVE.get(model, ()) if not e.passive and e.thread != me), None)
+    open_ = (e for model in tuple(models) for e in _ACTIVE.get(model, ()))
+    entry = next((e for e in open_ if not e.passive and e.thread != me), None)
     if entry is not None:
         raise InterventionError(
             f"this model has {entry.name!r} open in thread {entry.thread_name!r}, which changes every forward "
             f"of it: the forward in thread {threading.current_thread().name!r} is refused; run it after that "
-            "block, in that thread, or on a copy of the model (copy.deepcopy(model))"
+            "block, in that thread, or on a copy of the model made before it opened (a copy made while it is open "
+            "carries it)"
         )
 
 
@@ -167,6 +190,18 @@ def active_interventions(model: nn.Module) -> list[Intervention]:
 def _elsewhere(i: Intervention) -> bool:
     """A capture of another thread: its hooks let this thread's forwards pass untouched."""
     return i.passive and i.thread != threading.get_ident()
+
+
+def acts_here(model: nn.Module) -> bool:
+    """Whether anything acts on this thread's forwards of ``model``: an intervention other than
+    another thread's capture, a hook none of those captures placed, or a global hook (another
+    thread's capture lets this thread's forwards pass: they may take the fused paths)."""
+    active = active_interventions(model)
+    theirs = [i for i in active if _elsewhere(i)]
+    if len(theirs) < len(active) or global_hooks():
+        return True
+    owned = set().union(*(i.hooks for i in theirs))
+    return any(_module_hook_keys(mod) - owned for mod in model.modules())
 
 
 def _module_hook_keys(mod: nn.Module) -> set[tuple[int, str, int]]:
@@ -216,12 +251,15 @@ KNOBS: dict[str, dict[str, object]] = {
 
 def knobs_turned(model: nn.Module) -> list[str]:
     """The ablation knobs of ``model`` (:data:`KNOBS`) that hold another value than the network is
-    built with and that no active ablation set, as ``"pool.weighting='uniform'"``."""
+    built with and that no active ablation set, as ``"pool.weighting='uniform'"``. A knob an
+    ablation set counts as set by hand when no ablation is active on ``model``: a copy
+    (``copy.deepcopy``) made while one was open carries its values, and its record of them, for good."""
     out = []
+    ablated = any(not i.passive for i in active_interventions(model))
     for name, mod in model.named_modules():
         for attr, built in KNOBS.get(type(mod).__name__, {}).items():
             value = getattr(mod, attr, built)
-            if value != built and attr not in mod.__dict__.get("_ablation_layers", {}):
+            if value != built and not (ablated and attr in mod.__dict__.get("_ablation_layers", {})):
                 out.append(f"{name or 'the model'}.{attr}={value!r}")
     return out
 
