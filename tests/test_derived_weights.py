@@ -166,3 +166,18 @@ def test_the_noiseprint_download_failing_names_its_own_file_and_how_to_install_i
     assert "\n" not in msg and "TruFor_weights.zip" not in msg and "weights install" not in msg
     assert f"download noiseprint++.th elsewhere ({W.NOISEPRINT_URL}, sha256 {W.NOISEPRINT_SHA256})" in msg
     assert f"copy it to {dest / 'noiseprint++.th'}" in msg and "$TRUFOR_NOISEPRINT_WEIGHTS" in msg
+
+
+def test_rows_a_classic_detector_made_do_not_name_the_models_weights(demo, img, mask):
+    """A sweep or study whose analyze_fn runs a classic detector (its Result records no weights)
+    labelled every row, and the sweep's title, with the model's weights: rows no model made."""
+    from trufor_lab.lab.classic import detect
+
+    ela = lambda m, im: detect(im, method="ela")  # noqa: E731
+    s = P.sweep(demo, img, mask, "jpeg", [90, 70], analyze_fn=ela)
+    assert [r["weights"] for r in s.table] == ["classic:ela (a classic detector, no weights)"] * 2
+    assert s.weights is None and "demo weights" not in repr(s) and "demo weights" not in s.plot().axes[0].get_title()
+    study = A.ablation_study(demo, img, ablations=[], analyze_fn=ela)
+    assert all(r["weights"].startswith("classic:ela") for r in study.table)
+    mixed = P.sweep(demo, img, mask, "jpeg", [90], analyze_fn=lambda m, im: tl.analyze(m, im))
+    assert mixed.weights == demo.weights_info and mixed.table[0]["weights"] == DEMO

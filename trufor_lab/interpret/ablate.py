@@ -52,7 +52,7 @@ from trufor_lab.interpret.ablations import (
     uniform_pooling,
 )
 from trufor_lab.lab.metrics import binary_mask, localization_metrics
-from trufor_lab.model.identity import other_weights, weights_label
+from trufor_lab.model.identity import other_weights, row_weights, weights_label
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -277,6 +277,7 @@ def ablation_study(
     inner = unwrapped(model)  # DataParallel around the model: its weights are the model's (analyze reads them so)
     studied = getattr(inner, "weights_info", None)
     whose: dict[str, str | None] = {}  # each ablation's row: an ablation may change weights in place
+    row_whose: dict[str, list[str | None]] = {}  # what made each row (a classic detector: no weights)
     results: dict[str, list[Result]] = {}
     for ab in bound:
         with ab:
@@ -290,6 +291,7 @@ def ablation_study(
                     f"ablation_study: under {ab.name}, analyze_fn returned the analysis of {weights_label(made)}, "
                     f"not of the studied model ({weights_label(now)}); analyse the model it is given"
                 )
+            row_whose.setdefault(ab.name, []).append(row_weights(r, whose[ab.name]))  # before the relabel
             r.label = ab.name
 
     img_names = list(names) if names is not None else []
@@ -313,7 +315,7 @@ def ablation_study(
                 "mean_conf": math.nan if r.conf is None else float(np.mean(r.conf)),
                 "map_mean": math.nan if r.map is None else float(np.mean(r.map)),
                 "map_change": math.nan,
-                "weights": whose[ab_name],
+                "weights": row_whose[ab_name][i],
             }
             if base is not None:
                 b = base[i]

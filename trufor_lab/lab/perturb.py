@@ -43,7 +43,7 @@ from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import NonFiniteOutput
 from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.lab.metrics import binary_mask, localization_metrics, scored_regions
-from trufor_lab.model.identity import mixed_weights_note, other_weights, weights_label
+from trufor_lab.model.identity import mixed_weights_note, other_weights, row_weights, weights_label
 from trufor_lab.viz.figures import new_figure
 
 __all__ = [
@@ -688,6 +688,7 @@ def sweep(
         p.apply(img, v, m0)
     rows: list[dict[str, Any]] = []
     kept: list[Any] = []
+    analysed: list[str | None] = []  # the weights entry of each row an analysis made
     for v in values:
         if m0 is None:
             pim, pmask = p.apply(img, v), None
@@ -740,8 +741,11 @@ def sweep(
                 row.update({k: _metric(lm, k) for k in _METRICS})
             if scored is not None:
                 row["n_forged"] = scored
-        row["weights"] = whose
+        row["weights"] = row_weights(res, whose)
+        analysed.append(row["weights"])
         rows.append(row)
         if keep_results:
             kept.append(res)
-    return SweepResult(p.label, rows, kept if keep_results else None, info)
+    # the sweep is the model's unless no analysed row was (a classic detector's sweep names no weights)
+    by_model = not analysed or whose in analysed
+    return SweepResult(p.label, rows, kept if keep_results else None, info if by_model else None)

@@ -175,3 +175,17 @@ def other_weights(made: Any, model_info: Any) -> bool:
     whose record is ``model_info`` (an output that records none, e.g. a classic detector's or a
     user's function's, is not said to be)."""
     return made is not None and made != model_info
+
+
+def row_weights(result: Any, model_label: str | None) -> str | None:
+    """The ``weights`` entry of a table row computed from ``result`` under a model whose
+    :func:`weights_label` is ``model_label``: the weights the result records; a classic detector's
+    result (label ``classic:NAME``, no weights) says so; otherwise (a user's function recording
+    none) the model's. A row a classic detector made was labelled with the model's weights."""
+    made = getattr(result, "weights", None)
+    if made is not None:
+        return weights_label(made)
+    label = getattr(result, "label", None)
+    if isinstance(label, str) and label.startswith("classic:"):
+        return f"{label} (a classic detector, no weights)"
+    return model_label
