@@ -673,8 +673,9 @@ def sweep(
     not F1 0); a map of another size is resized bilinearly to the mask first; a map with NaN on
     scored pixels leaves that row's metrics NaN, with an ``error`` saying so. The mask must
     be boolean, 0/1 or 0/255. ``mask=None`` (a pristine image) gives score/confidence rows only.
-    The sweep records the model's ``weights_info`` (an ``analyze_fn`` answering with an analysis
-    of other weights is refused in one line).
+    The sweep records the model's ``weights_info`` (none when no analysed row was the model's, e.g.
+    an ``analyze_fn`` running a classic detector, whose rows say so; an ``analyze_fn`` answering
+    with an analysis of other weights is refused in one line).
     """
     p = get_perturbation(perturbation)
     img = _check_image(image)
