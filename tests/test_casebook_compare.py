@@ -291,3 +291,30 @@ def test_two_analyses_by_different_weights_are_said_to_be(tmp_path):
     book.analyze_path(tmp_path / "a.png")
     book.model = other
     assert any("different weights" in n for n in book.compare(img, name="b.png").notes)
+
+
+def test_the_same_weights_at_another_path_are_one_model_and_two_detectors_are_not(tmp_path):
+    """The note on different weights compared records by value: the demo file and a copy of it at
+    another path (the same sha256) were 'different weights', named alike on both sides; two
+    classic detectors (no weights recorded) were shown side by side with no note at all."""
+    import shutil
+
+    import trufor_lab as tl
+    from trufor_lab.lab.classic import detect
+    from trufor_lab.model.identity import mixed_weights_note, other_weights
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    demo = tl.load(device="cpu")
+    copy = tmp_path / "elsewhere" / "trufor_demo.pt"
+    copy.parent.mkdir()
+    shutil.copy(demo.weights_info.path, copy)
+    again = tl.load(copy, device="cpu")
+    assert again.weights_info.path != demo.weights_info.path
+    a, b = tl.analyze(demo, img, name="a.png"), tl.analyze(again, img, name="b.png")
+    assert not any("different" in n for n in compare(a, b).notes)
+    assert mixed_weights_note([a.weights, b.weights], "these") is None
+    assert not other_weights(b.weights, demo.weights_info)
+    ela, dq = detect(img, "ela", name="a.png"), detect(img, "noise", name="b.png")
+    (note,) = [n for n in compare(ela, dq).notes if "different" in n]
+    assert "different detectors" in note and "ela" in note and "noise" in note
+    assert not any("different" in n for n in compare(ela, detect(img, "ela", name="b.png")).notes)

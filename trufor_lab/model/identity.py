@@ -152,11 +152,23 @@ def weights_label(info: Any) -> str:
     return f"{info.kind} weights {Path(info.path).name if info.path not in ('', '-') else '(in memory)'}{sha}"
 
 
+def same_weights(a: Any, b: Any) -> bool:
+    """Whether records ``a`` and ``b`` name the same weights: one file's contents (the same
+    sha256) when both were read from a file and not changed in memory since, wherever that file
+    lay (a copy of the weights at another path was 'different weights'); else equal records."""
+    if a is None or b is None:
+        return a is b
+    sha = (getattr(a, "sha256", ""), getattr(b, "sha256", ""))
+    if all(x and x != "-" for x in sha) and not (changed_in_memory(a) or changed_in_memory(b)):
+        return sha[0] == sha[1]
+    return bool(a == b)
+
+
 def distinct_weights(infos: Any) -> list[Any]:
-    """The different records among ``infos``, in order of appearance (records compare by value)."""
+    """The different records among ``infos`` (:func:`same_weights`), in order of appearance."""
     out: list[Any] = []
     for info in infos:
-        if info not in out:
+        if not any(same_weights(info, seen) for seen in out):
             out.append(info)
     return out
 
@@ -174,4 +186,4 @@ def other_weights(made: Any, model_info: Any) -> bool:
     """Whether an output recording the weights ``made`` was made by other weights than a model
     whose record is ``model_info`` (an output that records none, e.g. a classic detector's or a
     user's function's, is not said to be)."""
-    return made is not None and made != model_info
+    return made is not None and not same_weights(made, model_info)
