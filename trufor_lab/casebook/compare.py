@@ -22,7 +22,7 @@ from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
-from trufor_lab.model.identity import weights_label
+from trufor_lab.model.identity import same_weights, weights_label
 from trufor_lab.viz.figures import display_stride, draw_map, for_display, frame_panel, map_cmap, robust_limits
 
 __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shift_threshold"]
@@ -278,11 +278,16 @@ def _whose(r: Result) -> str:
 
 def _mixed_weights(ra: Result | None, rb: Result | None) -> list[str]:
     """A note when the two analyses come from different weights (two Results made apart, or the
-    casebook's model replaced between them): side by side they read as one model's answers."""
-    if ra is None or rb is None or ra.weights == rb.weights:
+    casebook's model replaced between them, or two classic detectors): side by side they read as
+    one model's answers. The same weights file at two paths is one model."""
+    if ra is None or rb is None:
         return []
+    classic = [r.label for r in (ra, rb) if (r.label or "").startswith("classic:")]
+    if same_weights(ra.weights, rb.weights) and (not classic or len(classic) == 2 and ra.label == rb.label):
+        return []
+    what = "detectors" if classic else "weights"
     return [
-        f"A and B were analyzed with different weights (A: {_whose(ra)}; B: {_whose(rb)}): their maps "
+        f"A and B were analyzed with different {what} (A: {_whose(ra)}; B: {_whose(rb)}): their maps "
         "and scores are two models' answers, not one model's on two versions"
     ]
 

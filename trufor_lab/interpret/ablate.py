@@ -276,14 +276,14 @@ def ablation_study(
 
     inner = unwrapped(model)  # DataParallel around the model: its weights are the model's (analyze reads them so)
     studied = getattr(inner, "weights_info", None)
-    whose: dict[str, str | None] = {}  # each ablation's row: an ablation may change weights in place
-    row_whose: dict[str, list[str | None]] = {}  # what made each row (a classic detector: no weights)
+    # what made each row: the weights as read under its ablation (it may change them in place), or
+    # a classic detector (no weights)
+    row_whose: dict[str, list[str | None]] = {}
     results: dict[str, list[Result]] = {}
     for ab in bound:
         with ab:
             results[ab.name] = [fn(model, im) for im in imgs]
             now = getattr(inner, "weights_info", None)
-        whose[ab.name] = None if now is None else weights_label(now)
         for im, r in zip(imgs, results[ab.name]):
             made = getattr(r, "weights", None)
             if other_weights(made, now):  # its row would compare two models, as one model's ablation
@@ -291,7 +291,7 @@ def ablation_study(
                     f"ablation_study: under {ab.name}, analyze_fn returned the analysis of {weights_label(made)}, "
                     f"not of the studied model ({weights_label(now)}); analyse the model it is given"
                 )
-            row_whose.setdefault(ab.name, []).append(row_weights(r, whose[ab.name]))  # before the relabel
+            row_whose.setdefault(ab.name, []).append(row_weights(r, now))  # before the relabel
             r.label = ab.name
 
     img_names = list(names) if names is not None else []

@@ -742,7 +742,7 @@ def sweep(
                 row.update({k: _metric(lm, k) for k in _METRICS})
             if scored is not None:
                 row["n_forged"] = scored
-        row["weights"] = row_weights(res, whose)
+        row["weights"] = row_weights(res, info)
         analysed.append(row["weights"])
         rows.append(row)
         if keep_results:

@@ -152,11 +152,23 @@ def weights_label(info: Any) -> str:
     return f"{info.kind} weights {Path(info.path).name if info.path not in ('', '-') else '(in memory)'}{sha}"
 
 
+def same_weights(a: Any, b: Any) -> bool:
+    """Whether records ``a`` and ``b`` name the same weights: one file's contents (the same
+    sha256) when both were read from a file and not changed in memory since, wherever that file
+    lay (a copy of the weights at another path was 'different weights'); else equal records."""
+    if a is None or b is None:
+        return a is b
+    sha = (getattr(a, "sha256", ""), getattr(b, "sha256", ""))
+    if all(x and x != "-" for x in sha) and not (changed_in_memory(a) or changed_in_memory(b)):
+        return sha[0] == sha[1]
+    return bool(a == b)
+
+
 def distinct_weights(infos: Any) -> list[Any]:
-    """The different records among ``infos``, in order of appearance (records compare by value)."""
+    """The different records among ``infos`` (:func:`same_weights`), in order of appearance."""
     out: list[Any] = []
     for info in infos:
-        if info not in out:
+        if not any(same_weights(info, seen) for seen in out):
             out.append(info)
     return out
 
@@ -174,18 +186,19 @@ def other_weights(made: Any, model_info: Any) -> bool:
     """Whether an output recording the weights ``made`` was made by other weights than a model
     whose record is ``model_info`` (an output that records none, e.g. a classic detector's or a
     user's function's, is not said to be)."""
-    return made is not None and made != model_info
+    return made is not None and not same_weights(made, model_info)
 
 
-def row_weights(result: Any, model_label: str | None) -> str | None:
-    """The ``weights`` entry of a table row computed from ``result`` under a model whose
-    :func:`weights_label` is ``model_label``: the weights the result records; a classic detector's
-    result (label ``classic:NAME``, no weights) says so; otherwise (a user's function recording
-    none) the model's. A row a classic detector made was labelled with the model's weights."""
+def row_weights(result: Any, model_info: Any) -> str | None:
+    """The ``weights`` entry of a table row computed from ``result`` under a model whose record is
+    ``model_info``: the weights the result records (the model's own label when they are the same
+    weights, :func:`same_weights`); a classic detector's result (label ``classic:NAME``, no
+    weights) says so; otherwise (a user's function recording none) the model's. A row a classic
+    detector made was labelled with the model's weights."""
     made = getattr(result, "weights", None)
     if made is not None:
-        return weights_label(made)
+        return weights_label(model_info if same_weights(made, model_info) else made)
     label = getattr(result, "label", None)
     if isinstance(label, str) and label.startswith("classic:"):
         return f"{label} (a classic detector, no weights)"
-    return model_label
+    return None if model_info is None else weights_label(model_info)
