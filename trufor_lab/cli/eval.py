@@ -111,7 +111,8 @@ class _Classic:
             # not scored: its empty map earned the all-forged F1 (max over the inverted map) and a
             # score of 0 counted as a detection miss, so a method that ran on nothing scored like one that ran
             why = (r.notice or f"{self.method}: not applicable").removesuffix(": empty map")
-            msg = " ".join(f"{image}: {why}; not scored".split())[:300]  # as the evaluation's row says it
+            head = " ".join(f"{image}: {why}".split())  # as the evaluation's row says it, ending as it ends
+            msg = (head if len(head) <= 286 else head[:285] + "…") + "; not scored"  # one line, its end kept
             self.not_applicable.append(str(image))
             self.first_reason = self.first_reason or f"{Path(str(image)).name}: {why}"
             raise _NotApplicable(msg)
