@@ -128,3 +128,13 @@ def test_models_of_no_known_file_do_not_share_outputs(tmp_path):
     rb = evaluate(b, folder_dataset(folder), tmp_path / "out", progress=False).rows[0]
     assert not rb["reused"] and rb["score"] != ra["score"]
     assert values_digest(a) != values_digest(b)
+
+
+def test_classic_label_round_trip_and_network_results_are_not_classic():
+    from trufor_lab.lab.classic import detect
+    from trufor_lab.model.identity import classic_label, classic_method
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    r = detect(img, "ela")
+    assert r.label == classic_label("ela") and classic_method(r) == "ela" and classic_method(r.label) == "ela"
+    assert classic_method(None) is None and classic_method("demo") is None and classic_method(r.label[:-3]) == "" and classic_method("classic") is None

@@ -22,7 +22,7 @@ from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.preprocess import ImageLike, load_image
-from trufor_lab.model.identity import same_weights, weights_label
+from trufor_lab.model.identity import classic_method, same_weights, weights_label
 from trufor_lab.viz.figures import display_stride, draw_map, for_display, frame_panel, map_cmap, robust_limits
 
 __all__ = ["Comparison", "chance_level", "compare", "estimate_translation", "shift_threshold"]
@@ -271,8 +271,8 @@ def _as_image(x: Any, model: nn.Module | None, name: str | None) -> tuple[np.nda
 
 def _whose(r: Result) -> str:
     """The weights that made ``r``, in a few words (the file by its name alone, as reports name it)."""
-    if (r.label or "").startswith("classic:"):
-        return f"the classic detector {r.label.split(':', 1)[1]}"
+    if (method := classic_method(r)) is not None:
+        return f"the classic detector {method}"
     return weights_label(r.weights)
 
 
@@ -282,7 +282,7 @@ def _mixed_weights(ra: Result | None, rb: Result | None) -> list[str]:
     one model's answers. The same weights file at two paths is one model."""
     if ra is None or rb is None:
         return []
-    classic = [r.label for r in (ra, rb) if (r.label or "").startswith("classic:")]
+    classic = [r.label for r in (ra, rb) if classic_method(r) is not None]
     if same_weights(ra.weights, rb.weights) and (not classic or len(classic) == 2 and ra.label == rb.label):
         return []
     what = "detectors" if classic else "weights"

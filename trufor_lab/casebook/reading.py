@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trufor_lab.inference.weights import HOW_TO_VERIFY
-from trufor_lab.model.identity import changed_in_memory, is_own_training, where_changed
+from trufor_lab.model.identity import changed_in_memory, classic_method, is_own_training, where_changed
 from trufor_lab.lab.metrics import FIXED_THRESHOLD, fake_at_fixed, forged_at_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,7 +107,7 @@ def plain_reading(result: "Result") -> str:
             "the official TruFor checkpoint; the Noiseprint++ map and the provenance can still "
             "be inspected by an expert."
         )
-    if (result.label or "").startswith("classic:") or result.score is None:
+    if classic_method(result) is not None or result.score is None:
         return _map_only_reading(result)
     if not np.isfinite(float(result.score)):  # NaN compares False with every threshold: it read as "high"
         raise ValueError(f"{result.name or 'result'}: its score is {result.score}, not a number in 0..1: no reading")
@@ -154,8 +154,8 @@ def _unverified_reading(result: "Result", info: "WeightsInfo | None") -> str:
 def _map_only_reading(result: "Result") -> str:
     """A classic detector's map (a rescaled filter output), or a map without an integrity score."""
     st = map_stats(result)
-    label = result.label or ""
-    who = f"The classic detector {label.split(':', 1)[1]}" if label.startswith("classic:") else "This analysis"
+    method = classic_method(result)
+    who = "This analysis" if method is None else f"The classic detector {method}"
     flags = (
         _few_flagged(st.flagged_fraction, passive=False).replace("flags", "highlights", 1)
         if st.flagged_fraction < MIN_FLAGGED_FRACTION

@@ -59,6 +59,7 @@ from trufor_lab.lab.classic_params import check_params
 from trufor_lab.inference.preprocess import ImageLike, LoadedImage, load_image
 from trufor_lab.inference.load import is_full_model, load_noiseprint, unwrapped
 from trufor_lab.inference.preprocess import to_tensor
+from trufor_lab.model.identity import classic_label
 
 __all__ = ["Method", "METHODS", "Source", "detect", "not_applicable", "read_source", "with_method"]
 
@@ -383,7 +384,7 @@ def not_applicable(
         exif_orientation=src.orientation,
         notes=(*src.notes, msg),
         captures={"method": method, "applicable": False, "shown": shown},
-        label=f"classic:{method}",
+        label=classic_label(method),
     )
 
 
@@ -406,7 +407,7 @@ def detect(
     src = read_source(image)
     h, w = src.rgb.shape[:2]
     too_small = check_params(spec.name, params, (h, w))  # before any work: a bad option is the caller's error
-    label = f"classic:{spec.name}"
+    label = classic_label(spec.name)
     msg = None
     if too_small is not None:
         msg = f"{too_small}; {src.name} is {w}x{h}: empty map"

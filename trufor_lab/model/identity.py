@@ -189,6 +189,23 @@ def other_weights(made: Any, model_info: Any) -> bool:
     return made is not None and not same_weights(made, model_info)
 
 
+#: How a classic detector's label begins (``classic:ela``): its results carry no weights.
+CLASSIC_PREFIX = "classic:"
+
+
+def classic_label(method: str) -> str:
+    """The label of a result the classic detector ``method`` made."""
+    return f"{CLASSIC_PREFIX}{method}"
+
+
+def classic_method(result: Any) -> str | None:
+    """The classic detector that made ``result`` (a Result or its label), or None for a network's."""
+    label = result if isinstance(result, str) else getattr(result, "label", None)
+    if isinstance(label, str) and label.startswith(CLASSIC_PREFIX):
+        return label[len(CLASSIC_PREFIX) :]
+    return None
+
+
 def row_weights(result: Any, model_info: Any) -> str | None:
     """The ``weights`` entry of a table row computed from ``result`` under a model whose record is
     ``model_info``: the weights the result records (the model's own label when they are the same
@@ -198,7 +215,6 @@ def row_weights(result: Any, model_info: Any) -> str | None:
     made = getattr(result, "weights", None)
     if made is not None:
         return weights_label(model_info if same_weights(made, model_info) else made)
-    label = getattr(result, "label", None)
-    if isinstance(label, str) and label.startswith("classic:"):
-        return f"{label} (a classic detector, no weights)"
+    if classic_method(result) is not None:
+        return f"{result.label} (a classic detector, no weights)"
     return None if model_info is None else weights_label(model_info)
