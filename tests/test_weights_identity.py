@@ -137,4 +137,9 @@ def test_classic_label_round_trip_and_network_results_are_not_classic():
     img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     r = detect(img, "ela")
     assert r.label == classic_label("ela") and classic_method(r) == "ela" and classic_method(r.label) == "ela"
-    assert classic_method(None) is None and classic_method("demo") is None and classic_method(r.label[:-3]) == "" and classic_method("classic") is None
+    assert (
+        classic_method(None) is None
+        and classic_method("demo") is None
+        and classic_method(r.label[:-3]) == ""
+        and classic_method("classic") is None
+    )
