@@ -1008,3 +1008,28 @@ def test_absolute_paths_in_a_list_file_are_taken_as_they_are(tmp_path, capsys):
     rc = main(["eval", str(mixed), "--root", str(tmp_path / "ds"), "--method", "ela", "-o", str(tmp_path / "c3"), "-q"])
     assert rc == 0, capsys.readouterr().err
     assert (tmp_path / "c3" / "ela" / "mixed" / "images" / "a0.png.npz").is_file()  # relative: under --root
+
+
+def test_the_one_class_mask_note_names_the_best_threshold_f1_only(tmp_path):
+    """The summary line said of masks left with one class after the official erosion "their F1
+    is 0 or 1 whatever the map", beside "F1 best ..., fixed ...": the best-threshold F1 is, but
+    the official F1 at 0.5 of an all-forged mask is the better of F1(map > 0.5) and its inverse,
+    which the map decides (0.85 here, entered in the 'fixed' mean)."""
+    from trufor_lab.inference.result import Result
+
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "f.png")
+    Image.fromarray(np.full((40, 40), 255, np.uint8)).save(tmp_path / "f_mask.png")  # all forged
+
+    def fn(model, path):
+        m = np.zeros((40, 40), np.float32)
+        m[:, :30] = 0.9  # three quarters called forged at 0.5
+        return Result(np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40), np.float32), m, np.ones((40, 40)), 0.7)
+
+    ds = Dataset("toy", tmp_path, [Sample(tmp_path / "f.png", tmp_path / "f_mask.png", 1, "toy", "f")])
+    ev = evaluate(None, ds, tmp_path / "out", progress=False, analyze_fn=fn)
+    (row,) = ev.rows
+    assert (row["n_pristine"], row["f1_best"]) == (0, 1.0)
+    assert row["f1_fixed"] == pytest.approx(2 * 0.75 / 1.75)  # neither 0 nor 1: the map's
+    line = ev.summary_lines()[0]
+    assert "F1 best 1, fixed 0.8571 over 1 mask(s) (1 mask(s) with no forged pixel" in line, line
+    assert "their best-threshold F1 is 0 or 1 whatever the map" in line and "their F1 is" not in line, line

@@ -476,3 +476,40 @@ def test_a_map_with_nan_on_scored_pixels_keeps_the_other_rows(planted, mask):
     assert np.isnan(row["f1_best"]) and np.isnan(row["auc"]) and row["score"] == 1.0
     assert res.failed == ["factor=0.5: the map holds NaN on scored pixels (not scored)"]
     assert row["n_forged"] == int(scored_regions(P.resize(0.5).apply(planted, None, mask)[1])[0].sum())
+
+
+def test_sweep_rows_say_when_the_best_f1_is_the_inverted_maps():
+    """Notebook 05 circled 'F1 from the inverted map' where the pixel AUC was below 0.5, as the
+    sweep's rows did not say: here the AUC is 0.43 yet the best F1 (0.56, map > 0.75: the bright
+    left of the region) is the map's own. Rows now carry the metric's ``best_inverted``."""
+    from trufor_lab.lab.metrics import localization_metrics
+
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True
+    hmap = np.full((64, 64), 0.5, np.float32)
+    hmap[:26] = 0.25
+    hmap[:, :50] = 0.75
+    hmap[16:48, 16:30], hmap[16:48, 30:48] = 1.0, 0.25
+
+    @dataclass
+    class Out:
+        map: np.ndarray
+        conf: np.ndarray
+        score: float
+
+    def fn(model, image):
+        return Out(hmap, np.ones_like(hmap), 0.9)
+
+    lm = localization_metrics(hmap, mask)
+    assert lm.auc < 0.5 and not lm.best_inverted and lm.f1_best == pytest.approx(0.56)
+    (row,) = P.sweep(None, np.zeros((64, 64, 3), np.uint8), mask, "blur", [0.0], analyze_fn=fn).table
+    assert row["auc"] == lm.auc and row["best_inverted"] is False
+    row = P.sweep(
+        None, np.zeros((64, 64, 3), np.uint8), mask, "blur", [0.0], analyze_fn=lambda m, i: Out(1 - hmap, hmap, 0.9)
+    ).table[0]
+    assert row["best_inverted"] is True  # the same map turned over
+    (row,) = P.sweep(None, np.zeros((64, 64, 3), np.uint8), None, "blur", [0.0], analyze_fn=fn).table
+    assert row["best_inverted"] is None  # nothing scored
+    res = P.sweep(None, np.zeros((64, 64, 3), np.uint8), mask, "blur", [0.0, 0.5], analyze_fn=fn)
+    res.table[1]["best_inverted"] = None  # as a row with nothing scored holds it
+    assert res.column("best_inverted")[0] == 0 and np.isnan(res.column("best_inverted")[1])  # was TypeError

@@ -133,3 +133,20 @@ def test_every_option_the_docs_give_a_subcommand_exists():
         text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
         assert _unknown_options(text, subs) == [], nb.name
     assert _unknown_options("`trufor-lab analyze x -o y --fast`", subs) == ["analyze --fast"]
+
+
+def test_the_readme_names_the_detection_metrics_deviations():
+    """The README said detection AUC and balanced accuracy are computed "as the official script
+    computes them", but ``detection_metrics`` gives no balanced accuracy of scores outside 0..1
+    (the official script thresholds logits at 0.5 too) and a NaN AUC for one class (the official
+    script raises): both are checked here against the code, then looked for in the README."""
+    import math
+
+    from trufor_lab.lab.metrics import detection_metrics
+
+    assert math.isnan(detection_metrics([-2.0, 3.0, 0.4, 0.9], [0, 1, 0, 1]).balanced_accuracy)  # logits
+    assert math.isnan(detection_metrics([0.2, 0.9], [1, 1]).auc)  # one class
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    paragraph = text[text.index("Metrics follow the official evaluation script") :][:1200]
+    assert "no 0.5 threshold on scores outside 0..1" in paragraph, paragraph
+    assert "one-class set gets a NaN AUC where the official script raises" in paragraph, paragraph

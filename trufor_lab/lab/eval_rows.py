@@ -217,7 +217,8 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         # fakes whose map holds NaN on scored pixels (the output's fault, not the mask's)
         "n_map_unusable": sum(1 for r in fakes if "map" in not_scored(r)),
         # scored masks left with one class (no forged pixel after the erosion, or no pristine one):
-        # the official numbers for them are trivial (F1 best 0, or 1 whatever the map)
+        # their official best-threshold F1 is trivial (0, or 1 whatever the map); the F1 at 0.5 of an
+        # all-forged one is not (the better of map > 0.5 and its inverse)
         "n_mask_one_class": sum(1 for r in loc_rows if _one_class(r)),
         "detection_auc": det.auc,
         # one class present: no *balanced* accuracy (tpr or tnr holds its one rate), as the line says
@@ -254,7 +255,7 @@ def summary_line(name: str, s: Mapping[str, Any]) -> str:
     if s.get("n_mask_one_class"):
         loc += (
             f" ({s['n_mask_one_class']} mask(s) with no forged pixel after the official erosion, or no "
-            "pristine one: their F1 is 0 or 1 whatever the map)"
+            "pristine one: their best-threshold F1 is 0 or 1 whatever the map)"
         )
     if s.get("n_map_unusable"):
         loc += f" ({s['n_map_unusable']} fake(s) whose map holds NaN on scored pixels)"

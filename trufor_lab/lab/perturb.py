@@ -529,8 +529,9 @@ def _is_number(v: Any) -> bool:
 class SweepResult:
     """Rows of a sweep: one dict per value (``value``, ``height``, ``width``, ``score``,
     ``mean_conf``, ``map_mean``, ``f1_best``, ``f1_fixed``, ``mcc_best``, ``iou_fixed``,
-    ``auc`` (the pixel ROC AUC of the map), ``n_forged``: the forged pixels scored; metrics NaN where not defined, e.g. when
-    no forged pixel is left to score; ``error``: why a value's image was not analysed, else None;
+    ``auc`` (the pixel ROC AUC of the map), ``best_inverted`` (the best-threshold F1 is that of the
+    inverted map; None where nothing was scored, or a ``metrics_fn`` does not say), ``n_forged``: the
+    forged pixels scored; metrics NaN where not defined, e.g. when no forged pixel is left to score; ``error``: why a value's image was not analysed, else None;
     ``weights``: whose weights made it, :func:`~trufor_lab.model.identity.weights_label`).
     ``weights`` is the record of the model swept (its ``weights_info``), said in the repr and the
     figure; a sweep drawn on the axes of another one of other weights names each one's weights."""
@@ -561,8 +562,9 @@ class SweepResult:
         return [r["error"] for r in self.table if r.get("error")]
 
     def column(self, key: str) -> np.ndarray:
-        """One column as a float array."""
-        return np.array([float(r.get(key, math.nan)) for r in self.table], dtype=np.float64)
+        """One column as a float array (None, e.g. ``best_inverted`` where nothing was scored: NaN)."""
+        values = (r.get(key) for r in self.table)
+        return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
 
     def to_csv(self, path: str | os.PathLike) -> str:
         """Write the table as CSV (UTF-8, atomically: a failed write leaves the old file); returns the text."""
@@ -621,6 +623,13 @@ def _metric(lm: Any, key: str) -> float:
     return math.nan if v is None else float(v)
 
 
+def _inverted(lm: Any) -> bool | None:
+    """Whether the best-threshold F1 is that of the inverted map, when the metric says (the pixel
+    AUC below 0.5 is no test of it: near chance the two disagree)."""
+    v = lm.get("best_inverted") if isinstance(lm, dict) else getattr(lm, "best_inverted", None)
+    return None if v is None else bool(v)
+
+
 def _scored_forged(lm: Any) -> int | None:
     """Forged pixels the metric scored (after its erosion), when it says."""
     v = lm.get("n_forged") if isinstance(lm, dict) else getattr(lm, "n_forged", None)
@@ -646,6 +655,7 @@ def _failed_row(p: Perturbation, value: Any, image: np.ndarray, e: BaseException
         "height": int(image.shape[0]),
         "width": int(image.shape[1]),
         **{k: math.nan for k in ("score", "mean_conf", "map_mean", *_METRICS)},
+        "best_inverted": None,
         "n_forged": n_forged,
         "error": f"{p.value_name}={p.applied_value(value)}: not analysed ({text.removeprefix('<ndarray>: ')})",
     }
@@ -723,7 +733,7 @@ def sweep(
             "mean_conf": math.nan if conf is None else float(np.mean(conf)),
             "map_mean": math.nan if hmap is None else float(np.mean(hmap)),
         }
-        row.update({k: math.nan for k in _METRICS}, error=None)
+        row.update({k: math.nan for k in _METRICS}, best_inverted=None, error=None)
         row["n_forged"] = 0 if pmask is None else int(pmask.sum())
         fitted = None if hmap is None or pmask is None or not pmask.any() else _fit_map(np.asarray(hmap), pmask.shape)
         regions = None if fitted is None or fitted.dtype.kind != "f" else scored_regions(pmask)
@@ -739,7 +749,7 @@ def sweep(
             # a region the metric's erosion removes entirely is not scored: F1 0 there would
             # read as the detector failing (what shrinking a small region does)
             if scored is None or scored > 0:
-                row.update({k: _metric(lm, k) for k in _METRICS})
+                row.update({k: _metric(lm, k) for k in _METRICS}, best_inverted=_inverted(lm))
             if scored is not None:
                 row["n_forged"] = scored
         row["weights"] = row_weights(res, info)
