@@ -300,3 +300,60 @@ def test_train_help_says_what_restart_removes_and_what_images_takes(capsys):
     # it said "ignore an existing last.pt": the old checkpoint and log are deleted
     assert "start over: the run's last.pt and log.jsonl are removed" in text
     assert "folder of pristine images, no masks" in text
+
+
+def test_a_model_trained_in_the_localization_phase_alone_says_its_score_is_that_of_random_heads(
+    run_checkpoint, tmp_path, capsys
+):
+    # the README's `train -o RUN` then export of RUN/last.pt: a score of 0.49 and a confidence of 0.5
+    # from heads never trained, and no word of it anywhere
+    exported = T.export_checkpoint(run_checkpoint, tmp_path / "mine.pt", kind="custom")
+    for path in (run_checkpoint, exported):
+        m = tl.load_trufor(path, kind="custom")
+        assert m.weights_info.untrained == "confidence, detection"
+        r = tl.analyze(m, T.synthetic_scene(64, 3))
+        assert "its confidence and detection phases were never trained: its confidence map and score come " in str(
+            r.notice
+        )
+        assert str(tl.banner(m)) == r.notice
+    # a detection run started from it leaves the confidence head as it found it: random
+    det = T.train(
+        T.TrainConfig(
+            phase="detection",
+            init=str(run_checkpoint),
+            out_dir=str(tmp_path / "det"),
+            pristine=[T.synthetic_scene(64, 0), T.synthetic_scene(64, 1)],
+            steps=1,
+            batch_size=2,
+            crop=64,
+            progress=False,
+            warmup=1,
+        )
+    )
+    assert det.trained == ["localization", "detection"]
+    notice = tl.banner(tl.load_trufor(det.checkpoint, kind="custom"))
+    assert "its confidence phase was never trained: its confidence map comes from random weights and means nothing" in (
+        str(notice)
+    )
+    # a checkpoint that says nothing (the official one, an earlier version's run) is not doubted
+    obj = torch.load(run_checkpoint, weights_only=True)
+    del obj["meta"]["trained"]
+    torch.save(obj, tmp_path / "older.pt")
+    m = tl.load_trufor(tmp_path / "older.pt", kind="custom")
+    assert m.weights_info.untrained == "" and "never trained" not in str(tl.banner(m))
+    # the command says it when it ends, -q or not
+    capsys.readouterr()
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(2):
+        Image.fromarray(T.synthetic_scene(64, i)).save(pics / f"p{i}.png")
+    out = tmp_path / "cli"
+    args = ["-o", str(out), "--init", str(run_checkpoint), "--images", str(pics), "--steps", "1", "--crop", "64", "-q"]
+    assert cli_train.main([*args, "--batch-size", "2"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"note: {out}/last.pt: its confidence and detection phases were never trained: a model loaded from it " in err
+    )
+    assert (
+        f"train them with --phase confidence --init {out}/last.pt -o ANOTHER_RUN (then the next), or --phase all" in err
+    )

@@ -54,8 +54,15 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.device import cuda_bf16_native, resolve_device
 from trufor_lab.common.files import atomic_savez
-from trufor_lab.model import TruFor
-from trufor_lab.training.checkpoints import read_log, read_training_state, save_checkpoint, truncate_log
+from trufor_lab.model import TruFor, read_checkpoint
+from trufor_lab.training.checkpoints import (
+    phases_after,
+    read_log,
+    read_training_state,
+    save_checkpoint,
+    trained_phases,
+    truncate_log,
+)
 from trufor_lab.training.config import TrainConfig, TrainResult, file_digest, stream_fingerprint
 from trufor_lab.training.losses import phase_loss
 from trufor_lab.training.phases import PHASES, build_model, set_phase
@@ -306,6 +313,11 @@ def _train(cfg: TrainConfig) -> TrainResult:
     params = set_phase(model, cfg.phase)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, saved = 0, None  # saved: the step of the checkpoint on disk
+    # the phases these weights are trained in, recorded: a model exported from a localization run
+    # gave the score and confidence of random heads, unsaid
+    trained = state.get("trained") if state is not None else [cfg.phase] if cfg.init is None else None
+    if state is None and cfg.init is not None:
+        trained = phases_after(trained_phases(read_checkpoint(cfg.init)), cfg.phase)
     if state is not None:
         _check_same_run(ckpt, state.get("train_config"), cfg, at_step=state.get("step"))
         opt.load_state_dict(state["optimizer"])
@@ -370,7 +382,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
             over = cfg.max_seconds is not None and time.time() - t0 > cfg.max_seconds
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or over or stop:
-                save_checkpoint(model, opt, cfg, step, out, init_digest)
+                save_checkpoint(model, opt, cfg, step, out, init_digest, trained)
                 saved = step
             if stop:  # Ctrl-C: the step in progress was finished and saved, nothing is lost
                 bar.close()
@@ -379,11 +391,13 @@ def _train(cfg: TrainConfig) -> TrainResult:
                 break
     bar.close()
     if not ckpt.is_file():
-        save_checkpoint(model, opt, cfg, step, out, init_digest)
+        save_checkpoint(model, opt, cfg, step, out, init_digest, trained)
     if np.isnan(last["loss"]):
         rows = read_log(log_path)
         last = rows[-1] if rows else last
-    return TrainResult(out, ckpt, log_path, cfg.phase, step, float(last["loss"]), time.time() - t0, model.eval())
+    return TrainResult(
+        out, ckpt, log_path, cfg.phase, step, float(last["loss"]), time.time() - t0, model.eval(), trained
+    )
 
 
 class _StopFlag:
