@@ -106,8 +106,8 @@ def _run(args: Any) -> int:
     if not args.quiet:
         for phase, r in results.items():
             print(f"{phase}: step {r.step}, loss {r.final_loss:.4f}, checkpoint {r.checkpoint}")
-    last = list(results.values())[-1]
-    missing = [p for p in PHASES if last.trained is not None and p not in last.trained]
+    last = list(results.values())[-1] if results else None
+    missing = [p for p in PHASES if getattr(last, "trained", None) is not None and p not in last.trained]
     if missing:  # even with -q: a model loaded from it gives the score of random weights
         nxt = missing[0]
         print(
