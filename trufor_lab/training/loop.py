@@ -45,6 +45,7 @@ import signal
 import threading
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -116,6 +117,16 @@ def _weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:8]
 
 
+def _pool_digest(arrays: dict[str, np.ndarray]) -> str:
+    """The sha256 of a pool's arrays (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}{a.shape}{a.dtype.str}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
 class _Pool:
     """Examples generated once with their Noiseprint++ maps; batches are grid-aligned crops."""
 
@@ -127,9 +138,7 @@ class _Pool:
         maps = _weights_digest(model.dncnn)  # ... nor a run with other Noiseprint++ weights
         cache = Path(cfg.cache_dir or out) / f"pool_{cfg.seed}_{cfg.precompute}_{size}_{key}_{maps}.npz"
         cache.parent.mkdir(parents=True, exist_ok=True)
-        if cache.is_file():
-            z = np.load(cache)
-            self.rgb, self.mask, self.label, self.np = z["rgb"], z["mask"], z["label"], z["np"]
+        if cache.is_file() and self._read(cache, cfg.precompute, size):
             return
         rgbs, masks, labels, nps = [], [], [], []
         # oneDNN convolutions (CPU) are ~2.5x faster and ~1e-5 from the exact map: fine for training
@@ -144,7 +153,37 @@ class _Pool:
             model.dncnn.onednn = onednn
         self.rgb, self.mask = np.stack(rgbs), np.stack(masks)
         self.label, self.np = np.array(labels), np.stack(nps)
-        atomic_savez(cache, dict(rgb=self.rgb, mask=self.mask, label=self.label, np=self.np))
+        arrays = dict(rgb=self.rgb, mask=self.mask, label=self.label, np=self.np)
+        atomic_savez(cache, {**arrays, "sha256": np.array(_pool_digest(arrays))})
+
+    def _read(self, cache: Path, n: int, size: int) -> bool:
+        """Whether ``cache`` holds the pool as written (its arrays, their shapes and digest); if
+        not, a note says so and the pool is computed again (a pool cut short was a traceback, one
+        changed since trained on, unsaid; one of an earlier version has no digest to check)."""
+        shapes = {"rgb": (n, size, size, 3), "mask": (n, size, size), "label": (n,), "np": (n, size, size)}
+        try:
+            with np.load(cache) as z:
+                arrays = {k: z[k] for k in shapes}
+                digest = str(z["sha256"]) if "sha256" in z.files else None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # KeyError's str is quoted
+            why = f"cannot be read ({' '.join(text.split())[:120]})"
+        else:
+            bad = [k for k, a in arrays.items() if a.shape != shapes[k]]
+            why = (
+                f"holds arrays of other shapes ({', '.join(bad)})"
+                if bad
+                else "has no digest (an earlier version's)"
+                if digest is None
+                else "is not the pool written (its digest differs)"
+                if digest != _pool_digest(arrays)
+                else None
+            )
+            if why is None:
+                self.rgb, self.mask, self.label, self.np = arrays["rgb"], arrays["mask"], arrays["label"], arrays["np"]
+                return True
+        tqdm.write(f"note: {cache}: the precomputed pool {why}: computed again", file=sys.stderr)
+        return False
 
     def batch(self, rng: np.random.Generator, n: int, crop: int, device: torch.device):
         ex, nps = [], []
