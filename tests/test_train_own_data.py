@@ -16,6 +16,7 @@ import trufor_lab.training as T
 from trufor_lab.cli import train as cli_train
 from trufor_lab.lab.datasets import Dataset, MaskConvention, folder_dataset
 from trufor_lab.model import TruForConfig
+from trufor_lab.training.checkpoints import read_training_state
 from trufor_lab.training.scenes import read_folder
 
 TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), decoder_embed_dim=32)
@@ -357,3 +358,17 @@ def test_a_model_trained_in_the_localization_phase_alone_says_its_score_is_that_
     assert (
         f"train them with --phase confidence --init {out}/last.pt -o ANOTHER_RUN (then the next), or --phase all" in err
     )
+
+
+def test_an_export_over_the_checkpoint_it_is_made_from_is_refused(run_checkpoint, tmp_path):
+    # a run's last.pt exported over itself: float16 weights, no optimizer, the run could never resume
+    run = tmp_path / "run"
+    run.mkdir()
+    src = run / "last.pt"
+    src.write_bytes(run_checkpoint.read_bytes())
+    before = src.read_bytes()
+    for dst in (src, run / "." / "last.pt"):
+        with pytest.raises(ValueError, match=f"^{dst}: the export would replace the checkpoint it is made from"):
+            T.export_checkpoint(src, dst, kind="custom")
+    assert src.read_bytes() == before
+    assert read_training_state(src)["step"] == 1

@@ -193,6 +193,9 @@ def export_checkpoint(
     ``dtype``: a floating dtype (``torch.float16``, ``torch.bfloat16``, ``torch.float32``, ...).
     """
     dtype = _export_dtype(dtype)
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        # a run's last.pt exported over itself lost its optimizer state and float32 weights: no resume
+        raise ValueError(f"{dst}: the export would replace the checkpoint it is made from; give another path")
     if kind not in EXPORT_KINDS:  # 'official' was written into the file; any word was
         raise ValueError(f"kind must be one of {', '.join(map(repr, EXPORT_KINDS))}, got {kind!r}")
     obj = read_checkpoint(src)
