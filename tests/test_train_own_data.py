@@ -372,3 +372,25 @@ def test_an_export_over_the_checkpoint_it_is_made_from_is_refused(run_checkpoint
             T.export_checkpoint(src, dst, kind="custom")
     assert src.read_bytes() == before
     assert read_training_state(src)["step"] == 1
+
+
+def test_forgeries_and_pictures_smaller_than_the_examples_cut_from_them_are_said(tmp_path, capsys):
+    # said of a pristine folder only: a dataset's 40x48 forgery trained on mirror-padded crops with no
+    # word, and so did a picture smaller than the precomputed examples' side but not than the crop
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for name, (h, w) in {"a": (40, 48), "b": (64, 72)}.items():
+        Image.fromarray(T.synthetic_scene(80, len(name))[:h, :w]).save(root / "images" / f"{name}.png")
+        m = np.zeros((h, w), np.uint8)
+        m[8:24, 8:24] = 255
+        Image.fromarray(m).save(root / "masks" / f"{name}.png")
+    ds = folder_dataset(root / "images", root / "masks")
+    T.train(_cfg(tmp_path / "run", ds))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "note: images: 1 of 2 pictures are smaller than --crop 64 (smallest 48x40): their crops are padded " in err
+    T.train(_cfg(tmp_path / "pool", ds, crop=32, precompute=2, precompute_size=64))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "note: images: 1 of 2 pictures are smaller than the precomputed examples' side 64 (precompute_size) " in err
+    T.train(_cfg(tmp_path / "fits", ds, crop=32))
+    assert "smaller than" not in capsys.readouterr().err

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.device import cuda_bf16_native, resolve_device
 from trufor_lab.common.files import atomic_savez
+from trufor_lab.common.image_files import open_image, stored_size
 from trufor_lab.model import TruFor, read_checkpoint
 from trufor_lab.training.checkpoints import (
     phases_after,
@@ -84,16 +85,35 @@ def _images(cfg: TrainConfig) -> list[np.ndarray]:
         return [] if cfg.datasets and cfg.dataset_fraction >= 1 else builtin_images("train")
     if isinstance(cfg.pristine, (str, os.PathLike)):
         images = read_folder(cfg.pristine, skip=cfg.out_dir)  # not the run's own folder when it lies inside
-        small = [im for im in images if min(im.shape[:2]) < cfg.crop]
-        if small:  # trained on mirror-padded crops with seams, unsaid
-            h, w = min((im.shape[:2] for im in small), key=min)
-            tqdm.write(
-                f"note: {cfg.pristine}: {len(small)} of {len(images)} pictures are smaller than --crop {cfg.crop} "
-                f"(smallest {w}x{h}): their crops are padded by mirroring",
-                file=sys.stderr,
-            )
+        _say_small(cfg.pristine, [im.shape[:2] for im in images], cfg)
         return images
     return [np.asarray(a) for a in cfg.pristine]
+
+
+def _say_small(source: object, sizes: Sequence[tuple[int, int]], cfg: TrainConfig) -> None:
+    """A note on the pictures (``(height, width)`` each) smaller than the examples cut from them:
+    trained on mirror-padded crops with seams, unsaid (a dataset's forgeries, and pictures smaller
+    than a pool's precomputed side but not than the crop, were not said)."""
+    side = (cfg.precompute_size or cfg.crop) if cfg.precompute else cfg.crop
+    small = [hw for hw in sizes if min(hw) < side]
+    if small:
+        h, w = min(small, key=min)
+        what = f"--crop {cfg.crop}" if side == cfg.crop else f"the precomputed examples' side {side} (precompute_size)"
+        tqdm.write(
+            f"note: {source}: {len(small)} of {len(sizes)} pictures are smaller than {what} "
+            f"(smallest {w}x{h}): their crops are padded by mirroring",
+            file=sys.stderr,
+        )
+
+
+def _stored_sizes(paths: Sequence[object]) -> list[tuple[int, int]]:
+    """``(height, width)`` of image files as stored, from their headers."""
+    sizes = []
+    for p in paths:
+        with open_image(p) as im:
+            w, h = stored_size(im)
+        sizes.append((h, w))
+    return sizes
 
 
 @torch.no_grad()
@@ -384,6 +404,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
         traceable=cfg.traceable,
         progress=cfg.progress,
     )
+    for ds in cfg.datasets if cfg.stream is None else ():  # their pictures that are checked and used
+        _say_small(
+            getattr(ds, "name", "dataset"), _stored_sizes([s.image_path for d, s in stream.samples if d is ds]), cfg
+        )
     pool = _Pool(model, stream, cfg, device, out, cfg.progress) if cfg.precompute and step < cfg.steps else None
     last = {"loss": float("nan")}
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.phase}", disable=not cfg.progress)
