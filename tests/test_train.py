@@ -102,6 +102,18 @@ def test_phases_freeze_what_they_should(phases):
     assert not _same(conf, det, ("detection.",))
 
 
+def test_a_model_of_the_three_phases_records_them_and_is_not_said_untrained(phases):
+    import trufor_lab as tl
+
+    res, _ = phases
+    assert [r.trained for r in res.values()] == [["localization"], ["localization", "confidence"], list(T.PHASES)]
+    m = tl.load_trufor(
+        T.export_checkpoint(res["detection"].checkpoint, res["detection"].out_dir / "x.pt"), kind="custom"
+    )
+    assert m.weights_info.untrained == "" and "never trained" not in str(tl.banner(m))
+    assert tl.load_trufor(res["confidence"].checkpoint, kind="custom").weights_info.untrained == "detection"
+
+
 def test_set_phase_trainable_sets():
     m = T.build_model(TINY)
     for phase, mods in T.TRAINABLE.items():

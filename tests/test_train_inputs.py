@@ -325,3 +325,26 @@ def test_pictures_smaller_than_the_crop_are_said(tmp_path, capsys):
     )
     _images(T.TrainConfig(pristine=str(pics), crop=32))
     assert capsys.readouterr().err == ""
+
+
+def test_a_damaged_or_changed_pool_is_computed_again_and_the_run_trains_as_without_it(tmp_path, images, capsys):
+    # a pool cut short (a copy of the run folder interrupted) was a BadZipFile traceback; one whose
+    # arrays changed since it was written was trained on, unsaid
+    cfg = dict(precompute=3, precompute_size=64, checkpoint_every=1)
+    whole = T.train(_cfg(tmp_path / "whole", images, steps=3, **cfg))
+    for damage, said in [
+        (lambda p: p.write_bytes(p.read_bytes()[:5000]), "cannot be read (File is not a zip file)"),
+        (lambda p: np.savez(p, **{k: np.zeros_like(v) for k, v in np.load(p).items()}), "its digest differs"),
+        (lambda p: np.savez(p, rgb=np.zeros((3, 8, 8, 3), np.uint8)), "cannot be read (mask is not a file"),
+    ]:
+        out = tmp_path / f"run{len(said)}"
+        T.train(_cfg(out, images, steps=1, **cfg))
+        (pool,) = out.glob("pool_*.npz")
+        damage(pool)
+        capsys.readouterr()
+        resumed = T.train(_cfg(out, images, steps=3, **cfg))
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"note: {pool}: the precomputed pool " in err and said in err and "computed again" in err
+        assert [r["loss"] for r in T.read_log(resumed.log)] == [r["loss"] for r in T.read_log(whole.log)]
+        a, b = _state(whole.checkpoint), _state(resumed.checkpoint)
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -16,6 +16,7 @@ import trufor_lab.training as T
 from trufor_lab.cli import train as cli_train
 from trufor_lab.lab.datasets import Dataset, MaskConvention, folder_dataset
 from trufor_lab.model import TruForConfig
+from trufor_lab.training.checkpoints import read_training_state
 from trufor_lab.training.scenes import read_folder
 
 TINY = TruForConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), decoder_embed_dim=32)
@@ -300,3 +301,96 @@ def test_train_help_says_what_restart_removes_and_what_images_takes(capsys):
     # it said "ignore an existing last.pt": the old checkpoint and log are deleted
     assert "start over: the run's last.pt and log.jsonl are removed" in text
     assert "folder of pristine images, no masks" in text
+
+
+def test_a_model_trained_in_the_localization_phase_alone_says_its_score_is_that_of_random_heads(
+    run_checkpoint, tmp_path, capsys
+):
+    # the README's `train -o RUN` then export of RUN/last.pt: a score of 0.49 and a confidence of 0.5
+    # from heads never trained, and no word of it anywhere
+    exported = T.export_checkpoint(run_checkpoint, tmp_path / "mine.pt", kind="custom")
+    for path in (run_checkpoint, exported):
+        m = tl.load_trufor(path, kind="custom")
+        assert m.weights_info.untrained == "confidence, detection"
+        r = tl.analyze(m, T.synthetic_scene(64, 3))
+        assert "its confidence and detection phases were never trained: its confidence map and score come " in str(
+            r.notice
+        )
+        assert str(tl.banner(m)) == r.notice
+    # a detection run started from it leaves the confidence head as it found it: random
+    det = T.train(
+        T.TrainConfig(
+            phase="detection",
+            init=str(run_checkpoint),
+            out_dir=str(tmp_path / "det"),
+            pristine=[T.synthetic_scene(64, 0), T.synthetic_scene(64, 1)],
+            steps=1,
+            batch_size=2,
+            crop=64,
+            progress=False,
+            warmup=1,
+        )
+    )
+    assert det.trained == ["localization", "detection"]
+    notice = tl.banner(tl.load_trufor(det.checkpoint, kind="custom"))
+    assert "its confidence phase was never trained: its confidence map comes from random weights and means nothing" in (
+        str(notice)
+    )
+    # a checkpoint that says nothing (the official one, an earlier version's run) is not doubted
+    obj = torch.load(run_checkpoint, weights_only=True)
+    del obj["meta"]["trained"]
+    torch.save(obj, tmp_path / "older.pt")
+    m = tl.load_trufor(tmp_path / "older.pt", kind="custom")
+    assert m.weights_info.untrained == "" and "never trained" not in str(tl.banner(m))
+    # the command says it when it ends, -q or not
+    capsys.readouterr()
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(2):
+        Image.fromarray(T.synthetic_scene(64, i)).save(pics / f"p{i}.png")
+    out = tmp_path / "cli"
+    args = ["-o", str(out), "--init", str(run_checkpoint), "--images", str(pics), "--steps", "1", "--crop", "64", "-q"]
+    assert cli_train.main([*args, "--batch-size", "2"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"note: {out}/last.pt: its confidence and detection phases were never trained: a model loaded from it " in err
+    )
+    assert (
+        f"train them with --phase confidence --init {out}/last.pt -o ANOTHER_RUN (then the next), or --phase all" in err
+    )
+
+
+def test_an_export_over_the_checkpoint_it_is_made_from_is_refused(run_checkpoint, tmp_path):
+    # a run's last.pt exported over itself: float16 weights, no optimizer, the run could never resume
+    run = tmp_path / "run"
+    run.mkdir()
+    src = run / "last.pt"
+    src.write_bytes(run_checkpoint.read_bytes())
+    before = src.read_bytes()
+    for dst in (src, run / "." / "last.pt"):
+        with pytest.raises(ValueError, match=f"^{dst}: the export would replace the checkpoint it is made from"):
+            T.export_checkpoint(src, dst, kind="custom")
+    assert src.read_bytes() == before
+    assert read_training_state(src)["step"] == 1
+
+
+def test_forgeries_and_pictures_smaller_than_the_examples_cut_from_them_are_said(tmp_path, capsys):
+    # said of a pristine folder only: a dataset's 40x48 forgery trained on mirror-padded crops with no
+    # word, and so did a picture smaller than the precomputed examples' side but not than the crop
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for name, (h, w) in {"a": (40, 48), "b": (64, 72)}.items():
+        Image.fromarray(T.synthetic_scene(80, len(name))[:h, :w]).save(root / "images" / f"{name}.png")
+        m = np.zeros((h, w), np.uint8)
+        m[8:24, 8:24] = 255
+        Image.fromarray(m).save(root / "masks" / f"{name}.png")
+    ds = folder_dataset(root / "images", root / "masks")
+    T.train(_cfg(tmp_path / "run", ds))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "note: images: 1 of 2 pictures are smaller than --crop 64 (smallest 48x40): their crops are padded " in err
+    T.train(_cfg(tmp_path / "pool", ds, crop=32, precompute=2, precompute_size=64))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "note: images: 1 of 2 pictures are smaller than the precomputed examples' side 64 (precompute_size) " in err
+    T.train(_cfg(tmp_path / "fits", ds, crop=32))
+    assert "smaller than" not in capsys.readouterr().err

@@ -106,6 +106,18 @@ def _run(args: Any) -> int:
     if not args.quiet:
         for phase, r in results.items():
             print(f"{phase}: step {r.step}, loss {r.final_loss:.4f}, checkpoint {r.checkpoint}")
+    last = list(results.values())[-1] if results else None
+    missing = [p for p in PHASES if getattr(last, "trained", None) is not None and p not in last.trained]
+    if missing:  # even with -q: a model loaded from it gives the score of random weights
+        nxt = missing[0]
+        print(
+            f"note: {last.checkpoint}: its {' and '.join(missing)} phase{'s were' if len(missing) > 1 else ' was'} "
+            f"never trained: a model loaded from it gives the "
+            f"{' and '.join({'confidence': 'confidence map', 'detection': 'score'}[p] for p in missing)} of random weights; "
+            f"train {'them' if len(missing) > 1 else 'it'} with --phase {nxt} --init {last.checkpoint} -o ANOTHER_RUN"
+            + (" (then the next), or --phase all" if len(missing) > 1 else ""),
+            file=sys.stderr,
+        )
     return 0
 
 

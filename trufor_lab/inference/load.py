@@ -61,6 +61,37 @@ def _with_noiseprint_dtype(info: W.WeightsInfo, sd: dict[str, torch.Tensor], pre
     return dataclasses.replace(info, noiseprint_dtype="/".join(low)) if low else info
 
 
+#: The heads a training phase fits, after localization (the phase every trained model starts with).
+HEADS = ("confidence", "detection")
+
+
+def _with_untrained(info: W.WeightsInfo, obj: object) -> W.WeightsInfo:
+    """``info`` naming the heads that ``obj``'s training record (``meta.trained``, written by
+    trufor_lab's training) says were never trained: a model exported after the localization phase
+    alone gave the score and confidence map of random heads, unsaid. Unchanged without a record."""
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    trained = meta.get("trained") if isinstance(meta, dict) else None
+    if not isinstance(trained, list):
+        return info
+    missing = [h for h in HEADS if h not in trained]
+    return dataclasses.replace(info, untrained=", ".join(missing)) if missing else info
+
+
+def _untrained_words(info: W.WeightsInfo | None) -> str:
+    """The banner's words for heads never trained ('' when all were)."""
+    missing = getattr(info, "untrained", "") or ""
+    if not missing:
+        return ""
+    outputs = {"confidence": "confidence map", "detection": "score"}
+    heads = missing.split(", ")
+    said = " and ".join(outputs.get(h, h) for h in heads)
+    many = len(heads) > 1
+    return (
+        f"; its {' and '.join(heads)} phase{'s were' if many else ' was'} never trained: its {said} "
+        f"come{'' if many else 's'} from random weights and mean{'' if many else 's'} nothing"
+    )
+
+
 def _identity(path: str | os.PathLike) -> tuple[int, ...] | None:
     """What tells one state of a file from another: device, inode, size, mtime and ctime."""
     try:
@@ -185,7 +216,7 @@ def load_trufor(
         model = TruFor(cfg).to(_dtype(precision))  # before loading: float64 weights stay float64
     strict_load(model, sd, str(path))
     info = _own_note(obj, _describe_loaded(path, kind, before))
-    model.weights_info = _with_noiseprint_dtype(info, sd, "dncnn.")
+    model.weights_info = _with_untrained(_with_noiseprint_dtype(info, sd, "dncnn."), obj)
     return model.eval().to(device=dev)
 
 
@@ -331,11 +362,13 @@ def model_notice(model: nn.Module) -> str | None:
     if W.is_own_training(info):  # never the official file: no advice to install it as one
         return (
             f"TruFor weights trained or exported with trufor_lab ({Path(info.path).name}, sha256 "
-            f"{info.short_sha}{_low(info)}), not the official TruFor weights; for real analyses " + W.HOW_TO_GET
+            f"{info.short_sha}{_low(info)}{_untrained_words(info)}), not the official TruFor weights; for real "
+            "analyses " + W.HOW_TO_GET
         )
     if info.kind == "custom" or not info.verified:  # only a verified official file goes without a banner
         return (
-            f"TruFor weights of unverified origin ({Path(info.path).name}, sha256 {info.short_sha}{_low(info)}): "
+            f"TruFor weights of unverified origin ({Path(info.path).name}, sha256 {info.short_sha}{_low(info)}"
+            f"{_untrained_words(info)}): "
             f"not verified as the official TruFor weights; {W.HOW_TO_VERIFY}"
         )
     return None

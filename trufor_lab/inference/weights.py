@@ -97,6 +97,7 @@ class WeightsInfo:
     license: str = LICENSE_NOTE
     note: str = ""
     noiseprint_dtype: str = "float32"  # as the file stores Noiseprint++ (it is precision-sensitive)
+    untrained: str = ""  # heads its file says were never trained ('confidence, detection'): random
 
     @property
     def short_sha(self) -> str:

@@ -13,6 +13,7 @@ from trufor_lab.common.files import atomic_torch_save, atomic_write_text
 from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
 from trufor_lab.model.checkpoint import check_state_dict, without_prefix
 from trufor_lab.training.config import TrainConfig
+from trufor_lab.training.phases import PHASES
 from trufor_lab.viz.figures import new_figure
 
 # --------------------------------------------------------------------------------------------
@@ -25,11 +26,35 @@ LAST_CHECKPOINT = "last.pt"
 OLD_OPTIM_FILE = "last_optim.pt"
 
 
+def trained_phases(obj: object) -> list[str] | None:
+    """The phases whose modules hold trained weights in a checkpoint (its ``meta.trained``, in
+    order), ``None`` when it does not say (the official checkpoint, an earlier version's run)."""
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    said = meta.get("trained") if isinstance(meta, dict) else None
+    if not isinstance(said, list) or not all(isinstance(p, str) and p in PHASES for p in said):
+        return None
+    return [p for p in PHASES if p in said]
+
+
+def phases_after(before: list[str] | None, phase: str) -> list[str] | None:
+    """The phases trained once ``phase`` is trained on weights trained in ``before`` (``None``:
+    not known, and so still not known after)."""
+    return None if before is None else [p for p in PHASES if p in before or p == phase]
+
+
 def save_checkpoint(
-    model: TruFor, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, out: Path, init_digest: str | None = None
+    model: TruFor,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    step: int,
+    out: Path,
+    init_digest: str | None = None,
+    trained: list[str] | None = None,
 ) -> Path:
     """Write model, optimizer, step and RNG state as ONE atomic file, ``out/last.pt``;
-    ``init_digest``: what the run started from (``meta.init_sha256``; ``"none"``: no init).
+    ``init_digest``: what the run started from (``meta.init_sha256``; ``"none"``: no init);
+    ``trained``: the phases its weights were trained in (``meta.trained``; a load says when the
+    confidence or detection head never was: its output is then that of random weights).
 
     One file renamed into place: a crash at any moment leaves either the previous complete
     checkpoint or the new one, never a model from one step with an optimizer from another.
@@ -45,6 +70,7 @@ def save_checkpoint(
             "seed": cfg.seed,
             "train_config": cfg.to_plain(),
             **({"init_sha256": init_digest} if init_digest is not None else {}),
+            **({"trained": list(trained)} if trained is not None else {}),
         },
         "optimizer": opt.state_dict(),
         "rng": {"torch": torch.get_rng_state()},
@@ -57,9 +83,9 @@ def save_checkpoint(
 
 
 def read_training_state(path: str | os.PathLike) -> dict:
-    """``{"step", "optimizer", "rng", "train_config", "init_sha256"}`` of a training checkpoint
-    (the settings it was trained with and the digest of the init it started from, ``None`` when
-    not recorded), read on the CPU like any
+    """``{"step", "optimizer", "rng", "train_config", "init_sha256", "trained"}`` of a training
+    checkpoint (the settings it was trained with, the digest of the init it started from and the
+    phases its weights were trained in, ``None`` when not recorded), read on the CPU like any
     checkpoint (``Optimizer.load_state_dict`` moves the state to the parameters' device).
 
     A checkpoint of an earlier version keeps its optimizer in ``last_optim.pt`` beside it: taken
@@ -83,7 +109,14 @@ def read_training_state(path: str | os.PathLike) -> dict:
         if not isinstance(opt, dict) or not {"state", "param_groups"} <= set(opt):
             raise ValueError(f"{path}: its optimizer entry is not an optimizer state; cannot resume from it")
         rng = obj.get("rng") if isinstance(obj.get("rng"), dict) else {}
-        return {"step": step, "optimizer": opt, "rng": rng, "train_config": plain, "init_sha256": init}
+        return {
+            "step": step,
+            "optimizer": opt,
+            "rng": rng,
+            "train_config": plain,
+            "init_sha256": init,
+            "trained": trained_phases(obj),
+        }
     old = path.with_name(OLD_OPTIM_FILE)
     if old.is_file():
         state = read_checkpoint(old)
@@ -94,6 +127,7 @@ def read_training_state(path: str | os.PathLike) -> dict:
                 "rng": {},
                 "train_config": plain,
                 "init_sha256": init,
+                "trained": None,
             }
         raise ValueError(
             f"{path}: model saved at step {step} but {old.name} at step {state.get('step')} "
@@ -159,6 +193,9 @@ def export_checkpoint(
     ``dtype``: a floating dtype (``torch.float16``, ``torch.bfloat16``, ``torch.float32``, ...).
     """
     dtype = _export_dtype(dtype)
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        # a run's last.pt exported over itself lost its optimizer state and float32 weights: no resume
+        raise ValueError(f"{dst}: the export would replace the checkpoint it is made from; give another path")
     if kind not in EXPORT_KINDS:  # 'official' was written into the file; any word was
         raise ValueError(f"kind must be one of {', '.join(map(repr, EXPORT_KINDS))}, got {kind!r}")
     obj = read_checkpoint(src)

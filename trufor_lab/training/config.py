@@ -286,3 +286,6 @@ class TrainResult:
     final_loss: float
     seconds: float
     model: TruFor | None = field(default=None, repr=False)
+    #: The phases the checkpoint's weights were trained in (``None``: not known, e.g. started from
+    #: the official checkpoint); a phase missing left its head random.
+    trained: list[str] | None = None

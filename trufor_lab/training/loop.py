@@ -45,6 +45,7 @@ import signal
 import threading
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -54,8 +55,16 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.device import cuda_bf16_native, resolve_device
 from trufor_lab.common.files import atomic_savez
-from trufor_lab.model import TruFor
-from trufor_lab.training.checkpoints import read_log, read_training_state, save_checkpoint, truncate_log
+from trufor_lab.common.image_files import open_image, stored_size
+from trufor_lab.model import TruFor, read_checkpoint
+from trufor_lab.training.checkpoints import (
+    phases_after,
+    read_log,
+    read_training_state,
+    save_checkpoint,
+    trained_phases,
+    truncate_log,
+)
 from trufor_lab.training.config import TrainConfig, TrainResult, file_digest, stream_fingerprint
 from trufor_lab.training.losses import phase_loss
 from trufor_lab.training.phases import PHASES, build_model, set_phase
@@ -76,16 +85,35 @@ def _images(cfg: TrainConfig) -> list[np.ndarray]:
         return [] if cfg.datasets and cfg.dataset_fraction >= 1 else builtin_images("train")
     if isinstance(cfg.pristine, (str, os.PathLike)):
         images = read_folder(cfg.pristine, skip=cfg.out_dir)  # not the run's own folder when it lies inside
-        small = [im for im in images if min(im.shape[:2]) < cfg.crop]
-        if small:  # trained on mirror-padded crops with seams, unsaid
-            h, w = min((im.shape[:2] for im in small), key=min)
-            tqdm.write(
-                f"note: {cfg.pristine}: {len(small)} of {len(images)} pictures are smaller than --crop {cfg.crop} "
-                f"(smallest {w}x{h}): their crops are padded by mirroring",
-                file=sys.stderr,
-            )
+        _say_small(cfg.pristine, [im.shape[:2] for im in images], cfg)
         return images
     return [np.asarray(a) for a in cfg.pristine]
+
+
+def _say_small(source: object, sizes: Sequence[tuple[int, int]], cfg: TrainConfig) -> None:
+    """A note on the pictures (``(height, width)`` each) smaller than the examples cut from them:
+    trained on mirror-padded crops with seams, unsaid (a dataset's forgeries, and pictures smaller
+    than a pool's precomputed side but not than the crop, were not said)."""
+    side = (cfg.precompute_size or cfg.crop) if cfg.precompute else cfg.crop
+    small = [hw for hw in sizes if min(hw) < side]
+    if small:
+        h, w = min(small, key=min)
+        what = f"--crop {cfg.crop}" if side == cfg.crop else f"the precomputed examples' side {side} (precompute_size)"
+        tqdm.write(
+            f"note: {source}: {len(small)} of {len(sizes)} pictures are smaller than {what} "
+            f"(smallest {w}x{h}): their crops are padded by mirroring",
+            file=sys.stderr,
+        )
+
+
+def _stored_sizes(paths: Sequence[object]) -> list[tuple[int, int]]:
+    """``(height, width)`` of image files as stored, from their headers."""
+    sizes = []
+    for p in paths:
+        with open_image(p) as im:
+            w, h = stored_size(im)
+        sizes.append((h, w))
+    return sizes
 
 
 @torch.no_grad()
@@ -109,6 +137,16 @@ def _weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:8]
 
 
+def _pool_digest(arrays: dict[str, np.ndarray]) -> str:
+    """The sha256 of a pool's arrays (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}{a.shape}{a.dtype.str}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
 class _Pool:
     """Examples generated once with their Noiseprint++ maps; batches are grid-aligned crops."""
 
@@ -120,9 +158,7 @@ class _Pool:
         maps = _weights_digest(model.dncnn)  # ... nor a run with other Noiseprint++ weights
         cache = Path(cfg.cache_dir or out) / f"pool_{cfg.seed}_{cfg.precompute}_{size}_{key}_{maps}.npz"
         cache.parent.mkdir(parents=True, exist_ok=True)
-        if cache.is_file():
-            z = np.load(cache)
-            self.rgb, self.mask, self.label, self.np = z["rgb"], z["mask"], z["label"], z["np"]
+        if cache.is_file() and self._read(cache, cfg.precompute, size):
             return
         rgbs, masks, labels, nps = [], [], [], []
         # oneDNN convolutions (CPU) are ~2.5x faster and ~1e-5 from the exact map: fine for training
@@ -137,7 +173,37 @@ class _Pool:
             model.dncnn.onednn = onednn
         self.rgb, self.mask = np.stack(rgbs), np.stack(masks)
         self.label, self.np = np.array(labels), np.stack(nps)
-        atomic_savez(cache, dict(rgb=self.rgb, mask=self.mask, label=self.label, np=self.np))
+        arrays = dict(rgb=self.rgb, mask=self.mask, label=self.label, np=self.np)
+        atomic_savez(cache, {**arrays, "sha256": np.array(_pool_digest(arrays))})
+
+    def _read(self, cache: Path, n: int, size: int) -> bool:
+        """Whether ``cache`` holds the pool as written (its arrays, their shapes and digest); if
+        not, a note says so and the pool is computed again (a pool cut short was a traceback, one
+        changed since trained on, unsaid; one of an earlier version has no digest to check)."""
+        shapes = {"rgb": (n, size, size, 3), "mask": (n, size, size), "label": (n,), "np": (n, size, size)}
+        try:
+            with np.load(cache) as z:
+                arrays = {k: z[k] for k in shapes}
+                digest = str(z["sha256"]) if "sha256" in z.files else None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # KeyError's str is quoted
+            why = f"cannot be read ({' '.join(text.split())[:120]})"
+        else:
+            bad = [k for k, a in arrays.items() if a.shape != shapes[k]]
+            why = (
+                f"holds arrays of other shapes ({', '.join(bad)})"
+                if bad
+                else "has no digest (an earlier version's)"
+                if digest is None
+                else "is not the pool written (its digest differs)"
+                if digest != _pool_digest(arrays)
+                else None
+            )
+            if why is None:
+                self.rgb, self.mask, self.label, self.np = arrays["rgb"], arrays["mask"], arrays["label"], arrays["np"]
+                return True
+        tqdm.write(f"note: {cache}: the precomputed pool {why}: computed again", file=sys.stderr)
+        return False
 
     def batch(self, rng: np.random.Generator, n: int, crop: int, device: torch.device):
         ex, nps = [], []
@@ -306,6 +372,11 @@ def _train(cfg: TrainConfig) -> TrainResult:
     params = set_phase(model, cfg.phase)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, saved = 0, None  # saved: the step of the checkpoint on disk
+    # the phases these weights are trained in, recorded: a model exported from a localization run
+    # gave the score and confidence of random heads, unsaid
+    trained = state.get("trained") if state is not None else [cfg.phase] if cfg.init is None else None
+    if state is None and cfg.init is not None:
+        trained = phases_after(trained_phases(read_checkpoint(cfg.init)), cfg.phase)
     if state is not None:
         _check_same_run(ckpt, state.get("train_config"), cfg, at_step=state.get("step"))
         opt.load_state_dict(state["optimizer"])
@@ -333,6 +404,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
         traceable=cfg.traceable,
         progress=cfg.progress,
     )
+    for ds in cfg.datasets if cfg.stream is None else ():  # their pictures that are checked and used
+        _say_small(
+            getattr(ds, "name", "dataset"), _stored_sizes([s.image_path for d, s in stream.samples if d is ds]), cfg
+        )
     pool = _Pool(model, stream, cfg, device, out, cfg.progress) if cfg.precompute and step < cfg.steps else None
     last = {"loss": float("nan")}
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.phase}", disable=not cfg.progress)
@@ -370,7 +445,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
             over = cfg.max_seconds is not None and time.time() - t0 > cfg.max_seconds
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or over or stop:
-                save_checkpoint(model, opt, cfg, step, out, init_digest)
+                save_checkpoint(model, opt, cfg, step, out, init_digest, trained)
                 saved = step
             if stop:  # Ctrl-C: the step in progress was finished and saved, nothing is lost
                 bar.close()
@@ -379,11 +454,13 @@ def _train(cfg: TrainConfig) -> TrainResult:
                 break
     bar.close()
     if not ckpt.is_file():
-        save_checkpoint(model, opt, cfg, step, out, init_digest)
+        save_checkpoint(model, opt, cfg, step, out, init_digest, trained)
     if np.isnan(last["loss"]):
         rows = read_log(log_path)
         last = rows[-1] if rows else last
-    return TrainResult(out, ckpt, log_path, cfg.phase, step, float(last["loss"]), time.time() - t0, model.eval())
+    return TrainResult(
+        out, ckpt, log_path, cfg.phase, step, float(last["loss"]), time.time() - t0, model.eval(), trained
+    )
 
 
 class _StopFlag:
