@@ -550,3 +550,14 @@ def test_score_heldout_says_a_nan_score_instead_of_dropping_it():
     items[0] = dataclasses.replace(items[0], image=items[1].image)
     ev = T.evaluate(_Stub(), items)
     assert ev.n_pristine == 2 and ev.auc == 1.0  # scores 60/256*8-4 < 100/256*8-4 < 200/256*8-4
+
+
+def test_a_restart_with_an_input_that_cannot_be_read_keeps_the_old_run(tmp_path, images):
+    """``--restart`` deleted the old run's checkpoint and log before reading its inputs: a typo in
+    ``--images`` lost the run and trained nothing."""
+    out = str(tmp_path / "run")
+    T.train(_cfg(tmp_path, images, out_dir=out, steps=2))
+    before = (tmp_path / "run" / "last.pt").read_bytes(), (tmp_path / "run" / "log.jsonl").read_text()
+    with pytest.raises((ValueError, OSError), match="nope"):
+        T.train(_cfg(tmp_path, images, out_dir=out, steps=2, resume=False, pristine=str(tmp_path / "nope")))
+    assert ((tmp_path / "run" / "last.pt").read_bytes(), (tmp_path / "run" / "log.jsonl").read_text()) == before

@@ -385,12 +385,6 @@ def _train(cfg: TrainConfig) -> TrainResult:
         if isinstance(state["rng"].get("torch"), torch.Tensor):
             torch.set_rng_state(state["rng"]["torch"].cpu())
         truncate_log(log_path, step)
-    else:  # a restart: the old run's log, checkpoint and pools go together (a resume after an
-        # interrupted restart continued the old run, logged as the new one; a pool made from
-        # files since changed was reused)
-        for stale in (log_path, ckpt, *out.glob("pool_*.npz")):
-            if stale.exists():
-                stale.unlink()
     stream = cfg.stream or ForgeryStream(
         _images(cfg),
         cfg.datasets,
@@ -408,6 +402,12 @@ def _train(cfg: TrainConfig) -> TrainResult:
         _say_small(
             getattr(ds, "name", "dataset"), _stored_sizes([s.image_path for d, s in stream.samples if d is ds]), cfg
         )
+    if state is None:  # a restart, once its inputs are read (a typo in them deleted the old run first):
+        # the old run's log, checkpoint and pools go together (a resume after an interrupted restart
+        # continued the old run, logged as the new one; a pool made from files since changed was reused)
+        for stale in (log_path, ckpt, *out.glob("pool_*.npz")):
+            if stale.exists():
+                stale.unlink()
     pool = _Pool(model, stream, cfg, device, out, cfg.progress) if cfg.precompute and step < cfg.steps else None
     last = {"loss": float("nan")}
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.phase}", disable=not cfg.progress)
