@@ -270,6 +270,29 @@ def test_a_capture_around_an_attribution_keeps_the_images_forward(recipe_model, 
     assert_clean(recipe_model)
 
 
+def test_a_capture_around_a_modality_attribution_keeps_the_images_noiseprint(recipe_model, img):
+    """Modality attribution ran the encoder and heads alone for the image's last forward: a
+    capture of the Noiseprint++ map around it held the blurred baseline's map (the last DnCNN
+    run), as if it were the image's; beside an encoder name, the map was dropped as missing."""
+    import trufor_lab as tl
+
+    small = img[:48, :48].copy()
+    x = to_tensor(small)
+    with torch.no_grad():
+        own = recipe_model(x)
+        blurred = recipe_model(T.make_baseline(x, "blur")).noiseprint
+    assert not torch.equal(own.noiseprint, blurred)
+    for names in (["noiseprint"], ["noiseprint", "noiseprint.input", "detection.logit"]):
+        with tl.capture(recipe_model, names) as cap:
+            a = T.attribute(recipe_model, small, "modality", n_steps=2)
+        assert cap.missing == [], names
+        assert torch.equal(cap.tensors["noiseprint"], own.noiseprint), names
+    assert torch.equal(cap.tensors["noiseprint.input"], own.noiseprint.expand(-1, 3, -1, -1))
+    assert float(cap.tensors["detection.logit"].flatten()[0]) == pytest.approx(a.target_value, abs=1e-6)
+    assert a.target_value == pytest.approx(float(own.det_logit[0, 0]), abs=1e-5)
+    assert_clean(recipe_model)
+
+
 def test_values_do_not_depend_on_the_batch_position(recipe_model, tampered2):
     """Under ``noiseprint_noise`` the k-th batch item read the k-th noise slice: IG with one path
     point per forward and with four disagreed, and the baseline's value (read from slot 1 of a

@@ -462,7 +462,10 @@ class ModalityAttribution:
             )
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 base = f(b_rgb, b_np)[0]
-                vals = (f(rgb_n, npm)[0], base)  # the image last: a capture around the call keeps its forward
+                # the image last, as one whole forward of the model (Noiseprint++ included, the same
+                # arithmetic as f): a capture around the call keeps it. f runs the encoder and the
+                # heads only, so a captured Noiseprint++ map was the blurred baseline's, unsaid
+                vals = (per_item(target(m(x)), 1)[0], base)
                 finite_target(float(vals[0]), target)
         tot_rgb, tot_np = float(a_rgb.abs().sum()), float(a_np.abs().sum())
         total = tot_rgb + tot_np
