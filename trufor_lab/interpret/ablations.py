@@ -367,7 +367,7 @@ def noiseprint_noise(model: nn.Module, std: float | None = None, seed: int = 0) 
         z = z.to(device=rgb.device, dtype=rgb.dtype)
         if std is not None:
             return z * std
-        npm = _real_noiseprint(mod, rgb, given).detach()
+        npm = _real_noiseprint(mod, rgb, given)  # not detached: an attribution's gradient follows its mean, std
         return npm.mean(dim=(1, 2, 3), keepdim=True) + npm.std(dim=(1, 2, 3), keepdim=True) * z
 
     return Ablation(
