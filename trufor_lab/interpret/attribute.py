@@ -281,7 +281,12 @@ class InputAttribution:
 class LayerAttribution:
     """Attribution at the fused map of stage ``stage`` (1-based, ``backbone.FFMs[stage - 1]``):
     ``'gradcam'`` (LayerGradCam) or ``'conductance'`` (LayerConductance, summed over channels),
-    upsampled bilinearly to the image size."""
+    upsampled bilinearly to the image size.
+
+    One stage's fused map is not the only way from the image to the output (the rectified streams
+    go on to the next stage, and every stage's fused map reaches the decoders), so conductance at
+    one stage is the part of the change that flows through that map: ``layer_map`` does not add up
+    to ``target(image) - target(baseline)``, whatever ``n_steps``; the four stages' together do."""
 
     def __init__(self, model: nn.Module, stage: int, method: str = "gradcam") -> None:
         self.model = trufor_of(model)
