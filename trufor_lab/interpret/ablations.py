@@ -14,7 +14,7 @@ Studies (every image under every ablation) are :mod:`trufor_lab.interpret.ablate
 What each one does (stages and scales are 1-based, as in the paper):
 
 - ``rgb_only``: the Noiseprint++ branch reads zeros (``fill='zeros'``, the same as
-  ``model(x, noiseprint=0)``) or the map's per-image mean (``fill='mean'``).
+  ``model(x, noiseprint=torch.zeros(B, 1, H, W))``) or the map's per-image mean (``fill='mean'``).
 - ``noiseprint_only``: the RGB branch's normalised input is replaced: ``'zeros'`` (0 after
   normalisation, i.e. a flat image of the ImageNet mean colour), ``'mean'`` (the image's
   per-channel mean colour) or ``'gray'`` (a flat 0.5 image). Noiseprint++ still sees the image.
