@@ -363,7 +363,7 @@ def noiseprint_noise(model: nn.Module, std: float | None = None, seed: int = 0) 
     def make(mod: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
         shape = given.shape if given is not None else (rgb.shape[0], 1, *rgb.shape[2:])
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn((1, *shape[1:]), generator=g, dtype=torch.float64).expand(shape)
+        z = torch.randn((1, 1, *shape[2:]), generator=g, dtype=torch.float64).expand(shape)  # one (H, W) field
         z = z.to(device=rgb.device, dtype=rgb.dtype)
         if std is not None:
             return z * std
