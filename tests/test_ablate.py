@@ -513,6 +513,25 @@ def test_noiseprint_noise_does_not_depend_on_the_batch_position(recipe_model, x,
     assert_pristine(recipe_model, ref)
 
 
+def test_noiseprint_noise_is_one_field_whatever_the_channels_given(recipe_model, x, ref):
+    """Given a Noiseprint++ map as ``(B, 3, H, W)`` (``noiseprint=`` takes the tiled map too), the
+    noise was drawn per channel: three different fields where the encoder reads three copies of
+    one map, and the tiled map gave another answer than the same map as one channel (score 0.42
+    against 0.32 with ``std=0.5``)."""
+    with torch.no_grad():
+        npm = recipe_model.forward_noiseprint(x)
+        for options in ({"seed": 1}, {"std": 0.5}):
+            with A.noiseprint_noise(recipe_model, **options):
+                one = recipe_model(x, noiseprint=npm)
+                tiled = recipe_model(x, noiseprint=npm.expand(-1, 3, -1, -1).contiguous())
+            assert all(torch.equal(tiled.noiseprint[:, c], tiled.noiseprint[:, 0]) for c in (1, 2)), options
+            # the same up to the std's N - 1 over three copies of the map (a 1e-4 relative change)
+            assert torch.allclose(tiled.noiseprint[:, :1], one.noiseprint, atol=1e-4), options
+            assert float((tiled.map - one.map).abs().max()) < 1e-3, options
+            assert torch.allclose(tiled.det_logit, one.det_logit, atol=1e-3), options
+    assert_pristine(recipe_model, ref)
+
+
 def test_two_equal_nested_ablations_each_remove_their_own_entry(recipe_model, ref):
     """Interventions compared by value: leaving the inner of two equal ablations removed the
     outer's entry, whose hook was then reported as a user's hook blocking the lean forward."""

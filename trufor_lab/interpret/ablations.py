@@ -14,7 +14,7 @@ Studies (every image under every ablation) are :mod:`trufor_lab.interpret.ablate
 What each one does (stages and scales are 1-based, as in the paper):
 
 - ``rgb_only``: the Noiseprint++ branch reads zeros (``fill='zeros'``, the same as
-  ``model(x, noiseprint=0)``) or the map's per-image mean (``fill='mean'``).
+  ``model(x, noiseprint=torch.zeros(B, 1, H, W))``) or the map's per-image mean (``fill='mean'``).
 - ``noiseprint_only``: the RGB branch's normalised input is replaced: ``'zeros'`` (0 after
   normalisation, i.e. a flat image of the ImageNet mean colour), ``'mean'`` (the image's
   per-channel mean colour) or ``'gray'`` (a flat 0.5 image). Noiseprint++ still sees the image.
@@ -363,11 +363,11 @@ def noiseprint_noise(model: nn.Module, std: float | None = None, seed: int = 0) 
     def make(mod: TruFor, rgb: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
         shape = given.shape if given is not None else (rgb.shape[0], 1, *rgb.shape[2:])
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn((1, *shape[1:]), generator=g, dtype=torch.float64).expand(shape)
+        z = torch.randn((1, 1, *shape[2:]), generator=g, dtype=torch.float64).expand(shape)  # one (H, W) field
         z = z.to(device=rgb.device, dtype=rgb.dtype)
         if std is not None:
             return z * std
-        npm = _real_noiseprint(mod, rgb, given).detach()
+        npm = _real_noiseprint(mod, rgb, given)  # not detached: an attribution's gradient follows its mean, std
         return npm.mean(dim=(1, 2, 3), keepdim=True) + npm.std(dim=(1, 2, 3), keepdim=True) * z
 
     return Ablation(

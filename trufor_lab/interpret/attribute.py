@@ -281,7 +281,12 @@ class InputAttribution:
 class LayerAttribution:
     """Attribution at the fused map of stage ``stage`` (1-based, ``backbone.FFMs[stage - 1]``):
     ``'gradcam'`` (LayerGradCam) or ``'conductance'`` (LayerConductance, summed over channels),
-    upsampled bilinearly to the image size."""
+    upsampled bilinearly to the image size.
+
+    One stage's fused map is not the only way from the image to the output (the rectified streams
+    go on to the next stage, and every stage's fused map reaches the decoders), so conductance at
+    one stage is the part of the change that flows through that map: ``layer_map`` does not add up
+    to ``target(image) - target(baseline)``, whatever ``n_steps``; the four stages' together do."""
 
     def __init__(self, model: nn.Module, stage: int, method: str = "gradcam") -> None:
         self.model = trufor_of(model)
@@ -462,7 +467,10 @@ class ModalityAttribution:
             )
             with torch.no_grad():  # one at a time: a value must not depend on its batch position
                 base = f(b_rgb, b_np)[0]
-                vals = (f(rgb_n, npm)[0], base)  # the image last: a capture around the call keeps its forward
+                # the image last, as one whole forward of the model (Noiseprint++ included, the same
+                # arithmetic as f): a capture around the call keeps it. f runs the encoder and the
+                # heads only, so a captured Noiseprint++ map was the blurred baseline's, unsaid
+                vals = (per_item(target(m(x)), 1)[0], base)
                 finite_target(float(vals[0]), target)
         tot_rgb, tot_np = float(a_rgb.abs().sum()), float(a_np.abs().sum())
         total = tot_rgb + tot_np
