@@ -38,6 +38,7 @@ __all__ = [
     "loaded_tiff_orientation",
     "open_image",
     "orientation_tag",
+    "palette_missing",
     "pil_log_unprinted",
     "pixel_limit",
     "planar16_tiff",
@@ -168,9 +169,21 @@ def _native_kept() -> Iterator[list[str]]:
 
 
 def _header(f: IO[bytes]) -> Image.Image:
-    """``Image.open`` of :data:`FORMATS`, libtiff's lines kept off the terminal."""
+    """``Image.open`` of :data:`FORMATS`, libtiff's lines kept off the terminal; a palette image
+    whose file gives no palette refused (:func:`palette_missing`)."""
     with _native_kept():
-        return Image.open(f, formats=image_formats())
+        im = Image.open(f, formats=image_formats())
+    palette_missing(im)
+    return im
+
+
+def palette_missing(im: Image.Image) -> None:
+    """Raise ``SyntaxError`` for a palette image whose file holds no palette for its pixels: a PNG
+    of colour type 3 without its PLTE chunk before the image data (missing, or put after it).
+    Pillow reads every pixel of it as black, and that black picture was analysed (and read as an
+    empty mask) without a word; libpng refuses such a file."""
+    if im.mode in ("P", "PA") and getattr(im, "palette", None) is None:
+        raise SyntaxError("palette image without its palette (no PLTE chunk before the image data): colours unknown")
 
 
 def decoder_words(printed: list[str]) -> list[str]:

@@ -1,0 +1,67 @@
+"""Damaged files found by mutating valid ones (a bit flipped, a chunk moved, a field changed):
+each reader refuses them in one line naming the file, or reads them right; never a picture
+that is not the file's, a traceback, or a decoder's lines on the terminal."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trufor_lab.forensics.provenance import read_provenance
+from trufor_lab.inference.preprocess import ImageError, load_image
+from trufor_lab.lab.datasets import DatasetError, read_mask
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    out, at = [], 8
+    while at + 8 <= len(data):
+        n = struct.unpack(">I", data[at : at + 4])[0]
+        out.append((data[at + 4 : at + 8], data[at + 8 : at + 8 + n]))
+        at += 12 + n
+    return out
+
+
+def _png(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    body = b"".join(
+        struct.pack(">I", len(p)) + t + p + struct.pack(">I", zlib.crc32(t + p) & 0xFFFFFFFF) for t, p in chunks
+    )
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def _palette_png() -> bytes:
+    """A palette PNG of a bright square on a mid-grey ground (no index is black)."""
+    a = np.full((40, 48, 3), (120, 130, 140), np.uint8)
+    a[10:30, 12:36] = (250, 200, 40)
+    buf = io.BytesIO()
+    Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=4).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("where", ["after the pixels", "missing"])
+def test_a_palette_png_without_its_palette_before_the_pixels_is_refused_not_read_black(tmp_path, where):
+    """A palette PNG whose PLTE chunk comes after its image data (or not at all), checksums
+    right: Pillow reads no palette and every pixel as black. That black picture was analysed,
+    read as an empty mask (its image then counted real) and its provenance failed with a bare
+    AssertionError; libpng refuses the file."""
+    good = _palette_png()
+    chunks = _chunks(good)
+    plte = next(c for c in chunks if c[0] == b"PLTE")
+    rest = [c for c in chunks if c[0] != b"PLTE"]
+    moved = rest[:-1] + [plte, rest[-1]] if where == "after the pixels" else rest
+    path = tmp_path / "square.png"
+    path.write_bytes(_png(moved))
+    ok = tmp_path / "ok.png"
+    ok.write_bytes(good)
+    assert load_image(ok).rgb.min() > 0  # the file as written reads as its colours
+    with pytest.raises(ImageError, match=r"square\.png: .*palette image without its palette") as e:
+        load_image(path)
+    assert "\n" not in str(e.value)
+    with pytest.raises(DatasetError, match=r"square\.png: unreadable mask \(palette image without its palette"):
+        read_mask(path)
+    with pytest.raises(ValueError, match=r"square\.png: .*palette image without its palette"):
+        read_provenance(path)
