@@ -65,3 +65,55 @@ def test_a_palette_png_without_its_palette_before_the_pixels_is_refused_not_read
         read_mask(path)
     with pytest.raises(ValueError, match=r"square\.png: .*palette image without its palette"):
         read_provenance(path)
+
+
+def _mask(fmt: str) -> bytes:
+    m = np.zeros((40, 48), np.uint8)
+    m[10:30, 12:36] = 255
+    buf = io.BytesIO()
+    Image.fromarray(m).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _interlace_4(png: bytes) -> bytes:
+    """The IHDR's interlace method set to 4 (only 0 and 1 exist), its checksum right."""
+    chunks = _chunks(png)
+    t, p = chunks[0]
+    chunks[0] = (t, p[:12] + b"\x04")
+    return _png(chunks)
+
+
+def _strip_offsets_double(tif: bytes) -> bytes:
+    """The StripOffsets tag of a little-endian TIFF typed DOUBLE instead of LONG."""
+    data = bytearray(tif)
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for k in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * k
+        if struct.unpack("<H", data[at : at + 2])[0] == 273:
+            data[at + 2 : at + 4] = struct.pack("<H", 12)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("suffix", ["png", "tif"])
+def test_a_mask_that_makes_pillow_raise_a_type_error_is_one_line_and_the_folder_still_reads(tmp_path, suffix):
+    """Pillow raises TypeError on a PNG whose interlace byte is 4 and on a TIFF whose strip
+    offsets are typed DOUBLE; the mask reader let it through, and `trufor-lab eval` on a folder
+    with one such mask stopped with a traceback before any image was analysed."""
+    from trufor_lab.lab.datasets import folder_dataset
+
+    damage = _interlace_4 if suffix == "png" else _strip_offsets_double
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "images" / f"{name}.png").write_bytes(_palette_png())
+    (tmp_path / "masks" / f"a.{suffix}").write_bytes(_mask(suffix.upper() if suffix == "png" else "TIFF"))
+    bad = tmp_path / "masks" / f"b.{suffix}"
+    bad.write_bytes(damage(_mask("PNG" if suffix == "png" else "TIFF")))
+    with pytest.raises(ImageError, match=rf"b\.{suffix}: unreadable image"):  # the image reader said so already
+        load_image(bad)
+    ds = folder_dataset(tmp_path / "images", tmp_path / "masks")
+    a, b = sorted(ds.samples, key=lambda s: s.image_path)
+    assert ds.load_mask(a).sum() == 20 * 24
+    with pytest.raises(DatasetError, match=rf"b\.{suffix}: unreadable mask \(.+\)$") as e:
+        ds.load_mask(b)
+    assert "\n" not in str(e.value)

@@ -27,6 +27,7 @@ from trufor_lab.common.native_stderr import native_stderr_kept
 from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
 
 __all__ = [
+    "DAMAGED_FILE_ERRORS",
     "FORMATS",
     "MAX_PIXELS",
     "decoder_words",
@@ -68,6 +69,26 @@ UNDO_ORIENTATION = {
     8: Image.Transpose.ROTATE_270,
 }
 
+
+#: What Pillow and its plugins raise on a damaged or crafted file, besides the OSError and
+#: SyntaxError they mean to raise (a TIFF whose next-IFD pointer leads nowhere raises TypeError from
+#: n_frames; a PNG whose colour-type byte was changed, TypeError from the decoder's setup; a TIFF
+#: whose strip offset is a fraction, TypeError from the seek; AVIF/HEIF decoders RuntimeError):
+#: each is that file's problem only, said in one line naming it.
+DAMAGED_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    RuntimeError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    MemoryError,
+    TypeError,
+    IndexError,
+    KeyError,
+    ArithmeticError,
+    AssertionError,
+    struct.error,
+)
 
 #: Largest image read by default (pixels): a 200 MP panorama passes; a header claiming more is
 #: refused before any pixel is decoded (a decompression bomb). Pillow's own limit is lower.

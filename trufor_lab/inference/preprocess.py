@@ -39,7 +39,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +52,7 @@ from PIL import Image, ImageOps
 
 from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.image_files import (
+    DAMAGED_FILE_ERRORS,
     MAX_PIXELS,
     MAX_TIFF_FRAMES,
     UNDO_ORIENTATION,
@@ -385,11 +385,8 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
     return _with_notes(loaded, said)
 
 
-#: What a malformed file can make a Pillow plugin raise (a TIFF whose next-IFD pointer leads
-#: nowhere raises TypeError from n_frames; Pillow's AVIF/HEIF decoders raise RuntimeError on a
-#: damaged file): each is this file's problem only.
-_DECODE_ERRORS = (OSError, RuntimeError, SyntaxError, ValueError, EOFError, MemoryError, TypeError, IndexError)
-_DECODE_ERRORS += (KeyError, ArithmeticError, AssertionError, struct.error)
+#: What a malformed file can make a Pillow plugin raise: each is this file's problem only.
+_DECODE_ERRORS = DAMAGED_FILE_ERRORS
 
 
 @contextmanager

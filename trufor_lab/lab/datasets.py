@@ -33,7 +33,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from trufor_lab.common.paths import IMAGE_EXTENSIONS, find_images
-from trufor_lab.common.image_files import open_image, orientation_tag, pixel_limit, stored_pixels, stored_size
+from trufor_lab.common.image_files import (
+    DAMAGED_FILE_ERRORS,
+    open_image,
+    orientation_tag,
+    pixel_limit,
+    stored_pixels,
+    stored_size,
+)
 from trufor_lab.common.jpeg_cut import too_many_scans
 from trufor_lab.inference.preprocess import orientation_note
 
@@ -365,8 +372,8 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
         raise
     except UnidentifiedImageError:
         raise DatasetError(f"{path}: unreadable mask (not an image file, or a format not read here)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DatasetError(f"{path}: unreadable mask ({_one_line(exc)})") from exc
+    except DAMAGED_FILE_ERRORS as exc:  # a TypeError of Pillow's on a damaged file stopped a whole evaluation
+        raise DatasetError(f"{path}: unreadable mask ({_one_line(exc) or type(exc).__name__})") from exc
     if lossy:
         convention.check_lossy(pixels, path, lossy)
     return convention.apply(pixels, path)
@@ -385,7 +392,7 @@ def _orientation(path: Path) -> int | None:
     try:
         with pixel_limit(), open_image(path) as im:
             return orientation_tag(im)[1]
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, *DAMAGED_FILE_ERRORS):
         return None
 
 
@@ -398,8 +405,8 @@ def _image_size(path: Path) -> tuple[int, int]:
             return stored_size(im)
     except UnidentifiedImageError:
         raise DatasetError(f"{path}: unreadable image (not an image file, or a format not read here)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from exc
+    except DAMAGED_FILE_ERRORS as exc:
+        raise DatasetError(f"{path}: unreadable image ({_one_line(exc) or type(exc).__name__})") from exc
 
 
 # --------------------------------------------------------------------------------------------
