@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -117,3 +118,28 @@ def test_a_mask_that_makes_pillow_raise_a_type_error_is_one_line_and_the_folder_
     with pytest.raises(DatasetError, match=rf"b\.{suffix}: unreadable mask \(.+\)$") as e:
         ds.load_mask(b)
     assert "\n" not in str(e.value)
+
+
+def test_a_tiff_tag_that_pillow_warns_about_while_the_refusal_is_worded_stays_off_the_terminal(tmp_path, capfd):
+    """A TIFF whose SamplesPerPixel tag counts 3 values: the reason for refusing it is read from
+    its directory, whose tags Pillow decodes when they are asked for; that was after the warnings
+    were caught, and Pillow's 'UserWarning: Metadata Warning, tag 277 had too many entries' came
+    out on the terminal in two lines naming no file, beside the one-line error."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(buf, "TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for k in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * k
+        if struct.unpack("<H", data[at : at + 2])[0] == 277:
+            data[at + 4 : at + 8] = struct.pack("<I", 3)
+    path = tmp_path / "samples.tif"
+    path.write_bytes(bytes(data))
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as escaped:  # what Python would print on the terminal
+        warnings.simplefilter("always")
+        with pytest.raises(ImageError, match=r"samples\.tif: a TIFF") as e:
+            load_image(path)
+    assert "\n" not in str(e.value)
+    assert [str(w.message) for w in escaped] == []
+    assert capfd.readouterr().err == ""
