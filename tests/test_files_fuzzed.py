@@ -143,3 +143,23 @@ def test_a_tiff_tag_that_pillow_warns_about_while_the_refusal_is_worded_stays_of
     assert "\n" not in str(e.value)
     assert [str(w.message) for w in escaped] == []
     assert capfd.readouterr().err == ""
+
+
+def test_a_mask_with_a_corrupt_exif_block_is_read_without_pillows_warnings_on_the_terminal(tmp_path):
+    """A mask PNG whose eXIf chunk declares a tag its bytes do not hold: Pillow warns 'Corrupt
+    EXIF data. Expecting to read 12 bytes but only got 0' as the orientation is read, and an
+    evaluation printed that in two lines naming no file, twice a mask (its pixels are fine)."""
+    from trufor_lab.lab.datasets import folder_dataset
+
+    chunks = _chunks(_mask("PNG"))
+    exif = b"II*\x00\x08\x00\x00\x00\x02\x00\x12\x01\x03\x00\x01\x00\x00\x00\x01\x00\x00\x00"  # 2 tags, 1 there
+    chunks.insert(1, (b"eXIf", exif))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(_palette_png())
+    (tmp_path / "masks" / "a.png").write_bytes(_png(chunks))
+    with warnings.catch_warnings(record=True) as escaped:  # what Python would print on the terminal
+        warnings.simplefilter("always")
+        ds = folder_dataset(tmp_path / "images", tmp_path / "masks")
+        assert ds.load_mask(ds.samples[0]).sum() == 20 * 24
+    assert [str(w.message) for w in escaped] == []

@@ -38,6 +38,7 @@ __all__ = [
     "load_stored",
     "loaded_tiff_orientation",
     "open_image",
+    "open_unwarned",
     "orientation_tag",
     "palette_missing",
     "pil_log_unprinted",
@@ -173,6 +174,18 @@ def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
         else:
             with _header(source) as im:
                 yield im
+
+
+@contextmanager
+def open_unwarned(source: str | os.PathLike | IO[bytes], max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """:func:`open_image` under :func:`pixel_limit`, for a reader with no notes to give Pillow's
+    warnings to (a mask, an image's size read from its header): they are not printed. A corrupt
+    EXIF block or a TIFF tag of too many values made two lines each on the terminal, naming no
+    file, in the middle of an evaluation; what damages the pixels raises all the same."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # first: pixel_limit's filter goes in front, a bomb still raises
+        with pixel_limit(max_pixels), open_image(source) as im:
+            yield im
 
 
 @contextmanager

@@ -35,9 +35,8 @@ from PIL import Image, UnidentifiedImageError
 from trufor_lab.common.paths import IMAGE_EXTENSIONS, find_images
 from trufor_lab.common.image_files import (
     DAMAGED_FILE_ERRORS,
-    open_image,
+    open_unwarned,
     orientation_tag,
-    pixel_limit,
     stored_pixels,
     stored_size,
 )
@@ -340,7 +339,7 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
     if not path.is_file():
         raise DatasetError(f"{path}: mask not found")
     try:
-        with pixel_limit(), open_image(path) as src:
+        with open_unwarned(path) as src:
             lossy = _lossy_kind(src.format, path)
             if scans := too_many_scans(src, path.read_bytes):  # minutes to decode
                 raise DatasetError(f"{path}: {scans}")
@@ -390,7 +389,7 @@ def _wide_mask_pixels(a: np.ndarray, path: Path) -> np.ndarray:
 def _orientation(path: Path) -> int | None:
     """A file's valid EXIF orientation (1-8), ``None`` when absent or unreadable."""
     try:
-        with pixel_limit(), open_image(path) as im:
+        with open_unwarned(path) as im:
             return orientation_tag(im)[1]
     except (UnidentifiedImageError, *DAMAGED_FILE_ERRORS):
         return None
@@ -401,7 +400,7 @@ def _image_size(path: Path) -> tuple[int, int]:
     if not path.is_file():
         raise DatasetError(f"{path}: image not found")
     try:
-        with pixel_limit(), open_image(path) as im:
+        with open_unwarned(path) as im:
             return stored_size(im)
     except UnidentifiedImageError:
         raise DatasetError(f"{path}: unreadable image (not an image file, or a format not read here)") from None
