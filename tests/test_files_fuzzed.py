@@ -163,3 +163,27 @@ def test_a_mask_with_a_corrupt_exif_block_is_read_without_pillows_warnings_on_th
         ds = folder_dataset(tmp_path / "images", tmp_path / "masks")
         assert ds.load_mask(ds.samples[0]).sum() == 20 * 24
     assert [str(w.message) for w in escaped] == []
+
+
+def test_a_tiff_whose_height_outgrows_its_strips_is_refused_not_filled_black(tmp_path):
+    """An uncompressed TIFF whose ImageLength says 480 rows (a flipped bit) where its one strip
+    holds 48: Pillow decoded the strip and left the other 432 rows black, and that picture of
+    invented pixels was analysed without a note."""
+    picture = np.full((48, 64, 3), (200, 100, 50), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, "TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for k in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * k
+        tag, kind = struct.unpack("<HH", data[at : at + 4])
+        if tag == 257:  # ImageLength, SHORT or LONG
+            data[at + 8 : at + 12] = struct.pack("<HH", 480, 0) if kind == 3 else struct.pack("<I", 480)
+    ok, tall = tmp_path / "ok.tif", tmp_path / "tall.tif"
+    ok.write_bytes(buf.getvalue())
+    tall.write_bytes(bytes(data))
+    assert np.array_equal(load_image(ok).rgb, picture)
+    with pytest.raises(
+        ImageError, match=r"tall\.tif: a damaged TIFF \(its pixel data covers 3072 of the 64x480 pixels"
+    ):
+        load_image(tall)

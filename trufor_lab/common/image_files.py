@@ -52,6 +52,7 @@ __all__ = [
     "reduced_image_note",
     "stored_pixels",
     "stored_size",
+    "tiff_uncovered",
     "turn_as_shown",
     "turn_to_stored",
     "undo_loader_turn",
@@ -396,6 +397,21 @@ def stored_size(im: Image.Image) -> tuple[int, int]:
     if tags is not None and isinstance(tags.get(256), int) and isinstance(tags.get(257), int):
         return tags[256], tags[257]  # ImageWidth, ImageLength of the current frame
     return im.size
+
+
+def tiff_uncovered(im: Image.Image) -> str | None:
+    """Why the strips or tiles of a TIFF (not decoded yet) leave part of its grid unread, ``None``
+    when they cover it. A damaged ImageLength (480 rows where the one strip holds 48) made Pillow
+    decode the strip and leave every other row black: a picture of invented pixels, analysed
+    without a word (libtiff, which reads compressed TIFFs, refuses such a file)."""
+    if im.format != "TIFF" or not im.tile:
+        return None
+    w, h = stored_size(im)
+    boxes = {tuple(t.extents) for t in im.tile if t.extents is not None}  # planes share theirs
+    covered = sum(max(0, min(x1, w) - max(x0, 0)) * max(0, min(y1, h) - max(y0, 0)) for x0, y0, x1, y1 in boxes)
+    if covered >= w * h:
+        return None
+    return f"a damaged TIFF (its pixel data covers {covered} of the {w}x{h} pixels its header declares)"
 
 
 def stored_pixels(im: Image.Image, frame: int = 0) -> Image.Image:

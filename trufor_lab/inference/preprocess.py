@@ -66,6 +66,7 @@ from trufor_lab.common.image_files import (
     planar16_tiff,
     ppm_maxval,
     reduced_image_note,
+    tiff_uncovered,
     truncated_refused,
     turn_as_shown,
     undo_loader_turn,
@@ -372,6 +373,7 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
                         f"{name}: unreadable image (pixel data ends early: {missing} bytes of rows missing)"
                     )
             short = undecodable(im, len(src) if isinstance(src, bytes) else os.path.getsize(src), whole)
+            short = short or tiff_uncovered(im)  # Pillow would fill the rest black
             if short:  # before 8000x8000 grey pixels are decoded from a 631-byte file, or 5000 scans
                 raise ImageError(f"{name}: {short}")
             loaded = _from_pil(im, name, exif_transpose, max_pixels)
