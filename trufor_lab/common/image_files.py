@@ -27,6 +27,7 @@ from trufor_lab.common.native_stderr import native_stderr_kept
 from trufor_lab.common.png_bytes import png_closed, png_rows_missing, png_text_limit, png_without_text
 
 __all__ = [
+    "DAMAGED_FILE_ERRORS",
     "FORMATS",
     "MAX_PIXELS",
     "decoder_words",
@@ -37,7 +38,9 @@ __all__ = [
     "load_stored",
     "loaded_tiff_orientation",
     "open_image",
+    "open_unwarned",
     "orientation_tag",
+    "palette_missing",
     "pil_log_unprinted",
     "pixel_limit",
     "planar16_tiff",
@@ -49,6 +52,7 @@ __all__ = [
     "reduced_image_note",
     "stored_pixels",
     "stored_size",
+    "tiff_uncovered",
     "turn_as_shown",
     "turn_to_stored",
     "undo_loader_turn",
@@ -67,6 +71,26 @@ UNDO_ORIENTATION = {
     8: Image.Transpose.ROTATE_270,
 }
 
+
+#: What Pillow and its plugins raise on a damaged or crafted file, besides the OSError and
+#: SyntaxError they mean to raise (a TIFF whose next-IFD pointer leads nowhere raises TypeError from
+#: n_frames; a PNG whose colour-type byte was changed, TypeError from the decoder's setup; a TIFF
+#: whose strip offset is a fraction, TypeError from the seek; AVIF/HEIF decoders RuntimeError):
+#: each is that file's problem only, said in one line naming it.
+DAMAGED_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    RuntimeError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    MemoryError,
+    TypeError,
+    IndexError,
+    KeyError,
+    ArithmeticError,
+    AssertionError,
+    struct.error,
+)
 
 #: Largest image read by default (pixels): a 200 MP panorama passes; a header claiming more is
 #: refused before any pixel is decoded (a decompression bomb). Pillow's own limit is lower.
@@ -154,6 +178,18 @@ def open_image(source: str | os.PathLike | IO[bytes]) -> Iterator[Image.Image]:
 
 
 @contextmanager
+def open_unwarned(source: str | os.PathLike | IO[bytes], max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """:func:`open_image` under :func:`pixel_limit`, for a reader with no notes to give Pillow's
+    warnings to (a mask, an image's size read from its header): they are not printed. A corrupt
+    EXIF block or a TIFF tag of too many values made two lines each on the terminal, naming no
+    file, in the middle of an evaluation; what damages the pixels raises all the same."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # first: pixel_limit's filter goes in front, a bomb still raises
+        with pixel_limit(max_pixels), open_image(source) as im:
+            yield im
+
+
+@contextmanager
 def _native_kept() -> Iterator[list[str]]:
     """libtiff's lines kept off the terminal (:func:`native_stderr_kept`, filled on leaving);
     Python's warnings raised meanwhile, which would be written on fd 2 too, are shown after."""
@@ -168,9 +204,21 @@ def _native_kept() -> Iterator[list[str]]:
 
 
 def _header(f: IO[bytes]) -> Image.Image:
-    """``Image.open`` of :data:`FORMATS`, libtiff's lines kept off the terminal."""
+    """``Image.open`` of :data:`FORMATS`, libtiff's lines kept off the terminal; a palette image
+    whose file gives no palette refused (:func:`palette_missing`)."""
     with _native_kept():
-        return Image.open(f, formats=image_formats())
+        im = Image.open(f, formats=image_formats())
+    palette_missing(im)
+    return im
+
+
+def palette_missing(im: Image.Image) -> None:
+    """Raise ``SyntaxError`` for a palette image whose file holds no palette for its pixels: a PNG
+    of colour type 3 without its PLTE chunk before the image data (missing, or put after it).
+    Pillow reads every pixel of it as black, and that black picture was analysed (and read as an
+    empty mask) without a word; libpng refuses such a file."""
+    if im.mode in ("P", "PA") and getattr(im, "palette", None) is None:
+        raise SyntaxError("palette image without its palette (no PLTE chunk before the image data): colours unknown")
 
 
 def decoder_words(printed: list[str]) -> list[str]:
@@ -349,6 +397,21 @@ def stored_size(im: Image.Image) -> tuple[int, int]:
     if tags is not None and isinstance(tags.get(256), int) and isinstance(tags.get(257), int):
         return tags[256], tags[257]  # ImageWidth, ImageLength of the current frame
     return im.size
+
+
+def tiff_uncovered(im: Image.Image) -> str | None:
+    """Why the strips or tiles of a TIFF (not decoded yet) leave part of its grid unread, ``None``
+    when they cover it. A damaged ImageLength (480 rows where the one strip holds 48) made Pillow
+    decode the strip and leave every other row black: a picture of invented pixels, analysed
+    without a word (libtiff, which reads compressed TIFFs, refuses such a file)."""
+    if im.format != "TIFF" or not im.tile:
+        return None
+    w, h = stored_size(im)
+    boxes = {tuple(t.extents) for t in im.tile if t.extents is not None}  # planes share theirs
+    covered = sum(max(0, min(x1, w) - max(x0, 0)) * max(0, min(y1, h) - max(y0, 0)) for x0, y0, x1, y1 in boxes)
+    if covered >= w * h:
+        return None
+    return f"a damaged TIFF (its pixel data covers {covered} of the {w}x{h} pixels its header declares)"
 
 
 def stored_pixels(im: Image.Image, frame: int = 0) -> Image.Image:

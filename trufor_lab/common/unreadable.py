@@ -119,16 +119,18 @@ def _tiff_kind(source: bytes | str) -> str:
             warnings.simplefilter("always")
             file_size = len(source) if isinstance(source, bytes) else os.fstat(f.fileno()).st_size
             ifd = _first_ifd(f)
-        # Pillow's short reads ("Truncated File Read", "Corrupt EXIF data. Expecting to read 2
-        # bytes but only got 0"): a regular file ran out of bytes
-        if any(re.search(r"truncated|only got", str(w.message), re.I) for w in caught):
-            return _TRUNCATED
-        if _tiff_data_end(ifd) > file_size:
-            return _TRUNCATED
-        bits, kinds = ({int(v) for v in np.atleast_1d(ifd.get(tag, 1))} for tag in (258, 339))
+            # Pillow's short reads ("Truncated File Read", "Corrupt EXIF data. Expecting to read 2
+            # bytes but only got 0"): a regular file ran out of bytes
+            if any(re.search(r"truncated|only got", str(w.message), re.I) for w in caught):
+                return _TRUNCATED
+            # still within: Pillow decodes each tag when it is read, and warns then ("Metadata
+            # Warning, tag 277 had too many entries"), two lines on the terminal naming no file
+            if _tiff_data_end(ifd) > file_size:
+                return _TRUNCATED
+            bits, kinds = ({int(v) for v in np.atleast_1d(ifd.get(tag, 1))} for tag in (258, 339))
+            n = int(ifd.get(277, 1))
         size = f"{min(bits)}-bit" if len(bits) == 1 else "mixed-size"
         kind = {1: "unsigned", 2: "signed", 3: "float"}.get(min(kinds), "unknown") if len(kinds) == 1 else "mixed"
-        n = int(ifd.get(277, 1))
         return f"{size} {kind}, {n} sample{'s' if n != 1 else ''} per pixel"
     except Exception:  # a damaged directory: the format is still named
         return ""

@@ -22,7 +22,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from trufor_lab.common.image_files import image_formats, png_text_limit, png_without_text
+from trufor_lab.common.image_files import image_formats, palette_missing, png_text_limit, png_without_text
 from trufor_lab.common.paths import why_not_found
 from trufor_lab.common.unreadable import unrecognised_reason
 from trufor_lab.forensics.ijg import IJG_CHROMINANCE, IJG_LUMINANCE, ZIGZAG, ijg_scale, ijg_stack, ijg_table
@@ -145,7 +145,9 @@ def _read_source(source: Source) -> tuple[str, str | None, bytes | None, Image.I
 
 
 def _open_bytes(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data), formats=image_formats())  # no EPS: it would run Ghostscript
+    im = Image.open(io.BytesIO(data), formats=image_formats())  # no EPS: it would run Ghostscript
+    palette_missing(im)  # Pillow would read every pixel as black
+    return im
 
 
 def open_source(source: Source) -> OpenedSource:

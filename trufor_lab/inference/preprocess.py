@@ -39,7 +39,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +52,7 @@ from PIL import Image, ImageOps
 
 from trufor_lab.common.arrays import record_repr
 from trufor_lab.common.image_files import (
+    DAMAGED_FILE_ERRORS,
     MAX_PIXELS,
     MAX_TIFF_FRAMES,
     UNDO_ORIENTATION,
@@ -66,6 +66,7 @@ from trufor_lab.common.image_files import (
     planar16_tiff,
     ppm_maxval,
     reduced_image_note,
+    tiff_uncovered,
     truncated_refused,
     turn_as_shown,
     undo_loader_turn,
@@ -372,6 +373,7 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
                         f"{name}: unreadable image (pixel data ends early: {missing} bytes of rows missing)"
                     )
             short = undecodable(im, len(src) if isinstance(src, bytes) else os.path.getsize(src), whole)
+            short = short or tiff_uncovered(im)  # Pillow would fill the rest black
             if short:  # before 8000x8000 grey pixels are decoded from a 631-byte file, or 5000 scans
                 raise ImageError(f"{name}: {short}")
             loaded = _from_pil(im, name, exif_transpose, max_pixels)
@@ -385,11 +387,8 @@ def _from_file(src: bytes | str, name: str, exif_transpose: bool, max_pixels: in
     return _with_notes(loaded, said)
 
 
-#: What a malformed file can make a Pillow plugin raise (a TIFF whose next-IFD pointer leads
-#: nowhere raises TypeError from n_frames; Pillow's AVIF/HEIF decoders raise RuntimeError on a
-#: damaged file): each is this file's problem only.
-_DECODE_ERRORS = (OSError, RuntimeError, SyntaxError, ValueError, EOFError, MemoryError, TypeError, IndexError)
-_DECODE_ERRORS += (KeyError, ArithmeticError, AssertionError, struct.error)
+#: What a malformed file can make a Pillow plugin raise: each is this file's problem only.
+_DECODE_ERRORS = DAMAGED_FILE_ERRORS
 
 
 @contextmanager

@@ -33,7 +33,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from trufor_lab.common.paths import IMAGE_EXTENSIONS, find_images
-from trufor_lab.common.image_files import open_image, orientation_tag, pixel_limit, stored_pixels, stored_size
+from trufor_lab.common.image_files import (
+    DAMAGED_FILE_ERRORS,
+    open_unwarned,
+    orientation_tag,
+    stored_pixels,
+    stored_size,
+)
 from trufor_lab.common.jpeg_cut import too_many_scans
 from trufor_lab.inference.preprocess import orientation_note
 
@@ -333,7 +339,7 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
     if not path.is_file():
         raise DatasetError(f"{path}: mask not found")
     try:
-        with pixel_limit(), open_image(path) as src:
+        with open_unwarned(path) as src:
             lossy = _lossy_kind(src.format, path)
             if scans := too_many_scans(src, path.read_bytes):  # minutes to decode
                 raise DatasetError(f"{path}: {scans}")
@@ -365,8 +371,8 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
         raise
     except UnidentifiedImageError:
         raise DatasetError(f"{path}: unreadable mask (not an image file, or a format not read here)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DatasetError(f"{path}: unreadable mask ({_one_line(exc)})") from exc
+    except DAMAGED_FILE_ERRORS as exc:  # a TypeError of Pillow's on a damaged file stopped a whole evaluation
+        raise DatasetError(f"{path}: unreadable mask ({_one_line(exc) or type(exc).__name__})") from exc
     if lossy:
         convention.check_lossy(pixels, path, lossy)
     return convention.apply(pixels, path)
@@ -383,9 +389,9 @@ def _wide_mask_pixels(a: np.ndarray, path: Path) -> np.ndarray:
 def _orientation(path: Path) -> int | None:
     """A file's valid EXIF orientation (1-8), ``None`` when absent or unreadable."""
     try:
-        with pixel_limit(), open_image(path) as im:
+        with open_unwarned(path) as im:
             return orientation_tag(im)[1]
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, *DAMAGED_FILE_ERRORS):
         return None
 
 
@@ -394,12 +400,12 @@ def _image_size(path: Path) -> tuple[int, int]:
     if not path.is_file():
         raise DatasetError(f"{path}: image not found")
     try:
-        with pixel_limit(), open_image(path) as im:
+        with open_unwarned(path) as im:
             return stored_size(im)
     except UnidentifiedImageError:
         raise DatasetError(f"{path}: unreadable image (not an image file, or a format not read here)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from exc
+    except DAMAGED_FILE_ERRORS as exc:
+        raise DatasetError(f"{path}: unreadable image ({_one_line(exc) or type(exc).__name__})") from exc
 
 
 # --------------------------------------------------------------------------------------------

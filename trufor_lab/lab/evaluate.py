@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from trufor_lab.common.callables import callable_label
 from trufor_lab.common.files import atomic_write_text, csv_uncell
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.image_files import open_image, pixel_limit, stored_size
+from trufor_lab.common.image_files import DAMAGED_FILE_ERRORS, open_unwarned, stored_size
 from trufor_lab.common.unreadable import unrecognised_reason
 from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
@@ -299,11 +299,11 @@ def _image_info(path: Path) -> tuple[int, int, int | None]:
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        with pixel_limit(), open_image(path) as im:
+        with open_unwarned(path) as im:
             w, h = stored_size(im)  # the grid the image is analysed on
     except UnidentifiedImageError:
         raise ImageError(f"{path}: {unrecognised_reason(str(path))}") from None
-    except (OSError, ValueError, SyntaxError) as e:
+    except DAMAGED_FILE_ERRORS as e:
         raise ImageError(f"{path}: not a readable image ({' '.join(str(e).split())})") from None
     try:
         q = estimate_quality(path)
