@@ -1,0 +1,145 @@
+"""The command line as a batch meets it: runs sharing an output folder, interruptions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trufor_lab.cli import analyze as cli_analyze
+from trufor_lab.cli import main
+from trufor_lab.common.files import ChangedMeanwhile, atomic_write_bytes, atomic_write, file_state
+
+
+@pytest.fixture()
+def with_weights(monkeypatch, recipe_ckpt):
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
+
+
+def _img(path: Path, seed=0, size=48):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = np.random.default_rng(seed).integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+    Image.fromarray(a).save(path)
+    return path
+
+
+def _another_run_writes(monkeypatch, out: Path, data: bytes) -> None:
+    """While this run analyses, another run writes ``data`` as its output ``out``."""
+    real = cli_analyze.analyze
+
+    def meanwhile(model, path):
+        result = real(model, path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        return result
+
+    monkeypatch.setattr(cli_analyze, "analyze", meanwhile)
+
+
+def test_an_output_another_run_wrote_meanwhile_is_not_replaced(tmp_path, with_weights, monkeypatch, capsys):
+    """Two runs into one folder at once (float32 and float64): the second replaced every output
+    the first had just reported with its own, and both said '6 analyzed, 0 failed'."""
+    img = _img(tmp_path / "a.png")
+    assert main(["analyze", str(img), "-o", str(tmp_path / "first"), "-q"]) == 0
+    theirs = (tmp_path / "first" / "a.png.npz").read_bytes()  # a float32 output of this input
+    out = tmp_path / "o"
+    _another_run_writes(monkeypatch, out / "a.png.npz", theirs)
+    capsys.readouterr()
+    assert main(["analyze", str(img), "-o", str(out), "-q", "--precision", "float64"]) == 1
+    cap = capsys.readouterr()
+    assert "written meanwhile by another run (existing output computed as exact float32" in cap.err
+    assert "not replaced" in cap.err and "0 analyzed, 0 skipped (output exists), 1 failed" in cap.out
+    assert (out / "a.png.npz").read_bytes() == theirs
+    assert sorted(os.listdir(out)) == ["a.png.npz"]  # no temporary file left
+
+
+def test_an_output_another_run_wrote_alike_meanwhile_counts_as_done(tmp_path, with_weights, monkeypatch, capsys):
+    img = _img(tmp_path / "a.png")
+    assert main(["analyze", str(img), "-o", str(tmp_path / "first"), "-q"]) == 0
+    theirs = (tmp_path / "first" / "a.png.npz").read_bytes()
+    out = tmp_path / "o"
+    _another_run_writes(monkeypatch, out / "a.png.npz", theirs)
+    capsys.readouterr()
+    assert main(["analyze", str(img), "-o", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert "a.png: output written meanwhile by another run" in cap.out
+    assert "0 analyzed, 1 skipped (output exists), 0 failed" in cap.out
+    assert (out / "a.png.npz").read_bytes() == theirs
+
+
+def test_a_stale_output_another_run_rewrote_meanwhile_is_not_replaced(tmp_path, with_weights, monkeypatch, capsys):
+    """An output this run recomputes (made in float32, asked in float64) that another float32
+    run wrote again meanwhile: the other run's stays."""
+    img = _img(tmp_path / "a.png")
+    out = tmp_path / "o"
+    assert main(["analyze", str(img), "-o", str(out), "-q"]) == 0
+    theirs = (out / "a.png.npz").read_bytes() + b""  # the same bytes, written anew: a new file
+    _another_run_writes(monkeypatch, out / "a.png.npz", theirs)
+    os.utime(out / "a.png.npz", ns=(1, 1))
+    capsys.readouterr()
+    assert main(["analyze", str(img), "-o", str(out), "-q", "--precision", "float64"]) == 1
+    assert "written meanwhile by another run" in capsys.readouterr().err
+    assert str(np.load(out / "a.png.npz")["trufor_lab_computed"]) == "exact float32"
+
+
+def test_atomic_write_with_expect_never_replaces_a_file_written_since(tmp_path):
+    p = tmp_path / "x.bin"
+    seen = file_state(p)
+    assert seen is None
+
+    def late(f):  # another process puts its file there while this one writes
+        p.write_bytes(b"theirs")
+        f.write(b"mine")
+
+    with pytest.raises(ChangedMeanwhile):
+        atomic_write(p, late, expect=seen)
+    assert p.read_bytes() == b"theirs" and os.listdir(tmp_path) == ["x.bin"]
+    seen = file_state(p)
+    atomic_write_bytes(tmp_path / "y", b"")  # the default replaces whatever is there
+    with pytest.raises(ChangedMeanwhile):
+        atomic_write(p, lambda f: (p.write_bytes(b"again"), f.write(b"mine")), expect=seen)
+    assert p.read_bytes() == b"again"
+    atomic_write(p, lambda f: f.write(b"mine"), expect=file_state(p))
+    assert p.read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["x.bin", "y"]
+
+
+def test_eval_and_distributed_never_replace_an_output_another_run_wrote_meanwhile(
+    tmp_path, with_weights, monkeypatch, capsys
+):
+    """eval and distributed-analyze replaced another run's output just as analyze did."""
+    from trufor_lab.cli import eval as cli_eval
+    from trufor_lab.inference import distributed
+
+    img = _img(tmp_path / "in" / "a.png")
+    assert main(["analyze", str(img), "-o", str(tmp_path / "first"), "-q", "--precision", "float64"]) == 0
+    theirs = (tmp_path / "first" / "a.png.npz").read_bytes()
+
+    real = cli_eval.analyze
+
+    def eval_meanwhile(model, path):
+        result = real(model, path)
+        (tmp_path / "ev" / "set").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "ev" / "set" / "a.png.npz").write_bytes(theirs)
+        return result
+
+    monkeypatch.setattr(cli_eval, "analyze", eval_meanwhile)
+    assert main(["eval", "set", "--images", str(tmp_path / "in"), "-o", str(tmp_path / "ev"), "-q"]) == 1
+    assert "written meanwhile by another process" in capsys.readouterr().err
+    assert (tmp_path / "ev" / "set" / "a.png.npz").read_bytes() == theirs
+
+    real_predict = distributed.predict_result
+
+    def predict_meanwhile(model, path, mode):
+        result = real_predict(model, path, mode)
+        (tmp_path / "dist").mkdir(exist_ok=True)
+        (tmp_path / "dist" / "a.png.npz").write_bytes(theirs)
+        return result
+
+    monkeypatch.setattr(distributed, "predict_result", predict_meanwhile)
+    assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "dist"), "-q"]) == 1
+    assert "written meanwhile by another process" in capsys.readouterr().err
+    assert (tmp_path / "dist" / "a.png.npz").read_bytes() == theirs
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir() if p.suffix == ".tmp") == []
