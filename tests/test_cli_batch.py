@@ -106,6 +106,40 @@ def test_atomic_write_with_expect_never_replaces_a_file_written_since(tmp_path):
     assert p.read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["x.bin", "y"]
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_batch_says_what_it_did_and_a_rerun_goes_on(tmp_path, with_weights, monkeypatch, capsys, sig):
+    """Ctrl-C or `kill` in the middle of a batch said only 'error: interrupted': not how many
+    outputs were written, nor that a rerun goes on from there; no summary line on stdout."""
+    import signal
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    out = tmp_path / "o"
+    real = cli_analyze.analyze
+    calls = []
+
+    def interrupted_at_the_second(model, path):
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), getattr(signal, sig))
+        return real(model, path)
+
+    monkeypatch.setattr(cli_analyze, "analyze", interrupted_at_the_second)
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(out), "-q"]) == 130
+    cap = capsys.readouterr()
+    assert (
+        cap.out.strip().splitlines()[-1]
+        == "1 analyzed, 0 skipped (output exists), 0 failed; interrupted: 2 not analyzed"
+    )
+    last = cap.err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted;") and "run the same command again to go on" in last
+    assert sorted(os.listdir(out)) == ["0.png.npz"]  # complete, no temporary file beside it
+    assert float(np.load(out / "0.png.npz")["score"]) >= 0
+    monkeypatch.setattr(cli_analyze, "analyze", real)
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
+    assert "2 analyzed, 1 skipped (output exists), 0 failed" in capsys.readouterr().out
+
+
 def test_eval_and_distributed_never_replace_an_output_another_run_wrote_meanwhile(
     tmp_path, with_weights, monkeypatch, capsys
 ):

@@ -136,55 +136,68 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {notice}", file=sys.stderr)
         needs = output_arrays(is_full_model(model), args.save_noiseprint)
     bar = tqdm(todo, desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
-    for path, out, digest, seen in bar:
-        try:
-            result = analyze(model, path)
-            result.save_npz(
-                out,
-                save_noiseprint=args.save_noiseprint,
-                input_sha256=digest,
-                computed=computed,
-                input_path=path,
-                expect=seen,
-            )
-        except ImageError as e:
-            failed += 1
-            tqdm.write(f"error: {printable(e)}", file=sys.stderr)
-            continue
-        except NonFiniteOutput as e:  # names the image already
-            failed += 1
-            tqdm.write(f"error: {printable(e)}", file=sys.stderr)
-            continue
-        except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
-            failed += 1
-            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            tqdm.write(f"error: {printable(path)}: analysis failed ({printable(why)})", file=sys.stderr)
-            continue
-        except ChangedMeanwhile:  # two runs writing into one folder: the first one's output stays
+    i = 0
+    try:
+        for i, (path, out, digest, seen) in enumerate(bar):
             try:
-                weights_digest = weights_digest or weights_sha256(args.weights, demo=not args.no_demo)
-                why = reuse_problem(out, digest, weights_digest, needs, computed)
-            except (WeightsError, OSError) as e:
-                why = f"cannot compare the weights: {e}"
-            if why is None:  # the same as this run's: done
-                skipped += 1
-                if not args.quiet:
-                    tqdm.write(printable(f"{path}: output written meanwhile by another run"), file=sys.stdout)
+                result = analyze(model, path)
+                result.save_npz(
+                    out,
+                    save_noiseprint=args.save_noiseprint,
+                    input_sha256=digest,
+                    computed=computed,
+                    input_path=path,
+                    expect=seen,
+                )
+            except ImageError as e:
+                failed += 1
+                tqdm.write(f"error: {printable(e)}", file=sys.stderr)
                 continue
-            failed += 1
-            tqdm.write(
-                f"error: {printable(out)}: written meanwhile by another run ({printable(why)}); not replaced "
-                "(give each run its own -o, or run this one again once the other is done)",
-                file=sys.stderr,
-            )
-            continue
-        except OSError as e:
-            failed += 1
-            tqdm.write(f"error: {printable(out)}: cannot write output ({printable(e.strerror or e)})", file=sys.stderr)
-            continue
-        done += 1
-        if not args.quiet:
-            tqdm.write(printable(result.summary()), file=sys.stdout)
+            except NonFiniteOutput as e:  # names the image already
+                failed += 1
+                tqdm.write(f"error: {printable(e)}", file=sys.stderr)
+                continue
+            except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
+                failed += 1
+                why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                tqdm.write(f"error: {printable(path)}: analysis failed ({printable(why)})", file=sys.stderr)
+                continue
+            except ChangedMeanwhile:  # two runs writing into one folder: the first one's output stays
+                try:
+                    weights_digest = weights_digest or weights_sha256(args.weights, demo=not args.no_demo)
+                    why = reuse_problem(out, digest, weights_digest, needs, computed)
+                except (WeightsError, OSError) as e:
+                    why = f"cannot compare the weights: {e}"
+                if why is None:  # the same as this run's: done
+                    skipped += 1
+                    if not args.quiet:
+                        tqdm.write(printable(f"{path}: output written meanwhile by another run"), file=sys.stdout)
+                    continue
+                failed += 1
+                tqdm.write(
+                    f"error: {printable(out)}: written meanwhile by another run ({printable(why)}); not replaced "
+                    "(give each run its own -o, or run this one again once the other is done)",
+                    file=sys.stderr,
+                )
+                continue
+            except OSError as e:
+                failed += 1
+                tqdm.write(
+                    f"error: {printable(out)}: cannot write output ({printable(e.strerror or e)})", file=sys.stderr
+                )
+                continue
+            done += 1
+            if not args.quiet:
+                tqdm.write(printable(result.summary()), file=sys.stdout)
+    except KeyboardInterrupt:  # what was done, on the summary line a script reads, and how to go on
+        bar.close()
+        print(
+            f"{done} analyzed, {skipped} skipped (output exists), {failed} failed{left_out}; "
+            f"interrupted: {len(todo) - i} not analyzed"
+        )
+        raise KeyboardInterrupt(
+            "interrupted; the outputs written are complete: run the same command again to go on (they are skipped)"
+        ) from None
     print(f"{done} analyzed, {skipped} skipped (output exists), {failed} failed{left_out}")
     return 1 if failed else 0
 
