@@ -177,3 +177,39 @@ def test_eval_and_distributed_never_replace_an_output_another_run_wrote_meanwhil
     assert "written meanwhile by another process" in capsys.readouterr().err
     assert (tmp_path / "dist" / "a.png.npz").read_bytes() == theirs
     assert sorted(p.name for p in (tmp_path / "dist").iterdir() if p.suffix == ".tmp") == []
+
+
+_HANGUP_SCRIPT = """
+import os, signal, sys
+from trufor_lab.cli import analyze as cli_analyze, main
+real, calls = cli_analyze.analyze, []
+def hangup_at_the_second(model, path):
+    calls.append(path)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGHUP)
+    return real(model, path)
+cli_analyze.analyze = hangup_at_the_second
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGHUP"), reason="no SIGHUP here")
+def test_a_batch_whose_terminal_closes_stops_as_interrupted(tmp_path, recipe_ckpt):
+    """SIGHUP (terminal closed, ssh dropped) killed the batch outright: no summary, and a write
+    in progress left its temporary file; `nohup` (SIGHUP ignored) still runs on."""
+    import subprocess
+    import sys
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    env = dict(os.environ, TRUFOR_WEIGHTS=str(recipe_ckpt), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-c", _HANGUP_SCRIPT, "analyze", str(tmp_path / "in"), "-q"]
+    p = subprocess.run([*cmd, "-o", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 130, p.stderr
+    assert p.stdout.strip().endswith("1 analyzed, 0 skipped (output exists), 0 failed; interrupted: 2 not analyzed")
+    assert sorted(os.listdir(tmp_path / "o")) == ["0.png.npz"]
+    ignored = [sys.executable, "-c", "import signal, subprocess, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+               "sys.exit(subprocess.call(sys.argv[1:]))", *cmd, "-o", str(tmp_path / "n")]  # fmt: skip
+    p = subprocess.run(ignored, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "3 analyzed, 0 skipped (output exists), 0 failed" in p.stdout
