@@ -213,3 +213,30 @@ def test_a_batch_whose_terminal_closes_stops_as_interrupted(tmp_path, recipe_ckp
     p = subprocess.run(ignored, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "3 analyzed, 0 skipped (output exists), 0 failed" in p.stdout
+
+
+def test_an_interrupted_eval_says_what_is_kept_and_a_rerun_reuses_it(tmp_path, with_weights, monkeypatch, capsys):
+    """eval interrupted said only 'error: interrupted' (its tables were gone, its npz kept, unsaid)."""
+    import signal
+
+    from trufor_lab.cli import eval as cli_eval
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    base = ["eval", "set", "--images", str(tmp_path / "in"), "-o", str(tmp_path / "ev"), "-q"]
+    real, calls = cli_eval.analyze, []
+
+    def interrupted_at_the_second(model, path):
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(model, path)
+
+    monkeypatch.setattr(cli_eval, "analyze", interrupted_at_the_second)
+    assert main(base) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted; no tables written;") and "run the same command again" in last
+    assert sorted(os.listdir(tmp_path / "ev")) == ["set"] and os.listdir(tmp_path / "ev" / "set") == ["0.png.npz"]
+    monkeypatch.setattr(cli_eval, "analyze", real)
+    assert main(base) == 0
+    assert "3 images: 2 computed, 1 reused (output exists), 0 failed" in capsys.readouterr().out
