@@ -240,3 +240,30 @@ def test_an_interrupted_eval_says_what_is_kept_and_a_rerun_reuses_it(tmp_path, w
     monkeypatch.setattr(cli_eval, "analyze", real)
     assert main(base) == 0
     assert "3 images: 2 computed, 1 reused (output exists), 0 failed" in capsys.readouterr().out
+
+
+def test_an_interrupted_distributed_run_says_what_is_kept(tmp_path, with_weights, monkeypatch, capsys):
+    """distributed-analyze interrupted said only 'error: interrupted' (its summary JSON removed, unsaid)."""
+    import signal
+
+    from trufor_lab.inference import distributed
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    base = ["distributed-analyze", str(tmp_path / "in"), "-o", str(tmp_path / "d"), "-q"]
+    real, calls = distributed.predict_result, []
+
+    def interrupted_at_the_second(model, path, mode):
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(model, path, mode)
+
+    monkeypatch.setattr(distributed, "predict_result", interrupted_at_the_second)
+    assert main(base) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted; no ") and "run the same command again to go on" in last
+    assert sorted(os.listdir(tmp_path / "d")) == ["0.png.npz"]
+    monkeypatch.setattr(distributed, "predict_result", real)
+    assert main(base) == 0
+    assert "2 analyzed, 1 skipped (output exists), 0 failed" in capsys.readouterr().out
