@@ -10,9 +10,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from trufor_lab.common.files import ChangedMeanwhile, file_state
 from trufor_lab.common.paths import OutputPathError, blocking_file, expand_inputs, output_path, unwritable_reason
 from trufor_lab.inference.analyze import analyze
-from trufor_lab.inference.load import load, model_notice
+from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import NonFiniteOutput
 from trufor_lab.inference.stored import (
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     failed = len(problems)
     weights_digest: str | None = None
     full = True
-    todo: list[tuple[Path, Path, str]] = []
+    todo: list[tuple[Path, Path, str, Any]] = []
     skipped = 0
     computed = computed_label("exact", args.precision)
     for path, out in outs:
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             error(f"{printable(path)}: cannot read ({e.strerror or e})")
             continue
+        seen = file_state(out)  # replaced only while it is what was seen: never another run's output
         if out.exists() and not args.overwrite:
             refused = output_refusal(out, path, digest, named=len(outs) == 1 and out == Path(args.output))
             if refused:
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                     print(printable(f"{path}: {said} (output exists)" if said else f"{path}: output exists"))
                 continue
             note(f"{out}: {why}; recomputing")
-        todo.append((path, out, digest))
+        todo.append((path, out, digest, seen))
     done = 0
     if skipped and not todo:  # no model loads to say what the reused numbers were made with
         weights_note(args.weights, demo=not args.no_demo)
@@ -132,33 +134,70 @@ def run(args: argparse.Namespace) -> int:
         notice = model_notice(model)
         if notice:
             print(f"note: {notice}", file=sys.stderr)
+        needs = output_arrays(is_full_model(model), args.save_noiseprint)
     bar = tqdm(todo, desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
-    for path, out, digest in bar:
-        try:
-            result = analyze(model, path)
-            result.save_npz(
-                out, save_noiseprint=args.save_noiseprint, input_sha256=digest, computed=computed, input_path=path
-            )
-        except ImageError as e:
-            failed += 1
-            tqdm.write(f"error: {printable(e)}", file=sys.stderr)
-            continue
-        except NonFiniteOutput as e:  # names the image already
-            failed += 1
-            tqdm.write(f"error: {printable(e)}", file=sys.stderr)
-            continue
-        except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
-            failed += 1
-            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            tqdm.write(f"error: {printable(path)}: analysis failed ({printable(why)})", file=sys.stderr)
-            continue
-        except OSError as e:
-            failed += 1
-            tqdm.write(f"error: {printable(out)}: cannot write output ({printable(e.strerror or e)})", file=sys.stderr)
-            continue
-        done += 1
-        if not args.quiet:
-            tqdm.write(printable(result.summary()), file=sys.stdout)
+    i = 0
+    try:
+        for i, (path, out, digest, seen) in enumerate(bar):
+            try:
+                result = analyze(model, path)
+                result.save_npz(
+                    out,
+                    save_noiseprint=args.save_noiseprint,
+                    input_sha256=digest,
+                    computed=computed,
+                    input_path=path,
+                    expect=seen,
+                )
+            except ImageError as e:
+                failed += 1
+                tqdm.write(f"error: {printable(e)}", file=sys.stderr)
+                continue
+            except NonFiniteOutput as e:  # names the image already
+                failed += 1
+                tqdm.write(f"error: {printable(e)}", file=sys.stderr)
+                continue
+            except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
+                failed += 1
+                why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                tqdm.write(f"error: {printable(path)}: analysis failed ({printable(why)})", file=sys.stderr)
+                continue
+            except ChangedMeanwhile:  # two runs writing into one folder: the first one's output stays
+                try:
+                    weights_digest = weights_digest or weights_sha256(args.weights, demo=not args.no_demo)
+                    why = reuse_problem(out, digest, weights_digest, needs, computed)
+                except (WeightsError, OSError) as e:
+                    why = f"cannot compare the weights: {e}"
+                if why is None:  # the same as this run's: done
+                    skipped += 1
+                    if not args.quiet:
+                        tqdm.write(printable(f"{path}: output written meanwhile by another run"), file=sys.stdout)
+                    continue
+                failed += 1
+                tqdm.write(
+                    f"error: {printable(out)}: written meanwhile by another run ({printable(why)}); not replaced "
+                    "(give each run its own -o, or run this one again once the other is done)",
+                    file=sys.stderr,
+                )
+                continue
+            except OSError as e:
+                failed += 1
+                tqdm.write(
+                    f"error: {printable(out)}: cannot write output ({printable(e.strerror or e)})", file=sys.stderr
+                )
+                continue
+            done += 1
+            if not args.quiet:
+                tqdm.write(printable(result.summary()), file=sys.stdout)
+    except KeyboardInterrupt:  # what was done, on the summary line a script reads, and how to go on
+        bar.close()
+        print(
+            f"{done} analyzed, {skipped} skipped (output exists), {failed} failed{left_out}; "
+            f"interrupted: {len(todo) - i} not analyzed"
+        )
+        raise KeyboardInterrupt(
+            "interrupted; the outputs written are complete: run the same command again to go on (they are skipped)"
+        ) from None
     print(f"{done} analyzed, {skipped} skipped (output exists), {failed} failed{left_out}")
     return 1 if failed else 0
 

@@ -117,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError, OSError) as e:  # a bad --device or environment, a missing rank
         error(e)
         return 2
+    except KeyboardInterrupt:  # said only 'interrupted': what is kept, what is not, and how to go on
+        raise KeyboardInterrupt(
+            f"interrupted; no {SUMMARY_FILE} written; the outputs written are complete: "
+            "run the same command again to go on (they are skipped)"
+        ) from None
     if "ranks" not in summary:  # not rank 0: its failed images are rank 0's to report (and to exit 1 for)
         return 1 if summary["error"] else 0
     # file names are escaped (error, note): a newline or a terminal escape in one must not reach the terminal raw

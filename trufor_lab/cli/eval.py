@@ -189,6 +189,12 @@ def run(args: argparse.Namespace) -> int:
         _put_back(aside)
         error(str(e))
         return 2
+    except KeyboardInterrupt:  # said only 'interrupted': what is kept, what is not, and how to go on
+        removed = " (the last run's removed: they would not match)" if aside else ""
+        raise KeyboardInterrupt(
+            f"interrupted; no tables written{removed}; the outputs written are complete: "
+            "run the same command again to go on (they are reused)"
+        ) from None
     finally:
         for kept in aside.values():
             with contextlib.suppress(OSError):

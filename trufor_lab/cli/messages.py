@@ -118,9 +118,10 @@ def weights_note(weights: str | None, demo: bool = True) -> None:
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (``timeout``, a job scheduler, ``kill``) handled as Ctrl-C is: training saves the
-    step in progress, an atomic write removes its temporary file (the process was killed
-    mid-write and left a 114 MB ``.last.pt.*.tmp``). Main thread only; restored on exit."""
+    """SIGTERM (``timeout``, a job scheduler, ``kill``) and SIGHUP (the terminal closed) handled
+    as Ctrl-C is: training saves the step in progress, an atomic write removes its temporary
+    file (the process was killed mid-write and left a 114 MB ``.last.pt.*.tmp``), a batch says
+    what it wrote. A SIGHUP ignored (``nohup``) stays ignored. Main thread only; restored on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -132,11 +133,15 @@ def _terminate_as_interrupt() -> Iterator[None]:
         else:  # SIGINT ignored (a background job): a termination still stops
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # SIGHUP too (the terminal closed, an ssh connection dropped), unless ignored (`nohup`)
+    hangup = getattr(signal, "SIGHUP", None)
+    stops = [signal.SIGTERM] + ([hangup] if hangup and signal.getsignal(hangup) == signal.SIG_DFL else [])
+    previous = {s: signal.signal(s, on_term) for s in stops}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ never sees one).
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -20,6 +21,49 @@ from typing import IO, Any
 import numpy as np
 
 PathLike = str | os.PathLike
+
+#: ``expect=`` of :func:`atomic_write_path` when anything there may be replaced (the default).
+ANY = object()
+
+
+class ChangedMeanwhile(FileExistsError):
+    """The destination is no longer what the writer saw when it decided to write it (another
+    run wrote it meanwhile): the new file was not put there, the other one stays."""
+
+
+def file_state(path: PathLike) -> tuple[int, int, int] | None:
+    """What a writer saw at ``path`` (inode, size, modification time), ``None`` when nothing is
+    there: given back as ``expect=`` to :func:`atomic_write_path`, it refuses to replace a file
+    that another process wrote since."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _put_in_place(tmp: str, path: Path, expect: Any) -> None:
+    """Rename ``tmp`` to ``path``; with ``expect`` (a :func:`file_state`), only when ``path`` is
+    still in that state: a file that appeared there meanwhile is never replaced (a hard link
+    puts a new file in place only where none is, atomically)."""
+    if expect is ANY:
+        os.replace(tmp, path)
+        return
+    if expect is None:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise ChangedMeanwhile(errno.EEXIST, "written meanwhile by another process", str(path)) from None
+        except OSError:  # a file system without hard links: checked, then renamed
+            if os.path.lexists(path):
+                raise ChangedMeanwhile(errno.EEXIST, "written meanwhile by another process", str(path)) from None
+            os.replace(tmp, path)
+        else:
+            os.remove(tmp)
+        return
+    if file_state(path) != expect:
+        raise ChangedMeanwhile(errno.EEXIST, "changed meanwhile by another process", str(path))
+    os.replace(tmp, path)
 
 
 def _file_mode(path: Path) -> int:
@@ -44,13 +88,15 @@ def _temp_prefix(name: str) -> str:
     return f".{head}.{hashlib.sha1(os.fsencode(name)).hexdigest()[:8]}."
 
 
-def atomic_write_path(path: PathLike, write: Callable[[str], None]) -> Path:
+def atomic_write_path(path: PathLike, write: Callable[[str], None], expect: Any = ANY) -> Path:
     """Call ``write(temporary_path)`` (for writers that take a file name, e.g. matplotlib's
     ``savefig``) beside ``path``, then rename it to ``path`` with ordinary permissions.
 
     Folders are created as needed; the temporary file is removed if ``write`` fails. The
     temporary name is short whatever ``path``'s (:func:`_temp_prefix`): a legal name near the
-    255-byte limit must not fail for want of room for the temporary one.
+    255-byte limit must not fail for want of room for the temporary one. ``expect``: what the
+    caller saw at ``path`` (:func:`file_state`) when it chose to write it; if another process
+    wrote there since, :class:`ChangedMeanwhile` is raised and its file stays.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +105,7 @@ def atomic_write_path(path: PathLike, write: Callable[[str], None]) -> Path:
     try:
         write(tmp)
         os.chmod(tmp, _file_mode(path))
-        os.replace(tmp, path)
+        _put_in_place(tmp, path, expect)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -67,10 +113,11 @@ def atomic_write_path(path: PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None], expect: Any = ANY) -> Path:
     """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``.
 
     Folders are created as needed; the temporary file is removed if ``write`` fails.
+    ``expect``: as :func:`atomic_write_path`'s.
     """
 
     def to_file(tmp: str) -> None:
@@ -79,7 +126,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
             f.flush()
             os.fsync(f.fileno())
 
-    return atomic_write_path(path, to_file)
+    return atomic_write_path(path, to_file, expect)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
@@ -99,9 +146,10 @@ def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
 
 
-def atomic_savez(path: PathLike, arrays: Mapping[str, Any]) -> Path:
-    """``np.savez`` to ``path`` atomically (the name is kept as given: no ``.npz`` appended)."""
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+def atomic_savez(path: PathLike, arrays: Mapping[str, Any], expect: Any = ANY) -> Path:
+    """``np.savez`` to ``path`` atomically (the name is kept as given: no ``.npz`` appended);
+    ``expect``: as :func:`atomic_write_path`'s."""
+    return atomic_write(path, lambda f: np.savez(f, **arrays), expect)
 
 
 def atomic_torch_save(path: PathLike, obj: Any) -> Path:

@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from trufor_lab.common.device import resolve_device
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.files import atomic_write_json
+from trufor_lab.common.files import atomic_write_json, file_state
 from trufor_lab.common.paths import (
     OutputPathError,
     blocking_file,
@@ -371,6 +371,7 @@ def _run_share(
             except OSError as e:
                 report["failed"].append([name, f"{path}: cannot read ({e.strerror or e})"])
                 continue
+            seen = file_state(out)  # replaced only while it is what was seen: never another run's output
             if out.exists() and not overwrite:
                 refused = output_refusal(out, path, digest, hint)
                 if refused:
@@ -385,11 +386,11 @@ def _run_share(
                     report["skipped"].append(name)
                     continue
                 report["recomputed"].append([name, why])
-            todo.append((name, path, digest))
+            todo.append((name, path, digest, seen))
         if todo:  # no model is loaded by a rank with nothing left to do
             model = load(weights, device=dev, precision=precision)
             report["weights"] = getattr(getattr(model, "weights_info", None), "kind", None)
-            for name, path, digest in todo:
+            for name, path, digest, seen in todo:
                 try:
                     predict_result(model, path, mode).save_npz(
                         output_path(output, name),
@@ -397,6 +398,7 @@ def _run_share(
                         input_sha256=digest,
                         computed=computed,
                         input_path=path,
+                        expect=seen,
                     )
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
                     report["failed"].append([name, f"{path}: {_reason(e, path)}"])

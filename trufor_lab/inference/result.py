@@ -19,7 +19,7 @@ from torch import nn
 from trufor_lab.common.arrays import brief, frozen
 from trufor_lab.common.imaging import tensor_to_numpy
 from trufor_lab.common.device import model_device, model_dtype
-from trufor_lab.common.files import atomic_savez
+from trufor_lab.common.files import ANY, atomic_savez
 from trufor_lab.common.image_files import turn_as_shown, turned_view
 from trufor_lab.common.paths import display_name
 from trufor_lab.inference.load import is_full_model, model_notice
@@ -151,13 +151,16 @@ class Result:
         computed: str | None = None,
         input_path: str | os.PathLike | None = None,
         weights_digest: str | None = None,
+        expect: Any = ANY,
     ) -> None:
         """Write the official npz atomically (a temporary file renamed into place), with the
         sha256 of the input file (when given) and of its real path (``input_path``: a digest,
         not the path), of the weights (their file's sha256, or ``weights_digest`` when given:
         weights of no known file are named by their values), and how it was computed
         (``computed``, see :func:`computed_label`) as extra keys (see :func:`reuse_problem`,
-        :func:`output_refusal`)."""
+        :func:`output_refusal`). ``expect``: what the caller saw at ``path`` when it chose to
+        write it (:func:`~trufor_lab.common.files.file_state`): a file another run wrote there
+        since is not replaced (:class:`~trufor_lab.common.files.ChangedMeanwhile`)."""
         if os.path.isdir(path):  # else the temporary file's rename names a hidden file
             raise IsADirectoryError(f"{path}: is a folder; save_npz takes the npz file's path")
         arrays = self.official_dict(save_noiseprint)
@@ -174,7 +177,7 @@ class Result:
             arrays[WEIGHTS_SHA256_KEY] = np.str_(weights_digest)
         elif self.weights is not None and self.weights.sha256 not in ("", "-"):
             arrays[WEIGHTS_SHA256_KEY] = np.str_(self.weights.sha256)
-        atomic_savez(path, sealed(arrays))
+        atomic_savez(path, sealed(arrays), expect)
 
     # -- display ----------------------------------------------------------------------------
     def plot(self, mask: np.ndarray | None = None, fig=None):

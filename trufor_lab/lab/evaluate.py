@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from trufor_lab.common.callables import callable_label
-from trufor_lab.common.files import atomic_write_text, csv_uncell
+from trufor_lab.common.files import atomic_write_text, csv_uncell, file_state
 from trufor_lab.common.errors import escaped
 from trufor_lab.common.image_files import DAMAGED_FILE_ERRORS, open_unwarned, stored_size
 from trufor_lab.common.unreadable import unrecognised_reason
@@ -353,6 +353,7 @@ def _evaluate_one(
 
     digest = sha256_of(image_path)
     cached = None
+    seen = file_state(npz)  # replaced only while it is what was seen: never another run's output
     refused = None if overwrite else output_refusal(npz, image_path, digest, "overwrite")
     if refused:  # someone's file with the output's name, or another dataset's image of that name
         raise ValueError(refused)
@@ -382,8 +383,14 @@ def _evaluate_one(
         for what, a in (("map", result.map), ("confidence map", result.conf)):
             if np.shape(a) != (h, w):  # a confidence of another grid ended the run (IndexError on its mask)
                 raise RuntimeError(f"{image_path}: {what} size {np.shape(a)} differs from image size {(h, w)}")
+        meanwhile = {"expect": seen} if isinstance(result, Result) else {}  # (a duck-typed result saves itself)
         result.save_npz(
-            npz, input_sha256=digest, computed=computed, input_path=image_path, weights_digest=weights_digest
+            npz,
+            input_sha256=digest,
+            computed=computed,
+            input_path=image_path,
+            weights_digest=weights_digest,
+            **meanwhile,
         )
         # scored as saved (float32 maps), so that a resumed run, which reads the npz, agrees exactly
         m, c = result.map.astype(np.float32, copy=False), result.conf.astype(np.float32, copy=False)
