@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         notice = model_notice(model)
         if notice:
-            print(f"note: {notice}", file=sys.stderr)
+            note(notice)
     bar = tqdm(todo, desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
     for path, out, digest in bar:
         try:
