@@ -306,13 +306,16 @@ def safe_part(name: str, default: str = "dataset") -> str:
 def display_name(name: str | os.PathLike | None) -> str:
     """The base name only (full paths can reveal a user's folders in a shared report), safe to
     show: bytes that are not UTF-8 become U+FFFD, control and bidi-override characters (a
-    terminal escape, a name that reads backwards) become '?'."""
+    terminal escape, a name that reads backwards) become '?'. A Windows path (``C:\\...``,
+    ``\\\\server\\...``) loses its folders here too; elsewhere a backslash is part of the name
+    (a POSIX file may be named ``b$\\alpha$.png``: it was shown as ``alpha$.png``)."""
     if not name:
         return "image"
     name = os.fspath(name)
     if isinstance(name, bytes):
         name = os.fsdecode(name)
-    base = os.path.basename(name.replace("\\", "/")) or name  # a Windows path's folders too
+    windows = re.match(r"[A-Za-z]:[\\/]|\\\\", name) is not None
+    base = os.path.basename(name.replace("\\", "/") if windows else name) or name
     base = base.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in base)
 
