@@ -316,8 +316,15 @@ def display_name(name: str | os.PathLike | None) -> str:
         name = os.fsdecode(name)
     windows = re.match(r"[A-Za-z]:[\\/]|\\\\", name) is not None
     base = os.path.basename(name.replace("\\", "/") if windows else name) or name
-    base = base.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in base)
+    return shown_text(base)
+
+
+def shown_text(text: str) -> str:
+    """``text`` safe to show in a figure or a page: bytes that are not UTF-8 become U+FFFD,
+    control and format characters (a terminal escape, a carriage return, a newline, a bidi
+    override or a zero-width character) become '?'; folders kept (:func:`display_name` drops them)."""
+    text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
 
 def shorten(text: str, limit: int = 60) -> str:
@@ -332,6 +339,11 @@ def short_name(name: str | os.PathLike | None, limit: int = 60) -> str:
     """:func:`display_name`, :func:`shorten`-ed: for figure titles (a 244-character name
     stretched a figure to twice its width and ran titles into each other)."""
     return shorten(display_name(name), limit)
+
+
+def short_text(text: str, limit: int = 60) -> str:
+    """:func:`shown_text`, :func:`shorten`-ed: a name with its folders (a dataset's sample id) in a figure."""
+    return shorten(shown_text(text), limit)
 
 
 #: Whether names are made for Windows, where a colon in any part is a drive or a data stream.
