@@ -526,3 +526,24 @@ def test_file_names_in_figures_are_shown_as_names_not_as_control_characters(tmp_
     assert "a?[2K?FAKE.png" in shown and "sub/a?[2K?FAKE.png" in shown and "b?gnp.exe?x.png" in shown, shown
     assert "secret" not in shown, shown
     assert not any(c in shown for c in "\x1b\r\u202e"), shown
+
+
+def test_sweeps_of_checkpoints_named_with_dollars_are_drawn():
+    """Two sweeps of different weights on one axes name each one's weights in the legend: a
+    checkpoint named 'run_$\\frac$.pt' made the figure fail when drawn (mathtext's
+    ParseSyntaxException), and a terminal escape in a checkpoint's name was drawn as a glyph box."""
+    from trufor_lab.inference.weights import WeightsInfo
+    from trufor_lab.lab.perturb import SweepResult
+
+    def sweep(path, sha):
+        rows = [{"value": v, "score": 0.1 * i, "f1_best": 0.2} for i, v in enumerate([90, 70])]
+        return SweepResult("jpeg $\\frac$", rows, weights=WeightsInfo("custom", path, sha, False))
+
+    fig = sweep("/ckpt/run_$\\frac$.pt", "a" * 64).plot()
+    sweep("/ckpt/other\x1b[2K.pt", "b" * 64).plot(ax=fig.axes[0])
+    fig.savefig(io.BytesIO(), format="png")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "score\ncustom weights run_$\\frac$.pt, sha256 aaaaaaaaaaaa" in legend, legend
+    assert "score\ncustom weights other?[2K.pt, sha256 bbbbbbbbbbbb" in legend, legend
+    assert fig.axes[0].get_xlabel() == "jpeg $\\frac$"
+    plt.close(fig)

@@ -305,10 +305,9 @@ def safe_part(name: str, default: str = "dataset") -> str:
 
 def display_name(name: str | os.PathLike | None) -> str:
     """The base name only (full paths can reveal a user's folders in a shared report), safe to
-    show: bytes that are not UTF-8 become U+FFFD, control and bidi-override characters (a
-    terminal escape, a name that reads backwards) become '?'. A Windows path (``C:\\...``,
-    ``\\\\server\\...``) loses its folders here too; elsewhere a backslash is part of the name
-    (a POSIX file may be named ``b$\\alpha$.png``: it was shown as ``alpha$.png``)."""
+    show: bytes that are not UTF-8 become U+FFFD, control and format characters (a terminal
+    escape, a newline, a name that reads backwards) become '?'. A backslash ends a folder only in
+    a Windows path (``C:\\``, ``\\\\server``): a POSIX name may hold one (``b$\\alpha$.png``)."""
     if not name:
         return "image"
     name = os.fspath(name)
@@ -320,9 +319,7 @@ def display_name(name: str | os.PathLike | None) -> str:
 
 
 def shown_text(text: str) -> str:
-    """``text`` safe to show in a figure or a page: bytes that are not UTF-8 become U+FFFD,
-    control and format characters (a terminal escape, a carriage return, a newline, a bidi
-    override or a zero-width character) become '?'; folders kept (:func:`display_name` drops them)."""
+    """``text`` with its folders, safe to show as :func:`display_name` makes a name."""
     text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
@@ -339,11 +336,6 @@ def short_name(name: str | os.PathLike | None, limit: int = 60) -> str:
     """:func:`display_name`, :func:`shorten`-ed: for figure titles (a 244-character name
     stretched a figure to twice its width and ran titles into each other)."""
     return shorten(display_name(name), limit)
-
-
-def short_text(text: str, limit: int = 60) -> str:
-    """:func:`shown_text`, :func:`shorten`-ed: a name with its folders (a dataset's sample id) in a figure."""
-    return shorten(shown_text(text), limit)
 
 
 #: Whether names are made for Windows, where a colon in any part is a drive or a data stream.
