@@ -1037,3 +1037,29 @@ def test_weights_options_of_another_action_are_refused(capsys):
     ):
         assert main(argv) == 2
         assert capsys.readouterr().err.strip() == f"error: {said}"
+
+
+def test_names_in_eval_notes_and_the_weights_banner_reach_the_terminal_escaped(tmp_path, recipe_ckpt, capsys):
+    """An image named with a terminal escape went raw into eval's note lines (the dataset's
+    notes, written by the evaluation: ``ESC[2K`` and a carriage return wiped the line), and a
+    checkpoint's file name raw into the weights banner of analyze."""
+    d = tmp_path / "set"
+    name = "a\x1b[2K\rFAKE\x07"
+    _img(d / "images" / f"{name}.png")
+    (d / "masks").mkdir()
+    Image.fromarray(np.zeros((48, 56), np.uint8)).save(d / "masks" / f"{name}.png")  # authentic: a note says so
+    rc = main(
+        ["eval", "--images", str(d / "images"), "--masks", str(d / "masks"), "--method", "ela"]
+        + ["-o", str(tmp_path / "o"), "-q"]
+    )
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    notes = [ln for ln in cap.err.splitlines() if "mask marks no forged pixel" in ln]
+    assert notes and "a\\x1b[2K\\rFAKE\\x07.png" in notes[0], cap.err
+    ckpt = tmp_path / "w\x1b]0;pwned\x07.pt"
+    ckpt.write_bytes(recipe_ckpt.read_bytes())
+    assert main(["analyze", str(d / "images"), "--weights", str(ckpt), "-o", str(tmp_path / "p"), "-q"]) == 0
+    cap2 = capsys.readouterr()
+    assert "w\\x1b]0;pwned\\x07.pt" in cap2.err, cap2.err
+    for text in (cap.err, cap.out, cap2.err, cap2.out):
+        assert "\x1b" not in text and "\x07" not in text and "\r" not in text, text

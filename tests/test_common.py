@@ -102,6 +102,15 @@ def test_display_name_hides_folders():
     assert display_name("C:\\Users\\x\\p.png") == "p.png" and display_name(None) == "image"
 
 
+def test_a_backslash_in_a_posix_name_is_part_of_the_name():
+    """A file named 'b$\\alpha$ {x.png' (legal on POSIX) was shown as 'alpha$ {x.png', and
+    'x<script>...<\\script>.jpg' as 'script>.jpg': the report and every title named another
+    file. Only a Windows path (drive or server first) loses its folders at a backslash."""
+    name = "b$\\alpha$ {x.png"
+    assert display_name("/data/" + name) == name and display_name(name) == name  # shown twice: the same
+    assert display_name("D:/cases\\2024\\p.png") == "p.png" and display_name("\\\\srv\\share\\q.png") == "q.png"
+
+
 def test_table_csv_pandas_and_html(tmp_path):
     t = Table([{"name": "ré<sumé>", "f1": 0.123456}, {"name": "b", "auc": float("nan")}], title="T")
     assert t.columns == ["name", "f1", "auc"]

@@ -487,3 +487,63 @@ def test_an_array_of_no_pictures_dtype_is_refused_by_its_dtype_not_by_values_it_
             show_image(plt.figure().add_subplot(), bad, "p.png")
         assert str(e.value).startswith(f"p.png: the image is a {dtype} array, not a picture's dtype; a picture is")
         assert "0..0" not in str(e.value)
+
+
+def test_file_names_in_figures_are_shown_as_names_not_as_control_characters(tmp_path):
+    """File names went raw into figure text where the other figures show them through
+    display_name: an ablation study's image ticks and title and a failure gallery's row label
+    drew a terminal escape and a carriage return as missing glyphs (a newline broke the label in
+    two), and an attribution's image panel was titled with the whole path (the user's folders)."""
+    from trufor_lab.common.table import Table
+    from trufor_lab.interpret.ablate import AblationStudy
+    from trufor_lab.lab.evaluate import Evaluation
+    from trufor_lab.lab.failures import render_cases
+
+    odd = ["a\x1b[2K\rFAKE.png", "b\u202egnp.exe\nx.png"]
+    rows = [{"image": im, "ablation": a, "score": 0.5} for im in odd for a in ("baseline", "rgb_only")]
+    texts = []
+    for images in (odd, odd[:1]):
+        fig = AblationStudy(Table([r for r in rows if r["image"] in images]), {"baseline": [], "rgb_only": []}, images)
+        fig = fig.plot("score")
+        fig.savefig(io.BytesIO(), format="png")
+        texts += [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+        plt.close(fig)
+    row = {"id": "sub/" + odd[0], "label": 1, "score": 0.2, "image_path": str(tmp_path / "gone.png")}
+    fig = render_cases(Evaluation([row]), [row], None, 1.5)
+    fig.savefig(io.BytesIO(), format="png")
+    texts += [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+    plt.close(fig)
+    from trufor_lab.interpret.attribution import Attribution
+
+    m = np.zeros((16, 16), np.float32)
+    a = Attribution(np.zeros((16, 16, 3), np.uint8), m, "ig", "score", name=str(tmp_path / "secret" / odd[1]))
+    a.extras.update(maps={"rgb": m, "noiseprint": m}, shares={"rgb": 0.5, "noiseprint": 0.5})
+    fig = a.plot_modalities()
+    fig.savefig(io.BytesIO(), format="png")
+    texts += [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+    plt.close(fig)
+    shown = "\n".join(texts)
+    assert "a?[2K?FAKE.png" in shown and "sub/a?[2K?FAKE.png" in shown and "b?gnp.exe?x.png" in shown, shown
+    assert "secret" not in shown, shown
+    assert not any(c in shown for c in "\x1b\r\u202e"), shown
+
+
+def test_sweeps_of_checkpoints_named_with_dollars_are_drawn():
+    """Two sweeps of different weights on one axes name each one's weights in the legend: a
+    checkpoint named 'run_$\\frac$.pt' made the figure fail when drawn (mathtext's
+    ParseSyntaxException), and a terminal escape in a checkpoint's name was drawn as a glyph box."""
+    from trufor_lab.inference.weights import WeightsInfo
+    from trufor_lab.lab.perturb import SweepResult
+
+    def sweep(path, sha):
+        rows = [{"value": v, "score": 0.1 * i, "f1_best": 0.2} for i, v in enumerate([90, 70])]
+        return SweepResult("jpeg $\\frac$", rows, weights=WeightsInfo("custom", path, sha, False))
+
+    fig = sweep("/ckpt/run_$\\frac$.pt", "a" * 64).plot()
+    sweep("/ckpt/other\x1b[2K.pt", "b" * 64).plot(ax=fig.axes[0])
+    fig.savefig(io.BytesIO(), format="png")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "score\ncustom weights run_$\\frac$.pt, sha256 aaaaaaaaaaaa" in legend, legend
+    assert "score\ncustom weights other?[2K.pt, sha256 bbbbbbbbbbbb" in legend, legend
+    assert fig.axes[0].get_xlabel() == "jpeg $\\frac$"
+    plt.close(fig)

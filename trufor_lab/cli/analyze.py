@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         notice = model_notice(model)
         if notice:
-            print(f"note: {notice}", file=sys.stderr)
+            note(notice)
         needs = output_arrays(is_full_model(model), args.save_noiseprint)
     bar = tqdm(todo, desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
     i = 0

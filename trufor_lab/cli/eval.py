@@ -29,7 +29,15 @@ from trufor_lab.lab.eval_rows import is_failed
 from trufor_lab.lab.evaluate import evaluate
 from trufor_lab.model import CheckpointError
 from trufor_lab.cli.masks import add_mask_options, check_threshold, folder_from_args, overridden
-from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, output_folder_problem, weights_note
+from trufor_lab.cli.messages import (
+    PRECISION_HELP,
+    WEIGHTS_HELP,
+    error,
+    note,
+    output_folder_problem,
+    printable,
+    weights_note,
+)
 
 
 #: How this command reads a dataset named like a benchmark otherwise (its name is DATASET's).
@@ -92,7 +100,7 @@ class _LazyModel:
                 )
             notice = model_notice(model)
             if notice:
-                print(f"note: {notice}", file=sys.stderr)
+                note(notice)
             self.model = model
         return analyze(self.model, image)
 
@@ -135,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if len(dataset) == 0:
         for line in dataset.note_lines():  # evaluate() says them otherwise
-            print(f"note: {line}", file=sys.stderr)
+            note(line)
         error(f"{dataset.name}: dataset holds no images")
         return 1
     problem = output_folder_problem(args.output)
@@ -217,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         error(f"{out}: cannot write results ({e.strerror or e})")
         return 1
     for line in ev.summary_lines():
-        print(line)
+        print(printable(line))
     print(
         f"{len(ev.rows)} images: {ev.n_computed} computed, {ev.n_reused} reused (output exists), "
         f"{len(ev.failed)} failed; results in {tables[0]}"

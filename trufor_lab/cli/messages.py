@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from trufor_lab.common.errors import escaped
 from trufor_lab.common.paths import unwritable_reason
 from trufor_lab.inference.load import selected_info
 from trufor_lab.inference.preprocess import ImageError
@@ -43,8 +44,7 @@ def printable(text: object) -> str:
     """``text`` that any terminal encoding can take: a file name that is not UTF-8 (Python keeps
     its bytes as lone surrogates) is written escaped (``\\udce9``) instead of stopping a batch
     with UnicodeEncodeError, and control characters (terminal escapes) are shown escaped."""
-    s = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() or c in "\t" else repr(c)[1:-1] for c in s)
+    return escaped(str(text))  # a lone surrogate is not printable: escaped as the rest
 
 
 def left_out_words(others: list[Path], output: str) -> str:

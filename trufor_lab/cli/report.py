@@ -19,7 +19,7 @@ from trufor_lab.inference import weights as W
 from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
 from trufor_lab.model.trufor import MIN_TRUFOR_SIDE
-from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, first_line, printable
+from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, first_line, note, printable
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     notice = model_notice(model)
     if notice:
-        print(f"note: {notice}", file=sys.stderr)
+        note(notice)
     try:
         # the pictures read above, not decoded again (a 12 MP photo takes a while to decode)
         result = analyze(model, loaded[0], name=display_name(args.image), exif_transpose=True)

@@ -305,16 +305,23 @@ def safe_part(name: str, default: str = "dataset") -> str:
 
 def display_name(name: str | os.PathLike | None) -> str:
     """The base name only (full paths can reveal a user's folders in a shared report), safe to
-    show: bytes that are not UTF-8 become U+FFFD, control and bidi-override characters (a
-    terminal escape, a name that reads backwards) become '?'."""
+    show: bytes that are not UTF-8 become U+FFFD, control and format characters (a terminal
+    escape, a newline, a name that reads backwards) become '?'. A backslash ends a folder only in
+    a Windows path (``C:\\``, ``\\\\server``): a POSIX name may hold one (``b$\\alpha$.png``)."""
     if not name:
         return "image"
     name = os.fspath(name)
     if isinstance(name, bytes):
         name = os.fsdecode(name)
-    base = os.path.basename(name.replace("\\", "/")) or name  # a Windows path's folders too
-    base = base.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in base)
+    windows = re.match(r"[A-Za-z]:[\\/]|\\\\", name) is not None
+    base = os.path.basename(name.replace("\\", "/") if windows else name) or name
+    return shown_text(base)
+
+
+def shown_text(text: str) -> str:
+    """``text`` with its folders, safe to show as :func:`display_name` makes a name."""
+    text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
 
 def shorten(text: str, limit: int = 60) -> str:

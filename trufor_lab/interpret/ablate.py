@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from trufor_lab.common.arrays import record_repr
+from trufor_lab.common.paths import short_name
 from trufor_lab.common.table import Table, fmt
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import unwrapped
@@ -171,7 +172,7 @@ class AblationStudy:
             ax.set_xticks(np.arange(len(abl)))
             ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8, parse_math=False)
             ax.set_ylabel(metric)
-            ax.set_title(self.images[0], fontsize=9, parse_math=False)
+            ax.set_title(short_name(self.images[0]), fontsize=9, parse_math=False)
             ax.grid(axis="y", alpha=0.3)
             if metric in _UNIT_RANGE:
                 ax.set_ylim(0, 1)
@@ -184,7 +185,8 @@ class AblationStudy:
             ax.set_xticks(np.arange(len(abl)))
             ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8, parse_math=False)
             ax.set_yticks(np.arange(len(self.images)))
-            ax.set_yticklabels(self.images, fontsize=8, parse_math=False)  # file names: '$' as written
+            # file names: '$' as written, control characters as '?'
+            ax.set_yticklabels([short_name(n) for n in self.images], fontsize=8, parse_math=False)
             fig.colorbar(im, ax=ax, label=metric)
         by = "" if self.weights is None else f"\n{weights_label(self.weights)}"
         fig.suptitle(f"Ablation study: {metric}{by}", fontsize=10, parse_math=False)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from trufor_lab.common.arrays import brief
+from trufor_lab.common.paths import short_name
 from trufor_lab.inference.analyze import Result
 from trufor_lab.inference.weights import WeightsInfo
 from trufor_lab.model.identity import mixed_weights_note, weights_label
@@ -254,7 +255,7 @@ class Attribution:
         axes = fig.subplots(1, 4, gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
         shown = self._shown()
         show_image(axes[0], shown, self.name or "image")
-        axes[0].set_title(self.name or "image", fontsize=9, parse_math=False)
+        axes[0].set_title(short_name(self.name) if self.name else "image", fontsize=9, parse_math=False)
         axes[0].set_axis_off()
         for ax, key in zip(axes[1:3], ("rgb", "noiseprint")):
             im = self._overlay(ax, self.extras["maps"][key], alpha, shown)
@@ -305,7 +306,7 @@ def plot_modality_shares(attributions: Sequence[Attribution], ax=None):
     for i in np.flatnonzero(np.isnan(rgb)):  # NaN shares (nothing to explain): an empty row, unsaid
         ax.text(0.5, y[i], "no shares (see .notes)", ha="center", va="center", fontsize=7, color="0.3")
     ax.set_yticks(y)
-    rows = [n.split("/")[-1] + (f"\n{weights_label(a.weights)}" if mixed else "") for n, a in zip(names, attributions)]
+    rows = [short_name(n) + (f"\n{weights_label(a.weights)}" if mixed else "") for n, a in zip(names, attributions)]
     ax.set_yticklabels(rows, fontsize=8 if not mixed else 6, parse_math=False)  # '$' as written
     if mixed:
         ax.set_title("from different weights (each row names its own)", fontsize=8, color="#b00020")

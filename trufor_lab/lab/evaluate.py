@@ -362,7 +362,7 @@ def _evaluate_one(
         if why is None:  # (an earlier version's empty 'not applicable' map records no numerics: recomputed)
             cached = _read_npz(npz, (h, w))
         else:
-            tqdm.write(f"note: {npz}: {why}; recomputing", file=sys.stderr)
+            tqdm.write(escaped(f"note: {npz}: {why}; recomputing"), file=sys.stderr)
     if cached is not None:
         m, c, score = cached
         row["reused"] = True
@@ -420,7 +420,7 @@ def _evaluate_one(
                 noting = getattr(dataset, "mask_orientation_note", None)  # a Dataset's; a duck-typed one may lack it
                 row["note"] = noting(sample) if noting else None
                 if row["note"]:  # scored as the official protocol does, and said where the run is watched
-                    tqdm.write(f"note: {row['note']}", file=sys.stderr)
+                    tqdm.write(escaped(f"note: {row['note']}"), file=sys.stderr)
     if problems:
         row.update(error="; ".join(problems.values()), not_scored=",".join(problems))
     return row
@@ -519,7 +519,7 @@ def evaluate(
         else [f"{dataset.name}: {n}" for n in getattr(dataset, "notes", ())]
     )
     for line in lines:  # how the dataset was read (a convention taken from its name, ...)
-        tqdm.write(f"note: {line}", file=sys.stderr)
+        tqdm.write(escaped(f"note: {line}"), file=sys.stderr)
     if weights_sha256 is None:
         info = getattr(model, "weights_info", None)
         weights_sha256 = info.sha256 if info is not None and info.sha256 not in ("", "-") else None
@@ -545,5 +545,5 @@ def evaluate(
     ev = Evaluation(rows, (), out_dir, {dataset.name: dataset})
     note = ev.summary.get(dataset.name, {}).get("mask_note")
     if note:  # also in the summary line; said here too, where the run is watched
-        tqdm.write(f"note: {dataset.name}: {note}", file=sys.stderr)
+        tqdm.write(escaped(f"note: {dataset.name}: {note}"), file=sys.stderr)
     return ev

@@ -600,14 +600,15 @@ class SweepResult:
             ax.set_xticks(x)
             ax.set_xticklabels([str(v) for v in vals], rotation=30, fontsize=8)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel(self.perturbation)
+        ax.set_xlabel(self.perturbation, parse_math=False)
         ax.grid(alpha=0.3)
         if mixed:
             ax.set_title("sweeps of different weights (each curve names its own)", fontsize=8, color="#b00020")
         elif self.weights is not None:
             ax.set_title(f"by {weights_label(self.weights)}", fontsize=8, parse_math=False)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8 if not mixed else 6)
+            for text in ax.legend(fontsize=8 if not mixed else 6).get_texts():
+                text.set_parse_math(False)  # a checkpoint's file name: '$' as written
         return fig
 
     def _repr_html_(self) -> str:

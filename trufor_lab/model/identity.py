@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from trufor_lab.common.paths import display_name
 
 #: Relative difference of a tensor's float64 sums that still counts as the same values: the
 #: same numbers summed on another device or in another order differ by far less (~1e-13).
@@ -54,7 +55,7 @@ def where_changed(info: Any) -> str:
     alone (a report leaves the folders out), or that the model was made in memory."""
     if info.path in ("", "-"):
         return "changed in memory since it was made"
-    return f"changed in memory after loading {Path(info.path).name}"
+    return f"changed in memory after loading {display_name(info.path)}"
 
 
 def is_own_training(info: Any) -> bool:
@@ -149,7 +150,7 @@ def weights_label(info: Any) -> str:
     if changed_in_memory(info):
         return f"custom weights {where_changed(info)}"
     sha = f", sha256 {info.sha256[:12]}" if info.sha256 and info.sha256 != "-" else ""
-    return f"{info.kind} weights {Path(info.path).name if info.path not in ('', '-') else '(in memory)'}{sha}"
+    return f"{info.kind} weights {display_name(info.path) if info.path not in ('', '-') else '(in memory)'}{sha}"
 
 
 def same_weights(a: Any, b: Any) -> bool:

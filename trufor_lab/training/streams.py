@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from trufor_lab.common.errors import escaped
 from trufor_lab.forensics.jpeg import jpeg_compress
 from trufor_lab.inference.preprocess import load_image
 from trufor_lab.lab.datasets import Dataset
@@ -141,7 +142,7 @@ def usable_samples(ds: Any, progress: bool = True) -> list[tuple[Any, Any]]:
 
 def _say(name: str, notes: list[str]) -> None:
     for line in notes:
-        tqdm.write(f"note: {name}: {line}", file=sys.stderr)
+        tqdm.write(escaped(f"note: {name}: {line}"), file=sys.stderr)
 
 
 class ForgeryStream:
