@@ -1347,3 +1347,18 @@ def test_a_lab_tiff_is_not_reported_as_damaged():
     Image.fromarray(_pattern(48, 40)).convert("LAB").save(buf, "TIFF")
     p = read_provenance(buf.getvalue())
     assert p.mode == "LAB" and p.problems == [], p.problems
+
+
+def test_gps_byte_values_are_shown_as_their_numbers() -> None:
+    """GPSAltitudeRef is one BYTE (0 above, 1 below sea level): it was read as text, so the GPS
+    rows and to_dict(include_gps=True) showed '' for above and '\ufffd' for below sea level."""
+    for ref in (0, 1):
+        ex = _camera_exif()
+        gps = ex.get_ifd(ExifTags.IFD.GPSInfo)
+        gps[ExifTags.GPS.GPSAltitudeRef] = bytes([ref])
+        gps[ExifTags.GPS.GPSAltitude] = 12.5
+        p = read_provenance(_save(_pattern(64, 48), quality=90, exif=ex.tobytes()))
+        assert p.gps["GPSAltitudeRef"] == ref
+        assert ("GPS", "GPSAltitudeRef", str(ref)) in p.rows(show_gps=True)
+        assert json.loads(json.dumps(p.to_dict(include_gps=True)))["gps"]["GPSAltitudeRef"] == ref
+        assert p.gps["GPSLatitudeRef"] == "N"  # text stays text

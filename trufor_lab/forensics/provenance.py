@@ -421,7 +421,13 @@ def _jsonable(v: Any) -> Any:
 
 
 def _exif_value(v: Any) -> Any:
-    """An EXIF value for the ``exif``/``gps`` dicts: text cleaned like the named fields."""
+    """An EXIF value for the ``exif``/``gps`` dicts: text cleaned like the named fields; a few
+    bytes that are no text (a BYTE tag: GPSAltitudeRef 0 above / 1 below sea level, FileSource,
+    ComponentsConfiguration) as their numbers, which read as text gave '' and U+FFFD."""
+    if isinstance(v, (bytes, bytearray)) and len(v) <= 4:
+        text = bytes(v).rstrip(b"\x00")
+        if not (text and all(0x20 <= c < 0x7F for c in text)):
+            return v[0] if len(v) == 1 else list(v)
     return _clean(v) if isinstance(v, str) else _jsonable(v)
 
 
