@@ -1362,3 +1362,16 @@ def test_gps_byte_values_are_shown_as_their_numbers() -> None:
         assert ("GPS", "GPSAltitudeRef", str(ref)) in p.rows(show_gps=True)
         assert json.loads(json.dumps(p.to_dict(include_gps=True)))["gps"]["GPSAltitudeRef"] == ref
         assert p.gps["GPSLatitudeRef"] == "N"  # text stays text
+
+
+def test_a_camera_firmware_in_software_is_not_read_as_a_computer_program() -> None:
+    """A modify date before the capture date in a file whose Software is the camera's firmware
+    ('NIKON D850 Ver.1.10', a Pixel's 'HDR+ 1.0') read 'the modify date is the one 'NIKON D850
+    Ver.1.10' wrote when it saved the file: its computer's clock ... differs from the camera's'."""
+    for firmware in ("NIKON D850 Ver.1.10", "HDR+ 1.0.541083949zd"):
+        ex = _camera_exif(software=firmware)
+        ex[ExifTags.Base.DateTime] = "2024:04:30 18:00:00"  # before the capture, 2024:05:01 09:30
+        p = read_provenance(_save(_pattern(300, 200), quality=93, exif=ex.tobytes()))
+        (sign,) = [s for s in p.signs if s.code == "dates"]
+        assert "computer" not in sign.meaning and "firmware" in sign.meaning and repr(firmware) in sign.meaning
+        assert "edited with" not in " ".join(s.observation for s in p.signs)

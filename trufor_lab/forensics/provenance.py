@@ -1024,6 +1024,11 @@ def _signs(p: Provenance) -> list[Sign]:
                     f"the modify date is the one {p.software!r} (the EXIF Software) wrote when it saved "
                     "the file: its computer's clock or time zone differs from the camera's, or a date "
                     "was edited"
+                    if p.software and _EDITOR_NAMES.search(p.software)
+                    # a camera's or phone's firmware names itself here too: no computer of its own
+                    else f"the EXIF Software {p.software!r} is the camera's own firmware or a program "
+                    "that saved the file later: a clock or time-zone setting differs between the two "
+                    "dates, or a date was edited"
                     if p.software
                     else "dates a camera writes together disagree: a clock or time-zone setting, or dates "
                     "edited by a program"
