@@ -1375,3 +1375,12 @@ def test_a_camera_firmware_in_software_is_not_read_as_a_computer_program() -> No
         (sign,) = [s for s in p.signs if s.code == "dates"]
         assert "computer" not in sign.meaning and "firmware" in sign.meaning and repr(firmware) in sign.meaning
         assert "edited with" not in " ".join(s.observation for s in p.signs)
+
+
+def test_an_editor_named_with_its_version_glued_on_is_an_editor() -> None:
+    """'Facetune2' (the app's name) and Corel's 'PaintShop Pro' read 'written by software', not
+    'edited with', though Facetune and Corel are in the editor list."""
+    for editor in ("Facetune2", "PaintShop Pro 2023", "GIMP2.10"):
+        assert _sign(_exif_jpeg(editor), "software")[0].startswith("warning: edited with software"), editor
+    for firmware in ("Ver.1.00", "Digital Camera X-T3 Ver3.00", "HDR+ 1.0", "DSC-Paintbrush2 v2"):
+        assert _sign(_exif_jpeg(firmware), "software") == [f"info: written by software {firmware!r}"]

@@ -126,14 +126,15 @@ _EDITORS = (
     "fotor",
     "vsco",
     "picsart",
+    "paintshop",
 )
-#: An editor's name as a word ('DSC-Paintbrush' is not Paint); the generic words ('preview',
-#: 'paint') only where the name starts with them (Apple's Preview, Paint, Paint.NET), not inside
-#: a firmware string ('G998BXXU5 preview build').
+#: An editor's name as a word, a version number glued to it or not ('Facetune2'; 'DSC-Paintbrush'
+#: is not Paint); the generic words ('preview', 'paint') only where the name starts with them
+#: (Apple's Preview, Paint, Paint.NET), not inside a firmware string ('G998BXXU5 preview build').
 _GENERIC_EDITORS = ("preview", "paint")
 _EDITOR_NAMES = re.compile(
-    r"\b(?:" + "|".join(re.escape(e) for e in _EDITORS if e not in _GENERIC_EDITORS) + r")\b"
-    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\b",
+    r"\b(?:" + "|".join(re.escape(e) for e in _EDITORS if e not in _GENERIC_EDITORS) + r")\d*\b"
+    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\d*\b",
     re.IGNORECASE,
 )
 _EVIDENCE = " This is evidence, not proof."
