@@ -1384,3 +1384,15 @@ def test_an_editor_named_with_its_version_glued_on_is_an_editor() -> None:
         assert _sign(_exif_jpeg(editor), "software")[0].startswith("warning: edited with software"), editor
     for firmware in ("Ver.1.00", "Digital Camera X-T3 Ver3.00", "HDR+ 1.0", "DSC-Paintbrush2 v2"):
         assert _sign(_exif_jpeg(firmware), "software") == [f"info: written by software {firmware!r}"]
+
+
+def test_a_date_left_blank_as_exif_allows_is_unknown_not_malformed() -> None:
+    """EXIF fills an unknown date with blanks (cameras with no clock set write zeros): the report
+    listed 'EXIF datetime original is not a valid date' among the problems, as if damaged."""
+    for blank in ("    :  :     :  :  ", "0000:00:00 00:00:00"):
+        p = read_provenance(_exif_jpeg(dates={0x9003: blank, 0x0132: "2023:05:01 12:00:00"}))
+        assert not any("datetime original" in x for x in p.problems), p.problems
+        assert p.datetime_original == f"unknown (written as {blank.strip()!r})"
+        assert _sign(_exif_jpeg(dates={0x9003: blank, 0x0132: "2023:05:01 12:00:00"}), "dates") == []
+    bad = read_provenance(_exif_jpeg(dates={0x9003: "2023:13:45 10:00:00"}))
+    assert "EXIF datetime original is not a valid date: '2023:13:45 10:00:00'" in bad.problems

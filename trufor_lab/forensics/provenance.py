@@ -767,7 +767,9 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
     for f in ("datetime_original", "datetime_digitized", "datetime_modified"):
         s = getattr(p, f)
         when = None if s is None else _parse_exif_datetime(s)
-        if s is not None and when is None:
+        if s is not None and re.fullmatch(r"[\s:0]*", s):  # EXIF's way to say 'unknown': blanks (or zeros)
+            setattr(p, f, f"unknown (written as {s!r})")
+        elif s is not None and when is None:
             p.problems.append(f"EXIF {f.replace('_', ' ')} is not a valid date: {s!r}")
         elif when is not None and when > later:
             p.problems.append(f"EXIF {f.replace('_', ' ')} is in the future: {s!r} (a wrong clock or an edited date)")
