@@ -1347,3 +1347,52 @@ def test_a_lab_tiff_is_not_reported_as_damaged():
     Image.fromarray(_pattern(48, 40)).convert("LAB").save(buf, "TIFF")
     p = read_provenance(buf.getvalue())
     assert p.mode == "LAB" and p.problems == [], p.problems
+
+
+def test_gps_byte_values_are_shown_as_their_numbers() -> None:
+    """GPSAltitudeRef is one BYTE (0 above, 1 below sea level): it was read as text, so the GPS
+    rows and to_dict(include_gps=True) showed '' for above and '\ufffd' for below sea level."""
+    for ref in (0, 1):
+        ex = _camera_exif()
+        gps = ex.get_ifd(ExifTags.IFD.GPSInfo)
+        gps[ExifTags.GPS.GPSAltitudeRef] = bytes([ref])
+        gps[ExifTags.GPS.GPSAltitude] = 12.5
+        p = read_provenance(_save(_pattern(64, 48), quality=90, exif=ex.tobytes()))
+        assert p.gps["GPSAltitudeRef"] == ref
+        assert ("GPS", "GPSAltitudeRef", str(ref)) in p.rows(show_gps=True)
+        assert json.loads(json.dumps(p.to_dict(include_gps=True)))["gps"]["GPSAltitudeRef"] == ref
+        assert p.gps["GPSLatitudeRef"] == "N"  # text stays text
+
+
+def test_a_camera_firmware_in_software_is_not_read_as_a_computer_program() -> None:
+    """A modify date before the capture date in a file whose Software is the camera's firmware
+    ('NIKON D850 Ver.1.10', a Pixel's 'HDR+ 1.0') read 'the modify date is the one 'NIKON D850
+    Ver.1.10' wrote when it saved the file: its computer's clock ... differs from the camera's'."""
+    for firmware in ("NIKON D850 Ver.1.10", "HDR+ 1.0.541083949zd"):
+        ex = _camera_exif(software=firmware)
+        ex[ExifTags.Base.DateTime] = "2024:04:30 18:00:00"  # before the capture, 2024:05:01 09:30
+        p = read_provenance(_save(_pattern(300, 200), quality=93, exif=ex.tobytes()))
+        (sign,) = [s for s in p.signs if s.code == "dates"]
+        assert "computer" not in sign.meaning and "firmware" in sign.meaning and repr(firmware) in sign.meaning
+        assert "edited with" not in " ".join(s.observation for s in p.signs)
+
+
+def test_an_editor_named_with_its_version_glued_on_is_an_editor() -> None:
+    """'Facetune2' (the app's name) and Corel's 'PaintShop Pro' read 'written by software', not
+    'edited with', though Facetune and Corel are in the editor list."""
+    for editor in ("Facetune2", "PaintShop Pro 2023", "GIMP2.10"):
+        assert _sign(_exif_jpeg(editor), "software")[0].startswith("warning: edited with software"), editor
+    for firmware in ("Ver.1.00", "Digital Camera X-T3 Ver3.00", "HDR+ 1.0", "DSC-Paintbrush2 v2"):
+        assert _sign(_exif_jpeg(firmware), "software") == [f"info: written by software {firmware!r}"]
+
+
+def test_a_date_left_blank_as_exif_allows_is_unknown_not_malformed() -> None:
+    """EXIF fills an unknown date with blanks (cameras with no clock set write zeros): the report
+    listed 'EXIF datetime original is not a valid date' among the problems, as if damaged."""
+    for blank in ("    :  :     :  :  ", "0000:00:00 00:00:00"):
+        p = read_provenance(_exif_jpeg(dates={0x9003: blank, 0x0132: "2023:05:01 12:00:00"}))
+        assert not any("datetime original" in x for x in p.problems), p.problems
+        assert p.datetime_original == f"unknown (written as {blank.strip()!r})"
+        assert _sign(_exif_jpeg(dates={0x9003: blank, 0x0132: "2023:05:01 12:00:00"}), "dates") == []
+    bad = read_provenance(_exif_jpeg(dates={0x9003: "2023:13:45 10:00:00"}))
+    assert "EXIF datetime original is not a valid date: '2023:13:45 10:00:00'" in bad.problems

@@ -126,14 +126,15 @@ _EDITORS = (
     "fotor",
     "vsco",
     "picsart",
+    "paintshop",
 )
-#: An editor's name as a word ('DSC-Paintbrush' is not Paint); the generic words ('preview',
-#: 'paint') only where the name starts with them (Apple's Preview, Paint, Paint.NET), not inside
-#: a firmware string ('G998BXXU5 preview build').
+#: An editor's name as a word, a version number glued to it or not ('Facetune2'; 'DSC-Paintbrush'
+#: is not Paint); the generic words ('preview', 'paint') only where the name starts with them
+#: (Apple's Preview, Paint, Paint.NET), not inside a firmware string ('G998BXXU5 preview build').
 _GENERIC_EDITORS = ("preview", "paint")
 _EDITOR_NAMES = re.compile(
-    r"\b(?:" + "|".join(re.escape(e) for e in _EDITORS if e not in _GENERIC_EDITORS) + r")\b"
-    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\b",
+    r"\b(?:" + "|".join(re.escape(e) for e in _EDITORS if e not in _GENERIC_EDITORS) + r")\d*\b"
+    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\d*\b",
     re.IGNORECASE,
 )
 _EVIDENCE = " This is evidence, not proof."
@@ -421,7 +422,13 @@ def _jsonable(v: Any) -> Any:
 
 
 def _exif_value(v: Any) -> Any:
-    """An EXIF value for the ``exif``/``gps`` dicts: text cleaned like the named fields."""
+    """An EXIF value for the ``exif``/``gps`` dicts: text cleaned like the named fields; a few
+    bytes that are no text (a BYTE tag: GPSAltitudeRef 0 above / 1 below sea level, FileSource,
+    ComponentsConfiguration) as their numbers, which read as text gave '' and U+FFFD."""
+    if isinstance(v, (bytes, bytearray)) and len(v) <= 4:
+        text = bytes(v).rstrip(b"\x00")
+        if not (text and all(0x20 <= c < 0x7F for c in text)):
+            return v[0] if len(v) == 1 else list(v)
     return _clean(v) if isinstance(v, str) else _jsonable(v)
 
 
@@ -760,7 +767,9 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
     for f in ("datetime_original", "datetime_digitized", "datetime_modified"):
         s = getattr(p, f)
         when = None if s is None else _parse_exif_datetime(s)
-        if s is not None and when is None:
+        if s is not None and re.fullmatch(r"[\s:0]*", s):  # EXIF's way to say 'unknown': blanks (or zeros)
+            setattr(p, f, f"unknown (written as {s!r})")
+        elif s is not None and when is None:
             p.problems.append(f"EXIF {f.replace('_', ' ')} is not a valid date: {s!r}")
         elif when is not None and when > later:
             p.problems.append(f"EXIF {f.replace('_', ' ')} is in the future: {s!r} (a wrong clock or an edited date)")
@@ -1018,6 +1027,11 @@ def _signs(p: Provenance) -> list[Sign]:
                     f"the modify date is the one {p.software!r} (the EXIF Software) wrote when it saved "
                     "the file: its computer's clock or time zone differs from the camera's, or a date "
                     "was edited"
+                    if p.software and _EDITOR_NAMES.search(p.software)
+                    # a camera's or phone's firmware names itself here too: no computer of its own
+                    else f"the EXIF Software {p.software!r} is the camera's own firmware or a program "
+                    "that saved the file later: a clock or time-zone setting differs between the two "
+                    "dates, or a date was edited"
                     if p.software
                     else "dates a camera writes together disagree: a clock or time-zone setting, or dates "
                     "edited by a program"
