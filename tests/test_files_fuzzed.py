@@ -187,3 +187,32 @@ def test_a_tiff_whose_height_outgrows_its_strips_is_refused_not_filled_black(tmp
         ImageError, match=r"tall\.tif: a damaged TIFF \(its pixel data covers 3072 of the 64x480 pixels"
     ):
         load_image(tall)
+
+
+def test_a_palette_png_without_its_palette_is_left_out_of_a_photo_scan(tmp_path):
+    """The refusal of a palette PNG without PLTE (a SyntaxError from the header) stopped
+    ``scan_photos`` with a traceback: its scan caught a cut file's OSError only."""
+    from trufor_lab.training.photo_sets import scan_photos
+
+    a = np.random.default_rng(0).integers(0, 255, (260, 270, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(buf, "PNG")
+    (tmp_path / "bad.png").write_bytes(_png([c for c in _chunks(buf.getvalue()) if c[0] != b"PLTE"]))
+    Image.fromarray(a).save(tmp_path / "good.png")
+    with pytest.warns(UserWarning, match=r"bad\.png: left out \(unreadable image: palette image without its palette"):
+        photos = scan_photos(tmp_path)
+    assert [p.name for p in photos] == ["good"]
+
+
+def test_tiff_coverage_reads_pillow_10_tiles_too():
+    """``tiff_uncovered`` read ``tile.extents``: Pillow 10 (which pyproject allows) lists a TIFF's
+    tiles as plain tuples, so every uncompressed TIFF was an AttributeError traceback there."""
+    from trufor_lab.common.image_files import open_image, tiff_uncovered
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(buf, "TIFF")
+    with open_image(io.BytesIO(buf.getvalue())) as im:
+        im.tile = [tuple(t) for t in im.tile]  # as Pillow 10's TIFF plugin writes them
+        assert tiff_uncovered(im) is None
+        im.tile = [(d, (0, 0, 48, 4), o, a) for d, _, o, a in im.tile]
+        assert "covers 192 of the 48x40 pixels" in tiff_uncovered(im)

@@ -394,3 +394,27 @@ def test_forgeries_and_pictures_smaller_than_the_examples_cut_from_them_are_said
     assert "note: images: 1 of 2 pictures are smaller than the precomputed examples' side 64 (precompute_size) " in err
     T.train(_cfg(tmp_path / "fits", ds, crop=32))
     assert "smaller than" not in capsys.readouterr().err
+
+
+def test_dataset_picture_sizes_are_read_under_the_projects_pixel_limit(tmp_path, recwarn):
+    """The small-picture note read each dataset picture's header under Pillow's own limit (89 MP):
+    a 95 MP picture, which load_image reads, printed a DecompressionBombWarning naming no file, and
+    one of 182 MP (under the project's 200 MP) stopped the run with a DecompressionBombError."""
+    import struct
+    import zlib
+
+    from trufor_lab.common.image_files import MAX_PIXELS
+    from trufor_lab.training.loop import _stored_sizes
+
+    def chunk(t: bytes, p: bytes) -> bytes:
+        return struct.pack(">I", len(p)) + t + p + struct.pack(">I", zlib.crc32(t + p) & 0xFFFFFFFF)
+
+    w, h = 13000, 14000  # the header alone is read: its pixel data need not be there
+    assert w * h <= MAX_PIXELS
+    path = tmp_path / "big.png"
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    )
+    assert _stored_sizes([path]) == [(h, w)]
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]

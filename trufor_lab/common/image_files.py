@@ -407,7 +407,7 @@ def tiff_uncovered(im: Image.Image) -> str | None:
     if im.format != "TIFF" or not im.tile:
         return None
     w, h = stored_size(im)
-    boxes = {tuple(t.extents) for t in im.tile if t.extents is not None}  # planes share theirs
+    boxes = {tuple(t[1]) for t in im.tile if t[1] is not None}  # planes share theirs; t[1]: Pillow 10 tiles are tuples
     covered = sum(max(0, min(x1, w) - max(x0, 0)) * max(0, min(y1, h) - max(y0, 0)) for x0, y0, x1, y1 in boxes)
     if covered >= w * h:
         return None
