@@ -216,3 +216,30 @@ def test_tiff_coverage_reads_pillow_10_tiles_too():
         assert tiff_uncovered(im) is None
         im.tile = [(d, (0, 0, 48, 4), o, a) for d, _, o, a in im.tile]
         assert "covers 192 of the 48x40 pixels" in tiff_uncovered(im)
+
+
+def _planar_tiff(rgb: np.ndarray, **kw) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, rgb.transpose(2, 0, 1), planarconfig="separate", photometric="rgb", **kw)
+    return buf.getvalue()
+
+
+def test_a_tiff_of_separate_planes_missing_one_plane_is_refused_not_read_with_it_black():
+    """The strips' coverage was counted over every plane together (their boxes shared): a TIFF of
+    separate planes whose StripOffsets listed the red and green planes only was read with a black
+    blue channel, unsaid. Valid ones, by strips, tiles or one strip a plane, read exactly."""
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 48, 3), np.uint8)
+    for kw in ({}, {"rowsperstrip": 7}, {"rowsperstrip": 1000}, {"tile": (16, 16)}):
+        assert np.array_equal(load_image(_planar_tiff(rgb, **kw), name="ok.tif").rgb, rgb), kw
+    grey = _planar_tiff(rgb[..., :1].repeat(3, 2), rowsperstrip=5)
+    assert np.array_equal(load_image(grey, name="grey.tif").rgb[..., 2], rgb[..., 0])
+    data = bytearray(_planar_tiff(rgb))
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[at : at + 2])[0] in (273, 279):  # StripOffsets, StripByteCounts: 3 -> 2
+            data[at + 4 : at + 8] = struct.pack("<I", 2)
+    with pytest.raises(ImageError, match=r"two\.tif: a damaged TIFF \(plane 3 of 3 covers 0 of the 48x40 pixels"):
+        load_image(bytes(data), name="two.tif")
