@@ -243,3 +243,19 @@ def test_a_tiff_of_separate_planes_missing_one_plane_is_refused_not_read_with_it
             data[at + 4 : at + 8] = struct.pack("<I", 2)
     with pytest.raises(ImageError, match=r"two\.tif: a damaged TIFF \(plane 3 of 3 covers 0 of the 48x40 pixels"):
         load_image(bytes(data), name="two.tif")
+
+
+def test_a_callers_opened_palette_png_without_its_palette_is_refused_too(tmp_path):
+    """Refused by path, the same file handed over as ``Image.open(path)`` (or opened from its
+    bytes) was read as a black picture without a word: the check ran on files this package opens."""
+    chunks = _chunks(_palette_png())
+    path = tmp_path / "square.png"
+    path.write_bytes(_png([c for c in chunks if c[0] != b"PLTE"]))
+    for opened in (Image.open(path), Image.open(io.BytesIO(path.read_bytes()))):
+        with pytest.raises(ImageError, match=r": unreadable image \(palette image without its palette"):
+            load_image(opened)
+    good = Image.open(io.BytesIO(_palette_png()))
+    good.load()
+    assert load_image(good).rgb.min() > 0  # a loaded palette image, and palette images made in memory, read
+    assert load_image(Image.new("P", (8, 6), 3)).rgb.shape == (6, 8, 3)
+    assert load_image(good.copy().convert("RGB").quantize(4)).rgb.min() > 0
