@@ -418,3 +418,25 @@ def test_dataset_picture_sizes_are_read_under_the_projects_pixel_limit(tmp_path,
     )
     assert _stored_sizes([path]) == [(h, w)]
     assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+def test_an_init_whose_record_names_no_localization_is_not_known_and_ends_without_a_traceback(
+    run_checkpoint, tmp_path, capsys
+):
+    """An init whose ``meta.trained`` left out localization (a list this package never writes:
+    every run starts with it; a checkpoint is untrusted) ended 'trufor-lab train' with a
+    KeyError traceback after training, in the note on phases never trained."""
+    obj = torch.load(run_checkpoint, weights_only=True)
+    obj["meta"]["trained"] = []
+    torch.save(obj, tmp_path / "odd.pt")
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(2):
+        Image.fromarray(T.synthetic_scene(64, i)).save(pics / f"p{i}.png")
+    args = ["--phase", "confidence", "-o", str(tmp_path / "cli"), "--init", str(tmp_path / "odd.pt")]
+    args += ["--images", str(pics), "--steps", "1", "--crop", "64", "--batch-size", "2", "-q"]
+    assert cli_train.main(args) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    from trufor_lab.training.checkpoints import trained_phases
+
+    assert trained_phases(obj) is None  # not known: no note either way
