@@ -187,3 +187,75 @@ def test_a_tiff_whose_height_outgrows_its_strips_is_refused_not_filled_black(tmp
         ImageError, match=r"tall\.tif: a damaged TIFF \(its pixel data covers 3072 of the 64x480 pixels"
     ):
         load_image(tall)
+
+
+def test_a_palette_png_without_its_palette_is_left_out_of_a_photo_scan(tmp_path):
+    """The refusal of a palette PNG without PLTE (a SyntaxError from the header) stopped
+    ``scan_photos`` with a traceback: its scan caught a cut file's OSError only."""
+    from trufor_lab.training.photo_sets import scan_photos
+
+    a = np.random.default_rng(0).integers(0, 255, (260, 270, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(buf, "PNG")
+    (tmp_path / "bad.png").write_bytes(_png([c for c in _chunks(buf.getvalue()) if c[0] != b"PLTE"]))
+    Image.fromarray(a).save(tmp_path / "good.png")
+    with pytest.warns(UserWarning, match=r"bad\.png: left out \(unreadable image: palette image without its palette"):
+        photos = scan_photos(tmp_path)
+    assert [p.name for p in photos] == ["good"]
+
+
+def test_tiff_coverage_reads_pillow_10_tiles_too():
+    """``tiff_uncovered`` read ``tile.extents``: Pillow 10 (which pyproject allows) lists a TIFF's
+    tiles as plain tuples, so every uncompressed TIFF was an AttributeError traceback there."""
+    from trufor_lab.common.image_files import open_image, tiff_uncovered
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(buf, "TIFF")
+    with open_image(io.BytesIO(buf.getvalue())) as im:
+        im.tile = [tuple(t) for t in im.tile]  # as Pillow 10's TIFF plugin writes them
+        assert tiff_uncovered(im) is None
+        im.tile = [(d, (0, 0, 48, 4), o, a) for d, _, o, a in im.tile]
+        assert "covers 192 of the 48x40 pixels" in tiff_uncovered(im)
+
+
+def _planar_tiff(rgb: np.ndarray, **kw) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, rgb.transpose(2, 0, 1), planarconfig="separate", photometric="rgb", **kw)
+    return buf.getvalue()
+
+
+def test_a_tiff_of_separate_planes_missing_one_plane_is_refused_not_read_with_it_black():
+    """The strips' coverage was counted over every plane together (their boxes shared): a TIFF of
+    separate planes whose StripOffsets listed the red and green planes only was read with a black
+    blue channel, unsaid. Valid ones, by strips, tiles or one strip a plane, read exactly."""
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 48, 3), np.uint8)
+    for kw in ({}, {"rowsperstrip": 7}, {"rowsperstrip": 1000}, {"tile": (16, 16)}):
+        assert np.array_equal(load_image(_planar_tiff(rgb, **kw), name="ok.tif").rgb, rgb), kw
+    grey = _planar_tiff(rgb[..., :1].repeat(3, 2), rowsperstrip=5)
+    assert np.array_equal(load_image(grey, name="grey.tif").rgb[..., 2], rgb[..., 0])
+    data = bytearray(_planar_tiff(rgb))
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[at : at + 2])[0] in (273, 279):  # StripOffsets, StripByteCounts: 3 -> 2
+            data[at + 4 : at + 8] = struct.pack("<I", 2)
+    with pytest.raises(ImageError, match=r"two\.tif: a damaged TIFF \(plane 3 of 3 covers 0 of the 48x40 pixels"):
+        load_image(bytes(data), name="two.tif")
+
+
+def test_a_callers_opened_palette_png_without_its_palette_is_refused_too(tmp_path):
+    """Refused by path, the same file handed over as ``Image.open(path)`` (or opened from its
+    bytes) was read as a black picture without a word: the check ran on files this package opens."""
+    chunks = _chunks(_palette_png())
+    path = tmp_path / "square.png"
+    path.write_bytes(_png([c for c in chunks if c[0] != b"PLTE"]))
+    for opened in (Image.open(path), Image.open(io.BytesIO(path.read_bytes()))):
+        with pytest.raises(ImageError, match=r": unreadable image \(palette image without its palette"):
+            load_image(opened)
+    good = Image.open(io.BytesIO(_palette_png()))
+    good.load()
+    assert load_image(good).rgb.min() > 0  # a loaded palette image, and palette images made in memory, read
+    assert load_image(Image.new("P", (8, 6), 3)).rgb.shape == (6, 8, 3)
+    assert load_image(good.copy().convert("RGB").quantize(4)).rgb.min() > 0

@@ -394,3 +394,49 @@ def test_forgeries_and_pictures_smaller_than_the_examples_cut_from_them_are_said
     assert "note: images: 1 of 2 pictures are smaller than the precomputed examples' side 64 (precompute_size) " in err
     T.train(_cfg(tmp_path / "fits", ds, crop=32))
     assert "smaller than" not in capsys.readouterr().err
+
+
+def test_dataset_picture_sizes_are_read_under_the_projects_pixel_limit(tmp_path, recwarn):
+    """The small-picture note read each dataset picture's header under Pillow's own limit (89 MP):
+    a 95 MP picture, which load_image reads, printed a DecompressionBombWarning naming no file, and
+    one of 182 MP (under the project's 200 MP) stopped the run with a DecompressionBombError."""
+    import struct
+    import zlib
+
+    from trufor_lab.common.image_files import MAX_PIXELS
+    from trufor_lab.training.loop import _stored_sizes
+
+    def chunk(t: bytes, p: bytes) -> bytes:
+        return struct.pack(">I", len(p)) + t + p + struct.pack(">I", zlib.crc32(t + p) & 0xFFFFFFFF)
+
+    w, h = 13000, 14000  # the header alone is read: its pixel data need not be there
+    assert w * h <= MAX_PIXELS
+    path = tmp_path / "big.png"
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    )
+    assert _stored_sizes([path]) == [(h, w)]
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+def test_an_init_whose_record_names_no_localization_is_not_known_and_ends_without_a_traceback(
+    run_checkpoint, tmp_path, capsys
+):
+    """An init whose ``meta.trained`` left out localization (a list this package never writes:
+    every run starts with it; a checkpoint is untrusted) ended 'trufor-lab train' with a
+    KeyError traceback after training, in the note on phases never trained."""
+    obj = torch.load(run_checkpoint, weights_only=True)
+    obj["meta"]["trained"] = []
+    torch.save(obj, tmp_path / "odd.pt")
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(2):
+        Image.fromarray(T.synthetic_scene(64, i)).save(pics / f"p{i}.png")
+    args = ["--phase", "confidence", "-o", str(tmp_path / "cli"), "--init", str(tmp_path / "odd.pt")]
+    args += ["--images", str(pics), "--steps", "1", "--crop", "64", "--batch-size", "2", "-q"]
+    assert cli_train.main(args) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    from trufor_lab.training.checkpoints import trained_phases
+
+    assert trained_phases(obj) is None  # not known: no note either way

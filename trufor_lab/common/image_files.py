@@ -403,15 +403,29 @@ def tiff_uncovered(im: Image.Image) -> str | None:
     """Why the strips or tiles of a TIFF (not decoded yet) leave part of its grid unread, ``None``
     when they cover it. A damaged ImageLength (480 rows where the one strip holds 48) made Pillow
     decode the strip and leave every other row black: a picture of invented pixels, analysed
-    without a word (libtiff, which reads compressed TIFFs, refuses such a file)."""
+    without a word (libtiff, which reads compressed TIFFs, refuses such a file). A TIFF of
+    separate planes (PlanarConfiguration 2) is checked plane by plane: one whose blue plane had no
+    strip was read with a black blue channel."""
     if im.format != "TIFF" or not im.tile:
         return None
     w, h = stored_size(im)
-    boxes = {tuple(t.extents) for t in im.tile if t.extents is not None}  # planes share theirs
-    covered = sum(max(0, min(x1, w) - max(x0, 0)) * max(0, min(y1, h) - max(y0, 0)) for x0, y0, x1, y1 in boxes)
-    if covered >= w * h:
-        return None
-    return f"a damaged TIFF (its pixel data covers {covered} of the {w}x{h} pixels its header declares)"
+    tiles = [t for t in im.tile if t[1] is not None]  # t[1], the extents: Pillow 10's tiles are tuples
+    tags = getattr(im, "tag_v2", None) or {}
+    planar = tags.get(284) == 2 and all(t[0] == "raw" for t in tiles)  # libtiff reads the planes itself
+    planes: list[set[tuple[int, ...]]] = []
+    for t in tiles:  # Pillow starts the next plane at the origin once one is laid out
+        if not planes or planar and tuple(t[1][:2]) == (0, 0) and planes[-1]:
+            planes.append(set())
+        planes[-1].add(tuple(t[1]))
+    spp = tags.get(277, 1)
+    n = min(len(im.getbands()), spp if isinstance(spp, int) else 1) if planar else 1
+    for k in range(n):
+        boxes = planes[k] if k < len(planes) else set()
+        covered = sum(max(0, min(x1, w) - max(x0, 0)) * max(0, min(y1, h) - max(y0, 0)) for x0, y0, x1, y1 in boxes)
+        if covered < w * h:
+            where = f"plane {k + 1} of {n}" if n > 1 else "its pixel data"
+            return f"a damaged TIFF ({where} covers {covered} of the {w}x{h} pixels its header declares)"
+    return None
 
 
 def stored_pixels(im: Image.Image, frame: int = 0) -> Image.Image:

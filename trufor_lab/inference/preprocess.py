@@ -64,6 +64,7 @@ from trufor_lab.common.image_files import (
     open_image,
     orientation_tag,
     planar16_tiff,
+    palette_missing,
     ppm_maxval,
     reduced_image_note,
     tiff_uncovered,
@@ -465,6 +466,10 @@ _KEY_IGNORED = "transparent colour key ignored (its pixels analysed as stored)"
 
 def _from_pil(im: Image.Image, name: str, exif_transpose: bool, max_pixels: int) -> LoadedImage:
     w, h = im.size
+    try:  # a caller's Image.open of a palette PNG without PLTE: every pixel black
+        palette_missing(im)
+    except SyntaxError as e:
+        raise ImageError(f"{name}: unreadable image ({e})") from None
     if w * h > max_pixels:
         raise ImageError(f"{name}: refused: {w}x{h} is more than {max_pixels} pixels (decompression bomb?)")
     # before anything loads the pixels (a PNG's getexif does), which empties the tile list

@@ -33,6 +33,8 @@ def trained_phases(obj: object) -> list[str] | None:
     said = meta.get("trained") if isinstance(meta, dict) else None
     if not isinstance(said, list) or not all(isinstance(p, str) and p in PHASES for p in said):
         return None
+    if PHASES[0] not in said:  # not a record this package writes (every run starts from localization)
+        return None
     return [p for p in PHASES if p in said]
 
 

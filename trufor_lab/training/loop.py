@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.device import cuda_bf16_native, resolve_device
 from trufor_lab.common.files import atomic_savez
-from trufor_lab.common.image_files import open_image, stored_size
+from trufor_lab.common.image_files import open_unwarned, stored_size
 from trufor_lab.model import TruFor, read_checkpoint
 from trufor_lab.training.checkpoints import (
     phases_after,
@@ -107,10 +107,11 @@ def _say_small(source: object, sizes: Sequence[tuple[int, int]], cfg: TrainConfi
 
 
 def _stored_sizes(paths: Sequence[object]) -> list[tuple[int, int]]:
-    """``(height, width)`` of image files as stored, from their headers."""
+    """``(height, width)`` of image files as stored, from their headers (under the project's pixel
+    limit, as :func:`load_image` read them: Pillow's own refused a 182 MP picture with a traceback)."""
     sizes = []
     for p in paths:
-        with open_image(p) as im:
+        with open_unwarned(p) as im:
             w, h = stored_size(im)
         sizes.append((h, w))
     return sizes

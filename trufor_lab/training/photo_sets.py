@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from trufor_lab.common.image_files import open_image, pixel_limit
+from trufor_lab.common.image_files import DAMAGED_FILE_ERRORS, open_image, pixel_limit
 from trufor_lab.common.paths import find_images
 from trufor_lab.common.unreadable import unrecognised_reason
 from trufor_lab.inference.preprocess import load_image
@@ -168,7 +168,7 @@ def scan_photos(folder: str | Path, min_side: int = 256, camera_folders: bool = 
             warnings.warn(f"{p}: left out ({unrecognised_reason(str(p))})", stacklevel=2)
         except ValueError as e:  # pixel_limit's: a decompression bomb
             warnings.warn(f"{p}: left out ({e})", stacklevel=2)
-        except (OSError, EOFError) as e:  # a cut file: said and left out, the scan goes on
+        except DAMAGED_FILE_ERRORS as e:  # a cut or damaged file (a palette PNG without PLTE): said, left out
             warnings.warn(f"{p}: left out (unreadable image: {' '.join(str(e).split())[:120]})", stacklevel=2)
     if small:
         warnings.warn(
