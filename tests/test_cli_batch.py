@@ -267,3 +267,37 @@ def test_an_interrupted_distributed_run_says_what_is_kept(tmp_path, with_weights
     monkeypatch.setattr(distributed, "predict_result", real)
     assert main(base) == 0
     assert "2 analyzed, 1 skipped (output exists), 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_a_broken_link_where_an_output_goes_is_replaced_as_before(tmp_path, with_weights, capsys, link):
+    """A dangling link where the output goes was refused as 'written meanwhile by another run'
+    (in every rerun: the output could never be written), and a link to itself ended the batch
+    with a traceback (Too many levels of symbolic links); both were replaced, as any file is."""
+    img = _img(tmp_path / "a.png")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "a.png.npz").symlink_to(tmp_path / "gone.npz" if link == "dangling" else out / "a.png.npz")
+    assert main(["analyze", str(img), "-o", str(out), "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "1 analyzed, 0 skipped (output exists), 0 failed" in cap.out, cap.err
+    assert not (out / "a.png.npz").is_symlink() and float(np.load(out / "a.png.npz")["score"]) >= 0
+    assert sorted(os.listdir(out)) == ["a.png.npz"]
+
+
+def test_a_link_made_though_its_call_failed_is_the_output(tmp_path, monkeypatch):
+    """NFS may make the link and still answer EEXIST (its reply lost, the call retried): the file
+    there is the one written, not another process's (link(2): check whether the link got made)."""
+    real = os.link
+
+    def retried(src, dst):
+        real(src, dst)
+        raise FileExistsError(17, "File exists", dst)
+
+    monkeypatch.setattr(os, "link", retried)
+    p = tmp_path / "x.bin"
+    atomic_write_bytes(tmp_path / "y", b"")
+    atomic_write(p, lambda f: f.write(b"mine"), expect=file_state(p))
+    assert p.read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["x.bin", "y"]
+

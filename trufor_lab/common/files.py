@@ -34,12 +34,21 @@ class ChangedMeanwhile(FileExistsError):
 def file_state(path: PathLike) -> tuple[int, int, int] | None:
     """What a writer saw at ``path`` (inode, size, modification time), ``None`` when nothing is
     there: given back as ``expect=`` to :func:`atomic_write_path`, it refuses to replace a file
-    that another process wrote since."""
+    that another process wrote since. A link is seen as itself, as the rename replaces it (a
+    dangling link is something there; a link to itself is not an error)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _same_file(a: str, b: Path) -> bool:
+    """Whether ``b`` itself (not what a link there names) is the file ``a``."""
+    try:
+        return os.path.samestat(os.lstat(a), os.lstat(b))
+    except OSError:
+        return False
 
 
 def _put_in_place(tmp: str, path: Path, expect: Any) -> None:
@@ -53,6 +62,9 @@ def _put_in_place(tmp: str, path: Path, expect: Any) -> None:
         try:
             os.link(tmp, path)
         except FileExistsError:
+            if _same_file(tmp, path):  # made though the call failed (NFS: a retried call's answer)
+                os.remove(tmp)
+                return
             raise ChangedMeanwhile(errno.EEXIST, "written meanwhile by another process", str(path)) from None
         except OSError:  # a file system without hard links: checked, then renamed
             if os.path.lexists(path):
