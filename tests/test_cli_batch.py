@@ -301,3 +301,26 @@ def test_a_link_made_though_its_call_failed_is_the_output(tmp_path, monkeypatch)
     atomic_write(p, lambda f: f.write(b"mine"), expect=file_state(p))
     assert p.read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["x.bin", "y"]
 
+
+def test_an_interrupt_just_after_an_output_is_written_counts_it_once(tmp_path, with_weights, monkeypatch, capsys):
+    """Ctrl-C between an image's output and the next image counted that image twice: '1 analyzed
+    ...; interrupted: 3 not analyzed' for 3 images."""
+    import signal
+
+    from trufor_lab.inference.result import Result
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    real, calls = Result.summary, []
+
+    def interrupted_once_written(self):
+        calls.append(self)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self)
+
+    monkeypatch.setattr(Result, "summary", interrupted_once_written)
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "o")]) == 130
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "1 analyzed, 0 skipped (output exists), 0 failed; interrupted: 2 not analyzed"
+    assert sorted(os.listdir(tmp_path / "o")) == ["0.png.npz"]
