@@ -324,3 +324,44 @@ def test_an_interrupt_just_after_an_output_is_written_counts_it_once(tmp_path, w
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == "1 analyzed, 0 skipped (output exists), 0 failed; interrupted: 2 not analyzed"
     assert sorted(os.listdir(tmp_path / "o")) == ["0.png.npz"]
+
+
+class _Terminal:
+    """A terminal that is closed (SIGHUP) once ``closed`` is set: a write then fails with EIO."""
+
+    def __init__(self, stream):
+        self.stream, self.closed = stream, False
+
+    def write(self, text):
+        if self.closed:
+            raise OSError(5, "Input/output error")
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@pytest.mark.parametrize("which", ["stdout", "stderr"])
+def test_a_batch_whose_terminal_is_gone_still_ends_as_interrupted(tmp_path, with_weights, monkeypatch, which):
+    """After SIGHUP the terminal is gone: writing the summary line or the interrupted line to it
+    fails (EIO), and that OSError replaced the interruption: a traceback and exit status 1, where
+    the other stream (a log file: `> log`) was to get its line and the status was to be 130."""
+    import signal
+    import sys
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    terminal = _Terminal(getattr(sys, which))
+    monkeypatch.setattr(sys, which, terminal)
+    real, calls = cli_analyze.analyze, []
+
+    def hangup_at_the_second(model, path):
+        calls.append(path)
+        if len(calls) == 2:
+            terminal.closed = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(model, path)
+
+    monkeypatch.setattr(cli_analyze, "analyze", hangup_at_the_second)
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-q"]) == 130
+    assert sorted(os.listdir(tmp_path / "o")) == ["0.png.npz"]
