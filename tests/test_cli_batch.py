@@ -365,3 +365,17 @@ def test_a_batch_whose_terminal_is_gone_still_ends_as_interrupted(tmp_path, with
     monkeypatch.setattr(cli_analyze, "analyze", hangup_at_the_second)
     assert main(["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-q"]) == 130
     assert sorted(os.listdir(tmp_path / "o")) == ["0.png.npz"]
+
+
+def test_an_output_written_meanwhile_is_said_in_words(tmp_path):
+    """eval's and distributed-analyze's line read '[Errno 17] written meanwhile by another
+    process: '/.../a.png.npz'' (an errno, the name quoted as Python writes it, not what happened to it)."""
+    p = tmp_path / "a\x1b.npz"
+
+    def late(f):
+        p.write_bytes(b"theirs")
+        f.write(b"mine")
+
+    with pytest.raises(ChangedMeanwhile) as e:
+        atomic_write(p, late, expect=None)
+    assert str(e.value) == f"{tmp_path}/a\\x1b.npz: written meanwhile by another process; not replaced"

@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from trufor_lab.common.errors import escaped
+
 PathLike = str | os.PathLike
 
 #: ``expect=`` of :func:`atomic_write_path` when anything there may be replaced (the default).
@@ -29,6 +31,9 @@ ANY = object()
 class ChangedMeanwhile(FileExistsError):
     """The destination is no longer what the writer saw when it decided to write it (another
     run wrote it meanwhile): the new file was not put there, the other one stays."""
+
+    def __str__(self) -> str:  # said in words: not '[Errno 17] ...: 'name'' (one line, the name escaped)
+        return f"{escaped(str(self.filename))}: {self.strerror}; not replaced"
 
 
 def file_state(path: PathLike) -> tuple[int, int, int] | None:
