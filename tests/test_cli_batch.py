@@ -267,3 +267,115 @@ def test_an_interrupted_distributed_run_says_what_is_kept(tmp_path, with_weights
     monkeypatch.setattr(distributed, "predict_result", real)
     assert main(base) == 0
     assert "2 analyzed, 1 skipped (output exists), 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_a_broken_link_where_an_output_goes_is_replaced_as_before(tmp_path, with_weights, capsys, link):
+    """A dangling link where the output goes was refused as 'written meanwhile by another run'
+    (in every rerun: the output could never be written), and a link to itself ended the batch
+    with a traceback (Too many levels of symbolic links); both were replaced, as any file is."""
+    img = _img(tmp_path / "a.png")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "a.png.npz").symlink_to(tmp_path / "gone.npz" if link == "dangling" else out / "a.png.npz")
+    assert main(["analyze", str(img), "-o", str(out), "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "1 analyzed, 0 skipped (output exists), 0 failed" in cap.out, cap.err
+    assert not (out / "a.png.npz").is_symlink() and float(np.load(out / "a.png.npz")["score"]) >= 0
+    assert sorted(os.listdir(out)) == ["a.png.npz"]
+
+
+def test_a_link_made_though_its_call_failed_is_the_output(tmp_path, monkeypatch):
+    """NFS may make the link and still answer EEXIST (its reply lost, the call retried): the file
+    there is the one written, not another process's (link(2): check whether the link got made)."""
+    real = os.link
+
+    def retried(src, dst):
+        real(src, dst)
+        raise FileExistsError(17, "File exists", dst)
+
+    monkeypatch.setattr(os, "link", retried)
+    p = tmp_path / "x.bin"
+    atomic_write_bytes(tmp_path / "y", b"")
+    atomic_write(p, lambda f: f.write(b"mine"), expect=file_state(p))
+    assert p.read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["x.bin", "y"]
+
+
+def test_an_interrupt_just_after_an_output_is_written_counts_it_once(tmp_path, with_weights, monkeypatch, capsys):
+    """Ctrl-C between an image's output and the next image counted that image twice: '1 analyzed
+    ...; interrupted: 3 not analyzed' for 3 images."""
+    import signal
+
+    from trufor_lab.inference.result import Result
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    real, calls = Result.summary, []
+
+    def interrupted_once_written(self):
+        calls.append(self)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self)
+
+    monkeypatch.setattr(Result, "summary", interrupted_once_written)
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "o")]) == 130
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "1 analyzed, 0 skipped (output exists), 0 failed; interrupted: 2 not analyzed"
+    assert sorted(os.listdir(tmp_path / "o")) == ["0.png.npz"]
+
+
+class _Terminal:
+    """A terminal that is closed (SIGHUP) once ``closed`` is set: a write then fails with EIO."""
+
+    def __init__(self, stream):
+        self.stream, self.closed = stream, False
+
+    def write(self, text):
+        if self.closed:
+            raise OSError(5, "Input/output error")
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@pytest.mark.parametrize("which", ["stdout", "stderr"])
+def test_a_batch_whose_terminal_is_gone_still_ends_as_interrupted(tmp_path, with_weights, monkeypatch, which):
+    """After SIGHUP the terminal is gone: writing the summary line or the interrupted line to it
+    fails (EIO), and that OSError replaced the interruption: a traceback and exit status 1, where
+    the other stream (a log file: `> log`) was to get its line and the status was to be 130."""
+    import signal
+    import sys
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    terminal = _Terminal(getattr(sys, which))
+    monkeypatch.setattr(sys, which, terminal)
+    real, calls = cli_analyze.analyze, []
+
+    def hangup_at_the_second(model, path):
+        calls.append(path)
+        if len(calls) == 2:
+            terminal.closed = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(model, path)
+
+    monkeypatch.setattr(cli_analyze, "analyze", hangup_at_the_second)
+    assert main(["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-q"]) == 130
+    assert sorted(os.listdir(tmp_path / "o")) == ["0.png.npz"]
+
+
+def test_an_output_written_meanwhile_is_said_in_words(tmp_path):
+    """eval's and distributed-analyze's line read '[Errno 17] written meanwhile by another
+    process: '/.../a.png.npz'' (an errno, the name quoted as Python writes it, not what happened to it)."""
+    p = tmp_path / "a\x1b.npz"
+
+    def late(f):
+        p.write_bytes(b"theirs")
+        f.write(b"mine")
+
+    with pytest.raises(ChangedMeanwhile) as e:
+        atomic_write(p, late, expect=None)
+    assert str(e.value) == f"{tmp_path}/a\\x1b.npz: written meanwhile by another process; not replaced"

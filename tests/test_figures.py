@@ -547,3 +547,20 @@ def test_sweeps_of_checkpoints_named_with_dollars_are_drawn():
     assert "score\ncustom weights other?[2K.pt, sha256 bbbbbbbbbbbb" in legend, legend
     assert fig.axes[0].get_xlabel() == "jpeg $\\frac$"
     plt.close(fig)
+
+
+def test_an_ablation_studys_rows_named_alike_but_for_their_folders_stay_apart():
+    """Images named by the user with their folders ('CASIA/Tp_0001.png', 'Columbia/Tp_0001.png':
+    distinct names, as the study requires) were both ticked 'Tp_0001.png' in the heatmap, whose
+    rows could then not be told apart; a name alone in its base name still hides its folders."""
+    from trufor_lab.common.table import Table
+    from trufor_lab.interpret.ablate import AblationStudy
+
+    for images, ticks in (
+        (["CASIA/Tp_0001.png", "Columbia/Tp_0001.png"], ["CASIA/Tp_0001.png", "Columbia/Tp_0001.png"]),
+        (["/home/u/a.png", "/home/u/b\x1b.png"], ["a.png", "b?.png"]),
+    ):
+        rows = [{"image": im, "ablation": a, "score": 0.5} for im in images for a in ("baseline", "rgb_only")]
+        fig = AblationStudy(Table(rows), {"baseline": [], "rgb_only": []}, images).plot("score")
+        assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ticks
+        plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -136,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
             note(notice)
         needs = output_arrays(is_full_model(model), args.save_noiseprint)
     bar = tqdm(todo, desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
-    i = 0
+    before = done + skipped + failed  # each image of todo adds one to one of these, once its output is settled
     try:
-        for i, (path, out, digest, seen) in enumerate(bar):
+        for path, out, digest, seen in bar:
             try:
                 result = analyze(model, path)
                 result.save_npz(
@@ -191,10 +192,11 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(printable(result.summary()), file=sys.stdout)
     except KeyboardInterrupt:  # what was done, on the summary line a script reads, and how to go on
         bar.close()
-        print(
-            f"{done} analyzed, {skipped} skipped (output exists), {failed} failed{left_out}; "
-            f"interrupted: {len(todo) - i} not analyzed"
-        )
+        with contextlib.suppress(OSError):  # stdout a terminal gone (SIGHUP): stderr may still be read
+            print(
+                f"{done} analyzed, {skipped} skipped (output exists), {failed} failed{left_out}; "
+                f"interrupted: {len(todo) - (done + skipped + failed - before)} not analyzed"
+            )
         raise KeyboardInterrupt(
             "interrupted; the outputs written are complete: run the same command again to go on (they are skipped)"
         ) from None

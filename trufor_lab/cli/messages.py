@@ -155,7 +155,8 @@ def run_command(args: argparse.Namespace) -> int:
         with _terminate_as_interrupt():
             return args.func(args)
     except KeyboardInterrupt as e:  # a command that saved its work says where (training)
-        print(f"error: {e}" if str(e) else "error: interrupted", file=sys.stderr)
+        with contextlib.suppress(OSError):  # a terminal gone (SIGHUP): EIO, and still interrupted
+            print(f"error: {e}" if str(e) else "error: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader left; nothing more to flush
         with contextlib.suppress(OSError):

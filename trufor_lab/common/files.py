@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from trufor_lab.common.errors import escaped
+
 PathLike = str | os.PathLike
 
 #: ``expect=`` of :func:`atomic_write_path` when anything there may be replaced (the default).
@@ -30,16 +32,28 @@ class ChangedMeanwhile(FileExistsError):
     """The destination is no longer what the writer saw when it decided to write it (another
     run wrote it meanwhile): the new file was not put there, the other one stays."""
 
+    def __str__(self) -> str:  # said in words: not '[Errno 17] ...: 'name'' (one line, the name escaped)
+        return f"{escaped(str(self.filename))}: {self.strerror}; not replaced"
+
 
 def file_state(path: PathLike) -> tuple[int, int, int] | None:
     """What a writer saw at ``path`` (inode, size, modification time), ``None`` when nothing is
     there: given back as ``expect=`` to :func:`atomic_write_path`, it refuses to replace a file
-    that another process wrote since."""
+    that another process wrote since. A link is seen as itself, as the rename replaces it (a
+    dangling link is something there; a link to itself is not an error)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _same_file(a: str, b: Path) -> bool:
+    """Whether ``b`` itself (not what a link there names) is the file ``a``."""
+    try:
+        return os.path.samestat(os.lstat(a), os.lstat(b))
+    except OSError:
+        return False
 
 
 def _put_in_place(tmp: str, path: Path, expect: Any) -> None:
@@ -53,6 +67,9 @@ def _put_in_place(tmp: str, path: Path, expect: Any) -> None:
         try:
             os.link(tmp, path)
         except FileExistsError:
+            if _same_file(tmp, path):  # made though the call failed (NFS: a retried call's answer)
+                os.remove(tmp)
+                return
             raise ChangedMeanwhile(errno.EEXIST, "written meanwhile by another process", str(path)) from None
         except OSError:  # a file system without hard links: checked, then renamed
             if os.path.lexists(path):

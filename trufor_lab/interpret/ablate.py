@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 
 from trufor_lab.common.arrays import record_repr
-from trufor_lab.common.paths import short_name
+from trufor_lab.common.paths import short_name, shorten, shown_text
 from trufor_lab.common.table import Table, fmt
 from trufor_lab.inference.analyze import Result, analyze
 from trufor_lab.inference.load import unwrapped
@@ -186,7 +186,7 @@ class AblationStudy:
             ax.set_xticklabels(abl, rotation=35, ha="right", fontsize=8, parse_math=False)
             ax.set_yticks(np.arange(len(self.images)))
             # file names: '$' as written, control characters as '?'
-            ax.set_yticklabels([short_name(n) for n in self.images], fontsize=8, parse_math=False)
+            ax.set_yticklabels(_row_labels(self.images), fontsize=8, parse_math=False)
             fig.colorbar(im, ax=ax, label=metric)
         by = "" if self.weights is None else f"\n{weights_label(self.weights)}"
         fig.suptitle(f"Ablation study: {metric}{by}", fontsize=10, parse_math=False)
@@ -221,6 +221,13 @@ def _heatmap_scale(metric: str, vals: np.ndarray) -> dict:
 
 def _is_single_image(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike, bytes, np.ndarray, torch.Tensor, Image.Image))
+
+
+def _row_labels(names: list[str]) -> list[str]:
+    """The heatmap's row labels: the images' base names, unless two share one ('CASIA/1.png' and
+    'Columbia/1.png': rows that could not be told apart), then the names as given."""
+    labels = [short_name(n) for n in names]
+    return labels if len(set(labels)) == len(labels) else [shorten(shown_text(n)) for n in names]
 
 
 def ablation_study(
