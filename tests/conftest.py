@@ -200,3 +200,47 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """A TruFor small enough for hooks, threads and attribution tests (two blocks in stage 2, so
+    that block names are tested beyond the first; three Noiseprint++ levels)."""
+    from trufor_lab.model import TruForConfig
+
+    return TruForConfig(
+        embed_dims=(8, 16, 24, 32),
+        depths=(1, 2, 1, 1),
+        num_heads=(1, 2, 2, 4),
+        sr_ratios=(4, 2, 2, 1),
+        decoder_embed_dim=16,
+        np_levels=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_config):
+    """A randomly initialised (seed 0) TruFor of :func:`tiny_config`, in eval mode, one per module."""
+    from trufor_lab.model import TruFor
+
+    torch.manual_seed(0)
+    return TruFor(tiny_config).eval()
+
+
+@pytest.fixture(scope="session")
+def failure_rows():
+    """``make(n)``: ``n`` evaluation rows of missed fakes (every column of the row schema, the
+    float ones NaN), enough for a FailureGallery without any image on disk."""
+    import math
+
+    from trufor_lab.lab.eval_rows import ROW_COLUMNS
+
+    def make(n: int) -> list[dict]:
+        rows = []
+        for i in range(n):
+            r = {k: (math.nan if t == "float" else None) for k, t in ROW_COLUMNS.items()}
+            r.update(dataset="toy", id=f"f{i}", label=1, status="ok", score=0.1, f1_best=0.1, height=64, width=64)
+            rows.append(dict(r, case="fake", reason="missed"))
+        return rows
+
+    return make

@@ -17,24 +17,8 @@ from torch.nn.modules import module as torch_module
 
 from trufor_lab.interpret import ablate
 from trufor_lab.interpret import attribute as T
-from trufor_lab.model import TruFor, TruForConfig
 from trufor_lab.model.capture import capture
 from trufor_lab.model.interventions import InterventionError, active_interventions
-
-TINY = TruForConfig(
-    embed_dims=(8, 16, 24, 32),
-    depths=(1, 2, 1, 1),
-    num_heads=(1, 2, 2, 4),
-    sr_ratios=(4, 2, 2, 1),
-    decoder_embed_dim=16,
-    np_levels=3,
-)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return TruFor(TINY).eval()
 
 
 @pytest.fixture(scope="module")

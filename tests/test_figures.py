@@ -543,8 +543,8 @@ def test_sweeps_of_checkpoints_named_with_dollars_are_drawn():
     sweep("/ckpt/other\x1b[2K.pt", "b" * 64).plot(ax=fig.axes[0])
     fig.savefig(io.BytesIO(), format="png")
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "score\ncustom weights run_$\\frac$.pt, sha256 aaaaaaaaaaaa" in legend, legend
-    assert "score\ncustom weights other?[2K.pt, sha256 bbbbbbbbbbbb" in legend, legend
+    assert "integrity score\ncustom weights run_$\\frac$.pt, sha256 aaaaaaaaaaaa" in legend, legend
+    assert "integrity score\ncustom weights other?[2K.pt, sha256 bbbbbbbbbbbb" in legend, legend
     assert fig.axes[0].get_xlabel() == "jpeg $\\frac$"
     plt.close(fig)
 

@@ -12,23 +12,8 @@ import torch.nn.functional as F
 
 from trufor_lab.model.capture import Capture, CaptureError, capture
 from trufor_lab.model.catalog import layer_catalog, list_layers
-from trufor_lab.model import MIT_B2, Noiseprint, TruFor, TruForConfig
+from trufor_lab.model import MIT_B2, Noiseprint, TruFor
 from trufor_lab.model.segformer import tokens_to_map
-
-TINY = TruForConfig(
-    embed_dims=(8, 16, 24, 32),
-    depths=(1, 2, 1, 1),
-    num_heads=(1, 2, 2, 4),
-    sr_ratios=(4, 2, 2, 1),
-    decoder_embed_dim=16,
-    np_levels=3,
-)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return TruFor(TINY).eval()
 
 
 def _hook_count(model: torch.nn.Module) -> int:
@@ -40,7 +25,7 @@ def test_catalog_follows_the_structure(tiny, recipe_model):
     names = list(layer_catalog(tiny))
     assert len(names) == len(set(names))
     for branch in ("rgb", "noiseprint"):
-        for s, depth in enumerate(TINY.depths, 1):
+        for s, depth in enumerate(tiny.cfg.depths, 1):
             blocks = [n for n in names if n.startswith(f"{branch}.stage{s}.block") and "attention" not in n]
             assert blocks == [f"{branch}.stage{s}.block{k}" for k in range(depth)]
             assert f"{branch}.stage{s}.patch_embed" in names and f"{branch}.stage{s}.out" in names
@@ -251,9 +236,9 @@ def test_overhead_is_small(tiny):
     assert cap["fusion.stage4.ffm"].data_ptr() == seen["ffm"].data_ptr()
 
 
-def test_catalog_follows_swapped_modules():
+def test_catalog_follows_swapped_modules(tiny_config):
     torch.manual_seed(0)
-    model = TruFor(TINY).eval()
+    model = TruFor(tiny_config).eval()
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad(), capture(model, "fusion.stage1.ffm") as cap:
         model(x)

@@ -261,7 +261,8 @@ def test_sweep_plot_and_html(planted, mask):
     fig = res.plot()
     assert isinstance(fig, Figure)
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert {"score", "f1_best", "f1_fixed", "mean_conf"} <= set(labels)
+    # the curves are named in words (they were the table's column names, f1_best, mean_conf)
+    assert {"integrity score", "F1, best threshold", "F1 at 0.5", "mean confidence"} <= set(labels)
     html = res._repr_html_()
     assert "<table>" in html and "f1_best" in html and "jpeg" in html
     fig2 = P.sweep(None, planted, mask, "crop_shift", [0, (1, 2)], analyze_fn=bright_detector).plot()

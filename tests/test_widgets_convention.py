@@ -4,7 +4,6 @@ still work. Driven headless, no browser."""
 
 from __future__ import annotations
 
-import math
 
 import matplotlib
 import numpy as np
@@ -14,21 +13,12 @@ matplotlib.use("Agg")
 
 ipywidgets = pytest.importorskip("ipywidgets")
 
-from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation  # noqa: E402
+from trufor_lab.lab.evaluate import Evaluation  # noqa: E402
 from trufor_lab.widgets.compare_viewer import CompareViewer  # noqa: E402
 from trufor_lab.widgets.feature_explorer import EXPLORER_LAYERS, FeatureExplorer  # noqa: E402
 from trufor_lab.widgets.gallery import FailureGallery  # noqa: E402
 from trufor_lab.widgets.noiseprint_viewer import NoiseprintViewer  # noqa: E402
 from trufor_lab.widgets.result_viewer import ResultViewer  # noqa: E402
-
-
-def _rows(n: int) -> list[dict]:
-    rows = []
-    for i in range(n):
-        r = {k: (math.nan if t == "float" else None) for k, t in ROW_COLUMNS.items()}
-        r.update(dataset="toy", id=f"f{i}", label=1, status="ok", score=0.1, f1_best=0.1, height=64, width=64)
-        rows.append(dict(r, case="fake", reason="missed"))
-    return rows
 
 
 def _mask(h: int, w: int) -> np.ndarray:
@@ -49,13 +39,13 @@ def _yellow_contours(fig) -> int:
 
 
 @pytest.mark.parametrize("kind", ["result", "compare", "noiseprint", "gallery"])
-def test_every_viewer_has_the_same_methods(array_result, kind):
+def test_every_viewer_has_the_same_methods(array_result, kind, failure_rows):
     r = array_result(40, 60)
     v = {
         "result": lambda: ResultViewer([r, r]),
         "compare": lambda: CompareViewer([r, r]),
         "noiseprint": lambda: NoiseprintViewer([r]),  # results=, a list, as the others take them
-        "gallery": lambda: FailureGallery(Evaluation(_rows(2)), k=2),
+        "gallery": lambda: FailureGallery(Evaluation(failure_rows(2)), k=2),
     }[kind]()
     assert isinstance(v.state, dict)
     fig = v.figure()  # a static Figure, no widget needed
@@ -72,8 +62,8 @@ def test_every_viewer_has_the_same_methods(array_result, kind):
     v.close()
 
 
-def test_the_gallery_is_driven_by_set_and_its_dropdown_follows():
-    g = FailureGallery(Evaluation(_rows(3)), k=3)
+def test_the_gallery_is_driven_by_set_and_its_dropdown_follows(failure_rows):
+    g = FailureGallery(Evaluation(failure_rows(3)), k=3)
     g.widget  # noqa: B018  (builds the dropdown)
     g.set(index=2)
     assert g.state == {"index": 2} and g._dropdown.value == 2

@@ -5,7 +5,6 @@ drawn as block means, not strided."""
 from __future__ import annotations
 
 import gc
-import math
 import weakref
 
 import matplotlib
@@ -16,7 +15,7 @@ matplotlib.use("Agg")
 
 ipywidgets = pytest.importorskip("ipywidgets")
 
-from trufor_lab.lab.evaluate import ROW_COLUMNS, Evaluation  # noqa: E402
+from trufor_lab.lab.evaluate import Evaluation  # noqa: E402
 from trufor_lab.widgets.compare_viewer import CompareViewer  # noqa: E402
 from trufor_lab.widgets.feature_explorer import FeatureExplorer  # noqa: E402
 from trufor_lab.widgets.gallery import FailureGallery  # noqa: E402
@@ -29,18 +28,9 @@ def _tree(widget) -> list:
     return [widget, *(w for c in getattr(widget, "children", ()) for w in _tree(c))]
 
 
-def _rows(n: int) -> list[dict]:
-    rows = []
-    for i in range(n):
-        r = {k: (math.nan if t == "float" else None) for k, t in ROW_COLUMNS.items()}
-        r.update(dataset="toy", id=f"f{i}", label=1, status="ok", score=0.1, f1_best=0.1, height=64, width=64)
-        rows.append(dict(r, case="fake", reason="missed"))
-    return rows
-
-
 @pytest.mark.parametrize("how", ["viewer.close()", "widget.close()"])
 @pytest.mark.parametrize("kind", ["result", "compare", "noiseprint", "gallery"])
-def test_a_closed_viewer_closes_its_controls_and_is_freed(array_result, kind, how):
+def test_a_closed_viewer_closes_its_controls_and_is_freed(array_result, kind, how, failure_rows):
     """Closing the box (or Widget.close_all of the box alone) left every control open in
     ipywidgets' registry, their callbacks holding the viewer and its arrays (a 12 MP result:
     hundreds of MB per viewer closed); a viewer had no close() at all."""
@@ -49,7 +39,7 @@ def test_a_closed_viewer_closes_its_controls_and_is_freed(array_result, kind, ho
         "result": lambda: ResultViewer(r),
         "compare": lambda: CompareViewer([r, r]),
         "noiseprint": lambda: NoiseprintViewer(r),
-        "gallery": lambda: FailureGallery(Evaluation(_rows(2)), k=2),
+        "gallery": lambda: FailureGallery(Evaluation(failure_rows(2)), k=2),
     }[kind]
     v = make()
     parts = _tree(v.widget)
@@ -71,11 +61,11 @@ def test_a_viewer_shows_a_new_ui_after_close(array_result):
     assert v.state["opacity"] == 0.9
 
 
-def test_the_gallery_dropdown_follows_select_and_a_case_that_fails_is_said(array_result):
+def test_the_gallery_dropdown_follows_select_and_a_case_that_fails_is_said(array_result, failure_rows):
     """select(1) from code showed case 1 under a dropdown that still said case 0; a case that
     could not be drawn raised inside the dropdown's callback (lost in the log): the dropdown said
     the new case over the old picture."""
-    rows = _rows(2)
+    rows = failure_rows(2)
     g = FailureGallery(Evaluation(rows), cases=[rows[0], {"id": "no path", "case": "fake", "reason": "x"}, rows[1]])
     dropdown = g.widget.children[0]
     g.select(2)
@@ -142,7 +132,7 @@ def test_large_maps_are_drawn_as_block_means_not_strided(array_result):
     assert np.asarray(fig.axes[0].images[1].get_array())[:, 800:].mean() == pytest.approx(0.5)
 
 
-def test_the_gallery_draws_a_large_map_as_block_means(tmp_path):
+def test_the_gallery_draws_a_large_map_as_block_means(tmp_path, failure_rows):
     """The failure gallery strided a large map like the viewers did: a half-hot striped area drawn cold."""
     from PIL import Image
 
@@ -151,7 +141,9 @@ def test_the_gallery_draws_a_large_map_as_block_means(tmp_path):
     heat[:, w // 2 + 1 :: 2] = 1.0
     Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "big.png")
     np.savez(tmp_path / "big.npz", map=heat, conf=np.ones((h, w), np.float32))
-    row = dict(_rows(1)[0], image_path=str(tmp_path / "big.png"), npz=str(tmp_path / "big.npz"), height=h, width=w)
+    row = dict(
+        failure_rows(1)[0], image_path=str(tmp_path / "big.png"), npz=str(tmp_path / "big.npz"), height=h, width=w
+    )
     fig = FailureGallery(Evaluation([row]), cases=[row]).figure()
     drawn = np.asarray(fig.axes[2].images[0].get_array())
     assert fig.axes[2].get_title() == "Localization map" and drawn.shape == (1200, 1500)
@@ -210,10 +202,10 @@ def test_block_means_are_computed_once_per_view(array_result, monkeypatch):
     assert np.asarray(v.render().axes[1].images[0].get_array()).shape == (1050, 1030)
 
 
-def test_a_failed_picks_message_goes_when_code_selects_another_case(array_result):
+def test_a_failed_picks_message_goes_when_code_selects_another_case(array_result, failure_rows):
     """After a case that could not be drawn, select() from code showed the next case with the old
     red message still above it (only the dropdown's callback cleared it)."""
-    rows = _rows(2)
+    rows = failure_rows(2)
     g = FailureGallery(Evaluation(rows), cases=[rows[0], {"id": "no path", "case": "fake", "reason": "x"}, rows[1]])
     dropdown = g.widget.children[0]
     dropdown.value = 1  # the broken case: said in one line

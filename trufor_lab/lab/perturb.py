@@ -525,6 +525,15 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+#: How the curves of :meth:`SweepResult.plot` are named (the table's columns in words).
+_CURVE_LABELS = {
+    "score": "integrity score",
+    "f1_best": "F1, best threshold",
+    "f1_fixed": "F1 at 0.5",
+    "mean_conf": "mean confidence",
+}
+
+
 @dataclass
 class SweepResult:
     """Rows of a sweep: one dict per value (``value``, ``height``, ``width``, ``score``,
@@ -594,7 +603,8 @@ class SweepResult:
         for key, style in (("score", "o-"), ("f1_best", "s-"), ("f1_fixed", "s--"), ("mean_conf", "^:")):
             y = self.column(key)
             if not np.all(np.isnan(y)):
-                (ln,) = ax.plot(x, y, style, label=f"{key}\n{weights_label(self.weights)}" if mixed else key)
+                said = _CURVE_LABELS[key]  # words, not column names, in a figure a student reads
+                (ln,) = ax.plot(x, y, style, label=f"{said}\n{weights_label(self.weights)}" if mixed else said)
                 setattr(ln, _WEIGHTS_ATTR, self.weights)
         if not numeric:
             ax.set_xticks(x)
