@@ -204,7 +204,12 @@ def test_a_batch_whose_terminal_closes_stops_as_interrupted(tmp_path, recipe_ckp
         _img(tmp_path / "in" / f"{k}.png", seed=k)
     env = dict(os.environ, TRUFOR_WEIGHTS=str(recipe_ckpt), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-c", _HANGUP_SCRIPT, "analyze", str(tmp_path / "in"), "-q"]
-    p = subprocess.run([*cmd, "-o", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300)
+    # SIGHUP acted on as in a terminal, even where this test runs under nohup (which ignores it)
+    as_in_a_terminal = [sys.executable, "-c", "import signal, subprocess, sys; "
+                        "signal.signal(signal.SIGHUP, signal.SIG_DFL); sys.exit(subprocess.call(sys.argv[1:]))"]  # fmt: skip
+    p = subprocess.run(
+        [*as_in_a_terminal, *cmd, "-o", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300
+    )
     assert p.returncode == 130, p.stderr
     assert p.stdout.strip().endswith("1 analyzed, 0 skipped (output exists), 0 failed; interrupted: 2 not analyzed")
     assert sorted(os.listdir(tmp_path / "o")) == ["0.png.npz"]
