@@ -16,7 +16,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from trufor_lab.inference.predict import InferenceMode, hooked, plain_fits, plain_peak_bytes, predict
+from trufor_lab.inference.predict import (
+    InferenceMode,
+    hooked,
+    lean_peak_bytes,
+    plain_fits,
+    plain_peak_bytes,
+    predict,
+)
 from trufor_lab.inference.preprocess import ImageError, ImageLike, LoadedImage
 from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.result import Result, make_result, prepare_input
@@ -127,6 +134,7 @@ def analyze(
             if cap.missing:
                 notes = (*notes, f"capture: not produced by this forward: {', '.join(cap.missing)}")
         elif use_lean:
+            _require_lean_fits(model, x, loaded.name)
             out = predict(model, x, InferenceMode.exact(lean=True))
             if not fits:
                 notes = (
@@ -149,6 +157,21 @@ def analyze(
     loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
     result = make_result(model, loaded, out, name=name, captures=captures)
     return result.as_shown() if exif_transpose else result
+
+
+def _require_lean_fits(model: nn.Module, x: torch.Tensor, name: str) -> None:
+    """An image whose memory-lean forward needs more than free memory is refused in one line: it
+    ran out of memory deep inside the network (a traceback, or the process killed by the kernel)."""
+    need, free = lean_peak_bytes(model, x), free_memory_bytes(x.device)
+    if need > free:
+        raise ImageError(
+            f"{name}: a {x.shape[3]}x{x.shape[2]} image needs about {_amount(need)} even with the "
+            f"memory-lean forward, {_amount(free)} free; free memory, or crop or downscale the image"
+        )
+
+
+def _amount(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def _acting(model: nn.Module) -> str:
