@@ -471,6 +471,23 @@ def test_analyze_refuses_an_image_the_lean_forward_cannot_fit_in_one_line(recipe
         tl.analyze(recipe_model, small_image, name="crop", lean=True)  # the plain one fits: forced
 
 
+def test_where_free_memory_is_only_guessed_nothing_is_refused_and_chunks_are_as_before(
+    recipe_model, small_image, monkeypatch
+):
+    """On macOS or Windows free memory is a guess (4 GiB without /proc/meminfo): a 12 MP photo,
+    whose lean forward needs ~4.9 GiB and runs on a 16 GB laptop, was refused there, and its
+    chunks were cut to 32 MiB. Only a measured figure refuses an image or lowers the budget."""
+    import trufor_lab.inference.analyze as an
+    import trufor_lab.model.lean as lean_mod
+
+    _pretend_free(monkeypatch, 8 * 2**20)
+    for mod in (an, lean_mod):
+        monkeypatch.setattr(mod, "free_memory_measured", lambda device: False)
+    r = tl.analyze(recipe_model, small_image, name="crop")  # the lean forward, not a refusal
+    assert any("memory-lean" in n for n in r.notes), r.notes
+    assert lean_mod.fitting_budget(6000, 4000, "cpu") == lean_mod.default_budget("cpu")
+
+
 def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_model, small_image, monkeypatch):
     """analyze() picks the lean forward when the plain one would not fit (simulated here by
     pretending little memory is free): same answer, a note in the result; capture is refused

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trufor_lab.common.memory import free_memory_bytes
+from trufor_lab.common.memory import free_memory_bytes, free_memory_measured
 
 from .attention import attention, check_attention
 from .config import MIT_B2, TruForConfig
@@ -85,6 +85,7 @@ __all__ = [
     "estimate_plain_peak",
     "noiseprint_maps",
     "free_memory_bytes",
+    "free_memory_measured",
     "gemm_convolution",
     "ieee_float32",
     "lean_features",
@@ -109,7 +110,10 @@ def fitting_budget(
     own tensors (:func:`estimate_lean_peak` without a chunk) leave free: a quarter of free memory
     on top of tensors that already take most of it ran past free memory (a 24 MP image with
     2.5 GiB free: 2.15 GiB of tensors + a 0.62 GiB chunk). Never below 32 MiB (an image that
-    needs more than free memory even so is refused by ``analyze``)."""
+    needs more than free memory even so is refused by ``analyze``). Where free memory is only
+    guessed (:func:`free_memory_measured`: macOS, Windows), :func:`default_budget` as before."""
+    if not free_memory_measured(device):
+        return default_budget(device)
     free = free_memory_bytes(device)
     tensors = batch * estimate_lean_peak(h, w, cfg, 0, element_size)["peak"]
     return int(min(max(min(free // 4, (free - tensors) // 2), MIN_BUDGET), MAX_BUDGET))
