@@ -425,6 +425,69 @@ def test_memory_estimates_for_a_24_megapixel_photo():
     assert estimate_lean_peak(64, 64, budget_bytes=0)["peak"] > 0
 
 
+def _pretend_free(monkeypatch, free: int) -> None:
+    import trufor_lab.inference.analyze as an
+    import trufor_lab.inference.predict as inf
+    import trufor_lab.model.lean as lean_mod
+
+    for mod in (an, inf, lean_mod):
+        monkeypatch.setattr(mod, "free_memory_bytes", lambda device: free)
+
+
+def test_lean_chunks_leave_room_for_the_lean_forwards_own_tensors(recipe_model, monkeypatch):
+    """A 24 MP photo with 2.5 GiB free: its lean tensors take 2.15 GiB, so the chunk working set
+    must fit in what is left (a quarter of free memory, 0.62 GiB, ran past it: killed)."""
+    import trufor_lab.model.lean as lean_mod
+
+    free, (h, w) = int(2.5 * 2**30), (6000, 4000)
+    _pretend_free(monkeypatch, free)
+    seen = []
+
+    def spy(model, rgb, noiseprint, cfg):
+        seen.append(cfg.budget_bytes)
+        raise KeyboardInterrupt  # stop before the work: the budget is what is checked
+
+    monkeypatch.setattr(lean_mod, "lean_features", spy)
+    rgb, np_map = torch.zeros(1, 3, 1, 1).expand(1, 3, h, w), torch.zeros(1, 1, 1, 1).expand(1, 1, h, w)
+    with pytest.raises(KeyboardInterrupt):
+        lean_mod.lean_forward(recipe_model, rgb, np_map)
+    tensors = estimate_lean_peak(h, w, budget_bytes=0)["peak"]
+    assert tensors < free and 32 * 2**20 <= seen[0] <= (free - tensors) // 2
+
+
+def test_analyze_refuses_an_image_the_lean_forward_cannot_fit_in_one_line(recipe_model, small_image, monkeypatch):
+    """Too little free memory even for the lean forward: refused before any work, naming the image
+    and the sizes (it ran into the allocator's error or the kernel's OOM killer instead)."""
+    _pretend_free(monkeypatch, 8 * 2**20)
+    with pytest.raises(tl.ImageError, match=r"^crop: a 96x96 image needs about 3\d MiB even with the memory-lean"):
+        tl.analyze(recipe_model, small_image, name="crop")
+    with pytest.raises(tl.ImageError, match="memory-lean forward, 8 MiB free"):
+        tl.analyze(recipe_model.dncnn, small_image, name="crop")
+    # the estimate ran 7-10% under the measured peak RSS: a margin, as for the plain forward
+    from trufor_lab.inference.predict import lean_peak_bytes
+
+    _pretend_free(monkeypatch, int(1.1 * lean_peak_bytes(recipe_model, to_tensor(small_image))))
+    with pytest.raises(tl.ImageError, match="even with the memory-lean forward"):
+        tl.analyze(recipe_model, small_image, name="crop", lean=True)  # the plain one fits: forced
+
+
+def test_where_free_memory_is_only_guessed_nothing_is_refused_and_chunks_are_as_before(
+    recipe_model, small_image, monkeypatch
+):
+    """On macOS or Windows free memory is a guess (4 GiB without /proc/meminfo): a 12 MP photo,
+    whose lean forward needs ~4.9 GiB and runs on a 16 GB laptop, was refused there, and its
+    chunks were cut to 32 MiB. Only a measured figure refuses an image or lowers the budget."""
+    import trufor_lab.inference.analyze as an
+    import trufor_lab.model.lean as lean_mod
+
+    _pretend_free(monkeypatch, 8 * 2**20)
+    for mod in (an, lean_mod):
+        monkeypatch.setattr(mod, "free_memory_measured", lambda device: False)
+    r = tl.analyze(recipe_model, small_image, name="crop")  # the lean forward, not a refusal
+    assert any("memory-lean" in n for n in r.notes), r.notes
+    assert lean_mod.fitting_budget(6000, 4000, "cpu") == lean_mod.default_budget("cpu")
+
+
 def test_analyze_routes_images_too_large_for_memory_to_the_lean_forward(recipe_model, small_image, monkeypatch):
     """analyze() picks the lean forward when the plain one would not fit (simulated here by
     pretending little memory is free): same answer, a note in the result; capture is refused

@@ -26,6 +26,21 @@ def free_memory_bytes(device: torch.device | str) -> int:
     return min([_machine_available(), *_process_headroom()])
 
 
+def free_memory_measured(device: torch.device | str) -> bool:
+    """Whether :func:`free_memory_bytes` of ``device`` is a measurement (a GPU's, Linux's
+    ``MemAvailable``, a cgroup or ``ulimit -v`` headroom) rather than a guess: elsewhere (macOS,
+    Windows) it falls back on the free pages or on 4 GiB, too rough to refuse an image on."""
+    if torch.device(device).type == "cuda":
+        return True
+    try:
+        with open("/proc/meminfo") as f:
+            if any(line.startswith("MemAvailable:") for line in f):
+                return True
+    except OSError:
+        pass
+    return bool(_process_headroom())
+
+
 def _machine_available() -> int:
     try:
         with open("/proc/meminfo") as f:

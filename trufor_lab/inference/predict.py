@@ -68,6 +68,7 @@ from trufor_lab.inference.preprocess import ImageLike
 from trufor_lab.inference.load import unwrapped
 from trufor_lab.inference.result import Result, make_result, prepare_input, require_full_precision
 from trufor_lab.model.attention import check_attention
+from trufor_lab.model.config import MIT_B2
 from trufor_lab.model.decoder import require_eval
 from trufor_lab.model.interventions import (
     acts_here,
@@ -76,7 +77,9 @@ from trufor_lab.model.interventions import (
 )
 from trufor_lab.model.layout import channels_last_weights, token_bands
 from trufor_lab.model.lean import (
+    MIN_BUDGET,
     LeanConfig,
+    estimate_lean_peak,
     estimate_plain_peak,
     free_memory_bytes,
     gemm_convolution,
@@ -97,6 +100,7 @@ __all__ = [
     "MODES",
     "InferenceMode",
     "attention_override",
+    "lean_peak_bytes",
     "deviation",
     "deviation_quantiles",
     "mode_label",
@@ -172,6 +176,16 @@ def plain_peak_bytes(
         return int(x.shape[0] * 64 * noiseprint_maps(x.device.type, im2col, winograd) * h * w * size)
     impl = impl or _model_attention(model)
     return int(x.shape[0] * estimate_plain_peak(h, w, model.cfg, x.device.type, impl, size, im2col, winograd=winograd))
+
+
+def lean_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Least peak bytes of the memory-lean forward of ``model`` (TruFor, or Noiseprint++ alone in
+    tiles) on ``x``: its whole-image tensors (:func:`~trufor_lab.model.lean.estimate_lean_peak`)
+    plus the smallest chunk working set it runs with. More than free memory: it cannot run."""
+    h, w = x.shape[2:]
+    full = isinstance(model, TruFor)
+    phases = estimate_lean_peak(h, w, model.cfg if full else MIT_B2, 0, x.element_size())
+    return int(x.shape[0] * phases["peak" if full else "noiseprint"] + MIN_BUDGET)
 
 
 def plain_fits(

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trufor_lab.common.memory import free_memory_bytes
+from trufor_lab.common.memory import free_memory_bytes, free_memory_measured
 
 from .attention import attention, check_attention
 from .config import MIT_B2, TruForConfig
@@ -75,14 +75,17 @@ from .trufor import TruFor, TruForOutput
 
 MiB = 1 << 20
 GiB = 1 << 30
+MIN_BUDGET, MAX_BUDGET = 32 * MiB, 4 * GiB  # bounds of one chunk's working set
 
 __all__ = [
     "LeanConfig",
     "default_budget",
+    "fitting_budget",
     "estimate_lean_peak",
     "estimate_plain_peak",
     "noiseprint_maps",
     "free_memory_bytes",
+    "free_memory_measured",
     "gemm_convolution",
     "ieee_float32",
     "lean_features",
@@ -97,14 +100,31 @@ __all__ = [
 def default_budget(device: torch.device | str) -> int:
     """Working-set bound for one chunk: a quarter of free memory (of what this process may still
     allocate), between 32 MiB and 4 GiB."""
-    return int(min(max(free_memory_bytes(device) // 4, 32 * MiB), 4 * GiB))
+    return int(min(max(free_memory_bytes(device) // 4, MIN_BUDGET), MAX_BUDGET))
+
+
+def fitting_budget(
+    h: int, w: int, device: torch.device | str, cfg: TruForConfig = MIT_B2, element_size: int = 4, batch: int = 1
+) -> int:
+    """:func:`default_budget` for an ``h x w`` image, lowered to half of what the lean forward's
+    own tensors (:func:`estimate_lean_peak` without a chunk) leave free: a quarter of free memory
+    on top of tensors that already take most of it ran past free memory (a 24 MP image with
+    2.5 GiB free: 2.15 GiB of tensors + a 0.62 GiB chunk). Never below 32 MiB (an image that
+    needs more than free memory even so is refused by ``analyze``). Where free memory is only
+    guessed (:func:`free_memory_measured`: macOS, Windows), :func:`default_budget` as before."""
+    if not free_memory_measured(device):
+        return default_budget(device)
+    free = free_memory_bytes(device)
+    tensors = batch * estimate_lean_peak(h, w, cfg, 0, element_size)["peak"]
+    return int(min(max(min(free // 4, (free - tensors) // 2), MIN_BUDGET), MAX_BUDGET))
 
 
 @dataclasses.dataclass(frozen=True)
 class LeanConfig:
     """How the lean forward chunks its work.
 
-    ``budget_bytes``: working set of one chunk (``None``: :func:`default_budget`). The other
+    ``budget_bytes``: working set of one chunk (``None``: :func:`fitting_budget` in
+    :func:`lean_forward`, :func:`default_budget` in the pieces run alone). The other
     fields force sizes instead of deriving them from the budget (tests use tiny ones to
     exercise every chunked path): ``rows`` row-chunk height at every stage and in the decoders,
     ``attn_chunk`` queries per attention step (``None``: from the budget, at most the chunk
@@ -513,9 +533,11 @@ def lean_forward(
     require_eval(model, "lean_forward")
     model.check_input(rgb, noiseprint)
     cfg = config or LeanConfig()
-    if cfg.budget_bytes is None:
-        cfg = dataclasses.replace(cfg, budget_bytes=default_budget(rgb.device))
     rgb = rgb.to(model.decode_head.linear_pred.weight.dtype)
+    if cfg.budget_bytes is None:
+        b, _, h, w = rgb.shape
+        budget = fitting_budget(h, w, rgb.device, model.cfg, rgb.element_size(), b)
+        cfg = dataclasses.replace(cfg, budget_bytes=budget)
     with torch.no_grad():
         if noiseprint is None:
             noiseprint = noiseprint_tiled(
