@@ -244,3 +244,9 @@ def failure_rows():
         return rows
 
     return make
+
+
+@pytest.fixture()
+def with_weights(monkeypatch, recipe_ckpt):
+    """The CLI's weights are the recipe checkpoint (``TRUFOR_WEIGHTS``) for this test."""
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))

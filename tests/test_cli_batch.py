@@ -14,11 +14,6 @@ from trufor_lab.cli import main
 from trufor_lab.common.files import ChangedMeanwhile, atomic_write_bytes, atomic_write, file_state
 
 
-@pytest.fixture()
-def with_weights(monkeypatch, recipe_ckpt):
-    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))
-
-
 def _img(path: Path, seed=0, size=48):
     path.parent.mkdir(parents=True, exist_ok=True)
     a = np.random.default_rng(seed).integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
