@@ -837,6 +837,31 @@ def test_a_16_bit_mask_reads_like_its_8_bit_twin_and_a_text_file_is_said_in_word
         read_mask(tmp_path / "notes.png")
 
 
+def test_a_16_bit_mask_reads_faint_levels_as_the_official_reading_does_and_a_level_on_the_8_bit_scale(tmp_path):
+    """A 16-bit mask's levels were rounded to the nearest 8-bit one: levels 1-128 (a faint
+    anti-aliased edge) read pristine, where the official ``convert('L') > 0.1`` (Pillow clips
+    16-bit levels to 255) reads any nonzero level forged; and --mask-threshold 127 read 32640,
+    above 127 x 257, as pristine. Level v now reads as ceil(v / 257)."""
+    a = np.zeros((48, 48), np.uint16)
+    a[12:36, 12:36] = 100  # the faint edge ring
+    a[13:35, 13:35] = 65535
+    Image.fromarray(a).save(tmp_path / "m16.png")
+    official = np.asarray(Image.open(tmp_path / "m16.png").convert("L")) > 0.1
+    assert official.sum() == 24 * 24
+    assert np.array_equal(read_mask(tmp_path / "m16.png"), official)
+    b = np.zeros((48, 48), np.uint16)
+    b[10:30, 10:30] = 65535
+    b[40, :20], b[44, :20] = 127 * 257, 127 * 257 + 1  # just at and just above level 127 on the 8-bit scale
+    Image.fromarray(b).save(tmp_path / "levels16.png")
+    read = read_mask(tmp_path / "levels16.png", MaskConvention(threshold=127))
+    assert read[10:30, 10:30].all() and not read[40].any() and read[44, :20].all()
+    assert read.sum() == 20 * 20 + 20
+    Image.fromarray((b > 0).astype(np.uint16)).save(tmp_path / "m16_01.png")  # a 0/1 mask saved 16-bit
+    assert np.array_equal(read_mask(tmp_path / "m16_01.png"), b > 0)  # read as 0/1, not all pristine
+    with pytest.raises(DatasetError, match=r"m16_01\.png: its two levels \(0 and 1\) both read as pristine"):
+        read_mask(tmp_path / "m16_01.png", MaskConvention(threshold=127))
+
+
 def test_two_level_masks_are_binary_whatever_their_levels(tmp_path):
     """A red-on-black mask (grey level 76) covering a fifth of the picture was refused as 'not
     binary (22% mid-grey)' whatever --mask-threshold said, though the official reading scores it;

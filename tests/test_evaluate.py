@@ -748,6 +748,46 @@ def test_f1_means_say_over_how_many_images_when_some_are_nan(tmp_path):
     assert "fixed 1 (2 of 3) over 3 mask(s)" in line and f"F1 best {s['f1_best']:.4g}," in line
 
 
+def test_every_nan_the_localization_means_skip_is_said_in_the_summary_line(tmp_path):
+    """An analyze_fn's maps of 0..255 read "fixed nan (0 of 3)" and a mask of scattered dots (no
+    pixel left to score) "F1 best 1 (2 of 3)", without a word why. Each NaN now has its reason:
+    a map outside 0..1 (no metric at 0.5), a one-class mask whose map agrees at 0.5, a mask that
+    leaves nothing to score; from a CSV too, one written before the map's range was recorded included."""
+    import csv
+
+    imgs, masks = _boxes(tmp_path / "ds", fakes=("f0", "f1", "f2", "f3"), boxes={"f2": (5, 15, 80, 90)})
+    dots = np.zeros((96, 96), np.uint8)
+    dots[::6, ::6] = 255  # dilated, it covers the picture; eroded, nothing is left
+    Image.fromarray(dots).save(masks / "f3.png")
+
+    class Scaled(Box):
+        def __call__(self, model, path):
+            r = super().__call__(model, path)
+            return r if Path(path).stem != "f1" else Result(r.image, r.noiseprint, r.map * 255, r.conf, r.score)
+
+    from trufor_lab.inference.result import Result
+
+    ev = evaluate(None, folder_dataset(imgs, masks), tmp_path / "out", progress=False, analyze_fn=Scaled(flat=("f2",)))
+    rows = {r["id"]: r for r in ev.rows}
+    assert [rows[f"f{i}.png"]["map_probability"] for i in range(4)] == [True, False, True, True]
+    s = ev.summary["images"]
+    assert (s["n_map_not_probability"], s["n_mask_one_class_no_fixed"], s["n_mask_unscored"]) == (1, 1, 1)
+    assert s["f1_fixed_n_nan"] == 3 and s["f1_best_n_nan"] == 1  # each said once below
+    line = ev.summary_lines()[0]
+    assert "F1 best 0.6667 (3 of 4), fixed 1 (1 of 4) over 4 mask(s)" in line, line
+    assert "whatever the map; 1 of them no F1 at 0.5: the map there holds that one class too)" in line, line
+    assert "(1 mask(s) leaving no pixel to score after the official erosion and dilation: no metric for them)" in line
+    assert "(1 map(s) with values outside 0..1: no metric at 0.5 for them)" in line, line
+    ev.to_csv(tmp_path / "rows.csv")
+    assert Evaluation.from_csv(tmp_path / "rows.csv").summary_lines() == [line]
+    with open(tmp_path / "rows.csv", newline="", encoding="utf-8") as f:
+        old = [{k: v for k, v in r.items() if k != "map_probability"} for r in csv.DictReader(f)]
+    with open(tmp_path / "old.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(old[0]))
+        w.writeheader(), w.writerows(old)
+    assert Evaluation.from_csv(tmp_path / "old.csv").summary_lines() == [line]
+
+
 def test_failed_has_one_definition_in_memory_in_the_summary_and_from_csv(tmp_path):
     """A mask of another size: the dataset line said '0 failed', ev.failed (and the CLI's last
     line) 1, and Evaluation.from_csv 0."""

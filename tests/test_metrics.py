@@ -398,10 +398,11 @@ def test_fixed_threshold_metrics_need_a_probability_map():
     gt[10:30, 10:30] = True
     prob = np.where(gt, 0.8, 0.2)
     ref = localization_metrics(prob, gt)
-    assert ref.f1_fixed == 1.0 and ref.mcc_fixed == 1.0
+    assert ref.f1_fixed == 1.0 and ref.mcc_fixed == 1.0 and ref.probability is True
     for other in ((prob * 255).astype(np.uint8), np.log(prob / (1 - prob))):
         r = localization_metrics(other, gt)
         assert math.isnan(r.f1_fixed) and math.isnan(r.mcc_fixed) and math.isnan(r.iou_fixed)
+        assert r.probability is False and r.as_dict()["probability"] is False  # why, for a summary to say
         assert (r.f1_best, r.mcc_best, r.auc) == (ref.f1_best, ref.mcc_best, ref.auc)
     assert localization_metrics(gt, gt).f1_fixed == 1.0  # a binary prediction is a probability
 

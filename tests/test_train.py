@@ -552,6 +552,24 @@ def test_score_heldout_says_a_nan_score_instead_of_dropping_it():
     assert ev.n_pristine == 2 and ev.auc == 1.0  # scores 60/256*8-4 < 100/256*8-4 < 200/256*8-4
 
 
+def test_score_heldout_says_a_mask_with_nothing_to_score_instead_of_a_nan_f1():
+    """A forged item whose mask leaves no pixel to score (scattered dots: dilated they cover the
+    picture, eroded nothing is left) has a NaN F1, and the np.mean of the F1s was NaN, unsaid."""
+    from trufor_lab.lab.forgeries import Forgery
+
+    rng = np.random.default_rng(0)
+    square, dots = np.zeros((48, 48), bool), np.zeros((48, 48), bool)
+    square[8:40, 8:40] = True
+    dots[::6, ::6] = True
+    items = [
+        Forgery(rng.integers(1, 256, (48, 48, 3), dtype=np.uint8), m, "x", {}, (), label=1, name=f"it{i}")
+        for i, m in enumerate((square, dots))
+    ]
+    assert T.evaluate(_Stub(), items[:1]).f1_best >= 0  # a number with the square alone
+    with pytest.raises(ValueError, match=r"^it1: its mask leaves no pixel to score .*: no pixel F1$"):
+        T.evaluate(_Stub(), items)
+
+
 def test_a_restart_with_an_input_that_cannot_be_read_keeps_the_old_run(tmp_path, images):
     """``--restart`` deleted the old run's checkpoint and log before reading its inputs: a typo in
     ``--images`` lost the run and trained nothing."""

@@ -120,9 +120,11 @@ class MaskConvention:
 
     * grey (default): the mask is converted to 8-bit luminance (PIL ``L``, as the official
       scripts do) or, with ``channel``, one RGB channel is taken; a pixel is *on* when its
-      value is ``> threshold``. ``threshold=None`` is strict: the file must hold only 0/255 or
-      0/1 levels. With a threshold, more than ``max_grey`` (a fraction) of mid-grey pixels
-      (32..223) means the file is not a binary mask.
+      value is ``> threshold``. A 16-bit mask with levels above 255 reads level ``v`` as
+      ``ceil(v / 257)``: on when ``v > 257 * floor(threshold)``, at the default any nonzero
+      level. ``threshold=None`` is strict: the file must hold only 0/255 or 0/1 levels. With a
+      threshold, more than ``max_grey`` (a fraction) of mid-grey pixels (32..223) means the file
+      is not a binary mask.
     * ``colour``: a :class:`ColourRule` decides *on* instead.
     * ``invert``: forged = not on (masks drawn black on white).
 
@@ -379,11 +381,15 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
 
 
 def _wide_mask_pixels(a: np.ndarray, path: Path) -> np.ndarray:
-    """8-bit values of a 16/32-bit grey mask: scaled by 1/257 when they use the 16-bit range."""
+    """8-bit values of a 16/32-bit grey mask: as they are when none exceeds 255 (a 0/1 or 0/255
+    mask saved wide), else level ``v`` as ``ceil(v / 257)``: 0/65535 reads 0/255, and a threshold
+    ``t`` of the 8-bit scale reads ``v > 257 * floor(t)``, so that at the default any nonzero level
+    is forged, as the official ``convert('L') > 0.1`` (Pillow clips 16-bit levels to 255 there);
+    rounding to the nearest level read 1..128 as pristine."""
     low, top = (int(a.min()), int(a.max())) if a.size else (0, 0)
     if low < 0 or top > 65535:
         raise DatasetError(f"{path}: mask values outside 0..65535; save it as 8-bit black and white")
-    return (np.rint(a / 257.0) if top > 255 else a).astype(np.uint8)
+    return (np.ceil(a / 257.0) if top > 255 else a).astype(np.uint8)
 
 
 def _orientation(path: Path) -> int | None:

@@ -47,6 +47,7 @@ ROW_COLUMNS: dict[str, str] = {
     "n_pristine": INT,
     "best_threshold": FLOAT,
     "best_inverted": BOOL,
+    "map_probability": BOOL,  # False: the scored map values lie outside 0..1, so no metric at 0.5
     "mask_fraction": FLOAT,
     "height": INT,
     "width": INT,
@@ -196,6 +197,22 @@ def _one_class(r: Mapping[str, Any]) -> bool:
     return forged + pristine > 0 and (forged == 0 or pristine == 0)
 
 
+def _unscored(r: Mapping[str, Any]) -> bool:
+    """A mask that leaves no pixel to score (its dilation covers the picture and its erosion
+    leaves nothing, a mask of scattered dots): every metric NaN, the official script's too."""
+    return int(r.get("n_forged") or 0) + int(r.get("n_pristine") or 0) == 0
+
+
+def _not_probability(r: Mapping[str, Any]) -> bool:
+    """A map whose scored values lie outside 0..1: its metrics at 0.5 are NaN. A row of a CSV
+    written before ``map_probability`` was recorded: its fixed F1 is NaN with both classes scored,
+    which nothing else gives."""
+    if r.get("map_probability") is not None:
+        return r["map_probability"] is False
+    two_classes = not _one_class(r) and not _unscored(r)
+    return two_classes and math.isnan(nan(r.get("f1_fixed"))) and not math.isnan(nan(r.get("f1_best")))
+
+
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r.get("status") == "ok"]
     scored = [r for r in ok if r.get("label") in (0, 1)]
@@ -220,6 +237,14 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         # their official best-threshold F1 is trivial (0, or 1 whatever the map); the F1 at 0.5 of an
         # all-forged one is not (the better of map > 0.5 and its inverse)
         "n_mask_one_class": sum(1 for r in loc_rows if _one_class(r)),
+        # ... of which the official F1 at 0.5 is NaN too: the map at 0.5 holds that one class as well
+        "n_mask_one_class_no_fixed": sum(
+            1 for r in loc_rows if _one_class(r) and math.isnan(nan(r.get("f1_fixed"))) and not _not_probability(r)
+        ),
+        # masks that leave no pixel to score (every metric NaN), maps whose values are no probabilities
+        # (no metric at 0.5): with the two above, every NaN the localization means skip has its reason
+        "n_mask_unscored": sum(1 for r in loc_rows if _unscored(r)),
+        "n_map_not_probability": sum(1 for r in loc_rows if _not_probability(r)),
         "detection_auc": det.auc,
         # one class present: no *balanced* accuracy (tpr or tnr holds its one rate), as the line says
         "balanced_accuracy": det.balanced_accuracy if det.n_fake and det.n_real else math.nan,
@@ -255,8 +280,18 @@ def summary_line(name: str, s: Mapping[str, Any]) -> str:
     if s.get("n_mask_one_class"):
         loc += (
             f" ({s['n_mask_one_class']} mask(s) with no forged pixel after the official erosion, or no "
-            "pristine one: their best-threshold F1 is 0 or 1 whatever the map)"
+            "pristine one: their best-threshold F1 is 0 or 1 whatever the map"
         )
+        if s.get("n_mask_one_class_no_fixed"):
+            loc += f"; {s['n_mask_one_class_no_fixed']} of them no F1 at 0.5: the map there holds that one class too"
+        loc += ")"
+    if s.get("n_mask_unscored"):
+        loc += (
+            f" ({s['n_mask_unscored']} mask(s) leaving no pixel to score after the official erosion and dilation: "
+            "no metric for them)"
+        )
+    if s.get("n_map_not_probability"):
+        loc += f" ({s['n_map_not_probability']} map(s) with values outside 0..1: no metric at 0.5 for them)"
     if s.get("n_map_unusable"):
         loc += f" ({s['n_map_unusable']} fake(s) whose map holds NaN on scored pixels)"
     if s["n_fake"] and s["n_real"]:

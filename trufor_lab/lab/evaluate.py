@@ -19,7 +19,8 @@ the file, and the run goes on.
 
 Per-image rows (:data:`ROW_COLUMNS`): identity, ``status`` (``"ok"``/``"error"``), the
 integrity ``score``; for fakes with a mask the localization metrics of
-:func:`~trufor_lab.lab.metrics.localization_metrics` (the pixel ROC AUC is named ``pixel_auc``);
+:func:`~trufor_lab.lab.metrics.localization_metrics` (the pixel ROC AUC is named ``pixel_auc``;
+``map_probability`` False: the map's values lie outside 0..1, so no metric at 0.5);
 descriptors: ``mask_fraction`` (forged share of the mask, NaN without a mask), ``height``,
 ``width``, ``megapixels``, ``jpeg_quality`` (nearest IJG quality, ``None`` for non-JPEG),
 ``mean_conf`` and ``mean_conf_in_mask`` (mean confidence, overall and on forged pixels); what
@@ -455,6 +456,7 @@ def _localize(row: dict[str, Any], m: np.ndarray, c: np.ndarray, mask: np.ndarra
         n_pristine=lm.n_pristine,
         best_threshold=lm.best_threshold,
         best_inverted=lm.best_inverted,
+        map_probability=lm.probability,
     )
 
 

@@ -23,8 +23,9 @@ Three deviations, where the official code is not defined or not exact: counts ar
 (the official float32 cumulative sums stop counting above 2**24 scored pixels); NaN on a
 scored pixel raises ValueError (the official sort mishandles it silently; NaN in the ignored
 band is harmless there and here); and a map with a scored value outside [-1/8, 9/8] (logits,
-0..255) gets NaN fixed-threshold metrics (0.5 is no threshold there; the official script only
-ever sees probabilities, and a probability map's overshoot after a bicubic resize stays inside).
+0..255) gets NaN fixed-threshold metrics and ``probability`` False (0.5 is no threshold there;
+the official script only ever sees probabilities, and a probability map's overshoot after a
+bicubic resize stays inside).
 
 Extras, not in the official set: |MCC| (best and at 0.5, same edge-case rules as F1), IoU at
 0.5 (forged class, max over inversion like F1, so ``iou = f1 / (2 - f1)``), and the pixel ROC
@@ -102,6 +103,8 @@ class LocalizationMetrics:
 
     ``best_threshold`` is the ``v`` of the best-F1 prediction ``map > v`` (float32), inverted
     when ``best_inverted``; NaN when nothing was scored. Counts are scored pixels.
+    ``probability``: whether the scored values are probabilities (inside [0, 1] but for
+    :data:`PROBABILITY_SLACK`); False: the fixed-threshold metrics are NaN, as 0.5 is no threshold there.
     """
 
     f1_best: float
@@ -114,6 +117,7 @@ class LocalizationMetrics:
     n_pristine: int
     best_threshold: float
     best_inverted: bool
+    probability: bool = True
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return dataclasses.asdict(self)
@@ -343,7 +347,8 @@ def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetri
     # fixed threshold, in the map's own dtype
     own = m[scored]
     pred = forged_at_fixed(own)
-    if own.min() < -PROBABILITY_SLACK or own.max() > 1 + PROBABILITY_SLACK:
+    probability = bool(own.min() >= -PROBABILITY_SLACK and own.max() <= 1 + PROBABILITY_SLACK)
+    if not probability:
         f1_fixed = mcc_fixed = iou_fixed = math.nan  # not a probability: 0.5 means nothing there
     elif (y.all() and pred.all()) or (not y.any() and not pred.any()):
         f1_fixed = mcc_fixed = iou_fixed = math.nan  # a single class: the official code fails
@@ -367,6 +372,7 @@ def localization_metrics(map: np.ndarray, mask: np.ndarray) -> LocalizationMetri
         n_pristine=n_pristine,
         best_threshold=float(thr[k]),
         best_inverted=best_inverted,
+        probability=probability,
     )
 
 

@@ -147,7 +147,8 @@ def score_heldout(
 ) -> HeldoutScores:
     """Pixel F1 (official best-threshold protocol, forged items) and detection AUC of ``model``
     on ``items`` (:class:`trufor_lab.lab.forgeries.Forgery` or objects with image/mask/label/kind/name).
-    A score that is not finite, or a map with NaN on scored pixels, raises ValueError naming the item."""
+    A score that is not finite, a map with NaN on scored pixels, or a mask that leaves no pixel to
+    score (its F1 NaN), raises ValueError naming the item: every F1 averaged is a number."""
     dev = train_device(device) if device is not None else next(model.parameters()).device  # cuda:1 stays cuda:1
     was_training = model.training
     model.eval().to(dev)
@@ -162,9 +163,15 @@ def score_heldout(
         f1 = float("nan")
         if it.label == 1 and it.mask is not None:
             try:
-                f1 = localization_metrics(out.map[0].cpu().numpy(), it.mask).f1_best
+                lm = localization_metrics(out.map[0].cpu().numpy(), it.mask)
             except ValueError as e:  # NaN on scored pixels, a mask of another size: say which item
                 raise ValueError(f"{name}: {e}") from None
+            if lm.n_forged + lm.n_pristine == 0:  # F1 NaN: np.mean below would make the whole mean NaN
+                raise ValueError(
+                    f"{name}: its mask leaves no pixel to score (dilated 11x11 it covers the picture, eroded "
+                    "15x15 nothing is left): no pixel F1"
+                )
+            f1 = lm.f1_best
             f1s.append(f1)
             base.append(localization_metrics(np.zeros(it.mask.shape, np.float32), it.mask).f1_best)
         scores.append(score), labels.append(int(it.label))
