@@ -1396,3 +1396,25 @@ def test_a_date_left_blank_as_exif_allows_is_unknown_not_malformed() -> None:
         assert _sign(_exif_jpeg(dates={0x9003: blank, 0x0132: "2023:05:01 12:00:00"}), "dates") == []
     bad = read_provenance(_exif_jpeg(dates={0x9003: "2023:13:45 10:00:00"}))
     assert "EXIF datetime original is not a valid date: '2023:13:45 10:00:00'" in bad.problems
+
+
+def test_a_time_zone_written_without_its_colon_is_read() -> None:
+    """OffsetTime '+0900' (no colon) was not read: the two dates were compared as if in one zone,
+    so a file saved at 10:00 +0900 of a photo taken at 02:00 +01:00 (the same instant) read
+    'modify date differs from capture date'. A time zone that is none is said once, in one wording."""
+    same_instant = {0x9003: "2023:05:01 02:00:00", 0x9011: "+01:00", 0x0132: "2023:05:01 10:00:00", 0x9010: "+0900"}
+    p = read_provenance(_exif_jpeg(dates=same_instant))
+    assert _sign(_exif_jpeg(dates=same_instant), "dates") == [] and p.problems == [], p.problems
+    assert ("EXIF", "offset modified", "+0900") in p.rows()
+    later = {**same_instant, 0x0132: "2023:05:01 10:30:00", 0x9011: "-0530"}  # 07:30 UTC, then 01:30 UTC
+    (said,) = _sign(_exif_jpeg(dates=later), "dates")
+    assert said.startswith("notice: modify date is earlier than the capture date (2023:05:01 10:30:00 +0900"), said
+    for nonsense in ("+9:00", "+25:00", "GMT+2", "+09:75", "0900"):
+        p = read_provenance(_exif_jpeg(dates={**same_instant, 0x9010: nonsense}))
+        assert p.problems == [
+            f"EXIF OffsetTime {nonsense!r} is not a time zone (±HH:MM or ±HHMM, at most 14 hours): "
+            "the dates are compared without their time zones"
+        ], p.problems
+        assert _sign(_exif_jpeg(dates={**same_instant, 0x9010: nonsense}), "dates")  # 8 hours apart, unzoned
+    blank = read_provenance(_exif_jpeg(dates={**same_instant, 0x9011: "      "}))  # EXIF's 'unknown'
+    assert blank.problems == [] and blank.offset_original is None

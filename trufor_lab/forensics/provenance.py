@@ -498,8 +498,9 @@ def _parse_exif_datetime(s: str) -> datetime | None:
 
 
 def _utc_offset(s: str | None) -> timedelta | None:
-    """An EXIF OffsetTime ("+02:00", "-05:30") as a time difference; ``None`` when absent or malformed."""
-    m = re.fullmatch(r"\s*([+-])(\d{2}):(\d{2})\s*", s or "")
+    """An EXIF OffsetTime ("+02:00", "-05:30"; "+0900" as some devices write it, without the
+    colon) as a time difference; ``None`` when absent or malformed."""
+    m = re.fullmatch(r"\s*([+-])(\d{2}):?(\d{2})\s*", s or "")
     if not m or int(m[2]) > 14 or int(m[3]) >= 60:
         return None
     d = timedelta(hours=int(m[2]), minutes=int(m[3]))
@@ -730,6 +731,15 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
             p.problems.append(f"EXIF {attr.replace('_', ' ')} is stored as a {type(v).__name__}, not text; ignored")
             v = None
         setattr(p, attr, _clean(v))
+    for tag, attr in (("OffsetTimeOriginal", "offset_original"), ("OffsetTime", "offset_modified")):
+        zone = getattr(p, attr)
+        if zone is not None and re.fullmatch(r"[\s:]*", zone):  # EXIF's 'unknown': blanks
+            setattr(p, attr, None)
+        elif zone is not None and _utc_offset(zone) is None:
+            p.problems.append(
+                f"EXIF {tag} {zone!r} is not a time zone (±HH:MM or ±HHMM, at most 14 hours): "
+                "the dates are compared without their time zones"
+            )
     o = base.get(0x0112)
     if o is not None:
         # an integer (SHORT) only, as the image loader (load_image) takes it: text or a rational
