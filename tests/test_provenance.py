@@ -635,20 +635,13 @@ def test_utf8_exif_text_and_gps_version(tmp_path) -> None:
     assert ("GPS", "GPSVersionID", "2.2.0.0") in p.rows(show_gps=True)
 
 
-@pytest.mark.parametrize(
-    "gps",
-    [
-        [(0x0000, 1, 4, bytes([2, 2, 0, 0]))],
-        [
-            (0x0001, 2, 2, b"N\x00"),
-            (0x0002, 5, 3, struct.pack("<6I", 45, 0, 27, 0, 51, 0)),  # zero denominators
-            (0x0003, 2, 2, b"E\x00"),
-            (0x0004, 5, 3, struct.pack("<6I", 9, 1, 11, 1, 13, 0)),
-        ],
-    ],
-    ids=["version-only", "zero-denominators"],
-)
-def test_gps_block_without_a_position_is_not_a_location(tmp_path, gps: list) -> None:
+def test_gps_block_without_a_position_is_not_a_location(tmp_path) -> None:
+    gps = [
+        (0x0001, 2, 2, b"N\x00"),
+        (0x0002, 5, 3, struct.pack("<6I", 45, 0, 27, 0, 51, 0)),  # zero denominators
+        (0x0003, 2, 2, b"E\x00"),
+        (0x0004, 5, 3, struct.pack("<6I", 9, 1, 11, 1, 13, 0)),
+    ]
     exif = _exif_block([(0x010F, 2, *_ascii("Canon"))], gps=gps)
     p = read_provenance(_write(tmp_path, "gps.jpg", _save(_pattern(64, 48), quality=90, exif=exif)))
     assert p.gps_present and "gps" not in _codes(p)
@@ -1396,6 +1389,24 @@ def test_a_date_left_blank_as_exif_allows_is_unknown_not_malformed() -> None:
         assert _sign(_exif_jpeg(dates={0x9003: blank, 0x0132: "2023:05:01 12:00:00"}), "dates") == []
     bad = read_provenance(_exif_jpeg(dates={0x9003: "2023:13:45 10:00:00"}))
     assert "EXIF datetime original is not a valid date: '2023:13:45 10:00:00'" in bad.problems
+
+
+def test_a_gps_block_holding_only_its_version_is_no_problem() -> None:
+    """Canon cameras without GPS write a GPS directory holding only GPSVersionID: the report
+    listed it under Problems ('GPS block without a usable position') as if damaged. It is a
+    neutral fact; a block with coordinates that cannot be read stays a problem."""
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make], ex[ExifTags.Base.Model] = "Canon", "Canon EOS 5D Mark IV"
+    ex.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSVersionID] = b"\x02\x03\x00\x00"
+    p = read_provenance(_save(_pattern(64, 48), quality=95, exif=ex))
+    assert p.gps_present and p.gps == {"GPSVersionID": "2.3.0.0"}
+    assert p.problems == [] and "gps" not in _codes(p)
+    assert ("EXIF", "GPS", "present but empty (only its version number)") in p.rows()
+    assert ("GPS", "GPSVersionID", "2.3.0.0") in p.rows(show_gps=True)
+    ex.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] = "N"  # a position begun, not given
+    p = read_provenance(_save(_pattern(64, 48), quality=95, exif=ex))
+    assert any("GPS block without a usable position" in x for x in p.problems)
+    assert ("EXIF", "GPS", "present, no usable position") in p.rows()
 
 
 def test_a_time_zone_written_without_its_colon_is_read() -> None:

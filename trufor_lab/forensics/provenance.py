@@ -292,6 +292,8 @@ class Provenance:
             add("EXIF", f.replace("_", " "), getattr(self, f))
         if not self.gps_present:
             add("EXIF", "GPS", "absent")
+        elif not show_gps and _gps_version_only(self.gps):
+            add("EXIF", "GPS", "present but empty (only its version number)")
         elif not show_gps and not _gps_has_position(self.gps):
             add("EXIF", "GPS", "present, no usable position")
         elif show_gps:
@@ -462,6 +464,12 @@ def _gps_has_position(gps: dict[str, Any]) -> bool:
     denominators, minutes and seconds below 60, and not 0° N 0° E: what devices write without a fix)."""
     lat, lon = _gps_degrees(gps.get("GPSLatitude"), 90.0), _gps_degrees(gps.get("GPSLongitude"), 180.0)
     return lat is not None and lon is not None and (lat, lon) != (0.0, 0.0)
+
+
+def _gps_version_only(gps: dict[str, Any]) -> bool:
+    """Whether the GPS directory holds its GPSVersionID and nothing else: what Canon cameras
+    without a GPS receiver write in every photo, no sign of damage or of a position removed."""
+    return set(gps) == {"GPSVersionID"}
 
 
 def _frame_count(im: Image.Image, problems: list[str]) -> int:
@@ -771,7 +779,7 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         ver = gps.get(0x0000)  # GPSVersionID: 4 BYTEs such as 2,2,0,0, not text
         if isinstance(ver, (bytes, tuple)) and 0 < len(ver) <= 8 and all(isinstance(x, int) for x in ver):
             p.gps["GPSVersionID"] = ".".join(str(x) for x in ver)
-        if not _gps_has_position(p.gps):
+        if not _gps_has_position(p.gps) and not _gps_version_only(p.gps):  # Canon's without a receiver: normal
             p.problems.append("GPS block without a usable position (latitude/longitude missing, invalid, or 0° N 0° E)")
     later = datetime.now() + timedelta(days=2)  # EXIF dates carry no time zone: a day's slack either way
     for f in ("datetime_original", "datetime_digitized", "datetime_modified"):
