@@ -1429,3 +1429,39 @@ def test_a_time_zone_written_without_its_colon_is_read() -> None:
         assert _sign(_exif_jpeg(dates={**same_instant, 0x9010: nonsense}), "dates")  # 8 hours apart, unzoned
     blank = read_provenance(_exif_jpeg(dates={**same_instant, 0x9011: "      "}))  # EXIF's 'unknown'
     assert blank.problems == [] and blank.offset_original is None
+
+
+@pytest.mark.parametrize(
+    "editor",
+    [
+        "DxO PhotoLab 6.5.0 build 158",
+        "DxO OpticsPro 11",
+        "DxO Optics Pro 9.5",
+        "DxO PureRAW 3",
+        "ON1 Photo RAW 2023.5",
+        "Photos 3.0",  # Apple's Photos (macOS)
+        "Photos 8.0",
+        "Microsoft Windows Photo Viewer 6.1.7600.16385",
+        "Windows Photo Editor 10.0.10011.16384",  # Windows 10's Photos app
+        "Windows Live Photo Gallery",
+        "Luminar Neo",
+        "Capture One 23 Windows",
+        "Affinity Photo 2.1.1",
+        "Snapseed 2.0",
+        "Pixelmator Pro 3.3",
+        "darktable 4.4.2",
+        "RawTherapee 5.9",
+    ],
+)
+def test_photo_editors_are_named_as_editors(editor: str) -> None:
+    """DxO's, ON1's, Apple's and Microsoft's photo programs read 'written by software' (what a
+    camera's firmware reads), not 'edited with'."""
+    assert _sign(_exif_jpeg(editor), "software")[0].startswith("warning: edited with software"), editor
+
+
+@pytest.mark.parametrize(
+    "firmware",
+    ["Ver.1.00", "HDR+ 1.0.541083949zd", "MediaTek Camera Application", "DxO ONE v2.1", "ILCE-7M3 v3.01", "16.5"],
+)
+def test_camera_firmware_is_not_named_an_editor(firmware: str) -> None:
+    assert _sign(_exif_jpeg(firmware), "software") == [f"info: written by software {firmware!r}"]

@@ -127,14 +127,30 @@ _EDITORS = (
     "vsco",
     "picsart",
     "paintshop",
+    # a maker's programs by their names, not the maker's name alone (DxO also made a camera, the DxO ONE)
+    "dxo photolab",
+    "dxo opticspro",
+    "dxo optics pro",
+    "dxo pureraw",
+    "dxo filmpack",
+    "dxo viewpoint",
+    "on1 photo",
+    "on1 effects",
+    "on1 resize",
+    "windows photo viewer",
+    "windows photo editor",  # Windows 10's Photos app
+    "windows live photo gallery",
+    "microsoft photos",
 )
 #: An editor's name as a word, a version number glued to it or not ('Facetune2'; 'DSC-Paintbrush'
 #: is not Paint); the generic words ('preview', 'paint') only where the name starts with them
-#: (Apple's Preview, Paint, Paint.NET), not inside a firmware string ('G998BXXU5 preview build').
+#: (Apple's Preview, Paint, Paint.NET), not inside a firmware string ('G998BXXU5 preview build');
+#: Apple's Photos app (macOS) writes 'Photos 3.0': 'Photos' only as the whole name, a version after it.
 _GENERIC_EDITORS = ("preview", "paint")
 _EDITOR_NAMES = re.compile(
     r"\b(?:" + "|".join(re.escape(e) for e in _EDITORS if e not in _GENERIC_EDITORS) + r")\d*\b"
-    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\d*\b",
+    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\d*\b"
+    r"|^\s*(?:apple )?photos(?:\s+\d+(?:\.\d+)*)?\s*$",
     re.IGNORECASE,
 )
 _EVIDENCE = " This is evidence, not proof."
