@@ -1465,3 +1465,29 @@ def test_photo_editors_are_named_as_editors(editor: str) -> None:
 )
 def test_camera_firmware_is_not_named_an_editor(firmware: str) -> None:
     assert _sign(_exif_jpeg(firmware), "software") == [f"info: written by software {firmware!r}"]
+
+
+def _damaged_deflate_tiff() -> bytes:
+    """A Deflate TIFF whose compressed strip is garbage: libtiff prints 'ZIPDecode: ...' on file
+    descriptor 2 as it decodes."""
+    buf = io.BytesIO()
+    Image.fromarray(_pattern(32, 32)).save(buf, "TIFF", compression="tiff_adobe_deflate")
+    data = bytearray(buf.getvalue())
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        start, count = im.tag_v2[273][0], im.tag_v2[279][0]
+    data[start : start + count] = bytes(range(256)) * (count // 256) + bytes(count % 256)
+    return bytes(data)
+
+
+def test_read_provenance_keeps_libtiffs_lines_off_the_terminal(tmp_path, capfd) -> None:
+    """read_provenance of a TIFF that libtiff cannot decode let libtiff's own line ('ZIPDecode:
+    Decoding error ...') reach the terminal of a direct caller (the report and the casebook read
+    the image first, which kept it off), and its problem said only 'decoder error -2'."""
+    path = _write(tmp_path, "scan.tif", _damaged_deflate_tiff())
+    capfd.readouterr()
+    p = read_provenance(path)
+    out = capfd.readouterr()
+    assert (out.out, out.err) == ("", "")
+    (problem,) = [x for x in p.problems if x.startswith("image data could not be fully decoded")]
+    assert problem.startswith("image data could not be fully decoded (OSError: ZIPDecode: "), problem
+    assert "decoder error" not in problem

@@ -31,6 +31,7 @@ from PIL import ExifTags, Image, TiffImagePlugin
 from trufor_lab.common.image_files import (
     frame_count,
     image_formats,
+    load_heard,
     pil_log_unprinted,
     planar16_tiff,
     png_text_limit,
@@ -663,7 +664,7 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
             if op.data is not None and im.format in _JPEG_FORMATS:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             planar = planar16_tiff(im)  # Pillow misreads these planes: read from the file
-            im.load()
+            load_heard(im)  # libtiff's own lines kept off the terminal; its reason is the problem's
             g = _grey_8bit(im if planar is None else planar)
             if max(g.size) > 512:
                 g = g.copy()
