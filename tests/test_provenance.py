@@ -635,20 +635,13 @@ def test_utf8_exif_text_and_gps_version(tmp_path) -> None:
     assert ("GPS", "GPSVersionID", "2.2.0.0") in p.rows(show_gps=True)
 
 
-@pytest.mark.parametrize(
-    "gps",
-    [
-        [(0x0000, 1, 4, bytes([2, 2, 0, 0]))],
-        [
-            (0x0001, 2, 2, b"N\x00"),
-            (0x0002, 5, 3, struct.pack("<6I", 45, 0, 27, 0, 51, 0)),  # zero denominators
-            (0x0003, 2, 2, b"E\x00"),
-            (0x0004, 5, 3, struct.pack("<6I", 9, 1, 11, 1, 13, 0)),
-        ],
-    ],
-    ids=["version-only", "zero-denominators"],
-)
-def test_gps_block_without_a_position_is_not_a_location(tmp_path, gps: list) -> None:
+def test_gps_block_without_a_position_is_not_a_location(tmp_path) -> None:
+    gps = [
+        (0x0001, 2, 2, b"N\x00"),
+        (0x0002, 5, 3, struct.pack("<6I", 45, 0, 27, 0, 51, 0)),  # zero denominators
+        (0x0003, 2, 2, b"E\x00"),
+        (0x0004, 5, 3, struct.pack("<6I", 9, 1, 11, 1, 13, 0)),
+    ]
     exif = _exif_block([(0x010F, 2, *_ascii("Canon"))], gps=gps)
     p = read_provenance(_write(tmp_path, "gps.jpg", _save(_pattern(64, 48), quality=90, exif=exif)))
     assert p.gps_present and "gps" not in _codes(p)
@@ -1396,3 +1389,105 @@ def test_a_date_left_blank_as_exif_allows_is_unknown_not_malformed() -> None:
         assert _sign(_exif_jpeg(dates={0x9003: blank, 0x0132: "2023:05:01 12:00:00"}), "dates") == []
     bad = read_provenance(_exif_jpeg(dates={0x9003: "2023:13:45 10:00:00"}))
     assert "EXIF datetime original is not a valid date: '2023:13:45 10:00:00'" in bad.problems
+
+
+def test_a_gps_block_holding_only_its_version_is_no_problem() -> None:
+    """Canon cameras without GPS write a GPS directory holding only GPSVersionID: the report
+    listed it under Problems ('GPS block without a usable position') as if damaged. It is a
+    neutral fact; a block with coordinates that cannot be read stays a problem."""
+    ex = Image.Exif()
+    ex[ExifTags.Base.Make], ex[ExifTags.Base.Model] = "Canon", "Canon EOS 5D Mark IV"
+    ex.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSVersionID] = b"\x02\x03\x00\x00"
+    p = read_provenance(_save(_pattern(64, 48), quality=95, exif=ex))
+    assert p.gps_present and p.gps == {"GPSVersionID": "2.3.0.0"}
+    assert p.problems == [] and "gps" not in _codes(p)
+    assert ("EXIF", "GPS", "present but empty (only its version number)") in p.rows()
+    assert ("GPS", "GPSVersionID", "2.3.0.0") in p.rows(show_gps=True)
+    ex.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] = "N"  # a position begun, not given
+    p = read_provenance(_save(_pattern(64, 48), quality=95, exif=ex))
+    assert any("GPS block without a usable position" in x for x in p.problems)
+    assert ("EXIF", "GPS", "present, no usable position") in p.rows()
+
+
+def test_a_time_zone_written_without_its_colon_is_read() -> None:
+    """OffsetTime '+0900' (no colon) was not read: the two dates were compared as if in one zone,
+    so a file saved at 10:00 +0900 of a photo taken at 02:00 +01:00 (the same instant) read
+    'modify date differs from capture date'. A time zone that is none is said once, in one wording."""
+    same_instant = {0x9003: "2023:05:01 02:00:00", 0x9011: "+01:00", 0x0132: "2023:05:01 10:00:00", 0x9010: "+0900"}
+    p = read_provenance(_exif_jpeg(dates=same_instant))
+    assert _sign(_exif_jpeg(dates=same_instant), "dates") == [] and p.problems == [], p.problems
+    assert ("EXIF", "offset modified", "+0900") in p.rows()
+    later = {**same_instant, 0x0132: "2023:05:01 10:30:00", 0x9011: "-0530"}  # 07:30 UTC, then 01:30 UTC
+    (said,) = _sign(_exif_jpeg(dates=later), "dates")
+    assert said.startswith("notice: modify date is earlier than the capture date (2023:05:01 10:30:00 +0900"), said
+    for nonsense in ("+9:00", "+25:00", "GMT+2", "+09:75", "0900"):
+        p = read_provenance(_exif_jpeg(dates={**same_instant, 0x9010: nonsense}))
+        assert p.problems == [
+            f"EXIF OffsetTime {nonsense!r} is not a time zone (±HH:MM or ±HHMM, at most 14 hours): "
+            "the dates are compared without their time zones"
+        ], p.problems
+        assert _sign(_exif_jpeg(dates={**same_instant, 0x9010: nonsense}), "dates")  # 8 hours apart, unzoned
+    blank = read_provenance(_exif_jpeg(dates={**same_instant, 0x9011: "      "}))  # EXIF's 'unknown'
+    assert blank.problems == [] and blank.offset_original is None
+
+
+@pytest.mark.parametrize(
+    "editor",
+    [
+        "DxO PhotoLab 6.5.0 build 158",
+        "DxO OpticsPro 11",
+        "DxO Optics Pro 9.5",
+        "DxO PureRAW 3",
+        "ON1 Photo RAW 2023.5",
+        "Photos 3.0",  # Apple's Photos (macOS)
+        "Photos 8.0",
+        "Microsoft Windows Photo Viewer 6.1.7600.16385",
+        "Windows Photo Editor 10.0.10011.16384",  # Windows 10's Photos app
+        "Windows Live Photo Gallery",
+        "Luminar Neo",
+        "Capture One 23 Windows",
+        "Affinity Photo 2.1.1",
+        "Snapseed 2.0",
+        "Pixelmator Pro 3.3",
+        "darktable 4.4.2",
+        "RawTherapee 5.9",
+    ],
+)
+def test_photo_editors_are_named_as_editors(editor: str) -> None:
+    """DxO's, ON1's, Apple's and Microsoft's photo programs read 'written by software' (what a
+    camera's firmware reads), not 'edited with'."""
+    assert _sign(_exif_jpeg(editor), "software")[0].startswith("warning: edited with software"), editor
+
+
+@pytest.mark.parametrize(
+    "firmware",
+    ["Ver.1.00", "HDR+ 1.0.541083949zd", "MediaTek Camera Application", "DxO ONE v2.1", "ILCE-7M3 v3.01", "16.5"],
+)
+def test_camera_firmware_is_not_named_an_editor(firmware: str) -> None:
+    assert _sign(_exif_jpeg(firmware), "software") == [f"info: written by software {firmware!r}"]
+
+
+def _damaged_deflate_tiff() -> bytes:
+    """A Deflate TIFF whose compressed strip is garbage: libtiff prints 'ZIPDecode: ...' on file
+    descriptor 2 as it decodes."""
+    buf = io.BytesIO()
+    Image.fromarray(_pattern(32, 32)).save(buf, "TIFF", compression="tiff_adobe_deflate")
+    data = bytearray(buf.getvalue())
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        start, count = im.tag_v2[273][0], im.tag_v2[279][0]
+    data[start : start + count] = bytes(range(256)) * (count // 256) + bytes(count % 256)
+    return bytes(data)
+
+
+def test_read_provenance_keeps_libtiffs_lines_off_the_terminal(tmp_path, capfd) -> None:
+    """read_provenance of a TIFF that libtiff cannot decode let libtiff's own line ('ZIPDecode:
+    Decoding error ...') reach the terminal of a direct caller (the report and the casebook read
+    the image first, which kept it off), and its problem said only 'decoder error -2'."""
+    path = _write(tmp_path, "scan.tif", _damaged_deflate_tiff())
+    capfd.readouterr()
+    p = read_provenance(path)
+    out = capfd.readouterr()
+    assert (out.out, out.err) == ("", "")
+    (problem,) = [x for x in p.problems if x.startswith("image data could not be fully decoded")]
+    assert problem.startswith("image data could not be fully decoded (OSError: ZIPDecode: "), problem
+    assert "decoder error" not in problem

@@ -150,3 +150,19 @@ def test_the_readme_names_the_detection_metrics_deviations():
     paragraph = text[text.index("Metrics follow the official evaluation script") :][:1200]
     assert "no 0.5 threshold on scores outside 0..1" in paragraph, paragraph
     assert "one-class set gets a NaN AUC where the official script raises" in paragraph, paragraph
+
+
+def test_the_readme_provenance_example_runs(tmp_path, monkeypatch):
+    """The README's read_provenance block, pasted as written, on a photo it names (``photo.jpg``,
+    made here with EXIF): it needs no model, so it runs whole."""
+    from PIL import Image
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "read_provenance" in b]
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0131] = "Canon", "GIMP 2.10"
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(tmp_path / "photo.jpg", quality=90, exif=exif)
+    monkeypatch.chdir(tmp_path)
+    names: dict = {}
+    exec(compile(block, "README.md", "exec"), names)
+    assert "edited with software 'GIMP 2.10'" in str(names["prov"].signs) and names["prov"].rows()

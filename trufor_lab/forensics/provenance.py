@@ -31,6 +31,7 @@ from PIL import ExifTags, Image, TiffImagePlugin
 from trufor_lab.common.image_files import (
     frame_count,
     image_formats,
+    load_heard,
     pil_log_unprinted,
     planar16_tiff,
     png_text_limit,
@@ -127,14 +128,30 @@ _EDITORS = (
     "vsco",
     "picsart",
     "paintshop",
+    # a maker's programs by their names, not the maker's name alone (DxO also made a camera, the DxO ONE)
+    "dxo photolab",
+    "dxo opticspro",
+    "dxo optics pro",
+    "dxo pureraw",
+    "dxo filmpack",
+    "dxo viewpoint",
+    "on1 photo",
+    "on1 effects",
+    "on1 resize",
+    "windows photo viewer",
+    "windows photo editor",  # Windows 10's Photos app
+    "windows live photo gallery",
+    "microsoft photos",
 )
 #: An editor's name as a word, a version number glued to it or not ('Facetune2'; 'DSC-Paintbrush'
 #: is not Paint); the generic words ('preview', 'paint') only where the name starts with them
-#: (Apple's Preview, Paint, Paint.NET), not inside a firmware string ('G998BXXU5 preview build').
+#: (Apple's Preview, Paint, Paint.NET), not inside a firmware string ('G998BXXU5 preview build');
+#: Apple's Photos app (macOS) writes 'Photos 3.0': 'Photos' only as the whole name, a version after it.
 _GENERIC_EDITORS = ("preview", "paint")
 _EDITOR_NAMES = re.compile(
     r"\b(?:" + "|".join(re.escape(e) for e in _EDITORS if e not in _GENERIC_EDITORS) + r")\d*\b"
-    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\d*\b",
+    r"|^\s*(?:ms |microsoft )?(?:" + "|".join(_GENERIC_EDITORS) + r")\d*\b"
+    r"|^\s*(?:apple )?photos(?:\s+\d+(?:\.\d+)*)?\s*$",
     re.IGNORECASE,
 )
 _EVIDENCE = " This is evidence, not proof."
@@ -292,6 +309,8 @@ class Provenance:
             add("EXIF", f.replace("_", " "), getattr(self, f))
         if not self.gps_present:
             add("EXIF", "GPS", "absent")
+        elif not show_gps and _gps_version_only(self.gps):
+            add("EXIF", "GPS", "present but empty (only its version number)")
         elif not show_gps and not _gps_has_position(self.gps):
             add("EXIF", "GPS", "present, no usable position")
         elif show_gps:
@@ -464,6 +483,12 @@ def _gps_has_position(gps: dict[str, Any]) -> bool:
     return lat is not None and lon is not None and (lat, lon) != (0.0, 0.0)
 
 
+def _gps_version_only(gps: dict[str, Any]) -> bool:
+    """Whether the GPS directory holds its GPSVersionID and nothing else: what Canon cameras
+    without a GPS receiver write in every photo, no sign of damage or of a position removed."""
+    return set(gps) == {"GPSVersionID"}
+
+
 def _frame_count(im: Image.Image, problems: list[str]) -> int:
     """Number of frames; a broken frame chain (e.g. a TIFF next-IFD pointer out of range) counts
     as 1, recorded in ``problems``, and the image is put back on its first frame."""
@@ -498,8 +523,9 @@ def _parse_exif_datetime(s: str) -> datetime | None:
 
 
 def _utc_offset(s: str | None) -> timedelta | None:
-    """An EXIF OffsetTime ("+02:00", "-05:30") as a time difference; ``None`` when absent or malformed."""
-    m = re.fullmatch(r"\s*([+-])(\d{2}):(\d{2})\s*", s or "")
+    """An EXIF OffsetTime ("+02:00", "-05:30"; "+0900" as some devices write it, without the
+    colon) as a time difference; ``None`` when absent or malformed."""
+    m = re.fullmatch(r"\s*([+-])(\d{2}):?(\d{2})\s*", s or "")
     if not m or int(m[2]) > 14 or int(m[3]) >= 60:
         return None
     d = timedelta(hours=int(m[2]), minutes=int(m[3]))
@@ -638,7 +664,7 @@ def _decode_small(op: jpeg.OpenedSource, p: Provenance) -> np.ndarray | None:
             if op.data is not None and im.format in _JPEG_FORMATS:
                 im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             planar = planar16_tiff(im)  # Pillow misreads these planes: read from the file
-            im.load()
+            load_heard(im)  # libtiff's own lines kept off the terminal; its reason is the problem's
             g = _grey_8bit(im if planar is None else planar)
             if max(g.size) > 512:
                 g = g.copy()
@@ -730,6 +756,15 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
             p.problems.append(f"EXIF {attr.replace('_', ' ')} is stored as a {type(v).__name__}, not text; ignored")
             v = None
         setattr(p, attr, _clean(v))
+    for tag, attr in (("OffsetTimeOriginal", "offset_original"), ("OffsetTime", "offset_modified")):
+        zone = getattr(p, attr)
+        if zone is not None and re.fullmatch(r"[\s:]*", zone):  # EXIF's 'unknown': blanks
+            setattr(p, attr, None)
+        elif zone is not None and _utc_offset(zone) is None:
+            p.problems.append(
+                f"EXIF {tag} {zone!r} is not a time zone (±HH:MM or ±HHMM, at most 14 hours): "
+                "the dates are compared without their time zones"
+            )
     o = base.get(0x0112)
     if o is not None:
         # an integer (SHORT) only, as the image loader (load_image) takes it: text or a rational
@@ -761,7 +796,7 @@ def _read_exif(im: Image.Image, p: Provenance) -> bytes | None:
         ver = gps.get(0x0000)  # GPSVersionID: 4 BYTEs such as 2,2,0,0, not text
         if isinstance(ver, (bytes, tuple)) and 0 < len(ver) <= 8 and all(isinstance(x, int) for x in ver):
             p.gps["GPSVersionID"] = ".".join(str(x) for x in ver)
-        if not _gps_has_position(p.gps):
+        if not _gps_has_position(p.gps) and not _gps_version_only(p.gps):  # Canon's without a receiver: normal
             p.problems.append("GPS block without a usable position (latitude/longitude missing, invalid, or 0° N 0° E)")
     later = datetime.now() + timedelta(days=2)  # EXIF dates carry no time zone: a day's slack either way
     for f in ("datetime_original", "datetime_digitized", "datetime_modified"):
