@@ -95,6 +95,26 @@ def test_a_run_on_an_init_that_changed_starts_again_from_it(tmp_path, images, ca
     assert [row["step"] for row in T.read_log(tmp_path / "C")] == [1, 2]
 
 
+def test_a_run_reads_its_init_and_its_resumed_checkpoint_once(tmp_path, images, monkeypatch):
+    """A run from init read the file twice (the model, then its meta.trained record: seconds for
+    the official 270 MB file); a resume read last.pt twice (the optimizer, then the model)."""
+    loc = T.train(_cfg(tmp_path / "L", images))
+    reads, real = collections.Counter(), torch.load
+
+    def counting(f, *args, **kw):
+        reads[Path(f).resolve()] += 1
+        return real(f, *args, **kw)
+
+    monkeypatch.setattr(torch, "load", counting)
+    conf = dict(phase="confidence", init=str(loc.checkpoint), model=None)
+    r = T.train(_cfg(tmp_path / "C", images, **conf))
+    assert reads[loc.checkpoint.resolve()] == 1 and r.trained == ["localization", "confidence"]
+    reads.clear()
+    r = T.train(_cfg(tmp_path / "C", images, **{**conf, "steps": 2}))
+    assert r.step == 2 and reads[r.checkpoint.resolve()] == 1 and reads[loc.checkpoint.resolve()] == 0
+    assert r.trained == ["localization", "confidence"]
+
+
 def test_confidence_and_detection_without_init_are_refused(tmp_path, images, capsys):
     """Without --init (and nothing to resume) the heads were trained on a random frozen network."""
     for phase in ("confidence", "detection"):

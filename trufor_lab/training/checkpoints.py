@@ -13,7 +13,7 @@ from trufor_lab.common.files import atomic_torch_save, atomic_write_text
 from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
 from trufor_lab.model.checkpoint import check_state_dict, without_prefix
 from trufor_lab.training.config import TrainConfig
-from trufor_lab.training.phases import PHASES
+from trufor_lab.training.phases import PHASES, trained_phases
 from trufor_lab.viz.figures import new_figure
 
 # --------------------------------------------------------------------------------------------
@@ -24,18 +24,6 @@ from trufor_lab.viz.figures import new_figure
 LAST_CHECKPOINT = "last.pt"
 #: Optimizer file written beside ``last.pt`` by earlier versions; removed by the next save.
 OLD_OPTIM_FILE = "last_optim.pt"
-
-
-def trained_phases(obj: object) -> list[str] | None:
-    """The phases whose modules hold trained weights in a checkpoint (its ``meta.trained``, in
-    order), ``None`` when it does not say (the official checkpoint, an earlier version's run)."""
-    meta = obj.get("meta") if isinstance(obj, dict) else None
-    said = meta.get("trained") if isinstance(meta, dict) else None
-    if not isinstance(said, list) or not all(isinstance(p, str) and p in PHASES for p in said):
-        return None
-    if PHASES[0] not in said:  # not a record this package writes (every run starts from localization)
-        return None
-    return [p for p in PHASES if p in said]
 
 
 def phases_after(before: list[str] | None, phase: str) -> list[str] | None:
@@ -84,17 +72,19 @@ def save_checkpoint(
     return path
 
 
-def read_training_state(path: str | os.PathLike) -> dict:
+def read_training_state(path: str | os.PathLike, obj: object = None) -> dict:
     """``{"step", "optimizer", "rng", "train_config", "init_sha256", "trained"}`` of a training
     checkpoint (the settings it was trained with, the digest of the init it started from and the
     phases its weights were trained in, ``None`` when not recorded), read on the CPU like any
     checkpoint (``Optimizer.load_state_dict`` moves the state to the parameters' device).
 
     A checkpoint of an earlier version keeps its optimizer in ``last_optim.pt`` beside it: taken
-    only when it was saved at the same step as the model, else refused with one line.
+    only when it was saved at the same step as the model, else refused with one line. ``obj``:
+    ``path`` as already read with ``read_checkpoint`` (read once for the state and the weights).
     """
     path = Path(path)
-    obj = read_checkpoint(path)  # untrusted like any checkpoint; the optimizer moves its state itself
+    if obj is None:  # untrusted like any checkpoint; the optimizer moves its state itself
+        obj = read_checkpoint(path)
     meta = obj.get("meta") if isinstance(obj, dict) else None
     if not isinstance(meta, dict) or "step" not in meta:
         raise ValueError(f"{path}: not a training checkpoint (no meta.step); cannot resume from it")

@@ -62,12 +62,11 @@ from trufor_lab.training.checkpoints import (
     read_log,
     read_training_state,
     save_checkpoint,
-    trained_phases,
     truncate_log,
 )
 from trufor_lab.training.config import TrainConfig, TrainResult, file_digest, stream_fingerprint
 from trufor_lab.training.losses import phase_loss
-from trufor_lab.training.phases import PHASES, build_model, set_phase
+from trufor_lab.training.phases import PHASES, set_phase, start_model
 from trufor_lab.training.scenes import builtin_images, read_folder
 from trufor_lab.training.streams import ForgeryStream, grid_crop
 
@@ -346,10 +345,11 @@ def _train(cfg: TrainConfig) -> TrainResult:
     amp = (device.type == "cuda" and cuda_bf16_native(device)) if cfg.amp is None else bool(cfg.amp)
     out = Path(cfg.out_dir)
     ckpt, log_path = out / "last.pt", out / "log.jsonl"
-    state = read_training_state(ckpt) if cfg.resume and ckpt.is_file() else None
+    held = read_checkpoint(ckpt) if cfg.resume and ckpt.is_file() else None  # read once: state and weights
+    state = read_training_state(ckpt, held) if held is not None else None
     init_digest = _init_digest(cfg)
     if state is not None and _init_changed(ckpt, state, cfg, init_digest):
-        state = None
+        state = held = None
     resuming = state is not None
     if not resuming and cfg.init is None and cfg.phase != PHASES[0]:  # heads on a random frozen network
         raise ValueError(
@@ -360,9 +360,9 @@ def _train(cfg: TrainConfig) -> TrainResult:
     torch.manual_seed(cfg.seed)  # reproducible initialisation
     source = ckpt if resuming else cfg.init
     # model=None with a checkpoint: its own architecture (its config entry, else its weights' size)
-    model = build_model(
-        None if cfg.model is None and source is not None else cfg.model_config(), source, cfg.noiseprint_weights
-    )
+    arch = None if cfg.model is None and source is not None else cfg.model_config()
+    model, init_trained = start_model(arch, source, cfg.noiseprint_weights, held)
+    del held  # its tensors are not kept beside the model's
     if source is not None and cfg.model is not None and model.cfg != cfg.model_config():
         raise ValueError(
             f"{source}: its architecture differs from TrainConfig.model (leave model=None to take its own)"
@@ -375,10 +375,9 @@ def _train(cfg: TrainConfig) -> TrainResult:
     step, saved = 0, None  # saved: the step of the checkpoint on disk
     # the phases these weights are trained in, recorded: a model exported from a localization run
     # gave the score and confidence of random heads, unsaid
-    trained = state.get("trained") if state is not None else [cfg.phase] if cfg.init is None else None
-    if state is None and cfg.init is not None:
-        trained = phases_after(trained_phases(read_checkpoint(cfg.init)), cfg.phase)
+    trained = phases_after([] if cfg.init is None else init_trained, cfg.phase)
     if state is not None:
+        trained = state.get("trained")  # the record of the run resumed
         _check_same_run(ckpt, state.get("train_config"), cfg, at_step=state.get("step"))
         opt.load_state_dict(state["optimizer"])
         step = saved = state["step"]
