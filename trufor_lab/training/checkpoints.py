@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trufor_lab.common.files import atomic_torch_save, atomic_write_text
+from trufor_lab.common.files import atomic_torch_save, atomic_write_text, leftover_temporaries
 from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
 from trufor_lab.model.checkpoint import check_state_dict, without_prefix
 from trufor_lab.training.config import TrainConfig
@@ -24,6 +25,16 @@ from trufor_lab.viz.figures import new_figure
 LAST_CHECKPOINT = "last.pt"
 #: Optimizer file written beside ``last.pt`` by earlier versions; removed by the next save.
 OLD_OPTIM_FILE = "last_optim.pt"
+
+
+def remove_leftovers(out: Path) -> None:
+    """Remove from the run folder ``out`` what a write of its checkpoint or log killed outright
+    left there (SIGKILL: ``.last.pt.*.tmp``, as large as the checkpoint, stayed through every
+    resume and restart); only the temporaries of those two files, by their exact names."""
+    for name in (LAST_CHECKPOINT, "log.jsonl"):
+        for tmp in leftover_temporaries(out / name):
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove: harmless
+                tmp.unlink()
 
 
 def phases_after(before: list[str] | None, phase: str) -> list[str] | None:

@@ -61,6 +61,7 @@ from trufor_lab.training.checkpoints import (
     phases_after,
     read_log,
     read_training_state,
+    remove_leftovers,
     save_checkpoint,
     truncate_log,
 )
@@ -357,6 +358,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
             "here to resume: give init (the previous phase's last.pt)"
         )
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     torch.manual_seed(cfg.seed)  # reproducible initialisation
     source = ckpt if resuming else cfg.init
     # model=None with a checkpoint: its own architecture (its config entry, else its weights' size)
