@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trufor_lab.common.device import cuda_bf16_native
 from trufor_lab.common.files import atomic_torch_save, atomic_write_text, leftover_temporaries
 from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
 from trufor_lab.model.checkpoint import check_state_dict, without_prefix
@@ -35,6 +36,12 @@ def remove_leftovers(out: Path) -> None:
         for tmp in leftover_temporaries(out / name):
             with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove: harmless
                 tmp.unlink()
+
+
+def default_amp(device: torch.device) -> bool:
+    """Whether a run on ``device`` trains under bfloat16 autocast when ``TrainConfig.amp`` does
+    not say: on a CUDA GPU that computes bfloat16 natively."""
+    return device.type == "cuda" and cuda_bf16_native(device)
 
 
 def phases_after(before: list[str] | None, phase: str) -> list[str] | None:

@@ -53,11 +53,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trufor_lab.common.device import cuda_bf16_native, resolve_device
+from trufor_lab.common.device import resolve_device
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.common.image_files import open_unwarned, stored_size
 from trufor_lab.model import TruFor, read_checkpoint
 from trufor_lab.training.checkpoints import (
+    default_amp,
     phases_after,
     read_log,
     read_training_state,
@@ -343,7 +344,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = train_device(cfg.device)
-    amp = (device.type == "cuda" and cuda_bf16_native(device)) if cfg.amp is None else bool(cfg.amp)
+    amp = default_amp(device) if cfg.amp is None else bool(cfg.amp)
     out = Path(cfg.out_dir)
     ckpt, log_path = out / "last.pt", out / "log.jsonl"
     held = read_checkpoint(ckpt) if cfg.resume and ckpt.is_file() else None  # read once: state and weights
