@@ -223,6 +223,26 @@ def test_a_run_removes_what_a_killed_checkpoint_write_left_and_nothing_else(tmp_
     assert not os.path.exists(tmp) and (run / theirs[0]).exists()
 
 
+@pytest.mark.parametrize("began_on_gpu", [False, True])
+def test_a_resume_on_another_device_keeps_the_precision_the_run_began_with(
+    tmp_path, images, monkeypatch, capsys, began_on_gpu
+):
+    """A CPU run resumed on a GPU turned bfloat16 autocast on mid-run (and a GPU run resumed on
+    the CPU turned it off), unsaid. The device is faked: autocast is what a bf16 GPU would get."""
+    monkeypatch.setattr(training_checkpoints, "default_amp", lambda device: began_on_gpu)
+    a = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "a"), steps=4))
+    T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=4, max_seconds=0))
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["meta"]["amp"] is began_on_gpu
+    monkeypatch.setattr(training_checkpoints, "default_amp", lambda device: not began_on_gpu)  # the other device
+    capsys.readouterr()
+    b = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=4))
+    (la, sa), (lb, sb) = _losses_and_weights(a), _losses_and_weights(b)
+    assert la == lb and all(torch.equal(sa[k], sb[k]) for k in sa)  # as the run began, bit for bit
+    (note,) = capsys.readouterr().err.strip().splitlines()
+    said = "with" if began_on_gpu else "without"
+    assert note.startswith(f"note: {tmp_path / 'b' / 'last.pt'}: the run began {said} bfloat16 autocast (on cpu)")
+
+
 def test_resume_refuses_a_model_and_optimizer_of_different_steps(tmp_path, images):
     """A run folder of the earlier two-file layout, interrupted between its writes, is refused."""
     r = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "old"), steps=2))

@@ -58,11 +58,11 @@ from trufor_lab.common.files import atomic_savez
 from trufor_lab.common.image_files import open_unwarned, stored_size
 from trufor_lab.model import TruFor, read_checkpoint
 from trufor_lab.training.checkpoints import (
-    default_amp,
     phases_after,
     read_log,
     read_training_state,
     remove_leftovers,
+    run_amp,
     save_checkpoint,
     truncate_log,
 )
@@ -344,7 +344,6 @@ def _train(cfg: TrainConfig) -> TrainResult:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = train_device(cfg.device)
-    amp = default_amp(device) if cfg.amp is None else bool(cfg.amp)
     out = Path(cfg.out_dir)
     ckpt, log_path = out / "last.pt", out / "log.jsonl"
     held = read_checkpoint(ckpt) if cfg.resume and ckpt.is_file() else None  # read once: state and weights
@@ -388,6 +387,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
         if isinstance(state["rng"].get("torch"), torch.Tensor):
             torch.set_rng_state(state["rng"]["torch"].cpu())
         truncate_log(log_path, step)
+    amp = run_amp(cfg, device, state, ckpt)  # a resume on another device keeps the run's precision
     stream = cfg.stream or ForgeryStream(
         _images(cfg),
         cfg.datasets,
@@ -448,7 +448,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
             over = cfg.max_seconds is not None and time.time() - t0 > cfg.max_seconds
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or over or stop:
-                save_checkpoint(model, opt, cfg, step, out, init_digest, trained)
+                save_checkpoint(model, opt, cfg, step, out, init_digest, trained, amp)
                 saved = step
             if stop:  # Ctrl-C: the step in progress was finished and saved, nothing is lost
                 bar.close()
@@ -457,7 +457,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
                 break
     bar.close()
     if not ckpt.is_file():
-        save_checkpoint(model, opt, cfg, step, out, init_digest, trained)
+        save_checkpoint(model, opt, cfg, step, out, init_digest, trained, amp)
     if np.isnan(last["loss"]):
         rows = read_log(log_path)
         last = rows[-1] if rows else last
