@@ -347,6 +347,31 @@ def test_pictures_smaller_than_the_crop_are_said(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_one_pristine_picture_with_the_default_kinds_says_it_makes_no_splices(tmp_path, images, capsys):
+    """A splice takes its donor from another picture: one picture made none, with no word (a
+    run given kinds naming splice said it, or was refused)."""
+    from trufor_lab.training.loop import _images
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.fromarray(images[0]).save(pics / "a.png")
+    capsys.readouterr()
+    assert len(_images(T.TrainConfig(pristine=str(pics), crop=64))) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"note: {pics}: one picture: no splices in this run (a splice takes its donor from another picture: "
+        "give two at least)"
+    )
+    _images(T.TrainConfig(pristine=images[:1], crop=64))
+    assert capsys.readouterr().err.startswith("note: TrainConfig.pristine: one picture: no splices in this run")
+    for enough in (dict(pristine=images), dict(camera=True), dict(kinds=("copy_move",)), dict(forged_fraction=0.0)):
+        _images(T.TrainConfig(**{"pristine": str(pics), "crop": 64, **enough}))  # splices, or none asked for
+        assert capsys.readouterr().err == "", enough
+    Image.fromarray(images[1]).save(pics / "b.png")
+    _images(T.TrainConfig(pristine=str(pics), crop=64))
+    assert capsys.readouterr().err == ""
+
+
 def test_a_damaged_or_changed_pool_is_computed_again_and_the_run_trains_as_without_it(tmp_path, images, capsys):
     # a pool cut short (a copy of the run folder interrupted) was a BadZipFile traceback; one whose
     # arrays changed since it was written was trained on, unsaid

@@ -70,7 +70,7 @@ from trufor_lab.training.config import TrainConfig, TrainResult, file_digest, st
 from trufor_lab.training.losses import phase_loss
 from trufor_lab.training.phases import PHASES, set_phase, start_model
 from trufor_lab.training.scenes import builtin_images, read_folder
-from trufor_lab.training.streams import ForgeryStream, grid_crop
+from trufor_lab.training.streams import ForgeryStream, grid_crop, say_no_splices
 
 # --------------------------------------------------------------------------------------------
 # training
@@ -84,11 +84,12 @@ def train_device(name: str | None) -> torch.device:
 def _images(cfg: TrainConfig) -> list[np.ndarray]:
     if cfg.pristine is None:
         return [] if cfg.datasets and cfg.dataset_fraction >= 1 else builtin_images("train")
-    if isinstance(cfg.pristine, (str, os.PathLike)):
-        images = read_folder(cfg.pristine, skip=cfg.out_dir)  # not the run's own folder when it lies inside
+    folder = isinstance(cfg.pristine, (str, os.PathLike))  # read without the run's folder inside it
+    images = read_folder(cfg.pristine, skip=cfg.out_dir) if folder else [np.asarray(a) for a in cfg.pristine]
+    if folder:
         _say_small(cfg.pristine, [im.shape[:2] for im in images], cfg)
-        return images
-    return [np.asarray(a) for a in cfg.pristine]
+    say_no_splices(cfg.pristine if folder else "TrainConfig.pristine", len(images), cfg)
+    return images
 
 
 def _say_small(source: object, sizes: Sequence[tuple[int, int]], cfg: TrainConfig) -> None:
