@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trufor_lab.common.device import cuda_bf16_native, model_device
+from trufor_lab.common.errors import escaped
 from trufor_lab.common.files import atomic_torch_save, atomic_write_text, leftover_temporaries
 from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
 from trufor_lab.model.checkpoint import check_state_dict, without_prefix
@@ -56,9 +57,11 @@ def run_amp(cfg: TrainConfig, device: torch.device, state: dict | None, ckpt: Pa
     if was is None or was == here:  # a new run, or one of an earlier version (nothing recorded)
         return here
     said, on = "with" if was else "without", f" (on {state['device']})" if state.get("device") else ""
-    tqdm.write(
-        f"note: {ckpt}: the run began {said} bfloat16 autocast{on}: it goes on {said} it on {device} "
-        "(a restart takes this device's default)",
+    tqdm.write(  # the device is the checkpoint's text (untrusted), the path a user's: escaped
+        escaped(
+            f"note: {ckpt}: the run began {said} bfloat16 autocast{on}: it goes on {said} it on {device} "
+            "(a restart takes this device's default)"
+        ),
         file=sys.stderr,
     )
     return was
