@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from trufor_lab.common.files import atomic_savez, atomic_write, atomic_write_text
+from trufor_lab.common.files import atomic_savez, atomic_write, atomic_write_text, leftover_temporaries
 from trufor_lab.common.paths import OutputPathError, display_name, expand_inputs, output_path
 from trufor_lab.common.table import Table, fmt
 
@@ -24,6 +24,27 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(p, boom)
     assert p.read_text() == "old"
     assert [q.name for q in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("name", ["last.pt", "a name longer than thirty-two bytes, é and all.pt"])
+def test_the_temporaries_a_killed_write_leaves_are_found_by_their_exact_name(tmp_path, name):
+    """A process killed mid-write runs no cleanup: its temporary file stays (a 114 MB
+    ``.last.pt.*.tmp``); the writer's own naming finds it, and nothing else beside it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; from trufor_lab.common.files import atomic_write; "
+        "atomic_write(sys.argv[1], lambda f: (f.write(b'half'), f.flush(), os._exit(9)))"
+    )
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path / name)]).returncode == 9
+    (tmp,) = [p for p in tmp_path.iterdir()]
+    assert leftover_temporaries(tmp_path / name) == [tmp] and tmp.read_bytes() == b"half"
+    (tmp_path / ("x" + tmp.name)).write_bytes(b"")  # other names, a link: not the writer's
+    (tmp_path / tmp.name.replace(".tmp", ".tmpx")).write_bytes(b"")
+    os.symlink(tmp, tmp_path / (tmp.name[:-12] + "linklink.tmp"))
+    assert leftover_temporaries(tmp_path / name) == [tmp]
+    assert leftover_temporaries(tmp_path / "other.pt") == [] and leftover_temporaries(tmp_path / "no" / name) == []
 
 
 def test_atomic_savez_writes_the_exact_name(tmp_path):

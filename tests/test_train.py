@@ -192,6 +192,63 @@ def test_resume_after_a_crash_between_checkpoint_writes(tmp_path, images, monkey
     assert not (tmp_path / "b" / "last_optim.pt").exists()
 
 
+def test_a_run_removes_what_a_killed_checkpoint_write_left_and_nothing_else(tmp_path, images):
+    """A SIGKILL while last.pt (or the log) was written left its temporary file (as large as the
+    checkpoint) in the run folder, and no resume nor restart removed it."""
+    import os
+    import tempfile
+
+    from trufor_lab.common.files import _temp_prefix
+
+    a = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "a"), steps=4))
+    run = tmp_path / "b"
+    T.train(_cfg(tmp_path, images, out_dir=str(run), steps=4, max_seconds=0))
+    left = []
+    for name in ("last.pt", "log.jsonl"):  # named as the atomic write names them, cut short
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp", dir=run)
+        os.write(fd, b"half a checkpoint")
+        os.close(fd)
+        left.append(tmp)
+    theirs = [".last.pt.mine.tmp", "last.pt.tmp", ".last.pt.40fa6bf8.notours.tmp", ".last.pt.40fa6bf8.abcdefgh.tmp.x"]
+    for name in theirs:
+        (run / name).write_bytes(b"a user's file")
+    b = T.train(_cfg(tmp_path, images, out_dir=str(run), steps=4))
+    assert not any(os.path.exists(t) for t in left)
+    assert all((run / name).read_bytes() == b"a user's file" for name in theirs)
+    (la, sa), (lb, sb) = _losses_and_weights(a), _losses_and_weights(b)
+    assert b.step == 4 and la == lb and all(torch.equal(sa[k], sb[k]) for k in sa)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix("last.pt"), suffix=".tmp", dir=run)
+    os.close(fd)
+    T.train(_cfg(tmp_path, images, out_dir=str(run), steps=1, resume=False))  # a restart too
+    assert not os.path.exists(tmp) and (run / theirs[0]).exists()
+
+
+@pytest.mark.parametrize("began_on_gpu", [False, True])
+def test_a_resume_on_another_device_keeps_the_precision_the_run_began_with(
+    tmp_path, images, monkeypatch, capsys, began_on_gpu
+):
+    """A CPU run resumed on a GPU turned bfloat16 autocast on mid-run (and a GPU run resumed on
+    the CPU turned it off), unsaid. The device is faked: autocast is what a bf16 GPU would get."""
+    monkeypatch.setattr(training_checkpoints, "default_amp", lambda device: began_on_gpu)
+    a = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "a"), steps=4))
+    T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=4, max_seconds=0))
+    obj = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert obj["meta"]["amp"] is began_on_gpu and obj["meta"]["device"] == "cpu"
+    obj["meta"]["device"] = "cpu\x1b[2J"  # a checkpoint's text is untrusted: it reaches the terminal escaped
+    torch.save(obj, tmp_path / "b" / "last.pt")
+    monkeypatch.setattr(training_checkpoints, "default_amp", lambda device: not began_on_gpu)  # the other device
+    capsys.readouterr()
+    b = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "b"), steps=4))
+    (la, sa), (lb, sb) = _losses_and_weights(a), _losses_and_weights(b)
+    assert la == lb and all(torch.equal(sa[k], sb[k]) for k in sa)  # as the run began, bit for bit
+    (note,) = capsys.readouterr().err.strip().splitlines()
+    said = "with" if began_on_gpu else "without"
+    assert note.startswith(
+        f"note: {tmp_path / 'b' / 'last.pt'}: the run began {said} bfloat16 autocast (on cpu\\x1b[2J)"
+    )
+    assert "\x1b" not in note
+
+
 def test_resume_refuses_a_model_and_optimizer_of_different_steps(tmp_path, images):
     """A run folder of the earlier two-file layout, interrupted between its writes, is refused."""
     r = T.train(_cfg(tmp_path, images, out_dir=str(tmp_path / "old"), steps=2))

@@ -95,6 +95,26 @@ def test_a_run_on_an_init_that_changed_starts_again_from_it(tmp_path, images, ca
     assert [row["step"] for row in T.read_log(tmp_path / "C")] == [1, 2]
 
 
+def test_a_run_reads_its_init_and_its_resumed_checkpoint_once(tmp_path, images, monkeypatch):
+    """A run from init read the file twice (the model, then its meta.trained record: seconds for
+    the official 270 MB file); a resume read last.pt twice (the optimizer, then the model)."""
+    loc = T.train(_cfg(tmp_path / "L", images))
+    reads, real = collections.Counter(), torch.load
+
+    def counting(f, *args, **kw):
+        reads[Path(f).resolve()] += 1
+        return real(f, *args, **kw)
+
+    monkeypatch.setattr(torch, "load", counting)
+    conf = dict(phase="confidence", init=str(loc.checkpoint), model=None)
+    r = T.train(_cfg(tmp_path / "C", images, **conf))
+    assert reads[loc.checkpoint.resolve()] == 1 and r.trained == ["localization", "confidence"]
+    reads.clear()
+    r = T.train(_cfg(tmp_path / "C", images, **{**conf, "steps": 2}))
+    assert r.step == 2 and reads[r.checkpoint.resolve()] == 1 and reads[loc.checkpoint.resolve()] == 0
+    assert r.trained == ["localization", "confidence"]
+
+
 def test_confidence_and_detection_without_init_are_refused(tmp_path, images, capsys):
     """Without --init (and nothing to resume) the heads were trained on a random frozen network."""
     for phase in ("confidence", "detection"):
@@ -324,6 +344,31 @@ def test_pictures_smaller_than_the_crop_are_said(tmp_path, capsys):
         capsys.readouterr().err
     )
     _images(T.TrainConfig(pristine=str(pics), crop=32))
+    assert capsys.readouterr().err == ""
+
+
+def test_one_pristine_picture_with_the_default_kinds_says_it_makes_no_splices(tmp_path, images, capsys):
+    """A splice takes its donor from another picture: one picture made none, with no word (a
+    run given kinds naming splice said it, or was refused)."""
+    from trufor_lab.training.loop import _images
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.fromarray(images[0]).save(pics / "a.png")
+    capsys.readouterr()
+    assert len(_images(T.TrainConfig(pristine=str(pics), crop=64))) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"note: {pics}: one picture: no splices in this run (a splice takes its donor from another picture: "
+        "give two at least)"
+    )
+    _images(T.TrainConfig(pristine=images[:1], crop=64))
+    assert capsys.readouterr().err.startswith("note: TrainConfig.pristine: one picture: no splices in this run")
+    for enough in (dict(pristine=images), dict(camera=True), dict(kinds=("copy_move",)), dict(forged_fraction=0.0)):
+        _images(T.TrainConfig(**{"pristine": str(pics), "crop": 64, **enough}))  # splices, or none asked for
+        assert capsys.readouterr().err == "", enough
+    Image.fromarray(images[1]).save(pics / "b.png")
+    _images(T.TrainConfig(pristine=str(pics), crop=64))
     assert capsys.readouterr().err == ""
 
 

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -103,6 +104,23 @@ def _temp_prefix(name: str) -> str:
     while len(os.fsencode(head)) > 32:  # whole characters only: never half of a UTF-8 sequence
         head = head[:-1]
     return f".{head}.{hashlib.sha1(os.fsencode(name)).hexdigest()[:8]}."
+
+
+def leftover_temporaries(path: PathLike) -> list[Path]:
+    """The temporary files that writes of ``path`` left beside it when their process was killed
+    outright (SIGKILL, a power cut: no cleanup runs), by the exact name :func:`atomic_write_path`
+    gives them (:func:`_temp_prefix`, ``mkstemp``'s 8 random characters, ``.tmp``); plain files
+    only, never a link nor anything named otherwise. Removing them is the caller's choice: only it
+    knows that no write of ``path`` is in progress."""
+    path = Path(path)
+    prefix = _temp_prefix(path.name)
+    ours = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}\.tmp")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    found = [path.parent / n for n in names if ours.fullmatch(n)]
+    return sorted(p for p in found if p.is_file() and not p.is_symlink())
 
 
 def atomic_write_path(path: PathLike, write: Callable[[str], None], expect: Any = ANY) -> Path:

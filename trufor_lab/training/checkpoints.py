@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from trufor_lab.common.files import atomic_torch_save, atomic_write_text
+from trufor_lab.common.device import cuda_bf16_native, model_device
+from trufor_lab.common.errors import escaped
+from trufor_lab.common.files import atomic_torch_save, atomic_write_text, leftover_temporaries
 from trufor_lab.model import MIT_B2, CheckpointError, TruFor, TruForConfig, extract_state_dict, read_checkpoint
 from trufor_lab.model.checkpoint import check_state_dict, without_prefix
 from trufor_lab.training.config import TrainConfig
-from trufor_lab.training.phases import PHASES
+from trufor_lab.training.phases import PHASES, trained_phases
 from trufor_lab.viz.figures import new_figure
 
 # --------------------------------------------------------------------------------------------
@@ -26,16 +31,40 @@ LAST_CHECKPOINT = "last.pt"
 OLD_OPTIM_FILE = "last_optim.pt"
 
 
-def trained_phases(obj: object) -> list[str] | None:
-    """The phases whose modules hold trained weights in a checkpoint (its ``meta.trained``, in
-    order), ``None`` when it does not say (the official checkpoint, an earlier version's run)."""
-    meta = obj.get("meta") if isinstance(obj, dict) else None
-    said = meta.get("trained") if isinstance(meta, dict) else None
-    if not isinstance(said, list) or not all(isinstance(p, str) and p in PHASES for p in said):
-        return None
-    if PHASES[0] not in said:  # not a record this package writes (every run starts from localization)
-        return None
-    return [p for p in PHASES if p in said]
+def remove_leftovers(out: Path) -> None:
+    """Remove from the run folder ``out`` what a write of its checkpoint or log killed outright
+    left there (SIGKILL: ``.last.pt.*.tmp``, as large as the checkpoint, stayed through every
+    resume and restart); only the temporaries of those two files, by their exact names."""
+    for name in (LAST_CHECKPOINT, "log.jsonl"):
+        for tmp in leftover_temporaries(out / name):
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove: harmless
+                tmp.unlink()
+
+
+def default_amp(device: torch.device) -> bool:
+    """Whether a run on ``device`` trains under bfloat16 autocast when ``TrainConfig.amp`` does
+    not say: on a CUDA GPU that computes bfloat16 natively."""
+    return device.type == "cuda" and cuda_bf16_native(device)
+
+
+def run_amp(cfg: TrainConfig, device: torch.device, state: dict | None, ckpt: Path) -> bool:
+    """Whether the run trains under bfloat16 autocast: ``cfg.amp`` when set; a resumed run as it
+    began (its checkpoint's ``meta.amp``: a CPU run resumed on a GPU turned autocast on mid-run,
+    unsaid), with a note when ``device`` would choose otherwise; else :func:`default_amp`."""
+    if cfg.amp is not None:  # a resume with another amp is refused (a setting the run was made with)
+        return bool(cfg.amp)
+    here, was = default_amp(device), state.get("amp") if state is not None else None
+    if was is None or was == here:  # a new run, or one of an earlier version (nothing recorded)
+        return here
+    said, on = "with" if was else "without", f" (on {state['device']})" if state.get("device") else ""
+    tqdm.write(  # the device is the checkpoint's text (untrusted), the path a user's: escaped
+        escaped(
+            f"note: {ckpt}: the run began {said} bfloat16 autocast{on}: it goes on {said} it on {device} "
+            "(a restart takes this device's default)"
+        ),
+        file=sys.stderr,
+    )
+    return was
 
 
 def phases_after(before: list[str] | None, phase: str) -> list[str] | None:
@@ -52,11 +81,13 @@ def save_checkpoint(
     out: Path,
     init_digest: str | None = None,
     trained: list[str] | None = None,
+    amp: bool | None = None,
 ) -> Path:
     """Write model, optimizer, step and RNG state as ONE atomic file, ``out/last.pt``;
     ``init_digest``: what the run started from (``meta.init_sha256``; ``"none"``: no init);
     ``trained``: the phases its weights were trained in (``meta.trained``; a load says when the
-    confidence or detection head never was: its output is then that of random weights).
+    confidence or detection head never was: its output is then that of random weights); ``amp``:
+    whether it trains under bfloat16 autocast (``meta.amp``, with ``meta.device``: a resume keeps it).
 
     One file renamed into place: a crash at any moment leaves either the previous complete
     checkpoint or the new one, never a model from one step with an optimizer from another.
@@ -73,6 +104,7 @@ def save_checkpoint(
             "train_config": cfg.to_plain(),
             **({"init_sha256": init_digest} if init_digest is not None else {}),
             **({"trained": list(trained)} if trained is not None else {}),
+            **({"amp": bool(amp), "device": str(model_device(model))} if amp is not None else {}),
         },
         "optimizer": opt.state_dict(),
         "rng": {"torch": torch.get_rng_state()},
@@ -84,17 +116,20 @@ def save_checkpoint(
     return path
 
 
-def read_training_state(path: str | os.PathLike) -> dict:
-    """``{"step", "optimizer", "rng", "train_config", "init_sha256", "trained"}`` of a training
-    checkpoint (the settings it was trained with, the digest of the init it started from and the
-    phases its weights were trained in, ``None`` when not recorded), read on the CPU like any
-    checkpoint (``Optimizer.load_state_dict`` moves the state to the parameters' device).
+def read_training_state(path: str | os.PathLike, obj: object = None) -> dict:
+    """``{"step", "optimizer", "rng", "train_config", "init_sha256", "trained", "amp", "device"}``
+    of a training checkpoint (the settings it was trained with, the digest of the init it started
+    from, the phases its weights were trained in, whether under bfloat16 autocast and on which
+    device; ``None`` when not recorded), read on the CPU like any checkpoint
+    (``Optimizer.load_state_dict`` moves the state to the parameters' device).
 
     A checkpoint of an earlier version keeps its optimizer in ``last_optim.pt`` beside it: taken
-    only when it was saved at the same step as the model, else refused with one line.
+    only when it was saved at the same step as the model, else refused with one line. ``obj``:
+    ``path`` as already read with ``read_checkpoint`` (read once for the state and the weights).
     """
     path = Path(path)
-    obj = read_checkpoint(path)  # untrusted like any checkpoint; the optimizer moves its state itself
+    if obj is None:  # untrusted like any checkpoint; the optimizer moves its state itself
+        obj = read_checkpoint(path)
     meta = obj.get("meta") if isinstance(obj, dict) else None
     if not isinstance(meta, dict) or "step" not in meta:
         raise ValueError(f"{path}: not a training checkpoint (no meta.step); cannot resume from it")
@@ -106,6 +141,8 @@ def read_training_state(path: str | os.PathLike) -> dict:
         ) from None
     plain = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else None
     init = meta.get("init_sha256") if isinstance(meta.get("init_sha256"), str) else None
+    amp = meta.get("amp") if isinstance(meta.get("amp"), bool) else None
+    device = meta.get("device") if amp is not None and isinstance(meta.get("device"), str) else None
     if "optimizer" in obj:
         opt = obj["optimizer"]
         if not isinstance(opt, dict) or not {"state", "param_groups"} <= set(opt):
@@ -118,6 +155,8 @@ def read_training_state(path: str | os.PathLike) -> dict:
             "train_config": plain,
             "init_sha256": init,
             "trained": trained_phases(obj),
+            "amp": amp,
+            "device": device,
         }
     old = path.with_name(OLD_OPTIM_FILE)
     if old.is_file():
@@ -130,6 +169,8 @@ def read_training_state(path: str | os.PathLike) -> dict:
                 "train_config": plain,
                 "init_sha256": init,
                 "trained": None,
+                "amp": amp,
+                "device": device,
             }
         raise ValueError(
             f"{path}: model saved at step {step} but {old.name} at step {state.get('step')} "

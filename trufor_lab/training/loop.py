@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trufor_lab.common.device import cuda_bf16_native, resolve_device
+from trufor_lab.common.device import resolve_device
 from trufor_lab.common.files import atomic_savez
 from trufor_lab.common.image_files import open_unwarned, stored_size
 from trufor_lab.model import TruFor, read_checkpoint
@@ -61,15 +61,16 @@ from trufor_lab.training.checkpoints import (
     phases_after,
     read_log,
     read_training_state,
+    remove_leftovers,
+    run_amp,
     save_checkpoint,
-    trained_phases,
     truncate_log,
 )
 from trufor_lab.training.config import TrainConfig, TrainResult, file_digest, stream_fingerprint
 from trufor_lab.training.losses import phase_loss
-from trufor_lab.training.phases import PHASES, build_model, set_phase
+from trufor_lab.training.phases import PHASES, set_phase, start_model
 from trufor_lab.training.scenes import builtin_images, read_folder
-from trufor_lab.training.streams import ForgeryStream, grid_crop
+from trufor_lab.training.streams import ForgeryStream, grid_crop, say_no_splices
 
 # --------------------------------------------------------------------------------------------
 # training
@@ -83,11 +84,12 @@ def train_device(name: str | None) -> torch.device:
 def _images(cfg: TrainConfig) -> list[np.ndarray]:
     if cfg.pristine is None:
         return [] if cfg.datasets and cfg.dataset_fraction >= 1 else builtin_images("train")
-    if isinstance(cfg.pristine, (str, os.PathLike)):
-        images = read_folder(cfg.pristine, skip=cfg.out_dir)  # not the run's own folder when it lies inside
+    folder = isinstance(cfg.pristine, (str, os.PathLike))  # read without the run's folder inside it
+    images = read_folder(cfg.pristine, skip=cfg.out_dir) if folder else [np.asarray(a) for a in cfg.pristine]
+    if folder:
         _say_small(cfg.pristine, [im.shape[:2] for im in images], cfg)
-        return images
-    return [np.asarray(a) for a in cfg.pristine]
+    say_no_splices(cfg.pristine if folder else "TrainConfig.pristine", len(images), cfg)
+    return images
 
 
 def _say_small(source: object, sizes: Sequence[tuple[int, int]], cfg: TrainConfig) -> None:
@@ -343,13 +345,13 @@ def _train(cfg: TrainConfig) -> TrainResult:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = train_device(cfg.device)
-    amp = (device.type == "cuda" and cuda_bf16_native(device)) if cfg.amp is None else bool(cfg.amp)
     out = Path(cfg.out_dir)
     ckpt, log_path = out / "last.pt", out / "log.jsonl"
-    state = read_training_state(ckpt) if cfg.resume and ckpt.is_file() else None
+    held = read_checkpoint(ckpt) if cfg.resume and ckpt.is_file() else None  # read once: state and weights
+    state = read_training_state(ckpt, held) if held is not None else None
     init_digest = _init_digest(cfg)
     if state is not None and _init_changed(ckpt, state, cfg, init_digest):
-        state = None
+        state = held = None
     resuming = state is not None
     if not resuming and cfg.init is None and cfg.phase != PHASES[0]:  # heads on a random frozen network
         raise ValueError(
@@ -357,12 +359,13 @@ def _train(cfg: TrainConfig) -> TrainResult:
             "here to resume: give init (the previous phase's last.pt)"
         )
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     torch.manual_seed(cfg.seed)  # reproducible initialisation
     source = ckpt if resuming else cfg.init
     # model=None with a checkpoint: its own architecture (its config entry, else its weights' size)
-    model = build_model(
-        None if cfg.model is None and source is not None else cfg.model_config(), source, cfg.noiseprint_weights
-    )
+    arch = None if cfg.model is None and source is not None else cfg.model_config()
+    model, init_trained = start_model(arch, source, cfg.noiseprint_weights, held)
+    del held  # its tensors are not kept beside the model's
     if source is not None and cfg.model is not None and model.cfg != cfg.model_config():
         raise ValueError(
             f"{source}: its architecture differs from TrainConfig.model (leave model=None to take its own)"
@@ -375,10 +378,9 @@ def _train(cfg: TrainConfig) -> TrainResult:
     step, saved = 0, None  # saved: the step of the checkpoint on disk
     # the phases these weights are trained in, recorded: a model exported from a localization run
     # gave the score and confidence of random heads, unsaid
-    trained = state.get("trained") if state is not None else [cfg.phase] if cfg.init is None else None
-    if state is None and cfg.init is not None:
-        trained = phases_after(trained_phases(read_checkpoint(cfg.init)), cfg.phase)
+    trained = phases_after([] if cfg.init is None else init_trained, cfg.phase)
     if state is not None:
+        trained = state.get("trained")  # the record of the run resumed
         _check_same_run(ckpt, state.get("train_config"), cfg, at_step=state.get("step"))
         opt.load_state_dict(state["optimizer"])
         step = saved = state["step"]
@@ -386,6 +388,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
         if isinstance(state["rng"].get("torch"), torch.Tensor):
             torch.set_rng_state(state["rng"]["torch"].cpu())
         truncate_log(log_path, step)
+    amp = run_amp(cfg, device, state, ckpt)  # a resume on another device keeps the run's precision
     stream = cfg.stream or ForgeryStream(
         _images(cfg),
         cfg.datasets,
@@ -446,7 +449,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
             over = cfg.max_seconds is not None and time.time() - t0 > cfg.max_seconds
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or over or stop:
-                save_checkpoint(model, opt, cfg, step, out, init_digest, trained)
+                save_checkpoint(model, opt, cfg, step, out, init_digest, trained, amp)
                 saved = step
             if stop:  # Ctrl-C: the step in progress was finished and saved, nothing is lost
                 bar.close()
@@ -455,7 +458,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
                 break
     bar.close()
     if not ckpt.is_file():
-        save_checkpoint(model, opt, cfg, step, out, init_digest, trained)
+        save_checkpoint(model, opt, cfg, step, out, init_digest, trained, amp)
     if np.isnan(last["loss"]):
         rows = read_log(log_path)
         last = rows[-1] if rows else last

@@ -43,6 +43,18 @@ def official_noiseprint(path: str | None) -> dict[str, torch.Tensor]:
     return sd
 
 
+def trained_phases(obj: object) -> list[str] | None:
+    """The phases whose modules hold trained weights in a checkpoint (its ``meta.trained``, in
+    order), ``None`` when it does not say (the official checkpoint, an earlier version's run)."""
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    said = meta.get("trained") if isinstance(meta, dict) else None
+    if not isinstance(said, list) or not all(isinstance(p, str) and p in PHASES for p in said):
+        return None
+    if PHASES[0] not in said:  # not a record this package writes (every run starts from localization)
+        return None
+    return [p for p in PHASES if p in said]
+
+
 def build_model(
     cfg: TruForConfig | None = None, init: str | os.PathLike | None = None, noiseprint_weights: str | None = None
 ) -> TruFor:
@@ -52,9 +64,23 @@ def build_model(
     one is put in ``dncnn`` only when ``noiseprint_weights`` names it (a checkpoint whose
     Noiseprint++ differed from the shipped file was silently given the shipped one). Without
     ``init``: the official Noiseprint++ (or ``noiseprint_weights``). MiT-B0 without either."""
-    sd = None
+    return start_model(cfg, init, noiseprint_weights)[0]
+
+
+def start_model(
+    cfg: TruForConfig | None = None,
+    init: str | os.PathLike | None = None,
+    noiseprint_weights: str | None = None,
+    read: object = None,
+) -> tuple[TruFor, list[str] | None]:
+    """:func:`build_model`'s model and the phases its weights were trained in (``init``'s record,
+    :func:`trained_phases`; ``None`` without ``init``), ``init`` read once (its record was read
+    again, seconds for the official 270 MB file); ``read``: ``init`` as already read with
+    ``read_checkpoint`` (a resumed run's checkpoint, read for its optimizer)."""
+    sd, trained = None, None
     if init is not None:
-        obj = read_checkpoint(init)
+        obj = read_checkpoint(init) if read is None else read
+        trained = trained_phases(obj)
         if isinstance(obj, dict) and obj.get("config") is not None:
             try:
                 cfg = TruForConfig.from_dict(obj["config"])
@@ -77,7 +103,7 @@ def build_model(
         strict_load(model.dncnn, official_noiseprint(noiseprint_weights), "noiseprint++")
     elif _rounded_from(model.dncnn.state_dict(), official := official_noiseprint(None)):
         strict_load(model.dncnn, official, "noiseprint++")  # the same network, stored in float16/bfloat16
-    return model
+    return model, trained
 
 
 def _rounded_from(held: dict[str, torch.Tensor], official: dict[str, torch.Tensor]) -> bool:

@@ -16,10 +16,25 @@ from trufor_lab.inference.preprocess import load_image
 from trufor_lab.lab.datasets import Dataset
 from trufor_lab.lab.forgeries import FORGERIES, make_forgery, random_params
 from trufor_lab.training.camera import Camera, downscale
-from trufor_lab.training.config import file_state
+from trufor_lab.training.config import TrainConfig, file_state
 
 #: Local edits that change the processing trace (``ForgeryStream(traceable=True)``).
 TRACEABLE_EDITS = ("resample", "blur", "sharpen")
+
+
+def say_no_splices(source: object, n_images: int, cfg: TrainConfig) -> None:
+    """A note when a run of the default forgery kinds (``cfg``) forges one pristine picture (from
+    ``source``): a splice takes its donor from another picture, so the run makes none, which was
+    unsaid (``kinds`` naming ``splice`` is said by :class:`ForgeryStream`, or refused)."""
+    synthetic = cfg.forged_fraction > 0 and not (cfg.datasets and cfg.dataset_fraction >= 1)
+    if n_images == 1 and synthetic and not cfg.camera and cfg.kinds is None:
+        tqdm.write(
+            escaped(
+                f"note: {source}: one picture: no splices in this run (a splice takes its donor from "
+                "another picture: give two at least)"
+            ),
+            file=sys.stderr,
+        )
 
 
 def pad_to(a: np.ndarray, size: int) -> np.ndarray:
