@@ -788,6 +788,36 @@ def test_every_nan_the_localization_means_skip_is_said_in_the_summary_line(tmp_p
     assert Evaluation.from_csv(tmp_path / "old.csv").summary_lines() == [line]
 
 
+def test_an_old_csv_row_of_a_one_class_mask_and_a_logit_map_is_not_said_to_agree_at_half():
+    """A CSV written before map_probability was recorded: a one-class mask scored on a map of
+    logits (no metric at 0.5) was said to be one 'whose map holds that one class at 0.5 too'. Its
+    best threshold, a value of the map, lies outside 0..1: the map is no probability."""
+    from trufor_lab.lab.eval_rows import summarize
+
+    forged = np.ones((64, 64), bool)  # all forged: one class after the erosion
+    logits = np.where(forged, -3.0, 0.0)
+    logits[:8] = 5.0
+    pristine = np.zeros((64, 64), bool)
+    maps = {
+        "logits": (logits, forged),
+        "agrees": (np.full((64, 64), 0.9), forged),
+        "low": (np.zeros((64, 64)), pristine),
+    }
+    rows = {}
+    for name, (m, mask) in maps.items():
+        lm = localization_metrics(m, mask)
+        kept = ("f1_best", "f1_fixed", "n_forged", "n_pristine", "best_threshold")
+        rows[name] = {"status": "ok", "label": 1, "score": 0.9, **{k: getattr(lm, k) for k in kept}}
+        rows[name]["map_probability"] = lm.probability
+    assert all(math.isnan(r["f1_fixed"]) for r in rows.values())
+    old = [{k: v for k, v in r.items() if k != "map_probability"} for r in rows.values()]
+    for given in (list(rows.values()), old):
+        s = summarize(given)
+        assert (s["n_mask_one_class"], s["n_mask_one_class_no_fixed"], s["n_map_not_probability"]) == (3, 2, 1)
+    s = summarize([{**old[0], "best_threshold": None}])  # not recorded either: no sign of its range
+    assert (s["n_mask_one_class_no_fixed"], s["n_map_not_probability"]) == (1, 0)
+
+
 def test_failed_has_one_definition_in_memory_in_the_summary_and_from_csv(tmp_path):
     """A mask of another size: the dataset line said '0 failed', ev.failed (and the CLI's last
     line) 1, and Evaluation.from_csv 0."""

@@ -627,6 +627,25 @@ def test_score_heldout_says_a_mask_with_nothing_to_score_instead_of_a_nan_f1():
         T.evaluate(_Stub(), items)
 
 
+def test_score_heldout_leaves_a_model_in_training_as_it_was_when_it_refuses_an_item():
+    """A refused item (a NaN score, a mask with nothing to score) left the model in eval mode: a
+    caller that caught the error and went on training its own loop had its BatchNorm layers frozen, unsaid."""
+    from trufor_lab.lab.forgeries import Forgery
+
+    dots = np.zeros((48, 48), bool)
+    dots[::6, ::6] = True
+    black = np.zeros((48, 48, 3), np.uint8)  # the stub's score is NaN on it
+    grey = np.full((48, 48, 3), 90, np.uint8)
+    for item in (Forgery(black, None, "x", {}, (), label=0, name="nan"), Forgery(grey, dots, "x", {}, (), label=1)):
+        model = _Stub().train()
+        with pytest.raises(ValueError):
+            T.evaluate(model, [item])
+        assert model.training
+    model = _Stub().eval()
+    T.evaluate(model, [Forgery(grey, None, "x", {}, (), label=0)])
+    assert not model.training
+
+
 def test_a_restart_with_an_input_that_cannot_be_read_keeps_the_old_run(tmp_path, images):
     """``--restart`` deleted the old run's checkpoint and log before reading its inputs: a typo in
     ``--images`` lost the run and trained nothing."""

@@ -16,7 +16,13 @@ from typing import Any
 
 from trufor_lab.common.table import fmt
 from trufor_lab.lab.datasets import ColourRule, DatasetError, MaskConvention
-from trufor_lab.lab.metrics import LOCALIZATION_FIELDS, LocalizationMetrics, aggregate, detection_metrics
+from trufor_lab.lab.metrics import (
+    LOCALIZATION_FIELDS,
+    PROBABILITY_SLACK,
+    LocalizationMetrics,
+    aggregate,
+    detection_metrics,
+)
 
 FLOAT = "float"
 INT = "int"
@@ -206,11 +212,17 @@ def _unscored(r: Mapping[str, Any]) -> bool:
 def _not_probability(r: Mapping[str, Any]) -> bool:
     """A map whose scored values lie outside 0..1: its metrics at 0.5 are NaN. A row of a CSV
     written before ``map_probability`` was recorded: its fixed F1 is NaN with both classes scored,
-    which nothing else gives."""
+    which nothing else gives; or with one class and a best threshold (a value of the map on a
+    scored pixel) outside the probability range (a one-class mask's map agreeing with it at 0.5
+    holds probabilities, so its best threshold lies inside: the reason was misread as that)."""
     if r.get("map_probability") is not None:
         return r["map_probability"] is False
-    two_classes = not _one_class(r) and not _unscored(r)
-    return two_classes and math.isnan(nan(r.get("f1_fixed"))) and not math.isnan(nan(r.get("f1_best")))
+    if _unscored(r) or not math.isnan(nan(r.get("f1_fixed"))) or math.isnan(nan(r.get("f1_best"))):
+        return False
+    if not _one_class(r):
+        return True
+    v = nan(r.get("best_threshold"))  # NaN (not recorded): no sign either way
+    return v < -PROBABILITY_SLACK or v > 1 + PROBABILITY_SLACK
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -153,38 +153,40 @@ def score_heldout(
     was_training = model.training
     model.eval().to(dev)
     rows, scores, labels, f1s, base = [], [], [], [], []
-    for it in tqdm(items, desc="evaluate", disable=not progress):
-        rgb = torch.from_numpy(np.array(it.image, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(256).to(dev)
-        out = model(rgb)
-        score = float(out.score[0])
-        name = getattr(it, "name", "") or f"item {len(rows)}"
-        if not np.isfinite(score):  # detection_metrics would drop it, unsaid here: the AUC of fewer items
-            raise ValueError(f"{name}: the model's score is {score} (a diverged model?): no held-out metrics")
-        f1 = float("nan")
-        if it.label == 1 and it.mask is not None:
-            try:
-                lm = localization_metrics(out.map[0].cpu().numpy(), it.mask)
-            except ValueError as e:  # NaN on scored pixels, a mask of another size: say which item
-                raise ValueError(f"{name}: {e}") from None
-            if lm.n_forged + lm.n_pristine == 0:  # F1 NaN: np.mean below would make the whole mean NaN
-                raise ValueError(
-                    f"{name}: its mask leaves no pixel to score (dilated 11x11 it covers the picture, eroded "
-                    "15x15 nothing is left): no pixel F1"
-                )
-            f1 = lm.f1_best
-            f1s.append(f1)
-            base.append(localization_metrics(np.zeros(it.mask.shape, np.float32), it.mask).f1_best)
-        scores.append(score), labels.append(int(it.label))
-        rows.append(
-            {
-                "name": getattr(it, "name", ""),
-                "kind": getattr(it, "kind", ""),
-                "label": int(it.label),
-                "f1_best": f1,
-                "score": score,
-            }
-        )
-    model.train(was_training)
+    try:  # a refused item leaves the model as it was given (training mode included)
+        for it in tqdm(items, desc="evaluate", disable=not progress):
+            rgb = torch.from_numpy(np.array(it.image, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(256).to(dev)
+            out = model(rgb)
+            score = float(out.score[0])
+            name = getattr(it, "name", "") or f"item {len(rows)}"
+            if not np.isfinite(score):  # detection_metrics would drop it, unsaid here: the AUC of fewer items
+                raise ValueError(f"{name}: the model's score is {score} (a diverged model?): no held-out metrics")
+            f1 = float("nan")
+            if it.label == 1 and it.mask is not None:
+                try:
+                    lm = localization_metrics(out.map[0].cpu().numpy(), it.mask)
+                except ValueError as e:  # NaN on scored pixels, a mask of another size: say which item
+                    raise ValueError(f"{name}: {e}") from None
+                if lm.n_forged + lm.n_pristine == 0:  # F1 NaN: np.mean below would make the whole mean NaN
+                    raise ValueError(
+                        f"{name}: its mask leaves no pixel to score (dilated 11x11 it covers the picture, eroded "
+                        "15x15 nothing is left): no pixel F1"
+                    )
+                f1 = lm.f1_best
+                f1s.append(f1)
+                base.append(localization_metrics(np.zeros(it.mask.shape, np.float32), it.mask).f1_best)
+            scores.append(score), labels.append(int(it.label))
+            rows.append(
+                {
+                    "name": getattr(it, "name", ""),
+                    "kind": getattr(it, "kind", ""),
+                    "label": int(it.label),
+                    "f1_best": f1,
+                    "score": score,
+                }
+            )
+    finally:
+        model.train(was_training)
     det = detection_metrics(np.array(scores), np.array(labels))
     return HeldoutScores(
         float(np.mean(f1s)) if f1s else float("nan"),
