@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -156,7 +157,9 @@ def test_eval_and_distributed_never_replace_an_output_another_run_wrote_meanwhil
 
     monkeypatch.setattr(cli_eval, "analyze", eval_meanwhile)
     assert main(["eval", "set", "--images", str(tmp_path / "in"), "-o", str(tmp_path / "ev"), "-q"]) == 1
-    assert "written meanwhile by another process" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "written meanwhile by another process (existing output computed as exact float64" in err, err
+    assert err.count("not replaced") == 1
     assert (tmp_path / "ev" / "set" / "a.png.npz").read_bytes() == theirs
 
     real_predict = distributed.predict_result
@@ -169,9 +172,59 @@ def test_eval_and_distributed_never_replace_an_output_another_run_wrote_meanwhil
 
     monkeypatch.setattr(distributed, "predict_result", predict_meanwhile)
     assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "dist"), "-q"]) == 1
-    assert "written meanwhile by another process" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "written meanwhile by another process (existing output computed as exact float64" in err, err
+    assert err.count("not replaced") == 1
     assert (tmp_path / "dist" / "a.png.npz").read_bytes() == theirs
     assert sorted(p.name for p in (tmp_path / "dist").iterdir() if p.suffix == ".tmp") == []
+
+
+def test_eval_and_distributed_count_an_output_another_run_wrote_alike_meanwhile_as_done(
+    tmp_path, with_weights, monkeypatch, capsys
+):
+    """Another run writing the very output this one would write (same input, weights, mode)
+    while it computed: analyze counted it as skipped, eval and distributed-analyze as failed
+    (exit 1)."""
+    from trufor_lab.cli import eval as cli_eval
+    from trufor_lab.inference import distributed
+
+    img = _img(tmp_path / "in" / "a.png")
+    ev_cmd = ["eval", "set", "--images", str(tmp_path / "in"), "-q"]
+    assert main([*ev_cmd, "-o", str(tmp_path / "first")]) == 0
+    theirs = (tmp_path / "first" / "set" / "a.png.npz").read_bytes()
+    real = cli_eval.analyze
+
+    def eval_meanwhile(model, path):
+        result = real(model, path)
+        (tmp_path / "ev" / "set").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "ev" / "set" / "a.png.npz").write_bytes(theirs)
+        return result
+
+    monkeypatch.setattr(cli_eval, "analyze", eval_meanwhile)
+    capsys.readouterr()
+    assert main([*ev_cmd, "-o", str(tmp_path / "ev")]) == 0
+    cap = capsys.readouterr()
+    assert "error" not in cap.err and "1 images: 0 computed, 1 reused (output exists), 0 failed" in cap.out
+    assert (tmp_path / "ev" / "set" / "a.png.npz").read_bytes() == theirs
+    rows = [next(csv.DictReader(open(tmp_path / d / "set.per_image.csv"))) for d in ("first", "ev")]
+    assert rows[0]["score"] == rows[1]["score"] and rows[1]["status"] == "ok"  # scored as theirs
+
+    assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "d1"), "-q"]) == 0
+    theirs = (tmp_path / "d1" / "a.png.npz").read_bytes()
+    real_predict = distributed.predict_result
+
+    def predict_meanwhile(model, path, mode):
+        result = real_predict(model, path, mode)
+        (tmp_path / "dist").mkdir(exist_ok=True)
+        (tmp_path / "dist" / "a.png.npz").write_bytes(theirs)
+        return result
+
+    monkeypatch.setattr(distributed, "predict_result", predict_meanwhile)
+    capsys.readouterr()
+    assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "dist"), "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "error" not in cap.err, cap.err
+    assert (tmp_path / "dist" / "a.png.npz").read_bytes() == theirs
 
 
 _HANGUP_SCRIPT = """

@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from trufor_lab.common.device import resolve_device
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.files import atomic_write_json, file_state
+from trufor_lab.common.files import ChangedMeanwhile, atomic_write_json, file_state
 from trufor_lab.common.paths import (
     OutputPathError,
     blocking_file,
@@ -45,7 +45,7 @@ from trufor_lab.common.paths import (
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import mode_label, predict_result
 from trufor_lab.inference.stored import computed_label, output_arrays, output_refusal, reuse_problem
-from trufor_lab.inference.weights import select, sha256_of, weights_sha256
+from trufor_lab.inference.weights import WeightsError, select, sha256_of, weights_sha256
 
 T = TypeVar("T")
 
@@ -392,14 +392,28 @@ def _run_share(
             report["weights"] = getattr(getattr(model, "weights_info", None), "kind", None)
             for name, path, digest, seen in todo:
                 try:
+                    out = output_path(output, name)
                     predict_result(model, path, mode).save_npz(
-                        output_path(output, name),
+                        out,
                         save_noiseprint=save_noiseprint,
                         input_sha256=digest,
                         computed=computed,
                         input_path=path,
                         expect=seen,
                     )
+                except ChangedMeanwhile as e:  # another run wrote it meanwhile: theirs stays
+                    try:
+                        if weights_digest is None:
+                            weights_digest, full = weights_sha256(weights), select(weights)[1] != "noiseprint"
+                        why = reuse_problem(out, digest, weights_digest, output_arrays(full, save_noiseprint), computed)
+                    except (WeightsError, OSError) as w:
+                        why = f"cannot compare the weights: {w}"
+                    if why is None:  # what this run would have written: done, as analyze counts it
+                        report["skipped"].append(name)
+                    else:
+                        said = _reason(e, path).removesuffix("; not replaced")
+                        report["failed"].append([name, f"{path}: {said} ({why}); not replaced"])
+                    continue
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
                     report["failed"].append([name, f"{path}: {_reason(e, path)}"])
                     continue
