@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         error("--no-demo chooses what answers when no TruFor checkpoint is found; --weights names one (drop one)")
         return 2
     others: list[Path] = []
-    pairs, problems = expand_inputs(args.inputs, others=others)
+    pairs, problems = expand_inputs(args.inputs, others=others, output=args.output)
     left_out = left_out_words(others, args.output)
     outs, refused = _outputs(pairs, args.output) if pairs else ([], [])
     problems += refused

@@ -400,12 +400,37 @@ def output_key(name: str) -> str:
 CASE_INSENSITIVE_DISKS = sys.platform in ("darwin", "win32")
 
 
-def clash_key(key: str) -> str:
+def folds_case(folder: str | os.PathLike) -> bool:
+    """Whether the disk that ``folder`` is (or will be) on takes names differing only in letter
+    case for one file, where :data:`CASE_INSENSITIVE_DISKS` does not say so already (a FAT or
+    exFAT stick, an SMB share, an ext4 folder with casefold, on Linux): a hidden file made in
+    its nearest existing folder is looked up by its name in upper case, then removed. ``False``
+    where nothing can be made there (the write says why)."""
+    p = Path(os.path.abspath(folder))
+    while not os.path.isdir(p) and p.parent != p:
+        p = p.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".trufor_lab-case-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        head, name = os.path.split(probe)
+        return os.path.samefile(probe, os.path.join(head, name.upper()))
+    except OSError:  # no such file: the disk keeps case apart
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
+def clash_key(key: str, disk_folds_case: bool = False) -> str:
     """What two output keys (:func:`output_key`) must not share: the key itself, and where disks
     are case-insensitive (:data:`CASE_INSENSITIVE_DISKS`) its letter case folded and its Unicode
-    composed (NFC), since there ``Photo.JPG`` and ``photo.jpg`` name one file."""
+    composed (NFC), since there ``Photo.JPG`` and ``photo.jpg`` name one file; its letter case
+    folded where the output disk was seen to fold it (``disk_folds_case``: :func:`folds_case`)."""
     if not CASE_INSENSITIVE_DISKS:
-        return key
+        return key.casefold() if disk_folds_case else key
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", key).casefold())
 
 
@@ -414,6 +439,11 @@ def clash_reason(key: str, other: str, others: str) -> str:
     one of whose output keys is ``other`` (the same :func:`clash_key`)."""
     if key == other:
         return f"would write the same output ({key}) as {others}"
+    if not CASE_INSENSITIVE_DISKS:  # folded because this disk was seen to fold letter case
+        return (
+            f"its output and that of {others} would be the same file on this disk "
+            f"({key} and {other}: names differ only in letter case)"
+        )
     return (
         f"differs only by letter case or Unicode form from {others} ({key} and {other}): they would "
         "share one output on case-insensitive disks (macOS, Windows)"
@@ -493,7 +523,10 @@ def why_not_found(p: Path) -> str:
 
 
 def expand_inputs(
-    inputs: Sequence[str | os.PathLike], *, others: list[Path] | None = None
+    inputs: Sequence[str | os.PathLike],
+    *,
+    others: list[Path] | None = None,
+    output: str | os.PathLike | None = None,
 ) -> tuple[list[tuple[Path, str]], list[str]]:
     """``(file, name)`` pairs and input problems (one line each) for files, folders and globs.
 
@@ -504,7 +537,8 @@ def expand_inputs(
     ``a/x.png`` and ``b/x.png`` keep distinct names; a file listed twice is taken once; two
     files that would still write the same output (the same name, or ``a\\b.png`` beside
     ``a/b.png``: see :func:`output_key`), or outputs that are one file on a case-insensitive
-    disk (``Photo.JPG`` beside ``photo.jpg``: :func:`clash_key`), are all refused, with one
+    disk (``Photo.JPG`` beside ``photo.jpg``: :func:`clash_key`; the disk of ``output``, the
+    output folder, when given, is asked: :func:`folds_case`), are all refused, with one
     line per file naming the others (so that a count of problem lines counts files). A folder
     that cannot be read is a problem line too. A name that would leave the output folder is
     kept: :func:`output_path` refuses it, for that file alone.
@@ -549,6 +583,7 @@ def expand_inputs(
     except ValueError:  # different drives: no common root
         root = as_given = None
     seen: set[Path] = set()
+    folding = len(found) > 1 and output is not None and folds_case(output)
     named: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, file, output key)
     clashes: dict[str, list[tuple[Path, str]]] = {}
     for f in found:
@@ -565,7 +600,7 @@ def expand_inputs(
             out = output_key(name)
         except OutputPathError:
             out = name  # refused later by output_path, for this file alone
-        folded = clash_key(out)
+        folded = clash_key(out, folding)
         if folded in named:
             clashes.setdefault(folded, [named[folded][1:]]).append((f, out))
         else:

@@ -39,6 +39,7 @@ from trufor_lab.common.paths import (
     clash_key,
     clash_reason,
     expand_inputs,
+    folds_case,
     output_key,
     output_path,
 )
@@ -114,20 +115,25 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
 
 
 def work_items(
-    inputs: Sequence[str | os.PathLike] | Any, *, others: list[Path] | None = None
+    inputs: Sequence[str | os.PathLike] | Any,
+    *,
+    others: list[Path] | None = None,
+    output: str | os.PathLike | None = None,
 ) -> tuple[list[tuple[str, Path]], list[str]]:
     """``(output name, image path)`` pairs and input problems, from files/folders/globs or a
     dataset (a :class:`trufor_lab.lab.datasets.Dataset`, or any sequence of samples with ``id``
     and ``image_path``: names are the sample ids). A name that would write outside the output
     folder (absolute, or with ``..``) is refused with one line, and so is one that would write
     the output of an earlier name (``a\\b`` after ``a/b``: :func:`output_key`), or one file with
-    it on a case-insensitive disk (``Photo`` after ``photo``: :func:`clash_key`). The files in
+    it on a case-insensitive disk (``Photo`` after ``photo``: :func:`clash_key`; ``output``'s disk,
+    when given, is asked: :func:`folds_case`). The files in
     the input folders that are not images go to ``others`` when given (to be counted)."""
     if _is_samples(inputs):
         pairs, problems = [(s.id, Path(s.image_path)) for s in inputs], []
     else:
-        found, problems = expand_inputs([os.fspath(i) for i in inputs], others=others)
+        found, problems = expand_inputs([os.fspath(i) for i in inputs], others=others, output=output)
         pairs = [(rel, path) for path, rel in found]
+    folding = len(pairs) > 1 and output is not None and folds_case(output)
     items: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, path, output key)
     for name, path in pairs:
         try:
@@ -135,7 +141,7 @@ def work_items(
         except OutputPathError as e:
             problems.append(f"{path}: {e}; skipped")
             continue
-        folded = clash_key(key)
+        folded = clash_key(key, folding)
         if folded not in items:
             items[folded] = (name, path, key)
         elif items[folded][2] == key:
@@ -207,7 +213,7 @@ def distributed_analyze(
         if info.rank == 0:  # an interrupted run must not leave the last run's summary beside its new outputs
             with contextlib.suppress(OSError):  # unwritable: the summary's own write says so at the end
                 (Path(output) / SUMMARY_FILE).unlink()
-        listing = _shared_listing(inputs, info, group)
+        listing = _shared_listing(inputs, Path(output), info, group)
         report = _run_share(
             listing, Path(output), info, dev, weights, precision, mode, (overwrite, overwrite_hint), save_noiseprint
         )
@@ -308,7 +314,7 @@ def _collective(step: Callable[[], Any], info: RankInfo, what: str) -> Any:
         ) from None
 
 
-def _shared_listing(inputs: Any, info: RankInfo, group: Any) -> dict[str, Any]:
+def _shared_listing(inputs: Any, output: Path, info: RankInfo, group: Any) -> dict[str, Any]:
     """The work list, made by rank 0 alone and sent to every rank: ``items`` (name, path),
     ``problems`` (rank 0 reports them), ``others`` (files in the input folders that are not
     images) and ``error`` (the listing itself failed)."""
@@ -316,7 +322,7 @@ def _shared_listing(inputs: Any, info: RankInfo, group: Any) -> dict[str, Any]:
     if info.rank == 0:
         others: list[Path] = []
         try:
-            listing["items"], listing["problems"] = work_items(inputs, others=others)
+            listing["items"], listing["problems"] = work_items(inputs, others=others, output=output)
         except Exception as e:  # noqa: BLE001 - sent on, so that every rank still reaches the gather
             listing["error"] = f"{type(e).__name__}: {first_line(e)}"
         listing["others"] = [str(f) for f in others]

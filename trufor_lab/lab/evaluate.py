@@ -58,7 +58,7 @@ from trufor_lab.common.files import ChangedMeanwhile, atomic_write_text, csv_unc
 from trufor_lab.common.errors import escaped
 from trufor_lab.common.image_files import DAMAGED_FILE_ERRORS, open_unwarned, stored_size
 from trufor_lab.common.unreadable import unrecognised_reason
-from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, safe_part
+from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, folds_case, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import estimate_quality
@@ -261,7 +261,9 @@ def _output_paths(out_dir: str | os.PathLike, dataset: Dataset) -> dict[int, Pat
     overwrote each other's output, and both rows pointed at the one left)."""
     out: dict[int, Path | str] = {}
     by_key: dict[str, list[tuple[Sample, str]]] = {}
-    for sample in dataset:
+    samples = list(dataset)
+    folding = len(samples) > 1 and folds_case(out_dir)  # the disk asked: a FAT stick on Linux folds case
+    for sample in samples:
         try:
             npz = output_path(out_dir, dataset, sample)
         except OutputPathError as e:
@@ -269,7 +271,7 @@ def _output_paths(out_dir: str | os.PathLike, dataset: Dataset) -> dict[int, Pat
             continue
         out[id(sample)] = npz
         key = npz.relative_to(out_dir).as_posix()
-        by_key.setdefault(clash_key(key), []).append((sample, key))
+        by_key.setdefault(clash_key(key, folding), []).append((sample, key))
     for group in by_key.values():
         for sample, key in group if len(group) > 1 else ():
             others = [(o, k) for o, k in group if o is not sample]
