@@ -432,3 +432,43 @@ def test_an_output_written_meanwhile_is_said_in_words(tmp_path):
     with pytest.raises(ChangedMeanwhile) as e:
         atomic_write(p, late, expect=None)
     assert str(e.value) == f"{tmp_path}/a\\x1b.npz: written meanwhile by another process; not replaced"
+
+
+def test_a_forward_that_takes_minutes_is_said_before_it_starts(
+    tmp_path, with_weights, recipe_model, monkeypatch, capsys
+):
+    """A 12-24 MP photo on a CPU: the progress bar sat at 0/1 for minutes, unexplained. An image
+    whose forward will be memory-lean (simulated: less free memory than the plain forward's
+    estimate) or larger than SLOW_ON_CPU_PIXELS on a CPU is named with its size, once, before its
+    forward starts; -q says nothing; a small image nothing either."""
+    import torch
+
+    import trufor_lab.inference.predict as inf
+
+    img = _img(tmp_path / "a.png")
+    cmd = ["analyze", str(img), "-o", str(tmp_path / "o"), "--device", "cpu", "--overwrite"]
+    assert main(cmd) == 0
+    assert "several minutes" not in capsys.readouterr().err
+    real = cli_analyze.analyze
+    before = []
+
+    def spy(model, path):
+        before.append(capsys.readouterr().err)  # what was said before the forward
+        return real(model, path)
+
+    monkeypatch.setattr(cli_analyze, "analyze", spy)
+    need = inf.plain_peak_bytes(recipe_model, torch.zeros(1, 3, 48, 56))
+    with monkeypatch.context() as m:
+        m.setattr(inf, "free_memory_bytes", lambda device: need // 2)  # the plain forward does not fit
+        assert main(cmd) == 0
+        after = capsys.readouterr()
+        assert before[-1].count(f"{img}: 56x48, memory-lean forward: several minutes on a CPU\n") == 1, before
+        assert "memory-lean" not in after.err and "1 analyzed" in after.out
+        assert main([*cmd, "-q"]) == 0
+        assert "memory-lean" not in before[-1] + capsys.readouterr().err
+    monkeypatch.setattr(cli_analyze, "SLOW_ON_CPU_PIXELS", 56 * 48 - 1)
+    assert main(cmd) == 0
+    assert f"{img}: 56x48, 0 MP: several minutes on a CPU\n" in before[-1], before
+    monkeypatch.setattr(cli_analyze, "SLOW_ON_CPU_PIXELS", 56 * 48)
+    assert main(cmd) == 0
+    assert "several minutes" not in before[-1] + capsys.readouterr().err
