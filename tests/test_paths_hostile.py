@@ -114,6 +114,7 @@ def test_the_disk_is_asked_whether_it_folds_letter_case(tmp_path, monkeypatch):
     upper-case name to the probe."""
     import tempfile
 
+    monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", False)
     assert P.folds_case(tmp_path / "not" / "yet") is False and os.listdir(tmp_path) == []
     real = tempfile.mkstemp
 
@@ -128,7 +129,6 @@ def test_the_disk_is_asked_whether_it_folds_letter_case(tmp_path, monkeypatch):
     assert [f for f in os.listdir(tmp_path) if f.islower()] == []  # the probe itself removed
     for n in ("Photo.JPG", "photo.jpg"):
         _img(tmp_path / "in" / n)
-    monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", False)
     pairs, problems = expand_inputs([str(tmp_path / "in")], output=tmp_path / "out")
     assert pairs == [] and len(problems) == 2
     assert all(

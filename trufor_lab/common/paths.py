@@ -406,6 +406,8 @@ def folds_case(folder: str | os.PathLike) -> bool:
     exFAT stick, an SMB share, an ext4 folder with casefold, on Linux): a hidden file made in
     its nearest existing folder is looked up by its name in upper case, then removed. ``False``
     where nothing can be made there (the write says why)."""
+    if CASE_INSENSITIVE_DISKS:  # taken as folding already: nothing to ask
+        return True
     p = Path(os.path.abspath(folder))
     while not os.path.isdir(p) and p.parent != p:
         p = p.parent
