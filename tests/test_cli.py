@@ -831,7 +831,7 @@ def test_an_output_folder_without_write_permission_is_refused_before_any_image(t
     assert not any(locked.iterdir())
     # where os.access says yes (root, always) but nothing can be made (/proc): said before any
     # work too (root analysed every image, then failed each write with "Permission denied")
-    from trufor_lab.common.paths import unwritable_reason
+    from trufor_lab.common.files import unwritable_reason
 
     monkeypatch.setattr(os, "access", real_access)
     if os.path.isdir("/proc/self"):  # /proc: no file can be made there, by anyone

@@ -124,7 +124,7 @@ def test_the_disk_is_asked_whether_it_folds_letter_case(tmp_path, monkeypatch):
         os.symlink(name, os.path.join(head, name.upper()))
         return fd, probe
 
-    monkeypatch.setattr(P.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     assert P.folds_case(tmp_path / "out") is True
     assert [f for f in os.listdir(tmp_path) if f.islower()] == []  # the probe itself removed
     for n in ("Photo.JPG", "photo.jpg"):

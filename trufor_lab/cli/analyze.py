@@ -11,8 +11,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from trufor_lab.common.files import ChangedMeanwhile, file_state
-from trufor_lab.common.paths import OutputPathError, blocking_file, expand_inputs, output_path, unwritable_reason
+from trufor_lab.common.files import ChangedMeanwhile, blocking_file, file_state, unwritable_reason
+from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
 from trufor_lab.common.device import model_device
 from trufor_lab.common.image_files import open_unwarned, stored_size
 from trufor_lab.inference.analyze import analyze, takes_lean

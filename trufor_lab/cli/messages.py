@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.paths import unwritable_reason
+from trufor_lab.common.files import unwritable_reason
 from trufor_lab.inference.load import selected_info, untrained_words
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, WeightsInfo, describe, select

@@ -4,17 +4,17 @@ output folder."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fnmatch
 import glob
 import os
 import re
 import sys
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
+
+from trufor_lab.common.files import folds_case
 
 #: File suffixes taken as images when a folder is searched (a file named directly is always tried):
 #: every suffix Pillow registers for the formats read here (``image_files.FORMATS``), but for
@@ -400,32 +400,6 @@ def output_key(name: str) -> str:
 CASE_INSENSITIVE_DISKS = sys.platform in ("darwin", "win32")
 
 
-def folds_case(folder: str | os.PathLike) -> bool:
-    """Whether the disk that ``folder`` is (or will be) on takes names differing only in letter
-    case for one file, where :data:`CASE_INSENSITIVE_DISKS` does not say so already (a FAT or
-    exFAT stick, an SMB share, an ext4 folder with casefold, on Linux): a hidden file made in
-    its nearest existing folder is looked up by its name in upper case, then removed. ``False``
-    where nothing can be made there (the write says why)."""
-    if CASE_INSENSITIVE_DISKS:  # taken as folding already: nothing to ask
-        return True
-    p = Path(os.path.abspath(folder))
-    while not os.path.isdir(p) and p.parent != p:
-        p = p.parent
-    try:
-        fd, probe = tempfile.mkstemp(dir=p, prefix=".trufor_lab-case-probe-")
-    except OSError:
-        return False
-    os.close(fd)
-    try:
-        head, name = os.path.split(probe)
-        return os.path.samefile(probe, os.path.join(head, name.upper()))
-    except OSError:  # no such file: the disk keeps case apart
-        return False
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(probe)
-
-
 def clash_key(key: str, disk_folds_case: bool = False) -> str:
     """What two output keys (:func:`output_key`) must not share: the key itself, and where disks
     are case-insensitive (:data:`CASE_INSENSITIVE_DISKS`) its letter case folded and its Unicode
@@ -464,48 +438,6 @@ def _base_of(item: str) -> Path:
     return Path(*parts[:lead]) if lead else Path(".")
 
 
-def blocking_file(path: str | os.PathLike) -> Path | None:
-    """The part of ``path``'s folders that exists but is not a folder (``photo.jpg`` in
-    ``photo.jpg/report.html``), so that writing ``path`` must fail; ``None`` if there is none."""
-    for parent in reversed(Path(path).parents):
-        if not os.path.exists(parent):  # os.path: never raises (Path.exists re-raises EACCES)
-            return None
-        if not os.path.isdir(parent):
-            return parent
-    return None
-
-
-def unwritable_reason(folder: str | os.PathLike) -> str | None:
-    """Why files cannot be created in ``folder`` (made if missing), or ``None``: checked once,
-    before a run's work rather than at its first write."""
-    blocker = blocking_file(folder)
-    if blocker is not None:
-        return f"{blocker} is a file, not a folder"
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        return f"{folder} is a file, not a folder"
-    p = Path(os.path.abspath(folder))
-    while not os.path.exists(p) and p.parent != p:
-        p = p.parent
-    if os.path.isdir(p) and not os.access(p, os.W_OK | os.X_OK):
-        return f"no permission to write in {p}" + (" (read-only)" if _read_only(p) else "")
-    if os.path.isdir(p):  # os.access says yes to root everywhere (/sys, /proc): a file made and removed says
-        try:
-            fd, probe = tempfile.mkstemp(dir=p, prefix=".trufor_lab-probe-")
-        except OSError as e:
-            return f"{e.strerror or type(e).__name__} when writing in {p}"
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(probe)
-    return None
-
-
-def _read_only(p: Path) -> bool:
-    try:
-        return bool(os.statvfs(p).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False
-
-
 def why_not_found(p: Path) -> str:
     """Why ``p`` is neither a file nor a folder, in a few words (a missing path, a symbolic-link
     loop or a broken link, no permission, a device or pipe)."""
@@ -525,10 +457,7 @@ def why_not_found(p: Path) -> str:
 
 
 def expand_inputs(
-    inputs: Sequence[str | os.PathLike],
-    *,
-    others: list[Path] | None = None,
-    output: str | os.PathLike | None = None,
+    inputs: Sequence[str | os.PathLike], *, others: list[Path] | None = None, output: str | None = None
 ) -> tuple[list[tuple[Path, str]], list[str]]:
     """``(file, name)`` pairs and input problems (one line each) for files, folders and globs.
 
@@ -585,7 +514,7 @@ def expand_inputs(
     except ValueError:  # different drives: no common root
         root = as_given = None
     seen: set[Path] = set()
-    folding = len(found) > 1 and output is not None and folds_case(output)
+    folding = len(found) > 1 and output is not None and not CASE_INSENSITIVE_DISKS and folds_case(output)
     named: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, file, output key)
     clashes: dict[str, list[tuple[Path, str]]] = {}
     for f in found:

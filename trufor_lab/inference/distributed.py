@@ -32,10 +32,9 @@ import torch.distributed as dist
 
 from trufor_lab.common.device import resolve_device
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.files import ChangedMeanwhile, atomic_write_json, file_state
+from trufor_lab.common.files import ChangedMeanwhile, atomic_write_json, blocking_file, file_state
 from trufor_lab.common.paths import (
     OutputPathError,
-    blocking_file,
     clash_key,
     clash_reason,
     expand_inputs,

@@ -261,9 +261,8 @@ def _output_paths(out_dir: str | os.PathLike, dataset: Dataset) -> dict[int, Pat
     overwrote each other's output, and both rows pointed at the one left)."""
     out: dict[int, Path | str] = {}
     by_key: dict[str, list[tuple[Sample, str]]] = {}
-    samples = list(dataset)
-    folding = len(samples) > 1 and folds_case(out_dir)  # the disk asked: a FAT stick on Linux folds case
-    for sample in samples:
+    folding = folds_case(out_dir)  # the disk asked: a FAT stick on Linux folds case
+    for sample in dataset:
         try:
             npz = output_path(out_dir, dataset, sample)
         except OutputPathError as e:
