@@ -600,6 +600,43 @@ def test_names_that_differ_only_by_case_write_nothing_over_each_other(tmp_path, 
         assert "0 analyzed, 0 skipped (output exists), 2 failed" in cap.out, (cmd, cap.out)
 
 
+def test_names_that_differ_only_by_case_on_an_output_disk_that_folds_case_are_refused_in_words(
+    tmp_path, with_weights, capsys, monkeypatch
+):
+    """On Linux, an output folder on a disk that folds letter case (a FAT stick, an SMB share):
+    'Photo.JPG' was analysed and written, then 'photo.jpg' refused after its analysis as
+    'written meanwhile by another run'. Both are refused before any work, each line naming both
+    and the reason. (This disk keeps case apart: the probe's answer is simulated.)"""
+    from trufor_lab.common import paths
+    from trufor_lab.inference import distributed
+    from trufor_lab.lab import evaluate
+
+    monkeypatch.setattr(paths, "CASE_INSENSITIVE_DISKS", False)
+    asked = []
+
+    def folds_case(folder):
+        asked.append(Path(folder).name)
+        return True
+
+    for module in (paths, distributed, evaluate):
+        monkeypatch.setattr(module, "folds_case", folds_case, raising=False)
+    src = tmp_path / "in"
+    upper, lower = _img(src / "Photo.JPG"), _img(src / "photo.jpg", seed=1)
+    for cmd, out in (("analyze", "out"), ("distributed-analyze", "dist"), ("eval", "ev")):
+        args = ["eval", "set", "--images", str(src)] if cmd == "eval" else [cmd, str(src)]
+        assert main([*args, "-o", str(tmp_path / out), "-q"]) == 1, cmd
+        cap = capsys.readouterr()
+        assert not list(tmp_path.glob(f"{out}/**/*.npz")), cmd
+        lines = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 2, (cmd, lines)
+        for f in (upper, lower):
+            (line,) = [ln for ln in lines if ln.startswith(f"error: {f}: ")]
+            assert str(upper) in line and str(lower) in line, line
+            assert "would be the same file on this disk" in line and "differ only in letter case" in line, line
+            assert "meanwhile" not in line
+        assert asked.pop() == out, cmd  # the output folder's disk was asked
+
+
 def test_output_names_near_the_file_system_limit_are_written(tmp_path, with_weights, capsys):
     """A legal 248-byte output name failed with 'File name too long' after the model had run:
     the temporary name beside it added about 14 bytes."""
@@ -794,7 +831,7 @@ def test_an_output_folder_without_write_permission_is_refused_before_any_image(t
     assert not any(locked.iterdir())
     # where os.access says yes (root, always) but nothing can be made (/proc): said before any
     # work too (root analysed every image, then failed each write with "Permission denied")
-    from trufor_lab.common.paths import unwritable_reason
+    from trufor_lab.common.files import unwritable_reason
 
     monkeypatch.setattr(os, "access", real_access)
     if os.path.isdir("/proc/self"):  # /proc: no file can be made there, by anyone

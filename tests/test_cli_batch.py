@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -156,7 +157,9 @@ def test_eval_and_distributed_never_replace_an_output_another_run_wrote_meanwhil
 
     monkeypatch.setattr(cli_eval, "analyze", eval_meanwhile)
     assert main(["eval", "set", "--images", str(tmp_path / "in"), "-o", str(tmp_path / "ev"), "-q"]) == 1
-    assert "written meanwhile by another process" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "written meanwhile by another process (existing output computed as exact float64" in err, err
+    assert err.count("not replaced") == 1
     assert (tmp_path / "ev" / "set" / "a.png.npz").read_bytes() == theirs
 
     real_predict = distributed.predict_result
@@ -169,9 +172,59 @@ def test_eval_and_distributed_never_replace_an_output_another_run_wrote_meanwhil
 
     monkeypatch.setattr(distributed, "predict_result", predict_meanwhile)
     assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "dist"), "-q"]) == 1
-    assert "written meanwhile by another process" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "written meanwhile by another process (existing output computed as exact float64" in err, err
+    assert err.count("not replaced") == 1
     assert (tmp_path / "dist" / "a.png.npz").read_bytes() == theirs
     assert sorted(p.name for p in (tmp_path / "dist").iterdir() if p.suffix == ".tmp") == []
+
+
+def test_eval_and_distributed_count_an_output_another_run_wrote_alike_meanwhile_as_done(
+    tmp_path, with_weights, monkeypatch, capsys
+):
+    """Another run writing the very output this one would write (same input, weights, mode)
+    while it computed: analyze counted it as skipped, eval and distributed-analyze as failed
+    (exit 1)."""
+    from trufor_lab.cli import eval as cli_eval
+    from trufor_lab.inference import distributed
+
+    img = _img(tmp_path / "in" / "a.png")
+    ev_cmd = ["eval", "set", "--images", str(tmp_path / "in"), "-q"]
+    assert main([*ev_cmd, "-o", str(tmp_path / "first")]) == 0
+    theirs = (tmp_path / "first" / "set" / "a.png.npz").read_bytes()
+    real = cli_eval.analyze
+
+    def eval_meanwhile(model, path):
+        result = real(model, path)
+        (tmp_path / "ev" / "set").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "ev" / "set" / "a.png.npz").write_bytes(theirs)
+        return result
+
+    monkeypatch.setattr(cli_eval, "analyze", eval_meanwhile)
+    capsys.readouterr()
+    assert main([*ev_cmd, "-o", str(tmp_path / "ev")]) == 0
+    cap = capsys.readouterr()
+    assert "error" not in cap.err and "1 images: 0 computed, 1 reused (output exists), 0 failed" in cap.out
+    assert (tmp_path / "ev" / "set" / "a.png.npz").read_bytes() == theirs
+    rows = [next(csv.DictReader(open(tmp_path / d / "set.per_image.csv"))) for d in ("first", "ev")]
+    assert rows[0]["score"] == rows[1]["score"] and rows[1]["status"] == "ok"  # scored as theirs
+
+    assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "d1"), "-q"]) == 0
+    theirs = (tmp_path / "d1" / "a.png.npz").read_bytes()
+    real_predict = distributed.predict_result
+
+    def predict_meanwhile(model, path, mode):
+        result = real_predict(model, path, mode)
+        (tmp_path / "dist").mkdir(exist_ok=True)
+        (tmp_path / "dist" / "a.png.npz").write_bytes(theirs)
+        return result
+
+    monkeypatch.setattr(distributed, "predict_result", predict_meanwhile)
+    capsys.readouterr()
+    assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "dist"), "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "error" not in cap.err, cap.err
+    assert (tmp_path / "dist" / "a.png.npz").read_bytes() == theirs
 
 
 _HANGUP_SCRIPT = """
@@ -379,3 +432,43 @@ def test_an_output_written_meanwhile_is_said_in_words(tmp_path):
     with pytest.raises(ChangedMeanwhile) as e:
         atomic_write(p, late, expect=None)
     assert str(e.value) == f"{tmp_path}/a\\x1b.npz: written meanwhile by another process; not replaced"
+
+
+def test_a_forward_that_takes_minutes_is_said_before_it_starts(
+    tmp_path, with_weights, recipe_model, monkeypatch, capsys
+):
+    """A 12-24 MP photo on a CPU: the progress bar sat at 0/1 for minutes, unexplained. An image
+    whose forward will be memory-lean (simulated: less free memory than the plain forward's
+    estimate) or larger than SLOW_ON_CPU_PIXELS on a CPU is named with its size, once, before its
+    forward starts; -q says nothing; a small image nothing either."""
+    import torch
+
+    import trufor_lab.inference.predict as inf
+
+    img = _img(tmp_path / "a.png")
+    cmd = ["analyze", str(img), "-o", str(tmp_path / "o"), "--device", "cpu", "--overwrite"]
+    assert main(cmd) == 0
+    assert "several minutes" not in capsys.readouterr().err
+    real = cli_analyze.analyze
+    before = []
+
+    def spy(model, path):
+        before.append(capsys.readouterr().err)  # what was said before the forward
+        return real(model, path)
+
+    monkeypatch.setattr(cli_analyze, "analyze", spy)
+    need = inf.plain_peak_bytes(recipe_model, torch.zeros(1, 3, 48, 56))
+    with monkeypatch.context() as m:
+        m.setattr(inf, "free_memory_bytes", lambda device: need // 2)  # the plain forward does not fit
+        assert main(cmd) == 0
+        after = capsys.readouterr()
+        assert before[-1].count(f"{img}: 56x48, memory-lean forward: several minutes on a CPU\n") == 1, before
+        assert "memory-lean" not in after.err and "1 analyzed" in after.out
+        assert main([*cmd, "-q"]) == 0
+        assert "memory-lean" not in before[-1] + capsys.readouterr().err
+    monkeypatch.setattr(cli_analyze, "SLOW_ON_CPU_PIXELS", 56 * 48 - 1)
+    assert main(cmd) == 0
+    assert f"{img}: 56x48, 0 MP: several minutes on a CPU\n" in before[-1], before
+    monkeypatch.setattr(cli_analyze, "SLOW_ON_CPU_PIXELS", 56 * 48)
+    assert main(cmd) == 0
+    assert "several minutes" not in before[-1] + capsys.readouterr().err

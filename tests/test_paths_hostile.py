@@ -107,6 +107,36 @@ def test_names_that_differ_only_by_case_are_refused_naming_both(tmp_path, names,
         assert "would share one output on case-insensitive disks" in line
 
 
+def test_the_disk_is_asked_whether_it_folds_letter_case(tmp_path, monkeypatch):
+    """An output folder on a disk that folds case, on Linux (a FAT stick, an SMB share), was
+    taken as keeping 'Photo.JPG' and 'photo.jpg' apart; the probe (a hidden file looked up by its
+    name in upper case) leaves nothing behind. Such a disk is simulated here by a link from the
+    upper-case name to the probe."""
+    import tempfile
+
+    monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", False)
+    assert P.folds_case(tmp_path / "not" / "yet") is False and os.listdir(tmp_path) == []
+    real = tempfile.mkstemp
+
+    def mkstemp(dir, prefix):  # noqa: A002 - tempfile's own name
+        fd, probe = real(dir=dir, prefix=prefix)
+        head, name = os.path.split(probe)
+        os.symlink(name, os.path.join(head, name.upper()))
+        return fd, probe
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    assert P.folds_case(tmp_path / "out") is True
+    assert [f for f in os.listdir(tmp_path) if f.islower()] == []  # the probe itself removed
+    for n in ("Photo.JPG", "photo.jpg"):
+        _img(tmp_path / "in" / n)
+    pairs, problems = expand_inputs([str(tmp_path / "in")], output=tmp_path / "out")
+    assert pairs == [] and len(problems) == 2
+    assert all(
+        "would be the same file on this disk (Photo.JPG and photo.jpg" in p or "(photo.jpg and Photo.JPG" in p
+        for p in problems
+    ), problems
+
+
 def test_names_that_differ_only_by_case_are_two_outputs_on_case_sensitive_disks(tmp_path, monkeypatch):
     """Linux disks keep Photo.JPG and photo.jpg apart: both are analysed, each into its own output."""
     monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", False)

@@ -269,3 +269,35 @@ def test_bench_refuses_compile_with_a_lean_budget(capsys):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--compile" in err and "--budget-mib" in err
+
+
+def test_reused_outputs_of_a_model_with_untrained_heads_repeat_the_caveat_once(
+    tmp_path, recipe_ckpt, monkeypatch, capsys
+):
+    """A checkpoint whose record says its confidence and detection heads were never trained (a
+    localization run exported): the first run said its score and confidence map mean nothing; a
+    rerun reusing the outputs printed the same scores without that caveat."""
+    obj = torch.load(recipe_ckpt, weights_only=False)
+    obj["meta"] = {"trained": ["localization"]}
+    torch.save(obj, tmp_path / "loc_only.pt")
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(tmp_path / "loc_only.pt"))
+    for k in range(2):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    cmd = ["analyze", str(tmp_path / "in"), "-o", str(tmp_path / "out")]
+    said = "its confidence and detection phases were never trained"
+    assert main(cmd) == 0
+    first = capsys.readouterr()
+    assert first.err.count(said) == 1 and "2 analyzed" in first.out
+    assert main(cmd) == 0
+    again = capsys.readouterr()
+    assert "0 analyzed, 2 skipped" in again.out
+    assert again.err.count(said) == 1, again.err  # once per run, not per image
+    _img(tmp_path / "in" / "2.png", seed=2)  # one computed, two reused: said once, by the model's banner
+    assert main(cmd) == 0
+    mixed = capsys.readouterr()
+    assert "1 analyzed, 2 skipped" in mixed.out and mixed.err.count(said) == 1, mixed.err
+    ev = ["eval", "set", "--images", str(tmp_path / "in"), "-o", str(tmp_path / "ev"), "-q"]
+    assert main(ev) == 0 and capsys.readouterr().err.count(said) == 1
+    assert main(ev) == 0  # every output reused: eval says it too
+    again = capsys.readouterr()
+    assert "0 computed, 3 reused" in again.out and again.err.count(said) == 1, again.err

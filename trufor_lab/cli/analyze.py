@@ -11,9 +11,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from trufor_lab.common.files import ChangedMeanwhile, file_state
-from trufor_lab.common.paths import OutputPathError, blocking_file, expand_inputs, output_path, unwritable_reason
-from trufor_lab.inference.analyze import analyze
+from trufor_lab.common.files import ChangedMeanwhile, blocking_file, file_state, unwritable_reason
+from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
+from trufor_lab.common.device import model_device
+from trufor_lab.common.image_files import open_unwarned, stored_size
+from trufor_lab.inference.analyze import analyze, takes_lean
 from trufor_lab.inference.load import is_full_model, load, model_notice
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import NonFiniteOutput
@@ -64,6 +66,27 @@ def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Pat
     return outs, refused
 
 
+#: Pixels above which one image's forward on a CPU takes minutes (Noiseprint++ alone: ~1.1 TFLOP a megapixel).
+SLOW_ON_CPU_PIXELS = 8_000_000
+
+
+def _slow_forward(model: Any, path: Path) -> str | None:
+    """One line for an image whose forward will take long (the memory-lean one, or more than
+    :data:`SLOW_ON_CPU_PIXELS` on a CPU), from its header; ``None`` otherwise, or when the header
+    does not read (its analysis says why)."""
+    try:
+        with open_unwarned(path) as im:
+            w, h = stored_size(im)  # the grid the network reads
+    except Exception:  # noqa: BLE001 - an untrusted file: the analysis refuses it in its own words
+        return None
+    lean = takes_lean(model, h, w)
+    cpu = model_device(model).type == "cpu"
+    if not lean and not (cpu and w * h > SLOW_ON_CPU_PIXELS):
+        return None
+    how = "memory-lean forward" if lean else f"{w * h / 1e6:.0f} MP"
+    return f"{path}: {w}x{h}, {how}" + (": several minutes on a CPU" if cpu else "")
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyze every input; 0 all written or skipped, 1 some failed, 2 the weights could not load.
 
@@ -77,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         error("--no-demo chooses what answers when no TruFor checkpoint is found; --weights names one (drop one)")
         return 2
     others: list[Path] = []
-    pairs, problems = expand_inputs(args.inputs, others=others)
+    pairs, problems = expand_inputs(args.inputs, others=others, output=args.output)
     left_out = left_out_words(others, args.output)
     outs, refused = _outputs(pairs, args.output) if pairs else ([], [])
     problems += refused
@@ -141,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         for path, out, digest, seen in bar:
             try:
+                slow = None if args.quiet else _slow_forward(model, path)
+                if slow:  # said before a forward that leaves the bar at 0/1 for minutes
+                    tqdm.write(printable(slow), file=sys.stderr)
                 result = analyze(model, path)
                 result.save_npz(
                     out,

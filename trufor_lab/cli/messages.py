@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.paths import unwritable_reason
-from trufor_lab.inference.load import selected_info
+from trufor_lab.common.files import unwritable_reason
+from trufor_lab.inference.load import selected_info, untrained_words
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, WeightsInfo, describe, select
 from trufor_lab.lab.datasets import DatasetError
@@ -112,8 +112,9 @@ def weights_note(weights: str | None, demo: bool = True) -> None:
     loaded here (outputs reused, or made by other ranks): numbers never go out bare. ``demo``
     as the command's ``--no-demo`` says (the weights its load would pick)."""
     info = _selected(weights, demo)
-    if info is not None and (info.kind == "demo" or not info.verified):
-        note(f"these results were made with {info.kind} weights ({Path(info.path).name}): {info.note or HOW_TO_GET}")
+    if info is not None and (info.kind == "demo" or not info.verified):  # heads never trained: as the banner says
+        named = f"{Path(info.path).name}{untrained_words(info)}"
+        note(f"these results were made with {info.kind} weights ({named}): {info.note or HOW_TO_GET}")
 
 
 @contextlib.contextmanager

@@ -10,7 +10,8 @@ from typing import Any
 
 from trufor_lab.casebook.compare import compare
 from trufor_lab.casebook.report import build_report, same_file, save_pdf, write_report, written_here
-from trufor_lab.common.paths import IMAGE_EXTENSIONS, blocking_file, display_name, unwritable_reason
+from trufor_lab.common.files import blocking_file, unwritable_reason
+from trufor_lab.common.paths import IMAGE_EXTENSIONS, display_name
 from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.inference.analyze import analyze
 from trufor_lab.inference.load import load, model_notice

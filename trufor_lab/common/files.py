@@ -2,11 +2,13 @@
 
 A file is written to a temporary name in its destination folder and renamed into place, so a
 crash or a full disk never leaves a half-written output under the real name (and a reader
-never sees one).
+never sees one). What a folder takes is asked before a run's work: whether files can be made
+there (:func:`unwritable_reason`), whether its disk folds letter case (:func:`folds_case`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -47,6 +49,72 @@ def file_state(path: PathLike) -> tuple[int, int, int] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def folds_case(folder: str | os.PathLike) -> bool:
+    """Whether the disk that ``folder`` is (or will be) on takes names differing only in letter
+    case for one file, where ``paths.CASE_INSENSITIVE_DISKS`` does not say so already (a FAT or
+    exFAT stick, an SMB share, an ext4 folder with casefold, on Linux): a hidden file made in
+    its nearest existing folder is looked up by its name in upper case, then removed. ``False``
+    where nothing can be made there (the write says why)."""
+    p = Path(os.path.abspath(folder))
+    while not os.path.isdir(p) and p.parent != p:
+        p = p.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".trufor_lab-case-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        head, name = os.path.split(probe)
+        return os.path.samefile(probe, os.path.join(head, name.upper()))
+    except OSError:  # no such file: the disk keeps case apart
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
+def blocking_file(path: str | os.PathLike) -> Path | None:
+    """The part of ``path``'s folders that exists but is not a folder (``photo.jpg`` in
+    ``photo.jpg/report.html``), so that writing ``path`` must fail; ``None`` if there is none."""
+    for parent in reversed(Path(path).parents):
+        if not os.path.exists(parent):  # os.path: never raises (Path.exists re-raises EACCES)
+            return None
+        if not os.path.isdir(parent):
+            return parent
+    return None
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be created in ``folder`` (made if missing), or ``None``: checked once,
+    before a run's work rather than at its first write."""
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return f"{folder} is a file, not a folder"
+    p = Path(os.path.abspath(folder))
+    while not os.path.exists(p) and p.parent != p:
+        p = p.parent
+    if os.path.isdir(p) and not os.access(p, os.W_OK | os.X_OK):
+        return f"no permission to write in {p}" + (" (read-only)" if _read_only(p) else "")
+    if os.path.isdir(p):  # os.access says yes to root everywhere (/sys, /proc): a file made and removed says
+        try:
+            fd, probe = tempfile.mkstemp(dir=p, prefix=".trufor_lab-probe-")
+        except OSError as e:
+            return f"{e.strerror or type(e).__name__} when writing in {p}"
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    return None
+
+
+def _read_only(p: Path) -> bool:
+    try:
+        return bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
 
 
 def _same_file(a: str, b: Path) -> bool:

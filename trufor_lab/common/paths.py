@@ -4,17 +4,17 @@ output folder."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fnmatch
 import glob
 import os
 import re
 import sys
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
+
+from trufor_lab.common.files import folds_case
 
 #: File suffixes taken as images when a folder is searched (a file named directly is always tried):
 #: every suffix Pillow registers for the formats read here (``image_files.FORMATS``), but for
@@ -400,12 +400,13 @@ def output_key(name: str) -> str:
 CASE_INSENSITIVE_DISKS = sys.platform in ("darwin", "win32")
 
 
-def clash_key(key: str) -> str:
+def clash_key(key: str, disk_folds_case: bool = False) -> str:
     """What two output keys (:func:`output_key`) must not share: the key itself, and where disks
     are case-insensitive (:data:`CASE_INSENSITIVE_DISKS`) its letter case folded and its Unicode
-    composed (NFC), since there ``Photo.JPG`` and ``photo.jpg`` name one file."""
+    composed (NFC), since there ``Photo.JPG`` and ``photo.jpg`` name one file; its letter case
+    folded where the output disk was seen to fold it (``disk_folds_case``: :func:`folds_case`)."""
     if not CASE_INSENSITIVE_DISKS:
-        return key
+        return key.casefold() if disk_folds_case else key
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", key).casefold())
 
 
@@ -414,6 +415,11 @@ def clash_reason(key: str, other: str, others: str) -> str:
     one of whose output keys is ``other`` (the same :func:`clash_key`)."""
     if key == other:
         return f"would write the same output ({key}) as {others}"
+    if not CASE_INSENSITIVE_DISKS:  # folded because this disk was seen to fold letter case
+        return (
+            f"its output and that of {others} would be the same file on this disk "
+            f"({key} and {other}: names differ only in letter case)"
+        )
     return (
         f"differs only by letter case or Unicode form from {others} ({key} and {other}): they would "
         "share one output on case-insensitive disks (macOS, Windows)"
@@ -430,48 +436,6 @@ def _base_of(item: str) -> Path:
     parts = p.parts
     lead = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
     return Path(*parts[:lead]) if lead else Path(".")
-
-
-def blocking_file(path: str | os.PathLike) -> Path | None:
-    """The part of ``path``'s folders that exists but is not a folder (``photo.jpg`` in
-    ``photo.jpg/report.html``), so that writing ``path`` must fail; ``None`` if there is none."""
-    for parent in reversed(Path(path).parents):
-        if not os.path.exists(parent):  # os.path: never raises (Path.exists re-raises EACCES)
-            return None
-        if not os.path.isdir(parent):
-            return parent
-    return None
-
-
-def unwritable_reason(folder: str | os.PathLike) -> str | None:
-    """Why files cannot be created in ``folder`` (made if missing), or ``None``: checked once,
-    before a run's work rather than at its first write."""
-    blocker = blocking_file(folder)
-    if blocker is not None:
-        return f"{blocker} is a file, not a folder"
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        return f"{folder} is a file, not a folder"
-    p = Path(os.path.abspath(folder))
-    while not os.path.exists(p) and p.parent != p:
-        p = p.parent
-    if os.path.isdir(p) and not os.access(p, os.W_OK | os.X_OK):
-        return f"no permission to write in {p}" + (" (read-only)" if _read_only(p) else "")
-    if os.path.isdir(p):  # os.access says yes to root everywhere (/sys, /proc): a file made and removed says
-        try:
-            fd, probe = tempfile.mkstemp(dir=p, prefix=".trufor_lab-probe-")
-        except OSError as e:
-            return f"{e.strerror or type(e).__name__} when writing in {p}"
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(probe)
-    return None
-
-
-def _read_only(p: Path) -> bool:
-    try:
-        return bool(os.statvfs(p).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False
 
 
 def why_not_found(p: Path) -> str:
@@ -493,7 +457,7 @@ def why_not_found(p: Path) -> str:
 
 
 def expand_inputs(
-    inputs: Sequence[str | os.PathLike], *, others: list[Path] | None = None
+    inputs: Sequence[str | os.PathLike], *, others: list[Path] | None = None, output: str | None = None
 ) -> tuple[list[tuple[Path, str]], list[str]]:
     """``(file, name)`` pairs and input problems (one line each) for files, folders and globs.
 
@@ -504,7 +468,8 @@ def expand_inputs(
     ``a/x.png`` and ``b/x.png`` keep distinct names; a file listed twice is taken once; two
     files that would still write the same output (the same name, or ``a\\b.png`` beside
     ``a/b.png``: see :func:`output_key`), or outputs that are one file on a case-insensitive
-    disk (``Photo.JPG`` beside ``photo.jpg``: :func:`clash_key`), are all refused, with one
+    disk (``Photo.JPG`` beside ``photo.jpg``: :func:`clash_key`; the disk of ``output``, the
+    output folder, when given, is asked: :func:`folds_case`), are all refused, with one
     line per file naming the others (so that a count of problem lines counts files). A folder
     that cannot be read is a problem line too. A name that would leave the output folder is
     kept: :func:`output_path` refuses it, for that file alone.
@@ -549,6 +514,7 @@ def expand_inputs(
     except ValueError:  # different drives: no common root
         root = as_given = None
     seen: set[Path] = set()
+    folding = len(found) > 1 and output is not None and not CASE_INSENSITIVE_DISKS and folds_case(output)
     named: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, file, output key)
     clashes: dict[str, list[tuple[Path, str]]] = {}
     for f in found:
@@ -565,7 +531,7 @@ def expand_inputs(
             out = output_key(name)
         except OutputPathError:
             out = name  # refused later by output_path, for this file alone
-        folded = clash_key(out)
+        folded = clash_key(out, folding)
         if folded in named:
             clashes.setdefault(folded, [named[folded][1:]]).append((f, out))
         else:

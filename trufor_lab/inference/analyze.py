@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from trufor_lab.common.device import model_device, model_dtype
 from trufor_lab.inference.predict import (
     InferenceMode,
     hooked,
@@ -157,6 +158,17 @@ def analyze(
     loaded = dataclasses.replace(loaded, notes=tuple(notes)) if notes is not loaded.notes else loaded
     result = make_result(model, loaded, out, name=name, captures=captures)
     return result.as_shown() if exif_transpose else result
+
+
+def takes_lean(model: nn.Module, height: int, width: int) -> bool:
+    """Whether :func:`analyze` (``lean=None``, no capture) runs the memory-lean forward on an
+    image of ``height`` x ``width`` by itself: the plain forward would not fit in free memory
+    (the same estimate it decides by), known from the size alone, before the image is decoded."""
+    model = unwrapped(model)
+    if not isinstance(model, (TruFor, Noiseprint)):
+        return False
+    shaped = torch.zeros((), dtype=model_dtype(model), device=model_device(model)).expand(1, 3, height, width)
+    return not plain_fits(model, shaped)
 
 
 def _require_lean_fits(model: nn.Module, x: torch.Tensor, name: str) -> None:

@@ -32,20 +32,20 @@ import torch.distributed as dist
 
 from trufor_lab.common.device import resolve_device
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.files import atomic_write_json, file_state
+from trufor_lab.common.files import ChangedMeanwhile, atomic_write_json, blocking_file, file_state
 from trufor_lab.common.paths import (
     OutputPathError,
-    blocking_file,
     clash_key,
     clash_reason,
     expand_inputs,
+    folds_case,
     output_key,
     output_path,
 )
 from trufor_lab.inference.load import load
 from trufor_lab.inference.predict import mode_label, predict_result
 from trufor_lab.inference.stored import computed_label, output_arrays, output_refusal, reuse_problem
-from trufor_lab.inference.weights import select, sha256_of, weights_sha256
+from trufor_lab.inference.weights import WeightsError, select, sha256_of, weights_sha256
 
 T = TypeVar("T")
 
@@ -114,20 +114,25 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
 
 
 def work_items(
-    inputs: Sequence[str | os.PathLike] | Any, *, others: list[Path] | None = None
+    inputs: Sequence[str | os.PathLike] | Any,
+    *,
+    others: list[Path] | None = None,
+    output: str | os.PathLike | None = None,
 ) -> tuple[list[tuple[str, Path]], list[str]]:
     """``(output name, image path)`` pairs and input problems, from files/folders/globs or a
     dataset (a :class:`trufor_lab.lab.datasets.Dataset`, or any sequence of samples with ``id``
     and ``image_path``: names are the sample ids). A name that would write outside the output
     folder (absolute, or with ``..``) is refused with one line, and so is one that would write
     the output of an earlier name (``a\\b`` after ``a/b``: :func:`output_key`), or one file with
-    it on a case-insensitive disk (``Photo`` after ``photo``: :func:`clash_key`). The files in
+    it on a case-insensitive disk (``Photo`` after ``photo``: :func:`clash_key`; ``output``'s disk,
+    when given, is asked: :func:`folds_case`). The files in
     the input folders that are not images go to ``others`` when given (to be counted)."""
     if _is_samples(inputs):
         pairs, problems = [(s.id, Path(s.image_path)) for s in inputs], []
     else:
-        found, problems = expand_inputs([os.fspath(i) for i in inputs], others=others)
+        found, problems = expand_inputs([os.fspath(i) for i in inputs], others=others, output=output)
         pairs = [(rel, path) for path, rel in found]
+    folding = len(pairs) > 1 and output is not None and folds_case(output)
     items: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, path, output key)
     for name, path in pairs:
         try:
@@ -135,7 +140,7 @@ def work_items(
         except OutputPathError as e:
             problems.append(f"{path}: {e}; skipped")
             continue
-        folded = clash_key(key)
+        folded = clash_key(key, folding)
         if folded not in items:
             items[folded] = (name, path, key)
         elif items[folded][2] == key:
@@ -207,7 +212,7 @@ def distributed_analyze(
         if info.rank == 0:  # an interrupted run must not leave the last run's summary beside its new outputs
             with contextlib.suppress(OSError):  # unwritable: the summary's own write says so at the end
                 (Path(output) / SUMMARY_FILE).unlink()
-        listing = _shared_listing(inputs, info, group)
+        listing = _shared_listing(inputs, Path(output), info, group)
         report = _run_share(
             listing, Path(output), info, dev, weights, precision, mode, (overwrite, overwrite_hint), save_noiseprint
         )
@@ -308,7 +313,7 @@ def _collective(step: Callable[[], Any], info: RankInfo, what: str) -> Any:
         ) from None
 
 
-def _shared_listing(inputs: Any, info: RankInfo, group: Any) -> dict[str, Any]:
+def _shared_listing(inputs: Any, output: Path, info: RankInfo, group: Any) -> dict[str, Any]:
     """The work list, made by rank 0 alone and sent to every rank: ``items`` (name, path),
     ``problems`` (rank 0 reports them), ``others`` (files in the input folders that are not
     images) and ``error`` (the listing itself failed)."""
@@ -316,7 +321,7 @@ def _shared_listing(inputs: Any, info: RankInfo, group: Any) -> dict[str, Any]:
     if info.rank == 0:
         others: list[Path] = []
         try:
-            listing["items"], listing["problems"] = work_items(inputs, others=others)
+            listing["items"], listing["problems"] = work_items(inputs, others=others, output=output)
         except Exception as e:  # noqa: BLE001 - sent on, so that every rank still reaches the gather
             listing["error"] = f"{type(e).__name__}: {first_line(e)}"
         listing["others"] = [str(f) for f in others]
@@ -392,14 +397,28 @@ def _run_share(
             report["weights"] = getattr(getattr(model, "weights_info", None), "kind", None)
             for name, path, digest, seen in todo:
                 try:
+                    out = output_path(output, name)
                     predict_result(model, path, mode).save_npz(
-                        output_path(output, name),
+                        out,
                         save_noiseprint=save_noiseprint,
                         input_sha256=digest,
                         computed=computed,
                         input_path=path,
                         expect=seen,
                     )
+                except ChangedMeanwhile as e:  # another run wrote it meanwhile: theirs stays
+                    try:
+                        if weights_digest is None:
+                            weights_digest, full = weights_sha256(weights), select(weights)[1] != "noiseprint"
+                        why = reuse_problem(out, digest, weights_digest, output_arrays(full, save_noiseprint), computed)
+                    except (WeightsError, OSError) as w:
+                        why = f"cannot compare the weights: {w}"
+                    if why is None:  # what this run would have written: done, as analyze counts it
+                        report["skipped"].append(name)
+                    else:
+                        said = _reason(e, path).removesuffix("; not replaced")
+                        report["failed"].append([name, f"{path}: {said} ({why}); not replaced"])
+                    continue
                 except (ValueError, RuntimeError, MemoryError, OSError) as e:
                     report["failed"].append([name, f"{path}: {_reason(e, path)}"])
                     continue

@@ -77,7 +77,7 @@ def _with_untrained(info: W.WeightsInfo, obj: object) -> W.WeightsInfo:
     return dataclasses.replace(info, untrained=", ".join(missing)) if missing else info
 
 
-def _untrained_words(info: W.WeightsInfo | None) -> str:
+def untrained_words(info: W.WeightsInfo | None) -> str:
     """The banner's words for heads never trained ('' when all were)."""
     missing = getattr(info, "untrained", "") or ""
     if not missing:
@@ -143,7 +143,7 @@ def selected_info(weights: str | os.PathLike | None = None, *, demo: bool = True
     if kind != "official" or info.verified:
         return info
     obj = read_checkpoint(path)
-    return _own_note(obj, W.describe(path, _own_kind(obj, kind)))
+    return _with_untrained(_own_note(obj, W.describe(path, _own_kind(obj, kind))), obj)  # as a load records it
 
 
 def load_trufor(
@@ -362,13 +362,13 @@ def model_notice(model: nn.Module) -> str | None:
     if W.is_own_training(info):  # never the official file: no advice to install it as one
         return (
             f"TruFor weights trained or exported with trufor_lab ({Path(info.path).name}, sha256 "
-            f"{info.short_sha}{_low(info)}{_untrained_words(info)}), not the official TruFor weights; for real "
+            f"{info.short_sha}{_low(info)}{untrained_words(info)}), not the official TruFor weights; for real "
             "analyses " + W.HOW_TO_GET
         )
     if info.kind == "custom" or not info.verified:  # only a verified official file goes without a banner
         return (
             f"TruFor weights of unverified origin ({Path(info.path).name}, sha256 {info.short_sha}{_low(info)}"
-            f"{_untrained_words(info)}): "
+            f"{untrained_words(info)}): "
             f"not verified as the official TruFor weights; {W.HOW_TO_VERIFY}"
         )
     return None

@@ -55,11 +55,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from trufor_lab.common.callables import callable_label
-from trufor_lab.common.files import atomic_write_text, csv_uncell, file_state
+from trufor_lab.common.files import ChangedMeanwhile, atomic_write_text, csv_uncell, file_state
 from trufor_lab.common.errors import escaped
 from trufor_lab.common.image_files import DAMAGED_FILE_ERRORS, open_unwarned, stored_size
 from trufor_lab.common.unreadable import unrecognised_reason
-from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, safe_part
+from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, folds_case, safe_part
 from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import estimate_quality
@@ -262,6 +262,7 @@ def _output_paths(out_dir: str | os.PathLike, dataset: Dataset) -> dict[int, Pat
     overwrote each other's output, and both rows pointed at the one left)."""
     out: dict[int, Path | str] = {}
     by_key: dict[str, list[tuple[Sample, str]]] = {}
+    folding = folds_case(out_dir)  # the disk asked: a FAT stick on Linux folds case
     for sample in dataset:
         try:
             npz = output_path(out_dir, dataset, sample)
@@ -270,7 +271,7 @@ def _output_paths(out_dir: str | os.PathLike, dataset: Dataset) -> dict[int, Pat
             continue
         out[id(sample)] = npz
         key = npz.relative_to(out_dir).as_posix()
-        by_key.setdefault(clash_key(key), []).append((sample, key))
+        by_key.setdefault(clash_key(key, folding), []).append((sample, key))
     for group in by_key.values():
         for sample, key in group if len(group) > 1 else ():
             others = [(o, k) for o, k in group if o is not sample]
@@ -385,17 +386,28 @@ def _evaluate_one(
             if np.shape(a) != (h, w):  # a confidence of another grid ended the run (IndexError on its mask)
                 raise RuntimeError(f"{image_path}: {what} size {np.shape(a)} differs from image size {(h, w)}")
         meanwhile = {"expect": seen} if isinstance(result, Result) else {}  # (a duck-typed result saves itself)
-        result.save_npz(
-            npz,
-            input_sha256=digest,
-            computed=computed,
-            input_path=image_path,
-            weights_digest=weights_digest,
-            **meanwhile,
-        )
-        # scored as saved (float32 maps), so that a resumed run, which reads the npz, agrees exactly
-        m, c = result.map.astype(np.float32, copy=False), result.conf.astype(np.float32, copy=False)
-        row["reused"] = False
+        try:
+            result.save_npz(
+                npz,
+                input_sha256=digest,
+                computed=computed,
+                input_path=image_path,
+                weights_digest=weights_digest,
+                **meanwhile,
+            )
+        except ChangedMeanwhile as e:  # another run wrote it meanwhile: theirs stays, done when it is this run's
+            why = reuse_problem(npz, digest, weights_digest, computed=computed, shape=(h, w))
+            theirs = None if why else _read_npz(npz, (h, w))
+            if theirs is None:
+                raise ValueError(
+                    f"{str(e).removesuffix('; not replaced')} ({why or 'unreadable'}); not replaced"
+                ) from None
+            m, c, score = theirs
+            row["reused"] = True
+        else:
+            # scored as saved (float32 maps), so that a resumed run, which reads the npz, agrees exactly
+            m, c = result.map.astype(np.float32, copy=False), result.conf.astype(np.float32, copy=False)
+            row["reused"] = False
 
     row["score"] = float(score)
     row["mean_conf"] = float(np.mean(c, dtype=np.float64))

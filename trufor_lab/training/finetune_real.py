@@ -31,8 +31,7 @@ import numpy as np
 import torch
 
 from trufor_lab.common.errors import escaped
-from trufor_lab.common.files import atomic_torch_save
-from trufor_lab.common.paths import unwritable_reason
+from trufor_lab.common.files import atomic_torch_save, unwritable_reason
 from trufor_lab.lab.forgeries import Forgery
 from trufor_lab.model import CheckpointError, extract_state_dict, read_checkpoint
 from trufor_lab.training.config import TrainConfig
