@@ -59,8 +59,6 @@ from trufor_lab.common.files import ChangedMeanwhile, atomic_write_text, csv_unc
 from trufor_lab.common.errors import escaped
 from trufor_lab.common.image_files import DAMAGED_FILE_ERRORS, open_unwarned, stored_size
 from trufor_lab.common.unreadable import unrecognised_reason
-from trufor_lab.common.paths import OutputPathError, clash_key, clash_reason, folds_case, safe_part
-from trufor_lab.common.paths import output_path as common_output_path
 from trufor_lab.common.table import Table
 from trufor_lab.forensics.jpeg import estimate_quality
 from trufor_lab.inference.analyze import Result, analyze
@@ -70,6 +68,7 @@ from trufor_lab.inference.predict import hooked
 from trufor_lab.inference.stored import computed_label, output_refusal, reuse_problem
 from trufor_lab.inference.weights import sha256_of
 from trufor_lab.lab.datasets import Dataset, DatasetError, Sample
+from trufor_lab.lab.eval_outputs import output_path, output_paths  # noqa: F401 - output_path: public here too
 from trufor_lab.model.identity import values_digest
 from trufor_lab.lab.eval_rows import (
     FLOAT,
@@ -236,48 +235,6 @@ class Evaluation:
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
-
-
-def output_path(out_dir: str | os.PathLike, dataset: Dataset, sample: Sample) -> Path:
-    """``out_dir/<dataset name>/<image path relative to the root>.npz``, or, for an image not
-    under the root, its whole path when it is listed by that absolute path (a list file's
-    ``/data/x.png``: ``out_dir/<name>/data/x.png.npz``, as ``--root /`` named it), else the listed
-    id; through :func:`trufor_lab.common.paths.output_path`, so another id that is absolute or
-    climbs out with ``..`` raises :class:`OutputPathError` (one line)."""
-    image = Path(sample.image_path)
-    try:
-        rel = image.resolve().relative_to(Path(dataset.root).resolve()).as_posix()
-    except ValueError:
-        rel = sample.id
-        if Path(sample.id).is_absolute() and Path(sample.id) == image:  # taken as is
-            whole = image.resolve()
-            rel = whole.relative_to(whole.anchor).as_posix()
-    return common_output_path(Path(out_dir) / safe_part(dataset.name), rel)
-
-
-def _output_paths(out_dir: str | os.PathLike, dataset: Dataset) -> dict[int, Path | str]:
-    """Each sample's npz (by ``id(sample)``), or why it has none: an id that leaves ``out_dir``,
-    or two samples that would write one file (``a/b.png`` and ``a\\b.png``; on case-insensitive
-    disks ``A.png`` and ``a.png``): both refused, as ``trufor-lab analyze`` refuses them (they
-    overwrote each other's output, and both rows pointed at the one left)."""
-    out: dict[int, Path | str] = {}
-    by_key: dict[str, list[tuple[Sample, str]]] = {}
-    folding = folds_case(out_dir)  # the disk asked: a FAT stick on Linux folds case
-    for sample in dataset:
-        try:
-            npz = output_path(out_dir, dataset, sample)
-        except OutputPathError as e:
-            out[id(sample)] = f"{sample.image_path}: {e}"
-            continue
-        out[id(sample)] = npz
-        key = npz.relative_to(out_dir).as_posix()
-        by_key.setdefault(clash_key(key, folding), []).append((sample, key))
-    for group in by_key.values():
-        for sample, key in group if len(group) > 1 else ():
-            others = [(o, k) for o, k in group if o is not sample]
-            names = ", ".join(str(o.image_path) for o, _ in others)
-            out[id(sample)] = f"{sample.image_path}: {clash_reason(key, others[0][1], names)}; not analysed"
-    return out
 
 
 def _read_npz(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -541,7 +498,7 @@ def evaluate(
             weights_sha256 = values_digest(model)
     weights_digest = weights_sha256
     rows: list[dict[str, Any]] = []
-    targets = _output_paths(out_dir, dataset)
+    targets = output_paths(out_dir, dataset)
     for sample in tqdm(list(dataset), desc=f"eval {dataset.name}", unit="img", disable=not progress, file=sys.stderr):
         npz = targets[id(sample)]
         if isinstance(npz, str):  # no output of its own: refused, the run goes on
