@@ -232,7 +232,7 @@ def test_capture_and_attribution_on_cuda(cuda_model, tampered2):
     assert all(p.grad is None for p in cuda_model.parameters())
 
 
-def test_training_on_cuda_runs_and_resumes(tmp_path):
+def test_training_on_cuda_runs_and_resumes(tmp_path, capsys):
     from trufor_lab import training as T
     from trufor_lab.model import TruForConfig
 
@@ -269,6 +269,16 @@ def test_training_on_cuda_runs_and_resumes(tmp_path):
     meta = torch.load(b.checkpoint, weights_only=True)["meta"]
     native = torch.cuda.get_device_capability()[0] >= 8
     assert meta["amp"] is native and meta["device"].startswith("cuda"), meta
+    # a run begun on the CPU (no autocast), resumed here: it goes on as it began, and says so where
+    # this GPU would have chosen bfloat16 (the optimizer state and the pool move to the GPU)
+    T.train(cfg("c", steps=6, max_seconds=0, device="cpu"))
+    capsys.readouterr()
+    c = T.train(cfg("c", steps=6))
+    said = capsys.readouterr().err
+    meta = torch.load(c.checkpoint, weights_only=True)["meta"]
+    assert c.step == 6 and np.isfinite(c.final_loss) and next(c.model.parameters()).device.type == "cuda"
+    assert meta["amp"] is False and meta["device"].startswith("cuda"), meta
+    assert ("the run began without bfloat16 autocast (on cpu)" in said) is native, said
     back = tl.load_trufor(a.checkpoint, device="cuda")
     assert next(back.parameters()).device.type == "cuda"
 
