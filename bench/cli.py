@@ -93,7 +93,7 @@ def same_arithmetic(modes: Sequence[str], device: str) -> dict[str, str]:
 def _free_bytes(device: str) -> int:
     if device.startswith("cuda"):
         p = subprocess.run(
-            [sys.executable, "-c", "import torch; print(torch.cuda.mem_get_info()[0])"],
+            [sys.executable, "-c", f"import torch; print(torch.cuda.mem_get_info({device!r})[0])"],  # cuda:1 too
             capture_output=True,
             text=True,
             timeout=300,

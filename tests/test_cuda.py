@@ -8,6 +8,7 @@ for bench/RESULTS.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
@@ -231,7 +232,7 @@ def test_capture_and_attribution_on_cuda(cuda_model, tampered2):
     assert all(p.grad is None for p in cuda_model.parameters())
 
 
-def test_training_on_cuda_runs_and_resumes(tmp_path):
+def test_training_on_cuda_runs_and_resumes(tmp_path, capsys):
     from trufor_lab import training as T
     from trufor_lab.model import TruForConfig
 
@@ -264,6 +265,20 @@ def test_training_on_cuda_runs_and_resumes(tmp_path):
     la, lb = [r["loss"] for r in T.read_log(a.log)], [r["loss"] for r in T.read_log(b.log)]
     measure("train_cuda_losses", {"straight": la, "resumed": lb})
     assert len(lb) == 6 and np.allclose(la, lb, rtol=1e-3, atol=1e-4), (la, lb)
+    # what a resume on another device keeps (meta.amp): bfloat16 autocast on a GPU that has it natively
+    meta = torch.load(b.checkpoint, weights_only=True)["meta"]
+    native = torch.cuda.get_device_capability()[0] >= 8
+    assert meta["amp"] is native and meta["device"].startswith("cuda"), meta
+    # a run begun on the CPU (no autocast), resumed here: it goes on as it began, and says so where
+    # this GPU would have chosen bfloat16 (the optimizer state and the pool move to the GPU)
+    T.train(cfg("c", steps=6, max_seconds=0, device="cpu"))
+    capsys.readouterr()
+    c = T.train(cfg("c", steps=6))
+    said = capsys.readouterr().err
+    meta = torch.load(c.checkpoint, weights_only=True)["meta"]
+    assert c.step == 6 and np.isfinite(c.final_loss) and next(c.model.parameters()).device.type == "cuda"
+    assert meta["amp"] is False and meta["device"].startswith("cuda"), meta
+    assert ("the run began without bfloat16 autocast (on cpu)" in said) is native, said
     back = tl.load_trufor(a.checkpoint, device="cuda")
     assert next(back.parameters()).device.type == "cuda"
 
@@ -401,3 +416,105 @@ def test_evaluation_helpers_run_where_the_model_is(demo_pair):
     assert np.abs(a - b).max() <= 5e-2, (a, b)  # model(x): the user's default TF32 on the GPU
     ev = T.score_heldout(gpu, items)
     assert next(gpu.parameters()).device.type == "cuda" and np.isfinite(ev.auc)
+
+
+# -- a small GPU, pretended: free memory as read, and this process's allocator capped to it ----
+
+
+def _pretend_free(monkeypatch, free: int) -> None:
+    """``free_memory_bytes`` of every module that decides on it answers ``free``."""
+    import trufor_lab.inference.analyze as an
+    import trufor_lab.inference.predict as inf
+    import trufor_lab.interpret.attribution_calls as calls
+    import trufor_lab.model.lean as lean_mod
+
+    for mod in (an, inf, lean_mod, calls):
+        monkeypatch.setattr(mod, "free_memory_bytes", lambda device: free)
+
+
+@contextlib.contextmanager
+def _allocator_capped(free: int):
+    """This process may allocate at most ``free`` bytes more than it holds now (its allocator's
+    memory fraction; cuDNN then picks kernels whose workspace fits, as on a small GPU). Nothing
+    is allocated: the notebooks ``.ci/gpu`` runs beside these tests keep the GPU's memory."""
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(CUDA).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_reserved() + free) / total))
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        yield torch.cuda.memory_allocated()
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+
+
+def test_analyze_runs_the_lean_forward_within_a_small_gpus_free_memory(cuda_model, tampered2, monkeypatch):
+    """On a GPU whose free memory the plain forward does not fit in, analyze() takes the
+    memory-lean forward, whose chunk budget follows that free memory (``fitting_budget``): it runs
+    within it, with the whole-image answer; an image whose lean forward needs more than 90 % of
+    it is refused in one line before any work."""
+    from trufor_lab.inference.predict import lean_peak_bytes, plain_peak_bytes
+
+    img = np.ascontiguousarray(np.tile(tampered2, (5, 7, 1))[:1224, :1632])  # 2 MP
+    h, w = img.shape[:2]
+    shape = torch.zeros(1, 3, 1, 1, device=CUDA).expand(1, 3, h, w)  # its size, device and dtype
+    need = lean_peak_bytes(cuda_model, shape)
+    free = int(2.5 * need)
+    assert plain_peak_bytes(cuda_model, shape) > 0.8 * free  # the plain forward does not fit
+    whole = tl.analyze(cuda_model, img)  # the GPU's real free memory: the plain forward
+    assert not any("lean" in n for n in whole.notes), whole.notes
+    _pretend_free(monkeypatch, free)
+    with _allocator_capped(free) as base:
+        lean = tl.analyze(cuda_model, img)
+        peak = torch.cuda.max_memory_allocated() - base
+    measure("lean_small_gpu_2mp", {"free": free, "lean_need": need, "peak": peak})
+    assert any("memory-lean exact forward" in n for n in lean.notes), lean.notes
+    assert peak <= free, (peak, free)
+    d = {"map": float(np.abs(lean.map - whole.map).max()), "score": abs(lean.score - whole.score)}
+    assert d["map"] <= 1e-3 and d["score"] <= 2e-4, d
+    _pretend_free(monkeypatch, need // 2)
+    with pytest.raises(tl.ImageError, match=r"^big: a 1632x1224 image needs about .* even with the memory-lean"):
+        tl.analyze(cuda_model, img, name="big")
+
+
+def test_attribution_lowers_its_path_points_to_a_small_gpus_free_memory(cuda_model, tampered2, monkeypatch):
+    """On a GPU with room for one IG path point per pass (by the estimate), the points per pass
+    not given are lowered to one and the attribution runs within that free memory; a count given
+    that does not fit is refused in one line naming one that does."""
+    from trufor_lab.interpret import attribute as A
+    from trufor_lab.interpret.attribution_calls import attribution_bytes
+
+    img = tampered2.copy()  # 256x256: two path points per pass unless memory is short
+    shape = torch.zeros(1, 3, 1, 1, device=CUDA).expand(1, 3, *img.shape[:2])
+    one = attribution_bytes(cuda_model, shape, 1, ("noiseprint", "encoder", "decoders"))
+    free = int(1.5 * one)
+    _pretend_free(monkeypatch, free)
+    with _allocator_capped(free) as base:
+        a = A.attribute(cuda_model, img, "ig", target=A.ScoreTarget(), n_steps=8)
+        peak = torch.cuda.max_memory_allocated() - base
+    measure("ig_small_gpu_256", {"free": free, "one_point": one, "peak": peak})
+    assert a.extras["internal_batch_size"] == 1 and np.isfinite(a.map).all(), a.extras
+    assert peak <= free, (peak, free)
+    with pytest.raises(tl.ImageError, match=r"free \(cuda\); pass internal_batch_size=1 or less$"):
+        A.attribute(cuda_model, img, "ig", target=A.ScoreTarget(), n_steps=8, internal_batch_size=2)
+
+
+def test_capture_through_dataparallel_on_cuda(cuda_model, tampered2):
+    """DataParallel around a CUDA model: analyze() records the captures of the model inside it,
+    and a capture open on the model records a DataParallel forward of one image (one replica,
+    run in the calling thread; a capture records only the thread that opened it)."""
+    from trufor_lab.model.capture import capture
+
+    img = tampered2[64:160, 32:160].copy()
+    names = ["noiseprint", "fusion.stage1.ffm"]
+    ref = tl.analyze(cuda_model, img, capture=names)
+    dp = torch.nn.DataParallel(cuda_model)
+    got = tl.analyze(dp, img, capture=names)
+    assert set(got.captures) == set(names)
+    for n in names:  # the same forward of the same model: equal up to the GPU's own run-to-run rounding
+        assert np.abs(np.asarray(got.captures[n]) - np.asarray(ref.captures[n])).max() <= 1e-5, n
+    x = to_tensor(img, device=CUDA)
+    with capture(cuda_model, names) as cap, torch.no_grad():
+        out = dp(x)
+    assert cap.other_threads == 0 and not cap.missing, (cap.other_threads, cap.missing)
+    assert np.abs(np.asarray(cap["noiseprint"]).squeeze() - out.noiseprint.cpu().numpy().squeeze()).max() == 0

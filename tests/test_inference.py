@@ -538,6 +538,32 @@ def test_a_compiled_model_is_freed_with_its_model():
     assert ref() is None
 
 
+def test_a_copy_of_a_model_whose_encoder_was_compiled_runs_its_own_weights(monkeypatch, tiny):
+    """``copy.deepcopy`` copies a function as itself: a copy of a model whose encoder the fast mode
+    had compiled (``compile=True``) ran the original's compiled encoder, bound to the original
+    model, so a copy moved to a GPU (``copy.deepcopy(model).to("cuda")``: a device mismatch) or
+    changed (its own weights never read: the original's answer, unsaid) did not run itself.
+    ``torch.compile`` is replaced by a wrapper function, what it returns for a method."""
+    from trufor_lab.inference import predict as inf
+
+    monkeypatch.setattr(torch, "compile", lambda fn, *a, **k: lambda *args, **kw: fn(*args, **kw))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    mode = inf.InferenceMode.fast(compile=True)
+    try:
+        inf.predict(tiny, x, mode)  # the original's encoder compiled, cached on it
+        twin = copy.deepcopy(tiny)
+        with torch.no_grad():
+            for p in twin.backbone.parameters():
+                p.add_(0.05)
+        got = inf.predict(twin, x, mode)
+        eager = inf.predict(twin, x, inf.InferenceMode.fast())
+        assert not torch.equal(eager.logits, inf.predict(tiny, x, inf.InferenceMode.fast()).logits)
+        for k in ("logits", "conf_logits", "det_logit"):
+            assert torch.equal(getattr(got, k), getattr(eager, k)), k
+    finally:
+        tiny.__dict__.pop(inf._COMPILED_ATTR, None)  # the module's model, as it was
+
+
 def test_non_finite_output_is_an_error_not_a_score(small_image):
     """A network that overflows (here: a weight set to Inf after loading) must not report
     'score nan' as an analysis: the error names the image."""

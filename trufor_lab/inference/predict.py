@@ -145,20 +145,22 @@ def _model_attention(model: nn.Module) -> str:
     return "plain" if plain else "sdpa"
 
 
-#: Attribute of a model that holds its ``torch.compile``d encoder. Kept on the model itself (in
-#: its ``__dict__``, so not registered as a submodule nor saved in its state dict): the pair is
-#: freed together with the model. (A WeakKeyDictionary whose value, the compiled module, holds
-#: its key never let a compiled model go.)
+#: Attribute of a model that holds its ``torch.compile``d encoder, with the ``id`` of the model
+#: it was compiled for. Kept on the model itself (in its ``__dict__``, so not registered as a
+#: submodule nor saved in its state dict): the pair is freed together with the model. (A
+#: WeakKeyDictionary whose value, the compiled module, holds its key never let a compiled model go.)
 _COMPILED_ATTR = "_trufor_lab_compiled"
 
 
 def _compiled(model: TruFor) -> Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]:
     """``torch.compile`` of the model's encoder (``forward_features``), cached on the model: the
-    compiled part runs in the same contexts (layout, autocast, float32 parts) as the eager one."""
-    compiled = model.__dict__.get(_COMPILED_ATTR)
-    if compiled is None:
-        compiled = model.__dict__[_COMPILED_ATTR] = torch.compile(model.forward_features)
-    return compiled
+    compiled part runs in the same contexts (layout, autocast, float32 parts) as the eager one.
+    A copy (``copy.deepcopy``, which copies a function as itself) compiles its own: the cached
+    one is bound to the original model (its weights, its device)."""
+    held = model.__dict__.get(_COMPILED_ATTR)
+    if held is None or held[0] != id(model):
+        held = model.__dict__[_COMPILED_ATTR] = (id(model), torch.compile(model.forward_features))
+    return held[1]
 
 
 def plain_peak_bytes(
