@@ -799,6 +799,23 @@ def test_every_command_refuses_an_unusable_device_before_any_work(tmp_path, caps
             assert not out.exists(), argv
 
 
+def test_an_unusable_device_is_refused_even_when_every_output_is_reused(tmp_path, with_weights, capsys):
+    """``--device banana`` (or ``cuda`` without a GPU) was refused only when an image needed the
+    model: on a rerun whose outputs all existed, analyze and eval took it and exited 0."""
+    src = tmp_path / "in"
+    img = _img(src / "a.png")
+    for argv in (
+        ["analyze", str(img), "-o", str(tmp_path / "a")],
+        ["eval", "--images", str(src), "-o", str(tmp_path / "e")],
+    ):
+        assert main([*argv, "-q"]) == 0
+        capsys.readouterr()
+        assert main([*argv, "-q", "--device", "banana"]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == "error: device 'banana' is not a device name (use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')"
+        assert main([*argv, "-q", "--device", "cpu"]) == 0  # a device it can use: reused as before
+
+
 def test_an_output_folder_without_write_permission_is_refused_before_any_image(tmp_path, monkeypatch, capsys):
     """An output folder the user may not write in was found out image by image, each analysed
     and then failing its write (distributed-analyze, eval; analyze alike)."""

@@ -24,6 +24,28 @@ def test_first_command_analyzes_a_file_of_the_repository():
     assert "grip-unina/TruFor" in text, "the README says where the official samples come from"
 
 
+def test_the_readme_describes_the_first_photo_as_the_tools_own_provenance_reads_it():
+    """The README called the first command's photo "an untouched camera photo"; the report on it
+    warns "edited with software 'GIMP 2.10.18'" and "EXIF says 4608×3456 but the image is
+    1280×960: resized" (its ATTRIBUTION.md: re-saved by GIMP). A class reading both was told two
+    opposite things: whatever the provenance warns of is said where the photo is introduced."""
+    from trufor_lab.forensics.provenance import read_provenance
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = " ".join(text[text.index("## Two commands") : text.index("## In Python")].split())
+    block = re.search(r"```bash (.*?)```", section).group(1)
+    words = shlex.split(block.replace("&&", " "))
+    photo = read_provenance(ROOT / words[words.index("analyze") + 1])
+    warned = {s.code for s in photo.signs if s.severity == "warning"}
+    assert warned, "the photo's own warnings are what this test reads"
+    said = {
+        "software": photo.software.split()[0] in section and "re-saved" in section,
+        "exif_size": "downsized" in section,
+    }
+    assert {code: said.get(code, False) for code in warned} == dict.fromkeys(warned, True), section[:900]
+    assert "untouched" not in section
+
+
 def _name(requirement: str) -> str:
     """``'torch>=2.6,<3'`` -> ``'torch'``; ``'-e .'`` -> ``''``."""
     return re.match(r"[A-Za-z0-9_.-]*", requirement.strip()).group(0).lower().replace("_", "-")

@@ -197,6 +197,21 @@ def test_train_takes_forgeries_with_their_masks_on_the_command_line_as_eval_read
     assert "this folder holds a run with other settings (datasets" in capsys.readouterr().err
 
 
+def test_a_python_run_says_which_pictures_it_trains_as_authentic_for_want_of_a_mask(tmp_path, capsys):
+    """The README's `TrainConfig(datasets=[folder_dataset(images, masks)])`: a fake whose mask went
+    missing was trained as authentic without a word (the command line refuses it; eval says it).
+    The dataset's notes are said when a run reads it, once per phase, and once on the command line."""
+    root = _dataset(tmp_path / "data", {"a": (64, 64), "b": (64, 64)})  # c has no mask
+    T.train(_cfg(tmp_path / "run", folder_dataset(root / "images", root / "masks")))
+    err = capsys.readouterr().err
+    assert err.count("note: images: 1 image(s) without a mask are labelled real (e.g. c.png)") == 1, err
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / "masks" / "c.png")  # marks nothing: authentic
+    base = ["--model", "b0", "--crop", "32", "--batch-size", "2", "--steps", "1", "-q", "-o", str(tmp_path / "cli")]
+    assert cli_train.main(["--images", str(root / "images"), "--masks", str(root / "masks"), *base]) == 0
+    err = capsys.readouterr().err
+    assert err.count("whose mask marks no forged pixel are labelled real (e.g. c.png") == 1, err
+
+
 @pytest.mark.parametrize("mask_name", ["a_mask.png", "A_GT.png", "masks/a.png"])
 def test_a_pristine_folder_holding_masks_is_refused(tmp_path, capsys, mask_name):
     pics = tmp_path / "pics"

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from trufor_lab.common.files import ChangedMeanwhile, blocking_file, file_state, unwritable_reason
 from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
-from trufor_lab.common.device import model_device
+from trufor_lab.common.device import model_device, resolve_device
 from trufor_lab.common.image_files import open_unwarned, stored_size
 from trufor_lab.inference.analyze import analyze, takes_lean
 from trufor_lab.inference.load import is_full_model, load, model_notice
@@ -98,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.no_demo and args.weights is not None:  # it was accepted and ignored
         error("--no-demo chooses what answers when no TruFor checkpoint is found; --weights names one (drop one)")
+        return 2
+    try:  # said even when every output is reused and no model loads (a typo was taken, exit 0)
+        resolve_device(args.device)
+    except ValueError as e:
+        error(e)
         return 2
     others: list[Path] = []
     pairs, problems = expand_inputs(args.inputs, others=others, output=args.output)

@@ -19,7 +19,7 @@ from torch import nn
 
 from trufor_lab.common.paths import safe_part
 from trufor_lab.inference.analyze import analyze
-from trufor_lab.inference.load import is_full_model, load, model_notice
+from trufor_lab.inference.load import is_full_model, load, model_notice, resolve_device
 from trufor_lab.inference.result import Result
 from trufor_lab.inference.stored import computed_label
 from trufor_lab.inference.weights import WeightsError, noiseprint_sha256, weights_sha256
@@ -163,6 +163,12 @@ def run(args: argparse.Namespace) -> int:
         )
         error(f"--method {method} {why}: {', '.join(unused)} not taken (drop them)")
         return 2
+    if not classic:  # said even when every output is reused and no model loads (a typo was taken, exit 0)
+        try:
+            resolve_device(args.device)
+        except ValueError as e:
+            error(str(e))
+            return 2
     if classic and not METHODS[method].defines_score:
         print(
             f"note: {method} defines no global score: the detection metrics use the 99th percentile of its map",

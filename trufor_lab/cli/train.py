@@ -11,7 +11,7 @@ import sys
 from typing import Any, Sequence
 
 from trufor_lab.cli.masks import add_mask_options, folder_from_args
-from trufor_lab.cli.messages import error, note, output_folder_problem, run_command
+from trufor_lab.cli.messages import error, output_folder_problem, run_command
 from trufor_lab.lab.datasets import Dataset, DatasetError
 from trufor_lab.model import MIT_B0, MIT_B2, CheckpointError
 from trufor_lab.training.loop import NAN_ADVICE, PHASES, TrainConfig, train, train_phases
@@ -75,9 +75,7 @@ def _forgeries(args: Any) -> list[Dataset]:
             f"{args.images}: {len(maskless)} image(s) without a mask ({shown}): with masks, every picture needs "
             "its own (an authentic one: a mask that marks nothing), else it would be trained as authentic"
         )
-    for line in ds.note_lines():  # how the masks are read (a benchmark's convention, empty masks: authentic)
-        note(line)
-    return [ds]
+    return [ds]  # its notes (how the masks are read, empty masks: authentic) are said as the run reads it
 
 
 def _run(args: Any) -> int:

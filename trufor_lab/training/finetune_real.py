@@ -457,7 +457,11 @@ def main(argv: list[str] | None = None) -> int:
         help="checkpoint to fine-tune (default: the shipped demo model, already calibrated)",
     )
     ap.add_argument(
-        "--round", type=int, choices=sorted(ROUNDS), default=3, help="recipe round (ROUND1..ROUND9; 3: the shipped one)"
+        "--round",
+        type=int,
+        choices=sorted(ROUNDS),
+        default=3,
+        help="recipe round (ROUND1..ROUND9; default 3, the shipped one)",
     )
     ap.add_argument(
         "--validation",

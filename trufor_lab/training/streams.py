@@ -132,7 +132,9 @@ def usable_samples(ds: Any, progress: bool = True) -> list[tuple[Any, Any]]:
             most += forged > 0.5
             turned += [t for t in [orientation(s)] if t]
             out.append(i)
-    notes = []
+    # the dataset's own notes first (how its masks were read; an image without a mask is labelled
+    # real, so a fake whose mask went missing trains as authentic): eval says them, a run did not
+    notes = [line.removeprefix(f"{name}: ") for line in getattr(ds, "note_lines", list)()]
     if maskless:
         notes.append(f"{maskless} fake(s) without a mask left out of training")
     if unreadable:
