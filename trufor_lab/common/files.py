@@ -53,8 +53,9 @@ def file_state(path: PathLike) -> tuple[int, int, int] | None:
 
 def folds_case(folder: str | os.PathLike) -> bool:
     """Whether the disk that ``folder`` is (or will be) on takes names differing only in letter
-    case for one file, where ``paths.CASE_INSENSITIVE_DISKS`` does not say so already (a FAT or
-    exFAT stick, an SMB share, an ext4 folder with casefold, on Linux): a hidden file made in
+    case for one file (a FAT or exFAT stick, an SMB share, an ext4 folder with casefold, on
+    Linux; ``paths.folds_case`` asks only where ``paths.CASE_INSENSITIVE_DISKS`` does not say so
+    already, so that no probe is made on macOS or Windows): a hidden file made in
     its nearest existing folder is looked up by its name in upper case, then removed. ``False``
     where nothing can be made there (the write says why)."""
     p = Path(os.path.abspath(folder))
