@@ -618,8 +618,8 @@ def test_names_that_differ_only_by_case_on_an_output_disk_that_folds_case_are_re
         asked.append(Path(folder).name)
         return True
 
-    for module in (paths, distributed, eval_outputs):
-        monkeypatch.setattr(module, "folds_case", folds_case)  # each module that asks the disk
+    for module in (paths, distributed, eval_outputs):  # where each command asks (a module without it: an error)
+        monkeypatch.setattr(module, "folds_case", folds_case)
     src = tmp_path / "in"
     upper, lower = _img(src / "Photo.JPG"), _img(src / "photo.jpg", seed=1)
     for cmd, out in (("analyze", "out"), ("distributed-analyze", "dist"), ("eval", "ev")):

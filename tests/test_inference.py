@@ -538,6 +538,32 @@ def test_a_compiled_model_is_freed_with_its_model():
     assert ref() is None
 
 
+def test_a_copy_of_a_compiled_model_does_not_keep_the_original_alive():
+    """``copy.deepcopy`` copied the cached compiled encoder as itself: bound to the original
+    model, it kept that model (its weights, on a GPU too) alive as long as the copy lived, after
+    ``del model``. The copy gets no compiled encoder, and compiles its own when asked."""
+    import gc
+    import weakref
+
+    import torch
+
+    from trufor_lab.inference import predict as inf
+
+    class Net(torch.nn.Sequential):  # what _compiled compiles: the encoder's forward_features
+        def forward_features(self, x, noiseprint):
+            return [self(x)]
+
+    model = Net(torch.nn.Linear(2, 2))
+    compiled = inf._compiled(model)
+    twin = copy.deepcopy(model)
+    ref = weakref.ref(model)
+    del model, compiled
+    gc.collect()
+    assert ref() is None
+    again = inf._compiled(twin)
+    assert inf._compiled(twin) is again
+
+
 def test_a_copy_of_a_model_whose_encoder_was_compiled_runs_its_own_weights(monkeypatch, tiny):
     """``copy.deepcopy`` copies a function as itself: a copy of a model whose encoder the fast mode
     had compiled (``compile=True``) ran the original's compiled encoder, bound to the original

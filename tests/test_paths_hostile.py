@@ -137,6 +137,66 @@ def test_the_disk_is_asked_whether_it_folds_letter_case(tmp_path, monkeypatch):
     ), problems
 
 
+def test_a_folding_disk_that_numbers_each_name_apart_is_seen_to_fold(tmp_path, monkeypatch):
+    """A disk that folds case but gives each name looked up its own inode number (a FUSE mount
+    without stable inode numbers, such as an SMB share opened through gvfs) answers the
+    upper-case name with 'another' file: the probe compared inodes and took it as keeping case apart (Photo.JPG and
+    photo.jpg written over each other, the second refused after its analysis). Simulated here by a
+    second empty file made under the upper-case name."""
+    import tempfile
+
+    from trufor_lab.common.files import folds_case
+
+    real = tempfile.mkstemp
+
+    def mkstemp(dir, prefix):  # noqa: A002 - tempfile's own name
+        fd, probe = real(dir=dir, prefix=prefix)
+        head, name = os.path.split(probe)
+        Path(head, name.upper()).touch()
+        return fd, probe
+
+    assert folds_case(tmp_path) is False  # this disk keeps case apart
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    assert folds_case(tmp_path) is True
+    assert [f for f in os.listdir(tmp_path) if f.islower()] == []  # the probe itself removed
+
+
+def test_no_probe_file_is_made_where_every_disk_is_taken_as_folding_case(tmp_path, monkeypatch):
+    """macOS and Windows (``CASE_INSENSITIVE_DISKS``): nothing to ask the disk. The guard was lost
+    when the probe moved to files.py: eval and distributed-analyze made (and removed) a
+    probe file in the output folder there, where clash_key folds case whatever the disk says."""
+    import tempfile
+
+    from trufor_lab.common.paths import folds_case
+    from trufor_lab.inference.distributed import work_items
+    from trufor_lab.lab.datasets import Dataset, Sample
+    from trufor_lab.lab.eval_outputs import output_paths
+
+    made = []
+    real = tempfile.mkstemp
+
+    def mkstemp(*a, **k):
+        made.append(k.get("prefix"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", True)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert folds_case(out) is True
+    for n in ("a.png", "b.png"):
+        _img(tmp_path / "in" / n)
+    expand_inputs([str(tmp_path / "in")], output=out)
+    samples = [SimpleNamespace(id=i, image_path=tmp_path / "in" / f"{i}.png") for i in ("a", "b")]
+    work_items(samples, output=out)
+    work_items([str(tmp_path / "in")], output=out)
+    ds = Dataset(
+        "set", tmp_path / "in", [Sample(tmp_path / "in" / f"{i}.png", None, 0, "set", f"{i}.png") for i in "ab"]
+    )
+    output_paths(out, ds)
+    assert made == [] and os.listdir(out) == []
+
+
 def test_names_that_differ_only_by_case_are_two_outputs_on_case_sensitive_disks(tmp_path, monkeypatch):
     """Linux disks keep Photo.JPG and photo.jpg apart: both are analysed, each into its own output."""
     monkeypatch.setattr(P, "CASE_INSENSITIVE_DISKS", False)

@@ -53,10 +53,11 @@ def file_state(path: PathLike) -> tuple[int, int, int] | None:
 
 def folds_case(folder: str | os.PathLike) -> bool:
     """Whether the disk that ``folder`` is (or will be) on takes names differing only in letter
-    case for one file, where ``paths.CASE_INSENSITIVE_DISKS`` does not say so already (a FAT or
-    exFAT stick, an SMB share, an ext4 folder with casefold, on Linux): a hidden file made in
-    its nearest existing folder is looked up by its name in upper case, then removed. ``False``
-    where nothing can be made there (the write says why)."""
+    case for one file (a FAT or exFAT stick, an SMB share, an ext4 folder with casefold, on
+    Linux; ``paths.folds_case`` asks only where ``paths.CASE_INSENSITIVE_DISKS`` does not say so
+    already, so that no probe is made on macOS or Windows): a hidden file made in
+    its nearest existing folder is looked up by its name in upper case (found: it folds), then
+    removed. ``False`` where nothing can be made there (the write says why)."""
     p = Path(os.path.abspath(folder))
     while not os.path.isdir(p) and p.parent != p:
         p = p.parent
@@ -67,9 +68,9 @@ def folds_case(folder: str | os.PathLike) -> bool:
     os.close(fd)
     try:
         head, name = os.path.split(probe)
-        return os.path.samefile(probe, os.path.join(head, name.upper()))
-    except OSError:  # no such file: the disk keeps case apart
-        return False
+        # a name no one else made answers: the disk folds case (its inode number is not compared:
+        # a FUSE mount may number each name it is asked for apart)
+        return os.path.lexists(os.path.join(head, name.upper()))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(probe)

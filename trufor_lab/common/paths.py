@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
-from trufor_lab.common.files import folds_case
+from trufor_lab.common import files
 
 #: File suffixes taken as images when a folder is searched (a file named directly is always tried):
 #: every suffix Pillow registers for the formats read here (``image_files.FORMATS``), but for
@@ -400,6 +400,13 @@ def output_key(name: str) -> str:
 CASE_INSENSITIVE_DISKS = sys.platform in ("darwin", "win32")
 
 
+def folds_case(folder: str | os.PathLike) -> bool:
+    """Whether ``folder``'s disk takes names differing only in letter case for one file: ``True``
+    where :data:`CASE_INSENSITIVE_DISKS` says so already, with nothing made there; elsewhere the
+    disk is asked (:func:`trufor_lab.common.files.folds_case`, a probe file made and removed)."""
+    return CASE_INSENSITIVE_DISKS or files.folds_case(folder)
+
+
 def clash_key(key: str, disk_folds_case: bool = False) -> str:
     """What two output keys (:func:`output_key`) must not share: the key itself, and where disks
     are case-insensitive (:data:`CASE_INSENSITIVE_DISKS`) its letter case folded and its Unicode
@@ -514,7 +521,7 @@ def expand_inputs(
     except ValueError:  # different drives: no common root
         root = as_given = None
     seen: set[Path] = set()
-    folding = len(found) > 1 and output is not None and not CASE_INSENSITIVE_DISKS and folds_case(output)
+    folding = len(found) > 1 and output is not None and folds_case(output)
     named: dict[str, tuple[str, Path, str]] = {}  # clash key -> (name, file, output key)
     clashes: dict[str, list[tuple[Path, str]]] = {}
     for f in found:

@@ -145,22 +145,37 @@ def _model_attention(model: nn.Module) -> str:
     return "plain" if plain else "sdpa"
 
 
-#: Attribute of a model that holds its ``torch.compile``d encoder, with the ``id`` of the model
-#: it was compiled for. Kept on the model itself (in its ``__dict__``, so not registered as a
-#: submodule nor saved in its state dict): the pair is freed together with the model. (A
-#: WeakKeyDictionary whose value, the compiled module, holds its key never let a compiled model go.)
+#: Attribute of a model that holds its ``torch.compile``d encoder (:class:`_CompiledEncoder`). Kept
+#: on the model itself (in its ``__dict__``, so not registered as a submodule nor saved in its
+#: state dict): the pair is freed together with the model. (A WeakKeyDictionary whose value, the
+#: compiled module, holds its key never let a compiled model go.)
 _COMPILED_ATTR = "_trufor_lab_compiled"
+
+
+class _CompiledEncoder:
+    """A model's compiled encoder and the ``id`` of the model it was compiled for. Bound to that
+    model (its weights, its device), so never copied with it: ``copy.deepcopy`` of the model
+    leaves the copy none (it compiles its own; a copy of the compiled function ran the original's
+    weights, and kept the original model alive as long as the copy lived)."""
+
+    __slots__ = ("fn", "owner")
+
+    def __init__(self, owner: int, fn: Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]) -> None:
+        self.owner, self.fn = owner, fn
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
 
 
 def _compiled(model: TruFor) -> Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]:
     """``torch.compile`` of the model's encoder (``forward_features``), cached on the model: the
     compiled part runs in the same contexts (layout, autocast, float32 parts) as the eager one.
-    A copy (``copy.deepcopy``, which copies a function as itself) compiles its own: the cached
-    one is bound to the original model (its weights, its device)."""
+    A copy compiles its own (:class:`_CompiledEncoder`; ``copy.copy``, which shares the entry,
+    by its ``id``)."""
     held = model.__dict__.get(_COMPILED_ATTR)
-    if held is None or held[0] != id(model):
-        held = model.__dict__[_COMPILED_ATTR] = (id(model), torch.compile(model.forward_features))
-    return held[1]
+    if not isinstance(held, _CompiledEncoder) or held.owner != id(model):
+        held = model.__dict__[_COMPILED_ATTR] = _CompiledEncoder(id(model), torch.compile(model.forward_features))
+    return held.fn
 
 
 def plain_peak_bytes(
