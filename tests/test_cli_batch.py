@@ -468,7 +468,7 @@ def test_a_forward_that_takes_minutes_is_said_before_it_starts(
         assert "memory-lean" not in before[-1] + capsys.readouterr().err
     monkeypatch.setattr(cli_analyze, "SLOW_ON_CPU_PIXELS", 56 * 48 - 1)
     assert main(cmd) == 0
-    assert f"{img}: 56x48, 0 MP: several minutes on a CPU\n" in before[-1], before
+    assert f"{img}: 56x48, 0.0 MP: several minutes on a CPU\n" in before[-1], before
     monkeypatch.setattr(cli_analyze, "SLOW_ON_CPU_PIXELS", 56 * 48)
     assert main(cmd) == 0
     assert "several minutes" not in before[-1] + capsys.readouterr().err

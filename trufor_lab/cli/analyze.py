@@ -83,7 +83,7 @@ def _slow_forward(model: Any, path: Path) -> str | None:
     cpu = model_device(model).type == "cpu"
     if not lean and not (cpu and w * h > SLOW_ON_CPU_PIXELS):
         return None
-    how = "memory-lean forward" if lean else f"{w * h / 1e6:.0f} MP"
+    how = "memory-lean forward" if lean else f"{w * h / 1e6:.1f} MP"
     return f"{path}: {w}x{h}, {how}" + (": several minutes on a CPU" if cpu else "")
 
 
