@@ -1215,6 +1215,13 @@ def test_every_device_option_lists_the_names_the_device_check_takes(tmp_path, wi
         resolve_device("banana")
     img = _img(tmp_path / "a.png")
     assert main(["analyze", str(img), "-o", str(tmp_path / "o"), "-q", "--device", "auto"]) == 0
+    # a name PyTorch knows but this toolkit does not run on: 'meta' loaded a model of no values, said
+    # 'Weights changed in memory after loading', then failed every image with a PyTorch error
+    capsys.readouterr()
+    assert main(["analyze", str(img), "-o", str(tmp_path / "m"), "-q", "--device", "meta"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "error: device 'meta': trufor_lab runs on 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'", line
+    assert not (tmp_path / "m").exists()
 
 
 def test_every_subcommand_help_has_a_description():

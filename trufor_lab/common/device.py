@@ -47,6 +47,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             raise ValueError(f"device {str(device)!r}: this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})")
     elif d.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"device {str(device)!r}: Apple's MPS backend is not available here; use 'cpu'")
+    elif d.type not in ("cpu", "cuda", "mps"):  # 'meta' loaded a model of no values, then failed per image
+        raise ValueError(f"device {str(device)!r}: trufor_lab runs on {device_names()}")
     return d
 
 
