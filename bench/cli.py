@@ -58,6 +58,13 @@ from typing import Any, Sequence
 
 from bench.case import REPO, image_size, inference_modes, run_case, shared_dir
 
+#: ``--help``'s description, for ``python -m bench`` and ``trufor-lab bench`` alike.
+DESCRIPTION = (
+    "Time the official-algorithm baseline against the exact and fast inference modes (speed, peak memory, "
+    "deviation from exact), with the recipe MiT-B2 weights (or the demo model), one subprocess per case; see "
+    "bench/README.md."
+)
+
 MODES = ("baseline", "exact", "fast", "fast32", "fast-bf16")
 RESULT_TAG = "BENCH_RESULT "
 GiB = 1 << 30
@@ -382,7 +389,7 @@ def _whole_number(least: int) -> Any:
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="0.25,1,3", help="image sizes in megapixels, comma-separated")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     p.add_argument(
         "--repeat",
@@ -476,11 +483,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: Any) -> None:
     """``trufor-lab bench`` (when the repository root is importable)."""
-    add_arguments(subparsers.add_parser("bench", help="time the official baseline vs exact vs fast inference"))
+    add_arguments(
+        subparsers.add_parser(
+            "bench", help="time the official baseline vs exact vs fast inference", description=DESCRIPTION
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = add_arguments(
-        argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ).parse_args(argv)
+    args = add_arguments(argparse.ArgumentParser(prog="python -m bench", description=DESCRIPTION)).parse_args(argv)
     return args.func(args)

@@ -385,9 +385,36 @@ def test_a_folder_run_takes_downloads_named_oddly_and_counts_the_files_left_out(
         assert main(["analyze", str(src), "-o", str(out), "-q"]) == 0
         assert sorted(p.name for p in out.iterdir()) == ["download.npz", "tweet.jpg_large.npz"]
         said = capsys.readouterr().out.strip().splitlines()[-1]
-        assert said == f"{counts} skipped (output exists), 0 failed; 1 other file left out: not recognised as images", (
-            said
-        )
+        assert said == (
+            f"{counts} skipped (output exists), 0 failed; 1 other file left out (notes.txt): not recognised as images"
+        ), said
+
+
+def test_the_files_left_out_of_a_folder_are_named(tmp_path, with_weights, capsys):
+    """'3 other files left out: not recognised as images' named none of them: the user had to
+    hunt for them. The first two are named (escaped: a name may hold a terminal escape), the
+    rest counted."""
+    src = tmp_path / "in"
+    _img(src / "a.png")
+    (src / "notes.txt").write_text("where these came from")
+    out = tmp_path / "out"
+    assert main(["analyze", str(src), "-o", str(out), "-q"]) == 0
+    said = capsys.readouterr().out.strip().splitlines()[-1]
+    assert said.endswith("; 1 other file left out (notes.txt): not recognised as images"), said
+    (src / "data.csv").write_text("1,2")
+    (src / "sub").mkdir()
+    (src / "sub" / "z\x1b[2Jlog.txt").write_text("escape in the name")
+    assert main(["analyze", str(src), "-o", str(out), "-q"]) == 0
+    said = capsys.readouterr().out.strip().splitlines()[-1]
+    assert said == (
+        "0 analyzed, 1 skipped (output exists), 0 failed; "
+        "3 other files left out (data.csv, notes.txt, and 1 more): not recognised as images"
+    ), said
+    (src / "data.csv").unlink()
+    (src / "notes.txt").unlink()
+    assert main(["analyze", str(src), "-o", str(out), "-q"]) == 0
+    said = capsys.readouterr().out.strip().splitlines()[-1]
+    assert said.endswith("; 1 other file left out (z\\x1b[2Jlog.txt): not recognised as images"), said
 
 
 def test_an_existing_npz_that_is_not_an_output_is_not_overwritten(tmp_path, with_weights, capsys):
@@ -1112,3 +1139,93 @@ def test_names_in_eval_notes_and_the_weights_banner_reach_the_terminal_escaped(t
     assert "w\\x1b]0;pwned\\x07.pt" in cap2.err, cap2.err
     for text in (cap.err, cap.out, cap2.err, cap2.out):
         assert "\x1b" not in text and "\x07" not in text and "\r" not in text, text
+
+
+def test_a_bad_checkpoint_named_by_trufor_weights_says_where_it_was_named(tmp_path, monkeypatch, recipe_ckpt, capsys):
+    """A bad file set in $TRUFOR_WEIGHTS was named by its path alone ('mine.pth: a text file, not a
+    PyTorch checkpoint'): a user who had set the variable and forgot could not tell why that file
+    was read. The line says the variable named it; a file given with --weights says nothing of it;
+    the banner of a usable file the variable named says so too."""
+    img = _img(tmp_path / "a.png")
+    bad = tmp_path / "mine.pth"
+    bad.write_text("not a checkpoint")
+    reason = "a text file, not a PyTorch checkpoint (a download that returned a web page?)"
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(bad))
+    for argv in (
+        ["analyze", str(img), "-o", str(tmp_path / "o")],
+        ["report", str(img), "-o", str(tmp_path / "r.html")],
+    ):
+        assert main([*argv, "-q"]) == 2, argv
+        assert capsys.readouterr().err.splitlines() == [f"error: {bad} (named by $TRUFOR_WEIGHTS): {reason}"], argv
+    import trufor_lab as tl
+    from trufor_lab.model import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"\(named by \$TRUFOR_WEIGHTS\): a text file"):
+        tl.load(device="cpu")
+    monkeypatch.delenv("TRUFOR_WEIGHTS")
+    assert main(["analyze", str(img), "-o", str(tmp_path / "o"), "-q", "--weights", str(bad)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {bad}: {reason}"]
+
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(recipe_ckpt))  # usable, unverified: the banner names its origin
+    assert main(["analyze", str(img), "-o", str(tmp_path / "ok"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "(trufor_recipe.pth.tar, sha256 " in err and ") named by $TRUFOR_WEIGHTS: not verified as the official" in err
+    )
+    assert main(["analyze", str(img), "-o", str(tmp_path / "ok"), "-q"]) == 0  # reused: the caveat says it too
+    assert "made with custom weights (trufor_recipe.pth.tar) named by $TRUFOR_WEIGHTS: " in capsys.readouterr().err
+    monkeypatch.delenv("TRUFOR_WEIGHTS")
+    assert main(["analyze", str(img), "-o", str(tmp_path / "ok2"), "-q", "--weights", str(recipe_ckpt)]) == 0
+    err = capsys.readouterr().err
+    assert "(trufor_recipe.pth.tar, sha256 " in err and "TRUFOR_WEIGHTS" not in err.replace(
+        "$TRUFOR_WEIGHTS may name", ""
+    )
+
+
+def _subcommands() -> dict:
+    from trufor_lab.cli import build_parser
+
+    subs = build_parser()._subparsers._group_actions[0].choices
+    assert "bench" in subs  # the checkout's own subcommand is checked too
+    return subs
+
+
+def test_every_device_option_lists_the_names_the_device_check_takes(tmp_path, with_weights, capsys):
+    """--device's help varied by command ('cpu, cuda, cuda:1 ...', 'cpu or cuda', 'cpu, cuda or
+    cuda:N') and named neither 'auto' nor 'mps', which the error of a wrong name suggests. Every
+    command that checks the name with resolve_device says the same list, from one helper, and each
+    name in it is one the check takes (refused only for want of the hardware here)."""
+    from trufor_lab.cli.messages import device_help
+    from trufor_lab.common.device import DEVICE_NAMES, resolve_device
+
+    helps = {
+        name: next(a.help for a in p._actions if "--device" in a.option_strings)
+        for name, p in _subcommands().items()
+        if name != "bench" and any("--device" in a.option_strings for a in p._actions)
+    }
+    assert set(helps) == {"analyze", "eval", "report", "distributed-analyze", "train", "casebook"}, helps
+    listed = "cpu, cuda, cuda:N, mps or auto (default: auto, a CUDA GPU when there is one, else the CPU"
+    assert all(h.startswith(device_help()[:-1]) and h.startswith(listed) for h in helps.values()), helps
+    for name in DEVICE_NAMES:
+        try:
+            resolve_device(name.replace(":N", ":0"))
+        except ValueError as e:
+            assert "not a device name" not in str(e), e  # a name it knows, not usable on this machine
+    with pytest.raises(ValueError, match="use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"):
+        resolve_device("banana")
+    img = _img(tmp_path / "a.png")
+    assert main(["analyze", str(img), "-o", str(tmp_path / "o"), "-q", "--device", "auto"]) == 0
+    # a name PyTorch knows but this toolkit does not run on: 'meta' loaded a model of no values, said
+    # 'Weights changed in memory after loading', then failed every image with a PyTorch error
+    capsys.readouterr()
+    assert main(["analyze", str(img), "-o", str(tmp_path / "m"), "-q", "--device", "meta"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "error: device 'meta': trufor_lab runs on 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'", line
+    assert not (tmp_path / "m").exists()
+
+
+def test_every_subcommand_help_has_a_description():
+    """`trufor-lab report --help` and `trufor-lab bench --help` (and distributed-analyze, train)
+    printed usage and options with no line saying what the command does."""
+    missing = [name for name, p in _subcommands().items() if not (p.description or "").strip()]
+    assert missing == []

@@ -471,7 +471,7 @@ def test_an_output_blocked_by_a_file_is_refused_before_the_analysis(tmp_path, ta
         f"error: {out / 'sub' / 'im.png.npz'}: cannot write output ({out / 'sub'} is a file, not a folder)" in cap.err
     )
     assert "not overwritten (--overwrite to replace)" in cap.err
-    assert cap.out.strip().endswith("; 1 other file left out: not recognised as images"), cap.out
+    assert cap.out.strip().endswith("; 1 other file left out (notes.txt): not recognised as images"), cap.out
     assert "0 analyzed, 0 skipped (output exists), 2 failed" in cap.out
 
 

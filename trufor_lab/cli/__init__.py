@@ -1,6 +1,7 @@
 """``trufor-lab``: a thin command line over the same functions a notebook calls.
 
-    trufor-lab analyze INPUT... -o OUT [--weights CKPT] [--device cpu|cuda] [--precision float32|float64]
+    trufor-lab analyze INPUT... -o OUT [--weights CKPT] [--device cpu|cuda|cuda:N|mps|auto]
+                       [--precision float32|float64]
     trufor-lab weights info | download | install TruFor_weights.zip
     trufor-lab eval | report | distributed-analyze | train | notebooks | casebook | bench ...
 

@@ -16,7 +16,7 @@ from trufor_lab.common.paths import OutputPathError, expand_inputs, output_path
 from trufor_lab.common.device import model_device, resolve_device
 from trufor_lab.common.image_files import open_unwarned, stored_size
 from trufor_lab.inference.analyze import analyze, takes_lean
-from trufor_lab.inference.load import is_full_model, load, model_notice
+from trufor_lab.inference.load import is_full_model, load
 from trufor_lab.inference.preprocess import ImageError
 from trufor_lab.inference.result import NonFiniteOutput
 from trufor_lab.inference.stored import (
@@ -28,7 +28,17 @@ from trufor_lab.inference.stored import (
 )
 from trufor_lab.inference.weights import WeightsError, select, sha256_of, weights_sha256
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, left_out_words, note, printable, weights_note
+from trufor_lab.cli.messages import (
+    PRECISION_HELP,
+    WEIGHTS_HELP,
+    device_help,
+    error,
+    left_out_words,
+    model_note,
+    note,
+    printable,
+    weights_note,
+)
 
 
 def _outputs(pairs: list[tuple[Path, str]], output: str) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -160,9 +170,7 @@ def run(args: argparse.Namespace) -> int:
         except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
             error(e)
             return 2
-        notice = model_notice(model)
-        if notice:
-            note(notice)
+        model_note(model, args.weights)
         needs = output_arrays(is_full_model(model), args.save_noiseprint)
     bar = tqdm(todo, desc="analyze", unit="img", disable=args.quiet or None, file=sys.stderr)
     before = done + skipped + failed  # each image of todo adds one to one of these, once its output is settled
@@ -249,7 +257,7 @@ def register(sub: Any) -> None:
     a.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     a.add_argument("-o", "--output", required=True, help="output folder, or a .npz file for a single input")
     a.add_argument("--weights", default=None, help=WEIGHTS_HELP)
-    a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    a.add_argument("--device", default=None, help=device_help())
     a.add_argument("--precision", default="float32", choices=["float32", "float64"], help=PRECISION_HELP)
     a.add_argument(
         "--no-demo",

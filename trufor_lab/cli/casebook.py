@@ -33,7 +33,7 @@ from trufor_lab.casebook.app import WEBSOCKET_LIMIT, app_notebook
 from trufor_lab.inference.load import load
 from trufor_lab.inference.weights import WeightsError, select
 from trufor_lab.model import CheckpointError
-from trufor_lab.cli.messages import WEIGHTS_HELP
+from trufor_lab.cli.messages import WEIGHTS_HELP, device_help
 
 #: The package's parent folder: the app's kernel imports the same trufor_lab as this command.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
@@ -210,7 +210,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
     p.add_argument("--no-browser", dest="browser", action="store_false", help="do not open a browser")
     p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA when available)")
+    p.add_argument("--device", default=None, help=device_help())
     p.add_argument("-v", "--verbose", action="store_true", help="show Voila's own log (hidden by default)")
     p.add_argument(
         "-q", "--quiet", action="store_true", help=argparse.SUPPRESS

@@ -16,6 +16,7 @@ from trufor_lab.cli.messages import (
     left_out_words,
     PRECISION_HELP,
     WEIGHTS_HELP,
+    device_help,
     error,
     note,
     output_folder_problem,
@@ -26,6 +27,13 @@ from trufor_lab.cli.messages import (
 )
 from trufor_lab.inference.distributed import SUMMARY_FILE, distributed_analyze
 from trufor_lab.lab.datasets import DatasetError, load_dataset
+
+#: ``--help``'s description (the first line of this module's docstring stops mid-sentence).
+DESCRIPTION = (
+    "Analyze images (files, folders, globs, or a benchmark's list) on every rank of torch.distributed, each "
+    "writing its share of the npz outputs (resumable); launch with torchrun --nproc_per_node N --no-python "
+    "trufor-lab distributed-analyze INPUT -o OUT."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -42,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--list-dir", default=None, help="folder holding a benchmark's official list files (default: --root)"
     )
     p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
-    p.add_argument("--device", default=None, help="cpu or cuda (each rank takes cuda:LOCAL_RANK)")
+    p.add_argument(
+        "--device", default=None, help=device_help("; cuda and auto give each rank its own GPU, cuda:LOCAL_RANK")
+    )
     p.add_argument("--precision", default="float32", choices=["float32", "float64"], help=PRECISION_HELP)
     p.add_argument(
         "--mode",
@@ -162,14 +172,16 @@ def register(subparsers: Any) -> None:
     """Add ``trufor-lab distributed-analyze``."""
     add_arguments(
         subparsers.add_parser(
-            "distributed-analyze", help="analyze a folder/dataset with torch.distributed (launch with torchrun)"
+            "distributed-analyze",
+            help="analyze a folder/dataset with torch.distributed (launch with torchrun)",
+            description=DESCRIPTION,
         )
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m trufor_lab.cli.distributed`` / ``torchrun -m trufor_lab.cli.distributed``."""
-    p = add_arguments(argparse.ArgumentParser(prog="trufor_lab.cli.distributed", description=__doc__.splitlines()[0]))
+    p = add_arguments(argparse.ArgumentParser(prog="trufor_lab.cli.distributed", description=DESCRIPTION))
     return run_command(p.parse_args(argv))
 
 

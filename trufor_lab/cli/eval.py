@@ -32,7 +32,9 @@ from trufor_lab.cli.masks import add_mask_options, check_threshold, folder_from_
 from trufor_lab.cli.messages import (
     PRECISION_HELP,
     WEIGHTS_HELP,
+    device_help,
     error,
+    model_note,
     note,
     output_folder_problem,
     printable,
@@ -98,9 +100,7 @@ class _LazyModel:
                     "evaluation needs a TruFor checkpoint (only Noiseprint++ found): "
                     f"{model_notice(model) or 'no localization map, no score'}"
                 )
-            notice = model_notice(model)
-            if notice:
-                note(notice)
+            model_note(model, self.args.weights)
             self.model = model
         return analyze(self.model, image)
 
@@ -294,7 +294,7 @@ def register(subparsers: Any) -> None:
         help="trufor (default) or a classic detector of trufor_lab.lab.classic",
     )
     e.add_argument("--weights", default=None, help=WEIGHTS_HELP)
-    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    e.add_argument("--device", default=None, help=device_help())
     e.add_argument("--precision", default="float32", choices=["float32", "float64"], help=PRECISION_HELP)
     e.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

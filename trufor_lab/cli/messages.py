@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from trufor_lab.common.device import DEVICE_NAMES
 from trufor_lab.common.errors import escaped
 from trufor_lab.common.files import unwritable_reason
-from trufor_lab.inference.load import selected_info, untrained_words
+from trufor_lab.inference.load import model_notice, selected_info, untrained_words
 from trufor_lab.inference.preprocess import ImageError
-from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, WeightsInfo, describe, select
+from trufor_lab.inference.weights import HOW_TO_GET, WeightsError, WeightsInfo, describe, named_by, select
 from trufor_lab.lab.datasets import DatasetError
 from trufor_lab.model import CheckpointError
 
@@ -25,6 +26,16 @@ WEIGHTS_HELP = (
     "TruFor checkpoint (default: $TRUFOR_WEIGHTS, then trufor.pth.tar in the per-user cache, then in the "
     "shipped weights/ folder, then the demo model; `trufor-lab weights info` shows where)"
 )
+
+
+def device_help(extra: str = "") -> str:
+    """The help of every ``--device``: the names :func:`~trufor_lab.common.device.resolve_device`
+    takes (:data:`~trufor_lab.common.device.DEVICE_NAMES`, which its error lists too); ``extra``
+    ends the sentence on the default (``'; ...'``)."""
+    names = f"{', '.join(DEVICE_NAMES[:-1])} or {DEVICE_NAMES[-1]}"
+    return f"{names} (default: auto, a CUDA GPU when there is one, else the CPU{extra})"
+
+
 PRECISION_HELP = "float32 (the default) or float64 (agrees with the official code's float64 outputs to 1e-6)"
 
 
@@ -49,13 +60,18 @@ def printable(text: object) -> str:
 
 def left_out_words(others: list[Path], output: str) -> str:
     """The summary's words for the files in the input folders not recognised as images ('' for
-    none), so that none is left out unsaid; the outputs' own (``.npz`` under ``output``) not counted."""
+    none), so that none is left out unsaid, naming the first two (escaped: a name may hold a
+    terminal escape); the outputs' own (``.npz`` under ``output``) not counted."""
     out = os.path.realpath(output)
-    real = {os.path.realpath(f) for f in others}
-    n = sum(1 for r in real if not (r.lower().endswith(".npz") and Path(r).is_relative_to(out)))
-    if not n:
+    real: dict[str, Path] = {}
+    for f in others:  # each file once (two links to one file are one file), by the name it was found under
+        real.setdefault(os.path.realpath(f), Path(f))
+    left = sorted(str(f) for r, f in real.items() if not (r.lower().endswith(".npz") and Path(r).is_relative_to(out)))
+    if not left:
         return ""
-    return f"; {n} other file{'s' * (n > 1)} left out: not recognised as images"
+    names = [printable(Path(f).name) for f in left[:2]] + ([f"and {len(left) - 2} more"] if len(left) > 2 else [])
+    n = len(left)
+    return f"; {n} other file{'s' * (n > 1)} left out ({', '.join(names)}): not recognised as images"
 
 
 #: The project's own errors: one line, ``<name>: <reason>``, written whole (a name may hold a newline).
@@ -114,7 +130,16 @@ def weights_note(weights: str | None, demo: bool = True) -> None:
     info = _selected(weights, demo)
     if info is not None and (info.kind == "demo" or not info.verified):  # heads never trained: as the banner says
         named = f"{Path(info.path).name}{untrained_words(info)}"
-        note(f"these results were made with {info.kind} weights ({named}): {info.note or HOW_TO_GET}")
+        by = f" named by {named_by(weights)}" if named_by(weights) else ""
+        note(f"these results were made with {info.kind} weights ({named}){by}: {info.note or HOW_TO_GET}")
+
+
+def model_note(model: Any, weights: str | None) -> None:
+    """The banner of a model loaded for ``--weights`` (:func:`model_notice`), as a note; a file
+    that ``$TRUFOR_WEIGHTS`` named is said so (a user who set it and forgot saw only its name)."""
+    notice = model_notice(model, named_by(weights))
+    if notice:
+        note(notice)
 
 
 @contextlib.contextmanager

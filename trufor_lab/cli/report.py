@@ -14,18 +14,24 @@ from trufor_lab.common.files import blocking_file, unwritable_reason
 from trufor_lab.common.paths import IMAGE_EXTENSIONS, display_name
 from trufor_lab.forensics.provenance import read_provenance
 from trufor_lab.inference.analyze import analyze
-from trufor_lab.inference.load import load, model_notice
+from trufor_lab.inference.load import load
 from trufor_lab.inference.preprocess import ImageError, load_image
 from trufor_lab.inference import weights as W
 from trufor_lab.inference.weights import WeightsError
 from trufor_lab.model import CheckpointError
 from trufor_lab.model.trufor import MIN_TRUFOR_SIDE
-from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, error, first_line, note, printable
+from trufor_lab.cli.messages import PRECISION_HELP, WEIGHTS_HELP, device_help, error, first_line, model_note, printable
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """``trufor-lab report IMAGE -o report.html [--weights] [--compare] [--device] [--pdf]``."""
-    r = subparsers.add_parser("report", help="write one self-contained HTML report for an image")
+    r = subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML report for an image",
+        description="Analyze one image and write a self-contained HTML report (no scripts, no external assets): "
+        "the map, where it is flagged and how confident, in words gated by the confidence map and the weights; "
+        "-o report.pdf (or --pdf) writes a PDF too.",
+    )
     r.add_argument("image", metavar="IMAGE", help="the image to analyze")
     r.add_argument(
         "-o",
@@ -41,7 +47,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="OTHER",
         help="another version of the same picture (e.g. the earlier post) to compare with",
     )
-    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    r.add_argument("--device", default=None, help=device_help())
     r.add_argument("--precision", default="float32", choices=["float32", "float64"], help=PRECISION_HELP)
     r.add_argument(
         "--no-demo",
@@ -147,9 +153,7 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, WeightsError, ValueError, RuntimeError) as e:
         error(e)
         return 2
-    notice = model_notice(model)
-    if notice:
-        note(notice)
+    model_note(model, args.weights)
     try:
         # the pictures read above, not decoded again (a 12 MP photo takes a while to decode)
         result = analyze(model, loaded[0], name=display_name(args.image), exif_transpose=True)

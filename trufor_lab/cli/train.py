@@ -11,7 +11,7 @@ import sys
 from typing import Any, Sequence
 
 from trufor_lab.cli.masks import add_mask_options, folder_from_args
-from trufor_lab.cli.messages import error, output_folder_problem, run_command
+from trufor_lab.cli.messages import device_help, error, output_folder_problem, run_command
 from trufor_lab.lab.datasets import Dataset, DatasetError
 from trufor_lab.model import MIT_B0, MIT_B2, CheckpointError
 from trufor_lab.training.loop import NAN_ADVICE, PHASES, TrainConfig, train, train_phases
@@ -122,7 +122,11 @@ def _run(args: Any) -> int:
 def register(subparsers: Any) -> None:
     """Add ``train`` to the ``trufor-lab`` subcommands."""
     t = subparsers.add_parser(
-        "train", help="train TruFor (a phase, or all three) on synthetic forgeries or your own with masks"
+        "train",
+        help="train TruFor (a phase, or all three) on synthetic forgeries or your own with masks",
+        description="Train the paper's phases (localization, confidence, detection; Noiseprint++ frozen) on "
+        "forgeries made on the fly from the built-in or your own pristine pictures, or on your own forgeries "
+        "with --masks; Ctrl-C saves the step in progress and a rerun resumes.",
     )
     t.add_argument(
         "--phase",
@@ -162,7 +166,7 @@ def register(subparsers: Any) -> None:
     t.add_argument(
         "--precompute", type=int, default=0, help="precompute Noiseprint++ for N examples (default 0: all on the fly)"
     )
-    t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
+    t.add_argument("--device", default=None, help=device_help())
     t.add_argument("--seed", type=int, default=0, help="seed of the examples and the initial weights (default 0)")
     t.add_argument(
         "--restart",

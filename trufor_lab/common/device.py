@@ -16,6 +16,17 @@ def model_device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
+#: The device names :func:`resolve_device` takes, as the help of every ``--device`` and its own
+#: error list them (``cuda:N``: the GPU of that index).
+DEVICE_NAMES = ("cpu", "cuda", "cuda:N", "mps", "auto")
+
+
+def device_names() -> str:
+    """:data:`DEVICE_NAMES` as a sentence lists them: ``'cpu', 'cuda', ... or 'auto'``."""
+    quoted = [f"'{n}'" for n in DEVICE_NAMES]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None``/``'auto'`` -> CUDA when available, else CPU; any other name as given, refused in
     one line (``ValueError``) when PyTorch cannot use it here, before a model or image is read."""
@@ -24,9 +35,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         d = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device {str(device)!r} is not a device name (use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto')"
-        ) from None
+        raise ValueError(f"device {str(device)!r} is not a device name (use {device_names()})") from None
     if d.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -38,6 +47,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             raise ValueError(f"device {str(device)!r}: this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})")
     elif d.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"device {str(device)!r}: Apple's MPS backend is not available here; use 'cpu'")
+    elif d.type not in ("cpu", "cuda", "mps"):  # 'meta' loaded a model of no values, then failed per image
+        raise ValueError(f"device {str(device)!r}: trufor_lab runs on {device_names()}")
     return d
 
 

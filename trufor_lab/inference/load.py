@@ -271,7 +271,23 @@ def load(
     path, kind = W.select(weights, fallback=fallback, demo=demo)
     if kind == "noiseprint":
         return load_noiseprint(path, device=device, precision=precision)
-    return load_trufor(path, device=device, precision=precision, kind=kind)
+    try:
+        return load_trufor(path, device=device, precision=precision, kind=kind)
+    except CheckpointError as e:
+        by = W.named_by(weights)
+        if not by:
+            raise
+        raise CheckpointError(_named(e, path, by)) from None
+
+
+def _named(e: CheckpointError, path: Path, by: str) -> str:
+    """``e``'s words with where its file was named (``by``), after the file's name: a bad file
+    set in ``$TRUFOR_WEIGHTS`` and forgotten was named by its path alone."""
+    text = str(e.args[0]) if e.args else str(e)  # unescaped: the new error escapes it once
+    head = f"{path}:"
+    if text.startswith(head):
+        return f"{path} (named by {by}):{text[len(head) :]}"
+    return f"{text} ({path}, named by {by})"
 
 
 def untrained(
@@ -329,8 +345,10 @@ def _low(info: W.WeightsInfo | None) -> str:
     return f"; Noiseprint++ stored in {info.noiseprint_dtype}: its map differs from float32's"
 
 
-def model_notice(model: nn.Module) -> str | None:
-    """The one-line banner to show with this model's results, or ``None`` for official weights."""
+def model_notice(model: nn.Module, named_by: str = "") -> str | None:
+    """The one-line banner to show with this model's results, or ``None`` for official weights.
+    ``named_by``: what named its file (``'$TRUFOR_WEIGHTS'``, :func:`W.named_by`), said after the file's name."""
+    by = f" named by {named_by}" if named_by else ""
     info = getattr(model, "weights_info", None)
     if not is_full_model(model):
         unverified = (
@@ -362,13 +380,13 @@ def model_notice(model: nn.Module) -> str | None:
     if W.is_own_training(info):  # never the official file: no advice to install it as one
         return (
             f"TruFor weights trained or exported with trufor_lab ({Path(info.path).name}, sha256 "
-            f"{info.short_sha}{_low(info)}{untrained_words(info)}), not the official TruFor weights; for real "
+            f"{info.short_sha}{_low(info)}{untrained_words(info)}){by}, not the official TruFor weights; for real "
             "analyses " + W.HOW_TO_GET
         )
     if info.kind == "custom" or not info.verified:  # only a verified official file goes without a banner
         return (
             f"TruFor weights of unverified origin ({Path(info.path).name}, sha256 {info.short_sha}{_low(info)}"
-            f"{untrained_words(info)}): "
+            f"{untrained_words(info)}){by}: "
             f"not verified as the official TruFor weights; {W.HOW_TO_VERIFY}"
         )
     return None

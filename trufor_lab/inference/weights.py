@@ -206,6 +206,12 @@ def find_checkpoint(path: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+def named_by(weights: str | os.PathLike | None = None) -> str:
+    """``'$TRUFOR_WEIGHTS'`` when that variable names the checkpoint these arguments pick (none
+    named explicitly), else ``''``: a file a user set there and forgot is said with where it came from."""
+    return "$TRUFOR_WEIGHTS" if weights is None and os.environ.get("TRUFOR_WEIGHTS") else ""
+
+
 def find_demo() -> Path | None:
     """The embedded demo checkpoint, if this installation has one."""
     for d in search_dirs():
