@@ -1182,6 +1182,27 @@ def test_a_bad_checkpoint_named_by_trufor_weights_says_where_it_was_named(tmp_pa
     )
 
 
+def test_the_demo_model_named_by_trufor_weights_is_said_so(tmp_path, monkeypatch, capsys):
+    """$TRUFOR_WEIGHTS set to the demo model (the path `weights info` showed) and forgotten: after
+    the official checkpoint was installed, every run still said only 'Demo weights (...)', with
+    nothing telling why the demo model answered. The note of reused outputs said 'named by
+    $TRUFOR_WEIGHTS'; the banner of a fresh run now says it too (and not for --weights)."""
+    from trufor_lab.inference.weights import find_demo
+
+    img = _img(tmp_path / "a.png")
+    monkeypatch.setenv("TRUFOR_WEIGHTS", str(find_demo()))
+    assert main(["analyze", str(img), "-o", str(tmp_path / "o"), "-q"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "Demo weights" in ln]
+    assert line.startswith(
+        "note: Demo weights (small model trained by trufor_lab, not the official TruFor) named by "
+        "$TRUFOR_WEIGHTS; for real analyses "
+    ), line
+    monkeypatch.delenv("TRUFOR_WEIGHTS")
+    assert main(["analyze", str(img), "-o", str(tmp_path / "p"), "-q", "--weights", str(find_demo())]) == 0
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "Demo weights" in ln]
+    assert "named by" not in line, line
+
+
 def _subcommands() -> dict:
     from trufor_lab.cli import build_parser
 

@@ -374,7 +374,7 @@ def model_notice(model: nn.Module, named_by: str = "") -> str | None:
         )
     if info.kind == "demo":
         return (
-            "Demo weights (small model trained by trufor_lab, not the official TruFor); for real "
+            f"Demo weights (small model trained by trufor_lab, not the official TruFor){by}; for real "
             "analyses " + W.HOW_TO_GET
         )
     if W.is_own_training(info):  # never the official file: no advice to install it as one
