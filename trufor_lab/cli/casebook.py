@@ -1,6 +1,6 @@
 """``trufor-lab casebook``: the casebook as a small web app on this computer (Voila, sources hidden).
 
-    trufor-lab casebook [--port 8866] [--no-browser] [--weights CKPT] [--device cpu|cuda] [-v]
+    trufor-lab casebook [--port 8866] [--no-browser] [--weights CKPT] [--device cpu|cuda|cuda:N|mps|auto] [-v]
 
 Prints the address (Voila's own log only with ``-v``) and serves until interrupted (Ctrl-C, or the terminal closed, or a plain
 ``kill``: the server and its temporary files go in every case). The page has the upload button,
