@@ -277,7 +277,9 @@ def test_reused_outputs_of_a_model_with_untrained_heads_repeat_the_caveat_once(
     """A checkpoint whose record says its confidence and detection heads were never trained (a
     localization run exported): the first run said its score and confidence map mean nothing; a
     rerun reusing the outputs printed the same scores without that caveat."""
-    obj = torch.load(recipe_ckpt, weights_only=False)
+    from trufor_lab.model import read_checkpoint
+
+    obj = read_checkpoint(recipe_ckpt)  # the official container (a numpy scalar in it), read safely
     obj["meta"] = {"trained": ["localization"]}
     torch.save(obj, tmp_path / "loc_only.pt")
     monkeypatch.setenv("TRUFOR_WEIGHTS", str(tmp_path / "loc_only.pt"))
