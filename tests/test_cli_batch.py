@@ -22,17 +22,18 @@ def _img(path: Path, seed=0, size=48):
     return path
 
 
-def _another_run_writes(monkeypatch, out: Path, data: bytes) -> None:
-    """While this run analyses, another run writes ``data`` as its output ``out``."""
-    real = cli_analyze.analyze
+def _another_run_writes(monkeypatch, out: Path, data: bytes, module=cli_analyze, name: str = "analyze") -> None:
+    """While this run analyses (``module.name``: analyze's, eval's, distributed's predict), another
+    run writes ``data`` as its output ``out``."""
+    real = getattr(module, name)
 
-    def meanwhile(model, path):
-        result = real(model, path)
+    def meanwhile(*args, **kwargs):
+        result = real(*args, **kwargs)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data)
         return result
 
-    monkeypatch.setattr(cli_analyze, "analyze", meanwhile)
+    monkeypatch.setattr(module, name, meanwhile)
 
 
 def test_an_output_another_run_wrote_meanwhile_is_not_replaced(tmp_path, with_weights, monkeypatch, capsys):
@@ -147,30 +148,14 @@ def test_eval_and_distributed_never_replace_an_output_another_run_wrote_meanwhil
     assert main(["analyze", str(img), "-o", str(tmp_path / "first"), "-q", "--precision", "float64"]) == 0
     theirs = (tmp_path / "first" / "a.png.npz").read_bytes()
 
-    real = cli_eval.analyze
-
-    def eval_meanwhile(model, path):
-        result = real(model, path)
-        (tmp_path / "ev" / "set").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "ev" / "set" / "a.png.npz").write_bytes(theirs)
-        return result
-
-    monkeypatch.setattr(cli_eval, "analyze", eval_meanwhile)
+    _another_run_writes(monkeypatch, tmp_path / "ev" / "set" / "a.png.npz", theirs, cli_eval)
     assert main(["eval", "set", "--images", str(tmp_path / "in"), "-o", str(tmp_path / "ev"), "-q"]) == 1
     err = capsys.readouterr().err
     assert "written meanwhile by another process (existing output computed as exact float64" in err, err
     assert err.count("not replaced") == 1
     assert (tmp_path / "ev" / "set" / "a.png.npz").read_bytes() == theirs
 
-    real_predict = distributed.predict_result
-
-    def predict_meanwhile(model, path, mode):
-        result = real_predict(model, path, mode)
-        (tmp_path / "dist").mkdir(exist_ok=True)
-        (tmp_path / "dist" / "a.png.npz").write_bytes(theirs)
-        return result
-
-    monkeypatch.setattr(distributed, "predict_result", predict_meanwhile)
+    _another_run_writes(monkeypatch, tmp_path / "dist" / "a.png.npz", theirs, distributed, "predict_result")
     assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "dist"), "-q"]) == 1
     err = capsys.readouterr().err
     assert "written meanwhile by another process (existing output computed as exact float64" in err, err
@@ -192,15 +177,7 @@ def test_eval_and_distributed_count_an_output_another_run_wrote_alike_meanwhile_
     ev_cmd = ["eval", "set", "--images", str(tmp_path / "in"), "-q"]
     assert main([*ev_cmd, "-o", str(tmp_path / "first")]) == 0
     theirs = (tmp_path / "first" / "set" / "a.png.npz").read_bytes()
-    real = cli_eval.analyze
-
-    def eval_meanwhile(model, path):
-        result = real(model, path)
-        (tmp_path / "ev" / "set").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "ev" / "set" / "a.png.npz").write_bytes(theirs)
-        return result
-
-    monkeypatch.setattr(cli_eval, "analyze", eval_meanwhile)
+    _another_run_writes(monkeypatch, tmp_path / "ev" / "set" / "a.png.npz", theirs, cli_eval)
     capsys.readouterr()
     assert main([*ev_cmd, "-o", str(tmp_path / "ev")]) == 0
     cap = capsys.readouterr()
@@ -211,15 +188,7 @@ def test_eval_and_distributed_count_an_output_another_run_wrote_alike_meanwhile_
 
     assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "d1"), "-q"]) == 0
     theirs = (tmp_path / "d1" / "a.png.npz").read_bytes()
-    real_predict = distributed.predict_result
-
-    def predict_meanwhile(model, path, mode):
-        result = real_predict(model, path, mode)
-        (tmp_path / "dist").mkdir(exist_ok=True)
-        (tmp_path / "dist" / "a.png.npz").write_bytes(theirs)
-        return result
-
-    monkeypatch.setattr(distributed, "predict_result", predict_meanwhile)
+    _another_run_writes(monkeypatch, tmp_path / "dist" / "a.png.npz", theirs, distributed, "predict_result")
     capsys.readouterr()
     assert main(["distributed-analyze", str(img), "-o", str(tmp_path / "dist"), "-q"]) == 0
     cap = capsys.readouterr()
