@@ -858,8 +858,13 @@ def test_a_16_bit_mask_reads_faint_levels_as_the_official_reading_does_and_a_lev
     assert read.sum() == 20 * 20 + 20
     Image.fromarray((b > 0).astype(np.uint16)).save(tmp_path / "m16_01.png")  # a 0/1 mask saved 16-bit
     assert np.array_equal(read_mask(tmp_path / "m16_01.png"), b > 0)  # read as 0/1, not all pristine
-    with pytest.raises(DatasetError, match=r"m16_01\.png: its two levels \(0 and 1\) both read as pristine"):
+    with pytest.raises(DatasetError, match=r"m16_01\.png: its two levels \(0 and 1\) both read as pristine") as e:
         read_mask(tmp_path / "m16_01.png", MaskConvention(threshold=127))
+    assert "16-bit" not in str(e.value)  # levels at most 255 are read as they are: quoted as stored
+    # a 0/300 file: its levels were quoted as '0 and 2' with no word that they are on the 8-bit scale
+    Image.fromarray((b > 0).astype(np.uint16) * 300).save(tmp_path / "m16_300.png")
+    with pytest.raises(DatasetError, match=r"its two levels \(0 and 2\) .* level v read as ceil\(v / 257\)\)$"):
+        read_mask(tmp_path / "m16_300.png", MaskConvention(threshold=127))
 
 
 def test_two_level_masks_are_binary_whatever_their_levels(tmp_path):

@@ -526,7 +526,7 @@ def _utc_offset(s: str | None) -> timedelta | None:
     """An EXIF OffsetTime ("+02:00", "-05:30"; "+0900" as some devices write it, without the
     colon) as a time difference; ``None`` when absent or malformed."""
     m = re.fullmatch(r"\s*([+-])(\d{2}):?(\d{2})\s*", s or "")
-    if not m or int(m[2]) > 14 or int(m[3]) >= 60:
+    if not m or int(m[3]) >= 60 or int(m[2]) * 60 + int(m[3]) > 14 * 60:
         return None
     d = timedelta(hours=int(m[2]), minutes=int(m[3]))
     return d if m[1] == "+" else -d

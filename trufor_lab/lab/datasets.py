@@ -349,10 +349,13 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
             if im.mode.startswith("F"):
                 raise DatasetError(f"{path}: a float mask (mode {im.mode}); save it as 8-bit black and white")
             mode = "RGB" if convention.needs_rgb else "L"
+            scaled = False  # 16-bit levels read on the 8-bit scale: an error's levels are those
             if im.mode.startswith(
                 "I"
             ):  # 16-bit (or 32-bit) grey: 0/65535 as 0/255, 8-bit values stored wide as they are
-                pixels = _wide_mask_pixels(np.asarray(im), path)
+                wide = np.asarray(im)
+                scaled = wide.size > 0 and int(wide.max()) > 255
+                pixels = _wide_mask_pixels(wide, path)
                 if mode == "RGB":
                     pixels = np.repeat(pixels[..., None], 3, axis=2)
             else:
@@ -377,7 +380,14 @@ def read_mask(path: PathLike, convention: MaskConvention = MaskConvention()) -> 
         raise DatasetError(f"{path}: unreadable mask ({_one_line(exc) or type(exc).__name__})") from exc
     if lossy:
         convention.check_lossy(pixels, path, lossy)
-    return convention.apply(pixels, path)
+    try:
+        return convention.apply(pixels, path)
+    except DatasetError as e:
+        if not scaled:
+            raise
+        raise DatasetError(  # its levels quoted as '0 and 2' for a file holding 0 and 300
+            f"{e} (a 16-bit mask: levels above and the threshold are on the 8-bit scale, level v read as ceil(v / 257))"
+        ) from None
 
 
 def _wide_mask_pixels(a: np.ndarray, path: Path) -> np.ndarray:
